@@ -1,6 +1,30 @@
 #include <cstdio>
+#include <exception>
+
+#include "cli/commands.h"
+
+namespace dsv4::cli {
+namespace {
+int g_exit_code = 0;
+}  // namespace
+void set_exit_code(int code) { g_exit_code = code; }
+}  // namespace dsv4::cli
 
 int main(int argc, char** argv) {
-  std::fprintf(stderr, "dsv4: no commands yet\n");
-  return 1;
+  CLI::App app{"dsv4: DeepSeek V4 Flash inference engine"};
+  app.require_subcommand(1);
+  dsv4::cli::register_gen_model(app);
+  dsv4::cli::register_inspect(app);
+  dsv4::cli::register_logits(app);
+  dsv4::cli::register_tokenize(app);
+  dsv4::cli::register_render(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "dsv4: %s\n", e.what());
+    return 1;
+  }
+  return dsv4::cli::g_exit_code;
 }

@@ -1,0 +1,19 @@
+// Each `dsv4 <command>` lives in its own file and registers itself on the CLI11 app.
+// Commands talk to engine/, chat/ and tokenizer/ only; they never touch tensors directly.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace dsv4::cli {
+
+// Every register_* adds one subcommand whose callback sets the process exit code through
+// set_exit_code(); errors are printed to stderr as "dsv4 <command>: <message>".
+void register_gen_model(CLI::App& app);
+void register_inspect(CLI::App& app);
+void register_logits(CLI::App& app);
+void register_tokenize(CLI::App& app);
+void register_render(CLI::App& app);
+
+void set_exit_code(int code);
+
+}  // namespace dsv4::cli
