@@ -13,11 +13,7 @@ void set_exit_code(int code) { g_exit_code = code; }
 int main(int argc, char** argv) {
   CLI::App app{"dsv4: DeepSeek V4 Flash inference engine"};
   app.require_subcommand(1);
-  dsv4::cli::register_gen_model(app);
-  dsv4::cli::register_inspect(app);
-  dsv4::cli::register_logits(app);
-  dsv4::cli::register_tokenize(app);
-  dsv4::cli::register_render(app);
+  // One line per command (keep sorted).
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
