@@ -14,6 +14,8 @@ int main(int argc, char** argv) {
   CLI::App app{"dsv4: DeepSeek V4 Flash inference engine"};
   app.require_subcommand(1);
   // One line per command (keep sorted).
+  dsv4::cli::register_gen_model(app);
+  dsv4::cli::register_inspect(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -67,6 +67,10 @@ struct Config {
 // internal consistency (errors name the key), without looking at tensors.
 Result<Config> read_config(const gguf::File& file);
 
+// Bytes of one session's decode state held in f32 for a context of n_ctx tokens (MODEL.md
+// §12): raw windows, compressed and indexer rows, compressor frontiers, and the logits.
+uint64_t session_state_bytes_f32(const Config& config, int64_t n_ctx);
+
 // Key names (with the "deepseek4." prefix) shared by the reader and gen-model.
 namespace keys {
 inline constexpr const char* kArch = "general.architecture";
