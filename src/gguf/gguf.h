@@ -149,6 +149,9 @@ class Writer {
     std::vector<uint8_t> data;  // empty when generated
     Generator generate;
   };
+  // Metadata and tensor table, padded to the alignment it reports.
+  Result<std::vector<uint8_t>> encode_header(uint32_t* alignment) const;
+
   std::vector<std::pair<std::string, Value>> kv_;
   std::vector<PendingTensor> tensors_;
 };
