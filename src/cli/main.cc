@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   // One line per command (keep sorted).
   dsv4::cli::register_gen_model(app);
   dsv4::cli::register_inspect(app);
+  dsv4::cli::register_logits(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
