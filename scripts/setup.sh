@@ -12,6 +12,7 @@ DEBIAN_PACKAGES=(
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   nlohmann-json3-dev libcpp-httplib-dev libcli11-dev
   nodejs npm
+  python3-numpy python3-pytest
 )
 missing=()
 for p in "${DEBIAN_PACKAGES[@]}"; do
