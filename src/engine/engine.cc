@@ -4,7 +4,9 @@
 
 #include "cpu/forward.h"
 #include "cpu/state.h"
+#include "engine/snapshot.h"
 #include "model/weights.h"
+#include "util/mapped_file.h"
 
 namespace dsv4::engine {
 
@@ -29,8 +31,10 @@ cpu::SimOptions sim_options(Mode mode) {
 
 class CpuSession final : public Session {
  public:
-  CpuSession(std::shared_ptr<const model::Model> model, Mode mode, cpu::State state, int64_t n_ctx)
-      : model_(std::move(model)), mode_(mode), state_(std::move(state)), n_ctx_(n_ctx) {}
+  CpuSession(std::shared_ptr<const model::Model> model, Fingerprint fingerprint, Mode mode,
+             cpu::State state, int64_t n_ctx)
+      : model_(std::move(model)), fingerprint_(fingerprint), mode_(mode), state_(std::move(state)),
+        n_ctx_(n_ctx) {}
 
   Status eval(std::span<const int32_t> tokens, float* all_logits) override {
     if (static_cast<int64_t>(tokens_.size() + tokens.size()) > n_ctx_) {
@@ -48,8 +52,40 @@ class CpuSession final : public Session {
   const std::vector<int32_t>& tokens() const override { return tokens_; }
   int64_t n_ctx() const override { return n_ctx_; }
 
+  std::vector<uint8_t> save_snapshot() const override {
+    return encode_snapshot({mode_, fingerprint_, tokens_, state_.serialize()});
+  }
+
+  Status restore_snapshot(std::span<const uint8_t> bytes) override {
+    DSV4_ASSIGN_OR_RETURN(SnapshotContents c, decode_snapshot(bytes));
+    if (c.model != fingerprint_) return make_error("snapshot rejected: taken with another model");
+    if (c.mode != mode_) {
+      return make_error(std::string("snapshot rejected: taken in ") + mode_name(c.mode) +
+                        " mode, this session runs in " + mode_name(mode_) + " mode");
+    }
+    if (static_cast<int64_t>(c.tokens.size()) > n_ctx_) {
+      return make_error("snapshot rejected: " + std::to_string(c.tokens.size()) +
+                        " tokens exceed the session's context of " + std::to_string(n_ctx_));
+    }
+    for (int32_t t : c.tokens) {
+      if (t < 0 || t >= model_->config.n_vocab) {
+        return make_error("snapshot rejected: token id " + std::to_string(t) + " outside the vocabulary");
+      }
+    }
+    cpu::State restored = state_;
+    DSV4_TRY(restored.restore(c.state));
+    if (restored.n() != static_cast<int64_t>(c.tokens.size())) {
+      return make_error("snapshot rejected: state holds " + std::to_string(restored.n()) +
+                        " positions but " + std::to_string(c.tokens.size()) + " tokens are listed");
+    }
+    state_ = std::move(restored);
+    tokens_ = std::move(c.tokens);
+    return Status();
+  }
+
  private:
   std::shared_ptr<const model::Model> model_;
+  Fingerprint fingerprint_;
   Mode mode_;
   cpu::State state_;
   int64_t n_ctx_;
@@ -59,7 +95,7 @@ class CpuSession final : public Session {
 class CpuEngine final : public Engine {
  public:
   CpuEngine(std::shared_ptr<const model::Model> model, Mode mode)
-      : model_(std::move(model)), mode_(mode) {}
+      : model_(std::move(model)), fingerprint_(model::model_fingerprint(model_->file)), mode_(mode) {}
 
   const model::Config& config() const override { return model_->config; }
   Mode mode() const override { return mode_; }
@@ -67,15 +103,27 @@ class CpuEngine final : public Engine {
   Result<std::unique_ptr<Session>> new_session(int64_t n_ctx) override {
     if (n_ctx < 1) return make_error("context size must be at least 1, got " + std::to_string(n_ctx));
     DSV4_ASSIGN_OR_RETURN(cpu::State state, cpu::State::create(model_->config, n_ctx));
-    return std::unique_ptr<Session>(new CpuSession(model_, mode_, std::move(state), n_ctx));
+    return std::unique_ptr<Session>(new CpuSession(model_, fingerprint_, mode_, std::move(state), n_ctx));
   }
 
  private:
   std::shared_ptr<const model::Model> model_;
+  Fingerprint fingerprint_;
   Mode mode_;
 };
 
 }  // namespace
+
+Status Session::save_snapshot_file(const std::string& path) const {
+  return write_file_atomic(path, save_snapshot());
+}
+
+Status Session::restore_snapshot_file(const std::string& path) {
+  DSV4_ASSIGN_OR_RETURN(MappedFile file, MappedFile::open(path));
+  Status s = restore_snapshot(file.bytes());
+  if (!s.ok()) return s.error().with_context(path);
+  return s;
+}
 
 Result<std::shared_ptr<Engine>> Engine::load(const EngineOptions& options) {
   DSV4_ASSIGN_OR_RETURN(std::shared_ptr<const model::Model> model, model::load_model(options.model_path));

@@ -54,6 +54,13 @@ class Session {
   virtual std::span<const float> logits() const = 0;
   virtual const std::vector<int32_t>& tokens() const = 0;
   virtual int64_t n_ctx() const = 0;
+
+  // Snapshots (engine/snapshot.h): the whole timeline, restorable into a session of the same
+  // model and mode with room for its tokens. On error the session is unchanged.
+  virtual std::vector<uint8_t> save_snapshot() const = 0;
+  virtual Status restore_snapshot(std::span<const uint8_t> bytes) = 0;
+  Status save_snapshot_file(const std::string& path) const;
+  Status restore_snapshot_file(const std::string& path);
 };
 
 }  // namespace dsv4::engine

@@ -1,11 +1,13 @@
 #include "model/weights.h"
 
+#include <algorithm>
 #include <cstring>
 #include <set>
 #include <string>
 #include <utility>
 
 #include "quant/quant.h"
+#include "util/sha256.h"
 
 namespace dsv4::model {
 
@@ -239,6 +241,18 @@ Result<Weights> bind_weights(const gguf::File& file, const Config& config) {
   Status s = bind_all(file, config, w);
   if (!s.ok()) return s.error().with_context(file.label());
   return w;
+}
+
+std::array<uint8_t, 32> model_fingerprint(const gguf::File& file) {
+  Sha256 h;
+  h.update(file.header_bytes());
+  constexpr uint64_t kSample = 256;
+  for (const gguf::TensorInfo& t : file.tensors()) {
+    const uint64_t n = std::min(kSample, t.size);
+    h.update({t.data, n});
+    h.update({t.data + (t.size - n), n});
+  }
+  return h.finish();
 }
 
 Result<std::shared_ptr<const Model>> load_model_from_file(gguf::File file) {

@@ -3,6 +3,7 @@
 // F32/F16/BF16 everywhere a test model needs them).
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -61,6 +62,12 @@ struct Weights {
 // Binds and validates every tensor; errors name the tensor and what was expected
 // ("blk.7.attn_kv.weight: expected Q8_0, F16, BF16 or F32, found Q4_K").
 Result<Weights> bind_weights(const gguf::File& file, const Config& config);
+
+// Identity of a model file for snapshots and caches: sha256 over the metadata, the tensor table
+// and the first and last 256 bytes of every tensor's data. Reading all weights (86 GB) at load
+// is too slow; samples of every tensor tell apart files that share a layout (another seed, an
+// imatrix variant, a requantisation).
+std::array<uint8_t, 32> model_fingerprint(const gguf::File& file);
 
 // A loaded model: the mapping, its configuration and bound weights.
 struct Model {

@@ -1,0 +1,135 @@
+#include "engine/engine.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <cstring>
+#include <fstream>
+
+#include "model/synthetic.h"
+
+namespace dsv4::engine {
+namespace {
+
+namespace fs = std::filesystem;
+
+class SessionTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = fs::temp_directory_path() / ("dsv4_engine_" + std::to_string(getpid()));
+    fs::create_directories(dir_);
+    for (uint64_t seed : {1, 2}) {
+      model::SyntheticSpec spec;
+      spec.preset = "tiny";
+      spec.seed = seed;
+      ASSERT_TRUE(model::make_synthetic_model(spec)->write(model_path(seed)).ok());
+    }
+  }
+  static void TearDownTestSuite() { fs::remove_all(dir_); }
+  static std::string model_path(uint64_t seed) { return (dir_ / ("tiny" + std::to_string(seed) + ".gguf")).string(); }
+
+  static std::shared_ptr<Engine> load(uint64_t seed = 1, Mode mode = Mode::kOfficial) {
+    EngineOptions o;
+    o.model_path = model_path(seed);
+    o.mode = mode;
+    Result<std::shared_ptr<Engine>> e = Engine::load(o);
+    EXPECT_TRUE(e.ok()) << e.error().message;
+    return *e;
+  }
+
+  static std::vector<int32_t> tokens(int n, int salt = 0) {
+    std::vector<int32_t> t;
+    for (int i = 0; i < n; ++i) t.push_back((i * 37 + salt * 11 + 5) % 512);
+    return t;
+  }
+
+  static fs::path dir_;
+};
+fs::path SessionTest::dir_;
+
+TEST_F(SessionTest, EvalAppendsAndKeepsLastLogits) {
+  auto engine = load();
+  auto s = *engine->new_session(64);
+  EXPECT_TRUE(s->logits().empty());
+  std::vector<int32_t> t = tokens(20);
+  std::vector<float> all(20 * 512);
+  ASSERT_TRUE(s->eval(t, all.data()).ok());
+  EXPECT_EQ(s->tokens(), t);
+  ASSERT_EQ(s->logits().size(), 512u);
+  EXPECT_TRUE(std::equal(s->logits().begin(), s->logits().end(), all.begin() + 19 * 512));
+}
+
+TEST_F(SessionTest, ContextLimitIsAClearErrorAndChangesNothing) {
+  auto engine = load();
+  auto s = *engine->new_session(10);
+  ASSERT_TRUE(s->eval(tokens(8)).ok());
+  Status st = s->eval(tokens(3));
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("context full"), std::string::npos) << st.message();
+  EXPECT_EQ(s->tokens().size(), 8u);
+  EXPECT_FALSE(engine->new_session(0).ok());
+}
+
+TEST_F(SessionTest, SnapshotRoundTripContinuesBitIdentically) {
+  auto engine = load();
+  const std::vector<int32_t> t = tokens(90);
+  auto a = *engine->new_session(128);
+  ASSERT_TRUE(a->eval(std::span(t).first(53)).ok());
+  const std::string path = (dir_ / "snap.bin").string();
+  ASSERT_TRUE(a->save_snapshot_file(path).ok());
+  ASSERT_TRUE(a->eval(std::span(t).subspan(53)).ok());
+
+  auto b = *engine->new_session(128);
+  ASSERT_TRUE(b->restore_snapshot_file(path).ok());
+  EXPECT_EQ(b->tokens().size(), 53u);
+  ASSERT_TRUE(b->eval(std::span(t).subspan(53)).ok());
+  ASSERT_EQ(a->logits().size(), b->logits().size());
+  EXPECT_EQ(0, std::memcmp(a->logits().data(), b->logits().data(), a->logits().size() * 4));
+  EXPECT_EQ(a->save_snapshot(), b->save_snapshot());
+}
+
+TEST_F(SessionTest, SnapshotsOfAnotherModelModeOrSizeAreRejected) {
+  auto engine = load(1);
+  auto s = *engine->new_session(64);
+  ASSERT_TRUE(s->eval(tokens(30)).ok());
+  const std::vector<uint8_t> snap = s->save_snapshot();
+
+  auto other_model = *load(2)->new_session(64);
+  Status st = other_model->restore_snapshot(snap);
+  EXPECT_NE(st.message().find("another model"), std::string::npos) << st.message();
+
+  auto plain = *load(1, Mode::kPlain)->new_session(64);
+  st = plain->restore_snapshot(snap);
+  EXPECT_NE(st.message().find("official mode"), std::string::npos) << st.message();
+
+  auto small = *engine->new_session(16);
+  st = small->restore_snapshot(snap);
+  EXPECT_FALSE(st.ok());
+  EXPECT_TRUE(small->tokens().empty());
+}
+
+TEST_F(SessionTest, CorruptOrTruncatedSnapshotsAreRejected) {
+  auto engine = load();
+  auto s = *engine->new_session(64);
+  ASSERT_TRUE(s->eval(tokens(30)).ok());
+  const std::vector<uint8_t> snap = s->save_snapshot();
+  auto target = *engine->new_session(64);
+  ASSERT_TRUE(target->eval(tokens(5, 3)).ok());
+  for (size_t cut : {size_t{0}, size_t{7}, size_t{60}, snap.size() / 2, snap.size() - 1}) {
+    Status st = target->restore_snapshot(std::span(snap).first(cut));
+    EXPECT_FALSE(st.ok()) << cut;
+  }
+  for (size_t at : {size_t{3}, size_t{20}, snap.size() / 3, snap.size() - 40, snap.size() - 2}) {
+    std::vector<uint8_t> bad = snap;
+    bad[at] ^= 0x40;
+    Status st = target->restore_snapshot(bad);
+    EXPECT_FALSE(st.ok()) << at;
+  }
+  // The failed restores left the session as it was.
+  EXPECT_EQ(target->tokens(), tokens(5, 3));
+  Status st = target->restore_snapshot_file((dir_ / "missing.bin").string());
+  EXPECT_NE(st.message().find("cannot open"), std::string::npos) << st.message();
+}
+
+}  // namespace
+}  // namespace dsv4::engine
