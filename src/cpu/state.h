@@ -61,6 +61,25 @@ struct LayerState {
   Frontier index_front;      // ratio == 4
 };
 
+// A rollback point (MODEL.md §12.4): everything of a state at position n except the compressed
+// and indexer rows, which are append-only and so are truncated on rollback. Its size does not
+// depend on the context length.
+struct Checkpoint {
+  struct Layer {
+    std::vector<float> raw;
+    int64_t n_comp = 0;
+    int64_t n_index = 0;
+    Frontier comp_front;
+    Frontier index_front;
+  };
+  int64_t n = 0;
+  std::optional<SimOptions> mode;
+  std::vector<Layer> layers;
+  std::vector<float> logits;
+
+  uint64_t bytes() const;
+};
+
 class State {
  public:
   // Allocates the state of a sequence of at most max_ctx positions for this configuration.
@@ -76,6 +95,12 @@ class State {
 
   // Back to the empty sequence (n = 0, no rows, initial frontiers, no mode).
   void reset();
+
+  Checkpoint checkpoint() const;
+  // Returns to a checkpoint taken earlier on this same timeline (the tokens evaluated since
+  // must extend the ones before it; the engine guarantees that). Errors when the checkpoint
+  // is ahead of this state or from another configuration; the state is then unchanged.
+  Status rollback(const Checkpoint& cp);
 
   std::vector<uint8_t> serialize() const;
   // Replaces this state by a snapshot taken from a state of the same configuration (any

@@ -44,13 +44,49 @@ class CpuSession final : public Session {
     }
     DSV4_TRY(cpu::forward(*model_, state_, tokens, sim_options(mode_), all_logits));
     tokens_.insert(tokens_.end(), tokens.begin(), tokens.end());
+    if (tokens.size() > 1) checkpoint();
     return Status();
+  }
+
+  void checkpoint() override {
+    if (!checkpoints_.empty() && checkpoints_.back().n == state_.n()) return;
+    if (checkpoints_.size() == kMaxCheckpoints) checkpoints_.erase(checkpoints_.begin());
+    checkpoints_.push_back(state_.checkpoint());
+  }
+
+  Result<SyncStats> sync(std::span<const int32_t> prefix) override {
+    if (static_cast<int64_t>(prefix.size()) > n_ctx_) {
+      return make_error("prompt of " + std::to_string(prefix.size()) +
+                        " tokens exceeds the session's context of " + std::to_string(n_ctx_));
+    }
+    size_t common = 0;
+    while (common < tokens_.size() && common < prefix.size() && tokens_[common] == prefix[common]) ++common;
+    if (common < tokens_.size()) DSV4_TRY(rewind_to_at_most(common));
+    SyncStats stats;
+    stats.reused = static_cast<int64_t>(tokens_.size());
+    stats.evaluated = static_cast<int64_t>(prefix.size() - tokens_.size());
+    if (stats.evaluated > 0) DSV4_TRY(eval(prefix.subspan(tokens_.size()), nullptr));
+    return stats;
   }
   std::span<const float> logits() const override {
     return tokens_.empty() ? std::span<const float>() : state_.logits();
   }
   const std::vector<int32_t>& tokens() const override { return tokens_; }
   int64_t n_ctx() const override { return n_ctx_; }
+
+  // Goes back to the latest checkpoint at or before position `limit` (the start when there is
+  // none) and forgets the checkpoints of the abandoned branch.
+  Status rewind_to_at_most(size_t limit) {
+    while (!checkpoints_.empty() && checkpoints_.back().n > static_cast<int64_t>(limit)) checkpoints_.pop_back();
+    if (checkpoints_.empty()) {
+      state_.reset();
+      tokens_.clear();
+      return Status();
+    }
+    DSV4_TRY(state_.rollback(checkpoints_.back()));
+    tokens_.resize(static_cast<size_t>(checkpoints_.back().n));
+    return Status();
+  }
 
   std::vector<uint8_t> save_snapshot() const override {
     return encode_snapshot({mode_, fingerprint_, tokens_, state_.serialize()});
@@ -80,6 +116,8 @@ class CpuSession final : public Session {
     }
     state_ = std::move(restored);
     tokens_ = std::move(c.tokens);
+    checkpoints_.clear();
+    checkpoint();
     return Status();
   }
 
@@ -87,9 +125,11 @@ class CpuSession final : public Session {
   std::shared_ptr<const model::Model> model_;
   Fingerprint fingerprint_;
   Mode mode_;
+  static constexpr size_t kMaxCheckpoints = 8;
   cpu::State state_;
   int64_t n_ctx_;
   std::vector<int32_t> tokens_;
+  std::vector<cpu::Checkpoint> checkpoints_;  // increasing positions on the current timeline
 };
 
 class CpuEngine final : public Engine {

@@ -43,9 +43,24 @@ class Engine {
   virtual Result<std::unique_ptr<Session>> new_session(int64_t n_ctx) = 0;
 };
 
+// What sync() did: tokens kept from the existing state, tokens evaluated anew.
+struct SyncStats {
+  int64_t reused = 0;
+  int64_t evaluated = 0;
+};
+
 class Session {
  public:
   virtual ~Session() = default;
+
+  // Makes the session hold exactly `prefix`, keeping the longest part of the current state that
+  // can be reused (the common token prefix, through a rollback checkpoint when the timeline
+  // diverged) and evaluating only the rest. The result is bit-identical to evaluating `prefix`
+  // from scratch. On error the session may have been rolled back but is consistent.
+  virtual Result<SyncStats> sync(std::span<const int32_t> prefix) = 0;
+  // Records a rollback point at the current position (kept: the most recent few; eval() of
+  // more than one token records one at its end).
+  virtual void checkpoint() = 0;
 
   // Evaluates `tokens` after the current ones. When all_logits is not null it receives
   // [tokens.size()][n_vocab] next-token logits. On error the session is unchanged.

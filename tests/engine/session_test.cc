@@ -133,3 +133,82 @@ TEST_F(SessionTest, CorruptOrTruncatedSnapshotsAreRejected) {
 
 }  // namespace
 }  // namespace dsv4::engine
+
+namespace dsv4::engine {
+namespace {
+
+// Random edits of a prefix: sync must give exactly what a fresh session evaluating the same
+// tokens gives, while evaluating no more than the tokens after the last usable checkpoint.
+TEST_F(SessionTest, SyncToRandomEditsEqualsFromScratch) {
+  auto engine = load();
+  auto s = *engine->new_session(256);
+  std::vector<int32_t> current;
+  uint64_t rng = 12345;
+  auto next = [&](uint64_t n) {
+    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+    return (rng >> 33) % n;
+  };
+  for (int round = 0; round < 14; ++round) {
+    std::vector<int32_t> prefix = current;
+    switch (next(4)) {
+      case 0:  // append a turn
+        for (uint64_t i = 0, n = 1 + next(40); i < n; ++i) prefix.push_back(static_cast<int32_t>(next(512)));
+        break;
+      case 1:  // edit somewhere, then continue differently
+        if (!prefix.empty()) {
+          prefix.resize(next(prefix.size()));
+          for (uint64_t i = 0, n = next(30); i < n; ++i) prefix.push_back(static_cast<int32_t>(next(512)));
+        }
+        break;
+      case 2:  // truncate (a shorter prefix of the same timeline)
+        prefix.resize(prefix.empty() ? 0 : next(prefix.size() + 1));
+        break;
+      default:  // single-token decode steps
+        for (int i = 0; i < 5; ++i) {
+          prefix.push_back(static_cast<int32_t>(next(512)));
+          ASSERT_TRUE(s->sync(prefix).ok());
+        }
+    }
+    if (prefix.size() > 250) prefix.resize(250);
+    Result<SyncStats> st = s->sync(prefix);
+    ASSERT_TRUE(st.ok()) << st.error().message;
+    EXPECT_EQ(st->reused + st->evaluated, static_cast<int64_t>(prefix.size()));
+    EXPECT_EQ(s->tokens(), prefix);
+    current = prefix;
+    if (prefix.empty()) {
+      EXPECT_TRUE(s->logits().empty());
+      continue;
+    }
+    auto fresh = *engine->new_session(256);
+    ASSERT_TRUE(fresh->eval(prefix).ok());
+    ASSERT_EQ(0, std::memcmp(fresh->logits().data(), s->logits().data(), s->logits().size() * 4)) << "round " << round;
+    EXPECT_EQ(fresh->save_snapshot(), s->save_snapshot()) << "round " << round;
+  }
+}
+
+TEST_F(SessionTest, SyncReusesCheckpointsAfterDivergence) {
+  auto engine = load();
+  auto s = *engine->new_session(256);
+  std::vector<int32_t> system_and_user = tokens(100);
+  ASSERT_TRUE(s->sync(system_and_user).ok());  // records a checkpoint at 100
+  std::vector<int32_t> with_answer = system_and_user;
+  for (int i = 0; i < 20; ++i) {
+    with_answer.push_back(400 + i);
+    ASSERT_TRUE(s->sync(with_answer).ok());  // decode steps
+  }
+  // The client re-sends the conversation with a differently rendered answer.
+  std::vector<int32_t> follow_up = system_and_user;
+  for (int i = 0; i < 30; ++i) follow_up.push_back(300 + i);
+  Result<SyncStats> st = s->sync(follow_up);
+  ASSERT_TRUE(st.ok());
+  EXPECT_EQ(st->reused, 100);
+  EXPECT_EQ(st->evaluated, 30);
+  // Exactly the same prefix again: nothing to do.
+  st = s->sync(follow_up);
+  EXPECT_EQ(st->reused, 130);
+  EXPECT_EQ(st->evaluated, 0);
+  EXPECT_FALSE(s->sync(tokens(300)).ok());  // beyond the context
+}
+
+}  // namespace
+}  // namespace dsv4::engine
