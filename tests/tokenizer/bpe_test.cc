@@ -1,5 +1,7 @@
 // Byte-level BPE against a naive reference implementation on random merge tables: both merge
 // paths (short pieces, heap for long ones) and the whole-piece shortcut must agree with it.
+#include "tokenizer/bpe.h"
+
 #include <gtest/gtest.h>
 
 #include <limits>
@@ -7,8 +9,6 @@
 #include <random>
 #include <string>
 #include <vector>
-
-#include "tokenizer/bpe.h"
 
 namespace dsv4::tokenizer {
 namespace {

@@ -5,6 +5,7 @@
 // special-token-aware mode, decode back to the input, and stream-decode to the input.
 // Node.js and the npm packages are required: without them the test fails (CI installs them).
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -13,7 +14,6 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
-#include <unistd.h>
 #include <vector>
 
 #include "tokenizer/stream_decoder.h"
@@ -39,8 +39,7 @@ std::string assigned_ranges_json() {
   std::string out = "[";
   bool open = false;
   for (char32_t cp = 0; cp <= 0x110000; ++cp) {
-    const bool assigned =
-        cp <= 0x10FFFF && unicode::category(cp) != unicode::GeneralCategory::Cn;
+    const bool assigned = cp <= 0x10FFFF && unicode::category(cp) != unicode::GeneralCategory::Cn;
     if (assigned && !open) {
       out += (out.size() > 1 ? ",[" : "[") + std::to_string(cp) + ",";
       open = true;
@@ -71,7 +70,8 @@ std::string escape(const std::string& s, size_t limit = 200) {
 
 std::string ids_string(const std::vector<int32_t>& ids, size_t limit = 40) {
   std::string out = "[";
-  for (size_t i = 0; i < ids.size() && i < limit; ++i) out += (i ? "," : "") + std::to_string(ids[i]);
+  for (size_t i = 0; i < ids.size() && i < limit; ++i)
+    out += (i ? "," : "") + std::to_string(ids[i]);
   return out + (ids.size() > limit ? ",...]" : "]");
 }
 
@@ -106,13 +106,13 @@ TEST(Differential, MatchesJavaScriptTokenizers) {
   const std::string corpus = (tmp.path() / "corpus.json").string();
   std::ofstream(ranges) << assigned_ranges_json();
   const std::string shared = DSV4_SHARED_DIR;
-  const std::string cmd =
-      "node " + shell_quote(js_dir + "/tokenize_corpus.mjs") + " --seed " + std::to_string(kSeed) +
-      " --count " + std::to_string(kCorpusSize) +
-      " --added " + shell_quote(shared + "/testdata/tokenizer/v4_added_tokens.json") +
-      " --prompts " + shell_quote(shared + "/testdata/official-api/prompts") +
-      " --prompts " + shell_quote(shared + "/testdata/encoding") +
-      " --assigned " + shell_quote(ranges) + " --out " + shell_quote(corpus);
+  const std::string cmd = "node " + shell_quote(js_dir + "/tokenize_corpus.mjs") + " --seed " +
+                          std::to_string(kSeed) + " --count " + std::to_string(kCorpusSize) +
+                          " --added " +
+                          shell_quote(shared + "/testdata/tokenizer/v4_added_tokens.json") +
+                          " --prompts " + shell_quote(shared + "/testdata/official-api/prompts") +
+                          " --prompts " + shell_quote(shared + "/testdata/encoding") +
+                          " --assigned " + shell_quote(ranges) + " --out " + shell_quote(corpus);
   ASSERT_EQ(std::system(cmd.c_str()), 0) << "failed: " << cmd;
 
   std::ifstream in(corpus, std::ios::binary);
@@ -142,12 +142,14 @@ TEST(Differential, MatchesJavaScriptTokenizers) {
     }
     if (!s["lenml_special"].is_null() &&
         s["lenml_special"].get<std::vector<int32_t>>() != special) {
-      if (++second_opinion <= 10) ADD_FAILURE() << "transformers.js differs on \"" << escape(text) << "\"";
+      if (++second_opinion <= 10)
+        ADD_FAILURE() << "transformers.js differs on \"" << escape(text) << "\"";
     }
     const auto back_plain = tok.decode(plain);
     const auto back_special = tok.decode(special);
     if (!back_plain.ok() || *back_plain != text || !back_special.ok() || *back_special != text) {
-      if (++round_trip <= 10) ADD_FAILURE() << "decode does not round-trip \"" << escape(text) << "\"";
+      if (++round_trip <= 10)
+        ADD_FAILURE() << "decode does not round-trip \"" << escape(text) << "\"";
     }
     StreamDecoder dec(tok);
     std::string streamed;
@@ -157,11 +159,12 @@ TEST(Differential, MatchesJavaScriptTokenizers) {
       if (++stream <= 10) ADD_FAILURE() << "stream decode differs on \"" << escape(text) << "\"";
     }
   }
-  std::printf("differential: %zu strings (%zu bytes, %zu plain tokens), Node Unicode %s vs "
-              "tables %s: %zu mismatches, %zu second-opinion mismatches, %zu round-trip and %zu "
-              "stream failures\n",
-              strings.size(), bytes, tokens, j["unicode"].get<std::string>().c_str(),
-              unicode::kUnicodeVersion, mismatches, second_opinion, round_trip, stream);
+  std::printf(
+      "differential: %zu strings (%zu bytes, %zu plain tokens), Node Unicode %s vs "
+      "tables %s: %zu mismatches, %zu second-opinion mismatches, %zu round-trip and %zu "
+      "stream failures\n",
+      strings.size(), bytes, tokens, j["unicode"].get<std::string>().c_str(),
+      unicode::kUnicodeVersion, mismatches, second_opinion, round_trip, stream);
   EXPECT_EQ(mismatches, 0u);
   EXPECT_EQ(second_opinion, 0u);
   EXPECT_EQ(round_trip, 0u);

@@ -1,5 +1,7 @@
 // The tokenizer keys of GGUF files: writing a vocabulary, reading it back, and the errors a
 // malformed file gets.
+#include "tokenizer/gguf_vocab.h"
+
 #include <gtest/gtest.h>
 
 #include <string>
@@ -7,7 +9,6 @@
 
 #include "gguf/gguf.h"
 #include "tokenizer/byte_level.h"
-#include "tokenizer/gguf_vocab.h"
 #include "tokenizer/special_tokens.h"
 #include "v4_fixture.h"
 
@@ -61,7 +62,8 @@ TEST(GgufVocab, RealV4VocabularyRoundTrip) {
   ASSERT_TRUE(loaded.ok()) << loaded.error().message;
   EXPECT_EQ(loaded->vocab_size(), 129280);
   EXPECT_EQ(loaded->added_count(), 1283u);
-  const std::string text = "<｜begin▁of▁sentence｜><｜User｜>Hello, 世界 🦀<｜Assistant｜></think>";
+  const std::string text =
+      "<｜begin▁of▁sentence｜><｜User｜>Hello, 世界 🦀<｜Assistant｜></think>";
   EXPECT_EQ(loaded->encode_with_special(text), tok.encode_with_special(text));
   EXPECT_TRUE(SpecialTokens::resolve(*loaded).ok());
 }

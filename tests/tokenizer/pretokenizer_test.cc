@@ -1,11 +1,11 @@
 // The three-regex pre-tokenizer (PROTOCOL.md §1.4), piece by piece.
+#include "tokenizer/pretokenizer.h"
+
 #include <gtest/gtest.h>
 
 #include <random>
 #include <string>
 #include <vector>
-
-#include "tokenizer/pretokenizer.h"
 
 namespace dsv4::tokenizer {
 namespace {
@@ -32,7 +32,7 @@ TEST(PreTokenizer, CjkAndKanaRunsAreIsolated) {
   EXPECT_EQ(split("你好，世界。"), (Pieces{"你好", "，", "世界", "。"}));
   EXPECT_EQ(split("カ・カ"), (Pieces{"カ", "・", "カ"}));  // U+30FB is in the kana range but is P
   EXPECT_EQ(split("a你b"), (Pieces{"a", "你", "b"}));
-  EXPECT_EQ(split(" 你好"), (Pieces{" ", "你好"}));      // the space does not join the CJK run
+  EXPECT_EQ(split(" 你好"), (Pieces{" ", "你好"}));  // the space does not join the CJK run
   EXPECT_EQ(split("한국어 텍스트"), (Pieces{"한국어", " 텍스트"}));  // Hangul is ordinary \p{L}
   EXPECT_EQ(split("你鿦"), (Pieces{"你", "鿦"}));  // U+9FE6 is past the class's U+9FA5
 }
@@ -68,24 +68,30 @@ TEST(PreTokenizer, WhiteSpaceProperty) {
 }
 
 TEST(PreTokenizer, MarksAndGaps) {
-  EXPECT_EQ(split("\u0301a"), (Pieces{"\u0301a"}));          // a mark as the optional prefix
+  EXPECT_EQ(split("\u0301a"), (Pieces{"\u0301a"}));  // a mark as the optional prefix
   EXPECT_EQ(split("e\u0301\u0301 x"), (Pieces{"e\u0301\u0301", " x"}));
   EXPECT_EQ(split("\u0301 "), (Pieces{"\u0301", " "}));      // a lone mark matches by itself
   EXPECT_EQ(split("\x01\x02 "), (Pieces{"\x01\x02", " "}));  // unmatched controls form a gap
-  EXPECT_EQ(split("\x01" "abc"), (Pieces{"\x01" "abc"}));
+  EXPECT_EQ(split("\x01"
+                  "abc"),
+            (Pieces{"\x01"
+                    "abc"}));
 }
 
 TEST(PreTokenizer, IllFormedBytesActLikeUnassignedCharacters) {
-  EXPECT_EQ(split("\xff" "abc"), (Pieces{"\xff" "abc"}));
+  EXPECT_EQ(split("\xff"
+                  "abc"),
+            (Pieces{"\xff"
+                    "abc"}));
   EXPECT_EQ(split("a\xff"), (Pieces{"a", "\xff"}));
   EXPECT_EQ(split("\xf0\x9f\xa6"), (Pieces{"\xf0\x9f\xa6"}));
 }
 
 TEST(PreTokenizer, PiecesCoverAnyInput) {
   std::mt19937 rng(7);
-  const std::string alphabet[] = {"a", "Z", " ", "\n", "\r", "\t", "1", "٣", ".", "!", "~",
-                                  "你", "カ", "・", "é", "\u0301", "\u00a0", "\u0085", "\ufeff",
-                                  "🦀", "\xff", "\xe4", "\x80"};
+  const std::string alphabet[] = {
+      "a",  "Z",  " ", "\n",     "\r",     "\t",     "1",      "٣",    ".",    "!",    "~",   "你",
+      "カ", "・", "é", "\u0301", "\u00a0", "\u0085", "\ufeff", "🦀", "\xff", "\xe4", "\x80"};
   for (int iter = 0; iter < 2000; ++iter) {
     std::string text;
     const int n = static_cast<int>(rng() % 30);

@@ -14,6 +14,13 @@
 namespace dsv4::tokenizer {
 namespace {
 
+// Sanitizer builds run several times slower; the floors scale with them.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr double kSlack = 8.0;
+#else
+constexpr double kSlack = 1.0;
+#endif
+
 // Best of a few runs, in seconds.
 template <class F>
 double best_time(F&& f, int runs = 5) {
@@ -30,14 +37,15 @@ double best_time(F&& f, int runs = 5) {
 TEST(Speed, ThroughputFloor) {
   DSV4_V4_TOKENIZER(tok);
   constexpr double kFloorMBps = 2.0;  // target is 20 MB/s
-  for (const auto& [name, text] : {std::pair<const char*, std::string>{"prose", speed_inputs::prose_text()},
-                                   {"code", speed_inputs::code_text()}}) {
+  for (const auto& [name, text] :
+       {std::pair<const char*, std::string>{"prose", speed_inputs::prose_text()},
+        {"code", speed_inputs::code_text()}}) {
     ASSERT_GT(text.size(), 20000u) << name;
     size_t n = 0;
     const double s = best_time([&] { n = tok.encode_text(text).size(); });
     const double mbps = text.size() / s / 1e6;
     std::printf("%s: %zu bytes -> %zu tokens, %.1f MB/s\n", name, text.size(), n, mbps);
-    EXPECT_GT(mbps, kFloorMBps) << name;
+    EXPECT_GT(mbps, kFloorMBps / kSlack) << name;
   }
 }
 
@@ -47,7 +55,7 @@ TEST(Speed, AgentPromptFloor) {
   size_t n = 0;
   const double s = best_time([&] { n = tok.encode_with_special(prompt).size(); });
   std::printf("agent prompt: %zu bytes -> %zu tokens in %.2f ms\n", prompt.size(), n, s * 1e3);
-  EXPECT_LT(s, 0.100);  // target is 10 ms
+  EXPECT_LT(s, 0.100 * kSlack);  // target is 10 ms
 }
 
 // Pathological shapes must stay near-linear: one huge piece of a repeated character (the heap
@@ -59,7 +67,7 @@ TEST(Speed, LongPiecesStayLinear) {
     while (text.size() < 1000000) text += unit;
     const double s = best_time([&] { (void)tok.encode_text(text); }, 2);
     std::printf("1 MB of \"%s\": %.1f ms\n", unit == "\n" ? "\\n" : unit.c_str(), s * 1e3);
-    EXPECT_LT(s, 2.0) << unit;
+    EXPECT_LT(s, 2.0 * kSlack) << unit;
   }
 }
 

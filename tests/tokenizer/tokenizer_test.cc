@@ -1,5 +1,7 @@
 // Tokenizer behaviour on a small hand-made vocabulary: validation errors, BPE, added tokens,
 // decoding, the stream decoder and the prompt encoder.
+#include "tokenizer/tokenizer.h"
+
 #include <gtest/gtest.h>
 
 #include <string>
@@ -8,7 +10,6 @@
 #include "tokenizer/byte_level.h"
 #include "tokenizer/prompt_encoder.h"
 #include "tokenizer/stream_decoder.h"
-#include "tokenizer/tokenizer.h"
 
 namespace dsv4::tokenizer {
 namespace {

@@ -20,20 +20,20 @@ TEST(Unicode, Categories) {
   EXPECT_EQ(unicode::category('5'), GeneralCategory::Nd);
   EXPECT_EQ(unicode::category('~'), GeneralCategory::Sm);  // a symbol (§1.4)
   EXPECT_EQ(unicode::category('_'), GeneralCategory::Pc);
-  EXPECT_EQ(unicode::category(0x0661), GeneralCategory::Nd);   // Arabic-Indic one
-  EXPECT_EQ(unicode::category(0xFF10), GeneralCategory::Nd);   // fullwidth zero
-  EXPECT_EQ(unicode::category(0x00B2), GeneralCategory::No);   // superscript two
-  EXPECT_EQ(unicode::category(0x2160), GeneralCategory::Nl);   // Roman numeral one
+  EXPECT_EQ(unicode::category(0x0661), GeneralCategory::Nd);  // Arabic-Indic one
+  EXPECT_EQ(unicode::category(0xFF10), GeneralCategory::Nd);  // fullwidth zero
+  EXPECT_EQ(unicode::category(0x00B2), GeneralCategory::No);  // superscript two
+  EXPECT_EQ(unicode::category(0x2160), GeneralCategory::Nl);  // Roman numeral one
   EXPECT_EQ(unicode::category(0x0301), GeneralCategory::Mn);
   EXPECT_EQ(unicode::category(0x4E00), GeneralCategory::Lo);
-  EXPECT_EQ(unicode::category(0xAC00), GeneralCategory::Lo);   // Hangul syllable (a range)
+  EXPECT_EQ(unicode::category(0xAC00), GeneralCategory::Lo);  // Hangul syllable (a range)
   EXPECT_EQ(unicode::category(0xD7A3), GeneralCategory::Lo);
   EXPECT_EQ(unicode::category(0xD7A4), GeneralCategory::Cn);
   EXPECT_EQ(unicode::category(0x20000), GeneralCategory::Lo);  // CJK extension B
   EXPECT_EQ(unicode::category(0x1F980), GeneralCategory::So);  // crab
   EXPECT_EQ(unicode::category(0x30FB), GeneralCategory::Po);   // katakana middle dot
   EXPECT_EQ(unicode::category(0x30FC), GeneralCategory::Lm);
-  EXPECT_EQ(unicode::category(0xFF5C), GeneralCategory::Sm);   // ｜
+  EXPECT_EQ(unicode::category(0xFF5C), GeneralCategory::Sm);  // ｜
   EXPECT_EQ(unicode::category(0xFEFF), GeneralCategory::Cf);
   EXPECT_EQ(unicode::category(0xE000), GeneralCategory::Co);
   EXPECT_EQ(unicode::category(0xD800), GeneralCategory::Cs);
@@ -43,8 +43,8 @@ TEST(Unicode, Categories) {
 }
 
 TEST(Unicode, WhiteSpace) {
-  for (char32_t c : {0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x20, 0x85, 0xA0, 0x1680, 0x2000, 0x200A,
-                     0x2028, 0x2029, 0x202F, 0x205F, 0x3000}) {
+  for (char32_t c : {0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x20, 0x85, 0xA0, 0x1680, 0x2000, 0x200A, 0x2028,
+                     0x2029, 0x202F, 0x205F, 0x3000}) {
     EXPECT_TRUE(unicode::is_white_space(c)) << std::hex << static_cast<uint32_t>(c);
   }
   for (char32_t c : {0x00, 0x1C, 0x1F, 0x180E, 0x200B, 0xFEFF, 0x41}) {
@@ -57,11 +57,11 @@ TEST(Utf8, DecodeValidity) {
   EXPECT_TRUE(valid("plain ascii"));
   EXPECT_TRUE(valid("\xC3\xA9\xE4\xBD\xA0\xF0\x9F\xA6\x80"));  // é 你 🦀
   EXPECT_TRUE(valid("\xF4\x8F\xBF\xBF"));                      // U+10FFFF
-  EXPECT_FALSE(valid("\xC0\x80"));          // overlong
-  EXPECT_FALSE(valid("\xE0\x80\x80"));      // overlong
-  EXPECT_FALSE(valid("\xED\xA0\x80"));      // surrogate
-  EXPECT_FALSE(valid("\xF4\x90\x80\x80"));  // past U+10FFFF
-  EXPECT_FALSE(valid("\xF0\x9F\xA6"));      // truncated
+  EXPECT_FALSE(valid("\xC0\x80"));                             // overlong
+  EXPECT_FALSE(valid("\xE0\x80\x80"));                         // overlong
+  EXPECT_FALSE(valid("\xED\xA0\x80"));                         // surrogate
+  EXPECT_FALSE(valid("\xF4\x90\x80\x80"));                     // past U+10FFFF
+  EXPECT_FALSE(valid("\xF0\x9F\xA6"));                         // truncated
   EXPECT_FALSE(valid("\x80"));
   EXPECT_FALSE(valid("\xFF"));
   const auto d = utf8::decode(std::string_view("\xF0\x9F\xA6\x80"), 0);
@@ -72,8 +72,11 @@ TEST(Utf8, DecodeValidity) {
 
 TEST(Utf8, ReplaceInvalidUsesMaximalSubparts) {
   EXPECT_EQ(utf8::replace_invalid("ok"), "ok");
-  EXPECT_EQ(utf8::replace_invalid("a\xF0\x9F\xA6" "b"), "a\xEF\xBF\xBD" "b");  // one U+FFFD
-  EXPECT_EQ(utf8::replace_invalid("\xE0\x80"), "\xEF\xBF\xBD\xEF\xBF\xBD");    // two
+  EXPECT_EQ(utf8::replace_invalid("a\xF0\x9F\xA6"
+                                  "b"),
+            "a\xEF\xBF\xBD"
+            "b");                                                            // one U+FFFD
+  EXPECT_EQ(utf8::replace_invalid("\xE0\x80"), "\xEF\xBF\xBD\xEF\xBF\xBD");  // two
   EXPECT_EQ(utf8::replace_invalid("\xFF\xC3\xA9"), "\xEF\xBF\xBD\xC3\xA9");
 }
 

@@ -43,8 +43,7 @@ inline const Tokenizer* v4_tokenizer() {
 }  // namespace dsv4::tokenizer::testing
 
 // Fetches the tokenizer or ends the test (which has already failed).
-#define DSV4_V4_TOKENIZER(name)                                          \
-  const ::dsv4::tokenizer::Tokenizer* name##_ptr =                       \
-      ::dsv4::tokenizer::testing::v4_tokenizer();                        \
-  if (name##_ptr == nullptr) return;                                     \
+#define DSV4_V4_TOKENIZER(name)                                                                \
+  const ::dsv4::tokenizer::Tokenizer* name##_ptr = ::dsv4::tokenizer::testing::v4_tokenizer(); \
+  if (name##_ptr == nullptr) return;                                                           \
   const ::dsv4::tokenizer::Tokenizer& name = *name##_ptr

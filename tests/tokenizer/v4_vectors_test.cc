@@ -28,8 +28,8 @@ TEST(V4Vocab, Shape) {
   EXPECT_EQ(tok.vocab_size(), 129280);
   EXPECT_EQ(tok.merge_count(), 127741u);
   EXPECT_EQ(tok.added_count(), 1283u);
-  EXPECT_EQ(tok.type(0), kTokenControl);        // special in tokenizer.json
-  EXPECT_EQ(tok.type(128805), kTokenControl);   // <|EOT|>
+  EXPECT_EQ(tok.type(0), kTokenControl);       // special in tokenizer.json
+  EXPECT_EQ(tok.type(128805), kTokenControl);  // <|EOT|>
   EXPECT_EQ(tok.type(128803), kTokenUserDefined);
   EXPECT_EQ(tok.type(128825), kTokenUserDefined);
   EXPECT_EQ(tok.type(19923), kTokenNormal);
@@ -135,11 +135,12 @@ TEST(V4Vectors, WithSpecialTokens) {
 TEST(V4Vectors, GoldenRenderings) {
   DSV4_V4_TOKENIZER(tok);
   const std::string dir = std::string(DSV4_SHARED_DIR) + "/testdata/encoding/";
-  const Ids golden2 = {0, 3476, 477, 260, 11502, 22896, 16, 128803, 19923, 128804, 128822,
-                       23166, 1031, 3, 1730, 588, 342, 1694, 440, 33, 1, 128803, 3085, 344,
-                       270, 6102, 294, 8760, 33, 128804, 128821, 671, 3967, 20407, 943, 270,
-                       6102, 294, 8760, 16, 983, 344, 11111, 16, 128822, 671, 6102, 294, 8760,
-                       344, 11111, 16, 1};
+  const Ids golden2 = {0,      3476,   477,    260,    11502, 22896, 16,    128803, 19923,
+                       128804, 128822, 23166,  1031,   3,     1730,  588,   342,    1694,
+                       440,    33,     1,      128803, 3085,  344,   270,   6102,   294,
+                       8760,   33,     128804, 128821, 671,   3967,  20407, 943,    270,
+                       6102,   294,    8760,   16,     983,   344,   11111, 16,     128822,
+                       671,    6102,   294,    8760,   344,   11111, 16,    1};
   EXPECT_EQ(tok.encode_with_special(read_file(dir + "test_output_2.txt")), golden2);
   EXPECT_EQ(tok.encode_with_special(read_file(dir + "test_output_1.txt")).size(), 541u);
   EXPECT_EQ(tok.encode_with_special(read_file(dir + "test_output_3.txt")).size(), 820u);
@@ -150,9 +151,11 @@ TEST(V4Vectors, GoldenRenderings) {
 TEST(V4Vectors, OfficialApiPromptLengths) {
   DSV4_V4_TOKENIZER(tok);
   const std::string dir = std::string(DSV4_SHARED_DIR) + "/testdata/official-api/official/";
-  const std::pair<const char*, size_t> cases[] = {
-      {"short_italian_fact", 21}, {"short_code_completion", 27}, {"short_reasoning_plain", 18},
-      {"long_memory_archive", 3353}, {"long_code_audit", 3844}};
+  const std::pair<const char*, size_t> cases[] = {{"short_italian_fact", 21},
+                                                  {"short_code_completion", 27},
+                                                  {"short_reasoning_plain", 18},
+                                                  {"long_memory_archive", 3353},
+                                                  {"long_code_audit", 3844}};
   for (const auto& [name, expected] : cases) {
     const auto j = nlohmann::json::parse(read_file(dir + name + ".official.json"));
     const std::string prompt = j["request"]["messages"][0]["content"];
@@ -163,14 +166,14 @@ TEST(V4Vectors, OfficialApiPromptLengths) {
     enc.add_template("<｜Assistant｜></think>");
     EXPECT_EQ(enc.finish().size(), expected) << name;
     // The prompts file holds the same text.
-    EXPECT_EQ(read_file(std::string(DSV4_SHARED_DIR) + "/testdata/official-api/prompts/" + name +
-                        ".txt"),
-              prompt);
+    EXPECT_EQ(
+        read_file(std::string(DSV4_SHARED_DIR) + "/testdata/official-api/prompts/" + name + ".txt"),
+        prompt);
   }
   EXPECT_EQ(tok.encode_with_special("<｜begin▁of▁sentence｜><｜User｜>Rispondi in italiano con una "
                                     "frase: chi era Ada Lovelace?<｜Assistant｜></think>"),
-            (Ids{0, 128803, 52, 278, 4908, 75, 295, 89034, 399, 3919, 123003, 28, 23442, 9861,
-                 63030, 47121, 317, 805, 33, 128804, 128822}));
+            (Ids{0,  128803, 52,   278,   4908,  75,  295, 89034, 399,    3919,  123003,
+                 28, 23442,  9861, 63030, 47121, 317, 805, 33,    128804, 128822}));
   EXPECT_EQ(tok.encode_text("Answer with only the number: 2048 divided by 128 is"),
             (Ids{7805, 418, 1353, 270, 1167, 28, 223, 11154, 26, 7203, 513, 223, 7833, 344}));
 }
@@ -197,6 +200,30 @@ TEST(V4Vectors, OfficialApiTokensAreSingleTokens) {
     }
   }
   EXPECT_GT(checked, 300u);
+}
+
+// §6.3: the effort prefixes of §2.6 (original max / 0731 high, and 0731 max).
+TEST(V4Vectors, EffortPrefixes) {
+  DSV4_V4_TOKENIZER(tok);
+  const std::string original_max =
+      "Reasoning Effort: Absolute maximum with no shortcuts permitted.\nYou MUST be very thorough "
+      "in your thinking and comprehensively decompose the problem to resolve the root cause, "
+      "rigorously stress-testing your logic against all potential paths, edge cases, and "
+      "adversarial scenarios.\nExplicitly write out your entire deliberation process, documenting "
+      "every intermediate step, considered alternative, and rejected hypothesis to ensure "
+      "absolutely no assumption is left unchecked.\n\n";
+  const std::string max_0731 =
+      "Reasoning Effort: Beyond maximum \u2014 exhaustive, relentless, and uncompromising.\nYou "
+      "MUST reason with the utmost depth and rigor, leaving absolutely nothing to chance: "
+      "exhaustively decompose the problem into its most fundamental components, trace every "
+      "causal chain to its root, and resolve the underlying cause rather than any surface "
+      "symptom.\nDo not stop reasoning until you have independently verified the solution from "
+      "multiple angles and are certain that no assumption remains unchecked and no error remains "
+      "undiscovered.\n\n";
+  ASSERT_EQ(original_max.size(), 476u);
+  ASSERT_EQ(max_0731.size(), 528u);
+  EXPECT_EQ(tok.encode_text(original_max).size(), 79u);
+  EXPECT_EQ(tok.encode_text(max_0731).size(), 92u);
 }
 
 // §2.12: BPE pieces cross template/client boundaries; client text never yields control tokens.
