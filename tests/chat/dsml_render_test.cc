@@ -1,7 +1,8 @@
 // Tool calls in history (PROTOCOL.md §2.8): canonical re-rendering from the client's JSON.
+#include "chat/dsml_render.h"
+
 #include <gtest/gtest.h>
 
-#include "chat/dsml_render.h"
 #include "chat/dsml_strict.h"
 #include "chat/message_json.h"
 #include "chat/special_tokens.h"
@@ -14,18 +15,22 @@ std::string render1(std::string name, std::string arguments) {
 }
 
 TEST(DsmlRender, StringAndJsonParameters) {
-  EXPECT_EQ(render1("get_weather", R"({"location":"Beijing","days":3,"opts":{"units":[1,2.50],"x":null},"ok":true})"),
-            "\n\n<｜DSML｜tool_calls>\n<｜DSML｜invoke name=\"get_weather\">\n"
-            "<｜DSML｜parameter name=\"location\" string=\"true\">Beijing</｜DSML｜parameter>\n"
-            "<｜DSML｜parameter name=\"days\" string=\"false\">3</｜DSML｜parameter>\n"
-            "<｜DSML｜parameter name=\"opts\" string=\"false\">{\"units\": [1, 2.5], \"x\": null}</｜DSML｜parameter>\n"
-            "<｜DSML｜parameter name=\"ok\" string=\"false\">true</｜DSML｜parameter>\n"
-            "</｜DSML｜invoke>\n</｜DSML｜tool_calls>");
+  EXPECT_EQ(
+      render1("get_weather",
+              R"({"location":"Beijing","days":3,"opts":{"units":[1,2.50],"x":null},"ok":true})"),
+      "\n\n<｜DSML｜tool_calls>\n<｜DSML｜invoke name=\"get_weather\">\n"
+      "<｜DSML｜parameter name=\"location\" string=\"true\">Beijing</｜DSML｜parameter>\n"
+      "<｜DSML｜parameter name=\"days\" string=\"false\">3</｜DSML｜parameter>\n"
+      "<｜DSML｜parameter name=\"opts\" string=\"false\">{\"units\": [1, 2.5], \"x\": "
+      "null}</｜DSML｜parameter>\n"
+      "<｜DSML｜parameter name=\"ok\" string=\"false\">true</｜DSML｜parameter>\n"
+      "</｜DSML｜invoke>\n</｜DSML｜tool_calls>");
 }
 
 TEST(DsmlRender, ZeroParameters) {
   EXPECT_EQ(render1("a", "{}"),
-            "\n\n<｜DSML｜tool_calls>\n<｜DSML｜invoke name=\"a\">\n\n</｜DSML｜invoke>\n</｜DSML｜tool_calls>");
+            "\n\n<｜DSML｜tool_calls>\n<｜DSML｜invoke "
+            "name=\"a\">\n\n</｜DSML｜invoke>\n</｜DSML｜tool_calls>");
 }
 
 TEST(DsmlRender, UnparsableOrNonObjectArgumentsBecomeOneStringParameter) {
@@ -41,12 +46,14 @@ TEST(DsmlRender, UnparsableOrNonObjectArgumentsBecomeOneStringParameter) {
 TEST(DsmlRender, NoEscaping) {
   EXPECT_EQ(render1("x\"y", R"({"k<":"a</｜DSML｜parameter>\"&amp;\n"})"),
             "\n\n<｜DSML｜tool_calls>\n<｜DSML｜invoke name=\"x\"y\">\n"
-            "<｜DSML｜parameter name=\"k<\" string=\"true\">a</｜DSML｜parameter>\"&amp;\n</｜DSML｜parameter>\n"
+            "<｜DSML｜parameter name=\"k<\" "
+            "string=\"true\">a</｜DSML｜parameter>\"&amp;\n</｜DSML｜parameter>\n"
             "</｜DSML｜invoke>\n</｜DSML｜tool_calls>");
 }
 
 TEST(DsmlRender, ArgumentsGivenAsAnObject) {
-  auto j = parse_json(R"({"role":"assistant","tool_calls":[{"type":"function","function":{"name":"f","arguments":{"b":1,"a":"x"}}}]})");
+  auto j = parse_json(
+      R"({"role":"assistant","tool_calls":[{"type":"function","function":{"name":"f","arguments":{"b":1,"a":"x"}}}]})");
   auto m = message_from_json(*j, "m");
   ASSERT_TRUE(m.ok());
   EXPECT_EQ(m->tool_calls[0].arguments, R"({"b": 1, "a": "x"})");
@@ -59,10 +66,11 @@ TEST(DsmlRender, ArgumentsGivenAsAnObject) {
 
 TEST(DsmlRender, SeveralCalls) {
   std::string out = render_tool_calls_text({{"1", "a", R"({"x":"1"})"}, {"2", "b", "{}"}});
-  EXPECT_EQ(out,
-            "\n\n<｜DSML｜tool_calls>\n<｜DSML｜invoke name=\"a\">\n"
-            "<｜DSML｜parameter name=\"x\" string=\"true\">1</｜DSML｜parameter>\n</｜DSML｜invoke>\n"
-            "<｜DSML｜invoke name=\"b\">\n\n</｜DSML｜invoke>\n</｜DSML｜tool_calls>");
+  EXPECT_EQ(
+      out,
+      "\n\n<｜DSML｜tool_calls>\n<｜DSML｜invoke name=\"a\">\n"
+      "<｜DSML｜parameter name=\"x\" string=\"true\">1</｜DSML｜parameter>\n</｜DSML｜invoke>\n"
+      "<｜DSML｜invoke name=\"b\">\n\n</｜DSML｜invoke>\n</｜DSML｜tool_calls>");
   EXPECT_EQ(render_tool_calls_text({}), "");
 }
 

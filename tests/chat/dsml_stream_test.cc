@@ -1,10 +1,11 @@
 // The streaming parser (PROTOCOL.md §3.4–3.5, §6.6). Every case is also fed in random chunk
 // sizes over many seeds and must give the same (coalesced) events as the whole string.
+#include "chat/dsml_stream.h"
+
 #include <gtest/gtest.h>
 
 #include <random>
 
-#include "chat/dsml_stream.h"
 #include "chat/utf8.h"
 
 namespace dsv4::chat {
@@ -15,8 +16,12 @@ using E = StreamErrorKind;
 
 StreamEvent R(std::string t) { return {K::reasoning, std::move(t), "", -1, E::none}; }
 StreamEvent C(std::string t) { return {K::content, std::move(t), "", -1, E::none}; }
-StreamEvent Begin(int i, std::string name) { return {K::tool_call_begin, "", std::move(name), i, E::none}; }
-StreamEvent Args(int i, std::string t) { return {K::tool_call_arguments, std::move(t), "", i, E::none}; }
+StreamEvent Begin(int i, std::string name) {
+  return {K::tool_call_begin, "", std::move(name), i, E::none};
+}
+StreamEvent Args(int i, std::string t) {
+  return {K::tool_call_arguments, std::move(t), "", i, E::none};
+}
 StreamEvent End(int i, std::string name, std::string args) {
   return {K::tool_call_end, std::move(args), std::move(name), i, E::none};
 }
@@ -25,8 +30,8 @@ StreamEvent Err(E kind) { return {K::error, "", "", -1, kind}; }
 
 std::string describe(const StreamEvent& e) {
   const char* kinds[] = {"reasoning", "content", "begin", "args", "end", "error"};
-  return std::string(kinds[static_cast<int>(e.kind)]) + "(" + std::to_string(e.index) + ", " + e.name + ", «" +
-         e.text + "», " + std::to_string(static_cast<int>(e.error)) + ")";
+  return std::string(kinds[static_cast<int>(e.kind)]) + "(" + std::to_string(e.index) + ", " +
+         e.name + ", «" + e.text + "», " + std::to_string(static_cast<int>(e.error)) + ")";
 }
 
 std::string describe(const std::vector<StreamEvent>& v) {
@@ -48,10 +53,18 @@ std::vector<StreamEvent> feed_chunked(std::string_view text, StreamOptions o, un
   while (pos < text.size()) {
     size_t n;
     switch (rng() % 4) {
-      case 0: n = 1; break;
-      case 1: n = 1 + rng() % 4; break;
-      case 2: n = 1 + rng() % 16; break;
-      default: n = 1 + rng() % 64; break;
+      case 0:
+        n = 1;
+        break;
+      case 1:
+        n = 1 + rng() % 4;
+        break;
+      case 2:
+        n = 1 + rng() % 16;
+        break;
+      default:
+        n = 1 + rng() % 64;
+        break;
     }
     n = std::min(n, text.size() - pos);
     p.feed(text.substr(pos, n), out);
@@ -72,7 +85,9 @@ void check(std::string_view text, StreamOptions o, const std::vector<StreamEvent
     std::vector<StreamEvent> raw = feed_chunked(text, o, seed);
     for (const StreamEvent& e : raw) ASSERT_TRUE(is_valid_utf8(e.text)) << describe(e);
     std::vector<StreamEvent> chunked = coalesce_events(raw);
-    ASSERT_EQ(chunked, whole) << "seed " << seed << "\nchunked:\n" << describe(chunked) << "whole:\n" << describe(whole);
+    ASSERT_EQ(chunked, whole) << "seed " << seed << "\nchunked:\n"
+                              << describe(chunked) << "whole:\n"
+                              << describe(whole);
   }
 }
 
@@ -88,7 +103,8 @@ constexpr std::string_view kWeather =
 const std::string kWeatherArgs = R"({"location": "Beijing", "unit": "celsius"})";
 
 TEST(DsmlStream, ReasoningAndContent) {
-  check("<think>Let me think.</think>The answer.", kThinkTools, {R("Let me think."), C("The answer.")});
+  check("<think>Let me think.</think>The answer.", kThinkTools,
+        {R("Let me think."), C("The answer.")});
   check("Let me think.</think>The answer.", kThinkTools, {R("Let me think."), C("The answer.")});
   check("</think>x", kThinkTools, {C("x")});
   check("Cut by max_tokens, no close", kThinkTools, {R("Cut by max_tokens, no close")});
@@ -96,13 +112,17 @@ TEST(DsmlStream, ReasoningAndContent) {
   check("a </thinking> b</think>", kThinkTools, {R("a </thinking> b")});
   check("Plain answer. 1 < 2 and <tool", kChatTools, {C("Plain answer. 1 < 2 and <tool")});
   check("Trailing spaces  \n\n", kChatTools, {C("Trailing spaces  \n\n")});
+  // A closer without an opener is ordinary text.
+  check("x</｜DSML｜tool_calls>y", kChatTools, {C("x</｜DSML｜tool_calls>y")});
 }
 
 TEST(DsmlStream, CanonicalToolCall) {
   check("R</think>" + std::string(kWeather), kThinkTools,
-        {R("R"), Begin(0, "get_weather"), Args(0, kWeatherArgs), End(0, "get_weather", kWeatherArgs)});
+        {R("R"), Begin(0, "get_weather"), Args(0, kWeatherArgs),
+         End(0, "get_weather", kWeatherArgs)});
   check("Checking." + std::string(kWeather), kChatTools,
-        {C("Checking."), Begin(0, "get_weather"), Args(0, kWeatherArgs), End(0, "get_weather", kWeatherArgs)});
+        {C("Checking."), Begin(0, "get_weather"), Args(0, kWeatherArgs),
+         End(0, "get_weather", kWeatherArgs)});
 }
 
 TEST(DsmlStream, SeveralCallsWithJsonValues) {
@@ -112,22 +132,27 @@ TEST(DsmlStream, SeveralCallsWithJsonValues) {
       "<｜DSML｜parameter name=\"o\" string=\"false\">{\"k\": \"v</\"}</｜DSML｜parameter>\n"
       "</｜DSML｜invoke>\n<｜DSML｜invoke name=\"b\">\n\n</｜DSML｜invoke>\n</｜DSML｜tool_calls>";
   std::string a = R"({"xs": [1,2,3], "o": {"k": "v</"}})";
-  check(text, kChatTools, {Begin(0, "a"), Args(0, a), End(0, "a", a), Begin(1, "b"), Args(1, "{}"), End(1, "b", "{}")});
+  check(
+      text, kChatTools,
+      {Begin(0, "a"), Args(0, a), End(0, "a", a), Begin(1, "b"), Args(1, "{}"), End(1, "b", "{}")});
 }
 
 TEST(DsmlStream, ShortAndXmlForms) {
   std::string short_form =
       "\n\n<DSML｜tool_calls>\n<DSML｜invoke name=\"a\">\n"
-      "<DSML｜parameter name=\"x\" string=\"true\">1</DSML｜parameter>\n</DSML｜invoke>\n</DSML｜tool_calls>";
+      "<DSML｜parameter name=\"x\" "
+      "string=\"true\">1</DSML｜parameter>\n</DSML｜invoke>\n</DSML｜tool_calls>";
   check(short_form, kChatTools,
-        {Err(E::strict_violation), Begin(0, "a"), Args(0, R"({"x": "1"})"), End(0, "a", R"({"x": "1"})")});
+        {Err(E::strict_violation), Begin(0, "a"), Args(0, R"({"x": "1"})"),
+         End(0, "a", R"({"x": "1"})")});
   std::string xml =
       "Sure.<tool_calls><invoke name=\"a\"> <parameter name=\"x\" string=\"false\">2</parameter>"
       "</invoke></tool_calls>";
   check(xml, kChatTools,
-        {C("Sure."), Err(E::strict_violation), Err(E::strict_violation), Err(E::strict_violation), Begin(0, "a"),
-         Args(0, "{"), Err(E::strict_violation), Args(0, R"("x": 2)"), Err(E::strict_violation), Args(0, "}"),
-         End(0, "a", R"({"x": 2})"), Err(E::strict_violation)});
+        {C("Sure."), Err(E::strict_violation), Err(E::strict_violation), Err(E::strict_violation),
+         Begin(0, "a"), Args(0, "{"), Err(E::strict_violation), Args(0, R"("x": 2)"),
+         Err(E::strict_violation), Args(0, "}"), End(0, "a", R"({"x": 2})"),
+         Err(E::strict_violation)});
 }
 
 TEST(DsmlStream, LooseNestedParameters) {
@@ -139,21 +164,26 @@ TEST(DsmlStream, LooseNestedParameters) {
       "</｜DSML｜parameter>\n</｜DSML｜invoke>\n</｜DSML｜tool_calls>";
   std::string a = R"({"edits": {"oldText": "old <text>", "newText": "new text"}})";
   check(text, kChatTools,
-        {Begin(0, "edit"), Args(0, "{"), Err(E::strict_violation), Args(0, a.substr(1)), End(0, "edit", a)});
+        {Begin(0, "edit"), Args(0, "{"), Err(E::strict_violation), Args(0, a.substr(1)),
+         End(0, "edit", a)});
 }
 
 TEST(DsmlStream, MissingStringAttributeIsAString) {
   std::string text =
       "\n\n<｜DSML｜tool_calls>\n<｜DSML｜invoke name=\"a\">\n"
-      "<｜DSML｜parameter name=\"x\">  spaced <b> </｜DSML｜parameter>\n</｜DSML｜invoke>\n</｜DSML｜tool_calls>";
+      "<｜DSML｜parameter name=\"x\">  spaced <b> "
+      "</｜DSML｜parameter>\n</｜DSML｜invoke>\n</｜DSML｜tool_calls>";
   std::string a = R"({"x": "  spaced <b> "})";
-  check(text, kChatTools, {Begin(0, "a"), Args(0, "{"), Err(E::strict_violation), Args(0, a.substr(1)), End(0, "a", a)});
+  check(text, kChatTools,
+        {Begin(0, "a"), Args(0, "{"), Err(E::strict_violation), Args(0, a.substr(1)),
+         End(0, "a", a)});
 }
 
 TEST(DsmlStream, ShellCommandRoundTripsUnchanged) {
   std::string text =
       "\n\n<｜DSML｜tool_calls>\n<｜DSML｜invoke name=\"bash\">\n"
-      "<｜DSML｜parameter name=\"command\" string=\"true\">cd /tmp && git diff 2>/dev/null</｜DSML｜parameter>\n"
+      "<｜DSML｜parameter name=\"command\" string=\"true\">cd /tmp && git diff "
+      "2>/dev/null</｜DSML｜parameter>\n"
       "</｜DSML｜invoke>\n</｜DSML｜tool_calls>";
   std::string a = R"({"command": "cd /tmp && git diff 2>/dev/null"})";
   check(text, kChatTools, {Begin(0, "bash"), Args(0, a), End(0, "bash", a)});
@@ -162,7 +192,8 @@ TEST(DsmlStream, ShellCommandRoundTripsUnchanged) {
 TEST(DsmlStream, StringBodiesAreJsonEscaped) {
   std::string text =
       "\n\n<｜DSML｜tool_calls>\n<｜DSML｜invoke name=\"w\">\n"
-      "<｜DSML｜parameter name=\"s\" string=\"true\">a\"b\\c\n\td</｜DSML｜par</｜DSML｜parameter>\n"
+      "<｜DSML｜parameter name=\"s\" "
+      "string=\"true\">a\"b\\c\n\td</｜DSML｜par</｜DSML｜parameter>\n"
       "</｜DSML｜invoke>\n</｜DSML｜tool_calls>";
   std::string a = R"({"s": "a\"b\\c\n\td</｜DSML｜par"})";
   check(text, kChatTools, {Begin(0, "w"), Args(0, a), End(0, "w", a)});
@@ -171,7 +202,8 @@ TEST(DsmlStream, StringBodiesAreJsonEscaped) {
 TEST(DsmlStream, InvokeWithoutNameIsMalformedAndBecomesContent) {
   std::string block =
       "\n\n<｜DSML｜tool_calls>\n<｜DSML｜invoke>\n"
-      "<｜DSML｜parameter name=\"x\" string=\"true\">1</｜DSML｜parameter>\n</｜DSML｜invoke>\n</｜DSML｜tool_calls>";
+      "<｜DSML｜parameter name=\"x\" "
+      "string=\"true\">1</｜DSML｜parameter>\n</｜DSML｜invoke>\n</｜DSML｜tool_calls>";
   check("Hi" + block, kChatTools, {C("Hi"), Err(E::malformed), C(block)});
   std::string junk = "\n\n<｜DSML｜tool_calls>\nnot a tag";
   check("Hi" + junk, kChatTools, {C("Hi"), Err(E::malformed), C(junk)});
@@ -188,7 +220,8 @@ TEST(DsmlStream, WithoutToolsMarkupIsContent) {
 
 TEST(DsmlStream, SeparatorWhitespaceIsNotContent) {
   check("Hi \t\n\n" + std::string(kWeather.substr(2)), kChatTools,
-        {C("Hi"), Begin(0, "get_weather"), Args(0, kWeatherArgs), End(0, "get_weather", kWeatherArgs)});
+        {C("Hi"), Begin(0, "get_weather"), Args(0, kWeatherArgs),
+         End(0, "get_weather", kWeatherArgs)});
   // Not preceded by a blank line: accepted, reported.
   check("Hi" + std::string(kWeather.substr(2)), kChatTools,
         {C("Hi"), Err(E::strict_violation), Begin(0, "get_weather"), Args(0, kWeatherArgs),
@@ -199,25 +232,31 @@ TEST(DsmlStream, StrictViolationsInsideTheBlock) {
   std::string dup =
       "\n\n<｜DSML｜tool_calls>\n<｜DSML｜invoke name=\"a\">\n"
       "<｜DSML｜parameter name=\"x\" string=\"true\">1</｜DSML｜parameter>\n"
-      "<｜DSML｜parameter name=\"x\" string=\"yes\">2</｜DSML｜parameter>\n</｜DSML｜invoke>\n</｜DSML｜tool_calls>";
+      "<｜DSML｜parameter name=\"x\" "
+      "string=\"yes\">2</｜DSML｜parameter>\n</｜DSML｜invoke>\n</｜DSML｜tool_calls>";
   check(dup, kChatTools,
         {Begin(0, "a"), Args(0, R"({"x": "1")"), Err(E::strict_violation), Err(E::strict_violation),
          Args(0, R"(, "x": "2"})"), End(0, "a", R"({"x": "1", "x": "2"})")});
   std::string after = std::string(kWeather) + " trailing";
   check(after, kChatTools,
-        {Begin(0, "get_weather"), Args(0, kWeatherArgs), End(0, "get_weather", kWeatherArgs), Err(E::strict_violation),
-         C("trailing")});
+        {Begin(0, "get_weather"), Args(0, kWeatherArgs), End(0, "get_weather", kWeatherArgs),
+         Err(E::strict_violation), C("trailing")});
 }
 
 TEST(DsmlStream, JsonValues) {
   std::string bad =
       "\n\n<｜DSML｜tool_calls>\n<｜DSML｜invoke name=\"a\">\n"
-      "<｜DSML｜parameter name=\"n\" string=\"false\">[1,2</｜DSML｜parameter>\n</｜DSML｜invoke>\n</｜DSML｜tool_calls>";
-  check(bad, kChatTools, {Begin(0, "a"), Args(0, R"({"n": [1,2)"), Err(E::invalid_arguments), Args(0, "}"), End(0, "a", "{}")});
+      "<｜DSML｜parameter name=\"n\" "
+      "string=\"false\">[1,2</｜DSML｜parameter>\n</｜DSML｜invoke>\n</｜DSML｜tool_calls>";
+  check(bad, kChatTools,
+        {Begin(0, "a"), Args(0, R"({"n": [1,2)"), Err(E::invalid_arguments), Args(0, "}"),
+         End(0, "a", "{}")});
   std::string empty =
       "\n\n<｜DSML｜tool_calls>\n<｜DSML｜invoke name=\"a\">\n"
-      "<｜DSML｜parameter name=\"n\" string=\"false\"> </｜DSML｜parameter>\n</｜DSML｜invoke>\n</｜DSML｜tool_calls>";
-  check(empty, kChatTools, {Begin(0, "a"), Args(0, R"({"n":  null})"), End(0, "a", R"({"n":  null})")});
+      "<｜DSML｜parameter name=\"n\" string=\"false\"> "
+      "</｜DSML｜parameter>\n</｜DSML｜invoke>\n</｜DSML｜tool_calls>";
+  check(empty, kChatTools,
+        {Begin(0, "a"), Args(0, R"({"n":  null})"), End(0, "a", R"({"n":  null})")});
 }
 
 TEST(DsmlStream, UnterminatedBlock) {
@@ -230,7 +269,8 @@ TEST(DsmlStream, UnterminatedBlock) {
 
 TEST(DsmlStream, QuotedGreaterThanInHeader) {
   std::string text =
-      "\n\n<｜DSML｜tool_calls>\n<｜DSML｜invoke name=\"a>b\">\n\n</｜DSML｜invoke>\n</｜DSML｜tool_calls>";
+      "\n\n<｜DSML｜tool_calls>\n<｜DSML｜invoke "
+      "name=\"a>b\">\n\n</｜DSML｜invoke>\n</｜DSML｜tool_calls>";
   check(text, kChatTools, {Begin(0, "a>b"), Args(0, "{}"), End(0, "a>b", "{}")});
 }
 
@@ -242,8 +282,10 @@ TEST(DsmlStream, Utf8IsNeverSplit) {
                      "\">\n<｜DSML｜parameter name=\"s\" string=\"true\">" + crab +
                      "</｜DSML｜parameter>\n</｜DSML｜invoke>\n</｜DSML｜tool_calls>";
   std::string a = "{\"s\": \"" + crab + "\"}";
-  check(text, kThinkTools, {R("r" + crab), C("c" + crab), Begin(0, crab), Args(0, a), End(0, crab, a)});
-  check("bad \xFF\xF0\x9F end \xE2\x82", kChatTools, {C("bad \xEF\xBF\xBD\xEF\xBF\xBD end \xEF\xBF\xBD")});
+  check(text, kThinkTools,
+        {R("r" + crab), C("c" + crab), Begin(0, crab), Args(0, a), End(0, crab, a)});
+  check("bad \xFF\xF0\x9F end \xE2\x82", kChatTools,
+        {C("bad \xEF\xBF\xBD\xEF\xBF\xBD end \xEF\xBF\xBD")});
 
   // Byte by byte, the 4-byte character comes out whole, once.
   DsmlStreamParser p(kChatTools);

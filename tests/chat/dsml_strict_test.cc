@@ -1,7 +1,8 @@
 // The official parser (PROTOCOL.md §3.3).
+#include "chat/dsml_strict.h"
+
 #include <gtest/gtest.h>
 
-#include "chat/dsml_strict.h"
 #include "chat/special_tokens.h"
 #include "test_util.h"
 
@@ -24,14 +25,16 @@ TEST(DsmlStrict, GoldenOneAssistantSegment) {
   ASSERT_NE(start, std::string::npos);
   start += open.size();
   size_t end = out.find(tok::kUser, start);
-  auto r = parse_completion_strict(std::string_view(out).substr(start, end - start), ThinkingMode::thinking);
+  auto r = parse_completion_strict(std::string_view(out).substr(start, end - start),
+                                   ThinkingMode::thinking);
   ASSERT_TRUE(r.ok()) << r.error().message;
   EXPECT_EQ(r->reasoning_content,
             "The user wants to know the weather in Beijing. I should use the get_weather tool.");
   EXPECT_EQ(r->content, "");
   ASSERT_EQ(r->tool_calls.size(), 1u);
   EXPECT_EQ(r->tool_calls[0].name, "get_weather");
-  EXPECT_EQ(*parse_json(r->tool_calls[0].arguments), *parse_json(R"({"location": "Beijing", "unit": "celsius"})"));
+  EXPECT_EQ(*parse_json(r->tool_calls[0].arguments),
+            *parse_json(R"({"location": "Beijing", "unit": "celsius"})"));
 }
 
 TEST(DsmlStrict, PlainAndToolCompletions) {
@@ -43,11 +46,14 @@ TEST(DsmlStrict, PlainAndToolCompletions) {
   ASSERT_TRUE(r.ok()) << r.error().message;
   EXPECT_EQ(r->content, "Hi");
   ASSERT_EQ(r->tool_calls.size(), 1u);
-  EXPECT_EQ(r->tool_calls[0], (ParsedToolCall{"get_weather", R"({"location": "Beijing", "days": 3})"}));
+  EXPECT_EQ(r->tool_calls[0],
+            (ParsedToolCall{"get_weather", R"({"location": "Beijing", "days": 3})"}));
 
   // Zero parameters: the header is followed by a blank line (Python's `$` allows it).
   r = parse_completion_strict(
-      "\n\n<｜DSML｜tool_calls>\n<｜DSML｜invoke name=\"a\">\n\n</｜DSML｜invoke>\n</｜DSML｜tool_calls>" + EOS,
+      "\n\n<｜DSML｜tool_calls>\n<｜DSML｜invoke "
+      "name=\"a\">\n\n</｜DSML｜invoke>\n</｜DSML｜tool_calls>" +
+          EOS,
       ThinkingMode::chat);
   ASSERT_TRUE(r.ok()) << r.error().message;
   EXPECT_EQ(r->tool_calls[0], (ParsedToolCall{"a", "{}"}));
@@ -67,8 +73,10 @@ TEST(DsmlStrict, FailureCases) {
       {"invalid string attribute", replace(ok, "string=\"true\"", "string=\"yes\"")},
       {"duplicate parameter", replace(ok, "name=\"days\"", "name=\"location\"")},
       {"no newline after invoke header", replace(ok, "\"get_weather\">\n", "\"get_weather\">")},
-      {"no newline after parameter", replace(ok, "Beijing</｜DSML｜parameter>\n", "Beijing</｜DSML｜parameter>")},
-      {"no newline after block open", replace(ok, "<｜DSML｜tool_calls>\n", "<｜DSML｜tool_calls>")},
+      {"no newline after parameter",
+       replace(ok, "Beijing</｜DSML｜parameter>\n", "Beijing</｜DSML｜parameter>")},
+      {"no newline after block open",
+       replace(ok, "<｜DSML｜tool_calls>\n", "<｜DSML｜tool_calls>")},
       {"text after the block", replace(ok, "</｜DSML｜tool_calls>", "</｜DSML｜tool_calls>more")},
       {"truncated block", "Hi" + std::string(kCall.substr(0, 90)) + EOS},
       {"missing EOS", "Hi" + std::string(kCall)},
@@ -81,7 +89,8 @@ TEST(DsmlStrict, FailureCases) {
     EXPECT_FALSE(parse_completion_strict(text, ThinkingMode::chat).ok()) << what;
   }
   EXPECT_FALSE(parse_completion_strict("no close" + EOS, ThinkingMode::thinking).ok());
-  EXPECT_FALSE(parse_completion_strict("R" + std::string(kCall) + EOS, ThinkingMode::thinking).ok());
+  EXPECT_FALSE(
+      parse_completion_strict("R" + std::string(kCall) + EOS, ThinkingMode::thinking).ok());
   EXPECT_FALSE(parse_completion_strict("R</think>A<think>" + EOS, ThinkingMode::thinking).ok());
 }
 

@@ -21,7 +21,8 @@ std::vector<Message> msgs(std::string_view json) {
   return m.ok() ? *m : std::vector<Message>{};
 }
 
-EncodeOptions opts(ThinkingMode mode, Effort effort = Effort::none, Release release = Release::original) {
+EncodeOptions opts(ThinkingMode mode, Effort effort = Effort::none,
+                   Release release = Release::original) {
   EncodeOptions o;
   o.thinking = mode;
   o.effort = effort;
@@ -31,7 +32,8 @@ EncodeOptions opts(ThinkingMode mode, Effort effort = Effort::none, Release rele
 const EncodeOptions kThink = opts(ThinkingMode::thinking);
 const EncodeOptions kChat = opts(ThinkingMode::chat);
 
-std::string render(std::string_view json, const EncodeOptions& o, std::string_view context_json = "[]") {
+std::string render(std::string_view json, const EncodeOptions& o,
+                   std::string_view context_json = "[]") {
   auto r = encode_messages(msgs(json), o, msgs(context_json));
   EXPECT_TRUE(r.ok()) << (r.ok() ? "" : r.error().message);
   return r.ok() ? r->text : "";
@@ -61,7 +63,8 @@ TEST(Encoder, EffortPrefixesOriginalRelease) {
   EXPECT_EQ(render(sys, opts(ThinkingMode::thinking, Effort::high)), BOS + body);
   EXPECT_EQ(render(sys, opts(ThinkingMode::thinking, Effort::low)), BOS + body);
   // Chat mode ignores the effort.
-  EXPECT_EQ(render(sys, opts(ThinkingMode::chat, Effort::max)), BOS + "S" + U + "Hello" + A + ENDTHINK);
+  EXPECT_EQ(render(sys, opts(ThinkingMode::chat, Effort::max)),
+            BOS + "S" + U + "Hello" + A + ENDTHINK);
 }
 
 TEST(Encoder, EffortPrefixes0731) {
@@ -91,36 +94,38 @@ constexpr std::string_view kThreeTurns = R"([
   {"role":"user","content":"u3"}])";
 
 TEST(Encoder, EarlierReasoningDroppedWithoutTools) {
-  EXPECT_EQ(render(kThreeTurns, kThink),
-            BOS + U + "u1" + A + ENDTHINK + "a1" + EOS + U + "u2" + A + ENDTHINK + "a2" + EOS + U +
-                "u3" + A + THINK);
+  EXPECT_EQ(render(kThreeTurns, kThink), BOS + U + "u1" + A + ENDTHINK + "a1" + EOS + U + "u2" + A +
+                                             ENDTHINK + "a2" + EOS + U + "u3" + A + THINK);
 }
 
 TEST(Encoder, EarlierReasoningKeptWhenDropDisabled) {
   EncodeOptions o = kThink;
   o.drop_thinking = false;
-  EXPECT_EQ(render(kThreeTurns, o),
-            BOS + U + "u1" + A + THINK + "r1" + ENDTHINK + "a1" + EOS + U + "u2" + A + THINK + "r2" +
-                ENDTHINK + "a2" + EOS + U + "u3" + A + THINK);
+  EXPECT_EQ(render(kThreeTurns, o), BOS + U + "u1" + A + THINK + "r1" + ENDTHINK + "a1" + EOS + U +
+                                        "u2" + A + THINK + "r2" + ENDTHINK + "a2" + EOS + U + "u3" +
+                                        A + THINK);
 }
 
 TEST(Encoder, EarlierReasoningKeptWhenToolsPresent) {
-  std::string with_tools = R"([{"role":"system","content":"S","tools":[{"type":"function","function":{"name":"f"}}]},)" +
-                           std::string(kThreeTurns.substr(1));
+  std::string with_tools =
+      R"([{"role":"system","content":"S","tools":[{"type":"function","function":{"name":"f"}}]},)" +
+      std::string(kThreeTurns.substr(1));
   std::string out = render(with_tools, kThink);
-  EXPECT_NE(out.find(U + "u1" + A + THINK + "r1" + ENDTHINK + "a1" + EOS), std::string::npos) << out;
-  EXPECT_NE(out.find(U + "u2" + A + THINK + "r2" + ENDTHINK + "a2" + EOS), std::string::npos) << out;
+  EXPECT_NE(out.find(U + "u1" + A + THINK + "r1" + ENDTHINK + "a1" + EOS), std::string::npos)
+      << out;
+  EXPECT_NE(out.find(U + "u2" + A + THINK + "r2" + ENDTHINK + "a2" + EOS), std::string::npos)
+      << out;
 }
 
 TEST(Encoder, ChatModeHasNoReasoning) {
-  EXPECT_EQ(render(kThreeTurns, kChat),
-            BOS + U + "u1" + A + ENDTHINK + "a1" + EOS + U + "u2" + A + ENDTHINK + "a2" + EOS + U +
-                "u3" + A + ENDTHINK);
+  EXPECT_EQ(render(kThreeTurns, kChat), BOS + U + "u1" + A + ENDTHINK + "a1" + EOS + U + "u2" + A +
+                                            ENDTHINK + "a2" + EOS + U + "u3" + A + ENDTHINK);
 }
 
 TEST(Encoder, DeveloperIsAUserTurn) {
-  EXPECT_EQ(render(R"([{"role":"system","content":"S"},{"role":"developer","content":"D"}])", kThink),
-            BOS + "S" + U + "D" + A + THINK);
+  EXPECT_EQ(
+      render(R"([{"role":"system","content":"S"},{"role":"developer","content":"D"}])", kThink),
+      BOS + "S" + U + "D" + A + THINK);
 }
 
 TEST(Encoder, DeveloperBeforeLastUserIsDroppedInThinkingMode) {
@@ -129,18 +134,22 @@ TEST(Encoder, DeveloperBeforeLastUserIsDroppedInThinkingMode) {
     {"role":"user","content":"Again?"}])";
   EXPECT_EQ(render(in, kThink),
             BOS + "You are a helpful assistant.Yes." + EOS + U + "Again?" + A + THINK);
-  EXPECT_EQ(render(in, kChat), BOS + "You are a helpful assistant." + U + "Q" + A + ENDTHINK + "Yes." +
-                                   EOS + U + "Again?" + A + ENDTHINK);
+  EXPECT_EQ(render(in, kChat), BOS + "You are a helpful assistant." + U + "Q" + A + ENDTHINK +
+                                   "Yes." + EOS + U + "Again?" + A + ENDTHINK);
 }
 
 TEST(Encoder, LatestReminder) {
   std::string R(tok::kLatestReminder);
-  EXPECT_EQ(render(R"([{"role":"system","content":"S"},{"role":"latest_reminder","content":"2026-02-21,App"},
-                      {"role":"user","content":"Q"}])", kThink),
-            BOS + "S" + R + "2026-02-21,App" + U + "Q" + A + THINK);
+  EXPECT_EQ(
+      render(
+          R"([{"role":"system","content":"S"},{"role":"latest_reminder","content":"2026-02-21,App"},
+                      {"role":"user","content":"Q"}])",
+          kThink),
+      BOS + "S" + R + "2026-02-21,App" + U + "Q" + A + THINK);
   // A turn followed by a reminder still gets its transition; the reminder itself gets none.
-  EXPECT_EQ(render(R"([{"role":"user","content":"Q"},{"role":"latest_reminder","content":"x"}])", kChat),
-            BOS + U + "Q" + A + ENDTHINK + R + "x");
+  EXPECT_EQ(
+      render(R"([{"role":"user","content":"Q"},{"role":"latest_reminder","content":"x"}])", kChat),
+      BOS + U + "Q" + A + ENDTHINK + R + "x");
 }
 
 TEST(Encoder, Tasks) {
@@ -148,24 +157,34 @@ TEST(Encoder, Tasks) {
   constexpr std::string_view kAct = R"([{"role":"user","content":"Q","task":"action"}])";
   EXPECT_EQ(render(kAct, kChat), BOS + U + "Q" + A + ENDTHINK + action);
   EXPECT_EQ(render(kAct, kThink), BOS + U + "Q" + A + THINK + action);
-  EXPECT_EQ(render(R"([{"role":"user","content":"Q","task":"query"}])", kThink), BOS + U + "Q" + query);
-  EXPECT_EQ(render(R"([{"role":"user","content":"Q"},{"role":"assistant","content":"A","task":"title"}])", kChat),
-            BOS + U + "Q" + A + ENDTHINK + "A" + EOS + title);
+  EXPECT_EQ(render(R"([{"role":"user","content":"Q","task":"query"}])", kThink),
+            BOS + U + "Q" + query);
+  EXPECT_EQ(
+      render(R"([{"role":"user","content":"Q"},{"role":"assistant","content":"A","task":"title"}])",
+             kChat),
+      BOS + U + "Q" + A + ENDTHINK + "A" + EOS + title);
   // An assistant turn right after a task has no thinking part, even in thinking mode.
-  EXPECT_EQ(render(R"([{"role":"user","content":"Q","task":"action"},{"role":"assistant","content":"Search","reasoning_content":"r"}])",
-                   kThink),
-            BOS + U + "Q" + A + THINK + action + "Search" + EOS);
+  EXPECT_EQ(
+      render(
+          R"([{"role":"user","content":"Q","task":"action"},{"role":"assistant","content":"Search","reasoning_content":"r"}])",
+          kThink),
+      BOS + U + "Q" + A + THINK + action + "Search" + EOS);
   // A user message with a task is never merged with the next user message.
-  EXPECT_EQ(render(R"([{"role":"user","content":"Q","task":"query"},{"role":"user","content":"Z"}])", kChat),
-            BOS + U + "Q" + U + "Z" + A + ENDTHINK);
+  EXPECT_EQ(
+      render(R"([{"role":"user","content":"Q","task":"query"},{"role":"user","content":"Z"}])",
+             kChat),
+      BOS + U + "Q" + U + "Z" + A + ENDTHINK);
 }
 
 TEST(Encoder, BosAndEosOptions) {
   EncodeOptions o = kChat;
   o.add_bos = false;
   EXPECT_EQ(render(kHello, o), U + "Hello" + A + ENDTHINK);
-  EXPECT_EQ(render(R"([{"role":"user","content":"Q"},{"role":"assistant","content":"Part","wo_eos":true}])", kChat),
-            BOS + U + "Q" + A + ENDTHINK + "Part");
+  EXPECT_EQ(
+      render(
+          R"([{"role":"user","content":"Q"},{"role":"assistant","content":"Part","wo_eos":true}])",
+          kChat),
+      BOS + U + "Q" + A + ENDTHINK + "Part");
 }
 
 TEST(Encoder, ConsecutiveUsersShareATurn) {
@@ -176,8 +195,9 @@ TEST(Encoder, ConsecutiveUsersShareATurn) {
 TEST(Encoder, ContextIsNotRerendered) {
   std::string ctx = R"([{"role":"system","content":"S"},{"role":"user","content":"U"},
                         {"role":"assistant","content":"A","reasoning_content":"R"}])";
-  EXPECT_EQ(render(R"([{"role":"user","content":"U2"}])", opts(ThinkingMode::thinking, Effort::max), ctx),
-            U + "U2" + A + THINK);
+  EXPECT_EQ(
+      render(R"([{"role":"user","content":"U2"}])", opts(ThinkingMode::thinking, Effort::max), ctx),
+      U + "U2" + A + THINK);
   EXPECT_EQ(render(R"([{"role":"user","content":"U2"}])", kChat, ctx), U + "U2" + A + ENDTHINK);
 }
 
@@ -192,65 +212,102 @@ constexpr std::string_view kParallel = R"([
 
 TEST(Encoder, ToolResultsSortedByCallOrderAndJoined) {
   std::string out = render(kParallel, kChat);
-  EXPECT_NE(out.find(EOS + U + "<tool_result>{\"temperature\": 22}</tool_result>\n\n"
-                     "<tool_result>{\"temperature\": 26}</tool_result>\n\nThanks" + A + ENDTHINK),
+  EXPECT_NE(out.find(EOS + U +
+                     "<tool_result>{\"temperature\": 22}</tool_result>\n\n"
+                     "<tool_result>{\"temperature\": 26}</tool_result>\n\nThanks" +
+                     A + ENDTHINK),
             std::string::npos)
       << out;
 }
 
 TEST(Encoder, ToolResultParts) {
-  std::string out = render(R"([{"role":"tool","content":[{"type":"text","text":"a"},{"type":"image"},{"type":"text","text":"b"}]}])", kChat);
-  EXPECT_EQ(out, BOS + U + "<tool_result>a\n\n[Unsupported image]\n\nb</tool_result>" + A + ENDTHINK);
+  std::string out = render(
+      R"([{"role":"tool","content":[{"type":"text","text":"a"},{"type":"image"},{"type":"text","text":"b"}]}])",
+      kChat);
+  EXPECT_EQ(out,
+            BOS + U + "<tool_result>a\n\n[Unsupported image]\n\nb</tool_result>" + A + ENDTHINK);
 }
 
 TEST(Encoder, ResponseFormat) {
-  std::string out = render(R"([{"role":"system","content":"S","response_format":{"type":"json_object"}},{"role":"user","content":"Q"}])", kChat);
-  EXPECT_EQ(out, BOS + "S\n\n## Response Format:\n\nYou MUST strictly adhere to the following schema to reply:\n"
-                       "{\"type\": \"json_object\"}" + U + "Q" + A + ENDTHINK);
+  std::string out = render(
+      R"([{"role":"system","content":"S","response_format":{"type":"json_object"}},{"role":"user","content":"Q"}])",
+      kChat);
+  EXPECT_EQ(
+      out,
+      BOS +
+          "S\n\n## Response Format:\n\nYou MUST strictly adhere to the following schema to reply:\n"
+          "{\"type\": \"json_object\"}" +
+          U + "Q" + A + ENDTHINK);
 }
 
 TEST(Encoder, ToolsOnEmptySystemStartRightAfterBos) {
-  std::string out = render(R"([{"role":"system","content":"","tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object"}}}]},{"role":"user","content":"Q"}])", kChat);
+  std::string out = render(
+      R"([{"role":"system","content":"","tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object"}}}]},{"role":"user","content":"Q"}])",
+      kChat);
   EXPECT_TRUE(out.starts_with(BOS + "\n\n## Tools\n\n")) << out;
-  EXPECT_NE(out.find("\n\n{\"name\": \"f\", \"parameters\": {\"type\": \"object\"}}\n\nYou MUST strictly follow the above defined tool name and parameter schemas to invoke tool calls.\n" + U + "Q"),
-            std::string::npos)
+  EXPECT_NE(
+      out.find("\n\n{\"name\": \"f\", \"parameters\": {\"type\": \"object\"}}\n\nYou MUST strictly "
+               "follow the above defined tool name and parameter schemas to invoke tool calls.\n" +
+               U + "Q"),
+      std::string::npos)
       << out;
 }
 
 TEST(Encoder, NullContentsAreEmpty) {
-  EXPECT_EQ(render(R"([{"role":"user","content":"Q"},{"role":"assistant","content":null,"tool_calls":[{"type":"function","function":{"name":"f","arguments":"{}"}}]},{"role":"tool","content":null}])", kChat),
-            BOS + U + "Q" + A + ENDTHINK + "\n\n<｜DSML｜tool_calls>\n<｜DSML｜invoke name=\"f\">\n\n</｜DSML｜invoke>\n</｜DSML｜tool_calls>" + EOS +
-                U + "<tool_result></tool_result>" + A + ENDTHINK);
+  EXPECT_EQ(
+      render(
+          R"([{"role":"user","content":"Q"},{"role":"assistant","content":null,"tool_calls":[{"type":"function","function":{"name":"f","arguments":"{}"}}]},{"role":"tool","content":null}])",
+          kChat),
+      BOS + U + "Q" + A + ENDTHINK +
+          "\n\n<｜DSML｜tool_calls>\n<｜DSML｜invoke "
+          "name=\"f\">\n\n</｜DSML｜invoke>\n</｜DSML｜tool_calls>" +
+          EOS + U + "<tool_result></tool_result>" + A + ENDTHINK);
 }
 
 TEST(Encoder, MalformedInputsAreErrors) {
-  EXPECT_NE(render_error(R"([{"role":"wizard","content":"x"}])").find("unknown role 'wizard'"), std::string::npos);
+  EXPECT_NE(render_error(R"([{"role":"wizard","content":"x"}])").find("unknown role 'wizard'"),
+            std::string::npos);
   EXPECT_NE(render_error(R"([{"content":"x"}])").find("missing role"), std::string::npos);
-  EXPECT_NE(render_error(R"([{"role":"assistant","tool_calls":[{"type":"function","function":{"arguments":"{}"}}]}])")
-                .find("without a function name"),
+  EXPECT_NE(
+      render_error(
+          R"([{"role":"assistant","tool_calls":[{"type":"function","function":{"arguments":"{}"}}]}])")
+          .find("without a function name"),
+      std::string::npos);
+  EXPECT_NE(
+      render_error(R"([{"role":"assistant","tool_calls":[{"type":"function"}]}])").find("function"),
+      std::string::npos);
+  EXPECT_NE(
+      render_error(
+          R"([{"role":"system","content":"S","tools":[{"type":"function","function":{"name":"f","parameters":"no"}}]}])")
+          .find("must be a JSON object"),
+      std::string::npos);
+  EXPECT_NE(render_error(
+                R"([{"role":"system","content":"S","tools":[{"type":"function","function":"f"}]}])")
+                .find("\"function\" object"),
             std::string::npos);
-  EXPECT_NE(render_error(R"([{"role":"assistant","tool_calls":[{"type":"function"}]}])").find("function"), std::string::npos);
-  EXPECT_NE(render_error(R"([{"role":"system","content":"S","tools":[{"type":"function","function":{"name":"f","parameters":"no"}}]}])")
-                .find("must be a JSON object"),
+  EXPECT_NE(
+      render_error(R"([{"role":"system","content":"S","tools":{"a":1}}])").find("must be an array"),
+      std::string::npos);
+  EXPECT_NE(render_error(R"([{"role":"developer","content":""}])").find("developer"),
             std::string::npos);
-  EXPECT_NE(render_error(R"([{"role":"system","content":"S","tools":[{"type":"function","function":"f"}]}])").find("\"function\" object"),
+  EXPECT_NE(render_error(R"([{"role":"user","content":"Q","task":"dance"}])").find("unknown task"),
             std::string::npos);
-  EXPECT_NE(render_error(R"([{"role":"system","content":"S","tools":{"a":1}}])").find("must be an array"), std::string::npos);
-  EXPECT_NE(render_error(R"([{"role":"developer","content":""}])").find("developer"), std::string::npos);
-  EXPECT_NE(render_error(R"([{"role":"user","content":"Q","task":"dance"}])").find("unknown task"), std::string::npos);
   EXPECT_NE(render_error(R"([{"role":"user","content":42}])").find("content"), std::string::npos);
   EXPECT_NE(render_error(R"({"role":"user"})").find("array"), std::string::npos);
-  EXPECT_NE(render_error("[{\"role\":\"user\",\"content\":\"\xC3\"}]").find("invalid JSON"), std::string::npos);
+  EXPECT_NE(render_error("[{\"role\":\"user\",\"content\":\"\xC3\"}]").find("invalid JSON"),
+            std::string::npos);
 
   // Text built in C++ is checked too.
   Message m;
   m.content = "bad \xFF byte";
   auto r = encode_messages({m}, kThink);
   ASSERT_FALSE(r.ok());
-  EXPECT_NE(r.error().message.find("messages[0].content: invalid UTF-8 at byte 4"), std::string::npos);
+  EXPECT_NE(r.error().message.find("messages[0].content: invalid UTF-8 at byte 4"),
+            std::string::npos);
   Message sys;
   sys.role = Role::system;
-  sys.tools = Json::array({Json{{"type", "function"}, {"function", Json{{"name", "f"}, {"description", "\xC0"}}}}});
+  sys.tools = Json::array(
+      {Json{{"type", "function"}, {"function", Json{{"name", "f"}, {"description", "\xC0"}}}}});
   r = encode_messages({sys}, kThink);
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.error().message.find("invalid UTF-8"), std::string::npos);

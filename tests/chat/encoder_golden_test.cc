@@ -15,7 +15,8 @@ using testing::shared_path;
 // How the reference test runs golden N: case 1 is {tools, messages} with the tools put on the
 // first message; case 4 is chat mode, the others thinking mode.
 Result<RenderedPrompt> render_golden(int n) {
-  Json input = read_json(shared_path("testdata/encoding/test_input_" + std::to_string(n) + ".json"));
+  Json input =
+      read_json(shared_path("testdata/encoding/test_input_" + std::to_string(n) + ".json"));
   Json messages = input;
   if (input.is_object()) {
     messages = input.at("messages");
@@ -28,7 +29,8 @@ Result<RenderedPrompt> render_golden(int n) {
 }
 
 std::string golden_output(int n) {
-  std::string s = read_file(shared_path("testdata/encoding/test_output_" + std::to_string(n) + ".txt"));
+  std::string s =
+      read_file(shared_path("testdata/encoding/test_output_" + std::to_string(n) + ".txt"));
   // Some distributions of the goldens end with a newline the encoder does not write.
   if (!s.empty() && s.back() == '\n') s.pop_back();
   return s;

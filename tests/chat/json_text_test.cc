@@ -1,7 +1,7 @@
 // json.dumps emulation (PROTOCOL.md §2.8). Expected strings were produced by CPython 3.
-#include <gtest/gtest.h>
-
 #include "chat/json_text.h"
+
+#include <gtest/gtest.h>
 
 namespace dsv4::chat {
 namespace {
@@ -59,16 +59,17 @@ TEST(PythonJson, DuplicateKeyKeepsFirstPositionLastValue) {
 TEST(PythonJson, StringEscapes) {
   // \u007f, U+2028, '/' and non-ASCII are written raw; other controls as lowercase \u00xx.
   std::string in = "\"x\\u0001\\u001f\\u007f\\u2028/\xC3\xA9\\\"\\\\\\b\\f\\n\\r\\t\\u001B\"";
-  EXPECT_EQ(dumps(in), "\"x\\u0001\\u001f\x7f\xE2\x80\xA8/\xC3\xA9\\\"\\\\\\b\\f\\n\\r\\t\\u001b\"");
+  EXPECT_EQ(dumps(in),
+            "\"x\\u0001\\u001f\x7f\xE2\x80\xA8/\xC3\xA9\\\"\\\\\\b\\f\\n\\r\\t\\u001b\"");
 }
 
 TEST(PythonJson, ParseErrorsAreValues) {
   EXPECT_FALSE(parse_json("{").ok());
   EXPECT_FALSE(parse_json("[1,]").ok());
   EXPECT_FALSE(parse_json("{} x").ok());
-  EXPECT_FALSE(parse_json("\"\xFF\"").ok());          // invalid UTF-8 in a string
-  EXPECT_FALSE(parse_json("\"\\ud800\"").ok());       // lone surrogate
-  EXPECT_FALSE(parse_json("NaN").ok());               // not JSON
+  EXPECT_FALSE(parse_json("\"\xFF\"").ok());     // invalid UTF-8 in a string
+  EXPECT_FALSE(parse_json("\"\\ud800\"").ok());  // lone surrogate
+  EXPECT_FALSE(parse_json("NaN").ok());          // not JSON
   std::string deep(100000, '[');
   auto r = parse_json(deep);
   ASSERT_FALSE(r.ok());

@@ -1,17 +1,19 @@
 // Shared helpers for the chat tests.
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <fstream>
 #include <sstream>
 #include <string>
-
-#include <gtest/gtest.h>
 
 #include "chat/json_text.h"
 
 namespace dsv4::chat::testing {
 
-inline std::string shared_path(const std::string& rel) { return std::string(DSV4_SHARED_DIR) + "/" + rel; }
+inline std::string shared_path(const std::string& rel) {
+  return std::string(DSV4_SHARED_DIR) + "/" + rel;
+}
 
 inline std::string read_file(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
