@@ -13,6 +13,7 @@ void register_inspect(CLI::App& app);
 void register_logits(CLI::App& app);
 void register_tokenize(CLI::App& app);
 void register_render(CLI::App& app);
+void register_run(CLI::App& app);
 
 void set_exit_code(int code);
 

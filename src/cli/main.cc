@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   dsv4::cli::register_inspect(app);
   dsv4::cli::register_logits(app);
   dsv4::cli::register_render(app);
+  dsv4::cli::register_run(app);
   dsv4::cli::register_tokenize(app);
   try {
     app.parse(argc, argv);

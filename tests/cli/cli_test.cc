@@ -125,3 +125,39 @@ TEST_F(Cli, LogitsRejectsBadInput) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST_F(Cli, RunGeneratesAndReportsSpeeds) {
+  ASSERT_EQ(run("gen-model --preset tiny --out " + path("t.gguf")).exit_code, 0);
+  CommandResult r = run("run -m " + path("t.gguf") + " -p 'Hello there' -n 12 --seed 3");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("prompt 9 tokens"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("decode"), std::string::npos) << r.output;
+  // Same seed, same text; greedy ignores the seed.
+  EXPECT_EQ(run("run -m " + path("t.gguf") + " -p 'Hello there' -n 12 --seed 3").output.substr(0, 60),
+            r.output.substr(0, 60));
+  r = run("run -m " + path("t.gguf") + " -p '' -n 3");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("empty prompt"), std::string::npos) << r.output;
+  r = run("run -m " + path("t.gguf") + " -p hi -n 3 --top-p 2");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("top_p"), std::string::npos) << r.output;
+  r = run("run -m " + path("missing.gguf") + " -p hi");
+  EXPECT_EQ(r.exit_code, 1);
+}
+
+TEST_F(Cli, TokenizeAndRenderUseTheModelVocabulary) {
+  ASSERT_EQ(run("gen-model --preset tiny --out " + path("t.gguf")).exit_code, 0);
+  CommandResult r = run("tokenize --model " + path("t.gguf") + " --text 'the model'");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_FALSE(r.output.empty());
+  std::ofstream(path("req.json")) << R"({"messages":[{"role":"user","content":"Hi"}]})";
+  r = run("render --request " + path("req.json"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("<｜User｜>Hi<｜Assistant｜>"), std::string::npos) << r.output;
+  std::ofstream(path("bad.json")) << "{not json";
+  EXPECT_NE(run("render --request " + path("bad.json")).exit_code, 0);
+}
+
+}  // namespace
