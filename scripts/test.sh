@@ -4,4 +4,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cmake --preset default >/dev/null
 cmake --build --preset default -j "$(nproc)"
-ctest --preset default --timeout 1800 "$@"
+ctest --preset default --timeout 1800 --label-exclude gpu "$@"
