@@ -1,0 +1,87 @@
+// Batch-1 decode matrix-vector products on the GPU: y = W·x for weights in the GGUF block layouts
+// of FORMATS.md §4 (F32, F16, BF16, Q8_0, Q2_K, Q4_K, IQ2_XXS), f32 activations and outputs.
+//
+// Weights stay exactly as in the file: row-major rows of gguf::row_bytes(type, n_in) bytes, and a
+// 3-D expert tensor of ne = (n_in, n_out, n_expert) is n_expert such matrices ("slabs") one after
+// the other. The expert forms take a device-side list of expert ids, so the MoE gate/up/down of
+// the k selected experts is one launch whose arguments do not change from token to token (CUDA
+// graph friendly).
+//
+// Every output element is one fixed-order f32 reduction: results are bit-reproducible from run to
+// run and do not depend on the other rows, on the number of experts in the launch or on timing
+// (no atomics). They equal quant::dot_row up to f32 rounding (tests/cuda/matvec_test.cc bounds
+// it).
+//
+// All pointers are device pointers. Nothing here synchronises, allocates or reads device data on
+// the host (the IQ2_XXS tables are uploaded once per device: see prepare_matvec); errors in the
+// arguments come back as a Status before anything is launched, launch errors as a Status after.
+// Launch shapes and performance: matvec_fast.cu; the reference kernel: matvec_ref.cu.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+#include "gguf/types.h"
+#include "util/status.h"
+
+namespace dsv4::cuda {
+
+using gguf::TensorType;
+
+enum class MatvecImpl {
+  kAuto,       // the fast kernel where its alignment needs are met, else the reference kernel
+  kFast,       // the fast kernel only; an error where it cannot run
+  kReference,  // the simple kernel (one warp per row, element-wise dequantisation): for tests
+};
+
+// Launch shape of the fast kernel. 0 = the built-in choice. For benchmarks and tests.
+struct MatvecTuning {
+  int rows_per_warp = 0;  // rows sharing one activation load: 1, 2 or 4
+  int warps_per_row = 0;  // warps of a block splitting a row's columns: 1, 2, 4 or 8
+};
+
+// y[o] = Σ_i W[o, i]·x[i] for o < n_out; W has n_out rows of row_bytes(type, n_in) bytes.
+Status matvec(TensorType type, const void* w, int64_t n_in, int64_t n_out, const float* x, float* y,
+              cudaStream_t stream, MatvecImpl impl = MatvecImpl::kAuto,
+              MatvecTuning tuning = MatvecTuning{});
+
+// The selected experts of a 3-D tensor ne = (n_in, n_out, n_expert).
+struct ExpertMatvec {
+  TensorType type = TensorType::F32;
+  const void* w = nullptr;   // slab e starts at w + e·n_out·row_bytes(type, n_in)
+  int64_t n_in = 0;
+  int64_t n_out = 0;
+  int64_t n_expert = 0;
+  const int32_t* experts = nullptr;  // n_slots expert ids in [0, n_expert), read on the device
+  int n_slots = 0;
+  const float* x = nullptr;  // slot j reads x + j·x_stride
+  int64_t x_stride = 0;      // 0: every slot reads the same x (gate/up); n_in: one x per slot (down)
+  const float* slot_scale = nullptr;  // n_slots factors (e.g. route weights), or null for 1
+};
+
+// One output per slot: y[j·n_out + o] = scale_j · Σ_i W_{e_j}[o, i]·x_j[i].
+Status matvec_experts(const ExpertMatvec& m, float* y, cudaStream_t stream,
+                      MatvecImpl impl = MatvecImpl::kAuto, MatvecTuning tuning = MatvecTuning{});
+
+// The slots summed in slot order: y[o] = Σ_j scale_j · Σ_i W_{e_j}[o, i]·x_j[i] (MoE down).
+Status matvec_experts_sum(const ExpertMatvec& m, float* y, cudaStream_t stream,
+                          MatvecImpl impl = MatvecImpl::kAuto,
+                          MatvecTuning tuning = MatvecTuning{});
+
+// Uploads the IQ2_XXS lookup tables to the current device (once per device; later calls return at
+// once). The matvec functions call it themselves, but a call made while `stream` is being captured
+// into a CUDA graph cannot upload: call this once before the first capture.
+Status prepare_matvec();
+
+// The launch shape the fast kernel would use (after defaults), or an error if it cannot run.
+struct MatvecPlan {
+  bool fast = false;
+  int rows_per_warp = 0;
+  int warps_per_row = 0;
+  int blocks = 0;  // grid.x
+};
+Result<MatvecPlan> plan_matvec(TensorType type, int64_t n_in, int64_t n_out, int n_grid_slots,
+                               MatvecTuning tuning = MatvecTuning{});
+
+}  // namespace dsv4::cuda

@@ -1,0 +1,461 @@
+// cuda/matvec.h against the CPU reference (quant::dot_row) on fresh random inputs, for every
+// weight format, both kernels, odd shapes, every launch shape of the fast kernel, the expert
+// forms, unaligned pointers, graph capture and bad arguments.
+//
+// Tolerance: f32 sums in a different order differ by rounding only, bounded by a multiple of
+// ε·Σ_i |w_i·x_i| (for Q2_K/Q4_K, whose dots are factored as step·Σqx − offset·Σx, by
+// ε·Σ_i (|step·q_i| + |offset|)·|x_i|). Each output must be within kTol of that scale from both the
+// CPU's dot_row and the exact (double) dot of the dequantised row. Outputs are poisoned with NaN
+// before every launch, guard elements on both sides must stay poisoned, and a second launch must
+// give the same bits.
+#include "cuda/matvec.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "cuda/cuda_test_util.h"
+#include "cuda/matvec_launch.h"
+
+namespace dsv4::cuda::testing {
+namespace {
+
+constexpr double kTol = 1e-5;
+constexpr int64_t kGuard = 64;
+
+uint64_t fresh_seed() {
+  std::random_device rd;
+  return (static_cast<uint64_t>(rd()) << 32) ^ rd();
+}
+
+std::string impl_name(MatvecImpl i) {
+  switch (i) {
+    case MatvecImpl::kAuto: return "auto";
+    case MatvecImpl::kFast: return "fast";
+    case MatvecImpl::kReference: return "reference";
+  }
+  return "?";
+}
+
+// A blocking stream: it waits for the legacy default stream, where the uploads (cudaMemcpy,
+// cudaMemset) go, so the kernels never race them.
+class Stream {
+ public:
+  Stream() { ok_ = cudaStreamCreate(&s_) == cudaSuccess; }
+  ~Stream() {
+    if (ok_) cudaStreamDestroy(s_);
+  }
+  bool ok() const { return ok_; }
+  cudaStream_t get() const { return s_; }
+
+ private:
+  cudaStream_t s_ = nullptr;
+  bool ok_ = false;
+};
+
+// n outputs with kGuard poisoned floats on each side.
+struct Output {
+  explicit Output(int64_t n) : buf(static_cast<size_t>(n + 2 * kGuard) * 4), n(n) {}
+  float* get() const { return buf.get<float>() + kGuard; }
+  DeviceBuffer buf;
+  int64_t n;
+};
+
+// What one output should be: the CPU value, the exact value and the rounding scale.
+struct Expected {
+  double cpu = 0, exact = 0, scale = 0;
+};
+
+// Checks the guards, that every output was written and is close to its expected value.
+void expect_outputs(const std::vector<float>& all, const std::vector<Expected>& want) {
+  const int64_t n = static_cast<int64_t>(want.size());
+  ASSERT_EQ(all.size(), static_cast<size_t>(n + 2 * kGuard));
+  const float poison = all[0];
+  for (int64_t i = 0; i < kGuard; ++i) {
+    ASSERT_TRUE(std::isnan(all[static_cast<size_t>(i)]) && same_bits(all[static_cast<size_t>(i)], poison))
+        << "guard before the output overwritten at " << i;
+    ASSERT_TRUE(same_bits(all[static_cast<size_t>(kGuard + n + i)], poison))
+        << "guard after the output overwritten at " << i;
+  }
+  int bad = 0;
+  for (int64_t o = 0; o < n; ++o) {
+    const double got = all[static_cast<size_t>(kGuard + o)];
+    const Expected& e = want[static_cast<size_t>(o)];
+    const double tol = kTol * e.scale + 1e-30;
+    if (!std::isfinite(got) || std::fabs(got - e.cpu) > tol || std::fabs(got - e.exact) > tol) {
+      if (++bad <= 5) {
+        ADD_FAILURE() << "output " << o << ": got " << got << ", cpu " << e.cpu << ", exact "
+                      << e.exact << ", tolerance " << tol;
+      }
+    }
+  }
+  EXPECT_EQ(bad, 0) << "of " << n << " outputs";
+}
+
+// Runs `launch` twice (poisoning the output before each) and checks the first result against
+// `want` and the second against the first, bit for bit.
+template <class Launch>
+void check_twice(Output& y, const std::vector<Expected>& want, cudaStream_t s, Launch launch) {
+  std::vector<float> first;
+  for (int run = 0; run < 2; ++run) {
+    CUDA_ASSERT(cudaMemsetAsync(y.buf.get(), 0xFF, y.buf.size(), s));
+    STATUS_ASSERT(launch());
+    CUDA_ASSERT(cudaGetLastError());
+    CUDA_ASSERT(cudaStreamSynchronize(s));
+    std::vector<float> all(static_cast<size_t>(y.n + 2 * kGuard));
+    CUDA_ASSERT(cudaMemcpy(all.data(), y.buf.get(), all.size() * 4, cudaMemcpyDeviceToHost));
+    if (run == 0) {
+      expect_outputs(all, want);
+      if (::testing::Test::HasFatalFailure()) return;
+      first = std::move(all);
+    } else {
+      int differ = 0;
+      for (size_t i = 0; i < all.size(); ++i) differ += same_bits(all[i], first[i]) ? 0 : 1;
+      EXPECT_EQ(differ, 0) << "outputs differ between two identical launches";
+    }
+  }
+}
+
+struct DenseCase {
+  TensorType type;
+  int64_t n_in, n_out;
+  MatvecImpl impl = MatvecImpl::kAuto;
+  MatvecTuning tuning = {};
+  size_t w_offset = 0;  // bytes added to the 256-aligned allocation
+  size_t x_offset = 0;  // floats
+};
+
+void run_dense(const DenseCase& c) {
+  const Format& f = format_of(c.type);
+  const uint64_t seed = fresh_seed();
+  std::ostringstream what;
+  what << f.name << " " << c.n_in << " -> " << c.n_out << ", " << impl_name(c.impl) << ", rows/warp "
+       << c.tuning.rows_per_warp << ", warps/row " << c.tuning.warps_per_row << ", w+" << c.w_offset
+       << ", x+" << c.x_offset << ", seed " << seed;
+  SCOPED_TRACE(what.str());
+  std::mt19937_64 rng(seed);
+  const std::vector<uint8_t> w = random_rows(f, c.n_in, c.n_out, rng);
+  const std::vector<float> x = gaussian(c.n_in, rng);
+  const int64_t rb = row_bytes(f, c.n_in);
+  std::vector<Expected> want(static_cast<size_t>(c.n_out));
+  for (int64_t o = 0; o < c.n_out; ++o) {
+    const RowRef r = row_reference(f, w.data() + o * rb, x.data(), c.n_in);
+    want[static_cast<size_t>(o)] = {r.cpu, r.exact, r.scale};
+  }
+
+  DeviceBuffer dw(w.size() + c.w_offset), dx((x.size() + c.x_offset) * 4);
+  ASSERT_TRUE(dw.ok() && dx.ok());
+  CUDA_ASSERT(cudaMemcpy(dw.bytes() + c.w_offset, w.data(), w.size(), cudaMemcpyHostToDevice));
+  CUDA_ASSERT(cudaMemcpy(dx.get<float>() + c.x_offset, x.data(), x.size() * 4, cudaMemcpyHostToDevice));
+  CUDA_ASSERT(cudaDeviceSynchronize());
+  Output y(c.n_out);
+  Stream s;
+  ASSERT_TRUE(y.buf.ok() && s.ok());
+  check_twice(y, want, s.get(), [&] {
+    return matvec(c.type, dw.bytes() + c.w_offset, c.n_in, c.n_out, dx.get<float>() + c.x_offset,
+                  y.get(), s.get(), c.impl, c.tuning);
+  });
+}
+
+struct ExpertCase {
+  TensorType type;
+  int64_t n_in, n_out, n_expert;
+  std::vector<int32_t> experts;
+  bool x_per_slot = false;
+  bool scaled = false;
+  bool sum = false;
+  MatvecImpl impl = MatvecImpl::kAuto;
+  MatvecTuning tuning = {};
+};
+
+void run_experts(const ExpertCase& c) {
+  const Format& f = format_of(c.type);
+  const uint64_t seed = fresh_seed();
+  const int k = static_cast<int>(c.experts.size());
+  std::ostringstream what;
+  what << f.name << " " << c.n_in << " -> " << c.n_out << " x" << c.n_expert << ", " << k
+       << " slots, " << (c.sum ? "sum" : "per slot") << (c.x_per_slot ? ", x per slot" : ", shared x")
+       << (c.scaled ? ", scaled" : "") << ", " << impl_name(c.impl) << ", rows/warp "
+       << c.tuning.rows_per_warp << ", warps/row " << c.tuning.warps_per_row << ", seed " << seed;
+  SCOPED_TRACE(what.str());
+  std::mt19937_64 rng(seed);
+  const std::vector<uint8_t> w = random_rows(f, c.n_in, c.n_out * c.n_expert, rng);
+  const std::vector<float> x = gaussian(c.x_per_slot ? k * c.n_in : c.n_in, rng);
+  std::vector<float> scale = gaussian(k, rng);
+  if (!c.scaled) scale.assign(static_cast<size_t>(k), 1.0f);
+  const int64_t rb = row_bytes(f, c.n_in);
+
+  std::vector<Expected> want(static_cast<size_t>(c.sum ? c.n_out : k * c.n_out));
+  for (int j = 0; j < k; ++j) {
+    const float* xj = x.data() + (c.x_per_slot ? j * c.n_in : 0);
+    for (int64_t o = 0; o < c.n_out; ++o) {
+      const uint8_t* row = w.data() + (c.experts[static_cast<size_t>(j)] * c.n_out + o) * rb;
+      const RowRef r = row_reference(f, row, xj, c.n_in);
+      const double sj = scale[static_cast<size_t>(j)];
+      Expected& e = want[static_cast<size_t>(c.sum ? o : j * c.n_out + o)];
+      e.cpu += sj * r.cpu;
+      e.exact += sj * r.exact;
+      e.scale += std::fabs(sj) * r.scale;
+    }
+  }
+
+  DeviceBuffer dw(w.size()), dx(x.size() * 4), de(static_cast<size_t>(k) * 4), ds(static_cast<size_t>(k) * 4);
+  ASSERT_TRUE(dw.ok() && dx.ok() && de.ok() && ds.ok());
+  CUDA_ASSERT(cudaMemcpy(dw.get(), w.data(), w.size(), cudaMemcpyHostToDevice));
+  CUDA_ASSERT(cudaMemcpy(dx.get(), x.data(), x.size() * 4, cudaMemcpyHostToDevice));
+  CUDA_ASSERT(cudaMemcpy(de.get(), c.experts.data(), static_cast<size_t>(k) * 4, cudaMemcpyHostToDevice));
+  CUDA_ASSERT(cudaMemcpy(ds.get(), scale.data(), static_cast<size_t>(k) * 4, cudaMemcpyHostToDevice));
+  CUDA_ASSERT(cudaDeviceSynchronize());
+  ExpertMatvec m;
+  m.type = c.type;
+  m.w = dw.get();
+  m.n_in = c.n_in;
+  m.n_out = c.n_out;
+  m.n_expert = c.n_expert;
+  m.experts = de.get<int32_t>();
+  m.n_slots = k;
+  m.x = dx.get<float>();
+  m.x_stride = c.x_per_slot ? c.n_in : 0;
+  m.slot_scale = c.scaled ? ds.get<float>() : nullptr;
+  Output y(static_cast<int64_t>(want.size()));
+  Stream s;
+  ASSERT_TRUE(y.buf.ok() && s.ok());
+  check_twice(y, want, s.get(), [&] {
+    return c.sum ? matvec_experts_sum(m, y.get(), s.get(), c.impl, c.tuning)
+                 : matvec_experts(m, y.get(), s.get(), c.impl, c.tuning);
+  });
+}
+
+// Row lengths that exercise one block, several, partial stages and partial steps.
+std::vector<int64_t> row_lengths(const Format& f) {
+  switch (f.block_elems) {
+    case 32: return {32, 96, 416, 1056, 4096};
+    case 256: return {256, 768, 3328, 4096};
+    default:
+      if (f.type == TensorType::F32) return {1, 3, 4, 132, 1000, 4096};
+      return {1, 3, 8, 100, 136, 1000, 4096};  // 1, 3, 100: rows not a multiple of 16 bytes
+  }
+}
+
+// Stage length of the fast kernel, for shapes with a partial last stage.
+int64_t stage_elems(TensorType t) { return detail::fast_stage_elems(t); }
+
+TEST(CudaMatvec, EveryFormatOddShapesBothKernels) {
+  for (const Format& f : all_formats()) {
+    for (int64_t n_in : row_lengths(f)) {
+      for (int64_t n_out : {1, 37, 515}) {
+        for (MatvecImpl impl : {MatvecImpl::kAuto, MatvecImpl::kReference}) {
+          run_dense({f.type, n_in, n_out, impl});
+          if (HasFatalFailure()) return;
+        }
+      }
+    }
+  }
+}
+
+TEST(CudaMatvec, EveryLaunchShapeOfTheFastKernel) {
+  for (const Format& f : all_formats()) {
+    // Five stages, the last one short by a block (or by 4/8 elements for the plain types).
+    const int64_t short_by = f.block_elems > 1 ? f.block_elems : (f.type == TensorType::F32 ? 4 : 8);
+    const int64_t n_in = 5 * stage_elems(f.type) - short_by;
+    for (int rows : {1, 2, 4}) {
+      for (int warps : {1, 2, 4, 8}) {
+        run_dense({f.type, n_in, 77, MatvecImpl::kFast, {rows, warps}});
+        if (HasFatalFailure()) return;
+      }
+    }
+  }
+}
+
+TEST(CudaMatvec, ExpertSumEveryLaunchShape) {
+  for (TensorType t : {TensorType::Q8_0, TensorType::IQ2_XXS, TensorType::Q2_K}) {
+    for (int rows : {1, 2, 4}) {
+      for (int warps : {1, 2, 4, 8}) {
+        run_experts({t, 3 * stage_elems(t) - format_of(t).block_elems, 45, 7, {6, 2, 2, 0, 5},
+                     true, true, true, MatvecImpl::kFast, {rows, warps}});
+        if (HasFatalFailure()) return;
+      }
+    }
+  }
+}
+
+TEST(CudaMatvec, Experts) {
+  for (const Format& f : all_formats()) {
+    const int64_t n_in = f.block_elems == 256 ? 768 : (f.block_elems == 32 ? 416 : 264);
+    const std::vector<int32_t> experts = {3, 0, 8, 3, 5, 1};  // expert 3 twice
+    for (MatvecImpl impl : {MatvecImpl::kAuto, MatvecImpl::kReference}) {
+      // gate/up: one x for every slot; down: one x per slot, summed with route weights.
+      run_experts({f.type, n_in, 130, 9, experts, false, false, false, impl});
+      run_experts({f.type, n_in, 130, 9, experts, true, true, false, impl});
+      run_experts({f.type, n_in, 130, 9, experts, true, true, true, impl});
+      run_experts({f.type, n_in, 130, 9, experts, false, false, true, impl});
+      run_experts({f.type, n_in, 1, 2, {1}, true, true, true, impl});
+      if (HasFatalFailure()) return;
+    }
+  }
+}
+
+TEST(CudaMatvec, UnalignedPointersFallBackToTheReference) {
+  for (TensorType t : {TensorType::Q8_0, TensorType::IQ2_XXS, TensorType::F16}) {
+    run_dense({t, 512, 33, MatvecImpl::kAuto, {}, 2, 0});
+    run_dense({t, 512, 33, MatvecImpl::kAuto, {}, 0, 1});
+    if (HasFatalFailure()) return;
+  }
+  // The fast kernel refuses them, before launching anything.
+  DeviceBuffer w(4096), x(4096), y(4096);
+  ASSERT_TRUE(w.ok() && x.ok() && y.ok());
+  EXPECT_FALSE(matvec(TensorType::Q8_0, w.bytes() + 2, 64, 4, x.get<float>(), y.get<float>(), nullptr,
+                      MatvecImpl::kFast)
+                   .ok());
+  EXPECT_FALSE(matvec(TensorType::Q8_0, w.bytes(), 64, 4, x.get<float>() + 1, y.get<float>(), nullptr,
+                      MatvecImpl::kFast)
+                   .ok());
+  EXPECT_FALSE(matvec(TensorType::F16, w.bytes(), 100, 4, x.get<float>(), y.get<float>(), nullptr,
+                      MatvecImpl::kFast)
+                   .ok());
+  CUDA_ASSERT(cudaGetLastError());
+  CUDA_ASSERT(cudaDeviceSynchronize());
+}
+
+TEST(CudaMatvec, BadArgumentsAreErrorsNotLaunches) {
+  DeviceBuffer w(1 << 16), x(1 << 16), y(1 << 16), e(64);
+  ASSERT_TRUE(w.ok() && x.ok() && y.ok() && e.ok());
+  const float* xp = x.get<float>();
+  float* yp = y.get<float>();
+  EXPECT_FALSE(matvec(TensorType::Q8_K, w.get(), 256, 4, xp, yp, nullptr).ok());
+  EXPECT_FALSE(matvec(TensorType::I32, w.get(), 256, 4, xp, yp, nullptr).ok());
+  EXPECT_FALSE(matvec(TensorType::Q8_0, w.get(), 48, 4, xp, yp, nullptr).ok());
+  EXPECT_FALSE(matvec(TensorType::Q2_K, w.get(), 128, 4, xp, yp, nullptr).ok());
+  EXPECT_FALSE(matvec(TensorType::Q8_0, w.get(), 0, 4, xp, yp, nullptr).ok());
+  EXPECT_FALSE(matvec(TensorType::Q8_0, w.get(), 64, 0, xp, yp, nullptr).ok());
+  EXPECT_FALSE(matvec(TensorType::Q8_0, nullptr, 64, 4, xp, yp, nullptr).ok());
+  EXPECT_FALSE(matvec(TensorType::Q8_0, w.get(), 64, 4, xp, yp, nullptr, MatvecImpl::kFast, {3, 0}).ok());
+  EXPECT_FALSE(matvec(TensorType::Q8_0, w.get(), 64, 4, xp, yp, nullptr, MatvecImpl::kFast, {0, 16}).ok());
+  ExpertMatvec m;
+  m.type = TensorType::Q8_0;
+  m.w = w.get();
+  m.n_in = 64;
+  m.n_out = 4;
+  m.n_expert = 2;
+  m.experts = e.get<int32_t>();
+  m.n_slots = 0;
+  m.x = xp;
+  EXPECT_FALSE(matvec_experts(m, yp, nullptr).ok());
+  m.n_slots = 1;
+  m.experts = nullptr;
+  EXPECT_FALSE(matvec_experts_sum(m, yp, nullptr).ok());
+  const Status s = matvec(TensorType::Q8_0, w.get(), 48, 4, xp, yp, nullptr);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("Q8_0"), std::string::npos) << s.message();
+  CUDA_ASSERT(cudaGetLastError());
+  CUDA_ASSERT(cudaDeviceSynchronize());
+}
+
+// The MoE launch of a decode step is captured once into a graph and replayed: same bits as a
+// direct launch, and the graph reads the expert list from device memory at replay time.
+TEST(CudaMatvec, GraphCaptureAndReplay) {
+  STATUS_ASSERT(prepare_matvec());
+  const Format& f = format_of(TensorType::IQ2_XXS);
+  std::mt19937_64 rng(fresh_seed());
+  const int64_t n_in = 1024, n_out = 96, n_expert = 8;
+  const std::vector<uint8_t> w = random_rows(f, n_in, n_out * n_expert, rng);
+  const std::vector<float> x = gaussian(4 * n_in, rng), scale = gaussian(4, rng);
+  const std::vector<int32_t> ids_a = {1, 7, 2, 4}, ids_b = {0, 3, 3, 6};
+  DeviceBuffer dw(w.size()), dx(x.size() * 4), de(16), ds(16), y1(n_out * 4), y2(n_out * 4);
+  ASSERT_TRUE(dw.ok() && dx.ok() && de.ok() && ds.ok() && y1.ok() && y2.ok());
+  CUDA_ASSERT(cudaMemcpy(dw.get(), w.data(), w.size(), cudaMemcpyHostToDevice));
+  CUDA_ASSERT(cudaMemcpy(dx.get(), x.data(), x.size() * 4, cudaMemcpyHostToDevice));
+  CUDA_ASSERT(cudaMemcpy(ds.get(), scale.data(), 16, cudaMemcpyHostToDevice));
+  CUDA_ASSERT(cudaDeviceSynchronize());
+  ExpertMatvec m;
+  m.type = f.type;
+  m.w = dw.get();
+  m.n_in = n_in;
+  m.n_out = n_out;
+  m.n_expert = n_expert;
+  m.experts = de.get<int32_t>();
+  m.n_slots = 4;
+  m.x = dx.get<float>();
+  m.x_stride = n_in;
+  m.slot_scale = ds.get<float>();
+  Stream s;
+  ASSERT_TRUE(s.ok());
+  cudaGraph_t graph = nullptr;
+  cudaGraphExec_t exec = nullptr;
+  CUDA_ASSERT(cudaStreamBeginCapture(s.get(), cudaStreamCaptureModeThreadLocal));
+  const Status captured = matvec_experts_sum(m, y1.get<float>(), s.get());
+  CUDA_ASSERT(cudaStreamEndCapture(s.get(), &graph));
+  STATUS_ASSERT(captured);
+  CUDA_ASSERT(cudaGraphInstantiate(&exec, graph, 0));
+  for (const auto* ids : {&ids_a, &ids_b}) {
+    CUDA_ASSERT(cudaMemcpy(de.get(), ids->data(), 16, cudaMemcpyHostToDevice));
+    CUDA_ASSERT(cudaMemset(y1.get(), 0xFF, n_out * 4));
+    CUDA_ASSERT(cudaMemset(y2.get(), 0xFF, n_out * 4));
+    CUDA_ASSERT(cudaDeviceSynchronize());
+    CUDA_ASSERT(cudaGraphLaunch(exec, s.get()));
+    STATUS_ASSERT(matvec_experts_sum(m, y2.get<float>(), s.get()));
+    CUDA_ASSERT(cudaStreamSynchronize(s.get()));
+    std::vector<float> a(static_cast<size_t>(n_out)), b(static_cast<size_t>(n_out));
+    CUDA_ASSERT(cudaMemcpy(a.data(), y1.get(), n_out * 4, cudaMemcpyDeviceToHost));
+    CUDA_ASSERT(cudaMemcpy(b.data(), y2.get(), n_out * 4, cudaMemcpyDeviceToHost));
+    for (int64_t o = 0; o < n_out; ++o) {
+      ASSERT_TRUE(std::isfinite(a[static_cast<size_t>(o)])) << o;
+      ASSERT_TRUE(same_bits(a[static_cast<size_t>(o)], b[static_cast<size_t>(o)])) << o;
+    }
+    // And the value is right: slot sums against the CPU.
+    for (int64_t o = 0; o < n_out; ++o) {
+      Expected e;
+      for (int j = 0; j < 4; ++j) {
+        const RowRef r = row_reference(f, w.data() + ((*ids)[static_cast<size_t>(j)] * n_out + o) * row_bytes(f, n_in),
+                                       x.data() + j * n_in, n_in);
+        e.cpu += scale[static_cast<size_t>(j)] * r.cpu;
+        e.scale += std::fabs(scale[static_cast<size_t>(j)]) * r.scale;
+      }
+      EXPECT_NEAR(a[static_cast<size_t>(o)], e.cpu, kTol * e.scale + 1e-30) << o;
+    }
+  }
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+}
+
+TEST(CudaMatvec, DefaultPlans) {
+  // Large matrices get 4 rows per warp and a row split over all 8 warps of a block.
+  auto p = plan_matvec(TensorType::Q8_0, 4096, 8192, 1);
+  ASSERT_TRUE(p.ok());
+  EXPECT_EQ(p->rows_per_warp, 4);
+  EXPECT_EQ(p->warps_per_row, 8);
+  // Short rows: as many warps per row as stages (Q8_0 stages are 512 columns).
+  ASSERT_EQ(stage_elems(TensorType::Q8_0), 512);
+  p = plan_matvec(TensorType::Q8_0, 1024, 32768, 1);
+  ASSERT_TRUE(p.ok());
+  EXPECT_EQ(p->warps_per_row, 2);
+  // Few rows: fewer rows per warp, so the grid still fills the GPU.
+  p = plan_matvec(TensorType::Q8_0, 4096, 512, 1);
+  ASSERT_TRUE(p.ok());
+  EXPECT_LT(p->rows_per_warp, 4);
+  EXPECT_FALSE(plan_matvec(TensorType::I32, 4096, 512, 1).ok());
+}
+
+// Decode-size shapes (tens of MB): what the engine will run. Named "Large" so slow tools (the
+// memory checker) can skip them with --gtest_filter=-*Large*.
+TEST(CudaMatvecLarge, DenseDecodeShapes) {
+  run_dense({TensorType::Q8_0, 4096, 8192});
+  run_dense({TensorType::Q8_0, 1024, 32768});
+  run_dense({TensorType::F16, 4096, 2048});
+  run_dense({TensorType::Q4_K, 4096, 2048});
+}
+
+TEST(CudaMatvecLarge, ExpertDecodeShapes) {
+  const std::vector<int32_t> experts = {11, 3, 15, 0, 7, 9};
+  run_experts({TensorType::IQ2_XXS, 4096, 2048, 16, experts, false, false, false});
+  run_experts({TensorType::Q2_K, 2048, 4096, 16, experts, true, true, true});
+  run_experts({TensorType::Q4_K, 2048, 4096, 16, experts, true, true, true});
+}
+
+}  // namespace
+}  // namespace dsv4::cuda::testing
