@@ -5,7 +5,7 @@
 #include "chat/encoder.h"
 #include "chat/message_json.h"
 #include "chat/special_tokens.h"
-#include "sha256.h"
+#include "util/sha256.h"
 
 namespace dsv4::chat {
 namespace {
@@ -79,10 +79,10 @@ TEST(Encoder, EffortPrefixes0731) {
 
 TEST(Encoder, EffortTextsMatchPublishedDigests) {
   EXPECT_EQ(kEffortAbsoluteMaximum.size(), 476u);
-  EXPECT_EQ(testing::sha256_hex(kEffortAbsoluteMaximum),
+  EXPECT_EQ(dsv4::sha256_hex({reinterpret_cast<const uint8_t*>(kEffortAbsoluteMaximum.data()), kEffortAbsoluteMaximum.size()}),
             "f7a24f3b3050d4a83781e9b755b316aae2ec1d9dc87562541d90bcb04d7350f7");
   EXPECT_EQ(kEffortBeyondMaximum.size(), 528u);
-  EXPECT_EQ(testing::sha256_hex(kEffortBeyondMaximum),
+  EXPECT_EQ(dsv4::sha256_hex({reinterpret_cast<const uint8_t*>(kEffortBeyondMaximum.data()), kEffortBeyondMaximum.size()}),
             "53fb31b8392ec5b4a926481943efc67636748f137c1a49d493a7af4d4fa55d2c");
 }
 
