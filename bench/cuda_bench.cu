@@ -8,8 +8,9 @@
 // copy ceiling is measured in the same binary: cudaMemcpyAsync device-to-device and a 16-byte copy
 // kernel over 1 GiB, counting bytes read + bytes written; the larger is the ceiling.
 //
-//   cuda_bench            default launch shapes, then a sweep over the fast kernel's launch shapes
-//   cuda_bench --quick    default launch shapes only
+//   cuda_bench              default launch shapes, then a sweep over the fast kernel's launch shapes
+//   cuda_bench --quick      default launch shapes only
+//   cuda_bench --only TEXT  default launch shapes of the cases named ...TEXT... (for ncu)
 //
 // Bytes counted per launch: the weights read (rows × row bytes, per selected expert) plus the
 // activations read and the outputs written.
@@ -24,6 +25,7 @@
 #include <cstring>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "cuda/matvec.h"
@@ -342,7 +344,18 @@ std::string shape(const Case& c) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
+  bool quick = false;
+  std::string only;  // --only TEXT: just the cases whose name contains TEXT, default shapes (for ncu)
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--quick") == 0) {
+      quick = true;
+    } else if (std::strcmp(argv[i], "--only") == 0 && i + 1 < argc) {
+      only = argv[++i];
+    } else {
+      std::fprintf(stderr, "usage: cuda_bench [--quick] [--only TEXT]\n");
+      return 2;
+    }
+  }
   int n = 0;
   const cudaError_t e = cudaGetDeviceCount(&n);
   if (e != cudaSuccess || n == 0) {
@@ -377,17 +390,22 @@ int main(int argc, char** argv) {
   CHECK_CUDA(cudaStreamDestroy(s));
   std::printf("copy ceiling used below: %.1f GB/s\n\n", dev.copy_gbps);
 
+  // DeepSeek V4 Flash decode shapes (FORMATS.md §3.2): n_in -> n_out (GGUF ne = (n_in, n_out)).
   const std::vector<Case> cases = {
-      {"attn q_a / kv (Q8_0)", TensorType::Q8_0, 4096, 1024},
+      {"attn q_a (Q8_0)", TensorType::Q8_0, 4096, 1024},
+      {"attn kv (Q8_0)", TensorType::Q8_0, 4096, 512},
       {"attn q_b (Q8_0)", TensorType::Q8_0, 1024, 32768},
-      {"attn output_b-like (Q8_0)", TensorType::Q8_0, 4096, 8192},
-      {"shared expert gate (Q8_0)", TensorType::Q8_0, 4096, 2048},
+      {"attn output_a (Q8_0)", TensorType::Q8_0, 4096, 8192},
+      {"attn output_b (Q8_0)", TensorType::Q8_0, 8192, 4096},
+      {"shared expert gate/up (Q8_0)", TensorType::Q8_0, 4096, 2048},
       {"shared expert down (Q8_0)", TensorType::Q8_0, 2048, 4096},
       {"LM head (Q8_0)", TensorType::Q8_0, 4096, 129280},
-      {"compressor-like (F16)", TensorType::F16, 4096, 2048},
-      {"BF16", TensorType::BF16, 4096, 2048},
-      {"F32", TensorType::F32, 4096, 1024},
+      {"compressor kv, ratio 4 (F16)", TensorType::F16, 4096, 1024},
+      {"indexer q_b (F16)", TensorType::F16, 1024, 8192},
+      {"router (F16)", TensorType::F16, 4096, 256},
       {"HC mixer (F16, 24 rows)", TensorType::F16, 16384, 24},
+      {"BF16 4096 -> 2048", TensorType::BF16, 4096, 2048},
+      {"F32 4096 -> 1024", TensorType::F32, 4096, 1024},
       {"expert slab gate (IQ2_XXS)", TensorType::IQ2_XXS, 4096, 2048},
       {"expert slab down (Q2_K)", TensorType::Q2_K, 2048, 4096},
       {"expert slab gate (Q4_K)", TensorType::Q4_K, 4096, 2048},
@@ -396,44 +414,49 @@ int main(int argc, char** argv) {
       {"MoE gate/up, 6 experts (Q4_K)", TensorType::Q4_K, 4096, 2048, 6, false, 128},
       {"MoE down, 6 experts summed (Q4_K)", TensorType::Q4_K, 2048, 4096, 6, true, 128},
   };
+  auto wanted = [&](const Case& c) { return only.empty() || std::string(c.what).find(only) != std::string::npos; };
 
-  std::printf("%-36s %-8s %-22s %-9s %10s %9s %8s\n", "case", "type", "shape", "R x W", "median us",
+  std::printf("%-36s %-8s %-22s %-9s %10s %9s %8s\n", "case", "type", "shape", "RxW/grid", "median us",
               "GB/s", "% copy");
   for (const Case& c : cases) {
+    if (!wanted(c)) continue;
     auto plan = dsv4::cuda::plan_matvec(c.type, c.n_in, c.n_out, c.slots && !c.sum ? c.slots : 1);
     const Result r = run_case(c, dev, MatvecImpl::kFast, {}, false);
-    char cfg[16];
-    std::snprintf(cfg, sizeof cfg, "%dx%d", plan.ok() ? plan->rows_per_warp : 0, plan.ok() ? plan->warps_per_row : 0);
+    char cfg[32];
+    std::snprintf(cfg, sizeof cfg, "%dx%d/%d", plan.ok() ? plan->rows_per_warp : 0,
+                  plan.ok() ? plan->warps_per_row : 0, plan.ok() ? plan->blocks : 0);
     std::printf("%-36s %-8s %-22s %-9s %10.2f %9.1f %7.1f%%\n", c.what, info(c.type).name, shape(c).c_str(),
                 cfg, r.us, r.gbps, 100.0 * r.gbps / dev.copy_gbps);
     std::fflush(stdout);
   }
+  if (!only.empty()) return 0;
   {
-    const Case c = cases[2];
+    const Case c = cases[3];
     const Result r = run_case(c, dev, MatvecImpl::kReference, {}, false);
     std::printf("%-36s %-8s %-22s %-9s %10.2f %9.1f %7.1f%%\n", "(reference kernel, for scale)",
                 info(c.type).name, shape(c).c_str(), "-", r.us, r.gbps, 100.0 * r.gbps / dev.copy_gbps);
   }
   if (quick) return 0;
 
-  std::printf("\nsweep of the fast kernel's launch shape (R rows per warp x W warps per row): median us\n");
+  // R = 1, 2, 4: the f32 kernel; R = 16: the tensor-core kernel (Q8_0, Q2_K, Q4_K, IQ2_XXS).
+  const std::vector<std::pair<int, int>> shapes = {{1, 1},  {1, 2},  {1, 4},  {1, 8},  {2, 1},  {2, 2},
+                                                   {2, 4},  {2, 8},  {4, 1},  {4, 2},  {4, 4},  {4, 8},
+                                                   {16, 1}, {16, 2}, {16, 4}, {16, 8}, {16, 16}};
+  std::printf("\nsweep of the launch shape (R rows per warp x W warps per row; R = 16: tensor cores): median us\n");
   std::printf("%-36s %-8s %-22s", "case", "type", "shape");
-  for (int r : {1, 2, 4}) {
-    for (int w : {1, 2, 4, 8}) std::printf(" %7s", (std::to_string(r) + "x" + std::to_string(w)).c_str());
-  }
+  for (const auto& [r, w] : shapes) std::printf(" %7s", (std::to_string(r) + "x" + std::to_string(w)).c_str());
   std::printf("   best (%% copy)\n");
   for (const Case& c : cases) {
+    if (!c.slots && c.n_out * c.n_in < (int64_t{8} << 20)) continue;  // small ones are launch bound
     std::printf("%-36s %-8s %-22s", c.what, info(c.type).name, shape(c).c_str());
     Result best;
-    for (int r : {1, 2, 4}) {
-      for (int w : {1, 2, 4, 8}) {
-        Result x = run_case(c, dev, MatvecImpl::kFast, {r, w}, true);
-        std::printf(" %7.2f", x.us);
-        if (x.us > 0 && (best.us == 0 || x.us < best.us)) {
-          best = x;
-          best.rows = r;
-          best.warps = w;
-        }
+    for (const auto& [r, w] : shapes) {
+      Result x = run_case(c, dev, MatvecImpl::kFast, {r, w}, true);
+      std::printf(" %7.2f", x.us);  // 0.00: the shape does not apply
+      if (x.us > 0 && (best.us == 0 || x.us < best.us)) {
+        best = x;
+        best.rows = r;
+        best.warps = w;
       }
     }
     std::printf("   %dx%d (%.1f%%)\n", best.rows, best.warps, 100.0 * best.gbps / dev.copy_gbps);

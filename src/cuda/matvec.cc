@@ -2,6 +2,7 @@
 // default launch shape of the fast kernel.
 #include "cuda/matvec.h"
 
+#include <algorithm>
 #include <climits>
 #include <cstdint>
 #include <string>
@@ -34,42 +35,112 @@ int pow2_floor(int64_t v) {
   return p;
 }
 
-// Default launch shape: split a row over as many warps as it has stages (up to the block's 8), and
-// share each activation load among 4 rows, unless that leaves fewer than two blocks per SM.
-Result<MatvecPlan> make_plan(TensorType type, int64_t n_in, int64_t n_out, int grid_slots,
+int sm_count() {
+  int device = 0, v = 0;
+  if (cudaGetDevice(&device) == cudaSuccess &&
+      cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, device) == cudaSuccess && v > 0) {
+    return v;
+  }
+  return 132;  // H100 / H200
+}
+
+int max_smem_per_block() {
+  int device = 0, v = 0;
+  if (cudaGetDevice(&device) == cudaSuccess &&
+      cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) == cudaSuccess) {
+    return v;
+  }
+  return 0;
+}
+
+bool mma_type(TensorType t) { return detail::mma_stage_elems(t) > 0; }
+
+// Launch shape. Two kernels, chosen by the type and the shape only (measured on an H200,
+// docs/PERF.md "Lever: decode matvec", run 2 sweep):
+//  * the tensor-core kernel (matvec_mma.cu, rows_per_warp 16) for Q2_K, Q4_K and IQ2_XXS, and for
+//    Q8_0 from 65 536 rows on (the LM head), whenever the launch's activations fit its shared
+//    memory (n_xvec · n_in up to ≈25 000); W = 32768 / n_out warps per row, between 1 and 8 (more
+//    warps than stages is allowed: it is how few-row launches reach every SM);
+//  * the f32 kernel (matvec_fast.cu, rows_per_warp 1, 2 or 4) otherwise: W = 16384 / n_out, between
+//    1 and 8 and at most the stages of a row.
+// W fixes how a row's sum is split, so it depends only on the type, n_in and n_out, never on the
+// number of slots or on the device: the bits of the result follow from the shape. R (f32 kernel:
+// rows sharing one activation load) and the grid only decide who computes what: R is the largest
+// of 4, 2, 1 whose units the resident groups share nearly evenly (at least 95 % of the best
+// split), and the grid is what fits the GPU at once (or fewer blocks when there are fewer units),
+// each group walking its units in turn.
+Result<MatvecPlan> make_plan(TensorType type, int64_t n_in, int64_t n_out, int grid_slots, int n_xvec, bool sum,
                              MatvecTuning tuning) {
-  const int stage = detail::fast_stage_elems(type);
-  if (stage <= 0) return make_error("no fast kernel for " + gguf::type_name(type));
   const int t_rows = tuning.rows_per_warp, t_warps = tuning.warps_per_row;
-  if (t_rows != 0 && t_rows != 1 && t_rows != 2 && t_rows != 4) {
-    return make_error("rows_per_warp must be 1, 2 or 4, not " + std::to_string(t_rows));
+  if (t_rows != 0 && t_rows != 1 && t_rows != 2 && t_rows != 4 && t_rows != 16) {
+    return make_error("rows_per_warp must be 1, 2, 4 or 16, not " + std::to_string(t_rows));
   }
-  if (t_warps != 0 && t_warps != 1 && t_warps != 2 && t_warps != 4 && t_warps != 8) {
-    return make_error("warps_per_row must be 1, 2, 4 or 8, not " + std::to_string(t_warps));
+  if (t_warps != 0 && t_warps != 1 && t_warps != 2 && t_warps != 4 && t_warps != 8 && t_warps != 16) {
+    return make_error("warps_per_row must be 1, 2, 4, 8 or 16, not " + std::to_string(t_warps));
   }
-  const int64_t n_stages = (n_in + stage - 1) / stage;
+  const int64_t sms = sm_count();
   MatvecPlan plan;
   plan.fast = true;
-  plan.warps_per_row = t_warps ? t_warps : (n_stages >= 8 ? 8 : pow2_floor(n_stages));
-  int sms = 132;
-  int device = 0;
-  if (cudaGetDevice(&device) == cudaSuccess) {
-    int v = 0;
-    if (cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, device) == cudaSuccess && v > 0) sms = v;
+  const bool mma_fits = mma_type(type) && n_in % 32 == 0 && n_in <= INT_MAX / 8 &&
+                        detail::mma_smem_bytes(type, static_cast<int>(n_in), n_xvec) <= max_smem_per_block();
+  if (t_rows == 16 && !mma_fits) {
+    return make_error("rows_per_warp 16 (the tensor-core kernel) takes Q8_0, Q2_K, Q4_K or IQ2_XXS whose "
+                      "activations fit shared memory");
   }
-  auto blocks = [&](int r) {
-    const int64_t rows_per_block = int64_t{r} * (8 / plan.warps_per_row);
-    return (n_out + rows_per_block - 1) / rows_per_block;
+  constexpr int64_t kMmaQ8Rows = 65536;
+  const bool mma_default = type != TensorType::Q8_0 || n_out >= kMmaQ8Rows;
+  if (mma_fits && (t_rows == 16 || (t_rows == 0 && mma_default))) {
+    constexpr int kBlockWarps = 16;
+    constexpr int64_t kRowsForOneWarp = 32768;
+    plan.rows_per_warp = 16;
+    plan.warps_per_row =
+        t_warps ? t_warps : pow2_floor(std::min<int64_t>(8, std::max<int64_t>(1, kRowsForOneWarp / n_out)));
+    const int64_t groups_per_block = kBlockWarps / plan.warps_per_row;
+    const int64_t units = grid_slots * ((n_out + 15) / 16);
+    if (units > INT_MAX / 2) return make_error("too many outputs for one launch");
+    plan.blocks = static_cast<int>(std::min(sms, (units + groups_per_block - 1) / groups_per_block));
+    return plan;
+  }
+  if (t_warps == 16) return make_error("warps_per_row 16 is for the tensor-core kernel (rows_per_warp 16)");
+
+  const int stage = detail::fast_stage_elems(type);
+  if (stage <= 0) return make_error("no fast kernel for " + gguf::type_name(type));
+  constexpr int kBlockWarps = 8;
+  constexpr int64_t kRowsForOneWarp = 16384;
+  const int64_t n_stages = (n_in + stage - 1) / stage;
+  plan.warps_per_row =
+      t_warps ? t_warps
+              : pow2_floor(std::min<int64_t>({kBlockWarps, n_stages, std::max<int64_t>(1, kRowsForOneWarp / n_out)}));
+  const int groups_per_block = kBlockWarps / plan.warps_per_row;
+  struct Shape {
+    int64_t units = 0, capacity = 0;  // units of work; blocks resident at once
+    double balance = 0;               // mean over max units per group
+  };
+  auto shape = [&](int r) {
+    Shape sh;
+    sh.units = grid_slots * ((n_out + r - 1) / r);
+    sh.capacity = sms * std::max(1, detail::fast_blocks_per_sm(type, r, sum));
+    const int64_t groups = sh.capacity * groups_per_block;
+    const int64_t rounds = (sh.units + groups - 1) / groups;
+    sh.balance = static_cast<double>(sh.units) / static_cast<double>(rounds * groups);
+    return sh;
   };
   if (t_rows) {
     plan.rows_per_warp = t_rows;
   } else {
-    plan.rows_per_warp = 4;
-    while (plan.rows_per_warp > 1 && blocks(plan.rows_per_warp) * grid_slots < 2 * int64_t{sms}) {
-      plan.rows_per_warp /= 2;
+    double best = 0;
+    for (int r : {4, 2, 1}) best = std::max(best, shape(r).balance);
+    plan.rows_per_warp = 1;
+    for (int r : {4, 2, 1}) {
+      if (shape(r).balance >= 0.95 * best) {
+        plan.rows_per_warp = r;
+        break;
+      }
     }
   }
-  plan.blocks = static_cast<int>(blocks(plan.rows_per_warp));
+  const Shape sh = shape(plan.rows_per_warp);
+  if (sh.units > INT_MAX / 2) return make_error("too many outputs for one launch");
+  plan.blocks = static_cast<int>(std::min(sh.capacity, (sh.units + groups_per_block - 1) / groups_per_block));
   return plan;
 }
 
@@ -138,11 +209,13 @@ Status run(const ExpertMatvec& m, bool dense, bool sum, float* y, cudaStream_t s
 
   cudaError_t e;
   if (fast) {
-    auto plan = make_plan(m.type, m.n_in, m.n_out, sum ? 1 : m.n_slots, tuning);
+    const int n_xvec = m.x_stride ? m.n_slots : 1;
+    auto plan = make_plan(m.type, m.n_in, m.n_out, sum ? 1 : m.n_slots, n_xvec, sum, tuning);
     if (!plan.ok()) return fail(plan.error().message);
     l.rows_per_warp = plan->rows_per_warp;
     l.warps_per_row = plan->warps_per_row;
-    e = detail::launch_matvec_fast(l, stream);
+    l.blocks = plan->blocks;
+    e = plan->rows_per_warp == 16 ? detail::launch_matvec_mma(l, stream) : detail::launch_matvec_fast(l, stream);
   } else {
     e = detail::launch_matvec_ref(l, stream);
   }
@@ -178,12 +251,13 @@ Status matvec_experts_sum(const ExpertMatvec& m, float* y, cudaStream_t stream, 
 
 Status prepare_matvec() {
   const void* tables = nullptr;
-  return cuda_status(detail::iq2_device_tables(nullptr, &tables), "uploading the IQ2_XXS tables");
+  DSV4_TRY(cuda_status(detail::iq2_device_tables(nullptr, &tables), "uploading the IQ2_XXS tables"));
+  return cuda_status(detail::prepare_matvec_mma(), "raising the tensor-core matvec's shared-memory limit");
 }
 
 Result<MatvecPlan> plan_matvec(TensorType type, int64_t n_in, int64_t n_out, int n_grid_slots,
                                MatvecTuning tuning) {
-  return make_plan(type, n_in, n_out, n_grid_slots, tuning);
+  return make_plan(type, n_in, n_out, n_grid_slots, /*n_xvec=*/1, /*sum=*/false, tuning);
 }
 
 }  // namespace dsv4::cuda

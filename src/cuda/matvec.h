@@ -7,10 +7,15 @@
 // the k selected experts is one launch whose arguments do not change from token to token (CUDA
 // graph friendly).
 //
-// Every output element is one fixed-order f32 reduction: results are bit-reproducible from run to
-// run and do not depend on the other rows, on the number of experts in the launch or on timing
-// (no atomics). They equal quant::dot_row up to f32 rounding (tests/cuda/matvec_test.cc bounds
-// it).
+// Every output element is one fixed-order reduction: results are bit-reproducible from run to run
+// and do not depend on the other rows, on the number of experts in the launch or on timing (no
+// atomics). They equal quant::dot_row up to f32 rounding (tests/cuda/matvec_test.cc bounds it).
+// Q8_0, Q2_K, Q4_K and IQ2_XXS run on int8 tensor cores (matvec_mma.cuh): the activations are
+// turned into exact 32-bit fixed point per 256 elements (an element more than 2^6 below the block's
+// largest magnitude is rounded to 2^-30 of it), products and 32-element sums are exact integers,
+// and the scaled partial sums are added in f32. A non-finite activation makes the outputs it
+// touches NaN. (Beyond ≈25 000 activations per launch, n_slots·n_in for per-slot x, these types
+// fall back to the f32 kernel.)
 //
 // All pointers are device pointers. Nothing here synchronises, allocates or reads device data on
 // the host (the IQ2_XXS tables are uploaded once per device: see prepare_matvec); errors in the
@@ -35,10 +40,12 @@ enum class MatvecImpl {
   kReference,  // the simple kernel (one warp per row, element-wise dequantisation): for tests
 };
 
-// Launch shape of the fast kernel. 0 = the built-in choice. For benchmarks and tests.
+// Launch shape of the fast kernels. 0 = the built-in choice. For benchmarks and tests.
 struct MatvecTuning {
-  int rows_per_warp = 0;  // rows sharing one activation load: 1, 2 or 4
-  int warps_per_row = 0;  // warps of a block splitting a row's columns: 1, 2, 4 or 8
+  // f32 kernel: rows sharing one activation load, 1, 2 or 4. 16: the tensor-core kernel (Q8_0,
+  // Q2_K, Q4_K, IQ2_XXS; 16 rows per mma).
+  int rows_per_warp = 0;
+  int warps_per_row = 0;  // warps splitting a row's columns: 1, 2, 4 or 8 (tensor-core kernel: or 16)
 };
 
 // y[o] = Σ_i W[o, i]·x[i] for o < n_out; W has n_out rows of row_bytes(type, n_in) bytes.
@@ -77,7 +84,7 @@ Status prepare_matvec();
 // The launch shape the fast kernel would use (after defaults), or an error if it cannot run.
 struct MatvecPlan {
   bool fast = false;
-  int rows_per_warp = 0;
+  int rows_per_warp = 0;  // 16: the tensor-core kernel
   int warps_per_row = 0;
   int blocks = 0;  // grid.x
 };

@@ -1,28 +1,28 @@
-// Fast batch-1 matvec: weights streamed through shared memory with 16-byte cp.async, decoded per
-// format (quant_decode.cuh), f32 FMAs, fixed-order reductions.
+// Fast batch-1 matvec (f32 decode): weights streamed through shared memory with 16-byte cp.async,
+// decoded per format (quant_decode.cuh), f32 FMAs, fixed-order reductions. The default for
+// F32/F16/BF16 and for Q8_0 below 65 536 rows; the block formats otherwise use matvec_mma.cu.
 //
-// Roofline. A decode matvec reads each weight byte once and does 2 flops per element: far below
-// any compute limit, so the floor is bytes / HBM bandwidth (H100 SXM ≈ 3.0 TB/s, H200 ≈ 4.3 TB/s
-// measured device-to-device copy, read + write). Target: ≥ 90 % of the measured copy bandwidth for
-// Q8_0 / F16 / BF16 / F32 on matrices well above L2 size (4096×8192 Q8_0: 35.7 MB → ≈ 12 µs on
-// H100). The sub-4-bit formats decode 4–8 elements per weight byte, each costing a conversion and an
-// FMA on the CUDA cores with f32 activations; they are issue-bound, not bandwidth-bound
-// (estimates: Q4_K ≈ 80 %, Q2_K ≈ 50–60 %, IQ2_XXS ≈ 35–45 % of copy bandwidth on H100, less on
-// H200). Going past that needs int8 activations with dp4a or tensor cores (MODEL.md §11.7 allows
-// int8 activations for these GEMMs).
+// Roofline. A decode matvec reads each weight byte once and does 2 flops per weight: the floor is
+// bytes / copy bandwidth. Reached (H200, 4.2 TB/s copy, docs/PERF.md): 38–45 % for Q8_0 / F16 /
+// BF16 / F32 at 9–36 MB. Measured limit (ncu): instruction issue, not memory — 13–18 issued
+// instructions per weight (IPC 3.1 of 4, DRAM 29 % busy) against the ≈5 per weight an SM can
+// afford at 90 % of copy bandwidth; the launch shape changes it by < 10 %.
 //
-// Shape of the work (names used below):
-//   block   = 8 warps. It owns R·(8/W) consecutive rows ("row groups" of R rows; W warps per group).
-//   stage   = kStageElems columns of a row: a contiguous byte range, copied into shared memory by
-//             the warp's 32 lanes as 16-byte cp.async chunks from the 16-aligned address at or below
-//             the range (so any row alignment works; the decoders read at the data's offset).
-//   item    = one stage of the R rows of a group (for one expert slot). Warp k of a group takes the
-//             stages k, k+W, k+2W, ... of every slot; items go through a ring of kBufs buffers, so
-//             kBufs−1 items are in flight while one is decoded.
-//   step    = kStepElems columns of a stage, decoded by the 32 lanes together (Fmt::dot).
-// Each lane keeps R partial sums; a slot's partials are scaled and added in slot order; at the end
-// a butterfly shuffle sums the lanes and one thread per row adds the W warps' sums in warp order.
-// Every output is one fixed sequence of f32 operations: deterministic, no atomics.
+// Shape of the work (names in matvec_fast.cuh):
+//   block  = 8 warps in groups of W; the grid is what fits the GPU at once.
+//   unit   = R rows (of one slot, or over all slots when summed), dealt round-robin to the groups;
+//            a group walks its units in turn.
+//   stage  = kStageElems columns of a row: a contiguous byte range, copied into shared memory by
+//            the warp's 32 lanes as 16-byte cp.async chunks from the 16-aligned address at or below
+//            the range (so any row alignment works; the decoders read at the data's offset).
+//   item   = one stage of a unit's R rows (for one slot). Warp k of a group takes stages k, k+W, ...
+//            Items go through a ring of up to 8 buffers (Ring) as one stream across the warp's
+//            units, so kBufs − 1 items are in flight while one is decoded.
+//   step   = kStepElems columns of a stage, decoded by the 32 lanes together (Fmt::dot).
+// Each lane keeps R partial sums; a slot's partials are scaled and added in slot order; at a unit's
+// end a butterfly shuffle sums the lanes and the group's first warp adds the W warps' sums in warp
+// order (named barrier per group). Every output is one fixed sequence of f32 operations:
+// deterministic, no atomics.
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -47,17 +47,21 @@ __device__ __forceinline__ void cp_async_wait() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
 }
 
+__device__ __forceinline__ void named_barrier(int id, int threads) {
+  asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
+}
+
 template <class F, int R, bool kSum>
 __global__ void __launch_bounds__(kFastThreads, F::kMinBlocks) matvec_fast_kernel(__grid_constant__ const FastParams p) {
-  constexpr int kBufBytes = R * Geometry<F>::kRowStride;
-  constexpr int kNBuf = F::kBufs;
+  constexpr int kBufBytes = Ring<F, R>::kBufBytes;
+  constexpr int kNBuf = Ring<F, R>::kBufs;
   extern __shared__ __align__(16) uint8_t smem[];
   uint8_t* tables = smem;
   float* red = reinterpret_cast<float*>(smem + F::kTableBytes);
   uint8_t* bufs = smem + F::kTableBytes + fast_red_bytes<F, R>();
 
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  const FastWarp<F, R, kSum> wk(p, blockIdx.x, blockIdx.y, warp);
+  const FastWarp<F, R, kSum> wk(p, blockIdx.x, warp);
   uint8_t* wbuf = bufs + warp * (kNBuf * kBufBytes);
   // A chunk cut short by the tensor's end is copied with plain loads: cp.async with a source
   // size below 16 is reported by compute-sanitizer as a 16-byte read past the allocation. The
@@ -70,11 +74,25 @@ __global__ void __launch_bounds__(kFastThreads, F::kMinBlocks) matvec_fast_kerne
     }
   };
 
-  // Prologue: start the first kBufs−1 items (an empty group where there are fewer), then the
+  // The issue cursor walks the warp's item stream kNBuf − 1 items ahead of the consumer, across
+  // unit boundaries.
+  int issue_k = 0, issue_i = 0;
+  FastUnit issue_unit = wk.my_units > 0 ? wk.unit(0) : FastUnit{0, 0, 0};
+  auto issue_next = [&](uint8_t* dst) {
+    if (issue_k < wk.my_units && wk.per_unit > 0) {
+      wk.issue(issue_unit, issue_i, lane, dst, copy);
+      if (++issue_i == wk.per_unit) {
+        issue_i = 0;
+        if (++issue_k < wk.my_units) issue_unit = wk.unit(issue_k);
+      }
+    }
+  };
+
+  // Prologue: start the first kNBuf − 1 items (empty groups where there are fewer), then the
   // tables, whose barrier the whole block reaches before any warp waits on its items.
 #pragma unroll
-  for (int i = 0; i < kNBuf - 1; ++i) {
-    if (i < wk.n_items) wk.issue(i, lane, wbuf + i * kBufBytes, copy);
+  for (int b = 0; b < kNBuf - 1; ++b) {
+    issue_next(wbuf + b * kBufBytes);
     cp_async_commit();
   }
   if constexpr (F::kTableBytes > 0) {
@@ -82,59 +100,92 @@ __global__ void __launch_bounds__(kFastThreads, F::kMinBlocks) matvec_fast_kerne
     __syncthreads();
   }
 
-  float acc[R], part[R];
+  int buf = 0;  // ring buffer of the next item to consume
+  for (int k = 0; k < wk.my_units; ++k) {
+    const FastUnit un = wk.unit(k);
+    float acc[R], part[R];
 #pragma unroll
-  for (int r = 0; r < R; ++r) acc[r] = part[r] = 0.0f;
-  for (int i = 0; i < wk.n_items; ++i) {
-    if (i + kNBuf - 1 < wk.n_items) wk.issue(i + kNBuf - 1, lane, wbuf + ((i + kNBuf - 1) % kNBuf) * kBufBytes, copy);
-    cp_async_commit();
-    // Activations first (the same for the R rows): their latency overlaps the wait.
-    float xv[F::kStageSteps][F::kXPerLane], xsum[F::kStageSteps];
-    wk.load_x(i, lane, xv, xsum);
-    cp_async_wait<kNBuf - 1>();  // this lane's chunks of item i have landed
-    __syncwarp();                // ... and every other lane's
-    wk.decode(i, lane, wbuf + (i % kNBuf) * kBufBytes, xv, xsum, tables, part);
-    __syncwarp();  // the buffer is refilled by the next iteration's issue
-    wk.end_item(i, acc, part);
+    for (int r = 0; r < R; ++r) acc[r] = part[r] = 0.0f;
+    for (int i = 0; i < wk.per_unit; ++i) {
+      issue_next(wbuf + (buf == 0 ? kNBuf - 1 : buf - 1) * kBufBytes);
+      cp_async_commit();
+      // Activations first (the same for the R rows): their latency overlaps the wait.
+      float xv[F::kStageSteps][F::kXPerLane], xsum[F::kStageSteps];
+      wk.load_x(un, i, lane, xv, xsum);
+      cp_async_wait<kNBuf - 1>();  // this lane's chunks of the item have landed
+      __syncwarp();                // ... and every other lane's
+      wk.decode(un, i, lane, wbuf + buf * kBufBytes, xv, xsum, tables, part);
+      __syncwarp();  // the buffer is refilled by a later issue
+      wk.end_item(un, i, acc, part);
+      buf = buf + 1 == kNBuf ? 0 : buf + 1;
+    }
+    // Lanes by butterfly (every lane ends with the same sums), then the group's warps in order.
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+#pragma unroll
+      for (int o = 16; o > 0; o >>= 1) acc[r] += __shfl_xor_sync(0xFFFFFFFFu, acc[r], o);
+    }
+    if (p.wpr == 1) {
+#pragma unroll
+      for (int r = 0; r < R; ++r) {
+        if (lane == r && r < un.rows) p.y[wk.output_index(un, r)] = acc[r];
+      }
+    } else {
+      // Double-buffered by unit parity: a warp writes buffer k & 1 only after the barrier of
+      // unit k − 1, by which time the group's first warp has read what it held for unit k − 2.
+      float* rb = red + (k & 1) * kFastWarps * R;
+      if (lane == 0) {
+#pragma unroll
+        for (int r = 0; r < R; ++r) rb[warp * R + r] = acc[r];
+      }
+      const int g = warp / p.wpr;
+      named_barrier(1 + g, 32 * p.wpr);
+      if (wk.ks == 0 && lane < un.rows) {
+        p.y[wk.output_index(un, lane)] = fast_group_sum<R>(rb + g * p.wpr * R, p.wpr, lane);
+      }
+    }
   }
   cp_async_wait<0>();
+}
 
-  // Lanes by butterfly (every lane ends with the same sum), then the group's warps in order.
-#pragma unroll
-  for (int r = 0; r < R; ++r) {
-    float v = acc[r];
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xFFFFFFFFu, v, o);
-    if (lane == 0) red[warp * R + r] = v;
-  }
-  __syncthreads();
-  int64_t index;
-  float value;
-  if (fast_output<R, kSum>(p, blockIdx.x, blockIdx.y, threadIdx.x, red, &index, &value)) p.y[index] = value;
+template <class F, int R, bool kSum>
+void fill_params(const MatvecLaunch& l, FastParams* p) {
+  p->w = l.w;
+  p->w_end = l.w_end;
+  p->row_bytes = l.row_bytes;
+  p->slab_bytes = l.slab_bytes;
+  p->experts = l.experts;
+  p->x = l.x;
+  p->x_stride = l.x_stride;
+  p->scale = l.scale;
+  p->y = l.y;
+  p->tables = l.iq2_tables;
+  p->n_in = l.n_in;
+  p->n_out = l.n_out;
+  p->n_slots = l.n_slots;
+  p->wpr = l.warps_per_row;
+  p->n_row_groups = (l.n_out + R - 1) / R;
+  p->n_units = kSum ? p->n_row_groups : l.n_slots * p->n_row_groups;
+  p->n_groups = l.blocks * (kFastWarps / l.warps_per_row);
 }
 
 template <class F, int R, bool kSum>
 cudaError_t launch(const MatvecLaunch& l, cudaStream_t stream) {
   static_assert(fast_smem_bytes<F, R>() <= 48 * 1024, "no opt-in shared memory needed");
   FastParams p;
-  p.w = l.w;
-  p.w_end = l.w_end;
-  p.row_bytes = l.row_bytes;
-  p.slab_bytes = l.slab_bytes;
-  p.experts = l.experts;
-  p.x = l.x;
-  p.x_stride = l.x_stride;
-  p.scale = l.scale;
-  p.y = l.y;
-  p.tables = l.iq2_tables;
-  p.n_in = l.n_in;
-  p.n_out = l.n_out;
-  p.n_slots = l.n_slots;
-  p.wpr = l.warps_per_row;
-  const int rows_per_block = R * (kFastWarps / l.warps_per_row);
-  const dim3 grid((l.n_out + rows_per_block - 1) / rows_per_block, kSum ? 1 : l.n_slots);
-  matvec_fast_kernel<F, R, kSum><<<grid, kFastThreads, fast_smem_bytes<F, R>(), stream>>>(p);
+  fill_params<F, R, kSum>(l, &p);
+  matvec_fast_kernel<F, R, kSum><<<l.blocks, kFastThreads, fast_smem_bytes<F, R>(), stream>>>(p);
   return cudaGetLastError();
+}
+
+template <class F, int R, bool kSum>
+int resident_blocks() {
+  int n = 0;
+  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, matvec_fast_kernel<F, R, kSum>, kFastThreads,
+                                                    fast_smem_bytes<F, R>()) != cudaSuccess) {
+    return 0;
+  }
+  return n;
 }
 
 template <class F>
@@ -147,6 +198,19 @@ cudaError_t launch_format(const MatvecLaunch& l, cudaStream_t stream) {
     case 8: return launch<F, 4, false>(l, stream);
     case 9: return launch<F, 4, true>(l, stream);
     default: return cudaErrorInvalidValue;
+  }
+}
+
+template <class F>
+int resident_blocks_format(int rows, bool sum) {
+  switch (rows * 2 + (sum ? 1 : 0)) {
+    case 2: return resident_blocks<F, 1, false>();
+    case 3: return resident_blocks<F, 1, true>();
+    case 4: return resident_blocks<F, 2, false>();
+    case 5: return resident_blocks<F, 2, true>();
+    case 8: return resident_blocks<F, 4, false>();
+    case 9: return resident_blocks<F, 4, true>();
+    default: return 0;
   }
 }
 
@@ -169,6 +233,7 @@ cudaError_t launch_matvec_fast(const MatvecLaunch& l, cudaStream_t stream) {
   if (l.warps_per_row != 1 && l.warps_per_row != 2 && l.warps_per_row != 4 && l.warps_per_row != 8) {
     return cudaErrorInvalidValue;
   }
+  if (l.blocks < 1) return cudaErrorInvalidValue;
   switch (l.type) {
     case gguf::TensorType::F32: return launch_format<FmtF32>(l, stream);
     case gguf::TensorType::F16: return launch_format<FmtF16>(l, stream);
@@ -178,6 +243,19 @@ cudaError_t launch_matvec_fast(const MatvecLaunch& l, cudaStream_t stream) {
     case gguf::TensorType::Q4_K: return launch_format<FmtQ4_K>(l, stream);
     case gguf::TensorType::IQ2_XXS: return launch_format<FmtIQ2_XXS>(l, stream);
     default: return cudaErrorInvalidValue;
+  }
+}
+
+int fast_blocks_per_sm(gguf::TensorType type, int rows_per_warp, bool sum) {
+  switch (type) {
+    case gguf::TensorType::F32: return resident_blocks_format<FmtF32>(rows_per_warp, sum);
+    case gguf::TensorType::F16: return resident_blocks_format<FmtF16>(rows_per_warp, sum);
+    case gguf::TensorType::BF16: return resident_blocks_format<FmtBF16>(rows_per_warp, sum);
+    case gguf::TensorType::Q8_0: return resident_blocks_format<FmtQ8_0>(rows_per_warp, sum);
+    case gguf::TensorType::Q2_K: return resident_blocks_format<FmtQ2_K>(rows_per_warp, sum);
+    case gguf::TensorType::Q4_K: return resident_blocks_format<FmtQ4_K>(rows_per_warp, sum);
+    case gguf::TensorType::IQ2_XXS: return resident_blocks_format<FmtIQ2_XXS>(rows_per_warp, sum);
+    default: return 0;
   }
 }
 

@@ -1,11 +1,19 @@
 // The per-warp, per-lane work of the fast matvec kernel (matvec_fast.cu), as __host__ __device__
 // code: the kernel is glue around FastWarp (cp.async, barriers, shuffles), and
-// tests/cuda/fast_emulation_test.cc runs the same FastWarp on the CPU lane by lane. All index math
-// of the kernel lives here.
+// tests/cuda/cpu/fast_emulation_test.cc runs the same FastWarp on the CPU lane by lane. All index
+// math of the kernel lives here.
 //
-// Names: a block of kWarps warps owns R·(kWarps/W) consecutive rows, in groups of R rows, W warps
-// per group; warp k of a group takes stages k, k+W, ... of each expert slot; an item is one stage of
-// the group's rows (one buffer of R·kRowStride bytes in shared memory).
+// Names:
+//   group  = W warps (W = p.wpr: 1, 2, 4 or 8) that share rows, warp k of a group taking the stages
+//            k, k+W, k+2W, ... of each row. A block holds kFastWarps / W groups.
+//   unit   = R consecutive rows of one expert slot (per-slot form), or R consecutive rows over all
+//            slots (summed form): what a group computes and writes. Units are dealt round-robin
+//            to the groups of the grid (unit u goes to group u mod n_groups), so a grid smaller
+//            than the work is persistent: every group walks its units in order.
+//   item   = one stage of a unit's R rows (for one slot): one ring buffer of R·kRowStride bytes.
+//            A warp's items form one stream across its units, so the cp.async ring stays full from
+//            one unit to the next.
+//   step   = kStepElems columns of a stage, decoded by the 32 lanes together (Fmt::dot).
 #pragma once
 
 #include <cstdint>
@@ -16,6 +24,9 @@ namespace dsv4::cuda::detail {
 
 constexpr int kFastWarps = 8;
 constexpr int kFastThreads = kFastWarps * 32;
+// Shared memory per warp for its ring of weight buffers: 8 warps fit a block in 48 KB with the
+// IQ2_XXS tables and the reduction buffer, so no opt-in shared memory is needed.
+constexpr int kFastRingBytes = 5376;
 
 struct FastParams {
   const uint8_t* w;       // 16-aligned
@@ -31,7 +42,10 @@ struct FastParams {
   int n_in;
   int n_out;
   int n_slots;
-  int wpr;  // warps per row group: 1, 2, 4 or 8
+  int wpr;           // W: warps per group, 1, 2, 4 or 8
+  int n_row_groups;  // ⌈n_out / R⌉
+  int n_units;       // n_row_groups (summed form) or n_slots · n_row_groups
+  int n_groups;      // groups in the grid: gridDim.x · kFastWarps / W
 };
 
 template <class F>
@@ -40,6 +54,14 @@ struct Geometry {
   static constexpr int kStageBytes = F::kStepBytes * F::kStageSteps;
   // A stage's bytes start anywhere in their first 16-byte chunk.
   static constexpr int kRowStride = (kStageBytes + 15 + 15) / 16 * 16;
+};
+
+// The ring of one warp: as many buffers of R rows as kFastRingBytes holds, between 2 and 8.
+template <class F, int R>
+struct Ring {
+  static constexpr int kBufBytes = R * Geometry<F>::kRowStride;
+  static constexpr int kFit = kFastRingBytes / kBufBytes;
+  static constexpr int kBufs = kFit < 2 ? 2 : (kFit > 8 ? 8 : kFit);
 };
 
 DSV4_HD float4 load_x4(const float* p) {
@@ -58,50 +80,74 @@ DSV4_HD int32_t load_expert(const int32_t* p) {
 #endif
 }
 
+// One unit as the warps see it.
+struct FastUnit {
+  int slot;   // per-slot form: the unit's slot; summed form: 0
+  int row0;   // first row
+  int rows;   // rows in the unit (R, fewer for the last one)
+};
+
 template <class F, int R, bool kSum>
 struct FastWarp {
   using G = Geometry<F>;
   const FastParams& p;
-  int groups, group, ks, row0, rows, n_stages, my_stages, slot0, n_items;
+  int group;      // this warp's group in the grid
+  int ks;         // this warp's index in its group
+  int n_stages;   // stages per row
+  int my_stages;  // stages of a row this warp takes
+  int per_unit;   // items per unit for this warp
+  int my_units;   // units of this warp's group
 
-  DSV4_HD FastWarp(const FastParams& params, int block_x, int block_y, int warp) : p(params) {
-    groups = kFastWarps / p.wpr;
-    group = warp / p.wpr;
-    ks = warp - group * p.wpr;
-    row0 = (block_x * groups + group) * R;
-    rows = p.n_out - row0 < R ? p.n_out - row0 : R;  // ≤ 0 for the idle groups of the last block
+  DSV4_HD FastWarp(const FastParams& params, int block_x, int warp) : p(params) {
+    const int groups_per_block = kFastWarps / p.wpr;
+    const int g = warp / p.wpr;
+    ks = warp - g * p.wpr;
+    group = block_x * groups_per_block + g;
     n_stages = (p.n_in + G::kStageElems - 1) / G::kStageElems;
-    my_stages = (rows > 0 && ks < n_stages) ? (n_stages - ks + p.wpr - 1) / p.wpr : 0;
-    slot0 = kSum ? 0 : block_y;
-    n_items = my_stages * (kSum ? p.n_slots : 1);
+    my_stages = ks < n_stages ? (n_stages - ks + p.wpr - 1) / p.wpr : 0;
+    per_unit = my_stages * (kSum ? p.n_slots : 1);
+    my_units = group < p.n_units ? (p.n_units - group + p.n_groups - 1) / p.n_groups : 0;
   }
 
-  DSV4_HD int slot_of(int item) const { return slot0 + item / my_stages; }
-  DSV4_HD int stage_of(int item) const { return ks + (item % my_stages) * p.wpr; }
-  DSV4_HD bool last_of_slot(int item) const { return item % my_stages == my_stages - 1; }
+  // The k-th unit of this warp's group.
+  DSV4_HD FastUnit unit(int k) const {
+    const int u = group + k * p.n_groups;
+    const int slot = kSum ? 0 : u / p.n_row_groups;
+    const int rg = kSum ? u : u - slot * p.n_row_groups;
+    FastUnit un;
+    un.slot = slot;
+    un.row0 = rg * R;
+    un.rows = p.n_out - un.row0 < R ? p.n_out - un.row0 : R;
+    return un;
+  }
+
+  // Slot and stage of item i of a unit.
+  DSV4_HD int slot_of(const FastUnit& un, int i) const { return kSum ? i / my_stages : un.slot; }
+  DSV4_HD int stage_of(int i) const { return ks + (kSum ? i % my_stages : i) * p.wpr; }
+  DSV4_HD bool last_of_slot(int i) const { return !kSum || i % my_stages == my_stages - 1; }
   DSV4_HD int stage_elems(int st) const {
     const int left = p.n_in - st * G::kStageElems;
     return left < G::kStageElems ? left : G::kStageElems;
   }
-  // Byte offset from p.w of stage `st` of row row0 (the group's first row) of expert slot `slot`;
-  // row row0 + r is r·row_bytes further.
-  DSV4_HD int64_t stage_offset(int slot, int st) const {
+  // Byte offset from p.w of stage `st` of the unit's first row in expert slot `slot`; row
+  // row0 + r is r·row_bytes further.
+  DSV4_HD int64_t stage_offset(const FastUnit& un, int slot, int st) const {
     const int e = p.experts ? load_expert(p.experts + slot) : slot;
-    return static_cast<int64_t>(e) * p.slab_bytes + static_cast<int64_t>(row0) * p.row_bytes +
+    return static_cast<int64_t>(e) * p.slab_bytes + static_cast<int64_t>(un.row0) * p.row_bytes +
            static_cast<int64_t>(st) * G::kStageBytes;
   }
 
-  // This lane's share of the 16-byte chunks of one item: copy(dst, src, bytes) for each, with
+  // This lane's share of the 16-byte chunks of item i: copy(dst, src, bytes) for each, with
   // 1 ≤ bytes ≤ 16 (a chunk that reaches past the tensor is cut short; one wholly past it is
   // skipped). The chunks start at the 16-aligned address at or below each row's stage.
   template <class Copy>
-  DSV4_HD void issue(int item, int lane, uint8_t* dst, Copy copy) const {
-    const int st = stage_of(item);
+  DSV4_HD void issue(const FastUnit& un, int i, int lane, uint8_t* dst, Copy copy) const {
+    const int st = stage_of(i);
     const int nbytes = stage_elems(st) / F::kBlockElems * F::kBlockBytes;
-    const int64_t off0 = stage_offset(slot_of(item), st);
+    const int64_t off0 = stage_offset(un, slot_of(un, i), st);
     DSV4_UNROLL
     for (int r = 0; r < R; ++r) {
-      if (r < rows) {
+      if (r < un.rows) {
         const int64_t off = off0 + r * p.row_bytes;
         const uint8_t* first = p.w + (off & ~int64_t{15});
         const int nchunks = static_cast<int>((off & 15) + nbytes + 15) >> 4;
@@ -118,10 +164,11 @@ struct FastWarp {
     }
   }
 
-  // The activations this lane needs for an item (zeros past the row), and their sum per step.
-  DSV4_HD void load_x(int item, int lane, float (&xv)[F::kStageSteps][F::kXPerLane],
+  // The activations this lane needs for item i (zeros past the row), and their sum per step
+  // (for the formats that subtract a per-block minimum).
+  DSV4_HD void load_x(const FastUnit& un, int i, int lane, float (&xv)[F::kStageSteps][F::kXPerLane],
                       float (&xsum)[F::kStageSteps]) const {
-    const int slot = slot_of(item), st = stage_of(item);
+    const int slot = slot_of(un, i), st = stage_of(i);
     const int elems = stage_elems(st);
     const float* xs = p.x + static_cast<int64_t>(slot) * p.x_stride + static_cast<int64_t>(st) * G::kStageElems;
     DSV4_UNROLL
@@ -135,22 +182,26 @@ struct FastWarp {
         xv[s][4 * k + 2] = v.z;
         xv[s][4 * k + 3] = v.w;
       }
-      float t = xv[s][0];
-      DSV4_UNROLL
-      for (int k = 1; k < F::kXPerLane; ++k) t += xv[s][k];
+      float t = 0.0f;
+      if constexpr (F::kNeedsXSum) {
+        t = xv[s][0];
+        DSV4_UNROLL
+        for (int k = 1; k < F::kXPerLane; ++k) t += xv[s][k];
+      }
       xsum[s] = t;
     }
   }
 
-  // Adds this lane's dots of an item (its buffer `buf`, filled by issue) to part[r].
-  DSV4_HD void decode(int item, int lane, const uint8_t* buf, const float (&xv)[F::kStageSteps][F::kXPerLane],
-                      const float (&xsum)[F::kStageSteps], const uint8_t* tables, float (&part)[R]) const {
-    const int st = stage_of(item);
+  // Adds this lane's dots of item i (its buffer `buf`, filled by issue) to part[r].
+  DSV4_HD void decode(const FastUnit& un, int i, int lane, const uint8_t* buf,
+                      const float (&xv)[F::kStageSteps][F::kXPerLane], const float (&xsum)[F::kStageSteps],
+                      const uint8_t* tables, float (&part)[R]) const {
+    const int st = stage_of(i);
     const int elems = stage_elems(st);
-    const int64_t off0 = stage_offset(slot_of(item), st);
+    const int64_t off0 = stage_offset(un, slot_of(un, i), st);
     DSV4_UNROLL
     for (int r = 0; r < R; ++r) {
-      if (r < rows) {
+      if (r < un.rows) {
         const uint8_t* row = buf + r * G::kRowStride + ((off0 + r * p.row_bytes) & 15);
         DSV4_UNROLL
         for (int s = 0; s < F::kStageSteps; ++s) {
@@ -163,9 +214,9 @@ struct FastWarp {
   }
 
   // At the last stage of a slot: acc += scale_slot · part, part = 0.
-  DSV4_HD void end_item(int item, float (&acc)[R], float (&part)[R]) const {
-    if (!last_of_slot(item)) return;
-    const int slot = slot_of(item);
+  DSV4_HD void end_item(const FastUnit& un, int i, float (&acc)[R], float (&part)[R]) const {
+    if (!last_of_slot(i)) return;
+    const int slot = slot_of(un, i);
 #ifdef __CUDA_ARCH__
     const float scale = p.scale ? __ldg(p.scale + slot) : 1.0f;
 #else
@@ -177,33 +228,30 @@ struct FastWarp {
       part[r] = 0.0f;
     }
   }
+
+  // Where row r of a unit goes in y.
+  DSV4_HD int64_t output_index(const FastUnit& un, int r) const {
+    return kSum ? un.row0 + r : static_cast<int64_t>(un.slot) * p.n_out + un.row0 + r;
+  }
+
 };
 
-// Output index and value of thread t's row after the warps' sums are in red[warp·R + r]:
-// the W warps of a group added in warp order. Returns false for threads without a row.
-template <int R, bool kSum>
-DSV4_HD bool fast_output(const FastParams& p, int block_x, int block_y, int t, const float* red,
-                         int64_t* index, float* value) {
-  const int groups = kFastWarps / p.wpr;
-  if (t >= groups * R) return false;
-  const int g = t / R, r = t - g * R;
-  const int row = (block_x * groups + g) * R + r;
-  if (row >= p.n_out) return false;
-  float s = red[g * p.wpr * R + r];
-  for (int k = 1; k < p.wpr; ++k) s += red[(g * p.wpr + k) * R + r];
-  *index = kSum ? row : static_cast<int64_t>(block_y) * p.n_out + row;
-  *value = s;
-  return true;
+// The sum of a group's W warps for row r (red[k·R + r] = warp k's sum), added in warp order.
+template <int R>
+DSV4_HD float fast_group_sum(const float* red, int wpr, int r) {
+  float s = red[r];
+  for (int k = 1; k < wpr; ++k) s += red[k * R + r];
+  return s;
 }
 
 template <class F, int R>
 DSV4_HD constexpr int fast_red_bytes() {
-  return (kFastWarps * R * 4 + 15) / 16 * 16;
+  return 2 * kFastWarps * R * 4;  // double-buffered by unit parity
 }
 
 template <class F, int R>
 DSV4_HD constexpr int fast_smem_bytes() {
-  return F::kTableBytes + fast_red_bytes<F, R>() + kFastWarps * F::kBufs * R * Geometry<F>::kRowStride;
+  return F::kTableBytes + fast_red_bytes<F, R>() + kFastWarps * Ring<F, R>::kBufs * Ring<F, R>::kBufBytes;
 }
 
 }  // namespace dsv4::cuda::detail

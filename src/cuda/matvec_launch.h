@@ -25,8 +25,9 @@ struct MatvecLaunch {
   int n_out;
   int n_slots;
   bool sum;  // y[o] = Σ_j ... instead of y[j·n_out + o]
-  int rows_per_warp;
+  int rows_per_warp;  // fast kernel: 1, 2 or 4; 16: the tensor-core kernel
   int warps_per_row;
+  int blocks;  // grid size (the groups walk the units persistently)
   const void* iq2_tables;  // device copy of the IQ2_XXS grid and signs (Iq2Tables)
 };
 
@@ -40,7 +41,21 @@ struct Iq2Tables {
 // 0 for a type it does not handle.
 int fast_stage_elems(gguf::TensorType type);
 
+// Fast kernel: blocks of one launch shape that fit an SM at once on the current device (0 if the
+// runtime cannot say).
+int fast_blocks_per_sm(gguf::TensorType type, int rows_per_warp, bool sum);
+
 cudaError_t launch_matvec_fast(const MatvecLaunch& l, cudaStream_t stream);
+
+// Tensor-core kernel (matvec_mma.cu) for Q8_0, Q2_K, Q4_K and IQ2_XXS: elements per stage (0 for
+// other types), the dynamic shared memory a launch needs with n_xvec activation vectors, and
+// the launch (rows_per_warp is 16 there; warps_per_row 1–16; one block of 16 warps per SM).
+int mma_stage_elems(gguf::TensorType type);
+int mma_smem_bytes(gguf::TensorType type, int n_in, int n_xvec);
+cudaError_t launch_matvec_mma(const MatvecLaunch& l, cudaStream_t stream);
+// Raises the tensor-core kernels' shared-memory limit on the current device (launch does it too,
+// once per device; prepare_matvec calls this so that no attribute is set during graph capture).
+cudaError_t prepare_matvec_mma();
 cudaError_t launch_matvec_ref(const MatvecLaunch& l, cudaStream_t stream);
 
 // Uploads (once per device) and returns the device address of the IQ2_XXS tables.

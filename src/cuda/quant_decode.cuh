@@ -82,6 +82,9 @@ DSV4_HD float magic_byte(uint32_t w) {
 }
 constexpr float kMagic = 8388608.0f;  // 2^23
 
+// v (< 2^23) as a float, exactly: one LOP and one FADD instead of a quarter-rate I2F.
+DSV4_HD float small_to_f32(uint32_t v) { return bits_to_f32(0x4B000000u | v) - kMagic; }
+
 // Σ_{k<4} (byte k of w − bias)·x[k], bytes in order.
 DSV4_HD float dot4_bytes(uint32_t w, float bias, const float* x, float acc) {
   acc = fmaf(magic_byte<0>(w) - bias, x[0], acc);
@@ -100,16 +103,18 @@ DSV4_HD uint32_t ld_u32(const uint8_t* p) { return ld_u16(p) | (ld_u16(p + 2) <<
 //   kStepElems, kStepBytes     one step: what 32 lanes decode together
 //   kStageSteps                steps per pipeline stage (one cp.async buffer per row)
 //   kXPerLane                  activations per lane per step (4 or 8; float4 k at x_elem(lane, k))
-//   kBufs                      pipeline depth of the fast kernel
+//   kNeedsXSum                 dot uses the sum of the lane's activations (per-block minimum)
 //   kTableBytes                shared-memory tables the format needs (IQ2_XXS grid)
 //   kMinBlocks                 blocks per SM the register allocation must allow
+// The fast kernel's ring depth follows from the stage size (matvec_fast.cuh, Ring).
 
 // ---- F32 / F16 / BF16 (row_bytes % 16 == 0 in the fast kernel, so every step is 16-aligned) ----
 
 struct FmtF32 {
   static constexpr int kBlockElems = 1, kBlockBytes = 4;
   static constexpr int kStepElems = 128, kStepBytes = 512, kStageSteps = 1;
-  static constexpr int kXPerLane = 4, kBufs = 2, kTableBytes = 0;
+  static constexpr int kXPerLane = 4, kTableBytes = 0;
+  static constexpr bool kNeedsXSum = false;
   static constexpr int kMinBlocks = 4;  // per SM, for the register budget (__launch_bounds__)
   DSV4_HD static int x_elem(int lane, int) { return 4 * lane; }
   DSV4_HD static float dot(const uint8_t* s, int lane, const float* x, float, int lim,
@@ -129,7 +134,8 @@ struct FmtF32 {
 struct FmtF16 {
   static constexpr int kBlockElems = 1, kBlockBytes = 2;
   static constexpr int kStepElems = 256, kStepBytes = 512, kStageSteps = 1;
-  static constexpr int kXPerLane = 8, kBufs = 2, kTableBytes = 0;
+  static constexpr int kXPerLane = 8, kTableBytes = 0;
+  static constexpr bool kNeedsXSum = false;
   static constexpr int kMinBlocks = 4;  // per SM, for the register budget (__launch_bounds__)
   DSV4_HD static int x_elem(int lane, int k) { return 8 * lane + 4 * k; }
   DSV4_HD static float dot(const uint8_t* s, int lane, const float* x, float, int lim,
@@ -153,7 +159,8 @@ struct FmtF16 {
 struct FmtBF16 {
   static constexpr int kBlockElems = 1, kBlockBytes = 2;
   static constexpr int kStepElems = 256, kStepBytes = 512, kStageSteps = 1;
-  static constexpr int kXPerLane = 8, kBufs = 2, kTableBytes = 0;
+  static constexpr int kXPerLane = 8, kTableBytes = 0;
+  static constexpr bool kNeedsXSum = false;
   static constexpr int kMinBlocks = 4;  // per SM, for the register budget (__launch_bounds__)
   DSV4_HD static int x_elem(int lane, int k) { return 8 * lane + 4 * k; }
   DSV4_HD static float lo(uint32_t w) { return bits_to_f32(w << 16); }
@@ -182,7 +189,8 @@ struct FmtBF16 {
 struct FmtQ8_0 {
   static constexpr int kBlockElems = 32, kBlockBytes = 34;
   static constexpr int kStepElems = 256, kStepBytes = 272, kStageSteps = 2;
-  static constexpr int kXPerLane = 8, kBufs = 2, kTableBytes = 0;
+  static constexpr int kXPerLane = 8, kTableBytes = 0;
+  static constexpr bool kNeedsXSum = false;
   static constexpr int kMinBlocks = 4;  // per SM, for the register budget (__launch_bounds__)
   DSV4_HD static int x_elem(int lane, int k) { return 128 * k + 4 * lane; }
   DSV4_HD static float dot(const uint8_t* s, int lane, const float* x, float, int lim,
@@ -211,7 +219,8 @@ struct FmtQ8_0 {
 struct FmtQ4_K {
   static constexpr int kBlockElems = 256, kBlockBytes = 144;
   static constexpr int kStepElems = 256, kStepBytes = 144, kStageSteps = 2;
-  static constexpr int kXPerLane = 8, kBufs = 3, kTableBytes = 0;
+  static constexpr int kXPerLane = 8, kTableBytes = 0;
+  static constexpr bool kNeedsXSum = true;
   static constexpr int kMinBlocks = 3;  // per SM, for the register budget (__launch_bounds__)
   DSV4_HD static int x_elem(int lane, int k) { return 8 * lane + 4 * k; }
   DSV4_HD static float dot(const uint8_t* s, int lane, const float* x, float xsum, int,
@@ -227,7 +236,7 @@ struct FmtQ4_K {
     const uint2 q = *reinterpret_cast<const uint2*>(s + 16 + 32 * p + 8 * (lane & 3));
     const uint32_t n0 = (q.x >> (4 * hi)) & 0x0F0F0F0Fu, n1 = (q.y >> (4 * hi)) & 0x0F0F0F0Fu;
     const float sqx = dot4_bytes(n1, kMagic, x + 4, dot4_bytes(n0, kMagic, x, 0.0f));
-    return fmaf(dm.x * static_cast<float>(sc), sqx, -(dm.y * static_cast<float>(mn)) * xsum);
+    return fmaf(dm.x * small_to_f32(sc), sqx, -(dm.y * small_to_f32(mn)) * xsum);
   }
   DSV4_HD static float elem(const uint8_t* b, int i, const Iq2Tables*) {
     const int p = i / 64, l = i % 64, sb = 2 * p + l / 32;
@@ -253,8 +262,9 @@ struct FmtQ4_K {
 struct FmtQ2_K {
   static constexpr int kBlockElems = 256, kBlockBytes = 84;
   static constexpr int kStepElems = 256, kStepBytes = 84, kStageSteps = 4;
-  static constexpr int kXPerLane = 8, kBufs = 3, kTableBytes = 0;
-  static constexpr int kMinBlocks = 2;  // per SM, for the register budget (__launch_bounds__)
+  static constexpr int kXPerLane = 8, kTableBytes = 0;
+  static constexpr bool kNeedsXSum = true;
+  static constexpr int kMinBlocks = 3;  // per SM, for the register budget (__launch_bounds__)
   DSV4_HD static int x_elem(int lane, int k) { return 8 * lane + 4 * k; }
   DSV4_HD static float dot(const uint8_t* s, int lane, const float* x, float xsum, int,
                               const uint8_t*) {
@@ -264,8 +274,7 @@ struct FmtQ2_K {
     const uint32_t* q = reinterpret_cast<const uint32_t*>(s + 16 + 32 * h + l);
     const uint32_t n0 = (q[0] >> (2 * j)) & 0x03030303u, n1 = (q[1] >> (2 * j)) & 0x03030303u;
     const float sqx = dot4_bytes(n1, kMagic, x + 4, dot4_bytes(n0, kMagic, x, 0.0f));
-    return fmaf(dm.x * static_cast<float>(sc & 15u), sqx,
-                -(dm.y * static_cast<float>(sc >> 4)) * xsum);
+    return fmaf(dm.x * small_to_f32(sc & 15u), sqx, -(dm.y * small_to_f32(sc >> 4)) * xsum);
   }
   DSV4_HD static float elem(const uint8_t* b, int i, const Iq2Tables*) {
     const int h = i / 128, m = i % 128, j = m / 32, l = m % 32;
@@ -285,8 +294,9 @@ struct FmtQ2_K {
 struct FmtIQ2_XXS {
   static constexpr int kBlockElems = 256, kBlockBytes = 66;
   static constexpr int kStepElems = 256, kStepBytes = 66, kStageSteps = 4;
-  static constexpr int kXPerLane = 8, kBufs = 3;
-  static constexpr int kMinBlocks = 2;  // per SM, for the register budget (__launch_bounds__)
+  static constexpr int kXPerLane = 8;
+  static constexpr bool kNeedsXSum = false;
+  static constexpr int kMinBlocks = 3;  // per SM, for the register budget (__launch_bounds__)
   static constexpr int kTableBytes = 256 * 8 + 128;  // grid as uint2, then the sign bytes
   DSV4_HD static int x_elem(int lane, int k) { return 8 * lane + 4 * k; }
 
@@ -320,7 +330,8 @@ struct FmtIQ2_XXS {
     const uint32_t signs = tables[2048 + ((a1 >> (7 * g)) & 127u)];
     const uint32_t v0 = fold_signs(grid.x, sign_mask4(signs & 15u));
     const uint32_t v1 = fold_signs(grid.y, sign_mask4(signs >> 4));
-    const float db = d * (0.5f + static_cast<float>(a1 >> 28)) * 0.25f;
+    // (0.5 + ls)·0.25 exactly, from 2^23 + ls in one fused step.
+    const float db = d * fmaf(bits_to_f32(0x4B000000u | (a1 >> 28)), 0.25f, -2097151.875f);
     const float sum = dot4_bytes(v1, kMagic + 64.0f, x + 4, dot4_bytes(v0, kMagic + 64.0f, x, 0.0f));
     return db * sum;
   }

@@ -1,12 +1,17 @@
 #include "engine/engine.h"
 
+#include <string>
 #include <utility>
+#include <vector>
 
-#include "cpu/forward.h"
-#include "cpu/state.h"
+#include "engine/backend.h"
+#include "engine/session.h"
 #include "engine/snapshot.h"
+#include "gguf/gguf.h"
+#include "model/synthetic.h"
 #include "model/weights.h"
 #include "util/mapped_file.h"
+#include "util/sha256.h"
 
 namespace dsv4::engine {
 
@@ -18,139 +23,78 @@ Result<Mode> parse_mode(const std::string& name) {
 
 const char* mode_name(Mode mode) { return mode == Mode::kOfficial ? "official" : "plain"; }
 
+bool have_cuda_backend() {
+#if DSV4_HAVE_CUDA
+  return true;
+#else
+  return false;
+#endif
+}
+
 Result<Backend> parse_backend(const std::string& name) {
   if (name == "cpu") return Backend::kCpu;
-  return make_error("unknown backend '" + name + "' (this build has: cpu)");
+  if (name == "cuda") {
+    if (!have_cuda_backend()) return make_error("this build has no CUDA backend (backends: cpu)");
+    return Backend::kCuda;
+  }
+  return make_error("unknown backend '" + name + "' (this build has: cpu" +
+                    (have_cuda_backend() ? ", cuda)" : ")"));
 }
+
+const char* backend_name(Backend backend) { return backend == Backend::kCpu ? "cpu" : "cuda"; }
 
 namespace {
 
-cpu::SimOptions sim_options(Mode mode) {
-  return mode == Mode::kOfficial ? cpu::SimOptions::official() : cpu::SimOptions::plain();
-}
-
-class CpuSession final : public Session {
+class BackendEngine final : public Engine {
  public:
-  CpuSession(std::shared_ptr<const model::Model> model, Fingerprint fingerprint, Mode mode,
-             cpu::State state, int64_t n_ctx)
-      : model_(std::move(model)), fingerprint_(fingerprint), mode_(mode), state_(std::move(state)),
-        n_ctx_(n_ctx) {}
+  BackendEngine(std::unique_ptr<BackendModel> backend, const Fingerprint& fingerprint, Mode mode)
+      : backend_(std::move(backend)), fingerprint_(fingerprint), mode_(mode) {}
 
-  Status eval(std::span<const int32_t> tokens, float* all_logits) override {
-    if (static_cast<int64_t>(tokens_.size() + tokens.size()) > n_ctx_) {
-      return make_error("context full: " + std::to_string(tokens_.size()) + " + " +
-                        std::to_string(tokens.size()) + " tokens exceed the session's " +
-                        std::to_string(n_ctx_));
-    }
-    DSV4_TRY(cpu::forward(*model_, state_, tokens, sim_options(mode_), all_logits));
-    tokens_.insert(tokens_.end(), tokens.begin(), tokens.end());
-    if (tokens.size() > 1) checkpoint();
-    return Status();
-  }
-
-  void checkpoint() override {
-    if (!checkpoints_.empty() && checkpoints_.back().n == state_.n()) return;
-    if (checkpoints_.size() == kMaxCheckpoints) checkpoints_.erase(checkpoints_.begin());
-    checkpoints_.push_back(state_.checkpoint());
-  }
-
-  Result<SyncStats> sync(std::span<const int32_t> prefix) override {
-    if (static_cast<int64_t>(prefix.size()) > n_ctx_) {
-      return make_error("prompt of " + std::to_string(prefix.size()) +
-                        " tokens exceeds the session's context of " + std::to_string(n_ctx_));
-    }
-    size_t common = 0;
-    while (common < tokens_.size() && common < prefix.size() && tokens_[common] == prefix[common]) ++common;
-    if (common < tokens_.size()) DSV4_TRY(rewind_to_at_most(common));
-    SyncStats stats;
-    stats.reused = static_cast<int64_t>(tokens_.size());
-    stats.evaluated = static_cast<int64_t>(prefix.size() - tokens_.size());
-    if (stats.evaluated > 0) DSV4_TRY(eval(prefix.subspan(tokens_.size()), nullptr));
-    return stats;
-  }
-  std::span<const float> logits() const override {
-    return tokens_.empty() ? std::span<const float>() : state_.logits();
-  }
-  const std::vector<int32_t>& tokens() const override { return tokens_; }
-  int64_t n_ctx() const override { return n_ctx_; }
-
-  // Goes back to the latest checkpoint at or before position `limit` (the start when there is
-  // none) and forgets the checkpoints of the abandoned branch.
-  Status rewind_to_at_most(size_t limit) {
-    while (!checkpoints_.empty() && checkpoints_.back().n > static_cast<int64_t>(limit)) checkpoints_.pop_back();
-    if (checkpoints_.empty()) {
-      state_.reset();
-      tokens_.clear();
-      return Status();
-    }
-    DSV4_TRY(state_.rollback(checkpoints_.back()));
-    tokens_.resize(static_cast<size_t>(checkpoints_.back().n));
-    return Status();
-  }
-
-  std::vector<uint8_t> save_snapshot() const override {
-    return encode_snapshot({mode_, fingerprint_, tokens_, state_.serialize()});
-  }
-
-  Status restore_snapshot(std::span<const uint8_t> bytes) override {
-    DSV4_ASSIGN_OR_RETURN(SnapshotContents c, decode_snapshot(bytes));
-    if (c.model != fingerprint_) return make_error("snapshot rejected: taken with another model");
-    if (c.mode != mode_) {
-      return make_error(std::string("snapshot rejected: taken in ") + mode_name(c.mode) +
-                        " mode, this session runs in " + mode_name(mode_) + " mode");
-    }
-    if (static_cast<int64_t>(c.tokens.size()) > n_ctx_) {
-      return make_error("snapshot rejected: " + std::to_string(c.tokens.size()) +
-                        " tokens exceed the session's context of " + std::to_string(n_ctx_));
-    }
-    for (int32_t t : c.tokens) {
-      if (t < 0 || t >= model_->config.n_vocab) {
-        return make_error("snapshot rejected: token id " + std::to_string(t) + " outside the vocabulary");
-      }
-    }
-    cpu::State restored = state_;
-    DSV4_TRY(restored.restore(c.state));
-    if (restored.n() != static_cast<int64_t>(c.tokens.size())) {
-      return make_error("snapshot rejected: state holds " + std::to_string(restored.n()) +
-                        " positions but " + std::to_string(c.tokens.size()) + " tokens are listed");
-    }
-    state_ = std::move(restored);
-    tokens_ = std::move(c.tokens);
-    checkpoints_.clear();
-    checkpoint();
-    return Status();
-  }
-
- private:
-  std::shared_ptr<const model::Model> model_;
-  Fingerprint fingerprint_;
-  Mode mode_;
-  static constexpr size_t kMaxCheckpoints = 8;
-  cpu::State state_;
-  int64_t n_ctx_;
-  std::vector<int32_t> tokens_;
-  std::vector<cpu::Checkpoint> checkpoints_;  // increasing positions on the current timeline
-};
-
-class CpuEngine final : public Engine {
- public:
-  CpuEngine(std::shared_ptr<const model::Model> model, Mode mode)
-      : model_(std::move(model)), fingerprint_(model::model_fingerprint(model_->file)), mode_(mode) {}
-
-  const model::Config& config() const override { return model_->config; }
+  const model::Config& config() const override { return backend_->config(); }
   Mode mode() const override { return mode_; }
+  std::array<uint8_t, 32> fingerprint() const override { return fingerprint_; }
 
   Result<std::unique_ptr<Session>> new_session(int64_t n_ctx) override {
     if (n_ctx < 1) return make_error("context size must be at least 1, got " + std::to_string(n_ctx));
-    DSV4_ASSIGN_OR_RETURN(cpu::State state, cpu::State::create(model_->config, n_ctx));
-    return std::unique_ptr<Session>(new CpuSession(model_, fingerprint_, mode_, std::move(state), n_ctx));
+    DSV4_ASSIGN_OR_RETURN(std::unique_ptr<BackendState> state, backend_->new_state(n_ctx, mode_));
+    return make_session(std::move(state), backend_->config(), fingerprint_, mode_, n_ctx);
   }
+  PerfInfo perf_info() override { return backend_->perf_info(); }
 
  private:
-  std::shared_ptr<const model::Model> model_;
+  std::unique_ptr<BackendModel> backend_;
   Fingerprint fingerprint_;
   Mode mode_;
 };
+
+bool small_preset(const std::string& preset) { return preset == "tiny" || preset == "small"; }
+
+// Weights generated on the device have no file to hash: their identity is their recipe.
+Fingerprint device_synthetic_fingerprint(const EngineOptions& o) {
+  const std::string recipe = "dsv4 device-generated synthetic model: preset " + o.synthetic_preset +
+                             ", layers " + std::to_string(o.synthetic_layers) + ", seed " +
+                             std::to_string(o.synthetic_seed);
+  return sha256({reinterpret_cast<const uint8_t*>(recipe.data()), recipe.size()});
+}
+
+// The gen-model bytes of a small preset, in memory: the same model (and fingerprint) as the file
+// `dsv4 gen-model` writes with these arguments.
+Result<std::shared_ptr<const model::Model>> synthetic_in_memory(const EngineOptions& o) {
+  if (!small_preset(o.synthetic_preset)) {
+    return make_error("preset " + o.synthetic_preset + " is generated on the device only (--backend cuda); "
+                      "for the cpu backend write it with `dsv4 gen-model` and load the file");
+  }
+  model::SyntheticSpec spec;
+  spec.preset = o.synthetic_preset;
+  spec.seed = o.synthetic_seed;
+  if (o.synthetic_layers > 0) spec.n_layer = o.synthetic_layers;
+  DSV4_ASSIGN_OR_RETURN(gguf::Writer writer, model::make_synthetic_model(spec));
+  // The model views these bytes; they live as long as the model (kept by the deleter).
+  auto bytes = std::make_shared<std::vector<uint8_t>>(writer.serialize());
+  DSV4_ASSIGN_OR_RETURN(gguf::File file, gguf::File::parse(*bytes, "synthetic " + o.synthetic_preset));
+  DSV4_ASSIGN_OR_RETURN(std::shared_ptr<const model::Model> m, model::load_model_from_file(std::move(file)));
+  return std::shared_ptr<const model::Model>(m.get(), [m, bytes](const model::Model*) {});
+}
 
 }  // namespace
 
@@ -166,12 +110,40 @@ Status Session::restore_snapshot_file(const std::string& path) {
 }
 
 Result<std::shared_ptr<Engine>> Engine::load(const EngineOptions& options) {
-  DSV4_ASSIGN_OR_RETURN(std::shared_ptr<const model::Model> model, model::load_model(options.model_path));
-  switch (options.backend) {
-    case Backend::kCpu:
-      return std::shared_ptr<Engine>(std::make_shared<CpuEngine>(std::move(model), options.mode));
+  const bool synthetic = !options.synthetic_preset.empty();
+  if (synthetic && !options.model_path.empty()) {
+    return make_error("give either a model file or a synthetic preset, not both");
   }
-  return make_error("unsupported backend");
+  std::unique_ptr<BackendModel> backend;
+  Fingerprint fingerprint{};
+  if (synthetic && options.backend == Backend::kCuda && !small_preset(options.synthetic_preset)) {
+    DSV4_ASSIGN_OR_RETURN(backend, make_cuda_synthetic_backend(options.synthetic_preset,
+                                                               options.synthetic_layers, options.synthetic_seed));
+    fingerprint = device_synthetic_fingerprint(options);
+  } else {
+    std::shared_ptr<const model::Model> model;
+    if (synthetic) {
+      DSV4_ASSIGN_OR_RETURN(model, synthetic_in_memory(options));
+    } else {
+      DSV4_ASSIGN_OR_RETURN(model, model::load_model(options.model_path));
+    }
+    fingerprint = model::model_fingerprint(model->file);
+    if (options.backend == Backend::kCuda) {
+      DSV4_ASSIGN_OR_RETURN(backend, make_cuda_backend(std::move(model)));
+    } else {
+      DSV4_ASSIGN_OR_RETURN(backend, make_cpu_backend(std::move(model)));
+    }
+  }
+  return std::shared_ptr<Engine>(std::make_shared<BackendEngine>(std::move(backend), fingerprint, options.mode));
 }
+
+#if !DSV4_HAVE_CUDA
+Result<std::unique_ptr<BackendModel>> make_cuda_backend(std::shared_ptr<const model::Model>) {
+  return make_error("this build has no CUDA backend");
+}
+Result<std::unique_ptr<BackendModel>> make_cuda_synthetic_backend(const std::string&, int64_t, uint64_t) {
+  return make_error("this build has no CUDA backend");
+}
+#endif
 
 }  // namespace dsv4::engine

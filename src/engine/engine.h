@@ -3,12 +3,15 @@
 // logits of its last position. Nothing here exposes tensors.
 #pragma once
 
+#include <array>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
 #include <vector>
 
+#include "engine/sampler.h"
 #include "model/config.h"
 #include "util/status.h"
 
@@ -21,16 +24,39 @@ enum class Mode {
 Result<Mode> parse_mode(const std::string& name);  // "official" | "plain"
 const char* mode_name(Mode mode);
 
-enum class Backend { kCpu };
-Result<Backend> parse_backend(const std::string& name);  // "cpu"
+enum class Backend { kCpu, kCuda };
+// "cpu" | "cuda" ("this build has no CUDA backend" where it was built without one).
+Result<Backend> parse_backend(const std::string& name);
+const char* backend_name(Backend backend);
+bool have_cuda_backend();
 
 struct EngineOptions {
   std::string model_path;
   Backend backend = Backend::kCpu;
   Mode mode = Mode::kOfficial;
+  // Instead of model_path: a synthetic model of a gen-model preset (model/synthetic.h), made at
+  // load (no file). tiny and small: the gen-model bytes built in memory (the same model as the
+  // file gen-model writes). The full-size presets (flash-q2, flash-q4): CUDA backend only, weights
+  // generated on the device, deterministically from the seed. synthetic_layers 0 = the preset's.
+  std::string synthetic_preset;
+  int64_t synthetic_layers = 0;
+  uint64_t synthetic_seed = 1;
 };
 
 class Session;
+
+// What a benchmark reports against (dsv4 bench). Figures a backend does not know are 0.
+struct PerfInfo {
+  std::string device;         // "NVIDIA H200, 139.8 GiB, 132 SMs" / "cpu"
+  uint64_t weight_bytes = 0;  // model weights resident on the device
+  double load_seconds = 0;    // loading (upload or on-device generation)
+  double load_gb_per_s = 0;   // upload rate of a model file (0 for generated weights)
+  double copy_gb_per_s = 0;   // measured device-to-device copy bandwidth, read + write
+  // The floors of one token at a context (PERFORMANCE.md §1-2): bytes a decode step reads, flops
+  // of a prefill token.
+  std::function<uint64_t(int64_t context)> decode_bytes;
+  std::function<double(int64_t context)> prefill_flops;
+};
 
 class Engine {
  public:
@@ -39,8 +65,12 @@ class Engine {
 
   virtual const model::Config& config() const = 0;
   virtual Mode mode() const = 0;
+  // The model fingerprint its snapshots carry (model::model_fingerprint); keys the disk KV cache.
+  virtual std::array<uint8_t, 32> fingerprint() const = 0;
   // A new empty timeline able to hold n_ctx positions; a clear error when it cannot.
   virtual Result<std::unique_ptr<Session>> new_session(int64_t n_ctx) = 0;
+  // Measures what it needs (the copy bandwidth) on first call.
+  virtual PerfInfo perf_info() = 0;
 };
 
 // What sync() did: tokens kept from the existing state, tokens evaluated anew.
@@ -48,6 +78,11 @@ struct SyncStats {
   int64_t reused = 0;
   int64_t evaluated = 0;
 };
+
+// Prefill progress: called by sync() after each evaluated chunk with the tokens evaluated so far
+// and the total to evaluate. Returning false stops the prefill after that chunk: sync() then
+// returns an error, and the session holds the tokens evaluated so far (a consistent prefix).
+using ProgressFn = std::function<bool(int64_t done, int64_t total)>;
 
 class Session {
  public:
@@ -57,7 +92,9 @@ class Session {
   // can be reused (the common token prefix, through a rollback checkpoint when the timeline
   // diverged) and evaluating only the rest. The result is bit-identical to evaluating `prefix`
   // from scratch. On error the session may have been rolled back but is consistent.
-  virtual Result<SyncStats> sync(std::span<const int32_t> prefix) = 0;
+  // With `progress`, the suffix is evaluated in chunks (their size adapts so that each takes a
+  // fraction of a second; results do not depend on chunking) and reported after each.
+  virtual Result<SyncStats> sync(std::span<const int32_t> prefix, const ProgressFn& progress = nullptr) = 0;
   // Records a rollback point at the current position (kept: the most recent few; eval() of
   // more than one token records one at its end).
   virtual void checkpoint() = 0;
@@ -67,6 +104,13 @@ class Session {
   virtual Status eval(std::span<const int32_t> tokens, float* all_logits = nullptr) = 0;
   // Next-token logits after the last evaluated token (empty before the first eval).
   virtual std::span<const float> logits() const = 0;
+  // Samples the next token from those logits with `sampler` (parameters, PRNG, history, all
+  // updated) exactly as sampler.sample(logits(), mode) does, but where the logits live: on the
+  // CUDA backend only the token id crosses to the host (logprobs fall back to the host).
+  // An error before the first eval.
+  virtual Result<Sample> sample(Sampler& sampler, Sampler::Mode mode = Sampler::Mode::kParams) {
+    return sampler.sample(logits(), mode);
+  }
   virtual const std::vector<int32_t>& tokens() const = 0;
   virtual int64_t n_ctx() const = 0;
 

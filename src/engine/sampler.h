@@ -126,6 +126,12 @@ class Sampler {
   const SamplingParams& params() const { return params_; }
   int32_t vocab_size() const { return vocab_size_; }
 
+  // For samplers that run elsewhere with these semantics (the CUDA backend's): the distinct
+  // tokens of the penalty history (counts through count()), and the PRNG, from which they draw
+  // exactly when sample() would.
+  std::span<const int32_t> history() const { return touched_; }
+  Rng& rng() { return rng_; }
+
  private:
   struct Candidate {
     int32_t id;

@@ -87,7 +87,7 @@ Result<SnapshotContents> decode_snapshot(std::span<const uint8_t> bytes) {
   if (n > r.remaining() / 4) return snapshot_error("token count " + std::to_string(n) + " exceeds the file");
   c.tokens.resize(n);
   for (uint64_t i = 0; i < n; ++i) {
-    uint32_t t;
+    uint32_t t = 0;
     r.u32(t);
     c.tokens[i] = static_cast<int32_t>(t);
   }

@@ -1,6 +1,7 @@
 // cuda/matvec.h against the CPU reference (quant::dot_row) on fresh random inputs, for every
-// weight format, both kernels, odd shapes, every launch shape of the fast kernel, the expert
-// forms, unaligned pointers, graph capture and bad arguments.
+// weight format, all three kernels (f32, tensor-core, reference), odd shapes, every launch shape,
+// the expert forms, persistent grids, wide-range activations, unaligned pointers, graph capture
+// and bad arguments.
 //
 // Tolerance: f32 sums in a different order differ by rounding only, bounded by a multiple of
 // ε·Σ_i |w_i·x_i| (for Q2_K/Q4_K, whose dots are factored as step·Σqx − offset·Σx, by
@@ -128,7 +129,21 @@ struct DenseCase {
   MatvecTuning tuning = {};
   size_t w_offset = 0;  // bytes added to the 256-aligned allocation
   size_t x_offset = 0;  // floats
+  bool wide_x = false;  // activations over 2^±20 with exact zeros, instead of Gaussian
 };
+
+// Gaussian activations, or (wide) ones spread over 2^-20..2^20 with every seventh one zero: the
+// tensor-core kernel's fixed-point activations must stay exact where the block maximum allows.
+std::vector<float> activations(int64_t n, bool wide, std::mt19937_64& rng) {
+  std::vector<float> x = gaussian(n, rng);
+  if (wide) {
+    for (auto& v : x) {
+      const uint64_t r = rng();
+      v = r % 7 == 0 ? 0.0f : std::ldexp(v, static_cast<int>((r >> 8) % 41) - 20);
+    }
+  }
+  return x;
+}
 
 void run_dense(const DenseCase& c) {
   const Format& f = format_of(c.type);
@@ -136,11 +151,11 @@ void run_dense(const DenseCase& c) {
   std::ostringstream what;
   what << f.name << " " << c.n_in << " -> " << c.n_out << ", " << impl_name(c.impl) << ", rows/warp "
        << c.tuning.rows_per_warp << ", warps/row " << c.tuning.warps_per_row << ", w+" << c.w_offset
-       << ", x+" << c.x_offset << ", seed " << seed;
+       << ", x+" << c.x_offset << (c.wide_x ? ", wide x" : "") << ", seed " << seed;
   SCOPED_TRACE(what.str());
   std::mt19937_64 rng(seed);
   const std::vector<uint8_t> w = random_rows(f, c.n_in, c.n_out, rng);
-  const std::vector<float> x = gaussian(c.n_in, rng);
+  const std::vector<float> x = activations(c.n_in, c.wide_x, rng);
   const int64_t rb = row_bytes(f, c.n_in);
   std::vector<Expected> want(static_cast<size_t>(c.n_out));
   for (int64_t o = 0; o < c.n_out; ++o) {
@@ -272,6 +287,24 @@ TEST(CudaMatvec, EveryLaunchShapeOfTheFastKernel) {
   }
 }
 
+// The tensor-core kernel (rows_per_warp 16) for every split of a row over 1–16 warps, with a
+// short last stage, a partial last unit of rows, and the expert forms.
+TEST(CudaMatvec, TensorCoreKernelEveryWarpSplit) {
+  for (TensorType t : {TensorType::Q8_0, TensorType::Q4_K, TensorType::Q2_K, TensorType::IQ2_XXS}) {
+    const int64_t blk = format_of(t).block_elems;
+    const int64_t n_in = 16 * blk * (blk == 32 ? 4 : 2) - blk;  // 16 stages, the last one short
+    for (int warps : {1, 2, 4, 8, 16}) {
+      run_dense({t, n_in, 77, MatvecImpl::kFast, {16, warps}});
+      run_experts({t, 3 * blk, 45, 7, {6, 2, 2, 0, 5}, true, true, true, MatvecImpl::kFast, {16, warps}});
+      if (HasFatalFailure()) return;
+    }
+    run_experts({t, 5 * blk, 33, 4, {3, 1, 0}, false, false, false, MatvecImpl::kFast, {16, 2}});
+    run_experts({t, 5 * blk, 33, 4, {3, 1, 0}, true, true, false, MatvecImpl::kFast, {16, 0}});
+    run_dense({t, 4 * blk * (blk == 32 ? 8 : 1), 50, MatvecImpl::kFast, {16, 0}, 0, 0, /*wide_x=*/true});
+    if (HasFatalFailure()) return;
+  }
+}
+
 TEST(CudaMatvec, ExpertSumEveryLaunchShape) {
   for (TensorType t : {TensorType::Q8_0, TensorType::IQ2_XXS, TensorType::Q2_K}) {
     for (int rows : {1, 2, 4}) {
@@ -335,7 +368,9 @@ TEST(CudaMatvec, BadArgumentsAreErrorsNotLaunches) {
   EXPECT_FALSE(matvec(TensorType::Q8_0, w.get(), 64, 0, xp, yp, nullptr).ok());
   EXPECT_FALSE(matvec(TensorType::Q8_0, nullptr, 64, 4, xp, yp, nullptr).ok());
   EXPECT_FALSE(matvec(TensorType::Q8_0, w.get(), 64, 4, xp, yp, nullptr, MatvecImpl::kFast, {3, 0}).ok());
-  EXPECT_FALSE(matvec(TensorType::Q8_0, w.get(), 64, 4, xp, yp, nullptr, MatvecImpl::kFast, {0, 16}).ok());
+  EXPECT_FALSE(matvec(TensorType::Q8_0, w.get(), 64, 4, xp, yp, nullptr, MatvecImpl::kFast, {0, 32}).ok());
+  EXPECT_FALSE(matvec(TensorType::Q8_0, w.get(), 64, 4, xp, yp, nullptr, MatvecImpl::kFast, {2, 16}).ok());
+  EXPECT_FALSE(matvec(TensorType::F16, w.get(), 64, 4, xp, yp, nullptr, MatvecImpl::kFast, {16, 0}).ok());
   ExpertMatvec m;
   m.type = TensorType::Q8_0;
   m.w = w.get();
@@ -424,37 +459,86 @@ TEST(CudaMatvec, GraphCaptureAndReplay) {
 }
 
 TEST(CudaMatvec, DefaultPlans) {
-  // Large matrices get 4 rows per warp and a row split over all 8 warps of a block.
-  auto p = plan_matvec(TensorType::Q8_0, 4096, 8192, 1);
+  // Many rows: one warp streams whole rows; the grid is at most what fits the GPU at once.
+  int sms = 0;
+  CUDA_ASSERT(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+  auto p = plan_matvec(TensorType::Q8_0, 4096, 129280, 1);
   ASSERT_TRUE(p.ok());
-  EXPECT_EQ(p->rows_per_warp, 4);
-  EXPECT_EQ(p->warps_per_row, 8);
-  // Short rows: as many warps per row as stages (Q8_0 stages are 512 columns).
-  ASSERT_EQ(stage_elems(TensorType::Q8_0), 512);
-  p = plan_matvec(TensorType::Q8_0, 1024, 32768, 1);
+  EXPECT_EQ(p->warps_per_row, 1);
+  EXPECT_GE(p->blocks, sms);
+  EXPECT_LE(p->blocks, 16 * sms);
+  // Short rows: never more warps per row than stages (f32 kernel: F16 stages are 256 columns).
+  ASSERT_EQ(stage_elems(TensorType::F16), 256);
+  p = plan_matvec(TensorType::F16, 512, 32768, 1);
   ASSERT_TRUE(p.ok());
-  EXPECT_EQ(p->warps_per_row, 2);
-  // Few rows: fewer rows per warp, so the grid still fills the GPU.
+  EXPECT_LE(p->warps_per_row, 2);
+  // Few rows: a row split over all 8 warps of a block.
   p = plan_matvec(TensorType::Q8_0, 4096, 512, 1);
   ASSERT_TRUE(p.ok());
-  EXPECT_LT(p->rows_per_warp, 4);
+  EXPECT_EQ(p->warps_per_row, 8);
+  // Tensor cores for the K-quants, IQ2_XXS and the LM head; the f32 kernel for the other Q8_0
+  // shapes and the plain types (what measured fastest, docs/PERF.md).
+  EXPECT_LE(p->rows_per_warp, 4);
+  EXPECT_EQ(plan_matvec(TensorType::Q8_0, 4096, 129280, 1)->rows_per_warp, 16);
+  EXPECT_EQ(plan_matvec(TensorType::Q4_K, 4096, 2048, 6)->rows_per_warp, 16);
+  EXPECT_EQ(plan_matvec(TensorType::Q2_K, 2048, 4096, 1)->rows_per_warp, 16);
+  EXPECT_LE(plan_matvec(TensorType::F16, 4096, 512, 1)->rows_per_warp, 4);
+  // 24 rows: one row per unit, so that 24 groups stream them.
+  p = plan_matvec(TensorType::F16, 16384, 24, 1);
+  ASSERT_TRUE(p.ok());
+  EXPECT_EQ(p->rows_per_warp, 1);
+  EXPECT_EQ(p->blocks, 24);
+  // The split of a row depends on the shape, not on the number of expert slots.
+  auto one = plan_matvec(TensorType::IQ2_XXS, 4096, 2048, 1), six = plan_matvec(TensorType::IQ2_XXS, 4096, 2048, 6);
+  ASSERT_TRUE(one.ok() && six.ok());
+  EXPECT_EQ(one->warps_per_row, six->warps_per_row);
+  EXPECT_GE(six->blocks, one->blocks);
   EXPECT_FALSE(plan_matvec(TensorType::I32, 4096, 512, 1).ok());
+}
+
+// More units than the grid has groups: every group walks several units, its ring of weight
+// buffers running on from one unit into the next (and, with W = 8 over one-stage rows, warps
+// without stages still meet their group at every unit's barrier).
+TEST(CudaMatvec, ManyRowsWalkAPersistentGrid) {
+  run_dense({TensorType::F16, 8, 40000, MatvecImpl::kFast, {1, 1}});
+  run_dense({TensorType::Q8_0, 32, 20000, MatvecImpl::kFast, {1, 8}});
+  run_dense({TensorType::Q2_K, 256, 9000, MatvecImpl::kFast, {2, 2}});
+  run_dense({TensorType::IQ2_XXS, 512, 9000, MatvecImpl::kFast, {4, 4}});
+  const std::vector<int32_t> experts = {5, 1, 7, 1, 0, 6};
+  run_experts({TensorType::IQ2_XXS, 256, 3000, 8, experts, false, false, false, MatvecImpl::kFast, {1, 1}});
+  run_experts({TensorType::Q4_K, 256, 3000, 8, experts, true, true, true, MatvecImpl::kFast, {2, 1}});
+  run_experts({TensorType::Q2_K, 512, 2500, 8, experts, true, true, false, MatvecImpl::kFast, {4, 2}});
+  // The tensor-core kernel: one block per SM, so a few thousand rows already make every group walk.
+  run_dense({TensorType::Q8_0, 32, 20000, MatvecImpl::kFast, {16, 16}});
+  run_dense({TensorType::IQ2_XXS, 512, 9000, MatvecImpl::kFast, {16, 1}});
+  run_experts({TensorType::Q2_K, 512, 2500, 8, experts, true, true, true, MatvecImpl::kFast, {16, 2}});
+  run_experts({TensorType::Q4_K, 256, 3000, 8, experts, false, false, false, MatvecImpl::kFast, {16, 4}});
 }
 
 // Decode-size shapes (tens of MB): what the engine will run. Named "Large" so slow tools (the
 // memory checker) can skip them with --gtest_filter=-*Large*.
 TEST(CudaMatvecLarge, DenseDecodeShapes) {
   run_dense({TensorType::Q8_0, 4096, 8192});
+  run_dense({TensorType::Q8_0, 8192, 4096});
   run_dense({TensorType::Q8_0, 1024, 32768});
+  run_dense({TensorType::Q8_0, 4096, 1024});
   run_dense({TensorType::F16, 4096, 2048});
+  run_dense({TensorType::F16, 16384, 24});
   run_dense({TensorType::Q4_K, 4096, 2048});
+  run_dense({TensorType::IQ2_XXS, 4096, 2048});
 }
+
+// The LM head: the largest matrix, many rounds of the persistent grid.
+TEST(CudaMatvecLarge, LmHead) { run_dense({TensorType::Q8_0, 4096, 129280}); }
 
 TEST(CudaMatvecLarge, ExpertDecodeShapes) {
   const std::vector<int32_t> experts = {11, 3, 15, 0, 7, 9};
   run_experts({TensorType::IQ2_XXS, 4096, 2048, 16, experts, false, false, false});
   run_experts({TensorType::Q2_K, 2048, 4096, 16, experts, true, true, true});
   run_experts({TensorType::Q4_K, 2048, 4096, 16, experts, true, true, true});
+  run_experts({TensorType::Q4_K, 4096, 2048, 16, experts, false, false, false});
+  run_experts({TensorType::IQ2_XXS, 4096, 2048, 16, experts, false, false, false, MatvecImpl::kFast, {4, 4}});
+  run_experts({TensorType::Q2_K, 2048, 4096, 16, experts, true, true, true, MatvecImpl::kFast, {2, 2}});
 }
 
 }  // namespace

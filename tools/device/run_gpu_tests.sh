@@ -1,134 +1,158 @@
 #!/usr/bin/env bash
-# The CUDA tests and benchmarks in one GPU-machine call.
+# All GPU tests, the memory checker and the benchmarks in one GPU-machine call.
 #
 # On the build machine (no GPU needed), from the repository root:
 #     bash tools/device/run_gpu_tests.sh pack
-#   builds cuda_tests and cuda_bench in build-cuda/ and copies them, with GoogleTest's headers and
-#   static library (for a rebuild on the GPU machine if the binaries cannot start there), into
-#   out/device/ (ignored by git, ~25 MB).
+#   builds cuda_tests, cuda_bench, cuda_forward_bench and dsv4 in $DSV4_BUILD (default build-cudab,
+#   configured with -DCMAKE_CUDA_ARCHITECTURES=90a-real) and copies them without debug sections
+#   into out/device/bundle.tar.gz (ignored by git), with the shared libraries dsv4 needs beyond
+#   the C/C++ runtime (cpp-httplib, brotli: absent on the GPU machine) in its lib/.
 #
 # On the GPU machine (device tool: carry ["out/device"]):
 #     bash tools/device/run_gpu_tests.sh
-#   1. cuda_tests                                     -> $OUT/gpu_tests.log
-#   2. cuda_bench (copy ceiling + matvec GB/s table)  -> $OUT/cuda_bench.log
-#   3. compute-sanitizer memcheck on cuda_tests (without the *Large* tests), then racecheck on
-#      the launch-shape sweep                         -> $OUT/sanitizer.log
-#   4. SASS instruction counts per kernel (cuobjdump) -> $OUT/sass_summary.txt
-#   plus nvidia-smi -> $OUT/nvidia-smi.txt and a short $OUT/summary.txt (printed last).
-#   Steps share a time budget (DSV4_GPU_BUDGET seconds, default 540) so the call ends inside the
-#   device tool's 10-minute limit. Exit status: non-zero if the tests or the memory checker failed
-#   (or could not run).
-#
-# Binaries are taken from $DSV4_GPU_BIN (default out/device). If they cannot start (other system
-# libraries), they are rebuilt there with nvcc from the carried tree.
+#   1. cuda_tests (kernels against the CPU ops, the whole model against the CPU reference and the
+#      transformers fixtures, snapshots across backends, sampling)   -> $OUT/gpu_tests.log
+#   2. cuda_forward_bench (decode step time per stage) and dsv4 bench --synthetic flash-q2, both
+#      with as many layers as the card holds  -> $OUT/forward_bench.log, $OUT/bench.log, bench.csv
+#   3. compute-sanitizer memcheck on cuda_tests (default: the kernel tests and the engine's GPU
+#      snapshot/sampling tests on the tiny model; the long whole-model comparisons and *Large*
+#      tests are left out)                                               -> $OUT/sanitizer.log
+#   4. cuda_bench --quick (copy ceiling, matvec GB/s)                    -> $OUT/cuda_bench.log
+#   5. racecheck on the matvec launch-shape sweep and SASS instruction counts of the matvec kernels
+#      (when time is left)                        -> $OUT/sanitizer.log, $OUT/sass_summary.txt
+#   plus $OUT/summary.txt (device, results; printed last). At most 8 files come back from $OUT.
+#   Steps share a time budget (DSV4_GPU_BUDGET seconds, default 280). Environment knobs:
+#   DSV4_TEST_FILTER (gtest filter of step 1), DSV4_MEMCHECK_FILTER (of step 2),
+#   DSV4_BENCH_LAYERS (default: 43 on cards with >= 120 GB, else 30), DSV4_BENCH_FRONTIERS
+#   (default 2048,8192), DSV4_BENCH_GEN (default 64).
+#   Exit status: non-zero if the tests or the memory checker failed (or could not run).
 set -u -o pipefail
 cd "$(dirname "$0")/../.."
 
 if [[ "${1:-}" == "pack" ]]; then
   set -e
-  cmake -S . -B build-cuda -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-  cmake --build build-cuda --target cuda_tests cuda_bench -j2
-  mkdir -p out/device/gtest/include out/device/gtest/lib
-  cp build-cuda/tests/cuda_tests build-cuda/cuda_bench out/device/
-  cp -r /usr/include/gtest out/device/gtest/include/
-  cp /usr/lib/x86_64-linux-gnu/libgtest.a out/device/gtest/lib/
+  BUILD=${DSV4_BUILD:-build-cudab}
+  cmake --build "$BUILD" --target cuda_tests cuda_bench cuda_forward_bench dsv4 -j2
+  stage=$(mktemp -d)
+  mkdir -p "$stage/lib"
+  for b in "$BUILD/tests/cuda_tests" "$BUILD/cuda_bench" "$BUILD/cuda_forward_bench" "$BUILD/dsv4"; do
+    objcopy --strip-debug "$b" "$stage/$(basename "$b")"
+  done
+  for lib in $(ldd "$BUILD/dsv4" | grep -oE '/\S*lib(cpp-httplib|brotli)\S*'); do cp -L "$lib" "$stage/lib/"; done
+  # Compressed: the carried tree is limited to 64 MiB.
+  rm -rf out/device
+  mkdir -p out/device
+  tar -C "$stage" -czf out/device/bundle.tar.gz .
+  rm -rf "$stage"
   du -sh out/device
   echo "carry out/device and run: bash tools/device/run_gpu_tests.sh"
   exit 0
 fi
 
 BIN=${DSV4_GPU_BIN:-out/device}
+if [[ -f "$BIN/bundle.tar.gz" ]]; then
+  mkdir -p /tmp/dsv4-bin
+  tar -C /tmp/dsv4-bin -xzf "$BIN/bundle.tar.gz"
+  BIN=/tmp/dsv4-bin
+fi
 OUT=${OUT:-$PWD/out/gpu-run}
 mkdir -p "$OUT"
 SUMMARY="$OUT/summary.txt"
 : >"$SUMMARY"
-DEADLINE=$((SECONDS + ${DSV4_GPU_BUDGET:-540}))
+DEADLINE=$((SECONDS + ${DSV4_GPU_BUDGET:-280}))
 note() { echo "$*" | tee -a "$SUMMARY"; }
-# Seconds for the next step: its cap, or what is left of the budget if less (at least 1: a
-# `timeout 0` would mean no limit at all).
+# Seconds for the next step: its cap, or what is left of the budget if less (at least 1).
 budget() {
   local left=$((DEADLINE - SECONDS))
   ((left < 1)) && left=1
   ((left < $1)) && echo "$left" || echo "$1"
 }
 
-nvidia-smi >"$OUT/nvidia-smi.txt" 2>&1 || note "nvidia-smi failed"
 note "device: $(nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.mem --format=csv,noheader 2>/dev/null | head -1)"
 
-# ---- binaries: the carried ones, or a rebuild with nvcc ----
 TESTS="$BIN/cuda_tests"
 BENCH="$BIN/cuda_bench"
-if ! "$TESTS" --gtest_list_tests >/dev/null 2>"$OUT/start.txt"; then
-  note "carried cuda_tests does not start here ($(head -c 300 "$OUT/start.txt")); rebuilding with nvcc"
-  BUILD=/tmp/dsv4-cuda-build
-  mkdir -p "$BUILD"
-  GTEST_INC=/usr/include
-  GTEST_LIB=-lgtest
-  if [[ -d "$BIN/gtest/include/gtest" ]]; then
-    GTEST_INC="$BIN/gtest/include"
-    GTEST_LIB="$BIN/gtest/lib/libgtest.a"
-  fi
-  CXXFLAGS="-std=c++20 -O2 -mavx2 -mfma -mf16c -ffp-contract=off -Isrc -Itests -I$GTEST_INC -I/usr/local/cuda/include"
-  NVFLAGS="-std=c++20 -O3 -lineinfo -gencode arch=compute_90a,code=sm_90a -Isrc"
-  (
-    set -e
-    objs=() pids=()
-    for f in src/util/*.cc src/gguf/*.cc src/quant/*.cc src/cuda/*.cc tests/cuda/*.cc; do
-      o="$BUILD/$(echo "$f" | tr / _).o"
-      g++ $CXXFLAGS -c "$f" -o "$o" &
-      objs+=("$o") pids+=($!)
-    done
-    for f in src/cuda/*.cu; do
-      o="$BUILD/$(echo "$f" | tr / _).o"
-      nvcc $NVFLAGS -c "$f" -o "$o" &
-      objs+=("$o") pids+=($!)
-    done
-    for p in "${pids[@]}"; do wait "$p"; done
-    lib_objs=()
-    for o in "${objs[@]}"; do [[ "$o" == *tests_cuda_* ]] || lib_objs+=("$o"); done
-    nvcc -gencode arch=compute_90a,code=sm_90a "${objs[@]}" $GTEST_LIB -lpthread -o "$BUILD/cuda_tests"
-    nvcc $NVFLAGS bench/cuda_bench.cu "${lib_objs[@]}" -lpthread -o "$BUILD/cuda_bench"
-  ) >"$OUT/rebuild.log" 2>&1 || note "rebuild failed: see rebuild.log"
-  TESTS="$BUILD/cuda_tests"
-  BENCH="$BUILD/cuda_bench"
+FORWARD_BENCH="$BIN/cuda_forward_bench"
+DSV4="$BIN/dsv4"
+export LD_LIBRARY_PATH="$(cd "$BIN" && pwd)/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+if ! "$TESTS" --gtest_list_tests >/dev/null 2>/tmp/dsv4-start.txt; then
+  note "carried cuda_tests does not start here: $(head -c 300 /tmp/dsv4-start.txt)"
+  exit 3
 fi
 
 # ---- 1. tests ----
-timeout "$(budget 240)" "$TESTS" --gtest_color=no >"$OUT/gpu_tests.log" 2>&1
+timeout "$(budget 150)" "$TESTS" --gtest_color=no --gtest_filter="${DSV4_TEST_FILTER:-*}" >"$OUT/gpu_tests.log" 2>&1
 rc_tests=$?
 note "cuda_tests: exit $rc_tests ($(grep -E '^\[  (PASSED|FAILED)  \]' "$OUT/gpu_tests.log" | tr '\n' ' '))"
-grep -E '^\[  FAILED  \]' "$OUT/gpu_tests.log" | head -20 | tee -a "$SUMMARY"
+grep -E '^\[  FAILED  \]' "$OUT/gpu_tests.log" | head -30 | tee -a "$SUMMARY"
+grep -E 'worst rel L2|first position' "$OUT/gpu_tests.log" | head -20 | tee -a "$SUMMARY"
 
-# ---- 2. benchmark ----
-timeout "$(budget 180)" "$BENCH" >"$OUT/cuda_bench.log" 2>&1
-note "cuda_bench: exit $?"
+# ---- 2. whole-model benchmarks ----
+total_mib=$(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits 2>/dev/null | head -1)
+layers=${DSV4_BENCH_LAYERS:-$([[ "${total_mib:-0}" -ge 120000 ]] && echo 43 || echo 30)}
+timeout "$(budget 90)" "$FORWARD_BENCH" --layers "$layers" --ctx "${DSV4_FORWARD_CTX:-2048}" --steps 64 \
+  >"$OUT/forward_bench.log" 2>&1
+note "cuda_forward_bench (flash-q2, $layers layers): exit $?"
+cat "$OUT/forward_bench.log" | tee -a "$SUMMARY"
+# Kernel by kernel: one un-graphed decode step of layers 0-3 (every layer kind) under ncu.
+if command -v ncu >/dev/null && [[ -z "${DSV4_SKIP_NCU:-}" ]]; then
+  {
+    echo "### ncu: one decode step, 4 layers, context 2100 (gpu__time_duration per kernel)"
+    timeout "$(budget 80)" ncu --clock-control none --nvtx --nvtx-include "profile/" --metrics gpu__time_duration.sum \
+      --csv "$FORWARD_BENCH" --layers 4 --ctx 2100 --steps 2 2>&1 | grep -E '^"' | \
+      python3 -c '
+import csv, sys
+rows = [r for r in csv.reader(sys.stdin)]
+head, body = rows[0], rows[1:]
+k, v = head.index("Kernel Name"), head.index("Metric Value")
+total = 0.0
+for r in body:
+    us = float(r[v].replace(",", "")) / 1000.0
+    total += us
+    print("%9.2f us  %s" % (us, r[k][:150]))
+print("%9.2f us  total of %d kernels" % (total, len(body)))
+'
+  } >>"$OUT/forward_bench.log" 2>&1
+  note "ncu: $(tail -1 "$OUT/forward_bench.log")"
+fi
+timeout "$(budget 200)" "$DSV4" bench --synthetic flash-q2 --layers "$layers" \
+  --frontiers "${DSV4_BENCH_FRONTIERS:-2048,8192}" --gen "${DSV4_BENCH_GEN:-64}" --csv "$OUT/bench.csv" \
+  >"$OUT/bench.log" 2>&1
+note "dsv4 bench (flash-q2, $layers layers): exit $?"
+cat "$OUT/bench.log" | tee -a "$SUMMARY"
 
-# ---- 3. sanitizers ----
+# ---- 3. memory checker ----
 rc_mem=99
 if command -v compute-sanitizer >/dev/null; then
   {
-    echo "### memcheck (all tests but *Large*)"
-    timeout "$(budget 200)" compute-sanitizer --tool memcheck --error-exitcode 3 \
-      "$TESTS" --gtest_color=no --gtest_filter=-*Large*
+    echo "### memcheck"
+    timeout "$(budget 90)" compute-sanitizer --tool memcheck --error-exitcode 3 \
+      "$TESTS" --gtest_color=no --gtest_filter="${DSV4_MEMCHECK_FILTER:-CudaHc.*:CudaNorms.*:CudaCompressor.*:CudaIndexer.*:CudaAttention.*:CudaMoe.*:CudaSampling.*:CudaEngine.SnapshotRoundTrip*:CudaEngine.SessionSample*:CudaEngine.Parses*}"
     echo "### memcheck exit $?"
   } >"$OUT/sanitizer.log" 2>&1
   rc_mem=$(grep -o '### memcheck exit [0-9]*' "$OUT/sanitizer.log" | grep -o '[0-9]*$')
-  note "memcheck: exit $rc_mem ($(grep -E 'ERROR SUMMARY' "$OUT/sanitizer.log" | head -1))"
-  if ((DEADLINE - SECONDS > 40)); then
-    {
-      echo "### racecheck (launch-shape sweep)"
-      timeout "$(budget 120)" compute-sanitizer --tool racecheck --error-exitcode 3 \
-        "$TESTS" --gtest_color=no --gtest_filter=CudaMatvec.EveryLaunchShapeOfTheFastKernel
-      echo "### racecheck exit $?"
-    } >>"$OUT/sanitizer.log" 2>&1
-    note "racecheck: $(grep -o '### racecheck exit [0-9]*' "$OUT/sanitizer.log") ($(grep -E 'RACECHECK SUMMARY|ERROR SUMMARY' "$OUT/sanitizer.log" | tail -1))"
-  fi
+  note "memcheck: exit $rc_mem ($(grep -E 'ERROR SUMMARY' "$OUT/sanitizer.log" | tail -1))"
 else
   note "compute-sanitizer not found"
 fi
 
-# ---- 4. SASS: load widths and instruction mix of each kernel ----
-if command -v cuobjdump >/dev/null; then
+# ---- 4. matvec benchmark ----
+if [[ -z "${DSV4_SKIP_MATVEC_BENCH:-}" ]]; then
+  timeout "$(budget 40)" "$BENCH" --quick >"$OUT/cuda_bench.log" 2>&1
+  note "cuda_bench: exit $? ($(grep -iE 'copy' "$OUT/cuda_bench.log" | head -2 | tr '\n' ' '))"
+fi
+
+# ---- 5. racecheck and SASS (what time is left) ----
+if command -v compute-sanitizer >/dev/null && ((DEADLINE - SECONDS > 30)); then
+  {
+    echo "### racecheck (launch-shape sweep)"
+    timeout "$(budget 60)" compute-sanitizer --tool racecheck --error-exitcode 3 \
+      "$TESTS" --gtest_color=no --gtest_filter=CudaMatvec.EveryLaunchShapeOfTheFastKernel
+    echo "### racecheck exit $?"
+  } >>"$OUT/sanitizer.log" 2>&1
+  note "racecheck: $(grep -o '### racecheck exit [0-9]*' "$OUT/sanitizer.log")"
+fi
+if command -v cuobjdump >/dev/null && ((DEADLINE - SECONDS > 10)); then
   cuobjdump -sass "$TESTS" 2>/dev/null | python3 -c '
 import re, sys, collections
 name, c = None, collections.Counter()
@@ -148,9 +172,6 @@ flush()
   note "sass: $(grep -c total "$OUT/sass_summary.txt") kernels summarised in sass_summary.txt"
 fi
 
-echo
-echo "---- cuda_bench (tail) ----"
-tail -n 45 "$OUT/cuda_bench.log"
 echo "---- summary ----"
 cat "$SUMMARY"
 if ((rc_tests != 0)); then exit 1; fi

@@ -63,8 +63,8 @@ std::vector<float> emulate(const FastParams& p, size_t y_size, std::mt19937_64& 
   constexpr int kStride = Geometry<F>::kRowStride;
   std::vector<uint4> storage((R * kStride + 15) / 16);
   uint8_t* buf = reinterpret_cast<uint8_t*>(storage.data());
-  const int rows_per_block = R * (kFastWarps / p.wpr);
-  const int grid_x = (p.n_out + rows_per_block - 1) / rows_per_block, grid_y = kSum ? 1 : p.n_slots;
+  const int groups_per_block = kFastWarps / p.wpr;
+  const int grid_x = p.n_groups / groups_per_block;
   bool bad_read = false;
   auto copy = [&](uint8_t* dst, const uint8_t* src, int bytes) {
     if (src < p.w || src + bytes > p.w_end || bytes < 1 || bytes > 16 || dst < buf ||
@@ -76,22 +76,25 @@ std::vector<float> emulate(const FastParams& p, size_t y_size, std::mt19937_64& 
     std::memcpy(dst, src, static_cast<size_t>(bytes));
     std::memset(dst + bytes, 0, static_cast<size_t>(16 - bytes));
   };
-  for (int by = 0; by < grid_y; ++by) {
-    for (int bx = 0; bx < grid_x; ++bx) {
-      float red[kFastWarps * R];
-      for (int warp = 0; warp < kFastWarps; ++warp) {
-        const FastWarp<F, R, kSum> wk(p, bx, by, warp);
+  for (int bx = 0; bx < grid_x; ++bx) {
+    // red[warp][k][r]: warp's lane-summed value of row r of its k-th unit.
+    std::vector<std::vector<std::vector<float>>> red(kFastWarps);
+    for (int warp = 0; warp < kFastWarps; ++warp) {
+      const FastWarp<F, R, kSum> wk(p, bx, warp);
+      for (int k = 0; k < wk.my_units; ++k) {
+        const detail::FastUnit un = wk.unit(k);
         float acc[32][R] = {}, part[32][R] = {};
-        for (int i = 0; i < wk.n_items; ++i) {
+        for (int i = 0; i < wk.per_unit; ++i) {
           for (int b = 0; b < R * kStride; ++b) buf[b] = static_cast<uint8_t>(rng());  // stale data
-          for (int lane = 0; lane < 32; ++lane) wk.issue(i, lane, buf, copy);
+          for (int lane = 0; lane < 32; ++lane) wk.issue(un, i, lane, buf, copy);
           for (int lane = 0; lane < 32; ++lane) {
             float xv[F::kStageSteps][F::kXPerLane], xsum[F::kStageSteps];
-            wk.load_x(i, lane, xv, xsum);
-            wk.decode(i, lane, buf, xv, xsum, tables.data(), part[lane]);
-            wk.end_item(i, acc[lane], part[lane]);
+            wk.load_x(un, i, lane, xv, xsum);
+            wk.decode(un, i, lane, buf, xv, xsum, tables.data(), part[lane]);
+            wk.end_item(un, i, acc[lane], part[lane]);
           }
         }
+        std::vector<float> sums(R);
         for (int r = 0; r < R; ++r) {
           float v[32];
           for (int lane = 0; lane < 32; ++lane) v[lane] = acc[lane][r];
@@ -100,19 +103,34 @@ std::vector<float> emulate(const FastParams& p, size_t y_size, std::mt19937_64& 
             for (int lane = 0; lane < 32; ++lane) nv[lane] = v[lane] + v[lane ^ o];
             std::memcpy(v, nv, sizeof v);
           }
-          red[warp * R + r] = v[0];
+          sums[static_cast<size_t>(r)] = v[0];
         }
+        red[static_cast<size_t>(warp)].push_back(sums);
       }
-      for (int t = 0; t < detail::kFastThreads; ++t) {
-        int64_t index;
-        float value;
-        if (detail::fast_output<R, kSum>(p, bx, by, t, red, &index, &value)) {
+    }
+    // Each group's first warp adds the group's warps in order.
+    for (int g = 0; g < groups_per_block; ++g) {
+      const int first = g * p.wpr;
+      const FastWarp<F, R, kSum> wk(p, bx, first);
+      for (int k = 0; k < wk.my_units; ++k) {
+        const detail::FastUnit un = wk.unit(k);
+        std::vector<float> rb(static_cast<size_t>(p.wpr * R));
+        for (int j = 0; j < p.wpr; ++j) {
+          const auto& warp_units = red[static_cast<size_t>(first + j)];
+          if (warp_units.size() != static_cast<size_t>(wk.my_units)) {
+            ADD_FAILURE() << "warps of one group disagree on their units";
+            return y;
+          }
+          for (int r = 0; r < R; ++r) rb[static_cast<size_t>(j * R + r)] = warp_units[static_cast<size_t>(k)][static_cast<size_t>(r)];
+        }
+        for (int r = 0; r < un.rows; ++r) {
+          const int64_t index = wk.output_index(un, r);
           if (index < 0 || static_cast<size_t>(index) >= y_size || written[static_cast<size_t>(index)]) {
             ADD_FAILURE() << "write outside y or twice: " << index;
             return y;
           }
           written[static_cast<size_t>(index)] = 1;
-          y[static_cast<size_t>(index)] = value;
+          y[static_cast<size_t>(index)] = detail::fast_group_sum<R>(rb.data(), p.wpr, r);
         }
       }
     }
@@ -164,6 +182,7 @@ struct Case {
   std::vector<int32_t> experts = {};  // empty: dense
   bool x_per_slot = false, scaled = false, sum = false;
   int rows = 4, warps = 8;
+  int blocks = 0;  // 0: one unit per group; else this many blocks, each group walking its units
 };
 
 void run(const Case& c) {
@@ -174,7 +193,7 @@ void run(const Case& c) {
   what << f.name << " " << c.n_in << " -> " << c.n_out << " x" << c.n_expert << ", "
        << (c.experts.empty() ? std::string("dense") : std::to_string(c.experts.size()) + " slots")
        << (c.sum ? " summed" : "") << (c.x_per_slot ? ", x per slot" : "") << ", R " << c.rows << ", W "
-       << c.warps << ", seed " << seed;
+       << c.warps << ", blocks " << c.blocks << ", seed " << seed;
   SCOPED_TRACE(what.str());
   std::mt19937_64 rng(seed);
   const bool dense = c.experts.empty();
@@ -205,6 +224,11 @@ void run(const Case& c) {
   p.n_out = static_cast<int>(c.n_out);
   p.n_slots = k;
   p.wpr = c.warps;
+  p.n_row_groups = static_cast<int>((c.n_out + c.rows - 1) / c.rows);
+  p.n_units = c.sum ? p.n_row_groups : k * p.n_row_groups;
+  const int groups_per_block = kFastWarps / c.warps;
+  const int blocks = c.blocks ? c.blocks : (p.n_units + groups_per_block - 1) / groups_per_block;
+  p.n_groups = blocks * groups_per_block;
   const size_t y_size = static_cast<size_t>(c.sum ? c.n_out : k * c.n_out);
   const std::vector<float> y = emulate_launch(c.type, p, c.rows, c.sum, y_size, rng);
 
@@ -257,6 +281,8 @@ TEST(CudaFastEmulation, EveryLaunchShape) {
         c.rows = rows;
         c.warps = warps;
         run(c);
+        c.blocks = 1;  // a persistent grid: each group walks several units
+        run(c);
         if (HasFailure()) return;
       }
     }
@@ -272,6 +298,8 @@ TEST(CudaFastEmulation, Experts) {
         run(c);
         c.x_per_slot = !sum;  // and the other combinations
         c.scaled = !sum;
+        run(c);
+        c.blocks = 3;  // units of different slots on one group
         run(c);
         if (HasFailure()) return;
       }

@@ -1,0 +1,100 @@
+// cuda_forward_bench: where a decode step's time goes on the GPU, for a full-size synthetic model
+// generated on the device (flash-q2 by default, some or all of its 43 layers).
+//
+//   cuda_forward_bench [--preset flash-q2] [--layers N] [--ctx C] [--steps S]
+//
+// 1. Prefill of C tokens (chunks of 128): tokens/s.
+// 2. S decode steps replayed from the captured graph: tokens/s, and GB/s over the bytes a step
+//    must read (cuda/cost_model.h) against the measured copy bandwidth.
+// 3. One decode step without the graph, an event after each stage of every layer: milliseconds
+//    per stage (launch gaps included, which the graph removes), and the sum against the graph's
+//    step time.
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "cuda/cost_model.h"
+#include "cuda/forward.h"
+#include "cuda/session.h"
+
+namespace {
+
+using namespace dsv4;
+
+#define CHECK(expr)                                                                       \
+  do {                                                                                    \
+    const ::dsv4::Status check_s_ = (expr);                                               \
+    if (!check_s_.ok()) {                                                                 \
+      std::fprintf(stderr, "cuda_forward_bench: %s: %s\n", #expr, check_s_.message().c_str()); \
+      std::exit(1);                                                                       \
+    }                                                                                     \
+  } while (0)
+
+double since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string preset = "flash-q2";
+  int64_t layers = 43, ctx = 2048, steps = 64;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string a = argv[i];
+    if (a == "--preset") preset = argv[i + 1];
+    else if (a == "--layers") layers = std::atoll(argv[i + 1]);
+    else if (a == "--ctx") ctx = std::atoll(argv[i + 1]);
+    else if (a == "--steps") steps = std::atoll(argv[i + 1]);
+    else {
+      std::fprintf(stderr, "usage: cuda_forward_bench [--preset P] [--layers N] [--ctx C] [--steps S]\n");
+      return 2;
+    }
+  }
+  std::printf("device: %s\n", cuda::device_description().c_str());
+  auto made = cuda::generate_synthetic_model(preset, layers, 1);
+  CHECK(made.status());
+  std::shared_ptr<const cuda::DeviceModel> model = std::move(made).value();
+  const Result<double> measured = cuda::measure_copy_gb_per_s();
+  const double copy = measured.ok() ? *measured : 0.0;
+  std::printf("%s, %lld layers: %.2f GB generated in %.2f s; copy bandwidth %.0f GB/s\n", preset.c_str(),
+              static_cast<long long>(layers), static_cast<double>(model->weight_bytes) / 1e9, model->load_seconds, copy);
+
+  auto session = cuda::DeviceSession::create(model, ctx + steps + 8, cpu::SimOptions::official());
+  CHECK(session.status());
+  cuda::DeviceSession& s = **session;
+  std::vector<int32_t> tokens(static_cast<size_t>(ctx + steps + 8));
+  for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<int32_t>((i * 7919 + 13) % model->config.n_vocab);
+
+  auto t0 = std::chrono::steady_clock::now();
+  CHECK(s.forward(std::span(tokens).first(static_cast<size_t>(ctx)), nullptr));
+  CHECK(s.synchronize());
+  const double prefill_s = since(t0);
+  std::printf("prefill %lld tokens: %.2f s, %.1f tokens/s\n", static_cast<long long>(ctx), prefill_s,
+              static_cast<double>(ctx) / prefill_s);
+
+  // Warm the graph (capture on first use), then time replays; logits() waits for the device.
+  CHECK(s.forward(std::span(tokens).subspan(static_cast<size_t>(ctx), 1), nullptr));
+  (void)s.logits();
+  t0 = std::chrono::steady_clock::now();
+  for (int64_t i = 1; i <= steps; ++i) CHECK(s.forward(std::span(tokens).subspan(static_cast<size_t>(ctx + i), 1), nullptr));
+  (void)s.logits();
+  const double step_s = since(t0) / static_cast<double>(steps);
+  const double bytes = static_cast<double>(cuda::decode_step_bytes(*model, s.n()));
+  std::printf("decode (graph) at %lld: %.3f ms/token, %.1f tokens/s, %.0f GB/s = %.1f%% of copy (%.2f GB per step)\n",
+              static_cast<long long>(s.n()), step_s * 1e3, 1.0 / step_s, bytes / step_s / 1e9,
+              copy > 0 ? 100.0 * bytes / step_s / 1e9 / copy : 0.0, bytes / 1e9);
+
+  cuda::StageProfile profile;
+  CHECK(s.profile_step(tokens[static_cast<size_t>(s.n())], profile));
+  auto totals = profile.totals();
+  CHECK(totals.status());
+  double sum = 0;
+  for (const auto& [stage, ms] : *totals) sum += ms;
+  std::printf("one decode step without the graph: %.3f ms (graph: %.3f ms)\n", sum, step_s * 1e3);
+  for (const auto& [stage, ms] : *totals) std::printf("  %-34s %8.3f ms  %5.1f%%\n", stage.c_str(), ms, 100.0 * ms / sum);
+  return 0;
+}

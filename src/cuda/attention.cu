@@ -1,0 +1,216 @@
+// attention.h.
+//
+// Work split: block (split s, head group g, token t) takes rows [64s, 64s+64) of the token's row
+// list and the HG ≤ 8 heads of group g, whose queries sit in shared memory. Scores: a warp per row,
+// every lane holding hd/32 dims, one warp reduction per head. Softmax statistics per head (max, sum
+// of exps) stay local to the split; P·V: each thread owns output dims for the HG heads. The
+// combine kernel merges the splits with the sink: o = Σ_s e^{m_s-M} o_s / (e^{sink-M} + Σ_s e^{m_s-M} l_s).
+//
+// Roofline (decode, one token): each KV row (2 KB f32) is read once per head group, 8 groups for
+// 64 heads: a CSA layer's 640 rows cost 10 MB of L2 traffic and 42 MFLOP, ~3-5 µs. The FlashMLA
+// shape (all 64 heads in one tile, tensor cores) is the next step (PERFORMANCE.md §6 item 6).
+#include <cuda_runtime.h>
+
+#include "cuda/attention.h"
+#include "cuda/check.h"
+#include "cuda/device_math.cuh"
+
+namespace dsv4::cuda {
+
+namespace {
+
+using namespace detail;
+
+constexpr int kThreads = 256;
+constexpr int kRows = kAttnRowsPerSplit;
+
+struct RowSet {
+  int64_t chunk0, pos, lo, n_raw, n_comp;
+  bool indexed;  // compressed rows through the selection list
+};
+
+__device__ __forceinline__ RowSet row_set(const AttentionArgs& a, int t) {
+  RowSet r;
+  r.chunk0 = *a.pos0;
+  r.pos = r.chunk0 + a.t0 + t;
+  r.lo = r.pos - a.window + 1 > 0 ? r.pos - a.window + 1 : 0;
+  r.n_raw = r.pos - r.lo + 1;
+  r.indexed = false;
+  r.n_comp = 0;
+  if (a.ratio != 0) {
+    const int64_t n_vis = (r.pos + 1) / a.ratio;
+    if (a.ratio == 4 && n_vis > a.top_k) {
+      r.n_comp = a.top_k;
+      r.indexed = true;
+    } else {
+      r.n_comp = n_vis;
+    }
+  }
+  return r;
+}
+
+__device__ __forceinline__ const float* row_ptr(const AttentionArgs& a, const RowSet& r, int t, int64_t i) {
+  if (i < r.n_raw) {
+    const int64_t q = r.lo + i;
+    return q < r.chunk0 ? a.ring + (q % a.window) * a.hd : a.kv_chunk + (q - r.chunk0) * a.hd;
+  }
+  const int64_t c = i - r.n_raw;
+  const int64_t idx = r.indexed ? a.selected[static_cast<int64_t>(a.t0 + t) * a.top_k + c] : c;
+  return a.comp + idx * a.hd;
+}
+
+template <int HG>
+__global__ void __launch_bounds__(kThreads) partial_kernel(AttentionArgs a) {
+  extern __shared__ float smem[];
+  float* qs = smem;                 // [HG][hd]
+  float* sc = qs + HG * a.hd;       // [HG][kRows]
+  __shared__ const float* rows[kRows];
+  __shared__ float stats[HG][2];
+  const int s = blockIdx.x, g = blockIdx.y, t = blockIdx.z;
+  const RowSet rs = row_set(a, t);
+  const int64_t total = rs.n_raw + rs.n_comp;
+  const int64_t r0 = static_cast<int64_t>(s) * kRows;
+  const int64_t left = total - r0;
+  const int nr = left <= 0 ? 0 : static_cast<int>(left < kRows ? left : kRows);
+  const int64_t part = (static_cast<int64_t>(t) * a.H + g * HG) * a.splits + s;  // head g·HG
+  if (nr == 0) {
+    if (threadIdx.x < HG) {
+      float* ml = a.part_ml + (part + static_cast<int64_t>(threadIdx.x) * a.splits) * 2;
+      ml[0] = -INFINITY;
+      ml[1] = 0.0f;
+    }
+    return;
+  }
+  const float* q = a.q + (static_cast<int64_t>(t) * a.H + g * HG) * a.hd;
+  for (int i = threadIdx.x; i < HG * a.hd; i += blockDim.x) qs[i] = q[i];
+  for (int i = threadIdx.x; i < nr; i += blockDim.x) rows[i] = row_ptr(a, rs, t, r0 + i);
+  __syncthreads();
+  const float scale = static_cast<float>(1.0 / sqrt(static_cast<double>(a.hd)));
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+  for (int i = warp; i < nr; i += warps) {
+    const float* k = rows[i];
+    float acc[HG];
+#pragma unroll
+    for (int h = 0; h < HG; ++h) acc[h] = 0.0f;
+#pragma unroll 8
+    for (int m = lane; m < a.hd; m += 32) {
+      const float kv = k[m];
+#pragma unroll
+      for (int h = 0; h < HG; ++h) acc[h] = fmaf(qs[h * a.hd + m], kv, acc[h]);
+    }
+#pragma unroll
+    for (int h = 0; h < HG; ++h) {
+      const float v = warp_sum(acc[h]);
+      if (lane == 0) sc[h * kRows + i] = __fmul_rn(v, scale);
+    }
+  }
+  __syncthreads();
+  if (warp < HG) {
+    float* sh = sc + warp * kRows;
+    float m = -INFINITY;
+    for (int i = lane; i < nr; i += 32) m = fmaxf(m, sh[i]);
+    m = warp_max(m);
+    float l = 0.0f;
+    for (int i = lane; i < nr; i += 32) {
+      const float e = expf(sh[i] - m);
+      sh[i] = e;
+      l += e;
+    }
+    l = warp_sum(l);
+    if (lane == 0) {
+      stats[warp][0] = m;
+      stats[warp][1] = l;
+    }
+  }
+  __syncthreads();
+  for (int d = threadIdx.x; d < a.hd; d += blockDim.x) {
+    float acc[HG];
+#pragma unroll
+    for (int h = 0; h < HG; ++h) acc[h] = 0.0f;
+#pragma unroll 8
+    for (int i = 0; i < nr; ++i) {
+      const float kv = rows[i][d];
+#pragma unroll
+      for (int h = 0; h < HG; ++h) acc[h] = fmaf(sc[h * kRows + i], kv, acc[h]);
+    }
+#pragma unroll
+    for (int h = 0; h < HG; ++h) a.part_o[(part + static_cast<int64_t>(h) * a.splits) * a.hd + d] = acc[h];
+  }
+  if (threadIdx.x < HG) {
+    float* ml = a.part_ml + (part + static_cast<int64_t>(threadIdx.x) * a.splits) * 2;
+    ml[0] = stats[threadIdx.x][0];
+    ml[1] = stats[threadIdx.x][1];
+  }
+}
+
+__global__ void combine_kernel(AttentionArgs a) {
+  extern __shared__ float o[];  // [hd]
+  const int h = blockIdx.x, t = blockIdx.y;
+  const int64_t base = (static_cast<int64_t>(t) * a.H + h) * a.splits;
+  const float sink = a.sinks[h];
+  float M = sink;
+  for (int s = 0; s < a.splits; ++s) {
+    const float* ml = a.part_ml + (base + s) * 2;
+    if (ml[1] > 0.0f) M = fmaxf(M, ml[0]);
+  }
+  float den = expf(sink - M);
+  for (int s = 0; s < a.splits; ++s) {
+    const float* ml = a.part_ml + (base + s) * 2;
+    if (ml[1] > 0.0f) den += ml[1] * expf(ml[0] - M);
+  }
+  for (int d = threadIdx.x; d < a.hd; d += blockDim.x) {
+    float acc = 0.0f;
+    for (int s = 0; s < a.splits; ++s) {
+      const float* ml = a.part_ml + (base + s) * 2;
+      if (ml[1] > 0.0f) acc = fmaf(a.part_o[(base + s) * a.hd + d], expf(ml[0] - M), acc);
+    }
+    o[d] = acc / den;
+  }
+  const int64_t pos = static_cast<int64_t>(*a.pos0) + a.t0 + t;
+  rope_shared(o, a.hd, a.n_rot / 2, a.omega, pos, true);
+  float* out = a.out + (static_cast<int64_t>(t) * a.H + h) * a.hd;
+  for (int d = threadIdx.x; d < a.hd; d += blockDim.x) out[d] = o[d];
+}
+
+__global__ void store_kernel(const float* kv_chunk, float* ring, const int* pos0, int T, int window, int hd) {
+  const int n = T < window ? T : window;
+  const int t = T - n + blockIdx.x;
+  const int64_t p = static_cast<int64_t>(*pos0) + t;
+  float* dst = ring + (p % window) * hd;
+  const float* src = kv_chunk + static_cast<int64_t>(t) * hd;
+  for (int i = threadIdx.x; i < hd; i += blockDim.x) dst[i] = src[i];
+}
+
+template <int HG>
+Status launch(const AttentionArgs& a, cudaStream_t stream) {
+  const size_t smem = static_cast<size_t>(HG) * (a.hd + kRows) * sizeof(float);
+  if (smem > 48 * 1024) {
+    DSV4_CUDA_TRY(cudaFuncSetAttribute(partial_kernel<HG>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                       static_cast<int>(smem)));
+  }
+  partial_kernel<HG><<<dim3(a.splits, a.H / HG, a.T), kThreads, smem, stream>>>(a);
+  combine_kernel<<<dim3(a.H, a.T), 128, a.hd * sizeof(float), stream>>>(a);
+  return cuda_status(cudaGetLastError(), "attention kernels");
+}
+
+}  // namespace
+
+int attention_splits(int64_t max_rows) { return static_cast<int>((max_rows + kRows - 1) / kRows); }
+
+Status attention(const AttentionArgs& a, cudaStream_t stream) {
+  if (a.T <= 0) return Status();
+  if (a.splits <= 0 || a.splits > 65535) return make_error("attention: bad split count");
+  if (a.H % 8 == 0) return launch<8>(a, stream);
+  if (a.H % 4 == 0) return launch<4>(a, stream);
+  if (a.H % 2 == 0) return launch<2>(a, stream);
+  return launch<1>(a, stream);
+}
+
+Status store_raw_rows(const float* kv_chunk, float* ring, const int* pos0, int T, int window, int hd,
+                      cudaStream_t stream) {
+  if (T <= 0) return Status();
+  store_kernel<<<T < window ? T : window, 128, 0, stream>>>(kv_chunk, ring, pos0, T, window, hd);
+  return cuda_status(cudaGetLastError(), "raw row store kernel");
+}
+
+}  // namespace dsv4::cuda

@@ -1,0 +1,152 @@
+// compressor.h. One block per emitted window (at decode: one block that usually has nothing to
+// do), then one thread per frontier column. The per-channel pooling visits the candidates in the
+// CPU's slot order (previous-window slots, then current-window slots).
+#include <cuda_runtime.h>
+
+#include "cuda/check.h"
+#include "cuda/compressor.h"
+#include "cuda/device_math.cuh"
+
+namespace dsv4::cuda {
+
+namespace {
+
+using namespace detail;
+
+constexpr int kThreads = 256;
+
+struct Candidate {
+  float a, g;
+};
+
+// Token q's value in column col: from the chunk's projections when q >= pos0, else from
+// frontier slot `slot`.
+__device__ __forceinline__ Candidate candidate(const CompressorArgs& p, int64_t pos0, int64_t q, int col, int slot) {
+  const int cd = p.ratio == 4 ? 2 * p.d : p.d;
+  if (q >= pos0) {
+    const int64_t t = q - pos0;
+    const float a = p.kv[t * p.proj_stride + col];
+    const float z = p.gate[t * p.proj_stride + col];
+    return {a, __fadd_rn(z, p.ape[(q % p.ratio) * cd + col])};
+  }
+  return {p.front_kv[static_cast<int64_t>(slot) * cd + col], p.front_gate[static_cast<int64_t>(slot) * cd + col]};
+}
+
+__global__ void __launch_bounds__(kThreads) emit_kernel(CompressorArgs p) {
+  extern __shared__ float pooled[];  // [d]
+  __shared__ double scratch[32];
+  const int64_t pos0 = *p.pos0;
+  const int r = p.ratio;
+  const int64_t w_lo = pos0 / r, w_hi = (pos0 + p.T) / r - 1;
+  const int64_t w = w_lo + blockIdx.x;
+  if (w > w_hi) return;
+  const bool overlap = r == 4;
+  for (int j = threadIdx.x; j < p.d; j += blockDim.x) {
+    // Previous window (overlap only): first halves; slot k once that window was shifted, else 4+k.
+    const bool has_prev = overlap && w > 0;
+    const int prev_slot0 = w * 4 <= pos0 ? 0 : 4;
+    float m = -INFINITY;
+    if (has_prev) {
+      for (int k = 0; k < 4; ++k) m = fmaxf(m, candidate(p, pos0, (w - 1) * 4 + k, j, prev_slot0 + k).g);
+    }
+    const int cur_col = overlap ? p.d + j : j;
+    const int cur_slot0 = overlap ? 4 : 0;
+    for (int k = 0; k < r; ++k) m = fmaxf(m, candidate(p, pos0, w * r + k, cur_col, cur_slot0 + k).g);
+    float sum = 0.0f, acc = 0.0f;
+    if (has_prev) {
+      for (int k = 0; k < 4; ++k) {
+        const Candidate c = candidate(p, pos0, (w - 1) * 4 + k, j, prev_slot0 + k);
+        const float e = exp_f32(__fsub_rn(c.g, m));
+        sum = __fadd_rn(sum, e);
+        acc = __fadd_rn(acc, __fmul_rn(e, c.a));
+      }
+    }
+    for (int k = 0; k < r; ++k) {
+      const Candidate c = candidate(p, pos0, w * r + k, cur_col, cur_slot0 + k);
+      const float e = exp_f32(__fsub_rn(c.g, m));
+      sum = __fadd_rn(sum, e);
+      acc = __fadd_rn(acc, __fmul_rn(e, c.a));
+    }
+    pooled[j] = __fdiv_rn(acc, sum);
+  }
+  __syncthreads();
+  double ss = 0.0;
+  for (int i = threadIdx.x; i < p.d; i += blockDim.x) ss += static_cast<double>(pooled[i]) * static_cast<double>(pooled[i]);
+  ss = block_sum(ss, scratch);
+  const float rs = static_cast<float>(1.0 / sqrt(ss / static_cast<double>(p.d) + static_cast<double>(p.eps)));
+  for (int i = threadIdx.x; i < p.d; i += blockDim.x) pooled[i] = __fmul_rn(__fmul_rn(pooled[i], rs), p.norm[i]);
+  rope_shared(pooled, p.d, p.n_rot / 2, p.omega, w * r, false);
+  if (p.indexer) {
+    if (p.sim) hadamard_fp4_shared(pooled, p.d, true);
+  } else if (p.sim) {
+    fp8_sim_shared(pooled, p.d - p.n_rot);
+  }
+  float* row = p.rows + w * p.d;
+  for (int i = threadIdx.x; i < p.d; i += blockDim.x) row[i] = pooled[i];
+}
+
+// The last token of [pos0, pos0+T) with q ≡ k (mod r), or -1.
+__device__ __forceinline__ int64_t last_with_residue(int64_t pos0, int T, int r, int k) {
+  const int64_t last = pos0 + T - 1;
+  const int64_t q = last - ((last - k) % r + r) % r;
+  return q >= pos0 ? q : -1;
+}
+
+__global__ void frontier_kernel(CompressorArgs p) {
+  const int r = p.ratio;
+  const bool overlap = r == 4;
+  const int cd = overlap ? 2 * p.d : p.d;
+  const int col = blockIdx.x * blockDim.x + threadIdx.x;
+  if (col >= cd) return;
+  const int64_t pos0 = *p.pos0;
+  float* kv = p.front_kv;
+  float* gate = p.front_gate;
+  auto chunk_value = [&](int64_t q, float* a, float* g) {
+    const int64_t t = q - pos0;
+    *a = p.kv[t * p.proj_stride + col];
+    *g = __fadd_rn(p.gate[t * p.proj_stride + col], p.ape[(q % r) * cd + col]);
+  };
+  if (!overlap) {
+    for (int k = 0; k < r; ++k) {
+      const int64_t q = last_with_residue(pos0, p.T, r, k);
+      if (q >= 0) chunk_value(q, &kv[k * cd + col], &gate[k * cd + col]);
+    }
+    return;
+  }
+  float old_a[4], old_g[4];
+  for (int k = 0; k < 4; ++k) {
+    old_a[k] = kv[(4 + k) * cd + col];
+    old_g[k] = gate[(4 + k) * cd + col];
+  }
+  const int64_t w_lo = pos0 / 4, w_hi = (pos0 + p.T) / 4 - 1;
+  if (w_hi >= w_lo) {  // the last completed window became the previous half
+    for (int k = 0; k < 4; ++k) {
+      const int64_t q = w_hi * 4 + k;
+      if (q >= pos0) {
+        chunk_value(q, &kv[k * cd + col], &gate[k * cd + col]);
+      } else {
+        kv[k * cd + col] = old_a[k];
+        gate[k * cd + col] = old_g[k];
+      }
+    }
+  }
+  for (int k = 0; k < 4; ++k) {
+    const int64_t q = last_with_residue(pos0, p.T, 4, k);
+    if (q >= 0) chunk_value(q, &kv[(4 + k) * cd + col], &gate[(4 + k) * cd + col]);
+  }
+}
+
+}  // namespace
+
+Status compressor_chunk(const CompressorArgs& a, cudaStream_t stream) {
+  if (a.T <= 0) return Status();
+  if (a.ratio < 2 || a.d <= 0 || a.d > 2048) return make_error("compressor: bad ratio or width");
+  if (a.indexer && (a.d & (a.d - 1)) != 0) return make_error("compressor: indexer width must be a power of two");
+  const int blocks = a.T / a.ratio + 1;
+  emit_kernel<<<blocks, kThreads, a.d * sizeof(float), stream>>>(a);
+  const int cd = a.ratio == 4 ? 2 * a.d : a.d;
+  frontier_kernel<<<(cd + kThreads - 1) / kThreads, kThreads, 0, stream>>>(a);
+  return cuda_status(cudaGetLastError(), "compressor kernels");
+}
+
+}  // namespace dsv4::cuda

@@ -1,0 +1,223 @@
+#include "cuda/device_state.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "cuda/attention.h"
+#include "cuda/check.h"
+#include "cuda/fill.h"
+#include "cuda/hc.h"
+
+namespace dsv4::cuda {
+
+namespace {
+
+// Bump allocation over one arena (nullptr base: measuring).
+class Carve {
+ public:
+  explicit Carve(uint8_t* base) : base_(base) {}
+  template <class T>
+  T* take(int64_t n) {
+    const uint64_t off = top_;
+    top_ = (top_ + static_cast<uint64_t>(std::max<int64_t>(n, 1)) * sizeof(T) + 255) / 256 * 256;
+    return base_ ? reinterpret_cast<T*>(base_ + off) : nullptr;
+  }
+  uint64_t top() const { return top_; }
+
+ private:
+  uint8_t* base_;
+  uint64_t top_ = 0;
+};
+
+}  // namespace
+
+uint64_t DeviceState::lay_out(uint8_t* base) {
+  const model::Config& c = model_.config;
+  const int64_t T = max_chunk_, D = c.n_embd, hd = c.head_dim, R = c.q_lora_rank, H = c.n_head;
+  const int64_t idh = c.index_head_dim, IH = c.n_index_head, E = c.n_expert, K = c.n_expert_used;
+  const int64_t F = c.n_ff_expert, G = c.n_out_group, W = c.window;
+  Carve cv(base);
+  // The rollback region.
+  logits = cv.take<float>(c.n_vocab);
+  layers.assign(static_cast<size_t>(c.n_layer), LayerBuffers{});
+  bool any_indexer = false;
+  int64_t cd_max = 0;
+  int max_splits = 1;
+  for (int64_t l = 0; l < c.n_layer; ++l) {
+    LayerBuffers& L = layers[static_cast<size_t>(l)];
+    const int64_t r = c.ratio(l);
+    L.ring = cv.take<float>(W * hd);
+    if (r != 0) {
+      L.comp_slots = static_cast<int>(r == 4 ? 8 : r);
+      L.comp_width = static_cast<int>(r == 4 ? 2 * hd : hd);
+      L.comp_kv = cv.take<float>(int64_t{L.comp_slots} * L.comp_width);
+      L.comp_gate = cv.take<float>(int64_t{L.comp_slots} * L.comp_width);
+      cd_max = std::max<int64_t>(cd_max, L.comp_width);
+    }
+    if (r == 4) {
+      L.index_slots = 8;
+      L.index_width = static_cast<int>(2 * idh);
+      L.index_kv = cv.take<float>(int64_t{L.index_slots} * L.index_width);
+      L.index_gate = cv.take<float>(int64_t{L.index_slots} * L.index_width);
+      any_indexer = true;
+    }
+    const int64_t comp_rows = r == 0 ? 0 : (r == 4 ? std::min<int64_t>(c.index_top_k, n_ctx_ / 4) : n_ctx_ / r);
+    L.attn_splits = attention_splits(std::min<int64_t>(W, n_ctx_) + comp_rows);
+    max_splits = std::max(max_splits, L.attn_splits);
+  }
+  checkpoint_bytes_ = cv.top();
+  for (int64_t l = 0; l < c.n_layer; ++l) {
+    LayerBuffers& L = layers[static_cast<size_t>(l)];
+    const int64_t r = c.ratio(l);
+    if (r == 0) continue;
+    L.comp_cap = n_ctx_ / r;
+    L.comp_rows = cv.take<float>(L.comp_cap * hd);
+    if (r == 4) L.index_rows = cv.take<float>(L.comp_cap * idh);
+  }
+  pos = cv.take<int>(1);
+  tokens = cv.take<int32_t>(T);
+  logits_all = cv.take<float>(T * c.n_vocab);
+  Scratch& s = scratch;
+  s.x = cv.take<float>(T * 4 * D);
+  s.x_next = cv.take<float>(T * 4 * D);
+  s.hc_partial = cv.take<double>(hc_partial_doubles(T, D));
+  s.mix = cv.take<float>(T * kHcMixSize);
+  s.xn = cv.take<float>(T * D);
+  s.qa = cv.take<float>(T * (R + hd));
+  s.kv_raw = cv.take<float>(T * hd);
+  s.qr = cv.take<float>(T * R);
+  s.q = cv.take<float>(T * H * hd);
+  s.kv = cv.take<float>(T * hd);
+  s.comp_proj = cv.take<float>(T * 2 * cd_max);
+  s.comp_proj2 = cv.take<float>(T * cd_max);
+  s.index_proj = cv.take<float>(T * 4 * idh);
+  s.index_proj2 = cv.take<float>(T * 2 * idh);
+  s.score_cap = any_indexer ? n_ctx_ / 4 : 0;
+  if (any_indexer) {
+    s.iq = cv.take<float>(T * IH * idh);
+    s.iw = cv.take<float>(T * IH);
+    s.scores = cv.take<float>(int64_t{kSubChunk} * s.score_cap);
+    s.selected = cv.take<int32_t>(T * c.index_top_k);
+  }
+  const int64_t sub = std::min<int64_t>(T, kSubChunk);
+  s.part_o = cv.take<float>(sub * H * max_splits * hd);
+  s.part_ml = cv.take<float>(sub * H * max_splits * 2);
+  s.attn = cv.take<float>(T * H * hd);
+  s.low = cv.take<float>(T * G * c.o_lora_rank);
+  s.out = cv.take<float>(T * D);
+  s.router = cv.take<float>(T * E);
+  s.experts = cv.take<int32_t>(T * K);
+  s.route_w = cv.take<float>(T * K);
+  if (T > 1) s.zrep = cv.take<float>(T * K * D);
+  s.gu = cv.take<float>(T * K * 2 * F);
+  s.mid = cv.take<float>(T * K * F);
+  s.ydown = cv.take<float>(T * K * D);
+  s.sh_gu = cv.take<float>(T * 2 * F);
+  s.sh_mid = cv.take<float>(T * F);
+  s.shared = cv.take<float>(T * D);
+  s.head = cv.take<float>(T * D);
+  s.zeros = cv.take<int32_t>(T);
+  s.groups = cv.take<int32_t>(T * G);
+  return cv.top();
+}
+
+Result<std::unique_ptr<DeviceState>> DeviceState::create(const DeviceModel& model, int64_t n_ctx, int max_chunk,
+                                                         cudaStream_t stream) {
+  if (n_ctx < 1 || max_chunk < 1) return make_error("cuda state: context and chunk must be positive");
+  if (n_ctx > (int64_t{1} << 30)) return make_error("cuda state: context of " + std::to_string(n_ctx) + " too large");
+  std::unique_ptr<DeviceState> s(new DeviceState(model));
+  s->n_ctx_ = n_ctx;
+  s->max_chunk_ = max_chunk;
+  const uint64_t bytes = s->lay_out(nullptr);
+  DSV4_TRY(s->arena_.allocate(bytes, "a session of " + std::to_string(n_ctx) + " tokens"));
+  s->lay_out(s->arena_.base());
+  const model::Config& c = model.config;
+  DSV4_CUDA_TRY(cudaMemsetAsync(s->scratch.zeros, 0, sizeof(int32_t) * max_chunk, stream));
+  DSV4_TRY(fill_iota_mod(s->scratch.groups, int64_t{max_chunk} * c.n_out_group, static_cast<int>(c.n_out_group), stream));
+  DSV4_TRY(s->reset(stream));
+  return s;
+}
+
+Status DeviceState::reset(cudaStream_t stream) {
+  DSV4_CUDA_TRY(cudaMemsetAsync(checkpoint_region(), 0, checkpoint_bytes_, stream));
+  for (const LayerBuffers& L : layers) {
+    if (L.comp_gate) DSV4_TRY(fill_f32(L.comp_gate, int64_t{L.comp_slots} * L.comp_width, -INFINITY, stream));
+    if (L.index_gate) DSV4_TRY(fill_f32(L.index_gate, int64_t{L.index_slots} * L.index_width, -INFINITY, stream));
+  }
+  DSV4_CUDA_TRY(cudaMemsetAsync(pos, 0, sizeof(int), stream));
+  return Status();
+}
+
+Status DeviceState::download(int64_t n, cpu::State& out, cudaStream_t stream) const {
+  const model::Config& c = model_.config;
+  auto d2h = [&](void* dst, const void* src, uint64_t bytes) {
+    return cuda_status(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream), "state download");
+  };
+  for (int64_t l = 0; l < c.n_layer; ++l) {
+    const LayerBuffers& L = layers[static_cast<size_t>(l)];
+    cpu::LayerState& ls = out.layer(l);
+    DSV4_TRY(d2h(ls.raw.data(), L.ring, ls.raw.size() * 4));
+    const int64_t r = c.ratio(l);
+    if (r == 0) continue;
+    const int64_t n_comp = n / r;
+    ls.comp.resize(static_cast<size_t>(n_comp * c.head_dim));
+    ls.n_comp = n_comp;
+    DSV4_TRY(d2h(ls.comp.data(), L.comp_rows, ls.comp.size() * 4));
+    DSV4_TRY(d2h(ls.comp_front.kv.data(), L.comp_kv, ls.comp_front.kv.size() * 4));
+    DSV4_TRY(d2h(ls.comp_front.gate.data(), L.comp_gate, ls.comp_front.gate.size() * 4));
+    if (r == 4) {
+      ls.index.resize(static_cast<size_t>(n_comp * c.index_head_dim));
+      ls.n_index = n_comp;
+      DSV4_TRY(d2h(ls.index.data(), L.index_rows, ls.index.size() * 4));
+      DSV4_TRY(d2h(ls.index_front.kv.data(), L.index_kv, ls.index_front.kv.size() * 4));
+      DSV4_TRY(d2h(ls.index_front.gate.data(), L.index_gate, ls.index_front.gate.size() * 4));
+    }
+  }
+  DSV4_TRY(d2h(out.mutable_logits().data(), logits, out.mutable_logits().size() * 4));
+  DSV4_CUDA_TRY(cudaStreamSynchronize(stream));
+  out.set_n(n);
+  return Status();
+}
+
+Status DeviceState::upload(const cpu::State& in, cudaStream_t stream) {
+  const model::Config& c = model_.config;
+  if (in.n() > n_ctx_) return make_error("cuda state: " + std::to_string(in.n()) + " positions exceed the context");
+  if (in.n_layer() != c.n_layer || in.head_dim() != c.head_dim || in.window() != c.window ||
+      in.n_vocab() != c.n_vocab) {
+    return make_error("cuda state: snapshot of another configuration");
+  }
+  auto h2d = [&](void* dst, const void* src, uint64_t bytes) {
+    return cuda_status(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream), "state upload");
+  };
+  for (int64_t l = 0; l < c.n_layer; ++l) {
+    const LayerBuffers& L = layers[static_cast<size_t>(l)];
+    const cpu::LayerState& ls = in.layer(l);
+    if (ls.raw.size() != static_cast<size_t>(c.window * c.head_dim)) return make_error("cuda state: raw window size");
+    DSV4_TRY(h2d(L.ring, ls.raw.data(), ls.raw.size() * 4));
+    if (c.ratio(l) == 0) continue;
+    if (ls.n_comp > L.comp_cap || ls.comp_front.kv.size() != static_cast<size_t>(L.comp_slots) * L.comp_width) {
+      return make_error("cuda state: compressor state of layer " + std::to_string(l) + " does not fit");
+    }
+    DSV4_TRY(h2d(L.comp_rows, ls.comp.data(), static_cast<uint64_t>(ls.n_comp * c.head_dim) * 4));
+    DSV4_TRY(h2d(L.comp_kv, ls.comp_front.kv.data(), ls.comp_front.kv.size() * 4));
+    DSV4_TRY(h2d(L.comp_gate, ls.comp_front.gate.data(), ls.comp_front.gate.size() * 4));
+    if (c.ratio(l) == 4) {
+      if (ls.index_front.kv.size() != static_cast<size_t>(L.index_slots) * L.index_width) {
+        return make_error("cuda state: indexer state of layer " + std::to_string(l) + " does not fit");
+      }
+      DSV4_TRY(h2d(L.index_rows, ls.index.data(), static_cast<uint64_t>(ls.n_index * c.index_head_dim) * 4));
+      DSV4_TRY(h2d(L.index_kv, ls.index_front.kv.data(), ls.index_front.kv.size() * 4));
+      DSV4_TRY(h2d(L.index_gate, ls.index_front.gate.data(), ls.index_front.gate.size() * 4));
+    }
+  }
+  DSV4_TRY(h2d(logits, in.logits().data(), in.logits().size() * 4));
+  const int n = static_cast<int>(in.n());
+  DSV4_TRY(h2d(pos, &n, sizeof(int)));
+  DSV4_CUDA_TRY(cudaStreamSynchronize(stream));
+  return Status();
+}
+
+}  // namespace dsv4::cuda

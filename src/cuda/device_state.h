@@ -1,0 +1,114 @@
+// One session's decode state and scratch in device memory (DESIGN.md §6), allocated once for a
+// maximum context and a maximum chunk: nothing is allocated inside a step.
+//
+// Arena layout: first the part a rollback checkpoint copies (the last logits, every layer's raw
+// window ring and compressor frontiers: its size does not depend on the context, MODEL.md §12.4),
+// then the append-only compressed and indexer rows, then the scratch of one chunk. The counters of
+// MODEL.md §12.1 need no storage of their own: with n evaluated positions a layer of ratio r holds
+// floor(n/r) compressed rows, so the device keeps only the position (`pos`).
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+#include <memory>
+
+#include "cpu/state.h"
+#include "cuda/device_model.h"
+#include "util/status.h"
+
+namespace dsv4::cuda {
+
+struct LayerBuffers {
+  float* ring = nullptr;        // [window][hd]: position p in row p mod window
+  float* comp_rows = nullptr;   // [comp_cap][hd] (ratio != 0)
+  float* index_rows = nullptr;  // [comp_cap][idh] (ratio 4)
+  float* comp_kv = nullptr;     // frontier [comp_slots][comp_width] (ratio != 0)
+  float* comp_gate = nullptr;
+  float* index_kv = nullptr;    // frontier [8][2·idh] (ratio 4)
+  float* index_gate = nullptr;
+  int64_t comp_cap = 0;
+  int comp_slots = 0, comp_width = 0, index_slots = 0, index_width = 0;
+  int attn_splits = 0;          // row splits of the attention kernel for the most rows a token sees
+};
+
+// Per-chunk scratch; rows are token-major, sized for max_chunk tokens.
+struct Scratch {
+  float *x = nullptr, *x_next = nullptr;  // [T][4D] hyper-connection streams
+  double* hc_partial = nullptr;
+  float* mix = nullptr;                   // [T][kHcMixSize]
+  float* xn = nullptr;                    // [T][D] normalised sub-layer input
+  float* qa = nullptr;                    // [T][R + hd] (q_a and kv fused) or [T][R]
+  float* kv_raw = nullptr;                // [T][hd] when not fused
+  float* qr = nullptr;                    // [T][R]
+  float* q = nullptr;                     // [T][H·hd]
+  float* kv = nullptr;                    // [T][hd] finished raw rows of the chunk
+  float *comp_proj = nullptr, *comp_proj2 = nullptr;    // [T][2·cd] / [T][cd]
+  float *index_proj = nullptr, *index_proj2 = nullptr;  // [T][4·idh] / [T][2·idh]
+  float* iq = nullptr;                    // [T][IH·idh]
+  float* iw = nullptr;                    // [T][IH]
+  float* scores = nullptr;                // [kSubChunk][score_cap]
+  int32_t* selected = nullptr;            // [T][top_k]
+  float *part_o = nullptr, *part_ml = nullptr;  // attention splits, kSubChunk tokens
+  float* attn = nullptr;                  // [T][H·hd]
+  float* low = nullptr;                   // [T][G·o_rank]
+  float* out = nullptr;                   // [T][D] sub-layer output
+  float* router = nullptr;                // [T][E]
+  int32_t* experts = nullptr;             // [T][K]
+  float* route_w = nullptr;               // [T][K]
+  float* zrep = nullptr;                  // [T·K][D] (max_chunk > 1)
+  float* gu = nullptr;                    // [T·K][2F]
+  float* mid = nullptr;                   // [T·K][F]
+  float* ydown = nullptr;                 // [T·K][D]
+  float *sh_gu = nullptr, *sh_mid = nullptr, *shared = nullptr;
+  float* head = nullptr;                  // [T][D] normalised head input
+  int32_t* zeros = nullptr;               // [T] expert ids of a batched dense projection
+  int32_t* groups = nullptr;              // [T·G] 0..G-1 repeated (grouped output projection)
+  int64_t score_cap = 0;
+};
+
+// Tokens per launch of the attention and indexer kernels inside a chunk (bounds their scratch).
+inline constexpr int kSubChunk = 16;
+
+class DeviceState {
+ public:
+  // A clear error with the missing amount when the device cannot hold it.
+  static Result<std::unique_ptr<DeviceState>> create(const DeviceModel& model, int64_t n_ctx, int max_chunk,
+                                                     cudaStream_t stream);
+
+  int64_t n_ctx() const { return n_ctx_; }
+  int max_chunk() const { return max_chunk_; }
+  uint64_t bytes() const { return arena_.size(); }
+
+  // Device scalars and buffers.
+  int* pos = nullptr;          // position of the next token to evaluate
+  int32_t* tokens = nullptr;   // [max_chunk] input tokens of the chunk
+  float* logits = nullptr;     // [n_vocab] next-token logits of the last evaluated position
+  float* logits_all = nullptr;  // [max_chunk][n_vocab]
+  std::vector<LayerBuffers> layers;
+  Scratch scratch;
+
+  // The rollback region (logits, rings, frontiers): contiguous, checkpoint_bytes() long.
+  uint8_t* checkpoint_region() const { return arena_.base(); }
+  uint64_t checkpoint_bytes() const { return checkpoint_bytes_; }
+
+  // Back to the empty sequence: frontiers (kv 0, gate -inf), logits 0, pos 0 (queued on stream).
+  Status reset(cudaStream_t stream);
+
+  // The state of n evaluated positions as a cpu::State (the backend-independent snapshot form),
+  // and back. Both synchronise the stream.
+  Status download(int64_t n, cpu::State& out, cudaStream_t stream) const;
+  Status upload(const cpu::State& in, cudaStream_t stream);
+
+ private:
+  DeviceState(const DeviceModel& m) : model_(m) {}
+  uint64_t lay_out(uint8_t* base);
+
+  const DeviceModel& model_;
+  int64_t n_ctx_ = 0;
+  int max_chunk_ = 1;
+  uint64_t checkpoint_bytes_ = 0;
+  DeviceArena arena_;
+};
+
+}  // namespace dsv4::cuda

@@ -1,0 +1,430 @@
+// forward.h, in the order of MODEL.md §3 / cpu/forward.cc.
+#include "cuda/forward.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "cuda/attention.h"
+#include "cuda/check.h"
+#include "cuda/compressor.h"
+#include "cuda/fill.h"
+#include "cuda/hc.h"
+#include "cuda/indexer.h"
+#include "cuda/matvec.h"
+#include "cuda/moe.h"
+#include "cuda/norms.h"
+
+namespace dsv4::cuda {
+
+Status project(const DeviceTensor& w, const float* x, int T, float* y, const int32_t* zeros, cudaStream_t stream) {
+  if (T == 1) return matvec(w.type, w.data, w.ne0, w.ne1, x, y, stream);
+  ExpertMatvec m;
+  m.type = w.type;
+  m.w = w.data;
+  m.n_in = w.ne0;
+  m.n_out = w.ne1;
+  m.n_expert = 1;
+  m.experts = zeros;
+  m.n_slots = T;
+  m.x = x;
+  m.x_stride = w.ne0;
+  return matvec_experts(m, y, stream);
+}
+
+bool chunk_needs_index_scoring(const model::Config& c, int64_t pos0, int T) {
+  for (int64_t l = 0; l < c.n_layer; ++l) {
+    if (c.ratio(l) == 4) return (pos0 + T) / 4 > c.index_top_k;
+  }
+  return false;
+}
+
+StageProfile::~StageProfile() {
+  if (start_) cudaEventDestroy(start_);
+  for (auto& m : marks_) cudaEventDestroy(m.second);
+}
+
+Status StageProfile::start(cudaStream_t stream) {
+  if (!start_) DSV4_CUDA_TRY(cudaEventCreate(&start_));
+  return cuda_status(cudaEventRecord(start_, stream), "profile event");
+}
+
+Status StageProfile::mark(const char* stage, cudaStream_t stream) {
+  cudaEvent_t e = nullptr;
+  DSV4_CUDA_TRY(cudaEventCreate(&e));
+  marks_.emplace_back(stage, e);
+  return cuda_status(cudaEventRecord(e, stream), "profile event");
+}
+
+Result<std::vector<std::pair<std::string, double>>> StageProfile::totals() const {
+  std::vector<std::pair<std::string, double>> out;
+  cudaEvent_t prev = start_;
+  for (const auto& [stage, e] : marks_) {
+    float ms = 0;
+    DSV4_CUDA_TRY(cudaEventElapsedTime(&ms, prev, e));
+    prev = e;
+    auto it = std::find_if(out.begin(), out.end(), [&](const auto& p) { return p.first == stage; });
+    if (it == out.end()) {
+      out.emplace_back(stage, ms);
+    } else {
+      it->second += ms;
+    }
+  }
+  return out;
+}
+
+namespace {
+
+// Two projections of the same rows: one launch when they are stored back to back (token t's
+// rows then sit side by side in buf), else two (into buf and buf2).
+struct PairOut {
+  float* first;
+  float* second;
+  int64_t first_stride, second_stride;
+};
+
+Result<PairOut> project_pair(const PairedTensor& p, const float* x, int T, float* buf, float* buf2,
+                             const int32_t* zeros, cudaStream_t stream) {
+  if (p.fused()) {
+    DSV4_TRY(project(p.both, x, T, buf, zeros, stream));
+    return PairOut{buf, buf + p.a.ne1, p.both.ne1, p.both.ne1};
+  }
+  DSV4_TRY(project(p.a, x, T, buf, zeros, stream));
+  DSV4_TRY(project(p.b, x, T, buf2, zeros, stream));
+  return PairOut{buf, buf2, p.a.ne1, p.b.ne1};
+}
+
+class ChunkForward {
+ public:
+  ChunkForward(const DeviceModel& m, DeviceState& s, const ChunkShape& shape, const SimModes& modes, cudaStream_t stream,
+               StageProfile* profile)
+      : m_(m), c_(m.config), s_(s), sc_(s.scratch), shape_(shape), modes_(modes), stream_(stream), T_(shape.T),
+        profile_(profile) {}
+
+  Status run() {
+    if (profile_) DSV4_TRY(profile_->start(stream_));
+    DSV4_TRY(embed_tokens(m_.token_embd, s_.tokens, T_, x_, stream_));
+    // Later mixers' partial sums come out of each hc_post.
+    DSV4_TRY(hc_mixer_partials(x_, m_.layers[0].hc_attn_fn, kHcMix, T_, c_.n_embd, sc_.hc_partial, stream_));
+    for (int64_t l = 0; l < c_.n_layer; ++l) {
+      DSV4_TRY(attention_sublayer(l));
+      DSV4_TRY(ffn_sublayer(l));
+    }
+    DSV4_TRY(head());
+    DSV4_TRY(mark("head"));
+    return advance_position(s_.pos, T_, stream_);
+  }
+
+ private:
+  Status mark(const char* stage) { return profile_ ? profile_->mark(stage, stream_) : Status(); }
+
+  HcPreArgs hc_args(const DeviceTensor& fn, const float* scale, const float* base, const float* norm) const {
+    HcPreArgs a;
+    a.x = x_;
+    a.fn = fn;
+    a.scale = scale;
+    a.base = base;
+    a.norm = norm;
+    a.partial = sc_.hc_partial;
+    a.mix = sc_.mix;
+    a.out = sc_.xn;
+    a.T = T_;
+    a.D = c_.n_embd;
+    a.rms_eps = c_.rms_eps;
+    a.hc_eps = c_.hc_eps;
+    a.sinkhorn_iters = static_cast<int>(c_.sinkhorn_iters);
+    return a;
+  }
+
+  // X <- hc_post(X, f), leaving the partial sums of the next mixer (next_M rows of next_fn).
+  Status post(const float* f, int n_parts, const float* extra, const DeviceTensor& next_fn, int next_M) {
+    HcPostArgs a;
+    a.x = x_;
+    a.f = f;
+    a.n_parts = n_parts;
+    a.f_extra = extra;
+    a.mix = sc_.mix;
+    a.out = x_next_;
+    a.T = T_;
+    a.D = c_.n_embd;
+    a.next_fn = &next_fn;
+    a.next_M = next_M;
+    a.partial = sc_.hc_partial;
+    DSV4_TRY(hc_post(a, stream_));
+    std::swap(x_, x_next_);
+    return Status();
+  }
+
+  Status attention_sublayer(int64_t l) {
+    const DeviceLayer& L = m_.layers[static_cast<size_t>(l)];
+    LayerBuffers& B = s_.layers[static_cast<size_t>(l)];
+    const int64_t R = c_.q_lora_rank, hd = c_.head_dim, H = c_.n_head;
+    const int64_t ratio = c_.ratio(l);
+    const float* omega = m_.omega(l);
+    DSV4_TRY(hc_pre_from_partials(hc_args(L.hc_attn_fn, L.hc_attn_scale, L.hc_attn_base, L.attn_norm), stream_));
+    DSV4_TRY(mark("hc_pre"));
+
+    // §7.2-7.3: q_a and kv read the same x.
+    DSV4_ASSIGN_OR_RETURN(PairOut qkv, project_pair(L.q_a_kv, sc_.xn, T_, sc_.qa, sc_.kv_raw, sc_.zeros, stream_));
+    DSV4_TRY(rms_norm_rows(qkv.first, qkv.first_stride, L.q_a_norm, R, c_.rms_eps, sc_.qr, R, T_, stream_));
+    DSV4_TRY(project(L.q_b, sc_.qr, T_, sc_.q, sc_.zeros, stream_));
+    QkvFinishArgs qf;
+    qf.q = sc_.q;
+    qf.kv_in = qkv.second;
+    qf.kv_stride = qkv.second_stride;
+    qf.kv_norm = L.kv_a_norm;
+    qf.kv_out = sc_.kv;
+    qf.omega = omega;
+    qf.pos0 = s_.pos;
+    qf.T = T_;
+    qf.H = static_cast<int>(H);
+    qf.hd = static_cast<int>(hd);
+    qf.n_rot = static_cast<int>(c_.n_rot);
+    qf.eps = c_.rms_eps;
+    qf.fp8 = modes_.fp8_kv;
+    DSV4_TRY(q_kv_finish(qf, stream_));
+    DSV4_TRY(mark("q/kv projections + norms + rope"));
+
+    // §7.6-7.7: compressors before any attention of the chunk.
+    if (ratio != 0) {
+      DSV4_TRY(compress(L.comp, L.comp_ape, L.comp_norm, B.comp_kv, B.comp_gate, B.comp_rows, l, false,
+                        sc_.comp_proj, sc_.comp_proj2));
+    }
+    if (ratio == 4) {
+      DSV4_TRY(compress(L.index_comp, L.index_comp_ape, L.index_comp_norm, B.index_kv, B.index_gate, B.index_rows, l,
+                        true, sc_.index_proj, sc_.index_proj2));
+    }
+    DSV4_TRY(mark("compressors"));
+    if (ratio == 4 && shape_.index_scoring) {
+      DSV4_TRY(index(L, B, l));
+      DSV4_TRY(mark("indexer"));
+    }
+
+    // §7.8-7.10, sub-chunks of tokens bound the split scratch.
+    for (int t0 = 0; t0 < T_; t0 += kSubChunk) {
+      AttentionArgs a;
+      a.q = sc_.q + t0 * H * hd;
+      a.kv_chunk = sc_.kv;
+      a.ring = B.ring;
+      a.comp = B.comp_rows;
+      a.selected = sc_.selected;
+      a.sinks = L.sinks;
+      a.omega = omega;
+      a.pos0 = s_.pos;
+      a.t0 = t0;
+      a.part_o = sc_.part_o;
+      a.part_ml = sc_.part_ml;
+      a.out = sc_.attn + t0 * H * hd;
+      a.T = std::min(kSubChunk, T_ - t0);
+      a.H = static_cast<int>(H);
+      a.hd = static_cast<int>(hd);
+      a.n_rot = static_cast<int>(c_.n_rot);
+      a.window = static_cast<int>(c_.window);
+      a.ratio = static_cast<int>(ratio);
+      a.top_k = static_cast<int>(c_.index_top_k);
+      a.splits = B.attn_splits;
+      DSV4_TRY(attention(a, stream_));
+    }
+    // The chunk's raw rows enter the ring only after every token of the chunk has attended.
+    DSV4_TRY(store_raw_rows(sc_.kv, B.ring, s_.pos, T_, static_cast<int>(c_.window), static_cast<int>(hd), stream_));
+    DSV4_TRY(mark("attention"));
+
+    // §7.11: wo_a row block g reads only the heads of group g: G "experts" of o_rank rows.
+    ExpertMatvec oa;
+    oa.type = L.out_a.type;
+    oa.w = L.out_a.data;
+    oa.n_in = L.out_a.ne0;
+    oa.n_out = c_.o_lora_rank;
+    oa.n_expert = c_.n_out_group;
+    oa.experts = sc_.groups;
+    oa.n_slots = static_cast<int>(T_ * c_.n_out_group);
+    oa.x = sc_.attn;
+    oa.x_stride = L.out_a.ne0;
+    DSV4_TRY(matvec_experts(oa, sc_.low, stream_));
+    DSV4_TRY(project(L.out_b, sc_.low, T_, sc_.out, sc_.zeros, stream_));
+    DSV4_TRY(mark("output projections"));
+    DSV4_TRY(post(sc_.out, 1, nullptr, L.hc_ffn_fn, kHcMix));
+    return mark("hc_post");
+  }
+
+  Status compress(const PairedTensor& w, const float* ape, const float* norm, float* front_kv, float* front_gate,
+                  float* rows, int64_t l, bool indexer, float* buf, float* buf2) {
+    DSV4_ASSIGN_OR_RETURN(PairOut p, project_pair(w, sc_.xn, T_, buf, buf2, sc_.zeros, stream_));
+    CompressorArgs a;
+    a.kv = p.first;
+    a.gate = p.second;
+    if (p.first_stride != p.second_stride) return make_error("cuda forward: compressor kv/gate widths differ");
+    a.proj_stride = p.first_stride;
+    a.ape = ape;
+    a.front_kv = front_kv;
+    a.front_gate = front_gate;
+    a.norm = norm;
+    a.rows = rows;
+    a.omega = m_.omega(l);
+    a.pos0 = s_.pos;
+    a.T = T_;
+    a.ratio = static_cast<int>(c_.ratio(l));
+    a.d = static_cast<int>(indexer ? c_.index_head_dim : c_.head_dim);
+    a.n_rot = static_cast<int>(c_.n_rot);
+    a.indexer = indexer;
+    a.sim = indexer ? modes_.fp4_indexer : modes_.fp8_kv;
+    a.eps = c_.rms_eps;
+    return compressor_chunk(a, stream_);
+  }
+
+  Status index(const DeviceLayer& L, const LayerBuffers& B, int64_t l) {
+    const int64_t IH = c_.n_index_head, idh = c_.index_head_dim;
+    DSV4_TRY(project(L.index_q_b, sc_.qr, T_, sc_.iq, sc_.zeros, stream_));
+    DSV4_TRY(project(L.index_proj, sc_.xn, T_, sc_.iw, sc_.zeros, stream_));
+    for (int t0 = 0; t0 < T_; t0 += kSubChunk) {
+      IndexerArgs a;
+      a.q = sc_.iq + t0 * IH * idh;
+      a.w = sc_.iw + t0 * IH;
+      a.rows = B.index_rows;
+      a.scores = sc_.scores;
+      a.selected = sc_.selected + static_cast<int64_t>(t0) * c_.index_top_k;
+      a.omega = m_.omega(l);
+      a.pos0 = s_.pos;
+      a.t0 = t0;
+      a.T = std::min(kSubChunk, T_ - t0);
+      a.IH = static_cast<int>(IH);
+      a.idh = static_cast<int>(idh);
+      a.n_rot = static_cast<int>(c_.n_rot);
+      a.top_k = static_cast<int>(c_.index_top_k);
+      a.score_cap = sc_.score_cap;
+      a.sim = modes_.fp4_indexer;
+      DSV4_TRY(indexer_select(a, stream_));
+    }
+    return Status();
+  }
+
+  Status ffn_sublayer(int64_t l) {
+    const DeviceLayer& L = m_.layers[static_cast<size_t>(l)];
+    const int64_t D = c_.n_embd, E = c_.n_expert, K = c_.n_expert_used, F = c_.n_ff_expert;
+    const int TK = static_cast<int>(T_ * K);
+    const float limit = c_.swiglu_clamp[static_cast<size_t>(l)];
+    DSV4_TRY(hc_pre_from_partials(hc_args(L.hc_ffn_fn, L.hc_ffn_scale, L.hc_ffn_base, L.ffn_norm), stream_));
+    DSV4_TRY(mark("hc_pre"));
+
+    // §8.2-8.4 routing.
+    DSV4_TRY(project(L.gate_inp, sc_.xn, T_, sc_.router, sc_.zeros, stream_));
+    RouteArgs ra;
+    ra.logits = sc_.router;
+    ra.bias = c_.is_hash_layer(l) ? nullptr : L.exp_probs_b;
+    ra.tid2eid = L.tid2eid;
+    ra.tokens = s_.tokens;
+    ra.experts = sc_.experts;
+    ra.weights = sc_.route_w;
+    ra.T = T_;
+    ra.E = static_cast<int>(E);
+    ra.K = static_cast<int>(K);
+    ra.normalize = c_.expert_weights_norm;
+    ra.scale = c_.expert_weights_scale;
+    DSV4_TRY(moe_route(ra, stream_));
+    DSV4_TRY(mark("router"));
+
+    // §8.5 routed experts: gate/up of the selected slabs, the weighted activation, down.
+    const float* z = sc_.xn;
+    int64_t z_stride = 0;
+    if (T_ > 1) {
+      DSV4_TRY(replicate_rows(sc_.xn, D, static_cast<int>(K), T_, sc_.zrep, stream_));
+      z = sc_.zrep;
+      z_stride = D;
+    }
+    auto experts = [&](const DeviceTensor& w, int64_t n_in, int64_t n_out, const float* x, int64_t x_stride, float* y) {
+      ExpertMatvec e;
+      e.type = w.type;
+      e.w = w.data;
+      e.n_in = n_in;
+      e.n_out = n_out;
+      e.n_expert = w.ne2;
+      e.experts = sc_.experts;
+      e.n_slots = TK;
+      e.x = x;
+      e.x_stride = x_stride;
+      return matvec_experts(e, y, stream_);
+    };
+    SwigluArgs sw;
+    if (L.gate_up_exps.fused()) {
+      DSV4_TRY(experts(L.gate_up_exps.both, D, 2 * F, z, z_stride, sc_.gu));
+      sw.gate = sc_.gu;
+      sw.up = sc_.gu + F;
+      sw.stride = 2 * F;
+    } else {
+      DSV4_TRY(experts(L.gate_up_exps.a, D, F, z, z_stride, sc_.gu));
+      DSV4_TRY(experts(L.gate_up_exps.b, D, F, z, z_stride, sc_.gu + static_cast<int64_t>(TK) * F));
+      sw.gate = sc_.gu;
+      sw.up = sc_.gu + static_cast<int64_t>(TK) * F;
+      sw.stride = F;
+    }
+    sw.weights = sc_.route_w;
+    sw.out = sc_.mid;
+    sw.n_slots = TK;
+    sw.F = F;
+    sw.limit = limit;
+    DSV4_TRY(swiglu(sw, stream_));
+    DSV4_TRY(experts(L.down_exps, F, D, sc_.mid, F, sc_.ydown));
+    DSV4_TRY(mark("routed experts"));
+
+    // §8.6 shared expert.
+    DSV4_ASSIGN_OR_RETURN(PairOut sh, project_pair(L.shexp_gate_up, sc_.xn, T_, sc_.sh_gu, sc_.sh_gu + T_ * F,
+                                                   sc_.zeros, stream_));
+    SwigluArgs ss;
+    ss.gate = sh.first;
+    ss.up = sh.second;
+    if (sh.first_stride != sh.second_stride) return make_error("cuda forward: shared gate/up widths differ");
+    ss.stride = sh.first_stride;
+    ss.out = sc_.sh_mid;
+    ss.n_slots = T_;
+    ss.F = F;
+    ss.limit = limit;
+    DSV4_TRY(swiglu(ss, stream_));
+    DSV4_TRY(project(L.shexp_down, sc_.sh_mid, T_, sc_.shared, sc_.zeros, stream_));
+    DSV4_TRY(mark("shared expert"));
+
+    // §8.7: f = Σ routed (slot order) + shared, then hc_post.
+    const bool last = l + 1 == c_.n_layer;
+    DSV4_TRY(post(sc_.ydown, static_cast<int>(K), sc_.shared,
+                  last ? m_.output_hc_fn : m_.layers[static_cast<size_t>(l + 1)].hc_attn_fn, last ? kHcStreams : kHcMix));
+    return mark("hc_post");
+  }
+
+  Status head() {
+    const int64_t HD = 4 * c_.n_embd, V = c_.n_vocab;
+    const int rows = shape_.all_logits ? T_ : 1;
+    HcPreArgs a = hc_args(m_.output_hc_fn, m_.output_hc_scale, m_.output_hc_base, m_.output_norm);
+    const int first = shape_.all_logits ? 0 : T_ - 1;
+    a.x = x_ + first * HD;
+    a.partial = sc_.hc_partial + static_cast<int64_t>(first) * hc_column_blocks(c_.n_embd) * (kHcStreams + 1);
+    a.T = rows;
+    a.mix = nullptr;
+    a.out = sc_.head;
+    DSV4_TRY(hc_head_from_partials(a, stream_));
+    if (!shape_.all_logits) return project(m_.output, sc_.head, 1, s_.logits, sc_.zeros, stream_);
+    DSV4_TRY(project(m_.output, sc_.head, rows, s_.logits_all, sc_.zeros, stream_));
+    return cuda_status(cudaMemcpyAsync(s_.logits, s_.logits_all + (T_ - 1) * V, V * sizeof(float),
+                                       cudaMemcpyDeviceToDevice, stream_),
+                       "logits copy");
+  }
+
+  const DeviceModel& m_;
+  const model::Config& c_;
+  DeviceState& s_;
+  Scratch& sc_;
+  ChunkShape shape_;
+  SimModes modes_;
+  cudaStream_t stream_;
+  int T_;
+  StageProfile* profile_;
+  float* x_ = sc_.x;
+  float* x_next_ = sc_.x_next;
+};
+
+}  // namespace
+
+Status forward_chunk(const DeviceModel& model, DeviceState& state, const ChunkShape& shape, const SimModes& modes,
+                     cudaStream_t stream, StageProfile* profile) {
+  if (shape.T < 1 || shape.T > state.max_chunk()) return make_error("cuda forward: chunk length out of range");
+  return ChunkForward(model, state, shape, modes, stream, profile).run();
+}
+
+}  // namespace dsv4::cuda

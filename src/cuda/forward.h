@@ -1,0 +1,66 @@
+// The CUDA forward pass of one chunk of consecutive tokens (MODEL.md §3-§9): the same function as
+// cpu/forward.cc, in the same order, built from the kernels of hc.h, norms.h, compressor.h,
+// indexer.h, attention.h, moe.h and the matvec kernels of matvec.h.
+//
+// Everything a step depends on is read from device memory: the chunk's tokens (state.tokens) and
+// the position of its first token (state.pos), so a captured single-token step replays as one
+// CUDA graph for every token. The host only chooses the shape (chunk length, whether every
+// token's logits are wanted, whether the indexer has to score: any token with more than top_k
+// eligible compressed rows) and picks the graph captured for that shape.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "cuda/device_model.h"
+#include "cuda/device_state.h"
+#include "util/status.h"
+
+namespace dsv4::cuda {
+
+struct ChunkShape {
+  int T = 1;                  // tokens in the chunk, 1 .. state.max_chunk()
+  bool all_logits = false;    // logits of every token into state.logits_all (else the last only)
+  bool index_scoring = false;  // some token of the chunk needs the indexer's top-k
+};
+
+struct SimModes {
+  bool fp8_kv = true;        // MODEL.md §11 official mode
+  bool fp4_indexer = true;
+};
+
+// Where the time of an un-captured chunk goes (benchmarks): an event is recorded after each
+// stage of every layer; totals() sums the intervals by stage name. Not for captured chunks.
+class StageProfile {
+ public:
+  StageProfile() = default;
+  StageProfile(const StageProfile&) = delete;
+  StageProfile& operator=(const StageProfile&) = delete;
+  ~StageProfile();
+  Status start(cudaStream_t stream);
+  Status mark(const char* stage, cudaStream_t stream);
+  // After the stream has finished: milliseconds per stage, in first-seen order.
+  Result<std::vector<std::pair<std::string, double>>> totals() const;
+
+ private:
+  cudaEvent_t start_ = nullptr;
+  std::vector<std::pair<const char*, cudaEvent_t>> marks_;
+};
+
+// Queues the chunk on `stream`. Leaves the next-token logits of the last token in state.logits
+// (and every token's in state.logits_all when asked) and advances state.pos by T.
+Status forward_chunk(const DeviceModel& model, DeviceState& state, const ChunkShape& shape, const SimModes& modes,
+                     cudaStream_t stream, StageProfile* profile = nullptr);
+
+// Whether a chunk of T tokens starting at pos0 needs the indexer's scores.
+bool chunk_needs_index_scoring(const model::Config& config, int64_t pos0, int T);
+
+// y[t] = W·x[t] for t < T (x rows of W.ne0 values, y rows of W.ne1). The single call site of the
+// dense projections of a chunk: T = 1 is the decode matvec; T > 1 runs the same kernel over T
+// slots of slab 0 today. A prefill GEMM (tensor cores) replaces the T > 1 case here.
+Status project(const DeviceTensor& w, const float* x, int T, float* y, const int32_t* zeros, cudaStream_t stream);
+
+}  // namespace dsv4::cuda

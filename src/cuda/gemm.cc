@@ -1,0 +1,216 @@
+// gemm.h: argument validation and the choice of tile; the kernels are in gemm_kernel.cu and
+// gemm_sort.cu.
+#include "cuda/gemm.h"
+
+#include <climits>
+#include <cstdint>
+#include <string>
+
+#include "cuda/check.h"
+#include "cuda/gemm_launch.h"
+#include "cuda/matvec_launch.h"
+
+namespace dsv4::cuda {
+
+namespace {
+
+bool aligned(const void* p, uintptr_t a) { return reinterpret_cast<uintptr_t>(p) % a == 0; }
+
+int64_t k_multiple(TensorType t) {
+  switch (t) {
+    case TensorType::F32:
+    case TensorType::F16:
+    case TensorType::BF16:
+    case TensorType::Q8_0: return 64;
+    case TensorType::Q2_K:
+    case TensorType::Q4_K:
+    case TensorType::IQ2_XXS: return 256;
+    default: return 0;
+  }
+}
+
+int sm_count() {
+  int device = 0, v = 0;
+  if (cudaGetDevice(&device) == cudaSuccess &&
+      cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, device) == cudaSuccess && v > 0) {
+    return v;
+  }
+  return 132;
+}
+
+// The large tile when it still gives every SM a CTA (its 64×64 warp tiles halve the shared-memory
+// traffic per MAC) and the row groups average at least one large tile (else most of its rows
+// would be padding), otherwise the small one. Dense: one group of n_rows.
+Result<bool> pick_large(GemmTile tile, TensorType type, int64_t n_out, int64_t n_rows, int64_t n_groups) {
+  if (tile == GemmTile::kSmall) return false;
+  if (type == TensorType::F32) {
+    if (tile == GemmTile::kLarge) return make_error("the large tile does not fit F32 weights");
+    return false;
+  }
+  if (tile == GemmTile::kLarge) return true;
+  const auto large = detail::gemm_tile_shape(true);
+  if (n_rows < n_groups * large.rows) return false;
+  return (n_out + large.features - 1) / large.features * ((n_rows + large.rows - 1) / large.rows) >= sm_count();
+}
+
+// Checks shared by both entry points; fills the weight part of the launch.
+Status check_weights(const GemmWeights& w, detail::GemmLaunch* l) {
+  const int64_t mult = k_multiple(w.type);
+  if (mult == 0) return make_error("not a weight type");
+  if (w.n_in <= 0 || w.n_in > INT_MAX || w.n_in % mult != 0) {
+    return make_error("n_in must be a positive multiple of " + std::to_string(mult));
+  }
+  if (w.n_out <= 0 || w.n_out > INT_MAX) return make_error("n_out out of range");
+  if (w.n_expert <= 0 || w.n_expert > INT_MAX) return make_error("n_expert out of range");
+  if (!w.w) return make_error("null weight pointer");
+  if (!aligned(w.w, 16)) return make_error("weights must be 16-byte aligned");
+  const auto traits = gguf::type_traits(w.type);
+  const int64_t row_bytes = w.n_in / traits->block_elems * traits->block_bytes;
+  int64_t slab = 0, total = 0;
+  if (__builtin_mul_overflow(row_bytes, w.n_out, &slab) || __builtin_mul_overflow(slab, w.n_expert, &total)) {
+    return make_error("tensor size overflows");
+  }
+  // The kernel addresses inside one matrix with 32-bit offsets.
+  if (slab >= (int64_t{1} << 32)) return make_error("one matrix must be smaller than 4 GiB");
+  l->type = w.type;
+  l->w = static_cast<const uint8_t*>(w.w);
+  l->w_end = l->w + total;
+  l->row_bytes = row_bytes;
+  l->slab_bytes = slab;
+  l->n_in = static_cast<int>(w.n_in);
+  l->n_out = static_cast<int>(w.n_out);
+  l->n_expert = static_cast<int>(w.n_expert);
+  l->iq2_tables = nullptr;
+  return Status::ok_status();
+}
+
+Status check_x(const __nv_bfloat16* x, int64_t x_stride, int64_t n_in) {
+  if (!x) return make_error("null activation pointer");
+  if (!aligned(x, 16)) return make_error("activations must be 16-byte aligned");
+  if (x_stride < n_in || x_stride % 8 != 0) {
+    return make_error("x_stride must be at least n_in and a multiple of 8");
+  }
+  return Status::ok_status();
+}
+
+Status launch(detail::GemmLaunch& l, cudaStream_t stream) {
+  if (l.type == TensorType::IQ2_XXS) {
+    DSV4_TRY(cuda_status(detail::iq2_device_tables(stream, &l.iq2_tables),
+                         "uploading the IQ2_XXS tables (call prepare_matvec before graph capture)"));
+  }
+  return cuda_status(detail::launch_gemm(l, stream), "gemm kernel launch");
+}
+
+std::string describe(const char* fn, const GemmWeights& w) {
+  return std::string("cuda::") + fn + "(" + gguf::type_name(w.type) + ", " + std::to_string(w.n_in) +
+         " -> " + std::to_string(w.n_out) + "): ";
+}
+
+}  // namespace
+
+Status gemm(const GemmWeights& w, const __nv_bfloat16* x, int64_t x_stride, int64_t n, float* y,
+            int64_t y_stride, cudaStream_t stream, GemmTile tile) {
+  const std::string where = describe("gemm", w);
+  auto fail = [&](const Status& s) { return Status(make_error(where + s.message())); };
+  detail::GemmLaunch l{};
+  if (Status s = check_weights(w, &l); !s.ok()) return fail(s);
+  if (w.n_expert != 1) return fail(make_error("gemm takes one matrix; use grouped_gemm for experts"));
+  if (Status s = check_x(x, x_stride, w.n_in); !s.ok()) return fail(s);
+  if (n <= 0 || n > INT_MAX) return fail(make_error("n must be in [1, 2^31)"));
+  if (!y) return fail(make_error("null output pointer"));
+  if (y_stride < w.n_out) return fail(make_error("y_stride must be at least n_out"));
+  const auto large = pick_large(tile, w.type, w.n_out, n, 1);
+  if (!large.ok()) return fail(make_error(large.error().message));
+  if ((n + detail::gemm_tile_shape(*large).rows - 1) / detail::gemm_tile_shape(*large).rows > 65535) {
+    return fail(make_error("too many rows for one launch"));
+  }
+  l.offsets = nullptr;
+  l.group_expert = nullptr;
+  l.n_groups = 1;
+  l.n_rows = static_cast<int>(n);
+  l.x = x;
+  l.x_stride = x_stride;
+  l.x_rows = nullptr;
+  l.x_count = static_cast<int>(n);
+  l.y = y;
+  l.y_stride = y_stride;
+  l.large = *large;
+  if (Status s = launch(l, stream); !s.ok()) return fail(s);
+  return Status::ok_status();
+}
+
+Status grouped_gemm(const GroupedGemm& g, cudaStream_t stream, GemmTile tile) {
+  const std::string where = describe("grouped_gemm", g.w);
+  auto fail = [&](const Status& s) { return Status(make_error(where + s.message())); };
+  detail::GemmLaunch l{};
+  if (Status s = check_weights(g.w, &l); !s.ok()) return fail(s);
+  if (Status s = check_x(g.x, g.x_stride, g.w.n_in); !s.ok()) return fail(s);
+  if (g.n_groups <= 0 || g.n_groups > 65535) return fail(make_error("n_groups must be in [1, 65535]"));
+  if (!g.offsets) return fail(make_error("null offsets"));
+  if (g.n_rows < 0 || g.n_rows > INT_MAX) return fail(make_error("n_rows out of range"));
+  if (g.n_rows == 0) return Status::ok_status();  // nothing routed: nothing to write
+  const int64_t x_count = g.x_rows ? g.x_count : g.n_rows;
+  if (x_count <= 0 || x_count > INT_MAX) return fail(make_error("x_count out of range"));
+  if (!g.y) return fail(make_error("null output pointer"));
+  if (g.y_stride < g.w.n_out) return fail(make_error("y_stride must be at least n_out"));
+  // Grid rows: at most ⌈n_rows / tile⌉ + n_groups tiles (each group adds at most one partial one).
+  const auto large = pick_large(tile, g.w.type, g.w.n_out, g.n_rows, g.n_groups);
+  if (!large.ok()) return fail(make_error(large.error().message));
+  const int rows = detail::gemm_tile_shape(*large).rows;
+  if ((g.n_rows + rows - 1) / rows + g.n_groups > 65535) return fail(make_error("too many rows for one launch"));
+  l.offsets = g.offsets;
+  l.group_expert = g.group_expert;
+  l.n_groups = g.n_groups;
+  l.n_rows = static_cast<int>(g.n_rows);
+  l.x = g.x;
+  l.x_stride = g.x_stride;
+  l.x_rows = g.x_rows;
+  l.x_count = static_cast<int>(x_count);
+  l.y = g.y;
+  l.y_stride = g.y_stride;
+  l.large = *large;
+  if (Status s = launch(l, stream); !s.ok()) return fail(s);
+  return Status::ok_status();
+}
+
+size_t sort_by_expert_workspace_bytes(int64_t n_tokens, int top_k, int n_expert) {
+  if (n_tokens <= 0 || top_k <= 0 || n_expert <= 0) return 0;
+  const int64_t chunks = (n_tokens * top_k + detail::kSortChunk - 1) / detail::kSortChunk;
+  return static_cast<size_t>(chunks) * static_cast<size_t>(n_expert) * sizeof(int32_t);
+}
+
+Status sort_by_expert(const ExpertSort& s, cudaStream_t stream) {
+  auto fail = [&](const std::string& what) {
+    return Status(make_error("cuda::sort_by_expert(" + std::to_string(s.n_tokens) + " tokens, top " +
+                             std::to_string(s.top_k) + " of " + std::to_string(s.n_expert) + "): " + what));
+  };
+  if (s.n_tokens <= 0 || s.top_k <= 0 || s.n_expert <= 0) return fail("sizes must be positive");
+  // Each count-and-scatter block keeps one counter per expert in shared memory.
+  if (s.n_expert > 8192) return fail("at most 8192 experts");
+  int64_t pairs = 0;
+  if (__builtin_mul_overflow(s.n_tokens, int64_t{s.top_k}, &pairs) || pairs > INT_MAX) {
+    return fail("too many (token, expert) pairs");
+  }
+  if (!s.topk || !s.offsets || !s.row_pair || !s.row_token || !s.pair_row || !s.workspace) {
+    return fail("null pointer");
+  }
+  if (!aligned(s.workspace, 4)) return fail("misaligned workspace");
+  const cudaError_t e = detail::launch_sort_by_expert(
+      s.topk, static_cast<int>(pairs), s.top_k, s.n_expert, s.offsets, s.row_pair, s.row_token,
+      s.pair_row, static_cast<int32_t*>(s.workspace), stream);
+  const Status st = cuda_status(e, "sort kernel launch");
+  return st.ok() ? st : fail(st.message());
+}
+
+Status convert_f32_to_bf16(const float* x, int64_t x_stride, int64_t n_rows, int64_t cols,
+                           __nv_bfloat16* out, int64_t out_stride, cudaStream_t stream) {
+  if (n_rows < 0 || cols < 0) return make_error("cuda::convert_f32_to_bf16: negative size");
+  if (n_rows == 0 || cols == 0) return Status::ok_status();
+  if (!x || !out) return make_error("cuda::convert_f32_to_bf16: null pointer");
+  if (x_stride < cols || out_stride < cols) return make_error("cuda::convert_f32_to_bf16: stride below cols");
+  if (n_rows > INT_MAX / 2) return make_error("cuda::convert_f32_to_bf16: too many rows");
+  return cuda_status(detail::launch_convert_f32_to_bf16(x, x_stride, n_rows, cols, out, out_stride, stream),
+                     "cuda::convert_f32_to_bf16 launch");
+}
+
+}  // namespace dsv4::cuda

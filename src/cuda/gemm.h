@@ -1,0 +1,115 @@
+// Prefill matrix products on tensor cores: Y[n][m] = X[n][k] · W[m][k]ᵀ for weights in the GGUF
+// block layouts of FORMATS.md §4 (F32, F16, BF16, Q8_0, Q2_K, Q4_K, IQ2_XXS), bf16 activations and
+// f32 outputs, and the grouped form for MoE prefill (tokens sorted by expert, one launch for all
+// experts). Decode (one token) uses matvec.h instead.
+//
+// Weights stay exactly as in the file: `n_out` rows (output features) of row_bytes(type, n_in)
+// bytes, blocks along the row; an expert tensor ne = (n_in, n_out, n_expert) is n_expert such
+// matrices one after the other. The kernel copies raw blocks into shared memory, decodes them there
+// to bf16 (cuda/gemm_decode.cuh) and multiplies on the tensor cores with f32 accumulation.
+//
+// Activations are bf16: the tensor cores multiply bf16 anyway, and a caller holding f32 converts
+// each activation row once (convert_f32_to_bf16) instead of once per output tile.
+//
+// Accuracy: every product x·w is formed from bf16(x) and bf16(w) and summed in f32, so against the
+// exact sum over the dequantised weights the error is at most 2^-9·Σ|x·w| (w's bf16 rounding; zero
+// for BF16 weights) plus f32 accumulation error (tests/cuda/gemm_test.cc states the bound). Results
+// are deterministic: each output is one fixed sequence of operations, no atomics, and it does not
+// depend on the other rows of its group or on the number of groups.
+//
+// All pointers are device pointers. Nothing here synchronises, allocates or reads device data on
+// the host, so every call can be captured into a CUDA graph (IQ2_XXS: call prepare_matvec() once
+// before the first capture; it uploads the lookup tables). Argument errors come back as a Status
+// before anything is launched, launch errors as a Status after.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+#include "gguf/types.h"
+#include "util/status.h"
+
+namespace dsv4::cuda {
+
+using gguf::TensorType;
+
+// A weight tensor on the device: n_expert matrices of n_out rows × n_in columns (one for dense).
+// n_in must be a multiple of 256 for Q2_K, Q4_K and IQ2_XXS and of 64 for the other formats;
+// w must be 16-byte aligned (cudaMalloc and GGUF's 32-byte tensor alignment are).
+struct GemmWeights {
+  TensorType type = TensorType::F32;
+  const void* w = nullptr;
+  int64_t n_in = 0;      // k
+  int64_t n_out = 0;     // m
+  int64_t n_expert = 1;  // matrix e starts at w + e·n_out·row_bytes(type, n_in)
+};
+
+// Tile shape of the kernel (gemm_kernel.cuh names them). kAuto picks kLarge when it gives at least
+// one CTA per SM and the row groups average at least 128 rows, else kSmall.
+enum class GemmTile {
+  kAuto,
+  kLarge,  // 128 tokens × 256 features per CTA (warp tile 64 × 64); not for F32 weights
+  kSmall,  // 64 tokens × 128 features per CTA (warp tile 32 × 32)
+};
+
+// Y rows: y + r·y_stride for r < n; X rows: x + r·x_stride. x must be 16-byte aligned and
+// x_stride a multiple of 8 (bf16 elements), y_stride ≥ n_out. Only w.n_expert == 1 is accepted.
+Status gemm(const GemmWeights& w, const __nv_bfloat16* x, int64_t x_stride, int64_t n, float* y,
+            int64_t y_stride, cudaStream_t stream, GemmTile tile = GemmTile::kAuto);
+
+// MoE prefill: the rows of a "sorted" activation matrix are split into n_groups consecutive row
+// ranges, group g = rows [offsets[g], offsets[g+1]), each multiplied by one expert's matrix:
+//   Y[r] = X[src(r)] · W_{expert(g)}ᵀ   for r in group g,
+// with src(r) = x_rows[r] (a gather: the X rows stay in token order) or r when x_rows is null,
+// and expert(g) = group_expert[g], or g when group_expert is null. One launch covers all groups;
+// its grid is sized from n_rows and n_groups alone (no host read of the offsets).
+//
+// offsets, group_expert and x_rows are device data and are not trusted: offsets are clamped to
+// [0, n_rows] and a decreasing pair is an empty group; a group whose expert id is outside
+// [0, n_expert) writes nothing; x_rows entries are clamped to [0, x_count).
+struct GroupedGemm {
+  GemmWeights w;
+  int n_groups = 0;
+  const int32_t* offsets = nullptr;       // [n_groups + 1]
+  const int32_t* group_expert = nullptr;  // [n_groups] or null
+  int64_t n_rows = 0;                     // rows of the sorted order (offsets[n_groups] at most)
+  const __nv_bfloat16* x = nullptr;
+  int64_t x_stride = 0;
+  const int32_t* x_rows = nullptr;  // [n_rows] or null
+  int64_t x_count = 0;              // rows of x (for clamping x_rows); n_rows when x_rows is null
+  float* y = nullptr;               // row r at y + r·y_stride
+  int64_t y_stride = 0;
+};
+Status grouped_gemm(const GroupedGemm& g, cudaStream_t stream, GemmTile tile = GemmTile::kAuto);
+
+// Token-to-expert routing sorted by expert (a stable counting sort on the device) for
+// grouped_gemm. Input: topk[t·top_k + j] = the j-th expert of token t, for n_tokens tokens. A
+// "pair" p = t·top_k + j; the sorted order lists the pairs expert by expert, each expert's pairs in
+// increasing p. Outputs (device arrays the caller allocates):
+//   offsets[n_expert + 1]   expert e owns sorted rows [offsets[e], offsets[e+1])
+//   row_pair[n_pairs]       the pair at sorted row r (route weight lookup)
+//   row_token[n_pairs]      its token, row_pair[r] / top_k (grouped_gemm's x_rows)
+//   pair_row[n_pairs]       the inverse: the sorted row of pair p (for the combine after MoE down)
+// A pair whose expert id is outside [0, n_expert) gets no row: pair_row = -1, and the rows past
+// offsets[n_expert] are left unwritten. workspace: sort_by_expert_workspace_bytes() device bytes.
+struct ExpertSort {
+  const int32_t* topk = nullptr;
+  int64_t n_tokens = 0;
+  int top_k = 0;
+  int n_expert = 0;
+  int32_t* offsets = nullptr;
+  int32_t* row_pair = nullptr;
+  int32_t* row_token = nullptr;
+  int32_t* pair_row = nullptr;
+  void* workspace = nullptr;
+};
+size_t sort_by_expert_workspace_bytes(int64_t n_tokens, int top_k, int n_expert);
+Status sort_by_expert(const ExpertSort& s, cudaStream_t stream);
+
+// out[r·out_stride + c] = bf16(x[r·x_stride + c]) (round to nearest even) for r < n_rows, c < cols.
+Status convert_f32_to_bf16(const float* x, int64_t x_stride, int64_t n_rows, int64_t cols,
+                           __nv_bfloat16* out, int64_t out_stride, cudaStream_t stream);
+
+}  // namespace dsv4::cuda

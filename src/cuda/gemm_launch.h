@@ -1,0 +1,57 @@
+// Internal to cuda/: the validated launch description shared by the GEMM dispatcher (gemm.cc) and
+// the kernels (gemm_kernel.cu). Plain C++ so the dispatcher needs no nvcc.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+#include "gguf/types.h"
+
+namespace dsv4::cuda::detail {
+
+struct GemmLaunch {
+  gguf::TensorType type;
+  const uint8_t* w;      // first byte of the weight tensor (16-aligned)
+  const uint8_t* w_end;  // one past its last byte: no load reaches it
+  int64_t row_bytes;
+  int64_t slab_bytes;  // bytes from one expert's matrix to the next
+  int n_in;
+  int n_out;
+  int n_expert;
+  // Rows: the dense case has offsets == null and one group of n_rows rows using matrix 0.
+  const int32_t* offsets;
+  const int32_t* group_expert;
+  int n_groups;
+  int n_rows;
+  const __nv_bfloat16* x;
+  int64_t x_stride;
+  const int32_t* x_rows;
+  int x_count;
+  float* y;
+  int64_t y_stride;
+  const void* iq2_tables;  // device copy of the IQ2_XXS grid and signs (Iq2Tables)
+  bool large;              // GemmTile::kLarge, else kSmall
+};
+
+// Row and feature extent of one CTA for the two tile shapes (gemm_kernel.cuh's kBT, kBF).
+struct GemmTileShape {
+  int rows;
+  int features;
+};
+GemmTileShape gemm_tile_shape(bool large);
+
+cudaError_t launch_gemm(const GemmLaunch& l, cudaStream_t stream);
+
+cudaError_t launch_sort_by_expert(const int32_t* topk, int n_pairs, int top_k, int n_expert,
+                                  int32_t* offsets, int32_t* row_pair, int32_t* row_token,
+                                  int32_t* pair_row, int32_t* chunk_counts, cudaStream_t stream);
+// Pairs per counting-sort chunk (one warp each): the workspace holds n_expert × chunks counters.
+constexpr int kSortChunk = 256;
+
+cudaError_t launch_convert_f32_to_bf16(const float* x, int64_t x_stride, int64_t n_rows,
+                                       int64_t cols, __nv_bfloat16* out, int64_t out_stride,
+                                       cudaStream_t stream);
+
+}  // namespace dsv4::cuda::detail

@@ -1,0 +1,141 @@
+// The grouped GEMM's helpers: the stable counting sort of (token, expert) pairs by expert, and the
+// f32 → bf16 conversion of activation rows.
+//
+// Sort, in three launches (deterministic, no float atomics):
+//   count    one warp per chunk of kSortChunk pairs counts its pairs per expert in shared memory
+//            (warp match: the lowest lane of each expert's lanes adds their number);
+//   scan     one block turns the [expert][chunk] counts into the first sorted row of each
+//            (expert, chunk) — expert-major, so chunk order = pair order — and the expert offsets;
+//   scatter  each chunk's warp walks its pairs in order again; a pair's row is its (expert, chunk)
+//            base + the number of earlier pairs of the same expert in the chunk.
+// 49 152 pairs (8192 tokens × 6) make 192 chunks; the scan reads 256 × 192 counters.
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "cuda/gemm_launch.h"
+
+namespace dsv4::cuda::detail {
+
+namespace {
+
+constexpr int kScanThreads = 1024;
+
+__device__ __forceinline__ int valid_expert(int e, int n_expert) { return e >= 0 && e < n_expert ? e : -1; }
+
+__global__ void sort_count(const int32_t* topk, int n_pairs, int n_expert, int n_chunks, int32_t* counts) {
+  extern __shared__ int32_t cnt[];
+  const int lane = threadIdx.x;
+  for (int i = lane; i < n_expert; i += 32) cnt[i] = 0;
+  __syncwarp();
+  const int begin = blockIdx.x * kSortChunk, end = min(begin + kSortChunk, n_pairs);
+  for (int base = begin; base < end; base += 32) {
+    const int p = base + lane;
+    const int e = p < end ? valid_expert(topk[p], n_expert) : -1;
+    const unsigned same = __match_any_sync(0xFFFFFFFFu, e);
+    if (e >= 0 && lane == __ffs(same) - 1) cnt[e] += __popc(same);
+    __syncwarp();
+  }
+  for (int i = lane; i < n_expert; i += 32) counts[i * n_chunks + blockIdx.x] = cnt[i];
+}
+
+// One block: each thread owns a contiguous run of experts. offsets[e] holds expert e's size
+// between the two passes.
+__global__ void sort_scan(int32_t* counts, int n_expert, int n_chunks, int32_t* offsets) {
+  __shared__ int32_t part[kScanThreads];
+  const int tid = threadIdx.x;
+  const int per = (n_expert + kScanThreads - 1) / kScanThreads;
+  const int e0 = min(tid * per, n_expert), e1 = min(e0 + per, n_expert);
+  int local = 0;
+  for (int e = e0; e < e1; ++e) {
+    int32_t* row = counts + e * n_chunks;
+    int run = 0;
+    for (int c = 0; c < n_chunks; ++c) {
+      const int v = row[c];
+      row[c] = run;
+      run += v;
+    }
+    offsets[e] = run;
+    local += run;
+  }
+  part[tid] = local;
+  __syncthreads();
+  for (int d = 1; d < kScanThreads; d <<= 1) {  // inclusive Hillis–Steele scan
+    const int v = tid >= d ? part[tid - d] : 0;
+    __syncthreads();
+    part[tid] += v;
+    __syncthreads();
+  }
+  int base = part[tid] - local;
+  for (int e = e0; e < e1; ++e) {
+    const int size = offsets[e];
+    offsets[e] = base;
+    int32_t* row = counts + e * n_chunks;
+    for (int c = 0; c < n_chunks; ++c) row[c] += base;
+    base += size;
+  }
+  if (tid == kScanThreads - 1) offsets[n_expert] = part[tid];
+}
+
+__global__ void sort_scatter(const int32_t* topk, int n_pairs, int top_k, int n_expert, int n_chunks,
+                             const int32_t* first_row, int32_t* row_pair, int32_t* row_token,
+                             int32_t* pair_row) {
+  extern __shared__ int32_t next[];
+  const int lane = threadIdx.x;
+  for (int i = lane; i < n_expert; i += 32) next[i] = first_row[i * n_chunks + blockIdx.x];
+  __syncwarp();
+  const int begin = blockIdx.x * kSortChunk, end = min(begin + kSortChunk, n_pairs);
+  for (int base = begin; base < end; base += 32) {
+    const int p = base + lane;
+    const int e = p < end ? valid_expert(topk[p], n_expert) : -1;
+    const unsigned same = __match_any_sync(0xFFFFFFFFu, e);
+    if (e >= 0) {
+      const int r = next[e] + __popc(same & ((1u << lane) - 1u));
+      row_pair[r] = p;
+      row_token[r] = p / top_k;
+      pair_row[p] = r;
+    } else if (p < end) {
+      pair_row[p] = -1;
+    }
+    __syncwarp();
+    if (e >= 0 && lane == __ffs(same) - 1) next[e] += __popc(same);
+    __syncwarp();
+  }
+}
+
+__global__ void f32_to_bf16_rows(const float* x, int64_t x_stride, int64_t n_rows, int64_t cols,
+                                 __nv_bfloat16* out, int64_t out_stride) {
+  for (int64_t r = blockIdx.y; r < n_rows; r += gridDim.y) {
+    for (int64_t c = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; c < cols;
+         c += int64_t{gridDim.x} * blockDim.x) {
+      out[r * out_stride + c] = __float2bfloat16_rn(x[r * x_stride + c]);
+    }
+  }
+}
+
+}  // namespace
+
+cudaError_t launch_sort_by_expert(const int32_t* topk, int n_pairs, int top_k, int n_expert,
+                                  int32_t* offsets, int32_t* row_pair, int32_t* row_token,
+                                  int32_t* pair_row, int32_t* chunk_counts, cudaStream_t stream) {
+  const int n_chunks = (n_pairs + kSortChunk - 1) / kSortChunk;
+  const size_t smem = static_cast<size_t>(n_expert) * sizeof(int32_t);
+  sort_count<<<n_chunks, 32, smem, stream>>>(topk, n_pairs, n_expert, n_chunks, chunk_counts);
+  sort_scan<<<1, kScanThreads, 0, stream>>>(chunk_counts, n_expert, n_chunks, offsets);
+  sort_scatter<<<n_chunks, 32, smem, stream>>>(topk, n_pairs, top_k, n_expert, n_chunks, chunk_counts,
+                                               row_pair, row_token, pair_row);
+  return cudaGetLastError();
+}
+
+cudaError_t launch_convert_f32_to_bf16(const float* x, int64_t x_stride, int64_t n_rows,
+                                       int64_t cols, __nv_bfloat16* out, int64_t out_stride,
+                                       cudaStream_t stream) {
+  const int64_t col_blocks = (cols + 255) / 256;
+  const dim3 grid(static_cast<unsigned>(col_blocks < 1024 ? col_blocks : 1024),
+                  static_cast<unsigned>(n_rows < 65535 ? n_rows : 65535));
+  f32_to_bf16_rows<<<grid, 256, 0, stream>>>(x, x_stride, n_rows, cols, out, out_stride);
+  return cudaGetLastError();
+}
+
+}  // namespace dsv4::cuda::detail

@@ -1,0 +1,76 @@
+// Manifold-constrained hyper-connections on the device (MODEL.md §5), for a chunk of T tokens:
+//
+//   hc_pre : m = W_fn·X (partial sums over column blocks per token, then summed in block order),
+//            r = 1/sqrt(mean(X²) + ε) over all n_hc·D values (double), pre/post/comb gates with
+//            the Sinkhorn projection (§5.3), u = Σ_h pre_h·X[h], out = RMSNorm_w(u).
+//   hc_head: the same collapse with the head's gates σ(m·s + b) + ε (§5.5), out = RMSNorm_w(y).
+//   hc_post: X' = post ⊗ f + Cᵀ·X (§5.4), f the sum of `n_parts` rows (the routed experts in
+//            slot order) plus an optional extra row (the shared expert); given the next
+//            sub-layer's mixer it also leaves that mixer's partial sums over X', so the next
+//            hc_pre / hc_head only has to finish them (*_from_partials).
+// Token-major buffers; X is [T][n_hc·D] stream-major per token. Needs n_hc = 4.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+#include "cuda/device_model.h"
+#include "util/status.h"
+
+namespace dsv4::cuda {
+
+inline constexpr int kHcStreams = 4;
+inline constexpr int kHcMix = (2 + kHcStreams) * kHcStreams;          // mix logits per sub-layer
+inline constexpr int kHcMixSize = 2 * kHcStreams + kHcStreams * kHcStreams;  // pre|post|comb
+inline constexpr int kHcDimsPerBlock = 256;  // dims d of a column block (all four streams)
+
+// Column blocks of the mixer's partial sums for hidden width D; scratch doubles for T tokens
+// (layout [T][blocks][M+1]).
+int hc_column_blocks(int64_t D);
+int64_t hc_partial_doubles(int64_t T, int64_t D);
+
+struct HcPreArgs {
+  const float* x = nullptr;     // [T][4·D]
+  DeviceTensor fn;              // [M][4·D] (M = kHcMix, or 4 for the head)
+  const float* scale = nullptr;  // [3] (pre) or [1] (head)
+  const float* base = nullptr;   // [M]
+  const float* norm = nullptr;   // [D] weight of the RMSNorm applied to the collapsed row
+  double* partial = nullptr;     // scratch, hc_partial_doubles(T, D)
+  float* mix = nullptr;          // hc_pre: [T][kHcMixSize] (pre | post | comb, comb[src·4 + dst])
+  float* out = nullptr;          // [T][D]
+  int T = 0;
+  int64_t D = 0;
+  float rms_eps = 1e-6f, hc_eps = 1e-6f;
+  int sinkhorn_iters = 20;
+};
+Status hc_pre(const HcPreArgs& a, cudaStream_t stream);
+// hc_head: rows of X to collapse are x + t·4D for t < T (mix is not written).
+Status hc_head(const HcPreArgs& a, cudaStream_t stream);
+
+// The two halves of those: the mixer's partial sums (M = kHcMix or 4 rows of fn) into `partial`,
+// and the rest from partial sums left by hc_mixer_partials or by hc_post (same layout).
+Status hc_mixer_partials(const float* x, const DeviceTensor& fn, int M, int T, int64_t D, double* partial,
+                         cudaStream_t stream);
+Status hc_pre_from_partials(const HcPreArgs& a, cudaStream_t stream);
+Status hc_head_from_partials(const HcPreArgs& a, cudaStream_t stream);
+
+struct HcPostArgs {
+  const float* x = nullptr;      // [T][4·D] input state of the sub-layer
+  const float* f = nullptr;      // n_parts rows per token: f + (t·n_parts + i)·D
+  int n_parts = 1;
+  const float* f_extra = nullptr;  // [T][D] added after the parts, or null
+  const float* mix = nullptr;    // [T][kHcMixSize]
+  float* out = nullptr;          // [T][4·D], must not alias x
+  int T = 0;
+  int64_t D = 0;
+  const DeviceTensor* next_fn = nullptr;  // the next mixer (or null: no partial sums)
+  int next_M = kHcMix;                    // its rows: kHcMix, or 4 for the head
+  double* partial = nullptr;              // its partial sums, hc_partial_doubles(T, D)
+};
+Status hc_post(const HcPostArgs& a, cudaStream_t stream);
+
+// X[t] = the embedding row of tokens[t] widened to f32, copied into the 4 streams (§4).
+Status embed_tokens(const DeviceTensor& token_embd, const int32_t* tokens, int T, float* x, cudaStream_t stream);
+
+}  // namespace dsv4::cuda

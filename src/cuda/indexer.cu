@@ -1,0 +1,174 @@
+// indexer.h.
+//
+// Scores: a block takes kRowsPerBlock indexer rows of one token with that token's 64×128 queries
+// in shared memory (rows padded by four floats: lane l's 16-byte reads of head l's row fall in
+// distinct banks); a warp scores one row, each lane two heads, the row broadcast from shared
+// memory 16 bytes at a time. Roofline at 32K context: 8192 rows × 64 heads × 128
+// × 2 flops = 134 MFLOP per CSA layer and token, ~5 µs at the f32 FMA rate; tensor cores are the
+// next step (PERFORMANCE.md §6 item 8).
+//
+// Top-k: one block of 1024 threads per token. Radix select over the order-preserving key of each
+// score (NaN ranked as -inf, like cpu::top_k_desc), 8 bits per pass from the top: the histogram of
+// the candidates that share the decided prefix locates the bucket holding the k-th largest key.
+// After four passes the threshold key and how many of its equal keys to take are known; equal
+// keys are taken in index order, which is the lower-index tie rule. The selected indices are
+// written in ascending order by a block-wide ordered compaction.
+#include <cuda_runtime.h>
+
+#include "cuda/check.h"
+#include "cuda/device_math.cuh"
+#include "cuda/indexer.h"
+
+namespace dsv4::cuda {
+
+namespace {
+
+using namespace detail;
+
+constexpr int kRowsPerBlock = 16;
+constexpr int kScoreThreads = 256;
+constexpr int kTopkThreads = 1024;
+
+// floor((p+1)/4) for token t of a launch starting at chunk token t0.
+__device__ __forceinline__ int64_t visible_rows(const int* pos0, int t0, int t) {
+  return (static_cast<int64_t>(*pos0) + t0 + t + 1) / 4;
+}
+
+__global__ void prep_kernel(IndexerArgs a) {
+  extern __shared__ float v[];  // [idh]
+  const int h = blockIdx.x, t = blockIdx.y;
+  if (visible_rows(a.pos0, a.t0, t) <= a.top_k) return;
+  const int64_t pos = static_cast<int64_t>(*a.pos0) + a.t0 + t;
+  float* q = a.q + (static_cast<int64_t>(t) * a.IH + h) * a.idh;
+  for (int i = threadIdx.x; i < a.idh; i += blockDim.x) v[i] = q[i];
+  rope_shared(v, a.idh, a.n_rot / 2, a.omega, pos, false);
+  if (a.sim) hadamard_fp4_shared(v, a.idh, true);
+  for (int i = threadIdx.x; i < a.idh; i += blockDim.x) q[i] = v[i];
+}
+
+__global__ void __launch_bounds__(kScoreThreads) score_kernel(IndexerArgs a) {
+  extern __shared__ __align__(16) float smem[];
+  const int t = blockIdx.y;
+  const int64_t n_vis = visible_rows(a.pos0, a.t0, t);
+  const int64_t row0 = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock;
+  if (n_vis <= a.top_k || row0 >= n_vis) return;
+  const int pitch = a.idh + 4;               // 16-byte rows; lane l's float4 reads hit distinct banks
+  float* qs = smem;                          // [IH][idh + 4]
+  float* ws = qs + a.IH * pitch;             // [IH], padded to a multiple of 4
+  float* ks = ws + (a.IH + 3) / 4 * 4;       // [warps][idh]
+  const float* q = a.q + static_cast<int64_t>(t) * a.IH * a.idh;
+  for (int i = threadIdx.x; i < a.IH * a.idh; i += blockDim.x) qs[(i / a.idh) * pitch + i % a.idh] = q[i];
+  const float w_scale = static_cast<float>(1.0 / sqrt(static_cast<double>(a.idh * a.IH)));
+  for (int h = threadIdx.x; h < a.IH; h += blockDim.x) ws[h] = __fmul_rn(a.w[static_cast<int64_t>(t) * a.IH + h], w_scale);
+  __syncthreads();
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+  float* k = ks + warp * a.idh;
+  const int h0 = lane, h1 = lane + 32;
+  const float4* q0 = reinterpret_cast<const float4*>(qs + (h0 < a.IH ? h0 : 0) * pitch);
+  const float4* q1 = reinterpret_cast<const float4*>(qs + (h1 < a.IH ? h1 : 0) * pitch);
+  const int64_t row_end = min(n_vis, row0 + kRowsPerBlock);
+  for (int64_t c = row0 + warp; c < row_end; c += warps) {
+    const float* src = a.rows + c * a.idh;
+    for (int i = lane; i < a.idh; i += 32) k[i] = src[i];
+    __syncwarp();
+    const float4* k4 = reinterpret_cast<const float4*>(k);
+    float d0 = 0.0f, d1 = 0.0f;
+#pragma unroll 8
+    for (int i = 0; i < a.idh / 4; ++i) {
+      const float4 kv = k4[i];
+      const float4 a0 = q0[i], a1 = q1[i];
+      d0 = fmaf(a0.x, kv.x, fmaf(a0.y, kv.y, fmaf(a0.z, kv.z, fmaf(a0.w, kv.w, d0))));
+      d1 = fmaf(a1.x, kv.x, fmaf(a1.y, kv.y, fmaf(a1.z, kv.z, fmaf(a1.w, kv.w, d1))));
+    }
+    // ReLU per head, then the (signed) head weight.
+    float s = h0 < a.IH ? __fmul_rn(ws[h0], fmaxf(d0, 0.0f)) : 0.0f;
+    if (h1 < a.IH) s = fmaf(ws[h1], fmaxf(d1, 0.0f), s);
+    s = warp_sum(s);
+    if (lane == 0) a.scores[static_cast<int64_t>(t) * a.score_cap + c] = s;
+    __syncwarp();
+  }
+}
+
+// Larger score → larger key; NaN as -inf.
+__device__ __forceinline__ uint32_t score_key(float s) {
+  if (isnan(s)) s = -INFINITY;
+  const uint32_t b = __float_as_uint(s);
+  return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
+}
+
+// k rows of token t: `n` candidates (n > k) of scores + t·stride; selected + t·k gets them.
+__global__ void __launch_bounds__(kTopkThreads) topk_kernel(const float* scores, int64_t stride, const int32_t* n_rows,
+                                                            const int* pos0, int t0, int k, int32_t* selected) {
+  __shared__ int hist[256];
+  __shared__ int warp_sums[32];
+  __shared__ uint32_t s_prefix;
+  __shared__ int s_need;
+  const int t = blockIdx.x;
+  const int64_t n = n_rows ? n_rows[t] : visible_rows(pos0, t0, t);
+  if (n <= k) return;
+  const float* sc = scores + static_cast<int64_t>(t) * stride;
+  uint32_t prefix = 0, mask = 0;
+  int need = k;  // how many of the keys matching the prefix are still to be taken
+  for (int shift = 24; shift >= 0; shift -= 8) {
+    for (int i = threadIdx.x; i < 256; i += blockDim.x) hist[i] = 0;
+    __syncthreads();
+    for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
+      const uint32_t key = score_key(sc[i]);
+      if ((key & mask) == prefix) atomicAdd(&hist[(key >> shift) & 255u], 1);
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      int b = 255, above = 0;
+      while (above + hist[b] < need) above += hist[b--];
+      s_prefix = prefix | (static_cast<uint32_t>(b) << shift);
+      s_need = need - above;
+    }
+    __syncthreads();
+    prefix = s_prefix;
+    need = s_need;
+    mask |= 255u << shift;
+    __syncthreads();
+  }
+  // Keys above the threshold, then the first `need` equal ones in index order.
+  int32_t* out = selected + static_cast<int64_t>(t) * k;
+  int eq_base = 0, out_base = 0;
+  for (int64_t base = 0; base < n; base += blockDim.x) {
+    const int64_t i = base + threadIdx.x;
+    const uint32_t key = i < n ? score_key(sc[i]) : 0u;
+    const int eq = (i < n && key == prefix) ? 1 : 0;
+    int eq_total;
+    const int eq_rank = eq_base + block_exclusive_scan(eq, warp_sums, &eq_total);
+    const int take = (i < n && (key > prefix || (eq && eq_rank < need))) ? 1 : 0;
+    int take_total;
+    const int at = out_base + block_exclusive_scan(take, warp_sums, &take_total);
+    if (take) out[at] = static_cast<int32_t>(i);
+    eq_base += eq_total;
+    out_base += take_total;
+  }
+}
+
+}  // namespace
+
+Status indexer_select(const IndexerArgs& a, cudaStream_t stream) {
+  if (a.T <= 0) return Status();
+  if (a.IH > 64 || a.idh > 1024 || (a.idh & (a.idh - 1)) != 0) return make_error("indexer: unsupported geometry");
+  prep_kernel<<<dim3(a.IH, a.T), 128, a.idh * sizeof(float), stream>>>(a);
+  const size_t smem =
+      (static_cast<size_t>(a.IH) * (a.idh + 4) + (a.IH + 3) / 4 * 4 + (kScoreThreads / 32) * a.idh) * sizeof(float);
+  if (smem > 48 * 1024) {
+    DSV4_CUDA_TRY(cudaFuncSetAttribute(score_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+  }
+  const unsigned blocks = static_cast<unsigned>((a.score_cap + kRowsPerBlock - 1) / kRowsPerBlock);
+  if (blocks > 0) score_kernel<<<dim3(blocks, a.T), kScoreThreads, smem, stream>>>(a);
+  topk_kernel<<<a.T, kTopkThreads, 0, stream>>>(a.scores, a.score_cap, nullptr, a.pos0, a.t0, a.top_k, a.selected);
+  return cuda_status(cudaGetLastError(), "indexer kernels");
+}
+
+Status top_k_rows(const float* scores, int64_t stride, const int32_t* n, int T, int k, int32_t* selected,
+                  cudaStream_t stream) {
+  if (T <= 0) return Status();
+  topk_kernel<<<T, kTopkThreads, 0, stream>>>(scores, stride, n, nullptr, 0, k, selected);
+  return cuda_status(cudaGetLastError(), "top-k kernel");
+}
+
+}  // namespace dsv4::cuda

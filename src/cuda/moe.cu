@@ -1,0 +1,125 @@
+// moe.h. Routing is one block per token: all threads score the experts, then one warp picks the
+// top k by k warp arg-max passes (no block barriers); the weight normalisation runs on one lane in
+// selection order, as cpu/moe.cc.
+#include <cuda_runtime.h>
+
+#include "cuda/check.h"
+#include "cuda/device_math.cuh"
+#include "cuda/moe.h"
+
+namespace dsv4::cuda {
+
+namespace {
+
+using namespace detail;
+
+constexpr int kThreads = 256;
+constexpr int kMaxExperts = 1024;
+constexpr int kMaxUsed = 16;
+
+// Ranks (value desc, index asc); NaN below everything.
+__device__ __forceinline__ bool better(float va, int ia, float vb, int ib) {
+  if (isnan(va)) va = -INFINITY;
+  if (isnan(vb)) vb = -INFINITY;
+  return va > vb || (va == vb && ia < ib);
+}
+
+__global__ void __launch_bounds__(kThreads) route_kernel(RouteArgs a) {
+  __shared__ float s[kMaxExperts];
+  __shared__ float biased[kMaxExperts];
+  __shared__ int sel[kMaxUsed];
+  const int t = blockIdx.x;
+  const float* l = a.logits + static_cast<int64_t>(t) * a.E;
+  for (int e = threadIdx.x; e < a.E; e += blockDim.x) {
+    s[e] = sqrtf(softplus_f32(l[e]));
+    if (a.bias) biased[e] = __fadd_rn(s[e], a.bias[e]);
+  }
+  __syncthreads();
+  if (threadIdx.x >= 32) return;
+  // Warp 0: the selection, then the weights in selection order.
+  const int lane = threadIdx.x;
+  if (!a.bias) {
+    if (lane < a.K) sel[lane] = a.tid2eid[static_cast<int64_t>(a.tokens[t]) * a.K + lane];
+  } else {
+    for (int k = 0; k < a.K; ++k) {
+      float bv = -INFINITY;
+      int bi = -1;
+      for (int e = lane; e < a.E; e += 32) {
+        bool taken = false;
+        for (int j = 0; j < k; ++j) taken = taken || sel[j] == e;
+        if (!taken && (bi < 0 || better(biased[e], e, bv, bi))) {
+          bv = biased[e];
+          bi = e;
+        }
+      }
+      for (int o = 16; o > 0; o >>= 1) {
+        const float ov = __shfl_xor_sync(0xFFFFFFFFu, bv, o);
+        const int oi = __shfl_xor_sync(0xFFFFFFFFu, bi, o);
+        if (oi >= 0 && (bi < 0 || better(ov, oi, bv, bi))) {
+          bv = ov;
+          bi = oi;
+        }
+      }
+      if (lane == 0) sel[k] = bi;
+      __syncwarp();
+    }
+  }
+  __syncwarp();
+  if (lane == 0) {
+    float sum = 0.0f;
+    for (int i = 0; i < a.K; ++i) sum = __fadd_rn(sum, s[sel[i]]);
+    const float den = fmaxf(sum, 0x1p-14f);
+    for (int i = 0; i < a.K; ++i) {
+      const float si = s[sel[i]];
+      a.experts[static_cast<int64_t>(t) * a.K + i] = sel[i];
+      a.weights[static_cast<int64_t>(t) * a.K + i] = __fmul_rn(a.normalize ? __fdiv_rn(si, den) : si, a.scale);
+    }
+  }
+}
+
+__global__ void swiglu_kernel(SwigluArgs a) {
+  const int j = blockIdx.y;
+  const int64_t f = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (f >= a.F) return;
+  float g = a.gate[j * a.stride + f];
+  float u = a.up[j * a.stride + f];
+  if (a.limit > 1e-6f) {
+    g = fminf(g, a.limit);
+    u = fminf(fmaxf(u, -a.limit), a.limit);
+  }
+  float v = __fmul_rn(silu_f32(g), u);
+  if (a.weights) v = __fmul_rn(v, a.weights[j]);
+  a.out[static_cast<int64_t>(j) * a.F + f] = v;
+}
+
+__global__ void replicate_kernel(const float* x, int64_t n, int copies, float* out) {
+  const int t = blockIdx.y;
+  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (i >= n) return;
+  const float v = x[static_cast<int64_t>(t) * n + i];
+  for (int c = 0; c < copies; ++c) out[(static_cast<int64_t>(t) * copies + c) * n + i] = v;
+}
+
+}  // namespace
+
+Status moe_route(const RouteArgs& a, cudaStream_t stream) {
+  if (a.T <= 0) return Status();
+  if (a.E > kMaxExperts || a.K > kMaxUsed || a.K > a.E) return make_error("moe_route: too many experts");
+  if (!a.bias && (!a.tid2eid || !a.tokens)) return make_error("moe_route: hash layer without tid2eid");
+  route_kernel<<<a.T, kThreads, 0, stream>>>(a);
+  return cuda_status(cudaGetLastError(), "routing kernel");
+}
+
+Status swiglu(const SwigluArgs& a, cudaStream_t stream) {
+  if (a.n_slots <= 0) return Status();
+  swiglu_kernel<<<dim3(static_cast<unsigned>((a.F + kThreads - 1) / kThreads), a.n_slots), kThreads, 0, stream>>>(a);
+  return cuda_status(cudaGetLastError(), "swiglu kernel");
+}
+
+Status replicate_rows(const float* x, int64_t n, int copies, int T, float* out, cudaStream_t stream) {
+  if (T <= 0) return Status();
+  replicate_kernel<<<dim3(static_cast<unsigned>((n + kThreads - 1) / kThreads), T), kThreads, 0, stream>>>(x, n, copies, out);
+  return cuda_status(cudaGetLastError(), "replicate kernel");
+}
+
+}  // namespace dsv4::cuda

@@ -1,0 +1,93 @@
+// norms.h. One block per row; rows are at most a few thousand values (latency-bound, tiny).
+#include <cuda_runtime.h>
+
+#include "cuda/check.h"
+#include "cuda/device_math.cuh"
+#include "cuda/norms.h"
+
+namespace dsv4::cuda {
+
+namespace {
+
+using namespace detail;
+
+constexpr int kThreads = 256;
+
+// v[0, n) (shared) ← RMSNorm_w(v): Σv² in double, r rounded once, (v·r)·w.
+__device__ void rms_norm_shared(float* v, int64_t n, const float* w, float eps, double* scratch) {
+  double ss = 0.0;
+  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) ss += static_cast<double>(v[i]) * static_cast<double>(v[i]);
+  ss = block_sum(ss, scratch);
+  const float r = static_cast<float>(1.0 / sqrt(ss / static_cast<double>(n) + static_cast<double>(eps)));
+  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) v[i] = w ? __fmul_rn(__fmul_rn(v[i], r), w[i]) : __fmul_rn(v[i], r);
+  __syncthreads();
+}
+
+__global__ void rms_norm_rows_kernel(const float* __restrict__ in, int64_t in_stride, const float* __restrict__ w,
+                                     int64_t n, float eps, float* __restrict__ out, int64_t out_stride) {
+  extern __shared__ float v[];
+  __shared__ double scratch[32];
+  const int t = blockIdx.x;
+  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) v[i] = in[t * in_stride + i];
+  __syncthreads();
+  rms_norm_shared(v, n, w, eps, scratch);
+  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) out[t * out_stride + i] = v[i];
+}
+
+// Blocks 0..H-1: query heads; block H: the KV row.
+__global__ void q_kv_finish_kernel(QkvFinishArgs a) {
+  extern __shared__ float v[];  // [hd]
+  __shared__ double scratch[32];
+  const int t = blockIdx.y, h = blockIdx.x;
+  const int64_t pos = static_cast<int64_t>(*a.pos0) + t;
+  const bool kv = h == a.H;
+  float* dst = kv ? a.kv_out + static_cast<int64_t>(t) * a.hd
+                  : a.q + (static_cast<int64_t>(t) * a.H + h) * a.hd;
+  const float* src = kv ? a.kv_in + static_cast<int64_t>(t) * a.kv_stride : dst;
+  for (int i = threadIdx.x; i < a.hd; i += blockDim.x) v[i] = src[i];
+  __syncthreads();
+  rms_norm_shared(v, a.hd, kv ? a.kv_norm : nullptr, a.eps, scratch);
+  rope_shared(v, a.hd, a.n_rot / 2, a.omega, pos, false);
+  if (kv && a.fp8) fp8_sim_shared(v, a.hd - a.n_rot);
+  for (int i = threadIdx.x; i < a.hd; i += blockDim.x) dst[i] = v[i];
+}
+
+__global__ void simulate_kernel(float* rows, int width, bool fp8) {
+  extern __shared__ float v[];
+  float* row = rows + static_cast<int64_t>(blockIdx.x) * width;
+  for (int i = threadIdx.x; i < width; i += blockDim.x) v[i] = row[i];
+  if (fp8) {
+    fp8_sim_shared(v, width);
+  } else {
+    hadamard_fp4_shared(v, width, true);
+  }
+  for (int i = threadIdx.x; i < width; i += blockDim.x) row[i] = v[i];
+}
+
+}  // namespace
+
+Status simulate_rows(float* rows, int n_rows, int width, SimKind kind, cudaStream_t stream) {
+  if (n_rows <= 0) return Status();
+  const bool fp8 = kind == SimKind::kFp8;
+  if (width <= 0 || width > 4096 || (fp8 ? width % 64 != 0 : (width & (width - 1)) != 0 || width < 32)) {
+    return make_error("simulate_rows: width " + std::to_string(width) + " unsupported");
+  }
+  simulate_kernel<<<n_rows, 128, width * sizeof(float), stream>>>(rows, width, fp8);
+  return cuda_status(cudaGetLastError(), "simulation kernel");
+}
+
+Status rms_norm_rows(const float* in, int64_t in_stride, const float* w, int64_t n, float eps, float* out,
+                     int64_t out_stride, int T, cudaStream_t stream) {
+  if (T <= 0) return Status();
+  if (n * 4 > 48 * 1024) return make_error("rms_norm_rows: row of " + std::to_string(n) + " values too long");
+  rms_norm_rows_kernel<<<T, kThreads, n * sizeof(float), stream>>>(in, in_stride, w, n, eps, out, out_stride);
+  return cuda_status(cudaGetLastError(), "rms_norm_rows kernel");
+}
+
+Status q_kv_finish(const QkvFinishArgs& a, cudaStream_t stream) {
+  if (a.T <= 0) return Status();
+  q_kv_finish_kernel<<<dim3(a.H + 1, a.T), 128, a.hd * sizeof(float), stream>>>(a);
+  return cuda_status(cudaGetLastError(), "q_kv_finish kernel");
+}
+
+}  // namespace dsv4::cuda

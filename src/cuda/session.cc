@@ -1,0 +1,218 @@
+#include "cuda/session.h"
+
+#include <algorithm>
+#include <cstring>
+#include <limits>
+#include <string>
+
+#include <nvtx3/nvToolsExt.h>
+
+#include "cuda/check.h"
+#include "cuda/forward.h"
+#include "cuda/matvec.h"
+
+namespace dsv4::cuda {
+
+namespace {
+
+// Checkpoint buffers made with the session: the engine keeps at most 8 rollback points.
+constexpr int kCheckpointBuffers = 9;
+
+}  // namespace
+
+Result<std::unique_ptr<DeviceSession>> DeviceSession::create(std::shared_ptr<const DeviceModel> model, int64_t n_ctx,
+                                                             cpu::SimOptions mode, int max_chunk) {
+  std::unique_ptr<DeviceSession> s(new DeviceSession(std::move(model), mode));
+  DSV4_CUDA_TRY(cudaStreamCreateWithFlags(&s->stream_, cudaStreamNonBlocking));
+  // The IQ2_XXS tables must be on the device before a graph is captured.
+  DSV4_TRY(prepare_matvec());
+  max_chunk = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(max_chunk, n_ctx)));
+  DSV4_ASSIGN_OR_RETURN(s->state_, DeviceState::create(*s->model_, n_ctx, max_chunk, s->stream_));
+  DSV4_ASSIGN_OR_RETURN(s->sampler_, DeviceSampler::create(static_cast<int>(s->model_->config.n_vocab)));
+  for (int i = 0; i < kCheckpointBuffers; ++i) {
+    auto buffer = std::make_shared<DeviceArena>();
+    DSV4_TRY(buffer->allocate(s->state_->checkpoint_bytes(), "a rollback checkpoint"));
+    s->spare_checkpoints_.push_back(std::move(buffer));
+  }
+  DSV4_CUDA_TRY(cudaStreamSynchronize(s->stream_));
+  return s;
+}
+
+DeviceSession::~DeviceSession() {
+  for (cudaGraphExec_t& g : graphs_) {
+    if (g) cudaGraphExecDestroy(g);
+  }
+  if (stream_) {
+    cudaStreamSynchronize(stream_);
+    cudaStreamDestroy(stream_);
+  }
+}
+
+Status DeviceSession::set_device_position() {
+  const int pos = static_cast<int>(n_);
+  // Pageable source: the value is staged before the call returns.
+  return cuda_status(cudaMemcpyAsync(state_->pos, &pos, sizeof(int), cudaMemcpyHostToDevice, stream_), "position upload");
+}
+
+Result<cudaGraphExec_t> DeviceSession::decode_graph(bool index_scoring) {
+  cudaGraphExec_t& exec = graphs_[index_scoring ? 1 : 0];
+  if (exec) return exec;
+  ChunkShape shape;
+  shape.T = 1;
+  shape.index_scoring = index_scoring;
+  const SimModes modes{mode_.fp8_kv, mode_.fp4_indexer};
+  DSV4_CUDA_TRY(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+  const Status queued = forward_chunk(*model_, *state_, shape, modes, stream_);
+  cudaGraph_t graph = nullptr;
+  const Status ended = cuda_status(cudaStreamEndCapture(stream_, &graph), "decode graph capture");
+  if (!queued.ok() || !ended.ok()) {
+    if (graph) cudaGraphDestroy(graph);
+    return queued.ok() ? ended : queued;
+  }
+  const Status made = cuda_status(cudaGraphInstantiate(&exec, graph, 0), "decode graph instantiation");
+  cudaGraphDestroy(graph);
+  DSV4_TRY(made);
+  return exec;
+}
+
+Status DeviceSession::run_chunk(const int32_t* tokens, int T, bool all_logits) {
+  DSV4_CUDA_TRY(cudaMemcpyAsync(state_->tokens, tokens, sizeof(int32_t) * T, cudaMemcpyHostToDevice, stream_));
+  const bool scoring = chunk_needs_index_scoring(model_->config, n_, T);
+  if (T == 1 && !all_logits) {
+    DSV4_ASSIGN_OR_RETURN(cudaGraphExec_t graph, decode_graph(scoring));
+    DSV4_CUDA_TRY(cudaGraphLaunch(graph, stream_));
+  } else {
+    ChunkShape shape;
+    shape.T = T;
+    shape.all_logits = all_logits;
+    shape.index_scoring = scoring;
+    DSV4_TRY(forward_chunk(*model_, *state_, shape, SimModes{mode_.fp8_kv, mode_.fp4_indexer}, stream_));
+  }
+  n_ += T;
+  return Status();
+}
+
+Status DeviceSession::forward(std::span<const int32_t> tokens, float* all_logits) {
+  const model::Config& c = model_->config;
+  if (n_ + static_cast<int64_t>(tokens.size()) > state_->n_ctx()) {
+    return make_error("cuda forward: " + std::to_string(n_ + static_cast<int64_t>(tokens.size())) +
+                      " positions exceed the session's capacity of " + std::to_string(state_->n_ctx()));
+  }
+  for (int32_t t : tokens) {
+    if (t < 0 || t >= c.n_vocab) {
+      return make_error("cuda forward: token id " + std::to_string(t) + " outside the vocabulary of " +
+                        std::to_string(c.n_vocab));
+    }
+  }
+  if (tokens.empty()) return Status();
+  host_logits_valid_ = false;
+  const int chunk = state_->max_chunk();
+  for (size_t off = 0; off < tokens.size(); off += static_cast<size_t>(chunk)) {
+    const int T = static_cast<int>(std::min<size_t>(static_cast<size_t>(chunk), tokens.size() - off));
+    DSV4_TRY(run_chunk(tokens.data() + off, T, all_logits != nullptr));
+    if (all_logits) {
+      const size_t V = static_cast<size_t>(c.n_vocab);
+      DSV4_CUDA_TRY(cudaMemcpyAsync(all_logits + off * V, state_->logits_all, sizeof(float) * T * V,
+                                    cudaMemcpyDeviceToHost, stream_));
+      DSV4_CUDA_TRY(cudaStreamSynchronize(stream_));
+    }
+  }
+  return cuda_status(cudaGetLastError(), "cuda forward");
+}
+
+std::span<const float> DeviceSession::logits() const {
+  if (!host_logits_valid_) {
+    host_logits_.resize(static_cast<size_t>(model_->config.n_vocab));
+    const cudaError_t e = cudaMemcpyAsync(host_logits_.data(), state_->logits, host_logits_.size() * sizeof(float),
+                                          cudaMemcpyDeviceToHost, stream_);
+    const cudaError_t w = cudaStreamSynchronize(stream_);
+    if (e != cudaSuccess || w != cudaSuccess) {
+      // A device failure here leaves nothing sensible to return; make it loud rather than stale.
+      std::fill(host_logits_.begin(), host_logits_.end(), std::numeric_limits<float>::quiet_NaN());
+    }
+    host_logits_valid_ = true;
+  }
+  return host_logits_;
+}
+
+Status DeviceSession::synchronize() const { return cuda_status(cudaStreamSynchronize(stream_), "cuda synchronize"); }
+
+Status DeviceSession::profile_step(int32_t token, StageProfile& profile) {
+  if (token < 0 || token >= model_->config.n_vocab || n_ + 1 > state_->n_ctx()) {
+    return make_error("profile_step: bad token or context full");
+  }
+  DSV4_CUDA_TRY(cudaMemcpyAsync(state_->tokens, &token, sizeof(int32_t), cudaMemcpyHostToDevice, stream_));
+  ChunkShape shape;
+  shape.index_scoring = chunk_needs_index_scoring(model_->config, n_, 1);
+  // The range names the step's kernels for profilers (ncu --nvtx --nvtx-include "profile/").
+  nvtxRangePushA("profile");
+  const Status queued = forward_chunk(*model_, *state_, shape, SimModes{mode_.fp8_kv, mode_.fp4_indexer}, stream_, &profile);
+  nvtxRangePop();
+  DSV4_TRY(queued);
+  ++n_;
+  host_logits_valid_ = false;
+  return synchronize();
+}
+
+Result<int32_t> DeviceSession::sample(const SamplingRequest& request) {
+  return sampler_->sample(state_->logits, request, stream_);
+}
+
+Result<std::unique_ptr<DeviceSession::Checkpoint>> DeviceSession::checkpoint() {
+  std::shared_ptr<DeviceArena> buffer;
+  for (const auto& b : spare_checkpoints_) {
+    if (b.use_count() == 1) {
+      buffer = b;
+      break;
+    }
+  }
+  if (!buffer) {
+    buffer = std::make_shared<DeviceArena>();
+    DSV4_TRY(buffer->allocate(state_->checkpoint_bytes(), "a rollback checkpoint"));
+    spare_checkpoints_.push_back(buffer);
+  }
+  DSV4_CUDA_TRY(cudaMemcpyAsync(buffer->base(), state_->checkpoint_region(), state_->checkpoint_bytes(),
+                                cudaMemcpyDeviceToDevice, stream_));
+  auto cp = std::make_unique<Checkpoint>();
+  cp->buffer_ = std::move(buffer);
+  cp->n_ = n_;
+  return cp;
+}
+
+Status DeviceSession::rollback(const Checkpoint& cp) {
+  if (cp.n_ > n_) return make_error("cuda rollback: checkpoint ahead of the state");
+  DSV4_CUDA_TRY(cudaMemcpyAsync(state_->checkpoint_region(), cp.buffer_->base(), state_->checkpoint_bytes(),
+                                cudaMemcpyDeviceToDevice, stream_));
+  n_ = cp.n_;
+  host_logits_valid_ = false;
+  return set_device_position();
+}
+
+Status DeviceSession::reset() {
+  n_ = 0;
+  host_logits_valid_ = false;
+  return state_->reset(stream_);
+}
+
+Result<std::vector<uint8_t>> DeviceSession::serialize() const {
+  DSV4_ASSIGN_OR_RETURN(cpu::State st, cpu::State::create(model_->config, std::max<int64_t>(n_, 1)));
+  DSV4_TRY(state_->download(n_, st, stream_));
+  if (n_ > 0) st.set_mode(mode_);
+  return st.serialize();
+}
+
+Status DeviceSession::restore(std::span<const uint8_t> bytes, int64_t n) {
+  DSV4_ASSIGN_OR_RETURN(cpu::State st, cpu::State::create(model_->config, state_->n_ctx()));
+  DSV4_TRY(st.restore(bytes));
+  if (st.n() != n) {
+    return make_error("snapshot rejected: state holds " + std::to_string(st.n()) + " positions but " +
+                      std::to_string(n) + " tokens are listed");
+  }
+  if (st.mode() && !(*st.mode() == mode_)) return make_error("snapshot rejected: state of another simulation mode");
+  DSV4_TRY(state_->upload(st, stream_));
+  n_ = n;
+  host_logits_valid_ = false;
+  return Status();
+}
+
+}  // namespace dsv4::cuda

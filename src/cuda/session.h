@@ -1,0 +1,95 @@
+// One sequence on the GPU: its device state, its stream, and the decode-step graphs.
+//
+// forward() evaluates tokens in chunks of at most max_chunk; a single-token step (the decode loop)
+// replays a CUDA graph captured on first use (one per indexer variant: whether the token has more
+// than top_k eligible compressed rows), whose kernels read the token and the position from device
+// memory and advance the position themselves. Nothing in a step waits for the device: the host
+// synchronises only to read results (logits, a sampled token, snapshots).
+//
+// Checkpoints copy the rollback region of the state (logits, raw windows, frontiers) into
+// preallocated device buffers; rollback copies it back and rewinds the position (compressed rows
+// past floor(n/r) are simply ignored). Snapshots go through cpu::State, the backend-independent
+// format.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "cpu/sim.h"
+#include "cuda/device_model.h"
+#include "cuda/device_state.h"
+#include "cuda/forward.h"
+#include "cuda/sampling.h"
+#include "util/status.h"
+
+namespace dsv4::cuda {
+
+class DeviceSession {
+ public:
+  // Chunk length of prefill (scratch is sized for it).
+  static constexpr int kDefaultMaxChunk = 128;
+
+  static Result<std::unique_ptr<DeviceSession>> create(std::shared_ptr<const DeviceModel> model, int64_t n_ctx,
+                                                       cpu::SimOptions mode, int max_chunk = kDefaultMaxChunk);
+  ~DeviceSession();
+  DeviceSession(const DeviceSession&) = delete;
+  DeviceSession& operator=(const DeviceSession&) = delete;
+
+  int64_t n() const { return n_; }
+  int64_t n_ctx() const { return state_->n_ctx(); }
+  const model::Config& config() const { return model_->config; }
+  cudaStream_t stream() const { return stream_; }
+
+  // Evaluates tokens (validated first; on error nothing changed). all_logits, when not null,
+  // receives [tokens.size()][n_vocab] (copied to the host: synchronises).
+  Status forward(std::span<const int32_t> tokens, float* all_logits);
+  // The next-token logits after position n-1, copied to the host (synchronises; cached).
+  std::span<const float> logits() const;
+  // Waits for the queued work (for timing).
+  Status synchronize() const;
+  // One decode step without the graph, its stages timed (benchmarks; synchronises).
+  Status profile_step(int32_t token, StageProfile& profile);
+
+  // Picks the next token from the device logits (sampling.h); only the token crosses to the host.
+  Result<int32_t> sample(const SamplingRequest& request);
+
+  class Checkpoint {
+   public:
+    int64_t n() const { return n_; }
+
+   private:
+    friend class DeviceSession;
+    std::shared_ptr<DeviceArena> buffer_;
+    int64_t n_ = 0;
+  };
+  Result<std::unique_ptr<Checkpoint>> checkpoint();
+  Status rollback(const Checkpoint& cp);
+  Status reset();
+
+  // The state of the n evaluated positions in the cpu::State snapshot format, and back.
+  Result<std::vector<uint8_t>> serialize() const;
+  Status restore(std::span<const uint8_t> bytes, int64_t n);
+
+ private:
+  DeviceSession(std::shared_ptr<const DeviceModel> model, cpu::SimOptions mode) : model_(std::move(model)), mode_(mode) {}
+  Status run_chunk(const int32_t* tokens, int T, bool all_logits);
+  Status set_device_position();
+  Result<cudaGraphExec_t> decode_graph(bool index_scoring);
+
+  std::shared_ptr<const DeviceModel> model_;
+  cpu::SimOptions mode_;
+  cudaStream_t stream_ = nullptr;
+  std::unique_ptr<DeviceState> state_;
+  std::unique_ptr<DeviceSampler> sampler_;
+  int64_t n_ = 0;
+  cudaGraphExec_t graphs_[2] = {nullptr, nullptr};  // decode step without / with indexer scores
+  mutable std::vector<float> host_logits_;
+  mutable bool host_logits_valid_ = false;
+  std::vector<std::shared_ptr<DeviceArena>> spare_checkpoints_;
+};
+
+}  // namespace dsv4::cuda

@@ -1,0 +1,84 @@
+// What a backend (cpu/, cuda/) provides to the engine: a loaded model that creates per-session
+// decode state, and that state's operations. The engine's one Session implementation
+// (session.cc) builds sync, checkpoints and snapshots on top of these, so that logic exists once.
+// Internal to engine/: the layers above see only engine.h.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "engine/engine.h"
+#include "engine/sampler.h"
+#include "model/config.h"
+#include "model/weights.h"
+#include "util/status.h"
+
+namespace dsv4::engine {
+
+// A rollback point of one BackendState (MODEL.md §12.4): restorable only into the state that
+// took it, on the same timeline.
+class BackendCheckpoint {
+ public:
+  virtual ~BackendCheckpoint() = default;
+  virtual int64_t n() const = 0;  // evaluated positions when it was taken
+};
+
+// One sequence's decode state on a backend, created for one mode and a maximum context.
+class BackendState {
+ public:
+  virtual ~BackendState() = default;
+
+  virtual int64_t n() const = 0;
+  // Evaluates `tokens` at positions n() .. n()+size-1 (validated first: on error the state is
+  // unchanged). all_logits, when not null, receives [tokens.size()][n_vocab].
+  virtual Status forward(std::span<const int32_t> tokens, float* all_logits) = 0;
+  // Next-token logits after position n()-1 (meaningful when n() > 0), on the host.
+  virtual std::span<const float> logits() const = 0;
+  // Samples from those logits with the sampler's parameters, PRNG and history (which it
+  // updates), exactly as sampler.sample(logits(), mode) would. Backends that sample where the
+  // logits live override it.
+  virtual Result<Sample> sample(Sampler& sampler, Sampler::Mode mode) {
+    return sampler.sample(logits(), mode);
+  }
+
+  virtual std::unique_ptr<BackendCheckpoint> checkpoint() = 0;
+  // Back to a checkpoint of this state at or before n() on the current timeline.
+  virtual Status rollback(const BackendCheckpoint& checkpoint) = 0;
+  // Back to the empty sequence.
+  virtual void reset() = 0;
+
+  // The backend-independent state bytes (the "DSV4CPUS" format of cpu/state.h), so a snapshot
+  // taken on one backend restores on another.
+  virtual std::vector<uint8_t> serialize() const = 0;
+  // Replaces the state by those bytes, which must hold exactly `n` positions; on error the state
+  // is unchanged.
+  virtual Status restore(std::span<const uint8_t> bytes, int64_t n) = 0;
+};
+
+// A model loaded on one backend.
+class BackendModel {
+ public:
+  virtual ~BackendModel() = default;
+  virtual const model::Config& config() const = 0;
+  // State for a sequence of at most n_ctx positions, evaluated in `mode`; a clear error when it
+  // cannot be allocated.
+  virtual Result<std::unique_ptr<BackendState>> new_state(int64_t n_ctx, Mode mode) = 0;
+  virtual PerfInfo perf_info() {
+    PerfInfo p;
+    p.device = "cpu";
+    return p;
+  }
+};
+
+Result<std::unique_ptr<BackendModel>> make_cpu_backend(std::shared_ptr<const model::Model> model);
+
+// Only in builds with the CUDA backend (DSV4_HAVE_CUDA): the weights uploaded to the device, or
+// a synthetic preset's weights generated on the device (no file).
+Result<std::unique_ptr<BackendModel>> make_cuda_backend(std::shared_ptr<const model::Model> model);
+Result<std::unique_ptr<BackendModel>> make_cuda_synthetic_backend(const std::string& preset,
+                                                                  int64_t n_layer, uint64_t seed);
+
+}  // namespace dsv4::engine

@@ -1,0 +1,151 @@
+// Session over a BackendState: what sync() reuses, when checkpoints are taken, and how snapshots
+// are checked, independently of where the state lives.
+#include "engine/session.h"
+
+#include <algorithm>
+#include <chrono>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace dsv4::engine {
+namespace {
+
+class BackendSession final : public Session {
+ public:
+  BackendSession(std::unique_ptr<BackendState> state, const model::Config& config,
+                 const Fingerprint& fingerprint, Mode mode, int64_t n_ctx)
+      : state_(std::move(state)), n_vocab_(config.n_vocab), fingerprint_(fingerprint), mode_(mode),
+        n_ctx_(n_ctx) {}
+
+  Status eval(std::span<const int32_t> tokens, float* all_logits) override {
+    if (static_cast<int64_t>(tokens_.size() + tokens.size()) > n_ctx_) {
+      return make_error("context full: " + std::to_string(tokens_.size()) + " + " +
+                        std::to_string(tokens.size()) + " tokens exceed the session's " +
+                        std::to_string(n_ctx_));
+    }
+    DSV4_TRY(state_->forward(tokens, all_logits));
+    tokens_.insert(tokens_.end(), tokens.begin(), tokens.end());
+    if (tokens.size() > 1) checkpoint();
+    return Status();
+  }
+
+  void checkpoint() override {
+    if (!checkpoints_.empty() && checkpoints_.back()->n() == state_->n()) return;
+    if (checkpoints_.size() == kMaxCheckpoints) checkpoints_.erase(checkpoints_.begin());
+    checkpoints_.push_back(state_->checkpoint());
+  }
+
+  Result<SyncStats> sync(std::span<const int32_t> prefix, const ProgressFn& progress) override {
+    if (static_cast<int64_t>(prefix.size()) > n_ctx_) {
+      return make_error("prompt of " + std::to_string(prefix.size()) +
+                        " tokens exceeds the session's context of " + std::to_string(n_ctx_));
+    }
+    size_t common = 0;
+    while (common < tokens_.size() && common < prefix.size() && tokens_[common] == prefix[common]) ++common;
+    if (common < tokens_.size()) DSV4_TRY(rewind_to_at_most(common));
+    SyncStats stats;
+    stats.reused = static_cast<int64_t>(tokens_.size());
+    stats.evaluated = static_cast<int64_t>(prefix.size() - tokens_.size());
+    if (stats.evaluated > 0) {
+      const std::span<const int32_t> suffix = prefix.subspan(tokens_.size());
+      DSV4_TRY(progress ? eval_reporting(suffix, progress) : eval(suffix, nullptr));
+    }
+    return stats;
+  }
+
+  std::span<const float> logits() const override {
+    return tokens_.empty() ? std::span<const float>() : state_->logits();
+  }
+  Result<Sample> sample(Sampler& sampler, Sampler::Mode mode) override {
+    if (tokens_.empty()) return make_error("sample: the session has evaluated no token yet");
+    return state_->sample(sampler, mode);
+  }
+  const std::vector<int32_t>& tokens() const override { return tokens_; }
+  int64_t n_ctx() const override { return n_ctx_; }
+
+  std::vector<uint8_t> save_snapshot() const override {
+    return encode_snapshot({mode_, fingerprint_, tokens_, state_->serialize()});
+  }
+
+  Status restore_snapshot(std::span<const uint8_t> bytes) override {
+    DSV4_ASSIGN_OR_RETURN(SnapshotContents c, decode_snapshot(bytes));
+    if (c.model != fingerprint_) return make_error("snapshot rejected: taken with another model");
+    if (c.mode != mode_) {
+      return make_error(std::string("snapshot rejected: taken in ") + mode_name(c.mode) +
+                        " mode, this session runs in " + mode_name(mode_) + " mode");
+    }
+    if (static_cast<int64_t>(c.tokens.size()) > n_ctx_) {
+      return make_error("snapshot rejected: " + std::to_string(c.tokens.size()) +
+                        " tokens exceed the session's context of " + std::to_string(n_ctx_));
+    }
+    for (int32_t t : c.tokens) {
+      if (t < 0 || t >= n_vocab_) {
+        return make_error("snapshot rejected: token id " + std::to_string(t) + " outside the vocabulary");
+      }
+    }
+    DSV4_TRY(state_->restore(c.state, static_cast<int64_t>(c.tokens.size())));
+    tokens_ = std::move(c.tokens);
+    checkpoints_.clear();
+    checkpoint();
+    return Status();
+  }
+
+ private:
+  // eval() in chunks with a report after each. A chunk's size doubles while chunks take under
+  // kChunkSeconds, so that the report keeps moving on a slow backend and large chunks keep a fast
+  // one efficient. Checkpoints as eval() of the whole would take them: one at the end.
+  Status eval_reporting(std::span<const int32_t> tokens, const ProgressFn& progress) {
+    const int64_t total = static_cast<int64_t>(tokens.size());
+    int64_t done = 0, chunk = kFirstChunk;
+    while (done < total) {
+      const int64_t n = std::min(chunk, total - done);
+      const auto start = std::chrono::steady_clock::now();
+      DSV4_TRY(state_->forward(tokens.subspan(static_cast<size_t>(done), static_cast<size_t>(n)), nullptr));
+      const std::chrono::duration<double> took = std::chrono::steady_clock::now() - start;
+      tokens_.insert(tokens_.end(), tokens.begin() + done, tokens.begin() + done + n);
+      done += n;
+      if (!progress(done, total)) {
+        return make_error("prefill stopped after " + std::to_string(done) + " of " + std::to_string(total) +
+                          " tokens");
+      }
+      if (took.count() < kChunkSeconds) chunk = std::min(chunk * 2, kMaxChunk);
+    }
+    if (total > 1) checkpoint();
+    return Status();
+  }
+
+  // Goes back to the latest checkpoint at or before position `limit` (the start when there is
+  // none) and forgets the checkpoints of the abandoned branch.
+  Status rewind_to_at_most(size_t limit) {
+    while (!checkpoints_.empty() && checkpoints_.back()->n() > static_cast<int64_t>(limit)) checkpoints_.pop_back();
+    if (checkpoints_.empty()) {
+      state_->reset();
+      tokens_.clear();
+      return Status();
+    }
+    DSV4_TRY(state_->rollback(*checkpoints_.back()));
+    tokens_.resize(static_cast<size_t>(checkpoints_.back()->n()));
+    return Status();
+  }
+
+  static constexpr size_t kMaxCheckpoints = 8;
+  static constexpr int64_t kFirstChunk = 32, kMaxChunk = 4096;
+  static constexpr double kChunkSeconds = 0.25;
+  std::unique_ptr<BackendState> state_;
+  int64_t n_vocab_;
+  Fingerprint fingerprint_;
+  Mode mode_;
+  int64_t n_ctx_;
+  std::vector<int32_t> tokens_;
+  std::vector<std::unique_ptr<BackendCheckpoint>> checkpoints_;  // increasing positions
+};
+
+}  // namespace
+
+std::unique_ptr<Session> make_session(std::unique_ptr<BackendState> state, const model::Config& config,
+                                      const Fingerprint& fingerprint, Mode mode, int64_t n_ctx) {
+  return std::make_unique<BackendSession>(std::move(state), config, fingerprint, mode, n_ctx);
+}
+
+}  // namespace dsv4::engine

@@ -1,0 +1,86 @@
+// The GEMM's weight decoders (cuda/gemm_decode.cuh) run on the CPU against quant::dequantize_row,
+// on fresh random blocks, every stage offset the kernel can produce (a stage sits in shared memory
+// at its global address mod 16) and every 8-element chunk of a stage. Exact formats must give
+// bf16(dequantize_row) bit for bit; Q2_K/Q4_K use one FMA where the CPU rounds twice, so their f32
+// value may differ by ≤ 1.5·2^-23·(|step·q| + |offset|) and the bf16 may be the other neighbour
+// only when that interval straddles a rounding midpoint.
+#include <cuda_runtime.h>  // __host__ / __device__ and the vector types, for host compilation
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "cuda/cuda_test_util.h"
+#include "cuda/gemm_decode.cuh"
+#include "quant/iq2_xxs_tables.h"
+
+namespace dsv4::cuda::testing {
+namespace {
+
+// The IQ2_XXS tables as FmtIQ2_XXS::load_tables lays them out: grid as uint2, then the signs.
+std::vector<uint8_t> shared_tables() {
+  std::vector<uint8_t> t(2048 + 128);
+  for (int i = 0; i < 256; ++i) std::memcpy(t.data() + 8 * i, &quant::iq2xxs_grid[i], 8);
+  for (int i = 0; i < 128; ++i) t[static_cast<size_t>(2048 + i)] = quant::ksigns_iq2xs[i];
+  return t;
+}
+
+template <class D>
+void check_decoder(TensorType type, int natural_alignment) {
+  const Format& f = format_of(type);
+  std::random_device rd;
+  const uint64_t seed = (static_cast<uint64_t>(rd()) << 32) ^ rd();
+  SCOPED_TRACE(std::string(f.name) + " seed " + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  const std::vector<uint8_t> tables = shared_tables();
+  const bool fused = type == TensorType::Q2_K || type == TensorType::Q4_K;
+  const int64_t n_in = 1024, n_rows = 16;
+  const std::vector<uint8_t> w = random_rows(f, n_in, n_rows, rng);
+  alignas(16) uint8_t stage[512 + 32];
+  int checked = 0;
+  for (int64_t r = 0; r < n_rows; ++r) {
+    const uint8_t* row = w.data() + r * row_bytes(f, n_in);
+    std::vector<float> want(static_cast<size_t>(n_in));
+    quant::dequantize_row(type, row, want.data(), n_in);
+    const std::vector<double> mag = magnitudes(f, row, n_in);
+    for (int64_t s = 0; s < n_in / D::kStageElems; ++s) {
+      for (int mis = 0; mis <= D::kMisalign; mis += natural_alignment) {
+        std::memset(stage, 0xA5, sizeof stage);
+        std::memcpy(stage + mis, row + s * D::kStageBytes, D::kStageBytes);
+        for (int e = 0; e < D::kStageElems; e += 8) {
+          const uint4 v = D::decode8(stage + mis, e, tables.data());
+          const uint32_t words[4] = {v.x, v.y, v.z, v.w};
+          for (int i = 0; i < 8; ++i) {
+            const size_t j = static_cast<size_t>(s * D::kStageElems + e + i);
+            const uint16_t got = static_cast<uint16_t>(words[i / 2] >> (16 * (i % 2)));
+            const uint16_t exact = f32_to_bf16(want[j]);
+            bool ok = got == exact;
+            if (!ok && fused) {
+              const double delta = 1.5 * std::ldexp(mag[j], -23);
+              ok = got == f32_to_bf16(static_cast<float>(want[j] - delta)) ||
+                   got == f32_to_bf16(static_cast<float>(want[j] + delta));
+            }
+            ASSERT_TRUE(ok) << "row " << r << " element " << j << " offset " << mis << ": got bf16 0x"
+                            << std::hex << got << ", want 0x" << exact << std::dec << " (" << want[j] << ")";
+            ++checked;
+          }
+        }
+      }
+    }
+  }
+  EXPECT_GT(checked, 0);
+}
+
+TEST(GemmDecode, F32) { check_decoder<detail::GemmF32>(TensorType::F32, 16); }
+TEST(GemmDecode, F16) { check_decoder<detail::GemmF16>(TensorType::F16, 16); }
+TEST(GemmDecode, BF16) { check_decoder<detail::GemmBF16>(TensorType::BF16, 16); }
+TEST(GemmDecode, Q8_0) { check_decoder<detail::GemmQ8_0>(TensorType::Q8_0, 4); }
+TEST(GemmDecode, Q2_K) { check_decoder<detail::GemmQ2_K>(TensorType::Q2_K, 4); }
+TEST(GemmDecode, Q4_K) { check_decoder<detail::GemmQ4_K>(TensorType::Q4_K, 16); }
+TEST(GemmDecode, IQ2_XXS) { check_decoder<detail::GemmIQ2_XXS>(TensorType::IQ2_XXS, 2); }
+
+}  // namespace
+}  // namespace dsv4::cuda::testing

@@ -1,0 +1,86 @@
+// Helpers for the forward-pass kernel tests: fresh seeds, a stream, typed uploads and downloads,
+// error measures.
+#pragma once
+
+#include <cuda_runtime_api.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <random>
+#include <vector>
+
+#include "cuda/cuda_test_util.h"
+
+namespace dsv4::cuda::testing {
+
+inline uint64_t fresh_seed() {
+  std::random_device rd;
+  return (static_cast<uint64_t>(rd()) << 32) ^ rd();
+}
+
+// A non-blocking stream of the test's own (synchronised before every download).
+class TestStream {
+ public:
+  TestStream() { ok_ = cudaStreamCreateWithFlags(&s_, cudaStreamNonBlocking) == cudaSuccess; }
+  ~TestStream() {
+    if (ok_) cudaStreamDestroy(s_);
+  }
+  cudaStream_t get() const { return s_; }
+  bool ok() const { return ok_; }
+
+ private:
+  cudaStream_t s_ = nullptr;
+  bool ok_ = false;
+};
+
+// A device copy of `v` (poisoned tail when `extra` > 0 elements are added).
+template <class T>
+DeviceBuffer upload(const std::vector<T>& v, size_t extra = 0) {
+  DeviceBuffer b((v.size() + extra) * sizeof(T));
+  if (b.ok() && !v.empty()) cudaMemcpy(b.get(), v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice);
+  return b;
+}
+
+template <class T>
+std::vector<T> download(const DeviceBuffer& b, size_t n) {
+  std::vector<T> v(n);
+  if (n > 0) cudaMemcpy(v.data(), b.get(), n * sizeof(T), cudaMemcpyDeviceToHost);
+  return v;
+}
+template <class T>
+std::vector<T> download(const T* p, size_t n) {
+  std::vector<T> v(n);
+  if (n > 0) cudaMemcpy(v.data(), p, n * sizeof(T), cudaMemcpyDeviceToHost);
+  return v;
+}
+
+inline std::vector<float> normal_vector(size_t n, std::mt19937_64& rng, float mean = 0.0f, float stddev = 1.0f) {
+  std::normal_distribution<float> d(mean, stddev);
+  std::vector<float> v(n);
+  for (float& x : v) x = d(rng);
+  return v;
+}
+
+// ‖a − b‖ / ‖b‖ over n values (NaN anywhere gives +inf).
+inline double rel_l2(const float* a, const float* b, size_t n) {
+  double diff = 0, norm = 0;
+  for (size_t i = 0; i < n; ++i) {
+    if (!std::isfinite(a[i]) || !std::isfinite(b[i])) return INFINITY;
+    diff += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
+    norm += double(b[i]) * b[i];
+  }
+  return norm > 0 ? std::sqrt(diff / norm) : std::sqrt(diff);
+}
+
+// Largest |a − b| / (|b| + floor) over n values.
+inline double max_rel(const float* a, const float* b, size_t n, double floor) {
+  double worst = 0;
+  for (size_t i = 0; i < n; ++i) {
+    if (!std::isfinite(a[i]) || !std::isfinite(b[i])) return INFINITY;
+    worst = std::max(worst, std::fabs(double(a[i]) - b[i]) / (std::fabs(double(b[i])) + floor));
+  }
+  return worst;
+}
+
+}  // namespace dsv4::cuda::testing

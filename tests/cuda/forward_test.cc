@@ -1,0 +1,181 @@
+// The whole model on the GPU (cuda/session.h) against the CPU reference (cpu/forward.h) and the
+// committed transformers fixtures, in both modes, for the tiny and small presets with F32 weights
+// and with the published type mix (Q8_0 projections, IQ2_XXS/Q2_K experts, F16 small matrices).
+// Sequences are long enough for every layer kind to compress and for the indexer's top-k to
+// select (tiny: top-k 8 from position 35; small: top-k 16 from position 67).
+//
+// Bar (the issue's): per-position relative L2 of the logits <= 1e-3, and the same argmax wherever
+// the reference's top-2 gap exceeds 1e-2. Official mode on the small preset's real head geometry
+// (448 FP8-simulated dims per row, window 128) is judged like the CPU's own fixture test: two
+// correct implementations whose f32 results differ by ~1e-6 round an element across an e4m3
+// midpoint every few hundred positions, and that element stays in the window (see
+// tests/cpu/reference_fixture_test.cc); there the bar holds for the median and the argmax.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "cpu/forward.h"
+#include "cpu/test_models.h"
+#include "cuda/device_util.h"
+#include "cuda/reference_fixture.h"
+#include "cuda/session.h"
+#include "model/synthetic.h"
+#include "util/sha256.h"
+
+namespace dsv4::cuda::testing {
+namespace {
+
+using cpu::testing::synthetic_model;
+using cpu::testing::test_tokens;
+
+struct Comparison {
+  std::vector<double> rel_l2;
+  int64_t argmax_checked = 0, argmax_mismatches = 0;
+  double worst() const { return *std::max_element(rel_l2.begin(), rel_l2.end()); }
+  double median() const {
+    std::vector<double> v = rel_l2;
+    std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(v.size() / 2), v.end());
+    return v[v.size() / 2];
+  }
+};
+
+Comparison compare(const std::vector<float>& got, const std::vector<float>& ref, int64_t V, double gap = 1e-2) {
+  Comparison c;
+  const int64_t n = static_cast<int64_t>(ref.size()) / V;
+  for (int64_t p = 0; p < n; ++p) {
+    const float* r = ref.data() + p * V;
+    const float* g = got.data() + p * V;
+    c.rel_l2.push_back(rel_l2(g, r, static_cast<size_t>(V)));
+    int64_t best = 0, second = -1;
+    for (int64_t v = 1; v < V; ++v) {
+      if (r[v] > r[best]) {
+        second = best;
+        best = v;
+      } else if (second < 0 || r[v] > r[second]) {
+        second = v;
+      }
+    }
+    if (r[best] - r[second] > gap) {
+      ++c.argmax_checked;
+      c.argmax_mismatches += (std::max_element(g, g + V) - g) != best;
+    }
+  }
+  return c;
+}
+
+std::vector<float> gpu_logits(const model::Model& m, const std::vector<int32_t>& tokens, cpu::SimOptions mode,
+                              int max_chunk = DeviceSession::kDefaultMaxChunk) {
+  Result<std::unique_ptr<DeviceModel>> dev = upload_model(m);
+  EXPECT_TRUE(dev.ok()) << dev.error().message;
+  if (!dev.ok()) return {};
+  std::shared_ptr<const DeviceModel> shared = std::move(dev).value();
+  auto s = DeviceSession::create(shared, static_cast<int64_t>(tokens.size()), mode, max_chunk);
+  EXPECT_TRUE(s.ok()) << s.error().message;
+  std::vector<float> logits(tokens.size() * static_cast<size_t>(m.config.n_vocab));
+  const Status st = (*s)->forward(tokens, logits.data());
+  EXPECT_TRUE(st.ok()) << st.message();
+  return logits;
+}
+
+struct ModelCase {
+  const char* preset;
+  model::WeightTypes types;
+  int64_t n_tokens;
+};
+
+TEST(CudaForward, MatchesCpuInBothModes) {
+  for (const ModelCase& mc : {ModelCase{"tiny", model::WeightTypes::kF32, 180}, ModelCase{"tiny", model::WeightTypes::kMixed, 180},
+                              ModelCase{"small", model::WeightTypes::kF32, 200},
+                              ModelCase{"small", model::WeightTypes::kMixed, 200}}) {
+    const model::Model& m = synthetic_model(mc.preset, mc.types);
+    const std::vector<int32_t> tokens = test_tokens(mc.n_tokens, m.config.n_vocab, 11);
+    for (bool official : {false, true}) {
+      const cpu::SimOptions mode = official ? cpu::SimOptions::official() : cpu::SimOptions::plain();
+      SCOPED_TRACE(::testing::Message() << mc.preset << (mc.types == model::WeightTypes::kF32 ? " f32" : " mixed")
+                                        << (official ? " official" : " plain"));
+      const std::vector<float> ref = cpu::testing::run_chunked(m, tokens, 64, mode);
+      const std::vector<float> got = gpu_logits(m, tokens, mode);
+      ASSERT_EQ(got.size(), ref.size());
+      const Comparison c = compare(got, ref, m.config.n_vocab);
+      std::printf("%-6s %-6s %-9s worst rel L2 %.2e median %.2e argmax %lld/%lld mismatches\n", mc.preset,
+                  mc.types == model::WeightTypes::kF32 ? "f32" : "mixed", official ? "official" : "plain", c.worst(),
+                  c.median(), static_cast<long long>(c.argmax_mismatches), static_cast<long long>(c.argmax_checked));
+      const bool real_geometry_official = official && std::string(mc.preset) == "small";
+      if (real_geometry_official) {
+        EXPECT_LE(c.median(), 1e-3);
+        EXPECT_LE(static_cast<double>(c.argmax_mismatches), 0.01 * static_cast<double>(c.argmax_checked));
+      } else {
+        EXPECT_LE(c.worst(), 1e-3);
+        EXPECT_EQ(c.argmax_mismatches, 0);
+      }
+      EXPECT_GT(c.argmax_checked, mc.n_tokens / 2);
+    }
+  }
+}
+
+// Chunked prefill and token-by-token decode (the captured graph) on the GPU give the same logits.
+TEST(CudaForward, DecodeStepsMatchChunkedPrefill) {
+  for (const char* preset : {"tiny", "small"}) {
+    const model::Model& m = synthetic_model(preset, model::WeightTypes::kMixed);
+    const int64_t V = m.config.n_vocab, n = 150, prefix = 40;
+    const std::vector<int32_t> tokens = test_tokens(n, V, 5);
+    for (bool official : {false, true}) {
+      const cpu::SimOptions mode = official ? cpu::SimOptions::official() : cpu::SimOptions::plain();
+      SCOPED_TRACE(::testing::Message() << preset << (official ? " official" : " plain"));
+      const std::vector<float> all = gpu_logits(m, tokens, mode, 32);
+      std::shared_ptr<const DeviceModel> dev = std::move(upload_model(m)).value();
+      auto s = std::move(DeviceSession::create(dev, n, mode)).value();
+      ASSERT_TRUE(s->forward(std::span(tokens).first(prefix), nullptr).ok());
+      std::vector<float> stepped(all.begin(), all.begin() + prefix * V);
+      // The last prefill position's logits come from the state, then one graph replay per token.
+      std::copy(s->logits().begin(), s->logits().end(), stepped.end() - V);
+      for (int64_t p = prefix; p < n; ++p) {
+        ASSERT_TRUE(s->forward(std::span(tokens).subspan(static_cast<size_t>(p), 1), nullptr).ok());
+        stepped.insert(stepped.end(), s->logits().begin(), s->logits().end());
+      }
+      const Comparison c = compare(stepped, all, V);
+      std::printf("decode vs prefill %-6s %-9s worst rel L2 %.2e median %.2e argmax %lld/%lld mismatches\n", preset,
+                  official ? "official" : "plain", c.worst(), c.median(), static_cast<long long>(c.argmax_mismatches),
+                  static_cast<long long>(c.argmax_checked));
+      if (official && std::string(preset) == "small") {
+        // The decode matvec and the prefill's batched form round differently: FP8 flips (see top).
+        EXPECT_LE(c.median(), 1e-3);
+        EXPECT_LE(static_cast<double>(c.argmax_mismatches), 0.01 * static_cast<double>(c.argmax_checked));
+      } else {
+        EXPECT_LE(c.worst(), 1e-4);
+        EXPECT_EQ(c.argmax_mismatches, 0);
+      }
+    }
+  }
+}
+
+TEST(CudaForward, MatchesTransformersFixtures) {
+  const std::vector<std::filesystem::path> paths = dsv4::testing::reference_fixture_paths();
+  ASSERT_GE(paths.size(), 4u);
+  for (const auto& path : paths) {
+    const dsv4::testing::ReferenceFixture f = dsv4::testing::read_reference_fixture(path);
+    model::SyntheticSpec spec;
+    spec.preset = f.preset;
+    spec.seed = f.seed;
+    std::vector<uint8_t> bytes = model::make_synthetic_model(spec)->serialize();
+    ASSERT_EQ(sha256_hex(bytes), f.gguf_sha256) << f.name << ": regenerate the fixtures (docs/FIXTURES.md)";
+    auto m = model::load_model_from_file(gguf::File::parse(bytes, f.name).value()).value();
+    const bool official = f.mode == "official";
+    const std::vector<float> got = gpu_logits(*m, f.tokens, official ? cpu::SimOptions::official() : cpu::SimOptions::plain());
+    const Comparison c = compare(got, f.logits, f.vocab);
+    std::printf("%-22s worst rel L2 %.2e median %.2e argmax %lld/%lld mismatches\n", f.name.c_str(), c.worst(),
+                c.median(), static_cast<long long>(c.argmax_mismatches), static_cast<long long>(c.argmax_checked));
+    if (official && f.preset != "tiny") {
+      EXPECT_LE(c.median(), 5e-3) << f.name;
+      EXPECT_LE(static_cast<double>(c.argmax_mismatches), 0.01 * static_cast<double>(c.argmax_checked)) << f.name;
+    } else {
+      EXPECT_LE(c.worst(), 1e-3) << f.name;
+      EXPECT_EQ(c.argmax_mismatches, 0) << f.name;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace dsv4::cuda::testing

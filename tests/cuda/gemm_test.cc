@@ -1,0 +1,448 @@
+// cuda/gemm.h against a CPU reference (quant::dequantize_row, double accumulation) on fresh random
+// inputs: every weight format, both tiles, odd sizes (n = 1, 7, 129; n_out not a multiple of any
+// tile), strides, the grouped expert form with the device counting sort, and bad arguments.
+//
+// Tolerances. The kernel multiplies bf16(x)·bf16(w) exactly and sums in f32 on the tensor cores.
+// X is given in bf16, so the reference uses the same x values. Two bounds per output, with
+// S = Σ_k |x_k|·mag_k (mag_k = |w_k|, or |step·q| + |offset| for Q2_K/Q4_K, whose decoder uses one
+// FMA where the CPU rounds twice; cuda_test_util.h's magnitudes()):
+//  (1) the header's contract, against the exact Σ x·w:   |y − exact| ≤ (u_w + 2^-22 + γ)·S,
+//      u_w = 2^-9 (bf16 rounding of w; 0 for BF16 weights);
+//  (2) the sharp one, against Σ x·bf16(w) over the CPU's weights:  |y − ref_bf16| ≤ γ·S + A, where
+//      A = Σ_k |x_k|·(the gap between the two bf16 roundings of w_k ± 2^-22·mag_k) is non-zero only
+//      for Q2_K/Q4_K elements whose f32 value lies that close to a bf16 rounding midpoint.
+// γ = (k/16 + 16)·2^-23 bounds the f32 accumulation: k/16 accumulating MMA steps plus the
+// in-instruction sums, each off by at most one f32 ulp (2^-23, allowing truncation).
+// Bound (2) leaves no room for a wrong element, scale or row: any of those costs ≈ 2^-9·S or more.
+#include "cuda/gemm.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "cuda/cuda_test_util.h"
+#include "cuda/matvec.h"
+
+namespace dsv4::cuda::testing {
+namespace {
+
+uint64_t fresh_seed() {
+  std::random_device rd;
+  return (static_cast<uint64_t>(rd()) << 32) ^ rd();
+}
+
+const char* tile_name(GemmTile t) {
+  switch (t) {
+    case GemmTile::kAuto: return "auto";
+    case GemmTile::kLarge: return "large";
+    case GemmTile::kSmall: return "small";
+  }
+  return "?";
+}
+
+std::vector<GemmTile> tiles_for(TensorType t) {
+  if (t == TensorType::F32) return {GemmTile::kSmall, GemmTile::kAuto};
+  return {GemmTile::kLarge, GemmTile::kSmall, GemmTile::kAuto};
+}
+
+// Random activations as bf16 bits, and the same values as floats.
+struct Activations {
+  std::vector<uint16_t> bits;
+  std::vector<float> values;
+};
+Activations random_x(int64_t rows, int64_t stride, int64_t cols, std::mt19937_64& rng) {
+  Activations a;
+  a.bits.assign(static_cast<size_t>(rows * stride), 0x7FC0);  // NaN in the gaps between rows
+  a.values.assign(static_cast<size_t>(rows * stride), std::nanf(""));
+  const std::vector<float> g = gaussian(rows * cols, rng);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t c = 0; c < cols; ++c) {
+      const uint16_t b = f32_to_bf16(g[static_cast<size_t>(r * cols + c)]);
+      a.bits[static_cast<size_t>(r * stride + c)] = b;
+      a.values[static_cast<size_t>(r * stride + c)] = bf16_to_f32(b);
+    }
+  }
+  return a;
+}
+
+// A weight matrix dequantised for the references: w, bf16 roundings at w ± δ, and mag.
+struct RefWeights {
+  int64_t rows = 0, cols = 0;
+  std::vector<float> w, w_lo, w_hi;  // exact f32; bf16(w − δ), bf16(w + δ) as floats
+  std::vector<double> mag;
+};
+RefWeights reference_weights(const Format& f, const std::vector<uint8_t>& bytes, int64_t rows, int64_t cols) {
+  RefWeights r;
+  r.rows = rows;
+  r.cols = cols;
+  const size_t n = static_cast<size_t>(rows * cols);
+  r.w.resize(n);
+  r.w_lo.resize(n);
+  r.w_hi.resize(n);
+  r.mag.resize(n);
+  const bool fused = f.type == TensorType::Q2_K || f.type == TensorType::Q4_K;
+  for (int64_t i = 0; i < rows; ++i) {
+    const uint8_t* row = bytes.data() + i * row_bytes(f, cols);
+    quant::dequantize_row(f.type, row, r.w.data() + i * cols, cols);
+    const std::vector<double> m = magnitudes(f, row, cols);
+    for (int64_t k = 0; k < cols; ++k) {
+      const size_t j = static_cast<size_t>(i * cols + k);
+      r.mag[j] = m[static_cast<size_t>(k)];
+      const double delta = fused ? std::ldexp(m[static_cast<size_t>(k)], -22) : 0.0;
+      r.w_lo[j] = bf16_to_f32(f32_to_bf16(static_cast<float>(r.w[j] - delta)));
+      r.w_hi[j] = bf16_to_f32(f32_to_bf16(static_cast<float>(r.w[j] + delta)));
+    }
+  }
+  return r;
+}
+
+// Checks out[r·y_stride + f] for the listed rows: x row src(r) times weight matrix `wm`.
+void check_rows(const std::vector<float>& y, int64_t y_stride, const std::vector<int64_t>& out_rows,
+                const std::vector<int64_t>& x_rows, const Activations& x, int64_t x_stride,
+                const RefWeights& wm, TensorType type, const std::string& what) {
+  const int64_t k = wm.cols;
+  const double u_w = type == TensorType::BF16 ? 0.0 : std::ldexp(1.0, -9);
+  const double gamma = static_cast<double>(k / 16 + 16) * std::ldexp(1.0, -23);
+  int reported = 0;
+  for (size_t i = 0; i < out_rows.size(); ++i) {
+    const float* xr = x.values.data() + x_rows[i] * x_stride;
+    for (int64_t f = 0; f < wm.rows; ++f) {
+      double exact = 0, rounded = 0, s = 0, ambiguity = 0;
+      for (int64_t c = 0; c < k; ++c) {
+        const size_t j = static_cast<size_t>(f * k + c);
+        const double xv = xr[c];
+        exact += xv * wm.w[j];
+        rounded += xv * 0.5 * (static_cast<double>(wm.w_lo[j]) + wm.w_hi[j]);
+        ambiguity += std::fabs(xv) * 0.5 * std::fabs(static_cast<double>(wm.w_hi[j]) - wm.w_lo[j]);
+        s += std::fabs(xv) * wm.mag[j];
+      }
+      const float got = y[static_cast<size_t>(out_rows[i] * y_stride + f)];
+      const double tol1 = (u_w + std::ldexp(1.0, -22) + gamma) * s + 1e-30;
+      const double tol2 = gamma * s + ambiguity + 1e-30;
+      const bool ok = std::isfinite(got) && std::fabs(got - exact) <= tol1 && std::fabs(got - rounded) <= tol2;
+      if (!ok && reported++ < 5) {
+        ADD_FAILURE() << what << ": row " << out_rows[i] << " feature " << f << ": got " << got
+                      << ", exact " << exact << " (tol " << tol1 << "), bf16-rounded " << rounded
+                      << " (tol " << tol2 << ")";
+      }
+    }
+  }
+  if (reported > 5) ADD_FAILURE() << what << ": " << reported << " outputs out of tolerance";
+}
+
+// Host vectors to and from device buffers.
+template <class T>
+size_t bytes_of(const std::vector<T>& v) {
+  return v.size() * sizeof(T);
+}
+template <class T>
+bool upload(const DeviceBuffer& b, const std::vector<T>& v) {
+  return b.ok() && b.size() >= bytes_of(v) &&
+         cudaMemcpy(b.get(), v.data(), bytes_of(v), cudaMemcpyHostToDevice) == cudaSuccess;
+}
+template <class T>
+std::vector<T> download(const DeviceBuffer& b, size_t n) {
+  std::vector<T> v(n);
+  EXPECT_EQ(cudaMemcpy(v.data(), b.get(), n * sizeof(T), cudaMemcpyDeviceToHost), cudaSuccess);
+  return v;
+}
+
+bool poisoned(float v) {
+  uint32_t u;
+  std::memcpy(&u, &v, 4);
+  return u == 0xFFFFFFFFu;
+}
+
+class GemmFormatTest : public ::testing::TestWithParam<TensorType> {};
+
+TEST_P(GemmFormatTest, MatchesCpuReference) {
+  const Format& f = format_of(GetParam());
+  ASSERT_TRUE(prepare_matvec().ok());
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  struct Shape {
+    int64_t m, k;
+  };
+  for (const Shape shape : {Shape{77, 256}, Shape{300, 768}}) {
+    const std::vector<uint8_t> wbytes = random_rows(f, shape.k, shape.m, rng);
+    const RefWeights ref = reference_weights(f, wbytes, shape.m, shape.k);
+    DeviceBuffer dw(bytes_of(wbytes));
+    ASSERT_TRUE(upload(dw, wbytes));
+    ASSERT_TRUE(dw.ok());
+    for (const int64_t n : {int64_t{1}, int64_t{7}, int64_t{129}}) {
+      // The larger shape also uses padded X rows and an odd Y stride (scalar stores).
+      const bool strided = shape.m == 300;
+      const int64_t xs = strided ? shape.k + 24 : shape.k, ys = strided ? shape.m + 3 : shape.m;
+      const Activations x = random_x(n, xs, shape.k, rng);
+      DeviceBuffer dx(bytes_of(x.bits));
+      ASSERT_TRUE(upload(dx, x.bits));
+      ASSERT_TRUE(dx.ok());
+      std::vector<int64_t> rows(static_cast<size_t>(n));
+      for (int64_t r = 0; r < n; ++r) rows[static_cast<size_t>(r)] = r;
+      std::vector<float> first;
+      for (const GemmTile tile : tiles_for(f.type)) {
+        DeviceBuffer dy(static_cast<size_t>(n * ys) * 4);  // poisoned: 0xFF bytes
+        ASSERT_TRUE(dy.ok());
+        const GemmWeights w{f.type, dw.get(), shape.k, shape.m, 1};
+        STATUS_ASSERT(gemm(w, dx.get<__nv_bfloat16>(), xs, n, dy.get<float>(), ys, nullptr, tile));
+        CUDA_ASSERT(cudaDeviceSynchronize());
+        const std::vector<float> y = download<float>(dy, static_cast<size_t>(n * ys));
+        std::ostringstream what;
+        what << f.name << " m=" << shape.m << " k=" << shape.k << " n=" << n << " tile " << tile_name(tile);
+        check_rows(y, ys, rows, rows, x, xs, ref, f.type, what.str());
+        for (int64_t r = 0; r < n; ++r) {  // the padding of each Y row is never written
+          for (int64_t c = shape.m; c < ys; ++c) {
+            ASSERT_TRUE(poisoned(y[static_cast<size_t>(r * ys + c)])) << what.str() << " wrote padding";
+          }
+        }
+        // Every tile computes each output with the same sequence of operations.
+        if (first.empty()) {
+          first = y;
+        } else {
+          for (size_t i = 0; i < y.size(); ++i) {
+            ASSERT_TRUE(same_bits(y[i], first[i])) << what.str() << ": differs from the first tile at " << i;
+          }
+        }
+      }
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(AllFormats, GemmFormatTest,
+                         ::testing::Values(TensorType::F32, TensorType::F16, TensorType::BF16,
+                                           TensorType::Q8_0, TensorType::Q2_K, TensorType::Q4_K,
+                                           TensorType::IQ2_XXS),
+                         [](const ::testing::TestParamInfo<TensorType>& i) {
+                           return std::string(format_of(i.param).name);
+                         });
+
+TEST(Gemm, RowsDoNotDependOnTheBatch) {
+  ASSERT_TRUE(prepare_matvec().ok());
+  std::mt19937_64 rng(fresh_seed());
+  const Format& f = format_of(TensorType::Q4_K);
+  const int64_t m = 160, k = 512, n = 129;
+  const std::vector<uint8_t> wbytes = random_rows(f, k, m, rng);
+  DeviceBuffer dw(bytes_of(wbytes));
+  ASSERT_TRUE(upload(dw, wbytes));
+  const Activations x = random_x(n, k, k, rng);
+  DeviceBuffer dx(bytes_of(x.bits));
+  ASSERT_TRUE(upload(dx, x.bits));
+  DeviceBuffer all(static_cast<size_t>(n * m) * 4), few(static_cast<size_t>(7 * m) * 4);
+  ASSERT_TRUE(dw.ok() && dx.ok() && all.ok() && few.ok());
+  const GemmWeights w{f.type, dw.get(), k, m, 1};
+  STATUS_ASSERT(gemm(w, dx.get<__nv_bfloat16>(), k, n, all.get<float>(), m, nullptr));
+  STATUS_ASSERT(gemm(w, dx.get<__nv_bfloat16>(), k, 7, few.get<float>(), m, nullptr));
+  CUDA_ASSERT(cudaDeviceSynchronize());
+  const std::vector<float> a = download<float>(all, static_cast<size_t>(n * m));
+  const std::vector<float> b = download<float>(few, static_cast<size_t>(7 * m));
+  for (size_t i = 0; i < b.size(); ++i) ASSERT_TRUE(same_bits(a[i], b[i])) << "element " << i;
+}
+
+TEST(Gemm, RejectsBadArguments) {
+  DeviceBuffer w(1 << 16), x(1 << 16), y(1 << 16);
+  ASSERT_TRUE(w.ok() && x.ok() && y.ok());
+  const auto* xp = x.get<__nv_bfloat16>();
+  float* yp = y.get<float>();
+  EXPECT_FALSE(gemm({TensorType::Q4_K, w.get(), 128, 4, 1}, xp, 128, 1, yp, 4, nullptr).ok());  // k % 256
+  EXPECT_FALSE(gemm({TensorType::Q8_0, w.get(), 96, 4, 1}, xp, 96, 1, yp, 4, nullptr).ok());    // k % 64
+  EXPECT_FALSE(gemm({TensorType::I32, w.get(), 64, 4, 1}, xp, 64, 1, yp, 4, nullptr).ok());     // type
+  EXPECT_FALSE(gemm({TensorType::F16, w.bytes() + 2, 64, 4, 1}, xp, 64, 1, yp, 4, nullptr).ok());
+  EXPECT_FALSE(gemm({TensorType::F16, w.get(), 64, 4, 1}, xp + 1, 64, 1, yp, 4, nullptr).ok());
+  EXPECT_FALSE(gemm({TensorType::F16, w.get(), 64, 4, 1}, xp, 60, 1, yp, 4, nullptr).ok());  // stride
+  EXPECT_FALSE(gemm({TensorType::F16, w.get(), 64, 4, 1}, xp, 64, 1, yp, 3, nullptr).ok());
+  EXPECT_FALSE(gemm({TensorType::F16, w.get(), 64, 4, 1}, xp, 64, 0, yp, 4, nullptr).ok());
+  EXPECT_FALSE(gemm({TensorType::F16, w.get(), 64, 4, 2}, xp, 64, 1, yp, 4, nullptr).ok());  // experts
+  EXPECT_FALSE(gemm({TensorType::F32, w.get(), 64, 4, 1}, xp, 64, 1, yp, 4, nullptr, GemmTile::kLarge).ok());
+  GroupedGemm g;
+  g.w = {TensorType::F16, w.get(), 64, 4, 2};
+  g.n_groups = 2;
+  g.n_rows = 4;
+  g.x = xp;
+  g.x_stride = 64;
+  g.y = yp;
+  g.y_stride = 4;
+  EXPECT_FALSE(grouped_gemm(g, nullptr).ok());  // null offsets
+  ExpertSort s;
+  EXPECT_FALSE(sort_by_expert(s, nullptr).ok());
+}
+
+// CPU version of sort_by_expert: stable by pair index.
+struct HostSort {
+  std::vector<int32_t> offsets, row_pair, row_token, pair_row;
+};
+HostSort host_sort(const std::vector<int32_t>& topk, int top_k, int n_expert) {
+  HostSort h;
+  const int pairs = static_cast<int>(topk.size());
+  h.offsets.assign(static_cast<size_t>(n_expert + 1), 0);
+  h.pair_row.assign(static_cast<size_t>(pairs), -1);
+  for (int e = 0; e < n_expert; ++e) {
+    h.offsets[static_cast<size_t>(e)] = static_cast<int32_t>(h.row_pair.size());
+    for (int p = 0; p < pairs; ++p) {
+      if (topk[static_cast<size_t>(p)] != e) continue;
+      h.pair_row[static_cast<size_t>(p)] = static_cast<int32_t>(h.row_pair.size());
+      h.row_pair.push_back(p);
+      h.row_token.push_back(p / top_k);
+    }
+  }
+  h.offsets[static_cast<size_t>(n_expert)] = static_cast<int32_t>(h.row_pair.size());
+  return h;
+}
+
+class GroupedGemmTest : public ::testing::TestWithParam<TensorType> {};
+
+TEST_P(GroupedGemmTest, SortedExpertsMatchCpu) {
+  const Format& f = format_of(GetParam());
+  ASSERT_TRUE(prepare_matvec().ok());
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  // 150 tokens, top 3 of 6 experts: every token picks expert 1 (150 rows: two tiles of either
+  // shape), nobody picks expert 5 (an empty group), and a few pairs carry invalid ids.
+  const int n_tokens = 150, top_k = 3, n_expert = 6;
+  const int64_t m = 200, k = 512;
+  std::vector<int32_t> topk(static_cast<size_t>(n_tokens * top_k));
+  for (int t = 0; t < n_tokens; ++t) {
+    topk[static_cast<size_t>(t * top_k)] = 1;
+    for (int j = 1; j < top_k; ++j) {
+      const int r = static_cast<int>(rng() % 64);
+      topk[static_cast<size_t>(t * top_k + j)] = r == 0 ? -1 : r == 1 ? n_expert : static_cast<int32_t>(r % 5);
+    }
+  }
+  const HostSort want = host_sort(topk, top_k, n_expert);
+  const int pairs = n_tokens * top_k;
+
+  DeviceBuffer d_topk(bytes_of(topk));
+  ASSERT_TRUE(upload(d_topk, topk));
+  DeviceBuffer d_off((n_expert + 1) * 4), d_rp(pairs * 4), d_rt(pairs * 4), d_pr(pairs * 4);
+  DeviceBuffer d_ws(sort_by_expert_workspace_bytes(n_tokens, top_k, n_expert));
+  ASSERT_TRUE(d_topk.ok() && d_off.ok() && d_rp.ok() && d_rt.ok() && d_pr.ok() && d_ws.ok());
+  ExpertSort s;
+  s.topk = d_topk.get<int32_t>();
+  s.n_tokens = n_tokens;
+  s.top_k = top_k;
+  s.n_expert = n_expert;
+  s.offsets = d_off.get<int32_t>();
+  s.row_pair = d_rp.get<int32_t>();
+  s.row_token = d_rt.get<int32_t>();
+  s.pair_row = d_pr.get<int32_t>();
+  s.workspace = d_ws.get();
+  STATUS_ASSERT(sort_by_expert(s, nullptr));
+  CUDA_ASSERT(cudaDeviceSynchronize());
+  const int valid = want.offsets.back();
+  EXPECT_EQ(download<int32_t>(d_off, n_expert + 1), want.offsets);
+  EXPECT_EQ(download<int32_t>(d_pr, pairs), want.pair_row);
+  std::vector<int32_t> rp = download<int32_t>(d_rp, pairs), rt = download<int32_t>(d_rt, pairs);
+  rp.resize(static_cast<size_t>(valid));
+  rt.resize(static_cast<size_t>(valid));
+  EXPECT_EQ(rp, want.row_pair);
+  EXPECT_EQ(rt, want.row_token);
+
+  const std::vector<uint8_t> wbytes = random_rows(f, k, m * n_expert, rng);
+  DeviceBuffer dw(bytes_of(wbytes));
+  ASSERT_TRUE(upload(dw, wbytes));
+  std::vector<RefWeights> refs;
+  for (int e = 0; e < n_expert; ++e) {
+    const size_t slab = static_cast<size_t>(row_bytes(f, k) * m);
+    const std::vector<uint8_t> part(wbytes.begin() + static_cast<std::ptrdiff_t>(e * slab),
+                                    wbytes.begin() + static_cast<std::ptrdiff_t>((e + 1) * slab));
+    refs.push_back(reference_weights(f, part, m, k));
+  }
+  const Activations x = random_x(n_tokens, k, k, rng);
+  DeviceBuffer dx(bytes_of(x.bits));
+  ASSERT_TRUE(upload(dx, x.bits));
+  ASSERT_TRUE(dw.ok() && dx.ok());
+  for (const GemmTile tile : tiles_for(f.type)) {
+    DeviceBuffer dy(static_cast<size_t>(pairs * m) * 4);
+    ASSERT_TRUE(dy.ok());
+    GroupedGemm g;
+    g.w = {f.type, dw.get(), k, m, n_expert};
+    g.n_groups = n_expert;
+    g.offsets = d_off.get<int32_t>();
+    g.n_rows = pairs;  // an upper bound: the invalid pairs have no row
+    g.x = dx.get<__nv_bfloat16>();
+    g.x_stride = k;
+    g.x_rows = d_rt.get<int32_t>();
+    g.x_count = n_tokens;
+    g.y = dy.get<float>();
+    g.y_stride = m;
+    STATUS_ASSERT(grouped_gemm(g, nullptr, tile));
+    CUDA_ASSERT(cudaDeviceSynchronize());
+    const std::vector<float> y = download<float>(dy, static_cast<size_t>(pairs * m));
+    for (int e = 0; e < n_expert; ++e) {
+      std::vector<int64_t> out_rows, x_rows;
+      for (int r = want.offsets[static_cast<size_t>(e)]; r < want.offsets[static_cast<size_t>(e) + 1]; ++r) {
+        out_rows.push_back(r);
+        x_rows.push_back(want.row_token[static_cast<size_t>(r)]);
+      }
+      std::ostringstream what;
+      what << f.name << " grouped, expert " << e << ", tile " << tile_name(tile);
+      check_rows(y, m, out_rows, x_rows, x, k, refs[static_cast<size_t>(e)], f.type, what.str());
+    }
+    for (size_t i = static_cast<size_t>(valid) * m; i < y.size(); ++i) {
+      ASSERT_TRUE(poisoned(y[i])) << "row past the routed pairs written at " << i;
+    }
+  }
+
+  // Explicit groups: expert 4 for rows 0..9, an empty group, then an invalid expert for rows
+  // 10..29 (left unwritten); X rows not gathered.
+  const std::vector<int32_t> offsets = {0, 10, 10, 30}, experts = {4, 0, 9};
+  DeviceBuffer d_o2(bytes_of(offsets)), d_e2(bytes_of(experts)), dy2(30 * m * 4);
+  ASSERT_TRUE(upload(d_o2, offsets) && upload(d_e2, experts) && dy2.ok());
+  GroupedGemm g;
+  g.w = {f.type, dw.get(), k, m, n_expert};
+  g.n_groups = 3;
+  g.offsets = d_o2.get<int32_t>();
+  g.group_expert = d_e2.get<int32_t>();
+  g.n_rows = 30;
+  g.x = dx.get<__nv_bfloat16>();
+  g.x_stride = k;
+  g.y = dy2.get<float>();
+  g.y_stride = m;
+  STATUS_ASSERT(grouped_gemm(g, nullptr));
+  CUDA_ASSERT(cudaDeviceSynchronize());
+  const std::vector<float> y2 = download<float>(dy2, static_cast<size_t>(30 * m));
+  std::vector<int64_t> ten(10);
+  for (int i = 0; i < 10; ++i) ten[static_cast<size_t>(i)] = i;
+  check_rows(y2, m, ten, ten, x, k, refs[4], f.type, std::string(f.name) + " explicit groups");
+  for (size_t i = 10 * m; i < y2.size(); ++i) ASSERT_TRUE(poisoned(y2[i])) << "invalid expert wrote " << i;
+}
+
+INSTANTIATE_TEST_SUITE_P(AllFormats, GroupedGemmTest,
+                         ::testing::Values(TensorType::F32, TensorType::F16, TensorType::BF16,
+                                           TensorType::Q8_0, TensorType::Q2_K, TensorType::Q4_K,
+                                           TensorType::IQ2_XXS),
+                         [](const ::testing::TestParamInfo<TensorType>& i) {
+                           return std::string(format_of(i.param).name);
+                         });
+
+TEST(Gemm, ConvertsF32ToBf16) {
+  std::mt19937_64 rng(fresh_seed());
+  const int64_t rows = 5, cols = 300, xs = 301, os = 304;
+  std::vector<float> x = gaussian(rows * xs, rng);
+  DeviceBuffer dx(bytes_of(x)), dout(static_cast<size_t>(rows * os) * 2);
+  ASSERT_TRUE(upload(dx, x) && dout.ok());
+  STATUS_ASSERT(convert_f32_to_bf16(dx.get<float>(), xs, rows, cols, dout.get<__nv_bfloat16>(), os, nullptr));
+  CUDA_ASSERT(cudaDeviceSynchronize());
+  const std::vector<uint16_t> out = download<uint16_t>(dout, static_cast<size_t>(rows * os));
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t c = 0; c < os; ++c) {
+      const uint16_t got = out[static_cast<size_t>(r * os + c)];
+      if (c < cols) {
+        ASSERT_EQ(got, f32_to_bf16(x[static_cast<size_t>(r * xs + c)])) << r << "," << c;
+      } else {
+        ASSERT_EQ(got, 0xFFFF) << "padding written at " << r << "," << c;
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace dsv4::cuda::testing

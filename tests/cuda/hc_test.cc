@@ -1,0 +1,194 @@
+// cuda/hc.h against the CPU's hyper-connection ops (cpu/hc.h, cpu/ops.h) on fresh random inputs.
+//
+// Tolerances: the mixer's 24 sums of 16384 products are f32 on both sides in different orders
+// (relative error ~1e-6 of Σ|w·x|); through the gates and the Sinkhorn projection the mixing
+// coefficients then agree to 1e-5 absolute (they are O(1)), and the normalised outputs to 1e-5
+// relative L2. hc_post repeats the CPU's operations in its order: 1e-6 relative.
+#include "cuda/hc.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <vector>
+
+#include "cpu/hc.h"
+#include "cpu/ops.h"
+#include "cuda/device_util.h"
+#include "quant/quant.h"
+
+namespace dsv4::cuda::testing {
+namespace {
+
+constexpr float kEps = 1e-6f;
+
+struct HcCase {
+  int T;
+  int64_t D;
+  gguf::TensorType fn_type;
+};
+
+// The rows of a small matrix stored as F32 or F16, and their f32 values.
+struct SmallMatrix {
+  std::vector<uint8_t> bytes;
+  std::vector<float> values;
+};
+
+SmallMatrix make_matrix(gguf::TensorType type, int64_t rows, int64_t cols, std::mt19937_64& rng) {
+  SmallMatrix m;
+  m.values = normal_vector(static_cast<size_t>(rows * cols), rng, 0.0f, 1.0f / std::sqrt(static_cast<float>(cols)));
+  const size_t esize = type == gguf::TensorType::F32 ? 4 : 2;
+  m.bytes.resize(m.values.size() * esize);
+  quant::quantize_row(type, m.values.data(), m.bytes.data(), rows * cols);
+  quant::dequantize_row(type, m.bytes.data(), m.values.data(), rows * cols);
+  return m;
+}
+
+void run_case(const HcCase& c, bool head, uint64_t seed) {
+  SCOPED_TRACE(::testing::Message() << "T=" << c.T << " D=" << c.D << " head=" << head << " seed=" << seed);
+  std::mt19937_64 rng(seed);
+  const int64_t HD = 4 * c.D;
+  const int M = head ? 4 : kHcMix;
+  const std::vector<float> x = normal_vector(static_cast<size_t>(c.T * HD), rng);
+  const SmallMatrix fn = make_matrix(c.fn_type, M, HD, rng);
+  const std::vector<float> scale = normal_vector(head ? 1 : 3, rng, 1.0f, 0.2f);
+  const std::vector<float> base = normal_vector(static_cast<size_t>(M), rng, 0.0f, 0.5f);
+  const std::vector<float> norm = normal_vector(static_cast<size_t>(c.D), rng, 1.0f, 0.1f);
+
+  TestStream stream;
+  DeviceBuffer dx = upload(x), dfn = upload(fn.bytes), ds = upload(scale), db = upload(base), dn = upload(norm);
+  DeviceBuffer partial(static_cast<size_t>(hc_partial_doubles(c.T, c.D)) * 8);
+  DeviceBuffer mix(static_cast<size_t>(c.T) * kHcMixSize * 4), out(static_cast<size_t>(c.T * c.D) * 4);
+  HcPreArgs a;
+  a.x = dx.get<float>();
+  a.fn.type = c.fn_type;
+  a.fn.ne0 = HD;
+  a.fn.ne1 = M;
+  a.fn.row_bytes = HD * (c.fn_type == gguf::TensorType::F32 ? 4 : 2);
+  a.fn.data = dfn.bytes();
+  a.scale = ds.get<float>();
+  a.base = db.get<float>();
+  a.norm = dn.get<float>();
+  a.partial = partial.get<double>();
+  a.mix = head ? nullptr : mix.get<float>();
+  a.out = out.get<float>();
+  a.T = c.T;
+  a.D = c.D;
+  STATUS_ASSERT(head ? hc_head(a, stream.get()) : hc_pre(a, stream.get()));
+  CUDA_ASSERT(cudaStreamSynchronize(stream.get()));
+  const std::vector<float> got_out = download<float>(out, static_cast<size_t>(c.T * c.D));
+  const std::vector<float> got_mix = download<float>(mix, static_cast<size_t>(c.T) * kHcMixSize);
+
+  for (int t = 0; t < c.T; ++t) {
+    const float* xt = x.data() + t * HD;
+    std::vector<float> m(static_cast<size_t>(M));
+    for (int k = 0; k < M; ++k) {
+      double s = 0;
+      for (int64_t i = 0; i < HD; ++i) s += double(fn.values[static_cast<size_t>(k * HD + i)]) * xt[i];
+      m[static_cast<size_t>(k)] = static_cast<float>(s);
+    }
+    const float r = cpu::hc_flat_rms_scale(xt, HD, kEps);
+    for (float& v : m) v *= r;
+    std::vector<float> gates(static_cast<size_t>(cpu::hc_mix_size(4)));
+    if (head) {
+      cpu::hc_head_gates(m.data(), scale[0], base.data(), 4, kEps, gates.data());
+    } else {
+      cpu::hc_mix(m.data(), scale.data(), base.data(), 4, kEps, 20, gates.data());
+      for (int i = 0; i < kHcMixSize; ++i) {
+        EXPECT_NEAR(got_mix[static_cast<size_t>(t * kHcMixSize + i)], gates[static_cast<size_t>(i)], 1e-5) << "mix " << i;
+      }
+    }
+    std::vector<float> u(static_cast<size_t>(c.D));
+    cpu::hc_weighted_sum(xt, gates.data(), 4, c.D, u.data());
+    cpu::rms_norm(u.data(), norm.data(), c.D, kEps, u.data());
+    EXPECT_LE(rel_l2(got_out.data() + t * c.D, u.data(), static_cast<size_t>(c.D)), 1e-5) << "token " << t;
+  }
+}
+
+TEST(CudaHc, PreMatchesCpu) {
+  for (const HcCase& c : {HcCase{1, 4096, gguf::TensorType::F16}, HcCase{3, 256, gguf::TensorType::F32},
+                          HcCase{5, 96, gguf::TensorType::F16}}) {
+    run_case(c, false, fresh_seed());
+  }
+}
+
+TEST(CudaHc, HeadMatchesCpu) {
+  for (const HcCase& c : {HcCase{1, 4096, gguf::TensorType::F16}, HcCase{4, 128, gguf::TensorType::F32}}) {
+    run_case(c, true, fresh_seed());
+  }
+}
+
+TEST(CudaHc, PostMatchesCpu) {
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE(seed);
+  std::mt19937_64 rng(seed);
+  for (int parts : {1, 6}) {
+    const int T = 3;
+    const int64_t D = 300;  // not a multiple of the block
+    const std::vector<float> x = normal_vector(static_cast<size_t>(T * 4 * D), rng);
+    const std::vector<float> f = normal_vector(static_cast<size_t>(T * parts * D), rng);
+    const std::vector<float> extra = normal_vector(static_cast<size_t>(T * D), rng);
+    const std::vector<float> mix = normal_vector(static_cast<size_t>(T * kHcMixSize), rng, 0.5f, 0.3f);
+    TestStream stream;
+    DeviceBuffer dx = upload(x), df = upload(f), de = upload(extra), dm = upload(mix);
+    DeviceBuffer out(static_cast<size_t>(T * 4 * D) * 4);
+    HcPostArgs a;
+    a.x = dx.get<float>();
+    a.f = df.get<float>();
+    a.n_parts = parts;
+    a.f_extra = parts > 1 ? de.get<float>() : nullptr;
+    a.mix = dm.get<float>();
+    a.out = out.get<float>();
+    a.T = T;
+    a.D = D;
+    STATUS_ASSERT(hc_post(a, stream.get()));
+    CUDA_ASSERT(cudaStreamSynchronize(stream.get()));
+    const std::vector<float> got = download<float>(out, static_cast<size_t>(T * 4 * D));
+    for (int t = 0; t < T; ++t) {
+      std::vector<float> ft(f.begin() + t * parts * D, f.begin() + t * parts * D + D);
+      for (int i = 1; i < parts; ++i) {
+        for (int64_t d = 0; d < D; ++d) ft[static_cast<size_t>(d)] += f[static_cast<size_t>((t * parts + i) * D + d)];
+      }
+      if (parts > 1) {
+        for (int64_t d = 0; d < D; ++d) ft[static_cast<size_t>(d)] += extra[static_cast<size_t>(t * D + d)];
+      }
+      std::vector<float> want(static_cast<size_t>(4 * D));
+      cpu::hc_post(x.data() + t * 4 * D, ft.data(), mix.data() + t * kHcMixSize, 4, D, want.data());
+      EXPECT_LE(max_rel(got.data() + t * 4 * D, want.data(), want.size(), 1e-3), 1e-6) << "token " << t;
+    }
+  }
+}
+
+TEST(CudaHc, EmbeddingRowsAreWidenedIntoFourStreams) {
+  std::mt19937_64 rng(fresh_seed());
+  const int64_t V = 50, D = 256;
+  for (gguf::TensorType type : {gguf::TensorType::F16, gguf::TensorType::BF16, gguf::TensorType::F32}) {
+    const std::vector<float> values = normal_vector(static_cast<size_t>(V * D), rng);
+    const size_t esize = type == gguf::TensorType::F32 ? 4 : 2;
+    std::vector<uint8_t> bytes(values.size() * esize);
+    quant::quantize_row(type, values.data(), bytes.data(), V * D);
+    const std::vector<int32_t> tokens = {7, 0, 49, 7};
+    TestStream stream;
+    DeviceBuffer dw = upload(bytes), dt = upload(tokens), dx(tokens.size() * 4 * D * 4);
+    DeviceTensor e;
+    e.type = type;
+    e.ne0 = D;
+    e.ne1 = V;
+    e.row_bytes = D * static_cast<int64_t>(esize);
+    e.data = dw.bytes();
+    STATUS_ASSERT(embed_tokens(e, dt.get<int32_t>(), static_cast<int>(tokens.size()), dx.get<float>(), stream.get()));
+    CUDA_ASSERT(cudaStreamSynchronize(stream.get()));
+    const std::vector<float> got = download<float>(dx, tokens.size() * 4 * D);
+    std::vector<float> row(static_cast<size_t>(D));
+    for (size_t t = 0; t < tokens.size(); ++t) {
+      quant::dequantize_row(type, bytes.data() + tokens[t] * D * esize, row.data(), D);
+      for (int h = 0; h < 4; ++h) {
+        for (int64_t d = 0; d < D; ++d) {
+          ASSERT_EQ(got[t * 4 * D + h * D + d], row[static_cast<size_t>(d)]) << t << " " << h << " " << d;
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace dsv4::cuda::testing

@@ -1,0 +1,173 @@
+// cuda/indexer.h: the top-k kernel against cpu::top_k_desc (exact: same order, same tie rule), and
+// the whole indexer against cpu::indexer_select on the tiny model's ratio-4 layer with more
+// eligible rows than top_k, on fresh random inputs.
+//
+// The scores are f32 sums in another order than the CPU's (~1e-6 relative), so two rows whose
+// scores are that close may swap across the top-k boundary. The check: the selections agree
+// wherever the CPU's k-th and (k+1)-th scores are more than 1e-4 apart (relative); elsewhere every
+// row the device picks scores within 1e-4 of the CPU's k-th score.
+#include "cuda/indexer.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "cpu/blocks.h"
+#include "cpu/linear.h"
+#include "cpu/ops.h"
+#include "cpu/rope.h"
+#include "cpu/sim.h"
+#include "cpu/test_models.h"
+#include "cuda/device_model.h"
+#include "cuda/device_util.h"
+#include "cuda/forward.h"
+
+namespace dsv4::cuda::testing {
+namespace {
+
+TEST(CudaIndexer, TopKMatchesCpuIncludingTiesAndNaN) {
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE(seed);
+  std::mt19937_64 rng(seed);
+  for (int k : {1, 8, 512}) {
+    const int T = 6;
+    const int64_t stride = 5000;
+    std::vector<float> scores(static_cast<size_t>(T * stride));
+    std::vector<int32_t> n(T);
+    std::uniform_int_distribution<int> small(-20, 20);
+    for (int t = 0; t < T; ++t) {
+      n[t] = std::min<int64_t>(stride, k + 1 + static_cast<int64_t>(rng() % 4000));
+      for (int64_t i = 0; i < stride; ++i) {
+        float v = t % 2 ? static_cast<float>(small(rng)) : std::ldexp(static_cast<float>(rng() % 100000), -10);
+        if (rng() % 50 == 0) v = -v;
+        if (rng() % 200 == 0) v = NAN;
+        if (rng() % 300 == 0) v = -INFINITY;
+        scores[static_cast<size_t>(t * stride + i)] = v;
+      }
+    }
+    TestStream stream;
+    DeviceBuffer ds = upload(scores), dn = upload(n), dsel(static_cast<size_t>(T * k) * 4);
+    STATUS_ASSERT(top_k_rows(ds.get<float>(), stride, dn.get<int32_t>(), T, k, dsel.get<int32_t>(), stream.get()));
+    CUDA_ASSERT(cudaStreamSynchronize(stream.get()));
+    const std::vector<int32_t> got = download<int32_t>(dsel, static_cast<size_t>(T * k));
+    for (int t = 0; t < T; ++t) {
+      std::vector<int32_t> want = cpu::top_k_desc(std::span<const float>(scores.data() + t * stride, n[t]), k);
+      std::sort(want.begin(), want.end());
+      const std::vector<int32_t> row(got.begin() + t * k, got.begin() + (t + 1) * k);
+      EXPECT_EQ(row, want) << "k " << k << " token " << t << " of " << n[t] << " rows";
+    }
+  }
+}
+
+// The CPU's scores of one token (indexer.cc's formula with cpu ops), for judging near-ties.
+std::vector<float> cpu_scores(const model::Model& m, int64_t layer, const cpu::State& st, const float* qr_t,
+                              const float* x_t, int64_t p, bool fp4) {
+  const model::Config& c = m.config;
+  const model::LayerWeights& lw = m.weights.layers[static_cast<size_t>(layer)];
+  const int64_t IH = c.n_index_head, idh = c.index_head_dim, n_vis = (p + 1) / 4;
+  std::vector<float> q(static_cast<size_t>(IH * idh)), w(static_cast<size_t>(IH));
+  cpu::project(lw.indexer_attn_q_b, qr_t, c.q_lora_rank, 1, q.data(), IH * idh);
+  cpu::project(lw.indexer_proj, x_t, c.n_embd, 1, w.data(), IH);
+  const cpu::RopeAngles ang = cpu::rope_angles(cpu::layer_rope_frequencies(c, layer), p);
+  const float w_scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(idh * IH)));
+  for (int64_t h = 0; h < IH; ++h) {
+    cpu::rope_rotate(q.data() + h * idh, idh, ang);
+    if (fp4) {
+      cpu::hadamard(q.data() + h * idh, idh);
+      cpu::fp4_sim(q.data() + h * idh, idh);
+    }
+    w[static_cast<size_t>(h)] *= w_scale;
+  }
+  std::vector<float> s(static_cast<size_t>(n_vis));
+  for (int64_t r = 0; r < n_vis; ++r) {
+    float acc = 0;
+    for (int64_t h = 0; h < IH; ++h) {
+      acc += w[static_cast<size_t>(h)] *
+             std::max(0.0f, cpu::dot(q.data() + h * idh, st.layer(layer).index.data() + r * idh, idh));
+    }
+    s[static_cast<size_t>(r)] = acc;
+  }
+  return s;
+}
+
+TEST(CudaIndexer, SelectionMatchesCpu) {
+  const model::Model& host = cpu::testing::synthetic_model("tiny");
+  const model::Config& c = host.config;
+  Result<std::unique_ptr<DeviceModel>> dev = upload_model(host);
+  ASSERT_TRUE(dev.ok()) << dev.error().message;
+  int64_t layer = -1;
+  for (int64_t l = 0; l < c.n_layer && layer < 0; ++l) layer = c.ratio(l) == 4 ? l : -1;
+  ASSERT_GE(layer, 0);
+  const int k = static_cast<int>(c.index_top_k);
+  for (bool official : {false, true}) {
+    const uint64_t seed = fresh_seed();
+    SCOPED_TRACE(::testing::Message() << (official ? "official" : "plain") << " seed " << seed);
+    std::mt19937_64 rng(seed);
+    const int64_t N = 120, D = c.n_embd, R = c.q_lora_rank, IH = c.n_index_head, idh = c.index_head_dim;
+    const std::vector<float> x = normal_vector(static_cast<size_t>(N * D), rng);
+    const std::vector<float> qr = normal_vector(static_cast<size_t>(N * R), rng);
+    const cpu::SimOptions sim = official ? cpu::SimOptions::official() : cpu::SimOptions::plain();
+    const std::vector<float> omega = cpu::layer_rope_frequencies(c, layer);
+    cpu::State st = cpu::State::create(c, N).value();
+    cpu::Chunk ch;
+    ch.pos0 = 0;
+    ch.n_tok = N;
+    ch.sim = sim;
+    cpu::compress(host, layer, st, ch, cpu::CompressorKind::kIndexer, omega, x.data());
+    const std::vector<std::vector<int32_t>> want = cpu::indexer_select(host, layer, st, ch, omega, qr.data(), x.data());
+
+    // The device gets the CPU's indexer rows: this tests the selection alone.
+    const DeviceLayer& L = (*dev)->layers[static_cast<size_t>(layer)];
+    TestStream stream;
+    DeviceBuffer dx = upload(x), dqr = upload(qr), dom = upload(omega), rows = upload(st.layer(layer).index);
+    DeviceBuffer zeros = upload(std::vector<int32_t>(static_cast<size_t>(N), 0));
+    DeviceBuffer iq(static_cast<size_t>(N * IH * idh) * 4), iw(static_cast<size_t>(N * IH) * 4);
+    const int64_t cap = N / 4;
+    DeviceBuffer scores(static_cast<size_t>(N * cap) * 4), sel(static_cast<size_t>(N * k) * 4);
+    DeviceBuffer dpos = upload(std::vector<int>{0});
+    STATUS_ASSERT(project(L.index_q_b, dqr.get<float>(), static_cast<int>(N), iq.get<float>(), zeros.get<int32_t>(), stream.get()));
+    STATUS_ASSERT(project(L.index_proj, dx.get<float>(), static_cast<int>(N), iw.get<float>(), zeros.get<int32_t>(), stream.get()));
+    IndexerArgs a;
+    a.q = iq.get<float>();
+    a.w = iw.get<float>();
+    a.rows = rows.get<float>();
+    a.scores = scores.get<float>();
+    a.selected = sel.get<int32_t>();
+    a.omega = dom.get<float>();
+    a.pos0 = dpos.get<int>();
+    a.T = static_cast<int>(N);
+    a.IH = static_cast<int>(IH);
+    a.idh = static_cast<int>(idh);
+    a.n_rot = static_cast<int>(c.n_rot);
+    a.top_k = k;
+    a.score_cap = cap;
+    a.sim = sim.fp4_indexer;
+    STATUS_ASSERT(indexer_select(a, stream.get()));
+    CUDA_ASSERT(cudaStreamSynchronize(stream.get()));
+    const std::vector<int32_t> got = download<int32_t>(sel, static_cast<size_t>(N * k));
+    int scored = 0, decisive = 0;
+    for (int64_t t = 0; t < N; ++t) {
+      if ((t + 1) / 4 <= k) continue;
+      ++scored;
+      const std::vector<int32_t> row(got.begin() + t * k, got.begin() + (t + 1) * k);
+      const std::vector<float> s = cpu_scores(host, layer, st, qr.data() + t * R, x.data() + t * D, t, official);
+      std::vector<float> sorted = s;
+      std::sort(sorted.begin(), sorted.end(), std::greater<float>());
+      const float kth = sorted[static_cast<size_t>(k - 1)], next = sorted[static_cast<size_t>(k)];
+      const float tol = 1e-4f * (std::fabs(kth) + 1e-6f);
+      if (kth - next > tol) {
+        ++decisive;
+        EXPECT_EQ(row, want[static_cast<size_t>(t)]) << "token " << t;
+      } else {
+        for (int32_t r : row) EXPECT_GE(s[static_cast<size_t>(r)], kth - tol) << "token " << t << " row " << r;
+      }
+    }
+    EXPECT_GT(scored, 50);
+    EXPECT_GT(decisive, scored / 2);
+  }
+}
+
+}  // namespace
+}  // namespace dsv4::cuda::testing
