@@ -406,6 +406,24 @@ bool DsmlStreamParser::step_header(bool final, std::vector<StreamEvent>& out) {
   return true;
 }
 
+bool DsmlStreamParser::in_tool_structure() const {
+  switch (state_) {
+    case State::block_open_nl:
+    case State::between_invokes:
+    case State::invoke_header:
+    case State::in_frame:
+    case State::param_header:
+    case State::after_block:
+      return true;
+    case State::param_body:
+      // Undecided: whitespace or a nested parameter may follow. Otherwise bytes are held only
+      // while they may be the start of the closer.
+      return body_mode_ == BodyMode::undecided || !buf_.empty();
+    default:
+      return false;
+  }
+}
+
 bool DsmlStreamParser::step_param_body(bool final, std::vector<StreamEvent>& out) {
   if (body_mode_ == BodyMode::undecided) {
     size_t ws = leading_space(buf_);

@@ -76,6 +76,11 @@ class DsmlStreamParser {
   // True once a tool-call block was closed: with tools active, generation stops here (§3.4).
   bool block_closed() const { return block_closed_; }
   int calls_completed() const { return calls_completed_; }
+  // True while the next bytes belong to tool-call structure: tags, attribute headers, the
+  // whitespace between them, or a parameter closer that may be forming (PROTOCOL.md §3.5). A
+  // generator samples such tokens greedily; parameter bodies and text outside a block are not
+  // structure.
+  bool in_tool_structure() const;
 
  private:
   enum class State {
