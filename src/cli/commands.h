@@ -8,12 +8,15 @@ namespace dsv4::cli {
 
 // Every register_* adds one subcommand whose callback sets the process exit code through
 // set_exit_code(); errors are printed to stderr as "dsv4 <command>: <message>".
+void register_bench(CLI::App& app);
+void register_chat(CLI::App& app);
 void register_gen_model(CLI::App& app);
 void register_inspect(CLI::App& app);
 void register_logits(CLI::App& app);
 void register_tokenize(CLI::App& app);
 void register_render(CLI::App& app);
 void register_run(CLI::App& app);
+void register_serve(CLI::App& app);
 
 void set_exit_code(int code);
 

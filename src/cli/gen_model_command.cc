@@ -1,5 +1,6 @@
 // dsv4 gen-model: writes a deterministic synthetic model (tests, benchmarks, first runs).
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 #include <string>
 
@@ -51,6 +52,11 @@ int run_gen_model(const GenModelOptions& o) {
   if (!writer.ok()) {
     std::fprintf(stderr, "dsv4 gen-model: %s\n", writer.error().message.c_str());
     return 1;
+  }
+  // The default model path (cli/model_path.h) sits in a folder that may not exist yet.
+  std::error_code ec;
+  if (const auto dir = std::filesystem::path(o.out).parent_path(); !dir.empty()) {
+    std::filesystem::create_directories(dir, ec);
   }
   Status written = writer->write(o.out);
   if (!written.ok()) {

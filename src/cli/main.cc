@@ -14,11 +14,14 @@ int main(int argc, char** argv) {
   CLI::App app{"dsv4: DeepSeek V4 Flash inference engine"};
   app.require_subcommand(1);
   // One line per command (keep sorted).
+  dsv4::cli::register_bench(app);
+  dsv4::cli::register_chat(app);
   dsv4::cli::register_gen_model(app);
   dsv4::cli::register_inspect(app);
   dsv4::cli::register_logits(app);
   dsv4::cli::register_render(app);
   dsv4::cli::register_run(app);
+  dsv4::cli::register_serve(app);
   dsv4::cli::register_tokenize(app);
   try {
     app.parse(argc, argv);
