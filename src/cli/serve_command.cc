@@ -5,6 +5,8 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <functional>
 #include <memory>
@@ -124,10 +126,16 @@ Status serve(ServeOptions o) {
   server::HttpServer http(o.http, context, scheduler, tok);
   DSV4_TRY(http.bind());
 
+  std::atomic<bool> served{false};
   signals.start([&](int sig) {
     log::info("signal ", sig, ": shutting down");
     scheduler.shutdown();
-    http.stop();
+    // A signal that came during startup finds the server not yet listening, and httplib ignores a
+    // stop() then: repeat it until serve() has returned.
+    while (!served.load()) {
+      http.stop();
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
   });
   // One line on stdout, for scripts that start the server on port 0.
   std::printf("dsv4 serve: listening on http://%s:%d\n", o.http.host.c_str(), http.port());
@@ -135,6 +143,7 @@ Status serve(ServeOptions o) {
   log::info("serving ", o.http.model_id, " on http://", o.http.host, ":", http.port(), ", context ", o.ctx,
             o.http.api_key.empty() ? "" : ", API key required");
   http.serve();
+  served.store(true);
   signals.finish();
   scheduler.shutdown();
   cache.store_at_shutdown();

@@ -102,6 +102,12 @@ void HttpServer::Impl::install() {
   http.set_payload_max_length(options.max_body_bytes);
   http.set_read_timeout(options.read_timeout_seconds, 0);
   http.set_write_timeout(options.write_timeout_ms / 1000, (options.write_timeout_ms % 1000) * 1000);
+  // SO_REUSEADDR only: httplib's default adds SO_REUSEPORT, which would let a second server bind
+  // the same port and silently take half of the connections.
+  http.set_socket_options([](socket_t sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, reinterpret_cast<const char*>(&yes), sizeof yes);
+  });
   const size_t threads = options.http_threads;
   http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   if (options.cors) {

@@ -10,8 +10,16 @@ import path from 'node:path';
 export const require = createRequire(new URL('../../tools/js/package.json', import.meta.url));
 export const BINARY = process.env.DSV4_BINARY || path.resolve('build/dsv4');
 
+const tempDirs = [];
+process.on('exit', () => {
+  for (const d of tempDirs) fs.rmSync(d, { recursive: true, force: true });
+});
+
+// A fresh directory, removed when the test process exits.
 export function tempDir(name) {
-  return fs.mkdtempSync(path.join(os.tmpdir(), `dsv4-js-${name}-`));
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `dsv4-js-${name}-`));
+  tempDirs.push(dir);
+  return dir;
 }
 
 let modelPath;

@@ -28,6 +28,8 @@ struct Replay {
   Api api;
 };
 
+void PrintTo(const Replay& r, std::ostream* os) { *os << r.folder << " " << r.first << " -> " << r.second; }
+
 Json load_body(const std::string& folder, const std::string& file) {
   std::ifstream in(std::string(DSV4_SHARED_DIR) + "/testdata/agent-requests/" + folder + "/" + file);
   EXPECT_TRUE(in) << folder << "/" << file;

@@ -114,6 +114,25 @@ TEST_F(HttpServerTest, ChatStreamIsWellFramedSse) {
   EXPECT_FALSE(finish["choices"][0]["finish_reason"].is_null());
 }
 
+TEST(HttpServerPrefill, LongPrefillsSendKeepAliveComments) {
+  TestServerOptions o;
+  o.prefill_comment_interval = std::chrono::milliseconds(0);  // at every progress report
+  TestServer server(o);
+  Json body = {{"messages", Json::array({{{"role", "user"}, {"content", std::string(3000, 'p')}}})},
+               {"max_tokens", 2},
+               {"stream", true}};
+  auto r = server.client().Post("/v1/chat/completions", body.dump(), kJsonType);
+  ASSERT_TRUE(r);
+  auto frames = sse_frames_of(r->body);
+  ASSERT_GE(frames.size(), 3u);
+  EXPECT_TRUE(frames[0].comment);
+  size_t first_data = 0;
+  while (first_data < frames.size() && frames[first_data].comment) ++first_data;
+  ASSERT_LT(first_data, frames.size());
+  EXPECT_EQ(json_of(frames[first_data].data)["choices"][0]["delta"]["role"], "assistant");
+  EXPECT_EQ(r->body.substr(0, 11), ": prefill\n\n");
+}
+
 TEST_F(HttpServerTest, AnthropicStreamHasNamedEvents) {
   auto c = server.client();
   const std::string body =

@@ -38,6 +38,7 @@ struct TestServerOptions {
   std::string kv_dir;  // empty: no disk cache
   StoreTriggerOptions triggers;
   int64_t default_max_tokens = 64;
+  std::chrono::milliseconds prefill_comment_interval{5000};
 };
 
 class TestServer {
@@ -55,6 +56,7 @@ class TestServer {
     generator_ = std::make_unique<generation::Generator>(*model_.tokenizer, model_.special);
     context_ = std::make_unique<EngineContext>(EngineContext{*cache_, *generator_, *model_.tokenizer, metrics_});
     context_->default_max_tokens = o.default_max_tokens;
+    context_->prefill_comment_interval = o.prefill_comment_interval;
     scheduler_ = std::make_unique<Scheduler>(o.max_queue);
     HttpOptions h;
     h.port = 0;
