@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <utility>
@@ -60,31 +61,29 @@ Result<MappedFile> MappedFile::open(const std::string& path) {
 }
 
 Status write_file_atomic(const std::string& path, std::span<const uint8_t> bytes) {
-  const std::string tmp = path + ".tmp." + std::to_string(getpid());
+  // One temporary name per call: two threads of a process may write the same path at once (the
+  // server's disk cache), and each must rename only its own complete file.
+  static std::atomic<uint64_t> counter{0};
+  const std::string tmp = path + ".tmp." + std::to_string(getpid()) + "." + std::to_string(counter.fetch_add(1));
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return make_error(tmp + ": cannot create: " + std::strerror(errno));
+  auto fail = [&](const std::string& what, int err, bool open) {
+    if (open) ::close(fd);
+    ::unlink(tmp.c_str());
+    return Status(make_error(what + ": " + std::strerror(err)));
+  };
   size_t done = 0;
   while (done < bytes.size()) {
     const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
     if (n < 0) {
       if (errno == EINTR) continue;
-      const int err = errno;
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      return make_error(tmp + ": write failed: " + std::strerror(err));
+      return fail(tmp + ": write failed", errno, true);
     }
     done += static_cast<size_t>(n);
   }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) {
-    const int err = errno;
-    ::unlink(tmp.c_str());
-    return make_error(tmp + ": fsync/close failed: " + std::strerror(err));
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int err = errno;
-    ::unlink(tmp.c_str());
-    return make_error(path + ": rename failed: " + std::strerror(err));
-  }
+  if (::fsync(fd) != 0) return fail(tmp + ": fsync failed", errno, true);
+  if (::close(fd) != 0) return fail(tmp + ": close failed", errno, false);
+  if (::rename(tmp.c_str(), path.c_str()) != 0) return fail(path + ": rename failed", errno, false);
   return Status();
 }
 
