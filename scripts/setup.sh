@@ -10,7 +10,7 @@ if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
 DEBIAN_PACKAGES=(
   build-essential cmake ninja-build pkg-config git python3
   libgtest-dev libgmock-dev googletest libbenchmark-dev
-  nlohmann-json3-dev libcpp-httplib-dev libcli11-dev
+  nlohmann-json3-dev libcpp-httplib-dev libcli11-dev libssl-dev
   python3-numpy python3-pytest
 )
 # Node.js may come from another source (its npm bundled); Debian's packages only when absent.

@@ -34,5 +34,20 @@ TEST(Sha256, IncrementalEqualsOneShot) {
   }
 }
 
+TEST(Sha256, CopiesContinueIndependently) {
+  const std::string a = "a prefix shared by two continuations, ", b = "then one", c = "then the other";
+  auto bytes = [](const std::string& t) { return std::span(reinterpret_cast<const uint8_t*>(t.data()), t.size()); };
+  Sha256 first;
+  first.update(bytes(a));
+  Sha256 second = first;
+  first.update(bytes(b));
+  second.update(bytes(c));
+  Sha256 third;
+  third = second;
+  EXPECT_EQ(to_hex(first.finish()), hex_of(a + b));
+  EXPECT_EQ(to_hex(second.finish()), hex_of(a + c));
+  EXPECT_EQ(to_hex(third.finish()), hex_of(a + c));
+}
+
 }  // namespace
 }  // namespace dsv4
