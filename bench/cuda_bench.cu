@@ -11,6 +11,7 @@
 //   cuda_bench              default launch shapes, then a sweep over the fast kernel's launch shapes
 //   cuda_bench --quick      default launch shapes only
 //   cuda_bench --only TEXT  default launch shapes of the cases named ...TEXT... (for ncu)
+//   cuda_bench --sweep TEXT the cases named ...TEXT...: default launch shapes, then the sweep
 //
 // Bytes counted per launch: the weights read (rows × row bytes, per selected expert) plus the
 // activations read and the outputs written.
@@ -227,6 +228,7 @@ struct Case {
   int slots = 0;      // 0: dense; else experts
   bool sum = false;   // experts summed (MoE down)
   int64_t n_expert = 0;
+  bool x_per_slot = false;  // per-slot form with one activation vector per slot (attention output_a)
 };
 
 struct Result {
@@ -252,7 +254,8 @@ Result run_case(const Case& c, const Device& dev, MatvecImpl impl, MatvecTuning 
   }
   const int launches = std::max(32, copies);  // every copy once per graph replay
   const int slots = std::max(1, c.slots);
-  const int64_t x_elems = (c.sum ? slots : 1) * c.n_in;
+  const bool x_per_slot = c.sum || c.x_per_slot;
+  const int64_t x_elems = (x_per_slot ? slots : 1) * c.n_in;
   const int64_t y_elems = (c.slots && !c.sum ? slots : 1) * c.n_out;
 
   uint8_t* w = nullptr;
@@ -300,7 +303,7 @@ Result run_case(const Case& c, const Device& dev, MatvecImpl impl, MatvecTuning 
       m.experts = ids + l * slots;
       m.n_slots = slots;
       m.x = x;
-      m.x_stride = c.sum ? c.n_in : 0;
+      m.x_stride = x_per_slot ? c.n_in : 0;
       m.slot_scale = c.sum ? scale : nullptr;
       const dsv4::Status st = c.sum ? dsv4::cuda::matvec_experts_sum(m, y, s, impl, tuning)
                                     : dsv4::cuda::matvec_experts(m, y, s, impl, tuning);
@@ -346,13 +349,15 @@ std::string shape(const Case& c) {
 int main(int argc, char** argv) {
   bool quick = false;
   std::string only;  // --only TEXT: just the cases whose name contains TEXT, default shapes (for ncu)
+  bool sweep_only = false;  // --sweep TEXT: those cases, then their sweep
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--quick") == 0) {
       quick = true;
-    } else if (std::strcmp(argv[i], "--only") == 0 && i + 1 < argc) {
+    } else if ((std::strcmp(argv[i], "--only") == 0 || std::strcmp(argv[i], "--sweep") == 0) && i + 1 < argc) {
+      sweep_only = std::strcmp(argv[i], "--sweep") == 0;
       only = argv[++i];
     } else {
-      std::fprintf(stderr, "usage: cuda_bench [--quick] [--only TEXT]\n");
+      std::fprintf(stderr, "usage: cuda_bench [--quick] [--only TEXT | --sweep TEXT]\n");
       return 2;
     }
   }
@@ -396,6 +401,9 @@ int main(int argc, char** argv) {
       {"attn kv (Q8_0)", TensorType::Q8_0, 4096, 512},
       {"attn q_b (Q8_0)", TensorType::Q8_0, 1024, 32768},
       {"attn output_a (Q8_0)", TensorType::Q8_0, 4096, 8192},
+      // The model's form: 8 head groups as 8 slots with their own activations; 64 groups in the
+      // tensor so that the rotation reads HBM, not L2.
+      {"attn output_a, 8 groups (Q8_0)", TensorType::Q8_0, 4096, 1024, 8, false, 64, true},
       {"attn output_b (Q8_0)", TensorType::Q8_0, 8192, 4096},
       {"shared expert gate/up (Q8_0)", TensorType::Q8_0, 4096, 2048},
       {"shared expert down (Q8_0)", TensorType::Q8_0, 2048, 4096},
@@ -429,8 +437,8 @@ int main(int argc, char** argv) {
                 cfg, r.us, r.gbps, 100.0 * r.gbps / dev.copy_gbps);
     std::fflush(stdout);
   }
-  if (!only.empty()) return 0;
-  {
+  if (!only.empty() && !sweep_only) return 0;
+  if (only.empty()) {
     const Case c = cases[3];
     const Result r = run_case(c, dev, MatvecImpl::kReference, {}, false);
     std::printf("%-36s %-8s %-22s %-9s %10.2f %9.1f %7.1f%%\n", "(reference kernel, for scale)",
@@ -438,19 +446,27 @@ int main(int argc, char** argv) {
   }
   if (quick) return 0;
 
-  // R = 1, 2, 4: the f32 kernel; R = 16: the tensor-core kernel (Q8_0, Q2_K, Q4_K, IQ2_XXS).
+  // R = 1, 2, 4: the f32 kernel; R = 16: the tensor-core kernel (Q8_0, Q2_K, Q4_K, IQ2_XXS); R = 32:
+  // the Q8_0 row-tile kernel.
   const std::vector<std::pair<int, int>> shapes = {{1, 1},  {1, 2},  {1, 4},  {1, 8},  {2, 1},  {2, 2},
                                                    {2, 4},  {2, 8},  {4, 1},  {4, 2},  {4, 4},  {4, 8},
-                                                   {16, 1}, {16, 2}, {16, 4}, {16, 8}, {16, 16}};
-  std::printf("\nsweep of the launch shape (R rows per warp x W warps per row; R = 16: tensor cores): median us\n");
+                                                   {16, 1}, {16, 2}, {16, 4}, {16, 8}, {16, 16},
+                                                   {32, 1}, {32, 2}, {32, 4}, {32, 8}};
+  std::printf("\nsweep of the launch shape (R rows per warp x W warps per row; R = 16: tensor cores, R = 32: Q8_0 row "
+              "tiles): median us\n");
   std::printf("%-36s %-8s %-22s", "case", "type", "shape");
   for (const auto& [r, w] : shapes) std::printf(" %7s", (std::to_string(r) + "x" + std::to_string(w)).c_str());
   std::printf("   best (%% copy)\n");
   for (const Case& c : cases) {
+    if (!wanted(c)) continue;
     if (!c.slots && c.n_out * c.n_in < (int64_t{8} << 20)) continue;  // small ones are launch bound
     std::printf("%-36s %-8s %-22s", c.what, info(c.type).name, shape(c).c_str());
     Result best;
     for (const auto& [r, w] : shapes) {
+      if (sweep_only && r != 4 && r != 16 && r != 32) {  // --sweep: the defaults' kernels only
+        std::printf(" %7s", "-");
+        continue;
+      }
       Result x = run_case(c, dev, MatvecImpl::kFast, {r, w}, true);
       std::printf(" %7.2f", x.us);  // 0.00: the shape does not apply
       if (x.us > 0 && (best.us == 0 || x.us < best.us)) {

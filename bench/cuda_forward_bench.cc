@@ -1,9 +1,13 @@
 // cuda_forward_bench: where a decode step's time goes on the GPU, for a full-size synthetic model
 // generated on the device (flash-q2 by default, some or all of its 43 layers).
 //
-//   cuda_forward_bench [--preset flash-q2] [--layers N] [--ctx C] [--steps S]
+//   cuda_forward_bench [--preset flash-q2] [--layers N] [--ctx C] [--steps S] [--chunk K]
+//                      [--prefill f16|exact]
 //
-// 1. Prefill of C tokens (chunks of 128): tokens/s.
+// 1. Prefill of C tokens in chunks of K (default 2048) with tensor-core (f16, the default) or f32
+//    (exact) projections (cuda::PrefillMath): tokens/s.
+// 1b. One more prefill chunk of K tokens (positions C .. C+K), an event after each stage of every
+//    layer: milliseconds per stage and tokens/s of that chunk.
 // 2. S decode steps replayed from the captured graph: tokens/s, and GB/s over the bytes a step
 //    must read (cuda/cost_model.h) against the measured copy bandwidth.
 // 3. One decode step without the graph, an event after each stage of every layer: milliseconds
@@ -42,15 +46,21 @@ double since(std::chrono::steady_clock::time_point t) {
 
 int main(int argc, char** argv) {
   std::string preset = "flash-q2";
-  int64_t layers = 43, ctx = 2048, steps = 64;
+  int64_t layers = 43, ctx = 2048, steps = 64, chunk = cuda::DeviceSession::kTensorCoreMaxChunk;
+  cuda::PrefillMath prefill = cuda::PrefillMath::kTensorCoreF16;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i];
     if (a == "--preset") preset = argv[i + 1];
     else if (a == "--layers") layers = std::atoll(argv[i + 1]);
     else if (a == "--ctx") ctx = std::atoll(argv[i + 1]);
     else if (a == "--steps") steps = std::atoll(argv[i + 1]);
+    else if (a == "--chunk") chunk = std::atoll(argv[i + 1]);
+    else if (a == "--prefill" && std::strcmp(argv[i + 1], "exact") == 0) prefill = cuda::PrefillMath::kExactF32;
+    else if (a == "--prefill" && std::strcmp(argv[i + 1], "f16") == 0) prefill = cuda::PrefillMath::kTensorCoreF16;
     else {
-      std::fprintf(stderr, "usage: cuda_forward_bench [--preset P] [--layers N] [--ctx C] [--steps S]\n");
+      std::fprintf(stderr,
+                   "usage: cuda_forward_bench [--preset P] [--layers N] [--ctx C] [--steps S] [--chunk K] "
+                   "[--prefill f16|exact]\n");
       return 2;
     }
   }
@@ -63,24 +73,41 @@ int main(int argc, char** argv) {
   std::printf("%s, %lld layers: %.2f GB generated in %.2f s; copy bandwidth %.0f GB/s\n", preset.c_str(),
               static_cast<long long>(layers), static_cast<double>(model->weight_bytes) / 1e9, model->load_seconds, copy);
 
-  auto session = cuda::DeviceSession::create(model, ctx + steps + 8, cpu::SimOptions::official());
+  const int64_t n_ctx = ctx + chunk + steps + 8;
+  auto session = cuda::DeviceSession::create(model, n_ctx, cpu::SimOptions::official(), static_cast<int>(chunk), prefill);
   CHECK(session.status());
   cuda::DeviceSession& s = **session;
-  std::vector<int32_t> tokens(static_cast<size_t>(ctx + steps + 8));
+  std::printf("session of %lld tokens, chunks of %lld, %s prefill: %.2f GB of state and scratch\n",
+              static_cast<long long>(n_ctx), static_cast<long long>(chunk),
+              prefill == cuda::PrefillMath::kTensorCoreF16 ? "tensor-core f16" : "f32", static_cast<double>(s.state_bytes()) / 1e9);
+  std::vector<int32_t> tokens(static_cast<size_t>(n_ctx));
   for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<int32_t>((i * 7919 + 13) % model->config.n_vocab);
 
   auto t0 = std::chrono::steady_clock::now();
   CHECK(s.forward(std::span(tokens).first(static_cast<size_t>(ctx)), nullptr));
   CHECK(s.synchronize());
   const double prefill_s = since(t0);
-  std::printf("prefill %lld tokens: %.2f s, %.1f tokens/s\n", static_cast<long long>(ctx), prefill_s,
-              static_cast<double>(ctx) / prefill_s);
+  std::printf("prefill %lld tokens in chunks of %lld: %.2f s, %.1f tokens/s\n", static_cast<long long>(ctx),
+              static_cast<long long>(chunk), prefill_s, static_cast<double>(ctx) / prefill_s);
+
+  {
+    cuda::StageProfile profile;
+    CHECK(s.profile_chunk(std::span(tokens).subspan(static_cast<size_t>(ctx), static_cast<size_t>(chunk)), profile));
+    auto totals = profile.totals();
+    CHECK(totals.status());
+    double sum = 0;
+    for (const auto& [stage, ms] : *totals) sum += ms;
+    std::printf("one prefill chunk %lld..%lld without the graph: %.3f ms, %.1f tokens/s\n", static_cast<long long>(ctx),
+                static_cast<long long>(ctx + chunk), sum, 1e3 * static_cast<double>(chunk) / sum);
+    for (const auto& [stage, ms] : *totals) std::printf("  %-34s %8.3f ms  %5.1f%%\n", stage.c_str(), ms, 100.0 * ms / sum);
+  }
 
   // Warm the graph (capture on first use), then time replays; logits() waits for the device.
-  CHECK(s.forward(std::span(tokens).subspan(static_cast<size_t>(ctx), 1), nullptr));
+  const int64_t at = ctx + chunk;
+  CHECK(s.forward(std::span(tokens).subspan(static_cast<size_t>(at), 1), nullptr));
   (void)s.logits();
   t0 = std::chrono::steady_clock::now();
-  for (int64_t i = 1; i <= steps; ++i) CHECK(s.forward(std::span(tokens).subspan(static_cast<size_t>(ctx + i), 1), nullptr));
+  for (int64_t i = 1; i <= steps; ++i) CHECK(s.forward(std::span(tokens).subspan(static_cast<size_t>(at + i), 1), nullptr));
   (void)s.logits();
   const double step_s = since(t0) / static_cast<double>(steps);
   const double bytes = static_cast<double>(cuda::decode_step_bytes(*model, s.n()));

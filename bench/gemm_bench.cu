@@ -6,11 +6,12 @@
 //   gemm_bench [--quick | --profile]   (--quick: n = 2048 only; --profile: see profile_launches)
 //
 // Weights are random valid blocks made on the device (every f16 scale a moderate value), X random
-// bf16. Each figure: 5 rounds of 20 back-to-back launches timed with events, the median round's
-// mean. cuBLAS is loaded with dlopen (libcublas.so.13), so the binary also runs where it is absent
-// (the cuBLAS columns then read "-").
+// f16 (cuBLAS: bf16, the same tensor-core rate). Each figure: 5 rounds of 20 back-to-back launches
+// timed with events, the median round's mean. cuBLAS is loaded with dlopen (libcublas.so.13), so
+// the binary also runs where it is absent (the cuBLAS columns then read "-").
 #include <cublas_api.h>
 #include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #include <dlfcn.h>
 
@@ -145,6 +146,14 @@ __nv_bfloat16* random_bf16(int64_t n, uint64_t seed) {
   CHECK_CUDA(cudaGetLastError());
   return static_cast<__nv_bfloat16*>(p);
 }
+// The GEMM's activations (f16; cuBLAS keeps bf16, the same tensor-core rate).
+__half* random_f16(int64_t n, uint64_t seed) {
+  void* p = nullptr;
+  CHECK_CUDA(cudaMalloc(&p, static_cast<size_t>(n) * 2));
+  init_plain<<<1024, 256>>>(TensorType::F16, p, n, seed);
+  CHECK_CUDA(cudaGetLastError());
+  return static_cast<__half*>(p);
+}
 
 // ---- timing ----
 template <class F>
@@ -207,11 +216,11 @@ struct Bench {
 
   void dense(const char* name, TensorType type, int64_t k, int64_t m, int64_t n, GemmTile tile = GemmTile::kAuto) {
     void* w = random_weights(type, k, m, 1);
-    __nv_bfloat16* x = random_bf16(n * k, 2);
+    __half* x = random_f16(n * k, 2);
     float* y = nullptr;
     CHECK_CUDA(cudaMalloc(&y, static_cast<size_t>(n * m) * 4));
     const GemmWeights gw{type, w, k, m, 1};
-    const double us = time_us(stream, [&] { CHECK_OK(dsv4::cuda::gemm(gw, x, k, n, y, m, stream, tile)); });
+    const double us = time_us(stream, [&] { CHECK_OK(dsv4::cuda::gemm(gw, x, k, nullptr, n, y, m, stream, tile)); });
     const char* tname = tile == GemmTile::kLarge ? "large" : tile == GemmTile::kSmall ? "small" : "auto";
     row(name, dsv4::gguf::type_name(type).c_str(), n, k, m, tname, us, 2.0 * n * m * k, cublas_tflops(m, n, k));
     CHECK_CUDA(cudaFree(w));
@@ -260,7 +269,7 @@ struct Bench {
     s.workspace = ws;
     const double sort_us = time_us(stream, [&] { CHECK_OK(dsv4::cuda::sort_by_expert(s, stream)); });
     const int64_t x_rows = gather ? n : pairs;
-    __nv_bfloat16* x = random_bf16(x_rows * k, 4);
+    __half* x = random_f16(x_rows * k, 4);
     float* y = nullptr;
     CHECK_CUDA(cudaMalloc(&y, static_cast<size_t>(pairs * m) * 4));
     dsv4::cuda::GroupedGemm g;
@@ -295,10 +304,10 @@ struct Bench {
 void profile_launches(cudaStream_t stream) {
   for (TensorType t : {TensorType::BF16, TensorType::Q4_K}) {
     void* w = random_weights(t, 4096, 4096, 1);
-    __nv_bfloat16* x = random_bf16(2048 * 4096, 2);
+    __half* x = random_f16(2048 * 4096, 2);
     float* y = nullptr;
     CHECK_CUDA(cudaMalloc(&y, size_t{2048} * 4096 * 4));
-    CHECK_OK(dsv4::cuda::gemm({t, w, 4096, 4096, 1}, x, 4096, 2048, y, 4096, stream, GemmTile::kLarge));
+    CHECK_OK(dsv4::cuda::gemm({t, w, 4096, 4096, 1}, x, 4096, nullptr, 2048, y, 4096, stream, GemmTile::kLarge));
     CHECK_CUDA(cudaStreamSynchronize(stream));
     CHECK_CUDA(cudaFree(w));
     CHECK_CUDA(cudaFree(x));

@@ -1,17 +1,20 @@
 // attention.h.
 //
-// Work split: block (split s, head group g, token t) takes rows [64s, 64s+64) of the token's row
+// Work split: block (split s, head group g, token t) takes rows [32s, 32s+32) of the token's row
 // list and the HG ≤ 8 heads of group g, whose queries sit in shared memory. Scores: a warp per row,
 // every lane holding hd/32 dims, one warp reduction per head. Softmax statistics per head (max, sum
 // of exps) stay local to the split; P·V: each thread owns output dims for the HG heads. The
 // combine kernel merges the splits with the sink: o = Σ_s e^{m_s-M} o_s / (e^{sink-M} + Σ_s e^{m_s-M} l_s).
 //
 // Roofline (decode, one token): each KV row (2 KB f32) is read once per head group, 8 groups for
-// 64 heads: a CSA layer's 640 rows cost 10 MB of L2 traffic and 42 MFLOP, ~3-5 µs. The FlashMLA
+// 64 heads: a CSA layer's 640 rows cost 10 MB of L2 traffic and 42 MFLOP, ~3-5 µs; at decode the
+// kernels are memory-latency bound, so each thread issues its loads in unrolled batches and the
+// splits are short (20 for a CSA layer). The FlashMLA
 // shape (all 64 heads in one tile, tensor cores) is the next step (PERFORMANCE.md §6 item 6).
 #include <cuda_runtime.h>
 
 #include "cuda/attention.h"
+#include "cuda/pdl.cuh"
 #include "cuda/check.h"
 #include "cuda/device_math.cuh"
 
@@ -61,7 +64,9 @@ __device__ __forceinline__ const float* row_ptr(const AttentionArgs& a, const Ro
 
 template <int HG>
 __global__ void __launch_bounds__(kThreads) partial_kernel(AttentionArgs a) {
-  extern __shared__ float smem[];
+  pdl_wait();  // launched with PDL: nothing before this line (pdl.cuh)
+  pdl_trigger();
+  extern __shared__ __align__(16) float smem[];
   float* qs = smem;                 // [HG][hd]
   float* sc = qs + HG * a.hd;       // [HG][kRows]
   __shared__ const float* rows[kRows];
@@ -74,15 +79,21 @@ __global__ void __launch_bounds__(kThreads) partial_kernel(AttentionArgs a) {
   const int nr = left <= 0 ? 0 : static_cast<int>(left < kRows ? left : kRows);
   const int64_t part = (static_cast<int64_t>(t) * a.H + g * HG) * a.splits + s;  // head g·HG
   if (nr == 0) {
+    // An empty split: weight 0 and a zero partial output, so the combine needs no branch.
     if (threadIdx.x < HG) {
       float* ml = a.part_ml + (part + static_cast<int64_t>(threadIdx.x) * a.splits) * 2;
       ml[0] = -INFINITY;
       ml[1] = 0.0f;
     }
+    for (int i = threadIdx.x; i < HG * a.hd; i += blockDim.x) {
+      a.part_o[(part + static_cast<int64_t>(i / a.hd) * a.splits) * a.hd + i % a.hd] = 0.0f;
+    }
     return;
   }
-  const float* q = a.q + (static_cast<int64_t>(t) * a.H + g * HG) * a.hd;
-  for (int i = threadIdx.x; i < HG * a.hd; i += blockDim.x) qs[i] = q[i];
+  const float4* q4 = reinterpret_cast<const float4*>(a.q + (static_cast<int64_t>(t) * a.H + g * HG) * a.hd);
+  float4* qs4 = reinterpret_cast<float4*>(qs);
+#pragma unroll 4
+  for (int i = threadIdx.x; i < HG * a.hd / 4; i += blockDim.x) qs4[i] = q4[i];
   for (int i = threadIdx.x; i < nr; i += blockDim.x) rows[i] = row_ptr(a, rs, t, r0 + i);
   __syncthreads();
   const float scale = static_cast<float>(1.0 / sqrt(static_cast<double>(a.hd)));
@@ -92,7 +103,7 @@ __global__ void __launch_bounds__(kThreads) partial_kernel(AttentionArgs a) {
     float acc[HG];
 #pragma unroll
     for (int h = 0; h < HG; ++h) acc[h] = 0.0f;
-#pragma unroll 8
+#pragma unroll 16
     for (int m = lane; m < a.hd; m += 32) {
       const float kv = k[m];
 #pragma unroll
@@ -127,7 +138,7 @@ __global__ void __launch_bounds__(kThreads) partial_kernel(AttentionArgs a) {
     float acc[HG];
 #pragma unroll
     for (int h = 0; h < HG; ++h) acc[h] = 0.0f;
-#pragma unroll 8
+#pragma unroll 16
     for (int i = 0; i < nr; ++i) {
       const float kv = rows[i][d];
 #pragma unroll
@@ -143,27 +154,37 @@ __global__ void __launch_bounds__(kThreads) partial_kernel(AttentionArgs a) {
   }
 }
 
+// Statistics of all splits at once (one load round trip), their weights e^{m_s - M} kept in
+// shared memory (0 for empty splits, whose partial outputs are zeros), then each output dim sums
+// the splits' partial outputs, the loads of eight splits in flight at a time.
 __global__ void combine_kernel(AttentionArgs a) {
-  extern __shared__ float o[];  // [hd]
+  pdl_wait();  // launched with PDL: nothing before this line (pdl.cuh)
+  pdl_trigger();
+  extern __shared__ float smem[];
+  float* o = smem;            // [hd]
+  float* w = smem + a.hd;     // [splits]
+  __shared__ float scratch[32];
   const int h = blockIdx.x, t = blockIdx.y;
   const int64_t base = (static_cast<int64_t>(t) * a.H + h) * a.splits;
   const float sink = a.sinks[h];
-  float M = sink;
-  for (int s = 0; s < a.splits; ++s) {
-    const float* ml = a.part_ml + (base + s) * 2;
-    if (ml[1] > 0.0f) M = fmaxf(M, ml[0]);
+  float m_local = -INFINITY;
+  for (int s = threadIdx.x; s < a.splits; s += blockDim.x) {
+    const float2 ml = reinterpret_cast<const float2*>(a.part_ml)[base + s];
+    if (ml.y > 0.0f) m_local = fmaxf(m_local, ml.x);
   }
-  float den = expf(sink - M);
-  for (int s = 0; s < a.splits; ++s) {
-    const float* ml = a.part_ml + (base + s) * 2;
-    if (ml[1] > 0.0f) den += ml[1] * expf(ml[0] - M);
+  const float M = fmaxf(sink, block_max(m_local, scratch));
+  float den_local = 0.0f;
+  for (int s = threadIdx.x; s < a.splits; s += blockDim.x) {
+    const float2 ml = reinterpret_cast<const float2*>(a.part_ml)[base + s];
+    const float e = ml.y > 0.0f ? expf(ml.x - M) : 0.0f;
+    w[s] = e;
+    den_local += ml.y * e;
   }
+  const float den = expf(sink - M) + block_sum(den_local, scratch);
   for (int d = threadIdx.x; d < a.hd; d += blockDim.x) {
     float acc = 0.0f;
-    for (int s = 0; s < a.splits; ++s) {
-      const float* ml = a.part_ml + (base + s) * 2;
-      if (ml[1] > 0.0f) acc = fmaf(a.part_o[(base + s) * a.hd + d], expf(ml[0] - M), acc);
-    }
+#pragma unroll 8
+    for (int s = 0; s < a.splits; ++s) acc = fmaf(a.part_o[(base + s) * a.hd + d], w[s], acc);
     o[d] = acc / den;
   }
   const int64_t pos = static_cast<int64_t>(*a.pos0) + a.t0 + t;
@@ -173,6 +194,8 @@ __global__ void combine_kernel(AttentionArgs a) {
 }
 
 __global__ void store_kernel(const float* kv_chunk, float* ring, const int* pos0, int T, int window, int hd) {
+  pdl_wait();  // launched with PDL: nothing before this line (pdl.cuh)
+  pdl_trigger();
   const int n = T < window ? T : window;
   const int t = T - n + blockIdx.x;
   const int64_t p = static_cast<int64_t>(*pos0) + t;
@@ -188,8 +211,12 @@ Status launch(const AttentionArgs& a, cudaStream_t stream) {
     DSV4_CUDA_TRY(cudaFuncSetAttribute(partial_kernel<HG>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                        static_cast<int>(smem)));
   }
-  partial_kernel<HG><<<dim3(a.splits, a.H / HG, a.T), kThreads, smem, stream>>>(a);
-  combine_kernel<<<dim3(a.H, a.T), 128, a.hd * sizeof(float), stream>>>(a);
+  DSV4_CUDA_TRY(launch_pdl(partial_kernel<HG>, dim3(a.splits, a.H / HG, a.T), dim3(kThreads), smem, stream, a));
+  const size_t combine_smem = static_cast<size_t>(a.hd + a.splits) * sizeof(float);
+  if (combine_smem > 48 * 1024) {
+    DSV4_CUDA_TRY(cudaFuncSetAttribute(combine_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(combine_smem)));
+  }
+  DSV4_CUDA_TRY(launch_pdl(combine_kernel, dim3(a.H, a.T), dim3(kThreads), combine_smem, stream, a));
   return cuda_status(cudaGetLastError(), "attention kernels");
 }
 
@@ -209,7 +236,8 @@ Status attention(const AttentionArgs& a, cudaStream_t stream) {
 Status store_raw_rows(const float* kv_chunk, float* ring, const int* pos0, int T, int window, int hd,
                       cudaStream_t stream) {
   if (T <= 0) return Status();
-  store_kernel<<<T < window ? T : window, 128, 0, stream>>>(kv_chunk, ring, pos0, T, window, hd);
+  DSV4_CUDA_TRY(launch_pdl(store_kernel, dim3(T < window ? T : window), dim3(128), 0, stream, kv_chunk, ring, pos0, T,
+                           window, hd));
   return cuda_status(cudaGetLastError(), "raw row store kernel");
 }
 

@@ -15,7 +15,7 @@
 
 namespace dsv4::cuda {
 
-inline constexpr int kAttnRowsPerSplit = 64;
+inline constexpr int kAttnRowsPerSplit = 32;
 
 struct AttentionArgs {
   const float* q = nullptr;          // [T][H][hd] (this launch's tokens)

@@ -5,6 +5,7 @@
 
 #include "cuda/check.h"
 #include "cuda/compressor.h"
+#include "cuda/pdl.cuh"
 #include "cuda/device_math.cuh"
 
 namespace dsv4::cuda {
@@ -33,6 +34,8 @@ __device__ __forceinline__ Candidate candidate(const CompressorArgs& p, int64_t 
 }
 
 __global__ void __launch_bounds__(kThreads) emit_kernel(CompressorArgs p) {
+  pdl_wait();  // launched with PDL: nothing before this line (pdl.cuh)
+  pdl_trigger();
   extern __shared__ float pooled[];  // [d]
   __shared__ double scratch[32];
   const int64_t pos0 = *p.pos0;
@@ -41,31 +44,39 @@ __global__ void __launch_bounds__(kThreads) emit_kernel(CompressorArgs p) {
   const int64_t w = w_lo + blockIdx.x;
   if (w > w_hi) return;
   const bool overlap = r == 4;
+  // Per channel: the candidates' values, fetched in batches (the loads are the latency), then
+  // the softmax pooling in the CPU's slot order.
   for (int j = threadIdx.x; j < p.d; j += blockDim.x) {
-    // Previous window (overlap only): first halves; slot k once that window was shifted, else 4+k.
-    const bool has_prev = overlap && w > 0;
-    const int prev_slot0 = w * 4 <= pos0 ? 0 : 4;
-    float m = -INFINITY;
-    if (has_prev) {
-      for (int k = 0; k < 4; ++k) m = fmaxf(m, candidate(p, pos0, (w - 1) * 4 + k, j, prev_slot0 + k).g);
-    }
-    const int cur_col = overlap ? p.d + j : j;
-    const int cur_slot0 = overlap ? 4 : 0;
-    for (int k = 0; k < r; ++k) m = fmaxf(m, candidate(p, pos0, w * r + k, cur_col, cur_slot0 + k).g);
-    float sum = 0.0f, acc = 0.0f;
-    if (has_prev) {
+    float m = -INFINITY, sum = 0.0f, acc = 0.0f;
+    if (overlap) {
+      // Previous window (when there is one): first halves; slot k once it was shifted, else 4+k.
+      const bool has_prev = w > 0;
+      const int prev_slot0 = w * 4 <= pos0 ? 0 : 4;
+      Candidate c[8];
+#pragma unroll
       for (int k = 0; k < 4; ++k) {
-        const Candidate c = candidate(p, pos0, (w - 1) * 4 + k, j, prev_slot0 + k);
+        c[k] = has_prev ? candidate(p, pos0, (w - 1) * 4 + k, j, prev_slot0 + k) : Candidate{0.0f, -INFINITY};
+        c[4 + k] = candidate(p, pos0, w * 4 + k, p.d + j, 4 + k);
+      }
+#pragma unroll
+      for (int k = 0; k < 8; ++k) m = fmaxf(m, c[k].g);
+#pragma unroll
+      for (int k = 0; k < 8; ++k) {
+        if (k < 4 && !has_prev) continue;  // gate -inf: weight exactly 0, as on the CPU
+        const float e = exp_f32(__fsub_rn(c[k].g, m));
+        sum = __fadd_rn(sum, e);
+        acc = __fadd_rn(acc, __fmul_rn(e, c[k].a));
+      }
+    } else {
+#pragma unroll 8
+      for (int k = 0; k < r; ++k) m = fmaxf(m, candidate(p, pos0, w * r + k, j, k).g);
+#pragma unroll 8
+      for (int k = 0; k < r; ++k) {
+        const Candidate c = candidate(p, pos0, w * r + k, j, k);
         const float e = exp_f32(__fsub_rn(c.g, m));
         sum = __fadd_rn(sum, e);
         acc = __fadd_rn(acc, __fmul_rn(e, c.a));
       }
-    }
-    for (int k = 0; k < r; ++k) {
-      const Candidate c = candidate(p, pos0, w * r + k, cur_col, cur_slot0 + k);
-      const float e = exp_f32(__fsub_rn(c.g, m));
-      sum = __fadd_rn(sum, e);
-      acc = __fadd_rn(acc, __fmul_rn(e, c.a));
     }
     pooled[j] = __fdiv_rn(acc, sum);
   }
@@ -93,6 +104,8 @@ __device__ __forceinline__ int64_t last_with_residue(int64_t pos0, int T, int r,
 }
 
 __global__ void frontier_kernel(CompressorArgs p) {
+  pdl_wait();  // launched with PDL: nothing before this line (pdl.cuh)
+  pdl_trigger();
   const int r = p.ratio;
   const bool overlap = r == 4;
   const int cd = overlap ? 2 * p.d : p.d;
@@ -107,9 +120,11 @@ __global__ void frontier_kernel(CompressorArgs p) {
     *g = __fadd_rn(p.gate[t * p.proj_stride + col], p.ape[(q % r) * cd + col]);
   };
   if (!overlap) {
-    for (int k = 0; k < r; ++k) {
-      const int64_t q = last_with_residue(pos0, p.T, r, k);
-      if (q >= 0) chunk_value(q, &kv[k * cd + col], &gate[k * cd + col]);
+    // The chunk's last min(T, r) tokens have distinct slots and are each slot's last write.
+    for (int t = p.T > r ? p.T - r : 0; t < p.T; ++t) {
+      const int64_t q = pos0 + t;
+      const int k = static_cast<int>(q % r);
+      chunk_value(q, &kv[k * cd + col], &gate[k * cd + col]);
     }
     return;
   }
@@ -143,9 +158,9 @@ Status compressor_chunk(const CompressorArgs& a, cudaStream_t stream) {
   if (a.ratio < 2 || a.d <= 0 || a.d > 2048) return make_error("compressor: bad ratio or width");
   if (a.indexer && (a.d & (a.d - 1)) != 0) return make_error("compressor: indexer width must be a power of two");
   const int blocks = a.T / a.ratio + 1;
-  emit_kernel<<<blocks, kThreads, a.d * sizeof(float), stream>>>(a);
+  DSV4_CUDA_TRY(launch_pdl(emit_kernel, dim3(blocks), dim3(kThreads), a.d * sizeof(float), stream, a));
   const int cd = a.ratio == 4 ? 2 * a.d : a.d;
-  frontier_kernel<<<(cd + kThreads - 1) / kThreads, kThreads, 0, stream>>>(a);
+  DSV4_CUDA_TRY(launch_pdl(frontier_kernel, dim3((cd + kThreads - 1) / kThreads), dim3(kThreads), 0, stream, a));
   return cuda_status(cudaGetLastError(), "compressor kernels");
 }
 

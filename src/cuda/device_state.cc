@@ -9,6 +9,7 @@
 #include "cuda/attention.h"
 #include "cuda/check.h"
 #include "cuda/fill.h"
+#include "cuda/gemm.h"
 #include "cuda/hc.h"
 
 namespace dsv4::cuda {
@@ -79,7 +80,7 @@ uint64_t DeviceState::lay_out(uint8_t* base) {
   }
   pos = cv.take<int>(1);
   tokens = cv.take<int32_t>(T);
-  logits_all = cv.take<float>(T * c.n_vocab);
+  logits_all = cv.take<float>(std::min<int64_t>(T, kMaxLogitsRows) * c.n_vocab);
   Scratch& s = scratch;
   s.x = cv.take<float>(T * 4 * D);
   s.x_next = cv.take<float>(T * 4 * D);
@@ -111,7 +112,6 @@ uint64_t DeviceState::lay_out(uint8_t* base) {
   s.router = cv.take<float>(T * E);
   s.experts = cv.take<int32_t>(T * K);
   s.route_w = cv.take<float>(T * K);
-  if (T > 1) s.zrep = cv.take<float>(T * K * D);
   s.gu = cv.take<float>(T * K * 2 * F);
   s.mid = cv.take<float>(T * K * F);
   s.ydown = cv.take<float>(T * K * D);
@@ -121,16 +121,31 @@ uint64_t DeviceState::lay_out(uint8_t* base) {
   s.head = cv.take<float>(T * D);
   s.zeros = cv.take<int32_t>(T);
   s.groups = cv.take<int32_t>(T * G);
+  if (tensor_core_ && T > 1) {
+    const int64_t widest = std::max({D, R, H * hd, G * c.o_lora_rank, F});
+    s.xn16 = cv.take<__half>(T * D);
+    s.xn16_scale = cv.take<float>(T);
+    s.in16 = cv.take<__half>(std::max(T * widest, T * K * F));
+    s.in16_scale = cv.take<float>(T * K);
+    s.sort_offsets = cv.take<int32_t>(E + 1);
+    s.sort_row_pair = cv.take<int32_t>(T * K);
+    s.sort_row_token = cv.take<int32_t>(T * K);
+    s.sort_pair_row = cv.take<int32_t>(T * K);
+    s.sort_row_w = cv.take<float>(T * K);
+    s.sort_workspace = cv.take<uint8_t>(static_cast<int64_t>(
+        sort_by_expert_workspace_bytes(T, static_cast<int>(K), static_cast<int>(E))));
+  }
   return cv.top();
 }
 
 Result<std::unique_ptr<DeviceState>> DeviceState::create(const DeviceModel& model, int64_t n_ctx, int max_chunk,
-                                                         cudaStream_t stream) {
+                                                         bool tensor_core, cudaStream_t stream) {
   if (n_ctx < 1 || max_chunk < 1) return make_error("cuda state: context and chunk must be positive");
   if (n_ctx > (int64_t{1} << 30)) return make_error("cuda state: context of " + std::to_string(n_ctx) + " too large");
   std::unique_ptr<DeviceState> s(new DeviceState(model));
   s->n_ctx_ = n_ctx;
   s->max_chunk_ = max_chunk;
+  s->tensor_core_ = tensor_core;
   const uint64_t bytes = s->lay_out(nullptr);
   DSV4_TRY(s->arena_.allocate(bytes, "a session of " + std::to_string(n_ctx) + " tokens"));
   s->lay_out(s->arena_.base());

@@ -8,8 +8,10 @@
 // floor(n/r) compressed rows, so the device keeps only the position (`pos`).
 #pragma once
 
+#include <cuda_fp16.h>
 #include <cuda_runtime_api.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 
@@ -56,35 +58,52 @@ struct Scratch {
   float* router = nullptr;                // [T][E]
   int32_t* experts = nullptr;             // [T][K]
   float* route_w = nullptr;               // [T][K]
-  float* zrep = nullptr;                  // [T·K][D] (max_chunk > 1)
-  float* gu = nullptr;                    // [T·K][2F]
-  float* mid = nullptr;                   // [T·K][F]
-  float* ydown = nullptr;                 // [T·K][D]
+  float* gu = nullptr;                    // [T·K][2F] (tensor-core prefill: in expert-sorted order)
+  float* mid = nullptr;                   // [T·K][F] (tensor-core prefill: sorted)
+  float* ydown = nullptr;                 // [T·K][D] in (token, slot) order; before the down
+                                          // projection, the f32 prefill's replicated xn rows
   float *sh_gu = nullptr, *sh_mid = nullptr, *shared = nullptr;
   float* head = nullptr;                  // [T][D] normalised head input
   int32_t* zeros = nullptr;               // [T] expert ids of a batched dense projection
   int32_t* groups = nullptr;              // [T·G] 0..G-1 repeated (grouped output projection)
   int64_t score_cap = 0;
+  // Tensor-core prefill inputs (states made with them, max_chunk > 1): f16 activation rows with their row factors
+  // (convert_f32_to_f16): xn's, converted once per sub-layer, and one buffer for the other inputs
+  // (qr, attn, low, the routed and shared SwiGLU outputs, the head input) converted just before
+  // their projection.
+  __half *xn16 = nullptr, *in16 = nullptr;  // [T][D] / [max(T·widest input, T·K·F)]
+  float *xn16_scale = nullptr, *in16_scale = nullptr;  // [T] / [T·K]
+  // The routed pairs sorted by expert (gemm.h ExpertSort).
+  int32_t *sort_offsets = nullptr, *sort_row_pair = nullptr, *sort_row_token = nullptr, *sort_pair_row = nullptr;
+  float* sort_row_w = nullptr;            // [T·K] route weights in sorted order
+  void* sort_workspace = nullptr;
 };
 
 // Tokens per launch of the attention and indexer kernels inside a chunk (bounds their scratch).
 inline constexpr int kSubChunk = 16;
 
+// Rows of state.logits_all: a chunk that wants every token's logits is at most this long (the
+// session splits longer ones), so a long prefill chunk does not cost max_chunk·n_vocab floats.
+inline constexpr int kMaxLogitsRows = 128;
+
 class DeviceState {
  public:
   // A clear error with the missing amount when the device cannot hold it.
+  // tensor_core: with the scratch of tensor-core prefill chunks (ChunkShape::tensor_core).
   static Result<std::unique_ptr<DeviceState>> create(const DeviceModel& model, int64_t n_ctx, int max_chunk,
-                                                     cudaStream_t stream);
+                                                     bool tensor_core, cudaStream_t stream);
 
   int64_t n_ctx() const { return n_ctx_; }
   int max_chunk() const { return max_chunk_; }
+  // Longest chunk whose every-token logits fit logits_all.
+  int max_logits_chunk() const { return std::min(max_chunk_, kMaxLogitsRows); }
   uint64_t bytes() const { return arena_.size(); }
 
   // Device scalars and buffers.
   int* pos = nullptr;          // position of the next token to evaluate
   int32_t* tokens = nullptr;   // [max_chunk] input tokens of the chunk
   float* logits = nullptr;     // [n_vocab] next-token logits of the last evaluated position
-  float* logits_all = nullptr;  // [max_chunk][n_vocab]
+  float* logits_all = nullptr;  // [min(max_chunk, kMaxLogitsRows)][n_vocab]
   std::vector<LayerBuffers> layers;
   Scratch scratch;
 
@@ -107,6 +126,7 @@ class DeviceState {
   const DeviceModel& model_;
   int64_t n_ctx_ = 0;
   int max_chunk_ = 1;
+  bool tensor_core_ = false;
   uint64_t checkpoint_bytes_ = 0;
   DeviceArena arena_;
 };

@@ -8,6 +8,7 @@
 #include "cuda/check.h"
 #include "cuda/compressor.h"
 #include "cuda/fill.h"
+#include "cuda/gemm.h"
 #include "cuda/hc.h"
 #include "cuda/indexer.h"
 #include "cuda/matvec.h"
@@ -74,6 +75,12 @@ Result<std::vector<std::pair<std::string, double>>> StageProfile::totals() const
 
 namespace {
 
+// Tensor-core chunks of at least this many tokens run their projections as GEMMs. The matvec over
+// T token slots reads every weight T times (experts: once per routed slot), the GEMM once per tile
+// of 64–128 rows, so it reads fewer weight bytes from 2 tokens on (the crossover in time was not
+// measured; decode, T = 1, keeps the matvec and its graph).
+constexpr int kGemmMinTokens = 2;
+
 // Two projections of the same rows: one launch when they are stored back to back (token t's
 // rows then sit side by side in buf), else two (into buf and buf2).
 struct PairOut {
@@ -82,23 +89,18 @@ struct PairOut {
   int64_t first_stride, second_stride;
 };
 
-Result<PairOut> project_pair(const PairedTensor& p, const float* x, int T, float* buf, float* buf2,
-                             const int32_t* zeros, cudaStream_t stream) {
-  if (p.fused()) {
-    DSV4_TRY(project(p.both, x, T, buf, zeros, stream));
-    return PairOut{buf, buf + p.a.ne1, p.both.ne1, p.both.ne1};
-  }
-  DSV4_TRY(project(p.a, x, T, buf, zeros, stream));
-  DSV4_TRY(project(p.b, x, T, buf2, zeros, stream));
-  return PairOut{buf, buf2, p.a.ne1, p.b.ne1};
-}
+bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+GemmWeights gemm_weights(const DeviceTensor& w) { return GemmWeights{w.type, w.data, w.ne0, w.ne1, w.ne2}; }
+
+bool gemm_takes(const DeviceTensor& w) { return gemm_supports(w.type, w.ne0) && aligned16(w.data); }
 
 class ChunkForward {
  public:
   ChunkForward(const DeviceModel& m, DeviceState& s, const ChunkShape& shape, const SimModes& modes, cudaStream_t stream,
                StageProfile* profile)
       : m_(m), c_(m.config), s_(s), sc_(s.scratch), shape_(shape), modes_(modes), stream_(stream), T_(shape.T),
-        profile_(profile) {}
+        gemm_(shape.tensor_core && shape.T >= kGemmMinTokens && s.scratch.xn16 != nullptr), profile_(profile) {}
 
   Status run() {
     if (profile_) DSV4_TRY(profile_->start(stream_));
@@ -116,6 +118,63 @@ class ChunkForward {
 
  private:
   Status mark(const char* stage) { return profile_ ? profile_->mark(stage, stream_) : Status(); }
+
+  // The f16 copy of xn that every GEMM reading xn shares (after each hc_pre).
+  Status convert_xn() {
+    if (!gemm_) return Status();
+    return convert_f32_to_f16(sc_.xn, c_.n_embd, T_, c_.n_embd, sc_.xn16, c_.n_embd, sc_.xn16_scale, stream_);
+  }
+
+  // y[t] = W·x[t] for the chunk's T rows (x rows of W.ne0 values, y rows of W.ne1): tensor-core
+  // GEMM for a prefill chunk, else (decode, or a shape the GEMM does not take) the matvec.
+  Status dense(const DeviceTensor& w, const float* x, float* y) {
+    if (!gemm_ || !gemm_takes(w)) return project(w, x, T_, y, sc_.zeros, stream_);
+    const __half* x16 = sc_.xn16;
+    const float* scale = sc_.xn16_scale;
+    if (x != sc_.xn) {
+      DSV4_TRY(convert_f32_to_f16(x, w.ne0, T_, w.ne0, sc_.in16, w.ne0, sc_.in16_scale, stream_));
+      x16 = sc_.in16;
+      scale = sc_.in16_scale;
+    }
+    return gemm(gemm_weights(w), x16, w.ne0, scale, T_, y, w.ne1, stream_);
+  }
+
+  Result<PairOut> dense_pair(const PairedTensor& p, const float* x, float* buf, float* buf2) {
+    if (p.fused()) {
+      DSV4_TRY(dense(p.both, x, buf));
+      return PairOut{buf, buf + p.a.ne1, p.both.ne1, p.both.ne1};
+    }
+    DSV4_TRY(dense(p.a, x, buf));
+    DSV4_TRY(dense(p.b, x, buf2));
+    return PairOut{buf, buf2, p.a.ne1, p.b.ne1};
+  }
+
+  // §7.11: wo_a row block g reads only the heads of group g (G "experts" of o_rank rows): G GEMMs
+  // over column slices of one converted attn, or one grouped matvec.
+  Status output_a(const DeviceTensor& out_a) {
+    const int64_t G = c_.n_out_group, O = c_.o_lora_rank, n_in = out_a.ne0;
+    const int64_t slab = O * out_a.row_bytes;
+    if (gemm_ && gemm_takes(out_a) && slab % 16 == 0) {
+      const int64_t width = G * n_in;
+      DSV4_TRY(convert_f32_to_f16(sc_.attn, width, T_, width, sc_.in16, width, sc_.in16_scale, stream_));
+      for (int64_t g = 0; g < G; ++g) {
+        const GemmWeights w{out_a.type, out_a.data + g * slab, n_in, O, 1};
+        DSV4_TRY(gemm(w, sc_.in16 + g * n_in, width, sc_.in16_scale, T_, sc_.low + g * O, G * O, stream_));
+      }
+      return Status();
+    }
+    ExpertMatvec oa;
+    oa.type = out_a.type;
+    oa.w = out_a.data;
+    oa.n_in = n_in;
+    oa.n_out = O;
+    oa.n_expert = G;
+    oa.experts = sc_.groups;
+    oa.n_slots = static_cast<int>(T_ * G);
+    oa.x = sc_.attn;
+    oa.x_stride = n_in;
+    return matvec_experts(oa, sc_.low, stream_);
+  }
 
   HcPreArgs hc_args(const DeviceTensor& fn, const float* scale, const float* base, const float* norm) const {
     HcPreArgs a;
@@ -161,12 +220,13 @@ class ChunkForward {
     const int64_t ratio = c_.ratio(l);
     const float* omega = m_.omega(l);
     DSV4_TRY(hc_pre_from_partials(hc_args(L.hc_attn_fn, L.hc_attn_scale, L.hc_attn_base, L.attn_norm), stream_));
+    DSV4_TRY(convert_xn());
     DSV4_TRY(mark("hc_pre"));
 
     // §7.2-7.3: q_a and kv read the same x.
-    DSV4_ASSIGN_OR_RETURN(PairOut qkv, project_pair(L.q_a_kv, sc_.xn, T_, sc_.qa, sc_.kv_raw, sc_.zeros, stream_));
+    DSV4_ASSIGN_OR_RETURN(PairOut qkv, dense_pair(L.q_a_kv, sc_.xn, sc_.qa, sc_.kv_raw));
     DSV4_TRY(rms_norm_rows(qkv.first, qkv.first_stride, L.q_a_norm, R, c_.rms_eps, sc_.qr, R, T_, stream_));
-    DSV4_TRY(project(L.q_b, sc_.qr, T_, sc_.q, sc_.zeros, stream_));
+    DSV4_TRY(dense(L.q_b, sc_.qr, sc_.q));
     QkvFinishArgs qf;
     qf.q = sc_.q;
     qf.kv_in = qkv.second;
@@ -228,19 +288,8 @@ class ChunkForward {
     DSV4_TRY(store_raw_rows(sc_.kv, B.ring, s_.pos, T_, static_cast<int>(c_.window), static_cast<int>(hd), stream_));
     DSV4_TRY(mark("attention"));
 
-    // §7.11: wo_a row block g reads only the heads of group g: G "experts" of o_rank rows.
-    ExpertMatvec oa;
-    oa.type = L.out_a.type;
-    oa.w = L.out_a.data;
-    oa.n_in = L.out_a.ne0;
-    oa.n_out = c_.o_lora_rank;
-    oa.n_expert = c_.n_out_group;
-    oa.experts = sc_.groups;
-    oa.n_slots = static_cast<int>(T_ * c_.n_out_group);
-    oa.x = sc_.attn;
-    oa.x_stride = L.out_a.ne0;
-    DSV4_TRY(matvec_experts(oa, sc_.low, stream_));
-    DSV4_TRY(project(L.out_b, sc_.low, T_, sc_.out, sc_.zeros, stream_));
+    DSV4_TRY(output_a(L.out_a));
+    DSV4_TRY(dense(L.out_b, sc_.low, sc_.out));
     DSV4_TRY(mark("output projections"));
     DSV4_TRY(post(sc_.out, 1, nullptr, L.hc_ffn_fn, kHcMix));
     return mark("hc_post");
@@ -248,7 +297,7 @@ class ChunkForward {
 
   Status compress(const PairedTensor& w, const float* ape, const float* norm, float* front_kv, float* front_gate,
                   float* rows, int64_t l, bool indexer, float* buf, float* buf2) {
-    DSV4_ASSIGN_OR_RETURN(PairOut p, project_pair(w, sc_.xn, T_, buf, buf2, sc_.zeros, stream_));
+    DSV4_ASSIGN_OR_RETURN(PairOut p, dense_pair(w, sc_.xn, buf, buf2));
     CompressorArgs a;
     a.kv = p.first;
     a.gate = p.second;
@@ -273,8 +322,8 @@ class ChunkForward {
 
   Status index(const DeviceLayer& L, const LayerBuffers& B, int64_t l) {
     const int64_t IH = c_.n_index_head, idh = c_.index_head_dim;
-    DSV4_TRY(project(L.index_q_b, sc_.qr, T_, sc_.iq, sc_.zeros, stream_));
-    DSV4_TRY(project(L.index_proj, sc_.xn, T_, sc_.iw, sc_.zeros, stream_));
+    DSV4_TRY(dense(L.index_q_b, sc_.qr, sc_.iq));
+    DSV4_TRY(dense(L.index_proj, sc_.xn, sc_.iw));
     for (int t0 = 0; t0 < T_; t0 += kSubChunk) {
       IndexerArgs a;
       a.q = sc_.iq + t0 * IH * idh;
@@ -299,14 +348,14 @@ class ChunkForward {
 
   Status ffn_sublayer(int64_t l) {
     const DeviceLayer& L = m_.layers[static_cast<size_t>(l)];
-    const int64_t D = c_.n_embd, E = c_.n_expert, K = c_.n_expert_used, F = c_.n_ff_expert;
-    const int TK = static_cast<int>(T_ * K);
+    const int64_t E = c_.n_expert, K = c_.n_expert_used, F = c_.n_ff_expert;
     const float limit = c_.swiglu_clamp[static_cast<size_t>(l)];
     DSV4_TRY(hc_pre_from_partials(hc_args(L.hc_ffn_fn, L.hc_ffn_scale, L.hc_ffn_base, L.ffn_norm), stream_));
+    DSV4_TRY(convert_xn());
     DSV4_TRY(mark("hc_pre"));
 
     // §8.2-8.4 routing.
-    DSV4_TRY(project(L.gate_inp, sc_.xn, T_, sc_.router, sc_.zeros, stream_));
+    DSV4_TRY(dense(L.gate_inp, sc_.xn, sc_.router));
     RouteArgs ra;
     ra.logits = sc_.router;
     ra.bias = c_.is_hash_layer(l) ? nullptr : L.exp_probs_b;
@@ -323,51 +372,16 @@ class ChunkForward {
     DSV4_TRY(mark("router"));
 
     // §8.5 routed experts: gate/up of the selected slabs, the weighted activation, down.
-    const float* z = sc_.xn;
-    int64_t z_stride = 0;
-    if (T_ > 1) {
-      DSV4_TRY(replicate_rows(sc_.xn, D, static_cast<int>(K), T_, sc_.zrep, stream_));
-      z = sc_.zrep;
-      z_stride = D;
-    }
-    auto experts = [&](const DeviceTensor& w, int64_t n_in, int64_t n_out, const float* x, int64_t x_stride, float* y) {
-      ExpertMatvec e;
-      e.type = w.type;
-      e.w = w.data;
-      e.n_in = n_in;
-      e.n_out = n_out;
-      e.n_expert = w.ne2;
-      e.experts = sc_.experts;
-      e.n_slots = TK;
-      e.x = x;
-      e.x_stride = x_stride;
-      return matvec_experts(e, y, stream_);
-    };
-    SwigluArgs sw;
-    if (L.gate_up_exps.fused()) {
-      DSV4_TRY(experts(L.gate_up_exps.both, D, 2 * F, z, z_stride, sc_.gu));
-      sw.gate = sc_.gu;
-      sw.up = sc_.gu + F;
-      sw.stride = 2 * F;
+    const PairedTensor& gu = L.gate_up_exps;
+    if (gemm_ && gemm_takes(L.down_exps) && (gu.fused() ? gemm_takes(gu.both) : gemm_takes(gu.a) && gemm_takes(gu.b))) {
+      DSV4_TRY(routed_experts_grouped(L, limit));
     } else {
-      DSV4_TRY(experts(L.gate_up_exps.a, D, F, z, z_stride, sc_.gu));
-      DSV4_TRY(experts(L.gate_up_exps.b, D, F, z, z_stride, sc_.gu + static_cast<int64_t>(TK) * F));
-      sw.gate = sc_.gu;
-      sw.up = sc_.gu + static_cast<int64_t>(TK) * F;
-      sw.stride = F;
+      DSV4_TRY(routed_experts_matvec(L, limit));
     }
-    sw.weights = sc_.route_w;
-    sw.out = sc_.mid;
-    sw.n_slots = TK;
-    sw.F = F;
-    sw.limit = limit;
-    DSV4_TRY(swiglu(sw, stream_));
-    DSV4_TRY(experts(L.down_exps, F, D, sc_.mid, F, sc_.ydown));
     DSV4_TRY(mark("routed experts"));
 
     // §8.6 shared expert.
-    DSV4_ASSIGN_OR_RETURN(PairOut sh, project_pair(L.shexp_gate_up, sc_.xn, T_, sc_.sh_gu, sc_.sh_gu + T_ * F,
-                                                   sc_.zeros, stream_));
+    DSV4_ASSIGN_OR_RETURN(PairOut sh, dense_pair(L.shexp_gate_up, sc_.xn, sc_.sh_gu, sc_.sh_gu + T_ * F));
     SwigluArgs ss;
     ss.gate = sh.first;
     ss.up = sh.second;
@@ -378,7 +392,7 @@ class ChunkForward {
     ss.F = F;
     ss.limit = limit;
     DSV4_TRY(swiglu(ss, stream_));
-    DSV4_TRY(project(L.shexp_down, sc_.sh_mid, T_, sc_.shared, sc_.zeros, stream_));
+    DSV4_TRY(dense(L.shexp_down, sc_.sh_mid, sc_.shared));
     DSV4_TRY(mark("shared expert"));
 
     // §8.7: f = Σ routed (slot order) + shared, then hc_post.
@@ -386,6 +400,118 @@ class ChunkForward {
     DSV4_TRY(post(sc_.ydown, static_cast<int>(K), sc_.shared,
                   last ? m_.output_hc_fn : m_.layers[static_cast<size_t>(l + 1)].hc_attn_fn, last ? kHcStreams : kHcMix));
     return mark("hc_post");
+  }
+
+  // Decode, the f32 prefill, or expert shapes the GEMM does not take: the matvec over the chunk's
+  // (token, slot) pairs. A slot's input row is its token's xn row: decode reads xn for all K slots
+  // (stride 0), a longer chunk replicates each row K times into ydown, free until the down
+  // projection writes it.
+  Status routed_experts_matvec(const DeviceLayer& L, float limit) {
+    const int64_t D = c_.n_embd, K = c_.n_expert_used, F = c_.n_ff_expert;
+    const int TK = static_cast<int>(T_ * K);
+    auto experts = [&](const DeviceTensor& w, int64_t n_in, int64_t n_out, const float* x, int64_t x_stride,
+                       const int32_t* ids, int n_slots, float* y) {
+      ExpertMatvec e;
+      e.type = w.type;
+      e.w = w.data;
+      e.n_in = n_in;
+      e.n_out = n_out;
+      e.n_expert = w.ne2;
+      e.experts = ids;
+      e.n_slots = n_slots;
+      e.x = x;
+      e.x_stride = x_stride;
+      return matvec_experts(e, y, stream_);
+    };
+    const float* z = sc_.xn;
+    int64_t z_stride = 0;
+    if (T_ > 1) {
+      DSV4_TRY(replicate_rows(sc_.xn, D, static_cast<int>(K), T_, sc_.ydown, stream_));
+      z = sc_.ydown;
+      z_stride = D;
+    }
+    SwigluArgs sw;
+    if (L.gate_up_exps.fused()) {
+      DSV4_TRY(experts(L.gate_up_exps.both, D, 2 * F, z, z_stride, sc_.experts, TK, sc_.gu));
+      sw.gate = sc_.gu;
+      sw.up = sc_.gu + F;
+      sw.stride = 2 * F;
+    } else {
+      DSV4_TRY(experts(L.gate_up_exps.a, D, F, z, z_stride, sc_.experts, TK, sc_.gu));
+      DSV4_TRY(experts(L.gate_up_exps.b, D, F, z, z_stride, sc_.experts, TK, sc_.gu + static_cast<int64_t>(TK) * F));
+      sw.gate = sc_.gu;
+      sw.up = sc_.gu + static_cast<int64_t>(TK) * F;
+      sw.stride = F;
+    }
+    sw.weights = sc_.route_w;
+    sw.out = sc_.mid;
+    sw.n_slots = TK;
+    sw.F = F;
+    sw.limit = limit;
+    DSV4_TRY(swiglu(sw, stream_));
+    return experts(L.down_exps, F, D, sc_.mid, F, sc_.experts, TK, sc_.ydown);
+  }
+
+  // Prefill: the (token, slot) pairs sorted by expert, grouped gate/up over gathered xn rows,
+  // SwiGLU with the route weight on the sorted rows, grouped down scattered back to (token, slot)
+  // order, so hc_post sums the K routed outputs of a token in slot order as in decode.
+  Status routed_experts_grouped(const DeviceLayer& L, float limit) {
+    const int64_t D = c_.n_embd, K = c_.n_expert_used, F = c_.n_ff_expert, E = c_.n_expert;
+    const int64_t TK = T_ * K;
+    ExpertSort es;
+    es.topk = sc_.experts;
+    es.n_tokens = T_;
+    es.top_k = static_cast<int>(K);
+    es.n_expert = static_cast<int>(E);
+    es.offsets = sc_.sort_offsets;
+    es.row_pair = sc_.sort_row_pair;
+    es.row_token = sc_.sort_row_token;
+    es.pair_row = sc_.sort_pair_row;
+    es.pair_weight = sc_.route_w;
+    es.row_weight = sc_.sort_row_w;
+    es.workspace = sc_.sort_workspace;
+    DSV4_TRY(sort_by_expert(es, stream_));
+
+    auto grouped = [&](const DeviceTensor& w, const __half* x, int64_t x_stride, const float* x_scale,
+                       const int32_t* x_rows, float* y, int64_t y_stride, const int32_t* y_rows) {
+      GroupedGemm g;
+      g.w = gemm_weights(w);
+      g.n_groups = static_cast<int>(E);
+      g.offsets = sc_.sort_offsets;
+      g.n_rows = TK;
+      g.x = x;
+      g.x_stride = x_stride;
+      g.x_scale = x_scale;
+      g.x_rows = x_rows;
+      g.x_count = x_rows ? T_ : TK;
+      g.y = y;
+      g.y_stride = y_stride;
+      g.y_rows = y_rows;
+      g.y_count = TK;
+      return grouped_gemm(g, stream_);
+    };
+    SwigluArgs sw;
+    if (L.gate_up_exps.fused()) {
+      DSV4_TRY(grouped(L.gate_up_exps.both, sc_.xn16, D, sc_.xn16_scale, sc_.sort_row_token, sc_.gu, 2 * F, nullptr));
+      sw.gate = sc_.gu;
+      sw.up = sc_.gu + F;
+      sw.stride = 2 * F;
+    } else {
+      DSV4_TRY(grouped(L.gate_up_exps.a, sc_.xn16, D, sc_.xn16_scale, sc_.sort_row_token, sc_.gu, F, nullptr));
+      DSV4_TRY(grouped(L.gate_up_exps.b, sc_.xn16, D, sc_.xn16_scale, sc_.sort_row_token, sc_.gu + TK * F, F,
+                       nullptr));
+      sw.gate = sc_.gu;
+      sw.up = sc_.gu + TK * F;
+      sw.stride = F;
+    }
+    sw.weights = sc_.sort_row_w;
+    sw.out = sc_.mid;
+    sw.n_slots = static_cast<int>(TK);
+    sw.F = F;
+    sw.limit = limit;
+    DSV4_TRY(swiglu(sw, stream_));
+    DSV4_TRY(convert_f32_to_f16(sc_.mid, F, TK, F, sc_.in16, F, sc_.in16_scale, stream_));
+    return grouped(L.down_exps, sc_.in16, F, sc_.in16_scale, nullptr, sc_.ydown, D, sc_.sort_row_pair);
   }
 
   Status head() {
@@ -400,7 +526,8 @@ class ChunkForward {
     a.out = sc_.head;
     DSV4_TRY(hc_head_from_partials(a, stream_));
     if (!shape_.all_logits) return project(m_.output, sc_.head, 1, s_.logits, sc_.zeros, stream_);
-    DSV4_TRY(project(m_.output, sc_.head, rows, s_.logits_all, sc_.zeros, stream_));
+    if (rows > s_.max_logits_chunk()) return make_error("cuda forward: chunk too long for every token's logits");
+    DSV4_TRY(dense(m_.output, sc_.head, s_.logits_all));
     return cuda_status(cudaMemcpyAsync(s_.logits, s_.logits_all + (T_ - 1) * V, V * sizeof(float),
                                        cudaMemcpyDeviceToDevice, stream_),
                        "logits copy");
@@ -414,6 +541,7 @@ class ChunkForward {
   SimModes modes_;
   cudaStream_t stream_;
   int T_;
+  bool gemm_;  // the chunk's projections run as tensor-core GEMMs
   StageProfile* profile_;
   float* x_ = sc_.x;
   float* x_next_ = sc_.x_next;

@@ -25,6 +25,9 @@ struct ChunkShape {
   int T = 1;                  // tokens in the chunk, 1 .. state.max_chunk()
   bool all_logits = false;    // logits of every token into state.logits_all (else the last only)
   bool index_scoring = false;  // some token of the chunk needs the indexer's top-k
+  // Projections of a chunk of T ≥ 2 tokens as tensor-core GEMMs with f16 products (gemm.h; needs
+  // a state made with tensor-core scratch), else the f32 matvec over T token slots.
+  bool tensor_core = false;
 };
 
 struct SimModes {
@@ -58,9 +61,9 @@ Status forward_chunk(const DeviceModel& model, DeviceState& state, const ChunkSh
 // Whether a chunk of T tokens starting at pos0 needs the indexer's scores.
 bool chunk_needs_index_scoring(const model::Config& config, int64_t pos0, int T);
 
-// y[t] = W·x[t] for t < T (x rows of W.ne0 values, y rows of W.ne1). The single call site of the
-// dense projections of a chunk: T = 1 is the decode matvec; T > 1 runs the same kernel over T
-// slots of slab 0 today. A prefill GEMM (tensor cores) replaces the T > 1 case here.
+// y[t] = W·x[t] for t < T (x rows of W.ne0 values, y rows of W.ne1) with the decode matvec: T = 1
+// is a decode step; T > 1 runs the same kernel over T slots of slab 0 (a prefill chunk uses it only
+// for a weight shape the tensor-core GEMM of gemm.h does not take; the f32 path kernel tests use).
 Status project(const DeviceTensor& w, const float* x, int T, float* y, const int32_t* zeros, cudaStream_t stream);
 
 }  // namespace dsv4::cuda

@@ -84,7 +84,7 @@ Status check_weights(const GemmWeights& w, detail::GemmLaunch* l) {
   return Status::ok_status();
 }
 
-Status check_x(const __nv_bfloat16* x, int64_t x_stride, int64_t n_in) {
+Status check_x(const __half* x, int64_t x_stride, int64_t n_in) {
   if (!x) return make_error("null activation pointer");
   if (!aligned(x, 16)) return make_error("activations must be 16-byte aligned");
   if (x_stride < n_in || x_stride % 8 != 0) {
@@ -108,7 +108,12 @@ std::string describe(const char* fn, const GemmWeights& w) {
 
 }  // namespace
 
-Status gemm(const GemmWeights& w, const __nv_bfloat16* x, int64_t x_stride, int64_t n, float* y,
+bool gemm_supports(TensorType type, int64_t n_in) {
+  const int64_t mult = k_multiple(type);
+  return mult > 0 && n_in > 0 && n_in <= INT_MAX && n_in % mult == 0;
+}
+
+Status gemm(const GemmWeights& w, const __half* x, int64_t x_stride, const float* x_scale, int64_t n, float* y,
             int64_t y_stride, cudaStream_t stream, GemmTile tile) {
   const std::string where = describe("gemm", w);
   auto fail = [&](const Status& s) { return Status(make_error(where + s.message())); };
@@ -130,10 +135,13 @@ Status gemm(const GemmWeights& w, const __nv_bfloat16* x, int64_t x_stride, int6
   l.n_rows = static_cast<int>(n);
   l.x = x;
   l.x_stride = x_stride;
+  l.x_scale = x_scale;
   l.x_rows = nullptr;
   l.x_count = static_cast<int>(n);
   l.y = y;
   l.y_stride = y_stride;
+  l.y_rows = nullptr;
+  l.y_count = static_cast<int>(n);
   l.large = *large;
   if (Status s = launch(l, stream); !s.ok()) return fail(s);
   return Status::ok_status();
@@ -153,6 +161,7 @@ Status grouped_gemm(const GroupedGemm& g, cudaStream_t stream, GemmTile tile) {
   if (x_count <= 0 || x_count > INT_MAX) return fail(make_error("x_count out of range"));
   if (!g.y) return fail(make_error("null output pointer"));
   if (g.y_stride < g.w.n_out) return fail(make_error("y_stride must be at least n_out"));
+  if (g.y_rows && (g.y_count <= 0 || g.y_count > INT_MAX)) return fail(make_error("y_count out of range"));
   // Grid rows: at most ⌈n_rows / tile⌉ + n_groups tiles (each group adds at most one partial one).
   const auto large = pick_large(tile, g.w.type, g.w.n_out, g.n_rows, g.n_groups);
   if (!large.ok()) return fail(make_error(large.error().message));
@@ -164,10 +173,13 @@ Status grouped_gemm(const GroupedGemm& g, cudaStream_t stream, GemmTile tile) {
   l.n_rows = static_cast<int>(g.n_rows);
   l.x = g.x;
   l.x_stride = g.x_stride;
+  l.x_scale = g.x_scale;
   l.x_rows = g.x_rows;
   l.x_count = static_cast<int>(x_count);
   l.y = g.y;
   l.y_stride = g.y_stride;
+  l.y_rows = g.y_rows;
+  l.y_count = g.y_rows ? static_cast<int>(g.y_count) : static_cast<int>(g.n_rows);
   l.large = *large;
   if (Status s = launch(l, stream); !s.ok()) return fail(s);
   return Status::ok_status();
@@ -195,22 +207,23 @@ Status sort_by_expert(const ExpertSort& s, cudaStream_t stream) {
     return fail("null pointer");
   }
   if (!aligned(s.workspace, 4)) return fail("misaligned workspace");
+  if ((s.pair_weight == nullptr) != (s.row_weight == nullptr)) return fail("pair_weight and row_weight go together");
   const cudaError_t e = detail::launch_sort_by_expert(
       s.topk, static_cast<int>(pairs), s.top_k, s.n_expert, s.offsets, s.row_pair, s.row_token,
-      s.pair_row, static_cast<int32_t*>(s.workspace), stream);
+      s.pair_row, s.pair_weight, s.row_weight, static_cast<int32_t*>(s.workspace), stream);
   const Status st = cuda_status(e, "sort kernel launch");
   return st.ok() ? st : fail(st.message());
 }
 
-Status convert_f32_to_bf16(const float* x, int64_t x_stride, int64_t n_rows, int64_t cols,
-                           __nv_bfloat16* out, int64_t out_stride, cudaStream_t stream) {
-  if (n_rows < 0 || cols < 0) return make_error("cuda::convert_f32_to_bf16: negative size");
+Status convert_f32_to_f16(const float* x, int64_t x_stride, int64_t n_rows, int64_t cols, __half* out,
+                          int64_t out_stride, float* row_scale, cudaStream_t stream) {
+  if (n_rows < 0 || cols < 0) return make_error("cuda::convert_f32_to_f16: negative size");
   if (n_rows == 0 || cols == 0) return Status::ok_status();
-  if (!x || !out) return make_error("cuda::convert_f32_to_bf16: null pointer");
-  if (x_stride < cols || out_stride < cols) return make_error("cuda::convert_f32_to_bf16: stride below cols");
-  if (n_rows > INT_MAX / 2) return make_error("cuda::convert_f32_to_bf16: too many rows");
-  return cuda_status(detail::launch_convert_f32_to_bf16(x, x_stride, n_rows, cols, out, out_stride, stream),
-                     "cuda::convert_f32_to_bf16 launch");
+  if (!x || !out) return make_error("cuda::convert_f32_to_f16: null pointer");
+  if (x_stride < cols || out_stride < cols) return make_error("cuda::convert_f32_to_f16: stride below cols");
+  if (n_rows > INT_MAX / 2) return make_error("cuda::convert_f32_to_f16: too many rows");
+  return cuda_status(detail::launch_convert_f32_to_f16(x, x_stride, n_rows, cols, out, out_stride, row_scale, stream),
+                     "cuda::convert_f32_to_f16 launch");
 }
 
 }  // namespace dsv4::cuda

@@ -1,21 +1,28 @@
 // Prefill matrix products on tensor cores: Y[n][m] = X[n][k] · W[m][k]ᵀ for weights in the GGUF
-// block layouts of FORMATS.md §4 (F32, F16, BF16, Q8_0, Q2_K, Q4_K, IQ2_XXS), bf16 activations and
+// block layouts of FORMATS.md §4 (F32, F16, BF16, Q8_0, Q2_K, Q4_K, IQ2_XXS), f16 activations and
 // f32 outputs, and the grouped form for MoE prefill (tokens sorted by expert, one launch for all
 // experts). Decode (one token) uses matvec.h instead.
 //
 // Weights stay exactly as in the file: `n_out` rows (output features) of row_bytes(type, n_in)
 // bytes, blocks along the row; an expert tensor ne = (n_in, n_out, n_expert) is n_expert such
 // matrices one after the other. The kernel copies raw blocks into shared memory, decodes them there
-// to bf16 (cuda/gemm_decode.cuh) and multiplies on the tensor cores with f32 accumulation.
+// to f16 (cuda/gemm_decode.cuh) and multiplies on the tensor cores with f32 accumulation.
 //
-// Activations are bf16: the tensor cores multiply bf16 anyway, and a caller holding f32 converts
-// each activation row once (convert_f32_to_bf16) instead of once per output tile.
+// Activations are f16, optionally with one f32 factor per row (x_scale): a caller holding f32
+// converts each activation row once (convert_f32_to_f16, which scales each row by a power of two so
+// that its largest magnitude lies in [2^14, 2^15): no overflow and no subnormals for any row of
+// finite values) instead of once per output tile; the GEMM multiplies each output row by its factor.
 //
-// Accuracy: every product x·w is formed from bf16(x) and bf16(w) and summed in f32, so against the
-// exact sum over the dequantised weights the error is at most 2^-9·Σ|x·w| (w's bf16 rounding; zero
-// for BF16 weights) plus f32 accumulation error (tests/cuda/gemm_test.cc states the bound). Results
-// are deterministic: each output is one fixed sequence of operations, no atomics, and it does not
-// depend on the other rows of its group or on the number of groups.
+// Accuracy: every product x·w is formed from f16(x) and f16(w) and summed in f32, so against the
+// exact sum over the dequantised weights the error is at most (2^-11 + 2^-11)·Σ|x·w| (the two f16
+// roundings; w's is zero for F16 weights, x's zero when x is given in f16) plus f32 accumulation
+// error, plus 2^-25·Σ|x| for weights below f16's normal range (tests/cuda/gemm_test.cc states the
+// bound). f16 and not bf16 (the same mma shape and rate): 2^-11 instead of 2^-9 per product. Even
+// so a whole-model prefill through these GEMMs misses the bar of tests/cuda/forward_test.cc
+// (near-tied top-k choices flip; docs/PERF.md), which is why it is opt-in (cuda/session.h). Overflow: converted
+// activations cannot overflow (the row scaling); a weight beyond ±65504 saturates to ±65504.
+// Results are deterministic: each output is one fixed sequence of operations, no atomics, and it
+// does not depend on the other rows of its group or on the number of groups.
 //
 // All pointers are device pointers. Nothing here synchronises, allocates or reads device data on
 // the host, so every call can be captured into a CUDA graph (IQ2_XXS: call prepare_matvec() once
@@ -23,7 +30,7 @@
 // before anything is launched, launch errors as a Status after.
 #pragma once
 
-#include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
@@ -54,33 +61,43 @@ enum class GemmTile {
   kSmall,  // 64 tokens × 128 features per CTA (warp tile 32 × 32)
 };
 
-// Y rows: y + r·y_stride for r < n; X rows: x + r·x_stride. x must be 16-byte aligned and
-// x_stride a multiple of 8 (bf16 elements), y_stride ≥ n_out. Only w.n_expert == 1 is accepted.
-Status gemm(const GemmWeights& w, const __nv_bfloat16* x, int64_t x_stride, int64_t n, float* y,
+// Whether gemm()/grouped_gemm() take weights of this type and row length (n_in).
+bool gemm_supports(TensorType type, int64_t n_in);
+
+// Y rows: y + r·y_stride for r < n; X rows: x + r·x_stride, times x_scale[r] when x_scale is not
+// null. x must be 16-byte aligned and x_stride a multiple of 8 (f16 elements), y_stride ≥ n_out.
+// Only w.n_expert == 1 is accepted.
+Status gemm(const GemmWeights& w, const __half* x, int64_t x_stride, const float* x_scale, int64_t n, float* y,
             int64_t y_stride, cudaStream_t stream, GemmTile tile = GemmTile::kAuto);
 
 // MoE prefill: the rows of a "sorted" activation matrix are split into n_groups consecutive row
 // ranges, group g = rows [offsets[g], offsets[g+1]), each multiplied by one expert's matrix:
-//   Y[r] = X[src(r)] · W_{expert(g)}ᵀ   for r in group g,
+//   Y[dst(r)] = x_scale[src(r)] · X[src(r)] · W_{expert(g)}ᵀ   for r in group g,
 // with src(r) = x_rows[r] (a gather: the X rows stay in token order) or r when x_rows is null,
-// and expert(g) = group_expert[g], or g when group_expert is null. One launch covers all groups;
-// its grid is sized from n_rows and n_groups alone (no host read of the offsets).
+// dst(r) = y_rows[r] (a scatter, e.g. back to (token, slot) order) or r when y_rows is null, the
+// factor 1 when x_scale is null, and expert(g) = group_expert[g], or g when group_expert is null.
+// One launch covers all groups; its grid is sized from n_rows and n_groups alone (no host read of
+// the offsets).
 //
-// offsets, group_expert and x_rows are device data and are not trusted: offsets are clamped to
-// [0, n_rows] and a decreasing pair is an empty group; a group whose expert id is outside
-// [0, n_expert) writes nothing; x_rows entries are clamped to [0, x_count).
+// offsets, group_expert, x_rows and y_rows are device data and are not trusted: offsets are
+// clamped to [0, n_rows] and a decreasing pair is an empty group; a group whose expert id is
+// outside [0, n_expert) writes nothing; x_rows entries are clamped to [0, x_count), y_rows entries
+// to [0, y_count) (two rows sent to one output row race; the caller keeps y_rows a permutation).
 struct GroupedGemm {
   GemmWeights w;
   int n_groups = 0;
   const int32_t* offsets = nullptr;       // [n_groups + 1]
   const int32_t* group_expert = nullptr;  // [n_groups] or null
   int64_t n_rows = 0;                     // rows of the sorted order (offsets[n_groups] at most)
-  const __nv_bfloat16* x = nullptr;
+  const __half* x = nullptr;
   int64_t x_stride = 0;
+  const float* x_scale = nullptr;   // [x_count] or null
   const int32_t* x_rows = nullptr;  // [n_rows] or null
   int64_t x_count = 0;              // rows of x (for clamping x_rows); n_rows when x_rows is null
-  float* y = nullptr;               // row r at y + r·y_stride
+  float* y = nullptr;               // row dst(r) at y + dst(r)·y_stride
   int64_t y_stride = 0;
+  const int32_t* y_rows = nullptr;  // [n_rows] or null
+  int64_t y_count = 0;              // rows of y (for clamping y_rows); unused when y_rows is null
 };
 Status grouped_gemm(const GroupedGemm& g, cudaStream_t stream, GemmTile tile = GemmTile::kAuto);
 
@@ -92,6 +109,8 @@ Status grouped_gemm(const GroupedGemm& g, cudaStream_t stream, GemmTile tile = G
 //   row_pair[n_pairs]       the pair at sorted row r (route weight lookup)
 //   row_token[n_pairs]      its token, row_pair[r] / top_k (grouped_gemm's x_rows)
 //   pair_row[n_pairs]       the inverse: the sorted row of pair p (for the combine after MoE down)
+//   row_weight[n_pairs]     pair_weight[row_pair[r]] (the route weights in sorted order), when
+//                           both are given
 // A pair whose expert id is outside [0, n_expert) gets no row: pair_row = -1, and the rows past
 // offsets[n_expert] are left unwritten. workspace: sort_by_expert_workspace_bytes() device bytes.
 struct ExpertSort {
@@ -103,13 +122,20 @@ struct ExpertSort {
   int32_t* row_pair = nullptr;
   int32_t* row_token = nullptr;
   int32_t* pair_row = nullptr;
+  const float* pair_weight = nullptr;  // [n_pairs] or null
+  float* row_weight = nullptr;         // [n_pairs] or null
   void* workspace = nullptr;
 };
 size_t sort_by_expert_workspace_bytes(int64_t n_tokens, int top_k, int n_expert);
 Status sort_by_expert(const ExpertSort& s, cudaStream_t stream);
 
-// out[r·out_stride + c] = bf16(x[r·x_stride + c]) (round to nearest even) for r < n_rows, c < cols.
-Status convert_f32_to_bf16(const float* x, int64_t x_stride, int64_t n_rows, int64_t cols,
-                           __nv_bfloat16* out, int64_t out_stride, cudaStream_t stream);
+// out[r·out_stride + c] = f16(x[r·x_stride + c]·2^s_r) (round to nearest even, finite values
+// beyond ±65504 saturated, infinities and NaN kept)
+// for r < n_rows, c < cols, and row_scale[r] = 2^-s_r, the factor gemm() multiplies row r's
+// products by. With row_scale null, s_r = 0 (values beyond ±65504 saturate); otherwise s_r puts the
+// row's largest magnitude m into [2^14, 2^15) (s_r = 14 − floor(log2 m), kept within ±126; s_r = 0
+// for a row of zeros or one holding an infinity or NaN, which then flows on as in f32).
+Status convert_f32_to_f16(const float* x, int64_t x_stride, int64_t n_rows, int64_t cols, __half* out,
+                          int64_t out_stride, float* row_scale, cudaStream_t stream);
 
 }  // namespace dsv4::cuda

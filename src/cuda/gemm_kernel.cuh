@@ -1,5 +1,6 @@
-// The GEMM kernel: Y[r][f] = Σ_k X[src(r)][k] · W_e[f][k], bf16 tensor cores (mma.sync m16n8k16,
-// f32 accumulation), weights decoded from their GGUF blocks in shared memory.
+// The GEMM kernel: Y[r][f] = s(src(r))·Σ_k X[src(r)][k] · W_e[f][k], f16 tensor cores (mma.sync
+// m16n8k16, f32 accumulation), weights decoded from their GGUF blocks in shared memory; s is the
+// optional per-row factor of X's scaled conversion (convert_f32_to_f16). f16 runs at the bf16 rate.
 //
 // Roofline (H100 SXM / H200: same compute). Dense bf16 peak ≈ 989 TFLOP/s (datasheet), ≈ 790
 // measured with cuBLAS on 8192³ (.library/device/KINDS.md); gemm_bench measures it again next to
@@ -22,7 +23,7 @@
 // Shapes (named below):
 //   CTA tile   kBT rows (tokens) × kBF features; 8 warps as kWarpsT × kWarpsF, warp tile
 //              (16·kMT) × (8·kNF). Large: 128 × 256, warp 64 × 64. Small: 64 × 128, warp 32 × 32.
-//   k-step     64 columns: X tile kBT × 64 bf16 and decoded W tile kBF × 64 bf16, 128-byte rows with
+//   k-step     64 columns: X tile kBT × 64 f16 and decoded W tile kBF × 64 f16, 128-byte rows with
 //              the 16-byte chunks XOR-swizzled by (row & 7), so ldmatrix reads 8 rows without bank
 //              conflicts.
 //   raw stage  D::kStageElems (64 or 256) columns of kBF weight rows as copied from global memory
@@ -42,7 +43,7 @@
 // and never stored; no load leaves the tensors.
 #pragma once
 
-#include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -104,9 +105,9 @@ __device__ __forceinline__ void ldmatrix_x4(uint32_t* r, uint32_t addr) {
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                : "r"(addr));
 }
-__device__ __forceinline__ void mma_bf16(float* c, const uint32_t* a, const uint32_t* b) {
+__device__ __forceinline__ void mma_f16(float* c, const uint32_t* a, const uint32_t* b) {
   asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
       "{%8, %9}, {%0, %1, %2, %3};\n"
       : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
@@ -196,7 +197,7 @@ __global__ void __launch_bounds__(kGemmThreads, T::kMinBlocks)
   // distinct 16-byte slots of the swizzled tile.
   const int chunk = tid & 7, row_base = tid >> 3;
   const int drow = tid / (8 / kCPT), dchunk = (tid % (8 / kCPT)) * kCPT;
-  const __nv_bfloat16* xrow[kXRows];
+  const __half* xrow[kXRows];
 #pragma unroll
   for (int i = 0; i < kXRows; ++i) {
     const int r = min(row0 + row_base + 32 * i, row_end - 1);
@@ -293,7 +294,7 @@ __global__ void __launch_bounds__(kGemmThreads, T::kMinBlocks)
 #pragma unroll
       for (int i = 0; i < T::kMT; ++i)
 #pragma unroll
-        for (int j = 0; j < T::kNF; ++j) mma_bf16(acc[i][j], a[i], b[j]);
+        for (int j = 0; j < T::kNF; ++j) mma_f16(acc[i][j], a[i], b[j]);
       if (next) decode(t + 1, kk * (kCPT / 4), std::integral_constant<int, kCPT / 4>{});
     }
   };
@@ -320,11 +321,14 @@ __global__ void __launch_bounds__(kGemmThreads, T::kMinBlocks)
     for (int h = 0; h < 2; ++h) {
       const int r = row0 + tb + 16 * i + (lane >> 2) + 8 * h;
       if (r >= tile_end) continue;
-      float* yrow = p.y + r * p.y_stride;
+      float scale = 1.0f;
+      if (p.x_scale) scale = p.x_scale[p.x_rows ? min(max(p.x_rows[r], 0), p.x_count - 1) : r];
+      const int out = p.y_rows ? min(max(p.y_rows[r], 0), p.y_count - 1) : r;
+      float* yrow = p.y + static_cast<int64_t>(out) * p.y_stride;
 #pragma unroll
       for (int j = 0; j < T::kNF; ++j) {
         const int f = f0 + fb + 8 * j + 2 * (lane & 3);
-        const float v0 = acc[i][j][2 * h], v1 = acc[i][j][2 * h + 1];
+        const float v0 = acc[i][j][2 * h] * scale, v1 = acc[i][j][2 * h + 1] * scale;
         if (pairs && f + 1 < p.n_out) {
           *reinterpret_cast<float2*>(yrow + f) = make_float2(v0, v1);
         } else {

@@ -2,7 +2,7 @@
 // the kernels (gemm_kernel.cu). Plain C++ so the dispatcher needs no nvcc.
 #pragma once
 
-#include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
@@ -25,12 +25,15 @@ struct GemmLaunch {
   const int32_t* group_expert;
   int n_groups;
   int n_rows;
-  const __nv_bfloat16* x;
+  const __half* x;
   int64_t x_stride;
+  const float* x_scale;  // [x_count] factor of each X row's products, or null (1)
   const int32_t* x_rows;
   int x_count;
   float* y;
   int64_t y_stride;
+  const int32_t* y_rows;  // [n_rows] output row of sorted row r, or null (r)
+  int y_count;            // rows of y (for clamping y_rows)
   const void* iq2_tables;  // device copy of the IQ2_XXS grid and signs (Iq2Tables)
   bool large;              // GemmTile::kLarge, else kSmall
 };
@@ -46,12 +49,12 @@ cudaError_t launch_gemm(const GemmLaunch& l, cudaStream_t stream);
 
 cudaError_t launch_sort_by_expert(const int32_t* topk, int n_pairs, int top_k, int n_expert,
                                   int32_t* offsets, int32_t* row_pair, int32_t* row_token,
-                                  int32_t* pair_row, int32_t* chunk_counts, cudaStream_t stream);
+                                  int32_t* pair_row, const float* pair_weight, float* row_weight,
+                                  int32_t* chunk_counts, cudaStream_t stream);
 // Pairs per counting-sort chunk (one warp each): the workspace holds n_expert × chunks counters.
 constexpr int kSortChunk = 256;
 
-cudaError_t launch_convert_f32_to_bf16(const float* x, int64_t x_stride, int64_t n_rows,
-                                       int64_t cols, __nv_bfloat16* out, int64_t out_stride,
-                                       cudaStream_t stream);
+cudaError_t launch_convert_f32_to_f16(const float* x, int64_t x_stride, int64_t n_rows, int64_t cols,
+                                      __half* out, int64_t out_stride, float* row_scale, cudaStream_t stream);
 
 }  // namespace dsv4::cuda::detail

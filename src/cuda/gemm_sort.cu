@@ -1,5 +1,5 @@
 // The grouped GEMM's helpers: the stable counting sort of (token, expert) pairs by expert, and the
-// f32 → bf16 conversion of activation rows.
+// f32 → f16 conversion of activation rows (optionally scaled per row by a power of two).
 //
 // Sort, in three launches (deterministic, no float atomics):
 //   count    one warp per chunk of kSortChunk pairs counts its pairs per expert in shared memory
@@ -9,7 +9,7 @@
 //   scatter  each chunk's warp walks its pairs in order again; a pair's row is its (expert, chunk)
 //            base + the number of earlier pairs of the same expert in the chunk.
 // 49 152 pairs (8192 tokens × 6) make 192 chunks; the scan reads 256 × 192 counters.
-#include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -80,7 +80,7 @@ __global__ void sort_scan(int32_t* counts, int n_expert, int n_chunks, int32_t* 
 
 __global__ void sort_scatter(const int32_t* topk, int n_pairs, int top_k, int n_expert, int n_chunks,
                              const int32_t* first_row, int32_t* row_pair, int32_t* row_token,
-                             int32_t* pair_row) {
+                             int32_t* pair_row, const float* pair_weight, float* row_weight) {
   extern __shared__ int32_t next[];
   const int lane = threadIdx.x;
   for (int i = lane; i < n_expert; i += 32) next[i] = first_row[i * n_chunks + blockIdx.x];
@@ -95,6 +95,7 @@ __global__ void sort_scatter(const int32_t* topk, int n_pairs, int top_k, int n_
       row_pair[r] = p;
       row_token[r] = p / top_k;
       pair_row[p] = r;
+      if (row_weight) row_weight[r] = pair_weight[p];
     } else if (p < end) {
       pair_row[p] = -1;
     }
@@ -104,12 +105,33 @@ __global__ void sort_scatter(const int32_t* topk, int n_pairs, int top_k, int n_
   }
 }
 
-__global__ void f32_to_bf16_rows(const float* x, int64_t x_stride, int64_t n_rows, int64_t cols,
-                                 __nv_bfloat16* out, int64_t out_stride) {
-  for (int64_t r = blockIdx.y; r < n_rows; r += gridDim.y) {
-    for (int64_t c = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; c < cols;
-         c += int64_t{gridDim.x} * blockDim.x) {
-      out[r * out_stride + c] = __float2bfloat16_rn(x[r * x_stride + c]);
+constexpr int kConvertThreads = 256;
+
+__device__ __forceinline__ float pow2(int s) { return __int_as_float((127 + s) << 23); }  // |s| ≤ 126
+
+// One block per row (grid-strided): the row's largest magnitude (scaled form), then the stores.
+__global__ void f32_to_f16_rows(const float* x, int64_t x_stride, int64_t n_rows, int64_t cols, __half* out,
+                                int64_t out_stride, float* row_scale) {
+  __shared__ float warp_max[kConvertThreads / 32];
+  for (int64_t r = blockIdx.x; r < n_rows; r += gridDim.x) {
+    const float* xr = x + r * x_stride;
+    int s = 0;
+    if (row_scale) {
+      float m = 0.0f;
+      for (int64_t c = threadIdx.x; c < cols; c += kConvertThreads) m = fmaxf(m, fabsf(xr[c]));
+      for (int d = 16; d > 0; d >>= 1) m = fmaxf(m, __shfl_xor_sync(0xFFFFFFFFu, m, d));
+      if ((threadIdx.x & 31) == 0) warp_max[threadIdx.x >> 5] = m;
+      __syncthreads();
+      m = 0.0f;
+      for (int w = 0; w < kConvertThreads / 32; ++w) m = fmaxf(m, warp_max[w]);
+      __syncthreads();  // warp_max is reused by the next row
+      if (m > 0.0f && isfinite(m)) s = min(max(14 - ilogbf(m), -126), 126);
+      if (threadIdx.x == 0) row_scale[r] = pow2(-s);
+    }
+    const float f = pow2(s);
+    for (int64_t c = threadIdx.x; c < cols; c += kConvertThreads) {
+      const float v = xr[c] * f;
+      out[r * out_stride + c] = __float2half_rn(isfinite(v) ? fminf(fmaxf(v, -65504.0f), 65504.0f) : v);
     }
   }
 }
@@ -118,23 +140,21 @@ __global__ void f32_to_bf16_rows(const float* x, int64_t x_stride, int64_t n_row
 
 cudaError_t launch_sort_by_expert(const int32_t* topk, int n_pairs, int top_k, int n_expert,
                                   int32_t* offsets, int32_t* row_pair, int32_t* row_token,
-                                  int32_t* pair_row, int32_t* chunk_counts, cudaStream_t stream) {
+                                  int32_t* pair_row, const float* pair_weight, float* row_weight,
+                                  int32_t* chunk_counts, cudaStream_t stream) {
   const int n_chunks = (n_pairs + kSortChunk - 1) / kSortChunk;
   const size_t smem = static_cast<size_t>(n_expert) * sizeof(int32_t);
   sort_count<<<n_chunks, 32, smem, stream>>>(topk, n_pairs, n_expert, n_chunks, chunk_counts);
   sort_scan<<<1, kScanThreads, 0, stream>>>(chunk_counts, n_expert, n_chunks, offsets);
   sort_scatter<<<n_chunks, 32, smem, stream>>>(topk, n_pairs, top_k, n_expert, n_chunks, chunk_counts,
-                                               row_pair, row_token, pair_row);
+                                               row_pair, row_token, pair_row, pair_weight, row_weight);
   return cudaGetLastError();
 }
 
-cudaError_t launch_convert_f32_to_bf16(const float* x, int64_t x_stride, int64_t n_rows,
-                                       int64_t cols, __nv_bfloat16* out, int64_t out_stride,
-                                       cudaStream_t stream) {
-  const int64_t col_blocks = (cols + 255) / 256;
-  const dim3 grid(static_cast<unsigned>(col_blocks < 1024 ? col_blocks : 1024),
-                  static_cast<unsigned>(n_rows < 65535 ? n_rows : 65535));
-  f32_to_bf16_rows<<<grid, 256, 0, stream>>>(x, x_stride, n_rows, cols, out, out_stride);
+cudaError_t launch_convert_f32_to_f16(const float* x, int64_t x_stride, int64_t n_rows, int64_t cols,
+                                      __half* out, int64_t out_stride, float* row_scale, cudaStream_t stream) {
+  const unsigned blocks = static_cast<unsigned>(n_rows < 65535 ? n_rows : 65535);
+  f32_to_f16_rows<<<blocks, kConvertThreads, 0, stream>>>(x, x_stride, n_rows, cols, out, out_stride, row_scale);
   return cudaGetLastError();
 }
 

@@ -13,6 +13,7 @@
 #include "cuda/check.h"
 #include "cuda/device_math.cuh"
 #include "cuda/hc.h"
+#include "cuda/pdl.cuh"
 
 namespace dsv4::cuda {
 
@@ -58,6 +59,8 @@ template <int M>
 __global__ void __launch_bounds__(kThreads) hc_partial_kernel(const float* __restrict__ x, gguf::TensorType type,
                                                               const uint8_t* __restrict__ w, int64_t row_bytes,
                                                               int64_t D, double* __restrict__ partial) {
+  pdl_wait();  // launched with PDL: nothing before this line (pdl.cuh)
+  pdl_trigger();
   const int t = blockIdx.y;
   const int64_t d = static_cast<int64_t>(blockIdx.x) * kHcDimsPerBlock + threadIdx.x;
   const float* xt = x + static_cast<int64_t>(t) * kHcStreams * D;
@@ -94,14 +97,22 @@ __device__ float sinkhorn4_lane(float z, float eps, int iters) {
   return c;
 }
 
-// One token: gates from the partial sums, then out = RMSNorm_w(Σ_h g_h·X[h]).
+// One token: gates from the partial sums, then out = RMSNorm_w(Σ_h g_h·X[h]). A wide block and
+// vector loads so that every thread has few dependent memory round trips (the kernel is pure
+// latency at decode).
+constexpr int kFinishThreads = 1024;
+
+__device__ __forceinline__ float4 ld4(const float* p) { return *reinterpret_cast<const float4*>(p); }
+
 template <int M, bool kHead>
-__global__ void __launch_bounds__(kThreads) hc_finish_kernel(const float* __restrict__ x, const double* __restrict__ partial,
-                                                             int S, int64_t D, const float* __restrict__ scale,
-                                                             const float* __restrict__ base, const float* __restrict__ norm,
-                                                             float rms_eps, float hc_eps, int iters, float* __restrict__ mix,
-                                                             float* __restrict__ out) {
-  extern __shared__ float u[];  // [D]
+__global__ void __launch_bounds__(kFinishThreads) hc_finish_kernel(const float* __restrict__ x, const double* __restrict__ partial,
+                                                                   int S, int64_t D, const float* __restrict__ scale,
+                                                                   const float* __restrict__ base, const float* __restrict__ norm,
+                                                                   float rms_eps, float hc_eps, int iters, float* __restrict__ mix,
+                                                                   float* __restrict__ out) {
+  pdl_wait();  // launched with PDL: nothing before this line (pdl.cuh)
+  pdl_trigger();
+  extern __shared__ float4 u4[];  // [D/4]
   __shared__ float gates[kHcMixSize];
   __shared__ float m[M];
   __shared__ double sums[M + 1];
@@ -110,10 +121,11 @@ __global__ void __launch_bounds__(kThreads) hc_finish_kernel(const float* __rest
   const int t = blockIdx.x;
   const int64_t HD = kHcStreams * D;
   const float* xt = x + static_cast<int64_t>(t) * HD;
-  // The mixer's sums and Σx², each over the splits in order.
+  // The mixer's sums and Σx², each over the splits in order (the loads issued ahead of the adds).
   if (threadIdx.x <= M) {
     const double* p = partial + static_cast<int64_t>(t) * S * (M + 1) + threadIdx.x;
     double v = 0.0;
+#pragma unroll 16
     for (int s = 0; s < S; ++s) v += p[s * (M + 1)];
     sums[threadIdx.x] = v;
   }
@@ -137,17 +149,30 @@ __global__ void __launch_bounds__(kThreads) hc_finish_kernel(const float* __rest
   }
   __syncthreads();
   if (!kHead && i < kHcMixSize) mix[static_cast<int64_t>(t) * kHcMixSize + i] = gates[i];
+  const float g0 = gates[0], g1 = gates[1], g2 = gates[2], g3 = gates[3];
+  auto mix1 = [&](float a, float b, float c, float d) {
+    return __fadd_rn(__fadd_rn(__fadd_rn(__fmul_rn(g0, a), __fmul_rn(g1, b)), __fmul_rn(g2, c)), __fmul_rn(g3, d));
+  };
   double ss = 0.0;
-  for (int64_t d = threadIdx.x; d < D; d += kThreads) {
-    float acc = __fmul_rn(gates[0], xt[d]);
-    for (int h = 1; h < kHcStreams; ++h) acc = __fadd_rn(acc, __fmul_rn(gates[h], xt[h * D + d]));
-    u[d] = acc;
-    ss += static_cast<double>(acc) * static_cast<double>(acc);
+  const int64_t D4 = D / 4;
+#pragma unroll 4
+  for (int64_t q = threadIdx.x; q < D4; q += blockDim.x) {
+    const float4 a = ld4(xt + 4 * q), b = ld4(xt + D + 4 * q), c = ld4(xt + 2 * D + 4 * q), d = ld4(xt + 3 * D + 4 * q);
+    const float4 v = make_float4(mix1(a.x, b.x, c.x, d.x), mix1(a.y, b.y, c.y, d.y), mix1(a.z, b.z, c.z, d.z),
+                                 mix1(a.w, b.w, c.w, d.w));
+    u4[q] = v;
+    ss += static_cast<double>(v.x) * v.x + static_cast<double>(v.y) * v.y + static_cast<double>(v.z) * v.z +
+          static_cast<double>(v.w) * v.w;
   }
   ss = block_sum(ss, scratch);
   const float rn = static_cast<float>(1.0 / sqrt(ss / static_cast<double>(D) + static_cast<double>(rms_eps)));
   float* o = out + static_cast<int64_t>(t) * D;
-  for (int64_t d = threadIdx.x; d < D; d += kThreads) o[d] = __fmul_rn(__fmul_rn(u[d], rn), norm[d]);
+#pragma unroll 4
+  for (int64_t q = threadIdx.x; q < D4; q += blockDim.x) {
+    const float4 v = u4[q], w = ld4(norm + 4 * q);
+    *reinterpret_cast<float4*>(o + 4 * q) = make_float4(__fmul_rn(__fmul_rn(v.x, rn), w.x), __fmul_rn(__fmul_rn(v.y, rn), w.y),
+                                                        __fmul_rn(__fmul_rn(v.z, rn), w.z), __fmul_rn(__fmul_rn(v.w, rn), w.w));
+  }
 }
 
 // X' = post ⊗ f + Cᵀ·X for the block's dims; with M > 0 also the next mixer's partial sums.
@@ -157,6 +182,8 @@ __global__ void __launch_bounds__(kThreads) hc_post_kernel(const float* __restri
                                                            const float* __restrict__ mix, int64_t D, float* __restrict__ out,
                                                            gguf::TensorType type, const uint8_t* __restrict__ w,
                                                            int64_t row_bytes, double* __restrict__ partial) {
+  pdl_wait();  // launched with PDL: nothing before this line (pdl.cuh)
+  pdl_trigger();
   const int t = blockIdx.y;
   const int64_t d = static_cast<int64_t>(blockIdx.x) * kHcDimsPerBlock + threadIdx.x;
   float acc[M > 0 ? M : 1];
@@ -187,6 +214,8 @@ __global__ void __launch_bounds__(kThreads) hc_post_kernel(const float* __restri
 
 __global__ void embed_kernel(gguf::TensorType type, const uint8_t* __restrict__ w, int64_t row_bytes, int64_t D,
                              const int32_t* __restrict__ tokens, float* __restrict__ x) {
+  pdl_wait();  // launched with PDL: nothing before this line (pdl.cuh)
+  pdl_trigger();
   const int t = blockIdx.x;
   const uint8_t* row = w + static_cast<int64_t>(tokens[t]) * row_bytes;
   float* xt = x + static_cast<int64_t>(t) * kHcStreams * D;
@@ -212,21 +241,24 @@ template <int M>
 Status launch_partials(const float* x, const DeviceTensor& fn, int T, int64_t D, double* partial, cudaStream_t stream) {
   DSV4_TRY(check_fn(fn, M, kHcStreams * D));
   if (T <= 0) return Status();
-  hc_partial_kernel<M><<<dim3(splits(D), T), kThreads, 0, stream>>>(x, fn.type, fn.data, fn.row_bytes, D, partial);
+  DSV4_CUDA_TRY(launch_pdl(hc_partial_kernel<M>, dim3(splits(D), T), dim3(kThreads), 0, stream, x, fn.type, fn.data,
+                           fn.row_bytes, D, partial));
   return cuda_status(cudaGetLastError(), "hc partial kernel");
 }
 
 template <int M, bool kHead>
 Status launch_finish(const HcPreArgs& a, cudaStream_t stream) {
   DSV4_TRY(check_fn(a.fn, M, kHcStreams * a.D));
+  if (a.D % 4 != 0) return make_error("hc: hidden width must be a multiple of 4");
   if (a.T <= 0) return Status();
   const size_t smem = static_cast<size_t>(a.D) * sizeof(float);
   if (smem > 48 * 1024) {
     DSV4_CUDA_TRY(cudaFuncSetAttribute(hc_finish_kernel<M, kHead>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                        static_cast<int>(smem)));
   }
-  hc_finish_kernel<M, kHead><<<a.T, kThreads, smem, stream>>>(a.x, a.partial, splits(a.D), a.D, a.scale, a.base, a.norm,
-                                                              a.rms_eps, a.hc_eps, a.sinkhorn_iters, a.mix, a.out);
+  DSV4_CUDA_TRY(launch_pdl(hc_finish_kernel<M, kHead>, dim3(a.T), dim3(kFinishThreads), smem, stream, a.x, a.partial,
+                           splits(a.D), a.D, a.scale, a.base, a.norm, a.rms_eps, a.hc_eps, a.sinkhorn_iters, a.mix,
+                           a.out));
   return cuda_status(cudaGetLastError(), "hc finish kernel");
 }
 
@@ -234,8 +266,8 @@ template <int M>
 Status launch_post(const HcPostArgs& a, cudaStream_t stream) {
   const DeviceTensor fn = a.next_fn ? *a.next_fn : DeviceTensor{};
   if (M > 0) DSV4_TRY(check_fn(fn, M, kHcStreams * a.D));
-  hc_post_kernel<M><<<dim3(splits(a.D), a.T), kThreads, 0, stream>>>(a.x, a.f, a.n_parts, a.f_extra, a.mix, a.D, a.out,
-                                                                      fn.type, fn.data, fn.row_bytes, a.partial);
+  DSV4_CUDA_TRY(launch_pdl(hc_post_kernel<M>, dim3(splits(a.D), a.T), dim3(kThreads), 0, stream, a.x, a.f, a.n_parts,
+                           a.f_extra, a.mix, a.D, a.out, fn.type, fn.data, fn.row_bytes, a.partial));
   return cuda_status(cudaGetLastError(), "hc_post kernel");
 }
 
@@ -275,7 +307,8 @@ Status hc_post(const HcPostArgs& a, cudaStream_t stream) {
 
 Status embed_tokens(const DeviceTensor& e, const int32_t* tokens, int T, float* x, cudaStream_t stream) {
   if (T <= 0) return Status();
-  embed_kernel<<<T, kThreads, 0, stream>>>(e.type, e.data, e.row_bytes, e.ne0, tokens, x);
+  DSV4_CUDA_TRY(launch_pdl(embed_kernel, dim3(T), dim3(kFinishThreads), 0, stream, e.type, e.data, e.row_bytes, e.ne0,
+                           tokens, x));
   return cuda_status(cudaGetLastError(), "embedding kernel");
 }
 

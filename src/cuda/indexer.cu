@@ -18,6 +18,7 @@
 #include "cuda/check.h"
 #include "cuda/device_math.cuh"
 #include "cuda/indexer.h"
+#include "cuda/pdl.cuh"
 
 namespace dsv4::cuda {
 
@@ -35,6 +36,8 @@ __device__ __forceinline__ int64_t visible_rows(const int* pos0, int t0, int t) 
 }
 
 __global__ void prep_kernel(IndexerArgs a) {
+  pdl_wait();  // launched with PDL: nothing before this line (pdl.cuh)
+  pdl_trigger();
   extern __shared__ float v[];  // [idh]
   const int h = blockIdx.x, t = blockIdx.y;
   if (visible_rows(a.pos0, a.t0, t) <= a.top_k) return;
@@ -47,6 +50,8 @@ __global__ void prep_kernel(IndexerArgs a) {
 }
 
 __global__ void __launch_bounds__(kScoreThreads) score_kernel(IndexerArgs a) {
+  pdl_wait();  // launched with PDL: nothing before this line (pdl.cuh)
+  pdl_trigger();
   extern __shared__ __align__(16) float smem[];
   const int t = blockIdx.y;
   const int64_t n_vis = visible_rows(a.pos0, a.t0, t);
@@ -56,8 +61,12 @@ __global__ void __launch_bounds__(kScoreThreads) score_kernel(IndexerArgs a) {
   float* qs = smem;                          // [IH][idh + 4]
   float* ws = qs + a.IH * pitch;             // [IH], padded to a multiple of 4
   float* ks = ws + (a.IH + 3) / 4 * 4;       // [warps][idh]
-  const float* q = a.q + static_cast<int64_t>(t) * a.IH * a.idh;
-  for (int i = threadIdx.x; i < a.IH * a.idh; i += blockDim.x) qs[(i / a.idh) * pitch + i % a.idh] = q[i];
+  const float4* q4 = reinterpret_cast<const float4*>(a.q + static_cast<int64_t>(t) * a.IH * a.idh);
+#pragma unroll 8
+  for (int i = threadIdx.x; i < a.IH * a.idh / 4; i += blockDim.x) {
+    const int e = 4 * i;
+    *reinterpret_cast<float4*>(qs + (e / a.idh) * pitch + e % a.idh) = q4[i];
+  }
   const float w_scale = static_cast<float>(1.0 / sqrt(static_cast<double>(a.idh * a.IH)));
   for (int h = threadIdx.x; h < a.IH; h += blockDim.x) ws[h] = __fmul_rn(a.w[static_cast<int64_t>(t) * a.IH + h], w_scale);
   __syncthreads();
@@ -99,6 +108,8 @@ __device__ __forceinline__ uint32_t score_key(float s) {
 // k rows of token t: `n` candidates (n > k) of scores + t·stride; selected + t·k gets them.
 __global__ void __launch_bounds__(kTopkThreads) topk_kernel(const float* scores, int64_t stride, const int32_t* n_rows,
                                                             const int* pos0, int t0, int k, int32_t* selected) {
+  pdl_wait();  // launched with PDL: nothing before this line (pdl.cuh)
+  pdl_trigger();
   __shared__ int hist[256];
   __shared__ int warp_sums[32];
   __shared__ uint32_t s_prefix;
@@ -117,11 +128,26 @@ __global__ void __launch_bounds__(kTopkThreads) topk_kernel(const float* scores,
       if ((key & mask) == prefix) atomicAdd(&hist[(key >> shift) & 255u], 1);
     }
     __syncthreads();
-    if (threadIdx.x == 0) {
-      int b = 255, above = 0;
-      while (above + hist[b] < need) above += hist[b--];
-      s_prefix = prefix | (static_cast<uint32_t>(b) << shift);
-      s_need = need - above;
+    // The bucket holding the need-th largest key: warp 0, lane l owning buckets 255-8l .. 248-8l;
+    // the counts above each lane's buckets come from a prefix sum across lanes.
+    if (threadIdx.x < 32) {
+      const int lane = threadIdx.x;
+      int mine = 0;
+#pragma unroll
+      for (int j = 0; j < 8; ++j) mine += hist[255 - 8 * lane - j];
+      int above = mine;  // inclusive prefix over lanes 0..lane, then made exclusive
+#pragma unroll
+      for (int o = 1; o < 32; o <<= 1) {
+        const int v = __shfl_up_sync(0xFFFFFFFFu, above, o);
+        if (lane >= o) above += v;
+      }
+      above -= mine;
+      if (above < need && above + mine >= need) {
+        int b = 255 - 8 * lane;
+        while (above + hist[b] < need) above += hist[b--];
+        s_prefix = prefix | (static_cast<uint32_t>(b) << shift);
+        s_need = need - above;
+      }
     }
     __syncthreads();
     prefix = s_prefix;
@@ -152,22 +178,24 @@ __global__ void __launch_bounds__(kTopkThreads) topk_kernel(const float* scores,
 Status indexer_select(const IndexerArgs& a, cudaStream_t stream) {
   if (a.T <= 0) return Status();
   if (a.IH > 64 || a.idh > 1024 || (a.idh & (a.idh - 1)) != 0) return make_error("indexer: unsupported geometry");
-  prep_kernel<<<dim3(a.IH, a.T), 128, a.idh * sizeof(float), stream>>>(a);
+  DSV4_CUDA_TRY(launch_pdl(prep_kernel, dim3(a.IH, a.T), dim3(128), a.idh * sizeof(float), stream, a));
   const size_t smem =
       (static_cast<size_t>(a.IH) * (a.idh + 4) + (a.IH + 3) / 4 * 4 + (kScoreThreads / 32) * a.idh) * sizeof(float);
   if (smem > 48 * 1024) {
     DSV4_CUDA_TRY(cudaFuncSetAttribute(score_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
   }
   const unsigned blocks = static_cast<unsigned>((a.score_cap + kRowsPerBlock - 1) / kRowsPerBlock);
-  if (blocks > 0) score_kernel<<<dim3(blocks, a.T), kScoreThreads, smem, stream>>>(a);
-  topk_kernel<<<a.T, kTopkThreads, 0, stream>>>(a.scores, a.score_cap, nullptr, a.pos0, a.t0, a.top_k, a.selected);
+  if (blocks > 0) DSV4_CUDA_TRY(launch_pdl(score_kernel, dim3(blocks, a.T), dim3(kScoreThreads), smem, stream, a));
+  DSV4_CUDA_TRY(launch_pdl(topk_kernel, dim3(a.T), dim3(kTopkThreads), 0, stream, a.scores, a.score_cap, nullptr,
+                           a.pos0, a.t0, a.top_k, a.selected));
   return cuda_status(cudaGetLastError(), "indexer kernels");
 }
 
 Status top_k_rows(const float* scores, int64_t stride, const int32_t* n, int T, int k, int32_t* selected,
                   cudaStream_t stream) {
   if (T <= 0) return Status();
-  topk_kernel<<<T, kTopkThreads, 0, stream>>>(scores, stride, n, nullptr, 0, k, selected);
+  DSV4_CUDA_TRY(
+      launch_pdl(topk_kernel, dim3(T), dim3(kTopkThreads), 0, stream, scores, stride, n, nullptr, 0, k, selected));
   return cuda_status(cudaGetLastError(), "top-k kernel");
 }
 

@@ -55,10 +55,13 @@ int max_smem_per_block() {
 
 bool mma_type(TensorType t) { return detail::mma_stage_elems(t) > 0; }
 
-// Launch shape. Two kernels, chosen by the type and the shape only (measured on an H200,
-// docs/PERF.md "Lever: decode matvec", run 2 sweep):
+// Launch shape. Three kernels, chosen by the type and the shape only (measured on an H200,
+// docs/PERF.md "Lever: decode matvec"):
+//  * the Q8_0 row-tile kernel (matvec_q8.cu, rows_per_warp 32) for Q8_0 rows of a multiple of 256
+//    elements (every Q8_0 matrix of the model); W = q8_warps_per_row(n_in, n_out), the grid what
+//    fits the GPU at once;
 //  * the tensor-core kernel (matvec_mma.cu, rows_per_warp 16) for Q2_K, Q4_K and IQ2_XXS, and for
-//    Q8_0 from 65 536 rows on (the LM head), whenever the launch's activations fit its shared
+//    other Q8_0 rows from 65 536 rows on, whenever the launch's activations fit its shared
 //    memory (n_xvec · n_in up to ≈25 000); W = 32768 / n_out warps per row, between 1 and 8 (more
 //    warps than stages is allowed: it is how few-row launches reach every SM);
 //  * the f32 kernel (matvec_fast.cu, rows_per_warp 1, 2 or 4) otherwise: W = 16384 / n_out, between
@@ -72,8 +75,8 @@ bool mma_type(TensorType t) { return detail::mma_stage_elems(t) > 0; }
 Result<MatvecPlan> make_plan(TensorType type, int64_t n_in, int64_t n_out, int grid_slots, int n_xvec, bool sum,
                              MatvecTuning tuning) {
   const int t_rows = tuning.rows_per_warp, t_warps = tuning.warps_per_row;
-  if (t_rows != 0 && t_rows != 1 && t_rows != 2 && t_rows != 4 && t_rows != 16) {
-    return make_error("rows_per_warp must be 1, 2, 4 or 16, not " + std::to_string(t_rows));
+  if (t_rows != 0 && t_rows != 1 && t_rows != 2 && t_rows != 4 && t_rows != 16 && t_rows != 32) {
+    return make_error("rows_per_warp must be 1, 2, 4, 16 or 32, not " + std::to_string(t_rows));
   }
   if (t_warps != 0 && t_warps != 1 && t_warps != 2 && t_warps != 4 && t_warps != 8 && t_warps != 16) {
     return make_error("warps_per_row must be 1, 2, 4, 8 or 16, not " + std::to_string(t_warps));
@@ -81,6 +84,23 @@ Result<MatvecPlan> make_plan(TensorType type, int64_t n_in, int64_t n_out, int g
   const int64_t sms = sm_count();
   MatvecPlan plan;
   plan.fast = true;
+  const int64_t q8_sbs = n_in / 256;
+  const bool q8_fits = type == TensorType::Q8_0 && n_in % 256 == 0 && n_in / 32 * 34 * 32 <= INT_MAX;
+  if (t_rows == 32) {
+    if (!q8_fits) return make_error("rows_per_warp 32 (the row-tile kernel) takes Q8_0 rows of a multiple of 256");
+    if (t_warps > 8 || t_warps > q8_sbs) {
+      return make_error("the row-tile kernel splits a row over at most 8 warps and its superblocks of 256");
+    }
+  }
+  if (q8_fits && (t_rows == 32 || (t_rows == 0 && t_warps <= 8 && t_warps <= q8_sbs))) {
+    plan.rows_per_warp = 32;
+    plan.warps_per_row = t_warps ? t_warps : detail::q8_warps_per_row(n_in, n_out);
+    const int64_t units = grid_slots * ((n_out + 31) / 32);
+    if (units > INT_MAX / 2) return make_error("too many outputs for one launch");
+    const int64_t capacity = sms * std::max(1, detail::q8_blocks_per_sm(plan.warps_per_row));
+    plan.blocks = static_cast<int>(std::min(capacity, units));
+    return plan;
+  }
   const bool mma_fits = mma_type(type) && n_in % 32 == 0 && n_in <= INT_MAX / 8 &&
                         detail::mma_smem_bytes(type, static_cast<int>(n_in), n_xvec) <= max_smem_per_block();
   if (t_rows == 16 && !mma_fits) {
@@ -215,7 +235,11 @@ Status run(const ExpertMatvec& m, bool dense, bool sum, float* y, cudaStream_t s
     l.rows_per_warp = plan->rows_per_warp;
     l.warps_per_row = plan->warps_per_row;
     l.blocks = plan->blocks;
-    e = plan->rows_per_warp == 16 ? detail::launch_matvec_mma(l, stream) : detail::launch_matvec_fast(l, stream);
+    switch (plan->rows_per_warp) {
+      case 16: e = detail::launch_matvec_mma(l, stream); break;
+      case 32: e = detail::launch_matvec_q8(l, stream); break;
+      default: e = detail::launch_matvec_fast(l, stream); break;
+    }
   } else {
     e = detail::launch_matvec_ref(l, stream);
   }
@@ -252,6 +276,7 @@ Status matvec_experts_sum(const ExpertMatvec& m, float* y, cudaStream_t stream, 
 Status prepare_matvec() {
   const void* tables = nullptr;
   DSV4_TRY(cuda_status(detail::iq2_device_tables(nullptr, &tables), "uploading the IQ2_XXS tables"));
+  DSV4_TRY(cuda_status(detail::prepare_matvec_q8(), "raising the row-tile matvec's shared-memory limit"));
   return cuda_status(detail::prepare_matvec_mma(), "raising the tensor-core matvec's shared-memory limit");
 }
 

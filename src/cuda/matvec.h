@@ -10,12 +10,21 @@
 // Every output element is one fixed-order reduction: results are bit-reproducible from run to run
 // and do not depend on the other rows, on the number of experts in the launch or on timing (no
 // atomics). They equal quant::dot_row up to f32 rounding (tests/cuda/matvec_test.cc bounds it).
-// Q8_0, Q2_K, Q4_K and IQ2_XXS run on int8 tensor cores (matvec_mma.cuh): the activations are
+// Q8_0 rows of a multiple of 256 elements (every Q8_0 matrix of the model) run on the row-tile
+// kernel (matvec_q8.cuh): each int8 weight converted to f32 exactly, a block's 32 products summed
+// in element order with f32 FMAs, times the block's scale, blocks added in order.
+// Other Q8_0 rows, Q2_K, Q4_K and IQ2_XXS run on int8 tensor cores (matvec_mma.cuh): the activations are
 // turned into exact 32-bit fixed point per 256 elements (an element more than 2^6 below the block's
 // largest magnitude is rounded to 2^-30 of it), products and 32-element sums are exact integers,
 // and the scaled partial sums are added in f32. A non-finite activation makes the outputs it
 // touches NaN. (Beyond ≈25 000 activations per launch, n_slots·n_in for per-slot x, these types
 // fall back to the f32 kernel.)
+//
+// Launch order: the Q8_0 row-tile kernel is launched with programmatic dependent launch (pdl.cuh):
+// a dense launch (matvec) starts reading its weights while the kernel before it in the stream is
+// still running, and everything else after that kernel has finished. So the weights must not be
+// written by the kernel launched just before (a copy, an event or a synchronisation in between is
+// enough).
 //
 // All pointers are device pointers. Nothing here synchronises, allocates or reads device data on
 // the host (the IQ2_XXS tables are uploaded once per device: see prepare_matvec); errors in the
@@ -43,9 +52,11 @@ enum class MatvecImpl {
 // Launch shape of the fast kernels. 0 = the built-in choice. For benchmarks and tests.
 struct MatvecTuning {
   // f32 kernel: rows sharing one activation load, 1, 2 or 4. 16: the tensor-core kernel (Q8_0,
-  // Q2_K, Q4_K, IQ2_XXS; 16 rows per mma).
+  // Q2_K, Q4_K, IQ2_XXS; 16 rows per mma). 32: the Q8_0 row-tile kernel (a row per lane; rows of a
+  // multiple of 256 elements).
   int rows_per_warp = 0;
-  int warps_per_row = 0;  // warps splitting a row's columns: 1, 2, 4 or 8 (tensor-core kernel: or 16)
+  int warps_per_row = 0;  // warps splitting a row's columns: 1, 2, 4 or 8 (tensor-core kernel: or 16;
+                          // row-tile kernel: at most the row's 256-element superblocks)
 };
 
 // y[o] = Σ_i W[o, i]·x[i] for o < n_out; W has n_out rows of row_bytes(type, n_in) bytes.
@@ -84,7 +95,7 @@ Status prepare_matvec();
 // The launch shape the fast kernel would use (after defaults), or an error if it cannot run.
 struct MatvecPlan {
   bool fast = false;
-  int rows_per_warp = 0;  // 16: the tensor-core kernel
+  int rows_per_warp = 0;  // 16: the tensor-core kernel; 32: the Q8_0 row-tile kernel
   int warps_per_row = 0;
   int blocks = 0;  // grid.x
 };

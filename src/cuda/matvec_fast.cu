@@ -29,6 +29,7 @@
 
 #include "cuda/matvec_fast.cuh"
 #include "cuda/matvec_launch.h"
+#include "cuda/pdl.cuh"
 
 namespace dsv4::cuda::detail {
 
@@ -89,12 +90,17 @@ __global__ void __launch_bounds__(kFastThreads, F::kMinBlocks) matvec_fast_kerne
   };
 
   // Prologue: start the first kNBuf − 1 items (empty groups where there are fewer), then the
-  // tables, whose barrier the whole block reaches before any warp waits on its items.
+  // tables, whose barrier the whole block reaches before any warp waits on its items. PDL: a
+  // dense launch fetches these weights while the kernel before it finishes (nothing writes
+  // weights); the expert ids, activations and outputs come after it (pdl.cuh).
+  if (p.experts) pdl_wait();
 #pragma unroll
   for (int b = 0; b < kNBuf - 1; ++b) {
     issue_next(wbuf + b * kBufBytes);
     cp_async_commit();
   }
+  if (!p.experts) pdl_wait();
+  pdl_trigger();
   if constexpr (F::kTableBytes > 0) {
     F::load_tables(tables, p.tables);
     __syncthreads();
@@ -174,8 +180,8 @@ cudaError_t launch(const MatvecLaunch& l, cudaStream_t stream) {
   static_assert(fast_smem_bytes<F, R>() <= 48 * 1024, "no opt-in shared memory needed");
   FastParams p;
   fill_params<F, R, kSum>(l, &p);
-  matvec_fast_kernel<F, R, kSum><<<l.blocks, kFastThreads, fast_smem_bytes<F, R>(), stream>>>(p);
-  return cudaGetLastError();
+  return launch_pdl(matvec_fast_kernel<F, R, kSum>, dim3(l.blocks), dim3(kFastThreads), fast_smem_bytes<F, R>(), stream,
+                    p);
 }
 
 template <class F, int R, bool kSum>

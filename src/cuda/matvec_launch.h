@@ -25,7 +25,7 @@ struct MatvecLaunch {
   int n_out;
   int n_slots;
   bool sum;  // y[o] = Σ_j ... instead of y[j·n_out + o]
-  int rows_per_warp;  // fast kernel: 1, 2 or 4; 16: the tensor-core kernel
+  int rows_per_warp;  // fast kernel: 1, 2 or 4; 16: the tensor-core kernel; 32: the Q8_0 row-tile kernel
   int warps_per_row;
   int blocks;  // grid size (the groups walk the units persistently)
   const void* iq2_tables;  // device copy of the IQ2_XXS grid and signs (Iq2Tables)
@@ -57,6 +57,15 @@ cudaError_t launch_matvec_mma(const MatvecLaunch& l, cudaStream_t stream);
 // once per device; prepare_matvec calls this so that no attribute is set during graph capture).
 cudaError_t prepare_matvec_mma();
 cudaError_t launch_matvec_ref(const MatvecLaunch& l, cudaStream_t stream);
+
+// Q8_0 row-tile kernel (matvec_q8.cu; rows_per_warp 32: a row per lane) for rows of a multiple of
+// 256 elements: the default warps per row (a function of the shape only), the blocks of W warps
+// that fit an SM at once (0 if the runtime cannot say), the launch, and the shared-memory opt-in
+// (once per device; prepare_matvec calls it so that no attribute is set during graph capture).
+int q8_warps_per_row(int64_t n_in, int64_t n_out);
+int q8_blocks_per_sm(int warps);
+cudaError_t launch_matvec_q8(const MatvecLaunch& l, cudaStream_t stream);
+cudaError_t prepare_matvec_q8();
 
 // Uploads (once per device) and returns the device address of the IQ2_XXS tables.
 cudaError_t iq2_device_tables(cudaStream_t stream, const void** tables);

@@ -27,6 +27,7 @@
 
 #include "cuda/matvec_launch.h"
 #include "cuda/matvec_mma.cuh"
+#include "cuda/pdl.cuh"
 
 namespace dsv4::cuda::detail {
 
@@ -121,6 +122,8 @@ __global__ void __launch_bounds__(kMmaThreads, 1) matvec_mma_kernel(const __grid
   using S = MmaSmem<M>;
   extern __shared__ __align__(16) uint8_t smem[];
   const XLayout xl = make_xlayout(p.n_in, p.n_xvec, M::kSums);
+  pdl_wait();  // launched with PDL: nothing before this line (pdl.cuh)
+  pdl_trigger();
   uint8_t* tables = smem;
   float* red = reinterpret_cast<float*>(smem + S::kTables);
   uint8_t* limbs = smem + S::kTables + S::kRed;
@@ -280,8 +283,7 @@ cudaError_t launch(const MatvecLaunch& l, cudaStream_t stream) {
   p.n_units = kSum ? p.n_row_groups : l.n_slots * p.n_row_groups;
   p.n_groups = l.blocks * (kMmaWarps / l.warps_per_row);
   const int smem = MmaSmem<M>::bytes(make_xlayout(l.n_in, p.n_xvec, M::kSums));
-  matvec_mma_kernel<M, kSum><<<l.blocks, kMmaThreads, smem, stream>>>(p);
-  return cudaGetLastError();
+  return launch_pdl(matvec_mma_kernel<M, kSum>, dim3(l.blocks), dim3(kMmaThreads), smem, stream, p);
 }
 
 template <class M>

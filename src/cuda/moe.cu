@@ -6,6 +6,7 @@
 #include "cuda/check.h"
 #include "cuda/device_math.cuh"
 #include "cuda/moe.h"
+#include "cuda/pdl.cuh"
 
 namespace dsv4::cuda {
 
@@ -25,6 +26,8 @@ __device__ __forceinline__ bool better(float va, int ia, float vb, int ib) {
 }
 
 __global__ void __launch_bounds__(kThreads) route_kernel(RouteArgs a) {
+  pdl_wait();  // launched with PDL: nothing before this line (pdl.cuh)
+  pdl_trigger();
   __shared__ float s[kMaxExperts];
   __shared__ float biased[kMaxExperts];
   __shared__ int sel[kMaxUsed];
@@ -41,14 +44,26 @@ __global__ void __launch_bounds__(kThreads) route_kernel(RouteArgs a) {
   if (!a.bias) {
     if (lane < a.K) sel[lane] = a.tid2eid[static_cast<int64_t>(a.tokens[t]) * a.K + lane];
   } else {
+    // Each lane keeps its experts' biased scores in registers; a picked expert is masked out at
+    // the lane that owns it.
+    constexpr int kPerLane = kMaxExperts / 32;
+    float v[kPerLane];
+#pragma unroll
+    for (int j = 0; j < kPerLane; ++j) {
+      const int e = lane + 32 * j;
+      v[j] = e < a.E ? (isnan(biased[e]) ? -INFINITY : biased[e]) : -INFINITY;
+    }
+    unsigned taken = 0;  // bit j: expert lane + 32j already selected (or absent)
+#pragma unroll
+    for (int j = 0; j < kPerLane; ++j) taken |= (lane + 32 * j >= a.E ? 1u : 0u) << j;
     for (int k = 0; k < a.K; ++k) {
       float bv = -INFINITY;
       int bi = -1;
-      for (int e = lane; e < a.E; e += 32) {
-        bool taken = false;
-        for (int j = 0; j < k; ++j) taken = taken || sel[j] == e;
-        if (!taken && (bi < 0 || better(biased[e], e, bv, bi))) {
-          bv = biased[e];
+#pragma unroll
+      for (int j = 0; j < kPerLane; ++j) {
+        const int e = lane + 32 * j;
+        if (!((taken >> j) & 1u) && (bi < 0 || v[j] > bv)) {  // ascending e: ties keep the lower id
+          bv = v[j];
           bi = e;
         }
       }
@@ -60,8 +75,8 @@ __global__ void __launch_bounds__(kThreads) route_kernel(RouteArgs a) {
           bi = oi;
         }
       }
+      if (bi >= 0 && (bi & 31) == lane) taken |= 1u << (bi >> 5);
       if (lane == 0) sel[k] = bi;
-      __syncwarp();
     }
   }
   __syncwarp();
@@ -78,6 +93,8 @@ __global__ void __launch_bounds__(kThreads) route_kernel(RouteArgs a) {
 }
 
 __global__ void swiglu_kernel(SwigluArgs a) {
+  pdl_wait();  // launched with PDL: nothing before this line (pdl.cuh)
+  pdl_trigger();
   const int j = blockIdx.y;
   const int64_t f = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (f >= a.F) return;
@@ -93,6 +110,8 @@ __global__ void swiglu_kernel(SwigluArgs a) {
 }
 
 __global__ void replicate_kernel(const float* x, int64_t n, int copies, float* out) {
+  pdl_wait();  // launched with PDL: nothing before this line (pdl.cuh)
+  pdl_trigger();
   const int t = blockIdx.y;
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (i >= n) return;
@@ -106,19 +125,21 @@ Status moe_route(const RouteArgs& a, cudaStream_t stream) {
   if (a.T <= 0) return Status();
   if (a.E > kMaxExperts || a.K > kMaxUsed || a.K > a.E) return make_error("moe_route: too many experts");
   if (!a.bias && (!a.tid2eid || !a.tokens)) return make_error("moe_route: hash layer without tid2eid");
-  route_kernel<<<a.T, kThreads, 0, stream>>>(a);
+  DSV4_CUDA_TRY(launch_pdl(route_kernel, dim3(a.T), dim3(kThreads), 0, stream, a));
   return cuda_status(cudaGetLastError(), "routing kernel");
 }
 
 Status swiglu(const SwigluArgs& a, cudaStream_t stream) {
   if (a.n_slots <= 0) return Status();
-  swiglu_kernel<<<dim3(static_cast<unsigned>((a.F + kThreads - 1) / kThreads), a.n_slots), kThreads, 0, stream>>>(a);
+  DSV4_CUDA_TRY(launch_pdl(swiglu_kernel, dim3(static_cast<unsigned>((a.F + kThreads - 1) / kThreads), a.n_slots),
+                           dim3(kThreads), 0, stream, a));
   return cuda_status(cudaGetLastError(), "swiglu kernel");
 }
 
 Status replicate_rows(const float* x, int64_t n, int copies, int T, float* out, cudaStream_t stream) {
   if (T <= 0) return Status();
-  replicate_kernel<<<dim3(static_cast<unsigned>((n + kThreads - 1) / kThreads), T), kThreads, 0, stream>>>(x, n, copies, out);
+  DSV4_CUDA_TRY(launch_pdl(replicate_kernel, dim3(static_cast<unsigned>((n + kThreads - 1) / kThreads), T),
+                           dim3(kThreads), 0, stream, x, n, copies, out));
   return cuda_status(cudaGetLastError(), "replicate kernel");
 }
 

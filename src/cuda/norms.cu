@@ -1,9 +1,12 @@
 // norms.h. One block per row; rows are at most a few thousand values (latency-bound, tiny).
 #include <cuda_runtime.h>
 
+#include <algorithm>
+
 #include "cuda/check.h"
 #include "cuda/device_math.cuh"
 #include "cuda/norms.h"
+#include "cuda/pdl.cuh"
 
 namespace dsv4::cuda {
 
@@ -25,6 +28,8 @@ __device__ void rms_norm_shared(float* v, int64_t n, const float* w, float eps, 
 
 __global__ void rms_norm_rows_kernel(const float* __restrict__ in, int64_t in_stride, const float* __restrict__ w,
                                      int64_t n, float eps, float* __restrict__ out, int64_t out_stride) {
+  pdl_wait();  // launched with PDL: nothing before this line (pdl.cuh)
+  pdl_trigger();
   extern __shared__ float v[];
   __shared__ double scratch[32];
   const int t = blockIdx.x;
@@ -36,6 +41,8 @@ __global__ void rms_norm_rows_kernel(const float* __restrict__ in, int64_t in_st
 
 // Blocks 0..H-1: query heads; block H: the KV row.
 __global__ void q_kv_finish_kernel(QkvFinishArgs a) {
+  pdl_wait();  // launched with PDL: nothing before this line (pdl.cuh)
+  pdl_trigger();
   extern __shared__ float v[];  // [hd]
   __shared__ double scratch[32];
   const int t = blockIdx.y, h = blockIdx.x;
@@ -53,6 +60,8 @@ __global__ void q_kv_finish_kernel(QkvFinishArgs a) {
 }
 
 __global__ void simulate_kernel(float* rows, int width, bool fp8) {
+  pdl_wait();  // launched with PDL: nothing before this line (pdl.cuh)
+  pdl_trigger();
   extern __shared__ float v[];
   float* row = rows + static_cast<int64_t>(blockIdx.x) * width;
   for (int i = threadIdx.x; i < width; i += blockDim.x) v[i] = row[i];
@@ -72,7 +81,7 @@ Status simulate_rows(float* rows, int n_rows, int width, SimKind kind, cudaStrea
   if (width <= 0 || width > 4096 || (fp8 ? width % 64 != 0 : (width & (width - 1)) != 0 || width < 32)) {
     return make_error("simulate_rows: width " + std::to_string(width) + " unsupported");
   }
-  simulate_kernel<<<n_rows, 128, width * sizeof(float), stream>>>(rows, width, fp8);
+  DSV4_CUDA_TRY(launch_pdl(simulate_kernel, dim3(n_rows), dim3(128), width * sizeof(float), stream, rows, width, fp8));
   return cuda_status(cudaGetLastError(), "simulation kernel");
 }
 
@@ -80,13 +89,16 @@ Status rms_norm_rows(const float* in, int64_t in_stride, const float* w, int64_t
                      int64_t out_stride, int T, cudaStream_t stream) {
   if (T <= 0) return Status();
   if (n * 4 > 48 * 1024) return make_error("rms_norm_rows: row of " + std::to_string(n) + " values too long");
-  rms_norm_rows_kernel<<<T, kThreads, n * sizeof(float), stream>>>(in, in_stride, w, n, eps, out, out_stride);
+  // One element per thread where the row allows: the kernel is a few memory round trips.
+  const int threads = static_cast<int>(std::min<int64_t>(1024, std::max<int64_t>(kThreads, (n + 31) / 32 * 32)));
+  DSV4_CUDA_TRY(launch_pdl(rms_norm_rows_kernel, dim3(T), dim3(threads), n * sizeof(float), stream, in, in_stride, w, n,
+                           eps, out, out_stride));
   return cuda_status(cudaGetLastError(), "rms_norm_rows kernel");
 }
 
 Status q_kv_finish(const QkvFinishArgs& a, cudaStream_t stream) {
   if (a.T <= 0) return Status();
-  q_kv_finish_kernel<<<dim3(a.H + 1, a.T), 128, a.hd * sizeof(float), stream>>>(a);
+  DSV4_CUDA_TRY(launch_pdl(q_kv_finish_kernel, dim3(a.H + 1, a.T), dim3(128), a.hd * sizeof(float), stream, a));
   return cuda_status(cudaGetLastError(), "q_kv_finish kernel");
 }
 

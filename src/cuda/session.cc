@@ -21,13 +21,14 @@ constexpr int kCheckpointBuffers = 9;
 }  // namespace
 
 Result<std::unique_ptr<DeviceSession>> DeviceSession::create(std::shared_ptr<const DeviceModel> model, int64_t n_ctx,
-                                                             cpu::SimOptions mode, int max_chunk) {
-  std::unique_ptr<DeviceSession> s(new DeviceSession(std::move(model), mode));
+                                                             cpu::SimOptions mode, int max_chunk, PrefillMath prefill) {
+  std::unique_ptr<DeviceSession> s(new DeviceSession(std::move(model), mode, prefill));
   DSV4_CUDA_TRY(cudaStreamCreateWithFlags(&s->stream_, cudaStreamNonBlocking));
   // The IQ2_XXS tables must be on the device before a graph is captured.
   DSV4_TRY(prepare_matvec());
   max_chunk = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(max_chunk, n_ctx)));
-  DSV4_ASSIGN_OR_RETURN(s->state_, DeviceState::create(*s->model_, n_ctx, max_chunk, s->stream_));
+  DSV4_ASSIGN_OR_RETURN(s->state_, DeviceState::create(*s->model_, n_ctx, max_chunk,
+                                                       prefill == PrefillMath::kTensorCoreF16, s->stream_));
   DSV4_ASSIGN_OR_RETURN(s->sampler_, DeviceSampler::create(static_cast<int>(s->model_->config.n_vocab)));
   for (int i = 0; i < kCheckpointBuffers; ++i) {
     auto buffer = std::make_shared<DeviceArena>();
@@ -86,6 +87,7 @@ Status DeviceSession::run_chunk(const int32_t* tokens, int T, bool all_logits) {
     shape.T = T;
     shape.all_logits = all_logits;
     shape.index_scoring = scoring;
+    shape.tensor_core = prefill_ == PrefillMath::kTensorCoreF16;
     DSV4_TRY(forward_chunk(*model_, *state_, shape, SimModes{mode_.fp8_kv, mode_.fp4_indexer}, stream_));
   }
   n_ += T;
@@ -106,7 +108,7 @@ Status DeviceSession::forward(std::span<const int32_t> tokens, float* all_logits
   }
   if (tokens.empty()) return Status();
   host_logits_valid_ = false;
-  const int chunk = state_->max_chunk();
+  const int chunk = all_logits ? state_->max_logits_chunk() : state_->max_chunk();
   for (size_t off = 0; off < tokens.size(); off += static_cast<size_t>(chunk)) {
     const int T = static_cast<int>(std::min<size_t>(static_cast<size_t>(chunk), tokens.size() - off));
     DSV4_TRY(run_chunk(tokens.data() + off, T, all_logits != nullptr));
@@ -150,6 +152,28 @@ Status DeviceSession::profile_step(int32_t token, StageProfile& profile) {
   nvtxRangePop();
   DSV4_TRY(queued);
   ++n_;
+  host_logits_valid_ = false;
+  return synchronize();
+}
+
+Status DeviceSession::profile_chunk(std::span<const int32_t> tokens, StageProfile& profile) {
+  const int T = static_cast<int>(tokens.size());
+  if (T < 1 || T > state_->max_chunk() || n_ + T > state_->n_ctx()) {
+    return make_error("profile_chunk: chunk longer than max_chunk or past the context");
+  }
+  for (int32_t t : tokens) {
+    if (t < 0 || t >= model_->config.n_vocab) return make_error("profile_chunk: token outside the vocabulary");
+  }
+  DSV4_CUDA_TRY(cudaMemcpyAsync(state_->tokens, tokens.data(), sizeof(int32_t) * T, cudaMemcpyHostToDevice, stream_));
+  ChunkShape shape;
+  shape.T = T;
+  shape.index_scoring = chunk_needs_index_scoring(model_->config, n_, T);
+  shape.tensor_core = prefill_ == PrefillMath::kTensorCoreF16;
+  nvtxRangePushA("profile");
+  const Status queued = forward_chunk(*model_, *state_, shape, SimModes{mode_.fp8_kv, mode_.fp4_indexer}, stream_, &profile);
+  nvtxRangePop();
+  DSV4_TRY(queued);
+  n_ += T;
   host_logits_valid_ = false;
   return synchronize();
 }

@@ -28,19 +28,38 @@
 
 namespace dsv4::cuda {
 
+// How a prefill chunk computes its projections.
+enum class PrefillMath {
+  // The f32 matvec over the chunk's token slots: decode's arithmetic, every weight read once per
+  // token (slow); meets the whole-model bar of tests/cuda/forward_test.cc.
+  kExactF32,
+  // Tensor-core GEMMs with f16 products (cuda/gemm.h, ≈ 2^-11 relative per product): ≈ 14× faster
+  // prefill, but the rounding flips near-tied discrete choices (router and indexer top-k, FP8/FP4
+  // simulation) often enough to miss the whole-model bar (docs/PERF.md, "prefill on tensor cores").
+  kTensorCoreF16,
+};
+
 class DeviceSession {
  public:
   // Chunk length of prefill (scratch is sized for it).
   static constexpr int kDefaultMaxChunk = 128;
+  // Tensor-core prefill wants long chunks: the routed experts see T·6/256 rows each (≈ 48 at
+  // 2048), a GEMM tile is 64–128 rows. The chunk's scratch grows linearly (≈ 0.9 MB per token for
+  // Flash, the f32 activations of every sub-layer): ≈ 2.1 GB per session at 2048, against
+  // ≈ 14.4 GB of compressed rows for a 1M-token session.
+  static constexpr int kTensorCoreMaxChunk = 2048;
 
   static Result<std::unique_ptr<DeviceSession>> create(std::shared_ptr<const DeviceModel> model, int64_t n_ctx,
-                                                       cpu::SimOptions mode, int max_chunk = kDefaultMaxChunk);
+                                                       cpu::SimOptions mode, int max_chunk = kDefaultMaxChunk,
+                                                       PrefillMath prefill = PrefillMath::kExactF32);
   ~DeviceSession();
   DeviceSession(const DeviceSession&) = delete;
   DeviceSession& operator=(const DeviceSession&) = delete;
 
   int64_t n() const { return n_; }
   int64_t n_ctx() const { return state_->n_ctx(); }
+  // Device bytes of the state and scratch (checkpoint buffers not included).
+  uint64_t state_bytes() const { return state_->bytes(); }
   const model::Config& config() const { return model_->config; }
   cudaStream_t stream() const { return stream_; }
 
@@ -53,6 +72,8 @@ class DeviceSession {
   Status synchronize() const;
   // One decode step without the graph, its stages timed (benchmarks; synchronises).
   Status profile_step(int32_t token, StageProfile& profile);
+  // One prefill chunk (at most max_chunk tokens), its stages timed (benchmarks; synchronises).
+  Status profile_chunk(std::span<const int32_t> tokens, StageProfile& profile);
 
   // Picks the next token from the device logits (sampling.h); only the token crosses to the host.
   Result<int32_t> sample(const SamplingRequest& request);
@@ -75,13 +96,15 @@ class DeviceSession {
   Status restore(std::span<const uint8_t> bytes, int64_t n);
 
  private:
-  DeviceSession(std::shared_ptr<const DeviceModel> model, cpu::SimOptions mode) : model_(std::move(model)), mode_(mode) {}
+  DeviceSession(std::shared_ptr<const DeviceModel> model, cpu::SimOptions mode, PrefillMath prefill)
+      : model_(std::move(model)), mode_(mode), prefill_(prefill) {}
   Status run_chunk(const int32_t* tokens, int T, bool all_logits);
   Status set_device_position();
   Result<cudaGraphExec_t> decode_graph(bool index_scoring);
 
   std::shared_ptr<const DeviceModel> model_;
   cpu::SimOptions mode_;
+  PrefillMath prefill_;
   cudaStream_t stream_ = nullptr;
   std::unique_ptr<DeviceState> state_;
   std::unique_ptr<DeviceSampler> sampler_;

@@ -1,19 +1,24 @@
 // cuda/gemm.h against a CPU reference (quant::dequantize_row, double accumulation) on fresh random
 // inputs: every weight format, both tiles, odd sizes (n = 1, 7, 129; n_out not a multiple of any
-// tile), strides, the grouped expert form with the device counting sort, and bad arguments.
+// tile), strides, the grouped expert form with the device counting sort (gathered X rows with row
+// factors, outputs scattered back to pair order), the scaled f32 → f16 conversion, and bad
+// arguments.
 //
-// Tolerances. The kernel multiplies bf16(x)·bf16(w) exactly and sums in f32 on the tensor cores.
-// X is given in bf16, so the reference uses the same x values. Two bounds per output, with
-// S = Σ_k |x_k|·mag_k (mag_k = |w_k|, or |step·q| + |offset| for Q2_K/Q4_K, whose decoder uses one
-// FMA where the CPU rounds twice; cuda_test_util.h's magnitudes()):
-//  (1) the header's contract, against the exact Σ x·w:   |y − exact| ≤ (u_w + 2^-22 + γ)·S,
-//      u_w = 2^-9 (bf16 rounding of w; 0 for BF16 weights);
-//  (2) the sharp one, against Σ x·bf16(w) over the CPU's weights:  |y − ref_bf16| ≤ γ·S + A, where
-//      A = Σ_k |x_k|·(the gap between the two bf16 roundings of w_k ± 2^-22·mag_k) is non-zero only
-//      for Q2_K/Q4_K elements whose f32 value lies that close to a bf16 rounding midpoint.
+// Tolerances. The kernel multiplies f16(x)·f16(w) exactly and sums in f32 on the tensor cores.
+// X is given in f16, so the reference uses the same x values (times the row factor, a power of two,
+// where one is given). Two bounds per output, with S = Σ_k |x_k|·mag_k (mag_k = |w_k|, or
+// |step·q| + |offset| for Q2_K/Q4_K, whose decoder uses one FMA where the CPU rounds twice;
+// cuda_test_util.h's magnitudes()) and X1 = Σ_k |x_k|:
+//  (1) the header's contract, against the exact Σ x·w:
+//      |y − exact| ≤ (u_w + 2^-22 + γ)·S + 2^-25·X1,
+//      u_w = 2^-11 (f16 rounding of w; 0 for F16 weights and BF16 ones, whose 8-bit significands
+//      f16 holds exactly), 2^-25·X1 for weights below f16's normal range (absolute spacing 2^-24);
+//  (2) the sharp one, against Σ x·f16(w) over the CPU's weights:  |y − ref_f16| ≤ γ·S + A, where
+//      A = Σ_k |x_k|·(the gap between the two f16 roundings of w_k ± 2^-22·mag_k) is non-zero only
+//      for Q2_K/Q4_K elements whose f32 value lies that close to an f16 rounding midpoint.
 // γ = (k/16 + 16)·2^-23 bounds the f32 accumulation: k/16 accumulating MMA steps plus the
 // in-instruction sums, each off by at most one f32 ulp (2^-23, allowing truncation).
-// Bound (2) leaves no room for a wrong element, scale or row: any of those costs ≈ 2^-9·S or more.
+// Bound (2) leaves no room for a wrong element, scale or row: any of those costs ≈ 2^-11·S or more.
 #include "cuda/gemm.h"
 
 #include <gtest/gtest.h>
@@ -52,30 +57,30 @@ std::vector<GemmTile> tiles_for(TensorType t) {
   return {GemmTile::kLarge, GemmTile::kSmall, GemmTile::kAuto};
 }
 
-// Random activations as bf16 bits, and the same values as floats.
+// Random activations as f16 bits, and the same values as floats.
 struct Activations {
   std::vector<uint16_t> bits;
   std::vector<float> values;
 };
 Activations random_x(int64_t rows, int64_t stride, int64_t cols, std::mt19937_64& rng) {
   Activations a;
-  a.bits.assign(static_cast<size_t>(rows * stride), 0x7FC0);  // NaN in the gaps between rows
+  a.bits.assign(static_cast<size_t>(rows * stride), 0x7E00);  // NaN in the gaps between rows
   a.values.assign(static_cast<size_t>(rows * stride), std::nanf(""));
   const std::vector<float> g = gaussian(rows * cols, rng);
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t c = 0; c < cols; ++c) {
-      const uint16_t b = f32_to_bf16(g[static_cast<size_t>(r * cols + c)]);
+      const uint16_t b = f32_to_f16(g[static_cast<size_t>(r * cols + c)]);
       a.bits[static_cast<size_t>(r * stride + c)] = b;
-      a.values[static_cast<size_t>(r * stride + c)] = bf16_to_f32(b);
+      a.values[static_cast<size_t>(r * stride + c)] = f16_to_f32(b);
     }
   }
   return a;
 }
 
-// A weight matrix dequantised for the references: w, bf16 roundings at w ± δ, and mag.
+// A weight matrix dequantised for the references: w, f16 roundings at w ± δ, and mag.
 struct RefWeights {
   int64_t rows = 0, cols = 0;
-  std::vector<float> w, w_lo, w_hi;  // exact f32; bf16(w − δ), bf16(w + δ) as floats
+  std::vector<float> w, w_lo, w_hi;  // exact f32; f16(w − δ), f16(w + δ) as floats
   std::vector<double> mag;
 };
 RefWeights reference_weights(const Format& f, const std::vector<uint8_t>& bytes, int64_t rows, int64_t cols) {
@@ -96,40 +101,44 @@ RefWeights reference_weights(const Format& f, const std::vector<uint8_t>& bytes,
       const size_t j = static_cast<size_t>(i * cols + k);
       r.mag[j] = m[static_cast<size_t>(k)];
       const double delta = fused ? std::ldexp(m[static_cast<size_t>(k)], -22) : 0.0;
-      r.w_lo[j] = bf16_to_f32(f32_to_bf16(static_cast<float>(r.w[j] - delta)));
-      r.w_hi[j] = bf16_to_f32(f32_to_bf16(static_cast<float>(r.w[j] + delta)));
+      r.w_lo[j] = f16_to_f32(f32_to_f16(static_cast<float>(r.w[j] - delta)));
+      r.w_hi[j] = f16_to_f32(f32_to_f16(static_cast<float>(r.w[j] + delta)));
     }
   }
   return r;
 }
 
-// Checks out[r·y_stride + f] for the listed rows: x row src(r) times weight matrix `wm`.
+// Checks out[r·y_stride + f] for the listed rows: x row src(r) (times x_scale[src(r)] when given)
+// times weight matrix `wm`.
 void check_rows(const std::vector<float>& y, int64_t y_stride, const std::vector<int64_t>& out_rows,
                 const std::vector<int64_t>& x_rows, const Activations& x, int64_t x_stride,
-                const RefWeights& wm, TensorType type, const std::string& what) {
+                const RefWeights& wm, TensorType type, const std::string& what,
+                const std::vector<float>* x_scale = nullptr) {
   const int64_t k = wm.cols;
-  const double u_w = type == TensorType::BF16 ? 0.0 : std::ldexp(1.0, -9);
+  const double u_w = type == TensorType::BF16 || type == TensorType::F16 ? 0.0 : std::ldexp(1.0, -11);
   const double gamma = static_cast<double>(k / 16 + 16) * std::ldexp(1.0, -23);
   int reported = 0;
   for (size_t i = 0; i < out_rows.size(); ++i) {
     const float* xr = x.values.data() + x_rows[i] * x_stride;
+    const double factor = x_scale ? (*x_scale)[static_cast<size_t>(x_rows[i])] : 1.0;
     for (int64_t f = 0; f < wm.rows; ++f) {
-      double exact = 0, rounded = 0, s = 0, ambiguity = 0;
+      double exact = 0, rounded = 0, s = 0, ambiguity = 0, x1 = 0;
       for (int64_t c = 0; c < k; ++c) {
         const size_t j = static_cast<size_t>(f * k + c);
-        const double xv = xr[c];
+        const double xv = xr[c] * factor;
         exact += xv * wm.w[j];
         rounded += xv * 0.5 * (static_cast<double>(wm.w_lo[j]) + wm.w_hi[j]);
         ambiguity += std::fabs(xv) * 0.5 * std::fabs(static_cast<double>(wm.w_hi[j]) - wm.w_lo[j]);
         s += std::fabs(xv) * wm.mag[j];
+        x1 += std::fabs(xv);
       }
       const float got = y[static_cast<size_t>(out_rows[i] * y_stride + f)];
-      const double tol1 = (u_w + std::ldexp(1.0, -22) + gamma) * s + 1e-30;
+      const double tol1 = (u_w + std::ldexp(1.0, -22) + gamma) * s + std::ldexp(x1, -25) + 1e-30;
       const double tol2 = gamma * s + ambiguity + 1e-30;
       const bool ok = std::isfinite(got) && std::fabs(got - exact) <= tol1 && std::fabs(got - rounded) <= tol2;
       if (!ok && reported++ < 5) {
         ADD_FAILURE() << what << ": row " << out_rows[i] << " feature " << f << ": got " << got
-                      << ", exact " << exact << " (tol " << tol1 << "), bf16-rounded " << rounded
+                      << ", exact " << exact << " (tol " << tol1 << "), f16-rounded " << rounded
                       << " (tol " << tol2 << ")";
       }
     }
@@ -192,7 +201,7 @@ TEST_P(GemmFormatTest, MatchesCpuReference) {
         DeviceBuffer dy(static_cast<size_t>(n * ys) * 4);  // poisoned: 0xFF bytes
         ASSERT_TRUE(dy.ok());
         const GemmWeights w{f.type, dw.get(), shape.k, shape.m, 1};
-        STATUS_ASSERT(gemm(w, dx.get<__nv_bfloat16>(), xs, n, dy.get<float>(), ys, nullptr, tile));
+        STATUS_ASSERT(gemm(w, dx.get<__half>(), xs, nullptr, n, dy.get<float>(), ys, nullptr, tile));
         CUDA_ASSERT(cudaDeviceSynchronize());
         const std::vector<float> y = download<float>(dy, static_cast<size_t>(n * ys));
         std::ostringstream what;
@@ -238,8 +247,8 @@ TEST(Gemm, RowsDoNotDependOnTheBatch) {
   DeviceBuffer all(static_cast<size_t>(n * m) * 4), few(static_cast<size_t>(7 * m) * 4);
   ASSERT_TRUE(dw.ok() && dx.ok() && all.ok() && few.ok());
   const GemmWeights w{f.type, dw.get(), k, m, 1};
-  STATUS_ASSERT(gemm(w, dx.get<__nv_bfloat16>(), k, n, all.get<float>(), m, nullptr));
-  STATUS_ASSERT(gemm(w, dx.get<__nv_bfloat16>(), k, 7, few.get<float>(), m, nullptr));
+  STATUS_ASSERT(gemm(w, dx.get<__half>(), k, nullptr, n, all.get<float>(), m, nullptr));
+  STATUS_ASSERT(gemm(w, dx.get<__half>(), k, nullptr, 7, few.get<float>(), m, nullptr));
   CUDA_ASSERT(cudaDeviceSynchronize());
   const std::vector<float> a = download<float>(all, static_cast<size_t>(n * m));
   const std::vector<float> b = download<float>(few, static_cast<size_t>(7 * m));
@@ -249,18 +258,18 @@ TEST(Gemm, RowsDoNotDependOnTheBatch) {
 TEST(Gemm, RejectsBadArguments) {
   DeviceBuffer w(1 << 16), x(1 << 16), y(1 << 16);
   ASSERT_TRUE(w.ok() && x.ok() && y.ok());
-  const auto* xp = x.get<__nv_bfloat16>();
+  const auto* xp = x.get<__half>();
   float* yp = y.get<float>();
-  EXPECT_FALSE(gemm({TensorType::Q4_K, w.get(), 128, 4, 1}, xp, 128, 1, yp, 4, nullptr).ok());  // k % 256
-  EXPECT_FALSE(gemm({TensorType::Q8_0, w.get(), 96, 4, 1}, xp, 96, 1, yp, 4, nullptr).ok());    // k % 64
-  EXPECT_FALSE(gemm({TensorType::I32, w.get(), 64, 4, 1}, xp, 64, 1, yp, 4, nullptr).ok());     // type
-  EXPECT_FALSE(gemm({TensorType::F16, w.bytes() + 2, 64, 4, 1}, xp, 64, 1, yp, 4, nullptr).ok());
-  EXPECT_FALSE(gemm({TensorType::F16, w.get(), 64, 4, 1}, xp + 1, 64, 1, yp, 4, nullptr).ok());
-  EXPECT_FALSE(gemm({TensorType::F16, w.get(), 64, 4, 1}, xp, 60, 1, yp, 4, nullptr).ok());  // stride
-  EXPECT_FALSE(gemm({TensorType::F16, w.get(), 64, 4, 1}, xp, 64, 1, yp, 3, nullptr).ok());
-  EXPECT_FALSE(gemm({TensorType::F16, w.get(), 64, 4, 1}, xp, 64, 0, yp, 4, nullptr).ok());
-  EXPECT_FALSE(gemm({TensorType::F16, w.get(), 64, 4, 2}, xp, 64, 1, yp, 4, nullptr).ok());  // experts
-  EXPECT_FALSE(gemm({TensorType::F32, w.get(), 64, 4, 1}, xp, 64, 1, yp, 4, nullptr, GemmTile::kLarge).ok());
+  EXPECT_FALSE(gemm({TensorType::Q4_K, w.get(), 128, 4, 1}, xp, 128, nullptr, 1, yp, 4, nullptr).ok());  // k % 256
+  EXPECT_FALSE(gemm({TensorType::Q8_0, w.get(), 96, 4, 1}, xp, 96, nullptr, 1, yp, 4, nullptr).ok());    // k % 64
+  EXPECT_FALSE(gemm({TensorType::I32, w.get(), 64, 4, 1}, xp, 64, nullptr, 1, yp, 4, nullptr).ok());     // type
+  EXPECT_FALSE(gemm({TensorType::F16, w.bytes() + 2, 64, 4, 1}, xp, 64, nullptr, 1, yp, 4, nullptr).ok());
+  EXPECT_FALSE(gemm({TensorType::F16, w.get(), 64, 4, 1}, xp + 1, 64, nullptr, 1, yp, 4, nullptr).ok());
+  EXPECT_FALSE(gemm({TensorType::F16, w.get(), 64, 4, 1}, xp, 60, nullptr, 1, yp, 4, nullptr).ok());  // stride
+  EXPECT_FALSE(gemm({TensorType::F16, w.get(), 64, 4, 1}, xp, 64, nullptr, 1, yp, 3, nullptr).ok());
+  EXPECT_FALSE(gemm({TensorType::F16, w.get(), 64, 4, 1}, xp, 64, nullptr, 0, yp, 4, nullptr).ok());
+  EXPECT_FALSE(gemm({TensorType::F16, w.get(), 64, 4, 2}, xp, 64, nullptr, 1, yp, 4, nullptr).ok());  // experts
+  EXPECT_FALSE(gemm({TensorType::F32, w.get(), 64, 4, 1}, xp, 64, nullptr, 1, yp, 4, nullptr, GemmTile::kLarge).ok());
   GroupedGemm g;
   g.w = {TensorType::F16, w.get(), 64, 4, 2};
   g.n_groups = 2;
@@ -270,6 +279,11 @@ TEST(Gemm, RejectsBadArguments) {
   g.y = yp;
   g.y_stride = 4;
   EXPECT_FALSE(grouped_gemm(g, nullptr).ok());  // null offsets
+  DeviceBuffer offsets(64);
+  ASSERT_TRUE(offsets.ok());
+  g.offsets = offsets.get<int32_t>();
+  g.y_rows = offsets.get<int32_t>();
+  EXPECT_FALSE(grouped_gemm(g, nullptr).ok());  // y_rows without y_count
   ExpertSort s;
   EXPECT_FALSE(sort_by_expert(s, nullptr).ok());
 }
@@ -321,9 +335,13 @@ TEST_P(GroupedGemmTest, SortedExpertsMatchCpu) {
 
   DeviceBuffer d_topk(bytes_of(topk));
   ASSERT_TRUE(upload(d_topk, topk));
-  DeviceBuffer d_off((n_expert + 1) * 4), d_rp(pairs * 4), d_rt(pairs * 4), d_pr(pairs * 4);
+  std::vector<float> pair_weight(static_cast<size_t>(pairs));
+  for (float& w : pair_weight) w = static_cast<float>(rng() % 1000) / 7.0f;
+  DeviceBuffer d_off((n_expert + 1) * 4), d_rp(pairs * 4), d_rt(pairs * 4), d_pr(pairs * 4), d_pw(pairs * 4),
+      d_rw(pairs * 4);
   DeviceBuffer d_ws(sort_by_expert_workspace_bytes(n_tokens, top_k, n_expert));
-  ASSERT_TRUE(d_topk.ok() && d_off.ok() && d_rp.ok() && d_rt.ok() && d_pr.ok() && d_ws.ok());
+  ASSERT_TRUE(upload(d_pw, pair_weight));
+  ASSERT_TRUE(d_topk.ok() && d_off.ok() && d_rp.ok() && d_rt.ok() && d_pr.ok() && d_ws.ok() && d_rw.ok());
   ExpertSort s;
   s.topk = d_topk.get<int32_t>();
   s.n_tokens = n_tokens;
@@ -333,6 +351,8 @@ TEST_P(GroupedGemmTest, SortedExpertsMatchCpu) {
   s.row_pair = d_rp.get<int32_t>();
   s.row_token = d_rt.get<int32_t>();
   s.pair_row = d_pr.get<int32_t>();
+  s.pair_weight = d_pw.get<float>();
+  s.row_weight = d_rw.get<float>();
   s.workspace = d_ws.get();
   STATUS_ASSERT(sort_by_expert(s, nullptr));
   CUDA_ASSERT(cudaDeviceSynchronize());
@@ -344,6 +364,11 @@ TEST_P(GroupedGemmTest, SortedExpertsMatchCpu) {
   rt.resize(static_cast<size_t>(valid));
   EXPECT_EQ(rp, want.row_pair);
   EXPECT_EQ(rt, want.row_token);
+  const std::vector<float> rw = download<float>(d_rw, pairs);
+  for (int r = 0; r < valid; ++r) {
+    ASSERT_EQ(rw[static_cast<size_t>(r)], pair_weight[static_cast<size_t>(want.row_pair[static_cast<size_t>(r)])])
+        << "sorted route weight of row " << r;
+  }
 
   const std::vector<uint8_t> wbytes = random_rows(f, k, m * n_expert, rng);
   DeviceBuffer dw(bytes_of(wbytes));
@@ -356,8 +381,11 @@ TEST_P(GroupedGemmTest, SortedExpertsMatchCpu) {
     refs.push_back(reference_weights(f, part, m, k));
   }
   const Activations x = random_x(n_tokens, k, k, rng);
-  DeviceBuffer dx(bytes_of(x.bits));
-  ASSERT_TRUE(upload(dx, x.bits));
+  // Row factors as convert_f32_to_f16 makes them: powers of two.
+  std::vector<float> x_scale(static_cast<size_t>(n_tokens));
+  for (float& v : x_scale) v = std::ldexp(1.0f, static_cast<int>(rng() % 41) - 20);
+  DeviceBuffer dx(bytes_of(x.bits)), dxs(bytes_of(x_scale));
+  ASSERT_TRUE(upload(dx, x.bits) && upload(dxs, x_scale));
   ASSERT_TRUE(dw.ok() && dx.ok());
   for (const GemmTile tile : tiles_for(f.type)) {
     DeviceBuffer dy(static_cast<size_t>(pairs * m) * 4);
@@ -367,27 +395,33 @@ TEST_P(GroupedGemmTest, SortedExpertsMatchCpu) {
     g.n_groups = n_expert;
     g.offsets = d_off.get<int32_t>();
     g.n_rows = pairs;  // an upper bound: the invalid pairs have no row
-    g.x = dx.get<__nv_bfloat16>();
+    g.x = dx.get<__half>();
     g.x_stride = k;
+    g.x_scale = dxs.get<float>();
     g.x_rows = d_rt.get<int32_t>();
     g.x_count = n_tokens;
     g.y = dy.get<float>();
     g.y_stride = m;
+    g.y_rows = d_rp.get<int32_t>();  // back to pair order, as the forward pass combines them
+    g.y_count = pairs;
     STATUS_ASSERT(grouped_gemm(g, nullptr, tile));
     CUDA_ASSERT(cudaDeviceSynchronize());
     const std::vector<float> y = download<float>(dy, static_cast<size_t>(pairs * m));
     for (int e = 0; e < n_expert; ++e) {
       std::vector<int64_t> out_rows, x_rows;
       for (int r = want.offsets[static_cast<size_t>(e)]; r < want.offsets[static_cast<size_t>(e) + 1]; ++r) {
-        out_rows.push_back(r);
+        out_rows.push_back(want.row_pair[static_cast<size_t>(r)]);
         x_rows.push_back(want.row_token[static_cast<size_t>(r)]);
       }
       std::ostringstream what;
       what << f.name << " grouped, expert " << e << ", tile " << tile_name(tile);
-      check_rows(y, m, out_rows, x_rows, x, k, refs[static_cast<size_t>(e)], f.type, what.str());
+      check_rows(y, m, out_rows, x_rows, x, k, refs[static_cast<size_t>(e)], f.type, what.str(), &x_scale);
     }
-    for (size_t i = static_cast<size_t>(valid) * m; i < y.size(); ++i) {
-      ASSERT_TRUE(poisoned(y[i])) << "row past the routed pairs written at " << i;
+    for (int p = 0; p < pairs; ++p) {  // the pairs without a valid expert have no row
+      if (want.pair_row[static_cast<size_t>(p)] >= 0) continue;
+      for (int64_t c = 0; c < m; ++c) {
+        ASSERT_TRUE(poisoned(y[static_cast<size_t>(p * m + c)])) << "invalid pair " << p << " written";
+      }
     }
   }
 
@@ -402,7 +436,7 @@ TEST_P(GroupedGemmTest, SortedExpertsMatchCpu) {
   g.offsets = d_o2.get<int32_t>();
   g.group_expert = d_e2.get<int32_t>();
   g.n_rows = 30;
-  g.x = dx.get<__nv_bfloat16>();
+  g.x = dx.get<__half>();
   g.x_stride = k;
   g.y = dy2.get<float>();
   g.y_stride = m;
@@ -423,22 +457,54 @@ INSTANTIATE_TEST_SUITE_P(AllFormats, GroupedGemmTest,
                            return std::string(format_of(i.param).name);
                          });
 
-TEST(Gemm, ConvertsF32ToBf16) {
+// convert_f32_to_f16: exact f16 of x·2^s per row, s as gemm.h states it, and the padding untouched.
+TEST(Gemm, ConvertsF32ToF16) {
   std::mt19937_64 rng(fresh_seed());
-  const int64_t rows = 5, cols = 300, xs = 301, os = 304;
+  const int64_t rows = 7, cols = 300, xs = 301, os = 304;
   std::vector<float> x = gaussian(rows * xs, rng);
-  DeviceBuffer dx(bytes_of(x)), dout(static_cast<size_t>(rows * os) * 2);
-  ASSERT_TRUE(upload(dx, x) && dout.ok());
-  STATUS_ASSERT(convert_f32_to_bf16(dx.get<float>(), xs, rows, cols, dout.get<__nv_bfloat16>(), os, nullptr));
-  CUDA_ASSERT(cudaDeviceSynchronize());
-  const std::vector<uint16_t> out = download<uint16_t>(dout, static_cast<size_t>(rows * os));
-  for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t c = 0; c < os; ++c) {
-      const uint16_t got = out[static_cast<size_t>(r * os + c)];
-      if (c < cols) {
-        ASSERT_EQ(got, f32_to_bf16(x[static_cast<size_t>(r * xs + c)])) << r << "," << c;
-      } else {
-        ASSERT_EQ(got, 0xFFFF) << "padding written at " << r << "," << c;
+  // Row 1 large (1e6: beyond f16), row 2 tiny (1e-9: below f16's normal range), row 3 zeros, row 4
+  // holds an infinity, row 5 magnitudes 2^14 exactly at the target (s = 0).
+  for (int64_t c = 0; c < cols; ++c) {
+    x[static_cast<size_t>(1 * xs + c)] *= 1e6f;
+    x[static_cast<size_t>(2 * xs + c)] *= 1e-9f;
+    x[static_cast<size_t>(3 * xs + c)] = 0.0f;
+    x[static_cast<size_t>(5 * xs + c)] = c % 2 ? 16384.0f : -1.0f;
+  }
+  x[static_cast<size_t>(4 * xs + 17)] = INFINITY;
+  DeviceBuffer dx(bytes_of(x)), dout(static_cast<size_t>(rows * os) * 2), dscale(rows * 4);
+  ASSERT_TRUE(upload(dx, x) && dout.ok() && dscale.ok());
+  for (const bool scaled : {false, true}) {
+    SCOPED_TRACE(scaled ? "scaled" : "unscaled");
+    CUDA_ASSERT(cudaMemset(dout.get(), 0xFF, dout.size()));
+    STATUS_ASSERT(convert_f32_to_f16(dx.get<float>(), xs, rows, cols, dout.get<__half>(), os,
+                                     scaled ? dscale.get<float>() : nullptr, nullptr));
+    CUDA_ASSERT(cudaDeviceSynchronize());
+    const std::vector<uint16_t> out = download<uint16_t>(dout, static_cast<size_t>(rows * os));
+    const std::vector<float> scale = download<float>(dscale, static_cast<size_t>(rows));
+    for (int64_t r = 0; r < rows; ++r) {
+      int s = 0;
+      if (scaled) {
+        float m = 0.0f;
+        for (int64_t c = 0; c < cols; ++c) m = std::max(m, std::fabs(x[static_cast<size_t>(r * xs + c)]));
+        if (m > 0.0f && std::isfinite(m)) s = std::clamp(14 - std::ilogb(m), -126, 126);
+        ASSERT_EQ(scale[static_cast<size_t>(r)], std::ldexp(1.0f, -s)) << "row factor of row " << r;
+        if (r == 5) {
+          EXPECT_EQ(s, 0);
+        }
+      }
+      for (int64_t c = 0; c < os; ++c) {
+        const uint16_t got = out[static_cast<size_t>(r * os + c)];
+        if (c >= cols) {
+          ASSERT_EQ(got, 0xFFFF) << "padding written at " << r << "," << c;
+          continue;
+        }
+        const float v = std::ldexp(x[static_cast<size_t>(r * xs + c)], s);
+        uint16_t want = f32_to_f16(v);
+        if ((want & 0x7FFFu) == 0x7C00u && std::isfinite(v)) want = static_cast<uint16_t>((want & 0x8000u) | 0x7BFFu);
+        ASSERT_EQ(got, want) << r << "," << c << " value " << x[static_cast<size_t>(r * xs + c)];
+        if (scaled && r != 4) {
+          ASSERT_LT(std::fabs(f16_to_f32(got)), 32768.0f);  // never saturated
+        }
       }
     }
   }

@@ -192,3 +192,75 @@ TEST(CudaHc, EmbeddingRowsAreWidenedIntoFourStreams) {
 
 }  // namespace
 }  // namespace dsv4::cuda::testing
+
+namespace dsv4::cuda::testing {
+namespace {
+
+// hc_post given the next mixer leaves the partial sums that a separate pass would compute: the
+// collapse finished from them equals hc_pre / hc_head on the new state, bit for bit (the same
+// column blocks, the same order of operations).
+TEST(CudaHc, PostLeavesTheNextMixersPartialSums) {
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE(seed);
+  std::mt19937_64 rng(seed);
+  for (bool head : {false, true}) {
+    const int T = 2, M = head ? 4 : kHcMix;
+    const int64_t D = 512, HD = 4 * D;
+    const std::vector<float> x = normal_vector(static_cast<size_t>(T * HD), rng);
+    const std::vector<float> f = normal_vector(static_cast<size_t>(T * D), rng);
+    const std::vector<float> mix = normal_vector(static_cast<size_t>(T * kHcMixSize), rng, 0.5f, 0.3f);
+    const std::vector<float> fn = normal_vector(static_cast<size_t>(M * HD), rng, 0.0f, 0.02f);
+    const std::vector<float> scale = normal_vector(3, rng, 1.0f, 0.2f);
+    const std::vector<float> base = normal_vector(static_cast<size_t>(M), rng);
+    const std::vector<float> norm = normal_vector(static_cast<size_t>(D), rng, 1.0f, 0.1f);
+    TestStream stream;
+    DeviceBuffer dx = upload(x), df = upload(f), dm = upload(mix), dfn = upload(fn), ds = upload(scale);
+    DeviceBuffer db = upload(base), dn = upload(norm), next(static_cast<size_t>(T * HD) * 4);
+    DeviceBuffer fused_partial(static_cast<size_t>(hc_partial_doubles(T, D)) * 8);
+    DeviceBuffer plain_partial(static_cast<size_t>(hc_partial_doubles(T, D)) * 8);
+    DeviceBuffer out_fused(static_cast<size_t>(T * D) * 4), out_plain(static_cast<size_t>(T * D) * 4);
+    DeviceBuffer mix_fused(static_cast<size_t>(T * kHcMixSize) * 4), mix_plain(static_cast<size_t>(T * kHcMixSize) * 4);
+    DeviceTensor w;
+    w.type = gguf::TensorType::F32;
+    w.ne0 = HD;
+    w.ne1 = M;
+    w.row_bytes = HD * 4;
+    w.data = dfn.bytes();
+    HcPostArgs p;
+    p.x = dx.get<float>();
+    p.f = df.get<float>();
+    p.mix = dm.get<float>();
+    p.out = next.get<float>();
+    p.T = T;
+    p.D = D;
+    p.next_fn = &w;
+    p.next_M = M;
+    p.partial = fused_partial.get<double>();
+    STATUS_ASSERT(hc_post(p, stream.get()));
+    HcPreArgs a;
+    a.x = next.get<float>();
+    a.fn = w;
+    a.scale = ds.get<float>();
+    a.base = db.get<float>();
+    a.norm = dn.get<float>();
+    a.T = T;
+    a.D = D;
+    a.partial = fused_partial.get<double>();
+    a.mix = mix_fused.get<float>();
+    a.out = out_fused.get<float>();
+    STATUS_ASSERT(head ? hc_head_from_partials(a, stream.get()) : hc_pre_from_partials(a, stream.get()));
+    a.partial = plain_partial.get<double>();
+    a.mix = mix_plain.get<float>();
+    a.out = out_plain.get<float>();
+    STATUS_ASSERT(head ? hc_head(a, stream.get()) : hc_pre(a, stream.get()));
+    CUDA_ASSERT(cudaStreamSynchronize(stream.get()));
+    EXPECT_EQ(download<float>(out_fused, static_cast<size_t>(T * D)), download<float>(out_plain, static_cast<size_t>(T * D)));
+    if (!head) {
+      EXPECT_EQ(download<float>(mix_fused, static_cast<size_t>(T * kHcMixSize)),
+                download<float>(mix_plain, static_cast<size_t>(T * kHcMixSize)));
+    }
+  }
+}
+
+}  // namespace
+}  // namespace dsv4::cuda::testing

@@ -18,10 +18,13 @@
 #include <random>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "cuda/check.h"
 #include "cuda/cuda_test_util.h"
 #include "cuda/matvec_launch.h"
+#include "cuda/norms.h"
 
 namespace dsv4::cuda::testing {
 namespace {
@@ -305,6 +308,36 @@ TEST(CudaMatvec, TensorCoreKernelEveryWarpSplit) {
   }
 }
 
+// The Q8_0 row-tile kernel (rows_per_warp 32) for every split of a row over 1–8 warps: odd numbers
+// of superblocks (warps take different counts), partial last tiles, the expert forms, wide-range
+// activations and grids smaller than the work (blocks walk several tiles).
+TEST(CudaMatvec, Q8RowTileKernelEveryWarpSplit) {
+  const TensorType t = TensorType::Q8_0;
+  for (int warps : {1, 2, 4, 8}) {
+    run_dense({t, 256 * 13, 77, MatvecImpl::kFast, {32, warps}});
+    run_dense({t, 256 * 8, 64, MatvecImpl::kFast, {32, warps}, 0, 0, /*wide_x=*/true});
+    run_experts({t, 256 * 9, 45, 7, {6, 2, 2, 0, 5}, true, true, false, MatvecImpl::kFast, {32, warps}});
+    run_experts({t, 256 * 9, 45, 7, {6, 2, 2, 0, 5}, true, true, true, MatvecImpl::kFast, {32, warps}});
+    run_experts({t, 256 * 8, 33, 4, {3, 1, 0}, false, false, false, MatvecImpl::kFast, {32, warps}});
+    if (HasFatalFailure()) return;
+  }
+  run_dense({t, 256, 32 * 1100 + 7, MatvecImpl::kFast, {32, 1}});
+  run_dense({t, 512, 32 * 1100 + 7, MatvecImpl::kFast, {32, 2}});
+  run_experts({t, 1024, 1024, 8, {0, 1, 2, 3, 4, 5, 6, 7}, true, false, false, MatvecImpl::kFast, {32, 0}});
+  if (HasFatalFailure()) return;
+  // The model's Q8_0 shapes pick it by default; shapes it cannot take are refused when asked for.
+  for (auto [n_in, n_out] : {std::pair<int64_t, int64_t>{1024, 32768}, {4096, 1024}, {8192, 4096}, {4096, 129280}}) {
+    auto plan = plan_matvec(t, n_in, n_out, 1);
+    ASSERT_TRUE(plan.ok()) << plan.error().message;
+    EXPECT_EQ(plan->rows_per_warp, 32) << n_in << " -> " << n_out;
+  }
+  EXPECT_FALSE(plan_matvec(t, 416, 64, 1, {32, 0}).ok());
+  EXPECT_FALSE(plan_matvec(t, 1024, 64, 1, {32, 8}).ok());  // 4 superblocks: at most 4 warps
+  EXPECT_FALSE(plan_matvec(t, 4096, 64, 1, {32, 16}).ok());
+  EXPECT_FALSE(plan_matvec(TensorType::Q4_K, 4096, 64, 1, {32, 0}).ok());
+  run_dense({t, 4096, 300, MatvecImpl::kAuto});
+}
+
 TEST(CudaMatvec, ExpertSumEveryLaunchShape) {
   for (TensorType t : {TensorType::Q8_0, TensorType::IQ2_XXS, TensorType::Q2_K}) {
     for (int rows : {1, 2, 4}) {
@@ -393,6 +426,59 @@ TEST(CudaMatvec, BadArgumentsAreErrorsNotLaunches) {
 
 // The MoE launch of a decode step is captured once into a graph and replayed: same bits as a
 // direct launch, and the graph reads the expert list from device memory at replay time.
+// Programmatic dependent launch (pdl.cuh): a dense matvec starts fetching weights while the kernel
+// before it runs, so it must still read that kernel's output. Here the producer (rms_norm_rows,
+// itself PDL-launched) writes the activations right before the matvec, after they were poisoned
+// with NaN; direct launches and a captured graph, each replayed several times.
+TEST(CudaMatvec, DenseLaunchWaitsForTheKernelBeforeIt) {
+  STATUS_ASSERT(prepare_matvec());
+  const Format& f = format_of(TensorType::Q8_0);
+  std::mt19937_64 rng(fresh_seed());
+  const int64_t n_in = 4096, n_out = 1024;
+  const std::vector<uint8_t> w = random_rows(f, n_in, n_out, rng);
+  const std::vector<float> raw = gaussian(n_in, rng);
+  DeviceBuffer dw(w.size()), draw(n_in * 4), dx(n_in * 4), dy(n_out * 4);
+  ASSERT_TRUE(dw.ok() && draw.ok() && dx.ok() && dy.ok());
+  CUDA_ASSERT(cudaMemcpy(dw.get(), w.data(), w.size(), cudaMemcpyHostToDevice));
+  CUDA_ASSERT(cudaMemcpy(draw.get(), raw.data(), raw.size() * 4, cudaMemcpyHostToDevice));
+  CUDA_ASSERT(cudaDeviceSynchronize());
+  Stream s;
+  ASSERT_TRUE(s.ok());
+  auto enqueue = [&]() -> Status {
+    DSV4_CUDA_TRY(cudaMemsetAsync(dx.get(), 0xFF, n_in * 4, s.get()));
+    DSV4_CUDA_TRY(cudaMemsetAsync(dy.get(), 0xFF, n_out * 4, s.get()));
+    DSV4_TRY(rms_norm_rows(draw.get<float>(), n_in, nullptr, n_in, 1e-6f, dx.get<float>(), n_in, 1, s.get()));
+    return matvec(f.type, dw.get(), n_in, n_out, dx.get<float>(), dy.get<float>(), s.get());
+  };
+  cudaGraph_t graph = nullptr;
+  cudaGraphExec_t exec = nullptr;
+  CUDA_ASSERT(cudaStreamBeginCapture(s.get(), cudaStreamCaptureModeThreadLocal));
+  const Status captured = enqueue();
+  CUDA_ASSERT(cudaStreamEndCapture(s.get(), &graph));
+  STATUS_ASSERT(captured);
+  CUDA_ASSERT(cudaGraphInstantiate(&exec, graph, 0));
+  for (int round = 0; round < 8; ++round) {
+    if (round % 2 == 0) {
+      STATUS_ASSERT(enqueue());
+    } else {
+      CUDA_ASSERT(cudaGraphLaunch(exec, s.get()));
+    }
+    CUDA_ASSERT(cudaStreamSynchronize(s.get()));
+    std::vector<float> x(static_cast<size_t>(n_in)), y(static_cast<size_t>(n_out));
+    CUDA_ASSERT(cudaMemcpy(x.data(), dx.get(), x.size() * 4, cudaMemcpyDeviceToHost));
+    CUDA_ASSERT(cudaMemcpy(y.data(), dy.get(), y.size() * 4, cudaMemcpyDeviceToHost));
+    for (float v : x) ASSERT_TRUE(std::isfinite(v)) << "round " << round;
+    int bad = 0;
+    for (int64_t o = 0; o < n_out; ++o) {
+      const RowRef r = row_reference(f, w.data() + o * row_bytes(f, n_in), x.data(), n_in);
+      if (!(std::fabs(y[static_cast<size_t>(o)] - r.exact) <= kTol * r.scale + 1e-30)) ++bad;
+    }
+    EXPECT_EQ(bad, 0) << "round " << round << (round % 2 ? " (graph)" : " (direct)");
+  }
+  CUDA_ASSERT(cudaGraphExecDestroy(exec));
+  CUDA_ASSERT(cudaGraphDestroy(graph));
+}
+
 TEST(CudaMatvec, GraphCaptureAndReplay) {
   STATUS_ASSERT(prepare_matvec());
   const Format& f = format_of(TensorType::IQ2_XXS);
@@ -459,12 +545,12 @@ TEST(CudaMatvec, GraphCaptureAndReplay) {
 }
 
 TEST(CudaMatvec, DefaultPlans) {
-  // Many rows: one warp streams whole rows; the grid is at most what fits the GPU at once.
+  // Many rows: two warps share a row; the grid is at most what fits the GPU at once.
   int sms = 0;
   CUDA_ASSERT(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
   auto p = plan_matvec(TensorType::Q8_0, 4096, 129280, 1);
   ASSERT_TRUE(p.ok());
-  EXPECT_EQ(p->warps_per_row, 1);
+  EXPECT_EQ(p->warps_per_row, 2);
   EXPECT_GE(p->blocks, sms);
   EXPECT_LE(p->blocks, 16 * sms);
   // Short rows: never more warps per row than stages (f32 kernel: F16 stages are 256 columns).
@@ -476,10 +562,10 @@ TEST(CudaMatvec, DefaultPlans) {
   p = plan_matvec(TensorType::Q8_0, 4096, 512, 1);
   ASSERT_TRUE(p.ok());
   EXPECT_EQ(p->warps_per_row, 8);
-  // Tensor cores for the K-quants, IQ2_XXS and the LM head; the f32 kernel for the other Q8_0
-  // shapes and the plain types (what measured fastest, docs/PERF.md).
-  EXPECT_LE(p->rows_per_warp, 4);
-  EXPECT_EQ(plan_matvec(TensorType::Q8_0, 4096, 129280, 1)->rows_per_warp, 16);
+  // The row-tile kernel for Q8_0 rows of a multiple of 256, tensor cores for the K-quants and
+  // IQ2_XXS, the f32 kernel for the plain types (docs/PERF.md).
+  EXPECT_EQ(p->rows_per_warp, 32);
+  EXPECT_EQ(plan_matvec(TensorType::Q8_0, 4096, 129280, 1)->rows_per_warp, 32);
   EXPECT_EQ(plan_matvec(TensorType::Q4_K, 4096, 2048, 6)->rows_per_warp, 16);
   EXPECT_EQ(plan_matvec(TensorType::Q2_K, 2048, 4096, 1)->rows_per_warp, 16);
   EXPECT_LE(plan_matvec(TensorType::F16, 4096, 512, 1)->rows_per_warp, 4);

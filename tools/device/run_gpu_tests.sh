@@ -24,7 +24,8 @@
 #   Steps share a time budget (DSV4_GPU_BUDGET seconds, default 280). Environment knobs:
 #   DSV4_TEST_FILTER (gtest filter of step 1), DSV4_MEMCHECK_FILTER (of step 2),
 #   DSV4_BENCH_LAYERS (default: 43 on cards with >= 120 GB, else 30), DSV4_BENCH_FRONTIERS
-#   (default 2048,8192), DSV4_BENCH_GEN (default 64).
+#   (default 2048,8192), DSV4_BENCH_GEN (default 64); DSV4_SKIP_NCU, DSV4_SKIP_BENCH and
+#   DSV4_SKIP_MATVEC_BENCH leave those steps out.
 #   Exit status: non-zero if the tests or the memory checker failed (or could not run).
 set -u -o pipefail
 cd "$(dirname "$0")/../.."
@@ -98,7 +99,7 @@ cat "$OUT/forward_bench.log" | tee -a "$SUMMARY"
 if command -v ncu >/dev/null && [[ -z "${DSV4_SKIP_NCU:-}" ]]; then
   {
     echo "### ncu: one decode step, 4 layers, context 2100 (gpu__time_duration per kernel)"
-    timeout "$(budget 80)" ncu --clock-control none --nvtx --nvtx-include "profile/" --metrics gpu__time_duration.sum \
+    timeout "$(budget 80)" ncu --clock-control none --print-units base --nvtx --nvtx-include "profile/" --metrics gpu__time_duration.sum \
       --csv "$FORWARD_BENCH" --layers 4 --ctx 2100 --steps 2 2>&1 | grep -E '^"' | \
       python3 -c '
 import csv, sys
@@ -115,11 +116,13 @@ print("%9.2f us  total of %d kernels" % (total, len(body)))
   } >>"$OUT/forward_bench.log" 2>&1
   note "ncu: $(tail -1 "$OUT/forward_bench.log")"
 fi
-timeout "$(budget 200)" "$DSV4" bench --synthetic flash-q2 --layers "$layers" \
-  --frontiers "${DSV4_BENCH_FRONTIERS:-2048,8192}" --gen "${DSV4_BENCH_GEN:-64}" --csv "$OUT/bench.csv" \
-  >"$OUT/bench.log" 2>&1
-note "dsv4 bench (flash-q2, $layers layers): exit $?"
-cat "$OUT/bench.log" | tee -a "$SUMMARY"
+if [[ -z "${DSV4_SKIP_BENCH:-}" ]]; then
+  timeout "$(budget 200)" "$DSV4" bench --synthetic flash-q2 --layers "$layers" \
+    --frontiers "${DSV4_BENCH_FRONTIERS:-2048,8192}" --gen "${DSV4_BENCH_GEN:-64}" --csv "$OUT/bench.csv" \
+    >"$OUT/bench.log" 2>&1
+  note "dsv4 bench (flash-q2, $layers layers): exit $?"
+  cat "$OUT/bench.log" | tee -a "$SUMMARY"
+fi
 
 # ---- 3. memory checker ----
 rc_mem=99

@@ -1,9 +1,10 @@
 // The GEMM's weight decoders (cuda/gemm_decode.cuh) run on the CPU against quant::dequantize_row,
 // on fresh random blocks, every stage offset the kernel can produce (a stage sits in shared memory
 // at its global address mod 16) and every 8-element chunk of a stage. Exact formats must give
-// bf16(dequantize_row) bit for bit; Q2_K/Q4_K use one FMA where the CPU rounds twice, so their f32
-// value may differ by ≤ 1.5·2^-23·(|step·q| + |offset|) and the bf16 may be the other neighbour
-// only when that interval straddles a rounding midpoint.
+// f16_satfinite(dequantize_row) bit for bit; Q2_K/Q4_K use one FMA where the CPU rounds twice, so
+// their f32 value may differ by ≤ 1.5·2^-23·(|step·q| + |offset|) and the f16 may be the other
+// neighbour only when that interval straddles a rounding midpoint. A last test pins the
+// saturation of weights beyond f16's range.
 #include <cuda_runtime.h>  // __host__ / __device__ and the vector types, for host compilation
 #include <gtest/gtest.h>
 
@@ -56,14 +57,14 @@ void check_decoder(TensorType type, int natural_alignment) {
           for (int i = 0; i < 8; ++i) {
             const size_t j = static_cast<size_t>(s * D::kStageElems + e + i);
             const uint16_t got = static_cast<uint16_t>(words[i / 2] >> (16 * (i % 2)));
-            const uint16_t exact = f32_to_bf16(want[j]);
+            const uint16_t exact = detail::f16_satfinite(want[j]);
             bool ok = got == exact;
             if (!ok && fused) {
               const double delta = 1.5 * std::ldexp(mag[j], -23);
-              ok = got == f32_to_bf16(static_cast<float>(want[j] - delta)) ||
-                   got == f32_to_bf16(static_cast<float>(want[j] + delta));
+              ok = got == detail::f16_satfinite(static_cast<float>(want[j] - delta)) ||
+                   got == detail::f16_satfinite(static_cast<float>(want[j] + delta));
             }
-            ASSERT_TRUE(ok) << "row " << r << " element " << j << " offset " << mis << ": got bf16 0x"
+            ASSERT_TRUE(ok) << "row " << r << " element " << j << " offset " << mis << ": got f16 0x"
                             << std::hex << got << ", want 0x" << exact << std::dec << " (" << want[j] << ")";
             ++checked;
           }
@@ -81,6 +82,25 @@ TEST(GemmDecode, Q8_0) { check_decoder<detail::GemmQ8_0>(TensorType::Q8_0, 4); }
 TEST(GemmDecode, Q2_K) { check_decoder<detail::GemmQ2_K>(TensorType::Q2_K, 4); }
 TEST(GemmDecode, Q4_K) { check_decoder<detail::GemmQ4_K>(TensorType::Q4_K, 16); }
 TEST(GemmDecode, IQ2_XXS) { check_decoder<detail::GemmIQ2_XXS>(TensorType::IQ2_XXS, 2); }
+
+// Beyond ±65504 an f16 weight saturates (cvt .satfinite) instead of becoming an infinity; NaN stays.
+TEST(GemmDecode, SaturatesBeyondF16Range) {
+  alignas(16) float row[64] = {};
+  row[0] = 1e6f;
+  row[1] = -70000.0f;
+  row[2] = 65504.0f;
+  row[3] = 65519.0f;  // rounds to 65504
+  row[4] = std::nanf("");
+  row[5] = 1.0f;
+  const uint4 v = detail::GemmF32::decode8(reinterpret_cast<const uint8_t*>(row), 0, nullptr);
+  EXPECT_EQ(v.x & 0xFFFFu, 0x7BFFu);
+  EXPECT_EQ(v.x >> 16, 0xFBFFu);
+  EXPECT_EQ(v.y & 0xFFFFu, 0x7BFFu);
+  EXPECT_EQ(v.y >> 16, 0x7BFFu);
+  EXPECT_EQ((v.z & 0x7C00u), 0x7C00u);
+  EXPECT_NE((v.z & 0x03FFu), 0u);  // NaN
+  EXPECT_EQ(v.z >> 16, 0x3C00u);
+}
 
 }  // namespace
 }  // namespace dsv4::cuda::testing

@@ -1,0 +1,238 @@
+// Q8_0 row-tile matvec (rows_per_warp 32 in MatvecTuning): the default for Q8_0 rows of a multiple
+// of 256 elements. Layout and per-lane work: matvec_q8.cuh.
+//
+// Roofline. Batch-1 decode reads each weight byte once, so the floor is bytes / copy bandwidth; an
+// SM must take ≈13.6 Q8_0 weights per clock at 90 % of an H200's copy bandwidth. This kernel spends
+// ≈3.5 issued instructions per weight (≈48 of the 128 lane-issues per clock an SM has), reads the
+// weights with coalesced 16-byte cp.async (two 8.7 KB items in flight per warp, 8 warps per SM:
+// ≈140 KB in flight per SM, several times what the latency needs) and the activations as broadcast
+// float4 loads from L1.
+//
+// Shape of the work:
+//   block  = W warps (W = warps_per_row, 1–8), together computing one tile of 32 rows at a time;
+//            warp k takes the superblocks k, k+W, ... of the tile's rows (for every slot when
+//            summed). The grid is what fits the GPU at once; unit u (a tile of one slot, or a tile
+//            over all slots when summed) goes to block u mod gridDim.x, so blocks walk their units
+//            in turn and each warp's items form one stream through its ring across units.
+//   lane   = one row: its partial sums stay in registers; a slot's partial is scaled and added in
+//            slot order; at a unit's end the block's W partials are added in warp order.
+// Every output is one fixed sequence of f32 operations: deterministic, no atomics, the same bits
+// for any grid.
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <mutex>
+
+#include "cuda/matvec_launch.h"
+#include "cuda/matvec_q8.cuh"
+#include "cuda/pdl.cuh"
+
+namespace dsv4::cuda::detail {
+
+namespace {
+
+struct Q8Params {
+  const uint8_t* w;  // 16-aligned; rows of row_bytes (a multiple of 272)
+  int64_t row_bytes;
+  int64_t slab_bytes;
+  const int32_t* experts;  // null: slot j is slab j
+  const float* x;          // 16-aligned
+  int64_t x_stride;        // a multiple of 4
+  const float* scale;      // null: 1
+  float* y;
+  int n_out;
+  int n_slots;
+  int n_sb;     // superblocks per row
+  int n_tiles;  // ⌈n_out / 32⌉
+  int n_units;  // n_tiles (summed) or n_slots · n_tiles
+};
+
+__device__ __forceinline__ void cp_async16(void* smem_dst, const void* gmem_src) {
+  const unsigned dst = static_cast<unsigned>(__cvta_generic_to_shared(smem_dst));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(gmem_src) : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+
+template <bool kSum>
+__global__ void __launch_bounds__(kQ8MaxWarps * 32) matvec_q8_kernel(__grid_constant__ const Q8Params p) {
+  extern __shared__ __align__(16) uint8_t smem[];
+  const int W = blockDim.x >> 5;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  uint8_t* ring = smem + warp * (kQ8Ring * kQ8ItemBytes);
+  float* red = reinterpret_cast<float*>(smem + W * (kQ8Ring * kQ8ItemBytes));  // [2][W][32]
+
+  const int my_sb = warp < p.n_sb ? (p.n_sb - warp + W - 1) / W : 0;
+  const int per_unit = my_sb * (kSum ? p.n_slots : 1);
+  const int my_units = blockIdx.x < p.n_units ? (p.n_units - blockIdx.x + gridDim.x - 1) / gridDim.x : 0;
+
+  // Slot and tile of the k-th unit of this block; slot and superblock of item i of a unit.
+  auto unit_slot = [&](int k) { return kSum ? 0 : (blockIdx.x + k * gridDim.x) / p.n_tiles; };
+  auto unit_tile = [&](int k) { return (blockIdx.x + k * gridDim.x) % p.n_tiles; };
+  auto item_slot = [&](int k, int i) { return kSum ? i / my_sb : unit_slot(k); };
+  auto item_sb = [&](int i) { return warp + (kSum ? i % my_sb : i) * W; };
+
+  // This lane's 17 chunk offsets within an item of a full tile (a partial last tile recomputes).
+  int32_t off[kQ8SbChunks];
+#pragma unroll
+  for (int j = 0; j < kQ8SbChunks; ++j) off[j] = static_cast<int32_t>(q8_chunk_offset(lane, j, p.row_bytes, 31));
+
+  int issue_k = 0, issue_i = 0;
+  auto issue_next = [&](uint8_t* dst) {
+    if (issue_k >= my_units || per_unit == 0) return;
+    const int slot = item_slot(issue_k, issue_i), tile = unit_tile(issue_k);
+    const int e = p.experts ? __ldg(p.experts + slot) : slot;
+    const uint8_t* base = p.w + e * p.slab_bytes + static_cast<int64_t>(tile) * kQ8TileRows * p.row_bytes +
+                          static_cast<int64_t>(item_sb(issue_i)) * kQ8SbBytes;
+    const int last_row = p.n_out - 1 - tile * kQ8TileRows;
+    if (last_row >= kQ8TileRows - 1) {
+#pragma unroll
+      for (int j = 0; j < kQ8SbChunks; ++j) cp_async16(dst + 16 * (lane + 32 * j), base + off[j]);
+    } else {
+#pragma unroll
+      for (int j = 0; j < kQ8SbChunks; ++j) {
+        cp_async16(dst + 16 * (lane + 32 * j), base + q8_chunk_offset(lane, j, p.row_bytes, last_row));
+      }
+    }
+    if (++issue_i == per_unit) {
+      issue_i = 0;
+      ++issue_k;
+    }
+  };
+
+  // PDL: the weights of a dense launch are fetched while the kernel before it finishes (nothing
+  // writes weights); the expert ids, activations and outputs only after it. pdl.cuh.
+  if (p.experts) pdl_wait();
+#pragma unroll
+  for (int b = 0; b < kQ8Ring - 1; ++b) {
+    issue_next(ring + b * kQ8ItemBytes);
+    cp_async_commit();
+  }
+  if (!p.experts) pdl_wait();
+  pdl_trigger();
+
+  int buf = 0;
+  for (int k = 0; k < my_units; ++k) {
+    float acc = 0.0f, part = 0.0f;
+    for (int i = 0; i < per_unit; ++i) {
+      issue_next(ring + (buf == 0 ? kQ8Ring - 1 : buf - 1) * kQ8ItemBytes);
+      cp_async_commit();
+      cp_async_wait<kQ8Ring - 1>();  // this lane's chunks of item i have landed
+      __syncwarp();                  // ... and every other lane's
+      uint32_t wv[kQ8SbWords];
+      const uint4* row = reinterpret_cast<const uint4*>(ring + buf * kQ8ItemBytes + lane * kQ8SbBytes);
+#pragma unroll
+      for (int c = 0; c < kQ8SbChunks; ++c) {
+        const uint4 v = row[c];
+        wv[4 * c] = v.x;
+        wv[4 * c + 1] = v.y;
+        wv[4 * c + 2] = v.z;
+        wv[4 * c + 3] = v.w;
+      }
+      __syncwarp();  // the buffer is refilled by a later issue
+      const int slot = item_slot(k, i);
+      const float* xs = p.x + slot * p.x_stride + static_cast<int64_t>(item_sb(i)) * kQ8SbElems;
+      part += q8_superblock_dot(wv, [xs](int e) { return __ldg(reinterpret_cast<const float4*>(xs + e)); });
+      // Scaled and added: per item in the per-slot form, at each slot's last item (slot order) when summed.
+      if (!kSum || i % my_sb == my_sb - 1) {
+        const float s = p.scale ? __ldg(p.scale + slot) : 1.0f;
+        acc = fmaf(s, part, acc);
+        part = 0.0f;
+      }
+      buf = buf + 1 == kQ8Ring ? 0 : buf + 1;
+    }
+    const int tile = unit_tile(k), row = tile * kQ8TileRows + lane;
+    const int64_t out = kSum ? row : static_cast<int64_t>(unit_slot(k)) * p.n_out + row;
+    if (W == 1) {
+      if (row < p.n_out) p.y[out] = acc;
+    } else {
+      // Double-buffered by unit parity: a warp writes buffer k & 1 only after the barrier of unit
+      // k − 1, by which time warp 0 has read what it held for unit k − 2.
+      float* rb = red + (k & 1) * W * kQ8TileRows;
+      rb[warp * kQ8TileRows + lane] = acc;
+      __syncthreads();
+      if (warp == 0 && row < p.n_out) {
+        float s = rb[lane];
+        for (int q = 1; q < W; ++q) s += rb[q * kQ8TileRows + lane];
+        p.y[out] = s;
+      }
+    }
+  }
+  cp_async_wait<0>();
+}
+
+constexpr int kMaxDevices = 64;
+
+// Lets both instantiations use the largest shared memory a launch asks for, once per device.
+cudaError_t allow_smem(int device) {
+  static std::mutex mu;
+  static bool done[kMaxDevices] = {};
+  std::lock_guard<std::mutex> lock(mu);
+  if (device < 0 || device >= kMaxDevices) return cudaErrorInvalidDevice;
+  if (done[device]) return cudaSuccess;
+  constexpr int bytes = q8_smem_bytes(kQ8MaxWarps);
+  cudaError_t e = cudaFuncSetAttribute(matvec_q8_kernel<false>, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+  if (e == cudaSuccess) e = cudaFuncSetAttribute(matvec_q8_kernel<true>, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+  if (e != cudaSuccess) return e;
+  done[device] = true;
+  return cudaSuccess;
+}
+
+}  // namespace
+
+int q8_warps_per_row(int64_t n_in, int64_t n_out) {
+  const int64_t sbs = n_in / kQ8SbElems;
+  // From the H200 sweep (docs/PERF.md): two warps per row even for the longest matrices (the LM
+  // head streams 10 % faster than with one), eight from 8192 rows down.
+  const int64_t want = n_out > 0 && n_out < 32768 ? 65536 / n_out : 2;
+  int w = 1;
+  while (w * 2 <= kQ8MaxWarps && w * 2 <= sbs && w * 2 <= want) w *= 2;
+  return w;
+}
+
+cudaError_t prepare_matvec_q8() {
+  int device = 0;
+  const cudaError_t e = cudaGetDevice(&device);
+  return e == cudaSuccess ? allow_smem(device) : e;
+}
+
+int q8_blocks_per_sm(int warps) {
+  int n = 0;
+  if (prepare_matvec_q8() != cudaSuccess ||
+      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, matvec_q8_kernel<false>, warps * 32, q8_smem_bytes(warps)) !=
+          cudaSuccess) {
+    return 0;
+  }
+  return n;
+}
+
+cudaError_t launch_matvec_q8(const MatvecLaunch& l, cudaStream_t stream) {
+  const int W = l.warps_per_row;
+  if ((W != 1 && W != 2 && W != 4 && W != 8) || l.blocks < 1 || l.n_in % kQ8SbElems != 0 ||
+      l.row_bytes * kQ8TileRows > INT32_MAX || W > l.n_in / kQ8SbElems) {
+    return cudaErrorInvalidValue;
+  }
+  cudaError_t e = prepare_matvec_q8();
+  if (e != cudaSuccess) return e;
+  Q8Params p;
+  p.w = l.w;
+  p.row_bytes = l.row_bytes;
+  p.slab_bytes = l.slab_bytes;
+  p.experts = l.experts;
+  p.x = l.x;
+  p.x_stride = l.x_stride;
+  p.scale = l.scale;
+  p.y = l.y;
+  p.n_out = l.n_out;
+  p.n_slots = l.n_slots;
+  p.n_sb = l.n_in / kQ8SbElems;
+  p.n_tiles = (l.n_out + kQ8TileRows - 1) / kQ8TileRows;
+  p.n_units = l.sum ? p.n_tiles : l.n_slots * p.n_tiles;
+  return launch_pdl(l.sum ? matvec_q8_kernel<true> : matvec_q8_kernel<false>, dim3(l.blocks), dim3(W * 32),
+                    q8_smem_bytes(W), stream, p);
+}
+
+}  // namespace dsv4::cuda::detail

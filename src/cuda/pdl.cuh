@@ -1,0 +1,44 @@
+// Programmatic dependent launch (PDL, sm_90) for the decode chain of kernels.
+//
+// A kernel launched with launch_pdl may start while the kernel before it in the stream is still
+// running; pdl_wait() blocks until that kernel has completed and its memory is visible. So a
+// kernel launched this way may touch, before pdl_wait(), only data no earlier kernel writes (the
+// decode matvec prefetches its weights there), and must call pdl_wait() before anything else.
+// pdl_trigger() lets the next PDL-launched kernel be scheduled now instead of at this kernel's end
+// (it changes nothing about when that kernel's pdl_wait() returns). Both are no-ops for kernels
+// launched the ordinary way, so kernels may call them whatever the launch. DSV4_NO_PDL=1 in the
+// environment launches everything the ordinary way (for measuring PDL's share and for bisecting).
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdlib>
+#include <utility>
+
+namespace dsv4::cuda::detail {
+
+__device__ __forceinline__ void pdl_wait() { asm volatile("griddepcontrol.wait;\n" ::: "memory"); }
+__device__ __forceinline__ void pdl_trigger() { asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory"); }
+
+inline bool pdl_enabled() {
+  static const bool on = std::getenv("DSV4_NO_PDL") == nullptr;
+  return on;
+}
+
+template <class... Params, class... Args>
+cudaError_t launch_pdl(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
+                       Args&&... args) {
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = pdl_enabled() ? 1 : 0;
+  return cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
+}
+
+}  // namespace dsv4::cuda::detail

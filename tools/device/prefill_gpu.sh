@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# Prefill on tensor cores (issue 5) in one GPU-machine call: tests, memcheck of the GEMM path, and
+# the prefill benchmarks.
+#
+# Here (no GPU needed), from the repository root:
+#     DSV4_BUILD=build-prefill bash tools/device/prefill_gpu.sh pack
+#   builds cuda_tests, cuda_forward_bench, gemm_bench and dsv4 and bundles them (without debug
+#   sections, plus the shared libraries dsv4 needs that the GPU machine lacks) into
+#   out/prefill-device/bundle.tar.gz.
+# There (device tool: carry ["out/prefill-device"]):
+#     bash tools/device/prefill_gpu.sh
+#   1. cuda_tests (DSV4_TEST_FILTER, default all but the matvec suites and the full-size synthetic test) -> $OUT/gpu_tests.log
+#   2. cuda_forward_bench (tensor-core prefill): chunks of 2048 up to 6144, then the chunk
+#      6144..8192 stage by stage; the same for chunks of DSV4_OTHER_CHUNKS (default "1024 4096")
+#                                                                        -> $OUT/forward_bench.log
+#   3. with DSV4_RUN_DSV4_BENCH=1: dsv4 bench --synthetic flash-q2 --frontiers 8192 --gen 16, the
+#      engine's default prefill (the f32 matvec since the tensor-core path became opt-in: ≈ 1 min
+#      at 139 tokens/s)                                                  -> $OUT/bench.log
+#   4. compute-sanitizer memcheck on the GEMM tests (DSV4_MEMCHECK_FILTER)
+#                                                                        -> $OUT/sanitizer.log
+#   5. gemm_bench --quick (time permitting)                              -> $OUT/gemm_bench.log
+#   Steps share DSV4_GPU_BUDGET seconds (default 180). Exit status non-zero if tests or memcheck fail.
+set -u -o pipefail
+cd "$(dirname "$0")/../.."
+BUNDLE_DIR=out/prefill-device
+
+if [[ "${1:-}" == "pack" ]]; then
+  set -e
+  BUILD=${DSV4_BUILD:-build-prefill}
+  cmake --build "$BUILD" --target cuda_tests cuda_forward_bench gemm_bench dsv4 -j2
+  stage=$(mktemp -d)
+  mkdir -p "$stage/lib"
+  for b in "$BUILD/tests/cuda_tests" "$BUILD/cuda_forward_bench" "$BUILD/gemm_bench" "$BUILD/dsv4"; do
+    objcopy --strip-debug "$b" "$stage/$(basename "$b")"
+  done
+  for lib in $(ldd "$BUILD/dsv4" | grep -oE '/\S*lib(cpp-httplib|brotli)\S*'); do cp -L "$lib" "$stage/lib/"; done
+  rm -rf "$BUNDLE_DIR"
+  mkdir -p "$BUNDLE_DIR"
+  tar -C "$stage" -czf "$BUNDLE_DIR/bundle.tar.gz" .
+  rm -rf "$stage"
+  du -sh "$BUNDLE_DIR"
+  exit 0
+fi
+
+BIN=/tmp/dsv4-prefill-bin
+mkdir -p "$BIN"
+tar -C "$BIN" -xzf "$BUNDLE_DIR/bundle.tar.gz"
+OUT=${OUT:-$PWD/out/prefill-run}
+mkdir -p "$OUT"
+SUMMARY="$OUT/summary.txt"
+: >"$SUMMARY"
+DEADLINE=$((SECONDS + ${DSV4_GPU_BUDGET:-180}))
+note() { echo "$*" | tee -a "$SUMMARY"; }
+budget() {
+  local left=$((DEADLINE - SECONDS))
+  ((left < 1)) && left=1
+  ((left < $1)) && echo "$left" || echo "$1"
+}
+export LD_LIBRARY_PATH="$BIN/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+note "device: $(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null | head -1)"
+total_mib=$(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits 2>/dev/null | head -1)
+layers=${DSV4_BENCH_LAYERS:-$([[ "${total_mib:-0}" -ge 120000 ]] && echo 43 || echo 30)}
+
+# ---- 1. tests ----
+timeout "$(budget 80)" "$BIN/cuda_tests" --gtest_color=no --gtest_filter="${DSV4_TEST_FILTER:-*-CudaMatvec*:CudaSyntheticLarge.*}" \
+  >"$OUT/gpu_tests.log" 2>&1
+rc_tests=$?
+note "cuda_tests: exit $rc_tests ($(grep -E '^\[  (PASSED|FAILED)  \]' "$OUT/gpu_tests.log" | tr '\n' ' '))"
+grep -E '^\[  FAILED  \]' "$OUT/gpu_tests.log" | head -30 | tee -a "$SUMMARY"
+grep -E 'worst rel L2' "$OUT/gpu_tests.log" | head -20 | tee -a "$SUMMARY"
+
+# ---- 2. per-stage profile of prefill chunks ----
+{
+  echo "### chunk 2048"
+  timeout "$(budget 40)" "$BIN/cuda_forward_bench" --layers "$layers" --ctx 6144 --chunk 2048 --steps 16
+  for k in ${DSV4_OTHER_CHUNKS-1024 4096}; do
+    echo "### chunk $k"
+    timeout "$(budget 25)" "$BIN/cuda_forward_bench" --layers "$layers" --ctx $((8192 - k)) --chunk "$k" --steps 4 | grep -E 'prefill|session'
+  done
+} >"$OUT/forward_bench.log" 2>&1
+note "cuda_forward_bench (flash-q2, $layers layers):"
+tee -a "$SUMMARY" <"$OUT/forward_bench.log"
+
+# ---- 3. the issue's measurement (the engine's default prefill math) ----
+if [[ -n "${DSV4_RUN_DSV4_BENCH:-}" ]]; then
+  timeout "$(budget 90)" "$BIN/dsv4" bench --synthetic flash-q2 --layers "$layers" --frontiers 8192 --gen 16 \
+    >"$OUT/bench.log" 2>&1
+  note "dsv4 bench --frontiers 8192 --gen 16 ($layers layers): exit $?"
+  tee -a "$SUMMARY" <"$OUT/bench.log"
+fi
+
+# ---- 4. memcheck on the GEMM path ----
+rc_mem=99
+{
+  echo "### memcheck"
+  timeout "$(budget 45)" compute-sanitizer --tool memcheck --error-exitcode 3 "$BIN/cuda_tests" --gtest_color=no \
+    --gtest_filter="${DSV4_MEMCHECK_FILTER:-Gemm.*:AllFormats/GroupedGemmTest.*/Q2_K:AllFormats/GroupedGemmTest.*/IQ2_XXS:AllFormats/GemmFormatTest.*/Q8_0}"
+  echo "### memcheck exit $?"
+} >"$OUT/sanitizer.log" 2>&1
+rc_mem=$(grep -o '### memcheck exit [0-9]*' "$OUT/sanitizer.log" | grep -o '[0-9]*$')
+note "memcheck: exit $rc_mem ($(grep -E 'ERROR SUMMARY' "$OUT/sanitizer.log" | tail -1))"
+
+# ---- 5. GEMM rates (f16) ----
+if ((DEADLINE - SECONDS > 25)); then
+  timeout "$(budget 60)" "$BIN/gemm_bench" --quick >"$OUT/gemm_bench.log" 2>&1
+  note "gemm_bench --quick: exit $?"
+fi
+
+echo "---- summary ----"
+cat "$SUMMARY"
+if ((rc_tests != 0)); then exit 1; fi
+if ((rc_mem != 0)); then exit 2; fi
+exit 0
