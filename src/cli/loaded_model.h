@@ -22,9 +22,10 @@ struct ModelOptions {
   std::string path;  // empty: the default model path
   std::string mode = "official";
   std::string backend = "cpu";
+  std::string prefill = "exact";
 };
 
-// Adds -m/--model, --mode and --backend to `cmd`.
+// Adds -m/--model, --mode, --backend and --prefill to `cmd`.
 void add_model_options(CLI::App* cmd, ModelOptions& options);
 // Adds --temp, --top-p, --top-k, --min-p and --seed (PROTOCOL.md §4.4 defaults).
 void add_sampling_options(CLI::App* cmd, engine::SamplingParams& params);

@@ -35,6 +35,7 @@ namespace {
 struct ServeOptions {
   std::string model;
   std::string backend = "cpu";
+  std::string prefill = "exact";
   std::string mode = "official";
   std::string release = "original";
   int64_t ctx = 65536;
@@ -97,7 +98,8 @@ Status serve(ServeOptions o) {
   eo.model_path = path;
   DSV4_ASSIGN_OR_RETURN(eo.backend, engine::parse_backend(o.backend));
   DSV4_ASSIGN_OR_RETURN(eo.mode, engine::parse_mode(o.mode));
-  log::info("loading ", path, " (", o.backend, ", ", o.mode, " mode)");
+  DSV4_ASSIGN_OR_RETURN(eo.prefill, engine::parse_prefill(o.prefill));
+  log::info("loading ", path, " (", o.backend, ", ", o.mode, " mode, ", o.prefill, " prefill)");
   DSV4_ASSIGN_OR_RETURN(std::shared_ptr<engine::Engine> eng, engine::Engine::load(eo));
   DSV4_ASSIGN_OR_RETURN(std::unique_ptr<engine::Session> session, eng->new_session(o.ctx));
 
@@ -164,6 +166,7 @@ void register_serve(CLI::App& app) {
       ->envname("DSV4_API_KEY");
   cmd->add_flag("--cors", o->http.cors, "Answer CORS preflights and allow any origin");
   cmd->add_option("--backend", o->backend, "cpu or cuda");
+  cmd->add_option("--prefill", o->prefill, "exact (default: the f32 arithmetic the model tests verify) or fast (cuda: tensor cores, f16 products, ~14x faster prefill)");
   cmd->add_option("--mode", o->mode, "official (default) or plain");
   cmd->add_option("--release", o->release, "Effort prompts of the original release (default) or 0731");
   cmd->add_option("--model-id", o->http.model_id, "Model id reported by /v1/models");

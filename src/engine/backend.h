@@ -77,8 +77,8 @@ Result<std::unique_ptr<BackendModel>> make_cpu_backend(std::shared_ptr<const mod
 
 // Only in builds with the CUDA backend (DSV4_HAVE_CUDA): the weights uploaded to the device, or
 // a synthetic preset's weights generated on the device (no file).
-Result<std::unique_ptr<BackendModel>> make_cuda_backend(std::shared_ptr<const model::Model> model);
-Result<std::unique_ptr<BackendModel>> make_cuda_synthetic_backend(const std::string& preset,
-                                                                  int64_t n_layer, uint64_t seed);
+Result<std::unique_ptr<BackendModel>> make_cuda_backend(std::shared_ptr<const model::Model> model, Prefill prefill);
+Result<std::unique_ptr<BackendModel>> make_cuda_synthetic_backend(const std::string& preset, int64_t n_layer,
+                                                                  uint64_t seed, Prefill prefill);
 
 }  // namespace dsv4::engine

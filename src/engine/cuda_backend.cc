@@ -93,12 +93,17 @@ class CudaState final : public BackendState {
 
 class CudaModel final : public BackendModel {
  public:
-  CudaModel(std::shared_ptr<const model::Model> host, std::shared_ptr<const cuda::DeviceModel> device)
-      : host_(std::move(host)), device_(std::move(device)) {}
+  CudaModel(std::shared_ptr<const model::Model> host, std::shared_ptr<const cuda::DeviceModel> device, Prefill prefill)
+      : host_(std::move(host)), device_(std::move(device)), prefill_(prefill) {}
   const model::Config& config() const override { return device_->config; }
   Result<std::unique_ptr<BackendState>> new_state(int64_t n_ctx, Mode mode) override {
     const cpu::SimOptions sim = mode == Mode::kOfficial ? cpu::SimOptions::official() : cpu::SimOptions::plain();
-    DSV4_ASSIGN_OR_RETURN(std::unique_ptr<cuda::DeviceSession> s, cuda::DeviceSession::create(device_, n_ctx, sim));
+    const bool fast = prefill_ == Prefill::kFast;
+    DSV4_ASSIGN_OR_RETURN(std::unique_ptr<cuda::DeviceSession> s,
+                          cuda::DeviceSession::create(device_, n_ctx, sim,
+                                                      fast ? cuda::DeviceSession::kTensorCoreMaxChunk
+                                                           : cuda::DeviceSession::kDefaultMaxChunk,
+                                                      fast ? cuda::PrefillMath::kTensorCoreF16 : cuda::PrefillMath::kExactF32));
     return std::unique_ptr<BackendState>(new CudaState(std::move(s)));
   }
   PerfInfo perf_info() override {
@@ -121,20 +126,21 @@ class CudaModel final : public BackendModel {
  private:
   std::shared_ptr<const model::Model> host_;  // the mapping (metadata, fingerprint); null for device-made models
   std::shared_ptr<const cuda::DeviceModel> device_;
+  Prefill prefill_;
   double copy_gb_per_s_ = 0;
 };
 
 }  // namespace
 
-Result<std::unique_ptr<BackendModel>> make_cuda_backend(std::shared_ptr<const model::Model> model) {
+Result<std::unique_ptr<BackendModel>> make_cuda_backend(std::shared_ptr<const model::Model> model, Prefill prefill) {
   DSV4_ASSIGN_OR_RETURN(std::unique_ptr<cuda::DeviceModel> device, cuda::upload_model(*model));
-  return std::unique_ptr<BackendModel>(new CudaModel(std::move(model), std::move(device)));
+  return std::unique_ptr<BackendModel>(new CudaModel(std::move(model), std::move(device), prefill));
 }
 
 Result<std::unique_ptr<BackendModel>> make_cuda_synthetic_backend(const std::string& preset, int64_t n_layer,
-                                                                  uint64_t seed) {
+                                                                  uint64_t seed, Prefill prefill) {
   DSV4_ASSIGN_OR_RETURN(std::unique_ptr<cuda::DeviceModel> device, cuda::generate_synthetic_model(preset, n_layer, seed));
-  return std::unique_ptr<BackendModel>(new CudaModel(nullptr, std::move(device)));
+  return std::unique_ptr<BackendModel>(new CudaModel(nullptr, std::move(device), prefill));
 }
 
 }  // namespace dsv4::engine

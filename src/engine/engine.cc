@@ -43,6 +43,14 @@ Result<Backend> parse_backend(const std::string& name) {
 
 const char* backend_name(Backend backend) { return backend == Backend::kCpu ? "cpu" : "cuda"; }
 
+Result<Prefill> parse_prefill(const std::string& name) {
+  if (name == "exact") return Prefill::kExact;
+  if (name == "fast") return Prefill::kFast;
+  return make_error("unknown prefill '" + name + "' (exact or fast)");
+}
+
+const char* prefill_name(Prefill prefill) { return prefill == Prefill::kExact ? "exact" : "fast"; }
+
 namespace {
 
 class BackendEngine final : public Engine {
@@ -114,11 +122,14 @@ Result<std::shared_ptr<Engine>> Engine::load(const EngineOptions& options) {
   if (synthetic && !options.model_path.empty()) {
     return make_error("give either a model file or a synthetic preset, not both");
   }
+  if (options.prefill == Prefill::kFast && options.backend != Backend::kCuda) {
+    return make_error("--prefill fast needs the cuda backend (the cpu backend computes prefill exactly)");
+  }
   std::unique_ptr<BackendModel> backend;
   Fingerprint fingerprint{};
   if (synthetic && options.backend == Backend::kCuda && !small_preset(options.synthetic_preset)) {
-    DSV4_ASSIGN_OR_RETURN(backend, make_cuda_synthetic_backend(options.synthetic_preset,
-                                                               options.synthetic_layers, options.synthetic_seed));
+    DSV4_ASSIGN_OR_RETURN(backend, make_cuda_synthetic_backend(options.synthetic_preset, options.synthetic_layers,
+                                                               options.synthetic_seed, options.prefill));
     fingerprint = device_synthetic_fingerprint(options);
   } else {
     std::shared_ptr<const model::Model> model;
@@ -129,7 +140,7 @@ Result<std::shared_ptr<Engine>> Engine::load(const EngineOptions& options) {
     }
     fingerprint = model::model_fingerprint(model->file);
     if (options.backend == Backend::kCuda) {
-      DSV4_ASSIGN_OR_RETURN(backend, make_cuda_backend(std::move(model)));
+      DSV4_ASSIGN_OR_RETURN(backend, make_cuda_backend(std::move(model), options.prefill));
     } else {
       DSV4_ASSIGN_OR_RETURN(backend, make_cpu_backend(std::move(model)));
     }
@@ -138,10 +149,10 @@ Result<std::shared_ptr<Engine>> Engine::load(const EngineOptions& options) {
 }
 
 #if !DSV4_HAVE_CUDA
-Result<std::unique_ptr<BackendModel>> make_cuda_backend(std::shared_ptr<const model::Model>) {
+Result<std::unique_ptr<BackendModel>> make_cuda_backend(std::shared_ptr<const model::Model>, Prefill) {
   return make_error("this build has no CUDA backend");
 }
-Result<std::unique_ptr<BackendModel>> make_cuda_synthetic_backend(const std::string&, int64_t, uint64_t) {
+Result<std::unique_ptr<BackendModel>> make_cuda_synthetic_backend(const std::string&, int64_t, uint64_t, Prefill) {
   return make_error("this build has no CUDA backend");
 }
 #endif

@@ -28,12 +28,26 @@ enum class Backend { kCpu, kCuda };
 // "cpu" | "cuda" ("this build has no CUDA backend" where it was built without one).
 Result<Backend> parse_backend(const std::string& name);
 const char* backend_name(Backend backend);
+
+// How the CUDA backend evaluates prefill chunks (decode is the same for both).
+//   kExact: decode's f32 arithmetic over the chunk's tokens; meets the whole-model bar against the
+//     CPU reference and the transformers fixtures (tests/cuda/forward_test.cc). Slow: every weight
+//     is read once per token.
+//   kFast: tensor-core GEMMs with f16 products (≈2^-11 per product) over chunks of 2048 tokens,
+//     ≈14x faster; the rounding flips near-tied discrete choices (router and indexer top-k, the
+//     official mode's FP8 roundings) often enough to miss that bar (docs/PERF.md, "prefill on
+//     tensor cores", gives the measured distances).
+// The CPU backend has only kExact.
+enum class Prefill { kExact, kFast };
+Result<Prefill> parse_prefill(const std::string& name);  // "exact" | "fast"
+const char* prefill_name(Prefill prefill);
 bool have_cuda_backend();
 
 struct EngineOptions {
   std::string model_path;
   Backend backend = Backend::kCpu;
   Mode mode = Mode::kOfficial;
+  Prefill prefill = Prefill::kExact;
   // Instead of model_path: a synthetic model of a gen-model preset (model/synthetic.h), made at
   // load (no file). tiny and small: the gen-model bytes built in memory (the same model as the
   // file gen-model writes). The full-size presets (flash-q2, flash-q4): CUDA backend only, weights

@@ -72,5 +72,20 @@ TEST(EngineBackend, BadSyntheticRequestsAreClearErrors) {
   EXPECT_FALSE(Engine::load(unknown).ok());
 }
 
+TEST(EngineBackend, FastPrefillIsACudaChoice) {
+  EXPECT_EQ(*parse_prefill("exact"), Prefill::kExact);
+  EXPECT_EQ(*parse_prefill("fast"), Prefill::kFast);
+  EXPECT_STREQ(prefill_name(Prefill::kFast), "fast");
+  Result<Prefill> other = parse_prefill("quick");
+  ASSERT_FALSE(other.ok());
+  EXPECT_NE(other.error().message.find("exact or fast"), std::string::npos);
+  EngineOptions fast_on_cpu;
+  fast_on_cpu.synthetic_preset = "tiny";
+  fast_on_cpu.prefill = Prefill::kFast;
+  Result<std::shared_ptr<Engine>> e = Engine::load(fast_on_cpu);
+  ASSERT_FALSE(e.ok());
+  EXPECT_NE(e.error().message.find("needs the cuda backend"), std::string::npos) << e.error().message;
+}
+
 }  // namespace
 }  // namespace dsv4::engine
