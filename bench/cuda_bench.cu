@@ -447,12 +447,12 @@ int main(int argc, char** argv) {
   if (quick) return 0;
 
   // R = 1, 2, 4: the f32 kernel; R = 16: the tensor-core kernel (Q8_0, Q2_K, Q4_K, IQ2_XXS); R = 32:
-  // the Q8_0 row-tile kernel.
+  // the row-tile kernels (Q8_0; Q2_K and IQ2_XXS).
   const std::vector<std::pair<int, int>> shapes = {{1, 1},  {1, 2},  {1, 4},  {1, 8},  {2, 1},  {2, 2},
                                                    {2, 4},  {2, 8},  {4, 1},  {4, 2},  {4, 4},  {4, 8},
                                                    {16, 1}, {16, 2}, {16, 4}, {16, 8}, {16, 16},
                                                    {32, 1}, {32, 2}, {32, 4}, {32, 8}};
-  std::printf("\nsweep of the launch shape (R rows per warp x W warps per row; R = 16: tensor cores, R = 32: Q8_0 row "
+  std::printf("\nsweep of the launch shape (R rows per warp x W warps per row; R = 16: tensor cores, R = 32: row "
               "tiles): median us\n");
   std::printf("%-36s %-8s %-22s", "case", "type", "shape");
   for (const auto& [r, w] : shapes) std::printf(" %7s", (std::to_string(r) + "x" + std::to_string(w)).c_str());

@@ -4,7 +4,7 @@
 //   cuda_forward_bench [--preset flash-q2] [--layers N] [--ctx C] [--steps S] [--chunk K]
 //                      [--prefill f16|exact]
 //
-// 1. Prefill of C tokens in chunks of K (default 2048) with tensor-core (f16, the default) or f32
+// 1. Prefill of C tokens in chunks of K (default DeviceSession::kTensorCoreMaxChunk) with tensor-core (f16, the default) or f32
 //    (exact) projections (cuda::PrefillMath): tokens/s.
 // 1b. One more prefill chunk of K tokens (positions C .. C+K), an event after each stage of every
 //    layer: milliseconds per stage and tokens/s of that chunk.

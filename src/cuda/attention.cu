@@ -14,6 +14,7 @@
 #include <cuda_runtime.h>
 
 #include "cuda/attention.h"
+#include "cuda/attention_rows.cuh"
 #include "cuda/pdl.cuh"
 #include "cuda/check.h"
 #include "cuda/device_math.cuh"
@@ -27,41 +28,6 @@ using namespace detail;
 constexpr int kThreads = 256;
 constexpr int kRows = kAttnRowsPerSplit;
 
-struct RowSet {
-  int64_t chunk0, pos, lo, n_raw, n_comp;
-  bool indexed;  // compressed rows through the selection list
-};
-
-__device__ __forceinline__ RowSet row_set(const AttentionArgs& a, int t) {
-  RowSet r;
-  r.chunk0 = *a.pos0;
-  r.pos = r.chunk0 + a.t0 + t;
-  r.lo = r.pos - a.window + 1 > 0 ? r.pos - a.window + 1 : 0;
-  r.n_raw = r.pos - r.lo + 1;
-  r.indexed = false;
-  r.n_comp = 0;
-  if (a.ratio != 0) {
-    const int64_t n_vis = (r.pos + 1) / a.ratio;
-    if (a.ratio == 4 && n_vis > a.top_k) {
-      r.n_comp = a.top_k;
-      r.indexed = true;
-    } else {
-      r.n_comp = n_vis;
-    }
-  }
-  return r;
-}
-
-__device__ __forceinline__ const float* row_ptr(const AttentionArgs& a, const RowSet& r, int t, int64_t i) {
-  if (i < r.n_raw) {
-    const int64_t q = r.lo + i;
-    return q < r.chunk0 ? a.ring + (q % a.window) * a.hd : a.kv_chunk + (q - r.chunk0) * a.hd;
-  }
-  const int64_t c = i - r.n_raw;
-  const int64_t idx = r.indexed ? a.selected[static_cast<int64_t>(a.t0 + t) * a.top_k + c] : c;
-  return a.comp + idx * a.hd;
-}
-
 template <int HG>
 __global__ void __launch_bounds__(kThreads) partial_kernel(AttentionArgs a) {
   pdl_wait();  // launched with PDL: nothing before this line (pdl.cuh)
@@ -72,7 +38,7 @@ __global__ void __launch_bounds__(kThreads) partial_kernel(AttentionArgs a) {
   __shared__ const float* rows[kRows];
   __shared__ float stats[HG][2];
   const int s = blockIdx.x, g = blockIdx.y, t = blockIdx.z;
-  const RowSet rs = row_set(a, t);
+  const AttnRowSet rs = attn_row_set(a, t);
   const int64_t total = rs.n_raw + rs.n_comp;
   const int64_t r0 = static_cast<int64_t>(s) * kRows;
   const int64_t left = total - r0;
@@ -94,7 +60,7 @@ __global__ void __launch_bounds__(kThreads) partial_kernel(AttentionArgs a) {
   float4* qs4 = reinterpret_cast<float4*>(qs);
 #pragma unroll 4
   for (int i = threadIdx.x; i < HG * a.hd / 4; i += blockDim.x) qs4[i] = q4[i];
-  for (int i = threadIdx.x; i < nr; i += blockDim.x) rows[i] = row_ptr(a, rs, t, r0 + i);
+  for (int i = threadIdx.x; i < nr; i += blockDim.x) rows[i] = attn_row_ptr(a, rs, t, r0 + i);
   __syncthreads();
   const float scale = static_cast<float>(1.0 / sqrt(static_cast<double>(a.hd)));
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;

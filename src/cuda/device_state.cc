@@ -11,6 +11,8 @@
 #include "cuda/fill.h"
 #include "cuda/gemm.h"
 #include "cuda/hc.h"
+#include "cuda/prefill_attention.h"
+#include "cuda/prefill_indexer.h"
 
 namespace dsv4::cuda {
 
@@ -46,7 +48,7 @@ uint64_t DeviceState::lay_out(uint8_t* base) {
   layers.assign(static_cast<size_t>(c.n_layer), LayerBuffers{});
   bool any_indexer = false;
   int64_t cd_max = 0;
-  int max_splits = 1;
+  int max_splits = 1, max_prefill_splits = 1;
   for (int64_t l = 0; l < c.n_layer; ++l) {
     LayerBuffers& L = layers[static_cast<size_t>(l)];
     const int64_t r = c.ratio(l);
@@ -68,6 +70,8 @@ uint64_t DeviceState::lay_out(uint8_t* base) {
     const int64_t comp_rows = r == 0 ? 0 : (r == 4 ? std::min<int64_t>(c.index_top_k, n_ctx_ / 4) : n_ctx_ / r);
     L.attn_splits = attention_splits(std::min<int64_t>(W, n_ctx_) + comp_rows);
     max_splits = std::max(max_splits, L.attn_splits);
+    L.prefill_splits = prefill_attention_splits(std::min<int64_t>(W, n_ctx_) + comp_rows);
+    max_prefill_splits = std::max(max_prefill_splits, L.prefill_splits);
   }
   checkpoint_bytes_ = cv.top();
   for (int64_t l = 0; l < c.n_layer; ++l) {
@@ -97,15 +101,26 @@ uint64_t DeviceState::lay_out(uint8_t* base) {
   s.index_proj = cv.take<float>(T * 4 * idh);
   s.index_proj2 = cv.take<float>(T * 2 * idh);
   s.score_cap = any_indexer ? n_ctx_ / 4 : 0;
+  // Prefill launches take as many tokens as kPrefillLaunchBytes of scratch hold (chunks of T > 1).
+  const auto launch_tokens = [&](int64_t bytes_per_token) {
+    return static_cast<int>(std::clamp<int64_t>(kPrefillLaunchBytes / std::max<int64_t>(bytes_per_token, 1),
+                                                 std::min<int64_t>(T, kSubChunk), T));
+  };
+  const bool prefill_attn = T > 1 && prefill_attention_supported(static_cast<int>(H), static_cast<int>(hd));
+  const bool prefill_index = T > 1 && prefill_indexer_supported(static_cast<int>(IH), static_cast<int>(idh));
+  s.attn_tokens = prefill_attn ? launch_tokens(H * max_prefill_splits * (hd + 2) * 4) : 0;
+  s.index_tokens = prefill_index ? launch_tokens(s.score_cap * 4) : 0;
   if (any_indexer) {
     s.iq = cv.take<float>(T * IH * idh);
     s.iw = cv.take<float>(T * IH);
-    s.scores = cv.take<float>(int64_t{kSubChunk} * s.score_cap);
+    s.scores = cv.take<float>(int64_t{std::max<int>(s.index_tokens, kSubChunk)} * s.score_cap);
+    s.index_n = cv.take<int32_t>(s.index_tokens);
     s.selected = cv.take<int32_t>(T * c.index_top_k);
   }
   const int64_t sub = std::min<int64_t>(T, kSubChunk);
-  s.part_o = cv.take<float>(sub * H * max_splits * hd);
-  s.part_ml = cv.take<float>(sub * H * max_splits * 2);
+  const int64_t parts = std::max(sub * max_splits, int64_t{s.attn_tokens} * max_prefill_splits);
+  s.part_o = cv.take<float>(parts * H * hd);
+  s.part_ml = cv.take<float>(parts * H * 2);
   s.attn = cv.take<float>(T * H * hd);
   s.low = cv.take<float>(T * G * c.o_lora_rank);
   s.out = cv.take<float>(T * D);

@@ -32,6 +32,7 @@ struct LayerBuffers {
   int64_t comp_cap = 0;
   int comp_slots = 0, comp_width = 0, index_slots = 0, index_width = 0;
   int attn_splits = 0;          // row splits of the attention kernel for the most rows a token sees
+  int prefill_splits = 0;       // the same for prefill_attention.h (chunks of more than one token)
 };
 
 // Per-chunk scratch; rows are token-major, sized for max_chunk tokens.
@@ -49,9 +50,11 @@ struct Scratch {
   float *index_proj = nullptr, *index_proj2 = nullptr;  // [T][4·idh] / [T][2·idh]
   float* iq = nullptr;                    // [T][IH·idh]
   float* iw = nullptr;                    // [T][IH]
-  float* scores = nullptr;                // [kSubChunk][score_cap]
+  float* scores = nullptr;                // [index_tokens][score_cap]
+  int32_t* index_n = nullptr;             // [index_tokens] rows each token ranks (prefill indexer)
   int32_t* selected = nullptr;            // [T][top_k]
-  float *part_o = nullptr, *part_ml = nullptr;  // attention splits, kSubChunk tokens
+  float *part_o = nullptr, *part_ml = nullptr;  // attention splits: kSubChunk tokens of the decode kernel,
+                                                // attn_tokens of the prefill kernel
   float* attn = nullptr;                  // [T][H·hd]
   float* low = nullptr;                   // [T][G·o_rank]
   float* out = nullptr;                   // [T][D] sub-layer output
@@ -67,6 +70,10 @@ struct Scratch {
   int32_t* zeros = nullptr;               // [T] expert ids of a batched dense projection
   int32_t* groups = nullptr;              // [T·G] 0..G-1 repeated (grouped output projection)
   int64_t score_cap = 0;
+  // Tokens per launch of the prefill attention and indexer kernels (chunks of T > 1 whose geometry
+  // they take): as many as kPrefillLaunchBytes of split or score scratch hold, at least kSubChunk;
+  // 0 where those kernels do not run (decode-only states, other geometries).
+  int attn_tokens = 0, index_tokens = 0;
   // Tensor-core prefill inputs (states made with them, max_chunk > 1): f16 activation rows with their row factors
   // (convert_f32_to_f16): xn's, converted once per sub-layer, and one buffer for the other inputs
   // (qr, attn, low, the routed and shared SwiGLU outputs, the head input) converted just before
@@ -81,6 +88,7 @@ struct Scratch {
 
 // Tokens per launch of the attention and indexer kernels inside a chunk (bounds their scratch).
 inline constexpr int kSubChunk = 16;
+inline constexpr int64_t kPrefillLaunchBytes = int64_t{256} << 20;
 
 // Rows of state.logits_all: a chunk that wants every token's logits is at most this long (the
 // session splits longer ones), so a long prefill chunk does not cost max_chunk·n_vocab floats.

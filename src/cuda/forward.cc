@@ -11,6 +11,8 @@
 #include "cuda/gemm.h"
 #include "cuda/hc.h"
 #include "cuda/indexer.h"
+#include "cuda/prefill_attention.h"
+#include "cuda/prefill_indexer.h"
 #include "cuda/matvec.h"
 #include "cuda/moe.h"
 #include "cuda/norms.h"
@@ -259,8 +261,11 @@ class ChunkForward {
       DSV4_TRY(mark("indexer"));
     }
 
-    // §7.8-7.10, sub-chunks of tokens bound the split scratch.
-    for (int t0 = 0; t0 < T_; t0 += kSubChunk) {
+    // §7.8-7.10, sub-chunks of tokens bound the split scratch. Chunks of more than one token run
+    // the prefill kernel (all heads per block) where the state sized its scratch for it.
+    const bool prefill = T_ > 1 && sc_.attn_tokens > 0;
+    const int sub = prefill ? sc_.attn_tokens : kSubChunk;
+    for (int t0 = 0; t0 < T_; t0 += sub) {
       AttentionArgs a;
       a.q = sc_.q + t0 * H * hd;
       a.kv_chunk = sc_.kv;
@@ -274,15 +279,15 @@ class ChunkForward {
       a.part_o = sc_.part_o;
       a.part_ml = sc_.part_ml;
       a.out = sc_.attn + t0 * H * hd;
-      a.T = std::min(kSubChunk, T_ - t0);
+      a.T = std::min(sub, T_ - t0);
       a.H = static_cast<int>(H);
       a.hd = static_cast<int>(hd);
       a.n_rot = static_cast<int>(c_.n_rot);
       a.window = static_cast<int>(c_.window);
       a.ratio = static_cast<int>(ratio);
       a.top_k = static_cast<int>(c_.index_top_k);
-      a.splits = B.attn_splits;
-      DSV4_TRY(attention(a, stream_));
+      a.splits = prefill ? B.prefill_splits : B.attn_splits;
+      DSV4_TRY(prefill ? prefill_attention(a, stream_) : attention(a, stream_));
     }
     // The chunk's raw rows enter the ring only after every token of the chunk has attended.
     DSV4_TRY(store_raw_rows(sc_.kv, B.ring, s_.pos, T_, static_cast<int>(c_.window), static_cast<int>(hd), stream_));
@@ -324,7 +329,11 @@ class ChunkForward {
     const int64_t IH = c_.n_index_head, idh = c_.index_head_dim;
     DSV4_TRY(dense(L.index_q_b, sc_.qr, sc_.iq));
     DSV4_TRY(dense(L.index_proj, sc_.xn, sc_.iw));
-    for (int t0 = 0; t0 < T_; t0 += kSubChunk) {
+    // Chunks of more than one token: the tiled prefill scores (sub-chunks as long as the state's
+    // score scratch allows).
+    const bool prefill = T_ > 1 && sc_.index_tokens > 0;
+    const int sub = prefill ? sc_.index_tokens : kSubChunk;
+    for (int t0 = 0; t0 < T_; t0 += sub) {
       IndexerArgs a;
       a.q = sc_.iq + t0 * IH * idh;
       a.w = sc_.iw + t0 * IH;
@@ -334,14 +343,14 @@ class ChunkForward {
       a.omega = m_.omega(l);
       a.pos0 = s_.pos;
       a.t0 = t0;
-      a.T = std::min(kSubChunk, T_ - t0);
+      a.T = std::min(sub, T_ - t0);
       a.IH = static_cast<int>(IH);
       a.idh = static_cast<int>(idh);
       a.n_rot = static_cast<int>(c_.n_rot);
       a.top_k = static_cast<int>(c_.index_top_k);
       a.score_cap = sc_.score_cap;
       a.sim = modes_.fp4_indexer;
-      DSV4_TRY(indexer_select(a, stream_));
+      DSV4_TRY(prefill ? prefill_indexer_select(a, sc_.index_n, stream_) : indexer_select(a, stream_));
     }
     return Status();
   }

@@ -1,6 +1,7 @@
 // The CUDA forward pass of one chunk of consecutive tokens (MODEL.md §3-§9): the same function as
 // cpu/forward.cc, in the same order, built from the kernels of hc.h, norms.h, compressor.h,
-// indexer.h, attention.h, moe.h and the matvec kernels of matvec.h.
+// indexer.h, attention.h (prefill chunks: prefill_indexer.h, prefill_attention.h), moe.h and the
+// matvec kernels of matvec.h.
 //
 // Everything a step depends on is read from device memory: the chunk's tokens (state.tokens) and
 // the position of its first token (state.pos), so a captured single-token step replays as one

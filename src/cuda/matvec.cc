@@ -60,7 +60,11 @@ bool mma_type(TensorType t) { return detail::mma_stage_elems(t) > 0; }
 //  * the Q8_0 row-tile kernel (matvec_q8.cu, rows_per_warp 32) for Q8_0 rows of a multiple of 256
 //    elements (every Q8_0 matrix of the model); W = q8_warps_per_row(n_in, n_out), the grid what
 //    fits the GPU at once;
-//  * the tensor-core kernel (matvec_mma.cu, rows_per_warp 16) for Q2_K, Q4_K and IQ2_XXS, and for
+//  * the 2-bit row-tile kernel (matvec_2bit.cu, rows_per_warp 32) for Q2_K rows of a multiple of
+//    256 and IQ2_XXS rows of a multiple of 512 elements (the routed experts) whose launch has at
+//    most 16384 activations (n_xvec · n_in, staged in shared memory); W =
+//    rt2_warps_per_row(type, n_in, n_out), the grid what fits the GPU at once;
+//  * the tensor-core kernel (matvec_mma.cu, rows_per_warp 16) for Q4_K, other Q2_K and IQ2_XXS, and for
 //    other Q8_0 rows from 65 536 rows on, whenever the launch's activations fit its shared
 //    memory (n_xvec · n_in up to ≈25 000); W = 32768 / n_out warps per row, between 1 and 8 (more
 //    warps than stages is allowed: it is how few-row launches reach every SM);
@@ -86,18 +90,35 @@ Result<MatvecPlan> make_plan(TensorType type, int64_t n_in, int64_t n_out, int g
   plan.fast = true;
   const int64_t q8_sbs = n_in / 256;
   const bool q8_fits = type == TensorType::Q8_0 && n_in % 256 == 0 && n_in / 32 * 34 * 32 <= INT_MAX;
+  // The 2-bit kernel stages the launch's activations in shared memory: at most 64 KB of them (6
+  // slots of the experts' down projection take 48 KB), and the block must fit with its rings.
+  const int rt2_item = detail::rt2_item_elems(type);
+  const int rt2_warps = t_warps ? t_warps : (rt2_item > 0 ? detail::rt2_warps_per_row(type, n_in, n_out) : 1);
+  const int64_t rt2_x = static_cast<int64_t>(n_xvec) * n_in;
+  const bool rt2_fits = rt2_item > 0 && n_in % rt2_item == 0 &&
+                        n_in / gguf::type_traits(type)->block_elems * gguf::type_traits(type)->block_bytes * 32 <= INT_MAX &&
+                        rt2_x <= 16384 && detail::rt2_smem_bytes(type, rt2_warps, rt2_x) <= max_smem_per_block();
+  // Items of a row the row-tile kernels split over warps: Q8_0 superblocks or 2-bit items.
+  const int64_t rt_items = q8_fits ? q8_sbs : (rt2_fits ? n_in / rt2_item : 0);
   if (t_rows == 32) {
-    if (!q8_fits) return make_error("rows_per_warp 32 (the row-tile kernel) takes Q8_0 rows of a multiple of 256");
-    if (t_warps > 8 || t_warps > q8_sbs) {
-      return make_error("the row-tile kernel splits a row over at most 8 warps and its superblocks of 256");
+    if (!q8_fits && !rt2_fits) {
+      return make_error("rows_per_warp 32 (the row-tile kernels) takes Q8_0 or Q2_K rows of a multiple of 256, "
+                        "IQ2_XXS rows of a multiple of 512 (2-bit: at most 16384 activations per launch)");
+    }
+    if (t_warps > 8 || t_warps > rt_items) {
+      return make_error("the row-tile kernels split a row over at most 8 warps and its items (256 or 512 elements)");
     }
   }
-  if (q8_fits && (t_rows == 32 || (t_rows == 0 && t_warps <= 8 && t_warps <= q8_sbs))) {
+  if ((q8_fits || rt2_fits) && (t_rows == 32 || (t_rows == 0 && t_warps <= 8 && t_warps <= rt_items))) {
     plan.rows_per_warp = 32;
-    plan.warps_per_row = t_warps ? t_warps : detail::q8_warps_per_row(n_in, n_out);
+    plan.warps_per_row = t_warps ? t_warps
+                         : q8_fits ? detail::q8_warps_per_row(n_in, n_out)
+                                   : detail::rt2_warps_per_row(type, n_in, n_out);
     const int64_t units = grid_slots * ((n_out + 31) / 32);
     if (units > INT_MAX / 2) return make_error("too many outputs for one launch");
-    const int64_t capacity = sms * std::max(1, detail::q8_blocks_per_sm(plan.warps_per_row));
+    const int per_sm = q8_fits ? detail::q8_blocks_per_sm(plan.warps_per_row)
+                               : detail::rt2_blocks_per_sm(type, plan.warps_per_row, rt2_x);
+    const int64_t capacity = sms * std::max(1, per_sm);
     plan.blocks = static_cast<int>(std::min(capacity, units));
     return plan;
   }
@@ -237,7 +258,9 @@ Status run(const ExpertMatvec& m, bool dense, bool sum, float* y, cudaStream_t s
     l.blocks = plan->blocks;
     switch (plan->rows_per_warp) {
       case 16: e = detail::launch_matvec_mma(l, stream); break;
-      case 32: e = detail::launch_matvec_q8(l, stream); break;
+      case 32:
+        e = m.type == TensorType::Q8_0 ? detail::launch_matvec_q8(l, stream) : detail::launch_matvec_2bit(l, stream);
+        break;
       default: e = detail::launch_matvec_fast(l, stream); break;
     }
   } else {
@@ -277,6 +300,7 @@ Status prepare_matvec() {
   const void* tables = nullptr;
   DSV4_TRY(cuda_status(detail::iq2_device_tables(nullptr, &tables), "uploading the IQ2_XXS tables"));
   DSV4_TRY(cuda_status(detail::prepare_matvec_q8(), "raising the row-tile matvec's shared-memory limit"));
+  DSV4_TRY(cuda_status(detail::prepare_matvec_2bit(), "raising the 2-bit row-tile matvec's shared-memory limit"));
   return cuda_status(detail::prepare_matvec_mma(), "raising the tensor-core matvec's shared-memory limit");
 }
 

@@ -13,6 +13,10 @@
 // Q8_0 rows of a multiple of 256 elements (every Q8_0 matrix of the model) run on the row-tile
 // kernel (matvec_q8.cuh): each int8 weight converted to f32 exactly, a block's 32 products summed
 // in element order with f32 FMAs, times the block's scale, blocks added in order.
+// Q2_K rows of a multiple of 256 and IQ2_XXS rows of a multiple of 512 elements (the routed
+// experts) run on the 2-bit row-tile kernel (matvec_2bit.cuh), also in f32: IQ2_XXS as
+// (d·(0.5+ls)·0.25)·Σ(±m·x) per 32-element sub-block (32 products in element order), sub-blocks
+// added in order; Q2_K as (d·sc)·Σq·x − (dmin·m)·Σx per 16-element group, groups in order.
 // Other Q8_0 rows, Q2_K, Q4_K and IQ2_XXS run on int8 tensor cores (matvec_mma.cuh): the activations are
 // turned into exact 32-bit fixed point per 256 elements (an element more than 2^6 below the block's
 // largest magnitude is rounded to 2^-30 of it), products and 32-element sums are exact integers,
@@ -20,7 +24,7 @@
 // touches NaN. (Beyond ≈25 000 activations per launch, n_slots·n_in for per-slot x, these types
 // fall back to the f32 kernel.)
 //
-// Launch order: the Q8_0 row-tile kernel is launched with programmatic dependent launch (pdl.cuh):
+// Launch order: the row-tile kernels are launched with programmatic dependent launch (pdl.cuh):
 // a dense launch (matvec) starts reading its weights while the kernel before it in the stream is
 // still running, and everything else after that kernel has finished. So the weights must not be
 // written by the kernel launched just before (a copy, an event or a synchronisation in between is
@@ -52,11 +56,11 @@ enum class MatvecImpl {
 // Launch shape of the fast kernels. 0 = the built-in choice. For benchmarks and tests.
 struct MatvecTuning {
   // f32 kernel: rows sharing one activation load, 1, 2 or 4. 16: the tensor-core kernel (Q8_0,
-  // Q2_K, Q4_K, IQ2_XXS; 16 rows per mma). 32: the Q8_0 row-tile kernel (a row per lane; rows of a
-  // multiple of 256 elements).
+  // Q2_K, Q4_K, IQ2_XXS; 16 rows per mma). 32: the row-tile kernels (a row per lane; Q8_0 and Q2_K
+  // rows of a multiple of 256 elements, IQ2_XXS of 512).
   int rows_per_warp = 0;
   int warps_per_row = 0;  // warps splitting a row's columns: 1, 2, 4 or 8 (tensor-core kernel: or 16;
-                          // row-tile kernel: at most the row's 256-element superblocks)
+                          // row-tile kernels: at most the row's items of 256 (IQ2_XXS: 512) elements)
 };
 
 // y[o] = Σ_i W[o, i]·x[i] for o < n_out; W has n_out rows of row_bytes(type, n_in) bytes.
@@ -95,7 +99,7 @@ Status prepare_matvec();
 // The launch shape the fast kernel would use (after defaults), or an error if it cannot run.
 struct MatvecPlan {
   bool fast = false;
-  int rows_per_warp = 0;  // 16: the tensor-core kernel; 32: the Q8_0 row-tile kernel
+  int rows_per_warp = 0;  // 16: the tensor-core kernel; 32: a row-tile kernel
   int warps_per_row = 0;
   int blocks = 0;  // grid.x
 };

@@ -25,7 +25,7 @@ struct MatvecLaunch {
   int n_out;
   int n_slots;
   bool sum;  // y[o] = Σ_j ... instead of y[j·n_out + o]
-  int rows_per_warp;  // fast kernel: 1, 2 or 4; 16: the tensor-core kernel; 32: the Q8_0 row-tile kernel
+  int rows_per_warp;  // fast kernel: 1, 2 or 4; 16: the tensor-core kernel; 32: a row-tile kernel (Q8_0 or 2-bit)
   int warps_per_row;
   int blocks;  // grid size (the groups walk the units persistently)
   const void* iq2_tables;  // device copy of the IQ2_XXS grid and signs (Iq2Tables)
@@ -66,6 +66,19 @@ int q8_warps_per_row(int64_t n_in, int64_t n_out);
 int q8_blocks_per_sm(int warps);
 cudaError_t launch_matvec_q8(const MatvecLaunch& l, cudaStream_t stream);
 cudaError_t prepare_matvec_q8();
+
+// 2-bit row-tile kernel (matvec_2bit.cu; rows_per_warp 32: a row per lane) for Q2_K and IQ2_XXS:
+// elements per staged item (0 for other types: rows must be a multiple of it), the default warps
+// per row (a function of the shape only), the shared memory of a block of W warps whose launch
+// has x_floats activations (n_xvec · n_in: they are staged in shared memory), the blocks that fit
+// an SM at once (0 if the runtime cannot say), the shared-memory opt-in (once per device) and the
+// launch.
+int rt2_item_elems(gguf::TensorType type);
+int rt2_warps_per_row(gguf::TensorType type, int64_t n_in, int64_t n_out);
+int64_t rt2_smem_bytes(gguf::TensorType type, int warps, int64_t x_floats);
+int rt2_blocks_per_sm(gguf::TensorType type, int warps, int64_t x_floats);
+cudaError_t prepare_matvec_2bit();
+cudaError_t launch_matvec_2bit(const MatvecLaunch& l, cudaStream_t stream);
 
 // Uploads (once per device) and returns the device address of the IQ2_XXS tables.
 cudaError_t iq2_device_tables(cudaStream_t stream, const void** tables);

@@ -44,10 +44,11 @@ class DeviceSession {
   // Chunk length of prefill (scratch is sized for it).
   static constexpr int kDefaultMaxChunk = 128;
   // Tensor-core prefill wants long chunks: the routed experts see T·6/256 rows each (≈ 48 at
-  // 2048), a GEMM tile is 64–128 rows. The chunk's scratch grows linearly (≈ 0.9 MB per token for
-  // Flash, the f32 activations of every sub-layer): ≈ 2.1 GB per session at 2048, against
-  // ≈ 14.4 GB of compressed rows for a 1M-token session.
-  static constexpr int kTensorCoreMaxChunk = 2048;
+  // 2048), a GEMM tile is 64–128 rows. The chunk's scratch grows linearly (≈ 1 MB per token for
+  // Flash, the f32 activations of every sub-layer): ≈ 4.3 GB per session at 4096, against
+  // ≈ 14.4 GB of compressed rows for a 1M-token session. Measured on an H200 (docs/PERF.md), full
+  // flash-q2, 8K prompt: chunks of 2048 2 895 tokens/s, of 4096 3 224 tokens/s.
+  static constexpr int kTensorCoreMaxChunk = 4096;
 
   static Result<std::unique_ptr<DeviceSession>> create(std::shared_ptr<const DeviceModel> model, int64_t n_ctx,
                                                        cpu::SimOptions mode, int max_chunk = kDefaultMaxChunk,

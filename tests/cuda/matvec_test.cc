@@ -1,5 +1,5 @@
 // cuda/matvec.h against the CPU reference (quant::dot_row) on fresh random inputs, for every
-// weight format, all three kernels (f32, tensor-core, reference), odd shapes, every launch shape,
+// weight format, every kernel (f32, tensor-core, row-tile, reference), odd shapes, every launch shape,
 // the expert forms, persistent grids, wide-range activations, unaligned pointers, graph capture
 // and bad arguments.
 //
@@ -338,6 +338,37 @@ TEST(CudaMatvec, Q8RowTileKernelEveryWarpSplit) {
   run_dense({t, 4096, 300, MatvecImpl::kAuto});
 }
 
+// The 2-bit row-tile kernel (rows_per_warp 32 for Q2_K and IQ2_XXS) for every split of a row over
+// 1–8 warps: odd numbers of items (warps take different counts), partial last tiles, all three
+// forms (dense, per slot, summed with route weights), wide-range activations, grids smaller than
+// the work (blocks walk several tiles), and launches whose activations do not fit its staging.
+TEST(CudaMatvec, TwoBitRowTileKernelEveryWarpSplit) {
+  for (TensorType t : {TensorType::Q2_K, TensorType::IQ2_XXS}) {
+    const int64_t item = detail::rt2_item_elems(t);
+    ASSERT_GT(item, 0);
+    for (int warps : {1, 2, 4, 8}) {
+      run_dense({t, item * 13, 77, MatvecImpl::kFast, {32, warps}});
+      run_dense({t, item * 8, 64, MatvecImpl::kFast, {32, warps}, 0, 0, /*wide_x=*/true});
+      run_experts({t, item * 9, 45, 7, {6, 2, 2}, true, true, false, MatvecImpl::kFast, {32, warps}});
+      run_experts({t, item * 9, 45, 7, {6, 2, 2}, true, true, true, MatvecImpl::kFast, {32, warps}});
+      run_experts({t, item * 8, 33, 4, {3, 1, 0}, false, false, false, MatvecImpl::kFast, {32, warps}});
+      if (HasFatalFailure()) return;
+    }
+    run_dense({t, item, 32 * 1100 + 7, MatvecImpl::kFast, {32, 1}});
+    run_experts({t, item * 2, 1024, 8, {0, 1, 2, 3, 4, 5, 6, 7}, true, false, false, MatvecImpl::kFast, {32, 0}});
+    if (HasFatalFailure()) return;
+  }
+  // The experts' shapes pick it by default; shapes it cannot take are refused when asked for.
+  EXPECT_EQ(plan_matvec(TensorType::IQ2_XXS, 4096, 2048, 6)->rows_per_warp, 32);
+  EXPECT_EQ(plan_matvec(TensorType::Q2_K, 2048, 4096, 1)->rows_per_warp, 32);
+  EXPECT_FALSE(plan_matvec(TensorType::IQ2_XXS, 768, 64, 1, {32, 0}).ok());   // not a multiple of 512
+  EXPECT_FALSE(plan_matvec(TensorType::Q2_K, 1024, 64, 1, {32, 8}).ok());     // 4 items: at most 4 warps
+  EXPECT_FALSE(plan_matvec(TensorType::IQ2_XXS, 4096, 64, 1, {32, 16}).ok());
+  run_dense({TensorType::IQ2_XXS, 768, 300, MatvecImpl::kAuto});  // the tensor-core kernel instead
+  // More activations than the kernel stages in shared memory (6 · 4096 > 16384): another kernel.
+  run_experts({TensorType::IQ2_XXS, 4096, 64, 8, {1, 2, 3, 4, 5, 6}, true, true, true, MatvecImpl::kAuto});
+}
+
 TEST(CudaMatvec, ExpertSumEveryLaunchShape) {
   for (TensorType t : {TensorType::Q8_0, TensorType::IQ2_XXS, TensorType::Q2_K}) {
     for (int rows : {1, 2, 4}) {
@@ -562,12 +593,13 @@ TEST(CudaMatvec, DefaultPlans) {
   p = plan_matvec(TensorType::Q8_0, 4096, 512, 1);
   ASSERT_TRUE(p.ok());
   EXPECT_EQ(p->warps_per_row, 8);
-  // The row-tile kernel for Q8_0 rows of a multiple of 256, tensor cores for the K-quants and
-  // IQ2_XXS, the f32 kernel for the plain types (docs/PERF.md).
+  // The row-tile kernels for Q8_0 rows of a multiple of 256 and for the 2-bit formats, tensor
+  // cores for Q4_K, the f32 kernel for the plain types (docs/PERF.md).
   EXPECT_EQ(p->rows_per_warp, 32);
   EXPECT_EQ(plan_matvec(TensorType::Q8_0, 4096, 129280, 1)->rows_per_warp, 32);
   EXPECT_EQ(plan_matvec(TensorType::Q4_K, 4096, 2048, 6)->rows_per_warp, 16);
-  EXPECT_EQ(plan_matvec(TensorType::Q2_K, 2048, 4096, 1)->rows_per_warp, 16);
+  EXPECT_EQ(plan_matvec(TensorType::Q2_K, 2048, 4096, 1)->rows_per_warp, 32);
+  EXPECT_EQ(plan_matvec(TensorType::IQ2_XXS, 4096, 2048, 6)->rows_per_warp, 32);
   EXPECT_LE(plan_matvec(TensorType::F16, 4096, 512, 1)->rows_per_warp, 4);
   // 24 rows: one row per unit, so that 24 groups stream them.
   p = plan_matvec(TensorType::F16, 16384, 24, 1);

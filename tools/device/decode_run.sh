@@ -7,7 +7,7 @@
 #     DSV4_BUILD=build-decode bash tools/device/decode_run.sh pack
 #   builds cuda_tests, cuda_bench, cuda_forward_bench (and dsv4 when DSV4_PACK_DSV4=1) in
 #   $DSV4_BUILD (DSV4_NO_BUILD=1: as they are) and bundles them, without debug sections, into
-#   out/decode/bundle.tar.gz.
+#   $DSV4_BUNDLE/bundle.tar.gz (default out/decode).
 # On the GPU machine (device tool: carry ["out/decode"], plus "out/device" for the baseline):
 #     bash tools/device/decode_run.sh
 #   1. cuda_tests (filter DSV4_TEST_FILTER, default all)                 -> $OUT/gpu_tests.log
@@ -19,7 +19,9 @@
 #   5. dsv4 bench --synthetic flash-q2 --frontiers 2048 --gen 64 (if packed) -> $OUT/bench.log
 #   Knobs: DSV4_BISECT_FILTER (those tests again with DSV4_NO_PDL=1), DSV4_FORWARD_ARGS (default
 #   "--ctx 2048 --steps 64"), DSV4_FORWARD_NO_PDL=1 (the decode step again without PDL),
-#   DSV4_MATVEC_BENCH (cuda_bench arguments, default "--sweep Q8_0").
+#   DSV4_MATVEC_BENCH (cuda_bench arguments, default "--sweep Q8_0"), DSV4_RACECHECK_FILTER
+#   (default CudaMatvec.Q8RowTileKernelEveryWarpSplit), DSV4_BUNDLE (this bundle's folder, default
+#   out/decode), DSV4_BASE_BUNDLE (the baseline's, default out/device).
 #   $OUT/summary.txt collects the results. Steps share DSV4_GPU_BUDGET seconds (default 300).
 set -u -o pipefail
 cd "$(dirname "$0")/../.."
@@ -40,11 +42,12 @@ if [[ "${1:-}" == "pack" ]]; then
   if [[ -f "$stage/dsv4" ]]; then
     for lib in $(ldd "$BUILD/dsv4" | grep -oE '/\S*lib(cpp-httplib|brotli)\S*'); do cp -L "$lib" "$stage/lib/"; done
   fi
-  rm -rf out/decode
-  mkdir -p out/decode
-  tar -C "$stage" -czf out/decode/bundle.tar.gz .
+  bundle=${DSV4_BUNDLE:-out/decode}
+  rm -rf "$bundle"
+  mkdir -p "$bundle"
+  tar -C "$stage" -czf "$bundle/bundle.tar.gz" .
   rm -rf "$stage"
-  du -sh out/decode
+  du -sh "$bundle"
   exit 0
 fi
 
@@ -52,9 +55,11 @@ unpack() {  # bundle dir -> unpacked dir
   local dir=/tmp/dsv4-$(basename "$1")
   mkdir -p "$dir" && tar -C "$dir" -xzf "$1/bundle.tar.gz" && echo "$dir"
 }
-BIN=$(unpack out/decode) || { echo "no bundle in out/decode"; exit 3; }
+BUNDLE=${DSV4_BUNDLE:-out/decode}
+BASE_BUNDLE=${DSV4_BASE_BUNDLE:-out/device}
+BIN=$(unpack "$BUNDLE") || { echo "no bundle in $BUNDLE"; exit 3; }
 BASE=""
-[[ -f out/device/bundle.tar.gz ]] && BASE=$(unpack out/device)
+[[ -f "$BASE_BUNDLE/bundle.tar.gz" ]] && BASE=$(unpack "$BASE_BUNDLE")
 OUT=${OUT:-$PWD/out/decode-run}
 mkdir -p "$OUT"
 SUMMARY="$OUT/summary.txt"
@@ -104,7 +109,7 @@ cat "$OUT/cuda_bench.log" | tee -a "$SUMMARY"
 if [[ -n "$BASE" ]]; then
   timeout "$(budget 45)" "$BASE/cuda_forward_bench" --layers "$layers" --ctx 2048 --steps 64 \
     >"$OUT/forward_base.log" 2>&1
-  note "baseline cuda_forward_bench (out/device): exit $?"
+  note "baseline cuda_forward_bench ($BASE_BUNDLE): exit $?"
   cat "$OUT/forward_base.log" | tee -a "$SUMMARY"
 fi
 
@@ -118,7 +123,7 @@ if command -v compute-sanitizer >/dev/null; then
     echo "### memcheck exit $?"
     echo "### racecheck"
     timeout "$(budget 20)" compute-sanitizer --tool racecheck --error-exitcode 3 "$BIN/cuda_tests" --gtest_color=no \
-      --gtest_filter=CudaMatvec.Q8RowTileKernelEveryWarpSplit
+      --gtest_filter="${DSV4_RACECHECK_FILTER:-CudaMatvec.Q8RowTileKernelEveryWarpSplit}"
     echo "### racecheck exit $?"
   } >"$OUT/sanitizer.log" 2>&1
   rc_mem=$(grep -o '### memcheck exit [0-9]*' "$OUT/sanitizer.log" | grep -o '[0-9]*$')

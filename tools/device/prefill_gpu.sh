@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Prefill on tensor cores (issue 5) in one GPU-machine call: tests, memcheck of the GEMM path, and
-# the prefill benchmarks.
+# Prefill (issue 5) in one GPU-machine call: tests, memcheck of the GEMM and prefill attention/indexer
+# kernels, and the prefill benchmarks.
 #
 # Here (no GPU needed), from the repository root:
 #     DSV4_BUILD=build-prefill bash tools/device/prefill_gpu.sh pack
@@ -13,11 +13,12 @@
 #   2. cuda_forward_bench (tensor-core prefill): chunks of 2048 up to 6144, then the chunk
 #      6144..8192 stage by stage; the same for chunks of DSV4_OTHER_CHUNKS (default "1024 4096")
 #                                                                        -> $OUT/forward_bench.log
-#   3. with DSV4_RUN_DSV4_BENCH=1: dsv4 bench --synthetic flash-q2 --frontiers 8192 --gen 16, the
-#      engine's default prefill (the f32 matvec since the tensor-core path became opt-in: ≈ 1 min
-#      at 139 tokens/s)                                                  -> $OUT/bench.log
-#   4. compute-sanitizer memcheck on the GEMM tests (DSV4_MEMCHECK_FILTER)
-#                                                                        -> $OUT/sanitizer.log
+#   3. with DSV4_RUN_DSV4_BENCH=1: dsv4 bench --synthetic flash-q2 --frontiers 8192 --gen 16 on the
+#      tensor-core path (--prefill fast), then on the default f32 path (--prefill exact) with
+#      DSV4_EXACT_LAYERS layers (default 8: ≈ 1 min at 43 layers; scale by 43/N)
+#                                                                        -> $OUT/bench.log
+#   4. compute-sanitizer memcheck (DSV4_MEMCHECK_FILTER, default the GEMM and prefill
+#      attention/indexer tests)                                          -> $OUT/sanitizer.log
 #   5. gemm_bench --quick (time permitting)                              -> $OUT/gemm_bench.log
 #   Steps share DSV4_GPU_BUDGET seconds (default 180). Exit status non-zero if tests or memcheck fail.
 set -u -o pipefail
@@ -67,7 +68,7 @@ timeout "$(budget 80)" "$BIN/cuda_tests" --gtest_color=no --gtest_filter="${DSV4
 rc_tests=$?
 note "cuda_tests: exit $rc_tests ($(grep -E '^\[  (PASSED|FAILED)  \]' "$OUT/gpu_tests.log" | tr '\n' ' '))"
 grep -E '^\[  FAILED  \]' "$OUT/gpu_tests.log" | head -30 | tee -a "$SUMMARY"
-grep -E 'worst rel L2' "$OUT/gpu_tests.log" | head -20 | tee -a "$SUMMARY"
+grep -E 'worst rel L2' "$OUT/gpu_tests.log" | head -40 | tee -a "$SUMMARY"
 
 # ---- 2. per-stage profile of prefill chunks ----
 {
@@ -83,9 +84,14 @@ tee -a "$SUMMARY" <"$OUT/forward_bench.log"
 
 # ---- 3. the issue's measurement (the engine's default prefill math) ----
 if [[ -n "${DSV4_RUN_DSV4_BENCH:-}" ]]; then
-  timeout "$(budget 90)" "$BIN/dsv4" bench --synthetic flash-q2 --layers "$layers" --frontiers 8192 --gen 16 \
-    >"$OUT/bench.log" 2>&1
-  note "dsv4 bench --frontiers 8192 --gen 16 ($layers layers): exit $?"
+  exact_layers=${DSV4_EXACT_LAYERS:-8}
+  {
+    echo "### --prefill fast, $layers layers"
+    timeout "$(budget 60)" "$BIN/dsv4" bench --synthetic flash-q2 --layers "$layers" --prefill fast --frontiers 8192 --gen 16
+    echo "### --prefill exact, $exact_layers layers"
+    timeout "$(budget 120)" "$BIN/dsv4" bench --synthetic flash-q2 --layers "$exact_layers" --prefill exact --frontiers 8192 --gen 16
+  } >"$OUT/bench.log" 2>&1
+  note "dsv4 bench --frontiers 8192 --gen 16 (fast: $layers layers, exact: $exact_layers layers):"
   tee -a "$SUMMARY" <"$OUT/bench.log"
 fi
 
@@ -94,7 +100,7 @@ rc_mem=99
 {
   echo "### memcheck"
   timeout "$(budget 45)" compute-sanitizer --tool memcheck --error-exitcode 3 "$BIN/cuda_tests" --gtest_color=no \
-    --gtest_filter="${DSV4_MEMCHECK_FILTER:-Gemm.*:AllFormats/GroupedGemmTest.*/Q2_K:AllFormats/GroupedGemmTest.*/IQ2_XXS:AllFormats/GemmFormatTest.*/Q8_0}"
+    --gtest_filter="${DSV4_MEMCHECK_FILTER:-Gemm.*:AllFormats/GroupedGemmTest.*/Q2_K:AllFormats/GroupedGemmTest.*/IQ2_XXS:AllFormats/GemmFormatTest.*/Q8_0:CudaPrefillAttention.*:CudaPrefillIndexer.*}"
   echo "### memcheck exit $?"
 } >"$OUT/sanitizer.log" 2>&1
 rc_mem=$(grep -o '### memcheck exit [0-9]*' "$OUT/sanitizer.log" | grep -o '[0-9]*$')

@@ -1,0 +1,326 @@
+// 2-bit row-tile matvec (rows_per_warp 32 in MatvecTuning for Q2_K and IQ2_XXS): the default for
+// the routed experts' formats. Layout and per-lane work: matvec_2bit.cuh.
+//
+// Shape of the work (the Q8_0 row-tile kernel's, matvec_q8.cu, with 4-byte staging):
+//   block  = W warps (W = warps_per_row, 1–8) computing one tile of 32 rows at a time; warp k takes
+//            the items k, k+W, ... of the tile's rows (for every slot when summed). The grid is
+//            what fits the GPU at once; unit u (a tile of one slot, or a tile over all slots when
+//            summed) goes to block u mod gridDim.x.
+//   lane   = one row: partial sums in registers; a slot's partial is scaled and added in slot
+//            order; at a unit's end the block's W partials are added in warp order.
+// Every output is one fixed sequence of f32 operations: deterministic, no atomics, the same bits
+// for any grid.
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <mutex>
+
+#include "cuda/matvec_2bit.cuh"
+#include "cuda/matvec_launch.h"
+#include "cuda/pdl.cuh"
+
+namespace dsv4::cuda::detail {
+
+namespace {
+
+struct RtParams {
+  const uint8_t* w;  // 4-aligned; rows of row_bytes (a multiple of the item's bytes)
+  int64_t row_bytes;
+  int64_t slab_bytes;
+  const int32_t* experts;  // null: slot j is slab j
+  const float* x;          // 16-aligned
+  int64_t x_stride;        // a multiple of 4
+  const float* scale;      // null: 1
+  float* y;
+  const Iq2Tables* iq2;  // IQ2_XXS only
+  int n_in;
+  int n_out;
+  int n_slots;
+  int n_items;  // items per row
+  int n_tiles;  // ⌈n_out / 32⌉
+  int n_units;  // n_tiles (summed) or n_slots · n_tiles
+};
+
+__device__ __forceinline__ void cp_async4(void* smem_dst, const void* gmem_src) {
+  const unsigned dst = static_cast<unsigned>(__cvta_generic_to_shared(smem_dst));
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(dst), "l"(gmem_src) : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+
+// Σ over one item of this lane's row, the activations at xs (shared memory: the item's first element).
+template <class Fmt>
+__device__ __forceinline__ float item_dot(const uint32_t* w, const float* xs,
+                                          const Iq2RowTables& tables, int lane) {
+  auto load_x4 = [xs](int e) { return *reinterpret_cast<const float4*>(xs + e); };
+  if constexpr (Fmt::kGroupSums) {
+    // Lane g < 16 sums group g in element order; every lane reads the sums with shuffles.
+    float gs = 0.0f;
+    if (lane < 16) {
+#pragma unroll
+      for (int q = 0; q < 4; ++q) {
+        const float4 v = load_x4(16 * lane + 4 * q);
+        gs += v.x;
+        gs += v.y;
+        gs += v.z;
+        gs += v.w;
+      }
+    }
+    // All 16 shuffles before the decode: inside it they would order the groups' chains.
+    float sums[16];
+#pragma unroll
+    for (int g = 0; g < 16; ++g) sums[g] = __shfl_sync(0xFFFFFFFFu, gs, g);
+    auto group_sum = [&sums](int g) { return sums[g]; };
+    return q2k_block_dot(w, load_x4, group_sum);
+  } else {
+    return iq2_item_dot(w, tables, load_x4);
+  }
+}
+
+template <class Fmt, bool kSum>
+__global__ void __launch_bounds__(k2bMaxWarps * 32) matvec_2bit_kernel(__grid_constant__ const RtParams p) {
+  constexpr int kWords = Fmt::kItemWords, kRing = Fmt::kRing, kItemBytes = rt_item_bytes<Fmt>();
+  extern __shared__ __align__(16) uint8_t smem[];
+  const int W = blockDim.x >> 5;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  Iq2RowTables& tables = *reinterpret_cast<Iq2RowTables*>(smem);
+  float* xsm = reinterpret_cast<float*>(smem + (Fmt::kGroupSums ? 0 : sizeof(Iq2RowTables)));
+  const int x_floats = p.x_stride ? p.n_slots * p.n_in : p.n_in;
+  uint8_t* rings = reinterpret_cast<uint8_t*>(xsm + x_floats);
+  uint8_t* ring = rings + warp * (kRing * kItemBytes);
+  float* red = reinterpret_cast<float*>(rings + W * (kRing * kItemBytes));  // [2][W][32]
+
+  const int my_items = warp < p.n_items ? (p.n_items - warp + W - 1) / W : 0;
+  const int per_unit = my_items * (kSum ? p.n_slots : 1);
+  const int my_units = blockIdx.x < p.n_units ? (p.n_units - blockIdx.x + gridDim.x - 1) / gridDim.x : 0;
+
+  auto unit_slot = [&](int k) { return kSum ? 0 : (blockIdx.x + k * gridDim.x) / p.n_tiles; };
+  auto unit_tile = [&](int k) { return (blockIdx.x + k * gridDim.x) % p.n_tiles; };
+  auto item_slot = [&](int k, int i) { return kSum ? i / my_items : unit_slot(k); };
+  auto item_index = [&](int i) { return warp + (kSum ? i % my_items : i) * W; };
+
+  int issue_k = 0, issue_i = 0;
+  auto issue_next = [&](uint8_t* dst) {
+    if (issue_k >= my_units || per_unit == 0) return;
+    const int slot = item_slot(issue_k, issue_i), tile = unit_tile(issue_k);
+    const int e = p.experts ? __ldg(p.experts + slot) : slot;
+    const uint8_t* base = p.w + e * p.slab_bytes + static_cast<int64_t>(tile) * k2bTileRows * p.row_bytes +
+                          static_cast<int64_t>(item_index(issue_i)) * (kWords * 4);
+    const int last_row = p.n_out - 1 - tile * k2bTileRows;
+    constexpr int kCopies = rt_copies<kWords>();
+    if (last_row >= k2bTileRows - 1) {
+#pragma unroll
+      for (int j = 0; j < kCopies; ++j) {
+        const int row = j < 32 ? j : lane, word = j < 32 ? lane : 32;
+        if (word < kWords) cp_async4(dst + 4 * (row * kWords + word), base + row * p.row_bytes + 4 * word);
+      }
+    } else {
+#pragma unroll
+      for (int j = 0; j < kCopies; ++j) {
+        int row = 0, word = 0;
+        const bool active = rt_copy<kWords>(lane, j, last_row, row, word);
+        const int dst_row = j < 32 ? j : lane;  // where the kernel reads it, whatever was copied
+        if (active) cp_async4(dst + 4 * (dst_row * kWords + word), base + row * p.row_bytes + 4 * word);
+      }
+    }
+    if (++issue_i == per_unit) {
+      issue_i = 0;
+      ++issue_k;
+    }
+  };
+
+  // The lookup tables are constant data: copied before waiting for the kernel before this one.
+  if constexpr (!Fmt::kGroupSums) {
+    // Every load issued before the first is used (a 32-thread block would otherwise wait 12 times).
+    uint64_t g[256 / 32];
+    uint32_t sg[128 / 32];
+#pragma unroll
+    for (int u = 0; u < 256 / 32; ++u) {
+      const int i = threadIdx.x + u * blockDim.x;
+      g[u] = i < 256 ? p.iq2->grid[i] : 0;
+    }
+#pragma unroll
+    for (int u = 0; u < 128 / 32; ++u) {
+      const int i = threadIdx.x + u * blockDim.x;
+      sg[u] = i < 128 ? p.iq2->signs[i] : 0;
+    }
+#pragma unroll
+    for (int u = 0; u < 256 / 32; ++u) {
+      const int i = threadIdx.x + u * blockDim.x;
+      if (i < 256) tables.grid[i] = iq2_grid_entry(g[u]);
+    }
+#pragma unroll
+    for (int u = 0; u < 128 / 32; ++u) {
+      const int i = threadIdx.x + u * blockDim.x;
+      if (i < 128) tables.signs[i] = iq2_sign_entry(sg[u]);
+    }
+  }
+  // PDL: the weights of a dense launch are fetched while the kernel before it finishes (nothing
+  // writes weights); the expert ids, activations and outputs only after it. pdl.cuh.
+  if (p.experts) pdl_wait();
+#pragma unroll
+  for (int b = 0; b < kRing - 1; ++b) {
+    issue_next(ring + b * kItemBytes);
+    cp_async_commit();
+  }
+  if (!p.experts) pdl_wait();
+  pdl_trigger();
+  // The activations (written by the kernel before: after pdl_wait), slot j's at j·n_in.
+  for (int i = threadIdx.x; i < x_floats / 4; i += blockDim.x) {
+    const int slot = i / (p.n_in / 4), e = 4 * i - slot * p.n_in;
+    reinterpret_cast<float4*>(xsm)[i] = __ldg(reinterpret_cast<const float4*>(p.x + slot * p.x_stride + e));
+  }
+  __syncthreads();  // the tables and activations are in place
+
+  int buf = 0;
+  for (int k = 0; k < my_units; ++k) {
+    float acc = 0.0f, part = 0.0f;
+    for (int i = 0; i < per_unit; ++i) {
+      issue_next(ring + (buf == 0 ? kRing - 1 : buf - 1) * kItemBytes);
+      cp_async_commit();
+      cp_async_wait<kRing - 1>();  // this lane's words of item i have landed
+      __syncwarp();                // ... and every other lane's
+      // The lane's row is read from shared memory as it is decoded.
+      const uint32_t* row = reinterpret_cast<const uint32_t*>(ring + buf * kItemBytes) + lane * kWords;
+      const int slot = item_slot(k, i);
+      const float* xs = xsm + (p.x_stride ? slot * p.n_in : 0) + item_index(i) * Fmt::kItemElems;
+      part += item_dot<Fmt>(row, xs, tables, lane);
+      __syncwarp();  // the buffer is refilled by a later issue
+      // Scaled and added: per item in the per-slot form, at each slot's last item (slot order) when summed.
+      if (!kSum || i % my_items == my_items - 1) {
+        const float s = p.scale ? __ldg(p.scale + slot) : 1.0f;
+        acc = fmaf(s, part, acc);
+        part = 0.0f;
+      }
+      buf = buf + 1 == kRing ? 0 : buf + 1;
+    }
+    const int tile = unit_tile(k), row = tile * k2bTileRows + lane;
+    const int64_t out = kSum ? row : static_cast<int64_t>(unit_slot(k)) * p.n_out + row;
+    if (W == 1) {
+      if (row < p.n_out) p.y[out] = acc;
+    } else {
+      // Double-buffered by unit parity (as in matvec_q8.cu).
+      float* rb = red + (k & 1) * W * k2bTileRows;
+      rb[warp * k2bTileRows + lane] = acc;
+      __syncthreads();
+      if (warp == 0 && row < p.n_out) {
+        float s = rb[lane];
+        for (int q = 1; q < W; ++q) s += rb[q * k2bTileRows + lane];
+        p.y[out] = s;
+      }
+    }
+  }
+  cp_async_wait<0>();
+}
+
+constexpr int kMaxDevices = 64;
+
+template <class Fmt>
+cudaError_t set_smem(int bytes) {
+  cudaError_t e =
+      cudaFuncSetAttribute(matvec_2bit_kernel<Fmt, false>, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+  if (e == cudaSuccess) {
+    e = cudaFuncSetAttribute(matvec_2bit_kernel<Fmt, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+  }
+  return e;
+}
+
+// Lets every instantiation use all the shared memory a block may have, once per device.
+cudaError_t allow_smem(int device) {
+  static std::mutex mu;
+  static bool done[kMaxDevices] = {};
+  std::lock_guard<std::mutex> lock(mu);
+  if (device < 0 || device >= kMaxDevices) return cudaErrorInvalidDevice;
+  if (done[device]) return cudaSuccess;
+  int max_smem = 0;
+  cudaError_t e = cudaDeviceGetAttribute(&max_smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
+  if (e == cudaSuccess) e = set_smem<Fmt2bQ2K>(max_smem);
+  if (e == cudaSuccess) e = set_smem<Fmt2bIQ2>(max_smem);
+  if (e != cudaSuccess) return e;
+  done[device] = true;
+  return cudaSuccess;
+}
+
+template <class Fmt, bool kSum>
+cudaError_t launch(const MatvecLaunch& l, cudaStream_t stream) {
+  RtParams p;
+  p.w = l.w;
+  p.row_bytes = l.row_bytes;
+  p.slab_bytes = l.slab_bytes;
+  p.experts = l.experts;
+  p.x = l.x;
+  p.x_stride = l.x_stride;
+  p.scale = l.scale;
+  p.y = l.y;
+  p.iq2 = static_cast<const Iq2Tables*>(l.iq2_tables);
+  p.n_in = l.n_in;
+  p.n_out = l.n_out;
+  p.n_slots = l.n_slots;
+  p.n_items = l.n_in / Fmt::kItemElems;
+  p.n_tiles = (l.n_out + k2bTileRows - 1) / k2bTileRows;
+  p.n_units = l.sum ? p.n_tiles : l.n_slots * p.n_tiles;
+  const int W = l.warps_per_row;
+  const int64_t smem = rt_smem_bytes<Fmt>(W, l.x_stride ? int64_t{l.n_slots} * l.n_in : l.n_in);
+  return launch_pdl(matvec_2bit_kernel<Fmt, kSum>, dim3(l.blocks), dim3(W * 32), static_cast<size_t>(smem), stream, p);
+}
+
+}  // namespace
+
+int rt2_item_elems(gguf::TensorType type) {
+  switch (type) {
+    case gguf::TensorType::Q2_K: return Fmt2bQ2K::kItemElems;
+    case gguf::TensorType::IQ2_XXS: return Fmt2bIQ2::kItemElems;
+    default: return 0;
+  }
+}
+
+int rt2_warps_per_row(gguf::TensorType type, int64_t n_in, int64_t n_out) {
+  const int item = rt2_item_elems(type);
+  const int64_t items = item > 0 ? n_in / item : 0;
+  // As for Q8_0 (matvec_q8.cu): a row split over up to 8 warps when there are few rows.
+  const int64_t want = n_out > 0 && n_out < 32768 ? 65536 / n_out : 2;
+  int w = 1;
+  while (w * 2 <= k2bMaxWarps && w * 2 <= items && w * 2 <= want) w *= 2;
+  return w;
+}
+
+cudaError_t prepare_matvec_2bit() {
+  int device = 0;
+  const cudaError_t e = cudaGetDevice(&device);
+  return e == cudaSuccess ? allow_smem(device) : e;
+}
+
+int64_t rt2_smem_bytes(gguf::TensorType type, int warps, int64_t x_floats) {
+  return type == gguf::TensorType::Q2_K ? rt_smem_bytes<Fmt2bQ2K>(warps, x_floats)
+                                         : rt_smem_bytes<Fmt2bIQ2>(warps, x_floats);
+}
+
+int rt2_blocks_per_sm(gguf::TensorType type, int warps, int64_t x_floats) {
+  int n = 0;
+  if (prepare_matvec_2bit() != cudaSuccess) return 0;
+  const size_t smem = static_cast<size_t>(rt2_smem_bytes(type, warps, x_floats));
+  const cudaError_t e =
+      type == gguf::TensorType::Q2_K
+          ? cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, matvec_2bit_kernel<Fmt2bQ2K, false>, warps * 32, smem)
+          : cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, matvec_2bit_kernel<Fmt2bIQ2, false>, warps * 32, smem);
+  return e == cudaSuccess ? n : 0;
+}
+
+cudaError_t launch_matvec_2bit(const MatvecLaunch& l, cudaStream_t stream) {
+  const int item = rt2_item_elems(l.type);
+  const int W = l.warps_per_row;
+  if (item == 0 || (W != 1 && W != 2 && W != 4 && W != 8) || l.blocks < 1 || l.n_in % item != 0 ||
+      l.row_bytes * k2bTileRows > INT32_MAX || W > l.n_in / item || (l.x_stride != 0 && l.x_stride % 4 != 0) ||
+      (l.type == gguf::TensorType::IQ2_XXS && l.iq2_tables == nullptr)) {
+    return cudaErrorInvalidValue;
+  }
+  const cudaError_t e = prepare_matvec_2bit();
+  if (e != cudaSuccess) return e;
+  if (l.type == gguf::TensorType::Q2_K) return l.sum ? launch<Fmt2bQ2K, true>(l, stream) : launch<Fmt2bQ2K, false>(l, stream);
+  return l.sum ? launch<Fmt2bIQ2, true>(l, stream) : launch<Fmt2bIQ2, false>(l, stream);
+}
+
+}  // namespace dsv4::cuda::detail
