@@ -13,15 +13,19 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
-#include <mutex>
 
+#include "cuda/cp_async.cuh"
 #include "cuda/matvec_2bit.cuh"
 #include "cuda/matvec_launch.h"
+#include "cuda/once_per_device.h"
 #include "cuda/pdl.cuh"
+#include "cuda/row_tile.cuh"
 
 namespace dsv4::cuda::detail {
 
 namespace {
+
+static_assert(k2bTileRows == kRowTileRows, "the row-tile schedule (row_tile.cuh) takes tiles of 32 rows");
 
 struct RtParams {
   const uint8_t* w;  // 4-aligned; rows of row_bytes (a multiple of the item's bytes)
@@ -41,15 +45,6 @@ struct RtParams {
   int n_units;  // n_tiles (summed) or n_slots · n_tiles
 };
 
-__device__ __forceinline__ void cp_async4(void* smem_dst, const void* gmem_src) {
-  const unsigned dst = static_cast<unsigned>(__cvta_generic_to_shared(smem_dst));
-  asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(dst), "l"(gmem_src) : "memory");
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
-}
 
 // Σ over one item of this lane's row, the activations at xs (shared memory: the item's first element).
 template <class Fmt>
@@ -93,22 +88,16 @@ __global__ void __launch_bounds__(k2bMaxWarps * 32) matvec_2bit_kernel(__grid_co
   uint8_t* ring = rings + warp * (kRing * kItemBytes);
   float* red = reinterpret_cast<float*>(rings + W * (kRing * kItemBytes));  // [2][W][32]
 
-  const int my_items = warp < p.n_items ? (p.n_items - warp + W - 1) / W : 0;
-  const int per_unit = my_items * (kSum ? p.n_slots : 1);
-  const int my_units = blockIdx.x < p.n_units ? (p.n_units - blockIdx.x + gridDim.x - 1) / gridDim.x : 0;
-
-  auto unit_slot = [&](int k) { return kSum ? 0 : (blockIdx.x + k * gridDim.x) / p.n_tiles; };
-  auto unit_tile = [&](int k) { return (blockIdx.x + k * gridDim.x) % p.n_tiles; };
-  auto item_slot = [&](int k, int i) { return kSum ? i / my_items : unit_slot(k); };
-  auto item_index = [&](int i) { return warp + (kSum ? i % my_items : i) * W; };
+  const RowTileSchedule<kSum> sched(p.n_items, p.n_slots, p.n_units, p.n_tiles, W, warp);
+  const int per_unit = sched.per_unit, my_units = sched.my_units;
 
   int issue_k = 0, issue_i = 0;
   auto issue_next = [&](uint8_t* dst) {
     if (issue_k >= my_units || per_unit == 0) return;
-    const int slot = item_slot(issue_k, issue_i), tile = unit_tile(issue_k);
+    const int slot = sched.item_slot(issue_k, issue_i), tile = sched.unit_tile(issue_k);
     const int e = p.experts ? __ldg(p.experts + slot) : slot;
     const uint8_t* base = p.w + e * p.slab_bytes + static_cast<int64_t>(tile) * k2bTileRows * p.row_bytes +
-                          static_cast<int64_t>(item_index(issue_i)) * (kWords * 4);
+                          static_cast<int64_t>(sched.item_index(issue_i)) * (kWords * 4);
     const int last_row = p.n_out - 1 - tile * k2bTileRows;
     constexpr int kCopies = rt_copies<kWords>();
     if (last_row >= k2bTileRows - 1) {
@@ -185,38 +174,23 @@ __global__ void __launch_bounds__(k2bMaxWarps * 32) matvec_2bit_kernel(__grid_co
       __syncwarp();                // ... and every other lane's
       // The lane's row is read from shared memory as it is decoded.
       const uint32_t* row = reinterpret_cast<const uint32_t*>(ring + buf * kItemBytes) + lane * kWords;
-      const int slot = item_slot(k, i);
-      const float* xs = xsm + (p.x_stride ? slot * p.n_in : 0) + item_index(i) * Fmt::kItemElems;
+      const int slot = sched.item_slot(k, i);
+      const float* xs = xsm + (p.x_stride ? slot * p.n_in : 0) + sched.item_index(i) * Fmt::kItemElems;
       part += item_dot<Fmt>(row, xs, tables, lane);
       __syncwarp();  // the buffer is refilled by a later issue
       // Scaled and added: per item in the per-slot form, at each slot's last item (slot order) when summed.
-      if (!kSum || i % my_items == my_items - 1) {
+      if (sched.closes_slot(i)) {
         const float s = p.scale ? __ldg(p.scale + slot) : 1.0f;
         acc = fmaf(s, part, acc);
         part = 0.0f;
       }
       buf = buf + 1 == kRing ? 0 : buf + 1;
     }
-    const int tile = unit_tile(k), row = tile * k2bTileRows + lane;
-    const int64_t out = kSum ? row : static_cast<int64_t>(unit_slot(k)) * p.n_out + row;
-    if (W == 1) {
-      if (row < p.n_out) p.y[out] = acc;
-    } else {
-      // Double-buffered by unit parity (as in matvec_q8.cu).
-      float* rb = red + (k & 1) * W * k2bTileRows;
-      rb[warp * k2bTileRows + lane] = acc;
-      __syncthreads();
-      if (warp == 0 && row < p.n_out) {
-        float s = rb[lane];
-        for (int q = 1; q < W; ++q) s += rb[q * k2bTileRows + lane];
-        p.y[out] = s;
-      }
-    }
+    const int row = sched.unit_tile(k) * k2bTileRows + lane;
+    store_row_tile(acc, red, k, W, warp, lane, row, p.n_out, sched.out_index(k, row, p.n_out), p.y);
   }
   cp_async_wait<0>();
 }
-
-constexpr int kMaxDevices = 64;
 
 template <class Fmt>
 cudaError_t set_smem(int bytes) {
@@ -230,18 +204,13 @@ cudaError_t set_smem(int bytes) {
 
 // Lets every instantiation use all the shared memory a block may have, once per device.
 cudaError_t allow_smem(int device) {
-  static std::mutex mu;
-  static bool done[kMaxDevices] = {};
-  std::lock_guard<std::mutex> lock(mu);
-  if (device < 0 || device >= kMaxDevices) return cudaErrorInvalidDevice;
-  if (done[device]) return cudaSuccess;
-  int max_smem = 0;
-  cudaError_t e = cudaDeviceGetAttribute(&max_smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
-  if (e == cudaSuccess) e = set_smem<Fmt2bQ2K>(max_smem);
-  if (e == cudaSuccess) e = set_smem<Fmt2bIQ2>(max_smem);
-  if (e != cudaSuccess) return e;
-  done[device] = true;
-  return cudaSuccess;
+  return once_per_device(device, [device] {
+    int max_smem = 0;
+    cudaError_t e = cudaDeviceGetAttribute(&max_smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
+    if (e == cudaSuccess) e = set_smem<Fmt2bQ2K>(max_smem);
+    if (e == cudaSuccess) e = set_smem<Fmt2bIQ2>(max_smem);
+    return e;
+  });
 }
 
 template <class Fmt, bool kSum>
@@ -279,12 +248,7 @@ int rt2_item_elems(gguf::TensorType type) {
 
 int rt2_warps_per_row(gguf::TensorType type, int64_t n_in, int64_t n_out) {
   const int item = rt2_item_elems(type);
-  const int64_t items = item > 0 ? n_in / item : 0;
-  // As for Q8_0 (matvec_q8.cu): a row split over up to 8 warps when there are few rows.
-  const int64_t want = n_out > 0 && n_out < 32768 ? 65536 / n_out : 2;
-  int w = 1;
-  while (w * 2 <= k2bMaxWarps && w * 2 <= items && w * 2 <= want) w *= 2;
-  return w;
+  return row_tile_warps_per_row(item > 0 ? n_in / item : 0, n_out, k2bMaxWarps);
 }
 
 cudaError_t prepare_matvec_2bit() {

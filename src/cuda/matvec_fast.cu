@@ -27,6 +27,7 @@
 
 #include <cstdint>
 
+#include "cuda/cp_async.cuh"
 #include "cuda/matvec_fast.cuh"
 #include "cuda/matvec_launch.h"
 #include "cuda/pdl.cuh"
@@ -35,18 +36,6 @@ namespace dsv4::cuda::detail {
 
 namespace {
 
-__device__ __forceinline__ void cp_async16(void* smem_dst, const void* gmem_src, int src_bytes) {
-  const unsigned dst = static_cast<unsigned>(__cvta_generic_to_shared(smem_dst));
-  // Copies src_bytes (1..16) and zero-fills the rest of the 16 bytes (callers pass 16).
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(gmem_src),
-               "r"(src_bytes)
-               : "memory");
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
-}
 
 __device__ __forceinline__ void named_barrier(int id, int threads) {
   asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
@@ -69,7 +58,7 @@ __global__ void __launch_bounds__(kFastThreads, F::kMinBlocks) matvec_fast_kerne
   // __syncwarp after the wait orders these stores for the other lanes, as it does cp.async data.
   auto copy = [](uint8_t* dst, const uint8_t* src, int bytes) {
     if (bytes == 16) {
-      cp_async16(dst, src, 16);
+      cp_async16(dst, src);
     } else {
       for (int b = 0; b < 16; ++b) dst[b] = b < bytes ? __ldg(src + b) : uint8_t{0};
     }

@@ -23,9 +23,10 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
-#include <mutex>
 
+#include "cuda/cp_async.cuh"
 #include "cuda/matvec_launch.h"
+#include "cuda/once_per_device.h"
 #include "cuda/matvec_mma.cuh"
 #include "cuda/pdl.cuh"
 
@@ -40,15 +41,6 @@ __device__ __forceinline__ void mma_s8(int32_t (&c)[4], const uint32_t (&a)[4], 
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b.x), "r"(b.y));
 }
 
-__device__ __forceinline__ void cp_async16(void* smem_dst, const void* gmem_src) {
-  const unsigned dst = static_cast<unsigned>(__cvta_generic_to_shared(smem_dst));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(gmem_src) : "memory");
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
-}
 __device__ __forceinline__ void named_barrier(int id, int threads) {
   asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
 }
@@ -237,23 +229,15 @@ __global__ void __launch_bounds__(kMmaThreads, 1) matvec_mma_kernel(const __grid
   cp_async_wait<0>();
 }
 
-constexpr int kMaxDevices = 64;
-
 // Lets every instantiation use the device's opt-in shared memory, once per device.
 template <class M, bool kSum>
 cudaError_t allow_smem(int device) {
-  static std::mutex mu;
-  static bool done[kMaxDevices] = {};
-  std::lock_guard<std::mutex> lock(mu);
-  if (device < 0 || device >= kMaxDevices) return cudaErrorInvalidDevice;
-  if (done[device]) return cudaSuccess;
-  int optin = 0;
-  cudaError_t e = cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
-  if (e != cudaSuccess) return e;
-  e = cudaFuncSetAttribute(matvec_mma_kernel<M, kSum>, cudaFuncAttributeMaxDynamicSharedMemorySize, optin);
-  if (e != cudaSuccess) return e;
-  done[device] = true;
-  return cudaSuccess;
+  return once_per_device(device, [device] {
+    int optin = 0;
+    cudaError_t e = cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
+    if (e == cudaSuccess) e = cudaFuncSetAttribute(matvec_mma_kernel<M, kSum>, cudaFuncAttributeMaxDynamicSharedMemorySize, optin);
+    return e;
+  });
 }
 
 template <class M, bool kSum>

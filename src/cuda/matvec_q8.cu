@@ -21,15 +21,19 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
-#include <mutex>
 
+#include "cuda/cp_async.cuh"
 #include "cuda/matvec_launch.h"
+#include "cuda/once_per_device.h"
 #include "cuda/matvec_q8.cuh"
 #include "cuda/pdl.cuh"
+#include "cuda/row_tile.cuh"
 
 namespace dsv4::cuda::detail {
 
 namespace {
+
+static_assert(kQ8TileRows == kRowTileRows, "the row-tile schedule (row_tile.cuh) takes tiles of 32 rows");
 
 struct Q8Params {
   const uint8_t* w;  // 16-aligned; rows of row_bytes (a multiple of 272)
@@ -47,15 +51,6 @@ struct Q8Params {
   int n_units;  // n_tiles (summed) or n_slots · n_tiles
 };
 
-__device__ __forceinline__ void cp_async16(void* smem_dst, const void* gmem_src) {
-  const unsigned dst = static_cast<unsigned>(__cvta_generic_to_shared(smem_dst));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(gmem_src) : "memory");
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
-}
 
 template <bool kSum>
 __global__ void __launch_bounds__(kQ8MaxWarps * 32) matvec_q8_kernel(__grid_constant__ const Q8Params p) {
@@ -65,15 +60,9 @@ __global__ void __launch_bounds__(kQ8MaxWarps * 32) matvec_q8_kernel(__grid_cons
   uint8_t* ring = smem + warp * (kQ8Ring * kQ8ItemBytes);
   float* red = reinterpret_cast<float*>(smem + W * (kQ8Ring * kQ8ItemBytes));  // [2][W][32]
 
-  const int my_sb = warp < p.n_sb ? (p.n_sb - warp + W - 1) / W : 0;
-  const int per_unit = my_sb * (kSum ? p.n_slots : 1);
-  const int my_units = blockIdx.x < p.n_units ? (p.n_units - blockIdx.x + gridDim.x - 1) / gridDim.x : 0;
-
-  // Slot and tile of the k-th unit of this block; slot and superblock of item i of a unit.
-  auto unit_slot = [&](int k) { return kSum ? 0 : (blockIdx.x + k * gridDim.x) / p.n_tiles; };
-  auto unit_tile = [&](int k) { return (blockIdx.x + k * gridDim.x) % p.n_tiles; };
-  auto item_slot = [&](int k, int i) { return kSum ? i / my_sb : unit_slot(k); };
-  auto item_sb = [&](int i) { return warp + (kSum ? i % my_sb : i) * W; };
+  // Row items are superblocks (row_tile.cuh).
+  const RowTileSchedule<kSum> sched(p.n_sb, p.n_slots, p.n_units, p.n_tiles, W, warp);
+  const int per_unit = sched.per_unit, my_units = sched.my_units;
 
   // This lane's 17 chunk offsets within an item of a full tile (a partial last tile recomputes).
   int32_t off[kQ8SbChunks];
@@ -83,10 +72,10 @@ __global__ void __launch_bounds__(kQ8MaxWarps * 32) matvec_q8_kernel(__grid_cons
   int issue_k = 0, issue_i = 0;
   auto issue_next = [&](uint8_t* dst) {
     if (issue_k >= my_units || per_unit == 0) return;
-    const int slot = item_slot(issue_k, issue_i), tile = unit_tile(issue_k);
+    const int slot = sched.item_slot(issue_k, issue_i), tile = sched.unit_tile(issue_k);
     const int e = p.experts ? __ldg(p.experts + slot) : slot;
     const uint8_t* base = p.w + e * p.slab_bytes + static_cast<int64_t>(tile) * kQ8TileRows * p.row_bytes +
-                          static_cast<int64_t>(item_sb(issue_i)) * kQ8SbBytes;
+                          static_cast<int64_t>(sched.item_index(issue_i)) * kQ8SbBytes;
     const int last_row = p.n_out - 1 - tile * kQ8TileRows;
     if (last_row >= kQ8TileRows - 1) {
 #pragma unroll
@@ -133,64 +122,37 @@ __global__ void __launch_bounds__(kQ8MaxWarps * 32) matvec_q8_kernel(__grid_cons
         wv[4 * c + 3] = v.w;
       }
       __syncwarp();  // the buffer is refilled by a later issue
-      const int slot = item_slot(k, i);
-      const float* xs = p.x + slot * p.x_stride + static_cast<int64_t>(item_sb(i)) * kQ8SbElems;
+      const int slot = sched.item_slot(k, i);
+      const float* xs = p.x + slot * p.x_stride + static_cast<int64_t>(sched.item_index(i)) * kQ8SbElems;
       part += q8_superblock_dot(wv, [xs](int e) { return __ldg(reinterpret_cast<const float4*>(xs + e)); });
       // Scaled and added: per item in the per-slot form, at each slot's last item (slot order) when summed.
-      if (!kSum || i % my_sb == my_sb - 1) {
+      if (sched.closes_slot(i)) {
         const float s = p.scale ? __ldg(p.scale + slot) : 1.0f;
         acc = fmaf(s, part, acc);
         part = 0.0f;
       }
       buf = buf + 1 == kQ8Ring ? 0 : buf + 1;
     }
-    const int tile = unit_tile(k), row = tile * kQ8TileRows + lane;
-    const int64_t out = kSum ? row : static_cast<int64_t>(unit_slot(k)) * p.n_out + row;
-    if (W == 1) {
-      if (row < p.n_out) p.y[out] = acc;
-    } else {
-      // Double-buffered by unit parity: a warp writes buffer k & 1 only after the barrier of unit
-      // k − 1, by which time warp 0 has read what it held for unit k − 2.
-      float* rb = red + (k & 1) * W * kQ8TileRows;
-      rb[warp * kQ8TileRows + lane] = acc;
-      __syncthreads();
-      if (warp == 0 && row < p.n_out) {
-        float s = rb[lane];
-        for (int q = 1; q < W; ++q) s += rb[q * kQ8TileRows + lane];
-        p.y[out] = s;
-      }
-    }
+    const int row = sched.unit_tile(k) * kQ8TileRows + lane;
+    store_row_tile(acc, red, k, W, warp, lane, row, p.n_out, sched.out_index(k, row, p.n_out), p.y);
   }
   cp_async_wait<0>();
 }
 
-constexpr int kMaxDevices = 64;
-
 // Lets both instantiations use the largest shared memory a launch asks for, once per device.
 cudaError_t allow_smem(int device) {
-  static std::mutex mu;
-  static bool done[kMaxDevices] = {};
-  std::lock_guard<std::mutex> lock(mu);
-  if (device < 0 || device >= kMaxDevices) return cudaErrorInvalidDevice;
-  if (done[device]) return cudaSuccess;
-  constexpr int bytes = q8_smem_bytes(kQ8MaxWarps);
-  cudaError_t e = cudaFuncSetAttribute(matvec_q8_kernel<false>, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
-  if (e == cudaSuccess) e = cudaFuncSetAttribute(matvec_q8_kernel<true>, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
-  if (e != cudaSuccess) return e;
-  done[device] = true;
-  return cudaSuccess;
+  return once_per_device(device, [] {
+    constexpr int bytes = q8_smem_bytes(kQ8MaxWarps);
+    cudaError_t e = cudaFuncSetAttribute(matvec_q8_kernel<false>, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+    if (e == cudaSuccess) e = cudaFuncSetAttribute(matvec_q8_kernel<true>, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+    return e;
+  });
 }
 
 }  // namespace
 
 int q8_warps_per_row(int64_t n_in, int64_t n_out) {
-  const int64_t sbs = n_in / kQ8SbElems;
-  // From the H200 sweep (docs/PERF.md): two warps per row even for the longest matrices (the LM
-  // head streams 10 % faster than with one), eight from 8192 rows down.
-  const int64_t want = n_out > 0 && n_out < 32768 ? 65536 / n_out : 2;
-  int w = 1;
-  while (w * 2 <= kQ8MaxWarps && w * 2 <= sbs && w * 2 <= want) w *= 2;
-  return w;
+  return row_tile_warps_per_row(n_in / kQ8SbElems, n_out, kQ8MaxWarps);
 }
 
 cudaError_t prepare_matvec_q8() {
