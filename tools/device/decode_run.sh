@@ -25,6 +25,7 @@
 #   $OUT/summary.txt collects the results. Steps share DSV4_GPU_BUDGET seconds (default 300).
 set -u -o pipefail
 cd "$(dirname "$0")/../.."
+source tools/device/common.sh
 
 if [[ "${1:-}" == "pack" ]]; then
   set -e
@@ -32,49 +33,17 @@ if [[ "${1:-}" == "pack" ]]; then
   targets=(cuda_tests cuda_bench cuda_forward_bench)
   [[ "${DSV4_PACK_DSV4:-0}" == 1 ]] && targets+=(dsv4)
   [[ "${DSV4_NO_BUILD:-0}" == 1 ]] || cmake --build "$BUILD" --target "${targets[@]}" -j2
-  stage=$(mktemp -d)
-  mkdir -p "$stage/lib"
-  for t in "${targets[@]}"; do
-    b="$BUILD/$t"
-    [[ -f "$b" ]] || b="$BUILD/tests/$t"
-    objcopy --strip-debug "$b" "$stage/$t"
-  done
-  if [[ -f "$stage/dsv4" ]]; then
-    for lib in $(ldd "$BUILD/dsv4" | grep -oE '/\S*lib(cpp-httplib|brotli)\S*'); do cp -L "$lib" "$stage/lib/"; done
-  fi
-  bundle=${DSV4_BUNDLE:-out/decode}
-  rm -rf "$bundle"
-  mkdir -p "$bundle"
-  tar -C "$stage" -czf "$bundle/bundle.tar.gz" .
-  rm -rf "$stage"
-  du -sh "$bundle"
+  dsv4_pack "$BUILD" "${DSV4_BUNDLE:-out/decode}" "${targets[@]}"
   exit 0
 fi
 
-unpack() {  # bundle dir -> unpacked dir
-  local dir=/tmp/dsv4-$(basename "$1")
-  mkdir -p "$dir" && tar -C "$dir" -xzf "$1/bundle.tar.gz" && echo "$dir"
-}
 BUNDLE=${DSV4_BUNDLE:-out/decode}
 BASE_BUNDLE=${DSV4_BASE_BUNDLE:-out/device}
-BIN=$(unpack "$BUNDLE") || { echo "no bundle in $BUNDLE"; exit 3; }
+BIN=$(dsv4_unpack "$BUNDLE") || { echo "no bundle in $BUNDLE"; exit 3; }
 BASE=""
-[[ -f "$BASE_BUNDLE/bundle.tar.gz" ]] && BASE=$(unpack "$BASE_BUNDLE")
+[[ -f "$BASE_BUNDLE/bundle.tar.gz" ]] && BASE=$(dsv4_unpack "$BASE_BUNDLE")
 OUT=${OUT:-$PWD/out/decode-run}
-mkdir -p "$OUT"
-SUMMARY="$OUT/summary.txt"
-: >"$SUMMARY"
-DEADLINE=$((SECONDS + ${DSV4_GPU_BUDGET:-300}))
-note() { echo "$*" | tee -a "$SUMMARY"; }
-budget() {
-  local left=$((DEADLINE - SECONDS))
-  ((left < 1)) && left=1
-  ((left < $1)) && echo "$left" || echo "$1"
-}
-export LD_LIBRARY_PATH="$BIN/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-note "device: $(nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.mem --format=csv,noheader 2>/dev/null | head -1)"
-total_mib=$(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits 2>/dev/null | head -1)
-layers=${DSV4_BENCH_LAYERS:-$([[ "${total_mib:-0}" -ge 120000 ]] && echo 43 || echo 30)}
+dsv4_run_start "$BIN" 300
 
 # ---- 1. tests ----
 timeout "$(budget 90)" "$BIN/cuda_tests" --gtest_color=no --gtest_filter="${DSV4_TEST_FILTER:-*}" >"$OUT/gpu_tests.log" 2>&1

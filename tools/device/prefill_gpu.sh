@@ -23,44 +23,20 @@
 #   Steps share DSV4_GPU_BUDGET seconds (default 180). Exit status non-zero if tests or memcheck fail.
 set -u -o pipefail
 cd "$(dirname "$0")/../.."
+source tools/device/common.sh
 BUNDLE_DIR=out/prefill-device
 
 if [[ "${1:-}" == "pack" ]]; then
   set -e
   BUILD=${DSV4_BUILD:-build-prefill}
   cmake --build "$BUILD" --target cuda_tests cuda_forward_bench gemm_bench dsv4 -j2
-  stage=$(mktemp -d)
-  mkdir -p "$stage/lib"
-  for b in "$BUILD/tests/cuda_tests" "$BUILD/cuda_forward_bench" "$BUILD/gemm_bench" "$BUILD/dsv4"; do
-    objcopy --strip-debug "$b" "$stage/$(basename "$b")"
-  done
-  for lib in $(ldd "$BUILD/dsv4" | grep -oE '/\S*lib(cpp-httplib|brotli)\S*'); do cp -L "$lib" "$stage/lib/"; done
-  rm -rf "$BUNDLE_DIR"
-  mkdir -p "$BUNDLE_DIR"
-  tar -C "$stage" -czf "$BUNDLE_DIR/bundle.tar.gz" .
-  rm -rf "$stage"
-  du -sh "$BUNDLE_DIR"
+  dsv4_pack "$BUILD" "$BUNDLE_DIR" cuda_tests cuda_forward_bench gemm_bench dsv4
   exit 0
 fi
 
-BIN=/tmp/dsv4-prefill-bin
-mkdir -p "$BIN"
-tar -C "$BIN" -xzf "$BUNDLE_DIR/bundle.tar.gz"
+BIN=$(dsv4_unpack "$BUNDLE_DIR") || { echo "no bundle in $BUNDLE_DIR"; exit 3; }
 OUT=${OUT:-$PWD/out/prefill-run}
-mkdir -p "$OUT"
-SUMMARY="$OUT/summary.txt"
-: >"$SUMMARY"
-DEADLINE=$((SECONDS + ${DSV4_GPU_BUDGET:-180}))
-note() { echo "$*" | tee -a "$SUMMARY"; }
-budget() {
-  local left=$((DEADLINE - SECONDS))
-  ((left < 1)) && left=1
-  ((left < $1)) && echo "$left" || echo "$1"
-}
-export LD_LIBRARY_PATH="$BIN/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-note "device: $(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null | head -1)"
-total_mib=$(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits 2>/dev/null | head -1)
-layers=${DSV4_BENCH_LAYERS:-$([[ "${total_mib:-0}" -ge 120000 ]] && echo 43 || echo 30)}
+dsv4_run_start "$BIN" 180
 
 # ---- 1. tests ----
 timeout "$(budget 80)" "$BIN/cuda_tests" --gtest_color=no --gtest_filter="${DSV4_TEST_FILTER:-*-CudaMatvec*:CudaSyntheticLarge.*}" \

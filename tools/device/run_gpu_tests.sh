@@ -29,53 +29,27 @@
 #   Exit status: non-zero if the tests or the memory checker failed (or could not run).
 set -u -o pipefail
 cd "$(dirname "$0")/../.."
+source tools/device/common.sh
 
 if [[ "${1:-}" == "pack" ]]; then
   set -e
   BUILD=${DSV4_BUILD:-build-cudab}
   cmake --build "$BUILD" --target cuda_tests cuda_bench cuda_forward_bench dsv4 -j2
-  stage=$(mktemp -d)
-  mkdir -p "$stage/lib"
-  for b in "$BUILD/tests/cuda_tests" "$BUILD/cuda_bench" "$BUILD/cuda_forward_bench" "$BUILD/dsv4"; do
-    objcopy --strip-debug "$b" "$stage/$(basename "$b")"
-  done
-  for lib in $(ldd "$BUILD/dsv4" | grep -oE '/\S*lib(cpp-httplib|brotli)\S*'); do cp -L "$lib" "$stage/lib/"; done
-  # Compressed: the carried tree is limited to 64 MiB.
-  rm -rf out/device
-  mkdir -p out/device
-  tar -C "$stage" -czf out/device/bundle.tar.gz .
-  rm -rf "$stage"
-  du -sh out/device
+  dsv4_pack "$BUILD" out/device cuda_tests cuda_bench cuda_forward_bench dsv4
   echo "carry out/device and run: bash tools/device/run_gpu_tests.sh"
   exit 0
 fi
 
 BIN=${DSV4_GPU_BIN:-out/device}
-if [[ -f "$BIN/bundle.tar.gz" ]]; then
-  mkdir -p /tmp/dsv4-bin
-  tar -C /tmp/dsv4-bin -xzf "$BIN/bundle.tar.gz"
-  BIN=/tmp/dsv4-bin
-fi
+[[ -f "$BIN/bundle.tar.gz" ]] && BIN=$(dsv4_unpack "$BIN")
+BIN=$(cd "$BIN" && pwd)
 OUT=${OUT:-$PWD/out/gpu-run}
-mkdir -p "$OUT"
-SUMMARY="$OUT/summary.txt"
-: >"$SUMMARY"
-DEADLINE=$((SECONDS + ${DSV4_GPU_BUDGET:-280}))
-note() { echo "$*" | tee -a "$SUMMARY"; }
-# Seconds for the next step: its cap, or what is left of the budget if less (at least 1).
-budget() {
-  local left=$((DEADLINE - SECONDS))
-  ((left < 1)) && left=1
-  ((left < $1)) && echo "$left" || echo "$1"
-}
-
-note "device: $(nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.mem --format=csv,noheader 2>/dev/null | head -1)"
+dsv4_run_start "$BIN" 280
 
 TESTS="$BIN/cuda_tests"
 BENCH="$BIN/cuda_bench"
 FORWARD_BENCH="$BIN/cuda_forward_bench"
 DSV4="$BIN/dsv4"
-export LD_LIBRARY_PATH="$(cd "$BIN" && pwd)/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 if ! "$TESTS" --gtest_list_tests >/dev/null 2>/tmp/dsv4-start.txt; then
   note "carried cuda_tests does not start here: $(head -c 300 /tmp/dsv4-start.txt)"
   exit 3
@@ -89,8 +63,6 @@ grep -E '^\[  FAILED  \]' "$OUT/gpu_tests.log" | head -30 | tee -a "$SUMMARY"
 grep -E 'worst rel L2|first position' "$OUT/gpu_tests.log" | head -20 | tee -a "$SUMMARY"
 
 # ---- 2. whole-model benchmarks ----
-total_mib=$(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits 2>/dev/null | head -1)
-layers=${DSV4_BENCH_LAYERS:-$([[ "${total_mib:-0}" -ge 120000 ]] && echo 43 || echo 30)}
 timeout "$(budget 90)" "$FORWARD_BENCH" --layers "$layers" --ctx "${DSV4_FORWARD_CTX:-2048}" --steps 64 \
   >"$OUT/forward_bench.log" 2>&1
 note "cuda_forward_bench (flash-q2, $layers layers): exit $?"
