@@ -87,10 +87,14 @@ struct FastUnit {
   int rows;   // rows in the unit (R, fewer for the last one)
 };
 
-template <class F, int R, bool kSum>
-struct FastWarp {
-  using G = Geometry<F>;
-  const FastParams& p;
+// Which work a warp of the persistent matvec kernels (this one and matvec_mma.cuh) takes: warps
+// form groups of p.wpr splitting a row's stages; unit u (kRows rows of one slot, or of all slots
+// when summed) goes to group u mod p.n_groups; warp ks of a group takes stages ks, ks + wpr, ...
+// P: the kernel's parameters (wpr, n_in, n_out, n_slots, n_units, n_groups, n_row_groups,
+// experts, slab_bytes, row_bytes).
+template <class P, bool kSum, int kRows, int kWarpsPerBlock, int kStageElems, int64_t kStageBytes>
+struct WarpSchedule {
+  const P& p;
   int group;      // this warp's group in the grid
   int ks;         // this warp's index in its group
   int n_stages;   // stages per row
@@ -98,12 +102,12 @@ struct FastWarp {
   int per_unit;   // items per unit for this warp
   int my_units;   // units of this warp's group
 
-  DSV4_HD FastWarp(const FastParams& params, int block_x, int warp) : p(params) {
-    const int groups_per_block = kFastWarps / p.wpr;
+  DSV4_HD WarpSchedule(const P& params, int block_x, int warp) : p(params) {
+    const int groups_per_block = kWarpsPerBlock / p.wpr;
     const int g = warp / p.wpr;
     ks = warp - g * p.wpr;
     group = block_x * groups_per_block + g;
-    n_stages = (p.n_in + G::kStageElems - 1) / G::kStageElems;
+    n_stages = (p.n_in + kStageElems - 1) / kStageElems;
     my_stages = ks < n_stages ? (n_stages - ks + p.wpr - 1) / p.wpr : 0;
     per_unit = my_stages * (kSum ? p.n_slots : 1);
     my_units = group < p.n_units ? (p.n_units - group + p.n_groups - 1) / p.n_groups : 0;
@@ -116,8 +120,8 @@ struct FastWarp {
     const int rg = kSum ? u : u - slot * p.n_row_groups;
     FastUnit un;
     un.slot = slot;
-    un.row0 = rg * R;
-    un.rows = p.n_out - un.row0 < R ? p.n_out - un.row0 : R;
+    un.row0 = rg * kRows;
+    un.rows = p.n_out - un.row0 < kRows ? p.n_out - un.row0 : kRows;
     return un;
   }
 
@@ -125,18 +129,29 @@ struct FastWarp {
   DSV4_HD int slot_of(const FastUnit& un, int i) const { return kSum ? i / my_stages : un.slot; }
   DSV4_HD int stage_of(int i) const { return ks + (kSum ? i % my_stages : i) * p.wpr; }
   DSV4_HD bool last_of_slot(int i) const { return !kSum || i % my_stages == my_stages - 1; }
-  DSV4_HD int stage_elems(int st) const {
-    const int left = p.n_in - st * G::kStageElems;
-    return left < G::kStageElems ? left : G::kStageElems;
-  }
   // Byte offset from p.w of stage `st` of the unit's first row in expert slot `slot`; row
   // row0 + r is r·row_bytes further.
   DSV4_HD int64_t stage_offset(const FastUnit& un, int slot, int st) const {
     const int e = p.experts ? load_expert(p.experts + slot) : slot;
     return static_cast<int64_t>(e) * p.slab_bytes + static_cast<int64_t>(un.row0) * p.row_bytes +
-           static_cast<int64_t>(st) * G::kStageBytes;
+           static_cast<int64_t>(st) * kStageBytes;
   }
+};
 
+template <class F, int R, bool kSum>
+struct FastWarp : WarpSchedule<FastParams, kSum, R, kFastWarps, Geometry<F>::kStageElems, Geometry<F>::kStageBytes> {
+  using G = Geometry<F>;
+  using S = WarpSchedule<FastParams, kSum, R, kFastWarps, G::kStageElems, G::kStageBytes>;
+  using S::S;
+  using S::p;
+  using S::slot_of;
+  using S::stage_of;
+  using S::stage_offset;
+  using S::last_of_slot;
+  DSV4_HD int stage_elems(int st) const {
+    const int left = p.n_in - st * G::kStageElems;
+    return left < G::kStageElems ? left : G::kStageElems;
+  }
   // This lane's share of the 16-byte chunks of item i: copy(dst, src, bytes) for each, with
   // 1 ≤ bytes ≤ 16 (a chunk that reaches past the tensor is cut short; one wholly past it is
   // skipped). The chunks start at the 16-aligned address at or below each row's stage.

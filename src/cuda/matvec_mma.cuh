@@ -353,42 +353,19 @@ struct MmaParams {
 };
 
 template <class M, bool kSum>
-struct MmaWarp {
+struct MmaWarp
+    : WarpSchedule<MmaParams, kSum, kMmaRows, kMmaWarps, MmaGeometry<M>::kStageElems, MmaGeometry<M>::kStageBytes> {
   using G = MmaGeometry<M>;
-  const MmaParams& p;
-  int group, ks, n_stages, my_stages, per_unit, my_units;
-
-  DSV4_HD MmaWarp(const MmaParams& params, int block_x, int warp) : p(params) {
-    const int groups_per_block = kMmaWarps / p.wpr;
-    const int g = warp / p.wpr;
-    ks = warp - g * p.wpr;
-    group = block_x * groups_per_block + g;
-    n_stages = (p.n_in + G::kStageElems - 1) / G::kStageElems;
-    my_stages = ks < n_stages ? (n_stages - ks + p.wpr - 1) / p.wpr : 0;
-    per_unit = my_stages * (kSum ? p.n_slots : 1);
-    my_units = group < p.n_units ? (p.n_units - group + p.n_groups - 1) / p.n_groups : 0;
-  }
-  DSV4_HD FastUnit unit(int k) const {
-    const int u = group + k * p.n_groups;
-    const int slot = kSum ? 0 : u / p.n_row_groups;
-    const int rg = kSum ? u : u - slot * p.n_row_groups;
-    FastUnit un;
-    un.slot = slot;
-    un.row0 = rg * kMmaRows;
-    un.rows = p.n_out - un.row0 < kMmaRows ? p.n_out - un.row0 : kMmaRows;
-    return un;
-  }
-  DSV4_HD int slot_of(const FastUnit& un, int i) const { return kSum ? i / my_stages : un.slot; }
-  DSV4_HD int stage_of(int i) const { return ks + (kSum ? i % my_stages : i) * p.wpr; }
-  DSV4_HD bool last_of_slot(int i) const { return !kSum || i % my_stages == my_stages - 1; }
+  using S = WarpSchedule<MmaParams, kSum, kMmaRows, kMmaWarps, G::kStageElems, G::kStageBytes>;
+  using S::S;
+  using S::p;
+  using S::slot_of;
+  using S::stage_of;
+  using S::stage_offset;
+  using S::last_of_slot;
   DSV4_HD int stage_blocks(int st) const {
     const int left = p.n_in / M::Fmt::kBlockElems - st * M::kStageBlocks;
     return left < M::kStageBlocks ? left : M::kStageBlocks;
-  }
-  DSV4_HD int64_t stage_offset(const FastUnit& un, int slot, int st) const {
-    const int e = p.experts ? load_expert(p.experts + slot) : slot;
-    return static_cast<int64_t>(e) * p.slab_bytes + static_cast<int64_t>(un.row0) * p.row_bytes +
-           static_cast<int64_t>(st) * G::kStageBytes;
   }
   // Lane l copies row l % 16 of item i: its 16-byte chunks l / 16, l / 16 + 2, ...
   template <class Copy>
