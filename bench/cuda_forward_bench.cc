@@ -13,6 +13,8 @@
 // 3. One decode step without the graph, an event after each stage of every layer: milliseconds
 //    per stage (launch gaps included, which the graph removes), and the sum against the graph's
 //    step time.
+#include <cuda_profiler_api.h>
+
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -115,8 +117,11 @@ int main(int argc, char** argv) {
               static_cast<long long>(s.n()), step_s * 1e3, 1.0 / step_s, bytes / step_s / 1e9,
               copy > 0 ? 100.0 * bytes / step_s / 1e9 / copy : 0.0, bytes / 1e9);
 
+  // ncu --profile-from-start off / nsys --capture-range=cudaProfilerApi see only this step.
   cuda::StageProfile profile;
+  cudaProfilerStart();
   CHECK(s.profile_step(tokens[static_cast<size_t>(s.n())], profile));
+  cudaProfilerStop();
   auto totals = profile.totals();
   CHECK(totals.status());
   double sum = 0;
