@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "cuda/attention.h"
+#include "cuda/branch.h"
 #include "cuda/check.h"
 #include "cuda/compressor.h"
 #include "cuda/fill.h"
@@ -100,9 +101,10 @@ bool gemm_takes(const DeviceTensor& w) { return gemm_supports(w.type, w.ne0) && 
 class ChunkForward {
  public:
   ChunkForward(const DeviceModel& m, DeviceState& s, const ChunkShape& shape, const SimModes& modes, cudaStream_t stream,
-               StageProfile* profile)
+               StageProfile* profile, Branch* branch)
       : m_(m), c_(m.config), s_(s), sc_(s.scratch), shape_(shape), modes_(modes), stream_(stream), T_(shape.T),
-        gemm_(shape.tensor_core && shape.T >= kGemmMinTokens && s.scratch.xn16 != nullptr), profile_(profile) {}
+        gemm_(shape.tensor_core && shape.T >= kGemmMinTokens && s.scratch.xn16 != nullptr), profile_(profile),
+        branch_(profile ? nullptr : branch) {}
 
   Status run() {
     if (profile_) DSV4_TRY(profile_->start(stream_));
@@ -120,6 +122,19 @@ class ChunkForward {
 
  private:
   Status mark(const char* stage) { return profile_ ? profile_->mark(stage, stream_) : Status(); }
+
+  // Queues `side` on the side stream, after everything queued so far, when there is one (else in
+  // line). The main stream goes on with what does not read side's results; join() before it does.
+  template <class Side>
+  Status fork(Side&& side) {
+    if (!branch_) return side();
+    DSV4_TRY(branch_->fork(stream_));
+    cudaStream_t main = std::exchange(stream_, branch_->stream());
+    const Status queued = side();
+    stream_ = main;
+    return queued;
+  }
+  Status join() { return branch_ ? branch_->join(stream_) : Status(); }
 
   // The f16 copy of xn that every GEMM reading xn shares (after each hc_pre).
   Status convert_xn() {
@@ -225,6 +240,22 @@ class ChunkForward {
     DSV4_TRY(convert_xn());
     DSV4_TRY(mark("hc_pre"));
 
+    // §7.6-7.7 and the indexer's weights read only xn: beside the q path. Compressors run before
+    // any attention of the chunk.
+    const bool scoring = ratio == 4 && shape_.index_scoring;
+    DSV4_TRY(fork([&]() -> Status {
+      if (ratio != 0) {
+        DSV4_TRY(compress(L.comp, L.comp_ape, L.comp_norm, B.comp_kv, B.comp_gate, B.comp_rows, l, false,
+                          sc_.comp_proj, sc_.comp_proj2));
+      }
+      if (ratio == 4) {
+        DSV4_TRY(compress(L.index_comp, L.index_comp_ape, L.index_comp_norm, B.index_kv, B.index_gate, B.index_rows,
+                          l, true, sc_.index_proj, sc_.index_proj2));
+      }
+      if (scoring) DSV4_TRY(dense(L.index_proj, sc_.xn, sc_.iw));
+      return mark("compressors");
+    }));
+
     // §7.2-7.3: q_a and kv read the same x.
     DSV4_ASSIGN_OR_RETURN(PairOut qkv, dense_pair(L.q_a_kv, sc_.xn, sc_.qa, sc_.kv_raw));
     DSV4_TRY(rms_norm_rows(qkv.first, qkv.first_stride, L.q_a_norm, R, c_.rms_eps, sc_.qr, R, T_, stream_));
@@ -245,18 +276,8 @@ class ChunkForward {
     qf.fp8 = modes_.fp8_kv;
     DSV4_TRY(q_kv_finish(qf, stream_));
     DSV4_TRY(mark("q/kv projections + norms + rope"));
-
-    // §7.6-7.7: compressors before any attention of the chunk.
-    if (ratio != 0) {
-      DSV4_TRY(compress(L.comp, L.comp_ape, L.comp_norm, B.comp_kv, B.comp_gate, B.comp_rows, l, false,
-                        sc_.comp_proj, sc_.comp_proj2));
-    }
-    if (ratio == 4) {
-      DSV4_TRY(compress(L.index_comp, L.index_comp_ape, L.index_comp_norm, B.index_kv, B.index_gate, B.index_rows, l,
-                        true, sc_.index_proj, sc_.index_proj2));
-    }
-    DSV4_TRY(mark("compressors"));
-    if (ratio == 4 && shape_.index_scoring) {
+    DSV4_TRY(join());
+    if (scoring) {
       DSV4_TRY(index(L, B, l));
       DSV4_TRY(mark("indexer"));
     }
@@ -325,10 +346,10 @@ class ChunkForward {
     return compressor_chunk(a, stream_);
   }
 
+  // The head weights (sc_.iw) were projected beside the q path.
   Status index(const DeviceLayer& L, const LayerBuffers& B, int64_t l) {
     const int64_t IH = c_.n_index_head, idh = c_.index_head_dim;
     DSV4_TRY(dense(L.index_q_b, sc_.qr, sc_.iq));
-    DSV4_TRY(dense(L.index_proj, sc_.xn, sc_.iw));
     // Chunks of more than one token: the tiled prefill scores (sub-chunks as long as the state's
     // score scratch allows).
     const bool prefill = T_ > 1 && sc_.index_tokens > 0;
@@ -363,6 +384,29 @@ class ChunkForward {
     DSV4_TRY(convert_xn());
     DSV4_TRY(mark("hc_pre"));
 
+    // §8.6 shared expert, beside the routed ones (its GEMM form converts its input into the
+    // scratch the routed GEMMs use: in line there).
+    auto shared_expert = [&]() -> Status {
+      DSV4_ASSIGN_OR_RETURN(PairOut sh, dense_pair(L.shexp_gate_up, sc_.xn, sc_.sh_gu, sc_.sh_gu + T_ * F));
+      SwigluArgs ss;
+      ss.gate = sh.first;
+      ss.up = sh.second;
+      if (sh.first_stride != sh.second_stride) return make_error("cuda forward: shared gate/up widths differ");
+      ss.stride = sh.first_stride;
+      ss.out = sc_.sh_mid;
+      ss.n_slots = T_;
+      ss.F = F;
+      ss.limit = limit;
+      DSV4_TRY(swiglu(ss, stream_));
+      DSV4_TRY(dense(L.shexp_down, sc_.sh_mid, sc_.shared));
+      return mark("shared expert");
+    };
+    if (gemm_) {
+      DSV4_TRY(shared_expert());
+    } else {
+      DSV4_TRY(fork(shared_expert));
+    }
+
     // §8.2-8.4 routing.
     DSV4_TRY(dense(L.gate_inp, sc_.xn, sc_.router));
     RouteArgs ra;
@@ -389,20 +433,7 @@ class ChunkForward {
     }
     DSV4_TRY(mark("routed experts"));
 
-    // §8.6 shared expert.
-    DSV4_ASSIGN_OR_RETURN(PairOut sh, dense_pair(L.shexp_gate_up, sc_.xn, sc_.sh_gu, sc_.sh_gu + T_ * F));
-    SwigluArgs ss;
-    ss.gate = sh.first;
-    ss.up = sh.second;
-    if (sh.first_stride != sh.second_stride) return make_error("cuda forward: shared gate/up widths differ");
-    ss.stride = sh.first_stride;
-    ss.out = sc_.sh_mid;
-    ss.n_slots = T_;
-    ss.F = F;
-    ss.limit = limit;
-    DSV4_TRY(swiglu(ss, stream_));
-    DSV4_TRY(dense(L.shexp_down, sc_.sh_mid, sc_.shared));
-    DSV4_TRY(mark("shared expert"));
+    DSV4_TRY(join());
 
     // §8.7: f = Σ routed (slot order) + shared, then hc_post.
     const bool last = l + 1 == c_.n_layer;
@@ -552,6 +583,7 @@ class ChunkForward {
   int T_;
   bool gemm_;  // the chunk's projections run as tensor-core GEMMs
   StageProfile* profile_;
+  Branch* branch_;  // the side stream of fork(); none: everything in line on stream_
   float* x_ = sc_.x;
   float* x_next_ = sc_.x_next;
 };
@@ -559,9 +591,9 @@ class ChunkForward {
 }  // namespace
 
 Status forward_chunk(const DeviceModel& model, DeviceState& state, const ChunkShape& shape, const SimModes& modes,
-                     cudaStream_t stream, StageProfile* profile) {
+                     cudaStream_t stream, StageProfile* profile, Branch* branch) {
   if (shape.T < 1 || shape.T > state.max_chunk()) return make_error("cuda forward: chunk length out of range");
-  return ChunkForward(model, state, shape, modes, stream, profile).run();
+  return ChunkForward(model, state, shape, modes, stream, profile, branch).run();
 }
 
 }  // namespace dsv4::cuda

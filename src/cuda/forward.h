@@ -54,10 +54,14 @@ class StageProfile {
   std::vector<std::pair<const char*, cudaEvent_t>> marks_;
 };
 
+class Branch;
+
 // Queues the chunk on `stream`. Leaves the next-token logits of the last token in state.logits
-// (and every token's in state.logits_all when asked) and advances state.pos by T.
+// (and every token's in state.logits_all when asked) and advances state.pos by T. With a branch
+// (branch.h) the independent sub-steps run on its side stream, joined back before their results
+// are read and before the chunk ends; a profiled chunk runs everything in line.
 Status forward_chunk(const DeviceModel& model, DeviceState& state, const ChunkShape& shape, const SimModes& modes,
-                     cudaStream_t stream, StageProfile* profile = nullptr);
+                     cudaStream_t stream, StageProfile* profile = nullptr, Branch* branch = nullptr);
 
 // Whether a chunk of T tokens starting at pos0 needs the indexer's scores.
 bool chunk_needs_index_scoring(const model::Config& config, int64_t pos0, int T);

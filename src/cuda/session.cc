@@ -7,6 +7,7 @@
 
 #include <nvtx3/nvToolsExt.h>
 
+#include "cuda/branch.h"
 #include "cuda/check.h"
 #include "cuda/forward.h"
 #include "cuda/matvec.h"
@@ -24,6 +25,7 @@ Result<std::unique_ptr<DeviceSession>> DeviceSession::create(std::shared_ptr<con
                                                              cpu::SimOptions mode, int max_chunk, PrefillMath prefill) {
   std::unique_ptr<DeviceSession> s(new DeviceSession(std::move(model), mode, prefill));
   DSV4_CUDA_TRY(cudaStreamCreateWithFlags(&s->stream_, cudaStreamNonBlocking));
+  DSV4_ASSIGN_OR_RETURN(s->branch_, Branch::create());
   // The IQ2_XXS tables must be on the device before a graph is captured.
   DSV4_TRY(prepare_matvec());
   max_chunk = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(max_chunk, n_ctx)));
@@ -63,7 +65,7 @@ Result<cudaGraphExec_t> DeviceSession::decode_graph(bool index_scoring) {
   shape.index_scoring = index_scoring;
   const SimModes modes{mode_.fp8_kv, mode_.fp4_indexer};
   DSV4_CUDA_TRY(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
-  const Status queued = forward_chunk(*model_, *state_, shape, modes, stream_);
+  const Status queued = forward_chunk(*model_, *state_, shape, modes, stream_, nullptr, branch_.get());
   cudaGraph_t graph = nullptr;
   const Status ended = cuda_status(cudaStreamEndCapture(stream_, &graph), "decode graph capture");
   if (!queued.ok() || !ended.ok()) {
@@ -88,7 +90,8 @@ Status DeviceSession::run_chunk(const int32_t* tokens, int T, bool all_logits) {
     shape.all_logits = all_logits;
     shape.index_scoring = scoring;
     shape.tensor_core = prefill_ == PrefillMath::kTensorCoreF16;
-    DSV4_TRY(forward_chunk(*model_, *state_, shape, SimModes{mode_.fp8_kv, mode_.fp4_indexer}, stream_));
+    DSV4_TRY(forward_chunk(*model_, *state_, shape, SimModes{mode_.fp8_kv, mode_.fp4_indexer}, stream_, nullptr,
+                           branch_.get()));
   }
   n_ += T;
   return Status();

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "cpu/sim.h"
+#include "cuda/branch.h"
 #include "cuda/device_model.h"
 #include "cuda/device_state.h"
 #include "cuda/forward.h"
@@ -107,6 +108,7 @@ class DeviceSession {
   cpu::SimOptions mode_;
   PrefillMath prefill_;
   cudaStream_t stream_ = nullptr;
+  std::unique_ptr<Branch> branch_;  // the forward pass's side stream
   std::unique_ptr<DeviceState> state_;
   std::unique_ptr<DeviceSampler> sampler_;
   int64_t n_ = 0;
