@@ -157,6 +157,10 @@ __global__ void combine_kernel(AttentionArgs a) {
   rope_shared(o, a.hd, a.n_rot / 2, a.omega, pos, true);
   float* out = a.out + (static_cast<int64_t>(t) * a.H + h) * a.hd;
   for (int d = threadIdx.x; d < a.hd; d += blockDim.x) out[d] = o[d];
+  if (a.store_ring && h == 0) {
+    float* dst = a.store_ring + (pos % a.window) * a.hd;
+    for (int d = threadIdx.x; d < a.hd; d += blockDim.x) dst[d] = a.kv_chunk[d];
+  }
 }
 
 __global__ void store_kernel(const float* kv_chunk, float* ring, const int* pos0, int T, int window, int hd) {
@@ -193,6 +197,7 @@ int attention_splits(int64_t max_rows) { return static_cast<int>((max_rows + kRo
 Status attention(const AttentionArgs& a, cudaStream_t stream) {
   if (a.T <= 0) return Status();
   if (a.splits <= 0 || a.splits > 65535) return make_error("attention: bad split count");
+  if (a.store_ring && (a.T != 1 || a.t0 != 0)) return make_error("attention: the ring store is for one-token chunks");
   if (a.H % 8 == 0) return launch<8>(a, stream);
   if (a.H % 4 == 0) return launch<4>(a, stream);
   if (a.H % 2 == 0) return launch<2>(a, stream);

@@ -32,6 +32,9 @@ struct AttentionArgs {
   float* out = nullptr;              // [T][H][hd] (this launch's tokens)
   int T = 0, H = 0, hd = 0, n_rot = 0, window = 0, ratio = 0, top_k = 0;
   int splits = 0;                    // attention_splits(most rows a token of this layer can see)
+  // A one-token chunk's own row also goes to ring slot p mod W here (no store_raw_rows launch): its
+  // occupant, p - W, is outside the window of p and of every later position.
+  float* store_ring = nullptr;
 };
 int attention_splits(int64_t max_rows);
 Status attention(const AttentionArgs& a, cudaStream_t stream);

@@ -308,10 +308,13 @@ class ChunkForward {
       a.ratio = static_cast<int>(ratio);
       a.top_k = static_cast<int>(c_.index_top_k);
       a.splits = prefill ? B.prefill_splits : B.attn_splits;
+      if (T_ == 1) a.store_ring = B.ring;
       DSV4_TRY(prefill ? prefill_attention(a, stream_) : attention(a, stream_));
     }
-    // The chunk's raw rows enter the ring only after every token of the chunk has attended.
-    DSV4_TRY(store_raw_rows(sc_.kv, B.ring, s_.pos, T_, static_cast<int>(c_.window), static_cast<int>(hd), stream_));
+    // A longer chunk's raw rows enter the ring only after every token of the chunk has attended.
+    if (T_ > 1) {
+      DSV4_TRY(store_raw_rows(sc_.kv, B.ring, s_.pos, T_, static_cast<int>(c_.window), static_cast<int>(hd), stream_));
+    }
     DSV4_TRY(mark("attention"));
 
     DSV4_TRY(output_a(L.out_a));

@@ -2,7 +2,8 @@
 // the equations (sink softmax over the raw window and the visible or selected compressed rows,
 // inverse RoPE of the output), on fresh random inputs: ratio 0, ratio 4 before and after the
 // indexer's selection becomes active, ratio 128, chunks that straddle the ring and sub-chunk
-// offsets; then store_raw_rows. Tolerance: f32 accumulation against double, 1e-5 relative L2.
+// offsets; then store_raw_rows, and the ring store of one-token launches (decode). Tolerance: f32
+// accumulation against double, 1e-5 relative L2; ring stores exact.
 #include "cuda/attention.h"
 
 #include <gtest/gtest.h>
@@ -78,9 +79,15 @@ void run(const Case& c, uint64_t seed) {
   a.ratio = c.ratio;
   a.top_k = top_k;
   a.splits = splits;
+  // One-token launches (decode) store their row into the ring themselves.
+  const bool stores = c.T == 1 && c.t0 == 0;
+  if (stores) a.store_ring = dring.get<float>();
   STATUS_ASSERT(attention(a, stream.get()));
   CUDA_ASSERT(cudaStreamSynchronize(stream.get()));
   const std::vector<float> got = download<float>(out, static_cast<size_t>(c.T * H * hd));
+  std::vector<float> ring_after = ring;
+  if (stores) std::copy_n(kv.begin(), hd, ring_after.begin() + (c.pos0 % W) * hd);
+  EXPECT_EQ(download<float>(dring, ring.size()), ring_after);
 
   const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
   for (int t = 0; t < c.T; ++t) {
@@ -131,8 +138,19 @@ TEST(CudaAttention, MatchesPlainReference) {
       {4, 0, 40, 0},    {4, 30, 20, 0},   {4, 60, 4, 16},  // compressed rows, then the selection
       {128, 200, 6, 0}, {128, 500, 2, 3},                  // all compressed rows
       {2, 100, 10, 0},                                     // more rows than one split
+      {0, 100, 1, 0},   {4, 60, 1, 0},    {128, 500, 1, 0},  // decode: the ring store in the launch
   };
   for (const Case& c : cases) run(c, fresh_seed());
+}
+
+TEST(CudaAttention, RingStoreOnlyForOneTokenLaunches) {
+  AttentionArgs a;
+  float ring = 0;
+  a.T = 2;
+  a.H = 1;
+  a.splits = 1;
+  a.store_ring = &ring;
+  EXPECT_FALSE(attention(a, nullptr).ok());
 }
 
 TEST(CudaAttention, RawRowsEnterTheRingLast) {
