@@ -563,7 +563,7 @@ class ChunkForward {
     HcPreArgs a = hc_args(m_.output_hc_fn, m_.output_hc_scale, m_.output_hc_base, m_.output_norm);
     const int first = shape_.all_logits ? 0 : T_ - 1;
     a.x = x_ + first * HD;
-    a.partial = sc_.hc_partial + static_cast<int64_t>(first) * hc_column_blocks(c_.n_embd) * (kHcStreams + 1);
+    a.partial = sc_.hc_partial + hc_partial_doubles(first, c_.n_embd, kHcStreams);
     a.T = rows;
     a.mix = nullptr;
     a.out = sc_.head;

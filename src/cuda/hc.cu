@@ -1,10 +1,18 @@
 // hc.h. The mixer (M ≤ 24 rows × 16384 columns, 0.8 MB of F16) is split over column blocks:
-// block b takes the columns h·D + d of the 256 dims d in [256b, 256b+256) of all four streams, so
-// that hc_post, whose block b produces exactly those values of the next state, adds the next
-// mixer's partial sums while the values are in registers (no separate pass over the state). The
-// 4×4 Sinkhorn runs on 16 lanes of one warp, one matrix entry each. The gate and Sinkhorn
-// arithmetic repeats cpu/hc.cc operation by operation (no contraction), so the mixing
-// coefficients match the CPU's up to the mixer sums' rounding.
+// block b takes the columns h·D + d of the 64 dims d in [64b, 64b+64) of all four streams, one dim
+// (its four columns) per thread, so that hc_post, whose block b produces exactly those values of
+// the next state, adds the next mixer's partial sums (and the Gram matrix of hc.h) while the
+// values are in registers. Each thread loads its columns of the mixer before griddepcontrol.wait
+// (weights: no kernel writes them), so under PDL that read overlaps the previous kernel. The
+// finishing kernel runs ⌈D/256⌉ blocks per token at decode (one per token for prefill chunks);
+// each sums the records (20 KB, from L2) in the same fixed order, derives the gates and the RMS factor of the collapse from them, and
+// writes its 256 dims; block 0 also runs the 4×4 Sinkhorn on 16 lanes of a warp of its own (one
+// matrix entry each) and writes the mixing coefficients. The gate and Sinkhorn arithmetic
+// repeats cpu/hc.cc operation by operation (no contraction), so the coefficients match the CPU's
+// up to the mixer sums' rounding.
+//
+// Every sum has a fixed order that depends only on D (warp reduce-scatter, warps in order, column
+// blocks in four runs, runs in order), never on the grid's schedule or the device.
 //
 // Roofline: the mixer reads 0.8 MB and the streams 64 KB per token: ~0.3 µs at HBM bandwidth;
 // these kernels are latency-bound at decode (a few µs each).
@@ -14,6 +22,7 @@
 #include "cuda/device_math.cuh"
 #include "cuda/hc.h"
 #include "cuda/pdl.cuh"
+#include "cuda/warp_scatter.cuh"
 
 namespace dsv4::cuda {
 
@@ -21,58 +30,104 @@ namespace {
 
 using namespace detail;
 
-constexpr int kThreads = 256;
+constexpr int kThreads = kHcDimsPerBlock;  // column-block kernels: one dim (its four columns) per thread
+constexpr int kWarps = kThreads / 32;
+constexpr int kGram = kHcStreams * kHcStreams;
+static_assert(kHcDimsPerBlock % 32 == 0, "whole warps");
+
+__host__ __device__ constexpr int record_size(int M) { return M + kGram; }
 
 int splits(int64_t D) { return static_cast<int>((D + kHcDimsPerBlock - 1) / kHcDimsPerBlock); }
 
-// Adds this thread's share of the mixer sums for the value v of column c (stream h, dim d).
-template <int M>
-__device__ __forceinline__ void accumulate(float (&acc)[M], double& ss, gguf::TensorType type, const uint8_t* w,
-                                           int64_t row_bytes, int64_t c, float v) {
-  ss += static_cast<double>(v) * static_cast<double>(v);
-#pragma unroll
-  for (int k = 0; k < M; ++k) acc[k] = fmaf(weight_elem(type, w + k * row_bytes, c), v, acc[k]);
-}
-
-// partial[(t·S + b)·(M+1) + k] = the block's Σ W[k][c]·X[c] (k < M) and Σ X[c]² (k = M),
-// warps added in order.
-template <int M>
-__device__ __forceinline__ void store_partials(float (&acc)[M], double ss, double* partial) {
-  __shared__ double red[kThreads / 32][M + 1];
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+// The thread's four columns h·D + d of the mixer, wc[k][h] (zeros past D). One branch on the type
+// outside the loads, so that all 4·M loads are in flight together (a switch per element would
+// split them into one round trip each).
+template <gguf::TensorType kType, int M>
+__device__ __forceinline__ void load_columns_as(float (&wc)[M][kHcStreams], const uint8_t* w, int64_t row_bytes,
+                                                int64_t D, int64_t d) {
 #pragma unroll
   for (int k = 0; k < M; ++k) {
-    const float v = warp_sum(acc[k]);
-    if (lane == 0) red[warp][k] = v;
+#pragma unroll
+    for (int h = 0; h < kHcStreams; ++h) wc[k][h] = weight_elem(kType, w + k * row_bytes, h * D + d);
   }
-  ss = warp_sum(ss);
-  if (lane == 0) red[warp][M] = ss;
+}
+
+template <int M>
+__device__ __forceinline__ void load_columns(float (&wc)[M][kHcStreams], gguf::TensorType type, const uint8_t* w,
+                                             int64_t row_bytes, int64_t D, int64_t d, bool live) {
+  if (!live) type = gguf::TensorType::I32;  // not a mixer type (check_fn): the zeros below
+  switch (type) {
+    case gguf::TensorType::F32: load_columns_as<gguf::TensorType::F32>(wc, w, row_bytes, D, d); break;
+    case gguf::TensorType::F16: load_columns_as<gguf::TensorType::F16>(wc, w, row_bytes, D, d); break;
+    case gguf::TensorType::BF16: load_columns_as<gguf::TensorType::BF16>(wc, w, row_bytes, D, d); break;
+    case gguf::TensorType::Q8_0: load_columns_as<gguf::TensorType::Q8_0>(wc, w, row_bytes, D, d); break;
+    default:
+#pragma unroll
+      for (int k = 0; k < M; ++k) {
+#pragma unroll
+        for (int h = 0; h < kHcStreams; ++h) wc[k][h] = 0.0f;
+      }
+  }
+}
+
+// The block's record (hc.h): Σ over its columns c of W[k][c]·X[c] (k < M; per thread the four
+// streams in order, then the warp's reduce-scatter in f32, the warps added in double) and
+// G[h][j] = Σ_d X[h][d]·X[j][d] (products exact in double). xs holds the thread's dim of the four
+// streams.
+template <int M>
+__device__ __forceinline__ void store_record(const float (&wc)[M][kHcStreams], const float (&xs)[kHcStreams],
+                                             double* record) {
+  constexpr int N = pow2_at_least(M);
+  __shared__ float red_m[kWarps][N];
+  __shared__ double red_g[kWarps][kGram];
+  float acc[N];
+#pragma unroll
+  for (int k = 0; k < N; ++k) {
+    acc[k] = 0.0f;
+    if (k < M) {
+#pragma unroll
+      for (int h = 0; h < kHcStreams; ++h) acc[k] = fmaf(wc[k][h], xs[h], acc[k]);
+    }
+  }
+  double gram[kGram];
+#pragma unroll
+  for (int i = 0; i < kGram; ++i) {
+    gram[i] = static_cast<double>(xs[i / kHcStreams]) * static_cast<double>(xs[i % kHcStreams]);
+  }
+  const float m = warp_reduce_scatter(acc);
+  const double g = warp_reduce_scatter(gram);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  if (lane % (32 / N) == 0) red_m[warp][reduce_scatter_index(lane, N)] = m;
+  if (lane % (32 / kGram) == 0) red_g[warp][reduce_scatter_index(lane, kGram)] = g;
   __syncthreads();
-  if (threadIdx.x <= M) {
-    double sum = red[0][threadIdx.x];
-    for (int wi = 1; wi < kThreads / 32; ++wi) sum += red[wi][threadIdx.x];
-    partial[(static_cast<int64_t>(blockIdx.y) * gridDim.x + blockIdx.x) * (M + 1) + threadIdx.x] = sum;
+  const int i = threadIdx.x;
+  for (int e = i; e < M + kGram; e += kThreads) {
+    double sum = e < M ? static_cast<double>(red_m[0][e]) : red_g[0][e - M];
+#pragma unroll
+    for (int wi = 1; wi < kWarps; ++wi) sum += e < M ? static_cast<double>(red_m[wi][e]) : red_g[wi][e - M];
+    record[e] = sum;
   }
+}
+
+__device__ __forceinline__ double* record_of(double* partial, int M) {
+  return partial + (static_cast<int64_t>(blockIdx.y) * gridDim.x + blockIdx.x) * record_size(M);
 }
 
 template <int M>
 __global__ void __launch_bounds__(kThreads) hc_partial_kernel(const float* __restrict__ x, gguf::TensorType type,
                                                               const uint8_t* __restrict__ w, int64_t row_bytes,
                                                               int64_t D, double* __restrict__ partial) {
-  pdl_wait();  // launched with PDL: nothing before this line (pdl.cuh)
-  pdl_trigger();
-  const int t = blockIdx.y;
   const int64_t d = static_cast<int64_t>(blockIdx.x) * kHcDimsPerBlock + threadIdx.x;
-  const float* xt = x + static_cast<int64_t>(t) * kHcStreams * D;
-  float acc[M];
+  const bool live = d < D;
+  float wc[M][kHcStreams];
+  load_columns<M>(wc, type, w, row_bytes, D, d, live);  // weights: before the wait (pdl.cuh)
+  pdl_wait();
+  pdl_trigger();
+  const float* xt = x + static_cast<int64_t>(blockIdx.y) * kHcStreams * D;
+  float xs[kHcStreams];
 #pragma unroll
-  for (int k = 0; k < M; ++k) acc[k] = 0.0f;
-  double ss = 0.0;
-  if (d < D) {
-#pragma unroll
-    for (int h = 0; h < kHcStreams; ++h) accumulate<M>(acc, ss, type, w, row_bytes, h * D + d, xt[h * D + d]);
-  }
-  store_partials<M>(acc, ss, partial);
+  for (int h = 0; h < kHcStreams; ++h) xs[h] = live ? xt[h * D + d] : 0.0f;
+  store_record<M>(wc, xs, record_of(partial, M));
 }
 
 // §5.3 as cpu::sinkhorn, on lanes 0..15 of one warp: lane 4j + k holds C[j][k]. Every row and
@@ -97,100 +152,131 @@ __device__ float sinkhorn4_lane(float z, float eps, int iters) {
   return c;
 }
 
-// One token: gates from the partial sums, then out = RMSNorm_w(Σ_h g_h·X[h]). A wide block and
-// vector loads so that every thread has few dependent memory round trips (the kernel is pure
-// latency at decode).
-constexpr int kFinishThreads = 1024;
+// Blocks of the finishing kernel: 256 dims per block at decode (one per thread), a whole row per
+// block for chunks of kFinishRowTokens tokens or more (every block re-sums its token's records, a
+// cost worth paying only for latency); the blocks of a token compute the same bits either way.
+// The records are summed by kSumRuns runs of consecutive column blocks (one thread per run and
+// record entry), then the runs in order.
+constexpr int kFinishThreads = 256;
+constexpr int kFinishRowTokens = 16;
+constexpr int kSumRuns = 4;
+static_assert(kSumRuns * record_size(kHcMix) <= kFinishThreads, "a thread per run and record entry");
 
-__device__ __forceinline__ float4 ld4(const float* p) { return *reinterpret_cast<const float4*>(p); }
-
+// Token blockIdx.y, dims [span·blockIdx.x, +span): the gates from the records, then
+// out = RMSNorm_w(Σ_h g_h·X[h]) with ‖Σ_h g_h·X[h]‖² = Σ_hj g_h·g_j·G[h][j].
 template <int M, bool kHead>
 __global__ void __launch_bounds__(kFinishThreads) hc_finish_kernel(const float* __restrict__ x, const double* __restrict__ partial,
-                                                                   int S, int64_t D, const float* __restrict__ scale,
+                                                                   int S, int64_t D, int64_t span, const float* __restrict__ scale,
                                                                    const float* __restrict__ base, const float* __restrict__ norm,
                                                                    float rms_eps, float hc_eps, int iters, float* __restrict__ mix,
                                                                    float* __restrict__ out) {
-  pdl_wait();  // launched with PDL: nothing before this line (pdl.cuh)
-  pdl_trigger();
-  extern __shared__ float4 u4[];  // [D/4]
-  __shared__ float gates[kHcMixSize];
-  __shared__ float m[M];
-  __shared__ double sums[M + 1];
-  __shared__ double scratch[32];
+  constexpr int P = record_size(M);
   constexpr int n = kHcStreams;
-  const int t = blockIdx.x;
+  __shared__ double runs[kSumRuns][P];
+  __shared__ double sums[P];
+  const int t = blockIdx.y, lane = threadIdx.x & 31;
+  const int64_t d0 = static_cast<int64_t>(blockIdx.x) * span + threadIdx.x;
+  const int64_t end = min(D, static_cast<int64_t>(blockIdx.x) * span + span);
+  const bool live = d0 < end;
+  // Weights before the wait (pdl.cuh). Lanes 0..3 of a warp make the pre (or head) gates, lanes
+  // 4..7 the post gates; lane 4j + k of block 0's second warp holds the comb entry C[j][k].
+  constexpr int n_gates = kHead ? n : 2 * n;
+  const float w0 = live ? norm[d0] : 0.0f;
+  const float gate_scale = kHead || lane < n ? scale[0] : scale[1];
+  const float gate_base = lane < n_gates ? base[lane] : 0.0f;
+  const float comb_scale = kHead ? 0.0f : scale[2];
+  const float comb_base = kHead ? 0.0f : base[2 * n + (lane & 15)];
+  pdl_wait();
+  pdl_trigger();
   const int64_t HD = kHcStreams * D;
   const float* xt = x + static_cast<int64_t>(t) * HD;
-  // The mixer's sums and Σx², each over the splits in order (the loads issued ahead of the adds).
-  if (threadIdx.x <= M) {
-    const double* p = partial + static_cast<int64_t>(t) * S * (M + 1) + threadIdx.x;
+  float xs[kHcStreams];
+#pragma unroll
+  for (int h = 0; h < kHcStreams; ++h) xs[h] = live ? xt[h * D + d0] : 0.0f;
+  if (threadIdx.x < kSumRuns * P) {
+    const int run = threadIdx.x / P, k = threadIdx.x % P;
+    const int len = (S + kSumRuns - 1) / kSumRuns, s0 = run * len, s1 = min(S, s0 + len);
+    const double* p = partial + static_cast<int64_t>(t) * S * P + k;
     double v = 0.0;
 #pragma unroll 16
-    for (int s = 0; s < S; ++s) v += p[s * (M + 1)];
+    for (int s = s0; s < s1; ++s) v += p[s * P];
+    runs[run][k] = v;
+  }
+  __syncthreads();
+  if (threadIdx.x < P) {
+    double v = runs[0][threadIdx.x];
+#pragma unroll
+    for (int run = 1; run < kSumRuns; ++run) v += runs[run][threadIdx.x];
     sums[threadIdx.x] = v;
   }
   __syncthreads();
-  // cpu::hc_flat_rms_scale: double mean, rounded once.
-  const float r = static_cast<float>(1.0 / sqrt(sums[M] / static_cast<double>(HD) + static_cast<double>(rms_eps)));
-  if (threadIdx.x < M) m[threadIdx.x] = __fmul_rn(static_cast<float>(sums[threadIdx.x]), r);
-  __syncthreads();
-  const int i = threadIdx.x;
-  if (kHead) {
-    if (i < n) gates[i] = __fadd_rn(sigmoid_f32(__fadd_rn(__fmul_rn(m[i], scale[0]), base[i])), hc_eps);
-  } else {
-    if (i < n) gates[i] = __fadd_rn(sigmoid_f32(__fadd_rn(__fmul_rn(m[i], scale[0]), base[i])), hc_eps);
-    if (i >= n && i < 2 * n) gates[i] = __fmul_rn(2.0f, sigmoid_f32(__fadd_rn(__fmul_rn(m[i], scale[1]), base[i])));
-    if (i < 32) {
-      const int c = i & 15;
-      const float z = __fadd_rn(__fmul_rn(m[2 * n + c], scale[2]), base[2 * n + c]);
+  const double* G = sums + M;
+  // cpu::hc_flat_rms_scale: Σ X² over the 4·D values (the Gram matrix's trace), double mean, rounded once.
+  const double ss_x = ((G[0] + G[5]) + G[10]) + G[15];
+  const float r = static_cast<float>(1.0 / sqrt(ss_x / static_cast<double>(HD) + static_cast<double>(rms_eps)));
+  auto logit = [&](int k) { return __fmul_rn(static_cast<float>(sums[k]), r); };
+  if constexpr (!kHead) {
+    if (blockIdx.x == 0 && threadIdx.x >= 32 && threadIdx.x < 64) {
+      // The Sinkhorn projection (§5.3), the kernel's longest chain, on a warp of its own.
+      const float z = __fadd_rn(__fmul_rn(logit(2 * n + (lane & 15)), comb_scale), comb_base);
       const float comb = sinkhorn4_lane(z, hc_eps, iters);
-      if (i < 16) gates[2 * n + i] = comb;
+      if (lane < 16) mix[static_cast<int64_t>(t) * kHcMixSize + 2 * n + lane] = comb;
     }
   }
-  __syncthreads();
-  if (!kHead && i < kHcMixSize) mix[static_cast<int64_t>(t) * kHcMixSize + i] = gates[i];
-  const float g0 = gates[0], g1 = gates[1], g2 = gates[2], g3 = gates[3];
-  auto mix1 = [&](float a, float b, float c, float d) {
-    return __fadd_rn(__fadd_rn(__fadd_rn(__fmul_rn(g0, a), __fmul_rn(g1, b)), __fmul_rn(g2, c)), __fmul_rn(g3, d));
-  };
-  double ss = 0.0;
-  const int64_t D4 = D / 4;
-#pragma unroll 4
-  for (int64_t q = threadIdx.x; q < D4; q += blockDim.x) {
-    const float4 a = ld4(xt + 4 * q), b = ld4(xt + D + 4 * q), c = ld4(xt + 2 * D + 4 * q), d = ld4(xt + 3 * D + 4 * q);
-    const float4 v = make_float4(mix1(a.x, b.x, c.x, d.x), mix1(a.y, b.y, c.y, d.y), mix1(a.z, b.z, c.z, d.z),
-                                 mix1(a.w, b.w, c.w, d.w));
-    u4[q] = v;
-    ss += static_cast<double>(v.x) * v.x + static_cast<double>(v.y) * v.y + static_cast<double>(v.z) * v.z +
-          static_cast<double>(v.w) * v.w;
+  float gate = 0.0f;
+  if (lane < n_gates) {
+    const float sig = sigmoid_f32(__fadd_rn(__fmul_rn(logit(lane), gate_scale), gate_base));
+    gate = lane < n ? __fadd_rn(sig, hc_eps) : __fmul_rn(2.0f, sig);
   }
-  ss = block_sum(ss, scratch);
-  const float rn = static_cast<float>(1.0 / sqrt(ss / static_cast<double>(D) + static_cast<double>(rms_eps)));
-  float* o = out + static_cast<int64_t>(t) * D;
-#pragma unroll 4
-  for (int64_t q = threadIdx.x; q < D4; q += blockDim.x) {
-    const float4 v = u4[q], w = ld4(norm + 4 * q);
-    *reinterpret_cast<float4*>(o + 4 * q) = make_float4(__fmul_rn(__fmul_rn(v.x, rn), w.x), __fmul_rn(__fmul_rn(v.y, rn), w.y),
-                                                        __fmul_rn(__fmul_rn(v.z, rn), w.z), __fmul_rn(__fmul_rn(v.w, rn), w.w));
+  if (!kHead && blockIdx.x == 0 && threadIdx.x < n_gates) mix[static_cast<int64_t>(t) * kHcMixSize + threadIdx.x] = gate;
+  float g[n];
+  double gd[n];
+#pragma unroll
+  for (int h = 0; h < n; ++h) {
+    g[h] = __shfl_sync(0xFFFFFFFFu, gate, h);
+    gd[h] = g[h];
+  }
+  double ss_u = 0.0;
+#pragma unroll
+  for (int h = 0; h < n; ++h) {
+    double row = 0.0;
+#pragma unroll
+    for (int j = 0; j < n; ++j) row += gd[j] * G[h * n + j];
+    ss_u += gd[h] * row;
+  }
+  const float rn = static_cast<float>(1.0 / sqrt(ss_u / static_cast<double>(D) + static_cast<double>(rms_eps)));
+  // cpu::hc_weighted_sum, then cpu::rms_norm's (u·r)·w.
+  float* ot = out + static_cast<int64_t>(t) * D;
+  auto apply = [&](int64_t d, const float(&v)[kHcStreams], float w) {
+    const float u = __fadd_rn(__fadd_rn(__fadd_rn(__fmul_rn(g[0], v[0]), __fmul_rn(g[1], v[1])), __fmul_rn(g[2], v[2])),
+                              __fmul_rn(g[3], v[3]));
+    ot[d] = __fmul_rn(__fmul_rn(u, rn), w);
+  };
+  if (live) apply(d0, xs, w0);
+  for (int64_t d = d0 + kFinishThreads; d < end; d += kFinishThreads) {
+    float v[kHcStreams];
+#pragma unroll
+    for (int h = 0; h < kHcStreams; ++h) v[h] = xt[h * D + d];
+    apply(d, v, norm[d]);
   }
 }
 
-// X' = post ⊗ f + Cᵀ·X for the block's dims; with M > 0 also the next mixer's partial sums.
+// X' = post ⊗ f + Cᵀ·X for the block's dims; with M > 0 also the next mixer's record.
 template <int M>
 __global__ void __launch_bounds__(kThreads) hc_post_kernel(const float* __restrict__ x, const float* __restrict__ f,
                                                            int n_parts, const float* __restrict__ f_extra,
                                                            const float* __restrict__ mix, int64_t D, float* __restrict__ out,
                                                            gguf::TensorType type, const uint8_t* __restrict__ w,
                                                            int64_t row_bytes, double* __restrict__ partial) {
-  pdl_wait();  // launched with PDL: nothing before this line (pdl.cuh)
-  pdl_trigger();
   const int t = blockIdx.y;
   const int64_t d = static_cast<int64_t>(blockIdx.x) * kHcDimsPerBlock + threadIdx.x;
-  float acc[M > 0 ? M : 1];
-#pragma unroll
-  for (int k = 0; k < (M > 0 ? M : 1); ++k) acc[k] = 0.0f;
-  double ss = 0.0;
-  if (d < D) {
+  const bool live = d < D;
+  float wc[M > 0 ? M : 1][kHcStreams];
+  if constexpr (M > 0) load_columns<M>(wc, type, w, row_bytes, D, d, live);  // weights: before the wait
+  pdl_wait();
+  pdl_trigger();
+  float xs[kHcStreams] = {0.0f, 0.0f, 0.0f, 0.0f};
+  if (live) {
     const float* parts = f + static_cast<int64_t>(t) * n_parts * D;
     float fv = parts[d];
     for (int i = 1; i < n_parts; ++i) fv = __fadd_rn(fv, parts[i * D + d]);
@@ -199,18 +285,23 @@ __global__ void __launch_bounds__(kThreads) hc_post_kernel(const float* __restri
     const float* post = g + kHcStreams;
     const float* comb = g + 2 * kHcStreams;
     const float* xt = x + static_cast<int64_t>(t) * kHcStreams * D;
+    float xin[kHcStreams];
+#pragma unroll
+    for (int j = 0; j < kHcStreams; ++j) xin[j] = xt[j * D + d];
     float* ot = out + static_cast<int64_t>(t) * kHcStreams * D;
 #pragma unroll
     for (int k = 0; k < kHcStreams; ++k) {
       float v = __fmul_rn(post[k], fv);
 #pragma unroll
-      for (int j = 0; j < kHcStreams; ++j) v = __fadd_rn(v, __fmul_rn(comb[j * kHcStreams + k], xt[j * D + d]));
+      for (int j = 0; j < kHcStreams; ++j) v = __fadd_rn(v, __fmul_rn(comb[j * kHcStreams + k], xin[j]));
+      xs[k] = v;
       ot[k * D + d] = v;
-      if constexpr (M > 0) accumulate<M>(acc, ss, type, w, row_bytes, k * D + d, v);
     }
   }
-  if constexpr (M > 0) store_partials<M>(acc, ss, partial);
+  if constexpr (M > 0) store_record<M>(wc, xs, record_of(partial, M));
 }
+
+constexpr int kEmbedThreads = 1024;
 
 __global__ void embed_kernel(gguf::TensorType type, const uint8_t* __restrict__ w, int64_t row_bytes, int64_t D,
                              const int32_t* __restrict__ tokens, float* __restrict__ x) {
@@ -249,16 +340,14 @@ Status launch_partials(const float* x, const DeviceTensor& fn, int T, int64_t D,
 template <int M, bool kHead>
 Status launch_finish(const HcPreArgs& a, cudaStream_t stream) {
   DSV4_TRY(check_fn(a.fn, M, kHcStreams * a.D));
-  if (a.D % 4 != 0) return make_error("hc: hidden width must be a multiple of 4");
   if (a.T <= 0) return Status();
-  const size_t smem = static_cast<size_t>(a.D) * sizeof(float);
-  if (smem > 48 * 1024) {
-    DSV4_CUDA_TRY(cudaFuncSetAttribute(hc_finish_kernel<M, kHead>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                       static_cast<int>(smem)));
-  }
-  DSV4_CUDA_TRY(launch_pdl(hc_finish_kernel<M, kHead>, dim3(a.T), dim3(kFinishThreads), smem, stream, a.x, a.partial,
-                           splits(a.D), a.D, a.scale, a.base, a.norm, a.rms_eps, a.hc_eps, a.sinkhorn_iters, a.mix,
-                           a.out));
+  if (!kHead && !a.mix) return make_error("hc_pre: no buffer for the mixing coefficients");
+  const int64_t row = (a.D + kFinishThreads - 1) / kFinishThreads * kFinishThreads;
+  const int64_t span = a.T >= kFinishRowTokens ? row : kFinishThreads;
+  const int blocks = static_cast<int>((a.D + span - 1) / span);
+  DSV4_CUDA_TRY(launch_pdl(hc_finish_kernel<M, kHead>, dim3(blocks, a.T), dim3(kFinishThreads), 0, stream, a.x,
+                           a.partial, splits(a.D), a.D, span, a.scale, a.base, a.norm, a.rms_eps, a.hc_eps,
+                           a.sinkhorn_iters, a.mix, a.out));
   return cuda_status(cudaGetLastError(), "hc finish kernel");
 }
 
@@ -273,8 +362,7 @@ Status launch_post(const HcPostArgs& a, cudaStream_t stream) {
 
 }  // namespace
 
-int hc_column_blocks(int64_t D) { return splits(D); }
-int64_t hc_partial_doubles(int64_t T, int64_t D) { return T * splits(D) * (kHcMix + 1); }
+int64_t hc_partial_doubles(int64_t T, int64_t D, int M) { return T * splits(D) * record_size(M); }
 
 Status hc_mixer_partials(const float* x, const DeviceTensor& fn, int M, int T, int64_t D, double* partial,
                          cudaStream_t stream) {
@@ -307,7 +395,7 @@ Status hc_post(const HcPostArgs& a, cudaStream_t stream) {
 
 Status embed_tokens(const DeviceTensor& e, const int32_t* tokens, int T, float* x, cudaStream_t stream) {
   if (T <= 0) return Status();
-  DSV4_CUDA_TRY(launch_pdl(embed_kernel, dim3(T), dim3(kFinishThreads), 0, stream, e.type, e.data, e.row_bytes, e.ne0,
+  DSV4_CUDA_TRY(launch_pdl(embed_kernel, dim3(T), dim3(kEmbedThreads), 0, stream, e.type, e.data, e.row_bytes, e.ne0,
                            tokens, x));
   return cuda_status(cudaGetLastError(), "embedding kernel");
 }

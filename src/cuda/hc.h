@@ -1,6 +1,6 @@
 // Manifold-constrained hyper-connections on the device (MODEL.md §5), for a chunk of T tokens:
 //
-//   hc_pre : m = W_fn·X (partial sums over column blocks per token, then summed in block order),
+//   hc_pre : m = W_fn·X (partial sums over column blocks per token, then summed in a fixed order),
 //            r = 1/sqrt(mean(X²) + ε) over all n_hc·D values (double), pre/post/comb gates with
 //            the Sinkhorn projection (§5.3), u = Σ_h pre_h·X[h], out = RMSNorm_w(u).
 //   hc_head: the same collapse with the head's gates σ(m·s + b) + ε (§5.5), out = RMSNorm_w(y).
@@ -8,6 +8,10 @@
 //            slot order) plus an optional extra row (the shared expert); given the next
 //            sub-layer's mixer it also leaves that mixer's partial sums over X', so the next
 //            hc_pre / hc_head only has to finish them (*_from_partials).
+// The partial sums of a column block are a record of M mixer sums and the 4×4 Gram matrix
+// G[h][j] = Σ_d X[h][d]·X[j][d] of the block's dims (double): its trace is Σ X² (the flat RMS) and
+// ‖Σ_h g_h·X[h]‖² = Σ_hj g_h·g_j·G[h][j], so the collapse's RMS norm needs no pass of its own
+// and the finishing kernel spreads over many blocks, each applying the gates to its slice of D.
 // Token-major buffers; X is [T][n_hc·D] stream-major per token. Needs n_hc = 4.
 #pragma once
 
@@ -23,12 +27,11 @@ namespace dsv4::cuda {
 inline constexpr int kHcStreams = 4;
 inline constexpr int kHcMix = (2 + kHcStreams) * kHcStreams;          // mix logits per sub-layer
 inline constexpr int kHcMixSize = 2 * kHcStreams + kHcStreams * kHcStreams;  // pre|post|comb
-inline constexpr int kHcDimsPerBlock = 256;  // dims d of a column block (all four streams)
+inline constexpr int kHcDimsPerBlock = 64;  // dims d of a column block (all four streams)
 
-// Column blocks of the mixer's partial sums for hidden width D; scratch doubles for T tokens
-// (layout [T][blocks][M+1]).
-int hc_column_blocks(int64_t D);
-int64_t hc_partial_doubles(int64_t T, int64_t D);
+// Scratch doubles of the partial sums of an M-row mixer for T tokens, layout [T][blocks][M + 16]
+// (blocks = ⌈D / kHcDimsPerBlock⌉); token t's records start at hc_partial_doubles(t, D, M).
+int64_t hc_partial_doubles(int64_t T, int64_t D, int M = kHcMix);
 
 struct HcPreArgs {
   const float* x = nullptr;     // [T][4·D]

@@ -3,12 +3,19 @@
 // Tolerances: the mixer's 24 sums of 16384 products are f32 on both sides in different orders
 // (relative error ~1e-6 of Σ|w·x|); through the gates and the Sinkhorn projection the mixing
 // coefficients then agree to 1e-5 absolute (they are O(1)), and the normalised outputs to 1e-5
-// relative L2. hc_post repeats the CPU's operations in its order: 1e-6 relative.
+// relative L2. The device takes the collapse's RMS factor from the Gram matrix of the streams
+// (Σ_hj g_h·g_j·G[h][j], double), the CPU from Σ u² of the f32-rounded u = Σ_h g_h·X[h]: the two
+// differ by the CPU's own rounding of u (≤ 4 ulp of Σ_h |g_h·X[h]| per value), ~1e-6 relative
+// unless the streams cancel in u, which the gates (all positive) and these inputs rule out; the
+// factor's error passes straight to the output, so 1e-5 relative L2 holds. hc_post repeats the
+// CPU's operations in its order: 1e-6 relative.
 #include "cuda/hc.h"
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <utility>
 #include <vector>
 
 #include "cpu/hc.h"
@@ -25,6 +32,7 @@ struct HcCase {
   int T;
   int64_t D;
   gguf::TensorType fn_type;
+  bool equal_streams = false;  // X[h] the same row for every h, as after the embedding
 };
 
 // The rows of a small matrix stored as F32 or F16, and their f32 values.
@@ -44,11 +52,17 @@ SmallMatrix make_matrix(gguf::TensorType type, int64_t rows, int64_t cols, std::
 }
 
 void run_case(const HcCase& c, bool head, uint64_t seed) {
-  SCOPED_TRACE(::testing::Message() << "T=" << c.T << " D=" << c.D << " head=" << head << " seed=" << seed);
+  SCOPED_TRACE(::testing::Message() << "T=" << c.T << " D=" << c.D << " head=" << head << " equal streams="
+                                     << c.equal_streams << " seed=" << seed);
   std::mt19937_64 rng(seed);
   const int64_t HD = 4 * c.D;
   const int M = head ? 4 : kHcMix;
-  const std::vector<float> x = normal_vector(static_cast<size_t>(c.T * HD), rng);
+  std::vector<float> x = normal_vector(static_cast<size_t>(c.T * HD), rng);
+  if (c.equal_streams) {
+    for (int t = 0; t < c.T; ++t) {
+      for (int h = 1; h < 4; ++h) std::copy_n(x.begin() + t * HD, c.D, x.begin() + t * HD + h * c.D);
+    }
+  }
   const SmallMatrix fn = make_matrix(c.fn_type, M, HD, rng);
   const std::vector<float> scale = normal_vector(head ? 1 : 3, rng, 1.0f, 0.2f);
   const std::vector<float> base = normal_vector(static_cast<size_t>(M), rng, 0.0f, 0.5f);
@@ -106,13 +120,16 @@ void run_case(const HcCase& c, bool head, uint64_t seed) {
 
 TEST(CudaHc, PreMatchesCpu) {
   for (const HcCase& c : {HcCase{1, 4096, gguf::TensorType::F16}, HcCase{3, 256, gguf::TensorType::F32},
-                          HcCase{5, 96, gguf::TensorType::F16}}) {
+                          HcCase{5, 96, gguf::TensorType::F16}, HcCase{2, 300, gguf::TensorType::F16},
+                          HcCase{2, 4096, gguf::TensorType::F16, true}, HcCase{17, 300, gguf::TensorType::F16}}) {
     run_case(c, false, fresh_seed());
   }
 }
 
 TEST(CudaHc, HeadMatchesCpu) {
-  for (const HcCase& c : {HcCase{1, 4096, gguf::TensorType::F16}, HcCase{4, 128, gguf::TensorType::F32}}) {
+  for (const HcCase& c : {HcCase{1, 4096, gguf::TensorType::F16}, HcCase{4, 128, gguf::TensorType::F32},
+                          HcCase{3, 300, gguf::TensorType::F32}, HcCase{1, 4096, gguf::TensorType::F16, true},
+                          HcCase{16, 256, gguf::TensorType::F32}}) {
     run_case(c, true, fresh_seed());
   }
 }
@@ -198,14 +215,16 @@ namespace {
 
 // hc_post given the next mixer leaves the partial sums that a separate pass would compute: the
 // collapse finished from them equals hc_pre / hc_head on the new state, bit for bit (the same
-// column blocks, the same order of operations).
+// column blocks, the same order of operations), also for one token's records taken alone.
 TEST(CudaHc, PostLeavesTheNextMixersPartialSums) {
   const uint64_t seed = fresh_seed();
   SCOPED_TRACE(seed);
   std::mt19937_64 rng(seed);
-  for (bool head : {false, true}) {
+  for (const auto& [head, D] : {std::pair{false, int64_t{512}}, std::pair{true, int64_t{512}},
+                                std::pair{false, int64_t{4096}}, std::pair{true, int64_t{300}}}) {
+    SCOPED_TRACE(::testing::Message() << "head=" << head << " D=" << D);
     const int T = 2, M = head ? 4 : kHcMix;
-    const int64_t D = 512, HD = 4 * D;
+    const int64_t HD = 4 * D;
     const std::vector<float> x = normal_vector(static_cast<size_t>(T * HD), rng);
     const std::vector<float> f = normal_vector(static_cast<size_t>(T * D), rng);
     const std::vector<float> mix = normal_vector(static_cast<size_t>(T * kHcMixSize), rng, 0.5f, 0.3f);
@@ -258,8 +277,75 @@ TEST(CudaHc, PostLeavesTheNextMixersPartialSums) {
     if (!head) {
       EXPECT_EQ(download<float>(mix_fused, static_cast<size_t>(T * kHcMixSize)),
                 download<float>(mix_plain, static_cast<size_t>(T * kHcMixSize)));
+    } else {
+      // The decode head collapses only the last token: its records start at hc_partial_doubles(T-1, D, 4).
+      DeviceBuffer out_last(static_cast<size_t>(D) * 4);
+      a.x = next.get<float>() + (T - 1) * HD;
+      a.partial = fused_partial.get<double>() + hc_partial_doubles(T - 1, D, 4);
+      a.out = out_last.get<float>();
+      a.T = 1;
+      STATUS_ASSERT(hc_head_from_partials(a, stream.get()));
+      CUDA_ASSERT(cudaStreamSynchronize(stream.get()));
+      const std::vector<float> all = download<float>(out_plain, static_cast<size_t>(T * D));
+      EXPECT_EQ(download<float>(out_last, static_cast<size_t>(D)), std::vector<float>(all.end() - D, all.end()));
     }
   }
+}
+
+}  // namespace
+}  // namespace dsv4::cuda::testing
+
+namespace dsv4::cuda::testing {
+namespace {
+
+// A chunk of tokens finishes each token with one block for the whole row, a decode token with
+// many blocks of 256 dims: both take the same records in the same order, so a token's collapse
+// and mixing coefficients are the same bits whatever the chunk (decode steps match prefill).
+TEST(CudaHc, PreIsTheSameBitsForEveryChunkLength) {
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE(seed);
+  std::mt19937_64 rng(seed);
+  const int T = 20;
+  const int64_t D = 4096, HD = 4 * D;
+  const std::vector<float> x = normal_vector(static_cast<size_t>(T * HD), rng);
+  const std::vector<float> fn = normal_vector(static_cast<size_t>(kHcMix * HD), rng, 0.0f, 0.02f);
+  const std::vector<float> scale = normal_vector(3, rng, 1.0f, 0.2f);
+  const std::vector<float> base = normal_vector(static_cast<size_t>(kHcMix), rng);
+  const std::vector<float> norm = normal_vector(static_cast<size_t>(D), rng, 1.0f, 0.1f);
+  TestStream stream;
+  DeviceBuffer dx = upload(x), dfn = upload(fn), ds = upload(scale), db = upload(base), dn = upload(norm);
+  DeviceBuffer partial(static_cast<size_t>(hc_partial_doubles(T, D)) * 8);
+  DeviceBuffer out_chunk(static_cast<size_t>(T * D) * 4), out_steps(static_cast<size_t>(T * D) * 4);
+  DeviceBuffer mix_chunk(static_cast<size_t>(T * kHcMixSize) * 4), mix_steps(static_cast<size_t>(T * kHcMixSize) * 4);
+  HcPreArgs a;
+  a.x = dx.get<float>();
+  a.fn.type = gguf::TensorType::F32;
+  a.fn.ne0 = HD;
+  a.fn.ne1 = kHcMix;
+  a.fn.row_bytes = HD * 4;
+  a.fn.data = dfn.bytes();
+  a.scale = ds.get<float>();
+  a.base = db.get<float>();
+  a.norm = dn.get<float>();
+  a.partial = partial.get<double>();
+  a.mix = mix_chunk.get<float>();
+  a.out = out_chunk.get<float>();
+  a.T = T;
+  a.D = D;
+  STATUS_ASSERT(hc_pre(a, stream.get()));
+  for (int t = 0; t < T; ++t) {
+    HcPreArgs one = a;
+    one.x = dx.get<float>() + t * HD;
+    one.partial = partial.get<double>() + hc_partial_doubles(t, D);
+    one.mix = mix_steps.get<float>() + t * kHcMixSize;
+    one.out = out_steps.get<float>() + t * D;
+    one.T = 1;
+    STATUS_ASSERT(hc_pre_from_partials(one, stream.get()));
+  }
+  CUDA_ASSERT(cudaStreamSynchronize(stream.get()));
+  EXPECT_EQ(download<float>(out_chunk, static_cast<size_t>(T * D)), download<float>(out_steps, static_cast<size_t>(T * D)));
+  EXPECT_EQ(download<float>(mix_chunk, static_cast<size_t>(T * kHcMixSize)),
+            download<float>(mix_steps, static_cast<size_t>(T * kHcMixSize)));
 }
 
 }  // namespace
