@@ -229,6 +229,7 @@ struct Case {
   bool sum = false;   // experts summed (MoE down)
   int64_t n_expert = 0;
   bool x_per_slot = false;  // per-slot form with one activation vector per slot (attention output_a)
+  bool swiglu = false;      // per-slot gate and up rows, the SwiGLU fused into the launch (MoE down)
 };
 
 struct Result {
@@ -254,8 +255,8 @@ Result run_case(const Case& c, const Device& dev, MatvecImpl impl, MatvecTuning 
   }
   const int launches = std::max(32, copies);  // every copy once per graph replay
   const int slots = std::max(1, c.slots);
-  const bool x_per_slot = c.sum || c.x_per_slot;
-  const int64_t x_elems = (x_per_slot ? slots : 1) * c.n_in;
+  const bool x_per_slot = c.sum || c.x_per_slot || c.swiglu;
+  const int64_t x_elems = (x_per_slot ? slots : 1) * c.n_in * (c.swiglu ? 2 : 1);
   const int64_t y_elems = (c.slots && !c.sum ? slots : 1) * c.n_out;
 
   uint8_t* w = nullptr;
@@ -305,6 +306,12 @@ Result run_case(const Case& c, const Device& dev, MatvecImpl impl, MatvecTuning 
       m.x = x;
       m.x_stride = x_per_slot ? c.n_in : 0;
       m.slot_scale = c.sum ? scale : nullptr;
+      if (c.swiglu) {  // slot j's gate at j·2n_in, its up at j·2n_in + n_in, as the forward pass has them
+        m.x_stride = 2 * c.n_in;
+        m.up = x + c.n_in;
+        m.act_weights = scale;
+        m.act_limit = 10.0f;
+      }
       const dsv4::Status st = c.sum ? dsv4::cuda::matvec_experts_sum(m, y, s, impl, tuning)
                                     : dsv4::cuda::matvec_experts(m, y, s, impl, tuning);
       if (!st.ok()) error = st.message();
@@ -419,6 +426,8 @@ int main(int argc, char** argv) {
       {"expert slab gate (Q4_K)", TensorType::Q4_K, 4096, 2048},
       {"MoE gate/up, 6 experts (IQ2_XXS)", TensorType::IQ2_XXS, 4096, 2048, 6, false, 256},
       {"MoE down, 6 experts summed (Q2_K)", TensorType::Q2_K, 2048, 4096, 6, true, 256},
+      {"MoE down, 6 experts per slot (Q2_K)", TensorType::Q2_K, 2048, 4096, 6, false, 256, true},
+      {"MoE down, 6 experts, SwiGLU fused (Q2_K)", TensorType::Q2_K, 2048, 4096, 6, false, 256, true, true},
       {"MoE gate/up, 6 experts (Q4_K)", TensorType::Q4_K, 4096, 2048, 6, false, 128},
       {"MoE down, 6 experts summed (Q4_K)", TensorType::Q4_K, 2048, 4096, 6, true, 128},
   };

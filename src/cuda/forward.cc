@@ -258,8 +258,18 @@ class ChunkForward {
 
     // §7.2-7.3: q_a and kv read the same x.
     DSV4_ASSIGN_OR_RETURN(PairOut qkv, dense_pair(L.q_a_kv, sc_.xn, sc_.qa, sc_.kv_raw));
-    DSV4_TRY(rms_norm_rows(qkv.first, qkv.first_stride, L.q_a_norm, R, c_.rms_eps, sc_.qr, R, T_, stream_));
-    DSV4_TRY(dense(L.q_b, sc_.qr, sc_.q));
+    // Decode: q_b normalises q_a itself as it stages it (one launch less); qr is then written only
+    // for the indexer's q_b.
+    const DeviceTensor& qb = L.q_b;
+    if (T_ == 1 && can_fuse_rms_norm(qb.type, qb.data, qb.ne0, qb.ne1, qkv.first, L.q_a_norm)) {
+      if (scoring) {
+        DSV4_TRY(rms_norm_rows(qkv.first, qkv.first_stride, L.q_a_norm, R, c_.rms_eps, sc_.qr, R, T_, stream_));
+      }
+      DSV4_TRY(matvec_rms_norm(qb.type, qb.data, qb.ne0, qb.ne1, qkv.first, L.q_a_norm, c_.rms_eps, sc_.q, stream_));
+    } else {
+      DSV4_TRY(rms_norm_rows(qkv.first, qkv.first_stride, L.q_a_norm, R, c_.rms_eps, sc_.qr, R, T_, stream_));
+      DSV4_TRY(dense(L.q_b, sc_.qr, sc_.q));
+    }
     QkvFinishArgs qf;
     qf.q = sc_.q;
     qf.kv_in = qkv.second;
@@ -395,6 +405,21 @@ class ChunkForward {
       ss.gate = sh.first;
       ss.up = sh.second;
       if (sh.first_stride != sh.second_stride) return make_error("cuda forward: shared gate/up widths differ");
+      // Decode: the down projection stages SwiGLU(gate, up) itself, the same bits in one launch less.
+      const DeviceTensor& down = L.shexp_down;
+      ExpertMatvec fused;
+      fused.type = down.type;
+      fused.w = down.data;
+      fused.n_in = down.ne0;
+      fused.n_out = down.ne1;
+      fused.n_slots = 1;
+      fused.x = sh.first;
+      fused.up = sh.second;
+      if (T_ == 1 && can_fuse_swiglu(fused)) {
+        DSV4_TRY(matvec_swiglu(down.type, down.data, down.ne0, down.ne1, sh.first, sh.second, limit, sc_.shared,
+                               stream_));
+        return mark("shared expert");
+      }
       ss.stride = sh.first_stride;
       ss.out = sc_.sh_mid;
       ss.n_slots = T_;
@@ -452,8 +477,8 @@ class ChunkForward {
   Status routed_experts_matvec(const DeviceLayer& L, float limit) {
     const int64_t D = c_.n_embd, K = c_.n_expert_used, F = c_.n_ff_expert;
     const int TK = static_cast<int>(T_ * K);
-    auto experts = [&](const DeviceTensor& w, int64_t n_in, int64_t n_out, const float* x, int64_t x_stride,
-                       const int32_t* ids, int n_slots, float* y) {
+    auto describe = [&](const DeviceTensor& w, int64_t n_in, int64_t n_out, const float* x, int64_t x_stride,
+                        const int32_t* ids, int n_slots) {
       ExpertMatvec e;
       e.type = w.type;
       e.w = w.data;
@@ -464,7 +489,11 @@ class ChunkForward {
       e.n_slots = n_slots;
       e.x = x;
       e.x_stride = x_stride;
-      return matvec_experts(e, y, stream_);
+      return e;
+    };
+    auto experts = [&](const DeviceTensor& w, int64_t n_in, int64_t n_out, const float* x, int64_t x_stride,
+                       const int32_t* ids, int n_slots, float* y) {
+      return matvec_experts(describe(w, n_in, n_out, x, x_stride, ids, n_slots), y, stream_);
     };
     const float* z = sc_.xn;
     int64_t z_stride = 0;
@@ -486,6 +515,12 @@ class ChunkForward {
       sw.up = sc_.gu + static_cast<int64_t>(TK) * F;
       sw.stride = F;
     }
+    // The down projection computes the SwiGLU as it stages its activations where its kernel can.
+    ExpertMatvec down = describe(L.down_exps, F, D, sw.gate, sw.stride, sc_.experts, TK);
+    down.up = sw.up;
+    down.act_weights = sc_.route_w;
+    down.act_limit = limit;
+    if (can_fuse_swiglu(down)) return matvec_experts(down, sc_.ydown, stream_);
     sw.weights = sc_.route_w;
     sw.out = sc_.mid;
     sw.n_slots = TK;

@@ -116,10 +116,12 @@ Result<MatvecPlan> make_plan(TensorType type, int64_t n_in, int64_t n_out, int g
                                    : detail::rt2_warps_per_row(type, n_in, n_out);
     const int64_t units = grid_slots * ((n_out + 31) / 32);
     if (units > INT_MAX / 2) return make_error("too many outputs for one launch");
+    // 2-bit: a block holds G groups of W warps.
+    const int groups = q8_fits ? 1 : detail::rt2_groups_per_block(type, plan.warps_per_row, rt2_x);
     const int per_sm = q8_fits ? detail::q8_blocks_per_sm(plan.warps_per_row)
-                               : detail::rt2_blocks_per_sm(type, plan.warps_per_row, rt2_x);
+                               : detail::rt2_blocks_per_sm(type, groups * plan.warps_per_row, rt2_x);
     const int64_t capacity = sms * std::max(1, per_sm);
-    plan.blocks = static_cast<int>(std::min(capacity, units));
+    plan.blocks = static_cast<int>(std::min(capacity, (units + groups - 1) / groups));
     return plan;
   }
   const bool mma_fits = mma_type(type) && n_in % 32 == 0 && n_in <= INT_MAX / 8 &&
@@ -185,9 +187,15 @@ Result<MatvecPlan> make_plan(TensorType type, int64_t n_in, int64_t n_out, int g
   return plan;
 }
 
-// The shared body of the three entry points.
+// The RMSNorm a dense Q8_0 launch applies to its input (matvec_rms_norm).
+struct FusedNorm {
+  const float* w = nullptr;
+  float eps = 0.0f;
+};
+
+// The shared body of the entry points.
 Status run(const ExpertMatvec& m, bool dense, bool sum, float* y, cudaStream_t stream,
-           MatvecImpl impl, MatvecTuning tuning, const char* fn) {
+           MatvecImpl impl, MatvecTuning tuning, const char* fn, FusedNorm norm = FusedNorm{}) {
   auto fail = [&](const std::string& what) {
     return Status(make_error(std::string("cuda::") + fn + "(" + gguf::type_name(m.type) + ", " +
                              std::to_string(m.n_in) + " -> " + std::to_string(m.n_out) + "): " + what));
@@ -203,6 +211,7 @@ Status run(const ExpertMatvec& m, bool dense, bool sum, float* y, cudaStream_t s
   if (!m.w || !m.x || !y || (!dense && !m.experts)) return fail("null pointer");
   if (m.x_stride < 0) return fail("negative x_stride");
   if (!aligned(m.x, 4) || !aligned(y, 4) || !aligned(m.slot_scale, 4)) return fail("misaligned f32 pointer");
+  if (m.up && (!aligned(m.up, 16) || !aligned(m.act_weights, 4))) return fail("misaligned up or act_weights");
 
   const int64_t row_bytes = m.n_in / traits->block_elems * traits->block_bytes;
   int64_t slab_bytes = 0, total = 0;
@@ -225,6 +234,7 @@ Status run(const ExpertMatvec& m, bool dense, bool sum, float* y, cudaStream_t s
       break;
     case MatvecImpl::kReference: fast = false; break;
   }
+  if (m.up && !fast) return fail("the fused SwiGLU needs the fast kernel (16-byte aligned weights and rows)");
 
   detail::MatvecLaunch l{};
   l.type = m.type;
@@ -235,6 +245,11 @@ Status run(const ExpertMatvec& m, bool dense, bool sum, float* y, cudaStream_t s
   l.experts = dense ? nullptr : m.experts;
   l.x = m.x;
   l.x_stride = m.x_stride;
+  l.up = m.up;
+  l.act_weights = m.act_weights;
+  l.act_limit = m.act_limit;
+  l.norm_w = norm.w;
+  l.norm_eps = norm.eps;
   l.scale = m.slot_scale;
   l.y = y;
   l.n_in = static_cast<int>(m.n_in);
@@ -253,6 +268,12 @@ Status run(const ExpertMatvec& m, bool dense, bool sum, float* y, cudaStream_t s
     const int n_xvec = m.x_stride ? m.n_slots : 1;
     auto plan = make_plan(m.type, m.n_in, m.n_out, sum ? 1 : m.n_slots, n_xvec, sum, tuning);
     if (!plan.ok()) return fail(plan.error().message);
+    if (norm.w && (plan->rows_per_warp != 32 || m.type != TensorType::Q8_0 || !aligned(norm.w, 16))) {
+      return fail("the fused RMSNorm needs the Q8_0 row-tile kernel and 16-byte aligned weights (can_fuse_rms_norm)");
+    }
+    if (m.up && plan->rows_per_warp != 32) {
+      return fail("the fused SwiGLU needs a row-tile kernel (can_fuse_swiglu)");
+    }
     l.rows_per_warp = plan->rows_per_warp;
     l.warps_per_row = plan->warps_per_row;
     l.blocks = plan->blocks;
@@ -286,6 +307,46 @@ Status matvec(TensorType type, const void* w, int64_t n_in, int64_t n_out, const
   return run(m, /*dense=*/true, /*sum=*/false, y, stream, impl, tuning, "matvec");
 }
 
+Status matvec_swiglu(TensorType type, const void* w, int64_t n_in, int64_t n_out, const float* gate,
+                     const float* up, float limit, float* y, cudaStream_t stream, MatvecTuning tuning) {
+  ExpertMatvec m;
+  m.type = type;
+  m.w = w;
+  m.n_in = n_in;
+  m.n_out = n_out;
+  m.n_expert = 1;
+  m.n_slots = 1;
+  m.x = gate;
+  m.up = up;
+  m.act_limit = limit;
+  return run(m, /*dense=*/true, /*sum=*/false, y, stream, MatvecImpl::kAuto, tuning, "matvec_swiglu");
+}
+
+Status matvec_rms_norm(TensorType type, const void* w, int64_t n_in, int64_t n_out, const float* x,
+                       const float* norm_w, float eps, float* y, cudaStream_t stream, MatvecTuning tuning) {
+  if (!norm_w) return make_error("cuda::matvec_rms_norm: null norm weights");
+  ExpertMatvec m;
+  m.type = type;
+  m.w = w;
+  m.n_in = n_in;
+  m.n_out = n_out;
+  m.n_expert = 1;
+  m.n_slots = 1;
+  m.x = x;
+  return run(m, /*dense=*/true, /*sum=*/false, y, stream, MatvecImpl::kFast, tuning, "matvec_rms_norm",
+             FusedNorm{norm_w, eps});
+}
+
+bool can_fuse_rms_norm(TensorType type, const void* w, int64_t n_in, int64_t n_out, const float* x,
+                       const float* norm_w) {
+  if (type != TensorType::Q8_0 || !norm_w || n_in <= 0 || n_out <= 0 || !aligned(w, 16) || !aligned(x, 16) ||
+      !aligned(norm_w, 16)) {
+    return false;
+  }
+  const auto plan = make_plan(type, n_in, n_out, 1, 1, false, MatvecTuning{});
+  return plan.ok() && plan->rows_per_warp == 32;
+}
+
 Status matvec_experts(const ExpertMatvec& m, float* y, cudaStream_t stream, MatvecImpl impl,
                       MatvecTuning tuning) {
   return run(m, /*dense=*/false, /*sum=*/false, y, stream, impl, tuning, "matvec_experts");
@@ -294,6 +355,16 @@ Status matvec_experts(const ExpertMatvec& m, float* y, cudaStream_t stream, Matv
 Status matvec_experts_sum(const ExpertMatvec& m, float* y, cudaStream_t stream, MatvecImpl impl,
                           MatvecTuning tuning) {
   return run(m, /*dense=*/false, /*sum=*/true, y, stream, impl, tuning, "matvec_experts_sum");
+}
+
+bool can_fuse_swiglu(const ExpertMatvec& m) {
+  if ((m.type != TensorType::Q2_K && m.type != TensorType::IQ2_XXS && m.type != TensorType::Q8_0) || m.n_in <= 0 ||
+      m.n_out <= 0 ||
+      m.n_slots <= 0 || !aligned(m.w, 16) || !aligned(m.x, 16) || !aligned(m.up, 16) || m.x_stride % 4 != 0) {
+    return false;
+  }
+  const auto plan = make_plan(m.type, m.n_in, m.n_out, m.n_slots, m.x_stride ? m.n_slots : 1, false, MatvecTuning{});
+  return plan.ok() && plan->rows_per_warp == 32;
 }
 
 Status prepare_matvec() {

@@ -80,7 +80,36 @@ struct ExpertMatvec {
   const float* x = nullptr;  // slot j reads x + j·x_stride
   int64_t x_stride = 0;      // 0: every slot reads the same x (gate/up); n_in: one x per slot (down)
   const float* slot_scale = nullptr;  // n_slots factors (e.g. route weights), or null for 1
+  // Fused SwiGLU (moe.h swiglu, the routed experts' down projection): when `up` is set, slot j's
+  // activation is silu(min(g, L))·clamp(u, ±L)·act_weights[j] (no factor when act_weights is
+  // null; clamp iff L = act_limit > 1e-6) with g = x[j·x_stride + i] and u = up[j·x_stride + i],
+  // bit for bit what swiglu would have written, computed as the kernel stages its activations.
+  // Only the row-tile kernels (2-bit and Q8_0) do this (can_fuse_swiglu); other launches are refused.
+  const float* up = nullptr;
+  const float* act_weights = nullptr;
+  float act_limit = 0.0f;
 };
+
+// Whether matvec_experts / matvec_experts_sum (kAuto, default tuning) can take m with `up` set.
+bool can_fuse_swiglu(const ExpertMatvec& m);
+
+// Dense y = W·swiglu(gate, up) (the shared expert's down projection, §8.6): the fused SwiGLU above
+// (no route weight) on a dense launch, whose weights are fetched before the previous kernel ends
+// (PDL). Refused where can_fuse_swiglu would refuse the one-slot form.
+Status matvec_swiglu(TensorType type, const void* w, int64_t n_in, int64_t n_out, const float* gate,
+                     const float* up, float limit, float* y, cudaStream_t stream,
+                     MatvecTuning tuning = MatvecTuning{});
+
+// Dense y = W·RMSNorm_norm_w(x) (q_b's input, §7.2): the Q8_0 row-tile kernel normalises x as it
+// stages it, as norms.h rms_norm_rows does for one row ((x·r)·w, r from Σx² in double rounded
+// once; the sum taken in another order, so r may differ from rms_norm_rows's in its last bit).
+// can_fuse_rms_norm says whether a launch can (Q8_0 rows of a multiple of 256, 16-aligned
+// pointers); others are refused.
+bool can_fuse_rms_norm(TensorType type, const void* w, int64_t n_in, int64_t n_out, const float* x,
+                       const float* norm_w);
+Status matvec_rms_norm(TensorType type, const void* w, int64_t n_in, int64_t n_out, const float* x,
+                       const float* norm_w, float eps, float* y, cudaStream_t stream,
+                       MatvecTuning tuning = MatvecTuning{});
 
 // One output per slot: y[j·n_out + o] = scale_j · Σ_i W_{e_j}[o, i]·x_j[i].
 Status matvec_experts(const ExpertMatvec& m, float* y, cudaStream_t stream,

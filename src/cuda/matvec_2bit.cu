@@ -2,10 +2,16 @@
 // the routed experts' formats. Layout and per-lane work: matvec_2bit.cuh.
 //
 // Shape of the work (the Q8_0 row-tile kernel's, matvec_q8.cu, with 4-byte staging):
-//   block  = W warps (W = warps_per_row, 1–8) computing one tile of 32 rows at a time; warp k takes
-//            the items k, k+W, ... of the tile's rows (for every slot when summed). The grid is
-//            what fits the GPU at once; unit u (a tile of one slot, or a tile over all slots when
-//            summed) goes to block u mod gridDim.x.
+//   group  = W warps (W = warps_per_row, 1–8) computing one tile of 32 rows at a time; warp k takes
+//            the items k, k+W, ... of the tile's rows (for every slot when summed). Unit u (a tile
+//            of one slot, or a tile over all slots when summed) goes to group u mod (groups in
+//            the grid), group g of block b being number b·G + g.
+//   block  = G groups (up to 16 warps, rt2_groups_per_block): one copy of the activations and
+//            the (16-fold replicated) IQ2_XXS tables for 16 warps. The grid is what fits the GPU.
+//            Per-slot units are dealt tile-major (RowTileSchedule::slot_fastest), and a block
+//            stages only the activation vectors of the slots its groups take: at the experts'
+//            shapes (132·2 groups, 6 slots) one or two of six, which matters most when the SwiGLU
+//            is computed while staging.
 //   lane   = one row: partial sums in registers; a slot's partial is scaled and added in slot
 //            order; at a unit's end the block's W partials are added in warp order.
 // Every output is one fixed sequence of f32 operations: deterministic, no atomics, the same bits
@@ -20,6 +26,7 @@
 #include "cuda/once_per_device.h"
 #include "cuda/pdl.cuh"
 #include "cuda/row_tile.cuh"
+#include "cuda/swiglu.cuh"
 
 namespace dsv4::cuda::detail {
 
@@ -34,6 +41,9 @@ struct RtParams {
   const int32_t* experts;  // null: slot j is slab j
   const float* x;          // 16-aligned
   int64_t x_stride;        // a multiple of 4
+  const float* up;         // fused SwiGLU (matvec_launch.h), or null
+  const float* act_weights;
+  float act_limit;
   const float* scale;      // null: 1
   float* y;
   const Iq2Tables* iq2;  // IQ2_XXS only
@@ -43,7 +53,26 @@ struct RtParams {
   int n_items;  // items per row
   int n_tiles;  // ⌈n_out / 32⌉
   int n_units;  // n_tiles (summed) or n_slots · n_tiles
+  int W;        // warps per row (= per group)
+  int groups;   // groups per block
 };
+
+// Bit j: this block's groups take a unit of slot j (per-slot launches with one x per slot and at
+// most 64 slots; else every bit). The same walk as RowTileSchedule with slot_fastest.
+__device__ uint64_t staged_slots(const RtParams& p, bool sum) {
+  if (sum || p.x_stride == 0 || p.n_slots > 64) return ~uint64_t{0};
+  uint64_t mask = 0;
+  const int vgrid = gridDim.x * p.groups;
+  for (int g = 0; g < p.groups; ++g) {
+    for (int u = blockIdx.x * p.groups + g; u < p.n_units; u += vgrid) mask |= uint64_t{1} << (u % p.n_slots);
+  }
+  return mask;
+}
+
+// Synchronises the W warps of group g (named barrier 1 + g; 0 is __syncthreads).
+__device__ __forceinline__ void group_barrier(int g, int W) {
+  asm volatile("bar.sync %0, %1;\n" ::"r"(1 + g), "r"(W * 32) : "memory");
+}
 
 
 // Σ over one item of this lane's row, the activations at xs (shared memory: the item's first element).
@@ -71,24 +100,27 @@ __device__ __forceinline__ float item_dot(const uint32_t* w, const float* xs,
     auto group_sum = [&sums](int g) { return sums[g]; };
     return q2k_block_dot(w, load_x4, group_sum);
   } else {
-    return iq2_item_dot(w, tables, load_x4);
+    return iq2_item_dot(w, tables, lane & (kIq2TableCopies - 1), load_x4);
   }
 }
 
 template <class Fmt, bool kSum>
-__global__ void __launch_bounds__(k2bMaxWarps * 32) matvec_2bit_kernel(__grid_constant__ const RtParams p) {
+__global__ void __launch_bounds__(k2bMaxBlockWarps * 32) matvec_2bit_kernel(__grid_constant__ const RtParams p) {
   constexpr int kWords = Fmt::kItemWords, kRing = Fmt::kRing, kItemBytes = rt_item_bytes<Fmt>();
   extern __shared__ __align__(16) uint8_t smem[];
-  const int W = blockDim.x >> 5;
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int W = p.W;
+  const int block_warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int group = block_warp / W, warp = block_warp - group * W;
   Iq2RowTables& tables = *reinterpret_cast<Iq2RowTables*>(smem);
   float* xsm = reinterpret_cast<float*>(smem + (Fmt::kGroupSums ? 0 : sizeof(Iq2RowTables)));
   const int x_floats = p.x_stride ? p.n_slots * p.n_in : p.n_in;
   uint8_t* rings = reinterpret_cast<uint8_t*>(xsm + x_floats);
-  uint8_t* ring = rings + warp * (kRing * kItemBytes);
-  float* red = reinterpret_cast<float*>(rings + W * (kRing * kItemBytes));  // [2][W][32]
+  uint8_t* ring = rings + block_warp * (kRing * kItemBytes);
+  // [G][2][W][32]
+  float* red = reinterpret_cast<float*>(rings + (blockDim.x >> 5) * (kRing * kItemBytes)) + group * 2 * W * k2bTileRows;
 
-  const RowTileSchedule<kSum> sched(p.n_items, p.n_slots, p.n_units, p.n_tiles, W, warp);
+  const RowTileSchedule<kSum> sched(p.n_items, p.n_slots, p.n_units, p.n_tiles, W, warp, blockIdx.x * p.groups + group,
+                                    gridDim.x * p.groups, /*slot_fastest=*/true);
   const int per_unit = sched.per_unit, my_units = sched.my_units;
 
   int issue_k = 0, issue_i = 0;
@@ -123,28 +155,13 @@ __global__ void __launch_bounds__(k2bMaxWarps * 32) matvec_2bit_kernel(__grid_co
 
   // The lookup tables are constant data: copied before waiting for the kernel before this one.
   if constexpr (!Fmt::kGroupSums) {
-    // Every load issued before the first is used (a 32-thread block would otherwise wait 12 times).
-    uint64_t g[256 / 32];
-    uint32_t sg[128 / 32];
+    // Each thread writes the 16 copies of one entry (i·16 + c); blocks have ≥ 384 threads at the
+    // expert shapes, so one round of loads.
+    for (int i = threadIdx.x; i < 256 + 128; i += blockDim.x) {
+      const uint2 v = i < 256 ? iq2_grid_entry(p.iq2->grid[i]) : iq2_sign_entry(p.iq2->signs[i - 256]);
+      uint2* dst = i < 256 ? tables.grid + i * kIq2TableCopies : tables.signs + (i - 256) * kIq2TableCopies;
 #pragma unroll
-    for (int u = 0; u < 256 / 32; ++u) {
-      const int i = threadIdx.x + u * blockDim.x;
-      g[u] = i < 256 ? p.iq2->grid[i] : 0;
-    }
-#pragma unroll
-    for (int u = 0; u < 128 / 32; ++u) {
-      const int i = threadIdx.x + u * blockDim.x;
-      sg[u] = i < 128 ? p.iq2->signs[i] : 0;
-    }
-#pragma unroll
-    for (int u = 0; u < 256 / 32; ++u) {
-      const int i = threadIdx.x + u * blockDim.x;
-      if (i < 256) tables.grid[i] = iq2_grid_entry(g[u]);
-    }
-#pragma unroll
-    for (int u = 0; u < 128 / 32; ++u) {
-      const int i = threadIdx.x + u * blockDim.x;
-      if (i < 128) tables.signs[i] = iq2_sign_entry(sg[u]);
+      for (int c = 0; c < kIq2TableCopies; ++c) dst[c] = v;
     }
   }
   // PDL: the weights of a dense launch are fetched while the kernel before it finishes (nothing
@@ -157,10 +174,21 @@ __global__ void __launch_bounds__(k2bMaxWarps * 32) matvec_2bit_kernel(__grid_co
   }
   if (!p.experts) pdl_wait();
   pdl_trigger();
-  // The activations (written by the kernel before: after pdl_wait), slot j's at j·n_in.
+  // The activations (written by the kernel before: after pdl_wait), slot j's at j·n_in, of the
+  // slots this block takes; with the SwiGLU fused, computed here from the gate and up rows.
+  const uint64_t slots = staged_slots(p, kSum);
   for (int i = threadIdx.x; i < x_floats / 4; i += blockDim.x) {
     const int slot = i / (p.n_in / 4), e = 4 * i - slot * p.n_in;
-    reinterpret_cast<float4*>(xsm)[i] = __ldg(reinterpret_cast<const float4*>(p.x + slot * p.x_stride + e));
+    if (slot < 64 && !((slots >> slot) & 1u)) continue;
+    const int64_t at = slot * p.x_stride + e;
+    float4 v = __ldg(reinterpret_cast<const float4*>(p.x + at));
+    if (p.up) {
+      const float4 u = __ldg(reinterpret_cast<const float4*>(p.up + at));
+      const float* w = p.act_weights ? p.act_weights + slot : nullptr;
+      v = make_float4(swiglu_element(v.x, u.x, w, p.act_limit), swiglu_element(v.y, u.y, w, p.act_limit),
+                      swiglu_element(v.z, u.z, w, p.act_limit), swiglu_element(v.w, u.w, w, p.act_limit));
+    }
+    reinterpret_cast<float4*>(xsm)[i] = v;
   }
   __syncthreads();  // the tables and activations are in place
 
@@ -187,7 +215,8 @@ __global__ void __launch_bounds__(k2bMaxWarps * 32) matvec_2bit_kernel(__grid_co
       buf = buf + 1 == kRing ? 0 : buf + 1;
     }
     const int row = sched.unit_tile(k) * k2bTileRows + lane;
-    store_row_tile(acc, red, k, W, warp, lane, row, p.n_out, sched.out_index(k, row, p.n_out), p.y);
+    store_row_tile(acc, red, k, W, warp, lane, row, p.n_out, sched.out_index(k, row, p.n_out), p.y,
+                   [group, W] { group_barrier(group, W); });
   }
   cp_async_wait<0>();
 }
@@ -213,6 +242,24 @@ cudaError_t allow_smem(int device) {
   });
 }
 
+int max_smem_per_block() {
+  int device = 0, v = 0;
+  if (cudaGetDevice(&device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) != cudaSuccess) {
+    return 0;
+  }
+  return v;
+}
+
+// Groups of W warps per block: up to 16 warps, halved until the block's shared memory fits.
+template <class Fmt>
+int groups_per_block(int W, int64_t x_floats) {
+  const int64_t max_smem = max_smem_per_block();
+  int g = k2bMaxBlockWarps / W;
+  while (g > 1 && rt_smem_bytes<Fmt>(g * W, x_floats) > max_smem) g /= 2;
+  return g;
+}
+
 template <class Fmt, bool kSum>
 cudaError_t launch(const MatvecLaunch& l, cudaStream_t stream) {
   RtParams p;
@@ -222,6 +269,9 @@ cudaError_t launch(const MatvecLaunch& l, cudaStream_t stream) {
   p.experts = l.experts;
   p.x = l.x;
   p.x_stride = l.x_stride;
+  p.up = l.up;
+  p.act_weights = l.act_weights;
+  p.act_limit = l.act_limit;
   p.scale = l.scale;
   p.y = l.y;
   p.iq2 = static_cast<const Iq2Tables*>(l.iq2_tables);
@@ -231,9 +281,12 @@ cudaError_t launch(const MatvecLaunch& l, cudaStream_t stream) {
   p.n_items = l.n_in / Fmt::kItemElems;
   p.n_tiles = (l.n_out + k2bTileRows - 1) / k2bTileRows;
   p.n_units = l.sum ? p.n_tiles : l.n_slots * p.n_tiles;
-  const int W = l.warps_per_row;
-  const int64_t smem = rt_smem_bytes<Fmt>(W, l.x_stride ? int64_t{l.n_slots} * l.n_in : l.n_in);
-  return launch_pdl(matvec_2bit_kernel<Fmt, kSum>, dim3(l.blocks), dim3(W * 32), static_cast<size_t>(smem), stream, p);
+  p.W = l.warps_per_row;
+  const int64_t x_floats = l.x_stride ? int64_t{l.n_slots} * l.n_in : l.n_in;
+  p.groups = groups_per_block<Fmt>(p.W, x_floats);
+  const int64_t smem = rt_smem_bytes<Fmt>(p.groups * p.W, x_floats);
+  return launch_pdl(matvec_2bit_kernel<Fmt, kSum>, dim3(l.blocks), dim3(p.groups * p.W * 32), static_cast<size_t>(smem),
+                    stream, p);
 }
 
 }  // namespace
@@ -244,6 +297,11 @@ int rt2_item_elems(gguf::TensorType type) {
     case gguf::TensorType::IQ2_XXS: return Fmt2bIQ2::kItemElems;
     default: return 0;
   }
+}
+
+int rt2_groups_per_block(gguf::TensorType type, int warps_per_row, int64_t x_floats) {
+  return type == gguf::TensorType::Q2_K ? groups_per_block<Fmt2bQ2K>(warps_per_row, x_floats)
+                                         : groups_per_block<Fmt2bIQ2>(warps_per_row, x_floats);
 }
 
 int rt2_warps_per_row(gguf::TensorType type, int64_t n_in, int64_t n_out) {

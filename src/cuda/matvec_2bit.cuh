@@ -32,12 +32,18 @@
 namespace dsv4::cuda::detail {
 
 constexpr int k2bTileRows = 32;
-constexpr int k2bMaxWarps = 8;  // warps per block = warps splitting a row
+constexpr int k2bMaxWarps = 8;        // warps splitting a row (= warps per group)
+constexpr int k2bMaxBlockWarps = 16;  // warps per block (groups of W warps, matvec_2bit.cu)
 
-// The IQ2_XXS tables as the kernel keeps them in shared memory.
+// The IQ2_XXS tables as the kernel keeps them in shared memory, 16 copies interleaved (entry i of
+// copy c at i·16 + c): lane l reads copy l & 15, so the warp's random 8-byte lookups fall on
+// distinct bank pairs per half-warp and take the minimum 2 wavefronts. With one copy they took
+// ≈4–5 (32 random 8-byte reads over 16 bank pairs), and shared memory was what the IQ2_XXS launch
+// waited on (ncu: L1/TEX throughput 73–80 %, DRAM 11 %).
+constexpr int kIq2TableCopies = 16;
 struct Iq2RowTables {
-  uint2 grid[256];   // grid point: each magnitude byte m as m | 64
-  uint2 signs[128];  // 0xFF in each byte whose element is negated (ksigns_iq2xs expanded)
+  uint2 grid[256 * kIq2TableCopies];   // grid point: each magnitude byte m as m | 64
+  uint2 signs[128 * kIq2TableCopies];  // 0xFF in each byte whose element is negated (ksigns_iq2xs expanded)
 };
 
 DSV4_HD uint2 iq2_grid_entry(uint64_t g) {
@@ -128,13 +134,15 @@ DSV4_HD float q2k_block_dot(const Words& w, LoadX4& load_x4, GroupSum& group_sum
 // Σ over one IQ2_XXS sub-block of 32 elements: a0 = its 4 grid indices, a1 = 4×7 sign-index bits
 // and the 4-bit scale; d the block's scale. (d·(0.5 + ls)·0.25)·Σ_k (±m_k)·x_k, the sum as
 // ((g0 + g1) + (g2 + g3)) over the four 8-element grid points, each in element order.
+// `copy` is the lane's table copy (lane & 15).
 template <class LoadX4>
-DSV4_HD float iq2_sub_dot(uint32_t a0, uint32_t a1, float d, const Iq2RowTables& t, LoadX4& load_x4, int e0) {
+DSV4_HD float iq2_sub_dot(uint32_t a0, uint32_t a1, float d, const Iq2RowTables& t, int copy, LoadX4& load_x4,
+                          int e0) {
   float part[4];
   DSV4_UNROLL
   for (int g = 0; g < 4; ++g) {
-    const uint2 grid = t.grid[(a0 >> (8 * g)) & 0xFFu];
-    const uint2 sign = t.signs[(a1 >> (7 * g)) & 127u];
+    const uint2 grid = t.grid[((a0 >> (8 * g)) & 0xFFu) * kIq2TableCopies + copy];
+    const uint2 sign = t.signs[((a1 >> (7 * g)) & 127u) * kIq2TableCopies + copy];
     const float4 x0 = load_x4(e0 + 8 * g), x1 = load_x4(e0 + 8 * g + 4);
     const float xs0[4] = {x0.x, x0.y, x0.z, x0.w}, xs1[4] = {x1.x, x1.y, x1.z, x1.w};
     part[g] = dot4_bytes(iq2_signed_bytes(grid.y, sign.y), kMagic + 64.0f, xs1,
@@ -160,7 +168,7 @@ DSV4_HD uint32_t funnel16(uint32_t lo, uint32_t hi) {
 // The sub-block loops are unrolled four times, not fully: fully unrolled, the compiler hoists all 512
 // activation loads and the kernel needs 254 registers (one 8-warp block per SM).
 template <class Words, class LoadX4>
-DSV4_HD float iq2_item_dot(const Words& w, const Iq2RowTables& t, LoadX4& load_x4) {
+DSV4_HD float iq2_item_dot(const Words& w, const Iq2RowTables& t, int copy, LoadX4& load_x4) {
   float acc = 0.0f;
   const float d0 = f16_to_f32(w[0] & 0xFFFFu), d1 = f16_to_f32(w[16] >> 16);
 #ifdef __CUDA_ARCH__
@@ -168,12 +176,12 @@ DSV4_HD float iq2_item_dot(const Words& w, const Iq2RowTables& t, LoadX4& load_x
 #endif
   for (int s = 0; s < 8; ++s) {
     const uint32_t lo = w[2 * s], mid = w[2 * s + 1], hi = w[2 * s + 2];
-    acc += iq2_sub_dot(funnel16(lo, mid), funnel16(mid, hi), d0, t, load_x4, 32 * s);
+    acc += iq2_sub_dot(funnel16(lo, mid), funnel16(mid, hi), d0, t, copy, load_x4, 32 * s);
   }
 #ifdef __CUDA_ARCH__
 #pragma unroll 4
 #endif
-  for (int s = 0; s < 8; ++s) acc += iq2_sub_dot(w[17 + 2 * s], w[18 + 2 * s], d1, t, load_x4, 256 + 32 * s);
+  for (int s = 0; s < 8; ++s) acc += iq2_sub_dot(w[17 + 2 * s], w[18 + 2 * s], d1, t, copy, load_x4, 256 + 32 * s);
   return acc;
 }
 
@@ -181,8 +189,9 @@ template <class Fmt>
 DSV4_HD constexpr int rt_item_bytes() {
   return k2bTileRows * Fmt::kItemWords * 4;
 }
-// Shared memory of a block of `warps` warps: the IQ2_XXS tables, the launch's activations
-// (x_floats: every x vector of the launch, a multiple of 4), the warps' rings, the reduction buffer.
+// Shared memory of a block of `warps` warps (all its groups): the IQ2_XXS tables, the launch's
+// activations (x_floats: every x vector of the launch, a multiple of 4), the warps' rings, the
+// groups' reduction buffers.
 template <class Fmt>
 DSV4_HD constexpr int64_t rt_smem_bytes(int warps, int64_t x_floats) {
   return (Fmt::kGroupSums ? 0 : static_cast<int64_t>(sizeof(Iq2RowTables))) + 4 * x_floats +

@@ -19,6 +19,15 @@ struct MatvecLaunch {
   const int32_t* experts;  // null: slot j is slab j (the dense case has one slot)
   const float* x;
   int64_t x_stride;
+  // Fused SwiGLU (2-bit row-tile kernel only): when set, slot j's activation is
+  // swiglu_element(x_j[i], up[j·x_stride + i], act_weights + j or null, act_limit) (swiglu.cuh).
+  const float* up;
+  const float* act_weights;
+  float act_limit;
+  // Fused RMSNorm (Q8_0 row-tile kernel, dense launches only): when set, the activation is
+  // RMSNorm_norm_w(x)[i] (norms.h rms_norm_rows of one row; Σx² summed in another order).
+  const float* norm_w;
+  float norm_eps;
   const float* scale;  // null: 1
   float* y;
   int n_in;
@@ -73,8 +82,12 @@ cudaError_t prepare_matvec_q8();
 // has x_floats activations (n_xvec · n_in: they are staged in shared memory), the blocks that fit
 // an SM at once (0 if the runtime cannot say), the shared-memory opt-in (once per device) and the
 // launch.
+// A block holds rt2_groups_per_block groups of W warps (each group a tile at a time; one copy of
+// the activations and tables for all): the most, up to 16 warps, whose shared memory fits the
+// current device. rt2_smem_bytes and rt2_blocks_per_sm take the block's warps (groups · W).
 int rt2_item_elems(gguf::TensorType type);
 int rt2_warps_per_row(gguf::TensorType type, int64_t n_in, int64_t n_out);
+int rt2_groups_per_block(gguf::TensorType type, int warps_per_row, int64_t x_floats);
 int64_t rt2_smem_bytes(gguf::TensorType type, int warps, int64_t x_floats);
 int rt2_blocks_per_sm(gguf::TensorType type, int warps, int64_t x_floats);
 cudaError_t prepare_matvec_2bit();

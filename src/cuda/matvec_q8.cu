@@ -6,7 +6,7 @@
 // ≈3.5 issued instructions per weight (≈48 of the 128 lane-issues per clock an SM has), reads the
 // weights with coalesced 16-byte cp.async (two 8.7 KB items in flight per warp, 8 warps per SM:
 // ≈140 KB in flight per SM, several times what the latency needs) and the activations as broadcast
-// float4 loads from L1.
+// float4 loads from shared memory (each warp stages its next item's 1 KB of x one item ahead).
 //
 // Shape of the work:
 //   block  = W warps (W = warps_per_row, 1–8), together computing one tile of 32 rows at a time;
@@ -28,6 +28,7 @@
 #include "cuda/matvec_q8.cuh"
 #include "cuda/pdl.cuh"
 #include "cuda/row_tile.cuh"
+#include "cuda/swiglu.cuh"
 
 namespace dsv4::cuda::detail {
 
@@ -42,6 +43,11 @@ struct Q8Params {
   const int32_t* experts;  // null: slot j is slab j
   const float* x;          // 16-aligned
   int64_t x_stride;        // a multiple of 4
+  const float* up;         // kSwiglu: slot j's activation is swiglu_element(x_j[i], up[j·x_stride + i],
+  const float* act_weights;  // act_weights + j or null, act_limit)
+  float act_limit;
+  const float* norm_w;  // kRmsNorm (dense): the activation is (x[i]·r)·norm_w[i], r = q8_rms_scale(x)
+  float norm_eps;
   const float* scale;      // null: 1
   float* y;
   int n_out;
@@ -52,13 +58,36 @@ struct Q8Params {
 };
 
 
-template <bool kSum>
+// What the kernel stages as its activations: x as it is, SwiGLU(x, up) (the op before a down
+// projection) or RMSNorm(x) (the op before q_b): the fused forms save the launch of that op.
+enum class Q8Input { kPlain, kSwiglu, kRmsNorm };
+
+// RMSNorm's scale of x[0, n) as norms.cu computes it (Σx² in double, rounded once), by one warp in a
+// fixed order (each lane its float4s in turn, then a fixed shuffle tree): the same value in every
+// warp of every grid. n a multiple of 128.
+__device__ float q8_rms_scale(const float* x, int n, float eps, int lane) {
+  double ss = 0.0;
+  for (int i = 4 * lane; i < n; i += 128) {
+    const float4 v = __ldg(reinterpret_cast<const float4*>(x + i));
+    ss += static_cast<double>(v.x) * static_cast<double>(v.x);
+    ss += static_cast<double>(v.y) * static_cast<double>(v.y);
+    ss += static_cast<double>(v.z) * static_cast<double>(v.z);
+    ss += static_cast<double>(v.w) * static_cast<double>(v.w);
+  }
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) ss += __shfl_down_sync(0xFFFFFFFFu, ss, o);
+  ss = __shfl_sync(0xFFFFFFFFu, ss, 0);
+  return static_cast<float>(1.0 / sqrt(ss / static_cast<double>(n) + static_cast<double>(eps)));
+}
+
+template <bool kSum, Q8Input kIn>
 __global__ void __launch_bounds__(kQ8MaxWarps * 32) matvec_q8_kernel(__grid_constant__ const Q8Params p) {
   extern __shared__ __align__(16) uint8_t smem[];
   const int W = blockDim.x >> 5;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   uint8_t* ring = smem + warp * (kQ8Ring * kQ8ItemBytes);
-  float* red = reinterpret_cast<float*>(smem + W * (kQ8Ring * kQ8ItemBytes));  // [2][W][32]
+  float* xbuf = reinterpret_cast<float*>(smem + W * (kQ8Ring * kQ8ItemBytes)) + warp * kQ8SbElems;
+  float* red = reinterpret_cast<float*>(smem + W * (kQ8Ring * kQ8ItemBytes + kQ8SbElems * 4));  // [2][W][32]
 
   // Row items are superblocks (row_tile.cuh).
   const RowTileSchedule<kSum> sched(p.n_sb, p.n_slots, p.n_units, p.n_tiles, W, warp);
@@ -92,6 +121,22 @@ __global__ void __launch_bounds__(kQ8MaxWarps * 32) matvec_q8_kernel(__grid_cons
     }
   };
 
+  // The activations of the warp's next item (unit k, item i), in flight in registers while the
+  // current item is decoded; staged into xbuf when that item's turn comes.
+  // Fused forms: u_next holds the up values (kSwiglu) or the norm weights (kRmsNorm) until staged.
+  constexpr bool kSwiglu = kIn == Q8Input::kSwiglu, kRmsNorm = kIn == Q8Input::kRmsNorm;
+  float4 x_next[kQ8XChunks], u_next[kQ8XChunks];
+  auto load_x = [&](int k, int i) {
+    if (k >= my_units || per_unit == 0) return;
+    const int64_t at = sched.item_slot(k, i) * p.x_stride + static_cast<int64_t>(sched.item_index(i)) * kQ8SbElems;
+#pragma unroll
+    for (int j = 0; j < kQ8XChunks; ++j) {
+      x_next[j] = __ldg(reinterpret_cast<const float4*>(p.x + at + q8_x_index(lane, j)));
+      if constexpr (kSwiglu) u_next[j] = __ldg(reinterpret_cast<const float4*>(p.up + at + q8_x_index(lane, j)));
+      if constexpr (kRmsNorm) u_next[j] = __ldg(reinterpret_cast<const float4*>(p.norm_w + at + q8_x_index(lane, j)));
+    }
+  };
+
   // PDL: the weights of a dense launch are fetched while the kernel before it finishes (nothing
   // writes weights); the expert ids, activations and outputs only after it. pdl.cuh.
   if (p.experts) pdl_wait();
@@ -101,7 +146,10 @@ __global__ void __launch_bounds__(kQ8MaxWarps * 32) matvec_q8_kernel(__grid_cons
     cp_async_commit();
   }
   if (!p.experts) pdl_wait();
+  load_x(0, 0);
   pdl_trigger();
+  float norm_r = 1.0f;
+  if constexpr (kRmsNorm) norm_r = q8_rms_scale(p.x, p.n_sb * kQ8SbElems, p.norm_eps, lane);
 
   int buf = 0;
   for (int k = 0; k < my_units; ++k) {
@@ -121,10 +169,32 @@ __global__ void __launch_bounds__(kQ8MaxWarps * 32) matvec_q8_kernel(__grid_cons
         wv[4 * c + 2] = v.z;
         wv[4 * c + 3] = v.w;
       }
-      __syncwarp();  // the buffer is refilled by a later issue
+      // Every lane is past the previous item's decode (the __syncwarp above): xbuf is free.
       const int slot = sched.item_slot(k, i);
-      const float* xs = p.x + slot * p.x_stride + static_cast<int64_t>(sched.item_index(i)) * kQ8SbElems;
-      part += q8_superblock_dot(wv, [xs](int e) { return __ldg(reinterpret_cast<const float4*>(xs + e)); });
+#pragma unroll
+      for (int j = 0; j < kQ8XChunks; ++j) {
+        float4 v = x_next[j];
+        if constexpr (kSwiglu) {
+          const float* aw = p.act_weights ? p.act_weights + slot : nullptr;
+          v = make_float4(swiglu_element(v.x, u_next[j].x, aw, p.act_limit),
+                          swiglu_element(v.y, u_next[j].y, aw, p.act_limit),
+                          swiglu_element(v.z, u_next[j].z, aw, p.act_limit),
+                          swiglu_element(v.w, u_next[j].w, aw, p.act_limit));
+        }
+        if constexpr (kRmsNorm) {  // as norms.cu: (x·r)·w, each product rounded
+          const float4 nw = u_next[j];
+          v = make_float4(__fmul_rn(__fmul_rn(v.x, norm_r), nw.x), __fmul_rn(__fmul_rn(v.y, norm_r), nw.y),
+                          __fmul_rn(__fmul_rn(v.z, norm_r), nw.z), __fmul_rn(__fmul_rn(v.w, norm_r), nw.w));
+        }
+        *reinterpret_cast<float4*>(xbuf + q8_x_index(lane, j)) = v;
+      }
+      if (i + 1 < per_unit) {
+        load_x(k, i + 1);
+      } else {
+        load_x(k + 1, 0);
+      }
+      __syncwarp();  // the weight buffer is refilled by a later issue; xbuf is complete
+      part += q8_superblock_dot(wv, [xbuf](int e) { return *reinterpret_cast<const float4*>(xbuf + e); });
       // Scaled and added: per item in the per-slot form, at each slot's last item (slot order) when summed.
       if (sched.closes_slot(i)) {
         const float s = p.scale ? __ldg(p.scale + slot) : 1.0f;
@@ -139,12 +209,23 @@ __global__ void __launch_bounds__(kQ8MaxWarps * 32) matvec_q8_kernel(__grid_cons
   cp_async_wait<0>();
 }
 
-// Lets both instantiations use the largest shared memory a launch asks for, once per device.
+using Q8Kernel = void (*)(Q8Params);
+constexpr Q8Kernel kQ8Kernels[] = {matvec_q8_kernel<false, Q8Input::kPlain>, matvec_q8_kernel<true, Q8Input::kPlain>,
+                                   matvec_q8_kernel<false, Q8Input::kSwiglu>, matvec_q8_kernel<true, Q8Input::kSwiglu>,
+                                   matvec_q8_kernel<false, Q8Input::kRmsNorm>};
+// The instantiation of a launch (RMSNorm: dense launches only, checked by the caller).
+Q8Kernel q8_kernel(bool sum, Q8Input in) {
+  return in == Q8Input::kRmsNorm ? kQ8Kernels[4] : kQ8Kernels[(in == Q8Input::kSwiglu ? 2 : 0) + (sum ? 1 : 0)];
+}
+
+// Lets every instantiation use the largest shared memory a launch asks for, once per device.
 cudaError_t allow_smem(int device) {
   return once_per_device(device, [] {
     constexpr int bytes = q8_smem_bytes(kQ8MaxWarps);
-    cudaError_t e = cudaFuncSetAttribute(matvec_q8_kernel<false>, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
-    if (e == cudaSuccess) e = cudaFuncSetAttribute(matvec_q8_kernel<true>, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+    cudaError_t e = cudaSuccess;
+    for (Q8Kernel k : kQ8Kernels) {
+      if (e == cudaSuccess) e = cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+    }
     return e;
   });
 }
@@ -164,7 +245,7 @@ cudaError_t prepare_matvec_q8() {
 int q8_blocks_per_sm(int warps) {
   int n = 0;
   if (prepare_matvec_q8() != cudaSuccess ||
-      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, matvec_q8_kernel<false>, warps * 32, q8_smem_bytes(warps)) !=
+      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kQ8Kernels[0], warps * 32, q8_smem_bytes(warps)) !=
           cudaSuccess) {
     return 0;
   }
@@ -174,7 +255,8 @@ int q8_blocks_per_sm(int warps) {
 cudaError_t launch_matvec_q8(const MatvecLaunch& l, cudaStream_t stream) {
   const int W = l.warps_per_row;
   if ((W != 1 && W != 2 && W != 4 && W != 8) || l.blocks < 1 || l.n_in % kQ8SbElems != 0 ||
-      l.row_bytes * kQ8TileRows > INT32_MAX || W > l.n_in / kQ8SbElems) {
+      l.row_bytes * kQ8TileRows > INT32_MAX || W > l.n_in / kQ8SbElems ||
+      (l.norm_w && (l.up || l.experts || l.sum || l.n_slots != 1))) {
     return cudaErrorInvalidValue;
   }
   cudaError_t e = prepare_matvec_q8();
@@ -186,6 +268,11 @@ cudaError_t launch_matvec_q8(const MatvecLaunch& l, cudaStream_t stream) {
   p.experts = l.experts;
   p.x = l.x;
   p.x_stride = l.x_stride;
+  p.up = l.up;
+  p.act_weights = l.act_weights;
+  p.act_limit = l.act_limit;
+  p.norm_w = l.norm_w;
+  p.norm_eps = l.norm_eps;
   p.scale = l.scale;
   p.y = l.y;
   p.n_out = l.n_out;
@@ -193,8 +280,8 @@ cudaError_t launch_matvec_q8(const MatvecLaunch& l, cudaStream_t stream) {
   p.n_sb = l.n_in / kQ8SbElems;
   p.n_tiles = (l.n_out + kQ8TileRows - 1) / kQ8TileRows;
   p.n_units = l.sum ? p.n_tiles : l.n_slots * p.n_tiles;
-  return launch_pdl(l.sum ? matvec_q8_kernel<true> : matvec_q8_kernel<false>, dim3(l.blocks), dim3(W * 32),
-                    q8_smem_bytes(W), stream, p);
+  const Q8Input in = l.norm_w ? Q8Input::kRmsNorm : l.up ? Q8Input::kSwiglu : Q8Input::kPlain;
+  return launch_pdl(q8_kernel(l.sum, in), dim3(l.blocks), dim3(W * 32), q8_smem_bytes(W), stream, p);
 }
 
 }  // namespace dsv4::cuda::detail

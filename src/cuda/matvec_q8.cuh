@@ -12,7 +12,10 @@
 //            c % 17 of row c / 17, which is also where it lands: byte 16c), then lane r reads its
 //            row's 17 chunks (bank-conflict free: rows are 68 words apart) and decodes them with
 //            offsets known at compile time;
-//   x      = every lane of a warp reads the same activations (one broadcast float4 per 4 weights).
+//   x      = every lane of a warp reads the same activations (one broadcast float4 per 4 weights)
+//            from shared memory: the warp stages an item's 256 floats there, loaded from global
+//            memory into registers one item ahead (read from global memory as they were decoded,
+//            each item's activations were a first touch on the SM and the decode waited on L2).
 // Per weight: one PRMT (byte under the exponent of 2^23), one FADD (removes 2^23 + 128), one FFMA,
 // plus a quarter of an activation load and of an XOR, an eighth of a funnel shift: ≈3.5
 // instructions, against 10–18 for the older kernels (MATVEC_NOTES.md).
@@ -102,8 +105,15 @@ DSV4_HD float q8_superblock_dot(const uint32_t (&w)[kQ8SbWords], LoadX4 load_x4)
   return acc;
 }
 
+// An item's 256 activations, staged per warp in shared memory: lane copies the float4s at elements
+// q8_x_index(lane, j), j < kQ8XChunks (one coalesced 512-byte run per j).
+constexpr int kQ8XChunks = kQ8SbElems / (4 * 32);  // 2
+DSV4_HD int q8_x_index(int lane, int j) { return 4 * (lane + 32 * j); }
+
+// Per warp: the weight ring and one item's activations; per block: the [2][W][32] partials of
+// store_row_tile (row_tile.cuh).
 DSV4_HD constexpr int q8_smem_bytes(int warps) {
-  return warps * kQ8Ring * kQ8ItemBytes + 2 * warps * kQ8TileRows * 4;
+  return warps * (kQ8Ring * kQ8ItemBytes + kQ8SbElems * 4) + 2 * warps * kQ8TileRows * 4;
 }
 
 }  // namespace dsv4::cuda::detail

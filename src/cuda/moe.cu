@@ -7,6 +7,7 @@
 #include "cuda/device_math.cuh"
 #include "cuda/moe.h"
 #include "cuda/pdl.cuh"
+#include "cuda/swiglu.cuh"
 
 namespace dsv4::cuda {
 
@@ -98,15 +99,8 @@ __global__ void swiglu_kernel(SwigluArgs a) {
   const int j = blockIdx.y;
   const int64_t f = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (f >= a.F) return;
-  float g = a.gate[j * a.stride + f];
-  float u = a.up[j * a.stride + f];
-  if (a.limit > 1e-6f) {
-    g = fminf(g, a.limit);
-    u = fminf(fmaxf(u, -a.limit), a.limit);
-  }
-  float v = __fmul_rn(silu_f32(g), u);
-  if (a.weights) v = __fmul_rn(v, a.weights[j]);
-  a.out[static_cast<int64_t>(j) * a.F + f] = v;
+  a.out[static_cast<int64_t>(j) * a.F + f] =
+      swiglu_element(a.gate[j * a.stride + f], a.up[j * a.stride + f], a.weights ? a.weights + j : nullptr, a.limit);
 }
 
 __global__ void replicate_kernel(const float* x, int64_t n, int copies, float* out) {

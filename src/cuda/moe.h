@@ -5,7 +5,9 @@
 //                   (or scale·s_i without normalisation), the sum in selection order.
 //   swiglu        : out[j] = silu(min(g_j, L))·clamp(u_j, ±L)·w_j (clamp iff L > 1e-6; w_j = 1
 //                   when weights is null): the routed experts' weighted activation before the down
-//                   projection (§8.5, trap 31) and the shared expert's (§8.6).
+//                   projection (§8.5, trap 31) and the shared expert's (§8.6). Decode's routed
+//                   down projection computes it itself (ExpertMatvec::up, matvec.h) with the same
+//                   per-element function (swiglu.cuh); prefill and the shared expert use this.
 //   replicate_rows: out[t·copies + i] = x[t] (each routed slot's input row, prefill).
 #pragma once
 

@@ -653,6 +653,8 @@ TEST(CudaMatvecLarge, ExpertDecodeShapes) {
   const std::vector<int32_t> experts = {11, 3, 15, 0, 7, 9};
   run_experts({TensorType::IQ2_XXS, 4096, 2048, 16, experts, false, false, false});
   run_experts({TensorType::Q2_K, 2048, 4096, 16, experts, true, true, true});
+  // The decode's down projection: per slot, one x per slot (each block stages only its slots').
+  run_experts({TensorType::Q2_K, 2048, 4096, 16, experts, true, false, false});
   run_experts({TensorType::Q4_K, 2048, 4096, 16, experts, true, true, true});
   run_experts({TensorType::Q4_K, 4096, 2048, 16, experts, false, false, false});
   run_experts({TensorType::IQ2_XXS, 4096, 2048, 16, experts, false, false, false, MatvecImpl::kFast, {4, 4}});

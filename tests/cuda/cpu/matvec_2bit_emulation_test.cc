@@ -16,6 +16,7 @@
 
 #include "cuda/cuda_test_util.h"
 #include "cuda/matvec_2bit.cuh"
+#include "cuda/row_tile.cuh"
 #include "quant/iq2_xxs_tables.h"
 
 namespace dsv4::cuda::testing {
@@ -44,10 +45,60 @@ TEST(CudaMatvec2bitEmulation, CopiesCoverTheTileOnce) {
   expect_copies_cover_the_tile<Fmt2bIQ2>();
 }
 
+// The schedule with G groups of W warps per block (group g of block b walks the units of virtual
+// block b·G + g), per-slot units numbered slot-major or tile-major (slot_fastest, the 2-bit
+// kernel's): every (slot, tile) unit goes to exactly one group, every (slot, item) of a unit to
+// exactly one warp of it, whatever the grid and G; when summed, a slot's partial is closed at its
+// last item. Tile-major with 2·132 groups and 6 slots: each group sees one slot.
+template <bool kSum>
+void expect_groups_cover_the_work(int n_items, int n_slots, int n_tiles, int W, int G, int grid, bool slot_fastest) {
+  SCOPED_TRACE(::testing::Message() << "sum " << kSum << " items " << n_items << " slots " << n_slots << " tiles "
+                                    << n_tiles << " W " << W << " G " << G << " grid " << grid << " slot_fastest "
+                                    << slot_fastest);
+  const int n_units = kSum ? n_tiles : n_slots * n_tiles;
+  std::vector<int> done(static_cast<size_t>(n_slots * n_tiles * n_items), 0);
+  for (int b = 0; b < grid; ++b) {
+    for (int g = 0; g < G; ++g) {
+      for (int warp = 0; warp < W; ++warp) {
+        const detail::RowTileSchedule<kSum> s(n_items, n_slots, n_units, n_tiles, W, warp, b * G + g, grid * G,
+                                              slot_fastest);
+        for (int k = 0; k < s.my_units; ++k) {
+          if (!kSum && slot_fastest && (grid * G) % n_slots == 0) {
+            EXPECT_EQ(s.unit_slot(k), s.unit_slot(0));
+          }
+          for (int i = 0; i < s.per_unit; ++i) {
+            const int slot = s.item_slot(k, i), item = s.item_index(i);
+            ASSERT_TRUE(slot >= 0 && slot < n_slots && item >= 0 && item < n_items);
+            ++done[static_cast<size_t>((slot * n_tiles + s.unit_tile(k)) * n_items + item)];
+            const bool last_of_slot = i + 1 == s.per_unit || s.item_slot(k, i + 1) != slot;
+            EXPECT_EQ(s.closes_slot(i), !kSum || last_of_slot);  // per slot: each item is scaled and added
+          }
+        }
+      }
+    }
+  }
+  for (size_t i = 0; i < done.size(); ++i) ASSERT_EQ(done[i], 1) << "work item " << i;
+}
+
+TEST(CudaMatvec2bitEmulation, GroupsCoverEveryUnitAndItemOnce) {
+  for (bool slot_fastest : {false, true}) {
+    for (int G : {1, 2, 4}) {
+      for (int grid : {1, 3, 132}) {
+        expect_groups_cover_the_work<false>(8, 6, 128, 8, G, grid, slot_fastest);  // the experts' gate/up and down
+        expect_groups_cover_the_work<true>(8, 6, 128, 8, G, grid, slot_fastest);
+        expect_groups_cover_the_work<false>(9, 3, 5, 4, G, grid, slot_fastest);  // uneven items per warp
+        expect_groups_cover_the_work<true>(9, 3, 5, 2, G, grid, slot_fastest);
+        if (HasFatalFailure()) return;
+      }
+    }
+  }
+}
+
 detail::Iq2RowTables row_tables() {
   detail::Iq2RowTables t;
-  for (int i = 0; i < 256; ++i) t.grid[i] = detail::iq2_grid_entry(quant::iq2xxs_grid[i]);
-  for (int i = 0; i < 128; ++i) t.signs[i] = detail::iq2_sign_entry(quant::ksigns_iq2xs[i]);
+  constexpr int kCopies = detail::kIq2TableCopies;
+  for (int i = 0; i < 256 * kCopies; ++i) t.grid[i] = detail::iq2_grid_entry(quant::iq2xxs_grid[i / kCopies]);
+  for (int i = 0; i < 128 * kCopies; ++i) t.signs[i] = detail::iq2_sign_entry(quant::ksigns_iq2xs[i / kCopies]);
   return t;
 }
 
@@ -86,7 +137,7 @@ std::vector<float> emulate_item(const std::vector<uint8_t>& w, int64_t row_bytes
       };
       out.push_back(detail::q2k_block_dot(row, load_x4, group_sum));
     } else {
-      out.push_back(detail::iq2_item_dot(row, tables, load_x4));
+      out.push_back(detail::iq2_item_dot(row, tables, lane & 15, load_x4));
     }
   }
   return out;

@@ -60,16 +60,37 @@ std::vector<float> emulate_item(const std::vector<uint8_t>& w, int64_t row_bytes
       std::memcpy(buf.data() + 16 * (lane + 32 * j), src, 16);
     }
   }
-  std::vector<float> out;
+  // The warp's activation buffer, staged float4 by float4 through the lanes' map.
+  std::vector<float> xbuf(kQ8SbElems, std::nanf(""));
   const float* xs = x + static_cast<int64_t>(sb) * kQ8SbElems;
+  for (int lane = 0; lane < 32; ++lane) {
+    for (int j = 0; j < detail::kQ8XChunks; ++j) {
+      const int e = detail::q8_x_index(lane, j);
+      std::memcpy(xbuf.data() + e, xs + e, 16);
+    }
+  }
+  std::vector<float> out;
   for (int lane = 0; lane < 32 && lane <= last_row; ++lane) {
     uint32_t words[kQ8SbWords];
     std::memcpy(words, buf.data() + lane * kQ8SbBytes, kQ8SbBytes);
-    out.push_back(detail::q8_superblock_dot(words, [xs](int e) {
-      return make_float4(xs[e], xs[e + 1], xs[e + 2], xs[e + 3]);
+    out.push_back(detail::q8_superblock_dot(words, [&xbuf](int e) {
+      return make_float4(xbuf[e], xbuf[e + 1], xbuf[e + 2], xbuf[e + 3]);
     }));
   }
   return out;
+}
+
+TEST(CudaMatvecQ8Emulation, ActivationChunksCoverAnItemOnce) {
+  std::set<int> seen;
+  for (int lane = 0; lane < 32; ++lane) {
+    for (int j = 0; j < detail::kQ8XChunks; ++j) {
+      const int e = detail::q8_x_index(lane, j);
+      EXPECT_EQ(e % 4, 0);
+      EXPECT_TRUE(seen.insert(e).second) << "element " << e << " staged twice";
+    }
+  }
+  EXPECT_EQ(seen.size(), static_cast<size_t>(kQ8SbElems / 4));
+  EXPECT_EQ(*seen.rbegin(), kQ8SbElems - 4);
 }
 
 TEST(CudaMatvecQ8Emulation, SuperblockDotsMatchTheCpu) {
