@@ -44,15 +44,6 @@ int sm_count() {
   return 132;  // H100 / H200
 }
 
-int max_smem_per_block() {
-  int device = 0, v = 0;
-  if (cudaGetDevice(&device) == cudaSuccess &&
-      cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) == cudaSuccess) {
-    return v;
-  }
-  return 0;
-}
-
 bool mma_type(TensorType t) { return detail::mma_stage_elems(t) > 0; }
 
 // Launch shape. Three kernels, chosen by the type and the shape only (measured on an H200,
@@ -97,7 +88,7 @@ Result<MatvecPlan> make_plan(TensorType type, int64_t n_in, int64_t n_out, int g
   const int64_t rt2_x = static_cast<int64_t>(n_xvec) * n_in;
   const bool rt2_fits = rt2_item > 0 && n_in % rt2_item == 0 &&
                         n_in / gguf::type_traits(type)->block_elems * gguf::type_traits(type)->block_bytes * 32 <= INT_MAX &&
-                        rt2_x <= 16384 && detail::rt2_smem_bytes(type, rt2_warps, rt2_x) <= max_smem_per_block();
+                        rt2_x <= 16384 && detail::rt2_smem_bytes(type, rt2_warps, rt2_x) <= detail::max_smem_per_block();
   // Items of a row the row-tile kernels split over warps: Q8_0 superblocks or 2-bit items.
   const int64_t rt_items = q8_fits ? q8_sbs : (rt2_fits ? n_in / rt2_item : 0);
   if (t_rows == 32) {
@@ -125,7 +116,7 @@ Result<MatvecPlan> make_plan(TensorType type, int64_t n_in, int64_t n_out, int g
     return plan;
   }
   const bool mma_fits = mma_type(type) && n_in % 32 == 0 && n_in <= INT_MAX / 8 &&
-                        detail::mma_smem_bytes(type, static_cast<int>(n_in), n_xvec) <= max_smem_per_block();
+                        detail::mma_smem_bytes(type, static_cast<int>(n_in), n_xvec) <= detail::max_smem_per_block();
   if (t_rows == 16 && !mma_fits) {
     return make_error("rows_per_warp 16 (the tensor-core kernel) takes Q8_0, Q2_K, Q4_K or IQ2_XXS whose "
                       "activations fit shared memory");
@@ -291,11 +282,8 @@ Status run(const ExpertMatvec& m, bool dense, bool sum, float* y, cudaStream_t s
   return s.ok() ? s : fail(s.message());
 }
 
-}  // namespace
-
-Status matvec(TensorType type, const void* w, int64_t n_in, int64_t n_out, const float* x, float* y,
-              cudaStream_t stream, MatvecImpl impl, MatvecTuning tuning) {
-  // The dense matrix is slab 0 of a one-expert tensor (experts == null in the launch).
+// A dense matrix is slab 0 of a one-expert tensor (experts == null in the launch).
+ExpertMatvec dense_matvec(TensorType type, const void* w, int64_t n_in, int64_t n_out, const float* x) {
   ExpertMatvec m;
   m.type = type;
   m.w = w;
@@ -304,19 +292,20 @@ Status matvec(TensorType type, const void* w, int64_t n_in, int64_t n_out, const
   m.n_expert = 1;
   m.n_slots = 1;
   m.x = x;
+  return m;
+}
+
+}  // namespace
+
+Status matvec(TensorType type, const void* w, int64_t n_in, int64_t n_out, const float* x, float* y,
+              cudaStream_t stream, MatvecImpl impl, MatvecTuning tuning) {
+  const ExpertMatvec m = dense_matvec(type, w, n_in, n_out, x);
   return run(m, /*dense=*/true, /*sum=*/false, y, stream, impl, tuning, "matvec");
 }
 
 Status matvec_swiglu(TensorType type, const void* w, int64_t n_in, int64_t n_out, const float* gate,
                      const float* up, float limit, float* y, cudaStream_t stream, MatvecTuning tuning) {
-  ExpertMatvec m;
-  m.type = type;
-  m.w = w;
-  m.n_in = n_in;
-  m.n_out = n_out;
-  m.n_expert = 1;
-  m.n_slots = 1;
-  m.x = gate;
+  ExpertMatvec m = dense_matvec(type, w, n_in, n_out, gate);
   m.up = up;
   m.act_limit = limit;
   return run(m, /*dense=*/true, /*sum=*/false, y, stream, MatvecImpl::kAuto, tuning, "matvec_swiglu");
@@ -325,15 +314,8 @@ Status matvec_swiglu(TensorType type, const void* w, int64_t n_in, int64_t n_out
 Status matvec_rms_norm(TensorType type, const void* w, int64_t n_in, int64_t n_out, const float* x,
                        const float* norm_w, float eps, float* y, cudaStream_t stream, MatvecTuning tuning) {
   if (!norm_w) return make_error("cuda::matvec_rms_norm: null norm weights");
-  ExpertMatvec m;
-  m.type = type;
-  m.w = w;
-  m.n_in = n_in;
-  m.n_out = n_out;
-  m.n_expert = 1;
-  m.n_slots = 1;
-  m.x = x;
-  return run(m, /*dense=*/true, /*sum=*/false, y, stream, MatvecImpl::kFast, tuning, "matvec_rms_norm",
+  return run(dense_matvec(type, w, n_in, n_out, x), /*dense=*/true, /*sum=*/false, y, stream, MatvecImpl::kFast,
+             tuning, "matvec_rms_norm",
              FusedNorm{norm_w, eps});
 }
 

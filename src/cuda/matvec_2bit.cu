@@ -242,15 +242,6 @@ cudaError_t allow_smem(int device) {
   });
 }
 
-int max_smem_per_block() {
-  int device = 0, v = 0;
-  if (cudaGetDevice(&device) != cudaSuccess ||
-      cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) != cudaSuccess) {
-    return 0;
-  }
-  return v;
-}
-
 // Groups of W warps per block: up to 16 warps, halved until the block's shared memory fits.
 template <class Fmt>
 int groups_per_block(int W, int64_t x_floats) {

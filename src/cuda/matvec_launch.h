@@ -96,4 +96,15 @@ cudaError_t launch_matvec_2bit(const MatvecLaunch& l, cudaStream_t stream);
 // Uploads (once per device) and returns the device address of the IQ2_XXS tables.
 cudaError_t iq2_device_tables(cudaStream_t stream, const void** tables);
 
+// The current device's opt-in shared memory per block (0 if it cannot be read): the plan and the
+// 2-bit launch both size blocks by it.
+inline int max_smem_per_block() {
+  int device = 0, v = 0;
+  if (cudaGetDevice(&device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) != cudaSuccess) {
+    return 0;
+  }
+  return v;
+}
+
 }  // namespace dsv4::cuda::detail
