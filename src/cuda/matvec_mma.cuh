@@ -25,6 +25,7 @@
 
 #include "cuda/matvec_fast.cuh"
 #include "cuda/quant_decode.cuh"
+#include "cuda/x_fixed.cuh"
 
 namespace dsv4::cuda::detail {
 
@@ -35,57 +36,6 @@ constexpr int kMmaBufs = 3;   // ring buffers per warp: two items in flight whil
 constexpr int kXBlock = 256;  // activations sharing one power-of-two scale
 constexpr int kChunk = 32;    // the k of one mma
 constexpr int kXLimbs = 4;
-
-// ---- activations as int8 limbs ----
-
-// |x| = m·2^(ef − 150) with ef ≥ 1 (subnormals: ef = 1, no hidden bit).
-DSV4_HD int float_ef(uint32_t abs_bits) {
-  const int f = static_cast<int>(abs_bits >> 23);
-  return f > 0 ? f : 1;
-}
-DSV4_HD uint32_t float_m(uint32_t abs_bits) {
-  return (abs_bits & 0x7FFFFFu) | ((abs_bits >> 23) ? 0x800000u : 0u);
-}
-// The block's scale exponent E from its largest |x| (as bits): the largest X lies in [2^29, 2^30),
-// and E ≥ −149 keeps every 2^(E + 8p) a float.
-DSV4_HD int xblock_exponent(uint32_t max_abs_bits) {
-  const int e = float_ef(max_abs_bits) - 156;
-  return e > -149 ? e : -149;
-}
-// round(x / 2^E) (halves away from zero).
-DSV4_HD int32_t x_to_fixed(float x, int e_block) {
-  uint32_t bits;
-#ifdef __CUDA_ARCH__
-  bits = __float_as_uint(x);
-#else
-  memcpy(&bits, &x, 4);
-#endif
-  const uint32_t a = bits & 0x7FFFFFFFu;
-  if (a >= 0x7F800000u) return 0;  // the block's scale is NaN then
-  const int shift = float_ef(a) - 150 - e_block;
-  const uint32_t m = float_m(a);
-  uint32_t v;
-  if (shift >= 0) {
-    v = m << shift;
-  } else if (shift > -26) {
-    v = (m + (1u << (-shift - 1))) >> -shift;
-  } else {
-    v = 0;
-  }
-  return (bits >> 31) ? -static_cast<int32_t>(v) : static_cast<int32_t>(v);
-}
-// Limb p of X (signed digits base 256: limbs 0–2 in [−128, 127], limb 3 in [−64, 64]).
-DSV4_HD int32_t x_limb(int32_t X, int p) {
-  for (int q = 0; q < p; ++q) {
-    const int32_t b = static_cast<int8_t>(X & 0xFF);
-    X = (X - b) >> 8;
-  }
-  return p == kXLimbs - 1 ? X : static_cast<int8_t>(X & 0xFF);
-}
-// 2^e as a float, for −149 ≤ e ≤ 127.
-DSV4_HD float pow2f(int e) {
-  return bits_to_f32(e >= -126 ? static_cast<uint32_t>(e + 127) << 23 : 1u << (e + 149));
-}
 
 // Shared-memory layout of the converted activations of the n_xvec vectors a launch reads
 // (one, or one per slot): limbs by 32-element chunk ([chunk][limb][32 bytes]), per 256-block
