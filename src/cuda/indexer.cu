@@ -98,9 +98,11 @@ __global__ void __launch_bounds__(kScoreThreads) score_kernel(IndexerArgs a) {
   }
 }
 
-// Larger score → larger key; NaN as -inf.
+// Larger score → larger key; NaN as -inf, -0 as +0 (cpu::top_k_desc compares values: -0 == +0, so
+// the two tie and go by index).
 __device__ __forceinline__ uint32_t score_key(float s) {
   if (isnan(s)) s = -INFINITY;
+  if (s == 0.0f) s = 0.0f;
   const uint32_t b = __float_as_uint(s);
   return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
 }

@@ -61,6 +61,40 @@ TEST(CudaIndexer, TopKMatchesCpuIncludingTiesAndNaN) {
   }
 }
 
+// Scores of exactly zero with either sign straddle the top-k boundary: the CPU compares values, so
+// -0 and +0 tie and go by index; a key that ranked -0 below +0 would pick other rows.
+TEST(CudaIndexer, TopKTreatsSignedZerosAsEqual) {
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE(seed);
+  std::mt19937_64 rng(seed);
+  const int T = 4, k = 16;
+  const int64_t stride = 200;
+  std::vector<float> scores(static_cast<size_t>(T * stride));
+  std::vector<int32_t> n(T, static_cast<int32_t>(stride));
+  for (int t = 0; t < T; ++t) {
+    for (int64_t i = 0; i < stride; ++i) {
+      const uint64_t r = rng() % 40;
+      // ~5 positive scores per token, ~120 zeros of random sign, negatives: the boundary falls
+      // among the zeros.
+      const float v = r == 0 ? 1.0f + static_cast<float>(rng() % 100) : r < 25 ? 0.0f : -1.0f;
+      scores[static_cast<size_t>(t * stride + i)] = (r != 0 && r < 25 && rng() % 2) ? -v : v;
+    }
+    scores[static_cast<size_t>(t * stride)] = -0.0f;  // the lowest index: taken by the CPU whatever its sign
+  }
+  TestStream stream;
+  DeviceBuffer ds = upload(scores), dn = upload(n), dsel(static_cast<size_t>(T * k) * 4);
+  STATUS_ASSERT(top_k_rows(ds.get<float>(), stride, dn.get<int32_t>(), T, k, dsel.get<int32_t>(), stream.get()));
+  CUDA_ASSERT(cudaStreamSynchronize(stream.get()));
+  const std::vector<int32_t> got = download<int32_t>(dsel, static_cast<size_t>(T * k));
+  for (int t = 0; t < T; ++t) {
+    std::vector<int32_t> want = cpu::top_k_desc(std::span<const float>(scores.data() + t * stride, stride), k);
+    std::sort(want.begin(), want.end());
+    ASSERT_TRUE(std::binary_search(want.begin(), want.end(), 0)) << "the test's premise: row 0 (-0) is selected";
+    const std::vector<int32_t> row(got.begin() + t * k, got.begin() + (t + 1) * k);
+    EXPECT_EQ(row, want) << "token " << t;
+  }
+}
+
 // The CPU's scores of one token (indexer.cc's formula with cpu ops), for judging near-ties.
 std::vector<float> cpu_scores(const model::Model& m, int64_t layer, const cpu::State& st, const float* qr_t,
                               const float* x_t, int64_t p, bool fp4) {
