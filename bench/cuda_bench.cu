@@ -230,6 +230,8 @@ struct Case {
   int64_t n_expert = 0;
   bool x_per_slot = false;  // per-slot form with one activation vector per slot (attention output_a)
   bool swiglu = false;      // per-slot gate and up rows, the SwiGLU fused into the launch (MoE down)
+  bool no_ids = false;      // slot j is slab j (experts == null, as the decode's output_a): the
+                            // launches rotate over n_expert / slots copies by their base pointer
 };
 
 struct Result {
@@ -302,6 +304,11 @@ Result run_case(const Case& c, const Device& dev, MatvecImpl impl, MatvecTuning 
       m.n_out = c.n_out;
       m.n_expert = n_expert;
       m.experts = ids + l * slots;
+      if (c.no_ids) {
+        m.w = w + static_cast<size_t>(l % (n_expert / slots)) * slots * matrix;
+        m.n_expert = slots;
+        m.experts = nullptr;
+      }
       m.n_slots = slots;
       m.x = x;
       m.x_stride = x_per_slot ? c.n_in : 0;
@@ -411,6 +418,7 @@ int main(int argc, char** argv) {
       // The model's form: 8 head groups as 8 slots with their own activations; 64 groups in the
       // tensor so that the rotation reads HBM, not L2.
       {"attn output_a, 8 groups (Q8_0)", TensorType::Q8_0, 4096, 1024, 8, false, 64, true},
+      {"attn output_a, 8 groups, no ids (Q8_0)", TensorType::Q8_0, 4096, 1024, 8, false, 64, true, false, true},
       {"attn output_b (Q8_0)", TensorType::Q8_0, 8192, 4096},
       {"shared expert gate/up (Q8_0)", TensorType::Q8_0, 4096, 2048},
       {"shared expert down (Q8_0)", TensorType::Q8_0, 2048, 4096},

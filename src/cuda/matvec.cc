@@ -199,7 +199,8 @@ Status run(const ExpertMatvec& m, bool dense, bool sum, float* y, cudaStream_t s
   if (m.n_out <= 0 || m.n_out > INT_MAX) return fail("n_out out of range");
   if (m.n_expert <= 0) return fail("n_expert must be positive");
   if (m.n_slots <= 0 || m.n_slots > 65535) return fail("n_slots must be in [1, 65535]");
-  if (!m.w || !m.x || !y || (!dense && !m.experts)) return fail("null pointer");
+  if (!m.w || !m.x || !y) return fail("null pointer");
+  if (!m.experts && m.n_slots > m.n_expert) return fail("without expert ids, n_slots must be at most n_expert");
   if (m.x_stride < 0) return fail("negative x_stride");
   if (!aligned(m.x, 4) || !aligned(y, 4) || !aligned(m.slot_scale, 4)) return fail("misaligned f32 pointer");
   if (m.up && (!aligned(m.up, 16) || !aligned(m.act_weights, 4))) return fail("misaligned up or act_weights");

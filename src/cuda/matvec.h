@@ -11,12 +11,17 @@
 // and do not depend on the other rows, on the number of experts in the launch or on timing (no
 // atomics). They equal quant::dot_row up to f32 rounding (tests/cuda/matvec_test.cc bounds it).
 // Q8_0 rows of a multiple of 256 elements (every Q8_0 matrix of the model) run on the row-tile
-// kernel (matvec_q8.cuh): each int8 weight converted to f32 exactly, a block's 32 products summed
-// in element order with f32 FMAs, times the block's scale, blocks added in order.
+// kernel (matvec_q8.cuh) in integers: the activations as 31-bit fixed point per 256 elements (an
+// element more than 2^6 below the item's largest magnitude is rounded to 2^-30 of it; four int8
+// limbs), each 32-weight block's code × limb products summed exactly with dp4a, recombined in f32
+// and times the block's scale, blocks added in order. A non-finite activation makes the outputs it
+// touches NaN.
 // Q2_K rows of a multiple of 256 and IQ2_XXS rows of a multiple of 512 elements (the routed
-// experts) run on the 2-bit row-tile kernel (matvec_2bit.cuh), also in f32: IQ2_XXS as
-// (d·(0.5+ls)·0.25)·Σ(±m·x) per 32-element sub-block (32 products in element order), sub-blocks
-// added in order; Q2_K as (d·sc)·Σq·x − (dmin·m)·Σx per 16-element group, groups in order.
+// experts) run on the 2-bit row-tile kernel (matvec_2bit.cuh) in integers: the activations as
+// 23-bit fixed point per 256 elements (each rounded to ≤ 2^-22 of its block's largest magnitude,
+// three int8 limbs), the codes times limbs summed exactly with dp4a, scaled by the 4-bit scales
+// as integers, and per 256-weight block one f32 conversion and scale (Q2_K's dmin·m·Σx term in
+// f32); blocks added in order. A non-finite activation makes the outputs it touches NaN.
 // Other Q8_0 rows, Q2_K, Q4_K and IQ2_XXS run on int8 tensor cores (matvec_mma.cuh): the activations are
 // turned into exact 32-bit fixed point per 256 elements (an element more than 2^6 below the block's
 // largest magnitude is rounded to 2^-30 of it), products and 32-element sums are exact integers,
@@ -75,7 +80,10 @@ struct ExpertMatvec {
   int64_t n_in = 0;
   int64_t n_out = 0;
   int64_t n_expert = 0;
-  const int32_t* experts = nullptr;  // n_slots expert ids in [0, n_expert), read on the device
+  // n_slots expert ids in [0, n_expert), read on the device; or null: slot j is expert j (n_slots ≤
+  // n_expert), known before the launch, so the launch fetches its weights while the kernel before it
+  // still runs (PDL, as a dense launch does: the grouped output projection of a decode step).
+  const int32_t* experts = nullptr;
   int n_slots = 0;
   const float* x = nullptr;  // slot j reads x + j·x_stride
   int64_t x_stride = 0;      // 0: every slot reads the same x (gate/up); n_in: one x per slot (down)

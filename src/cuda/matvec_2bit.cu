@@ -34,6 +34,13 @@ namespace {
 
 static_assert(k2bTileRows == kRowTileRows, "the row-tile schedule (row_tile.cuh) takes tiles of 32 rows");
 
+// The IQ2_XXS tables (48 KB, the most static shared memory a kernel may have) at a fixed shared
+// address: the decode's lookups are then LDS [offset + constant], the offset one shift and one
+// LOP3 (iq2_sub_accumulate), where a dynamic base costs an add per lookup. Only the IQ2_XXS
+// instantiations refer to it, so only they hold it.
+__shared__ Iq2RowTables iq2_row_tables;
+static_assert(sizeof(Iq2RowTables) <= 48 * 1024, "static shared memory");
+
 struct RtParams {
   const uint8_t* w;  // 4-aligned; rows of row_bytes (a multiple of the item's bytes)
   int64_t row_bytes;
@@ -75,46 +82,83 @@ __device__ __forceinline__ void group_barrier(int g, int W) {
 }
 
 
-// Σ over one item of this lane's row, the activations at xs (shared memory: the item's first element).
+// Σ over one item of this lane's row, xb the item's first staged activation block.
 template <class Fmt>
-__device__ __forceinline__ float item_dot(const uint32_t* w, const float* xs,
-                                          const Iq2RowTables& tables, int lane) {
-  auto load_x4 = [xs](int e) { return *reinterpret_cast<const float4*>(xs + e); };
-  if constexpr (Fmt::kGroupSums) {
-    // Lane g < 16 sums group g in element order; every lane reads the sums with shuffles.
-    float gs = 0.0f;
-    if (lane < 16) {
-#pragma unroll
-      for (int q = 0; q < 4; ++q) {
-        const float4 v = load_x4(16 * lane + 4 * q);
-        gs += v.x;
-        gs += v.y;
-        gs += v.z;
-        gs += v.w;
-      }
-    }
-    // All 16 shuffles before the decode: inside it they would order the groups' chains.
-    float sums[16];
-#pragma unroll
-    for (int g = 0; g < 16; ++g) sums[g] = __shfl_sync(0xFFFFFFFFu, gs, g);
-    auto group_sum = [&sums](int g) { return sums[g]; };
-    return q2k_block_dot(w, load_x4, group_sum);
+__device__ __forceinline__ float item_dot(const uint32_t* w, const XBlock2b* xb, int lane) {
+  if constexpr (Fmt::kTables) {
+    return iq2_item_dot(w, iq2_row_tables, lane & (kIq2TableCopies - 1), xb);
   } else {
-    return iq2_item_dot(w, tables, lane & (kIq2TableCopies - 1), load_x4);
+    return q2k_block_dot(w, *xb);
+  }
+}
+
+// Stages the activations (written by the kernel before: after pdl_wait) of the slots this block
+// takes as fixed-point limb blocks (matvec_2bit.cuh), slot j's n_in/256 blocks from j·n_in/256;
+// with the SwiGLU fused, computed here from the gate and up rows. One warp per 256-element block,
+// lane l holding elements 8l..8l+7.
+template <class Fmt>
+__device__ void stage_x(const RtParams& p, bool sum, XBlock2b* xsm, int x_floats) {
+  const uint64_t slots = staged_slots(p, sum);
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, warps = blockDim.x >> 5;
+  const int per_slot = p.n_in / kXBlock2b;
+  for (int t = warp; t < x_floats / kXBlock2b; t += warps) {
+    const int slot = t / per_slot, e0 = (t - slot * per_slot) * kXBlock2b + 8 * lane;
+    if (slot < 64 && !((slots >> slot) & 1u)) continue;
+    const int64_t at = slot * p.x_stride + e0;
+    float x[8];
+    {
+      const float4 lo = __ldg(reinterpret_cast<const float4*>(p.x + at));
+      const float4 hi = __ldg(reinterpret_cast<const float4*>(p.x + at + 4));
+      x[0] = lo.x, x[1] = lo.y, x[2] = lo.z, x[3] = lo.w, x[4] = hi.x, x[5] = hi.y, x[6] = hi.z, x[7] = hi.w;
+    }
+    if (p.up) {
+      const float4 ulo = __ldg(reinterpret_cast<const float4*>(p.up + at));
+      const float4 uhi = __ldg(reinterpret_cast<const float4*>(p.up + at + 4));
+      const float u[8] = {ulo.x, ulo.y, ulo.z, ulo.w, uhi.x, uhi.y, uhi.z, uhi.w};
+      const float* w = p.act_weights ? p.act_weights + slot : nullptr;
+#pragma unroll
+      for (int k = 0; k < 8; ++k) x[k] = swiglu_element(x[k], u[k], w, p.act_limit);
+    }
+    uint32_t mx = 0;
+#pragma unroll
+    for (int k = 0; k < 8; ++k) mx = max(mx, __float_as_uint(x[k]) & 0x7FFFFFFFu);
+    mx = __reduce_max_sync(0xFFFFFFFFu, mx);
+    const int e = xblock_exponent(mx, kXTopBits2b);
+    XLaneStage s = xblock_lane_stage(x, e);
+    XBlock2b& xb = xsm[t];
+#pragma unroll
+    for (int q = 0; q < kXLimbs2b; ++q) {
+      reinterpret_cast<uint2*>(xb.limbs[q])[lane] = make_uint2(s.words[q][0], s.words[q][1]);
+    }
+    if constexpr (Fmt::kTables) {
+      // A 32-sub-block is lanes 4s..4s+3 (integer sums: any order).
+#pragma unroll
+      for (int q = 0; q < kXLimbs2b; ++q) {
+        s.limb_sum[q] += __shfl_xor_sync(0xFFFFFFFFu, s.limb_sum[q], 1);
+        s.limb_sum[q] += __shfl_xor_sync(0xFFFFFFFFu, s.limb_sum[q], 2);
+      }
+      if ((lane & 3) == 0) {
+        *reinterpret_cast<int4*>(xb.bias[lane >> 2]) =
+            make_int4(-64 * s.limb_sum[0], -64 * s.limb_sum[1], -64 * s.limb_sum[2], -64 * s.limb_sum[3]);
+      }
+    } else {
+      const float next = __shfl_down_sync(0xFFFFFFFFu, s.sum8, 1);
+      if ((lane & 1) == 0) xb.gsum[lane >> 1] = s.sum8 + next;
+    }
+    if (lane == 0) xb.scale = xblock_scale(mx, e);
   }
 }
 
 template <class Fmt, bool kSum>
-__global__ void __launch_bounds__(k2bMaxBlockWarps * 32) matvec_2bit_kernel(__grid_constant__ const RtParams p) {
+__global__ void __launch_bounds__(k2bMaxBlockWarps * 32, 1) matvec_2bit_kernel(__grid_constant__ const RtParams p) {
   constexpr int kWords = Fmt::kItemWords, kRing = Fmt::kRing, kItemBytes = rt_item_bytes<Fmt>();
   extern __shared__ __align__(16) uint8_t smem[];
   const int W = p.W;
   const int block_warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int group = block_warp / W, warp = block_warp - group * W;
-  Iq2RowTables& tables = *reinterpret_cast<Iq2RowTables*>(smem);
-  float* xsm = reinterpret_cast<float*>(smem + (Fmt::kGroupSums ? 0 : sizeof(Iq2RowTables)));
+  XBlock2b* xsm = reinterpret_cast<XBlock2b*>(smem);
   const int x_floats = p.x_stride ? p.n_slots * p.n_in : p.n_in;
-  uint8_t* rings = reinterpret_cast<uint8_t*>(xsm + x_floats);
+  uint8_t* rings = reinterpret_cast<uint8_t*>(xsm + x_floats / kXBlock2b);
   uint8_t* ring = rings + block_warp * (kRing * kItemBytes);
   // [G][2][W][32]
   float* red = reinterpret_cast<float*>(rings + (blockDim.x >> 5) * (kRing * kItemBytes)) + group * 2 * W * k2bTileRows;
@@ -154,12 +198,13 @@ __global__ void __launch_bounds__(k2bMaxBlockWarps * 32) matvec_2bit_kernel(__gr
   };
 
   // The lookup tables are constant data: copied before waiting for the kernel before this one.
-  if constexpr (!Fmt::kGroupSums) {
+  if constexpr (Fmt::kTables) {
     // Each thread writes the 16 copies of one entry (i·16 + c); blocks have ≥ 384 threads at the
     // expert shapes, so one round of loads.
     for (int i = threadIdx.x; i < 256 + 128; i += blockDim.x) {
       const uint2 v = i < 256 ? iq2_grid_entry(p.iq2->grid[i]) : iq2_sign_entry(p.iq2->signs[i - 256]);
-      uint2* dst = i < 256 ? tables.grid + i * kIq2TableCopies : tables.signs + (i - 256) * kIq2TableCopies;
+      uint2* dst = i < 256 ? iq2_row_tables.grid + i * kIq2TableCopies
+                            : iq2_row_tables.signs + (i - 256) * kIq2TableCopies;
 #pragma unroll
       for (int c = 0; c < kIq2TableCopies; ++c) dst[c] = v;
     }
@@ -174,22 +219,7 @@ __global__ void __launch_bounds__(k2bMaxBlockWarps * 32) matvec_2bit_kernel(__gr
   }
   if (!p.experts) pdl_wait();
   pdl_trigger();
-  // The activations (written by the kernel before: after pdl_wait), slot j's at j·n_in, of the
-  // slots this block takes; with the SwiGLU fused, computed here from the gate and up rows.
-  const uint64_t slots = staged_slots(p, kSum);
-  for (int i = threadIdx.x; i < x_floats / 4; i += blockDim.x) {
-    const int slot = i / (p.n_in / 4), e = 4 * i - slot * p.n_in;
-    if (slot < 64 && !((slots >> slot) & 1u)) continue;
-    const int64_t at = slot * p.x_stride + e;
-    float4 v = __ldg(reinterpret_cast<const float4*>(p.x + at));
-    if (p.up) {
-      const float4 u = __ldg(reinterpret_cast<const float4*>(p.up + at));
-      const float* w = p.act_weights ? p.act_weights + slot : nullptr;
-      v = make_float4(swiglu_element(v.x, u.x, w, p.act_limit), swiglu_element(v.y, u.y, w, p.act_limit),
-                      swiglu_element(v.z, u.z, w, p.act_limit), swiglu_element(v.w, u.w, w, p.act_limit));
-    }
-    reinterpret_cast<float4*>(xsm)[i] = v;
-  }
+  stage_x<Fmt>(p, kSum, xsm, x_floats);
   __syncthreads();  // the tables and activations are in place
 
   int buf = 0;
@@ -203,8 +233,9 @@ __global__ void __launch_bounds__(k2bMaxBlockWarps * 32) matvec_2bit_kernel(__gr
       // The lane's row is read from shared memory as it is decoded.
       const uint32_t* row = reinterpret_cast<const uint32_t*>(ring + buf * kItemBytes) + lane * kWords;
       const int slot = sched.item_slot(k, i);
-      const float* xs = xsm + (p.x_stride ? slot * p.n_in : 0) + sched.item_index(i) * Fmt::kItemElems;
-      part += item_dot<Fmt>(row, xs, tables, lane);
+      const XBlock2b* xb =
+          xsm + ((p.x_stride ? slot * p.n_in : 0) + sched.item_index(i) * Fmt::kItemElems) / kXBlock2b;
+      part += item_dot<Fmt>(row, xb, lane);
       __syncwarp();  // the buffer is refilled by a later issue
       // Scaled and added: per item in the per-slot form, at each slot's last item (slot order) when summed.
       if (sched.closes_slot(i)) {
@@ -221,8 +252,15 @@ __global__ void __launch_bounds__(k2bMaxBlockWarps * 32) matvec_2bit_kernel(__gr
   cp_async_wait<0>();
 }
 
+// Dynamic shared memory of a launch: rt_smem_bytes less the static tables.
 template <class Fmt>
-cudaError_t set_smem(int bytes) {
+constexpr int64_t dynamic_smem_bytes(int warps, int64_t x_floats) {
+  return rt_smem_bytes<Fmt>(warps, x_floats) - (Fmt::kTables ? static_cast<int64_t>(sizeof(Iq2RowTables)) : 0);
+}
+
+template <class Fmt>
+cudaError_t set_smem(int max_smem) {
+  const int bytes = max_smem - (Fmt::kTables ? static_cast<int>(sizeof(Iq2RowTables)) : 0);
   cudaError_t e =
       cudaFuncSetAttribute(matvec_2bit_kernel<Fmt, false>, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
   if (e == cudaSuccess) {
@@ -275,7 +313,7 @@ cudaError_t launch(const MatvecLaunch& l, cudaStream_t stream) {
   p.W = l.warps_per_row;
   const int64_t x_floats = l.x_stride ? int64_t{l.n_slots} * l.n_in : l.n_in;
   p.groups = groups_per_block<Fmt>(p.W, x_floats);
-  const int64_t smem = rt_smem_bytes<Fmt>(p.groups * p.W, x_floats);
+  const int64_t smem = dynamic_smem_bytes<Fmt>(p.groups * p.W, x_floats);
   return launch_pdl(matvec_2bit_kernel<Fmt, kSum>, dim3(l.blocks), dim3(p.groups * p.W * 32), static_cast<size_t>(smem),
                     stream, p);
 }
@@ -314,11 +352,12 @@ int64_t rt2_smem_bytes(gguf::TensorType type, int warps, int64_t x_floats) {
 int rt2_blocks_per_sm(gguf::TensorType type, int warps, int64_t x_floats) {
   int n = 0;
   if (prepare_matvec_2bit() != cudaSuccess) return 0;
-  const size_t smem = static_cast<size_t>(rt2_smem_bytes(type, warps, x_floats));
   const cudaError_t e =
       type == gguf::TensorType::Q2_K
-          ? cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, matvec_2bit_kernel<Fmt2bQ2K, false>, warps * 32, smem)
-          : cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, matvec_2bit_kernel<Fmt2bIQ2, false>, warps * 32, smem);
+          ? cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, matvec_2bit_kernel<Fmt2bQ2K, false>, warps * 32,
+                                                          dynamic_smem_bytes<Fmt2bQ2K>(warps, x_floats))
+          : cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, matvec_2bit_kernel<Fmt2bIQ2, false>, warps * 32,
+                                                          dynamic_smem_bytes<Fmt2bIQ2>(warps, x_floats));
   return e == cudaSuccess ? n : 0;
 }
 

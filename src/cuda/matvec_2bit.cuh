@@ -11,23 +11,27 @@
 //           copies an item with 4-byte cp.async, one row's run per instruction (rt_copy), into
 //           rows of kItemWords words, so lane r reads its row at word r·kItemWords (an odd stride:
 //           conflict free);
-//   x     = the launch's activation vectors are copied into shared memory once per block (from
+//   x     = the launch's activation vectors are staged in shared memory once per block (from
 //           global memory every item's first reads were L2 misses on the decode's critical path:
-//           the first version of this kernel ran at 4–19 % of copy); every lane of a warp reads the
-//           same activations (broadcast LDS.128).
-// Per weight: PRMT (code byte under the exponent of 2^23), FADD (removes the bias), FFMA; per 4
-// weights one or two integer ops pick the codes out. IQ2_XXS: the grid point (8 magnitudes) and
-// the 8 sign bits come from two shared-memory tables; the signs are folded into the grid bytes
-// (m | 64 with m ≤ 43: v = (m|64) − 2·(m & S) is 64 ± m per byte, no carry between bytes).
-// Sums run as several independent chains added pairwise (a warp has little else to overlap with
-// their latency). Q2_K: w = d·(sc & 15)·q − dmin·(sc >> 4) per 16 elements, so a 16-group contributes
-// d·sc·Σ q·x − dmin·m·Σx; the group sums Σx are the same for every lane of the warp and come from
-// the caller (the kernel: lane g sums group g, the others read it with a shuffle).
+//           the first version of this kernel ran at 4–19 % of copy) as fixed-point limbs
+//           (x_fixed.cuh; XBlock2b: per 256 elements one 2^E, three int8 limbs per element, the
+//           sums the decoders need); every lane of a warp reads the same activations (broadcast
+//           LDS.128).
+// Integer decode (session 5; the f32 decode, PRMT + FADD + FFMA per weight, left the kernel
+// issue bound at ≈ 7 instructions per weight): the weight codes are dotted as bytes with the limbs,
+// one dp4a per limb per 4 weights; the 4-bit scales are integer multiplies per 32 (IQ2_XXS) or 16
+// (Q2_K) weights; one int→f32 and scale per 256-weight block. IQ2_XXS: the grid point (8
+// magnitudes) and the 8 sign bits come from two shared-memory tables; the signs are folded into
+// the grid bytes (m | 64 with m ≤ 43: v = (m|64) − 2·(m & S) is 64 ± m per byte, no carry between
+// bytes; the 64·Σlimbs this adds is subtracted by starting the chain at the staged bias). Q2_K:
+// w = d·(sc & 15)·q − dmin·(sc >> 4) per 16 elements, so a 16-group contributes d·sc·Σ q·x −
+// dmin·m·Σx; the group sums Σx (f32, the same for every lane) are staged with the limbs.
 #pragma once
 
 #include <cstdint>
 
 #include "cuda/quant_decode.cuh"
+#include "cuda/x_fixed.cuh"
 
 namespace dsv4::cuda::detail {
 
@@ -67,11 +71,11 @@ DSV4_HD uint32_t iq2_signed_bytes(uint32_t g, uint32_t s) {
 
 struct Fmt2bQ2K {
   static constexpr int kItemElems = 256, kItemWords = 21, kRing = 4;
-  static constexpr bool kGroupSums = true;
+  static constexpr bool kTables = false;
 };
 struct Fmt2bIQ2 {
   static constexpr int kItemElems = 512, kItemWords = 33, kRing = 2;
-  static constexpr bool kGroupSums = false;
+  static constexpr bool kTables = true;  // the IQ2_XXS grid and sign tables in shared memory
 };
 
 // The staging map: copy j of `lane` moves one word of the tile's item to word row·kItemWords +
@@ -96,62 +100,164 @@ DSV4_HD constexpr int rt_copies() {
   return kItemWords > 32 ? 33 : 32;
 }
 
-// Σ W[i]·x[i] over one Q2_K block (its 84 bytes as 21 words, w[k] the k-th), x[i] read by load_x4(i) (i a multiple
-// of 4) and group_sum(g) = Σ_{i<16} x[16g + i] in element order. Per 16-group in element order:
-// acc += (d·sc)·Σ q·x (Σ q·x as ((x0..3 + x4..7) + (x8..11 + x12..15)), each quarter in element
-// order), then acc −= (dmin·m)·Σx.
-template <class Words, class LoadX4, class GroupSum>
-DSV4_HD float q2k_block_dot(const Words& w, LoadX4& load_x4, GroupSum& group_sum) {
+// ---- Activations as fixed-point limbs (x_fixed.cuh), staged once per block -------------------
+// Three limbs (top_bits 22): the block's largest |X| in [2^21, 2^22], every element rounded to
+// ≤ 2^(E−1) ≤ 2^-22 of the block's largest |x|; on a dot Σ_i |w_i|·2^(E−1) per block, about
+// 2^-23·√256 ≈ 1e-6 of Σ|w·x| for random signs, ≤ 6e-5 of it if every rounding had the same sign
+// and one element dominated its block (the matvec tests' tolerance is 1e-5 of Σ|w·x| on Gaussian
+// x, the whole-model bar 1e-3). Four limbs (top_bits 30, exact beyond f32's own rounding) also
+// work with kXLimbs2b = 4 and were measured (H100, docs/PERF.md session 5 run 2): 7-11 % slower
+// per launch, the same whole-model results.
+constexpr int kXLimbs2b = 3;
+constexpr int kXTopBits2b = 8 * kXLimbs2b - 2;  // the last limb in [−64, 64]
+constexpr int kXBlock2b = 256;  // elements per scale: one Q2_K block, one IQ2_XXS block
+
+// One staged 256-element block of a launch's activations (shared memory; 912 bytes with 3 limbs).
+struct alignas(16) XBlock2b {
+  uint32_t limbs[kXLimbs2b][64];  // limb p of elements 4k..4k+3 in word k (element 4k + i in byte i)
+  union {
+    int32_t bias[8][4];  // IQ2_XXS: −64·Σ limb p over 32-sub-block s ([s][p ≥ kXLimbs2b]: 0)
+    float gsum[16];      // Q2_K: Σx of each 16-group (f32: 8 elements in order, then the halves)
+  };
+  float scale;  // 2^E; NaN when the block holds ±inf or NaN (as the f32 dot)
+  float pad[3];
+};
+static_assert(sizeof(XBlock2b) % 16 == 0, "16-byte loads of every block");
+static_assert(kXLimbs2b == 3 || kXLimbs2b == 4, "the bias is one int4 per sub-block");
+
+// Lane `lane`'s part of staging one block: its elements x[0..7] = 8·lane.. (in element order),
+// `e` the block's exponent (xblock_exponent of the block's largest |x|, kXTopBits2b). Writes its
+// two limb words per limb and returns per limb the sum of its 8 limbs, and its 8 elements' f32
+// sum in order.
+struct XLaneStage {
+  uint32_t words[kXLimbs2b][2];
+  int32_t limb_sum[4];  // limbs ≥ kXLimbs2b: 0
+  float sum8;
+};
+DSV4_HD XLaneStage xblock_lane_stage(const float (&x)[8], int e) {
+  XLaneStage s{};
+  DSV4_UNROLL
+  for (int k = 0; k < 8; ++k) {
+    const int32_t X = x_to_fixed(x[k], e);
+    DSV4_UNROLL
+    for (int p = 0; p < kXLimbs2b; ++p) {
+      const int32_t l = x_limb(X, p, kXLimbs2b);
+      s.words[p][k >> 2] |= (static_cast<uint32_t>(l) & 0xFFu) << (8 * (k & 3));
+      s.limb_sum[p] += l;
+    }
+  }
+  s.sum8 = x[0];
+  DSV4_UNROLL
+  for (int k = 1; k < 8; ++k) s.sum8 += x[k];
+  return s;
+}
+
+// Σ_p A[p]·256^p as a float (the limbs' integer sums recombined; each term rounded once).
+DSV4_HD float limb_sums_to_f32(const int32_t (&A)[kXLimbs2b]) {
+  float v = static_cast<float>(A[kXLimbs2b - 1]);
+  DSV4_UNROLL
+  for (int p = kXLimbs2b - 2; p >= 0; --p) v = fmaf(v, 256.0f, static_cast<float>(A[p]));
+  return v;
+}
+
+// Σ W[i]·x[i] over one Q2_K block (its 84 bytes as 21 words, w[k] the k-th) against staged block
+// xb. w = d·(sc & 15)·q − dmin·(sc >> 4) per 16-group g = 8h + 2j + u (elements 16g..16g+15,
+// codes in words w[4 + 8h + 4u + t] at bits 2j of each byte). The codes are not shifted down:
+// w & (0x03030303 << 2j) holds q·4^j per byte (≤ 192: dp4a reads them unsigned), and the
+// groups of each j are summed apart and recombined as Σ_j 4^(3−j)·A_j = 64·Σ_g (sc_g & 15)·Σ q·limb:
+//   |A_j,p| ≤ 4 groups · 15 · 16 · 192 · 128 < 2^25, |64·Σ| ≤ 64 · 16 · 15 · 16 · 3 · 128 < 2^27.
+// result = (d/64)·(Σ_p 64·A_p·256^p)·2^E − dmin·Σ_g (sc_g >> 4)·Σx_g, the min sum in the loop's
+// (h, u, j) order.
+template <class Words>
+DSV4_HD float q2k_block_dot(const Words& w, const XBlock2b& xb) {
   const float2 dm = f16x2_to_f32(w[20]);
-  float acc = 0.0f;
+  uint32_t scales[4], mins_q[4];
+  DSV4_UNROLL
+  for (int i = 0; i < 4; ++i) {
+    const uint32_t v = w[i];
+    scales[i] = v & 0x0F0F0F0Fu;
+    mins_q[i] = (v >> 4) & 0x0F0F0F0Fu;
+  }
+  float gsum[16];  // four broadcast 16-byte loads
+  DSV4_UNROLL
+  for (int i = 0; i < 4; ++i) {
+    const float4 v = reinterpret_cast<const float4*>(xb.gsum)[i];
+    gsum[4 * i] = v.x, gsum[4 * i + 1] = v.y, gsum[4 * i + 2] = v.z, gsum[4 * i + 3] = v.w;
+  }
+  int32_t A[4][kXLimbs2b] = {};
+  float mins = 0.0f;
   DSV4_UNROLL
   for (int h = 0; h < 2; ++h) {
     DSV4_UNROLL
-    for (int j = 0; j < 4; ++j) {
+    for (int u = 0; u < 2; ++u) {
+      uint32_t q[4];
       DSV4_UNROLL
-      for (int u = 0; u < 2; ++u) {
-        const int g = 8 * h + 2 * j + u;  // elements 128h + 32j + 16u .. +15
-        // Four independent chains of 4 products (latency: one warp per row tile has little else
-        // to overlap), added pairwise.
-        float part[4];
+      for (int t = 0; t < 4; ++t) q[t] = w[4 + 8 * h + 4 * u + t];
+      DSV4_UNROLL
+      for (int j = 0; j < 4; ++j) {
+        const int g = 8 * h + 2 * j + u;
+        const uint32_t mask = 0x03030303u << (2 * j);
+        const int32_t sc = static_cast<int32_t>(prmt(scales[g / 4], 0u, 0x4440u | (g % 4)));
         DSV4_UNROLL
-        for (int t = 0; t < 4; ++t) {
-          const uint32_t n = (w[4 + 8 * h + 4 * u + t] >> (2 * j)) & 0x03030303u;
-          const float4 x = load_x4(128 * h + 32 * j + 16 * u + 4 * t);
-          const float xs[4] = {x.x, x.y, x.z, x.w};
-          part[t] = dot4_bytes(n, kMagic, xs, 0.0f);
+        for (int p = 0; p < kXLimbs2b; ++p) {
+          const uint4 l = reinterpret_cast<const uint4*>(xb.limbs[p])[g];
+          const int32_t D = dp4a_u8s8(q[3] & mask, l.w,
+                                      dp4a_u8s8(q[2] & mask, l.z, dp4a_u8s8(q[1] & mask, l.y, dp4a_u8s8(q[0] & mask, l.x, 0))));
+          A[j][p] += sc * D;
         }
-        const float sqx = (part[0] + part[1]) + (part[2] + part[3]);
-        const uint32_t sc = (w[g / 4] >> (8 * (g % 4))) & 0xFFu;
-        acc = fmaf(dm.x * small_to_f32(sc & 15u), sqx, acc);
-        acc = fmaf(-(dm.y * small_to_f32(sc >> 4)), group_sum(g), acc);
+        const float m = bits_to_f32(prmt(mins_q[g / 4], 0x4B000000u, 0x7440u | (g % 4))) - kMagic;
+        mins = fmaf(m, gsum[g], mins);
       }
     }
   }
-  return acc;
+  int32_t S[kXLimbs2b];
+  DSV4_UNROLL
+  for (int p = 0; p < kXLimbs2b; ++p) S[p] = 64 * A[0][p] + 16 * A[1][p] + 4 * A[2][p] + A[3][p];
+  // d·Σ first, then 2^E: scaled first, Σ·2^E can overflow where the block's dot does not.
+  return fmaf(dm.x * 0.015625f * limb_sums_to_f32(S), xb.scale, -(dm.y * mins));
 }
 
-// Σ over one IQ2_XXS sub-block of 32 elements: a0 = its 4 grid indices, a1 = 4×7 sign-index bits
-// and the 4-bit scale; d the block's scale. (d·(0.5 + ls)·0.25)·Σ_k (±m_k)·x_k, the sum as
-// ((g0 + g1) + (g2 + g3)) over the four 8-element grid points, each in element order.
-// `copy` is the lane's table copy (lane & 15).
-template <class LoadX4>
-DSV4_HD float iq2_sub_dot(uint32_t a0, uint32_t a1, float d, const Iq2RowTables& t, int copy, LoadX4& load_x4,
-                          int e0) {
-  float part[4];
+// Adds (2·ls + 1)·Σ (±m_k)·limb_p(x_k) over one IQ2_XXS sub-block s of staged block xb to A[p]:
+// a0 = its 4 grid indices, a1 = 4×7 sign-index bits and the 4-bit scale ls. Each 8-element grid
+// point is read as bytes 64 ± m (iq2_signed_bytes); the chain starts at −64·Σ limbs of the
+// sub-block (staged), so it sums ±m·limb exactly. Bounds: |Σ ±m·limb| ≤ 32·43·128 < 2^18, times
+// 31, times 8 sub-blocks < 2^26 (and the chain's partial sums < 2^20): int32 throughout.
+// `copy` is the lane's table copy (lane & 15). The table entries are addressed by byte offset
+// from the tables' start, (index·16 + copy)·8 = the index bits moved to bit 7 | copy·8: one shift
+// and one LOP3 per lookup (bits 7+ and 3–6 do not overlap).
+DSV4_HD void iq2_sub_accumulate(uint32_t a0, uint32_t a1, const Iq2RowTables& t, int copy, const XBlock2b& xb, int s,
+                                int32_t (&A)[kXLimbs2b]) {
+  static_assert(kIq2TableCopies * sizeof(uint2) == 128, "an entry's copies span 128 bytes");
+  const int4 b = *reinterpret_cast<const int4*>(xb.bias[s]);
+  const int32_t bias[4] = {b.x, b.y, b.z, b.w};
+  int32_t D[kXLimbs2b];
+  DSV4_UNROLL
+  for (int p = 0; p < kXLimbs2b; ++p) D[p] = bias[p];
+  const uint8_t* grid_base = reinterpret_cast<const uint8_t*>(t.grid);
+  const uint8_t* sign_base = reinterpret_cast<const uint8_t*>(t.signs);
+  const uint32_t lane_off = static_cast<uint32_t>(copy) * 8u;
+  uint4 l[kXLimbs2b][2];
+  DSV4_UNROLL
+  for (int p = 0; p < kXLimbs2b; ++p) {
+    l[p][0] = reinterpret_cast<const uint4*>(xb.limbs[p])[2 * s];
+    l[p][1] = reinterpret_cast<const uint4*>(xb.limbs[p])[2 * s + 1];
+  }
   DSV4_UNROLL
   for (int g = 0; g < 4; ++g) {
-    const uint2 grid = t.grid[((a0 >> (8 * g)) & 0xFFu) * kIq2TableCopies + copy];
-    const uint2 sign = t.signs[((a1 >> (7 * g)) & 127u) * kIq2TableCopies + copy];
-    const float4 x0 = load_x4(e0 + 8 * g), x1 = load_x4(e0 + 8 * g + 4);
-    const float xs0[4] = {x0.x, x0.y, x0.z, x0.w}, xs1[4] = {x1.x, x1.y, x1.z, x1.w};
-    part[g] = dot4_bytes(iq2_signed_bytes(grid.y, sign.y), kMagic + 64.0f, xs1,
-                         dot4_bytes(iq2_signed_bytes(grid.x, sign.x), kMagic + 64.0f, xs0, 0.0f));
+    const uint32_t gi = (8 * g >= 7 ? a0 >> (8 * g - 7) : a0 << (7 - 8 * g)) & 0x7F80u;
+    const uint32_t si = (7 * g >= 7 ? a1 >> (7 * g - 7) : a1 << (7 - 7 * g)) & 0x3F80u;
+    const uint2 grid = *reinterpret_cast<const uint2*>(grid_base + (gi | lane_off));
+    const uint2 sign = *reinterpret_cast<const uint2*>(sign_base + (si | lane_off));
+    const uint32_t v0 = iq2_signed_bytes(grid.x, sign.x), v1 = iq2_signed_bytes(grid.y, sign.y);
+    DSV4_UNROLL
+    for (int p = 0; p < kXLimbs2b; ++p) {
+      const uint4& q = l[p][g / 2];
+      D[p] = dp4a_u8s8(v1, g % 2 ? q.w : q.y, dp4a_u8s8(v0, g % 2 ? q.z : q.x, D[p]));
+    }
   }
-  const float sum = (part[0] + part[1]) + (part[2] + part[3]);
-  // (0.5 + ls)·0.25 exactly, from 2^23 + ls in one fused step.
-  const float db = d * fmaf(bits_to_f32(0x4B000000u | (a1 >> 28)), 0.25f, -2097151.875f);
-  return db * sum;
+  const int32_t k = static_cast<int32_t>(2 * (a1 >> 28) + 1);
+  DSV4_UNROLL
+  for (int p = 0; p < kXLimbs2b; ++p) A[p] += k * D[p];
 }
 
 DSV4_HD uint32_t funnel16(uint32_t lo, uint32_t hi) {
@@ -162,27 +268,22 @@ DSV4_HD uint32_t funnel16(uint32_t lo, uint32_t hi) {
 #endif
 }
 
-// Σ W[i]·x[i] over two IQ2_XXS blocks (132 bytes as 33 words, w[k] the k-th): block 0 at byte 0 (d, then its
-// sub-blocks at bytes 2 + 8s: half-word aligned), block 1 at byte 66 (d in the top half of word
-// 16, sub-blocks word aligned from word 17). Sub-blocks added in order, block 0 then block 1.
-// The sub-block loops are unrolled four times, not fully: fully unrolled, the compiler hoists all 512
-// activation loads and the kernel needs 254 registers (one 8-warp block per SM).
-template <class Words, class LoadX4>
-DSV4_HD float iq2_item_dot(const Words& w, const Iq2RowTables& t, int copy, LoadX4& load_x4) {
-  float acc = 0.0f;
-  const float d0 = f16_to_f32(w[0] & 0xFFFFu), d1 = f16_to_f32(w[16] >> 16);
-#ifdef __CUDA_ARCH__
-#pragma unroll 4
-#endif
+// Σ W[i]·x[i] over two IQ2_XXS blocks (132 bytes as 33 words, w[k] the k-th) against staged
+// blocks xb[0], xb[1]: block 0 at byte 0 (d, then its sub-blocks at bytes 2 + 8s: half-word
+// aligned), block 1 at byte 66 (d in the top half of word 16, sub-blocks word aligned from word
+// 17). Per block d·(2ls+1)/8·Σ ±m·x = ((d/8)·Σ_p A_p·256^p)·2^E; block 0 then block 1.
+template <class Words>
+DSV4_HD float iq2_item_dot(const Words& w, const Iq2RowTables& t, int copy, const XBlock2b* xb) {
+  int32_t A0[kXLimbs2b] = {}, A1[kXLimbs2b] = {};
+  DSV4_UNROLL
   for (int s = 0; s < 8; ++s) {
     const uint32_t lo = w[2 * s], mid = w[2 * s + 1], hi = w[2 * s + 2];
-    acc += iq2_sub_dot(funnel16(lo, mid), funnel16(mid, hi), d0, t, copy, load_x4, 32 * s);
+    iq2_sub_accumulate(funnel16(lo, mid), funnel16(mid, hi), t, copy, xb[0], s, A0);
   }
-#ifdef __CUDA_ARCH__
-#pragma unroll 4
-#endif
-  for (int s = 0; s < 8; ++s) acc += iq2_sub_dot(w[17 + 2 * s], w[18 + 2 * s], d1, t, copy, load_x4, 256 + 32 * s);
-  return acc;
+  DSV4_UNROLL
+  for (int s = 0; s < 8; ++s) iq2_sub_accumulate(w[17 + 2 * s], w[18 + 2 * s], t, copy, xb[1], s, A1);
+  const float d0 = f16_to_f32(w[0] & 0xFFFFu) * 0.125f, d1 = f16_to_f32(w[16] >> 16) * 0.125f;
+  return fmaf(d1 * limb_sums_to_f32(A1), xb[1].scale, (d0 * limb_sums_to_f32(A0)) * xb[0].scale);
 }
 
 template <class Fmt>
@@ -190,11 +291,12 @@ DSV4_HD constexpr int rt_item_bytes() {
   return k2bTileRows * Fmt::kItemWords * 4;
 }
 // Shared memory of a block of `warps` warps (all its groups): the IQ2_XXS tables, the launch's
-// activations (x_floats: every x vector of the launch, a multiple of 4), the warps' rings, the
-// groups' reduction buffers.
+// activations as staged blocks (x_floats: every x vector of the launch, a multiple of 256), the
+// warps' rings, the groups' reduction buffers.
 template <class Fmt>
 DSV4_HD constexpr int64_t rt_smem_bytes(int warps, int64_t x_floats) {
-  return (Fmt::kGroupSums ? 0 : static_cast<int64_t>(sizeof(Iq2RowTables))) + 4 * x_floats +
+  return (Fmt::kTables ? static_cast<int64_t>(sizeof(Iq2RowTables)) : 0) +
+         x_floats / kXBlock2b * static_cast<int64_t>(sizeof(XBlock2b)) +
          warps * Fmt::kRing * rt_item_bytes<Fmt>() + 2 * warps * k2bTileRows * 4;
 }
 

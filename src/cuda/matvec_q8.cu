@@ -2,11 +2,12 @@
 // of 256 elements. Layout and per-lane work: matvec_q8.cuh.
 //
 // Roofline. Batch-1 decode reads each weight byte once, so the floor is bytes / copy bandwidth; an
-// SM must take ≈13.6 Q8_0 weights per clock at 90 % of an H200's copy bandwidth. This kernel spends
-// ≈3.5 issued instructions per weight (≈48 of the 128 lane-issues per clock an SM has), reads the
-// weights with coalesced 16-byte cp.async (two 8.7 KB items in flight per warp, 8 warps per SM:
-// ≈140 KB in flight per SM, several times what the latency needs) and the activations as broadcast
-// float4 loads from shared memory (each warp stages its next item's 1 KB of x one item ahead).
+// SM must take ≈13.6 Q8_0 weights per clock at 90 % of an H200's copy bandwidth. This kernel decodes
+// in integers (dp4a of the int8 codes against the activations' fixed-point limbs, matvec_q8.cuh),
+// reads the weights with coalesced 16-byte cp.async (two 8.7 KB items in flight per warp, 8 warps
+// per SM: ≈140 KB in flight per SM, several times what the latency needs) and the activations' limbs
+// as broadcast loads from shared memory (each warp loads its next item's 1 KB of x one item ahead
+// and converts it when that item's turn comes).
 //
 // Shape of the work:
 //   block  = W warps (W = warps_per_row, 1–8), together computing one tile of 32 rows at a time;
@@ -14,8 +15,9 @@
 //            summed). The grid is what fits the GPU at once; unit u (a tile of one slot, or a tile
 //            over all slots when summed) goes to block u mod gridDim.x, so blocks walk their units
 //            in turn and each warp's items form one stream through its ring across units.
-//   lane   = one row: its partial sums stay in registers; a slot's partial is scaled and added in
-//            slot order; at a unit's end the block's W partials are added in warp order.
+//   lane   = one row: its partial sums stay in registers (each item's f32 sum times the item's
+//            2^E); a slot's partial is scaled and added in slot order; at a unit's end the block's
+//            W partials are added in warp order.
 // Every output is one fixed sequence of f32 operations: deterministic, no atomics, the same bits
 // for any grid.
 #include <cuda_runtime.h>
@@ -86,8 +88,9 @@ __global__ void __launch_bounds__(kQ8MaxWarps * 32) matvec_q8_kernel(__grid_cons
   const int W = blockDim.x >> 5;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   uint8_t* ring = smem + warp * (kQ8Ring * kQ8ItemBytes);
-  float* xbuf = reinterpret_cast<float*>(smem + W * (kQ8Ring * kQ8ItemBytes)) + warp * kQ8SbElems;
-  float* red = reinterpret_cast<float*>(smem + W * (kQ8Ring * kQ8ItemBytes + kQ8SbElems * 4));  // [2][W][32]
+  constexpr int kXbufWords = kQ8XLimbs * kQ8XWords;  // the item's limb planes
+  uint32_t* xbuf = reinterpret_cast<uint32_t*>(smem + W * (kQ8Ring * kQ8ItemBytes)) + warp * kXbufWords;
+  float* red = reinterpret_cast<float*>(smem + W * (kQ8Ring * kQ8ItemBytes + kXbufWords * 4));  // [2][W][32]
 
   // Row items are superblocks (row_tile.cuh).
   const RowTileSchedule<kSum> sched(p.n_sb, p.n_slots, p.n_units, p.n_tiles, W, warp);
@@ -171,22 +174,34 @@ __global__ void __launch_bounds__(kQ8MaxWarps * 32) matvec_q8_kernel(__grid_cons
       }
       // Every lane is past the previous item's decode (the __syncwarp above): xbuf is free.
       const int slot = sched.item_slot(k, i);
+      float4 v[kQ8XChunks];
 #pragma unroll
       for (int j = 0; j < kQ8XChunks; ++j) {
-        float4 v = x_next[j];
+        v[j] = x_next[j];
         if constexpr (kSwiglu) {
           const float* aw = p.act_weights ? p.act_weights + slot : nullptr;
-          v = make_float4(swiglu_element(v.x, u_next[j].x, aw, p.act_limit),
-                          swiglu_element(v.y, u_next[j].y, aw, p.act_limit),
-                          swiglu_element(v.z, u_next[j].z, aw, p.act_limit),
-                          swiglu_element(v.w, u_next[j].w, aw, p.act_limit));
+          v[j] = make_float4(swiglu_element(v[j].x, u_next[j].x, aw, p.act_limit),
+                             swiglu_element(v[j].y, u_next[j].y, aw, p.act_limit),
+                             swiglu_element(v[j].z, u_next[j].z, aw, p.act_limit),
+                             swiglu_element(v[j].w, u_next[j].w, aw, p.act_limit));
         }
         if constexpr (kRmsNorm) {  // as norms.cu: (x·r)·w, each product rounded
           const float4 nw = u_next[j];
-          v = make_float4(__fmul_rn(__fmul_rn(v.x, norm_r), nw.x), __fmul_rn(__fmul_rn(v.y, norm_r), nw.y),
-                          __fmul_rn(__fmul_rn(v.z, norm_r), nw.z), __fmul_rn(__fmul_rn(v.w, norm_r), nw.w));
+          v[j] = make_float4(__fmul_rn(__fmul_rn(v[j].x, norm_r), nw.x), __fmul_rn(__fmul_rn(v[j].y, norm_r), nw.y),
+                             __fmul_rn(__fmul_rn(v[j].z, norm_r), nw.z), __fmul_rn(__fmul_rn(v[j].w, norm_r), nw.w));
         }
-        *reinterpret_cast<float4*>(xbuf + q8_x_index(lane, j)) = v;
+      }
+      // The item's exponent from the warp's largest |x| (an exact maximum: any order), then its limbs.
+      uint32_t max_abs = q8_lane_max_abs(v);
+#pragma unroll
+      for (int o = 16; o > 0; o >>= 1) max_abs = max(max_abs, __shfl_xor_sync(0xFFFFFFFFu, max_abs, o));
+      const float item_scale = q8_x_scale(max_abs);
+      uint32_t words[kQ8XChunks][kQ8XLimbs];
+      q8_stage_lane(v, q8_x_exponent(max_abs), words);
+#pragma unroll
+      for (int j = 0; j < kQ8XChunks; ++j) {
+#pragma unroll
+        for (int q = 0; q < kQ8XLimbs; ++q) xbuf[q * kQ8XWords + lane + 32 * j] = words[j][q];
       }
       if (i + 1 < per_unit) {
         load_x(k, i + 1);
@@ -194,7 +209,9 @@ __global__ void __launch_bounds__(kQ8MaxWarps * 32) matvec_q8_kernel(__grid_cons
         load_x(k + 1, 0);
       }
       __syncwarp();  // the weight buffer is refilled by a later issue; xbuf is complete
-      part += q8_superblock_dot(wv, [xbuf](int e) { return *reinterpret_cast<const float4*>(xbuf + e); });
+      const float sb = q8_superblock_dot(
+          wv, [xbuf](int q, int c) { return reinterpret_cast<const uint4*>(xbuf + q * kQ8XWords)[c]; });
+      part = fmaf(sb, item_scale, part);
       // Scaled and added: per item in the per-slot form, at each slot's last item (slot order) when summed.
       if (sched.closes_slot(i)) {
         const float s = p.scale ? __ldg(p.scale + slot) : 1.0f;

@@ -64,4 +64,31 @@ DSV4_HD float pow2f(int e) {
   return bits_to_f32(e >= -126 ? static_cast<uint32_t>(e + 127) << 23 : 1u << (e + 149));
 }
 
+// The block's scale 2^e, or NaN when its largest |x| (as bits) is ±inf or NaN: every output the
+// block touches is then NaN, as the f32 dot would be ±inf or NaN.
+DSV4_HD float xblock_scale(uint32_t max_abs_bits, int e) {
+  return max_abs_bits < 0x7F800000u ? pow2f(e) : bits_to_f32(0x7FC00000u);
+}
+
+// Integer dot products of 4 byte pairs, c + Σ_k a_k·b_k (dp4a), with b signed (a limb word) and
+// a signed (int8 codes, dp4a_s8s8) or unsigned (biased or shifted codes, dp4a_u8s8).
+DSV4_HD int32_t dp4a_s8s8(uint32_t a, uint32_t b, int32_t c) {
+#ifdef __CUDA_ARCH__
+  return __dp4a(static_cast<int>(a), static_cast<int>(b), c);
+#else
+  for (int k = 0; k < 4; ++k) c += static_cast<int8_t>(a >> (8 * k)) * static_cast<int8_t>(b >> (8 * k));
+  return c;
+#endif
+}
+DSV4_HD int32_t dp4a_u8s8(uint32_t a, uint32_t b, int32_t c) {
+#ifdef __CUDA_ARCH__
+  int32_t d;
+  asm("dp4a.u32.s32 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(c));
+  return d;
+#else
+  for (int k = 0; k < 4; ++k) c += static_cast<int32_t>((a >> (8 * k)) & 0xFFu) * static_cast<int8_t>(b >> (8 * k));
+  return c;
+#endif
+}
+
 }  // namespace dsv4::cuda::detail

@@ -5,6 +5,7 @@
 #include <cuda_runtime_api.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -180,12 +181,14 @@ inline std::vector<double> magnitudes(const Format& f, const uint8_t* row, int64
   return m;
 }
 
-// The CPU's answer for one row, the exact (double) dot of the dequantised row, and the error scale
-// Σ_i magnitude_i·|x_i|.
+// The CPU's answer for one row, the exact (double) dot of the dequantised row, the error scale
+// Σ_i magnitude_i·|x_i|, and Σ_i magnitude_i·max|x| over i's block of 256 (the scale of rounding
+// the activations to fixed point per 256-block, x_fixed.cuh).
 struct RowRef {
   double cpu = 0;
   double exact = 0;
   double scale = 0;
+  double block_max_scale = 0;
 };
 
 inline RowRef row_reference(const Format& f, const uint8_t* row, const float* x, int64_t n) {
@@ -194,9 +197,15 @@ inline RowRef row_reference(const Format& f, const uint8_t* row, const float* x,
   std::vector<float> w(static_cast<size_t>(n));
   quant::dequantize_row(f.type, row, w.data(), n);
   const std::vector<double> m = magnitudes(f, row, n);
+  double block_max = 0;
   for (int64_t i = 0; i < n; ++i) {
+    if (i % 256 == 0) {
+      block_max = 0;
+      for (int64_t j = i; j < std::min<int64_t>(n, i + 256); ++j) block_max = std::max<double>(block_max, std::fabs(x[j]));
+    }
     r.exact += static_cast<double>(w[static_cast<size_t>(i)]) * x[i];
     r.scale += m[static_cast<size_t>(i)] * std::fabs(x[i]);
+    r.block_max_scale += m[static_cast<size_t>(i)] * block_max;
   }
   return r;
 }

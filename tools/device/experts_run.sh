@@ -1,67 +1,119 @@
 #!/usr/bin/env bash
-# The routed experts' decode work (2-bit row-tile kernel, fused SwiGLU) in one GPU-machine call:
-# decode_run.sh with the experts' tests, benchmarks and sanitizers, then Nsight Compute (cold L2,
-# one un-graphed decode step of a 4-layer model) on the experts' kernels of this bundle and of the
-# baseline bundle, times and stall reasons.
-#
-# Here:   DSV4_BUILD=build-decode DSV4_BUNDLE=out/experts bash tools/device/decode_run.sh pack
-# There:  DSV4_BUNDLE=out/experts bash tools/device/experts_run.sh   (carry out/experts, out/device)
-#   -> decode_run.sh's logs (summary.txt, gpu_tests.log, forward_bench.log, forward_base.log,
-#      cuda_bench.log, sanitizer.log) and ncu_new.log, ncu_base.log. Knobs: decode_run.sh's,
-#      DSV4_NCU_DETAIL=0 (no stall-reason sections for this bundle), DSV4_NCU_BASE_DETAIL=1 (them
-#      for the baseline too).
+# The routed experts' decode work (2-bit row-tile kernel: dp4a over fixed-point activation limbs,
+# fused SwiGLU) in one GPU-machine call, this bundle against the baseline bundle on the same card:
+#   1. SASS of the 2-bit kernels (cuobjdump, if there): instructions per kernel and the inner-loop
+#      opcodes (IDP, LDS, LOP3, IADD3, IMAD)                                  -> summary.txt
+#   2. cuda_tests (DSV4_TEST_FILTER: the 2-bit kernel, experts, MoE, whole model)  -> gpu_tests.log
+#   3. compute-sanitizer memcheck (DSV4_MEMCHECK_FILTER) and racecheck (DSV4_RACECHECK_FILTER)
+#                                                                              -> sanitizer.log
+#   4. cuda_bench --only MoE, both bundles                                     -> cuda_bench.log
+#   5. cuda_forward_bench --layers L --ctx 2048 --steps 64, both bundles       -> forward.log
+#   6. ncu (clock unlocked, one un-graphed decode step of 4 layers): per-kernel times of the
+#      expert kernels, both bundles; sections of the first 3 and the stall reasons of the first 2
+#      for this one                                     -> ncu_new.log, ncu_base.log, ncu_stalls.log
+# Here:   DSV4_BUILD=build-matvec DSV4_BUNDLE=out/experts DSV4_NO_BUILD=1 bash tools/device/decode_run.sh pack
+#         (optional DSV4_ALT_BUNDLE: another build's cuda_bench + cuda_forward_bench, timed in 4-6 too)
+# There:  bash tools/device/experts_run.sh   (carry out/experts, out/device)
+# Everything under $OUT (default out/experts-run); summary.txt collects the results. The steps
+# share DSV4_GPU_BUDGET seconds (default 300).
 set -u -o pipefail
 cd "$(dirname "$0")/../.."
-export DSV4_BUNDLE=${DSV4_BUNDLE:-out/experts}
-export DSV4_TEST_FILTER=${DSV4_TEST_FILTER:-CudaMatvec*:CudaMoe*:CudaForward*:CudaEngine*}
-export DSV4_MATVEC_BENCH=${DSV4_MATVEC_BENCH:---only MoE}
-export DSV4_MEMCHECK_FILTER=${DSV4_MEMCHECK_FILTER:-CudaMatvec.TwoBitRowTile*:CudaMoeFusedDown.*:CudaMoe.*:CudaMatvec.Experts:CudaMatvec.DefaultPlans}
-export DSV4_RACECHECK_FILTER=${DSV4_RACECHECK_FILTER:-CudaMoeFusedDown.SameBitsAsSwigluThenMatvec}
-export DSV4_GPU_BUDGET=${DSV4_GPU_BUDGET:-240}
-export OUT=${OUT:-$PWD/out/experts-run}
-bash tools/device/decode_run.sh
-rc=$?
-
 source tools/device/common.sh
-BIN=$(dsv4_unpack "$DSV4_BUNDLE")
-# decode_run.sh gives racecheck 20 s; the 2-bit kernel's every-warp-split test needs more.
-if command -v compute-sanitizer >/dev/null; then
-  {
-    echo "### racecheck (experts_run.sh) CudaMatvec.TwoBitRowTileKernelEveryWarpSplit"
-    timeout 75 compute-sanitizer --tool racecheck --error-exitcode 3 "$BIN/cuda_tests" --gtest_color=no \
-      --gtest_filter=CudaMatvec.TwoBitRowTileKernelEveryWarpSplit
-    echo "### racecheck (experts_run.sh) exit $?"
-  } >>"$OUT/sanitizer.log" 2>&1
-  grep -E '### racecheck \(experts_run.sh\) exit|RACECHECK SUMMARY' "$OUT/sanitizer.log" | tail -2 >>"$OUT/summary.txt"
-fi
+BIN=$(dsv4_unpack "${DSV4_BUNDLE:-out/experts}") || { echo "no bundle"; exit 3; }
 BASE=""
 [[ -f "${DSV4_BASE_BUNDLE:-out/device}/bundle.tar.gz" ]] && BASE=$(dsv4_unpack "${DSV4_BASE_BUNDLE:-out/device}")
-ncu_step() {  # BIN_DIR LOG DETAIL: expert-kernel times, then (DETAIL 1) stall reasons of the first ones
-  local bin=$1 log=$2 detail=$3
-  timeout 40 ncu --profile-from-start off -k 'regex:matvec_2bit|swiglu' --metrics gpu__time_duration.sum \
-    "$bin/cuda_forward_bench" --layers 4 --ctx 2100 --steps 2 >"$log" 2>&1
-  echo "### ncu times exit $?" >>"$log"
-  if [[ "$detail" == 1 ]]; then
-    timeout 40 ncu --profile-from-start off -k 'regex:matvec_2bit|swiglu' -c 3 --section SpeedOfLight \
-      --section WarpStateStats --section SchedulerStats --section Occupancy --section LaunchStats \
-      "$bin/cuda_forward_bench" --layers 4 --ctx 2100 --steps 2 >>"$log" 2>&1
-    echo "### ncu sections exit $?" >>"$log"
-  fi
+# An alternative build of this kernel to time beside it (cuda_bench, ncu, decode step), if carried.
+ALT=""
+[[ -n "${DSV4_ALT_BUNDLE:-}" && -f "$DSV4_ALT_BUNDLE/bundle.tar.gz" ]] && ALT=$(dsv4_unpack "$DSV4_ALT_BUNDLE")
+OUT=${OUT:-$PWD/out/experts-run}
+dsv4_run_start "$BIN" 300
+
+# ---- 1. SASS ----
+sass_counts() {  # BIN_DIR: per 2-bit kernel, instructions and the main opcodes
+  cuobjdump -sass "$1/cuda_tests" 2>/dev/null | awk '
+    /Function : / {name = $3; inside = (name ~ /matvec_2bit_kernel/)}
+    inside && /\/\*[0-9a-f]{4,}\*\// {
+      n[name]++
+      split($0, f, /\*\/ +/); op = f[2]; sub(/^@!?U?P[0-9T] +/, "", op); sub(/[ .;].*/, "", op); c[name, op]++
+    }
+    END {for (k in n) {printf "%s: %d instructions;", k, n[k];
+         split("IDP IMAD LOP3 IADD3 SHF LDS PRMT FFMA FADD I2F LDGSTS BAR", ops, " ");
+         for (i in ops) printf " %s %d", ops[i], c[k, ops[i]]; printf "\n"}}'
+}
+if command -v cuobjdump >/dev/null; then
+  { echo "== SASS, this bundle"; sass_counts "$BIN"; [[ -n "$BASE" ]] && { echo "== SASS, baseline"; sass_counts "$BASE"; }; } 2>&1 |
+    tee -a "$SUMMARY"
+else
+  note "no cuobjdump on this machine"
+fi
+
+# ---- 2. tests ----
+filter=${DSV4_TEST_FILTER:-CudaMatvec2bit*:CudaMatvec.TwoBit*:CudaMatvec.Experts:CudaMatvec.ExpertSum*:CudaMatvec.DefaultPlans:CudaMatvecLarge.ExpertDecodeShapes:CudaMoeFusedDown.*:CudaMoe.*:CudaForward.*:CudaEngine.*:CudaReference*}
+timeout "$(budget 110)" "$BIN/cuda_tests" --gtest_color=no --gtest_filter="$filter" >"$OUT/gpu_tests.log" 2>&1
+rc_tests=$?
+note "cuda_tests: exit $rc_tests ($(grep -E '^\[  (PASSED|FAILED)  \]' "$OUT/gpu_tests.log" | tr '\n' ' '))"
+grep -E '^\[  FAILED  \]|Failure|worst rel L2' "$OUT/gpu_tests.log" | head -30 | tee -a "$SUMMARY"
+
+# ---- 3. sanitizers ----
+rc_mem=99
+if command -v compute-sanitizer >/dev/null; then
+  {
+    echo "### memcheck"
+    timeout "$(budget 50)" compute-sanitizer --tool memcheck --error-exitcode 3 "$BIN/cuda_tests" --gtest_color=no \
+      --gtest_filter="${DSV4_MEMCHECK_FILTER:-CudaMatvec2bit*:CudaMatvec.TwoBitRowTile*:CudaMoeFusedDown.*:CudaMoe.*}"
+    echo "### memcheck exit $?"
+    echo "### racecheck"
+    timeout "$(budget 40)" compute-sanitizer --tool racecheck --error-exitcode 3 "$BIN/cuda_tests" --gtest_color=no \
+      --gtest_filter="${DSV4_RACECHECK_FILTER:-CudaMatvec2bit*:CudaMoeFusedDown.SameBitsAsSwigluThenMatvec}"
+    echo "### racecheck exit $?"
+  } >"$OUT/sanitizer.log" 2>&1
+  rc_mem=$(grep -o '### memcheck exit [0-9]*' "$OUT/sanitizer.log" | grep -o '[0-9]*$')
+  note "memcheck: exit $rc_mem ($(grep -E 'ERROR SUMMARY' "$OUT/sanitizer.log" | head -1)); $(grep -o '### racecheck exit [0-9]*' "$OUT/sanitizer.log") ($(grep -E 'RACECHECK SUMMARY|ERROR SUMMARY' "$OUT/sanitizer.log" | tail -1))"
+fi
+
+# ---- 4. matvec benchmark, both bundles ----
+{
+  echo "== this bundle"; timeout "$(budget 25)" "$BIN/cuda_bench" --only MoE
+  [[ -n "$BASE" ]] && { echo "== baseline"; timeout "$(budget 25)" "$BASE/cuda_bench" --only MoE; }
+  [[ -n "$ALT" ]] && { echo "== alternative ($DSV4_ALT_BUNDLE)"; timeout "$(budget 25)" "$ALT/cuda_bench" --only MoE; }
+} >"$OUT/cuda_bench.log" 2>&1
+grep -E '==|MoE|copy' "$OUT/cuda_bench.log" | tee -a "$SUMMARY"
+
+# ---- 5. decode step, both bundles ----
+{
+  echo "== this bundle"; timeout "$(budget 40)" "$BIN/cuda_forward_bench" --layers "$layers" --ctx 2048 --steps 64
+  [[ -n "$BASE" ]] && { echo "== baseline"; timeout "$(budget 40)" "$BASE/cuda_forward_bench" --layers "$layers" --ctx 2048 --steps 64; }
+  [[ -n "$ALT" ]] && { echo "== alternative"; timeout "$(budget 40)" "$ALT/cuda_forward_bench" --layers "$layers" --ctx 2048 --steps 64; }
+} >"$OUT/forward.log" 2>&1
+cat "$OUT/forward.log" | tee -a "$SUMMARY"
+
+# ---- 6. ncu ----
+ncu_times() {  # BIN_DIR TAG
+  timeout "$(budget 40)" ncu --profile-from-start off --clock-control none --print-units base \
+    -k 'regex:matvec_2bit|swiglu' --metrics gpu__time_duration.sum \
+    "$1/cuda_forward_bench" --layers 4 --ctx 2100 --steps 2 >"$OUT/ncu_$2.log" 2>&1
+  echo "== ncu $2: kernel, mean us (cold L2, clock unlocked)" >>"$SUMMARY"
+  awk '/matvec_2bit_kernel|swiglu_kernel/ {k = ($0 ~ /swiglu/) ? "swiglu" : ($0 ~ /Fmt2bIQ2/ ? "iq2" : "q2k")}
+       /gpu__time_duration.sum/ && k != "" {v = $NF; gsub(/,/, "", v); s[k] += v; n[k]++; k = ""}
+       END {for (k in s) printf "mean %s %.2f us over %d\n", k, s[k] / n[k] / 1000, n[k]}' "$OUT/ncu_$2.log" | tee -a "$SUMMARY"
 }
 if command -v ncu >/dev/null; then
-  ncu_step "$BIN" "$OUT/ncu_new.log" "${DSV4_NCU_DETAIL:-1}"
-  [[ -n "$BASE" ]] && ncu_step "$BASE" "$OUT/ncu_base.log" "${DSV4_NCU_BASE_DETAIL:-0}"
-  for f in "$OUT"/ncu_new.log "$OUT"/ncu_base.log; do
-    [[ -f "$f" ]] || continue
-    echo "== $(basename "$f"): kernel, us (cold L2)" >>"$OUT/summary.txt"
-    awk '/matvec_2bit_kernel|swiglu_kernel/ {k = ($0 ~ /swiglu/) ? "swiglu" : ($0 ~ /Fmt2bIQ2/ ? "iq2" : "q2k")}
-         /gpu__time_duration.sum/ && k != "" {print k, $NF; k = ""}' "$f" | sort | uniq -c | head -20 >>"$OUT/summary.txt"
-    awk '/matvec_2bit_kernel|swiglu_kernel/ {k = ($0 ~ /swiglu/) ? "swiglu" : ($0 ~ /Fmt2bIQ2/ ? "iq2" : "q2k")}
-         /gpu__time_duration.sum/ && k != "" {s[k] += $NF; n[k]++; k = ""}
-         END {for (k in s) printf "mean %s %.2f us over %d\n", k, s[k] / n[k], n[k]}' "$f" >>"$OUT/summary.txt"
-  done
+  ncu_times "$BIN" new
+  [[ -n "$BASE" ]] && ncu_times "$BASE" base
+  [[ -n "$ALT" ]] && { ncu_times "$ALT" alt; rm -f "$OUT/ncu_alt.log"; }  # at most 8 files come back
+  timeout "$(budget 40)" ncu --profile-from-start off --clock-control none -k 'regex:matvec_2bit' -c 3 \
+    --section SpeedOfLight --section WarpStateStats --section SchedulerStats --section Occupancy \
+    "$BIN/cuda_forward_bench" --layers 4 --ctx 2100 --steps 2 >>"$OUT/ncu_new.log" 2>&1
+  grep -E 'matvec_2bit_kernel|Duration|Issued Warp|No Eligible|Compute \(SM\) Throughput|Memory Throughput|Achieved Occupancy|Registers' \
+    "$OUT/ncu_new.log" | tail -40 >>"$SUMMARY"
+  # Stall reasons (the section's body), first two expert launches.
+  timeout "$(budget 30)" ncu --profile-from-start off --clock-control none -k 'regex:matvec_2bit' -c 2 \
+    --section WarpStateStats --print-details all \
+    "$BIN/cuda_forward_bench" --layers 4 --ctx 2100 --steps 2 >"$OUT/ncu_stalls.log" 2>&1
+  grep -iE 'matvec_2bit_kernel<|stall|scoreboard|throttle|wait|barrier|branch|dispatch|selected' "$OUT/ncu_stalls.log" \
+    | head -60 >>"$SUMMARY"
 else
-  echo "no ncu on this machine" >>"$OUT/summary.txt"
+  note "no ncu on this machine"
 fi
-echo "experts_run seconds: $SECONDS" >>"$OUT/summary.txt"
-exit $rc
+note "experts_run seconds: $SECONDS"
+[[ $rc_tests == 0 && $rc_mem == 0 ]]

@@ -1,12 +1,14 @@
-// The 2-bit row-tile kernel's per-lane code (cuda/matvec_2bit.cuh) run on the CPU: one item of a
-// tile copied word by word the way the warp's cp.async do it (into a buffer full of garbage), each
-// lane's row read back from its place in the buffer and dotted with the same decoders the kernel
-// uses (Q2_K's group sums computed as the kernel's lanes do), against quant::dot_row and the exact
-// dot. Partial last tiles (rows past the matrix re-read its last row) and rows of one to many
-// items. The GPU suite (tests/cuda/matvec_test.cc) checks the kernel itself.
+// The 2-bit row-tile kernel's per-lane code (cuda/matvec_2bit.cuh) run on the CPU: the activations
+// staged as fixed-point limb blocks the way the kernel's warps do it (lane by lane, the warp's
+// reductions in the kernel's order), one item of a tile copied word by word the way the warp's
+// cp.async do it (into a buffer full of garbage), each lane's row read back from its place in the
+// buffer and dotted with the kernel's integer decoders, against quant::dot_row and the exact dot.
+// Partial last tiles (rows past the matrix re-read its last row) and rows of one to many items.
+// The GPU suite (tests/cuda/matvec_test.cc) checks the kernel itself.
 #include <cuda_runtime.h>  // __host__ / __device__ and the vector types, for host compilation
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -16,6 +18,7 @@
 
 #include "cuda/cuda_test_util.h"
 #include "cuda/matvec_2bit.cuh"
+#include "cuda/matvec_2bit_emulation.h"
 #include "cuda/row_tile.cuh"
 #include "quant/iq2_xxs_tables.h"
 
@@ -94,19 +97,77 @@ TEST(CudaMatvec2bitEmulation, GroupsCoverEveryUnitAndItemOnce) {
   }
 }
 
-detail::Iq2RowTables row_tables() {
-  detail::Iq2RowTables t;
-  constexpr int kCopies = detail::kIq2TableCopies;
-  for (int i = 0; i < 256 * kCopies; ++i) t.grid[i] = detail::iq2_grid_entry(quant::iq2xxs_grid[i / kCopies]);
-  for (int i = 0; i < 128 * kCopies; ++i) t.signs[i] = detail::iq2_sign_entry(quant::ksigns_iq2xs[i / kCopies]);
-  return t;
+TEST(CudaMatvec2bitEmulation, StagedLimbsRepresentTheActivations) {
+  std::random_device rd;
+  const uint64_t seed = (static_cast<uint64_t>(rd()) << 32) ^ rd();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  for (int kind = 0; kind < kStagingKinds; ++kind) {
+    const std::vector<float> x = staging_activations(kind, 1024, rng);
+    // IQ2_XXS staging (limbs, sub-block biases) and Q2_K staging (limbs, group sums).
+    const std::vector<detail::XBlock2b> st = stage_blocks<Fmt2bIQ2>(x.data(), 1024);
+    const std::vector<detail::XBlock2b> sq = stage_blocks<Fmt2bQ2K>(x.data(), 1024);
+    constexpr int kLast = detail::kXLimbs2b - 1;
+    for (size_t b = 0; b < st.size(); ++b) {
+      const detail::XBlock2b& o = st[b];
+      uint32_t mx = 0;
+      for (int i = 0; i < 256; ++i) mx = std::max(mx, abs_bits(x[b * 256 + i]));
+      const int e = detail::xblock_exponent(mx, detail::kXTopBits2b);
+      ASSERT_EQ(o.scale, std::ldexp(1.0f, e)) << "kind " << kind << " block " << b;
+      ASSERT_EQ(sq[b].scale, o.scale);
+      ASSERT_EQ(std::memcmp(sq[b].limbs, o.limbs, sizeof(o.limbs)), 0);
+      int64_t top = 0;
+      for (int s = 0; s < 8; ++s) {
+        int32_t sums[detail::kXLimbs2b] = {};
+        for (int i = 32 * s; i < 32 * s + 32; ++i) {
+          int64_t X = 0;
+          for (int p = kLast; p >= 0; --p) {
+            const int32_t l = limb_of(o, p, i);
+            if (p == kLast) {
+              ASSERT_TRUE(l >= -64 && l <= 64) << l;
+            }
+            X = X * 256 + l;
+            sums[p] += l;
+          }
+          top = std::max<int64_t>(top, X < 0 ? -X : X);
+          // |X − x/2^E| ≤ 1/2: every element rounded to within half a unit of the block's scale.
+          const double want = std::ldexp(static_cast<double>(x[b * 256 + i]), -e);
+          ASSERT_LE(std::fabs(static_cast<double>(X) - want), 0.5) << "kind " << kind << " element " << i;
+        }
+        for (int p = 0; p <= kLast; ++p) ASSERT_EQ(o.bias[s][p], -64 * sums[p]) << "sub-block " << s;
+      }
+      if (mx >= 0x00800000u) {  // a normal largest |x|: the top bits are used, rounding ≤ 2^-30 of it
+        EXPECT_GE(top, int64_t{1} << (detail::kXTopBits2b - 1));
+        EXPECT_LE(top, int64_t{1} << detail::kXTopBits2b);
+      }
+      for (int g = 0; g < 16; ++g) {
+        float want = 0.0f;
+        for (int h = 0; h < 2; ++h) {
+          float s8 = x[b * 256 + 16 * g + 8 * h];
+          for (int k = 1; k < 8; ++k) s8 += x[b * 256 + 16 * g + 8 * h + k];
+          want = h == 0 ? s8 : want + s8;
+        }
+        ASSERT_EQ(sq[b].gsum[g], want);
+      }
+    }
+  }
+  // A block holding inf or NaN: scale NaN (the dot is NaN, as the CPU's is non-finite), finite
+  // elements of other blocks unaffected.
+  std::vector<float> x = gaussian(512, rng);
+  x[300] = INFINITY;
+  x[10] = NAN;
+  const std::vector<detail::XBlock2b> st = stage_blocks<Fmt2bQ2K>(x.data(), 512);
+  EXPECT_TRUE(std::isnan(st[0].scale));
+  EXPECT_TRUE(std::isnan(st[1].scale));
+  x[10] = 0.5f;
+  EXPECT_FALSE(std::isnan(stage_blocks<Fmt2bQ2K>(x.data(), 512)[0].scale));
 }
 
 // Item `item` of the tile at rows row0.. of a matrix of n_rows, staged and decoded as the kernel
 // does; returns each valid lane's Σ over that item.
 template <class Fmt>
 std::vector<float> emulate_item(const std::vector<uint8_t>& w, int64_t row_bytes, int64_t n_rows, int64_t row0,
-                                int item, const float* x, std::mt19937_64& rng) {
+                                int item, const std::vector<detail::XBlock2b>& xs, std::mt19937_64& rng) {
   constexpr int kWords = Fmt::kItemWords;
   std::vector<uint32_t> buf(k2bTileRows * kWords);
   for (auto& v : buf) v = static_cast<uint32_t>(rng());
@@ -123,24 +184,33 @@ std::vector<float> emulate_item(const std::vector<uint8_t>& w, int64_t row_bytes
       std::memcpy(&buf[static_cast<size_t>(dst_row * kWords + word)], src, 4);
     }
   }
-  const float* xs = x + static_cast<int64_t>(item) * Fmt::kItemElems;
-  auto load_x4 = [xs](int e) { return make_float4(xs[e], xs[e + 1], xs[e + 2], xs[e + 3]); };
+  const detail::XBlock2b* xb = xs.data() + static_cast<int64_t>(item) * Fmt::kItemElems / detail::kXBlock2b;
   static const detail::Iq2RowTables tables = row_tables();
   std::vector<float> out;
   for (int lane = 0; lane < 32 && lane <= last_row; ++lane) {
     const uint32_t* row = &buf[static_cast<size_t>(lane * kWords)];
-    if constexpr (Fmt::kGroupSums) {
-      auto group_sum = [xs](int g) {  // lane g's sum in the kernel, in element order
-        float s = 0.0f;
-        for (int i = 0; i < 16; ++i) s += xs[16 * g + i];
-        return s;
-      };
-      out.push_back(detail::q2k_block_dot(row, load_x4, group_sum));
+    if constexpr (Fmt::kTables) {
+      out.push_back(detail::iq2_item_dot(row, tables, lane & 15, xb));
     } else {
-      out.push_back(detail::iq2_item_dot(row, tables, lane & 15, load_x4));
+      out.push_back(detail::q2k_block_dot(row, *xb));
     }
   }
   return out;
+}
+
+// Tolerance of a row: f32's 1e-5 of Σ|w·x| (the GPU suite's) plus the staging's rounding bound
+// Σ_i |w_i|·2^(E_b − 1) (every element within half a unit of its block's scale; ≤ 2^-30 of the
+// block's largest |x|, so it only matters for blocks of mixed magnitudes).
+double row_tolerance(const Format& f, const uint8_t* row, const float* x, int64_t n, const RowRef& ref) {
+  const std::vector<double> m = magnitudes(f, row, n);
+  double bound = 0.0;
+  for (int64_t b = 0; b < n / 256; ++b) {
+    uint32_t mx = 0;
+    for (int i = 0; i < 256; ++i) mx = std::max(mx, abs_bits(x[256 * b + i]));
+    const double half_unit = std::ldexp(1.0, detail::xblock_exponent(mx, detail::kXTopBits2b) - 1);
+    for (int i = 0; i < 256; ++i) bound += m[static_cast<size_t>(256 * b + i)] * half_unit;
+  }
+  return 1e-5 * ref.scale + bound + 1e-40;
 }
 
 template <class Fmt>
@@ -150,26 +220,35 @@ void expect_rows_match_the_cpu(TensorType type, std::initializer_list<int64_t> n
   SCOPED_TRACE("seed " + std::to_string(seed));
   std::mt19937_64 rng(seed);
   const Format& f = format_of(type);
-  for (int64_t n_in : n_ins) {
-    for (int64_t n_rows : {1, 31, 32, 45, 96}) {
-      const std::vector<uint8_t> w = random_rows(f, n_in, n_rows, rng);
-      const std::vector<float> x = gaussian(n_in, rng);
-      const int64_t rb = row_bytes(f, n_in);
-      ASSERT_EQ(rb % (Fmt::kItemWords * 4), 0);
-      std::vector<double> got(static_cast<size_t>(n_rows), 0.0);
-      for (int64_t row0 = 0; row0 < n_rows; row0 += k2bTileRows) {
-        for (int item = 0; item < n_in / Fmt::kItemElems; ++item) {
-          const std::vector<float> part = emulate_item<Fmt>(w, rb, n_rows, row0, item, x.data(), rng);
-          if (::testing::Test::HasFailure()) return;
-          ASSERT_EQ(static_cast<int64_t>(part.size()), std::min<int64_t>(k2bTileRows, n_rows - row0));
-          for (size_t r = 0; r < part.size(); ++r) got[static_cast<size_t>(row0) + r] += part[r];
+  for (int kind = 0; kind < kStagingKinds; ++kind) {
+    for (int64_t n_in : n_ins) {
+      for (int64_t n_rows : {1, 31, 32, 45, 96}) {
+        const std::vector<uint8_t> w = random_rows(f, n_in, n_rows, rng);
+        const std::vector<float> x = staging_activations(kind, n_in, rng);
+        const std::vector<detail::XBlock2b> xs = stage_blocks<Fmt>(x.data(), n_in);
+        const int64_t rb = row_bytes(f, n_in);
+        ASSERT_EQ(rb % (Fmt::kItemWords * 4), 0);
+        std::vector<double> got(static_cast<size_t>(n_rows), 0.0);
+        for (int64_t row0 = 0; row0 < n_rows; row0 += k2bTileRows) {
+          for (int item = 0; item < n_in / Fmt::kItemElems; ++item) {
+            const std::vector<float> part = emulate_item<Fmt>(w, rb, n_rows, row0, item, xs, rng);
+            if (::testing::Test::HasFailure()) return;
+            ASSERT_EQ(static_cast<int64_t>(part.size()), std::min<int64_t>(k2bTileRows, n_rows - row0));
+            for (size_t r = 0; r < part.size(); ++r) got[static_cast<size_t>(row0) + r] += part[r];
+          }
         }
-      }
-      for (int64_t o = 0; o < n_rows; ++o) {
-        const RowRef ref = row_reference(f, w.data() + o * rb, x.data(), n_in);
-        const double tol = 1e-5 * ref.scale + 1e-30;
-        EXPECT_NEAR(got[static_cast<size_t>(o)], ref.cpu, tol) << n_in << " x " << n_rows << ", row " << o;
-        EXPECT_NEAR(got[static_cast<size_t>(o)], ref.exact, tol) << n_in << " x " << n_rows << ", row " << o;
+        for (int64_t o = 0; o < n_rows; ++o) {
+          const uint8_t* row = w.data() + o * rb;
+          const RowRef ref = row_reference(f, row, x.data(), n_in);
+          const double tol = row_tolerance(f, row, x.data(), n_in, ref);
+          const double g = got[static_cast<size_t>(o)];
+          EXPECT_NEAR(g, ref.cpu, tol) << "kind " << kind << ", " << n_in << " x " << n_rows << ", row " << o;
+          EXPECT_NEAR(g, ref.exact, tol) << "kind " << kind << ", " << n_in << " x " << n_rows << ", row " << o;
+          if (kind == 1) {
+            EXPECT_EQ(g, 0.0);
+          }
+        }
+        if (::testing::Test::HasFailure()) return;
       }
     }
   }
@@ -179,6 +258,71 @@ TEST(CudaMatvec2bitEmulation, Q2KRowsMatchTheCpu) { expect_rows_match_the_cpu<Fm
 
 TEST(CudaMatvec2bitEmulation, Iq2XxsRowsMatchTheCpu) {
   expect_rows_match_the_cpu<Fmt2bIQ2>(TensorType::IQ2_XXS, {512, 1536, 4096});
+}
+
+// A block of activations holding ±inf or NaN makes every row's dot NaN; the CPU's dot is then
+// non-finite too (inf·w, or inf − inf, or NaN).
+TEST(CudaMatvec2bitEmulation, NonFiniteActivationsGiveNaN) {
+  std::mt19937_64 rng(7);
+  for (TensorType type : {TensorType::Q2_K, TensorType::IQ2_XXS}) {
+    const Format& f = format_of(type);
+    const int64_t n_in = 1024;
+    const std::vector<uint8_t> w = random_rows(f, n_in, 32, rng);
+    for (float bad : {INFINITY, -INFINITY, NAN}) {
+      std::vector<float> x = gaussian(n_in, rng);
+      x[700] = bad;
+      const bool q2k = type == TensorType::Q2_K;
+      const std::vector<detail::XBlock2b> xs =
+          q2k ? stage_blocks<Fmt2bQ2K>(x.data(), n_in) : stage_blocks<Fmt2bIQ2>(x.data(), n_in);
+      const int64_t rb = row_bytes(f, n_in);
+      std::vector<double> got(32, 0.0);
+      for (int item = 0; item < n_in / (q2k ? 256 : 512); ++item) {
+        const std::vector<float> part = q2k ? emulate_item<Fmt2bQ2K>(w, rb, 32, 0, item, xs, rng)
+                                            : emulate_item<Fmt2bIQ2>(w, rb, 32, 0, item, xs, rng);
+        for (size_t r = 0; r < part.size(); ++r) got[r] += part[r];
+      }
+      for (int o = 0; o < 32; ++o) {
+        EXPECT_TRUE(std::isnan(got[static_cast<size_t>(o)])) << "row " << o << " with " << bad;
+        EXPECT_FALSE(std::isfinite(row_reference(f, w.data() + o * rb, x.data(), n_in).cpu)) << "row " << o;
+      }
+    }
+  }
+}
+
+// Every grid point under every sign pattern through the integer sub-block decode: for grid index
+// gi and sign index si, the sub-block's four 8-element points are gi + 64g, signs si + 32g (mod the
+// table sizes), scale ls = gi % 16; A_p must be (2·ls + 1)·Σ ±m·limb_p exactly.
+TEST(CudaMatvec2bitEmulation, Iq2SubBlockIsExactForEveryGridPointAndSignPattern) {
+  std::mt19937_64 rng(11);
+  const std::vector<float> x = gaussian(256, rng);
+  const std::vector<detail::XBlock2b> xs = stage_blocks<Fmt2bIQ2>(x.data(), 256);
+  static const detail::Iq2RowTables tables = row_tables();
+  const int32_t start[4] = {5, -7, 11, -13};  // the first kXLimbs2b
+  for (int gi = 0; gi < 256; ++gi) {
+    for (int si = 0; si < 128; ++si) {
+      const int s = (gi + si) % 8, ls = gi % 16;
+      uint32_t a0 = 0, a1 = static_cast<uint32_t>(ls) << 28;
+      for (int g = 0; g < 4; ++g) {
+        a0 |= static_cast<uint32_t>((gi + 64 * g) % 256) << (8 * g);
+        a1 |= static_cast<uint32_t>((si + 32 * g) % 128) << (7 * g);
+      }
+      int32_t A[detail::kXLimbs2b];  // accumulates onto what is there
+      std::copy(start, start + detail::kXLimbs2b, A);
+      detail::iq2_sub_accumulate(a0, a1, tables, (gi + si) & 15, xs[0], s, A);
+      for (int p = 0; p < detail::kXLimbs2b; ++p) {
+        int64_t want = 0;
+        for (int g = 0; g < 4; ++g) {
+          const uint64_t grid = quant::iq2xxs_grid[(gi + 64 * g) % 256];
+          const uint32_t signs = quant::ksigns_iq2xs[(si + 32 * g) % 128];
+          for (int k = 0; k < 8; ++k) {
+            const int m = static_cast<int>((grid >> (8 * k)) & 0xFF);
+            want += ((signs >> k) & 1u ? -m : m) * limb_of(xs[0], p, 32 * s + 8 * g + k);
+          }
+        }
+        ASSERT_EQ(A[p], start[p] + (2 * ls + 1) * want) << "grid " << gi << ", signs " << si << ", limb " << p;
+      }
+    }
+  }
 }
 
 // Every sign pattern and grid point: 64 ± m per byte, exactly the signed magnitudes.

@@ -1,15 +1,18 @@
 // The Q8_0 row-tile kernel's per-lane code (cuda/matvec_q8.cuh) run on the CPU: one item of a tile
-// copied chunk by chunk the way the warp's cp.async do it (into a buffer full of garbage), each
+// copied chunk by chunk the way the warp's cp.async do it (into a buffer full of garbage), the
+// item's activations staged lane by lane as fixed-point limbs (into a buffer full of garbage), each
 // lane's row read back from its place in the buffer and dotted with the same decoder the kernel
 // uses, against quant::dot_row and the exact dot. Partial last tiles (rows past the matrix re-read
-// its last row) and rows of one to many superblocks. The GPU suite (tests/cuda/matvec_test.cc)
-// checks the kernel itself.
+// its last row) and rows of one to many superblocks; the limb conversion against x_fixed.cuh's
+// plain definition (zeros, ties, tiny, huge, subnormal, mixed magnitudes) and the written error
+// bound; non-finite activations. The GPU suite (tests/cuda/matvec_test.cc) checks the kernel itself.
 #include <cuda_runtime.h>  // __host__ / __device__ and the vector types, for host compilation
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <random>
 #include <set>
 #include <vector>
@@ -26,6 +29,8 @@ using detail::kQ8SbChunks;
 using detail::kQ8SbElems;
 using detail::kQ8SbWords;
 using detail::kQ8TileRows;
+using detail::kQ8XLimbs;
+using detail::kQ8XWords;
 
 TEST(CudaMatvecQ8Emulation, ChunksCoverTheTileOnceAndLandWhereLanesRead) {
   std::set<int> seen;
@@ -41,6 +46,29 @@ TEST(CudaMatvecQ8Emulation, ChunksCoverTheTileOnceAndLandWhereLanesRead) {
   }
   EXPECT_EQ(seen.size(), static_cast<size_t>(kQ8TileRows * kQ8SbChunks));
   EXPECT_EQ(*seen.rbegin(), kQ8TileRows * kQ8SbChunks - 1);
+}
+
+// The warp's staging of one item's 256 activations xs: each lane's two float4s, the warp's largest
+// |x| (a maximum: the order of the kernel's shuffle tree does not matter), each lane's limb words
+// stored where the kernel stores them. Returns the item's scale.
+float stage_item(const float* xs, uint32_t* planes) {
+  float4 v[32][detail::kQ8XChunks];
+  uint32_t max_abs = 0;
+  for (int lane = 0; lane < 32; ++lane) {
+    for (int j = 0; j < detail::kQ8XChunks; ++j) {
+      const float* e = xs + detail::q8_x_index(lane, j);
+      v[lane][j] = make_float4(e[0], e[1], e[2], e[3]);
+    }
+    max_abs = std::max(max_abs, detail::q8_lane_max_abs(v[lane]));
+  }
+  for (int lane = 0; lane < 32; ++lane) {
+    uint32_t words[detail::kQ8XChunks][kQ8XLimbs];
+    detail::q8_stage_lane(v[lane], detail::q8_x_exponent(max_abs), words);
+    for (int j = 0; j < detail::kQ8XChunks; ++j) {
+      for (int p = 0; p < kQ8XLimbs; ++p) planes[p * kQ8XWords + lane + 32 * j] = words[j][p];
+    }
+  }
+  return detail::q8_x_scale(max_abs);
 }
 
 // One tile's superblock `sb` (rows row0.. of a matrix of n_rows), as the kernel stages and decodes
@@ -60,22 +88,18 @@ std::vector<float> emulate_item(const std::vector<uint8_t>& w, int64_t row_bytes
       std::memcpy(buf.data() + 16 * (lane + 32 * j), src, 16);
     }
   }
-  // The warp's activation buffer, staged float4 by float4 through the lanes' map.
-  std::vector<float> xbuf(kQ8SbElems, std::nanf(""));
   const float* xs = x + static_cast<int64_t>(sb) * kQ8SbElems;
-  for (int lane = 0; lane < 32; ++lane) {
-    for (int j = 0; j < detail::kQ8XChunks; ++j) {
-      const int e = detail::q8_x_index(lane, j);
-      std::memcpy(xbuf.data() + e, xs + e, 16);
-    }
-  }
+  std::vector<uint32_t> planes(kQ8XLimbs * kQ8XWords);
+  for (auto& v : planes) v = static_cast<uint32_t>(rng());
+  const float scale = stage_item(xs, planes.data());
   std::vector<float> out;
   for (int lane = 0; lane < 32 && lane <= last_row; ++lane) {
     uint32_t words[kQ8SbWords];
     std::memcpy(words, buf.data() + lane * kQ8SbBytes, kQ8SbBytes);
-    out.push_back(detail::q8_superblock_dot(words, [&xbuf](int e) {
-      return make_float4(xbuf[e], xbuf[e + 1], xbuf[e + 2], xbuf[e + 3]);
-    }));
+    out.push_back(detail::q8_superblock_dot(words, [&planes](int p, int c) {
+      const uint32_t* w = planes.data() + p * kQ8XWords + 4 * c;
+      return make_uint4(w[0], w[1], w[2], w[3]);
+    }) * scale);
   }
   return out;
 }
@@ -93,35 +117,194 @@ TEST(CudaMatvecQ8Emulation, ActivationChunksCoverAnItemOnce) {
   EXPECT_EQ(*seen.rbegin(), kQ8SbElems - 4);
 }
 
+// Σ over a matrix's rows as the kernel computes them (items of every tile, added in item order).
+std::vector<double> emulate_rows(const std::vector<uint8_t>& w, int64_t n_in, int64_t n_rows, const float* x,
+                                 std::mt19937_64& rng) {
+  const int64_t rb = row_bytes(format_of(TensorType::Q8_0), n_in);
+  std::vector<double> got(static_cast<size_t>(n_rows), 0.0);
+  for (int64_t row0 = 0; row0 < n_rows; row0 += kQ8TileRows) {
+    for (int sb = 0; sb < n_in / kQ8SbElems; ++sb) {
+      const std::vector<float> part = emulate_item(w, rb, n_rows, row0, sb, x, rng);
+      EXPECT_EQ(static_cast<int64_t>(part.size()), std::min<int64_t>(kQ8TileRows, n_rows - row0));
+      if (::testing::Test::HasFailure()) return {};
+      for (size_t r = 0; r < part.size(); ++r) got[static_cast<size_t>(row0) + r] += part[r];
+    }
+  }
+  return got;
+}
+
+// The written bound of the fixed-point activations (matvec_q8.cuh): 2^-30·max|x| of each item times
+// Σ|w_i| over it, summed over the row's items.
+double limb_bound(const Format& f, const uint8_t* row, const float* x, int64_t n_in) {
+  std::vector<float> w(static_cast<size_t>(n_in));
+  quant::dequantize_row(f.type, row, w.data(), n_in);
+  double bound = 0;
+  for (int64_t s = 0; s < n_in; s += kQ8SbElems) {
+    double mx = 0, sw = 0;
+    for (int64_t i = s; i < s + kQ8SbElems; ++i) {
+      mx = std::max(mx, static_cast<double>(std::fabs(x[i])));
+      sw += std::fabs(w[static_cast<size_t>(i)]);
+    }
+    bound += std::ldexp(mx, -detail::kQ8XTopBits) * sw;
+  }
+  return bound;
+}
+
+// Gaussian activations and ones spread over 2^-20..2^20 with exact zeros (the GPU suite's two
+// kinds): within the matvec bar, 1e-5·Σ|w·x|, of the CPU and of the exact dot.
 TEST(CudaMatvecQ8Emulation, SuperblockDotsMatchTheCpu) {
   std::random_device rd;
   const uint64_t seed = (static_cast<uint64_t>(rd()) << 32) ^ rd();
   SCOPED_TRACE("seed " + std::to_string(seed));
   std::mt19937_64 rng(seed);
   const Format& f = format_of(TensorType::Q8_0);
-  for (int64_t n_in : {256, 768, 4096}) {
-    for (int64_t n_rows : {1, 31, 32, 45, 96}) {
-      const std::vector<uint8_t> w = random_rows(f, n_in, n_rows, rng);
-      const std::vector<float> x = gaussian(n_in, rng);
-      const int64_t rb = row_bytes(f, n_in);
-      ASSERT_EQ(rb % 16, 0);
-      std::vector<double> got(static_cast<size_t>(n_rows), 0.0);
-      for (int64_t row0 = 0; row0 < n_rows; row0 += kQ8TileRows) {
-        for (int sb = 0; sb < n_in / kQ8SbElems; ++sb) {
-          const std::vector<float> part = emulate_item(w, rb, n_rows, row0, sb, x.data(), rng);
-          if (HasFailure()) return;
-          ASSERT_EQ(static_cast<int64_t>(part.size()), std::min<int64_t>(kQ8TileRows, n_rows - row0));
-          for (size_t r = 0; r < part.size(); ++r) got[static_cast<size_t>(row0) + r] += part[r];
+  for (bool wide : {false, true}) {
+    for (int64_t n_in : {256, 768, 4096}) {
+      for (int64_t n_rows : {1, 31, 32, 45, 96}) {
+        const std::vector<uint8_t> w = random_rows(f, n_in, n_rows, rng);
+        std::vector<float> x = gaussian(n_in, rng);
+        if (wide) {
+          for (auto& v : x) {
+            const uint64_t r = rng();
+            v = r % 7 == 0 ? 0.0f : std::ldexp(v, static_cast<int>((r >> 8) % 41) - 20);
+          }
         }
-      }
-      for (int64_t o = 0; o < n_rows; ++o) {
-        const RowRef ref = row_reference(f, w.data() + o * rb, x.data(), n_in);
-        const double tol = 1e-5 * ref.scale + 1e-30;
-        EXPECT_NEAR(got[static_cast<size_t>(o)], ref.cpu, tol) << n_in << " x " << n_rows << ", row " << o;
-        EXPECT_NEAR(got[static_cast<size_t>(o)], ref.exact, tol) << n_in << " x " << n_rows << ", row " << o;
+        const int64_t rb = row_bytes(f, n_in);
+        ASSERT_EQ(rb % 16, 0);
+        const std::vector<double> got = emulate_rows(w, n_in, n_rows, x.data(), rng);
+        if (HasFailure()) return;
+        for (int64_t o = 0; o < n_rows; ++o) {
+          const RowRef ref = row_reference(f, w.data() + o * rb, x.data(), n_in);
+          const double tol = 1e-5 * ref.scale + 1e-30;
+          EXPECT_NEAR(got[static_cast<size_t>(o)], ref.cpu, tol) << n_in << " x " << n_rows << ", row " << o;
+          EXPECT_NEAR(got[static_cast<size_t>(o)], ref.exact, tol) << n_in << " x " << n_rows << ", row " << o;
+        }
       }
     }
   }
+}
+
+// Mixed magnitudes: in every item one element 2^30 above the rest (so the rest lose bits) or a
+// few huge ones among tiny ones: within the written bound (plus f32 rounding of the sums) of the
+// exact dot. All-zero and all-tiny items (below 2^-98: E is clamped at -127) included.
+TEST(CudaMatvecQ8Emulation, MixedMagnitudesWithinTheWrittenBound) {
+  std::random_device rd;
+  const uint64_t seed = (static_cast<uint64_t>(rd()) << 32) ^ rd();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  const Format& f = format_of(TensorType::Q8_0);
+  const int64_t n_in = 8 * kQ8SbElems, n_rows = 45;
+  for (int kind = 0; kind < 5; ++kind) {
+    std::vector<float> x = gaussian(n_in, rng);
+    for (int64_t s = 0; s < n_in; s += kQ8SbElems) {
+      for (int64_t i = s; i < s + kQ8SbElems; ++i) {
+        float& v = x[static_cast<size_t>(i)];
+        switch (kind) {
+          case 0: v = (i - s == static_cast<int64_t>(rng() % kQ8SbElems)) ? std::ldexp(v, 30) : v; break;
+          case 1: v = std::ldexp(v, rng() % 16 == 0 ? 100 : -100); break;
+          case 2: v = (s / kQ8SbElems) % 2 ? 0.0f : std::ldexp(v, -120); break;  // zero and tiny items
+          case 3: v = std::ldexp(v, -140); break;                                   // subnormals
+          default: v = std::ldexp(v, 100); break;                                   // huge, finite results
+        }
+      }
+    }
+    const std::vector<uint8_t> w = random_rows(f, n_in, n_rows, rng);
+    const int64_t rb = row_bytes(f, n_in);
+    const std::vector<double> got = emulate_rows(w, n_in, n_rows, x.data(), rng);
+    if (HasFailure()) return;
+    for (int64_t o = 0; o < n_rows; ++o) {
+      const RowRef ref = row_reference(f, w.data() + o * rb, x.data(), n_in);
+      // The item's elements are rounded to 2^E ≥ 2^-127 (the clamp), hence the absolute term.
+      const double tol = limb_bound(f, w.data() + o * rb, x.data(), n_in) + 4e-6 * ref.scale +
+                         std::ldexp(static_cast<double>(n_in), -128) * 127 * 65504;
+      ASSERT_TRUE(std::isfinite(got[static_cast<size_t>(o)])) << "kind " << kind << ", row " << o;
+      EXPECT_NEAR(got[static_cast<size_t>(o)], ref.exact, tol) << "kind " << kind << ", row " << o;
+    }
+  }
+}
+
+// ±inf or NaN anywhere in an item makes every row it touches NaN (the CPU's dot is ±inf or NaN).
+TEST(CudaMatvecQ8Emulation, NonFiniteActivationsGiveNaN) {
+  std::mt19937_64 rng(7);
+  const Format& f = format_of(TensorType::Q8_0);
+  const int64_t n_in = 3 * kQ8SbElems, n_rows = 33;
+  const std::vector<uint8_t> w = random_rows(f, n_in, n_rows, rng);
+  for (float bad : {std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::infinity(),
+                    std::numeric_limits<float>::quiet_NaN()}) {
+    for (int64_t at : {int64_t{0}, int64_t{300}, n_in - 1}) {
+      std::vector<float> x = gaussian(n_in, rng);
+      x[static_cast<size_t>(at)] = bad;
+      const std::vector<double> got = emulate_rows(w, n_in, n_rows, x.data(), rng);
+      if (HasFailure()) return;
+      for (int64_t o = 0; o < n_rows; ++o) {
+        EXPECT_TRUE(std::isnan(got[static_cast<size_t>(o)])) << bad << " at " << at << ", row " << o;
+        EXPECT_FALSE(std::isfinite(quant::dot_row(f.type, w.data() + o * row_bytes(f, n_in), x.data(), n_in)));
+      }
+    }
+  }
+}
+
+// The kernel's conversion (q8_x_fixed: FFMA.RZ + F2I.TRUNC) and limb packing (q8_limb_words: PRMT)
+// against x_fixed.cuh's plain integer definitions (x_to_fixed, x_limb) on the values where they
+// could part: zeros, exact halves and their neighbours, the block maximum, subnormals, the
+// exponent's clamp, and random values of every magnitude below a random maximum.
+TEST(CudaMatvecQ8Emulation, LimbsMatchThePlainDefinition) {
+  std::mt19937_64 rng(11);
+  auto bits_of = [](float v) {
+    uint32_t u;
+    std::memcpy(&u, &v, 4);
+    return u & 0x7FFFFFFFu;
+  };
+  int checked = 0;
+  auto check4 = [&](const float (&v)[4], float mx) {
+    const int e = detail::q8_x_exponent(bits_of(mx));
+    int32_t X[4];
+    for (int i = 0; i < 4; ++i) {
+      X[i] = detail::q8_x_fixed(v[i], detail::q8_x_inv(e));
+      ASSERT_EQ(X[i], detail::x_to_fixed(v[i], e)) << v[i] << " with max " << mx << ", e " << e;
+      ASSERT_LE(std::abs(X[i]), 1 << detail::kQ8XTopBits) << v[i] << " with max " << mx;
+    }
+    uint32_t words[kQ8XLimbs];
+    detail::q8_limb_words(X, words);
+    for (int i = 0; i < 4; ++i) {
+      int64_t back = 0;
+      for (int p = 0; p < kQ8XLimbs; ++p) {
+        const int32_t limb = static_cast<int8_t>(words[p] >> (8 * i));
+        ASSERT_EQ(limb, detail::x_limb(X[i], p, kQ8XLimbs)) << "X " << X[i] << ", limb " << p;
+        back += static_cast<int64_t>(limb) << (8 * p);
+      }
+      ASSERT_EQ(back, X[i]);
+    }
+    ++checked;
+  };
+  for (int round = 0; round < 20000; ++round) {
+    const float mx = std::ldexp(1.0f + static_cast<float>(rng() % 1000) / 1000.0f, static_cast<int>(rng() % 250) - 140);
+    const int e = detail::q8_x_exponent(bits_of(mx));
+    float v[4];
+    for (float& t : v) {
+      const uint64_t r = rng();
+      switch (r % 6) {
+        case 0: t = 0.0f; break;
+        case 1: t = std::ldexp(static_cast<float>(r >> 40 & 0xFFFFF) + 0.5f, e) ; break;  // an exact half
+        case 2: t = std::nextafter(std::ldexp(static_cast<float>(r >> 40 & 0xFFFFF) + 0.5f, e), 0.0f); break;
+        case 3: t = mx; break;
+        case 4: t = std::ldexp(1.0f, -149 + static_cast<int>(r >> 40 & 15)); break;  // subnormals
+        default: t = mx * static_cast<float>(std::ldexp(static_cast<double>(r >> 11), -53)) *
+                     std::ldexp(1.0f, -static_cast<int>(r % 40)); break;
+      }
+      if (!(std::fabs(t) <= mx)) t = mx;  // an exact half above the maximum: not an element
+      if (rng() & 1) t = -t;
+    }
+    check4(v, mx);
+    if (HasFatalFailure()) return;
+  }
+  const float tiny[4] = {0.0f, -0.0f, std::ldexp(1.0f, -149), -std::ldexp(3.0f, -140)};
+  check4(tiny, std::ldexp(3.0f, -140));
+  const float huge[4] = {std::numeric_limits<float>::max(), -std::numeric_limits<float>::max(), 1.0f, -1e30f};
+  check4(huge, std::numeric_limits<float>::max());
+  const float zeros[4] = {0.0f, 0.0f, -0.0f, 0.0f};
+  check4(zeros, 0.0f);
+  EXPECT_EQ(checked, 20003);
 }
 
 // Every quant byte position and the scale of every block of a superblock decode to the value the
@@ -129,6 +312,8 @@ TEST(CudaMatvecQ8Emulation, SuperblockDotsMatchTheCpu) {
 TEST(CudaMatvecQ8Emulation, EveryBytePositionDecodes) {
   std::vector<float> x(kQ8SbElems);
   for (int i = 0; i < kQ8SbElems; ++i) x[static_cast<size_t>(i)] = static_cast<float>(i + 1);
+  std::vector<uint32_t> planes(kQ8XLimbs * kQ8XWords);
+  const float scale = stage_item(x.data(), planes.data());  // exact: x·2^-E are integers below 2^30
   for (int b = 0; b < 8; ++b) {
     for (int i = 0; i < 32; ++i) {
       for (int q : {-128, -1, 1, 127}) {
@@ -138,10 +323,11 @@ TEST(CudaMatvecQ8Emulation, EveryBytePositionDecodes) {
         sbytes[34 * b + 2 + i] = static_cast<uint8_t>(static_cast<int8_t>(q));
         uint32_t words[kQ8SbWords];
         std::memcpy(words, sbytes, kQ8SbBytes);
-        const float got = detail::q8_superblock_dot(words, [&x](int e) {
-          return make_float4(x[static_cast<size_t>(e)], x[static_cast<size_t>(e) + 1], x[static_cast<size_t>(e) + 2],
-                             x[static_cast<size_t>(e) + 3]);
-        });
+        const float got = detail::q8_superblock_dot(words, [&planes](int p, int c) {
+                            const uint32_t* l = planes.data() + p * kQ8XWords + 4 * c;
+                            return make_uint4(l[0], l[1], l[2], l[3]);
+                          }) *
+                          scale;
         EXPECT_EQ(got, 2.0f * static_cast<float>(q) * static_cast<float>(32 * b + i + 1))
             << "block " << b << ", byte " << i << ", q " << q;
       }
