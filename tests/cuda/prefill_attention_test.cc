@@ -3,8 +3,10 @@
 // output) on fresh random inputs: the real head geometry (64 heads of 512, window 128, top-k 512)
 // and small ones (4 heads of 96, 16 of 128), ratio 0, ratio 4 before and after the selection
 // becomes active, ratio 128, chunks that straddle the ring, launch offsets t0 and token counts
-// whose row lists end inside a split. Tolerance: f32 accumulation against double, 1e-5 relative L2
-// per head (the decode kernel's bar).
+// whose row lists end inside a split, long row lists (many splits), and inputs of mixed
+// magnitudes (per-vector power-of-two factors from 2^-40 to 2^40 and tiny elements beside large
+// ones: no scale factor may be assumed). Tolerance: f32 accumulation
+// against double, 1e-5 relative L2 per head (the decode kernel's bar).
 #include "cuda/prefill_attention.h"
 
 #include <gtest/gtest.h>
@@ -30,18 +32,37 @@ struct Case {
   int t0;  // launch's first chunk token
 };
 
-void run(const Geometry& g, const Case& c, uint64_t seed) {
+// Each query head and each row is multiplied by 2^e, e uniform in its [lo, hi]; each element by
+// 2^-f, f uniform in [0, element_spread]. All zero: the plain normal inputs.
+struct Magnitudes {
+  int q_lo = 0, q_hi = 0, row_lo = 0, row_hi = 0, element_spread = 0;
+};
+
+void scale_vectors(std::vector<float>& v, size_t n, int lo, int hi, int element_spread, std::mt19937_64& rng) {
+  std::uniform_int_distribution<int> vec(lo, hi), elem(0, element_spread);
+  for (size_t i = 0; i < v.size(); i += n) {
+    const int e = vec(rng);
+    for (size_t j = i; j < i + n; ++j) v[j] = std::ldexp(v[j], e - elem(rng));
+  }
+}
+
+void run(const Geometry& g, const Case& c, uint64_t seed, const Magnitudes& mag = {}) {
   SCOPED_TRACE(::testing::Message() << "H " << g.H << " hd " << g.hd << " ratio " << c.ratio << " pos0 " << c.pos0
-                                    << " T " << c.T << " t0 " << c.t0 << " seed " << seed);
+                                    << " T " << c.T << " t0 " << c.t0 << " seed " << seed << " q 2^[" << mag.q_lo
+                                    << "," << mag.q_hi << "] rows 2^[" << mag.row_lo << "," << mag.row_hi << "]");
   std::mt19937_64 rng(seed);
   const int H = g.H, hd = g.hd, W = g.W, top_k = g.top_k;
   const int chunk = c.t0 + c.T;
   const int last = c.pos0 + chunk;
   const int n_comp = c.ratio ? last / c.ratio : 0;
-  const std::vector<float> q = normal_vector(static_cast<size_t>(c.T) * H * hd, rng, 0.0f, 0.5f);
-  const std::vector<float> kv = normal_vector(static_cast<size_t>(chunk) * hd, rng);
-  const std::vector<float> ring = normal_vector(static_cast<size_t>(W) * hd, rng);
-  const std::vector<float> comp = normal_vector(static_cast<size_t>(std::max(1, n_comp)) * hd, rng);
+  std::vector<float> q = normal_vector(static_cast<size_t>(c.T) * H * hd, rng, 0.0f, 0.5f);
+  std::vector<float> kv = normal_vector(static_cast<size_t>(chunk) * hd, rng);
+  std::vector<float> ring = normal_vector(static_cast<size_t>(W) * hd, rng);
+  std::vector<float> comp = normal_vector(static_cast<size_t>(std::max(1, n_comp)) * hd, rng);
+  scale_vectors(q, static_cast<size_t>(hd), mag.q_lo, mag.q_hi, mag.element_spread, rng);
+  for (std::vector<float>* rows : {&kv, &ring, &comp}) {
+    scale_vectors(*rows, static_cast<size_t>(hd), mag.row_lo, mag.row_hi, mag.element_spread, rng);
+  }
   const std::vector<float> sinks = normal_vector(H, rng, 1.0f, 1.0f);
   std::vector<int32_t> selected(static_cast<size_t>(chunk) * top_k, 0);
   for (int t = 0; t < chunk; ++t) {
@@ -152,6 +173,22 @@ TEST(CudaPrefillAttention, FlashGeometryMatchesPlainReference) {
   for (const Case& c : {Case{4, 2300, 3, 5}, Case{128, 6000, 2, 0}, Case{0, 50, 3, 0}, Case{4, 100, 3, 0}}) {
     run(flash, c, fresh_seed());
   }
+}
+
+TEST(CudaPrefillAttention, LongRowListsMatchPlainReference) {
+  // Ratio 2 at position ≈ 3000: ≈ 1 600 rows per token, many splits, the last one partial.
+  run(Geometry{64, 512, 64, 128, 512}, Case{2, 3000, 2, 1}, fresh_seed());
+  run(Geometry{16, 128, 64, 32, 8}, Case{2, 5000, 3, 0}, fresh_seed());
+}
+
+TEST(CudaPrefillAttention, MixedMagnitudesMatchPlainReference) {
+  const Geometry flash{64, 512, 64, 128, 512};
+  // Large and tiny heads and rows in one tile, tiny elements beside large ones; scores stay O(10).
+  run(flash, Case{4, 2300, 3, 5}, fresh_seed(), Magnitudes{-12, 2, -30, 3, 12});
+  run(flash, Case{128, 6000, 2, 0}, fresh_seed(), Magnitudes{-12, 2, -30, 3, 12});
+  // Whole operands far outside f16's range, either way round.
+  run(flash, Case{4, 2300, 2, 0}, fresh_seed(), Magnitudes{40, 40, -40, -40, 0});
+  run(flash, Case{0, 50, 2, 0}, fresh_seed(), Magnitudes{-24, -24, 24, 24, 0});
 }
 
 TEST(CudaPrefillAttention, RejectsGeometriesItDoesNotTake) {
