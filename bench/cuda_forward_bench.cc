@@ -2,10 +2,10 @@
 // generated on the device (flash-q2 by default, some or all of its 43 layers).
 //
 //   cuda_forward_bench [--preset flash-q2] [--layers N] [--ctx C] [--steps S] [--chunk K]
-//                      [--prefill f16|exact]
+//                      [--prefill split|f16|matvec]
 //
-// 1. Prefill of C tokens in chunks of K (default DeviceSession::kTensorCoreMaxChunk) with tensor-core (f16, the default) or f32
-//    (exact) projections (cuda::PrefillMath): tokens/s.
+// 1. Prefill of C tokens in chunks of K (default DeviceSession::kTensorCoreMaxChunk) with tensor-core
+//    (split: f32-level products, the default; f16) or f32 matvec projections (cuda::PrefillMath): tokens/s.
 // 1b. One more prefill chunk of K tokens (positions C .. C+K), an event after each stage of every
 //    layer: milliseconds per stage and tokens/s of that chunk.
 // 2. S decode steps replayed from the captured graph: tokens/s, and GB/s over the bytes a step
@@ -49,7 +49,7 @@ double since(std::chrono::steady_clock::time_point t) {
 int main(int argc, char** argv) {
   std::string preset = "flash-q2";
   int64_t layers = 43, ctx = 2048, steps = 64, chunk = cuda::DeviceSession::kTensorCoreMaxChunk;
-  cuda::PrefillMath prefill = cuda::PrefillMath::kTensorCoreF16;
+  cuda::PrefillMath prefill = cuda::PrefillMath::kTensorCoreSplit;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i];
     if (a == "--preset") preset = argv[i + 1];
@@ -57,12 +57,13 @@ int main(int argc, char** argv) {
     else if (a == "--ctx") ctx = std::atoll(argv[i + 1]);
     else if (a == "--steps") steps = std::atoll(argv[i + 1]);
     else if (a == "--chunk") chunk = std::atoll(argv[i + 1]);
-    else if (a == "--prefill" && std::strcmp(argv[i + 1], "exact") == 0) prefill = cuda::PrefillMath::kExactF32;
+    else if (a == "--prefill" && std::strcmp(argv[i + 1], "split") == 0) prefill = cuda::PrefillMath::kTensorCoreSplit;
+    else if (a == "--prefill" && std::strcmp(argv[i + 1], "matvec") == 0) prefill = cuda::PrefillMath::kMatvecF32;
     else if (a == "--prefill" && std::strcmp(argv[i + 1], "f16") == 0) prefill = cuda::PrefillMath::kTensorCoreF16;
     else {
       std::fprintf(stderr,
                    "usage: cuda_forward_bench [--preset P] [--layers N] [--ctx C] [--steps S] [--chunk K] "
-                   "[--prefill f16|exact]\n");
+                   "[--prefill split|f16|matvec]\n");
       return 2;
     }
   }
@@ -81,7 +82,9 @@ int main(int argc, char** argv) {
   cuda::DeviceSession& s = **session;
   std::printf("session of %lld tokens, chunks of %lld, %s prefill: %.2f GB of state and scratch\n",
               static_cast<long long>(n_ctx), static_cast<long long>(chunk),
-              prefill == cuda::PrefillMath::kTensorCoreF16 ? "tensor-core f16" : "f32", static_cast<double>(s.state_bytes()) / 1e9);
+              prefill == cuda::PrefillMath::kTensorCoreF16     ? "tensor-core f16"
+              : prefill == cuda::PrefillMath::kTensorCoreSplit ? "tensor-core split"
+                                                               : "f32 matvec", static_cast<double>(s.state_bytes()) / 1e9);
   std::vector<int32_t> tokens(static_cast<size_t>(n_ctx));
   for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<int32_t>((i * 7919 + 13) % model->config.n_vocab);
 

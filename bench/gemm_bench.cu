@@ -184,6 +184,11 @@ struct Bench {
   Cublas cublas;
   bool have_cublas = false;
   double ceiling = 0;  // TFLOP/s, cuBLAS 8192³
+  bool split = false;  // the GEMMs' split mode (x_lo given: f32-level products)
+
+  std::string type_label(TensorType type) const {
+    return dsv4::gguf::type_name(type) + (split ? "/split" : "");
+  }
 
   double cublas_tflops(int64_t m, int64_t n, int64_t k) {
     if (!have_cublas) return 0;
@@ -217,14 +222,17 @@ struct Bench {
   void dense(const char* name, TensorType type, int64_t k, int64_t m, int64_t n, GemmTile tile = GemmTile::kAuto) {
     void* w = random_weights(type, k, m, 1);
     __half* x = random_f16(n * k, 2);
+    __half* x_lo = split ? random_f16(n * k, 5) : nullptr;
     float* y = nullptr;
     CHECK_CUDA(cudaMalloc(&y, static_cast<size_t>(n * m) * 4));
     const GemmWeights gw{type, w, k, m, 1};
-    const double us = time_us(stream, [&] { CHECK_OK(dsv4::cuda::gemm(gw, x, k, nullptr, n, y, m, stream, tile)); });
+    const double us =
+        time_us(stream, [&] { CHECK_OK(dsv4::cuda::gemm(gw, x, k, nullptr, n, y, m, stream, tile, x_lo)); });
     const char* tname = tile == GemmTile::kLarge ? "large" : tile == GemmTile::kSmall ? "small" : "auto";
-    row(name, dsv4::gguf::type_name(type).c_str(), n, k, m, tname, us, 2.0 * n * m * k, cublas_tflops(m, n, k));
+    row(name, type_label(type).c_str(), n, k, m, tname, us, 2.0 * n * m * k, cublas_tflops(m, n, k));
     CHECK_CUDA(cudaFree(w));
     CHECK_CUDA(cudaFree(x));
+    if (x_lo) CHECK_CUDA(cudaFree(x_lo));
     CHECK_CUDA(cudaFree(y));
   }
 
@@ -270,6 +278,7 @@ struct Bench {
     const double sort_us = time_us(stream, [&] { CHECK_OK(dsv4::cuda::sort_by_expert(s, stream)); });
     const int64_t x_rows = gather ? n : pairs;
     __half* x = random_f16(x_rows * k, 4);
+    __half* x_lo = split ? random_f16(x_rows * k, 6) : nullptr;
     float* y = nullptr;
     CHECK_CUDA(cudaMalloc(&y, static_cast<size_t>(pairs * m) * 4));
     dsv4::cuda::GroupedGemm g;
@@ -278,6 +287,7 @@ struct Bench {
     g.offsets = off;
     g.n_rows = pairs;
     g.x = x;
+    g.x_lo = x_lo;
     g.x_stride = k;
     g.x_rows = gather ? rt : nullptr;
     g.x_count = x_rows;
@@ -285,13 +295,13 @@ struct Bench {
     g.y_stride = m;
     for (GemmTile tile : {GemmTile::kSmall, GemmTile::kLarge}) {
       const double us = time_us(stream, [&] { CHECK_OK(dsv4::cuda::grouped_gemm(g, stream, tile)); });
-      row(name, dsv4::gguf::type_name(type).c_str(), pairs, k, m, tile == GemmTile::kLarge ? "large" : "small", us,
+      row(name, type_label(type).c_str(), pairs, k, m, tile == GemmTile::kLarge ? "large" : "small", us,
           2.0 * pairs * m * k, tile == GemmTile::kSmall ? cublas_tflops(m, pairs, k) : 0);
     }
     std::printf("%-28s sort_by_expert %lld pairs: %.1f us\n", name, static_cast<long long>(pairs), sort_us);
     for (void* p : {static_cast<void*>(d_topk), static_cast<void*>(off), static_cast<void*>(rp),
                     static_cast<void*>(rt), static_cast<void*>(pr), ws, w, static_cast<void*>(x),
-                    static_cast<void*>(y)}) {
+                    static_cast<void*>(x_lo), static_cast<void*>(y)}) {
       CHECK_CUDA(cudaFree(p));
     }
   }
@@ -340,26 +350,33 @@ int main(int argc, char** argv) {
 
   const std::vector<int64_t> ns = quick ? std::vector<int64_t>{2048} : std::vector<int64_t>{512, 2048, 8192};
   for (const int64_t n : ns) {
-    b.dense("attn q_a / output_a group", TensorType::Q8_0, 4096, 1024, n);
-    b.dense("attn kv", TensorType::Q8_0, 4096, 512, n);
-    b.dense("attn q_b", TensorType::Q8_0, 1024, 32768, n);
-    b.dense("attn output_b", TensorType::Q8_0, 8192, 4096, n);
-    b.dense("shared expert gate/up", TensorType::Q8_0, 4096, 2048, n);
-    b.dense("shared expert down", TensorType::Q8_0, 2048, 4096, n);
-    b.dense("compressor kv (ratio 4)", TensorType::F16, 4096, 1024, n);
-    b.dense("indexer q_b", TensorType::F16, 1024, 8192, n);
-    b.dense("router", TensorType::F16, 4096, 256, n);
-    b.moe("MoE gate/up (q2)", TensorType::IQ2_XXS, 4096, 2048, n, true);
-    b.moe("MoE down (q2)", TensorType::Q2_K, 2048, 4096, n, false);
-    b.moe("MoE gate/up (q4)", TensorType::Q4_K, 4096, 2048, n, true);
-    b.moe("MoE down (q4)", TensorType::Q4_K, 2048, 4096, n, false);
+    for (const bool split : {false, true}) {
+      b.split = split;
+      b.dense("attn q_a / output_a group", TensorType::Q8_0, 4096, 1024, n);
+      b.dense("attn kv", TensorType::Q8_0, 4096, 512, n);
+      b.dense("attn q_b", TensorType::Q8_0, 1024, 32768, n);
+      b.dense("attn output_b", TensorType::Q8_0, 8192, 4096, n);
+      b.dense("shared expert gate/up", TensorType::Q8_0, 4096, 2048, n);
+      b.dense("shared expert down", TensorType::Q8_0, 2048, 4096, n);
+      b.dense("compressor kv (ratio 4)", TensorType::F16, 4096, 1024, n);
+      b.dense("indexer q_b", TensorType::F16, 1024, 8192, n);
+      b.dense("router", TensorType::F16, 4096, 256, n);
+      b.moe("MoE gate/up (q2)", TensorType::IQ2_XXS, 4096, 2048, n, true);
+      b.moe("MoE down (q2)", TensorType::Q2_K, 2048, 4096, n, false);
+      b.moe("MoE gate/up (q4)", TensorType::Q4_K, 4096, 2048, n, true);
+      b.moe("MoE down (q4)", TensorType::Q4_K, 2048, 4096, n, false);
+    }
   }
-  // Decode cost per format: one square shape, both tiles.
-  for (TensorType t : {TensorType::BF16, TensorType::F16, TensorType::F32, TensorType::Q8_0, TensorType::Q4_K,
-                       TensorType::Q2_K, TensorType::IQ2_XXS}) {
-    for (GemmTile tile : {GemmTile::kLarge, GemmTile::kSmall}) {
-      if (t == TensorType::F32 && tile == GemmTile::kLarge) continue;
-      b.dense("format sweep", t, 4096, 4096, 2048, tile);
+  // Decode cost per format: one square shape, both tiles, f16 then split mode.
+  for (const bool split : {false, true}) {
+    b.split = split;
+    for (TensorType t : {TensorType::BF16, TensorType::F16, TensorType::F32, TensorType::Q8_0, TensorType::Q4_K,
+                         TensorType::Q2_K, TensorType::IQ2_XXS}) {
+      if (split && !dsv4::cuda::gemm_split_supports(t, 4096)) continue;
+      for (GemmTile tile : {GemmTile::kLarge, GemmTile::kSmall}) {
+        if (t == TensorType::F32 && tile == GemmTile::kLarge) continue;
+        b.dense("format sweep", t, 4096, 4096, 2048, tile);
+      }
     }
   }
   return 0;

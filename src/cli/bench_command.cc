@@ -152,7 +152,7 @@ void register_bench(CLI::App& app) {
   cmd->add_option("--layers", o->layers, "Layers of the synthetic preset (0 = all)");
   cmd->add_option("--seed", o->seed, "Seed of the synthetic preset");
   cmd->add_option("--backend", o->backend, "cuda (default) or cpu");
-  cmd->add_option("--prefill", o->prefill, "exact (default: the f32 arithmetic the model tests verify) or fast (cuda: tensor cores, f16 products, ~14x faster prefill)");
+  cmd->add_option("--prefill", o->prefill, kPrefillOptionHelp);
   cmd->add_option("--mode", o->mode, "official (default) or plain");
   cmd->add_option("--frontiers", o->frontiers, "Increasing context sizes, comma-separated (default 2048,8192,32768)");
   cmd->add_option("--gen", o->gen, "Decode steps at each frontier (default 128)");

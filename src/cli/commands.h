@@ -6,6 +6,11 @@
 
 namespace dsv4::cli {
 
+// The help of every command's --prefill option (engine::parse_prefill reads the value).
+inline constexpr const char* kPrefillOptionHelp =
+    "exact (default; cuda: tensor cores with f32-level products, meets the whole-model bar), matvec (cuda: the "
+    "f32 matvec per token, slow) or fast (cuda: tensor cores with f16 products, misses the bar)";
+
 // Every register_* adds one subcommand whose callback sets the process exit code through
 // set_exit_code(); errors are printed to stderr as "dsv4 <command>: <message>".
 void register_bench(CLI::App& app);

@@ -2,6 +2,7 @@
 
 #include "chat/encoder.h"
 #include "chat/token_ids.h"
+#include "cli/commands.h"
 #include "cli/model_path.h"
 #include "gguf/gguf.h"
 
@@ -11,7 +12,7 @@ void add_model_options(CLI::App* cmd, ModelOptions& options) {
   add_model_option(cmd, options.path);
   cmd->add_option("--mode", options.mode, "official (default) or plain");
   cmd->add_option("--backend", options.backend, "cpu (default) or cuda");
-  cmd->add_option("--prefill", options.prefill, "exact (default: the f32 arithmetic the model tests verify) or fast (cuda: tensor cores, f16 products, ~14x faster prefill)");
+  cmd->add_option("--prefill", options.prefill, kPrefillOptionHelp);
 }
 
 void add_sampling_options(CLI::App* cmd, engine::SamplingParams& params) {

@@ -166,7 +166,7 @@ void register_serve(CLI::App& app) {
       ->envname("DSV4_API_KEY");
   cmd->add_flag("--cors", o->http.cors, "Answer CORS preflights and allow any origin");
   cmd->add_option("--backend", o->backend, "cpu or cuda");
-  cmd->add_option("--prefill", o->prefill, "exact (default: the f32 arithmetic the model tests verify) or fast (cuda: tensor cores, f16 products, ~14x faster prefill)");
+  cmd->add_option("--prefill", o->prefill, kPrefillOptionHelp);
   cmd->add_option("--mode", o->mode, "official (default) or plain");
   cmd->add_option("--release", o->release, "Effort prompts of the original release (default) or 0731");
   cmd->add_option("--model-id", o->http.model_id, "Model id reported by /v1/models");

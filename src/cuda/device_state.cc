@@ -139,8 +139,10 @@ uint64_t DeviceState::lay_out(uint8_t* base) {
   if (tensor_core_ && T > 1) {
     const int64_t widest = std::max({D, R, H * hd, G * c.o_lora_rank, F});
     s.xn16 = cv.take<__half>(T * D);
+    s.xn16_lo = cv.take<__half>(T * D);
     s.xn16_scale = cv.take<float>(T);
     s.in16 = cv.take<__half>(std::max(T * widest, T * K * F));
+    s.in16_lo = cv.take<__half>(std::max(T * widest, T * K * F));
     s.in16_scale = cv.take<float>(T * K);
     s.sort_offsets = cv.take<int32_t>(E + 1);
     s.sort_row_pair = cv.take<int32_t>(T * K);

@@ -79,6 +79,7 @@ struct Scratch {
   // (qr, attn, low, the routed and shared SwiGLU outputs, the head input) converted just before
   // their projection.
   __half *xn16 = nullptr, *in16 = nullptr;  // [T][D] / [max(T·widest input, T·K·F)]
+  __half *xn16_lo = nullptr, *in16_lo = nullptr;  // their low parts (split products), same sizes
   float *xn16_scale = nullptr, *in16_scale = nullptr;  // [T] / [T·K]
   // The routed pairs sorted by expert (gemm.h ExpertSort).
   int32_t *sort_offsets = nullptr, *sort_row_pair = nullptr, *sort_row_token = nullptr, *sort_pair_row = nullptr;

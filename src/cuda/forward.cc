@@ -96,14 +96,17 @@ bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0;
 
 GemmWeights gemm_weights(const DeviceTensor& w) { return GemmWeights{w.type, w.data, w.ne0, w.ne1, w.ne2}; }
 
-bool gemm_takes(const DeviceTensor& w) { return gemm_supports(w.type, w.ne0) && aligned16(w.data); }
+bool gemm_takes(const DeviceTensor& w, bool split) {
+  return (split ? gemm_split_supports(w.type, w.ne0) : gemm_supports(w.type, w.ne0)) && aligned16(w.data);
+}
 
 class ChunkForward {
  public:
   ChunkForward(const DeviceModel& m, DeviceState& s, const ChunkShape& shape, const SimModes& modes, cudaStream_t stream,
                StageProfile* profile, Branch* branch)
       : m_(m), c_(m.config), s_(s), sc_(s.scratch), shape_(shape), modes_(modes), stream_(stream), T_(shape.T),
-        gemm_(shape.tensor_core && shape.T >= kGemmMinTokens && s.scratch.xn16 != nullptr), profile_(profile),
+        gemm_(shape.tensor_core && shape.T >= kGemmMinTokens && s.scratch.xn16 != nullptr),
+        split_(shape.split_products), profile_(profile),
         branch_(profile ? nullptr : branch) {}
 
   Status run() {
@@ -136,24 +139,35 @@ class ChunkForward {
   }
   Status join() { return branch_ ? branch_->join(stream_) : Status(); }
 
+  // Whether a chunk GEMM takes w (in the chunk's mode).
+  bool takes(const DeviceTensor& w) const { return gemm_ && gemm_takes(w, split_); }
+  // The GEMM input of f32 rows: f16 with row factors, plus the low parts (lo) in split mode.
+  Status convert(const float* x, int64_t stride, int64_t rows, int64_t cols, __half* hi, __half* lo, float* scale) {
+    if (split_) return convert_f32_to_f16_split(x, stride, rows, cols, hi, lo, cols, scale, stream_);
+    return convert_f32_to_f16(x, stride, rows, cols, hi, cols, scale, stream_);
+  }
+  const __half* lo_or_null(const __half* lo) const { return split_ ? lo : nullptr; }
+
   // The f16 copy of xn that every GEMM reading xn shares (after each hc_pre).
   Status convert_xn() {
     if (!gemm_) return Status();
-    return convert_f32_to_f16(sc_.xn, c_.n_embd, T_, c_.n_embd, sc_.xn16, c_.n_embd, sc_.xn16_scale, stream_);
+    return convert(sc_.xn, c_.n_embd, T_, c_.n_embd, sc_.xn16, sc_.xn16_lo, sc_.xn16_scale);
   }
 
   // y[t] = W·x[t] for the chunk's T rows (x rows of W.ne0 values, y rows of W.ne1): tensor-core
   // GEMM for a prefill chunk, else (decode, or a shape the GEMM does not take) the matvec.
   Status dense(const DeviceTensor& w, const float* x, float* y) {
-    if (!gemm_ || !gemm_takes(w)) return project(w, x, T_, y, sc_.zeros, stream_);
+    if (!takes(w)) return project(w, x, T_, y, sc_.zeros, stream_);
     const __half* x16 = sc_.xn16;
+    const __half* x16_lo = sc_.xn16_lo;
     const float* scale = sc_.xn16_scale;
     if (x != sc_.xn) {
-      DSV4_TRY(convert_f32_to_f16(x, w.ne0, T_, w.ne0, sc_.in16, w.ne0, sc_.in16_scale, stream_));
+      DSV4_TRY(convert(x, w.ne0, T_, w.ne0, sc_.in16, sc_.in16_lo, sc_.in16_scale));
       x16 = sc_.in16;
+      x16_lo = sc_.in16_lo;
       scale = sc_.in16_scale;
     }
-    return gemm(gemm_weights(w), x16, w.ne0, scale, T_, y, w.ne1, stream_);
+    return gemm(gemm_weights(w), x16, w.ne0, scale, T_, y, w.ne1, stream_, GemmTile::kAuto, lo_or_null(x16_lo));
   }
 
   Result<PairOut> dense_pair(const PairedTensor& p, const float* x, float* buf, float* buf2) {
@@ -171,12 +185,13 @@ class ChunkForward {
   Status output_a(const DeviceTensor& out_a) {
     const int64_t G = c_.n_out_group, O = c_.o_lora_rank, n_in = out_a.ne0;
     const int64_t slab = O * out_a.row_bytes;
-    if (gemm_ && gemm_takes(out_a) && slab % 16 == 0) {
+    if (takes(out_a) && slab % 16 == 0) {
       const int64_t width = G * n_in;
-      DSV4_TRY(convert_f32_to_f16(sc_.attn, width, T_, width, sc_.in16, width, sc_.in16_scale, stream_));
+      DSV4_TRY(convert(sc_.attn, width, T_, width, sc_.in16, sc_.in16_lo, sc_.in16_scale));
       for (int64_t g = 0; g < G; ++g) {
         const GemmWeights w{out_a.type, out_a.data + g * slab, n_in, O, 1};
-        DSV4_TRY(gemm(w, sc_.in16 + g * n_in, width, sc_.in16_scale, T_, sc_.low + g * O, G * O, stream_));
+        DSV4_TRY(gemm(w, sc_.in16 + g * n_in, width, sc_.in16_scale, T_, sc_.low + g * O, G * O, stream_,
+                      GemmTile::kAuto, lo_or_null(sc_.in16_lo + g * n_in)));
       }
       return Status();
     }
@@ -186,7 +201,8 @@ class ChunkForward {
     oa.n_in = n_in;
     oa.n_out = O;
     oa.n_expert = G;
-    oa.experts = sc_.groups;
+    // One token: group g is slot g, no id list, so the launch fetches weights before the wait (PDL).
+    oa.experts = T_ == 1 ? nullptr : sc_.groups;
     oa.n_slots = static_cast<int>(T_ * G);
     oa.x = sc_.attn;
     oa.x_stride = n_in;
@@ -454,7 +470,7 @@ class ChunkForward {
 
     // §8.5 routed experts: gate/up of the selected slabs, the weighted activation, down.
     const PairedTensor& gu = L.gate_up_exps;
-    if (gemm_ && gemm_takes(L.down_exps) && (gu.fused() ? gemm_takes(gu.both) : gemm_takes(gu.a) && gemm_takes(gu.b))) {
+    if (takes(L.down_exps) && (gu.fused() ? takes(gu.both) : takes(gu.a) && takes(gu.b))) {
       DSV4_TRY(routed_experts_grouped(L, limit));
     } else {
       DSV4_TRY(routed_experts_matvec(L, limit));
@@ -550,14 +566,15 @@ class ChunkForward {
     es.workspace = sc_.sort_workspace;
     DSV4_TRY(sort_by_expert(es, stream_));
 
-    auto grouped = [&](const DeviceTensor& w, const __half* x, int64_t x_stride, const float* x_scale,
-                       const int32_t* x_rows, float* y, int64_t y_stride, const int32_t* y_rows) {
+    auto grouped = [&](const DeviceTensor& w, const __half* x, const __half* x_lo, int64_t x_stride,
+                       const float* x_scale, const int32_t* x_rows, float* y, int64_t y_stride, const int32_t* y_rows) {
       GroupedGemm g;
       g.w = gemm_weights(w);
       g.n_groups = static_cast<int>(E);
       g.offsets = sc_.sort_offsets;
       g.n_rows = TK;
       g.x = x;
+      g.x_lo = lo_or_null(x_lo);
       g.x_stride = x_stride;
       g.x_scale = x_scale;
       g.x_rows = x_rows;
@@ -570,14 +587,16 @@ class ChunkForward {
     };
     SwigluArgs sw;
     if (L.gate_up_exps.fused()) {
-      DSV4_TRY(grouped(L.gate_up_exps.both, sc_.xn16, D, sc_.xn16_scale, sc_.sort_row_token, sc_.gu, 2 * F, nullptr));
+      DSV4_TRY(grouped(L.gate_up_exps.both, sc_.xn16, sc_.xn16_lo, D, sc_.xn16_scale, sc_.sort_row_token, sc_.gu,
+                       2 * F, nullptr));
       sw.gate = sc_.gu;
       sw.up = sc_.gu + F;
       sw.stride = 2 * F;
     } else {
-      DSV4_TRY(grouped(L.gate_up_exps.a, sc_.xn16, D, sc_.xn16_scale, sc_.sort_row_token, sc_.gu, F, nullptr));
-      DSV4_TRY(grouped(L.gate_up_exps.b, sc_.xn16, D, sc_.xn16_scale, sc_.sort_row_token, sc_.gu + TK * F, F,
+      DSV4_TRY(grouped(L.gate_up_exps.a, sc_.xn16, sc_.xn16_lo, D, sc_.xn16_scale, sc_.sort_row_token, sc_.gu, F,
                        nullptr));
+      DSV4_TRY(grouped(L.gate_up_exps.b, sc_.xn16, sc_.xn16_lo, D, sc_.xn16_scale, sc_.sort_row_token,
+                       sc_.gu + TK * F, F, nullptr));
       sw.gate = sc_.gu;
       sw.up = sc_.gu + TK * F;
       sw.stride = F;
@@ -588,8 +607,8 @@ class ChunkForward {
     sw.F = F;
     sw.limit = limit;
     DSV4_TRY(swiglu(sw, stream_));
-    DSV4_TRY(convert_f32_to_f16(sc_.mid, F, TK, F, sc_.in16, F, sc_.in16_scale, stream_));
-    return grouped(L.down_exps, sc_.in16, F, sc_.in16_scale, nullptr, sc_.ydown, D, sc_.sort_row_pair);
+    DSV4_TRY(convert(sc_.mid, F, TK, F, sc_.in16, sc_.in16_lo, sc_.in16_scale));
+    return grouped(L.down_exps, sc_.in16, sc_.in16_lo, F, sc_.in16_scale, nullptr, sc_.ydown, D, sc_.sort_row_pair);
   }
 
   Status head() {
@@ -619,7 +638,8 @@ class ChunkForward {
   SimModes modes_;
   cudaStream_t stream_;
   int T_;
-  bool gemm_;  // the chunk's projections run as tensor-core GEMMs
+  bool gemm_;   // the chunk's projections run as tensor-core GEMMs
+  bool split_;  // in the GEMMs' split mode (f32-level products)
   StageProfile* profile_;
   Branch* branch_;  // the side stream of fork(); none: everything in line on stream_
   float* x_ = sc_.x;

@@ -26,9 +26,11 @@ struct ChunkShape {
   int T = 1;                  // tokens in the chunk, 1 .. state.max_chunk()
   bool all_logits = false;    // logits of every token into state.logits_all (else the last only)
   bool index_scoring = false;  // some token of the chunk needs the indexer's top-k
-  // Projections of a chunk of T ≥ 2 tokens as tensor-core GEMMs with f16 products (gemm.h; needs
-  // a state made with tensor-core scratch), else the f32 matvec over T token slots.
+  // Projections of a chunk of T ≥ 2 tokens as tensor-core GEMMs (gemm.h; needs a state made with
+  // tensor-core scratch), else the f32 matvec over T token slots. split_products: the GEMMs' split
+  // mode (f32-level products; weight types it does not take use the matvec), else f16 products.
   bool tensor_core = false;
+  bool split_products = false;
 };
 
 struct SimModes {

@@ -41,15 +41,16 @@ int sm_count() {
 // The large tile when it still gives every SM a CTA (its 64×64 warp tiles halve the shared-memory
 // traffic per MAC) and the row groups average at least one large tile (else most of its rows
 // would be padding), otherwise the small one. Dense: one group of n_rows.
-Result<bool> pick_large(GemmTile tile, TensorType type, int64_t n_out, int64_t n_rows, int64_t n_groups) {
+// Split mode: both tiles have 64 rows, so only the CTA count decides.
+Result<bool> pick_large(GemmTile tile, TensorType type, int64_t n_out, int64_t n_rows, int64_t n_groups, bool split) {
   if (tile == GemmTile::kSmall) return false;
   if (type == TensorType::F32) {
     if (tile == GemmTile::kLarge) return make_error("the large tile does not fit F32 weights");
     return false;
   }
   if (tile == GemmTile::kLarge) return true;
-  const auto large = detail::gemm_tile_shape(true);
-  if (n_rows < n_groups * large.rows) return false;
+  const auto large = detail::gemm_tile_shape(true, split);
+  if (!split && n_rows < n_groups * large.rows) return false;
   return (n_out + large.features - 1) / large.features * ((n_rows + large.rows - 1) / large.rows) >= sm_count();
 }
 
@@ -84,9 +85,11 @@ Status check_weights(const GemmWeights& w, detail::GemmLaunch* l) {
   return Status::ok_status();
 }
 
-Status check_x(const __half* x, int64_t x_stride, int64_t n_in) {
+// x_lo (split mode) only with a weight type the split kernels take.
+Status check_x(const __half* x, const __half* x_lo, TensorType type, int64_t x_stride, int64_t n_in) {
   if (!x) return make_error("null activation pointer");
-  if (!aligned(x, 16)) return make_error("activations must be 16-byte aligned");
+  if (!aligned(x, 16) || !aligned(x_lo, 16)) return make_error("activations must be 16-byte aligned");
+  if (x_lo && !gemm_split_supports(type, n_in)) return make_error("no split GEMM for this weight type");
   if (x_stride < n_in || x_stride % 8 != 0) {
     return make_error("x_stride must be at least n_in and a multiple of 8");
   }
@@ -113,20 +116,33 @@ bool gemm_supports(TensorType type, int64_t n_in) {
   return mult > 0 && n_in > 0 && n_in <= INT_MAX && n_in % mult == 0;
 }
 
+bool gemm_split_supports(TensorType type, int64_t n_in) {
+  switch (type) {
+    case TensorType::F16:
+    case TensorType::Q8_0:
+    case TensorType::Q2_K:
+    case TensorType::Q4_K:
+    case TensorType::IQ2_XXS: return gemm_supports(type, n_in);
+    default: return false;
+  }
+}
+
 Status gemm(const GemmWeights& w, const __half* x, int64_t x_stride, const float* x_scale, int64_t n, float* y,
-            int64_t y_stride, cudaStream_t stream, GemmTile tile) {
+            int64_t y_stride, cudaStream_t stream, GemmTile tile, const __half* x_lo) {
   const std::string where = describe("gemm", w);
   auto fail = [&](const Status& s) { return Status(make_error(where + s.message())); };
   detail::GemmLaunch l{};
   if (Status s = check_weights(w, &l); !s.ok()) return fail(s);
   if (w.n_expert != 1) return fail(make_error("gemm takes one matrix; use grouped_gemm for experts"));
-  if (Status s = check_x(x, x_stride, w.n_in); !s.ok()) return fail(s);
+  if (Status s = check_x(x, x_lo, w.type, x_stride, w.n_in); !s.ok()) return fail(s);
   if (n <= 0 || n > INT_MAX) return fail(make_error("n must be in [1, 2^31)"));
   if (!y) return fail(make_error("null output pointer"));
   if (y_stride < w.n_out) return fail(make_error("y_stride must be at least n_out"));
-  const auto large = pick_large(tile, w.type, w.n_out, n, 1);
+  const bool split = x_lo != nullptr;
+  const auto large = pick_large(tile, w.type, w.n_out, n, 1, split);
   if (!large.ok()) return fail(make_error(large.error().message));
-  if ((n + detail::gemm_tile_shape(*large).rows - 1) / detail::gemm_tile_shape(*large).rows > 65535) {
+  const int tile_rows = detail::gemm_tile_shape(*large, split).rows;
+  if ((n + tile_rows - 1) / tile_rows > 65535) {
     return fail(make_error("too many rows for one launch"));
   }
   l.offsets = nullptr;
@@ -134,6 +150,7 @@ Status gemm(const GemmWeights& w, const __half* x, int64_t x_stride, const float
   l.n_groups = 1;
   l.n_rows = static_cast<int>(n);
   l.x = x;
+  l.x_lo = x_lo;
   l.x_stride = x_stride;
   l.x_scale = x_scale;
   l.x_rows = nullptr;
@@ -152,7 +169,7 @@ Status grouped_gemm(const GroupedGemm& g, cudaStream_t stream, GemmTile tile) {
   auto fail = [&](const Status& s) { return Status(make_error(where + s.message())); };
   detail::GemmLaunch l{};
   if (Status s = check_weights(g.w, &l); !s.ok()) return fail(s);
-  if (Status s = check_x(g.x, g.x_stride, g.w.n_in); !s.ok()) return fail(s);
+  if (Status s = check_x(g.x, g.x_lo, g.w.type, g.x_stride, g.w.n_in); !s.ok()) return fail(s);
   if (g.n_groups <= 0 || g.n_groups > 65535) return fail(make_error("n_groups must be in [1, 65535]"));
   if (!g.offsets) return fail(make_error("null offsets"));
   if (g.n_rows < 0 || g.n_rows > INT_MAX) return fail(make_error("n_rows out of range"));
@@ -163,15 +180,17 @@ Status grouped_gemm(const GroupedGemm& g, cudaStream_t stream, GemmTile tile) {
   if (g.y_stride < g.w.n_out) return fail(make_error("y_stride must be at least n_out"));
   if (g.y_rows && (g.y_count <= 0 || g.y_count > INT_MAX)) return fail(make_error("y_count out of range"));
   // Grid rows: at most ⌈n_rows / tile⌉ + n_groups tiles (each group adds at most one partial one).
-  const auto large = pick_large(tile, g.w.type, g.w.n_out, g.n_rows, g.n_groups);
+  const bool split = g.x_lo != nullptr;
+  const auto large = pick_large(tile, g.w.type, g.w.n_out, g.n_rows, g.n_groups, split);
   if (!large.ok()) return fail(make_error(large.error().message));
-  const int rows = detail::gemm_tile_shape(*large).rows;
+  const int rows = detail::gemm_tile_shape(*large, split).rows;
   if ((g.n_rows + rows - 1) / rows + g.n_groups > 65535) return fail(make_error("too many rows for one launch"));
   l.offsets = g.offsets;
   l.group_expert = g.group_expert;
   l.n_groups = g.n_groups;
   l.n_rows = static_cast<int>(g.n_rows);
   l.x = g.x;
+  l.x_lo = g.x_lo;
   l.x_stride = g.x_stride;
   l.x_scale = g.x_scale;
   l.x_rows = g.x_rows;
@@ -222,8 +241,21 @@ Status convert_f32_to_f16(const float* x, int64_t x_stride, int64_t n_rows, int6
   if (!x || !out) return make_error("cuda::convert_f32_to_f16: null pointer");
   if (x_stride < cols || out_stride < cols) return make_error("cuda::convert_f32_to_f16: stride below cols");
   if (n_rows > INT_MAX / 2) return make_error("cuda::convert_f32_to_f16: too many rows");
-  return cuda_status(detail::launch_convert_f32_to_f16(x, x_stride, n_rows, cols, out, out_stride, row_scale, stream),
-                     "cuda::convert_f32_to_f16 launch");
+  return cuda_status(
+      detail::launch_convert_f32_to_f16(x, x_stride, n_rows, cols, out, nullptr, out_stride, row_scale, stream),
+      "cuda::convert_f32_to_f16 launch");
+}
+
+Status convert_f32_to_f16_split(const float* x, int64_t x_stride, int64_t n_rows, int64_t cols, __half* hi,
+                                __half* lo, int64_t out_stride, float* row_scale, cudaStream_t stream) {
+  if (n_rows < 0 || cols < 0) return make_error("cuda::convert_f32_to_f16_split: negative size");
+  if (n_rows == 0 || cols == 0) return Status::ok_status();
+  if (!x || !hi || !lo || !row_scale) return make_error("cuda::convert_f32_to_f16_split: null pointer");
+  if (x_stride < cols || out_stride < cols) return make_error("cuda::convert_f32_to_f16_split: stride below cols");
+  if (n_rows > INT_MAX / 2) return make_error("cuda::convert_f32_to_f16_split: too many rows");
+  return cuda_status(
+      detail::launch_convert_f32_to_f16(x, x_stride, n_rows, cols, hi, lo, out_stride, row_scale, stream),
+      "cuda::convert_f32_to_f16_split launch");
 }
 
 }  // namespace dsv4::cuda

@@ -13,6 +13,18 @@
 // that its largest magnitude lies in [2^14, 2^15): no overflow and no subnormals for any row of
 // finite values) instead of once per output tile; the GEMM multiplies each output row by its factor.
 //
+// Two modes. Split mode (x_lo given; the default of the forward pass): x is the pair x_hi + x_lo of
+// convert_f32_to_f16_split (x to ≈ 2^-22 relative to its row's largest element), each weight is
+// (block scale) × (an integer code exact in f16) [− dmin·m for Q2_K/Q4_K] (cuda/gemm_codes.cuh):
+// the tensor cores multiply codes by x_hi and x_lo exactly (two MMAs per k16 step), each 32-column
+// block's sum is scaled in f32, the offsets are subtracted times Σ x over their group (an MMA against
+// ones). Against the exact Σ x·w over the real-valued weights the error is f32-level:
+// ≤ 2^-22·Σ|x·w| + 2^-25·Σ|w|·(row factor) (the pair's rounding) plus f32 accumulation error, plus
+// 2^-24 per scale and offset product (tests/cuda/gemm_split_test.cc states the bound). Types: F16,
+// Q8_0, Q2_K, Q4_K, IQ2_XXS (gemm_split_supports); it meets the whole-model bar of
+// tests/cuda/forward_test.cc. ≈ 1.4× the f16 mode's time (docs/PERF.md, session 5). F16 mode
+// (x_lo null), as follows:
+//
 // Accuracy: every product x·w is formed from f16(x) and f16(w) and summed in f32, so against the
 // exact sum over the dequantised weights the error is at most (2^-11 + 2^-11)·Σ|x·w| (the two f16
 // roundings; w's is zero for F16 weights, x's zero when x is given in f16) plus f32 accumulation
@@ -61,14 +73,17 @@ enum class GemmTile {
   kSmall,  // 64 tokens × 128 features per CTA (warp tile 32 × 32)
 };
 
-// Whether gemm()/grouped_gemm() take weights of this type and row length (n_in).
+// Whether gemm()/grouped_gemm() take weights of this type and row length (n_in), in f16 mode and in
+// split mode.
 bool gemm_supports(TensorType type, int64_t n_in);
+bool gemm_split_supports(TensorType type, int64_t n_in);
 
 // Y rows: y + r·y_stride for r < n; X rows: x + r·x_stride, times x_scale[r] when x_scale is not
 // null. x must be 16-byte aligned and x_stride a multiple of 8 (f16 elements), y_stride ≥ n_out.
-// Only w.n_expert == 1 is accepted.
+// Only w.n_expert == 1 is accepted. x_lo (split mode): the low parts of X, same layout as x.
+// Split mode's tiles are 64 tokens × 256 (kLarge) or × 128 (kSmall) features.
 Status gemm(const GemmWeights& w, const __half* x, int64_t x_stride, const float* x_scale, int64_t n, float* y,
-            int64_t y_stride, cudaStream_t stream, GemmTile tile = GemmTile::kAuto);
+            int64_t y_stride, cudaStream_t stream, GemmTile tile = GemmTile::kAuto, const __half* x_lo = nullptr);
 
 // MoE prefill: the rows of a "sorted" activation matrix are split into n_groups consecutive row
 // ranges, group g = rows [offsets[g], offsets[g+1]), each multiplied by one expert's matrix:
@@ -90,6 +105,7 @@ struct GroupedGemm {
   const int32_t* group_expert = nullptr;  // [n_groups] or null
   int64_t n_rows = 0;                     // rows of the sorted order (offsets[n_groups] at most)
   const __half* x = nullptr;
+  const __half* x_lo = nullptr;  // split mode: the low parts of x (same layout), else null
   int64_t x_stride = 0;
   const float* x_scale = nullptr;   // [x_count] or null
   const int32_t* x_rows = nullptr;  // [n_rows] or null
@@ -137,5 +153,12 @@ Status sort_by_expert(const ExpertSort& s, cudaStream_t stream);
 // for a row of zeros or one holding an infinity or NaN, which then flows on as in f32).
 Status convert_f32_to_f16(const float* x, int64_t x_stride, int64_t n_rows, int64_t cols, __half* out,
                           int64_t out_stride, float* row_scale, cudaStream_t stream);
+
+// Split mode's activations: as convert_f32_to_f16 with a row factor (row_scale required), and
+// lo[r·out_stride + c] = f16(v − hi) for v = x·2^s_r and hi its f16 (v − hi is exact in f32), so
+// hi + lo is v to 2^-22·|v| (2^-25 absolute below f16's normal range; the row's largest magnitude
+// is ≥ 2^14). Infinities and NaN: hi as convert_f32_to_f16, lo = 0.
+Status convert_f32_to_f16_split(const float* x, int64_t x_stride, int64_t n_rows, int64_t cols, __half* hi,
+                                __half* lo, int64_t out_stride, float* row_scale, cudaStream_t stream);
 
 }  // namespace dsv4::cuda

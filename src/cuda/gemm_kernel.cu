@@ -1,7 +1,7 @@
-// Instantiations and launches of gemm_kernel (gemm_kernel.cuh): one per weight format and tile.
+// Instantiations and launches of gemm_kernel (gemm_kernel.cuh): one per weight format and tile
+// (split mode: gemm_split_kernel.cu).
 #include <cuda_runtime.h>
 
-#include <atomic>
 #include <cstdint>
 
 #include "cuda/gemm_kernel.cuh"
@@ -11,49 +11,31 @@ namespace dsv4::cuda::detail {
 
 namespace {
 
-template <class D, class T>
-cudaError_t launch(const GemmLaunch& l, cudaStream_t stream) {
-  using G = GemmGeometry<D, T>;
-  static_assert(G::kFits);
-  // Above 48 KB a kernel needs an opt-in, once per device (a host-side setting, so it is also
-  // safe while the stream is being captured).
-  static std::atomic<uint64_t> opted_in{0};
-  int device = 0;
-  cudaError_t e = cudaGetDevice(&device);
-  if (e != cudaSuccess) return e;
-  const uint64_t bit = device < 64 ? uint64_t{1} << device : 0;
-  if (bit == 0 || (opted_in.load() & bit) == 0) {
-    e = cudaFuncSetAttribute(gemm_kernel<D, T>, cudaFuncAttributeMaxDynamicSharedMemorySize, G::kSmem);
-    if (e != cudaSuccess) return e;
-    opted_in.fetch_or(bit);
-  }
-  const int64_t slots = l.offsets ? (l.n_rows + G::kBT - 1) / G::kBT + l.n_groups
-                                  : (l.n_rows + G::kBT - 1) / G::kBT;
-  if (slots > 65535) return cudaErrorInvalidConfiguration;
-  const dim3 grid((l.n_out + G::kBF - 1) / G::kBF, static_cast<unsigned>(slots));
-  gemm_kernel<D, T><<<grid, kGemmThreads, G::kSmem, stream>>>(l);
-  return cudaGetLastError();
-}
-
 template <class D>
 cudaError_t launch_format(const GemmLaunch& l, cudaStream_t stream) {
   if (l.large) {
     if constexpr (GemmGeometry<D, GemmTileLarge>::kFits) {
-      return launch<D, GemmTileLarge>(l, stream);
+      return gemm_launch_tile<D, GemmTileLarge>(l, stream);
     }
   }
-  return launch<D, GemmTileSmall>(l, stream);
+  return gemm_launch_tile<D, GemmTileSmall>(l, stream);
 }
 
 }  // namespace
 
-GemmTileShape gemm_tile_shape(bool large) {
+GemmTileShape gemm_tile_shape(bool large, bool split) {
+  if (split) {
+    using L = GemmGeometry<CodesQ4_K, GemmTileSplitLarge>;
+    using S = GemmGeometry<CodesQ4_K, GemmTileSplitSmall>;
+    return large ? GemmTileShape{L::kBT, L::kBF} : GemmTileShape{S::kBT, S::kBF};
+  }
   using L = GemmGeometry<GemmQ4_K, GemmTileLarge>;
   using S = GemmGeometry<GemmQ4_K, GemmTileSmall>;
   return large ? GemmTileShape{L::kBT, L::kBF} : GemmTileShape{S::kBT, S::kBF};
 }
 
 cudaError_t launch_gemm(const GemmLaunch& l, cudaStream_t stream) {
+  if (l.x_lo) return launch_gemm_split(l, stream);
   switch (l.type) {
     case gguf::TensorType::F32: return launch_format<GemmF32>(l, stream);
     case gguf::TensorType::F16: return launch_format<GemmF16>(l, stream);

@@ -1,6 +1,9 @@
 // The GEMM kernel: Y[r][f] = s(src(r))·Σ_k X[src(r)][k] · W_e[f][k], f16 tensor cores (mma.sync
 // m16n8k16, f32 accumulation), weights decoded from their GGUF blocks in shared memory; s is the
 // optional per-row factor of X's scaled conversion (convert_f32_to_f16). f16 runs at the bf16 rate.
+// Split mode (tiles with kSplit, gemm_codes.cuh decoders): X is x_hi + x_lo, W holds exact integer
+// codes, and each 32-column block's products are scaled in f32 (mma_step_split below;
+// GEMM_NOTES.md, "Fourth version").
 //
 // Roofline (H100 SXM / H200: same compute). Dense bf16 peak ≈ 989 TFLOP/s (datasheet), ≈ 790
 // measured with cuBLAS on 8192³ (.library/device/KINDS.md); gemm_bench measures it again next to
@@ -46,9 +49,11 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <atomic>
 #include <cstdint>
 #include <type_traits>
 
+#include "cuda/gemm_codes.cuh"
 #include "cuda/gemm_decode.cuh"
 #include "cuda/gemm_launch.h"
 
@@ -56,10 +61,43 @@ namespace dsv4::cuda::detail {
 
 struct GemmTileLarge {
   static constexpr int kWarpsT = 2, kWarpsF = 4, kMT = 4, kNF = 8, kMinBlocks = 1;
+  static constexpr bool kSplit = false;
 };
 struct GemmTileSmall {
   static constexpr int kWarpsT = 2, kWarpsF = 4, kMT = 2, kNF = 4, kMinBlocks = 2;
+  static constexpr bool kSplit = false;
 };
+// Split mode (x = x_hi + x_lo, exact weight codes, f32 block scales; D is a gemm_codes.cuh
+// decoder): twice the X tile and a temporary accumulator per 16 × (8·kNF) slab, so the warp tile
+// is 32 × 64 (large) or 32 × 32 (small) and a CTA covers 64 tokens.
+struct GemmTileSplitLarge {
+  static constexpr int kWarpsT = 2, kWarpsF = 4, kMT = 2, kNF = 8, kMinBlocks = 1;
+  static constexpr bool kSplit = true;
+};
+struct GemmTileSplitSmall {
+  static constexpr int kWarpsT = 2, kWarpsF = 4, kMT = 2, kNF = 4, kMinBlocks = 1;
+  static constexpr bool kSplit = true;
+};
+
+// A gemm_codes.cuh decoder's kScaled / kMinGroups; false / 0 for the f16 decoders, so that the
+// split code path compiles (unused) next to them.
+template <class D, class = void>
+struct SplitCodes {
+  static constexpr bool kScaled = false;
+  static constexpr int kMinGroups = 0;
+};
+template <class D>
+struct SplitCodes<D, std::void_t<decltype(D::kMinGroups)>> {
+  static constexpr bool kScaled = D::kScaled;
+  static constexpr int kMinGroups = D::kMinGroups;
+};
+
+// Split mode: per decoded W buffer, f32 tables [2 + kMinGroups][kBF]: the scale of each feature row
+// for the two 32-column halves of the k-step, then its offsets dmin·m per group.
+template <class D, class T>
+constexpr int gemm_split_rows() {
+  return T::kSplit ? 2 + SplitCodes<D>::kMinGroups : 0;
+}
 
 constexpr int kGemmThreads = 256;
 constexpr int kGemmK = 64;  // columns per k-step
@@ -78,10 +116,12 @@ struct GemmGeometry {
   static constexpr int kSpan = (D::kMisalign + D::kStageBytes + 15) / 16 * 16;
   static constexpr int kPitch = (kSpan / 16) % 2 ? kSpan : kSpan + 16;
   static constexpr int kTableBytes = (D::kTableBytes + 127) / 128 * 128;
-  static constexpr int kXBytes = kBT * 128;
+  static constexpr int kXBytes = kBT * 128 * (T::kSplit ? 2 : 1);  // split: the hi tile, then lo
   static constexpr int kWBytes = kBF * 128;
   static constexpr int kRawBytes = kBF * kPitch;
-  static constexpr int kSmem = kTableBytes + kSX * kXBytes + 2 * kWBytes + kRR * kRawBytes;
+  static constexpr int kSplitRows = gemm_split_rows<D, T>();
+  static constexpr int kScaleBytes = kSplitRows * kBF * 4;
+  static constexpr int kSmem = kTableBytes + kSX * kXBytes + 2 * kWBytes + kRR * kRawBytes + 2 * kScaleBytes;
   static_assert(T::kWarpsT * T::kWarpsF * 32 == kGemmThreads, "8 warps");
   static_assert(kBT % 32 == 0 && kBF % 32 == 0, "loader strides");
   static constexpr bool kFits = kSmem <= 227 * 1024;  // shared memory per block on sm_90
@@ -112,11 +152,19 @@ __device__ __forceinline__ void mma_f16(float* c, const uint32_t* a, const uint3
       : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
+// c = a·b (C = 0).
+__device__ __forceinline__ void mma_f16_zero(float* c, const uint32_t* a, const uint32_t* b) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+      "{%8, %9}, {%10, %10, %10, %10};\n"
+      : "=f"(c[0]), "=f"(c[1]), "=f"(c[2]), "=f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "f"(0.0f));
+}
 
 // The tensor's last chunk, cut short by its end: plain loads, zero-filled (cp.async with a short
 // source size is reported by compute-sanitizer as a full 16-byte read). Rare, so kept out of line.
 // The barrier after the cp.async wait orders these stores too.
-__device__ __noinline__ void gemm_copy_tail(uint8_t* dst, const uint8_t* src, const uint8_t* end) {
+static __device__ __noinline__ void gemm_copy_tail(uint8_t* dst, const uint8_t* src, const uint8_t* end) {
   for (int b = 0; b < 16; ++b) dst[b] = src + b < end ? __ldg(src + b) : uint8_t{0};
 }
 
@@ -182,6 +230,7 @@ __global__ void __launch_bounds__(kGemmThreads, T::kMinBlocks)
   const uint32_t raw = ws + 2 * G::kWBytes;
   const uint8_t* const raw_ptr = smem + G::kTableBytes + kSX * G::kXBytes + 2 * G::kWBytes;
   uint8_t* const ws_ptr = smem + G::kTableBytes + kSX * G::kXBytes;
+  float* const split_tab = reinterpret_cast<float*>(const_cast<uint8_t*>(raw_ptr) + kRR * G::kRawBytes);
 
   int row0, row_end, expert;
   if (!gemm_find_tile(p, blockIdx.y, kBT, &row0, &row_end, &expert)) return;
@@ -198,11 +247,13 @@ __global__ void __launch_bounds__(kGemmThreads, T::kMinBlocks)
   const int chunk = tid & 7, row_base = tid >> 3;
   const int drow = tid / (8 / kCPT), dchunk = (tid % (8 / kCPT)) * kCPT;
   const __half* xrow[kXRows];
+  const __half* xrow_lo[T::kSplit ? kXRows : 1];
 #pragma unroll
   for (int i = 0; i < kXRows; ++i) {
     const int r = min(row0 + row_base + 32 * i, row_end - 1);
     const int src = p.x_rows ? min(max(p.x_rows[r], 0), p.x_count - 1) : r;
     xrow[i] = p.x + src * p.x_stride + chunk * 8;
+    if constexpr (T::kSplit) xrow_lo[i] = p.x_lo + src * p.x_stride + chunk * 8;
   }
   const uint32_t x_dst = static_cast<uint32_t>(swz(row_base, chunk));  // + i·32 rows
 
@@ -230,6 +281,10 @@ __global__ void __launch_bounds__(kGemmThreads, T::kMinBlocks)
       const uint32_t dst = xs + (u % kSX) * G::kXBytes + x_dst;
 #pragma unroll
       for (int i = 0; i < kXRows; ++i) gemm_cp_async16(dst + i * 32 * 128, xrow[i] + u * kGemmK);
+      if constexpr (T::kSplit) {
+#pragma unroll
+        for (int i = 0; i < kXRows; ++i) gemm_cp_async16(dst + (kBT + i * 32) * 128, xrow_lo[i] + u * kGemmK);
+      }
       if (u == 0) issue_raw(0);
       if ((u + 1) % kSPR == 0 && u + 1 < n_steps) issue_raw((u + 1) / kSPR);
     }
@@ -251,8 +306,33 @@ __global__ void __launch_bounds__(kGemmThreads, T::kMinBlocks)
     const uint8_t* src = raw_ptr + (stage % kRR) * G::kRawBytes + drow * kPitch + mis;
     uint8_t* dst = ws_ptr + (t & 1) * G::kWBytes;
     uint4 v[n];
+    if constexpr (T::kSplit) {
+      // Codes, and per 32 columns the block scale, per offset group its dmin·m (at the group's
+      // first chunk; one writer per table entry).
+      constexpr int kMinGroups = SplitCodes<D>::kMinGroups;
+      [[maybe_unused]] constexpr int kGroupChunks = kMinGroups ? 8 / kMinGroups : 8;
+      float sc[n], mn[n];
 #pragma unroll
-    for (int c = 0; c < n; ++c) v[c] = D::decode8(src, e + 8 * c, tables);
+      for (int c = 0; c < n; ++c) {
+        v[c] = D::codes8(src, e + 8 * c, tables);
+        sc[c] = SplitCodes<D>::kScaled ? D::scale(src, e + 8 * c) : 1.0f;
+        mn[c] = kMinGroups > 0 ? D::min_term(src, e + 8 * c) : 0.0f;
+      }
+      float* tab = split_tab + (t & 1) * G::kSplitRows * kBF;
+#pragma unroll
+      for (int c = 0; c < n; ++c) {
+        [[maybe_unused]] const int k = dchunk + c0 + c;  // chunk within the k-step
+        if constexpr (SplitCodes<D>::kScaled) {
+          if (k % 4 == 0) tab[(k / 4) * kBF + drow] = sc[c];
+        }
+        if constexpr (kMinGroups > 0) {
+          if (k % kGroupChunks == 0) tab[(2 + k / kGroupChunks) * kBF + drow] = mn[c];
+        }
+      }
+    } else {
+#pragma unroll
+      for (int c = 0; c < n; ++c) v[c] = D::decode8(src, e + 8 * c, tables);
+    }
 #pragma unroll
     for (int c = 0; c < n; ++c) *reinterpret_cast<uint4*>(dst + swz(drow, dchunk + c0 + c)) = v[c];
   };
@@ -299,6 +379,88 @@ __global__ void __launch_bounds__(kGemmThreads, T::kMinBlocks)
     }
   };
 
+  // Split mode, step t: per 32-column half, the B fragments of its two slices, then per 16-row
+  // slab i the hi and lo A fragments; the codes' products (exact) go into tmp, which is scaled
+  // into acc once per half (one FFMA per accumulator). Offsets: Σ x over each group comes from an
+  // MMA against ones (the same A fragments), subtracted times dmin·m.
+  auto mma_step_split = [&](int t, bool next) {
+    const uint32_t xa = xs + (t % kSX) * G::kXBytes + a_row * 128;
+    const uint32_t wb = ws + (t & 1) * G::kWBytes + b_row * 128;
+    const float* tab = split_tab + (t & 1) * G::kSplitRows * kBF + fb + 2 * (lane & 3);
+    constexpr uint32_t kOnes[2] = {0x3C003C00u, 0x3C003C00u};
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      uint32_t b[2][T::kNF][2];
+#pragma unroll
+      for (int s = 0; s < 2; ++s) {
+        const uint32_t bx = static_cast<uint32_t>(((2 * (2 * h + s) + b_chunk) ^ (lane & 7)) << 4);
+#pragma unroll
+        for (int j = 0; j < T::kNF / 2; ++j) {
+          uint32_t r[4];
+          ldmatrix_x4(r, wb + j * 16 * 128 + bx);
+          b[s][2 * j][0] = r[0];
+          b[s][2 * j][1] = r[1];
+          b[s][2 * j + 1][0] = r[2];
+          b[s][2 * j + 1][1] = r[3];
+        }
+      }
+#pragma unroll
+      for (int i = 0; i < T::kMT; ++i) {
+        uint32_t a[2][2][4];  // [slice][hi, lo]
+#pragma unroll
+        for (int s = 0; s < 2; ++s) {
+          const uint32_t ax = static_cast<uint32_t>(((2 * (2 * h + s) + a_chunk) ^ (lane & 7)) << 4);
+          ldmatrix_x4(a[s][0], xa + i * 16 * 128 + ax);
+          ldmatrix_x4(a[s][1], xa + (kBT + i * 16) * 128 + ax);
+        }
+#pragma unroll
+        for (int j = 0; j < T::kNF; ++j) {
+          if constexpr (SplitCodes<D>::kScaled) {
+            const float2 sc = *reinterpret_cast<const float2*>(tab + h * kBF + 8 * j);
+            float tmp[4];
+            mma_f16_zero(tmp, a[0][0], b[0][j]);
+            mma_f16(tmp, a[0][1], b[0][j]);
+            mma_f16(tmp, a[1][0], b[1][j]);
+            mma_f16(tmp, a[1][1], b[1][j]);
+            acc[i][j][0] = fmaf(sc.x, tmp[0], acc[i][j][0]);
+            acc[i][j][1] = fmaf(sc.y, tmp[1], acc[i][j][1]);
+            acc[i][j][2] = fmaf(sc.x, tmp[2], acc[i][j][2]);
+            acc[i][j][3] = fmaf(sc.y, tmp[3], acc[i][j][3]);
+          } else {
+            mma_f16(acc[i][j], a[0][0], b[0][j]);
+            mma_f16(acc[i][j], a[0][1], b[0][j]);
+            mma_f16(acc[i][j], a[1][0], b[1][j]);
+            mma_f16(acc[i][j], a[1][1], b[1][j]);
+          }
+        }
+        if constexpr (SplitCodes<D>::kMinGroups > 0) {
+          constexpr int kSlicesPerGroup = 4 / SplitCodes<D>::kMinGroups;  // 1 (Q2_K) or 2 (Q4_K)
+          float sum[4] = {0.0f, 0.0f, 0.0f, 0.0f};              // rows g (0, 1) and g + 8 (2, 3)
+#pragma unroll
+          for (int s = 0; s < 2; ++s) {
+            mma_f16(sum, a[s][0], kOnes);
+            mma_f16(sum, a[s][1], kOnes);
+            const int kk = 2 * h + s;
+            if ((kk + 1) % kSlicesPerGroup == 0) {
+              const float* mrow = tab + (2 + kk / kSlicesPerGroup) * kBF;
+#pragma unroll
+              for (int j = 0; j < T::kNF; ++j) {
+                const float2 m = *reinterpret_cast<const float2*>(mrow + 8 * j);
+                acc[i][j][0] = fmaf(-m.x, sum[0], acc[i][j][0]);
+                acc[i][j][1] = fmaf(-m.y, sum[1], acc[i][j][1]);
+                acc[i][j][2] = fmaf(-m.x, sum[2], acc[i][j][2]);
+                acc[i][j][3] = fmaf(-m.y, sum[3], acc[i][j][3]);
+              }
+#pragma unroll
+              for (int c = 0; c < 4; ++c) sum[c] = 0.0f;
+            }
+          }
+        }
+      }
+      if (next) decode(t + 1, h * (kCPT / 2), std::integral_constant<int, kCPT / 2>{});
+    }
+  };
+
   if constexpr (D::kTableBytes > 0) D::Fmt::load_tables(tables, p.iq2_tables);
 #pragma unroll
   for (int u = 0; u < kSX - 1; ++u) issue_group(u);
@@ -309,7 +471,11 @@ __global__ void __launch_bounds__(kGemmThreads, T::kMinBlocks)
     gemm_cp_wait<kSX - 2>();
     __syncthreads();
     issue_group(t + kSX - 1);
-    mma_step(t, t + 1 < n_steps);
+    if constexpr (T::kSplit) {
+      mma_step_split(t, t + 1 < n_steps);
+    } else {
+      mma_step(t, t + 1 < n_steps);
+    }
   }
 
   // Accumulator element c of tile (i, j): row g + 8·(c / 2), feature 2·(lane % 4) + c % 2.
@@ -338,6 +504,31 @@ __global__ void __launch_bounds__(kGemmThreads, T::kMinBlocks)
       }
     }
   }
+}
+
+// One launch of gemm_kernel<D, T> for l (grid from its rows, groups and features).
+template <class D, class T>
+cudaError_t gemm_launch_tile(const GemmLaunch& l, cudaStream_t stream) {
+  using G = GemmGeometry<D, T>;
+  static_assert(G::kFits);
+  // Above 48 KB a kernel needs an opt-in, once per device (a host-side setting, so it is also
+  // safe while the stream is being captured).
+  static std::atomic<uint64_t> opted_in{0};
+  int device = 0;
+  cudaError_t e = cudaGetDevice(&device);
+  if (e != cudaSuccess) return e;
+  const uint64_t bit = device < 64 ? uint64_t{1} << device : 0;
+  if (bit == 0 || (opted_in.load() & bit) == 0) {
+    e = cudaFuncSetAttribute(gemm_kernel<D, T>, cudaFuncAttributeMaxDynamicSharedMemorySize, G::kSmem);
+    if (e != cudaSuccess) return e;
+    opted_in.fetch_or(bit);
+  }
+  const int64_t slots = l.offsets ? (l.n_rows + G::kBT - 1) / G::kBT + l.n_groups
+                                  : (l.n_rows + G::kBT - 1) / G::kBT;
+  if (slots > 65535) return cudaErrorInvalidConfiguration;
+  const dim3 grid((l.n_out + G::kBF - 1) / G::kBF, static_cast<unsigned>(slots));
+  gemm_kernel<D, T><<<grid, kGemmThreads, G::kSmem, stream>>>(l);
+  return cudaGetLastError();
 }
 
 #endif  // __CUDACC__

@@ -26,6 +26,7 @@ struct GemmLaunch {
   int n_groups;
   int n_rows;
   const __half* x;
+  const __half* x_lo;  // split mode: the low parts of x (same layout), else null
   int64_t x_stride;
   const float* x_scale;  // [x_count] factor of each X row's products, or null (1)
   const int32_t* x_rows;
@@ -35,7 +36,7 @@ struct GemmLaunch {
   const int32_t* y_rows;  // [n_rows] output row of sorted row r, or null (r)
   int y_count;            // rows of y (for clamping y_rows)
   const void* iq2_tables;  // device copy of the IQ2_XXS grid and signs (Iq2Tables)
-  bool large;              // GemmTile::kLarge, else kSmall
+  bool large;              // GemmTile::kLarge, else kSmall (split mode: its own tile pair)
 };
 
 // Row and feature extent of one CTA for the two tile shapes (gemm_kernel.cuh's kBT, kBF).
@@ -43,9 +44,10 @@ struct GemmTileShape {
   int rows;
   int features;
 };
-GemmTileShape gemm_tile_shape(bool large);
+GemmTileShape gemm_tile_shape(bool large, bool split);
 
 cudaError_t launch_gemm(const GemmLaunch& l, cudaStream_t stream);
+cudaError_t launch_gemm_split(const GemmLaunch& l, cudaStream_t stream);  // l.x_lo set
 
 cudaError_t launch_sort_by_expert(const int32_t* topk, int n_pairs, int top_k, int n_expert,
                                   int32_t* offsets, int32_t* row_pair, int32_t* row_token,
@@ -55,6 +57,7 @@ cudaError_t launch_sort_by_expert(const int32_t* topk, int n_pairs, int top_k, i
 constexpr int kSortChunk = 256;
 
 cudaError_t launch_convert_f32_to_f16(const float* x, int64_t x_stride, int64_t n_rows, int64_t cols,
-                                      __half* out, int64_t out_stride, float* row_scale, cudaStream_t stream);
+                                      __half* out, __half* out_lo, int64_t out_stride, float* row_scale,
+                                      cudaStream_t stream);
 
 }  // namespace dsv4::cuda::detail

@@ -110,8 +110,9 @@ constexpr int kConvertThreads = 256;
 __device__ __forceinline__ float pow2(int s) { return __int_as_float((127 + s) << 23); }  // |s| ≤ 126
 
 // One block per row (grid-strided): the row's largest magnitude (scaled form), then the stores.
+// With out_lo, also the low parts: lo = f16(v − hi), v − hi being exact in f32.
 __global__ void f32_to_f16_rows(const float* x, int64_t x_stride, int64_t n_rows, int64_t cols, __half* out,
-                                int64_t out_stride, float* row_scale) {
+                                __half* out_lo, int64_t out_stride, float* row_scale) {
   __shared__ float warp_max[kConvertThreads / 32];
   for (int64_t r = blockIdx.x; r < n_rows; r += gridDim.x) {
     const float* xr = x + r * x_stride;
@@ -131,7 +132,9 @@ __global__ void f32_to_f16_rows(const float* x, int64_t x_stride, int64_t n_rows
     const float f = pow2(s);
     for (int64_t c = threadIdx.x; c < cols; c += kConvertThreads) {
       const float v = xr[c] * f;
-      out[r * out_stride + c] = __float2half_rn(isfinite(v) ? fminf(fmaxf(v, -65504.0f), 65504.0f) : v);
+      const __half hi = __float2half_rn(isfinite(v) ? fminf(fmaxf(v, -65504.0f), 65504.0f) : v);
+      out[r * out_stride + c] = hi;
+      if (out_lo) out_lo[r * out_stride + c] = __float2half_rn(isfinite(v) ? v - __half2float(hi) : 0.0f);
     }
   }
 }
@@ -152,9 +155,11 @@ cudaError_t launch_sort_by_expert(const int32_t* topk, int n_pairs, int top_k, i
 }
 
 cudaError_t launch_convert_f32_to_f16(const float* x, int64_t x_stride, int64_t n_rows, int64_t cols,
-                                      __half* out, int64_t out_stride, float* row_scale, cudaStream_t stream) {
+                                      __half* out, __half* out_lo, int64_t out_stride, float* row_scale,
+                                      cudaStream_t stream) {
   const unsigned blocks = static_cast<unsigned>(n_rows < 65535 ? n_rows : 65535);
-  f32_to_f16_rows<<<blocks, kConvertThreads, 0, stream>>>(x, x_stride, n_rows, cols, out, out_stride, row_scale);
+  f32_to_f16_rows<<<blocks, kConvertThreads, 0, stream>>>(x, x_stride, n_rows, cols, out, out_lo, out_stride,
+                                                          row_scale);
   return cudaGetLastError();
 }
 

@@ -30,7 +30,7 @@ Result<std::unique_ptr<DeviceSession>> DeviceSession::create(std::shared_ptr<con
   DSV4_TRY(prepare_matvec());
   max_chunk = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(max_chunk, n_ctx)));
   DSV4_ASSIGN_OR_RETURN(s->state_, DeviceState::create(*s->model_, n_ctx, max_chunk,
-                                                       prefill == PrefillMath::kTensorCoreF16, s->stream_));
+                                                       prefill != PrefillMath::kMatvecF32, s->stream_));
   DSV4_ASSIGN_OR_RETURN(s->sampler_, DeviceSampler::create(static_cast<int>(s->model_->config.n_vocab)));
   for (int i = 0; i < kCheckpointBuffers; ++i) {
     auto buffer = std::make_shared<DeviceArena>();
@@ -89,7 +89,8 @@ Status DeviceSession::run_chunk(const int32_t* tokens, int T, bool all_logits) {
     shape.T = T;
     shape.all_logits = all_logits;
     shape.index_scoring = scoring;
-    shape.tensor_core = prefill_ == PrefillMath::kTensorCoreF16;
+    shape.tensor_core = prefill_ != PrefillMath::kMatvecF32;
+    shape.split_products = prefill_ == PrefillMath::kTensorCoreSplit;
     DSV4_TRY(forward_chunk(*model_, *state_, shape, SimModes{mode_.fp8_kv, mode_.fp4_indexer}, stream_, nullptr,
                            branch_.get()));
   }
@@ -171,7 +172,8 @@ Status DeviceSession::profile_chunk(std::span<const int32_t> tokens, StageProfil
   ChunkShape shape;
   shape.T = T;
   shape.index_scoring = chunk_needs_index_scoring(model_->config, n_, T);
-  shape.tensor_core = prefill_ == PrefillMath::kTensorCoreF16;
+  shape.tensor_core = prefill_ != PrefillMath::kMatvecF32;
+  shape.split_products = prefill_ == PrefillMath::kTensorCoreSplit;
   nvtxRangePushA("profile");
   const Status queued = forward_chunk(*model_, *state_, shape, SimModes{mode_.fp8_kv, mode_.fp4_indexer}, stream_, &profile);
   nvtxRangePop();

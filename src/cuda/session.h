@@ -31,11 +31,16 @@ namespace dsv4::cuda {
 
 // How a prefill chunk computes its projections.
 enum class PrefillMath {
+  // The default: tensor-core GEMMs in split mode (cuda/gemm.h: exact weight codes times f32 block
+  // scales, activations as two f16 parts, f32-level products); meets the whole-model bar of
+  // tests/cuda/forward_test.cc. Weight types the split GEMM does not take (F32, BF16) and decode
+  // steps use the f32 matvec.
+  kTensorCoreSplit,
   // The f32 matvec over the chunk's token slots: decode's arithmetic, every weight read once per
-  // token (slow); meets the whole-model bar of tests/cuda/forward_test.cc.
-  kExactF32,
-  // Tensor-core GEMMs with f16 products (cuda/gemm.h, ≈ 2^-11 relative per product): ≈ 14× faster
-  // prefill, but the rounding flips near-tied discrete choices (router and indexer top-k, FP8/FP4
+  // token (slow); meets the bar too.
+  kMatvecF32,
+  // Tensor-core GEMMs with f16 products (≈ 2^-11 relative per product): faster than split mode,
+  // but the rounding flips near-tied discrete choices (router and indexer top-k, FP8/FP4
   // simulation) often enough to miss the whole-model bar (docs/PERF.md, "prefill on tensor cores").
   kTensorCoreF16,
 };
@@ -44,16 +49,21 @@ class DeviceSession {
  public:
   // Chunk length of prefill (scratch is sized for it).
   static constexpr int kDefaultMaxChunk = 128;
-  // Tensor-core prefill wants long chunks: the routed experts see T·6/256 rows each (≈ 48 at
-  // 2048), a GEMM tile is 64–128 rows. The chunk's scratch grows linearly (≈ 1 MB per token for
-  // Flash, the f32 activations of every sub-layer): ≈ 4.3 GB per session at 4096, against
-  // ≈ 14.4 GB of compressed rows for a 1M-token session. Measured on an H200 (docs/PERF.md), full
-  // flash-q2, 8K prompt: chunks of 2048 2 895 tokens/s, of 4096 3 224 tokens/s.
+  // Tensor-core prefill (either tensor-core math) wants long chunks: the routed experts see
+  // T·6/256 rows each (≈ 48 at 2048), a GEMM tile is 64–128 rows. The chunk's scratch grows
+  // linearly (≈ 1 MB per token for Flash, the f32 activations of every sub-layer, plus the f16
+  // inputs and their low parts): ≈ 4.5 GB per session at 4096, against ≈ 14.4 GB of compressed
+  // rows for a 1M-token session. Measured on an H200 (docs/PERF.md), full flash-q2, 8K prompt, f16
+  // products: chunks of 2048 2 895 tokens/s, of 4096 3 224 tokens/s.
   static constexpr int kTensorCoreMaxChunk = 4096;
+  // The chunk length a session of this prefill math wants.
+  static constexpr int max_chunk_for(PrefillMath math) {
+    return math == PrefillMath::kMatvecF32 ? kDefaultMaxChunk : kTensorCoreMaxChunk;
+  }
 
   static Result<std::unique_ptr<DeviceSession>> create(std::shared_ptr<const DeviceModel> model, int64_t n_ctx,
                                                        cpu::SimOptions mode, int max_chunk = kDefaultMaxChunk,
-                                                       PrefillMath prefill = PrefillMath::kExactF32);
+                                                       PrefillMath prefill = PrefillMath::kTensorCoreSplit);
   ~DeviceSession();
   DeviceSession(const DeviceSession&) = delete;
   DeviceSession& operator=(const DeviceSession&) = delete;

@@ -98,12 +98,11 @@ class CudaModel final : public BackendModel {
   const model::Config& config() const override { return device_->config; }
   Result<std::unique_ptr<BackendState>> new_state(int64_t n_ctx, Mode mode) override {
     const cpu::SimOptions sim = mode == Mode::kOfficial ? cpu::SimOptions::official() : cpu::SimOptions::plain();
-    const bool fast = prefill_ == Prefill::kFast;
+    const cuda::PrefillMath math = prefill_ == Prefill::kFast     ? cuda::PrefillMath::kTensorCoreF16
+                                   : prefill_ == Prefill::kMatvec ? cuda::PrefillMath::kMatvecF32
+                                                                  : cuda::PrefillMath::kTensorCoreSplit;
     DSV4_ASSIGN_OR_RETURN(std::unique_ptr<cuda::DeviceSession> s,
-                          cuda::DeviceSession::create(device_, n_ctx, sim,
-                                                      fast ? cuda::DeviceSession::kTensorCoreMaxChunk
-                                                           : cuda::DeviceSession::kDefaultMaxChunk,
-                                                      fast ? cuda::PrefillMath::kTensorCoreF16 : cuda::PrefillMath::kExactF32));
+                          cuda::DeviceSession::create(device_, n_ctx, sim, cuda::DeviceSession::max_chunk_for(math), math));
     return std::unique_ptr<BackendState>(new CudaState(std::move(s)));
   }
   PerfInfo perf_info() override {

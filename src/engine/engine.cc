@@ -45,11 +45,19 @@ const char* backend_name(Backend backend) { return backend == Backend::kCpu ? "c
 
 Result<Prefill> parse_prefill(const std::string& name) {
   if (name == "exact") return Prefill::kExact;
+  if (name == "matvec") return Prefill::kMatvec;
   if (name == "fast") return Prefill::kFast;
-  return make_error("unknown prefill '" + name + "' (exact or fast)");
+  return make_error("unknown prefill '" + name + "' (exact, matvec or fast)");
 }
 
-const char* prefill_name(Prefill prefill) { return prefill == Prefill::kExact ? "exact" : "fast"; }
+const char* prefill_name(Prefill prefill) {
+  switch (prefill) {
+    case Prefill::kExact: return "exact";
+    case Prefill::kMatvec: return "matvec";
+    case Prefill::kFast: return "fast";
+  }
+  return "?";
+}
 
 namespace {
 
@@ -122,8 +130,9 @@ Result<std::shared_ptr<Engine>> Engine::load(const EngineOptions& options) {
   if (synthetic && !options.model_path.empty()) {
     return make_error("give either a model file or a synthetic preset, not both");
   }
-  if (options.prefill == Prefill::kFast && options.backend != Backend::kCuda) {
-    return make_error("--prefill fast needs the cuda backend (the cpu backend computes prefill exactly)");
+  if (options.prefill != Prefill::kExact && options.backend != Backend::kCuda) {
+    return make_error(std::string("--prefill ") + prefill_name(options.prefill) +
+                      " needs the cuda backend (the cpu backend computes prefill exactly)");
   }
   std::unique_ptr<BackendModel> backend;
   Fingerprint fingerprint{};

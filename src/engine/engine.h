@@ -29,17 +29,18 @@ enum class Backend { kCpu, kCuda };
 Result<Backend> parse_backend(const std::string& name);
 const char* backend_name(Backend backend);
 
-// How the CUDA backend evaluates prefill chunks (decode is the same for both).
-//   kExact: decode's f32 arithmetic over the chunk's tokens; meets the whole-model bar against the
-//     CPU reference and the transformers fixtures (tests/cuda/forward_test.cc). Slow: every weight
-//     is read once per token.
-//   kFast: tensor-core GEMMs with f16 products (≈2^-11 per product) over chunks of 2048 tokens,
-//     ≈14x faster; the rounding flips near-tied discrete choices (router and indexer top-k, the
-//     official mode's FP8 roundings) often enough to miss that bar (docs/PERF.md, "prefill on
-//     tensor cores", gives the measured distances).
-// The CPU backend has only kExact.
-enum class Prefill { kExact, kFast };
-Result<Prefill> parse_prefill(const std::string& name);  // "exact" | "fast"
+// How the CUDA backend evaluates prefill chunks (decode is the same for all).
+//   kExact: tensor-core GEMMs in split mode (cuda/gemm.h: exact weight codes, activations as two
+//     f16 parts, f32-level products) over long chunks; meets the whole-model bar against the CPU
+//     reference and the transformers fixtures (tests/cuda/forward_test.cc).
+//   kMatvec: decode's f32 matvec over the chunk's tokens (chunks of 128); meets the bar too. Slow:
+//     every weight is read once per token.
+//   kFast: tensor-core GEMMs with f16 products (≈2^-11 per product); the rounding flips near-tied
+//     discrete choices (router and indexer top-k, the official mode's FP8 roundings) often enough
+//     to miss that bar (docs/PERF.md, "prefill on tensor cores", gives the measured distances).
+// The CPU backend has only kExact (its own f32 arithmetic).
+enum class Prefill { kExact, kMatvec, kFast };
+Result<Prefill> parse_prefill(const std::string& name);  // "exact" | "matvec" | "fast"
 const char* prefill_name(Prefill prefill);
 bool have_cuda_backend();
 

@@ -74,11 +74,13 @@ TEST(EngineBackend, BadSyntheticRequestsAreClearErrors) {
 
 TEST(EngineBackend, FastPrefillIsACudaChoice) {
   EXPECT_EQ(*parse_prefill("exact"), Prefill::kExact);
+  EXPECT_EQ(*parse_prefill("matvec"), Prefill::kMatvec);
   EXPECT_EQ(*parse_prefill("fast"), Prefill::kFast);
   EXPECT_STREQ(prefill_name(Prefill::kFast), "fast");
+  EXPECT_STREQ(prefill_name(Prefill::kMatvec), "matvec");
   Result<Prefill> other = parse_prefill("quick");
   ASSERT_FALSE(other.ok());
-  EXPECT_NE(other.error().message.find("exact or fast"), std::string::npos);
+  EXPECT_NE(other.error().message.find("exact, matvec or fast"), std::string::npos);
   EngineOptions fast_on_cpu;
   fast_on_cpu.synthetic_preset = "tiny";
   fast_on_cpu.prefill = Prefill::kFast;

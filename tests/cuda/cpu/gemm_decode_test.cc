@@ -4,7 +4,7 @@
 // f16_satfinite(dequantize_row) bit for bit; Q2_K/Q4_K use one FMA where the CPU rounds twice, so
 // their f32 value may differ by ≤ 1.5·2^-23·(|step·q| + |offset|) and the f16 may be the other
 // neighbour only when that interval straddles a rounding midpoint. A last test pins the
-// saturation of weights beyond f16's range.
+// saturation of weights beyond f16's range. The split GEMM's code decoders (gemm_codes.cuh) follow.
 #include <cuda_runtime.h>  // __host__ / __device__ and the vector types, for host compilation
 #include <gtest/gtest.h>
 
@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "cuda/cuda_test_util.h"
+#include "cuda/gemm_codes.cuh"
 #include "cuda/gemm_decode.cuh"
 #include "quant/iq2_xxs_tables.h"
 
@@ -82,6 +83,59 @@ TEST(GemmDecode, Q8_0) { check_decoder<detail::GemmQ8_0>(TensorType::Q8_0, 4); }
 TEST(GemmDecode, Q2_K) { check_decoder<detail::GemmQ2_K>(TensorType::Q2_K, 4); }
 TEST(GemmDecode, Q4_K) { check_decoder<detail::GemmQ4_K>(TensorType::Q4_K, 16); }
 TEST(GemmDecode, IQ2_XXS) { check_decoder<detail::GemmIQ2_XXS>(TensorType::IQ2_XXS, 2); }
+
+// The split GEMM's decoders (gemm_codes.cuh): every code of a scaled format is an integer of
+// magnitude ≤ 2048 (exact in f16; F16's code is the weight), and scale·code − min_term equals dequantize_row's value up to the CPU's own f32
+// roundings of step·q − offset (≤ 2^-23·mag; exactly for the other formats, whose f32 values are
+// exact products).
+template <class D>
+void check_codes(TensorType type) {
+  const Format& f = format_of(type);
+  std::random_device rd;
+  const uint64_t seed = (static_cast<uint64_t>(rd()) << 32) ^ rd();
+  SCOPED_TRACE(std::string(f.name) + " seed " + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  const std::vector<uint8_t> tables = shared_tables();
+  const int64_t n_in = 1024, n_rows = 16;
+  const std::vector<uint8_t> w = random_rows(f, n_in, n_rows, rng);
+  alignas(16) uint8_t stage[512 + 32];
+  int checked = 0;
+  for (int64_t r = 0; r < n_rows; ++r) {
+    const uint8_t* row = w.data() + r * row_bytes(f, n_in);
+    std::vector<float> want(static_cast<size_t>(n_in));
+    quant::dequantize_row(type, row, want.data(), n_in);
+    const std::vector<double> mag = magnitudes(f, row, n_in);
+    for (int64_t s = 0; s < n_in / D::kStageElems; ++s) {
+      const int mis = D::kMisalign;  // the largest offset (the f16 decoders' test covers the others)
+      std::memcpy(stage + mis, row + s * D::kStageBytes, D::kStageBytes);
+      for (int e = 0; e < D::kStageElems; e += 8) {
+        const uint4 v = D::codes8(stage + mis, e, tables.data());
+        const uint32_t words[4] = {v.x, v.y, v.z, v.w};
+        for (int i = 0; i < 8; ++i) {
+          const size_t j = static_cast<size_t>(s * D::kStageElems + e + i);
+          const double code = f16_to_f32(static_cast<uint16_t>(words[i / 2] >> (16 * (i % 2))));
+          if (D::kScaled) {  // F16: the code is the weight itself
+            ASSERT_EQ(code, std::nearbyint(code)) << "element " << j;
+            ASSERT_LE(std::fabs(code), 2048.0) << "element " << j;
+          }
+          const double scale = D::kScaled ? D::scale(stage + mis, e + i) : 1.0;
+          const double value = scale * code - (D::kMinGroups ? D::min_term(stage + mis, e + i) : 0.0);
+          ASSERT_LE(std::fabs(value - want[j]), std::ldexp(mag[j], -23))
+              << "row " << r << " element " << j << ": scale " << scale << " code " << code << " gives " << value
+              << ", want " << want[j];
+          ++checked;
+        }
+      }
+    }
+  }
+  EXPECT_GT(checked, 0);
+}
+
+TEST(GemmCodes, F16) { check_codes<detail::CodesF16>(TensorType::F16); }
+TEST(GemmCodes, Q8_0) { check_codes<detail::CodesQ8_0>(TensorType::Q8_0); }
+TEST(GemmCodes, Q2_K) { check_codes<detail::CodesQ2_K>(TensorType::Q2_K); }
+TEST(GemmCodes, Q4_K) { check_codes<detail::CodesQ4_K>(TensorType::Q4_K); }
+TEST(GemmCodes, IQ2_XXS) { check_codes<detail::CodesIQ2_XXS>(TensorType::IQ2_XXS); }
 
 // Beyond ±65504 an f16 weight saturates (cvt .satfinite) instead of becoming an infinity; NaN stays.
 TEST(GemmDecode, SaturatesBeyondF16Range) {

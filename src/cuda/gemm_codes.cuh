@@ -1,0 +1,167 @@
+// The split GEMM's weight decoders: every quantised weight is (block scale) × (small integer code)
+// [− (group offset) for Q2_K/Q4_K], so the kernel multiplies exact codes on the tensor cores and
+// applies each block's scale in f32 (cuda/gemm_kernel.cuh, split mode). Codes are exact in f16
+// (integers of magnitude ≤ 2048):
+//   F16      the weight itself, no scale
+//   Q8_0     q (int8), scale d per 32
+//   Q4_K     q·sc (q 0..15, sc 6-bit: ≤ 945), scale d per 256, offset dmin·m per 32
+//   Q2_K     q·sc (q 0..3, sc 4-bit: ≤ 45), scale d per 256, offset dmin·m per 16
+//   IQ2_XXS  ±grid·(2·ls + 1) (grid 8/25/43, ls 4-bit: ≤ 1333), scale d/8 per 256
+// so scale·code is the real-valued weight of FORMATS.md §4 exactly (the CPU's dequantize_row
+// rounds it in f32: ≤ 2^-24·(|scale·code| + |offset|) away).
+//
+// Cost (per 8 elements): the byte-to-f16 step is a PRMT into the f16 pattern 1024 + byte and one
+// HSUB2 per pair; the K-quants and IQ2_XXS add one HMUL2 per pair (exact: integer results
+// ≤ 2048), no f32 work per element — cheaper than gemm_decode.cuh's f32 decode + CVT.
+//
+// Interface (besides the stage geometry and Fmt taken from the f16 decoder it extends):
+//   codes8(s, e, tables)  8 codes of elements e..e+7 (e % 8 == 0) as f16x4 pairs
+//   kScaled               whether scale() exists (F16: no per-block step at all)
+//   scale(s, e)           the f32 scale of the block holding e (constant over 32 elements)
+//   kMinGroups            offset groups per 64 elements (0: no offsets)
+//   min_term(s, e)        dmin·m of the group holding e, subtracted times Σ x over the group
+#pragma once
+
+#include <cuda_fp16.h>
+
+#include <cstdint>
+
+#include "cuda/gemm_decode.cuh"
+#include "cuda/quant_decode.cuh"
+#include "util/half.h"
+
+namespace dsv4::cuda::detail {
+
+// f16x2 arithmetic on bit patterns (low half first); inline asm so that nothing is contracted or
+// reordered: the operands are small integers and every result is exact.
+DSV4_HD uint32_t hsub2_bits(uint32_t a, uint32_t b) {
+#ifdef __CUDA_ARCH__
+  uint32_t r;
+  asm("sub.rn.f16x2 %0, %1, %2;" : "=r"(r) : "r"(a), "r"(b));
+  return r;
+#else
+  const float lo = f16_to_f32(static_cast<uint16_t>(a)) - f16_to_f32(static_cast<uint16_t>(b));
+  const float hi = f16_to_f32(static_cast<uint16_t>(a >> 16)) - f16_to_f32(static_cast<uint16_t>(b >> 16));
+  return uint32_t{f32_to_f16(lo)} | (uint32_t{f32_to_f16(hi)} << 16);
+#endif
+}
+DSV4_HD uint32_t hmul2_bits(uint32_t a, uint32_t b) {
+#ifdef __CUDA_ARCH__
+  uint32_t r;
+  asm("mul.rn.f16x2 %0, %1, %2;" : "=r"(r) : "r"(a), "r"(b));
+  return r;
+#else
+  const float lo = f16_to_f32(static_cast<uint16_t>(a)) * f16_to_f32(static_cast<uint16_t>(b));
+  const float hi = f16_to_f32(static_cast<uint16_t>(a >> 16)) * f16_to_f32(static_cast<uint16_t>(b >> 16));
+  return uint32_t{f32_to_f16(lo)} | (uint32_t{f32_to_f16(hi)} << 16);
+#endif
+}
+
+// f16 bit patterns of 1024 and 1024 + 64 / + 128, both halves.
+constexpr uint32_t kF16x2_1024 = 0x64006400u, kF16x2_1088 = 0x64406440u, kF16x2_1152 = 0x64806480u;
+
+// The 4 bytes of w as f16x2 pairs (byte − bias, exactly; bias2 = f16x2 of 1024 + bias).
+DSV4_HD void bytes_to_f16x2(uint32_t w, uint32_t bias2, uint32_t* out) {
+  out[0] = hsub2_bits(prmt(w, 0x64646464u, 0x4140u), bias2);
+  out[1] = hsub2_bits(prmt(w, 0x64646464u, 0x4342u), bias2);
+}
+
+// An integer v < 1024 as f16x2 (both halves): the pattern of 1024 + v minus 1024, exactly.
+DSV4_HD uint32_t small_f16x2(uint32_t v) {
+  const uint32_t h = 0x6400u + v;
+  return hsub2_bits(h | (h << 16), kF16x2_1024);
+}
+
+struct CodesF16 : GemmF16 {
+  static constexpr bool kScaled = false;
+  static constexpr int kMinGroups = 0;
+  DSV4_HD static uint4 codes8(const uint8_t* s, int e, const uint8_t* t) { return decode8(s, e, t); }
+  DSV4_HD static float scale(const uint8_t*, int) { return 1.0f; }
+  DSV4_HD static float min_term(const uint8_t*, int) { return 0.0f; }
+};
+
+struct CodesQ8_0 : GemmQ8_0 {
+  static constexpr bool kScaled = true;
+  static constexpr int kMinGroups = 0;
+  DSV4_HD static uint4 codes8(const uint8_t* s, int e, const uint8_t*) {
+    const uint16_t* q = reinterpret_cast<const uint16_t*>(s + (e >> 5) * 34 + 2 + (e & 31));  // 2-aligned
+    uint32_t v[4];
+    bytes_to_f16x2((q[0] | (uint32_t{q[1]} << 16)) ^ 0x80808080u, kF16x2_1152, v);  // q + 128 per byte
+    bytes_to_f16x2((q[2] | (uint32_t{q[3]} << 16)) ^ 0x80808080u, kF16x2_1152, v + 2);
+    return make_uint4(v[0], v[1], v[2], v[3]);
+  }
+  DSV4_HD static float scale(const uint8_t* s, int e) {
+    return f16_to_f32(*reinterpret_cast<const uint16_t*>(s + (e >> 5) * 34));
+  }
+  DSV4_HD static float min_term(const uint8_t*, int) { return 0.0f; }
+};
+
+struct CodesQ4_K : GemmQ4_K {
+  static constexpr bool kScaled = true;
+  static constexpr int kMinGroups = 2;
+  // Sub-block sb's 6-bit scale (which = 0) or min (which = 1).
+  DSV4_HD static uint32_t six_bits(const uint8_t* s, int sb, int which) {
+    const uint4 h = *reinterpret_cast<const uint4*>(s);  // d|dmin, scales 0-3, 4-7, 8-11
+    const int sh = 8 * (sb & 3);
+    const uint32_t t0 = (which ? h.z : h.y) >> sh, t2 = h.w >> sh;
+    return sb < 4 ? (t0 & 63u) : (((t2 >> (4 * which)) & 15u) | ((t0 >> 2) & 48u));
+  }
+  DSV4_HD static uint4 codes8(const uint8_t* s, int e, const uint8_t*) {
+    const int p = e >> 6, hi = (e >> 5) & 1;
+    const uint32_t sc2 = small_f16x2(six_bits(s, 2 * p + hi, 0));
+    const uint2 q = *reinterpret_cast<const uint2*>(s + 16 + 32 * p + (e & 31));
+    uint32_t v[4];
+    bytes_to_f16x2((q.x >> (4 * hi)) & 0x0F0F0F0Fu, kF16x2_1024, v);
+    bytes_to_f16x2((q.y >> (4 * hi)) & 0x0F0F0F0Fu, kF16x2_1024, v + 2);
+    return make_uint4(hmul2_bits(v[0], sc2), hmul2_bits(v[1], sc2), hmul2_bits(v[2], sc2), hmul2_bits(v[3], sc2));
+  }
+  DSV4_HD static float scale(const uint8_t* s, int) { return f16_to_f32(*reinterpret_cast<const uint16_t*>(s)); }
+  DSV4_HD static float min_term(const uint8_t* s, int e) {
+    return f16_to_f32(*reinterpret_cast<const uint16_t*>(s + 2)) * static_cast<float>(six_bits(s, e >> 5, 1));
+  }
+};
+
+struct CodesQ2_K : GemmQ2_K {
+  static constexpr bool kScaled = true;
+  static constexpr int kMinGroups = 4;
+  DSV4_HD static uint32_t scale_byte(const uint8_t* s, int e) {
+    return s[8 * (e >> 7) + 2 * ((e >> 5) & 3) + ((e & 31) >> 4)];
+  }
+  DSV4_HD static uint4 codes8(const uint8_t* s, int e, const uint8_t*) {
+    const int h = e >> 7, j = (e >> 5) & 3, l = e & 31;
+    const uint32_t sc2 = small_f16x2(scale_byte(s, e) & 15u);
+    const uint32_t* q = reinterpret_cast<const uint32_t*>(s + 16 + 32 * h + l);
+    uint32_t v[4];
+    bytes_to_f16x2((q[0] >> (2 * j)) & 0x03030303u, kF16x2_1024, v);
+    bytes_to_f16x2((q[1] >> (2 * j)) & 0x03030303u, kF16x2_1024, v + 2);
+    return make_uint4(hmul2_bits(v[0], sc2), hmul2_bits(v[1], sc2), hmul2_bits(v[2], sc2), hmul2_bits(v[3], sc2));
+  }
+  DSV4_HD static float scale(const uint8_t* s, int) { return f16_to_f32(*reinterpret_cast<const uint16_t*>(s + 80)); }
+  DSV4_HD static float min_term(const uint8_t* s, int e) {
+    return f16_to_f32(*reinterpret_cast<const uint16_t*>(s + 82)) * static_cast<float>(scale_byte(s, e) >> 4);
+  }
+};
+
+struct CodesIQ2_XXS : GemmIQ2_XXS {
+  static constexpr bool kScaled = true;
+  static constexpr int kMinGroups = 0;
+  DSV4_HD static uint4 codes8(const uint8_t* s, int e, const uint8_t* tables) {
+    const int sb = e >> 5, g = (e >> 3) & 3;
+    const uint8_t* sub = s + 2 + 8 * sb;
+    const uint32_t a1 = *reinterpret_cast<const uint16_t*>(sub + 4) |
+                        (uint32_t{*reinterpret_cast<const uint16_t*>(sub + 6)} << 16);
+    const uint2 grid = reinterpret_cast<const uint2*>(tables)[sub[g]];
+    const uint32_t signs = tables[2048 + ((a1 >> (7 * g)) & 127u)];
+    const uint32_t odd2 = small_f16x2(2 * (a1 >> 28) + 1);  // 2·ls + 1
+    uint32_t v[4];
+    bytes_to_f16x2(Fmt::fold_signs(grid.x, Fmt::sign_mask4(signs & 15u)), kF16x2_1088, v);  // 64 ± grid
+    bytes_to_f16x2(Fmt::fold_signs(grid.y, Fmt::sign_mask4(signs >> 4)), kF16x2_1088, v + 2);
+    return make_uint4(hmul2_bits(v[0], odd2), hmul2_bits(v[1], odd2), hmul2_bits(v[2], odd2), hmul2_bits(v[3], odd2));
+  }
+  DSV4_HD static float scale(const uint8_t* s, int) {
+    return f16_to_f32(*reinterpret_cast<const uint16_t*>(s)) * 0.125f;
+  }
+  DSV4_HD static float min_term(const uint8_t*, int) { return 0.0f; }
+};
+
+}  // namespace dsv4::cuda::detail
