@@ -21,7 +21,7 @@
 #   5. racecheck on the matvec launch-shape sweep and SASS instruction counts of the matvec kernels
 #      (when time is left)                        -> $OUT/sanitizer.log, $OUT/sass_summary.txt
 #   plus $OUT/summary.txt (device, results; printed last). At most 8 files come back from $OUT.
-#   Steps share a time budget (DSV4_GPU_BUDGET seconds, default 280). Environment knobs:
+#   Steps share a time budget (DSV4_GPU_BUDGET seconds, default 420). Environment knobs:
 #   DSV4_TEST_FILTER (gtest filter of step 1), DSV4_MEMCHECK_FILTER (of step 2),
 #   DSV4_BENCH_LAYERS (default: 43 on cards with >= 120 GB, else 30), DSV4_BENCH_FRONTIERS
 #   (default 2048,8192), DSV4_BENCH_GEN (default 64); DSV4_SKIP_NCU, DSV4_SKIP_BENCH and
@@ -44,7 +44,7 @@ BIN=${DSV4_GPU_BIN:-out/device}
 [[ -f "$BIN/bundle.tar.gz" ]] && BIN=$(dsv4_unpack "$BIN")
 BIN=$(cd "$BIN" && pwd)
 OUT=${OUT:-$PWD/out/gpu-run}
-dsv4_run_start "$BIN" 280
+dsv4_run_start "$BIN" 420
 
 TESTS="$BIN/cuda_tests"
 BENCH="$BIN/cuda_bench"
@@ -101,8 +101,8 @@ rc_mem=99
 if command -v compute-sanitizer >/dev/null; then
   {
     echo "### memcheck"
-    timeout "$(budget 90)" compute-sanitizer --tool memcheck --error-exitcode 3 \
-      "$TESTS" --gtest_color=no --gtest_filter="${DSV4_MEMCHECK_FILTER:-CudaHc.*:CudaNorms.*:CudaCompressor.*:CudaIndexer.*:CudaAttention.*:CudaMoe.*:CudaSampling.*:CudaEngine.SnapshotRoundTrip*:CudaEngine.SessionSample*:CudaEngine.Parses*}"
+    timeout "$(budget 150)" compute-sanitizer --tool memcheck --error-exitcode 3 \
+      "$TESTS" --gtest_color=no --gtest_filter="${DSV4_MEMCHECK_FILTER:-CudaHc.*:CudaNorms.*:CudaCompressor.*:CudaIndexer.*:CudaAttention.*:CudaMoe.*:CudaSampling.*:CudaMatvec2bit*:CudaMatvecQ8*:GemmSplit*:CudaPrefillAttention.*:CudaEngine.SnapshotRoundTrip*:CudaEngine.SessionSample*:CudaEngine.Parses*}"
     echo "### memcheck exit $?"
   } >"$OUT/sanitizer.log" 2>&1
   rc_mem=$(grep -o '### memcheck exit [0-9]*' "$OUT/sanitizer.log" | grep -o '[0-9]*$')
