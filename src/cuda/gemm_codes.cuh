@@ -33,16 +33,21 @@
 namespace dsv4::cuda::detail {
 
 // f16x2 arithmetic on bit patterns (low half first); inline asm so that nothing is contracted or
-// reordered: the operands are small integers and every result is exact.
+// reordered: the operands are small integers and every result is exact. On the host (the
+// emulation tests) each half goes through f32, which is exact for these operands too.
+template <class Op>
+inline uint32_t host_f16x2(uint32_t a, uint32_t b, Op op) {
+  const float lo = op(f16_to_f32(static_cast<uint16_t>(a)), f16_to_f32(static_cast<uint16_t>(b)));
+  const float hi = op(f16_to_f32(static_cast<uint16_t>(a >> 16)), f16_to_f32(static_cast<uint16_t>(b >> 16)));
+  return uint32_t{f32_to_f16(lo)} | (uint32_t{f32_to_f16(hi)} << 16);
+}
 DSV4_HD uint32_t hsub2_bits(uint32_t a, uint32_t b) {
 #ifdef __CUDA_ARCH__
   uint32_t r;
   asm("sub.rn.f16x2 %0, %1, %2;" : "=r"(r) : "r"(a), "r"(b));
   return r;
 #else
-  const float lo = f16_to_f32(static_cast<uint16_t>(a)) - f16_to_f32(static_cast<uint16_t>(b));
-  const float hi = f16_to_f32(static_cast<uint16_t>(a >> 16)) - f16_to_f32(static_cast<uint16_t>(b >> 16));
-  return uint32_t{f32_to_f16(lo)} | (uint32_t{f32_to_f16(hi)} << 16);
+  return host_f16x2(a, b, [](float x, float y) { return x - y; });
 #endif
 }
 DSV4_HD uint32_t hmul2_bits(uint32_t a, uint32_t b) {
@@ -51,9 +56,7 @@ DSV4_HD uint32_t hmul2_bits(uint32_t a, uint32_t b) {
   asm("mul.rn.f16x2 %0, %1, %2;" : "=r"(r) : "r"(a), "r"(b));
   return r;
 #else
-  const float lo = f16_to_f32(static_cast<uint16_t>(a)) * f16_to_f32(static_cast<uint16_t>(b));
-  const float hi = f16_to_f32(static_cast<uint16_t>(a >> 16)) * f16_to_f32(static_cast<uint16_t>(b >> 16));
-  return uint32_t{f32_to_f16(lo)} | (uint32_t{f32_to_f16(hi)} << 16);
+  return host_f16x2(a, b, [](float x, float y) { return x * y; });
 #endif
 }
 

@@ -30,6 +30,33 @@ std::vector<uint8_t> shared_tables() {
   return t;
 }
 
+// Stages every kStageBytes block of 16 random rows (1024 elements) at each offset of `offsets`
+// (poisoned around it) and calls visit(staged, row, stage_first_element, offset, want, mag) with the
+// row's dequantised values and magnitudes. Returns how many stages it visited.
+template <class D, class Visit>
+int for_each_stage(const Format& f, std::mt19937_64& rng, const std::vector<int>& offsets, Visit visit) {
+  const int64_t n_in = 1024, n_rows = 16;
+  const std::vector<uint8_t> w = random_rows(f, n_in, n_rows, rng);
+  alignas(16) uint8_t stage[512 + 32];
+  int visited = 0;
+  for (int64_t r = 0; r < n_rows; ++r) {
+    const uint8_t* row = w.data() + r * row_bytes(f, n_in);
+    std::vector<float> want(static_cast<size_t>(n_in));
+    quant::dequantize_row(f.type, row, want.data(), n_in);
+    const std::vector<double> mag = magnitudes(f, row, n_in);
+    for (int64_t s = 0; s < n_in / D::kStageElems; ++s) {
+      for (const int mis : offsets) {
+        std::memset(stage, 0xA5, sizeof stage);
+        std::memcpy(stage + mis, row + s * D::kStageBytes, D::kStageBytes);
+        visit(stage + mis, r, s * D::kStageElems, mis, want, mag);
+        if (::testing::Test::HasFatalFailure()) return visited;
+        ++visited;
+      }
+    }
+  }
+  return visited;
+}
+
 template <class D>
 void check_decoder(TensorType type, int natural_alignment) {
   const Format& f = format_of(type);
@@ -39,41 +66,29 @@ void check_decoder(TensorType type, int natural_alignment) {
   std::mt19937_64 rng(seed);
   const std::vector<uint8_t> tables = shared_tables();
   const bool fused = type == TensorType::Q2_K || type == TensorType::Q4_K;
-  const int64_t n_in = 1024, n_rows = 16;
-  const std::vector<uint8_t> w = random_rows(f, n_in, n_rows, rng);
-  alignas(16) uint8_t stage[512 + 32];
-  int checked = 0;
-  for (int64_t r = 0; r < n_rows; ++r) {
-    const uint8_t* row = w.data() + r * row_bytes(f, n_in);
-    std::vector<float> want(static_cast<size_t>(n_in));
-    quant::dequantize_row(type, row, want.data(), n_in);
-    const std::vector<double> mag = magnitudes(f, row, n_in);
-    for (int64_t s = 0; s < n_in / D::kStageElems; ++s) {
-      for (int mis = 0; mis <= D::kMisalign; mis += natural_alignment) {
-        std::memset(stage, 0xA5, sizeof stage);
-        std::memcpy(stage + mis, row + s * D::kStageBytes, D::kStageBytes);
-        for (int e = 0; e < D::kStageElems; e += 8) {
-          const uint4 v = D::decode8(stage + mis, e, tables.data());
-          const uint32_t words[4] = {v.x, v.y, v.z, v.w};
-          for (int i = 0; i < 8; ++i) {
-            const size_t j = static_cast<size_t>(s * D::kStageElems + e + i);
-            const uint16_t got = static_cast<uint16_t>(words[i / 2] >> (16 * (i % 2)));
-            const uint16_t exact = detail::f16_satfinite(want[j]);
-            bool ok = got == exact;
-            if (!ok && fused) {
-              const double delta = 1.5 * std::ldexp(mag[j], -23);
-              ok = got == detail::f16_satfinite(static_cast<float>(want[j] - delta)) ||
-                   got == detail::f16_satfinite(static_cast<float>(want[j] + delta));
-            }
-            ASSERT_TRUE(ok) << "row " << r << " element " << j << " offset " << mis << ": got f16 0x"
-                            << std::hex << got << ", want 0x" << exact << std::dec << " (" << want[j] << ")";
-            ++checked;
-          }
+  std::vector<int> offsets;
+  for (int mis = 0; mis <= D::kMisalign; mis += natural_alignment) offsets.push_back(mis);
+  const auto check = [&](const uint8_t* staged, int64_t r, int64_t first, int mis, const std::vector<float>& want,
+                          const std::vector<double>& mag) {
+    for (int e = 0; e < D::kStageElems; e += 8) {
+      const uint4 v = D::decode8(staged, e, tables.data());
+      const uint32_t words[4] = {v.x, v.y, v.z, v.w};
+      for (int i = 0; i < 8; ++i) {
+        const size_t j = static_cast<size_t>(first + e + i);
+        const uint16_t got = static_cast<uint16_t>(words[i / 2] >> (16 * (i % 2)));
+        const uint16_t exact = detail::f16_satfinite(want[j]);
+        bool ok = got == exact;
+        if (!ok && fused) {
+          const double delta = 1.5 * std::ldexp(mag[j], -23);
+          ok = got == detail::f16_satfinite(static_cast<float>(want[j] - delta)) ||
+               got == detail::f16_satfinite(static_cast<float>(want[j] + delta));
         }
+        ASSERT_TRUE(ok) << "row " << r << " element " << j << " offset " << mis << ": got f16 0x" << std::hex
+                        << got << ", want 0x" << exact << std::dec << " (" << want[j] << ")";
       }
     }
-  }
-  EXPECT_GT(checked, 0);
+  };
+  EXPECT_GT(for_each_stage<D>(f, rng, offsets, check), 0);
 }
 
 TEST(GemmDecode, F32) { check_decoder<detail::GemmF32>(TensorType::F32, 16); }
@@ -85,9 +100,9 @@ TEST(GemmDecode, Q4_K) { check_decoder<detail::GemmQ4_K>(TensorType::Q4_K, 16); 
 TEST(GemmDecode, IQ2_XXS) { check_decoder<detail::GemmIQ2_XXS>(TensorType::IQ2_XXS, 2); }
 
 // The split GEMM's decoders (gemm_codes.cuh): every code of a scaled format is an integer of
-// magnitude ≤ 2048 (exact in f16; F16's code is the weight), and scale·code − min_term equals dequantize_row's value up to the CPU's own f32
-// roundings of step·q − offset (≤ 2^-23·mag; exactly for the other formats, whose f32 values are
-// exact products).
+// magnitude ≤ 2048 (exact in f16; F16's code is the weight), and scale·code − min_term equals
+// dequantize_row's value up to the CPU's own f32 roundings of step·q − offset (≤ 2^-23·mag;
+// exactly for the other formats, whose f32 values are exact products).
 template <class D>
 void check_codes(TensorType type) {
   const Format& f = format_of(type);
@@ -96,39 +111,28 @@ void check_codes(TensorType type) {
   SCOPED_TRACE(std::string(f.name) + " seed " + std::to_string(seed));
   std::mt19937_64 rng(seed);
   const std::vector<uint8_t> tables = shared_tables();
-  const int64_t n_in = 1024, n_rows = 16;
-  const std::vector<uint8_t> w = random_rows(f, n_in, n_rows, rng);
-  alignas(16) uint8_t stage[512 + 32];
-  int checked = 0;
-  for (int64_t r = 0; r < n_rows; ++r) {
-    const uint8_t* row = w.data() + r * row_bytes(f, n_in);
-    std::vector<float> want(static_cast<size_t>(n_in));
-    quant::dequantize_row(type, row, want.data(), n_in);
-    const std::vector<double> mag = magnitudes(f, row, n_in);
-    for (int64_t s = 0; s < n_in / D::kStageElems; ++s) {
-      const int mis = D::kMisalign;  // the largest offset (the f16 decoders' test covers the others)
-      std::memcpy(stage + mis, row + s * D::kStageBytes, D::kStageBytes);
-      for (int e = 0; e < D::kStageElems; e += 8) {
-        const uint4 v = D::codes8(stage + mis, e, tables.data());
-        const uint32_t words[4] = {v.x, v.y, v.z, v.w};
-        for (int i = 0; i < 8; ++i) {
-          const size_t j = static_cast<size_t>(s * D::kStageElems + e + i);
-          const double code = f16_to_f32(static_cast<uint16_t>(words[i / 2] >> (16 * (i % 2))));
-          if (D::kScaled) {  // F16: the code is the weight itself
-            ASSERT_EQ(code, std::nearbyint(code)) << "element " << j;
-            ASSERT_LE(std::fabs(code), 2048.0) << "element " << j;
-          }
-          const double scale = D::kScaled ? D::scale(stage + mis, e + i) : 1.0;
-          const double value = scale * code - (D::kMinGroups ? D::min_term(stage + mis, e + i) : 0.0);
-          ASSERT_LE(std::fabs(value - want[j]), std::ldexp(mag[j], -23))
-              << "row " << r << " element " << j << ": scale " << scale << " code " << code << " gives " << value
-              << ", want " << want[j];
-          ++checked;
+  const auto check = [&](const uint8_t* staged, int64_t r, int64_t first, int, const std::vector<float>& want,
+                          const std::vector<double>& mag) {
+    for (int e = 0; e < D::kStageElems; e += 8) {
+      const uint4 v = D::codes8(staged, e, tables.data());
+      const uint32_t words[4] = {v.x, v.y, v.z, v.w};
+      for (int i = 0; i < 8; ++i) {
+        const size_t j = static_cast<size_t>(first + e + i);
+        const double code = f16_to_f32(static_cast<uint16_t>(words[i / 2] >> (16 * (i % 2))));
+        if (D::kScaled) {  // F16: the code is the weight itself
+          ASSERT_EQ(code, std::nearbyint(code)) << "element " << j;
+          ASSERT_LE(std::fabs(code), 2048.0) << "element " << j;
         }
+        const double scale = D::kScaled ? D::scale(staged, e + i) : 1.0;
+        const double value = scale * code - (D::kMinGroups ? D::min_term(staged, e + i) : 0.0);
+        ASSERT_LE(std::fabs(value - want[j]), std::ldexp(mag[j], -23))
+            << "row " << r << " element " << j << ": scale " << scale << " code " << code << " gives " << value
+            << ", want " << want[j];
       }
     }
-  }
-  EXPECT_GT(checked, 0);
+  };
+  // The largest offset only (the f16 decoders' test covers the others).
+  EXPECT_GT(for_each_stage<D>(f, rng, {D::kMisalign}, check), 0);
 }
 
 TEST(GemmCodes, F16) { check_codes<detail::CodesF16>(TensorType::F16); }
