@@ -112,8 +112,9 @@ class ChunkForward {
   Status run() {
     if (profile_) DSV4_TRY(profile_->start(stream_));
     DSV4_TRY(embed_tokens(m_.token_embd, s_.tokens, T_, x_, stream_));
-    // Later mixers' partial sums come out of each hc_post.
+    // The first sub-layer's hc_pre; every later collapse comes out of the hc_post before it (post()).
     DSV4_TRY(hc_mixer_partials(x_, m_.layers[0].hc_attn_fn, kHcMix, T_, c_.n_embd, sc_.hc_partial, stream_));
+    DSV4_TRY(finish_collapse(attn_hc(0)));
     for (int64_t l = 0; l < c_.n_layer; ++l) {
       DSV4_TRY(attention_sublayer(l));
       DSV4_TRY(ffn_sublayer(l));
@@ -227,8 +228,48 @@ class ChunkForward {
     return a;
   }
 
-  // X <- hc_post(X, f), leaving the partial sums of the next mixer (next_M rows of next_fn).
-  Status post(const float* f, int n_parts, const float* extra, const DeviceTensor& next_fn, int next_M) {
+  // The collapse that opens a sub-layer, hc_pre (§5.2-5.3: xn and mix), or after the last layer
+  // the head's hc_head (§5.5: sc_.head).
+  struct NextHc {
+    HcPreArgs args;
+    bool head = false;
+  };
+  NextHc attn_hc(int64_t l) const {
+    const DeviceLayer& L = m_.layers[static_cast<size_t>(l)];
+    return {hc_args(L.hc_attn_fn, L.hc_attn_scale, L.hc_attn_base, L.attn_norm), false};
+  }
+  NextHc ffn_hc(int64_t l) const {
+    const DeviceLayer& L = m_.layers[static_cast<size_t>(l)];
+    return {hc_args(L.hc_ffn_fn, L.hc_ffn_scale, L.hc_ffn_base, L.ffn_norm), false};
+  }
+  NextHc head_hc() const {
+    HcPreArgs a = hc_args(m_.output_hc_fn, m_.output_hc_scale, m_.output_hc_base, m_.output_norm);
+    a.mix = nullptr;
+    a.out = sc_.head;
+    return {a, true};
+  }
+
+  // The collapse of X from the partial sums in sc_.hc_partial. The head collapses the rows whose
+  // logits the chunk returns: all of them, or the last token's.
+  Status finish_collapse(NextHc next) {
+    HcPreArgs& a = next.args;
+    a.x = x_;
+    if (!next.head) return hc_pre_from_partials(a, stream_);
+    const int first = shape_.all_logits ? 0 : T_ - 1;
+    a.x = x_ + first * 4 * c_.n_embd;
+    a.partial = sc_.hc_partial + hc_partial_doubles(first, c_.n_embd, kHcStreams);
+    a.T = T_ - first;
+    return hc_head_from_partials(a, stream_);
+  }
+
+  // §5.3's Sinkhorn of the comb logits the collapse left in mix: only the sub-layer's hc_post reads
+  // comb, so it runs beside the sub-layer (on the side stream where there is one, first thing).
+  Status sinkhorn() { return hc_comb(sc_.mix, T_, c_.hc_eps, static_cast<int>(c_.sinkhorn_iters), stream_); }
+
+  // X <- hc_post(X, f) (§5.4), then the collapse `next` of the new X: for one token one clustered
+  // launch (hc_post_collapse: the two launches cost more than their work), for longer chunks
+  // hc_post leaving next's partial sums and the collapse finished from them.
+  Status post(const float* f, int n_parts, const float* extra, NextHc next) {
     HcPostArgs a;
     a.x = x_;
     a.f = f;
@@ -238,12 +279,18 @@ class ChunkForward {
     a.out = x_next_;
     a.T = T_;
     a.D = c_.n_embd;
-    a.next_fn = &next_fn;
-    a.next_M = next_M;
+    if (T_ == 1 && c_.n_embd <= kHcPostCollapseMaxDims) {
+      DSV4_TRY(hc_post_collapse(a, next.args, next.head, stream_));
+      std::swap(x_, x_next_);
+      return mark("hc_post + hc_pre");
+    }
+    a.next_fn = &next.args.fn;
+    a.next_M = next.head ? kHcStreams : kHcMix;
     a.partial = sc_.hc_partial;
     DSV4_TRY(hc_post(a, stream_));
     std::swap(x_, x_next_);
-    return Status();
+    DSV4_TRY(mark("hc_post"));
+    return finish_collapse(next);
   }
 
   Status attention_sublayer(int64_t l) {
@@ -252,14 +299,15 @@ class ChunkForward {
     const int64_t R = c_.q_lora_rank, hd = c_.head_dim, H = c_.n_head;
     const int64_t ratio = c_.ratio(l);
     const float* omega = m_.omega(l);
-    DSV4_TRY(hc_pre_from_partials(hc_args(L.hc_attn_fn, L.hc_attn_scale, L.hc_attn_base, L.attn_norm), stream_));
+    // xn = hc_pre(X; hc_attn_*) and mix came out of the hc_post before (post()).
     DSV4_TRY(convert_xn());
     DSV4_TRY(mark("hc_pre"));
 
-    // §7.6-7.7 and the indexer's weights read only xn: beside the q path. Compressors run before
-    // any attention of the chunk.
+    // §7.6-7.7 and the indexer's weights read only xn: beside the q path (after hc_pre's
+    // Sinkhorn). Compressors run before any attention of the chunk.
     const bool scoring = ratio == 4 && shape_.index_scoring;
     DSV4_TRY(fork([&]() -> Status {
+      DSV4_TRY(sinkhorn());
       if (ratio != 0) {
         DSV4_TRY(compress(L.comp, L.comp_ape, L.comp_norm, B.comp_kv, B.comp_gate, B.comp_rows, l, false,
                           sc_.comp_proj, sc_.comp_proj2));
@@ -346,8 +394,7 @@ class ChunkForward {
     DSV4_TRY(output_a(L.out_a));
     DSV4_TRY(dense(L.out_b, sc_.low, sc_.out));
     DSV4_TRY(mark("output projections"));
-    DSV4_TRY(post(sc_.out, 1, nullptr, L.hc_ffn_fn, kHcMix));
-    return mark("hc_post");
+    return post(sc_.out, 1, nullptr, ffn_hc(l));
   }
 
   Status compress(const PairedTensor& w, const float* ape, const float* norm, float* front_kv, float* front_gate,
@@ -409,13 +456,14 @@ class ChunkForward {
     const DeviceLayer& L = m_.layers[static_cast<size_t>(l)];
     const int64_t E = c_.n_expert, K = c_.n_expert_used, F = c_.n_ff_expert;
     const float limit = c_.swiglu_clamp[static_cast<size_t>(l)];
-    DSV4_TRY(hc_pre_from_partials(hc_args(L.hc_ffn_fn, L.hc_ffn_scale, L.hc_ffn_base, L.ffn_norm), stream_));
+    // xn = hc_pre(X; hc_ffn_*) and mix came out of the attention's hc_post (post()).
     DSV4_TRY(convert_xn());
     DSV4_TRY(mark("hc_pre"));
 
-    // §8.6 shared expert, beside the routed ones (its GEMM form converts its input into the
-    // scratch the routed GEMMs use: in line there).
+    // §8.6 shared expert (after hc_pre's Sinkhorn), beside the routed ones (its GEMM form converts
+    // its input into the scratch the routed GEMMs use: in line there).
     auto shared_expert = [&]() -> Status {
+      DSV4_TRY(sinkhorn());
       DSV4_ASSIGN_OR_RETURN(PairOut sh, dense_pair(L.shexp_gate_up, sc_.xn, sc_.sh_gu, sc_.sh_gu + T_ * F));
       SwigluArgs ss;
       ss.gate = sh.first;
@@ -479,11 +527,9 @@ class ChunkForward {
 
     DSV4_TRY(join());
 
-    // §8.7: f = Σ routed (slot order) + shared, then hc_post.
+    // §8.7: f = Σ routed (slot order) + shared, then hc_post and the next layer's (or the head's) collapse.
     const bool last = l + 1 == c_.n_layer;
-    DSV4_TRY(post(sc_.ydown, static_cast<int>(K), sc_.shared,
-                  last ? m_.output_hc_fn : m_.layers[static_cast<size_t>(l + 1)].hc_attn_fn, last ? kHcStreams : kHcMix));
-    return mark("hc_post");
+    return post(sc_.ydown, static_cast<int>(K), sc_.shared, last ? head_hc() : attn_hc(l + 1));
   }
 
   // Decode, the f32 prefill, or expert shapes the GEMM does not take: the matvec over the chunk's
@@ -611,17 +657,10 @@ class ChunkForward {
     return grouped(L.down_exps, sc_.in16, sc_.in16_lo, F, sc_.in16_scale, nullptr, sc_.ydown, D, sc_.sort_row_pair);
   }
 
+  // §9 on the rows hc_head left in sc_.head (the last layer's post()).
   Status head() {
-    const int64_t HD = 4 * c_.n_embd, V = c_.n_vocab;
+    const int64_t V = c_.n_vocab;
     const int rows = shape_.all_logits ? T_ : 1;
-    HcPreArgs a = hc_args(m_.output_hc_fn, m_.output_hc_scale, m_.output_hc_base, m_.output_norm);
-    const int first = shape_.all_logits ? 0 : T_ - 1;
-    a.x = x_ + first * HD;
-    a.partial = sc_.hc_partial + hc_partial_doubles(first, c_.n_embd, kHcStreams);
-    a.T = rows;
-    a.mix = nullptr;
-    a.out = sc_.head;
-    DSV4_TRY(hc_head_from_partials(a, stream_));
     if (!shape_.all_logits) return project(m_.output, sc_.head, 1, s_.logits, sc_.zeros, stream_);
     if (rows > s_.max_logits_chunk()) return make_error("cuda forward: chunk too long for every token's logits");
     DSV4_TRY(dense(m_.output, sc_.head, s_.logits_all));

@@ -51,12 +51,15 @@ Status hc_pre(const HcPreArgs& a, cudaStream_t stream);
 // hc_head: rows of X to collapse are x + t·4D for t < T (mix is not written).
 Status hc_head(const HcPreArgs& a, cudaStream_t stream);
 
-// The two halves of those: the mixer's partial sums (M = kHcMix or 4 rows of fn) into `partial`,
-// and the rest from partial sums left by hc_mixer_partials or by hc_post (same layout).
+// The parts of those: the mixer's partial sums (M = kHcMix or 4 rows of fn) into `partial`; the
+// rest from partial sums left by hc_mixer_partials or by hc_post (same layout), where
+// hc_pre_from_partials leaves the comb logits in mix; hc_comb projects them in place (§5.3, the
+// Sinkhorn: the collapse's longest chain, which only the sub-layer's hc_post waits for).
 Status hc_mixer_partials(const float* x, const DeviceTensor& fn, int M, int T, int64_t D, double* partial,
                          cudaStream_t stream);
 Status hc_pre_from_partials(const HcPreArgs& a, cudaStream_t stream);
 Status hc_head_from_partials(const HcPreArgs& a, cudaStream_t stream);
+Status hc_comb(float* mix, int T, float hc_eps, int sinkhorn_iters, cudaStream_t stream);
 
 struct HcPostArgs {
   const float* x = nullptr;      // [T][4·D] input state of the sub-layer
@@ -72,6 +75,17 @@ struct HcPostArgs {
   double* partial = nullptr;              // its partial sums, hc_partial_doubles(T, D)
 };
 Status hc_post(const HcPostArgs& a, cudaStream_t stream);
+
+// hc_post, then the collapse of the new state X' (the next sub-layer's hc_pre, or the head's
+// hc_head when `head`), in one launch: a thread-block cluster of ⌈D/256⌉ blocks per token, block b
+// owning dims [256b, 256b + 256), whose records meet in distributed shared memory, so there are
+// no partial sums in global memory and X' is collapsed from registers. Used for one-token
+// chunks, where the second launch cost more than the work. post.next_fn, next_M and partial are
+// not used, nor next.x and next.partial; next.T and next.D must be post's. next.mix may be
+// post.mix (the coefficients read are replaced by the next sub-layer's, its comb as logits for
+// hc_comb, as hc_pre_from_partials leaves them).
+inline constexpr int64_t kHcPostCollapseMaxDims = 16 * 256;
+Status hc_post_collapse(const HcPostArgs& post, const HcPreArgs& next, bool head, cudaStream_t stream);
 
 // X[t] = the embedding row of tokens[t] widened to f32, copied into the 4 streams (§4).
 Status embed_tokens(const DeviceTensor& token_embd, const int32_t* tokens, int T, float* x, cudaStream_t stream);

@@ -8,7 +8,8 @@
 // differ by the CPU's own rounding of u (≤ 4 ulp of Σ_h |g_h·X[h]| per value), ~1e-6 relative
 // unless the streams cancel in u, which the gates (all positive) and these inputs rule out; the
 // factor's error passes straight to the output, so 1e-5 relative L2 holds. hc_post repeats the
-// CPU's operations in its order: 1e-6 relative.
+// CPU's operations in its order: 1e-6 relative. hc_post_collapse is held to the same bounds (its
+// records are summed in another order, in double: far below them).
 #include "cuda/hc.h"
 
 #include <gtest/gtest.h>
@@ -49,6 +50,35 @@ SmallMatrix make_matrix(gguf::TensorType type, int64_t rows, int64_t cols, std::
   quant::quantize_row(type, m.values.data(), m.bytes.data(), rows * cols);
   quant::dequantize_row(type, m.bytes.data(), m.values.data(), rows * cols);
   return m;
+}
+
+// The CPU's collapse of one token's state xt (mixer sums in double, cpu::hc_mix or
+// cpu::hc_head_gates, cpu::hc_weighted_sum, cpu::rms_norm) against the device's output row and,
+// for hc_pre, its mixing coefficients (tolerances: the file's comment).
+void expect_collapse_matches_cpu(const float* xt, int64_t D, const SmallMatrix& fn, const std::vector<float>& scale,
+                                 const std::vector<float>& base, const std::vector<float>& norm, bool head,
+                                 const float* got_out, const float* got_mix) {
+  const int64_t HD = 4 * D;
+  const int M = head ? 4 : kHcMix;
+  std::vector<float> m(static_cast<size_t>(M));
+  for (int k = 0; k < M; ++k) {
+    double s = 0;
+    for (int64_t i = 0; i < HD; ++i) s += double(fn.values[static_cast<size_t>(k * HD + i)]) * xt[i];
+    m[static_cast<size_t>(k)] = static_cast<float>(s);
+  }
+  const float r = cpu::hc_flat_rms_scale(xt, HD, kEps);
+  for (float& v : m) v *= r;
+  std::vector<float> gates(static_cast<size_t>(cpu::hc_mix_size(4)));
+  if (head) {
+    cpu::hc_head_gates(m.data(), scale[0], base.data(), 4, kEps, gates.data());
+  } else {
+    cpu::hc_mix(m.data(), scale.data(), base.data(), 4, kEps, 20, gates.data());
+    for (int i = 0; i < kHcMixSize; ++i) EXPECT_NEAR(got_mix[i], gates[static_cast<size_t>(i)], 1e-5) << "mix " << i;
+  }
+  std::vector<float> u(static_cast<size_t>(D));
+  cpu::hc_weighted_sum(xt, gates.data(), 4, D, u.data());
+  cpu::rms_norm(u.data(), norm.data(), D, kEps, u.data());
+  EXPECT_LE(rel_l2(got_out, u.data(), static_cast<size_t>(D)), 1e-5);
 }
 
 void run_case(const HcCase& c, bool head, uint64_t seed) {
@@ -93,28 +123,9 @@ void run_case(const HcCase& c, bool head, uint64_t seed) {
   const std::vector<float> got_mix = download<float>(mix, static_cast<size_t>(c.T) * kHcMixSize);
 
   for (int t = 0; t < c.T; ++t) {
-    const float* xt = x.data() + t * HD;
-    std::vector<float> m(static_cast<size_t>(M));
-    for (int k = 0; k < M; ++k) {
-      double s = 0;
-      for (int64_t i = 0; i < HD; ++i) s += double(fn.values[static_cast<size_t>(k * HD + i)]) * xt[i];
-      m[static_cast<size_t>(k)] = static_cast<float>(s);
-    }
-    const float r = cpu::hc_flat_rms_scale(xt, HD, kEps);
-    for (float& v : m) v *= r;
-    std::vector<float> gates(static_cast<size_t>(cpu::hc_mix_size(4)));
-    if (head) {
-      cpu::hc_head_gates(m.data(), scale[0], base.data(), 4, kEps, gates.data());
-    } else {
-      cpu::hc_mix(m.data(), scale.data(), base.data(), 4, kEps, 20, gates.data());
-      for (int i = 0; i < kHcMixSize; ++i) {
-        EXPECT_NEAR(got_mix[static_cast<size_t>(t * kHcMixSize + i)], gates[static_cast<size_t>(i)], 1e-5) << "mix " << i;
-      }
-    }
-    std::vector<float> u(static_cast<size_t>(c.D));
-    cpu::hc_weighted_sum(xt, gates.data(), 4, c.D, u.data());
-    cpu::rms_norm(u.data(), norm.data(), c.D, kEps, u.data());
-    EXPECT_LE(rel_l2(got_out.data() + t * c.D, u.data(), static_cast<size_t>(c.D)), 1e-5) << "token " << t;
+    SCOPED_TRACE(::testing::Message() << "token " << t);
+    expect_collapse_matches_cpu(x.data() + t * HD, c.D, fn, scale, base, norm, head, got_out.data() + t * c.D,
+                                got_mix.data() + t * kHcMixSize);
   }
 }
 
@@ -268,6 +279,9 @@ TEST(CudaHc, PostLeavesTheNextMixersPartialSums) {
     a.mix = mix_fused.get<float>();
     a.out = out_fused.get<float>();
     STATUS_ASSERT(head ? hc_head_from_partials(a, stream.get()) : hc_pre_from_partials(a, stream.get()));
+    if (!head) {
+      STATUS_ASSERT(hc_comb(a.mix, T, a.hc_eps, a.sinkhorn_iters, stream.get()));
+    }
     a.partial = plain_partial.get<double>();
     a.mix = mix_plain.get<float>();
     a.out = out_plain.get<float>();
@@ -300,7 +314,8 @@ namespace {
 
 // A chunk of tokens finishes each token with one block for the whole row, a decode token with
 // many blocks of 256 dims: both take the same records in the same order, so a token's collapse
-// and mixing coefficients are the same bits whatever the chunk (decode steps match prefill).
+// and mixing coefficients are the same bits whatever the chunk (decode steps match prefill);
+// hc_comb projects one token's comb logits as a chunk's.
 TEST(CudaHc, PreIsTheSameBitsForEveryChunkLength) {
   const uint64_t seed = fresh_seed();
   SCOPED_TRACE(seed);
@@ -342,10 +357,121 @@ TEST(CudaHc, PreIsTheSameBitsForEveryChunkLength) {
     one.T = 1;
     STATUS_ASSERT(hc_pre_from_partials(one, stream.get()));
   }
+  STATUS_ASSERT(hc_comb(mix_steps.get<float>(), T, a.hc_eps, a.sinkhorn_iters, stream.get()));
   CUDA_ASSERT(cudaStreamSynchronize(stream.get()));
   EXPECT_EQ(download<float>(out_chunk, static_cast<size_t>(T * D)), download<float>(out_steps, static_cast<size_t>(T * D)));
   EXPECT_EQ(download<float>(mix_chunk, static_cast<size_t>(T * kHcMixSize)),
             download<float>(mix_steps, static_cast<size_t>(T * kHcMixSize)));
+}
+
+}  // namespace
+}  // namespace dsv4::cuda::testing
+
+namespace dsv4::cuda::testing {
+namespace {
+
+// hc_post_collapse (one clustered launch per token) against the CPU: X' against cpu::hc_post (and
+// bit for bit against hc_post: the same operations), the collapse of X' as in PreMatchesCpu /
+// HeadMatchesCpu (the comb logits projected by hc_comb). The mixing coefficients are read and
+// replaced in one buffer, as in the forward; the head leaves them alone. D = 4096 is the model's (a cluster of 16 blocks, above the
+// portable 8), 2304 a cluster of 9, 300 and 96 end in a partial block.
+TEST(CudaHc, PostCollapseMatchesCpu) {
+  struct Case {
+    int T;
+    int64_t D;
+    gguf::TensorType type;
+    bool head;
+    int parts;
+  };
+  constexpr auto F16 = gguf::TensorType::F16, F32 = gguf::TensorType::F32;
+  for (const Case& c : {Case{1, 4096, F16, false, 6}, Case{1, 4096, F16, true, 6}, Case{1, 4096, F32, false, 1},
+                        Case{3, 300, F32, false, 6}, Case{2, 300, F16, true, 1}, Case{1, 2304, F16, false, 1},
+                        Case{2, 96, F32, true, 6}}) {
+    const uint64_t seed = fresh_seed();
+    SCOPED_TRACE(::testing::Message() << "T=" << c.T << " D=" << c.D << " head=" << c.head << " parts=" << c.parts
+                                      << " seed=" << seed);
+    std::mt19937_64 rng(seed);
+    const int T = c.T, M = c.head ? 4 : kHcMix;
+    const int64_t D = c.D, HD = 4 * D;
+    const std::vector<float> x = normal_vector(static_cast<size_t>(T * HD), rng);
+    const std::vector<float> f = normal_vector(static_cast<size_t>(T * c.parts * D), rng);
+    const std::vector<float> extra = normal_vector(static_cast<size_t>(T * D), rng);
+    const std::vector<float> mix = normal_vector(static_cast<size_t>(T * kHcMixSize), rng, 0.5f, 0.3f);
+    const SmallMatrix fn = make_matrix(c.type, M, HD, rng);
+    const std::vector<float> scale = normal_vector(c.head ? 1 : 3, rng, 1.0f, 0.2f);
+    const std::vector<float> base = normal_vector(static_cast<size_t>(M), rng, 0.0f, 0.5f);
+    const std::vector<float> norm = normal_vector(static_cast<size_t>(D), rng, 1.0f, 0.1f);
+    TestStream stream;
+    DeviceBuffer dx = upload(x), df = upload(f), de = upload(extra), dmix = upload(mix), dfn = upload(fn.bytes);
+    DeviceBuffer ds = upload(scale), db = upload(base), dn = upload(norm);
+    DeviceBuffer next(static_cast<size_t>(T * HD) * 4), plain(static_cast<size_t>(T * HD) * 4);
+    DeviceBuffer out(static_cast<size_t>(T * D) * 4);
+    HcPostArgs p;
+    p.x = dx.get<float>();
+    p.f = df.get<float>();
+    p.n_parts = c.parts;
+    p.f_extra = c.parts > 1 ? de.get<float>() : nullptr;
+    p.mix = dmix.get<float>();
+    p.out = plain.get<float>();
+    p.T = T;
+    p.D = D;
+    STATUS_ASSERT(hc_post(p, stream.get()));  // before the fused launch replaces mix
+    p.out = next.get<float>();
+    HcPreArgs a;
+    a.fn.type = c.type;
+    a.fn.ne0 = HD;
+    a.fn.ne1 = M;
+    a.fn.row_bytes = HD * (c.type == F32 ? 4 : 2);
+    a.fn.data = dfn.bytes();
+    a.scale = ds.get<float>();
+    a.base = db.get<float>();
+    a.norm = dn.get<float>();
+    a.mix = c.head ? nullptr : dmix.get<float>();
+    a.out = out.get<float>();
+    a.T = T;
+    a.D = D;
+    STATUS_ASSERT(hc_post_collapse(p, a, c.head, stream.get()));
+    if (!c.head) {
+      STATUS_ASSERT(hc_comb(a.mix, T, a.hc_eps, a.sinkhorn_iters, stream.get()));
+    }
+    CUDA_ASSERT(cudaStreamSynchronize(stream.get()));
+    const std::vector<float> got_x = download<float>(next, static_cast<size_t>(T * HD));
+    const std::vector<float> got_out = download<float>(out, static_cast<size_t>(T * D));
+    const std::vector<float> got_mix = download<float>(dmix, static_cast<size_t>(T * kHcMixSize));
+    EXPECT_EQ(got_x, download<float>(plain, static_cast<size_t>(T * HD)));
+    if (c.head) {
+      EXPECT_EQ(got_mix, mix);
+    }
+    for (int t = 0; t < T; ++t) {
+      SCOPED_TRACE(::testing::Message() << "token " << t);
+      std::vector<float> ft(f.begin() + t * c.parts * D, f.begin() + t * c.parts * D + D);
+      for (int i = 1; i < c.parts; ++i) {
+        for (int64_t d = 0; d < D; ++d) ft[static_cast<size_t>(d)] += f[static_cast<size_t>((t * c.parts + i) * D + d)];
+      }
+      if (c.parts > 1) {
+        for (int64_t d = 0; d < D; ++d) ft[static_cast<size_t>(d)] += extra[static_cast<size_t>(t * D + d)];
+      }
+      std::vector<float> want(static_cast<size_t>(HD));
+      cpu::hc_post(x.data() + t * HD, ft.data(), mix.data() + t * kHcMixSize, 4, D, want.data());
+      EXPECT_LE(max_rel(got_x.data() + t * HD, want.data(), want.size(), 1e-3), 1e-6);
+      expect_collapse_matches_cpu(want.data(), D, fn, scale, base, norm, c.head, got_out.data() + t * D,
+                                  got_mix.data() + t * kHcMixSize);
+    }
+  }
+}
+
+// The fused launch refuses what one cluster cannot hold, and a collapse of another shape.
+TEST(CudaHc, PostCollapseRejectsWhatOneClusterCannotHold) {
+  HcPostArgs p;
+  p.T = 1;
+  p.D = kHcPostCollapseMaxDims + 256;
+  HcPreArgs a;
+  a.T = 1;
+  a.D = p.D;
+  EXPECT_FALSE(hc_post_collapse(p, a, false, nullptr).ok());
+  p.D = 512;
+  a.D = 256;
+  EXPECT_FALSE(hc_post_collapse(p, a, false, nullptr).ok());
 }
 
 }  // namespace
