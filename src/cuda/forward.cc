@@ -7,6 +7,7 @@
 #include "cuda/attention.h"
 #include "cuda/branch.h"
 #include "cuda/check.h"
+#include "cuda/chunk_gemm.h"
 #include "cuda/compressor.h"
 #include "cuda/fill.h"
 #include "cuda/gemm.h"
@@ -17,6 +18,7 @@
 #include "cuda/matvec.h"
 #include "cuda/moe.h"
 #include "cuda/norms.h"
+#include "cuda/routed_experts.h"
 
 namespace dsv4::cuda {
 
@@ -92,14 +94,6 @@ struct PairOut {
   int64_t first_stride, second_stride;
 };
 
-bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
-
-GemmWeights gemm_weights(const DeviceTensor& w) { return GemmWeights{w.type, w.data, w.ne0, w.ne1, w.ne2}; }
-
-bool gemm_takes(const DeviceTensor& w, bool split) {
-  return (split ? gemm_split_supports(w.type, w.ne0) : gemm_supports(w.type, w.ne0)) && aligned16(w.data);
-}
-
 class ChunkForward {
  public:
   ChunkForward(const DeviceModel& m, DeviceState& s, const ChunkShape& shape, const SimModes& modes, cudaStream_t stream,
@@ -142,10 +136,8 @@ class ChunkForward {
 
   // Whether a chunk GEMM takes w (in the chunk's mode).
   bool takes(const DeviceTensor& w) const { return gemm_ && gemm_takes(w, split_); }
-  // The GEMM input of f32 rows: f16 with row factors, plus the low parts (lo) in split mode.
   Status convert(const float* x, int64_t stride, int64_t rows, int64_t cols, __half* hi, __half* lo, float* scale) {
-    if (split_) return convert_f32_to_f16_split(x, stride, rows, cols, hi, lo, cols, scale, stream_);
-    return convert_f32_to_f16(x, stride, rows, cols, hi, cols, scale, stream_);
+    return convert_gemm_input(split_, x, stride, rows, cols, hi, lo, scale, stream_);
   }
   const __half* lo_or_null(const __half* lo) const { return split_ ? lo : nullptr; }
 
@@ -517,11 +509,19 @@ class ChunkForward {
     DSV4_TRY(mark("router"));
 
     // §8.5 routed experts: gate/up of the selected slabs, the weighted activation, down.
+    RoutedExpertsStep experts;
+    experts.config = &c_;
+    experts.layer = &L;
+    experts.scratch = &sc_;
+    experts.T = T_;
+    experts.limit = limit;
+    experts.split = split_;
+    experts.stream = stream_;
     const PairedTensor& gu = L.gate_up_exps;
     if (takes(L.down_exps) && (gu.fused() ? takes(gu.both) : takes(gu.a) && takes(gu.b))) {
-      DSV4_TRY(routed_experts_grouped(L, limit));
+      DSV4_TRY(routed_experts_grouped(experts));
     } else {
-      DSV4_TRY(routed_experts_matvec(L, limit));
+      DSV4_TRY(routed_experts_matvec(experts));
     }
     DSV4_TRY(mark("routed experts"));
 
@@ -530,131 +530,6 @@ class ChunkForward {
     // §8.7: f = Σ routed (slot order) + shared, then hc_post and the next layer's (or the head's) collapse.
     const bool last = l + 1 == c_.n_layer;
     return post(sc_.ydown, static_cast<int>(K), sc_.shared, last ? head_hc() : attn_hc(l + 1));
-  }
-
-  // Decode, the f32 prefill, or expert shapes the GEMM does not take: the matvec over the chunk's
-  // (token, slot) pairs. A slot's input row is its token's xn row: decode reads xn for all K slots
-  // (stride 0), a longer chunk replicates each row K times into ydown, free until the down
-  // projection writes it.
-  Status routed_experts_matvec(const DeviceLayer& L, float limit) {
-    const int64_t D = c_.n_embd, K = c_.n_expert_used, F = c_.n_ff_expert;
-    const int TK = static_cast<int>(T_ * K);
-    auto describe = [&](const DeviceTensor& w, int64_t n_in, int64_t n_out, const float* x, int64_t x_stride,
-                        const int32_t* ids, int n_slots) {
-      ExpertMatvec e;
-      e.type = w.type;
-      e.w = w.data;
-      e.n_in = n_in;
-      e.n_out = n_out;
-      e.n_expert = w.ne2;
-      e.experts = ids;
-      e.n_slots = n_slots;
-      e.x = x;
-      e.x_stride = x_stride;
-      return e;
-    };
-    auto experts = [&](const DeviceTensor& w, int64_t n_in, int64_t n_out, const float* x, int64_t x_stride,
-                       const int32_t* ids, int n_slots, float* y) {
-      return matvec_experts(describe(w, n_in, n_out, x, x_stride, ids, n_slots), y, stream_);
-    };
-    const float* z = sc_.xn;
-    int64_t z_stride = 0;
-    if (T_ > 1) {
-      DSV4_TRY(replicate_rows(sc_.xn, D, static_cast<int>(K), T_, sc_.ydown, stream_));
-      z = sc_.ydown;
-      z_stride = D;
-    }
-    SwigluArgs sw;
-    if (L.gate_up_exps.fused()) {
-      DSV4_TRY(experts(L.gate_up_exps.both, D, 2 * F, z, z_stride, sc_.experts, TK, sc_.gu));
-      sw.gate = sc_.gu;
-      sw.up = sc_.gu + F;
-      sw.stride = 2 * F;
-    } else {
-      DSV4_TRY(experts(L.gate_up_exps.a, D, F, z, z_stride, sc_.experts, TK, sc_.gu));
-      DSV4_TRY(experts(L.gate_up_exps.b, D, F, z, z_stride, sc_.experts, TK, sc_.gu + static_cast<int64_t>(TK) * F));
-      sw.gate = sc_.gu;
-      sw.up = sc_.gu + static_cast<int64_t>(TK) * F;
-      sw.stride = F;
-    }
-    // The down projection computes the SwiGLU as it stages its activations where its kernel can.
-    ExpertMatvec down = describe(L.down_exps, F, D, sw.gate, sw.stride, sc_.experts, TK);
-    down.up = sw.up;
-    down.act_weights = sc_.route_w;
-    down.act_limit = limit;
-    if (can_fuse_swiglu(down)) return matvec_experts(down, sc_.ydown, stream_);
-    sw.weights = sc_.route_w;
-    sw.out = sc_.mid;
-    sw.n_slots = TK;
-    sw.F = F;
-    sw.limit = limit;
-    DSV4_TRY(swiglu(sw, stream_));
-    return experts(L.down_exps, F, D, sc_.mid, F, sc_.experts, TK, sc_.ydown);
-  }
-
-  // Prefill: the (token, slot) pairs sorted by expert, grouped gate/up over gathered xn rows,
-  // SwiGLU with the route weight on the sorted rows, grouped down scattered back to (token, slot)
-  // order, so hc_post sums the K routed outputs of a token in slot order as in decode.
-  Status routed_experts_grouped(const DeviceLayer& L, float limit) {
-    const int64_t D = c_.n_embd, K = c_.n_expert_used, F = c_.n_ff_expert, E = c_.n_expert;
-    const int64_t TK = T_ * K;
-    ExpertSort es;
-    es.topk = sc_.experts;
-    es.n_tokens = T_;
-    es.top_k = static_cast<int>(K);
-    es.n_expert = static_cast<int>(E);
-    es.offsets = sc_.sort_offsets;
-    es.row_pair = sc_.sort_row_pair;
-    es.row_token = sc_.sort_row_token;
-    es.pair_row = sc_.sort_pair_row;
-    es.pair_weight = sc_.route_w;
-    es.row_weight = sc_.sort_row_w;
-    es.workspace = sc_.sort_workspace;
-    DSV4_TRY(sort_by_expert(es, stream_));
-
-    auto grouped = [&](const DeviceTensor& w, const __half* x, const __half* x_lo, int64_t x_stride,
-                       const float* x_scale, const int32_t* x_rows, float* y, int64_t y_stride, const int32_t* y_rows) {
-      GroupedGemm g;
-      g.w = gemm_weights(w);
-      g.n_groups = static_cast<int>(E);
-      g.offsets = sc_.sort_offsets;
-      g.n_rows = TK;
-      g.x = x;
-      g.x_lo = lo_or_null(x_lo);
-      g.x_stride = x_stride;
-      g.x_scale = x_scale;
-      g.x_rows = x_rows;
-      g.x_count = x_rows ? T_ : TK;
-      g.y = y;
-      g.y_stride = y_stride;
-      g.y_rows = y_rows;
-      g.y_count = TK;
-      return grouped_gemm(g, stream_);
-    };
-    SwigluArgs sw;
-    if (L.gate_up_exps.fused()) {
-      DSV4_TRY(grouped(L.gate_up_exps.both, sc_.xn16, sc_.xn16_lo, D, sc_.xn16_scale, sc_.sort_row_token, sc_.gu,
-                       2 * F, nullptr));
-      sw.gate = sc_.gu;
-      sw.up = sc_.gu + F;
-      sw.stride = 2 * F;
-    } else {
-      DSV4_TRY(grouped(L.gate_up_exps.a, sc_.xn16, sc_.xn16_lo, D, sc_.xn16_scale, sc_.sort_row_token, sc_.gu, F,
-                       nullptr));
-      DSV4_TRY(grouped(L.gate_up_exps.b, sc_.xn16, sc_.xn16_lo, D, sc_.xn16_scale, sc_.sort_row_token,
-                       sc_.gu + TK * F, F, nullptr));
-      sw.gate = sc_.gu;
-      sw.up = sc_.gu + TK * F;
-      sw.stride = F;
-    }
-    sw.weights = sc_.sort_row_w;
-    sw.out = sc_.mid;
-    sw.n_slots = static_cast<int>(TK);
-    sw.F = F;
-    sw.limit = limit;
-    DSV4_TRY(swiglu(sw, stream_));
-    DSV4_TRY(convert(sc_.mid, F, TK, F, sc_.in16, sc_.in16_lo, sc_.in16_scale));
-    return grouped(L.down_exps, sc_.in16, sc_.in16_lo, F, sc_.in16_scale, nullptr, sc_.ydown, D, sc_.sort_row_pair);
   }
 
   // §9 on the rows hc_head left in sc_.head (the last layer's post()).

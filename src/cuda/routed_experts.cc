@@ -1,0 +1,142 @@
+// routed_experts.h.
+#include "cuda/routed_experts.h"
+
+#include "cuda/chunk_gemm.h"
+#include "cuda/gemm.h"
+#include "cuda/matvec.h"
+#include "cuda/moe.h"
+
+namespace dsv4::cuda {
+
+// Decode, the f32 prefill, or expert shapes the GEMM does not take: the matvec over the chunk's
+// (token, slot) pairs. A slot's input row is its token's xn row: decode reads xn for all K slots
+// (stride 0), a longer chunk replicates each row K times into ydown, free until the down
+// projection writes it.
+Status routed_experts_matvec(const RoutedExpertsStep& s) {
+  const model::Config& c = *s.config;
+  const DeviceLayer& L = *s.layer;
+  Scratch& sc = *s.scratch;
+  const int64_t D = c.n_embd, K = c.n_expert_used, F = c.n_ff_expert;
+  const int TK = static_cast<int>(s.T * K);
+  auto describe = [&](const DeviceTensor& w, int64_t n_in, int64_t n_out, const float* x, int64_t x_stride,
+                      const int32_t* ids, int n_slots) {
+    ExpertMatvec e;
+    e.type = w.type;
+    e.w = w.data;
+    e.n_in = n_in;
+    e.n_out = n_out;
+    e.n_expert = w.ne2;
+    e.experts = ids;
+    e.n_slots = n_slots;
+    e.x = x;
+    e.x_stride = x_stride;
+    return e;
+  };
+  auto experts = [&](const DeviceTensor& w, int64_t n_in, int64_t n_out, const float* x, int64_t x_stride,
+                     const int32_t* ids, int n_slots, float* y) {
+    return matvec_experts(describe(w, n_in, n_out, x, x_stride, ids, n_slots), y, s.stream);
+  };
+  const float* z = sc.xn;
+  int64_t z_stride = 0;
+  if (s.T > 1) {
+    DSV4_TRY(replicate_rows(sc.xn, D, static_cast<int>(K), s.T, sc.ydown, s.stream));
+    z = sc.ydown;
+    z_stride = D;
+  }
+  SwigluArgs sw;
+  if (L.gate_up_exps.fused()) {
+    DSV4_TRY(experts(L.gate_up_exps.both, D, 2 * F, z, z_stride, sc.experts, TK, sc.gu));
+    sw.gate = sc.gu;
+    sw.up = sc.gu + F;
+    sw.stride = 2 * F;
+  } else {
+    DSV4_TRY(experts(L.gate_up_exps.a, D, F, z, z_stride, sc.experts, TK, sc.gu));
+    DSV4_TRY(experts(L.gate_up_exps.b, D, F, z, z_stride, sc.experts, TK, sc.gu + static_cast<int64_t>(TK) * F));
+    sw.gate = sc.gu;
+    sw.up = sc.gu + static_cast<int64_t>(TK) * F;
+    sw.stride = F;
+  }
+  // The down projection computes the SwiGLU as it stages its activations where its kernel can.
+  ExpertMatvec down = describe(L.down_exps, F, D, sw.gate, sw.stride, sc.experts, TK);
+  down.up = sw.up;
+  down.act_weights = sc.route_w;
+  down.act_limit = s.limit;
+  if (can_fuse_swiglu(down)) return matvec_experts(down, sc.ydown, s.stream);
+  sw.weights = sc.route_w;
+  sw.out = sc.mid;
+  sw.n_slots = TK;
+  sw.F = F;
+  sw.limit = s.limit;
+  DSV4_TRY(swiglu(sw, s.stream));
+  return experts(L.down_exps, F, D, sc.mid, F, sc.experts, TK, sc.ydown);
+}
+
+// Prefill: the (token, slot) pairs sorted by expert, grouped gate/up over gathered xn rows,
+// SwiGLU with the route weight on the sorted rows, grouped down scattered back to (token, slot)
+// order, so hc_post sums the K routed outputs of a token in slot order as in decode.
+Status routed_experts_grouped(const RoutedExpertsStep& s) {
+  const model::Config& c = *s.config;
+  const DeviceLayer& L = *s.layer;
+  Scratch& sc = *s.scratch;
+  const int64_t D = c.n_embd, K = c.n_expert_used, F = c.n_ff_expert, E = c.n_expert;
+  const int64_t TK = s.T * K;
+  ExpertSort es;
+  es.topk = sc.experts;
+  es.n_tokens = s.T;
+  es.top_k = static_cast<int>(K);
+  es.n_expert = static_cast<int>(E);
+  es.offsets = sc.sort_offsets;
+  es.row_pair = sc.sort_row_pair;
+  es.row_token = sc.sort_row_token;
+  es.pair_row = sc.sort_pair_row;
+  es.pair_weight = sc.route_w;
+  es.row_weight = sc.sort_row_w;
+  es.workspace = sc.sort_workspace;
+  DSV4_TRY(sort_by_expert(es, s.stream));
+
+  auto grouped = [&](const DeviceTensor& w, const __half* x, const __half* x_lo, int64_t x_stride,
+                     const float* x_scale, const int32_t* x_rows, float* y, int64_t y_stride, const int32_t* y_rows) {
+    GroupedGemm g;
+    g.w = gemm_weights(w);
+    g.n_groups = static_cast<int>(E);
+    g.offsets = sc.sort_offsets;
+    g.n_rows = TK;
+    g.x = x;
+    g.x_lo = s.split ? x_lo : nullptr;
+    g.x_stride = x_stride;
+    g.x_scale = x_scale;
+    g.x_rows = x_rows;
+    g.x_count = x_rows ? s.T : TK;
+    g.y = y;
+    g.y_stride = y_stride;
+    g.y_rows = y_rows;
+    g.y_count = TK;
+    return grouped_gemm(g, s.stream);
+  };
+  SwigluArgs sw;
+  if (L.gate_up_exps.fused()) {
+    DSV4_TRY(grouped(L.gate_up_exps.both, sc.xn16, sc.xn16_lo, D, sc.xn16_scale, sc.sort_row_token, sc.gu,
+                     2 * F, nullptr));
+    sw.gate = sc.gu;
+    sw.up = sc.gu + F;
+    sw.stride = 2 * F;
+  } else {
+    DSV4_TRY(grouped(L.gate_up_exps.a, sc.xn16, sc.xn16_lo, D, sc.xn16_scale, sc.sort_row_token, sc.gu, F,
+                     nullptr));
+    DSV4_TRY(grouped(L.gate_up_exps.b, sc.xn16, sc.xn16_lo, D, sc.xn16_scale, sc.sort_row_token,
+                     sc.gu + TK * F, F, nullptr));
+    sw.gate = sc.gu;
+    sw.up = sc.gu + TK * F;
+    sw.stride = F;
+  }
+  sw.weights = sc.sort_row_w;
+  sw.out = sc.mid;
+  sw.n_slots = static_cast<int>(TK);
+  sw.F = F;
+  sw.limit = s.limit;
+  DSV4_TRY(swiglu(sw, s.stream));
+  DSV4_TRY(convert_gemm_input(s.split, sc.mid, F, TK, F, sc.in16, sc.in16_lo, sc.in16_scale, s.stream));
+  return grouped(L.down_exps, sc.in16, sc.in16_lo, F, sc.in16_scale, nullptr, sc.ydown, D, sc.sort_row_pair);
+}
+
+}  // namespace dsv4::cuda
