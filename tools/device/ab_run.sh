@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# One device call that checks and measures a tree against a baseline (what a session's final
+# integrated run needs), on the GPU machine:
+#   all of cuda_tests, compute-sanitizer memcheck (CudaHc.*, CudaAttention.*, CudaEngine.*, graph
+#   capture) and racecheck (CudaHc.*), decode graph replay (cuda_forward_bench --ctx 2048 --steps 64,
+#   as many layers as the card holds) of this bundle, the baseline and this bundle again, ncu of one
+#   un-graphed step, dsv4 bench --synthetic flash-q2 at 2048,8192 and at 25000 (first token).
+# Here: source tools/device/common.sh; dsv4_pack <build> out/final cuda_tests cuda_bench
+#   cuda_forward_bench dsv4 gemm_bench, and a baseline bundle (e.g. of HEAD) in out/device.
+# There: bash tools/device/ab_run.sh (carry ["out/final", "out/device"]); logs under $OUT.
+set -u -o pipefail
+cd "$(dirname "$0")/../.."
+source tools/device/common.sh
+B=$(dsv4_unpack out/final)
+BASE=$(dsv4_unpack out/device)
+OUT=${OUT:-$PWD/out/final-run}
+dsv4_run_start "$B" 540
+for tag in new base new; do
+  bin=$B; [[ $tag == base ]] && bin=$BASE
+  timeout "$(budget 60)" "$bin/cuda_forward_bench" --layers "$layers" --ctx 2048 --steps 64 >>"$OUT/forward_$tag.log" 2>&1
+  note "forward $tag ($layers layers): $(grep -iE 'graph|replay' "$OUT/forward_$tag.log" | tail -1 | tr '\n' ' ')"
+done
+timeout "$(budget 200)" "$B/cuda_tests" --gtest_color=no >"$OUT/gpu_tests.log" 2>&1
+note "cuda_tests: exit $? ($(grep -E '^\[  (PASSED|FAILED)  \]' "$OUT/gpu_tests.log" | tr '\n' ' '))"
+grep -E '^\[  FAILED  \]|Failure' "$OUT/gpu_tests.log" | head -30 | tee -a "$SUMMARY"
+grep -E 'worst rel L2|first position|median' "$OUT/gpu_tests.log" | head -40 >>"$SUMMARY"
+{
+  echo "### memcheck"
+  timeout "$(budget 90)" compute-sanitizer --tool memcheck --error-exitcode 3 "$B/cuda_tests" --gtest_color=no \
+    --gtest_filter='CudaHc.*:CudaAttention.*:CudaEngine.*:CudaMatvec.GraphCapture*'
+  echo "### memcheck exit $?"
+  echo "### racecheck"
+  timeout "$(budget 50)" compute-sanitizer --tool racecheck --error-exitcode 3 "$B/cuda_tests" --gtest_color=no \
+    --gtest_filter='CudaHc.*'
+  echo "### racecheck exit $?"
+} >"$OUT/sanitizer.log" 2>&1
+note "memcheck: $(grep -o '### memcheck exit [0-9]*' "$OUT/sanitizer.log") $(grep -E 'ERROR SUMMARY' "$OUT/sanitizer.log" | head -1)"
+note "racecheck: $(grep -o '### racecheck exit [0-9]*' "$OUT/sanitizer.log") $(grep -E 'RACECHECK SUMMARY|ERROR SUMMARY' "$OUT/sanitizer.log" | tail -1)"
+ncu_step() {
+  timeout "$(budget 45)" ncu --profile-from-start off --clock-control none --print-units base --metrics gpu__time_duration.sum \
+    --csv "$1/cuda_forward_bench" --layers 4 --ctx 2100 --steps 2 2>&1 | grep -E '^"' | python3 -c '
+import csv, sys
+rows = [r for r in csv.reader(sys.stdin)]
+head, body = rows[0], rows[1:]
+k, v = head.index("Kernel Name"), head.index("Metric Value")
+total = 0.0
+for r in body:
+    us = float(r[v].replace(",", "")) / 1000.0
+    total += us
+    print("%9.2f us  %s" % (us, r[k][:120]))
+print("%9.2f us  total of %d kernels" % (total, len(body)))
+'
+}
+ncu_step "$B" >"$OUT/ncu_new.log" 2>&1; note "ncu new: $(tail -1 "$OUT/ncu_new.log")"
+timeout "$(budget 100)" "$B/dsv4" bench --synthetic flash-q2 --layers "$layers" --frontiers 2048,8192 --gen 64 >"$OUT/bench.log" 2>&1
+note "bench 2K/8K: exit $?"; cat "$OUT/bench.log" >>"$SUMMARY"
+timeout "$(budget 80)" "$B/dsv4" bench --synthetic flash-q2 --layers "$layers" --frontiers 25000 --gen 16 >"$OUT/bench25k.log" 2>&1
+note "bench 25K: exit $?"; cat "$OUT/bench25k.log" >>"$SUMMARY"
+cat "$SUMMARY"
