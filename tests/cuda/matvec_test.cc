@@ -9,7 +9,7 @@
 // CPU's dot_row and the exact (double) dot of the dequantised row, plus, for the 2-bit formats, the
 // bound of the row-tile kernel's fixed-point activations (fixed_point_bound). Outputs are poisoned with NaN
 // before every launch, guard elements on both sides must stay poisoned, and a second launch must
-// give the same bits.
+// give the same bits (the harness: matvec_harness.h).
 #include "cuda/matvec.h"
 
 #include <gtest/gtest.h>
@@ -17,248 +17,18 @@
 #include <cmath>
 #include <cstdint>
 #include <random>
-#include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "cuda/check.h"
 #include "cuda/cuda_test_util.h"
+#include "cuda/matvec_harness.h"
 #include "cuda/matvec_launch.h"
 #include "cuda/norms.h"
 
 namespace dsv4::cuda::testing {
 namespace {
-
-constexpr double kTol = 1e-5;
-constexpr int64_t kGuard = 64;
-
-uint64_t fresh_seed() {
-  std::random_device rd;
-  return (static_cast<uint64_t>(rd()) << 32) ^ rd();
-}
-
-std::string impl_name(MatvecImpl i) {
-  switch (i) {
-    case MatvecImpl::kAuto: return "auto";
-    case MatvecImpl::kFast: return "fast";
-    case MatvecImpl::kReference: return "reference";
-  }
-  return "?";
-}
-
-// A blocking stream: it waits for the legacy default stream, where the uploads (cudaMemcpy,
-// cudaMemset) go, so the kernels never race them.
-class Stream {
- public:
-  Stream() { ok_ = cudaStreamCreate(&s_) == cudaSuccess; }
-  ~Stream() {
-    if (ok_) cudaStreamDestroy(s_);
-  }
-  bool ok() const { return ok_; }
-  cudaStream_t get() const { return s_; }
-
- private:
-  cudaStream_t s_ = nullptr;
-  bool ok_ = false;
-};
-
-// n outputs with kGuard poisoned floats on each side.
-struct Output {
-  explicit Output(int64_t n) : buf(static_cast<size_t>(n + 2 * kGuard) * 4), n(n) {}
-  float* get() const { return buf.get<float>() + kGuard; }
-  DeviceBuffer buf;
-  int64_t n;
-};
-
-// What one output should be: the CPU value, the exact value, the rounding scale, and the bound of
-// the activations' fixed-point rounding where the kernel uses it.
-struct Expected {
-  double cpu = 0, exact = 0, scale = 0, fixed = 0;
-};
-
-// The 2-bit row-tile kernel rounds activations to three limbs, each element to ≤ 2^-22 of its
-// 256-block's largest |x| (matvec_2bit.cuh): on wide-range activations the worst case of that
-// (every rounding one way) may exceed kTol·Σ|w·x|, so it is allowed on top. The other kernels
-// round like f32 (or use four limbs: exact beyond f32).
-double fixed_point_bound(const Format& f, const RowRef& r) {
-  return f.type == TensorType::IQ2_XXS || f.type == TensorType::Q2_K ? std::ldexp(r.block_max_scale, -22) : 0.0;
-}
-
-// Checks the guards, that every output was written and is close to its expected value.
-void expect_outputs(const std::vector<float>& all, const std::vector<Expected>& want) {
-  const int64_t n = static_cast<int64_t>(want.size());
-  ASSERT_EQ(all.size(), static_cast<size_t>(n + 2 * kGuard));
-  const float poison = all[0];
-  for (int64_t i = 0; i < kGuard; ++i) {
-    ASSERT_TRUE(std::isnan(all[static_cast<size_t>(i)]) && same_bits(all[static_cast<size_t>(i)], poison))
-        << "guard before the output overwritten at " << i;
-    ASSERT_TRUE(same_bits(all[static_cast<size_t>(kGuard + n + i)], poison))
-        << "guard after the output overwritten at " << i;
-  }
-  int bad = 0;
-  for (int64_t o = 0; o < n; ++o) {
-    const double got = all[static_cast<size_t>(kGuard + o)];
-    const Expected& e = want[static_cast<size_t>(o)];
-    const double tol = kTol * e.scale + e.fixed + 1e-30;
-    if (!std::isfinite(got) || std::fabs(got - e.cpu) > tol || std::fabs(got - e.exact) > tol) {
-      if (++bad <= 5) {
-        ADD_FAILURE() << "output " << o << ": got " << got << ", cpu " << e.cpu << ", exact "
-                      << e.exact << ", tolerance " << tol;
-      }
-    }
-  }
-  EXPECT_EQ(bad, 0) << "of " << n << " outputs";
-}
-
-// Runs `launch` twice (poisoning the output before each) and checks the first result against
-// `want` and the second against the first, bit for bit.
-template <class Launch>
-void check_twice(Output& y, const std::vector<Expected>& want, cudaStream_t s, Launch launch) {
-  std::vector<float> first;
-  for (int run = 0; run < 2; ++run) {
-    CUDA_ASSERT(cudaMemsetAsync(y.buf.get(), 0xFF, y.buf.size(), s));
-    STATUS_ASSERT(launch());
-    CUDA_ASSERT(cudaGetLastError());
-    CUDA_ASSERT(cudaStreamSynchronize(s));
-    std::vector<float> all(static_cast<size_t>(y.n + 2 * kGuard));
-    CUDA_ASSERT(cudaMemcpy(all.data(), y.buf.get(), all.size() * 4, cudaMemcpyDeviceToHost));
-    if (run == 0) {
-      expect_outputs(all, want);
-      if (::testing::Test::HasFatalFailure()) return;
-      first = std::move(all);
-    } else {
-      int differ = 0;
-      for (size_t i = 0; i < all.size(); ++i) differ += same_bits(all[i], first[i]) ? 0 : 1;
-      EXPECT_EQ(differ, 0) << "outputs differ between two identical launches";
-    }
-  }
-}
-
-struct DenseCase {
-  TensorType type;
-  int64_t n_in, n_out;
-  MatvecImpl impl = MatvecImpl::kAuto;
-  MatvecTuning tuning = {};
-  size_t w_offset = 0;  // bytes added to the 256-aligned allocation
-  size_t x_offset = 0;  // floats
-  bool wide_x = false;  // activations over 2^±20 with exact zeros, instead of Gaussian
-};
-
-// Gaussian activations, or (wide) ones spread over 2^-20..2^20 with every seventh one zero: the
-// tensor-core kernel's fixed-point activations must stay exact where the block maximum allows.
-std::vector<float> activations(int64_t n, bool wide, std::mt19937_64& rng) {
-  std::vector<float> x = gaussian(n, rng);
-  if (wide) {
-    for (auto& v : x) {
-      const uint64_t r = rng();
-      v = r % 7 == 0 ? 0.0f : std::ldexp(v, static_cast<int>((r >> 8) % 41) - 20);
-    }
-  }
-  return x;
-}
-
-void run_dense(const DenseCase& c) {
-  const Format& f = format_of(c.type);
-  const uint64_t seed = fresh_seed();
-  std::ostringstream what;
-  what << f.name << " " << c.n_in << " -> " << c.n_out << ", " << impl_name(c.impl) << ", rows/warp "
-       << c.tuning.rows_per_warp << ", warps/row " << c.tuning.warps_per_row << ", w+" << c.w_offset
-       << ", x+" << c.x_offset << (c.wide_x ? ", wide x" : "") << ", seed " << seed;
-  SCOPED_TRACE(what.str());
-  std::mt19937_64 rng(seed);
-  const std::vector<uint8_t> w = random_rows(f, c.n_in, c.n_out, rng);
-  const std::vector<float> x = activations(c.n_in, c.wide_x, rng);
-  const int64_t rb = row_bytes(f, c.n_in);
-  std::vector<Expected> want(static_cast<size_t>(c.n_out));
-  for (int64_t o = 0; o < c.n_out; ++o) {
-    const RowRef r = row_reference(f, w.data() + o * rb, x.data(), c.n_in);
-    want[static_cast<size_t>(o)] = {r.cpu, r.exact, r.scale, fixed_point_bound(f, r)};
-  }
-
-  DeviceBuffer dw(w.size() + c.w_offset), dx((x.size() + c.x_offset) * 4);
-  ASSERT_TRUE(dw.ok() && dx.ok());
-  CUDA_ASSERT(cudaMemcpy(dw.bytes() + c.w_offset, w.data(), w.size(), cudaMemcpyHostToDevice));
-  CUDA_ASSERT(cudaMemcpy(dx.get<float>() + c.x_offset, x.data(), x.size() * 4, cudaMemcpyHostToDevice));
-  CUDA_ASSERT(cudaDeviceSynchronize());
-  Output y(c.n_out);
-  Stream s;
-  ASSERT_TRUE(y.buf.ok() && s.ok());
-  check_twice(y, want, s.get(), [&] {
-    return matvec(c.type, dw.bytes() + c.w_offset, c.n_in, c.n_out, dx.get<float>() + c.x_offset,
-                  y.get(), s.get(), c.impl, c.tuning);
-  });
-}
-
-struct ExpertCase {
-  TensorType type;
-  int64_t n_in, n_out, n_expert;
-  std::vector<int32_t> experts;
-  bool x_per_slot = false;
-  bool scaled = false;
-  bool sum = false;
-  MatvecImpl impl = MatvecImpl::kAuto;
-  MatvecTuning tuning = {};
-};
-
-void run_experts(const ExpertCase& c) {
-  const Format& f = format_of(c.type);
-  const uint64_t seed = fresh_seed();
-  const int k = static_cast<int>(c.experts.size());
-  std::ostringstream what;
-  what << f.name << " " << c.n_in << " -> " << c.n_out << " x" << c.n_expert << ", " << k
-       << " slots, " << (c.sum ? "sum" : "per slot") << (c.x_per_slot ? ", x per slot" : ", shared x")
-       << (c.scaled ? ", scaled" : "") << ", " << impl_name(c.impl) << ", rows/warp "
-       << c.tuning.rows_per_warp << ", warps/row " << c.tuning.warps_per_row << ", seed " << seed;
-  SCOPED_TRACE(what.str());
-  std::mt19937_64 rng(seed);
-  const std::vector<uint8_t> w = random_rows(f, c.n_in, c.n_out * c.n_expert, rng);
-  const std::vector<float> x = gaussian(c.x_per_slot ? k * c.n_in : c.n_in, rng);
-  std::vector<float> scale = gaussian(k, rng);
-  if (!c.scaled) scale.assign(static_cast<size_t>(k), 1.0f);
-  const int64_t rb = row_bytes(f, c.n_in);
-
-  std::vector<Expected> want(static_cast<size_t>(c.sum ? c.n_out : k * c.n_out));
-  for (int j = 0; j < k; ++j) {
-    const float* xj = x.data() + (c.x_per_slot ? j * c.n_in : 0);
-    for (int64_t o = 0; o < c.n_out; ++o) {
-      const uint8_t* row = w.data() + (c.experts[static_cast<size_t>(j)] * c.n_out + o) * rb;
-      const RowRef r = row_reference(f, row, xj, c.n_in);
-      const double sj = scale[static_cast<size_t>(j)];
-      Expected& e = want[static_cast<size_t>(c.sum ? o : j * c.n_out + o)];
-      e.cpu += sj * r.cpu;
-      e.exact += sj * r.exact;
-      e.scale += std::fabs(sj) * r.scale;
-      e.fixed += std::fabs(sj) * fixed_point_bound(f, r);
-    }
-  }
-
-  DeviceBuffer dw(w.size()), dx(x.size() * 4), de(static_cast<size_t>(k) * 4), ds(static_cast<size_t>(k) * 4);
-  ASSERT_TRUE(dw.ok() && dx.ok() && de.ok() && ds.ok());
-  CUDA_ASSERT(cudaMemcpy(dw.get(), w.data(), w.size(), cudaMemcpyHostToDevice));
-  CUDA_ASSERT(cudaMemcpy(dx.get(), x.data(), x.size() * 4, cudaMemcpyHostToDevice));
-  CUDA_ASSERT(cudaMemcpy(de.get(), c.experts.data(), static_cast<size_t>(k) * 4, cudaMemcpyHostToDevice));
-  CUDA_ASSERT(cudaMemcpy(ds.get(), scale.data(), static_cast<size_t>(k) * 4, cudaMemcpyHostToDevice));
-  CUDA_ASSERT(cudaDeviceSynchronize());
-  ExpertMatvec m;
-  m.type = c.type;
-  m.w = dw.get();
-  m.n_in = c.n_in;
-  m.n_out = c.n_out;
-  m.n_expert = c.n_expert;
-  m.experts = de.get<int32_t>();
-  m.n_slots = k;
-  m.x = dx.get<float>();
-  m.x_stride = c.x_per_slot ? c.n_in : 0;
-  m.slot_scale = c.scaled ? ds.get<float>() : nullptr;
-  Output y(static_cast<int64_t>(want.size()));
-  Stream s;
-  ASSERT_TRUE(y.buf.ok() && s.ok());
-  check_twice(y, want, s.get(), [&] {
-    return c.sum ? matvec_experts_sum(m, y.get(), s.get(), c.impl, c.tuning)
-                 : matvec_experts(m, y.get(), s.get(), c.impl, c.tuning);
-  });
-}
 
 // Row lengths that exercise one block, several, partial stages and partial steps.
 std::vector<int64_t> row_lengths(const Format& f) {
