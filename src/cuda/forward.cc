@@ -314,13 +314,11 @@ class ChunkForward {
 
     // §7.2-7.3: q_a and kv read the same x.
     DSV4_ASSIGN_OR_RETURN(PairOut qkv, dense_pair(L.q_a_kv, sc_.xn, sc_.qa, sc_.kv_raw));
-    // Decode: q_b normalises q_a itself as it stages it (one launch less); qr is then written only
-    // for the indexer's q_b.
+    // Decode: q_b normalises q_a itself as it stages it (one launch less), except where the
+    // indexer's q_b needs qr anyway: there q_b reads it too (measured 0.013 ms per step faster than
+    // the fused form beside the norm launch, whose warps each recompute the norm; docs/PERF.md).
     const DeviceTensor& qb = L.q_b;
-    if (T_ == 1 && can_fuse_rms_norm(qb.type, qb.data, qb.ne0, qb.ne1, qkv.first, L.q_a_norm)) {
-      if (scoring) {
-        DSV4_TRY(rms_norm_rows(qkv.first, qkv.first_stride, L.q_a_norm, R, c_.rms_eps, sc_.qr, R, T_, stream_));
-      }
+    if (T_ == 1 && !scoring && can_fuse_rms_norm(qb.type, qb.data, qb.ne0, qb.ne1, qkv.first, L.q_a_norm)) {
       DSV4_TRY(matvec_rms_norm(qb.type, qb.data, qb.ne0, qb.ne1, qkv.first, L.q_a_norm, c_.rms_eps, sc_.q, stream_));
     } else {
       DSV4_TRY(rms_norm_rows(qkv.first, qkv.first_stride, L.q_a_norm, R, c_.rms_eps, sc_.qr, R, T_, stream_));
