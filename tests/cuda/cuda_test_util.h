@@ -20,6 +20,12 @@
 
 namespace dsv4::cuda::testing {
 
+// A seed for a test's random inputs, different every run (tests print it in their trace).
+inline uint64_t fresh_seed() {
+  std::random_device rd;
+  return (static_cast<uint64_t>(rd()) << 32) ^ rd();
+}
+
 using gguf::TensorType;
 
 #define CUDA_ASSERT(expr)                                                                \

@@ -1,4 +1,4 @@
-// Helpers for the forward-pass kernel tests: fresh seeds, a stream, typed uploads and downloads,
+// Helpers for the forward-pass kernel tests: a stream, typed uploads and downloads,
 // error measures.
 #pragma once
 
@@ -13,11 +13,6 @@
 #include "cuda/cuda_test_util.h"
 
 namespace dsv4::cuda::testing {
-
-inline uint64_t fresh_seed() {
-  std::random_device rd;
-  return (static_cast<uint64_t>(rd()) << 32) ^ rd();
-}
 
 // A non-blocking stream of the test's own (synchronised before every download).
 class TestStream {

@@ -31,11 +31,6 @@
 namespace dsv4::cuda::testing {
 namespace {
 
-uint64_t fresh_seed() {
-  std::random_device rd;
-  return (static_cast<uint64_t>(rd()) << 32) ^ rd();
-}
-
 template <class T>
 bool upload(const DeviceBuffer& b, const std::vector<T>& v) {
   return b.ok() && b.size() >= v.size() * sizeof(T) &&

@@ -38,11 +38,6 @@
 namespace dsv4::cuda::testing {
 namespace {
 
-uint64_t fresh_seed() {
-  std::random_device rd;
-  return (static_cast<uint64_t>(rd()) << 32) ^ rd();
-}
-
 const char* tile_name(GemmTile t) {
   switch (t) {
     case GemmTile::kAuto: return "auto";

@@ -187,8 +187,7 @@ struct Case {
 
 void run(const Case& c) {
   const Format& f = format_of(c.type);
-  std::random_device rd;
-  const uint64_t seed = (static_cast<uint64_t>(rd()) << 32) ^ rd();
+  const uint64_t seed = fresh_seed();
   std::ostringstream what;
   what << f.name << " " << c.n_in << " -> " << c.n_out << " x" << c.n_expert << ", "
        << (c.experts.empty() ? std::string("dense") : std::to_string(c.experts.size()) + " slots")

@@ -60,8 +60,7 @@ int for_each_stage(const Format& f, std::mt19937_64& rng, const std::vector<int>
 template <class D>
 void check_decoder(TensorType type, int natural_alignment) {
   const Format& f = format_of(type);
-  std::random_device rd;
-  const uint64_t seed = (static_cast<uint64_t>(rd()) << 32) ^ rd();
+  const uint64_t seed = fresh_seed();
   SCOPED_TRACE(std::string(f.name) + " seed " + std::to_string(seed));
   std::mt19937_64 rng(seed);
   const std::vector<uint8_t> tables = shared_tables();
@@ -106,8 +105,7 @@ TEST(GemmDecode, IQ2_XXS) { check_decoder<detail::GemmIQ2_XXS>(TensorType::IQ2_X
 template <class D>
 void check_codes(TensorType type) {
   const Format& f = format_of(type);
-  std::random_device rd;
-  const uint64_t seed = (static_cast<uint64_t>(rd()) << 32) ^ rd();
+  const uint64_t seed = fresh_seed();
   SCOPED_TRACE(std::string(f.name) + " seed " + std::to_string(seed));
   std::mt19937_64 rng(seed);
   const std::vector<uint8_t> tables = shared_tables();

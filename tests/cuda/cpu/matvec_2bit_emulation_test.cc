@@ -98,8 +98,7 @@ TEST(CudaMatvec2bitEmulation, GroupsCoverEveryUnitAndItemOnce) {
 }
 
 TEST(CudaMatvec2bitEmulation, StagedLimbsRepresentTheActivations) {
-  std::random_device rd;
-  const uint64_t seed = (static_cast<uint64_t>(rd()) << 32) ^ rd();
+  const uint64_t seed = fresh_seed();
   SCOPED_TRACE("seed " + std::to_string(seed));
   std::mt19937_64 rng(seed);
   for (int kind = 0; kind < kStagingKinds; ++kind) {
@@ -215,8 +214,7 @@ double row_tolerance(const Format& f, const uint8_t* row, const float* x, int64_
 
 template <class Fmt>
 void expect_rows_match_the_cpu(TensorType type, std::initializer_list<int64_t> n_ins) {
-  std::random_device rd;
-  const uint64_t seed = (static_cast<uint64_t>(rd()) << 32) ^ rd();
+  const uint64_t seed = fresh_seed();
   SCOPED_TRACE("seed " + std::to_string(seed));
   std::mt19937_64 rng(seed);
   const Format& f = format_of(type);

@@ -246,8 +246,7 @@ std::vector<float> activations(int64_t n, int kind, std::mt19937_64& rng) {
 
 void run(const Case& c) {
   const Format& f = format_of(c.type);
-  std::random_device rd;
-  const uint64_t seed = (static_cast<uint64_t>(rd()) << 32) ^ rd();
+  const uint64_t seed = fresh_seed();
   const bool dense = c.experts.empty();
   const int k = dense ? 1 : static_cast<int>(c.experts.size());
   std::ostringstream what;

@@ -153,8 +153,7 @@ double limb_bound(const Format& f, const uint8_t* row, const float* x, int64_t n
 // Gaussian activations and ones spread over 2^-20..2^20 with exact zeros (the GPU suite's two
 // kinds): within the matvec bar, 1e-5·Σ|w·x|, of the CPU and of the exact dot.
 TEST(CudaMatvecQ8Emulation, SuperblockDotsMatchTheCpu) {
-  std::random_device rd;
-  const uint64_t seed = (static_cast<uint64_t>(rd()) << 32) ^ rd();
+  const uint64_t seed = fresh_seed();
   SCOPED_TRACE("seed " + std::to_string(seed));
   std::mt19937_64 rng(seed);
   const Format& f = format_of(TensorType::Q8_0);
@@ -188,8 +187,7 @@ TEST(CudaMatvecQ8Emulation, SuperblockDotsMatchTheCpu) {
 // few huge ones among tiny ones: within the written bound (plus f32 rounding of the sums) of the
 // exact dot. All-zero and all-tiny items (below 2^-98: E is clamped at -127) included.
 TEST(CudaMatvecQ8Emulation, MixedMagnitudesWithinTheWrittenBound) {
-  std::random_device rd;
-  const uint64_t seed = (static_cast<uint64_t>(rd()) << 32) ^ rd();
+  const uint64_t seed = fresh_seed();
   SCOPED_TRACE("seed " + std::to_string(seed));
   std::mt19937_64 rng(seed);
   const Format& f = format_of(TensorType::Q8_0);
