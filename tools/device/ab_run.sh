@@ -38,18 +38,7 @@ note "memcheck: $(grep -o '### memcheck exit [0-9]*' "$OUT/sanitizer.log") $(gre
 note "racecheck: $(grep -o '### racecheck exit [0-9]*' "$OUT/sanitizer.log") $(grep -E 'RACECHECK SUMMARY|ERROR SUMMARY' "$OUT/sanitizer.log" | tail -1)"
 ncu_step() {
   timeout "$(budget 45)" ncu --profile-from-start off --clock-control none --print-units base --metrics gpu__time_duration.sum \
-    --csv "$1/cuda_forward_bench" --layers 4 --ctx 2100 --steps 2 2>&1 | grep -E '^"' | python3 -c '
-import csv, sys
-rows = [r for r in csv.reader(sys.stdin)]
-head, body = rows[0], rows[1:]
-k, v = head.index("Kernel Name"), head.index("Metric Value")
-total = 0.0
-for r in body:
-    us = float(r[v].replace(",", "")) / 1000.0
-    total += us
-    print("%9.2f us  %s" % (us, r[k][:120]))
-print("%9.2f us  total of %d kernels" % (total, len(body)))
-'
+    --csv "$1/cuda_forward_bench" --layers 4 --ctx 2100 --steps 2 2>&1 | ncu_kernel_times
 }
 ncu_step "$B" >"$OUT/ncu_new.log" 2>&1; note "ncu new: $(tail -1 "$OUT/ncu_new.log")"
 timeout "$(budget 100)" "$B/dsv4" bench --synthetic flash-q2 --layers "$layers" --frontiers 2048,8192 --gen 64 >"$OUT/bench.log" 2>&1

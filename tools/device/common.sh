@@ -54,3 +54,19 @@ budget() {
   ((left < 1)) && left=1
   ((left < $1)) && echo "$left" || echo "$1"
 }
+# ncu_kernel_times: ncu --csv output (gpu__time_duration.sum per kernel) on stdin -> one line per
+# kernel (µs, name cut to 120 characters) and the total.
+ncu_kernel_times() {
+  grep -E '^"' | python3 -c '
+import csv, sys
+rows = [r for r in csv.reader(sys.stdin)]
+head, body = rows[0], rows[1:]
+k, v = head.index("Kernel Name"), head.index("Metric Value")
+total = 0.0
+for r in body:
+    us = float(r[v].replace(",", "")) / 1000.0
+    total += us
+    print("%9.2f us  %s" % (us, r[k][:120]))
+print("%9.2f us  total of %d kernels" % (total, len(body)))
+'
+}

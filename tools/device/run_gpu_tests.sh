@@ -72,19 +72,7 @@ if command -v ncu >/dev/null && [[ -z "${DSV4_SKIP_NCU:-}" ]]; then
   {
     echo "### ncu: one decode step, 4 layers, context 2100 (gpu__time_duration per kernel)"
     timeout "$(budget 80)" ncu --clock-control none --print-units base --nvtx --nvtx-include "profile/" --metrics gpu__time_duration.sum \
-      --csv "$FORWARD_BENCH" --layers 4 --ctx 2100 --steps 2 2>&1 | grep -E '^"' | \
-      python3 -c '
-import csv, sys
-rows = [r for r in csv.reader(sys.stdin)]
-head, body = rows[0], rows[1:]
-k, v = head.index("Kernel Name"), head.index("Metric Value")
-total = 0.0
-for r in body:
-    us = float(r[v].replace(",", "")) / 1000.0
-    total += us
-    print("%9.2f us  %s" % (us, r[k][:150]))
-print("%9.2f us  total of %d kernels" % (total, len(body)))
-'
+      --csv "$FORWARD_BENCH" --layers 4 --ctx 2100 --steps 2 2>&1 | ncu_kernel_times
   } >>"$OUT/forward_bench.log" 2>&1
   note "ncu: $(tail -1 "$OUT/forward_bench.log")"
 fi
