@@ -7,7 +7,7 @@
 //            of one slot, or a tile over all slots when summed) goes to group u mod (groups in
 //            the grid), group g of block b being number b·G + g.
 //   block  = G groups (up to 16 warps, rt2_groups_per_block): one copy of the activations and
-//            the (16-fold replicated) IQ2_XXS tables for 16 warps. The grid is what fits the GPU.
+//            the (32-fold replicated) IQ2_XXS tables for 16 warps. The grid is what fits the GPU.
 //            Per-slot units are dealt tile-major (RowTileSchedule::slot_fastest), and a block
 //            stages only the activation vectors of the slots its groups take: at the experts'
 //            shapes (132·2 groups, 6 slots) one or two of six, which matters most when the SwiGLU
@@ -82,13 +82,48 @@ __device__ __forceinline__ void group_barrier(int g, int W) {
 }
 
 
-// Σ over one item of this lane's row, xb the item's first staged activation block.
-template <class Fmt>
-__device__ __forceinline__ float item_dot(const uint32_t* w, const XBlock2b* xb, int lane) {
+// Σ over one item of this lane's row, xb the item's first staged activation block; between(step)
+// at each of the decoder's Fmt::kDecodeSteps steps.
+template <class Fmt, class Between>
+__device__ __forceinline__ float item_dot(const uint32_t* w, const XBlock2b* xb, int lane, Between between) {
+  static_assert(kIq2TableCopies == 32, "a table copy per lane");
   if constexpr (Fmt::kTables) {
-    return iq2_item_dot(w, iq2_row_tables, lane & (kIq2TableCopies - 1), xb);
+    return iq2_item_dot(w, iq2_row_tables, lane, xb, between);
   } else {
-    return q2k_block_dot(w, *xb);
+    return q2k_block_dot(w, *xb, between);
+  }
+}
+
+// Quarter m (of 4) of an item's copies of the staging map (rt_copy): copies 8m..8m + 7, and with
+// the last quarter copy 32 of 33-word items. `base` the item's words in the tile's first row, `rb`
+// the row bytes, rows past `last_row` re-read it. Full tiles: copy q < 32 moves word lane of row q
+// from run + q·rb, run the quarter's first row (SASS: a 64-bit add per copy, IADD3 + IMAD.X). One
+// code path for the four quarters (m at run time): four unrolled ones were merged by the compiler
+// into a run-time switch anyway, each copy paying a 32-bit multiply, a sign extension and a 64-bit
+// add (session 7: the same speed, less code).
+template <int kWords>
+__device__ __forceinline__ void copy_quarter(int m, uint8_t* dst, const uint8_t* base, int rb, int last_row, int lane) {
+  static_assert(rt_copies<kWords>() == 32 || rt_copies<kWords>() == 33, "32 row runs, then a word per lane");
+  constexpr bool kTail = rt_copies<kWords>() == 33;
+  const int q0 = 8 * m;
+  if (last_row >= k2bTileRows - 1) {
+    if (lane < kWords) {
+      const uint8_t* run = base + 4 * lane + static_cast<int64_t>(rb) * q0;
+      uint8_t* to = dst + 4 * (q0 * kWords + lane);
+#pragma unroll
+      for (int t = 0; t < 8; ++t) cp_async4(to + 4 * t * kWords, run + static_cast<int64_t>(rb) * t);
+    }
+    if (kTail && m == 3) cp_async4(dst + 4 * (lane * kWords + 32), base + static_cast<int64_t>(rb) * lane + 4 * 32);
+  } else {
+    auto copy = [&](int q) {
+      int row = 0, word = 0;
+      const bool active = rt_copy<kWords>(lane, q, last_row, row, word);
+      const int dst_row = q < 32 ? q : lane;  // where the kernel reads it, whatever was copied
+      if (active) cp_async4(dst + 4 * (dst_row * kWords + word), base + static_cast<int64_t>(rb) * row + 4 * word);
+    };
+#pragma unroll
+    for (int t = 0; t < 8; ++t) copy(q0 + t);
+    if (kTail && m == 3) copy(32);
   }
 }
 
@@ -124,24 +159,13 @@ __device__ void stage_x(const RtParams& p, bool sum, XBlock2b* xsm, int x_floats
     for (int k = 0; k < 8; ++k) mx = max(mx, __float_as_uint(x[k]) & 0x7FFFFFFFu);
     mx = __reduce_max_sync(0xFFFFFFFFu, mx);
     const int e = xblock_exponent(mx, kXTopBits2b);
-    XLaneStage s = xblock_lane_stage(x, e);
+    const XLaneStage s = xblock_lane_stage(x, e);
     XBlock2b& xb = xsm[t];
 #pragma unroll
     for (int q = 0; q < kXLimbs2b; ++q) {
       reinterpret_cast<uint2*>(xb.limbs[q])[lane] = make_uint2(s.words[q][0], s.words[q][1]);
     }
-    if constexpr (Fmt::kTables) {
-      // A 32-sub-block is lanes 4s..4s+3 (integer sums: any order).
-#pragma unroll
-      for (int q = 0; q < kXLimbs2b; ++q) {
-        s.limb_sum[q] += __shfl_xor_sync(0xFFFFFFFFu, s.limb_sum[q], 1);
-        s.limb_sum[q] += __shfl_xor_sync(0xFFFFFFFFu, s.limb_sum[q], 2);
-      }
-      if ((lane & 3) == 0) {
-        *reinterpret_cast<int4*>(xb.bias[lane >> 2]) =
-            make_int4(-64 * s.limb_sum[0], -64 * s.limb_sum[1], -64 * s.limb_sum[2], -64 * s.limb_sum[3]);
-      }
-    } else {
+    if constexpr (!Fmt::kTables) {
       const float next = __shfl_down_sync(0xFFFFFFFFu, s.sum8, 1);
       if ((lane & 1) == 0) xb.gsum[lane >> 1] = s.sum8 + next;
     }
@@ -152,6 +176,7 @@ __device__ void stage_x(const RtParams& p, bool sum, XBlock2b* xsm, int x_floats
 template <class Fmt, bool kSum>
 __global__ void __launch_bounds__(k2bMaxBlockWarps * 32, 1) matvec_2bit_kernel(__grid_constant__ const RtParams p) {
   constexpr int kWords = Fmt::kItemWords, kRing = Fmt::kRing, kItemBytes = rt_item_bytes<Fmt>();
+  static_assert(kRing == 2, "one item decoded while the next is copied");
   extern __shared__ __align__(16) uint8_t smem[];
   const int W = p.W;
   const int block_warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -167,54 +192,56 @@ __global__ void __launch_bounds__(k2bMaxBlockWarps * 32, 1) matvec_2bit_kernel(_
                                     gridDim.x * p.groups, /*slot_fastest=*/true);
   const int per_unit = sched.per_unit, my_units = sched.my_units;
 
+  // The next item's copies are issued a quarter at a time while the current one is decoded.
+  struct Pending {
+    const uint8_t* base;  // the item's words in its tile's first row; null: no item
+    uint8_t* dst;
+    int last_row;
+  };
+  const int rb = static_cast<int>(p.row_bytes);  // 32 rows of them fit an int (launch_matvec_2bit)
   int issue_k = 0, issue_i = 0;
-  auto issue_next = [&](uint8_t* dst) {
-    if (issue_k >= my_units || per_unit == 0) return;
+  auto next_item = [&](uint8_t* dst) {
+    Pending pd{nullptr, dst, 0};
+    if (issue_k >= my_units || per_unit == 0) return pd;
     const int slot = sched.item_slot(issue_k, issue_i), tile = sched.unit_tile(issue_k);
     const int e = p.experts ? __ldg(p.experts + slot) : slot;
-    const uint8_t* base = p.w + e * p.slab_bytes + static_cast<int64_t>(tile) * k2bTileRows * p.row_bytes +
-                          static_cast<int64_t>(sched.item_index(issue_i)) * (kWords * 4);
-    const int last_row = p.n_out - 1 - tile * k2bTileRows;
-    constexpr int kCopies = rt_copies<kWords>();
-    if (last_row >= k2bTileRows - 1) {
-#pragma unroll
-      for (int j = 0; j < kCopies; ++j) {
-        const int row = j < 32 ? j : lane, word = j < 32 ? lane : 32;
-        if (word < kWords) cp_async4(dst + 4 * (row * kWords + word), base + row * p.row_bytes + 4 * word);
-      }
-    } else {
-#pragma unroll
-      for (int j = 0; j < kCopies; ++j) {
-        int row = 0, word = 0;
-        const bool active = rt_copy<kWords>(lane, j, last_row, row, word);
-        const int dst_row = j < 32 ? j : lane;  // where the kernel reads it, whatever was copied
-        if (active) cp_async4(dst + 4 * (dst_row * kWords + word), base + row * p.row_bytes + 4 * word);
-      }
-    }
+    pd.base = p.w + e * p.slab_bytes + static_cast<int64_t>(tile) * k2bTileRows * p.row_bytes +
+              static_cast<int64_t>(sched.item_index(issue_i)) * (kWords * 4);
+    pd.last_row = p.n_out - 1 - tile * k2bTileRows;
     if (++issue_i == per_unit) {
       issue_i = 0;
       ++issue_k;
     }
+    return pd;
+  };
+  auto issue_quarter = [&](const Pending& pd, int m) {
+    if (!pd.base) return;
+    // The copies' addresses are computed here, not hoisted out of the decode loop around it (held
+    // live, ptxas kept a 64-bit address per copy and spilled: session 6): the row stride passes
+    // through an opaque move.
+    int rb_here;
+    asm volatile("mov.b32 %0, %1;" : "=r"(rb_here) : "r"(rb));
+    copy_quarter<kWords>(m, pd.dst, pd.base, rb_here, pd.last_row, lane);
   };
 
   // The lookup tables are constant data: copied before waiting for the kernel before this one.
   if constexpr (Fmt::kTables) {
-    // Each thread writes the 16 copies of one entry (i·16 + c); blocks have ≥ 384 threads at the
-    // expert shapes, so one round of loads.
-    for (int i = threadIdx.x; i < 256 + 128; i += blockDim.x) {
-      const uint2 v = i < 256 ? iq2_grid_entry(p.iq2->grid[i]) : iq2_sign_entry(p.iq2->signs[i - 256]);
-      uint2* dst = i < 256 ? iq2_row_tables.grid + i * kIq2TableCopies
-                            : iq2_row_tables.signs + (i - 256) * kIq2TableCopies;
-#pragma unroll
-      for (int c = 0; c < kIq2TableCopies; ++c) dst[c] = v;
+    // A warp per 32 entries (grid then signs, contiguous: entry e's copies at words e·32..): one
+    // load per lane, then the 32 copies of each entry as one conflict-free store.
+    uint32_t* words = reinterpret_cast<uint32_t*>(&iq2_row_tables);
+    for (int c = block_warp; c < (256 + 128) / 32; c += blockDim.x >> 5) {
+      const int e = 32 * c + lane;
+      const uint32_t v = e < 256 ? iq2_grid_entry(p.iq2->grid[e]) : iq2_sign_entry(p.iq2->signs[e - 256]);
+#pragma unroll 8
+      for (int j = 0; j < 32; ++j) words[(32 * c + j) * kIq2TableCopies + lane] = __shfl_sync(0xFFFFFFFFu, v, j);
     }
   }
   // PDL: the weights of a dense launch are fetched while the kernel before it finishes (nothing
   // writes weights); the expert ids, activations and outputs only after it. pdl.cuh.
   if (p.experts) pdl_wait();
-#pragma unroll
-  for (int b = 0; b < kRing - 1; ++b) {
-    issue_next(ring + b * kItemBytes);
+  {
+    const Pending first = next_item(ring);
+    for (int m = 0; m < 4; ++m) issue_quarter(first, m);
     cp_async_commit();
   }
   if (!p.experts) pdl_wait();
@@ -226,24 +253,29 @@ __global__ void __launch_bounds__(k2bMaxBlockWarps * 32, 1) matvec_2bit_kernel(_
   for (int k = 0; k < my_units; ++k) {
     float acc = 0.0f, part = 0.0f;
     for (int i = 0; i < per_unit; ++i) {
-      issue_next(ring + (buf == 0 ? kRing - 1 : buf - 1) * kItemBytes);
-      cp_async_commit();
-      cp_async_wait<kRing - 1>();  // this lane's words of item i have landed
-      __syncwarp();                // ... and every other lane's
+      cp_async_wait<0>();  // this lane's words of item i have landed
+      __syncwarp();        // ... and every other lane's
+      // Item i + 1 goes to the other buffer (item i − 1's, read before the __syncwarp below).
+      const Pending next = next_item(ring + (buf ^ 1) * kItemBytes);
+      auto between = [&](int step) {
+        constexpr int kPer = Fmt::kDecodeSteps / 4;
+        if (step % kPer == 0) issue_quarter(next, step / kPer);
+      };
       // The lane's row is read from shared memory as it is decoded.
       const uint32_t* row = reinterpret_cast<const uint32_t*>(ring + buf * kItemBytes) + lane * kWords;
       const int slot = sched.item_slot(k, i);
       const XBlock2b* xb =
           xsm + ((p.x_stride ? slot * p.n_in : 0) + sched.item_index(i) * Fmt::kItemElems) / kXBlock2b;
-      part += item_dot<Fmt>(row, xb, lane);
-      __syncwarp();  // the buffer is refilled by a later issue
+      part += item_dot<Fmt>(row, xb, lane, between);
+      cp_async_commit();
+      __syncwarp();  // the buffer is refilled while the next item is decoded
       // Scaled and added: per item in the per-slot form, at each slot's last item (slot order) when summed.
       if (sched.closes_slot(i)) {
         const float s = p.scale ? __ldg(p.scale + slot) : 1.0f;
         acc = fmaf(s, part, acc);
         part = 0.0f;
       }
-      buf = buf + 1 == kRing ? 0 : buf + 1;
+      buf ^= 1;
     }
     const int row = sched.unit_tile(k) * k2bTileRows + lane;
     store_row_tile(acc, red, k, W, warp, lane, row, p.n_out, sched.out_index(k, row, p.n_out), p.y,

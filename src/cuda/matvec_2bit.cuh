@@ -21,9 +21,12 @@
 // issue bound at ≈ 7 instructions per weight): the weight codes are dotted as bytes with the limbs,
 // one dp4a per limb per 4 weights; the 4-bit scales are integer multiplies per 32 (IQ2_XXS) or 16
 // (Q2_K) weights; one int→f32 and scale per 256-weight block. IQ2_XXS: the grid point (8
-// magnitudes) and the 8 sign bits come from two shared-memory tables; the signs are folded into
-// the grid bytes (m | 64 with m ≤ 43: v = (m|64) − 2·(m & S) is 64 ± m per byte, no carry between
-// bytes; the 64·Σlimbs this adds is subtracted by starting the chain at the staged bias). Q2_K:
+// magnitudes) and the 8 sign bits come from two shared-memory tables. Every grid magnitude is 8,
+// 25 or 43, so a grid point is kept as 8 two-bit codes (in nibbles) and a sign pattern as 8 bits
+// (at bit 2 of each nibble); their OR selects, per byte, the signed code ±m out of six constant
+// bytes (one PRMT per 4 weights; session 7: 4-byte entries are one wavefront per lookup, the
+// 8-byte entries of sessions 4-6 took two, and their sign fold made biased bytes 64 ± m whose
+// 64·Σlimbs had to be staged and loaded per sub-block). Q2_K:
 // w = d·(sc & 15)·q − dmin·(sc >> 4) per 16 elements, so a 16-group contributes d·sc·Σ q·x −
 // dmin·m·Σx; the group sums Σx (f32, the same for every lane) are staged with the limbs.
 #pragma once
@@ -39,42 +42,51 @@ constexpr int k2bTileRows = 32;
 constexpr int k2bMaxWarps = 8;        // warps splitting a row (= warps per group)
 constexpr int k2bMaxBlockWarps = 16;  // warps per block (groups of W warps, matvec_2bit.cu)
 
-// The IQ2_XXS tables as the kernel keeps them in shared memory, 16 copies interleaved (entry i of
-// copy c at i·16 + c): lane l reads copy l & 15, so the warp's random 8-byte lookups fall on
-// distinct bank pairs per half-warp and take the minimum 2 wavefronts. With one copy they took
-// ≈4–5 (32 random 8-byte reads over 16 bank pairs), and shared memory was what the IQ2_XXS launch
-// waited on (ncu: L1/TEX throughput 73–80 %, DRAM 11 %).
-constexpr int kIq2TableCopies = 16;
+// The IQ2_XXS tables as the kernel keeps them in shared memory: one 32-bit entry per grid point
+// and per sign pattern, 32 copies interleaved (entry i of copy c at i·32 + c). Lane l reads copy
+// l, so the warp's random lookups fall on 32 distinct banks: one wavefront. (Sessions 4-6: 8-byte
+// entries in 16 copies, two wavefronts per lookup; with one copy ≈4–5, and shared memory was what
+// the IQ2_XXS launch waited on: ncu L1/TEX throughput 73–80 %, MIO throttle 3.3 cycles per issue.)
+constexpr int kIq2TableCopies = 32;
 struct Iq2RowTables {
-  uint2 grid[256 * kIq2TableCopies];   // grid point: each magnitude byte m as m | 64
-  uint2 signs[128 * kIq2TableCopies];  // 0xFF in each byte whose element is negated (ksigns_iq2xs expanded)
+  uint32_t grid[256 * kIq2TableCopies];   // nibble k: the code of magnitude k (8, 25, 43 → 0, 1, 2)
+  uint32_t signs[128 * kIq2TableCopies];  // 4 at nibble k where element k is negated (ksigns_iq2xs)
 };
 
-DSV4_HD uint2 iq2_grid_entry(uint64_t g) {
-  const uint64_t v = g | 0x4040404040404040ull;
-  return make_uint2(static_cast<uint32_t>(v), static_cast<uint32_t>(v >> 32));
-}
-DSV4_HD uint2 iq2_sign_entry(uint32_t s) {
-  uint32_t lo = 0, hi = 0;
-  for (int b = 0; b < 4; ++b) {
-    if ((s >> b) & 1u) lo |= 0xFFu << (8 * b);
-    if ((s >> (4 + b)) & 1u) hi |= 0xFFu << (8 * b);
+DSV4_HD uint32_t iq2_grid_entry(uint64_t g) {
+  uint32_t e = 0;
+  for (int k = 0; k < 8; ++k) {
+    const uint32_t m = static_cast<uint32_t>(g >> (8 * k)) & 0xFFu;
+    e |= (m > 25u ? 2u : m > 8u ? 1u : 0u) << (4 * k);
   }
-  return make_uint2(lo, hi);
+  return e;
+}
+DSV4_HD uint32_t iq2_sign_entry(uint32_t s) {
+  uint32_t e = 0;
+  for (int k = 0; k < 8; ++k) e |= ((s >> k) & 1u) << (4 * k + 2);
+  return e;
 }
 
-// 64 ± m per byte from a grid word (bytes m | 64) and a sign mask (0xFF where negated).
-DSV4_HD uint32_t iq2_signed_bytes(uint32_t g, uint32_t s) {
-  const uint32_t t = g & s & 0x3F3F3F3Fu;
-  return g - t - t;
-}
+// The signed codes ±m (int8) of elements 0–3 of a grid entry ORed with a sign entry (elements
+// 4–7: the OR shifted down 16): PRMT picks byte (code + 4·negated) of {8, 25, 43, 0, −8, −25,
+// −43, 0}; the nibbles are ≤ 6, so PRMT's sign-replicate bit 3 is never set.
+DSV4_HD uint32_t iq2_signed_codes(uint32_t sel) { return prmt(0x002B1908u, 0x00D5E7F8u, sel); }
 
+// The decoders call between(step) at the start of each of their kDecodeSteps steps: the kernel
+// issues the next item's copies there, a part at a time (matvec_2bit.cu); nothing on the CPU.
+struct NoBetween {
+  DSV4_HD void operator()(int) const {}
+};
+
+// kRing: item i is decoded while item i + 1 is copied, its copies spread over the decode's
+// kDecodeSteps steps (session 7: issued in one burst, 21–33 LDGSTS per lane per item, and the
+// Q2_K ring's 3 items at once, they stalled the warps on the LSU queue: ncu LG throttle).
 struct Fmt2bQ2K {
-  static constexpr int kItemElems = 256, kItemWords = 21, kRing = 4;
+  static constexpr int kItemElems = 256, kItemWords = 21, kRing = 2, kDecodeSteps = 4;
   static constexpr bool kTables = false;
 };
 struct Fmt2bIQ2 {
-  static constexpr int kItemElems = 512, kItemWords = 33, kRing = 2;
+  static constexpr int kItemElems = 512, kItemWords = 33, kRing = 2, kDecodeSteps = 16;
   static constexpr bool kTables = true;  // the IQ2_XXS grid and sign tables in shared memory
 };
 
@@ -112,26 +124,21 @@ constexpr int kXLimbs2b = 3;
 constexpr int kXTopBits2b = 8 * kXLimbs2b - 2;  // the last limb in [−64, 64]
 constexpr int kXBlock2b = 256;  // elements per scale: one Q2_K block, one IQ2_XXS block
 
-// One staged 256-element block of a launch's activations (shared memory; 912 bytes with 3 limbs).
+// One staged 256-element block of a launch's activations (shared memory; 848 bytes with 3 limbs).
 struct alignas(16) XBlock2b {
   uint32_t limbs[kXLimbs2b][64];  // limb p of elements 4k..4k+3 in word k (element 4k + i in byte i)
-  union {
-    int32_t bias[8][4];  // IQ2_XXS: −64·Σ limb p over 32-sub-block s ([s][p ≥ kXLimbs2b]: 0)
-    float gsum[16];      // Q2_K: Σx of each 16-group (f32: 8 elements in order, then the halves)
-  };
-  float scale;  // 2^E; NaN when the block holds ±inf or NaN (as the f32 dot)
+  float gsum[16];  // Q2_K: Σx of each 16-group (f32: 8 elements in order, then the halves)
+  float scale;     // 2^E; NaN when the block holds ±inf or NaN (as the f32 dot)
   float pad[3];
 };
 static_assert(sizeof(XBlock2b) % 16 == 0, "16-byte loads of every block");
-static_assert(kXLimbs2b == 3 || kXLimbs2b == 4, "the bias is one int4 per sub-block");
+static_assert(kXLimbs2b == 3 || kXLimbs2b == 4, "three limbs (measured fastest) or four (exact)");
 
 // Lane `lane`'s part of staging one block: its elements x[0..7] = 8·lane.. (in element order),
 // `e` the block's exponent (xblock_exponent of the block's largest |x|, kXTopBits2b). Writes its
-// two limb words per limb and returns per limb the sum of its 8 limbs, and its 8 elements' f32
-// sum in order.
+// two limb words per limb and returns its 8 elements' f32 sum in order.
 struct XLaneStage {
   uint32_t words[kXLimbs2b][2];
-  int32_t limb_sum[4];  // limbs ≥ kXLimbs2b: 0
   float sum8;
 };
 DSV4_HD XLaneStage xblock_lane_stage(const float (&x)[8], int e) {
@@ -143,7 +150,6 @@ DSV4_HD XLaneStage xblock_lane_stage(const float (&x)[8], int e) {
     for (int p = 0; p < kXLimbs2b; ++p) {
       const int32_t l = x_limb(X, p, kXLimbs2b);
       s.words[p][k >> 2] |= (static_cast<uint32_t>(l) & 0xFFu) << (8 * (k & 3));
-      s.limb_sum[p] += l;
     }
   }
   s.sum8 = x[0];
@@ -168,8 +174,8 @@ DSV4_HD float limb_sums_to_f32(const int32_t (&A)[kXLimbs2b]) {
 //   |A_j,p| ≤ 4 groups · 15 · 16 · 192 · 128 < 2^25, |64·Σ| ≤ 64 · 16 · 15 · 16 · 3 · 128 < 2^27.
 // result = (d/64)·(Σ_p 64·A_p·256^p)·2^E − dmin·Σ_g (sc_g >> 4)·Σx_g, the min sum in the loop's
 // (h, u, j) order.
-template <class Words>
-DSV4_HD float q2k_block_dot(const Words& w, const XBlock2b& xb) {
+template <class Words, class Between = NoBetween>
+DSV4_HD float q2k_block_dot(const Words& w, const XBlock2b& xb, Between between = {}) {
   const float2 dm = f16x2_to_f32(w[20]);
   uint32_t scales[4], mins_q[4];
   DSV4_UNROLL
@@ -190,6 +196,7 @@ DSV4_HD float q2k_block_dot(const Words& w, const XBlock2b& xb) {
   for (int h = 0; h < 2; ++h) {
     DSV4_UNROLL
     for (int u = 0; u < 2; ++u) {
+      between(2 * h + u);
       uint32_t q[4];
       DSV4_UNROLL
       for (int t = 0; t < 4; ++t) q[t] = w[4 + 8 * h + 4 * u + t];
@@ -219,23 +226,18 @@ DSV4_HD float q2k_block_dot(const Words& w, const XBlock2b& xb) {
 
 // Adds (2·ls + 1)·Σ (±m_k)·limb_p(x_k) over one IQ2_XXS sub-block s of staged block xb to A[p]:
 // a0 = its 4 grid indices, a1 = 4×7 sign-index bits and the 4-bit scale ls. Each 8-element grid
-// point is read as bytes 64 ± m (iq2_signed_bytes); the chain starts at −64·Σ limbs of the
-// sub-block (staged), so it sums ±m·limb exactly. Bounds: |Σ ±m·limb| ≤ 32·43·128 < 2^18, times
-// 31, times 8 sub-blocks < 2^26 (and the chain's partial sums < 2^20): int32 throughout.
-// `copy` is the lane's table copy (lane & 15). The table entries are addressed by byte offset
-// from the tables' start, (index·16 + copy)·8 = the index bits moved to bit 7 | copy·8: one shift
-// and one LOP3 per lookup (bits 7+ and 3–6 do not overlap).
+// point is read as signed bytes ±m (iq2_signed_codes), so the chain sums ±m·limb exactly. Bounds:
+// |Σ ±m·limb| ≤ 32·43·128 < 2^18, times 31, times 8 sub-blocks < 2^26: int32 throughout.
+// `copy` is the lane's table copy (the lane). The table entries are addressed by byte offset from
+// the tables' start, (index·32 + copy)·4 = the index bits moved to bit 7 | copy·4: one shift and
+// one LOP3 per lookup (bits 7+ and 2–6 do not overlap).
 DSV4_HD void iq2_sub_accumulate(uint32_t a0, uint32_t a1, const Iq2RowTables& t, int copy, const XBlock2b& xb, int s,
                                 int32_t (&A)[kXLimbs2b]) {
-  static_assert(kIq2TableCopies * sizeof(uint2) == 128, "an entry's copies span 128 bytes");
-  const int4 b = *reinterpret_cast<const int4*>(xb.bias[s]);
-  const int32_t bias[4] = {b.x, b.y, b.z, b.w};
-  int32_t D[kXLimbs2b];
-  DSV4_UNROLL
-  for (int p = 0; p < kXLimbs2b; ++p) D[p] = bias[p];
+  static_assert(kIq2TableCopies * sizeof(uint32_t) == 128, "an entry's copies span 128 bytes");
+  int32_t D[kXLimbs2b] = {};
   const uint8_t* grid_base = reinterpret_cast<const uint8_t*>(t.grid);
   const uint8_t* sign_base = reinterpret_cast<const uint8_t*>(t.signs);
-  const uint32_t lane_off = static_cast<uint32_t>(copy) * 8u;
+  const uint32_t lane_off = static_cast<uint32_t>(copy) * 4u;
   uint4 l[kXLimbs2b][2];
   DSV4_UNROLL
   for (int p = 0; p < kXLimbs2b; ++p) {
@@ -246,13 +248,13 @@ DSV4_HD void iq2_sub_accumulate(uint32_t a0, uint32_t a1, const Iq2RowTables& t,
   for (int g = 0; g < 4; ++g) {
     const uint32_t gi = (8 * g >= 7 ? a0 >> (8 * g - 7) : a0 << (7 - 8 * g)) & 0x7F80u;
     const uint32_t si = (7 * g >= 7 ? a1 >> (7 * g - 7) : a1 << (7 - 7 * g)) & 0x3F80u;
-    const uint2 grid = *reinterpret_cast<const uint2*>(grid_base + (gi | lane_off));
-    const uint2 sign = *reinterpret_cast<const uint2*>(sign_base + (si | lane_off));
-    const uint32_t v0 = iq2_signed_bytes(grid.x, sign.x), v1 = iq2_signed_bytes(grid.y, sign.y);
+    const uint32_t sel = *reinterpret_cast<const uint32_t*>(grid_base + (gi | lane_off)) |
+                         *reinterpret_cast<const uint32_t*>(sign_base + (si | lane_off));
+    const uint32_t v0 = iq2_signed_codes(sel), v1 = iq2_signed_codes(sel >> 16);
     DSV4_UNROLL
     for (int p = 0; p < kXLimbs2b; ++p) {
       const uint4& q = l[p][g / 2];
-      D[p] = dp4a_u8s8(v1, g % 2 ? q.w : q.y, dp4a_u8s8(v0, g % 2 ? q.z : q.x, D[p]));
+      D[p] = dp4a_s8s8(v1, g % 2 ? q.w : q.y, dp4a_s8s8(v0, g % 2 ? q.z : q.x, D[p]));
     }
   }
   const int32_t k = static_cast<int32_t>(2 * (a1 >> 28) + 1);
@@ -272,16 +274,20 @@ DSV4_HD uint32_t funnel16(uint32_t lo, uint32_t hi) {
 // blocks xb[0], xb[1]: block 0 at byte 0 (d, then its sub-blocks at bytes 2 + 8s: half-word
 // aligned), block 1 at byte 66 (d in the top half of word 16, sub-blocks word aligned from word
 // 17). Per block d·(2ls+1)/8·Σ ±m·x = ((d/8)·Σ_p A_p·256^p)·2^E; block 0 then block 1.
-template <class Words>
-DSV4_HD float iq2_item_dot(const Words& w, const Iq2RowTables& t, int copy, const XBlock2b* xb) {
+template <class Words, class Between = NoBetween>
+DSV4_HD float iq2_item_dot(const Words& w, const Iq2RowTables& t, int copy, const XBlock2b* xb, Between between = {}) {
   int32_t A0[kXLimbs2b] = {}, A1[kXLimbs2b] = {};
   DSV4_UNROLL
   for (int s = 0; s < 8; ++s) {
+    between(s);
     const uint32_t lo = w[2 * s], mid = w[2 * s + 1], hi = w[2 * s + 2];
     iq2_sub_accumulate(funnel16(lo, mid), funnel16(mid, hi), t, copy, xb[0], s, A0);
   }
   DSV4_UNROLL
-  for (int s = 0; s < 8; ++s) iq2_sub_accumulate(w[17 + 2 * s], w[18 + 2 * s], t, copy, xb[1], s, A1);
+  for (int s = 0; s < 8; ++s) {
+    between(8 + s);
+    iq2_sub_accumulate(w[17 + 2 * s], w[18 + 2 * s], t, copy, xb[1], s, A1);
+  }
   const float d0 = f16_to_f32(w[0] & 0xFFFFu) * 0.125f, d1 = f16_to_f32(w[16] >> 16) * 0.125f;
   return fmaf(d1 * limb_sums_to_f32(A1), xb[1].scale, (d0 * limb_sums_to_f32(A0)) * xb[0].scale);
 }

@@ -34,8 +34,7 @@ inline uint32_t abs_bits(float v) {
 }
 
 // x (n a multiple of 256) staged as the kernel's stage_x<Fmt> does: per block the warp's largest
-// |x|, each lane's xblock_lane_stage, then for IQ2_XXS the sub-block limb sums of lanes
-// 4s..4s+3, for Q2_K the group sums of lanes 2g, 2g+1.
+// |x|, each lane's xblock_lane_stage, then for Q2_K the group sums of lanes 2g, 2g+1.
 template <class Fmt>
 std::vector<detail::XBlock2b> stage_blocks(const float* x, int64_t n) {
   std::vector<detail::XBlock2b> out(static_cast<size_t>(n / detail::kXBlock2b));
@@ -56,14 +55,7 @@ std::vector<detail::XBlock2b> stage_blocks(const float* x, int64_t n) {
         o.limbs[p][2 * lane + 1] = st[lane].words[p][1];
       }
     }
-    if constexpr (Fmt::kTables) {
-      for (int s = 0; s < 8; ++s) {
-        for (int p = 0; p < detail::kXLimbs2b; ++p) {
-          o.bias[s][p] = -64 * ((st[4 * s].limb_sum[p] + st[4 * s + 1].limb_sum[p]) +
-                                (st[4 * s + 2].limb_sum[p] + st[4 * s + 3].limb_sum[p]));
-        }
-      }
-    } else {
+    if constexpr (!Fmt::kTables) {
       for (int g = 0; g < 16; ++g) o.gsum[g] = st[2 * g].sum8 + st[2 * g + 1].sum8;
     }
     o.scale = detail::xblock_scale(mx, e);

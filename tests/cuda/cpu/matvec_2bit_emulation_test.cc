@@ -103,7 +103,7 @@ TEST(CudaMatvec2bitEmulation, StagedLimbsRepresentTheActivations) {
   std::mt19937_64 rng(seed);
   for (int kind = 0; kind < kStagingKinds; ++kind) {
     const std::vector<float> x = staging_activations(kind, 1024, rng);
-    // IQ2_XXS staging (limbs, sub-block biases) and Q2_K staging (limbs, group sums).
+    // IQ2_XXS staging (limbs) and Q2_K staging (limbs, group sums).
     const std::vector<detail::XBlock2b> st = stage_blocks<Fmt2bIQ2>(x.data(), 1024);
     const std::vector<detail::XBlock2b> sq = stage_blocks<Fmt2bQ2K>(x.data(), 1024);
     constexpr int kLast = detail::kXLimbs2b - 1;
@@ -116,24 +116,19 @@ TEST(CudaMatvec2bitEmulation, StagedLimbsRepresentTheActivations) {
       ASSERT_EQ(sq[b].scale, o.scale);
       ASSERT_EQ(std::memcmp(sq[b].limbs, o.limbs, sizeof(o.limbs)), 0);
       int64_t top = 0;
-      for (int s = 0; s < 8; ++s) {
-        int32_t sums[detail::kXLimbs2b] = {};
-        for (int i = 32 * s; i < 32 * s + 32; ++i) {
-          int64_t X = 0;
-          for (int p = kLast; p >= 0; --p) {
-            const int32_t l = limb_of(o, p, i);
-            if (p == kLast) {
-              ASSERT_TRUE(l >= -64 && l <= 64) << l;
-            }
-            X = X * 256 + l;
-            sums[p] += l;
+      for (int i = 0; i < 256; ++i) {
+        int64_t X = 0;
+        for (int p = kLast; p >= 0; --p) {
+          const int32_t l = limb_of(o, p, i);
+          if (p == kLast) {
+            ASSERT_TRUE(l >= -64 && l <= 64) << l;
           }
-          top = std::max<int64_t>(top, X < 0 ? -X : X);
-          // |X − x/2^E| ≤ 1/2: every element rounded to within half a unit of the block's scale.
-          const double want = std::ldexp(static_cast<double>(x[b * 256 + i]), -e);
-          ASSERT_LE(std::fabs(static_cast<double>(X) - want), 0.5) << "kind " << kind << " element " << i;
+          X = X * 256 + l;
         }
-        for (int p = 0; p <= kLast; ++p) ASSERT_EQ(o.bias[s][p], -64 * sums[p]) << "sub-block " << s;
+        top = std::max<int64_t>(top, X < 0 ? -X : X);
+        // |X − x/2^E| ≤ 1/2: every element rounded to within half a unit of the block's scale.
+        const double want = std::ldexp(static_cast<double>(x[b * 256 + i]), -e);
+        ASSERT_LE(std::fabs(static_cast<double>(X) - want), 0.5) << "kind " << kind << " element " << i;
       }
       if (mx >= 0x00800000u) {  // a normal largest |x|: the top bits are used, rounding ≤ 2^-30 of it
         EXPECT_GE(top, int64_t{1} << (detail::kXTopBits2b - 1));
@@ -189,7 +184,7 @@ std::vector<float> emulate_item(const std::vector<uint8_t>& w, int64_t row_bytes
   for (int lane = 0; lane < 32 && lane <= last_row; ++lane) {
     const uint32_t* row = &buf[static_cast<size_t>(lane * kWords)];
     if constexpr (Fmt::kTables) {
-      out.push_back(detail::iq2_item_dot(row, tables, lane & 15, xb));
+      out.push_back(detail::iq2_item_dot(row, tables, lane & (detail::kIq2TableCopies - 1), xb));
     } else {
       out.push_back(detail::q2k_block_dot(row, *xb));
     }
@@ -306,7 +301,7 @@ TEST(CudaMatvec2bitEmulation, Iq2SubBlockIsExactForEveryGridPointAndSignPattern)
       }
       int32_t A[detail::kXLimbs2b];  // accumulates onto what is there
       std::copy(start, start + detail::kXLimbs2b, A);
-      detail::iq2_sub_accumulate(a0, a1, tables, (gi + si) & 15, xs[0], s, A);
+      detail::iq2_sub_accumulate(a0, a1, tables, (gi + si) & (detail::kIq2TableCopies - 1), xs[0], s, A);
       for (int p = 0; p < detail::kXLimbs2b; ++p) {
         int64_t want = 0;
         for (int g = 0; g < 4; ++g) {
@@ -323,18 +318,19 @@ TEST(CudaMatvec2bitEmulation, Iq2SubBlockIsExactForEveryGridPointAndSignPattern)
   }
 }
 
-// Every sign pattern and grid point: 64 ± m per byte, exactly the signed magnitudes.
-TEST(CudaMatvec2bitEmulation, SignFoldingIsExact) {
+// Every sign pattern and grid point: ±m per signed byte, exactly the signed magnitudes (this also
+// checks that every grid magnitude is one of the three the nibble codes can name).
+TEST(CudaMatvec2bitEmulation, SignedCodesAreExact) {
   for (int gi = 0; gi < 256; ++gi) {
-    const uint2 g = detail::iq2_grid_entry(quant::iq2xxs_grid[gi]);
+    const uint32_t g = detail::iq2_grid_entry(quant::iq2xxs_grid[gi]);
     for (int si = 0; si < 128; ++si) {
       const uint32_t s = quant::ksigns_iq2xs[si];
-      const uint2 m = detail::iq2_sign_entry(s);
-      const uint32_t lo = detail::iq2_signed_bytes(g.x, m.x), hi = detail::iq2_signed_bytes(g.y, m.y);
+      const uint32_t sel = g | detail::iq2_sign_entry(s);
+      const uint32_t lo = detail::iq2_signed_codes(sel), hi = detail::iq2_signed_codes(sel >> 16);
       for (int e = 0; e < 8; ++e) {
         const int mag = static_cast<int>((quant::iq2xxs_grid[gi] >> (8 * e)) & 0xFF);
-        const int want = 64 + (((s >> e) & 1u) ? -mag : mag);
-        const int got = static_cast<int>(((e < 4 ? lo : hi) >> (8 * (e % 4))) & 0xFF);
+        const int want = ((s >> e) & 1u) ? -mag : mag;
+        const int got = static_cast<int8_t>((e < 4 ? lo : hi) >> (8 * (e % 4)));
         ASSERT_EQ(got, want) << "grid " << gi << ", signs " << si << ", element " << e;
       }
     }
