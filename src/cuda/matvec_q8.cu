@@ -3,11 +3,11 @@
 //
 // Roofline. Batch-1 decode reads each weight byte once, so the floor is bytes / copy bandwidth; an
 // SM must take ≈13.6 Q8_0 weights per clock at 90 % of an H200's copy bandwidth. This kernel decodes
-// in integers (dp4a of the int8 codes against the activations' fixed-point limbs, matvec_q8.cuh),
-// reads the weights with coalesced 16-byte cp.async (two 8.7 KB items in flight per warp, 8 warps
-// per SM: ≈140 KB in flight per SM, several times what the latency needs) and the activations' limbs
-// as broadcast loads from shared memory (each warp loads its next item's 1 KB of x one item ahead
-// and converts it when that item's turn comes).
+// in integers on tensor cores (mma.m16n8k32 of the int8 codes against the activations' fixed-point
+// limbs, matvec_q8.cuh), reads the weights with coalesced 16-byte cp.async (two 8.7 KB items in
+// flight per warp, 8 warps per SM: ≈140 KB in flight per SM, several times what the latency needs)
+// and the activations' limbs as B fragments from shared memory (each warp loads its next item's
+// 1 KB of x one item ahead and converts it when that item's turn comes).
 //
 // Shape of the work:
 //   block  = W warps (W = warps_per_row, 1–8), together computing one tile of 32 rows at a time;
@@ -15,14 +15,17 @@
 //            summed). The grid is what fits the GPU at once; unit u (a tile of one slot, or a tile
 //            over all slots when summed) goes to block u mod gridDim.x, so blocks walk their units
 //            in turn and each warp's items form one stream through its ring across units.
-//   lane   = one row: its partial sums stay in registers (each item's f32 sum times the item's
-//            2^E); a slot's partial is scaled and added in slot order; at a unit's end the block's
-//            W partials are added in warp order.
+//   lane   = 4g + c: rows g, g + 8, g + 16, g + 24 of the tile, limbs 0, 1 (c even) or 2, 3 (c
+//            odd; matvec_q8.cuh): its partial sums stay in registers (each item's f32 sum times the
+//            item's 2^E and the limb weight); a slot's partial is scaled and added in slot order; at
+//            a unit's end lane c = 0 adds lane c = 1's sums to its own, the rows go back to one per
+//            lane and the block's W partials are added in warp order.
 // Every output is one fixed sequence of f32 operations: deterministic, no atomics, the same bits
 // for any grid.
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <type_traits>
 
 #include "cuda/cp_async.cuh"
 #include "cuda/matvec_launch.h"
@@ -35,6 +38,49 @@
 namespace dsv4::cuda::detail {
 
 namespace {
+
+// D = A·B for one warp (s8·s8 → s32; C = 0). Fragment layout: matvec_q8.cuh.
+__device__ __forceinline__ void q8_mma(const uint32_t (&a)[4], const uint32_t (&b)[2], int32_t (&d)[4]) {
+  asm("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%10,%10,%10,%10};\n"
+      : "=r"(d[0]), "=r"(d[1]), "=r"(d[2]), "=r"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "r"(0));
+}
+
+// The lane's four row sums (rows g, g + 8, g + 16, g + 24; c even: limbs 0, 1, c odd: limbs 2, 3)
+// of one staged item against the staged limb planes, each the 8 blocks' d·I in block order.
+__device__ __forceinline__ void q8_item_dot(const uint32_t* item, const uint32_t* planes, int lane, uint32_t sel,
+                                            float (&s)[2][2]) {
+  uint32_t bf[8][2];
+  q8_b_fragment<0>(planes, lane, bf[0]);
+  q8_b_fragment<1>(planes, lane, bf[1]);
+  q8_b_fragment<2>(planes, lane, bf[2]);
+  q8_b_fragment<3>(planes, lane, bf[3]);
+  q8_b_fragment<4>(planes, lane, bf[4]);
+  q8_b_fragment<5>(planes, lane, bf[5]);
+  q8_b_fragment<6>(planes, lane, bf[6]);
+  q8_b_fragment<7>(planes, lane, bf[7]);
+#pragma unroll
+  for (int rg = 0; rg < 2; ++rg) {
+    const uint32_t* r0 = item + ((lane >> 2) + 16 * rg) * kQ8RowWords;
+    const uint32_t* r1 = r0 + 8 * kQ8RowWords;
+    s[rg][0] = s[rg][1] = 0.0f;
+    auto pair = [&](auto m_const) {
+      constexpr int m = decltype(m_const)::value;
+      uint32_t ae[4], ao[4];
+      float de[2], dd[2];
+      q8_a_fragments<m>(r0, r1, lane, sel, ae, ao, de, dd);
+      int32_t ce[4], co[4];
+      q8_mma(ae, bf[2 * m], ce);
+      q8_mma(ao, bf[2 * m + 1], co);
+      q8_fold(ce, de, s[rg]);
+      q8_fold(co, dd, s[rg]);
+    };
+    pair(std::integral_constant<int, 0>{});
+    pair(std::integral_constant<int, 1>{});
+    pair(std::integral_constant<int, 2>{});
+    pair(std::integral_constant<int, 3>{});
+  }
+}
 
 static_assert(kQ8TileRows == kRowTileRows, "the row-tile schedule (row_tile.cuh) takes tiles of 32 rows");
 
@@ -88,7 +134,7 @@ __global__ void __launch_bounds__(kQ8MaxWarps * 32) matvec_q8_kernel(__grid_cons
   const int W = blockDim.x >> 5;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   uint8_t* ring = smem + warp * (kQ8Ring * kQ8ItemBytes);
-  constexpr int kXbufWords = kQ8XLimbs * kQ8XWords;  // the item's limb planes
+  constexpr int kXbufWords = kQ8XLimbs * kQ8XPlaneWords;  // the item's limb planes
   uint32_t* xbuf = reinterpret_cast<uint32_t*>(smem + W * (kQ8Ring * kQ8ItemBytes)) + warp * kXbufWords;
   float* red = reinterpret_cast<float*>(smem + W * (kQ8Ring * kQ8ItemBytes + kXbufWords * 4));  // [2][W][32]
 
@@ -154,25 +200,17 @@ __global__ void __launch_bounds__(kQ8MaxWarps * 32) matvec_q8_kernel(__grid_cons
   float norm_r = 1.0f;
   if constexpr (kRmsNorm) norm_r = q8_rms_scale(p.x, p.n_sb * kQ8SbElems, p.norm_eps, lane);
 
+  const uint32_t sel = q8_even_sel(lane);
+  const float limb_weight = q8_limb_weight(lane);
   int buf = 0;
   for (int k = 0; k < my_units; ++k) {
-    float acc = 0.0f, part = 0.0f;
+    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f}, part[4] = {0.0f, 0.0f, 0.0f, 0.0f};
     for (int i = 0; i < per_unit; ++i) {
       issue_next(ring + (buf == 0 ? kQ8Ring - 1 : buf - 1) * kQ8ItemBytes);
       cp_async_commit();
       cp_async_wait<kQ8Ring - 1>();  // this lane's chunks of item i have landed
-      __syncwarp();                  // ... and every other lane's
-      uint32_t wv[kQ8SbWords];
-      const uint4* row = reinterpret_cast<const uint4*>(ring + buf * kQ8ItemBytes + lane * kQ8SbBytes);
-#pragma unroll
-      for (int c = 0; c < kQ8SbChunks; ++c) {
-        const uint4 v = row[c];
-        wv[4 * c] = v.x;
-        wv[4 * c + 1] = v.y;
-        wv[4 * c + 2] = v.z;
-        wv[4 * c + 3] = v.w;
-      }
-      // Every lane is past the previous item's decode (the __syncwarp above): xbuf is free.
+      __syncwarp();                  // ... and every other lane's; every lane is past the previous
+                                     // item's decode: xbuf is free
       const int slot = sched.item_slot(k, i);
       float4 v[kQ8XChunks];
 #pragma unroll
@@ -201,27 +239,43 @@ __global__ void __launch_bounds__(kQ8MaxWarps * 32) matvec_q8_kernel(__grid_cons
 #pragma unroll
       for (int j = 0; j < kQ8XChunks; ++j) {
 #pragma unroll
-        for (int q = 0; q < kQ8XLimbs; ++q) xbuf[q * kQ8XWords + lane + 32 * j] = words[j][q];
+        for (int q = 0; q < kQ8XLimbs; ++q) xbuf[q * kQ8XPlaneWords + lane + 32 * j] = words[j][q];
       }
       if (i + 1 < per_unit) {
         load_x(k, i + 1);
       } else {
         load_x(k + 1, 0);
       }
-      __syncwarp();  // the weight buffer is refilled by a later issue; xbuf is complete
-      const float sb = q8_superblock_dot(
-          wv, [xbuf](int q, int c) { return reinterpret_cast<const uint4*>(xbuf + q * kQ8XWords)[c]; });
-      part = fmaf(sb, item_scale, part);
+      __syncwarp();  // xbuf is complete
+      float sb[2][2];
+      q8_item_dot(reinterpret_cast<const uint32_t*>(ring + buf * kQ8ItemBytes), xbuf, lane, sel, sb);
+      __syncwarp();  // every lane is past its reads of the weight buffer, which a later issue refills
+      const float lane_scale = item_scale * limb_weight;  // a power of two (or NaN): exact
+#pragma unroll
+      for (int h = 0; h < 4; ++h) part[h] = fmaf(sb[h >> 1][h & 1], lane_scale, part[h]);
       // Scaled and added: per item in the per-slot form, at each slot's last item (slot order) when summed.
       if (sched.closes_slot(i)) {
         const float s = p.scale ? __ldg(p.scale + slot) : 1.0f;
-        acc = fmaf(s, part, acc);
-        part = 0.0f;
+#pragma unroll
+        for (int h = 0; h < 4; ++h) {
+          acc[h] = fmaf(s, part[h], acc[h]);
+          part[h] = 0.0f;
+        }
       }
       buf = buf + 1 == kQ8Ring ? 0 : buf + 1;
     }
+    // Lane 4g gets rows g + 8h (h = 0..3) as its limbs 0, 1 plus lane 4g + 1's limbs 2, 3; lane r then
+    // takes row r from lane 4(r & 7), register r >> 3.
+    float rows[4];
+#pragma unroll
+    for (int h = 0; h < 4; ++h) {
+      const float total = acc[h] + __shfl_down_sync(0xFFFFFFFFu, acc[h], 1);
+      rows[h] = __shfl_sync(0xFFFFFFFFu, total, 4 * (lane & 7));
+    }
+    const int hr = lane >> 3;
+    const float mine = hr == 0 ? rows[0] : hr == 1 ? rows[1] : hr == 2 ? rows[2] : rows[3];
     const int row = sched.unit_tile(k) * kQ8TileRows + lane;
-    store_row_tile(acc, red, k, W, warp, lane, row, p.n_out, sched.out_index(k, row, p.n_out), p.y);
+    store_row_tile(mine, red, k, W, warp, lane, row, p.n_out, sched.out_index(k, row, p.n_out), p.y);
   }
   cp_async_wait<0>();
 }

@@ -1,26 +1,24 @@
 // The per-lane work of the Q8_0 row-tile matvec (matvec_q8.cu) as __host__ __device__ code, so
 // that tests/cuda/cpu/matvec_q8_emulation_test.cc runs the very same index math and decoding on the
-// CPU.
+// CPU (with the warp's mma emulated from the PTX fragment layout).
 //
 // Why this shape. Q8_0 blocks are 34 bytes, so no lane-to-byte map that keeps a warp's global loads
 // contiguous also gives every lane a fixed layout. Eight blocks (a "superblock", 256 elements) are
 // 272 = 17·16 bytes, and a row of a multiple of 256 elements is a multiple of 16 bytes: with a
 // 16-aligned tensor every superblock of every row starts 16-aligned. So:
-//   tile   = 32 consecutive rows, one per lane;
+//   tile   = 32 consecutive rows;
 //   item   = one superblock of the tile's 32 rows (8 704 bytes): the warp copies it into shared
 //            memory with coalesced 16-byte cp.async (tile-chunk c = lane + 32j, j < 17, is chunk
-//            c % 17 of row c / 17, which is also where it lands: byte 16c), then lane r reads its
-//            row's 17 chunks (bank-conflict free: rows are 68 words apart) and decodes them with
-//            offsets known at compile time;
-//   x      = every lane of a warp reads the same activations from shared memory: the warp loads an
-//            item's 256 floats into registers one item ahead (read from global memory as they were
-//            decoded, each item's activations were a first touch on the SM and the decode waited
-//            on L2) and stages them as fixed-point limbs (below): one broadcast LDS.128 per limb
-//            per 16 weights.
-// Per 4 weights: one dp4a per limb (4), half a funnel shift, a quarter LDS.128 per limb; per block of
-// 32: two I2F and two FFMA. The item loop, staging and both copy paths included: 1 051 PTX
-// instructions per 256 weights against 1 639 for the f32 decode this replaced (PRMT + FADD + FFMA per
-// weight; MATVEC_NOTES.md).
+//            c % 17 of row c / 17, which is also where it lands: byte 16c);
+//   decode = int8 tensor cores (session 7; the dp4a decode before issued ≈ 780 instructions per
+//            item and lane on a long dependent chain): two row groups of 16 rows × 8 blocks = 16
+//            mma.m16n8k32 (s8·s8 → s32) per item, A = the weight codes as they are, B = the
+//            activations' four fixed-point limbs (below) as columns 0–3. Every product and every
+//            32-element sum is an exact integer; per block and row the lane folds its two limb
+//            sums into one int32 and adds it times the block's d (I2F + FFMA).
+//   x      = each warp loads an item's 256 floats into registers one item ahead (read from global
+//            memory as they were decoded, each item's activations were a first touch on the SM)
+//            and stages them as limb planes in shared memory; lanes read their B fragments there.
 #pragma once
 
 #include <cmath>
@@ -109,66 +107,6 @@ DSV4_HD void q8_limb_words(const int32_t (&X)[4], uint32_t (&word)[kQ8XLimbs]) {
 }
 static_assert(kQ8XLimbs == 4, "q8_limb_words writes four limbs");
 
-// The signed quant bytes 4 consecutive codes starting at byte p (even) of the superblock.
-template <int p>
-DSV4_HD uint32_t q8_quads(const uint32_t (&w)[kQ8SbWords]) {
-  static_assert(p % 2 == 0, "quant bytes start at even offsets");
-  if constexpr (p % 4 == 0) {
-    return w[p / 4];
-  } else {
-#ifdef __CUDA_ARCH__
-    return __funnelshift_r(w[p / 4], w[p / 4 + 1], 16);
-#else
-    return (w[p / 4] >> 16) | (w[p / 4 + 1] << 16);
-#endif
-  }
-}
-
-// Block b of the superblock against the staged limbs: C_p = Σ code·limb_p (exact: |C_p| ≤
-// 32·128·128 = 2^19), recombined as 2^16·(C_2 + 2^8·C_3) + (C_0 + 2^8·C_1) (each half an int32 below
-// 2^28, converted with one rounding, the sum rounded once) and added to acc times the block's scale d.
-// load_limbs(p, k) returns words 4k..4k+3 of limb plane p.
-template <int b, class LoadLimbs>
-DSV4_HD float q8_block_dot(const uint32_t (&w)[kQ8SbWords], LoadLimbs& load_limbs, float acc) {
-  constexpr int o = 34 * b;  // the block's f16 scale sits in one word (o is even)
-  const uint32_t dw = w[o / 4];
-  const float d = f16_to_f32(o % 4 == 0 ? (dw & 0xFFFFu) : (dw >> 16));
-  int32_t c[kQ8XLimbs] = {0, 0, 0, 0};
-  DSV4_UNROLL
-  for (int h = 0; h < 2; ++h) {
-    uint4 l[kQ8XLimbs];
-    DSV4_UNROLL
-    for (int p = 0; p < kQ8XLimbs; ++p) l[p] = load_limbs(p, 2 * b + h);
-    uint32_t v[4];
-    // The code words at compile-time byte offsets.
-    if (h == 0) {
-      v[0] = q8_quads<o + 2>(w), v[1] = q8_quads<o + 6>(w), v[2] = q8_quads<o + 10>(w), v[3] = q8_quads<o + 14>(w);
-    } else {
-      v[0] = q8_quads<o + 18>(w), v[1] = q8_quads<o + 22>(w), v[2] = q8_quads<o + 26>(w), v[3] = q8_quads<o + 30>(w);
-    }
-    DSV4_UNROLL
-    for (int p = 0; p < kQ8XLimbs; ++p) {
-      c[p] = dp4a_s8s8(v[3], l[p].w, dp4a_s8s8(v[2], l[p].z, dp4a_s8s8(v[1], l[p].y, dp4a_s8s8(v[0], l[p].x, c[p]))));
-    }
-  }
-  const float f = fmaf(static_cast<float>(c[2] + c[3] * 256), 65536.0f, static_cast<float>(c[0] + c[1] * 256));
-  return fmaf(d, f, acc);
-}
-
-// Σ_{i<256} W[i]·X[i] for one superblock (its 272 bytes as 68 little-endian words) in units of the
-// item's 2^E: the 8 blocks' d·Σ in order (the caller multiplies by the item's scale).
-template <class LoadLimbs>
-DSV4_HD float q8_superblock_dot(const uint32_t (&w)[kQ8SbWords], LoadLimbs load_limbs) {
-  float acc = q8_block_dot<0>(w, load_limbs, 0.0f);
-  acc = q8_block_dot<1>(w, load_limbs, acc);
-  acc = q8_block_dot<2>(w, load_limbs, acc);
-  acc = q8_block_dot<3>(w, load_limbs, acc);
-  acc = q8_block_dot<4>(w, load_limbs, acc);
-  acc = q8_block_dot<5>(w, load_limbs, acc);
-  acc = q8_block_dot<6>(w, load_limbs, acc);
-  return q8_block_dot<7>(w, load_limbs, acc);
-}
-
 // An item's 256 activations, staged per warp in shared memory: lane copies the float4s at elements
 // q8_x_index(lane, j), j < kQ8XChunks (one coalesced 512-byte run per j).
 constexpr int kQ8XChunks = kQ8SbElems / (4 * 32);  // 2
@@ -205,10 +143,85 @@ DSV4_HD void q8_stage_lane(const float4 (&v)[kQ8XChunks], int e, uint32_t (&word
   }
 }
 
+// ---- The decode on tensor cores ----
+// Fragment layout (PTX ISA, mma.m16n8k32 .s8): lane = 4g + c. A (16×32, row): a0 = A[g][4c..4c+3],
+// a1 = A[g+8][4c..], a2 = A[g][16+4c..], a3 = A[g+8][16+4c..]. B (32×8, col): b0 = B[4c..4c+3][g],
+// b1 = B[16+4c..][g]. C (16×8): c0 = C[g][2c], c1 = C[g][2c+1], c2 = C[g+8][2c], c3 = C[g+8][2c+1].
+// Lane 4g + c works on rows g + 16·rg and g + 8 + 16·rg of the tile (row group rg = 0, 1).
+// The k order inside a block is ours to choose (the same for A and B), and is chosen so that every
+// A word is one aligned word of the staged row: a block pair (blocks 2m, 2m+1) is 68 bytes = words
+// P[0..16] of the row (P = row + 17m), with the even block's d in P[0].lo, its codes 0, 1 in
+// P[0].hi, 2..29 in P[1..7], 30, 31 in P[8].lo; the odd block's d in P[8].hi, its codes in P[9..16].
+//   odd block:  k-slots 4c.. hold codes 4c..4c+3 (P[9+c]), 16+4c.. codes 16+4c.. (P[13+c]);
+//   even block: k-slots 4c.. hold codes 2+4c..5+4c (P[1+c]), 16+4c.. codes 18+4c..21+4c (P[5+c]),
+//               except lane c = 3: codes 30, 31, 0, 1 (P[8].lo and P[0].hi, one PRMT).
+// B column n < 4 is limb n (lanes with g ≥ 4 repeat the limbs of g − 4: columns 4–7 are ignored),
+// so lane c = 0 gets C_0, C_1 and lane c = 1 gets C_2, C_3 of its two rows: it folds them into
+// I = C_even + 2^8·C_odd (exact: |C_p| ≤ 2^19) and adds d·I in f32 over the item's 8 blocks in block
+// order; the lanes c = 1 weigh their sums 2^16 (q8_limb_weight) and the two lanes' row sums are
+// added at the unit's end (matvec_q8.cu). Lanes c = 2, 3 compute the same as c = 0, 1 and are ignored.
+constexpr int kQ8XPlaneWords = kQ8XWords + 8;  // limb planes 72 words apart: B loads of the 4 planes hit distinct banks
+constexpr int kQ8RowWords = kQ8SbWords;        // a staged row's superblock: 68 words
+
+// Element (of 32) of block b that lane c's k-slot 4c + i (half 0) or 16 + 4c + i (half 1) holds.
+DSV4_HD int q8_k_element(int b, int c, int half, int i) {
+  if (b % 2) return 16 * half + 4 * c + i;
+  return (2 + 16 * half + 4 * c + i) % 32;
+}
+
+// Lane's B fragment of block b: limb g & 3 of its k-slots' elements, from the padded limb planes
+// (word q of plane p = elements 4q..4q+3 of limb p). Even blocks' element groups start 2 bytes into
+// a word: one PRMT of two words (lane 3's second group wraps around to the block's first word).
+template <int b>
+DSV4_HD void q8_b_fragment(const uint32_t* planes, int lane, uint32_t (&bf)[2]) {
+  const int c = lane & 3;
+  const uint32_t* p = planes + ((lane >> 2) & 3) * kQ8XPlaneWords + 8 * b;
+  if constexpr (b % 2) {
+    bf[0] = p[c];
+    bf[1] = p[4 + c];
+  } else {
+    bf[0] = prmt(p[c], p[c + 1], 0x5432u);
+    bf[1] = prmt(p[4 + c], p[(5 + c) & 7], 0x5432u);
+  }
+}
+
+// The PRMT selector of lane c's second even-block A word: P[5+c] as it is, or for c = 3 codes 30, 31
+// (P[8].lo) then 0, 1 (P[0].hi).
+DSV4_HD uint32_t q8_even_sel(int lane) { return (lane & 3) == 3 ? 0x7610u : 0x3210u; }
+
+// A fragments and scales of block pair m for the lane's rows r0 (A row g) and r1 (A row g + 8),
+// each the 68 staged words of its row: ae/ao for the even/odd block, de/dd their d per row.
+template <int m>
+DSV4_HD void q8_a_fragments(const uint32_t* r0, const uint32_t* r1, int lane, uint32_t sel, uint32_t (&ae)[4],
+                            uint32_t (&ao)[4], float (&de)[2], float (&dd)[2]) {
+  const int c = lane & 3;
+  const uint32_t* rows[2] = {r0 + 17 * m, r1 + 17 * m};
+  DSV4_UNROLL
+  for (int h = 0; h < 2; ++h) {
+    const uint32_t* P = rows[h];
+    const uint32_t p0 = P[0], p8 = P[8];
+    ae[h] = P[1 + c];
+    ae[2 + h] = prmt(P[5 + c], p0, sel);
+    ao[h] = P[9 + c];
+    ao[2 + h] = P[13 + c];
+    de[h] = f16_to_f32(p0 & 0xFFFFu);
+    dd[h] = f16_to_f32(p8 >> 16);
+  }
+}
+
+// Adds one mma's result into the lane's two row sums: s[h] += d[h]·(C_2c + 2^8·C_2c+1) of row h.
+DSV4_HD void q8_fold(const int32_t (&cr)[4], const float (&d)[2], float (&s)[2]) {
+  s[0] = fmaf(d[0], static_cast<float>(cr[0] + 256 * cr[1]), s[0]);
+  s[1] = fmaf(d[1], static_cast<float>(cr[2] + 256 * cr[3]), s[1]);
+}
+
+// The weight of a lane's sums: 1 for limbs 0, 1 (c even), 2^16 for limbs 2, 3 (c odd).
+DSV4_HD float q8_limb_weight(int lane) { return (lane & 1) ? 65536.0f : 1.0f; }
+
 // Per warp: the weight ring and one item's activation limbs; per block: the [2][W][32] partials of
 // store_row_tile (row_tile.cuh).
 DSV4_HD constexpr int q8_smem_bytes(int warps) {
-  return warps * (kQ8Ring * kQ8ItemBytes + kQ8XLimbs * kQ8XWords * 4) + 2 * warps * kQ8TileRows * 4;
+  return warps * (kQ8Ring * kQ8ItemBytes + kQ8XLimbs * kQ8XPlaneWords * 4) + 2 * warps * kQ8TileRows * 4;
 }
 
 }  // namespace dsv4::cuda::detail

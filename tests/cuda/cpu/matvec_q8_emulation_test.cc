@@ -1,14 +1,16 @@
 // The Q8_0 row-tile kernel's per-lane code (cuda/matvec_q8.cuh) run on the CPU: one item of a tile
 // copied chunk by chunk the way the warp's cp.async do it (into a buffer full of garbage), the
 // item's activations staged lane by lane as fixed-point limbs (into a buffer full of garbage), each
-// lane's row read back from its place in the buffer and dotted with the same decoder the kernel
-// uses, against quant::dot_row and the exact dot. Partial last tiles (rows past the matrix re-read
+// lane's A and B fragments read from those buffers by the kernel's own functions, the warp's
+// mma.m16n8k32 emulated from the PTX fragment layout and each lane's sums folded as the kernel
+// folds them, against quant::dot_row and the exact dot. Partial last tiles (rows past the matrix re-read
 // its last row) and rows of one to many superblocks; the limb conversion against x_fixed.cuh's
 // plain definition (zeros, ties, tiny, huge, subnormal, mixed magnitudes) and the written error
 // bound; non-finite activations. The GPU suite (tests/cuda/matvec_test.cc) checks the kernel itself.
 #include <cuda_runtime.h>  // __host__ / __device__ and the vector types, for host compilation
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -27,10 +29,10 @@ using detail::kQ8ItemBytes;
 using detail::kQ8SbBytes;
 using detail::kQ8SbChunks;
 using detail::kQ8SbElems;
-using detail::kQ8SbWords;
 using detail::kQ8TileRows;
+using detail::kQ8RowWords;
 using detail::kQ8XLimbs;
-using detail::kQ8XWords;
+using detail::kQ8XPlaneWords;
 
 TEST(CudaMatvecQ8Emulation, ChunksCoverTheTileOnceAndLandWhereLanesRead) {
   std::set<int> seen;
@@ -65,10 +67,100 @@ float stage_item(const float* xs, uint32_t* planes) {
     uint32_t words[detail::kQ8XChunks][kQ8XLimbs];
     detail::q8_stage_lane(v[lane], detail::q8_x_exponent(max_abs), words);
     for (int j = 0; j < detail::kQ8XChunks; ++j) {
-      for (int p = 0; p < kQ8XLimbs; ++p) planes[p * kQ8XWords + lane + 32 * j] = words[j][p];
+      for (int p = 0; p < kQ8XLimbs; ++p) planes[p * kQ8XPlaneWords + lane + 32 * j] = words[j][p];
     }
   }
   return detail::q8_x_scale(max_abs);
+}
+
+// D = A·B for one warp from the fragments of its 32 lanes (s8·s8 → s32, wrapping; C = 0), by the PTX
+// layout of mma.m16n8k32: a0 = A[g][4c..], a1 = A[g+8][4c..], a2 = A[g][16+4c..], a3 = A[g+8][16+4c..];
+// b0 = B[4c..][g], b1 = B[16+4c..][g]; d0, d1 = D[g][2c, 2c+1], d2, d3 = D[g+8][2c, 2c+1].
+void emulate_mma(const uint32_t (&a)[32][4], const uint32_t (&b)[32][2], int32_t (&d)[32][4]) {
+  auto a_at = [&](int r, int k) {
+    const int lane = 4 * (r & 7) + ((k & 15) >> 2), reg = (k < 16 ? 0 : 2) + (r >= 8 ? 1 : 0);
+    return static_cast<int8_t>(a[lane][reg] >> (8 * (k & 3)));
+  };
+  auto b_at = [&](int k, int n) {
+    const int lane = 4 * n + ((k & 15) >> 2);
+    return static_cast<int8_t>(b[lane][k < 16 ? 0 : 1] >> (8 * (k & 3)));
+  };
+  for (int lane = 0; lane < 32; ++lane) {
+    for (int reg = 0; reg < 4; ++reg) {
+      const int r = (lane >> 2) + (reg >= 2 ? 8 : 0), n = 2 * (lane & 3) + (reg & 1);
+      int64_t s = 0;
+      for (int k = 0; k < 32; ++k) s += static_cast<int64_t>(a_at(r, k)) * b_at(k, n);
+      d[lane][reg] = static_cast<int32_t>(static_cast<uint32_t>(s));
+    }
+  }
+}
+
+// The warp's decode of one staged item (the kernel's q8_item_dot with the mma emulated): per lane its
+// sums of rows g + 8h, h < 4, each the 8 blocks' folds in block order.
+using LaneSums = std::array<std::array<float, 4>, 32>;
+template <int m>
+void decode_pair(const uint32_t* words, const uint32_t (&bf)[32][8][2], int rg, LaneSums& s) {
+  uint32_t ae[32][4], ao[32][4], be[32][2], bo[32][2];
+  float de[32][2], dd[32][2];
+  for (int lane = 0; lane < 32; ++lane) {
+    const uint32_t* r0 = words + ((lane >> 2) + 16 * rg) * kQ8RowWords;
+    detail::q8_a_fragments<m>(r0, r0 + 8 * kQ8RowWords, lane, detail::q8_even_sel(lane), ae[lane], ao[lane], de[lane],
+                              dd[lane]);
+    for (int i = 0; i < 2; ++i) be[lane][i] = bf[lane][2 * m][i], bo[lane][i] = bf[lane][2 * m + 1][i];
+  }
+  int32_t ce[32][4], co[32][4];
+  emulate_mma(ae, be, ce);
+  emulate_mma(ao, bo, co);
+  for (int lane = 0; lane < 32; ++lane) {
+    float t[2] = {s[lane][2 * rg], s[lane][2 * rg + 1]};
+    detail::q8_fold(ce[lane], de[lane], t);
+    detail::q8_fold(co[lane], dd[lane], t);
+    s[lane][2 * rg] = t[0], s[lane][2 * rg + 1] = t[1];
+  }
+}
+LaneSums decode_item(const uint8_t* item, const uint32_t* planes) {
+  std::vector<uint32_t> words(kQ8TileRows * kQ8RowWords);
+  std::memcpy(words.data(), item, kQ8ItemBytes);
+  uint32_t bf[32][8][2];
+  for (int lane = 0; lane < 32; ++lane) {
+    detail::q8_b_fragment<0>(planes, lane, bf[lane][0]);
+    detail::q8_b_fragment<1>(planes, lane, bf[lane][1]);
+    detail::q8_b_fragment<2>(planes, lane, bf[lane][2]);
+    detail::q8_b_fragment<3>(planes, lane, bf[lane][3]);
+    detail::q8_b_fragment<4>(planes, lane, bf[lane][4]);
+    detail::q8_b_fragment<5>(planes, lane, bf[lane][5]);
+    detail::q8_b_fragment<6>(planes, lane, bf[lane][6]);
+    detail::q8_b_fragment<7>(planes, lane, bf[lane][7]);
+  }
+  LaneSums s{};
+  for (int rg = 0; rg < 2; ++rg) {
+    decode_pair<0>(words.data(), bf, rg, s);
+    decode_pair<1>(words.data(), bf, rg, s);
+    decode_pair<2>(words.data(), bf, rg, s);
+    decode_pair<3>(words.data(), bf, rg, s);
+  }
+  return s;
+}
+// Row r of the tile from the lane sums, as the kernel combines them for one item of scale `scale`:
+// lane 4(r & 7) (limbs 0, 1) plus lane 4(r & 7) + 1 (limbs 2, 3, weight 2^16), sum h = r >> 3.
+float row_value(const LaneSums& s, int r, float scale) {
+  const int g = r & 7, h = r >> 3;
+  return s[4 * g][h] * (scale * detail::q8_limb_weight(4 * g)) +
+         s[4 * g + 1][h] * (scale * detail::q8_limb_weight(4 * g + 1));
+}
+
+// Every element of every block sits in exactly one k-slot of one lane, the same for A and B.
+TEST(CudaMatvecQ8Emulation, KSlotsCoverEveryBlockOnce) {
+  for (int b = 0; b < 8; ++b) {
+    std::set<int> seen;
+    for (int c = 0; c < 4; ++c) {
+      for (int half = 0; half < 2; ++half) {
+        for (int i = 0; i < 4; ++i) EXPECT_TRUE(seen.insert(detail::q8_k_element(b, c, half, i)).second) << b;
+      }
+    }
+    EXPECT_EQ(seen.size(), 32u);
+    EXPECT_EQ(*seen.rbegin(), 31);
+  }
 }
 
 // One tile's superblock `sb` (rows row0.. of a matrix of n_rows), as the kernel stages and decodes
@@ -89,18 +181,12 @@ std::vector<float> emulate_item(const std::vector<uint8_t>& w, int64_t row_bytes
     }
   }
   const float* xs = x + static_cast<int64_t>(sb) * kQ8SbElems;
-  std::vector<uint32_t> planes(kQ8XLimbs * kQ8XWords);
+  std::vector<uint32_t> planes(kQ8XLimbs * kQ8XPlaneWords);
   for (auto& v : planes) v = static_cast<uint32_t>(rng());
   const float scale = stage_item(xs, planes.data());
+  const LaneSums s = decode_item(buf.data(), planes.data());
   std::vector<float> out;
-  for (int lane = 0; lane < 32 && lane <= last_row; ++lane) {
-    uint32_t words[kQ8SbWords];
-    std::memcpy(words, buf.data() + lane * kQ8SbBytes, kQ8SbBytes);
-    out.push_back(detail::q8_superblock_dot(words, [&planes](int p, int c) {
-      const uint32_t* w = planes.data() + p * kQ8XWords + 4 * c;
-      return make_uint4(w[0], w[1], w[2], w[3]);
-    }) * scale);
-  }
+  for (int r = 0; r < 32 && r <= last_row; ++r) out.push_back(row_value(s, r, scale));
   return out;
 }
 
@@ -310,24 +396,25 @@ TEST(CudaMatvecQ8Emulation, LimbsMatchThePlainDefinition) {
 TEST(CudaMatvecQ8Emulation, EveryBytePositionDecodes) {
   std::vector<float> x(kQ8SbElems);
   for (int i = 0; i < kQ8SbElems; ++i) x[static_cast<size_t>(i)] = static_cast<float>(i + 1);
-  std::vector<uint32_t> planes(kQ8XLimbs * kQ8XWords);
+  std::vector<uint32_t> planes(kQ8XLimbs * kQ8XPlaneWords);
   const float scale = stage_item(x.data(), planes.data());  // exact: x·2^-E are integers below 2^30
   for (int b = 0; b < 8; ++b) {
     for (int i = 0; i < 32; ++i) {
       for (int q : {-128, -1, 1, 127}) {
-        uint8_t sbytes[kQ8SbBytes] = {};
+        // Row r of the tile holds the code q·(r % 4 + 1) / 4 at block b, byte i (rows that different
+        // lanes and registers decode differ), every other code 0.
+        std::vector<uint8_t> item(kQ8ItemBytes, 0);
         const uint16_t half_two = 0x4000;  // 2.0
-        std::memcpy(sbytes + 34 * b, &half_two, 2);
-        sbytes[34 * b + 2 + i] = static_cast<uint8_t>(static_cast<int8_t>(q));
-        uint32_t words[kQ8SbWords];
-        std::memcpy(words, sbytes, kQ8SbBytes);
-        const float got = detail::q8_superblock_dot(words, [&planes](int p, int c) {
-                            const uint32_t* l = planes.data() + p * kQ8XWords + 4 * c;
-                            return make_uint4(l[0], l[1], l[2], l[3]);
-                          }) *
-                          scale;
-        EXPECT_EQ(got, 2.0f * static_cast<float>(q) * static_cast<float>(32 * b + i + 1))
-            << "block " << b << ", byte " << i << ", q " << q;
+        for (int r = 0; r < kQ8TileRows; ++r) {
+          uint8_t* sbytes = item.data() + r * kQ8SbBytes;
+          std::memcpy(sbytes + 34 * b, &half_two, 2);
+          sbytes[34 * b + 2 + i] = static_cast<uint8_t>(static_cast<int8_t>(q * (r % 4 + 1) / 4));
+        }
+        const LaneSums s = decode_item(item.data(), planes.data());
+        for (int r = 0; r < kQ8TileRows; ++r) {
+          const float want = 2.0f * static_cast<float>(q * (r % 4 + 1) / 4) * static_cast<float>(32 * b + i + 1);
+          EXPECT_EQ(row_value(s, r, scale), want) << "block " << b << ", byte " << i << ", q " << q << ", row " << r;
+        }
       }
     }
   }
