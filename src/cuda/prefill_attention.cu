@@ -1,16 +1,30 @@
 // prefill_attention.h.
 //
-// Partial kernel, block (split s, token t), 128 threads, rows [64s, 64s + nr) of the token's list:
-//   1. S[h][r] = q[t][h]·row_r: the head dim in slabs of 32, q and the rows loaded transposed into
-//      shared memory, a 64×64 register tile (heads × rows); scaled, rows ≥ nr at -inf;
-//   2. softmax statistics per head (max m, sum l of e^{S-m}) over the split, P = e^{S-m} kept
-//      transposed in shared memory (P[r][h]);
-//   3. O[h][d] = Σ_r P[r][h]·row_r[d], the head dim in tiles of 64 (rows as loaded, no transpose).
-// Geometry: H ≤ 64 heads (fewer are padded with zero queries), hd a multiple of 32.
-// Roofline (CSA layer, 2048 tokens × 640 rows, 64 heads, hd 512): 2 × 2 × 64 × 512 × 640 × 2048
-// = 172 GFLOP of f32 FMA, ~3.6 ms at the H200's 48 TFLOP/s peak, ~7 ms at half; the partials
-// (128 KB per split and token) cost 2 × 2.7 GB of traffic, ~1.4 ms. The decode kernel re-reads
-// every row per group of 8 heads from one warp per row: 466 ms for the 43 layers of an 8K chunk.
+// Partial kernel, block (split s, token t), 256 threads (8 warps), rows [64s, 64s + nr) of the
+// token's list, products on f16 tensor cores with split operands (f16_split.cuh):
+//   1. S[h][r] = q[t][h]·row_r over head-dim slabs of 64: each slab of q and of the rows is scaled
+//      per vector by its own power of two (from the slab's max |.|, so no pass over the whole
+//      vector comes first), split hi/lo into shared memory, 3 MMAs per product in a chain that
+//      starts at zero, then S += chain·2^-(e_h + e_r) (rounded f32 add); scaled, rows ≥ nr at -inf;
+//   2. softmax statistics per head (max m, sum l of P = e^{S-m}) over the split, as in f32;
+//      P' = P·2^-b_r (b_r: row r's power of two over its whole length, from the slab maxima) is
+//      scaled per head by 2^c_h into [2^14, 2^15) and split hi/lo: P[h][r]·row_r[d] = P'·2^-c_h ·
+//      (row_r[d]·2^b_r), the row's factor moved out of the k index of the MMA;
+//   3. O[h][d] = 2^-c_h·Σ_r P'[h][r]·(row_r[d]·2^b_r), the head dim in slabs of 64 (rows re-read and
+//      split with b_r, B fragments by ldmatrix.trans), one zero-started chain of 4 k16 steps per
+//      slab, written to the split partials.
+// Warp tiles: 32 heads × 16 rows (scores) and 32 heads × 16 dims (P·V), 12 MMAs per k16 step.
+// The next slab's f32 loads are issued before the current slab's MMAs (registers).
+// Geometry: H ≤ 64 heads (fewer are padded with zero queries), hd a multiple of 32 (a last
+// half slab is zero-filled).
+// Roofline (CSA layer, 4096 tokens × 640 rows, 64 heads, hd 512): 2 × 2 × 64 × 512 × 640 × 4096
+// = 344 GFLOP of f32-accurate products = 1.03 TFLOP of f16 MMAs, ≈ 1.6 ms at ≈ 660 TFLOP/s
+// (mma.sync's reach on Hopper); each split reads q (128 KB) once and its rows (128 KB) twice from
+// L2 and writes 128 KB of partials, which the combine reads back (≈ 2.6 ms of DRAM traffic per
+// CSA layer at 4 TB/s). Measured (H100, ncu, docs/PERF.md session 7): ≈ 165 µs per launch of
+// 204 tokens × 10 splits, ≈ 6× the MMA bound: shared memory (L1/TEX 74 % busy, short-scoreboard
+// stalls first: ldmatrix at 256 B per MMA plus the split stores) and 4 warps per scheduler, not
+// the tensor cores, L2 (28 %) or DRAM (20 %), set the pace.
 // Combine kernel, block (head, token): o = Σ_s e^{m_s-M} o_s / (e^{sink-M} + Σ_s e^{m_s-M} l_s)
 // over the token's non-empty splits, then the inverse RoPE at p (§7.10).
 #include <cuda_runtime.h>
@@ -18,9 +32,10 @@
 #include "cuda/attention_rows.cuh"
 #include "cuda/check.h"
 #include "cuda/device_math.cuh"
+#include "cuda/f16_split.cuh"
+#include "cuda/once_per_device.h"
 #include "cuda/pdl.cuh"
 #include "cuda/prefill_attention.h"
-#include "cuda/prefill_tile.cuh"
 
 namespace dsv4::cuda {
 
@@ -28,99 +43,256 @@ namespace {
 
 using namespace detail;
 
-constexpr int kRows = kPrefillAttnRows;
-constexpr int kSlab = 32;  // head dims per score slab
-static_assert(kRows == kTile, "one split is one register tile of rows");
-static_assert(kTileM == 8 && kTileN == 4, "a thread stores its 8 heads and its 4 dims as float4s");
+constexpr int kRows = kPrefillAttnRows;  // rows of a split = N of the score tile
+constexpr int kHeads = 64;               // M of both tiles (H ≤ 64, zero-padded)
+constexpr int kSlab = 64;                // head dims per slab (k of the scores, n of P·V)
+constexpr int kThreads = 256;
+constexpr int kPitch = kSlab + 8;        // halves per shared row: 144 B, ldmatrix rows conflict-free
+constexpr int kSPitch = kRows + 4;       // floats per row of the score tile
+constexpr int kVecPerPass = kThreads / 16;  // 16 threads load a slab of one vector (a float4 each)
+constexpr int kPasses = kHeads / kVecPerPass;
+static_assert(kRows == 64 && kHeads == 64 && kSlab == 64, "warp tiling below: 2 × 4 warps of 32 × 16");
+static_assert(kRows == kHeads, "the loader serves q and rows with the same passes");
 
-__global__ void __launch_bounds__(kTileThreads) partial_kernel(AttentionArgs a) {
+// Shared memory (dynamic): the score tile reuses the q slabs' space once they are done.
+constexpr int kHalfTile = kHeads * kPitch;  // halves of one 64 × 64 split-operand buffer
+struct Smem {
+  __half qhl[2 * kHalfTile];                        // q slab [h][d] hi, lo (scores); then float s[h][r]
+  __half kh[kHalfTile], kl[kHalfTile];              // rows slab [r][d] (scores: B; P·V: B, transposed)
+  __half ph[kHalfTile], pl[kHalfTile];              // P' [h][r] (P·V: A)
+  float inv_a[kHeads], inv_b[kRows];                // this slab's 2^-e of q heads / rows (scores)
+  float inv_c[kHeads];                              // 2^-c_h (P·V)
+  int row_exp[kRows];                               // b_r: from the row's max |.| over its whole length
+  float stats[kHeads][2];
+  const float* rows[kRows];
+};
+static_assert(kHeads * kSPitch * sizeof(float) <= sizeof(Smem::qhl), "the score tile fits the q slabs");
+
+// One slab of 64 vectors × 64 dims in flight: thread (pass p) holds dims 4·(tid & 15).. of vector
+// p·16 + tid/16.
+struct SlabRegs {
+  float4 v[kPasses];
+};
+
+template <class VecFn>
+__device__ __forceinline__ void slab_fetch(SlabRegs& r, int d0, int hd, VecFn vec) {
+  const int d = d0 + 4 * (threadIdx.x & 15);
+#pragma unroll
+  for (int p = 0; p < kPasses; ++p) {
+    const float* src = vec(p * kVecPerPass + (threadIdx.x >> 4));
+    r.v[p] = src != nullptr && d < hd ? *reinterpret_cast<const float4*>(src + d) : make_float4(0.f, 0.f, 0.f, 0.f);
+  }
+}
+
+__device__ __forceinline__ float max_abs4(float4 v) {
+  return fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w)));
+}
+
+__device__ __forceinline__ void store_split(__half* hi, __half* lo, int vec, float4 v, float scale) {
+  const SplitPair a = split_f16(v.x * scale, v.y * scale), b = split_f16(v.z * scale, v.w * scale);
+  const int off = vec * kPitch + 4 * (threadIdx.x & 15);
+  const auto bits = [](__half2 h) { return *reinterpret_cast<const uint32_t*>(&h); };
+  *reinterpret_cast<uint2*>(hi + off) = make_uint2(bits(a.hi), bits(b.hi));
+  *reinterpret_cast<uint2*>(lo + off) = make_uint2(bits(a.lo), bits(b.lo));
+}
+
+// Splits a fetched slab with each vector's own exponent (the slab's max over 16 lanes); writes
+// inv[vec] = 2^-e and returns each pass's slab max (the same in all 16 lanes of the vector).
+__device__ __forceinline__ void slab_split_own(const SlabRegs& r, __half* hi, __half* lo, float* inv,
+                                               float (&slab_max)[kPasses]) {
+#pragma unroll
+  for (int p = 0; p < kPasses; ++p) {
+    float m = max_abs4(r.v[p]);
+#pragma unroll
+    for (int o = 8; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xFFFFFFFFu, m, o));
+    slab_max[p] = m;
+    const int vec = p * kVecPerPass + (threadIdx.x >> 4);
+    const int e = split_exponent(m);
+    store_split(hi, lo, vec, r.v[p], pow2f(e));
+    if ((threadIdx.x & 15) == 0) inv[vec] = pow2f(-e);
+  }
+}
+
+// Splits a fetched slab of rows with the rows' whole-length exponents b_r.
+__device__ __forceinline__ void slab_split_given(const SlabRegs& r, __half* hi, __half* lo, const int* exps) {
+#pragma unroll
+  for (int p = 0; p < kPasses; ++p) {
+    const int vec = p * kVecPerPass + (threadIdx.x >> 4);
+    store_split(hi, lo, vec, r.v[p], pow2f(exps[vec]));
+  }
+}
+
+// A fragments (hi, lo) of the 16 × 16 tile at (row0, k0) of a [m][k] buffer.
+__device__ __forceinline__ void load_a(uint32_t (&hi)[4], uint32_t (&lo)[4], const __half* bh, const __half* bl,
+                                       int row0, int k0) {
+  const int lane = threadIdx.x & 31;
+  const int off = (row0 + (lane & 15)) * kPitch + k0 + (lane >> 4) * 8;
+  ldmatrix_x4(hi, smem_addr(bh + off));
+  ldmatrix_x4(lo, smem_addr(bl + off));
+}
+
+__global__ void __launch_bounds__(kThreads, 2) partial_kernel(AttentionArgs a) {
   pdl_wait();  // launched with PDL: nothing before this line (pdl.cuh)
   pdl_trigger();
-  __shared__ __align__(16) float slab[2 * kSlab * kTilePitch];  // q | rows slabs; later the row tile
-  __shared__ __align__(16) float pt[kRows * kTilePitch];        // P transposed: [row][head]
-  __shared__ const float* rows[kRows];
-  __shared__ float stats[kTile][2];
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  Smem& sm = *reinterpret_cast<Smem*>(smem_raw);
+  __half* const qh = sm.qhl;
+  __half* const ql = sm.qhl + kHalfTile;
+  float* const st = reinterpret_cast<float*>(sm.qhl);
   const int s = blockIdx.x, t = blockIdx.y;
   const AttnRowSet rs = attn_row_set(a, t);
   const int64_t r0 = static_cast<int64_t>(s) * kRows;
   const int64_t left = rs.total() - r0;
   if (left <= 0) return;  // the combine reads only the token's non-empty splits
   const int nr = static_cast<int>(left < kRows ? left : kRows);
-  for (int i = threadIdx.x; i < kRows; i += blockDim.x) rows[i] = i < nr ? attn_row_ptr(a, rs, t, r0 + i) : nullptr;
-  const float* q = a.q + static_cast<int64_t>(t) * a.H * a.hd;
   const int H = a.H, hd = a.hd;
-  float* qs = slab;
-  float* ks = slab + kSlab * kTilePitch;
+  for (int i = threadIdx.x; i < kRows; i += blockDim.x) sm.rows[i] = i < nr ? attn_row_ptr(a, rs, t, r0 + i) : nullptr;
+  const float* q = a.q + static_cast<int64_t>(t) * H * hd;
+  const auto q_vec = [&](int h) { return h < H ? q + static_cast<int64_t>(h) * hd : nullptr; };
+  const auto row_vec = [&](int r) { return sm.rows[r]; };
   __syncthreads();
 
-  TileAcc acc;
-  tile_zero(acc);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int g = lane >> 2, c2 = 2 * (lane & 3);  // C fragment: rows g, g + 8; columns c2, c2 + 1
+  const int wm = 32 * (warp & 1), wn = 16 * (warp >> 1);
+  // B fragment addressing of the two n8 tiles of a 16-wide warp tile.
+  const int b_n = (lane & 7) + ((lane >> 4) << 3), b_k = ((lane >> 3) & 1) * 8;    // [n][k] buffers
+  const int bt_k = (lane & 7) + (((lane >> 3) & 1) << 3), bt_n = (lane >> 4) * 8;  // [k][n] buffers
+
+  // ---- 1. scores ----
+  float acc[2][2][4] = {};
+  float run_max[kPasses] = {};  // this thread's rows' max |.| so far
+  SlabRegs qr, kr;
+  slab_fetch(qr, 0, hd, q_vec);
+  slab_fetch(kr, 0, hd, row_vec);
   for (int d0 = 0; d0 < hd; d0 += kSlab) {
-    load_slab_transposed(qs, d0, kSlab, [&](int h) { return h < H ? q + static_cast<int64_t>(h) * hd : nullptr; });
-    load_slab_transposed(ks, d0, kSlab, [&](int r) { return rows[r]; });
-    __syncthreads();
-    tile_fma(qs, ks, kSlab, acc);
-    __syncthreads();
-  }
-  const int ty = threadIdx.x >> 4, tx = threadIdx.x & 15;
-  const float scale = static_cast<float>(1.0 / sqrt(static_cast<double>(hd)));
+    float slab_max[kPasses];
+    slab_split_own(qr, qh, ql, sm.inv_a, slab_max);
+    slab_split_own(kr, sm.kh, sm.kl, sm.inv_b, slab_max);
 #pragma unroll
-  for (int j = 0; j < kTileN; ++j) {
-    const int r = kTileN * tx + j;
-    float v[kTileM];
-#pragma unroll
-    for (int i = 0; i < kTileM; ++i) v[i] = r < nr ? __fmul_rn(acc.v[i][j], scale) : -INFINITY;
-    float4* dst = reinterpret_cast<float4*>(pt + r * kTilePitch + kTileM * ty);
-    dst[0] = make_float4(v[0], v[1], v[2], v[3]);
-    dst[1] = make_float4(v[4], v[5], v[6], v[7]);
-  }
-  __syncthreads();
-
-  // Softmax statistics: warp w takes heads w, w + 8, ...; lane l rows l and l + 32.
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
-  for (int h = warp; h < kTile; h += warps) {
-    float* p0 = pt + lane * kTilePitch + h;
-    float* p1 = pt + (lane + 32) * kTilePitch + h;
-    const float m = warp_max(fmaxf(*p0, *p1));
-    const float e0 = lane < nr ? expf(*p0 - m) : 0.0f;
-    const float e1 = lane + 32 < nr ? expf(*p1 - m) : 0.0f;
-    *p0 = e0;
-    *p1 = e1;
-    const float l = warp_sum(e0 + e1);
-    if (lane == 0) {
-      stats[h][0] = m;
-      stats[h][1] = l;
+    for (int p = 0; p < kPasses; ++p) run_max[p] = fmaxf(run_max[p], slab_max[p]);
+    __syncthreads();
+    if (d0 + kSlab < hd) {
+      slab_fetch(qr, d0 + kSlab, hd, q_vec);
+      slab_fetch(kr, d0 + kSlab, hd, row_vec);
     }
-  }
-  __syncthreads();
-
-  const int64_t part = static_cast<int64_t>(t) * H * a.splits + s;  // + h·splits
-  float* vs = slab;  // [kRows][kTilePitch]: the rows' dims [d0, d0 + dw)
-  for (int d0 = 0; d0 < hd; d0 += kTile) {
-    const int dw = hd - d0 < kTile ? hd - d0 : kTile;  // a multiple of kSlab
-    for (int f = threadIdx.x; f < kRows * (kTile / 4); f += blockDim.x) {
-      const int r = f / (kTile / 4), c = f % (kTile / 4);
-      const float4 v = r < nr && 4 * c < dw ? *reinterpret_cast<const float4*>(rows[r] + d0 + 4 * c)
-                                            : make_float4(0.f, 0.f, 0.f, 0.f);
-      *reinterpret_cast<float4*>(vs + r * kTilePitch + 4 * c) = v;
-    }
-    __syncthreads();
-    TileAcc o;
-    tile_zero(o);
-    tile_fma(pt, vs, nr, o);
+    float c[2][2][4] = {};
 #pragma unroll
-    for (int i = 0; i < kTileM; ++i) {
-      const int h = kTileM * ty + i;
-      if (h < H && kTileN * tx < dw) {
-        *reinterpret_cast<float4*>(a.part_o + (part + static_cast<int64_t>(h) * a.splits) * hd + d0 + kTileN * tx) =
-            make_float4(o.v[i][0], o.v[i][1], o.v[i][2], o.v[i][3]);
+    for (int k0 = 0; k0 < kSlab; k0 += 16) {
+      if (wn >= nr) break;  // the warp's rows are all past the list (warp-uniform)
+      uint32_t ah[2][4], al[2][4], bh[4], bl[4];
+      load_a(ah[0], al[0], qh, ql, wm, k0);
+      load_a(ah[1], al[1], qh, ql, wm + 16, k0);
+      const int boff = (wn + b_n) * kPitch + k0 + b_k;
+      ldmatrix_x4(bh, smem_addr(sm.kh + boff));
+      ldmatrix_x4(bl, smem_addr(sm.kl + boff));
+#pragma unroll
+      for (int i = 0; i < 2; ++i) {
+#pragma unroll
+        for (int j = 0; j < 2; ++j) mma_split(c[i][j], ah[i], al[i], bh + 2 * j, bl + 2 * j);
+      }
+    }
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+#pragma unroll
+      for (int j = 0; j < 2; ++j) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int h = wm + 16 * i + g + 8 * (e >> 1), r = wn + 8 * j + c2 + (e & 1);
+          acc[i][j][e] += c[i][j][e] * sm.inv_a[h] * sm.inv_b[r];
+        }
       }
     }
     __syncthreads();
   }
+  slab_fetch(kr, 0, hd, row_vec);  // P·V's first slab, in flight during the softmax
+  if ((threadIdx.x & 15) == 0) {
+#pragma unroll
+    for (int p = 0; p < kPasses; ++p) {
+      const int r = p * kVecPerPass + (threadIdx.x >> 4);
+      sm.row_exp[r] = split_exponent(run_max[p]);
+    }
+  }
+  const float scale = static_cast<float>(1.0 / sqrt(static_cast<double>(hd)));
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+#pragma unroll
+    for (int j = 0; j < 2; ++j) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int h = wm + 16 * i + g + 8 * (e >> 1), r = wn + 8 * j + c2 + (e & 1);
+        st[h * kSPitch + r] = r < nr ? __fmul_rn(acc[i][j][e], scale) : -INFINITY;
+      }
+    }
+  }
+  __syncthreads();
+
+  // ---- 2. softmax statistics and P' (warp w: heads w, w + 8, ...; lane l: rows l, l + 32) ----
+  for (int h = warp; h < kHeads; h += kThreads / 32) {
+    const float s0 = st[h * kSPitch + lane], s1 = st[h * kSPitch + lane + 32];
+    const float m = warp_max(fmaxf(s0, s1));
+    const float e0 = lane < nr ? expf(s0 - m) : 0.0f;
+    const float e1 = lane + 32 < nr ? expf(s1 - m) : 0.0f;
+    const float l = warp_sum(e0 + e1);
+    const float p0 = e0 * pow2f(-sm.row_exp[lane]), p1 = e1 * pow2f(-sm.row_exp[lane + 32]);
+    const int ch = split_exponent(warp_max(fmaxf(p0, p1)));
+    const float f = pow2f(ch);
+    const SplitPair v = split_f16(p0 * f, p1 * f);
+    sm.ph[h * kPitch + lane] = __low2half(v.hi);
+    sm.pl[h * kPitch + lane] = __low2half(v.lo);
+    sm.ph[h * kPitch + lane + 32] = __high2half(v.hi);
+    sm.pl[h * kPitch + lane + 32] = __high2half(v.lo);
+    if (lane == 0) {
+      sm.stats[h][0] = m;
+      sm.stats[h][1] = l;
+      sm.inv_c[h] = pow2f(-ch);
+    }
+  }
+
+  // ---- 3. O = P·V per slab of 64 dims ----
+  const int64_t part = static_cast<int64_t>(t) * H * a.splits + s;  // + h·splits
+  for (int d0 = 0; d0 < hd; d0 += kSlab) {
+    __syncthreads();  // P' and row_exp written (first slab); the previous slab's MMAs done
+    slab_split_given(kr, sm.kh, sm.kl, sm.row_exp);
+    __syncthreads();
+    if (d0 + kSlab < hd) slab_fetch(kr, d0 + kSlab, hd, row_vec);
+    float c[2][2][4] = {};
+#pragma unroll
+    for (int k0 = 0; k0 < kRows; k0 += 16) {
+      if (k0 >= nr) break;  // rows past the list have P' = 0
+      uint32_t ah[2][4], al[2][4], bh[4], bl[4];
+      load_a(ah[0], al[0], sm.ph, sm.pl, wm, k0);
+      load_a(ah[1], al[1], sm.ph, sm.pl, wm + 16, k0);
+      const int boff = (k0 + bt_k) * kPitch + wn + bt_n;
+      ldmatrix_x4_trans(bh, smem_addr(sm.kh + boff));
+      ldmatrix_x4_trans(bl, smem_addr(sm.kl + boff));
+#pragma unroll
+      for (int i = 0; i < 2; ++i) {
+#pragma unroll
+        for (int j = 0; j < 2; ++j) mma_split(c[i][j], ah[i], al[i], bh + 2 * j, bl + 2 * j);
+      }
+    }
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        const int h = wm + 16 * i + g + 8 * half;
+        if (h >= H) continue;
+        const float f = sm.inv_c[h];
+#pragma unroll
+        for (int j = 0; j < 2; ++j) {
+          const int d = d0 + wn + 8 * j + c2;
+          if (d < hd) {
+            *reinterpret_cast<float2*>(a.part_o + (part + static_cast<int64_t>(h) * a.splits) * hd + d) =
+                make_float2(c[i][j][2 * half] * f, c[i][j][2 * half + 1] * f);
+          }
+        }
+      }
+    }
+  }
   for (int h = threadIdx.x; h < H; h += blockDim.x) {
     reinterpret_cast<float2*>(a.part_ml)[part + static_cast<int64_t>(h) * a.splits] =
-        make_float2(stats[h][0], stats[h][1]);
+        make_float2(sm.stats[h][0], sm.stats[h][1]);
   }
 }
 
@@ -128,7 +300,7 @@ __global__ void __launch_bounds__(kTileThreads) partial_kernel(AttentionArgs a) 
 __global__ void combine_kernel(AttentionArgs a) {
   pdl_wait();  // launched with PDL: nothing before this line (pdl.cuh)
   pdl_trigger();
-  extern __shared__ float smem[];
+  extern __shared__ __align__(16) float smem[];
   float* o = smem;         // [hd]
   float* w = smem + a.hd;  // [splits]
   __shared__ float scratch[32];
@@ -148,11 +320,14 @@ __global__ void combine_kernel(AttentionArgs a) {
     den_local += v.y * e;
   }
   const float den = expf(sink - M) + block_sum(den_local, scratch);
-  for (int d = threadIdx.x; d < a.hd; d += blockDim.x) {
-    float acc = 0.0f;
+  for (int d = 4 * threadIdx.x; d < a.hd; d += 4 * blockDim.x) {  // hd is a multiple of 32
+    float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
 #pragma unroll 8
-    for (int s = 0; s < n_split; ++s) acc = fmaf(a.part_o[(base + s) * a.hd + d], w[s], acc);
-    o[d] = acc / den;
+    for (int s = 0; s < n_split; ++s) {
+      const float4 v = *reinterpret_cast<const float4*>(a.part_o + (base + s) * a.hd + d);
+      acc = make_float4(fmaf(v.x, w[s], acc.x), fmaf(v.y, w[s], acc.y), fmaf(v.z, w[s], acc.z), fmaf(v.w, w[s], acc.w));
+    }
+    *reinterpret_cast<float4*>(o + d) = make_float4(acc.x / den, acc.y / den, acc.z / den, acc.w / den);
   }
   const int64_t pos = static_cast<int64_t>(*a.pos0) + a.t0 + t;
   rope_shared(o, a.hd, a.n_rot / 2, a.omega, pos, true);
@@ -164,13 +339,19 @@ __global__ void combine_kernel(AttentionArgs a) {
 
 int prefill_attention_splits(int64_t max_rows) { return static_cast<int>((max_rows + kRows - 1) / kRows); }
 
-bool prefill_attention_supported(int H, int hd) { return H >= 1 && H <= kTile && hd >= kSlab && hd % kSlab == 0; }
+bool prefill_attention_supported(int H, int hd) { return H >= 1 && H <= kHeads && hd >= 32 && hd % 32 == 0; }
 
 Status prefill_attention(const AttentionArgs& a, cudaStream_t stream) {
   if (a.T <= 0) return Status();
   if (!prefill_attention_supported(a.H, a.hd)) return make_error("prefill attention: unsupported geometry");
   if (a.splits <= 0 || a.splits > 65535 || a.T > 65535) return make_error("prefill attention: bad launch shape");
-  DSV4_CUDA_TRY(launch_pdl(partial_kernel, dim3(a.splits, a.T), dim3(kTileThreads), 0, stream, a));
+  int device = 0;
+  DSV4_CUDA_TRY(cudaGetDevice(&device));
+  DSV4_CUDA_TRY(once_per_device(device, [] {
+    return cudaFuncSetAttribute(partial_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                static_cast<int>(sizeof(Smem)));
+  }));
+  DSV4_CUDA_TRY(launch_pdl(partial_kernel, dim3(a.splits, a.T), dim3(kThreads), sizeof(Smem), stream, a));
   const size_t combine_smem = static_cast<size_t>(a.hd + a.splits) * sizeof(float);
   if (combine_smem > 48 * 1024) {
     DSV4_CUDA_TRY(cudaFuncSetAttribute(combine_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,

@@ -2,8 +2,9 @@
 // on the same AttentionArgs, shaped for many tokens. MQA: the one KV head (hd dims) is shared by
 // all H ≤ 64 query heads, so a block takes one token and a split of kPrefillAttnRows of its rows
 // for all heads at once and reads each row twice (scores, then P·V) instead of once per head
-// group; scores and P·V are 64×64 f32 register tiles (prefill_tile.cuh), the head dim streamed
-// through shared memory. A combine step adds the sink and de-rotates, as in attention.h.
+// group; scores and P·V run on f16 tensor cores with power-of-two-scaled split operands
+// (f16_split.cuh: f32-level accuracy for any f32 input range), the head dim streamed through
+// shared memory. A combine step adds the sink and de-rotates, as in attention.h.
 // Decode (T = 1) stays on attention.h: one token's 8-head blocks keep more SMs busy there.
 #pragma once
 

@@ -5,8 +5,11 @@
 // becomes active, ratio 128, chunks that straddle the ring, launch offsets t0 and token counts
 // whose row lists end inside a split, long row lists (many splits), and inputs of mixed
 // magnitudes (per-vector power-of-two factors from 2^-40 to 2^40 and tiny elements beside large
-// ones: no scale factor may be assumed). Tolerance: f32 accumulation
-// against double, 1e-5 relative L2 per head (the decode kernel's bar).
+// ones: no scale factor may be assumed; all-zero heads and rows: the kernel's power-of-two scaling
+// must take them). Tolerance: 1e-5 relative L2 per head against double (the decode kernel's bar):
+// the kernel's products are split f16 pairs (≈ 2^-22 relative each, f16_split.cuh) summed in
+// short zero-started MMA chains and rounded f32 adds, so it should land at f32 accumulation's
+// ≈ 1e-6, and a lost lo half, a mis-scaled vector or a biased (truncated) long chain would not.
 #include "cuda/prefill_attention.h"
 
 #include <gtest/gtest.h>
@@ -36,7 +39,13 @@ struct Case {
 // 2^-f, f uniform in [0, element_spread]. All zero: the plain normal inputs.
 struct Magnitudes {
   int q_lo = 0, q_hi = 0, row_lo = 0, row_hi = 0, element_spread = 0;
+  int zero_every = 0;  // > 0: every zero_every-th query head and row vector is all zeros
 };
+
+void zero_vectors(std::vector<float>& v, size_t n, int every) {
+  if (every <= 0) return;
+  for (size_t i = 0; i < v.size(); i += n * static_cast<size_t>(every)) std::fill_n(v.begin() + i, n, 0.0f);
+}
 
 void scale_vectors(std::vector<float>& v, size_t n, int lo, int hi, int element_spread, std::mt19937_64& rng) {
   std::uniform_int_distribution<int> vec(lo, hi), elem(0, element_spread);
@@ -60,8 +69,10 @@ void run(const Geometry& g, const Case& c, uint64_t seed, const Magnitudes& mag 
   std::vector<float> ring = normal_vector(static_cast<size_t>(W) * hd, rng);
   std::vector<float> comp = normal_vector(static_cast<size_t>(std::max(1, n_comp)) * hd, rng);
   scale_vectors(q, static_cast<size_t>(hd), mag.q_lo, mag.q_hi, mag.element_spread, rng);
+  zero_vectors(q, static_cast<size_t>(hd), mag.zero_every);
   for (std::vector<float>* rows : {&kv, &ring, &comp}) {
     scale_vectors(*rows, static_cast<size_t>(hd), mag.row_lo, mag.row_hi, mag.element_spread, rng);
+    zero_vectors(*rows, static_cast<size_t>(hd), mag.zero_every);
   }
   const std::vector<float> sinks = normal_vector(H, rng, 1.0f, 1.0f);
   std::vector<int32_t> selected(static_cast<size_t>(chunk) * top_k, 0);
@@ -189,6 +200,9 @@ TEST(CudaPrefillAttention, MixedMagnitudesMatchPlainReference) {
   // Whole operands far outside f16's range, either way round.
   run(flash, Case{4, 2300, 2, 0}, fresh_seed(), Magnitudes{40, 40, -40, -40, 0});
   run(flash, Case{0, 50, 2, 0}, fresh_seed(), Magnitudes{-24, -24, 24, 24, 0});
+  // All-zero query heads and rows among ordinary ones (their power of two is the zero case).
+  run(flash, Case{4, 2300, 3, 5}, fresh_seed(), Magnitudes{0, 0, 0, 0, 0, 5});
+  run(Geometry{4, 96, 32, 32, 8}, Case{4, 60, 4, 16}, fresh_seed(), Magnitudes{0, 0, 0, 0, 0, 3});
 }
 
 TEST(CudaPrefillAttention, RejectsGeometriesItDoesNotTake) {
