@@ -3,7 +3,9 @@
 // shape with bf16 weights (what the tensor cores give this M×N×K through cuBLAS), and an 8192³
 // product as the card's dense bf16 ceiling. Needs a GPU; not a test.
 //
-//   gemm_bench [--quick | --profile]   (--quick: n = 2048 only; --profile: see profile_launches)
+//   gemm_bench [--quick | --profile | --int8]   (--quick: n = 2048 only; --profile: see
+//   profile_launches; --int8: the MoE down projection in f16, split and int8 mode at 2048 and 4096
+//   tokens, and the int8 activation conversion)
 //
 // Weights are random valid blocks made on the device (every f16 scale a moderate value), X random
 // f16 (cuBLAS: bf16, the same tensor-core rate). Each figure: 5 rounds of 20 back-to-back launches
@@ -185,9 +187,10 @@ struct Bench {
   bool have_cublas = false;
   double ceiling = 0;  // TFLOP/s, cuBLAS 8192³
   bool split = false;  // the GEMMs' split mode (x_lo given: f32-level products)
+  bool int8 = false;   // grouped_gemm's int8 mode (activation limbs), MoE cases only
 
   std::string type_label(TensorType type) const {
-    return dsv4::gguf::type_name(type) + (split ? "/split" : "");
+    return dsv4::gguf::type_name(type) + (split ? "/split" : int8 ? "/int8" : "");
   }
 
   double cublas_tflops(int64_t m, int64_t n, int64_t k) {
@@ -277,8 +280,23 @@ struct Bench {
     s.workspace = ws;
     const double sort_us = time_us(stream, [&] { CHECK_OK(dsv4::cuda::sort_by_expert(s, stream)); });
     const int64_t x_rows = gather ? n : pairs;
-    __half* x = random_f16(x_rows * k, 4);
+    __half* x = int8 ? nullptr : random_f16(x_rows * k, 4);
     __half* x_lo = split ? random_f16(x_rows * k, 6) : nullptr;
+    // int8: random f32 rows converted once (the conversion timed on its own).
+    void *xf = nullptr, *limbs = nullptr, *records = nullptr;
+    if (int8) {
+      CHECK_CUDA(cudaMalloc(&xf, static_cast<size_t>(x_rows * k) * 4));
+      CHECK_CUDA(cudaMalloc(&limbs, static_cast<size_t>(3 * x_rows * k)));
+      CHECK_CUDA(cudaMalloc(&records, static_cast<size_t>(x_rows * (k / 256) * 80)));
+      init_plain<<<1024, 256>>>(TensorType::F32, xf, x_rows * k, 4);
+      CHECK_CUDA(cudaGetLastError());
+      const double conv_us = time_us(stream, [&] {
+        CHECK_OK(dsv4::cuda::convert_f32_to_int8(static_cast<float*>(xf), k, x_rows, k, static_cast<int8_t*>(limbs), k,
+                                                 static_cast<uint8_t*>(records), stream));
+      });
+      std::printf("%-28s convert_f32_to_int8 %lld x %lld: %.1f us\n", name, static_cast<long long>(x_rows),
+                  static_cast<long long>(k), conv_us);
+    }
     float* y = nullptr;
     CHECK_CUDA(cudaMalloc(&y, static_cast<size_t>(pairs * m) * 4));
     dsv4::cuda::GroupedGemm g;
@@ -293,7 +311,10 @@ struct Bench {
     g.x_count = x_rows;
     g.y = y;
     g.y_stride = m;
+    g.x_limbs = static_cast<const int8_t*>(limbs);
+    g.x_records = static_cast<const uint8_t*>(records);
     for (GemmTile tile : {GemmTile::kSmall, GemmTile::kLarge}) {
+      if (int8 && tile == GemmTile::kLarge) continue;  // one tile shape
       const double us = time_us(stream, [&] { CHECK_OK(dsv4::cuda::grouped_gemm(g, stream, tile)); });
       row(name, type_label(type).c_str(), pairs, k, m, tile == GemmTile::kLarge ? "large" : "small", us,
           2.0 * pairs * m * k, tile == GemmTile::kSmall ? cublas_tflops(m, pairs, k) : 0);
@@ -301,7 +322,7 @@ struct Bench {
     std::printf("%-28s sort_by_expert %lld pairs: %.1f us\n", name, static_cast<long long>(pairs), sort_us);
     for (void* p : {static_cast<void*>(d_topk), static_cast<void*>(off), static_cast<void*>(rp),
                     static_cast<void*>(rt), static_cast<void*>(pr), ws, w, static_cast<void*>(x),
-                    static_cast<void*>(x_lo), static_cast<void*>(y)}) {
+                    static_cast<void*>(x_lo), static_cast<void*>(y), xf, limbs, records}) {
       CHECK_CUDA(cudaFree(p));
     }
   }
@@ -348,6 +369,16 @@ int main(int argc, char** argv) {
   std::printf("\n%-28s %-8s %6s %6s %6s %-6s %9s %8s %8s %7s %7s\n", "case", "type", "n", "k", "m", "tile", "us",
               "TFLOP/s", "cuBLAS", "of same", "of ceil");
 
+  if (argc > 1 && std::strcmp(argv[1], "--int8") == 0) {
+    for (const int64_t n : {int64_t{2048}, int64_t{4096}}) {
+      for (const int mode : {0, 1, 2}) {
+        b.split = mode == 1;
+        b.int8 = mode == 2;
+        b.moe("MoE down (q2)", TensorType::Q2_K, 2048, 4096, n, false);
+      }
+    }
+    return 0;
+  }
   const std::vector<int64_t> ns = quick ? std::vector<int64_t>{2048} : std::vector<int64_t>{512, 2048, 8192};
   for (const int64_t n : ns) {
     for (const bool split : {false, true}) {

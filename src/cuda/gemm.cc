@@ -97,6 +97,7 @@ Status check_x(const __half* x, const __half* x_lo, TensorType type, int64_t x_s
 }
 
 Status launch(detail::GemmLaunch& l, cudaStream_t stream) {
+  if (l.x_limbs) return cuda_status(detail::launch_gemm_int8(l, stream), "int8 gemm kernel launch");
   if (l.type == TensorType::IQ2_XXS) {
     DSV4_TRY(cuda_status(detail::iq2_device_tables(stream, &l.iq2_tables),
                          "uploading the IQ2_XXS tables (call prepare_matvec before graph capture)"));
@@ -125,6 +126,10 @@ bool gemm_split_supports(TensorType type, int64_t n_in) {
     case TensorType::IQ2_XXS: return gemm_supports(type, n_in);
     default: return false;
   }
+}
+
+bool gemm_int8_supports(TensorType type, int64_t n_in) {
+  return type == TensorType::Q2_K && gemm_supports(type, n_in);
 }
 
 Status gemm(const GemmWeights& w, const __half* x, int64_t x_stride, const float* x_scale, int64_t n, float* y,
@@ -169,7 +174,19 @@ Status grouped_gemm(const GroupedGemm& g, cudaStream_t stream, GemmTile tile) {
   auto fail = [&](const Status& s) { return Status(make_error(where + s.message())); };
   detail::GemmLaunch l{};
   if (Status s = check_weights(g.w, &l); !s.ok()) return fail(s);
-  if (Status s = check_x(g.x, g.x_lo, g.w.type, g.x_stride, g.w.n_in); !s.ok()) return fail(s);
+  const bool int8 = g.x_limbs != nullptr;
+  if (int8) {
+    if (!gemm_int8_supports(g.w.type, g.w.n_in)) return fail(make_error("no int8 GEMM for this weight type"));
+    if (g.x || g.x_lo || g.x_scale) return fail(make_error("int8 mode takes no f16 activations or row factors"));
+    if (!g.x_records || !aligned(g.x_limbs, 16) || !aligned(g.x_records, 16)) {
+      return fail(make_error("int8 mode needs 16-byte aligned limbs and records"));
+    }
+    if (g.x_stride < g.w.n_in || g.x_stride % 16 != 0) {
+      return fail(make_error("x_stride must be at least n_in and a multiple of 16"));
+    }
+  } else if (Status s = check_x(g.x, g.x_lo, g.w.type, g.x_stride, g.w.n_in); !s.ok()) {
+    return fail(s);
+  }
   if (g.n_groups <= 0 || g.n_groups > 65535) return fail(make_error("n_groups must be in [1, 65535]"));
   if (!g.offsets) return fail(make_error("null offsets"));
   if (g.n_rows < 0 || g.n_rows > INT_MAX) return fail(make_error("n_rows out of range"));
@@ -183,7 +200,7 @@ Status grouped_gemm(const GroupedGemm& g, cudaStream_t stream, GemmTile tile) {
   const bool split = g.x_lo != nullptr;
   const auto large = pick_large(tile, g.w.type, g.w.n_out, g.n_rows, g.n_groups, split);
   if (!large.ok()) return fail(make_error(large.error().message));
-  const int rows = detail::gemm_tile_shape(*large, split).rows;
+  const int rows = int8 ? detail::gemm_int8_tile_rows() : detail::gemm_tile_shape(*large, split).rows;
   if ((g.n_rows + rows - 1) / rows + g.n_groups > 65535) return fail(make_error("too many rows for one launch"));
   l.offsets = g.offsets;
   l.group_expert = g.group_expert;
@@ -199,6 +216,9 @@ Status grouped_gemm(const GroupedGemm& g, cudaStream_t stream, GemmTile tile) {
   l.y_stride = g.y_stride;
   l.y_rows = g.y_rows;
   l.y_count = g.y_rows ? static_cast<int>(g.y_count) : static_cast<int>(g.n_rows);
+  l.x_limbs = g.x_limbs;
+  l.x_plane = x_count * g.x_stride;
+  l.x_records = g.x_records;
   l.large = *large;
   if (Status s = launch(l, stream); !s.ok()) return fail(s);
   return Status::ok_status();
@@ -244,6 +264,21 @@ Status convert_f32_to_f16(const float* x, int64_t x_stride, int64_t n_rows, int6
   return cuda_status(
       detail::launch_convert_f32_to_f16(x, x_stride, n_rows, cols, out, nullptr, out_stride, row_scale, stream),
       "cuda::convert_f32_to_f16 launch");
+}
+
+Status convert_f32_to_int8(const float* x, int64_t x_stride, int64_t n_rows, int64_t cols, int8_t* limbs,
+                           int64_t limb_stride, uint8_t* records, cudaStream_t stream) {
+  if (n_rows < 0 || cols < 0) return make_error("cuda::convert_f32_to_int8: negative size");
+  if (n_rows == 0 || cols == 0) return Status::ok_status();
+  if (!x || !limbs || !records) return make_error("cuda::convert_f32_to_int8: null pointer");
+  if (cols % 256 != 0) return make_error("cuda::convert_f32_to_int8: cols must be a multiple of 256");
+  if (x_stride < cols || limb_stride < cols || limb_stride % 16 != 0) {
+    return make_error("cuda::convert_f32_to_int8: x_stride below cols, or limb_stride below cols or not a multiple of 16");
+  }
+  if (!aligned(limbs, 16) || !aligned(records, 16)) return make_error("cuda::convert_f32_to_int8: misaligned output");
+  if (n_rows > INT_MAX / 2) return make_error("cuda::convert_f32_to_int8: too many rows");
+  return cuda_status(detail::launch_convert_f32_to_int8(x, x_stride, n_rows, cols, limbs, limb_stride, records, stream),
+                     "cuda::convert_f32_to_int8 launch");
 }
 
 Status convert_f32_to_f16_split(const float* x, int64_t x_stride, int64_t n_rows, int64_t cols, __half* hi,

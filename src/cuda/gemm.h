@@ -22,7 +22,9 @@
 // ≤ 2^-22·Σ|x·w| + 2^-25·Σ|w|·(row factor) (the pair's rounding) plus f32 accumulation error, plus
 // 2^-24 per scale and offset product (tests/cuda/gemm_split_test.cc states the bound). Types: F16,
 // Q8_0, Q2_K, Q4_K, IQ2_XXS (gemm_split_supports); it meets the whole-model bar of
-// tests/cuda/forward_test.cc. ≈ 1.4× the f16 mode's time (docs/PERF.md, session 5). F16 mode
+// tests/cuda/forward_test.cc. ≈ 1.4× the f16 mode's time (docs/PERF.md, session 5). A third mode,
+// grouped_gemm's int8 mode (GroupedGemm::x_limbs, Q2_K weights), multiplies int8 codes by
+// fixed-point activation limbs on int8 tensor cores (cuda/gemm_int8.cu). F16 mode
 // (x_lo null), as follows:
 //
 // Accuracy: every product x·w is formed from f16(x) and f16(w) and summed in f32, so against the
@@ -74,9 +76,10 @@ enum class GemmTile {
 };
 
 // Whether gemm()/grouped_gemm() take weights of this type and row length (n_in), in f16 mode and in
-// split mode.
+// split mode; gemm_int8_supports: grouped_gemm's int8 mode (below).
 bool gemm_supports(TensorType type, int64_t n_in);
 bool gemm_split_supports(TensorType type, int64_t n_in);
+bool gemm_int8_supports(TensorType type, int64_t n_in);
 
 // Y rows: y + r·y_stride for r < n; X rows: x + r·x_stride, times x_scale[r] when x_scale is not
 // null. x must be 16-byte aligned and x_stride a multiple of 8 (f16 elements), y_stride ≥ n_out.
@@ -114,6 +117,15 @@ struct GroupedGemm {
   int64_t y_stride = 0;
   const int32_t* y_rows = nullptr;  // [n_rows] or null
   int64_t y_count = 0;              // rows of y (for clamping y_rows); unused when y_rows is null
+  // Int8 mode (x_limbs given; x, x_lo and x_scale null): the activations as convert_f32_to_int8
+  // wrote them for x_count rows (n_rows without x_rows), x_stride its limb_stride. Q2_K weights
+  // (gemm_int8_supports); tiles of 64 rows × 128 features whatever `tile` says. Every code × limb
+  // product and every sum over a 256-block is exact (int8 tensor cores, int32), each block's sum
+  // is scaled in f32: against the exact Σ x·w the error is ≤ 2^-22·Σ_k |w_k|·M(k) (M(k): the
+  // largest |x| of k's 256-block; the fixed-point rounding) plus f32 rounding of the per-block
+  // terms, ≈ (k/256 + 8)·2^-23·Σ|x·w| (tests/cuda/gemm_split_test.cc, GemmInt8, states the bound).
+  const int8_t* x_limbs = nullptr;
+  const uint8_t* x_records = nullptr;
 };
 Status grouped_gemm(const GroupedGemm& g, cudaStream_t stream, GemmTile tile = GemmTile::kAuto);
 
@@ -153,6 +165,16 @@ Status sort_by_expert(const ExpertSort& s, cudaStream_t stream);
 // for a row of zeros or one holding an infinity or NaN, which then flows on as in f32).
 Status convert_f32_to_f16(const float* x, int64_t x_stride, int64_t n_rows, int64_t cols, __half* out,
                           int64_t out_stride, float* row_scale, cudaStream_t stream);
+
+// Int8 mode's activations (cols a multiple of 256, limb_stride ≥ cols and a multiple of 16): per
+// row r and 256-block b a power-of-two scale 2^E with the block's largest |x|/2^E in [2^21, 2^22],
+// X = round(x / 2^E) as three signed int8 limbs (X = l0 + 2^8·l1 + 2^16·l2) at
+// limbs[l·n_rows·limb_stride + r·limb_stride + c], and an 80-byte record at
+// records[(r·cols/256 + b)·80] (group sums of 16 elements and 2^E; cuda/gemm_int8_codes.cuh).
+// limbs: 3·n_rows·limb_stride bytes, records: n_rows·cols/256·80 bytes, both 16-byte aligned.
+// A block holding an infinity or NaN makes every output it touches NaN.
+Status convert_f32_to_int8(const float* x, int64_t x_stride, int64_t n_rows, int64_t cols, int8_t* limbs,
+                           int64_t limb_stride, uint8_t* records, cudaStream_t stream);
 
 // Split mode's activations: as convert_f32_to_f16 with a row factor (row_scale required), and
 // lo[r·out_stride + c] = f16(v − hi) for v = x·2^s_r and hi its f16 (v − hi is exact in f32), so

@@ -36,6 +36,12 @@ struct GemmLaunch {
   const int32_t* y_rows;  // [n_rows] output row of sorted row r, or null (r)
   int y_count;            // rows of y (for clamping y_rows)
   const void* iq2_tables;  // device copy of the IQ2_XXS grid and signs (Iq2Tables)
+  // Int8 mode (gemm_int8.cu) when x_limbs is set: limb plane l at x_limbs + l·x_plane, rows
+  // x_stride bytes apart, the rows' block records (gemm_int8_codes.cuh) at x_records; x, x_lo and
+  // x_scale are unused.
+  const int8_t* x_limbs;
+  int64_t x_plane;
+  const uint8_t* x_records;
   bool large;              // GemmTile::kLarge, else kSmall (split mode: its own tile pair)
 };
 
@@ -48,6 +54,10 @@ GemmTileShape gemm_tile_shape(bool large, bool split);
 
 cudaError_t launch_gemm(const GemmLaunch& l, cudaStream_t stream);
 cudaError_t launch_gemm_split(const GemmLaunch& l, cudaStream_t stream);  // l.x_lo set
+cudaError_t launch_gemm_int8(const GemmLaunch& l, cudaStream_t stream);   // l.x_limbs set
+int gemm_int8_tile_rows();
+cudaError_t launch_convert_f32_to_int8(const float* x, int64_t x_stride, int64_t n_rows, int64_t cols, int8_t* limbs,
+                                       int64_t limb_stride, uint8_t* records, cudaStream_t stream);
 
 cudaError_t launch_sort_by_expert(const int32_t* topk, int n_pairs, int top_k, int n_expert,
                                   int32_t* offsets, int32_t* row_pair, int32_t* row_token,

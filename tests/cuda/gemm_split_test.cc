@@ -19,6 +19,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <random>
 #include <sstream>
 #include <string>
@@ -26,6 +27,7 @@
 
 #include "cuda/cuda_test_util.h"
 #include "cuda/gemm.h"
+#include "cuda/gemm_int8_codes.cuh"
 #include "cuda/matvec.h"
 
 namespace dsv4::cuda::testing {
@@ -94,27 +96,34 @@ RefWeights reference_weights(const Format& f, const uint8_t* bytes, int64_t rows
 }
 
 // Checks y[out_rows[i]·y_stride + f] = x row x_rows[i] times wm, as the header bounds it; factor
-// is that row's row factor (for the absolute term).
+// is that row's row factor (for the absolute term). int8: the int8 mode's bound instead
+// (2^-22·T + (2^-23 + γ8)·S, T = Σ_k mag_k·M(k), M(k) the largest |x| of k's 256-block:
+// gemm_int8 tests below).
 void check_rows(const std::vector<float>& y, int64_t y_stride, const std::vector<int64_t>& out_rows,
                 const std::vector<int64_t>& x_rows, const std::vector<float>& x, int64_t x_stride,
-                const std::vector<float>& factors, const RefWeights& wm, const std::string& what) {
+                const std::vector<float>& factors, const RefWeights& wm, const std::string& what,
+                bool int8 = false) {
   const int64_t k = wm.cols;
   const double gamma = static_cast<double>(k / 8 + 16) * std::ldexp(1.0, -23);
-  const double rel = std::ldexp(1.0, -22) + std::ldexp(1.0, -23) + gamma;
+  const double rel = int8 ? std::ldexp(1.0, -23) + static_cast<double>(k / 256 + 8) * std::ldexp(1.0, -23)
+                          : std::ldexp(1.0, -22) + std::ldexp(1.0, -23) + gamma;
   int reported = 0;
   for (size_t i = 0; i < out_rows.size(); ++i) {
     const float* xr = x.data() + x_rows[i] * x_stride;
-    const double factor = factors[static_cast<size_t>(x_rows[i])];
+    const double factor = int8 ? 0.0 : factors[static_cast<size_t>(x_rows[i])];
+    std::vector<double> bmax(static_cast<size_t>((k + 255) / 256), 0.0);
+    for (int64_t c = 0; c < k; ++c) bmax[static_cast<size_t>(c / 256)] = std::max<double>(bmax[static_cast<size_t>(c / 256)], std::fabs(xr[c]));
     for (int64_t f = 0; f < wm.rows; ++f) {
-      double exact = 0, s = 0, w1 = 0;
+      double exact = 0, s = 0, w1 = 0, t = 0;
       for (int64_t c = 0; c < k; ++c) {
         const size_t j = static_cast<size_t>(f * k + c);
         exact += static_cast<double>(xr[c]) * wm.w[j];
         s += std::fabs(static_cast<double>(xr[c])) * wm.mag[j];
         w1 += wm.mag[j];
+        t += wm.mag[j] * bmax[static_cast<size_t>(c / 256)];
       }
       const float got = y[static_cast<size_t>(out_rows[i] * y_stride + f)];
-      const double tol = rel * s + std::ldexp(factor * w1, -25) + 1e-37;
+      const double tol = rel * s + (int8 ? std::ldexp(t, -22) : std::ldexp(factor * w1, -25)) + 1e-37;
       if ((!std::isfinite(got) || std::fabs(got - exact) > tol) && reported++ < 5) {
         ADD_FAILURE() << what << ": row " << out_rows[i] << " feature " << f << ": got " << got << ", exact "
                       << exact << " (tol " << tol << ", " << std::fabs(got - exact) / std::max(s, 1e-300)
@@ -301,6 +310,236 @@ TEST(GemmSplit, RejectsTypesItDoesNotTake) {
                         dx.get<__half>() + 512);
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.message().find("no split GEMM"), std::string::npos) << s.message();
+}
+
+// ---- int8 mode (gemm.h, GroupedGemm::x_limbs; cuda/gemm_int8.cu) ----
+// Its bound (check_rows with int8): the fixed point rounds x to 2^-22·M(k) (M(k): the largest |x|
+// of k's 256-block), and the real-valued weight d·code − dmin·m is applied exactly, so the rounding
+// costs ≤ 2^-22·T, T = Σ_k mag_k·M(k); 2^-23·S: the CPU's f32 rounding of w (as above); per block
+// four f32 roundings of its term and one of the running sum, and the offset MMA's hi + lo sums
+// (2^-22 relative) with tensor-core truncation: γ8 = (k/256 + 8)·2^-23 of S. Dropping the lowest
+// limb (≈ 2^-14·T), a wrong group, scale or block exponent exceed it by far.
+
+// The int8 activations on the device; limb rows 16 bytes longer than cols (a stride ≠ cols).
+struct Int8X {
+  DeviceBuffer limbs, records;
+  int64_t stride;
+};
+Int8X int8_on_device(const std::vector<float>& x, int64_t rows, int64_t stride, int64_t cols) {
+  const int64_t ls = cols + 16;
+  Int8X s{DeviceBuffer(static_cast<size_t>(3 * rows * ls)), DeviceBuffer(static_cast<size_t>(rows * (cols / 256) * 80)),
+          ls};
+  DeviceBuffer dx(x.size() * 4);
+  EXPECT_TRUE(upload(dx, x) && s.limbs.ok() && s.records.ok());
+  EXPECT_TRUE(convert_f32_to_int8(dx.get<float>(), stride, rows, cols, s.limbs.get<int8_t>(), ls,
+                                  s.records.get<uint8_t>(), nullptr)
+                  .ok());
+  EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  return s;
+}
+
+// Limbs and records against the CPU (x_fixed.cuh's rounding, run here), and independently:
+// Σ l_p·2^8p·2^E within 2^(E−1) ≤ 2^-22·M of x, the block's largest |X| in [2^21, 2^22], the group
+// sums exact and their hi + lo within 2^-22, 2^E in the record (NaN for a block with an infinity).
+TEST(GemmInt8, ConvertsF32ToLimbsAndRecords) {
+  std::mt19937_64 rng(fresh_seed());
+  const int64_t rows = 9, cols = 512, stride = 533;
+  std::vector<float> x = mixed_rows(rows, stride, cols, rng);
+  x[static_cast<size_t>(5 * stride + 300)] = std::numeric_limits<float>::infinity();  // row 5, block 1
+  const Int8X d = int8_on_device(x, rows, stride, cols);
+  const std::vector<int8_t> limbs = download<int8_t>(d.limbs, static_cast<size_t>(3 * rows * d.stride));
+  const std::vector<uint8_t> rec = download<uint8_t>(d.records, static_cast<size_t>(rows * (cols / 256) * 80));
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t b = 0; b < cols / 256; ++b) {
+      const float* xb = x.data() + r * stride + b * 256;
+      uint32_t mbits = 0;
+      for (int c = 0; c < 256; ++c) {
+        uint32_t u;
+        std::memcpy(&u, &xb[c], 4);
+        mbits = std::max(mbits, u & 0x7FFFFFFFu);
+      }
+      const int e = detail::xblock_exponent(mbits, detail::kInt8TopBits);
+      const uint8_t* rb = rec.data() + (r * (cols / 256) + b) * 80;
+      float scale;
+      std::memcpy(&scale, rb + 64, 4);
+      const bool finite = mbits < 0x7F800000u;
+      if (!finite) {
+        ASSERT_TRUE(std::isnan(scale)) << r << "," << b;
+      } else {
+        ASSERT_EQ(scale, std::ldexp(1.0f, e)) << r << "," << b;
+      }
+      for (int i = 68; i < 80; ++i) ASSERT_EQ(rb[i], 0) << "record padding";
+      int32_t top = 0;
+      for (int grp = 0; grp < 16; ++grp) {
+        int32_t sum = 0;
+        for (int c = 16 * grp; c < 16 * grp + 16; ++c) {
+          const size_t at = static_cast<size_t>(r * d.stride + b * 256 + c);
+          const int32_t l0 = limbs[at], l1 = limbs[at + static_cast<size_t>(rows * d.stride)],
+                        l2 = limbs[at + static_cast<size_t>(2 * rows * d.stride)];
+          ASSERT_LE(std::abs(l2), 65);
+          const int32_t X = l0 + 256 * l1 + 65536 * l2;
+          ASSERT_EQ(X, detail::x_to_fixed(xb[c], e)) << r << "," << b << "," << c;
+          if (finite) {
+            const double err = std::fabs(std::ldexp(static_cast<double>(X), e) - xb[c]);
+            ASSERT_LE(err, std::ldexp(1.0, e - 1)) << r << "," << c;
+          }
+          sum += X;
+          top = std::max(top, std::abs(X));
+        }
+        uint16_t hi, lo, want_hi, want_lo;
+        std::memcpy(&hi, rb + 2 * grp, 2);
+        std::memcpy(&lo, rb + 32 + 2 * grp, 2);
+        detail::group_sum_f16(sum, &want_hi, &want_lo);
+        ASSERT_EQ(hi, want_hi) << r << "," << b << "," << grp;
+        ASSERT_EQ(lo, want_lo) << r << "," << b << "," << grp;
+        const double got = (static_cast<double>(f16_to_f32(hi)) + f16_to_f32(lo)) * 4096.0;
+        ASSERT_LE(std::fabs(got - sum), std::ldexp(std::fabs(static_cast<double>(sum)), -22)) << r << "," << grp;
+      }
+      if (finite && mbits != 0) {
+        ASSERT_GE(top, 1 << 21) << r << "," << b;
+        ASSERT_LE(top, 1 << 22) << r << "," << b;
+      }
+    }
+  }
+}
+
+// A grouped launch of the int8 mode; groups as given, X rows gathered by x_rows when not empty.
+void run_int8(const GemmWeights& w, const Int8X& x8, int64_t x_count, const std::vector<int32_t>& offsets,
+              const std::vector<int32_t>& group_expert, const std::vector<int32_t>& x_rows,
+              const std::vector<int32_t>& y_rows, float* y, int64_t y_stride, int64_t y_count) {
+  DeviceBuffer d_off(offsets.size() * 4), d_ge(std::max<size_t>(4, group_expert.size() * 4)),
+      d_xr(std::max<size_t>(4, x_rows.size() * 4)), d_yr(std::max<size_t>(4, y_rows.size() * 4));
+  const auto up = [](const DeviceBuffer& b, const std::vector<int32_t>& v) { return v.empty() ? b.ok() : upload(b, v); };
+  ASSERT_TRUE(up(d_off, offsets) && up(d_ge, group_expert) && up(d_xr, x_rows) && up(d_yr, y_rows));
+  GroupedGemm g;
+  g.w = w;
+  g.n_groups = static_cast<int>(offsets.size()) - 1;
+  g.offsets = d_off.get<int32_t>();
+  g.group_expert = group_expert.empty() ? nullptr : d_ge.get<int32_t>();
+  g.n_rows = offsets.back();
+  g.x_limbs = x8.limbs.get<int8_t>();
+  g.x_records = x8.records.get<uint8_t>();
+  g.x_stride = x8.stride;
+  g.x_rows = x_rows.empty() ? nullptr : d_xr.get<int32_t>();
+  g.x_count = x_count;
+  g.y = y;
+  g.y_stride = y_stride;
+  g.y_rows = y_rows.empty() ? nullptr : d_yr.get<int32_t>();
+  g.y_count = y_count;
+  STATUS_ASSERT(grouped_gemm(g, nullptr));
+  CUDA_ASSERT(cudaDeviceSynchronize());
+}
+
+// One group (the dense product): odd sizes, n from 1 to past two row tiles, padding unwritten.
+TEST(GemmInt8, Q2_KMatchesDoubleReference) {
+  const Format& f = format_of(TensorType::Q2_K);
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  for (const auto& [m, k] : {std::pair<int64_t, int64_t>{77, 256}, {300, 1024}}) {
+    const std::vector<uint8_t> wbytes = random_rows(f, k, m, rng);
+    const RefWeights ref = reference_weights(f, wbytes.data(), m, k);
+    DeviceBuffer dw(wbytes.size());
+    ASSERT_TRUE(upload(dw, wbytes));
+    for (const int64_t n : {int64_t{1}, int64_t{7}, int64_t{130}}) {
+      const int64_t xs = k + 40, ys = m + 3;
+      const std::vector<float> x = mixed_rows(n, xs, k, rng);
+      const Int8X x8 = int8_on_device(x, n, xs, k);
+      DeviceBuffer dy(static_cast<size_t>(n * ys) * 4);
+      ASSERT_TRUE(dy.ok());
+      CUDA_ASSERT(cudaMemset(dy.get(), 0xFF, dy.size()));
+      run_int8({f.type, dw.get(), k, m, 1}, x8, n, {0, static_cast<int32_t>(n)}, {}, {}, {}, dy.get<float>(), ys, n);
+      const std::vector<float> y = download<float>(dy, static_cast<size_t>(n * ys));
+      std::vector<int64_t> rows(static_cast<size_t>(n));
+      for (int64_t r = 0; r < n; ++r) rows[static_cast<size_t>(r)] = r;
+      std::ostringstream what;
+      what << "Q2_K int8 m=" << m << " k=" << k << " n=" << n;
+      check_rows(y, ys, rows, rows, x, xs, {}, ref, what.str(), true);
+      for (int64_t r = 0; r < n; ++r) {
+        for (int64_t c = m; c < ys; ++c) {
+          uint32_t u;
+          std::memcpy(&u, &y[static_cast<size_t>(r * ys + c)], 4);
+          ASSERT_EQ(u, 0xFFFFFFFFu) << what.str() << " wrote padding";
+        }
+      }
+    }
+  }
+}
+
+// Grouped as GemmSplitTest.GroupedGatherAndScatter: 5 experts, an empty group, an invalid expert,
+// gathered X rows, outputs scattered by a permutation.
+TEST(GemmInt8, Q2_KGroupedGatherAndScatter) {
+  const Format& f = format_of(TensorType::Q2_K);
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  const int n_expert = 5, n_tokens = 90;
+  const int64_t m = 200, k = 512;
+  const std::vector<int32_t> offsets = {0, 130, 130, 167, 168, 232, 250};
+  const std::vector<int32_t> group_expert = {3, 0, 1, 4, 2, 7};
+  const int n_rows = offsets.back();
+  std::vector<int32_t> x_rows(static_cast<size_t>(n_rows)), y_rows(static_cast<size_t>(n_rows));
+  for (int r = 0; r < n_rows; ++r) {
+    x_rows[static_cast<size_t>(r)] = static_cast<int32_t>(rng() % n_tokens);
+    y_rows[static_cast<size_t>(r)] = r;
+  }
+  std::shuffle(y_rows.begin(), y_rows.end(), rng);
+  const std::vector<uint8_t> wbytes = random_rows(f, k, m * n_expert, rng);
+  const size_t slab = static_cast<size_t>(row_bytes(f, k) * m);
+  DeviceBuffer dw(wbytes.size()), dy(static_cast<size_t>(n_rows * m) * 4);
+  ASSERT_TRUE(upload(dw, wbytes) && dy.ok());
+  CUDA_ASSERT(cudaMemset(dy.get(), 0xFF, dy.size()));
+  const std::vector<float> x = mixed_rows(n_tokens, k, k, rng);
+  const Int8X x8 = int8_on_device(x, n_tokens, k, k);
+  run_int8({f.type, dw.get(), k, m, n_expert}, x8, n_tokens, offsets, group_expert, x_rows, y_rows, dy.get<float>(),
+           m, n_rows);
+  const std::vector<float> y = download<float>(dy, static_cast<size_t>(n_rows * m));
+  for (size_t gi = 0; gi < group_expert.size(); ++gi) {
+    const int e = group_expert[gi];
+    std::vector<int64_t> out_rows, xr;
+    for (int r = offsets[gi]; r < offsets[gi + 1]; ++r) {
+      out_rows.push_back(y_rows[static_cast<size_t>(r)]);
+      xr.push_back(x_rows[static_cast<size_t>(r)]);
+    }
+    if (e >= n_expert) {
+      for (const int64_t r : out_rows) {
+        for (int64_t c = 0; c < m; ++c) {
+          uint32_t u;
+          std::memcpy(&u, &y[static_cast<size_t>(r * m + c)], 4);
+          ASSERT_EQ(u, 0xFFFFFFFFu) << "invalid expert wrote row " << r;
+        }
+      }
+      continue;
+    }
+    const RefWeights ref = reference_weights(f, wbytes.data() + static_cast<size_t>(e) * slab, m, k);
+    check_rows(y, m, out_rows, xr, x, k, {}, ref, "Q2_K int8 grouped, group " + std::to_string(gi), true);
+  }
+}
+
+TEST(GemmInt8, RejectsWhatItDoesNotTake) {
+  EXPECT_TRUE(gemm_int8_supports(TensorType::Q2_K, 512));
+  EXPECT_FALSE(gemm_int8_supports(TensorType::IQ2_XXS, 512));
+  EXPECT_FALSE(gemm_int8_supports(TensorType::Q2_K, 300));
+  DeviceBuffer dw(84 * 8), dx(3 * 256 * 4 + 80 * 4), dy(8 * 4 * 4), d_off(8);
+  ASSERT_TRUE(dw.ok() && dx.ok() && dy.ok() && upload(d_off, std::vector<int32_t>{0, 4}));
+  GroupedGemm g;
+  g.w = {TensorType::IQ2_XXS, dw.get(), 256, 8, 1};
+  g.n_groups = 1;
+  g.offsets = d_off.get<int32_t>();
+  g.n_rows = 4;
+  g.x_limbs = dx.get<int8_t>();
+  g.x_records = dx.get<uint8_t>() + 3 * 256 * 4;
+  g.x_stride = 256;
+  g.y = dy.get<float>();
+  g.y_stride = 8;
+  Status s = grouped_gemm(g, nullptr);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("no int8 GEMM"), std::string::npos) << s.message();
+  g.w.type = TensorType::Q2_K;
+  g.x_stride = 264;  // not a multiple of 16
+  s = grouped_gemm(g, nullptr);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("multiple of 16"), std::string::npos) << s.message();
 }
 
 }  // namespace

@@ -17,6 +17,7 @@
 #include "cuda/cuda_test_util.h"
 #include "cuda/gemm_codes.cuh"
 #include "cuda/gemm_decode.cuh"
+#include "cuda/gemm_int8_codes.cuh"
 #include "quant/iq2_xxs_tables.h"
 
 namespace dsv4::cuda::testing {
@@ -138,6 +139,63 @@ TEST(GemmCodes, Q8_0) { check_codes<detail::CodesQ8_0>(TensorType::Q8_0); }
 TEST(GemmCodes, Q2_K) { check_codes<detail::CodesQ2_K>(TensorType::Q2_K); }
 TEST(GemmCodes, Q4_K) { check_codes<detail::CodesQ4_K>(TensorType::Q4_K); }
 TEST(GemmCodes, IQ2_XXS) { check_codes<detail::CodesIQ2_XXS>(TensorType::IQ2_XXS); }
+
+// The int8 GEMM's Q2_K decoder (gemm_int8_codes.cuh) at every stage offset: codes are int8 q·sc
+// ≤ 45, and with the feature record's d, dmin·2^12 and m pairs, d·code − dmin·m equals
+// dequantize_row's value up to its own f32 roundings (≤ 2^-23·mag).
+TEST(GemmInt8Codes, Q2_K) {
+  using D = detail::Int8Q2_K;
+  const Format& f = format_of(TensorType::Q2_K);
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  std::vector<int> offsets;
+  for (int mis = 0; mis <= D::kMisalign; mis += 4) offsets.push_back(mis);
+  const auto check = [&](const uint8_t* staged, int64_t r, int64_t first, int, const std::vector<float>& want,
+                         const std::vector<double>& mag) {
+    float rec[detail::kInt8TableWords];
+    D::table(staged, rec);
+    for (int e = 0; e < D::kStageElems; e += 16) {
+      const uint4 v = D::codes16(staged, e);
+      const uint32_t words[4] = {v.x, v.y, v.z, v.w};
+      for (int i = 0; i < 16; ++i) {
+        const size_t j = static_cast<size_t>(first + e + i);
+        const int code = static_cast<int8_t>(words[i / 4] >> (8 * (i % 4)));
+        ASSERT_GE(code, 0);
+        ASSERT_LE(code, 45);
+        uint32_t mw;
+        std::memcpy(&mw, &rec[2 + (e / 16) / 2], 4);
+        const double m = f16_to_f32(static_cast<uint16_t>(mw >> (16 * ((e / 16) % 2))));
+        const double value = static_cast<double>(rec[0]) * code - static_cast<double>(rec[1]) / 4096.0 * m;
+        ASSERT_LE(std::fabs(value - want[j]), std::ldexp(mag[j], -23))
+            << "row " << r << " element " << j << ": d " << rec[0] << " code " << code << " m " << m;
+      }
+    }
+  };
+  EXPECT_GT(for_each_stage<D>(f, rng, offsets, check), 0);
+}
+
+// A block's term from limb chains: the biased chains read back exactly, combined as
+// 2^E·(d·(c0 + 2^8·c1 + 2^16·c2) − dmin·2^12·o), within the four f32 roundings of the header.
+TEST(GemmInt8Codes, BlockTerm) {
+  std::mt19937_64 rng(fresh_seed());
+  for (int it = 0; it < 10000; ++it) {
+    int32_t c[3];
+    for (int32_t& v : c) v = static_cast<int32_t>(rng() % (1u << 23)) - (1 << 22) + 1;  // |v| < 2^22
+    const float o = std::ldexp(static_cast<float>(static_cast<int32_t>(rng() % 2000001) - 1000000), -10);
+    const float d = std::ldexp(1.0f + static_cast<float>(rng() % 1024) / 1024.0f, static_cast<int>(rng() % 20) - 18);
+    const float dm = std::ldexp(1.0f + static_cast<float>(rng() % 1024) / 1024.0f, static_cast<int>(rng() % 20) - 6);
+    const float e2 = std::ldexp(1.0f, static_cast<int>(rng() % 60) - 40);
+    const float acc = static_cast<float>(rng() % 1000) * 1e-3f;
+    const double v = c[0] + 256.0 * c[1] + 65536.0 * c[2];
+    const double exact = acc + static_cast<double>(e2) * (d * v - static_cast<double>(dm) * o);
+    const double mag = std::fabs(acc) + e2 * (d * (std::fabs(c[0]) + 256.0 * std::fabs(c[1]) + 65536.0 * std::fabs(c[2])) +
+                                            dm * std::fabs(o));
+    const float got = detail::int8_block_term(acc, c[0] + detail::kCBias, c[1] + detail::kCBias,
+                                              c[2] + detail::kCBias, o, d, dm, e2);
+    ASSERT_LE(std::fabs(got - exact), 5.0 * std::ldexp(mag, -24)) << it;
+  }
+}
 
 // Beyond ±65504 an f16 weight saturates (cvt .satfinite) instead of becoming an infinity; NaN stays.
 TEST(GemmDecode, SaturatesBeyondF16Range) {
