@@ -10,6 +10,11 @@
 //    layer: milliseconds per stage and tokens/s of that chunk.
 // 2. S decode steps replayed from the captured graph: tokens/s, and GB/s over the bytes a step
 //    must read (cuda/cost_model.h) against the measured copy bandwidth.
+// 2b. S greedy decode steps as a generator runs them (sample on the device, then forward the
+//    token), without and with the speculative step (cuda/session.h): ms/token, the host's time
+//    inside sample() and forward(), and the excess over the graph replay; the sampling kernel's
+//    time for four kinds of request; the D2D time of one rollback checkpoint (what each
+//    speculative step copies).
 // 3. One decode step without the graph, an event after each stage of every layer: milliseconds
 //    per stage (launch gaps included, which the graph removes), and the sum against the graph's
 //    step time.
@@ -76,19 +81,21 @@ int main(int argc, char** argv) {
   std::printf("%s, %lld layers: %.2f GB generated in %.2f s; copy bandwidth %.0f GB/s\n", preset.c_str(),
               static_cast<long long>(layers), static_cast<double>(model->weight_bytes) / 1e9, model->load_seconds, copy);
 
-  const int64_t n_ctx = ctx + chunk + steps + 8;
+  const int64_t n_ctx = ctx + chunk + 3 * steps + 8;
+  auto t0 = std::chrono::steady_clock::now();
   auto session = cuda::DeviceSession::create(model, n_ctx, cpu::SimOptions::official(), static_cast<int>(chunk), prefill);
   CHECK(session.status());
   cuda::DeviceSession& s = **session;
-  std::printf("session of %lld tokens, chunks of %lld, %s prefill: %.2f GB of state and scratch\n",
-              static_cast<long long>(n_ctx), static_cast<long long>(chunk),
+  std::printf("session of %lld tokens made in %.3f s (decode graphs included), chunks of %lld, %s prefill: "
+              "%.2f GB of state and scratch\n",
+              static_cast<long long>(n_ctx), since(t0), static_cast<long long>(chunk),
               prefill == cuda::PrefillMath::kTensorCoreF16     ? "tensor-core f16"
               : prefill == cuda::PrefillMath::kTensorCoreSplit ? "tensor-core split"
                                                                : "f32 matvec", static_cast<double>(s.state_bytes()) / 1e9);
   std::vector<int32_t> tokens(static_cast<size_t>(n_ctx));
   for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<int32_t>((i * 7919 + 13) % model->config.n_vocab);
 
-  auto t0 = std::chrono::steady_clock::now();
+  t0 = std::chrono::steady_clock::now();
   CHECK(s.forward(std::span(tokens).first(static_cast<size_t>(ctx)), nullptr));
   CHECK(s.synchronize());
   const double prefill_s = since(t0);
@@ -107,7 +114,7 @@ int main(int argc, char** argv) {
     for (const auto& [stage, ms] : *totals) std::printf("  %-34s %8.3f ms  %5.1f%%\n", stage.c_str(), ms, 100.0 * ms / sum);
   }
 
-  // Warm the graph (capture on first use), then time replays; logits() waits for the device.
+  // One step to warm up, then time replays; logits() waits for the device.
   const int64_t at = ctx + chunk;
   CHECK(s.forward(std::span(tokens).subspan(static_cast<size_t>(at), 1), nullptr));
   (void)s.logits();
@@ -119,6 +126,87 @@ int main(int argc, char** argv) {
   std::printf("decode (graph) at %lld: %.3f ms/token, %.1f tokens/s, %.0f GB/s = %.1f%% of copy (%.2f GB per step)\n",
               static_cast<long long>(s.n()), step_s * 1e3, 1.0 / step_s, bytes / step_s / 1e9,
               copy > 0 ? 100.0 * bytes / step_s / 1e9 / copy : 0.0, bytes / 1e9);
+
+  cuda::SamplingRequest greedy;
+  greedy.temperature = 0.0f;
+  for (bool speculate : {false, true}) {
+    s.set_speculation(speculate);
+    double in_sample = 0, in_forward = 0;
+    t0 = std::chrono::steady_clock::now();
+    for (int64_t i = 0; i < steps; ++i) {
+      const auto ta = std::chrono::steady_clock::now();
+      Result<int32_t> token = s.sample(greedy);
+      CHECK(token.status());
+      const auto tb = std::chrono::steady_clock::now();
+      CHECK(s.forward(std::span(&*token, 1), nullptr));
+      in_sample += std::chrono::duration<double>(tb - ta).count();
+      in_forward += since(tb);
+    }
+    (void)s.logits();
+    const double loop_s = since(t0) / static_cast<double>(steps);
+    std::printf("decode (sample + step, speculation %s) at %lld: %.3f ms/token, %.1f tokens/s; host per token in "
+                "sample() %.3f ms, in forward() %.3f ms; %.3f ms over the graph replay\n",
+                speculate ? "on" : "off", static_cast<long long>(s.n()), loop_s * 1e3, 1.0 / loop_s,
+                in_sample / static_cast<double>(steps) * 1e3, in_forward / static_cast<double>(steps) * 1e3,
+                (loop_s - step_s) * 1e3);
+  }
+  {
+    // The sampling kernel alone on this step's logits (it runs between two steps), each request
+    // with its token read back: µs per call, the GPU's time between events around 20 calls.
+    const std::span<const float> host_logits = s.logits();
+    void* device_bytes = nullptr;
+    cudaMalloc(&device_bytes, host_logits.size_bytes());
+    float* device_logits = static_cast<float*>(device_bytes);
+    cudaMemcpy(device_logits, host_logits.data(), host_logits.size_bytes(), cudaMemcpyHostToDevice);
+    auto sampler = cuda::DeviceSampler::create(static_cast<int>(host_logits.size()));
+    CHECK(sampler.status());
+    cudaEvent_t a = nullptr, b = nullptr;
+    cudaEventCreate(&a);
+    cudaEventCreate(&b);
+    struct Case {
+      const char* name;
+      float temperature, top_p, min_p;
+      int top_k;
+    };
+    for (const Case& c : {Case{"greedy", 0.0f, 1.0f, 0.0f, 0}, Case{"T 1, min-p 0.05 (defaults)", 1.0f, 1.0f, 0.05f, 0},
+                          Case{"T 0.8, top-k 40", 0.8f, 1.0f, 0.0f, 40}, Case{"T 0.8, top-p 0.9", 0.8f, 0.9f, 0.0f, 0}}) {
+      cuda::SamplingRequest r;
+      r.temperature = c.temperature;
+      r.top_p = c.top_p;
+      r.min_p = c.min_p;
+      r.top_k = c.top_k;
+      r.u = 0.5;
+      constexpr int kCalls = 20;
+      CHECK((*sampler)->enqueue(device_logits, r, nullptr, s.stream()));
+      CHECK((*sampler)->wait().status());
+      cudaEventRecord(a, s.stream());
+      for (int i = 0; i < kCalls; ++i) CHECK((*sampler)->enqueue(device_logits, r, nullptr, s.stream()));
+      cudaEventRecord(b, s.stream());
+      cudaEventSynchronize(b);
+      float ms = 0;
+      cudaEventElapsedTime(&ms, a, b);
+      std::printf("sampling kernel + token readback, %s: %.1f us\n", c.name, 1e3 * ms / kCalls);
+    }
+    cudaEventDestroy(a);
+    cudaEventDestroy(b);
+    cudaFree(device_logits);
+  }
+  {
+    cudaEvent_t a = nullptr, b = nullptr;
+    cudaEventCreate(&a);
+    cudaEventCreate(&b);
+    constexpr int kCopies = 10;
+    cudaEventRecord(a, s.stream());
+    for (int i = 0; i < kCopies; ++i) CHECK(s.checkpoint().status());
+    cudaEventRecord(b, s.stream());
+    cudaEventSynchronize(b);
+    float ms = 0;
+    cudaEventElapsedTime(&ms, a, b);
+    std::printf("rollback checkpoint (what a speculative step copies): %.2f MB in %.3f ms\n",
+                static_cast<double>(s.checkpoint_bytes()) / 1e6, ms / kCopies);
+    cudaEventDestroy(a);
+    cudaEventDestroy(b);
+  }
 
   // ncu --profile-from-start off / nsys --capture-range=cudaProfilerApi see only this step.
   cuda::StageProfile profile;

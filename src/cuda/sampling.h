@@ -44,24 +44,39 @@ class DeviceSampler {
   DeviceSampler(const DeviceSampler&) = delete;
   DeviceSampler& operator=(const DeviceSampler&) = delete;
 
-  // The sampled token id (-1: no finite logit). Synchronises the stream to read it.
+  // The sampled token id (-1: no finite logit): enqueue() then wait().
   Result<int32_t> sample(const float* logits, const SamplingRequest& request, cudaStream_t stream);
+  // Queues the selection, which stores its token in mapped pinned host memory, then an event. When
+  // device_token is not null the kernel also stores the token there, as a valid id (0 in place of
+  // -1), so that work queued behind it can consume the token before the host has read it (the
+  // session's speculative decode step). Nothing here waits for the device.
+  Status enqueue(const float* logits, const SamplingRequest& request, int32_t* device_token, cudaStream_t stream);
+  // The token of the last enqueue(): waits for its event only, not for work queued after it.
+  Result<int32_t> wait();
   // The same selection without the draw: probs[V] (device) gets the kept distribution (0 for
   // excluded tokens, one-hot for greedy), as Sampler::distribution (tests).
   Status distribution(const float* logits, const SamplingRequest& request, float* probs, cudaStream_t stream);
 
  private:
   DeviceSampler() = default;
-  Status launch(const float* logits, const SamplingRequest& request, float* probs, cudaStream_t stream);
+  Status launch(const float* logits, const SamplingRequest& request, float* probs, int32_t* device_token,
+                cudaStream_t stream);
 
   int vocab_ = 0;
-  void* buffer_ = nullptr;  // work logits, candidate ids and weights, history, result
+  void* buffer_ = nullptr;  // work logits, candidate ids and weights, history
   float* work_ = nullptr;
   int32_t* cand_id_ = nullptr;
   float* cand_w_ = nullptr;
   int32_t* hist_ = nullptr;
   uint32_t* hist_counts_ = nullptr;
+  // Pinned host words: the token (mapped: the kernel writes it through result_, its device
+  // address), and the staged history (2 x vocab) so that its copies are asynchronous (a pageable
+  // copy may wait for the work already queued on the stream).
+  int32_t* host_token_ = nullptr;
   int32_t* result_ = nullptr;
+  int32_t* host_history_ = nullptr;
+  cudaEvent_t token_ready_ = nullptr;
+  cudaEvent_t history_copied_ = nullptr;
 };
 
 }  // namespace dsv4::cuda

@@ -1,6 +1,7 @@
 #include "cuda/session.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <string>
@@ -16,7 +17,8 @@ namespace dsv4::cuda {
 
 namespace {
 
-// Checkpoint buffers made with the session: the engine keeps at most 8 rollback points.
+// Checkpoint buffers made with the session: the engine keeps at most 8 rollback points, and a
+// speculative step holds one more.
 constexpr int kCheckpointBuffers = 9;
 
 }  // namespace
@@ -32,27 +34,31 @@ Result<std::unique_ptr<DeviceSession>> DeviceSession::create(std::shared_ptr<con
   DSV4_ASSIGN_OR_RETURN(s->state_, DeviceState::create(*s->model_, n_ctx, max_chunk,
                                                        prefill != PrefillMath::kMatvecF32, s->stream_));
   DSV4_ASSIGN_OR_RETURN(s->sampler_, DeviceSampler::create(static_cast<int>(s->model_->config.n_vocab)));
+  s->speculation_ = std::getenv("DSV4_NO_SPECULATION") == nullptr;
   for (int i = 0; i < kCheckpointBuffers; ++i) {
     auto buffer = std::make_shared<DeviceArena>();
     DSV4_TRY(buffer->allocate(s->state_->checkpoint_bytes(), "a rollback checkpoint"));
     s->spare_checkpoints_.push_back(std::move(buffer));
   }
+  // The decode graphs a step of this session can need, captured now: a capture and instantiation
+  // of the full model take milliseconds, which the first decode steps would otherwise pay.
+  DSV4_TRY(s->decode_graph(false).status());
+  if (chunk_needs_index_scoring(s->model_->config, n_ctx - 1, 1)) DSV4_TRY(s->decode_graph(true).status());
   DSV4_CUDA_TRY(cudaStreamSynchronize(s->stream_));
   return s;
 }
 
 DeviceSession::~DeviceSession() {
+  // First the queued work (a speculative step may be running a graph).
+  if (stream_) cudaStreamSynchronize(stream_);
   for (cudaGraphExec_t& g : graphs_) {
     if (g) cudaGraphExecDestroy(g);
   }
-  if (stream_) {
-    cudaStreamSynchronize(stream_);
-    cudaStreamDestroy(stream_);
-  }
+  if (stream_) cudaStreamDestroy(stream_);
 }
 
-Status DeviceSession::set_device_position() {
-  const int pos = static_cast<int>(n_);
+Status DeviceSession::upload_position(int64_t n) const {
+  const int pos = static_cast<int>(n);
   // Pageable source: the value is staged before the call returns.
   return cuda_status(cudaMemcpyAsync(state_->pos, &pos, sizeof(int), cudaMemcpyHostToDevice, stream_), "position upload");
 }
@@ -75,6 +81,8 @@ Result<cudaGraphExec_t> DeviceSession::decode_graph(bool index_scoring) {
   const Status made = cuda_status(cudaGraphInstantiate(&exec, graph, 0), "decode graph instantiation");
   cudaGraphDestroy(graph);
   DSV4_TRY(made);
+  // Its first launch then does not pay for the upload.
+  DSV4_CUDA_TRY(cudaGraphUpload(exec, stream_));
   return exec;
 }
 
@@ -111,6 +119,15 @@ Status DeviceSession::forward(std::span<const int32_t> tokens, float* all_logits
     }
   }
   if (tokens.empty()) return Status();
+  if (speculative_) {
+    if (tokens.size() == 1 && !all_logits && tokens[0] == speculative_token_) {
+      speculative_.reset();  // the step for this token is already queued: commit it
+      ++n_;
+      host_logits_valid_ = false;
+      return Status();
+    }
+    DSV4_TRY(cancel_speculation());
+  }
   host_logits_valid_ = false;
   const int chunk = all_logits ? state_->max_logits_chunk() : state_->max_chunk();
   for (size_t off = 0; off < tokens.size(); off += static_cast<size_t>(chunk)) {
@@ -129,8 +146,10 @@ Status DeviceSession::forward(std::span<const int32_t> tokens, float* all_logits
 std::span<const float> DeviceSession::logits() const {
   if (!host_logits_valid_) {
     host_logits_.resize(static_cast<size_t>(model_->config.n_vocab));
-    const cudaError_t e = cudaMemcpyAsync(host_logits_.data(), state_->logits, host_logits_.size() * sizeof(float),
-                                          cudaMemcpyDeviceToHost, stream_);
+    const cudaError_t e = !cancel_speculation().ok()
+                              ? cudaErrorUnknown
+                              : cudaMemcpyAsync(host_logits_.data(), state_->logits,
+                                                host_logits_.size() * sizeof(float), cudaMemcpyDeviceToHost, stream_);
     const cudaError_t w = cudaStreamSynchronize(stream_);
     if (e != cudaSuccess || w != cudaSuccess) {
       // A device failure here leaves nothing sensible to return; make it loud rather than stale.
@@ -147,6 +166,7 @@ Status DeviceSession::profile_step(int32_t token, StageProfile& profile) {
   if (token < 0 || token >= model_->config.n_vocab || n_ + 1 > state_->n_ctx()) {
     return make_error("profile_step: bad token or context full");
   }
+  DSV4_TRY(cancel_speculation());
   DSV4_CUDA_TRY(cudaMemcpyAsync(state_->tokens, &token, sizeof(int32_t), cudaMemcpyHostToDevice, stream_));
   ChunkShape shape;
   shape.index_scoring = chunk_needs_index_scoring(model_->config, n_, 1);
@@ -168,6 +188,7 @@ Status DeviceSession::profile_chunk(std::span<const int32_t> tokens, StageProfil
   for (int32_t t : tokens) {
     if (t < 0 || t >= model_->config.n_vocab) return make_error("profile_chunk: token outside the vocabulary");
   }
+  DSV4_TRY(cancel_speculation());
   DSV4_CUDA_TRY(cudaMemcpyAsync(state_->tokens, tokens.data(), sizeof(int32_t) * T, cudaMemcpyHostToDevice, stream_));
   ChunkShape shape;
   shape.T = T;
@@ -184,10 +205,36 @@ Status DeviceSession::profile_chunk(std::span<const int32_t> tokens, StageProfil
 }
 
 Result<int32_t> DeviceSession::sample(const SamplingRequest& request) {
-  return sampler_->sample(state_->logits, request, stream_);
+  DSV4_TRY(cancel_speculation());
+  if (!speculation_ || n_ >= state_->n_ctx()) return sampler_->sample(state_->logits, request, stream_);
+  // The kernel stores the token in the step's input slot; the checkpoint copies the logits the
+  // kernel read before the graph overwrites them.
+  DSV4_TRY(sampler_->enqueue(state_->logits, request, state_->tokens, stream_));
+  DSV4_ASSIGN_OR_RETURN(cudaGraphExec_t graph, decode_graph(chunk_needs_index_scoring(model_->config, n_, 1)));
+  DSV4_ASSIGN_OR_RETURN(speculative_, take_checkpoint());
+  speculative_token_ = -1;
+  DSV4_CUDA_TRY(cudaGraphLaunch(graph, stream_));
+  DSV4_ASSIGN_OR_RETURN(const int32_t token, sampler_->wait());
+  if (token < 0) {
+    DSV4_TRY(cancel_speculation());  // no finite logit: the caller reports it; nothing to commit
+  } else {
+    speculative_token_ = token;
+  }
+  return token;
+}
+
+Status DeviceSession::cancel_speculation() const {
+  if (!speculative_) return Status();
+  const std::unique_ptr<Checkpoint> cp = std::move(speculative_);
+  return restore_checkpoint(*cp);
 }
 
 Result<std::unique_ptr<DeviceSession::Checkpoint>> DeviceSession::checkpoint() {
+  DSV4_TRY(cancel_speculation());
+  return take_checkpoint();
+}
+
+Result<std::unique_ptr<DeviceSession::Checkpoint>> DeviceSession::take_checkpoint() {
   std::shared_ptr<DeviceArena> buffer;
   for (const auto& b : spare_checkpoints_) {
     if (b.use_count() == 1) {
@@ -208,22 +255,32 @@ Result<std::unique_ptr<DeviceSession::Checkpoint>> DeviceSession::checkpoint() {
   return cp;
 }
 
-Status DeviceSession::rollback(const Checkpoint& cp) {
-  if (cp.n_ > n_) return make_error("cuda rollback: checkpoint ahead of the state");
+Status DeviceSession::restore_checkpoint(const Checkpoint& cp) const {
   DSV4_CUDA_TRY(cudaMemcpyAsync(state_->checkpoint_region(), cp.buffer_->base(), state_->checkpoint_bytes(),
                                 cudaMemcpyDeviceToDevice, stream_));
+  return upload_position(cp.n_);
+}
+
+Status DeviceSession::rollback(const Checkpoint& cp) {
+  if (cp.n_ > n_) return make_error("cuda rollback: checkpoint ahead of the state");
+  // A queued speculative step wrote only into the rollback region and past the compressed rows
+  // kept at cp.n_ <= n_: restoring cp undoes it as well.
+  speculative_.reset();
+  DSV4_TRY(restore_checkpoint(cp));
   n_ = cp.n_;
   host_logits_valid_ = false;
-  return set_device_position();
+  return Status();
 }
 
 Status DeviceSession::reset() {
+  speculative_.reset();  // the reset rewrites what an empty sequence reads
   n_ = 0;
   host_logits_valid_ = false;
   return state_->reset(stream_);
 }
 
 Result<std::vector<uint8_t>> DeviceSession::serialize() const {
+  DSV4_TRY(cancel_speculation());
   DSV4_ASSIGN_OR_RETURN(cpu::State st, cpu::State::create(model_->config, std::max<int64_t>(n_, 1)));
   DSV4_TRY(state_->download(n_, st, stream_));
   if (n_ > 0) st.set_mode(mode_);
@@ -238,6 +295,7 @@ Status DeviceSession::restore(std::span<const uint8_t> bytes, int64_t n) {
                       std::to_string(n) + " tokens are listed");
   }
   if (st.mode() && !(*st.mode() == mode_)) return make_error("snapshot rejected: state of another simulation mode");
+  DSV4_TRY(cancel_speculation());
   DSV4_TRY(state_->upload(st, stream_));
   n_ = n;
   host_logits_valid_ = false;

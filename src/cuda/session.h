@@ -1,10 +1,21 @@
 // One sequence on the GPU: its device state, its stream, and the decode-step graphs.
 //
 // forward() evaluates tokens in chunks of at most max_chunk; a single-token step (the decode loop)
-// replays a CUDA graph captured on first use (one per indexer variant: whether the token has more
-// than top_k eligible compressed rows), whose kernels read the token and the position from device
-// memory and advance the position themselves. Nothing in a step waits for the device: the host
+// replays a CUDA graph captured when the session is made (one per indexer variant the context can
+// reach: whether the token has more than top_k eligible compressed rows), whose kernels read the
+// token and the position from device memory and advance the position themselves. Nothing in a step waits for the device: the host
 // synchronises only to read results (logits, a sampled token, snapshots).
+//
+// Speculative decode step: sample() has the sampling kernel also store its token in the step's
+// input slot and, before the host has read that token, queues the decode graph for it behind a
+// checkpoint of the state, so the GPU runs step n+1 while the host wakes up, reads the token and
+// calls forward(). forward() of exactly that one token then only commits the step (no launch);
+// anything else (another token or several, every-token logits, logits() when it must read them,
+// sample(), checkpoint(), serialize(), restore(), profiling) first restores the checkpoint, and
+// rollback() and reset() overwrite what the step wrote, so a session with speculation computes
+// bit for bit what one without computes. Its price is one checkpoint copy per token (docs/PERF.md,
+// session 7). Not taken when the context is full; DSV4_NO_SPECULATION=1 in the environment (read
+// at create) or set_speculation(false) turns it off (A/B measurements, tests).
 //
 // Checkpoints copy the rollback region of the state (logits, raw windows, frontiers) into
 // preallocated device buffers; rollback copies it back and rewinds the position (compressed rows
@@ -72,6 +83,8 @@ class DeviceSession {
   int64_t n_ctx() const { return state_->n_ctx(); }
   // Device bytes of the state and scratch (checkpoint buffers not included).
   uint64_t state_bytes() const { return state_->bytes(); }
+  // Device bytes one rollback checkpoint (and each speculative step) copies.
+  uint64_t checkpoint_bytes() const { return state_->checkpoint_bytes(); }
   const model::Config& config() const { return model_->config; }
   cudaStream_t stream() const { return stream_; }
 
@@ -88,7 +101,9 @@ class DeviceSession {
   Status profile_chunk(std::span<const int32_t> tokens, StageProfile& profile);
 
   // Picks the next token from the device logits (sampling.h); only the token crosses to the host.
+  // With speculation on, the decode step of that token is already queued when this returns.
   Result<int32_t> sample(const SamplingRequest& request);
+  void set_speculation(bool on) { speculation_ = on; }
 
   class Checkpoint {
    public:
@@ -111,7 +126,12 @@ class DeviceSession {
   DeviceSession(std::shared_ptr<const DeviceModel> model, cpu::SimOptions mode, PrefillMath prefill)
       : model_(std::move(model)), mode_(mode), prefill_(prefill) {}
   Status run_chunk(const int32_t* tokens, int T, bool all_logits);
-  Status set_device_position();
+  Status upload_position(int64_t n) const;
+  Result<std::unique_ptr<Checkpoint>> take_checkpoint();
+  Status restore_checkpoint(const Checkpoint& cp) const;
+  // Undoes a queued speculative step. The session's state (n_, the logits of n_ - 1) never
+  // included it, so this is const for the callers that only read.
+  Status cancel_speculation() const;
   Result<cudaGraphExec_t> decode_graph(bool index_scoring);
 
   std::shared_ptr<const DeviceModel> model_;
@@ -126,6 +146,10 @@ class DeviceSession {
   mutable std::vector<float> host_logits_;
   mutable bool host_logits_valid_ = false;
   std::vector<std::shared_ptr<DeviceArena>> spare_checkpoints_;
+  bool speculation_ = true;
+  // Not null while a speculative step is queued: the state before it; the step's token.
+  mutable std::unique_ptr<Checkpoint> speculative_;
+  int32_t speculative_token_ = -1;
 };
 
 }  // namespace dsv4::cuda

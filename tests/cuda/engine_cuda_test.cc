@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -149,6 +150,68 @@ TEST(CudaEngine, SessionSampleMatchesTheHostSampler) {
     ASSERT_EQ(got->token, want->token) << "step " << step;
     ASSERT_TRUE(s->eval(std::span(&got->token, 1)).ok());
   }
+}
+
+// The speculative decode step (cuda/session.h) through the engine, as the generator drives it:
+// requests that generate until a stop token (sampled, not evaluated) or max tokens, each followed
+// by the next request on the same session (prefix reuse, or a rollback to an edited prefix), the
+// cached logits and a snapshot read right after each stop. Bit-identical tokens, logits and
+// snapshot bytes to a session made without speculation (DSV4_NO_SPECULATION at its creation): a
+// cancelled step is undone by copying the state back, and both sessions run the same kernels.
+TEST(CudaEngine, SpeculativeStepsKeepGenerationsBitIdentical) {
+  auto gpu = load(Backend::kCuda, Mode::kOfficial, "small");
+  ASSERT_TRUE(gpu);
+  const int64_t V = gpu->config().n_vocab;
+  auto spec = *gpu->new_session(400);
+  setenv("DSV4_NO_SPECULATION", "1", 1);
+  auto plain = *gpu->new_session(400);
+  unsetenv("DSV4_NO_SPECULATION");
+  engine::SamplingParams params;
+  params.temperature = 0.9f;
+  params.top_k = 40;
+  params.presence_penalty = 0.5f;  // the device sampler gets the history
+  params.seed = 77;
+  // One request: sync to the prompt, then sample/eval until a token divisible by 13 (the stop
+  // token) or max_tokens; returns the sampled tokens.
+  auto generate = [&](Session& s, const std::vector<int32_t>& prompt, int max_tokens) {
+    std::vector<int32_t> out;
+    EXPECT_TRUE(s.sync(prompt).ok());
+    engine::Sampler sampler = *engine::Sampler::create(static_cast<int32_t>(V), params);
+    for (int i = 0; i < max_tokens; ++i) {
+      Result<engine::Sample> next = s.sample(sampler);
+      EXPECT_TRUE(next.ok());
+      if (!next.ok()) break;
+      out.push_back(next->token);
+      if (next->token % 13 == 0) break;
+      EXPECT_TRUE(s.eval(std::span(&next->token, 1)).ok());
+    }
+    return out;
+  };
+  std::vector<int32_t> prompt = tokens(100, V, 11);
+  std::vector<uint8_t> snap;
+  for (int request = 0; request < 6; ++request) {
+    SCOPED_TRACE(::testing::Message() << "request " << request);
+    const std::vector<int32_t> a = generate(*spec, prompt, 20);
+    const std::vector<int32_t> b = generate(*plain, prompt, 20);
+    ASSERT_EQ(a, b);
+    ASSERT_EQ(spec->tokens(), plain->tokens());
+    EXPECT_EQ(0, std::memcmp(spec->logits().data(), plain->logits().data(), spec->logits().size() * 4));
+    snap = spec->save_snapshot();
+    EXPECT_EQ(snap, plain->save_snapshot());
+    // The next prompt: the conversation so far plus new tokens, or an edit 60 tokens in.
+    prompt = request % 2 == 0 ? spec->tokens() : std::vector<int32_t>(prompt.begin(), prompt.begin() + 60);
+    const std::vector<int32_t> more = tokens(7, V, 20 + request);
+    prompt.insert(prompt.end(), more.begin(), more.end());
+  }
+  // The last snapshot, taken right after a stop, continues identically on a fresh session.
+  auto restored = *gpu->new_session(400);
+  ASSERT_TRUE(restored->restore_snapshot(snap).ok());
+  ASSERT_EQ(restored->tokens(), spec->tokens());
+  std::vector<int32_t> next = spec->tokens();
+  const std::vector<int32_t> more = tokens(7, V, 40);
+  next.insert(next.end(), more.begin(), more.end());
+  EXPECT_EQ(generate(*restored, next, 20), generate(*spec, next, 20));
+  EXPECT_EQ(0, std::memcmp(restored->logits().data(), spec->logits().data(), spec->logits().size() * 4));
 }
 
 }  // namespace

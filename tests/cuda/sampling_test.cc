@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -131,6 +132,90 @@ TEST(CudaSampling, SameSeedDrawsTheSameTokens) {
       mirror.accept(*got);
       ASSERT_EQ(*got, want->token) << "step " << step;
     }
+  }
+}
+
+// The greedy scan's vector loads and scalar tail: vocabularies with and without a multiple of 4
+// entries, logits at an aligned and at an unaligned address (the scalar path), the largest value
+// tied at several ids (the lowest wins), against the host sampler's greedy pick.
+TEST(CudaSampling, GreedyScanKeepsTheLowestIdOfTheLargest) {
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE(seed);
+  std::mt19937_64 rng(seed);
+  TestStream stream;
+  for (int V : {20001, 129280}) {
+    auto dev = DeviceSampler::create(V);
+    ASSERT_TRUE(dev.ok());
+    SamplingParams greedy;
+    greedy.temperature = 0.0f;
+    Sampler host = Sampler::create(V, greedy).value();
+    DeviceBuffer dl((static_cast<size_t>(V) + 1) * 4);
+    for (int round = 0; round < 12; ++round) {
+      SCOPED_TRACE(::testing::Message() << "V " << V << " round " << round);
+      std::vector<float> logits = model_like_logits(V, rng, 2.0f);
+      float top = -INFINITY;
+      for (float l : logits) top = std::isfinite(l) ? std::max(top, l) : top;
+      for (int k = 0; k < round % 4; ++k) logits[rng() % V] = top;  // ties at the maximum
+      if (round % 3 == 0) logits[V - 1] = top + 1.0f;  // the maximum in the scalar tail
+      const int offset = round % 2;  // 1: an unaligned address
+      CUDA_ASSERT(cudaMemcpy(dl.get<float>() + offset, logits.data(), logits.size() * 4, cudaMemcpyHostToDevice));
+      SamplingRequest r;
+      r.temperature = 0.0f;
+      Result<int32_t> got = (*dev)->sample(dl.get<float>() + offset, r, stream.get());
+      Result<engine::Sample> want = host.sample(logits);
+      ASSERT_TRUE(got.ok() && want.ok());
+      EXPECT_EQ(*got, want->token);
+    }
+  }
+}
+
+// enqueue() with a device slot (the session's speculative step input): wait() returns what
+// sample() returns, the slot holds the same token, and a selection with no finite logit reports
+// -1 to the host while the slot gets a valid id (0) for the queued consumer.
+TEST(CudaSampling, EnqueueAlsoStoresTheTokenOnTheDevice) {
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE(seed);
+  std::mt19937_64 rng(seed);
+  const int V = 20000;
+  auto dev = DeviceSampler::create(V);
+  ASSERT_TRUE(dev.ok());
+  TestStream stream;
+  DeviceBuffer dl(static_cast<size_t>(V) * 4), slot(4);
+  for (SamplingParams p : parameter_sets()) {
+    SCOPED_TRACE(::testing::Message() << "T " << p.temperature << " top_p " << p.top_p << " top_k " << p.top_k);
+    p.seed = rng();
+    Sampler mirror = Sampler::create(V, p).value();
+    const std::vector<float> logits = model_like_logits(V, rng, 2.0f);
+    CUDA_ASSERT(cudaMemcpy(dl.get(), logits.data(), logits.size() * 4, cudaMemcpyHostToDevice));
+    std::vector<uint32_t> counts;
+    SamplingRequest r = request_for(mirror, Sampler::Mode::kParams, counts);
+    r.u = std::uniform_real_distribution<double>(0.0, 1.0)(rng);
+    Result<int32_t> want = (*dev)->sample(dl.get<float>(), r, stream.get());
+    ASSERT_TRUE(want.ok());
+    CUDA_ASSERT(cudaMemset(slot.get(), 0xFF, 4));
+    ASSERT_TRUE((*dev)->enqueue(dl.get<float>(), r, slot.get<int32_t>(), stream.get()).ok());
+    Result<int32_t> got = (*dev)->wait();
+    ASSERT_TRUE(got.ok());
+    EXPECT_EQ(*got, *want);
+    int32_t on_device = -2;
+    CUDA_ASSERT(cudaStreamSynchronize(stream.get()));
+    CUDA_ASSERT(cudaMemcpy(&on_device, slot.get(), 4, cudaMemcpyDeviceToHost));
+    EXPECT_EQ(on_device, *want);
+  }
+  const std::vector<float> none(static_cast<size_t>(V), NAN);
+  CUDA_ASSERT(cudaMemcpy(dl.get(), none.data(), none.size() * 4, cudaMemcpyHostToDevice));
+  for (float temperature : {0.0f, 1.0f}) {
+    SamplingRequest r;
+    r.temperature = temperature;
+    CUDA_ASSERT(cudaMemset(slot.get(), 0xFF, 4));
+    ASSERT_TRUE((*dev)->enqueue(dl.get<float>(), r, slot.get<int32_t>(), stream.get()).ok());
+    Result<int32_t> got = (*dev)->wait();
+    ASSERT_TRUE(got.ok());
+    EXPECT_EQ(*got, -1);
+    int32_t on_device = -2;
+    CUDA_ASSERT(cudaStreamSynchronize(stream.get()));
+    CUDA_ASSERT(cudaMemcpy(&on_device, slot.get(), 4, cudaMemcpyDeviceToHost));
+    EXPECT_EQ(on_device, 0);
   }
 }
 
