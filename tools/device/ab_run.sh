@@ -4,15 +4,17 @@
 #   all of cuda_tests, compute-sanitizer memcheck (CudaHc.*, CudaAttention.*, CudaEngine.*, graph
 #   capture) and racecheck (CudaHc.*), decode graph replay (cuda_forward_bench --ctx 2048 --steps 64,
 #   as many layers as the card holds) of this bundle, the baseline and this bundle again, ncu of one
-#   un-graphed step, dsv4 bench --synthetic flash-q2 at 2048,8192 and at 25000 (first token).
+#   un-graphed step, dsv4 bench --synthetic flash-q2 at 2048,8192 (this bundle and the baseline) and
+#   at 25000 (first token).
 # Here: source tools/device/common.sh; dsv4_pack <build> out/final cuda_tests cuda_bench
-#   cuda_forward_bench dsv4 gemm_bench, and a baseline bundle (e.g. of HEAD) in out/device.
-# There: bash tools/device/ab_run.sh (carry ["out/final", "out/device"]); logs under $OUT.
+#   cuda_forward_bench dsv4 gemm_bench, and a baseline bundle (e.g. of HEAD) in out/device
+#   (other folders: DSV4_NEW=out/x DSV4_BASE=out/y).
+# There: bash tools/device/ab_run.sh (carry both folders); logs under $OUT.
 set -u -o pipefail
 cd "$(dirname "$0")/../.."
 source tools/device/common.sh
-B=$(dsv4_unpack out/final)
-BASE=$(dsv4_unpack out/device)
+B=$(dsv4_unpack "${DSV4_NEW:-out/final}")
+BASE=$(dsv4_unpack "${DSV4_BASE:-out/device}")
 OUT=${OUT:-$PWD/out/final-run}
 dsv4_run_start "$B" 540
 for tag in new base new; do
@@ -43,6 +45,8 @@ ncu_step() {
 ncu_step "$B" >"$OUT/ncu_new.log" 2>&1; note "ncu new: $(tail -1 "$OUT/ncu_new.log")"
 timeout "$(budget 100)" "$B/dsv4" bench --synthetic flash-q2 --layers "$layers" --frontiers 2048,8192 --gen 64 >"$OUT/bench.log" 2>&1
 note "bench 2K/8K: exit $?"; cat "$OUT/bench.log" >>"$SUMMARY"
+timeout "$(budget 100)" "$BASE/dsv4" bench --synthetic flash-q2 --layers "$layers" --frontiers 2048,8192 --gen 64 >"$OUT/bench_base.log" 2>&1
+note "baseline bench 2K/8K: exit $?"; cat "$OUT/bench_base.log" >>"$SUMMARY"
 timeout "$(budget 80)" "$B/dsv4" bench --synthetic flash-q2 --layers "$layers" --frontiers 25000 --gen 16 >"$OUT/bench25k.log" 2>&1
 note "bench 25K: exit $?"; cat "$OUT/bench25k.log" >>"$SUMMARY"
 cat "$SUMMARY"
