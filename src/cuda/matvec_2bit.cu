@@ -5,13 +5,14 @@
 //   group  = W warps (W = warps_per_row, 1–8) computing one tile of 32 rows at a time; warp k takes
 //            the items k, k+W, ... of the tile's rows (for every slot when summed). Unit u (a tile
 //            of one slot, or a tile over all slots when summed) goes to group u mod (groups in
-//            the grid), group g of block b being number b·G + g.
+//            the grid), group g of block b being number g·grid + b (rt2_vblock).
 //   block  = G groups (up to 16 warps, rt2_groups_per_block): one copy of the activations and
 //            the (32-fold replicated) IQ2_XXS tables for 16 warps. The grid is what fits the GPU.
 //            Per-slot units are dealt tile-major (RowTileSchedule::slot_fastest), and a block
 //            stages only the activation vectors of the slots its groups take: at the experts'
-//            shapes (132·2 groups, 6 slots) one or two of six, which matters most when the SwiGLU
-//            is computed while staging.
+//            shapes (132·2 groups, 6 slots, a grid that is a multiple of 6) one of six, since both
+//            groups of a block take the same slot (numbered g·grid + b; with b·G + g they took two
+//            and every block computed the fused SwiGLU of both).
 //   lane   = one row: partial sums in registers; a slot's partial is scaled and added in slot
 //            order; at a unit's end the block's W partials are added in warp order.
 // Every output is one fixed sequence of f32 operations: deterministic, no atomics, the same bits
@@ -34,10 +35,9 @@ namespace {
 
 static_assert(k2bTileRows == kRowTileRows, "the row-tile schedule (row_tile.cuh) takes tiles of 32 rows");
 
-// The IQ2_XXS tables (48 KB, the most static shared memory a kernel may have) at a fixed shared
-// address: the decode's lookups are then LDS [offset + constant], the offset one shift and one
-// LOP3 (iq2_sub_accumulate), where a dynamic base costs an add per lookup. Only the IQ2_XXS
-// instantiations refer to it, so only they hold it.
+// The IQ2_XXS tables (48 KB, the most static shared memory a kernel may have). Only the IQ2_XXS
+// instantiations refer to it, so only they hold it. (Its address is not an immediate in SASS:
+// ptxas keeps it in a register, so the lookups add it to a lane base once, iq2_sub_accumulate.)
 __shared__ Iq2RowTables iq2_row_tables;
 static_assert(sizeof(Iq2RowTables) <= 48 * 1024, "static shared memory");
 
@@ -71,7 +71,9 @@ __device__ uint64_t staged_slots(const RtParams& p, bool sum) {
   uint64_t mask = 0;
   const int vgrid = gridDim.x * p.groups;
   for (int g = 0; g < p.groups; ++g) {
-    for (int u = blockIdx.x * p.groups + g; u < p.n_units; u += vgrid) mask |= uint64_t{1} << (u % p.n_slots);
+    for (int u = rt2_vblock(blockIdx.x, g, gridDim.x); u < p.n_units; u += vgrid) {
+      mask |= uint64_t{1} << (u % p.n_slots);
+    }
   }
   return mask;
 }
@@ -97,7 +99,8 @@ __device__ __forceinline__ float item_dot(const uint32_t* w, const XBlock2b* xb,
 // Quarter m (of 4) of an item's copies of the staging map (rt_copy): copies 8m..8m + 7, and with
 // the last quarter copy 32 of 33-word items. `base` the item's words in the tile's first row, `rb`
 // the row bytes, rows past `last_row` re-read it. Full tiles: copy q < 32 moves word lane of row q
-// from run + q·rb, run the quarter's first row (SASS: a 64-bit add per copy, IADD3 + IMAD.X). One
+// from run + q·rb, run the quarter's first row (SASS: with a run-time rb a 64-bit add per copy,
+// IADD3 + IMAD.X; with a compile-time one, kItems below, an immediate offset of the LDGSTS). One
 // code path for the four quarters (m at run time): four unrolled ones were merged by the compiler
 // into a run-time switch anyway, each copy paying a 32-bit multiply, a sign extension and a 64-bit
 // add (session 7: the same speed, less code).
@@ -173,9 +176,13 @@ __device__ void stage_x(const RtParams& p, bool sum, XBlock2b* xsm, int x_floats
   }
 }
 
-template <class Fmt, bool kSum>
+// kItems: the items per row when the launch has exactly that many and unpadded rows (the experts'
+// decode shapes: 8, launch()), so that the row stride is a compile-time constant; 0: any shape,
+// the stride from p.row_bytes.
+template <class Fmt, bool kSum, int kItems>
 __global__ void __launch_bounds__(k2bMaxBlockWarps * 32, 1) matvec_2bit_kernel(__grid_constant__ const RtParams p) {
   constexpr int kWords = Fmt::kItemWords, kRing = Fmt::kRing, kItemBytes = rt_item_bytes<Fmt>();
+  constexpr int kRowBytes = kItems * kWords * 4;  // 0: run time
   static_assert(kRing == 2, "one item decoded while the next is copied");
   extern __shared__ __align__(16) uint8_t smem[];
   const int W = p.W;
@@ -188,9 +195,13 @@ __global__ void __launch_bounds__(k2bMaxBlockWarps * 32, 1) matvec_2bit_kernel(_
   // [G][2][W][32]
   float* red = reinterpret_cast<float*>(rings + (blockDim.x >> 5) * (kRing * kItemBytes)) + group * 2 * W * k2bTileRows;
 
-  const RowTileSchedule<kSum> sched(p.n_items, p.n_slots, p.n_units, p.n_tiles, W, warp, blockIdx.x * p.groups + group,
-                                    gridDim.x * p.groups, /*slot_fastest=*/true);
+  const int vblock = rt2_vblock(blockIdx.x, group, gridDim.x), vgrid = gridDim.x * p.groups;
+  const RowTileSchedule<kSum> sched(kItems ? kItems : p.n_items, p.n_slots, p.n_units, p.n_tiles, W, warp, vblock,
+                                    vgrid, /*slot_fastest=*/true);
   const int per_unit = sched.per_unit, my_units = sched.my_units;
+  // The units' slots and tiles, without the schedule's divisions: one cursor for the unit whose
+  // items are issued (copied), one for the unit being decoded.
+  UnitCursor<kSum> issue_unit(vblock, vgrid, p.n_slots, p.n_tiles), unit = issue_unit;
 
   // The next item's copies are issued a quarter at a time while the current one is decoded.
   struct Pending {
@@ -198,29 +209,31 @@ __global__ void __launch_bounds__(k2bMaxBlockWarps * 32, 1) matvec_2bit_kernel(_
     uint8_t* dst;
     int last_row;
   };
-  const int rb = static_cast<int>(p.row_bytes);  // 32 rows of them fit an int (launch_matvec_2bit)
+  // 32 rows of them fit an int (launch_matvec_2bit).
+  const int rb = kRowBytes ? kRowBytes : static_cast<int>(p.row_bytes);
   int issue_k = 0, issue_i = 0;
   auto next_item = [&](uint8_t* dst) {
     Pending pd{nullptr, dst, 0};
     if (issue_k >= my_units || per_unit == 0) return pd;
-    const int slot = sched.item_slot(issue_k, issue_i), tile = sched.unit_tile(issue_k);
+    const int slot = kSum ? sched.item_slot(issue_k, issue_i) : issue_unit.slot(), tile = issue_unit.tile();
     const int e = p.experts ? __ldg(p.experts + slot) : slot;
-    pd.base = p.w + e * p.slab_bytes + static_cast<int64_t>(tile) * k2bTileRows * p.row_bytes +
+    pd.base = p.w + e * p.slab_bytes + static_cast<int64_t>(tile) * k2bTileRows * rb +
               static_cast<int64_t>(sched.item_index(issue_i)) * (kWords * 4);
     pd.last_row = p.n_out - 1 - tile * k2bTileRows;
     if (++issue_i == per_unit) {
       issue_i = 0;
       ++issue_k;
+      issue_unit.next();
     }
     return pd;
   };
   auto issue_quarter = [&](const Pending& pd, int m) {
     if (!pd.base) return;
     // The copies' addresses are computed here, not hoisted out of the decode loop around it (held
-    // live, ptxas kept a 64-bit address per copy and spilled: session 6): the row stride passes
-    // through an opaque move.
-    int rb_here;
-    asm volatile("mov.b32 %0, %1;" : "=r"(rb_here) : "r"(rb));
+    // live, ptxas kept a 64-bit address per copy and spilled: session 6): a run-time row stride
+    // passes through an opaque move. (A compile-time one makes them immediate offsets.)
+    int rb_here = kRowBytes;
+    if constexpr (kRowBytes == 0) asm volatile("mov.b32 %0, %1;" : "=r"(rb_here) : "r"(rb));
     copy_quarter<kWords>(m, pd.dst, pd.base, rb_here, pd.last_row, lane);
   };
 
@@ -263,7 +276,7 @@ __global__ void __launch_bounds__(k2bMaxBlockWarps * 32, 1) matvec_2bit_kernel(_
       };
       // The lane's row is read from shared memory as it is decoded.
       const uint32_t* row = reinterpret_cast<const uint32_t*>(ring + buf * kItemBytes) + lane * kWords;
-      const int slot = sched.item_slot(k, i);
+      const int slot = kSum ? sched.item_slot(k, i) : unit.slot();
       const XBlock2b* xb =
           xsm + ((p.x_stride ? slot * p.n_in : 0) + sched.item_index(i) * Fmt::kItemElems) / kXBlock2b;
       part += item_dot<Fmt>(row, xb, lane, between);
@@ -277,12 +290,17 @@ __global__ void __launch_bounds__(k2bMaxBlockWarps * 32, 1) matvec_2bit_kernel(_
       }
       buf ^= 1;
     }
-    const int row = sched.unit_tile(k) * k2bTileRows + lane;
-    store_row_tile(acc, red, k, W, warp, lane, row, p.n_out, sched.out_index(k, row, p.n_out), p.y,
-                   [group, W] { group_barrier(group, W); });
+    const int row = unit.tile() * k2bTileRows + lane;
+    const int64_t out = kSum ? row : static_cast<int64_t>(unit.slot()) * p.n_out + row;  // sched.out_index
+    store_row_tile(acc, red, k, W, warp, lane, row, p.n_out, out, p.y, [group, W] { group_barrier(group, W); });
+    unit.next();
   }
   cp_async_wait<0>();
 }
+
+// Items per row of the experts' decode shapes (gate/up 4096 = 8 IQ2_XXS items, down 2048 = 8
+// Q2_K items): their per-slot launches get a kernel with the row stride as a constant.
+constexpr int kDecodeItems = 8;
 
 // Dynamic shared memory of a launch: rt_smem_bytes less the static tables.
 template <class Fmt>
@@ -294,9 +312,13 @@ template <class Fmt>
 cudaError_t set_smem(int max_smem) {
   const int bytes = max_smem - (Fmt::kTables ? static_cast<int>(sizeof(Iq2RowTables)) : 0);
   cudaError_t e =
-      cudaFuncSetAttribute(matvec_2bit_kernel<Fmt, false>, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+      cudaFuncSetAttribute(matvec_2bit_kernel<Fmt, false, 0>, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
   if (e == cudaSuccess) {
-    e = cudaFuncSetAttribute(matvec_2bit_kernel<Fmt, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+    e = cudaFuncSetAttribute(matvec_2bit_kernel<Fmt, true, 0>, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+  }
+  if (e == cudaSuccess) {
+    e = cudaFuncSetAttribute(matvec_2bit_kernel<Fmt, false, kDecodeItems>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                             bytes);
   }
   return e;
 }
@@ -346,8 +368,12 @@ cudaError_t launch(const MatvecLaunch& l, cudaStream_t stream) {
   const int64_t x_floats = l.x_stride ? int64_t{l.n_slots} * l.n_in : l.n_in;
   p.groups = groups_per_block<Fmt>(p.W, x_floats);
   const int64_t smem = dynamic_smem_bytes<Fmt>(p.groups * p.W, x_floats);
-  return launch_pdl(matvec_2bit_kernel<Fmt, kSum>, dim3(l.blocks), dim3(p.groups * p.W * 32), static_cast<size_t>(smem),
-                    stream, p);
+  // The per-slot launches of the experts' decode shapes on the compile-time row stride.
+  constexpr int64_t kDecodeRowBytes = int64_t{kDecodeItems} * Fmt::kItemWords * 4;
+  auto kernel = !kSum && p.n_items == kDecodeItems && p.row_bytes == kDecodeRowBytes
+                    ? matvec_2bit_kernel<Fmt, false, kDecodeItems>
+                    : matvec_2bit_kernel<Fmt, kSum, 0>;
+  return launch_pdl(kernel, dim3(l.blocks), dim3(p.groups * p.W * 32), static_cast<size_t>(smem), stream, p);
 }
 
 }  // namespace
@@ -386,9 +412,9 @@ int rt2_blocks_per_sm(gguf::TensorType type, int warps, int64_t x_floats) {
   if (prepare_matvec_2bit() != cudaSuccess) return 0;
   const cudaError_t e =
       type == gguf::TensorType::Q2_K
-          ? cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, matvec_2bit_kernel<Fmt2bQ2K, false>, warps * 32,
+          ? cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, matvec_2bit_kernel<Fmt2bQ2K, false, 0>, warps * 32,
                                                           dynamic_smem_bytes<Fmt2bQ2K>(warps, x_floats))
-          : cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, matvec_2bit_kernel<Fmt2bIQ2, false>, warps * 32,
+          : cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, matvec_2bit_kernel<Fmt2bIQ2, false, 0>, warps * 32,
                                                           dynamic_smem_bytes<Fmt2bIQ2>(warps, x_floats));
   return e == cudaSuccess ? n : 0;
 }

@@ -32,6 +32,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 
 #include "cuda/quant_decode.cuh"
 #include "cuda/x_fixed.cuh"
@@ -41,6 +42,35 @@ namespace dsv4::cuda::detail {
 constexpr int k2bTileRows = 32;
 constexpr int k2bMaxWarps = 8;        // warps splitting a row (= warps per group)
 constexpr int k2bMaxBlockWarps = 16;  // warps per block (groups of W warps, matvec_2bit.cu)
+
+// The virtual block (RowTileSchedule's vblock) of group g of block b in a grid of `grid` blocks:
+// groups dealt block-fastest, so with per-slot units numbered tile-major and a grid that is a
+// multiple of the slots (the experts: 132 blocks, 6 slots) every group of a block takes the same
+// slot, and the block stages (with the fused SwiGLU, computes) one slot's activations, not G.
+DSV4_HD constexpr int rt2_vblock(int b, int g, int grid) { return g * grid + b; }
+
+// The slot and tile of a group's units k = 0, 1, ... as the 2-bit kernel's RowTileSchedule deals
+// them (unit u = vblock + k·vgrid; per slot tile-major: slot u mod n_slots, tile u / n_slots;
+// summed: tile u mod n_tiles), stepped from unit to unit without a division. At the experts'
+// decode shapes every unit is one item per warp, and the schedule's divisions by the run-time
+// slot count (≈ 20 instructions each, 3-4 per item) were a sizeable part of a down item's ≈ 830.
+template <bool kSum>
+struct UnitCursor {
+  int q, r, dq, dr, d;
+  DSV4_HD UnitCursor(int vblock, int vgrid, int n_slots, int n_tiles)
+      : q(vblock / (kSum ? n_tiles : n_slots)), r(vblock % (kSum ? n_tiles : n_slots)),
+        dq(vgrid / (kSum ? n_tiles : n_slots)), dr(vgrid % (kSum ? n_tiles : n_slots)), d(kSum ? n_tiles : n_slots) {}
+  DSV4_HD int slot() const { return kSum ? 0 : r; }  // summed: every slot (the item's, RowTileSchedule::item_slot)
+  DSV4_HD int tile() const { return kSum ? r : q; }
+  DSV4_HD void next() {
+    q += dq;
+    r += dr;
+    if (r >= d) {
+      r -= d;
+      ++q;
+    }
+  }
+};
 
 // The IQ2_XXS tables as the kernel keeps them in shared memory: one 32-bit entry per grid point
 // and per sign pattern, 32 copies interleaved (entry i of copy c at i·32 + c). Lane l reads copy
@@ -66,6 +96,34 @@ DSV4_HD uint32_t iq2_sign_entry(uint32_t s) {
   for (int k = 0; k < 8; ++k) e |= ((s >> k) & 1u) << (4 * k + 2);
   return e;
 }
+
+// A lane's copy of one IQ2_XXS table: entry i at byte i·128 from `at`, so a lookup is one LEA onto
+// the lane base (and, for a grid index, one PRMT that extracts the index byte). On the device `at`
+// is a 32-bit shared address the compiler cannot see through: knowing it as table + 4·copy, NVVM
+// rewrites the address as ((i·32 | copy)·4) + table, and ptxas keeps the table's address in a
+// register: 3-4 instructions per lookup (session 7 round 1's SASS: 127 IMAD.IADD per item).
+struct Iq2LaneTable {
+#ifdef __CUDA_ARCH__
+  uint32_t at;
+  __device__ explicit Iq2LaneTable(const uint32_t* entry0) {
+    const uint32_t a = static_cast<uint32_t>(__cvta_generic_to_shared(entry0));
+    asm("mov.b32 %0, %1;" : "=r"(at) : "r"(a));
+  }
+  __device__ uint32_t operator[](uint32_t i) const {
+    uint32_t v;
+    asm("ld.shared.u32 %0, [%1];" : "=r"(v) : "r"(at + (i << 7)));
+    return v;
+  }
+#else
+  const uint8_t* at;
+  explicit Iq2LaneTable(const uint32_t* entry0) : at(reinterpret_cast<const uint8_t*>(entry0)) {}
+  uint32_t operator[](uint32_t i) const {
+    uint32_t v;
+    std::memcpy(&v, at + (i << 7), sizeof(v));
+    return v;
+  }
+#endif
+};
 
 // The signed codes ±m (int8) of elements 0–3 of a grid entry ORed with a sign entry (elements
 // 4–7: the OR shifted down 16): PRMT picks byte (code + 4·negated) of {8, 25, 43, 0, −8, −25,
@@ -225,19 +283,20 @@ DSV4_HD float q2k_block_dot(const Words& w, const XBlock2b& xb, Between between 
 }
 
 // Adds (2·ls + 1)·Σ (±m_k)·limb_p(x_k) over one IQ2_XXS sub-block s of staged block xb to A[p]:
-// a0 = its 4 grid indices, a1 = 4×7 sign-index bits and the 4-bit scale ls. Each 8-element grid
-// point is read as signed bytes ±m (iq2_signed_codes), so the chain sums ±m·limb exactly. Bounds:
-// |Σ ±m·limb| ≤ 32·43·128 < 2^18, times 31, times 8 sub-blocks < 2^26: int32 throughout.
-// `copy` is the lane's table copy (the lane). The table entries are addressed by byte offset from
-// the tables' start, (index·32 + copy)·4 = the index bits moved to bit 7 | copy·4: one shift and
-// one LOP3 per lookup (bits 7+ and 2–6 do not overlap).
-DSV4_HD void iq2_sub_accumulate(uint32_t a0, uint32_t a1, const Iq2RowTables& t, int copy, const XBlock2b& xb, int s,
-                                int32_t (&A)[kXLimbs2b]) {
+// its 4 grid indices are bytes kOff..kOff + 3 of {g_hi:g_lo} (block 0's sub-blocks are half-word
+// aligned: kOff = 2 reads them across two words without a funnel shift), a1 = 4×7 sign-index bits
+// and the 4-bit scale ls. Each 8-element grid point is read as signed bytes ±m
+// (iq2_signed_codes), so the chain sums ±m·limb exactly. Bounds: |Σ ±m·limb| ≤ 32·43·128 < 2^18,
+// times 31, times 8 sub-blocks < 2^26: int32 throughout.
+// `grid` and `signs`: the lane's copies of the tables (Iq2LaneTable: a grid lookup is PRMT + LEA
+// + LDS, a sign lookup at most SHF + LOP3 + LEA + LDS; session 7 round 1 spent SHF + LOP3 + IADD
+// on every one).
+template <int kOff>
+DSV4_HD void iq2_sub_accumulate(uint32_t g_lo, uint32_t g_hi, uint32_t a1, const Iq2LaneTable& grid,
+                                const Iq2LaneTable& signs, const XBlock2b& xb, int s, int32_t (&A)[kXLimbs2b]) {
   static_assert(kIq2TableCopies * sizeof(uint32_t) == 128, "an entry's copies span 128 bytes");
+  static_assert(kOff == 0 || kOff == 2, "word or half-word aligned sub-blocks");
   int32_t D[kXLimbs2b] = {};
-  const uint8_t* grid_base = reinterpret_cast<const uint8_t*>(t.grid);
-  const uint8_t* sign_base = reinterpret_cast<const uint8_t*>(t.signs);
-  const uint32_t lane_off = static_cast<uint32_t>(copy) * 4u;
   uint4 l[kXLimbs2b][2];
   DSV4_UNROLL
   for (int p = 0; p < kXLimbs2b; ++p) {
@@ -246,10 +305,9 @@ DSV4_HD void iq2_sub_accumulate(uint32_t a0, uint32_t a1, const Iq2RowTables& t,
   }
   DSV4_UNROLL
   for (int g = 0; g < 4; ++g) {
-    const uint32_t gi = (8 * g >= 7 ? a0 >> (8 * g - 7) : a0 << (7 - 8 * g)) & 0x7F80u;
-    const uint32_t si = (7 * g >= 7 ? a1 >> (7 * g - 7) : a1 << (7 - 7 * g)) & 0x3F80u;
-    const uint32_t sel = *reinterpret_cast<const uint32_t*>(grid_base + (gi | lane_off)) |
-                         *reinterpret_cast<const uint32_t*>(sign_base + (si | lane_off));
+    const int byte = kOff + g;  // of {g_hi:g_lo}: one word's byte, zero-extended
+    const uint32_t gi = prmt(byte < 4 ? g_lo : g_hi, 0u, 0x4440u | (byte & 3));
+    const uint32_t sel = grid[gi] | signs[(a1 >> (7 * g)) & 0x7Fu];
     const uint32_t v0 = iq2_signed_codes(sel), v1 = iq2_signed_codes(sel >> 16);
     DSV4_UNROLL
     for (int p = 0; p < kXLimbs2b; ++p) {
@@ -277,16 +335,17 @@ DSV4_HD uint32_t funnel16(uint32_t lo, uint32_t hi) {
 template <class Words, class Between = NoBetween>
 DSV4_HD float iq2_item_dot(const Words& w, const Iq2RowTables& t, int copy, const XBlock2b* xb, Between between = {}) {
   int32_t A0[kXLimbs2b] = {}, A1[kXLimbs2b] = {};
+  const Iq2LaneTable grid(t.grid + copy), signs(t.signs + copy);
   DSV4_UNROLL
   for (int s = 0; s < 8; ++s) {
     between(s);
     const uint32_t lo = w[2 * s], mid = w[2 * s + 1], hi = w[2 * s + 2];
-    iq2_sub_accumulate(funnel16(lo, mid), funnel16(mid, hi), t, copy, xb[0], s, A0);
+    iq2_sub_accumulate<2>(lo, mid, funnel16(mid, hi), grid, signs, xb[0], s, A0);
   }
   DSV4_UNROLL
   for (int s = 0; s < 8; ++s) {
     between(8 + s);
-    iq2_sub_accumulate(w[17 + 2 * s], w[18 + 2 * s], t, copy, xb[1], s, A1);
+    iq2_sub_accumulate<0>(w[17 + 2 * s], 0u, w[18 + 2 * s], grid, signs, xb[1], s, A1);
   }
   const float d0 = f16_to_f32(w[0] & 0xFFFFu) * 0.125f, d1 = f16_to_f32(w[16] >> 16) * 0.125f;
   return fmaf(d1 * limb_sums_to_f32(A1), xb[1].scale, (d0 * limb_sums_to_f32(A0)) * xb[0].scale);

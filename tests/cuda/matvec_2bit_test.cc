@@ -52,14 +52,15 @@ float emulated_row(const uint8_t* row, int64_t n_in, const std::vector<detail::X
   return y;
 }
 
+// 8 items per row: the kernel with the row stride as a constant (the experts' decode shapes);
+// 9: the one with a run-time stride. 77 rows: full tiles and a partial one.
 template <class Fmt>
-void expect_kernel_is_the_lane_code(TensorType type) {
-  std::random_device rd;
-  const uint64_t seed = (static_cast<uint64_t>(rd()) << 32) ^ rd();
-  SCOPED_TRACE("seed " + std::to_string(seed));
+void expect_kernel_is_the_lane_code(TensorType type, int items) {
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed) + ", items " + std::to_string(items));
   std::mt19937_64 rng(seed);
   const Format& f = format_of(type);
-  const int64_t n_in = 8 * Fmt::kItemElems, n_out = 77;
+  const int64_t n_in = items * Fmt::kItemElems, n_out = 77;
   const std::vector<uint8_t> w = random_rows(f, n_in, n_out, rng);
   const int64_t rb = row_bytes(f, n_in);
   for (int kind = 0; kind < kStagingKinds; ++kind) {
@@ -89,10 +90,12 @@ void expect_kernel_is_the_lane_code(TensorType type) {
   }
 }
 
-TEST(CudaMatvec2bit, Q2KKernelIsTheLaneCodeBitForBit) { expect_kernel_is_the_lane_code<detail::Fmt2bQ2K>(TensorType::Q2_K); }
+TEST(CudaMatvec2bit, Q2KKernelIsTheLaneCodeBitForBit) {
+  for (int items : {8, 9}) expect_kernel_is_the_lane_code<detail::Fmt2bQ2K>(TensorType::Q2_K, items);
+}
 
 TEST(CudaMatvec2bit, Iq2XxsKernelIsTheLaneCodeBitForBit) {
-  expect_kernel_is_the_lane_code<detail::Fmt2bIQ2>(TensorType::IQ2_XXS);
+  for (int items : {8, 9}) expect_kernel_is_the_lane_code<detail::Fmt2bIQ2>(TensorType::IQ2_XXS, items);
 }
 
 }  // namespace

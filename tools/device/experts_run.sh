@@ -14,7 +14,8 @@
 #      (gate/up, down)                                                         -> ncu_stalls.log
 #      or, with DSV4_NCU_SOURCE=1, their per-SASS-instruction executed counts and stall samples
 #      (ncu source page)                                                       -> ncu_source.csv,
-#      and the SASS of the 2-bit kernels (cuobjdump, DSV4_SASS=1)              -> sass.txt
+#      and the SASS of the 2-bit kernels (cuobjdump, DSV4_SASS=1)              -> sass.txt;
+#      DSV4_NCU_STALLS=0 skips the stall sections (the source page still runs when asked for)
 #   7. the whole cuda_tests with what is left of the budget (DSV4_FULL_SUITE=0: skipped)
 #                                                                              -> gpu_all.log
 # Here:   DSV4_BUILD=build-hc DSV4_BUNDLE=out/t3exp DSV4_NO_BUILD=1 bash tools/device/decode_run.sh pack
@@ -111,7 +112,7 @@ if [[ "${DSV4_NCU_SOURCE:-0}" == 1 ]] && command -v ncu >/dev/null; then
     --section SourceCounters --section WarpStateStats --page source --print-source sass --csv \
     "$BIN/cuda_forward_bench" --layers 4 --ctx 2100 --steps 2 >"$OUT/ncu_source.csv" 2>&1
   note "ncu source: exit $?, $(wc -l <"$OUT/ncu_source.csv") lines"
-elif command -v ncu >/dev/null; then
+elif [[ "${DSV4_NCU_STALLS:-1}" == 1 ]] && command -v ncu >/dev/null; then
   timeout "$(budget 35)" ncu --profile-from-start off --clock-control none -k 'regex:matvec_2bit' -c 2 \
     --section SpeedOfLight --section WarpStateStats --section SchedulerStats --section Occupancy \
     --section LaunchStats --print-details all \

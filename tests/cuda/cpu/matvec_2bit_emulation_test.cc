@@ -49,10 +49,11 @@ TEST(CudaMatvec2bitEmulation, CopiesCoverTheTileOnce) {
 }
 
 // The schedule with G groups of W warps per block (group g of block b walks the units of virtual
-// block b·G + g), per-slot units numbered slot-major or tile-major (slot_fastest, the 2-bit
-// kernel's): every (slot, tile) unit goes to exactly one group, every (slot, item) of a unit to
-// exactly one warp of it, whatever the grid and G; when summed, a slot's partial is closed at its
-// last item. Tile-major with 2·132 groups and 6 slots: each group sees one slot.
+// block rt2_vblock(b, g, grid) = g·grid + b), per-slot units numbered slot-major or tile-major
+// (slot_fastest, the 2-bit kernel's): every (slot, tile) unit goes to exactly one group, every
+// (slot, item) of a unit to exactly one warp of it, whatever the grid and G; when summed, a slot's
+// partial is closed at its last item. Tile-major with a grid that is a multiple of the slots (132
+// blocks, 6 slots): every group of a block sees one and the same slot (the block stages one).
 template <bool kSum>
 void expect_groups_cover_the_work(int n_items, int n_slots, int n_tiles, int W, int G, int grid, bool slot_fastest) {
   SCOPED_TRACE(::testing::Message() << "sum " << kSum << " items " << n_items << " slots " << n_slots << " tiles "
@@ -61,13 +62,22 @@ void expect_groups_cover_the_work(int n_items, int n_slots, int n_tiles, int W, 
   const int n_units = kSum ? n_tiles : n_slots * n_tiles;
   std::vector<int> done(static_cast<size_t>(n_slots * n_tiles * n_items), 0);
   for (int b = 0; b < grid; ++b) {
+    int block_slot = -1;
     for (int g = 0; g < G; ++g) {
       for (int warp = 0; warp < W; ++warp) {
-        const detail::RowTileSchedule<kSum> s(n_items, n_slots, n_units, n_tiles, W, warp, b * G + g, grid * G,
+        const int vblock = detail::rt2_vblock(b, g, grid);
+        const detail::RowTileSchedule<kSum> s(n_items, n_slots, n_units, n_tiles, W, warp, vblock, grid * G,
                                               slot_fastest);
-        for (int k = 0; k < s.my_units; ++k) {
-          if (!kSum && slot_fastest && (grid * G) % n_slots == 0) {
-            EXPECT_EQ(s.unit_slot(k), s.unit_slot(0));
+        // The kernel's division-free cursor (per slot it deals tile-major only).
+        detail::UnitCursor<kSum> cursor(vblock, grid * G, n_slots, n_tiles);
+        for (int k = 0; k < s.my_units; ++k, cursor.next()) {
+          if (kSum || slot_fastest) {
+            ASSERT_EQ(cursor.tile(), s.unit_tile(k)) << "unit " << k;
+            if (!kSum) ASSERT_EQ(cursor.slot(), s.unit_slot(k)) << "unit " << k;
+          }
+          if (!kSum && slot_fastest && grid % n_slots == 0) {
+            if (block_slot < 0) block_slot = s.unit_slot(k);
+            EXPECT_EQ(s.unit_slot(k), block_slot) << "block " << b << " group " << g;
           }
           for (int i = 0; i < s.per_unit; ++i) {
             const int slot = s.item_slot(k, i), item = s.item_index(i);
@@ -86,7 +96,7 @@ void expect_groups_cover_the_work(int n_items, int n_slots, int n_tiles, int W, 
 TEST(CudaMatvec2bitEmulation, GroupsCoverEveryUnitAndItemOnce) {
   for (bool slot_fastest : {false, true}) {
     for (int G : {1, 2, 4}) {
-      for (int grid : {1, 3, 132}) {
+      for (int grid : {1, 3, 7, 132}) {
         expect_groups_cover_the_work<false>(8, 6, 128, 8, G, grid, slot_fastest);  // the experts' gate/up and down
         expect_groups_cover_the_work<true>(8, 6, 128, 8, G, grid, slot_fastest);
         expect_groups_cover_the_work<false>(9, 3, 5, 4, G, grid, slot_fastest);  // uneven items per warp
@@ -299,10 +309,17 @@ TEST(CudaMatvec2bitEmulation, Iq2SubBlockIsExactForEveryGridPointAndSignPattern)
         a0 |= static_cast<uint32_t>((gi + 64 * g) % 256) << (8 * g);
         a1 |= static_cast<uint32_t>((si + 32 * g) % 128) << (7 * g);
       }
-      int32_t A[detail::kXLimbs2b];  // accumulates onto what is there
+      // The grid bytes in one word (kOff 0), and across two words from byte 2 (kOff 2: block 0's
+      // half-word aligned sub-blocks), with other data in the bytes around them.
+      const int copy = (gi + si) & (detail::kIq2TableCopies - 1);
+      const detail::Iq2LaneTable grid(tables.grid + copy), signs(tables.signs + copy);
+      int32_t A[detail::kXLimbs2b], A2[detail::kXLimbs2b];  // accumulate onto what is there
       std::copy(start, start + detail::kXLimbs2b, A);
-      detail::iq2_sub_accumulate(a0, a1, tables, (gi + si) & (detail::kIq2TableCopies - 1), xs[0], s, A);
+      std::copy(start, start + detail::kXLimbs2b, A2);
+      detail::iq2_sub_accumulate<0>(a0, 0xA5A5A5A5u, a1, grid, signs, xs[0], s, A);
+      detail::iq2_sub_accumulate<2>((a0 << 16) | 0x3C5Au, (a0 >> 16) | 0x96C30000u, a1, grid, signs, xs[0], s, A2);
       for (int p = 0; p < detail::kXLimbs2b; ++p) {
+        ASSERT_EQ(A2[p], A[p]) << "grid " << gi << ", signs " << si << ", limb " << p << ": half-word aligned";
         int64_t want = 0;
         for (int g = 0; g < 4; ++g) {
           const uint64_t grid = quant::iq2xxs_grid[(gi + 64 * g) % 256];
