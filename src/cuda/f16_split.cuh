@@ -49,10 +49,13 @@ __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t* r, uint32_t addr) {
 }
 
 // c += a·b for split operands (a_lo·b_hi and a_hi·b_lo first: the small terms before the large).
+// b_exact: every b_lo is zero (b is exact in f16, e.g. FP8-simulated values after a power-of-two
+// scale), so a_hi·b_lo adds exact zeros and is skipped: the same c, two MMAs instead of three.
+// b_lo is not read then. The flag must be warp-uniform.
 __device__ __forceinline__ void mma_split(float* c, const uint32_t* a_hi, const uint32_t* a_lo, const uint32_t* b_hi,
-                                          const uint32_t* b_lo) {
+                                          const uint32_t* b_lo, bool b_exact = false) {
   mma_f16(c, a_lo, b_hi);
-  mma_f16(c, a_hi, b_lo);
+  if (!b_exact) mma_f16(c, a_hi, b_lo);
   mma_f16(c, a_hi, b_hi);
 }
 

@@ -17,7 +17,7 @@
 
 namespace dsv4::cuda {
 
-inline constexpr int kPrefillAttnRows = 64;
+inline constexpr int kPrefillAttnRows = 128;
 
 // Splits of the prefill kernel for a token that sees max_rows rows (AttentionArgs::splits; the
 // scratch: part_o [T][H][splits][hd], part_ml [T][H][splits][2]).

@@ -10,6 +10,9 @@
 // the kernel's products are split f16 pairs (≈ 2^-22 relative each, f16_split.cuh) summed in
 // short zero-started MMA chains and rounded f32 adds, so it should land at f32 accumulation's
 // ≈ 1e-6, and a lost lo half, a mis-scaled vector or a biased (truncated) long chain would not.
+// Rows FP8-simulated on their leading dims (official mode's KV nope dims, cpu::fp8_sim) take the
+// kernel's two-MMA path for the slabs whose lo halves are all zero; the same bar holds there, and
+// a slab wrongly taken as exact (any random f32 slab) would miss it by ≈ 2^-11.
 #include "cuda/prefill_attention.h"
 
 #include <gtest/gtest.h>
@@ -19,6 +22,7 @@
 #include <vector>
 
 #include "cpu/rope.h"
+#include "cpu/sim.h"
 #include "cuda/device_util.h"
 
 namespace dsv4::cuda::testing {
@@ -40,6 +44,7 @@ struct Case {
 struct Magnitudes {
   int q_lo = 0, q_hi = 0, row_lo = 0, row_hi = 0, element_spread = 0;
   int zero_every = 0;  // > 0: every zero_every-th query head and row vector is all zeros
+  int fp8_dims = 0;    // > 0: FP8_SIM (block 64) on each row's first fp8_dims dims, after the above
 };
 
 void zero_vectors(std::vector<float>& v, size_t n, int every) {
@@ -58,7 +63,7 @@ void scale_vectors(std::vector<float>& v, size_t n, int lo, int hi, int element_
 void run(const Geometry& g, const Case& c, uint64_t seed, const Magnitudes& mag = {}) {
   SCOPED_TRACE(::testing::Message() << "H " << g.H << " hd " << g.hd << " ratio " << c.ratio << " pos0 " << c.pos0
                                     << " T " << c.T << " t0 " << c.t0 << " seed " << seed << " q 2^[" << mag.q_lo
-                                    << "," << mag.q_hi << "] rows 2^[" << mag.row_lo << "," << mag.row_hi << "]");
+                                    << "," << mag.q_hi << "] rows 2^[" << mag.row_lo << "," << mag.row_hi << "] fp8 dims " << mag.fp8_dims);
   std::mt19937_64 rng(seed);
   const int H = g.H, hd = g.hd, W = g.W, top_k = g.top_k;
   const int chunk = c.t0 + c.T;
@@ -73,6 +78,9 @@ void run(const Geometry& g, const Case& c, uint64_t seed, const Magnitudes& mag 
   for (std::vector<float>* rows : {&kv, &ring, &comp}) {
     scale_vectors(*rows, static_cast<size_t>(hd), mag.row_lo, mag.row_hi, mag.element_spread, rng);
     zero_vectors(*rows, static_cast<size_t>(hd), mag.zero_every);
+    for (size_t i = 0; mag.fp8_dims > 0 && i < rows->size(); i += static_cast<size_t>(hd)) {
+      cpu::fp8_sim(rows->data() + i, mag.fp8_dims);
+    }
   }
   const std::vector<float> sinks = normal_vector(H, rng, 1.0f, 1.0f);
   std::vector<int32_t> selected(static_cast<size_t>(chunk) * top_k, 0);
@@ -203,6 +211,18 @@ TEST(CudaPrefillAttention, MixedMagnitudesMatchPlainReference) {
   // All-zero query heads and rows among ordinary ones (their power of two is the zero case).
   run(flash, Case{4, 2300, 3, 5}, fresh_seed(), Magnitudes{0, 0, 0, 0, 0, 5});
   run(Geometry{4, 96, 32, 32, 8}, Case{4, 60, 4, 16}, fresh_seed(), Magnitudes{0, 0, 0, 0, 0, 3});
+}
+
+TEST(CudaPrefillAttention, Fp8SimulatedRowsMatchPlainReference) {
+  const Geometry flash{64, 512, 64, 128, 512};
+  Magnitudes official;
+  official.fp8_dims = 448;  // the 7 nope slabs exact in f16, the RoPE slab not
+  for (const Case& c : {Case{4, 2300, 3, 5}, Case{128, 6000, 2, 0}, Case{0, 50, 3, 0}}) run(flash, c, fresh_seed(), official);
+  // Wide row magnitudes with FP8 rows (the P·V split uses the row's whole-length power of two).
+  run(flash, Case{4, 2300, 2, 0}, fresh_seed(), Magnitudes{-12, 2, -30, 3, 12, 0, 448});
+  // Every slab exact (a half slab included), and one exact slab beside an inexact one.
+  run(Geometry{4, 96, 32, 32, 8}, Case{4, 60, 4, 16}, fresh_seed(), Magnitudes{0, 0, 0, 0, 0, 0, 96});
+  run(Geometry{16, 128, 64, 32, 8}, Case{2, 300, 7, 1}, fresh_seed(), Magnitudes{0, 0, 0, 0, 0, 0, 64});
 }
 
 TEST(CudaPrefillAttention, RejectsGeometriesItDoesNotTake) {
