@@ -20,6 +20,7 @@
 //    step time.
 #include <cuda_profiler_api.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -157,6 +158,9 @@ int main(int argc, char** argv) {
     void* device_bytes = nullptr;
     cudaMalloc(&device_bytes, host_logits.size_bytes());
     float* device_logits = static_cast<float*>(device_bytes);
+    void* probs_bytes = nullptr;
+    cudaMalloc(&probs_bytes, host_logits.size_bytes());
+    float* probs = static_cast<float*>(probs_bytes);
     cudaMemcpy(device_logits, host_logits.data(), host_logits.size_bytes(), cudaMemcpyHostToDevice);
     auto sampler = cuda::DeviceSampler::create(static_cast<int>(host_logits.size()));
     CHECK(sampler.status());
@@ -185,11 +189,19 @@ int main(int argc, char** argv) {
       cudaEventSynchronize(b);
       float ms = 0;
       cudaEventElapsedTime(&ms, a, b);
-      std::printf("sampling kernel + token readback, %s: %.1f us\n", c.name, 1e3 * ms / kCalls);
+      // How many tokens the request keeps on these logits (the length of the ordered work).
+      CHECK((*sampler)->distribution(device_logits, r, probs, s.stream()));
+      cudaStreamSynchronize(s.stream());
+      std::vector<float> kept_probs(host_logits.size());
+      cudaMemcpy(kept_probs.data(), probs, host_logits.size_bytes(), cudaMemcpyDeviceToHost);
+      const auto kept = std::count_if(kept_probs.begin(), kept_probs.end(), [](float q) { return q > 0.0f; });
+      std::printf("sampling kernel + token readback, %s: %.1f us (%lld tokens kept)\n", c.name, 1e3 * ms / kCalls,
+                  static_cast<long long>(kept));
     }
     cudaEventDestroy(a);
     cudaEventDestroy(b);
     cudaFree(device_logits);
+    cudaFree(probs);
   }
   {
     cudaEvent_t a = nullptr, b = nullptr;

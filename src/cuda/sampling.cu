@@ -1,19 +1,29 @@
-// sampling.h. One block of 1024 threads does the whole selection:
+// sampling.h. Two kernels:
+//
+//   greedy   : one block of 1024 threads streams the vocabulary (float4 loads, 8 in flight per
+//              thread): 11 µs for 129 280 logits on an H100, launch included.
+//   selection: a cluster of kRanks blocks, each owning a contiguous id range; every pass over the
+//              vocabulary (max, mass, radix histograms, survivors) runs on all ranks with their
+//              partials combined through distributed shared memory in rank order (deterministic),
+//              and the short ordered work (sort, sums along a list, the draw) on rank 0.
 //
 //   keys     : a finite logit l of token i ranks by the 64-bit key (order bits of l) << 32 | ~i, so
 //              "larger key" is exactly the reference's order (logit desc, id asc) and keys are
 //              unique. Non-finite logits are never candidates.
-//   top-k    : radix select (8 passes of 8 bits) of the k-th largest key, the ≤ 1024 keys above it
-//              gathered and bitonic-sorted in shared memory.
+//   top-k    : radix select (8-bit digits, stopping at the first digit whose bucket is taken
+//              whole) of the k-th largest key, the ≤ 1024 keys above it gathered and bitonic-sorted
+//              in rank 0's shared memory.
 //   top-p    : without top-k, the survivors are walked in sorted order chunk by chunk (the next 1024
 //              keys below the last one taken) until the cumulative mass reaches the target, as
 //              the reference's lazily sorted chunks do.
-//   id order : top-p off and top-k off: min-p survivors compacted in id order (ordered scan).
-// Sums along a list and the draw run on thread 0 in list order, as on the host.
+//   id order : top-p off and top-k off: min-p survivors compacted in id order (each rank's count,
+//              then its offset from the ranks before it). exp() runs only for logits that can pass
+//              min-p (the reference's prefilter, 0.01 looser in log space than the exact test).
+// Weights are formed in parallel; sums along a list and the draw run on one thread in list order,
+// as on the host.
 //
-// Cost (H100, 129 280 logits, docs/PERF.md session 7): greedy 11 µs (float4 loads, 8 in flight per
-// thread); the other passes still load one value per thread at a time and are latency-bound:
-// T 1 + min-p 227 µs, top-k 40 361 µs, top-p 0.9 459 µs.
+// Cost (H100, 129 280 logits, kernel + token readback): greedy 10 µs, T 1 + min-p 0.05 20 µs, top-k 40
+// 43 µs, top-p 0.9 58 µs; docs/PERF.md, "session 7 — decode: sampling on many blocks".
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -22,6 +32,8 @@
 
 #include "cuda/check.h"
 #include "cuda/device_math.cuh"
+#include "cuda/pdl.cuh"
+#include "cuda/sampling_cluster.cuh"
 #include "cuda/sampling.h"
 
 namespace dsv4::cuda {
@@ -29,9 +41,8 @@ namespace dsv4::cuda {
 namespace {
 
 using namespace detail;
+using namespace sampling_detail;
 
-constexpr int kThreads = 1024;
-constexpr int kMaxTopK = 1024;
 constexpr double kBoundaryTolerance = 1e-6;  // engine/sampler.h
 
 struct Params {
@@ -52,11 +63,6 @@ struct Params {
   double u;
 };
 
-__device__ __forceinline__ uint64_t key_of(float l, int i) {
-  const uint32_t b = __float_as_uint(l);
-  const uint32_t ord = (b & 0x80000000u) ? ~b : (b | 0x80000000u);
-  return (static_cast<uint64_t>(ord) << 32) | static_cast<uint32_t>(0xFFFFFFFFu - static_cast<uint32_t>(i));
-}
 // The selection's outcome: the result word, and the consumer's token slot with a valid id (the
 // host reports -1 as an error; whatever a queued consumer then computed is discarded).
 __device__ __forceinline__ void publish(const Params& p, int token) {
@@ -64,89 +70,22 @@ __device__ __forceinline__ void publish(const Params& p, int token) {
   if (p.device_token) *p.device_token = token < 0 ? 0 : token;
 }
 
-__device__ __forceinline__ int id_of(uint64_t key) { return static_cast<int>(0xFFFFFFFFu - static_cast<uint32_t>(key)); }
-
-struct Shared {
-  uint64_t keys[kMaxTopK];
-  int hist[256];
-  int warp_sums[32];
-  float fscratch[32];
-  double dscratch[32];
-  int ints[32];
-  uint64_t u64;
-  int n;
-  double kept;
-};
-
-// Sorts the 1024 keys of sh.keys descending (bitonic network).
-__device__ void sort_keys_desc(uint64_t* keys) {
-  const int i = threadIdx.x;
-  for (int k = 2; k <= kMaxTopK; k <<= 1) {
-    for (int j = k >> 1; j > 0; j >>= 1) {
-      const int ixj = i ^ j;
-      if (ixj > i) {
-        const uint64_t a = keys[i], b = keys[ixj];
-        const bool first_half = (i & k) == 0;
-        if (first_half ? a < b : a > b) {
-          keys[i] = b;
-          keys[ixj] = a;
-        }
-      }
-      __syncthreads();
-    }
-  }
+__device__ __forceinline__ bool penalties_apply(const Params& p) {
+  return !p.raw_greedy && (p.presence != 0.0f || p.frequency != 0.0f) && p.n_hist > 0;
 }
 
-// The min(m, |S|) largest keys of S = {finite L[i] with key < bound}, sorted descending into
-// sh.keys (the rest zero). Returns that count. All threads call it.
-__device__ int select_sorted(const float* L, int V, uint64_t bound, int m, Shared& sh) {
-  int count = 0;
-  for (int i = threadIdx.x; i < V; i += blockDim.x) {
-    const float l = L[i];
-    count += (isfinite(l) && key_of(l, i) < bound) ? 1 : 0;
-  }
-  count = block_sum(count, sh.ints);
-  uint64_t thr = 0;  // take keys >= thr (all of S when it has at most m)
-  if (count > m) {
-    uint64_t prefix = 0, mask = 0;
-    int need = m;
-    for (int shift = 56; shift >= 0; shift -= 8) {
-      for (int b = threadIdx.x; b < 256; b += blockDim.x) sh.hist[b] = 0;
-      __syncthreads();
-      for (int i = threadIdx.x; i < V; i += blockDim.x) {
-        const float l = L[i];
-        if (!isfinite(l)) continue;
-        const uint64_t key = key_of(l, i);
-        if (key < bound && (key & mask) == prefix) atomicAdd(&sh.hist[(key >> shift) & 255u], 1);
-      }
-      __syncthreads();
-      if (threadIdx.x == 0) {
-        int b = 255, above = 0;
-        while (above + sh.hist[b] < need) above += sh.hist[b--];
-        sh.u64 = prefix | (static_cast<uint64_t>(b) << shift);
-        sh.n = need - above;
-      }
-      __syncthreads();
-      prefix = sh.u64;
-      need = sh.n;
-      mask |= uint64_t{255} << shift;
-      __syncthreads();
-    }
-    thr = prefix;  // keys are unique: exactly m keys are >= the m-th largest
-    count = m;
-  }
-  for (int j = threadIdx.x; j < kMaxTopK; j += blockDim.x) sh.keys[j] = 0;
-  if (threadIdx.x == 0) sh.n = 0;
+// work[lo, hi) = the penalised logits of that range (the block's own writes, so a __syncthreads
+// orders the copy before the history's updates).
+__device__ void penalise_range(const Params& p, int lo, int hi) {
+  for (int i = lo + static_cast<int>(threadIdx.x); i < hi; i += blockDim.x) p.work[i] = p.logits[i];
   __syncthreads();
-  for (int i = threadIdx.x; i < V; i += blockDim.x) {
-    const float l = L[i];
-    if (!isfinite(l)) continue;
-    const uint64_t key = key_of(l, i);
-    if (key < bound && key >= thr) sh.keys[atomicAdd(&sh.n, 1)] = key;
+  for (int h = threadIdx.x; h < p.n_hist; h += blockDim.x) {
+    const int t = p.hist[h];
+    if (t < lo || t >= hi) continue;
+    const double c = p.counts[h];
+    p.work[t] = __fsub_rn(p.work[t], static_cast<float>(static_cast<double>(p.presence) + static_cast<double>(p.frequency) * c));
   }
   __syncthreads();
-  sort_keys_desc(sh.keys);
-  return count;
 }
 
 // exp((l - max)/T) as the host forms it.
@@ -154,219 +93,291 @@ __device__ __forceinline__ float weight(float l, float max_logit, float T) {
   return exp_f32(__fdiv_rn(__fsub_rn(l, max_logit), T));
 }
 
-__global__ void __launch_bounds__(kThreads) sample_kernel(Params p) {
-  __shared__ Shared sh;
+// ---------------------------------------------------------------------------------------------
+// Greedy: lowest id among the largest finite logits, on one block.
+
+__global__ void __launch_bounds__(kThreads) greedy_kernel(Params p) {
+  __shared__ float best_v[32];
+  __shared__ int best_id[32];
+  __shared__ int chosen;
+  pdl_wait();
   const int tid = threadIdx.x;
   const int V = p.V;
   const float* L = p.logits;
-  if (!p.raw_greedy && (p.presence != 0.0f || p.frequency != 0.0f) && p.n_hist > 0) {
-    for (int i = tid; i < V; i += blockDim.x) p.work[i] = p.logits[i];
-    __syncthreads();
-    for (int h = tid; h < p.n_hist; h += blockDim.x) {
-      const int t = p.hist[h];
-      const double c = p.counts[h];
-      p.work[t] = __fsub_rn(p.work[t], static_cast<float>(static_cast<double>(p.presence) + static_cast<double>(p.frequency) * c));
-    }
-    __syncthreads();
+  if (penalties_apply(p)) {
+    penalise_range(p, 0, V);
     L = p.work;
   }
-
-  if (p.raw_greedy || p.temperature == 0.0f) {
-    // Lowest id among the largest finite logits. Each thread's ids increase along its loop, so
-    // keeping the first of equal values keeps the lowest id. One block streams the whole
-    // vocabulary: it keeps kGreedyUnroll float4 loads per thread in flight, or the pass is bound
-    // by the latency of one load per thread at a time (tens of µs for 129K logits).
-    float best = -INFINITY;
-    int best_i = -1;
-    auto consider = [&](float v, int i) {
-      if (isfinite(v) && (best_i < 0 || v > best)) {
-        best = v;
-        best_i = i;
-      }
-    };
-    constexpr int kGreedyUnroll = 8;
-    const int V4 = (reinterpret_cast<uintptr_t>(L) & 15) == 0 ? V / 4 : 0;
-    const float4* L4 = reinterpret_cast<const float4*>(L);
-    for (int base = tid; base < V4; base += blockDim.x * kGreedyUnroll) {
-      float4 v[kGreedyUnroll];
-#pragma unroll
-      for (int u = 0; u < kGreedyUnroll; ++u) {
-        const int j = base + u * static_cast<int>(blockDim.x);
-        v[u] = j < V4 ? L4[j] : make_float4(NAN, NAN, NAN, NAN);
-      }
-#pragma unroll
-      for (int u = 0; u < kGreedyUnroll; ++u) {
-        const int i = 4 * (base + u * static_cast<int>(blockDim.x));
-        consider(v[u].x, i);
-        consider(v[u].y, i + 1);
-        consider(v[u].z, i + 2);
-        consider(v[u].w, i + 3);
-      }
+  // Each thread's ids increase along its loop, so keeping the first of equal values keeps the
+  // lowest id. One block streams the whole vocabulary: it keeps kGreedyUnroll float4 loads per
+  // thread in flight, or the pass is bound by the latency of one load per thread at a time (tens
+  // of µs for 129K logits).
+  float best = -INFINITY;
+  int best_i = -1;
+  auto consider = [&](float v, int i) {
+    if (isfinite(v) && (best_i < 0 || v > best)) {
+      best = v;
+      best_i = i;
     }
-    for (int i = 4 * V4 + tid; i < V; i += blockDim.x) consider(L[i], i);
-    for (int o = 16; o > 0; o >>= 1) {
-      const float ov = __shfl_xor_sync(0xFFFFFFFFu, best, o);
-      const int oi = __shfl_xor_sync(0xFFFFFFFFu, best_i, o);
+  };
+  constexpr int kGreedyUnroll = 8;
+  const int V4 = (reinterpret_cast<uintptr_t>(L) & 15) == 0 ? V / 4 : 0;
+  const float4* L4 = reinterpret_cast<const float4*>(L);
+  for (int base = tid; base < V4; base += blockDim.x * kGreedyUnroll) {
+    float4 v[kGreedyUnroll];
+#pragma unroll
+    for (int u = 0; u < kGreedyUnroll; ++u) {
+      const int j = base + u * static_cast<int>(blockDim.x);
+      v[u] = j < V4 ? L4[j] : make_float4(NAN, NAN, NAN, NAN);
+    }
+#pragma unroll
+    for (int u = 0; u < kGreedyUnroll; ++u) {
+      const int i = 4 * (base + u * static_cast<int>(blockDim.x));
+      consider(v[u].x, i);
+      consider(v[u].y, i + 1);
+      consider(v[u].z, i + 2);
+      consider(v[u].w, i + 3);
+    }
+  }
+  for (int i = 4 * V4 + tid; i < V; i += blockDim.x) consider(L[i], i);
+  for (int o = 16; o > 0; o >>= 1) {
+    const float ov = __shfl_xor_sync(0xFFFFFFFFu, best, o);
+    const int oi = __shfl_xor_sync(0xFFFFFFFFu, best_i, o);
+    if (oi >= 0 && (best_i < 0 || ov > best || (ov == best && oi < best_i))) {
+      best = ov;
+      best_i = oi;
+    }
+  }
+  if ((tid & 31) == 0) {
+    best_v[tid >> 5] = best;
+    best_id[tid >> 5] = best_i;
+  }
+  __syncthreads();
+  if (tid == 0) {
+    for (int w = 1; w < static_cast<int>(blockDim.x >> 5); ++w) {
+      const int oi = best_id[w];
+      const float ov = best_v[w];
       if (oi >= 0 && (best_i < 0 || ov > best || (ov == best && oi < best_i))) {
         best = ov;
         best_i = oi;
       }
     }
-    if ((tid & 31) == 0) {
-      sh.fscratch[tid >> 5] = best;
-      sh.ints[tid >> 5] = best_i;
-    }
-    __syncthreads();
-    if (tid == 0) {
-      for (int w = 1; w < static_cast<int>(blockDim.x >> 5); ++w) {
-        const int oi = sh.ints[w];
-        const float ov = sh.fscratch[w];
-        if (oi >= 0 && (best_i < 0 || ov > best || (ov == best && oi < best_i))) {
-          best = ov;
-          best_i = oi;
-        }
-      }
-      publish(p, best_i);
-      sh.n = best_i;
-    }
-    __syncthreads();
-    if (p.probs) {
-      for (int i = tid; i < V; i += blockDim.x) p.probs[i] = (i == sh.n) ? 1.0f : 0.0f;
-    }
-    return;
+    publish(p, best_i);
+    chosen = best_i;
+  }
+  __syncthreads();
+  if (p.probs) {
+    for (int i = tid; i < V; i += blockDim.x) p.probs[i] = (i == chosen) ? 1.0f : 0.0f;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Selection on a cluster (the passes: sampling_cluster.cuh).
+
+__global__ void __launch_bounds__(kThreads) select_kernel(Params p) {
+  __shared__ Shared sh;
+  pdl_wait();
+  cg::cluster_group cluster = cg::this_cluster();
+  const int rank = static_cast<int>(cluster.block_rank());
+  const int tid = threadIdx.x;
+  const int V = p.V;
+  const int per_rank = (V + kRanks - 1) / kRanks;
+  const int lo = min(V, rank * per_rank), hi = min(V, lo + per_rank);
+  int phase = 0;
+  const float* L = p.logits;
+  if (penalties_apply(p)) {
+    penalise_range(p, lo, hi);
+    cluster.sync();
+    L = p.work;
   }
 
   float mx = -INFINITY;
   int any = 0;
-  for (int i = tid; i < V; i += blockDim.x) {
-    const float v = L[i];
+  for_range(L, lo, hi, [&](float v, int) {
     if (isfinite(v)) {
       mx = fmaxf(mx, v);
       any = 1;
     }
+  });
+  {
+    float all[kRanks];
+    cluster_all(block_max(mx, sh.fscratch), all, sh, phase);
+    for (int r = 0; r < kRanks; ++r) mx = fmaxf(mx, all[r]);
   }
-  mx = block_max(mx, sh.fscratch);
-  any = block_sum(any, sh.ints);
+  any = cluster_sum(block_sum(any, sh.ints), sh, phase);
   if (any == 0) {
-    if (tid == 0) publish(p, -1);
+    if (rank == 0 && tid == 0) publish(p, -1);
+    cluster.sync();  // no rank leaves while another reads its exchange slot
     return;
   }
   const float T = p.temperature;
   const double min_weight = static_cast<double>(p.min_p) * (1.0 - kBoundaryTolerance);
   const bool top_p_on = p.top_p < 1.0f;
+  auto survives = [&](float w) { return w > 0.0f && w >= min_weight; };
 
   if (p.top_k > 0) {
-    const int m = select_sorted(L, V, ~uint64_t{0}, min(p.top_k, kMaxTopK), sh);
-    if (tid == 0) {
+    const int m = select_sorted(L, lo, hi, ~uint64_t{0}, min(p.top_k, kMaxTopK), sh, phase);
+    if (rank == 0) {
       const float max_logit = L[id_of(sh.keys[0])];
-      double total = 0.0;
-      for (int j = 0; j < m; ++j) {
-        const int id = id_of(sh.keys[j]);
-        const float w = weight(L[id], max_logit, T);
-        p.cand_id[j] = id;
-        p.cand_w[j] = w;
-        total += w;
+      float w = 0.0f;
+      if (tid < m) {
+        const int id = id_of(sh.keys[tid]);
+        w = weight(L[id], max_logit, T);
+        p.cand_id[tid] = id;
+        p.cand_w[tid] = w;
+        sh.w[tid] = w;
       }
-      int n = m;
-      for (int j = 1; j < m; ++j) {
-        const float w = p.cand_w[j];
-        if (w <= 0.0f || w < min_weight) {
-          n = j;
+      // Weights descend along the sorted list: min-p (and underflow to 0) cut a prefix, never
+      // below the top token.
+      const int n = 1 + __syncthreads_count(tid >= 1 && tid < m && survives(w));
+      if (tid == 0) {
+        int cut = n;
+        if (top_p_on) {
+          double total = 0.0;
+          for (int j = 0; j < m; ++j) total += sh.w[j];
+          const double target = (static_cast<double>(p.top_p) - kBoundaryTolerance) * total;
+          double cum = 0.0;
+          for (int j = 0; j < n; ++j) {
+            cum += sh.w[j];
+            if (cum >= target) {
+              cut = j + 1;
+              break;
+            }
+          }
+        }
+        sh.n = cut;
+      }
+    }
+  } else if (!top_p_on) {
+    // Survivors of min-p in id order. Only logits above the prefilter's cutoff can pass.
+    const double cutoff = static_cast<double>(mx) + static_cast<double>(T) * (log(min_weight) - 0.01);
+    auto kept_weight = [&](float v, float& w) {
+      if (!(v >= cutoff) || !isfinite(v)) return false;
+      w = weight(v, mx, T);
+      return survives(w);
+    };
+    int mine = 0;
+    for_range(L, lo, hi, [&](float v, int) {
+      float w;
+      mine += kept_weight(v, w) ? 1 : 0;
+    });
+    int counts[kRanks];
+    cluster_all(block_sum(mine, sh.ints), counts, sh, phase);
+    int at = 0, n = 0;
+    for (int r = 0; r < kRanks; ++r) {
+      at += r < rank ? counts[r] : 0;
+      n += counts[r];
+    }
+    // In id order: kLoads tiles of kThreads ids loaded at once, then compacted tile by tile.
+    for (int tile0 = lo; tile0 < hi; tile0 += kLoads * kThreads) {
+      float v[kLoads];
+#pragma unroll
+      for (int u = 0; u < kLoads; ++u) {
+        const int i = tile0 + u * kThreads + tid;
+        v[u] = i < hi ? L[i] : NAN;
+      }
+#pragma unroll
+      for (int u = 0; u < kLoads; ++u) {
+        const int i = tile0 + u * kThreads + tid;
+        float w = 0.0f;
+        const int keep = (i < hi && kept_weight(v[u], w)) ? 1 : 0;
+        if (!__syncthreads_or(keep)) continue;  // block-uniform
+        int total = 0;
+        const int j = at + block_exclusive_scan(keep, sh.warp_sums, &total);
+        if (keep) {
+          p.cand_id[j] = i;
+          p.cand_w[j] = w;
+        }
+        at += total;
+      }
+    }
+    if (tid == 0) sh.n = n;
+  } else {
+    // The mass of the whole distribution (reassociated: see sampling.h; each rank's threads in
+    // order, then the ranks in order), then sorted chunks.
+    double part = 0.0;
+    for_range(L, lo, hi, [&](float v, int) {
+      if (isfinite(v)) part += weight(v, mx, T);
+    });
+    const double total = cluster_sum(block_sum(part, sh.dscratch), sh, phase);
+    const double target = (static_cast<double>(p.top_p) - kBoundaryTolerance) * total;
+    uint64_t bound = ~uint64_t{0};
+    double cum = 0.0;  // rank 0's thread 0's
+    if (tid == 0) sh.taken = 0;
+    while (true) {
+      const int m = select_sorted(L, lo, hi, bound, kMaxTopK, sh, phase);
+      if (rank == 0) {
+        const int taken = sh.taken;
+        float w = 0.0f;
+        if (tid < m) {
+          const int id = id_of(sh.keys[tid]);
+          w = weight(L[id], mx, T);
+          p.cand_id[taken + tid] = id;
+          p.cand_w[taken + tid] = w;
+          sh.w[tid] = w;
+        }
+        // The survivors of min-p are a prefix of the order (weights descend along it).
+        const int s = __syncthreads_count(tid < m && survives(w));
+        if (tid == 0) {
+          int cut = -1;
+          for (int j = 0; j < s; ++j) {
+            cum += sh.w[j];
+            if (cum >= target) {
+              cut = taken + j + 1;
+              break;
+            }
+          }
+          if (cut < 0 && (s < m || m < kMaxTopK)) cut = taken + s;  // no more candidates
+          sh.taken = taken + s;
+          sh.n = cut;
+          sh.next_bound = m > 0 ? sh.keys[m - 1] : 0;
+        }
+      }
+      cluster.sync();
+      // Rank 0 writes these again only after the next chunk's first cluster barrier.
+      const int cut = *cluster.map_shared_rank(&sh.n, 0);
+      bound = *cluster.map_shared_rank(&sh.next_bound, 0);
+      if (cut >= 0) break;
+    }
+  }
+  cluster.sync();  // no rank leaves while another reads its shared memory
+  if (rank != 0) return;
+
+  // The kept mass and the inverse-CDF draw in list order on thread 0, through shared memory one
+  // tile of kThreads weights at a time (a walk over global memory would wait for every load).
+  const int n = sh.n;
+  double kept = 0.0;  // thread 0's
+  for (int tile = 0; tile < n; tile += kThreads) {
+    __syncthreads();
+    if (tile + tid < n) sh.w[tid] = p.cand_w[tile + tid];
+    __syncthreads();
+    if (tid == 0) {
+      const int end = min(kThreads, n - tile);
+      for (int j = 0; j < end; ++j) kept += sh.w[j];
+    }
+  }
+  double r = p.u * kept;  // thread 0's
+  if (tid == 0) sh.drawn = -1;  // the drawn position in the list
+  for (int tile = 0; tile < n; tile += kThreads) {
+    __syncthreads();
+    if (tile + tid < n) sh.w[tid] = p.cand_w[tile + tid];
+    __syncthreads();
+    if (tid == 0) {
+      const int end = min(kThreads, n - tile);
+      for (int j = 0; j < end; ++j) {
+        r -= sh.w[j];
+        if (r < 0.0) {
+          sh.drawn = tile + j;
           break;
         }
       }
-      if (top_p_on) {
-        const double target = (static_cast<double>(p.top_p) - kBoundaryTolerance) * total;
-        double cum = 0.0;
-        int cut = n;
-        for (int j = 0; j < n; ++j) {
-          cum += p.cand_w[j];
-          if (cum >= target) {
-            cut = j + 1;
-            break;
-          }
-        }
-        n = cut;
-      }
-      sh.n = n;
     }
-  } else if (!top_p_on) {
-    // Survivors of min-p in id order.
-    int base = 0;
-    for (int b = 0; b < V; b += blockDim.x) {
-      const int i = b + tid;
-      float w = 0.0f;
-      int keep = 0;
-      if (i < V) {
-        const float v = L[i];
-        if (isfinite(v)) {
-          w = weight(v, mx, T);
-          keep = (w > 0.0f && w >= min_weight) ? 1 : 0;
-        }
-      }
-      int total = 0;
-      const int at = base + block_exclusive_scan(keep, sh.warp_sums, &total);
-      if (keep) {
-        p.cand_id[at] = i;
-        p.cand_w[at] = w;
-      }
-      base += total;
-    }
-    if (tid == 0) sh.n = base;
-  } else {
-    // The mass of the whole distribution (reassociated: see sampling.h), then sorted chunks.
-    double part = 0.0;
-    for (int i = tid; i < V; i += blockDim.x) {
-      const float v = L[i];
-      if (isfinite(v)) part += weight(v, mx, T);
-    }
-    const double total = block_sum(part, sh.dscratch);
-    const double target = (static_cast<double>(p.top_p) - kBoundaryTolerance) * total;
-    uint64_t bound = ~uint64_t{0};
-    double cum = 0.0;  // thread 0's
-    int taken = 0;     // thread 0's
-    while (true) {
-      const int m = select_sorted(L, V, bound, kMaxTopK, sh);
-      if (tid == 0) {
-        int cut = -1;
-        for (int j = 0; j < m && cut < 0; ++j) {
-          const int id = id_of(sh.keys[j]);
-          const float w = weight(L[id], mx, T);
-          if (!(w > 0.0f && w >= min_weight)) {
-            cut = taken;  // the survivors end here (weights descend along the order)
-            break;
-          }
-          p.cand_id[taken] = id;
-          p.cand_w[taken] = w;
-          ++taken;
-          cum += w;
-          if (cum >= target) cut = taken;
-        }
-        if (cut < 0 && m < kMaxTopK) cut = taken;  // no more candidates
-        sh.n = cut;
-        sh.u64 = m > 0 ? sh.keys[m - 1] : 0;
-      }
-      __syncthreads();
-      if (sh.n >= 0) break;
-      bound = sh.u64;
-      __syncthreads();
-    }
+    __syncthreads();
+    if (sh.drawn >= 0) break;
   }
-  __syncthreads();
   if (tid == 0) {
-    const int n = sh.n;
-    double kept = 0.0;
-    for (int j = 0; j < n; ++j) kept += p.cand_w[j];
-    double r = p.u * kept;
-    int token = n > 0 ? p.cand_id[n - 1] : -1;
-    for (int j = 0; j < n; ++j) {
-      r -= p.cand_w[j];
-      if (r < 0.0) {
-        token = p.cand_id[j];
-        break;
-      }
-    }
-    publish(p, token);
+    const int at = sh.drawn >= 0 ? sh.drawn : n - 1;  // the last kept token absorbs rounding
+    publish(p, n > 0 ? p.cand_id[at] : -1);
     sh.kept = kept;
   }
   __syncthreads();
@@ -458,8 +469,10 @@ Status DeviceSampler::launch(const float* logits, const SamplingRequest& r, floa
     DSV4_CUDA_TRY(cudaMemcpyAsync(hist_counts_, host_history_ + h, h * 4, cudaMemcpyHostToDevice, stream));
     DSV4_CUDA_TRY(cudaEventRecord(history_copied_, stream));
   }
-  sample_kernel<<<1, kThreads, 0, stream>>>(p);
-  return cuda_status(cudaGetLastError(), "sampling kernel");
+  const bool greedy = r.raw_greedy || r.temperature == 0.0f;
+  const cudaError_t e = greedy ? launch_pdl(greedy_kernel, dim3(1), dim3(kThreads), 0, stream, p)
+                               : launch_pdl_cluster(select_kernel, dim3(kRanks), dim3(kThreads), kRanks, 0, stream, p);
+  return cuda_status(e, "sampling kernel");
 }
 
 Result<int32_t> DeviceSampler::sample(const float* logits, const SamplingRequest& request, cudaStream_t stream) {

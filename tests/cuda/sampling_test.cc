@@ -71,6 +71,30 @@ std::vector<SamplingParams> parameter_sets() {
   return sets;
 }
 
+// The device's kept distribution against host.distribution() on the same logits and history.
+void expect_same_distribution(Sampler& host, const std::vector<float>& logits) {
+  const int V = static_cast<int>(logits.size());
+  std::vector<float> want(static_cast<size_t>(V));
+  ASSERT_TRUE(host.distribution(logits, want).ok());
+  auto dev = DeviceSampler::create(V);
+  ASSERT_TRUE(dev.ok());
+  TestStream stream;
+  DeviceBuffer dl = upload(logits), dp(static_cast<size_t>(V) * 4);
+  std::vector<uint32_t> counts;
+  STATUS_ASSERT((*dev)->distribution(dl.get<float>(), request_for(host, Sampler::Mode::kParams, counts),
+                                     dp.get<float>(), stream.get()));
+  CUDA_ASSERT(cudaStreamSynchronize(stream.get()));
+  const std::vector<float> got = download<float>(dp, V);
+  int kept_host = 0, kept_dev = 0;
+  for (int i = 0; i < V; ++i) {
+    kept_host += want[static_cast<size_t>(i)] > 0;
+    kept_dev += got[static_cast<size_t>(i)] > 0;
+    ASSERT_EQ(got[static_cast<size_t>(i)] > 0, want[static_cast<size_t>(i)] > 0) << "token " << i;
+    ASSERT_NEAR(got[static_cast<size_t>(i)], want[static_cast<size_t>(i)], 1e-6) << "token " << i;
+  }
+  EXPECT_EQ(kept_dev, kept_host);
+}
+
 TEST(CudaSampling, DistributionMatchesHostSampler) {
   const uint64_t seed = fresh_seed();
   SCOPED_TRACE(seed);
@@ -81,26 +105,50 @@ TEST(CudaSampling, DistributionMatchesHostSampler) {
                                       << " top_k " << p.top_k << " pen " << p.presence_penalty);
     Sampler host = Sampler::create(V, p).value();
     for (int i = 0; i < 30; ++i) host.accept(static_cast<int32_t>(rng() % V));  // a penalty history
-    const std::vector<float> logits = model_like_logits(V, rng, p.top_p < 0.99f ? 1.0f : 3.0f);
-    std::vector<float> want(V);
-    ASSERT_TRUE(host.distribution(logits, want).ok());
-    auto dev = DeviceSampler::create(V);
-    ASSERT_TRUE(dev.ok());
-    TestStream stream;
-    DeviceBuffer dl = upload(logits), dp(static_cast<size_t>(V) * 4);
-    std::vector<uint32_t> counts;
-    STATUS_ASSERT((*dev)->distribution(dl.get<float>(), request_for(host, Sampler::Mode::kParams, counts),
-                                       dp.get<float>(), stream.get()));
-    CUDA_ASSERT(cudaStreamSynchronize(stream.get()));
-    const std::vector<float> got = download<float>(dp, V);
-    int kept_host = 0, kept_dev = 0;
-    for (int i = 0; i < V; ++i) {
-      kept_host += want[static_cast<size_t>(i)] > 0;
-      kept_dev += got[static_cast<size_t>(i)] > 0;
-      ASSERT_EQ(got[static_cast<size_t>(i)] > 0, want[static_cast<size_t>(i)] > 0) << "token " << i;
-      ASSERT_NEAR(got[static_cast<size_t>(i)], want[static_cast<size_t>(i)], 1e-6) << "token " << i;
+    expect_same_distribution(host, model_like_logits(V, rng, p.top_p < 0.99f ? 1.0f : 3.0f));
+  }
+}
+
+// The selection runs on a cluster of blocks, each owning a contiguous id range: vocabularies
+// smaller than the cluster and not a multiple of it; logits on a coarse grid (hundreds of exact
+// ties, so top-k's radix select must descend into the id digits); nearly flat logits (top-p walks
+// dozens of sorted chunks of 1024, min-p keeps ids in every range); penalties on ids of all ranges.
+TEST(CudaSampling, ClusterRangesTiesAndLongListsMatchHostSampler) {
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE(seed);
+  std::mt19937_64 rng(seed);
+  struct Case {
+    int V;
+    float spread, grid;  // grid > 0: logits rounded to multiples of it
+    float temperature, top_p, min_p;
+    int top_k;
+    float presence;
+  };
+  const Case cases[] = {
+      {5, 1.0f, 0.0f, 1.0f, 1.0f, 0.05f, 0, 0.0f},       {5, 1.0f, 0.0f, 0.8f, 1.0f, 0.0f, 40, 0.0f},
+      {5, 1.0f, 0.0f, 0.8f, 0.9f, 0.0f, 0, 0.0f},        {1027, 1.0f, 0.25f, 0.8f, 1.0f, 0.0f, 40, 0.5f},
+      {20001, 1.0f, 0.25f, 0.8f, 1.0f, 0.0f, 300, 0.0f}, {20001, 1.0f, 0.5f, 1.0f, 0.9f, 0.0f, 1024, 0.0f},
+      {20001, 0.1f, 0.0f, 1.0f, 0.9f, 0.0f, 0, 0.0f},    {20001, 0.1f, 0.05f, 1.0f, 0.7f, 0.0f, 0, 0.0f},
+      {20001, 1.0f, 0.0f, 1.0f, 1.0f, 0.001f, 0, 0.0f},  {20001, 1.0f, 0.0f, 1.2f, 1.0f, 0.01f, 0, 1.0f},
+      {20001, 0.5f, 0.0f, 0.9f, 0.95f, 0.05f, 0, 1.0f},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(::testing::Message() << "V " << c.V << " spread " << c.spread << " grid " << c.grid << " T "
+                                      << c.temperature << " top_p " << c.top_p << " min_p " << c.min_p << " top_k "
+                                      << c.top_k << " presence " << c.presence);
+    SamplingParams p;
+    p.temperature = c.temperature;
+    p.top_p = c.top_p;
+    p.min_p = c.min_p;
+    p.top_k = c.top_k;
+    p.presence_penalty = c.presence;
+    Sampler host = Sampler::create(c.V, p).value();
+    for (int i = 0; i < 300; ++i) host.accept(static_cast<int32_t>(rng() % c.V));
+    std::vector<float> logits = normal_vector(static_cast<size_t>(c.V), rng, 0.0f, c.spread);
+    if (c.grid > 0.0f) {
+      for (float& l : logits) l = std::round(l / c.grid) * c.grid;
     }
-    EXPECT_EQ(kept_dev, kept_host);
+    expect_same_distribution(host, logits);
   }
 }
 
