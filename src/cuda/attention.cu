@@ -28,10 +28,15 @@ using namespace detail;
 constexpr int kThreads = 256;
 constexpr int kRows = kAttnRowsPerSplit;
 
+// Before griddepcontrol.wait (pdl.cuh) the block reads only the position (no kernel of a step
+// writes it: advance_position, the step's last launch, is not overlapped by any PDL launch) and
+// computes its rows' addresses; it asks L2 for the rows it can name (all but the indexer's
+// selection), its head group taking every (H/HG)-th 128-byte line of the split's rows. A prefetch
+// moves no data into the SM, and L2 is where global memory is coherent, so a row that a
+// predecessor is still writing (the token's own, a fresh compressed row) is read after the wait
+// at its new value all the same.
 template <int HG>
 __global__ void __launch_bounds__(kThreads) partial_kernel(AttentionArgs a) {
-  pdl_wait();  // launched with PDL: nothing before this line (pdl.cuh)
-  pdl_trigger();
   extern __shared__ __align__(16) float smem[];
   float* qs = smem;                 // [HG][hd]
   float* sc = qs + HG * a.hd;       // [HG][kRows]
@@ -44,6 +49,18 @@ __global__ void __launch_bounds__(kThreads) partial_kernel(AttentionArgs a) {
   const int64_t left = total - r0;
   const int nr = left <= 0 ? 0 : static_cast<int>(left < kRows ? left : kRows);
   const int64_t part = (static_cast<int64_t>(t) * a.H + g * HG) * a.splits + s;  // head g·HG
+  // Rows named without the selection: the raw window, and every compressed row when unindexed.
+  const int64_t raw_left = rs.n_raw - r0;
+  const int named = !rs.indexed || raw_left >= nr ? nr : raw_left > 0 ? static_cast<int>(raw_left) : 0;
+  for (int i = threadIdx.x; i < named; i += blockDim.x) rows[i] = attn_row_ptr(a, rs, t, r0 + i);
+  const int lines_per_row = a.hd * static_cast<int>(sizeof(float)) / 128;
+  for (int l = g + static_cast<int>(gridDim.y) * threadIdx.x; l < named * lines_per_row;
+       l += static_cast<int>(gridDim.y) * blockDim.x) {
+    const float* row = attn_row_ptr(a, rs, t, r0 + l / lines_per_row);
+    prefetch_l2(reinterpret_cast<const char*>(row) + (l % lines_per_row) * 128);
+  }
+  pdl_wait();
+  pdl_trigger();
   if (nr == 0) {
     // An empty split: weight 0 and a zero partial output, so the combine needs no branch.
     if (threadIdx.x < HG) {
@@ -60,7 +77,7 @@ __global__ void __launch_bounds__(kThreads) partial_kernel(AttentionArgs a) {
   float4* qs4 = reinterpret_cast<float4*>(qs);
 #pragma unroll 4
   for (int i = threadIdx.x; i < HG * a.hd / 4; i += blockDim.x) qs4[i] = q4[i];
-  for (int i = threadIdx.x; i < nr; i += blockDim.x) rows[i] = attn_row_ptr(a, rs, t, r0 + i);
+  for (int i = named + threadIdx.x; i < nr; i += blockDim.x) rows[i] = attn_row_ptr(a, rs, t, r0 + i);
   __syncthreads();
   const float scale = static_cast<float>(1.0 / sqrt(static_cast<double>(a.hd)));
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
@@ -122,17 +139,24 @@ __global__ void __launch_bounds__(kThreads) partial_kernel(AttentionArgs a) {
 
 // Statistics of all splits at once (one load round trip), their weights e^{m_s - M} kept in
 // shared memory (0 for empty splits, whose partial outputs are zeros), then each output dim sums
-// the splits' partial outputs, the loads of eight splits in flight at a time.
+// the splits' partial outputs, the loads of eight splits in flight at a time. The sink (a weight)
+// and the RoPE angles (ω a weight, the position stable through a step: partial_kernel) are taken
+// before griddepcontrol.wait.
+__host__ __device__ inline int64_t combine_angles_at(int hd, int splits) { return (hd + splits + 1) / 2 * 2; }
+
 __global__ void combine_kernel(AttentionArgs a) {
-  pdl_wait();  // launched with PDL: nothing before this line (pdl.cuh)
-  pdl_trigger();
-  extern __shared__ float smem[];
+  extern __shared__ __align__(16) float smem[];
   float* o = smem;            // [hd]
   float* w = smem + a.hd;     // [splits]
+  float2* cs = reinterpret_cast<float2*>(smem + combine_angles_at(a.hd, a.splits));  // [n_rot/2]
   __shared__ float scratch[32];
   const int h = blockIdx.x, t = blockIdx.y;
   const int64_t base = (static_cast<int64_t>(t) * a.H + h) * a.splits;
   const float sink = a.sinks[h];
+  const int64_t pos = static_cast<int64_t>(*a.pos0) + a.t0 + t;
+  rope_angles_shared(cs, a.n_rot / 2, a.omega, pos);
+  pdl_wait();
+  pdl_trigger();
   float m_local = -INFINITY;
   for (int s = threadIdx.x; s < a.splits; s += blockDim.x) {
     const float2 ml = reinterpret_cast<const float2*>(a.part_ml)[base + s];
@@ -153,8 +177,7 @@ __global__ void combine_kernel(AttentionArgs a) {
     for (int s = 0; s < a.splits; ++s) acc = fmaf(a.part_o[(base + s) * a.hd + d], w[s], acc);
     o[d] = acc / den;
   }
-  const int64_t pos = static_cast<int64_t>(*a.pos0) + a.t0 + t;
-  rope_shared(o, a.hd, a.n_rot / 2, a.omega, pos, true);
+  rope_apply_shared(o, a.hd, a.n_rot / 2, cs, true);
   float* out = a.out + (static_cast<int64_t>(t) * a.H + h) * a.hd;
   for (int d = threadIdx.x; d < a.hd; d += blockDim.x) out[d] = o[d];
   if (a.store_ring && h == 0) {
@@ -182,7 +205,8 @@ Status launch(const AttentionArgs& a, cudaStream_t stream) {
                                        static_cast<int>(smem)));
   }
   DSV4_CUDA_TRY(launch_pdl(partial_kernel<HG>, dim3(a.splits, a.H / HG, a.T), dim3(kThreads), smem, stream, a));
-  const size_t combine_smem = static_cast<size_t>(a.hd + a.splits) * sizeof(float);
+  const size_t combine_smem =
+      static_cast<size_t>(combine_angles_at(a.hd, a.splits)) * sizeof(float) + (a.n_rot / 2) * sizeof(float2);
   if (combine_smem > 48 * 1024) {
     DSV4_CUDA_TRY(cudaFuncSetAttribute(combine_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(combine_smem)));
   }

@@ -103,17 +103,27 @@ __device__ __forceinline__ int64_t last_with_residue(int64_t pos0, int T, int r,
   return q >= pos0 ? q : -1;
 }
 
+// Before griddepcontrol.wait: the position (no kernel of a step writes it; advance_position, the
+// step's last launch, is not overlapped by a PDL launch) and, with overlap, the current-window
+// slots, which only this kernel writes (the emit kernel before it reads them).
 __global__ void frontier_kernel(CompressorArgs p) {
-  pdl_wait();  // launched with PDL: nothing before this line (pdl.cuh)
-  pdl_trigger();
   const int r = p.ratio;
   const bool overlap = r == 4;
   const int cd = overlap ? 2 * p.d : p.d;
   const int col = blockIdx.x * blockDim.x + threadIdx.x;
-  if (col >= cd) return;
   const int64_t pos0 = *p.pos0;
   float* kv = p.front_kv;
   float* gate = p.front_gate;
+  float old_a[4], old_g[4];
+  if (overlap && col < cd) {
+    for (int k = 0; k < 4; ++k) {
+      old_a[k] = kv[(4 + k) * cd + col];
+      old_g[k] = gate[(4 + k) * cd + col];
+    }
+  }
+  pdl_wait();
+  pdl_trigger();
+  if (col >= cd) return;
   auto chunk_value = [&](int64_t q, float* a, float* g) {
     const int64_t t = q - pos0;
     *a = p.kv[t * p.proj_stride + col];
@@ -127,11 +137,6 @@ __global__ void frontier_kernel(CompressorArgs p) {
       chunk_value(q, &kv[k * cd + col], &gate[k * cd + col]);
     }
     return;
-  }
-  float old_a[4], old_g[4];
-  for (int k = 0; k < 4; ++k) {
-    old_a[k] = kv[(4 + k) * cd + col];
-    old_g[k] = gate[(4 + k) * cd + col];
   }
   const int64_t w_lo = pos0 / 4, w_hi = (pos0 + p.T) / 4 - 1;
   if (w_hi >= w_lo) {  // the last completed window became the previous half

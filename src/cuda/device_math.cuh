@@ -229,6 +229,23 @@ __device__ inline void rope_shared(float* v, int width, int n_pairs, const float
   __syncthreads();
 }
 
+// Asks L2 for the line holding p. Safe before griddepcontrol.wait on any address: nothing enters
+// the SM, and L2 is the point of coherence of global memory.
+__device__ __forceinline__ void prefetch_l2(const void* p) { asm volatile("prefetch.global.L2 [%0];\n" ::"l"(p)); }
+
+// rope_shared in two halves, so that a PDL kernel takes the angles (ω is a weight and the position
+// changes only between steps) before griddepcontrol.wait: cs[j] = (cos, sin) of pair j ...
+__device__ inline void rope_angles_shared(float2* cs, int n_pairs, const float* omega, int64_t pos) {
+  for (int j = threadIdx.x; j < n_pairs; j += blockDim.x) rope_cos_sin(omega[j], pos, &cs[j].x, &cs[j].y);
+}
+
+// ... and the rotation by them once v is there (same values as rope_shared; ends with a barrier).
+__device__ inline void rope_apply_shared(float* v, int width, int n_pairs, const float2* cs, bool inverse) {
+  __syncthreads();
+  for (int j = threadIdx.x; j < n_pairs; j += blockDim.x) rope_pair(v, width, n_pairs, j, cs[j].x, cs[j].y, inverse);
+  __syncthreads();
+}
+
 // ---- element i of a row of a small weight matrix (F32, F16, BF16 or Q8_0) ----
 
 __device__ __forceinline__ float weight_elem(gguf::TensorType type, const uint8_t* row, int64_t i) {

@@ -35,28 +35,44 @@ __device__ __forceinline__ int64_t visible_rows(const int* pos0, int t0, int t) 
   return (static_cast<int64_t>(*pos0) + t0 + t + 1) / 4;
 }
 
+// Before griddepcontrol.wait the kernels read only weights and the position (no kernel of a
+// step writes it: advance_position, the step's last launch, is not overlapped by a PDL launch),
+// and ask L2 for rows (a prefetch brings nothing into the SM; L2 is coherent). Every block waits
+// before it returns: a grid must not complete before the one it depends on.
 __global__ void prep_kernel(IndexerArgs a) {
-  pdl_wait();  // launched with PDL: nothing before this line (pdl.cuh)
-  pdl_trigger();
-  extern __shared__ float v[];  // [idh]
+  extern __shared__ __align__(16) float v[];  // [idh], then float2 angles [n_rot/2] (idh is a power of two)
+  float2* cs = reinterpret_cast<float2*>(v + a.idh);
   const int h = blockIdx.x, t = blockIdx.y;
-  if (visible_rows(a.pos0, a.t0, t) <= a.top_k) return;
+  const bool needed = visible_rows(a.pos0, a.t0, t) > a.top_k;
   const int64_t pos = static_cast<int64_t>(*a.pos0) + a.t0 + t;
+  if (needed) rope_angles_shared(cs, a.n_rot / 2, a.omega, pos);
+  pdl_wait();
+  pdl_trigger();
+  if (!needed) return;
   float* q = a.q + (static_cast<int64_t>(t) * a.IH + h) * a.idh;
   for (int i = threadIdx.x; i < a.idh; i += blockDim.x) v[i] = q[i];
-  rope_shared(v, a.idh, a.n_rot / 2, a.omega, pos, false);
+  rope_apply_shared(v, a.idh, a.n_rot / 2, cs, false);
   if (a.sim) hadamard_fp4_shared(v, a.idh, true);
   for (int i = threadIdx.x; i < a.idh; i += blockDim.x) q[i] = v[i];
 }
 
 __global__ void __launch_bounds__(kScoreThreads) score_kernel(IndexerArgs a) {
-  pdl_wait();  // launched with PDL: nothing before this line (pdl.cuh)
-  pdl_trigger();
   extern __shared__ __align__(16) float smem[];
   const int t = blockIdx.y;
   const int64_t n_vis = visible_rows(a.pos0, a.t0, t);
   const int64_t row0 = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock;
-  if (n_vis <= a.top_k || row0 >= n_vis) return;
+  const bool needed = n_vis > a.top_k && row0 < n_vis;
+  const int64_t row_end = min(n_vis, row0 + kRowsPerBlock);
+  const float w_scale = static_cast<float>(1.0 / sqrt(static_cast<double>(a.idh * a.IH)));
+  // The block's rows (the newest may be the compressor's fresh one: prefetching it is harmless).
+  if (needed) {
+    const int64_t bytes = (row_end - row0) * a.idh * static_cast<int64_t>(sizeof(float));
+    const char* base = reinterpret_cast<const char*>(a.rows + row0 * a.idh);
+    for (int64_t o = threadIdx.x * 128; o < bytes; o += blockDim.x * 128) prefetch_l2(base + o);
+  }
+  pdl_wait();
+  pdl_trigger();
+  if (!needed) return;
   const int pitch = a.idh + 4;               // 16-byte rows; lane l's float4 reads hit distinct banks
   float* qs = smem;                          // [IH][idh + 4]
   float* ws = qs + a.IH * pitch;             // [IH], padded to a multiple of 4
@@ -67,7 +83,6 @@ __global__ void __launch_bounds__(kScoreThreads) score_kernel(IndexerArgs a) {
     const int e = 4 * i;
     *reinterpret_cast<float4*>(qs + (e / a.idh) * pitch + e % a.idh) = q4[i];
   }
-  const float w_scale = static_cast<float>(1.0 / sqrt(static_cast<double>(a.idh * a.IH)));
   for (int h = threadIdx.x; h < a.IH; h += blockDim.x) ws[h] = __fmul_rn(a.w[static_cast<int64_t>(t) * a.IH + h], w_scale);
   __syncthreads();
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
@@ -75,7 +90,6 @@ __global__ void __launch_bounds__(kScoreThreads) score_kernel(IndexerArgs a) {
   const int h0 = lane, h1 = lane + 32;
   const float4* q0 = reinterpret_cast<const float4*>(qs + (h0 < a.IH ? h0 : 0) * pitch);
   const float4* q1 = reinterpret_cast<const float4*>(qs + (h1 < a.IH ? h1 : 0) * pitch);
-  const int64_t row_end = min(n_vis, row0 + kRowsPerBlock);
   for (int64_t c = row0 + warp; c < row_end; c += warps) {
     const float* src = a.rows + c * a.idh;
     for (int i = lane; i < a.idh; i += 32) k[i] = src[i];
@@ -180,7 +194,8 @@ __global__ void __launch_bounds__(kTopkThreads) topk_kernel(const float* scores,
 Status indexer_select(const IndexerArgs& a, cudaStream_t stream) {
   if (a.T <= 0) return Status();
   if (a.IH > 64 || a.idh > 1024 || (a.idh & (a.idh - 1)) != 0) return make_error("indexer: unsupported geometry");
-  DSV4_CUDA_TRY(launch_pdl(prep_kernel, dim3(a.IH, a.T), dim3(128), a.idh * sizeof(float), stream, a));
+  DSV4_CUDA_TRY(launch_pdl(prep_kernel, dim3(a.IH, a.T), dim3(128),
+                           a.idh * sizeof(float) + (a.n_rot / 2) * sizeof(float2), stream, a));
   const size_t smem =
       (static_cast<size_t>(a.IH) * (a.idh + 4) + (a.IH + 3) / 4 * 4 + (kScoreThreads / 32) * a.idh) * sizeof(float);
   if (smem > 48 * 1024) {

@@ -39,14 +39,21 @@ __global__ void rms_norm_rows_kernel(const float* __restrict__ in, int64_t in_st
   for (int64_t i = threadIdx.x; i < n; i += blockDim.x) out[t * out_stride + i] = v[i];
 }
 
-// Blocks 0..H-1: query heads; block H: the KV row.
+// Dynamic shared memory of q_kv_finish: the row, then the RoPE angles (float2-aligned).
+__host__ __device__ inline int64_t q_kv_finish_angles_at(int hd) { return (hd + 1) / 2 * 2; }
+
+// Blocks 0..H-1: query heads; block H: the KV row. The angles are taken before
+// griddepcontrol.wait: ω is a weight and no kernel of a step writes the position (only the
+// step's last launch, advance_position, which no PDL launch overlaps).
 __global__ void q_kv_finish_kernel(QkvFinishArgs a) {
-  pdl_wait();  // launched with PDL: nothing before this line (pdl.cuh)
-  pdl_trigger();
-  extern __shared__ float v[];  // [hd]
+  extern __shared__ __align__(16) float v[];  // [hd], then float2 angles [n_rot/2]
   __shared__ double scratch[32];
+  float2* cs = reinterpret_cast<float2*>(v + q_kv_finish_angles_at(a.hd));
   const int t = blockIdx.y, h = blockIdx.x;
   const int64_t pos = static_cast<int64_t>(*a.pos0) + t;
+  rope_angles_shared(cs, a.n_rot / 2, a.omega, pos);
+  pdl_wait();
+  pdl_trigger();
   const bool kv = h == a.H;
   float* dst = kv ? a.kv_out + static_cast<int64_t>(t) * a.hd
                   : a.q + (static_cast<int64_t>(t) * a.H + h) * a.hd;
@@ -54,7 +61,7 @@ __global__ void q_kv_finish_kernel(QkvFinishArgs a) {
   for (int i = threadIdx.x; i < a.hd; i += blockDim.x) v[i] = src[i];
   __syncthreads();
   rms_norm_shared(v, a.hd, kv ? a.kv_norm : nullptr, a.eps, scratch);
-  rope_shared(v, a.hd, a.n_rot / 2, a.omega, pos, false);
+  rope_apply_shared(v, a.hd, a.n_rot / 2, cs, false);
   if (kv && a.fp8) fp8_sim_shared(v, a.hd - a.n_rot);
   for (int i = threadIdx.x; i < a.hd; i += blockDim.x) dst[i] = v[i];
 }
@@ -98,7 +105,8 @@ Status rms_norm_rows(const float* in, int64_t in_stride, const float* w, int64_t
 
 Status q_kv_finish(const QkvFinishArgs& a, cudaStream_t stream) {
   if (a.T <= 0) return Status();
-  DSV4_CUDA_TRY(launch_pdl(q_kv_finish_kernel, dim3(a.H + 1, a.T), dim3(128), a.hd * sizeof(float), stream, a));
+  const size_t smem = q_kv_finish_angles_at(a.hd) * sizeof(float) + (a.n_rot / 2) * sizeof(float2);
+  DSV4_CUDA_TRY(launch_pdl(q_kv_finish_kernel, dim3(a.H + 1, a.T), dim3(128), smem, stream, a));
   return cuda_status(cudaGetLastError(), "q_kv_finish kernel");
 }
 

@@ -2,8 +2,13 @@
 //
 // A kernel launched with launch_pdl may start while the kernel before it in the stream is still
 // running; pdl_wait() blocks until that kernel has completed and its memory is visible. So a
-// kernel launched this way may touch, before pdl_wait(), only data no earlier kernel writes (the
-// decode matvec prefetches its weights there), and must call pdl_wait() before anything else.
+// kernel launched this way may touch, before pdl_wait(), only data that no kernel still running can
+// write (the decode matvec prefetches its weights there; the small decode kernels read the position
+// and form their RoPE angles there), and must call pdl_wait() before anything else. What makes the
+// position safe: every kernel here calls pdl_trigger() only after its own pdl_wait(), so when a
+// kernel starts, every kernel two or more launches back has completed, and the position is written
+// only by the step's last launch (advance_position), an ordinary one. A kernel that triggered before
+// its wait would break this.
 // pdl_trigger() lets the next PDL-launched kernel be scheduled now instead of at this kernel's end
 // (it changes nothing about when that kernel's pdl_wait() returns). Both are no-ops for kernels
 // launched the ordinary way, so kernels may call them whatever the launch. DSV4_NO_PDL=1 in the
