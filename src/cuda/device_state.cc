@@ -144,6 +144,9 @@ uint64_t DeviceState::lay_out(uint8_t* base) {
     s.in16 = cv.take<__half>(std::max(T * widest, T * K * F));
     s.in16_lo = cv.take<__half>(std::max(T * widest, T * K * F));
     s.in16_scale = cv.take<float>(T * K);
+    s.side16 = cv.take<__half>(T * F);
+    s.side16_lo = cv.take<__half>(T * F);
+    s.side16_scale = cv.take<float>(T);
     s.sort_offsets = cv.take<int32_t>(E + 1);
     s.sort_row_pair = cv.take<int32_t>(T * K);
     s.sort_row_token = cv.take<int32_t>(T * K);

@@ -81,6 +81,10 @@ struct Scratch {
   __half *xn16 = nullptr, *in16 = nullptr;  // [T][D] / [max(T·widest input, T·K·F)]
   __half *xn16_lo = nullptr, *in16_lo = nullptr;  // their low parts (split products), same sizes
   float *xn16_scale = nullptr, *in16_scale = nullptr;  // [T] / [T·K]
+  // The shared expert's down-projection input (sh_mid), converted on the side stream while the
+  // routed experts use in16 on the main stream: its own buffers, [T][F] / [T].
+  __half *side16 = nullptr, *side16_lo = nullptr;
+  float* side16_scale = nullptr;
   // The routed pairs sorted by expert (gemm.h ExpertSort).
   int32_t *sort_offsets = nullptr, *sort_row_pair = nullptr, *sort_row_token = nullptr, *sort_pair_row = nullptr;
   float* sort_row_w = nullptr;            // [T·K] route weights in sorted order

@@ -147,18 +147,29 @@ class ChunkForward {
     return convert(sc_.xn, c_.n_embd, T_, c_.n_embd, sc_.xn16, sc_.xn16_lo, sc_.xn16_scale);
   }
 
+  // Where dense() converts an input other than xn: in16 on the main stream, the side branch's
+  // own buffers beside it.
+  struct GemmInput {
+    __half* hi;
+    __half* lo;
+    float* scale;
+  };
+
   // y[t] = W·x[t] for the chunk's T rows (x rows of W.ne0 values, y rows of W.ne1): tensor-core
   // GEMM for a prefill chunk, else (decode, or a shape the GEMM does not take) the matvec.
   Status dense(const DeviceTensor& w, const float* x, float* y) {
+    return dense(w, x, y, GemmInput{sc_.in16, sc_.in16_lo, sc_.in16_scale});
+  }
+  Status dense(const DeviceTensor& w, const float* x, float* y, GemmInput in) {
     if (!takes(w)) return project(w, x, T_, y, sc_.zeros, stream_);
     const __half* x16 = sc_.xn16;
     const __half* x16_lo = sc_.xn16_lo;
     const float* scale = sc_.xn16_scale;
     if (x != sc_.xn) {
-      DSV4_TRY(convert(x, w.ne0, T_, w.ne0, sc_.in16, sc_.in16_lo, sc_.in16_scale));
-      x16 = sc_.in16;
-      x16_lo = sc_.in16_lo;
-      scale = sc_.in16_scale;
+      DSV4_TRY(convert(x, w.ne0, T_, w.ne0, in.hi, in.lo, in.scale));
+      x16 = in.hi;
+      x16_lo = in.lo;
+      scale = in.scale;
     }
     return gemm(gemm_weights(w), x16, w.ne0, scale, T_, y, w.ne1, stream_, GemmTile::kAuto, lo_or_null(x16_lo));
   }
@@ -450,8 +461,8 @@ class ChunkForward {
     DSV4_TRY(convert_xn());
     DSV4_TRY(mark("hc_pre"));
 
-    // §8.6 shared expert (after hc_pre's Sinkhorn), beside the routed ones (its GEMM form converts
-    // its input into the scratch the routed GEMMs use: in line there).
+    // §8.6 shared expert (after hc_pre's Sinkhorn), beside the router and the routed experts (its
+    // GEMM form converts its down input into side16, not the routed GEMMs' in16).
     auto shared_expert = [&]() -> Status {
       DSV4_TRY(sinkhorn());
       DSV4_ASSIGN_OR_RETURN(PairOut sh, dense_pair(L.shexp_gate_up, sc_.xn, sc_.sh_gu, sc_.sh_gu + T_ * F));
@@ -480,14 +491,10 @@ class ChunkForward {
       ss.F = F;
       ss.limit = limit;
       DSV4_TRY(swiglu(ss, stream_));
-      DSV4_TRY(dense(L.shexp_down, sc_.sh_mid, sc_.shared));
+      DSV4_TRY(dense(L.shexp_down, sc_.sh_mid, sc_.shared, GemmInput{sc_.side16, sc_.side16_lo, sc_.side16_scale}));
       return mark("shared expert");
     };
-    if (gemm_) {
-      DSV4_TRY(shared_expert());
-    } else {
-      DSV4_TRY(fork(shared_expert));
-    }
+    DSV4_TRY(fork(shared_expert));
 
     // §8.2-8.4 routing.
     DSV4_TRY(dense(L.gate_inp, sc_.xn, sc_.router));
