@@ -8,7 +8,8 @@
 #   at 25000 (first token).
 # Here: source tools/device/common.sh; dsv4_pack <build> out/final cuda_tests cuda_bench
 #   cuda_forward_bench dsv4 gemm_bench, and a baseline bundle (e.g. of HEAD) in out/device
-#   (other folders: DSV4_NEW=out/x DSV4_BASE=out/y).
+#   (other folders: DSV4_NEW=out/x DSV4_BASE=out/y). DSV4_PARTS="tests" or "bench" runs one half
+#   (two calls on a warm machine fit the per-call limit better than one); DSV4_Q4=1 adds flash-q4.
 # There: bash tools/device/ab_run.sh (carry both folders); logs under $OUT.
 set -u -o pipefail
 cd "$(dirname "$0")/../.."
@@ -17,31 +18,35 @@ B=$(dsv4_unpack "${DSV4_NEW:-out/final}")
 BASE=$(dsv4_unpack "${DSV4_BASE:-out/device}")
 OUT=${OUT:-$PWD/out/final-run}
 dsv4_run_start "$B" 540
-for tag in new base new; do
+want() { [[ " ${DSV4_PARTS:-tests bench} " == *" $1 "* ]]; }
+want bench && for tag in ${DSV4_AB_ORDER:-new base new}; do
   bin=$B; [[ $tag == base ]] && bin=$BASE
   timeout "$(budget 60)" "$bin/cuda_forward_bench" --layers "$layers" --ctx 2048 --steps 64 >>"$OUT/forward_$tag.log" 2>&1
   note "forward $tag ($layers layers): $(grep -iE 'graph|replay' "$OUT/forward_$tag.log" | tail -1 | tr '\n' ' ')"
 done
+if want tests; then
 timeout "$(budget 200)" "$B/cuda_tests" --gtest_color=no >"$OUT/gpu_tests.log" 2>&1
 note "cuda_tests: exit $? ($(grep -E '^\[  (PASSED|FAILED)  \]' "$OUT/gpu_tests.log" | tr '\n' ' '))"
 grep -E '^\[  FAILED  \]|Failure' "$OUT/gpu_tests.log" | head -30 | tee -a "$SUMMARY"
 grep -E 'worst rel L2|first position|median' "$OUT/gpu_tests.log" | head -40 >>"$SUMMARY"
 {
   echo "### memcheck"
-  timeout "$(budget 90)" compute-sanitizer --tool memcheck --error-exitcode 3 "$B/cuda_tests" --gtest_color=no \
-    --gtest_filter='CudaHc.*:CudaAttention.*:CudaEngine.*:CudaMatvec.GraphCapture*'
+  timeout "$(budget "${DSV4_MEMCHECK_S:-90}")" compute-sanitizer --tool memcheck --error-exitcode 3 "$B/cuda_tests" --gtest_color=no \
+    --gtest_filter="${DSV4_MEMCHECK_FILTER:-CudaHc.*:CudaAttention.*:CudaEngine.*:CudaMatvec.GraphCapture*}"
   echo "### memcheck exit $?"
   echo "### racecheck"
-  timeout "$(budget 50)" compute-sanitizer --tool racecheck --error-exitcode 3 "$B/cuda_tests" --gtest_color=no \
-    --gtest_filter='CudaHc.*'
+  timeout "$(budget "${DSV4_RACECHECK_S:-50}")" compute-sanitizer --tool racecheck --error-exitcode 3 "$B/cuda_tests" --gtest_color=no \
+    --gtest_filter="${DSV4_RACECHECK_FILTER:-CudaHc.*}"
   echo "### racecheck exit $?"
 } >"$OUT/sanitizer.log" 2>&1
 note "memcheck: $(grep -o '### memcheck exit [0-9]*' "$OUT/sanitizer.log") $(grep -E 'ERROR SUMMARY' "$OUT/sanitizer.log" | head -1)"
 note "racecheck: $(grep -o '### racecheck exit [0-9]*' "$OUT/sanitizer.log") $(grep -E 'RACECHECK SUMMARY|ERROR SUMMARY' "$OUT/sanitizer.log" | tail -1)"
+fi
 ncu_step() {
   timeout "$(budget 45)" ncu --profile-from-start off --clock-control none --print-units base --metrics gpu__time_duration.sum \
     --csv "$1/cuda_forward_bench" --layers 4 --ctx 2100 --steps 2 2>&1 | ncu_kernel_times
 }
+if want bench; then
 ncu_step "$B" >"$OUT/ncu_new.log" 2>&1; note "ncu new: $(tail -1 "$OUT/ncu_new.log")"
 timeout "$(budget 100)" "$B/dsv4" bench --synthetic flash-q2 --layers "$layers" --frontiers 2048,8192 --gen 64 >"$OUT/bench.log" 2>&1
 note "bench 2K/8K: exit $?"; cat "$OUT/bench.log" >>"$SUMMARY"
@@ -49,4 +54,9 @@ timeout "$(budget 100)" "$BASE/dsv4" bench --synthetic flash-q2 --layers "$layer
 note "baseline bench 2K/8K: exit $?"; cat "$OUT/bench_base.log" >>"$SUMMARY"
 timeout "$(budget 80)" "$B/dsv4" bench --synthetic flash-q2 --layers "$layers" --frontiers 25000 --gen 16 >"$OUT/bench25k.log" 2>&1
 note "bench 25K: exit $?"; cat "$OUT/bench25k.log" >>"$SUMMARY"
+if [[ -n "${DSV4_Q4:-}" ]]; then
+  timeout "$(budget 60)" "$B/dsv4" bench --synthetic flash-q4 --layers 30 --frontiers 2048 --gen 32 >"$OUT/bench_q4.log" 2>&1
+  note "bench flash-q4 (30 layers): exit $?"; cat "$OUT/bench_q4.log" >>"$SUMMARY"
+fi
+fi
 cat "$SUMMARY"
