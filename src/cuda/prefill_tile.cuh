@@ -1,7 +1,7 @@
-// The f32 register tile shared by the prefill attention and indexer kernels: a block of 128
-// threads computes C[64][64] += A·B over a k-slab held in shared memory k-major (As[k][64],
-// Bs[k][64], pitch kTilePitch), each thread an 8×4 sub-tile (thread (ty, tx) = (tid/16, tid%16)
-// owns C rows 8ty.. and columns 4tx..). Per k step a warp loads two float4s of A (two addresses
+// The f32 register tile of the prefill indexer kernel: a block of 128 threads computes
+// C[64][64] += A·B over a k-slab held in shared memory k-major (As[k][64], Bs[k][64], pitch
+// kTilePitch), each thread an 8×4 sub-tile (thread (ty, tx) = (tid/16, tid%16) owns C rows 8ty..
+// and columns 4tx..). Per k step a warp loads two float4s of A (two addresses
 // each, broadcast) and one of B (16 contiguous float4s): 4 shared-memory wavefronts for 32 FMAs
 // per warp, so the loop is bound by the FMA rate, not by shared memory (a 4×4 sub-tile needs 3 for
 // 16 and ran at ≈ 30 % of the f32 peak). Plain fmaf in k order: exact f32 arithmetic.
