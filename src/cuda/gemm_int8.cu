@@ -184,15 +184,7 @@ __global__ void __launch_bounds__(kGemmThreads, 1) gemm_int8_kernel(__grid_const
     const uint32_t ax = static_cast<uint32_t>(((2 * s + a_chunk) ^ (lane & 7)) << 4);
     const uint32_t bx = static_cast<uint32_t>(((2 * s + b_chunk) ^ (lane & 7)) << 4);
     uint32_t b[kNF][2];
-#pragma unroll
-    for (int j = 0; j < kNF / 2; ++j) {
-      uint32_t r[4];
-      ldmatrix_x4(r, wb + j * 16 * 128 + bx);
-      b[2 * j][0] = r[0];
-      b[2 * j][1] = r[1];
-      b[2 * j + 1][0] = r[2];
-      b[2 * j + 1][1] = r[3];
-    }
+    ldmatrix_b_tiles<kNF>(b, wb + bx);
 #pragma unroll
     for (int i = 0; i < kMT; ++i) {
       uint32_t a[kInt8Limbs][4];

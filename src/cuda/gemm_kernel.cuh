@@ -145,6 +145,20 @@ __device__ __forceinline__ void ldmatrix_x4(uint32_t* r, uint32_t addr) {
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                : "r"(addr));
 }
+// The B fragments of kNF n8 tiles of a 128-byte-pitch tile: ldmatrix.x4 j (rows 16j.. of the
+// tile at addr) gives tiles 2j and 2j + 1.
+template <int kNF>
+__device__ __forceinline__ void ldmatrix_b_tiles(uint32_t (*b)[2], uint32_t addr) {
+#pragma unroll
+  for (int j = 0; j < kNF / 2; ++j) {
+    uint32_t r[4];
+    ldmatrix_x4(r, addr + j * 16 * 128);
+    b[2 * j][0] = r[0];
+    b[2 * j][1] = r[1];
+    b[2 * j + 1][0] = r[2];
+    b[2 * j + 1][1] = r[3];
+  }
+}
 __device__ __forceinline__ void mma_f16(float* c, const uint32_t* a, const uint32_t* b) {
   asm volatile(
       "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
@@ -362,15 +376,7 @@ __global__ void __launch_bounds__(kGemmThreads, T::kMinBlocks)
       uint32_t a[T::kMT][4], b[T::kNF][2];
 #pragma unroll
       for (int i = 0; i < T::kMT; ++i) ldmatrix_x4(a[i], xa + i * 16 * 128 + ax);
-#pragma unroll
-      for (int j = 0; j < T::kNF / 2; ++j) {
-        uint32_t r[4];
-        ldmatrix_x4(r, wb + j * 16 * 128 + bx);
-        b[2 * j][0] = r[0];
-        b[2 * j][1] = r[1];
-        b[2 * j + 1][0] = r[2];
-        b[2 * j + 1][1] = r[3];
-      }
+      ldmatrix_b_tiles<T::kNF>(b, wb + bx);
 #pragma unroll
       for (int i = 0; i < T::kMT; ++i)
 #pragma unroll
@@ -394,15 +400,7 @@ __global__ void __launch_bounds__(kGemmThreads, T::kMinBlocks)
 #pragma unroll
       for (int s = 0; s < 2; ++s) {
         const uint32_t bx = static_cast<uint32_t>(((2 * (2 * h + s) + b_chunk) ^ (lane & 7)) << 4);
-#pragma unroll
-        for (int j = 0; j < T::kNF / 2; ++j) {
-          uint32_t r[4];
-          ldmatrix_x4(r, wb + j * 16 * 128 + bx);
-          b[s][2 * j][0] = r[0];
-          b[s][2 * j][1] = r[1];
-          b[s][2 * j + 1][0] = r[2];
-          b[s][2 * j + 1][1] = r[3];
-        }
+        ldmatrix_b_tiles<T::kNF>(b[s], wb + bx);
       }
 #pragma unroll
       for (int i = 0; i < T::kMT; ++i) {

@@ -346,35 +346,31 @@ __global__ void __launch_bounds__(kThreads) select_kernel(Params p) {
   // The kept mass and the inverse-CDF draw in list order on thread 0, through shared memory one
   // tile of kThreads weights at a time (a walk over global memory would wait for every load).
   const int n = sh.n;
-  double kept = 0.0;  // thread 0's
-  for (int tile = 0; tile < n; tile += kThreads) {
-    __syncthreads();
-    if (tile + tid < n) sh.w[tid] = p.cand_w[tile + tid];
-    __syncthreads();
-    if (tid == 0) {
-      const int end = min(kThreads, n - tile);
-      for (int j = 0; j < end; ++j) kept += sh.w[j];
+  if (tid == 0) sh.drawn = -1;  // the drawn position in the list; set: the walk stops
+  auto walk_weights = [&](auto&& visit) {  // visit(first index of the tile, its length) on thread 0
+    for (int tile = 0; tile < n; tile += kThreads) {
+      __syncthreads();
+      if (tile + tid < n) sh.w[tid] = p.cand_w[tile + tid];
+      __syncthreads();
+      if (tid == 0) visit(tile, min(kThreads, n - tile));
+      __syncthreads();
+      if (sh.drawn >= 0) break;
     }
-  }
+  };
+  double kept = 0.0;  // thread 0's
+  walk_weights([&](int, int end) {
+    for (int j = 0; j < end; ++j) kept += sh.w[j];
+  });
   double r = p.u * kept;  // thread 0's
-  if (tid == 0) sh.drawn = -1;  // the drawn position in the list
-  for (int tile = 0; tile < n; tile += kThreads) {
-    __syncthreads();
-    if (tile + tid < n) sh.w[tid] = p.cand_w[tile + tid];
-    __syncthreads();
-    if (tid == 0) {
-      const int end = min(kThreads, n - tile);
-      for (int j = 0; j < end; ++j) {
-        r -= sh.w[j];
-        if (r < 0.0) {
-          sh.drawn = tile + j;
-          break;
-        }
+  walk_weights([&](int tile, int end) {
+    for (int j = 0; j < end; ++j) {
+      r -= sh.w[j];
+      if (r < 0.0) {
+        sh.drawn = tile + j;
+        break;
       }
     }
-    __syncthreads();
-    if (sh.drawn >= 0) break;
-  }
+  });
   if (tid == 0) {
     const int at = sh.drawn >= 0 ? sh.drawn : n - 1;  // the last kept token absorbs rounding
     publish(p, n > 0 ? p.cand_id[at] : -1);

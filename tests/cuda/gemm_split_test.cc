@@ -135,6 +135,31 @@ void check_rows(const std::vector<float>& y, int64_t y_stride, const std::vector
 }
 
 // hi = f16(x·2^s), lo = f16(x·2^s − hi) bit for bit, s as convert_f32_to_f16 picks it.
+// The output rows (y_rows) and gathered input rows (x_rows) of sorted group gi.
+struct GroupRows {
+  std::vector<int64_t> out, x;
+};
+GroupRows group_rows(const std::vector<int32_t>& offsets, const std::vector<int32_t>& x_rows,
+                     const std::vector<int32_t>& y_rows, int gi) {
+  GroupRows g;
+  for (int r = offsets[static_cast<size_t>(gi)]; r < offsets[static_cast<size_t>(gi) + 1]; ++r) {
+    g.out.push_back(y_rows[static_cast<size_t>(r)]);
+    g.x.push_back(x_rows[static_cast<size_t>(r)]);
+  }
+  return g;
+}
+
+// A group of an invalid expert writes nothing: its rows keep the 0xFF fill.
+void expect_unwritten(const std::vector<float>& y, int64_t m, const std::vector<int64_t>& rows) {
+  for (const int64_t r : rows) {
+    for (int64_t c = 0; c < m; ++c) {
+      uint32_t u;
+      std::memcpy(&u, &y[static_cast<size_t>(r * m + c)], 4);
+      ASSERT_EQ(u, 0xFFFFFFFFu) << "invalid expert wrote row " << r;
+    }
+  }
+}
+
 TEST(GemmSplit, ConvertsF32ToTwoF16Parts) {
   std::mt19937_64 rng(fresh_seed());
   const int64_t rows = 9, cols = 320, stride = 333;
@@ -269,19 +294,11 @@ TEST_P(GemmSplitTest, GroupedGatherAndScatter) {
     const std::vector<float> y = download<float>(dy, static_cast<size_t>(n_rows * m));
     for (int gi = 0; gi < n_groups; ++gi) {
       const int e = group_expert[static_cast<size_t>(gi)];
-      std::vector<int64_t> out_rows, xr;
-      for (int r = offsets[static_cast<size_t>(gi)]; r < offsets[static_cast<size_t>(gi) + 1]; ++r) {
-        out_rows.push_back(y_rows[static_cast<size_t>(r)]);
-        xr.push_back(x_rows[static_cast<size_t>(r)]);
-      }
-      if (e >= n_expert) {  // invalid expert: its rows stay unwritten
-        for (const int64_t r : out_rows) {
-          for (int64_t c = 0; c < m; ++c) {
-            uint32_t u;
-            std::memcpy(&u, &y[static_cast<size_t>(r * m + c)], 4);
-            ASSERT_EQ(u, 0xFFFFFFFFu) << "invalid expert wrote row " << r;
-          }
-        }
+      const GroupRows rows = group_rows(offsets, x_rows, y_rows, gi);
+      const std::vector<int64_t>& out_rows = rows.out;
+      const std::vector<int64_t>& xr = rows.x;
+      if (e >= n_expert) {
+        ASSERT_NO_FATAL_FAILURE(expect_unwritten(y, m, out_rows));
         continue;
       }
       const RefWeights ref = reference_weights(f, wbytes.data() + static_cast<size_t>(e) * slab, m, k);
@@ -496,23 +513,13 @@ TEST(GemmInt8, Q2_KGroupedGatherAndScatter) {
   const std::vector<float> y = download<float>(dy, static_cast<size_t>(n_rows * m));
   for (size_t gi = 0; gi < group_expert.size(); ++gi) {
     const int e = group_expert[gi];
-    std::vector<int64_t> out_rows, xr;
-    for (int r = offsets[gi]; r < offsets[gi + 1]; ++r) {
-      out_rows.push_back(y_rows[static_cast<size_t>(r)]);
-      xr.push_back(x_rows[static_cast<size_t>(r)]);
-    }
+    const GroupRows rows = group_rows(offsets, x_rows, y_rows, static_cast<int>(gi));
     if (e >= n_expert) {
-      for (const int64_t r : out_rows) {
-        for (int64_t c = 0; c < m; ++c) {
-          uint32_t u;
-          std::memcpy(&u, &y[static_cast<size_t>(r * m + c)], 4);
-          ASSERT_EQ(u, 0xFFFFFFFFu) << "invalid expert wrote row " << r;
-        }
-      }
+      ASSERT_NO_FATAL_FAILURE(expect_unwritten(y, m, rows.out));
       continue;
     }
     const RefWeights ref = reference_weights(f, wbytes.data() + static_cast<size_t>(e) * slab, m, k);
-    check_rows(y, m, out_rows, xr, x, k, {}, ref, "Q2_K int8 grouped, group " + std::to_string(gi), true);
+    check_rows(y, m, rows.out, rows.x, x, k, {}, ref, "Q2_K int8 grouped, group " + std::to_string(gi), true);
   }
 }
 
