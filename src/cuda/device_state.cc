@@ -121,6 +121,13 @@ uint64_t DeviceState::lay_out(uint8_t* base) {
   const int64_t parts = std::max(sub * max_splits, int64_t{s.attn_tokens} * max_prefill_splits);
   s.part_o = cv.take<float>(parts * H * hd);
   s.part_ml = cv.take<float>(parts * H * 2);
+  if (prefill_attn) {  // [prefill attention round 3] rows split once per layer
+    int64_t comp_cap = 0;
+    for (const LayerBuffers& L : layers) comp_cap = std::max(comp_cap, L.comp_cap);
+    const int64_t n = prefill_attention_row_capacity(static_cast<int>(W), static_cast<int>(T), comp_cap);
+    s.attn_rows.rows = cv.take<__half>(n * 2 * hd);
+    s.attn_rows.meta = cv.take<int2>(n);
+  }
   s.attn = cv.take<float>(T * H * hd);
   s.low = cv.take<float>(T * G * c.o_lora_rank);
   s.out = cv.take<float>(T * D);
@@ -184,6 +191,32 @@ Status DeviceState::reset(cudaStream_t stream) {
   }
   DSV4_CUDA_TRY(cudaMemsetAsync(pos, 0, sizeof(int), stream));
   return Status();
+}
+
+std::vector<RegionSpan> DeviceState::step_write_set(int64_t pos) const {
+  const model::Config& c = model_.config;
+  const uint8_t* base = checkpoint_region();
+  std::vector<RegionSpan> spans;
+  auto add = [&](const float* start, int64_t row, int64_t rows, int64_t width) {
+    const uint64_t offset = static_cast<uint64_t>(reinterpret_cast<const uint8_t*>(start + row * width) - base);
+    spans.push_back({offset, static_cast<uint64_t>(rows * width) * sizeof(float)});
+  };
+  add(logits, 0, 1, c.n_vocab);
+  for (int64_t l = 0; l < c.n_layer; ++l) {
+    const LayerBuffers& L = layers[static_cast<size_t>(l)];
+    add(L.ring, pos % c.window, 1, c.head_dim);
+    const int64_t r = c.ratio(l);
+    if (r == 0) continue;
+    auto frontier = [&](const float* kv, const float* gate, int slots, int width) {
+      const bool whole = r == 4 && pos % 4 == 3;
+      const int64_t slot = r == 4 ? 4 + pos % 4 : pos % r;
+      add(kv, whole ? 0 : slot, whole ? slots : 1, width);
+      add(gate, whole ? 0 : slot, whole ? slots : 1, width);
+    };
+    frontier(L.comp_kv, L.comp_gate, L.comp_slots, L.comp_width);
+    if (L.index_kv) frontier(L.index_kv, L.index_gate, L.index_slots, L.index_width);
+  }
+  return spans;
 }
 
 Status DeviceState::download(int64_t n, cpu::State& out, cudaStream_t stream) const {

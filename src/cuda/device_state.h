@@ -14,9 +14,12 @@
 #include <algorithm>
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "cpu/state.h"
 #include "cuda/device_model.h"
+#include "cuda/prefill_attention.h"
+#include "cuda/region_copy.h"
 #include "util/status.h"
 
 namespace dsv4::cuda {
@@ -55,6 +58,7 @@ struct Scratch {
   int32_t* selected = nullptr;            // [T][top_k]
   float *part_o = nullptr, *part_ml = nullptr;  // attention splits: kSubChunk tokens of the decode kernel,
                                                 // attn_tokens of the prefill kernel
+  PrefillAttnRows attn_rows;               // the layer's KV rows split once for the prefill kernel
   float* attn = nullptr;                  // [T][H·hd]
   float* low = nullptr;                   // [T][G·o_rank]
   float* out = nullptr;                   // [T][D] sub-layer output
@@ -123,6 +127,11 @@ class DeviceState {
   // The rollback region (logits, rings, frontiers): contiguous, checkpoint_bytes() long.
   uint8_t* checkpoint_region() const { return arena_.base(); }
   uint64_t checkpoint_bytes() const { return checkpoint_bytes_; }
+  // What the decode step at position `pos` writes there (MODEL.md §12.2): the logits, ring row
+  // pos mod window, and per compressor the slot of pos, or with ratio 4 the whole frontier when
+  // pos ends a window (slots 0..3 then take 4..7). A speculative step's checkpoint copies only
+  // these; CudaDeviceState.StepWriteSetCoversEveryChangedByte holds the kernels to the list.
+  std::vector<RegionSpan> step_write_set(int64_t pos) const;
 
   // Back to the empty sequence: frontiers (kv 0, gate -inf), logits 0, pos 0 (queued on stream).
   Status reset(cudaStream_t stream);

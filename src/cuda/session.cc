@@ -211,7 +211,7 @@ Result<int32_t> DeviceSession::sample(const SamplingRequest& request) {
   // kernel read before the graph overwrites them.
   DSV4_TRY(sampler_->enqueue(state_->logits, request, state_->tokens, stream_));
   DSV4_ASSIGN_OR_RETURN(cudaGraphExec_t graph, decode_graph(chunk_needs_index_scoring(model_->config, n_, 1)));
-  DSV4_ASSIGN_OR_RETURN(speculative_, take_checkpoint());
+  DSV4_ASSIGN_OR_RETURN(speculative_, take_checkpoint(state_->step_write_set(n_)));
   speculative_token_ = -1;
   DSV4_CUDA_TRY(cudaGraphLaunch(graph, stream_));
   DSV4_ASSIGN_OR_RETURN(const int32_t token, sampler_->wait());
@@ -234,7 +234,7 @@ Result<std::unique_ptr<DeviceSession::Checkpoint>> DeviceSession::checkpoint() {
   return take_checkpoint();
 }
 
-Result<std::unique_ptr<DeviceSession::Checkpoint>> DeviceSession::take_checkpoint() {
+Result<std::unique_ptr<DeviceSession::Checkpoint>> DeviceSession::take_checkpoint(std::vector<RegionSpan> spans) {
   std::shared_ptr<DeviceArena> buffer;
   for (const auto& b : spare_checkpoints_) {
     if (b.use_count() == 1) {
@@ -247,17 +247,26 @@ Result<std::unique_ptr<DeviceSession::Checkpoint>> DeviceSession::take_checkpoin
     DSV4_TRY(buffer->allocate(state_->checkpoint_bytes(), "a rollback checkpoint"));
     spare_checkpoints_.push_back(buffer);
   }
-  DSV4_CUDA_TRY(cudaMemcpyAsync(buffer->base(), state_->checkpoint_region(), state_->checkpoint_bytes(),
-                                cudaMemcpyDeviceToDevice, stream_));
+  if (spans.empty()) {
+    DSV4_CUDA_TRY(cudaMemcpyAsync(buffer->base(), state_->checkpoint_region(), state_->checkpoint_bytes(),
+                                  cudaMemcpyDeviceToDevice, stream_));
+  } else {
+    DSV4_TRY(pack_region_spans(state_->checkpoint_region(), spans, buffer->base(), stream_));
+  }
   auto cp = std::make_unique<Checkpoint>();
   cp->buffer_ = std::move(buffer);
   cp->n_ = n_;
+  cp->spans_ = std::move(spans);
   return cp;
 }
 
 Status DeviceSession::restore_checkpoint(const Checkpoint& cp) const {
-  DSV4_CUDA_TRY(cudaMemcpyAsync(state_->checkpoint_region(), cp.buffer_->base(), state_->checkpoint_bytes(),
-                                cudaMemcpyDeviceToDevice, stream_));
+  if (cp.spans_.empty()) {
+    DSV4_CUDA_TRY(cudaMemcpyAsync(state_->checkpoint_region(), cp.buffer_->base(), state_->checkpoint_bytes(),
+                                  cudaMemcpyDeviceToDevice, stream_));
+  } else {
+    DSV4_TRY(unpack_region_spans(cp.buffer_->base(), cp.spans_, state_->checkpoint_region(), stream_));
+  }
   return upload_position(cp.n_);
 }
 

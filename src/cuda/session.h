@@ -113,6 +113,7 @@ class DeviceSession {
     friend class DeviceSession;
     std::shared_ptr<DeviceArena> buffer_;
     int64_t n_ = 0;
+    std::vector<RegionSpan> spans_;  // what buffer_ holds packed; empty: the whole rollback region
   };
   Result<std::unique_ptr<Checkpoint>> checkpoint();
   Status rollback(const Checkpoint& cp);
@@ -127,7 +128,8 @@ class DeviceSession {
       : model_(std::move(model)), mode_(mode), prefill_(prefill) {}
   Status run_chunk(const int32_t* tokens, int T, bool all_logits);
   Status upload_position(int64_t n) const;
-  Result<std::unique_ptr<Checkpoint>> take_checkpoint();
+  // The rollback region, or only `spans` of it (a speculative step's write set).
+  Result<std::unique_ptr<Checkpoint>> take_checkpoint(std::vector<RegionSpan> spans = {});
   Status restore_checkpoint(const Checkpoint& cp) const;
   // Undoes a queued speculative step. The session's state (n_, the logits of n_ - 1) never
   // included it, so this is const for the callers that only read.
