@@ -1,7 +1,7 @@
-// sampling.h. Two kernels:
+// sampling.h. Two kernels, both on a cluster of kRanks blocks:
 //
-//   greedy   : one block of 1024 threads streams the vocabulary (float4 loads, 8 in flight per
-//              thread): 11 µs for 129 280 logits on an H100, launch included.
+//   greedy   : the selection's cluster, one pass over each rank's range and one exchange of the
+//              ranks' largest keys (below).
 //   selection: a cluster of kRanks blocks, each owning a contiguous id range; every pass over the
 //              vocabulary (max, mass, radix histograms, survivors) runs on all ranks with their
 //              partials combined through distributed shared memory in rank order (deterministic),
@@ -22,8 +22,9 @@
 // Weights are formed in parallel; sums along a list and the draw run on one thread in list order,
 // as on the host.
 //
-// Cost (H100, 129 280 logits, kernel + token readback): greedy 10 µs, T 1 + min-p 0.05 20 µs, top-k 40
-// 43 µs, top-p 0.9 58 µs; docs/PERF.md, "session 7 — decode: sampling on many blocks".
+// Cost (H100, 129 280 logits, kernel + token readback): greedy 7 µs (10 on one block), T 1 + min-p
+// 0.05 20 µs, top-k 40 43 µs, top-p 0.9 58 µs; docs/PERF.md, "session 7 — decode: sampling on many
+// blocks" and "session 8 — decode: greedy on the cluster".
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -94,81 +95,47 @@ __device__ __forceinline__ float weight(float l, float max_logit, float T) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Greedy: lowest id among the largest finite logits, on one block.
+// Greedy: the largest key (largest finite logit, then lowest id) on the selection's cluster: each
+// rank's range in one pass, the ranks' maxima exchanged once.
+
+__device__ uint64_t block_max_key(uint64_t v, uint64_t* scratch) {
+  for (int o = 16; o > 0; o >>= 1) v = max(v, __shfl_xor_sync(0xFFFFFFFFu, v, o));
+  if ((threadIdx.x & 31) == 0) scratch[threadIdx.x >> 5] = v;
+  __syncthreads();
+  uint64_t m = 0;
+  for (int w = 0; w < static_cast<int>(blockDim.x >> 5); ++w) m = max(m, scratch[w]);
+  return m;
+}
 
 __global__ void __launch_bounds__(kThreads) greedy_kernel(Params p) {
-  __shared__ float best_v[32];
-  __shared__ int best_id[32];
-  __shared__ int chosen;
+  __shared__ Shared sh;
   pdl_wait();
-  const int tid = threadIdx.x;
+  cg::cluster_group cluster = cg::this_cluster();
+  const int rank = static_cast<int>(cluster.block_rank());
   const int V = p.V;
+  const int per_rank = (V + kRanks - 1) / kRanks;
+  const int lo = min(V, rank * per_rank), hi = min(V, lo + per_rank);
+  int phase = 0;
   const float* L = p.logits;
   if (penalties_apply(p)) {
-    penalise_range(p, 0, V);
+    penalise_range(p, lo, hi);
+    cluster.sync();
     L = p.work;
   }
-  // Each thread's ids increase along its loop, so keeping the first of equal values keeps the
-  // lowest id. One block streams the whole vocabulary: it keeps kGreedyUnroll float4 loads per
-  // thread in flight, or the pass is bound by the latency of one load per thread at a time (tens
-  // of µs for 129K logits).
-  float best = -INFINITY;
-  int best_i = -1;
-  auto consider = [&](float v, int i) {
-    if (isfinite(v) && (best_i < 0 || v > best)) {
-      best = v;
-      best_i = i;
-    }
-  };
-  constexpr int kGreedyUnroll = 8;
-  const int V4 = (reinterpret_cast<uintptr_t>(L) & 15) == 0 ? V / 4 : 0;
-  const float4* L4 = reinterpret_cast<const float4*>(L);
-  for (int base = tid; base < V4; base += blockDim.x * kGreedyUnroll) {
-    float4 v[kGreedyUnroll];
-#pragma unroll
-    for (int u = 0; u < kGreedyUnroll; ++u) {
-      const int j = base + u * static_cast<int>(blockDim.x);
-      v[u] = j < V4 ? L4[j] : make_float4(NAN, NAN, NAN, NAN);
-    }
-#pragma unroll
-    for (int u = 0; u < kGreedyUnroll; ++u) {
-      const int i = 4 * (base + u * static_cast<int>(blockDim.x));
-      consider(v[u].x, i);
-      consider(v[u].y, i + 1);
-      consider(v[u].z, i + 2);
-      consider(v[u].w, i + 3);
-    }
-  }
-  for (int i = 4 * V4 + tid; i < V; i += blockDim.x) consider(L[i], i);
-  for (int o = 16; o > 0; o >>= 1) {
-    const float ov = __shfl_xor_sync(0xFFFFFFFFu, best, o);
-    const int oi = __shfl_xor_sync(0xFFFFFFFFu, best_i, o);
-    if (oi >= 0 && (best_i < 0 || ov > best || (ov == best && oi < best_i))) {
-      best = ov;
-      best_i = oi;
-    }
-  }
-  if ((tid & 31) == 0) {
-    best_v[tid >> 5] = best;
-    best_id[tid >> 5] = best_i;
-  }
-  __syncthreads();
-  if (tid == 0) {
-    for (int w = 1; w < static_cast<int>(blockDim.x >> 5); ++w) {
-      const int oi = best_id[w];
-      const float ov = best_v[w];
-      if (oi >= 0 && (best_i < 0 || ov > best || (ov == best && oi < best_i))) {
-        best = ov;
-        best_i = oi;
-      }
-    }
-    publish(p, best_i);
-    chosen = best_i;
-  }
-  __syncthreads();
+  // Keys of finite logits are nonzero (key_of), so 0 stands for "none".
+  uint64_t best = 0;
+  for_range(L, lo, hi, [&](float v, int i) {
+    if (isfinite(v)) best = max(best, key_of(v, i));
+  });
+  uint64_t all[kRanks];
+  cluster_all(block_max_key(best, sh.local), all, sh, phase);
+  for (int r = 0; r < kRanks; ++r) best = max(best, all[r]);
+  const int chosen = best == 0 ? -1 : id_of(best);
+  if (rank == 0 && threadIdx.x == 0) publish(p, chosen);
   if (p.probs) {
-    for (int i = tid; i < V; i += blockDim.x) p.probs[i] = (i == chosen) ? 1.0f : 0.0f;
+    for (int i = lo + static_cast<int>(threadIdx.x); i < hi; i += kThreads) p.probs[i] = (i == chosen) ? 1.0f : 0.0f;
   }
+  cluster.sync();  // no rank leaves while another reads its exchange slot
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -466,8 +433,8 @@ Status DeviceSampler::launch(const float* logits, const SamplingRequest& r, floa
     DSV4_CUDA_TRY(cudaEventRecord(history_copied_, stream));
   }
   const bool greedy = r.raw_greedy || r.temperature == 0.0f;
-  const cudaError_t e = greedy ? launch_pdl(greedy_kernel, dim3(1), dim3(kThreads), 0, stream, p)
-                               : launch_pdl_cluster(select_kernel, dim3(kRanks), dim3(kThreads), kRanks, 0, stream, p);
+  const cudaError_t e = launch_pdl_cluster(greedy ? greedy_kernel : select_kernel, dim3(kRanks), dim3(kThreads), kRanks,
+                                           0, stream, p);
   return cuda_status(e, "sampling kernel");
 }
 

@@ -45,6 +45,7 @@ struct Shared {
   double dscratch[32];
   union Word {
     double d;
+    uint64_t u;
     int i;
     float f;
   } xchg[2];  // each rank's contribution to a cluster exchange (alternating exchanges)
@@ -78,7 +79,9 @@ __device__ void cluster_all(T v, T (&out)[kRanks], Shared& sh, int& phase) {
   cg::cluster_group cluster = cg::this_cluster();
   const int s = phase++ & 1;
   if (threadIdx.x == 0) {
-    if constexpr (sizeof(T) == 8) {
+    if constexpr (std::is_same_v<T, uint64_t>) {
+      sh.xchg[s].u = v;
+    } else if constexpr (sizeof(T) == 8) {
       sh.xchg[s].d = v;
     } else if constexpr (std::is_same_v<T, float>) {
       sh.xchg[s].f = v;
@@ -90,7 +93,9 @@ __device__ void cluster_all(T v, T (&out)[kRanks], Shared& sh, int& phase) {
 #pragma unroll
   for (int r = 0; r < kRanks; ++r) {
     const Shared::Word w = *cluster.map_shared_rank(&sh.xchg[s], r);
-    if constexpr (sizeof(T) == 8) {
+    if constexpr (std::is_same_v<T, uint64_t>) {
+      out[r] = w.u;
+    } else if constexpr (sizeof(T) == 8) {
       out[r] = w.d;
     } else if constexpr (std::is_same_v<T, float>) {
       out[r] = w.f;

@@ -183,9 +183,9 @@ TEST(CudaSampling, SameSeedDrawsTheSameTokens) {
   }
 }
 
-// The greedy scan's vector loads and scalar tail: vocabularies with and without a multiple of 4
-// entries, logits at an aligned and at an unaligned address (the scalar path), the largest value
-// tied at several ids (the lowest wins), against the host sampler's greedy pick.
+// The greedy pass over the cluster's ranks: vocabularies that do and do not split evenly over
+// them, logits at an aligned and an unaligned address, the largest value tied at several ids in
+// different ranks (the lowest wins) or alone at the last id, against the host sampler's pick.
 TEST(CudaSampling, GreedyScanKeepsTheLowestIdOfTheLargest) {
   const uint64_t seed = fresh_seed();
   SCOPED_TRACE(seed);
