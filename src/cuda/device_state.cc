@@ -121,7 +121,7 @@ uint64_t DeviceState::lay_out(uint8_t* base) {
   const int64_t parts = std::max(sub * max_splits, int64_t{s.attn_tokens} * max_prefill_splits);
   s.part_o = cv.take<float>(parts * H * hd);
   s.part_ml = cv.take<float>(parts * H * 2);
-  if (prefill_attn) {  // [prefill attention round 3] rows split once per layer
+  if (prefill_attn) {  // rows split once per layer
     int64_t comp_cap = 0;
     for (const LayerBuffers& L : layers) comp_cap = std::max(comp_cap, L.comp_cap);
     const int64_t n = prefill_attention_row_capacity(static_cast<int>(W), static_cast<int>(T), comp_cap);

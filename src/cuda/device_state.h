@@ -58,7 +58,7 @@ struct Scratch {
   int32_t* selected = nullptr;            // [T][top_k]
   float *part_o = nullptr, *part_ml = nullptr;  // attention splits: kSubChunk tokens of the decode kernel,
                                                 // attn_tokens of the prefill kernel
-  PrefillAttnRows attn_rows;               // the layer's KV rows split once for the prefill kernel
+  PrefillAttnRows attn_rows;  // the layer's KV rows split once for the prefill kernel
   float* attn = nullptr;                  // [T][H·hd]
   float* low = nullptr;                   // [T][G·o_rank]
   float* out = nullptr;                   // [T][D] sub-layer output

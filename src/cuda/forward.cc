@@ -384,7 +384,9 @@ class ChunkForward {
       a.top_k = static_cast<int>(c_.index_top_k);
       a.splits = prefill ? B.prefill_splits : B.attn_splits;
       if (T_ == 1) a.store_ring = B.ring;
-      DSV4_TRY(prefill ? prefill_attention(a, stream_) : attention(a, stream_));
+      // The layer's rows are split once, for all its launches.
+      if (prefill && t0 == 0) DSV4_TRY(prefill_attention_rows(a, T_, sc_.attn_rows, stream_));
+      DSV4_TRY(prefill ? prefill_attention(a, sc_.attn_rows, stream_) : attention(a, stream_));
     }
     // A longer chunk's raw rows enter the ring only after every token of the chunk has attended.
     if (T_ > 1) {

@@ -1,48 +1,42 @@
 // prefill_attention.h.
 //
+// Row conversion (once per layer, a warp per row; prefill_attention_rows): every row the chunk's
+// tokens can see → hi/lo f16 of row·2^b_r (b_r from the row's max |.|, f16_split.cuh) with b_r and
+// a bit per 64-dim slab that holds a nonzero lo half.
 // Partial kernel, block (split s, token t), 256 threads (8 warps), rows [128s, 128s + nr) of the
-// token's list, products on f16 tensor cores with split operands (f16_split.cuh):
-//   1. S[h][r] = q[t][h]·row_r over head-dim slabs of 64, in passes of 64 rows (a second pass only
-//      where nr > 64; q is re-split per pass): each slab of q and of the rows is scaled
-//      per vector by its own power of two (from the slab's max |.|, so no pass over the whole
-//      vector comes first), split hi/lo into shared memory, 3 MMAs per product in a chain that
-//      starts at zero, then S += chain·2^-(e_h + e_r) (rounded f32 add), scaled;
+// token's list, products on f16 tensor cores with split operands (f16_split.cuh); the rows' halves
+// come into shared memory by cp.async (a 2-stage ring of 128 rows × one 64-dim slab), no row is
+// loaded as f32 or split here:
+//   1. S[h][r] = q[t][h]·row_r over head-dim slabs of 64: q's slab is scaled per head by its own
+//      power of two e_h (the slab's max |.|), split hi/lo once per slab, and serves both 64-row
+//      passes (a second pass only where nr > 64); 3 MMAs per product in a chain that starts at
+//      zero per slab and pass, then S += chain·2^-e_h·2^-b_r (rounded f32 adds), scaled;
 //   2. softmax statistics per head (max m, sum l of P = e^{S-m}) over the split's rows < nr, in f32;
-//      P' = P·2^-b_r (b_r: row r's power of two over its whole length, from the slab maxima) is
-//      scaled per head by 2^c_h into [2^14, 2^15) and split hi/lo: P[h][r]·row_r[d] = P'·2^-c_h ·
-//      (row_r[d]·2^b_r), the row's factor moved out of the k index of the MMA;
-//   3. O[h][d] = 2^-c_h·Σ_r P'[h][r]·(row_r[d]·2^b_r), the head dim in slabs of 64 (rows re-read and
-//      split with b_r, B fragments by ldmatrix.trans), one zero-started chain of up to 8 k16 steps
-//      per slab (the split's 128 rows), written to the split partials.
-// 128-row splits (round 2; 64 before): half the partials written here and read by the combine
-// (a CSA token: 5 splits of 128 KB instead of 10); short lists lose little to padding, as a pass
-// or k16 step past nr is skipped (HCA: 144-176 rows = a full split and a one-pass one).
-// Warp tiles: 16 heads × 32 rows (scores) and 16 heads × 32 dims (P·V), 12 MMAs per k16 step, 8
-// on slabs whose rows are exact in f16 (official mode's FP8-simulated nope dims: every lo half is
-// zero after the power-of-two scale, found by __syncthreads_or after the split, so hi·lo would add
-// exact zeros; the result is the same bits). 16 × 32 rather than 32 × 16: the rows (B) are the
-// operand whose lo half drops, so B's columns are the wide side (4 ldmatrix.x4 per 8 MMAs there
-// instead of 5).
-// The next slab's f32 loads are issued before the current slab's MMAs (registers).
-// Geometry: H ≤ 64 heads (fewer are padded with zero queries), hd a multiple of 32 (a last
-// half slab is zero-filled).
-// Roofline (CSA layer, 4096 tokens × 640 rows, 64 heads, hd 512): 2 × 2 × 64 × 512 × 640 × 4096
-// = 344 GFLOP of f32-accurate products = 1.03 TFLOP of f16 MMAs, ≈ 1.6 ms at ≈ 660 TFLOP/s
-// (mma.sync's reach on Hopper); each 128-row split reads q (128 KB) twice and its rows (256 KB)
-// twice from L2 and writes 128 KB of partials, which the combine reads back (≈ 1.3 ms of DRAM
-// traffic per CSA layer at 4 TB/s). Round 1 (64-row splits, 32 × 16 warp tiles, always 3 MMAs;
-// H100, ncu, docs/PERF.md session 7): ≈ 165 µs per launch of 204 tokens × 10 splits, ≈ 6× the
-// MMA bound: shared memory (L1/TEX 74 % busy, short-scoreboard stalls first: ldmatrix at 256 B per
-// MMA plus the split stores) and 4 warps per scheduler, not the tensor cores, L2 (28 %) or DRAM
-// (20 %), set the pace. Round 2 (H100, 4-layer chunk profile, same call as round 1's bundle):
-// attention stage −17 % (8K prompt's chunk) and −16 % (25K), two thirds of it from the 128-row
-// splits' halved partial traffic, a third from the skipped hi·lo MMAs.
+//      P' = P·2^-b_r is scaled per head by 2^c_h into [2^14, 2^15) and split hi/lo:
+//      P[h][r]·row_r[d] = P'·2^-c_h·(row_r[d]·2^b_r), the row's factor moved out of the k index;
+//   3. O[h][d] = 2^-c_h·Σ_r P'[h][r]·(row_r[d]·2^b_r) per slab of 64 dims (the converted rows as
+//      they are, B fragments by ldmatrix.trans), one zero-started chain of up to 8 k16 steps (the
+//      split's 128 rows), written to the split partials.
+// Slabs exact in f16 for all the split's rows (official mode's FP8-simulated nope dims: the OR of
+// the rows' lo bits is clear) skip the hi·lo MMAs, their ldmatrix and their lo copies: the skipped
+// MMA would add exact zeros, so the result is the same bits. Warp tiles: 16 heads × 32 rows
+// (scores) and 16 heads × 32 dims (P·V), 12 MMAs per k16 step, 8 on exact slabs; the rows (B) are
+// the operand whose lo half drops, so B's columns are the wide side.
+// Geometry: H ≤ 64 heads (fewer are padded with zero queries), hd a multiple of 32 up to 2048 (a
+// last half slab is zero-filled).
+// History (docs/PERF.md, session 7 rounds 1-2, session 8 round 3): per-slab f32 loads and splits
+// of q and the rows in this kernel were issue- and barrier-bound (ncu: L1/TEX 74 %, 45 % issue,
+// short-scoreboard stalls), 6× the MMA bound; round 3 moved the rows' split to the conversion
+// kernel (H100: the CSA partial launch 604 → 402 µs, the attention stage −26 %).
 // Combine kernel, block (head, token): o = Σ_s e^{m_s-M} o_s / (e^{sink-M} + Σ_s e^{m_s-M} l_s)
 // over the token's non-empty splits, then the inverse RoPE at p (§7.10).
 #include <cuda_runtime.h>
 
+#include <algorithm>
+
 #include "cuda/attention_rows.cuh"
 #include "cuda/check.h"
+#include "cuda/cp_async.cuh"
 #include "cuda/device_math.cuh"
 #include "cuda/f16_split.cuh"
 #include "cuda/once_per_device.h"
@@ -59,91 +53,153 @@ constexpr int kRows = kPrefillAttnRows;  // rows of a split = k of P·V
 constexpr int kTile = 64;                // rows per score pass = N of the score tile
 constexpr int kHeads = 64;               // M of both tiles (H ≤ 64, zero-padded)
 constexpr int kSlab = 64;                // head dims per slab (k of the scores, n of P·V)
+constexpr int kMaxSlabs = 32;            // bits of a row's lo mask: hd ≤ 2048
 constexpr int kThreads = 256;
 constexpr int kPitch = kSlab + 8;        // halves per shared row: 144 B, ldmatrix rows conflict-free
 constexpr int kPPitch = kRows + 8;       // halves per row of P': 272 B, conflict-free as well
 constexpr int kSPitch = kRows + 4;       // floats per row of the score tile
-constexpr int kVecPerPass = kThreads / 16;  // 16 threads load a slab of one vector (a float4 each)
+constexpr int kVecPerPass = kThreads / 16;  // 16 threads load a slab of one query head (a float4 each)
 constexpr int kPasses = kHeads / kVecPerPass;
+constexpr int kChunks = kSlab / 8;       // 16-byte copies per row and slab (hi or lo)
 static_assert(kRows == 2 * kTile && kTile == 64 && kHeads == 64 && kSlab == 64,
               "tiling below: two score passes of 64 rows, 4 × 2 warps of 16 × 32");
-static_assert(kTile == kHeads, "the loader serves q and a pass's rows with the same passes");
+static_assert(kRows * kChunks % kThreads == 0, "the row copies deal evenly over the threads");
 
-// Shared memory (dynamic). ops holds the scores' four 64 × 64 split operands (q hi, q lo, rows hi,
-// rows lo) and then P·V's two 128 × 64 ones (rows hi, lo): 2 blocks per SM fit.
-constexpr int kHalfTile = kHeads * kPitch;  // halves of one 64 × 64 split-operand buffer
+// Shared memory (dynamic), by phase. Scores: q's split slab and a 2-stage ring of the rows' slabs
+// (hi then lo, 128 rows each). Softmax and P·V: P' and the score tile, then P·V's 2-stage ring of
+// row slabs whose second stage takes the score tile's place once P' is made. 2 blocks per SM fit.
+constexpr int kHalfTile = kHeads * kPitch;  // halves of one 64-row split-operand buffer
+constexpr int kSlabBuf = 4 * kHalfTile;     // halves of one row slab: hi [128][kPitch], lo [128][kPitch]
 struct Smem {
-  __half ops[4 * kHalfTile];
-  float st[kHeads * kSPitch];                       // scores [h][r]
-  __half ph[kHeads * kPPitch], pl[kHeads * kPPitch];  // P' [h][r] (P·V: A)
-  float inv_a[kHeads], inv_b[kTile];                // this slab's 2^-e of q heads / a pass's rows (scores)
-  float inv_c[kHeads];                              // 2^-c_h (P·V)
-  int row_exp[kRows];                               // b_r: from the row's max |.| over its whole length
+  union {
+    struct {
+      __half qh[kHalfTile], ql[kHalfTile];
+      __half stage[2][kSlabBuf];
+    } sc;
+    struct {
+      __half buf0[kSlabBuf];
+      __half ph[kHeads * kPPitch], pl[kHeads * kPPitch];  // P' [h][r] (P·V: A)
+      union {
+        float st[kHeads * kSPitch];  // scores [h][r]
+        __half buf1[kSlabBuf];
+      };
+    } pv;
+  };
+  float inv_a[kHeads];        // this slab's 2^-e of the q heads (scores)
+  float inv_b[kRows];         // 2^-b_r: the rows' power of two
+  float inv_c[kHeads];        // 2^-c_h (P·V)
   float stats[kHeads][2];
-  const float* rows[kRows];
+  const __half* rows[kRows];  // the split's converted rows
+  unsigned lo_mask;           // OR of the rows' slab masks
 };
 static_assert(2 * sizeof(Smem) + 2048 <= 228 * 1024, "two blocks per SM");
 
-// One slab of 64 vectors × 64 dims in flight: thread (pass p) holds dims 4·(tid & 15).. of vector
-// p·16 + tid/16.
+// Index of the converted row of list entry i (prefill_attention.h's layout).
+__device__ __forceinline__ int64_t converted_row(const AttentionArgs& a, const AttnRowSet& r, int t, int64_t i,
+                                                 int chunk) {
+  if (i < r.n_raw) {
+    const int64_t q = r.lo + i;
+    return q < r.chunk0 ? q % a.window : a.window + (q - r.chunk0);
+  }
+  const int64_t c = i - r.n_raw;
+  const int64_t idx = r.indexed ? a.selected[static_cast<int64_t>(a.t0 + t) * a.top_k + c] : c;
+  return a.window + chunk + idx;
+}
+
+// Warp per row: max |.| → b, then hi/lo of row·2^b and the slabs' lo bits. Rows: ring slots that
+// hold a position before the chunk, the chunk's rows, the compressed rows up to its last position.
+__global__ void convert_rows_kernel(AttentionArgs a, int chunk, __half* out, int2* meta) {
+  pdl_wait();  // launched with PDL: nothing before this line (pdl.cuh)
+  pdl_trigger();
+  const int64_t pos0 = *a.pos0;
+  const int64_t W = a.window, n_ring = pos0 < W ? pos0 : W;
+  const int64_t n_comp = a.ratio != 0 ? (pos0 + chunk) / a.ratio : 0;
+  const int64_t n = W + chunk + n_comp;
+  const int lane = threadIdx.x & 31, hd = a.hd, n4 = hd / 4;
+  const int64_t warps = static_cast<int64_t>(gridDim.x) * (blockDim.x >> 5);
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * (blockDim.x >> 5) + (threadIdx.x >> 5); i < n; i += warps) {
+    if (i >= n_ring && i < W) continue;  // a slot no token of this chunk reads
+    const float* src = i < W ? a.ring + i * hd : i < W + chunk ? a.kv_chunk + (i - W) * hd : a.comp + (i - W - chunk) * hd;
+    const float4* src4 = reinterpret_cast<const float4*>(src);
+    float m = 0.0f;
+    for (int j = lane; j < n4; j += 32) {
+      const float4 v = src4[j];
+      m = fmaxf(m, fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w))));
+    }
+    const int e = split_exponent(warp_max(m));
+    const float f = pow2f(e);
+    __half* hi = out + i * 2 * hd;
+    unsigned mask = 0;
+    for (int j = lane; j < n4; j += 32) {
+      const float4 v = src4[j];
+      const SplitPair p = split_f16(v.x * f, v.y * f), q = split_f16(v.z * f, v.w * f);
+      const auto bits = [](__half2 h) { return *reinterpret_cast<const uint32_t*>(&h); };
+      *reinterpret_cast<uint2*>(hi + 4 * j) = make_uint2(bits(p.hi), bits(q.hi));
+      *reinterpret_cast<uint2*>(hi + hd + 4 * j) = make_uint2(bits(p.lo), bits(q.lo));
+      if (((bits(p.lo) | bits(q.lo)) & 0x7FFF7FFFu) != 0) mask |= 1u << (4 * j / kSlab);  // ±0 counts as zero
+    }
+    mask = __reduce_or_sync(0xFFFFFFFFu, mask);
+    if (lane == 0) meta[i] = make_int2(e, static_cast<int>(mask));
+  }
+}
+
+// One slab (dims d0 .. d0 + 63) of the split's rows into a buffer [hi 128 × kPitch][lo 128 ×
+// kPitch] by cp.async (one commit group); rows past nr and dims past hd are zeros (P·V's k index
+// runs over whole k16 steps and the scores' over the whole slab: no garbage may meet a zero).
+// exact: the lo halves are not read, so not copied.
+__device__ __forceinline__ void copy_slab(__half* buf, const Smem& sm, int nr, int d0, int hd, bool exact) {
+  const uint4 zero = make_uint4(0u, 0u, 0u, 0u);
+#pragma unroll
+  for (int k = 0; k < kRows * kChunks / kThreads; ++k) {
+    const int c = threadIdx.x + k * kThreads, r = c / kChunks, d = 8 * (c % kChunks);
+    __half* dst = buf + r * kPitch + d;
+    if (r < nr && d0 + d < hd) {
+      const __half* src = sm.rows[r] + d0 + d;
+      cp_async16(dst, src);
+      if (!exact) cp_async16(dst + kRows * kPitch, src + hd);
+    } else {
+      *reinterpret_cast<uint4*>(dst) = zero;
+      if (!exact) *reinterpret_cast<uint4*>(dst + kRows * kPitch) = zero;
+    }
+  }
+  cp_async_commit();
+}
+
+// A slab of the 64 (padded) query heads in flight: thread (pass p) holds dims 4·(tid & 15).. of
+// head p·16 + tid/16.
 struct SlabRegs {
   float4 v[kPasses];
 };
 
-template <class VecFn>
-__device__ __forceinline__ void slab_fetch(SlabRegs& r, int d0, int hd, VecFn vec) {
+__device__ __forceinline__ void q_fetch(SlabRegs& r, const float* q, int H, int d0, int hd) {
   const int d = d0 + 4 * (threadIdx.x & 15);
 #pragma unroll
   for (int p = 0; p < kPasses; ++p) {
-    const float* src = vec(p * kVecPerPass + (threadIdx.x >> 4));
-    r.v[p] = src != nullptr && d < hd ? *reinterpret_cast<const float4*>(src + d) : make_float4(0.f, 0.f, 0.f, 0.f);
+    const int h = p * kVecPerPass + (threadIdx.x >> 4);
+    r.v[p] = h < H && d < hd ? *reinterpret_cast<const float4*>(q + static_cast<int64_t>(h) * hd + d)
+                             : make_float4(0.f, 0.f, 0.f, 0.f);
   }
 }
 
-__device__ __forceinline__ float max_abs4(float4 v) {
-  return fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w)));
-}
-
-// Returns whether any of the four lo halves is nonzero (±0 counts as zero).
-__device__ __forceinline__ bool store_split(__half* hi, __half* lo, int vec, float4 v, float scale) {
-  const SplitPair a = split_f16(v.x * scale, v.y * scale), b = split_f16(v.z * scale, v.w * scale);
-  const int off = vec * kPitch + 4 * (threadIdx.x & 15);
+// Splits a fetched q slab with each head's own exponent (the slab's max over 16 lanes); writes
+// inv[h] = 2^-e.
+__device__ __forceinline__ void q_split(const SlabRegs& r, __half* hi, __half* lo, float* inv) {
   const auto bits = [](__half2 h) { return *reinterpret_cast<const uint32_t*>(&h); };
-  *reinterpret_cast<uint2*>(hi + off) = make_uint2(bits(a.hi), bits(b.hi));
-  *reinterpret_cast<uint2*>(lo + off) = make_uint2(bits(a.lo), bits(b.lo));
-  return ((bits(a.lo) | bits(b.lo)) & 0x7FFF7FFFu) != 0;
-}
-
-// Splits a fetched slab with each vector's own exponent (the slab's max over 16 lanes); writes
-// inv[vec] = 2^-e and returns each pass's slab max (the same in all 16 lanes of the vector).
-// Returns whether this thread stored a nonzero lo half.
-__device__ __forceinline__ bool slab_split_own(const SlabRegs& r, __half* hi, __half* lo, float* inv,
-                                               float (&slab_max)[kPasses]) {
-  bool any_lo = false;
 #pragma unroll
   for (int p = 0; p < kPasses; ++p) {
-    float m = max_abs4(r.v[p]);
+    const float4 v = r.v[p];
+    float m = fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w)));
 #pragma unroll
     for (int o = 8; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xFFFFFFFFu, m, o));
-    slab_max[p] = m;
-    const int vec = p * kVecPerPass + (threadIdx.x >> 4);
+    const int h = p * kVecPerPass + (threadIdx.x >> 4);
     const int e = split_exponent(m);
-    any_lo |= store_split(hi, lo, vec, r.v[p], pow2f(e));
-    if ((threadIdx.x & 15) == 0) inv[vec] = pow2f(-e);
+    const float f = pow2f(e);
+    const SplitPair a = split_f16(v.x * f, v.y * f), b = split_f16(v.z * f, v.w * f);
+    const int off = h * kPitch + 4 * (threadIdx.x & 15);
+    *reinterpret_cast<uint2*>(hi + off) = make_uint2(bits(a.hi), bits(b.hi));
+    *reinterpret_cast<uint2*>(lo + off) = make_uint2(bits(a.lo), bits(b.lo));
+    if ((threadIdx.x & 15) == 0) inv[h] = pow2f(-e);
   }
-  return any_lo;
-}
-
-// Splits a fetched slab of rows with the rows' whole-length exponents b_r; returns whether this
-// thread stored a nonzero lo half.
-__device__ __forceinline__ bool slab_split_given(const SlabRegs& r, __half* hi, __half* lo, const int* exps) {
-  bool any_lo = false;
-#pragma unroll
-  for (int p = 0; p < kPasses; ++p) {
-    const int vec = p * kVecPerPass + (threadIdx.x >> 4);
-    any_lo |= store_split(hi, lo, vec, r.v[p], pow2f(exps[vec]));
-  }
-  return any_lo;
 }
 
 // A fragments (hi, lo) of the 16 × 16 tile at (row0, k0) of a [m][k] buffer of `pitch` halves.
@@ -155,17 +211,11 @@ __device__ __forceinline__ void load_a(uint32_t (&hi)[4], uint32_t (&lo)[4], con
   ldmatrix_x4(lo, smem_addr(bl + off));
 }
 
-__global__ void __launch_bounds__(kThreads, 2) partial_kernel(AttentionArgs a) {
+__global__ void __launch_bounds__(kThreads, 2) partial_kernel(AttentionArgs a, PrefillAttnRows cr) {
   pdl_wait();  // launched with PDL: nothing before this line (pdl.cuh)
   pdl_trigger();
   extern __shared__ __align__(16) unsigned char smem_raw[];
   Smem& sm = *reinterpret_cast<Smem*>(smem_raw);
-  __half* const qh = sm.ops;
-  __half* const ql = sm.ops + kHalfTile;
-  __half* const kh = sm.ops + 2 * kHalfTile;
-  __half* const kl = sm.ops + 3 * kHalfTile;
-  __half* const vh = sm.ops;                 // P·V: rows [r][d], r < 128
-  __half* const vl = sm.ops + 2 * kHalfTile;
   const int s = blockIdx.x, t = blockIdx.y;
   const AttnRowSet rs = attn_row_set(a, t);
   const int64_t r0 = static_cast<int64_t>(s) * kRows;
@@ -174,10 +224,31 @@ __global__ void __launch_bounds__(kThreads, 2) partial_kernel(AttentionArgs a) {
   const int nr = static_cast<int>(left < kRows ? left : kRows);
   const int n_pass = nr > kTile ? 2 : 1;
   const int H = a.H, hd = a.hd;
-  for (int i = threadIdx.x; i < kRows; i += blockDim.x) sm.rows[i] = i < nr ? attn_row_ptr(a, rs, t, r0 + i) : nullptr;
-  const float* q = a.q + static_cast<int64_t>(t) * H * hd;
-  const auto q_vec = [&](int h) { return h < H ? q + static_cast<int64_t>(h) * hd : nullptr; };
+  if (threadIdx.x == 0) sm.lo_mask = 0u;
   __syncthreads();
+  if (threadIdx.x < kRows) {
+    const int i = threadIdx.x;
+    unsigned mask = 0u;
+    float inv = 0.0f;
+    const __half* row = nullptr;
+    if (i < nr) {
+      const int64_t ci = converted_row(a, rs, t, r0 + i, cr.chunk);
+      const int2 m = cr.meta[ci];
+      row = cr.rows + ci * 2 * hd;
+      inv = pow2f(-m.x);
+      mask = static_cast<unsigned>(m.y);
+    }
+    sm.rows[i] = row;
+    sm.inv_b[i] = inv;
+    mask = __reduce_or_sync(0xFFFFFFFFu, mask);
+    if ((threadIdx.x & 31) == 0 && mask != 0u) atomicOr(&sm.lo_mask, mask);
+  }
+  const float* q = a.q + static_cast<int64_t>(t) * H * hd;
+  __syncthreads();
+  const unsigned lo_mask = sm.lo_mask;
+  // Slabs whose lo halves are zero in all the split's rows (official mode's FP8-simulated nope
+  // dims): no hi·lo MMAs, no lo copies.
+  const auto exact = [&](int d0) { return ((lo_mask >> (d0 / kSlab)) & 1u) == 0u; };
 
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int g = lane >> 2, c2 = 2 * (lane & 3);  // C fragment: rows g, g + 8; columns c2, c2 + 1
@@ -186,75 +257,70 @@ __global__ void __launch_bounds__(kThreads, 2) partial_kernel(AttentionArgs a) {
   const int b_n = (lane & 7) + ((lane >> 4) << 3), b_k = ((lane >> 3) & 1) * 8;    // [n][k] buffers
   const int bt_k = (lane & 7) + (((lane >> 3) & 1) << 3), bt_n = (lane >> 4) * 8;  // [k][n] buffers
 
-  // ---- 1. scores, one pass of 64 rows after the other (q re-split per pass) ----
+  // ---- 1. scores, slab after slab; q split once per slab, both 64-row passes on it ----
   const int n_slab = (hd + kSlab - 1) / kSlab;
-  float acc[4][4] = {};
-  float run_max[kPasses] = {};  // this thread's rows' max |.| so far (this pass)
-  SlabRegs qr, kr;
-  slab_fetch(qr, 0, hd, q_vec);
-  slab_fetch(kr, 0, hd, [&](int r) { return sm.rows[r]; });
-  for (int it = 0; it < n_pass * n_slab; ++it) {
-    const int pass = it >= n_slab ? 1 : 0, d0 = (it - pass * n_slab) * kSlab, pr0 = pass * kTile;
-    float slab_max[kPasses];
-    slab_split_own(qr, qh, ql, sm.inv_a, slab_max);
-    const bool rows_lo = slab_split_own(kr, kh, kl, sm.inv_b, slab_max);
-#pragma unroll
-    for (int p = 0; p < kPasses; ++p) run_max[p] = fmaxf(run_max[p], slab_max[p]);
-    // Rows exact in f16 (official mode's FP8-simulated nope dims): no hi·lo MMAs for this slab.
-    const bool rows_exact = !__syncthreads_or(rows_lo);
-    if (it + 1 < n_pass * n_slab) {
-      const int next_pass = it + 1 >= n_slab ? 1 : 0;
-      const int nd = (it + 1 - next_pass * n_slab) * kSlab;
-      slab_fetch(qr, nd, hd, q_vec);
-      slab_fetch(kr, nd, hd, [&](int r) { return sm.rows[next_pass * kTile + r]; });
+  float acc[2][4][4] = {};
+  SlabRegs qr;
+  copy_slab(sm.sc.stage[0], sm, nr, 0, hd, exact(0));
+  q_fetch(qr, q, H, 0, hd);
+  for (int sl = 0; sl < n_slab; ++sl) {
+    const int d0 = sl * kSlab;
+    q_split(qr, sm.sc.qh, sm.sc.ql, sm.inv_a);
+    if (sl + 1 < n_slab) {
+      copy_slab(sm.sc.stage[(sl + 1) & 1], sm, nr, d0 + kSlab, hd, exact(d0 + kSlab));
+      q_fetch(qr, q, H, d0 + kSlab, hd);
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
     }
-    float c[4][4] = {};
+    __syncthreads();  // q split, this slab's rows landed (every thread's copies)
+    const bool rows_exact = exact(d0);
+    const __half* kh = sm.sc.stage[sl & 1];
+    const __half* kl = kh + kRows * kPitch;
 #pragma unroll
-    for (int k0 = 0; k0 < kSlab; k0 += 16) {
-      if (pr0 + wn >= nr) break;  // the warp's rows are all past the list (warp-uniform)
-      uint32_t ah[4], al[4], bh[2][4], bl[2][4];
-      load_a(ah, al, qh, ql, wm, k0, kPitch);
+    for (int pass = 0; pass < 2; ++pass) {
+      const int pr0 = pass * kTile;
+      if (pass >= n_pass || pr0 + wn >= nr) continue;  // the warp's rows are all past the list (warp-uniform)
+      float c[4][4] = {};
 #pragma unroll
-      for (int jj = 0; jj < 2; ++jj) {
-        const int boff = (wn + 16 * jj + b_n) * kPitch + k0 + b_k;
-        ldmatrix_x4(bh[jj], smem_addr(kh + boff));
-        if (!rows_exact) ldmatrix_x4(bl[jj], smem_addr(kl + boff));
+      for (int k0 = 0; k0 < kSlab; k0 += 16) {
+        uint32_t ah[4], al[4], bh[2][4], bl[2][4];
+        load_a(ah, al, sm.sc.qh, sm.sc.ql, wm, k0, kPitch);
+#pragma unroll
+        for (int jj = 0; jj < 2; ++jj) {
+          const int boff = (pr0 + wn + 16 * jj + b_n) * kPitch + k0 + b_k;
+          ldmatrix_x4(bh[jj], smem_addr(kh + boff));
+          if (!rows_exact) ldmatrix_x4(bl[jj], smem_addr(kl + boff));
+        }
+#pragma unroll
+        for (int j = 0; j < 4; ++j) mma_split(c[j], ah, al, bh[j >> 1] + 2 * (j & 1), bl[j >> 1] + 2 * (j & 1), rows_exact);
       }
-#pragma unroll
-      for (int j = 0; j < 4; ++j) mma_split(c[j], ah, al, bh[j >> 1] + 2 * (j & 1), bl[j >> 1] + 2 * (j & 1), rows_exact);
-    }
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int h = wm + g + 8 * (e >> 1), r = wn + 8 * j + c2 + (e & 1);
-        acc[j][e] += c[j][e] * sm.inv_a[h] * sm.inv_b[r];
-      }
-    }
-    if (d0 + kSlab >= hd) {  // the pass's last slab: its scores and row exponents are final
-      const float scale = static_cast<float>(1.0 / sqrt(static_cast<double>(hd)));
 #pragma unroll
       for (int j = 0; j < 4; ++j) {
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
           const int h = wm + g + 8 * (e >> 1), r = pr0 + wn + 8 * j + c2 + (e & 1);
-          sm.st[h * kSPitch + r] = __fmul_rn(acc[j][e], scale);
-          acc[j][e] = 0.0f;
+          acc[pass][j][e] += c[j][e] * sm.inv_a[h] * sm.inv_b[r];
         }
       }
-      if ((threadIdx.x & 15) == 0) {
-#pragma unroll
-        for (int p = 0; p < kPasses; ++p) sm.row_exp[pr0 + p * kVecPerPass + (threadIdx.x >> 4)] = split_exponent(run_max[p]);
-      }
-#pragma unroll
-      for (int p = 0; p < kPasses; ++p) run_max[p] = 0.0f;
     }
-    __syncthreads();
+    __syncthreads();  // the slab's MMAs done: its stage and q's buffers are free
   }
-  // P·V's first slab, in flight during the softmax.
-  SlabRegs vr[2];
-  slab_fetch(vr[0], 0, hd, [&](int r) { return sm.rows[r]; });
-  if (n_pass == 2) slab_fetch(vr[1], 0, hd, [&](int r) { return sm.rows[kTile + r]; });
+  // P·V's first slab, in flight during the softmax (its buffer held q and the scores' first stage).
+  copy_slab(sm.pv.buf0, sm, nr, 0, hd, exact(0));
+  const float scale = static_cast<float>(1.0 / sqrt(static_cast<double>(hd)));
+#pragma unroll
+  for (int pass = 0; pass < 2; ++pass) {
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int h = wm + g + 8 * (e >> 1), r = pass * kTile + wn + 8 * j + c2 + (e & 1);
+        sm.pv.st[h * kSPitch + r] = __fmul_rn(acc[pass][j][e], scale);
+      }
+    }
+  }
+  __syncthreads();
 
   // ---- 2. softmax statistics and P' (warp w: heads w, w + 8, ...; lane l: rows l + 32i) ----
   for (int h = warp; h < kHeads; h += kThreads / 32) {
@@ -262,7 +328,7 @@ __global__ void __launch_bounds__(kThreads, 2) partial_kernel(AttentionArgs a) {
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
       const int r = lane + 32 * i;
-      sv[i] = r < nr ? sm.st[h * kSPitch + r] : -INFINITY;
+      sv[i] = r < nr ? sm.pv.st[h * kSPitch + r] : -INFINITY;
       m = fmaxf(m, sv[i]);
     }
     m = warp_max(m);
@@ -277,7 +343,7 @@ __global__ void __launch_bounds__(kThreads, 2) partial_kernel(AttentionArgs a) {
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
       const int r = lane + 32 * i;
-      ev[i] = r < nr ? ev[i] * pow2f(-sm.row_exp[r]) : 0.0f;  // P'
+      ev[i] = r < nr ? ev[i] * sm.inv_b[r] : 0.0f;  // P'
       pmax = fmaxf(pmax, ev[i]);
     }
     const int ch = split_exponent(warp_max(pmax));
@@ -286,10 +352,10 @@ __global__ void __launch_bounds__(kThreads, 2) partial_kernel(AttentionArgs a) {
     for (int i = 0; i < 4; i += 2) {
       const SplitPair v = split_f16(ev[i] * f, ev[i + 1] * f);
       const int r = lane + 32 * i;
-      sm.ph[h * kPPitch + r] = __low2half(v.hi);
-      sm.pl[h * kPPitch + r] = __low2half(v.lo);
-      sm.ph[h * kPPitch + r + 32] = __high2half(v.hi);
-      sm.pl[h * kPPitch + r + 32] = __high2half(v.lo);
+      sm.pv.ph[h * kPPitch + r] = __low2half(v.hi);
+      sm.pv.pl[h * kPPitch + r] = __low2half(v.lo);
+      sm.pv.ph[h * kPPitch + r + 32] = __high2half(v.hi);
+      sm.pv.pl[h * kPPitch + r + 32] = __high2half(v.lo);
     }
     if (lane == 0) {
       sm.stats[h][0] = m;
@@ -300,21 +366,25 @@ __global__ void __launch_bounds__(kThreads, 2) partial_kernel(AttentionArgs a) {
 
   // ---- 3. O = P·V per slab of 64 dims, k over the split's 128 rows ----
   const int64_t part = static_cast<int64_t>(t) * H * a.splits + s;  // + h·splits
-  for (int d0 = 0; d0 < hd; d0 += kSlab) {
-    __syncthreads();  // P' written (first slab); the previous slab's MMAs done
-    bool rows_lo = slab_split_given(vr[0], vh, vl, sm.row_exp);
-    if (n_pass == 2) rows_lo |= slab_split_given(vr[1], vh + kTile * kPitch, vl + kTile * kPitch, sm.row_exp + kTile);
-    const bool rows_exact = !__syncthreads_or(rows_lo);
-    if (d0 + kSlab < hd) {
-      slab_fetch(vr[0], d0 + kSlab, hd, [&](int r) { return sm.rows[r]; });
-      if (n_pass == 2) slab_fetch(vr[1], d0 + kSlab, hd, [&](int r) { return sm.rows[kTile + r]; });
+  for (int sl = 0; sl < n_slab; ++sl) {
+    const int d0 = sl * kSlab;
+    __syncthreads();  // P' written and the score tile read (first slab); the previous slab's MMAs done
+    if (sl + 1 < n_slab) {
+      copy_slab((sl & 1) ? sm.pv.buf0 : sm.pv.buf1, sm, nr, d0 + kSlab, hd, exact(d0 + kSlab));
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
     }
+    __syncthreads();  // this slab's rows landed
+    const bool rows_exact = exact(d0);
+    const __half* vh = (sl & 1) ? sm.pv.buf1 : sm.pv.buf0;
+    const __half* vl = vh + kRows * kPitch;
     float c[4][4] = {};
 #pragma unroll
     for (int k0 = 0; k0 < kRows; k0 += 16) {
       if (k0 >= nr) break;  // rows past the list have P' = 0
       uint32_t ah[4], al[4], bh[2][4], bl[2][4];
-      load_a(ah, al, sm.ph, sm.pl, wm, k0, kPPitch);
+      load_a(ah, al, sm.pv.ph, sm.pv.pl, wm, k0, kPPitch);
 #pragma unroll
       for (int jj = 0; jj < 2; ++jj) {
         const int boff = (k0 + bt_k) * kPitch + wn + 16 * jj + bt_n;
@@ -388,19 +458,41 @@ __global__ void combine_kernel(AttentionArgs a) {
 
 int prefill_attention_splits(int64_t max_rows) { return static_cast<int>((max_rows + kRows - 1) / kRows); }
 
-bool prefill_attention_supported(int H, int hd) { return H >= 1 && H <= kHeads && hd >= 32 && hd % 32 == 0; }
+bool prefill_attention_supported(int H, int hd) {
+  return H >= 1 && H <= kHeads && hd >= 32 && hd % 32 == 0 && hd <= kMaxSlabs * kSlab;
+}
 
-Status prefill_attention(const AttentionArgs& a, cudaStream_t stream) {
+int64_t prefill_attention_row_capacity(int window, int max_chunk, int64_t comp_cap) {
+  return int64_t{window} + max_chunk + comp_cap;
+}
+
+Status prefill_attention_rows(const AttentionArgs& a, int chunk, PrefillAttnRows& rows, cudaStream_t stream) {
+  if (!prefill_attention_supported(a.H, a.hd)) return make_error("prefill attention rows: unsupported geometry");
+  if (chunk <= 0 || a.window <= 0 || rows.rows == nullptr || rows.meta == nullptr) {
+    return make_error("prefill attention rows: no chunk, window or scratch");
+  }
+  rows.chunk = chunk;
+  const int warps = 8;
+  const int blocks = static_cast<int>(std::min<int64_t>((int64_t{a.window} + chunk + warps - 1) / warps, 2048));
+  DSV4_CUDA_TRY(launch_pdl(convert_rows_kernel, dim3(blocks), dim3(32 * warps), 0, stream, a, chunk, rows.rows,
+                           rows.meta));
+  return cuda_status(cudaGetLastError(), "prefill attention rows");
+}
+
+Status prefill_attention(const AttentionArgs& a, const PrefillAttnRows& rows, cudaStream_t stream) {
   if (a.T <= 0) return Status();
   if (!prefill_attention_supported(a.H, a.hd)) return make_error("prefill attention: unsupported geometry");
   if (a.splits <= 0 || a.splits > 65535 || a.T > 65535) return make_error("prefill attention: bad launch shape");
+  if (rows.rows == nullptr || rows.meta == nullptr || a.t0 + a.T > rows.chunk) {
+    return make_error("prefill attention: the tokens' rows were not converted (prefill_attention_rows)");
+  }
   int device = 0;
   DSV4_CUDA_TRY(cudaGetDevice(&device));
   DSV4_CUDA_TRY(once_per_device(device, [] {
     return cudaFuncSetAttribute(partial_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                 static_cast<int>(sizeof(Smem)));
   }));
-  DSV4_CUDA_TRY(launch_pdl(partial_kernel, dim3(a.splits, a.T), dim3(kThreads), sizeof(Smem), stream, a));
+  DSV4_CUDA_TRY(launch_pdl(partial_kernel, dim3(a.splits, a.T), dim3(kThreads), sizeof(Smem), stream, a, rows));
   const size_t combine_smem = static_cast<size_t>(a.hd + a.splits) * sizeof(float);
   if (combine_smem > 48 * 1024) {
     DSV4_CUDA_TRY(cudaFuncSetAttribute(combine_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,

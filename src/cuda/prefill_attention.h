@@ -4,10 +4,13 @@
 // for all heads at once and reads each row twice (scores, then P·V) instead of once per head
 // group; scores and P·V run on f16 tensor cores with power-of-two-scaled split operands
 // (f16_split.cuh: f32-level accuracy for any f32 input range), the head dim streamed through
-// shared memory. A combine step adds the sink and de-rotates, as in attention.h.
+// shared memory. A combine step adds the sink and de-rotates, as in attention.h. The rows' split
+// is made once per layer (prefill_attention_rows) and shared by all the layer's launches: a block
+// copies the halves it needs into shared memory instead of converting f32 rows per slab.
 // Decode (T = 1) stays on attention.h: one token's 8-head blocks keep more SMs busy there.
 #pragma once
 
+#include <cuda_fp16.h>
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
@@ -24,6 +27,24 @@ inline constexpr int kPrefillAttnRows = 128;
 int prefill_attention_splits(int64_t max_rows);
 // Whether the prefill kernel takes this geometry (else attention.h serves it).
 bool prefill_attention_supported(int H, int hd);
-Status prefill_attention(const AttentionArgs& a, cudaStream_t stream);
+
+// Every KV row the tokens of one chunk can see, split once: row i (ring slot i < window, then
+// the chunk's row i - window, then compressed row i - window - chunk) as hi then lo f16 halves of
+// row·2^b (f16_split.cuh; b from the row's max |.|, the partial kernel's P·V scale), and meta[i] =
+// (b, bit s set where 64-dim slab s holds a nonzero lo half: slabs exact in f16, e.g. official
+// mode's FP8-simulated nope dims, skip the hi·lo MMAs).
+struct PrefillAttnRows {
+  __half* rows = nullptr;  // [capacity][2·hd]
+  int2* meta = nullptr;    // [capacity]
+  int chunk = 0;           // tokens of the chunk the rows were made for
+};
+// Rows the scratch needs for chunks of up to max_chunk tokens and comp_cap compressed rows.
+int64_t prefill_attention_row_capacity(int window, int max_chunk, int64_t comp_cap);
+// Fills rows (scratch of row_capacity(window, chunk, compressed rows of the layer)) for a chunk of
+// `chunk` tokens from a's kv_chunk, ring, comp, pos0, window, ratio and hd; sets rows.chunk. After
+// the chunk's compressed rows are made and before its raw rows enter the ring.
+Status prefill_attention_rows(const AttentionArgs& a, int chunk, PrefillAttnRows& rows, cudaStream_t stream);
+// The attention of a's tokens (a's t0, T) over rows made by prefill_attention_rows for their chunk.
+Status prefill_attention(const AttentionArgs& a, const PrefillAttnRows& rows, cudaStream_t stream);
 
 }  // namespace dsv4::cuda

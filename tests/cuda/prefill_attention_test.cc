@@ -12,10 +12,13 @@
 // ≈ 1e-6, and a lost lo half, a mis-scaled vector or a biased (truncated) long chain would not.
 // Rows FP8-simulated on their leading dims (official mode's KV nope dims, cpu::fp8_sim) take the
 // kernel's two-MMA path for the slabs whose lo halves are all zero; the same bar holds there, and
-// a slab wrongly taken as exact (any random f32 slab) would miss it by ≈ 2^-11.
+// a slab wrongly taken as exact (any random f32 slab) would miss it by ≈ 2^-11. Every case runs
+// through the layer's row conversion (prefill_attention_rows), which has its own contract test.
 #include "cuda/prefill_attention.h"
 
 #include <gtest/gtest.h>
+
+#include <cuda_fp16.h>
 
 #include <algorithm>
 #include <cmath>
@@ -124,7 +127,13 @@ void run(const Geometry& g, const Case& c, uint64_t seed, const Magnitudes& mag 
   a.ratio = c.ratio;
   a.top_k = top_k;
   a.splits = splits;
-  STATUS_ASSERT(prefill_attention(a, stream.get()));
+  DeviceBuffer rows16(static_cast<size_t>(prefill_attention_row_capacity(W, chunk, n_comp)) * 2 * hd * 2);
+  DeviceBuffer meta(static_cast<size_t>(prefill_attention_row_capacity(W, chunk, n_comp)) * sizeof(int2));
+  PrefillAttnRows converted;
+  converted.rows = rows16.get<__half>();
+  converted.meta = meta.get<int2>();
+  STATUS_ASSERT(prefill_attention_rows(a, chunk, converted, stream.get()));
+  STATUS_ASSERT(prefill_attention(a, converted, stream.get()));
   CUDA_ASSERT(cudaStreamSynchronize(stream.get()));
   const std::vector<float> got = download<float>(out, static_cast<size_t>(c.T) * H * hd);
 
@@ -225,6 +234,91 @@ TEST(CudaPrefillAttention, Fp8SimulatedRowsMatchPlainReference) {
   run(Geometry{16, 128, 64, 32, 8}, Case{2, 300, 7, 1}, fresh_seed(), Magnitudes{0, 0, 0, 0, 0, 0, 64});
 }
 
+// prefill_attention_rows against its contract on fresh random rows: every row a chunk's tokens can
+// see (ring slots of earlier positions, the chunk's rows, the compressed rows up to its last
+// position) gets b with max |row·2^b| in [2^14, 2^15) (f16_split.cuh's split_exponent, 2^126 for
+// a zero row), hi + lo within 2^-21 of each scaled element (the split's 22 bits, a factor 2 of
+// slack) or 2^-24 (the f16 subnormals' half step), and slab bit s set exactly where a lo half
+// of slab s is nonzero: FP8-simulated slabs must come out exact, random f32 slabs must not. Rows
+// with mixed magnitudes (2^-30..2^3 per row, elements down to 2^-12 of it) and all-zero rows.
+void check_row_conversion(int hd, int W, int pos0, int chunk, int ratio, int fp8_dims, uint64_t seed) {
+  SCOPED_TRACE(::testing::Message() << "hd " << hd << " W " << W << " pos0 " << pos0 << " chunk " << chunk
+                                    << " ratio " << ratio << " fp8 dims " << fp8_dims << " seed " << seed);
+  std::mt19937_64 rng(seed);
+  const int n_comp = ratio ? (pos0 + chunk) / ratio : 0;
+  std::vector<float> ring = normal_vector(static_cast<size_t>(W) * hd, rng);
+  std::vector<float> kv = normal_vector(static_cast<size_t>(chunk) * hd, rng);
+  std::vector<float> comp = normal_vector(static_cast<size_t>(std::max(1, n_comp)) * hd, rng);
+  for (std::vector<float>* rows : {&ring, &kv, &comp}) {
+    scale_vectors(*rows, static_cast<size_t>(hd), -30, 3, 12, rng);
+    zero_vectors(*rows, static_cast<size_t>(hd), 7);
+    for (size_t i = 0; fp8_dims > 0 && i < rows->size(); i += static_cast<size_t>(hd)) {
+      cpu::fp8_sim(rows->data() + i, fp8_dims);
+    }
+  }
+  TestStream stream;
+  DeviceBuffer dring = upload(ring), dkv = upload(kv), dcomp = upload(comp), dpos = upload(std::vector<int>{pos0});
+  const int64_t cap = prefill_attention_row_capacity(W, chunk, n_comp);
+  DeviceBuffer rows16(static_cast<size_t>(cap) * 2 * hd * 2), meta(static_cast<size_t>(cap) * sizeof(int2));
+  AttentionArgs a;
+  a.kv_chunk = dkv.get<float>();
+  a.ring = dring.get<float>();
+  a.comp = dcomp.get<float>();
+  a.pos0 = dpos.get<int>();
+  a.H = 64;
+  a.hd = hd;
+  a.window = W;
+  a.ratio = ratio;
+  PrefillAttnRows converted;
+  converted.rows = rows16.get<__half>();
+  converted.meta = meta.get<int2>();
+  STATUS_ASSERT(prefill_attention_rows(a, chunk, converted, stream.get()));
+  CUDA_ASSERT(cudaStreamSynchronize(stream.get()));
+  EXPECT_EQ(converted.chunk, chunk);
+  const std::vector<__half> got = download<__half>(rows16, static_cast<size_t>(cap) * 2 * hd);
+  const std::vector<int2> got_meta = download<int2>(meta, static_cast<size_t>(cap));
+  int exact_slabs = 0, inexact_slabs = 0;
+  const auto check = [&](int64_t i, const float* row) {
+    SCOPED_TRACE(::testing::Message() << "converted row " << i);
+    float m = 0.0f;
+    for (int d = 0; d < hd; ++d) m = std::max(m, std::fabs(row[d]));
+    const int b = got_meta[static_cast<size_t>(i)].x;
+    if (m < std::ldexp(1.0f, -112)) {
+      EXPECT_EQ(b, 126);
+    } else {
+      EXPECT_GE(std::ldexp(m, b), 16384.0f);
+      EXPECT_LT(std::ldexp(m, b), 32768.0f);
+    }
+    unsigned want_mask = 0;
+    for (int d = 0; d < hd; ++d) {
+      const double x = std::ldexp(static_cast<double>(row[d]), b);
+      const double hi = __half2float(got[static_cast<size_t>(i * 2 * hd + d)]);
+      const double lo = __half2float(got[static_cast<size_t>(i * 2 * hd + hd + d)]);
+      ASSERT_LE(std::fabs(hi + lo - x), std::max(std::fabs(x) * std::ldexp(1.0, -21), std::ldexp(1.0, -24)))
+          << "dim " << d;
+      if (lo != 0.0) want_mask |= 1u << (d / 64);
+    }
+    EXPECT_EQ(static_cast<unsigned>(got_meta[static_cast<size_t>(i)].y), want_mask);
+    for (int s = 0; s < (hd + 63) / 64; ++s) ((want_mask >> s) & 1u ? inexact_slabs : exact_slabs) += m > 0.0f;
+  };
+  for (int slot = 0; slot < std::min(W, pos0); ++slot) check(slot, ring.data() + static_cast<size_t>(slot) * hd);
+  for (int j = 0; j < chunk; ++j) check(W + j, kv.data() + static_cast<size_t>(j) * hd);
+  for (int k = 0; k < n_comp; ++k) check(W + chunk + k, comp.data() + static_cast<size_t>(k) * hd);
+  EXPECT_GT(inexact_slabs, 0);
+  if (fp8_dims > 0) {
+    EXPECT_GT(exact_slabs, 0);
+  }
+}
+
+TEST(CudaPrefillAttention, RowConversionCoversRingChunkAndCompressedRows) {
+  // Official shape: FP8-simulated nope dims, an f32 RoPE slab; the ring full, then part full.
+  check_row_conversion(512, 128, 300, 40, 4, 448, fresh_seed());
+  check_row_conversion(512, 128, 60, 9, 128, 448, fresh_seed());
+  // Plain f32 rows (no exact slab), a half last slab, no compressed rows.
+  check_row_conversion(96, 32, 100, 7, 0, 0, fresh_seed());
+  check_row_conversion(96, 32, 10, 25, 2, 64, fresh_seed());
+}
+
 TEST(CudaPrefillAttention, RejectsGeometriesItDoesNotTake) {
   EXPECT_FALSE(prefill_attention_supported(65, 512));
   EXPECT_FALSE(prefill_attention_supported(64, 100));
@@ -234,7 +328,9 @@ TEST(CudaPrefillAttention, RejectsGeometriesItDoesNotTake) {
   a.H = 128;
   a.hd = 512;
   a.splits = 1;
-  EXPECT_FALSE(prefill_attention(a, nullptr).ok());
+  EXPECT_FALSE(prefill_attention(a, PrefillAttnRows{}, nullptr).ok());
+  a.H = 64;  // a supported geometry, but no converted rows
+  EXPECT_FALSE(prefill_attention(a, PrefillAttnRows{}, nullptr).ok());
 }
 
 }  // namespace
