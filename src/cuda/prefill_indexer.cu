@@ -1,16 +1,35 @@
 // prefill_indexer.h.
 //
-// Roofline at an 8K prompt (last 2048-token chunk, up to 2048 eligible rows per token, 64 heads ×
-// 128 dims): 2 × 64 × 128 × ~1800 × 2048 ≈ 60 GFLOP of f32 FMA per CSA layer, ~1.3 ms at the
-// H200's f32 peak; the decode-shaped kernel (one warp per row, q from shared memory at 2 loads
-// per FMA) ran these at about a quarter of that.
+// Score kernel, block = two consecutive tokens × every row either of them ranks, 256 threads:
+//   1. both tokens' queries (2 × 64 heads × idh) are split into shared memory once: each 32-dim
+//      slab of each vector (one FP4 block in official mode) scaled by its own power of two
+//      (f16_split.cuh: max |.| in [2^14, 2^15)) and split hi/lo in f16;
+//   2. per tile of 64 rows: the rows are split the same way (row, slab), then warp (token, 16 rows)
+//      computes S[h][r] for all 64 heads (4 m16 tiles × 2 n8 tiles): per slab one chain of two
+//      k16 steps that starts at zero (hi·hi, plus lo·hi / hi·lo where a lo half is nonzero), added
+//      to the f32 totals as S += (chain·2^-e_q)·2^-e_r (rounded);
+//   3. score[t][r] = Σ_h w_h·max(0, S[h][r]) in registers (each lane's 8 heads, then a shuffle sum
+//      over the warp's 8 head groups); [tokens × heads × rows] is never stored.
+// Exactness: an FP4-simulated slab is e2m1·2^s (values with ≤ 2 significant bits, max/min
+// nonzero ≤ 12), so after its own power-of-two scale every value is exact in f16 (lo = 0: the
+// block-uniform __syncthreads_or flags drop those MMAs, the same result) and every product is a
+// multiple of > 2^20 with |Σ| < 32·2^30: the chain is the exact slab dot product; the only
+// roundings are the four f32 adds per (head, row). Plain mode (f32 inputs): hi + lo carries 22
+// bits, the dropped lo·lo is ≤ 2^-22 of |q_slab|·|k_slab| per product, and the chain (≤ 6 MMAs of
+// 16 products from zero) truncates within ≈ 2^-23 of its magnitude: the score error is
+// ≲ 2^-21·Σ_h |w_h|·Σ_slab |q_h,slab|·|k_slab|, the order of the f32 SIMT sum this replaced.
+// Roofline (CSA layer, 4096 tokens × ≈ 1000 rows × 64 heads × 128 dims): 8.4 M m16n8k16 MMAs in
+// official mode (one per k16 step; plain mode three), ≈ 0.1 ms at mma.sync's reach; shared-memory
+// reads 5 ldmatrix.x4 per 8 MMAs; the rows are re-read from L2 once per token pair (as f32,
+// ≈ 1 GB per layer at the 8K prompt's second chunk).
 #include <cuda_runtime.h>
 
 #include "cuda/check.h"
 #include "cuda/device_math.cuh"
+#include "cuda/f16_split.cuh"
+#include "cuda/once_per_device.h"
 #include "cuda/pdl.cuh"
 #include "cuda/prefill_indexer.h"
-#include "cuda/prefill_tile.cuh"
 
 namespace dsv4::cuda {
 
@@ -18,7 +37,23 @@ namespace {
 
 using namespace detail;
 
-constexpr int kSlab = 32;  // index head dims per slab
+constexpr int kTokens = 2;    // tokens per block (share the row tiles)
+constexpr int kHeads = 64;    // M (IH ≤ 64, zero-padded)
+constexpr int kRows = 64;     // rows per tile
+constexpr int kSlab = 32;     // dims per power-of-two scale and per MMA chain (an FP4 block)
+constexpr int kThreads = 256; // 8 warps: (token, 16 rows) each
+static_assert(kThreads / 32 == kTokens * (kRows / 16), "warp tiles");
+
+template <int kIdh>
+struct Smem {
+  static constexpr int kPitch = kIdh + 8;  // halves per row: rows 16 B apart mod 128, ldmatrix conflict-free
+  static constexpr int kSlabs = kIdh / kSlab;
+  __half qh[kTokens * kHeads * kPitch], ql[kTokens * kHeads * kPitch];
+  __half kh[kRows * kPitch], kl[kRows * kPitch];
+  float inv_q[kTokens * kHeads * kSlabs];  // 2^-e of (token·64 + head, slab)
+  float inv_k[kRows * kSlabs];             // 2^-e of (row, slab)
+  float w[kTokens][kHeads];                // w[t][h]/sqrt(idh·IH), 0 for padded heads
+};
 
 __device__ __forceinline__ int64_t visible_rows(const IndexerArgs& a, int t) {
   return (static_cast<int64_t>(*a.pos0) + a.t0 + t + 1) / 4;
@@ -39,69 +74,191 @@ __global__ void prep_kernel(IndexerArgs a) {
   for (int i = threadIdx.x; i < a.idh; i += blockDim.x) q[i] = v[i];
 }
 
-// Block (row tile, token t): scores of rows [64·blockIdx.x, +64) ∩ [0, n_vis).
-__global__ void __launch_bounds__(kTileThreads) score_kernel(IndexerArgs a, int32_t* n_rows) {
+__device__ __forceinline__ uint32_t half2_bits(__half2 h) { return *reinterpret_cast<const uint32_t*>(&h); }
+
+// Splits kRows vectors of kIdh floats (vec(i): its address, nullptr = zeros) into hi/lo, each
+// (vector, slab) with its own power of two; 8 lanes hold a slab (a float4 each). All loads are
+// issued before the first shuffle. Returns whether this thread stored a nonzero lo half.
+template <int kIdh, class VecFn>
+__device__ __forceinline__ bool split_vectors(__half* hi, __half* lo, float* inv, VecFn vec) {
+  using S = Smem<kIdh>;
+  constexpr int kTasks = kRows * S::kSlabs * 8;
+  static_assert(kTasks % kThreads == 0, "every warp runs the same number of shuffles");
+  constexpr int kIters = kTasks / kThreads;
+  float4 x[kIters];
+#pragma unroll
+  for (int i = 0; i < kIters; ++i) {
+    const int j = static_cast<int>(threadIdx.x) + i * kThreads;
+    const float* src = vec(j / (8 * S::kSlabs));
+    x[i] = src != nullptr ? *reinterpret_cast<const float4*>(src + 4 * (j % (8 * S::kSlabs)))
+                          : make_float4(0.f, 0.f, 0.f, 0.f);
+  }
+  bool any_lo = false;
+#pragma unroll
+  for (int i = 0; i < kIters; ++i) {
+    const int j = static_cast<int>(threadIdx.x) + i * kThreads;
+    const int v = j / (8 * S::kSlabs), d = 4 * (j % (8 * S::kSlabs));
+    float m = fmaxf(fmaxf(fabsf(x[i].x), fabsf(x[i].y)), fmaxf(fabsf(x[i].z), fabsf(x[i].w)));
+#pragma unroll
+    for (int o = 4; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xFFFFFFFFu, m, o));
+    const int e = split_exponent(m);
+    const float sc = pow2f(e);
+    const SplitPair p0 = split_f16(x[i].x * sc, x[i].y * sc), p1 = split_f16(x[i].z * sc, x[i].w * sc);
+    *reinterpret_cast<uint2*>(hi + v * S::kPitch + d) = make_uint2(half2_bits(p0.hi), half2_bits(p1.hi));
+    *reinterpret_cast<uint2*>(lo + v * S::kPitch + d) = make_uint2(half2_bits(p0.lo), half2_bits(p1.lo));
+    any_lo |= ((half2_bits(p0.lo) | half2_bits(p1.lo)) & 0x7FFF7FFFu) != 0;  // ±0 counts as zero
+    if ((j & 7) == 0) inv[v * S::kSlabs + d / kSlab] = pow2f(-e);
+  }
+  return any_lo;
+}
+
+template <int kIdh>
+__global__ void __launch_bounds__(kThreads, 2) score_kernel(IndexerArgs a, int32_t* n_rows) {
   pdl_wait();  // launched with PDL: nothing before this line (pdl.cuh)
   pdl_trigger();
-  __shared__ __align__(16) float qs[kSlab * kTilePitch];
-  __shared__ __align__(16) float ks[kSlab * kTilePitch];
-  __shared__ float ws[kTile];
-  __shared__ float part[kTile / kTileM][kTile + 1];  // per group of kTileM heads: Σ over its heads
-  const int t = blockIdx.y;
-  const int64_t n_vis = visible_rows(a, t);
-  const bool ranks = n_vis > a.top_k;
-  if (blockIdx.x == 0 && threadIdx.x == 0) n_rows[t] = ranks ? static_cast<int32_t>(n_vis) : 0;
-  const int64_t row0 = static_cast<int64_t>(blockIdx.x) * kTile;
-  if (!ranks || row0 >= n_vis) return;
-  const int nr = static_cast<int>(n_vis - row0 < kTile ? n_vis - row0 : kTile);
+  using S = Smem<kIdh>;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  S& sm = *reinterpret_cast<S*>(smem_raw);
+  const int t_first = blockIdx.x * kTokens;
+  int64_t n_vis[kTokens];
+  int64_t n_max = 0;
+#pragma unroll
+  for (int k = 0; k < kTokens; ++k) {
+    const int t = t_first + k;
+    const int64_t nv = t < a.T ? visible_rows(a, t) : 0;
+    n_vis[k] = nv > a.top_k ? nv : 0;  // 0: the token does not rank
+    if (threadIdx.x == 0 && t < a.T) n_rows[t] = static_cast<int32_t>(n_vis[k]);
+    n_max = n_vis[k] > n_max ? n_vis[k] : n_max;
+  }
+  if (n_max == 0) return;
   const float w_scale = static_cast<float>(1.0 / sqrt(static_cast<double>(a.idh * a.IH)));
-  for (int h = threadIdx.x; h < kTile; h += blockDim.x) {
-    ws[h] = h < a.IH ? __fmul_rn(a.w[static_cast<int64_t>(t) * a.IH + h], w_scale) : 0.0f;
+  for (int i = threadIdx.x; i < kTokens * kHeads; i += kThreads) {
+    const int k = i / kHeads, h = i % kHeads;
+    sm.w[k][h] = n_vis[k] > 0 && h < a.IH ? __fmul_rn(a.w[static_cast<int64_t>(t_first + k) * a.IH + h], w_scale) : 0.0f;
   }
-  const float* q = a.q + static_cast<int64_t>(t) * a.IH * a.idh;
-  const float* rows = a.rows + row0 * a.idh;
-  const int IH = a.IH, idh = a.idh;
-  TileAcc acc;
-  tile_zero(acc);
-  for (int d0 = 0; d0 < idh; d0 += kSlab) {
-    load_slab_transposed(qs, d0, kSlab, [&](int h) { return h < IH ? q + static_cast<int64_t>(h) * idh : nullptr; });
-    load_slab_transposed(ks, d0, kSlab, [&](int r) { return r < nr ? rows + static_cast<int64_t>(r) * idh : nullptr; });
-    __syncthreads();
-    tile_fma(qs, ks, kSlab, acc);
-    __syncthreads();
-  }
-  // ReLU per head, then the (signed) head weight; heads in order within each group.
-  const int ty = threadIdx.x >> 4, tx = threadIdx.x & 15;
+  static_assert(kHeads == kRows, "one splitter serves the queries and the rows");
+  bool any_q_lo = false;
 #pragma unroll
-  for (int j = 0; j < kTileN; ++j) {
-    float s = __fmul_rn(ws[kTileM * ty], fmaxf(acc.v[0][j], 0.0f));
-#pragma unroll
-    for (int i = 1; i < kTileM; ++i) s = fmaf(ws[kTileM * ty + i], fmaxf(acc.v[i][j], 0.0f), s);
-    part[ty][kTileN * tx + j] = s;
+  for (int k = 0; k < kTokens; ++k) {
+    const float* q = a.q + static_cast<int64_t>(t_first + k) * a.IH * kIdh;
+    const int n_heads = n_vis[k] > 0 ? a.IH : 0;  // a token that does not rank: zeros
+    any_q_lo |= split_vectors<kIdh>(sm.qh + k * kHeads * S::kPitch, sm.ql + k * kHeads * S::kPitch,
+                                    sm.inv_q + k * kHeads * S::kSlabs, [=](int h) {
+                                      return h < n_heads ? q + static_cast<int64_t>(h) * kIdh : nullptr;
+                                    });
   }
-  __syncthreads();
-  if (threadIdx.x < nr) {
-    float s = 0.0f;
+  const bool q_lo = __syncthreads_or(any_q_lo);
+
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int g = lane >> 2, c2 = 2 * (lane & 3);  // C fragment: heads g, g + 8; rows c2, c2 + 1
+  const int tok = warp / (kRows / 16), wn = 16 * (warp % (kRows / 16));
+  const int64_t nv = tok == 0 ? n_vis[0] : n_vis[1];
+  static_assert(kTokens == 2, "nv above");
+  float* const out = a.scores + static_cast<int64_t>(t_first + tok) * a.score_cap;
+  // ldmatrix lane addresses: A = q [head][dim] (rows lane & 15, k half lane >> 4), B = rows
+  // [row][dim] (two n8 tiles: rows (lane & 7) + 8·(lane >> 4), k half (lane >> 3) & 1).
+  const int a_off = (tok * kHeads + (lane & 15)) * S::kPitch + (lane >> 4) * 8;
+  const int b_off = (wn + (lane & 7) + ((lane >> 4) << 3)) * S::kPitch + ((lane >> 3) & 1) * 8;
+  const uint32_t qh = smem_addr(sm.qh + a_off), ql = smem_addr(sm.ql + a_off);
+  const uint32_t kh = smem_addr(sm.kh + b_off), kl = smem_addr(sm.kl + b_off);
+  constexpr uint32_t kMTileBytes = 16 * S::kPitch * sizeof(__half);
+
+  for (int64_t row0 = 0; row0 < n_max; row0 += kRows) {
+    __syncthreads();  // the previous tile's fragments are read
+    const int64_t nr = n_max - row0;
+    const float* rows = a.rows + row0 * kIdh;
+    const bool k_lo = __syncthreads_or(split_vectors<kIdh>(sm.kh, sm.kl, sm.inv_k, [=](int r) {
+      return r < nr ? rows + static_cast<int64_t>(r) * kIdh : nullptr;
+    }));
+    if (row0 + wn >= nv) continue;  // no row of this warp is visible to its token (or it does not rank)
+    float acc[4][2][4] = {};
+#pragma unroll 1  // one slab's chain at a time: unrolled, the slabs' fragments spill at 128 registers
+    for (int s = 0; s < S::kSlabs; ++s) {
+      float chain[4][2][4] = {};
 #pragma unroll
-    for (int g = 0; g < kTile / kTileM; ++g) s += part[g][threadIdx.x];
-    a.scores[static_cast<int64_t>(t) * a.score_cap + row0 + threadIdx.x] = s;
+      for (int kk = 0; kk < kSlab; kk += 16) {
+        const uint32_t koff = (s * kSlab + kk) * sizeof(__half);
+        uint32_t bh[4], bl[4];
+        ldmatrix_x4(bh, kh + koff);
+        if (k_lo) ldmatrix_x4(bl, kl + koff);
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          uint32_t ah[4], al[4];
+          ldmatrix_x4(ah, qh + i * kMTileBytes + koff);
+          if (q_lo) ldmatrix_x4(al, ql + i * kMTileBytes + koff);
+#pragma unroll
+          for (int j = 0; j < 2; ++j) {  // the small terms before the large (f16_split.cuh)
+            if (q_lo) mma_f16(chain[i][j], al, bh + 2 * j);
+            if (k_lo) mma_f16(chain[i][j], ah, bl + 2 * j);
+            mma_f16(chain[i][j], ah, bh + 2 * j);
+          }
+        }
+      }
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const float sq0 = sm.inv_q[(tok * kHeads + 16 * i + g) * S::kSlabs + s];
+        const float sq1 = sm.inv_q[(tok * kHeads + 16 * i + g + 8) * S::kSlabs + s];
+#pragma unroll
+        for (int j = 0; j < 2; ++j) {
+          const float sk0 = sm.inv_k[(wn + 8 * j + c2) * S::kSlabs + s];
+          const float sk1 = sm.inv_k[(wn + 8 * j + c2 + 1) * S::kSlabs + s];
+          acc[i][j][0] = fmaf(chain[i][j][0] * sq0, sk0, acc[i][j][0]);
+          acc[i][j][1] = fmaf(chain[i][j][1] * sq0, sk1, acc[i][j][1]);
+          acc[i][j][2] = fmaf(chain[i][j][2] * sq1, sk0, acc[i][j][2]);
+          acc[i][j][3] = fmaf(chain[i][j][3] * sq1, sk1, acc[i][j][3]);
+        }
+      }
+    }
+    // ReLU per head, then the (signed) head weight: this lane's 8 heads, then the 8 head groups.
+#pragma unroll
+    for (int j = 0; j < 2; ++j) {
+#pragma unroll
+      for (int c = 0; c < 2; ++c) {
+        float sc = 0.0f;
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          sc = fmaf(sm.w[tok][16 * i + g], fmaxf(acc[i][j][c], 0.0f), sc);
+          sc = fmaf(sm.w[tok][16 * i + g + 8], fmaxf(acc[i][j][2 + c], 0.0f), sc);
+        }
+#pragma unroll
+        for (int o = 4; o < 32; o <<= 1) sc += __shfl_xor_sync(0xFFFFFFFFu, sc, o);
+        const int64_t r = row0 + wn + 8 * j + c2 + c;
+        if (g == 0 && r < nv) out[r] = sc;
+      }
+    }
   }
+}
+
+template <int kIdh>
+Status launch_scores(const IndexerArgs& a, int32_t* n_rows, cudaStream_t stream) {
+  int device = 0;
+  DSV4_CUDA_TRY(cudaGetDevice(&device));
+  DSV4_CUDA_TRY(once_per_device(device, [] {
+    return cudaFuncSetAttribute(score_kernel<kIdh>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                static_cast<int>(sizeof(Smem<kIdh>)));
+  }));
+  const unsigned blocks = static_cast<unsigned>((a.T + kTokens - 1) / kTokens);
+  DSV4_CUDA_TRY(launch_pdl(score_kernel<kIdh>, dim3(blocks), dim3(kThreads), sizeof(Smem<kIdh>), stream, a, n_rows));
+  return Status();
 }
 
 }  // namespace
 
 bool prefill_indexer_supported(int IH, int idh) {
-  return IH >= 1 && IH <= kTile && idh >= kSlab && idh % kSlab == 0 && idh <= 1024 && (idh & (idh - 1)) == 0;
+  return IH >= 1 && IH <= kHeads && (idh == 32 || idh == 64 || idh == 128);
 }
 
 Status prefill_indexer_select(const IndexerArgs& a, int32_t* n_rows, cudaStream_t stream) {
   if (a.T <= 0) return Status();
   if (!prefill_indexer_supported(a.IH, a.idh)) return make_error("prefill indexer: unsupported geometry");
   if (a.T > 65535) return make_error("prefill indexer: too many tokens for one launch");
+  if (a.score_cap <= 0) return make_error("prefill indexer: no score capacity");
   DSV4_CUDA_TRY(launch_pdl(prep_kernel, dim3(a.IH, a.T), dim3(128), a.idh * sizeof(float), stream, a));
-  const unsigned tiles = static_cast<unsigned>((a.score_cap + kTile - 1) / kTile);
-  if (tiles == 0) return make_error("prefill indexer: no score capacity");
-  DSV4_CUDA_TRY(launch_pdl(score_kernel, dim3(tiles, a.T), dim3(kTileThreads), 0, stream, a, n_rows));
+  switch (a.idh) {
+    case 32: DSV4_TRY(launch_scores<32>(a, n_rows, stream)); break;
+    case 64: DSV4_TRY(launch_scores<64>(a, n_rows, stream)); break;
+    default: DSV4_TRY(launch_scores<128>(a, n_rows, stream)); break;
+  }
   DSV4_TRY(cuda_status(cudaGetLastError(), "prefill indexer kernels"));
   return top_k_rows(a.scores, a.score_cap, n_rows, a.T, a.top_k, a.selected, stream);
 }

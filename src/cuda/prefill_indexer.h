@@ -1,9 +1,9 @@
 // The lightning indexer for prefill chunks (MODEL.md §7.7): the same selection as indexer.h on the
-// same IndexerArgs, with the scores of a chunk computed as a tiled f32 product. A block takes one
-// token and 64 index rows: S[h][c] = q[t][h]·K_I[c] for all ≤ 64 heads as a 64×64 register tile
-// (prefill_tile.cuh, the head dim streamed through shared memory), then
-// score[t][c] = Σ_h (w[t][h]/sqrt(idh·IH))·max(0, S[h][c]) reduced over the heads in shared memory.
-// The top-k is indexer.h's top_k_rows. Decode (T = 1) stays on indexer.h.
+// same IndexerArgs, with the scores of a chunk on f16 tensor cores (split operands, f16_split.cuh):
+// a block takes two tokens and every row they rank, S[h][c] = q[t][h]·K_I[c] for all ≤ 64 heads
+// as MMAs (the heads are M), per 32-dim slab scaled by its own power of two (exact in official
+// mode, where the slab is one FP4 block), then score[t][c] = Σ_h (w[t][h]/sqrt(idh·IH))·max(0,
+// S[h][c]) in registers. The top-k is indexer.h's top_k_rows. Decode (T = 1) stays on indexer.h.
 #pragma once
 
 #include <cuda_runtime_api.h>

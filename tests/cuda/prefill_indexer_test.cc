@@ -2,7 +2,10 @@
 // queries prepared on the CPU (RoPE, then Hadamard and FP4 in official mode), scores
 // Σ_h (w_h/sqrt(idh·IH))·max(0, q_h·K_I[c]) in double, the top-k by score with ties to the lower
 // index. Geometries: the real one (64 heads of 128, top-k 512 and a short top-k so most tokens of
-// a chunk rank) and a small one (4 heads of 64), launch offsets t0, tokens that do and do not rank.
+// a chunk rank) and small ones (4 heads of 64, 7 heads of 32), launch offsets t0, tokens that do
+// and do not rank, odd T (a block's second token missing), row counts that end mid-tile. Official
+// mode runs on FP4-simulated rows as the model's (the exact-in-f16 path, lo halves all zero) and
+// once on raw rows (lo halves nonzero in the rows only).
 //
 // The device sums in f32 in another order (~1e-6 relative), so rows whose scores are that close
 // may swap across the top-k boundary: the selections must agree wherever the reference's k-th and
@@ -28,17 +31,24 @@ namespace {
 struct Case {
   int IH, idh, top_k, pos0, T, t0;
   bool sim;
+  bool rows_sim = true;  // official mode: rows FP4-simulated (Hadamard then FP4) as the compressor emits them
 };
 
 void run(const Case& c, uint64_t seed) {
   SCOPED_TRACE(::testing::Message() << "IH " << c.IH << " idh " << c.idh << " top_k " << c.top_k << " pos0 "
-                                    << c.pos0 << " T " << c.T << " t0 " << c.t0 << " sim " << c.sim << " seed " << seed);
+                                    << c.pos0 << " T " << c.T << " t0 " << c.t0 << " sim " << c.sim << " rows_sim " << c.rows_sim << " seed " << seed);
   std::mt19937_64 rng(seed);
-  const int IH = c.IH, idh = c.idh, k = c.top_k, n_rot = 64;
+  const int IH = c.IH, idh = c.idh, k = c.top_k, n_rot = std::min(64, c.idh);
   const int64_t cap = (c.pos0 + c.t0 + c.T) / 4 + 3;  // slack: the kernel must not write past n_vis
   const std::vector<float> q = normal_vector(static_cast<size_t>(c.T) * IH * idh, rng);
   const std::vector<float> w = normal_vector(static_cast<size_t>(c.T) * IH, rng);
-  const std::vector<float> rows = normal_vector(static_cast<size_t>(cap) * idh, rng);
+  std::vector<float> rows = normal_vector(static_cast<size_t>(cap) * idh, rng);
+  if (c.sim && c.rows_sim) {
+    for (int64_t r = 0; r < cap; ++r) {
+      cpu::hadamard(rows.data() + r * idh, idh);
+      cpu::fp4_sim(rows.data() + r * idh, idh);
+    }
+  }
   const cpu::YarnParams yarn{16.0f, 65536, 32.0f, 1.0f};
   const std::vector<float> omega = cpu::rope_frequencies(n_rot, 160000.0f, &yarn);
   const int32_t poison = -7;
@@ -124,6 +134,8 @@ TEST(CudaPrefillIndexer, SelectionMatchesPlainReference) {
       {64, 128, 512, 2100, 6, 0, true},   {64, 128, 512, 2044, 8, 3, false},  // real top-k, some tokens below it
       {64, 128, 32, 100, 48, 0, true},    {64, 128, 32, 300, 40, 7, false},   // most tokens of a chunk rank
       {4, 64, 8, 20, 30, 0, true},        {4, 64, 8, 500, 9, 2, false},       // the tiny model's shape
+      {64, 128, 512, 6000, 7, 5, true},   {64, 128, 64, 900, 13, 1, true, false},  // long rows; raw rows
+      {7, 32, 16, 200, 11, 0, true},      {7, 32, 16, 333, 5, 4, false},      // 32-dim heads, one slab
   };
   for (const Case& c : cases) run(c, fresh_seed());
 }
@@ -131,7 +143,9 @@ TEST(CudaPrefillIndexer, SelectionMatchesPlainReference) {
 TEST(CudaPrefillIndexer, RejectsGeometriesItDoesNotTake) {
   EXPECT_FALSE(prefill_indexer_supported(65, 128));
   EXPECT_FALSE(prefill_indexer_supported(64, 96));
+  EXPECT_FALSE(prefill_indexer_supported(64, 256));
   EXPECT_TRUE(prefill_indexer_supported(64, 128));
+  EXPECT_TRUE(prefill_indexer_supported(1, 32));
 }
 
 }  // namespace
