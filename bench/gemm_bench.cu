@@ -3,9 +3,10 @@
 // shape with bf16 weights (what the tensor cores give this M×N×K through cuBLAS), and an 8192³
 // product as the card's dense bf16 ceiling. Needs a GPU; not a test.
 //
-//   gemm_bench [--quick | --profile | --int8]   (--quick: n = 2048 only; --profile: see
+//   gemm_bench [--quick | --profile | --int8 | --wgmma]   (--quick: n = 2048 only; --profile: see
 //   profile_launches; --int8: the MoE down projection in f16, split and int8 mode at 2048 and 4096
-//   tokens, and the int8 activation conversion)
+//   tokens, and the int8 activation conversion; --wgmma: the dense Q8_0 shapes in f16 mode, split
+//   on mma.sync and split on wgmma at 2048 and 4096 tokens)
 //
 // Weights are random valid blocks made on the device (every f16 scale a moderate value), X random
 // f16 (cuBLAS: bf16, the same tensor-core rate). Each figure: 5 rounds of 20 back-to-back launches
@@ -231,7 +232,10 @@ struct Bench {
     const GemmWeights gw{type, w, k, m, 1};
     const double us =
         time_us(stream, [&] { CHECK_OK(dsv4::cuda::gemm(gw, x, k, nullptr, n, y, m, stream, tile, x_lo)); });
-    const char* tname = tile == GemmTile::kLarge ? "large" : tile == GemmTile::kSmall ? "small" : "auto";
+    const char* tname = tile == GemmTile::kLarge   ? "large"
+                        : tile == GemmTile::kSmall ? "small"
+                        : tile == GemmTile::kWgmma ? "wgmma"
+                                                   : "auto";
     row(name, type_label(type).c_str(), n, k, m, tname, us, 2.0 * n * m * k, cublas_tflops(m, n, k));
     CHECK_CUDA(cudaFree(w));
     CHECK_CUDA(cudaFree(x));
@@ -375,6 +379,22 @@ int main(int argc, char** argv) {
         b.split = mode == 1;
         b.int8 = mode == 2;
         b.moe("MoE down (q2)", TensorType::Q2_K, 2048, 4096, n, false);
+      }
+    }
+    return 0;
+  }
+  // The dense Q8_0 shapes: f16 mode, split on mma.sync (large tile) and split on wgmma.
+  if (argc > 1 && std::strcmp(argv[1], "--wgmma") == 0) {
+    for (const int64_t n : {int64_t{2048}, int64_t{4096}}) {
+      for (const int mode : {0, 1, 2}) {
+        b.split = mode > 0;
+        const GemmTile tile = mode == 0 ? GemmTile::kAuto : mode == 1 ? GemmTile::kLarge : GemmTile::kWgmma;
+        b.dense("attn q_a / output_a group", TensorType::Q8_0, 4096, 1024, n, tile);
+        b.dense("attn kv", TensorType::Q8_0, 4096, 512, n, tile);
+        b.dense("attn q_b", TensorType::Q8_0, 1024, 32768, n, tile);
+        b.dense("attn output_b", TensorType::Q8_0, 8192, 4096, n, tile);
+        b.dense("shared expert gate/up", TensorType::Q8_0, 4096, 2048, n, tile);
+        b.dense("shared expert down", TensorType::Q8_0, 2048, 4096, n, tile);
       }
     }
     return 0;

@@ -54,6 +54,21 @@ Result<bool> pick_large(GemmTile tile, TensorType type, int64_t n_out, int64_t n
   return (n_out + large.features - 1) / large.features * ((n_rows + large.rows - 1) / large.rows) >= sm_count();
 }
 
+// Whether gemm() runs on the wgmma kernel: asked for, or kAuto with Q8_0 split operands of
+// at least 512 rows (below that its 128-row tile is mostly padding) on a compute capability 9 device.
+// The kernel addresses X rows with 32-bit element offsets.
+Result<bool> pick_wgmma(GemmTile tile, TensorType type, int64_t n, int64_t x_stride, bool split) {
+  const bool takes = split && type == TensorType::Q8_0 && n * x_stride < (int64_t{1} << 31);
+  if (tile == GemmTile::kWgmma) {
+    if (!takes) return make_error("the wgmma tile takes Q8_0 weights in split mode (n·x_stride < 2^31)");
+    return true;
+  }
+  if (tile != GemmTile::kAuto || !takes || n < 512) return false;
+  int device = 0, major = 0;
+  return cudaGetDevice(&device) == cudaSuccess &&
+         cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) == cudaSuccess && major == 9;
+}
+
 // Checks shared by both entry points; fills the weight part of the launch.
 Status check_weights(const GemmWeights& w, detail::GemmLaunch* l) {
   const int64_t mult = k_multiple(w.type);
@@ -144,9 +159,11 @@ Status gemm(const GemmWeights& w, const __half* x, int64_t x_stride, const float
   if (!y) return fail(make_error("null output pointer"));
   if (y_stride < w.n_out) return fail(make_error("y_stride must be at least n_out"));
   const bool split = x_lo != nullptr;
-  const auto large = pick_large(tile, w.type, w.n_out, n, 1, split);
+  const auto wgmma = pick_wgmma(tile, w.type, n, x_stride, split);
+  if (!wgmma.ok()) return fail(make_error(wgmma.error().message));
+  const auto large = *wgmma ? Result<bool>(false) : pick_large(tile, w.type, w.n_out, n, 1, split);
   if (!large.ok()) return fail(make_error(large.error().message));
-  const int tile_rows = detail::gemm_tile_shape(*large, split).rows;
+  const int tile_rows = *wgmma ? detail::gemm_wgmma_tile_rows() : detail::gemm_tile_shape(*large, split).rows;
   if ((n + tile_rows - 1) / tile_rows > 65535) {
     return fail(make_error("too many rows for one launch"));
   }
@@ -165,6 +182,10 @@ Status gemm(const GemmWeights& w, const __half* x, int64_t x_stride, const float
   l.y_rows = nullptr;
   l.y_count = static_cast<int>(n);
   l.large = *large;
+  if (*wgmma) {
+    const Status s = cuda_status(detail::launch_gemm_wgmma(l, stream), "wgmma gemm kernel launch");
+    return s.ok() ? s : fail(s);
+  }
   if (Status s = launch(l, stream); !s.ok()) return fail(s);
   return Status::ok_status();
 }
@@ -175,6 +196,7 @@ Status grouped_gemm(const GroupedGemm& g, cudaStream_t stream, GemmTile tile) {
   detail::GemmLaunch l{};
   if (Status s = check_weights(g.w, &l); !s.ok()) return fail(s);
   const bool int8 = g.x_limbs != nullptr;
+  if (tile == GemmTile::kWgmma) return fail(make_error("the wgmma tile is for gemm() only"));
   if (int8) {
     if (!gemm_int8_supports(g.w.type, g.w.n_in)) return fail(make_error("no int8 GEMM for this weight type"));
     if (g.x || g.x_lo || g.x_scale) return fail(make_error("int8 mode takes no f16 activations or row factors"));

@@ -73,6 +73,9 @@ enum class GemmTile {
   kAuto,
   kLarge,  // 128 tokens × 256 features per CTA (warp tile 64 × 64); not for F32 weights
   kSmall,  // 64 tokens × 128 features per CTA (warp tile 32 × 32)
+  // Split mode, Q8_0 weights, gemm() only, Hopper: wgmma (128 tokens × 128 features per
+  // CTA; cuda/gemm_wgmma.cu), the split's numbers. kAuto picks it there from 512 rows on.
+  kWgmma,
 };
 
 // Whether gemm()/grouped_gemm() take weights of this type and row length (n_in), in f16 mode and in

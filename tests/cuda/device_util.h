@@ -37,17 +37,22 @@ DeviceBuffer upload(const std::vector<T>& v, size_t extra = 0) {
   return b;
 }
 
+// `v` into an existing buffer: false if the buffer is missing or too small.
 template <class T>
-std::vector<T> download(const DeviceBuffer& b, size_t n) {
-  std::vector<T> v(n);
-  if (n > 0) cudaMemcpy(v.data(), b.get(), n * sizeof(T), cudaMemcpyDeviceToHost);
-  return v;
+bool upload(const DeviceBuffer& b, const std::vector<T>& v) {
+  return b.ok() && b.size() >= v.size() * sizeof(T) &&
+         cudaMemcpy(b.get(), v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice) == cudaSuccess;
 }
+
 template <class T>
 std::vector<T> download(const T* p, size_t n) {
   std::vector<T> v(n);
-  if (n > 0) cudaMemcpy(v.data(), p, n * sizeof(T), cudaMemcpyDeviceToHost);
+  if (n > 0) EXPECT_EQ(cudaMemcpy(v.data(), p, n * sizeof(T), cudaMemcpyDeviceToHost), cudaSuccess);
   return v;
+}
+template <class T>
+std::vector<T> download(const DeviceBuffer& b, size_t n) {
+  return download(b.get<T>(), n);
 }
 
 inline std::vector<float> normal_vector(size_t n, std::mt19937_64& rng, float mean = 0.0f, float stddev = 1.0f) {

@@ -29,54 +29,10 @@
 #include "cuda/gemm.h"
 #include "cuda/gemm_int8_codes.cuh"
 #include "cuda/matvec.h"
+#include "cuda/split_activations.h"
 
 namespace dsv4::cuda::testing {
 namespace {
-
-template <class T>
-bool upload(const DeviceBuffer& b, const std::vector<T>& v) {
-  return b.ok() && b.size() >= v.size() * sizeof(T) &&
-         cudaMemcpy(b.get(), v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice) == cudaSuccess;
-}
-template <class T>
-std::vector<T> download(const DeviceBuffer& b, size_t n) {
-  std::vector<T> v(n);
-  EXPECT_EQ(cudaMemcpy(v.data(), b.get(), n * sizeof(T), cudaMemcpyDeviceToHost), cudaSuccess);
-  return v;
-}
-
-// rows × cols activations (row stride `stride`, NaN between rows): row 2 all zeros; elsewhere
-// gaussian values times 2^e per element, e uniform in [−16, 2] (mixed magnitudes: many elements
-// are far below the row's largest), and a random power of two per row.
-std::vector<float> mixed_rows(int64_t rows, int64_t stride, int64_t cols, std::mt19937_64& rng) {
-  std::vector<float> x(static_cast<size_t>(rows * stride), std::nanf(""));
-  const std::vector<float> g = gaussian(rows * cols, rng);
-  for (int64_t r = 0; r < rows; ++r) {
-    const int row_exp = static_cast<int>(rng() % 41) - 20;
-    for (int64_t c = 0; c < cols; ++c) {
-      const int e = static_cast<int>(rng() % 19) - 16;
-      x[static_cast<size_t>(r * stride + c)] =
-          r == 2 ? 0.0f : std::ldexp(g[static_cast<size_t>(r * cols + c)], e + row_exp);
-    }
-  }
-  return x;
-}
-
-// The split activations on the device: hi, lo ([rows][cols]) and the row factors.
-struct SplitX {
-  DeviceBuffer hi, lo, scale;
-};
-SplitX split_on_device(const std::vector<float>& x, int64_t rows, int64_t stride, int64_t cols) {
-  SplitX s{DeviceBuffer(static_cast<size_t>(rows * cols) * 2), DeviceBuffer(static_cast<size_t>(rows * cols) * 2),
-           DeviceBuffer(static_cast<size_t>(rows) * 4)};
-  DeviceBuffer dx(x.size() * 4);
-  EXPECT_TRUE(upload(dx, x) && s.hi.ok() && s.lo.ok() && s.scale.ok());
-  EXPECT_TRUE(convert_f32_to_f16_split(dx.get<float>(), stride, rows, cols, s.hi.get<__half>(), s.lo.get<__half>(),
-                                       cols, s.scale.get<float>(), nullptr)
-                  .ok());
-  EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-  return s;
-}
 
 // Weights dequantised by the CPU, with their magnitudes.
 struct RefWeights {
@@ -207,7 +163,7 @@ TEST_P(GemmSplitTest, MatchesDoubleReference) {
       const int64_t xs = shape.k + 40, ys = shape.m == 300 ? shape.m + 3 : shape.m;
       const std::vector<float> x = mixed_rows(n, xs, shape.k, rng);
       const SplitX sx = split_on_device(x, n, xs, shape.k);
-      const std::vector<float> factors = download<float>(sx.scale, static_cast<size_t>(n));
+      const std::vector<float>& factors = sx.factors;
       std::vector<int64_t> rows(static_cast<size_t>(n));
       for (int64_t r = 0; r < n; ++r) rows[static_cast<size_t>(r)] = r;
       std::vector<float> first;
@@ -270,7 +226,7 @@ TEST_P(GemmSplitTest, GroupedGatherAndScatter) {
               upload(d_yr, y_rows) && dy.ok());
   const std::vector<float> x = mixed_rows(n_tokens, k, k, rng);
   const SplitX sx = split_on_device(x, n_tokens, k, k);
-  const std::vector<float> factors = download<float>(sx.scale, static_cast<size_t>(n_tokens));
+  const std::vector<float>& factors = sx.factors;
   for (const GemmTile tile : {GemmTile::kLarge, GemmTile::kSmall}) {
     CUDA_ASSERT(cudaMemset(dy.get(), 0xFF, dy.size()));
     GroupedGemm g;
@@ -447,7 +403,7 @@ void run_int8(const GemmWeights& w, const Int8X& x8, int64_t x_count, const std:
   CUDA_ASSERT(cudaDeviceSynchronize());
 }
 
-// One group (the dense product): odd sizes, n from 1 to past two row tiles, padding unwritten.
+// One group (the dense product): odd sizes, n from 1 to past four row tiles, padding unwritten.
 TEST(GemmInt8, Q2_KMatchesDoubleReference) {
   const Format& f = format_of(TensorType::Q2_K);
   const uint64_t seed = fresh_seed();
@@ -458,7 +414,7 @@ TEST(GemmInt8, Q2_KMatchesDoubleReference) {
     const RefWeights ref = reference_weights(f, wbytes.data(), m, k);
     DeviceBuffer dw(wbytes.size());
     ASSERT_TRUE(upload(dw, wbytes));
-    for (const int64_t n : {int64_t{1}, int64_t{7}, int64_t{130}}) {
+    for (const int64_t n : {int64_t{1}, int64_t{7}, int64_t{70}, int64_t{130}, int64_t{257}}) {
       const int64_t xs = k + 40, ys = m + 3;
       const std::vector<float> x = mixed_rows(n, xs, k, rng);
       const Int8X x8 = int8_on_device(x, n, xs, k);

@@ -33,6 +33,7 @@
 #include <vector>
 
 #include "cuda/cuda_test_util.h"
+#include "cuda/device_util.h"
 #include "cuda/matvec.h"
 
 namespace dsv4::cuda::testing {
@@ -145,17 +146,6 @@ void check_rows(const std::vector<float>& y, int64_t y_stride, const std::vector
 template <class T>
 size_t bytes_of(const std::vector<T>& v) {
   return v.size() * sizeof(T);
-}
-template <class T>
-bool upload(const DeviceBuffer& b, const std::vector<T>& v) {
-  return b.ok() && b.size() >= bytes_of(v) &&
-         cudaMemcpy(b.get(), v.data(), bytes_of(v), cudaMemcpyHostToDevice) == cudaSuccess;
-}
-template <class T>
-std::vector<T> download(const DeviceBuffer& b, size_t n) {
-  std::vector<T> v(n);
-  EXPECT_EQ(cudaMemcpy(v.data(), b.get(), n * sizeof(T), cudaMemcpyDeviceToHost), cudaSuccess);
-  return v;
 }
 
 bool poisoned(float v) {

@@ -1,0 +1,239 @@
+// The dense Q8_0 split-mode GEMM on Hopper's wgmma (GEMM_NOTES.md, "Sixth version"): the same
+// numbers as gemm_kernel.cuh's split mode — exact Q8_0 codes times x_hi and x_lo on the tensor
+// cores, each 32-column block's four k16 products summed into a temporary started at zero, then
+// acc = fma(d, tmp, acc) in f32 — with the MMAs issued as m64n128k16 wgmma from shared memory
+// instead of mma.sync from ldmatrix fragments.
+//
+// Tile: 128 tokens × 128 features per CTA, two warpgroups (256 threads), warpgroup g owns tokens
+// 64g..64g+63 and all 128 features: acc and two temporaries of 64 f32 each per thread. Every thread
+// also copies and decodes (no producer warps: the MMAs are asynchronous, so the decode of step t+1
+// runs while the tensor cores work on step t). Per 64-column k-step t:
+//   wait for cp.async group t (X hi/lo of step t, the raw Q8_0 stage of t + 1), fence.proxy.async
+//   (the tensor cores read through the async proxy what cp.async and the decoder wrote), barrier,
+//   issue cp.async group t + 2; chain 0 (columns 0-31: hi, lo, hi, lo k16 MMAs) into tmp0, commit,
+//   chain 1 (columns 32-63) into tmp1, commit; decode W(t + 1) and its scales; wait for chain 0,
+//   acc += d·tmp0; wait for chain 1, acc += d·tmp1.
+// Every MMA of step t has completed before the barrier of step t + 1, so the buffers need no more
+// ordering than gemm_kernel.cuh's: 3 X buffers (hi, lo), 2 decoded W buffers with their scale
+// tables, 3 raw buffers, and the same cp.async group schedule (2 groups in flight). Keeping chain 1
+// in flight across the barrier (the tensor pipe idles there) makes ptxas serialise every wgmma
+// (C7514: it cannot follow a pending group around the loop's back edge), GEMM_NOTES.md.
+// All tiles start on 1024-byte boundaries (the 128-byte swizzle's period).
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <atomic>
+#include <cstdint>
+
+#include "cuda/gemm_codes.cuh"
+#include "cuda/gemm_kernel.cuh"
+#include "cuda/gemm_launch.h"
+#include "cuda/wgmma.cuh"
+
+namespace dsv4::cuda::detail {
+
+namespace {
+
+using D = CodesQ8_0;
+constexpr int kThreads = 256;
+constexpr int kBT = 128, kBF = 128;
+constexpr int kAhead = 2;             // cp.async groups in flight
+constexpr int kSX = 3, kWB = 2, kRR = 3;  // X, decoded W (and scale table), raw buffers
+constexpr int kSpan = (D::kMisalign + D::kStageBytes + 15) / 16 * 16;
+constexpr int kPitch = (kSpan / 16) % 2 ? kSpan : kSpan + 16;
+constexpr int kChunks = kSpan / 16;
+constexpr int kXTile = kBT * 128;                 // one of hi / lo
+constexpr int kXBytes = 2 * kXTile;
+constexpr int kWBytes = kBF * 128;
+constexpr int kRawBytes = kBF * kPitch;
+constexpr int kTabBytes = 2 * kBF * 4;            // the two 32-column scales of each feature row
+constexpr int kXRows = kBT / 32;                  // X rows per thread per tile
+constexpr int kCPT = kBF * 8 / kThreads;          // decoded 16-byte chunks per thread (4: half a row)
+constexpr int kLanes = 8;                         // threads per raw row (kChunks ≤ 8)
+constexpr int kRawPasses = kBF * kLanes / kThreads;
+constexpr int kSmem = 1024 + kSX * kXBytes + kWB * kWBytes + kRR * kRawBytes + kWB * kTabBytes;
+static_assert(kSmem <= 227 * 1024);
+static_assert(kChunks <= kLanes && kCPT == 4, "one scale per decoding thread and step");
+
+__device__ __forceinline__ void fence_proxy_async() {
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+}
+
+__global__ void __launch_bounds__(kThreads, 1) gemm_wgmma_q8_kernel(__grid_constant__ const GemmLaunch p) {
+  extern __shared__ uint8_t smem_raw[];
+  // Tiles on 1024-byte boundaries (the dynamic allocation is only 16-byte aligned for sure).
+  const uint32_t base = (smem_addr(smem_raw) + 1023u) & ~1023u;
+  uint8_t* const base_ptr = smem_raw + (base - smem_addr(smem_raw));
+  const uint32_t xs = base;
+  const uint32_t ws = xs + kSX * kXBytes;
+  const uint32_t raw = ws + kWB * kWBytes;
+  uint8_t* const ws_ptr = base_ptr + kSX * kXBytes;
+  uint8_t* const raw_ptr = ws_ptr + kWB * kWBytes;
+  float* const tab = reinterpret_cast<float*>(raw_ptr + kRR * kRawBytes);
+
+  const int row0 = blockIdx.y * kBT, row_end = p.n_rows;
+  const int f0 = blockIdx.x * kBF;
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  const uint32_t row_bytes = static_cast<uint32_t>(p.row_bytes);
+  const int n_steps = p.n_in / kGemmK;
+
+  // X copies: chunk (tid & 7) of rows (tid >> 3) + 32·i, hi and lo; 32-bit element offsets
+  // (gemm.cc checks n_rows · x_stride < 2^31).
+  const int chunk = tid & 7, row_base = tid >> 3;
+  uint32_t xoff[kXRows];
+#pragma unroll
+  for (int i = 0; i < kXRows; ++i) {
+    const int r = min(row0 + row_base + 32 * i, row_end - 1);
+    xoff[i] = static_cast<uint32_t>(r * p.x_stride + chunk * 8);
+  }
+  const uint32_t x_dst = static_cast<uint32_t>(swz(row_base, chunk));
+
+  const int raw_c = tid % kLanes, raw_r = tid / kLanes;
+  auto issue_raw = [&](int stage) {
+    if (raw_c >= kChunks) return;
+    const uint32_t dst = raw + (stage % kRR) * kRawBytes + raw_r * kPitch + 16 * raw_c;
+    const uint32_t stage_off = static_cast<uint32_t>(stage * D::kStageBytes);
+#pragma unroll
+    for (int j = 0; j < kRawPasses; ++j) {
+      const uint32_t f = static_cast<uint32_t>(min(f0 + raw_r + j * (kThreads / kLanes), p.n_out - 1));
+      const uint8_t* start = p.w + (f * row_bytes + stage_off);
+      start -= reinterpret_cast<uintptr_t>(start) & 15;
+      const uint8_t* src = start + 16 * raw_c;
+      const uint32_t d = dst + j * (kThreads / kLanes) * kPitch;
+      if (src + 16 <= p.w_end) {
+        gemm_cp_async16(d, src);
+      } else {
+        gemm_copy_tail(raw_ptr + (d - raw), src, p.w_end);
+      }
+    }
+  };
+  auto issue_group = [&](int u) {
+    if (u < n_steps) {
+      const uint32_t dst = xs + (u % kSX) * kXBytes + x_dst;
+#pragma unroll
+      for (int i = 0; i < kXRows; ++i) gemm_cp_async16(dst + i * 32 * 128, p.x + xoff[i] + u * kGemmK);
+#pragma unroll
+      for (int i = 0; i < kXRows; ++i) gemm_cp_async16(dst + kXTile + i * 32 * 128, p.x_lo + xoff[i] + u * kGemmK);
+      if (u == 0) issue_raw(0);
+      if (u + 1 < n_steps) issue_raw(u + 1);
+    }
+    gemm_cp_commit();
+  };
+
+  // Decode of step t: thread tid writes chunks dchunk..dchunk+3 of feature row drow (one Q8_0
+  // block) and that block's scale.
+  const int drow = tid / 2, dchunk = (tid % 2) * kCPT;
+  const uint32_t drow_mis = static_cast<uint32_t>(reinterpret_cast<uintptr_t>(p.w)) +
+                            static_cast<uint32_t>(min(f0 + drow, p.n_out - 1)) * row_bytes;
+  auto decode = [&](int t) {
+    const int mis = static_cast<int>((drow_mis + static_cast<uint32_t>(t * D::kStageBytes)) & 15u);
+    const uint8_t* src = raw_ptr + (t % kRR) * kRawBytes + drow * kPitch + mis;
+    uint8_t* dst = ws_ptr + (t % kWB) * kWBytes;
+    uint4 v[kCPT];
+#pragma unroll
+    for (int c = 0; c < kCPT; ++c) v[c] = D::codes8(src, (dchunk + c) * 8, nullptr);
+    tab[(t % kWB) * 2 * kBF + (dchunk / 4) * kBF + drow] = D::scale(src, dchunk * 8);
+#pragma unroll
+    for (int c = 0; c < kCPT; ++c) *reinterpret_cast<uint4*>(dst + swz(drow, dchunk + c)) = v[c];
+  };
+
+  const int wg = warp >> 2;
+  float acc[64], tmp0[64], tmp1[64];
+#pragma unroll
+  for (int i = 0; i < 64; ++i) acc[i] = tmp0[i] = tmp1[i] = 0.0f;
+
+  // One 32-column chain: x_hi·codes and x_lo·codes for the two k16 slices of half h, into tmp.
+  auto chain = [&](float (&tmp)[64], uint32_t xa, uint32_t wb, int h) {
+#pragma unroll
+    for (int s = 0; s < 2; ++s) {
+      const uint32_t k_bytes = static_cast<uint32_t>((2 * h + s) * 32);
+      const uint64_t b = wgmma_desc_sw128(wb + k_bytes);
+      wgmma_m64n128k16_f16(tmp, wgmma_desc_sw128(xa + k_bytes), b, s > 0);
+      wgmma_m64n128k16_f16(tmp, wgmma_desc_sw128(xa + kXTile + k_bytes), b, true);
+    }
+    wgmma_commit();
+  };
+  // acc += d·tmp with the scales of half h of step t (feature 8j + 2·(lane % 4) + c % 2).
+  auto scale_add = [&](const float (&tmp)[64], int t, int h) {
+    const float* sc = tab + (t % kWB) * 2 * kBF + h * kBF + 2 * (lane & 3);
+#pragma unroll
+    for (int j = 0; j < 16; ++j) {
+      const float2 d = *reinterpret_cast<const float2*>(sc + 8 * j);
+      acc[4 * j + 0] = fmaf(d.x, tmp[4 * j + 0], acc[4 * j + 0]);
+      acc[4 * j + 1] = fmaf(d.y, tmp[4 * j + 1], acc[4 * j + 1]);
+      acc[4 * j + 2] = fmaf(d.x, tmp[4 * j + 2], acc[4 * j + 2]);
+      acc[4 * j + 3] = fmaf(d.y, tmp[4 * j + 3], acc[4 * j + 3]);
+    }
+  };
+
+#pragma unroll
+  for (int u = 0; u < kAhead; ++u) issue_group(u);
+  gemm_cp_wait<kAhead - 1>();
+  __syncthreads();
+  decode(0);
+  for (int t = 0; t < n_steps; ++t) {
+    gemm_cp_wait<kAhead - 1>();
+    fence_proxy_async();
+    __syncthreads();
+    issue_group(t + kAhead);
+    const uint32_t xa = xs + (t % kSX) * kXBytes + wg * 64 * 128;
+    const uint32_t wb = ws + (t % kWB) * kWBytes;
+    wgmma_fence_operands(tmp0);
+    wgmma_fence_operands(tmp1);
+    wgmma_fence();
+    chain(tmp0, xa, wb, 0);
+    chain(tmp1, xa, wb, 1);
+    if (t + 1 < n_steps) decode(t + 1);
+    wgmma_wait<1>();
+    wgmma_fence_operands(tmp0);
+    scale_add(tmp0, t, 0);
+    wgmma_wait<0>();
+    wgmma_fence_operands(tmp1);
+    scale_add(tmp1, t, 1);
+  }
+
+  // acc[4j + c]: row 16·(warp % 4) + lane / 4 + 8·(c / 2) of the warpgroup's 64, feature
+  // 8j + 2·(lane % 4) + c % 2.
+  const bool pairs = (reinterpret_cast<uintptr_t>(p.y) & 7) == 0 && (p.y_stride & 1) == 0;
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int r = row0 + wg * 64 + 16 * (warp & 3) + (lane >> 2) + 8 * h;
+    if (r >= row_end) continue;
+    const float scale = p.x_scale ? p.x_scale[r] : 1.0f;
+    float* yrow = p.y + static_cast<int64_t>(r) * p.y_stride;
+#pragma unroll
+    for (int j = 0; j < 16; ++j) {
+      const int f = f0 + 8 * j + 2 * (lane & 3);
+      const float v0 = acc[4 * j + 2 * h] * scale, v1 = acc[4 * j + 2 * h + 1] * scale;
+      if (pairs && f + 1 < p.n_out) {
+        *reinterpret_cast<float2*>(yrow + f) = make_float2(v0, v1);
+      } else {
+        if (f < p.n_out) yrow[f] = v0;
+        if (f + 1 < p.n_out) yrow[f + 1] = v1;
+      }
+    }
+  }
+}
+
+}  // namespace
+
+cudaError_t launch_gemm_wgmma(const GemmLaunch& l, cudaStream_t stream) {
+  if (l.type != gguf::TensorType::Q8_0 || !l.x_lo || l.offsets || l.x_rows || l.y_rows) return cudaErrorInvalidValue;
+  static std::atomic<uint64_t> opted_in{0};
+  int device = 0;
+  cudaError_t e = cudaGetDevice(&device);
+  if (e != cudaSuccess) return e;
+  const uint64_t bit = device < 64 ? uint64_t{1} << device : 0;
+  if (bit == 0 || (opted_in.load() & bit) == 0) {
+    e = cudaFuncSetAttribute(gemm_wgmma_q8_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
+    if (e != cudaSuccess) return e;
+    opted_in.fetch_or(bit);
+  }
+  const dim3 grid((l.n_out + kBF - 1) / kBF, (l.n_rows + kBT - 1) / kBT);
+  gemm_wgmma_q8_kernel<<<grid, kThreads, kSmem, stream>>>(l);
+  return cudaGetLastError();
+}
+
+int gemm_wgmma_tile_rows() { return kBT; }
+
+}  // namespace dsv4::cuda::detail

@@ -1,0 +1,58 @@
+// Hopper wgmma primitives for the prefill GEMMs (sm_90a): shared-memory matrix descriptors for
+// 128-byte-swizzled K-major tiles, the warpgroup fences, and m64n128k16 with f16 operands and f32
+// accumulators. The tiles are the layout gemm_kernel.cuh's swz() writes (128-byte rows, 16-byte
+// chunk c of row r at chunk c ^ (r & 7)), which is the hardware's 128-byte swizzle when the tile
+// starts on a 1024-byte boundary: the swizzle XORs address bits 4-6 with bits 7-9.
+#pragma once
+
+#include <cstdint>
+
+namespace dsv4::cuda::detail {
+
+#ifdef __CUDACC__
+
+// Descriptor of a K-major tile at shared address addr (1024-aligned, or advanced by a multiple of
+// 32 bytes inside a row to select a k16 slice): 8-row groups 1024 bytes apart (stride byte offset),
+// the leading byte offset unused for swizzled K-major tiles (1 by convention), 128-byte swizzle.
+__device__ __forceinline__ uint64_t wgmma_desc_sw128(uint32_t addr) {
+  return static_cast<uint64_t>((addr & 0x3FFFFu) >> 4) | (uint64_t{1} << 16) | (uint64_t{1024 >> 4} << 32) |
+         (uint64_t{1} << 62);
+}
+
+// Before the first wgmma of a batch: orders this warpgroup's earlier register and shared-memory
+// accesses before the asynchronous MMAs.
+__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void wgmma_wait() {
+  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+}
+
+// Keeps the compiler from moving accesses of an accumulator across a wgmma wait or issue (the
+// asynchronous MMA writes it behind the compiler's back).
+template <int N>
+__device__ __forceinline__ void wgmma_fence_operands(float (&d)[N]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i) asm volatile("" : "+f"(d[i])::"memory");
+}
+
+// d = A·Bᵀ (+ d when accumulate): A 64 × 16 and B 128 × 16, both K-major f16 in shared memory.
+// Thread t of the warpgroup holds d[4j + c] = D[16·(t / 32) + (t % 32) / 4 + 8·(c / 2)][8j + 2·(t % 4) + c % 2].
+__device__ __forceinline__ void wgmma_m64n128k16_f16(float (&d)[64], uint64_t a, uint64_t b, bool accumulate) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, %64, %65, p, 1, 1, 0, 0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
+        "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
+        "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
+        "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
+        "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+      : "l"(a), "l"(b), "r"(static_cast<int>(accumulate)));
+}
+
+#endif  // __CUDACC__
+
+}  // namespace dsv4::cuda::detail
