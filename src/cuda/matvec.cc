@@ -204,6 +204,10 @@ Status run(const ExpertMatvec& m, bool dense, bool sum, float* y, cudaStream_t s
   if (m.x_stride < 0) return fail("negative x_stride");
   if (!aligned(m.x, 4) || !aligned(y, 4) || !aligned(m.slot_scale, 4)) return fail("misaligned f32 pointer");
   if (m.up && (!aligned(m.up, 16) || !aligned(m.act_weights, 4))) return fail("misaligned up or act_weights");
+  if (m.swiglu_rows && (m.up || sum || m.n_out % 32 != 0 || !aligned(m.act_weights, 4) ||
+                        (m.type != TensorType::Q2_K && m.type != TensorType::IQ2_XXS))) {
+    return fail("swiglu_rows needs Q2_K or IQ2_XXS rows per slot, n_out a multiple of 32, no up (can_swiglu_rows)");
+  }
 
   const int64_t row_bytes = m.n_in / traits->block_elems * traits->block_bytes;
   int64_t slab_bytes = 0, total = 0;
@@ -226,7 +230,9 @@ Status run(const ExpertMatvec& m, bool dense, bool sum, float* y, cudaStream_t s
       break;
     case MatvecImpl::kReference: fast = false; break;
   }
-  if (m.up && !fast) return fail("the fused SwiGLU needs the fast kernel (16-byte aligned weights and rows)");
+  if ((m.up || m.swiglu_rows) && !fast) {
+    return fail("the fused SwiGLU needs the fast kernel (16-byte aligned weights and rows)");
+  }
 
   detail::MatvecLaunch l{};
   l.type = m.type;
@@ -240,6 +246,7 @@ Status run(const ExpertMatvec& m, bool dense, bool sum, float* y, cudaStream_t s
   l.up = m.up;
   l.act_weights = m.act_weights;
   l.act_limit = m.act_limit;
+  l.swiglu_rows = m.swiglu_rows;
   l.norm_w = norm.w;
   l.norm_eps = norm.eps;
   l.scale = m.slot_scale;
@@ -263,8 +270,8 @@ Status run(const ExpertMatvec& m, bool dense, bool sum, float* y, cudaStream_t s
     if (norm.w && (plan->rows_per_warp != 32 || m.type != TensorType::Q8_0 || !aligned(norm.w, 16))) {
       return fail("the fused RMSNorm needs the Q8_0 row-tile kernel and 16-byte aligned weights (can_fuse_rms_norm)");
     }
-    if (m.up && plan->rows_per_warp != 32) {
-      return fail("the fused SwiGLU needs a row-tile kernel (can_fuse_swiglu)");
+    if ((m.up || m.swiglu_rows) && plan->rows_per_warp != 32) {
+      return fail("the fused SwiGLU needs a row-tile kernel (can_fuse_swiglu, can_swiglu_rows)");
     }
     l.rows_per_warp = plan->rows_per_warp;
     l.warps_per_row = plan->warps_per_row;
@@ -344,6 +351,15 @@ bool can_fuse_swiglu(const ExpertMatvec& m) {
   if ((m.type != TensorType::Q2_K && m.type != TensorType::IQ2_XXS && m.type != TensorType::Q8_0) || m.n_in <= 0 ||
       m.n_out <= 0 ||
       m.n_slots <= 0 || !aligned(m.w, 16) || !aligned(m.x, 16) || !aligned(m.up, 16) || m.x_stride % 4 != 0) {
+    return false;
+  }
+  const auto plan = make_plan(m.type, m.n_in, m.n_out, m.n_slots, m.x_stride ? m.n_slots : 1, false, MatvecTuning{});
+  return plan.ok() && plan->rows_per_warp == 32;
+}
+
+bool can_swiglu_rows(const ExpertMatvec& m) {
+  if ((m.type != TensorType::Q2_K && m.type != TensorType::IQ2_XXS) || m.up || m.n_in <= 0 || m.n_out <= 0 ||
+      m.n_out % 32 != 0 || m.n_slots <= 0 || !aligned(m.w, 16) || !aligned(m.x, 16) || m.x_stride % 4 != 0) {
     return false;
   }
   const auto plan = make_plan(m.type, m.n_in, m.n_out, m.n_slots, m.x_stride ? m.n_slots : 1, false, MatvecTuning{});

@@ -96,10 +96,20 @@ struct ExpertMatvec {
   const float* up = nullptr;
   const float* act_weights = nullptr;
   float act_limit = 0.0f;
+  // SwiGLU of row pairs (the routed experts' gate/up, session 8: the activation computed where
+  // gate row i and up row i meet, not in the down projection's staging): when set, a slab's n_out
+  // rows are F = n_out/2 gate rows then F up rows, and matvec_experts writes F values per slot,
+  // y[j·F + i] = silu(min(g, L))·clamp(u, ±L)·act_weights[j] (as `up` above, with g and u the
+  // results of rows i and F + i), bit for bit what matvec_experts then swiglu would write. Only
+  // the 2-bit row-tile kernel does this, per slot, with n_out a multiple of 32
+  // (can_swiglu_rows); other launches are refused.
+  bool swiglu_rows = false;
 };
 
 // Whether matvec_experts / matvec_experts_sum (kAuto, default tuning) can take m with `up` set.
 bool can_fuse_swiglu(const ExpertMatvec& m);
+// Whether matvec_experts (kAuto, default tuning) can take m with swiglu_rows set.
+bool can_swiglu_rows(const ExpertMatvec& m);
 
 // Dense y = W·swiglu(gate, up) (the shared expert's down projection, §8.6): the fused SwiGLU above
 // (no route weight) on a dense launch, whose weights are fetched before the previous kernel ends

@@ -17,6 +17,12 @@
 //            order; at a unit's end the block's W partials are added in warp order.
 // Every output is one fixed sequence of f32 operations: deterministic, no atomics, the same bits
 // for any grid.
+// SwiGLU of row pairs (swiglu_rows, the routed experts' gate/up in decode): tile t is gate rows
+// 16t..16t+15 (lanes 0-15) and up rows F+16t..F+16t+15 (lanes 16-31) of a slab of 2F rows, each
+// row's sum the same operations as in the plain form; a group keeps its units' row sums in shared
+// memory and activates a round of W units at once, a unit per warp (swiglu_element), so the f64
+// exp chain is paid once per round (at the experts' decode shape, ≈ 3 units per group: once)
+// instead of by every block of the down projection that stages the slot (session 8).
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -51,6 +57,7 @@ struct RtParams {
   const float* up;         // fused SwiGLU (matvec_launch.h), or null
   const float* act_weights;
   float act_limit;
+  bool swiglu_rows;        // y = SwiGLU of row pairs (matvec_launch.h)
   const float* scale;      // null: 1
   float* y;
   const Iq2Tables* iq2;  // IQ2_XXS only
@@ -98,25 +105,28 @@ __device__ __forceinline__ float item_dot(const uint32_t* w, const XBlock2b* xb,
 
 // Quarter m (of 4) of an item's copies of the staging map (rt_copy): copies 8m..8m + 7, and with
 // the last quarter copy 32 of 33-word items. `base` the item's words in the tile's first row, `rb`
-// the row bytes, rows past `last_row` re-read it. Full tiles: copy q < 32 moves word lane of row q
+// the row bytes, `hi` the bytes from the tile's row 0 to its row 16 (16·rb; with swiglu_rows, F·rb:
+// the up half), rows past `last_row` re-read it (plain tiles only: swiglu_rows tiles are full).
+// Full tiles: copy q < 32 moves word lane of row q
 // from run + q·rb, run the quarter's first row (SASS: with a run-time rb a 64-bit add per copy,
 // IADD3 + IMAD.X; with a compile-time one, kItems below, an immediate offset of the LDGSTS). One
 // code path for the four quarters (m at run time): four unrolled ones were merged by the compiler
 // into a run-time switch anyway, each copy paying a 32-bit multiply, a sign extension and a 64-bit
 // add (session 7: the same speed, less code).
 template <int kWords>
-__device__ __forceinline__ void copy_quarter(int m, uint8_t* dst, const uint8_t* base, int rb, int last_row, int lane) {
+__device__ __forceinline__ void copy_quarter(int m, uint8_t* dst, const uint8_t* base, int rb, int hi, int last_row,
+                                             int lane) {
   static_assert(rt_copies<kWords>() == 32 || rt_copies<kWords>() == 33, "32 row runs, then a word per lane");
   constexpr bool kTail = rt_copies<kWords>() == 33;
   const int q0 = 8 * m;
   if (last_row >= k2bTileRows - 1) {
     if (lane < kWords) {
-      const uint8_t* run = base + 4 * lane + static_cast<int64_t>(rb) * q0;
+      const uint8_t* run = base + 4 * lane + ((m < 2 ? 0 : hi) + rb * (q0 & 15));
       uint8_t* to = dst + 4 * (q0 * kWords + lane);
 #pragma unroll
       for (int t = 0; t < 8; ++t) cp_async4(to + 4 * t * kWords, run + static_cast<int64_t>(rb) * t);
     }
-    if (kTail && m == 3) cp_async4(dst + 4 * (lane * kWords + 32), base + static_cast<int64_t>(rb) * lane + 4 * 32);
+    if (kTail && m == 3) cp_async4(dst + 4 * (lane * kWords + 32), base + ((lane < 16 ? 0 : hi) + rb * (lane & 15) + 4 * 32));
   } else {
     auto copy = [&](int q) {
       int row = 0, word = 0;
@@ -194,6 +204,9 @@ __global__ void __launch_bounds__(k2bMaxBlockWarps * 32, 1) matvec_2bit_kernel(_
   uint8_t* ring = rings + block_warp * (kRing * kItemBytes);
   // [G][2][W][32]
   float* red = reinterpret_cast<float*>(rings + (blockDim.x >> 5) * (kRing * kItemBytes)) + group * 2 * W * k2bTileRows;
+  // swiglu_rows: [G][W][32], the row sums of the group's current round of W units.
+  float* pend = reinterpret_cast<float*>(rings + (blockDim.x >> 5) * (kRing * kItemBytes)) +
+                (2 * p.groups + group) * W * k2bTileRows;
 
   const int vblock = rt2_vblock(blockIdx.x, group, gridDim.x), vgrid = gridDim.x * p.groups;
   const RowTileSchedule<kSum> sched(kItems ? kItems : p.n_items, p.n_slots, p.n_units, p.n_tiles, W, warp, vblock,
@@ -211,15 +224,19 @@ __global__ void __launch_bounds__(k2bMaxBlockWarps * 32, 1) matvec_2bit_kernel(_
   };
   // 32 rows of them fit an int (launch_matvec_2bit).
   const int rb = kRowBytes ? kRowBytes : static_cast<int>(p.row_bytes);
+  // A tile's first row and its row 16 (swiglu_rows: gate rows 16t.., up rows F + 16t..; both fit
+  // an int, launch_matvec_2bit).
+  const int tile_step = p.swiglu_rows ? k2bTileRows / 2 : k2bTileRows;
+  const int hi = p.swiglu_rows ? p.n_out / 2 * rb : 16 * rb;
   int issue_k = 0, issue_i = 0;
   auto next_item = [&](uint8_t* dst) {
     Pending pd{nullptr, dst, 0};
     if (issue_k >= my_units || per_unit == 0) return pd;
     const int slot = kSum ? sched.item_slot(issue_k, issue_i) : issue_unit.slot(), tile = issue_unit.tile();
     const int e = p.experts ? __ldg(p.experts + slot) : slot;
-    pd.base = p.w + e * p.slab_bytes + static_cast<int64_t>(tile) * k2bTileRows * rb +
+    pd.base = p.w + e * p.slab_bytes + static_cast<int64_t>(tile) * tile_step * rb +
               static_cast<int64_t>(sched.item_index(issue_i)) * (kWords * 4);
-    pd.last_row = p.n_out - 1 - tile * k2bTileRows;
+    pd.last_row = p.swiglu_rows ? k2bTileRows - 1 : p.n_out - 1 - tile * k2bTileRows;
     if (++issue_i == per_unit) {
       issue_i = 0;
       ++issue_k;
@@ -234,7 +251,7 @@ __global__ void __launch_bounds__(k2bMaxBlockWarps * 32, 1) matvec_2bit_kernel(_
     // passes through an opaque move. (A compile-time one makes them immediate offsets.)
     int rb_here = kRowBytes;
     if constexpr (kRowBytes == 0) asm volatile("mov.b32 %0, %1;" : "=r"(rb_here) : "r"(rb));
-    copy_quarter<kWords>(m, pd.dst, pd.base, rb_here, pd.last_row, lane);
+    copy_quarter<kWords>(m, pd.dst, pd.base, rb_here, hi, pd.last_row, lane);
   };
 
   // The lookup tables are constant data: copied before waiting for the kernel before this one.
@@ -290,9 +307,28 @@ __global__ void __launch_bounds__(k2bMaxBlockWarps * 32, 1) matvec_2bit_kernel(_
       }
       buf ^= 1;
     }
-    const int row = unit.tile() * k2bTileRows + lane;
-    const int64_t out = kSum ? row : static_cast<int64_t>(unit.slot()) * p.n_out + row;  // sched.out_index
-    store_row_tile(acc, red, k, W, warp, lane, row, p.n_out, out, p.y, [group, W] { group_barrier(group, W); });
+    auto barrier = [group, W] { group_barrier(group, W); };
+    if (!kSum && p.swiglu_rows) {
+      // Unit k's row sums into the round's buffer; at the round's end each warp activates one unit
+      // (W a power of two). A round's buffer is rewritten only after the next unit's barrier, which
+      // every warp reaches after its reads here (W = 1: after the decode's __syncwarp).
+      const int c = k & (W - 1);
+      store_row_tile(acc, red, k, W, warp, lane, lane, k2bTileRows, lane, pend + c * k2bTileRows, barrier);
+      if (c == W - 1 || k == my_units - 1) {
+        barrier();  // the round's sums are in place
+        if (warp <= c && lane < k2bTileRows / 2) {
+          const int kk = k - c + warp, slot = sched.unit_slot(kk), F = p.n_out / 2;
+          const float* s = pend + warp * k2bTileRows;
+          p.y[static_cast<int64_t>(slot) * F + sched.unit_tile(kk) * (k2bTileRows / 2) + lane] =
+              swiglu_element(s[lane], s[lane + k2bTileRows / 2], p.act_weights ? p.act_weights + slot : nullptr,
+                             p.act_limit);
+        }
+      }
+    } else {
+      const int row = unit.tile() * k2bTileRows + lane;
+      const int64_t out = kSum ? row : static_cast<int64_t>(unit.slot()) * p.n_out + row;  // sched.out_index
+      store_row_tile(acc, red, k, W, warp, lane, row, p.n_out, out, p.y, barrier);
+    }
     unit.next();
   }
   cp_async_wait<0>();
@@ -304,8 +340,9 @@ constexpr int kDecodeItems = 8;
 
 // Dynamic shared memory of a launch: rt_smem_bytes less the static tables.
 template <class Fmt>
-constexpr int64_t dynamic_smem_bytes(int warps, int64_t x_floats) {
-  return rt_smem_bytes<Fmt>(warps, x_floats) - (Fmt::kTables ? static_cast<int64_t>(sizeof(Iq2RowTables)) : 0);
+constexpr int64_t dynamic_smem_bytes(int warps, int64_t x_floats, bool swiglu_rows = false) {
+  return rt_smem_bytes<Fmt>(warps, x_floats, swiglu_rows) -
+         (Fmt::kTables ? static_cast<int64_t>(sizeof(Iq2RowTables)) : 0);
 }
 
 template <class Fmt>
@@ -336,10 +373,10 @@ cudaError_t allow_smem(int device) {
 
 // Groups of W warps per block: up to 16 warps, halved until the block's shared memory fits.
 template <class Fmt>
-int groups_per_block(int W, int64_t x_floats) {
+int groups_per_block(int W, int64_t x_floats, bool swiglu_rows = false) {
   const int64_t max_smem = max_smem_per_block();
   int g = k2bMaxBlockWarps / W;
-  while (g > 1 && rt_smem_bytes<Fmt>(g * W, x_floats) > max_smem) g /= 2;
+  while (g > 1 && rt_smem_bytes<Fmt>(g * W, x_floats, swiglu_rows) > max_smem) g /= 2;
   return g;
 }
 
@@ -355,6 +392,7 @@ cudaError_t launch(const MatvecLaunch& l, cudaStream_t stream) {
   p.up = l.up;
   p.act_weights = l.act_weights;
   p.act_limit = l.act_limit;
+  p.swiglu_rows = l.swiglu_rows;
   p.scale = l.scale;
   p.y = l.y;
   p.iq2 = static_cast<const Iq2Tables*>(l.iq2_tables);
@@ -366,8 +404,8 @@ cudaError_t launch(const MatvecLaunch& l, cudaStream_t stream) {
   p.n_units = l.sum ? p.n_tiles : l.n_slots * p.n_tiles;
   p.W = l.warps_per_row;
   const int64_t x_floats = l.x_stride ? int64_t{l.n_slots} * l.n_in : l.n_in;
-  p.groups = groups_per_block<Fmt>(p.W, x_floats);
-  const int64_t smem = dynamic_smem_bytes<Fmt>(p.groups * p.W, x_floats);
+  p.groups = groups_per_block<Fmt>(p.W, x_floats, l.swiglu_rows);
+  const int64_t smem = dynamic_smem_bytes<Fmt>(p.groups * p.W, x_floats, l.swiglu_rows);
   // The per-slot launches of the experts' decode shapes on the compile-time row stride.
   constexpr int64_t kDecodeRowBytes = int64_t{kDecodeItems} * Fmt::kItemWords * 4;
   auto kernel = !kSum && p.n_items == kDecodeItems && p.row_bytes == kDecodeRowBytes
@@ -424,7 +462,9 @@ cudaError_t launch_matvec_2bit(const MatvecLaunch& l, cudaStream_t stream) {
   const int W = l.warps_per_row;
   if (item == 0 || (W != 1 && W != 2 && W != 4 && W != 8) || l.blocks < 1 || l.n_in % item != 0 ||
       l.row_bytes * k2bTileRows > INT32_MAX || W > l.n_in / item || (l.x_stride != 0 && l.x_stride % 4 != 0) ||
-      (l.type == gguf::TensorType::IQ2_XXS && l.iq2_tables == nullptr)) {
+      (l.type == gguf::TensorType::IQ2_XXS && l.iq2_tables == nullptr) ||
+      (l.swiglu_rows && (l.sum || l.up || l.n_out % k2bTileRows != 0 ||
+                         (int64_t{l.n_out} / 2 + k2bTileRows) * l.row_bytes > INT32_MAX))) {
     return cudaErrorInvalidValue;
   }
   const cudaError_t e = prepare_matvec_2bit();

@@ -357,12 +357,13 @@ DSV4_HD constexpr int rt_item_bytes() {
 }
 // Shared memory of a block of `warps` warps (all its groups): the IQ2_XXS tables, the launch's
 // activations as staged blocks (x_floats: every x vector of the launch, a multiple of 256), the
-// warps' rings, the groups' reduction buffers.
+// warps' rings, the groups' reduction buffers, and with swiglu_rows the row sums of a round of W
+// units per group that wait for their SwiGLU (matvec_2bit.cu).
 template <class Fmt>
-DSV4_HD constexpr int64_t rt_smem_bytes(int warps, int64_t x_floats) {
+DSV4_HD constexpr int64_t rt_smem_bytes(int warps, int64_t x_floats, bool swiglu_rows = false) {
   return (Fmt::kTables ? static_cast<int64_t>(sizeof(Iq2RowTables)) : 0) +
          x_floats / kXBlock2b * static_cast<int64_t>(sizeof(XBlock2b)) +
-         warps * Fmt::kRing * rt_item_bytes<Fmt>() + 2 * warps * k2bTileRows * 4;
+         warps * Fmt::kRing * rt_item_bytes<Fmt>() + (swiglu_rows ? 3 : 2) * warps * k2bTileRows * 4;
 }
 
 }  // namespace dsv4::cuda::detail

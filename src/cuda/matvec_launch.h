@@ -24,6 +24,9 @@ struct MatvecLaunch {
   const float* up;
   const float* act_weights;
   float act_limit;
+  // SwiGLU of row pairs (2-bit row-tile kernel only, per slot; matvec.h ExpertMatvec::swiglu_rows):
+  // rows i and n_out/2 + i give y[j·n_out/2 + i] (act_weights and act_limit as above).
+  bool swiglu_rows;
   // Fused RMSNorm (Q8_0 row-tile kernel, dense launches only): when set, the activation is
   // RMSNorm_norm_w(x)[i] (norms.h rms_norm_rows of one row; Σx² summed in another order).
   const float* norm_w;

@@ -3,11 +3,13 @@
 # fused SwiGLU) in one GPU-machine call, this bundle against the baseline bundle on the same card,
 # ordered so that what isolates the kernel comes first when the budget is short:
 #   1. cuda_tests (DSV4_TEST_FILTER: the 2-bit kernel, experts, MoE)          -> gpu_tests.log
+#   1b. cuda_forward_bench --layers L --ctx 2048 --steps 64 when DSV4_FORWARD_FIRST=1 (step 5 moved
+#      here: the figure that decides comes before anything the budget may cut)
 #   2. cuda_bench --only MoE: this bundle, the baseline, the alternative       -> cuda_bench.log
-#   3. ncu (clock unlocked, one un-graphed decode step of 4 layers), per-kernel times of the
-#      2-bit launches (common.sh ncu_kernel_times), all bundles               -> ncu_times.log
-#   4. compute-sanitizer memcheck (DSV4_MEMCHECK_FILTER) and racecheck (DSV4_RACECHECK_FILTER)
+#   3. compute-sanitizer memcheck (DSV4_MEMCHECK_FILTER) and racecheck (DSV4_RACECHECK_FILTER)
 #                                                                              -> sanitizer.log
+#   4. ncu (clock unlocked, one un-graphed decode step of 4 layers), per-kernel times of the
+#      2-bit launches (common.sh ncu_kernel_times), all bundles               -> ncu_times.log
 #   5. cuda_forward_bench --layers L --ctx 2048 --steps 64: this bundle, the baseline, again both
 #      (L = 43 on an H200, 30 on an H100)                                       -> forward.log
 #   6. ncu sections and stall reasons (WarpStateStats) of this bundle's first two expert launches
@@ -16,8 +18,8 @@
 #      (ncu source page)                                                       -> ncu_source.csv,
 #      and the SASS of the 2-bit kernels (cuobjdump, DSV4_SASS=1)              -> sass.txt;
 #      DSV4_NCU_STALLS=0 skips the stall sections (the source page still runs when asked for)
-#   7. the whole cuda_tests with what is left of the budget (DSV4_FULL_SUITE=0: skipped)
-#                                                                              -> gpu_all.log
+#   7. the whole cuda_tests with what is left of the budget (DSV4_FULL_SUITE=0: skipped; or the
+#      filter DSV4_SUITE_FILTER)                                              -> gpu_all.log
 # Here:   DSV4_BUILD=build-hc DSV4_BUNDLE=out/t3exp DSV4_NO_BUILD=1 bash tools/device/decode_run.sh pack
 #         (optional DSV4_ALT_BUNDLE: another build's cuda_bench + cuda_forward_bench, timed in 2, 3)
 # There:  bash tools/device/experts_run.sh   (carry the bundles; DSV4_BUNDLE, DSV4_BASE_BUNDLE)
@@ -35,11 +37,26 @@ OUT=${OUT:-$PWD/out/experts-run}
 dsv4_run_start "$BIN" 300
 
 # ---- 1. tests ----
-filter=${DSV4_TEST_FILTER:-CudaMatvec2bit*:CudaMatvec.TwoBit*:CudaMatvec.Experts:CudaMatvec.ExpertSum*:CudaMatvec.DefaultPlans:CudaMatvecLarge.ExpertDecodeShapes:CudaMoeFusedDown.*:CudaMoe.*}
+filter=${DSV4_TEST_FILTER:-CudaMatvecSwigluRows.*:CudaMatvec2bit*:CudaMatvec.TwoBit*:CudaMatvec.Experts:CudaMatvec.ExpertSum*:CudaMatvec.DefaultPlans:CudaMatvecLarge.ExpertDecodeShapes:CudaMoeFusedDown.*:CudaMoe.*}
 timeout "$(budget 60)" "$BIN/cuda_tests" --gtest_color=no --gtest_filter="$filter" >"$OUT/gpu_tests.log" 2>&1
 rc_tests=$?
 note "cuda_tests: exit $rc_tests ($(grep -E '^\[  (PASSED|FAILED)  \]' "$OUT/gpu_tests.log" | tr '\n' ' '))"
 grep -E '^\[  FAILED  \]|Failure' "$OUT/gpu_tests.log" | head -30 | tee -a "$SUMMARY"
+
+# ---- 5. decode step (graph replay), alternated ----
+forward() {  # TAG BIN_DIR
+  timeout "$(budget 30)" "$2/cuda_forward_bench" --layers "$layers" --ctx 2048 --steps 64 >"$OUT/forward_$1.tmp" 2>&1
+  { echo "== $1"; cat "$OUT/forward_$1.tmp"; } >>"$OUT/forward.log"
+  note "forward $1 ($layers layers): $(grep -E 'decode \(graph\)' "$OUT/forward_$1.tmp" | tail -1)"
+  rm -f "$OUT/forward_$1.tmp"
+}
+forward_ab() {
+  forward new "$BIN"
+  [[ -n "$BASE" ]] && forward base "$BASE"
+  forward new2 "$BIN"
+  [[ -n "$BASE" ]] && forward base2 "$BASE"
+}
+[[ "${DSV4_FORWARD_FIRST:-0}" == 1 ]] && forward_ab
 
 # ---- 2. matvec benchmark ----
 bench() {  # TAG BIN_DIR
@@ -54,7 +71,24 @@ bench() {  # TAG BIN_DIR
 } >"$OUT/cuda_bench.log" 2>&1
 grep -E '^==|MoE|copy' "$OUT/cuda_bench.log" | tee -a "$SUMMARY"
 
-# ---- 3. ncu per-kernel times of the 2-bit launches ----
+# ---- 3. sanitizers ----
+rc_mem=99
+if command -v compute-sanitizer >/dev/null; then
+  {
+    echo "### memcheck"
+    timeout "$(budget 40)" compute-sanitizer --tool memcheck --error-exitcode 3 "$BIN/cuda_tests" --gtest_color=no \
+      --gtest_filter="${DSV4_MEMCHECK_FILTER:-CudaMatvecSwigluRows.*:CudaMatvec2bit*:CudaMatvec.TwoBitRowTile*:CudaMoeFusedDown.*}"
+    echo "### memcheck exit $?"
+    echo "### racecheck"
+    timeout "$(budget 25)" compute-sanitizer --tool racecheck --error-exitcode 3 "$BIN/cuda_tests" --gtest_color=no \
+      --gtest_filter="${DSV4_RACECHECK_FILTER:-CudaMatvecSwigluRows.*:CudaMatvec2bit*}"
+    echo "### racecheck exit $?"
+  } >"$OUT/sanitizer.log" 2>&1
+  rc_mem=$(grep -o '### memcheck exit [0-9]*' "$OUT/sanitizer.log" | grep -o '[0-9]*$')
+  note "memcheck: exit $rc_mem ($(grep -E 'ERROR SUMMARY' "$OUT/sanitizer.log" | head -1)); $(grep -o '### racecheck exit [0-9]*' "$OUT/sanitizer.log") ($(grep -E 'RACECHECK SUMMARY|ERROR SUMMARY' "$OUT/sanitizer.log" | tail -1))"
+fi
+
+# ---- 4. ncu per-kernel times of the 2-bit launches ----
 ncu_times() {  # TAG BIN_DIR
   echo "== $1"
   timeout "$(budget 30)" ncu --profile-from-start off --clock-control none --print-units base -k 'regex:matvec_2bit' \
@@ -72,34 +106,7 @@ if command -v ncu >/dev/null; then
     tee -a "$SUMMARY"
 fi
 
-# ---- 4. sanitizers ----
-rc_mem=99
-if command -v compute-sanitizer >/dev/null; then
-  {
-    echo "### memcheck"
-    timeout "$(budget 40)" compute-sanitizer --tool memcheck --error-exitcode 3 "$BIN/cuda_tests" --gtest_color=no \
-      --gtest_filter="${DSV4_MEMCHECK_FILTER:-CudaMatvec2bit*:CudaMatvec.TwoBitRowTile*:CudaMoeFusedDown.*}"
-    echo "### memcheck exit $?"
-    echo "### racecheck"
-    timeout "$(budget 25)" compute-sanitizer --tool racecheck --error-exitcode 3 "$BIN/cuda_tests" --gtest_color=no \
-      --gtest_filter="${DSV4_RACECHECK_FILTER:-CudaMatvec2bit*}"
-    echo "### racecheck exit $?"
-  } >"$OUT/sanitizer.log" 2>&1
-  rc_mem=$(grep -o '### memcheck exit [0-9]*' "$OUT/sanitizer.log" | grep -o '[0-9]*$')
-  note "memcheck: exit $rc_mem ($(grep -E 'ERROR SUMMARY' "$OUT/sanitizer.log" | head -1)); $(grep -o '### racecheck exit [0-9]*' "$OUT/sanitizer.log") ($(grep -E 'RACECHECK SUMMARY|ERROR SUMMARY' "$OUT/sanitizer.log" | tail -1))"
-fi
-
-# ---- 5. decode step (graph replay), alternated ----
-forward() {  # TAG BIN_DIR
-  timeout "$(budget 30)" "$2/cuda_forward_bench" --layers "$layers" --ctx 2048 --steps 64 >"$OUT/forward_$1.tmp" 2>&1
-  { echo "== $1"; cat "$OUT/forward_$1.tmp"; } >>"$OUT/forward.log"
-  note "forward $1 ($layers layers): $(grep -E 'decode \(graph\)' "$OUT/forward_$1.tmp" | tail -1)"
-  rm -f "$OUT/forward_$1.tmp"
-}
-forward new "$BIN"
-[[ -n "$BASE" ]] && forward base "$BASE"
-forward new2 "$BIN"
-[[ -n "$BASE" ]] && forward base2 "$BASE"
+[[ "${DSV4_FORWARD_FIRST:-0}" == 1 ]] || forward_ab
 
 # ---- 6. stall reasons of this bundle's gate/up and down launches ----
 if [[ "${DSV4_SASS:-0}" == 1 ]] && command -v cuobjdump >/dev/null; then
@@ -125,7 +132,7 @@ fi
 
 # ---- 7. the whole suite with what is left ----
 if [[ "${DSV4_FULL_SUITE:-1}" == 1 ]]; then
-  timeout "$(budget 120)" "$BIN/cuda_tests" --gtest_color=no >"$OUT/gpu_all.log" 2>&1
+  timeout "$(budget 120)" "$BIN/cuda_tests" --gtest_color=no --gtest_filter="${DSV4_SUITE_FILTER:-*}" >"$OUT/gpu_all.log" 2>&1
   note "whole cuda_tests: exit $? ($(grep -E '^\[  (PASSED|FAILED)  \]' "$OUT/gpu_all.log" | tr '\n' ' '); last: $(grep -E '^\[ +(OK|FAILED) +\]' "$OUT/gpu_all.log" | tail -1))"
   grep -E '^\[  FAILED  \]' "$OUT/gpu_all.log" | head -20 | tee -a "$SUMMARY"
 fi
