@@ -29,25 +29,32 @@ class TestStream {
   bool ok_ = false;
 };
 
-// A device copy of `v` (poisoned tail when `extra` > 0 elements are added).
-template <class T>
-DeviceBuffer upload(const std::vector<T>& v, size_t extra = 0) {
-  DeviceBuffer b((v.size() + extra) * sizeof(T));
-  if (b.ok() && !v.empty()) cudaMemcpy(b.get(), v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice);
-  return b;
-}
-
-// `v` into an existing buffer: false if the buffer is missing or too small.
+// `v` into an existing buffer: false if the buffer is missing or too small. Complete on return: a
+// pageable cudaMemcpy may return before its DMA lands, and the tests' kernels run on non-blocking
+// streams that do not wait for the legacy stream's copies.
 template <class T>
 bool upload(const DeviceBuffer& b, const std::vector<T>& v) {
   return b.ok() && b.size() >= v.size() * sizeof(T) &&
-         cudaMemcpy(b.get(), v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice) == cudaSuccess;
+         cudaMemcpy(b.get(), v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice) == cudaSuccess &&
+         cudaDeviceSynchronize() == cudaSuccess;
+}
+
+// A device copy of `v` (poisoned tail when `extra` > 0 elements are added), complete on return.
+template <class T>
+DeviceBuffer upload(const std::vector<T>& v, size_t extra = 0) {
+  DeviceBuffer b((v.size() + extra) * sizeof(T));
+  if (b.ok()) {
+    EXPECT_TRUE(upload(b, v));
+  }
+  return b;
 }
 
 template <class T>
 std::vector<T> download(const T* p, size_t n) {
   std::vector<T> v(n);
-  if (n > 0) EXPECT_EQ(cudaMemcpy(v.data(), p, n * sizeof(T), cudaMemcpyDeviceToHost), cudaSuccess);
+  if (n > 0) {
+    EXPECT_EQ(cudaMemcpy(v.data(), p, n * sizeof(T), cudaMemcpyDeviceToHost), cudaSuccess);
+  }
   return v;
 }
 template <class T>

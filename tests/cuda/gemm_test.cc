@@ -44,6 +44,7 @@ const char* tile_name(GemmTile t) {
     case GemmTile::kAuto: return "auto";
     case GemmTile::kLarge: return "large";
     case GemmTile::kSmall: return "small";
+    case GemmTile::kWgmma: return "wgmma";
   }
   return "?";
 }

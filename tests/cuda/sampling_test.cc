@@ -168,7 +168,7 @@ TEST(CudaSampling, SameSeedDrawsTheSameTokens) {
     DeviceBuffer dl(static_cast<size_t>(V) * 4);
     for (int step = 0; step < 40; ++step) {
       const std::vector<float> logits = model_like_logits(V, rng, 2.0f);
-      CUDA_ASSERT(cudaMemcpy(dl.get(), logits.data(), logits.size() * 4, cudaMemcpyHostToDevice));
+      CUDA_ASSERT(cudaMemcpyAsync(dl.get(), logits.data(), logits.size() * 4, cudaMemcpyHostToDevice, stream.get()));
       const Sampler::Mode mode = step % 7 == 3 ? Sampler::Mode::kRawGreedy : Sampler::Mode::kParams;
       Result<engine::Sample> want = host.sample(logits, mode);
       ASSERT_TRUE(want.ok());
@@ -206,7 +206,8 @@ TEST(CudaSampling, GreedyScanKeepsTheLowestIdOfTheLargest) {
       for (int k = 0; k < round % 4; ++k) logits[rng() % V] = top;  // ties at the maximum
       if (round % 3 == 0) logits[V - 1] = top + 1.0f;  // the maximum in the scalar tail
       const int offset = round % 2;  // 1: an unaligned address
-      CUDA_ASSERT(cudaMemcpy(dl.get<float>() + offset, logits.data(), logits.size() * 4, cudaMemcpyHostToDevice));
+      CUDA_ASSERT(cudaMemcpyAsync(dl.get<float>() + offset, logits.data(), logits.size() * 4, cudaMemcpyHostToDevice,
+                                  stream.get()));
       SamplingRequest r;
       r.temperature = 0.0f;
       Result<int32_t> got = (*dev)->sample(dl.get<float>() + offset, r, stream.get());
@@ -234,7 +235,7 @@ TEST(CudaSampling, EnqueueAlsoStoresTheTokenOnTheDevice) {
     p.seed = rng();
     Sampler mirror = Sampler::create(V, p).value();
     const std::vector<float> logits = model_like_logits(V, rng, 2.0f);
-    CUDA_ASSERT(cudaMemcpy(dl.get(), logits.data(), logits.size() * 4, cudaMemcpyHostToDevice));
+    CUDA_ASSERT(cudaMemcpyAsync(dl.get(), logits.data(), logits.size() * 4, cudaMemcpyHostToDevice, stream.get()));
     std::vector<uint32_t> counts;
     SamplingRequest r = request_for(mirror, Sampler::Mode::kParams, counts);
     r.u = std::uniform_real_distribution<double>(0.0, 1.0)(rng);
@@ -251,7 +252,7 @@ TEST(CudaSampling, EnqueueAlsoStoresTheTokenOnTheDevice) {
     EXPECT_EQ(on_device, *want);
   }
   const std::vector<float> none(static_cast<size_t>(V), NAN);
-  CUDA_ASSERT(cudaMemcpy(dl.get(), none.data(), none.size() * 4, cudaMemcpyHostToDevice));
+  CUDA_ASSERT(cudaMemcpyAsync(dl.get(), none.data(), none.size() * 4, cudaMemcpyHostToDevice, stream.get()));
   for (float temperature : {0.0f, 1.0f}) {
     SamplingRequest r;
     r.temperature = temperature;
