@@ -325,16 +325,14 @@ __global__ void f32_to_int8_limbs(const float* x, int64_t x_stride, int n_rows, 
 }  // namespace
 
 cudaError_t launch_gemm_int8(const GemmLaunch& l, cudaStream_t stream) {
-  static std::atomic<uint64_t> opted_in{0};
   int device = 0;
   cudaError_t e = cudaGetDevice(&device);
-  if (e != cudaSuccess) return e;
-  const uint64_t bit = device < 64 ? uint64_t{1} << device : 0;
-  if (bit == 0 || (opted_in.load() & bit) == 0) {
-    e = cudaFuncSetAttribute(gemm_int8_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
-    if (e != cudaSuccess) return e;
-    opted_in.fetch_or(bit);
+  if (e == cudaSuccess) {
+    e = once_per_device(device, [] {
+      return cudaFuncSetAttribute(gemm_int8_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
+    });
   }
+  if (e != cudaSuccess) return e;
   const int64_t slots = l.offsets ? (l.n_rows + kBT - 1) / kBT + l.n_groups : (l.n_rows + kBT - 1) / kBT;
   if (slots > 65535) return cudaErrorInvalidConfiguration;
   const dim3 grid((l.n_out + kBF - 1) / kBF, static_cast<unsigned>(slots));

@@ -49,13 +49,13 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
-#include <atomic>
 #include <cstdint>
 #include <type_traits>
 
 #include "cuda/gemm_codes.cuh"
 #include "cuda/gemm_decode.cuh"
 #include "cuda/gemm_launch.h"
+#include "cuda/once_per_device.h"
 
 namespace dsv4::cuda::detail {
 
@@ -509,18 +509,16 @@ template <class D, class T>
 cudaError_t gemm_launch_tile(const GemmLaunch& l, cudaStream_t stream) {
   using G = GemmGeometry<D, T>;
   static_assert(G::kFits);
-  // Above 48 KB a kernel needs an opt-in, once per device (a host-side setting, so it is also
-  // safe while the stream is being captured).
-  static std::atomic<uint64_t> opted_in{0};
+  // Above 48 KB a kernel needs an opt-in (a host-side setting, so it is also safe while the
+  // stream is being captured).
   int device = 0;
   cudaError_t e = cudaGetDevice(&device);
-  if (e != cudaSuccess) return e;
-  const uint64_t bit = device < 64 ? uint64_t{1} << device : 0;
-  if (bit == 0 || (opted_in.load() & bit) == 0) {
-    e = cudaFuncSetAttribute(gemm_kernel<D, T>, cudaFuncAttributeMaxDynamicSharedMemorySize, G::kSmem);
-    if (e != cudaSuccess) return e;
-    opted_in.fetch_or(bit);
+  if (e == cudaSuccess) {
+    e = once_per_device(device, [] {
+      return cudaFuncSetAttribute(gemm_kernel<D, T>, cudaFuncAttributeMaxDynamicSharedMemorySize, G::kSmem);
+    });
   }
+  if (e != cudaSuccess) return e;
   const int64_t slots = l.offsets ? (l.n_rows + G::kBT - 1) / G::kBT + l.n_groups
                                   : (l.n_rows + G::kBT - 1) / G::kBT;
   if (slots > 65535) return cudaErrorInvalidConfiguration;

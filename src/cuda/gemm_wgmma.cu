@@ -22,7 +22,6 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
-#include <atomic>
 #include <cstdint>
 
 #include "cuda/gemm_codes.cuh"
@@ -219,16 +218,14 @@ __global__ void __launch_bounds__(kThreads, 1) gemm_wgmma_q8_kernel(__grid_const
 
 cudaError_t launch_gemm_wgmma(const GemmLaunch& l, cudaStream_t stream) {
   if (l.type != gguf::TensorType::Q8_0 || !l.x_lo || l.offsets || l.x_rows || l.y_rows) return cudaErrorInvalidValue;
-  static std::atomic<uint64_t> opted_in{0};
   int device = 0;
   cudaError_t e = cudaGetDevice(&device);
-  if (e != cudaSuccess) return e;
-  const uint64_t bit = device < 64 ? uint64_t{1} << device : 0;
-  if (bit == 0 || (opted_in.load() & bit) == 0) {
-    e = cudaFuncSetAttribute(gemm_wgmma_q8_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
-    if (e != cudaSuccess) return e;
-    opted_in.fetch_or(bit);
+  if (e == cudaSuccess) {
+    e = once_per_device(device, [] {
+      return cudaFuncSetAttribute(gemm_wgmma_q8_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
+    });
   }
+  if (e != cudaSuccess) return e;
   const dim3 grid((l.n_out + kBF - 1) / kBF, (l.n_rows + kBT - 1) / kBT);
   gemm_wgmma_q8_kernel<<<grid, kThreads, kSmem, stream>>>(l);
   return cudaGetLastError();
