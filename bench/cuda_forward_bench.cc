@@ -13,8 +13,8 @@
 // 2b. S greedy decode steps as a generator runs them (sample on the device, then forward the
 //    token), without and with the speculative step (cuda/session.h): ms/token, the host's time
 //    inside sample() and forward(), and the excess over the graph replay; the sampling kernel's
-//    time for four kinds of request; the D2D time of one rollback checkpoint (what each
-//    speculative step copies).
+//    time for four kinds of request; the D2D time of one whole-region checkpoint (the engine's;
+//    a speculative step copies only its write set, DeviceState::step_write_set).
 // 3. One decode step without the graph, an event after each stage of every layer: milliseconds
 //    per stage (launch gaps included, which the graph removes), and the sum against the graph's
 //    step time.
@@ -214,7 +214,7 @@ int main(int argc, char** argv) {
     cudaEventSynchronize(b);
     float ms = 0;
     cudaEventElapsedTime(&ms, a, b);
-    std::printf("rollback checkpoint (what a speculative step copies): %.2f MB in %.3f ms\n",
+    std::printf("whole-region checkpoint (the engine's; a speculative step copies its write set): %.2f MB in %.3f ms\n",
                 static_cast<double>(s.checkpoint_bytes()) / 1e6, ms / kCopies);
     cudaEventDestroy(a);
     cudaEventDestroy(b);
