@@ -241,7 +241,6 @@ Status run(const ExpertMatvec& m, bool dense, bool sum, float* y, cudaStream_t s
   l.row_bytes = row_bytes;
   l.slab_bytes = slab_bytes;
   l.experts = dense ? nullptr : m.experts;
-  l.experts_settled = !dense && m.experts_settled;
   l.x = m.x;
   l.x_stride = m.x_stride;
   l.up = m.up;

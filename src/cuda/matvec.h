@@ -31,8 +31,7 @@
 //
 // Launch order: the row-tile kernels are launched with programmatic dependent launch (pdl.cuh):
 // a dense launch (matvec) starts reading its weights while the kernel before it in the stream is
-// still running, and everything else after that kernel has finished (an expert launch whose ids are
-// settled, ExpertMatvec::experts_settled, reads them and its first weights early too). So the weights must not be
+// still running, and everything else after that kernel has finished. So the weights must not be
 // written by the kernel launched just before (a copy, an event or a synchronisation in between is
 // enough).
 //
@@ -85,15 +84,6 @@ struct ExpertMatvec {
   // n_expert), known before the launch, so the launch fetches its weights while the kernel before it
   // still runs (PDL, as a dense launch does: the grouped output projection of a decode step).
   const int32_t* experts = nullptr;
-  // The caller's promise that the expert ids were written two or more launches before this one
-  // in the stream (not by the launch just before it): then they are complete when this launch
-  // starts (pdl.cuh: every kernel triggers its dependents only after its own pdl_wait), and the
-  // launch reads them, and fetches its first weights, while the kernel before it still runs. The
-  // decode's routed down projection sets it (its ids come from moe_route, with the gate/up launch
-  // in between); a launch whose ids may be written by the launch just before (the gate/up right
-  // after moe_route) must not. Only the 2-bit row-tile kernel uses it; the results are the same
-  // bits either way.
-  bool experts_settled = false;
   int n_slots = 0;
   const float* x = nullptr;  // slot j reads x + j·x_stride
   int64_t x_stride = 0;      // 0: every slot reads the same x (gate/up); n_in: one x per slot (down)

@@ -52,7 +52,6 @@ struct RtParams {
   int64_t row_bytes;
   int64_t slab_bytes;
   const int32_t* experts;  // null: slot j is slab j
-  bool experts_settled;    // the ids were written two or more launches back (matvec_launch.h)
   const float* x;          // 16-aligned
   int64_t x_stride;        // a multiple of 4
   const float* up;         // fused SwiGLU (matvec_launch.h), or null
@@ -142,11 +141,12 @@ __device__ __forceinline__ void copy_quarter(int m, uint8_t* dst, const uint8_t*
 }
 
 // Stages the activations (written by the kernel before: after pdl_wait) of the slots this block
-// takes (`slots`, staged_slots) as fixed-point limb blocks (matvec_2bit.cuh), slot j's n_in/256
-// blocks from j·n_in/256; with the SwiGLU fused, computed here from the gate and up rows. One warp
-// per 256-element block, lane l holding elements 8l..8l+7.
+// takes as fixed-point limb blocks (matvec_2bit.cuh), slot j's n_in/256 blocks from j·n_in/256;
+// with the SwiGLU fused, computed here from the gate and up rows. One warp per 256-element block,
+// lane l holding elements 8l..8l+7.
 template <class Fmt>
-__device__ void stage_x(const RtParams& p, uint64_t slots, XBlock2b* xsm, int x_floats) {
+__device__ void stage_x(const RtParams& p, bool sum, XBlock2b* xsm, int x_floats) {
+  const uint64_t slots = staged_slots(p, sum);
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, warps = blockDim.x >> 5;
   const int per_slot = p.n_in / kXBlock2b;
   for (int t = warp; t < x_floats / kXBlock2b; t += warps) {
@@ -266,24 +266,17 @@ __global__ void __launch_bounds__(k2bMaxBlockWarps * 32, 1) matvec_2bit_kernel(_
       for (int j = 0; j < 32; ++j) words[(32 * c + j) * kIq2TableCopies + lane] = __shfl_sync(0xFFFFFFFFu, v, j);
     }
   }
-  // The slots whose activations this block stages: launch parameters only, so worked out before
-  // the wait (a loop of run-time divisions, ≈ 6 per lane at the down projection's shape).
-  const uint64_t slots = staged_slots(p, kSum);
-  // PDL (pdl.cuh): the first item's weights are fetched while the kernel before this one finishes
-  // (nothing writes weights) wherever its expert id is known by then: slot j = slab j (no ids: the
-  // dense launches), or ids written two or more launches back (experts_settled, the decode's down
-  // projection: moe_route's, with the gate/up launch in between). Otherwise the ids only after the
-  // wait; the activations and outputs always after it.
-  const bool ids_ready = !p.experts || p.experts_settled;
-  if (!ids_ready) pdl_wait();
+  // PDL: the weights of a dense launch are fetched while the kernel before it finishes (nothing
+  // writes weights); the expert ids, activations and outputs only after it. pdl.cuh.
+  if (p.experts) pdl_wait();
   {
     const Pending first = next_item(ring);
     for (int m = 0; m < 4; ++m) issue_quarter(first, m);
     cp_async_commit();
   }
-  if (ids_ready) pdl_wait();
+  if (!p.experts) pdl_wait();
   pdl_trigger();
-  stage_x<Fmt>(p, slots, xsm, x_floats);
+  stage_x<Fmt>(p, kSum, xsm, x_floats);
   __syncthreads();  // the tables and activations are in place
 
   int buf = 0;
@@ -394,7 +387,6 @@ cudaError_t launch(const MatvecLaunch& l, cudaStream_t stream) {
   p.row_bytes = l.row_bytes;
   p.slab_bytes = l.slab_bytes;
   p.experts = l.experts;
-  p.experts_settled = l.experts_settled;
   p.x = l.x;
   p.x_stride = l.x_stride;
   p.up = l.up;

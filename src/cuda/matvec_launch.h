@@ -17,9 +17,6 @@ struct MatvecLaunch {
   int64_t row_bytes;
   int64_t slab_bytes;      // bytes from one expert's matrix to the next
   const int32_t* experts;  // null: slot j is slab j (the dense case has one slot)
-  // The ids were written two or more launches back (matvec.h ExpertMatvec::experts_settled): the
-  // 2-bit row-tile kernel reads them and issues its first weight copies before pdl_wait.
-  bool experts_settled;
   const float* x;
   int64_t x_stride;
   // Fused SwiGLU (2-bit row-tile kernel only): when set, slot j's activation is

@@ -36,16 +36,6 @@ Status routed_experts_matvec(const RoutedExpertsStep& s) {
                      const int32_t* ids, int n_slots, float* y) {
     return matvec_experts(describe(w, n_in, n_out, x, x_stride, ids, n_slots), y, s.stream);
   };
-  // Every down launch below follows this function's gate/up launch(es), and nothing here writes the
-  // ids: they were written (moe_route) before the gate/up launch, two or more launches before the
-  // down projection's, so it takes them as settled (ExpertMatvec::experts_settled) and fetches its
-  // first weights while gate/up finishes. Gate/up itself must wait: in decode the ids come from
-  // the launch just before it.
-  auto down_of = [&](const float* x, int64_t x_stride) {
-    ExpertMatvec e = describe(L.down_exps, F, D, x, x_stride, sc.experts, TK);
-    e.experts_settled = true;
-    return e;
-  };
   const float* z = sc.xn;
   int64_t z_stride = 0;
   if (s.T > 1) {
@@ -63,7 +53,7 @@ Status routed_experts_matvec(const RoutedExpertsStep& s) {
     gate_up.act_limit = s.limit;
     if (can_swiglu_rows(gate_up)) {
       DSV4_TRY(matvec_experts(gate_up, sc.mid, s.stream));
-      return matvec_experts(down_of(sc.mid, F), sc.ydown, s.stream);
+      return experts(L.down_exps, F, D, sc.mid, F, sc.experts, TK, sc.ydown);
     }
   }
   SwigluArgs sw;
@@ -80,7 +70,7 @@ Status routed_experts_matvec(const RoutedExpertsStep& s) {
     sw.stride = F;
   }
   // The down projection computes the SwiGLU as it stages its activations where its kernel can.
-  ExpertMatvec down = down_of(sw.gate, sw.stride);
+  ExpertMatvec down = describe(L.down_exps, F, D, sw.gate, sw.stride, sc.experts, TK);
   down.up = sw.up;
   down.act_weights = sc.route_w;
   down.act_limit = s.limit;
@@ -91,7 +81,7 @@ Status routed_experts_matvec(const RoutedExpertsStep& s) {
   sw.F = F;
   sw.limit = s.limit;
   DSV4_TRY(swiglu(sw, s.stream));
-  return matvec_experts(down_of(sc.mid, F), sc.ydown, s.stream);
+  return experts(L.down_exps, F, D, sc.mid, F, sc.experts, TK, sc.ydown);
 }
 
 // Prefill: the (token, slot) pairs sorted by expert, grouped gate/up over gathered xn rows,

@@ -8,12 +8,8 @@
 // kernels (8 items per row: the compile-time row stride; 9: the run-time one); every split of a row
 // over warps; with and without clamp and weights; many units per group (several rounds of W).
 // The outputs past slots·F must stay untouched.
-// Also the decode's down projection with its expert ids taken as settled (ExpertMatvec::
-// experts_settled: first weights fetched before pdl_wait) against the same launch that waits,
-// both in the decode's chain moe_route -> gate/up -> down under PDL.
 #include <gtest/gtest.h>
 
-#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -172,128 +168,6 @@ TEST(CudaMatvecSwigluRows, RefusesWhatItCannotPair) {
   EXPECT_FALSE(can_swiglu_rows(m));
   EXPECT_FALSE(matvec_experts(m, dy.get<float>(), stream.get()).ok());
   CUDA_ASSERT(cudaStreamSynchronize(stream.get()));
-}
-
-// The decode's expert chain, queued without a synchronisation in between: moe_route writes the ids
-// and route weights, the gate/up launch (swiglu_rows) the activations, then the down projection
-// reads the ids, two launches old, either as settled (its first weight copies issued before
-// pdl_wait, while gate/up may still run) or after waiting. Each round routes to a different
-// ordered set of experts (the ids buffer is rewritten by every route), so a down launch that read
-// an earlier round's ids, or copied weights of the wrong slabs, would not match the one that
-// waits. Same bits required, per slot and summed; nothing written past the outputs.
-struct SettledCase {
-  TensorType gu_type;  // gate/up: n_in = gu_items items, 2F rows
-  int gu_items;
-  TensorType down_type;  // down: n_in = F = down_items items, n_out = gate/up's n_in
-  int down_items;
-  bool sum;  // matvec_experts_sum instead of per slot
-};
-
-void expect_settled_down_same_bits(const SettledCase& c, std::mt19937_64& rng) {
-  SCOPED_TRACE(::testing::Message() << "gate/up " << gguf::type_name(c.gu_type) << " x" << c.gu_items << ", down "
-                                    << gguf::type_name(c.down_type) << " x" << c.down_items << (c.sum ? " summed" : ""));
-  constexpr int kE = 8, kK = 6, kRounds = 4;
-  const int64_t D = c.gu_items * detail::rt2_item_elems(c.gu_type), F = c.down_items * detail::rt2_item_elems(c.down_type);
-  const std::vector<uint8_t> wgu = random_rows(format_of(c.gu_type), D, 2 * F * kE, rng);
-  const std::vector<uint8_t> wdown = random_rows(format_of(c.down_type), F, D * kE, rng);
-  const std::vector<float> x = normal_vector(static_cast<size_t>(D), rng, 0.0f, 0.3f);
-  // Round r's logits rank the experts in a shuffled order (distinct values, so no ties): its ids are
-  // that order's first kK, chosen to differ from round r − 1's.
-  std::vector<float> logits(static_cast<size_t>(kRounds * kE));
-  std::vector<int> order(kE), last(kE);
-  for (int e = 0; e < kE; ++e) order[static_cast<size_t>(e)] = e;
-  for (int r = 0; r < kRounds; ++r) {
-    do {
-      std::shuffle(order.begin(), order.end(), rng);
-    } while (r > 0 && std::equal(order.begin(), order.begin() + kK, last.begin()));
-    last = order;
-    for (int i = 0; i < kE; ++i) logits[static_cast<size_t>(r * kE + order[static_cast<size_t>(i)])] = 2.0f - 0.5f * i;
-  }
-  const std::vector<float> bias(kE, 0.0f);
-  const int64_t n_y = c.sum ? D : kK * D, kGuard = 64;
-  TestStream stream;
-  DeviceBuffer dgu = upload(wgu), ddown = upload(wdown), dx = upload(x), dlogits = upload(logits), dbias = upload(bias);
-  DeviceBuffer dexp(kK * 4), droute(kK * 4), dmid(static_cast<size_t>(kK * F) * 4);
-  DeviceBuffer dsettled(static_cast<size_t>(kRounds * (n_y + kGuard)) * 4), dwaited(static_cast<size_t>(kRounds * (n_y + kGuard)) * 4);
-  ASSERT_TRUE(stream.ok() && dgu.ok() && ddown.ok() && dx.ok() && dlogits.ok() && dbias.ok() && dexp.ok() &&
-              droute.ok() && dmid.ok() && dsettled.ok() && dwaited.ok());
-  CUDA_ASSERT(cudaDeviceSynchronize());  // the buffers' poison is in place before the test's stream runs
-
-  RouteArgs ra;
-  ra.bias = dbias.get<float>();
-  ra.experts = dexp.get<int32_t>();
-  ra.weights = droute.get<float>();
-  ra.T = 1;
-  ra.E = kE;
-  ra.K = kK;
-  ExpertMatvec gu;
-  gu.type = c.gu_type;
-  gu.w = dgu.get();
-  gu.n_in = D;
-  gu.n_out = 2 * F;
-  gu.n_expert = kE;
-  gu.experts = dexp.get<int32_t>();
-  gu.n_slots = kK;
-  gu.x = dx.get<float>();
-  gu.swiglu_rows = true;
-  gu.act_weights = droute.get<float>();
-  gu.act_limit = 7.0f;
-  ASSERT_TRUE(can_swiglu_rows(gu));
-  ExpertMatvec down;
-  down.type = c.down_type;
-  down.w = ddown.get();
-  down.n_in = F;
-  down.n_out = D;
-  down.n_expert = kE;
-  down.experts = dexp.get<int32_t>();
-  down.n_slots = kK;
-  down.x = dmid.get<float>();
-  down.x_stride = F;
-  for (int r = 0; r < kRounds; ++r) {
-    ra.logits = dlogits.get<float>() + r * kE;
-    for (bool settled : {true, false}) {
-      down.experts_settled = settled;
-      float* y = (settled ? dsettled : dwaited).get<float>() + r * (n_y + kGuard);
-      STATUS_ASSERT(moe_route(ra, stream.get()));
-      STATUS_ASSERT(matvec_experts(gu, dmid.get<float>(), stream.get()));
-      STATUS_ASSERT(c.sum ? matvec_experts_sum(down, y, stream.get()) : matvec_experts(down, y, stream.get()));
-    }
-  }
-  CUDA_ASSERT(cudaStreamSynchronize(stream.get()));
-
-  const size_t n_all = static_cast<size_t>(kRounds * (n_y + kGuard));
-  const std::vector<float> got = download<float>(dsettled, n_all), want = download<float>(dwaited, n_all);
-  for (int r = 0; r < kRounds; ++r) {
-    const size_t at = static_cast<size_t>(r * (n_y + kGuard));
-    int bad = 0, finite = 0;
-    for (int64_t i = 0; i < n_y; ++i) {
-      const float g = got[at + static_cast<size_t>(i)], w = want[at + static_cast<size_t>(i)];
-      finite += std::isfinite(w) ? 1 : 0;
-      if (!same_bits(g, w) && ++bad <= 5) {
-        ADD_FAILURE() << "round " << r << " output " << i << ": settled ids " << g << ", waiting " << w;
-      }
-    }
-    EXPECT_EQ(bad, 0) << "round " << r << ", of " << n_y;
-    EXPECT_EQ(finite, n_y) << "round " << r << ": outputs not all finite (unwritten, or the case is off)";
-    uint32_t poison = 0;
-    for (int64_t i = n_y; i < n_y + kGuard; ++i) {
-      std::memcpy(&poison, &got[at + static_cast<size_t>(i)], 4);
-      ASSERT_EQ(poison, 0xFFFFFFFFu) << "round " << r << ": written past the outputs at " << i;
-    }
-  }
-}
-
-TEST(CudaMatvecSwigluRows, SettledIdsDownSameBitsAsWaitingDown) {
-  const uint64_t seed = fresh_seed();
-  SCOPED_TRACE(seed);
-  std::mt19937_64 rng(seed);
-  // The model's decode shape (gate/up IQ2_XXS 4096 -> 2·2048, down Q2_K 2048 -> 4096: the
-  // compile-time row stride), then a run-time stride and the other format as down, per slot and summed.
-  expect_settled_down_same_bits({TensorType::IQ2_XXS, 8, TensorType::Q2_K, 8, false}, rng);
-  if (HasFatalFailure()) return;
-  expect_settled_down_same_bits({TensorType::Q2_K, 9, TensorType::IQ2_XXS, 2, false}, rng);
-  if (HasFatalFailure()) return;
-  expect_settled_down_same_bits({TensorType::Q2_K, 9, TensorType::IQ2_XXS, 2, true}, rng);
 }
 
 }  // namespace
