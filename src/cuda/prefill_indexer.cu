@@ -60,18 +60,93 @@ __device__ __forceinline__ int64_t visible_rows(const IndexerArgs& a, int t) {
 }
 
 // q[t][h] = FP4_SIM(Hadamard(RoPE(q[t][h], p))) in place (official mode), for tokens that rank.
-__global__ void prep_kernel(IndexerArgs a) {
+// One block per token, 8 warps, a head per warp at a time (heads warp, warp + 8, ...), the head's
+// kIdh values in registers: element i = 32·e + lane sits in register e of `lane` (kE = kIdh/32).
+// Per element the same operations in the same order as rope_shared + hadamard_fp4_shared (and so
+// as indexer.cu's prep, which the test compares bit for bit):
+//   RoPE: pair j = elements (base + 2j, base + 2j + 1), base = idh − 2·n_pairs even, so a pair is
+//     lanes (2m, 2m + 1) of one register; the partner by __shfl_xor 1, then rope_pair on (x0, x1)
+//     with the angles of rope_cos_sin (computed once per token into shared memory);
+//   Hadamard stage h (1, 2, ..., idh/2 in that order): partner i ^ h; h < 32 is lane ^ h (__shfl_xor
+//     h), h ≥ 32 register e ^ (h/32) of the same lane; the lower index keeps fl(a + b), the upper
+//     fl(a − b) with a the lower's value; then fl(x·fl32(1/sqrt(idh)));
+//   FP4: block b of 32 is register b across the warp: amax = warp_max(|x|), fp4_sim_value.
+template <int kIdh>
+__global__ void __launch_bounds__(256) prep_kernel(IndexerArgs a) {
   pdl_wait();  // launched with PDL: nothing before this line (pdl.cuh)
   pdl_trigger();
-  extern __shared__ float v[];  // [idh]
-  const int h = blockIdx.x, t = blockIdx.y;
+  constexpr int kE = kIdh / 32, kWarps = 8, kMaxHeads = kHeads / kWarps;
+  __shared__ float2 cs[kIdh / 2];
+  const int t = blockIdx.x;
   if (visible_rows(a, t) <= a.top_k) return;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int64_t pos = static_cast<int64_t>(*a.pos0) + a.t0 + t;
-  float* q = a.q + (static_cast<int64_t>(t) * a.IH + h) * a.idh;
-  for (int i = threadIdx.x; i < a.idh; i += blockDim.x) v[i] = q[i];
-  rope_shared(v, a.idh, a.n_rot / 2, a.omega, pos, false);
-  if (a.sim) hadamard_fp4_shared(v, a.idh, true);
-  for (int i = threadIdx.x; i < a.idh; i += blockDim.x) q[i] = v[i];
+  float* const q = a.q + static_cast<int64_t>(t) * a.IH * kIdh;
+  float x[kMaxHeads][kE];
+#pragma unroll
+  for (int k = 0; k < kMaxHeads; ++k) {
+    const int h = warp + kWarps * k;
+#pragma unroll
+    for (int e = 0; e < kE; ++e) x[k][e] = h < a.IH ? q[h * kIdh + 32 * e + lane] : 0.0f;
+  }
+  const int n_pairs = a.n_rot / 2, base = kIdh - 2 * n_pairs;
+  rope_angles_shared(cs, n_pairs, a.omega, pos);
+  __syncthreads();
+  float c[kE], s[kE];
+  bool rot[kE];
+#pragma unroll
+  for (int e = 0; e < kE; ++e) {
+    const int i = 32 * e + lane;
+    rot[e] = i >= base;
+    const float2 cse = rot[e] ? cs[(i - base) >> 1] : make_float2(1.0f, 0.0f);
+    c[e] = cse.x;
+    s[e] = cse.y;
+  }
+  const bool upper = (lane & 1) != 0;
+  const float scale = static_cast<float>(1.0 / sqrt(static_cast<double>(kIdh)));
+#pragma unroll
+  for (int k = 0; k < kMaxHeads; ++k) {
+    const int h = warp + kWarps * k;
+    if (h >= a.IH) break;  // warp-uniform
+    float* v = x[k];
+#pragma unroll
+    for (int e = 0; e < kE; ++e) {
+      const float other = __shfl_xor_sync(0xFFFFFFFFu, v[e], 1);
+      float p[2] = {upper ? other : v[e], upper ? v[e] : other};
+      rope_pair(p, 2, 1, 0, c[e], s[e], false);
+      if (rot[e]) v[e] = upper ? p[1] : p[0];
+    }
+    if (!a.sim) {
+#pragma unroll
+      for (int e = 0; e < kE; ++e) q[h * kIdh + 32 * e + lane] = v[e];
+      continue;
+    }
+#pragma unroll
+    for (int hs = 1; hs < 32 && hs < kIdh; hs <<= 1) {
+      const bool hi = (lane & hs) != 0;
+#pragma unroll
+      for (int e = 0; e < kE; ++e) {
+        const float other = __shfl_xor_sync(0xFFFFFFFFu, v[e], hs);
+        v[e] = hi ? __fsub_rn(other, v[e]) : __fadd_rn(v[e], other);
+      }
+    }
+#pragma unroll
+    for (int he = 1; he < kE; he <<= 1) {
+#pragma unroll
+      for (int e = 0; e < kE; ++e) {
+        if ((e & he) != 0) continue;
+        const float lo = v[e], up = v[e + he];
+        v[e] = __fadd_rn(lo, up);
+        v[e + he] = __fsub_rn(lo, up);
+      }
+    }
+#pragma unroll
+    for (int e = 0; e < kE; ++e) {
+      const float y = __fmul_rn(v[e], scale);
+      const float amax = warp_max(fabsf(y));
+      q[h * kIdh + 32 * e + lane] = fp4_sim_value(y, amax);
+    }
+  }
 }
 
 __device__ __forceinline__ uint32_t half2_bits(__half2 h) { return *reinterpret_cast<const uint32_t*>(&h); }
@@ -253,11 +328,21 @@ Status prefill_indexer_select(const IndexerArgs& a, int32_t* n_rows, cudaStream_
   if (!prefill_indexer_supported(a.IH, a.idh)) return make_error("prefill indexer: unsupported geometry");
   if (a.T > 65535) return make_error("prefill indexer: too many tokens for one launch");
   if (a.score_cap <= 0) return make_error("prefill indexer: no score capacity");
-  DSV4_CUDA_TRY(launch_pdl(prep_kernel, dim3(a.IH, a.T), dim3(128), a.idh * sizeof(float), stream, a));
+  if (a.n_rot < 0 || a.n_rot > a.idh) return make_error("prefill indexer: bad rope width");
+  const dim3 prep_grid(static_cast<unsigned>(a.T)), prep_block(256);
   switch (a.idh) {
-    case 32: DSV4_TRY(launch_scores<32>(a, n_rows, stream)); break;
-    case 64: DSV4_TRY(launch_scores<64>(a, n_rows, stream)); break;
-    default: DSV4_TRY(launch_scores<128>(a, n_rows, stream)); break;
+    case 32:
+      DSV4_CUDA_TRY(launch_pdl(prep_kernel<32>, prep_grid, prep_block, 0, stream, a));
+      DSV4_TRY(launch_scores<32>(a, n_rows, stream));
+      break;
+    case 64:
+      DSV4_CUDA_TRY(launch_pdl(prep_kernel<64>, prep_grid, prep_block, 0, stream, a));
+      DSV4_TRY(launch_scores<64>(a, n_rows, stream));
+      break;
+    default:
+      DSV4_CUDA_TRY(launch_pdl(prep_kernel<128>, prep_grid, prep_block, 0, stream, a));
+      DSV4_TRY(launch_scores<128>(a, n_rows, stream));
+      break;
   }
   DSV4_TRY(cuda_status(cudaGetLastError(), "prefill indexer kernels"));
   return top_k_rows(a.scores, a.score_cap, n_rows, a.T, a.top_k, a.selected, stream);

@@ -11,12 +11,14 @@
 // may swap across the top-k boundary: the selections must agree wherever the reference's k-th and
 // (k+1)-th scores are more than 1e-4 apart (relative); elsewhere every row the device picks scores
 // within 1e-4 of the reference's k-th score. Tokens that do not rank must leave their row alone.
+// The prepared queries (the prep kernel's in-place output) must match indexer.cu's prep bit for bit.
 #include "cuda/prefill_indexer.h"
 
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <functional>
 #include <vector>
 
@@ -77,6 +79,35 @@ void run(const Case& c, uint64_t seed) {
   STATUS_ASSERT(prefill_indexer_select(a, n_rows.get<int32_t>(), stream.get()));
   CUDA_ASSERT(cudaStreamSynchronize(stream.get()));
   const std::vector<int32_t> got = download<int32_t>(sel, static_cast<size_t>(c.T) * k);
+
+  // The prepared queries (written in place) bit for bit as indexer.cu's prep (the decode path's,
+  // rope_apply_shared + hadamard_fp4_shared) leaves them on the same inputs: a prep bug that only
+  // moves scores a little cannot hide behind the selection's tolerance. Tokens that do not rank
+  // keep their raw queries in both.
+  {
+    DeviceBuffer dq_ref = upload(q), scores_ref(static_cast<size_t>(c.T * cap) * 4);
+    DeviceBuffer sel_ref(static_cast<size_t>(c.T) * k * 4);
+    IndexerArgs r = a;
+    r.q = dq_ref.get<float>();
+    r.scores = scores_ref.get<float>();
+    r.selected = sel_ref.get<int32_t>();
+    STATUS_ASSERT(indexer_select(r, stream.get()));
+    CUDA_ASSERT(cudaStreamSynchronize(stream.get()));
+    const std::vector<float> got_q = download<float>(dq, q.size()), want_q = download<float>(dq_ref, q.size());
+    int64_t differ = 0, first = -1;
+    for (size_t i = 0; i < q.size(); ++i) {
+      if (std::memcmp(&got_q[i], &want_q[i], sizeof(float)) != 0) {
+        if (first < 0) first = static_cast<int64_t>(i);
+        ++differ;
+      }
+    }
+    EXPECT_EQ(differ, 0) << "prepared queries differ from indexer.cu's prep; first at token "
+                         << (first < 0 ? -1 : first / (IH * idh)) << " head " << (first < 0 ? -1 : first / idh % IH)
+                         << " dim " << (first < 0 ? -1 : first % idh);
+    int64_t changed = 0;
+    for (size_t i = 0; i < q.size(); ++i) changed += std::memcmp(&got_q[i], &q[i], sizeof(float)) != 0;
+    EXPECT_GT(changed, 0) << "no query was prepared";
+  }
 
   const float w_scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(idh * IH)));
   int scored = 0, decisive = 0;
