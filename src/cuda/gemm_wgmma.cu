@@ -45,7 +45,12 @@ constexpr int kXTile = kBT * 128;                 // one of hi / lo
 constexpr int kXBytes = 2 * kXTile;
 constexpr int kWBytes = kBF * 128;
 constexpr int kRawBytes = kBF * kPitch;
-constexpr int kTabBytes = 2 * kBF * 4;            // the two 32-column scales of each feature row
+// Scale table of one W buffer: per 32-column half, 128 f32 scales (+ 16 of padding, so the two
+// halves' writes fall in different banks) in the order a thread reads them: pair index
+// j = f / 8 (feature 8j + 2q + c, q = lane % 4, c = f % 2), float4 (j / 2, q) holds the pairs of
+// j = 2·(j / 2) and 2·(j / 2) + 1, so a thread's 16 pairs are 8 LDS.128 (tab_index()).
+constexpr int kTabHalf = kBF + 16;                // floats
+constexpr int kTabBytes = 2 * kTabHalf * 4;
 constexpr int kXRows = kBT / 32;                  // X rows per thread per tile
 constexpr int kCPT = kBF * 8 / kThreads;          // decoded 16-byte chunks per thread (4: half a row)
 constexpr int kLanes = 8;                         // threads per raw row (kChunks ≤ 8)
@@ -53,6 +58,12 @@ constexpr int kRawPasses = kBF * kLanes / kThreads;
 constexpr int kSmem = 1024 + kSX * kXBytes + kWB * kWBytes + kRR * kRawBytes + kWB * kTabBytes;
 static_assert(kSmem <= 227 * 1024);
 static_assert(kChunks <= kLanes && kCPT == 4, "one scale per decoding thread and step");
+
+// Position of feature f's scale within a half of the scale table.
+__device__ __forceinline__ int tab_index(int f) {
+  const int j = f >> 3, q = (f >> 1) & 3;
+  return (((j >> 1) * 4 + q) << 2) + ((j & 1) << 1) + (f & 1);
+}
 
 __device__ __forceinline__ void fence_proxy_async() {
   asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
@@ -119,21 +130,41 @@ __global__ void __launch_bounds__(kThreads, 1) gemm_wgmma_q8_kernel(__grid_const
     gemm_cp_commit();
   };
 
-  // Decode of step t: thread tid writes chunks dchunk..dchunk+3 of feature row drow (one Q8_0
-  // block) and that block's scale.
-  const int drow = tid / 2, dchunk = (tid % 2) * kCPT;
+  // Decode of step t: thread tid writes chunks dchunk..dchunk+3 of feature row drow (Q8_0 block
+  // h = tid % 2 of the stage) and that block's scale. The stage starts 4-aligned (16-aligned
+  // weights, rows of 68-byte stages), so block 0 is d0 at word 0 and its codes at bytes 2..33
+  // (straddling words 0..8), block 1 is d1 in the upper half of word 8 and its codes in words
+  // 9..16 (aligned). Thread h reads the 9 words 8h..8h+8 of the stage as 32-bit loads (instead of
+  // 17 byte pairs), rotated by h (instruction k reads word 8h + (k + h) % 9) so that the two
+  // threads of a row fall in different banks (2-way conflicts instead of 4): then code word k is
+  // prmt(w[k], w[k+1]) with selector 0x5432 (h = 0: bytes 2-5 of the pair) or 0x3210 (h = 1:
+  // w[k] itself), and d is the low half of w[0] (h = 0) or the upper half of w[8] (h = 1).
+  // Same code words, same f16 conversion as CodesQ8_0::codes8: same bits.
+  const int drow = tid / 2, dchunk = (tid % 2) * kCPT, dh = tid & 1;
   const uint32_t drow_mis = static_cast<uint32_t>(reinterpret_cast<uintptr_t>(p.w)) +
                             static_cast<uint32_t>(min(f0 + drow, p.n_out - 1)) * row_bytes;
+  const uint32_t code_sel = dh ? 0x3210u : 0x5432u, d_sel = dh ? 0x7676u : 0x1010u;
+  const int tab_pos = dh * kTabHalf + tab_index(drow);
   auto decode = [&](int t) {
     const int mis = static_cast<int>((drow_mis + static_cast<uint32_t>(t * D::kStageBytes)) & 15u);
-    const uint8_t* src = raw_ptr + (t % kRR) * kRawBytes + drow * kPitch + mis;
+    const uint8_t* row = raw_ptr + (t % kRR) * kRawBytes + drow * kPitch + mis;
+    const uint32_t* src = reinterpret_cast<const uint32_t*>(row) + 8 * dh;
+    const uint32_t* src_a = src + dh;           // words k + h, k = 0..7
+    const uint32_t* src_b = src + 8 - 8 * dh;   // word (8 + h) % 9
     uint8_t* dst = ws_ptr + (t % kWB) * kWBytes;
-    uint4 v[kCPT];
+    uint32_t w[9];
 #pragma unroll
-    for (int c = 0; c < kCPT; ++c) v[c] = D::codes8(src, (dchunk + c) * 8, nullptr);
-    tab[(t % kWB) * 2 * kBF + (dchunk / 4) * kBF + drow] = D::scale(src, dchunk * 8);
+    for (int k = 0; k < 8; ++k) w[k] = src_a[k];
+    w[8] = *src_b;
+    const auto d_bits = static_cast<unsigned short>(__byte_perm(w[0], w[8], d_sel));
+    tab[(t % kWB) * 2 * kTabHalf + tab_pos] = __half2float(__ushort_as_half(d_bits));
 #pragma unroll
-    for (int c = 0; c < kCPT; ++c) *reinterpret_cast<uint4*>(dst + swz(drow, dchunk + c)) = v[c];
+    for (int c = 0; c < kCPT; ++c) {
+      uint32_t v[4];
+      bytes_to_f16x2(__byte_perm(w[2 * c], w[2 * c + 1], code_sel) ^ 0x80808080u, kF16x2_1152, v);  // q + 128 per byte
+      bytes_to_f16x2(__byte_perm(w[2 * c + 1], w[2 * c + 2], code_sel) ^ 0x80808080u, kF16x2_1152, v + 2);
+      *reinterpret_cast<uint4*>(dst + swz(drow, dchunk + c)) = make_uint4(v[0], v[1], v[2], v[3]);
+    }
   };
 
   const int wg = warp >> 2;
@@ -154,14 +185,19 @@ __global__ void __launch_bounds__(kThreads, 1) gemm_wgmma_q8_kernel(__grid_const
   };
   // acc += d·tmp with the scales of half h of step t (feature 8j + 2·(lane % 4) + c % 2).
   auto scale_add = [&](const float (&tmp)[64], int t, int h) {
-    const float* sc = tab + (t % kWB) * 2 * kBF + h * kBF + 2 * (lane & 3);
+    const float4* sc = reinterpret_cast<const float4*>(tab + (t % kWB) * 2 * kTabHalf + h * kTabHalf) + (lane & 3);
 #pragma unroll
-    for (int j = 0; j < 16; ++j) {
-      const float2 d = *reinterpret_cast<const float2*>(sc + 8 * j);
-      acc[4 * j + 0] = fmaf(d.x, tmp[4 * j + 0], acc[4 * j + 0]);
-      acc[4 * j + 1] = fmaf(d.y, tmp[4 * j + 1], acc[4 * j + 1]);
-      acc[4 * j + 2] = fmaf(d.x, tmp[4 * j + 2], acc[4 * j + 2]);
-      acc[4 * j + 3] = fmaf(d.y, tmp[4 * j + 3], acc[4 * j + 3]);
+    for (int jj = 0; jj < 8; ++jj) {
+      const float4 d4 = sc[4 * jj];  // the pairs of j = 2jj (x, y) and 2jj + 1 (z, w)
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const int j = 2 * jj + e;
+        const float dx = e ? d4.z : d4.x, dy = e ? d4.w : d4.y;
+        acc[4 * j + 0] = fmaf(dx, tmp[4 * j + 0], acc[4 * j + 0]);
+        acc[4 * j + 1] = fmaf(dy, tmp[4 * j + 1], acc[4 * j + 1]);
+        acc[4 * j + 2] = fmaf(dx, tmp[4 * j + 2], acc[4 * j + 2]);
+        acc[4 * j + 3] = fmaf(dy, tmp[4 * j + 3], acc[4 * j + 3]);
+      }
     }
   };
 

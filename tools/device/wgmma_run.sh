@@ -7,7 +7,7 @@
 # Here (no GPU needed), from the repository root:
 #     DSV4_BUILD=build-gemm DSV4_NO_BUILD=1 bash tools/device/wgmma_run.sh pack
 #   bundles cuda_tests, gemm_bench and cuda_forward_bench into out/wgmma/bundle.tar.gz.
-# There (device tool: carry ["out/wgmma", "out/base8"]):
+# There (device tool: carry ["out/wgmma", "out/base8"], or the DSV4_BUNDLE / DSV4_BASE dirs):
 #     bash tools/device/wgmma_run.sh
 #   1. cuda_tests GemmWgmma.*:GemmSplit.*:SplitFormats/*, beside it compute-sanitizer memcheck of
 #      GemmWgmma.* and racecheck of GemmWgmma.PartialTilesMatchDoubleReference
@@ -18,10 +18,14 @@
 #   4. with the time left: cuda_tests DSV4_TEST_FILTER (default the whole-model tests)
 #                                                     -> model_tests.log
 #   Steps share DSV4_GPU_BUDGET seconds (default 150).
+# Env: DSV4_BUNDLE (default out/wgmma), DSV4_BASE (default out/base8); DSV4_BENCH_ROUNDS (default 1):
+# step 2 runs gemm_bench --wgmma that many times for this bundle and the baseline, alternated
+# (bundle, baseline, bundle, ...), each run's lines tagged "[bundle]" / "[base]".
 set -u -o pipefail
 cd "$(dirname "$0")/../.."
 source tools/device/common.sh
-BUNDLE_DIR=out/wgmma
+BUNDLE_DIR=${DSV4_BUNDLE:-out/wgmma}
+BASE_DIR=${DSV4_BASE:-out/base8}
 
 if [[ "${1:-}" == "pack" ]]; then
   set -e
@@ -33,7 +37,7 @@ fi
 
 BIN=$(dsv4_unpack "$BUNDLE_DIR") || { echo "no bundle in $BUNDLE_DIR"; exit 3; }
 BASE=""
-[[ -f out/base8/bundle.tar.gz ]] && BASE=$(dsv4_unpack out/base8)
+[[ -f "$BASE_DIR/bundle.tar.gz" ]] && BASE=$(dsv4_unpack "$BASE_DIR")
 OUT=${OUT:-$PWD/out/wgmma-run}
 dsv4_run_start "$BIN" 150
 flayers=${DSV4_FORWARD_LAYERS:-4}
@@ -51,14 +55,7 @@ rc_tests=$?
 note "cuda_tests (GEMM): exit $rc_tests ($(grep -E '^\[  (PASSED|FAILED)  \]' "$OUT/gpu_tests.log" | tr '\n' ' '))"
 grep -E '^\[  FAILED  \]|Failure|got ' "$OUT/gpu_tests.log" | head -20 | tee -a "$SUMMARY"
 
-# ---- 2. the GEMM's rates (split on mma.sync and on wgmma from the same binary) ----
-for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib; do
-  [[ -e "$d/libcublas.so.13" ]] && export LD_LIBRARY_PATH="$d:${LD_LIBRARY_PATH:-}"
-done
-timeout "$(budget 30)" "$BIN/gemm_bench" --wgmma >"$OUT/gemm_bench.log" 2>&1
-note "gemm_bench --wgmma: exit $?"
-grep -E 'Q8_0' "$OUT/gemm_bench.log" | tee -a "$SUMMARY" >/dev/null
-
+# the sanitizers finish first: the timings below have the GPU to themselves
 wait "$mem_pid"
 rc_mem=$?
 wait "$race_pid"
@@ -66,12 +63,33 @@ rc_race=$?
 note "memcheck: exit $rc_mem ($(grep -E 'ERROR SUMMARY' "$OUT/memcheck.log" | tail -1); $(grep -E '^\[  (PASSED|FAILED)  \]' "$OUT/memcheck.log" | tr '\n' ' '))"
 note "racecheck: exit $rc_race ($(grep -E 'RACECHECK SUMMARY|ERROR SUMMARY' "$OUT/racecheck.log" | tail -1); $(grep -E '^\[  (PASSED|FAILED)  \]' "$OUT/racecheck.log" | tr '\n' ' '))"
 
+# ---- 2. the GEMM's rates (split on mma.sync and on wgmma from the same binary) ----
+for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib; do
+  [[ -e "$d/libcublas.so.13" ]] && export LD_LIBRARY_PATH="$d:${LD_LIBRARY_PATH:-}"
+done
+: >"$OUT/gemm_bench.log"
+for ((round = 1; round <= ${DSV4_BENCH_ROUNDS:-1}; ++round)); do
+  for which in bundle base; do
+    dir=$BIN
+    if [[ $which == base ]]; then
+      [[ -n "$BASE" && -x "$BASE/gemm_bench" ]] || continue
+      dir=$BASE
+    fi
+    ((DEADLINE - SECONDS > 8)) || break 2
+    echo "### round $round: $which" >>"$OUT/gemm_bench.log"
+    timeout "$(budget 30)" "$dir/gemm_bench" --wgmma 2>&1 | sed "s/^/[$which] /" >>"$OUT/gemm_bench.log"
+    note "gemm_bench --wgmma ($which, round $round): exit ${PIPESTATUS[0]}"
+  done
+done
+grep -E 'Q8_0' "$OUT/gemm_bench.log" | tee -a "$SUMMARY" >/dev/null
+
+
 # ---- 3. one 4096-token chunk stage by stage, this bundle and the baseline ----
 {
   echo "### this bundle, chunk 4096 at 2048, $flayers layers"
   timeout "$(budget 25)" "$BIN/cuda_forward_bench" --layers "$flayers" --ctx 2048 --chunk 4096 --steps 1
   if [[ -n "$BASE" ]] && ((DEADLINE - SECONDS > 12)); then
-    echo "### baseline out/base8, chunk 4096 at 2048, $flayers layers"
+    echo "### baseline $BASE_DIR, chunk 4096 at 2048, $flayers layers"
     timeout "$(budget 25)" "$BASE/cuda_forward_bench" --layers "$flayers" --ctx 2048 --chunk 4096 --steps 1
   fi
 } >"$OUT/forward_bench.log" 2>&1
