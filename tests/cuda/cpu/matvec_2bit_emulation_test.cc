@@ -73,7 +73,9 @@ void expect_groups_cover_the_work(int n_items, int n_slots, int n_tiles, int W, 
         for (int k = 0; k < s.my_units; ++k, cursor.next()) {
           if (kSum || slot_fastest) {
             ASSERT_EQ(cursor.tile(), s.unit_tile(k)) << "unit " << k;
-            if (!kSum) ASSERT_EQ(cursor.slot(), s.unit_slot(k)) << "unit " << k;
+            if (!kSum) {
+              ASSERT_EQ(cursor.slot(), s.unit_slot(k)) << "unit " << k;
+            }
           }
           if (!kSum && slot_fastest && grid % n_slots == 0) {
             if (block_slot < 0) block_slot = s.unit_slot(k);
