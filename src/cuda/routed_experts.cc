@@ -46,19 +46,18 @@ Status routed_experts_matvec(const RoutedExpertsStep& s) {
   // Where the 2-bit kernel takes the interleaved gate/up slabs, it writes the activated,
   // route-weighted values itself (ExpertMatvec::swiglu_rows), once per element, and the down
   // projection stages them as they are.
-  if (L.gate_up_exps.fused()) {
-    ExpertMatvec gate_up = describe(L.gate_up_exps.both, D, 2 * F, z, z_stride, sc.experts, TK);
-    gate_up.swiglu_rows = true;
-    gate_up.act_weights = sc.route_w;
-    gate_up.act_limit = s.limit;
-    if (can_swiglu_rows(gate_up)) {
-      DSV4_TRY(matvec_experts(gate_up, sc.mid, s.stream));
-      return experts(L.down_exps, F, D, sc.mid, F, sc.experts, TK, sc.ydown);
-    }
-  }
   SwigluArgs sw;
   if (L.gate_up_exps.fused()) {
-    DSV4_TRY(experts(L.gate_up_exps.both, D, 2 * F, z, z_stride, sc.experts, TK, sc.gu));
+    const ExpertMatvec gate_up = describe(L.gate_up_exps.both, D, 2 * F, z, z_stride, sc.experts, TK);
+    ExpertMatvec activated = gate_up;
+    activated.swiglu_rows = true;
+    activated.act_weights = sc.route_w;
+    activated.act_limit = s.limit;
+    if (can_swiglu_rows(activated)) {
+      DSV4_TRY(matvec_experts(activated, sc.mid, s.stream));
+      return experts(L.down_exps, F, D, sc.mid, F, sc.experts, TK, sc.ydown);
+    }
+    DSV4_TRY(matvec_experts(gate_up, sc.gu, s.stream));
     sw.gate = sc.gu;
     sw.up = sc.gu + F;
     sw.stride = 2 * F;
