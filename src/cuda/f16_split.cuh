@@ -31,6 +31,9 @@ __device__ __forceinline__ int split_exponent(float m) {
 // 2^e for |e| ≤ kSplitExpMax, exact.
 __device__ __forceinline__ float pow2f(int e) { return __int_as_float((e + 127) << 23); }
 
+// The 32 bits of an f16 pair, for stores of several pairs at once.
+__device__ __forceinline__ uint32_t half2_bits(__half2 h) { return *reinterpret_cast<const uint32_t*>(&h); }
+
 // hi and lo of x (already scaled), packed as the f16 pairs of two adjacent elements.
 struct SplitPair {
   __half2 hi, lo;

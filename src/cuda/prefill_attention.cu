@@ -133,10 +133,9 @@ __global__ void convert_rows_kernel(AttentionArgs a, int chunk, __half* out, int
     for (int j = lane; j < n4; j += 32) {
       const float4 v = src4[j];
       const SplitPair p = split_f16(v.x * f, v.y * f), q = split_f16(v.z * f, v.w * f);
-      const auto bits = [](__half2 h) { return *reinterpret_cast<const uint32_t*>(&h); };
-      *reinterpret_cast<uint2*>(hi + 4 * j) = make_uint2(bits(p.hi), bits(q.hi));
-      *reinterpret_cast<uint2*>(hi + hd + 4 * j) = make_uint2(bits(p.lo), bits(q.lo));
-      if (((bits(p.lo) | bits(q.lo)) & 0x7FFF7FFFu) != 0) mask |= 1u << (4 * j / kSlab);  // ±0 counts as zero
+      *reinterpret_cast<uint2*>(hi + 4 * j) = make_uint2(half2_bits(p.hi), half2_bits(q.hi));
+      *reinterpret_cast<uint2*>(hi + hd + 4 * j) = make_uint2(half2_bits(p.lo), half2_bits(q.lo));
+      if (((half2_bits(p.lo) | half2_bits(q.lo)) & 0x7FFF7FFFu) != 0) mask |= 1u << (4 * j / kSlab);  // ±0 counts as zero
     }
     mask = __reduce_or_sync(0xFFFFFFFFu, mask);
     if (lane == 0) meta[i] = make_int2(e, static_cast<int>(mask));
@@ -184,7 +183,6 @@ __device__ __forceinline__ void q_fetch(SlabRegs& r, const float* q, int H, int 
 // Splits a fetched q slab with each head's own exponent (the slab's max over 16 lanes); writes
 // inv[h] = 2^-e.
 __device__ __forceinline__ void q_split(const SlabRegs& r, __half* hi, __half* lo, float* inv) {
-  const auto bits = [](__half2 h) { return *reinterpret_cast<const uint32_t*>(&h); };
 #pragma unroll
   for (int p = 0; p < kPasses; ++p) {
     const float4 v = r.v[p];
@@ -196,8 +194,8 @@ __device__ __forceinline__ void q_split(const SlabRegs& r, __half* hi, __half* l
     const float f = pow2f(e);
     const SplitPair a = split_f16(v.x * f, v.y * f), b = split_f16(v.z * f, v.w * f);
     const int off = h * kPitch + 4 * (threadIdx.x & 15);
-    *reinterpret_cast<uint2*>(hi + off) = make_uint2(bits(a.hi), bits(b.hi));
-    *reinterpret_cast<uint2*>(lo + off) = make_uint2(bits(a.lo), bits(b.lo));
+    *reinterpret_cast<uint2*>(hi + off) = make_uint2(half2_bits(a.hi), half2_bits(b.hi));
+    *reinterpret_cast<uint2*>(lo + off) = make_uint2(half2_bits(a.lo), half2_bits(b.lo));
     if ((threadIdx.x & 15) == 0) inv[h] = pow2f(-e);
   }
 }

@@ -149,8 +149,6 @@ __global__ void __launch_bounds__(256) prep_kernel(IndexerArgs a) {
   }
 }
 
-__device__ __forceinline__ uint32_t half2_bits(__half2 h) { return *reinterpret_cast<const uint32_t*>(&h); }
-
 // Splits kRows vectors of kIdh floats (vec(i): its address, nullptr = zeros) into hi/lo, each
 // (vector, slab) with its own power of two; 8 lanes hold a slab (a float4 each). All loads are
 // issued before the first shuffle. Returns whether this thread stored a nonzero lo half.
