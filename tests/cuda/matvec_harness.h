@@ -23,6 +23,23 @@
 namespace dsv4::cuda::testing {
 
 inline constexpr double kTol = 1e-5;
+
+// An expert launch's description: n_slots slots of n_in → n_out matrices picked by experts from
+// n_expert, slot j's input at x + j·x_stride; the other fields as ExpertMatvec defaults them.
+inline ExpertMatvec expert_launch(TensorType type, const void* w, int64_t n_in, int64_t n_out, int64_t n_expert,
+                                  const int32_t* experts, int n_slots, const float* x, int64_t x_stride = 0) {
+  ExpertMatvec m;
+  m.type = type;
+  m.w = w;
+  m.n_in = n_in;
+  m.n_out = n_out;
+  m.n_expert = n_expert;
+  m.experts = experts;
+  m.n_slots = n_slots;
+  m.x = x;
+  m.x_stride = x_stride;
+  return m;
+}
 inline constexpr int64_t kGuard = 64;
 
 inline std::string impl_name(MatvecImpl i) {
@@ -227,16 +244,8 @@ inline void run_experts(const ExpertCase& c) {
   CUDA_ASSERT(cudaMemcpy(de.get(), c.experts.data(), static_cast<size_t>(k) * 4, cudaMemcpyHostToDevice));
   CUDA_ASSERT(cudaMemcpy(ds.get(), scale.data(), static_cast<size_t>(k) * 4, cudaMemcpyHostToDevice));
   CUDA_ASSERT(cudaDeviceSynchronize());
-  ExpertMatvec m;
-  m.type = c.type;
-  m.w = dw.get();
-  m.n_in = c.n_in;
-  m.n_out = c.n_out;
-  m.n_expert = c.n_expert;
-  m.experts = de.get<int32_t>();
-  m.n_slots = k;
-  m.x = dx.get<float>();
-  m.x_stride = c.x_per_slot ? c.n_in : 0;
+  ExpertMatvec m = expert_launch(c.type, dw.get(), c.n_in, c.n_out, c.n_expert, de.get<int32_t>(), k, dx.get<float>(),
+                                 c.x_per_slot ? c.n_in : 0);
   m.slot_scale = c.scaled ? ds.get<float>() : nullptr;
   Output y(static_cast<int64_t>(want.size()));
   Stream s;

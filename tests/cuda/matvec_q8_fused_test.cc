@@ -16,6 +16,7 @@
 
 #include "cuda/device_util.h"
 #include "cuda/matvec.h"
+#include "cuda/matvec_harness.h"
 #include "cuda/moe.h"
 #include "cuda/norms.h"
 
@@ -88,16 +89,8 @@ void run_q8_fused(const Q8FusedCase& c, std::mt19937_64& rng) {
     STATUS_ASSERT(matvec_swiglu(TensorType::Q8_0, dw.get(), c.F, c.n_out, gate, up, c.limit, dgot.get<float>(),
                                 stream.get(), tuning));
   } else {
-    ExpertMatvec m;
-    m.type = TensorType::Q8_0;
-    m.w = dw.get();
-    m.n_in = c.F;
-    m.n_out = c.n_out;
-    m.n_expert = n_expert;
-    m.experts = dexp.get<int32_t>();
-    m.n_slots = slots;
-    m.x = dmid.get<float>();
-    m.x_stride = c.F;
+    ExpertMatvec m = expert_launch(TensorType::Q8_0, dw.get(), c.F, c.n_out, n_expert, dexp.get<int32_t>(), slots,
+                                   dmid.get<float>(), c.F);
     auto launch = [&](const ExpertMatvec& e, float* y) {
       return c.sum ? matvec_experts_sum(e, y, stream.get(), MatvecImpl::kAuto, tuning)
                    : matvec_experts(e, y, stream.get(), MatvecImpl::kAuto, tuning);

@@ -18,6 +18,7 @@
 #include "cuda/check.h"
 #include "cuda/device_util.h"
 #include "cuda/matvec.h"
+#include "cuda/matvec_harness.h"
 #include "cuda/norms.h"
 
 namespace dsv4::cuda::testing {
@@ -43,15 +44,7 @@ TEST(CudaMatvecQ8IdentityExperts, GroupedLaunchWithoutIdsWaitsForItsActivations)
   TestStream s;
   ASSERT_TRUE(s.ok());
 
-  ExpertMatvec m;
-  m.type = f.type;
-  m.w = dw.get();
-  m.n_in = n_in;
-  m.n_out = n_out;
-  m.n_expert = G;
-  m.n_slots = G;
-  m.x = dx.get<float>();
-  m.x_stride = n_in;
+  const ExpertMatvec m = expert_launch(f.type, dw.get(), n_in, n_out, G, nullptr, G, dx.get<float>(), n_in);
   auto enqueue = [&](const int32_t* experts, float* y) -> Status {
     DSV4_CUDA_TRY(cudaMemsetAsync(dx.get(), 0xFF, G * n_in * 4, s.get()));
     DSV4_CUDA_TRY(cudaMemsetAsync(y, 0xFF, G * n_out * 4, s.get()));

@@ -18,6 +18,7 @@
 
 #include "cuda/device_util.h"
 #include "cuda/matvec.h"
+#include "cuda/matvec_harness.h"
 #include "cuda/matvec_launch.h"
 #include "cuda/moe.h"
 
@@ -53,16 +54,8 @@ void expect_same_bits_as_matvec_then_swiglu(const RowsCase& c, std::mt19937_64& 
   DeviceBuffer dgu(static_cast<size_t>(c.slots * 2 * F) * 4), dref(n_y * 4), dgot((n_y + kGuard) * 4);
   ASSERT_TRUE(stream.ok() && dw.ok() && dx.ok() && dgu.ok() && dref.ok() && dgot.ok());
 
-  ExpertMatvec m;
-  m.type = c.type;
-  m.w = dw.get();
-  m.n_in = n_in;
-  m.n_out = 2 * F;
-  m.n_expert = n_expert;
-  m.experts = dexp.get<int32_t>();
-  m.n_slots = c.slots;
-  m.x = dx.get<float>();
-  m.x_stride = c.x_per_slot ? n_in : 0;
+  ExpertMatvec m = expert_launch(c.type, dw.get(), n_in, 2 * F, n_expert, dexp.get<int32_t>(), c.slots, dx.get<float>(),
+                                 c.x_per_slot ? n_in : 0);
   const MatvecTuning tuning{c.warps ? 32 : 0, c.warps};
   STATUS_ASSERT(matvec_experts(m, dgu.get<float>(), stream.get(), MatvecImpl::kAuto, tuning));
   SwigluArgs sw;
@@ -141,15 +134,7 @@ TEST(CudaMatvecSwigluRows, RefusesWhatItCannotPair) {
   const std::vector<int32_t> experts = {0};
   TestStream stream;
   DeviceBuffer dw = upload(w), dx = upload(x), dexp = upload(experts), dy(static_cast<size_t>(n_out) * 4);
-  ExpertMatvec m;
-  m.type = TensorType::Q2_K;
-  m.w = dw.get();
-  m.n_in = n_in;
-  m.n_out = n_out;
-  m.n_expert = 1;
-  m.experts = dexp.get<int32_t>();
-  m.n_slots = 1;
-  m.x = dx.get<float>();
+  ExpertMatvec m = expert_launch(TensorType::Q2_K, dw.get(), n_in, n_out, 1, dexp.get<int32_t>(), 1, dx.get<float>());
   m.swiglu_rows = true;
   ASSERT_TRUE(can_swiglu_rows(m));
   STATUS_ASSERT(matvec_experts(m, dy.get<float>(), stream.get()));

@@ -305,16 +305,7 @@ TEST(CudaMatvec, GraphCaptureAndReplay) {
   CUDA_ASSERT(cudaMemcpy(dx.get(), x.data(), x.size() * 4, cudaMemcpyHostToDevice));
   CUDA_ASSERT(cudaMemcpy(ds.get(), scale.data(), 16, cudaMemcpyHostToDevice));
   CUDA_ASSERT(cudaDeviceSynchronize());
-  ExpertMatvec m;
-  m.type = f.type;
-  m.w = dw.get();
-  m.n_in = n_in;
-  m.n_out = n_out;
-  m.n_expert = n_expert;
-  m.experts = de.get<int32_t>();
-  m.n_slots = 4;
-  m.x = dx.get<float>();
-  m.x_stride = n_in;
+  ExpertMatvec m = expert_launch(f.type, dw.get(), n_in, n_out, n_expert, de.get<int32_t>(), 4, dx.get<float>(), n_in);
   m.slot_scale = ds.get<float>();
   Stream s;
   ASSERT_TRUE(s.ok());

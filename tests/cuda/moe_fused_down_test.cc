@@ -14,6 +14,7 @@
 
 #include "cuda/device_util.h"
 #include "cuda/matvec.h"
+#include "cuda/matvec_harness.h"
 #include "cuda/matvec_launch.h"
 #include "cuda/moe.h"
 
@@ -147,16 +148,7 @@ TEST(CudaMoeFusedDown, OtherKernelsRefuseTheFusedForm) {
   const std::vector<int32_t> experts = {0};
   TestStream stream;
   DeviceBuffer dw = upload(w), dgu = upload(gu), dexp = upload(experts), dy(static_cast<size_t>(n_out) * 4);
-  ExpertMatvec m;
-  m.type = TensorType::Q4_K;
-  m.w = dw.get();
-  m.n_in = F;
-  m.n_out = n_out;
-  m.n_expert = 1;
-  m.experts = dexp.get<int32_t>();
-  m.n_slots = 1;
-  m.x = dgu.get<float>();
-  m.x_stride = 2 * F;
+  ExpertMatvec m = expert_launch(TensorType::Q4_K, dw.get(), F, n_out, 1, dexp.get<int32_t>(), 1, dgu.get<float>(), 2 * F);
   m.up = dgu.get<float>() + F;
   EXPECT_FALSE(can_fuse_swiglu(m));
   EXPECT_FALSE(matvec_experts(m, dy.get<float>(), stream.get()).ok());
