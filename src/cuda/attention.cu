@@ -8,15 +8,18 @@
 //
 // Roofline (decode, one token): each KV row (2 KB f32) is read once per head group, 8 groups for
 // 64 heads: a CSA layer's 640 rows cost 10 MB of L2 traffic and 42 MFLOP, ~3-5 µs; at decode the
-// kernels are memory-latency bound, so each thread issues its loads in unrolled batches and the
-// splits are short (20 for a CSA layer). The FlashMLA
+// kernels are memory-latency bound, so each thread issues its loads in unrolled batches, the
+// combine copies its partials in one round trip, and the splits are short (20 for a CSA layer). The FlashMLA
 // shape (all 64 heads in one tile, tensor cores) is the next step (PERFORMANCE.md §6 item 6).
 #include <cuda_runtime.h>
+
+#include <cstdint>
 
 #include "cuda/attention.h"
 #include "cuda/attention_rows.cuh"
 #include "cuda/pdl.cuh"
 #include "cuda/check.h"
+#include "cuda/cp_async.cuh"
 #include "cuda/device_math.cuh"
 
 namespace dsv4::cuda {
@@ -34,7 +37,9 @@ constexpr int kRows = kAttnRowsPerSplit;
 // selection), its head group taking every (H/HG)-th 128-byte line of the split's rows. A prefetch
 // moves no data into the SM, and L2 is where global memory is coherent, so a row that a
 // predecessor is still writing (the token's own, a fresh compressed row) is read after the wait
-// at its new value all the same.
+// at its new value all the same. A split past the token's last row writes nothing: the combine
+// reads only the splits that hold rows (attn_live_splits). (Staging the split's rows in shared
+// memory by cp.async before the two loops was measured no faster: docs/PERF.md, session 10.)
 template <int HG>
 __global__ void __launch_bounds__(kThreads) partial_kernel(AttentionArgs a) {
   extern __shared__ __align__(16) float smem[];
@@ -61,18 +66,7 @@ __global__ void __launch_bounds__(kThreads) partial_kernel(AttentionArgs a) {
   }
   pdl_wait();
   pdl_trigger();
-  if (nr == 0) {
-    // An empty split: weight 0 and a zero partial output, so the combine needs no branch.
-    if (threadIdx.x < HG) {
-      float* ml = a.part_ml + (part + static_cast<int64_t>(threadIdx.x) * a.splits) * 2;
-      ml[0] = -INFINITY;
-      ml[1] = 0.0f;
-    }
-    for (int i = threadIdx.x; i < HG * a.hd; i += blockDim.x) {
-      a.part_o[(part + static_cast<int64_t>(i / a.hd) * a.splits) * a.hd + i % a.hd] = 0.0f;
-    }
-    return;
-  }
+  if (nr == 0) return;
   const float4* q4 = reinterpret_cast<const float4*>(a.q + (static_cast<int64_t>(t) * a.H + g * HG) * a.hd);
   float4* qs4 = reinterpret_cast<float4*>(qs);
 #pragma unroll 4
@@ -137,46 +131,82 @@ __global__ void __launch_bounds__(kThreads) partial_kernel(AttentionArgs a) {
   }
 }
 
-// Statistics of all splits at once (one load round trip), their weights e^{m_s - M} kept in
-// shared memory (0 for empty splits, whose partial outputs are zeros), then each output dim sums
-// the splits' partial outputs, the loads of eight splits in flight at a time. The sink (a weight)
-// and the RoPE angles (ω a weight, the position stable through a step: partial_kernel) are taken
-// before griddepcontrol.wait.
-__host__ __device__ inline int64_t combine_angles_at(int hd, int splits) { return (hd + splits + 1) / 2 * 2; }
+// The splits holding rows of token t (the state sizes `splits` for the longest context).
+__device__ __forceinline__ int attn_live_splits(const AttentionArgs& a, int t) {
+  return static_cast<int>((attn_row_set(a, t).total() + kRows - 1) / kRows);
+}
+
+// Statistics of the live splits at once (one load round trip), their weights e^{m_s - M} kept in
+// shared memory, then each output dim sums the splits' partial outputs in split order, the
+// partials staged in shared memory kCombineSplits splits at a time by cp.async (two stages in
+// flight: one round trip for a decode's splits instead of one per eight splits per dim). The sink
+// (a weight) and the RoPE angles (ω a weight, the position stable through a step: partial_kernel)
+// are taken before griddepcontrol.wait.
+constexpr int kCombineSplits = 16;
+__host__ __device__ inline int64_t combine_angles_at(int hd, int splits) {
+  return 2 * kCombineSplits * hd + (hd + splits + 1) / 2 * 2;
+}
 
 __global__ void combine_kernel(AttentionArgs a) {
   extern __shared__ __align__(16) float smem[];
-  float* o = smem;            // [hd]
-  float* w = smem + a.hd;     // [splits]
+  float* stage = smem;                           // [2][kCombineSplits][hd]
+  float* o = stage + 2 * kCombineSplits * a.hd;  // [hd]
+  float* w = o + a.hd;                           // [splits]
   float2* cs = reinterpret_cast<float2*>(smem + combine_angles_at(a.hd, a.splits));  // [n_rot/2]
   __shared__ float scratch[32];
   const int h = blockIdx.x, t = blockIdx.y;
   const int64_t base = (static_cast<int64_t>(t) * a.H + h) * a.splits;
   const float sink = a.sinks[h];
   const int64_t pos = static_cast<int64_t>(*a.pos0) + a.t0 + t;
+  const int live = attn_live_splits(a, t);
   rope_angles_shared(cs, a.n_rot / 2, a.omega, pos);
   pdl_wait();
   pdl_trigger();
+  const int row_chunks = a.hd / 4;
+  // Splits [s0, s0 + kCombineSplits) into stage buffer b: one contiguous run of part_o.
+  auto issue = [&](int s0, int b) {
+    const int n = min(kCombineSplits, live - s0) * row_chunks;
+    const float* src = a.part_o + (base + s0) * a.hd;
+    float* dst = stage + b * kCombineSplits * a.hd;
+    for (int c = threadIdx.x; c < n; c += blockDim.x) cp_async16(dst + 4 * c, src + 4 * c);
+    cp_async_commit();
+  };
+  issue(0, 0);
   float m_local = -INFINITY;
-  for (int s = threadIdx.x; s < a.splits; s += blockDim.x) {
+  for (int s = threadIdx.x; s < live; s += blockDim.x) {
     const float2 ml = reinterpret_cast<const float2*>(a.part_ml)[base + s];
     if (ml.y > 0.0f) m_local = fmaxf(m_local, ml.x);
   }
   const float M = fmaxf(sink, block_max(m_local, scratch));
   float den_local = 0.0f;
-  for (int s = threadIdx.x; s < a.splits; s += blockDim.x) {
+  for (int s = threadIdx.x; s < live; s += blockDim.x) {
     const float2 ml = reinterpret_cast<const float2*>(a.part_ml)[base + s];
     const float e = ml.y > 0.0f ? expf(ml.x - M) : 0.0f;
     w[s] = e;
     den_local += ml.y * e;
   }
   const float den = expf(sink - M) + block_sum(den_local, scratch);
-  for (int d = threadIdx.x; d < a.hd; d += blockDim.x) {
-    float acc = 0.0f;
+  for (int d = threadIdx.x; d < a.hd; d += blockDim.x) o[d] = 0.0f;
+  for (int s0 = 0, b = 0; s0 < live; s0 += kCombineSplits, b ^= 1) {
+    const bool next = s0 + kCombineSplits < live;
+    if (next) issue(s0 + kCombineSplits, b ^ 1);
+    if (next) {
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
+    }
+    __syncthreads();  // the stage's copies of every thread (and w, at the first stage)
+    const float* st = stage + b * kCombineSplits * a.hd;
+    const int n = min(kCombineSplits, live - s0);
+    for (int d = threadIdx.x; d < a.hd; d += blockDim.x) {
+      float acc = o[d];
 #pragma unroll 8
-    for (int s = 0; s < a.splits; ++s) acc = fmaf(a.part_o[(base + s) * a.hd + d], w[s], acc);
-    o[d] = acc / den;
+      for (int s = 0; s < n; ++s) acc = fmaf(st[s * a.hd + d], w[s0 + s], acc);
+      o[d] = acc;
+    }
+    __syncthreads();  // before the next iteration's issue refills this buffer
   }
+  for (int d = threadIdx.x; d < a.hd; d += blockDim.x) o[d] = o[d] / den;
   rope_apply_shared(o, a.hd, a.n_rot / 2, cs, true);
   float* out = a.out + (static_cast<int64_t>(t) * a.H + h) * a.hd;
   for (int d = threadIdx.x; d < a.hd; d += blockDim.x) out[d] = o[d];
@@ -222,6 +252,11 @@ Status attention(const AttentionArgs& a, cudaStream_t stream) {
   if (a.T <= 0) return Status();
   if (a.splits <= 0 || a.splits > 65535) return make_error("attention: bad split count");
   if (a.store_ring && (a.T != 1 || a.t0 != 0)) return make_error("attention: the ring store is for one-token chunks");
+  // The kernels read queries and partial outputs 16 bytes at a time.
+  const auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
+  if (a.hd % 4 != 0 || !aligned(a.q) || !aligned(a.part_o)) {
+    return make_error("attention: queries and partials must be 16-byte aligned and hd a multiple of 4");
+  }
   if (a.H % 8 == 0) return launch<8>(a, stream);
   if (a.H % 4 == 0) return launch<4>(a, stream);
   if (a.H % 2 == 0) return launch<2>(a, stream);

@@ -8,7 +8,8 @@
 // next step (PERFORMANCE.md §6 item 8).
 //
 // Top-k: one block of 1024 threads per token. Radix select over the order-preserving key of each
-// score (NaN ranked as -inf, like cpu::top_k_desc), 8 bits per pass from the top: the histogram of
+// score (NaN ranked as -inf, like cpu::top_k_desc; the keys of up to 8192 candidates kept in shared
+// memory after the first pass), 8 bits per pass from the top: the histogram of
 // the candidates that share the decided prefix locates the bucket holding the k-th largest key.
 // After four passes the threshold key and how many of its equal keys to take are known; equal
 // keys are taken in index order, which is the lower-index tie rule. The selected indices are
@@ -29,6 +30,7 @@ using namespace detail;
 constexpr int kRowsPerBlock = 16;
 constexpr int kScoreThreads = 256;
 constexpr int kTopkThreads = 1024;
+constexpr int kTopkCached = 8192;  // keys a top-k block keeps in shared memory (32 KB)
 
 // floor((p+1)/4) for token t of a launch starting at chunk token t0.
 __device__ __forceinline__ int64_t visible_rows(const int* pos0, int t0, int t) {
@@ -121,12 +123,17 @@ __device__ __forceinline__ uint32_t score_key(float s) {
   return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
 }
 
-// k rows of token t: `n` candidates (n > k) of scores + t·stride; selected + t·k gets them.
+// k rows of token t: `n` candidates (n > k) of scores + t·stride; selected + t·k gets them. The
+// first pass keeps the keys of the first kTopkCached candidates in shared memory, so the later
+// passes and the compaction read them there (a decode's 512-8192 candidates: the scores are read
+// once, not five times one L2 round trip each). Two barriers per pass: the histograms alternate
+// between two buffers, the idle one cleared during the pass.
 __global__ void __launch_bounds__(kTopkThreads) topk_kernel(const float* scores, int64_t stride, const int32_t* n_rows,
                                                             const int* pos0, int t0, int k, int32_t* selected) {
   pdl_wait();  // launched with PDL: nothing before this line (pdl.cuh)
   pdl_trigger();
-  __shared__ int hist[256];
+  __shared__ uint32_t keys[kTopkCached];
+  __shared__ int hist[2][256];
   __shared__ int warp_sums[32];
   __shared__ uint32_t s_prefix;
   __shared__ int s_need;
@@ -134,14 +141,26 @@ __global__ void __launch_bounds__(kTopkThreads) topk_kernel(const float* scores,
   const int64_t n = n_rows ? n_rows[t] : visible_rows(pos0, t0, t);
   if (n <= k) return;
   const float* sc = scores + static_cast<int64_t>(t) * stride;
+  const int64_t cached = n < kTopkCached ? n : kTopkCached;
+  // Thread i % blockDim.x writes and reads keys[i]: no barrier between the passes' reads.
+  const auto key_at = [&](int64_t i) { return i < cached ? keys[i] : score_key(sc[i]); };
+  for (int i = threadIdx.x; i < 256; i += blockDim.x) hist[0][i] = 0;
+  __syncthreads();
   uint32_t prefix = 0, mask = 0;
   int need = k;  // how many of the keys matching the prefix are still to be taken
-  for (int shift = 24; shift >= 0; shift -= 8) {
-    for (int i = threadIdx.x; i < 256; i += blockDim.x) hist[i] = 0;
-    __syncthreads();
+  for (int pass = 0; pass < 4; ++pass) {
+    const int shift = 24 - 8 * pass;
+    int* h = hist[pass & 1];
+    for (int i = threadIdx.x; i < 256; i += blockDim.x) hist[(pass + 1) & 1][i] = 0;
     for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
-      const uint32_t key = score_key(sc[i]);
-      if ((key & mask) == prefix) atomicAdd(&hist[(key >> shift) & 255u], 1);
+      uint32_t key;
+      if (pass == 0) {
+        key = score_key(sc[i]);
+        if (i < cached) keys[i] = key;
+      } else {
+        key = key_at(i);
+      }
+      if ((key & mask) == prefix) atomicAdd(&h[(key >> shift) & 255u], 1);
     }
     __syncthreads();
     // The bucket holding the need-th largest key: warp 0, lane l owning buckets 255-8l .. 248-8l;
@@ -150,7 +169,7 @@ __global__ void __launch_bounds__(kTopkThreads) topk_kernel(const float* scores,
       const int lane = threadIdx.x;
       int mine = 0;
 #pragma unroll
-      for (int j = 0; j < 8; ++j) mine += hist[255 - 8 * lane - j];
+      for (int j = 0; j < 8; ++j) mine += h[255 - 8 * lane - j];
       int above = mine;  // inclusive prefix over lanes 0..lane, then made exclusive
 #pragma unroll
       for (int o = 1; o < 32; o <<= 1) {
@@ -160,32 +179,32 @@ __global__ void __launch_bounds__(kTopkThreads) topk_kernel(const float* scores,
       above -= mine;
       if (above < need && above + mine >= need) {
         int b = 255 - 8 * lane;
-        while (above + hist[b] < need) above += hist[b--];
+        while (above + h[b] < need) above += h[b--];
         s_prefix = prefix | (static_cast<uint32_t>(b) << shift);
         s_need = need - above;
       }
     }
     __syncthreads();
-    prefix = s_prefix;
+    prefix = s_prefix;  // rewritten only after the next pass's first barrier
     need = s_need;
     mask |= 255u << shift;
-    __syncthreads();
   }
-  // Keys above the threshold, then the first `need` equal ones in index order.
+  // Keys above the threshold, then the first `need` equal ones in index order: candidate i goes to
+  // (keys above before i) + min(equal keys before i, need). One scan of both counts, packed
+  // (a round of blockDim.x ≤ 1024 candidates fits 16 bits each).
   int32_t* out = selected + static_cast<int64_t>(t) * k;
-  int eq_base = 0, out_base = 0;
+  int eq_base = 0, gt_base = 0;
   for (int64_t base = 0; base < n; base += blockDim.x) {
     const int64_t i = base + threadIdx.x;
-    const uint32_t key = i < n ? score_key(sc[i]) : 0u;
-    const int eq = (i < n && key == prefix) ? 1 : 0;
-    int eq_total;
-    const int eq_rank = eq_base + block_exclusive_scan(eq, warp_sums, &eq_total);
-    const int take = (i < n && (key > prefix || (eq && eq_rank < need))) ? 1 : 0;
-    int take_total;
-    const int at = out_base + block_exclusive_scan(take, warp_sums, &take_total);
-    if (take) out[at] = static_cast<int32_t>(i);
-    eq_base += eq_total;
-    out_base += take_total;
+    const uint32_t key = i < n ? key_at(i) : 0u;
+    const int gt = i < n && key > prefix ? 1 : 0;
+    const int eq = i < n && key == prefix ? 1 : 0;
+    int total;
+    const int before = block_exclusive_scan((gt << 16) | eq, warp_sums, &total);
+    const int eq_before = eq_base + (before & 0xFFFF), gt_before = gt_base + (before >> 16);
+    if (gt || (eq && eq_before < need)) out[gt_before + min(eq_before, need)] = static_cast<int32_t>(i);
+    eq_base += total & 0xFFFF;
+    gt_base += total >> 16;
   }
 }
 

@@ -23,11 +23,13 @@ struct Case {
   int T;
   int t0;  // launch's first chunk token
   int window = 32;
+  int extra_splits = 0;  // scratch sized for a longer context than the launch's rows
 };
 
 void run(const Case& c, uint64_t seed) {
   SCOPED_TRACE(::testing::Message() << "ratio " << c.ratio << " pos0 " << c.pos0 << " T " << c.T << " t0 " << c.t0
-                                    << " window " << c.window << " seed " << seed);
+                                    << " window " << c.window << " extra splits " << c.extra_splits
+                                    << " seed " << seed);
   std::mt19937_64 rng(seed);
   const int H = 16, hd = 128, n_rot = 64, W = c.window, top_k = 8;
   const int chunk = c.t0 + c.T;  // the chunk's tokens; this launch covers [t0, t0+T)
@@ -53,11 +55,13 @@ void run(const Case& c, uint64_t seed) {
   const std::vector<float> omega = cpu::rope_frequencies(n_rot, 160000.0f, &yarn);
 
   int64_t max_rows = W + (c.ratio == 4 ? top_k : (c.ratio ? n_comp : 0));
-  const int splits = attention_splits(max_rows);
+  const int splits = attention_splits(max_rows) + c.extra_splits;
   TestStream stream;
   DeviceBuffer dq = upload(q), dkv = upload(kv), dring = upload(ring), dcomp = upload(comp), dsinks = upload(sinks);
   DeviceBuffer dsel = upload(selected), dom = upload(omega), dpos = upload(std::vector<int>{c.pos0});
-  DeviceBuffer part_o(static_cast<size_t>(c.T * H * splits * hd) * 4), part_ml(static_cast<size_t>(c.T * H * splits * 2) * 4);
+  // NaN scratch: a split the kernels do not write must not be read either.
+  DeviceBuffer part_o = upload(std::vector<float>(static_cast<size_t>(c.T * H * splits * hd), NAN));
+  DeviceBuffer part_ml = upload(std::vector<float>(static_cast<size_t>(c.T * H * splits * 2), NAN));
   DeviceBuffer out(static_cast<size_t>(c.T * H * hd) * 4);
   AttentionArgs a;
   a.q = dq.get<float>();
@@ -143,6 +147,9 @@ TEST(CudaAttention, MatchesPlainReference) {
       // A window that is no multiple of the 32-row split: raw and selected rows share a split
       // (the raw ones are named before the kernel's griddepcontrol.wait, the selected after).
       {4, 60, 1, 0, 20}, {4, 60, 3, 0, 44},
+      // Splits past the token's rows (a session sized for a longer context): the combine must not
+      // read them, and more than one stage of its staged partials.
+      {0, 3, 1, 0, 32, 5}, {128, 500, 2, 3, 32, 40}, {4, 60, 3, 0, 44, 17},
   };
   for (const Case& c : cases) run(c, fresh_seed());
 }
