@@ -109,21 +109,10 @@ __global__ void __launch_bounds__(kGemmThreads, 1) gemm_int8_kernel(__grid_const
   const int raw_c = tid % kLanes, raw_r = tid / kLanes;
   auto issue_raw = [&](int stage) {
     if (raw_c >= kChunks) return;
-    const uint32_t dst = raw + (stage % kRR) * kRawBytes + raw_r * kPitch + 16 * raw_c;
-    const uint32_t stage_off = static_cast<uint32_t>(stage * D8::kStageBytes);
-#pragma unroll
-    for (int j = 0; j < kRawPasses; ++j) {
-      const uint32_t f = static_cast<uint32_t>(min(f0 + raw_r + j * (kGemmThreads / kLanes), p.n_out - 1));
-      const uint8_t* start = wexp + (f * row_bytes + stage_off);
-      start -= reinterpret_cast<uintptr_t>(start) & 15;
-      const uint8_t* src = start + 16 * raw_c;
-      const uint32_t d = dst + j * (kGemmThreads / kLanes) * kPitch;
-      if (src + 16 <= p.w_end) {
-        gemm_cp_async16(d, src);
-      } else {
-        gemm_copy_tail(raw_ptr + (d - raw), src, p.w_end);
-      }
-    }
+    const uint32_t at = (stage % kRR) * kRawBytes + raw_r * kPitch + 16 * raw_c;
+    gemm_copy_raw_rows<kRawPasses, kGemmThreads / kLanes, true>(raw + at, raw_ptr + at, kPitch, wexp, row_bytes,
+                                                               static_cast<uint32_t>(stage * D8::kStageBytes),
+                                                               f0 + raw_r, p.n_out, raw_c, p.w_end);
   };
   auto issue_group = [&](int u) {
     if (u < n_steps) {

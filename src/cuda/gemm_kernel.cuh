@@ -182,6 +182,31 @@ static __device__ __noinline__ void gemm_copy_tail(uint8_t* dst, const uint8_t* 
   for (int b = 0; b < 16; ++b) dst[b] = src + b < end ? __ldg(src + b) : uint8_t{0};
 }
 
+// One thread's part of a raw weight stage: 16-byte chunk c of the stage (stage_off bytes into each
+// row) for feature rows f, f + kRowStep, ... (kPasses of them, clamped to n_out − 1) of the matrix
+// at w, to dst, dst + kRowStep·pitch, ... (shared addresses; dst_ptr is dst as a generic pointer,
+// for the tail). kAlignDown: the stage's first byte is rounded down to 16 (formats whose stages
+// are not 16-aligned; the decoder adds the misalignment back). A chunk cut short by the tensor's
+// end (w_end) is copied byte-wise, zero-filled.
+template <int kPasses, int kRowStep, bool kAlignDown>
+__device__ __forceinline__ void gemm_copy_raw_rows(uint32_t dst, uint8_t* dst_ptr, int pitch, const uint8_t* w,
+                                                   uint32_t row_bytes, uint32_t stage_off, int f, int n_out, int c,
+                                                   const uint8_t* w_end) {
+#pragma unroll
+  for (int j = 0; j < kPasses; ++j) {
+    const uint32_t row = static_cast<uint32_t>(min(f + j * kRowStep, n_out - 1));
+    const uint8_t* start = w + (row * row_bytes + stage_off);
+    if constexpr (kAlignDown) start -= reinterpret_cast<uintptr_t>(start) & 15;
+    const uint8_t* src = start + 16 * c;
+    const int at = j * kRowStep * pitch;
+    if (src + 16 <= w_end) {
+      gemm_cp_async16(dst + at, src);
+    } else {
+      gemm_copy_tail(dst_ptr + at, src, w_end);
+    }
+  }
+}
+
 // Byte offset of 16-byte chunk c of row r in a swizzled 128-byte-row tile.
 __device__ __forceinline__ int swz(int r, int c) { return r * 128 + ((c ^ (r & 7)) << 4); }
 
@@ -274,21 +299,10 @@ __global__ void __launch_bounds__(kGemmThreads, T::kMinBlocks)
   const int raw_c = tid % kLanes, raw_r = tid / kLanes;
   auto issue_raw = [&](int stage) {
     if (raw_c >= kChunks) return;
-    const uint32_t dst = raw + (stage % kRR) * G::kRawBytes + raw_r * kPitch + 16 * raw_c;
-    const uint32_t stage_off = static_cast<uint32_t>(stage * D::kStageBytes);
-#pragma unroll
-    for (int j = 0; j < kRawPasses; ++j) {
-      const uint32_t f = static_cast<uint32_t>(min(f0 + raw_r + j * (kGemmThreads / kLanes), p.n_out - 1));
-      const uint8_t* start = wexp + (f * row_bytes + stage_off);
-      if constexpr (D::kMisalign > 0) start -= reinterpret_cast<uintptr_t>(start) & 15;
-      const uint8_t* src = start + 16 * raw_c;
-      const uint32_t d = dst + j * (kGemmThreads / kLanes) * kPitch;
-      if (src + 16 <= p.w_end) {
-        gemm_cp_async16(d, src);
-      } else {
-        gemm_copy_tail(const_cast<uint8_t*>(raw_ptr) + (d - raw), src, p.w_end);
-      }
-    }
+    const uint32_t at = (stage % kRR) * G::kRawBytes + raw_r * kPitch + 16 * raw_c;
+    gemm_copy_raw_rows<kRawPasses, kGemmThreads / kLanes, (D::kMisalign > 0)>(
+        raw + at, const_cast<uint8_t*>(raw_ptr) + at, kPitch, wexp, row_bytes,
+        static_cast<uint32_t>(stage * D::kStageBytes), f0 + raw_r, p.n_out, raw_c, p.w_end);
   };
   auto issue_group = [&](int u) {
     if (u < n_steps) {
