@@ -9,6 +9,7 @@
 #include "cuda/check.h"
 #include "cuda/gemm_launch.h"
 #include "cuda/matvec_launch.h"
+#include "cuda/once_per_device.h"
 
 namespace dsv4::cuda {
 
@@ -29,13 +30,27 @@ int64_t k_multiple(TensorType t) {
   }
 }
 
-int sm_count() {
-  int device = 0, v = 0;
-  if (cudaGetDevice(&device) == cudaSuccess &&
-      cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, device) == cudaSuccess && v > 0) {
-    return v;
-  }
-  return 132;
+// The current device's SM count and compute capability, asked of the driver once per device:
+// every gemm() / grouped_gemm() call needs them, and a forward chunk makes hundreds of calls.
+struct DeviceInfo {
+  int sms = 132;  // H100 / H200, where the driver does not answer
+  int major = 0;
+};
+DeviceInfo device_info() {
+  int device = 0;
+  if (cudaGetDevice(&device) != cudaSuccess) return {};
+  static DeviceInfo info[64];
+  const cudaError_t e = detail::once_per_device(device, [&] {
+    DeviceInfo d;
+    int sms = 0;
+    cudaError_t r = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
+    if (r == cudaSuccess) r = cudaDeviceGetAttribute(&d.major, cudaDevAttrComputeCapabilityMajor, device);
+    if (r != cudaSuccess) return r;
+    if (sms > 0) d.sms = sms;
+    info[device] = d;  // under once_per_device's lock, before `done`
+    return cudaSuccess;
+  });
+  return e == cudaSuccess ? info[device] : DeviceInfo{};
 }
 
 // The large tile when it still gives every SM a CTA (its 64×64 warp tiles halve the shared-memory
@@ -51,7 +66,7 @@ Result<bool> pick_large(GemmTile tile, TensorType type, int64_t n_out, int64_t n
   if (tile == GemmTile::kLarge) return true;
   const auto large = detail::gemm_tile_shape(true, split);
   if (!split && n_rows < n_groups * large.rows) return false;
-  return (n_out + large.features - 1) / large.features * ((n_rows + large.rows - 1) / large.rows) >= sm_count();
+  return (n_out + large.features - 1) / large.features * ((n_rows + large.rows - 1) / large.rows) >= device_info().sms;
 }
 
 // Whether gemm() runs on the wgmma kernel: asked for, or kAuto with Q8_0 split operands of
@@ -64,9 +79,7 @@ Result<bool> pick_wgmma(GemmTile tile, TensorType type, int64_t n, int64_t x_str
     return true;
   }
   if (tile != GemmTile::kAuto || !takes || n < 512) return false;
-  int device = 0, major = 0;
-  return cudaGetDevice(&device) == cudaSuccess &&
-         cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) == cudaSuccess && major == 9;
+  return device_info().major == 9;
 }
 
 // Checks shared by both entry points; fills the weight part of the launch.
