@@ -4,15 +4,7 @@
 // GEMM takes, both tiles, odd sizes, strides, and the grouped form (gathered X rows with their row
 // factors, outputs scattered to another order, an empty group, an invalid expert).
 //
-// Tolerance per output, against exact = Σ_k x_k·w_k over the CPU's dequantised weights (double):
-//   |y − exact| ≤ (2^-22 + 2^-23 + γ)·S + 2^-25·f·W1,
-// S = Σ_k |x_k|·mag_k (mag = |w|, or |step·q| + |offset| for Q2_K/Q4_K: cuda_test_util.h),
-// W1 = Σ_k mag_k, f = the row factor. 2^-22·S: x_hi + x_lo represents x to 2^-22 relative
-// (2^-25·f absolute where the low part is below f16's normal range); the codes and their products
-// on the tensor cores are exact; 2^-23·S: the CPU rounds w (step·q − offset) in f32 where the GPU
-// applies the exact scale, offset and code; γ = (k/8 + 16)·2^-23 bounds the f32 accumulation
-// (tensor-core sums allowed to truncate, one scale FFMA per 32 columns, the offsets' FFMAs).
-// The f16-product mode misses this by ≈ 2^-11·S, a wrong scale, code, group or row by far more.
+// Tolerance per output: the split's bound, stated and applied by split_reference.h.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -30,92 +22,13 @@
 #include "cuda/gemm_int8_codes.cuh"
 #include "cuda/matvec.h"
 #include "cuda/split_activations.h"
+#include "cuda/split_reference.h"
 
 namespace dsv4::cuda::testing {
 namespace {
 
-// Weights dequantised by the CPU, with their magnitudes.
-struct RefWeights {
-  int64_t rows = 0, cols = 0;
-  std::vector<float> w;
-  std::vector<double> mag;
-};
-RefWeights reference_weights(const Format& f, const uint8_t* bytes, int64_t rows, int64_t cols) {
-  RefWeights r{rows, cols, std::vector<float>(static_cast<size_t>(rows * cols)), {}};
-  for (int64_t i = 0; i < rows; ++i) {
-    const uint8_t* row = bytes + i * row_bytes(f, cols);
-    quant::dequantize_row(f.type, row, r.w.data() + i * cols, cols);
-    const std::vector<double> m = magnitudes(f, row, cols);
-    r.mag.insert(r.mag.end(), m.begin(), m.end());
-  }
-  return r;
-}
-
-// Checks y[out_rows[i]·y_stride + f] = x row x_rows[i] times wm, as the header bounds it; factor
-// is that row's row factor (for the absolute term). int8: the int8 mode's bound instead
-// (2^-22·T + (2^-23 + γ8)·S, T = Σ_k mag_k·M(k), M(k) the largest |x| of k's 256-block:
-// gemm_int8 tests below).
-void check_rows(const std::vector<float>& y, int64_t y_stride, const std::vector<int64_t>& out_rows,
-                const std::vector<int64_t>& x_rows, const std::vector<float>& x, int64_t x_stride,
-                const std::vector<float>& factors, const RefWeights& wm, const std::string& what,
-                bool int8 = false) {
-  const int64_t k = wm.cols;
-  const double gamma = static_cast<double>(k / 8 + 16) * std::ldexp(1.0, -23);
-  const double rel = int8 ? std::ldexp(1.0, -23) + static_cast<double>(k / 256 + 8) * std::ldexp(1.0, -23)
-                          : std::ldexp(1.0, -22) + std::ldexp(1.0, -23) + gamma;
-  int reported = 0;
-  for (size_t i = 0; i < out_rows.size(); ++i) {
-    const float* xr = x.data() + x_rows[i] * x_stride;
-    const double factor = int8 ? 0.0 : factors[static_cast<size_t>(x_rows[i])];
-    std::vector<double> bmax(static_cast<size_t>((k + 255) / 256), 0.0);
-    for (int64_t c = 0; c < k; ++c) bmax[static_cast<size_t>(c / 256)] = std::max<double>(bmax[static_cast<size_t>(c / 256)], std::fabs(xr[c]));
-    for (int64_t f = 0; f < wm.rows; ++f) {
-      double exact = 0, s = 0, w1 = 0, t = 0;
-      for (int64_t c = 0; c < k; ++c) {
-        const size_t j = static_cast<size_t>(f * k + c);
-        exact += static_cast<double>(xr[c]) * wm.w[j];
-        s += std::fabs(static_cast<double>(xr[c])) * wm.mag[j];
-        w1 += wm.mag[j];
-        t += wm.mag[j] * bmax[static_cast<size_t>(c / 256)];
-      }
-      const float got = y[static_cast<size_t>(out_rows[i] * y_stride + f)];
-      const double tol = rel * s + (int8 ? std::ldexp(t, -22) : std::ldexp(factor * w1, -25)) + 1e-37;
-      if ((!std::isfinite(got) || std::fabs(got - exact) > tol) && reported++ < 5) {
-        ADD_FAILURE() << what << ": row " << out_rows[i] << " feature " << f << ": got " << got << ", exact "
-                      << exact << " (tol " << tol << ", " << std::fabs(got - exact) / std::max(s, 1e-300)
-                      << " of S)";
-      }
-    }
-  }
-  if (reported > 5) ADD_FAILURE() << what << ": " << reported << " outputs out of tolerance";
-}
 
 // hi = f16(x·2^s), lo = f16(x·2^s − hi) bit for bit, s as convert_f32_to_f16 picks it.
-// The output rows (y_rows) and gathered input rows (x_rows) of sorted group gi.
-struct GroupRows {
-  std::vector<int64_t> out, x;
-};
-GroupRows group_rows(const std::vector<int32_t>& offsets, const std::vector<int32_t>& x_rows,
-                     const std::vector<int32_t>& y_rows, int gi) {
-  GroupRows g;
-  for (int r = offsets[static_cast<size_t>(gi)]; r < offsets[static_cast<size_t>(gi) + 1]; ++r) {
-    g.out.push_back(y_rows[static_cast<size_t>(r)]);
-    g.x.push_back(x_rows[static_cast<size_t>(r)]);
-  }
-  return g;
-}
-
-// A group of an invalid expert writes nothing: its rows keep the 0xFF fill.
-void expect_unwritten(const std::vector<float>& y, int64_t m, const std::vector<int64_t>& rows) {
-  for (const int64_t r : rows) {
-    for (int64_t c = 0; c < m; ++c) {
-      uint32_t u;
-      std::memcpy(&u, &y[static_cast<size_t>(r * m + c)], 4);
-      ASSERT_EQ(u, 0xFFFFFFFFu) << "invalid expert wrote row " << r;
-    }
-  }
-}
-
 TEST(GemmSplit, ConvertsF32ToTwoF16Parts) {
   std::mt19937_64 rng(fresh_seed());
   const int64_t rows = 9, cols = 320, stride = 333;
@@ -177,7 +90,7 @@ TEST_P(GemmSplitTest, MatchesDoubleReference) {
         const std::vector<float> y = download<float>(dy, static_cast<size_t>(n * ys));
         std::ostringstream what;
         what << f.name << " split m=" << shape.m << " k=" << shape.k << " n=" << n << " tile " << static_cast<int>(tile);
-        check_rows(y, ys, rows, rows, x, xs, factors, ref, what.str());
+        check_rows(y, ys, rows, rows, x.data(), xs, factors, ref, what.str());
         for (int64_t r = 0; r < n; ++r) {
           for (int64_t c = shape.m; c < ys; ++c) {
             uint32_t u;
@@ -260,7 +173,7 @@ TEST_P(GemmSplitTest, GroupedGatherAndScatter) {
       const RefWeights ref = reference_weights(f, wbytes.data() + static_cast<size_t>(e) * slab, m, k);
       std::ostringstream what;
       what << f.name << " split grouped, group " << gi << " (expert " << e << "), tile " << static_cast<int>(tile);
-      check_rows(y, m, out_rows, xr, x, k, factors, ref, what.str());
+      check_rows(y, m, out_rows, xr, x.data(), k, factors, ref, what.str());
     }
   }
 }
@@ -427,7 +340,7 @@ TEST(GemmInt8, Q2_KMatchesDoubleReference) {
       for (int64_t r = 0; r < n; ++r) rows[static_cast<size_t>(r)] = r;
       std::ostringstream what;
       what << "Q2_K int8 m=" << m << " k=" << k << " n=" << n;
-      check_rows(y, ys, rows, rows, x, xs, {}, ref, what.str(), true);
+      check_rows(y, ys, rows, rows, x.data(), xs, {}, ref, what.str(), true);
       for (int64_t r = 0; r < n; ++r) {
         for (int64_t c = m; c < ys; ++c) {
           uint32_t u;
@@ -475,7 +388,7 @@ TEST(GemmInt8, Q2_KGroupedGatherAndScatter) {
       continue;
     }
     const RefWeights ref = reference_weights(f, wbytes.data() + static_cast<size_t>(e) * slab, m, k);
-    check_rows(y, m, rows.out, rows.x, x, k, {}, ref, "Q2_K int8 grouped, group " + std::to_string(gi), true);
+    check_rows(y, m, rows.out, rows.x, x.data(), k, {}, ref, "Q2_K int8 grouped, group " + std::to_string(gi), true);
   }
 }
 
