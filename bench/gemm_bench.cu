@@ -3,10 +3,12 @@
 // shape with bf16 weights (what the tensor cores give this M×N×K through cuBLAS), and an 8192³
 // product as the card's dense bf16 ceiling. Needs a GPU; not a test.
 //
-//   gemm_bench [--quick | --profile | --int8 | --wgmma]   (--quick: n = 2048 only; --profile: see
-//   profile_launches; --int8: the MoE down projection in f16, split and int8 mode at 2048 and 4096
-//   tokens, and the int8 activation conversion; --wgmma: the dense Q8_0 shapes in f16 mode, split
-//   on mma.sync and split on wgmma at 2048 and 4096 tokens)
+//   gemm_bench [--quick | --profile | --int8 | --wgmma | --moe-wgmma]   (--quick: n = 2048 only;
+//   --profile: see profile_launches; --int8: the MoE down projection in f16, split and int8 mode at
+//   2048 and 4096 tokens, and the int8 activation conversion; --wgmma: the dense Q8_0 shapes in f16
+//   mode, split on mma.sync and split on wgmma at 2048 and 4096 tokens; --moe-wgmma: the routed
+//   experts' fused gate/up (IQ2_XXS 4096 → 2·2048, 256 experts, 6 per token, random routing) in
+//   split mode on mma.sync (small and large tile) and on wgmma at 2048 and 4096 tokens)
 //
 // Weights are random valid blocks made on the device (every f16 scale a moderate value), X random
 // f16 (cuBLAS: bf16, the same tensor-core rate). Each figure: 5 rounds of 20 back-to-back launches
@@ -182,6 +184,13 @@ double time_us(cudaStream_t stream, F&& launch) {
   return rounds[kRounds / 2];
 }
 
+const char* tile_name(GemmTile tile) {
+  return tile == GemmTile::kLarge   ? "large"
+         : tile == GemmTile::kSmall ? "small"
+         : tile == GemmTile::kWgmma ? "wgmma"
+                                    : "auto";
+}
+
 struct Bench {
   cudaStream_t stream = nullptr;
   Cublas cublas;
@@ -232,11 +241,7 @@ struct Bench {
     const GemmWeights gw{type, w, k, m, 1};
     const double us =
         time_us(stream, [&] { CHECK_OK(dsv4::cuda::gemm(gw, x, k, nullptr, n, y, m, stream, tile, x_lo)); });
-    const char* tname = tile == GemmTile::kLarge   ? "large"
-                        : tile == GemmTile::kSmall ? "small"
-                        : tile == GemmTile::kWgmma ? "wgmma"
-                                                   : "auto";
-    row(name, type_label(type).c_str(), n, k, m, tname, us, 2.0 * n * m * k, cublas_tflops(m, n, k));
+    row(name, type_label(type).c_str(), n, k, m, tile_name(tile), us, 2.0 * n * m * k, cublas_tflops(m, n, k));
     CHECK_CUDA(cudaFree(w));
     CHECK_CUDA(cudaFree(x));
     if (x_lo) CHECK_CUDA(cudaFree(x_lo));
@@ -245,7 +250,8 @@ struct Bench {
 
   // MoE: n tokens, each routed to 6 distinct experts of 256 (uniform), one projection k → m of the
   // expert tensor, X gathered by token (gate/up) or already in sorted order (down).
-  void moe(const char* name, TensorType type, int64_t k, int64_t m, int64_t n, bool gather) {
+  void moe(const char* name, TensorType type, int64_t k, int64_t m, int64_t n, bool gather,
+           std::vector<GemmTile> tiles = {GemmTile::kSmall, GemmTile::kLarge}) {
     constexpr int kExperts = 256, kTopK = 6;
     void* w = random_weights(type, k, m * kExperts, 3);
     std::mt19937 rng(7);
@@ -317,11 +323,11 @@ struct Bench {
     g.y_stride = m;
     g.x_limbs = static_cast<const int8_t*>(limbs);
     g.x_records = static_cast<const uint8_t*>(records);
-    for (GemmTile tile : {GemmTile::kSmall, GemmTile::kLarge}) {
+    for (GemmTile tile : tiles) {
       if (int8 && tile == GemmTile::kLarge) continue;  // one tile shape
       const double us = time_us(stream, [&] { CHECK_OK(dsv4::cuda::grouped_gemm(g, stream, tile)); });
-      row(name, type_label(type).c_str(), pairs, k, m, tile == GemmTile::kLarge ? "large" : "small", us,
-          2.0 * pairs * m * k, tile == GemmTile::kSmall ? cublas_tflops(m, pairs, k) : 0);
+      row(name, type_label(type).c_str(), pairs, k, m, tile_name(tile), us, 2.0 * pairs * m * k,
+          tile == tiles.front() ? cublas_tflops(m, pairs, k) : 0);
     }
     std::printf("%-28s sort_by_expert %lld pairs: %.1f us\n", name, static_cast<long long>(pairs), sort_us);
     for (void* p : {static_cast<void*>(d_topk), static_cast<void*>(off), static_cast<void*>(rp),
@@ -396,6 +402,15 @@ int main(int argc, char** argv) {
         b.dense("shared expert gate/up", TensorType::Q8_0, 4096, 2048, n, tile);
         b.dense("shared expert down", TensorType::Q8_0, 2048, 4096, n, tile);
       }
+    }
+    return 0;
+  }
+  // The routed experts' fused gate/up, split mode: mma.sync (both tiles) against wgmma.
+  if (argc > 1 && std::strcmp(argv[1], "--moe-wgmma") == 0) {
+    b.split = true;
+    for (const int64_t n : {int64_t{2048}, int64_t{4096}}) {
+      b.moe("MoE gate+up fused (q2)", TensorType::IQ2_XXS, 4096, 4096, n, true,
+            {GemmTile::kSmall, GemmTile::kLarge, GemmTile::kWgmma});
     }
     return 0;
   }

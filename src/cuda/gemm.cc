@@ -69,16 +69,24 @@ Result<bool> pick_large(GemmTile tile, TensorType type, int64_t n_out, int64_t n
   return (n_out + large.features - 1) / large.features * ((n_rows + large.rows - 1) / large.rows) >= device_info().sms;
 }
 
-// Whether gemm() runs on the wgmma kernel: asked for, or kAuto with Q8_0 split operands of
-// at least 512 rows (below that its 128-row tile is mostly padding) on a compute capability 9 device.
-// The kernel addresses X rows with 32-bit element offsets.
-Result<bool> pick_wgmma(GemmTile tile, TensorType type, int64_t n, int64_t x_stride, bool split) {
-  const bool takes = split && type == TensorType::Q8_0 && n * x_stride < (int64_t{1} << 31);
+// Whether a call runs on the wgmma kernel (gemm_wgmma.cu): asked for, or kAuto on a compute
+// capability 9 device with split operands of a type it takes (Q8_0; grouped_gemm also IQ2_XXS)
+// and at least 512 rows, grouped at least 64 per group on average: below that its 128-row tile is
+// mostly padding where the mma.sync kernel's 64-row tile is not (docs/PERF.md, session 10). The
+// kernel addresses X rows with 32-bit element offsets: x_rows (the rows of x) · x_stride < 2^31.
+Result<bool> pick_wgmma(GemmTile tile, TensorType type, int64_t n, int64_t x_rows, int64_t x_stride, bool split,
+                        int64_t n_groups) {
+  const bool grouped = n_groups > 0;
+  const bool type_ok = type == TensorType::Q8_0 || (grouped && type == TensorType::IQ2_XXS);
+  const bool takes = split && type_ok && x_rows * x_stride < (int64_t{1} << 31);
   if (tile == GemmTile::kWgmma) {
-    if (!takes) return make_error("the wgmma tile takes Q8_0 weights in split mode (n·x_stride < 2^31)");
+    if (!takes) {
+      return make_error("the wgmma tile takes split mode with Q8_0 weights (grouped_gemm: also IQ2_XXS), "
+                        "x rows · x_stride < 2^31");
+    }
     return true;
   }
-  if (tile != GemmTile::kAuto || !takes || n < 512) return false;
+  if (tile != GemmTile::kAuto || !takes || n < 512 || n < 64 * n_groups) return false;
   return device_info().major == 9;
 }
 
@@ -124,12 +132,13 @@ Status check_x(const __half* x, const __half* x_lo, TensorType type, int64_t x_s
   return Status::ok_status();
 }
 
-Status launch(detail::GemmLaunch& l, cudaStream_t stream) {
+Status launch(detail::GemmLaunch& l, cudaStream_t stream, bool wgmma) {
   if (l.x_limbs) return cuda_status(detail::launch_gemm_int8(l, stream), "int8 gemm kernel launch");
   if (l.type == TensorType::IQ2_XXS) {
     DSV4_TRY(cuda_status(detail::iq2_device_tables(stream, &l.iq2_tables),
                          "uploading the IQ2_XXS tables (call prepare_matvec before graph capture)"));
   }
+  if (wgmma) return cuda_status(detail::launch_gemm_wgmma(l, stream), "wgmma gemm kernel launch");
   return cuda_status(detail::launch_gemm(l, stream), "gemm kernel launch");
 }
 
@@ -172,7 +181,7 @@ Status gemm(const GemmWeights& w, const __half* x, int64_t x_stride, const float
   if (!y) return fail(make_error("null output pointer"));
   if (y_stride < w.n_out) return fail(make_error("y_stride must be at least n_out"));
   const bool split = x_lo != nullptr;
-  const auto wgmma = pick_wgmma(tile, w.type, n, x_stride, split);
+  const auto wgmma = pick_wgmma(tile, w.type, n, n, x_stride, split, 0);
   if (!wgmma.ok()) return fail(make_error(wgmma.error().message));
   const auto large = *wgmma ? Result<bool>(false) : pick_large(tile, w.type, w.n_out, n, 1, split);
   if (!large.ok()) return fail(make_error(large.error().message));
@@ -195,11 +204,7 @@ Status gemm(const GemmWeights& w, const __half* x, int64_t x_stride, const float
   l.y_rows = nullptr;
   l.y_count = static_cast<int>(n);
   l.large = *large;
-  if (*wgmma) {
-    const Status s = cuda_status(detail::launch_gemm_wgmma(l, stream), "wgmma gemm kernel launch");
-    return s.ok() ? s : fail(s);
-  }
-  if (Status s = launch(l, stream); !s.ok()) return fail(s);
+  if (Status s = launch(l, stream, *wgmma); !s.ok()) return fail(s);
   return Status::ok_status();
 }
 
@@ -209,7 +214,6 @@ Status grouped_gemm(const GroupedGemm& g, cudaStream_t stream, GemmTile tile) {
   detail::GemmLaunch l{};
   if (Status s = check_weights(g.w, &l); !s.ok()) return fail(s);
   const bool int8 = g.x_limbs != nullptr;
-  if (tile == GemmTile::kWgmma) return fail(make_error("the wgmma tile is for gemm() only"));
   if (int8) {
     if (!gemm_int8_supports(g.w.type, g.w.n_in)) return fail(make_error("no int8 GEMM for this weight type"));
     if (g.x || g.x_lo || g.x_scale) return fail(make_error("int8 mode takes no f16 activations or row factors"));
@@ -233,9 +237,13 @@ Status grouped_gemm(const GroupedGemm& g, cudaStream_t stream, GemmTile tile) {
   if (g.y_rows && (g.y_count <= 0 || g.y_count > INT_MAX)) return fail(make_error("y_count out of range"));
   // Grid rows: at most ⌈n_rows / tile⌉ + n_groups tiles (each group adds at most one partial one).
   const bool split = g.x_lo != nullptr;
-  const auto large = pick_large(tile, g.w.type, g.w.n_out, g.n_rows, g.n_groups, split);
+  const auto wgmma = pick_wgmma(tile, g.w.type, g.n_rows, x_count, g.x_stride, split, g.n_groups);
+  if (!wgmma.ok()) return fail(make_error(wgmma.error().message));
+  const auto large = *wgmma ? Result<bool>(false) : pick_large(tile, g.w.type, g.w.n_out, g.n_rows, g.n_groups, split);
   if (!large.ok()) return fail(make_error(large.error().message));
-  const int rows = int8 ? detail::gemm_int8_tile_rows() : detail::gemm_tile_shape(*large, split).rows;
+  const int rows = *wgmma ? detail::gemm_wgmma_tile_rows()
+                   : int8 ? detail::gemm_int8_tile_rows()
+                          : detail::gemm_tile_shape(*large, split).rows;
   if ((g.n_rows + rows - 1) / rows + g.n_groups > 65535) return fail(make_error("too many rows for one launch"));
   l.offsets = g.offsets;
   l.group_expert = g.group_expert;
@@ -255,7 +263,7 @@ Status grouped_gemm(const GroupedGemm& g, cudaStream_t stream, GemmTile tile) {
   l.x_plane = x_count * g.x_stride;
   l.x_records = g.x_records;
   l.large = *large;
-  if (Status s = launch(l, stream); !s.ok()) return fail(s);
+  if (Status s = launch(l, stream, *wgmma); !s.ok()) return fail(s);
   return Status::ok_status();
 }
 

@@ -73,8 +73,10 @@ enum class GemmTile {
   kAuto,
   kLarge,  // 128 tokens × 256 features per CTA (warp tile 64 × 64); not for F32 weights
   kSmall,  // 64 tokens × 128 features per CTA (warp tile 32 × 32)
-  // Split mode, Q8_0 weights, gemm() only, Hopper: wgmma (128 tokens × 128 features per
-  // CTA; cuda/gemm_wgmma.cu), the split's numbers. kAuto picks it there from 512 rows on.
+  // Split mode, Hopper: wgmma (128 tokens × 128 features per CTA; cuda/gemm_wgmma.cu), the
+  // split's numbers and bound. Q8_0 weights in gemm() and grouped_gemm(), IQ2_XXS weights in
+  // grouped_gemm(). kAuto picks it there on compute capability 9 from 512 rows on (grouped: and
+  // an average of 64 rows per group, below which its 128-row tile is mostly padding).
   kWgmma,
 };
 

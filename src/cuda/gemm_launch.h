@@ -56,7 +56,8 @@ cudaError_t launch_gemm(const GemmLaunch& l, cudaStream_t stream);
 cudaError_t launch_gemm_split(const GemmLaunch& l, cudaStream_t stream);  // l.x_lo set
 cudaError_t launch_gemm_int8(const GemmLaunch& l, cudaStream_t stream);   // l.x_limbs set
 int gemm_int8_tile_rows();
-// Dense split mode with Q8_0 weights on sm_90a wgmma (gemm_wgmma.cu); x row offsets in 32 bits.
+// Split mode on sm_90a wgmma (gemm_wgmma.cu): Q8_0 dense or grouped, IQ2_XXS grouped; x row
+// offsets in 32 bits.
 cudaError_t launch_gemm_wgmma(const GemmLaunch& l, cudaStream_t stream);
 int gemm_wgmma_tile_rows();
 cudaError_t launch_convert_f32_to_int8(const float* x, int64_t x_stride, int64_t n_rows, int64_t cols, int8_t* limbs,

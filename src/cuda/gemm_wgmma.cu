@@ -1,28 +1,38 @@
-// The dense Q8_0 split-mode GEMM on Hopper's wgmma (GEMM_NOTES.md, "Sixth version"): the same
-// numbers as gemm_kernel.cuh's split mode — exact Q8_0 codes times x_hi and x_lo on the tensor
-// cores, each 32-column block's four k16 products summed into a temporary started at zero, then
-// acc = fma(d, tmp, acc) in f32 — with the MMAs issued as m64n128k16 wgmma from shared memory
-// instead of mma.sync from ldmatrix fragments.
+// The split-mode GEMM on Hopper's wgmma (GEMM_NOTES.md, "Sixth version" and "Seventh version"):
+// the numbers of gemm_kernel.cuh's split mode — exact integer weight codes (gemm_codes.cuh) times
+// x_hi and x_lo on the tensor cores, each 32-column block's four k16 products summed into a
+// temporary started at zero, then acc = fma(scale, tmp, acc) in f32 — with the MMAs issued as
+// m64n128k16 wgmma from shared memory instead of mma.sync from ldmatrix fragments. One kernel
+// source, templated on the codec (CodesQ8_0: dense and grouped; CodesIQ2_XXS: grouped, the routed
+// experts' gate/up) and on the rows: dense (rows [0, n_rows)) or grouped (gemm.h's GroupedGemm:
+// the CTA's (group, row tile) found from the offsets as gemm_kernel.cuh does, X rows gathered by
+// x_rows, output rows scattered by y_rows).
 //
 // Tile: 128 tokens × 128 features per CTA, two warpgroups (256 threads), warpgroup g owns tokens
 // 64g..64g+63 and all 128 features: acc and two temporaries of 64 f32 each per thread. Every thread
 // also copies and decodes (no producer warps: the MMAs are asynchronous, so the decode of step t+1
 // runs while the tensor cores work on step t). Per 64-column k-step t:
-//   wait for cp.async group t (X hi/lo of step t, the raw Q8_0 stage of t + 1), fence.proxy.async
-//   (the tensor cores read through the async proxy what cp.async and the decoder wrote), barrier,
-//   issue cp.async group t + 2; chain 0 (columns 0-31: hi, lo, hi, lo k16 MMAs) into tmp0, commit,
-//   chain 1 (columns 32-63) into tmp1, commit; decode W(t + 1) and its scales; wait for chain 0,
-//   acc += d·tmp0; wait for chain 1, acc += d·tmp1.
+//   wait for cp.async group t (X hi/lo of step t, the raw stage first decoded at t + 1),
+//   fence.proxy.async (the tensor cores read through the async proxy what cp.async and the decoder
+//   wrote), barrier, issue cp.async group t + kAhead; chain 0 (columns 0-31: hi, lo, hi, lo k16
+//   MMAs) into tmp0, commit, chain 1 (columns 32-63) into tmp1, commit; decode W(t + 1) and its
+//   scales; wait for chain 0, acc += scale·tmp0; wait for chain 1, acc += scale·tmp1.
 // Every MMA of step t has completed before the barrier of step t + 1, so the buffers need no more
-// ordering than gemm_kernel.cuh's: 3 X buffers (hi, lo), 2 decoded W buffers with their scale
-// tables, 3 raw buffers, and the same cp.async group schedule (2 groups in flight). Keeping chain 1
+// ordering than gemm_kernel.cuh's, with its buffer counts (GemmGeometry: 3 X buffers and 3 raw
+// stages for Q8_0, 4 and 2 for IQ2_XXS whose raw stage serves 4 k-steps; 2 decoded W buffers with
+// their scale tables) and cp.async schedule (kSX − 1 groups in flight). Keeping chain 1
 // in flight across the barrier (the tensor pipe idles there) makes ptxas serialise every wgmma
 // (C7514: it cannot follow a pending group around the loop's back edge), GEMM_NOTES.md.
+// Rows past the tile's end (a group's last tile, the dense last tile) are computed from copies of
+// the tile's last row and never stored. A warpgroup whose 64 rows are all past the end still issues its
+// MMAs: a branch around them makes ptxas serialise every wgmma of the kernel (C7518, "WG.DP in
+// divergent path").
 // All tiles start on 1024-byte boundaries (the 128-byte swizzle's period).
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <type_traits>
 
 #include "cuda/gemm_codes.cuh"
 #include "cuda/gemm_kernel.cuh"
@@ -33,18 +43,16 @@ namespace dsv4::cuda::detail {
 
 namespace {
 
-using D = CodesQ8_0;
-constexpr int kThreads = 256;
+// The CTA as gemm_kernel.cuh's geometry sees it: 8 warps stacked on the tokens, each holding the
+// accumulators of 16 rows × 128 features (its quarter of its warpgroup's m64n128 fragment).
+struct GemmTileWgmma {
+  static constexpr int kWarpsT = 8, kWarpsF = 1, kMT = 1, kNF = 16;
+  static constexpr bool kSplit = true;
+};
+constexpr int kThreads = kGemmThreads;
 constexpr int kBT = 128, kBF = 128;
-constexpr int kAhead = 2;             // cp.async groups in flight
-constexpr int kSX = 3, kWB = 2, kRR = 3;  // X, decoded W (and scale table), raw buffers
-constexpr int kSpan = (D::kMisalign + D::kStageBytes + 15) / 16 * 16;
-constexpr int kPitch = (kSpan / 16) % 2 ? kSpan : kSpan + 16;
-constexpr int kChunks = kSpan / 16;
+constexpr int kWB = 2;                            // decoded W buffers (and scale tables)
 constexpr int kXTile = kBT * 128;                 // one of hi / lo
-constexpr int kXBytes = 2 * kXTile;
-constexpr int kWBytes = kBF * 128;
-constexpr int kRawBytes = kBF * kPitch;
 // Scale table of one W buffer: per 32-column half, 128 f32 scales (+ 16 of padding, so the two
 // halves' writes fall in different banks) in the order a thread reads them: pair index
 // j = f / 8 (feature 8j + 2q + c, q = lane % 4, c = f % 2), float4 (j / 2, q) holds the pairs of
@@ -55,9 +63,20 @@ constexpr int kXRows = kBT / 32;                  // X rows per thread per tile
 constexpr int kCPT = kBF * 8 / kThreads;          // decoded 16-byte chunks per thread (4: half a row)
 constexpr int kLanes = 8;                         // threads per raw row (kChunks ≤ 8)
 constexpr int kRawPasses = kBF * kLanes / kThreads;
-constexpr int kSmem = 1024 + kSX * kXBytes + kWB * kWBytes + kRR * kRawBytes + kWB * kTabBytes;
-static_assert(kSmem <= 227 * 1024);
-static_assert(kChunks <= kLanes && kCPT == 4, "one scale per decoding thread and step");
+static_assert(kCPT == 4, "one 32-column half, so one scale, per decoding thread and step");
+
+template <class D>
+struct WgmmaGeometry : GemmGeometry<D, GemmTileWgmma> {
+  using G = GemmGeometry<D, GemmTileWgmma>;
+  static constexpr int kAhead = G::kSX - 1;  // cp.async groups in flight
+  static constexpr int kChunks = G::kSpan / 16;
+  // Tiles from a 1024-aligned base: X buffers, W buffers, raw stages, scale tables, lookup tables.
+  static constexpr int kSmem = 1024 + G::kSX * G::kXBytes + kWB * G::kWBytes + G::kRR * G::kRawBytes +
+                               kWB * kTabBytes + G::kTableBytes;
+  static_assert(G::kBT == kBT && G::kBF == kBF && G::kXBytes == 2 * kXTile);
+  static_assert(kSmem <= 227 * 1024);
+  static_assert(kChunks <= kLanes);
+};
 
 // Position of feature f's scale within a half of the scale table.
 __device__ __forceinline__ int tab_index(int f) {
@@ -69,7 +88,11 @@ __device__ __forceinline__ void fence_proxy_async() {
   asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
 }
 
-__global__ void __launch_bounds__(kThreads, 1) gemm_wgmma_q8_kernel(__grid_constant__ const GemmLaunch p) {
+template <class D, bool kGrouped>
+__global__ void __launch_bounds__(kThreads, 1) gemm_wgmma_kernel(__grid_constant__ const GemmLaunch p) {
+  using G = WgmmaGeometry<D>;
+  constexpr int kSX = G::kSX, kSPR = G::kSPR, kRR = G::kRR, kPitch = G::kPitch, kAhead = G::kAhead;
+  constexpr int kXBytes = G::kXBytes, kWBytes = G::kWBytes, kRawBytes = G::kRawBytes;
   extern __shared__ uint8_t smem_raw[];
   // Tiles on 1024-byte boundaries (the dynamic allocation is only 16-byte aligned for sure).
   const uint32_t base = (smem_addr(smem_raw) + 1023u) & ~1023u;
@@ -80,29 +103,39 @@ __global__ void __launch_bounds__(kThreads, 1) gemm_wgmma_q8_kernel(__grid_const
   uint8_t* const ws_ptr = base_ptr + kSX * kXBytes;
   uint8_t* const raw_ptr = ws_ptr + kWB * kWBytes;
   float* const tab = reinterpret_cast<float*>(raw_ptr + kRR * kRawBytes);
+  uint8_t* const tables = reinterpret_cast<uint8_t*>(tab + kWB * 2 * kTabHalf);
 
-  const int row0 = blockIdx.y * kBT, row_end = p.n_rows;
+  int row0, row_end, expert = 0;
+  if constexpr (kGrouped) {
+    if (!gemm_find_tile(p, blockIdx.y, kBT, &row0, &row_end, &expert)) return;
+  } else {
+    row0 = blockIdx.y * kBT;
+    row_end = p.n_rows;
+  }
+  const int tile_end = min(row0 + kBT, row_end);
   const int f0 = blockIdx.x * kBF;
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
-  const uint32_t row_bytes = static_cast<uint32_t>(p.row_bytes);
+  const uint8_t* const wexp = p.w + expert * p.slab_bytes;
+  const uint32_t row_bytes = static_cast<uint32_t>(p.row_bytes);  // slabs < 4 GiB (gemm.cc)
   const int n_steps = p.n_in / kGemmK;
+  // The X row of sorted row r (clamped, as gemm.h documents).
+  auto src_row = [&](int r) { return kGrouped && p.x_rows ? min(max(p.x_rows[r], 0), p.x_count - 1) : r; };
 
-  // X copies: chunk (tid & 7) of rows (tid >> 3) + 32·i, hi and lo; 32-bit element offsets
-  // (gemm.cc checks n_rows · x_stride < 2^31).
+  // X copies: chunk (tid & 7) of rows (tid >> 3) + 32·i, hi and lo (rows past the tile's end
+  // repeat its last row); 32-bit element offsets (gemm.cc checks x rows · x_stride < 2^31).
   const int chunk = tid & 7, row_base = tid >> 3;
   uint32_t xoff[kXRows];
 #pragma unroll
   for (int i = 0; i < kXRows; ++i) {
-    const int r = min(row0 + row_base + 32 * i, row_end - 1);
-    xoff[i] = static_cast<uint32_t>(r * p.x_stride + chunk * 8);
+    xoff[i] = static_cast<uint32_t>(src_row(min(row0 + row_base + 32 * i, tile_end - 1)) * p.x_stride + chunk * 8);
   }
   const uint32_t x_dst = static_cast<uint32_t>(swz(row_base, chunk));
 
   const int raw_c = tid % kLanes, raw_r = tid / kLanes;
   auto issue_raw = [&](int stage) {
-    if (raw_c >= kChunks) return;
+    if (raw_c >= G::kChunks) return;
     const uint32_t at = (stage % kRR) * kRawBytes + raw_r * kPitch + 16 * raw_c;
-    gemm_copy_raw_rows<kRawPasses, kThreads / kLanes, true>(raw + at, raw_ptr + at, kPitch, p.w, row_bytes,
+    gemm_copy_raw_rows<kRawPasses, kThreads / kLanes, true>(raw + at, raw_ptr + at, kPitch, wexp, row_bytes,
                                                            static_cast<uint32_t>(stage * D::kStageBytes),
                                                            f0 + raw_r, p.n_out, raw_c, p.w_end);
   };
@@ -114,45 +147,63 @@ __global__ void __launch_bounds__(kThreads, 1) gemm_wgmma_q8_kernel(__grid_const
 #pragma unroll
       for (int i = 0; i < kXRows; ++i) gemm_cp_async16(dst + kXTile + i * 32 * 128, p.x_lo + xoff[i] + u * kGemmK);
       if (u == 0) issue_raw(0);
-      if (u + 1 < n_steps) issue_raw(u + 1);
+      if ((u + 1) % kSPR == 0 && u + 1 < n_steps) issue_raw((u + 1) / kSPR);
     }
     gemm_cp_commit();
   };
 
-  // Decode of step t: thread tid writes chunks dchunk..dchunk+3 of feature row drow (Q8_0 block
-  // h = tid % 2 of the stage) and that block's scale. The stage starts 4-aligned (16-aligned
-  // weights, rows of 68-byte stages), so block 0 is d0 at word 0 and its codes at bytes 2..33
-  // (straddling words 0..8), block 1 is d1 in the upper half of word 8 and its codes in words
-  // 9..16 (aligned). Thread h reads the 9 words 8h..8h+8 of the stage as 32-bit loads (instead of
-  // 17 byte pairs), rotated by h (instruction k reads word 8h + (k + h) % 9) so that the two
-  // threads of a row fall in different banks (2-way conflicts instead of 4): then code word k is
-  // prmt(w[k], w[k+1]) with selector 0x5432 (h = 0: bytes 2-5 of the pair) or 0x3210 (h = 1:
-  // w[k] itself), and d is the low half of w[0] (h = 0) or the upper half of w[8] (h = 1).
-  // Same code words, same f16 conversion as CodesQ8_0::codes8: same bits.
-  const int drow = tid / 2, dchunk = (tid % 2) * kCPT, dh = tid & 1;
-  const uint32_t drow_mis = static_cast<uint32_t>(reinterpret_cast<uintptr_t>(p.w)) +
+  // Decode of step t: thread tid writes chunks dchunk..dchunk+3 (32-column half dh = tid % 2) of
+  // feature row drow and that half's scale.
+  const int drow = tid / 2, dh = tid & 1, dchunk = dh * kCPT;
+  const uint32_t drow_mis = static_cast<uint32_t>(reinterpret_cast<uintptr_t>(wexp)) +
                             static_cast<uint32_t>(min(f0 + drow, p.n_out - 1)) * row_bytes;
-  const uint32_t code_sel = dh ? 0x3210u : 0x5432u, d_sel = dh ? 0x7676u : 0x1010u;
   const int tab_pos = dh * kTabHalf + tab_index(drow);
   auto decode = [&](int t) {
-    const int mis = static_cast<int>((drow_mis + static_cast<uint32_t>(t * D::kStageBytes)) & 15u);
-    const uint8_t* row = raw_ptr + (t % kRR) * kRawBytes + drow * kPitch + mis;
-    const uint32_t* src = reinterpret_cast<const uint32_t*>(row) + 8 * dh;
-    const uint32_t* src_a = src + dh;           // words k + h, k = 0..7
-    const uint32_t* src_b = src + 8 - 8 * dh;   // word (8 + h) % 9
-    uint8_t* dst = ws_ptr + (t % kWB) * kWBytes;
-    uint32_t w[9];
+    const int stage = t / kSPR;
+    const int mis = static_cast<int>((drow_mis + static_cast<uint32_t>(stage * D::kStageBytes)) & 15u);
+    const uint8_t* row = raw_ptr + (stage % kRR) * kRawBytes + drow * kPitch + mis;
+    float* const scale = tab + (t % kWB) * 2 * kTabHalf + tab_pos;
+    uint8_t* const dst = ws_ptr + (t % kWB) * kWBytes;
+    const auto store = [&](int c, uint4 v) { *reinterpret_cast<uint4*>(dst + swz(drow, dchunk + c)) = v; };
+    if constexpr (std::is_same_v<D, CodesQ8_0>) {
+      // Q8_0 (a stage is the k-step's two blocks, thread h decodes block h): the stage starts
+      // 4-aligned (16-aligned weights, rows of 68-byte stages), so block 0 is d0 at word 0 and its
+      // codes at bytes 2..33 (straddling words 0..8), block 1 is d1 in the upper half of word 8 and
+      // its codes in words 9..16 (aligned). Thread h reads the 9 words 8h..8h+8 of the stage as
+      // 32-bit loads (instead of 17 byte pairs), rotated by h (instruction k reads word
+      // 8h + (k + h) % 9) so that the two threads of a row fall in different banks (2-way
+      // conflicts instead of 4): then code word k is prmt(w[k], w[k+1]) with selector 0x5432
+      // (h = 0: bytes 2-5 of the pair) or 0x3210 (h = 1: w[k] itself), and d is the low half of
+      // w[0] (h = 0) or the upper half of w[8] (h = 1). Same code words, same f16 conversion as
+      // CodesQ8_0::codes8: same bits.
+      const uint32_t code_sel = dh ? 0x3210u : 0x5432u, d_sel = dh ? 0x7676u : 0x1010u;
+      const uint32_t* src = reinterpret_cast<const uint32_t*>(row) + 8 * dh;
+      const uint32_t* src_a = src + dh;          // words k + h, k = 0..7
+      const uint32_t* src_b = src + 8 - 8 * dh;  // word (8 + h) % 9
+      uint32_t w[9];
 #pragma unroll
-    for (int k = 0; k < 8; ++k) w[k] = src_a[k];
-    w[8] = *src_b;
-    const auto d_bits = static_cast<unsigned short>(__byte_perm(w[0], w[8], d_sel));
-    tab[(t % kWB) * 2 * kTabHalf + tab_pos] = __half2float(__ushort_as_half(d_bits));
+      for (int k = 0; k < 8; ++k) w[k] = src_a[k];
+      w[8] = *src_b;
+      *scale = __half2float(__ushort_as_half(static_cast<unsigned short>(__byte_perm(w[0], w[8], d_sel))));
 #pragma unroll
-    for (int c = 0; c < kCPT; ++c) {
-      uint32_t v[4];
-      bytes_to_f16x2(__byte_perm(w[2 * c], w[2 * c + 1], code_sel) ^ 0x80808080u, kF16x2_1152, v);  // q + 128 per byte
-      bytes_to_f16x2(__byte_perm(w[2 * c + 1], w[2 * c + 2], code_sel) ^ 0x80808080u, kF16x2_1152, v + 2);
-      *reinterpret_cast<uint4*>(dst + swz(drow, dchunk + c)) = make_uint4(v[0], v[1], v[2], v[3]);
+      for (int c = 0; c < kCPT; ++c) {
+        uint32_t h[4];
+        // q + 128 per byte
+        bytes_to_f16x2(__byte_perm(w[2 * c], w[2 * c + 1], code_sel) ^ 0x80808080u, kF16x2_1152, h);
+        bytes_to_f16x2(__byte_perm(w[2 * c + 1], w[2 * c + 2], code_sel) ^ 0x80808080u, kF16x2_1152, h + 2);
+        store(c, make_uint4(h[0], h[1], h[2], h[3]));
+      }
+    } else {
+      // The codec's own decoder on the half's 32 elements (one block scale: kStageElems ≥ 256);
+      // all loads before the first store (the compiler cannot tell the tiles apart, and a store in
+      // between would keep it from sharing the sub-block header loads between chunks).
+      const int e = (t % kSPR) * kGemmK + dchunk * 8;
+      uint4 v[kCPT];
+#pragma unroll
+      for (int c = 0; c < kCPT; ++c) v[c] = D::codes8(row, e + 8 * c, tables);
+      *scale = D::scale(row, e);
+#pragma unroll
+      for (int c = 0; c < kCPT; ++c) store(c, v[c]);
     }
   };
 
@@ -172,7 +223,7 @@ __global__ void __launch_bounds__(kThreads, 1) gemm_wgmma_q8_kernel(__grid_const
     }
     wgmma_commit();
   };
-  // acc += d·tmp with the scales of half h of step t (feature 8j + 2·(lane % 4) + c % 2).
+  // acc += scale·tmp with the scales of half h of step t (feature 8j + 2·(lane % 4) + c % 2).
   auto scale_add = [&](const float (&tmp)[64], int t, int h) {
     const float4* sc = reinterpret_cast<const float4*>(tab + (t % kWB) * 2 * kTabHalf + h * kTabHalf) + (lane & 3);
 #pragma unroll
@@ -190,6 +241,7 @@ __global__ void __launch_bounds__(kThreads, 1) gemm_wgmma_q8_kernel(__grid_const
     }
   };
 
+  if constexpr (D::kTableBytes > 0) D::Fmt::load_tables(tables, p.iq2_tables);
 #pragma unroll
   for (int u = 0; u < kAhead; ++u) issue_group(u);
   gemm_cp_wait<kAhead - 1>();
@@ -222,9 +274,10 @@ __global__ void __launch_bounds__(kThreads, 1) gemm_wgmma_q8_kernel(__grid_const
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
     const int r = row0 + wg * 64 + 16 * (warp & 3) + (lane >> 2) + 8 * h;
-    if (r >= row_end) continue;
-    const float scale = p.x_scale ? p.x_scale[r] : 1.0f;
-    float* yrow = p.y + static_cast<int64_t>(r) * p.y_stride;
+    if (r >= tile_end) continue;
+    const float scale = p.x_scale ? p.x_scale[src_row(r)] : 1.0f;
+    const int out = kGrouped && p.y_rows ? min(max(p.y_rows[r], 0), p.y_count - 1) : r;
+    float* yrow = p.y + static_cast<int64_t>(out) * p.y_stride;
 #pragma unroll
     for (int j = 0; j < 16; ++j) {
       const int f = f0 + 8 * j + 2 * (lane & 3);
@@ -239,21 +292,37 @@ __global__ void __launch_bounds__(kThreads, 1) gemm_wgmma_q8_kernel(__grid_const
   }
 }
 
-}  // namespace
-
-cudaError_t launch_gemm_wgmma(const GemmLaunch& l, cudaStream_t stream) {
-  if (l.type != gguf::TensorType::Q8_0 || !l.x_lo || l.offsets || l.x_rows || l.y_rows) return cudaErrorInvalidValue;
+template <class D, bool kGrouped>
+cudaError_t launch_wgmma(const GemmLaunch& l, cudaStream_t stream) {
+  constexpr int kSmem = WgmmaGeometry<D>::kSmem;
   int device = 0;
   cudaError_t e = cudaGetDevice(&device);
   if (e == cudaSuccess) {
     e = once_per_device(device, [] {
-      return cudaFuncSetAttribute(gemm_wgmma_q8_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
+      return cudaFuncSetAttribute(gemm_wgmma_kernel<D, kGrouped>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
     });
   }
   if (e != cudaSuccess) return e;
-  const dim3 grid((l.n_out + kBF - 1) / kBF, (l.n_rows + kBT - 1) / kBT);
-  gemm_wgmma_q8_kernel<<<grid, kThreads, kSmem, stream>>>(l);
+  // Grouped: each group adds at most one partial tile (gemm_kernel.cuh's grid).
+  const int64_t slots = (l.n_rows + kBT - 1) / kBT + (kGrouped ? l.n_groups : 0);
+  if (slots > 65535) return cudaErrorInvalidConfiguration;
+  const dim3 grid((l.n_out + kBF - 1) / kBF, static_cast<unsigned>(slots));
+  gemm_wgmma_kernel<D, kGrouped><<<grid, kThreads, kSmem, stream>>>(l);
   return cudaGetLastError();
+}
+
+}  // namespace
+
+cudaError_t launch_gemm_wgmma(const GemmLaunch& l, cudaStream_t stream) {
+  if (!l.x_lo || l.x_limbs || (!l.offsets && (l.x_rows || l.y_rows))) return cudaErrorInvalidValue;
+  const bool grouped = l.offsets != nullptr;
+  switch (l.type) {
+    case gguf::TensorType::Q8_0:
+      return grouped ? launch_wgmma<CodesQ8_0, true>(l, stream) : launch_wgmma<CodesQ8_0, false>(l, stream);
+    case gguf::TensorType::IQ2_XXS:
+      return grouped ? launch_wgmma<CodesIQ2_XXS, true>(l, stream) : cudaErrorInvalidValue;
+    default: return cudaErrorInvalidValue;
+  }
 }
 
 int gemm_wgmma_tile_rows() { return kBT; }

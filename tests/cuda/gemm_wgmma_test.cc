@@ -1,23 +1,26 @@
-// The wgmma split GEMM (GemmTile::kWgmma, cuda/gemm_wgmma.cu: dense, Q8_0) against a double
-// reference on fresh random inputs: f32 activations of mixed magnitudes inside a row (the small
-// elements live in x_lo), a row of zeros, a random power of two per row, converted on the device by
-// convert_f32_to_f16_split; partial row and feature tiles, a single k-step, strides, every dense
-// Q8_0 shape of flash-q2 at a prefill chunk (600 rows: four full 128-row tiles and a partial one),
-// and out_a's grouped form (8 column slices of one activation matrix, 8 slabs of one tensor, outputs
-// interleaved), as forward.cc calls it.
+// The wgmma split GEMM (GemmTile::kWgmma, cuda/gemm_wgmma.cu) against a double reference on fresh
+// random inputs: f32 activations of mixed magnitudes inside a row (the small elements live in
+// x_lo), a row of zeros, a random power of two per row, converted on the device by
+// convert_f32_to_f16_split. Dense Q8_0: partial row and feature tiles, a single k-step, strides,
+// every dense Q8_0 shape of flash-q2 at a prefill chunk (600 rows: four full 128-row tiles and a
+// partial one), and out_a's grouped form (8 column slices of one activation matrix, 8 slabs of one
+// tensor, outputs interleaved), as forward.cc calls it. Grouped IQ2_XXS and Q8_0 (grouped_gemm):
+// random groups — empty ones, ones smaller than a tile, exactly one tile, one spanning several
+// tiles — gathered X rows, outputs scattered by a permutation, out-of-range expert ids and rows past
+// n_rows (clamped offsets) writing nothing, a partial feature tile with padding columns.
 //
-// Tolerance per output, the split's (tests/cuda/gemm_split_test.cc), against exact = Σ_k x_k·w_k
-// over the CPU's dequantised weights (double):
-//   |y − exact| ≤ (2^-22 + 2^-23 + γ)·S + 2^-25·f·W1,   γ = (k/8 + 16)·2^-23,
-// S = Σ_k |x_k·w_k|, W1 = Σ_k |w_k|, f = the row factor. The kernel forms the same numbers as the
+// Tolerance per output: the split's (split_reference.h). The kernel forms the same numbers as the
 // split: x_hi + x_lo is x to 2^-22 relative (2^-25·f absolute below f16's normal range), code ×
-// x_hi / x_lo products are exact on the tensor cores, each 32-column chain of four k16 MMAs starts
-// at zero (its sum may truncate: within γ) and enters acc by one FFMA with the block scale d;
-// 2^-23·S covers the CPU's f32 rounding of d·q. A chain accumulated into acc (the session-6 v1
-// mistake) stays inside γ only by luck of k, which is why the whole-model tests run too; a wrong
-// scale, code, row, slice or swizzle is off by far more.
+// x_hi / x_lo products are exact on the tensor cores (Q8_0 codes ≤ 128, IQ2_XXS codes
+// ±grid·(2·ls + 1) ≤ 1333, both exact in f16; times an f16 x, exact in f32), each 32-column chain
+// of four k16 MMAs starts at zero (its sum may truncate: within γ) and enters acc by one FFMA with
+// the block scale (Q8_0: d, IQ2_XXS: d/8, exact); 2^-23·S covers the CPU's f32 rounding of the
+// weight. A chain accumulated into acc (the session-6 v1 mistake) stays inside γ only by luck of k,
+// which is why the whole-model tests run too; a wrong scale, code, row, group, slice or swizzle is
+// off by far more.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -28,59 +31,40 @@
 
 #include "cuda/cuda_test_util.h"
 #include "cuda/gemm.h"
+#include "cuda/matvec.h"
 #include "cuda/split_activations.h"
+#include "cuda/split_reference.h"
 
 namespace dsv4::cuda::testing {
 namespace {
 
-// One weight matrix (m × k, Q8_0 random blocks) on the host, dequantised by the CPU.
+// One weight matrix (m × k, random blocks of `type`) on the host, dequantised by the CPU.
 struct Matrix {
   int64_t m = 0, k = 0;
   std::vector<uint8_t> bytes;
-  std::vector<float> w;
+  RefWeights ref;
 };
-Matrix random_matrix(int64_t m, int64_t k, std::mt19937_64& rng) {
-  const Format& f = format_of(TensorType::Q8_0);
-  Matrix a{m, k, random_rows(f, k, m, rng), std::vector<float>(static_cast<size_t>(m * k))};
-  for (int64_t i = 0; i < m; ++i) {
-    quant::dequantize_row(f.type, a.bytes.data() + i * row_bytes(f, k), a.w.data() + i * k, k);
-  }
+Matrix random_matrix(int64_t m, int64_t k, std::mt19937_64& rng, TensorType type = TensorType::Q8_0) {
+  const Format& f = format_of(type);
+  Matrix a{m, k, random_rows(f, k, m, rng), {}};
+  a.ref = reference_weights(f, a.bytes.data(), m, k);
   return a;
 }
 
 // y row r (at y + r·y_stride) against x row r (columns [x_col, x_col + k) of rows x_width apart)
 // times a, for each r in rows; features [m, pad_to) of every checked row must keep the 0xFF fill.
-void check_rows(const std::vector<float>& y, int64_t y_stride, int64_t pad_to, const std::vector<float>& x,
-                int64_t x_width, int64_t x_col, const std::vector<float>& factors, const Matrix& a,
-                const std::vector<int64_t>& rows, const std::string& what) {
-  const int64_t k = a.k;
-  const double rel = std::ldexp(1.0, -22) + std::ldexp(1.0, -23) + static_cast<double>(k / 8 + 16) * std::ldexp(1.0, -23);
+void check_dense(const std::vector<float>& y, int64_t y_stride, int64_t pad_to, const std::vector<float>& x,
+                 int64_t x_width, int64_t x_col, const std::vector<float>& factors, const RefWeights& a,
+                 const std::vector<int64_t>& rows, const std::string& what) {
+  check_rows(y, y_stride, rows, rows, x.data() + x_col, x_width, factors, a, what);
   int reported = 0;
   for (const int64_t r : rows) {
-    const float* xr = x.data() + r * x_width + x_col;
-    for (int64_t f = 0; f < a.m; ++f) {
-      const float* wr = a.w.data() + f * k;
-      double exact = 0, s = 0, w1 = 0;
-      for (int64_t c = 0; c < k; ++c) {
-        const double p = static_cast<double>(xr[c]) * wr[c];
-        exact += p;
-        s += std::fabs(p);
-        w1 += std::fabs(wr[c]);
-      }
-      const float got = y[static_cast<size_t>(r * y_stride + f)];
-      const double tol = rel * s + std::ldexp(factors[static_cast<size_t>(r)] * w1, -25) + 1e-37;
-      if ((!std::isfinite(got) || std::fabs(got - exact) > tol) && reported++ < 5) {
-        ADD_FAILURE() << what << ": row " << r << " feature " << f << ": got " << got << ", exact " << exact
-                      << " (tol " << tol << ", " << std::fabs(got - exact) / std::max(s, 1e-300) << " of S)";
-      }
-    }
-    for (int64_t c = a.m; c < pad_to; ++c) {
+    for (int64_t c = a.rows; c < pad_to; ++c) {
       uint32_t u;
       std::memcpy(&u, &y[static_cast<size_t>(r * y_stride + c)], 4);
       if (u != 0xFFFFFFFFu && reported++ < 5) ADD_FAILURE() << what << ": wrote padding at row " << r << " column " << c;
     }
   }
-  if (reported > 5) ADD_FAILURE() << what << ": " << reported << " outputs out of tolerance";
 }
 
 struct Shape {
@@ -125,9 +109,9 @@ TEST(GemmWgmma, PartialTilesMatchDoubleReference) {
     std::ostringstream what;
     what << "m=" << c.m << " k=" << c.k << " n=" << c.n;
     const std::vector<float> y = run_gemm(a, dw, sx, c.x_width, c.n, c.y_stride, GemmTile::kWgmma);
-    check_rows(y, c.y_stride, c.y_stride, x, c.x_width, 0, sx.factors, a, rows, what.str() + " wgmma");
+    check_dense(y, c.y_stride, c.y_stride, x, c.x_width, 0, sx.factors, a.ref, rows, what.str() + " wgmma");
     const std::vector<float> y_mma = run_gemm(a, dw, sx, c.x_width, c.n, c.y_stride, GemmTile::kLarge);
-    check_rows(y_mma, c.y_stride, c.y_stride, x, c.x_width, 0, sx.factors, a, rows, what.str() + " mma.sync");
+    check_dense(y_mma, c.y_stride, c.y_stride, x, c.x_width, 0, sx.factors, a.ref, rows, what.str() + " mma.sync");
     if (c.n >= 512) {
       const std::vector<float> y_auto = run_gemm(a, dw, sx, c.x_width, c.n, c.y_stride, GemmTile::kAuto);
       for (size_t i = 0; i < y.size(); ++i) {
@@ -154,7 +138,7 @@ TEST(GemmWgmma, FlashShapesMatchDoubleReference) {
     const std::vector<float> x = mixed_rows(n, s.k, s.k, rng);
     const SplitX sx = split_on_device(x, n, s.k, s.k);
     const std::vector<float> y = run_gemm(a, dw, sx, s.k, n, s.m, GemmTile::kAuto);
-    check_rows(y, s.m, s.m, x, s.k, 0, sx.factors, a, rows, std::string(s.name) + " (kAuto)");
+    check_dense(y, s.m, s.m, x, s.k, 0, sx.factors, a.ref, rows, std::string(s.name) + " (kAuto)");
   }
 }
 
@@ -181,28 +165,157 @@ TEST(GemmWgmma, GroupedOutputAMatchesDoubleReference) {
   CUDA_ASSERT(cudaDeviceSynchronize());
   const std::vector<float> y = download<float>(dy, static_cast<size_t>(n * G * m));
   for (int64_t g = 0; g < G; ++g) {
-    Matrix a{m, k, {}, std::vector<float>(all.w.begin() + g * m * k, all.w.begin() + (g + 1) * m * k)};
+    const auto slice = [&](const auto& v) { return std::vector(v.begin() + g * m * k, v.begin() + (g + 1) * m * k); };
+    const RefWeights a{m, k, slice(all.ref.w), slice(all.ref.mag)};
     const std::vector<float> yg = [&] {
       std::vector<float> v(static_cast<size_t>(n * m));
       for (int64_t r = 0; r < n; ++r) std::memcpy(&v[static_cast<size_t>(r * m)], &y[static_cast<size_t>(r * G * m + g * m)], m * 4);
       return v;
     }();
-    check_rows(yg, m, m, x, width, g * k, sx.factors, a, rows, "out_a group " + std::to_string(g));
+    check_dense(yg, m, m, x, width, g * k, sx.factors, a, rows, "out_a group " + std::to_string(g));
   }
 }
 
+// Routed-expert form through grouped_gemm on wgmma, and through kAuto, which takes it from an
+// average of 64 rows per group on (the sizes below give at least 819 rows for 12 groups), with the
+// same bits: group sizes drawn afresh — two empty, one of 1..20 rows, one below half a tile, one
+// between half a tile and a tile, exactly one tile, one of 129..328 and one of 500..627 rows
+// (several tiles, the last partial), the rest 1..128 — in random order over 7 experts, two
+// non-empty groups with out-of-range expert ids (7 and -1); n_rows stops 9 rows short of the last
+// offset (clamped: those rows write nothing). Sorted row r reads X row x_rows[r] (a random token)
+// with its row factor and writes output row y_rows[r] (a permutation), 300 features (a partial
+// 128-feature tile) in rows of 304 (the padding must keep its fill).
+void grouped_case(TensorType type) {
+  ASSERT_TRUE(prepare_matvec().ok());
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed) + ", " + format_of(type).name);
+  std::mt19937_64 rng(seed);
+  const int n_expert = 7, n_tokens = 200;
+  const int64_t m = 300, k = 768, y_stride = 304;
+  const auto draw = [&](int lo, int hi) { return lo + static_cast<int>(rng() % static_cast<uint64_t>(hi - lo + 1)); };
+  std::vector<int32_t> sizes = {0, 0, draw(1, 20), draw(1, 63), draw(65, 127), 128, draw(129, 328), draw(500, 627)};
+  while (sizes.size() < 12) sizes.push_back(draw(1, 128));
+  std::shuffle(sizes.begin(), sizes.end(), rng);
+  std::vector<int32_t> group_expert(sizes.size());
+  for (int32_t& e : group_expert) e = draw(0, n_expert - 1);
+  std::vector<size_t> nonempty;
+  for (size_t g = 0; g < sizes.size(); ++g) {
+    if (sizes[g] > 0) nonempty.push_back(g);
+  }
+  std::shuffle(nonempty.begin(), nonempty.end(), rng);
+  group_expert[nonempty[0]] = n_expert;
+  group_expert[nonempty[1]] = -1;
+  std::vector<int32_t> offsets = {0};
+  for (const int32_t n : sizes) offsets.push_back(offsets.back() + n);
+  const int total = offsets.back(), n_rows = total - 9;
+  std::vector<int32_t> clamped(offsets);
+  for (int32_t& o : clamped) o = std::min(o, n_rows);
+  std::vector<int32_t> x_rows(static_cast<size_t>(total)), y_rows(static_cast<size_t>(total));
+  for (int r = 0; r < total; ++r) {
+    x_rows[static_cast<size_t>(r)] = draw(0, n_tokens - 1);
+    y_rows[static_cast<size_t>(r)] = r;
+  }
+  std::shuffle(y_rows.begin(), y_rows.end(), rng);
+
+  const Format& f = format_of(type);
+  const std::vector<uint8_t> wbytes = random_rows(f, k, m * n_expert, rng);
+  const size_t slab = static_cast<size_t>(row_bytes(f, k) * m);
+  DeviceBuffer dw(wbytes.size()), d_off(offsets.size() * 4), d_ge(group_expert.size() * 4), d_xr(x_rows.size() * 4),
+      d_yr(y_rows.size() * 4), dy(static_cast<size_t>(total * y_stride) * 4);
+  ASSERT_TRUE(upload(dw, wbytes) && upload(d_off, offsets) && upload(d_ge, group_expert) && upload(d_xr, x_rows) &&
+              upload(d_yr, y_rows) && dy.ok());
+  const std::vector<float> x = mixed_rows(n_tokens, k, k, rng);
+  const SplitX sx = split_on_device(x, n_tokens, k, k);
+  GroupedGemm g;
+  g.w = {type, dw.get(), k, m, n_expert};
+  g.n_groups = static_cast<int>(sizes.size());
+  g.offsets = d_off.get<int32_t>();
+  g.group_expert = d_ge.get<int32_t>();
+  g.n_rows = n_rows;
+  g.x = sx.hi.get<__half>();
+  g.x_lo = sx.lo.get<__half>();
+  g.x_stride = k;
+  g.x_scale = sx.scale.get<float>();
+  g.x_rows = d_xr.get<int32_t>();
+  g.x_count = n_tokens;
+  g.y = dy.get<float>();
+  g.y_stride = y_stride;
+  g.y_rows = d_yr.get<int32_t>();
+  g.y_count = total;
+  std::vector<float> first;
+  for (const GemmTile tile : {GemmTile::kWgmma, GemmTile::kAuto}) {
+    CUDA_ASSERT(cudaMemset(dy.get(), 0xFF, dy.size()));
+    STATUS_ASSERT(grouped_gemm(g, nullptr, tile));
+    CUDA_ASSERT(cudaDeviceSynchronize());
+    const std::vector<float> y = download<float>(dy, static_cast<size_t>(total * y_stride));
+    if (!first.empty()) {
+      for (size_t i = 0; i < y.size(); ++i) {
+        ASSERT_TRUE(same_bits(y[i], first[i])) << "kAuto differs from kWgmma at " << i;
+      }
+      continue;
+    }
+    first = y;
+    std::vector<int64_t> unwritten;
+    for (int r = n_rows; r < total; ++r) unwritten.push_back(y_rows[static_cast<size_t>(r)]);
+    for (int gi = 0; gi < g.n_groups; ++gi) {
+      const int e = group_expert[static_cast<size_t>(gi)];
+      const GroupRows rows = group_rows(clamped, x_rows, y_rows, gi);
+      if (e < 0 || e >= n_expert) {
+        unwritten.insert(unwritten.end(), rows.out.begin(), rows.out.end());
+        continue;
+      }
+      const RefWeights ref = reference_weights(f, wbytes.data() + static_cast<size_t>(e) * slab, m, k);
+      const std::string what = "group " + std::to_string(gi) + " (" + std::to_string(rows.out.size()) +
+                               " rows, expert " + std::to_string(e) + ")";
+      check_rows(y, y_stride, rows.out, rows.x, x.data(), k, sx.factors, ref, what);
+      for (const int64_t r : rows.out) {
+        for (int64_t c = m; c < y_stride; ++c) {
+          uint32_t u;
+          std::memcpy(&u, &y[static_cast<size_t>(r * y_stride + c)], 4);
+          ASSERT_EQ(u, 0xFFFFFFFFu) << what << ": wrote padding at row " << r << " column " << c;
+        }
+      }
+    }
+    ASSERT_NO_FATAL_FAILURE(expect_unwritten(y, y_stride, unwritten));
+  }
+}
+
+TEST(GemmWgmma, GroupedIQ2_XXSMatchesDoubleReference) { grouped_case(TensorType::IQ2_XXS); }
+TEST(GemmWgmma, GroupedQ8_0MatchesDoubleReference) { grouped_case(TensorType::Q8_0); }
+
 TEST(GemmWgmma, RejectsWhatItDoesNotTake) {
-  DeviceBuffer dw(4096 * 34), dx(4096 * 2 * 4), dy(1024 * 4);
-  ASSERT_TRUE(dw.ok() && dx.ok() && dy.ok());
+  ASSERT_TRUE(prepare_matvec().ok());
+  DeviceBuffer dw(4096 * 34), dx(4096 * 2 * 4), dy(1024 * 4), d_off(8);
+  ASSERT_TRUE(dw.ok() && dx.ok() && dy.ok() && upload(d_off, std::vector<int32_t>{0, 2}));
   const GemmWeights f16{TensorType::F16, dw.get(), 64, 8, 1};
   const GemmWeights q8{TensorType::Q8_0, dw.get(), 64, 8, 1};
-  // F16 weights, and Q8_0 without x_lo (f16 mode).
+  const GemmWeights iq2{TensorType::IQ2_XXS, dw.get(), 256, 8, 1};
+  // F16 weights, Q8_0 without x_lo (f16 mode), IQ2_XXS in gemm() (dense).
   EXPECT_FALSE(gemm(f16, dx.get<__half>(), 64, nullptr, 2, dy.get<float>(), 8, nullptr, GemmTile::kWgmma,
                     dx.get<__half>() + 1024)
                    .ok());
   EXPECT_FALSE(gemm(q8, dx.get<__half>(), 64, nullptr, 2, dy.get<float>(), 8, nullptr, GemmTile::kWgmma).ok());
+  EXPECT_FALSE(gemm(iq2, dx.get<__half>(), 256, nullptr, 2, dy.get<float>(), 8, nullptr, GemmTile::kWgmma,
+                    dx.get<__half>() + 2048)
+                   .ok());
+  // Grouped: the same IQ2_XXS call is taken in split mode, not in f16 mode nor with F16 weights.
   GroupedGemm g;
-  g.w = q8;
+  g.w = iq2;
+  g.n_groups = 1;
+  g.offsets = d_off.get<int32_t>();
+  g.n_rows = 2;
+  g.x = dx.get<__half>();
+  g.x_lo = dx.get<__half>() + 2048;
+  g.x_stride = 256;
+  g.y = dy.get<float>();
+  g.y_stride = 8;
+  STATUS_ASSERT(grouped_gemm(g, nullptr, GemmTile::kWgmma));
+  CUDA_ASSERT(cudaDeviceSynchronize());
+  g.x_lo = nullptr;
+  EXPECT_FALSE(grouped_gemm(g, nullptr, GemmTile::kWgmma).ok());
+  g.x_lo = dx.get<__half>() + 2048;
+  g.w = f16;
+  g.x_stride = 64;
   EXPECT_FALSE(grouped_gemm(g, nullptr, GemmTile::kWgmma).ok());
 }
 
