@@ -331,31 +331,19 @@ struct PostParams {
 };
 
 // X'[k][d] = post_k·f[d] + Σ_j C[j][k]·X[j][d] of token t for dim d (cpu::hc_post's order), into
-// xs and the new state. Every operand is loaded before the first add (the parts kPartsInFlight at
-// a time): a loop adding each part as it loads it made the routed slots' sum a chain of dependent
-// L2 round trips.
-constexpr int kPartsInFlight = 8;
+// xs and the new state.
 __device__ __forceinline__ void post_dim(const PostParams& p, int t, int64_t D, int64_t d, float (&xs)[kHcStreams]) {
+  const float* parts = p.f + static_cast<int64_t>(t) * p.n_parts * D;
+  float fv = parts[d];
+  for (int i = 1; i < p.n_parts; ++i) fv = __fadd_rn(fv, parts[i * D + d]);
+  if (p.f_extra) fv = __fadd_rn(fv, p.f_extra[static_cast<int64_t>(t) * D + d]);
+  const float* g = p.mix + static_cast<int64_t>(t) * kHcMixSize;
+  const float* post = g + kHcStreams;
+  const float* comb = g + 2 * kHcStreams;
   const float* xt = p.x + static_cast<int64_t>(t) * kHcStreams * D;
   float xin[kHcStreams];
 #pragma unroll
   for (int j = 0; j < kHcStreams; ++j) xin[j] = xt[j * D + d];
-  const float extra = p.f_extra ? p.f_extra[static_cast<int64_t>(t) * D + d] : 0.0f;
-  const float* parts = p.f + static_cast<int64_t>(t) * p.n_parts * D;
-  float fv = 0.0f;
-  for (int i0 = 0; i0 < p.n_parts; i0 += kPartsInFlight) {
-    float v[kPartsInFlight];
-#pragma unroll
-    for (int i = 0; i < kPartsInFlight; ++i) v[i] = i0 + i < p.n_parts ? parts[(i0 + i) * D + d] : 0.0f;
-#pragma unroll
-    for (int i = 0; i < kPartsInFlight; ++i) {
-      if (i0 + i < p.n_parts) fv = i0 + i == 0 ? v[i] : __fadd_rn(fv, v[i]);
-    }
-  }
-  if (p.f_extra) fv = __fadd_rn(fv, extra);
-  const float* g = p.mix + static_cast<int64_t>(t) * kHcMixSize;
-  const float* post = g + kHcStreams;
-  const float* comb = g + 2 * kHcStreams;
   float* ot = p.out + static_cast<int64_t>(t) * kHcStreams * D;
 #pragma unroll
   for (int k = 0; k < kHcStreams; ++k) {
