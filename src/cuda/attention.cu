@@ -29,6 +29,10 @@ namespace {
 using namespace detail;
 
 constexpr int kThreads = 256;
+// The partial kernel's blocks: 16 warps, so that each warp scores two of the split's 32 rows and
+// each thread sums one output dim of a 512-wide head (ncu, H200: with 8 warps the kernel issued
+// once per 2.9 cycles per scheduler at 2.5 active warps, latency-bound on each warp's serial rows).
+constexpr int kPartialThreads = 512;
 constexpr int kRows = kAttnRowsPerSplit;
 
 // Before griddepcontrol.wait (pdl.cuh) the block reads only the position (no kernel of a step
@@ -41,7 +45,7 @@ constexpr int kRows = kAttnRowsPerSplit;
 // reads only the splits that hold rows (attn_live_splits). (Staging the split's rows in shared
 // memory by cp.async before the two loops was measured no faster: docs/PERF.md, session 10.)
 template <int HG>
-__global__ void __launch_bounds__(kThreads) partial_kernel(AttentionArgs a) {
+__global__ void __launch_bounds__(kPartialThreads) partial_kernel(AttentionArgs a) {
   extern __shared__ __align__(16) float smem[];
   float* qs = smem;                 // [HG][hd]
   float* sc = qs + HG * a.hd;       // [HG][kRows]
@@ -234,7 +238,7 @@ Status launch(const AttentionArgs& a, cudaStream_t stream) {
     DSV4_CUDA_TRY(cudaFuncSetAttribute(partial_kernel<HG>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                        static_cast<int>(smem)));
   }
-  DSV4_CUDA_TRY(launch_pdl(partial_kernel<HG>, dim3(a.splits, a.H / HG, a.T), dim3(kThreads), smem, stream, a));
+  DSV4_CUDA_TRY(launch_pdl(partial_kernel<HG>, dim3(a.splits, a.H / HG, a.T), dim3(kPartialThreads), smem, stream, a));
   const size_t combine_smem =
       static_cast<size_t>(combine_angles_at(a.hd, a.splits)) * sizeof(float) + (a.n_rot / 2) * sizeof(float2);
   if (combine_smem > 48 * 1024) {
