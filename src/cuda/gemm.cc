@@ -69,25 +69,36 @@ Result<bool> pick_large(GemmTile tile, TensorType type, int64_t n_out, int64_t n
   return (n_out + large.features - 1) / large.features * ((n_rows + large.rows - 1) / large.rows) >= device_info().sms;
 }
 
-// Whether a call runs on the wgmma kernel (gemm_wgmma.cu): asked for, or kAuto on a compute
-// capability 9 device with split operands of a type it takes (Q8_0; grouped_gemm also IQ2_XXS)
-// and at least 512 rows, grouped at least 64 per group on average: below that its 128-row tile is
-// mostly padding where the mma.sync kernel's 64-row tile is not (docs/PERF.md, session 10). The
-// kernel addresses X rows with 32-bit element offsets: x_rows (the rows of x) · x_stride < 2^31.
-Result<bool> pick_wgmma(GemmTile tile, TensorType type, int64_t n, int64_t x_rows, int64_t x_stride, bool split,
-                        int64_t n_groups) {
+// Below this average of rows per group kAuto takes the wgmma kernel's 64-token tile, from it on
+// the 128-token one (docs/PERF.md, session 10, "a 64-token wgmma tile"): measured on an H100, a
+// 64-token CTA costs ×1.165 a 128-token one, so with binomial group sizes (uniform routing) the
+// tiles break even near 69 rows per group (48: the 64-token tile ×0.60 the time, 72 and 96: ×1.06
+// and ×1.16). Chunks are at most 4096 tokens (96 rows per group), so the region above 128 rows per
+// group, where the 64-token tile wins again, is not reached.
+constexpr int64_t kWgmma64Below = 68;
+
+// The wgmma tile a call runs on (gemm_wgmma.cu), as its rows (128 or 64), or 0 for the mma.sync
+// kernels: asked for, or kAuto on a compute capability 9 device with split operands of a type it
+// takes (Q8_0; grouped_gemm also IQ2_XXS) and at least 512 rows. Grouped, kAuto picks the tile
+// from the average rows per group (the offsets stay on the device): a group of r rows costs
+// ⌈r/64⌉ 64 × 256 CTAs or 2·⌈r/128⌉ 128 × 128 ones, which differ where r mod 128 is in (0, 64],
+// and the 64-token CTA costs more (it decodes twice the weight rows per token). The 64-token tile
+// is grouped only. The kernel addresses X rows with 32-bit element offsets: x_rows (the rows of
+// x) · x_stride < 2^31.
+Result<int> pick_wgmma(GemmTile tile, TensorType type, int64_t n, int64_t x_rows, int64_t x_stride, bool split,
+                       int64_t n_groups) {
   const bool grouped = n_groups > 0;
   const bool type_ok = type == TensorType::Q8_0 || (grouped && type == TensorType::IQ2_XXS);
   const bool takes = split && type_ok && x_rows * x_stride < (int64_t{1} << 31);
-  if (tile == GemmTile::kWgmma) {
-    if (!takes) {
-      return make_error("the wgmma tile takes split mode with Q8_0 weights (grouped_gemm: also IQ2_XXS), "
-                        "x rows · x_stride < 2^31");
+  if (tile == GemmTile::kWgmma || tile == GemmTile::kWgmma64) {
+    if (!takes || (tile == GemmTile::kWgmma64 && !grouped)) {
+      return make_error("the wgmma tiles take split mode with Q8_0 weights (grouped_gemm: also IQ2_XXS), "
+                        "x rows · x_stride < 2^31; the 64-token tile grouped_gemm only");
     }
-    return true;
+    return detail::gemm_wgmma_tile_rows(tile == GemmTile::kWgmma);
   }
-  if (tile != GemmTile::kAuto || !takes || n < 512 || n < 64 * n_groups) return false;
-  return device_info().major == 9;
+  if (tile != GemmTile::kAuto || !takes || n < 512 || device_info().major != 9) return 0;
+  return detail::gemm_wgmma_tile_rows(!grouped || n >= kWgmma64Below * n_groups);
 }
 
 // Checks shared by both entry points; fills the weight part of the launch.
@@ -183,9 +194,9 @@ Status gemm(const GemmWeights& w, const __half* x, int64_t x_stride, const float
   const bool split = x_lo != nullptr;
   const auto wgmma = pick_wgmma(tile, w.type, n, n, x_stride, split, 0);
   if (!wgmma.ok()) return fail(make_error(wgmma.error().message));
-  const auto large = *wgmma ? Result<bool>(false) : pick_large(tile, w.type, w.n_out, n, 1, split);
+  const auto large = *wgmma ? Result<bool>(*wgmma == 128) : pick_large(tile, w.type, w.n_out, n, 1, split);
   if (!large.ok()) return fail(make_error(large.error().message));
-  const int tile_rows = *wgmma ? detail::gemm_wgmma_tile_rows() : detail::gemm_tile_shape(*large, split).rows;
+  const int tile_rows = *wgmma ? *wgmma : detail::gemm_tile_shape(*large, split).rows;
   if ((n + tile_rows - 1) / tile_rows > 65535) {
     return fail(make_error("too many rows for one launch"));
   }
@@ -204,7 +215,7 @@ Status gemm(const GemmWeights& w, const __half* x, int64_t x_stride, const float
   l.y_rows = nullptr;
   l.y_count = static_cast<int>(n);
   l.large = *large;
-  if (Status s = launch(l, stream, *wgmma); !s.ok()) return fail(s);
+  if (Status s = launch(l, stream, *wgmma != 0); !s.ok()) return fail(s);
   return Status::ok_status();
 }
 
@@ -239,9 +250,10 @@ Status grouped_gemm(const GroupedGemm& g, cudaStream_t stream, GemmTile tile) {
   const bool split = g.x_lo != nullptr;
   const auto wgmma = pick_wgmma(tile, g.w.type, g.n_rows, x_count, g.x_stride, split, g.n_groups);
   if (!wgmma.ok()) return fail(make_error(wgmma.error().message));
-  const auto large = *wgmma ? Result<bool>(false) : pick_large(tile, g.w.type, g.w.n_out, g.n_rows, g.n_groups, split);
+  const auto large =
+      *wgmma ? Result<bool>(*wgmma == 128) : pick_large(tile, g.w.type, g.w.n_out, g.n_rows, g.n_groups, split);
   if (!large.ok()) return fail(make_error(large.error().message));
-  const int rows = *wgmma ? detail::gemm_wgmma_tile_rows()
+  const int rows = *wgmma ? *wgmma
                    : int8 ? detail::gemm_int8_tile_rows()
                           : detail::gemm_tile_shape(*large, split).rows;
   if ((g.n_rows + rows - 1) / rows + g.n_groups > 65535) return fail(make_error("too many rows for one launch"));
@@ -263,7 +275,7 @@ Status grouped_gemm(const GroupedGemm& g, cudaStream_t stream, GemmTile tile) {
   l.x_plane = x_count * g.x_stride;
   l.x_records = g.x_records;
   l.large = *large;
-  if (Status s = launch(l, stream, *wgmma); !s.ok()) return fail(s);
+  if (Status s = launch(l, stream, *wgmma != 0); !s.ok()) return fail(s);
   return Status::ok_status();
 }
 

@@ -75,9 +75,12 @@ enum class GemmTile {
   kSmall,  // 64 tokens × 128 features per CTA (warp tile 32 × 32)
   // Split mode, Hopper: wgmma (128 tokens × 128 features per CTA; cuda/gemm_wgmma.cu), the
   // split's numbers and bound. Q8_0 weights in gemm() and grouped_gemm(), IQ2_XXS weights in
-  // grouped_gemm(). kAuto picks it there on compute capability 9 from 512 rows on (grouped: and
-  // an average of 64 rows per group, below which its 128-row tile is mostly padding).
+  // grouped_gemm(). kAuto picks it there on compute capability 9 from 512 rows on (grouped: from
+  // an average of 68 rows per group, below which kWgmma64).
   kWgmma,
+  // The same kernel on 64 tokens × 256 features per CTA (each expert's weights decoded once per
+  // 64 tokens; less padding where groups are small or uneven), grouped_gemm() only; the same bits.
+  kWgmma64,
 };
 
 // Whether gemm()/grouped_gemm() take weights of this type and row length (n_in), in f16 mode and in

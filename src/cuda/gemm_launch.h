@@ -42,7 +42,7 @@ struct GemmLaunch {
   const int8_t* x_limbs;
   int64_t x_plane;
   const uint8_t* x_records;
-  bool large;              // GemmTile::kLarge, else kSmall (split mode: its own tile pair)
+  bool large;  // GemmTile::kLarge, else kSmall (split mode: its own tile pair; wgmma: kWgmma, else kWgmma64)
 };
 
 // Row and feature extent of one CTA for the two tile shapes (gemm_kernel.cuh's kBT, kBF).
@@ -56,10 +56,10 @@ cudaError_t launch_gemm(const GemmLaunch& l, cudaStream_t stream);
 cudaError_t launch_gemm_split(const GemmLaunch& l, cudaStream_t stream);  // l.x_lo set
 cudaError_t launch_gemm_int8(const GemmLaunch& l, cudaStream_t stream);   // l.x_limbs set
 int gemm_int8_tile_rows();
-// Split mode on sm_90a wgmma (gemm_wgmma.cu): Q8_0 dense or grouped, IQ2_XXS grouped; x row
-// offsets in 32 bits.
+// Split mode on sm_90a wgmma (gemm_wgmma.cu): Q8_0 dense or grouped, IQ2_XXS grouped (l.large: the
+// 128-token tile, else the 64-token one, grouped only); x row offsets in 32 bits.
 cudaError_t launch_gemm_wgmma(const GemmLaunch& l, cudaStream_t stream);
-int gemm_wgmma_tile_rows();
+int gemm_wgmma_tile_rows(bool large);
 cudaError_t launch_convert_f32_to_int8(const float* x, int64_t x_stride, int64_t n_rows, int64_t cols, int8_t* limbs,
                                        int64_t limb_stride, uint8_t* records, cudaStream_t stream);
 

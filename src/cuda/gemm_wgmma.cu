@@ -8,10 +8,14 @@
 // the CTA's (group, row tile) found from the offsets as gemm_kernel.cuh does, X rows gathered by
 // x_rows, output rows scattered by y_rows).
 //
-// Tile: 128 tokens × 128 features per CTA, two warpgroups (256 threads), warpgroup g owns tokens
-// 64g..64g+63 and all 128 features: acc and two temporaries of 64 f32 each per thread. Every thread
-// also copies and decodes (no producer warps: the MMAs are asynchronous, so the decode of step t+1
-// runs while the tensor cores work on step t). Per 64-column k-step t:
+// Tiles (two warpgroups, 256 threads, each warpgroup one m64n128 fragment: acc and two temporaries
+// of 64 f32 each per thread): 128 tokens × 128 features per CTA, warpgroup g owns tokens
+// 64g..64g+63 and all 128 features; or 64 tokens × 256 features (grouped only: an expert's rows
+// average 48 at 2048-token chunks, so half the 128-token tile would be padding), both warpgroups
+// on the same 64 tokens, warpgroup g owns features 128g..128g+127, each decoded feature row serving
+// 64 tokens instead of 128. Every thread also copies and decodes (no producer warps: the MMAs are
+// asynchronous, so the decode of step t+1 runs while the tensor cores work on step t). Per
+// 64-column k-step t:
 //   wait for cp.async group t (X hi/lo of step t, the raw stage first decoded at t + 1),
 //   fence.proxy.async (the tensor cores read through the async proxy what cp.async and the decoder
 //   wrote), barrier, issue cp.async group t + kAhead; chain 0 (columns 0-31: hi, lo, hi, lo k16
@@ -43,37 +47,40 @@ namespace dsv4::cuda::detail {
 
 namespace {
 
-// The CTA as gemm_kernel.cuh's geometry sees it: 8 warps stacked on the tokens, each holding the
-// accumulators of 16 rows × 128 features (its quarter of its warpgroup's m64n128 fragment).
+// The CTA as gemm_kernel.cuh's geometry sees it: 8 warps, each holding the accumulators of
+// 16 rows × 128 features (its quarter of its warpgroup's m64n128 fragment), stacked on the tokens
+// (kTall: 128 × 128) or 4 on the tokens × 2 on the features (64 × 256).
+template <bool kTall>
 struct GemmTileWgmma {
-  static constexpr int kWarpsT = 8, kWarpsF = 1, kMT = 1, kNF = 16;
+  static constexpr int kWarpsT = kTall ? 8 : 4, kWarpsF = kTall ? 1 : 2, kMT = 1, kNF = 16;
   static constexpr bool kSplit = true;
 };
 constexpr int kThreads = kGemmThreads;
-constexpr int kBT = 128, kBF = 128;
-constexpr int kWB = 2;                            // decoded W buffers (and scale tables)
-constexpr int kXTile = kBT * 128;                 // one of hi / lo
-// Scale table of one W buffer: per 32-column half, 128 f32 scales (+ 16 of padding, so the two
-// halves' writes fall in different banks) in the order a thread reads them: pair index
-// j = f / 8 (feature 8j + 2q + c, q = lane % 4, c = f % 2), float4 (j / 2, q) holds the pairs of
-// j = 2·(j / 2) and 2·(j / 2) + 1, so a thread's 16 pairs are 8 LDS.128 (tab_index()).
-constexpr int kTabHalf = kBF + 16;                // floats
-constexpr int kTabBytes = 2 * kTabHalf * 4;
-constexpr int kXRows = kBT / 32;                  // X rows per thread per tile
-constexpr int kCPT = kBF * 8 / kThreads;          // decoded 16-byte chunks per thread (4: half a row)
-constexpr int kLanes = 8;                         // threads per raw row (kChunks ≤ 8)
-constexpr int kRawPasses = kBF * kLanes / kThreads;
-static_assert(kCPT == 4, "one 32-column half, so one scale, per decoding thread and step");
+constexpr int kWB = 2;     // decoded W buffers (and scale tables)
+constexpr int kCPT = 4;    // decoded 16-byte chunks per thread and row: one 32-column half, so one scale
+constexpr int kLanes = 8;  // threads per raw row (kChunks ≤ 8)
 
-template <class D>
-struct WgmmaGeometry : GemmGeometry<D, GemmTileWgmma> {
-  using G = GemmGeometry<D, GemmTileWgmma>;
+template <class D, bool kTall>
+struct WgmmaGeometry : GemmGeometry<D, GemmTileWgmma<kTall>> {
+  using G = GemmGeometry<D, GemmTileWgmma<kTall>>;
   static constexpr int kAhead = G::kSX - 1;  // cp.async groups in flight
   static constexpr int kChunks = G::kSpan / 16;
+  static constexpr int kXTile = G::kBT * 128;  // one of hi / lo
+  static constexpr int kXRows = G::kBT / 32;   // X rows per thread per tile
+  // Feature rows per decoding thread (two threads a row, one per half), 128 apart.
+  static constexpr int kDRows = G::kBF * 8 / kCPT / kThreads;
+  static constexpr int kRawPasses = G::kBF * kLanes / kThreads;
+  // Scale table of one W buffer: per 32-column half, kBF f32 scales (+ 16 of padding, so the two
+  // halves' writes fall in different banks) in the order a thread reads them: pair index
+  // j = f / 8 (feature 8j + 2q + c, q = lane % 4, c = f % 2), float4 (j / 2, q) holds the pairs of
+  // j = 2·(j / 2) and 2·(j / 2) + 1, so a thread's 16 pairs are 8 LDS.128 (tab_index(); feature
+  // f + 128 sits 128 floats after f, so a warpgroup's features 128g.. start at float 128g).
+  static constexpr int kTabHalf = G::kBF + 16;  // floats
+  static constexpr int kTabBytes = 2 * kTabHalf * 4;
   // Tiles from a 1024-aligned base: X buffers, W buffers, raw stages, scale tables, lookup tables.
   static constexpr int kSmem = 1024 + G::kSX * G::kXBytes + kWB * G::kWBytes + G::kRR * G::kRawBytes +
                                kWB * kTabBytes + G::kTableBytes;
-  static_assert(G::kBT == kBT && G::kBF == kBF && G::kXBytes == 2 * kXTile);
+  static_assert(G::kBT * G::kBF == 2 * 64 * 128 && G::kXBytes == 2 * kXTile, "two m64n128 warpgroups");
   static_assert(kSmem <= 227 * 1024);
   static_assert(kChunks <= kLanes);
 };
@@ -88,11 +95,12 @@ __device__ __forceinline__ void fence_proxy_async() {
   asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
 }
 
-template <class D, bool kGrouped>
+template <class D, bool kGrouped, bool kTall>
 __global__ void __launch_bounds__(kThreads, 1) gemm_wgmma_kernel(__grid_constant__ const GemmLaunch p) {
-  using G = WgmmaGeometry<D>;
-  constexpr int kSX = G::kSX, kSPR = G::kSPR, kRR = G::kRR, kPitch = G::kPitch, kAhead = G::kAhead;
-  constexpr int kXBytes = G::kXBytes, kWBytes = G::kWBytes, kRawBytes = G::kRawBytes;
+  using G = WgmmaGeometry<D, kTall>;
+  constexpr int kBT = G::kBT, kBF = G::kBF, kSX = G::kSX, kSPR = G::kSPR, kRR = G::kRR, kPitch = G::kPitch;
+  constexpr int kAhead = G::kAhead, kXBytes = G::kXBytes, kWBytes = G::kWBytes, kRawBytes = G::kRawBytes;
+  constexpr int kXTile = G::kXTile, kXRows = G::kXRows, kDRows = G::kDRows, kTabHalf = G::kTabHalf;
   extern __shared__ uint8_t smem_raw[];
   // Tiles on 1024-byte boundaries (the dynamic allocation is only 16-byte aligned for sure).
   const uint32_t base = (smem_addr(smem_raw) + 1023u) & ~1023u;
@@ -135,9 +143,9 @@ __global__ void __launch_bounds__(kThreads, 1) gemm_wgmma_kernel(__grid_constant
   auto issue_raw = [&](int stage) {
     if (raw_c >= G::kChunks) return;
     const uint32_t at = (stage % kRR) * kRawBytes + raw_r * kPitch + 16 * raw_c;
-    gemm_copy_raw_rows<kRawPasses, kThreads / kLanes, true>(raw + at, raw_ptr + at, kPitch, wexp, row_bytes,
-                                                           static_cast<uint32_t>(stage * D::kStageBytes),
-                                                           f0 + raw_r, p.n_out, raw_c, p.w_end);
+    gemm_copy_raw_rows<G::kRawPasses, kThreads / kLanes, true>(raw + at, raw_ptr + at, kPitch, wexp, row_bytes,
+                                                              static_cast<uint32_t>(stage * D::kStageBytes),
+                                                              f0 + raw_r, p.n_out, raw_c, p.w_end);
   };
   auto issue_group = [&](int u) {
     if (u < n_steps) {
@@ -153,16 +161,20 @@ __global__ void __launch_bounds__(kThreads, 1) gemm_wgmma_kernel(__grid_constant
   };
 
   // Decode of step t: thread tid writes chunks dchunk..dchunk+3 (32-column half dh = tid % 2) of
-  // feature row drow and that half's scale.
-  const int drow = tid / 2, dh = tid & 1, dchunk = dh * kCPT;
-  const uint32_t drow_mis = static_cast<uint32_t>(reinterpret_cast<uintptr_t>(wexp)) +
-                            static_cast<uint32_t>(min(f0 + drow, p.n_out - 1)) * row_bytes;
-  const int tab_pos = dh * kTabHalf + tab_index(drow);
-  auto decode = [&](int t) {
+  // feature rows drow + 128·i (i < kDRows) and that half's scales.
+  const int dh = tid & 1, dchunk = dh * kCPT;
+  uint32_t drow_mis[kDRows];
+#pragma unroll
+  for (int i = 0; i < kDRows; ++i) {
+    drow_mis[i] = static_cast<uint32_t>(reinterpret_cast<uintptr_t>(wexp)) +
+                  static_cast<uint32_t>(min(f0 + tid / 2 + 128 * i, p.n_out - 1)) * row_bytes;
+  }
+  auto decode_row = [&](int t, int i) {
+    const int drow = tid / 2 + 128 * i;
     const int stage = t / kSPR;
-    const int mis = static_cast<int>((drow_mis + static_cast<uint32_t>(stage * D::kStageBytes)) & 15u);
+    const int mis = static_cast<int>((drow_mis[i] + static_cast<uint32_t>(stage * D::kStageBytes)) & 15u);
     const uint8_t* row = raw_ptr + (stage % kRR) * kRawBytes + drow * kPitch + mis;
-    float* const scale = tab + (t % kWB) * 2 * kTabHalf + tab_pos;
+    float* const scale = tab + (t % kWB) * 2 * kTabHalf + dh * kTabHalf + tab_index(drow);
     uint8_t* const dst = ws_ptr + (t % kWB) * kWBytes;
     const auto store = [&](int c, uint4 v) { *reinterpret_cast<uint4*>(dst + swz(drow, dchunk + c)) = v; };
     if constexpr (std::is_same_v<D, CodesQ8_0>) {
@@ -206,8 +218,13 @@ __global__ void __launch_bounds__(kThreads, 1) gemm_wgmma_kernel(__grid_constant
       for (int c = 0; c < kCPT; ++c) store(c, v[c]);
     }
   };
+  auto decode = [&](int t) {
+#pragma unroll
+    for (int i = 0; i < kDRows; ++i) decode_row(t, i);
+  };
 
-  const int wg = warp >> 2;
+  // This warpgroup's first token and feature within the tile.
+  const int wg = warp >> 2, wg_t = kTall ? 64 * wg : 0, wg_f = kTall ? 0 : 128 * wg;
   float acc[64], tmp0[64], tmp1[64];
 #pragma unroll
   for (int i = 0; i < 64; ++i) acc[i] = tmp0[i] = tmp1[i] = 0.0f;
@@ -225,7 +242,8 @@ __global__ void __launch_bounds__(kThreads, 1) gemm_wgmma_kernel(__grid_constant
   };
   // acc += scale·tmp with the scales of half h of step t (feature 8j + 2·(lane % 4) + c % 2).
   auto scale_add = [&](const float (&tmp)[64], int t, int h) {
-    const float4* sc = reinterpret_cast<const float4*>(tab + (t % kWB) * 2 * kTabHalf + h * kTabHalf) + (lane & 3);
+    const float4* sc =
+        reinterpret_cast<const float4*>(tab + (t % kWB) * 2 * kTabHalf + h * kTabHalf + wg_f) + (lane & 3);
 #pragma unroll
     for (int jj = 0; jj < 8; ++jj) {
       const float4 d4 = sc[4 * jj];  // the pairs of j = 2jj (x, y) and 2jj + 1 (z, w)
@@ -252,8 +270,8 @@ __global__ void __launch_bounds__(kThreads, 1) gemm_wgmma_kernel(__grid_constant
     fence_proxy_async();
     __syncthreads();
     issue_group(t + kAhead);
-    const uint32_t xa = xs + (t % kSX) * kXBytes + wg * 64 * 128;
-    const uint32_t wb = ws + (t % kWB) * kWBytes;
+    const uint32_t xa = xs + (t % kSX) * kXBytes + wg_t * 128;
+    const uint32_t wb = ws + (t % kWB) * kWBytes + wg_f * 128;
     wgmma_fence_operands(tmp0);
     wgmma_fence_operands(tmp1);
     wgmma_fence();
@@ -269,18 +287,18 @@ __global__ void __launch_bounds__(kThreads, 1) gemm_wgmma_kernel(__grid_constant
   }
 
   // acc[4j + c]: row 16·(warp % 4) + lane / 4 + 8·(c / 2) of the warpgroup's 64, feature
-  // 8j + 2·(lane % 4) + c % 2.
+  // 8j + 2·(lane % 4) + c % 2 of its 128.
   const bool pairs = (reinterpret_cast<uintptr_t>(p.y) & 7) == 0 && (p.y_stride & 1) == 0;
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
-    const int r = row0 + wg * 64 + 16 * (warp & 3) + (lane >> 2) + 8 * h;
+    const int r = row0 + wg_t + 16 * (warp & 3) + (lane >> 2) + 8 * h;
     if (r >= tile_end) continue;
     const float scale = p.x_scale ? p.x_scale[src_row(r)] : 1.0f;
     const int out = kGrouped && p.y_rows ? min(max(p.y_rows[r], 0), p.y_count - 1) : r;
     float* yrow = p.y + static_cast<int64_t>(out) * p.y_stride;
 #pragma unroll
     for (int j = 0; j < 16; ++j) {
-      const int f = f0 + 8 * j + 2 * (lane & 3);
+      const int f = f0 + wg_f + 8 * j + 2 * (lane & 3);
       const float v0 = acc[4 * j + 2 * h] * scale, v1 = acc[4 * j + 2 * h + 1] * scale;
       if (pairs && f + 1 < p.n_out) {
         *reinterpret_cast<float2*>(yrow + f) = make_float2(v0, v1);
@@ -292,14 +310,16 @@ __global__ void __launch_bounds__(kThreads, 1) gemm_wgmma_kernel(__grid_constant
   }
 }
 
-template <class D, bool kGrouped>
+template <class D, bool kGrouped, bool kTall = true>
 cudaError_t launch_wgmma(const GemmLaunch& l, cudaStream_t stream) {
-  constexpr int kSmem = WgmmaGeometry<D>::kSmem;
+  using G = WgmmaGeometry<D, kTall>;
+  constexpr int kSmem = G::kSmem, kBT = G::kBT, kBF = G::kBF;
   int device = 0;
   cudaError_t e = cudaGetDevice(&device);
   if (e == cudaSuccess) {
     e = once_per_device(device, [] {
-      return cudaFuncSetAttribute(gemm_wgmma_kernel<D, kGrouped>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
+      return cudaFuncSetAttribute(gemm_wgmma_kernel<D, kGrouped, kTall>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                  kSmem);
     });
   }
   if (e != cudaSuccess) return e;
@@ -307,7 +327,7 @@ cudaError_t launch_wgmma(const GemmLaunch& l, cudaStream_t stream) {
   const int64_t slots = (l.n_rows + kBT - 1) / kBT + (kGrouped ? l.n_groups : 0);
   if (slots > 65535) return cudaErrorInvalidConfiguration;
   const dim3 grid((l.n_out + kBF - 1) / kBF, static_cast<unsigned>(slots));
-  gemm_wgmma_kernel<D, kGrouped><<<grid, kThreads, kSmem, stream>>>(l);
+  gemm_wgmma_kernel<D, kGrouped, kTall><<<grid, kThreads, kSmem, stream>>>(l);
   return cudaGetLastError();
 }
 
@@ -316,15 +336,18 @@ cudaError_t launch_wgmma(const GemmLaunch& l, cudaStream_t stream) {
 cudaError_t launch_gemm_wgmma(const GemmLaunch& l, cudaStream_t stream) {
   if (!l.x_lo || l.x_limbs || (!l.offsets && (l.x_rows || l.y_rows))) return cudaErrorInvalidValue;
   const bool grouped = l.offsets != nullptr;
+  if (!grouped && !l.large) return cudaErrorInvalidValue;
   switch (l.type) {
     case gguf::TensorType::Q8_0:
-      return grouped ? launch_wgmma<CodesQ8_0, true>(l, stream) : launch_wgmma<CodesQ8_0, false>(l, stream);
+      if (!grouped) return launch_wgmma<CodesQ8_0, false>(l, stream);
+      return l.large ? launch_wgmma<CodesQ8_0, true>(l, stream) : launch_wgmma<CodesQ8_0, true, false>(l, stream);
     case gguf::TensorType::IQ2_XXS:
-      return grouped ? launch_wgmma<CodesIQ2_XXS, true>(l, stream) : cudaErrorInvalidValue;
+      if (!grouped) return cudaErrorInvalidValue;
+      return l.large ? launch_wgmma<CodesIQ2_XXS, true>(l, stream) : launch_wgmma<CodesIQ2_XXS, true, false>(l, stream);
     default: return cudaErrorInvalidValue;
   }
 }
 
-int gemm_wgmma_tile_rows() { return kBT; }
+int gemm_wgmma_tile_rows(bool large) { return large ? 128 : 64; }
 
 }  // namespace dsv4::cuda::detail

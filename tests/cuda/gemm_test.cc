@@ -45,6 +45,7 @@ const char* tile_name(GemmTile t) {
     case GemmTile::kLarge: return "large";
     case GemmTile::kSmall: return "small";
     case GemmTile::kWgmma: return "wgmma";
+    case GemmTile::kWgmma64: return "wgmma64";
   }
   return "?";
 }

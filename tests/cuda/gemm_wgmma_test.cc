@@ -1,12 +1,12 @@
-// The wgmma split GEMM (GemmTile::kWgmma, cuda/gemm_wgmma.cu) against a double reference on fresh
+// The wgmma split GEMM (GemmTile::kWgmma and kWgmma64, cuda/gemm_wgmma.cu) against a double reference on fresh
 // random inputs: f32 activations of mixed magnitudes inside a row (the small elements live in
 // x_lo), a row of zeros, a random power of two per row, converted on the device by
 // convert_f32_to_f16_split. Dense Q8_0: partial row and feature tiles, a single k-step, strides,
 // every dense Q8_0 shape of flash-q2 at a prefill chunk (600 rows: four full 128-row tiles and a
 // partial one), and out_a's grouped form (8 column slices of one activation matrix, 8 slabs of one
-// tensor, outputs interleaved), as forward.cc calls it. Grouped IQ2_XXS and Q8_0 (grouped_gemm):
-// random groups — empty ones, ones smaller than a tile, exactly one tile, one spanning several
-// tiles — gathered X rows, outputs scattered by a permutation, out-of-range expert ids and rows past
+// tensor, outputs interleaved), as forward.cc calls it. Grouped IQ2_XXS and Q8_0 (grouped_gemm, both
+// tiles): random groups — empty ones, ones smaller than a tile, exactly one tile of either, ones
+// spanning several tiles — gathered X rows, outputs scattered by a permutation, out-of-range expert ids and rows past
 // n_rows (clamped offsets) writing nothing, a partial feature tile with padding columns.
 //
 // Tolerance per output: the split's (split_reference.h). The kernel forms the same numbers as the
@@ -176,25 +176,30 @@ TEST(GemmWgmma, GroupedOutputAMatchesDoubleReference) {
   }
 }
 
-// Routed-expert form through grouped_gemm on wgmma, and through kAuto, which takes it from an
-// average of 64 rows per group on (the sizes below give at least 819 rows for 12 groups), with the
-// same bits: group sizes drawn afresh — two empty, one of 1..20 rows, one below half a tile, one
-// between half a tile and a tile, exactly one tile, one of 129..328 and one of 500..627 rows
-// (several tiles, the last partial), the rest 1..128 — in random order over 7 experts, two
+// Routed-expert form through grouped_gemm on both wgmma tiles, each against the reference and
+// with the same bits (each output is the same sequence of MMAs and FFMAs in either tile), and
+// through kAuto, which takes one of them from 512 rows (the sizes below give 882..1732 rows for 20
+// groups: 44..87 per group on average, on either side of its rule at 68): group sizes drawn afresh —
+// ten empty, one of 1..20 rows, one below a 64-row tile, exactly one 64-row tile, one between 64
+// and 128, exactly one 128-row tile, one of 129..328 and one of 500..627 rows (several tiles of
+// either, the last partial), three of 1..128 — in random order over 7 experts, two
 // non-empty groups with out-of-range expert ids (7 and -1); n_rows stops 9 rows short of the last
 // offset (clamped: those rows write nothing). Sorted row r reads X row x_rows[r] (a random token)
-// with its row factor and writes output row y_rows[r] (a permutation), 300 features (a partial
-// 128-feature tile) in rows of 304 (the padding must keep its fill).
+// with its row factor and writes output row y_rows[r] (a permutation), 428 features (a partial
+// 128-feature tile; a partial 256-feature one whose second warpgroup has 44 valid features) in
+// rows of 432 (the padding must keep its fill).
 void grouped_case(TensorType type) {
   ASSERT_TRUE(prepare_matvec().ok());
   const uint64_t seed = fresh_seed();
   SCOPED_TRACE("seed " + std::to_string(seed) + ", " + format_of(type).name);
   std::mt19937_64 rng(seed);
   const int n_expert = 7, n_tokens = 200;
-  const int64_t m = 300, k = 768, y_stride = 304;
+  const int64_t m = 428, k = 768, y_stride = 432;
   const auto draw = [&](int lo, int hi) { return lo + static_cast<int>(rng() % static_cast<uint64_t>(hi - lo + 1)); };
-  std::vector<int32_t> sizes = {0, 0, draw(1, 20), draw(1, 63), draw(65, 127), 128, draw(129, 328), draw(500, 627)};
+  std::vector<int32_t> sizes = {0,   0, draw(1, 20), draw(1, 63), 64, draw(65, 127), 128, draw(129, 328),
+                                draw(500, 627)};
   while (sizes.size() < 12) sizes.push_back(draw(1, 128));
+  sizes.resize(20, 0);
   std::shuffle(sizes.begin(), sizes.end(), rng);
   std::vector<int32_t> group_expert(sizes.size());
   for (int32_t& e : group_expert) e = draw(0, n_expert - 1);
@@ -242,41 +247,46 @@ void grouped_case(TensorType type) {
   g.y_stride = y_stride;
   g.y_rows = d_yr.get<int32_t>();
   g.y_count = total;
+  // Each forced tile against the reference first (a wrong tile fails on its own numbers), then the
+  // same bits as kWgmma; kAuto only the same bits.
   std::vector<float> first;
-  for (const GemmTile tile : {GemmTile::kWgmma, GemmTile::kAuto}) {
+  for (const GemmTile tile : {GemmTile::kWgmma, GemmTile::kWgmma64, GemmTile::kAuto}) {
+    SCOPED_TRACE(tile == GemmTile::kWgmma ? "kWgmma" : tile == GemmTile::kWgmma64 ? "kWgmma64" : "kAuto");
     CUDA_ASSERT(cudaMemset(dy.get(), 0xFF, dy.size()));
     STATUS_ASSERT(grouped_gemm(g, nullptr, tile));
     CUDA_ASSERT(cudaDeviceSynchronize());
     const std::vector<float> y = download<float>(dy, static_cast<size_t>(total * y_stride));
-    if (!first.empty()) {
-      for (size_t i = 0; i < y.size(); ++i) {
-        ASSERT_TRUE(same_bits(y[i], first[i])) << "kAuto differs from kWgmma at " << i;
-      }
-      continue;
-    }
-    first = y;
-    std::vector<int64_t> unwritten;
-    for (int r = n_rows; r < total; ++r) unwritten.push_back(y_rows[static_cast<size_t>(r)]);
-    for (int gi = 0; gi < g.n_groups; ++gi) {
-      const int e = group_expert[static_cast<size_t>(gi)];
-      const GroupRows rows = group_rows(clamped, x_rows, y_rows, gi);
-      if (e < 0 || e >= n_expert) {
-        unwritten.insert(unwritten.end(), rows.out.begin(), rows.out.end());
-        continue;
-      }
-      const RefWeights ref = reference_weights(f, wbytes.data() + static_cast<size_t>(e) * slab, m, k);
-      const std::string what = "group " + std::to_string(gi) + " (" + std::to_string(rows.out.size()) +
-                               " rows, expert " + std::to_string(e) + ")";
-      check_rows(y, y_stride, rows.out, rows.x, x.data(), k, sx.factors, ref, what);
-      for (const int64_t r : rows.out) {
-        for (int64_t c = m; c < y_stride; ++c) {
-          uint32_t u;
-          std::memcpy(&u, &y[static_cast<size_t>(r * y_stride + c)], 4);
-          ASSERT_EQ(u, 0xFFFFFFFFu) << what << ": wrote padding at row " << r << " column " << c;
+    if (tile != GemmTile::kAuto) {
+      std::vector<int64_t> unwritten;
+      for (int r = n_rows; r < total; ++r) unwritten.push_back(y_rows[static_cast<size_t>(r)]);
+      for (int gi = 0; gi < g.n_groups; ++gi) {
+        const int e = group_expert[static_cast<size_t>(gi)];
+        const GroupRows rows = group_rows(clamped, x_rows, y_rows, gi);
+        if (e < 0 || e >= n_expert) {
+          unwritten.insert(unwritten.end(), rows.out.begin(), rows.out.end());
+          continue;
+        }
+        const RefWeights ref = reference_weights(f, wbytes.data() + static_cast<size_t>(e) * slab, m, k);
+        const std::string what = "group " + std::to_string(gi) + " (" + std::to_string(rows.out.size()) +
+                                 " rows, expert " + std::to_string(e) + ")";
+        check_rows(y, y_stride, rows.out, rows.x, x.data(), k, sx.factors, ref, what);
+        for (const int64_t r : rows.out) {
+          for (int64_t c = m; c < y_stride; ++c) {
+            uint32_t u;
+            std::memcpy(&u, &y[static_cast<size_t>(r * y_stride + c)], 4);
+            ASSERT_EQ(u, 0xFFFFFFFFu) << what << ": wrote padding at row " << r << " column " << c;
+          }
         }
       }
+      ASSERT_NO_FATAL_FAILURE(expect_unwritten(y, y_stride, unwritten));
     }
-    ASSERT_NO_FATAL_FAILURE(expect_unwritten(y, y_stride, unwritten));
+    if (first.empty()) {
+      first = y;
+      continue;
+    }
+    for (size_t i = 0; i < y.size(); ++i) {
+      ASSERT_TRUE(same_bits(y[i], first[i])) << "differs from kWgmma at " << i;
+    }
   }
 }
 
@@ -290,11 +300,14 @@ TEST(GemmWgmma, RejectsWhatItDoesNotTake) {
   const GemmWeights f16{TensorType::F16, dw.get(), 64, 8, 1};
   const GemmWeights q8{TensorType::Q8_0, dw.get(), 64, 8, 1};
   const GemmWeights iq2{TensorType::IQ2_XXS, dw.get(), 256, 8, 1};
-  // F16 weights, Q8_0 without x_lo (f16 mode), IQ2_XXS in gemm() (dense).
+  // F16 weights, Q8_0 without x_lo (f16 mode), IQ2_XXS in gemm() (dense), the 64-token tile in gemm().
   EXPECT_FALSE(gemm(f16, dx.get<__half>(), 64, nullptr, 2, dy.get<float>(), 8, nullptr, GemmTile::kWgmma,
                     dx.get<__half>() + 1024)
                    .ok());
   EXPECT_FALSE(gemm(q8, dx.get<__half>(), 64, nullptr, 2, dy.get<float>(), 8, nullptr, GemmTile::kWgmma).ok());
+  EXPECT_FALSE(gemm(q8, dx.get<__half>(), 64, nullptr, 2, dy.get<float>(), 8, nullptr, GemmTile::kWgmma64,
+                    dx.get<__half>() + 1024)
+                   .ok());
   EXPECT_FALSE(gemm(iq2, dx.get<__half>(), 256, nullptr, 2, dy.get<float>(), 8, nullptr, GemmTile::kWgmma,
                     dx.get<__half>() + 2048)
                    .ok());
@@ -309,14 +322,18 @@ TEST(GemmWgmma, RejectsWhatItDoesNotTake) {
   g.x_stride = 256;
   g.y = dy.get<float>();
   g.y_stride = 8;
-  STATUS_ASSERT(grouped_gemm(g, nullptr, GemmTile::kWgmma));
-  CUDA_ASSERT(cudaDeviceSynchronize());
-  g.x_lo = nullptr;
-  EXPECT_FALSE(grouped_gemm(g, nullptr, GemmTile::kWgmma).ok());
-  g.x_lo = dx.get<__half>() + 2048;
-  g.w = f16;
-  g.x_stride = 64;
-  EXPECT_FALSE(grouped_gemm(g, nullptr, GemmTile::kWgmma).ok());
+  for (const GemmTile tile : {GemmTile::kWgmma, GemmTile::kWgmma64}) {
+    g.w = iq2;
+    g.x_stride = 256;
+    STATUS_ASSERT(grouped_gemm(g, nullptr, tile));
+    CUDA_ASSERT(cudaDeviceSynchronize());
+    g.x_lo = nullptr;
+    EXPECT_FALSE(grouped_gemm(g, nullptr, tile).ok());
+    g.x_lo = dx.get<__half>() + 2048;
+    g.w = f16;
+    g.x_stride = 64;
+    EXPECT_FALSE(grouped_gemm(g, nullptr, tile).ok());
+  }
 }
 
 }  // namespace
