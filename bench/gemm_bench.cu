@@ -7,8 +7,10 @@
 //   --profile: see profile_launches; --int8: the MoE down projection in f16, split and int8 mode at
 //   2048 and 4096 tokens, and the int8 activation conversion; --wgmma: the dense Q8_0 shapes in f16
 //   mode, split on mma.sync and split on wgmma at 2048 and 4096 tokens; --moe-wgmma: the routed
-//   experts' fused gate/up (IQ2_XXS 4096 → 2·2048, 256 experts, 6 per token, random routing) in
-//   split mode on mma.sync (small and large tile) and on wgmma at 2048 and 4096 tokens)
+//   experts' fused gate/up (IQ2_XXS 4096 → 2·2048, 256 experts, 6 per token) in split mode on
+//   mma.sync (small and large tile) and on both wgmma tiles at 2048 and 4096 tokens with uniform
+//   routing, both wgmma tiles at 3072 and 6144, and at 2048 and 4096 tokens with skewed routing
+//   (expert popularity ∝ rank^-0.5: the hottest expert 16× as likely as the coldest))
 //
 // Weights are random valid blocks made on the device (every f16 scale a moderate value), X random
 // f16 (cuBLAS: bf16, the same tensor-core rate). Each figure: 5 rounds of 20 back-to-back launches
@@ -21,6 +23,7 @@
 #include <dlfcn.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -187,8 +190,9 @@ double time_us(cudaStream_t stream, F&& launch) {
 const char* tile_name(GemmTile tile) {
   return tile == GemmTile::kLarge   ? "large"
          : tile == GemmTile::kSmall ? "small"
-         : tile == GemmTile::kWgmma ? "wgmma"
-                                    : "auto";
+         : tile == GemmTile::kWgmma   ? "wgmma"
+         : tile == GemmTile::kWgmma64 ? "wgmma64"
+                                      : "auto";
 }
 
 struct Bench {
@@ -248,20 +252,26 @@ struct Bench {
     CHECK_CUDA(cudaFree(y));
   }
 
-  // MoE: n tokens, each routed to 6 distinct experts of 256 (uniform), one projection k → m of the
-  // expert tensor, X gathered by token (gate/up) or already in sorted order (down).
+  // MoE: n tokens, each routed to 6 distinct experts of 256, one projection k → m of the expert
+  // tensor, X gathered by token (gate/up) or already in sorted order (down). Routing uniform, or
+  // with zipf > 0 expert popularity ∝ rank^-zipf (ranks 1..256 dealt to the experts at random).
   void moe(const char* name, TensorType type, int64_t k, int64_t m, int64_t n, bool gather,
-           std::vector<GemmTile> tiles = {GemmTile::kSmall, GemmTile::kLarge}) {
+           std::vector<GemmTile> tiles = {GemmTile::kSmall, GemmTile::kLarge}, double zipf = 0) {
     constexpr int kExperts = 256, kTopK = 6;
     void* w = random_weights(type, k, m * kExperts, 3);
-    std::mt19937 rng(7);
+    std::mt19937 rng(7), rank_rng(11);
+    std::vector<double> rank(kExperts), popularity(kExperts);
+    for (int e = 0; e < kExperts; ++e) rank[static_cast<size_t>(e)] = e + 1.0;
+    std::shuffle(rank.begin(), rank.end(), rank_rng);
+    for (size_t e = 0; e < rank.size(); ++e) popularity[e] = std::pow(rank[e], -zipf);
+    std::discrete_distribution<int> pick(popularity.begin(), popularity.end());
     std::vector<int32_t> topk(static_cast<size_t>(n * kTopK));
     for (int64_t t = 0; t < n; ++t) {
       for (int j = 0; j < kTopK; ++j) {
         int e;
         bool dup;
         do {
-          e = static_cast<int>(rng() % kExperts);
+          e = zipf > 0 ? pick(rng) : static_cast<int>(rng() % kExperts);
           dup = false;
           for (int i = 0; i < j; ++i) dup = dup || topk[static_cast<size_t>(t * kTopK + i)] == e;
         } while (dup);
@@ -328,6 +338,15 @@ struct Bench {
       const double us = time_us(stream, [&] { CHECK_OK(dsv4::cuda::grouped_gemm(g, stream, tile)); });
       row(name, type_label(type).c_str(), pairs, k, m, tile_name(tile), us, 2.0 * pairs * m * k,
           tile == tiles.front() ? cublas_tflops(m, pairs, k) : 0);
+    }
+    if (zipf > 0) {
+      std::vector<int32_t> offsets(kExperts + 1);
+      CHECK_CUDA(cudaMemcpy(offsets.data(), off, offsets.size() * 4, cudaMemcpyDeviceToHost));
+      std::vector<int32_t> sizes(kExperts);
+      for (int e = 0; e < kExperts; ++e) sizes[static_cast<size_t>(e)] = offsets[e + 1] - offsets[e];
+      std::sort(sizes.begin(), sizes.end());
+      std::printf("%-28s rows per expert (zipf %.2f): min %d, median %d, max %d\n", name, zipf, sizes.front(),
+                  sizes[kExperts / 2], sizes.back());
     }
     std::printf("%-28s sort_by_expert %lld pairs: %.1f us\n", name, static_cast<long long>(pairs), sort_us);
     for (void* p : {static_cast<void*>(d_topk), static_cast<void*>(off), static_cast<void*>(rp),
@@ -408,9 +427,17 @@ int main(int argc, char** argv) {
   // The routed experts' fused gate/up, split mode: mma.sync (both tiles) against wgmma.
   if (argc > 1 && std::strcmp(argv[1], "--moe-wgmma") == 0) {
     b.split = true;
+    const std::vector<GemmTile> wgmma_tiles = {GemmTile::kWgmma, GemmTile::kWgmma64};
     for (const int64_t n : {int64_t{2048}, int64_t{4096}}) {
       b.moe("MoE gate+up fused (q2)", TensorType::IQ2_XXS, 4096, 4096, n, true,
-            {GemmTile::kSmall, GemmTile::kLarge, GemmTile::kWgmma});
+            {GemmTile::kSmall, GemmTile::kLarge, GemmTile::kWgmma, GemmTile::kWgmma64});
+    }
+    for (const int64_t n : {int64_t{3072}, int64_t{6144}}) {
+      b.moe("MoE gate+up fused (q2)", TensorType::IQ2_XXS, 4096, 4096, n, true, wgmma_tiles);
+    }
+    for (const int64_t n : {int64_t{2048}, int64_t{4096}}) {
+      b.moe("MoE gate+up, zipf 0.5", TensorType::IQ2_XXS, 4096, 4096, n, true,
+            {GemmTile::kLarge, GemmTile::kWgmma, GemmTile::kWgmma64}, 0.5);
     }
     return 0;
   }
