@@ -74,7 +74,10 @@ LineEditor::Input LineEditor::read(std::string_view prompt) {
   if (!interactive_) return read_plain();
   if (!raw_mode(true)) return read_plain();
   Input in = read_edited(prompt);
-  raw_mode(false);
+  // After Ctrl+C the terminal stays raw until the next line or the editor's end: the caller reads
+  // again at once (or quits, and the destructor restores the terminal), and a second Ctrl+C typed
+  // in between must arrive as a byte, not as a SIGINT that kills the process.
+  if (in.outcome != Outcome::kInterrupted) raw_mode(false);
   return in;
 }
 
