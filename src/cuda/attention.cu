@@ -28,11 +28,12 @@ namespace {
 
 using namespace detail;
 
-constexpr int kThreads = 256;
 // The partial kernel's blocks: 16 warps, so that each warp scores two of the split's 32 rows and
 // each thread sums one output dim of a 512-wide head (ncu, H200: with 8 warps the kernel issued
 // once per 2.9 cycles per scheduler at 2.5 active warps, latency-bound on each warp's serial rows).
 constexpr int kPartialThreads = 512;
+// The combine's blocks: one output dim per thread for 512-wide heads, for the same reason.
+constexpr int kCombineThreads = 512;
 constexpr int kRows = kAttnRowsPerSplit;
 
 // Before griddepcontrol.wait (pdl.cuh) the block reads only the position (no kernel of a step
@@ -151,7 +152,7 @@ __host__ __device__ inline int64_t combine_angles_at(int hd, int splits) {
   return 2 * kCombineSplits * hd + (hd + splits + 1) / 2 * 2;
 }
 
-__global__ void combine_kernel(AttentionArgs a) {
+__global__ void __launch_bounds__(kCombineThreads) combine_kernel(AttentionArgs a) {
   extern __shared__ __align__(16) float smem[];
   float* stage = smem;                           // [2][kCombineSplits][hd]
   float* o = stage + 2 * kCombineSplits * a.hd;  // [hd]
@@ -244,7 +245,7 @@ Status launch(const AttentionArgs& a, cudaStream_t stream) {
   if (combine_smem > 48 * 1024) {
     DSV4_CUDA_TRY(cudaFuncSetAttribute(combine_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(combine_smem)));
   }
-  DSV4_CUDA_TRY(launch_pdl(combine_kernel, dim3(a.H, a.T), dim3(kThreads), combine_smem, stream, a));
+  DSV4_CUDA_TRY(launch_pdl(combine_kernel, dim3(a.H, a.T), dim3(kCombineThreads), combine_smem, stream, a));
   return cuda_status(cudaGetLastError(), "attention kernels");
 }
 

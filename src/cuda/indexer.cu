@@ -16,7 +16,10 @@
 // written in ascending order by a block-wide ordered compaction.
 #include <cuda_runtime.h>
 
+#include <cstdint>
+
 #include "cuda/check.h"
+#include "cuda/cp_async.cuh"
 #include "cuda/device_math.cuh"
 #include "cuda/indexer.h"
 #include "cuda/pdl.cuh"
@@ -78,7 +81,15 @@ __global__ void __launch_bounds__(kScoreThreads) score_kernel(IndexerArgs a) {
   const int pitch = a.idh + 4;               // 16-byte rows; lane l's float4 reads hit distinct banks
   float* qs = smem;                          // [IH][idh + 4]
   float* ws = qs + a.IH * pitch;             // [IH], padded to a multiple of 4
-  float* ks = ws + (a.IH + 3) / 4 * 4;       // [warps][idh]
+  float* ks = ws + (a.IH + 3) / 4 * 4;       // [kRowsPerBlock][idh]: warp w's rows w, w + warps, ...
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+  // Each warp's rows are copied into its part of ks while the queries are staged: one round trip
+  // for both (a row loaded only once the previous one was scored was a second and third).
+  for (int64_t c = row0 + warp, j = 0; c < row_end; c += warps, ++j) {
+    float* dst = ks + (warp + j * warps) * a.idh;
+    for (int i = 4 * lane; i < a.idh; i += 128) cp_async16(dst + i, a.rows + c * a.idh + i);
+  }
+  cp_async_commit();
   const float4* q4 = reinterpret_cast<const float4*>(a.q + static_cast<int64_t>(t) * a.IH * a.idh);
 #pragma unroll 8
   for (int i = threadIdx.x; i < a.IH * a.idh / 4; i += blockDim.x) {
@@ -86,17 +97,13 @@ __global__ void __launch_bounds__(kScoreThreads) score_kernel(IndexerArgs a) {
     *reinterpret_cast<float4*>(qs + (e / a.idh) * pitch + e % a.idh) = q4[i];
   }
   for (int h = threadIdx.x; h < a.IH; h += blockDim.x) ws[h] = __fmul_rn(a.w[static_cast<int64_t>(t) * a.IH + h], w_scale);
+  cp_async_wait<0>();
   __syncthreads();
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
-  float* k = ks + warp * a.idh;
   const int h0 = lane, h1 = lane + 32;
   const float4* q0 = reinterpret_cast<const float4*>(qs + (h0 < a.IH ? h0 : 0) * pitch);
   const float4* q1 = reinterpret_cast<const float4*>(qs + (h1 < a.IH ? h1 : 0) * pitch);
-  for (int64_t c = row0 + warp; c < row_end; c += warps) {
-    const float* src = a.rows + c * a.idh;
-    for (int i = lane; i < a.idh; i += 32) k[i] = src[i];
-    __syncwarp();
-    const float4* k4 = reinterpret_cast<const float4*>(k);
+  for (int64_t c = row0 + warp, j = 0; c < row_end; c += warps, ++j) {
+    const float4* k4 = reinterpret_cast<const float4*>(ks + (warp + j * warps) * a.idh);
     float d0 = 0.0f, d1 = 0.0f;
 #pragma unroll 8
     for (int i = 0; i < a.idh / 4; ++i) {
@@ -110,7 +117,6 @@ __global__ void __launch_bounds__(kScoreThreads) score_kernel(IndexerArgs a) {
     if (h1 < a.IH) s = fmaf(ws[h1], fmaxf(d1, 0.0f), s);
     s = warp_sum(s);
     if (lane == 0) a.scores[static_cast<int64_t>(t) * a.score_cap + c] = s;
-    __syncwarp();
   }
 }
 
@@ -212,11 +218,15 @@ __global__ void __launch_bounds__(kTopkThreads) topk_kernel(const float* scores,
 
 Status indexer_select(const IndexerArgs& a, cudaStream_t stream) {
   if (a.T <= 0) return Status();
-  if (a.IH > 64 || a.idh > 1024 || (a.idh & (a.idh - 1)) != 0) return make_error("indexer: unsupported geometry");
+  if (a.IH > 64 || a.idh < 4 || a.idh > 1024 || (a.idh & (a.idh - 1)) != 0) {
+    return make_error("indexer: unsupported geometry");
+  }
+  if (reinterpret_cast<uintptr_t>(a.rows) % 16 != 0) return make_error("indexer: rows must be 16-byte aligned");
   DSV4_CUDA_TRY(launch_pdl(prep_kernel, dim3(a.IH, a.T), dim3(128),
                            a.idh * sizeof(float) + (a.n_rot / 2) * sizeof(float2), stream, a));
   const size_t smem =
-      (static_cast<size_t>(a.IH) * (a.idh + 4) + (a.IH + 3) / 4 * 4 + (kScoreThreads / 32) * a.idh) * sizeof(float);
+      (static_cast<size_t>(a.IH) * (a.idh + 4) + (a.IH + 3) / 4 * 4 + static_cast<size_t>(kRowsPerBlock) * a.idh) *
+      sizeof(float);
   if (smem > 48 * 1024) {
     DSV4_CUDA_TRY(cudaFuncSetAttribute(score_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
   }
