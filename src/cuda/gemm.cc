@@ -39,7 +39,7 @@ struct DeviceInfo {
 DeviceInfo device_info() {
   int device = 0;
   if (cudaGetDevice(&device) != cudaSuccess) return {};
-  static DeviceInfo info[64];
+  static DeviceInfo info[detail::kMaxCudaDevices];  // once_per_device refuses other devices
   const cudaError_t e = detail::once_per_device(device, [&] {
     DeviceInfo d;
     int sms = 0;

@@ -6,6 +6,7 @@
 #include <mutex>
 
 #include "cuda/matvec_launch.h"
+#include "cuda/once_per_device.h"
 #include "quant/iq2_xxs_tables.h"
 
 namespace dsv4::cuda::detail {
@@ -14,10 +15,9 @@ namespace {
 
 __device__ Iq2Tables g_iq2_tables;
 
-constexpr int kMaxDevices = 64;
 std::mutex g_mutex;
-bool g_uploaded[kMaxDevices] = {};
-const void* g_address[kMaxDevices] = {};
+bool g_uploaded[kMaxCudaDevices] = {};
+const void* g_address[kMaxCudaDevices] = {};
 
 }  // namespace
 
@@ -25,7 +25,7 @@ cudaError_t iq2_device_tables(cudaStream_t stream, const void** tables) {
   int device = 0;
   cudaError_t e = cudaGetDevice(&device);
   if (e != cudaSuccess) return e;
-  if (device < 0 || device >= kMaxDevices) return cudaErrorInvalidDevice;
+  if (device < 0 || device >= kMaxCudaDevices) return cudaErrorInvalidDevice;
   std::lock_guard<std::mutex> lock(g_mutex);
   if (!g_uploaded[device]) {
     if (stream != nullptr) {
