@@ -193,9 +193,8 @@ __global__ void __launch_bounds__(kCombineThreads) combine_kernel(AttentionArgs 
   const float den = expf(sink - M) + block_sum(den_local, scratch);
   for (int d = threadIdx.x; d < a.hd; d += blockDim.x) o[d] = 0.0f;
   for (int s0 = 0, b = 0; s0 < live; s0 += kCombineSplits, b ^= 1) {
-    const bool next = s0 + kCombineSplits < live;
-    if (next) issue(s0 + kCombineSplits, b ^ 1);
-    if (next) {
+    if (s0 + kCombineSplits < live) {  // the next stage in flight while this one is summed
+      issue(s0 + kCombineSplits, b ^ 1);
       cp_async_wait<1>();
     } else {
       cp_async_wait<0>();
