@@ -21,6 +21,7 @@
 #include "cuda/check.h"
 #include "cuda/cp_async.cuh"
 #include "cuda/device_math.cuh"
+#include "cuda/once_per_device.h"
 
 namespace dsv4::cuda {
 
@@ -233,17 +234,20 @@ __global__ void store_kernel(const float* kv_chunk, float* ring, const int* pos0
 
 template <int HG>
 Status launch(const AttentionArgs& a, cudaStream_t stream) {
+  // Both kernels' shared memory is sized at run time (hd; the combine's also by the split count and
+  // n_rot), so each may take all the device allows a block, set once per device (the combine's once
+  // per device and HG: the lambda is one per instantiation).
+  int device = 0;
+  DSV4_CUDA_TRY(cudaGetDevice(&device));
+  DSV4_CUDA_TRY(once_per_device(device, [device] {
+    cudaError_t e = allow_optin_smem(device, reinterpret_cast<const void*>(partial_kernel<HG>));
+    if (e == cudaSuccess) e = allow_optin_smem(device, reinterpret_cast<const void*>(combine_kernel));
+    return e;
+  }));
   const size_t smem = static_cast<size_t>(HG) * (a.hd + kRows) * sizeof(float);
-  if (smem > 48 * 1024) {
-    DSV4_CUDA_TRY(cudaFuncSetAttribute(partial_kernel<HG>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                       static_cast<int>(smem)));
-  }
   DSV4_CUDA_TRY(launch_pdl(partial_kernel<HG>, dim3(a.splits, a.H / HG, a.T), dim3(kPartialThreads), smem, stream, a));
   const size_t combine_smem =
       static_cast<size_t>(combine_angles_at(a.hd, a.splits)) * sizeof(float) + (a.n_rot / 2) * sizeof(float2);
-  if (combine_smem > 48 * 1024) {
-    DSV4_CUDA_TRY(cudaFuncSetAttribute(combine_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(combine_smem)));
-  }
   DSV4_CUDA_TRY(launch_pdl(combine_kernel, dim3(a.H, a.T), dim3(kCombineThreads), combine_smem, stream, a));
   return cuda_status(cudaGetLastError(), "attention kernels");
 }

@@ -22,6 +22,7 @@
 #include "cuda/cp_async.cuh"
 #include "cuda/device_math.cuh"
 #include "cuda/indexer.h"
+#include "cuda/once_per_device.h"
 #include "cuda/pdl.cuh"
 
 namespace dsv4::cuda {
@@ -224,12 +225,16 @@ Status indexer_select(const IndexerArgs& a, cudaStream_t stream) {
   if (reinterpret_cast<uintptr_t>(a.rows) % 16 != 0) return make_error("indexer: rows must be 16-byte aligned");
   DSV4_CUDA_TRY(launch_pdl(prep_kernel, dim3(a.IH, a.T), dim3(128),
                            a.idh * sizeof(float) + (a.n_rot / 2) * sizeof(float2), stream, a));
+  // The score kernel's shared memory is sized at run time (IH, idh): it may take all the device
+  // allows a block, set once per device.
+  int device = 0;
+  DSV4_CUDA_TRY(cudaGetDevice(&device));
+  DSV4_CUDA_TRY(once_per_device(device, [device] {
+    return allow_optin_smem(device, reinterpret_cast<const void*>(score_kernel));
+  }));
   const size_t smem =
       (static_cast<size_t>(a.IH) * (a.idh + 4) + (a.IH + 3) / 4 * 4 + static_cast<size_t>(kRowsPerBlock) * a.idh) *
       sizeof(float);
-  if (smem > 48 * 1024) {
-    DSV4_CUDA_TRY(cudaFuncSetAttribute(score_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
-  }
   const unsigned blocks = static_cast<unsigned>((a.score_cap + kRowsPerBlock - 1) / kRowsPerBlock);
   if (blocks > 0) DSV4_CUDA_TRY(launch_pdl(score_kernel, dim3(blocks, a.T), dim3(kScoreThreads), smem, stream, a));
   DSV4_CUDA_TRY(launch_pdl(topk_kernel, dim3(a.T), dim3(kTopkThreads), 0, stream, a.scores, a.score_cap, nullptr,

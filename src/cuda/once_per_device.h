@@ -25,4 +25,21 @@ cudaError_t once_per_device(int device, Set set) {
   return e;
 }
 
+// Lets `kernel` (a __global__ function's address) launch with all the dynamic shared memory the
+// device allows a block: the opt-in limit less the kernel's static shared memory. For kernels whose
+// launches size their shared memory at run time (no launch that can run needs more); called through
+// once_per_device, from a call site of its own per kernel (once_per_device keeps one flag per
+// callable type, not per kernel).
+inline cudaError_t allow_optin_smem(int device, const void* kernel) {
+  int optin = 0;
+  cudaError_t e = cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
+  cudaFuncAttributes attr{};
+  if (e == cudaSuccess) e = cudaFuncGetAttributes(&attr, kernel);
+  if (e == cudaSuccess) {
+    e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                             optin - static_cast<int>(attr.sharedSizeBytes));
+  }
+  return e;
+}
+
 }  // namespace dsv4::cuda::detail
