@@ -490,12 +490,12 @@ Status prefill_attention(const AttentionArgs& a, const PrefillAttnRows& rows, cu
     return cudaFuncSetAttribute(partial_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                 static_cast<int>(sizeof(Smem)));
   }));
+  // The combine's shared memory is sized at run time (hd, the split count): all the device allows.
+  DSV4_CUDA_TRY(once_per_device(device, [device] {
+    return allow_optin_smem(device, reinterpret_cast<const void*>(combine_kernel));
+  }));
   DSV4_CUDA_TRY(launch_pdl(partial_kernel, dim3(a.splits, a.T), dim3(kThreads), sizeof(Smem), stream, a, rows));
   const size_t combine_smem = static_cast<size_t>(a.hd + a.splits) * sizeof(float);
-  if (combine_smem > 48 * 1024) {
-    DSV4_CUDA_TRY(cudaFuncSetAttribute(combine_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                       static_cast<int>(combine_smem)));
-  }
   DSV4_CUDA_TRY(launch_pdl(combine_kernel, dim3(a.H, a.T), dim3(128), combine_smem, stream, a));
   return cuda_status(cudaGetLastError(), "prefill attention kernels");
 }
