@@ -142,22 +142,8 @@ TEST_P(GemmSplitTest, GroupedGatherAndScatter) {
   const std::vector<float>& factors = sx.factors;
   for (const GemmTile tile : {GemmTile::kLarge, GemmTile::kSmall}) {
     CUDA_ASSERT(cudaMemset(dy.get(), 0xFF, dy.size()));
-    GroupedGemm g;
-    g.w = {f.type, dw.get(), k, m, n_expert};
-    g.n_groups = n_groups;
-    g.offsets = d_off.get<int32_t>();
-    g.group_expert = d_ge.get<int32_t>();
-    g.n_rows = n_rows;
-    g.x = sx.hi.get<__half>();
-    g.x_lo = sx.lo.get<__half>();
-    g.x_stride = k;
-    g.x_scale = sx.scale.get<float>();
-    g.x_rows = d_xr.get<int32_t>();
-    g.x_count = n_tokens;
-    g.y = dy.get<float>();
-    g.y_stride = m;
-    g.y_rows = d_yr.get<int32_t>();
-    g.y_count = n_rows;
+    const GroupedGemm g = split_grouped_gemm({f.type, dw.get(), k, m, n_expert}, n_groups, d_off, d_ge, n_rows, sx,
+                                             d_xr, n_tokens, dy, m, d_yr, n_rows);
     STATUS_ASSERT(grouped_gemm(g, nullptr, tile));
     CUDA_ASSERT(cudaDeviceSynchronize());
     const std::vector<float> y = download<float>(dy, static_cast<size_t>(n_rows * m));

@@ -231,22 +231,8 @@ void grouped_case(TensorType type) {
               upload(d_yr, y_rows) && dy.ok());
   const std::vector<float> x = mixed_rows(n_tokens, k, k, rng);
   const SplitX sx = split_on_device(x, n_tokens, k, k);
-  GroupedGemm g;
-  g.w = {type, dw.get(), k, m, n_expert};
-  g.n_groups = static_cast<int>(sizes.size());
-  g.offsets = d_off.get<int32_t>();
-  g.group_expert = d_ge.get<int32_t>();
-  g.n_rows = n_rows;
-  g.x = sx.hi.get<__half>();
-  g.x_lo = sx.lo.get<__half>();
-  g.x_stride = k;
-  g.x_scale = sx.scale.get<float>();
-  g.x_rows = d_xr.get<int32_t>();
-  g.x_count = n_tokens;
-  g.y = dy.get<float>();
-  g.y_stride = y_stride;
-  g.y_rows = d_yr.get<int32_t>();
-  g.y_count = total;
+  const GroupedGemm g = split_grouped_gemm({type, dw.get(), k, m, n_expert}, static_cast<int>(sizes.size()), d_off,
+                                           d_ge, n_rows, sx, d_xr, n_tokens, dy, y_stride, d_yr, total);
   // Each forced tile against the reference first (a wrong tile fails on its own numbers), then the
   // same bits as kWgmma; kAuto only the same bits.
   std::vector<float> first;

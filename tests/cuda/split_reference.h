@@ -20,6 +20,8 @@
 #include <vector>
 
 #include "cuda/cuda_test_util.h"
+#include "cuda/gemm.h"
+#include "cuda/split_activations.h"
 
 namespace dsv4::cuda::testing {
 
@@ -90,6 +92,33 @@ inline GroupRows group_rows(const std::vector<int32_t>& offsets, const std::vect
     g.out.push_back(y_rows[static_cast<size_t>(r)]);
     g.x.push_back(x_rows[static_cast<size_t>(r)]);
   }
+  return g;
+}
+
+// The split-mode launch of the grouped tests: n_groups groups (offsets, group_expert) over the
+// matrices of w, n_rows sorted rows; sorted row r reads row x_rows[r] of the x_count rows of sx
+// (split_on_device's rows of w.n_in, with their row factors) and writes row y_rows[r] of y (y_count
+// rows, y_stride apart).
+inline GroupedGemm split_grouped_gemm(const GemmWeights& w, int n_groups, const DeviceBuffer& offsets,
+                                      const DeviceBuffer& group_expert, int64_t n_rows, const SplitX& sx,
+                                      const DeviceBuffer& x_rows, int64_t x_count, const DeviceBuffer& y,
+                                      int64_t y_stride, const DeviceBuffer& y_rows, int64_t y_count) {
+  GroupedGemm g;
+  g.w = w;
+  g.n_groups = n_groups;
+  g.offsets = offsets.get<int32_t>();
+  g.group_expert = group_expert.get<int32_t>();
+  g.n_rows = n_rows;
+  g.x = sx.hi.get<__half>();
+  g.x_lo = sx.lo.get<__half>();
+  g.x_stride = w.n_in;
+  g.x_scale = sx.scale.get<float>();
+  g.x_rows = x_rows.get<int32_t>();
+  g.x_count = x_count;
+  g.y = y.get<float>();
+  g.y_stride = y_stride;
+  g.y_rows = y_rows.get<int32_t>();
+  g.y_count = y_count;
   return g;
 }
 
