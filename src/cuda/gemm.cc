@@ -84,16 +84,18 @@ constexpr int64_t kWgmma64Below = 68;
 // ⌈r/64⌉ 64 × 256 CTAs or 2·⌈r/128⌉ 128 × 128 ones, which differ where r mod 128 is in (0, 64],
 // and the 64-token CTA costs more (it decodes twice the weight rows per token). The 64-token tile
 // is grouped only. The kernel addresses X rows with 32-bit element offsets: x_rows (the rows of
-// x) · x_stride < 2^31.
-Result<int> pick_wgmma(GemmTile tile, TensorType type, int64_t n, int64_t x_rows, int64_t x_stride, bool split,
-                       int64_t n_groups) {
+// x) · x_stride < 2^31; its weight stages come by TMA, whose rows must be multiples of 16 bytes
+// (Q8_0: n_in a multiple of 256; IQ2_XXS: of 2048).
+Result<int> pick_wgmma(GemmTile tile, TensorType type, int64_t row_bytes, int64_t n, int64_t x_rows,
+                       int64_t x_stride, bool split, int64_t n_groups) {
   const bool grouped = n_groups > 0;
   const bool type_ok = type == TensorType::Q8_0 || (grouped && type == TensorType::IQ2_XXS);
-  const bool takes = split && type_ok && x_rows * x_stride < (int64_t{1} << 31);
+  const bool takes = split && type_ok && row_bytes % 16 == 0 && x_rows * x_stride < (int64_t{1} << 31);
   if (tile == GemmTile::kWgmma || tile == GemmTile::kWgmma64) {
     if (!takes || (tile == GemmTile::kWgmma64 && !grouped)) {
       return make_error("the wgmma tiles take split mode with Q8_0 weights (grouped_gemm: also IQ2_XXS), "
-                        "x rows · x_stride < 2^31; the 64-token tile grouped_gemm only");
+                        "weight rows of a multiple of 16 bytes, x rows · x_stride < 2^31; the 64-token tile "
+                        "grouped_gemm only");
     }
     return detail::gemm_wgmma_tile_rows(tile == GemmTile::kWgmma);
   }
@@ -192,7 +194,7 @@ Status gemm(const GemmWeights& w, const __half* x, int64_t x_stride, const float
   if (!y) return fail(make_error("null output pointer"));
   if (y_stride < w.n_out) return fail(make_error("y_stride must be at least n_out"));
   const bool split = x_lo != nullptr;
-  const auto wgmma = pick_wgmma(tile, w.type, n, n, x_stride, split, 0);
+  const auto wgmma = pick_wgmma(tile, w.type, l.row_bytes, n, n, x_stride, split, 0);
   if (!wgmma.ok()) return fail(make_error(wgmma.error().message));
   const auto large = *wgmma ? Result<bool>(*wgmma == 128) : pick_large(tile, w.type, w.n_out, n, 1, split);
   if (!large.ok()) return fail(make_error(large.error().message));
@@ -248,7 +250,7 @@ Status grouped_gemm(const GroupedGemm& g, cudaStream_t stream, GemmTile tile) {
   if (g.y_rows && (g.y_count <= 0 || g.y_count > INT_MAX)) return fail(make_error("y_count out of range"));
   // Grid rows: at most ⌈n_rows / tile⌉ + n_groups tiles (each group adds at most one partial one).
   const bool split = g.x_lo != nullptr;
-  const auto wgmma = pick_wgmma(tile, g.w.type, g.n_rows, x_count, g.x_stride, split, g.n_groups);
+  const auto wgmma = pick_wgmma(tile, g.w.type, l.row_bytes, g.n_rows, x_count, g.x_stride, split, g.n_groups);
   if (!wgmma.ok()) return fail(make_error(wgmma.error().message));
   const auto large =
       *wgmma ? Result<bool>(*wgmma == 128) : pick_large(tile, g.w.type, g.w.n_out, g.n_rows, g.n_groups, split);

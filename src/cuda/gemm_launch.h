@@ -57,7 +57,8 @@ cudaError_t launch_gemm_split(const GemmLaunch& l, cudaStream_t stream);  // l.x
 cudaError_t launch_gemm_int8(const GemmLaunch& l, cudaStream_t stream);   // l.x_limbs set
 int gemm_int8_tile_rows();
 // Split mode on sm_90a wgmma (gemm_wgmma.cu): Q8_0 dense or grouped, IQ2_XXS grouped (l.large: the
-// 128-token tile, else the 64-token one, grouped only); x row offsets in 32 bits.
+// 128-token tile, else the 64-token one, grouped only); x row offsets in 32 bits; weight rows (and
+// slabs) of a multiple of 16 bytes.
 cudaError_t launch_gemm_wgmma(const GemmLaunch& l, cudaStream_t stream);
 int gemm_wgmma_tile_rows(bool large);
 cudaError_t launch_convert_f32_to_int8(const float* x, int64_t x_stride, int64_t n_rows, int64_t cols, int8_t* limbs,

@@ -1,5 +1,5 @@
-// The split-mode GEMM on Hopper's wgmma (GEMM_NOTES.md, "Sixth version" and "Seventh version"):
-// the numbers of gemm_kernel.cuh's split mode — exact integer weight codes (gemm_codes.cuh) times
+// The split-mode GEMM on Hopper's wgmma (GEMM_NOTES.md, "Sixth version" to "Ninth version"): the
+// numbers of gemm_kernel.cuh's split mode — exact integer weight codes (gemm_codes.cuh) times
 // x_hi and x_lo on the tensor cores, each 32-column block's four k16 products summed into a
 // temporary started at zero, then acc = fma(scale, tmp, acc) in f32 — with the MMAs issued as
 // m64n128k16 wgmma from shared memory instead of mma.sync from ldmatrix fragments. One kernel
@@ -8,29 +8,31 @@
 // the CTA's (group, row tile) found from the offsets as gemm_kernel.cuh does, X rows gathered by
 // x_rows, output rows scattered by y_rows).
 //
-// Tiles (two warpgroups, 256 threads, each warpgroup one m64n128 fragment: acc and two temporaries
-// of 64 f32 each per thread): 128 tokens × 128 features per CTA, warpgroup g owns tokens
-// 64g..64g+63 and all 128 features; or 64 tokens × 256 features (grouped only: an expert's rows
-// average 48 at 2048-token chunks, so half the 128-token tile would be padding), both warpgroups
-// on the same 64 tokens, warpgroup g owns features 128g..128g+127, each decoded feature row serving
-// 64 tokens instead of 128. Every thread also copies and decodes (no producer warps: the MMAs are
-// asynchronous, so the decode of step t+1 runs while the tensor cores work on step t). Per
-// 64-column k-step t:
-//   wait for cp.async group t (X hi/lo of step t, the raw stage first decoded at t + 1),
-//   fence.proxy.async (the tensor cores read through the async proxy what cp.async and the decoder
-//   wrote), barrier, issue cp.async group t + kAhead; chain 0 (columns 0-31: hi, lo, hi, lo k16
-//   MMAs) into tmp0, commit, chain 1 (columns 32-63) into tmp1, commit; decode W(t + 1) and its
-//   scales; wait for chain 0, acc += scale·tmp0; wait for chain 1, acc += scale·tmp1.
-// Every MMA of step t has completed before the barrier of step t + 1, so the buffers need no more
-// ordering than gemm_kernel.cuh's, with its buffer counts (GemmGeometry: 3 X buffers and 3 raw
-// stages for Q8_0, 4 and 2 for IQ2_XXS whose raw stage serves 4 k-steps; 2 decoded W buffers with
-// their scale tables) and cp.async schedule (kSX − 1 groups in flight). Keeping chain 1
-// in flight across the barrier (the tensor pipe idles there) makes ptxas serialise every wgmma
-// (C7514: it cannot follow a pending group around the loop's back edge), GEMM_NOTES.md.
+// Tiles (two consumer warpgroups, each one m64n128 fragment: acc and two temporaries of 64 f32
+// each per thread): 128 tokens × 128 features per CTA, consumer g owns tokens 64g..64g+63 and all
+// 128 features; or 64 tokens × 256 features (grouped only: an expert's rows average 48 at
+// 2048-token chunks, so half the 128-token tile would be padding), both consumers on the same 64
+// tokens, consumer g owns features 128g..128g+127, each decoded feature row serving 64 tokens.
+//
+// Warp-specialised (ninth version): warpgroup 0 produces W, warpgroups 1-2 consume, through a
+// ring of kStages slots (X hi/lo, the decoded W tile, its scale table), each with a "full" and an
+// "empty" mbarrier (mbarrier.cuh). The producer, per 64-column k-step u: waits until slot u is
+// empty, one thread asks TMA for the raw weight stage kLead steps ahead (a byte-row tensor map,
+// tensor_map.h: one instruction for kBF rows), every thread waits for step u's raw stage, decodes
+// its rows of W(u) and their scales into the slot and arrives on full. A consumer: waits for full,
+// chain 0 (columns 0-31: hi, lo, hi, lo k16 MMAs) into tmp0, chain 1 (columns 32-63) into tmp1,
+// acc += scale·tmp0 once chain 0 is done, acc += scale·tmp1 once chain 1 is, arrives on empty,
+// then copies its share of X for step u + kStages into the slot by cp.async, whose landing is the
+// rest of that step's full count (128 producer arrivals + 256 consumer cp.async arrivals). On the
+// 128-token tile each consumer copies its own 64 rows (nobody else reads them); on the 64-token
+// tile both read all 64, so a consumer first waits for the slot's empty barrier.
+// Registers move to the consumers (setmaxnreg). Same MMAs and FFMAs in the same order per output
+// as the eighth version: same bits.
+// Keeping chain 1 in flight across steps makes ptxas serialise every wgmma (C7514: it cannot
+// follow a pending group around the loop's back edge), GEMM_NOTES.md.
 // Rows past the tile's end (a group's last tile, the dense last tile) are computed from copies of
-// the tile's last row and never stored. A warpgroup whose 64 rows are all past the end still issues its
-// MMAs: a branch around them makes ptxas serialise every wgmma of the kernel (C7518, "WG.DP in
-// divergent path").
+// the tile's last row and never stored. A consumer whose 64 rows are all past the end still
+// issues its MMAs: a branch around them makes ptxas serialise every wgmma (C7518).
 // All tiles start on 1024-byte boundaries (the 128-byte swizzle's period).
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -41,48 +43,68 @@
 #include "cuda/gemm_codes.cuh"
 #include "cuda/gemm_kernel.cuh"
 #include "cuda/gemm_launch.h"
+#include "cuda/mbarrier.cuh"
+#include "cuda/tensor_map.h"
 #include "cuda/wgmma.cuh"
 
 namespace dsv4::cuda::detail {
 
 namespace {
 
-// The CTA as gemm_kernel.cuh's geometry sees it: 8 warps, each holding the accumulators of
-// 16 rows × 128 features (its quarter of its warpgroup's m64n128 fragment), stacked on the tokens
-// (kTall: 128 × 128) or 4 on the tokens × 2 on the features (64 × 256).
+// The CTA as gemm_kernel.cuh's geometry sees it (its tile sizes and raw-row layout): 8 warps,
+// each holding the accumulators of 16 rows × 128 features (its quarter of its consumer's m64n128
+// fragment), stacked on the tokens (kTall: 128 × 128) or 4 on the tokens × 2 on the features
+// (64 × 256).
 template <bool kTall>
 struct GemmTileWgmma {
   static constexpr int kWarpsT = kTall ? 8 : 4, kWarpsF = kTall ? 1 : 2, kMT = 1, kNF = 16;
   static constexpr bool kSplit = true;
 };
-constexpr int kThreads = kGemmThreads;
-constexpr int kWB = 2;     // decoded W buffers (and scale tables)
-constexpr int kCPT = 4;    // decoded 16-byte chunks per thread and row: one 32-column half, so one scale
-constexpr int kLanes = 8;  // threads per raw row (kChunks ≤ 8)
+constexpr int kProducerThreads = 128, kConsumerThreads = 256;
+constexpr int kThreads = kProducerThreads + kConsumerThreads;
+// Registers per thread after setmaxnreg, 56 + 2·224 = 504: the 168 per thread the launch bounds
+// give all 384 threads (the consumers take what the producer hands back). A consumer holds 192 f32
+// of fragments and its X copy offsets; the producer only decodes.
+constexpr int kProducerRegs = 56, kConsumerRegs = 224;
+constexpr int kStages = 3;  // X + decoded W + scale-table slots
+constexpr int kCPT = 4;     // decoded 16-byte chunks per thread and row: one 32-column half, so one scale
 
 template <class D, bool kTall>
 struct WgmmaGeometry : GemmGeometry<D, GemmTileWgmma<kTall>> {
   using G = GemmGeometry<D, GemmTileWgmma<kTall>>;
-  static constexpr int kAhead = G::kSX - 1;  // cp.async groups in flight
-  static constexpr int kChunks = G::kSpan / 16;
-  static constexpr int kXTile = G::kBT * 128;  // one of hi / lo
-  static constexpr int kXRows = G::kBT / 32;   // X rows per thread per tile
-  // Feature rows per decoding thread (two threads a row, one per half), 128 apart.
-  static constexpr int kDRows = G::kBF * 8 / kCPT / kThreads;
-  static constexpr int kRawPasses = G::kBF * kLanes / kThreads;
-  // Scale table of one W buffer: per 32-column half, kBF f32 scales (+ 16 of padding, so the two
+  static constexpr int kXTile = G::kBT * 128;             // one of hi / lo
+  // X rows a consumer thread copies per step (hi and lo), 16 apart: its consumer's 64 rows on the
+  // 128-token tile, half of the 64 on the 64-token one.
+  static constexpr int kXRows = G::kBT * 8 / kConsumerThreads;
+  // Feature rows per decoding thread (two threads a row, one per half), 64 apart.
+  static constexpr int kDRows = G::kBF * 8 / kCPT / kProducerThreads;
+  // Scale table of one stage: per 32-column half, kBF f32 scales (+ 16 of padding, so the two
   // halves' writes fall in different banks) in the order a thread reads them: pair index
   // j = f / 8 (feature 8j + 2q + c, q = lane % 4, c = f % 2), float4 (j / 2, q) holds the pairs of
   // j = 2·(j / 2) and 2·(j / 2) + 1, so a thread's 16 pairs are 8 LDS.128 (tab_index(); feature
-  // f + 128 sits 128 floats after f, so a warpgroup's features 128g.. start at float 128g).
+  // f + 128 sits 128 floats after f, so a consumer's features 128g.. start at float 128g).
   static constexpr int kTabHalf = G::kBF + 16;  // floats
   static constexpr int kTabBytes = 2 * kTabHalf * 4;
-  // Tiles from a 1024-aligned base: X buffers, W buffers, raw stages, scale tables, lookup tables.
-  static constexpr int kSmem = 1024 + G::kSX * G::kXBytes + kWB * G::kWBytes + G::kRR * G::kRawBytes +
-                               kWB * kTabBytes + G::kTableBytes;
-  static_assert(G::kBT * G::kBF == 2 * 64 * 128 && G::kXBytes == 2 * kXTile, "two m64n128 warpgroups");
-  static_assert(kSmem <= 227 * 1024);
-  static_assert(kChunks <= kLanes);
+  // Raw stages in flight: at step u, after the producer's barrier (every producer thread has
+  // decoded step u − 1), the raw stage of step u + kLead goes into the slot of a stage whose last
+  // step is at most u − 1: kRR·kSPR ≥ kLead + kSPR.
+  static constexpr int raw_stages(int lead) { return (lead + 2 * G::kSPR - 1) / G::kSPR; }
+  // From a 1024-aligned base: X slots, W slots, scale tables, raw ring (TMA: 128-aligned), lookup
+  // tables, barriers (full, empty, raw).
+  static constexpr int kRawOffset = kStages * (G::kXBytes + G::kWBytes + kTabBytes);
+  static constexpr int smem(int lead) {
+    return 1024 + kRawOffset + raw_stages(lead) * G::kRawBytes + G::kTableBytes + (2 * kStages + raw_stages(lead)) * 8;
+  }
+  static constexpr int kMaxSmem = 227 * 1024;
+  // The deepest raw lead (≤ 4 steps) that fits: 4 for every shape but Q8_0 on the 64-token tile.
+  static constexpr int kLead = smem(4) <= kMaxSmem ? 4 : smem(3) <= kMaxSmem ? 3 : smem(2) <= kMaxSmem ? 2 : 1;
+  static constexpr int kRR = raw_stages(kLead);
+  static constexpr int kSmem = smem(kLead);
+  static_assert(G::kBT * G::kBF == 2 * 64 * 128 && G::kXBytes == 2 * kXTile, "two m64n128 consumers");
+  static_assert(kSmem <= kMaxSmem);
+  static_assert(G::kWBytes % 1024 == 0 && G::kXBytes % 1024 == 0 && kRawOffset % 128 == 0);
+  // TMA writes the box packed: the raw row pitch must be the copied span.
+  static_assert(G::kPitch == G::kSpan && G::kRawBytes % 128 == 0);
 };
 
 // Position of feature f's scale within a half of the scale table.
@@ -96,22 +118,25 @@ __device__ __forceinline__ void fence_proxy_async() {
 }
 
 template <class D, bool kGrouped, bool kTall>
-__global__ void __launch_bounds__(kThreads, 1) gemm_wgmma_kernel(__grid_constant__ const GemmLaunch p) {
+__global__ void __launch_bounds__(kThreads, 1)
+    gemm_wgmma_kernel(__grid_constant__ const GemmLaunch p, __grid_constant__ const CUtensorMap w_map) {
   using G = WgmmaGeometry<D, kTall>;
-  constexpr int kBT = G::kBT, kBF = G::kBF, kSX = G::kSX, kSPR = G::kSPR, kRR = G::kRR, kPitch = G::kPitch;
-  constexpr int kAhead = G::kAhead, kXBytes = G::kXBytes, kWBytes = G::kWBytes, kRawBytes = G::kRawBytes;
-  constexpr int kXTile = G::kXTile, kXRows = G::kXRows, kDRows = G::kDRows, kTabHalf = G::kTabHalf;
+  constexpr int kBT = G::kBT, kBF = G::kBF, kSPR = G::kSPR, kRR = G::kRR, kPitch = G::kPitch, kLead = G::kLead;
+  constexpr int kXBytes = G::kXBytes, kWBytes = G::kWBytes, kRawBytes = G::kRawBytes, kTabHalf = G::kTabHalf;
+  constexpr int kXTile = G::kXTile, kXRows = G::kXRows, kDRows = G::kDRows;
   extern __shared__ uint8_t smem_raw[];
   // Tiles on 1024-byte boundaries (the dynamic allocation is only 16-byte aligned for sure).
   const uint32_t base = (smem_addr(smem_raw) + 1023u) & ~1023u;
   uint8_t* const base_ptr = smem_raw + (base - smem_addr(smem_raw));
   const uint32_t xs = base;
-  const uint32_t ws = xs + kSX * kXBytes;
-  const uint32_t raw = ws + kWB * kWBytes;
-  uint8_t* const ws_ptr = base_ptr + kSX * kXBytes;
-  uint8_t* const raw_ptr = ws_ptr + kWB * kWBytes;
-  float* const tab = reinterpret_cast<float*>(raw_ptr + kRR * kRawBytes);
-  uint8_t* const tables = reinterpret_cast<uint8_t*>(tab + kWB * 2 * kTabHalf);
+  const uint32_t ws = xs + kStages * kXBytes;
+  uint8_t* const ws_ptr = base_ptr + kStages * kXBytes;
+  float* const tab = reinterpret_cast<float*>(ws_ptr + kStages * kWBytes);
+  uint8_t* const raw_ptr = base_ptr + G::kRawOffset;
+  const uint32_t raw = base + G::kRawOffset;
+  uint8_t* const tables = raw_ptr + kRR * kRawBytes;
+  const uint32_t full_bar = smem_addr(tables + G::kTableBytes), empty_bar = full_bar + kStages * 8;
+  const uint32_t raw_bar = empty_bar + kStages * 8;
 
   int row0, row_end, expert = 0;
   if constexpr (kGrouped) {
@@ -123,108 +148,132 @@ __global__ void __launch_bounds__(kThreads, 1) gemm_wgmma_kernel(__grid_constant
   const int tile_end = min(row0 + kBT, row_end);
   const int f0 = blockIdx.x * kBF;
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
-  const uint8_t* const wexp = p.w + expert * p.slab_bytes;
-  const uint32_t row_bytes = static_cast<uint32_t>(p.row_bytes);  // slabs < 4 GiB (gemm.cc)
   const int n_steps = p.n_in / kGemmK;
   // The X row of sorted row r (clamped, as gemm.h documents).
   auto src_row = [&](int r) { return kGrouped && p.x_rows ? min(max(p.x_rows[r], 0), p.x_count - 1) : r; };
 
-  // X copies: chunk (tid & 7) of rows (tid >> 3) + 32·i, hi and lo (rows past the tile's end
-  // repeat its last row); 32-bit element offsets (gemm.cc checks x rows · x_stride < 2^31).
-  const int chunk = tid & 7, row_base = tid >> 3;
+  if (tid == 0) {
+    for (int s = 0; s < kStages; ++s) {
+      mbar_init(full_bar + 8 * s, kProducerThreads + kConsumerThreads);
+      mbar_init(empty_bar + 8 * s, kConsumerThreads);
+    }
+    for (int r = 0; r < kRR; ++r) mbar_init(raw_bar + 8 * r, 1);
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+  }
+  if constexpr (D::kTableBytes > 0) D::Fmt::load_tables(tables, p.iq2_tables);
+  __syncthreads();
+
+  if (warp < kProducerThreads / 32) {
+    setmaxnreg_dec<kProducerRegs>();
+    // Raw stage r (kStageElems columns of the kBF rows from f0) into raw slot r % kRR: the
+    // 16-aligned span that holds it (rows are multiples of 16 bytes, so every row's stage has the
+    // same offset in it), rows past n_out and bytes past a row's end read as zero.
+    auto issue_raw = [&](int stage) {
+      const uint32_t slot = static_cast<uint32_t>(stage % kRR);
+      mbar_arrive_expect_tx(raw_bar + 8 * slot, kRawBytes);
+      tma_load_3d(raw + slot * kRawBytes, &w_map, (stage * D::kStageBytes) & ~15, f0, expert, raw_bar + 8 * slot);
+    };
+    auto issue_raw_for_step = [&](int v) {
+      if (v < n_steps && v % kSPR == 0) issue_raw(v / kSPR);
+    };
+
+    // Decode of step t into slot s: thread tid writes chunks dchunk..dchunk+3 (32-column half
+    // dh = tid % 2) of feature rows tid / 2 + 64·i (i < kDRows) and that half's scales.
+    const int dh = tid & 1, dchunk = dh * kCPT;
+    auto decode_row = [&](int t, int s, int i) {
+      const int drow = tid / 2 + 64 * i;
+      const int stage = t / kSPR;
+      const int mis = (stage * D::kStageBytes) & 15;
+      const uint8_t* row = raw_ptr + (stage % kRR) * kRawBytes + drow * kPitch + mis;
+      float* const scale = tab + s * 2 * kTabHalf + dh * kTabHalf + tab_index(drow);
+      uint8_t* const dst = ws_ptr + s * kWBytes;
+      const auto store = [&](int c, uint4 v) { *reinterpret_cast<uint4*>(dst + swz(drow, dchunk + c)) = v; };
+      if constexpr (std::is_same_v<D, CodesQ8_0>) {
+        // Q8_0 (a stage is the k-step's two blocks, thread h decodes block h): the stage starts
+        // 4-aligned (16-aligned rows of 68-byte stages), so block 0 is d0 at word 0 and its
+        // codes at bytes 2..33 (straddling words 0..8), block 1 is d1 in the upper half of word 8 and
+        // its codes in words 9..16 (aligned). Thread h reads the 9 words 8h..8h+8 of the stage as
+        // 32-bit loads (instead of 17 byte pairs), rotated by h (instruction k reads word
+        // 8h + (k + h) % 9) so that the two threads of a row fall in different banks (2-way
+        // conflicts instead of 4): then code word k is prmt(w[k], w[k+1]) with selector 0x5432
+        // (h = 0: bytes 2-5 of the pair) or 0x3210 (h = 1: w[k] itself), and d is the low half of
+        // w[0] (h = 0) or the upper half of w[8] (h = 1). Same code words, same f16 conversion as
+        // CodesQ8_0::codes8: same bits.
+        const uint32_t code_sel = dh ? 0x3210u : 0x5432u, d_sel = dh ? 0x7676u : 0x1010u;
+        const uint32_t* src = reinterpret_cast<const uint32_t*>(row) + 8 * dh;
+        const uint32_t* src_a = src + dh;          // words k + h, k = 0..7
+        const uint32_t* src_b = src + 8 - 8 * dh;  // word (8 + h) % 9
+        uint32_t w[9];
+#pragma unroll
+        for (int k = 0; k < 8; ++k) w[k] = src_a[k];
+        w[8] = *src_b;
+        *scale = __half2float(__ushort_as_half(static_cast<unsigned short>(__byte_perm(w[0], w[8], d_sel))));
+#pragma unroll
+        for (int c = 0; c < kCPT; ++c) {
+          uint32_t h[4];
+          // q + 128 per byte
+          bytes_to_f16x2(__byte_perm(w[2 * c], w[2 * c + 1], code_sel) ^ 0x80808080u, kF16x2_1152, h);
+          bytes_to_f16x2(__byte_perm(w[2 * c + 1], w[2 * c + 2], code_sel) ^ 0x80808080u, kF16x2_1152, h + 2);
+          store(c, make_uint4(h[0], h[1], h[2], h[3]));
+        }
+      } else {
+        // The codec's own decoder on the half's 32 elements (one block scale: kStageElems ≥ 256);
+        // all loads before the first store (the compiler cannot tell the tiles apart, and a store in
+        // between would keep it from sharing the sub-block header loads between chunks).
+        const int e = (t % kSPR) * kGemmK + dchunk * 8;
+        uint4 v[kCPT];
+#pragma unroll
+        for (int c = 0; c < kCPT; ++c) v[c] = D::codes8(row, e + 8 * c, tables);
+        *scale = D::scale(row, e);
+#pragma unroll
+        for (int c = 0; c < kCPT; ++c) store(c, v[c]);
+      }
+    };
+
+    if (tid == 0) {
+#pragma unroll
+      for (int v = 0; v < kLead; ++v) issue_raw_for_step(v);
+    }
+    for (int u = 0; u < n_steps; ++u) {
+      const int s = u % kStages;
+      if (u >= kStages) mbar_wait(empty_bar + 8 * s, ((u / kStages) & 1) ^ 1);
+      named_barrier_sync<1, kProducerThreads>();  // every producer thread has decoded step u − 1
+      if (tid == 0) issue_raw_for_step(u + kLead);
+      const int stage = u / kSPR;
+      mbar_wait(raw_bar + 8 * (stage % kRR), (stage / kRR) & 1);
+#pragma unroll
+      for (int i = 0; i < kDRows; ++i) decode_row(u, s, i);
+      fence_proxy_async();  // the decoded tile is read by the tensor cores (async proxy)
+      mbar_arrive(full_bar + 8 * s);
+    }
+    return;
+  }
+
+  setmaxnreg_inc<kConsumerRegs>();
+  // This consumer's first token and feature within the tile.
+  const int wg = (warp >> 2) - 1, wg_t = kTall ? 64 * wg : 0, wg_f = kTall ? 0 : 128 * wg;
+  const int ctid = tid - kProducerThreads;
+
+  // X copies: chunk (ctid & 7) of rows x_row0 + (ctid & 127) / 8 + 16·i, hi and lo (rows past the
+  // tile's end repeat its last row); 32-bit element offsets (gemm.cc checks x rows · x_stride < 2^31).
+  const int chunk = ctid & 7, x_row0 = (kTall ? 64 * wg : 32 * wg) + ((ctid & 127) >> 3);
   uint32_t xoff[kXRows];
 #pragma unroll
   for (int i = 0; i < kXRows; ++i) {
-    xoff[i] = static_cast<uint32_t>(src_row(min(row0 + row_base + 32 * i, tile_end - 1)) * p.x_stride + chunk * 8);
+    xoff[i] = static_cast<uint32_t>(src_row(min(row0 + x_row0 + 16 * i, tile_end - 1)) * p.x_stride + chunk * 8);
   }
-  const uint32_t x_dst = static_cast<uint32_t>(swz(row_base, chunk));
+  const uint32_t x_dst = static_cast<uint32_t>(swz(x_row0, chunk));
+  auto issue_x = [&](int u) {
+    const int s = u % kStages;
+    const uint32_t dst = xs + s * kXBytes + x_dst;
+#pragma unroll
+    for (int i = 0; i < kXRows; ++i) gemm_cp_async16(dst + i * 16 * 128, p.x + xoff[i] + u * kGemmK);
+#pragma unroll
+    for (int i = 0; i < kXRows; ++i) gemm_cp_async16(dst + kXTile + i * 16 * 128, p.x_lo + xoff[i] + u * kGemmK);
+    mbar_arrive_on_cp_async(full_bar + 8 * s);
+  };
+  for (int u = 0; u < kStages && u < n_steps; ++u) issue_x(u);
 
-  const int raw_c = tid % kLanes, raw_r = tid / kLanes;
-  auto issue_raw = [&](int stage) {
-    if (raw_c >= G::kChunks) return;
-    const uint32_t at = (stage % kRR) * kRawBytes + raw_r * kPitch + 16 * raw_c;
-    gemm_copy_raw_rows<G::kRawPasses, kThreads / kLanes, true>(raw + at, raw_ptr + at, kPitch, wexp, row_bytes,
-                                                              static_cast<uint32_t>(stage * D::kStageBytes),
-                                                              f0 + raw_r, p.n_out, raw_c, p.w_end);
-  };
-  auto issue_group = [&](int u) {
-    if (u < n_steps) {
-      const uint32_t dst = xs + (u % kSX) * kXBytes + x_dst;
-#pragma unroll
-      for (int i = 0; i < kXRows; ++i) gemm_cp_async16(dst + i * 32 * 128, p.x + xoff[i] + u * kGemmK);
-#pragma unroll
-      for (int i = 0; i < kXRows; ++i) gemm_cp_async16(dst + kXTile + i * 32 * 128, p.x_lo + xoff[i] + u * kGemmK);
-      if (u == 0) issue_raw(0);
-      if ((u + 1) % kSPR == 0 && u + 1 < n_steps) issue_raw((u + 1) / kSPR);
-    }
-    gemm_cp_commit();
-  };
-
-  // Decode of step t: thread tid writes chunks dchunk..dchunk+3 (32-column half dh = tid % 2) of
-  // feature rows drow + 128·i (i < kDRows) and that half's scales.
-  const int dh = tid & 1, dchunk = dh * kCPT;
-  uint32_t drow_mis[kDRows];
-#pragma unroll
-  for (int i = 0; i < kDRows; ++i) {
-    drow_mis[i] = static_cast<uint32_t>(reinterpret_cast<uintptr_t>(wexp)) +
-                  static_cast<uint32_t>(min(f0 + tid / 2 + 128 * i, p.n_out - 1)) * row_bytes;
-  }
-  auto decode_row = [&](int t, int i) {
-    const int drow = tid / 2 + 128 * i;
-    const int stage = t / kSPR;
-    const int mis = static_cast<int>((drow_mis[i] + static_cast<uint32_t>(stage * D::kStageBytes)) & 15u);
-    const uint8_t* row = raw_ptr + (stage % kRR) * kRawBytes + drow * kPitch + mis;
-    float* const scale = tab + (t % kWB) * 2 * kTabHalf + dh * kTabHalf + tab_index(drow);
-    uint8_t* const dst = ws_ptr + (t % kWB) * kWBytes;
-    const auto store = [&](int c, uint4 v) { *reinterpret_cast<uint4*>(dst + swz(drow, dchunk + c)) = v; };
-    if constexpr (std::is_same_v<D, CodesQ8_0>) {
-      // Q8_0 (a stage is the k-step's two blocks, thread h decodes block h): the stage starts
-      // 4-aligned (16-aligned weights, rows of 68-byte stages), so block 0 is d0 at word 0 and its
-      // codes at bytes 2..33 (straddling words 0..8), block 1 is d1 in the upper half of word 8 and
-      // its codes in words 9..16 (aligned). Thread h reads the 9 words 8h..8h+8 of the stage as
-      // 32-bit loads (instead of 17 byte pairs), rotated by h (instruction k reads word
-      // 8h + (k + h) % 9) so that the two threads of a row fall in different banks (2-way
-      // conflicts instead of 4): then code word k is prmt(w[k], w[k+1]) with selector 0x5432
-      // (h = 0: bytes 2-5 of the pair) or 0x3210 (h = 1: w[k] itself), and d is the low half of
-      // w[0] (h = 0) or the upper half of w[8] (h = 1). Same code words, same f16 conversion as
-      // CodesQ8_0::codes8: same bits.
-      const uint32_t code_sel = dh ? 0x3210u : 0x5432u, d_sel = dh ? 0x7676u : 0x1010u;
-      const uint32_t* src = reinterpret_cast<const uint32_t*>(row) + 8 * dh;
-      const uint32_t* src_a = src + dh;          // words k + h, k = 0..7
-      const uint32_t* src_b = src + 8 - 8 * dh;  // word (8 + h) % 9
-      uint32_t w[9];
-#pragma unroll
-      for (int k = 0; k < 8; ++k) w[k] = src_a[k];
-      w[8] = *src_b;
-      *scale = __half2float(__ushort_as_half(static_cast<unsigned short>(__byte_perm(w[0], w[8], d_sel))));
-#pragma unroll
-      for (int c = 0; c < kCPT; ++c) {
-        uint32_t h[4];
-        // q + 128 per byte
-        bytes_to_f16x2(__byte_perm(w[2 * c], w[2 * c + 1], code_sel) ^ 0x80808080u, kF16x2_1152, h);
-        bytes_to_f16x2(__byte_perm(w[2 * c + 1], w[2 * c + 2], code_sel) ^ 0x80808080u, kF16x2_1152, h + 2);
-        store(c, make_uint4(h[0], h[1], h[2], h[3]));
-      }
-    } else {
-      // The codec's own decoder on the half's 32 elements (one block scale: kStageElems ≥ 256);
-      // all loads before the first store (the compiler cannot tell the tiles apart, and a store in
-      // between would keep it from sharing the sub-block header loads between chunks).
-      const int e = (t % kSPR) * kGemmK + dchunk * 8;
-      uint4 v[kCPT];
-#pragma unroll
-      for (int c = 0; c < kCPT; ++c) v[c] = D::codes8(row, e + 8 * c, tables);
-      *scale = D::scale(row, e);
-#pragma unroll
-      for (int c = 0; c < kCPT; ++c) store(c, v[c]);
-    }
-  };
-  auto decode = [&](int t) {
-#pragma unroll
-    for (int i = 0; i < kDRows; ++i) decode_row(t, i);
-  };
-
-  // This warpgroup's first token and feature within the tile.
-  const int wg = warp >> 2, wg_t = kTall ? 64 * wg : 0, wg_f = kTall ? 0 : 128 * wg;
   float acc[64], tmp0[64], tmp1[64];
 #pragma unroll
   for (int i = 0; i < 64; ++i) acc[i] = tmp0[i] = tmp1[i] = 0.0f;
@@ -240,10 +289,10 @@ __global__ void __launch_bounds__(kThreads, 1) gemm_wgmma_kernel(__grid_constant
     }
     wgmma_commit();
   };
-  // acc += scale·tmp with the scales of half h of step t (feature 8j + 2·(lane % 4) + c % 2).
-  auto scale_add = [&](const float (&tmp)[64], int t, int h) {
+  // acc += scale·tmp with the scales of half h of slot s (feature 8j + 2·(lane % 4) + c % 2).
+  auto scale_add = [&](const float (&tmp)[64], int s, int h) {
     const float4* sc =
-        reinterpret_cast<const float4*>(tab + (t % kWB) * 2 * kTabHalf + h * kTabHalf + wg_f) + (lane & 3);
+        reinterpret_cast<const float4*>(tab + s * 2 * kTabHalf + h * kTabHalf + wg_f) + (lane & 3);
 #pragma unroll
     for (int jj = 0; jj < 8; ++jj) {
       const float4 d4 = sc[4 * jj];  // the pairs of j = 2jj (x, y) and 2jj + 1 (z, w)
@@ -259,34 +308,33 @@ __global__ void __launch_bounds__(kThreads, 1) gemm_wgmma_kernel(__grid_constant
     }
   };
 
-  if constexpr (D::kTableBytes > 0) D::Fmt::load_tables(tables, p.iq2_tables);
-#pragma unroll
-  for (int u = 0; u < kAhead; ++u) issue_group(u);
-  gemm_cp_wait<kAhead - 1>();
-  __syncthreads();
-  decode(0);
   for (int t = 0; t < n_steps; ++t) {
-    gemm_cp_wait<kAhead - 1>();
-    fence_proxy_async();
-    __syncthreads();
-    issue_group(t + kAhead);
-    const uint32_t xa = xs + (t % kSX) * kXBytes + wg_t * 128;
-    const uint32_t wb = ws + (t % kWB) * kWBytes + wg_f * 128;
+    const int s = t % kStages;
+    const uint32_t phase = (t / kStages) & 1;
+    mbar_wait(full_bar + 8 * s, phase);
+    fence_proxy_async();  // X landed through cp.async (generic proxy), read by the tensor cores
+    const uint32_t xa = xs + s * kXBytes + wg_t * 128;
+    const uint32_t wb = ws + s * kWBytes + wg_f * 128;
     wgmma_fence_operands(tmp0);
     wgmma_fence_operands(tmp1);
     wgmma_fence();
     chain(tmp0, xa, wb, 0);
     chain(tmp1, xa, wb, 1);
-    if (t + 1 < n_steps) decode(t + 1);
     wgmma_wait<1>();
     wgmma_fence_operands(tmp0);
-    scale_add(tmp0, t, 0);
+    scale_add(tmp0, s, 0);
     wgmma_wait<0>();
     wgmma_fence_operands(tmp1);
-    scale_add(tmp1, t, 1);
+    scale_add(tmp1, s, 1);
+    mbar_arrive(empty_bar + 8 * s);
+    if (t + kStages < n_steps) {
+      // The 64-token tile's consumers share its X rows: the slot is free once both are done.
+      if constexpr (!kTall) mbar_wait(empty_bar + 8 * s, phase);
+      issue_x(t + kStages);
+    }
   }
 
-  // acc[4j + c]: row 16·(warp % 4) + lane / 4 + 8·(c / 2) of the warpgroup's 64, feature
+  // acc[4j + c]: row 16·(warp % 4) + lane / 4 + 8·(c / 2) of the consumer's 64, feature
   // 8j + 2·(lane % 4) + c % 2 of its 128.
   const bool pairs = (reinterpret_cast<uintptr_t>(p.y) & 7) == 0 && (p.y_stride & 1) == 0;
 #pragma unroll
@@ -326,8 +374,12 @@ cudaError_t launch_wgmma(const GemmLaunch& l, cudaStream_t stream) {
   // Grouped: each group adds at most one partial tile (gemm_kernel.cuh's grid).
   const int64_t slots = (l.n_rows + kBT - 1) / kBT + (kGrouped ? l.n_groups : 0);
   if (slots > 65535) return cudaErrorInvalidConfiguration;
+  CUtensorMap w_map;
+  e = encode_byte_rows_map(&w_map, l.w, static_cast<uint64_t>(l.row_bytes), static_cast<uint64_t>(l.n_out),
+                           static_cast<uint64_t>(l.n_expert), static_cast<uint64_t>(l.slab_bytes), G::kSpan, kBF);
+  if (e != cudaSuccess) return e;
   const dim3 grid((l.n_out + kBF - 1) / kBF, static_cast<unsigned>(slots));
-  gemm_wgmma_kernel<D, kGrouped, kTall><<<grid, kThreads, kSmem, stream>>>(l);
+  gemm_wgmma_kernel<D, kGrouped, kTall><<<grid, kThreads, kSmem, stream>>>(l, w_map);
   return cudaGetLastError();
 }
 

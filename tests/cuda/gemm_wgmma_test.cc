@@ -88,7 +88,8 @@ std::vector<float> run_gemm(const Matrix& a, const DeviceBuffer& dw, const Split
   return download<float>(dy, static_cast<size_t>(n * y_stride));
 }
 
-// Partial tiles in both directions, one k-step, n below one tile, x and y strides; kAuto takes the
+// Partial tiles in both directions, four k-steps (fewer than the slots plus the raw lead), n below
+// one tile, x and y strides; kAuto takes the
 // wgmma kernel from 512 rows (same bits as kWgmma), and the mma.sync split kernel (kLarge) meets
 // the same bound.
 TEST(GemmWgmma, PartialTilesMatchDoubleReference) {
@@ -98,7 +99,7 @@ TEST(GemmWgmma, PartialTilesMatchDoubleReference) {
   struct Case {
     int64_t m, k, n, x_width, y_stride;
   };
-  for (const Case c : {Case{300, 1024, 517, 1064, 303}, Case{77, 64, 5, 64, 80}, Case{130, 320, 129, 320, 130}}) {
+  for (const Case c : {Case{300, 1024, 517, 1064, 303}, Case{77, 256, 5, 256, 80}, Case{130, 512, 129, 520, 130}}) {
     const Matrix a = random_matrix(c.m, c.k, rng);
     DeviceBuffer dw(a.bytes.size());
     ASSERT_TRUE(upload(dw, a.bytes));
@@ -194,7 +195,7 @@ void grouped_case(TensorType type) {
   SCOPED_TRACE("seed " + std::to_string(seed) + ", " + format_of(type).name);
   std::mt19937_64 rng(seed);
   const int n_expert = 7, n_tokens = 200;
-  const int64_t m = 428, k = 768, y_stride = 432;
+  const int64_t m = 428, k = 2048, y_stride = 432;
   const auto draw = [&](int lo, int hi) { return lo + static_cast<int>(rng() % static_cast<uint64_t>(hi - lo + 1)); };
   std::vector<int32_t> sizes = {0,   0, draw(1, 20), draw(1, 63), 64, draw(65, 127), 128, draw(129, 328),
                                 draw(500, 627)};
@@ -285,8 +286,9 @@ TEST(GemmWgmma, RejectsWhatItDoesNotTake) {
   ASSERT_TRUE(dw.ok() && dx.ok() && dy.ok() && upload(d_off, std::vector<int32_t>{0, 2}));
   const GemmWeights f16{TensorType::F16, dw.get(), 64, 8, 1};
   const GemmWeights q8{TensorType::Q8_0, dw.get(), 64, 8, 1};
-  const GemmWeights iq2{TensorType::IQ2_XXS, dw.get(), 256, 8, 1};
-  // F16 weights, Q8_0 without x_lo (f16 mode), IQ2_XXS in gemm() (dense), the 64-token tile in gemm().
+  const GemmWeights iq2{TensorType::IQ2_XXS, dw.get(), 2048, 8, 1};
+  // F16 weights, Q8_0 without x_lo (f16 mode), IQ2_XXS in gemm() (dense), the 64-token tile in gemm(),
+  // rows that are not a multiple of 16 bytes (TMA: Q8_0 n_in 64 is 68 bytes).
   EXPECT_FALSE(gemm(f16, dx.get<__half>(), 64, nullptr, 2, dy.get<float>(), 8, nullptr, GemmTile::kWgmma,
                     dx.get<__half>() + 1024)
                    .ok());
@@ -294,28 +296,37 @@ TEST(GemmWgmma, RejectsWhatItDoesNotTake) {
   EXPECT_FALSE(gemm(q8, dx.get<__half>(), 64, nullptr, 2, dy.get<float>(), 8, nullptr, GemmTile::kWgmma64,
                     dx.get<__half>() + 1024)
                    .ok());
-  EXPECT_FALSE(gemm(iq2, dx.get<__half>(), 256, nullptr, 2, dy.get<float>(), 8, nullptr, GemmTile::kWgmma,
-                    dx.get<__half>() + 2048)
+  EXPECT_FALSE(gemm(iq2, dx.get<__half>(), 2048, nullptr, 2, dy.get<float>(), 8, nullptr, GemmTile::kWgmma,
+                    dx.get<__half>() + 4096)
                    .ok());
-  // Grouped: the same IQ2_XXS call is taken in split mode, not in f16 mode nor with F16 weights.
+  EXPECT_FALSE(gemm(q8, dx.get<__half>(), 64, nullptr, 2, dy.get<float>(), 8, nullptr, GemmTile::kWgmma,
+                    dx.get<__half>() + 1024)
+                   .ok());
+  // Grouped: the same IQ2_XXS call is taken in split mode, not in f16 mode, with F16 weights nor with
+  // rows of 66 bytes (n_in 256).
   GroupedGemm g;
   g.w = iq2;
   g.n_groups = 1;
   g.offsets = d_off.get<int32_t>();
   g.n_rows = 2;
   g.x = dx.get<__half>();
-  g.x_lo = dx.get<__half>() + 2048;
-  g.x_stride = 256;
+  g.x_lo = dx.get<__half>() + 4096;
+  g.x_stride = 2048;
   g.y = dy.get<float>();
   g.y_stride = 8;
   for (const GemmTile tile : {GemmTile::kWgmma, GemmTile::kWgmma64}) {
     g.w = iq2;
-    g.x_stride = 256;
+    g.x_stride = 2048;
     STATUS_ASSERT(grouped_gemm(g, nullptr, tile));
     CUDA_ASSERT(cudaDeviceSynchronize());
+    g.w.n_in = 256;
+    g.x_stride = 256;
+    EXPECT_FALSE(grouped_gemm(g, nullptr, tile).ok());
+    g.w.n_in = 2048;
+    g.x_stride = 2048;
     g.x_lo = nullptr;
     EXPECT_FALSE(grouped_gemm(g, nullptr, tile).ok());
-    g.x_lo = dx.get<__half>() + 2048;
+    g.x_lo = dx.get<__half>() + 4096;
     g.w = f16;
     g.x_stride = 64;
     EXPECT_FALSE(grouped_gemm(g, nullptr, tile).ok());

@@ -20,7 +20,8 @@
 #   Steps share DSV4_GPU_BUDGET seconds (default 150).
 # Env: DSV4_BUNDLE (default out/wgmma), DSV4_BASE (default out/base8); DSV4_BENCH_ROUNDS (default 1):
 # step 2 runs gemm_bench --wgmma that many times for this bundle and the baseline, alternated
-# (bundle, baseline, bundle, ...), each run's lines tagged "[bundle]" / "[base]".
+# (bundle, baseline, bundle, ...), each run's lines tagged "[bundle]" / "[base]"; DSV4_GEMM_MODES
+# (default --wgmma): the gemm_bench modes each run takes, e.g. "--wgmma --moe-wgmma".
 set -u -o pipefail
 cd "$(dirname "$0")/../.."
 source tools/device/common.sh
@@ -76,12 +77,14 @@ for ((round = 1; round <= ${DSV4_BENCH_ROUNDS:-1}; ++round)); do
       dir=$BASE
     fi
     ((DEADLINE - SECONDS > 8)) || break 2
-    echo "### round $round: $which" >>"$OUT/gemm_bench.log"
-    timeout "$(budget 30)" "$dir/gemm_bench" --wgmma 2>&1 | sed "s/^/[$which] /" >>"$OUT/gemm_bench.log"
-    note "gemm_bench --wgmma ($which, round $round): exit ${PIPESTATUS[0]}"
+    for mode in ${DSV4_GEMM_MODES:---wgmma}; do
+      echo "### round $round: $which $mode" >>"$OUT/gemm_bench.log"
+      timeout "$(budget 30)" "$dir/gemm_bench" "$mode" 2>&1 | sed "s/^/[$which] /" >>"$OUT/gemm_bench.log"
+      note "gemm_bench $mode ($which, round $round): exit ${PIPESTATUS[0]}"
+    done
   done
 done
-grep -E 'Q8_0' "$OUT/gemm_bench.log" | tee -a "$SUMMARY" >/dev/null
+grep -E 'Q8_0|IQ2_XXS|tile' "$OUT/gemm_bench.log" | tee -a "$SUMMARY" >/dev/null
 
 
 # ---- 3. one 4096-token chunk stage by stage, this bundle and the baseline ----
