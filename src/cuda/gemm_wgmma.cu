@@ -9,12 +9,16 @@
 // x_rows, output rows scattered by y_rows).
 //
 // Tiles (two consumer warpgroups, each one m64n128 fragment: acc and two temporaries of 64 f32
-// each per thread): 128 tokens × 128 features per CTA, consumer g owns tokens 64g..64g+63 and all
-// 128 features; or 64 tokens × 256 features (grouped only: an expert's rows average 48 at
-// 2048-token chunks, so half the 128-token tile would be padding), both consumers on the same 64
-// tokens, consumer g owns features 128g..128g+127, each decoded feature row serving 64 tokens.
+// each per thread): 128 tokens × 128 features per CTA, consumer g owns features 64g..64g+63 and
+// all 128 tokens, with W as the MMAs' A operand and X as B (D is features × tokens, so a thread's
+// accumulators span two features and it reads two block scales per half-step, where the other
+// orientation needs 32: their LDS.128 took a third of the shared-memory wavefronts); or 64 tokens
+// × 256 features (grouped only: an expert's rows average 48 at 2048-token chunks, so half the
+// 128-token tile would be padding), both consumers on the same 64 tokens, consumer g owns features
+// 128g..128g+127 with X as A and W as B, each decoded feature row serving 64 tokens.
 //
-// Warp-specialised (ninth version): warpgroup 0 produces W, warpgroups 1-2 consume, through a
+// Warp-specialised (ninth version): producer warpgroups (one on the 128-token tile, two on the
+// 64-token one) make W, the last two warpgroups consume, through a
 // ring of kStages slots (X hi/lo, the decoded W tile, its scale table), each with a "full" and an
 // "empty" mbarrier (mbarrier.cuh). The producer, per 64-column k-step u: waits until slot u is
 // empty, one thread asks TMA for the raw weight stage kLead steps ahead (a byte-row tensor map,
@@ -23,9 +27,9 @@
 // chain 0 (columns 0-31: hi, lo, hi, lo k16 MMAs) into tmp0, chain 1 (columns 32-63) into tmp1,
 // acc += scale·tmp0 once chain 0 is done, acc += scale·tmp1 once chain 1 is, arrives on empty,
 // then copies its share of X for step u + kStages into the slot by cp.async, whose landing is the
-// rest of that step's full count (128 producer arrivals + 256 consumer cp.async arrivals). On the
-// 128-token tile each consumer copies its own 64 rows (nobody else reads them); on the 64-token
-// tile both read all 64, so a consumer first waits for the slot's empty barrier.
+// rest of that step's full count (128 producer arrivals + 256 consumer cp.async arrivals). Each
+// consumer copies half the rows and reads all of them, so it first waits for the slot's empty
+// barrier (both consumers done with it).
 // Registers move to the consumers (setmaxnreg). Same MMAs and FFMAs in the same order per output
 // as the eighth version: same bits.
 // Keeping chain 1 in flight across steps makes ptxas serialise every wgmma (C7514: it cannot
@@ -60,12 +64,7 @@ struct GemmTileWgmma {
   static constexpr int kWarpsT = kTall ? 8 : 4, kWarpsF = kTall ? 1 : 2, kMT = 1, kNF = 16;
   static constexpr bool kSplit = true;
 };
-constexpr int kProducerThreads = 128, kConsumerThreads = 256;
-constexpr int kThreads = kProducerThreads + kConsumerThreads;
-// Registers per thread after setmaxnreg, 56 + 2·224 = 504: the 168 per thread the launch bounds
-// give all 384 threads (the consumers take what the producer hands back). A consumer holds 192 f32
-// of fragments and its X copy offsets; the producer only decodes.
-constexpr int kProducerRegs = 56, kConsumerRegs = 224;
+constexpr int kConsumerThreads = 256;
 constexpr int kStages = 3;  // X + decoded W + scale-table slots
 constexpr int kCPT = 4;     // decoded 16-byte chunks per thread and row: one 32-column half, so one scale
 
@@ -73,13 +72,25 @@ template <class D, bool kTall>
 struct WgmmaGeometry : GemmGeometry<D, GemmTileWgmma<kTall>> {
   using G = GemmGeometry<D, GemmTileWgmma<kTall>>;
   static constexpr int kXTile = G::kBT * 128;             // one of hi / lo
-  // X rows a consumer thread copies per step (hi and lo), 16 apart: its consumer's 64 rows on the
-  // 128-token tile, half of the 64 on the 64-token one.
+  // X rows a consumer thread copies per step (hi and lo), 16 apart: each consumer copies half the
+  // tile's rows.
   static constexpr int kXRows = G::kBT * 8 / kConsumerThreads;
+  // Producer warpgroups: one on the 128-token tile; two on the 64-token one, which decodes twice
+  // the weight rows per token (its IQ2_XXS decode bound the kernel with one).
+  static constexpr int kProducerThreads = kTall ? 128 : 256;
+  static constexpr int kThreads = kProducerThreads + kConsumerThreads;
+  // Registers per thread after setmaxnreg: all of what the launch bounds give (65 536 / kThreads
+  // per thread, a multiple of 8 below it) moved to the consumers, which hold 192 f32 of fragments
+  // and their X copy offsets; the producers only decode. 384 threads: 56 + 2·224 = 504 (168 each);
+  // 512: 48 + 208 = 256 (128 each; the IQ2_XXS producer spills 12 bytes at 48, a consumer more
+  // below 208).
+  static constexpr int kProducerRegs = kTall ? 56 : 48, kConsumerRegs = kTall ? 224 : 208;
   // Feature rows per decoding thread (two threads a row, one per half), 64 apart.
   static constexpr int kDRows = G::kBF * 8 / kCPT / kProducerThreads;
+  static_assert(kDRows * kProducerThreads == 2 * G::kBF);
   // Scale table of one stage: per 32-column half, kBF f32 scales (+ 16 of padding, so the two
-  // halves' writes fall in different banks) in the order a thread reads them: pair index
+  // halves' writes fall in different banks); on the 128-token tile in feature order, on the
+  // 64-token tile in the order a thread reads them: pair index
   // j = f / 8 (feature 8j + 2q + c, q = lane % 4, c = f % 2), float4 (j / 2, q) holds the pairs of
   // j = 2·(j / 2) and 2·(j / 2) + 1, so a thread's 16 pairs are 8 LDS.128 (tab_index(); feature
   // f + 128 sits 128 floats after f, so a consumer's features 128g.. start at float 128g).
@@ -118,12 +129,13 @@ __device__ __forceinline__ void fence_proxy_async() {
 }
 
 template <class D, bool kGrouped, bool kTall>
-__global__ void __launch_bounds__(kThreads, 1)
+__global__ void __launch_bounds__(WgmmaGeometry<D, kTall>::kThreads, 1)
     gemm_wgmma_kernel(__grid_constant__ const GemmLaunch p, __grid_constant__ const CUtensorMap w_map) {
   using G = WgmmaGeometry<D, kTall>;
   constexpr int kBT = G::kBT, kBF = G::kBF, kSPR = G::kSPR, kRR = G::kRR, kPitch = G::kPitch, kLead = G::kLead;
   constexpr int kXBytes = G::kXBytes, kWBytes = G::kWBytes, kRawBytes = G::kRawBytes, kTabHalf = G::kTabHalf;
   constexpr int kXTile = G::kXTile, kXRows = G::kXRows, kDRows = G::kDRows;
+  constexpr int kProducerThreads = G::kProducerThreads;
   extern __shared__ uint8_t smem_raw[];
   // Tiles on 1024-byte boundaries (the dynamic allocation is only 16-byte aligned for sure).
   const uint32_t base = (smem_addr(smem_raw) + 1023u) & ~1023u;
@@ -164,7 +176,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   __syncthreads();
 
   if (warp < kProducerThreads / 32) {
-    setmaxnreg_dec<kProducerRegs>();
+    setmaxnreg_dec<G::kProducerRegs>();
     // Raw stage r (kStageElems columns of the kBF rows from f0) into raw slot r % kRR: the
     // 16-aligned span that holds it (rows are multiples of 16 bytes, so every row's stage has the
     // same offset in it), rows past n_out and bytes past a row's end read as zero.
@@ -178,14 +190,15 @@ __global__ void __launch_bounds__(kThreads, 1)
     };
 
     // Decode of step t into slot s: thread tid writes chunks dchunk..dchunk+3 (32-column half
-    // dh = tid % 2) of feature rows tid / 2 + 64·i (i < kDRows) and that half's scales.
+    // dh = tid % 2) of feature rows tid / 2 + (kProducerThreads / 2)·i (i < kDRows) and that
+    // half's scales.
     const int dh = tid & 1, dchunk = dh * kCPT;
     auto decode_row = [&](int t, int s, int i) {
-      const int drow = tid / 2 + 64 * i;
+      const int drow = tid / 2 + kProducerThreads / 2 * i;
       const int stage = t / kSPR;
       const int mis = (stage * D::kStageBytes) & 15;
       const uint8_t* row = raw_ptr + (stage % kRR) * kRawBytes + drow * kPitch + mis;
-      float* const scale = tab + s * 2 * kTabHalf + dh * kTabHalf + tab_index(drow);
+      float* const scale = tab + s * 2 * kTabHalf + dh * kTabHalf + (kTall ? drow : tab_index(drow));
       uint8_t* const dst = ws_ptr + s * kWBytes;
       const auto store = [&](int c, uint4 v) { *reinterpret_cast<uint4*>(dst + swz(drow, dchunk + c)) = v; };
       if constexpr (std::is_same_v<D, CodesQ8_0>) {
@@ -249,9 +262,11 @@ __global__ void __launch_bounds__(kThreads, 1)
     return;
   }
 
-  setmaxnreg_inc<kConsumerRegs>();
-  // This consumer's first token and feature within the tile.
-  const int wg = (warp >> 2) - 1, wg_t = kTall ? 64 * wg : 0, wg_f = kTall ? 0 : 128 * wg;
+  setmaxnreg_inc<G::kConsumerRegs>();
+  // This consumer's features within the tile: 64g.. with all 128 tokens (kTall: W is the A operand,
+  // X the B one, so the 64-row fragment runs over features), else 128g.. with all 64 tokens (X is
+  // A, W is B).
+  const int wg = (warp >> 2) - kProducerThreads / 128, wg_f = kTall ? 64 * wg : 128 * wg;
   const int ctid = tid - kProducerThreads;
 
   // X copies: chunk (ctid & 7) of rows x_row0 + (ctid & 127) / 8 + 16·i, hi and lo (rows past the
@@ -283,14 +298,34 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
     for (int s = 0; s < 2; ++s) {
       const uint32_t k_bytes = static_cast<uint32_t>((2 * h + s) * 32);
-      const uint64_t b = wgmma_desc_sw128(wb + k_bytes);
-      wgmma_m64n128k16_f16(tmp, wgmma_desc_sw128(xa + k_bytes), b, s > 0);
-      wgmma_m64n128k16_f16(tmp, wgmma_desc_sw128(xa + kXTile + k_bytes), b, true);
+      const uint64_t w = wgmma_desc_sw128(wb + k_bytes);
+      const uint64_t x_hi = wgmma_desc_sw128(xa + k_bytes), x_lo = wgmma_desc_sw128(xa + kXTile + k_bytes);
+      if constexpr (kTall) {
+        wgmma_m64n128k16_f16(tmp, w, x_hi, s > 0);
+        wgmma_m64n128k16_f16(tmp, w, x_lo, true);
+      } else {
+        wgmma_m64n128k16_f16(tmp, x_hi, w, s > 0);
+        wgmma_m64n128k16_f16(tmp, x_lo, w, true);
+      }
     }
     wgmma_commit();
   };
-  // acc += scale·tmp with the scales of half h of slot s (feature 8j + 2·(lane % 4) + c % 2).
+  // acc += scale·tmp with the scales of half h of slot s. kTall: a thread's accumulators are
+  // features 16·(warp % 4) + lane / 4 + 8·(c / 2) of its 64, so two scales (plain feature order in
+  // the table); else features 8j + 2·(lane % 4) + c % 2 of its 128 (tab_index order, 8 LDS.128).
   auto scale_add = [&](const float (&tmp)[64], int s, int h) {
+    if constexpr (kTall) {
+      const float* sc = tab + s * 2 * kTabHalf + h * kTabHalf + wg_f + 16 * (warp & 3) + (lane >> 2);
+      const float d0 = sc[0], d1 = sc[8];
+#pragma unroll
+      for (int j = 0; j < 16; ++j) {
+        acc[4 * j + 0] = fmaf(d0, tmp[4 * j + 0], acc[4 * j + 0]);
+        acc[4 * j + 1] = fmaf(d0, tmp[4 * j + 1], acc[4 * j + 1]);
+        acc[4 * j + 2] = fmaf(d1, tmp[4 * j + 2], acc[4 * j + 2]);
+        acc[4 * j + 3] = fmaf(d1, tmp[4 * j + 3], acc[4 * j + 3]);
+      }
+      return;
+    }
     const float4* sc =
         reinterpret_cast<const float4*>(tab + s * 2 * kTabHalf + h * kTabHalf + wg_f) + (lane & 3);
 #pragma unroll
@@ -313,7 +348,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     const uint32_t phase = (t / kStages) & 1;
     mbar_wait(full_bar + 8 * s, phase);
     fence_proxy_async();  // X landed through cp.async (generic proxy), read by the tensor cores
-    const uint32_t xa = xs + s * kXBytes + wg_t * 128;
+    const uint32_t xa = xs + s * kXBytes;
     const uint32_t wb = ws + s * kWBytes + wg_f * 128;
     wgmma_fence_operands(tmp0);
     wgmma_fence_operands(tmp1);
@@ -328,31 +363,50 @@ __global__ void __launch_bounds__(kThreads, 1)
     scale_add(tmp1, s, 1);
     mbar_arrive(empty_bar + 8 * s);
     if (t + kStages < n_steps) {
-      // The 64-token tile's consumers share its X rows: the slot is free once both are done.
-      if constexpr (!kTall) mbar_wait(empty_bar + 8 * s, phase);
+      // Both consumers read all of X: the slot is free once both are done with it.
+      mbar_wait(empty_bar + 8 * s, phase);
       issue_x(t + kStages);
     }
   }
 
-  // acc[4j + c]: row 16·(warp % 4) + lane / 4 + 8·(c / 2) of the consumer's 64, feature
-  // 8j + 2·(lane % 4) + c % 2 of its 128.
-  const bool pairs = (reinterpret_cast<uintptr_t>(p.y) & 7) == 0 && (p.y_stride & 1) == 0;
-#pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    const int r = row0 + wg_t + 16 * (warp & 3) + (lane >> 2) + 8 * h;
-    if (r >= tile_end) continue;
-    const float scale = p.x_scale ? p.x_scale[src_row(r)] : 1.0f;
-    const int out = kGrouped && p.y_rows ? min(max(p.y_rows[r], 0), p.y_count - 1) : r;
-    float* yrow = p.y + static_cast<int64_t>(out) * p.y_stride;
+  // acc[4j + c] is D[16·(warp % 4) + lane / 4 + 8·(c / 2)][8j + 2·(lane % 4) + c % 2] of the
+  // consumer's m64n128 fragment: D[feature][token] on the 128-token tile, D[token][feature] on the
+  // 64-token one.
+  const int frag_row = 16 * (warp & 3) + (lane >> 2), frag_col = 2 * (lane & 3);
+  if constexpr (kTall) {
+    const int f = f0 + wg_f + frag_row;
 #pragma unroll
     for (int j = 0; j < 16; ++j) {
-      const int f = f0 + wg_f + 8 * j + 2 * (lane & 3);
-      const float v0 = acc[4 * j + 2 * h] * scale, v1 = acc[4 * j + 2 * h + 1] * scale;
-      if (pairs && f + 1 < p.n_out) {
-        *reinterpret_cast<float2*>(yrow + f) = make_float2(v0, v1);
-      } else {
-        if (f < p.n_out) yrow[f] = v0;
-        if (f + 1 < p.n_out) yrow[f + 1] = v1;
+#pragma unroll
+      for (int c = 0; c < 2; ++c) {
+        const int r = row0 + 8 * j + frag_col + c;
+        if (r >= tile_end) continue;
+        const float scale = p.x_scale ? p.x_scale[src_row(r)] : 1.0f;
+        const int out = kGrouped && p.y_rows ? min(max(p.y_rows[r], 0), p.y_count - 1) : r;
+        float* yrow = p.y + static_cast<int64_t>(out) * p.y_stride;
+        if (f < p.n_out) yrow[f] = acc[4 * j + c] * scale;
+        if (f + 8 < p.n_out) yrow[f + 8] = acc[4 * j + 2 + c] * scale;
+      }
+    }
+  } else {
+    const bool pairs = (reinterpret_cast<uintptr_t>(p.y) & 7) == 0 && (p.y_stride & 1) == 0;
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int r = row0 + frag_row + 8 * h;
+      if (r >= tile_end) continue;
+      const float scale = p.x_scale ? p.x_scale[src_row(r)] : 1.0f;
+      const int out = kGrouped && p.y_rows ? min(max(p.y_rows[r], 0), p.y_count - 1) : r;
+      float* yrow = p.y + static_cast<int64_t>(out) * p.y_stride;
+#pragma unroll
+      for (int j = 0; j < 16; ++j) {
+        const int f = f0 + wg_f + 8 * j + frag_col;
+        const float v0 = acc[4 * j + 2 * h] * scale, v1 = acc[4 * j + 2 * h + 1] * scale;
+        if (pairs && f + 1 < p.n_out) {
+          *reinterpret_cast<float2*>(yrow + f) = make_float2(v0, v1);
+        } else {
+          if (f < p.n_out) yrow[f] = v0;
+          if (f + 1 < p.n_out) yrow[f + 1] = v1;
+        }
       }
     }
   }
@@ -379,7 +433,7 @@ cudaError_t launch_wgmma(const GemmLaunch& l, cudaStream_t stream) {
                            static_cast<uint64_t>(l.n_expert), static_cast<uint64_t>(l.slab_bytes), G::kSpan, kBF);
   if (e != cudaSuccess) return e;
   const dim3 grid((l.n_out + kBF - 1) / kBF, static_cast<unsigned>(slots));
-  gemm_wgmma_kernel<D, kGrouped, kTall><<<grid, kThreads, kSmem, stream>>>(l, w_map);
+  gemm_wgmma_kernel<D, kGrouped, kTall><<<grid, G::kThreads, kSmem, stream>>>(l, w_map);
   return cudaGetLastError();
 }
 
