@@ -27,16 +27,19 @@
 // chain 0 (columns 0-31: hi, lo, hi, lo k16 MMAs) into tmp0, chain 1 (columns 32-63) into tmp1,
 // acc += scale·tmp0 once chain 0 is done, acc += scale·tmp1 once chain 1 is, arrives on empty,
 // then copies its share of X for step u + kStages into the slot by cp.async, whose landing is the
-// rest of that step's full count (128 producer arrivals + 256 consumer cp.async arrivals). Each
+// rest of that step's full count (one arrival per producer thread + 256 consumer cp.async
+// arrivals). Each
 // consumer copies half the rows and reads all of them, so it first waits for the slot's empty
 // barrier (both consumers done with it).
-// Registers move to the consumers (setmaxnreg). Same MMAs and FFMAs in the same order per output
-// as the eighth version: same bits.
+// Registers move to the consumers (setmaxnreg). The same products, chains and FFMAs in the same
+// order per output as the eighth version (GemmWgmma.Grouped* assert that the 128-token tile, with
+// its operands swapped, gives the 64-token tile's bits).
 // Keeping chain 1 in flight across steps makes ptxas serialise every wgmma (C7514: it cannot
 // follow a pending group around the loop's back edge), GEMM_NOTES.md.
 // Rows past the tile's end (a group's last tile, the dense last tile) are computed from copies of
-// the tile's last row and never stored. A consumer whose 64 rows are all past the end still
-// issues its MMAs: a branch around them makes ptxas serialise every wgmma (C7518).
+// the tile's last row and never stored; features past n_out from zero rows (TMA's fill). A
+// fragment that is all padding still has its MMAs issued: a branch around them makes ptxas
+// serialise every wgmma (C7518).
 // All tiles start on 1024-byte boundaries (the 128-byte swizzle's period).
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
