@@ -103,6 +103,13 @@ Result<int> pick_wgmma(GemmTile tile, TensorType type, int64_t row_bytes, int64_
   return detail::gemm_wgmma_tile_rows(!grouped || n >= kWgmma64Below * n_groups);
 }
 
+// The launch's tile from pick_wgmma's rows (0: an mma.sync kernel) and pick_large's choice.
+detail::GemmKernelTile kernel_tile(int wgmma_rows, bool large) {
+  using T = detail::GemmKernelTile;
+  if (wgmma_rows != 0) return wgmma_rows == detail::gemm_wgmma_tile_rows(true) ? T::kWgmma : T::kWgmma64;
+  return large ? T::kLarge : T::kSmall;
+}
+
 // Checks shared by both entry points; fills the weight part of the launch.
 Status check_weights(const GemmWeights& w, detail::GemmLaunch* l) {
   const int64_t mult = k_multiple(w.type);
@@ -145,13 +152,15 @@ Status check_x(const __half* x, const __half* x_lo, TensorType type, int64_t x_s
   return Status::ok_status();
 }
 
-Status launch(detail::GemmLaunch& l, cudaStream_t stream, bool wgmma) {
+Status launch(detail::GemmLaunch& l, cudaStream_t stream) {
   if (l.x_limbs) return cuda_status(detail::launch_gemm_int8(l, stream), "int8 gemm kernel launch");
   if (l.type == TensorType::IQ2_XXS) {
     DSV4_TRY(cuda_status(detail::iq2_device_tables(stream, &l.iq2_tables),
                          "uploading the IQ2_XXS tables (call prepare_matvec before graph capture)"));
   }
-  if (wgmma) return cuda_status(detail::launch_gemm_wgmma(l, stream), "wgmma gemm kernel launch");
+  if (l.tile == detail::GemmKernelTile::kWgmma || l.tile == detail::GemmKernelTile::kWgmma64) {
+    return cuda_status(detail::launch_gemm_wgmma(l, stream), "wgmma gemm kernel launch");
+  }
   return cuda_status(detail::launch_gemm(l, stream), "gemm kernel launch");
 }
 
@@ -216,8 +225,8 @@ Status gemm(const GemmWeights& w, const __half* x, int64_t x_stride, const float
   l.y_stride = y_stride;
   l.y_rows = nullptr;
   l.y_count = static_cast<int>(n);
-  l.large = *large;
-  if (Status s = launch(l, stream, *wgmma != 0); !s.ok()) return fail(s);
+  l.tile = kernel_tile(*wgmma, *large);
+  if (Status s = launch(l, stream); !s.ok()) return fail(s);
   return Status::ok_status();
 }
 
@@ -276,8 +285,8 @@ Status grouped_gemm(const GroupedGemm& g, cudaStream_t stream, GemmTile tile) {
   l.x_limbs = g.x_limbs;
   l.x_plane = x_count * g.x_stride;
   l.x_records = g.x_records;
-  l.large = *large;
-  if (Status s = launch(l, stream, *wgmma != 0); !s.ok()) return fail(s);
+  l.tile = kernel_tile(*wgmma, *large);
+  if (Status s = launch(l, stream); !s.ok()) return fail(s);
   return Status::ok_status();
 }
 

@@ -13,7 +13,7 @@ namespace {
 
 template <class D>
 cudaError_t launch_format(const GemmLaunch& l, cudaStream_t stream) {
-  if (l.large) {
+  if (l.tile == GemmKernelTile::kLarge) {
     if constexpr (GemmGeometry<D, GemmTileLarge>::kFits) {
       return gemm_launch_tile<D, GemmTileLarge>(l, stream);
     }

@@ -11,6 +11,11 @@
 
 namespace dsv4::cuda::detail {
 
+// The kernel tile a launch runs on: the mma.sync kernels' small or large one (f16 and split mode;
+// the int8 kernel has one tile and ignores it), or gemm_wgmma.cu's 128 × 128 or 64 × 256 one
+// (grouped only).
+enum class GemmKernelTile : uint8_t { kSmall, kLarge, kWgmma, kWgmma64 };
+
 struct GemmLaunch {
   gguf::TensorType type;
   const uint8_t* w;      // first byte of the weight tensor (16-aligned)
@@ -42,7 +47,7 @@ struct GemmLaunch {
   const int8_t* x_limbs;
   int64_t x_plane;
   const uint8_t* x_records;
-  bool large;  // GemmTile::kLarge, else kSmall (split mode: its own tile pair; wgmma: kWgmma, else kWgmma64)
+  GemmKernelTile tile;
 };
 
 // Row and feature extent of one CTA for the two tile shapes (gemm_kernel.cuh's kBT, kBF).
@@ -56,9 +61,9 @@ cudaError_t launch_gemm(const GemmLaunch& l, cudaStream_t stream);
 cudaError_t launch_gemm_split(const GemmLaunch& l, cudaStream_t stream);  // l.x_lo set
 cudaError_t launch_gemm_int8(const GemmLaunch& l, cudaStream_t stream);   // l.x_limbs set
 int gemm_int8_tile_rows();
-// Split mode on sm_90a wgmma (gemm_wgmma.cu): Q8_0 dense or grouped, IQ2_XXS grouped (l.large: the
-// 128-token tile, else the 64-token one, grouped only); x row offsets in 32 bits; weight rows (and
-// slabs) of a multiple of 16 bytes.
+// Split mode on sm_90a wgmma (gemm_wgmma.cu), l.tile kWgmma or kWgmma64 (grouped only): Q8_0 dense
+// or grouped, IQ2_XXS grouped; x row offsets in 32 bits; weight rows (and slabs) of a multiple of
+// 16 bytes.
 cudaError_t launch_gemm_wgmma(const GemmLaunch& l, cudaStream_t stream);
 int gemm_wgmma_tile_rows(bool large);
 cudaError_t launch_convert_f32_to_int8(const float* x, int64_t x_stride, int64_t n_rows, int64_t cols, int8_t* limbs,

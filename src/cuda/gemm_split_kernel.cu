@@ -12,7 +12,7 @@ namespace {
 
 template <class D>
 cudaError_t launch_split_format(const GemmLaunch& l, cudaStream_t stream) {
-  if (l.large) return gemm_launch_tile<D, GemmTileSplitLarge>(l, stream);
+  if (l.tile == GemmKernelTile::kLarge) return gemm_launch_tile<D, GemmTileSplitLarge>(l, stream);
   return gemm_launch_tile<D, GemmTileSplitSmall>(l, stream);
 }
 

@@ -445,14 +445,15 @@ cudaError_t launch_wgmma(const GemmLaunch& l, cudaStream_t stream) {
 cudaError_t launch_gemm_wgmma(const GemmLaunch& l, cudaStream_t stream) {
   if (!l.x_lo || l.x_limbs || (!l.offsets && (l.x_rows || l.y_rows))) return cudaErrorInvalidValue;
   const bool grouped = l.offsets != nullptr;
-  if (!grouped && !l.large) return cudaErrorInvalidValue;
+  const bool tall = l.tile == GemmKernelTile::kWgmma;
+  if (!tall && (l.tile != GemmKernelTile::kWgmma64 || !grouped)) return cudaErrorInvalidValue;
   switch (l.type) {
     case gguf::TensorType::Q8_0:
       if (!grouped) return launch_wgmma<CodesQ8_0, false>(l, stream);
-      return l.large ? launch_wgmma<CodesQ8_0, true>(l, stream) : launch_wgmma<CodesQ8_0, true, false>(l, stream);
+      return tall ? launch_wgmma<CodesQ8_0, true>(l, stream) : launch_wgmma<CodesQ8_0, true, false>(l, stream);
     case gguf::TensorType::IQ2_XXS:
       if (!grouped) return cudaErrorInvalidValue;
-      return l.large ? launch_wgmma<CodesIQ2_XXS, true>(l, stream) : launch_wgmma<CodesIQ2_XXS, true, false>(l, stream);
+      return tall ? launch_wgmma<CodesIQ2_XXS, true>(l, stream) : launch_wgmma<CodesIQ2_XXS, true, false>(l, stream);
     default: return cudaErrorInvalidValue;
   }
 }
