@@ -77,17 +77,18 @@ Result<bool> pick_large(GemmTile tile, TensorType type, int64_t n_out, int64_t n
 // group, where the 64-token tile wins again, is not reached.
 constexpr int64_t kWgmma64Below = 68;
 
-// The wgmma tile a call runs on (gemm_wgmma.cu), as its rows (128 or 64), or 0 for the mma.sync
-// kernels: asked for, or kAuto on a compute capability 9 device with split operands of a type it
-// takes (Q8_0; grouped_gemm also IQ2_XXS) and at least 512 rows. Grouped, kAuto picks the tile
-// from the average rows per group (the offsets stay on the device): a group of r rows costs
-// ⌈r/64⌉ 64 × 256 CTAs or 2·⌈r/128⌉ 128 × 128 ones, which differ where r mod 128 is in (0, 64],
-// and the 64-token CTA costs more (it decodes twice the weight rows per token). The 64-token tile
-// is grouped only. The kernel addresses X rows with 32-bit element offsets: x_rows (the rows of
-// x) · x_stride < 2^31; its weight stages come by TMA, whose rows must be multiples of 16 bytes
-// (Q8_0: n_in a multiple of 256; IQ2_XXS: of 2048).
-Result<int> pick_wgmma(GemmTile tile, TensorType type, int64_t row_bytes, int64_t n, int64_t x_rows,
-                       int64_t x_stride, bool split, int64_t n_groups) {
+// The tile a call runs on. A wgmma tile (gemm_wgmma.cu) when asked for, or kAuto on a compute
+// capability 9 device with split operands of a type it takes (Q8_0; grouped_gemm also IQ2_XXS) and
+// at least 512 rows. Grouped, kAuto picks the wgmma tile from the average rows per group (the
+// offsets stay on the device): a group of r rows costs ⌈r/64⌉ 64 × 256 CTAs or 2·⌈r/128⌉ 128 × 128
+// ones, which differ where r mod 128 is in (0, 64], and the 64-token CTA costs more (it decodes
+// twice the weight rows per token). The 64-token tile is grouped only. The kernel addresses X rows
+// with 32-bit element offsets: x_rows (the rows of x) · x_stride < 2^31; its weight stages come by
+// TMA, whose rows must be multiples of 16 bytes (Q8_0: n_in a multiple of 256; IQ2_XXS: of 2048).
+// Otherwise an mma.sync tile (pick_large). n_groups is 0 for gemm().
+Result<detail::GemmKernelTile> pick_tile(GemmTile tile, TensorType type, int64_t row_bytes, int64_t n_out, int64_t n,
+                                         int64_t x_rows, int64_t x_stride, bool split, int64_t n_groups) {
+  using T = detail::GemmKernelTile;
   const bool grouped = n_groups > 0;
   const bool type_ok = type == TensorType::Q8_0 || (grouped && type == TensorType::IQ2_XXS);
   const bool takes = split && type_ok && row_bytes % 16 == 0 && x_rows * x_stride < (int64_t{1} << 31);
@@ -97,17 +98,14 @@ Result<int> pick_wgmma(GemmTile tile, TensorType type, int64_t row_bytes, int64_
                         "weight rows of a multiple of 16 bytes, x rows · x_stride < 2^31; the 64-token tile "
                         "grouped_gemm only");
     }
-    return detail::gemm_wgmma_tile_rows(tile == GemmTile::kWgmma);
+    return tile == GemmTile::kWgmma ? T::kWgmma : T::kWgmma64;
   }
-  if (tile != GemmTile::kAuto || !takes || n < 512 || device_info().major != 9) return 0;
-  return detail::gemm_wgmma_tile_rows(!grouped || n >= kWgmma64Below * n_groups);
-}
-
-// The launch's tile from pick_wgmma's rows (0: an mma.sync kernel) and pick_large's choice.
-detail::GemmKernelTile kernel_tile(int wgmma_rows, bool large) {
-  using T = detail::GemmKernelTile;
-  if (wgmma_rows != 0) return wgmma_rows == detail::gemm_wgmma_tile_rows(true) ? T::kWgmma : T::kWgmma64;
-  return large ? T::kLarge : T::kSmall;
+  if (tile == GemmTile::kAuto && takes && n >= 512 && device_info().major == 9) {
+    return !grouped || n >= kWgmma64Below * n_groups ? T::kWgmma : T::kWgmma64;
+  }
+  const auto large = pick_large(tile, type, n_out, n, grouped ? n_groups : 1, split);
+  if (!large.ok()) return make_error(large.error().message);
+  return *large ? T::kLarge : T::kSmall;
 }
 
 // Checks shared by both entry points; fills the weight part of the launch.
@@ -158,9 +156,7 @@ Status launch(detail::GemmLaunch& l, cudaStream_t stream) {
     DSV4_TRY(cuda_status(detail::iq2_device_tables(stream, &l.iq2_tables),
                          "uploading the IQ2_XXS tables (call prepare_matvec before graph capture)"));
   }
-  if (l.tile == detail::GemmKernelTile::kWgmma || l.tile == detail::GemmKernelTile::kWgmma64) {
-    return cuda_status(detail::launch_gemm_wgmma(l, stream), "wgmma gemm kernel launch");
-  }
+  if (detail::is_wgmma(l.tile)) return cuda_status(detail::launch_gemm_wgmma(l, stream), "wgmma gemm kernel launch");
   return cuda_status(detail::launch_gemm(l, stream), "gemm kernel launch");
 }
 
@@ -203,11 +199,9 @@ Status gemm(const GemmWeights& w, const __half* x, int64_t x_stride, const float
   if (!y) return fail(make_error("null output pointer"));
   if (y_stride < w.n_out) return fail(make_error("y_stride must be at least n_out"));
   const bool split = x_lo != nullptr;
-  const auto wgmma = pick_wgmma(tile, w.type, l.row_bytes, n, n, x_stride, split, 0);
-  if (!wgmma.ok()) return fail(make_error(wgmma.error().message));
-  const auto large = *wgmma ? Result<bool>(*wgmma == 128) : pick_large(tile, w.type, w.n_out, n, 1, split);
-  if (!large.ok()) return fail(make_error(large.error().message));
-  const int tile_rows = *wgmma ? *wgmma : detail::gemm_tile_shape(*large, split).rows;
+  const auto kernel_tile = pick_tile(tile, w.type, l.row_bytes, w.n_out, n, n, x_stride, split, 0);
+  if (!kernel_tile.ok()) return fail(make_error(kernel_tile.error().message));
+  const int tile_rows = detail::gemm_tile_rows(*kernel_tile, split);
   if ((n + tile_rows - 1) / tile_rows > 65535) {
     return fail(make_error("too many rows for one launch"));
   }
@@ -225,7 +219,7 @@ Status gemm(const GemmWeights& w, const __half* x, int64_t x_stride, const float
   l.y_stride = y_stride;
   l.y_rows = nullptr;
   l.y_count = static_cast<int>(n);
-  l.tile = kernel_tile(*wgmma, *large);
+  l.tile = *kernel_tile;
   if (Status s = launch(l, stream); !s.ok()) return fail(s);
   return Status::ok_status();
 }
@@ -259,14 +253,10 @@ Status grouped_gemm(const GroupedGemm& g, cudaStream_t stream, GemmTile tile) {
   if (g.y_rows && (g.y_count <= 0 || g.y_count > INT_MAX)) return fail(make_error("y_count out of range"));
   // Grid rows: at most ⌈n_rows / tile⌉ + n_groups tiles (each group adds at most one partial one).
   const bool split = g.x_lo != nullptr;
-  const auto wgmma = pick_wgmma(tile, g.w.type, l.row_bytes, g.n_rows, x_count, g.x_stride, split, g.n_groups);
-  if (!wgmma.ok()) return fail(make_error(wgmma.error().message));
-  const auto large =
-      *wgmma ? Result<bool>(*wgmma == 128) : pick_large(tile, g.w.type, g.w.n_out, g.n_rows, g.n_groups, split);
-  if (!large.ok()) return fail(make_error(large.error().message));
-  const int rows = *wgmma ? *wgmma
-                   : int8 ? detail::gemm_int8_tile_rows()
-                          : detail::gemm_tile_shape(*large, split).rows;
+  const auto kernel_tile =
+      pick_tile(tile, g.w.type, l.row_bytes, g.w.n_out, g.n_rows, x_count, g.x_stride, split, g.n_groups);
+  if (!kernel_tile.ok()) return fail(make_error(kernel_tile.error().message));
+  const int rows = int8 ? detail::gemm_int8_tile_rows() : detail::gemm_tile_rows(*kernel_tile, split);
   if ((g.n_rows + rows - 1) / rows + g.n_groups > 65535) return fail(make_error("too many rows for one launch"));
   l.offsets = g.offsets;
   l.group_expert = g.group_expert;
@@ -285,7 +275,7 @@ Status grouped_gemm(const GroupedGemm& g, cudaStream_t stream, GemmTile tile) {
   l.x_limbs = g.x_limbs;
   l.x_plane = x_count * g.x_stride;
   l.x_records = g.x_records;
-  l.tile = kernel_tile(*wgmma, *large);
+  l.tile = *kernel_tile;
   if (Status s = launch(l, stream); !s.ok()) return fail(s);
   return Status::ok_status();
 }

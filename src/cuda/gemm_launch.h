@@ -15,6 +15,7 @@ namespace dsv4::cuda::detail {
 // the int8 kernel has one tile and ignores it), or gemm_wgmma.cu's 128 × 128 or 64 × 256 one
 // (grouped only).
 enum class GemmKernelTile : uint8_t { kSmall, kLarge, kWgmma, kWgmma64 };
+inline bool is_wgmma(GemmKernelTile t) { return t == GemmKernelTile::kWgmma || t == GemmKernelTile::kWgmma64; }
 
 struct GemmLaunch {
   gguf::TensorType type;
@@ -65,7 +66,13 @@ int gemm_int8_tile_rows();
 // or grouped, IQ2_XXS grouped; x row offsets in 32 bits; weight rows (and slabs) of a multiple of
 // 16 bytes.
 cudaError_t launch_gemm_wgmma(const GemmLaunch& l, cudaStream_t stream);
-int gemm_wgmma_tile_rows(bool large);
+int gemm_wgmma_tile_rows(GemmKernelTile tile);  // kWgmma or kWgmma64
+
+// Rows of one CTA of the f16 / split / wgmma kernels on `tile` (the int8 kernel: gemm_int8_tile_rows).
+inline int gemm_tile_rows(GemmKernelTile tile, bool split) {
+  if (is_wgmma(tile)) return gemm_wgmma_tile_rows(tile);
+  return gemm_tile_shape(tile == GemmKernelTile::kLarge, split).rows;
+}
 cudaError_t launch_convert_f32_to_int8(const float* x, int64_t x_stride, int64_t n_rows, int64_t cols, int8_t* limbs,
                                        int64_t limb_stride, uint8_t* records, cudaStream_t stream);
 

@@ -88,7 +88,7 @@ struct WgmmaGeometry : GemmGeometry<D, GemmTileWgmma<kTall>> {
   // 512: 48 + 208 = 256 (128 each; the IQ2_XXS producer spills 12 bytes at 48, a consumer more
   // below 208).
   static constexpr int kProducerRegs = kTall ? 56 : 48, kConsumerRegs = kTall ? 224 : 208;
-  // Feature rows per decoding thread (two threads a row, one per half), 64 apart.
+  // Feature rows per decoding thread (two threads a row, one per half), kProducerThreads / 2 apart.
   static constexpr int kDRows = G::kBF * 8 / kCPT / kProducerThreads;
   static_assert(kDRows * kProducerThreads == 2 * G::kBF);
   // Scale table of one stage: per 32-column half, kBF f32 scales (+ 16 of padding, so the two
@@ -173,7 +173,7 @@ __global__ void __launch_bounds__(WgmmaGeometry<D, kTall>::kThreads, 1)
       mbar_init(empty_bar + 8 * s, kConsumerThreads);
     }
     for (int r = 0; r < kRR; ++r) mbar_init(raw_bar + 8 * r, 1);
-    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+    mbar_init_fence();
   }
   if constexpr (D::kTableBytes > 0) D::Fmt::load_tables(tables, p.iq2_tables);
   __syncthreads();
@@ -458,6 +458,8 @@ cudaError_t launch_gemm_wgmma(const GemmLaunch& l, cudaStream_t stream) {
   }
 }
 
-int gemm_wgmma_tile_rows(bool large) { return large ? 128 : 64; }
+int gemm_wgmma_tile_rows(GemmKernelTile tile) {
+  return tile == GemmKernelTile::kWgmma ? WgmmaGeometry<CodesQ8_0, true>::kBT : WgmmaGeometry<CodesQ8_0, false>::kBT;
+}
 
 }  // namespace dsv4::cuda::detail
