@@ -2,7 +2,7 @@
 // generated on the device (flash-q2 by default, some or all of its 43 layers).
 //
 //   cuda_forward_bench [--preset flash-q2] [--layers N] [--ctx C] [--steps S] [--chunk K]
-//                      [--prefill split|f16|matvec]
+//                      [--prefill split|f16|matvec] [--profiler-range step|chunk]
 //
 // 1. Prefill of C tokens in chunks of K (default DeviceSession::kTensorCoreMaxChunk) with tensor-core
 //    (split: f32-level products, the default; f16) or f32 matvec projections (cuda::PrefillMath): tokens/s.
@@ -18,6 +18,8 @@
 // 3. One decode step without the graph, an event after each stage of every layer: milliseconds
 //    per stage (launch gaps included, which the graph removes), and the sum against the graph's
 //    step time.
+// The profiler range (cudaProfilerStart/Stop, for ncu --profile-from-start off) covers the step of
+// 3, or with --profiler-range chunk the chunk of 1b.
 #include <cuda_profiler_api.h>
 
 #include <algorithm>
@@ -56,6 +58,7 @@ int main(int argc, char** argv) {
   std::string preset = "flash-q2";
   int64_t layers = 43, ctx = 2048, steps = 64, chunk = cuda::DeviceSession::kTensorCoreMaxChunk;
   cuda::PrefillMath prefill = cuda::PrefillMath::kTensorCoreSplit;
+  bool profile_the_chunk = false;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i];
     if (a == "--preset") preset = argv[i + 1];
@@ -66,10 +69,12 @@ int main(int argc, char** argv) {
     else if (a == "--prefill" && std::strcmp(argv[i + 1], "split") == 0) prefill = cuda::PrefillMath::kTensorCoreSplit;
     else if (a == "--prefill" && std::strcmp(argv[i + 1], "matvec") == 0) prefill = cuda::PrefillMath::kMatvecF32;
     else if (a == "--prefill" && std::strcmp(argv[i + 1], "f16") == 0) prefill = cuda::PrefillMath::kTensorCoreF16;
+    else if (a == "--profiler-range" && std::strcmp(argv[i + 1], "step") == 0) profile_the_chunk = false;
+    else if (a == "--profiler-range" && std::strcmp(argv[i + 1], "chunk") == 0) profile_the_chunk = true;
     else {
       std::fprintf(stderr,
                    "usage: cuda_forward_bench [--preset P] [--layers N] [--ctx C] [--steps S] [--chunk K] "
-                   "[--prefill split|f16|matvec]\n");
+                   "[--prefill split|f16|matvec] [--profiler-range step|chunk]\n");
       return 2;
     }
   }
@@ -105,7 +110,9 @@ int main(int argc, char** argv) {
 
   {
     cuda::StageProfile profile;
+    if (profile_the_chunk) cudaProfilerStart();
     CHECK(s.profile_chunk(std::span(tokens).subspan(static_cast<size_t>(ctx), static_cast<size_t>(chunk)), profile));
+    if (profile_the_chunk) cudaProfilerStop();
     auto totals = profile.totals();
     CHECK(totals.status());
     double sum = 0;
@@ -220,11 +227,11 @@ int main(int argc, char** argv) {
     cudaEventDestroy(b);
   }
 
-  // ncu --profile-from-start off / nsys --capture-range=cudaProfilerApi see only this step.
+  // ncu --profile-from-start off sees only this step (or, with --profiler-range chunk, the chunk above).
   cuda::StageProfile profile;
-  cudaProfilerStart();
+  if (!profile_the_chunk) cudaProfilerStart();
   CHECK(s.profile_step(tokens[static_cast<size_t>(s.n())], profile));
-  cudaProfilerStop();
+  if (!profile_the_chunk) cudaProfilerStop();
   auto totals = profile.totals();
   CHECK(totals.status());
   double sum = 0;
