@@ -4,8 +4,9 @@
 // product as the card's dense bf16 ceiling. Needs a GPU; not a test.
 //
 //   gemm_bench [--quick | --profile | --int8 | --wgmma | --moe-wgmma]   (--quick: n = 2048 only;
-//   --profile: see profile_launches; --int8: the MoE down projection in f16, split and int8 mode at
-//   2048 and 4096 tokens, and the int8 activation conversion; --wgmma: the dense Q8_0 shapes in f16
+//   --profile: see profile_launches; --int8: the MoE down projection in f16, split and int8 mode
+//   (int8: mma.sync and wgmma; also with skewed routing) at 2048 and 4096 tokens, and the int8
+//   activation conversion; --wgmma: the dense Q8_0 shapes in f16
 //   mode, split on mma.sync and split on wgmma at 2048 and 4096 tokens; --moe-wgmma: the routed
 //   experts' fused gate/up (IQ2_XXS 4096 → 2·2048, 256 experts, 6 per token) in split mode on
 //   mma.sync (small and large tile) and on both wgmma tiles at 2048 and 4096 tokens with uniform
@@ -403,8 +404,13 @@ int main(int argc, char** argv) {
       for (const int mode : {0, 1, 2}) {
         b.split = mode == 1;
         b.int8 = mode == 2;
-        b.moe("MoE down (q2)", TensorType::Q2_K, 2048, 4096, n, false);
+        if (b.int8) {
+          b.moe("MoE down (q2)", TensorType::Q2_K, 2048, 4096, n, false, {GemmTile::kSmall, GemmTile::kWgmma});
+        } else {
+          b.moe("MoE down (q2)", TensorType::Q2_K, 2048, 4096, n, false);
+        }
       }
+      b.moe("MoE down, zipf 0.5", TensorType::Q2_K, 2048, 4096, n, false, {GemmTile::kSmall, GemmTile::kWgmma}, 0.5);
     }
     return 0;
   }

@@ -108,6 +108,21 @@ Result<detail::GemmKernelTile> pick_tile(GemmTile tile, TensorType type, int64_t
   return *large ? T::kLarge : T::kSmall;
 }
 
+// Int8 mode's kernel: gemm_wgmma_int8.cu when asked for (kWgmma) or, with kAuto, on a compute
+// capability 9 device; it needs weight rows of a multiple of 16 bytes (TMA: Q2_K n_in a multiple
+// of 1024) and x rows · x_stride < 2^31 (32-bit offsets). Otherwise gemm_int8.cu (kSmall and kLarge
+// ask for it; its one tile).
+Result<detail::GemmKernelTile> pick_int8_tile(GemmTile tile, int64_t row_bytes, int64_t x_rows, int64_t x_stride) {
+  using T = detail::GemmKernelTile;
+  const bool takes = row_bytes % 16 == 0 && x_rows * x_stride < (int64_t{1} << 31);
+  if (tile == GemmTile::kWgmma64) return make_error("int8 mode has no 64 × 256 wgmma tile");
+  if (tile == GemmTile::kWgmma) {
+    if (!takes) return make_error("the int8 wgmma tile takes weight rows of a multiple of 16 bytes and x rows · x_stride < 2^31");
+    return T::kWgmma;
+  }
+  return tile == GemmTile::kAuto && takes && device_info().major == 9 ? T::kWgmma : T::kSmall;
+}
+
 // Checks shared by both entry points; fills the weight part of the launch.
 Status check_weights(const GemmWeights& w, detail::GemmLaunch* l) {
   const int64_t mult = k_multiple(w.type);
@@ -151,7 +166,10 @@ Status check_x(const __half* x, const __half* x_lo, TensorType type, int64_t x_s
 }
 
 Status launch(detail::GemmLaunch& l, cudaStream_t stream) {
-  if (l.x_limbs) return cuda_status(detail::launch_gemm_int8(l, stream), "int8 gemm kernel launch");
+  if (l.x_limbs) {
+    if (detail::is_wgmma(l.tile)) return cuda_status(detail::launch_gemm_wgmma_int8(l, stream), "int8 wgmma gemm kernel launch");
+    return cuda_status(detail::launch_gemm_int8(l, stream), "int8 gemm kernel launch");
+  }
   if (l.type == TensorType::IQ2_XXS) {
     DSV4_TRY(cuda_status(detail::iq2_device_tables(stream, &l.iq2_tables),
                          "uploading the IQ2_XXS tables (call prepare_matvec before graph capture)"));
@@ -254,9 +272,12 @@ Status grouped_gemm(const GroupedGemm& g, cudaStream_t stream, GemmTile tile) {
   // Grid rows: at most ⌈n_rows / tile⌉ + n_groups tiles (each group adds at most one partial one).
   const bool split = g.x_lo != nullptr;
   const auto kernel_tile =
-      pick_tile(tile, g.w.type, l.row_bytes, g.w.n_out, g.n_rows, x_count, g.x_stride, split, g.n_groups);
+      int8 ? pick_int8_tile(tile, l.row_bytes, x_count, g.x_stride)
+           : pick_tile(tile, g.w.type, l.row_bytes, g.w.n_out, g.n_rows, x_count, g.x_stride, split, g.n_groups);
   if (!kernel_tile.ok()) return fail(make_error(kernel_tile.error().message));
-  const int rows = int8 ? detail::gemm_int8_tile_rows() : detail::gemm_tile_rows(*kernel_tile, split);
+  const int rows = !int8                          ? detail::gemm_tile_rows(*kernel_tile, split)
+                   : detail::is_wgmma(*kernel_tile) ? detail::gemm_wgmma_int8_tile_rows()
+                                                  : detail::gemm_int8_tile_rows();
   if ((g.n_rows + rows - 1) / rows + g.n_groups > 65535) return fail(make_error("too many rows for one launch"));
   l.offsets = g.offsets;
   l.group_expert = g.group_expert;

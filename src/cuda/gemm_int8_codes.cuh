@@ -64,9 +64,14 @@ struct Int8Q2_K : GemmQ2_K {
   // Codes q·sc of elements e..e+15 (e % 16 == 0: one scale group) of the staged block s
   // (4-aligned): q ≤ 3 and sc ≤ 15 per byte, so one 32-bit multiply scales four bytes without carries.
   DSV4_HD static uint4 codes16(const uint8_t* s, int e) {
-    const int h = e >> 7, sh = 2 * ((e >> 5) & 3), l = e & 31;
-    const uint32_t sc = s[e >> 4] & 15u;  // group e/16's scale byte
-    const uint32_t* q = reinterpret_cast<const uint32_t*>(s + 16 + 32 * h + l);
+    const int h = e >> 7, l = e & 31;
+    return codes16_words(reinterpret_cast<const uint32_t*>(s + 16 + 32 * h + l), s[e >> 4], (e >> 5) & 3);
+  }
+  // The same from the four quant words q (bytes 32h + l.. of the block's qs) and the group's scale
+  // byte, j = (e / 32) % 4 the 2-bit field.
+  DSV4_HD static uint4 codes16_words(const uint32_t* q, uint32_t scale_byte, int j) {
+    const uint32_t sc = scale_byte & 15u;
+    const int sh = 2 * j;
     return make_uint4(((q[0] >> sh) & 0x03030303u) * sc, ((q[1] >> sh) & 0x03030303u) * sc,
                       ((q[2] >> sh) & 0x03030303u) * sc, ((q[3] >> sh) & 0x03030303u) * sc);
   }

@@ -13,7 +13,7 @@ namespace dsv4::cuda::detail {
 
 // The kernel tile a launch runs on: the mma.sync kernels' small or large one (f16 and split mode;
 // the int8 kernel has one tile and ignores it), or gemm_wgmma.cu's 128 × 128 or 64 × 256 one
-// (grouped only).
+// (grouped only); in int8 mode kWgmma is gemm_wgmma_int8.cu's kernel.
 enum class GemmKernelTile : uint8_t { kSmall, kLarge, kWgmma, kWgmma64 };
 inline bool is_wgmma(GemmKernelTile t) { return t == GemmKernelTile::kWgmma || t == GemmKernelTile::kWgmma64; }
 
@@ -62,6 +62,10 @@ cudaError_t launch_gemm(const GemmLaunch& l, cudaStream_t stream);
 cudaError_t launch_gemm_split(const GemmLaunch& l, cudaStream_t stream);  // l.x_lo set
 cudaError_t launch_gemm_int8(const GemmLaunch& l, cudaStream_t stream);   // l.x_limbs set
 int gemm_int8_tile_rows();
+// Int8 mode on sm_90a wgmma (gemm_wgmma_int8.cu), l.tile kWgmma: Q2_K grouped, x row offsets in
+// 32 bits, weight rows (and slabs) of a multiple of 16 bytes.
+cudaError_t launch_gemm_wgmma_int8(const GemmLaunch& l, cudaStream_t stream);
+int gemm_wgmma_int8_tile_rows();
 // Split mode on sm_90a wgmma (gemm_wgmma.cu), l.tile kWgmma or kWgmma64 (grouped only): Q8_0 dense
 // or grouped, IQ2_XXS grouped; x row offsets in 32 bits; weight rows (and slabs) of a multiple of
 // 16 bytes.

@@ -278,7 +278,8 @@ TEST(GemmInt8, ConvertsF32ToLimbsAndRecords) {
 // A grouped launch of the int8 mode; groups as given, X rows gathered by x_rows when not empty.
 void run_int8(const GemmWeights& w, const Int8X& x8, int64_t x_count, const std::vector<int32_t>& offsets,
               const std::vector<int32_t>& group_expert, const std::vector<int32_t>& x_rows,
-              const std::vector<int32_t>& y_rows, float* y, int64_t y_stride, int64_t y_count) {
+              const std::vector<int32_t>& y_rows, float* y, int64_t y_stride, int64_t y_count,
+              GemmTile tile = GemmTile::kAuto) {
   DeviceBuffer d_off(offsets.size() * 4), d_ge(std::max<size_t>(4, group_expert.size() * 4)),
       d_xr(std::max<size_t>(4, x_rows.size() * 4)), d_yr(std::max<size_t>(4, y_rows.size() * 4));
   const auto up = [](const DeviceBuffer& b, const std::vector<int32_t>& v) { return v.empty() ? b.ok() : upload(b, v); };
@@ -298,17 +299,26 @@ void run_int8(const GemmWeights& w, const Int8X& x8, int64_t x_count, const std:
   g.y_stride = y_stride;
   g.y_rows = y_rows.empty() ? nullptr : d_yr.get<int32_t>();
   g.y_count = y_count;
-  STATUS_ASSERT(grouped_gemm(g, nullptr));
+  STATUS_ASSERT(grouped_gemm(g, nullptr, tile));
   CUDA_ASSERT(cudaDeviceSynchronize());
 }
 
-// One group (the dense product): odd sizes, n from 1 to past four row tiles, padding unwritten.
+// The int8 kernels a row length runs on: mma.sync (kSmall) always, wgmma where the Q2_K rows are
+// multiples of 16 bytes.
+std::vector<GemmTile> int8_tiles(int64_t k) {
+  if (k % 1024 == 0) return {GemmTile::kSmall, GemmTile::kWgmma};
+  return {GemmTile::kSmall};
+}
+const char* tile_name(GemmTile t) { return t == GemmTile::kWgmma ? "wgmma" : "mma.sync"; }
+
+// One group (the dense product): odd sizes, n from 1 to past four row tiles, padding unwritten;
+// both kernels.
 TEST(GemmInt8, Q2_KMatchesDoubleReference) {
   const Format& f = format_of(TensorType::Q2_K);
   const uint64_t seed = fresh_seed();
   SCOPED_TRACE("seed " + std::to_string(seed));
   std::mt19937_64 rng(seed);
-  for (const auto& [m, k] : {std::pair<int64_t, int64_t>{77, 256}, {300, 1024}}) {
+  for (const auto& [m, k] : {std::pair<int64_t, int64_t>{77, 256}, {300, 1024}, {600, 2048}}) {
     const std::vector<uint8_t> wbytes = random_rows(f, k, m, rng);
     const RefWeights ref = reference_weights(f, wbytes.data(), m, k);
     DeviceBuffer dw(wbytes.size());
@@ -319,19 +329,22 @@ TEST(GemmInt8, Q2_KMatchesDoubleReference) {
       const Int8X x8 = int8_on_device(x, n, xs, k);
       DeviceBuffer dy(static_cast<size_t>(n * ys) * 4);
       ASSERT_TRUE(dy.ok());
-      CUDA_ASSERT(cudaMemset(dy.get(), 0xFF, dy.size()));
-      run_int8({f.type, dw.get(), k, m, 1}, x8, n, {0, static_cast<int32_t>(n)}, {}, {}, {}, dy.get<float>(), ys, n);
-      const std::vector<float> y = download<float>(dy, static_cast<size_t>(n * ys));
       std::vector<int64_t> rows(static_cast<size_t>(n));
       for (int64_t r = 0; r < n; ++r) rows[static_cast<size_t>(r)] = r;
-      std::ostringstream what;
-      what << "Q2_K int8 m=" << m << " k=" << k << " n=" << n;
-      check_rows(y, ys, rows, rows, x.data(), xs, {}, ref, what.str(), true);
-      for (int64_t r = 0; r < n; ++r) {
-        for (int64_t c = m; c < ys; ++c) {
-          uint32_t u;
-          std::memcpy(&u, &y[static_cast<size_t>(r * ys + c)], 4);
-          ASSERT_EQ(u, 0xFFFFFFFFu) << what.str() << " wrote padding";
+      for (const GemmTile tile : int8_tiles(k)) {
+        CUDA_ASSERT(cudaMemset(dy.get(), 0xFF, dy.size()));
+        run_int8({f.type, dw.get(), k, m, 1}, x8, n, {0, static_cast<int32_t>(n)}, {}, {}, {}, dy.get<float>(), ys,
+                 n, tile);
+        const std::vector<float> y = download<float>(dy, static_cast<size_t>(n * ys));
+        std::ostringstream what;
+        what << "Q2_K int8 " << tile_name(tile) << " m=" << m << " k=" << k << " n=" << n;
+        check_rows(y, ys, rows, rows, x.data(), xs, {}, ref, what.str(), true);
+        for (int64_t r = 0; r < n; ++r) {
+          for (int64_t c = m; c < ys; ++c) {
+            uint32_t u;
+            std::memcpy(&u, &y[static_cast<size_t>(r * ys + c)], 4);
+            ASSERT_EQ(u, 0xFFFFFFFFu) << what.str() << " wrote padding";
+          }
         }
       }
     }
@@ -339,14 +352,14 @@ TEST(GemmInt8, Q2_KMatchesDoubleReference) {
 }
 
 // Grouped as GemmSplitTest.GroupedGatherAndScatter: 5 experts, an empty group, an invalid expert,
-// gathered X rows, outputs scattered by a permutation.
+// gathered X rows, outputs scattered by a permutation; both kernels.
 TEST(GemmInt8, Q2_KGroupedGatherAndScatter) {
   const Format& f = format_of(TensorType::Q2_K);
   const uint64_t seed = fresh_seed();
   SCOPED_TRACE("seed " + std::to_string(seed));
   std::mt19937_64 rng(seed);
   const int n_expert = 5, n_tokens = 90;
-  const int64_t m = 200, k = 512;
+  const int64_t m = 200;
   const std::vector<int32_t> offsets = {0, 130, 130, 167, 168, 232, 250};
   const std::vector<int32_t> group_expert = {3, 0, 1, 4, 2, 7};
   const int n_rows = offsets.back();
@@ -356,25 +369,32 @@ TEST(GemmInt8, Q2_KGroupedGatherAndScatter) {
     y_rows[static_cast<size_t>(r)] = r;
   }
   std::shuffle(y_rows.begin(), y_rows.end(), rng);
-  const std::vector<uint8_t> wbytes = random_rows(f, k, m * n_expert, rng);
-  const size_t slab = static_cast<size_t>(row_bytes(f, k) * m);
-  DeviceBuffer dw(wbytes.size()), dy(static_cast<size_t>(n_rows * m) * 4);
-  ASSERT_TRUE(upload(dw, wbytes) && dy.ok());
-  CUDA_ASSERT(cudaMemset(dy.get(), 0xFF, dy.size()));
-  const std::vector<float> x = mixed_rows(n_tokens, k, k, rng);
-  const Int8X x8 = int8_on_device(x, n_tokens, k, k);
-  run_int8({f.type, dw.get(), k, m, n_expert}, x8, n_tokens, offsets, group_expert, x_rows, y_rows, dy.get<float>(),
-           m, n_rows);
-  const std::vector<float> y = download<float>(dy, static_cast<size_t>(n_rows * m));
-  for (size_t gi = 0; gi < group_expert.size(); ++gi) {
-    const int e = group_expert[gi];
-    const GroupRows rows = group_rows(offsets, x_rows, y_rows, static_cast<int>(gi));
-    if (e >= n_expert) {
-      ASSERT_NO_FATAL_FAILURE(expect_unwritten(y, m, rows.out));
-      continue;
+  for (const int64_t k : {int64_t{512}, int64_t{1024}}) {
+    const std::vector<uint8_t> wbytes = random_rows(f, k, m * n_expert, rng);
+    const size_t slab = static_cast<size_t>(row_bytes(f, k) * m);
+    const std::vector<float> x = mixed_rows(n_tokens, k, k, rng);
+    const Int8X x8 = int8_on_device(x, n_tokens, k, k);
+    DeviceBuffer dw(wbytes.size()), dy(static_cast<size_t>(n_rows * m) * 4);
+    ASSERT_TRUE(upload(dw, wbytes) && dy.ok());
+    for (const GemmTile tile : int8_tiles(k)) {
+      CUDA_ASSERT(cudaMemset(dy.get(), 0xFF, dy.size()));
+      run_int8({f.type, dw.get(), k, m, n_expert}, x8, n_tokens, offsets, group_expert, x_rows, y_rows,
+               dy.get<float>(), m, n_rows, tile);
+      const std::vector<float> y = download<float>(dy, static_cast<size_t>(n_rows * m));
+      for (size_t gi = 0; gi < group_expert.size(); ++gi) {
+        const int e = group_expert[gi];
+        const GroupRows rows = group_rows(offsets, x_rows, y_rows, static_cast<int>(gi));
+        if (e >= n_expert) {
+          ASSERT_NO_FATAL_FAILURE(expect_unwritten(y, m, rows.out));
+          continue;
+        }
+        const RefWeights ref = reference_weights(f, wbytes.data() + static_cast<size_t>(e) * slab, m, k);
+        check_rows(y, m, rows.out, rows.x, x.data(), k, {}, ref,
+                   std::string("Q2_K int8 grouped, ") + tile_name(tile) + ", k " + std::to_string(k) + ", group " +
+                       std::to_string(gi),
+                   true);
+      }
     }
-    const RefWeights ref = reference_weights(f, wbytes.data() + static_cast<size_t>(e) * slab, m, k);
-    check_rows(y, m, rows.out, rows.x, x.data(), k, {}, ref, "Q2_K int8 grouped, group " + std::to_string(gi), true);
   }
 }
 
@@ -402,6 +422,15 @@ TEST(GemmInt8, RejectsWhatItDoesNotTake) {
   s = grouped_gemm(g, nullptr);
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.message().find("multiple of 16"), std::string::npos) << s.message();
+  // The wgmma kernel: rows of 84 bytes are not 16-byte multiples (TMA); no 64 × 256 tile.
+  g.x_stride = 256;
+  s = grouped_gemm(g, nullptr, GemmTile::kWgmma);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("int8 wgmma tile takes weight rows of a multiple of 16 bytes"), std::string::npos)
+      << s.message();
+  s = grouped_gemm(g, nullptr, GemmTile::kWgmma64);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("no 64 × 256 wgmma tile"), std::string::npos) << s.message();
 }
 
 }  // namespace
