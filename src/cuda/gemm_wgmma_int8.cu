@@ -3,13 +3,14 @@
 // limbs with one power of two per (row, 256-block), each limb's products summed exactly in an
 // int32 chain through the block (started at kCBias so that it reads as a float), the offsets
 // dmin·Σ_g m_g·S_g from two f16 MMAs of the rows' group sums, and per block and output
-// int8_block_term — with the limb products issued as m64n64k32 s8 wgmma from shared memory
-// instead of mma.sync from ldmatrix fragments. Grouped only (the routed experts' down projection),
+// int8_block_term — with the limb products issued as m64n32k32 s8 wgmma (the codes from
+// registers, the limbs from shared memory) instead of mma.sync. Grouped only (the routed experts' down projection),
 // warp-specialised as gemm_wgmma.cu:
 //   tile       64 tokens × 128 features; two consumer warpgroups, consumer g owns features
 //              64g..64g+63 (W is the A operand, a limb plane the B one: D is features × tokens, so a
 //              thread's outputs are two features and it reads two d and dmin per block), three
-//              m64n64 s32 chains and one f32 accumulator per thread (128 registers). A CTA runs
+//              s32 chains per token half (m64n32) and one f32 accumulator per thread (128
+//              registers), and the A fragments of one block (32 registers). A CTA runs
 //              kTilesPerCta feature tiles of the same rows one after the other through one ring.
 //   k-step     one Q2_K block (256 columns, 8 k32 slices): a slot holds the three limb planes of the
 //              64 rows (two 128-column halves each), the decoded codes of the 128 features (two
@@ -19,11 +20,14 @@
 //              thread decodes one half (128 columns) of two feature rows from aligned 16-byte
 //              loads (decode_block_half), the half-0 threads also the feature records
 //              (Int8Q2_K::table), then arrives on full.
-//   consumers  wait for full, reset the chains to kCBias, issue the step's 24 wgmma (8 slices × 3
-//              limbs, one commit), load the offsets' A fragments and the feature scales meanwhile,
-//              wait, then per n8 token column: the offsets by two mma.sync m16n8k16 (A = the
-//              features' m codes, B = the rows' hi / lo group sums by ldmatrix; the mma.sync C
-//              layout is the wgmma D layout of that column) and int8_block_term into acc. Then they
+//   consumers  wait for full, load their codes' A fragments (ldmatrix: each serves three limbs and
+//              both token halves from registers), reset the chains to kCBias, issue the step's 48
+//              m64n32k32 wgmma (per token half 8 slices × 3 limbs, one commit group per half), load
+//              the offsets' A fragments and the feature scales meanwhile; then per half, once its
+//              group is done (the first beside the second's MMAs), per n8 token column: the
+//              offsets by two mma.sync m16n8k16 (A = the features' m codes, B = the rows' hi / lo
+//              group sums by ldmatrix; the mma.sync C layout is the wgmma D layout of that column)
+//              and int8_block_term into acc. Then they
 //              arrive on empty and, once both have (each copies half the rows that both read), copy
 //              the X limbs and records of the step kStages ahead by cp.async, counted on full by
 //              cp.async.mbarrier.arrive.noinc.
@@ -60,8 +64,11 @@ constexpr int kBF = 128;  // features per tile: two consumers × the M of 64
 // (one 224 KB CTA per SM: nothing overlaps its prologue and epilogue).
 constexpr int kTilesPerCta = 4;
 constexpr int kProducerThreads = 128, kConsumerThreads = 256, kThreads = kProducerThreads + kConsumerThreads;
-// Registers after setmaxnreg (65 536 / 384 = 168 per thread at launch): the producer only decodes.
-constexpr int kProducerRegs = 56, kConsumerRegs = 224;
+// Registers after setmaxnreg: the launch's 168 per thread (65 536 / 384, a multiple of 8 below it)
+// moved to the consumers, which hold 128 of chains and accumulators and 32 of A fragments; the
+// producer only decodes (no spill at 40).
+constexpr int kLaunchRegs = 168, kProducerRegs = 40, kConsumerRegs = 232;
+static_assert(kProducerThreads * kProducerRegs + kConsumerThreads * kConsumerRegs <= kThreads * kLaunchRegs);
 constexpr int kStages = 2;  // slots of one Q2_K block each
 constexpr int kLead = 2;    // raw blocks TMA runs ahead of the decode
 // Raw slots: at step u, after the producers' barrier (all have decoded step u − 1), block u + kLead
@@ -257,12 +264,15 @@ __global__ void __launch_bounds__(kThreads, 1)
   for (int u = 0; u < kStages && u < n_total; ++u) issue_x(u);
 
   // This thread's outputs: features fa and fa + 8 of the CTA's 128 (rows of its warp's m16 slab),
-  // tokens 8j + 2q + c (j < 8, c < 2) of the 64.
+  // tokens 8j + 2q + c (j < 8, c < 2) of the 64; chains ch[n][l] of token half n (j / 4) and limb l.
   const int q = lane & 3, fa = 64 * wg + 16 * cw + (lane >> 2);
   float acc[32];
-  int32_t ch0[32], ch1[32], ch2[32];
+  int32_t ch[2][kInt8Limbs][16];
 #pragma unroll
   for (int i = 0; i < 32; ++i) acc[i] = 0.0f;
+  // The warp's A fragments (its 16 feature rows of the codes) come by ldmatrix: lane row
+  // 16·cw + lane % 16, 16-byte chunk 2·slice + lane / 16, swizzled by the row.
+  const uint32_t a_row = static_cast<uint32_t>((64 * wg + 16 * cw + (lane & 15)) * 128);
 
   for (int t = 0; t < n_total; ++t) {
     const int s = t % kStages;
@@ -270,23 +280,34 @@ __global__ void __launch_bounds__(kThreads, 1)
     const uint32_t slot = base + s * kSlotBytes;
     mbar_wait(full_bar + 8 * s, phase);
     fence_proxy_async();  // the limbs landed through cp.async (generic proxy), read by the tensor cores
-#pragma unroll
-    for (int i = 0; i < 32; ++i) ch0[i] = ch1[i] = ch2[i] = kCBias;
-    wgmma_fence_operands(ch0);
-    wgmma_fence_operands(ch1);
-    wgmma_fence_operands(ch2);
-    wgmma_fence();
-    const uint32_t codes = slot + kXBytes + wg * 64 * 128;
+    uint32_t a[8][4];
 #pragma unroll
     for (int k = 0; k < 8; ++k) {
-      const uint32_t h = static_cast<uint32_t>(k >> 2), kb = static_cast<uint32_t>((k & 3) * 32);
-      const uint64_t a = wgmma_desc_sw128(codes + h * kWHalf + kb);
-      const uint32_t x = slot + h * kLimbHalf + kb;
-      wgmma_m64n64k32_s8(ch0, a, wgmma_desc_sw128(x));
-      wgmma_m64n64k32_s8(ch1, a, wgmma_desc_sw128(x + 2 * kLimbHalf));
-      wgmma_m64n64k32_s8(ch2, a, wgmma_desc_sw128(x + 4 * kLimbHalf));
+      const uint32_t chunk = static_cast<uint32_t>(2 * (k & 3) + (lane >> 4)) ^ static_cast<uint32_t>(lane & 7);
+      ldmatrix_x4(a[k], slot + kXBytes + (k >> 2) * kWHalf + a_row + (chunk << 4));
     }
-    wgmma_commit();
+#pragma unroll
+    for (int n = 0; n < 2; ++n) {
+#pragma unroll
+      for (int l = 0; l < kInt8Limbs; ++l) {
+#pragma unroll
+        for (int i = 0; i < 16; ++i) ch[n][l][i] = kCBias;
+        wgmma_fence_operands(ch[n][l]);
+      }
+    }
+    wgmma_fence();
+    // Token half n's 24 products (8 k32 slices × 3 limbs), one commit group per half, so that the
+    // first half's block end runs beside the second half's MMAs.
+#pragma unroll
+    for (int n = 0; n < 2; ++n) {
+#pragma unroll
+      for (int k = 0; k < 8; ++k) {
+        const uint32_t x = slot + (k >> 2) * kLimbHalf + n * 32 * 128 + (k & 3) * 32;
+#pragma unroll
+        for (int l = 0; l < kInt8Limbs; ++l) wgmma_m64n32k32_s8_ra(ch[n][l], a[k], wgmma_desc_sw128(x + 2 * l * kLimbHalf));
+      }
+      wgmma_commit();
+    }
     // Meanwhile: the offsets' A fragment (m code pairs of features fa, fa + 8: words q and q + 4 of
     // their records, the row-major m16k16 layout), d and dmin·2^12.
     const uint8_t* slot_ptr = base_ptr + s * kSlotBytes;
@@ -298,26 +319,34 @@ __global__ void __launch_bounds__(kThreads, 1)
     const float d[2] = {ta[0], tb[0]}, dm[2] = {ta[1], tb[1]};
     const uint8_t* rec = slot_ptr + kXBytes + kWBytes;
     const uint32_t rec_a = slot + kXBytes + kWBytes + (lane & 7) * kInt8RecordBytes + 16 * (lane >> 3);
-    wgmma_wait<0>();
-    wgmma_fence_operands(ch0);
-    wgmma_fence_operands(ch1);
-    wgmma_fence_operands(ch2);
+    // Token half n's block end: per n8 column j the offsets (B = the rows' hi group sums, matrices
+    // 0 and 1, and lo, 2 and 3) and int8_block_term.
+    auto block_end = [&](int n) {
 #pragma unroll
-    for (int j = 0; j < 8; ++j) {
-      // B fragments of tokens 8j..8j+7: their hi group sums (matrices 0, 1) and lo (2, 3).
-      uint32_t b[4];
-      ldmatrix_x4(b, rec_a + 8 * j * kInt8RecordBytes);
-      float o[4];
-      mma_f16_zero(o, am, b);
-      mma_f16(o, am, b + 2);
-      const float* e2 = reinterpret_cast<const float*>(rec + (8 * j + 2 * q) * kInt8RecordBytes + 64);
-      const float e[2] = {e2[0], e2[kInt8RecordBytes / 4]};
+      for (int j = 0; j < 4; ++j) {
+        const int col = 4 * n + j;
+        uint32_t b[4];
+        ldmatrix_x4(b, rec_a + 8 * col * kInt8RecordBytes);
+        float o[4];
+        mma_f16_zero(o, am, b);
+        mma_f16(o, am, b + 2);
+        const float* e2 = reinterpret_cast<const float*>(rec + (8 * col + 2 * q) * kInt8RecordBytes + 64);
+        const float e[2] = {e2[0], e2[kInt8RecordBytes / 4]};
 #pragma unroll
-      for (int c = 0; c < 4; ++c) {
-        acc[4 * j + c] = int8_block_term(acc[4 * j + c], ch0[4 * j + c], ch1[4 * j + c], ch2[4 * j + c], o[c],
-                                         d[c >> 1], dm[c >> 1], e[c & 1]);
+        for (int c = 0; c < 4; ++c) {
+          acc[4 * col + c] = int8_block_term(acc[4 * col + c], ch[n][0][4 * j + c], ch[n][1][4 * j + c],
+                                             ch[n][2][4 * j + c], o[c], d[c >> 1], dm[c >> 1], e[c & 1]);
+        }
       }
-    }
+    };
+    wgmma_wait<1>();
+#pragma unroll
+    for (int l = 0; l < kInt8Limbs; ++l) wgmma_fence_operands(ch[0][l]);
+    block_end(0);
+    wgmma_wait<0>();
+#pragma unroll
+    for (int l = 0; l < kInt8Limbs; ++l) wgmma_fence_operands(ch[1][l]);
+    block_end(1);
     mbar_arrive(empty_bar + 8 * s);
     if (t + kStages < n_total) {
       // Both consumers read all rows: the slot is free once both are done with it.
