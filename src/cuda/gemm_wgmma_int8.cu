@@ -247,8 +247,8 @@ __global__ void __launch_bounds__(kThreads, 1)
     rec_off[i] = static_cast<uint32_t>(src_row(row0 + r) * n_blocks * kInt8RecordBytes + 16 * c);
     rec_dst[i] = static_cast<uint32_t>(kXBytes + kWBytes + r * kInt8RecordBytes + 16 * c);
   }
-  auto issue_x = [&](int u) {
-    const int s = u % kStages, b = u % n_steps;
+  // The limbs and records of block b into slot s.
+  auto issue_x = [&](int s, int b) {
     const uint32_t slot = base + s * kSlotBytes;
 #pragma unroll
     for (int l = 0; l < kInt8Limbs; ++l) {
@@ -261,7 +261,8 @@ __global__ void __launch_bounds__(kThreads, 1)
     if (ctid + kConsumerThreads < kBT * kRecChunks) gemm_cp_async16(slot + rec_dst[1], recs + rec_off[1]);
     mbar_arrive_on_cp_async(full_bar + 8 * s);
   };
-  for (int u = 0; u < kStages && u < n_total; ++u) issue_x(u);
+  static_assert(kStages <= 4, "n_steps ≥ 4: the first kStages steps are blocks 0..kStages−1 of tile 0");
+  for (int u = 0; u < kStages && u < n_total; ++u) issue_x(u, u);
 
   // This thread's outputs: features fa and fa + 8 of the CTA's 128 (rows of its warp's m16 slab),
   // tokens 8j + 2q + c (j < 8, c < 2) of the 64; chains ch[n][l] of token half n (j / 4) and limb l.
@@ -274,6 +275,8 @@ __global__ void __launch_bounds__(kThreads, 1)
   // 16·cw + lane % 16, 16-byte chunk 2·slice + lane / 16, swizzled by the row.
   const uint32_t a_row = static_cast<uint32_t>((64 * wg + 16 * cw + (lane & 15)) * 128);
 
+  // Step t is block blk of feature tile tile (counters: the divisions by n_steps were on the chain).
+  int blk = 0, tile = 0;
   for (int t = 0; t < n_total; ++t) {
     const int s = t % kStages;
     const uint32_t phase = (t / kStages) & 1;
@@ -321,15 +324,18 @@ __global__ void __launch_bounds__(kThreads, 1)
     const uint32_t rec_a = slot + kXBytes + kWBytes + (lane & 7) * kInt8RecordBytes + 16 * (lane >> 3);
     // Token half n's block end: per n8 column j the offsets (B = the rows' hi group sums, matrices
     // 0 and 1, and lo, 2 and 3) and int8_block_term.
+    // Column j + 1's records are asked for before column j's MMAs (the asm statements keep their
+    // order, so the loads would otherwise wait for the previous column's MMAs).
     auto block_end = [&](int n) {
+      uint32_t b[2][4];
+      ldmatrix_x4(b[0], rec_a + 8 * 4 * n * kInt8RecordBytes);
 #pragma unroll
       for (int j = 0; j < 4; ++j) {
         const int col = 4 * n + j;
-        uint32_t b[4];
-        ldmatrix_x4(b, rec_a + 8 * col * kInt8RecordBytes);
+        if (j + 1 < 4) ldmatrix_x4(b[(j + 1) & 1], rec_a + 8 * (col + 1) * kInt8RecordBytes);
         float o[4];
-        mma_f16_zero(o, am, b);
-        mma_f16(o, am, b + 2);
+        mma_f16_zero(o, am, b[j & 1]);
+        mma_f16(o, am, b[j & 1] + 2);
         const float* e2 = reinterpret_cast<const float*>(rec + (8 * col + 2 * q) * kInt8RecordBytes + 64);
         const float e[2] = {e2[0], e2[kInt8RecordBytes / 4]};
 #pragma unroll
@@ -351,11 +357,11 @@ __global__ void __launch_bounds__(kThreads, 1)
     if (t + kStages < n_total) {
       // Both consumers read all rows: the slot is free once both are done with it.
       mbar_wait(empty_bar + 8 * s, phase);
-      issue_x(t + kStages);
+      issue_x(s, blk + kStages < n_steps ? blk + kStages : blk + kStages - n_steps);
     }
-    if ((t + 1) % n_steps == 0) {
+    if (blk == n_steps - 1) {
       // The tile's last block: acc[4j + c] is D[feature fa + 8·(c / 2)][token 8j + 2q + c % 2].
-      const int f = f0 + t / n_steps * kBF + fa;
+      const int f = f0 + tile * kBF + fa;
 #pragma unroll
       for (int j = 0; j < 8; ++j) {
 #pragma unroll
@@ -370,6 +376,10 @@ __global__ void __launch_bounds__(kThreads, 1)
       }
 #pragma unroll
       for (int i = 0; i < 32; ++i) acc[i] = 0.0f;
+      blk = 0;
+      ++tile;
+    } else {
+      ++blk;
     }
   }
 }
