@@ -109,8 +109,32 @@ constexpr int kConvertThreads = 256;
 
 __device__ __forceinline__ float pow2(int s) { return __int_as_float((127 + s) << 23); }  // |s| ≤ 126
 
-// One block per row (grid-strided): the row's largest magnitude (scaled form), then the stores.
-// With out_lo, also the low parts: lo = f16(v − hi), v − hi being exact in f32.
+// The power of two s of a row whose largest magnitude is m (gemm.h): 0 for a zero or non-finite m.
+__device__ __forceinline__ int row_shift(float m) {
+  return m > 0.0f && isfinite(m) ? min(max(14 - ilogbf(m), -126), 126) : 0;
+}
+
+// hi (and lo) of one scaled element: lo = f16(v − hi), v − hi being exact in f32.
+__device__ __forceinline__ __half f16_hi(float v) {
+  return __float2half_rn(isfinite(v) ? fminf(fmaxf(v, -65504.0f), 65504.0f) : v);
+}
+__device__ __forceinline__ __half f16_lo(float v, __half hi) {
+  return __float2half_rn(isfinite(v) ? v - __half2float(hi) : 0.0f);
+}
+
+// The block's largest value of m (threads' maxima, every thread gets it); warp_max is reused.
+__device__ __forceinline__ float block_max(float m, float* warp_max) {
+  for (int d = 16; d > 0; d >>= 1) m = fmaxf(m, __shfl_xor_sync(0xFFFFFFFFu, m, d));
+  if ((threadIdx.x & 31) == 0) warp_max[threadIdx.x >> 5] = m;
+  __syncthreads();
+  m = 0.0f;
+  for (int w = 0; w < kConvertThreads / 32; ++w) m = fmaxf(m, warp_max[w]);
+  __syncthreads();  // warp_max is reused by the next row
+  return m;
+}
+
+// One block per row (grid-strided): the row's largest magnitude (scaled form), then the stores;
+// the row read twice (the second time mostly from L2). Any shape.
 __global__ void f32_to_f16_rows(const float* x, int64_t x_stride, int64_t n_rows, int64_t cols, __half* out,
                                 __half* out_lo, int64_t out_stride, float* row_scale) {
   __shared__ float warp_max[kConvertThreads / 32];
@@ -120,21 +144,61 @@ __global__ void f32_to_f16_rows(const float* x, int64_t x_stride, int64_t n_rows
     if (row_scale) {
       float m = 0.0f;
       for (int64_t c = threadIdx.x; c < cols; c += kConvertThreads) m = fmaxf(m, fabsf(xr[c]));
-      for (int d = 16; d > 0; d >>= 1) m = fmaxf(m, __shfl_xor_sync(0xFFFFFFFFu, m, d));
-      if ((threadIdx.x & 31) == 0) warp_max[threadIdx.x >> 5] = m;
-      __syncthreads();
-      m = 0.0f;
-      for (int w = 0; w < kConvertThreads / 32; ++w) m = fmaxf(m, warp_max[w]);
-      __syncthreads();  // warp_max is reused by the next row
-      if (m > 0.0f && isfinite(m)) s = min(max(14 - ilogbf(m), -126), 126);
+      s = row_shift(block_max(m, warp_max));
       if (threadIdx.x == 0) row_scale[r] = pow2(-s);
     }
     const float f = pow2(s);
     for (int64_t c = threadIdx.x; c < cols; c += kConvertThreads) {
       const float v = xr[c] * f;
-      const __half hi = __float2half_rn(isfinite(v) ? fminf(fmaxf(v, -65504.0f), 65504.0f) : v);
+      const __half hi = f16_hi(v);
       out[r * out_stride + c] = hi;
-      if (out_lo) out_lo[r * out_stride + c] = __float2half_rn(isfinite(v) ? v - __half2float(hi) : 0.0f);
+      if (out_lo) out_lo[r * out_stride + c] = f16_lo(v, hi);
+    }
+  }
+}
+
+// The same for rows of at most kV·4·256 values held in registers between the two passes (one read
+// of the row), 16-byte loads and 8-byte stores: cols, x_stride and out_stride multiples of 4, x
+// 16-aligned, out and out_lo 8-aligned (launch_convert_f32_to_f16 checks).
+template <int kV>
+__global__ void __launch_bounds__(kConvertThreads) f32_to_f16_rows_held(const float* x, int64_t x_stride,
+                                                                        int64_t n_rows, int cols, __half* out,
+                                                                        __half* out_lo, int64_t out_stride,
+                                                                        float* row_scale) {
+  __shared__ float warp_max[kConvertThreads / 32];
+  const int n4 = cols / 4;
+  for (int64_t r = blockIdx.x; r < n_rows; r += gridDim.x) {
+    const float4* xr = reinterpret_cast<const float4*>(x + r * x_stride);
+    float4 v[kV];
+    float m = 0.0f;
+#pragma unroll
+    for (int i = 0; i < kV; ++i) {
+      const int c = threadIdx.x + i * kConvertThreads;
+      v[i] = c < n4 ? xr[c] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+      m = fmaxf(m, fmaxf(fmaxf(fabsf(v[i].x), fabsf(v[i].y)), fmaxf(fabsf(v[i].z), fabsf(v[i].w))));
+    }
+    int s = 0;
+    if (row_scale) {
+      s = row_shift(block_max(m, warp_max));
+      if (threadIdx.x == 0) row_scale[r] = pow2(-s);
+    }
+    const float f = pow2(s);
+#pragma unroll
+    for (int i = 0; i < kV; ++i) {
+      const int c = threadIdx.x + i * kConvertThreads;
+      if (c >= n4) continue;
+      const float e[4] = {v[i].x * f, v[i].y * f, v[i].z * f, v[i].w * f};
+      __align__(8) __half hi[4];
+#pragma unroll
+      for (int k = 0; k < 4; ++k) hi[k] = f16_hi(e[k]);
+      const int64_t at = r * out_stride + 4 * c;
+      *reinterpret_cast<uint2*>(out + at) = *reinterpret_cast<const uint2*>(hi);
+      if (out_lo) {
+        __align__(8) __half lo[4];
+#pragma unroll
+        for (int k = 0; k < 4; ++k) lo[k] = f16_lo(e[k], hi[k]);
+        *reinterpret_cast<uint2*>(out_lo + at) = *reinterpret_cast<const uint2*>(lo);
+      }
     }
   }
 }
@@ -158,6 +222,21 @@ cudaError_t launch_convert_f32_to_f16(const float* x, int64_t x_stride, int64_t 
                                       __half* out, __half* out_lo, int64_t out_stride, float* row_scale,
                                       cudaStream_t stream) {
   const unsigned blocks = static_cast<unsigned>(n_rows < 65535 ? n_rows : 65535);
+  const auto aligned = [](const void* p, uintptr_t a) { return reinterpret_cast<uintptr_t>(p) % a == 0; };
+  const bool vectors = cols % 4 == 0 && x_stride % 4 == 0 && out_stride % 4 == 0 && aligned(x, 16) &&
+                       aligned(out, 8) && aligned(out_lo, 8);
+  const int64_t per_thread = (cols / 4 + kConvertThreads - 1) / kConvertThreads;  // float4s
+  const auto held = [&](auto kernel) {
+    kernel<<<blocks, kConvertThreads, 0, stream>>>(x, x_stride, n_rows, static_cast<int>(cols), out, out_lo,
+                                                   out_stride, row_scale);
+    return cudaGetLastError();
+  };
+  if (vectors && per_thread <= 1) return held(f32_to_f16_rows_held<1>);
+  if (vectors && per_thread <= 2) return held(f32_to_f16_rows_held<2>);
+  if (vectors && per_thread <= 4) return held(f32_to_f16_rows_held<4>);
+  if (vectors && per_thread <= 8) return held(f32_to_f16_rows_held<8>);
+  if (vectors && per_thread <= 16) return held(f32_to_f16_rows_held<16>);
+  if (vectors && per_thread <= 32) return held(f32_to_f16_rows_held<32>);
   f32_to_f16_rows<<<blocks, kConvertThreads, 0, stream>>>(x, x_stride, n_rows, cols, out, out_lo, out_stride,
                                                           row_scale);
   return cudaGetLastError();

@@ -15,6 +15,7 @@
 #include <random>
 #include <sstream>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "cuda/cuda_test_util.h"
@@ -28,29 +29,35 @@ namespace dsv4::cuda::testing {
 namespace {
 
 
-// hi = f16(x·2^s), lo = f16(x·2^s − hi) bit for bit, s as convert_f32_to_f16 picks it.
+// hi = f16(x·2^s), lo = f16(x·2^s − hi) bit for bit, s as convert_f32_to_f16 picks it; an odd
+// stride (the any-shape kernel) and rows held in registers (up to 32 768 values, one partly
+// filled float4 slice).
 TEST(GemmSplit, ConvertsF32ToTwoF16Parts) {
   std::mt19937_64 rng(fresh_seed());
-  const int64_t rows = 9, cols = 320, stride = 333;
-  const std::vector<float> x = mixed_rows(rows, stride, cols, rng);
-  const SplitX s = split_on_device(x, rows, stride, cols);
-  const std::vector<uint16_t> hi = download<uint16_t>(s.hi, static_cast<size_t>(rows * cols));
-  const std::vector<uint16_t> lo = download<uint16_t>(s.lo, static_cast<size_t>(rows * cols));
-  const std::vector<float> factor = download<float>(s.scale, static_cast<size_t>(rows));
-  for (int64_t r = 0; r < rows; ++r) {
-    float m = 0.0f;
-    for (int64_t c = 0; c < cols; ++c) m = std::max(m, std::fabs(x[static_cast<size_t>(r * stride + c)]));
-    const int sh = m > 0.0f ? std::clamp(14 - std::ilogb(m), -126, 126) : 0;
-    ASSERT_EQ(factor[static_cast<size_t>(r)], std::ldexp(1.0f, -sh)) << "row " << r;
-    for (int64_t c = 0; c < cols; ++c) {
-      const float v = std::ldexp(x[static_cast<size_t>(r * stride + c)], sh);
-      const uint16_t want_hi = f32_to_f16(v);
-      const uint16_t want_lo = f32_to_f16(v - f16_to_f32(want_hi));
-      const size_t j = static_cast<size_t>(r * cols + c);
-      ASSERT_EQ(hi[j], want_hi) << r << "," << c;
-      ASSERT_EQ(lo[j], want_lo) << r << "," << c;
-      const double err = std::fabs(static_cast<double>(v) - f16_to_f32(hi[j]) - f16_to_f32(lo[j]));
-      ASSERT_LE(err, std::max(std::ldexp(std::fabs(static_cast<double>(v)), -22), std::ldexp(1.0, -25))) << r << "," << c;
+  for (const auto& [rows, cols, stride] : {std::tuple<int64_t, int64_t, int64_t>{9, 320, 333}, {4, 1028, 1032},
+                                           {5, 4096, 4100}, {2, 32768, 32768}}) {
+    SCOPED_TRACE(std::to_string(cols) + " columns, stride " + std::to_string(stride));
+    const std::vector<float> x = mixed_rows(rows, stride, cols, rng);
+    const SplitX s = split_on_device(x, rows, stride, cols);
+    const std::vector<uint16_t> hi = download<uint16_t>(s.hi, static_cast<size_t>(rows * cols));
+    const std::vector<uint16_t> lo = download<uint16_t>(s.lo, static_cast<size_t>(rows * cols));
+    const std::vector<float> factor = download<float>(s.scale, static_cast<size_t>(rows));
+    for (int64_t r = 0; r < rows; ++r) {
+      float m = 0.0f;
+      for (int64_t c = 0; c < cols; ++c) m = std::max(m, std::fabs(x[static_cast<size_t>(r * stride + c)]));
+      const int sh = m > 0.0f ? std::clamp(14 - std::ilogb(m), -126, 126) : 0;
+      ASSERT_EQ(factor[static_cast<size_t>(r)], std::ldexp(1.0f, -sh)) << "row " << r;
+      for (int64_t c = 0; c < cols; ++c) {
+        const float v = std::ldexp(x[static_cast<size_t>(r * stride + c)], sh);
+        const uint16_t want_hi = f32_to_f16(v);
+        const uint16_t want_lo = f32_to_f16(v - f16_to_f32(want_hi));
+        const size_t j = static_cast<size_t>(r * cols + c);
+        ASSERT_EQ(hi[j], want_hi) << r << "," << c;
+        ASSERT_EQ(lo[j], want_lo) << r << "," << c;
+        const double err = std::fabs(static_cast<double>(v) - f16_to_f32(hi[j]) - f16_to_f32(lo[j]));
+        ASSERT_LE(err, std::max(std::ldexp(std::fabs(static_cast<double>(v)), -22), std::ldexp(1.0, -25)))
+            << r << "," << c;
+      }
     }
   }
 }

@@ -30,6 +30,7 @@
 #include <random>
 #include <sstream>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "cuda/cuda_test_util.h"
@@ -444,53 +445,57 @@ INSTANTIATE_TEST_SUITE_P(AllFormats, GroupedGemmTest,
                            return std::string(format_of(i.param).name);
                          });
 
-// convert_f32_to_f16: exact f16 of x·2^s per row, s as gemm.h states it, and the padding untouched.
+// convert_f32_to_f16: exact f16 of x·2^s per row, s as gemm.h states it, and the padding untouched;
+// odd strides (the any-shape kernel) and multiples of 4 (rows held in registers).
 TEST(Gemm, ConvertsF32ToF16) {
   std::mt19937_64 rng(fresh_seed());
-  const int64_t rows = 7, cols = 300, xs = 301, os = 304;
-  std::vector<float> x = gaussian(rows * xs, rng);
-  // Row 1 large (1e6: beyond f16), row 2 tiny (1e-9: below f16's normal range), row 3 zeros, row 4
-  // holds an infinity, row 5 magnitudes 2^14 exactly at the target (s = 0).
-  for (int64_t c = 0; c < cols; ++c) {
-    x[static_cast<size_t>(1 * xs + c)] *= 1e6f;
-    x[static_cast<size_t>(2 * xs + c)] *= 1e-9f;
-    x[static_cast<size_t>(3 * xs + c)] = 0.0f;
-    x[static_cast<size_t>(5 * xs + c)] = c % 2 ? 16384.0f : -1.0f;
-  }
-  x[static_cast<size_t>(4 * xs + 17)] = INFINITY;
-  DeviceBuffer dx(bytes_of(x)), dout(static_cast<size_t>(rows * os) * 2), dscale(rows * 4);
-  ASSERT_TRUE(upload(dx, x) && dout.ok() && dscale.ok());
-  for (const bool scaled : {false, true}) {
-    SCOPED_TRACE(scaled ? "scaled" : "unscaled");
-    CUDA_ASSERT(cudaMemset(dout.get(), 0xFF, dout.size()));
-    STATUS_ASSERT(convert_f32_to_f16(dx.get<float>(), xs, rows, cols, dout.get<__half>(), os,
-                                     scaled ? dscale.get<float>() : nullptr, nullptr));
-    CUDA_ASSERT(cudaDeviceSynchronize());
-    const std::vector<uint16_t> out = download<uint16_t>(dout, static_cast<size_t>(rows * os));
-    const std::vector<float> scale = download<float>(dscale, static_cast<size_t>(rows));
-    for (int64_t r = 0; r < rows; ++r) {
-      int s = 0;
-      if (scaled) {
-        float m = 0.0f;
-        for (int64_t c = 0; c < cols; ++c) m = std::max(m, std::fabs(x[static_cast<size_t>(r * xs + c)]));
-        if (m > 0.0f && std::isfinite(m)) s = std::clamp(14 - std::ilogb(m), -126, 126);
-        ASSERT_EQ(scale[static_cast<size_t>(r)], std::ldexp(1.0f, -s)) << "row factor of row " << r;
-        if (r == 5) {
-          EXPECT_EQ(s, 0);
+  for (const auto& [cols, xs, os] : {std::tuple<int64_t, int64_t, int64_t>{300, 301, 304}, {1024, 1028, 1032}}) {
+    SCOPED_TRACE(std::to_string(cols) + " columns, strides " + std::to_string(xs) + " / " + std::to_string(os));
+    const int64_t rows = 7;
+    std::vector<float> x = gaussian(rows * xs, rng);
+    // Row 1 large (1e6: beyond f16), row 2 tiny (1e-9: below f16's normal range), row 3 zeros, row 4
+    // holds an infinity, row 5 magnitudes 2^14 exactly at the target (s = 0).
+    for (int64_t c = 0; c < cols; ++c) {
+      x[static_cast<size_t>(1 * xs + c)] *= 1e6f;
+      x[static_cast<size_t>(2 * xs + c)] *= 1e-9f;
+      x[static_cast<size_t>(3 * xs + c)] = 0.0f;
+      x[static_cast<size_t>(5 * xs + c)] = c % 2 ? 16384.0f : -1.0f;
+    }
+    x[static_cast<size_t>(4 * xs + 17)] = INFINITY;
+    DeviceBuffer dx(bytes_of(x)), dout(static_cast<size_t>(rows * os) * 2), dscale(rows * 4);
+    ASSERT_TRUE(upload(dx, x) && dout.ok() && dscale.ok());
+    for (const bool scaled : {false, true}) {
+      SCOPED_TRACE(scaled ? "scaled" : "unscaled");
+      CUDA_ASSERT(cudaMemset(dout.get(), 0xFF, dout.size()));
+      STATUS_ASSERT(convert_f32_to_f16(dx.get<float>(), xs, rows, cols, dout.get<__half>(), os,
+                                       scaled ? dscale.get<float>() : nullptr, nullptr));
+      CUDA_ASSERT(cudaDeviceSynchronize());
+      const std::vector<uint16_t> out = download<uint16_t>(dout, static_cast<size_t>(rows * os));
+      const std::vector<float> scale = download<float>(dscale, static_cast<size_t>(rows));
+      for (int64_t r = 0; r < rows; ++r) {
+        int s = 0;
+        if (scaled) {
+          float m = 0.0f;
+          for (int64_t c = 0; c < cols; ++c) m = std::max(m, std::fabs(x[static_cast<size_t>(r * xs + c)]));
+          if (m > 0.0f && std::isfinite(m)) s = std::clamp(14 - std::ilogb(m), -126, 126);
+          ASSERT_EQ(scale[static_cast<size_t>(r)], std::ldexp(1.0f, -s)) << "row factor of row " << r;
+          if (r == 5) {
+            EXPECT_EQ(s, 0);
+          }
         }
-      }
-      for (int64_t c = 0; c < os; ++c) {
-        const uint16_t got = out[static_cast<size_t>(r * os + c)];
-        if (c >= cols) {
-          ASSERT_EQ(got, 0xFFFF) << "padding written at " << r << "," << c;
-          continue;
-        }
-        const float v = std::ldexp(x[static_cast<size_t>(r * xs + c)], s);
-        uint16_t want = f32_to_f16(v);
-        if ((want & 0x7FFFu) == 0x7C00u && std::isfinite(v)) want = static_cast<uint16_t>((want & 0x8000u) | 0x7BFFu);
-        ASSERT_EQ(got, want) << r << "," << c << " value " << x[static_cast<size_t>(r * xs + c)];
-        if (scaled && r != 4) {
-          ASSERT_LT(std::fabs(f16_to_f32(got)), 32768.0f);  // never saturated
+        for (int64_t c = 0; c < os; ++c) {
+          const uint16_t got = out[static_cast<size_t>(r * os + c)];
+          if (c >= cols) {
+            ASSERT_EQ(got, 0xFFFF) << "padding written at " << r << "," << c;
+            continue;
+          }
+          const float v = std::ldexp(x[static_cast<size_t>(r * xs + c)], s);
+          uint16_t want = f32_to_f16(v);
+          if ((want & 0x7FFFu) == 0x7C00u && std::isfinite(v)) want = static_cast<uint16_t>((want & 0x8000u) | 0x7BFFu);
+          ASSERT_EQ(got, want) << r << "," << c << " value " << x[static_cast<size_t>(r * xs + c)];
+          if (scaled && r != 4) {
+            ASSERT_LT(std::fabs(f16_to_f32(got)), 32768.0f);  // never saturated
+          }
         }
       }
     }
