@@ -122,21 +122,32 @@ __device__ __forceinline__ void store_record(const float (&wc)[M][kHcStreams], c
   reduce_record<M, kThreads>(wc, xs, [&](int e, double v) { record[e] = v; });
 }
 
+// The column-block kernels' grid is tokens × column blocks, the token fastest: blocks are handed
+// to the SMs in that order, so the SMs work through one column block's tokens together and can
+// keep its mixer columns (12 KB) in L1, where a grid with the column block fastest had every
+// token read the whole mixer (0.8 MB) from L2 (docs/PERF.md, session 12: −1 to −3 % per launch).
+__device__ __forceinline__ int block_token() { return static_cast<int>(blockIdx.x); }
+__device__ __forceinline__ int64_t block_first_dim() { return static_cast<int64_t>(blockIdx.y) * kHcDimsPerBlock; }
+dim3 column_block_grid(int T, int64_t D) {
+  return dim3(static_cast<unsigned>(T), static_cast<unsigned>(splits(D)));
+}
+
+// The record of (token, column block): token-major, the column blocks in order (hc_finish's read).
 __device__ __forceinline__ double* record_of(double* partial, int M) {
-  return partial + (static_cast<int64_t>(blockIdx.y) * gridDim.x + blockIdx.x) * record_size(M);
+  return partial + (static_cast<int64_t>(blockIdx.x) * gridDim.y + blockIdx.y) * record_size(M);
 }
 
 template <int M>
 __global__ void __launch_bounds__(kThreads) hc_partial_kernel(const float* __restrict__ x, gguf::TensorType type,
                                                               const uint8_t* __restrict__ w, int64_t row_bytes,
                                                               int64_t D, double* __restrict__ partial) {
-  const int64_t d = static_cast<int64_t>(blockIdx.x) * kHcDimsPerBlock + threadIdx.x;
+  const int64_t d = block_first_dim() + threadIdx.x;
   const bool live = d < D;
   float wc[M][kHcStreams];
   load_columns<M>(wc, type, w, row_bytes, D, d, live);  // weights: before the wait (pdl.cuh)
   pdl_wait();
   pdl_trigger();
-  const float* xt = x + static_cast<int64_t>(blockIdx.y) * kHcStreams * D;
+  const float* xt = x + static_cast<int64_t>(block_token()) * kHcStreams * D;
   float xs[kHcStreams];
 #pragma unroll
   for (int h = 0; h < kHcStreams; ++h) xs[h] = live ? xt[h * D + d] : 0.0f;
@@ -365,14 +376,14 @@ struct MixerParams {
 template <int M>
 __global__ void __launch_bounds__(kThreads) hc_post_kernel(PostParams p, int64_t D, MixerParams next,
                                                            double* __restrict__ partial) {
-  const int64_t d = static_cast<int64_t>(blockIdx.x) * kHcDimsPerBlock + threadIdx.x;
+  const int64_t d = block_first_dim() + threadIdx.x;
   const bool live = d < D;
   float wc[M > 0 ? M : 1][kHcStreams];
   if constexpr (M > 0) load_columns<M>(wc, next.type, next.w, next.row_bytes, D, d, live);  // weights: before the wait
   pdl_wait();
   pdl_trigger();
   float xs[kHcStreams] = {0.0f, 0.0f, 0.0f, 0.0f};
-  if (live) post_dim(p, blockIdx.y, D, d, xs);
+  if (live) post_dim(p, block_token(), D, d, xs);
   if constexpr (M > 0) store_record<M>(wc, xs, record_of(partial, M));
 }
 
@@ -457,8 +468,8 @@ template <int M>
 Status launch_partials(const float* x, const DeviceTensor& fn, int T, int64_t D, double* partial, cudaStream_t stream) {
   DSV4_TRY(check_fn(fn, M, kHcStreams * D));
   if (T <= 0) return Status();
-  DSV4_CUDA_TRY(launch_pdl(hc_partial_kernel<M>, dim3(splits(D), T), dim3(kThreads), 0, stream, x, fn.type, fn.data,
-                           fn.row_bytes, D, partial));
+  DSV4_CUDA_TRY(launch_pdl(hc_partial_kernel<M>, column_block_grid(T, D), dim3(kThreads), 0, stream, x, fn.type,
+                           fn.data, fn.row_bytes, D, partial));
   return cuda_status(cudaGetLastError(), "hc partial kernel");
 }
 
@@ -485,8 +496,8 @@ template <int M>
 Status launch_post(const HcPostArgs& a, cudaStream_t stream) {
   const DeviceTensor fn = a.next_fn ? *a.next_fn : DeviceTensor{};
   if (M > 0) DSV4_TRY(check_fn(fn, M, kHcStreams * a.D));
-  DSV4_CUDA_TRY(launch_pdl(hc_post_kernel<M>, dim3(splits(a.D), a.T), dim3(kThreads), 0, stream, post_params(a), a.D,
-                           MixerParams{fn.type, fn.data, fn.row_bytes}, a.partial));
+  DSV4_CUDA_TRY(launch_pdl(hc_post_kernel<M>, column_block_grid(a.T, a.D), dim3(kThreads), 0, stream, post_params(a),
+                           a.D, MixerParams{fn.type, fn.data, fn.row_bytes}, a.partial));
   return cuda_status(cudaGetLastError(), "hc_post kernel");
 }
 
