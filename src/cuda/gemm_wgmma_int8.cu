@@ -4,8 +4,8 @@
 // int32 chain through the block (started at kCBias so that it reads as a float), the offsets
 // dmin·Σ_g m_g·S_g from two f16 MMAs of the rows' group sums, and per block and output
 // int8_block_term — with the limb products issued as m64n32k32 s8 wgmma (the codes from
-// registers, the limbs from shared memory) instead of mma.sync. Grouped only (the routed experts' down projection),
-// warp-specialised as gemm_wgmma.cu:
+// registers, the limbs from shared memory) instead of mma.sync. Grouped only (the routed experts'
+// down projection), warp-specialised as gemm_wgmma.cu:
 //   tile       64 tokens × 128 features; two consumer warpgroups, consumer g owns features
 //              64g..64g+63 (W is the A operand, a limb plane the B one: D is features × tokens, so a
 //              thread's outputs are two features and it reads two d and dmin per block), three
@@ -307,7 +307,9 @@ __global__ void __launch_bounds__(kThreads, 1)
       for (int k = 0; k < 8; ++k) {
         const uint32_t x = slot + (k >> 2) * kLimbHalf + n * 32 * 128 + (k & 3) * 32;
 #pragma unroll
-        for (int l = 0; l < kInt8Limbs; ++l) wgmma_m64n32k32_s8_ra(ch[n][l], a[k], wgmma_desc_sw128(x + 2 * l * kLimbHalf));
+        for (int l = 0; l < kInt8Limbs; ++l) {
+          wgmma_m64n32k32_s8_ra(ch[n][l], a[k], wgmma_desc_sw128(x + 2 * l * kLimbHalf));
+        }
       }
       wgmma_commit();
     }
