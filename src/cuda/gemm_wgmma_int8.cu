@@ -3,14 +3,14 @@
 // limbs with one power of two per (row, 256-block), each limb's products summed exactly in an
 // int32 chain through the block (started at kCBias so that it reads as a float), the offsets
 // dmin·Σ_g m_g·S_g from two f16 MMAs of the rows' group sums, and per block and output
-// int8_block_term — with the limb products issued as m64n32k32 s8 wgmma (the codes from
+// int8_block_term — with the limb products issued as m64n64k32 s8 wgmma (the codes from
 // registers, the limbs from shared memory) instead of mma.sync. Grouped only (the routed experts'
 // down projection), warp-specialised as gemm_wgmma.cu:
 //   tile       64 tokens × 128 features; two consumer warpgroups, consumer g owns features
 //              64g..64g+63 (W is the A operand, a limb plane the B one: D is features × tokens, so a
 //              thread's outputs are two features and it reads two d and dmin per block), three
-//              s32 chains per token half (m64n32) and one f32 accumulator per thread (128
-//              registers), and the A fragments of one block (32 registers). A CTA runs
+//              s32 chains (m64n64) and one f32 accumulator per thread (128 registers), and the A
+//              fragments of one block (32 registers). A CTA runs
 //              kTilesPerCta feature tiles of the same rows one after the other through one ring.
 //   k-step     one Q2_K block (256 columns, 8 k32 slices): a slot holds the three limb planes of the
 //              64 rows (two 128-column halves each), the decoded codes of the 128 features (two
@@ -20,15 +20,14 @@
 //              thread decodes one half (128 columns) of two feature rows from aligned 16-byte
 //              loads (decode_block_half), the half-0 threads also the feature records
 //              (Int8Q2_K::table), then arrives on full.
-//   consumers  wait for full, load their codes' A fragments (ldmatrix: each serves three limbs and
-//              both token halves from registers), reset the chains to kCBias, issue the step's 48
-//              m64n32k32 wgmma (per token half 8 slices × 3 limbs, one commit group per half), load
-//              the offsets' A fragments and the feature scales meanwhile; then per half, once its
-//              group is done (the first beside the second's MMAs), per n8 token column: the
-//              offsets by two mma.sync m16n8k16 (A = the features' m codes, B = the rows' hi / lo
-//              group sums by ldmatrix; the mma.sync C layout is the wgmma D layout of that column)
-//              and int8_block_term into acc. Then they
-//              arrive on empty and, once both have (each copies half the rows that both read), copy
+//   consumers  wait for full, load their codes' A fragments (ldmatrix: each serves the three limbs
+//              from registers), reset the chains to kCBias, issue the step's 24 wgmma (8 k32 slices
+//              × 3 limbs, one commit), load the offsets' A fragments and the feature scales
+//              meanwhile, wait, then per n8 token column: the offsets by two mma.sync m16n8k16
+//              (A = the features' m codes, B = the rows' hi / lo group sums by ldmatrix; the
+//              mma.sync C layout is the wgmma D layout of that column) and int8_block_term into
+//              acc. Then they arrive on empty and, once both have (each copies half the rows that
+//              both read), copy
 //              the X limbs and records of the step kStages ahead by cp.async, counted on full by
 //              cp.async.mbarrier.arrive.noinc.
 // Every code × limb product and block sum is exact, so the chains hold gemm_int8.cu's integers;
@@ -265,10 +264,10 @@ __global__ void __launch_bounds__(kThreads, 1)
   for (int u = 0; u < kStages && u < n_total; ++u) issue_x(u, u);
 
   // This thread's outputs: features fa and fa + 8 of the CTA's 128 (rows of its warp's m16 slab),
-  // tokens 8j + 2q + c (j < 8, c < 2) of the 64; chains ch[n][l] of token half n (j / 4) and limb l.
+  // tokens 8j + 2q + c (j < 8, c < 2) of the 64; ch[l] is limb l's chain.
   const int q = lane & 3, fa = 64 * wg + 16 * cw + (lane >> 2);
   float acc[32];
-  int32_t ch[2][kInt8Limbs][16];
+  int32_t ch[kInt8Limbs][32];
 #pragma unroll
   for (int i = 0; i < 32; ++i) acc[i] = 0.0f;
   // The warp's A fragments (its 16 feature rows of the codes) come by ldmatrix: lane row
@@ -290,29 +289,23 @@ __global__ void __launch_bounds__(kThreads, 1)
       ldmatrix_x4(a[k], slot + kXBytes + (k >> 2) * kWHalf + a_row + (chunk << 4));
     }
 #pragma unroll
-    for (int n = 0; n < 2; ++n) {
+    for (int l = 0; l < kInt8Limbs; ++l) {
 #pragma unroll
-      for (int l = 0; l < kInt8Limbs; ++l) {
-#pragma unroll
-        for (int i = 0; i < 16; ++i) ch[n][l][i] = kCBias;
-        wgmma_fence_operands(ch[n][l]);
-      }
+      for (int i = 0; i < 32; ++i) ch[l][i] = kCBias;
+      wgmma_fence_operands(ch[l]);
     }
     wgmma_fence();
-    // Token half n's 24 products (8 k32 slices × 3 limbs), one commit group per half, so that the
-    // first half's block end runs beside the second half's MMAs.
+    // The step's 24 products (8 k32 slices × 3 limbs), one commit group. (Two m64n32 groups whose
+    // block ends overlapped the other's MMAs were 4–6 % slower: twice the wgmma instructions.)
 #pragma unroll
-    for (int n = 0; n < 2; ++n) {
+    for (int k = 0; k < 8; ++k) {
+      const uint32_t x = slot + (k >> 2) * kLimbHalf + (k & 3) * 32;
 #pragma unroll
-      for (int k = 0; k < 8; ++k) {
-        const uint32_t x = slot + (k >> 2) * kLimbHalf + n * 32 * 128 + (k & 3) * 32;
-#pragma unroll
-        for (int l = 0; l < kInt8Limbs; ++l) {
-          wgmma_m64n32k32_s8_ra(ch[n][l], a[k], wgmma_desc_sw128(x + 2 * l * kLimbHalf));
-        }
+      for (int l = 0; l < kInt8Limbs; ++l) {
+        wgmma_m64n64k32_s8_ra(ch[l], a[k], wgmma_desc_sw128(x + 2 * l * kLimbHalf));
       }
-      wgmma_commit();
     }
+    wgmma_commit();
     // Meanwhile: the offsets' A fragment (m code pairs of features fa, fa + 8: words q and q + 4 of
     // their records, the row-major m16k16 layout), d and dmin·2^12.
     const uint8_t* slot_ptr = base_ptr + s * kSlotBytes;
@@ -324,37 +317,28 @@ __global__ void __launch_bounds__(kThreads, 1)
     const float d[2] = {ta[0], tb[0]}, dm[2] = {ta[1], tb[1]};
     const uint8_t* rec = slot_ptr + kXBytes + kWBytes;
     const uint32_t rec_a = slot + kXBytes + kWBytes + (lane & 7) * kInt8RecordBytes + 16 * (lane >> 3);
-    // Token half n's block end: per n8 column j the offsets (B = the rows' hi group sums, matrices
-    // 0 and 1, and lo, 2 and 3) and int8_block_term.
-    // Column j + 1's records are asked for before column j's MMAs (the asm statements keep their
-    // order, so the loads would otherwise wait for the previous column's MMAs).
-    auto block_end = [&](int n) {
-      uint32_t b[2][4];
-      ldmatrix_x4(b[0], rec_a + 8 * 4 * n * kInt8RecordBytes);
-#pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        const int col = 4 * n + j;
-        if (j + 1 < 4) ldmatrix_x4(b[(j + 1) & 1], rec_a + 8 * (col + 1) * kInt8RecordBytes);
-        float o[4];
-        mma_f16_zero(o, am, b[j & 1]);
-        mma_f16(o, am, b[j & 1] + 2);
-        const float* e2 = reinterpret_cast<const float*>(rec + (8 * col + 2 * q) * kInt8RecordBytes + 64);
-        const float e[2] = {e2[0], e2[kInt8RecordBytes / 4]};
-#pragma unroll
-        for (int c = 0; c < 4; ++c) {
-          acc[4 * col + c] = int8_block_term(acc[4 * col + c], ch[n][0][4 * j + c], ch[n][1][4 * j + c],
-                                             ch[n][2][4 * j + c], o[c], d[c >> 1], dm[c >> 1], e[c & 1]);
-        }
-      }
-    };
-    wgmma_wait<1>();
-#pragma unroll
-    for (int l = 0; l < kInt8Limbs; ++l) wgmma_fence_operands(ch[0][l]);
-    block_end(0);
+    // The block end: per n8 token column the offsets (B = the rows' hi group sums, matrices 0 and 1,
+    // and lo, 2 and 3) and int8_block_term. Column j + 1's records are asked for before column j's
+    // MMAs (the asm statements keep their order, so the loads would otherwise wait for them).
     wgmma_wait<0>();
 #pragma unroll
-    for (int l = 0; l < kInt8Limbs; ++l) wgmma_fence_operands(ch[1][l]);
-    block_end(1);
+    for (int l = 0; l < kInt8Limbs; ++l) wgmma_fence_operands(ch[l]);
+    uint32_t b[2][4];
+    ldmatrix_x4(b[0], rec_a);
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      if (j + 1 < 8) ldmatrix_x4(b[(j + 1) & 1], rec_a + 8 * (j + 1) * kInt8RecordBytes);
+      float o[4];
+      mma_f16_zero(o, am, b[j & 1]);
+      mma_f16(o, am, b[j & 1] + 2);
+      const float* e2 = reinterpret_cast<const float*>(rec + (8 * j + 2 * q) * kInt8RecordBytes + 64);
+      const float e[2] = {e2[0], e2[kInt8RecordBytes / 4]};
+#pragma unroll
+      for (int c = 0; c < 4; ++c) {
+        acc[4 * j + c] = int8_block_term(acc[4 * j + c], ch[0][4 * j + c], ch[1][4 * j + c], ch[2][4 * j + c],
+                                         o[c], d[c >> 1], dm[c >> 1], e[c & 1]);
+      }
+    }
     mbar_arrive(empty_bar + 8 * s);
     if (t + kStages < n_total) {
       // Both consumers read all rows: the slot is free once both are done with it.

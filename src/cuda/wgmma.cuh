@@ -1,6 +1,6 @@
 // Hopper wgmma primitives for the prefill GEMMs (sm_90a): shared-memory matrix descriptors for
 // 128-byte-swizzled K-major tiles, the warpgroup fences, m64n128k16 with f16 operands and f32
-// accumulators, and m64n32k32 with s8 operands (A from registers) and s32 accumulators. The tiles
+// accumulators, and m64n64k32 with s8 operands (A from registers) and s32 accumulators. The tiles
 // are the layout gemm_kernel.cuh's swz() writes (128-byte rows, 16-byte chunk c of row r at chunk
 // c ^ (r & 7)), which is the hardware's 128-byte swizzle when the tile starts on a 1024-byte
 // boundary: the swizzle XORs address bits 4-6 with bits 7-9.
@@ -62,16 +62,18 @@ __device__ __forceinline__ void wgmma_fence_operands(int32_t (&d)[N]) {
 
 // d += A·Bᵀ: A 64 × 32 s8 from registers (warp w holds rows 16w..16w+15 as mma.m16n8k32's A
 // fragment: a[0] row (t % 32) / 4, bytes 4·(t % 4).., a[1] that row + 8, a[2] / a[3] the same
-// 16 bytes further; what ldmatrix.x4 gives from a 16 × 32-byte slab), B 32 × 32 K-major s8 in
+// 16 bytes further; what ldmatrix.x4 gives from a 16 × 32-byte slab), B 64 × 32 K-major s8 in
 // shared memory (a 128-byte row holds 128 elements, so a k32 slice is 32 bytes of it, as a k16
 // slice of f16), exact s32 sums. Thread t holds d[4j + c] = D[16·(t / 32) + (t % 32) / 4 +
-// 8·(c / 2)][8j + 2·(t % 4) + c % 2], j < 4. The a registers are read asynchronously: they must
+// 8·(c / 2)][8j + 2·(t % 4) + c % 2], j < 8. The a registers are read asynchronously: they must
 // not change until the wgmma is waited for.
-__device__ __forceinline__ void wgmma_m64n32k32_s8_ra(int32_t (&d)[16], const uint32_t (&a)[4], uint64_t b) {
+__device__ __forceinline__ void wgmma_m64n64k32_s8_ra(int32_t (&d)[32], const uint32_t (&a)[4], uint64_t b) {
   asm volatile(
-      "wgmma.mma_async.sync.aligned.m64n32k32.s32.s8.s8 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15}, {%16, %17, %18, %19}, %20, 1;\n"
+      "wgmma.mma_async.sync.aligned.m64n64k32.s32.s8.s8 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, {%32, %33, %34, %35}, %36, 1;\n"
       : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3]), "+r"(d[4]), "+r"(d[5]), "+r"(d[6]), "+r"(d[7]),
-        "+r"(d[8]), "+r"(d[9]), "+r"(d[10]), "+r"(d[11]), "+r"(d[12]), "+r"(d[13]), "+r"(d[14]), "+r"(d[15])
+        "+r"(d[8]), "+r"(d[9]), "+r"(d[10]), "+r"(d[11]), "+r"(d[12]), "+r"(d[13]), "+r"(d[14]), "+r"(d[15]),
+        "+r"(d[16]), "+r"(d[17]), "+r"(d[18]), "+r"(d[19]), "+r"(d[20]), "+r"(d[21]), "+r"(d[22]), "+r"(d[23]),
+        "+r"(d[24]), "+r"(d[25]), "+r"(d[26]), "+r"(d[27]), "+r"(d[28]), "+r"(d[29]), "+r"(d[30]), "+r"(d[31])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b));
 }
 
