@@ -168,12 +168,7 @@ __global__ void __launch_bounds__(WgmmaGeometry<D, kTall>::kThreads, 1)
   auto src_row = [&](int r) { return kGrouped && p.x_rows ? min(max(p.x_rows[r], 0), p.x_count - 1) : r; };
 
   if (tid == 0) {
-    for (int s = 0; s < kStages; ++s) {
-      mbar_init(full_bar + 8 * s, kProducerThreads + kConsumerThreads);
-      mbar_init(empty_bar + 8 * s, kConsumerThreads);
-    }
-    for (int r = 0; r < kRR; ++r) mbar_init(raw_bar + 8 * r, 1);
-    mbar_init_fence();
+    mbar_init_ring(full_bar, kProducerThreads + kConsumerThreads, empty_bar, kConsumerThreads, kStages, raw_bar, kRR);
   }
   if constexpr (D::kTableBytes > 0) D::Fmt::load_tables(tables, p.iq2_tables);
   __syncthreads();

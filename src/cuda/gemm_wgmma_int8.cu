@@ -160,12 +160,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int n_total = min(kTilesPerCta, (p.n_out - f0 + kBF - 1) / kBF) * n_steps;
 
   if (tid == 0) {
-    for (int s = 0; s < kStages; ++s) {
-      mbar_init(full_bar + 8 * s, kProducerThreads + kConsumerThreads);
-      mbar_init(empty_bar + 8 * s, kConsumerThreads);
-    }
-    for (int r = 0; r < kRR; ++r) mbar_init(raw_bar + 8 * r, 1);
-    mbar_init_fence();
+    mbar_init_ring(full_bar, kProducerThreads + kConsumerThreads, empty_bar, kConsumerThreads, kStages, raw_bar, kRR);
   }
   __syncthreads();
 

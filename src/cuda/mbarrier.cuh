@@ -21,6 +21,20 @@ __device__ __forceinline__ void mbar_init_fence() {
   asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
 }
 
+// A warp-specialised ring's barriers, by one thread before the CTA barrier that publishes them:
+// `stages` full barriers (full_count arrivals each) and as many empty ones (empty_count), then
+// raw_stages barriers of one arrival each (a TMA's, counted with its bytes), each kind 8 bytes
+// apart from its base.
+__device__ __forceinline__ void mbar_init_ring(uint32_t full, uint32_t full_count, uint32_t empty,
+                                               uint32_t empty_count, int stages, uint32_t raw, int raw_stages) {
+  for (int s = 0; s < stages; ++s) {
+    mbar_init(full + 8 * s, full_count);
+    mbar_init(empty + 8 * s, empty_count);
+  }
+  for (int r = 0; r < raw_stages; ++r) mbar_init(raw + 8 * r, 1);
+  mbar_init_fence();
+}
+
 __device__ __forceinline__ void mbar_arrive(uint32_t bar) {
   asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
 }
