@@ -117,7 +117,9 @@ Result<detail::GemmKernelTile> pick_int8_tile(GemmTile tile, int64_t row_bytes, 
   const bool takes = row_bytes % 16 == 0 && x_rows * x_stride < (int64_t{1} << 31);
   if (tile == GemmTile::kWgmma64) return make_error("int8 mode has no 64 × 256 wgmma tile");
   if (tile == GemmTile::kWgmma) {
-    if (!takes) return make_error("the int8 wgmma tile takes weight rows of a multiple of 16 bytes and x rows · x_stride < 2^31");
+    if (!takes) {
+      return make_error("the int8 wgmma tile takes weight rows of a multiple of 16 bytes and x rows · x_stride < 2^31");
+    }
     return T::kWgmma;
   }
   return tile == GemmTile::kAuto && takes && device_info().major == 9 ? T::kWgmma : T::kSmall;
@@ -167,7 +169,9 @@ Status check_x(const __half* x, const __half* x_lo, TensorType type, int64_t x_s
 
 Status launch(detail::GemmLaunch& l, cudaStream_t stream) {
   if (l.x_limbs) {
-    if (detail::is_wgmma(l.tile)) return cuda_status(detail::launch_gemm_wgmma_int8(l, stream), "int8 wgmma gemm kernel launch");
+    if (detail::is_wgmma(l.tile)) {
+      return cuda_status(detail::launch_gemm_wgmma_int8(l, stream), "int8 wgmma gemm kernel launch");
+    }
     return cuda_status(detail::launch_gemm_int8(l, stream), "int8 gemm kernel launch");
   }
   if (l.type == TensorType::IQ2_XXS) {
