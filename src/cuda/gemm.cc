@@ -118,7 +118,8 @@ Result<detail::GemmKernelTile> pick_int8_tile(GemmTile tile, int64_t row_bytes, 
   if (tile == GemmTile::kWgmma64) return make_error("int8 mode has no 64 × 256 wgmma tile");
   if (tile == GemmTile::kWgmma) {
     if (!takes) {
-      return make_error("the int8 wgmma tile takes weight rows of a multiple of 16 bytes and x rows · x_stride < 2^31");
+      return make_error("the int8 wgmma tile takes weight rows of a multiple of 16 bytes and "
+                        "x rows · x_stride < 2^31");
     }
     return T::kWgmma;
   }

@@ -94,12 +94,8 @@ __device__ __forceinline__ void fence_proxy_async() {
   asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
 }
 
-// Half kDH (columns 128·kDH..) of one feature row's block: the raw row (16-aligned) holds the
-// block from word kM on (kM = its misalignment / 4, the same for every row of a step). The words
-// come as aligned 16-byte loads (each loaded once: no store in between), the eight 16-element
-// chunks go to the row's swizzled code tile; the kDH = 0 thread also writes the feature record.
-// (16-byte loads by asm: plain ones are narrowed by the compiler to the words used, 32-bit loads
-// with 4-way bank conflicts at this row pitch.)
+// A 16-byte shared load by asm: plain ones are narrowed by the compiler to the words used, 32-bit
+// loads with 4-way bank conflicts at the raw rows' pitch.
 __device__ __forceinline__ uint4 lds128(const uint8_t* p) {
   uint4 v;
   asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];\n"
@@ -115,6 +111,10 @@ __device__ constexpr bool unit_needed(int k) {
   return (k >= scales / 4 && k <= (scales + 1) / 4) || (k >= quants / 4 && k <= (quants + 7) / 4);
 }
 
+// Half kDH (columns 128·kDH..) of one feature row's block: the raw row (16-aligned) holds the
+// block from word kM on (kM = its misalignment / 4, the same for every row of a step). The words
+// come as aligned 16-byte loads (each loaded once, before any store), the eight 16-element chunks
+// go to the row's swizzled code tile; the kDH = 0 thread also writes the feature record.
 template <int kM, int kDH>
 __device__ __forceinline__ void decode_block_half(const uint8_t* row, uint8_t* codes, int drow, float* rec) {
   constexpr int kUnits = (kM + 4 + 8 * kDH + 7) / 4 + 1;
@@ -133,7 +133,8 @@ __device__ __forceinline__ void decode_block_half(const uint8_t* row, uint8_t* c
   const uint32_t sc[2] = {word(kM + 2 * kDH), word(kM + 2 * kDH + 1)};  // scale bytes 8·kDH..
 #pragma unroll
   for (int c = 0; c < 8; ++c) {
-    // chunk c: elements 128·kDH + 16c.., 2-bit field j = c / 2 of quant bytes 16·(c % 2).., scale byte 8·kDH + c
+    // chunk c: elements 128·kDH + 16c.., 2-bit field c / 2 of quant bytes 16·(c % 2).., scale
+    // byte 8·kDH + c
     *reinterpret_cast<uint4*>(codes + swz(drow, c)) =
         D8::codes16_words(qs + 4 * (c & 1), sc[c >> 2] >> (8 * (c & 3)), c >> 1);
   }
@@ -166,8 +167,9 @@ __global__ void __launch_bounds__(kThreads, 1)
 
   if (warp < kProducerThreads / 32) {
     setmaxnreg_dec<kProducerRegs>();
-    // Block b of every row (rows are multiples of 16 bytes, so all share its misalignment) into raw
-    // slot b % kRR; rows past n_out and bytes past a row's end read as zero.
+    // Step u's raw block (block u % n_steps of feature tile u / n_steps, in every row: rows are
+    // multiples of 16 bytes, so all share its misalignment) into raw slot u % kRR; rows past n_out
+    // and bytes past a row's end read as zero.
     auto issue_raw = [&](int u) {
       const uint32_t slot = static_cast<uint32_t>(u % kRR);
       const int b = u % n_steps;
