@@ -66,7 +66,8 @@ struct Scratch {
   int32_t* experts = nullptr;             // [T][K]
   float* route_w = nullptr;               // [T][K]
   float* gu = nullptr;                    // [T·K][2F] (tensor-core prefill: in expert-sorted order)
-  float* mid = nullptr;                   // [T·K][F] (tensor-core prefill: sorted)
+  float* mid = nullptr;                   // [T·K][F] (tensor-core prefill: sorted; in int8 mode the down
+                                          // projection's limbs and records instead)
   float* ydown = nullptr;                 // [T·K][D] in (token, slot) order; before the down
                                           // projection, the f32 prefill's replicated xn rows
   float *sh_gu = nullptr, *sh_mid = nullptr, *shared = nullptr;

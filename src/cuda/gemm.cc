@@ -348,19 +348,44 @@ Status convert_f32_to_f16(const float* x, int64_t x_stride, int64_t n_rows, int6
       "cuda::convert_f32_to_f16 launch");
 }
 
+namespace {
+
+// The checks both int8 conversions share, after the empty case (`fn` names the caller).
+Status check_int8_conversion(const char* fn, bool inputs, int64_t n_rows, int64_t cols, int64_t in_stride,
+                             const int8_t* limbs, int64_t limb_stride, const uint8_t* records) {
+  const std::string where = std::string("cuda::") + fn + ": ";
+  if (!inputs || !limbs || !records) return make_error(where + "null pointer");
+  if (cols % 256 != 0) return make_error(where + "cols must be a multiple of 256");
+  if (in_stride < cols || limb_stride < cols || limb_stride % 16 != 0) {
+    return make_error(where + "input stride below cols, or limb_stride below cols or not a multiple of 16");
+  }
+  if (!aligned(limbs, 16) || !aligned(records, 16)) return make_error(where + "misaligned output");
+  if (n_rows > INT_MAX / 2) return make_error(where + "too many rows");
+  return Status::ok_status();
+}
+
+}  // namespace
+
 Status convert_f32_to_int8(const float* x, int64_t x_stride, int64_t n_rows, int64_t cols, int8_t* limbs,
                            int64_t limb_stride, uint8_t* records, cudaStream_t stream) {
   if (n_rows < 0 || cols < 0) return make_error("cuda::convert_f32_to_int8: negative size");
   if (n_rows == 0 || cols == 0) return Status::ok_status();
-  if (!x || !limbs || !records) return make_error("cuda::convert_f32_to_int8: null pointer");
-  if (cols % 256 != 0) return make_error("cuda::convert_f32_to_int8: cols must be a multiple of 256");
-  if (x_stride < cols || limb_stride < cols || limb_stride % 16 != 0) {
-    return make_error("cuda::convert_f32_to_int8: x_stride below cols, or limb_stride below cols or not a multiple of 16");
-  }
-  if (!aligned(limbs, 16) || !aligned(records, 16)) return make_error("cuda::convert_f32_to_int8: misaligned output");
-  if (n_rows > INT_MAX / 2) return make_error("cuda::convert_f32_to_int8: too many rows");
+  DSV4_TRY(check_int8_conversion("convert_f32_to_int8", x != nullptr, n_rows, cols, x_stride, limbs, limb_stride,
+                                 records));
   return cuda_status(detail::launch_convert_f32_to_int8(x, x_stride, n_rows, cols, limbs, limb_stride, records, stream),
                      "cuda::convert_f32_to_int8 launch");
+}
+
+Status convert_swiglu_to_int8(const float* gate, const float* up, int64_t stride, const float* weights, float limit,
+                              int64_t n_rows, int64_t cols, int8_t* limbs, int64_t limb_stride, uint8_t* records,
+                              cudaStream_t stream) {
+  if (n_rows < 0 || cols < 0) return make_error("cuda::convert_swiglu_to_int8: negative size");
+  if (n_rows == 0 || cols == 0) return Status::ok_status();
+  DSV4_TRY(check_int8_conversion("convert_swiglu_to_int8", gate && up, n_rows, cols, stride, limbs, limb_stride,
+                                 records));
+  return cuda_status(detail::launch_convert_swiglu_to_int8(gate, up, stride, weights, limit, n_rows, cols, limbs,
+                                                           limb_stride, records, stream),
+                     "cuda::convert_swiglu_to_int8 launch");
 }
 
 Status convert_f32_to_f16_split(const float* x, int64_t x_stride, int64_t n_rows, int64_t cols, __half* hi,

@@ -186,6 +186,12 @@ Status convert_f32_to_f16(const float* x, int64_t x_stride, int64_t n_rows, int6
 // A block holding an infinity or NaN makes every output it touches NaN.
 Status convert_f32_to_int8(const float* x, int64_t x_stride, int64_t n_rows, int64_t cols, int8_t* limbs,
                            int64_t limb_stride, uint8_t* records, cudaStream_t stream);
+// The same for the routed experts' SwiGLU rows (moe.h's swiglu: silu(min(g, L))·clamp(u, ±L), times
+// weights[r] when weights is not null; gate and up rows stride apart), computed as they are read:
+// the limbs and records of what swiglu() would write, bit for bit, without writing it.
+Status convert_swiglu_to_int8(const float* gate, const float* up, int64_t stride, const float* weights, float limit,
+                              int64_t n_rows, int64_t cols, int8_t* limbs, int64_t limb_stride, uint8_t* records,
+                              cudaStream_t stream);
 
 // Split mode's activations: as convert_f32_to_f16 with a row factor (row_scale required), and
 // lo[r·out_stride + c] = f16(v − hi) for v = x·2^s_r and hi its f16 (v − hi is exact in f32), so

@@ -24,6 +24,7 @@
 #include "cuda/gemm_int8_codes.cuh"
 #include "cuda/gemm_kernel.cuh"
 #include "cuda/gemm_launch.h"
+#include "cuda/swiglu.cuh"
 
 namespace dsv4::cuda::detail {
 
@@ -272,24 +273,51 @@ __global__ void __launch_bounds__(kGemmThreads, 1) gemm_int8_kernel(__grid_const
   }
 }
 
+// The conversion's rows: f32 values, or the routed experts' SwiGLU of a gate and an up row
+// (swiglu.cuh's element, the swiglu kernel's bits) computed as they are read.
+struct PlainRows {
+  const float* x;
+  int64_t stride;
+  __device__ __forceinline__ void load8(int64_t row, int64_t col, float (&v)[8]) const {
+    const float* xr = x + row * stride + col;
+#pragma unroll
+    for (int i = 0; i < 8; ++i) v[i] = xr[i];
+  }
+};
+struct SwigluRows {
+  const float* gate;
+  const float* up;
+  int64_t stride;
+  const float* weights;  // [rows] or null
+  float limit;
+  __device__ __forceinline__ void load8(int64_t row, int64_t col, float (&v)[8]) const {
+    float g[8], u[8];
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      g[i] = gate[row * stride + col + i];
+      u[i] = up[row * stride + col + i];
+    }
+#pragma unroll
+    for (int i = 0; i < 8; ++i) v[i] = swiglu_element(g[i], u[i], weights ? weights + row : nullptr, limit);
+  }
+};
+
 // One warp per (row, 256-block): lane L converts elements 8L..8L+7 (x_to_limbs8); lanes 2q and
 // 2q+1 hold group q, whose record entry lane 2q writes.
 constexpr int kConvertWarps = 8;
-__global__ void f32_to_int8_limbs(const float* x, int64_t x_stride, int n_rows, int blocks_per_row, int8_t* limbs,
-                                  int64_t limb_stride, int64_t plane, uint8_t* records) {
+template <class Rows>
+__global__ void to_int8_limbs(Rows rows, int n_rows, int blocks_per_row, int8_t* limbs, int64_t limb_stride,
+                              int64_t plane, uint8_t* records) {
   const int64_t w = static_cast<int64_t>(blockIdx.x) * kConvertWarps + threadIdx.x / 32;
   const int lane = threadIdx.x & 31;
   if (w >= static_cast<int64_t>(n_rows) * blocks_per_row) return;
   const int64_t row = w / blocks_per_row;
   const int b = static_cast<int>(w % blocks_per_row);
-  const float* xr = x + row * x_stride + b * kInt8Block + 8 * lane;
   float v[8];
+  rows.load8(row, b * kInt8Block + 8 * lane, v);
   uint32_t m = 0;
 #pragma unroll
-  for (int i = 0; i < 8; ++i) {
-    v[i] = xr[i];
-    m = max(m, __float_as_uint(v[i]) & 0x7FFFFFFFu);  // NaN patterns order above infinity
-  }
+  for (int i = 0; i < 8; ++i) m = max(m, __float_as_uint(v[i]) & 0x7FFFFFFFu);  // NaN patterns order above infinity
   m = __reduce_max_sync(0xFFFFFFFFu, m);
   const int e = xblock_exponent(m, kInt8TopBits);
   uint2 limb[kInt8Limbs];
@@ -309,6 +337,18 @@ __global__ void f32_to_int8_limbs(const float* x, int64_t x_stride, int n_rows, 
   if (lane < 4) {
     reinterpret_cast<float*>(rec + 64)[lane] = lane == 0 ? xblock_scale(m, e) : 0.0f;
   }
+}
+
+template <class Rows>
+cudaError_t launch_to_int8(const Rows& rows, int64_t n_rows, int64_t cols, int8_t* limbs, int64_t limb_stride,
+                           uint8_t* records, cudaStream_t stream) {
+  const int blocks_per_row = static_cast<int>(cols / kInt8Block);
+  const int64_t warps = n_rows * blocks_per_row;
+  const int64_t grid = (warps + kConvertWarps - 1) / kConvertWarps;
+  if (grid > 0x7FFFFFFF) return cudaErrorInvalidConfiguration;
+  to_int8_limbs<<<static_cast<unsigned>(grid), kConvertWarps * 32, 0, stream>>>(
+      rows, static_cast<int>(n_rows), blocks_per_row, limbs, limb_stride, n_rows * limb_stride, records);
+  return cudaGetLastError();
 }
 
 }  // namespace
@@ -333,13 +373,14 @@ int gemm_int8_tile_rows() { return kBT; }
 
 cudaError_t launch_convert_f32_to_int8(const float* x, int64_t x_stride, int64_t n_rows, int64_t cols, int8_t* limbs,
                                        int64_t limb_stride, uint8_t* records, cudaStream_t stream) {
-  const int blocks_per_row = static_cast<int>(cols / kInt8Block);
-  const int64_t warps = n_rows * blocks_per_row;
-  const int64_t grid = (warps + kConvertWarps - 1) / kConvertWarps;
-  if (grid > 0x7FFFFFFF) return cudaErrorInvalidConfiguration;
-  f32_to_int8_limbs<<<static_cast<unsigned>(grid), kConvertWarps * 32, 0, stream>>>(
-      x, x_stride, static_cast<int>(n_rows), blocks_per_row, limbs, limb_stride, n_rows * limb_stride, records);
-  return cudaGetLastError();
+  return launch_to_int8(PlainRows{x, x_stride}, n_rows, cols, limbs, limb_stride, records, stream);
+}
+
+cudaError_t launch_convert_swiglu_to_int8(const float* gate, const float* up, int64_t stride, const float* weights,
+                                          float limit, int64_t n_rows, int64_t cols, int8_t* limbs,
+                                          int64_t limb_stride, uint8_t* records, cudaStream_t stream) {
+  return launch_to_int8(SwigluRows{gate, up, stride, weights, limit}, n_rows, cols, limbs, limb_stride, records,
+                        stream);
 }
 
 }  // namespace dsv4::cuda::detail

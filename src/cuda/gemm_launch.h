@@ -79,6 +79,9 @@ inline int gemm_tile_rows(GemmKernelTile tile, bool split) {
 }
 cudaError_t launch_convert_f32_to_int8(const float* x, int64_t x_stride, int64_t n_rows, int64_t cols, int8_t* limbs,
                                        int64_t limb_stride, uint8_t* records, cudaStream_t stream);
+cudaError_t launch_convert_swiglu_to_int8(const float* gate, const float* up, int64_t stride, const float* weights,
+                                          float limit, int64_t n_rows, int64_t cols, int8_t* limbs,
+                                          int64_t limb_stride, uint8_t* records, cudaStream_t stream);
 
 cudaError_t launch_sort_by_expert(const int32_t* topk, int n_pairs, int top_k, int n_expert,
                                   int32_t* offsets, int32_t* row_pair, int32_t* row_token,

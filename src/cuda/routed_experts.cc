@@ -146,14 +146,14 @@ Status routed_experts_grouped(const RoutedExpertsStep& s) {
   sw.n_slots = static_cast<int>(TK);
   sw.F = F;
   sw.limit = s.limit;
-  DSV4_TRY(swiglu(sw, s.stream));
-  // The down projection on int8 tensor cores where they take its weights
-  // (gemm.h, int8 mode): mid as activation limbs and block records, written into gu (dead after
-  // the SwiGLU; 3.3·TK·F of its 8·TK·F bytes).
-  int8_t* limbs = reinterpret_cast<int8_t*>(sc.gu);
+  // The down projection on int8 tensor cores where they take its weights (gemm.h, int8 mode): the
+  // SwiGLU computed as it is converted to activation limbs and block records, written into mid
+  // (3.3·TK·F of its 4·TK·F bytes) instead of the SwiGLU's floats.
+  int8_t* limbs = reinterpret_cast<int8_t*>(sc.mid);
   uint8_t* records = reinterpret_cast<uint8_t*>(limbs + 3 * TK * F);
-  if (s.split && gemm_int8_supports(L.down_exps.type, F) && reinterpret_cast<uintptr_t>(sc.gu) % 16 == 0) {
-    DSV4_TRY(convert_f32_to_int8(sc.mid, F, TK, F, limbs, F, records, s.stream));
+  if (s.split && gemm_int8_supports(L.down_exps.type, F) && reinterpret_cast<uintptr_t>(sc.mid) % 16 == 0) {
+    DSV4_TRY(convert_swiglu_to_int8(sw.gate, sw.up, sw.stride, sw.weights, sw.limit, TK, F, limbs, F, records,
+                                    s.stream));
     GroupedGemm g;
     g.w = gemm_weights(L.down_exps);
     g.n_groups = static_cast<int>(E);
@@ -169,6 +169,7 @@ Status routed_experts_grouped(const RoutedExpertsStep& s) {
     g.y_count = TK;
     return grouped_gemm(g, s.stream);
   }
+  DSV4_TRY(swiglu(sw, s.stream));
   DSV4_TRY(convert_gemm_input(s.split, sc.mid, F, TK, F, sc.in16, sc.in16_lo, sc.in16_scale, s.stream));
   return grouped(L.down_exps, sc.in16, sc.in16_lo, F, sc.in16_scale, nullptr, sc.ydown, D, sc.sort_row_pair);
 }

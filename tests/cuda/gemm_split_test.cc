@@ -22,6 +22,7 @@
 #include "cuda/gemm.h"
 #include "cuda/gemm_int8_codes.cuh"
 #include "cuda/matvec.h"
+#include "cuda/moe.h"
 #include "cuda/split_activations.h"
 #include "cuda/split_reference.h"
 
@@ -278,6 +279,45 @@ TEST(GemmInt8, ConvertsF32ToLimbsAndRecords) {
         ASSERT_GE(top, 1 << 21) << r << "," << b;
         ASSERT_LE(top, 1 << 22) << r << "," << b;
       }
+    }
+  }
+}
+
+// convert_swiglu_to_int8 gives the limbs and records of swiglu() then convert_f32_to_int8, byte for
+// byte: gate and up rows interleaved (the fused gate/up GEMM's layout), with and without route
+// weights and the clamp, one row with an infinity in its gate.
+TEST(GemmInt8, ConvertsSwigluAsSwigluThenLimbs) {
+  std::mt19937_64 rng(fresh_seed());
+  const int64_t rows = 7, F = 512, stride = 2 * F;
+  std::vector<float> gu = mixed_rows(rows, stride, stride, rng);
+  gu[static_cast<size_t>(3 * stride + 17)] = std::numeric_limits<float>::infinity();
+  std::vector<float> weights(static_cast<size_t>(rows));
+  for (float& w : weights) w = std::uniform_real_distribution<float>(0.1f, 2.0f)(rng);
+  DeviceBuffer dgu(gu.size() * 4), dw(weights.size() * 4), dmid(static_cast<size_t>(rows * F) * 4);
+  const size_t limb_bytes = static_cast<size_t>(3 * rows * F), rec_bytes = static_cast<size_t>(rows * (F / 256) * 80);
+  DeviceBuffer want_l(limb_bytes), want_r(rec_bytes), got_l(limb_bytes), got_r(rec_bytes);
+  ASSERT_TRUE(upload(dgu, gu) && upload(dw, weights) && dmid.ok() && want_l.ok() && want_r.ok() && got_l.ok() &&
+              got_r.ok());
+  for (const bool weighted : {false, true}) {
+    for (const float limit : {0.0f, 7.0f}) {
+      SCOPED_TRACE(std::string(weighted ? "weighted" : "unweighted") + ", limit " + std::to_string(limit));
+      SwigluArgs sw;
+      sw.gate = dgu.get<float>();
+      sw.up = dgu.get<float>() + F;
+      sw.stride = stride;
+      sw.weights = weighted ? dw.get<float>() : nullptr;
+      sw.out = dmid.get<float>();
+      sw.n_slots = static_cast<int>(rows);
+      sw.F = F;
+      sw.limit = limit;
+      STATUS_ASSERT(swiglu(sw, nullptr));
+      STATUS_ASSERT(convert_f32_to_int8(dmid.get<float>(), F, rows, F, want_l.get<int8_t>(), F,
+                                        want_r.get<uint8_t>(), nullptr));
+      STATUS_ASSERT(convert_swiglu_to_int8(sw.gate, sw.up, stride, sw.weights, limit, rows, F, got_l.get<int8_t>(), F,
+                                           got_r.get<uint8_t>(), nullptr));
+      CUDA_ASSERT(cudaDeviceSynchronize());
+      ASSERT_EQ(download<uint8_t>(got_l, limb_bytes), download<uint8_t>(want_l, limb_bytes));
+      ASSERT_EQ(download<uint8_t>(got_r, rec_bytes), download<uint8_t>(want_r, rec_bytes));
     }
   }
 }
