@@ -66,50 +66,53 @@ TEST(CudaNorms, QueryHeadsAndKvRowMatchCpu) {
   const uint64_t seed = fresh_seed();
   SCOPED_TRACE(seed);
   std::mt19937_64 rng(seed);
-  const int T = 5, H = 4, hd = 512, n_rot = 64;
+  const int H = 4, hd = 512, n_rot = 64;
   const int64_t kv_stride = 1536;
   const cpu::YarnParams yarn{16.0f, 65536, 32.0f, 1.0f};
   const std::vector<float> omega = cpu::rope_frequencies(n_rot, 160000.0f, &yarn);
-  for (bool fp8 : {true, false}) {
-    for (int pos0 : {0, 1000003}) {
-      const std::vector<float> q = normal_vector(static_cast<size_t>(T * H * hd), rng, 0.0f, 2.0f);
-      const std::vector<float> kv = normal_vector(static_cast<size_t>(T * kv_stride), rng);
-      const std::vector<float> kv_norm = normal_vector(hd, rng, 1.0f, 0.1f);
-      TestStream stream;
-      DeviceBuffer dq = upload(q), dkv = upload(kv), dn = upload(kv_norm), dom = upload(omega);
-      DeviceBuffer dout(static_cast<size_t>(T * hd) * 4), dpos = upload(std::vector<int>{pos0});
-      QkvFinishArgs a;
-      a.q = dq.get<float>();
-      a.kv_in = dkv.get<float>();
-      a.kv_stride = kv_stride;
-      a.kv_norm = dn.get<float>();
-      a.kv_out = dout.get<float>();
-      a.omega = dom.get<float>();
-      a.pos0 = dpos.get<int>();
-      a.T = T;
-      a.H = H;
-      a.hd = hd;
-      a.n_rot = n_rot;
-      a.fp8 = fp8;
-      STATUS_ASSERT(q_kv_finish(a, stream.get()));
-      CUDA_ASSERT(cudaStreamSynchronize(stream.get()));
-      const std::vector<float> got_q = download<float>(dq, q.size());
-      const std::vector<float> got_kv = download<float>(dout, static_cast<size_t>(T * hd));
-      for (int t = 0; t < T; ++t) {
-        const cpu::RopeAngles ang = cpu::rope_angles(omega, pos0 + t);
-        for (int h = 0; h < H; ++h) {
-          std::vector<float> want(q.begin() + (t * H + h) * hd, q.begin() + (t * H + h + 1) * hd);
-          cpu::rms_norm(want.data(), nullptr, hd, 1e-6f, want.data());
+  // 5 tokens take the block-per-row kernel, 70 the warp-per-row one (norms.cu).
+  for (const int T : {5, 70}) {
+    for (bool fp8 : {true, false}) {
+      for (int pos0 : {0, 1000003}) {
+        const std::vector<float> q = normal_vector(static_cast<size_t>(T * H * hd), rng, 0.0f, 2.0f);
+        const std::vector<float> kv = normal_vector(static_cast<size_t>(T * kv_stride), rng);
+        const std::vector<float> kv_norm = normal_vector(hd, rng, 1.0f, 0.1f);
+        TestStream stream;
+        DeviceBuffer dq = upload(q), dkv = upload(kv), dn = upload(kv_norm), dom = upload(omega);
+        DeviceBuffer dout(static_cast<size_t>(T * hd) * 4), dpos = upload(std::vector<int>{pos0});
+        QkvFinishArgs a;
+        a.q = dq.get<float>();
+        a.kv_in = dkv.get<float>();
+        a.kv_stride = kv_stride;
+        a.kv_norm = dn.get<float>();
+        a.kv_out = dout.get<float>();
+        a.omega = dom.get<float>();
+        a.pos0 = dpos.get<int>();
+        a.T = T;
+        a.H = H;
+        a.hd = hd;
+        a.n_rot = n_rot;
+        a.fp8 = fp8;
+        STATUS_ASSERT(q_kv_finish(a, stream.get()));
+        CUDA_ASSERT(cudaStreamSynchronize(stream.get()));
+        const std::vector<float> got_q = download<float>(dq, q.size());
+        const std::vector<float> got_kv = download<float>(dout, static_cast<size_t>(T * hd));
+        for (int t = 0; t < T; ++t) {
+          const cpu::RopeAngles ang = cpu::rope_angles(omega, pos0 + t);
+          for (int h = 0; h < H; ++h) {
+            std::vector<float> want(q.begin() + (t * H + h) * hd, q.begin() + (t * H + h + 1) * hd);
+            cpu::rms_norm(want.data(), nullptr, hd, 1e-6f, want.data());
+            cpu::rope_rotate(want.data(), hd, ang);
+            EXPECT_LE(max_rel(got_q.data() + (t * H + h) * hd, want.data(), hd, 1e-4), 1e-6) << t << " " << h;
+          }
+          std::vector<float> want(kv.begin() + t * kv_stride, kv.begin() + t * kv_stride + hd);
+          cpu::rms_norm(want.data(), kv_norm.data(), hd, 1e-6f, want.data());
           cpu::rope_rotate(want.data(), hd, ang);
-          EXPECT_LE(max_rel(got_q.data() + (t * H + h) * hd, want.data(), hd, 1e-4), 1e-6) << t << " " << h;
+          if (fp8) cpu::fp8_sim(want.data(), hd - n_rot);
+          const Fp8Diff d = compare_fp8(got_kv.data() + t * hd, want.data(), hd);
+          EXPECT_LE(d.loose, 3) << "kv row " << t;
+          EXPECT_FALSE(d.wild) << "kv row " << t;
         }
-        std::vector<float> want(kv.begin() + t * kv_stride, kv.begin() + t * kv_stride + hd);
-        cpu::rms_norm(want.data(), kv_norm.data(), hd, 1e-6f, want.data());
-        cpu::rope_rotate(want.data(), hd, ang);
-        if (fp8) cpu::fp8_sim(want.data(), hd - n_rot);
-        const Fp8Diff d = compare_fp8(got_kv.data() + t * hd, want.data(), hd);
-        EXPECT_LE(d.loose, 3) << "kv row " << t;
-        EXPECT_FALSE(d.wild) << "kv row " << t;
       }
     }
   }
