@@ -70,13 +70,12 @@ __global__ void q_kv_finish_blocks_kernel(QkvFinishArgs a) {
 
 // q_kv_finish for many tokens (prefill): one warp per row, rows H·t + h (query heads) and the KV
 // row as row H of token t, eight rows per block (the block kernel's barriers bound it there: 0.61
-// against 0.42 ms per 4 096-token layer on an H100; at one token this one is the slower, 15 against
-// 8 µs, each row's steps serial in one warp). Lane l holds elements l + 32i of the row (i < hd / 32), so every step is
-// a warp's: Σv² in double (the lane's elements in order, then the butterfly), the RoPE pairs
-// (elements 2p, 2p + 1 of the tail: lanes l, l + 1) by a shuffle, and FP8_SIM's 64-element blocks
-// (elements i = 2b, 2b + 1 of every lane, as fp8_sim_shared takes them). Lane j computes pair j's
-// angle before griddepcontrol.wait (ω is a weight; no kernel of a step writes the position, only
-// its last launch, advance_position, which no PDL launch overlaps).
+// against 0.42 ms per 4 096-token layer on an H100; at one token this one is the slower, 15
+// against 8 µs, each row's steps serial in one warp). Lane l holds elements l + 32i of the row
+// (i < hd / 32), so every step is a warp's: Σv² in double (the lane's elements in order, then the
+// butterfly), the RoPE pairs (elements 2p, 2p + 1 of the tail: lanes l, l + 1) by a shuffle, and
+// FP8_SIM's 64-element blocks (elements i = 2b, 2b + 1 of every lane, as fp8_sim_shared takes
+// them). Lane j computes pair j's angle before griddepcontrol.wait, as above.
 constexpr int kFinishRowsPerBlock = 8;
 constexpr int kFinishMaxPerLane = 32;      // hd ≤ 1024
 constexpr int kFinishWarpsFromTokens = 64;  // launches of fewer tokens take the block kernel
