@@ -84,10 +84,7 @@ __global__ void __launch_bounds__(kGemmThreads, 1) gemm_int8_kernel(__grid_const
   const uint8_t* const wexp = p.w + expert * p.slab_bytes;
   const uint32_t row_bytes = static_cast<uint32_t>(p.row_bytes);
   const int n_steps = p.n_in / kK, n_blocks = p.n_in / kInt8Block;
-  auto src_row = [&](int r) {
-    r = min(r, row_end - 1);
-    return p.x_rows ? min(max(p.x_rows[r], 0), p.x_count - 1) : r;
-  };
+  auto src_row = [&](int r) { return gemm_x_row(p, min(r, row_end - 1)); };
 
   // X limbs: thread tid copies chunk (tid & 7) of rows (tid >> 3) + 32·i of each plane; records:
   // chunk c of row r for the indices tid and tid + 256 of (r, c) < (64, 5).
@@ -256,7 +253,7 @@ __global__ void __launch_bounds__(kGemmThreads, 1) gemm_int8_kernel(__grid_const
     for (int h = 0; h < 2; ++h) {
       const int r = row0 + tb + 16 * i + g + 8 * h;
       if (r >= tile_end) continue;
-      const int out = p.y_rows ? min(max(p.y_rows[r], 0), p.y_count - 1) : r;
+      const int out = gemm_y_row(p, r);
       float* yrow = p.y + static_cast<int64_t>(out) * p.y_stride;
 #pragma unroll
       for (int j = 0; j < kNF; ++j) {

@@ -210,6 +210,15 @@ __device__ __forceinline__ void gemm_copy_raw_rows(uint32_t dst, uint8_t* dst_pt
 // Byte offset of 16-byte chunk c of row r in a swizzled 128-byte-row tile.
 __device__ __forceinline__ int swz(int r, int c) { return r * 128 + ((c ^ (r & 7)) << 4); }
 
+// The X row that sorted row r reads and the Y row it writes: x_rows[r] and y_rows[r] clamped to
+// [0, x_count) and [0, y_count) (gemm.h: device data, not trusted), or r when they are null.
+__device__ __forceinline__ int gemm_x_row(const GemmLaunch& p, int r) {
+  return p.x_rows ? min(max(p.x_rows[r], 0), p.x_count - 1) : r;
+}
+__device__ __forceinline__ int gemm_y_row(const GemmLaunch& p, int r) {
+  return p.y_rows ? min(max(p.y_rows[r], 0), p.y_count - 1) : r;
+}
+
 // The rows this CTA computes: [*row0, min(*row0 + bt, *row_end)) of the sorted order, with matrix
 // *expert. False (for every thread alike) when the slot has no tile or the expert id is invalid.
 __device__ __forceinline__ bool gemm_find_tile(const GemmLaunch& p, int slot, int bt, int* row0,
@@ -290,7 +299,7 @@ __global__ void __launch_bounds__(kGemmThreads, T::kMinBlocks)
 #pragma unroll
   for (int i = 0; i < kXRows; ++i) {
     const int r = min(row0 + row_base + 32 * i, row_end - 1);
-    const int src = p.x_rows ? min(max(p.x_rows[r], 0), p.x_count - 1) : r;
+    const int src = gemm_x_row(p, r);
     xrow[i] = p.x + src * p.x_stride + chunk * 8;
     if constexpr (T::kSplit) xrow_lo[i] = p.x_lo + src * p.x_stride + chunk * 8;
   }
@@ -500,8 +509,8 @@ __global__ void __launch_bounds__(kGemmThreads, T::kMinBlocks)
       const int r = row0 + tb + 16 * i + (lane >> 2) + 8 * h;
       if (r >= tile_end) continue;
       float scale = 1.0f;
-      if (p.x_scale) scale = p.x_scale[p.x_rows ? min(max(p.x_rows[r], 0), p.x_count - 1) : r];
-      const int out = p.y_rows ? min(max(p.y_rows[r], 0), p.y_count - 1) : r;
+      if (p.x_scale) scale = p.x_scale[gemm_x_row(p, r)];
+      const int out = gemm_y_row(p, r);
       float* yrow = p.y + static_cast<int64_t>(out) * p.y_stride;
 #pragma unroll
       for (int j = 0; j < T::kNF; ++j) {

@@ -164,8 +164,6 @@ __global__ void __launch_bounds__(WgmmaGeometry<D, kTall>::kThreads, 1)
   const int f0 = blockIdx.x * kBF;
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
   const int n_steps = p.n_in / kGemmK;
-  // The X row of sorted row r (clamped, as gemm.h documents).
-  auto src_row = [&](int r) { return kGrouped && p.x_rows ? min(max(p.x_rows[r], 0), p.x_count - 1) : r; };
 
   if (tid == 0) {
     mbar_init_ring(full_bar, kProducerThreads + kConsumerThreads, empty_bar, kConsumerThreads, kStages, raw_bar, kRR);
@@ -273,7 +271,7 @@ __global__ void __launch_bounds__(WgmmaGeometry<D, kTall>::kThreads, 1)
   uint32_t xoff[kXRows];
 #pragma unroll
   for (int i = 0; i < kXRows; ++i) {
-    xoff[i] = static_cast<uint32_t>(src_row(min(row0 + x_row0 + 16 * i, tile_end - 1)) * p.x_stride + chunk * 8);
+    xoff[i] = static_cast<uint32_t>(gemm_x_row(p, min(row0 + x_row0 + 16 * i, tile_end - 1)) * p.x_stride + chunk * 8);
   }
   const uint32_t x_dst = static_cast<uint32_t>(swz(x_row0, chunk));
   auto issue_x = [&](int u) {
@@ -379,8 +377,8 @@ __global__ void __launch_bounds__(WgmmaGeometry<D, kTall>::kThreads, 1)
       for (int c = 0; c < 2; ++c) {
         const int r = row0 + 8 * j + frag_col + c;
         if (r >= tile_end) continue;
-        const float scale = p.x_scale ? p.x_scale[src_row(r)] : 1.0f;
-        const int out = kGrouped && p.y_rows ? min(max(p.y_rows[r], 0), p.y_count - 1) : r;
+        const float scale = p.x_scale ? p.x_scale[gemm_x_row(p, r)] : 1.0f;
+        const int out = gemm_y_row(p, r);
         float* yrow = p.y + static_cast<int64_t>(out) * p.y_stride;
         if (f < p.n_out) yrow[f] = acc[4 * j + c] * scale;
         if (f + 8 < p.n_out) yrow[f + 8] = acc[4 * j + 2 + c] * scale;
@@ -392,8 +390,8 @@ __global__ void __launch_bounds__(WgmmaGeometry<D, kTall>::kThreads, 1)
     for (int h = 0; h < 2; ++h) {
       const int r = row0 + frag_row + 8 * h;
       if (r >= tile_end) continue;
-      const float scale = p.x_scale ? p.x_scale[src_row(r)] : 1.0f;
-      const int out = kGrouped && p.y_rows ? min(max(p.y_rows[r], 0), p.y_count - 1) : r;
+      const float scale = p.x_scale ? p.x_scale[gemm_x_row(p, r)] : 1.0f;
+      const int out = gemm_y_row(p, r);
       float* yrow = p.y + static_cast<int64_t>(out) * p.y_stride;
 #pragma unroll
       for (int j = 0; j < 16; ++j) {

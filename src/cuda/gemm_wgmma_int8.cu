@@ -224,10 +224,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   // X copies: 16-byte chunk xc of each limb's row (half xc / 8) of rows xr + 16i (i < 4; rows past
   // the tile's end repeat its last row); records: chunk idx % 5 of row idx / 5 for idx = ctid and
   // ctid + 256 below 320. Offsets in 32 bits (gemm.cc checks x rows · x_stride < 2^31).
-  auto src_row = [&](int r) {
-    r = min(r, tile_end - 1);
-    return p.x_rows ? min(max(p.x_rows[r], 0), p.x_count - 1) : r;
-  };
+  auto src_row = [&](int r) { return gemm_x_row(p, min(r, tile_end - 1)); };
   const int xc = ctid & 15, xr = ctid >> 4;
   uint32_t xoff[4];
 #pragma unroll
@@ -351,7 +348,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         for (int c = 0; c < 2; ++c) {
           const int r = row0 + 8 * j + 2 * q + c;
           if (r >= tile_end) continue;
-          const int out = p.y_rows ? min(max(p.y_rows[r], 0), p.y_count - 1) : r;
+          const int out = gemm_y_row(p, r);
           float* yrow = p.y + static_cast<int64_t>(out) * p.y_stride;
           if (f < p.n_out) yrow[f] = acc[4 * j + c];
           if (f + 8 < p.n_out) yrow[f + 8] = acc[4 * j + 2 + c];
