@@ -15,7 +15,7 @@ namespace dsv4::cuda {
 
 namespace {
 
-bool aligned(const void* p, uintptr_t a) { return reinterpret_cast<uintptr_t>(p) % a == 0; }
+using detail::aligned;
 
 int64_t k_multiple(TensorType t) {
   switch (t) {
@@ -77,6 +77,12 @@ Result<bool> pick_large(GemmTile tile, TensorType type, int64_t n_out, int64_t n
 // group, where the 64-token tile wins again, is not reached.
 constexpr int64_t kWgmma64Below = 68;
 
+// What both wgmma kernels need of a call: weight rows of a multiple of 16 bytes (their weight
+// stages come by TMA) and x rows · x_stride < 2^31 (32-bit element offsets).
+bool wgmma_operands_fit(int64_t row_bytes, int64_t x_rows, int64_t x_stride) {
+  return row_bytes % 16 == 0 && x_rows * x_stride < (int64_t{1} << 31);
+}
+
 // The tile a call runs on. A wgmma tile (gemm_wgmma.cu) when asked for, or kAuto on a compute
 // capability 9 device with split operands of a type it takes (Q8_0; grouped_gemm also IQ2_XXS) and
 // at least 512 rows. Grouped, kAuto picks the wgmma tile from the average rows per group (the
@@ -91,7 +97,7 @@ Result<detail::GemmKernelTile> pick_tile(GemmTile tile, TensorType type, int64_t
   using T = detail::GemmKernelTile;
   const bool grouped = n_groups > 0;
   const bool type_ok = type == TensorType::Q8_0 || (grouped && type == TensorType::IQ2_XXS);
-  const bool takes = split && type_ok && row_bytes % 16 == 0 && x_rows * x_stride < (int64_t{1} << 31);
+  const bool takes = split && type_ok && wgmma_operands_fit(row_bytes, x_rows, x_stride);
   if (tile == GemmTile::kWgmma || tile == GemmTile::kWgmma64) {
     if (!takes || (tile == GemmTile::kWgmma64 && !grouped)) {
       return make_error("the wgmma tiles take split mode with Q8_0 weights (grouped_gemm: also IQ2_XXS), "
@@ -114,7 +120,7 @@ Result<detail::GemmKernelTile> pick_tile(GemmTile tile, TensorType type, int64_t
 // ask for it; its one tile).
 Result<detail::GemmKernelTile> pick_int8_tile(GemmTile tile, int64_t row_bytes, int64_t x_rows, int64_t x_stride) {
   using T = detail::GemmKernelTile;
-  const bool takes = row_bytes % 16 == 0 && x_rows * x_stride < (int64_t{1} << 31);
+  const bool takes = wgmma_operands_fit(row_bytes, x_rows, x_stride);
   if (tile == GemmTile::kWgmma64) return make_error("int8 mode has no 64 × 256 wgmma tile");
   if (tile == GemmTile::kWgmma) {
     if (!takes) {
@@ -224,7 +230,7 @@ Status gemm(const GemmWeights& w, const __half* x, int64_t x_stride, const float
   const bool split = x_lo != nullptr;
   const auto kernel_tile = pick_tile(tile, w.type, l.row_bytes, w.n_out, n, n, x_stride, split, 0);
   if (!kernel_tile.ok()) return fail(make_error(kernel_tile.error().message));
-  const int tile_rows = detail::gemm_tile_rows(*kernel_tile, split);
+  const int tile_rows = detail::gemm_tile_rows(*kernel_tile, split, false);
   if ((n + tile_rows - 1) / tile_rows > 65535) {
     return fail(make_error("too many rows for one launch"));
   }
@@ -280,9 +286,7 @@ Status grouped_gemm(const GroupedGemm& g, cudaStream_t stream, GemmTile tile) {
       int8 ? pick_int8_tile(tile, l.row_bytes, x_count, g.x_stride)
            : pick_tile(tile, g.w.type, l.row_bytes, g.w.n_out, g.n_rows, x_count, g.x_stride, split, g.n_groups);
   if (!kernel_tile.ok()) return fail(make_error(kernel_tile.error().message));
-  const int rows = !int8                          ? detail::gemm_tile_rows(*kernel_tile, split)
-                   : detail::is_wgmma(*kernel_tile) ? detail::gemm_wgmma_int8_tile_rows()
-                                                  : detail::gemm_int8_tile_rows();
+  const int rows = detail::gemm_tile_rows(*kernel_tile, split, int8);
   if ((g.n_rows + rows - 1) / rows + g.n_groups > 65535) return fail(make_error("too many rows for one launch"));
   l.offsets = g.offsets;
   l.group_expert = g.group_expert;

@@ -11,6 +11,8 @@
 
 namespace dsv4::cuda::detail {
 
+inline bool aligned(const void* p, uintptr_t a) { return reinterpret_cast<uintptr_t>(p) % a == 0; }
+
 // The kernel tile a launch runs on: the mma.sync kernels' small or large one (f16 and split mode;
 // the int8 kernel has one tile and ignores it), or gemm_wgmma.cu's 128 × 128 or 64 × 256 one
 // (grouped only); in int8 mode kWgmma is gemm_wgmma_int8.cu's kernel.
@@ -72,8 +74,9 @@ int gemm_wgmma_int8_tile_rows();
 cudaError_t launch_gemm_wgmma(const GemmLaunch& l, cudaStream_t stream);
 int gemm_wgmma_tile_rows(GemmKernelTile tile);  // kWgmma or kWgmma64
 
-// Rows of one CTA of the f16 / split / wgmma kernels on `tile` (the int8 kernel: gemm_int8_tile_rows).
-inline int gemm_tile_rows(GemmKernelTile tile, bool split) {
+// Rows of one CTA of the kernel a launch of `tile` runs (split mode, or int8 mode, or f16 mode).
+inline int gemm_tile_rows(GemmKernelTile tile, bool split, bool int8) {
+  if (int8) return is_wgmma(tile) ? gemm_wgmma_int8_tile_rows() : gemm_int8_tile_rows();
   if (is_wgmma(tile)) return gemm_wgmma_tile_rows(tile);
   return gemm_tile_shape(tile == GemmKernelTile::kLarge, split).rows;
 }

@@ -14,6 +14,7 @@
 
 #include <cstdint>
 
+#include "cuda/device_math.cuh"
 #include "cuda/gemm_launch.h"
 
 namespace dsv4::cuda::detail {
@@ -122,29 +123,18 @@ __device__ __forceinline__ __half f16_lo(float v, __half hi) {
   return __float2half_rn(isfinite(v) ? v - __half2float(hi) : 0.0f);
 }
 
-// The block's largest value of m (threads' maxima, every thread gets it); warp_max is reused.
-__device__ __forceinline__ float block_max(float m, float* warp_max) {
-  for (int d = 16; d > 0; d >>= 1) m = fmaxf(m, __shfl_xor_sync(0xFFFFFFFFu, m, d));
-  if ((threadIdx.x & 31) == 0) warp_max[threadIdx.x >> 5] = m;
-  __syncthreads();
-  m = 0.0f;
-  for (int w = 0; w < kConvertThreads / 32; ++w) m = fmaxf(m, warp_max[w]);
-  __syncthreads();  // warp_max is reused by the next row
-  return m;
-}
-
 // One block per row (grid-strided): the row's largest magnitude (scaled form), then the stores;
 // the row read twice (the second time mostly from L2). Any shape.
 __global__ void f32_to_f16_rows(const float* x, int64_t x_stride, int64_t n_rows, int64_t cols, __half* out,
                                 __half* out_lo, int64_t out_stride, float* row_scale) {
-  __shared__ float warp_max[kConvertThreads / 32];
+  __shared__ float scratch[32];  // block_max's
   for (int64_t r = blockIdx.x; r < n_rows; r += gridDim.x) {
     const float* xr = x + r * x_stride;
     int s = 0;
     if (row_scale) {
       float m = 0.0f;
       for (int64_t c = threadIdx.x; c < cols; c += kConvertThreads) m = fmaxf(m, fabsf(xr[c]));
-      s = row_shift(block_max(m, warp_max));
+      s = row_shift(block_max(m, scratch));
       if (threadIdx.x == 0) row_scale[r] = pow2(-s);
     }
     const float f = pow2(s);
@@ -165,7 +155,7 @@ __global__ void __launch_bounds__(kConvertThreads) f32_to_f16_rows_held(const fl
                                                                         int64_t n_rows, int cols, __half* out,
                                                                         __half* out_lo, int64_t out_stride,
                                                                         float* row_scale) {
-  __shared__ float warp_max[kConvertThreads / 32];
+  __shared__ float scratch[32];  // block_max's
   const int n4 = cols / 4;
   for (int64_t r = blockIdx.x; r < n_rows; r += gridDim.x) {
     const float4* xr = reinterpret_cast<const float4*>(x + r * x_stride);
@@ -179,7 +169,7 @@ __global__ void __launch_bounds__(kConvertThreads) f32_to_f16_rows_held(const fl
     }
     int s = 0;
     if (row_scale) {
-      s = row_shift(block_max(m, warp_max));
+      s = row_shift(block_max(m, scratch));
       if (threadIdx.x == 0) row_scale[r] = pow2(-s);
     }
     const float f = pow2(s);
@@ -222,7 +212,6 @@ cudaError_t launch_convert_f32_to_f16(const float* x, int64_t x_stride, int64_t 
                                       __half* out, __half* out_lo, int64_t out_stride, float* row_scale,
                                       cudaStream_t stream) {
   const unsigned blocks = static_cast<unsigned>(n_rows < 65535 ? n_rows : 65535);
-  const auto aligned = [](const void* p, uintptr_t a) { return reinterpret_cast<uintptr_t>(p) % a == 0; };
   const bool vectors = cols % 4 == 0 && x_stride % 4 == 0 && out_stride % 4 == 0 && aligned(x, 16) &&
                        aligned(out, 8) && aligned(out_lo, 8);
   const int64_t per_thread = (cols / 4 + kConvertThreads - 1) / kConvertThreads;  // float4s
