@@ -205,17 +205,20 @@ __device__ __forceinline__ void rope_cos_sin(float omega, int64_t pos, float* c,
   *s = static_cast<float>(sd);
 }
 
+// The pair (x0, x1) rotated by +φ, or −φ when inverse, given cos φ and sin φ.
+__device__ __forceinline__ float2 rope_rotated(float x0, float x1, float c, float s, bool inverse) {
+  if (!inverse) {
+    return make_float2(__fsub_rn(__fmul_rn(x0, c), __fmul_rn(x1, s)), __fadd_rn(__fmul_rn(x0, s), __fmul_rn(x1, c)));
+  }
+  return make_float2(__fadd_rn(__fmul_rn(x0, c), __fmul_rn(x1, s)), __fsub_rn(__fmul_rn(x1, c), __fmul_rn(x0, s)));
+}
+
 // Rotates pair j of the tail of v (width `width`, shared or global) by +φ or −φ.
 __device__ __forceinline__ void rope_pair(float* v, int width, int n_pairs, int j, float c, float s, bool inverse) {
   float* x = v + width - 2 * n_pairs + 2 * j;
-  const float x0 = x[0], x1 = x[1];
-  if (!inverse) {
-    x[0] = __fsub_rn(__fmul_rn(x0, c), __fmul_rn(x1, s));
-    x[1] = __fadd_rn(__fmul_rn(x0, s), __fmul_rn(x1, c));
-  } else {
-    x[0] = __fadd_rn(__fmul_rn(x0, c), __fmul_rn(x1, s));
-    x[1] = __fsub_rn(__fmul_rn(x1, c), __fmul_rn(x0, s));
-  }
+  const float2 y = rope_rotated(x[0], x[1], c, s, inverse);
+  x[0] = y.x;
+  x[1] = y.y;
 }
 
 // The whole tail of v rotated at `pos` by the block's threads (ends with a barrier).

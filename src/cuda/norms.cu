@@ -118,8 +118,8 @@ __global__ void __launch_bounds__(32 * kFinishRowsPerBlock) q_kv_finish_warps_ke
       const float pc = __shfl_sync(0xFFFFFFFFu, c, p & 31), ps = __shfl_sync(0xFFFFFFFFu, sn, p & 31);
       if (e >= tail) {
         const bool even = (lane & 1) == 0;
-        const float x0 = even ? v[i] : partner, x1 = even ? partner : v[i];
-        v[i] = even ? __fsub_rn(__fmul_rn(x0, pc), __fmul_rn(x1, ps)) : __fadd_rn(__fmul_rn(x0, ps), __fmul_rn(x1, pc));
+        const float2 y = rope_rotated(even ? v[i] : partner, even ? partner : v[i], pc, ps, false);
+        v[i] = even ? y.x : y.y;
       }
     }
   }
