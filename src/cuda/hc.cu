@@ -1,25 +1,23 @@
-// hc.h. The mixer (M ≤ 24 rows × 16384 columns, 0.8 MB of F16) is split over column blocks:
-// block b takes the columns h·D + d of the 64 dims d in [64b, 64b+64) of all four streams, one dim
-// (its four columns) per thread, so that hc_post, whose block b produces exactly those values of
-// the next state, adds the next mixer's partial sums (and the Gram matrix of hc.h) while the
-// values are in registers. Each thread loads its columns of the mixer before griddepcontrol.wait
-// (weights: no kernel writes them), so under PDL that read overlaps the previous kernel. The
-// finishing kernel runs ⌈D/256⌉ blocks per token at decode (one per token for prefill chunks);
-// each sums the records (20 KB, from L2) in the same fixed order, derives the gates and the RMS
-// factor of the collapse from them, and writes its 256 dims; block 0 also writes the pre and post
-// gates and the comb logits. The 4×4 Sinkhorn of those logits (20 dependent iterations, ≈ 3 µs,
-// the longest chain of a collapse) is a one-warp kernel of its own, hc_comb, so that the forward
-// can run it beside the sub-layer (only the sub-layer's hc_post reads comb). The gate and
-// Sinkhorn arithmetic repeats cpu/hc.cc operation by operation (no contraction), so the
+// hc.h: the collapse and the one-token kernels. The mixer's partial sums of a chunk (one record per
+// token and column block of kHcDimsPerBlock dims) come from hc_chunk.cu, out of hc_post or a pass
+// of their own. The finishing kernel runs ⌈D/256⌉ blocks per token at decode (one per token for
+// prefill chunks); each sums the token's records (from L2) in the same fixed order, derives the
+// gates and the RMS factor of the collapse from them, and writes its 256 dims; block 0 also writes
+// the pre and post gates and the comb logits. The 4×4 Sinkhorn of those logits (20 dependent
+// iterations, ≈ 3 µs, the longest chain of a collapse) is a one-warp kernel of its own, hc_comb, so
+// that the forward can run it beside the sub-layer (only the sub-layer's hc_post reads comb). The
+// gate and Sinkhorn arithmetic repeats cpu/hc.cc operation by operation (no contraction), so the
 // coefficients match the CPU's up to the mixer sums' rounding.
 //
-// One-token steps fuse hc_post with the collapse after it (hc_post_collapse): the same per-thread
-// work in blocks of 256 dims, one thread-block cluster per token, the records exchanged through
-// distributed shared memory instead of global scratch and a second launch.
+// One-token steps fuse hc_post with the collapse after it (hc_post_collapse): one dim (its four
+// columns of the mixer, loaded before griddepcontrol.wait: weights) per thread in blocks of 256
+// dims, one thread-block cluster per token; the records are reduced over the block (warp
+// reduce-scatter, warps in order) and exchanged through distributed shared memory instead of
+// global scratch and a second launch.
 //
-// Every sum has a fixed order that depends only on D (warp reduce-scatter, warps in order, column
-// blocks in four runs, runs in order; the fused kernel: warps, then blocks in rank order), never
-// on the grid's schedule or the device.
+// Every sum has a fixed order that depends only on D (records: column blocks in four runs, runs in
+// order; the fused kernel: warps, then blocks in rank order), never on the grid's schedule or the
+// device.
 //
 // Roofline: the mixer reads 0.8 MB and the streams 64 KB per token: ~0.3 µs at HBM bandwidth;
 // these kernels are latency-bound at decode (a few µs each).
@@ -29,6 +27,7 @@
 #include "cuda/check.h"
 #include "cuda/device_math.cuh"
 #include "cuda/hc.h"
+#include "cuda/hc_kernel.cuh"
 #include "cuda/pdl.cuh"
 #include "cuda/warp_scatter.cuh"
 
@@ -37,14 +36,6 @@ namespace dsv4::cuda {
 namespace {
 
 using namespace detail;
-
-constexpr int kThreads = kHcDimsPerBlock;  // column-block kernels: one dim (its four columns) per thread
-constexpr int kGram = kHcStreams * kHcStreams;
-static_assert(kHcDimsPerBlock % 32 == 0, "whole warps");
-
-__host__ __device__ constexpr int record_size(int M) { return M + kGram; }
-
-int splits(int64_t D) { return static_cast<int>((D + kHcDimsPerBlock - 1) / kHcDimsPerBlock); }
 
 // The thread's four columns h·D + d of the mixer, wc[k][h] (zeros past D). One branch on the type
 // outside the loads, so that all 4·M loads are in flight together (a switch per element would
@@ -62,7 +53,7 @@ __device__ __forceinline__ void load_columns_as(float (&wc)[M][kHcStreams], cons
 template <int M>
 __device__ __forceinline__ void load_columns(float (&wc)[M][kHcStreams], gguf::TensorType type, const uint8_t* w,
                                              int64_t row_bytes, int64_t D, int64_t d, bool live) {
-  if (!live) type = gguf::TensorType::I32;  // not a mixer type (check_fn): the zeros below
+  if (!live) type = gguf::TensorType::I32;  // not a mixer type (hc_check_mixer): the zeros below
   switch (type) {
     case gguf::TensorType::F32: load_columns_as<gguf::TensorType::F32>(wc, w, row_bytes, D, d); break;
     case gguf::TensorType::F16: load_columns_as<gguf::TensorType::F16>(wc, w, row_bytes, D, d); break;
@@ -80,14 +71,14 @@ __device__ __forceinline__ void load_columns(float (&wc)[M][kHcStreams], gguf::T
 // The block's record (hc.h): Σ over its columns c of W[k][c]·X[c] (k < M; per thread the four
 // streams in order, then the warp's reduce-scatter in f32, the warps added in double) and
 // G[h][j] = Σ_d X[h][d]·X[j][d] (products exact in double), handed entry by entry to
-// emit(e, value) (e < record_size(M)). xs holds the thread's dim of the four streams.
+// emit(e, value) (e < hc_record_size(M)). xs holds the thread's dim of the four streams.
 template <int M, int kBlockThreads, class Emit>
 __device__ __forceinline__ void reduce_record(const float (&wc)[M][kHcStreams], const float (&xs)[kHcStreams],
                                               Emit&& emit) {
   constexpr int N = pow2_at_least(M);
   constexpr int W = kBlockThreads / 32;
   __shared__ float red_m[W][N];
-  __shared__ double red_g[W][kGram];
+  __shared__ double red_g[W][kHcGram];
   float acc[N];
 #pragma unroll
   for (int k = 0; k < N; ++k) {
@@ -97,61 +88,23 @@ __device__ __forceinline__ void reduce_record(const float (&wc)[M][kHcStreams], 
       for (int h = 0; h < kHcStreams; ++h) acc[k] = fmaf(wc[k][h], xs[h], acc[k]);
     }
   }
-  double gram[kGram];
+  double gram[kHcGram];
 #pragma unroll
-  for (int i = 0; i < kGram; ++i) {
+  for (int i = 0; i < kHcGram; ++i) {
     gram[i] = static_cast<double>(xs[i / kHcStreams]) * static_cast<double>(xs[i % kHcStreams]);
   }
   const float m = warp_reduce_scatter(acc);
   const double g = warp_reduce_scatter(gram);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   if (lane % (32 / N) == 0) red_m[warp][reduce_scatter_index(lane, N)] = m;
-  if (lane % (32 / kGram) == 0) red_g[warp][reduce_scatter_index(lane, kGram)] = g;
+  if (lane % (32 / kHcGram) == 0) red_g[warp][reduce_scatter_index(lane, kHcGram)] = g;
   __syncthreads();
-  for (int e = threadIdx.x; e < M + kGram; e += kBlockThreads) {
+  for (int e = threadIdx.x; e < M + kHcGram; e += kBlockThreads) {
     double sum = e < M ? static_cast<double>(red_m[0][e]) : red_g[0][e - M];
 #pragma unroll
     for (int wi = 1; wi < W; ++wi) sum += e < M ? static_cast<double>(red_m[wi][e]) : red_g[wi][e - M];
     emit(e, sum);
   }
-}
-
-template <int M>
-__device__ __forceinline__ void store_record(const float (&wc)[M][kHcStreams], const float (&xs)[kHcStreams],
-                                             double* record) {
-  reduce_record<M, kThreads>(wc, xs, [&](int e, double v) { record[e] = v; });
-}
-
-// The column-block kernels' grid is tokens × column blocks, the token fastest: blocks are handed
-// to the SMs in that order, so the SMs work through one column block's tokens together and can
-// keep its mixer columns (12 KB) in L1, where a grid with the column block fastest had every
-// token read the whole mixer (0.8 MB) from L2 (docs/PERF.md, session 12: −1 to −3 % per launch).
-__device__ __forceinline__ int block_token() { return static_cast<int>(blockIdx.x); }
-__device__ __forceinline__ int64_t block_first_dim() { return static_cast<int64_t>(blockIdx.y) * kHcDimsPerBlock; }
-dim3 column_block_grid(int T, int64_t D) {
-  return dim3(static_cast<unsigned>(T), static_cast<unsigned>(splits(D)));
-}
-
-// The record of (token, column block): token-major, the column blocks in order (hc_finish's read).
-__device__ __forceinline__ double* record_of(double* partial, int M) {
-  return partial + (static_cast<int64_t>(blockIdx.x) * gridDim.y + blockIdx.y) * record_size(M);
-}
-
-template <int M>
-__global__ void __launch_bounds__(kThreads) hc_partial_kernel(const float* __restrict__ x, gguf::TensorType type,
-                                                              const uint8_t* __restrict__ w, int64_t row_bytes,
-                                                              int64_t D, double* __restrict__ partial) {
-  const int64_t d = block_first_dim() + threadIdx.x;
-  const bool live = d < D;
-  float wc[M][kHcStreams];
-  load_columns<M>(wc, type, w, row_bytes, D, d, live);  // weights: before the wait (pdl.cuh)
-  pdl_wait();
-  pdl_trigger();
-  const float* xt = x + static_cast<int64_t>(block_token()) * kHcStreams * D;
-  float xs[kHcStreams];
-#pragma unroll
-  for (int h = 0; h < kHcStreams; ++h) xs[h] = live ? xt[h * D + d] : 0.0f;
-  store_record<M>(wc, xs, record_of(partial, M));
 }
 
 // §5.3 as cpu::sinkhorn, on lanes 0..15 of one warp: lane 4j + k holds C[j][k]. Every row and
@@ -280,14 +233,14 @@ __device__ __forceinline__ float collapsed(const Collapse& c, const float (&v)[k
 constexpr int kFinishThreads = 256;
 constexpr int kFinishRowTokens = 16;
 constexpr int kSumRuns = 4;
-static_assert(kSumRuns * record_size(kHcMix) <= kFinishThreads, "a thread per run and record entry");
+static_assert(kSumRuns * hc_record_size(kHcMix) <= kFinishThreads, "a thread per run and record entry");
 
 // Token blockIdx.y, dims [span·blockIdx.x, +span): the gates from the records, then
 // out = RMSNorm_w(Σ_h g_h·X[h]).
 template <int M, bool kHead>
 __global__ void __launch_bounds__(kFinishThreads) hc_finish_kernel(const float* __restrict__ x, const double* __restrict__ partial,
                                                                    int S, int64_t D, int64_t span, CollapseParams p) {
-  constexpr int P = record_size(M);
+  constexpr int P = hc_record_size(M);
   __shared__ double runs[kSumRuns][P];
   __shared__ double sums[P];
   const int t = blockIdx.y;
@@ -330,61 +283,21 @@ __global__ void __launch_bounds__(kFinishThreads) hc_finish_kernel(const float* 
   }
 }
 
-// The operands of hc_post. mix is not __restrict__: the fused kernel writes the next mixing
-// coefficients over the ones it reads (hc_post_collapse_kernel says why that is safe).
-struct PostParams {
-  const float* x;  // [T][4·D]
-  const float* f;  // n_parts rows per token
-  int n_parts;
-  const float* f_extra;  // [T][D] or null
-  const float* mix;      // [T][kHcMixSize]
-  float* out;            // [T][4·D]
-};
-
-// X'[k][d] = post_k·f[d] + Σ_j C[j][k]·X[j][d] of token t for dim d (cpu::hc_post's order), into
-// xs and the new state.
+// X'[k][d] of token t for dim d (hc_post_value), into xs and the new state.
 __device__ __forceinline__ void post_dim(const PostParams& p, int t, int64_t D, int64_t d, float (&xs)[kHcStreams]) {
   const float* parts = p.f + static_cast<int64_t>(t) * p.n_parts * D;
   float fv = parts[d];
   for (int i = 1; i < p.n_parts; ++i) fv = __fadd_rn(fv, parts[i * D + d]);
   if (p.f_extra) fv = __fadd_rn(fv, p.f_extra[static_cast<int64_t>(t) * D + d]);
   const float* g = p.mix + static_cast<int64_t>(t) * kHcMixSize;
-  const float* post = g + kHcStreams;
-  const float* comb = g + 2 * kHcStreams;
   const float* xt = p.x + static_cast<int64_t>(t) * kHcStreams * D;
   float xin[kHcStreams];
 #pragma unroll
   for (int j = 0; j < kHcStreams; ++j) xin[j] = xt[j * D + d];
+  hc_post_value(g + kHcStreams, g + 2 * kHcStreams, fv, xin, xs);
   float* ot = p.out + static_cast<int64_t>(t) * kHcStreams * D;
 #pragma unroll
-  for (int k = 0; k < kHcStreams; ++k) {
-    float v = __fmul_rn(post[k], fv);
-#pragma unroll
-    for (int j = 0; j < kHcStreams; ++j) v = __fadd_rn(v, __fmul_rn(comb[j * kHcStreams + k], xin[j]));
-    xs[k] = v;
-    ot[k * D + d] = v;
-  }
-}
-
-struct MixerParams {
-  gguf::TensorType type;
-  const uint8_t* w;
-  int64_t row_bytes;
-};
-
-// X' = post ⊗ f + Cᵀ·X for the block's dims; with M > 0 also the next mixer's record.
-template <int M>
-__global__ void __launch_bounds__(kThreads) hc_post_kernel(PostParams p, int64_t D, MixerParams next,
-                                                           double* __restrict__ partial) {
-  const int64_t d = block_first_dim() + threadIdx.x;
-  const bool live = d < D;
-  float wc[M > 0 ? M : 1][kHcStreams];
-  if constexpr (M > 0) load_columns<M>(wc, next.type, next.w, next.row_bytes, D, d, live);  // weights: before the wait
-  pdl_wait();
-  pdl_trigger();
-  float xs[kHcStreams] = {0.0f, 0.0f, 0.0f, 0.0f};
-  if (live) post_dim(p, block_token(), D, d, xs);
-  if constexpr (M > 0) store_record<M>(wc, xs, record_of(partial, M));
+  for (int k = 0; k < kHcStreams; ++k) ot[k * D + d] = xs[k];
 }
 
 // hc_post and the next collapse for token blockIdx.y, one cluster of ⌈D/256⌉ blocks per token
@@ -404,7 +317,7 @@ static_assert(kMaxClusterBlocks * kFusedThreads == kHcPostCollapseMaxDims, "one 
 template <int M, bool kHead>
 __global__ void __launch_bounds__(kFusedThreads) hc_post_collapse_kernel(PostParams p, int64_t D, MixerParams next,
                                                                          CollapseParams c) {
-  constexpr int P = record_size(M);
+  constexpr int P = hc_record_size(M);
   __shared__ double slots[kMaxClusterBlocks][P];
   __shared__ double sums[P];
   namespace cg = cooperative_groups;
@@ -453,26 +366,6 @@ __global__ void embed_kernel(gguf::TensorType type, const uint8_t* __restrict__ 
   }
 }
 
-Status check_fn(const DeviceTensor& fn, int64_t M, int64_t HD) {
-  if (!fn.present() || fn.ne1 != M || fn.ne0 != HD) return make_error("hc: mixer weight shape mismatch");
-  switch (fn.type) {
-    case gguf::TensorType::F32:
-    case gguf::TensorType::F16:
-    case gguf::TensorType::BF16:
-    case gguf::TensorType::Q8_0: return Status();
-    default: return make_error("hc: mixer weight type " + gguf::type_name(fn.type) + " unsupported on the device");
-  }
-}
-
-template <int M>
-Status launch_partials(const float* x, const DeviceTensor& fn, int T, int64_t D, double* partial, cudaStream_t stream) {
-  DSV4_TRY(check_fn(fn, M, kHcStreams * D));
-  if (T <= 0) return Status();
-  DSV4_CUDA_TRY(launch_pdl(hc_partial_kernel<M>, column_block_grid(T, D), dim3(kThreads), 0, stream, x, fn.type,
-                           fn.data, fn.row_bytes, D, partial));
-  return cuda_status(cudaGetLastError(), "hc partial kernel");
-}
-
 CollapseParams collapse_params(const HcPreArgs& a) {
   return CollapseParams{a.scale, a.base, a.norm, a.rms_eps, a.hc_eps, a.mix, a.out};
 }
@@ -481,29 +374,20 @@ PostParams post_params(const HcPostArgs& a) { return PostParams{a.x, a.f, a.n_pa
 
 template <int M, bool kHead>
 Status launch_finish(const HcPreArgs& a, cudaStream_t stream) {
-  DSV4_TRY(check_fn(a.fn, M, kHcStreams * a.D));
+  DSV4_TRY(hc_check_mixer(a.fn, M, kHcStreams * a.D));
   if (a.T <= 0) return Status();
   if (!kHead && !a.mix) return make_error("hc_pre: no buffer for the mixing coefficients");
   const int64_t row = (a.D + kFinishThreads - 1) / kFinishThreads * kFinishThreads;
   const int64_t span = a.T >= kFinishRowTokens ? row : kFinishThreads;
   const int blocks = static_cast<int>((a.D + span - 1) / span);
   DSV4_CUDA_TRY(launch_pdl(hc_finish_kernel<M, kHead>, dim3(blocks, a.T), dim3(kFinishThreads), 0, stream, a.x,
-                           a.partial, splits(a.D), a.D, span, collapse_params(a)));
+                           a.partial, hc_column_blocks(a.D), a.D, span, collapse_params(a)));
   return cuda_status(cudaGetLastError(), "hc finish kernel");
-}
-
-template <int M>
-Status launch_post(const HcPostArgs& a, cudaStream_t stream) {
-  const DeviceTensor fn = a.next_fn ? *a.next_fn : DeviceTensor{};
-  if (M > 0) DSV4_TRY(check_fn(fn, M, kHcStreams * a.D));
-  DSV4_CUDA_TRY(launch_pdl(hc_post_kernel<M>, column_block_grid(a.T, a.D), dim3(kThreads), 0, stream, post_params(a),
-                           a.D, MixerParams{fn.type, fn.data, fn.row_bytes}, a.partial));
-  return cuda_status(cudaGetLastError(), "hc_post kernel");
 }
 
 template <int M, bool kHead>
 Status launch_post_collapse(const HcPostArgs& post, const HcPreArgs& next, cudaStream_t stream) {
-  DSV4_TRY(check_fn(next.fn, M, kHcStreams * post.D));
+  DSV4_TRY(hc_check_mixer(next.fn, M, kHcStreams * post.D));
   if (!kHead && !next.mix) return make_error("hc_post_collapse: no buffer for the mixing coefficients");
   const auto kernel = hc_post_collapse_kernel<M, kHead>;
   // Once per kernel: clusters of more than the portable 8 blocks.
@@ -517,15 +401,6 @@ Status launch_post_collapse(const HcPostArgs& post, const HcPreArgs& next, cudaS
 }
 
 }  // namespace
-
-int64_t hc_partial_doubles(int64_t T, int64_t D, int M) { return T * splits(D) * record_size(M); }
-
-Status hc_mixer_partials(const float* x, const DeviceTensor& fn, int M, int T, int64_t D, double* partial,
-                         cudaStream_t stream) {
-  if (M == kHcMix) return launch_partials<kHcMix>(x, fn, T, D, partial, stream);
-  if (M == kHcStreams) return launch_partials<kHcStreams>(x, fn, T, D, partial, stream);
-  return make_error("hc: mixer of " + std::to_string(M) + " rows unsupported");
-}
 
 Status hc_pre_from_partials(const HcPreArgs& a, cudaStream_t stream) { return launch_finish<kHcMix, false>(a, stream); }
 Status hc_head_from_partials(const HcPreArgs& a, cudaStream_t stream) {
@@ -546,14 +421,6 @@ Status hc_pre(const HcPreArgs& a, cudaStream_t stream) {
 Status hc_head(const HcPreArgs& a, cudaStream_t stream) {
   DSV4_TRY(hc_mixer_partials(a.x, a.fn, kHcStreams, a.T, a.D, a.partial, stream));
   return hc_head_from_partials(a, stream);
-}
-
-Status hc_post(const HcPostArgs& a, cudaStream_t stream) {
-  if (a.T <= 0) return Status();
-  if (!a.next_fn) return launch_post<0>(a, stream);
-  if (a.next_M == kHcMix) return launch_post<kHcMix>(a, stream);
-  if (a.next_M == kHcStreams) return launch_post<kHcStreams>(a, stream);
-  return make_error("hc_post: next mixer of " + std::to_string(a.next_M) + " rows unsupported");
 }
 
 Status hc_post_collapse(const HcPostArgs& post, const HcPreArgs& next, bool head, cudaStream_t stream) {

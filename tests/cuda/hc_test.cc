@@ -132,7 +132,9 @@ void run_case(const HcCase& c, bool head, uint64_t seed) {
 TEST(CudaHc, PreMatchesCpu) {
   for (const HcCase& c : {HcCase{1, 4096, gguf::TensorType::F16}, HcCase{3, 256, gguf::TensorType::F32},
                           HcCase{5, 96, gguf::TensorType::F16}, HcCase{2, 300, gguf::TensorType::F16},
-                          HcCase{2, 4096, gguf::TensorType::F16, true}, HcCase{17, 300, gguf::TensorType::F16}}) {
+                          HcCase{2, 4096, gguf::TensorType::F16, true}, HcCase{17, 300, gguf::TensorType::F16},
+                          HcCase{70, 4096, gguf::TensorType::F16}, HcCase{33, 300, gguf::TensorType::BF16},
+                          HcCase{2100, 128, gguf::TensorType::F32}}) {
     run_case(c, false, fresh_seed());
   }
 }
@@ -140,7 +142,7 @@ TEST(CudaHc, PreMatchesCpu) {
 TEST(CudaHc, HeadMatchesCpu) {
   for (const HcCase& c : {HcCase{1, 4096, gguf::TensorType::F16}, HcCase{4, 128, gguf::TensorType::F32},
                           HcCase{3, 300, gguf::TensorType::F32}, HcCase{1, 4096, gguf::TensorType::F16, true},
-                          HcCase{16, 256, gguf::TensorType::F32}}) {
+                          HcCase{16, 256, gguf::TensorType::F32}, HcCase{45, 4096, gguf::TensorType::F16}}) {
     run_case(c, true, fresh_seed());
   }
 }
@@ -149,9 +151,12 @@ TEST(CudaHc, PostMatchesCpu) {
   const uint64_t seed = fresh_seed();
   SCOPED_TRACE(seed);
   std::mt19937_64 rng(seed);
-  for (int parts : {1, 6}) {
-    const int T = 3;
-    const int64_t D = 300;  // not a multiple of the block
+  // T = 3: one group of 32 tokens, 3 live; 70: three groups, the last partial; 2100: groups run
+  // back to back by each warp; 300 dims: a partial column block.
+  for (const auto& [parts, T] :
+       {std::pair{1, 3}, std::pair{6, 3}, std::pair{1, 70}, std::pair{6, 70}, std::pair{6, 2100}}) {
+    SCOPED_TRACE(::testing::Message() << "parts=" << parts << " T=" << T);
+    const int64_t D = 300;
     const std::vector<float> x = normal_vector(static_cast<size_t>(T * 4 * D), rng);
     const std::vector<float> f = normal_vector(static_cast<size_t>(T * parts * D), rng);
     const std::vector<float> extra = normal_vector(static_cast<size_t>(T * D), rng);
@@ -231,10 +236,16 @@ TEST(CudaHc, PostLeavesTheNextMixersPartialSums) {
   const uint64_t seed = fresh_seed();
   SCOPED_TRACE(seed);
   std::mt19937_64 rng(seed);
-  for (const auto& [head, D] : {std::pair{false, int64_t{512}}, std::pair{true, int64_t{512}},
-                                std::pair{false, int64_t{4096}}, std::pair{true, int64_t{300}}}) {
-    SCOPED_TRACE(::testing::Message() << "head=" << head << " D=" << D);
-    const int T = 2, M = head ? 4 : kHcMix;
+  struct Case {
+    bool head;
+    int64_t D;
+    int T;
+  };
+  for (const Case& c : {Case{false, 512, 2}, Case{true, 512, 2}, Case{false, 4096, 2}, Case{true, 300, 2},
+                        Case{false, 4096, 150}, Case{true, 300, 40}}) {
+    const auto [head, D, T] = c;
+    SCOPED_TRACE(::testing::Message() << "head=" << head << " D=" << D << " T=" << T);
+    const int M = head ? 4 : kHcMix;
     const int64_t HD = 4 * D;
     const std::vector<float> x = normal_vector(static_cast<size_t>(T * HD), rng);
     const std::vector<float> f = normal_vector(static_cast<size_t>(T * D), rng);
@@ -362,6 +373,45 @@ TEST(CudaHc, PreIsTheSameBitsForEveryChunkLength) {
   EXPECT_EQ(download<float>(out_chunk, static_cast<size_t>(T * D)), download<float>(out_steps, static_cast<size_t>(T * D)));
   EXPECT_EQ(download<float>(mix_chunk, static_cast<size_t>(T * kHcMixSize)),
             download<float>(mix_steps, static_cast<size_t>(T * kHcMixSize)));
+}
+
+}  // namespace
+}  // namespace dsv4::cuda::testing
+
+namespace dsv4::cuda::testing {
+namespace {
+
+// A token's records do not depend on the chunk it comes in: short chunks share each group of 32
+// tokens among 2 or 4 warps, long ones give a warp whole groups, one after another; every split
+// adds the same stage partials in the same order.
+TEST(CudaHc, RecordsAreTheSameBitsForEveryChunkLength) {
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE(seed);
+  std::mt19937_64 rng(seed);
+  const int T = 2100;
+  const int64_t D = 320, HD = 4 * D;
+  const std::vector<float> x = normal_vector(static_cast<size_t>(T * HD), rng);
+  const std::vector<float> fn = normal_vector(static_cast<size_t>(kHcMix * HD), rng, 0.0f, 0.02f);
+  TestStream stream;
+  DeviceBuffer dx = upload(x), dfn = upload(fn);
+  DeviceTensor w;
+  w.type = gguf::TensorType::F32;
+  w.ne0 = HD;
+  w.ne1 = kHcMix;
+  w.row_bytes = HD * 4;
+  w.data = dfn.bytes();
+  DeviceBuffer all(static_cast<size_t>(hc_partial_doubles(T, D)) * 8);
+  STATUS_ASSERT(hc_mixer_partials(dx.get<float>(), w, kHcMix, T, D, all.get<double>(), stream.get()));
+  CUDA_ASSERT(cudaStreamSynchronize(stream.get()));
+  const std::vector<double> want = download<double>(all, static_cast<size_t>(hc_partial_doubles(T, D)));
+  for (const auto& [t0, n] : {std::pair{5, 1}, std::pair{40, 40}, std::pair{100, 200}, std::pair{1000, 1100}}) {
+    SCOPED_TRACE(::testing::Message() << "tokens " << t0 << ".." << t0 + n);
+    DeviceBuffer part(static_cast<size_t>(hc_partial_doubles(n, D)) * 8);
+    STATUS_ASSERT(hc_mixer_partials(dx.get<float>() + t0 * HD, w, kHcMix, n, D, part.get<double>(), stream.get()));
+    CUDA_ASSERT(cudaStreamSynchronize(stream.get()));
+    const std::vector<double> got = download<double>(part, static_cast<size_t>(hc_partial_doubles(n, D)));
+    EXPECT_TRUE(std::equal(got.begin(), got.end(), want.begin() + hc_partial_doubles(t0, D)));
+  }
 }
 
 }  // namespace
