@@ -6,8 +6,8 @@
 //   gemm_bench [--quick | --profile | --int8 | --wgmma | --moe-wgmma]   (--quick: n = 2048 only;
 //   --profile: see profile_launches; --int8: the MoE down projection in f16, split and int8 mode
 //   (int8: mma.sync and wgmma; also with skewed routing) at 2048 and 4096 tokens, and the int8
-//   activation conversion; --wgmma: the dense Q8_0 shapes in f16
-//   mode, split on mma.sync and split on wgmma at 2048 and 4096 tokens; --moe-wgmma: the routed
+//   activation conversion; --wgmma: the dense Q8_0 shapes and the F16 compressor / indexer ones
+//   in f16 mode, split on mma.sync and split on wgmma at 2048 and 4096 tokens; --moe-wgmma: the routed
 //   experts' fused gate/up (IQ2_XXS 4096 → 2·2048, 256 experts, 6 per token) in split mode on
 //   mma.sync (small and large tile) and on both wgmma tiles at 2048 and 4096 tokens with uniform
 //   routing, both wgmma tiles at 3072 and 6144, and at 2048 and 4096 tokens with skewed routing
@@ -414,7 +414,8 @@ int main(int argc, char** argv) {
     }
     return 0;
   }
-  // The dense Q8_0 shapes: f16 mode, split on mma.sync (large tile) and split on wgmma.
+  // The dense Q8_0 shapes and the two largest F16 ones: f16 mode, split on mma.sync (large tile) and
+  // split on wgmma.
   if (argc > 1 && std::strcmp(argv[1], "--wgmma") == 0) {
     for (const int64_t n : {int64_t{2048}, int64_t{4096}}) {
       for (const int mode : {0, 1, 2}) {
@@ -426,6 +427,8 @@ int main(int argc, char** argv) {
         b.dense("attn output_b", TensorType::Q8_0, 8192, 4096, n, tile);
         b.dense("shared expert gate/up", TensorType::Q8_0, 4096, 2048, n, tile);
         b.dense("shared expert down", TensorType::Q8_0, 2048, 4096, n, tile);
+        b.dense("compressor kv (F16)", TensorType::F16, 4096, 1024, n, tile);
+        b.dense("indexer q_b (F16)", TensorType::F16, 1024, 8192, n, tile);
       }
     }
     return 0;

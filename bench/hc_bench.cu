@@ -120,7 +120,8 @@ int main(int argc, char** argv) {
   fn.data = mixer;
 
   std::printf("%-28s %6s %10s %10s %8s\n", "kernel", "T", "µs", "GB/s", "of copy");
-  const std::vector<int> lengths = quick ? std::vector<int>{2048, 4096} : std::vector<int>{1, 2, 16, 64, 512, 2048, 4096};
+  const std::vector<int> lengths =
+      quick ? std::vector<int>{2048, 4096} : std::vector<int>{1, 2, 16, 64, 512, 2048, 4096};
   for (int T : lengths) {
     const double records = static_cast<double>(cuda::hc_partial_doubles(T, D)) * sizeof(double);
     const double mixer_bytes = static_cast<double>(mixer_host.size()) * 2;

@@ -28,7 +28,8 @@ struct ChunkShape {
   bool index_scoring = false;  // some token of the chunk needs the indexer's top-k
   // Projections of a chunk of T ≥ 2 tokens as tensor-core GEMMs (gemm.h; needs a state made with
   // tensor-core scratch), else the f32 matvec over T token slots. split_products: the GEMMs' split
-  // mode (f32-level products; weight types it does not take use the matvec), else f16 products.
+  // mode (f32-level products; weight types it does not take use the matvec), else f16 products
+  // (but for the routed experts' down projection: int8 limbs where it takes the weights, either way).
   bool tensor_core = false;
   bool split_products = false;
 };

@@ -74,8 +74,8 @@ enum class GemmTile {
   kLarge,  // 128 tokens × 256 features per CTA (warp tile 64 × 64); not for F32 weights
   kSmall,  // 64 tokens × 128 features per CTA (warp tile 32 × 32)
   // Split mode, Hopper: wgmma (128 tokens × 128 features per CTA; cuda/gemm_wgmma.cu), the
-  // split's numbers and bound. Q8_0 weights in gemm() and grouped_gemm(), IQ2_XXS weights in
-  // grouped_gemm(). kAuto picks it there on compute capability 9 from 512 rows on (grouped: from
+  // split's numbers and bound. Q8_0 weights in gemm() and grouped_gemm(), F16 weights in gemm(),
+  // IQ2_XXS weights in grouped_gemm(). kAuto picks it there on compute capability 9 from 512 rows on (grouped: from
   // an average of 68 rows per group, below which kWgmma64).
   kWgmma,
   // The same kernel on 64 tokens × 256 features per CTA (each expert's weights decoded once per

@@ -3,10 +3,11 @@
 // x_hi and x_lo on the tensor cores, each 32-column block's four k16 products summed into a
 // temporary started at zero, then acc = fma(scale, tmp, acc) in f32 — with the MMAs issued as
 // m64n128k16 wgmma from shared memory instead of mma.sync from ldmatrix fragments. One kernel
-// source, templated on the codec (CodesQ8_0: dense and grouped; CodesIQ2_XXS: grouped, the routed
-// experts' gate/up) and on the rows: dense (rows [0, n_rows)) or grouped (gemm.h's GroupedGemm:
-// the CTA's (group, row tile) found from the offsets as gemm_kernel.cuh does, X rows gathered by
-// x_rows, output rows scattered by y_rows).
+// source, templated on the codec (CodesQ8_0: dense and grouped; CodesF16: dense, the compressors'
+// and the indexer's projections; CodesIQ2_XXS: grouped, the routed experts' gate/up) and on the
+// rows: dense (rows [0, n_rows)) or grouped (gemm.h's GroupedGemm: the CTA's (group, row tile)
+// found from the offsets as gemm_kernel.cuh does, X rows gathered by x_rows, output rows scattered
+// by y_rows).
 //
 // Tiles (two consumer warpgroups, each one m64n128 fragment: acc and two temporaries of 64 f32
 // each per thread): 128 tokens × 128 features per CTA, consumer g owns features 64g..64g+63 and
@@ -78,6 +79,11 @@ struct WgmmaGeometry : GemmGeometry<D, GemmTileWgmma<kTall>> {
   // X rows a consumer thread copies per step (hi and lo), 16 apart: each consumer copies half the
   // tile's rows.
   static constexpr int kXRows = G::kBT * 8 / kConsumerThreads;
+  // TMA writes a raw stage packed: its row pitch is the copied span (gemm_kernel.cuh's odd pitch,
+  // which keeps the mma.sync kernel's cp.async rows conflict-free, is the same for Q8_0 and
+  // IQ2_XXS, one unit more for F16).
+  static constexpr int kPitch = G::kSpan;
+  static constexpr int kRawBytes = G::kBF * kPitch;
   // Producer warpgroups: one on the 128-token tile; two on the 64-token one, which decodes twice
   // the weight rows per token (its IQ2_XXS decode bound the kernel with one).
   static constexpr int kProducerThreads = kTall ? 128 : 256;
@@ -107,7 +113,7 @@ struct WgmmaGeometry : GemmGeometry<D, GemmTileWgmma<kTall>> {
   // tables, barriers (full, empty, raw).
   static constexpr int kRawOffset = kStages * (G::kXBytes + G::kWBytes + kTabBytes);
   static constexpr int smem(int lead) {
-    return 1024 + kRawOffset + raw_stages(lead) * G::kRawBytes + G::kTableBytes + (2 * kStages + raw_stages(lead)) * 8;
+    return 1024 + kRawOffset + raw_stages(lead) * kRawBytes + G::kTableBytes + (2 * kStages + raw_stages(lead)) * 8;
   }
   static constexpr int kMaxSmem = 227 * 1024;
   // The deepest raw lead (≤ 4 steps) that fits: 4 for every shape but Q8_0 on the 64-token tile.
@@ -117,8 +123,7 @@ struct WgmmaGeometry : GemmGeometry<D, GemmTileWgmma<kTall>> {
   static_assert(G::kBT * G::kBF == 2 * 64 * 128 && G::kXBytes == 2 * kXTile, "two m64n128 consumers");
   static_assert(kSmem <= kMaxSmem);
   static_assert(G::kWBytes % 1024 == 0 && G::kXBytes % 1024 == 0 && kRawOffset % 128 == 0);
-  // TMA writes the box packed: the raw row pitch must be the copied span.
-  static_assert(G::kPitch == G::kSpan && G::kRawBytes % 128 == 0);
+  static_assert(kRawBytes % 128 == 0);
 };
 
 // Position of feature f's scale within a half of the scale table.
@@ -444,6 +449,9 @@ cudaError_t launch_gemm_wgmma(const GemmLaunch& l, cudaStream_t stream) {
     case gguf::TensorType::Q8_0:
       if (!grouped) return launch_wgmma<CodesQ8_0, false>(l, stream);
       return tall ? launch_wgmma<CodesQ8_0, true>(l, stream) : launch_wgmma<CodesQ8_0, true, false>(l, stream);
+    case gguf::TensorType::F16:
+      if (grouped) return cudaErrorInvalidValue;
+      return launch_wgmma<CodesF16, false>(l, stream);
     case gguf::TensorType::IQ2_XXS:
       if (!grouped) return cudaErrorInvalidValue;
       return tall ? launch_wgmma<CodesIQ2_XXS, true>(l, stream) : launch_wgmma<CodesIQ2_XXS, true, false>(l, stream);

@@ -87,7 +87,9 @@ __host__ __device__ constexpr int warp_units(bool post, int rows) {
 // Split groups (split > 1): per group slot and unit parity, each stage's M sums and Gram entries
 // (doubles, lane-fastest).
 __host__ __device__ constexpr int stage_partials(int M) { return M + kGramPairs; }
-__host__ __device__ constexpr int split_units(int M, int slots) { return slots * 2 * kStages * stage_partials(M) * 32 / 2; }
+__host__ __device__ constexpr int split_units(int M, int slots) {
+  return slots * 2 * kStages * stage_partials(M) * 32 / 2;
+}
 size_t chunk_smem_bytes(int M, bool post, int rows, int ring_warps, int split) {
   const int split_area = split > 1 && M > 0 ? split_units(M, ring_warps / split) : 0;
   return (static_cast<size_t>(mixer_units(M)) + static_cast<size_t>(ring_warps) * warp_units(post, rows) + split_area) *
@@ -139,7 +141,9 @@ __device__ __forceinline__ void stage_mixer(float4* wcol, const MixerParams& w, 
 __device__ __forceinline__ float4 add4(float4 a, float4 b) {
   return make_float4(__fadd_rn(a.x, b.x), __fadd_rn(a.y, b.y), __fadd_rn(a.z, b.z), __fadd_rn(a.w, b.w));
 }
-__device__ __forceinline__ float lane_of(const float4& v, int c) { return c == 0 ? v.x : c == 1 ? v.y : c == 2 ? v.z : v.w; }
+__device__ __forceinline__ float lane_of(const float4& v, int c) {
+  return c == 0 ? v.x : c == 1 ? v.y : c == 2 ? v.z : v.w;
+}
 
 // The stage of step `step` of this warp (group, dims [dim0 + kStageDims·s, +kStageDims)) into buf:
 // copy g of a lane moves token 8g + lane/4's row segment quad lane%4, one row at a time.
@@ -274,8 +278,8 @@ __device__ __forceinline__ void store_records(const ChunkParams& p, float4* stag
       const int tau = c / kUnits, part = c % kUnits;
       const int t = group * 32 + 16 * half + tau;
       if (t < p.T) {
-        reinterpret_cast<double2*>(p.partial + (static_cast<int64_t>(t) * gridDim.y + blockIdx.y) * hc_record_size(M))[part] =
-            staged[tau * kPitch + part];
+        double* rec = p.partial + (static_cast<int64_t>(t) * gridDim.y + blockIdx.y) * hc_record_size(M);
+        reinterpret_cast<double2*>(rec)[part] = staged[tau * kPitch + part];
       }
     }
     __syncwarp();
@@ -352,7 +356,9 @@ __global__ void __launch_bounds__(kWarps * 32) hc_chunk_kernel(ChunkParams p) {
     for (int q = 0; q < kQuads; ++q) {
       float xn[4][kHcStreams];  // [dim of the quad][stream]: X' (hc_post) or X
       quad_state<kPost>(p, mine, q, post, comb, xn);
-      if constexpr (M > 0) quad_sums<M>(wcol + (s * kStageDims + 4 * q) * wcol_stride(M), xn, q == 0, stage_sums, stage_gram);
+      if constexpr (M > 0) {
+        quad_sums<M>(wcol + (s * kStageDims + 4 * q) * wcol_stride(M), xn, q == 0, stage_sums, stage_gram);
+      }
     }
     if constexpr (M > 0) {
       if (split == 1) {
@@ -424,20 +430,21 @@ Status launch_chunk(ChunkParams p, cudaStream_t stream) {
   const int groups = (p.T + 31) / 32;
   p.split = M > 0 && groups <= 2 ? 4 : M > 0 && groups <= 8 ? 2 : 1;
   p.ring_warps = kWarps;
-  while (p.ring_warps > p.split && (p.ring_warps / 2 >= groups * p.split ||
-                                    chunk_smem_bytes(M, kPost, p.rows, p.ring_warps, p.split) > static_cast<size_t>(optin))) {
-    p.ring_warps /= 2;
-  }
-  while (p.split > 1 && chunk_smem_bytes(M, kPost, p.rows, p.ring_warps, p.split) > static_cast<size_t>(optin)) {
+  const auto fits = [&] {
+    return chunk_smem_bytes(M, kPost, p.rows, p.ring_warps, p.split) <= static_cast<size_t>(optin);
+  };
+  while (p.ring_warps > p.split && (p.ring_warps / 2 >= groups * p.split || !fits())) p.ring_warps /= 2;
+  while (p.split > 1 && !fits()) {
     p.split /= 2;
     p.ring_warps = p.split;
   }
-  const size_t smem = chunk_smem_bytes(M, kPost, p.rows, p.ring_warps, p.split);
-  if (smem > static_cast<size_t>(optin)) {
+  if (!fits()) {
     return make_error("hc_post: " + std::to_string(p.post.n_parts) + " parts per token exceed the shared memory");
   }
   const int per_cta = p.ring_warps / p.split * (groups >= kLongChunkGroups ? kUnitsPerSlot : 1);
-  const dim3 grid(static_cast<unsigned>((groups + per_cta - 1) / per_cta), static_cast<unsigned>(hc_column_blocks(p.D)));
+  const dim3 grid(static_cast<unsigned>((groups + per_cta - 1) / per_cta),
+                  static_cast<unsigned>(hc_column_blocks(p.D)));
+  const size_t smem = chunk_smem_bytes(M, kPost, p.rows, p.ring_warps, p.split);
   DSV4_CUDA_TRY(launch_pdl(hc_chunk_kernel<M, kPost>, grid, dim3(kWarps * 32), smem, stream, p));
   return cuda_status(cudaGetLastError(), "hc chunk kernel");
 }

@@ -146,12 +146,13 @@ Status routed_experts_grouped(const RoutedExpertsStep& s) {
   sw.n_slots = static_cast<int>(TK);
   sw.F = F;
   sw.limit = s.limit;
-  // The down projection on int8 tensor cores where they take its weights (gemm.h, int8 mode): the
-  // SwiGLU computed as it is converted to activation limbs and block records, written into mid
-  // (3.3·TK·F of its 4·TK·F bytes) instead of the SwiGLU's floats.
+  // The down projection on int8 tensor cores where they take its weights (gemm.h, int8 mode), in
+  // both tensor-core maths (its products are exact, so f16 mode loses nothing by it, and it is
+  // the faster kernel): the SwiGLU computed as it is converted to activation limbs and block
+  // records, written into mid (3.3·TK·F of its 4·TK·F bytes) instead of the SwiGLU's floats.
   int8_t* limbs = reinterpret_cast<int8_t*>(sc.mid);
   uint8_t* records = reinterpret_cast<uint8_t*>(limbs + 3 * TK * F);
-  if (s.split && gemm_int8_supports(L.down_exps.type, F) && reinterpret_cast<uintptr_t>(sc.mid) % 16 == 0) {
+  if (gemm_int8_supports(L.down_exps.type, F) && reinterpret_cast<uintptr_t>(sc.mid) % 16 == 0) {
     DSV4_TRY(convert_swiglu_to_int8(sw.gate, sw.up, sw.stride, sw.weights, sw.limit, TK, F, limbs, F, records,
                                     s.stream));
     GroupedGemm g;

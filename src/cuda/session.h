@@ -50,9 +50,11 @@ enum class PrefillMath {
   // The f32 matvec over the chunk's token slots: decode's arithmetic, every weight read once per
   // token (slow); meets the bar too.
   kMatvecF32,
-  // Tensor-core GEMMs with f16 products (≈ 2^-11 relative per product): faster than split mode,
-  // but the rounding flips near-tied discrete choices (router and indexer top-k, FP8/FP4
-  // simulation) often enough to miss the whole-model bar (docs/PERF.md, "prefill on tensor cores").
+  // Tensor-core GEMMs with f16 products (≈ 2^-11 relative per product; the routed experts' Q2_K
+  // down projection on int8 limbs as in split mode): 2-4 % faster than split mode on an H200
+  // (docs/PERF.md, session 13), but the rounding flips near-tied discrete choices (router and
+  // indexer top-k, FP8/FP4 simulation) often enough to miss the whole-model bar (docs/PERF.md,
+  // "prefill on tensor cores").
   kTensorCoreF16,
 };
 

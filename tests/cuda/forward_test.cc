@@ -181,7 +181,8 @@ TEST(CudaForward, DecodeStepsMatchChunkedPrefill) {
 }
 
 // The tensor-core prefill (PrefillMath::kTensorCoreF16: every projection of a chunk a GEMM with
-// f16 products, the routed experts sorted by expert) against the CPU reference, the published type
+// f16 products but the routed experts' Q2_K down projection, which runs on int8 limbs as in split
+// mode; the routed experts sorted by expert) against the CPU reference, the published type
 // mix. It does not meet the bar above: f16's 2^-11 per product (against f32's 2^-24) moves the
 // router and indexer scores enough to flip near-tied top-k choices, and in official mode the
 // FP8/FP4 simulations' roundings, each flip changing a position's logits by up to tens of percent

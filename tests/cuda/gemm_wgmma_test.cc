@@ -43,10 +43,11 @@ struct Matrix {
   int64_t m = 0, k = 0;
   std::vector<uint8_t> bytes;
   RefWeights ref;
+  TensorType type = TensorType::Q8_0;
 };
 Matrix random_matrix(int64_t m, int64_t k, std::mt19937_64& rng, TensorType type = TensorType::Q8_0) {
   const Format& f = format_of(type);
-  Matrix a{m, k, random_rows(f, k, m, rng), {}};
+  Matrix a{m, k, random_rows(f, k, m, rng), {}, type};
   a.ref = reference_weights(f, a.bytes.data(), m, k);
   return a;
 }
@@ -79,7 +80,7 @@ std::vector<float> run_gemm(const Matrix& a, const DeviceBuffer& dw, const Split
   DeviceBuffer dy(static_cast<size_t>(n * y_stride) * 4);
   EXPECT_TRUE(dy.ok());
   EXPECT_EQ(cudaMemset(dy.get(), 0xFF, dy.size()), cudaSuccess);
-  const GemmWeights w{TensorType::Q8_0, dw.get(), a.k, a.m, 1};
+  const GemmWeights w{a.type, dw.get(), a.k, a.m, 1};
   const Status s =
       gemm(w, sx.hi.get<__half>(), x_width, sx.scale.get<float>(), n, dy.get<float>(), y_stride, nullptr, tile,
            sx.lo.get<__half>());
@@ -99,8 +100,9 @@ TEST(GemmWgmma, PartialTilesMatchDoubleReference) {
   struct Case {
     int64_t m, k, n, x_width, y_stride;
   };
+  for (const TensorType type : {TensorType::Q8_0, TensorType::F16}) {
   for (const Case c : {Case{300, 1024, 517, 1064, 303}, Case{77, 256, 5, 256, 80}, Case{130, 512, 129, 520, 130}}) {
-    const Matrix a = random_matrix(c.m, c.k, rng);
+    const Matrix a = random_matrix(c.m, c.k, rng, type);
     DeviceBuffer dw(a.bytes.size());
     ASSERT_TRUE(upload(dw, a.bytes));
     const std::vector<float> x = mixed_rows(c.n, c.x_width, c.x_width, rng);
@@ -108,7 +110,7 @@ TEST(GemmWgmma, PartialTilesMatchDoubleReference) {
     std::vector<int64_t> rows(static_cast<size_t>(c.n));
     for (int64_t r = 0; r < c.n; ++r) rows[static_cast<size_t>(r)] = r;
     std::ostringstream what;
-    what << "m=" << c.m << " k=" << c.k << " n=" << c.n;
+    what << type_name(type) << " m=" << c.m << " k=" << c.k << " n=" << c.n;
     const std::vector<float> y = run_gemm(a, dw, sx, c.x_width, c.n, c.y_stride, GemmTile::kWgmma);
     check_dense(y, c.y_stride, c.y_stride, x, c.x_width, 0, sx.factors, a.ref, rows, what.str() + " wgmma");
     const std::vector<float> y_mma = run_gemm(a, dw, sx, c.x_width, c.n, c.y_stride, GemmTile::kLarge);
@@ -119,6 +121,7 @@ TEST(GemmWgmma, PartialTilesMatchDoubleReference) {
         ASSERT_TRUE(same_bits(y[i], y_auto[i])) << what.str() << ": kAuto differs from kWgmma at " << i;
       }
     }
+  }
   }
 }
 
@@ -134,6 +137,27 @@ TEST(GemmWgmma, FlashShapesMatchDoubleReference) {
                         Shape{"out_b", 8192, 4096}, Shape{"shared gate/up", 4096, 2048},
                         Shape{"shared down", 2048, 4096}}) {
     const Matrix a = random_matrix(s.m, s.k, rng);
+    DeviceBuffer dw(a.bytes.size());
+    ASSERT_TRUE(upload(dw, a.bytes));
+    const std::vector<float> x = mixed_rows(n, s.k, s.k, rng);
+    const SplitX sx = split_on_device(x, n, s.k, s.k);
+    const std::vector<float> y = run_gemm(a, dw, sx, s.k, n, s.m, GemmTile::kAuto);
+    check_dense(y, s.m, s.m, x, s.k, 0, sx.factors, a.ref, rows, std::string(s.name) + " (kAuto)");
+  }
+}
+
+// The dense F16 projections of flash-q2 that run as GEMMs at a prefill chunk (the compressors'
+// kv and gate, 4096 → 2·512 on the overlapping CSA layers, the indexer's, 4096 → 2·128, and its
+// query, 1024 → 64 heads × 128) at 600 rows, kAuto (the wgmma kernel); rows as above.
+TEST(GemmWgmma, FlashF16ShapesMatchDoubleReference) {
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  const int64_t n = 600;
+  const std::vector<int64_t> rows = {0, 1, 2, 127, 128, 255, 256, 383, 384, 511, 512, 599};
+  for (const Shape s : {Shape{"compressor kv", 4096, 1024}, Shape{"indexer compressor kv", 4096, 256},
+                        Shape{"indexer q_b", 1024, 8192}}) {
+    const Matrix a = random_matrix(s.m, s.k, rng, TensorType::F16);
     DeviceBuffer dw(a.bytes.size());
     ASSERT_TRUE(upload(dw, a.bytes));
     const std::vector<float> x = mixed_rows(n, s.k, s.k, rng);
@@ -287,11 +311,9 @@ TEST(GemmWgmma, RejectsWhatItDoesNotTake) {
   const GemmWeights f16{TensorType::F16, dw.get(), 64, 8, 1};
   const GemmWeights q8{TensorType::Q8_0, dw.get(), 64, 8, 1};
   const GemmWeights iq2{TensorType::IQ2_XXS, dw.get(), 2048, 8, 1};
-  // F16 weights, Q8_0 without x_lo (f16 mode), IQ2_XXS in gemm() (dense), the 64-token tile in gemm(),
-  // rows that are not a multiple of 16 bytes (TMA: Q8_0 n_in 64 is 68 bytes).
-  EXPECT_FALSE(gemm(f16, dx.get<__half>(), 64, nullptr, 2, dy.get<float>(), 8, nullptr, GemmTile::kWgmma,
-                    dx.get<__half>() + 1024)
-                   .ok());
+  // F16 without x_lo, Q8_0 without x_lo (f16 mode), IQ2_XXS in gemm() (dense), the 64-token tile in
+  // gemm(), rows that are not a multiple of 16 bytes (TMA: Q8_0 n_in 64 is 68 bytes).
+  EXPECT_FALSE(gemm(f16, dx.get<__half>(), 64, nullptr, 2, dy.get<float>(), 8, nullptr, GemmTile::kWgmma).ok());
   EXPECT_FALSE(gemm(q8, dx.get<__half>(), 64, nullptr, 2, dy.get<float>(), 8, nullptr, GemmTile::kWgmma).ok());
   EXPECT_FALSE(gemm(q8, dx.get<__half>(), 64, nullptr, 2, dy.get<float>(), 8, nullptr, GemmTile::kWgmma64,
                     dx.get<__half>() + 1024)
