@@ -47,7 +47,7 @@ using namespace detail;
 constexpr int kStageDims = 16;  // a stage's row segments are 64 bytes
 constexpr int kStages = kHcDimsPerBlock / kStageDims;
 constexpr int kQuads = kStageDims / 4;
-constexpr int kWarps = 8;  // threads per CTA: all stage the mixer, as many as the shared memory holds run tokens
+constexpr int kWarps = 8;  // per CTA: all stage the mixer; as many as the shared memory holds run tokens
 constexpr int kUnitsPerSlot = 4;  // token groups a warp runs in a long chunk (its ring runs across them)
 constexpr int kLongChunkGroups = 64;
 constexpr int kGramPairs = kHcStreams * (kHcStreams + 1) / 2;
@@ -60,7 +60,7 @@ struct ChunkParams {
   int64_t D;
   MixerParams next;  // M > 0
   double* partial;   // M > 0: [T][column blocks][M + 16]
-  int rows;          // 16-byte quads per token row segment of a stage: 4 + n_parts (+ 1), or 4
+  int rows;          // row segments (64 bytes) per token in a stage: 4 + n_parts (+ 1), or 4
   int ring_warps;    // warps that run tokens
   int split;         // warps that share a group's stages (short chunks: 2 or 4), a divisor of ring_warps
 };
@@ -97,9 +97,8 @@ size_t chunk_smem_bytes(int M, bool post, int rows, int ring_warps, int split) {
 }
 
 // wcol[d·wcol_stride(M) + k] = the four streams' mixer weights of row k at dim dim0 + d (zeros
-// past D). Warp w takes rows w, w + 4, ..., a lane two dims; every load of the thread is in flight
-// together (the type is a template parameter: no switch between them).
-
+// past D). Warp w takes rows w, w + kWarps, ..., a lane two dims; every load of the thread is in
+// flight together (the type is a template parameter: no switch between them).
 template <gguf::TensorType kType, int M>
 __device__ __forceinline__ void stage_mixer_as(float4* wcol, const MixerParams& w, int64_t D, int64_t dim0) {
   constexpr int kRowsPerWarp = (M + kWarps - 1) / kWarps, kDimsPerLane = kHcDimsPerBlock / 32;

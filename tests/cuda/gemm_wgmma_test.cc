@@ -24,6 +24,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <initializer_list>
 #include <random>
 #include <sstream>
 #include <string>
@@ -101,70 +102,64 @@ TEST(GemmWgmma, PartialTilesMatchDoubleReference) {
     int64_t m, k, n, x_width, y_stride;
   };
   for (const TensorType type : {TensorType::Q8_0, TensorType::F16}) {
-  for (const Case c : {Case{300, 1024, 517, 1064, 303}, Case{77, 256, 5, 256, 80}, Case{130, 512, 129, 520, 130}}) {
-    const Matrix a = random_matrix(c.m, c.k, rng, type);
-    DeviceBuffer dw(a.bytes.size());
-    ASSERT_TRUE(upload(dw, a.bytes));
-    const std::vector<float> x = mixed_rows(c.n, c.x_width, c.x_width, rng);
-    const SplitX sx = split_on_device(x, c.n, c.x_width, c.x_width);
-    std::vector<int64_t> rows(static_cast<size_t>(c.n));
-    for (int64_t r = 0; r < c.n; ++r) rows[static_cast<size_t>(r)] = r;
-    std::ostringstream what;
-    what << type_name(type) << " m=" << c.m << " k=" << c.k << " n=" << c.n;
-    const std::vector<float> y = run_gemm(a, dw, sx, c.x_width, c.n, c.y_stride, GemmTile::kWgmma);
-    check_dense(y, c.y_stride, c.y_stride, x, c.x_width, 0, sx.factors, a.ref, rows, what.str() + " wgmma");
-    const std::vector<float> y_mma = run_gemm(a, dw, sx, c.x_width, c.n, c.y_stride, GemmTile::kLarge);
-    check_dense(y_mma, c.y_stride, c.y_stride, x, c.x_width, 0, sx.factors, a.ref, rows, what.str() + " mma.sync");
-    if (c.n >= 512) {
-      const std::vector<float> y_auto = run_gemm(a, dw, sx, c.x_width, c.n, c.y_stride, GemmTile::kAuto);
-      for (size_t i = 0; i < y.size(); ++i) {
-        ASSERT_TRUE(same_bits(y[i], y_auto[i])) << what.str() << ": kAuto differs from kWgmma at " << i;
+    for (const Case c :
+         {Case{300, 1024, 517, 1064, 303}, Case{77, 256, 5, 256, 80}, Case{130, 512, 129, 520, 130}}) {
+      const Matrix a = random_matrix(c.m, c.k, rng, type);
+      DeviceBuffer dw(a.bytes.size());
+      ASSERT_TRUE(upload(dw, a.bytes));
+      const std::vector<float> x = mixed_rows(c.n, c.x_width, c.x_width, rng);
+      const SplitX sx = split_on_device(x, c.n, c.x_width, c.x_width);
+      std::vector<int64_t> rows(static_cast<size_t>(c.n));
+      for (int64_t r = 0; r < c.n; ++r) rows[static_cast<size_t>(r)] = r;
+      std::ostringstream what;
+      what << type_name(type) << " m=" << c.m << " k=" << c.k << " n=" << c.n;
+      const std::vector<float> y = run_gemm(a, dw, sx, c.x_width, c.n, c.y_stride, GemmTile::kWgmma);
+      check_dense(y, c.y_stride, c.y_stride, x, c.x_width, 0, sx.factors, a.ref, rows, what.str() + " wgmma");
+      const std::vector<float> y_mma = run_gemm(a, dw, sx, c.x_width, c.n, c.y_stride, GemmTile::kLarge);
+      check_dense(y_mma, c.y_stride, c.y_stride, x, c.x_width, 0, sx.factors, a.ref, rows, what.str() + " mma.sync");
+      if (c.n >= 512) {
+        const std::vector<float> y_auto = run_gemm(a, dw, sx, c.x_width, c.n, c.y_stride, GemmTile::kAuto);
+        for (size_t i = 0; i < y.size(); ++i) {
+          ASSERT_TRUE(same_bits(y[i], y_auto[i])) << what.str() << ": kAuto differs from kWgmma at " << i;
+        }
       }
     }
   }
+}
+
+// Shapes of `type` at a 600-row chunk through kAuto (the wgmma kernel); rows checked: both ends of
+// every 128-row tile.
+void flash_shapes_case(TensorType type, std::initializer_list<Shape> shapes) {
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  const int64_t n = 600;
+  const std::vector<int64_t> rows = {0, 1, 2, 127, 128, 255, 256, 383, 384, 511, 512, 599};
+  for (const Shape s : shapes) {
+    const Matrix a = random_matrix(s.m, s.k, rng, type);
+    DeviceBuffer dw(a.bytes.size());
+    ASSERT_TRUE(upload(dw, a.bytes));
+    const std::vector<float> x = mixed_rows(n, s.k, s.k, rng);
+    const SplitX sx = split_on_device(x, n, s.k, s.k);
+    const std::vector<float> y = run_gemm(a, dw, sx, s.k, n, s.m, GemmTile::kAuto);
+    check_dense(y, s.m, s.m, x, s.k, 0, sx.factors, a.ref, rows, std::string(s.name) + " (kAuto)");
   }
 }
 
 // Every dense Q8_0 projection of flash-q2 (hidden 4096, q rank 1024, kv 512, 64 heads × 512, o rank
-// 1024 × 8 groups, shared expert 2048) at 600 rows; rows checked: both ends of every 128-row tile.
+// 1024 × 8 groups, shared expert 2048).
 TEST(GemmWgmma, FlashShapesMatchDoubleReference) {
-  const uint64_t seed = fresh_seed();
-  SCOPED_TRACE("seed " + std::to_string(seed));
-  std::mt19937_64 rng(seed);
-  const int64_t n = 600;
-  const std::vector<int64_t> rows = {0, 1, 2, 127, 128, 255, 256, 383, 384, 511, 512, 599};
-  for (const Shape s : {Shape{"q_a", 4096, 1024}, Shape{"kv", 4096, 512}, Shape{"q_b", 1024, 32768},
-                        Shape{"out_b", 8192, 4096}, Shape{"shared gate/up", 4096, 2048},
-                        Shape{"shared down", 2048, 4096}}) {
-    const Matrix a = random_matrix(s.m, s.k, rng);
-    DeviceBuffer dw(a.bytes.size());
-    ASSERT_TRUE(upload(dw, a.bytes));
-    const std::vector<float> x = mixed_rows(n, s.k, s.k, rng);
-    const SplitX sx = split_on_device(x, n, s.k, s.k);
-    const std::vector<float> y = run_gemm(a, dw, sx, s.k, n, s.m, GemmTile::kAuto);
-    check_dense(y, s.m, s.m, x, s.k, 0, sx.factors, a.ref, rows, std::string(s.name) + " (kAuto)");
-  }
+  flash_shapes_case(TensorType::Q8_0, {Shape{"q_a", 4096, 1024}, Shape{"kv", 4096, 512}, Shape{"q_b", 1024, 32768},
+                                       Shape{"out_b", 8192, 4096}, Shape{"shared gate/up", 4096, 2048},
+                                       Shape{"shared down", 2048, 4096}});
 }
 
-// The dense F16 projections of flash-q2 that run as GEMMs at a prefill chunk (the compressors'
-// kv and gate, 4096 → 2·512 on the overlapping CSA layers, the indexer's, 4096 → 2·128, and its
-// query, 1024 → 64 heads × 128) at 600 rows, kAuto (the wgmma kernel); rows as above.
+// The dense F16 projections of flash-q2 that run as GEMMs at a prefill chunk: the compressors' kv
+// and gate (4096 → 2·512 on the overlapping CSA layers), the indexer's (4096 → 2·128) and its query
+// (1024 → 64 heads × 128).
 TEST(GemmWgmma, FlashF16ShapesMatchDoubleReference) {
-  const uint64_t seed = fresh_seed();
-  SCOPED_TRACE("seed " + std::to_string(seed));
-  std::mt19937_64 rng(seed);
-  const int64_t n = 600;
-  const std::vector<int64_t> rows = {0, 1, 2, 127, 128, 255, 256, 383, 384, 511, 512, 599};
-  for (const Shape s : {Shape{"compressor kv", 4096, 1024}, Shape{"indexer compressor kv", 4096, 256},
-                        Shape{"indexer q_b", 1024, 8192}}) {
-    const Matrix a = random_matrix(s.m, s.k, rng, TensorType::F16);
-    DeviceBuffer dw(a.bytes.size());
-    ASSERT_TRUE(upload(dw, a.bytes));
-    const std::vector<float> x = mixed_rows(n, s.k, s.k, rng);
-    const SplitX sx = split_on_device(x, n, s.k, s.k);
-    const std::vector<float> y = run_gemm(a, dw, sx, s.k, n, s.m, GemmTile::kAuto);
-    check_dense(y, s.m, s.m, x, s.k, 0, sx.factors, a.ref, rows, std::string(s.name) + " (kAuto)");
-  }
+  flash_shapes_case(TensorType::F16, {Shape{"compressor kv", 4096, 1024}, Shape{"indexer compressor kv", 4096, 256},
+                                      Shape{"indexer q_b", 1024, 8192}});
 }
 
 // out_a as forward.cc runs it: G = 8 GEMMs, group g reads columns [g·k, (g+1)·k) of one converted

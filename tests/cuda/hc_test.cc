@@ -29,6 +29,17 @@ namespace {
 
 constexpr float kEps = 1e-6f;
 
+// An M-row F32 mixer over HD = 4·D columns in device memory d.
+DeviceTensor f32_mixer(const DeviceBuffer& d, int M, int64_t HD) {
+  DeviceTensor w;
+  w.type = gguf::TensorType::F32;
+  w.ne0 = HD;
+  w.ne1 = M;
+  w.row_bytes = HD * 4;
+  w.data = d.bytes();
+  return w;
+}
+
 struct HcCase {
   int T;
   int64_t D;
@@ -261,12 +272,7 @@ TEST(CudaHc, PostLeavesTheNextMixersPartialSums) {
     DeviceBuffer plain_partial(static_cast<size_t>(hc_partial_doubles(T, D)) * 8);
     DeviceBuffer out_fused(static_cast<size_t>(T * D) * 4), out_plain(static_cast<size_t>(T * D) * 4);
     DeviceBuffer mix_fused(static_cast<size_t>(T * kHcMixSize) * 4), mix_plain(static_cast<size_t>(T * kHcMixSize) * 4);
-    DeviceTensor w;
-    w.type = gguf::TensorType::F32;
-    w.ne0 = HD;
-    w.ne1 = M;
-    w.row_bytes = HD * 4;
-    w.data = dfn.bytes();
+    const DeviceTensor w = f32_mixer(dfn, M, HD);
     HcPostArgs p;
     p.x = dx.get<float>();
     p.f = df.get<float>();
@@ -345,11 +351,7 @@ TEST(CudaHc, PreIsTheSameBitsForEveryChunkLength) {
   DeviceBuffer mix_chunk(static_cast<size_t>(T * kHcMixSize) * 4), mix_steps(static_cast<size_t>(T * kHcMixSize) * 4);
   HcPreArgs a;
   a.x = dx.get<float>();
-  a.fn.type = gguf::TensorType::F32;
-  a.fn.ne0 = HD;
-  a.fn.ne1 = kHcMix;
-  a.fn.row_bytes = HD * 4;
-  a.fn.data = dfn.bytes();
+  a.fn = f32_mixer(dfn, kHcMix, HD);
   a.scale = ds.get<float>();
   a.base = db.get<float>();
   a.norm = dn.get<float>();
@@ -394,12 +396,7 @@ TEST(CudaHc, RecordsAreTheSameBitsForEveryChunkLength) {
   const std::vector<float> fn = normal_vector(static_cast<size_t>(kHcMix * HD), rng, 0.0f, 0.02f);
   TestStream stream;
   DeviceBuffer dx = upload(x), dfn = upload(fn);
-  DeviceTensor w;
-  w.type = gguf::TensorType::F32;
-  w.ne0 = HD;
-  w.ne1 = kHcMix;
-  w.row_bytes = HD * 4;
-  w.data = dfn.bytes();
+  const DeviceTensor w = f32_mixer(dfn, kHcMix, HD);
   DeviceBuffer all(static_cast<size_t>(hc_partial_doubles(T, D)) * 8);
   STATUS_ASSERT(hc_mixer_partials(dx.get<float>(), w, kHcMix, T, D, all.get<double>(), stream.get()));
   CUDA_ASSERT(cudaStreamSynchronize(stream.get()));
