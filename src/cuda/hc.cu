@@ -28,6 +28,7 @@
 #include "cuda/device_math.cuh"
 #include "cuda/hc.h"
 #include "cuda/hc_kernel.cuh"
+#include "cuda/once_per_device.h"
 #include "cuda/pdl.cuh"
 #include "cuda/warp_scatter.cuh"
 
@@ -390,9 +391,11 @@ Status launch_post_collapse(const HcPostArgs& post, const HcPreArgs& next, cudaS
   DSV4_TRY(hc_check_mixer(next.fn, M, kHcStreams * post.D));
   if (!kHead && !next.mix) return make_error("hc_post_collapse: no buffer for the mixing coefficients");
   const auto kernel = hc_post_collapse_kernel<M, kHead>;
-  // Once per kernel: clusters of more than the portable 8 blocks.
-  static const cudaError_t allowed = cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1);
-  DSV4_CUDA_TRY(allowed);
+  // Once per device and kernel: clusters of more than the portable 8 blocks.
+  int device = 0;
+  DSV4_CUDA_TRY(cudaGetDevice(&device));
+  DSV4_CUDA_TRY(once_per_device(
+      device, [kernel] { return cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1); }));
   const unsigned blocks = static_cast<unsigned>((post.D + kFusedThreads - 1) / kFusedThreads);
   DSV4_CUDA_TRY(launch_pdl_cluster(kernel, dim3(blocks, post.T), dim3(kFusedThreads), blocks, 0, stream,
                                    post_params(post), post.D, MixerParams{next.fn.type, next.fn.data, next.fn.row_bytes},
