@@ -10,7 +10,7 @@
 #   cuda_forward_bench dsv4 gemm_bench, and a baseline bundle (e.g. of HEAD) in out/device
 #   (other folders: DSV4_NEW=out/x DSV4_BASE=out/y). DSV4_PARTS="tests" or "bench" runs one half
 #   (two calls on a warm machine fit the per-call limit better than one); DSV4_Q4=1 adds flash-q4.
-# There: bash tools/device/ab_run.sh (carry both folders); logs under $OUT.
+# There: bash tools/device/ab_run.sh (carry both folders); logs under $OUT (six files at most).
 set -u -o pipefail
 cd "$(dirname "$0")/../.."
 source tools/device/common.sh
@@ -46,17 +46,23 @@ ncu_step() {
   timeout "$(budget 45)" ncu --profile-from-start off --clock-control none --print-units base --metrics gpu__time_duration.sum \
     --csv "$1/cuda_forward_bench" --layers 4 --ctx 2100 --steps 2 2>&1 | ncu_kernel_times
 }
+# dsv4 bench's table straight into the summary (the folder that comes back holds at most 8 files).
+bench_into_summary() {
+  local what=$1 bin=$2 secs=$3 preset=$4 n_layers=$5 frontiers=$6 gen=$7 log
+  log=$(mktemp)
+  timeout "$(budget "$secs")" "$bin/dsv4" bench --synthetic "$preset" --layers "$n_layers" --frontiers "$frontiers" \
+    --gen "$gen" >"$log" 2>&1
+  note "$what: exit $?"
+  cat "$log" >>"$SUMMARY"
+  rm -f "$log"
+}
 if want bench; then
 ncu_step "$B" >"$OUT/ncu_new.log" 2>&1; note "ncu new: $(tail -1 "$OUT/ncu_new.log")"
-timeout "$(budget 100)" "$B/dsv4" bench --synthetic flash-q2 --layers "$layers" --frontiers 2048,8192 --gen 64 >"$OUT/bench.log" 2>&1
-note "bench 2K/8K: exit $?"; cat "$OUT/bench.log" >>"$SUMMARY"
-timeout "$(budget 100)" "$BASE/dsv4" bench --synthetic flash-q2 --layers "$layers" --frontiers 2048,8192 --gen 64 >"$OUT/bench_base.log" 2>&1
-note "baseline bench 2K/8K: exit $?"; cat "$OUT/bench_base.log" >>"$SUMMARY"
-timeout "$(budget 80)" "$B/dsv4" bench --synthetic flash-q2 --layers "$layers" --frontiers 25000 --gen 16 >"$OUT/bench25k.log" 2>&1
-note "bench 25K: exit $?"; cat "$OUT/bench25k.log" >>"$SUMMARY"
+bench_into_summary "new bench 2K/8K" "$B" 100 flash-q2 "$layers" 2048,8192 64
+bench_into_summary "baseline bench 2K/8K" "$BASE" 100 flash-q2 "$layers" 2048,8192 64
+bench_into_summary "bench 25K" "$B" 80 flash-q2 "$layers" 25000 16
 if [[ -n "${DSV4_Q4:-}" ]]; then
-  timeout "$(budget 60)" "$B/dsv4" bench --synthetic flash-q4 --layers 30 --frontiers 2048 --gen 32 >"$OUT/bench_q4.log" 2>&1
-  note "bench flash-q4 (30 layers): exit $?"; cat "$OUT/bench_q4.log" >>"$SUMMARY"
+  bench_into_summary "bench flash-q4 (30 layers)" "$B" 60 flash-q4 30 2048 32
 fi
 fi
 cat "$SUMMARY"
