@@ -1,6 +1,7 @@
-// hc.h: the collapse and the one-token kernels. The mixer's partial sums of a chunk (one record per
-// token and column block of kHcDimsPerBlock dims) come from hc_chunk.cu, out of hc_post or a pass
-// of their own. The finishing kernel runs ⌈D/256⌉ blocks per token at decode (one per token for
+// hc.h: the collapse, the one-token kernels and the short chunks' hc_post and partial sums. The
+// mixer's partial sums of a chunk (one record per token and column block of kHcDimsPerBlock dims)
+// come out of hc_post or a pass of their own: hc_chunk.cu's token-per-lane kernel from
+// kHcTokenLaneMinTokens tokens on, the dim-per-lane kernels below for shorter chunks. The finishing kernel runs ⌈D/256⌉ blocks per token at decode (one per token for
 // prefill chunks); each sums the token's records (from L2) in the same fixed order, derives the
 // gates and the RMS factor of the collapse from them, and writes its 256 dims; block 0 also writes
 // the pre and post gates and the comb logits. The 4×4 Sinkhorn of those logits (20 dependent
@@ -23,6 +24,8 @@
 // these kernels are latency-bound at decode (a few µs each).
 #include <cooperative_groups.h>
 #include <cuda_runtime.h>
+
+#include <string>
 
 #include "cuda/check.h"
 #include "cuda/device_math.cuh"
@@ -301,6 +304,63 @@ __device__ __forceinline__ void post_dim(const PostParams& p, int t, int64_t D, 
   for (int k = 0; k < kHcStreams; ++k) ot[k * D + d] = xs[k];
 }
 
+// Short chunks (fewer than kHcTokenLaneMinTokens tokens; hc_chunk.cu dispatches): a column block
+// of one token per CTA of kHcDimsPerBlock threads, a dim (its four columns of the mixer, loaded
+// before griddepcontrol.wait) per thread, the record reduced over the block as the fused kernel
+// does (warp reduce-scatter in f32, warps added in double). Every CTA of the launch runs at once,
+// where the token-per-lane kernel would run a warp's dependent chain per stage: 3-4 µs against
+// 7-14 µs from 1 to 16 tokens (docs/PERF.md, session 13). A token's records in a short chunk
+// differ from a long chunk's in their last bits (another order of the same sums).
+constexpr int kShortThreads = kHcDimsPerBlock;
+static_assert(kShortThreads % 32 == 0, "whole warps");
+
+// The grid is tokens × column blocks, the token fastest: the SMs work through one column block's
+// tokens together and keep its mixer columns (12 KB) in L1 (docs/PERF.md, session 12).
+__device__ __forceinline__ int block_token() { return static_cast<int>(blockIdx.x); }
+__device__ __forceinline__ int64_t block_first_dim() { return static_cast<int64_t>(blockIdx.y) * kHcDimsPerBlock; }
+dim3 column_block_grid(int T, int64_t D) {
+  return dim3(static_cast<unsigned>(T), static_cast<unsigned>(hc_column_blocks(D)));
+}
+
+// The block's record into its place: token-major, the column blocks in order (hc_finish's read).
+template <int M>
+__device__ __forceinline__ void store_record(const float (&wc)[M][kHcStreams], const float (&xs)[kHcStreams],
+                                             double* partial) {
+  double* record = partial + (static_cast<int64_t>(blockIdx.x) * gridDim.y + blockIdx.y) * hc_record_size(M);
+  reduce_record<M, kShortThreads>(wc, xs, [&](int e, double v) { record[e] = v; });
+}
+
+template <int M>
+__global__ void __launch_bounds__(kShortThreads) hc_partial_kernel(const float* __restrict__ x, MixerParams w,
+                                                                   int64_t D, double* __restrict__ partial) {
+  const int64_t d = block_first_dim() + threadIdx.x;
+  const bool live = d < D;
+  float wc[M][kHcStreams];
+  load_columns<M>(wc, w.type, w.w, w.row_bytes, D, d, live);  // weights: before the wait (pdl.cuh)
+  pdl_wait();
+  pdl_trigger();
+  const float* xt = x + static_cast<int64_t>(block_token()) * kHcStreams * D;
+  float xs[kHcStreams];
+#pragma unroll
+  for (int h = 0; h < kHcStreams; ++h) xs[h] = live ? xt[h * D + d] : 0.0f;
+  store_record<M>(wc, xs, partial);
+}
+
+// X' = post ⊗ f + Cᵀ·X for the block's dims; with M > 0 also the next mixer's record.
+template <int M>
+__global__ void __launch_bounds__(kShortThreads) hc_post_kernel(PostParams p, int64_t D, MixerParams next,
+                                                                double* __restrict__ partial) {
+  const int64_t d = block_first_dim() + threadIdx.x;
+  const bool live = d < D;
+  float wc[M > 0 ? M : 1][kHcStreams];
+  if constexpr (M > 0) load_columns<M>(wc, next.type, next.w, next.row_bytes, D, d, live);  // weights: before the wait
+  pdl_wait();
+  pdl_trigger();
+  float xs[kHcStreams] = {0.0f, 0.0f, 0.0f, 0.0f};
+  if (live) post_dim(p, block_token(), D, d, xs);
+  if constexpr (M > 0) store_record<M>(wc, xs, partial);
+}
+
 // hc_post and the next collapse for token blockIdx.y, one cluster of ⌈D/256⌉ blocks per token
 // (hc.h): each block pushes its record into slot (its rank) of every block's shared memory, a
 // cluster barrier, then every block sums the slots in rank order (the same bits in every block)
@@ -403,7 +463,41 @@ Status launch_post_collapse(const HcPostArgs& post, const HcPreArgs& next, cudaS
   return cuda_status(cudaGetLastError(), "hc_post_collapse kernel");
 }
 
+template <int M>
+Status launch_short_partials(const float* x, const DeviceTensor& fn, int T, int64_t D, double* partial,
+                             cudaStream_t stream) {
+  DSV4_CUDA_TRY(launch_pdl(hc_partial_kernel<M>, column_block_grid(T, D), dim3(kShortThreads), 0, stream, x,
+                           MixerParams{fn.type, fn.data, fn.row_bytes}, D, partial));
+  return cuda_status(cudaGetLastError(), "hc partial kernel");
+}
+
+template <int M>
+Status launch_short_post(const HcPostArgs& a, cudaStream_t stream) {
+  const DeviceTensor fn = a.next_fn ? *a.next_fn : DeviceTensor{};
+  DSV4_CUDA_TRY(launch_pdl(hc_post_kernel<M>, column_block_grid(a.T, a.D), dim3(kShortThreads), 0, stream,
+                           post_params(a), a.D, MixerParams{fn.type, fn.data, fn.row_bytes}, a.partial));
+  return cuda_status(cudaGetLastError(), "hc_post kernel");
+}
+
 }  // namespace
+
+namespace detail {
+
+Status hc_short_partials(const float* x, const DeviceTensor& fn, int M, int T, int64_t D, double* partial,
+                         cudaStream_t stream) {
+  if (M == kHcMix) return launch_short_partials<kHcMix>(x, fn, T, D, partial, stream);
+  if (M == kHcStreams) return launch_short_partials<kHcStreams>(x, fn, T, D, partial, stream);
+  return make_error("hc: mixer of " + std::to_string(M) + " rows unsupported");
+}
+
+Status hc_short_post(const HcPostArgs& a, int M, cudaStream_t stream) {
+  if (M == 0) return launch_short_post<0>(a, stream);
+  if (M == kHcMix) return launch_short_post<kHcMix>(a, stream);
+  if (M == kHcStreams) return launch_short_post<kHcStreams>(a, stream);
+  return make_error("hc_post: next mixer of " + std::to_string(M) + " rows unsupported");
+}
+
+}  // namespace detail
 
 Status hc_pre_from_partials(const HcPreArgs& a, cudaStream_t stream) { return launch_finish<kHcMix, false>(a, stream); }
 Status hc_head_from_partials(const HcPreArgs& a, cudaStream_t stream) {

@@ -28,6 +28,11 @@ inline constexpr int kHcStreams = 4;
 inline constexpr int kHcMix = (2 + kHcStreams) * kHcStreams;          // mix logits per sub-layer
 inline constexpr int kHcMixSize = 2 * kHcStreams + kHcStreams * kHcStreams;  // pre|post|comb
 inline constexpr int kHcDimsPerBlock = 64;  // dims d of a column block (all four streams)
+// hc_post and hc_mixer_partials run chunks of at least this many tokens a token per lane
+// (cuda/hc_chunk.cu), shorter ones a dim per lane (cuda/hc.cu: faster where few tokens leave lanes
+// idle; measured crossover 64 tokens, docs/PERF.md session 13). The two sum a record in different
+// orders: a token's records are the same bits for every chunk length on either side.
+inline constexpr int kHcTokenLaneMinTokens = 64;
 
 // Scratch doubles of the partial sums of an M-row mixer for T tokens, layout [T][blocks][M + 16]
 // (blocks = ⌈D / kHcDimsPerBlock⌉); token t's records start at hc_partial_doubles(t, D, M).

@@ -1,5 +1,6 @@
 // hc.h for chunks of tokens: hc_post (X' = post ⊗ f + Cᵀ·X) leaving the next mixer's records
-// over X', and hc_mixer_partials (the records over X), one lane per token.
+// over X', and hc_mixer_partials (the records over X), one lane per token, from
+// kHcTokenLaneMinTokens tokens on (shorter chunks: hc.cu's dim-per-lane kernels).
 //
 // Why a token per lane: a record is M mixer sums and a Gram matrix over a column block's dims. With
 // a dim per lane (session 12 and before) every token paid two warp reduce-scatters (24 floats, 16
@@ -479,6 +480,7 @@ Status hc_mixer_partials(const float* x, const DeviceTensor& fn, int M, int T, i
                          cudaStream_t stream) {
   DSV4_TRY(hc_check_mixer(fn, M, kHcStreams * D));
   if (T <= 0) return Status();
+  if (T < kHcTokenLaneMinTokens) return hc_short_partials(x, fn, M, T, D, partial, stream);
   ChunkParams p{};
   p.post.x = x;
   p.T = T;
@@ -494,6 +496,7 @@ Status hc_post(const HcPostArgs& a, cudaStream_t stream) {
   if (a.n_parts < 1) return make_error("hc_post: no parts to add");
   const int M = a.next_fn ? a.next_M : 0;
   if (M > 0) DSV4_TRY(hc_check_mixer(*a.next_fn, M, kHcStreams * a.D));
+  if (a.T < kHcTokenLaneMinTokens) return hc_short_post(a, M, stream);
   ChunkParams p{};
   p.post = PostParams{a.x, a.f, a.n_parts, a.f_extra, a.mix, a.out};
   p.T = a.T;

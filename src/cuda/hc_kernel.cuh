@@ -25,6 +25,12 @@ inline int hc_column_blocks(int64_t D) { return static_cast<int>((D + kHcDimsPer
 // A mixer of M rows over the HD = 4·D columns, of a type the kernels read.
 Status hc_check_mixer(const DeviceTensor& fn, int64_t M, int64_t HD);
 
+// The short chunks' kernels (hc.cu), for chunks under kHcTokenLaneMinTokens tokens; the caller has
+// checked the mixer. M = 0 in hc_short_post: no records.
+Status hc_short_partials(const float* x, const DeviceTensor& fn, int M, int T, int64_t D, double* partial,
+                         cudaStream_t stream);
+Status hc_short_post(const HcPostArgs& a, int M, cudaStream_t stream);
+
 // The operands of hc_post. mix is not __restrict__: the fused kernel writes the next mixing
 // coefficients over the ones it reads (hc_post_collapse_kernel says why that is safe).
 struct PostParams {

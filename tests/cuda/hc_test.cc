@@ -383,9 +383,10 @@ TEST(CudaHc, PreIsTheSameBitsForEveryChunkLength) {
 namespace dsv4::cuda::testing {
 namespace {
 
-// A token's records do not depend on the chunk it comes in: short chunks share each group of 32
-// tokens among 2 or 4 warps, long ones give a warp whole groups, one after another; every split
-// adds the same stage partials in the same order.
+// From kHcTokenLaneMinTokens tokens on (the token-per-lane kernel) a token's records do not depend
+// on the chunk it comes in: shorter of those chunks share each group of 32 tokens among 2 or 4
+// warps, long ones give a warp whole groups, one after another; every split adds the same stage
+// partials in the same order.
 TEST(CudaHc, RecordsAreTheSameBitsForEveryChunkLength) {
   const uint64_t seed = fresh_seed();
   SCOPED_TRACE(seed);
@@ -401,7 +402,8 @@ TEST(CudaHc, RecordsAreTheSameBitsForEveryChunkLength) {
   STATUS_ASSERT(hc_mixer_partials(dx.get<float>(), w, kHcMix, T, D, all.get<double>(), stream.get()));
   CUDA_ASSERT(cudaStreamSynchronize(stream.get()));
   const std::vector<double> want = download<double>(all, static_cast<size_t>(hc_partial_doubles(T, D)));
-  for (const auto& [t0, n] : {std::pair{5, 1}, std::pair{40, 40}, std::pair{100, 200}, std::pair{1000, 1100}}) {
+  static_assert(kHcTokenLaneMinTokens == 64, "the chunks below: splits 4, 2 and 1");
+  for (const auto& [t0, n] : {std::pair{5, 64}, std::pair{100, 200}, std::pair{1000, 1100}}) {
     SCOPED_TRACE(::testing::Message() << "tokens " << t0 << ".." << t0 + n);
     DeviceBuffer part(static_cast<size_t>(hc_partial_doubles(n, D)) * 8);
     STATUS_ASSERT(hc_mixer_partials(dx.get<float>() + t0 * HD, w, kHcMix, n, D, part.get<double>(), stream.get()));
