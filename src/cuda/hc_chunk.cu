@@ -18,8 +18,8 @@
 // a warp's first stage of a unit come its tokens' 20 mixing coefficients, kept in registers. X' is
 // written over X in the stage and leaves by coalesced 16-byte stores; a unit's records leave
 // through shared memory, whole records per store. Long chunks give each warp whole units, one after
-// another (the ring runs across them); short ones share a unit's stages among 2 or 4 warps, which
-// meet at a named barrier, so that a few tokens still take a few µs.
+// another (the ring runs across them); chunks of up to 8 groups share a unit's stages among 2 or 4
+// warps, which meet at a named barrier, so that more warps are busy.
 //
 // Sums, in an order that depends on D only: mixer sum k of a stage is an f32 FMA chain over each
 // quad of 4 dims (dim, then stream), the stage's 4 quads added in f32; the Gram entries of a stage
