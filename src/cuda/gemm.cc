@@ -85,10 +85,10 @@ bool wgmma_operands_fit(int64_t row_bytes, int64_t x_rows, int64_t x_stride) {
 
 // The tile a call runs on. A wgmma tile (gemm_wgmma.cu) when asked for, or kAuto on a compute
 // capability 9 device with split operands of a type it takes (Q8_0; gemm also F16, grouped_gemm
-// also IQ2_XXS) and at least 512 rows. Grouped, kAuto picks the wgmma tile from the average rows per group (the
-// offsets stay on the device): a group of r rows costs ⌈r/64⌉ 64 × 256 CTAs or 2·⌈r/128⌉ 128 × 128
-// ones, which differ where r mod 128 is in (0, 64], and the 64-token CTA costs more (it decodes
-// twice the weight rows per token). The 64-token tile is grouped only. The kernel addresses X rows
+// also IQ2_XXS) and at least 512 rows. Grouped, kAuto picks the wgmma tile from the average rows
+// per group (the offsets stay on the device): a group of r rows costs ⌈r/64⌉ 64 × 256 CTAs or
+// 2·⌈r/128⌉ 128 × 128 ones, which differ where r mod 128 is in (0, 64], and the 64-token CTA costs
+// more (it decodes twice the weight rows per token). The 64-token tile is grouped only. The kernel addresses X rows
 // with 32-bit element offsets: x_rows (the rows of x) · x_stride < 2^31; its weight stages come by
 // TMA, whose rows must be multiples of 16 bytes (Q8_0: n_in a multiple of 256; F16: of 8; IQ2_XXS:
 // of 2048).

@@ -1,10 +1,11 @@
 // hc.h: the collapse, the one-token kernels and the short chunks' hc_post and partial sums. The
 // mixer's partial sums of a chunk (one record per token and column block of kHcDimsPerBlock dims)
 // come out of hc_post or a pass of their own: hc_chunk.cu's token-per-lane kernel from
-// kHcTokenLaneMinTokens tokens on, the dim-per-lane kernels below for shorter chunks. The finishing kernel runs ⌈D/256⌉ blocks per token at decode (one per token for
-// prefill chunks); each sums the token's records (from L2) in the same fixed order, derives the
-// gates and the RMS factor of the collapse from them, and writes its 256 dims; block 0 also writes
-// the pre and post gates and the comb logits. The 4×4 Sinkhorn of those logits (20 dependent
+// kHcTokenLaneMinTokens tokens on, the dim-per-lane kernels below for shorter chunks. The
+// finishing kernel runs ⌈D/256⌉ blocks per token at decode (one per token for prefill chunks);
+// each sums the token's records (from L2) in the same fixed order, derives the gates and the RMS
+// factor of the collapse from them, and writes its 256 dims; block 0 also writes the pre and post
+// gates and the comb logits. The 4×4 Sinkhorn of those logits (20 dependent
 // iterations, ≈ 3 µs, the longest chain of a collapse) is a one-warp kernel of its own, hc_comb, so
 // that the forward can run it beside the sub-layer (only the sub-layer's hc_post reads comb). The
 // gate and Sinkhorn arithmetic repeats cpu/hc.cc operation by operation (no contraction), so the
