@@ -26,8 +26,6 @@
 #include <cooperative_groups.h>
 #include <cuda_runtime.h>
 
-#include <string>
-
 #include "cuda/check.h"
 #include "cuda/device_math.cuh"
 #include "cuda/hc.h"
@@ -486,16 +484,13 @@ namespace detail {
 
 Status hc_short_partials(const float* x, const DeviceTensor& fn, int M, int T, int64_t D, double* partial,
                          cudaStream_t stream) {
-  if (M == kHcMix) return launch_short_partials<kHcMix>(x, fn, T, D, partial, stream);
-  if (M == kHcStreams) return launch_short_partials<kHcStreams>(x, fn, T, D, partial, stream);
-  return make_error("hc: mixer of " + std::to_string(M) + " rows unsupported");
+  return with_mixer_rows<false>(M, [&](auto rows) {
+    return launch_short_partials<decltype(rows)::value>(x, fn, T, D, partial, stream);
+  });
 }
 
 Status hc_short_post(const HcPostArgs& a, int M, cudaStream_t stream) {
-  if (M == 0) return launch_short_post<0>(a, stream);
-  if (M == kHcMix) return launch_short_post<kHcMix>(a, stream);
-  if (M == kHcStreams) return launch_short_post<kHcStreams>(a, stream);
-  return make_error("hc_post: next mixer of " + std::to_string(M) + " rows unsupported");
+  return with_mixer_rows<true>(M, [&](auto rows) { return launch_short_post<decltype(rows)::value>(a, stream); });
 }
 
 }  // namespace detail

@@ -451,10 +451,7 @@ Status launch_chunk(ChunkParams p, cudaStream_t stream) {
 
 template <bool kPost>
 Status launch_for_rows(int M, const ChunkParams& p, cudaStream_t stream) {
-  if (M == kHcMix) return launch_chunk<kHcMix, kPost>(p, stream);
-  if (M == kHcStreams) return launch_chunk<kHcStreams, kPost>(p, stream);
-  if (kPost && M == 0) return launch_chunk<0, kPost>(p, stream);
-  return make_error("hc: mixer of " + std::to_string(M) + " rows unsupported");
+  return with_mixer_rows<kPost>(M, [&](auto rows) { return launch_chunk<decltype(rows)::value, kPost>(p, stream); });
 }
 
 }  // namespace

@@ -6,6 +6,8 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <string>
+#include <type_traits>
 
 #include "cuda/hc.h"
 #include "cuda/device_model.h"
@@ -24,6 +26,18 @@ inline int hc_column_blocks(int64_t D) { return static_cast<int>((D + kHcDimsPer
 
 // A mixer of M rows over the HD = 4·D columns, of a type the kernels read.
 Status hc_check_mixer(const DeviceTensor& fn, int64_t M, int64_t HD);
+
+// Calls launch(std::integral_constant<int, M>) for the mixers the kernels are built for: the
+// attention's (kHcMix rows), the head's (kHcStreams) and, when kNone, none (M = 0: no records).
+template <bool kNone, typename Launch>
+Status with_mixer_rows(int M, Launch&& launch) {
+  if (M == kHcMix) return launch(std::integral_constant<int, kHcMix>{});
+  if (M == kHcStreams) return launch(std::integral_constant<int, kHcStreams>{});
+  if constexpr (kNone) {
+    if (M == 0) return launch(std::integral_constant<int, 0>{});
+  }
+  return make_error("hc: mixer of " + std::to_string(M) + " rows unsupported");
+}
 
 // The short chunks' kernels (hc.cu), for chunks under kHcTokenLaneMinTokens tokens; the caller has
 // checked the mixer. M = 0 in hc_short_post: no records.
