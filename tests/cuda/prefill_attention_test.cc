@@ -3,7 +3,8 @@
 // output) on fresh random inputs: the real head geometry (64 heads of 512, window 128, top-k 512)
 // and small ones (4 heads of 96, 16 of 128), ratio 0, ratio 4 before and after the selection
 // becomes active, ratio 128, chunks that straddle the ring, launch offsets t0 and token counts
-// whose row lists end inside a split, long row lists (many splits), and inputs of mixed
+// whose row lists end inside a split, long row lists (many splits), splits whose scores jump far
+// above or fall far below the first one's (the combine's rescale), and inputs of mixed
 // magnitudes (per-vector power-of-two factors from 2^-40 to 2^40 and tiny elements beside large
 // ones: no scale factor may be assumed; all-zero heads and rows: the kernel's power-of-two scaling
 // must take them). Tolerance: 1e-5 relative L2 per head against double (the decode kernel's bar):
@@ -48,6 +49,7 @@ struct Magnitudes {
   int q_lo = 0, q_hi = 0, row_lo = 0, row_hi = 0, element_spread = 0;
   int zero_every = 0;  // > 0: every zero_every-th query head and row vector is all zeros
   int fp8_dims = 0;    // > 0: FP8_SIM (block 64) on each row's first fp8_dims dims, after the above
+  int comp_exp = 0;    // the compressed rows × 2^comp_exp, last: their splits' scores far above or below the window's
 };
 
 void zero_vectors(std::vector<float>& v, size_t n, int every) {
@@ -85,6 +87,7 @@ void run(const Geometry& g, const Case& c, uint64_t seed, const Magnitudes& mag 
       cpu::fp8_sim(rows->data() + i, mag.fp8_dims);
     }
   }
+  for (float& x : comp) x = std::ldexp(x, mag.comp_exp);
   const std::vector<float> sinks = normal_vector(H, rng, 1.0f, 1.0f);
   std::vector<int32_t> selected(static_cast<size_t>(chunk) * top_k, 0);
   for (int t = 0; t < chunk; ++t) {
@@ -220,6 +223,19 @@ TEST(CudaPrefillAttention, MixedMagnitudesMatchPlainReference) {
   // All-zero query heads and rows among ordinary ones (their power of two is the zero case).
   run(flash, Case{4, 2300, 3, 5}, fresh_seed(), Magnitudes{0, 0, 0, 0, 0, 5});
   run(Geometry{4, 96, 32, 32, 8}, Case{4, 60, 4, 16}, fresh_seed(), Magnitudes{0, 0, 0, 0, 0, 3});
+}
+
+TEST(CudaPrefillAttention, SplitsOfFarApartScoresMatchPlainReference) {
+  // The window fills the first split, the compressed rows the next ones. Scaled by 2^5 their
+  // scores dwarf the window's (the first split's weight in the combine goes towards zero); scaled
+  // by 2^-5 they are far below it (later splits add almost nothing).
+  const Geometry flash{64, 512, 64, 128, 512};
+  for (const int e : {5, -5}) {
+    Magnitudes m;
+    m.comp_exp = e;
+    run(flash, Case{4, 2300, 3, 5}, fresh_seed(), m);
+    run(flash, Case{2, 3000, 2, 1}, fresh_seed(), m);
+  }
 }
 
 TEST(CudaPrefillAttention, Fp8SimulatedRowsMatchPlainReference) {
