@@ -101,15 +101,15 @@ uint64_t DeviceState::lay_out(uint8_t* base) {
   s.index_proj = cv.take<float>(T * 4 * idh);
   s.index_proj2 = cv.take<float>(T * 2 * idh);
   s.score_cap = any_indexer ? n_ctx_ / 4 : 0;
-  // Prefill launches take as many tokens as kPrefillLaunchBytes of scratch hold (chunks of T > 1).
-  const auto launch_tokens = [&](int64_t bytes_per_token) {
-    return static_cast<int>(std::clamp<int64_t>(kPrefillLaunchBytes / std::max<int64_t>(bytes_per_token, 1),
+  // Prefill launches take as many tokens as their scratch budget holds (chunks of T > 1).
+  const auto launch_tokens = [&](int64_t launch_bytes, int64_t bytes_per_token) {
+    return static_cast<int>(std::clamp<int64_t>(launch_bytes / std::max<int64_t>(bytes_per_token, 1),
                                                  std::min<int64_t>(T, kSubChunk), T));
   };
   const bool prefill_attn = T > 1 && prefill_attention_supported(static_cast<int>(H), static_cast<int>(hd));
   const bool prefill_index = T > 1 && prefill_indexer_supported(static_cast<int>(IH), static_cast<int>(idh));
-  s.attn_tokens = prefill_attn ? launch_tokens(H * max_prefill_splits * (hd + 2) * 4) : 0;
-  s.index_tokens = prefill_index ? launch_tokens(s.score_cap * 4) : 0;
+  s.attn_tokens = prefill_attn ? launch_tokens(kPrefillAttentionLaunchBytes, H * max_prefill_splits * (hd + 2) * 4) : 0;
+  s.index_tokens = prefill_index ? launch_tokens(kPrefillIndexLaunchBytes, s.score_cap * 4) : 0;
   if (any_indexer) {
     s.iq = cv.take<float>(T * IH * idh);
     s.iw = cv.take<float>(T * IH);

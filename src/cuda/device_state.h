@@ -76,8 +76,9 @@ struct Scratch {
   int32_t* groups = nullptr;              // [T·G] 0..G-1 repeated (grouped output projection)
   int64_t score_cap = 0;
   // Tokens per launch of the prefill attention and indexer kernels (chunks of T > 1 whose geometry
-  // they take): as many as kPrefillLaunchBytes of split or score scratch hold, at least kSubChunk;
-  // 0 where those kernels do not run (decode-only states, other geometries).
+  // they take): as many as kPrefillAttentionLaunchBytes of split scratch or kPrefillIndexLaunchBytes
+  // of score scratch hold, at least kSubChunk; 0 where those kernels do not run (decode-only
+  // states, other geometries).
   int attn_tokens = 0, index_tokens = 0;
   // Tensor-core prefill inputs (states made with them, max_chunk > 1): f16 activation rows with their row factors
   // (convert_f32_to_f16): xn's, converted once per sub-layer, and one buffer for the other inputs
@@ -98,7 +99,11 @@ struct Scratch {
 
 // Tokens per launch of the attention and indexer kernels inside a chunk (bounds their scratch).
 inline constexpr int kSubChunk = 16;
-inline constexpr int64_t kPrefillLaunchBytes = int64_t{256} << 20;
+inline constexpr int64_t kPrefillIndexLaunchBytes = int64_t{256} << 20;
+// The prefill attention's split partials take more: each launch ends in a tail of part-empty waves
+// (≈ 30 µs a launch on the H100), and 256 MB cut a 4096-token chunk into 11 launches per layer.
+// 1 GB (3 launches): the attention stage −9 %, +0.8 GB at 4096-token chunks (docs/PERF.md, session 14).
+inline constexpr int64_t kPrefillAttentionLaunchBytes = int64_t{1} << 30;
 
 // Rows of state.logits_all: a chunk that wants every token's logits is at most this long (the
 // session splits longer ones), so a long prefill chunk does not cost max_chunk·n_vocab floats.
