@@ -7,6 +7,7 @@
 // serving up to 8 heads (one KV read for all of them), then a combine step adds the sink.
 #pragma once
 
+#include <cuda_fp16.h>
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
@@ -35,6 +36,15 @@ struct AttentionArgs {
   // A one-token chunk's own row also goes to ring slot p mod W here (no store_raw_rows launch): its
   // occupant, p - W, is outside the window of p and of every later position.
   float* store_ring = nullptr;
+  // prefill_attention only: the output as a GEMM's f16 input (gemm.h's convert_f32_to_f16, _split
+  // with out16_lo) instead of f32 in `out`, scaled per token and group of out16_group heads (the
+  // columns h·hd of heads g·out16_group ..): hi (lo) [T][H·hd] and 2^-s at
+  // out16_scale[g·out16_scale_stride + t]. Null: f32 in out.
+  __half* out16 = nullptr;
+  __half* out16_lo = nullptr;
+  float* out16_scale = nullptr;
+  int64_t out16_scale_stride = 0;
+  int out16_group = 0;
 };
 int attention_splits(int64_t max_rows);
 Status attention(const AttentionArgs& a, cudaStream_t stream);

@@ -150,7 +150,7 @@ uint64_t DeviceState::lay_out(uint8_t* base) {
     s.xn16_scale = cv.take<float>(T);
     s.in16 = cv.take<__half>(std::max(T * widest, T * K * F));
     s.in16_lo = cv.take<__half>(std::max(T * widest, T * K * F));
-    s.in16_scale = cv.take<float>(T * K);
+    s.in16_scale = cv.take<float>(T * std::max(K, G));  // a factor per row: routed rows, or out_a's per group
     s.side16 = cv.take<__half>(T * F);
     s.side16_lo = cv.take<__half>(T * F);
     s.side16_scale = cv.take<float>(T);

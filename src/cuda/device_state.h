@@ -83,10 +83,10 @@ struct Scratch {
   // Tensor-core prefill inputs (states made with them, max_chunk > 1): f16 activation rows with their row factors
   // (convert_f32_to_f16): xn's, converted once per sub-layer, and one buffer for the other inputs
   // (qr, attn, low, the routed and shared SwiGLU outputs, the head input) converted just before
-  // their projection.
+  // their projection; the prefill attention writes attn's itself, a factor per token and out_a group.
   __half *xn16 = nullptr, *in16 = nullptr;  // [T][D] / [max(T·widest input, T·K·F)]
   __half *xn16_lo = nullptr, *in16_lo = nullptr;  // their low parts (split products), same sizes
-  float *xn16_scale = nullptr, *in16_scale = nullptr;  // [T] / [T·K]
+  float *xn16_scale = nullptr, *in16_scale = nullptr;  // [T] / [T·max(K, G)]
   // The shared expert's down-projection input (sh_mid), converted on the side stream while the
   // routed experts use in16 on the main stream: its own buffers, [T][F] / [T].
   __half *side16 = nullptr, *side16_lo = nullptr;

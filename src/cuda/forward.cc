@@ -186,16 +186,28 @@ class ChunkForward {
 
   // §7.11: wo_a row block g reads only the heads of group g (G "experts" of o_rank rows): G GEMMs
   // over column slices of one converted attn, or one grouped matvec.
-  Status output_a(const DeviceTensor& out_a) {
+  // Whether out_a runs as G GEMMs on the chunk (else the grouped matvec).
+  bool out_a_gemm(const DeviceTensor& out_a) const {
+    return takes(out_a) && c_.o_lora_rank * out_a.row_bytes % 16 == 0;
+  }
+  // Whether the prefill attention writes out_a's GEMM input itself (AttentionArgs::out16: per token
+  // and group a row factor, in16_scale [G][T_]) instead of f32 rows for convert().
+  bool attention_feeds_out_a(const DeviceTensor& out_a, bool prefill_attention) const {
+    const int64_t G = c_.n_out_group, H = c_.n_head;
+    return prefill_attention && out_a_gemm(out_a) && H % G == 0 && H / G <= 32 && out_a.ne0 == H / G * c_.head_dim;
+  }
+
+  Status output_a(const DeviceTensor& out_a, bool fed) {
     const int64_t G = c_.n_out_group, O = c_.o_lora_rank, n_in = out_a.ne0;
     const int64_t slab = O * out_a.row_bytes;
-    if (takes(out_a) && slab % 16 == 0) {
+    if (out_a_gemm(out_a)) {
       const int64_t width = G * n_in;
-      DSV4_TRY(convert(sc_.attn, width, T_, width, sc_.in16, sc_.in16_lo, sc_.in16_scale));
+      if (!fed) DSV4_TRY(convert(sc_.attn, width, T_, width, sc_.in16, sc_.in16_lo, sc_.in16_scale));
       for (int64_t g = 0; g < G; ++g) {
         const GemmWeights w{out_a.type, out_a.data + g * slab, n_in, O, 1};
-        DSV4_TRY(gemm(w, sc_.in16 + g * n_in, width, sc_.in16_scale, T_, sc_.low + g * O, G * O, stream_,
-                      GemmTile::kAuto, lo_or_null(sc_.in16_lo + g * n_in)));
+        const float* scale = fed ? sc_.in16_scale + g * T_ : sc_.in16_scale;
+        DSV4_TRY(gemm(w, sc_.in16 + g * n_in, width, scale, T_, sc_.low + g * O, G * O, stream_, GemmTile::kAuto,
+                      lo_or_null(sc_.in16_lo + g * n_in)));
       }
       return Status();
     }
@@ -361,6 +373,7 @@ class ChunkForward {
     // the prefill kernel (all heads per block) where the state sized its scratch for it.
     const bool prefill = T_ > 1 && sc_.attn_tokens > 0;
     const int sub = prefill ? sc_.attn_tokens : kSubChunk;
+    const bool feeds_out_a = attention_feeds_out_a(L.out_a, prefill);
     for (int t0 = 0; t0 < T_; t0 += sub) {
       AttentionArgs a;
       a.q = sc_.q + t0 * H * hd;
@@ -384,6 +397,13 @@ class ChunkForward {
       a.top_k = static_cast<int>(c_.index_top_k);
       a.splits = prefill ? B.prefill_splits : B.attn_splits;
       if (T_ == 1) a.store_ring = B.ring;
+      if (feeds_out_a) {
+        a.out16 = sc_.in16 + t0 * H * hd;
+        a.out16_lo = split_ ? sc_.in16_lo + t0 * H * hd : nullptr;
+        a.out16_scale = sc_.in16_scale + t0;
+        a.out16_scale_stride = T_;
+        a.out16_group = static_cast<int>(H / c_.n_out_group);
+      }
       // The layer's rows are split once, for all its launches.
       if (prefill && t0 == 0) DSV4_TRY(prefill_attention_rows(a, T_, sc_.attn_rows, stream_));
       DSV4_TRY(prefill ? prefill_attention(a, sc_.attn_rows, stream_) : attention(a, stream_));
@@ -394,7 +414,7 @@ class ChunkForward {
     }
     DSV4_TRY(mark("attention"));
 
-    DSV4_TRY(output_a(L.out_a));
+    DSV4_TRY(output_a(L.out_a, feeds_out_a));
     DSV4_TRY(dense(L.out_b, sc_.low, sc_.out));
     DSV4_TRY(mark("output projections"));
     return post(sc_.out, 1, nullptr, ffn_hc(l));

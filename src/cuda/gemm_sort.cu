@@ -15,6 +15,7 @@
 #include <cstdint>
 
 #include "cuda/device_math.cuh"
+#include "cuda/f16_rows.cuh"
 #include "cuda/gemm_launch.h"
 
 namespace dsv4::cuda::detail {
@@ -109,19 +110,6 @@ __global__ void sort_scatter(const int32_t* topk, int n_pairs, int top_k, int n_
 constexpr int kConvertThreads = 256;
 
 __device__ __forceinline__ float pow2(int s) { return __int_as_float((127 + s) << 23); }  // |s| ≤ 126
-
-// The power of two s of a row whose largest magnitude is m (gemm.h): 0 for a zero or non-finite m.
-__device__ __forceinline__ int row_shift(float m) {
-  return m > 0.0f && isfinite(m) ? min(max(14 - ilogbf(m), -126), 126) : 0;
-}
-
-// hi (and lo) of one scaled element: lo = f16(v − hi), v − hi being exact in f32.
-__device__ __forceinline__ __half f16_hi(float v) {
-  return __float2half_rn(isfinite(v) ? fminf(fmaxf(v, -65504.0f), 65504.0f) : v);
-}
-__device__ __forceinline__ __half f16_lo(float v, __half hi) {
-  return __float2half_rn(isfinite(v) ? v - __half2float(hi) : 0.0f);
-}
 
 // One block per row (grid-strided): the row's largest magnitude (scaled form), then the stores;
 // the row read twice (the second time mostly from L2). Any shape.

@@ -28,8 +28,12 @@
 // of q and the rows in this kernel were issue- and barrier-bound (ncu: L1/TEX 74 %, 45 % issue,
 // short-scoreboard stalls), 6× the MMA bound; round 3 moved the rows' split to the conversion
 // kernel (H100: the CSA partial launch 604 → 402 µs, the attention stage −26 %).
-// Combine kernel, block (head, token): o = Σ_s e^{m_s-M} o_s / (e^{sink-M} + Σ_s e^{m_s-M} l_s)
-// over the token's non-empty splits, then the inverse RoPE at p (§7.10).
+// Combine kernel, block (group of heads, token), a warp per head: o = Σ_s e^{m_s-M} o_s /
+// (e^{sink-M} + Σ_s e^{m_s-M} l_s) over the token's non-empty splits, then the inverse RoPE at p
+// (§7.10), written as f32, or (AttentionArgs::out16) as out_a's GEMM input: the block is one out_a
+// group of the token, whose values wait in shared memory for their largest magnitude, then leave
+// as hi/lo f16 scaled by its power of two (gemm.h's conversion, a row factor per group), so that
+// the f32 output is never written and converted in a launch of its own (session 14).
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -38,6 +42,7 @@
 #include "cuda/check.h"
 #include "cuda/cp_async.cuh"
 #include "cuda/device_math.cuh"
+#include "cuda/f16_rows.cuh"
 #include "cuda/f16_split.cuh"
 #include "cuda/once_per_device.h"
 #include "cuda/pdl.cuh"
@@ -55,6 +60,7 @@ constexpr int kHeads = 64;               // M of both tiles (H ≤ 64, zero-padd
 constexpr int kSlab = 64;                // head dims per slab (k of the scores, n of P·V)
 constexpr int kMaxSlabs = 32;            // bits of a row's lo mask: hd ≤ 2048
 constexpr int kThreads = 256;
+constexpr int kCombineHeads = 8;         // heads per combine block (a warp each) for f32 output
 constexpr int kPitch = kSlab + 8;        // halves per shared row: 144 B, ldmatrix rows conflict-free
 constexpr int kPPitch = kRows + 8;       // halves per row of P': 272 B, conflict-free as well
 constexpr int kSPitch = kRows + 4;       // floats per row of the score tile
@@ -413,43 +419,87 @@ __global__ void __launch_bounds__(kThreads, 2) partial_kernel(AttentionArgs a, P
   }
 }
 
-// Every split the combine reads holds at least one row, so l_s ≥ 1 and m_s is finite.
-__global__ void combine_kernel(AttentionArgs a) {
+// Combine, block (group of gh heads, token), a warp per head. Every split the combine reads holds
+// at least one row, so l_s ≥ 1 and m_s is finite. With a.out16 the group's gh·hd outputs wait in
+// shared memory for their largest magnitude, then leave as hi (and lo) f16 of o·2^s.
+__global__ void combine_kernel(AttentionArgs a, int gh) {
   pdl_wait();  // launched with PDL: nothing before this line (pdl.cuh)
   pdl_trigger();
   extern __shared__ __align__(16) float smem[];
-  float* o = smem;         // [hd]
-  float* w = smem + a.hd;  // [splits]
-  __shared__ float scratch[32];
-  const int h = blockIdx.x, t = blockIdx.y;
-  const int n_split = static_cast<int>((attn_row_set(a, t).total() + kRows - 1) / kRows);
-  const int64_t base = (static_cast<int64_t>(t) * a.H + h) * a.splits;
-  const float2* ml = reinterpret_cast<const float2*>(a.part_ml) + base;
-  const float sink = a.sinks[h];
-  float m_local = -INFINITY;
-  for (int s = threadIdx.x; s < n_split; s += blockDim.x) m_local = fmaxf(m_local, ml[s].x);
-  const float M = fmaxf(sink, block_max(m_local, scratch));
-  float den_local = 0.0f;
-  for (int s = threadIdx.x; s < n_split; s += blockDim.x) {
-    const float2 v = ml[s];
-    const float e = expf(v.x - M);
-    w[s] = e;
-    den_local += v.y * e;
-  }
-  const float den = expf(sink - M) + block_sum(den_local, scratch);
-  for (int d = 4 * threadIdx.x; d < a.hd; d += 4 * blockDim.x) {  // hd is a multiple of 32
-    float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
-#pragma unroll 8
-    for (int s = 0; s < n_split; ++s) {
-      const float4 v = *reinterpret_cast<const float4*>(a.part_o + (base + s) * a.hd + d);
-      acc = make_float4(fmaf(v.x, w[s], acc.x), fmaf(v.y, w[s], acc.y), fmaf(v.z, w[s], acc.z), fmaf(v.w, w[s], acc.w));
+  const bool f16 = a.out16 != nullptr;
+  float* vals = smem;                          // [gh][hd] (f16 output only)
+  float* w = smem + (f16 ? gh * a.hd : 0);     // [gh][splits]: e^{m_s-M}
+  __shared__ float group_max[32];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int g = blockIdx.x, t = blockIdx.y, h = g * gh + warp, hd = a.hd;
+  const AttnRowSet rs = attn_row_set(a, t);
+  const int n_split = static_cast<int>((rs.total() + kRows - 1) / kRows);
+  float m_abs = 0.0f;
+  if (h < a.H) {
+    const int64_t base = (static_cast<int64_t>(t) * a.H + h) * a.splits;
+    const float2* ml = reinterpret_cast<const float2*>(a.part_ml) + base;
+    float* wh = w + warp * a.splits;
+    const float sink = a.sinks[h];
+    float m_local = -INFINITY;
+    for (int s = lane; s < n_split; s += 32) m_local = fmaxf(m_local, ml[s].x);
+    const float M = fmaxf(sink, warp_max(m_local));
+    float den_local = 0.0f;
+    for (int s = lane; s < n_split; s += 32) {
+      const float2 v = ml[s];
+      const float e = expf(v.x - M);
+      wh[s] = e;
+      den_local += v.y * e;
     }
-    *reinterpret_cast<float4*>(o + d) = make_float4(acc.x / den, acc.y / den, acc.z / den, acc.w / den);
+    const float den = expf(sink - M) + warp_sum(den_local);
+    __syncwarp();  // the weights visible to the warp
+    const int rot0 = hd - a.n_rot;
+    for (int d = 4 * lane; d < hd; d += 128) {  // hd is a multiple of 32
+      float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
+#pragma unroll 8
+      for (int s = 0; s < n_split; ++s) {
+        const float4 v = *reinterpret_cast<const float4*>(a.part_o + (base + s) * hd + d);
+        acc = make_float4(fmaf(v.x, wh[s], acc.x), fmaf(v.y, wh[s], acc.y), fmaf(v.z, wh[s], acc.z),
+                          fmaf(v.w, wh[s], acc.w));
+      }
+      float4 o = make_float4(acc.x / den, acc.y / den, acc.z / den, acc.w / den);
+      if (d >= rot0) {  // §7.10 at p, two whole pairs: rot0 and d are even
+        float c, sn;
+        rope_cos_sin(a.omega[(d - rot0) / 2], rs.pos, &c, &sn);
+        const float2 p0 = rope_rotated(o.x, o.y, c, sn, true);
+        rope_cos_sin(a.omega[(d - rot0) / 2 + 1], rs.pos, &c, &sn);
+        const float2 p1 = rope_rotated(o.z, o.w, c, sn, true);
+        o = make_float4(p0.x, p0.y, p1.x, p1.y);
+      }
+      if (f16) {
+        *reinterpret_cast<float4*>(vals + warp * hd + d) = o;
+        m_abs = fmaxf(m_abs, fmaxf(fmaxf(fabsf(o.x), fabsf(o.y)), fmaxf(fabsf(o.z), fabsf(o.w))));
+      } else {
+        *reinterpret_cast<float4*>(a.out + (static_cast<int64_t>(t) * a.H + h) * hd + d) = o;
+      }
+    }
   }
-  const int64_t pos = static_cast<int64_t>(*a.pos0) + a.t0 + t;
-  rope_shared(o, a.hd, a.n_rot / 2, a.omega, pos, true);
-  float* out = a.out + (static_cast<int64_t>(t) * a.H + h) * a.hd;
-  for (int d = threadIdx.x; d < a.hd; d += blockDim.x) out[d] = o[d];
+  if (!f16) return;
+  m_abs = warp_max(m_abs);
+  if (lane == 0) group_max[warp] = m_abs;
+  __syncthreads();  // the group's values and maxima
+  float m = 0.0f;
+  for (int i = 0; i < gh; ++i) m = fmaxf(m, group_max[i]);
+  const int shift = row_shift(m);
+  if (threadIdx.x == 0) a.out16_scale[g * a.out16_scale_stride + t] = pow2f(-shift);
+  const float f = pow2f(shift);
+  const int64_t at = static_cast<int64_t>(t) * a.H * hd + static_cast<int64_t>(g) * gh * hd;
+  for (int c = 4 * threadIdx.x; c < gh * hd; c += 4 * blockDim.x) {
+    const float4 v = *reinterpret_cast<const float4*>(vals + c);
+    const float e[4] = {v.x * f, v.y * f, v.z * f, v.w * f};
+    __align__(8) __half hi[4], lo[4];
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      hi[k] = f16_hi(e[k]);
+      lo[k] = f16_lo(e[k], hi[k]);
+    }
+    *reinterpret_cast<uint2*>(a.out16 + at + c) = *reinterpret_cast<const uint2*>(hi);
+    if (a.out16_lo) *reinterpret_cast<uint2*>(a.out16_lo + at + c) = *reinterpret_cast<const uint2*>(lo);
+  }
 }
 
 }  // namespace
@@ -484,6 +534,11 @@ Status prefill_attention(const AttentionArgs& a, const PrefillAttnRows& rows, cu
   if (rows.rows == nullptr || rows.meta == nullptr || a.t0 + a.T > rows.chunk) {
     return make_error("prefill attention: the tokens' rows were not converted (prefill_attention_rows)");
   }
+  const bool f16 = a.out16 != nullptr;
+  if (f16 && (a.out16_scale == nullptr || a.out16_group < 1 || a.out16_group > 32 || a.H % a.out16_group != 0 ||
+              a.out16_scale_stride < a.T)) {
+    return make_error("prefill attention: bad f16 output (scale, group of heads)");
+  }
   int device = 0;
   DSV4_CUDA_TRY(cudaGetDevice(&device));
   DSV4_CUDA_TRY(once_per_device(device, [] {
@@ -495,8 +550,9 @@ Status prefill_attention(const AttentionArgs& a, const PrefillAttnRows& rows, cu
     return allow_optin_smem(device, reinterpret_cast<const void*>(combine_kernel));
   }));
   DSV4_CUDA_TRY(launch_pdl(partial_kernel, dim3(a.splits, a.T), dim3(kThreads), sizeof(Smem), stream, a, rows));
-  const size_t combine_smem = static_cast<size_t>(a.hd + a.splits) * sizeof(float);
-  DSV4_CUDA_TRY(launch_pdl(combine_kernel, dim3(a.H, a.T), dim3(128), combine_smem, stream, a));
+  const int gh = f16 ? a.out16_group : std::min(a.H, kCombineHeads);
+  const size_t combine_smem = static_cast<size_t>(gh) * ((f16 ? a.hd : 0) + a.splits) * sizeof(float);
+  DSV4_CUDA_TRY(launch_pdl(combine_kernel, dim3((a.H + gh - 1) / gh, a.T), dim3(32 * gh), combine_smem, stream, a, gh));
   return cuda_status(cudaGetLastError(), "prefill attention kernels");
 }
 

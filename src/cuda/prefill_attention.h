@@ -4,7 +4,8 @@
 // for all heads at once and reads each row twice (scores, then P·V) instead of once per head
 // group; scores and P·V run on f16 tensor cores with power-of-two-scaled split operands
 // (f16_split.cuh: f32-level accuracy for any f32 input range), the head dim streamed through
-// shared memory. A combine step adds the sink and de-rotates, as in attention.h. The rows' split
+// shared memory. A combine step adds the sink and de-rotates, as in attention.h, and can write the
+// output as out_a's f16 GEMM input directly (AttentionArgs::out16). The rows' split
 // is made once per layer (prefill_attention_rows) and shared by all the layer's launches: a block
 // copies the halves it needs into shared memory instead of converting f32 rows per slab.
 // Decode (T = 1) stays on attention.h: one token's 8-head blocks keep more SMs busy there.

@@ -15,6 +15,8 @@
 // kernel's two-MMA path for the slabs whose lo halves are all zero; the same bar holds there, and
 // a slab wrongly taken as exact (any random f32 slab) would miss it by ≈ 2^-11. Every case runs
 // through the layer's row conversion (prefill_attention_rows), which has its own contract test.
+// The f16 output for out_a's GEMM (AttentionArgs::out16) must be, bit for bit, gemm.h's split
+// conversion of the f32 output with a row factor per token and group of heads.
 #include "cuda/prefill_attention.h"
 
 #include <gtest/gtest.h>
@@ -65,7 +67,47 @@ void scale_vectors(std::vector<float>& v, size_t n, int lo, int hi, int element_
   }
 }
 
-void run(const Geometry& g, const Case& c, uint64_t seed, const Magnitudes& mag = {}) {
+// gemm.h's row factor of a row whose largest magnitude is m (2^s with m·2^s in [2^14, 2^15)).
+int row_shift(float m) { return m > 0.0f && std::isfinite(m) ? std::clamp(14 - std::ilogb(m), -126, 126) : 0; }
+
+// The f16 output (AttentionArgs::out16, split, a factor per token and group of `group` heads)
+// against the f32 output of the same inputs put through gemm.h's split conversion per group: the
+// same bits.
+void check_f16_output(const std::vector<float>& got, AttentionArgs a, const PrefillAttnRows& rows, int group,
+                      cudaStream_t stream) {
+  SCOPED_TRACE(::testing::Message() << "f16 output, groups of " << group << " heads");
+  const size_t n = static_cast<size_t>(a.T) * a.H * a.hd, width = static_cast<size_t>(group) * a.hd;
+  const int G = a.H / group;
+  DeviceBuffer hi(n * 2), lo(n * 2), scale(static_cast<size_t>(G) * a.T * 4);
+  a.out = nullptr;
+  a.out16 = hi.get<__half>();
+  a.out16_lo = lo.get<__half>();
+  a.out16_scale = scale.get<float>();
+  a.out16_scale_stride = a.T;
+  a.out16_group = group;
+  STATUS_ASSERT(prefill_attention(a, rows, stream));
+  CUDA_ASSERT(cudaStreamSynchronize(stream));
+  const std::vector<__half> h = download<__half>(hi, n), l = download<__half>(lo, n);
+  const std::vector<float> f = download<float>(scale, static_cast<size_t>(G) * a.T);
+  for (int t = 0; t < a.T; ++t) {
+    for (int g = 0; g < G; ++g) {
+      const size_t at = static_cast<size_t>(t) * a.H * a.hd + g * width;
+      float m = 0.0f;
+      for (size_t i = 0; i < width; ++i) m = std::max(m, std::fabs(got[at + i]));
+      const int s = row_shift(m);
+      ASSERT_EQ(f[static_cast<size_t>(g) * a.T + t], std::ldexp(1.0f, -s)) << "token " << t << " group " << g;
+      for (size_t i = 0; i < width; ++i) {
+        const float v = got[at + i] * std::ldexp(1.0f, s);
+        const __half want_hi = __float2half_rn(std::clamp(v, -65504.0f, 65504.0f));
+        const __half want_lo = __float2half_rn(v - __half2float(want_hi));
+        ASSERT_EQ(__half_as_ushort(h[at + i]), __half_as_ushort(want_hi)) << "token " << t << " element " << at + i;
+        ASSERT_EQ(__half_as_ushort(l[at + i]), __half_as_ushort(want_lo)) << "token " << t << " element " << at + i;
+      }
+    }
+  }
+}
+
+void run(const Geometry& g, const Case& c, uint64_t seed, const Magnitudes& mag = {}, int out16_group = 0) {
   SCOPED_TRACE(::testing::Message() << "H " << g.H << " hd " << g.hd << " ratio " << c.ratio << " pos0 " << c.pos0
                                     << " T " << c.T << " t0 " << c.t0 << " seed " << seed << " q 2^[" << mag.q_lo
                                     << "," << mag.q_hi << "] rows 2^[" << mag.row_lo << "," << mag.row_hi << "] fp8 dims " << mag.fp8_dims);
@@ -184,6 +226,7 @@ void run(const Geometry& g, const Case& c, uint64_t seed, const Magnitudes& mag 
   }
   std::printf("prefill attention H %d hd %d ratio %d pos0 %d T %d: worst rel L2 %.3g\n", H, hd, c.ratio, c.pos0, c.T,
               worst);
+  if (out16_group > 0) check_f16_output(got, a, converted, out16_group, stream.get());
 }
 
 TEST(CudaPrefillAttention, SmallGeometriesMatchPlainReference) {
@@ -223,6 +266,14 @@ TEST(CudaPrefillAttention, MixedMagnitudesMatchPlainReference) {
   // All-zero query heads and rows among ordinary ones (their power of two is the zero case).
   run(flash, Case{4, 2300, 3, 5}, fresh_seed(), Magnitudes{0, 0, 0, 0, 0, 5});
   run(Geometry{4, 96, 32, 32, 8}, Case{4, 60, 4, 16}, fresh_seed(), Magnitudes{0, 0, 0, 0, 0, 3});
+}
+
+TEST(CudaPrefillAttention, F16OutputIsTheSplitConversionOfTheF32Output) {
+  // out_a's groups of 8 heads (flash), a CSA and an HCA layer; 4 groups of 4 heads of 128.
+  const Geometry flash{64, 512, 64, 128, 512};
+  run(flash, Case{4, 2300, 3, 5}, fresh_seed(), {}, 8);
+  run(flash, Case{128, 6000, 2, 0}, fresh_seed(), Magnitudes{-12, 2, -30, 3, 12}, 8);
+  run(Geometry{16, 128, 64, 32, 8}, Case{2, 300, 7, 1}, fresh_seed(), {}, 4);
 }
 
 TEST(CudaPrefillAttention, SplitsOfFarApartScoresMatchPlainReference) {

@@ -1,0 +1,24 @@
+// The scaled f16 form of a GEMM input row (gemm.h's convert_f32_to_f16 and _split): its power of
+// two and the hi/lo halves of one element. Shared by the conversion kernels (gemm_sort.cu) and the
+// kernels that write a GEMM's input directly (prefill attention's combine).
+#pragma once
+
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+namespace dsv4::cuda::detail {
+
+// The power of two s of a row whose largest magnitude is m (gemm.h): 0 for a zero or non-finite m.
+__device__ __forceinline__ int row_shift(float m) {
+  return m > 0.0f && isfinite(m) ? min(max(14 - ilogbf(m), -126), 126) : 0;
+}
+
+// hi (and lo) of one scaled element: lo = f16(v − hi), v − hi being exact in f32.
+__device__ __forceinline__ __half f16_hi(float v) {
+  return __float2half_rn(isfinite(v) ? fminf(fmaxf(v, -65504.0f), 65504.0f) : v);
+}
+__device__ __forceinline__ __half f16_lo(float v, __half hi) {
+  return __float2half_rn(isfinite(v) ? v - __half2float(hi) : 0.0f);
+}
+
+}  // namespace dsv4::cuda::detail
