@@ -184,8 +184,6 @@ class ChunkForward {
     return PairOut{buf, buf2, p.a.ne1, p.b.ne1};
   }
 
-  // §7.11: wo_a row block g reads only the heads of group g (G "experts" of o_rank rows): G GEMMs
-  // over column slices of one converted attn, or one grouped matvec.
   // Whether out_a runs as G GEMMs on the chunk (else the grouped matvec).
   bool out_a_gemm(const DeviceTensor& out_a) const {
     return takes(out_a) && c_.o_lora_rank * out_a.row_bytes % 16 == 0;
@@ -194,9 +192,12 @@ class ChunkForward {
   // and group a row factor, in16_scale [G][T_]) instead of f32 rows for convert().
   bool attention_feeds_out_a(const DeviceTensor& out_a, bool prefill_attention) const {
     const int64_t G = c_.n_out_group, H = c_.n_head;
-    return prefill_attention && out_a_gemm(out_a) && H % G == 0 && H / G <= 32 && out_a.ne0 == H / G * c_.head_dim;
+    return prefill_attention && out_a_gemm(out_a) && H % G == 0 && out_a.ne0 == H / G * c_.head_dim &&
+           prefill_attention_f16_output_supported(static_cast<int>(H / G), static_cast<int>(c_.head_dim));
   }
 
+  // §7.11: wo_a row block g reads only the heads of group g (G "experts" of o_rank rows): G GEMMs
+  // over column slices of one converted attn (fed: the attention wrote it), or one grouped matvec.
   Status output_a(const DeviceTensor& out_a, bool fed) {
     const int64_t G = c_.n_out_group, O = c_.o_lora_rank, n_in = out_a.ne0;
     const int64_t slab = O * out_a.row_bytes;

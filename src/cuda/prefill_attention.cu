@@ -61,6 +61,7 @@ constexpr int kSlab = 64;                // head dims per slab (k of the scores,
 constexpr int kMaxSlabs = 32;            // bits of a row's lo mask: hd ≤ 2048
 constexpr int kThreads = 256;
 constexpr int kCombineHeads = 8;         // heads per combine block (a warp each) for f32 output
+constexpr int kCombineMaxValues = 16384;  // f16 output: a group's values held in shared memory (64 KB)
 constexpr int kPitch = kSlab + 8;        // halves per shared row: 144 B, ldmatrix rows conflict-free
 constexpr int kPPitch = kRows + 8;       // halves per row of P': 272 B, conflict-free as well
 constexpr int kSPitch = kRows + 4;       // floats per row of the score tile
@@ -506,6 +507,10 @@ __global__ void combine_kernel(AttentionArgs a, int gh) {
 
 int prefill_attention_splits(int64_t max_rows) { return static_cast<int>((max_rows + kRows - 1) / kRows); }
 
+bool prefill_attention_f16_output_supported(int group, int hd) {
+  return group >= 1 && group <= 32 && int64_t{group} * hd <= kCombineMaxValues;
+}
+
 bool prefill_attention_supported(int H, int hd) {
   return H >= 1 && H <= kHeads && hd >= 32 && hd % 32 == 0 && hd <= kMaxSlabs * kSlab;
 }
@@ -535,8 +540,8 @@ Status prefill_attention(const AttentionArgs& a, const PrefillAttnRows& rows, cu
     return make_error("prefill attention: the tokens' rows were not converted (prefill_attention_rows)");
   }
   const bool f16 = a.out16 != nullptr;
-  if (f16 && (a.out16_scale == nullptr || a.out16_group < 1 || a.out16_group > 32 || a.H % a.out16_group != 0 ||
-              a.out16_scale_stride < a.T)) {
+  if (f16 && (a.out16_scale == nullptr || !prefill_attention_f16_output_supported(a.out16_group, a.hd) ||
+              a.H % a.out16_group != 0 || a.out16_scale_stride < a.T)) {
     return make_error("prefill attention: bad f16 output (scale, group of heads)");
   }
   int device = 0;

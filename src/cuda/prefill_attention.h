@@ -28,6 +28,8 @@ inline constexpr int kPrefillAttnRows = 128;
 int prefill_attention_splits(int64_t max_rows);
 // Whether the prefill kernel takes this geometry (else attention.h serves it).
 bool prefill_attention_supported(int H, int hd);
+// Whether it can write its output as f16 GEMM input in groups of `group` heads (AttentionArgs::out16).
+bool prefill_attention_f16_output_supported(int group, int hd);
 
 // Every KV row the tokens of one chunk can see, split once: row i (ring slot i < window, then
 // the chunk's row i - window, then compressed row i - window - chunk) as hi then lo f16 halves of
