@@ -24,75 +24,14 @@
 
 #include "cuda/gemm_kernel.cuh"
 #include "cuda/prefill_attention.h"
+#include "device_bench.cuh"
 
 namespace {
 
 using namespace dsv4;
-
-void check(cudaError_t e, const char* what) {
-  if (e != cudaSuccess) {
-    std::fprintf(stderr, "attention_bench: %s: %s\n", what, cudaGetErrorString(e));
-    std::exit(1);
-  }
-}
-
-void check(const Status& s) {
-  if (!s.ok()) {
-    std::fprintf(stderr, "attention_bench: %s\n", s.message().c_str());
-    std::exit(1);
-  }
-}
-
-// Uniform values in [-1, 1); dims d < exact_dims of each row of `width` rounded to multiples of
-// 2^-4 (exact in f16 after any power-of-two scale, as FP8-simulated dims are).
-__global__ void fill_kernel(float* p, size_t n, uint32_t seed, int width, int exact_dims) {
-  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<size_t>(gridDim.x) * blockDim.x) {
-    uint32_t h = static_cast<uint32_t>(i) * 2654435761u ^ seed;
-    h ^= h >> 15;
-    h *= 2246822519u;
-    h ^= h >> 13;
-    float v = (static_cast<float>(h & 0xFFFF) - 32768.0f) / 32768.0f;
-    if (static_cast<int>(i % width) < exact_dims) v = rintf(v * 16.0f) / 16.0f;
-    p[i] = v;
-  }
-}
-
-template <class T>
-T* device_alloc(size_t n) {
-  T* p = nullptr;
-  check(cudaMalloc(&p, n * sizeof(T)), "cudaMalloc");
-  return p;
-}
-
-float* random_floats(size_t n, uint32_t seed, int width = 1, int exact_dims = 0) {
-  float* p = device_alloc<float>(n);
-  fill_kernel<<<1024, 256>>>(p, n, seed, width, exact_dims);
-  check(cudaGetLastError(), "fill");
-  return p;
-}
-
-template <class Launch>
-double mean_us(Launch launch, cudaStream_t s) {
-  cudaEvent_t a, b;
-  check(cudaEventCreate(&a), "event");
-  check(cudaEventCreate(&b), "event");
-  launch();
-  std::vector<double> rounds;
-  for (int r = 0; r < 5; ++r) {
-    check(cudaEventRecord(a, s), "record");
-    for (int i = 0; i < 5; ++i) launch();
-    check(cudaEventRecord(b, s), "record");
-    check(cudaEventSynchronize(b), "sync");
-    float ms = 0;
-    check(cudaEventElapsedTime(&ms, a, b), "elapsed");
-    rounds.push_back(ms * 1000.0 / 5);
-  }
-  std::sort(rounds.begin(), rounds.end());
-  check(cudaEventDestroy(a), "event");
-  check(cudaEventDestroy(b), "event");
-  return rounds[rounds.size() / 2];
-}
+using bench::check;
+using bench::device_alloc;
+using bench::random_floats;
 
 constexpr int kChains = 8, kMmaLoops = 4096;
 
@@ -114,7 +53,7 @@ __global__ void mma_peak_kernel(float* sink, uint32_t seed) {
 double mma_ceiling_tflops(int sms, cudaStream_t s) {
   float* sink = device_alloc<float>(256);
   const int blocks = 4 * sms;
-  const double us = mean_us([&] { mma_peak_kernel<<<blocks, 256, 0, s>>>(sink, 0x3c003c00u); }, s);
+  const double us = bench::mean_us([&] { mma_peak_kernel<<<blocks, 256, 0, s>>>(sink, 0x3c003c00u); }, s, 5);
   check(cudaGetLastError(), "mma peak");
   cudaFree(sink);
   const double mmas = static_cast<double>(blocks) * 8 * kChains * kMmaLoops;  // 8 warps a block
@@ -195,8 +134,8 @@ int main(int argc, char** argv) {
       a.window = W;
       a.ratio = layer.ratio;
       a.top_k = top_k;
-      const double rows_us = mean_us([&] { check(cuda::prefill_attention_rows(a, T, rows, s)); }, s);
-      const double us = mean_us([&] { check(cuda::prefill_attention(a, rows, s)); }, s);
+      const double rows_us = bench::mean_us([&] { check(cuda::prefill_attention_rows(a, T, rows, s)); }, s, 5);
+      const double us = bench::mean_us([&] { check(cuda::prefill_attention(a, rows, s)); }, s, 5);
       double row_count = 0;  // Σ over tokens of the rows each sees
       for (int t = 0; t < T; ++t) {
         const int64_t p = pos0 + t, raw = std::min<int64_t>(W, p + 1);

@@ -16,69 +16,13 @@
 #include <cstring>
 #include <vector>
 
+#include "device_bench.cuh"
 #include "cuda/cost_model.h"
 #include "cuda/hc.h"
 
-namespace {
-
 using namespace dsv4;
-
-void check(cudaError_t e, const char* what) {
-  if (e != cudaSuccess) {
-    std::fprintf(stderr, "hc_bench: %s: %s\n", what, cudaGetErrorString(e));
-    std::exit(1);
-  }
-}
-
-void check(const Status& s) {
-  if (!s.ok()) {
-    std::fprintf(stderr, "hc_bench: %s\n", s.message().c_str());
-    std::exit(1);
-  }
-}
-
-__global__ void fill_kernel(float* p, size_t n, uint32_t seed) {
-  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<size_t>(gridDim.x) * blockDim.x) {
-    uint32_t h = static_cast<uint32_t>(i) * 2654435761u ^ seed;
-    h ^= h >> 15;
-    h *= 2246822519u;
-    h ^= h >> 13;
-    p[i] = (static_cast<float>(h & 0xFFFF) - 32768.0f) / 32768.0f;
-  }
-}
-
-float* random_floats(size_t n, uint32_t seed) {
-  float* p = nullptr;
-  check(cudaMalloc(&p, n * sizeof(float)), "cudaMalloc");
-  fill_kernel<<<1024, 256>>>(p, n, seed);
-  check(cudaGetLastError(), "fill");
-  return p;
-}
-
-template <class Launch>
-double mean_us(Launch launch, cudaStream_t s) {
-  cudaEvent_t a, b;
-  check(cudaEventCreate(&a), "event");
-  check(cudaEventCreate(&b), "event");
-  for (int i = 0; i < 3; ++i) launch();
-  std::vector<double> rounds;
-  for (int r = 0; r < 5; ++r) {
-    check(cudaEventRecord(a, s), "record");
-    for (int i = 0; i < 20; ++i) launch();
-    check(cudaEventRecord(b, s), "record");
-    check(cudaEventSynchronize(b), "sync");
-    float ms = 0;
-    check(cudaEventElapsedTime(&ms, a, b), "elapsed");
-    rounds.push_back(ms * 1000.0 / 20);
-  }
-  std::sort(rounds.begin(), rounds.end());
-  check(cudaEventDestroy(a), "event");
-  check(cudaEventDestroy(b), "event");
-  return rounds[rounds.size() / 2];
-}
-
-}  // namespace
+using bench::check;
+using bench::random_floats;
 
 int main(int argc, char** argv) {
   const bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
@@ -142,11 +86,11 @@ int main(int argc, char** argv) {
       a.D = D;
       a.next_fn = &fn;
       a.partial = partial;
-      const double us = mean_us([&] { check(cuda::hc_post(a, s)); }, s);
+      const double us = bench::mean_us([&] { check(cuda::hc_post(a, s)); }, s, 20);
       const double bytes = 2 * state + (parts + (parts > 1 ? 1 : 0)) * row + records + mixer_bytes;
       report(parts > 1 ? "hc_post (FFN: 6 parts + 1)" : "hc_post (attention: 1 part)", us, bytes);
     }
-    const double us = mean_us([&] { check(cuda::hc_mixer_partials(x, fn, cuda::kHcMix, T, D, partial, s)); }, s);
+    const double us = bench::mean_us([&] { check(cuda::hc_mixer_partials(x, fn, cuda::kHcMix, T, D, partial, s)); }, s, 20);
     report("hc_mixer_partials", us, state + records + mixer_bytes);
   }
   return 0;
