@@ -63,12 +63,13 @@ class DeviceSession {
   // Chunk length of prefill (scratch is sized for it).
   static constexpr int kDefaultMaxChunk = 128;
   // Tensor-core prefill (either tensor-core math) wants long chunks: the routed experts see
-  // T·6/256 rows each (≈ 48 at 2048), a GEMM tile is 64–128 rows. The chunk's scratch grows
+  // T·6/256 rows each (≈ 96 at 4096), a GEMM tile is 64–128 rows. The chunk's scratch grows
   // linearly (≈ 1 MB per token for Flash, the f32 activations of every sub-layer, plus the f16
-  // inputs and their low parts): ≈ 4.5 GB per session at 4096, against ≈ 14.4 GB of compressed
-  // rows for a 1M-token session. Measured on an H200 (docs/PERF.md), full flash-q2, 8K prompt, f16
-  // products: chunks of 2048 2 895 tokens/s, of 4096 3 224 tokens/s.
-  static constexpr int kTensorCoreMaxChunk = 4096;
+  // inputs and their low parts): ≈ 9.8 GB per session at 8192, against ≈ 14.4 GB of compressed
+  // rows for a 1M-token session and 86.7 GB of flash-q2 weights. Measured on an H200 (docs/PERF.md),
+  // full flash-q2, 8K prompt: chunks of 2048 2 895 tokens/s, of 4096 3 224 (f16 products, session
+  // 6); exact products, session 14: chunks of 4096 4 528 tokens/s, of 8192 4 986.
+  static constexpr int kTensorCoreMaxChunk = 8192;
   // The chunk length a session of this prefill math wants.
   static constexpr int max_chunk_for(PrefillMath math) {
     return math == PrefillMath::kMatvecF32 ? kDefaultMaxChunk : kTensorCoreMaxChunk;
@@ -83,6 +84,8 @@ class DeviceSession {
 
   int64_t n() const { return n_; }
   int64_t n_ctx() const { return state_->n_ctx(); }
+  // The longest chunk forward() evaluates in one pass (longer calls are cut into such chunks).
+  int max_chunk() const { return state_->max_chunk(); }
   // Device bytes of the state and scratch (checkpoint buffers not included).
   uint64_t state_bytes() const { return state_->bytes(); }
   // Device bytes one rollback checkpoint (and each speculative step) copies.
