@@ -31,6 +31,7 @@ struct BenchOptions {
   std::string frontiers = "2048,8192,32768";
   int64_t gen = 128;
   std::string csv;
+  bool reported = false;  // prefill through sync's progress callback, as the server and chat do
   double bf16_tflops = 790.0;  // dense bf16 rate measured on this workplace's H100/H200 (.library/device/KINDS.md)
 };
 
@@ -114,7 +115,9 @@ Status run(const BenchOptions& o) {
   int64_t done = 0;
   for (int64_t f : frontiers) {
     const auto t0 = std::chrono::steady_clock::now();
-    DSV4_ASSIGN_OR_RETURN(engine::SyncStats st, session->sync(std::span(tokens).first(static_cast<size_t>(f))));
+    const std::span<const int32_t> prefix = std::span(tokens).first(static_cast<size_t>(f));
+    const engine::ProgressFn keep_going = [](int64_t, int64_t) { return true; };
+    DSV4_ASSIGN_OR_RETURN(engine::SyncStats st, o.reported ? session->sync(prefix, keep_going) : session->sync(prefix));
     (void)session->logits();  // waits for the device
     const double prefill_s = seconds_since(t0);
     double flops = 0;  // per-token flops sampled at 16 points of the interval
@@ -157,6 +160,8 @@ void register_bench(CLI::App& app) {
   cmd->add_option("--frontiers", o->frontiers, "Increasing context sizes, comma-separated (default 2048,8192,32768)");
   cmd->add_option("--gen", o->gen, "Decode steps at each frontier (default 128)");
   cmd->add_option("--csv", o->csv, "Also write the table as CSV");
+  cmd->add_flag("--reported", o->reported,
+                "Prefill with progress reports, in the chunks the server and chat use");
   cmd->add_option("--bf16-tflops", o->bf16_tflops, "The card's dense bf16 rate for the prefill fraction (default 790)");
   cmd->callback([o, model, synthetic] {
     if (model->count() == 0 && synthetic->count() == 0) {

@@ -35,9 +35,13 @@ class BackendState {
   // Evaluates `tokens` at positions n() .. n()+size-1 (validated first: on error the state is
   // unchanged). all_logits, when not null, receives [tokens.size()][n_vocab].
   virtual Status forward(std::span<const int32_t> tokens, float* all_logits) = 0;
-  // The longest forward() call the backend runs as one pass: callers that cut a prompt into
-  // calls (to report progress) gain nothing from longer ones and lose speed on shorter ones.
-  virtual int64_t preferred_chunk() const = 0;
+  // How a prefill that reports progress cuts the prompt into forward() calls: the first call's
+  // length (a slow backend reports early, a GPU loses speed on short calls) and the longest one
+  // (the backend's one pass: longer calls gain nothing).
+  struct ReportedChunks {
+    int64_t first, longest;
+  };
+  virtual ReportedChunks reported_chunks() const = 0;
   // Next-token logits after position n()-1 (meaningful when n() > 0), on the host.
   virtual std::span<const float> logits() const = 0;
   // Samples from those logits with the sampler's parameters, PRNG and history (which it

@@ -30,9 +30,9 @@ class CpuState final : public BackendState {
   Status forward(std::span<const int32_t> tokens, float* all_logits) override {
     return cpu::forward(*model_, state_, tokens, sim_, all_logits);
   }
-  // cpu::forward takes any length in one pass at the same rate per token; this only bounds the
-  // calls of a reported prefill.
-  int64_t preferred_chunk() const override { return 4096; }
+  // cpu::forward takes any length in one pass at about the same rate per token: short first calls
+  // for an early report, growing to at most 4096.
+  ReportedChunks reported_chunks() const override { return {32, 4096}; }
   std::span<const float> logits() const override { return state_.logits(); }
 
   std::unique_ptr<BackendCheckpoint> checkpoint() override {

@@ -92,14 +92,17 @@ class BackendSession final : public Session {
   }
 
  private:
-  // eval() in chunks with a report after each. A chunk's size doubles while chunks take under
-  // kChunkSeconds, up to the backend's preferred chunk, so that the report keeps moving on a slow
-  // backend and a fast one runs its full-length passes (H200, full flash-q2, 8K prompt: 2 927
+  // eval() in chunks with a report after each, as the backend plans them (BackendState::
+  // reported_chunks): from its first length, growing 8× while chunks take under an eighth of
+  // kChunkSeconds and 2× while under kChunkSeconds, up to its longest, so that the report keeps
+  // moving on a slow backend and a GPU runs whole passes (H200, full flash-q2, 8K prompt: 2 927
   // tokens/s in chunks of 1024, 4 986 in chunks of 8192). Checkpoints as eval() of the whole would
   // take them: one at the end.
   Status eval_reporting(std::span<const int32_t> tokens, const ProgressFn& progress) {
     const int64_t total = static_cast<int64_t>(tokens.size());
-    int64_t done = 0, chunk = kFirstChunk;
+    const BackendState::ReportedChunks plan = state_->reported_chunks();
+    const int64_t longest = std::max<int64_t>(plan.longest, 1);
+    int64_t done = 0, chunk = std::clamp<int64_t>(plan.first, 1, longest);
     while (done < total) {
       const int64_t n = std::min(chunk, total - done);
       const auto start = std::chrono::steady_clock::now();
@@ -111,8 +114,8 @@ class BackendSession final : public Session {
         return make_error("prefill stopped after " + std::to_string(done) + " of " + std::to_string(total) +
                           " tokens");
       }
-      const int64_t longest = std::max(state_->preferred_chunk(), kFirstChunk);
-      if (took.count() < kChunkSeconds) chunk = std::min(chunk * 2, longest);
+      const int64_t grow = took.count() < kChunkSeconds / 8 ? 8 : took.count() < kChunkSeconds ? 2 : 1;
+      chunk = std::min(chunk * grow, longest);
     }
     if (total > 1) checkpoint();
     return Status();
@@ -133,9 +136,8 @@ class BackendSession final : public Session {
   }
 
   static constexpr size_t kMaxCheckpoints = 8;
-  static constexpr int64_t kFirstChunk = 32;
-  // A GPU chunk of 4096 tokens of the full model takes ≈ 0.9 s on an H200; at 0.25 s the server's
-  // prefill stopped doubling at 1024-token chunks (docs/PERF.md, session 14).
+  // Until session 14: 0.25 s, from 32 tokens for every backend, and the full model on an H200
+  // stopped growing at 1024-token chunks (docs/PERF.md).
   static constexpr double kChunkSeconds = 1.0;
   std::unique_ptr<BackendState> state_;
   int64_t n_vocab_;
