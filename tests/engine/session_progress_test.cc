@@ -1,14 +1,17 @@
-// Session::sync with a progress callback (chunked, reported, stoppable) and the host-memory check
-// that new_session applies to the context size.
+// Session::sync with a progress callback (chunked, reported, stoppable, in the chunks the backend
+// plans) and the host-memory check that new_session applies to the context size.
 #include <gtest/gtest.h>
 
 #include <unistd.h>
 
 #include <algorithm>
 #include <filesystem>
+#include <numeric>
+#include <vector>
 
 #include "engine/engine.h"
 #include "engine/host_memory.h"
+#include "engine/session.h"
 #include "model/synthetic.h"
 
 namespace dsv4::engine {
@@ -105,6 +108,69 @@ TEST_F(SessionProgressTest, StoppingLeavesAConsistentPrefixThatLaterSyncsExtend)
   auto fresh = *engine_->new_session(512);
   ASSERT_TRUE(fresh->sync(t).ok());
   EXPECT_TRUE(std::equal(fresh->logits().begin(), fresh->logits().end(), s->logits().begin()));
+}
+
+// A backend that evaluates instantly and records the length of each forward() call.
+class RecordingState final : public BackendState {
+ public:
+  RecordingState(ReportedChunks plan, std::vector<int64_t>* calls) : plan_(plan), calls_(calls) {}
+  int64_t n() const override { return n_; }
+  Status forward(std::span<const int32_t> tokens, float*) override {
+    calls_->push_back(static_cast<int64_t>(tokens.size()));
+    n_ += static_cast<int64_t>(tokens.size());
+    return Status();
+  }
+  ReportedChunks reported_chunks() const override { return plan_; }
+  std::span<const float> logits() const override { return logits_; }
+  std::unique_ptr<BackendCheckpoint> checkpoint() override { return std::make_unique<Checkpoint>(n_); }
+  Status rollback(const BackendCheckpoint& c) override {
+    n_ = c.n();
+    return Status();
+  }
+  void reset() override { n_ = 0; }
+  std::vector<uint8_t> serialize() const override { return {}; }
+  Status restore(std::span<const uint8_t>, int64_t n) override {
+    n_ = n;
+    return Status();
+  }
+
+ private:
+  struct Checkpoint final : BackendCheckpoint {
+    explicit Checkpoint(int64_t n) : n_(n) {}
+    int64_t n() const override { return n_; }
+    int64_t n_;
+  };
+  ReportedChunks plan_;
+  std::vector<int64_t>* calls_;
+  std::vector<float> logits_ = std::vector<float>(8, 0.0f);
+  int64_t n_ = 0;
+};
+
+std::vector<int64_t> reported_calls(BackendState::ReportedChunks plan, int n_tokens) {
+  std::vector<int64_t> calls;
+  model::Config config;
+  config.n_vocab = 8;
+  std::unique_ptr<Session> s =
+      make_session(std::make_unique<RecordingState>(plan, &calls), config, Fingerprint{}, Mode::kOfficial, 1 << 20);
+  std::vector<int32_t> t(static_cast<size_t>(n_tokens), 1);
+  EXPECT_TRUE(s->sync(t, [](int64_t, int64_t) { return true; }).ok());
+  EXPECT_EQ(std::accumulate(calls.begin(), calls.end(), int64_t{0}), n_tokens);
+  return calls;
+}
+
+TEST(SessionReportedChunks, AGpuPlanRunsWholePassesFromTheFirstToken) {
+  // The CUDA backend's plan: its max chunk from the start (the server's prefill used to ramp from
+  // 32 tokens and stop at 1024 on the full model, ≈ 1.5× the time).
+  EXPECT_EQ(reported_calls({8192, 8192}, 25000), (std::vector<int64_t>{8192, 8192, 8192, 424}));
+}
+
+TEST(SessionReportedChunks, ASmallFirstChunkGrowsToTheLongestAndNeverPastIt) {
+  // The CPU backend's plan; this backend is instant, so every chunk grows (8× under 1/8 s).
+  const std::vector<int64_t> calls = reported_calls({32, 4096}, 20000);
+  ASSERT_GE(calls.size(), 3u);
+  EXPECT_EQ(calls.front(), 32);
+  EXPECT_LE(*std::max_element(calls.begin(), calls.end()), 4096);
+  EXPECT_NE(std::find(calls.begin(), calls.end(), 4096), calls.end());
 }
 
 TEST_F(SessionProgressTest, NewSessionRefusesAContextThatCannotFitInMemory) {
