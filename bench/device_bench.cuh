@@ -38,7 +38,7 @@ T* device_alloc(size_t n) {
 // Uniform values in [-1, 1) from a hash of (index, seed); of each row of `width`, the dims below
 // exact_dims rounded to multiples of 2^-4 (exact in f16 after any power-of-two scale, as official
 // mode's FP8-simulated dims are).
-__global__ void fill_uniform_kernel(float* p, size_t n, uint32_t seed, int width, int exact_dims) {
+static __global__ void fill_uniform_kernel(float* p, size_t n, uint32_t seed, int width, int exact_dims) {
   for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<size_t>(gridDim.x) * blockDim.x) {
     uint32_t h = static_cast<uint32_t>(i) * 2654435761u ^ seed;

@@ -1,5 +1,5 @@
 // The scaled f16 form of a GEMM input row (gemm.h's convert_f32_to_f16 and _split): its power of
-// two and the hi/lo halves of one element. Shared by the conversion kernels (gemm_sort.cu) and the
+// two and the hi/lo halves of one element; pow2f, which f16_split.cuh's operands use as well. Shared by the conversion kernels (gemm_sort.cu) and the
 // kernels that write a GEMM's input directly (prefill attention's combine).
 #pragma once
 
@@ -7,6 +7,9 @@
 #include <cuda_runtime.h>
 
 namespace dsv4::cuda::detail {
+
+// 2^e for |e| ≤ 126, exact.
+__device__ __forceinline__ float pow2f(int e) { return __int_as_float((e + 127) << 23); }
 
 // The power of two s of a row whose largest magnitude is m (gemm.h): 0 for a zero or non-finite m.
 __device__ __forceinline__ int row_shift(float m) {

@@ -13,6 +13,7 @@
 
 #include <cstdint>
 
+#include "cuda/f16_rows.cuh"
 #include "cuda/gemm_kernel.cuh"
 
 namespace dsv4::cuda::detail {
@@ -27,9 +28,6 @@ __device__ __forceinline__ int split_exponent(float m) {
   const int e = 141 - (__float_as_int(m) >> 23);  // 14 - (field - 127); the sign bit of m is 0
   return e > kSplitExpMax ? kSplitExpMax : e;     // field ≤ 254 keeps e ≥ -113
 }
-
-// 2^e for |e| ≤ kSplitExpMax, exact.
-__device__ __forceinline__ float pow2f(int e) { return __int_as_float((e + 127) << 23); }
 
 // The 32 bits of an f16 pair, for stores of several pairs at once.
 __device__ __forceinline__ uint32_t half2_bits(__half2 h) { return *reinterpret_cast<const uint32_t*>(&h); }

@@ -109,8 +109,6 @@ __global__ void sort_scatter(const int32_t* topk, int n_pairs, int top_k, int n_
 
 constexpr int kConvertThreads = 256;
 
-__device__ __forceinline__ float pow2(int s) { return __int_as_float((127 + s) << 23); }  // |s| ≤ 126
-
 // One block per row (grid-strided): the row's largest magnitude (scaled form), then the stores;
 // the row read twice (the second time mostly from L2). Any shape.
 __global__ void f32_to_f16_rows(const float* x, int64_t x_stride, int64_t n_rows, int64_t cols, __half* out,
@@ -123,9 +121,9 @@ __global__ void f32_to_f16_rows(const float* x, int64_t x_stride, int64_t n_rows
       float m = 0.0f;
       for (int64_t c = threadIdx.x; c < cols; c += kConvertThreads) m = fmaxf(m, fabsf(xr[c]));
       s = row_shift(block_max(m, scratch));
-      if (threadIdx.x == 0) row_scale[r] = pow2(-s);
+      if (threadIdx.x == 0) row_scale[r] = pow2f(-s);
     }
-    const float f = pow2(s);
+    const float f = pow2f(s);
     for (int64_t c = threadIdx.x; c < cols; c += kConvertThreads) {
       const float v = xr[c] * f;
       const __half hi = f16_hi(v);
@@ -158,9 +156,9 @@ __global__ void __launch_bounds__(kConvertThreads) f32_to_f16_rows_held(const fl
     int s = 0;
     if (row_scale) {
       s = row_shift(block_max(m, scratch));
-      if (threadIdx.x == 0) row_scale[r] = pow2(-s);
+      if (threadIdx.x == 0) row_scale[r] = pow2f(-s);
     }
-    const float f = pow2(s);
+    const float f = pow2f(s);
 #pragma unroll
     for (int i = 0; i < kV; ++i) {
       const int c = threadIdx.x + i * kConvertThreads;
