@@ -3,7 +3,7 @@
 // shape with bf16 weights (what the tensor cores give this M×N×K through cuBLAS), and an 8192³
 // product as the card's dense bf16 ceiling. Needs a GPU; not a test.
 //
-//   gemm_bench [--quick | --profile | --int8 | --wgmma | --moe-wgmma]   (--quick: n = 2048 only;
+//   gemm_bench [--quick | --profile | --int8 | --wgmma | --moe-wgmma | --moe-at N]   (--quick: n = 2048 only;
 //   --profile: see profile_launches; --int8: the MoE down projection in f16, split and int8 mode
 //   (int8: mma.sync and wgmma; also with skewed routing) at 2048 and 4096 tokens, and the int8
 //   activation conversion; --wgmma: the dense Q8_0 shapes and the F16 compressor / indexer ones
@@ -11,7 +11,8 @@
 //   experts' fused gate/up (IQ2_XXS 4096 → 2·2048, 256 experts, 6 per token) in split mode on
 //   mma.sync (small and large tile) and on both wgmma tiles at 2048 and 4096 tokens with uniform
 //   routing, both wgmma tiles at 3072 and 6144, and at 2048 and 4096 tokens with skewed routing
-//   (expert popularity ∝ rank^-0.5: the hottest expert 16× as likely as the coldest))
+//   (expert popularity ∝ rank^-0.5: the hottest expert 16× as likely as the coldest); --moe-at N:
+//   the routed experts as a chunk of N tokens runs them, gate/up split and down int8, both on wgmma)
 //
 // Weights are random valid blocks made on the device (every f16 scale a moderate value), X random
 // f16 (cuBLAS: bf16, the same tensor-core rate). Each figure: 5 rounds of 20 back-to-back launches
@@ -27,6 +28,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <string>
@@ -431,6 +433,17 @@ int main(int argc, char** argv) {
         b.dense("indexer q_b (F16)", TensorType::F16, 1024, 8192, n, tile);
       }
     }
+    return 0;
+  }
+  // The routed experts at one chunk length, as the forward pass runs them: gate/up split on the
+  // 128-token wgmma tile, down in int8 on wgmma (uniform routing; also for ncu).
+  if (argc > 2 && std::strcmp(argv[1], "--moe-at") == 0) {
+    const int64_t n = std::atoll(argv[2]);
+    b.split = true;
+    b.moe("MoE gate+up fused (q2)", TensorType::IQ2_XXS, 4096, 4096, n, true, {GemmTile::kWgmma});
+    b.split = false;
+    b.int8 = true;
+    b.moe("MoE down (q2)", TensorType::Q2_K, 2048, 4096, n, false, {GemmTile::kWgmma});
     return 0;
   }
   // The routed experts' fused gate/up, split mode: mma.sync (both tiles) against wgmma.
