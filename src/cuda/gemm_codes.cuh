@@ -6,7 +6,7 @@
 //   Q8_0     q (int8), scale d per 32
 //   Q4_K     q·sc (q 0..15, sc 6-bit: ≤ 945), scale d per 256, offset dmin·m per 32
 //   Q2_K     q·sc (q 0..3, sc 4-bit: ≤ 45), scale d per 256, offset dmin·m per 16
-//   IQ2_XXS  ±grid·(2·ls + 1) (grid 8/25/43, ls 4-bit: ≤ 1333), scale d/8 per 256
+//   IQ2_XXS  ±grid (8/25/43), scale d/8·(2·ls + 1) per 32 (ls 4-bit)
 // so scale·code is the real-valued weight of FORMATS.md §4 exactly (the CPU's dequantize_row
 // rounds it in f32: ≤ 2^-24·(|scale·code| + |offset|) away).
 //
@@ -16,6 +16,8 @@
 //
 // Interface (besides the stage geometry and Fmt taken from the f16 decoder it extends):
 //   codes8(s, e, tables)  8 codes of elements e..e+7 (e % 8 == 0) as f16x4 pairs
+//   codes32(s, e, tables, v)  (optional) codes8 of e, e + 8, e + 16, e + 24 (e % 32 == 0) into v[4],
+//                         returning scale(s, e)
 //   kScaled               whether scale() exists (F16: no per-block step at all)
 //   scale(s, e)           the f32 scale of the block holding e (constant over 32 elements)
 //   kMinGroups            offset groups per 64 elements (0: no offsets)
@@ -145,24 +147,74 @@ struct CodesQ2_K : GemmQ2_K {
   }
 };
 
+// IQ2_XXS: the code is ±grid (≤ 43) and the scale d/8·(2·ls + 1) of the element's sub-block (one
+// 32-column half of a k-step), so no code needs a multiply. Its own tables: grid point i's eight
+// magnitudes as f16 (4 words at byte 16·i: one LDS.128 where the byte grid needs a PRMT and an HSUB2
+// per pair), then the 128 sign bytes. A sign becomes bit 15 or 31 of its f16x2 word through one
+// multiply (word j takes sign bits 2j and 2j + 1 to bits 15 and 31: the shifted copies of the
+// other bits land elsewhere) and one LOP3 that masks it and flips the magnitudes' sign bits.
 struct CodesIQ2_XXS : GemmIQ2_XXS {
   static constexpr bool kScaled = true;
   static constexpr int kMinGroups = 0;
-  DSV4_HD static uint4 codes8(const uint8_t* s, int e, const uint8_t* tables) {
-    const int sb = e >> 5, g = (e >> 3) & 3;
-    const uint8_t* sub = s + 2 + 8 * sb;
-    const uint32_t a1 = *reinterpret_cast<const uint16_t*>(sub + 4) |
-                        (uint32_t{*reinterpret_cast<const uint16_t*>(sub + 6)} << 16);
-    const uint2 grid = reinterpret_cast<const uint2*>(tables)[sub[g]];
-    const uint32_t signs = tables[2048 + ((a1 >> (7 * g)) & 127u)];
-    const uint32_t odd2 = small_f16x2(2 * (a1 >> 28) + 1);  // 2·ls + 1
-    uint32_t v[4];
-    bytes_to_f16x2(Fmt::fold_signs(grid.x, Fmt::sign_mask4(signs & 15u)), kF16x2_1088, v);  // 64 ± grid
-    bytes_to_f16x2(Fmt::fold_signs(grid.y, Fmt::sign_mask4(signs >> 4)), kF16x2_1088, v + 2);
-    return make_uint4(hmul2_bits(v[0], odd2), hmul2_bits(v[1], odd2), hmul2_bits(v[2], odd2), hmul2_bits(v[3], odd2));
+  static constexpr int kGridF16Bytes = 256 * 16;
+  static constexpr int kTableBytes = kGridF16Bytes + 128;
+  // Grid point g (8 magnitude bytes) as 8 f16 (exact: 1024 + m − 1024).
+  DSV4_HD static uint4 grid_f16(uint64_t g) {
+    uint32_t h[4];
+    bytes_to_f16x2(static_cast<uint32_t>(g), kF16x2_1024, h);
+    bytes_to_f16x2(static_cast<uint32_t>(g >> 32), kF16x2_1024, h + 2);
+    return make_uint4(h[0], h[1], h[2], h[3]);
   }
-  DSV4_HD static float scale(const uint8_t* s, int) {
-    return f16_to_f32(*reinterpret_cast<const uint16_t*>(s)) * 0.125f;
+  // Entry i < 256 of the tables t (and sign byte i where i < 128) from the format's tables.
+  DSV4_HD static void table_entry(uint8_t* t, const uint64_t* grid, const uint8_t* signs, int i) {
+    reinterpret_cast<uint4*>(t)[i] = grid_f16(grid[i]);
+    if (i < 128) t[kGridF16Bytes + i] = signs[i];
+  }
+#ifdef __CUDACC__
+  // The tables in shared memory from the format's device tables (all threads; a barrier must follow).
+  __device__ static void load_tables(uint8_t* t, const void* device_tables) {
+    const Iq2Tables* src = static_cast<const Iq2Tables*>(device_tables);
+    for (int i = threadIdx.x; i < 256; i += blockDim.x) table_entry(t, src->grid, src->signs, i);
+  }
+#endif
+  DSV4_HD static uint32_t signed_word(uint32_t magnitudes, uint32_t signs, uint32_t spread) {
+    return magnitudes ^ ((signs * spread) & 0x80008000u);
+  }
+  // Group g of a sub-block whose grid indices are a0 and signs and scale a1.
+  DSV4_HD static uint4 group8(uint32_t a0, uint32_t a1, int g, const uint8_t* tables) {
+    const uint4 m = reinterpret_cast<const uint4*>(tables)[(a0 >> (8 * g)) & 255u];
+    const uint32_t signs = tables[kGridF16Bytes + ((a1 >> (7 * g)) & 127u)];
+    return make_uint4(signed_word(m.x, signs, 0x40008000u), signed_word(m.y, signs, 0x10002000u),
+                      signed_word(m.z, signs, 0x04000800u), signed_word(m.w, signs, 0x01000200u));
+  }
+  DSV4_HD static void sub_block(const uint8_t* s, int e, uint32_t* a0, uint32_t* a1) {
+    const uint16_t* sub = reinterpret_cast<const uint16_t*>(s + 2 + 8 * (e >> 5));  // 2-aligned
+    *a0 = sub[0] | (uint32_t{sub[1]} << 16);
+    *a1 = sub[2] | (uint32_t{sub[3]} << 16);
+  }
+  DSV4_HD static uint4 codes8(const uint8_t* s, int e, const uint8_t* tables) {
+    uint32_t a0, a1;
+    sub_block(s, e, &a0, &a1);
+    return group8(a0, a1, (e >> 3) & 3, tables);
+  }
+  // The 32 codes of the sub-block starting at element e (e % 32 == 0) and its scale: its header
+  // read once (codes8 four times, whose addresses the compiler does not see are the same, reads it
+  // per group).
+  DSV4_HD static float codes32(const uint8_t* s, int e, const uint8_t* tables, uint4* v) {
+    uint32_t a0, a1;
+    sub_block(s, e, &a0, &a1);
+    DSV4_UNROLL
+    for (int g = 0; g < 4; ++g) v[g] = group8(a0, a1, g, tables);
+    return scale_of(s, a1);
+  }
+  // d/8·(2·ls + 1): exact in f32 (an 11-bit significand times a 5-bit integer).
+  DSV4_HD static float scale_of(const uint8_t* s, uint32_t a1) {
+    return f16_to_f32(*reinterpret_cast<const uint16_t*>(s)) * 0.125f * static_cast<float>(2 * (a1 >> 28) + 1);
+  }
+  DSV4_HD static float scale(const uint8_t* s, int e) {
+    uint32_t a0, a1;
+    sub_block(s, e, &a0, &a1);
+    return scale_of(s, a1);
   }
   DSV4_HD static float min_term(const uint8_t*, int) { return 0.0f; }
 };

@@ -161,6 +161,9 @@ struct GemmIQ2_XXS {
   using Fmt = FmtIQ2_XXS;
   static constexpr int kStageElems = 256, kStageBytes = 66, kMisalign = 14;
   static constexpr int kTableBytes = Fmt::kTableBytes;
+#ifdef __CUDACC__
+  __device__ static void load_tables(uint8_t* t, const void* device_tables) { Fmt::load_tables(t, device_tables); }
+#endif
   DSV4_HD static uint4 decode8(const uint8_t* s, int e, const uint8_t* tables) {
     const int sb = e >> 5, g = (e >> 3) & 3;
     const uint8_t* sub = s + 2 + 8 * sb;

@@ -482,7 +482,7 @@ __global__ void __launch_bounds__(kGemmThreads, T::kMinBlocks)
     }
   };
 
-  if constexpr (D::kTableBytes > 0) D::Fmt::load_tables(tables, p.iq2_tables);
+  if constexpr (D::kTableBytes > 0) D::load_tables(tables, p.iq2_tables);
 #pragma unroll
   for (int u = 0; u < kSX - 1; ++u) issue_group(u);
   gemm_cp_wait<kSX - 2>();

@@ -173,7 +173,7 @@ __global__ void __launch_bounds__(WgmmaGeometry<D, kTall>::kThreads, 1)
   if (tid == 0) {
     mbar_init_ring(full_bar, kProducerThreads + kConsumerThreads, empty_bar, kConsumerThreads, kStages, raw_bar, kRR);
   }
-  if constexpr (D::kTableBytes > 0) D::Fmt::load_tables(tables, p.iq2_tables);
+  if constexpr (D::kTableBytes > 0) D::load_tables(tables, p.iq2_tables);
   __syncthreads();
 
   if (warp < kProducerThreads / 32) {
@@ -236,9 +236,13 @@ __global__ void __launch_bounds__(WgmmaGeometry<D, kTall>::kThreads, 1)
         // between would keep it from sharing the sub-block header loads between chunks).
         const int e = (t % kSPR) * kGemmK + dchunk * 8;
         uint4 v[kCPT];
+        if constexpr (requires { D::codes32(row, e, tables, v); }) {
+          *scale = D::codes32(row, e, tables, v);
+        } else {
 #pragma unroll
-        for (int c = 0; c < kCPT; ++c) v[c] = D::codes8(row, e + 8 * c, tables);
-        *scale = D::scale(row, e);
+          for (int c = 0; c < kCPT; ++c) v[c] = D::codes8(row, e + 8 * c, tables);
+          *scale = D::scale(row, e);
+        }
 #pragma unroll
         for (int c = 0; c < kCPT; ++c) store(c, v[c]);
       }

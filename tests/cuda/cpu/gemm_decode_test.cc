@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <cstring>
 #include <random>
+#include <type_traits>
 #include <vector>
 
 #include "cuda/cuda_test_util.h"
@@ -99,6 +100,18 @@ TEST(GemmDecode, Q2_K) { check_decoder<detail::GemmQ2_K>(TensorType::Q2_K, 4); }
 TEST(GemmDecode, Q4_K) { check_decoder<detail::GemmQ4_K>(TensorType::Q4_K, 16); }
 TEST(GemmDecode, IQ2_XXS) { check_decoder<detail::GemmIQ2_XXS>(TensorType::IQ2_XXS, 2); }
 
+// The tables a split decoder reads: CodesIQ2_XXS lays out its own (an f16 grid), the others the
+// f16 decoders' ones.
+template <class D>
+std::vector<uint8_t> codes_tables() {
+  if constexpr (std::is_same_v<D, detail::CodesIQ2_XXS>) {
+    std::vector<uint8_t> t(D::kTableBytes);
+    for (int i = 0; i < 256; ++i) D::table_entry(t.data(), quant::iq2xxs_grid, quant::ksigns_iq2xs, i);
+    return t;
+  }
+  return shared_tables();
+}
+
 // The split GEMM's decoders (gemm_codes.cuh): every code of a scaled format is an integer of
 // magnitude ≤ 2048 (exact in f16; F16's code is the weight), and scale·code − min_term equals
 // dequantize_row's value up to the CPU's own f32 roundings of step·q − offset (≤ 2^-23·mag;
@@ -109,7 +122,7 @@ void check_codes(TensorType type) {
   const uint64_t seed = fresh_seed();
   SCOPED_TRACE(std::string(f.name) + " seed " + std::to_string(seed));
   std::mt19937_64 rng(seed);
-  const std::vector<uint8_t> tables = shared_tables();
+  const std::vector<uint8_t> tables = codes_tables<D>();
   const auto check = [&](const uint8_t* staged, int64_t r, int64_t first, int, const std::vector<float>& want,
                           const std::vector<double>& mag) {
     for (int e = 0; e < D::kStageElems; e += 8) {
@@ -139,6 +152,44 @@ TEST(GemmCodes, Q8_0) { check_codes<detail::CodesQ8_0>(TensorType::Q8_0); }
 TEST(GemmCodes, Q2_K) { check_codes<detail::CodesQ2_K>(TensorType::Q2_K); }
 TEST(GemmCodes, Q4_K) { check_codes<detail::CodesQ4_K>(TensorType::Q4_K); }
 TEST(GemmCodes, IQ2_XXS) { check_codes<detail::CodesIQ2_XXS>(TensorType::IQ2_XXS); }
+
+// Every grid point with every sign pattern in every group position (the sign spreading of
+// CodesIQ2_XXS::codes8 depends on both), against dequantize_row, exactly: blocks with d = 1 and
+// random sub-block scales, group g of sub-block sb holding point (i + 4·sb + g) mod 256 and pattern
+// (s + sb + g) mod 128 for every i and s.
+TEST(GemmCodes, IQ2_XXSEveryGridPointAndSignPattern) {
+  using D = detail::CodesIQ2_XXS;
+  const std::vector<uint8_t> tables = codes_tables<D>();
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  alignas(16) uint8_t block[80] = {};
+  float want[256];
+  for (int i = 0; i < 256; ++i) {
+    for (int s = 0; s < 128; ++s) {
+      block[0] = 0x00;
+      block[1] = 0x3C;  // d = 1
+      for (int sb = 0; sb < 8; ++sb) {
+        uint32_t a0 = 0, a1 = static_cast<uint32_t>(rng() & 15u) << 28;
+        for (int g = 0; g < 4; ++g) {
+          a0 |= static_cast<uint32_t>((i + 4 * sb + g) % 256) << (8 * g);
+          a1 |= static_cast<uint32_t>((s + sb + g) % 128) << (7 * g);
+        }
+        std::memcpy(block + 2 + 8 * sb, &a0, 4);
+        std::memcpy(block + 6 + 8 * sb, &a1, 4);
+      }
+      quant::dequantize_row(TensorType::IQ2_XXS, block, want, 256);
+      for (int e = 0; e < 256; e += 8) {
+        const uint4 v = D::codes8(block, e, tables.data());
+        const uint32_t words[4] = {v.x, v.y, v.z, v.w};
+        for (int k = 0; k < 8; ++k) {
+          const double code = f16_to_f32(static_cast<uint16_t>(words[k / 2] >> (16 * (k % 2))));
+          ASSERT_EQ(D::scale(block, e + k) * code, want[e + k]) << "point " << i << " pattern " << s << " element " << e + k;
+        }
+      }
+    }
+  }
+}
 
 // The int8 GEMM's Q2_K decoder (gemm_int8_codes.cuh) at every stage offset: codes are int8 q·sc
 // ≤ 45, and with the feature record's d, dmin·2^12 and m pairs, d·code − dmin·m equals
