@@ -299,12 +299,15 @@ __global__ void __launch_bounds__(WgmmaGeometry<D, kTall>::kThreads, 1)
   for (int i = 0; i < 64; ++i) acc[i] = tmp0[i] = tmp1[i] = 0.0f;
 
   // One 32-column chain: x_hi·codes and x_lo·codes for the two k16 slices of half h, into tmp.
-  auto chain = [&](float (&tmp)[64], uint32_t xa, uint32_t wb, int h) {
+  // w_desc and x_desc describe the slot's W and X hi tiles; a k16 slice is 32 bytes further, the
+  // lo tile kXTile bytes (the descriptor's start address is in units of 16 bytes and no shared
+  // address carries out of its 14 bits, so offsets add to the descriptor).
+  auto chain = [&](float (&tmp)[64], uint64_t x_desc, uint64_t w_desc, int h) {
 #pragma unroll
     for (int s = 0; s < 2; ++s) {
-      const uint32_t k_bytes = static_cast<uint32_t>((2 * h + s) * 32);
-      const uint64_t w = wgmma_desc_sw128(wb + k_bytes);
-      const uint64_t x_hi = wgmma_desc_sw128(xa + k_bytes), x_lo = wgmma_desc_sw128(xa + kXTile + k_bytes);
+      const uint32_t k_units = static_cast<uint32_t>((2 * h + s) * 32 / 16);
+      const uint64_t w = w_desc + k_units;
+      const uint64_t x_hi = x_desc + k_units, x_lo = x_desc + kXTile / 16 + k_units;
       if constexpr (kTall) {
         wgmma_m64n128k16_f16(tmp, w, x_hi, s > 0);
         wgmma_m64n128k16_f16(tmp, w, x_lo, true);
@@ -317,11 +320,11 @@ __global__ void __launch_bounds__(WgmmaGeometry<D, kTall>::kThreads, 1)
   };
   // acc += scale·tmp with the scales of half h of slot s. kTall: a thread's accumulators are
   // features 16·(warp % 4) + lane / 4 + 8·(c / 2) of its 64, so two scales (plain feature order in
-  // the table); else features 8j + 2·(lane % 4) + c % 2 of its 128 (tab_index order, 8 LDS.128).
-  auto scale_add = [&](const float (&tmp)[64], int s, int h) {
+  // the table), read ahead into d[h]; else features 8j + 2·(lane % 4) + c % 2 of its 128
+  // (tab_index order, 8 LDS.128).
+  auto scale_add = [&](const float (&tmp)[64], int s, int h, const float (&d)[2][2]) {
     if constexpr (kTall) {
-      const float* sc = tab + s * 2 * kTabHalf + h * kTabHalf + wg_f + 16 * (warp & 3) + (lane >> 2);
-      const float d0 = sc[0], d1 = sc[8];
+      const float d0 = d[h][0], d1 = d[h][1];
 #pragma unroll
       for (int j = 0; j < 16; ++j) {
         acc[4 * j + 0] = fmaf(d0, tmp[4 * j + 0], acc[4 * j + 0]);
@@ -353,19 +356,30 @@ __global__ void __launch_bounds__(WgmmaGeometry<D, kTall>::kThreads, 1)
     const uint32_t phase = (t / kStages) & 1;
     mbar_wait(full_bar + 8 * s, phase);
     fence_proxy_async();  // X landed through cp.async (generic proxy), read by the tensor cores
-    const uint32_t xa = xs + s * kXBytes;
-    const uint32_t wb = ws + s * kWBytes + wg_f * 128;
+    const uint64_t x_desc = wgmma_desc_sw128(xs + s * kXBytes);
+    const uint64_t w_desc = wgmma_desc_sw128(ws + s * kWBytes + wg_f * 128);
+    // kTall: this thread's two scales of each half, read now so that the FFMAs after each chain do
+    // not wait for them (they did: a shared load behind the MMAs' operand reads).
+    float d[2][2];
+    if constexpr (kTall) {
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const float* sc = tab + s * 2 * kTabHalf + h * kTabHalf + wg_f + 16 * (warp & 3) + (lane >> 2);
+        d[h][0] = sc[0];
+        d[h][1] = sc[8];
+      }
+    }
     wgmma_fence_operands(tmp0);
     wgmma_fence_operands(tmp1);
     wgmma_fence();
-    chain(tmp0, xa, wb, 0);
-    chain(tmp1, xa, wb, 1);
+    chain(tmp0, x_desc, w_desc, 0);
+    chain(tmp1, x_desc, w_desc, 1);
     wgmma_wait<1>();
     wgmma_fence_operands(tmp0);
-    scale_add(tmp0, s, 0);
+    scale_add(tmp0, s, 0, d);
     wgmma_wait<0>();
     wgmma_fence_operands(tmp1);
-    scale_add(tmp1, s, 1);
+    scale_add(tmp1, s, 1, d);
     mbar_arrive(empty_bar + 8 * s);
     if (t + kStages < n_steps) {
       // Both consumers read all of X: the slot is free once both are done with it.
