@@ -149,14 +149,18 @@ struct CodesQ2_K : GemmQ2_K {
 
 // IQ2_XXS: the code is ±grid (≤ 43) and the scale d/8·(2·ls + 1) of the element's sub-block (one
 // 32-column half of a k-step), so no code needs a multiply. Its own tables: grid point i's eight
-// magnitudes as f16 (4 words at byte 16·i: one LDS.128 where the byte grid needs a PRMT and an HSUB2
-// per pair), then the 128 sign bytes. A sign becomes bit 15 or 31 of its f16x2 word through one
-// multiply (word j takes sign bits 2j and 2j + 1 to bits 15 and 31: the shifted copies of the
-// other bits land elsewhere) and one LOP3 that masks it and flips the magnitudes' sign bits.
+// magnitudes as f16 (4 words: one LDS.128 where the byte grid needs a PRMT and an HSUB2 per pair)
+// in kGridCopies copies, then the 128 sign bytes. Copy c of point i is at byte 16·(8·i + c) and a
+// thread reads copy threadIdx.x % 8, so the 8 lanes that one wavefront of an LDS.128 serves read
+// 8 different bank quads whatever points they ask for (one copy cost 2.5 wavefronts per quarter
+// warp). A sign becomes bit 15 or 31 of its f16x2 word through one multiply (word j takes sign bits
+// 2j and 2j + 1 to bits 15 and 31: the shifted copies of the other bits land elsewhere) and one
+// LOP3 that masks it and flips the magnitudes' sign bits.
 struct CodesIQ2_XXS : GemmIQ2_XXS {
   static constexpr bool kScaled = true;
   static constexpr int kMinGroups = 0;
-  static constexpr int kGridF16Bytes = 256 * 16;
+  static constexpr int kGridCopies = 8;
+  static constexpr int kGridF16Bytes = 256 * 16 * kGridCopies;
   static constexpr int kTableBytes = kGridF16Bytes + 128;
   // Grid point g (8 magnitude bytes) as 8 f16 (exact: 1024 + m − 1024).
   DSV4_HD static uint4 grid_f16(uint64_t g) {
@@ -165,9 +169,10 @@ struct CodesIQ2_XXS : GemmIQ2_XXS {
     bytes_to_f16x2(static_cast<uint32_t>(g >> 32), kF16x2_1024, h + 2);
     return make_uint4(h[0], h[1], h[2], h[3]);
   }
-  // Entry i < 256 of the tables t (and sign byte i where i < 128) from the format's tables.
+  // Entry i < 256 of the tables t, every copy (and sign byte i where i < 128), from the format's.
   DSV4_HD static void table_entry(uint8_t* t, const uint64_t* grid, const uint8_t* signs, int i) {
-    reinterpret_cast<uint4*>(t)[i] = grid_f16(grid[i]);
+    const uint4 m = grid_f16(grid[i]);
+    for (int c = 0; c < kGridCopies; ++c) reinterpret_cast<uint4*>(t)[kGridCopies * i + c] = m;
     if (i < 128) t[kGridF16Bytes + i] = signs[i];
   }
 #ifdef __CUDACC__
@@ -177,12 +182,21 @@ struct CodesIQ2_XXS : GemmIQ2_XXS {
     for (int i = threadIdx.x; i < 256; i += blockDim.x) table_entry(t, src->grid, src->signs, i);
   }
 #endif
+  // The grid copy this thread reads (any copy holds the same values; the host reads copy 0).
+  DSV4_HD static int grid_copy() {
+#ifdef __CUDA_ARCH__
+    return static_cast<int>(threadIdx.x % kGridCopies);
+#else
+    return 0;
+#endif
+  }
   DSV4_HD static uint32_t signed_word(uint32_t magnitudes, uint32_t signs, uint32_t spread) {
     return magnitudes ^ ((signs * spread) & 0x80008000u);
   }
-  // Group g of a sub-block whose grid indices are a0 and signs and scale a1.
-  DSV4_HD static uint4 group8(uint32_t a0, uint32_t a1, int g, const uint8_t* tables) {
-    const uint4 m = reinterpret_cast<const uint4*>(tables)[(a0 >> (8 * g)) & 255u];
+  // Group g of a sub-block whose grid indices are a0 and signs and scale a1; grid is this thread's
+  // copy (tables + 16·grid_copy()).
+  DSV4_HD static uint4 group8(uint32_t a0, uint32_t a1, int g, const uint8_t* grid, const uint8_t* tables) {
+    const uint4 m = *reinterpret_cast<const uint4*>(grid + 16 * kGridCopies * ((a0 >> (8 * g)) & 255u));
     const uint32_t signs = tables[kGridF16Bytes + ((a1 >> (7 * g)) & 127u)];
     return make_uint4(signed_word(m.x, signs, 0x40008000u), signed_word(m.y, signs, 0x10002000u),
                       signed_word(m.z, signs, 0x04000800u), signed_word(m.w, signs, 0x01000200u));
@@ -195,7 +209,7 @@ struct CodesIQ2_XXS : GemmIQ2_XXS {
   DSV4_HD static uint4 codes8(const uint8_t* s, int e, const uint8_t* tables) {
     uint32_t a0, a1;
     sub_block(s, e, &a0, &a1);
-    return group8(a0, a1, (e >> 3) & 3, tables);
+    return group8(a0, a1, (e >> 3) & 3, tables + 16 * grid_copy(), tables);
   }
   // The 32 codes of the sub-block starting at element e (e % 32 == 0) and its scale: its header
   // read once (codes8 four times, whose addresses the compiler does not see are the same, reads it
@@ -203,8 +217,9 @@ struct CodesIQ2_XXS : GemmIQ2_XXS {
   DSV4_HD static float codes32(const uint8_t* s, int e, const uint8_t* tables, uint4* v) {
     uint32_t a0, a1;
     sub_block(s, e, &a0, &a1);
+    const uint8_t* grid = tables + 16 * grid_copy();
     DSV4_UNROLL
-    for (int g = 0; g < 4; ++g) v[g] = group8(a0, a1, g, tables);
+    for (int g = 0; g < 4; ++g) v[g] = group8(a0, a1, g, grid, tables);
     return scale_of(s, a1);
   }
   // d/8·(2·ls + 1): exact in f32 (an 11-bit significand times a 5-bit integer).
