@@ -116,7 +116,7 @@ struct WgmmaGeometry : GemmGeometry<D, GemmTileWgmma<kTall>> {
     return 1024 + kRawOffset + raw_stages(lead) * kRawBytes + G::kTableBytes + (2 * kStages + raw_stages(lead)) * 8;
   }
   static constexpr int kMaxSmem = 227 * 1024;
-  // The deepest raw lead (≤ 4 steps) that fits: 4 for every shape but Q8_0 on the 64-token tile.
+  // The deepest raw lead (≤ 4 steps) that fits: 4 but for Q8_0 on the 64-token tile (2) and F16 (3).
   static constexpr int kLead = smem(4) <= kMaxSmem ? 4 : smem(3) <= kMaxSmem ? 3 : smem(2) <= kMaxSmem ? 2 : 1;
   static constexpr int kRR = raw_stages(kLead);
   static constexpr int kSmem = smem(kLead);
