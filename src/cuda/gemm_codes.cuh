@@ -62,8 +62,8 @@ DSV4_HD uint32_t hmul2_bits(uint32_t a, uint32_t b) {
 #endif
 }
 
-// f16 bit patterns of 1024 and 1024 + 64 / + 128, both halves.
-constexpr uint32_t kF16x2_1024 = 0x64006400u, kF16x2_1088 = 0x64406440u, kF16x2_1152 = 0x64806480u;
+// f16 bit patterns of 1024 and 1024 + 128, both halves.
+constexpr uint32_t kF16x2_1024 = 0x64006400u, kF16x2_1152 = 0x64806480u;
 
 // The 4 bytes of w as f16x2 pairs (byte − bias, exactly; bias2 = f16x2 of 1024 + bias).
 DSV4_HD void bytes_to_f16x2(uint32_t w, uint32_t bias2, uint32_t* out) {
