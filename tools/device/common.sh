@@ -70,3 +70,15 @@ for r in body:
 print("%9.2f us  total of %d kernels" % (total, len(body)))
 '
 }
+# ncu_source NAME NCU_OPTIONS... COMMAND...: `ncu --set full` of the launches the options select,
+# leaving $OUT/NAME_details.txt and $OUT/NAME_sass.csv.gz (per-instruction samples and shared-memory
+# wavefronts; summarise it here with tools/device/ncu_source_summary.py). ncu's own output goes to
+# stderr.
+ncu_source() {
+  local name=$1
+  shift
+  ncu --set full --import-source no -o "$OUT/$name" "$@" >&2 || return
+  ncu --import "$OUT/$name.ncu-rep" --page details >"$OUT/${name}_details.txt" 2>&1
+  ncu --import "$OUT/$name.ncu-rep" --page source --csv --print-source sass 2>/dev/null | gzip >"$OUT/${name}_sass.csv.gz"
+  rm -f "$OUT/$name.ncu-rep"
+}

@@ -1,0 +1,98 @@
+#!/usr/bin/env python3
+"""Summary of one kernel's `ncu --page source --csv --print-source sass` export (plain or .gz).
+
+Usage: ncu_source_summary.py FILE [--units N] [--top K]
+
+Prints, for the whole kernel and for each warp role of a warp-specialised kernel (the code after
+`USETMAXREG.TRY_ALLOC` is the consumers', after `USETMAXREG.DEALLOC` the producers'; a kernel
+without them is one region):
+  - its share of the warp-stall samples and its leading stall reasons;
+  - executed warp instructions and shared-memory wavefronts per unit of work (--units N: e.g.
+    CTAs × k-steps, so that figures read per step), for the opcodes with the most stall samples
+    and those with the most wavefronts;
+  - the K instructions with the most stall samples, with their two leading reasons.
+Run here on a file fetched from the GPU machine (session 15 worked this out by hand three times).
+"""
+import argparse
+import collections
+import csv
+import gzip
+import sys
+
+SAMPLES = "Warp Stall Sampling (All Samples)"
+
+
+def read_rows(path):
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rt", newline="") as f:
+        lines = f.read().splitlines()
+    # The export starts with a line naming the kernel, then the header.
+    start = next(i for i, line in enumerate(lines) if line.startswith('"Address"'))
+    return list(csv.DictReader(lines[start:]))
+
+
+def number(row, key):
+    value = row.get(key, "") or "0"
+    return float(value.replace(",", ""))
+
+
+def opcode(source):
+    words = [w for w in source.split() if not w.startswith("@")]
+    return words[0] if words else "?"
+
+
+def regions(rows):
+    consumer = next((i for i, r in enumerate(rows) if "TRY_ALLOC" in r["Source"]), None)
+    producer = next((i for i, r in enumerate(rows) if "DEALLOC" in r["Source"]), None)
+    if consumer is None or producer is None:
+        return [("kernel", 0, len(rows))]
+    first, second = sorted([("consumers", consumer), ("producers", producer)], key=lambda x: x[1])
+    return [("prologue", 0, first[1]), (first[0], first[1], second[1]), (second[0], second[1], len(rows))]
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("file")
+    parser.add_argument("--units", type=float, default=1.0, help="divide counts by this (e.g. CTAs × steps)")
+    parser.add_argument("--top", type=int, default=12)
+    args = parser.parse_args()
+    rows = read_rows(args.file)
+    if not rows:
+        sys.exit("no instructions in " + args.file)
+    stalls = [k for k in rows[0] if k.startswith("stall_") and "Not Issued" not in k]
+    total = sum(number(r, SAMPLES) for r in rows) or 1.0
+    print("%d instructions, %.0f stall samples" % (len(rows), total))
+    for name, lo, hi in regions(rows):
+        part = rows[lo:hi]
+        samples = sum(number(r, SAMPLES) for r in part)
+        reasons = collections.Counter()
+        ops = collections.defaultdict(lambda: [0.0, 0.0, 0.0])  # executed, wavefronts, samples
+        for r in part:
+            for k in stalls:
+                reasons[k] += number(r, k)
+            o = ops[opcode(r["Source"])]
+            o[0] += number(r, "Instructions Executed")
+            o[1] += number(r, "L1 Wavefronts Shared")
+            o[2] += number(r, SAMPLES)
+        reason_total = sum(reasons.values()) or 1.0
+        executed = sum(o[0] for o in ops.values())
+        wavefronts = sum(o[1] for o in ops.values())
+        print("\n== %s: %.1f %% of the samples; %.1f warp instructions and %.1f shared wavefronts per unit"
+              % (name, 100 * samples / total, executed / args.units, wavefronts / args.units))
+        print("   stalls: " + ", ".join("%s %.1f %%" % (k[6:], 100 * v / reason_total)
+                                        for k, v in reasons.most_common(8)))
+        print("   %-28s %12s %12s %9s" % ("opcode", "instr/unit", "wavef/unit", "samples%"))
+        by_samples = sorted(ops, key=lambda op: -ops[op][2])[:args.top]
+        by_wavefronts = [op for op in sorted(ops, key=lambda op: -ops[op][1]) if ops[op][1] > 0][:args.top]
+        for op in by_samples + [op for op in by_wavefronts if op not in by_samples]:
+            ex, wf, sm = ops[op]
+            print("   %-28s %12.1f %12.1f %8.1f%%" % (op, ex / args.units, wf / args.units, 100 * sm / total))
+    print("\n== top instructions by stall samples")
+    for i, r in sorted(enumerate(rows), key=lambda ir: -number(ir[1], SAMPLES))[:args.top]:
+        top = sorted(((number(r, k), k[6:]) for k in stalls), reverse=True)[:2]
+        print("%5d %-58s %6.1f%%  %s" % (i, r["Source"][:58], 100 * number(r, SAMPLES) / total,
+                                          ", ".join("%s %.0f" % (n, v) for v, n in top if v > 0)))
+
+
+if __name__ == "__main__":
+    main()
