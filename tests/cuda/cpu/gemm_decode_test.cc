@@ -154,7 +154,8 @@ TEST(GemmCodes, Q4_K) { check_codes<detail::CodesQ4_K>(TensorType::Q4_K); }
 TEST(GemmCodes, IQ2_XXS) { check_codes<detail::CodesIQ2_XXS>(TensorType::IQ2_XXS); }
 
 // Every grid point with every sign pattern in every group position (the sign spreading of
-// CodesIQ2_XXS::codes8 depends on both), against dequantize_row, exactly: blocks with d = 1 and
+// CodesIQ2_XXS::codes8 depends on both), against dequantize_row, exactly, and codes32 against
+// codes8 and scale: blocks with d = 1 and
 // random sub-block scales, group g of sub-block sb holding point (i + 4·sb + g) mod 256 and pattern
 // (s + sb + g) mod 128 for every i and s.
 TEST(GemmCodes, IQ2_XXSEveryGridPointAndSignPattern) {
@@ -179,6 +180,14 @@ TEST(GemmCodes, IQ2_XXSEveryGridPointAndSignPattern) {
         std::memcpy(block + 6 + 8 * sb, &a1, 4);
       }
       quant::dequantize_row(TensorType::IQ2_XXS, block, want, 256);
+      for (int e = 0; e < 256; e += 32) {  // codes32: codes8 of its four groups and their scale
+        uint4 v[4];
+        ASSERT_EQ(D::codes32(block, e, tables.data(), v), D::scale(block, e));
+        for (int g = 0; g < 4; ++g) {
+          const uint4 w = D::codes8(block, e + 8 * g, tables.data());
+          ASSERT_TRUE(v[g].x == w.x && v[g].y == w.y && v[g].z == w.z && v[g].w == w.w) << "element " << e + 8 * g;
+        }
+      }
       for (int e = 0; e < 256; e += 8) {
         const uint4 v = D::codes8(block, e, tables.data());
         const uint32_t words[4] = {v.x, v.y, v.z, v.w};
