@@ -91,7 +91,9 @@ int main(int argc, char** argv) {
   std::vector<int32_t> sel_host(static_cast<size_t>(T) * top_k);
   for (int t = 0; t < T; ++t) {
     const int64_t n_vis = (pos0 + t + 1) / 4;
-    for (int i = 0; i < top_k; ++i) sel_host[static_cast<size_t>(t) * top_k + i] = static_cast<int32_t>(i * n_vis / top_k);
+    for (int i = 0; i < top_k; ++i) {
+      sel_host[static_cast<size_t>(t) * top_k + i] = static_cast<int32_t>(i * n_vis / top_k);
+    }
   }
   int32_t* selected = device_alloc<int32_t>(sel_host.size());
   check(cudaMemcpy(selected, sel_host.data(), sel_host.size() * 4, cudaMemcpyHostToDevice), "upload");

@@ -90,7 +90,8 @@ int main(int argc, char** argv) {
       const double bytes = 2 * state + (parts + (parts > 1 ? 1 : 0)) * row + records + mixer_bytes;
       report(parts > 1 ? "hc_post (FFN: 6 parts + 1)" : "hc_post (attention: 1 part)", us, bytes);
     }
-    const double us = bench::mean_us([&] { check(cuda::hc_mixer_partials(x, fn, cuda::kHcMix, T, D, partial, s)); }, s, 20);
+    const double us =
+        bench::mean_us([&] { check(cuda::hc_mixer_partials(x, fn, cuda::kHcMix, T, D, partial, s)); }, s, 20);
     report("hc_mixer_partials", us, state + records + mixer_bytes);
   }
   return 0;

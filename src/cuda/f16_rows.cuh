@@ -1,6 +1,7 @@
 // The scaled f16 form of a GEMM input row (gemm.h's convert_f32_to_f16 and _split): its power of
-// two and the hi/lo halves of one element; pow2f, which f16_split.cuh's operands use as well. Shared by the conversion kernels (gemm_sort.cu) and the
-// kernels that write a GEMM's input directly (prefill attention's combine).
+// two and the hi/lo halves of one element; pow2f, which f16_split.cuh's operands use as well.
+// Shared by the conversion kernels (gemm_sort.cu) and the kernels that write a GEMM's input
+// directly (prefill attention's combine).
 #pragma once
 
 #include <cuda_fp16.h>

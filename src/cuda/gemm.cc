@@ -88,10 +88,10 @@ bool wgmma_operands_fit(int64_t row_bytes, int64_t x_rows, int64_t x_stride) {
 // also IQ2_XXS) and at least 512 rows. Grouped, kAuto picks the wgmma tile from the average rows
 // per group (the offsets stay on the device): a group of r rows costs ⌈r/64⌉ 64 × 256 CTAs or
 // 2·⌈r/128⌉ 128 × 128 ones, which differ where r mod 128 is in (0, 64], and the 64-token CTA costs
-// more (it decodes twice the weight rows per token). The 64-token tile is grouped only. The kernel addresses X rows
-// with 32-bit element offsets: x_rows (the rows of x) · x_stride < 2^31; its weight stages come by
-// TMA, whose rows must be multiples of 16 bytes (Q8_0: n_in a multiple of 256; F16: of 8; IQ2_XXS:
-// of 2048).
+// more (it decodes twice the weight rows per token). The 64-token tile is grouped only. The kernel
+// addresses X rows with 32-bit element offsets: x_rows (the rows of x) · x_stride < 2^31; its
+// weight stages come by TMA, whose rows must be multiples of 16 bytes (Q8_0: n_in a multiple of
+// 256; F16: of 8; IQ2_XXS: of 2048).
 // Otherwise an mma.sync tile (pick_large). n_groups is 0 for gemm().
 Result<detail::GemmKernelTile> pick_tile(GemmTile tile, TensorType type, int64_t row_bytes, int64_t n_out, int64_t n,
                                          int64_t x_rows, int64_t x_stride, bool split, int64_t n_groups) {
@@ -103,9 +103,8 @@ Result<detail::GemmKernelTile> pick_tile(GemmTile tile, TensorType type, int64_t
   if (tile == GemmTile::kWgmma || tile == GemmTile::kWgmma64) {
     if (!takes || (tile == GemmTile::kWgmma64 && !grouped)) {
       return make_error("the wgmma tiles take split mode with Q8_0 weights (gemm: also F16; grouped_gemm: also "
-                        "IQ2_XXS), "
-                        "weight rows of a multiple of 16 bytes, x rows · x_stride < 2^31; the 64-token tile "
-                        "grouped_gemm only");
+                        "IQ2_XXS), weight rows of a multiple of 16 bytes, x rows · x_stride < 2^31; the "
+                        "64-token tile grouped_gemm only");
     }
     return tile == GemmTile::kWgmma ? T::kWgmma : T::kWgmma64;
   }

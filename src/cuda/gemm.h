@@ -75,8 +75,8 @@ enum class GemmTile {
   kSmall,  // 64 tokens × 128 features per CTA (warp tile 32 × 32)
   // Split mode, Hopper: wgmma (128 tokens × 128 features per CTA; cuda/gemm_wgmma.cu), the
   // split's numbers and bound. Q8_0 weights in gemm() and grouped_gemm(), F16 weights in gemm(),
-  // IQ2_XXS weights in grouped_gemm(). kAuto picks it there on compute capability 9 from 512 rows on (grouped: from
-  // an average of 68 rows per group, below which kWgmma64).
+  // IQ2_XXS weights in grouped_gemm(). kAuto picks it there on compute capability 9 from 512 rows
+  // on (grouped: from an average of 68 rows per group, below which kWgmma64).
   kWgmma,
   // The same kernel on 64 tokens × 256 features per CTA (each expert's weights decoded once per
   // 64 tokens; less padding where groups are small or uneven), grouped_gemm() only; the same bits.

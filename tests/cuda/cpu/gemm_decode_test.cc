@@ -193,7 +193,8 @@ TEST(GemmCodes, IQ2_XXSEveryGridPointAndSignPattern) {
         const uint32_t words[4] = {v.x, v.y, v.z, v.w};
         for (int k = 0; k < 8; ++k) {
           const double code = f16_to_f32(static_cast<uint16_t>(words[k / 2] >> (16 * (k % 2))));
-          ASSERT_EQ(D::scale(block, e + k) * code, want[e + k]) << "point " << i << " pattern " << s << " element " << e + k;
+          ASSERT_EQ(D::scale(block, e + k) * code, want[e + k])
+              << "point " << i << " pattern " << s << " element " << e + k;
         }
       }
     }
