@@ -294,6 +294,24 @@ __global__ void __launch_bounds__(WgmmaGeometry<D, kTall>::kThreads, 1)
   };
   for (int u = 0; u < kStages && u < n_steps; ++u) issue_x(u);
 
+  // Every row's input factor and output row are read before the first store: a load after a store
+  // to y waits for it (the compiler cannot tell y from the row records), so reading them row by row
+  // made the epilogue a chain of dependent global round trips (ncu of q_b: 41 % of the consumers'
+  // stall samples). Rows past the tile's end read the last row's records and are not stored.
+  const auto row_records = [&](int r, float* scale, int* out) {
+    const int rr = min(r, tile_end - 1);
+    *scale = p.x_scale ? p.x_scale[gemm_x_row(p, rr)] : 1.0f;
+    *out = gemm_y_row(p, rr);
+  };
+  // kTall: the records of rows 32k + lane of the tile (k < 4), read now, behind the pipeline's fill;
+  // the epilogue takes each of its rows' from the lane that holds it.
+  float rec_scale[4];
+  int rec_out[4];
+  if constexpr (kTall) {
+#pragma unroll
+    for (int k = 0; k < 4; ++k) row_records(row0 + 32 * k + lane, &rec_scale[k], &rec_out[k]);
+  }
+
   float acc[64], tmp0[64], tmp1[64];
 #pragma unroll
   for (int i = 0; i < 64; ++i) acc[i] = tmp0[i] = tmp1[i] = 0.0f;
@@ -394,32 +412,41 @@ __global__ void __launch_bounds__(WgmmaGeometry<D, kTall>::kThreads, 1)
   const int frag_row = 16 * (warp & 3) + (lane >> 2), frag_col = 2 * (lane & 3);
   if constexpr (kTall) {
     const int f = f0 + wg_f + frag_row;
+    float scale[16][2];
+    int out[16][2];
 #pragma unroll
     for (int j = 0; j < 16; ++j) {
 #pragma unroll
       for (int c = 0; c < 2; ++c) {
-        const int r = row0 + 8 * j + frag_col + c;
-        if (r >= tile_end) continue;
-        const float scale = p.x_scale ? p.x_scale[gemm_x_row(p, r)] : 1.0f;
-        const int out = gemm_y_row(p, r);
-        float* yrow = p.y + static_cast<int64_t>(out) * p.y_stride;
-        if (f < p.n_out) yrow[f] = acc[4 * j + c] * scale;
-        if (f + 8 < p.n_out) yrow[f + 8] = acc[4 * j + 2 + c] * scale;
+        const int src = 8 * (j & 3) + frag_col + c;
+        scale[j][c] = __shfl_sync(0xffffffffu, rec_scale[j >> 2], src);
+        out[j][c] = __shfl_sync(0xffffffffu, rec_out[j >> 2], src);
+      }
+    }
+#pragma unroll
+    for (int j = 0; j < 16; ++j) {
+#pragma unroll
+      for (int c = 0; c < 2; ++c) {
+        if (row0 + 8 * j + frag_col + c >= tile_end) continue;
+        float* yrow = p.y + static_cast<int64_t>(out[j][c]) * p.y_stride;
+        if (f < p.n_out) yrow[f] = acc[4 * j + c] * scale[j][c];
+        if (f + 8 < p.n_out) yrow[f + 8] = acc[4 * j + 2 + c] * scale[j][c];
       }
     }
   } else {
     const bool pairs = (reinterpret_cast<uintptr_t>(p.y) & 7) == 0 && (p.y_stride & 1) == 0;
+    float scale[2];
+    int out[2];
+#pragma unroll
+    for (int h = 0; h < 2; ++h) row_records(row0 + frag_row + 8 * h, &scale[h], &out[h]);
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
-      const int r = row0 + frag_row + 8 * h;
-      if (r >= tile_end) continue;
-      const float scale = p.x_scale ? p.x_scale[gemm_x_row(p, r)] : 1.0f;
-      const int out = gemm_y_row(p, r);
-      float* yrow = p.y + static_cast<int64_t>(out) * p.y_stride;
+      if (row0 + frag_row + 8 * h >= tile_end) continue;
+      float* yrow = p.y + static_cast<int64_t>(out[h]) * p.y_stride;
 #pragma unroll
       for (int j = 0; j < 16; ++j) {
         const int f = f0 + wg_f + 8 * j + frag_col;
-        const float v0 = acc[4 * j + 2 * h] * scale, v1 = acc[4 * j + 2 * h + 1] * scale;
+        const float v0 = acc[4 * j + 2 * h] * scale[h], v1 = acc[4 * j + 2 * h + 1] * scale[h];
         if (pairs && f + 1 < p.n_out) {
           *reinterpret_cast<float2*>(yrow + f) = make_float2(v0, v1);
         } else {
