@@ -19,6 +19,7 @@
 #include "cpu/state.h"
 #include "cuda/device_model.h"
 #include "cuda/prefill_attention.h"
+#include "cuda/prefill_indexer.h"
 #include "cuda/region_copy.h"
 #include "util/status.h"
 
@@ -55,6 +56,7 @@ struct Scratch {
   float* iw = nullptr;                    // [T][IH]
   float* scores = nullptr;                // [index_tokens][score_cap]
   int32_t* index_n = nullptr;             // [index_tokens] rows each token ranks (prefill indexer)
+  PrefillIndexRows index_split;           // the layer's indexer rows split once for the prefill kernel
   int32_t* selected = nullptr;            // [T][top_k]
   float *part_o = nullptr, *part_ml = nullptr;  // attention splits: kSubChunk tokens of the decode kernel,
                                                 // attn_tokens of the prefill kernel

@@ -454,7 +454,7 @@ class ChunkForward {
     // score scratch allows).
     const bool prefill = T_ > 1 && sc_.index_tokens > 0;
     const int sub = prefill ? sc_.index_tokens : kSubChunk;
-    for (int t0 = 0; t0 < T_; t0 += sub) {
+    const auto args = [&](int t0, int T) {
       IndexerArgs a;
       a.q = sc_.iq + t0 * IH * idh;
       a.w = sc_.iw + t0 * IH;
@@ -464,14 +464,20 @@ class ChunkForward {
       a.omega = m_.omega(l);
       a.pos0 = s_.pos;
       a.t0 = t0;
-      a.T = std::min(sub, T_ - t0);
+      a.T = T;
       a.IH = static_cast<int>(IH);
       a.idh = static_cast<int>(idh);
       a.n_rot = static_cast<int>(c_.n_rot);
       a.top_k = static_cast<int>(c_.index_top_k);
       a.score_cap = sc_.score_cap;
       a.sim = modes_.fp4_indexer;
-      DSV4_TRY(prefill ? prefill_indexer_select(a, sc_.index_n, stream_) : indexer_select(a, stream_));
+      return a;
+    };
+    // The rows the whole chunk ranks, split once for all its launches.
+    if (prefill) DSV4_TRY(prefill_indexer_rows(args(0, T_), sc_.index_split, stream_));
+    for (int t0 = 0; t0 < T_; t0 += sub) {
+      const IndexerArgs a = args(t0, std::min(sub, T_ - t0));
+      DSV4_TRY(prefill ? prefill_indexer_select(a, sc_.index_n, sc_.index_split, stream_) : indexer_select(a, stream_));
     }
     return Status();
   }

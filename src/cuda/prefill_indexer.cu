@@ -24,7 +24,10 @@
 // ≈ 1 GB per layer at the 8K prompt's second chunk).
 #include <cuda_runtime.h>
 
+#include <algorithm>
+
 #include "cuda/check.h"
+#include "cuda/cp_async.cuh"
 #include "cuda/device_math.cuh"
 #include "cuda/f16_split.cuh"
 #include "cuda/once_per_device.h"
@@ -150,9 +153,10 @@ __global__ void __launch_bounds__(256) prep_kernel(IndexerArgs a) {
 }
 
 // Splits kRows vectors of kIdh floats (vec(i): its address, nullptr = zeros) into hi/lo, each
-// (vector, slab) with its own power of two; 8 lanes hold a slab (a float4 each). All loads are
-// issued before the first shuffle. Returns whether this thread stored a nonzero lo half.
-template <int kIdh, class VecFn>
+// (vector, slab) with its own power of two, vector v's halves at v·kPitchOut; 8 lanes hold a slab
+// (a float4 each). All loads are issued before the first shuffle. Returns whether this thread
+// stored a nonzero lo half.
+template <int kIdh, int kPitchOut, class VecFn>
 __device__ __forceinline__ bool split_vectors(__half* hi, __half* lo, float* inv, VecFn vec) {
   using S = Smem<kIdh>;
   constexpr int kTasks = kRows * S::kSlabs * 8;
@@ -177,16 +181,34 @@ __device__ __forceinline__ bool split_vectors(__half* hi, __half* lo, float* inv
     const int e = split_exponent(m);
     const float sc = pow2f(e);
     const SplitPair p0 = split_f16(x[i].x * sc, x[i].y * sc), p1 = split_f16(x[i].z * sc, x[i].w * sc);
-    *reinterpret_cast<uint2*>(hi + v * S::kPitch + d) = make_uint2(half2_bits(p0.hi), half2_bits(p1.hi));
-    *reinterpret_cast<uint2*>(lo + v * S::kPitch + d) = make_uint2(half2_bits(p0.lo), half2_bits(p1.lo));
+    *reinterpret_cast<uint2*>(hi + v * kPitchOut + d) = make_uint2(half2_bits(p0.hi), half2_bits(p1.hi));
+    *reinterpret_cast<uint2*>(lo + v * kPitchOut + d) = make_uint2(half2_bits(p0.lo), half2_bits(p1.lo));
     any_lo |= ((half2_bits(p0.lo) | half2_bits(p1.lo)) & 0x7FFF7FFFu) != 0;  // ±0 counts as zero
     if ((j & 7) == 0) inv[v * S::kSlabs + d / kSlab] = pow2f(-e);
   }
   return any_lo;
 }
 
+// Row conversion: block b splits rows 64b.. of every row a's last token ranks (rows past them
+// zero) into rows.rows (hi then lo, a row 2·kIdh halves) and rows.inv, and sets rows.tile_lo[b].
 template <int kIdh>
-__global__ void __launch_bounds__(kThreads, 2) score_kernel(IndexerArgs a, int32_t* n_rows) {
+__global__ void __launch_bounds__(kThreads) rows_kernel(IndexerArgs a, PrefillIndexRows rows) {
+  pdl_wait();  // launched with PDL: nothing before this line (pdl.cuh)
+  pdl_trigger();
+  const int64_t row0 = static_cast<int64_t>(blockIdx.x) * kRows, n = visible_rows(a, a.T - 1);
+  if (row0 >= n) return;
+  const int64_t nr = n - row0;
+  const float* src = a.rows + row0 * kIdh;
+  __half* const dst = rows.rows + row0 * 2 * kIdh;
+  const bool any_lo = split_vectors<kIdh, 2 * kIdh>(dst, dst + kIdh, rows.inv + row0 * (kIdh / kSlab), [=](int r) {
+    return r < nr ? src + static_cast<int64_t>(r) * kIdh : nullptr;
+  });
+  const bool tile_lo = __syncthreads_or(any_lo);
+  if (threadIdx.x == 0) rows.tile_lo[blockIdx.x] = tile_lo;
+}
+
+template <int kIdh>
+__global__ void __launch_bounds__(kThreads, 2) score_kernel(IndexerArgs a, int32_t* n_rows, PrefillIndexRows rows) {
   pdl_wait();  // launched with PDL: nothing before this line (pdl.cuh)
   pdl_trigger();
   using S = Smem<kIdh>;
@@ -215,7 +237,7 @@ __global__ void __launch_bounds__(kThreads, 2) score_kernel(IndexerArgs a, int32
   for (int k = 0; k < kTokens; ++k) {
     const float* q = a.q + static_cast<int64_t>(t_first + k) * a.IH * kIdh;
     const int n_heads = n_vis[k] > 0 ? a.IH : 0;  // a token that does not rank: zeros
-    any_q_lo |= split_vectors<kIdh>(sm.qh + k * kHeads * S::kPitch, sm.ql + k * kHeads * S::kPitch,
+    any_q_lo |= split_vectors<kIdh, S::kPitch>(sm.qh + k * kHeads * S::kPitch, sm.ql + k * kHeads * S::kPitch,
                                     sm.inv_q + k * kHeads * S::kSlabs, [=](int h) {
                                       return h < n_heads ? q + static_cast<int64_t>(h) * kIdh : nullptr;
                                     });
@@ -236,13 +258,26 @@ __global__ void __launch_bounds__(kThreads, 2) score_kernel(IndexerArgs a, int32
   const uint32_t kh = smem_addr(sm.kh + b_off), kl = smem_addr(sm.kl + b_off);
   constexpr uint32_t kMTileBytes = 16 * S::kPitch * sizeof(__half);
 
+  // The tile's split rows by cp.async: 16-byte chunk c of row r (kIdh / 8 a half), hi then lo
+  // where the tile has a nonzero lo half, and its rows' inverse scales (4 a chunk).
+  constexpr int kRowChunks = kIdh / 8, kInvChunks = kRows * S::kSlabs / 4;
+  static_assert(kRows * kRowChunks % kThreads == 0 && kInvChunks <= kThreads, "the copies deal evenly");
   for (int64_t row0 = 0; row0 < n_max; row0 += kRows) {
     __syncthreads();  // the previous tile's fragments are read
-    const int64_t nr = n_max - row0;
-    const float* rows = a.rows + row0 * kIdh;
-    const bool k_lo = __syncthreads_or(split_vectors<kIdh>(sm.kh, sm.kl, sm.inv_k, [=](int r) {
-      return r < nr ? rows + static_cast<int64_t>(r) * kIdh : nullptr;
-    }));
+    const bool k_lo = rows.tile_lo[row0 / kRows] != 0;
+    const __half* src = rows.rows + row0 * 2 * kIdh;
+#pragma unroll
+    for (int i = 0; i < kRows * kRowChunks / kThreads; ++i) {
+      const int j = static_cast<int>(threadIdx.x) + i * kThreads, r = j / kRowChunks, c = j % kRowChunks;
+      cp_async16(sm.kh + r * S::kPitch + 8 * c, src + r * 2 * kIdh + 8 * c);
+      if (k_lo) cp_async16(sm.kl + r * S::kPitch + 8 * c, src + r * 2 * kIdh + kIdh + 8 * c);
+    }
+    if (threadIdx.x < kInvChunks) {
+      cp_async16(sm.inv_k + 4 * threadIdx.x, rows.inv + row0 * S::kSlabs + 4 * threadIdx.x);
+    }
+    cp_async_commit();
+    cp_async_wait<0>();
+    __syncthreads();
     if (row0 + wn >= nv) continue;  // no row of this warp is visible to its token (or it does not rank)
     float acc[4][2][4] = {};
 #pragma unroll 1  // one slab's chain at a time: unrolled, the slabs' fragments spill at 128 registers
@@ -303,7 +338,7 @@ __global__ void __launch_bounds__(kThreads, 2) score_kernel(IndexerArgs a, int32
 }
 
 template <int kIdh>
-Status launch_scores(const IndexerArgs& a, int32_t* n_rows, cudaStream_t stream) {
+Status launch_scores(const IndexerArgs& a, int32_t* n_rows, const PrefillIndexRows& rows, cudaStream_t stream) {
   int device = 0;
   DSV4_CUDA_TRY(cudaGetDevice(&device));
   DSV4_CUDA_TRY(once_per_device(device, [] {
@@ -311,7 +346,8 @@ Status launch_scores(const IndexerArgs& a, int32_t* n_rows, cudaStream_t stream)
                                 static_cast<int>(sizeof(Smem<kIdh>)));
   }));
   const unsigned blocks = static_cast<unsigned>((a.T + kTokens - 1) / kTokens);
-  DSV4_CUDA_TRY(launch_pdl(score_kernel<kIdh>, dim3(blocks), dim3(kThreads), sizeof(Smem<kIdh>), stream, a, n_rows));
+  DSV4_CUDA_TRY(
+      launch_pdl(score_kernel<kIdh>, dim3(blocks), dim3(kThreads), sizeof(Smem<kIdh>), stream, a, n_rows, rows));
   return Status();
 }
 
@@ -321,25 +357,48 @@ bool prefill_indexer_supported(int IH, int idh) {
   return IH >= 1 && IH <= kHeads && (idh == 32 || idh == 64 || idh == 128);
 }
 
-Status prefill_indexer_select(const IndexerArgs& a, int32_t* n_rows, cudaStream_t stream) {
+int64_t prefill_indexer_row_capacity(int64_t score_cap) { return (std::max<int64_t>(score_cap, 0) + kRows - 1) / kRows * kRows; }
+
+Status prefill_indexer_rows(const IndexerArgs& a, const PrefillIndexRows& rows, cudaStream_t stream) {
+  if (a.T <= 0) return Status();
+  if (!prefill_indexer_supported(a.IH, a.idh)) return make_error("prefill indexer: unsupported geometry");
+  if (rows.capacity <= 0 || rows.capacity % kRows != 0 || rows.capacity < prefill_indexer_row_capacity(a.score_cap)) {
+    return make_error("prefill indexer: row scratch smaller than the score capacity");
+  }
+  // Every tile the score capacity can hold; those past the launch's rows (its last token's
+  // position is on the device) return at once.
+  const dim3 grid(static_cast<unsigned>(prefill_indexer_row_capacity(a.score_cap) / kRows));
+  switch (a.idh) {
+    case 32: DSV4_CUDA_TRY(launch_pdl(rows_kernel<32>, grid, dim3(kThreads), 0, stream, a, rows)); break;
+    case 64: DSV4_CUDA_TRY(launch_pdl(rows_kernel<64>, grid, dim3(kThreads), 0, stream, a, rows)); break;
+    default: DSV4_CUDA_TRY(launch_pdl(rows_kernel<128>, grid, dim3(kThreads), 0, stream, a, rows)); break;
+  }
+  return cuda_status(cudaGetLastError(), "prefill indexer rows");
+}
+
+Status prefill_indexer_select(const IndexerArgs& a, int32_t* n_rows, const PrefillIndexRows& rows,
+                              cudaStream_t stream) {
   if (a.T <= 0) return Status();
   if (!prefill_indexer_supported(a.IH, a.idh)) return make_error("prefill indexer: unsupported geometry");
   if (a.T > 65535) return make_error("prefill indexer: too many tokens for one launch");
   if (a.score_cap <= 0) return make_error("prefill indexer: no score capacity");
   if (a.n_rot < 0 || a.n_rot > a.idh) return make_error("prefill indexer: bad rope width");
+  if (rows.capacity < prefill_indexer_row_capacity(a.score_cap)) {
+    return make_error("prefill indexer: row scratch smaller than the score capacity");
+  }
   const dim3 prep_grid(static_cast<unsigned>(a.T)), prep_block(256);
   switch (a.idh) {
     case 32:
       DSV4_CUDA_TRY(launch_pdl(prep_kernel<32>, prep_grid, prep_block, 0, stream, a));
-      DSV4_TRY(launch_scores<32>(a, n_rows, stream));
+      DSV4_TRY(launch_scores<32>(a, n_rows, rows, stream));
       break;
     case 64:
       DSV4_CUDA_TRY(launch_pdl(prep_kernel<64>, prep_grid, prep_block, 0, stream, a));
-      DSV4_TRY(launch_scores<64>(a, n_rows, stream));
+      DSV4_TRY(launch_scores<64>(a, n_rows, rows, stream));
       break;
     default:
       DSV4_CUDA_TRY(launch_pdl(prep_kernel<128>, prep_grid, prep_block, 0, stream, a));
-      DSV4_TRY(launch_scores<128>(a, n_rows, stream));
+      DSV4_TRY(launch_scores<128>(a, n_rows, rows, stream));
       break;
   }
   DSV4_TRY(cuda_status(cudaGetLastError(), "prefill indexer kernels"));

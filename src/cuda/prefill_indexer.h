@@ -4,8 +4,11 @@
 // as MMAs (the heads are M), per 32-dim slab scaled by its own power of two (exact in official
 // mode, where the slab is one FP4 block), then score[t][c] = Σ_h (w[t][h]/sqrt(idh·IH))·max(0,
 // S[h][c]) in registers. The top-k is indexer.h's top_k_rows. Decode (T = 1) stays on indexer.h.
+// The rows' split is made once per layer (prefill_indexer_rows) and shared by all of the layer's
+// launches: a block copies the halves of each row tile instead of converting f32 rows itself.
 #pragma once
 
+#include <cuda_fp16.h>
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
@@ -17,7 +20,25 @@ namespace dsv4::cuda {
 
 // Whether the prefill kernels take this geometry (else indexer.h serves it).
 bool prefill_indexer_supported(int IH, int idh);
-// n_rows: scratch [T] (the rows each token ranks, 0 for tokens that need no selection).
-Status prefill_indexer_select(const IndexerArgs& a, int32_t* n_rows, cudaStream_t stream);
+
+// The indexer rows a chunk's tokens rank, split once: row i as hi then lo f16 of each 32-dim slab
+// scaled by its own power of two (f16_split.cuh), inv[i][s] that power's inverse, and per tile of
+// 64 rows whether any lo half in it is nonzero (official mode's FP4-simulated rows are exact in
+// f16: the score kernel then skips the lo MMAs).
+struct PrefillIndexRows {
+  __half* rows = nullptr;      // [capacity][2·idh]
+  float* inv = nullptr;        // [capacity][idh / 32]
+  int32_t* tile_lo = nullptr;  // [capacity / 64]
+  int64_t capacity = 0;        // rows: a multiple of 64
+};
+// Rows the scratch needs for score_cap rows (IndexerArgs::score_cap).
+int64_t prefill_indexer_row_capacity(int64_t score_cap);
+// Splits every row that a's tokens rank (its pos0, t0 + T, rows, idh): before any
+// prefill_indexer_select of those tokens, after their chunk's indexer rows are made.
+Status prefill_indexer_rows(const IndexerArgs& a, const PrefillIndexRows& rows, cudaStream_t stream);
+// n_rows: scratch [T] (the rows each token ranks, 0 for tokens that need no selection); rows: made
+// by prefill_indexer_rows for these tokens or later ones of the chunk.
+Status prefill_indexer_select(const IndexerArgs& a, int32_t* n_rows, const PrefillIndexRows& rows,
+                              cudaStream_t stream);
 
 }  // namespace dsv4::cuda

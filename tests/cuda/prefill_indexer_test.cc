@@ -76,7 +76,19 @@ void run(const Case& c, uint64_t seed) {
   a.top_k = k;
   a.score_cap = cap;
   a.sim = c.sim;
-  STATUS_ASSERT(prefill_indexer_select(a, n_rows.get<int32_t>(), stream.get()));
+  // The rows' split scratch starts as NaN halves and scales (0xFF bytes): a tile the kernels read
+  // without having split it shows up in the scores.
+  const int64_t row_cap = prefill_indexer_row_capacity(cap);
+  DeviceBuffer split_rows(static_cast<size_t>(row_cap * 2 * idh) * 2), split_inv(static_cast<size_t>(row_cap * (idh / 32)) * 4);
+  DeviceBuffer split_tiles(static_cast<size_t>(row_cap / 64) * 4);
+  for (DeviceBuffer* b : {&split_rows, &split_inv, &split_tiles}) CUDA_ASSERT(cudaMemset(b->get<void>(), 0xFF, b->size()));
+  PrefillIndexRows split;
+  split.rows = split_rows.get<__half>();
+  split.inv = split_inv.get<float>();
+  split.tile_lo = split_tiles.get<int32_t>();
+  split.capacity = row_cap;
+  STATUS_ASSERT(prefill_indexer_rows(a, split, stream.get()));
+  STATUS_ASSERT(prefill_indexer_select(a, n_rows.get<int32_t>(), split, stream.get()));
   CUDA_ASSERT(cudaStreamSynchronize(stream.get()));
   const std::vector<int32_t> got = download<int32_t>(sel, static_cast<size_t>(c.T) * k);
 
@@ -169,6 +181,21 @@ TEST(CudaPrefillIndexer, SelectionMatchesPlainReference) {
       {7, 32, 16, 200, 11, 0, true},      {7, 32, 16, 333, 5, 4, false},      // 32-dim heads, one slab
   };
   for (const Case& c : cases) run(c, fresh_seed());
+}
+
+TEST(CudaPrefillIndexer, RejectsRowScratchBelowTheScoreCapacity) {
+  IndexerArgs a;
+  a.T = 4;
+  a.IH = 64;
+  a.idh = 128;
+  a.n_rot = 64;
+  a.top_k = 512;
+  a.score_cap = 1000;
+  PrefillIndexRows split;
+  split.capacity = prefill_indexer_row_capacity(a.score_cap) - 64;
+  EXPECT_EQ(prefill_indexer_row_capacity(a.score_cap), 1024);
+  EXPECT_FALSE(prefill_indexer_rows(a, split, nullptr).ok());
+  EXPECT_FALSE(prefill_indexer_select(a, nullptr, split, nullptr).ok());
 }
 
 TEST(CudaPrefillIndexer, RejectsGeometriesItDoesNotTake) {
