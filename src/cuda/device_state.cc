@@ -117,8 +117,8 @@ uint64_t DeviceState::lay_out(uint8_t* base) {
     s.index_n = cv.take<int32_t>(s.index_tokens);
     if (prefill_index) {  // rows split once per layer
       const int64_t n = prefill_indexer_row_capacity(s.score_cap);
-      s.index_split.rows = cv.take<__half>(n * 2 * idh);
-      s.index_split.inv = cv.take<float>(n * (idh / 32));
+      s.index_split.rows = cv.take<__half>(prefill_indexer_row_halves(n, static_cast<int>(idh)));
+      s.index_split.inv = cv.take<float>(n);
       s.index_split.tile_lo = cv.take<int32_t>(n / 64);
       s.index_split.capacity = n;
     }

@@ -1,30 +1,31 @@
 // prefill_indexer.h.
 //
-// Score kernel, block = two consecutive tokens × every row either of them ranks, 256 threads:
-//   1. both tokens' queries (2 × 64 heads × idh) are split into shared memory once: each 32-dim
-//      slab of each vector (one FP4 block in official mode) scaled by its own power of two
-//      (f16_split.cuh: max |.| in [2^14, 2^15)) and split hi/lo in f16;
-//   2. per tile of 64 rows: the rows are split the same way (row, slab), then warp (token, 16 rows)
-//      computes S[h][r] for all 64 heads (4 m16 tiles × 2 n8 tiles): per slab one chain of two
-//      k16 steps that starts at zero (hi·hi, plus lo·hi / hi·lo where a lo half is nonzero), added
-//      to the f32 totals as S += (chain·2^-e_q)·2^-e_r (rounded);
-//   3. score[t][r] = Σ_h w_h·max(0, S[h][r]) in registers (each lane's 8 heads, then a shuffle sum
-//      over the warp's 8 head groups); [tokens × heads × rows] is never stored.
-// Exactness: an FP4-simulated slab is e2m1·2^s (values with ≤ 2 significant bits, max/min
-// nonzero ≤ 12), so after its own power-of-two scale every value is exact in f16 (lo = 0: the
-// block-uniform __syncthreads_or flags drop those MMAs, the same result) and every product is a
-// multiple of > 2^20 with |Σ| < 32·2^30: the chain is the exact slab dot product; the only
-// roundings are the four f32 adds per (head, row). Plain mode (f32 inputs): hi + lo carries 22
-// bits, the dropped lo·lo is ≤ 2^-22 of |q_slab|·|k_slab| per product, and the chain (≤ 6 MMAs of
-// 16 products from zero) truncates within ≈ 2^-23 of its magnitude: the score error is
-// ≲ 2^-21·Σ_h |w_h|·Σ_slab |q_h,slab|·|k_slab|, the order of the f32 SIMT sum this replaced.
-// Roofline (CSA layer, 4096 tokens × ≈ 1000 rows × 64 heads × 128 dims): 8.4 M m16n8k16 MMAs in
-// official mode (one per k16 step; plain mode three), ≈ 0.1 ms at mma.sync's reach; shared-memory
-// reads 5 ldmatrix.x4 per 8 MMAs; the rows are re-read from L2 once per token pair (as f32,
-// ≈ 1 GB per layer at the 8K prompt's second chunk).
+// Rows kernel (once per layer, a block per 64-row tile): every row the chunk's tokens rank → hi/lo
+// f16 of row·2^e_r (f16_split.cuh: e_r puts the row's largest |.| in [2^14, 2^15)), written as the
+// tile's operand images in the score kernel's shared-memory layout, 2^-e_r per row, and a flag per
+// tile for a nonzero lo half (FP4-simulated rows, official mode, have none).
+// Score kernel, block = four consecutive tokens (a warpgroup each) × every row any of them ranks,
+// 512 threads:
+//   1. the tokens' queries (64 heads × idh each) are split into shared memory once, each head
+//      scaled by its own power of two 2^e_q the same way;
+//   2. per tile of 64 rows (two stages, copied by cp.async as they are): a warpgroup's wgmma
+//      m64n64k16 chain over all idh dims from zero, C[h][r] = Σ (q_lo·k_hi + q_hi·k_lo where lo
+//      halves are nonzero) + q_hi·k_hi, so S[h][r] = C·2^-e_q·2^-e_r;
+//   3. score[t][r] = 2^-e_r·Σ_h (w_h·2^-e_q)·max(0, C[h][r]) (the powers of two commute with the
+//      ReLU and are exact scalings), in registers: a thread's two heads, halving exchanges over the
+//      8 lanes of a row group, the 4 warps through shared memory; [tokens × heads × rows] is
+//      never stored.
+// Accuracy: hi + lo carries 22 bits of each value relative to its vector's largest, the dropped
+// lo·lo is ≤ 2^-22 of it per product, and the chain's f32 accumulation rounds within ≈ 2^-23 of
+// Σ|q·k|: the score error is ≲ 2^-21·Σ_h |w_h|·|q_h|·|k|, the order of the f32 SIMT sum of the
+// decode path (indexer.cu). Official mode's FP4 values are exact in f16 after the scale unless a
+// block is 2^24 below its vector's largest, so only the chain's sums round.
+// Roofline (CSA layer, 8192 tokens at 8192..16384: 3072 rows a token on average): 206 G products,
+// 1.6 M m64n64k16 wgmma a warpgroup-tile each (32 tensor cycles): ≈ 0.4 ms on 132 SMs.
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <type_traits>
 
 #include "cuda/check.h"
 #include "cuda/cp_async.cuh"
@@ -33,6 +34,7 @@
 #include "cuda/once_per_device.h"
 #include "cuda/pdl.cuh"
 #include "cuda/prefill_indexer.h"
+#include "cuda/wgmma.cuh"
 
 namespace dsv4::cuda {
 
@@ -40,22 +42,36 @@ namespace {
 
 using namespace detail;
 
-constexpr int kTokens = 2;    // tokens per block (share the row tiles)
-constexpr int kHeads = 64;    // M (IH ≤ 64, zero-padded)
-constexpr int kRows = 64;     // rows per tile
-constexpr int kSlab = 32;     // dims per power-of-two scale and per MMA chain (an FP4 block)
-constexpr int kThreads = 256; // 8 warps: (token, 16 rows) each
-static_assert(kThreads / 32 == kTokens * (kRows / 16), "warp tiles");
+constexpr int kTokens = 4;     // tokens per block (share the row tiles): a warpgroup each
+constexpr int kHeads = 64;     // M (IH ≤ 64, zero-padded)
+constexpr int kRows = 64;      // rows per tile = N of the MMAs
+constexpr int kThreads = 512;  // score kernel: kTokens warpgroups
+constexpr int kRowThreads = 256;  // rows kernel
+constexpr int kAtomHalves = 64 * 64;  // a 128-byte-swizzled atom: 64 rows × 64 dims (8 KB)
+static_assert(kThreads == kTokens * 128 && kHeads == kRows, "a warpgroup per token; one atom shape for q and rows");
 
+// Operand images (wgmma.cuh's K-major 128-byte-swizzled layout): a 64-row matrix of kIdh dims is
+// kAtoms atoms of 64 dims, element (r, d) of atom d / 64 at half r·64 + ((d % 64 / 8) ^ (r % 8))·8 + d % 8.
+template <int kIdh>
+struct Image {
+  static constexpr int kAtoms = (kIdh + 63) / 64;  // idh 32 fills half of its one atom
+  static constexpr int kHalves = kAtoms * kAtomHalves;
+  __device__ static int at(int r, int d) {
+    return (d >> 6) * kAtomHalves + r * 64 + ((((d & 63) >> 3) ^ (r & 7)) << 3) + (d & 7);
+  }
+};
+
+// Shared memory of the score kernel (after a 1024-byte alignment): per token q's hi and lo
+// images, two stages of a row tile's hi and lo images, then the f32 tables.
 template <int kIdh>
 struct Smem {
-  static constexpr int kPitch = kIdh + 8;  // halves per row: rows 16 B apart mod 128, ldmatrix conflict-free
-  static constexpr int kSlabs = kIdh / kSlab;
-  __half qh[kTokens * kHeads * kPitch], ql[kTokens * kHeads * kPitch];
-  __half kh[kRows * kPitch], kl[kRows * kPitch];
-  float inv_q[kTokens * kHeads * kSlabs];  // 2^-e of (token·64 + head, slab)
-  float inv_k[kRows * kSlabs];             // 2^-e of (row, slab)
-  float w[kTokens][kHeads];                // w[t][h]/sqrt(idh·IH), 0 for padded heads
+  using I = Image<kIdh>;
+  __half q[kTokens][2][I::kHalves];
+  __half k[2][2][I::kHalves];
+  float inv_q[kTokens][kHeads];  // 2^-e_q of (token, head)
+  float inv_k[2][kRows];         // 2^-e_r of (stage, row)
+  float w[kTokens][kHeads];      // w[t][h]/sqrt(idh·IH)·2^-e_q, 0 for padded heads
+  float part[kTokens][4][kRows];            // a warp's sum over its 16 heads, per row of the tile
 };
 
 __device__ __forceinline__ int64_t visible_rows(const IndexerArgs& a, int t) {
@@ -153,187 +169,212 @@ __global__ void __launch_bounds__(256) prep_kernel(IndexerArgs a) {
 }
 
 // Splits kRows vectors of kIdh floats (vec(i): its address, nullptr = zeros) into hi/lo, each
-// (vector, slab) with its own power of two, vector v's halves at v·kPitchOut; 8 lanes hold a slab
-// (a float4 each). All loads are issued before the first shuffle. Returns whether this thread
-// stored a nonzero lo half.
-template <int kIdh, int kPitchOut, class VecFn>
+// vector with its own power of two: halves (v, d..d + 3) at hi/lo + Image::at(v, d), the inverse
+// power at inv[v]; kIdh / 4 consecutive lanes hold a vector (a float4 each). All loads are issued
+// before the first shuffle. Returns whether this thread stored a nonzero lo half.
+template <int kIdh, int kBlockThreads, class VecFn>
 __device__ __forceinline__ bool split_vectors(__half* hi, __half* lo, float* inv, VecFn vec) {
-  using S = Smem<kIdh>;
-  constexpr int kTasks = kRows * S::kSlabs * 8;
-  static_assert(kTasks % kThreads == 0, "every warp runs the same number of shuffles");
-  constexpr int kIters = kTasks / kThreads;
+  using I = Image<kIdh>;
+  constexpr int kLanes = kIdh / 4;  // per vector
+  constexpr int kTasks = kRows * kLanes;
+  static_assert(kTasks % kBlockThreads == 0 && kLanes <= 32, "every warp runs the same number of shuffles");
+  constexpr int kIters = kTasks / kBlockThreads;
   float4 x[kIters];
 #pragma unroll
   for (int i = 0; i < kIters; ++i) {
-    const int j = static_cast<int>(threadIdx.x) + i * kThreads;
-    const float* src = vec(j / (8 * S::kSlabs));
-    x[i] = src != nullptr ? *reinterpret_cast<const float4*>(src + 4 * (j % (8 * S::kSlabs)))
-                          : make_float4(0.f, 0.f, 0.f, 0.f);
+    const int j = static_cast<int>(threadIdx.x) + i * kBlockThreads;
+    const float* src = vec(j / kLanes);
+    x[i] = src != nullptr ? *reinterpret_cast<const float4*>(src + 4 * (j % kLanes)) : make_float4(0.f, 0.f, 0.f, 0.f);
   }
   bool any_lo = false;
 #pragma unroll
   for (int i = 0; i < kIters; ++i) {
-    const int j = static_cast<int>(threadIdx.x) + i * kThreads;
-    const int v = j / (8 * S::kSlabs), d = 4 * (j % (8 * S::kSlabs));
+    const int j = static_cast<int>(threadIdx.x) + i * kBlockThreads;
+    const int v = j / kLanes, d = 4 * (j % kLanes);
     float m = fmaxf(fmaxf(fabsf(x[i].x), fabsf(x[i].y)), fmaxf(fabsf(x[i].z), fabsf(x[i].w)));
 #pragma unroll
-    for (int o = 4; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xFFFFFFFFu, m, o));
+    for (int o = kLanes / 2; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xFFFFFFFFu, m, o));
     const int e = split_exponent(m);
     const float sc = pow2f(e);
     const SplitPair p0 = split_f16(x[i].x * sc, x[i].y * sc), p1 = split_f16(x[i].z * sc, x[i].w * sc);
-    *reinterpret_cast<uint2*>(hi + v * kPitchOut + d) = make_uint2(half2_bits(p0.hi), half2_bits(p1.hi));
-    *reinterpret_cast<uint2*>(lo + v * kPitchOut + d) = make_uint2(half2_bits(p0.lo), half2_bits(p1.lo));
+    *reinterpret_cast<uint2*>(hi + I::at(v, d)) = make_uint2(half2_bits(p0.hi), half2_bits(p1.hi));
+    *reinterpret_cast<uint2*>(lo + I::at(v, d)) = make_uint2(half2_bits(p0.lo), half2_bits(p1.lo));
     any_lo |= ((half2_bits(p0.lo) | half2_bits(p1.lo)) & 0x7FFF7FFFu) != 0;  // ±0 counts as zero
-    if ((j & 7) == 0) inv[v * S::kSlabs + d / kSlab] = pow2f(-e);
+    if (d == 0) inv[v] = pow2f(-e);
   }
   return any_lo;
 }
 
+// One halving exchange of the score epilogue: lanes with `bit` set keep v[kHalf..2·kHalf), the
+// others v[0..kHalf), each adding what its partner lane held of its half.
+template <int kHalf>
+__device__ __forceinline__ void halve(float (&v)[16], int lane, int bit) {
+  const bool upper = (lane & bit) != 0;
+#pragma unroll
+  for (int i = 0; i < kHalf; ++i) {
+    const float keep = upper ? v[i + kHalf] : v[i], give = upper ? v[i] : v[i + kHalf];
+    v[i] = keep + __shfl_xor_sync(0xFFFFFFFFu, give, bit);
+  }
+}
+
 // Row conversion: block b splits rows 64b.. of every row a's last token ranks (rows past them
-// zero) into rows.rows (hi then lo, a row 2·kIdh halves) and rows.inv, and sets rows.tile_lo[b].
+// zero) into tile b of rows.rows (its hi image, then its lo image) and rows.inv, and sets
+// rows.tile_lo[b].
 template <int kIdh>
-__global__ void __launch_bounds__(kThreads) rows_kernel(IndexerArgs a, PrefillIndexRows rows) {
+__global__ void __launch_bounds__(kRowThreads) rows_kernel(IndexerArgs a, PrefillIndexRows rows) {
   pdl_wait();  // launched with PDL: nothing before this line (pdl.cuh)
   pdl_trigger();
+  using I = Image<kIdh>;
   const int64_t row0 = static_cast<int64_t>(blockIdx.x) * kRows, n = visible_rows(a, a.T - 1);
   if (row0 >= n) return;
   const int64_t nr = n - row0;
   const float* src = a.rows + row0 * kIdh;
-  __half* const dst = rows.rows + row0 * 2 * kIdh;
-  const bool any_lo = split_vectors<kIdh, 2 * kIdh>(dst, dst + kIdh, rows.inv + row0 * (kIdh / kSlab), [=](int r) {
+  __half* const dst = rows.rows + static_cast<int64_t>(blockIdx.x) * 2 * I::kHalves;
+  const bool any_lo = split_vectors<kIdh, kRowThreads>(dst, dst + I::kHalves, rows.inv + row0, [=](int r) {
     return r < nr ? src + static_cast<int64_t>(r) * kIdh : nullptr;
   });
   const bool tile_lo = __syncthreads_or(any_lo);
   if (threadIdx.x == 0) rows.tile_lo[blockIdx.x] = tile_lo;
 }
 
+__device__ __forceinline__ void warpgroup_barrier(int id) { asm volatile("bar.sync %0, 128;\n" ::"r"(id) : "memory"); }
+
+// Score kernel: block = kTokens tokens (warpgroup g: token t_first + g) × every row any of them
+// ranks, in tiles of 64 rows through two stages copied by cp.async (the tile after the next is
+// asked for once every warpgroup is done with its stage).
 template <int kIdh>
-__global__ void __launch_bounds__(kThreads, 2) score_kernel(IndexerArgs a, int32_t* n_rows, PrefillIndexRows rows) {
+__global__ void __launch_bounds__(kThreads, 1) score_kernel(IndexerArgs a, int32_t* n_rows, PrefillIndexRows rows) {
   pdl_wait();  // launched with PDL: nothing before this line (pdl.cuh)
   pdl_trigger();
+  using I = Image<kIdh>;
   using S = Smem<kIdh>;
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  S& sm = *reinterpret_cast<S*>(smem_raw);
+  S& sm = *reinterpret_cast<S*>(smem_raw + ((1024 - shared_address(smem_raw) % 1024) % 1024));
   const int t_first = blockIdx.x * kTokens;
-  int64_t n_vis[kTokens];
-  int64_t n_max = 0;
+  const int wg = static_cast<int>(threadIdx.x) >> 7, warp = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31;
+  int64_t nv = 0, n_max = 0;  // this warpgroup's token's rows, and the block's most
 #pragma unroll
   for (int k = 0; k < kTokens; ++k) {
     const int t = t_first + k;
-    const int64_t nv = t < a.T ? visible_rows(a, t) : 0;
-    n_vis[k] = nv > a.top_k ? nv : 0;  // 0: the token does not rank
-    if (threadIdx.x == 0 && t < a.T) n_rows[t] = static_cast<int32_t>(n_vis[k]);
-    n_max = n_vis[k] > n_max ? n_vis[k] : n_max;
+    const int64_t v = t < a.T ? visible_rows(a, t) : 0;
+    const int64_t ranked = v > a.top_k ? v : 0;  // 0: the token does not rank
+    if (threadIdx.x == 0 && t < a.T) n_rows[t] = static_cast<int32_t>(ranked);
+    if (k == wg) nv = ranked;
+    n_max = ranked > n_max ? ranked : n_max;
   }
   if (n_max == 0) return;
-  const float w_scale = static_cast<float>(1.0 / sqrt(static_cast<double>(a.idh * a.IH)));
-  for (int i = threadIdx.x; i < kTokens * kHeads; i += kThreads) {
-    const int k = i / kHeads, h = i % kHeads;
-    sm.w[k][h] = n_vis[k] > 0 && h < a.IH ? __fmul_rn(a.w[static_cast<int64_t>(t_first + k) * a.IH + h], w_scale) : 0.0f;
-  }
-  static_assert(kHeads == kRows, "one splitter serves the queries and the rows");
   bool any_q_lo = false;
-#pragma unroll
+#pragma unroll 1
   for (int k = 0; k < kTokens; ++k) {
-    const float* q = a.q + static_cast<int64_t>(t_first + k) * a.IH * kIdh;
-    const int n_heads = n_vis[k] > 0 ? a.IH : 0;  // a token that does not rank: zeros
-    any_q_lo |= split_vectors<kIdh, S::kPitch>(sm.qh + k * kHeads * S::kPitch, sm.ql + k * kHeads * S::kPitch,
-                                    sm.inv_q + k * kHeads * S::kSlabs, [=](int h) {
-                                      return h < n_heads ? q + static_cast<int64_t>(h) * kIdh : nullptr;
-                                    });
+    const int t = t_first + k;
+    const float* q = a.q + static_cast<int64_t>(t) * a.IH * kIdh;
+    const int n_heads = t < a.T && visible_rows(a, t) > a.top_k ? a.IH : 0;  // a token that does not rank: zeros
+    any_q_lo |= split_vectors<kIdh, kThreads>(sm.q[k][0], sm.q[k][1], sm.inv_q[k], [=](int h) {
+      return h < n_heads ? q + static_cast<int64_t>(h) * kIdh : nullptr;
+    });
   }
-  const bool q_lo = __syncthreads_or(any_q_lo);
+  __syncthreads();  // inv_q
+  const float w_scale = static_cast<float>(1.0 / sqrt(static_cast<double>(a.idh * a.IH)));
+  if (threadIdx.x < kTokens * kHeads) {
+    const int k = threadIdx.x / kHeads, h = threadIdx.x % kHeads;
+    const int t = t_first + k;
+    sm.w[k][h] = t < a.T && visible_rows(a, t) > a.top_k && h < a.IH
+                     ? __fmul_rn(a.w[static_cast<int64_t>(t) * a.IH + h], w_scale) * sm.inv_q[k][h]
+                     : 0.0f;
+  }
 
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int g = lane >> 2, c2 = 2 * (lane & 3);  // C fragment: heads g, g + 8; rows c2, c2 + 1
-  const int tok = warp / (kRows / 16), wn = 16 * (warp % (kRows / 16));
-  const int64_t nv = tok == 0 ? n_vis[0] : n_vis[1];
-  static_assert(kTokens == 2, "nv above");
-  float* const out = a.scores + static_cast<int64_t>(t_first + tok) * a.score_cap;
-  // ldmatrix lane addresses: A = q [head][dim] (rows lane & 15, k half lane >> 4), B = rows
-  // [row][dim] (two n8 tiles: rows (lane & 7) + 8·(lane >> 4), k half (lane >> 3) & 1).
-  const int a_off = (tok * kHeads + (lane & 15)) * S::kPitch + (lane >> 4) * 8;
-  const int b_off = (wn + (lane & 7) + ((lane >> 4) << 3)) * S::kPitch + ((lane >> 3) & 1) * 8;
-  const uint32_t qh = smem_addr(sm.qh + a_off), ql = smem_addr(sm.ql + a_off);
-  const uint32_t kh = smem_addr(sm.kh + b_off), kl = smem_addr(sm.kl + b_off);
-  constexpr uint32_t kMTileBytes = 16 * S::kPitch * sizeof(__half);
-
-  // The tile's split rows by cp.async: 16-byte chunk c of row r (kIdh / 8 a half), hi then lo
-  // where the tile has a nonzero lo half, and its rows' inverse scales (4 a chunk).
-  constexpr int kRowChunks = kIdh / 8, kInvChunks = kRows * S::kSlabs / 4;
-  static_assert(kRows * kRowChunks % kThreads == 0 && kInvChunks <= kThreads, "the copies deal evenly");
-  for (int64_t row0 = 0; row0 < n_max; row0 += kRows) {
-    __syncthreads();  // the previous tile's fragments are read
-    const bool k_lo = rows.tile_lo[row0 / kRows] != 0;
-    const __half* src = rows.rows + row0 * 2 * kIdh;
+  // Tile copies: its hi image (and its lo image where the tile has a nonzero lo half), its scales.
+  constexpr int kImageChunks = I::kHalves / 8, kInvChunks = kRows / 4;
+  static_assert(kImageChunks % kThreads == 0 && kInvChunks <= kThreads, "the copies deal evenly");
+  const auto issue_tile = [&](int64_t row0, int stage) {
+    const int64_t tile = row0 / kRows;
+    const bool lo = rows.tile_lo[tile] != 0;
+    const __half* src = rows.rows + tile * 2 * I::kHalves;
 #pragma unroll
-    for (int i = 0; i < kRows * kRowChunks / kThreads; ++i) {
-      const int j = static_cast<int>(threadIdx.x) + i * kThreads, r = j / kRowChunks, c = j % kRowChunks;
-      cp_async16(sm.kh + r * S::kPitch + 8 * c, src + r * 2 * kIdh + 8 * c);
-      if (k_lo) cp_async16(sm.kl + r * S::kPitch + 8 * c, src + r * 2 * kIdh + kIdh + 8 * c);
+    for (int i = 0; i < kImageChunks / kThreads; ++i) {
+      const int c = static_cast<int>(threadIdx.x) + i * kThreads;
+      cp_async16(sm.k[stage][0] + 8 * c, src + 8 * c);
+      if (lo) cp_async16(sm.k[stage][1] + 8 * c, src + I::kHalves + 8 * c);
     }
     if (threadIdx.x < kInvChunks) {
-      cp_async16(sm.inv_k + 4 * threadIdx.x, rows.inv + row0 * S::kSlabs + 4 * threadIdx.x);
+      cp_async16(sm.inv_k[stage] + 4 * threadIdx.x, rows.inv + row0 + 4 * threadIdx.x);
     }
     cp_async_commit();
-    cp_async_wait<0>();
+    return lo;
+  };
+  bool k_lo = issue_tile(0, 0);
+  const bool q_lo = __syncthreads_or(any_q_lo);
+
+  // This thread's accumulators (wgmma.cuh's m64n64 layout): heads h0 = 16·warp + lane / 4 and
+  // h0 + 8, rows 8j + 2·(lane % 4) + c % 2 of the tile.
+  const int h0 = 16 * warp + (lane >> 2), r0 = 2 * (lane & 3);
+  float* const out = a.scores + static_cast<int64_t>(t_first + wg) * a.score_cap;
+  const uint32_t q_hi = shared_address(sm.q[wg][0]), q_lo_img = shared_address(sm.q[wg][1]);
+  int stage = 0;
+  for (int64_t row0 = 0; row0 < n_max; row0 += kRows, stage ^= 1) {
+    const bool next_lo = row0 + kRows < n_max ? issue_tile(row0 + kRows, stage ^ 1) : false;
+    if (row0 + kRows >= n_max) cp_async_commit();  // an empty group: the wait below counts alike
+    cp_async_wait<1>();
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");  // cp.async and q's stores → wgmma
     __syncthreads();
-    if (row0 + wn >= nv) continue;  // no row of this warp is visible to its token (or it does not rank)
-    float acc[4][2][4] = {};
-#pragma unroll 1  // one slab's chain at a time: unrolled, the slabs' fragments spill at 128 registers
-    for (int s = 0; s < S::kSlabs; ++s) {
-      float chain[4][2][4] = {};
+    if (row0 < nv) {
+      const uint32_t k_hi = shared_address(sm.k[stage][0]), k_lo_img = shared_address(sm.k[stage][1]);
+      // The tile's chain over all idh dims from zero (k16 slice k: atom k / 4, 32 bytes apart
+      // inside its 128-byte rows), the small terms before the large (f16_split.cuh). Four
+      // branch-free copies: a wgmma under a condition makes ptxas serialise every wgmma (C7520).
+      float acc[32];
 #pragma unroll
-      for (int kk = 0; kk < kSlab; kk += 16) {
-        const uint32_t koff = (s * kSlab + kk) * sizeof(__half);
-        uint32_t bh[4], bl[4];
-        ldmatrix_x4(bh, kh + koff);
-        if (k_lo) ldmatrix_x4(bl, kl + koff);
+      for (int i = 0; i < 32; ++i) acc[i] = 0.0f;
+      const auto chain = [&](auto q_lo_terms, auto k_lo_terms) {
+        constexpr bool kQLo = decltype(q_lo_terms)::value, kKLo = decltype(k_lo_terms)::value;
+        wgmma_fence_operands(acc);
+        wgmma_fence();
 #pragma unroll
-        for (int i = 0; i < 4; ++i) {
-          uint32_t ah[4], al[4];
-          ldmatrix_x4(ah, qh + i * kMTileBytes + koff);
-          if (q_lo) ldmatrix_x4(al, ql + i * kMTileBytes + koff);
-#pragma unroll
-          for (int j = 0; j < 2; ++j) {  // the small terms before the large (f16_split.cuh)
-            if (q_lo) mma_f16(chain[i][j], al, bh + 2 * j);
-            if (k_lo) mma_f16(chain[i][j], ah, bl + 2 * j);
-            mma_f16(chain[i][j], ah, bh + 2 * j);
-          }
+        for (int k16 = 0; k16 < kIdh / 16; ++k16) {
+          const uint32_t off = static_cast<uint32_t>((k16 >> 2) * kAtomHalves * 2 + (k16 & 3) * 32);
+          const uint64_t qh = wgmma_desc_sw128(q_hi + off), kh = wgmma_desc_sw128(k_hi + off);
+          if constexpr (kQLo) wgmma_m64n64k16_f16(acc, wgmma_desc_sw128(q_lo_img + off), kh, k16 > 0);
+          if constexpr (kKLo) wgmma_m64n64k16_f16(acc, qh, wgmma_desc_sw128(k_lo_img + off), k16 > 0 || kQLo);
+          wgmma_m64n64k16_f16(acc, qh, kh, k16 > 0 || kQLo || kKLo);
         }
+        wgmma_commit();
+        wgmma_wait<0>();
+        wgmma_fence_operands(acc);
+      };
+      using Yes = std::true_type;
+      using No = std::false_type;
+      if (q_lo && k_lo) {
+        chain(Yes{}, Yes{});
+      } else if (q_lo) {
+        chain(Yes{}, No{});
+      } else if (k_lo) {
+        chain(No{}, Yes{});
+      } else {
+        chain(No{}, No{});
       }
+      // v[2j + c] = this thread's two heads at row 8j + r0 + c, weighted (w·2^-e_q) after the
+      // ReLU; then summed over the 8 lanes of a row group by halving exchanges (lane bits 4, 3, 2
+      // in turn), so that lane l holds rows 8·(l / 4) + r0 + c summed over the warp's 16 heads.
+      const float w0 = sm.w[wg][h0], w1 = sm.w[wg][h0 + 8];
+      float v[16];
 #pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        const float sq0 = sm.inv_q[(tok * kHeads + 16 * i + g) * S::kSlabs + s];
-        const float sq1 = sm.inv_q[(tok * kHeads + 16 * i + g + 8) * S::kSlabs + s];
+      for (int j = 0; j < 8; ++j) {
 #pragma unroll
-        for (int j = 0; j < 2; ++j) {
-          const float sk0 = sm.inv_k[(wn + 8 * j + c2) * S::kSlabs + s];
-          const float sk1 = sm.inv_k[(wn + 8 * j + c2 + 1) * S::kSlabs + s];
-          acc[i][j][0] = fmaf(chain[i][j][0] * sq0, sk0, acc[i][j][0]);
-          acc[i][j][1] = fmaf(chain[i][j][1] * sq0, sk1, acc[i][j][1]);
-          acc[i][j][2] = fmaf(chain[i][j][2] * sq1, sk0, acc[i][j][2]);
-          acc[i][j][3] = fmaf(chain[i][j][3] * sq1, sk1, acc[i][j][3]);
-        }
+        for (int c = 0; c < 2; ++c) v[2 * j + c] = fmaf(w1, fmaxf(acc[4 * j + 2 + c], 0.0f), w0 * fmaxf(acc[4 * j + c], 0.0f));
+      }
+      halve<8>(v, lane, 16);
+      halve<4>(v, lane, 8);
+      halve<2>(v, lane, 4);
+      *reinterpret_cast<float2*>(&sm.part[wg][warp][8 * (lane >> 2) + r0]) = make_float2(v[0], v[1]);
+      warpgroup_barrier(1 + wg);
+      const int r = static_cast<int>(threadIdx.x & 127);
+      if (r < kRows && row0 + r < nv) {
+        const float sum = ((sm.part[wg][0][r] + sm.part[wg][1][r]) + sm.part[wg][2][r]) + sm.part[wg][3][r];
+        out[row0 + r] = sum * sm.inv_k[stage][r];
       }
     }
-    // ReLU per head, then the (signed) head weight: this lane's 8 heads, then the 8 head groups.
-#pragma unroll
-    for (int j = 0; j < 2; ++j) {
-#pragma unroll
-      for (int c = 0; c < 2; ++c) {
-        float sc = 0.0f;
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-          sc = fmaf(sm.w[tok][16 * i + g], fmaxf(acc[i][j][c], 0.0f), sc);
-          sc = fmaf(sm.w[tok][16 * i + g + 8], fmaxf(acc[i][j][2 + c], 0.0f), sc);
-        }
-#pragma unroll
-        for (int o = 4; o < 32; o <<= 1) sc += __shfl_xor_sync(0xFFFFFFFFu, sc, o);
-        const int64_t r = row0 + wn + 8 * j + c2 + c;
-        if (g == 0 && r < nv) out[r] = sc;
-      }
-    }
+    __syncthreads();  // every warpgroup is done with this stage and with part
+    k_lo = next_lo;
   }
 }
 
@@ -343,11 +384,11 @@ Status launch_scores(const IndexerArgs& a, int32_t* n_rows, const PrefillIndexRo
   DSV4_CUDA_TRY(cudaGetDevice(&device));
   DSV4_CUDA_TRY(once_per_device(device, [] {
     return cudaFuncSetAttribute(score_kernel<kIdh>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                static_cast<int>(sizeof(Smem<kIdh>)));
+                                static_cast<int>(sizeof(Smem<kIdh>) + 1024));
   }));
   const unsigned blocks = static_cast<unsigned>((a.T + kTokens - 1) / kTokens);
   DSV4_CUDA_TRY(
-      launch_pdl(score_kernel<kIdh>, dim3(blocks), dim3(kThreads), sizeof(Smem<kIdh>), stream, a, n_rows, rows));
+      launch_pdl(score_kernel<kIdh>, dim3(blocks), dim3(kThreads), sizeof(Smem<kIdh>) + 1024, stream, a, n_rows, rows));
   return Status();
 }
 
@@ -358,6 +399,7 @@ bool prefill_indexer_supported(int IH, int idh) {
 }
 
 int64_t prefill_indexer_row_capacity(int64_t score_cap) { return (std::max<int64_t>(score_cap, 0) + kRows - 1) / kRows * kRows; }
+int64_t prefill_indexer_row_halves(int64_t capacity, int idh) { return capacity * 2 * ((idh + 63) / 64 * 64); }
 
 Status prefill_indexer_rows(const IndexerArgs& a, const PrefillIndexRows& rows, cudaStream_t stream) {
   if (a.T <= 0) return Status();
@@ -369,9 +411,9 @@ Status prefill_indexer_rows(const IndexerArgs& a, const PrefillIndexRows& rows, 
   // position is on the device) return at once.
   const dim3 grid(static_cast<unsigned>(prefill_indexer_row_capacity(a.score_cap) / kRows));
   switch (a.idh) {
-    case 32: DSV4_CUDA_TRY(launch_pdl(rows_kernel<32>, grid, dim3(kThreads), 0, stream, a, rows)); break;
-    case 64: DSV4_CUDA_TRY(launch_pdl(rows_kernel<64>, grid, dim3(kThreads), 0, stream, a, rows)); break;
-    default: DSV4_CUDA_TRY(launch_pdl(rows_kernel<128>, grid, dim3(kThreads), 0, stream, a, rows)); break;
+    case 32: DSV4_CUDA_TRY(launch_pdl(rows_kernel<32>, grid, dim3(kRowThreads), 0, stream, a, rows)); break;
+    case 64: DSV4_CUDA_TRY(launch_pdl(rows_kernel<64>, grid, dim3(kRowThreads), 0, stream, a, rows)); break;
+    default: DSV4_CUDA_TRY(launch_pdl(rows_kernel<128>, grid, dim3(kRowThreads), 0, stream, a, rows)); break;
   }
   return cuda_status(cudaGetLastError(), "prefill indexer rows");
 }
