@@ -9,10 +9,11 @@
 //   activation conversion; --wgmma: the dense Q8_0 shapes and the F16 compressor / indexer ones
 //   in f16 mode, split on mma.sync and split on wgmma at 2048 and 4096 tokens; --moe-wgmma: the routed
 //   experts' fused gate/up (IQ2_XXS 4096 → 2·2048, 256 experts, 6 per token) in split mode on
-//   mma.sync (small and large tile) and on both wgmma tiles at 2048 and 4096 tokens with uniform
-//   routing, both wgmma tiles at 3072 and 6144, and at 2048 and 4096 tokens with skewed routing
+//   mma.sync (small and large tile) and on both wgmma tiles and their tails pair at 2048 and 4096
+//   tokens with uniform routing, at 3072 and 6144, and at 2048 and 4096 tokens with skewed routing
 //   (expert popularity ∝ rank^-0.5: the hottest expert 16× as likely as the coldest); --moe-at N:
-//   the routed experts as a chunk of N tokens runs them, gate/up split and down int8, both on wgmma)
+//   the routed experts as a chunk of N tokens runs them, gate/up split (the 128-token wgmma tile,
+//   and the tails pair) and down int8, both on wgmma)
 //
 // Weights are random valid blocks made on the device (every f16 scale a moderate value), X random
 // f16 (cuBLAS: bf16, the same tensor-core rate). Each figure: 5 rounds of 20 back-to-back launches
@@ -195,6 +196,7 @@ const char* tile_name(GemmTile tile) {
          : tile == GemmTile::kSmall ? "small"
          : tile == GemmTile::kWgmma   ? "wgmma"
          : tile == GemmTile::kWgmma64 ? "wgmma64"
+         : tile == GemmTile::kWgmmaTails ? "wgmma+64"
                                       : "auto";
 }
 
@@ -440,7 +442,7 @@ int main(int argc, char** argv) {
   if (argc > 2 && std::strcmp(argv[1], "--moe-at") == 0) {
     const int64_t n = std::atoll(argv[2]);
     b.split = true;
-    b.moe("MoE gate+up fused (q2)", TensorType::IQ2_XXS, 4096, 4096, n, true, {GemmTile::kWgmma});
+    b.moe("MoE gate+up fused (q2)", TensorType::IQ2_XXS, 4096, 4096, n, true, {GemmTile::kWgmma, GemmTile::kWgmmaTails});
     b.split = false;
     b.int8 = true;
     b.moe("MoE down (q2)", TensorType::Q2_K, 2048, 4096, n, false, {GemmTile::kWgmma});
@@ -449,17 +451,17 @@ int main(int argc, char** argv) {
   // The routed experts' fused gate/up, split mode: mma.sync (both tiles) against wgmma.
   if (argc > 1 && std::strcmp(argv[1], "--moe-wgmma") == 0) {
     b.split = true;
-    const std::vector<GemmTile> wgmma_tiles = {GemmTile::kWgmma, GemmTile::kWgmma64};
+    const std::vector<GemmTile> wgmma_tiles = {GemmTile::kWgmma, GemmTile::kWgmma64, GemmTile::kWgmmaTails};
     for (const int64_t n : {int64_t{2048}, int64_t{4096}}) {
       b.moe("MoE gate+up fused (q2)", TensorType::IQ2_XXS, 4096, 4096, n, true,
-            {GemmTile::kSmall, GemmTile::kLarge, GemmTile::kWgmma, GemmTile::kWgmma64});
+            {GemmTile::kSmall, GemmTile::kLarge, GemmTile::kWgmma, GemmTile::kWgmma64, GemmTile::kWgmmaTails});
     }
     for (const int64_t n : {int64_t{3072}, int64_t{6144}}) {
       b.moe("MoE gate+up fused (q2)", TensorType::IQ2_XXS, 4096, 4096, n, true, wgmma_tiles);
     }
     for (const int64_t n : {int64_t{2048}, int64_t{4096}}) {
       b.moe("MoE gate+up, zipf 0.5", TensorType::IQ2_XXS, 4096, 4096, n, true,
-            {GemmTile::kLarge, GemmTile::kWgmma, GemmTile::kWgmma64}, 0.5);
+            {GemmTile::kLarge, GemmTile::kWgmma, GemmTile::kWgmma64, GemmTile::kWgmmaTails}, 0.5);
     }
     return 0;
   }

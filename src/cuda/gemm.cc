@@ -100,13 +100,13 @@ Result<detail::GemmKernelTile> pick_tile(GemmTile tile, TensorType type, int64_t
   const bool type_ok =
       type == TensorType::Q8_0 || (!grouped && type == TensorType::F16) || (grouped && type == TensorType::IQ2_XXS);
   const bool takes = split && type_ok && wgmma_operands_fit(row_bytes, x_rows, x_stride);
-  if (tile == GemmTile::kWgmma || tile == GemmTile::kWgmma64) {
-    if (!takes || (tile == GemmTile::kWgmma64 && !grouped)) {
+  if (tile == GemmTile::kWgmma || tile == GemmTile::kWgmma64 || tile == GemmTile::kWgmmaTails) {
+    if (!takes || (tile != GemmTile::kWgmma && !grouped)) {
       return make_error("the wgmma tiles take split mode with Q8_0 weights (gemm: also F16; grouped_gemm: also "
                         "IQ2_XXS), weight rows of a multiple of 16 bytes, x rows · x_stride < 2^31; the "
-                        "64-token tile grouped_gemm only");
+                        "64-token tile and the tails pair grouped_gemm only");
     }
-    return tile == GemmTile::kWgmma ? T::kWgmma : T::kWgmma64;
+    return tile == GemmTile::kWgmma64 ? T::kWgmma64 : T::kWgmma;
   }
   if (tile == GemmTile::kAuto && takes && n >= 512 && device_info().major == 9) {
     return !grouped || n >= kWgmma64Below * n_groups ? T::kWgmma : T::kWgmma64;
@@ -123,7 +123,9 @@ Result<detail::GemmKernelTile> pick_tile(GemmTile tile, TensorType type, int64_t
 Result<detail::GemmKernelTile> pick_int8_tile(GemmTile tile, int64_t row_bytes, int64_t x_rows, int64_t x_stride) {
   using T = detail::GemmKernelTile;
   const bool takes = wgmma_operands_fit(row_bytes, x_rows, x_stride);
-  if (tile == GemmTile::kWgmma64) return make_error("int8 mode has no 64 × 256 wgmma tile");
+  if (tile == GemmTile::kWgmma64 || tile == GemmTile::kWgmmaTails) {
+    return make_error("int8 mode has no 64 × 256 wgmma tile (nor the tails pair)");
+  }
   if (tile == GemmTile::kWgmma) {
     if (!takes) {
       return make_error("the int8 wgmma tile takes weight rows of a multiple of 16 bytes and "
@@ -308,7 +310,16 @@ Status grouped_gemm(const GroupedGemm& g, cudaStream_t stream, GemmTile tile) {
   l.x_plane = x_count * g.x_stride;
   l.x_records = g.x_records;
   l.tile = *kernel_tile;
+  // The 128-token tile paired with the 64-token one for the groups' short tails (GemmTile::kWgmmaTails).
+  const bool tails = !int8 && l.tile == detail::GemmKernelTile::kWgmma &&
+                     (tile == GemmTile::kWgmmaTails || tile == GemmTile::kAuto);
+  l.tails = tails ? detail::GemmTails::kSkipShort : detail::GemmTails::kAll;
   if (Status s = launch(l, stream); !s.ok()) return fail(s);
+  if (tails) {
+    l.tile = detail::GemmKernelTile::kWgmma64;
+    l.tails = detail::GemmTails::kOnlyShort;
+    if (Status s = launch(l, stream); !s.ok()) return fail(s);
+  }
   return Status::ok_status();
 }
 

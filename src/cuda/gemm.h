@@ -76,11 +76,15 @@ enum class GemmTile {
   // Split mode, Hopper: wgmma (128 tokens × 128 features per CTA; cuda/gemm_wgmma.cu), the
   // split's numbers and bound. Q8_0 weights in gemm() and grouped_gemm(), F16 weights in gemm(),
   // IQ2_XXS weights in grouped_gemm(). kAuto picks it there on compute capability 9 from 512 rows
-  // on (grouped: from an average of 68 rows per group, below which kWgmma64).
+  // on (grouped: from an average of 68 rows per group, below which kWgmma64; from it kWgmmaTails).
   kWgmma,
   // The same kernel on 64 tokens × 256 features per CTA (each expert's weights decoded once per
   // 64 tokens; less padding where groups are small or uneven), grouped_gemm() only; the same bits.
   kWgmma64,
+  // grouped_gemm() only: kWgmma for every group's full tiles and for tails of more than 64 rows,
+  // then kWgmma64 for tails of 1..64 rows (two launches); the same bits. kAuto takes it where it
+  // would take kWgmma for a grouped call.
+  kWgmmaTails,
 };
 
 // Whether gemm()/grouped_gemm() take weights of this type and row length (n_in), in f16 mode and in

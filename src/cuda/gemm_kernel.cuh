@@ -221,6 +221,9 @@ __device__ __forceinline__ int gemm_y_row(const GemmLaunch& p, int r) {
 
 // The rows this CTA computes: [*row0, min(*row0 + bt, *row_end)) of the sorted order, with matrix
 // *expert. False (for every thread alike) when the slot has no tile or the expert id is invalid.
+// p.tails: kSkipShort leaves out a group's last tile where it holds at most bt / 2 rows;
+// kOnlyShort takes just those rows, at most bt of them, as the group's one tile (bt: half the tile
+// of its kSkipShort partner).
 __device__ __forceinline__ bool gemm_find_tile(const GemmLaunch& p, int slot, int bt, int* row0,
                                                int* row_end, int* expert) {
   if (p.offsets == nullptr) {
@@ -237,7 +240,17 @@ __device__ __forceinline__ bool gemm_find_tile(const GemmLaunch& p, int slot, in
     if (g < p.n_groups) {
       lo = min(max(p.offsets[g], 0), p.n_rows);
       hi = min(max(p.offsets[g + 1], lo), p.n_rows);
-      tiles = (hi - lo + bt - 1) / bt;
+      const int rows = hi - lo;
+      switch (p.tails) {
+        case GemmTails::kAll: tiles = (rows + bt - 1) / bt; break;
+        case GemmTails::kSkipShort: tiles = rows / bt + (rows % bt > bt / 2 ? 1 : 0); break;
+        case GemmTails::kOnlyShort: {
+          const int tail = rows % (2 * bt);
+          tiles = tail > 0 && tail <= bt ? 1 : 0;
+          lo = hi - tail;
+          break;
+        }
+      }
     }
     int incl = tiles;  // inclusive scan over the warp's groups
 #pragma unroll

@@ -19,6 +19,11 @@ inline bool aligned(const void* p, uintptr_t a) { return reinterpret_cast<uintpt
 enum class GemmKernelTile : uint8_t { kSmall, kLarge, kWgmma, kWgmma64 };
 inline bool is_wgmma(GemmKernelTile t) { return t == GemmKernelTile::kWgmma || t == GemmKernelTile::kWgmma64; }
 
+// Which of a group's row tiles a grouped launch runs (gemm_find_tile): all of them; all but a last
+// tile of at most half a tile (the 128-token wgmma tile of GemmTile::kWgmmaTails); or only those
+// last tiles, as one tile of half the rows (its 64-token partner launch).
+enum class GemmTails : uint8_t { kAll, kSkipShort, kOnlyShort };
+
 struct GemmLaunch {
   gguf::TensorType type;
   const uint8_t* w;      // first byte of the weight tensor (16-aligned)
@@ -51,6 +56,7 @@ struct GemmLaunch {
   int64_t x_plane;
   const uint8_t* x_records;
   GemmKernelTile tile;
+  GemmTails tails;
 };
 
 // Row and feature extent of one CTA for the two tile shapes (gemm_kernel.cuh's kBT, kBF).

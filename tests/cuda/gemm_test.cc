@@ -47,6 +47,7 @@ const char* tile_name(GemmTile t) {
     case GemmTile::kSmall: return "small";
     case GemmTile::kWgmma: return "wgmma";
     case GemmTile::kWgmma64: return "wgmma64";
+    case GemmTile::kWgmmaTails: return "wgmma+64";
   }
   return "?";
 }

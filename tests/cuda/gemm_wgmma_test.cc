@@ -1,4 +1,4 @@
-// The wgmma split GEMM (GemmTile::kWgmma and kWgmma64, cuda/gemm_wgmma.cu) against a double reference on fresh
+// The wgmma split GEMM (GemmTile::kWgmma, kWgmma64 and the pair kWgmmaTails, cuda/gemm_wgmma.cu) against a double reference on fresh
 // random inputs: f32 activations of mixed magnitudes inside a row (the small elements live in
 // x_lo), a row of zeros, a random power of two per row, converted on the device by
 // convert_f32_to_f16_split. Dense Q8_0: partial row and feature tiles, a single k-step, strides,
@@ -256,8 +256,11 @@ void grouped_case(TensorType type) {
   // Each forced tile against the reference first (a wrong tile fails on its own numbers), then the
   // same bits as kWgmma; kAuto only the same bits.
   std::vector<float> first;
-  for (const GemmTile tile : {GemmTile::kWgmma, GemmTile::kWgmma64, GemmTile::kAuto}) {
-    SCOPED_TRACE(tile == GemmTile::kWgmma ? "kWgmma" : tile == GemmTile::kWgmma64 ? "kWgmma64" : "kAuto");
+  for (const GemmTile tile : {GemmTile::kWgmma, GemmTile::kWgmma64, GemmTile::kWgmmaTails, GemmTile::kAuto}) {
+    SCOPED_TRACE(tile == GemmTile::kWgmma     ? "kWgmma"
+                 : tile == GemmTile::kWgmma64 ? "kWgmma64"
+                 : tile == GemmTile::kWgmmaTails ? "kWgmmaTails"
+                                                 : "kAuto");
     CUDA_ASSERT(cudaMemset(dy.get(), 0xFF, dy.size()));
     STATUS_ASSERT(grouped_gemm(g, nullptr, tile));
     CUDA_ASSERT(cudaDeviceSynchronize());
@@ -306,13 +309,19 @@ TEST(GemmWgmma, RejectsWhatItDoesNotTake) {
   const GemmWeights f16{TensorType::F16, dw.get(), 64, 8, 1};
   const GemmWeights q8{TensorType::Q8_0, dw.get(), 64, 8, 1};
   const GemmWeights iq2{TensorType::IQ2_XXS, dw.get(), 2048, 8, 1};
-  // F16 without x_lo, Q8_0 without x_lo (f16 mode), IQ2_XXS in gemm() (dense), the 64-token tile in
-  // gemm(), rows that are not a multiple of 16 bytes (TMA: Q8_0 n_in 64 is 68 bytes).
+  // F16 without x_lo, Q8_0 without x_lo (f16 mode), IQ2_XXS in gemm() (dense), the 64-token tile and
+  // the tails pair in gemm(), rows that are not a multiple of 16 bytes (TMA: Q8_0 n_in 64 is 68 bytes).
   EXPECT_FALSE(gemm(f16, dx.get<__half>(), 64, nullptr, 2, dy.get<float>(), 8, nullptr, GemmTile::kWgmma).ok());
   EXPECT_FALSE(gemm(q8, dx.get<__half>(), 64, nullptr, 2, dy.get<float>(), 8, nullptr, GemmTile::kWgmma).ok());
-  EXPECT_FALSE(gemm(q8, dx.get<__half>(), 64, nullptr, 2, dy.get<float>(), 8, nullptr, GemmTile::kWgmma64,
-                    dx.get<__half>() + 1024)
-                   .ok());
+  for (const GemmTile grouped_only : {GemmTile::kWgmma64, GemmTile::kWgmmaTails}) {
+    const GemmWeights f16_256{TensorType::F16, dw.get(), 256, 8, 1};  // a dense call the 128-token tile takes
+    EXPECT_TRUE(gemm(f16_256, dx.get<__half>(), 256, nullptr, 2, dy.get<float>(), 8, nullptr, GemmTile::kWgmma,
+                     dx.get<__half>() + 1024)
+                    .ok());
+    EXPECT_FALSE(gemm(f16_256, dx.get<__half>(), 256, nullptr, 2, dy.get<float>(), 8, nullptr, grouped_only,
+                      dx.get<__half>() + 1024)
+                     .ok());
+  }
   EXPECT_FALSE(gemm(iq2, dx.get<__half>(), 2048, nullptr, 2, dy.get<float>(), 8, nullptr, GemmTile::kWgmma,
                     dx.get<__half>() + 4096)
                    .ok());
