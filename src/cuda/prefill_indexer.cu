@@ -71,7 +71,7 @@ struct Smem {
   float inv_q[kTokens][kHeads];  // 2^-e_q of (token, head)
   float inv_k[2][kRows];         // 2^-e_r of (stage, row)
   float w[kTokens][kHeads];      // w[t][h]/sqrt(idh·IH)·2^-e_q, 0 for padded heads
-  float part[kTokens][4][kRows];            // a warp's sum over its 16 heads, per row of the tile
+  float part[kTokens][4][kRows];  // a warp's sum over its 16 heads, per row of the tile
 };
 
 __device__ __forceinline__ int64_t visible_rows(const IndexerArgs& a, int t) {
