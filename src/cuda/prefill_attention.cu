@@ -8,9 +8,10 @@
 // come into shared memory by cp.async (a 2-stage ring of 128 rows × one 64-dim slab), no row is
 // loaded as f32 or split here:
 //   1. S[h][r] = q[t][h]·row_r over head-dim slabs of 64: q's slab is scaled per head by its own
-//      power of two e_h (the slab's max |.|), split hi/lo once per slab, and serves both 64-row
-//      passes (a second pass only where nr > 64); 3 MMAs per product in a chain that starts at
-//      zero per slab and pass, then S += chain·2^-e_h·2^-b_r (rounded f32 adds), scaled;
+//      power of two e_h (the slab's max |.|), split hi/lo once per slab; warpgroup w takes rows
+//      64w.. (the second only where nr > 64) as wgmma m64n64k16 from shared memory (q's slab A,
+//      the rows' slab B, both in the 128-byte swizzle); 3 MMAs per product in a chain that starts
+//      at zero per slab, then S += chain·2^-e_h·2^-b_r (rounded f32 adds), scaled;
 //   2. softmax statistics per head (max m, sum l of P = e^{S-m}) over the split's rows < nr, in f32;
 //      P' = P·2^-b_r is scaled per head by 2^c_h into [2^14, 2^15) and split hi/lo:
 //      P[h][r]·row_r[d] = P'·2^-c_h·(row_r[d]·2^b_r), the row's factor moved out of the k index;
@@ -19,9 +20,9 @@
 //      split's 128 rows), written to the split partials.
 // Slabs exact in f16 for all the split's rows (official mode's FP8-simulated nope dims: the OR of
 // the rows' lo bits is clear) skip the hi·lo MMAs, their ldmatrix and their lo copies: the skipped
-// MMA would add exact zeros, so the result is the same bits. Warp tiles: 16 heads × 32 rows
-// (scores) and 16 heads × 32 dims (P·V), 12 MMAs per k16 step, 8 on exact slabs; the rows (B) are
-// the operand whose lo half drops, so B's columns are the wide side.
+// MMA would add exact zeros, so the result is the same bits. P·V's warp tiles: 16 heads × 32 dims
+// (mma.sync), 12 MMAs per k16 step, 8 on exact slabs; the rows (B) are the operand whose lo half
+// drops, so B's columns are the wide side.
 // Geometry: H ≤ 64 heads (fewer are padded with zero queries), hd a multiple of 32 up to 2048 (a
 // last half slab is zero-filled).
 // History (docs/PERF.md, session 7 rounds 1-2, session 8 round 3): per-slab f32 loads and splits
@@ -37,6 +38,8 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cstddef>
+#include <type_traits>
 
 #include "cuda/attention_rows.cuh"
 #include "cuda/check.h"
@@ -47,6 +50,7 @@
 #include "cuda/once_per_device.h"
 #include "cuda/pdl.cuh"
 #include "cuda/prefill_attention.h"
+#include "cuda/wgmma.cuh"
 
 namespace dsv4::cuda {
 
@@ -62,8 +66,7 @@ constexpr int kMaxSlabs = 32;            // bits of a row's lo mask: hd ≤ 2048
 constexpr int kThreads = 256;
 constexpr int kCombineHeads = 8;         // heads per combine block (a warp each) for f32 output
 constexpr int kCombineMaxValues = 16384;  // f16 output: a group's values held in shared memory (64 KB)
-constexpr int kPitch = kSlab + 8;        // halves per shared row: 144 B, ldmatrix rows conflict-free
-constexpr int kPPitch = kRows + 8;       // halves per row of P': 272 B, conflict-free as well
+constexpr int kPPitch = kRows + 8;       // halves per row of P': 272 B, ldmatrix rows conflict-free
 constexpr int kSPitch = kRows + 4;       // floats per row of the score tile
 constexpr int kVecPerPass = kThreads / 16;  // 16 threads load a slab of one query head (a float4 each)
 constexpr int kPasses = kHeads / kVecPerPass;
@@ -72,11 +75,15 @@ static_assert(kRows == 2 * kTile && kTile == 64 && kHeads == 64 && kSlab == 64,
               "tiling below: two score passes of 64 rows, 4 × 2 warps of 16 × 32");
 static_assert(kRows * kChunks % kThreads == 0, "the row copies deal evenly over the threads");
 
-// Shared memory (dynamic), by phase. Scores: q's split slab and a 2-stage ring of the rows' slabs
-// (hi then lo, 128 rows each). Softmax and P·V: P' and the score tile, then P·V's 2-stage ring of
-// row slabs whose second stage takes the score tile's place once P' is made. 2 blocks per SM fit.
-constexpr int kHalfTile = kHeads * kPitch;  // halves of one 64-row split-operand buffer
-constexpr int kSlabBuf = 4 * kHalfTile;     // halves of one row slab: hi [128][kPitch], lo [128][kPitch]
+// Shared memory (dynamic, from a 1024-byte boundary), by phase. Scores: q's split slab and a
+// 2-stage ring of the rows' slabs (hi then lo, 128 rows each). Softmax and P·V: P' and the score
+// tile, then P·V's 2-stage ring of row slabs whose second stage takes the score tile's place once
+// P' is made. 2 blocks per SM fit. q's slab and the row slabs are 64-dim rows of 128 bytes in
+// wgmma's 128-byte swizzle (wgmma.cuh; element d of row r at slab_at(r, d)): the scores' operands
+// as they are, and conflict-free rows for P·V's ldmatrix.
+constexpr int kHalfTile = kHeads * kSlab;  // halves of one 64-row split-operand buffer
+constexpr int kSlabBuf = 4 * kHalfTile;    // halves of one row slab: hi [128][64], lo [128][64]
+__device__ __forceinline__ int slab_at(int r, int d) { return r * kSlab + ((((d >> 3) ^ r) & 7) << 3) + (d & 7); }
 struct Smem {
   union {
     struct {
@@ -99,7 +106,8 @@ struct Smem {
   const __half* rows[kRows];  // the split's converted rows
   unsigned lo_mask;           // OR of the rows' slab masks
 };
-static_assert(2 * sizeof(Smem) + 2048 <= 228 * 1024, "two blocks per SM");
+static_assert(2 * (sizeof(Smem) + 1024) + 2048 <= 228 * 1024, "two blocks per SM");
+static_assert(offsetof(Smem, pv.buf1) % 1024 == 0 && kSlabBuf * 2 % 1024 == 0, "slab buffers on swizzle periods");
 
 // Index of the converted row of list entry i (prefill_attention.h's layout).
 __device__ __forceinline__ int64_t converted_row(const AttentionArgs& a, const AttnRowSet& r, int t, int64_t i,
@@ -149,8 +157,8 @@ __global__ void convert_rows_kernel(AttentionArgs a, int chunk, __half* out, int
   }
 }
 
-// One slab (dims d0 .. d0 + 63) of the split's rows into a buffer [hi 128 × kPitch][lo 128 ×
-// kPitch] by cp.async (one commit group); rows past nr and dims past hd are zeros (P·V's k index
+// One slab (dims d0 .. d0 + 63) of the split's rows into a buffer [hi 128 × 64][lo 128 × 64]
+// (swizzled) by cp.async (one commit group); rows past nr and dims past hd are zeros (P·V's k index
 // runs over whole k16 steps and the scores' over the whole slab: no garbage may meet a zero).
 // exact: the lo halves are not read, so not copied.
 __device__ __forceinline__ void copy_slab(__half* buf, const Smem& sm, int nr, int d0, int hd, bool exact) {
@@ -158,14 +166,14 @@ __device__ __forceinline__ void copy_slab(__half* buf, const Smem& sm, int nr, i
 #pragma unroll
   for (int k = 0; k < kRows * kChunks / kThreads; ++k) {
     const int c = threadIdx.x + k * kThreads, r = c / kChunks, d = 8 * (c % kChunks);
-    __half* dst = buf + r * kPitch + d;
+    __half* dst = buf + slab_at(r, d);
     if (r < nr && d0 + d < hd) {
       const __half* src = sm.rows[r] + d0 + d;
       cp_async16(dst, src);
-      if (!exact) cp_async16(dst + kRows * kPitch, src + hd);
+      if (!exact) cp_async16(dst + kRows * kSlab, src + hd);
     } else {
       *reinterpret_cast<uint4*>(dst) = zero;
-      if (!exact) *reinterpret_cast<uint4*>(dst + kRows * kPitch) = zero;
+      if (!exact) *reinterpret_cast<uint4*>(dst + kRows * kSlab) = zero;
     }
   }
   cp_async_commit();
@@ -200,7 +208,7 @@ __device__ __forceinline__ void q_split(const SlabRegs& r, __half* hi, __half* l
     const int e = split_exponent(m);
     const float f = pow2f(e);
     const SplitPair a = split_f16(v.x * f, v.y * f), b = split_f16(v.z * f, v.w * f);
-    const int off = h * kPitch + 4 * (threadIdx.x & 15);
+    const int off = slab_at(h, 4 * (threadIdx.x & 15));
     *reinterpret_cast<uint2*>(hi + off) = make_uint2(half2_bits(a.hi), half2_bits(b.hi));
     *reinterpret_cast<uint2*>(lo + off) = make_uint2(half2_bits(a.lo), half2_bits(b.lo));
     if ((threadIdx.x & 15) == 0) inv[h] = pow2f(-e);
@@ -220,7 +228,7 @@ __global__ void __launch_bounds__(kThreads, 2) partial_kernel(AttentionArgs a, P
   pdl_wait();  // launched with PDL: nothing before this line (pdl.cuh)
   pdl_trigger();
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  Smem& sm = *reinterpret_cast<Smem*>(smem_raw);
+  Smem& sm = *reinterpret_cast<Smem*>(smem_raw + ((1024 - smem_addr(smem_raw) % 1024) % 1024));
   const int s = blockIdx.x, t = blockIdx.y;
   const AttnRowSet rs = attn_row_set(a, t);
   const int64_t r0 = static_cast<int64_t>(s) * kRows;
@@ -258,13 +266,15 @@ __global__ void __launch_bounds__(kThreads, 2) partial_kernel(AttentionArgs a, P
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int g = lane >> 2, c2 = 2 * (lane & 3);  // C fragment: rows g, g + 8; columns c2, c2 + 1
   const int wm = 16 * (warp & 3), wn = 32 * (warp >> 2);
-  // B fragment addressing of two n8 tiles (one ldmatrix.x4; a warp tile's 32 columns take two).
-  const int b_n = (lane & 7) + ((lane >> 4) << 3), b_k = ((lane >> 3) & 1) * 8;    // [n][k] buffers
+  // P·V's B fragment addressing of two n8 tiles (one ldmatrix.x4; a warp tile's 32 columns take two).
   const int bt_k = (lane & 7) + (((lane >> 3) & 1) << 3), bt_n = (lane >> 4) * 8;  // [k][n] buffers
 
-  // ---- 1. scores, slab after slab; q split once per slab, both 64-row passes on it ----
+  // ---- 1. scores, slab after slab; q split once per slab; warpgroup w: rows 64w.. of the split
+  // (m64n64 wgmma: the 64 heads × its 64 rows), one chain per slab from zero ----
   const int n_slab = (hd + kSlab - 1) / kSlab;
-  float acc[2][4][4] = {};
+  const int wg = warp >> 2;
+  const bool wg_rows = wg < n_pass;  // its rows hold list entries (warpgroup-uniform)
+  float acc[32] = {};
   SlabRegs qr;
   copy_slab(sm.sc.stage[0], sm, nr, 0, hd, exact(0));
   q_fetch(qr, q, H, 0, hd);
@@ -278,34 +288,42 @@ __global__ void __launch_bounds__(kThreads, 2) partial_kernel(AttentionArgs a, P
     } else {
       cp_async_wait<0>();
     }
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");  // q's stores and the copies → wgmma
     __syncthreads();  // q split, this slab's rows landed (every thread's copies)
-    const bool rows_exact = exact(d0);
-    const __half* kh = sm.sc.stage[sl & 1];
-    const __half* kl = kh + kRows * kPitch;
+    if (wg_rows) {
+      const uint32_t qh = smem_addr(sm.sc.qh), ql = smem_addr(sm.sc.ql);
+      const uint32_t kh = smem_addr(sm.sc.stage[sl & 1] + wg * kTile * kSlab), kl = kh + kRows * kSlab * 2;
+      float c[32];
+      // The k16 slices of the slab (32 bytes apart in the 128-byte rows): lo·hi, hi·lo (rows not
+      // exact in f16), hi·hi, as mma_split. Two branch-free copies: a wgmma under a condition
+      // makes ptxas serialise every wgmma (C7520).
+      const auto chain = [&](auto rows_exact_t) {
+        wgmma_fence_operands(c);
+        wgmma_fence();
 #pragma unroll
-    for (int pass = 0; pass < 2; ++pass) {
-      const int pr0 = pass * kTile;
-      if (pass >= n_pass || pr0 + wn >= nr) continue;  // the warp's rows are all past the list (warp-uniform)
-      float c[4][4] = {};
-#pragma unroll
-      for (int k0 = 0; k0 < kSlab; k0 += 16) {
-        uint32_t ah[4], al[4], bh[2][4], bl[2][4];
-        load_a(ah, al, sm.sc.qh, sm.sc.ql, wm, k0, kPitch);
-#pragma unroll
-        for (int jj = 0; jj < 2; ++jj) {
-          const int boff = (pr0 + wn + 16 * jj + b_n) * kPitch + k0 + b_k;
-          ldmatrix_x4(bh[jj], smem_addr(kh + boff));
-          if (!rows_exact) ldmatrix_x4(bl[jj], smem_addr(kl + boff));
+        for (int k16 = 0; k16 < kSlab / 16; ++k16) {
+          const uint32_t off = static_cast<uint32_t>(32 * k16);
+          const uint64_t a_hi = wgmma_desc_sw128(qh + off), b_hi = wgmma_desc_sw128(kh + off);
+          wgmma_m64n64k16_f16(c, wgmma_desc_sw128(ql + off), b_hi, k16 > 0);
+          if constexpr (!decltype(rows_exact_t)::value) wgmma_m64n64k16_f16(c, a_hi, wgmma_desc_sw128(kl + off), true);
+          wgmma_m64n64k16_f16(c, a_hi, b_hi, true);
         }
-#pragma unroll
-        for (int j = 0; j < 4; ++j) mma_split(c[j], ah, al, bh[j >> 1] + 2 * (j & 1), bl[j >> 1] + 2 * (j & 1), rows_exact);
+        wgmma_commit();
+        wgmma_wait<0>();
+        wgmma_fence_operands(c);
+      };
+      if (exact(d0)) {
+        chain(std::true_type{});
+      } else {
+        chain(std::false_type{});
       }
+      // c[4j + e]: head 16·(warp % 4) + g + 8·(e / 2), row 64·wg + 8j + c2 + e % 2 (wgmma.cuh).
 #pragma unroll
-      for (int j = 0; j < 4; ++j) {
+      for (int j = 0; j < 8; ++j) {
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
-          const int h = wm + g + 8 * (e >> 1), r = pr0 + wn + 8 * j + c2 + (e & 1);
-          acc[pass][j][e] += c[j][e] * sm.inv_a[h] * sm.inv_b[r];
+          const int h = wm + g + 8 * (e >> 1), r = wg * kTile + 8 * j + c2 + (e & 1);
+          acc[4 * j + e] += c[4 * j + e] * sm.inv_a[h] * sm.inv_b[r];
         }
       }
     }
@@ -315,14 +333,11 @@ __global__ void __launch_bounds__(kThreads, 2) partial_kernel(AttentionArgs a, P
   copy_slab(sm.pv.buf0, sm, nr, 0, hd, exact(0));
   const float scale = static_cast<float>(1.0 / sqrt(static_cast<double>(hd)));
 #pragma unroll
-  for (int pass = 0; pass < 2; ++pass) {
+  for (int j = 0; j < 8; ++j) {
 #pragma unroll
-    for (int j = 0; j < 4; ++j) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int h = wm + g + 8 * (e >> 1), r = pass * kTile + wn + 8 * j + c2 + (e & 1);
-        sm.pv.st[h * kSPitch + r] = __fmul_rn(acc[pass][j][e], scale);
-      }
+    for (int e = 0; e < 4; ++e) {
+      const int h = wm + g + 8 * (e >> 1), r = wg * kTile + 8 * j + c2 + (e & 1);
+      sm.pv.st[h * kSPitch + r] = __fmul_rn(acc[4 * j + e], scale);
     }
   }
   __syncthreads();
@@ -383,7 +398,7 @@ __global__ void __launch_bounds__(kThreads, 2) partial_kernel(AttentionArgs a, P
     __syncthreads();  // this slab's rows landed
     const bool rows_exact = exact(d0);
     const __half* vh = (sl & 1) ? sm.pv.buf1 : sm.pv.buf0;
-    const __half* vl = vh + kRows * kPitch;
+    const __half* vl = vh + kRows * kSlab;
     float c[4][4] = {};
 #pragma unroll
     for (int k0 = 0; k0 < kRows; k0 += 16) {
@@ -392,7 +407,7 @@ __global__ void __launch_bounds__(kThreads, 2) partial_kernel(AttentionArgs a, P
       load_a(ah, al, sm.pv.ph, sm.pv.pl, wm, k0, kPPitch);
 #pragma unroll
       for (int jj = 0; jj < 2; ++jj) {
-        const int boff = (k0 + bt_k) * kPitch + wn + 16 * jj + bt_n;
+        const int boff = slab_at(k0 + bt_k, wn + 16 * jj + bt_n);
         ldmatrix_x4_trans(bh[jj], smem_addr(vh + boff));
         if (!rows_exact) ldmatrix_x4_trans(bl[jj], smem_addr(vl + boff));
       }
@@ -548,13 +563,13 @@ Status prefill_attention(const AttentionArgs& a, const PrefillAttnRows& rows, cu
   DSV4_CUDA_TRY(cudaGetDevice(&device));
   DSV4_CUDA_TRY(once_per_device(device, [] {
     return cudaFuncSetAttribute(partial_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                static_cast<int>(sizeof(Smem)));
+                                static_cast<int>(sizeof(Smem) + 1024));
   }));
   // The combine's shared memory is sized at run time (hd, the split count): all the device allows.
   DSV4_CUDA_TRY(once_per_device(device, [device] {
     return allow_optin_smem(device, reinterpret_cast<const void*>(combine_kernel));
   }));
-  DSV4_CUDA_TRY(launch_pdl(partial_kernel, dim3(a.splits, a.T), dim3(kThreads), sizeof(Smem), stream, a, rows));
+  DSV4_CUDA_TRY(launch_pdl(partial_kernel, dim3(a.splits, a.T), dim3(kThreads), sizeof(Smem) + 1024, stream, a, rows));
   const int gh = f16 ? a.out16_group : std::min(a.H, kCombineHeads);
   const size_t combine_smem = static_cast<size_t>(gh) * ((f16 ? a.hd : 0) + a.splits) * sizeof(float);
   DSV4_CUDA_TRY(launch_pdl(combine_kernel, dim3((a.H + gh - 1) / gh, a.T), dim3(32 * gh), combine_smem, stream, a, gh));
