@@ -16,13 +16,12 @@
 //      P' = P·2^-b_r is scaled per head by 2^c_h into [2^14, 2^15) and split hi/lo:
 //      P[h][r]·row_r[d] = P'·2^-c_h·(row_r[d]·2^b_r), the row's factor moved out of the k index;
 //   3. O[h][d] = 2^-c_h·Σ_r P'[h][r]·(row_r[d]·2^b_r) per slab of 64 dims (the converted rows as
-//      they are, B fragments by ldmatrix.trans), one zero-started chain of up to 8 k16 steps (the
-//      split's 128 rows), written to the split partials.
+//      they are), warpgroup w taking dims 32w.. of the slab as wgmma m64n32k16 (P' the K-major A,
+//      the rows' slab the N-major B), one zero-started chain of 4 or 8 k16 steps (the split's
+//      rows), written to the split partials.
 // Slabs exact in f16 for all the split's rows (official mode's FP8-simulated nope dims: the OR of
 // the rows' lo bits is clear) skip the hi·lo MMAs, their ldmatrix and their lo copies: the skipped
-// MMA would add exact zeros, so the result is the same bits. P·V's warp tiles: 16 heads × 32 dims
-// (mma.sync), 12 MMAs per k16 step, 8 on exact slabs; the rows (B) are the operand whose lo half
-// drops, so B's columns are the wide side.
+// MMA would add exact zeros, so the result is the same bits.
 // Geometry: H ≤ 64 heads (fewer are padded with zero queries), hd a multiple of 32 up to 2048 (a
 // last half slab is zero-filled).
 // History (docs/PERF.md, session 7 rounds 1-2, session 8 round 3): per-slab f32 loads and splits
@@ -47,6 +46,7 @@
 #include "cuda/device_math.cuh"
 #include "cuda/f16_rows.cuh"
 #include "cuda/f16_split.cuh"
+#include "cuda/gemm_kernel.cuh"
 #include "cuda/once_per_device.h"
 #include "cuda/pdl.cuh"
 #include "cuda/prefill_attention.h"
@@ -66,7 +66,6 @@ constexpr int kMaxSlabs = 32;            // bits of a row's lo mask: hd ≤ 2048
 constexpr int kThreads = 256;
 constexpr int kCombineHeads = 8;         // heads per combine block (a warp each) for f32 output
 constexpr int kCombineMaxValues = 16384;  // f16 output: a group's values held in shared memory (64 KB)
-constexpr int kPPitch = kRows + 8;       // halves per row of P': 272 B, ldmatrix rows conflict-free
 constexpr int kSPitch = kRows + 4;       // floats per row of the score tile
 constexpr int kVecPerPass = kThreads / 16;  // 16 threads load a slab of one query head (a float4 each)
 constexpr int kPasses = kHeads / kVecPerPass;
@@ -84,6 +83,8 @@ static_assert(kRows * kChunks % kThreads == 0, "the row copies deal evenly over 
 constexpr int kHalfTile = kHeads * kSlab;  // halves of one 64-row split-operand buffer
 constexpr int kSlabBuf = 4 * kHalfTile;    // halves of one row slab: hi [128][64], lo [128][64]
 __device__ __forceinline__ int slab_at(int r, int d) { return r * kSlab + ((((d >> 3) ^ r) & 7) << 3) + (d & 7); }
+// P' as P·V's K-major A: head h's rows r of atom r / 64, 128-byte rows in the same swizzle.
+__device__ __forceinline__ int p_at(int h, int r) { return (r >> 6) * kHalfTile + slab_at(h, r & 63); }
 struct Smem {
   union {
     struct {
@@ -92,7 +93,7 @@ struct Smem {
     } sc;
     struct {
       __half buf0[kSlabBuf];
-      __half ph[kHeads * kPPitch], pl[kHeads * kPPitch];  // P' [h][r] (P·V: A)
+      __half ph[2 * kHalfTile], pl[2 * kHalfTile];  // P' [h][r] (P·V's A: two 64-row atoms, p_at)
       union {
         float st[kHeads * kSPitch];  // scores [h][r]
         __half buf1[kSlabBuf];
@@ -215,15 +216,6 @@ __device__ __forceinline__ void q_split(const SlabRegs& r, __half* hi, __half* l
   }
 }
 
-// A fragments (hi, lo) of the 16 × 16 tile at (row0, k0) of a [m][k] buffer of `pitch` halves.
-__device__ __forceinline__ void load_a(uint32_t (&hi)[4], uint32_t (&lo)[4], const __half* bh, const __half* bl,
-                                       int row0, int k0, int pitch) {
-  const int lane = threadIdx.x & 31;
-  const int off = (row0 + (lane & 15)) * pitch + k0 + (lane >> 4) * 8;
-  ldmatrix_x4(hi, smem_addr(bh + off));
-  ldmatrix_x4(lo, smem_addr(bl + off));
-}
-
 __global__ void __launch_bounds__(kThreads, 2) partial_kernel(AttentionArgs a, PrefillAttnRows cr) {
   pdl_wait();  // launched with PDL: nothing before this line (pdl.cuh)
   pdl_trigger();
@@ -266,8 +258,6 @@ __global__ void __launch_bounds__(kThreads, 2) partial_kernel(AttentionArgs a, P
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int g = lane >> 2, c2 = 2 * (lane & 3);  // C fragment: rows g, g + 8; columns c2, c2 + 1
   const int wm = 16 * (warp & 3), wn = 32 * (warp >> 2);
-  // P·V's B fragment addressing of two n8 tiles (one ldmatrix.x4; a warp tile's 32 columns take two).
-  const int bt_k = (lane & 7) + (((lane >> 3) & 1) << 3), bt_n = (lane >> 4) * 8;  // [k][n] buffers
 
   // ---- 1. scores, slab after slab; q split once per slab; warpgroup w: rows 64w.. of the split
   // (m64n64 wgmma: the 64 heads × its 64 rows), one chain per slab from zero ----
@@ -372,10 +362,10 @@ __global__ void __launch_bounds__(kThreads, 2) partial_kernel(AttentionArgs a, P
     for (int i = 0; i < 4; i += 2) {
       const SplitPair v = split_f16(ev[i] * f, ev[i + 1] * f);
       const int r = lane + 32 * i;
-      sm.pv.ph[h * kPPitch + r] = __low2half(v.hi);
-      sm.pv.pl[h * kPPitch + r] = __low2half(v.lo);
-      sm.pv.ph[h * kPPitch + r + 32] = __high2half(v.hi);
-      sm.pv.pl[h * kPPitch + r + 32] = __high2half(v.lo);
+      sm.pv.ph[p_at(h, r)] = __low2half(v.hi);
+      sm.pv.pl[p_at(h, r)] = __low2half(v.lo);
+      sm.pv.ph[p_at(h, r + 32)] = __high2half(v.hi);
+      sm.pv.pl[p_at(h, r + 32)] = __high2half(v.lo);
     }
     if (lane == 0) {
       sm.stats[h][0] = m;
@@ -395,24 +385,39 @@ __global__ void __launch_bounds__(kThreads, 2) partial_kernel(AttentionArgs a, P
     } else {
       cp_async_wait<0>();
     }
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");  // P' and the copies → wgmma
     __syncthreads();  // this slab's rows landed
-    const bool rows_exact = exact(d0);
-    const __half* vh = (sl & 1) ? sm.pv.buf1 : sm.pv.buf0;
-    const __half* vl = vh + kRows * kSlab;
-    float c[4][4] = {};
+    // Warpgroup w: dims 32w.. of the slab (m64n32: the 64 heads × its 32 dims, the rows as K, as
+    // many k16 steps as the split has rows), one chain from zero: lo·hi, hi·lo (rows not exact in
+    // f16), hi·hi, as mma_split. The value rows are B stored N-major: a k16 step is 16 rows (2 KB)
+    // further, the warpgroup's dims 64 bytes into each 128-byte row. Branch-free copies (C7520).
+    const uint32_t vh = smem_addr((sl & 1) ? sm.pv.buf1 : sm.pv.buf0) + 64 * wg, vl = vh + kRows * kSlab * 2;
+    const uint32_t ph = smem_addr(sm.pv.ph), pl = smem_addr(sm.pv.pl);
+    float c[16];
+    const auto chain = [&](auto rows_exact_t, auto k_steps_t) {
+      wgmma_fence_operands(c);
+      wgmma_fence();
 #pragma unroll
-    for (int k0 = 0; k0 < kRows; k0 += 16) {
-      if (k0 >= nr) break;  // rows past the list have P' = 0
-      uint32_t ah[4], al[4], bh[2][4], bl[2][4];
-      load_a(ah, al, sm.pv.ph, sm.pv.pl, wm, k0, kPPitch);
-#pragma unroll
-      for (int jj = 0; jj < 2; ++jj) {
-        const int boff = slab_at(k0 + bt_k, wn + 16 * jj + bt_n);
-        ldmatrix_x4_trans(bh[jj], smem_addr(vh + boff));
-        if (!rows_exact) ldmatrix_x4_trans(bl[jj], smem_addr(vl + boff));
+      for (int kk = 0; kk < decltype(k_steps_t)::value; ++kk) {
+        const uint32_t a_off = static_cast<uint32_t>((kk >> 2) * kHalfTile * 2 + (kk & 3) * 32);
+        const uint32_t b_off = static_cast<uint32_t>(kk * 16 * kSlab * 2);
+        const uint64_t a_hi = wgmma_desc_sw128(ph + a_off), b_hi = wgmma_desc_sw128(vh + b_off);
+        wgmma_m64n32k16_f16_tb(c, wgmma_desc_sw128(pl + a_off), b_hi, kk > 0);
+        if constexpr (!decltype(rows_exact_t)::value) wgmma_m64n32k16_f16_tb(c, a_hi, wgmma_desc_sw128(vl + b_off), true);
+        wgmma_m64n32k16_f16_tb(c, a_hi, b_hi, true);
       }
-#pragma unroll
-      for (int j = 0; j < 4; ++j) mma_split(c[j], ah, al, bh[j >> 1] + 2 * (j & 1), bl[j >> 1] + 2 * (j & 1), rows_exact);
+      wgmma_commit();
+      wgmma_wait<0>();
+      wgmma_fence_operands(c);
+    };
+    using Short = std::integral_constant<int, kTile / 16>;  // rows past the list have P' = 0
+    using Long = std::integral_constant<int, kRows / 16>;
+    if (exact(d0)) {
+      if (nr > kTile) chain(std::true_type{}, Long{});
+      else chain(std::true_type{}, Short{});
+    } else {
+      if (nr > kTile) chain(std::false_type{}, Long{});
+      else chain(std::false_type{}, Short{});
     }
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
@@ -424,7 +429,7 @@ __global__ void __launch_bounds__(kThreads, 2) partial_kernel(AttentionArgs a, P
         const int d = d0 + wn + 8 * j + c2;
         if (d < hd) {
           *reinterpret_cast<float2*>(a.part_o + (part + static_cast<int64_t>(h) * a.splits) * hd + d) =
-              make_float2(c[j][2 * half] * f, c[j][2 * half + 1] * f);
+              make_float2(c[4 * j + 2 * half] * f, c[4 * j + 2 * half + 1] * f);
         }
       }
     }

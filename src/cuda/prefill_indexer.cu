@@ -16,9 +16,10 @@
 //      8 lanes of a row group, the 4 warps through shared memory; [tokens × heads × rows] is
 //      never stored.
 // Accuracy: hi + lo carries 22 bits of each value relative to its vector's largest, the dropped
-// lo·lo is ≤ 2^-22 of it per product, and the chain's f32 accumulation rounds within ≈ 2^-23 of
-// Σ|q·k|: the score error is ≲ 2^-21·Σ_h |w_h|·|q_h|·|k|, the order of the f32 SIMT sum of the
-// decode path (indexer.cu). Official mode's FP4 values are exact in f16 after the scale unless a
+// lo·lo is ≤ 2^-22 of it per product, and the tensor cores truncate the chain's running f32 sum at
+// each of its idh/16 (official mode) to 3·idh/16 (plain) MMAs, ≤ 2^-23 of it each, toward zero
+// (f16_split.cuh): at idh 128 the score error is ≲ 2^-18·Σ_h |w_h|·|q_h|·|k|, which only moves
+// near-ties of the top-k, as the f32 SIMT sum of the decode path (indexer.cu) does. Official mode's FP4 values are exact in f16 after the scale unless a
 // block is 2^24 below its vector's largest, so only the chain's sums round.
 // Roofline (CSA layer, 8192 tokens at 8192..16384: 3072 rows a token on average): 206 G products,
 // 1.6 M m64n64k16 wgmma a warpgroup-tile each (32 tensor cycles): ≈ 0.4 ms on 132 SMs.
