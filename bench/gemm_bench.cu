@@ -442,7 +442,8 @@ int main(int argc, char** argv) {
   if (argc > 2 && std::strcmp(argv[1], "--moe-at") == 0) {
     const int64_t n = std::atoll(argv[2]);
     b.split = true;
-    b.moe("MoE gate+up fused (q2)", TensorType::IQ2_XXS, 4096, 4096, n, true, {GemmTile::kWgmma, GemmTile::kWgmmaTails});
+    b.moe("MoE gate+up fused (q2)", TensorType::IQ2_XXS, 4096, 4096, n, true,
+          {GemmTile::kWgmma, GemmTile::kWgmmaTails});
     b.split = false;
     b.int8 = true;
     b.moe("MoE down (q2)", TensorType::Q2_K, 2048, 4096, n, false, {GemmTile::kWgmma});

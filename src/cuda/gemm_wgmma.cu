@@ -132,10 +132,6 @@ __device__ __forceinline__ int tab_index(int f) {
   return (((j >> 1) * 4 + q) << 2) + ((j & 1) << 1) + (f & 1);
 }
 
-__device__ __forceinline__ void fence_proxy_async() {
-  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-}
-
 template <class D, bool kGrouped, bool kTall>
 __global__ void __launch_bounds__(WgmmaGeometry<D, kTall>::kThreads, 1)
     gemm_wgmma_kernel(__grid_constant__ const GemmLaunch p, __grid_constant__ const CUtensorMap w_map) {
@@ -473,8 +469,9 @@ cudaError_t launch_wgmma(const GemmLaunch& l, cudaStream_t stream) {
   if (e != cudaSuccess) return e;
   // Grouped: each group adds at most one partial tile (gemm_kernel.cuh's grid); a group's short
   // tail alone is one tile.
-  const int64_t slots = kGrouped && l.tails == GemmTails::kOnlyShort ? l.n_groups
-                                                                      : (l.n_rows + kBT - 1) / kBT + (kGrouped ? l.n_groups : 0);
+  const int64_t slots = kGrouped && l.tails == GemmTails::kOnlyShort
+                            ? l.n_groups
+                            : (l.n_rows + kBT - 1) / kBT + (kGrouped ? l.n_groups : 0);
   if (slots > 65535) return cudaErrorInvalidConfiguration;
   CUtensorMap w_map;
   e = encode_byte_rows_map(&w_map, l.w, static_cast<uint64_t>(l.row_bytes), static_cast<uint64_t>(l.n_out),
@@ -493,7 +490,9 @@ cudaError_t launch_gemm_wgmma(const GemmLaunch& l, cudaStream_t stream) {
   const bool tall = l.tile == GemmKernelTile::kWgmma;
   if (!tall && (l.tile != GemmKernelTile::kWgmma64 || !grouped)) return cudaErrorInvalidValue;
   // The tails modes pair the 128-token tile (all but short tails) with the 64-token one (those).
-  if (l.tails != GemmTails::kAll && (!grouped || tall != (l.tails == GemmTails::kSkipShort))) return cudaErrorInvalidValue;
+  if (l.tails != GemmTails::kAll && (!grouped || tall != (l.tails == GemmTails::kSkipShort))) {
+    return cudaErrorInvalidValue;
+  }
   switch (l.type) {
     case gguf::TensorType::Q8_0:
       if (!grouped) return launch_wgmma<CodesQ8_0, false>(l, stream);

@@ -90,10 +90,6 @@ constexpr int kSmem = 1024 + kRawOffset + kRR * kRawBytes + (2 * kStages + kRR) 
 static_assert(kSmem <= 227 * 1024);
 static_assert(kSlotBytes % 1024 == 0 && kRawBytes % 128 == 0, "tiles on 1024-byte boundaries, TMA on 128");
 
-__device__ __forceinline__ void fence_proxy_async() {
-  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-}
-
 // A 16-byte shared load by asm: plain ones are narrowed by the compiler to the words used, 32-bit
 // loads with 4-way bank conflicts at the raw rows' pitch.
 __device__ __forceinline__ uint4 lds128(const uint8_t* p) {

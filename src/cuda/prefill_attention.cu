@@ -20,8 +20,8 @@
 //      the rows' slab the N-major B), one zero-started chain of 4 or 8 k16 steps (the split's
 //      rows), written to the split partials.
 // Slabs exact in f16 for all the split's rows (official mode's FP8-simulated nope dims: the OR of
-// the rows' lo bits is clear) skip the hi·lo MMAs, their ldmatrix and their lo copies: the skipped
-// MMA would add exact zeros, so the result is the same bits.
+// the rows' lo bits is clear) skip the hi·lo MMAs and their lo copies: the skipped MMA would add
+// exact zeros, so the result is the same bits.
 // Geometry: H ≤ 64 heads (fewer are padded with zero queries), hd a multiple of 32 up to 2048 (a
 // last half slab is zero-filled).
 // History (docs/PERF.md, session 7 rounds 1-2, session 8 round 3): per-slab f32 loads and splits
@@ -38,7 +38,6 @@
 
 #include <algorithm>
 #include <cstddef>
-#include <type_traits>
 
 #include "cuda/attention_rows.cuh"
 #include "cuda/check.h"
@@ -71,20 +70,19 @@ constexpr int kVecPerPass = kThreads / 16;  // 16 threads load a slab of one que
 constexpr int kPasses = kHeads / kVecPerPass;
 constexpr int kChunks = kSlab / 8;       // 16-byte copies per row and slab (hi or lo)
 static_assert(kRows == 2 * kTile && kTile == 64 && kHeads == 64 && kSlab == 64,
-              "tiling below: two score passes of 64 rows, 4 × 2 warps of 16 × 32");
+              "tiling below: two warpgroups, 64 rows each for the scores and 32 dims each for P·V");
 static_assert(kRows * kChunks % kThreads == 0, "the row copies deal evenly over the threads");
 
 // Shared memory (dynamic, from a 1024-byte boundary), by phase. Scores: q's split slab and a
 // 2-stage ring of the rows' slabs (hi then lo, 128 rows each). Softmax and P·V: P' and the score
 // tile, then P·V's 2-stage ring of row slabs whose second stage takes the score tile's place once
-// P' is made. 2 blocks per SM fit. q's slab and the row slabs are 64-dim rows of 128 bytes in
-// wgmma's 128-byte swizzle (wgmma.cuh; element d of row r at slab_at(r, d)): the scores' operands
-// as they are, and conflict-free rows for P·V's ldmatrix.
+// P' is made. 2 blocks per SM fit. q's slab, the row slabs and P' are 64-element rows of 128 bytes
+// in wgmma's 128-byte swizzle (element d of row r at sw128_half(r, d), wgmma.cuh): the MMAs'
+// operands as they are.
 constexpr int kHalfTile = kHeads * kSlab;  // halves of one 64-row split-operand buffer
 constexpr int kSlabBuf = 4 * kHalfTile;    // halves of one row slab: hi [128][64], lo [128][64]
-__device__ __forceinline__ int slab_at(int r, int d) { return r * kSlab + ((((d >> 3) ^ r) & 7) << 3) + (d & 7); }
-// P' as P·V's K-major A: head h's rows r of atom r / 64, 128-byte rows in the same swizzle.
-__device__ __forceinline__ int p_at(int h, int r) { return (r >> 6) * kHalfTile + slab_at(h, r & 63); }
+// P' as P·V's K-major A: head h's rows r in atom r / 64.
+__device__ __forceinline__ int p_at(int h, int r) { return (r >> 6) * kHalfTile + sw128_half(h, r & 63); }
 struct Smem {
   union {
     struct {
@@ -167,7 +165,7 @@ __device__ __forceinline__ void copy_slab(__half* buf, const Smem& sm, int nr, i
 #pragma unroll
   for (int k = 0; k < kRows * kChunks / kThreads; ++k) {
     const int c = threadIdx.x + k * kThreads, r = c / kChunks, d = 8 * (c % kChunks);
-    __half* dst = buf + slab_at(r, d);
+    __half* dst = buf + sw128_half(r, d);
     if (r < nr && d0 + d < hd) {
       const __half* src = sm.rows[r] + d0 + d;
       cp_async16(dst, src);
@@ -209,7 +207,7 @@ __device__ __forceinline__ void q_split(const SlabRegs& r, __half* hi, __half* l
     const int e = split_exponent(m);
     const float f = pow2f(e);
     const SplitPair a = split_f16(v.x * f, v.y * f), b = split_f16(v.z * f, v.w * f);
-    const int off = slab_at(h, 4 * (threadIdx.x & 15));
+    const int off = sw128_half(h, 4 * (threadIdx.x & 15));
     *reinterpret_cast<uint2*>(hi + off) = make_uint2(half2_bits(a.hi), half2_bits(b.hi));
     *reinterpret_cast<uint2*>(lo + off) = make_uint2(half2_bits(a.lo), half2_bits(b.lo));
     if ((threadIdx.x & 15) == 0) inv[h] = pow2f(-e);
@@ -219,8 +217,8 @@ __device__ __forceinline__ void q_split(const SlabRegs& r, __half* hi, __half* l
 __global__ void __launch_bounds__(kThreads, 2) partial_kernel(AttentionArgs a, PrefillAttnRows cr) {
   pdl_wait();  // launched with PDL: nothing before this line (pdl.cuh)
   pdl_trigger();
-  extern __shared__ __align__(16) unsigned char smem_raw[];
-  Smem& sm = *reinterpret_cast<Smem*>(smem_raw + ((1024 - smem_addr(smem_raw) % 1024) % 1024));
+  extern __shared__ __align__(16) uint8_t smem_raw[];
+  Smem& sm = *reinterpret_cast<Smem*>(smem_align_1024(smem_raw));
   const int s = blockIdx.x, t = blockIdx.y;
   const AttnRowSet rs = attn_row_set(a, t);
   const int64_t r0 = static_cast<int64_t>(s) * kRows;
@@ -278,34 +276,23 @@ __global__ void __launch_bounds__(kThreads, 2) partial_kernel(AttentionArgs a, P
     } else {
       cp_async_wait<0>();
     }
-    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");  // q's stores and the copies → wgmma
+    fence_proxy_async();  // q's stores and the copies → wgmma
     __syncthreads();  // q split, this slab's rows landed (every thread's copies)
     if (wg_rows) {
       const uint32_t qh = smem_addr(sm.sc.qh), ql = smem_addr(sm.sc.ql);
       const uint32_t kh = smem_addr(sm.sc.stage[sl & 1] + wg * kTile * kSlab), kl = kh + kRows * kSlab * 2;
+      // The slab's k16 slices are 32 bytes apart in the 128-byte rows; A is q, B the rows.
       float c[32];
-      // The k16 slices of the slab (32 bytes apart in the 128-byte rows): lo·hi, hi·lo (rows not
-      // exact in f16), hi·hi, as mma_split. Two branch-free copies: a wgmma under a condition
-      // makes ptxas serialise every wgmma (C7520).
-      const auto chain = [&](auto rows_exact_t) {
-        wgmma_fence_operands(c);
-        wgmma_fence();
-#pragma unroll
-        for (int k16 = 0; k16 < kSlab / 16; ++k16) {
-          const uint32_t off = static_cast<uint32_t>(32 * k16);
-          const uint64_t a_hi = wgmma_desc_sw128(qh + off), b_hi = wgmma_desc_sw128(kh + off);
-          wgmma_m64n64k16_f16(c, wgmma_desc_sw128(ql + off), b_hi, k16 > 0);
-          if constexpr (!decltype(rows_exact_t)::value) wgmma_m64n64k16_f16(c, a_hi, wgmma_desc_sw128(kl + off), true);
-          wgmma_m64n64k16_f16(c, a_hi, b_hi, true);
-        }
-        wgmma_commit();
-        wgmma_wait<0>();
-        wgmma_fence_operands(c);
+      const auto descs = [&](int k) {
+        const uint32_t off = static_cast<uint32_t>(32 * k);
+        return SplitDescs{wgmma_desc_sw128(qh + off), wgmma_desc_sw128(ql + off), wgmma_desc_sw128(kh + off),
+                          wgmma_desc_sw128(kl + off)};
       };
+      const auto mma = [](float (&d)[32], uint64_t x, uint64_t y, bool acc) { wgmma_m64n64k16_f16(d, x, y, acc); };
       if (exact(d0)) {
-        chain(std::true_type{});
+        wgmma_split_chain<kSlab / 16, true, false>(c, descs, mma);
       } else {
-        chain(std::false_type{});
+        wgmma_split_chain<kSlab / 16, true, true>(c, descs, mma);
       }
       // c[4j + e]: head 16·(warp % 4) + g + 8·(e / 2), row 64·wg + 8j + c2 + e % 2 (wgmma.cuh).
 #pragma unroll
@@ -385,39 +372,29 @@ __global__ void __launch_bounds__(kThreads, 2) partial_kernel(AttentionArgs a, P
     } else {
       cp_async_wait<0>();
     }
-    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");  // P' and the copies → wgmma
+    fence_proxy_async();  // P' and the copies → wgmma
     __syncthreads();  // this slab's rows landed
     // Warpgroup w: dims 32w.. of the slab (m64n32: the 64 heads × its 32 dims, the rows as K, as
-    // many k16 steps as the split has rows), one chain from zero: lo·hi, hi·lo (rows not exact in
-    // f16), hi·hi, as mma_split. The value rows are B stored N-major: a k16 step is 16 rows (2 KB)
-    // further, the warpgroup's dims 64 bytes into each 128-byte row. Branch-free copies (C7520).
+    // many k16 steps as the split has rows; rows past the list have P' = 0). A is P' (a k16 step
+    // 32 bytes further in its rows, atom k / 4), B the value rows stored N-major (a k16 step is 16
+    // rows, 2 KB, further; the warpgroup's dims 64 bytes into each 128-byte row).
     const uint32_t vh = smem_addr((sl & 1) ? sm.pv.buf1 : sm.pv.buf0) + 64 * wg, vl = vh + kRows * kSlab * 2;
     const uint32_t ph = smem_addr(sm.pv.ph), pl = smem_addr(sm.pv.pl);
     float c[16];
-    const auto chain = [&](auto rows_exact_t, auto k_steps_t) {
-      wgmma_fence_operands(c);
-      wgmma_fence();
-#pragma unroll
-      for (int kk = 0; kk < decltype(k_steps_t)::value; ++kk) {
-        const uint32_t a_off = static_cast<uint32_t>((kk >> 2) * kHalfTile * 2 + (kk & 3) * 32);
-        const uint32_t b_off = static_cast<uint32_t>(kk * 16 * kSlab * 2);
-        const uint64_t a_hi = wgmma_desc_sw128(ph + a_off), b_hi = wgmma_desc_sw128(vh + b_off);
-        wgmma_m64n32k16_f16_tb(c, wgmma_desc_sw128(pl + a_off), b_hi, kk > 0);
-        if constexpr (!decltype(rows_exact_t)::value) wgmma_m64n32k16_f16_tb(c, a_hi, wgmma_desc_sw128(vl + b_off), true);
-        wgmma_m64n32k16_f16_tb(c, a_hi, b_hi, true);
-      }
-      wgmma_commit();
-      wgmma_wait<0>();
-      wgmma_fence_operands(c);
+    const auto descs = [&](int k) {
+      const uint32_t a_off = static_cast<uint32_t>((k >> 2) * kHalfTile * 2 + (k & 3) * 32);
+      const uint32_t b_off = static_cast<uint32_t>(k * 16 * kSlab * 2);
+      return SplitDescs{wgmma_desc_sw128(ph + a_off), wgmma_desc_sw128(pl + a_off), wgmma_desc_sw128(vh + b_off),
+                        wgmma_desc_sw128(vl + b_off)};
     };
-    using Short = std::integral_constant<int, kTile / 16>;  // rows past the list have P' = 0
-    using Long = std::integral_constant<int, kRows / 16>;
+    const auto mma = [](float (&d)[16], uint64_t x, uint64_t y, bool acc) { wgmma_m64n32k16_f16_tb(d, x, y, acc); };
+    constexpr int kShort = kTile / 16, kLong = kRows / 16;
     if (exact(d0)) {
-      if (nr > kTile) chain(std::true_type{}, Long{});
-      else chain(std::true_type{}, Short{});
+      if (nr > kTile) wgmma_split_chain<kLong, true, false>(c, descs, mma);
+      else wgmma_split_chain<kShort, true, false>(c, descs, mma);
     } else {
-      if (nr > kTile) chain(std::false_type{}, Long{});
-      else chain(std::false_type{}, Short{});
+      if (nr > kTile) wgmma_split_chain<kLong, true, true>(c, descs, mma);
+      else wgmma_split_chain<kShort, true, true>(c, descs, mma);
     }
 #pragma unroll
     for (int half = 0; half < 2; ++half) {

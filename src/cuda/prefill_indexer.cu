@@ -19,14 +19,14 @@
 // lo·lo is ≤ 2^-22 of it per product, and the tensor cores truncate the chain's running f32 sum at
 // each of its idh/16 (official mode) to 3·idh/16 (plain) MMAs, ≤ 2^-23 of it each, toward zero
 // (f16_split.cuh): at idh 128 the score error is ≲ 2^-18·Σ_h |w_h|·|q_h|·|k|, which only moves
-// near-ties of the top-k, as the f32 SIMT sum of the decode path (indexer.cu) does. Official mode's FP4 values are exact in f16 after the scale unless a
-// block is 2^24 below its vector's largest, so only the chain's sums round.
+// near-ties of the top-k, as the f32 SIMT sum of the decode path (indexer.cu) does. Official
+// mode's FP4 values are exact in f16 after the scale unless a block is 2^24 below its vector's
+// largest, so only the chain's sums round.
 // Roofline (CSA layer, 8192 tokens at 8192..16384: 3072 rows a token on average): 206 G products,
 // 1.6 M m64n64k16 wgmma a warpgroup-tile each (32 tensor cycles): ≈ 0.4 ms on 132 SMs.
 #include <cuda_runtime.h>
 
 #include <algorithm>
-#include <type_traits>
 
 #include "cuda/check.h"
 #include "cuda/cp_async.cuh"
@@ -48,18 +48,16 @@ constexpr int kHeads = 64;     // M (IH ≤ 64, zero-padded)
 constexpr int kRows = 64;      // rows per tile = N of the MMAs
 constexpr int kThreads = 512;  // score kernel: kTokens warpgroups
 constexpr int kRowThreads = 256;  // rows kernel
-constexpr int kAtomHalves = 64 * 64;  // a 128-byte-swizzled atom: 64 rows × 64 dims (8 KB)
+constexpr int kAtomHalves = 64 * 64;  // a 128-byte-swizzled atom (wgmma.cuh): 64 rows × 64 dims (8 KB)
 static_assert(kThreads == kTokens * 128 && kHeads == kRows, "a warpgroup per token; one atom shape for q and rows");
 
 // Operand images (wgmma.cuh's K-major 128-byte-swizzled layout): a 64-row matrix of kIdh dims is
-// kAtoms atoms of 64 dims, element (r, d) of atom d / 64 at half r·64 + ((d % 64 / 8) ^ (r % 8))·8 + d % 8.
+// kAtoms atoms of 64 dims, element (r, d) in atom d / 64 at sw128_half(r, d % 64).
 template <int kIdh>
 struct Image {
   static constexpr int kAtoms = (kIdh + 63) / 64;  // idh 32 fills half of its one atom
   static constexpr int kHalves = kAtoms * kAtomHalves;
-  __device__ static int at(int r, int d) {
-    return (d >> 6) * kAtomHalves + r * 64 + ((((d & 63) >> 3) ^ (r & 7)) << 3) + (d & 7);
-  }
+  __device__ static int at(int r, int d) { return (d >> 6) * kAtomHalves + sw128_half(r, d & 63); }
 };
 
 // Shared memory of the score kernel (after a 1024-byte alignment): per token q's hi and lo
@@ -249,19 +247,23 @@ __global__ void __launch_bounds__(kThreads, 1) score_kernel(IndexerArgs a, int32
   pdl_trigger();
   using I = Image<kIdh>;
   using S = Smem<kIdh>;
-  extern __shared__ __align__(16) unsigned char smem_raw[];
-  S& sm = *reinterpret_cast<S*>(smem_raw + ((1024 - shared_address(smem_raw) % 1024) % 1024));
+  extern __shared__ __align__(16) uint8_t smem_raw[];
+  S& sm = *reinterpret_cast<S*>(smem_align_1024(smem_raw));
   const int t_first = blockIdx.x * kTokens;
   const int wg = static_cast<int>(threadIdx.x) >> 7, warp = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31;
-  int64_t nv = 0, n_max = 0;  // this warpgroup's token's rows, and the block's most
+  // This warpgroup's token's rows (0: it does not rank), the block's most, and bit k set where
+  // token k ranks (a mask, not an array: run-time indices would put an array in local memory).
+  int64_t nv = 0, n_max = 0;
+  unsigned ranks = 0u;
 #pragma unroll
   for (int k = 0; k < kTokens; ++k) {
     const int t = t_first + k;
     const int64_t v = t < a.T ? visible_rows(a, t) : 0;
-    const int64_t ranked = v > a.top_k ? v : 0;  // 0: the token does not rank
+    const int64_t ranked = v > a.top_k ? v : 0;
     if (threadIdx.x == 0 && t < a.T) n_rows[t] = static_cast<int32_t>(ranked);
     if (k == wg) nv = ranked;
     n_max = ranked > n_max ? ranked : n_max;
+    ranks |= ranked > 0 ? 1u << k : 0u;
   }
   if (n_max == 0) return;
   bool any_q_lo = false;
@@ -269,7 +271,7 @@ __global__ void __launch_bounds__(kThreads, 1) score_kernel(IndexerArgs a, int32
   for (int k = 0; k < kTokens; ++k) {
     const int t = t_first + k;
     const float* q = a.q + static_cast<int64_t>(t) * a.IH * kIdh;
-    const int n_heads = t < a.T && visible_rows(a, t) > a.top_k ? a.IH : 0;  // a token that does not rank: zeros
+    const int n_heads = (ranks >> k) & 1u ? a.IH : 0;  // a token that does not rank: zeros
     any_q_lo |= split_vectors<kIdh, kThreads>(sm.q[k][0], sm.q[k][1], sm.inv_q[k], [=](int h) {
       return h < n_heads ? q + static_cast<int64_t>(h) * kIdh : nullptr;
     });
@@ -279,9 +281,8 @@ __global__ void __launch_bounds__(kThreads, 1) score_kernel(IndexerArgs a, int32
   if (threadIdx.x < kTokens * kHeads) {
     const int k = threadIdx.x / kHeads, h = threadIdx.x % kHeads;
     const int t = t_first + k;
-    sm.w[k][h] = t < a.T && visible_rows(a, t) > a.top_k && h < a.IH
-                     ? __fmul_rn(a.w[static_cast<int64_t>(t) * a.IH + h], w_scale) * sm.inv_q[k][h]
-                     : 0.0f;
+    const bool used = ((ranks >> k) & 1u) != 0 && h < a.IH;
+    sm.w[k][h] = used ? __fmul_rn(a.w[static_cast<int64_t>(t) * a.IH + h], w_scale) * sm.inv_q[k][h] : 0.0f;
   }
 
   // Tile copies: its hi image (and its lo image where the tile has a nonzero lo half), its scales.
@@ -316,42 +317,28 @@ __global__ void __launch_bounds__(kThreads, 1) score_kernel(IndexerArgs a, int32
     const bool next_lo = row0 + kRows < n_max ? issue_tile(row0 + kRows, stage ^ 1) : false;
     if (row0 + kRows >= n_max) cp_async_commit();  // an empty group: the wait below counts alike
     cp_async_wait<1>();
-    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");  // cp.async and q's stores → wgmma
+    fence_proxy_async();  // cp.async and q's stores → wgmma
     __syncthreads();
     if (row0 < nv) {
       const uint32_t k_hi = shared_address(sm.k[stage][0]), k_lo_img = shared_address(sm.k[stage][1]);
-      // The tile's chain over all idh dims from zero (k16 slice k: atom k / 4, 32 bytes apart
-      // inside its 128-byte rows), the small terms before the large (f16_split.cuh). Four
-      // branch-free copies: a wgmma under a condition makes ptxas serialise every wgmma (C7520).
+      // The tile's chain over all idh dims (k16 slice k: atom k / 4, 32 bytes apart inside its
+      // 128-byte rows); A is q, B the rows.
       float acc[32];
-#pragma unroll
-      for (int i = 0; i < 32; ++i) acc[i] = 0.0f;
-      const auto chain = [&](auto q_lo_terms, auto k_lo_terms) {
-        constexpr bool kQLo = decltype(q_lo_terms)::value, kKLo = decltype(k_lo_terms)::value;
-        wgmma_fence_operands(acc);
-        wgmma_fence();
-#pragma unroll
-        for (int k16 = 0; k16 < kIdh / 16; ++k16) {
-          const uint32_t off = static_cast<uint32_t>((k16 >> 2) * kAtomHalves * 2 + (k16 & 3) * 32);
-          const uint64_t qh = wgmma_desc_sw128(q_hi + off), kh = wgmma_desc_sw128(k_hi + off);
-          if constexpr (kQLo) wgmma_m64n64k16_f16(acc, wgmma_desc_sw128(q_lo_img + off), kh, k16 > 0);
-          if constexpr (kKLo) wgmma_m64n64k16_f16(acc, qh, wgmma_desc_sw128(k_lo_img + off), k16 > 0 || kQLo);
-          wgmma_m64n64k16_f16(acc, qh, kh, k16 > 0 || kQLo || kKLo);
-        }
-        wgmma_commit();
-        wgmma_wait<0>();
-        wgmma_fence_operands(acc);
+      const auto descs = [&](int k) {
+        const uint32_t off = static_cast<uint32_t>((k >> 2) * kAtomHalves * 2 + (k & 3) * 32);
+        return SplitDescs{wgmma_desc_sw128(q_hi + off), wgmma_desc_sw128(q_lo_img + off), wgmma_desc_sw128(k_hi + off),
+                          wgmma_desc_sw128(k_lo_img + off)};
       };
-      using Yes = std::true_type;
-      using No = std::false_type;
+      const auto mma = [](float (&d)[32], uint64_t x, uint64_t y, bool acc) { wgmma_m64n64k16_f16(d, x, y, acc); };
+      constexpr int kSteps = kIdh / 16;
       if (q_lo && k_lo) {
-        chain(Yes{}, Yes{});
+        wgmma_split_chain<kSteps, true, true>(acc, descs, mma);
       } else if (q_lo) {
-        chain(Yes{}, No{});
+        wgmma_split_chain<kSteps, true, false>(acc, descs, mma);
       } else if (k_lo) {
-        chain(No{}, Yes{});
+        wgmma_split_chain<kSteps, false, true>(acc, descs, mma);
       } else {
-        chain(No{}, No{});
+        wgmma_split_chain<kSteps, false, false>(acc, descs, mma);
       }
       // v[2j + c] = this thread's two heads at row 8j + r0 + c, weighted (w·2^-e_q) after the
       // ReLU; then summed over the 8 lanes of a row group by halving exchanges (lane bits 4, 3, 2
@@ -361,7 +348,9 @@ __global__ void __launch_bounds__(kThreads, 1) score_kernel(IndexerArgs a, int32
 #pragma unroll
       for (int j = 0; j < 8; ++j) {
 #pragma unroll
-        for (int c = 0; c < 2; ++c) v[2 * j + c] = fmaf(w1, fmaxf(acc[4 * j + 2 + c], 0.0f), w0 * fmaxf(acc[4 * j + c], 0.0f));
+        for (int c = 0; c < 2; ++c) {
+          v[2 * j + c] = fmaf(w1, fmaxf(acc[4 * j + 2 + c], 0.0f), w0 * fmaxf(acc[4 * j + c], 0.0f));
+        }
       }
       halve<8>(v, lane, 16);
       halve<4>(v, lane, 8);
@@ -399,7 +388,9 @@ bool prefill_indexer_supported(int IH, int idh) {
   return IH >= 1 && IH <= kHeads && (idh == 32 || idh == 64 || idh == 128);
 }
 
-int64_t prefill_indexer_row_capacity(int64_t score_cap) { return (std::max<int64_t>(score_cap, 0) + kRows - 1) / kRows * kRows; }
+int64_t prefill_indexer_row_capacity(int64_t score_cap) {
+  return (std::max<int64_t>(score_cap, 0) + kRows - 1) / kRows * kRows;
+}
 int64_t prefill_indexer_row_halves(int64_t capacity, int idh) { return capacity * 2 * ((idh + 63) / 64 * 64); }
 
 Status prefill_indexer_rows(const IndexerArgs& a, const PrefillIndexRows& rows, cudaStream_t stream) {

@@ -2,7 +2,8 @@
 // same IndexerArgs, with the scores of a chunk on f16 tensor cores (split operands, f16_split.cuh):
 // a block takes four tokens and every row they rank, S[h][c] = q[t][h]·K_I[c] for all ≤ 64 heads
 // as wgmma MMAs (the heads are M, a warpgroup per token), each query head and row scaled by its
-// own power of two, then score[t][c] = Σ_h (w[t][h]/sqrt(idh·IH))·max(0, S[h][c]) in registers. The top-k is indexer.h's top_k_rows. Decode (T = 1) stays on indexer.h.
+// own power of two, then score[t][c] = Σ_h (w[t][h]/sqrt(idh·IH))·max(0, S[h][c]) in registers.
+// The top-k is indexer.h's top_k_rows. Decode (T = 1) stays on indexer.h.
 // The rows' split is made once per layer (prefill_indexer_rows) and shared by all of the layer's
 // launches: a block copies the halves of each row tile instead of converting f32 rows itself.
 #pragma once

@@ -1,9 +1,10 @@
-// Hopper wgmma primitives for the prefill GEMMs (sm_90a): shared-memory matrix descriptors for
-// 128-byte-swizzled tiles, the warpgroup fences, m64n128k16, m64n64k16 and m64n32k16 (B transposed)
-// with f16 operands and f32 accumulators, and m64n64k32 with s8 operands (A from registers) and s32 accumulators. The tiles
-// are the layout gemm_kernel.cuh's swz() writes (128-byte rows, 16-byte chunk c of row r at chunk
-// c ^ (r & 7)), which is the hardware's 128-byte swizzle when the tile starts on a 1024-byte
-// boundary: the swizzle XORs address bits 4-6 with bits 7-9.
+// Hopper wgmma primitives for the prefill kernels (sm_90a): shared-memory matrix descriptors for
+// 128-byte-swizzled tiles, the warpgroup and proxy fences, m64n128k16, m64n64k16 and m64n32k16 (B
+// transposed) with f16 operands and f32 accumulators, a chain of split-operand products over
+// them, and m64n64k32 with s8 operands (A from registers) and s32 accumulators. The tiles are the
+// layout gemm_kernel.cuh's swz() writes (128-byte rows, 16-byte chunk c of row r at chunk
+// c ^ (r & 7); sw128_half below in elements), which is the hardware's 128-byte swizzle when the
+// tile starts on a 1024-byte boundary: the swizzle XORs address bits 4-6 with bits 7-9.
 #pragma once
 
 #include <cstdint>
@@ -11,6 +12,20 @@
 namespace dsv4::cuda::detail {
 
 #ifdef __CUDACC__
+
+// The f16 element index of (row r, column d < 64) in a tile of 128-byte rows in that swizzle.
+__device__ __forceinline__ int sw128_half(int r, int d) { return r * 64 + ((((d >> 3) ^ r) & 7) << 3) + (d & 7); }
+
+// The first 1024-byte boundary of a dynamic shared-memory allocation (which is only sure to be
+// 16-byte aligned): the swizzle's period. Launches ask for 1024 bytes more than they use.
+__device__ __forceinline__ uint8_t* smem_align_1024(uint8_t* raw) {
+  const uint32_t a = static_cast<uint32_t>(__cvta_generic_to_shared(raw));
+  return raw + ((1024u - a % 1024u) % 1024u);
+}
+
+// Orders this thread's generic-proxy writes to shared memory (stores, landed cp.async copies)
+// before the async proxy's reads (wgmma operands, TMA); a barrier then hands them to the readers.
+__device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
 
 // Descriptor of a K-major tile at shared address addr (1024-aligned, or advanced by a multiple of
 // 32 bytes inside a row to select a k16 slice): 8-row groups 1024 bytes apart (stride byte offset),
@@ -78,6 +93,30 @@ __device__ __forceinline__ void wgmma_m64n32k16_f16_tb(float (&d)[16], uint64_t 
       : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
         "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])
       : "l"(a), "l"(b), "r"(static_cast<int>(accumulate)));
+}
+
+// One zero-started chain of split-operand products (f16_split.cuh) over kSteps k16 steps, issued as
+// one group and waited for: per step a_lo·b_hi (kALo), a_hi·b_lo (kBLo), a_hi·b_hi, the small terms
+// before the large. descs(k) gives step k's SplitDescs; mma(d, a, b, accumulate) issues one wgmma
+// of d's shape. kALo and kBLo are template arguments: a wgmma under a run-time condition makes
+// ptxas serialise every wgmma of the kernel (C7520), so callers pick one of the branch-free copies.
+struct SplitDescs {
+  uint64_t a_hi, a_lo, b_hi, b_lo;
+};
+template <int kSteps, bool kALo, bool kBLo, int N, class Descs, class Mma>
+__device__ __forceinline__ void wgmma_split_chain(float (&d)[N], Descs descs, Mma mma) {
+  wgmma_fence_operands(d);
+  wgmma_fence();
+#pragma unroll
+  for (int k = 0; k < kSteps; ++k) {
+    const SplitDescs s = descs(k);
+    if constexpr (kALo) mma(d, s.a_lo, s.b_hi, k > 0);
+    if constexpr (kBLo) mma(d, s.a_hi, s.b_lo, k > 0 || kALo);
+    mma(d, s.a_hi, s.b_hi, k > 0 || kALo || kBLo);
+  }
+  wgmma_commit();
+  wgmma_wait<0>();
+  wgmma_fence_operands(d);
 }
 
 template <int N>

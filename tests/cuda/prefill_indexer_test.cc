@@ -82,7 +82,9 @@ void run(const Case& c, uint64_t seed) {
   DeviceBuffer split_rows(static_cast<size_t>(prefill_indexer_row_halves(row_cap, idh)) * 2);
   DeviceBuffer split_inv(static_cast<size_t>(row_cap) * 4);
   DeviceBuffer split_tiles(static_cast<size_t>(row_cap / 64) * 4);
-  for (DeviceBuffer* b : {&split_rows, &split_inv, &split_tiles}) CUDA_ASSERT(cudaMemset(b->get<void>(), 0xFF, b->size()));
+  for (DeviceBuffer* b : {&split_rows, &split_inv, &split_tiles}) {
+    CUDA_ASSERT(cudaMemset(b->get<void>(), 0xFF, b->size()));
+  }
   PrefillIndexRows split;
   split.rows = split_rows.get<__half>();
   split.inv = split_inv.get<float>();
