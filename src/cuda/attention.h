@@ -19,7 +19,9 @@ namespace dsv4::cuda {
 inline constexpr int kAttnRowsPerSplit = 32;
 
 struct AttentionArgs {
-  const float* q = nullptr;          // [T][H][hd] (this launch's tokens)
+  const float* q = nullptr;          // [T][H][hd] (this launch's tokens); prefill_attention reads the
+                                     // split form over the same bytes (prefill_attention.h)
+  const int* q_exp = nullptr;        // prefill_attention: [T][H] the split queries' powers of two
   const float* kv_chunk = nullptr;   // [chunk][hd] the whole chunk's raw rows
   const float* ring = nullptr;       // [W][hd]: position p in row p mod W
   const float* comp = nullptr;       // compressed rows [n][hd] (ratio != 0)

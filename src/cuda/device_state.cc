@@ -134,6 +134,7 @@ uint64_t DeviceState::lay_out(uint8_t* base) {
     const int64_t n = prefill_attention_row_capacity(static_cast<int>(W), static_cast<int>(T), comp_cap);
     s.attn_rows.rows = cv.take<__half>(n * 2 * hd);
     s.attn_rows.meta = cv.take<int2>(n);
+    s.q_exp = cv.take<int>(T * H);
   }
   s.attn = cv.take<float>(T * H * hd);
   s.low = cv.take<float>(T * G * c.o_lora_rank);

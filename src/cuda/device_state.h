@@ -48,7 +48,8 @@ struct Scratch {
   float* qa = nullptr;                    // [T][R + hd] (q_a and kv fused) or [T][R]
   float* kv_raw = nullptr;                // [T][hd] when not fused
   float* qr = nullptr;                    // [T][R]
-  float* q = nullptr;                     // [T][H·hd]
+  float* q = nullptr;                     // [T][H·hd] (prefill attention: split, prefill_attention.h)
+  int* q_exp = nullptr;                   // [T][H] the split queries' powers of two
   float* kv = nullptr;                    // [T][hd] finished raw rows of the chunk
   float *comp_proj = nullptr, *comp_proj2 = nullptr;    // [T][2·cd] / [T][cd]
   float *index_proj = nullptr, *index_proj2 = nullptr;  // [T][4·idh] / [T][2·idh]

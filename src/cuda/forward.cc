@@ -348,8 +348,12 @@ class ChunkForward {
       DSV4_TRY(rms_norm_rows(qkv.first, qkv.first_stride, L.q_a_norm, R, c_.rms_eps, sc_.qr, R, T_, stream_));
       DSV4_TRY(dense(L.q_b, sc_.qr, sc_.q));
     }
+    // §7.8-7.10 below: chunks of more than one token run the prefill kernel (all heads per block)
+    // where the state sized its scratch for it; q_kv_finish leaves their queries split for it.
+    const bool prefill = T_ > 1 && sc_.attn_tokens > 0;
     QkvFinishArgs qf;
     qf.q = sc_.q;
+    if (prefill) qf.q_exp = sc_.q_exp;
     qf.kv_in = qkv.second;
     qf.kv_stride = qkv.second_stride;
     qf.kv_norm = L.kv_a_norm;
@@ -370,14 +374,13 @@ class ChunkForward {
       DSV4_TRY(mark("indexer"));
     }
 
-    // §7.8-7.10, sub-chunks of tokens bound the split scratch. Chunks of more than one token run
-    // the prefill kernel (all heads per block) where the state sized its scratch for it.
-    const bool prefill = T_ > 1 && sc_.attn_tokens > 0;
+    // §7.8-7.10, sub-chunks of tokens bound the split scratch.
     const int sub = prefill ? sc_.attn_tokens : kSubChunk;
     const bool feeds_out_a = attention_feeds_out_a(L.out_a, prefill);
     for (int t0 = 0; t0 < T_; t0 += sub) {
       AttentionArgs a;
       a.q = sc_.q + t0 * H * hd;
+      if (prefill) a.q_exp = sc_.q_exp + t0 * H;
       a.kv_chunk = sc_.kv;
       a.ring = B.ring;
       a.comp = B.comp_rows;

@@ -7,6 +7,7 @@
 #include "cuda/device_math.cuh"
 #include "cuda/norms.h"
 #include "cuda/pdl.cuh"
+#include "cuda/split_query.cuh"
 
 namespace dsv4::cuda {
 
@@ -133,6 +134,10 @@ __global__ void __launch_bounds__(32 * kFinishRowsPerBlock) q_kv_finish_warps_ke
       }
     }
   }
+  if (!kv && a.q_exp != nullptr) {
+    store_split_query(v, per_lane, reinterpret_cast<__half*>(dst), a.hd, a.q_exp + static_cast<int64_t>(t) * a.H + row);
+    return;
+  }
 #pragma unroll
   for (int i = 0; i < kFinishMaxPerLane; ++i) {
     if (i < per_lane) dst[lane + 32 * i] = v[i];
@@ -184,7 +189,7 @@ Status q_kv_finish(const QkvFinishArgs& a, cudaStream_t stream) {
                       " rotated unsupported (a multiple of 32 up to 1024, at most 64 rotated, the FP8 part a "
                       "multiple of 64)");
   }
-  if (a.T < kFinishWarpsFromTokens) {
+  if (a.T < kFinishWarpsFromTokens && a.q_exp == nullptr) {
     const size_t smem = q_kv_finish_angles_at(a.hd) * sizeof(float) + (a.n_rot / 2) * sizeof(float2);
     DSV4_CUDA_TRY(launch_pdl(q_kv_finish_blocks_kernel, dim3(a.H + 1, a.T), dim3(128), smem, stream, a));
   } else {

@@ -29,6 +29,9 @@ struct QkvFinishArgs {
   int T = 0, H = 0, hd = 0, n_rot = 0;
   float eps = 1e-6f;
   bool fp8 = true;
+  // Non-null: the query heads leave in prefill_attention.h's split form, in place of their f32
+  // rows, with their powers of two here ([T][H]); the warp-per-row kernel then runs at any T.
+  int* q_exp = nullptr;
 };
 Status q_kv_finish(const QkvFinishArgs& a, cudaStream_t stream);
 

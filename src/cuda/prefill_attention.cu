@@ -7,11 +7,12 @@
 // token's list, products on f16 tensor cores with split operands (f16_split.cuh); the rows' halves
 // come into shared memory by cp.async (a 2-stage ring of 128 rows × one 64-dim slab), no row is
 // loaded as f32 or split here:
-//   1. S[h][r] = q[t][h]·row_r over head-dim slabs of 64: q's slab is scaled per head by its own
-//      power of two e_h (the slab's max |.|), split hi/lo once per slab; warpgroup w takes rows
-//      64w.. (the second only where nr > 64) as wgmma m64n64k16 from shared memory (q's slab A,
-//      the rows' slab B, both in the 128-byte swizzle); 3 MMAs per product in a chain that starts
-//      at zero per slab, then S += chain·2^-e_h·2^-b_r (rounded f32 adds), scaled;
+//   1. S[h][r] = q[t][h]·row_r over head-dim slabs of 64, with q already split (hi/lo of q·2^e_h,
+//      one power of two per head: prefill_attention.h) and copied with the rows' slab by cp.async;
+//      warpgroup w takes rows 64w.. (the second only where nr > 64) as wgmma m64n64k16 from shared
+//      memory (q's slab A, the rows' slab B, both in the 128-byte swizzle); 3 MMAs per product in
+//      a chain that starts at zero per slab, added to S by rounded f32 adds (every slab in the same
+//      units), then S·2^-e_h·2^-b_r, scaled;
 //   2. softmax statistics per head (max m, sum l of P = e^{S-m}) over the split's rows < nr, in f32;
 //      P' = P·2^-b_r is scaled per head by 2^c_h into [2^14, 2^15) and split hi/lo:
 //      P[h][r]·row_r[d] = P'·2^-c_h·(row_r[d]·2^b_r), the row's factor moved out of the k index;
@@ -22,7 +23,7 @@
 // Slabs exact in f16 for all the split's rows (official mode's FP8-simulated nope dims: the OR of
 // the rows' lo bits is clear) skip the hi·lo MMAs and their lo copies: the skipped MMA would add
 // exact zeros, so the result is the same bits.
-// Geometry: H ≤ 64 heads (fewer are padded with zero queries), hd a multiple of 32 up to 2048 (a
+// Geometry: H ≤ 64 heads (fewer are padded with zero queries), hd a multiple of 32 up to 1024 (a
 // last half slab is zero-filled).
 // History (docs/PERF.md, session 7 rounds 1-2, session 8 round 3): per-slab f32 loads and splits
 // of q and the rows in this kernel were issue- and barrier-bound (ncu: L1/TEX 74 %, 45 % issue,
@@ -49,6 +50,7 @@
 #include "cuda/once_per_device.h"
 #include "cuda/pdl.cuh"
 #include "cuda/prefill_attention.h"
+#include "cuda/split_query.cuh"
 #include "cuda/wgmma.cuh"
 
 namespace dsv4::cuda {
@@ -61,34 +63,34 @@ constexpr int kRows = kPrefillAttnRows;  // rows of a split = k of P·V
 constexpr int kTile = 64;                // rows per score pass = N of the score tile
 constexpr int kHeads = 64;               // M of both tiles (H ≤ 64, zero-padded)
 constexpr int kSlab = 64;                // head dims per slab (k of the scores, n of P·V)
-constexpr int kMaxSlabs = 32;            // bits of a row's lo mask: hd ≤ 2048
+constexpr int kMaxSlabs = 16;            // hd ≤ 1024: a head is 32 elements per lane where it is split
 constexpr int kThreads = 256;
 constexpr int kCombineHeads = 8;         // heads per combine block (a warp each) for f32 output
 constexpr int kCombineMaxValues = 16384;  // f16 output: a group's values held in shared memory (64 KB)
 constexpr int kSPitch = kRows + 4;       // floats per row of the score tile
-constexpr int kVecPerPass = kThreads / 16;  // 16 threads load a slab of one query head (a float4 each)
-constexpr int kPasses = kHeads / kVecPerPass;
 constexpr int kChunks = kSlab / 8;       // 16-byte copies per row and slab (hi or lo)
 static_assert(kRows == 2 * kTile && kTile == 64 && kHeads == 64 && kSlab == 64,
               "tiling below: two warpgroups, 64 rows each for the scores and 32 dims each for P·V");
-static_assert(kRows * kChunks % kThreads == 0, "the row copies deal evenly over the threads");
+static_assert(kRows * kChunks % kThreads == 0 && kHeads * kChunks % kThreads == 0 && kThreads / kChunks % 8 == 0,
+              "the row and query copies deal evenly over the threads, in rows of one swizzle phase");
 
-// Shared memory (dynamic, from a 1024-byte boundary), by phase. Scores: q's split slab and a
-// 2-stage ring of the rows' slabs (hi then lo, 128 rows each). Softmax and P·V: P' and the score
-// tile, then P·V's 2-stage ring of row slabs whose second stage takes the score tile's place once
-// P' is made. 2 blocks per SM fit. q's slab, the row slabs and P' are 64-element rows of 128 bytes
-// in wgmma's 128-byte swizzle (element d of row r at sw128_half(r, d), wgmma.cuh): the MMAs'
-// operands as they are.
+// Shared memory (dynamic, from a 1024-byte boundary), by phase. Scores: a 2-stage ring of the
+// rows' slabs (hi then lo, 128 rows each) with q's slab (hi then lo, 64 heads). Softmax and P·V: P'
+// and the score tile, then P·V's 2-stage ring of row slabs whose second stage takes the score
+// tile's place once P' is made. 2 blocks per SM fit. q's slab, the row slabs and P' are 64-element
+// rows of 128 bytes in wgmma's 128-byte swizzle (element d of row r at sw128_half(r, d),
+// wgmma.cuh): the MMAs' operands as they are.
 constexpr int kHalfTile = kHeads * kSlab;  // halves of one 64-row split-operand buffer
 constexpr int kSlabBuf = 4 * kHalfTile;    // halves of one row slab: hi [128][64], lo [128][64]
+constexpr int kStage = kSlabBuf + 2 * kHalfTile;  // a score stage: the row slab, then q's hi [64][64], lo
+// Byte offsets in a score stage, in descriptor units (16 bytes: a descriptor's address field).
+constexpr uint64_t kRowsLoDesc = kRows * kSlab * 2 / 16, kQHiDesc = kSlabBuf * 2 / 16,
+                   kQLoDesc = (kSlabBuf + kHalfTile) * 2 / 16, kStageDesc = kStage * 2 / 16;
 // P' as P·V's K-major A: head h's rows r in atom r / 64.
 __device__ __forceinline__ int p_at(int h, int r) { return (r >> 6) * kHalfTile + sw128_half(h, r & 63); }
 struct Smem {
   union {
-    struct {
-      __half qh[kHalfTile], ql[kHalfTile];
-      __half stage[2][kSlabBuf];
-    } sc;
+    __half stage[2][kStage];  // scores
     struct {
       __half buf0[kSlabBuf];
       __half ph[2 * kHalfTile], pl[2 * kHalfTile];  // P' [h][r] (P·V's A: two 64-row atoms, p_at)
@@ -98,7 +100,7 @@ struct Smem {
       };
     } pv;
   };
-  float inv_a[kHeads];        // this slab's 2^-e of the q heads (scores)
+  float inv_a[kHeads];        // 2^-e_h of the query heads (scores)
   float inv_b[kRows];         // 2^-b_r: the rows' power of two
   float inv_c[kHeads];        // 2^-c_h (P·V)
   float stats[kHeads][2];
@@ -106,7 +108,9 @@ struct Smem {
   unsigned lo_mask;           // OR of the rows' slab masks
 };
 static_assert(2 * (sizeof(Smem) + 1024) + 2048 <= 228 * 1024, "two blocks per SM");
-static_assert(offsetof(Smem, pv.buf1) % 1024 == 0 && kSlabBuf * 2 % 1024 == 0, "slab buffers on swizzle periods");
+static_assert(offsetof(Smem, pv.buf1) % 1024 == 0 && kSlabBuf * 2 % 1024 == 0 && kStage * 2 % 1024 == 0 &&
+                  kHalfTile * 2 % 1024 == 0,
+              "operand buffers on swizzle periods");
 
 // Index of the converted row of list entry i (prefill_attention.h's layout).
 __device__ __forceinline__ int64_t converted_row(const AttentionArgs& a, const AttnRowSet& r, int t, int64_t i,
@@ -156,61 +160,79 @@ __global__ void convert_rows_kernel(AttentionArgs a, int chunk, __half* out, int
   }
 }
 
-// One slab (dims d0 .. d0 + 63) of the split's rows into a buffer [hi 128 × 64][lo 128 × 64]
-// (swizzled) by cp.async (one commit group); rows past nr and dims past hd are zeros (P·V's k index
-// runs over whole k16 steps and the scores' over the whole slab: no garbage may meet a zero).
-// exact: the lo halves are not read, so not copied.
-__device__ __forceinline__ void copy_slab(__half* buf, const Smem& sm, int nr, int d0, int hd, bool exact) {
-  const uint4 zero = make_uint4(0u, 0u, 0u, 0u);
+// A warp per query head (row t·H + h of q): its f32 values → the split form, in place.
+__global__ void split_queries_kernel(float* q, int* q_exp, int64_t n_heads, int hd) {
+  pdl_wait();  // launched with PDL: nothing before this line (pdl.cuh)
+  pdl_trigger();
+  const int64_t row = static_cast<int64_t>(blockIdx.x) * (blockDim.x >> 5) + (threadIdx.x >> 5);
+  if (row >= n_heads) return;
+  const int lane = threadIdx.x & 31, per_lane = hd / 32;
+  float* src = q + row * hd;
+  float v[kMaxSlabs * kSlab / 32];
 #pragma unroll
-  for (int k = 0; k < kRows * kChunks / kThreads; ++k) {
-    const int c = threadIdx.x + k * kThreads, r = c / kChunks, d = 8 * (c % kChunks);
-    __half* dst = buf + sw128_half(r, d);
-    if (r < nr && d0 + d < hd) {
-      const __half* src = sm.rows[r] + d0 + d;
-      cp_async16(dst, src);
-      if (!exact) cp_async16(dst + kRows * kSlab, src + hd);
-    } else {
-      *reinterpret_cast<uint4*>(dst) = zero;
-      if (!exact) *reinterpret_cast<uint4*>(dst + kRows * kSlab) = zero;
-    }
+  for (int i = 0; i < kMaxSlabs * kSlab / 32; ++i) {
+    if (i < per_lane) v[i] = src[lane + 32 * i];
   }
-  cp_async_commit();
+  store_split_query(v, per_lane, reinterpret_cast<__half*>(src), hd, q_exp + row);
 }
 
-// A slab of the 64 (padded) query heads in flight: thread (pass p) holds dims 4·(tid & 15).. of
-// head p·16 + tid/16.
-struct SlabRegs {
-  float4 v[kPasses];
+// A thread's share of every slab copy, the same in each slab: rows tid/8 + 32k of the split
+// (k < 4) and query heads tid/8 + 32k (k < 2, hi and lo), each at the 16-byte chunk tid % 8 of the
+// slab. Entries past the list (rows ≥ nr, heads ≥ H) and dims past hd come in as zeros (P·V's k
+// index runs over whole k16 steps and the scores' over the whole slab: no garbage may meet a zero);
+// their pointers are the first row's or head's, never read.
+constexpr int kRowCopies = kRows * kChunks / kThreads, kHeadCopies = kHeads * kChunks / kThreads;
+struct SlabCopies {
+  const __half* row[kRowCopies];  // the rows' hi halves at the chunk
+  const __half* q[kHeadCopies];   // the heads' hi halves at the chunk
+  int dst;                        // halves: the chunk's swizzled place in row tid/8 (+ k·32 rows)
+  int dim;                        // the chunk's first dim in the slab
+  unsigned rows_in, heads_in;     // bit k: entry k is in the list
 };
 
-__device__ __forceinline__ void q_fetch(SlabRegs& r, const float* q, int H, int d0, int hd) {
-  const int d = d0 + 4 * (threadIdx.x & 15);
+__device__ __forceinline__ SlabCopies slab_copies(const Smem& sm, int nr, const __half* q16, int H, int hd) {
+  SlabCopies c;
+  const int first = threadIdx.x / kChunks;
+  c.dim = 8 * (threadIdx.x % kChunks);
+  c.dst = sw128_half(first, c.dim);  // (first + 32k) % 8 == first % 8: the same swizzle for every k
+  c.rows_in = c.heads_in = 0u;
 #pragma unroll
-  for (int p = 0; p < kPasses; ++p) {
-    const int h = p * kVecPerPass + (threadIdx.x >> 4);
-    r.v[p] = h < H && d < hd ? *reinterpret_cast<const float4*>(q + static_cast<int64_t>(h) * hd + d)
-                             : make_float4(0.f, 0.f, 0.f, 0.f);
+  for (int k = 0; k < kRowCopies; ++k) {
+    const int r = first + k * (kThreads / kChunks);
+    c.row[k] = sm.rows[r < nr ? r : 0] + c.dim;
+    c.rows_in |= (r < nr ? 1u : 0u) << k;
+  }
+#pragma unroll
+  for (int k = 0; k < kHeadCopies; ++k) {
+    const int h = first + k * (kThreads / kChunks);
+    c.q[k] = q16 + static_cast<int64_t>(h < H ? h : 0) * 2 * hd + c.dim;
+    c.heads_in |= (h < H ? 1u : 0u) << k;
+  }
+  return c;
+}
+
+// Slab d0 .. d0 + 63 of the split's rows into a buffer [hi 128 × 64][lo 128 × 64] (swizzled) by
+// cp.async (the caller commits). exact: the lo halves are not read, so not copied.
+__device__ __forceinline__ void copy_slab(__half* buf, const SlabCopies& c, int d0, int hd, bool exact) {
+  const bool dims = d0 + c.dim < hd;
+#pragma unroll
+  for (int k = 0; k < kRowCopies; ++k) {
+    __half* dst = buf + c.dst + k * (kThreads / kChunks) * kSlab;
+    const bool in = dims && ((c.rows_in >> k) & 1u);
+    cp_async16_or_zero(dst, c.row[k] + d0, in);
+    if (!exact) cp_async16_or_zero(dst + kRows * kSlab, c.row[k] + hd + d0, in);
   }
 }
 
-// Splits a fetched q slab with each head's own exponent (the slab's max over 16 lanes); writes
-// inv[h] = 2^-e.
-__device__ __forceinline__ void q_split(const SlabRegs& r, __half* hi, __half* lo, float* inv) {
+// The same slab of the token's split queries into [hi 64 × 64][lo 64 × 64] (swizzled).
+__device__ __forceinline__ void copy_q_slab(__half* buf, const SlabCopies& c, int d0, int hd) {
+  const bool dims = d0 + c.dim < hd;
 #pragma unroll
-  for (int p = 0; p < kPasses; ++p) {
-    const float4 v = r.v[p];
-    float m = fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w)));
-#pragma unroll
-    for (int o = 8; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xFFFFFFFFu, m, o));
-    const int h = p * kVecPerPass + (threadIdx.x >> 4);
-    const int e = split_exponent(m);
-    const float f = pow2f(e);
-    const SplitPair a = split_f16(v.x * f, v.y * f), b = split_f16(v.z * f, v.w * f);
-    const int off = sw128_half(h, 4 * (threadIdx.x & 15));
-    *reinterpret_cast<uint2*>(hi + off) = make_uint2(half2_bits(a.hi), half2_bits(b.hi));
-    *reinterpret_cast<uint2*>(lo + off) = make_uint2(half2_bits(a.lo), half2_bits(b.lo));
-    if ((threadIdx.x & 15) == 0) inv[h] = pow2f(-e);
+  for (int k = 0; k < kHeadCopies; ++k) {
+    __half* dst = buf + c.dst + k * (kThreads / kChunks) * kSlab;
+    const bool in = dims && ((c.heads_in >> k) & 1u);
+    cp_async16_or_zero(dst, c.q[k] + d0, in);
+    cp_async16_or_zero(dst + kHalfTile, c.q[k] + hd + d0, in);
   }
 }
 
@@ -245,8 +267,11 @@ __global__ void __launch_bounds__(kThreads, 2) partial_kernel(AttentionArgs a, P
     sm.inv_b[i] = inv;
     mask = __reduce_or_sync(0xFFFFFFFFu, mask);
     if ((threadIdx.x & 31) == 0 && mask != 0u) atomicOr(&sm.lo_mask, mask);
+  } else if (threadIdx.x < kRows + kHeads) {
+    const int h = threadIdx.x - kRows;
+    sm.inv_a[h] = h < H ? pow2f(-a.q_exp[static_cast<int64_t>(t) * H + h]) : 0.0f;
   }
-  const float* q = a.q + static_cast<int64_t>(t) * H * hd;
+  const __half* q16 = reinterpret_cast<const __half*>(a.q) + static_cast<int64_t>(t) * H * 2 * hd;
   __syncthreads();
   const unsigned lo_mask = sm.lo_mask;
   // Slabs whose lo halves are zero in all the split's rows (official mode's FP8-simulated nope
@@ -257,64 +282,60 @@ __global__ void __launch_bounds__(kThreads, 2) partial_kernel(AttentionArgs a, P
   const int g = lane >> 2, c2 = 2 * (lane & 3);  // C fragment: rows g, g + 8; columns c2, c2 + 1
   const int wm = 16 * (warp & 3), wn = 32 * (warp >> 2);
 
-  // ---- 1. scores, slab after slab; q split once per slab; warpgroup w: rows 64w.. of the split
-  // (m64n64 wgmma: the 64 heads × its 64 rows), one chain per slab from zero ----
+  // ---- 1. scores, slab after slab, the rows' and q's halves together through the ring;
+  // warpgroup w: rows 64w.. of the split (m64n64 wgmma: the 64 heads × its 64 rows), one chain per
+  // slab from zero, added to acc in the units of q·2^e_h and row·2^b_r ----
   const int n_slab = (hd + kSlab - 1) / kSlab;
   const int wg = warp >> 2;
   const bool wg_rows = wg < n_pass;  // its rows hold list entries (warpgroup-uniform)
+  const SlabCopies copies = slab_copies(sm, nr, q16, H, hd);
+  const auto copy_stage = [&](int sl) {
+    __half* stage = sm.stage[sl & 1];
+    copy_slab(stage, copies, sl * kSlab, hd, exact(sl * kSlab));
+    copy_q_slab(stage + kSlabBuf, copies, sl * kSlab, hd);
+    cp_async_commit();
+  };
+  // Descriptors are the stage's plus byte offsets / 16 (the address field, no carry: < 256 KB).
+  const uint64_t stage0 = wgmma_desc_sw128(smem_addr(sm.stage[0]));
   float acc[32] = {};
-  SlabRegs qr;
-  copy_slab(sm.sc.stage[0], sm, nr, 0, hd, exact(0));
-  q_fetch(qr, q, H, 0, hd);
+  copy_stage(0);
   for (int sl = 0; sl < n_slab; ++sl) {
-    const int d0 = sl * kSlab;
-    q_split(qr, sm.sc.qh, sm.sc.ql, sm.inv_a);
     if (sl + 1 < n_slab) {
-      copy_slab(sm.sc.stage[(sl + 1) & 1], sm, nr, d0 + kSlab, hd, exact(d0 + kSlab));
-      q_fetch(qr, q, H, d0 + kSlab, hd);
+      copy_stage(sl + 1);
       cp_async_wait<1>();
     } else {
       cp_async_wait<0>();
     }
-    fence_proxy_async();  // q's stores and the copies → wgmma
-    __syncthreads();  // q split, this slab's rows landed (every thread's copies)
+    fence_proxy_async();  // the copies → wgmma
+    __syncthreads();  // this slab's rows and q landed (every thread's copies)
     if (wg_rows) {
-      const uint32_t qh = smem_addr(sm.sc.qh), ql = smem_addr(sm.sc.ql);
-      const uint32_t kh = smem_addr(sm.sc.stage[sl & 1] + wg * kTile * kSlab), kl = kh + kRows * kSlab * 2;
       // The slab's k16 slices are 32 bytes apart in the 128-byte rows; A is q, B the rows.
+      const uint64_t kh = stage0 + (sl & 1) * kStageDesc + wg * (kTile * kSlab * 2 / 16);
+      const uint64_t qh = stage0 + (sl & 1) * kStageDesc + kQHiDesc, ql = stage0 + (sl & 1) * kStageDesc + kQLoDesc;
       float c[32];
-      const auto descs = [&](int k) {
-        const uint32_t off = static_cast<uint32_t>(32 * k);
-        return SplitDescs{wgmma_desc_sw128(qh + off), wgmma_desc_sw128(ql + off), wgmma_desc_sw128(kh + off),
-                          wgmma_desc_sw128(kl + off)};
-      };
+      const auto descs = [&](int k) { return SplitDescs{qh + 2 * k, ql + 2 * k, kh + 2 * k, kh + kRowsLoDesc + 2 * k}; };
       const auto mma = [](float (&d)[32], uint64_t x, uint64_t y, bool acc) { wgmma_m64n64k16_f16(d, x, y, acc); };
-      if (exact(d0)) {
+      if (exact(sl * kSlab)) {
         wgmma_split_chain<kSlab / 16, true, false>(c, descs, mma);
       } else {
         wgmma_split_chain<kSlab / 16, true, true>(c, descs, mma);
       }
-      // c[4j + e]: head 16·(warp % 4) + g + 8·(e / 2), row 64·wg + 8j + c2 + e % 2 (wgmma.cuh).
 #pragma unroll
-      for (int j = 0; j < 8; ++j) {
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int h = wm + g + 8 * (e >> 1), r = wg * kTile + 8 * j + c2 + (e & 1);
-          acc[4 * j + e] += c[4 * j + e] * sm.inv_a[h] * sm.inv_b[r];
-        }
-      }
+      for (int i = 0; i < 32; ++i) acc[i] += c[i];
     }
-    __syncthreads();  // the slab's MMAs done: its stage and q's buffers are free
+    __syncthreads();  // the slab's MMAs done: its stage is free
   }
-  // P·V's first slab, in flight during the softmax (its buffer held q and the scores' first stage).
-  copy_slab(sm.pv.buf0, sm, nr, 0, hd, exact(0));
+  // P·V's first slab, in flight during the softmax (its buffer held the scores' first stage).
+  copy_slab(sm.pv.buf0, copies, 0, hd, exact(0));
+  cp_async_commit();
   const float scale = static_cast<float>(1.0 / sqrt(static_cast<double>(hd)));
 #pragma unroll
   for (int j = 0; j < 8; ++j) {
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
+      // c[4j + e]: head 16·(warp % 4) + g + 8·(e / 2), row 64·wg + 8j + c2 + e % 2 (wgmma.cuh).
       const int h = wm + g + 8 * (e >> 1), r = wg * kTile + 8 * j + c2 + (e & 1);
-      sm.pv.st[h * kSPitch + r] = __fmul_rn(acc[4 * j + e], scale);
+      sm.pv.st[h * kSPitch + r] = __fmul_rn(acc[4 * j + e] * sm.inv_a[h] * sm.inv_b[r], scale);
     }
   }
   __syncthreads();
@@ -363,11 +384,14 @@ __global__ void __launch_bounds__(kThreads, 2) partial_kernel(AttentionArgs a, P
 
   // ---- 3. O = P·V per slab of 64 dims, k over the split's 128 rows ----
   const int64_t part = static_cast<int64_t>(t) * H * a.splits + s;  // + h·splits
+  const uint64_t buf0 = wgmma_desc_sw128(smem_addr(sm.pv.buf0)), buf1 = wgmma_desc_sw128(smem_addr(sm.pv.buf1));
+  const uint64_t ph = wgmma_desc_sw128(smem_addr(sm.pv.ph)), pl = wgmma_desc_sw128(smem_addr(sm.pv.pl));
   for (int sl = 0; sl < n_slab; ++sl) {
     const int d0 = sl * kSlab;
     __syncthreads();  // P' written and the score tile read (first slab); the previous slab's MMAs done
     if (sl + 1 < n_slab) {
-      copy_slab((sl & 1) ? sm.pv.buf0 : sm.pv.buf1, sm, nr, d0 + kSlab, hd, exact(d0 + kSlab));
+      copy_slab((sl & 1) ? sm.pv.buf0 : sm.pv.buf1, copies, d0 + kSlab, hd, exact(d0 + kSlab));
+      cp_async_commit();
       cp_async_wait<1>();
     } else {
       cp_async_wait<0>();
@@ -378,14 +402,11 @@ __global__ void __launch_bounds__(kThreads, 2) partial_kernel(AttentionArgs a, P
     // many k16 steps as the split has rows; rows past the list have P' = 0). A is P' (a k16 step
     // 32 bytes further in its rows, atom k / 4), B the value rows stored N-major (a k16 step is 16
     // rows, 2 KB, further; the warpgroup's dims 64 bytes into each 128-byte row).
-    const uint32_t vh = smem_addr((sl & 1) ? sm.pv.buf1 : sm.pv.buf0) + 64 * wg, vl = vh + kRows * kSlab * 2;
-    const uint32_t ph = smem_addr(sm.pv.ph), pl = smem_addr(sm.pv.pl);
+    const uint64_t vh = ((sl & 1) ? buf1 : buf0) + 64 * wg / 16;
     float c[16];
     const auto descs = [&](int k) {
-      const uint32_t a_off = static_cast<uint32_t>((k >> 2) * kHalfTile * 2 + (k & 3) * 32);
-      const uint32_t b_off = static_cast<uint32_t>(k * 16 * kSlab * 2);
-      return SplitDescs{wgmma_desc_sw128(ph + a_off), wgmma_desc_sw128(pl + a_off), wgmma_desc_sw128(vh + b_off),
-                        wgmma_desc_sw128(vl + b_off)};
+      const uint64_t a_off = ((k >> 2) * kHalfTile * 2 + (k & 3) * 32) / 16, b_off = k * 16 * kSlab * 2 / 16;
+      return SplitDescs{ph + a_off, pl + a_off, vh + b_off, vh + kRowsLoDesc + b_off};
     };
     const auto mma = [](float (&d)[16], uint64_t x, uint64_t y, bool acc) { wgmma_m64n32k16_f16_tb(d, x, y, acc); };
     constexpr int kShort = kTile / 16, kLong = kRows / 16;
@@ -529,12 +550,27 @@ Status prefill_attention_rows(const AttentionArgs& a, int chunk, PrefillAttnRows
   return cuda_status(cudaGetLastError(), "prefill attention rows");
 }
 
+Status prefill_attention_split_queries(float* q, int* q_exp, int T, int H, int hd, cudaStream_t stream) {
+  if (T <= 0) return Status();
+  if (!prefill_attention_supported(H, hd) || q == nullptr || q_exp == nullptr) {
+    return make_error("prefill attention queries: unsupported geometry or no buffers");
+  }
+  const int64_t n_heads = int64_t{T} * H;
+  constexpr int kWarps = 8;
+  DSV4_CUDA_TRY(launch_pdl(split_queries_kernel, dim3(static_cast<unsigned>((n_heads + kWarps - 1) / kWarps)),
+                           dim3(32 * kWarps), 0, stream, q, q_exp, n_heads, hd));
+  return cuda_status(cudaGetLastError(), "prefill attention queries");
+}
+
 Status prefill_attention(const AttentionArgs& a, const PrefillAttnRows& rows, cudaStream_t stream) {
   if (a.T <= 0) return Status();
   if (!prefill_attention_supported(a.H, a.hd)) return make_error("prefill attention: unsupported geometry");
   if (a.splits <= 0 || a.splits > 65535 || a.T > 65535) return make_error("prefill attention: bad launch shape");
   if (rows.rows == nullptr || rows.meta == nullptr || a.t0 + a.T > rows.chunk) {
     return make_error("prefill attention: the tokens' rows were not converted (prefill_attention_rows)");
+  }
+  if (a.q == nullptr || a.q_exp == nullptr) {
+    return make_error("prefill attention: no split queries (prefill_attention_split_queries, q_kv_finish's q_exp)");
   }
   const bool f16 = a.out16 != nullptr;
   if (f16 && (a.out16_scale == nullptr || !prefill_attention_f16_output_supported(a.out16_group, a.hd) ||

@@ -47,7 +47,15 @@ int64_t prefill_attention_row_capacity(int window, int max_chunk, int64_t comp_c
 // `chunk` tokens from a's kv_chunk, ring, comp, pos0, window, ratio and hd; sets rows.chunk. After
 // the chunk's compressed rows are made and before its raw rows enter the ring.
 Status prefill_attention_rows(const AttentionArgs& a, int chunk, PrefillAttnRows& rows, cudaStream_t stream);
-// The attention of a's tokens (a's t0, T) over rows made by prefill_attention_rows for their chunk.
+// The queries the partial kernel reads (AttentionArgs::q and q_exp): each head q[t][h] as hi then
+// lo f16 halves of q·2^e (hd halves each, over the 4·hd bytes of its f32 row), e from the head's
+// largest |q| (f16_split.cuh's split_exponent) in q_exp[t·H + h]. One power of two per head, not
+// per 64-dim slab, so that the scores' slabs add up in the same units and q is split once per
+// token (q_kv_finish writes this form for prefill chunks, QkvFinishArgs::q_exp), not in every
+// block of the token. Here: f32 queries [T][H][hd] turned into that form in place.
+Status prefill_attention_split_queries(float* q, int* q_exp, int T, int H, int hd, cudaStream_t stream);
+// The attention of a's tokens (a's t0, T) over rows made by prefill_attention_rows for their chunk,
+// with a.q and a.q_exp in the split form above.
 Status prefill_attention(const AttentionArgs& a, const PrefillAttnRows& rows, cudaStream_t stream);
 
 }  // namespace dsv4::cuda

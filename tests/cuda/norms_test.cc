@@ -9,6 +9,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cuda_fp16.h>
+
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -17,6 +19,7 @@
 #include "cpu/rope.h"
 #include "cpu/sim.h"
 #include "cuda/device_util.h"
+#include "cuda/prefill_attention.h"
 
 namespace dsv4::cuda::testing {
 namespace {
@@ -114,6 +117,67 @@ TEST(CudaNorms, QueryHeadsAndKvRowMatchCpu) {
           EXPECT_FALSE(d.wild) << "kv row " << t;
         }
       }
+    }
+  }
+}
+
+// QkvFinishArgs::q_exp: the query heads leave in prefill_attention.h's split form. Their value
+// (hi + lo)·2^-e meets the f32 test's bar against the CPU at any T, and where the f32 output comes
+// from the same (warp-per-row) kernel, T ≥ 64, it is bit for bit prefill_attention_split_queries
+// of that output.
+TEST(CudaNorms, SplitQueriesAreTheFinishedHeadsSplit) {
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE(seed);
+  std::mt19937_64 rng(seed);
+  const int H = 4, hd = 512, n_rot = 64, pos0 = 777;
+  const cpu::YarnParams yarn{16.0f, 65536, 32.0f, 1.0f};
+  const std::vector<float> omega = cpu::rope_frequencies(n_rot, 160000.0f, &yarn);
+  for (const int T : {5, 70}) {
+    SCOPED_TRACE(T);
+    const std::vector<float> q = normal_vector(static_cast<size_t>(T * H * hd), rng, 0.0f, 2.0f);
+    const std::vector<float> kv = normal_vector(static_cast<size_t>(T * hd), rng);
+    TestStream stream;
+    DeviceBuffer split_q = upload(q), f32_q = upload(q), dkv = upload(kv), dom = upload(omega);
+    DeviceBuffer dout(static_cast<size_t>(T * hd) * 4), dpos = upload(std::vector<int>{pos0});
+    DeviceBuffer exp_fused(static_cast<size_t>(T * H) * sizeof(int)), exp_after(static_cast<size_t>(T * H) * sizeof(int));
+    QkvFinishArgs a;
+    a.kv_in = dkv.get<float>();
+    a.kv_stride = hd;
+    a.kv_out = dout.get<float>();
+    a.omega = dom.get<float>();
+    a.pos0 = dpos.get<int>();
+    a.T = T;
+    a.H = H;
+    a.hd = hd;
+    a.n_rot = n_rot;
+    a.q = split_q.get<float>();
+    a.q_exp = exp_fused.get<int>();
+    STATUS_ASSERT(q_kv_finish(a, stream.get()));
+    a.q = f32_q.get<float>();
+    a.q_exp = nullptr;
+    STATUS_ASSERT(q_kv_finish(a, stream.get()));
+    STATUS_ASSERT(prefill_attention_split_queries(f32_q.get<float>(), exp_after.get<int>(), T, H, hd, stream.get()));
+    CUDA_ASSERT(cudaStreamSynchronize(stream.get()));
+    const std::vector<__half> got = download<__half>(split_q, q.size() * 2), after = download<__half>(f32_q, q.size() * 2);
+    const std::vector<int> e = download<int>(exp_fused, static_cast<size_t>(T * H));
+    const std::vector<int> e_after = download<int>(exp_after, static_cast<size_t>(T * H));
+    for (int t = 0; t < T; ++t) {
+      const cpu::RopeAngles ang = cpu::rope_angles(omega, pos0 + t);
+      for (int h = 0; h < H; ++h) {
+        const size_t row = static_cast<size_t>(t * H + h);
+        std::vector<float> want(q.begin() + row * hd, q.begin() + (row + 1) * hd), value(static_cast<size_t>(hd));
+        cpu::rms_norm(want.data(), nullptr, hd, 1e-6f, want.data());
+        cpu::rope_rotate(want.data(), hd, ang);
+        for (int d = 0; d < hd; ++d) {
+          const double x = static_cast<double>(__half2float(got[row * 2 * hd + d])) + __half2float(got[row * 2 * hd + hd + d]);
+          value[static_cast<size_t>(d)] = static_cast<float>(std::ldexp(x, -e[row]));
+        }
+        EXPECT_LE(max_rel(value.data(), want.data(), hd, 1e-4), 1e-6) << t << " " << h;
+      }
+    }
+    if (T >= 64) {
+      EXPECT_EQ(e, e_after);
+      EXPECT_EQ(0, std::memcmp(got.data(), after.data(), got.size() * sizeof(__half)));
     }
   }
 }
