@@ -13,7 +13,9 @@
 //      memory (q's slab A, the rows' slab B, both in the 128-byte swizzle); 3 MMAs per product in
 //      a chain that starts at zero per slab, added to S by rounded f32 adds (every slab in the same
 //      units), then S·2^-e_h·2^-b_r, scaled;
-//   2. softmax statistics per head (max m, sum l of P = e^{S-m}) over the split's rows < nr, in f32;
+//   2. softmax statistics per head (max m, sum l of P = e^{S-m}) over the split's rows < nr, in f32,
+//      on the score accumulators in registers (quad shuffles, the two warpgroups' halves added in
+//      shared memory);
 //      P' = P·2^-b_r is scaled per head by 2^c_h into [2^14, 2^15) and split hi/lo:
 //      P[h][r]·row_r[d] = P'·2^-c_h·(row_r[d]·2^b_r), the row's factor moved out of the k index;
 //   3. O[h][d] = 2^-c_h·Σ_r P'[h][r]·(row_r[d]·2^b_r) per slab of 64 dims (the converted rows as
@@ -67,7 +69,6 @@ constexpr int kMaxSlabs = 16;            // hd ≤ 1024: a head is 32 elements p
 constexpr int kThreads = 256;
 constexpr int kCombineHeads = 8;         // heads per combine block (a warp each) for f32 output
 constexpr int kCombineMaxValues = 16384;  // f16 output: a group's values held in shared memory (64 KB)
-constexpr int kSPitch = kRows + 4;       // floats per row of the score tile
 constexpr int kChunks = kSlab / 8;       // 16-byte copies per row and slab (hi or lo)
 static_assert(kRows == 2 * kTile && kTile == 64 && kHeads == 64 && kSlab == 64,
               "tiling below: two warpgroups, 64 rows each for the scores and 32 dims each for P·V");
@@ -76,8 +77,8 @@ static_assert(kRows * kChunks % kThreads == 0 && kHeads * kChunks % kThreads == 
 
 // Shared memory (dynamic, from a 1024-byte boundary), by phase. Scores: a 2-stage ring of the
 // rows' slabs (hi then lo, 128 rows each) with q's slab (hi then lo, 64 heads). Softmax and P·V: P'
-// and the score tile, then P·V's 2-stage ring of row slabs whose second stage takes the score
-// tile's place once P' is made. 2 blocks per SM fit. q's slab, the row slabs and P' are 64-element
+// (the scores stay in the MMAs' accumulators) and P·V's 2-stage ring of row slabs. 2 blocks per SM
+// fit. q's slab, the row slabs and P' are 64-element
 // rows of 128 bytes in wgmma's 128-byte swizzle (element d of row r at sw128_half(r, d),
 // wgmma.cuh): the MMAs' operands as they are.
 constexpr int kHalfTile = kHeads * kSlab;  // halves of one 64-row split-operand buffer
@@ -94,15 +95,13 @@ struct Smem {
     struct {
       __half buf0[kSlabBuf];
       __half ph[2 * kHalfTile], pl[2 * kHalfTile];  // P' [h][r] (P·V's A: two 64-row atoms, p_at)
-      union {
-        float st[kHeads * kSPitch];  // scores [h][r]
-        __half buf1[kSlabBuf];
-      };
+      __half buf1[kSlabBuf];
     } pv;
   };
   float inv_a[kHeads];        // 2^-e_h of the query heads (scores)
   float inv_b[kRows];         // 2^-b_r: the rows' power of two
   float inv_c[kHeads];        // 2^-c_h (P·V)
+  float red[3][2][kHeads];    // per warpgroup and head: the scores' max, Σ P, max P'
   float stats[kHeads][2];
   const __half* rows[kRows];  // the split's converted rows
   unsigned lo_mask;           // OR of the rows' slab masks
@@ -286,7 +285,9 @@ __global__ void __launch_bounds__(kThreads, 2) partial_kernel(AttentionArgs a, P
   // warpgroup w: rows 64w.. of the split (m64n64 wgmma: the 64 heads × its 64 rows), one chain per
   // slab from zero, added to acc in the units of q·2^e_h and row·2^b_r ----
   const int n_slab = (hd + kSlab - 1) / kSlab;
-  const int wg = warp >> 2;
+  // The warpgroup as a broadcast value, which the compiler knows is warp-uniform: the MMA
+  // descriptors derived from it can live in uniform registers (no R2UR per wgmma).
+  const int wg = __shfl_sync(0xFFFFFFFFu, warp >> 2, 0);
   const bool wg_rows = wg < n_pass;  // its rows hold list entries (warpgroup-uniform)
   const SlabCopies copies = slab_copies(sm, nr, q16, H, hd);
   const auto copy_stage = [&](int sl) {
@@ -328,56 +329,73 @@ __global__ void __launch_bounds__(kThreads, 2) partial_kernel(AttentionArgs a, P
   // P·V's first slab, in flight during the softmax (its buffer held the scores' first stage).
   copy_slab(sm.pv.buf0, copies, 0, hd, exact(0));
   cp_async_commit();
+
+  // ---- 2. softmax statistics and P', from the score accumulators: a thread holds heads
+  // wm + g and wm + g + 8, rows 64·wg + 8j + c2 (+1), j < 8 (c[4j + e], wgmma.cuh); a head's 128
+  // rows are the 4 lanes of a quad in each warpgroup, whose partial max and sums meet in shared
+  // memory ----
   const float scale = static_cast<float>(1.0 / sqrt(static_cast<double>(hd)));
+  const int h0 = wm + g;
+  const float ia[2] = {sm.inv_a[h0], sm.inv_a[h0 + 8]};
+  float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
   for (int j = 0; j < 8; ++j) {
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
-      // c[4j + e]: head 16·(warp % 4) + g + 8·(e / 2), row 64·wg + 8j + c2 + e % 2 (wgmma.cuh).
-      const int h = wm + g + 8 * (e >> 1), r = wg * kTile + 8 * j + c2 + (e & 1);
-      sm.pv.st[h * kSPitch + r] = __fmul_rn(acc[4 * j + e] * sm.inv_a[h] * sm.inv_b[r], scale);
+      const int r = wg * kTile + 8 * j + c2 + (e & 1);
+      const float v = r < nr ? __fmul_rn(acc[4 * j + e] * ia[e >> 1] * sm.inv_b[r], scale) : -INFINITY;
+      acc[4 * j + e] = v;
+      mx[e >> 1] = fmaxf(mx[e >> 1], v);
     }
   }
-  __syncthreads();
-
-  // ---- 2. softmax statistics and P' (warp w: heads w, w + 8, ...; lane l: rows l + 32i) ----
-  for (int h = warp; h < kHeads; h += kThreads / 32) {
-    float sv[4], m = -INFINITY;
 #pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      const int r = lane + 32 * i;
-      sv[i] = r < nr ? sm.pv.st[h * kSPitch + r] : -INFINITY;
-      m = fmaxf(m, sv[i]);
-    }
-    m = warp_max(m);
-    float ev[4], l = 0.0f, pmax = 0.0f;
+  for (int i = 0; i < 2; ++i) {
+    mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xFFFFFFFFu, mx[i], 1));
+    mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xFFFFFFFFu, mx[i], 2));
+    if ((lane & 3) == 0) sm.red[0][wg][h0 + 8 * i] = mx[i];
+  }
+  __syncthreads();  // the warpgroups' maxima
+  float m[2], l[2] = {0.0f, 0.0f}, pm[2] = {0.0f, 0.0f};
 #pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      const int r = lane + 32 * i;
-      ev[i] = r < nr ? expf(sv[i] - m) : 0.0f;
-      l += ev[i];
-    }
-    l = warp_sum(l);
+  for (int i = 0; i < 2; ++i) m[i] = fmaxf(sm.red[0][0][h0 + 8 * i], sm.red[0][1][h0 + 8 * i]);
 #pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      const int r = lane + 32 * i;
-      ev[i] = r < nr ? ev[i] * sm.inv_b[r] : 0.0f;  // P'
-      pmax = fmaxf(pmax, ev[i]);
+  for (int j = 0; j < 8; ++j) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int r = wg * kTile + 8 * j + c2 + (e & 1);
+      const float p = r < nr ? expf(acc[4 * j + e] - m[e >> 1]) : 0.0f;
+      l[e >> 1] += p;
+      acc[4 * j + e] = p * sm.inv_b[r];  // P' (inv_b is 0 past the list)
+      pm[e >> 1] = fmaxf(pm[e >> 1], acc[4 * j + e]);
     }
-    const int ch = split_exponent(warp_max(pmax));
+  }
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    l[i] += __shfl_xor_sync(0xFFFFFFFFu, l[i], 1);
+    l[i] += __shfl_xor_sync(0xFFFFFFFFu, l[i], 2);
+    pm[i] = fmaxf(pm[i], __shfl_xor_sync(0xFFFFFFFFu, pm[i], 1));
+    pm[i] = fmaxf(pm[i], __shfl_xor_sync(0xFFFFFFFFu, pm[i], 2));
+    if ((lane & 3) == 0) {
+      sm.red[1][wg][h0 + 8 * i] = l[i];
+      sm.red[2][wg][h0 + 8 * i] = pm[i];
+    }
+  }
+  __syncthreads();  // the warpgroups' sums and P' maxima
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    const int h = h0 + 8 * i;
+    const int ch = split_exponent(fmaxf(sm.red[2][0][h], sm.red[2][1][h]));
     const float f = pow2f(ch);
 #pragma unroll
-    for (int i = 0; i < 4; i += 2) {
-      const SplitPair v = split_f16(ev[i] * f, ev[i + 1] * f);
-      const int r = lane + 32 * i;
-      sm.pv.ph[p_at(h, r)] = __low2half(v.hi);
-      sm.pv.pl[p_at(h, r)] = __low2half(v.lo);
-      sm.pv.ph[p_at(h, r + 32)] = __high2half(v.hi);
-      sm.pv.pl[p_at(h, r + 32)] = __high2half(v.lo);
+    for (int j = 0; j < 8; ++j) {
+      const SplitPair v = split_f16(acc[4 * j + 2 * i] * f, acc[4 * j + 2 * i + 1] * f);
+      const int at = p_at(h, wg * kTile + 8 * j + c2);  // rows c2, c2 + 1: one f16 pair
+      *reinterpret_cast<uint32_t*>(sm.pv.ph + at) = half2_bits(v.hi);
+      *reinterpret_cast<uint32_t*>(sm.pv.pl + at) = half2_bits(v.lo);
     }
-    if (lane == 0) {
-      sm.stats[h][0] = m;
-      sm.stats[h][1] = l;
+    if (wg == 0 && (lane & 3) == 0) {
+      sm.stats[h][0] = m[i];
+      sm.stats[h][1] = sm.red[1][0][h] + sm.red[1][1][h];
       sm.inv_c[h] = pow2f(-ch);
     }
   }
@@ -388,7 +406,7 @@ __global__ void __launch_bounds__(kThreads, 2) partial_kernel(AttentionArgs a, P
   const uint64_t ph = wgmma_desc_sw128(smem_addr(sm.pv.ph)), pl = wgmma_desc_sw128(smem_addr(sm.pv.pl));
   for (int sl = 0; sl < n_slab; ++sl) {
     const int d0 = sl * kSlab;
-    __syncthreads();  // P' written and the score tile read (first slab); the previous slab's MMAs done
+    __syncthreads();  // P' written (first slab); the previous slab's MMAs done
     if (sl + 1 < n_slab) {
       copy_slab((sl & 1) ? sm.pv.buf0 : sm.pv.buf1, copies, d0 + kSlab, hd, exact(d0 + kSlab));
       cp_async_commit();
