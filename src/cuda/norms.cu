@@ -79,9 +79,15 @@ __global__ void q_kv_finish_blocks_kernel(QkvFinishArgs a) {
 // them). Lane j computes pair j's angle before griddepcontrol.wait, as above.
 constexpr int kFinishRowsPerBlock = 8;
 constexpr int kFinishMaxPerLane = 32;      // hd ≤ 1024
+// The kernel's per-lane array is sized by an instantiation: heads of ≤ 512 dims (flash's) take the
+// half-size one, whose 47 registers let 5 blocks share an SM instead of 3: the kernel waits on
+// memory, one row per warp, so rows in flight are what sets its pace (docs/PERF.md, session 17).
+constexpr int kFinishShortPerLane = 16;
 constexpr int kFinishWarpsFromTokens = 64;  // launches of fewer tokens take the block kernel
 
-__global__ void __launch_bounds__(32 * kFinishRowsPerBlock) q_kv_finish_warps_kernel(QkvFinishArgs a) {
+template <int kMaxPerLane>
+__global__ void __launch_bounds__(32 * kFinishRowsPerBlock, kMaxPerLane <= kFinishShortPerLane ? 5 : 1)
+    q_kv_finish_warps_kernel(QkvFinishArgs a) {
   const int lane = threadIdx.x & 31, row = blockIdx.x * kFinishRowsPerBlock + (threadIdx.x >> 5);
   const int t = blockIdx.y, n_pairs = a.n_rot / 2, per_lane = a.hd / 32, tail = a.hd - a.n_rot;
   float c = 1.0f, sn = 0.0f;
@@ -92,10 +98,10 @@ __global__ void __launch_bounds__(32 * kFinishRowsPerBlock) q_kv_finish_warps_ke
   const bool kv = row == a.H;
   float* dst = kv ? a.kv_out + static_cast<int64_t>(t) * a.hd : a.q + (static_cast<int64_t>(t) * a.H + row) * a.hd;
   const float* src = kv ? a.kv_in + static_cast<int64_t>(t) * a.kv_stride : dst;
-  float v[kFinishMaxPerLane];
+  float v[kMaxPerLane];
   double ss = 0.0;
 #pragma unroll
-  for (int i = 0; i < kFinishMaxPerLane; ++i) {
+  for (int i = 0; i < kMaxPerLane; ++i) {
     if (i < per_lane) {
       v[i] = src[lane + 32 * i];
       ss += static_cast<double>(v[i]) * static_cast<double>(v[i]);
@@ -104,14 +110,14 @@ __global__ void __launch_bounds__(32 * kFinishRowsPerBlock) q_kv_finish_warps_ke
   ss = warp_sum(ss);
   const float r = static_cast<float>(1.0 / sqrt(ss / static_cast<double>(a.hd) + static_cast<double>(a.eps)));
 #pragma unroll
-  for (int i = 0; i < kFinishMaxPerLane; ++i) {
+  for (int i = 0; i < kMaxPerLane; ++i) {
     if (i < per_lane) {
       const int e = lane + 32 * i;
       v[i] = kv && a.kv_norm ? __fmul_rn(__fmul_rn(v[i], r), a.kv_norm[e]) : __fmul_rn(v[i], r);
     }
   }
 #pragma unroll
-  for (int i = 0; i < kFinishMaxPerLane; ++i) {
+  for (int i = 0; i < kMaxPerLane; ++i) {
     if (i < per_lane && 32 * (i + 1) > tail) {
       // Pair p = (e − tail) / 2 of element e (if e is in the tail): x0 on the even lane, x1 on the odd.
       const int e = lane + 32 * i, p = (e - tail) >> 1;
@@ -126,7 +132,7 @@ __global__ void __launch_bounds__(32 * kFinishRowsPerBlock) q_kv_finish_warps_ke
   }
   if (kv && a.fp8) {
 #pragma unroll
-    for (int i = 0; i + 1 < kFinishMaxPerLane; i += 2) {
+    for (int i = 0; i + 1 < kMaxPerLane; i += 2) {
       if (32 * (i + 2) <= tail) {
         const float amax = warp_max(fmaxf(fabsf(v[i]), fabsf(v[i + 1])));
         v[i] = fp8_sim_value(v[i], amax);
@@ -139,7 +145,7 @@ __global__ void __launch_bounds__(32 * kFinishRowsPerBlock) q_kv_finish_warps_ke
     return;
   }
 #pragma unroll
-  for (int i = 0; i < kFinishMaxPerLane; ++i) {
+  for (int i = 0; i < kMaxPerLane; ++i) {
     if (i < per_lane) dst[lane + 32 * i] = v[i];
   }
 }
@@ -194,8 +200,9 @@ Status q_kv_finish(const QkvFinishArgs& a, cudaStream_t stream) {
     DSV4_CUDA_TRY(launch_pdl(q_kv_finish_blocks_kernel, dim3(a.H + 1, a.T), dim3(128), smem, stream, a));
   } else {
     const unsigned row_blocks = static_cast<unsigned>((a.H + 1 + kFinishRowsPerBlock - 1) / kFinishRowsPerBlock);
-    DSV4_CUDA_TRY(launch_pdl(q_kv_finish_warps_kernel, dim3(row_blocks, a.T), dim3(32 * kFinishRowsPerBlock), 0,
-                             stream, a));
+    const auto kernel = a.hd <= 32 * kFinishShortPerLane ? q_kv_finish_warps_kernel<kFinishShortPerLane>
+                                                         : q_kv_finish_warps_kernel<kFinishMaxPerLane>;
+    DSV4_CUDA_TRY(launch_pdl(kernel, dim3(row_blocks, a.T), dim3(32 * kFinishRowsPerBlock), 0, stream, a));
   }
   return cuda_status(cudaGetLastError(), "q_kv_finish kernel");
 }
