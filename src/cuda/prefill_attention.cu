@@ -67,8 +67,9 @@ constexpr int kHeads = 64;               // M of both tiles (H ≤ 64, zero-padd
 constexpr int kSlab = 64;                // head dims per slab (k of the scores, n of P·V)
 constexpr int kMaxSlabs = 16;            // hd ≤ 1024: a head is 32 elements per lane where it is split
 constexpr int kThreads = 256;
-constexpr int kCombineHeads = 8;         // heads per combine block (a warp each) for f32 output
+constexpr int kCombineHeads = 8;         // most heads per combine block (a warp each); f32 output takes 8
 constexpr int kCombineMaxValues = 16384;  // f16 output: a group's values held in shared memory (64 KB)
+constexpr int kCombineBatch = 2;          // splits whose partials a lane loads at once, for two dims
 constexpr int kChunks = kSlab / 8;       // 16-byte copies per row and slab (hi or lo)
 static_assert(kRows == 2 * kTile && kTile == 64 && kHeads == 64 && kSlab == 64,
               "tiling below: two warpgroups, 64 rows each for the scores and 32 dims each for P·V");
@@ -459,7 +460,8 @@ __global__ void __launch_bounds__(kThreads, 2) partial_kernel(AttentionArgs a, P
 // Combine, block (group of gh heads, token), a warp per head. Every split the combine reads holds
 // at least one row, so l_s ≥ 1 and m_s is finite. With a.out16 the group's gh·hd outputs wait in
 // shared memory for their largest magnitude, then leave as hi (and lo) f16 of o·2^s.
-__global__ void combine_kernel(AttentionArgs a, int gh) {
+// 64 registers (4 blocks of 8 warps an SM) with the batch's loads in flight.
+__global__ void __launch_bounds__(32 * kCombineHeads, 4) combine_kernel(AttentionArgs a, int gh) {
   pdl_wait();  // launched with PDL: nothing before this line (pdl.cuh)
   pdl_trigger();
   extern __shared__ __align__(16) float smem[];
@@ -490,14 +492,7 @@ __global__ void combine_kernel(AttentionArgs a, int gh) {
     const float den = expf(sink - M) + warp_sum(den_local);
     __syncwarp();  // the weights visible to the warp
     const int rot0 = hd - a.n_rot;
-    for (int d = 4 * lane; d < hd; d += 128) {  // hd is a multiple of 32
-      float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
-#pragma unroll 8
-      for (int s = 0; s < n_split; ++s) {
-        const float4 v = *reinterpret_cast<const float4*>(a.part_o + (base + s) * hd + d);
-        acc = make_float4(fmaf(v.x, wh[s], acc.x), fmaf(v.y, wh[s], acc.y), fmaf(v.z, wh[s], acc.z),
-                          fmaf(v.w, wh[s], acc.w));
-      }
+    const auto finish = [&](int d, float4 acc) {
       float4 o = make_float4(acc.x / den, acc.y / den, acc.z / den, acc.w / den);
       if (d >= rot0) {  // §7.10 at p, two whole pairs: rot0 and d are even
         float c, sn;
@@ -513,6 +508,36 @@ __global__ void combine_kernel(AttentionArgs a, int gh) {
       } else {
         *reinterpret_cast<float4*>(a.out + (static_cast<int64_t>(t) * a.H + h) * hd + d) = o;
       }
+    };
+    const auto add = [](float4 acc, float4 v, float w) {
+      return make_float4(fmaf(v.x, w, acc.x), fmaf(v.y, w, acc.y), fmaf(v.z, w, acc.z), fmaf(v.w, w, acc.w));
+    };
+    // Two of the lane's dims (d, d + 128) at a time and their splits kCombineBatch at a time, all
+    // the loads in flight before the first add (a loop of one load and its adds waited a memory
+    // latency per split: a CSA token has 5, a sliding one 1); each dim's adds in split order.
+    for (int d = 4 * lane; d < hd; d += 256) {  // hd is a multiple of 32
+      const bool second = d + 128 < hd;
+      float4 acc[2] = {make_float4(0.f, 0.f, 0.f, 0.f), make_float4(0.f, 0.f, 0.f, 0.f)};
+      for (int s0 = 0; s0 < n_split; s0 += kCombineBatch) {
+        float4 v[2][kCombineBatch];
+#pragma unroll
+        for (int k = 0; k < kCombineBatch; ++k) {
+          if (s0 + k < n_split) {
+            const float* p = a.part_o + (base + s0 + k) * hd + d;
+            v[0][k] = *reinterpret_cast<const float4*>(p);
+            if (second) v[1][k] = *reinterpret_cast<const float4*>(p + 128);
+          }
+        }
+#pragma unroll
+        for (int k = 0; k < kCombineBatch; ++k) {
+          if (s0 + k < n_split) {
+            acc[0] = add(acc[0], v[0][k], wh[s0 + k]);
+            if (second) acc[1] = add(acc[1], v[1][k], wh[s0 + k]);
+          }
+        }
+      }
+      finish(d, acc[0]);
+      if (second) finish(d + 128, acc[1]);
     }
   }
   if (!f16) return;
@@ -544,7 +569,7 @@ __global__ void combine_kernel(AttentionArgs a, int gh) {
 int prefill_attention_splits(int64_t max_rows) { return static_cast<int>((max_rows + kRows - 1) / kRows); }
 
 bool prefill_attention_f16_output_supported(int group, int hd) {
-  return group >= 1 && group <= 32 && int64_t{group} * hd <= kCombineMaxValues;
+  return group >= 1 && group <= kCombineHeads && int64_t{group} * hd <= kCombineMaxValues;
 }
 
 bool prefill_attention_supported(int H, int hd) {

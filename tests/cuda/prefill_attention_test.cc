@@ -443,6 +443,8 @@ TEST(CudaPrefillAttention, RejectsGeometriesItDoesNotTake) {
   EXPECT_FALSE(prefill_attention_supported(64, 2048));
   EXPECT_TRUE(prefill_attention_supported(64, 512));
   EXPECT_TRUE(prefill_attention_supported(64, 1024));
+  EXPECT_TRUE(prefill_attention_f16_output_supported(8, 512));
+  EXPECT_FALSE(prefill_attention_f16_output_supported(16, 128));  // more heads than a combine block's warps
   AttentionArgs a;
   a.T = 1;
   a.H = 128;
