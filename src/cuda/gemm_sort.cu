@@ -5,7 +5,8 @@
 //   count    one warp per chunk of kSortChunk pairs counts its pairs per expert in shared memory
 //            (warp match: the lowest lane of each expert's lanes adds their number);
 //   scan     one block turns the [expert][chunk] counts into the first sorted row of each
-//            (expert, chunk) — expert-major, so chunk order = pair order — and the expert offsets;
+//            (expert, chunk) — expert-major, so chunk order = pair order — and the expert offsets
+//            (a warp per expert over its chunks);
 //   scatter  each chunk's warp walks its pairs in order again; a pair's row is its (expert, chunk)
 //            base + the number of earlier pairs of the same expert in the chunk.
 // 49 152 pairs (8192 tokens × 6) make 192 chunks; the scan reads 256 × 192 counters.
@@ -44,23 +45,27 @@ __global__ void sort_count(const int32_t* topk, int n_pairs, int n_expert, int n
 
 // One block: each thread owns a contiguous run of experts. offsets[e] holds expert e's size
 // between the two passes.
+// The counts in three passes, a warp per expert where it walks the expert's chunks (coalesced,
+// 32 chunks at a time; one thread per expert walking them serially, a load latency each, took
+// ≈ 150 µs at 256 experts × 192 chunks): the experts' totals, their exclusive scan in the block,
+// then each expert's chunks scanned from its base. totals: n_expert ints of dynamic shared memory.
 __global__ void sort_scan(int32_t* counts, int n_expert, int n_chunks, int32_t* offsets) {
+  extern __shared__ int32_t totals[];
   __shared__ int32_t part[kScanThreads];
-  const int tid = threadIdx.x;
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, warps = kScanThreads / 32;
+  for (int e = warp; e < n_expert; e += warps) {
+    const int32_t* row = counts + static_cast<int64_t>(e) * n_chunks;
+    int sum = 0;
+    for (int c = lane; c < n_chunks; c += 32) sum += row[c];
+    sum = warp_sum(sum);
+    if (lane == 0) totals[e] = sum;
+  }
+  __syncthreads();
+  // Exclusive scan of the totals: thread tid takes experts e0 .. e1 - 1 in order.
   const int per = (n_expert + kScanThreads - 1) / kScanThreads;
   const int e0 = min(tid * per, n_expert), e1 = min(e0 + per, n_expert);
   int local = 0;
-  for (int e = e0; e < e1; ++e) {
-    int32_t* row = counts + e * n_chunks;
-    int run = 0;
-    for (int c = 0; c < n_chunks; ++c) {
-      const int v = row[c];
-      row[c] = run;
-      run += v;
-    }
-    offsets[e] = run;
-    local += run;
-  }
+  for (int e = e0; e < e1; ++e) local += totals[e];
   part[tid] = local;
   __syncthreads();
   for (int d = 1; d < kScanThreads; d <<= 1) {  // inclusive Hillis–Steele scan
@@ -71,15 +76,30 @@ __global__ void sort_scan(int32_t* counts, int n_expert, int n_chunks, int32_t* 
   }
   int base = part[tid] - local;
   for (int e = e0; e < e1; ++e) {
-    const int size = offsets[e];
+    const int size = totals[e];
+    totals[e] = base;
     offsets[e] = base;
-    int32_t* row = counts + e * n_chunks;
-    for (int c = 0; c < n_chunks; ++c) row[c] += base;
     base += size;
   }
   if (tid == kScanThreads - 1) offsets[n_expert] = part[tid];
+  __syncthreads();
+  for (int e = warp; e < n_expert; e += warps) {
+    int32_t* row = counts + static_cast<int64_t>(e) * n_chunks;
+    int carry = totals[e];
+    for (int c0 = 0; c0 < n_chunks; c0 += 32) {
+      const int c = c0 + lane;
+      const int v = c < n_chunks ? row[c] : 0;
+      int incl = v;
+#pragma unroll
+      for (int o = 1; o < 32; o <<= 1) {
+        const int n = __shfl_up_sync(0xFFFFFFFFu, incl, o);
+        if (lane >= o) incl += n;
+      }
+      if (c < n_chunks) row[c] = carry + incl - v;
+      carry += __shfl_sync(0xFFFFFFFFu, incl, 31);
+    }
+  }
 }
-
 __global__ void sort_scatter(const int32_t* topk, int n_pairs, int top_k, int n_expert, int n_chunks,
                              const int32_t* first_row, int32_t* row_pair, int32_t* row_token,
                              int32_t* pair_row, const float* pair_weight, float* row_weight) {
@@ -188,7 +208,7 @@ cudaError_t launch_sort_by_expert(const int32_t* topk, int n_pairs, int top_k, i
   const int n_chunks = (n_pairs + kSortChunk - 1) / kSortChunk;
   const size_t smem = static_cast<size_t>(n_expert) * sizeof(int32_t);
   sort_count<<<n_chunks, 32, smem, stream>>>(topk, n_pairs, n_expert, n_chunks, chunk_counts);
-  sort_scan<<<1, kScanThreads, 0, stream>>>(chunk_counts, n_expert, n_chunks, offsets);
+  sort_scan<<<1, kScanThreads, smem, stream>>>(chunk_counts, n_expert, n_chunks, offsets);
   sort_scatter<<<n_chunks, 32, smem, stream>>>(topk, n_pairs, top_k, n_expert, n_chunks, chunk_counts,
                                                row_pair, row_token, pair_row, pair_weight, row_weight);
   return cudaGetLastError();

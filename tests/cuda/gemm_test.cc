@@ -301,6 +301,54 @@ HostSort host_sort(const std::vector<int32_t>& topk, int top_k, int n_expert) {
 
 class GroupedGemmTest : public ::testing::TestWithParam<TensorType> {};
 
+// sort_by_expert alone at the forward pass's shapes and beyond, against the stable host sort:
+// many chunks (8192 tokens × 6 = 192 chunks of kSortChunk pairs), chunk and expert counts that are
+// not multiples of 32, more experts than the scan's threads, routing skewed onto a few experts,
+// and invalid ids.
+TEST(Gemm, SortByExpertMatchesStableHostSort) {
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  struct Shape {
+    int n_tokens, top_k, n_expert;
+    bool skewed;
+  };
+  for (const Shape& sh : {Shape{8192, 6, 256, false}, Shape{5000, 6, 300, true}, Shape{300, 8, 2000, false},
+                          Shape{33, 2, 7, true}}) {
+    SCOPED_TRACE(::testing::Message() << sh.n_tokens << " tokens, top " << sh.top_k << " of " << sh.n_expert);
+    const int pairs = sh.n_tokens * sh.top_k;
+    std::vector<int32_t> topk(static_cast<size_t>(pairs));
+    for (int32_t& e : topk) {
+      const int r = static_cast<int>(rng() % 1000);
+      e = r == 0 ? -1 : r == 1 ? sh.n_expert : sh.skewed && r < 600 ? r % 3 : static_cast<int32_t>(rng() % sh.n_expert);
+    }
+    const HostSort want = host_sort(topk, sh.top_k, sh.n_expert);
+    DeviceBuffer d_topk(bytes_of(topk)), d_off((sh.n_expert + 1) * 4), d_rp(pairs * 4), d_rt(pairs * 4),
+        d_pr(pairs * 4), d_ws(sort_by_expert_workspace_bytes(sh.n_tokens, sh.top_k, sh.n_expert));
+    ASSERT_TRUE(upload(d_topk, topk));
+    ExpertSort s;
+    s.topk = d_topk.get<int32_t>();
+    s.n_tokens = sh.n_tokens;
+    s.top_k = sh.top_k;
+    s.n_expert = sh.n_expert;
+    s.offsets = d_off.get<int32_t>();
+    s.row_pair = d_rp.get<int32_t>();
+    s.row_token = d_rt.get<int32_t>();
+    s.pair_row = d_pr.get<int32_t>();
+    s.workspace = d_ws.get();
+    STATUS_ASSERT(sort_by_expert(s, nullptr));
+    CUDA_ASSERT(cudaDeviceSynchronize());
+    const size_t valid = static_cast<size_t>(want.offsets.back());
+    EXPECT_EQ(download<int32_t>(d_off, sh.n_expert + 1), want.offsets);
+    EXPECT_EQ(download<int32_t>(d_pr, pairs), want.pair_row);
+    std::vector<int32_t> rp = download<int32_t>(d_rp, pairs), rt = download<int32_t>(d_rt, pairs);
+    rp.resize(valid);
+    rt.resize(valid);
+    EXPECT_EQ(rp, want.row_pair);
+    EXPECT_EQ(rt, want.row_token);
+  }
+}
+
 TEST_P(GroupedGemmTest, SortedExpertsMatchCpu) {
   const Format& f = format_of(GetParam());
   ASSERT_TRUE(prepare_matvec().ok());
