@@ -1,4 +1,5 @@
-// norms.h. One block per row; rows are at most a few thousand values (latency-bound, tiny).
+// norms.h. Rows of at most a few thousand values: a block per row for a few rows, a warp per row
+// for the long chunks of prefill (latency-bound, tiny).
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -39,6 +40,40 @@ __global__ void rms_norm_rows_kernel(const float* __restrict__ in, int64_t in_st
   rms_norm_shared(v, n, w, eps, scratch);
   for (int64_t i = threadIdx.x; i < n; i += blockDim.x) out[t * out_stride + i] = v[i];
 }
+
+// rms_norm_rows for many rows (prefill chunks): a warp per row, lane l holding elements l + 32i
+// (n a multiple of 32, at most 32·kMaxPerLane), Σv² in double over the lane's elements in order,
+// then the butterfly. The block kernel above spends a 1 024-thread block and its barriers on each
+// 1 024-value row: a few memory round trips each, 8 192 of them in a chunk (≈ 100 µs a layer).
+template <int kMaxPerLane>
+__global__ void __launch_bounds__(256) rms_norm_rows_warps_kernel(const float* __restrict__ in, int64_t in_stride,
+                                                                  const float* __restrict__ w, int n, float eps,
+                                                                  float* __restrict__ out, int64_t out_stride, int T) {
+  pdl_wait();  // launched with PDL: nothing before this line (pdl.cuh)
+  pdl_trigger();
+  const int lane = threadIdx.x & 31, t = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5), per_lane = n / 32;
+  if (t >= T) return;
+  float v[kMaxPerLane];
+  double ss = 0.0;
+#pragma unroll
+  for (int i = 0; i < kMaxPerLane; ++i) {
+    if (i < per_lane) {
+      v[i] = in[t * in_stride + lane + 32 * i];
+      ss += static_cast<double>(v[i]) * static_cast<double>(v[i]);
+    }
+  }
+  ss = warp_sum(ss);
+  const float r = static_cast<float>(1.0 / sqrt(ss / static_cast<double>(n) + static_cast<double>(eps)));
+#pragma unroll
+  for (int i = 0; i < kMaxPerLane; ++i) {
+    if (i < per_lane) {
+      const int e = lane + 32 * i;
+      out[t * out_stride + e] = w ? __fmul_rn(__fmul_rn(v[i], r), w[e]) : __fmul_rn(v[i], r);
+    }
+  }
+}
+constexpr int kNormWarpsMaxPerLane = 32;  // rows of up to 1 024 values take the warp kernel
+constexpr int kNormWarpsFromRows = 64;
 
 // Dynamic shared memory of q_kv_finish: the row, then the RoPE angles (float2-aligned).
 __host__ __device__ inline int64_t q_kv_finish_angles_at(int hd) { return (hd + 1) / 2 * 2; }
@@ -180,6 +215,13 @@ Status rms_norm_rows(const float* in, int64_t in_stride, const float* w, int64_t
                      int64_t out_stride, int T, cudaStream_t stream) {
   if (T <= 0) return Status();
   if (n * 4 > 48 * 1024) return make_error("rms_norm_rows: row of " + std::to_string(n) + " values too long");
+  if (T >= kNormWarpsFromRows && n % 32 == 0 && n <= 32 * kNormWarpsMaxPerLane) {
+    constexpr int kWarps = 8;
+    DSV4_CUDA_TRY(launch_pdl(rms_norm_rows_warps_kernel<kNormWarpsMaxPerLane>, dim3((T + kWarps - 1) / kWarps),
+                             dim3(32 * kWarps), 0, stream, in, in_stride, w, static_cast<int>(n), eps, out, out_stride,
+                             T));
+    return cuda_status(cudaGetLastError(), "rms_norm_rows kernel");
+  }
   // One element per thread where the row allows: the kernel is a few memory round trips.
   const int threads = static_cast<int>(std::min<int64_t>(1024, std::max<int64_t>(kThreads, (n + 31) / 32 * 32)));
   DSV4_CUDA_TRY(launch_pdl(rms_norm_rows_kernel, dim3(T), dim3(threads), n * sizeof(float), stream, in, in_stride, w, n,

@@ -28,21 +28,24 @@ TEST(CudaNorms, RmsNormRowsMatchCpu) {
   const uint64_t seed = fresh_seed();
   SCOPED_TRACE(seed);
   std::mt19937_64 rng(seed);
-  const int T = 4;
-  const int64_t n = 1024, in_stride = 1536, out_stride = 1100;
-  const std::vector<float> in = normal_vector(static_cast<size_t>(T * in_stride), rng, 0.0f, 3.0f);
-  const std::vector<float> w = normal_vector(static_cast<size_t>(n), rng, 1.0f, 0.1f);
-  TestStream stream;
-  DeviceBuffer din = upload(in), dw = upload(w), dout(static_cast<size_t>(T * out_stride) * 4);
-  for (bool weighted : {true, false}) {
-    STATUS_ASSERT(rms_norm_rows(din.get<float>(), in_stride, weighted ? dw.get<float>() : nullptr, n, 1e-6f,
-                                dout.get<float>(), out_stride, T, stream.get()));
-    CUDA_ASSERT(cudaStreamSynchronize(stream.get()));
-    const std::vector<float> got = download<float>(dout, static_cast<size_t>(T * out_stride));
-    for (int t = 0; t < T; ++t) {
-      std::vector<float> want(static_cast<size_t>(n));
-      cpu::rms_norm(in.data() + t * in_stride, weighted ? w.data() : nullptr, n, 1e-6f, want.data());
-      EXPECT_LE(max_rel(got.data() + t * out_stride, want.data(), static_cast<size_t>(n), 1e-6), 1e-6) << t;
+  // 4 rows take the block-per-row kernel, 100 the warp-per-row one (norms.cu).
+  for (const int T : {4, 100}) {
+    SCOPED_TRACE(T);
+    const int64_t n = 1024, in_stride = 1536, out_stride = 1100;
+    const std::vector<float> in = normal_vector(static_cast<size_t>(T * in_stride), rng, 0.0f, 3.0f);
+    const std::vector<float> w = normal_vector(static_cast<size_t>(n), rng, 1.0f, 0.1f);
+    TestStream stream;
+    DeviceBuffer din = upload(in), dw = upload(w), dout(static_cast<size_t>(T * out_stride) * 4);
+    for (bool weighted : {true, false}) {
+      STATUS_ASSERT(rms_norm_rows(din.get<float>(), in_stride, weighted ? dw.get<float>() : nullptr, n, 1e-6f,
+                                  dout.get<float>(), out_stride, T, stream.get()));
+      CUDA_ASSERT(cudaStreamSynchronize(stream.get()));
+      const std::vector<float> got = download<float>(dout, static_cast<size_t>(T * out_stride));
+      for (int t = 0; t < T; ++t) {
+        std::vector<float> want(static_cast<size_t>(n));
+        cpu::rms_norm(in.data() + t * in_stride, weighted ? w.data() : nullptr, n, 1e-6f, want.data());
+        EXPECT_LE(max_rel(got.data() + t * out_stride, want.data(), static_cast<size_t>(n), 1e-6), 1e-6) << t;
+      }
     }
   }
 }
