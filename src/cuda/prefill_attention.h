@@ -22,6 +22,8 @@
 namespace dsv4::cuda {
 
 inline constexpr int kPrefillAttnRows = 128;
+inline constexpr int kPrefillAttnSlab = 64;           // head dims per slab: a row's lo-half bit each
+inline constexpr int kPrefillAttnMaxHeadDim = 1024;  // a head is at most 32 values per lane where it is split
 
 // Splits of the prefill kernel for a token that sees max_rows rows (AttentionArgs::splits; the
 // scratch: part_o [T][H][splits][hd], part_ml [T][H][splits][2]).
