@@ -41,11 +41,34 @@ __global__ void rms_norm_rows_kernel(const float* __restrict__ in, int64_t in_st
   for (int64_t i = threadIdx.x; i < n; i += blockDim.x) out[t * out_stride + i] = v[i];
 }
 
-// rms_norm_rows for many rows (prefill chunks): a warp per row, lane l holding elements l + 32i
-// (n a multiple of 32, at most 32·kMaxPerLane), Σv² in double over the lane's elements in order,
-// then the butterfly. The block kernel above spends a 1 024-thread block and its barriers on each
-// 1 024-value row: a few memory round trips each, 8 192 of them in a chunk (≈ 100 µs a layer).
+// A row of n = 32·per_lane values held by a warp, lane l holding elements l + 32i, loaded from src
+// and turned into RMSNorm_w(row) in v: Σv² in double over the lane's elements in order, then the
+// butterfly; the scale rounded once and (v·r)·w as cpu::rms_norm. The warp kernels' common step.
 template <int kMaxPerLane>
+__device__ __forceinline__ void warp_rms_norm_row(const float* src, int per_lane, const float* w, float eps,
+                                                  float (&v)[kMaxPerLane]) {
+  const int lane = threadIdx.x & 31;
+  double ss = 0.0;
+#pragma unroll
+  for (int i = 0; i < kMaxPerLane; ++i) {
+    if (i < per_lane) {
+      v[i] = src[lane + 32 * i];
+      ss += static_cast<double>(v[i]) * static_cast<double>(v[i]);
+    }
+  }
+  ss = warp_sum(ss);
+  const float r = static_cast<float>(1.0 / sqrt(ss / static_cast<double>(32 * per_lane) + static_cast<double>(eps)));
+#pragma unroll
+  for (int i = 0; i < kMaxPerLane; ++i) {
+    if (i < per_lane) v[i] = w ? __fmul_rn(__fmul_rn(v[i], r), w[lane + 32 * i]) : __fmul_rn(v[i], r);
+  }
+}
+
+// rms_norm_rows for many rows (prefill chunks): a warp per row (n a multiple of 32, at most
+// 32·kNormWarpsPerLane). The block kernel above spends a 1 024-thread block and its barriers on
+// each 1 024-value row: a few memory round trips each, 8 192 of them in a chunk (≈ 100 µs a layer).
+constexpr int kNormWarpsPerLane = 32;  // rows of up to 1 024 values take the warp kernel
+constexpr int kNormWarpsFromRows = 64;
 __global__ void __launch_bounds__(256) rms_norm_rows_warps_kernel(const float* __restrict__ in, int64_t in_stride,
                                                                   const float* __restrict__ w, int n, float eps,
                                                                   float* __restrict__ out, int64_t out_stride, int T) {
@@ -53,27 +76,13 @@ __global__ void __launch_bounds__(256) rms_norm_rows_warps_kernel(const float* _
   pdl_trigger();
   const int lane = threadIdx.x & 31, t = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5), per_lane = n / 32;
   if (t >= T) return;
-  float v[kMaxPerLane];
-  double ss = 0.0;
+  float v[kNormWarpsPerLane];
+  warp_rms_norm_row(in + t * in_stride, per_lane, w, eps, v);
 #pragma unroll
-  for (int i = 0; i < kMaxPerLane; ++i) {
-    if (i < per_lane) {
-      v[i] = in[t * in_stride + lane + 32 * i];
-      ss += static_cast<double>(v[i]) * static_cast<double>(v[i]);
-    }
-  }
-  ss = warp_sum(ss);
-  const float r = static_cast<float>(1.0 / sqrt(ss / static_cast<double>(n) + static_cast<double>(eps)));
-#pragma unroll
-  for (int i = 0; i < kMaxPerLane; ++i) {
-    if (i < per_lane) {
-      const int e = lane + 32 * i;
-      out[t * out_stride + e] = w ? __fmul_rn(__fmul_rn(v[i], r), w[e]) : __fmul_rn(v[i], r);
-    }
+  for (int i = 0; i < kNormWarpsPerLane; ++i) {
+    if (i < per_lane) out[t * out_stride + lane + 32 * i] = v[i];
   }
 }
-constexpr int kNormWarpsMaxPerLane = 32;  // rows of up to 1 024 values take the warp kernel
-constexpr int kNormWarpsFromRows = 64;
 
 // Dynamic shared memory of q_kv_finish: the row, then the RoPE angles (float2-aligned).
 __host__ __device__ inline int64_t q_kv_finish_angles_at(int hd) { return (hd + 1) / 2 * 2; }
@@ -134,23 +143,7 @@ __global__ void __launch_bounds__(32 * kFinishRowsPerBlock, kMaxPerLane <= kFini
   float* dst = kv ? a.kv_out + static_cast<int64_t>(t) * a.hd : a.q + (static_cast<int64_t>(t) * a.H + row) * a.hd;
   const float* src = kv ? a.kv_in + static_cast<int64_t>(t) * a.kv_stride : dst;
   float v[kMaxPerLane];
-  double ss = 0.0;
-#pragma unroll
-  for (int i = 0; i < kMaxPerLane; ++i) {
-    if (i < per_lane) {
-      v[i] = src[lane + 32 * i];
-      ss += static_cast<double>(v[i]) * static_cast<double>(v[i]);
-    }
-  }
-  ss = warp_sum(ss);
-  const float r = static_cast<float>(1.0 / sqrt(ss / static_cast<double>(a.hd) + static_cast<double>(a.eps)));
-#pragma unroll
-  for (int i = 0; i < kMaxPerLane; ++i) {
-    if (i < per_lane) {
-      const int e = lane + 32 * i;
-      v[i] = kv && a.kv_norm ? __fmul_rn(__fmul_rn(v[i], r), a.kv_norm[e]) : __fmul_rn(v[i], r);
-    }
-  }
+  warp_rms_norm_row(src, per_lane, kv ? a.kv_norm : nullptr, a.eps, v);
 #pragma unroll
   for (int i = 0; i < kMaxPerLane; ++i) {
     if (i < per_lane && 32 * (i + 1) > tail) {
@@ -215,9 +208,9 @@ Status rms_norm_rows(const float* in, int64_t in_stride, const float* w, int64_t
                      int64_t out_stride, int T, cudaStream_t stream) {
   if (T <= 0) return Status();
   if (n * 4 > 48 * 1024) return make_error("rms_norm_rows: row of " + std::to_string(n) + " values too long");
-  if (T >= kNormWarpsFromRows && n % 32 == 0 && n <= 32 * kNormWarpsMaxPerLane) {
+  if (T >= kNormWarpsFromRows && n % 32 == 0 && n <= 32 * kNormWarpsPerLane) {
     constexpr int kWarps = 8;
-    DSV4_CUDA_TRY(launch_pdl(rms_norm_rows_warps_kernel<kNormWarpsMaxPerLane>, dim3((T + kWarps - 1) / kWarps),
+    DSV4_CUDA_TRY(launch_pdl(rms_norm_rows_warps_kernel, dim3((T + kWarps - 1) / kWarps),
                              dim3(32 * kWarps), 0, stream, in, in_stride, w, static_cast<int>(n), eps, out, out_stride,
                              T));
     return cuda_status(cudaGetLastError(), "rms_norm_rows kernel");

@@ -76,9 +76,8 @@ static_assert(kRows * kChunks % kThreads == 0 && kHeads * kChunks % kThreads == 
 // Shared memory (dynamic, from a 1024-byte boundary), by phase. Scores: a 2-stage ring of the
 // rows' slabs (hi then lo, 128 rows each) with q's slab (hi then lo, 64 heads). Softmax and P·V: P'
 // (the scores stay in the MMAs' accumulators) and P·V's 2-stage ring of row slabs. 2 blocks per SM
-// fit. q's slab, the row slabs and P' are 64-element
-// rows of 128 bytes in wgmma's 128-byte swizzle (element d of row r at sw128_half(r, d),
-// wgmma.cuh): the MMAs' operands as they are.
+// fit. q's slab, the row slabs and P' are 64-element rows of 128 bytes in wgmma's 128-byte swizzle
+// (element d of row r at sw128_half(r, d), wgmma.cuh): the MMAs' operands as they are.
 constexpr int kHalfTile = kHeads * kSlab;  // halves of one 64-row split-operand buffer
 constexpr int kSlabBuf = 4 * kHalfTile;    // halves of one row slab: hi [128][64], lo [128][64]
 constexpr int kStage = kSlabBuf + 2 * kHalfTile;  // a score stage: the row slab, then q's hi [64][64], lo
@@ -413,7 +412,7 @@ __global__ void __launch_bounds__(32 * kCombineHeads, 4) combine_kernel(Attentio
   const bool f16 = a.out16 != nullptr;
   float* vals = smem;                          // [gh][hd] (f16 output only)
   float* w = smem + (f16 ? gh * a.hd : 0);     // [gh][splits]: e^{m_s-M}
-  __shared__ float group_max[32];
+  __shared__ float group_max[kCombineHeads];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int g = blockIdx.x, t = blockIdx.y, h = g * gh + warp, hd = a.hd;
   const AttnRowSet rs = attn_row_set(a, t);

@@ -60,6 +60,16 @@ class DeviceBuffer {
     o.bytes_ = 0;
   }
   DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(DeviceBuffer&& o) noexcept {
+    if (this != &o) {
+      if (p_) cudaFree(p_);
+      p_ = o.p_;
+      bytes_ = o.bytes_;
+      o.p_ = nullptr;
+      o.bytes_ = 0;
+    }
+    return *this;
+  }
   ~DeviceBuffer() {
     if (p_) cudaFree(p_);
   }

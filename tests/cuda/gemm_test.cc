@@ -299,6 +299,59 @@ HostSort host_sort(const std::vector<int32_t>& topk, int top_k, int n_expert) {
   return h;
 }
 
+// sort_by_expert of topk on the device, its outputs left in the buffers for the caller, checked
+// against the stable host sort: offsets, each pair's row, the sorted rows' pairs and tokens, and
+// (pair_weight given) the sorted route weights.
+struct DeviceSort {
+  DeviceBuffer topk, offsets, row_pair, row_token, pair_row, pair_weight, row_weight, workspace;
+};
+void sort_and_check(const std::vector<int32_t>& topk, int n_tokens, int top_k, int n_expert,
+                    const std::vector<float>& pair_weight, DeviceSort& d) {
+  const int pairs = n_tokens * top_k;
+  const HostSort want = host_sort(topk, top_k, n_expert);
+  d.topk = upload(topk);
+  d.offsets = DeviceBuffer((n_expert + 1) * 4);
+  d.row_pair = DeviceBuffer(pairs * 4);
+  d.row_token = DeviceBuffer(pairs * 4);
+  d.pair_row = DeviceBuffer(pairs * 4);
+  d.workspace = DeviceBuffer(sort_by_expert_workspace_bytes(n_tokens, top_k, n_expert));
+  ASSERT_TRUE(d.topk.ok() && d.offsets.ok() && d.row_pair.ok() && d.row_token.ok() && d.pair_row.ok() &&
+              d.workspace.ok());
+  ExpertSort s;
+  s.topk = d.topk.get<int32_t>();
+  s.n_tokens = n_tokens;
+  s.top_k = top_k;
+  s.n_expert = n_expert;
+  s.offsets = d.offsets.get<int32_t>();
+  s.row_pair = d.row_pair.get<int32_t>();
+  s.row_token = d.row_token.get<int32_t>();
+  s.pair_row = d.pair_row.get<int32_t>();
+  s.workspace = d.workspace.get();
+  if (!pair_weight.empty()) {
+    d.pair_weight = upload(pair_weight);
+    d.row_weight = DeviceBuffer(pairs * 4);
+    ASSERT_TRUE(d.pair_weight.ok() && d.row_weight.ok());
+    s.pair_weight = d.pair_weight.get<float>();
+    s.row_weight = d.row_weight.get<float>();
+  }
+  STATUS_ASSERT(sort_by_expert(s, nullptr));
+  CUDA_ASSERT(cudaDeviceSynchronize());
+  const size_t valid = static_cast<size_t>(want.offsets.back());
+  EXPECT_EQ(download<int32_t>(d.offsets, n_expert + 1), want.offsets);
+  EXPECT_EQ(download<int32_t>(d.pair_row, pairs), want.pair_row);
+  std::vector<int32_t> rp = download<int32_t>(d.row_pair, pairs), rt = download<int32_t>(d.row_token, pairs);
+  rp.resize(valid);
+  rt.resize(valid);
+  EXPECT_EQ(rp, want.row_pair);
+  EXPECT_EQ(rt, want.row_token);
+  if (!pair_weight.empty()) {
+    const std::vector<float> rw = download<float>(d.row_weight, pairs);
+    for (size_t r = 0; r < valid; ++r) {
+      ASSERT_EQ(rw[r], pair_weight[static_cast<size_t>(want.row_pair[r])]) << "sorted route weight of row " << r;
+    }
+  }
+}
+
 class GroupedGemmTest : public ::testing::TestWithParam<TensorType> {};
 
 // sort_by_expert alone at the forward pass's shapes and beyond, against the stable host sort:
@@ -322,30 +375,8 @@ TEST(Gemm, SortByExpertMatchesStableHostSort) {
       const int r = static_cast<int>(rng() % 1000);
       e = r == 0 ? -1 : r == 1 ? sh.n_expert : sh.skewed && r < 600 ? r % 3 : static_cast<int32_t>(rng() % sh.n_expert);
     }
-    const HostSort want = host_sort(topk, sh.top_k, sh.n_expert);
-    DeviceBuffer d_topk(bytes_of(topk)), d_off((sh.n_expert + 1) * 4), d_rp(pairs * 4), d_rt(pairs * 4),
-        d_pr(pairs * 4), d_ws(sort_by_expert_workspace_bytes(sh.n_tokens, sh.top_k, sh.n_expert));
-    ASSERT_TRUE(upload(d_topk, topk));
-    ExpertSort s;
-    s.topk = d_topk.get<int32_t>();
-    s.n_tokens = sh.n_tokens;
-    s.top_k = sh.top_k;
-    s.n_expert = sh.n_expert;
-    s.offsets = d_off.get<int32_t>();
-    s.row_pair = d_rp.get<int32_t>();
-    s.row_token = d_rt.get<int32_t>();
-    s.pair_row = d_pr.get<int32_t>();
-    s.workspace = d_ws.get();
-    STATUS_ASSERT(sort_by_expert(s, nullptr));
-    CUDA_ASSERT(cudaDeviceSynchronize());
-    const size_t valid = static_cast<size_t>(want.offsets.back());
-    EXPECT_EQ(download<int32_t>(d_off, sh.n_expert + 1), want.offsets);
-    EXPECT_EQ(download<int32_t>(d_pr, pairs), want.pair_row);
-    std::vector<int32_t> rp = download<int32_t>(d_rp, pairs), rt = download<int32_t>(d_rt, pairs);
-    rp.resize(valid);
-    rt.resize(valid);
-    EXPECT_EQ(rp, want.row_pair);
-    EXPECT_EQ(rt, want.row_token);
+    DeviceSort d;
+    ASSERT_NO_FATAL_FAILURE(sort_and_check(topk, sh.n_tokens, sh.top_k, sh.n_expert, {}, d));
   }
 }
 
@@ -370,42 +401,10 @@ TEST_P(GroupedGemmTest, SortedExpertsMatchCpu) {
   const HostSort want = host_sort(topk, top_k, n_expert);
   const int pairs = n_tokens * top_k;
 
-  DeviceBuffer d_topk(bytes_of(topk));
-  ASSERT_TRUE(upload(d_topk, topk));
   std::vector<float> pair_weight(static_cast<size_t>(pairs));
   for (float& w : pair_weight) w = static_cast<float>(rng() % 1000) / 7.0f;
-  DeviceBuffer d_off((n_expert + 1) * 4), d_rp(pairs * 4), d_rt(pairs * 4), d_pr(pairs * 4), d_pw(pairs * 4),
-      d_rw(pairs * 4);
-  DeviceBuffer d_ws(sort_by_expert_workspace_bytes(n_tokens, top_k, n_expert));
-  ASSERT_TRUE(upload(d_pw, pair_weight));
-  ASSERT_TRUE(d_topk.ok() && d_off.ok() && d_rp.ok() && d_rt.ok() && d_pr.ok() && d_ws.ok() && d_rw.ok());
-  ExpertSort s;
-  s.topk = d_topk.get<int32_t>();
-  s.n_tokens = n_tokens;
-  s.top_k = top_k;
-  s.n_expert = n_expert;
-  s.offsets = d_off.get<int32_t>();
-  s.row_pair = d_rp.get<int32_t>();
-  s.row_token = d_rt.get<int32_t>();
-  s.pair_row = d_pr.get<int32_t>();
-  s.pair_weight = d_pw.get<float>();
-  s.row_weight = d_rw.get<float>();
-  s.workspace = d_ws.get();
-  STATUS_ASSERT(sort_by_expert(s, nullptr));
-  CUDA_ASSERT(cudaDeviceSynchronize());
-  const int valid = want.offsets.back();
-  EXPECT_EQ(download<int32_t>(d_off, n_expert + 1), want.offsets);
-  EXPECT_EQ(download<int32_t>(d_pr, pairs), want.pair_row);
-  std::vector<int32_t> rp = download<int32_t>(d_rp, pairs), rt = download<int32_t>(d_rt, pairs);
-  rp.resize(static_cast<size_t>(valid));
-  rt.resize(static_cast<size_t>(valid));
-  EXPECT_EQ(rp, want.row_pair);
-  EXPECT_EQ(rt, want.row_token);
-  const std::vector<float> rw = download<float>(d_rw, pairs);
-  for (int r = 0; r < valid; ++r) {
-    ASSERT_EQ(rw[static_cast<size_t>(r)], pair_weight[static_cast<size_t>(want.row_pair[static_cast<size_t>(r)])])
-        << "sorted route weight of row " << r;
-  }
+  DeviceSort d;
+  ASSERT_NO_FATAL_FAILURE(sort_and_check(topk, n_tokens, top_k, n_expert, pair_weight, d));
 
   const std::vector<uint8_t> wbytes = random_rows(f, k, m * n_expert, rng);
   DeviceBuffer dw(bytes_of(wbytes));
@@ -430,16 +429,16 @@ TEST_P(GroupedGemmTest, SortedExpertsMatchCpu) {
     GroupedGemm g;
     g.w = {f.type, dw.get(), k, m, n_expert};
     g.n_groups = n_expert;
-    g.offsets = d_off.get<int32_t>();
+    g.offsets = d.offsets.get<int32_t>();
     g.n_rows = pairs;  // an upper bound: the invalid pairs have no row
     g.x = dx.get<__half>();
     g.x_stride = k;
     g.x_scale = dxs.get<float>();
-    g.x_rows = d_rt.get<int32_t>();
+    g.x_rows = d.row_token.get<int32_t>();
     g.x_count = n_tokens;
     g.y = dy.get<float>();
     g.y_stride = m;
-    g.y_rows = d_rp.get<int32_t>();  // back to pair order, as the forward pass combines them
+    g.y_rows = d.row_pair.get<int32_t>();  // back to pair order, as the forward pass combines them
     g.y_count = pairs;
     STATUS_ASSERT(grouped_gemm(g, nullptr, tile));
     CUDA_ASSERT(cudaDeviceSynchronize());

@@ -1,9 +1,9 @@
 // The wgmma split GEMM (GemmTile::kWgmma, kWgmma64 and the pair kWgmmaTails, cuda/gemm_wgmma.cu)
 // against a double reference on fresh random inputs: f32 activations of mixed magnitudes inside a
 // row (the small elements live in x_lo), a row of zeros, a random power of two per row, converted
-// on the device by convert_f32_to_f16_split. Dense Q8_0: partial row and feature tiles, a single k-step, strides,
-// every dense Q8_0 shape of flash-q2 at a prefill chunk (600 rows: four full 128-row tiles and a
-// partial one), and out_a's grouped form (8 column slices of one activation matrix, 8 slabs of one
+// on the device by convert_f32_to_f16_split. Dense Q8_0: partial row and feature tiles, a single
+// k-step, strides, every dense Q8_0 shape of flash-q2 at a prefill chunk (600 rows: four full
+// 128-row tiles and a partial one), and out_a's grouped form (8 column slices of one activation matrix, 8 slabs of one
 // tensor, outputs interleaved), as forward.cc calls it. Grouped IQ2_XXS and Q8_0 (grouped_gemm, both
 // tiles): random groups — empty ones, ones smaller than a tile, exactly one tile of either, ones
 // spanning several tiles — gathered X rows, outputs scattered by a permutation, out-of-range expert ids and rows past

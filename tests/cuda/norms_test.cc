@@ -68,6 +68,25 @@ Fp8Diff compare_fp8(const float* got, const float* want, int64_t n) {
   return d;
 }
 
+// q_kv_finish's arguments for T tokens of H heads of hd at pos (device buffers the test owns).
+QkvFinishArgs finish_args(float* q, const DeviceBuffer& kv, int64_t kv_stride, const float* kv_norm,
+                          const DeviceBuffer& kv_out, const DeviceBuffer& omega, const DeviceBuffer& pos, int T, int H,
+                          int hd, int n_rot) {
+  QkvFinishArgs a;
+  a.q = q;
+  a.kv_in = kv.get<float>();
+  a.kv_stride = kv_stride;
+  a.kv_norm = kv_norm;
+  a.kv_out = kv_out.get<float>();
+  a.omega = omega.get<float>();
+  a.pos0 = pos.get<int>();
+  a.T = T;
+  a.H = H;
+  a.hd = hd;
+  a.n_rot = n_rot;
+  return a;
+}
+
 TEST(CudaNorms, QueryHeadsAndKvRowMatchCpu) {
   const uint64_t seed = fresh_seed();
   SCOPED_TRACE(seed);
@@ -86,18 +105,8 @@ TEST(CudaNorms, QueryHeadsAndKvRowMatchCpu) {
         TestStream stream;
         DeviceBuffer dq = upload(q), dkv = upload(kv), dn = upload(kv_norm), dom = upload(omega);
         DeviceBuffer dout(static_cast<size_t>(T * hd) * 4), dpos = upload(std::vector<int>{pos0});
-        QkvFinishArgs a;
-        a.q = dq.get<float>();
-        a.kv_in = dkv.get<float>();
-        a.kv_stride = kv_stride;
-        a.kv_norm = dn.get<float>();
-        a.kv_out = dout.get<float>();
-        a.omega = dom.get<float>();
-        a.pos0 = dpos.get<int>();
-        a.T = T;
-        a.H = H;
-        a.hd = hd;
-        a.n_rot = n_rot;
+        QkvFinishArgs a =
+            finish_args(dq.get<float>(), dkv, kv_stride, dn.get<float>(), dout, dom, dpos, T, H, hd, n_rot);
         a.fp8 = fp8;
         STATUS_ASSERT(q_kv_finish(a, stream.get()));
         CUDA_ASSERT(cudaStreamSynchronize(stream.get()));
@@ -142,18 +151,9 @@ TEST(CudaNorms, SplitQueriesAreTheFinishedHeadsSplit) {
     TestStream stream;
     DeviceBuffer split_q = upload(q), f32_q = upload(q), dkv = upload(kv), dom = upload(omega);
     DeviceBuffer dout(static_cast<size_t>(T * hd) * 4), dpos = upload(std::vector<int>{pos0});
-    DeviceBuffer exp_fused(static_cast<size_t>(T * H) * sizeof(int)), exp_after(static_cast<size_t>(T * H) * sizeof(int));
-    QkvFinishArgs a;
-    a.kv_in = dkv.get<float>();
-    a.kv_stride = hd;
-    a.kv_out = dout.get<float>();
-    a.omega = dom.get<float>();
-    a.pos0 = dpos.get<int>();
-    a.T = T;
-    a.H = H;
-    a.hd = hd;
-    a.n_rot = n_rot;
-    a.q = split_q.get<float>();
+    const size_t exp_bytes = static_cast<size_t>(T * H) * sizeof(int);
+    DeviceBuffer exp_fused(exp_bytes), exp_after(exp_bytes);
+    QkvFinishArgs a = finish_args(split_q.get<float>(), dkv, hd, nullptr, dout, dom, dpos, T, H, hd, n_rot);
     a.q_exp = exp_fused.get<int>();
     STATUS_ASSERT(q_kv_finish(a, stream.get()));
     a.q = f32_q.get<float>();
@@ -161,7 +161,8 @@ TEST(CudaNorms, SplitQueriesAreTheFinishedHeadsSplit) {
     STATUS_ASSERT(q_kv_finish(a, stream.get()));
     STATUS_ASSERT(prefill_attention_split_queries(f32_q.get<float>(), exp_after.get<int>(), T, H, hd, stream.get()));
     CUDA_ASSERT(cudaStreamSynchronize(stream.get()));
-    const std::vector<__half> got = download<__half>(split_q, q.size() * 2), after = download<__half>(f32_q, q.size() * 2);
+    const std::vector<__half> got = download<__half>(split_q, q.size() * 2);
+    const std::vector<__half> after = download<__half>(f32_q, q.size() * 2);
     const std::vector<int> e = download<int>(exp_fused, static_cast<size_t>(T * H));
     const std::vector<int> e_after = download<int>(exp_after, static_cast<size_t>(T * H));
     for (int t = 0; t < T; ++t) {
@@ -172,7 +173,8 @@ TEST(CudaNorms, SplitQueriesAreTheFinishedHeadsSplit) {
         cpu::rms_norm(want.data(), nullptr, hd, 1e-6f, want.data());
         cpu::rope_rotate(want.data(), hd, ang);
         for (int d = 0; d < hd; ++d) {
-          const double x = static_cast<double>(__half2float(got[row * 2 * hd + d])) + __half2float(got[row * 2 * hd + hd + d]);
+          const double x =
+              static_cast<double>(__half2float(got[row * 2 * hd + d])) + __half2float(got[row * 2 * hd + hd + d]);
           value[static_cast<size_t>(d)] = static_cast<float>(std::ldexp(x, -e[row]));
         }
         EXPECT_LE(max_rel(value.data(), want.data(), hd, 1e-4), 1e-6) << t << " " << h;

@@ -76,15 +76,13 @@ void run(const Case& c, uint64_t seed) {
   a.top_k = k;
   a.score_cap = cap;
   a.sim = c.sim;
-  // The rows' split scratch starts as NaN halves and scales (0xFF bytes): a tile the kernels read
-  // without having split it shows up in the scores.
+  // The rows' split scratch starts as NaN halves and scales (DeviceBuffer's 0xFF bytes): a tile
+  // the kernels read without having split it shows up in the scores.
   const int64_t row_cap = prefill_indexer_row_capacity(cap);
   DeviceBuffer split_rows(static_cast<size_t>(prefill_indexer_row_halves(row_cap, idh)) * 2);
   DeviceBuffer split_inv(static_cast<size_t>(row_cap) * 4);
   DeviceBuffer split_tiles(static_cast<size_t>(row_cap / 64) * 4);
-  for (DeviceBuffer* b : {&split_rows, &split_inv, &split_tiles}) {
-    CUDA_ASSERT(cudaMemset(b->get<void>(), 0xFF, b->size()));
-  }
+  ASSERT_TRUE(split_rows.ok() && split_inv.ok() && split_tiles.ok());
   PrefillIndexRows split;
   split.rows = split_rows.get<__half>();
   split.inv = split_inv.get<float>();
