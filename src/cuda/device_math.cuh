@@ -74,13 +74,17 @@ __device__ inline int block_exclusive_scan(int flag, int* warp_sums, int* total)
   __syncthreads();
   if (lane == 31) warp_sums[warp] = incl;
   __syncthreads();
-  int before = 0, all = 0;
-  for (int w = 0; w < warps; ++w) {
-    if (w < warp) before += warp_sums[w];
-    all += warp_sums[w];
+  // Every warp scans the warp sums itself, lane w holding warp w's: one load and five shuffles a
+  // lane, where a loop over all the sums took 32 loads a lane.
+  const int sum = lane < warps ? warp_sums[lane] : 0;
+  int upto = sum;
+#pragma unroll
+  for (int o = 1; o < 32; o <<= 1) {
+    const int n = __shfl_up_sync(0xFFFFFFFFu, upto, o);
+    if (lane >= o) upto += n;
   }
-  *total = all;
-  return before + incl - flag;
+  *total = __shfl_sync(0xFFFFFFFFu, upto, warps - 1);
+  return __shfl_sync(0xFFFFFFFFu, upto - sum, warp) + incl - flag;
 }
 
 // ---- f32 functions as a correctly rounded libm gives them ----

@@ -8,14 +8,16 @@
 // next step (PERFORMANCE.md §6 item 8).
 //
 // Top-k: one block of 1024 threads per token. Radix select over the order-preserving key of each
-// score (NaN ranked as -inf, like cpu::top_k_desc; the keys of up to 8192 candidates kept in shared
-// memory after the first pass), 8 bits per pass from the top: the histogram of
-// the candidates that share the decided prefix locates the bucket holding the k-th largest key.
+// score (NaN ranked as -inf, like cpu::top_k_desc; the keys of up to 8192 candidates, or 49 152 for
+// a token alone, kept in shared memory after the first pass), 8 bits per pass from the top: the
+// histogram of the candidates that share the decided prefix locates the bucket holding the k-th
+// largest key.
 // After four passes the threshold key and how many of its equal keys to take are known; equal
 // keys are taken in index order, which is the lower-index tie rule. The selected indices are
 // written in ascending order by a block-wide ordered compaction.
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstdint>
 
 #include "cuda/check.h"
@@ -34,7 +36,11 @@ using namespace detail;
 constexpr int kRowsPerBlock = 16;
 constexpr int kScoreThreads = 256;
 constexpr int kTopkThreads = 1024;
-constexpr int kTopkCached = 8192;  // keys a top-k block keeps in shared memory (32 KB)
+// Keys a top-k block keeps in shared memory: 8192 (32 KB) with a block per token of a chunk, so
+// that two blocks share an SM; up to 49 152 (192 KB) for one token alone (the decode step), whose
+// later passes read from global memory (L2) what its shared memory does not hold.
+constexpr int kTopkCached = 8192;
+constexpr int kTopkCachedAlone = 49152;
 
 // floor((p+1)/4) for token t of a launch starting at chunk token t0.
 __device__ __forceinline__ int64_t visible_rows(const int* pos0, int t0, int t) {
@@ -131,15 +137,16 @@ __device__ __forceinline__ uint32_t score_key(float s) {
 }
 
 // k rows of token t: `n` candidates (n > k) of scores + t·stride; selected + t·k gets them. The
-// first pass keeps the keys of the first kTopkCached candidates in shared memory, so the later
-// passes and the compaction read them there (a decode's 512-8192 candidates: the scores are read
+// first pass keeps the keys of the first key_cap candidates in shared memory, so the later passes
+// and the compaction read them there (a decode's candidates, up to 49 152: the scores are read
 // once, not five times one L2 round trip each). Two barriers per pass: the histograms alternate
 // between two buffers, the idle one cleared during the pass.
 __global__ void __launch_bounds__(kTopkThreads) topk_kernel(const float* scores, int64_t stride, const int32_t* n_rows,
-                                                            const int* pos0, int t0, int k, int32_t* selected) {
+                                                            const int* pos0, int t0, int k, int32_t* selected,
+                                                            int key_cap) {
   pdl_wait();  // launched with PDL: nothing before this line (pdl.cuh)
   pdl_trigger();
-  __shared__ uint32_t keys[kTopkCached];
+  extern __shared__ uint32_t keys[];  // [key_cap]
   __shared__ int hist[2][256];
   __shared__ int warp_sums[32];
   __shared__ uint32_t s_prefix;
@@ -148,7 +155,7 @@ __global__ void __launch_bounds__(kTopkThreads) topk_kernel(const float* scores,
   const int64_t n = n_rows ? n_rows[t] : visible_rows(pos0, t0, t);
   if (n <= k) return;
   const float* sc = scores + static_cast<int64_t>(t) * stride;
-  const int64_t cached = n < kTopkCached ? n : kTopkCached;
+  const int64_t cached = n < key_cap ? n : key_cap;
   // Thread i % blockDim.x writes and reads keys[i]: no barrier between the passes' reads.
   const auto key_at = [&](int64_t i) { return i < cached ? keys[i] : score_key(sc[i]); };
   for (int i = threadIdx.x; i < 256; i += blockDim.x) hist[0][i] = 0;
@@ -215,6 +222,21 @@ __global__ void __launch_bounds__(kTopkThreads) topk_kernel(const float* scores,
   }
 }
 
+// A block per token; its key cache sized by how many tokens share the GPU.
+Status launch_top_k(const float* scores, int64_t stride, const int32_t* n_rows, const int* pos0, int t0, int T, int k,
+                    int32_t* selected, cudaStream_t stream) {
+  const int64_t cap = T == 1 ? std::min<int64_t>(stride, kTopkCachedAlone) : kTopkCached;
+  int device = 0;
+  DSV4_CUDA_TRY(cudaGetDevice(&device));
+  DSV4_CUDA_TRY(once_per_device(device, [device] {
+    return allow_optin_smem(device, reinterpret_cast<const void*>(topk_kernel));
+  }));
+  const size_t smem = static_cast<size_t>(cap) * sizeof(uint32_t);
+  DSV4_CUDA_TRY(launch_pdl(topk_kernel, dim3(T), dim3(kTopkThreads), smem, stream, scores, stride, n_rows, pos0, t0, k,
+                           selected, static_cast<int>(cap)));
+  return Status();
+}
+
 }  // namespace
 
 Status indexer_select(const IndexerArgs& a, cudaStream_t stream) {
@@ -237,16 +259,14 @@ Status indexer_select(const IndexerArgs& a, cudaStream_t stream) {
       sizeof(float);
   const unsigned blocks = static_cast<unsigned>((a.score_cap + kRowsPerBlock - 1) / kRowsPerBlock);
   if (blocks > 0) DSV4_CUDA_TRY(launch_pdl(score_kernel, dim3(blocks, a.T), dim3(kScoreThreads), smem, stream, a));
-  DSV4_CUDA_TRY(launch_pdl(topk_kernel, dim3(a.T), dim3(kTopkThreads), 0, stream, a.scores, a.score_cap, nullptr,
-                           a.pos0, a.t0, a.top_k, a.selected));
+  DSV4_TRY(launch_top_k(a.scores, a.score_cap, nullptr, a.pos0, a.t0, a.T, a.top_k, a.selected, stream));
   return cuda_status(cudaGetLastError(), "indexer kernels");
 }
 
 Status top_k_rows(const float* scores, int64_t stride, const int32_t* n, int T, int k, int32_t* selected,
                   cudaStream_t stream) {
   if (T <= 0) return Status();
-  DSV4_CUDA_TRY(
-      launch_pdl(topk_kernel, dim3(T), dim3(kTopkThreads), 0, stream, scores, stride, n, nullptr, 0, k, selected));
+  DSV4_TRY(launch_top_k(scores, stride, n, nullptr, 0, T, k, selected, stream));
   return cuda_status(cudaGetLastError(), "top-k kernel");
 }
 

@@ -49,23 +49,29 @@ TEST(CudaIndexer, TopKMatchesCpuIncludingTiesAndNaN) {
   const uint64_t seed = fresh_seed();
   SCOPED_TRACE(seed);
   std::mt19937_64 rng(seed);
-  // The last case has more candidates than the kernel keeps in shared memory (8192).
-  for (const auto& [k, stride] : {std::pair<int, int64_t>{1, 5000}, {8, 5000}, {512, 5000}, {512, 20000}}) {
-    const int T = 6;
-    std::vector<float> scores(static_cast<size_t>(T * stride));
-    std::vector<int32_t> n(T);
-    std::uniform_int_distribution<int> small(-20, 20);
-    for (int t = 0; t < T; ++t) {
-      n[t] = static_cast<int32_t>(t == 0 ? stride : std::min<int64_t>(stride, k + 1 + static_cast<int64_t>(rng() % (stride - 1000))));
-      for (int64_t i = 0; i < stride; ++i) {
-        float v = t % 2 ? static_cast<float>(small(rng)) : std::ldexp(static_cast<float>(rng() % 100000), -10);
-        if (rng() % 50 == 0) v = -v;
-        if (rng() % 200 == 0) v = NAN;
-        if (rng() % 300 == 0) v = -INFINITY;
-        scores[static_cast<size_t>(t * stride + i)] = v;
+  // A token alone (T = 1, the decode step) keeps up to 49 152 keys in shared memory, T = 6 up to
+  // 8192 a token: 20 000 candidates pass the second, 70 000 both.
+  for (const auto& [k, stride] : {std::pair<int, int64_t>{1, 5000}, {8, 5000}, {512, 5000}, {512, 20000}, {8, 13},
+                                  {512, 70000}}) {
+    for (const int T : {1, 6}) {
+      SCOPED_TRACE(::testing::Message() << "k " << k << ", " << stride << " candidates, T " << T);
+      std::vector<float> scores(static_cast<size_t>(T * stride));
+      std::vector<int32_t> n(T);
+      std::uniform_int_distribution<int> small(-20, 20);
+      for (int t = 0; t < T; ++t) {
+        n[t] = static_cast<int32_t>(t == 0 ? stride : k + 1 + static_cast<int64_t>(rng() % (stride - k)));
+        // Small integers (many ties) or spread values: tokens alternate; a lone token has ties but for k = 1.
+        const bool ties = T == 1 ? k > 1 : t % 2 == 1;
+        for (int64_t i = 0; i < stride; ++i) {
+          float v = ties ? static_cast<float>(small(rng)) : std::ldexp(static_cast<float>(rng() % 100000), -10);
+          if (rng() % 50 == 0) v = -v;
+          if (rng() % 200 == 0) v = NAN;
+          if (rng() % 300 == 0) v = -INFINITY;
+          scores[static_cast<size_t>(t * stride + i)] = v;
+        }
       }
+      expect_top_k_matches_cpu(scores, stride, n, k);
     }
-    expect_top_k_matches_cpu(scores, stride, n, k);
   }
 }
 
@@ -94,6 +100,8 @@ TEST(CudaIndexer, TopKTreatsSignedZerosAsEqual) {
     ASSERT_NE(std::find(cpu.begin(), cpu.end(), 0), cpu.end()) << "the test's premise: row 0 (-0) is selected";
   }
   expect_top_k_matches_cpu(scores, stride, n, k);
+  // Token 0 alone (the decode step's launch).
+  expect_top_k_matches_cpu(std::vector<float>(scores.begin(), scores.begin() + stride), stride, {n[0]}, k);
 }
 
 // The CPU's scores of one token (indexer.cc's formula with cpu ops), for judging near-ties.
