@@ -61,28 +61,28 @@ __device__ inline float block_max(float v, float* scratch) {
   return m;
 }
 
+// Inclusive prefix sum of v over the lanes of a full warp, in lane order (`lane` is the caller's).
+__device__ __forceinline__ int warp_inclusive_scan(int v, int lane) {
+#pragma unroll
+  for (int o = 1; o < 32; o <<= 1) {
+    const int n = __shfl_up_sync(0xFFFFFFFFu, v, o);
+    if (lane >= o) v += n;
+  }
+  return v;
+}
+
 // Exclusive prefix sum of `flag` over the block in thread order; *total gets the block's sum.
 // warp_sums holds 32 ints. Every thread of the block must call it.
 __device__ inline int block_exclusive_scan(int flag, int* warp_sums, int* total) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
-  int incl = flag;
-#pragma unroll
-  for (int o = 1; o < 32; o <<= 1) {
-    const int n = __shfl_up_sync(0xFFFFFFFFu, incl, o);
-    if (lane >= o) incl += n;
-  }
+  const int incl = warp_inclusive_scan(flag, lane);
   __syncthreads();
   if (lane == 31) warp_sums[warp] = incl;
   __syncthreads();
   // Every warp scans the warp sums itself, lane w holding warp w's: one load and five shuffles a
   // lane, where a loop over all the sums took 32 loads a lane.
   const int sum = lane < warps ? warp_sums[lane] : 0;
-  int upto = sum;
-#pragma unroll
-  for (int o = 1; o < 32; o <<= 1) {
-    const int n = __shfl_up_sync(0xFFFFFFFFu, upto, o);
-    if (lane >= o) upto += n;
-  }
+  const int upto = warp_inclusive_scan(sum, lane);
   *total = __shfl_sync(0xFFFFFFFFu, upto, warps - 1);
   return __shfl_sync(0xFFFFFFFFu, upto - sum, warp) + incl - flag;
 }

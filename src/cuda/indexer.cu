@@ -184,13 +184,7 @@ __global__ void __launch_bounds__(kTopkThreads) topk_kernel(const float* scores,
       int mine = 0;
 #pragma unroll
       for (int j = 0; j < 8; ++j) mine += h[255 - 8 * lane - j];
-      int above = mine;  // inclusive prefix over lanes 0..lane, then made exclusive
-#pragma unroll
-      for (int o = 1; o < 32; o <<= 1) {
-        const int v = __shfl_up_sync(0xFFFFFFFFu, above, o);
-        if (lane >= o) above += v;
-      }
-      above -= mine;
+      int above = warp_inclusive_scan(mine, lane) - mine;  // the counts of the lanes before
       if (above < need && above + mine >= need) {
         int b = 255 - 8 * lane;
         while (above + h[b] < need) above += h[b--];
