@@ -2,8 +2,9 @@
 //
 // Scores: a block takes kRowsPerBlock indexer rows of one token with that token's 64×128 queries
 // in shared memory (rows padded by four floats: lane l's 16-byte reads of head l's row fall in
-// distinct banks); a warp scores one row, each lane two heads, the row broadcast from shared
-// memory 16 bytes at a time. Roofline at 32K context: 8192 rows × 64 heads × 128
+// distinct banks); a warp scores four rows at once, each lane two heads, the rows broadcast from
+// shared memory 16 bytes at a time (one row at a time, every row re-read all 32 KB of queries from
+// shared memory: ≈ 9 wavefronts per 16 bytes of row, what bounded the kernel at long contexts). Roofline at 32K context: 8192 rows × 64 heads × 128
 // × 2 flops = 134 MFLOP per CSA layer and token, ~5 µs at the f32 FMA rate; tensor cores are the
 // next step (PERFORMANCE.md §6 item 8).
 //
@@ -33,8 +34,10 @@ namespace {
 
 using namespace detail;
 
-constexpr int kRowsPerBlock = 16;
+constexpr int kRowsPerBlock = 32;
 constexpr int kScoreThreads = 256;
+constexpr int kScoreWarps = kScoreThreads / 32;
+constexpr int kRowsPerWarp = kRowsPerBlock / kScoreWarps;
 constexpr int kTopkThreads = 1024;
 // Keys a top-k block keeps in shared memory: 8192 (32 KB) with a block per token of a chunk, so
 // that two blocks share an SM; up to 49 152 (192 KB) for one token alone (the decode step), whose
@@ -88,12 +91,12 @@ __global__ void __launch_bounds__(kScoreThreads) score_kernel(IndexerArgs a) {
   const int pitch = a.idh + 4;               // 16-byte rows; lane l's float4 reads hit distinct banks
   float* qs = smem;                          // [IH][idh + 4]
   float* ws = qs + a.IH * pitch;             // [IH], padded to a multiple of 4
-  float* ks = ws + (a.IH + 3) / 4 * 4;       // [kRowsPerBlock][idh]: warp w's rows w, w + warps, ...
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+  float* ks = ws + (a.IH + 3) / 4 * 4;       // [kRowsPerBlock][idh]: warp w's rows w, w + 8, ...
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   // Each warp's rows are copied into its part of ks while the queries are staged: one round trip
   // for both (a row loaded only once the previous one was scored was a second and third).
-  for (int64_t c = row0 + warp, j = 0; c < row_end; c += warps, ++j) {
-    float* dst = ks + (warp + j * warps) * a.idh;
+  for (int64_t c = row0 + warp, j = 0; c < row_end; c += kScoreWarps, ++j) {
+    float* dst = ks + (warp + j * kScoreWarps) * a.idh;
     for (int i = 4 * lane; i < a.idh; i += 128) cp_async16(dst + i, a.rows + c * a.idh + i);
   }
   cp_async_commit();
@@ -106,24 +109,37 @@ __global__ void __launch_bounds__(kScoreThreads) score_kernel(IndexerArgs a) {
   for (int h = threadIdx.x; h < a.IH; h += blockDim.x) ws[h] = __fmul_rn(a.w[static_cast<int64_t>(t) * a.IH + h], w_scale);
   cp_async_wait<0>();
   __syncthreads();
+  if (row0 + warp >= row_end) return;  // no row for this warp (nothing below waits for it)
   const int h0 = lane, h1 = lane + 32;
   const float4* q0 = reinterpret_cast<const float4*>(qs + (h0 < a.IH ? h0 : 0) * pitch);
   const float4* q1 = reinterpret_cast<const float4*>(qs + (h1 < a.IH ? h1 : 0) * pitch);
-  for (int64_t c = row0 + warp, j = 0; c < row_end; c += warps, ++j) {
-    const float4* k4 = reinterpret_cast<const float4*>(ks + (warp + j * warps) * a.idh);
-    float d0 = 0.0f, d1 = 0.0f;
-#pragma unroll 8
-    for (int i = 0; i < a.idh / 4; ++i) {
-      const float4 kv = k4[i];
-      const float4 a0 = q0[i], a1 = q1[i];
-      d0 = fmaf(a0.x, kv.x, fmaf(a0.y, kv.y, fmaf(a0.z, kv.z, fmaf(a0.w, kv.w, d0))));
-      d1 = fmaf(a1.x, kv.x, fmaf(a1.y, kv.y, fmaf(a1.z, kv.z, fmaf(a1.w, kv.w, d1))));
+  // The warp's rows c_j = row0 + warp + 8j, all at once: each query load serves all of them
+  // (the row past the end reads row 0 of the block; its score is not stored).
+  const float4* k4[kRowsPerWarp];
+#pragma unroll
+  for (int j = 0; j < kRowsPerWarp; ++j) {
+    const int r = warp + j * kScoreWarps;
+    k4[j] = reinterpret_cast<const float4*>(ks + (row0 + r < row_end ? r : 0) * a.idh);
+  }
+  float d0[kRowsPerWarp] = {}, d1[kRowsPerWarp] = {};
+#pragma unroll 4
+  for (int i = 0; i < a.idh / 4; ++i) {
+    const float4 a0 = q0[i], a1 = q1[i];
+#pragma unroll
+    for (int j = 0; j < kRowsPerWarp; ++j) {
+      const float4 kv = k4[j][i];
+      d0[j] = fmaf(a0.x, kv.x, fmaf(a0.y, kv.y, fmaf(a0.z, kv.z, fmaf(a0.w, kv.w, d0[j]))));
+      d1[j] = fmaf(a1.x, kv.x, fmaf(a1.y, kv.y, fmaf(a1.z, kv.z, fmaf(a1.w, kv.w, d1[j]))));
     }
+  }
+#pragma unroll
+  for (int j = 0; j < kRowsPerWarp; ++j) {
     // ReLU per head, then the (signed) head weight.
-    float s = h0 < a.IH ? __fmul_rn(ws[h0], fmaxf(d0, 0.0f)) : 0.0f;
-    if (h1 < a.IH) s = fmaf(ws[h1], fmaxf(d1, 0.0f), s);
+    float s = h0 < a.IH ? __fmul_rn(ws[h0], fmaxf(d0[j], 0.0f)) : 0.0f;
+    if (h1 < a.IH) s = fmaf(ws[h1], fmaxf(d1[j], 0.0f), s);
     s = warp_sum(s);
-    if (lane == 0) a.scores[static_cast<int64_t>(t) * a.score_cap + c] = s;
+    const int64_t c = row0 + warp + j * kScoreWarps;
+    if (lane == 0 && c < row_end) a.scores[static_cast<int64_t>(t) * a.score_cap + c] = s;
   }
 }
 
