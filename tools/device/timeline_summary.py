@@ -9,10 +9,11 @@ running in it, so the shares add up to the busy time).
 --sequence N also prints the first N kernels of the chosen launch in start order (offset, duration,
 how many others overlap it), to read one layer's chain.
 --layers splits every launch into the model's layers (a layer ends with its second
-hc_post_collapse, the FFN's), groups the layers whose kernels are the same in the same order, and
-prints per group the median span and, per kernel in start order, its median exposed time: how far
-its end passes the latest end of the kernels that started before it in the layer (the exposed
-times add up to the span, so they read as the layer's critical chain)."""
+hc_post_collapse, the FFN's), groups the layers that run the same kernels (sliding, CSA, HCA), and
+prints per group the median span and, per kernel in order of its median start, its median start
+offset and exposed time: how far its end passes the latest end of the kernels that started before
+it in the layer (in one layer the exposed times add up to the span, so they read as the layer's
+critical chain; the medians only roughly)."""
 import argparse
 import collections
 import csv
@@ -123,7 +124,11 @@ def main():
 
 
 def layer_chains(runs):
-    groups = collections.defaultdict(lambda: {"spans": [], "exposed": collections.defaultdict(list), "count": 0})
+    """Layers grouped by the multiset of their kernels (the same kernels may start in another order
+    from one replay to the next); per group the spans and, per kernel (name, k-th of that name in
+    the layer), its exposed times and start offsets."""
+    groups = collections.defaultdict(lambda: {"spans": [], "exposed": collections.defaultdict(list),
+                                              "offset": collections.defaultdict(list), "count": 0})
     for ks in runs:
         collapses = [k for k in ks if "hc_post_collapse" in k["short"]]
         ends = [c["end"] for c in collapses[1::2]]
@@ -132,13 +137,15 @@ def layer_chains(runs):
             layer = [k for k in ks if begin <= k["start"] < end]
             if not layer:
                 continue
-            sig = tuple(k["short"] for k in layer)
-            g = groups[sig]
+            g = groups[tuple(sorted(k["short"] for k in layer))]
             g["count"] += 1
             g["spans"].append((end - begin) / 1e3)
-            reach = begin
-            for i, k in enumerate(layer):
-                g["exposed"][i].append(max(0, k["end"] - reach) / 1e3)
+            reach, seen = begin, collections.Counter()
+            for k in layer:
+                key = (k["short"], seen[k["short"]])
+                seen[k["short"]] += 1
+                g["exposed"][key].append(max(0, k["end"] - reach) / 1e3)
+                g["offset"][key].append((k["start"] - begin) / 1e3)
                 reach = max(reach, k["end"])
             begin = end
     return groups
@@ -147,10 +154,12 @@ def layer_chains(runs):
 def print_layers(runs):
     n = len(runs)
     for sig, g in sorted(layer_chains(runs).items(), key=lambda kv: -kv[1]["count"]):
-        print("\n%.1f layers per launch, %d kernels: median span %.1f us" %
-              (g["count"] / n, len(sig), statistics.median(g["spans"])))
-        for i, name in enumerate(sig):
-            print("  %7.1f  %s" % (statistics.median(g["exposed"][i]), name))
+        print("\n%.1f layers per launch, %d kernels: median span %.1f us; per kernel in order of its median "
+              "start: start, exposed (us)" % (g["count"] / n, len(sig), statistics.median(g["spans"])))
+        keys = sorted(g["offset"], key=lambda key: statistics.median(g["offset"][key]))
+        for key in keys:
+            print("  %7.1f %7.1f  %s" % (statistics.median(g["offset"][key]), statistics.median(g["exposed"][key]),
+                                        key[0]))
 
 
 if __name__ == "__main__":
