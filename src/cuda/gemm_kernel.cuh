@@ -52,6 +52,7 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "cuda/device_math.cuh"
 #include "cuda/gemm_codes.cuh"
 #include "cuda/gemm_decode.cuh"
 #include "cuda/gemm_launch.h"
@@ -252,12 +253,7 @@ __device__ __forceinline__ bool gemm_find_tile(const GemmLaunch& p, int slot, in
         }
       }
     }
-    int incl = tiles;  // inclusive scan over the warp's groups
-#pragma unroll
-    for (int d = 1; d < 32; d <<= 1) {
-      const int v = __shfl_up_sync(0xFFFFFFFFu, incl, d);
-      if (lane >= d) incl += v;
-    }
+    const int incl = warp_inclusive_scan(tiles, lane);  // over the warp's groups
     const int total = __shfl_sync(0xFFFFFFFFu, incl, 31);
     if (remaining < total) {
       const int f = __ffs(__ballot_sync(0xFFFFFFFFu, incl > remaining)) - 1;

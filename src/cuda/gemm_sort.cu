@@ -89,12 +89,7 @@ __global__ void sort_scan(int32_t* counts, int n_expert, int n_chunks, int32_t* 
     for (int c0 = 0; c0 < n_chunks; c0 += 32) {
       const int c = c0 + lane;
       const int v = c < n_chunks ? row[c] : 0;
-      int incl = v;
-#pragma unroll
-      for (int o = 1; o < 32; o <<= 1) {
-        const int n = __shfl_up_sync(0xFFFFFFFFu, incl, o);
-        if (lane >= o) incl += n;
-      }
+      const int incl = warp_inclusive_scan(v, lane);
       if (c < n_chunks) row[c] = carry + incl - v;
       carry += __shfl_sync(0xFFFFFFFFu, incl, 31);
     }
