@@ -43,12 +43,11 @@ __global__ void sort_count(const int32_t* topk, int n_pairs, int n_expert, int n
   for (int i = lane; i < n_expert; i += 32) counts[i * n_chunks + blockIdx.x] = cnt[i];
 }
 
-// One block: each thread owns a contiguous run of experts. offsets[e] holds expert e's size
-// between the two passes.
-// The counts in three passes, a warp per expert where it walks the expert's chunks (coalesced,
-// 32 chunks at a time; one thread per expert walking them serially, a load latency each, took
-// ≈ 150 µs at 256 experts × 192 chunks): the experts' totals, their exclusive scan in the block,
-// then each expert's chunks scanned from its base. totals: n_expert ints of dynamic shared memory.
+// One block turns the counts into first rows in three passes, a warp per expert where it walks the
+// expert's chunks (coalesced, 32 chunks at a time; one thread per expert walking them serially, a
+// load latency each, took ≈ 150 µs at 256 experts × 192 chunks): the experts' totals, their
+// exclusive scan in the block (a thread per contiguous run of experts), then each expert's chunks
+// scanned from its base. totals: n_expert ints of dynamic shared memory.
 __global__ void sort_scan(int32_t* counts, int n_expert, int n_chunks, int32_t* offsets) {
   extern __shared__ int32_t totals[];
   __shared__ int32_t part[kScanThreads];
@@ -95,6 +94,7 @@ __global__ void sort_scan(int32_t* counts, int n_expert, int n_chunks, int32_t* 
     }
   }
 }
+
 __global__ void sort_scatter(const int32_t* topk, int n_pairs, int top_k, int n_expert, int n_chunks,
                              const int32_t* first_row, int32_t* row_pair, int32_t* row_token,
                              int32_t* pair_row, const float* pair_weight, float* row_weight) {

@@ -4,9 +4,9 @@
 // in shared memory (rows padded by four floats: lane l's 16-byte reads of head l's row fall in
 // distinct banks); a warp scores four rows at once, each lane two heads, the rows broadcast from
 // shared memory 16 bytes at a time (one row at a time, every row re-read all 32 KB of queries from
-// shared memory: ≈ 9 wavefronts per 16 bytes of row, what bounded the kernel at long contexts). Roofline at 32K context: 8192 rows × 64 heads × 128
-// × 2 flops = 134 MFLOP per CSA layer and token, ~5 µs at the f32 FMA rate; tensor cores are the
-// next step (PERFORMANCE.md §6 item 8).
+// shared memory: ≈ 9 wavefronts per 16 bytes of row, what bounded the kernel at long contexts).
+// Roofline at 32K context: 8192 rows × 64 heads × 128 × 2 flops = 134 MFLOP per CSA layer and
+// token, ~5 µs at the f32 FMA rate; tensor cores are the next step (PERFORMANCE.md §6 item 8).
 //
 // Top-k: one block of 1024 threads per token. Radix select over the order-preserving key of each
 // score (NaN ranked as -inf, like cpu::top_k_desc; the keys of up to 8192 candidates, or 49 152 for
