@@ -1,9 +1,10 @@
 // attention.h.
 //
 // Work split: block (split s, head group g, token t) takes rows [32s, 32s+32) of the token's row
-// list and the HG ≤ 8 heads of group g, whose queries sit in shared memory. Scores: a warp per row,
-// every lane holding hd/32 dims, one warp reduction per head. Softmax statistics per head (max, sum
-// of exps) stay local to the split; P·V: each thread owns output dims for the HG heads. The
+// list and the HG ≤ 8 heads of group g, whose queries sit in shared memory. Scores: a warp per two
+// rows, every lane holding hd/32 dims of each, one warp reduction per row and head. Softmax
+// statistics per head (max, sum of exps) stay local to the split; P·V: each thread owns output dims
+// for the HG heads, four rows at a time. The
 // combine kernel merges the splits with the sink: o = Σ_s e^{m_s-M} o_s / (e^{sink-M} + Σ_s e^{m_s-M} l_s).
 //
 // Roofline (decode, one token): each KV row (2 KB f32) is read once per head group, 8 groups for
@@ -51,7 +52,7 @@ __global__ void __launch_bounds__(kPartialThreads) partial_kernel(AttentionArgs 
   extern __shared__ __align__(16) float smem[];
   float* qs = smem;                 // [HG][hd]
   float* sc = qs + HG * a.hd;       // [HG][kRows]
-  __shared__ const float* rows[kRows];
+  __shared__ __align__(16) const float* rows[kRows];
   __shared__ float stats[HG][2];
   const int s = blockIdx.x, g = blockIdx.y, t = blockIdx.z;
   const AttnRowSet rs = attn_row_set(a, t);
@@ -81,21 +82,32 @@ __global__ void __launch_bounds__(kPartialThreads) partial_kernel(AttentionArgs 
   __syncthreads();
   const float scale = static_cast<float>(1.0 / sqrt(static_cast<double>(a.hd)));
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
-  for (int i = warp; i < nr; i += warps) {
-    const float* k = rows[i];
-    float acc[HG];
+  // A warp scores rows i and i + warps at once: each query load from shared memory serves both
+  // (one row at a time, a block's query loads were ≈ 4 000 wavefronts; session 19).
+  for (int i = warp; i < nr; i += 2 * warps) {
+    const bool two = i + warps < nr;
+    const float* k0 = rows[i];
+    const float* k1 = two ? rows[i + warps] : k0;
+    float acc0[HG], acc1[HG];
 #pragma unroll
-    for (int h = 0; h < HG; ++h) acc[h] = 0.0f;
-#pragma unroll 16
+    for (int h = 0; h < HG; ++h) acc0[h] = acc1[h] = 0.0f;
+#pragma unroll 8
     for (int m = lane; m < a.hd; m += 32) {
-      const float kv = k[m];
+      const float kv0 = k0[m], kv1 = k1[m];
 #pragma unroll
-      for (int h = 0; h < HG; ++h) acc[h] = fmaf(qs[h * a.hd + m], kv, acc[h]);
+      for (int h = 0; h < HG; ++h) {
+        const float qv = qs[h * a.hd + m];
+        acc0[h] = fmaf(qv, kv0, acc0[h]);
+        acc1[h] = fmaf(qv, kv1, acc1[h]);
+      }
     }
 #pragma unroll
     for (int h = 0; h < HG; ++h) {
-      const float v = warp_sum(acc[h]);
-      if (lane == 0) sc[h * kRows + i] = __fmul_rn(v, scale);
+      const float v0 = warp_sum(acc0[h]), v1 = warp_sum(acc1[h]);
+      if (lane == 0) {
+        sc[h * kRows + i] = __fmul_rn(v0, scale);
+        if (two) sc[h * kRows + i + warps] = __fmul_rn(v1, scale);
+      }
     }
   }
   __syncthreads();
@@ -117,12 +129,23 @@ __global__ void __launch_bounds__(kPartialThreads) partial_kernel(AttentionArgs 
     }
   }
   __syncthreads();
+  // P·V four rows at a time: their weights as one 16-byte broadcast load per head (and their
+  // addresses as two), each head's chain still over the rows in order.
   for (int d = threadIdx.x; d < a.hd; d += blockDim.x) {
     float acc[HG];
 #pragma unroll
     for (int h = 0; h < HG; ++h) acc[h] = 0.0f;
-#pragma unroll 16
-    for (int i = 0; i < nr; ++i) {
+    int i = 0;
+#pragma unroll 2
+    for (; i + 4 <= nr; i += 4) {
+      const float kv[4] = {rows[i][d], rows[i + 1][d], rows[i + 2][d], rows[i + 3][d]};
+#pragma unroll
+      for (int h = 0; h < HG; ++h) {
+        const float4 p = *reinterpret_cast<const float4*>(sc + h * kRows + i);
+        acc[h] = fmaf(p.w, kv[3], fmaf(p.z, kv[2], fmaf(p.y, kv[1], fmaf(p.x, kv[0], acc[h]))));
+      }
+    }
+    for (; i < nr; ++i) {
       const float kv = rows[i][d];
 #pragma unroll
       for (int h = 0; h < HG; ++h) acc[h] = fmaf(sc[h * kRows + i], kv, acc[h]);
