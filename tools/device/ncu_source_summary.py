@@ -1,9 +1,12 @@
 #!/usr/bin/env python3
-"""Summary of one kernel's `ncu --page source --csv --print-source sass` export (plain or .gz).
+"""Summary of an `ncu --page source --csv --print-source sass` export (plain or .gz).
 
-Usage: ncu_source_summary.py FILE [--units N] [--top K]
+Usage: ncu_source_summary.py FILE [--launch I] [--units N] [--top K]
 
-Prints, for the whole kernel and for each warp role of a warp-specialised kernel (the code after
+An export of several profiled results (ncu --launch-count) holds one section per result, each a
+line naming the kernel, then its header and instructions; every section is summarised in turn, or
+only section I (0-based) with --launch. Prints, for each section as a whole and for each warp role
+of a warp-specialised kernel (the code after
 `USETMAXREG.TRY_ALLOC` is the consumers', after `USETMAXREG.DEALLOC` the producers'; a kernel
 without them is one region):
   - its share of the warp-stall samples and its leading stall reasons;
@@ -22,13 +25,22 @@ import sys
 SAMPLES = "Warp Stall Sampling (All Samples)"
 
 
-def read_rows(path):
+def read_launches(path):
+    """[(kernel name, instruction rows)] per section of the export."""
     opener = gzip.open if path.endswith(".gz") else open
     with opener(path, "rt", newline="") as f:
         lines = f.read().splitlines()
-    # The export starts with a line naming the kernel, then the header.
-    start = next(i for i, line in enumerate(lines) if line.startswith('"Address"'))
-    return list(csv.DictReader(lines[start:]))
+    launches, name, start = [], "?", None
+    for i, line in enumerate(lines):
+        if line.startswith('"Kernel Name"'):
+            if start is not None:
+                launches.append((name, list(csv.DictReader(lines[start:i]))))
+            name, start = next(csv.reader([line]))[1], None
+        elif line.startswith('"Address"'):
+            start = i
+    if start is not None:
+        launches.append((name, list(csv.DictReader(lines[start:]))))
+    return launches
 
 
 def number(row, key):
@@ -50,15 +62,7 @@ def regions(rows):
     return [("prologue", 0, first[1]), (first[0], first[1], second[1]), (second[0], second[1], len(rows))]
 
 
-def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("file")
-    parser.add_argument("--units", type=float, default=1.0, help="divide counts by this (e.g. CTAs × steps)")
-    parser.add_argument("--top", type=int, default=12)
-    args = parser.parse_args()
-    rows = read_rows(args.file)
-    if not rows:
-        sys.exit("no instructions in " + args.file)
+def summarise(rows, args):
     stalls = [k for k in rows[0] if k.startswith("stall_") and "Not Issued" not in k]
     total = sum(number(r, SAMPLES) for r in rows) or 1.0
     print("%d instructions, %.0f stall samples" % (len(rows), total))
@@ -92,6 +96,26 @@ def main():
         top = sorted(((number(r, k), k[6:]) for k in stalls), reverse=True)[:2]
         print("%5d %-58s %6.1f%%  %s" % (i, r["Source"][:58], 100 * number(r, SAMPLES) / total,
                                           ", ".join("%s %.0f" % (n, v) for v, n in top if v > 0)))
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("file")
+    parser.add_argument("--launch", type=int, help="only this section of the export (0-based)")
+    parser.add_argument("--units", type=float, default=1.0, help="divide counts by this (e.g. CTAs × steps)")
+    parser.add_argument("--top", type=int, default=12)
+    args = parser.parse_args()
+    launches = read_launches(args.file)
+    if args.launch is not None:
+        if not 0 <= args.launch < len(launches):
+            sys.exit("%s holds %d sections" % (args.file, len(launches)))
+        launches = [launches[args.launch]]
+    if not any(rows for _, rows in launches):
+        sys.exit("no instructions in " + args.file)
+    for i, (name, rows) in enumerate(launches):
+        if len(launches) > 1:
+            print("%s######## section %d: %s" % ("\n" if i else "", args.launch if args.launch is not None else i, name))
+        summarise(rows, args)
 
 
 if __name__ == "__main__":
