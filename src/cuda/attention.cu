@@ -4,8 +4,8 @@
 // list and the HG ≤ 8 heads of group g, whose queries sit in shared memory. Scores: a warp per two
 // rows, every lane holding hd/32 dims of each, one warp reduction per row and head. Softmax
 // statistics per head (max, sum of exps) stay local to the split; P·V: each thread owns output dims
-// for the HG heads, four rows at a time. The
-// combine kernel merges the splits with the sink: o = Σ_s e^{m_s-M} o_s / (e^{sink-M} + Σ_s e^{m_s-M} l_s).
+// for the HG heads, four rows at a time. The combine kernel merges the splits with the sink:
+// o = Σ_s e^{m_s-M} o_s / (e^{sink-M} + Σ_s e^{m_s-M} l_s).
 //
 // Roofline (decode, one token): each KV row (2 KB f32) is read once per head group, 8 groups for
 // 64 heads: a CSA layer's 640 rows cost 10 MB of L2 traffic and 42 MFLOP, ~3-5 µs; at decode the

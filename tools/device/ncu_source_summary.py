@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """Summary of an `ncu --page source --csv --print-source sass` export (plain or .gz).
 
-Usage: ncu_source_summary.py FILE [--launch I] [--units N] [--top K]
+Usage: ncu_source_summary.py FILE [--section I] [--units N] [--top K]
 
 An export of several profiled results (ncu --launch-count) holds one section per result, each a
 line naming the kernel, then its header and instructions; every section is summarised in turn, or
-only section I (0-based) with --launch. Prints, for each section as a whole and for each warp role
+only section I (0-based) with --section. Prints, for each section as a whole and for each warp role
 of a warp-specialised kernel (the code after
 `USETMAXREG.TRY_ALLOC` is the consumers', after `USETMAXREG.DEALLOC` the producers'; a kernel
 without them is one region):
@@ -25,22 +25,22 @@ import sys
 SAMPLES = "Warp Stall Sampling (All Samples)"
 
 
-def read_launches(path):
+def read_sections(path):
     """[(kernel name, instruction rows)] per section of the export."""
     opener = gzip.open if path.endswith(".gz") else open
     with opener(path, "rt", newline="") as f:
         lines = f.read().splitlines()
-    launches, name, start = [], "?", None
+    sections, name, start = [], "?", None
     for i, line in enumerate(lines):
         if line.startswith('"Kernel Name"'):
             if start is not None:
-                launches.append((name, list(csv.DictReader(lines[start:i]))))
+                sections.append((name, list(csv.DictReader(lines[start:i]))))
             name, start = next(csv.reader([line]))[1], None
         elif line.startswith('"Address"'):
             start = i
     if start is not None:
-        launches.append((name, list(csv.DictReader(lines[start:]))))
-    return launches
+        sections.append((name, list(csv.DictReader(lines[start:]))))
+    return sections
 
 
 def number(row, key):
@@ -101,20 +101,21 @@ def summarise(rows, args):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("file")
-    parser.add_argument("--launch", type=int, help="only this section of the export (0-based)")
+    parser.add_argument("--section", type=int, help="only this section of the export (0-based)")
     parser.add_argument("--units", type=float, default=1.0, help="divide counts by this (e.g. CTAs × steps)")
     parser.add_argument("--top", type=int, default=12)
     args = parser.parse_args()
-    launches = read_launches(args.file)
-    if args.launch is not None:
-        if not 0 <= args.launch < len(launches):
-            sys.exit("%s holds %d sections" % (args.file, len(launches)))
-        launches = [launches[args.launch]]
-    if not any(rows for _, rows in launches):
+    sections = read_sections(args.file)
+    first = 0
+    if args.section is not None:
+        if not 0 <= args.section < len(sections):
+            sys.exit("%s holds %d sections" % (args.file, len(sections)))
+        first, sections = args.section, [sections[args.section]]
+    if not any(rows for _, rows in sections):
         sys.exit("no instructions in " + args.file)
-    for i, (name, rows) in enumerate(launches):
-        if len(launches) > 1:
-            print("%s######## section %d: %s" % ("\n" if i else "", args.launch if args.launch is not None else i, name))
+    for i, (name, rows) in enumerate(sections):
+        if len(sections) > 1:
+            print("%s######## section %d: %s" % ("\n" if i else "", first + i, name))
         summarise(rows, args)
 
 
