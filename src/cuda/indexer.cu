@@ -10,12 +10,12 @@
 //
 // Top-k: one block of 1024 threads per token. Radix select over the order-preserving key of each
 // score (NaN ranked as -inf, like cpu::top_k_desc; the keys of up to 8192 candidates, or 49 152 for
-// a token alone, kept in shared memory after the first pass), 8 bits per pass from the top: the
-// histogram of the candidates that share the decided prefix locates the bucket holding the k-th
-// largest key.
-// After four passes the threshold key and how many of its equal keys to take are known; equal
-// keys are taken in index order, which is the lower-index tie rule. The selected indices are
-// written in ascending order by a block-wide ordered compaction.
+// a token alone, kept in shared memory after the first pass), 8 bits per pass from below the bits
+// all keys share: the histogram of the candidates that share the decided prefix locates the bucket
+// holding the k-th largest key, until that bucket is taken whole or every bit is decided. Then the
+// threshold (on the decided bits) and how many of its equal keys to take are known; equal keys are
+// taken in index order, which is the lower-index tie rule. The selected indices are written in
+// ascending order by an ordered compaction (warp ballots, one scan of the warps' counts).
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -152,51 +152,89 @@ __device__ __forceinline__ uint32_t score_key(float s) {
   return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
 }
 
-// k rows of token t: `n` candidates (n > k) of scores + t·stride; selected + t·k gets them. The
-// first pass keeps the keys of the first key_cap candidates in shared memory, so the later passes
-// and the compaction read them there (a decode's candidates, up to 49 152: the scores are read
-// once, not five times one L2 round trip each). Two barriers per pass: the histograms alternate
-// between two buffers, the idle one cleared during the pass.
+// k rows of token t: `n` candidates (n > k) of scores + t·stride; selected + t·k gets them.
+//
+// One block on one SM: the kernel is bound by its instruction issue (ncu, H200, a decode at 41K:
+// 82 600 warp instructions for 10 250 candidates in the version with 64-bit indices, a branch per
+// key between cached and uncached keys, and four full passes), so every loop over the keys is lean:
+// 32-bit indices, the cached keys read four at a time, the rest after them.
+// The first pass reads the scores once, keeps the keys of the first key_cap candidates in shared
+// memory (a decode's candidates, up to 49 152; later reads of the rest go to L2) and finds the bits
+// every key shares (the AND and OR of all keys). The digit passes start below that common prefix
+// (a decode's scores lie within a few binades: a first digit of the top 8 bits put nearly every key
+// in one or two buckets) and end early once the bucket holding the k-th largest key is taken whole.
+// Two barriers per digit pass: the histograms alternate between two buffers, the idle one cleared
+// during the pass.
 __global__ void __launch_bounds__(kTopkThreads) topk_kernel(const float* scores, int64_t stride, const int32_t* n_rows,
                                                             const int* pos0, int t0, int k, int32_t* selected,
                                                             int key_cap) {
   pdl_wait();  // launched with PDL: nothing before this line (pdl.cuh)
   pdl_trigger();
-  extern __shared__ uint32_t keys[];  // [key_cap]
+  extern __shared__ uint4 keys4[];  // [key_cap / 4]
   __shared__ int hist[2][256];
-  __shared__ int warp_sums[32];
+  __shared__ uint32_t warp_and[32], warp_or[32];
+  __shared__ int warp_gt[32], warp_eq[32];
   __shared__ uint32_t s_prefix;
-  __shared__ int s_need;
+  __shared__ int s_need, s_whole;
+  uint32_t* keys = reinterpret_cast<uint32_t*>(keys4);
   const int t = blockIdx.x;
-  const int64_t n = n_rows ? n_rows[t] : visible_rows(pos0, t0, t);
+  const int n = static_cast<int>(n_rows ? n_rows[t] : visible_rows(pos0, t0, t));  // < 2^31: positions are ints
   if (n <= k) return;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
   const float* sc = scores + static_cast<int64_t>(t) * stride;
-  const int64_t cached = n < key_cap ? n : key_cap;
-  // Thread i % blockDim.x writes and reads keys[i]: no barrier between the passes' reads.
-  const auto key_at = [&](int64_t i) { return i < cached ? keys[i] : score_key(sc[i]); };
+  const int cached = n < key_cap ? n : key_cap, quads = cached / 4;
+  const auto key_at = [&](int i) { return i < cached ? keys[i] : score_key(sc[i]); };
+  // f(key) for every candidate: the cached quads, then the rest (a fixed order per thread).
+  const auto for_each_key = [&](auto&& f) {
+    for (int q = threadIdx.x; q < quads; q += blockDim.x) {
+      const uint4 v = keys4[q];
+      f(v.x), f(v.y), f(v.z), f(v.w);
+    }
+    for (int i = 4 * quads + threadIdx.x; i < n; i += blockDim.x) f(key_at(i));
+  };
+  uint32_t all_and = ~0u, any_or = 0u;
+  const bool sc_aligned = (reinterpret_cast<uintptr_t>(sc) & 15u) == 0;
+  for (int q = threadIdx.x; q < quads; q += blockDim.x) {
+    const float4 v = sc_aligned ? *reinterpret_cast<const float4*>(sc + 4 * q)
+                                : make_float4(sc[4 * q], sc[4 * q + 1], sc[4 * q + 2], sc[4 * q + 3]);
+    const uint4 key = make_uint4(score_key(v.x), score_key(v.y), score_key(v.z), score_key(v.w));
+    keys4[q] = key;
+    all_and &= key.x & key.y & key.z & key.w;
+    any_or |= key.x | key.y | key.z | key.w;
+  }
+  for (int i = 4 * quads + threadIdx.x; i < n; i += blockDim.x) {
+    const uint32_t key = score_key(sc[i]);
+    if (i < cached) keys[i] = key;
+    all_and &= key;
+    any_or |= key;
+  }
+  all_and = __reduce_and_sync(0xFFFFFFFFu, all_and);
+  any_or = __reduce_or_sync(0xFFFFFFFFu, any_or);
+  if (lane == 0) {
+    warp_and[warp] = all_and;
+    warp_or[warp] = any_or;
+  }
   for (int i = threadIdx.x; i < 256; i += blockDim.x) hist[0][i] = 0;
   __syncthreads();
-  uint32_t prefix = 0, mask = 0;
+  const uint32_t common_ones = __reduce_and_sync(0xFFFFFFFFu, lane < warps ? warp_and[lane] : ~0u);
+  const uint32_t differ = common_ones ^ __reduce_or_sync(0xFFFFFFFFu, lane < warps ? warp_or[lane] : 0u);
+  // The decided bits (mask) and their values (prefix): first the common prefix; all equal: every key.
+  const int top = differ ? 31 - __clz(differ) : -1;  // the highest bit on which keys differ
+  uint32_t mask = top < 0 ? ~0u : top == 31 ? 0u : ~0u << (top + 1);
+  uint32_t prefix = common_ones & mask;
   int need = k;  // how many of the keys matching the prefix are still to be taken
-  for (int pass = 0; pass < 4; ++pass) {
-    const int shift = 24 - 8 * pass;
+  // Digit passes over bits [shift, shift + 8): the first right below the common prefix; a digit
+  // reaching into decided bits is harmless (every counted key has their values).
+  for (int pass = 0, shift = top < 0 ? -1 : top >= 7 ? top - 7 : 0; shift >= 0; ++pass) {
     int* h = hist[pass & 1];
     for (int i = threadIdx.x; i < 256; i += blockDim.x) hist[(pass + 1) & 1][i] = 0;
-    for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
-      uint32_t key;
-      if (pass == 0) {
-        key = score_key(sc[i]);
-        if (i < cached) keys[i] = key;
-      } else {
-        key = key_at(i);
-      }
+    for_each_key([&](uint32_t key) {
       if ((key & mask) == prefix) atomicAdd(&h[(key >> shift) & 255u], 1);
-    }
+    });
     __syncthreads();
     // The bucket holding the need-th largest key: warp 0, lane l owning buckets 255-8l .. 248-8l;
     // the counts above each lane's buckets come from a prefix sum across lanes.
     if (threadIdx.x < 32) {
-      const int lane = threadIdx.x;
       int mine = 0;
 #pragma unroll
       for (int j = 0; j < 8; ++j) mine += h[255 - 8 * lane - j];
@@ -206,29 +244,46 @@ __global__ void __launch_bounds__(kTopkThreads) topk_kernel(const float* scores,
         while (above + h[b] < need) above += h[b--];
         s_prefix = prefix | (static_cast<uint32_t>(b) << shift);
         s_need = need - above;
+        s_whole = h[b] == need - above;
       }
     }
     __syncthreads();
     prefix = s_prefix;  // rewritten only after the next pass's first barrier
     need = s_need;
     mask |= 255u << shift;
+    if (s_whole || shift == 0) break;
+    shift = shift >= 8 ? shift - 8 : 0;
   }
-  // Keys above the threshold, then the first `need` equal ones in index order: candidate i goes to
-  // (keys above before i) + min(equal keys before i, need). One scan of both counts, packed
-  // (a round of blockDim.x ≤ 1024 candidates fits 16 bits each).
+  // Keys above the threshold (on the decided bits), then the first `need` equal ones in index order:
+  // candidate i goes to (keys above before i) + min(equal keys before i, need). Warp w takes a
+  // contiguous run of candidates, 32 at a time; its counts before each candidate come from ballots,
+  // the counts of the warps before it from one scan of the warps' totals.
+  const int run = (n + 32 * warps - 1) / (32 * warps) * 32;
+  const int first = warp * run, end = n - first < run ? n : first + run;
+  int gt_count = 0, eq_count = 0;
+  for (int i = first + lane; i - lane < end; i += 32) {
+    const uint32_t key = i < end ? key_at(i) & mask : 0u;
+    gt_count += __popc(__ballot_sync(0xFFFFFFFFu, i < end && key > prefix));
+    eq_count += __popc(__ballot_sync(0xFFFFFFFFu, i < end && key == prefix));
+  }
+  if (lane == 0) {
+    warp_gt[warp] = gt_count;
+    warp_eq[warp] = eq_count;
+  }
+  __syncthreads();
+  const int gt_w = lane < warps ? warp_gt[lane] : 0, eq_w = lane < warps ? warp_eq[lane] : 0;
+  int gt_before = __shfl_sync(0xFFFFFFFFu, warp_inclusive_scan(gt_w, lane) - gt_w, warp);
+  int eq_before = __shfl_sync(0xFFFFFFFFu, warp_inclusive_scan(eq_w, lane) - eq_w, warp);
   int32_t* out = selected + static_cast<int64_t>(t) * k;
-  int eq_base = 0, gt_base = 0;
-  for (int64_t base = 0; base < n; base += blockDim.x) {
-    const int64_t i = base + threadIdx.x;
-    const uint32_t key = i < n ? key_at(i) : 0u;
-    const int gt = i < n && key > prefix ? 1 : 0;
-    const int eq = i < n && key == prefix ? 1 : 0;
-    int total;
-    const int before = block_exclusive_scan((gt << 16) | eq, warp_sums, &total);
-    const int eq_before = eq_base + (before & 0xFFFF), gt_before = gt_base + (before >> 16);
-    if (gt || (eq && eq_before < need)) out[gt_before + min(eq_before, need)] = static_cast<int32_t>(i);
-    eq_base += total & 0xFFFF;
-    gt_base += total >> 16;
+  const uint32_t lanes_below = (1u << lane) - 1u;
+  for (int i = first + lane; i - lane < end; i += 32) {
+    const uint32_t key = i < end ? key_at(i) & mask : 0u;
+    const bool gt = i < end && key > prefix, eq = i < end && key == prefix;
+    const uint32_t gt_lanes = __ballot_sync(0xFFFFFFFFu, gt), eq_lanes = __ballot_sync(0xFFFFFFFFu, eq);
+    const int gt_at = gt_before + __popc(gt_lanes & lanes_below), eq_at = eq_before + __popc(eq_lanes & lanes_below);
+    if (gt || (eq && eq_at < need)) out[gt_at + min(eq_at, need)] = i;
+    gt_before += __popc(gt_lanes);
+    eq_before += __popc(eq_lanes);
   }
 }
 

@@ -75,6 +75,34 @@ TEST(CudaIndexer, TopKMatchesCpuIncludingTiesAndNaN) {
   }
 }
 
+// Scores that share most of their bits (the kernel's digit passes start below the bits all keys
+// share and stop once the threshold's bucket is taken whole): one binade with ties, all equal, two
+// values, and a spread of one ulp; past the shared-memory key caches too.
+TEST(CudaIndexer, TopKOfScoresSharingTheirTopBits) {
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE(seed);
+  std::mt19937_64 rng(seed);
+  const int k = 512;
+  for (const int64_t stride : {int64_t{10250}, int64_t{20000}, int64_t{60000}}) {
+    for (int pattern = 0; pattern < 4; ++pattern) {
+      for (const int T : {1, 3}) {
+        SCOPED_TRACE(::testing::Message() << "pattern " << pattern << ", " << stride << " candidates, T " << T);
+        std::vector<float> scores(static_cast<size_t>(T * stride));
+        std::vector<int32_t> n(T, static_cast<int32_t>(stride));
+        for (float& v : scores) {
+          switch (pattern) {
+            case 0: v = 1.0f + std::ldexp(static_cast<float>(rng() % 4096), -20); break;  // ties within one binade
+            case 1: v = 0.75f; break;                                                      // all equal
+            case 2: v = rng() % 30 == 0 ? 2.0f : 1.5f; break;  // the k-th falls among the 1.5s
+            default: v = std::nextafter(3.0f, rng() % 2 ? 4.0f : 2.0f); break;  // 3 ± one ulp
+          }
+        }
+        expect_top_k_matches_cpu(scores, stride, n, k);
+      }
+    }
+  }
+}
+
 // Scores of exactly zero with either sign straddle the top-k boundary: the CPU compares values, so
 // -0 and +0 tie and go by index; a key that ranked -0 below +0 would pick other rows.
 TEST(CudaIndexer, TopKTreatsSignedZerosAsEqual) {
