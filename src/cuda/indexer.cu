@@ -152,6 +152,28 @@ __device__ __forceinline__ uint32_t score_key(float s) {
   return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
 }
 
+// Shared-memory accesses by 32-bit address: through a generic pointer the top-k's loops rebuilt
+// each key's address from SR_CgaCtaId, and a conditional atomicAdd was a branch with a convergence
+// barrier (BSSY/BSYNC) per key; a predicated red is one instruction.
+__device__ __forceinline__ uint32_t shared_addr(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+__device__ __forceinline__ uint32_t shared_u32(uint32_t addr) {
+  uint32_t v;
+  asm volatile("ld.shared.u32 %0, [%1];" : "=r"(v) : "r"(addr) : "memory");
+  return v;
+}
+__device__ __forceinline__ uint4 shared_v4(uint32_t addr) {
+  uint4 v;
+  asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "r"(addr) : "memory");
+  return v;
+}
+__device__ __forceinline__ void shared_increment_if(uint32_t addr, bool p) {
+  asm volatile("{\n .reg .pred q;\n setp.ne.u32 q, %1, 0;\n @q red.shared.add.u32 [%0], 1;\n}" ::"r"(addr),
+               "r"(static_cast<uint32_t>(p))
+               : "memory");
+}
+
 // k rows of token t: `n` candidates (n > k) of scores + t·stride; selected + t·k gets them.
 //
 // One block on one SM: the kernel is bound by its instruction issue (ncu, H200, a decode at 41K:
@@ -177,17 +199,18 @@ __global__ void __launch_bounds__(kTopkThreads) topk_kernel(const float* scores,
   __shared__ uint32_t s_prefix;
   __shared__ int s_need, s_whole;
   uint32_t* keys = reinterpret_cast<uint32_t*>(keys4);
+  const uint32_t keys_at = shared_addr(keys4);
   const int t = blockIdx.x;
   const int n = static_cast<int>(n_rows ? n_rows[t] : visible_rows(pos0, t0, t));  // < 2^31: positions are ints
   if (n <= k) return;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
   const float* sc = scores + static_cast<int64_t>(t) * stride;
   const int cached = n < key_cap ? n : key_cap, quads = cached / 4;
-  const auto key_at = [&](int i) { return i < cached ? keys[i] : score_key(sc[i]); };
+  const auto key_at = [&](int i) { return i < cached ? shared_u32(keys_at + 4 * i) : score_key(sc[i]); };
   // f(key) for every candidate: the cached quads, then the rest (a fixed order per thread).
   const auto for_each_key = [&](auto&& f) {
     for (int q = threadIdx.x; q < quads; q += blockDim.x) {
-      const uint4 v = keys4[q];
+      const uint4 v = shared_v4(keys_at + 16 * q);
       f(v.x), f(v.y), f(v.z), f(v.w);
     }
     for (int i = 4 * quads + threadIdx.x; i < n; i += blockDim.x) f(key_at(i));
@@ -227,10 +250,9 @@ __global__ void __launch_bounds__(kTopkThreads) topk_kernel(const float* scores,
   // reaching into decided bits is harmless (every counted key has their values).
   for (int pass = 0, shift = top < 0 ? -1 : top >= 7 ? top - 7 : 0; shift >= 0; ++pass) {
     int* h = hist[pass & 1];
+    const uint32_t h_at = shared_addr(h);
     for (int i = threadIdx.x; i < 256; i += blockDim.x) hist[(pass + 1) & 1][i] = 0;
-    for_each_key([&](uint32_t key) {
-      if ((key & mask) == prefix) atomicAdd(&h[(key >> shift) & 255u], 1);
-    });
+    for_each_key([&](uint32_t key) { shared_increment_if(h_at + 4 * ((key >> shift) & 255u), (key & mask) == prefix); });
     __syncthreads();
     // The bucket holding the need-th largest key: warp 0, lane l owning buckets 255-8l .. 248-8l;
     // the counts above each lane's buckets come from a prefix sum across lanes.
@@ -260,30 +282,51 @@ __global__ void __launch_bounds__(kTopkThreads) topk_kernel(const float* scores,
   // the counts of the warps before it from one scan of the warps' totals.
   const int run = (n + 32 * warps - 1) / (32 * warps) * 32;
   const int first = warp * run, end = n - first < run ? n : first + run;
-  int gt_count = 0, eq_count = 0;
-  for (int i = first + lane; i - lane < end; i += 32) {
-    const uint32_t key = i < end ? key_at(i) & mask : 0u;
-    gt_count += __popc(__ballot_sync(0xFFFFFFFFu, i < end && key > prefix));
-    eq_count += __popc(__ballot_sync(0xFFFFFFFFu, i < end && key == prefix));
-  }
-  if (lane == 0) {
-    warp_gt[warp] = gt_count;
-    warp_eq[warp] = eq_count;
+  // Every run but the one across key_cap is read from shared memory alone (lanes past the run's
+  // end read its last key and count nothing).
+  const bool run_cached = end <= cached;
+  const auto cached_key = [&](int i) { return shared_u32(keys_at + 4 * i); };
+  const auto count_run = [&](auto key_of) {
+    int gt_count = 0, eq_count = 0;
+    for (int i = first + lane; i - lane < end; i += 32) {
+      const bool in = i < end;
+      const uint32_t key = key_of(in ? i : end - 1) & mask;
+      gt_count += __popc(__ballot_sync(0xFFFFFFFFu, in && key > prefix));
+      eq_count += __popc(__ballot_sync(0xFFFFFFFFu, in && key == prefix));
+    }
+    if (lane == 0) {
+      warp_gt[warp] = gt_count;
+      warp_eq[warp] = eq_count;
+    }
+  };
+  if (run_cached) {
+    count_run(cached_key);
+  } else {
+    count_run(key_at);
   }
   __syncthreads();
   const int gt_w = lane < warps ? warp_gt[lane] : 0, eq_w = lane < warps ? warp_eq[lane] : 0;
-  int gt_before = __shfl_sync(0xFFFFFFFFu, warp_inclusive_scan(gt_w, lane) - gt_w, warp);
-  int eq_before = __shfl_sync(0xFFFFFFFFu, warp_inclusive_scan(eq_w, lane) - eq_w, warp);
+  const int gt_base = __shfl_sync(0xFFFFFFFFu, warp_inclusive_scan(gt_w, lane) - gt_w, warp);
+  const int eq_base = __shfl_sync(0xFFFFFFFFu, warp_inclusive_scan(eq_w, lane) - eq_w, warp);
   int32_t* out = selected + static_cast<int64_t>(t) * k;
   const uint32_t lanes_below = (1u << lane) - 1u;
-  for (int i = first + lane; i - lane < end; i += 32) {
-    const uint32_t key = i < end ? key_at(i) & mask : 0u;
-    const bool gt = i < end && key > prefix, eq = i < end && key == prefix;
-    const uint32_t gt_lanes = __ballot_sync(0xFFFFFFFFu, gt), eq_lanes = __ballot_sync(0xFFFFFFFFu, eq);
-    const int gt_at = gt_before + __popc(gt_lanes & lanes_below), eq_at = eq_before + __popc(eq_lanes & lanes_below);
-    if (gt || (eq && eq_at < need)) out[gt_at + min(eq_at, need)] = i;
-    gt_before += __popc(gt_lanes);
-    eq_before += __popc(eq_lanes);
+  const auto write_run = [&](auto key_of) {
+    int gt_before = gt_base, eq_before = eq_base;
+    for (int i = first + lane; i - lane < end; i += 32) {
+      const bool in = i < end;
+      const uint32_t key = key_of(in ? i : end - 1) & mask;
+      const bool gt = in && key > prefix, eq = in && key == prefix;
+      const uint32_t gt_lanes = __ballot_sync(0xFFFFFFFFu, gt), eq_lanes = __ballot_sync(0xFFFFFFFFu, eq);
+      const int gt_at = gt_before + __popc(gt_lanes & lanes_below), eq_at = eq_before + __popc(eq_lanes & lanes_below);
+      if (gt || (eq && eq_at < need)) out[gt_at + min(eq_at, need)] = i;
+      gt_before += __popc(gt_lanes);
+      eq_before += __popc(eq_lanes);
+    }
+  };
+  if (run_cached) {
+    write_run(cached_key);
+  } else {
+    write_run(key_at);
   }
 }
 
