@@ -69,18 +69,29 @@ struct RtParams {
   int n_units;  // n_tiles (summed) or n_slots · n_tiles
   int W;        // warps per row (= per group)
   int groups;   // groups per block
+  // gridDim.x % n_slots and (gridDim.x · groups) % n_slots: the slots of a block's units stepped
+  // without a division per unit (staged_slots).
+  int grid_mod_slots, vgrid_mod_slots;
 };
 
 // Bit j: this block's groups take a unit of slot j (per-slot launches with one x per slot and at
-// most 64 slots; else every bit). The same walk as RowTileSchedule with slot_fastest.
+// most 64 slots; else every bit). The same walk as RowTileSchedule with slot_fastest, unit u's slot
+// u mod n_slots carried from unit to unit (a division per unit was ≈ 20 instructions of every
+// thread, ≈ 5 % of a down projection's: ncu, session 20).
 __device__ uint64_t staged_slots(const RtParams& p, bool sum) {
   if (sum || p.x_stride == 0 || p.n_slots > 64) return ~uint64_t{0};
   uint64_t mask = 0;
-  const int vgrid = gridDim.x * p.groups;
+  const int n = p.n_slots, vgrid = gridDim.x * p.groups;
+  int group_slot = static_cast<int>(blockIdx.x) % n;  // of unit rt2_vblock(blockIdx.x, g, gridDim.x), g = 0
   for (int g = 0; g < p.groups; ++g) {
+    int slot = group_slot;
     for (int u = rt2_vblock(blockIdx.x, g, gridDim.x); u < p.n_units; u += vgrid) {
-      mask |= uint64_t{1} << (u % p.n_slots);
+      mask |= uint64_t{1} << slot;
+      slot += p.vgrid_mod_slots;
+      if (slot >= n) slot -= n;
     }
+    group_slot += p.grid_mod_slots;
+    if (group_slot >= n) group_slot -= n;
   }
   return mask;
 }
@@ -149,8 +160,12 @@ __device__ void stage_x(const RtParams& p, bool sum, XBlock2b* xsm, int x_floats
   const uint64_t slots = staged_slots(p, sum);
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, warps = blockDim.x >> 5;
   const int per_slot = p.n_in / kXBlock2b;
-  for (int t = warp; t < x_floats / kXBlock2b; t += warps) {
-    const int slot = t / per_slot, e0 = (t - slot * per_slot) * kXBlock2b + 8 * lane;
+  // Block t of the launch's x is block i of slot `slot`, stepped with t (no division per block).
+  int slot = 0, i = warp;
+  while (i >= per_slot) i -= per_slot, ++slot;
+  for (int t = warp; t < x_floats / kXBlock2b; t += warps, i += warps) {
+    while (i >= per_slot) i -= per_slot, ++slot;
+    const int e0 = i * kXBlock2b + 8 * lane;
     if (slot < 64 && !((slots >> slot) & 1u)) continue;
     const int64_t at = slot * p.x_stride + e0;
     float x[8];
@@ -280,6 +295,7 @@ __global__ void __launch_bounds__(k2bMaxBlockWarps * 32, 1) matvec_2bit_kernel(_
   __syncthreads();  // the tables and activations are in place
 
   int buf = 0;
+  int act_slot = 0, act_tile = 0;  // swiglu_rows: the unit this warp activates at its round's end
   for (int k = 0; k < my_units; ++k) {
     float acc = 0.0f, part = 0.0f;
     for (int i = 0; i < per_unit; ++i) {
@@ -313,14 +329,15 @@ __global__ void __launch_bounds__(k2bMaxBlockWarps * 32, 1) matvec_2bit_kernel(_
       // (W a power of two). A round's buffer is rewritten only after the next unit's barrier, which
       // every warp reaches after its reads here (W = 1: after the decode's __syncwarp).
       const int c = k & (W - 1);
+      if (c == warp) act_slot = unit.slot(), act_tile = unit.tile();  // unit k − c + warp, from the cursor
       store_row_tile(acc, red, k, W, warp, lane, lane, k2bTileRows, lane, pend + c * k2bTileRows, barrier);
       if (c == W - 1 || k == my_units - 1) {
         barrier();  // the round's sums are in place
         if (warp <= c && lane < k2bTileRows / 2) {
-          const int kk = k - c + warp, slot = sched.unit_slot(kk), F = p.n_out / 2;
+          const int F = p.n_out / 2;
           const float* s = pend + warp * k2bTileRows;
-          p.y[static_cast<int64_t>(slot) * F + sched.unit_tile(kk) * (k2bTileRows / 2) + lane] =
-              swiglu_element(s[lane], s[lane + k2bTileRows / 2], p.act_weights ? p.act_weights + slot : nullptr,
+          p.y[static_cast<int64_t>(act_slot) * F + act_tile * (k2bTileRows / 2) + lane] =
+              swiglu_element(s[lane], s[lane + k2bTileRows / 2], p.act_weights ? p.act_weights + act_slot : nullptr,
                              p.act_limit);
         }
       }
@@ -405,6 +422,8 @@ cudaError_t launch(const MatvecLaunch& l, cudaStream_t stream) {
   p.W = l.warps_per_row;
   const int64_t x_floats = l.x_stride ? int64_t{l.n_slots} * l.n_in : l.n_in;
   p.groups = groups_per_block<Fmt>(p.W, x_floats, l.swiglu_rows);
+  p.grid_mod_slots = l.n_slots > 0 ? l.blocks % l.n_slots : 0;
+  p.vgrid_mod_slots = l.n_slots > 0 ? l.blocks * p.groups % l.n_slots : 0;
   const int64_t smem = dynamic_smem_bytes<Fmt>(p.groups * p.W, x_floats, l.swiglu_rows);
   // The per-slot launches of the experts' decode shapes on the compile-time row stride.
   constexpr int64_t kDecodeRowBytes = int64_t{kDecodeItems} * Fmt::kItemWords * 4;
