@@ -153,8 +153,9 @@ __device__ __forceinline__ uint32_t score_key(float s) {
 }
 
 // Shared-memory accesses by 32-bit address: through a generic pointer the top-k's loops rebuilt
-// each key's address from SR_CgaCtaId, and a conditional atomicAdd was a branch with a convergence
-// barrier (BSSY/BSYNC) per key; a predicated red is one instruction.
+// each key's address from SR_CgaCtaId (ncu, docs/PERF.md session 20). The conditional increment
+// is a predicated red in PTX; ptxas still branches around it (BSSY/BSYNC per key), but without
+// the generic address's conversion.
 __device__ __forceinline__ uint32_t shared_addr(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
 }
@@ -165,7 +166,10 @@ __device__ __forceinline__ uint32_t shared_u32(uint32_t addr) {
 }
 __device__ __forceinline__ uint4 shared_v4(uint32_t addr) {
   uint4 v;
-  asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "r"(addr) : "memory");
+  asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+               : "r"(addr)
+               : "memory");
   return v;
 }
 __device__ __forceinline__ void shared_increment_if(uint32_t addr, bool p) {
@@ -252,7 +256,8 @@ __global__ void __launch_bounds__(kTopkThreads) topk_kernel(const float* scores,
     int* h = hist[pass & 1];
     const uint32_t h_at = shared_addr(h);
     for (int i = threadIdx.x; i < 256; i += blockDim.x) hist[(pass + 1) & 1][i] = 0;
-    for_each_key([&](uint32_t key) { shared_increment_if(h_at + 4 * ((key >> shift) & 255u), (key & mask) == prefix); });
+    for_each_key(
+        [&](uint32_t key) { shared_increment_if(h_at + 4 * ((key >> shift) & 255u), (key & mask) == prefix); });
     __syncthreads();
     // The bucket holding the need-th largest key: warp 0, lane l owning buckets 255-8l .. 248-8l;
     // the counts above each lane's buckets come from a prefix sum across lanes.
