@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Summary of an `ncu --page source --csv --print-source sass` export (plain or .gz).
 
-Usage: ncu_source_summary.py FILE [--section I] [--units N] [--top K]
+Usage: ncu_source_summary.py FILE [--section I] [--units N] [--top K] [--levels] [--lines MIN]
 
 An export of several profiled results (ncu --launch-count) holds one section per result, each a
 line naming the kernel, then its header and instructions; every section is summarised in turn, or
@@ -14,6 +14,10 @@ without them is one region):
     CTAs × k-steps, so that figures read per step), for the opcodes with the most stall samples
     and those with the most wavefronts;
   - the K instructions with the most stall samples, with their two leading reasons.
+--levels also groups the instructions by how often each ran per unit (to 0.1): with --units the
+items of work, code that runs once per item reads 1.0 and a warp's set-up 1 / (items per warp)
+(session 20 split the 2-bit matvecs' per-warp set-up from their dot this way).
+--lines MIN also lists, in address order, every instruction that ran at least MIN times per unit.
 Run here on a file fetched from the GPU machine (session 15 worked this out by hand three times).
 """
 import argparse
@@ -98,12 +102,36 @@ def summarise(rows, args):
                                           ", ".join("%s %.0f" % (n, v) for v, n in top if v > 0)))
 
 
+def levels(rows, args):
+    count, executed = collections.Counter(), collections.Counter()
+    for r in rows:
+        per_unit = number(r, "Instructions Executed") / args.units
+        if per_unit > 0:
+            level = round(per_unit, 1)
+            count[level] += 1
+            executed[level] += per_unit
+    print("\n== instructions by how often each ran per unit")
+    print("   %8s %12s %14s" % ("runs", "instructions", "executed/unit"))
+    for level in sorted(count):
+        print("   %8.1f %12d %14.1f" % (level, count[level], executed[level]))
+
+
+def lines(rows, args):
+    print("\n== instructions run at least %g times per unit" % args.lines)
+    for i, r in enumerate(rows):
+        per_unit = number(r, "Instructions Executed") / args.units
+        if per_unit >= args.lines:
+            print("%5d %9.2f  %s" % (i, per_unit, r["Source"].strip()[:100]))
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("file")
     parser.add_argument("--section", type=int, help="only this section of the export (0-based)")
     parser.add_argument("--units", type=float, default=1.0, help="divide counts by this (e.g. CTAs × steps)")
     parser.add_argument("--top", type=int, default=12)
+    parser.add_argument("--levels", action="store_true", help="group instructions by how often each ran per unit")
+    parser.add_argument("--lines", type=float, help="list the instructions run at least this often per unit")
     args = parser.parse_args()
     sections = read_sections(args.file)
     first = 0
@@ -117,6 +145,10 @@ def main():
         if len(sections) > 1:
             print("%s######## section %d: %s" % ("\n" if i else "", first + i, name))
         summarise(rows, args)
+        if args.levels:
+            levels(rows, args)
+        if args.lines is not None:
+            lines(rows, args)
 
 
 if __name__ == "__main__":
