@@ -152,13 +152,10 @@ __device__ __forceinline__ uint32_t score_key(float s) {
   return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
 }
 
-// Shared-memory accesses by 32-bit address: through a generic pointer the top-k's loops rebuilt
-// each key's address from SR_CgaCtaId (ncu, docs/PERF.md session 20). The conditional increment
-// is a predicated red in PTX; ptxas still branches around it (BSSY/BSYNC per key), but without
-// the generic address's conversion.
-__device__ __forceinline__ uint32_t shared_addr(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
+// Shared-memory accesses by 32-bit address (cp_async.cuh's shared_address): through a generic
+// pointer the top-k's loops rebuilt each key's address from SR_CgaCtaId (ncu, docs/PERF.md session
+// 20). The conditional increment is a predicated red in PTX; ptxas still branches around it
+// (BSSY/BSYNC per key), but without the generic address's conversion.
 __device__ __forceinline__ uint32_t shared_u32(uint32_t addr) {
   uint32_t v;
   asm volatile("ld.shared.u32 %0, [%1];" : "=r"(v) : "r"(addr) : "memory");
@@ -203,7 +200,7 @@ __global__ void __launch_bounds__(kTopkThreads) topk_kernel(const float* scores,
   __shared__ uint32_t s_prefix;
   __shared__ int s_need, s_whole;
   uint32_t* keys = reinterpret_cast<uint32_t*>(keys4);
-  const uint32_t keys_at = shared_addr(keys4);
+  const uint32_t keys_at = shared_address(keys4);
   const int t = blockIdx.x;
   const int n = static_cast<int>(n_rows ? n_rows[t] : visible_rows(pos0, t0, t));  // < 2^31: positions are ints
   if (n <= k) return;
@@ -254,7 +251,7 @@ __global__ void __launch_bounds__(kTopkThreads) topk_kernel(const float* scores,
   // reaching into decided bits is harmless (every counted key has their values).
   for (int pass = 0, shift = top < 0 ? -1 : top >= 7 ? top - 7 : 0; shift >= 0; ++pass) {
     int* h = hist[pass & 1];
-    const uint32_t h_at = shared_addr(h);
+    const uint32_t h_at = shared_address(h);
     for (int i = threadIdx.x; i < 256; i += blockDim.x) hist[(pass + 1) & 1][i] = 0;
     for_each_key(
         [&](uint32_t key) { shared_increment_if(h_at + 4 * ((key >> shift) & 255u), (key & mask) == prefix); });
