@@ -39,6 +39,11 @@ constexpr int kScoreThreads = 256;
 constexpr int kScoreWarps = kScoreThreads / 32;
 constexpr int kRowsPerWarp = kRowsPerBlock / kScoreWarps;
 constexpr int kTopkThreads = 1024;
+// Candidates of the top-k's ordered compaction, 32 a word: the two counts of a window share one
+// 32-bit word in its scans (at most 2^14 each), and a warp's run of words is at most 32.
+constexpr int kTopkWindowWords = 512;
+static_assert(32 * kTopkWindowWords <= (1 << 14) && kTopkWindowWords <= kTopkThreads,
+              "packed counts; runs of 32 words at most");
 // Keys a top-k block keeps in shared memory: 8192 (32 KB) with a block per token of a chunk, so
 // that two blocks share an SM; up to 49 152 (192 KB) for one token alone (the decode step), whose
 // later passes read from global memory (L2) what its shared memory does not hold.
@@ -169,6 +174,11 @@ __device__ __forceinline__ uint4 shared_v4(uint32_t addr) {
                : "memory");
   return v;
 }
+__device__ __forceinline__ void shared_store_v2_if(uint32_t addr, uint32_t x, uint32_t y, bool p) {
+  asm volatile("{\n .reg .pred q;\n setp.ne.u32 q, %3, 0;\n @q st.shared.v2.u32 [%0], {%1, %2};\n}" ::"r"(addr), "r"(x),
+               "r"(y), "r"(static_cast<uint32_t>(p))
+               : "memory");
+}
 __device__ __forceinline__ void shared_increment_if(uint32_t addr, bool p) {
   asm volatile("{\n .reg .pred q;\n setp.ne.u32 q, %1, 0;\n @q red.shared.add.u32 [%0], 1;\n}" ::"r"(addr),
                "r"(static_cast<uint32_t>(p))
@@ -196,7 +206,7 @@ __global__ void __launch_bounds__(kTopkThreads) topk_kernel(const float* scores,
   extern __shared__ uint4 keys4[];  // [key_cap / 4]
   __shared__ int hist[2][256];
   __shared__ uint32_t warp_and[32], warp_or[32];
-  __shared__ int warp_gt[32], warp_eq[32];
+  __shared__ uint32_t warp_counts[32];
   __shared__ uint32_t s_prefix;
   __shared__ int s_need, s_whole;
   uint32_t* keys = reinterpret_cast<uint32_t*>(keys4);
@@ -279,56 +289,69 @@ __global__ void __launch_bounds__(kTopkThreads) topk_kernel(const float* scores,
     shift = shift >= 8 ? shift - 8 : 0;
   }
   // Keys above the threshold (on the decided bits), then the first `need` equal ones in index order:
-  // candidate i goes to (keys above before i) + min(equal keys before i, need). Warp w takes a
-  // contiguous run of candidates, 32 at a time; its counts before each candidate come from ballots,
-  // the counts of the warps before it from one scan of the warps' totals.
-  const int run = (n + 32 * warps - 1) / (32 * warps) * 32;
-  const int first = warp * run, end = n - first < run ? n : first + run;
-  // Every run but the one across key_cap is read from shared memory alone (lanes past the run's
-  // end read its last key and count nothing).
-  const bool run_cached = end <= cached;
-  const auto cached_key = [&](int i) { return shared_u32(keys_at + 4 * i); };
-  const auto count_run = [&](auto key_of) {
-    int gt_count = 0, eq_count = 0;
-    for (int i = first + lane; i - lane < end; i += 32) {
-      const bool in = i < end;
-      const uint32_t key = key_of(in ? i : end - 1) & mask;
-      gt_count += __popc(__ballot_sync(0xFFFFFFFFu, in && key > prefix));
-      eq_count += __popc(__ballot_sync(0xFFFFFFFFu, in && key == prefix));
-    }
-    if (lane == 0) {
-      warp_gt[warp] = gt_count;
-      warp_eq[warp] = eq_count;
-    }
-  };
-  if (run_cached) {
-    count_run(cached_key);
-  } else {
-    count_run(key_at);
-  }
-  __syncthreads();
-  const int gt_w = lane < warps ? warp_gt[lane] : 0, eq_w = lane < warps ? warp_eq[lane] : 0;
-  const int gt_base = __shfl_sync(0xFFFFFFFFu, warp_inclusive_scan(gt_w, lane) - gt_w, warp);
-  const int eq_base = __shfl_sync(0xFFFFFFFFu, warp_inclusive_scan(eq_w, lane) - eq_w, warp);
+  // candidate i goes to (keys above before i) + min(equal keys before i, need). A window of
+  // 32·kTopkWindowWords candidates at a time, 32 a word: warp w takes a contiguous run of the
+  // window's words and writes two bitmaps by ballots (lane l: whether candidate 32j + l lies above
+  // the threshold; equal to it), counting both as it goes; after the window's one barrier, lane l of
+  // warp w takes word l of the run: the warps' totals before w (one scan of the 32 totals) and a scan
+  // over the run's words give the counts before it, and it writes its set bits' candidates in
+  // order. (Walking every candidate twice, counting then writing, took ≈ 22 000 of the launch's
+  // 42 800 warp instructions at 41K: docs/PERF.md, session 20.)
+  __shared__ uint2 window_bits[kTopkWindowWords];
+  // Shared addresses passed through a shuffle: ptxas cannot rebuild them from SR_CgaCtaId in the
+  // loop then (it did, four instructions a word, for the plain ones).
+  const uint32_t lane_keys_at = __shfl_sync(0xFFFFFFFFu, keys_at, 0) + 4 * lane;
+  const uint32_t window_bits_at = __shfl_sync(0xFFFFFFFFu, shared_address(window_bits), 0);
   int32_t* out = selected + static_cast<int64_t>(t) * k;
-  const uint32_t lanes_below = (1u << lane) - 1u;
-  const auto write_run = [&](auto key_of) {
-    int gt_before = gt_base, eq_before = eq_base;
-    for (int i = first + lane; i - lane < end; i += 32) {
-      const bool in = i < end;
-      const uint32_t key = key_of(in ? i : end - 1) & mask;
-      const bool gt = in && key > prefix, eq = in && key == prefix;
-      const uint32_t gt_lanes = __ballot_sync(0xFFFFFFFFu, gt), eq_lanes = __ballot_sync(0xFFFFFFFFu, eq);
-      const int gt_at = gt_before + __popc(gt_lanes & lanes_below), eq_at = eq_before + __popc(eq_lanes & lanes_below);
-      if (gt || (eq && eq_at < need)) out[gt_at + min(eq_at, need)] = i;
-      gt_before += __popc(gt_lanes);
-      eq_before += __popc(eq_lanes);
+  int gt_done = 0, eq_done = 0;  // in the windows before
+  for (int w0 = 0; w0 < n; w0 += 32 * kTopkWindowWords) {
+    const int words = min(kTopkWindowWords, (n - w0 + 31) / 32);
+    const int per_warp = (words + warps - 1) / warps;  // ≤ 32
+    const int first = warp * per_warp, end = min(words, first + per_warp);
+    uint32_t counts = 0;  // above | equal << 16 over the run (≤ 2^14 each)
+    const auto add_word = [&](int j, uint32_t key, bool in) {
+      key &= mask;
+      const uint32_t gt = __ballot_sync(0xFFFFFFFFu, in && key > prefix);
+      const uint32_t eq = __ballot_sync(0xFFFFFFFFu, in && key == prefix);
+      shared_store_v2_if(window_bits_at + 8 * j, gt, eq, lane == 0);
+      counts += static_cast<uint32_t>(__popc(gt)) | static_cast<uint32_t>(__popc(eq)) << 16;
+    };
+    // The run's words of cached keys first, from shared memory alone; then the rest (lanes past n
+    // read the last key and count nothing).
+    const int cached_end = max(first, min(end, (cached - w0) / 32));
+    int j = first;
+    for (; j < cached_end; ++j) add_word(j, shared_u32(lane_keys_at + 4 * (w0 + 32 * j)), true);
+    for (; j < end; ++j) {
+      const int i = w0 + 32 * j + lane;
+      add_word(j, key_at(i < n ? i : n - 1), i < n);
     }
-  };
-  if (run_cached) {
-    write_run(cached_key);
-  } else {
-    write_run(key_at);
+    if (lane == 0) warp_counts[warp] = counts;
+    __syncthreads();
+    // The packed sums stay below 2^31: warp_inclusive_scan's int adds them without a carry between
+    // the halves.
+    const int run_counts = lane < warps ? static_cast<int>(warp_counts[lane]) : 0;
+    const int runs_upto = warp_inclusive_scan(run_counts, lane);
+    const int warp_base = __shfl_sync(0xFFFFFFFFu, runs_upto - run_counts, warp);
+    const uint32_t window_total = static_cast<uint32_t>(__shfl_sync(0xFFFFFFFFu, runs_upto, 31));
+    j = first + lane;
+    const uint2 b = j < end ? window_bits[j] : make_uint2(0u, 0u);
+    const int mine = __popc(b.x) | __popc(b.y) << 16;
+    const uint32_t before = static_cast<uint32_t>(warp_base + warp_inclusive_scan(mine, lane) - mine);
+    int gt_at = gt_done + static_cast<int>(before & 0xFFFFu), eq_at = eq_done + static_cast<int>(before >> 16);
+    for (uint32_t left = b.x | b.y; left != 0u; left &= left - 1u) {
+      const int bit = __ffs(static_cast<int>(left)) - 1;
+      const int i = w0 + 32 * j + bit;
+      if ((b.x >> bit) & 1u) {
+        out[gt_at + min(eq_at, need)] = i;
+        ++gt_at;
+      } else {
+        if (eq_at < need) out[gt_at + eq_at] = i;
+        ++eq_at;
+      }
+    }
+    gt_done += static_cast<int>(window_total & 0xFFFFu);
+    eq_done += static_cast<int>(window_total >> 16);
+    if (w0 + 32 * kTopkWindowWords < n) __syncthreads();  // this window's words read before the next's are written
   }
 }
 

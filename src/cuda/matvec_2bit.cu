@@ -162,7 +162,6 @@ __device__ void stage_x(const RtParams& p, bool sum, XBlock2b* xsm, int x_floats
   const int per_slot = p.n_in / kXBlock2b;
   // Block t of the launch's x is block i of slot `slot`, stepped with t (no division per block).
   int slot = 0, i = warp;
-  while (i >= per_slot) i -= per_slot, ++slot;
   for (int t = warp; t < x_floats / kXBlock2b; t += warps, i += warps) {
     while (i >= per_slot) i -= per_slot, ++slot;
     const int e0 = i * kXBlock2b + 8 * lane;
