@@ -494,16 +494,21 @@ class ChunkForward {
     DSV4_TRY(mark("hc_pre"));
 
     // §8.6 shared expert (after hc_pre's Sinkhorn), beside the router and the routed experts (its
-    // GEMM form converts its down input into side16, not the routed GEMMs' in16).
+    // GEMM form converts its down input into side16, not the routed GEMMs' in16). Decode: the down
+    // projection stages SwiGLU(gate, up) itself (the same bits in one launch less) and runs on the
+    // main stream between the routed gate/up and down launches, each following the one before by
+    // PDL: on the side stream beside the routed down projection the step was 0.06–0.08 ms longer
+    // (docs/PERF.md, session 21); the four MoE matvecs take turns for the SMs either way.
+    const DeviceTensor& down = L.shexp_down;
+    PairOut sh{};
+    bool down_in_line = false;
     auto shared_expert = [&]() -> Status {
       DSV4_TRY(sinkhorn());
-      DSV4_ASSIGN_OR_RETURN(PairOut sh, dense_pair(L.shexp_gate_up, sc_.xn, sc_.sh_gu, sc_.sh_gu + T_ * F));
+      DSV4_ASSIGN_OR_RETURN(sh, dense_pair(L.shexp_gate_up, sc_.xn, sc_.sh_gu, sc_.sh_gu + T_ * F));
       SwigluArgs ss;
       ss.gate = sh.first;
       ss.up = sh.second;
       if (sh.first_stride != sh.second_stride) return make_error("cuda forward: shared gate/up widths differ");
-      // Decode: the down projection stages SwiGLU(gate, up) itself, the same bits in one launch less.
-      const DeviceTensor& down = L.shexp_down;
       ExpertMatvec fused;
       fused.type = down.type;
       fused.w = down.data;
@@ -513,9 +518,8 @@ class ChunkForward {
       fused.x = sh.first;
       fused.up = sh.second;
       if (T_ == 1 && can_fuse_swiglu(fused)) {
-        DSV4_TRY(matvec_swiglu(down.type, down.data, down.ne0, down.ne1, sh.first, sh.second, limit, sc_.shared,
-                               stream_));
-        return mark("shared expert");
+        down_in_line = true;
+        return Status();
       }
       ss.stride = sh.first_stride;
       ss.out = sc_.sh_mid;
@@ -554,6 +558,13 @@ class ChunkForward {
     experts.limit = limit;
     experts.split = split_;
     experts.stream = stream_;
+    bool shared_down_queued = false;
+    const auto shared_down = [&]() -> Status {
+      shared_down_queued = true;
+      DSV4_TRY(join());
+      return matvec_swiglu(down.type, down.data, down.ne0, down.ne1, sh.first, sh.second, limit, sc_.shared, stream_);
+    };
+    if (down_in_line) experts.before_down = shared_down;
     const PairedTensor& gu = L.gate_up_exps;
     if (takes(L.down_exps) && (gu.fused() ? takes(gu.both) : takes(gu.a) && takes(gu.b))) {
       DSV4_TRY(routed_experts_grouped(experts));
@@ -561,6 +572,7 @@ class ChunkForward {
       DSV4_TRY(routed_experts_matvec(experts));
     }
     DSV4_TRY(mark("routed experts"));
+    if (down_in_line && !shared_down_queued) DSV4_TRY(shared_down());  // a path without the hook
 
     DSV4_TRY(join());
 

@@ -55,6 +55,7 @@ Status routed_experts_matvec(const RoutedExpertsStep& s) {
     activated.act_limit = s.limit;
     if (can_swiglu_rows(activated)) {
       DSV4_TRY(matvec_experts(activated, sc.mid, s.stream));
+      if (s.before_down) DSV4_TRY(s.before_down());
       return experts(L.down_exps, F, D, sc.mid, F, sc.experts, TK, sc.ydown);
     }
     DSV4_TRY(matvec_experts(gate_up, sc.gu, s.stream));
@@ -73,6 +74,7 @@ Status routed_experts_matvec(const RoutedExpertsStep& s) {
   down.up = sw.up;
   down.act_weights = sc.route_w;
   down.act_limit = s.limit;
+  if (s.before_down) DSV4_TRY(s.before_down());
   if (can_fuse_swiglu(down)) return matvec_experts(down, sc.ydown, s.stream);
   sw.weights = sc.route_w;
   sw.out = sc.mid;

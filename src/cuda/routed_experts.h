@@ -7,6 +7,8 @@
 //                           xn rows (scratch.xn16, converted after hc_pre), scattered back.
 #pragma once
 
+#include <functional>
+
 #include <cuda_runtime_api.h>
 
 #include "cuda/device_model.h"
@@ -24,6 +26,9 @@ struct RoutedExpertsStep {
   float limit = 0.0f;       // the layer's SwiGLU clamp
   bool split = false;       // grouped: split-f16 GEMM inputs (PrefillMath::kTensorCoreSplit)
   cudaStream_t stream = nullptr;
+  // Queued on `stream` between the gate/up and the down launches of routed_experts_matvec (the
+  // decode step's shared-expert down projection: forward.cc); none: nothing.
+  std::function<Status()> before_down;
 };
 Status routed_experts_matvec(const RoutedExpertsStep& s);
 Status routed_experts_grouped(const RoutedExpertsStep& s);
