@@ -5,7 +5,9 @@
 
 namespace dsv4::cuda::detail {
 
-__device__ __forceinline__ unsigned shared_address(void* p) { return static_cast<unsigned>(__cvta_generic_to_shared(p)); }
+__device__ __forceinline__ unsigned shared_address(const void* p) {
+  return static_cast<unsigned>(__cvta_generic_to_shared(p));
+}
 
 // 16 bytes, bypassing L1 (weights are read once).
 __device__ __forceinline__ void cp_async16(void* smem_dst, const void* gmem_src) {

@@ -21,6 +21,7 @@
 
 #include <cstdint>
 
+#include "cuda/cp_async.cuh"
 #include "cuda/gemm_int8_codes.cuh"
 #include "cuda/gemm_kernel.cuh"
 #include "cuda/gemm_launch.h"
@@ -69,7 +70,7 @@ __global__ void __launch_bounds__(kGemmThreads, 1) gemm_int8_kernel(__grid_const
   constexpr int kCPT = kBF * 8 / kGemmThreads;  // decoded 16-byte chunks (16 elements) per thread
   static_assert(kChunks <= kLanes && kCPT == 4);
   extern __shared__ __align__(128) uint8_t smem[];
-  const uint32_t xs = smem_addr(smem);
+  const uint32_t xs = shared_address(smem);
   const uint32_t ws = xs + kSX * kSlotBytes;
   const uint32_t raw = ws + 2 * kWBytes;
   uint8_t* const ws_ptr = smem + kSX * kSlotBytes;

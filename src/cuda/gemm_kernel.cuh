@@ -57,6 +57,9 @@
 #include "cuda/gemm_decode.cuh"
 #include "cuda/gemm_launch.h"
 #include "cuda/once_per_device.h"
+#ifdef __CUDACC__
+#include "cuda/cp_async.cuh"  // shared_address
+#endif
 
 namespace dsv4::cuda::detail {
 
@@ -130,9 +133,6 @@ struct GemmGeometry {
 
 #ifdef __CUDACC__
 
-__device__ __forceinline__ uint32_t smem_addr(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
 __device__ __forceinline__ void gemm_cp_async16(uint32_t dst, const void* src) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(src) : "memory");
 }
@@ -282,7 +282,7 @@ __global__ void __launch_bounds__(kGemmThreads, T::kMinBlocks)
   constexpr int kRawPasses = kBF * kLanes / kGemmThreads;
   extern __shared__ __align__(128) uint8_t smem[];
   uint8_t* const tables = smem;
-  const uint32_t xs = smem_addr(smem + G::kTableBytes);
+  const uint32_t xs = shared_address(smem + G::kTableBytes);
   const uint32_t ws = xs + kSX * G::kXBytes;
   const uint32_t raw = ws + 2 * G::kWBytes;
   const uint8_t* const raw_ptr = smem + G::kTableBytes + kSX * G::kXBytes + 2 * G::kWBytes;

@@ -48,6 +48,7 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "cuda/cp_async.cuh"
 #include "cuda/gemm_codes.cuh"
 #include "cuda/gemm_kernel.cuh"
 #include "cuda/gemm_launch.h"
@@ -142,8 +143,8 @@ __global__ void __launch_bounds__(WgmmaGeometry<D, kTall>::kThreads, 1)
   constexpr int kProducerThreads = G::kProducerThreads;
   extern __shared__ uint8_t smem_raw[];
   // Tiles on 1024-byte boundaries (the dynamic allocation is only 16-byte aligned for sure).
-  const uint32_t base = (smem_addr(smem_raw) + 1023u) & ~1023u;
-  uint8_t* const base_ptr = smem_raw + (base - smem_addr(smem_raw));
+  const uint32_t base = (shared_address(smem_raw) + 1023u) & ~1023u;
+  uint8_t* const base_ptr = smem_raw + (base - shared_address(smem_raw));
   const uint32_t xs = base;
   const uint32_t ws = xs + kStages * kXBytes;
   uint8_t* const ws_ptr = base_ptr + kStages * kXBytes;
@@ -151,7 +152,7 @@ __global__ void __launch_bounds__(WgmmaGeometry<D, kTall>::kThreads, 1)
   uint8_t* const raw_ptr = base_ptr + G::kRawOffset;
   const uint32_t raw = base + G::kRawOffset;
   uint8_t* const tables = raw_ptr + kRR * kRawBytes;
-  const uint32_t full_bar = smem_addr(tables + G::kTableBytes), empty_bar = full_bar + kStages * 8;
+  const uint32_t full_bar = shared_address(tables + G::kTableBytes), empty_bar = full_bar + kStages * 8;
   const uint32_t raw_bar = empty_bar + kStages * 8;
 
   int row0, row_end, expert = 0;

@@ -43,6 +43,7 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "cuda/cp_async.cuh"
 #include "cuda/gemm_int8_codes.cuh"
 #include "cuda/gemm_kernel.cuh"
 #include "cuda/gemm_launch.h"
@@ -96,7 +97,7 @@ __device__ __forceinline__ uint4 lds128(const uint8_t* p) {
   uint4 v;
   asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];\n"
                : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-               : "r"(smem_addr(p)));
+               : "r"(shared_address(p)));
   return v;
 }
 
@@ -140,8 +141,8 @@ __device__ __forceinline__ void decode_block_half(const uint8_t* row, uint8_t* c
 __global__ void __launch_bounds__(kThreads, 1)
     gemm_wgmma_int8_kernel(__grid_constant__ const GemmLaunch p, __grid_constant__ const CUtensorMap w_map) {
   extern __shared__ uint8_t smem_raw[];
-  const uint32_t base = (smem_addr(smem_raw) + 1023u) & ~1023u;
-  uint8_t* const base_ptr = smem_raw + (base - smem_addr(smem_raw));
+  const uint32_t base = (shared_address(smem_raw) + 1023u) & ~1023u;
+  uint8_t* const base_ptr = smem_raw + (base - shared_address(smem_raw));
   uint8_t* const raw_ptr = base_ptr + kRawOffset;
   const uint32_t raw = base + kRawOffset;
   const uint32_t full_bar = raw + kRR * kRawBytes, empty_bar = full_bar + kStages * 8;

@@ -242,7 +242,7 @@ __global__ void __launch_bounds__(kThreads, 2) partial_kernel(AttentionArgs a, P
     cp_async_commit();
   };
   // Descriptors are the stage's plus byte offsets / 16 (the address field, no carry: < 256 KB).
-  const uint64_t stage0 = wgmma_desc_sw128(smem_addr(sm.stage[0]));
+  const uint64_t stage0 = wgmma_desc_sw128(shared_address(sm.stage[0]));
   float acc[32] = {};
   copy_stage(0);
   for (int sl = 0; sl < n_slab; ++sl) {
@@ -347,8 +347,9 @@ __global__ void __launch_bounds__(kThreads, 2) partial_kernel(AttentionArgs a, P
 
   // ---- 3. O = P·V per slab of 64 dims, k over the split's 128 rows ----
   const int64_t part = static_cast<int64_t>(t) * H * a.splits + s;  // + h·splits
-  const uint64_t buf0 = wgmma_desc_sw128(smem_addr(sm.pv.buf0)), buf1 = wgmma_desc_sw128(smem_addr(sm.pv.buf1));
-  const uint64_t ph = wgmma_desc_sw128(smem_addr(sm.pv.ph)), pl = wgmma_desc_sw128(smem_addr(sm.pv.pl));
+  const uint64_t buf0 = wgmma_desc_sw128(shared_address(sm.pv.buf0));
+  const uint64_t buf1 = wgmma_desc_sw128(shared_address(sm.pv.buf1));
+  const uint64_t ph = wgmma_desc_sw128(shared_address(sm.pv.ph)), pl = wgmma_desc_sw128(shared_address(sm.pv.pl));
   for (int sl = 0; sl < n_slab; ++sl) {
     const int d0 = sl * kSlab;
     __syncthreads();  // P' written (first slab); the previous slab's MMAs done
