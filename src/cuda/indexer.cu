@@ -15,7 +15,8 @@
 // holding the k-th largest key, until that bucket is taken whole or every bit is decided. Then the
 // threshold (on the decided bits) and how many of its equal keys to take are known; equal keys are
 // taken in index order, which is the lower-index tie rule. The selected indices are written in
-// ascending order by an ordered compaction (warp ballots, one scan of the warps' counts).
+// ascending order by an ordered compaction (two bitmaps built by warp ballots, one barrier per
+// window of candidates).
 #include <cuda_runtime.h>
 
 #include <algorithm>

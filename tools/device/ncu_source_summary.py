@@ -5,10 +5,9 @@ Usage: ncu_source_summary.py FILE [--section I] [--units N] [--top K] [--levels]
 
 An export of several profiled results (ncu --launch-count) holds one section per result, each a
 line naming the kernel, then its header and instructions; every section is summarised in turn, or
-only section I (0-based) with --section. Prints, for each section as a whole and for each warp role
-of a warp-specialised kernel (the code after
-`USETMAXREG.TRY_ALLOC` is the consumers', after `USETMAXREG.DEALLOC` the producers'; a kernel
-without them is one region):
+only section I (0-based) with --section. Prints, for each section as a whole and for each warp
+role of a warp-specialised kernel (the code after `USETMAXREG.TRY_ALLOC` is the consumers', after
+`USETMAXREG.DEALLOC` the producers'; a kernel without them is one region):
   - its share of the warp-stall samples and its leading stall reasons;
   - executed warp instructions and shared-memory wavefronts per unit of work (--units N: e.g.
     CTAs × k-steps, so that figures read per step), for the opcodes with the most stall samples
