@@ -558,21 +558,20 @@ class ChunkForward {
     experts.limit = limit;
     experts.split = split_;
     experts.stream = stream_;
-    bool shared_down_queued = false;
-    const auto shared_down = [&]() -> Status {
-      shared_down_queued = true;
-      DSV4_TRY(join());
-      return matvec_swiglu(down.type, down.data, down.ne0, down.ne1, sh.first, sh.second, limit, sc_.shared, stream_);
-    };
-    if (down_in_line) experts.before_down = shared_down;
     const PairedTensor& gu = L.gate_up_exps;
     if (takes(L.down_exps) && (gu.fused() ? takes(gu.both) : takes(gu.a) && takes(gu.b))) {
-      DSV4_TRY(routed_experts_grouped(experts));
+      DSV4_TRY(routed_experts_grouped(experts));  // T ≥ kGemmMinTokens: never down_in_line
     } else {
+      if (down_in_line) {
+        experts.before_down = [&]() -> Status {
+          DSV4_TRY(join());
+          return matvec_swiglu(down.type, down.data, down.ne0, down.ne1, sh.first, sh.second, limit, sc_.shared,
+                               stream_);
+        };
+      }
       DSV4_TRY(routed_experts_matvec(experts));
     }
     DSV4_TRY(mark("routed experts"));
-    if (down_in_line && !shared_down_queued) DSV4_TRY(shared_down());  // a path without the hook
 
     DSV4_TRY(join());
 

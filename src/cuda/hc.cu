@@ -286,18 +286,34 @@ __global__ void __launch_bounds__(kFinishThreads) hc_finish_kernel(const float* 
   }
 }
 
-// X'[k][d] of token t for dim d (hc_post_value), into xs and the new state.
+// X'[k][d] of token t for dim d (hc_post_value), into xs and the new state. Every operand is loaded
+// before the first add, the parts kPostPartsInFlight at a time: a loop of load-then-add waited one
+// L2 round trip per part, and the decode's FFN collapse (6 routed parts and the shared one) took
+// 7.3 µs against 3.9 after the attention's single part (docs/PERF.md, session 22).
+constexpr int kPostPartsInFlight = 8;
 __device__ __forceinline__ void post_dim(const PostParams& p, int t, int64_t D, int64_t d, float (&xs)[kHcStreams]) {
-  const float* parts = p.f + static_cast<int64_t>(t) * p.n_parts * D;
-  float fv = parts[d];
-  for (int i = 1; i < p.n_parts; ++i) fv = __fadd_rn(fv, parts[i * D + d]);
-  if (p.f_extra) fv = __fadd_rn(fv, p.f_extra[static_cast<int64_t>(t) * D + d]);
   const float* g = p.mix + static_cast<int64_t>(t) * kHcMixSize;
+  float gates[kHcMixSize - kHcStreams];  // post, then comb (hc_post_value's operands)
+#pragma unroll
+  for (int i = 0; i < kHcMixSize - kHcStreams; ++i) gates[i] = g[kHcStreams + i];
   const float* xt = p.x + static_cast<int64_t>(t) * kHcStreams * D;
   float xin[kHcStreams];
 #pragma unroll
   for (int j = 0; j < kHcStreams; ++j) xin[j] = xt[j * D + d];
-  hc_post_value(g + kHcStreams, g + 2 * kHcStreams, fv, xin, xs);
+  const float extra = p.f_extra ? p.f_extra[static_cast<int64_t>(t) * D + d] : 0.0f;
+  const float* parts = p.f + static_cast<int64_t>(t) * p.n_parts * D + d;
+  float fv = 0.0f;
+  for (int i0 = 0; i0 < p.n_parts; i0 += kPostPartsInFlight) {
+    float v[kPostPartsInFlight];
+#pragma unroll
+    for (int j = 0; j < kPostPartsInFlight; ++j) v[j] = i0 + j < p.n_parts ? parts[(i0 + j) * D] : 0.0f;
+#pragma unroll
+    for (int j = 0; j < kPostPartsInFlight; ++j) {
+      if (i0 + j < p.n_parts) fv = i0 + j == 0 ? v[j] : __fadd_rn(fv, v[j]);  // part 0 as it is: −0 stays −0
+    }
+  }
+  if (p.f_extra) fv = __fadd_rn(fv, extra);
+  hc_post_value(gates, gates + kHcStreams, fv, xin, xs);
   float* ot = p.out + static_cast<int64_t>(t) * kHcStreams * D;
 #pragma unroll
   for (int k = 0; k < kHcStreams; ++k) ot[k * D + d] = xs[k];

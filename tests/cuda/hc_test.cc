@@ -163,9 +163,10 @@ TEST(CudaHc, PostMatchesCpu) {
   SCOPED_TRACE(seed);
   std::mt19937_64 rng(seed);
   // T = 3: one group of 32 tokens, 3 live; 70: three groups, the last partial; 2100: groups run
-  // back to back by each warp; 300 dims: a partial column block.
-  for (const auto& [parts, T] :
-       {std::pair{1, 3}, std::pair{6, 3}, std::pair{1, 70}, std::pair{6, 70}, std::pair{6, 2100}}) {
+  // back to back by each warp; 300 dims: a partial column block; 9 parts: the short kernel's parts
+  // in two rounds of loads.
+  for (const auto& [parts, T] : {std::pair{1, 3}, std::pair{6, 3}, std::pair{9, 3}, std::pair{1, 70},
+                                 std::pair{6, 70}, std::pair{6, 2100}}) {
     SCOPED_TRACE(::testing::Message() << "parts=" << parts << " T=" << T);
     const int64_t D = 300;
     const std::vector<float> x = normal_vector(static_cast<size_t>(T * 4 * D), rng);
@@ -435,7 +436,7 @@ TEST(CudaHc, PostCollapseMatchesCpu) {
   constexpr auto F16 = gguf::TensorType::F16, F32 = gguf::TensorType::F32;
   for (const Case& c : {Case{1, 4096, F16, false, 6}, Case{1, 4096, F16, true, 6}, Case{1, 4096, F32, false, 1},
                         Case{3, 300, F32, false, 6}, Case{2, 300, F16, true, 1}, Case{1, 2304, F16, false, 1},
-                        Case{2, 96, F32, true, 6}}) {
+                        Case{2, 96, F32, true, 6}, Case{1, 300, F32, false, 9}}) {
     const uint64_t seed = fresh_seed();
     SCOPED_TRACE(::testing::Message() << "T=" << c.T << " D=" << c.D << " head=" << c.head << " parts=" << c.parts
                                       << " seed=" << seed);
