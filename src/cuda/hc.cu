@@ -288,8 +288,9 @@ __global__ void __launch_bounds__(kFinishThreads) hc_finish_kernel(const float* 
 
 // X'[k][d] of token t for dim d (hc_post_value), into xs and the new state. Every operand is loaded
 // before the first add, the parts kPostPartsInFlight at a time: a loop of load-then-add waited one
-// L2 round trip per part, and the decode's FFN collapse (6 routed parts and the shared one) took
-// 7.3 µs against 3.9 after the attention's single part (docs/PERF.md, session 22).
+// L2 round trip per part (the decode's FFN collapse has 6 routed parts and the shared one). Loading
+// the mixing coefficients in the same round trip costs registers (185 against 128) and was still
+// the faster decode step (docs/PERF.md, session 22).
 constexpr int kPostPartsInFlight = 8;
 __device__ __forceinline__ void post_dim(const PostParams& p, int t, int64_t D, int64_t d, float (&xs)[kHcStreams]) {
   const float* g = p.mix + static_cast<int64_t>(t) * kHcMixSize;
