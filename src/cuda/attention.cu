@@ -20,7 +20,6 @@
 #include "cuda/attention_rows.cuh"
 #include "cuda/pdl.cuh"
 #include "cuda/check.h"
-#include "cuda/cp_async.cuh"
 #include "cuda/device_math.cuh"
 #include "cuda/once_per_device.h"
 
@@ -166,21 +165,28 @@ __device__ __forceinline__ int attn_live_splits(const AttentionArgs& a, int t) {
 }
 
 // Statistics of the live splits at once (one load round trip), their weights e^{m_s - M} kept in
-// shared memory, then each output dim sums the splits' partial outputs in split order, the
-// partials staged in shared memory kCombineSplits splits at a time by cp.async (two stages in
-// flight: one round trip for a decode's splits instead of one per eight splits per dim). The sink
+// shared memory, then each output dim sums the splits' partial outputs in split order. The
+// partials go to registers, kCombineSplits splits at a time, the first ones issued before the
+// statistics and each next set before the current one is summed: one round trip for a decode's
+// splits, and no staging buffer, so that the combine's blocks leave room beside them for out_a's
+// (a Q8_0 row tile takes 215 KB of the SM's shared memory; with 64 KB of staged partials here, out_a
+// could not start on the SMs the combine held until it ended: docs/PERF.md, session 22). The sink
 // (a weight) and the RoPE angles (ω a weight, the position stable through a step: partial_kernel)
 // are taken before griddepcontrol.wait.
 constexpr int kCombineSplits = 16;
-__host__ __device__ inline int64_t combine_angles_at(int hd, int splits) {
-  return 2 * kCombineSplits * hd + (hd + splits + 1) / 2 * 2;
+__host__ __device__ inline int64_t combine_angles_at(int hd, int splits) { return (hd + splits + 1) / 2 * 2; }
+
+// Splits [s0, s0 + kCombineSplits) ∩ [0, live) of dim d (zeros past live).
+__device__ __forceinline__ void load_split_dims(float (&v)[kCombineSplits], const float* part, int64_t hd, int d,
+                                                int s0, int live) {
+#pragma unroll
+  for (int s = 0; s < kCombineSplits; ++s) v[s] = s0 + s < live ? part[(s0 + s) * hd + d] : 0.0f;
 }
 
 __global__ void __launch_bounds__(kCombineThreads) combine_kernel(AttentionArgs a) {
   extern __shared__ __align__(16) float smem[];
-  float* stage = smem;                           // [2][kCombineSplits][hd]
-  float* o = stage + 2 * kCombineSplits * a.hd;  // [hd]
-  float* w = o + a.hd;                           // [splits]
+  float* o = smem;      // [hd]
+  float* w = o + a.hd;  // [splits]
   float2* cs = reinterpret_cast<float2*>(smem + combine_angles_at(a.hd, a.splits));  // [n_rot/2]
   __shared__ float scratch[32];
   const int h = blockIdx.x, t = blockIdx.y;
@@ -191,16 +197,10 @@ __global__ void __launch_bounds__(kCombineThreads) combine_kernel(AttentionArgs 
   rope_angles_shared(cs, a.n_rot / 2, a.omega, pos);
   pdl_wait();
   pdl_trigger();
-  const int row_chunks = a.hd / 4;
-  // Splits [s0, s0 + kCombineSplits) into stage buffer b: one contiguous run of part_o.
-  auto issue = [&](int s0, int b) {
-    const int n = min(kCombineSplits, live - s0) * row_chunks;
-    const float* src = a.part_o + (base + s0) * a.hd;
-    float* dst = stage + b * kCombineSplits * a.hd;
-    for (int c = threadIdx.x; c < n; c += blockDim.x) cp_async16(dst + 4 * c, src + 4 * c);
-    cp_async_commit();
-  };
-  issue(0, 0);
+  const float* part = a.part_o + base * a.hd;
+  const int d0 = threadIdx.x;  // the thread's first dim (a flash head's 512: its only one)
+  float cur[kCombineSplits];
+  if (d0 < a.hd) load_split_dims(cur, part, a.hd, d0, 0, live);
   float m_local = -INFINITY;
   for (int s = threadIdx.x; s < live; s += blockDim.x) {
     const float2 ml = reinterpret_cast<const float2*>(a.part_ml)[base + s];
@@ -214,27 +214,25 @@ __global__ void __launch_bounds__(kCombineThreads) combine_kernel(AttentionArgs 
     w[s] = e;
     den_local += ml.y * e;
   }
-  const float den = expf(sink - M) + block_sum(den_local, scratch);
-  for (int d = threadIdx.x; d < a.hd; d += blockDim.x) o[d] = 0.0f;
-  for (int s0 = 0, b = 0; s0 < live; s0 += kCombineSplits, b ^= 1) {
-    if (s0 + kCombineSplits < live) {  // the next stage in flight while this one is summed
-      issue(s0 + kCombineSplits, b ^ 1);
-      cp_async_wait<1>();
-    } else {
-      cp_async_wait<0>();
+  const float den = expf(sink - M) + block_sum(den_local, scratch);  // its barrier publishes w
+  for (int d = d0; d < a.hd; d += blockDim.x) {
+    if (d != d0) load_split_dims(cur, part, a.hd, d, 0, live);
+    float acc = 0.0f;
+    for (int s0 = 0; s0 < live; s0 += kCombineSplits) {
+      const bool more = s0 + kCombineSplits < live;
+      float next[kCombineSplits];
+      if (more) load_split_dims(next, part, a.hd, d, s0 + kCombineSplits, live);
+#pragma unroll
+      for (int s = 0; s < kCombineSplits; ++s) {
+        if (s0 + s < live) acc = fmaf(cur[s], w[s0 + s], acc);
+      }
+      if (more) {
+#pragma unroll
+        for (int s = 0; s < kCombineSplits; ++s) cur[s] = next[s];
+      }
     }
-    __syncthreads();  // the stage's copies of every thread (and w, at the first stage)
-    const float* st = stage + b * kCombineSplits * a.hd;
-    const int n = min(kCombineSplits, live - s0);
-    for (int d = threadIdx.x; d < a.hd; d += blockDim.x) {
-      float acc = o[d];
-#pragma unroll 8
-      for (int s = 0; s < n; ++s) acc = fmaf(st[s * a.hd + d], w[s0 + s], acc);
-      o[d] = acc;
-    }
-    __syncthreads();  // before the next iteration's issue refills this buffer
+    o[d] = acc / den;
   }
-  for (int d = threadIdx.x; d < a.hd; d += blockDim.x) o[d] = o[d] / den;
   rope_apply_shared(o, a.hd, a.n_rot / 2, cs, true);
   float* out = a.out + (static_cast<int64_t>(t) * a.H + h) * a.hd;
   for (int d = threadIdx.x; d < a.hd; d += blockDim.x) out[d] = o[d];

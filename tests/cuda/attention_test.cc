@@ -148,8 +148,10 @@ TEST(CudaAttention, MatchesPlainReference) {
       // (the raw ones are named before the kernel's griddepcontrol.wait, the selected after).
       {4, 60, 1, 0, 20}, {4, 60, 3, 0, 44},
       // Splits past the token's rows (a session sized for a longer context): the combine must not
-      // read them, and more than one stage of its staged partials.
+      // read them.
       {0, 3, 1, 0, 32, 5}, {128, 500, 2, 3, 32, 40}, {4, 60, 3, 0, 44, 17},
+      // 34 live splits: the combine's partials in three sets of registers (16, 16, 2).
+      {2, 2100, 2, 0}, {2, 2100, 1, 0, 32, 3},
   };
   for (const Case& c : cases) run(c, fresh_seed());
 }
