@@ -10,8 +10,9 @@
 // Roofline (decode, one token): each KV row (2 KB f32) is read once per head group, 8 groups for
 // 64 heads: a CSA layer's 640 rows cost 10 MB of L2 traffic and 42 MFLOP, ~3-5 µs; at decode the
 // kernels are memory-latency bound, so each thread issues its loads in unrolled batches, the
-// combine copies its partials in one round trip, and the splits are short (20 for a CSA layer). The FlashMLA
-// shape (all 64 heads in one tile, tensor cores) is the next step (PERFORMANCE.md §6 item 6).
+// combine reads its partials into registers in one round trip, and the splits are short (20 for a
+// CSA layer). The FlashMLA shape (all 64 heads in one tile, tensor cores) is the next step
+// (PERFORMANCE.md §6 item 6).
 #include <cuda_runtime.h>
 
 #include <cstdint>
