@@ -5,7 +5,8 @@
 //                      [--prefill split|f16|matvec] [--profiler-range step|chunk]
 //
 // 1. Prefill of C tokens in chunks of K (default DeviceSession::kTensorCoreMaxChunk) with tensor-core
-//    (split: f32-level products, the default; f16) or f32 matvec projections (cuda::PrefillMath): tokens/s.
+//    (split: f32-level products, the default; f16) or f32 matvec projections (cuda::PrefillMath): tokens/s,
+//    and a fingerprint of the next-token logits (the same for every K).
 // 1b. One more prefill chunk of K tokens (positions C .. C+K), an event after each stage of every
 //    layer: milliseconds per stage and tokens/s of that chunk.
 // 2. S decode steps replayed from the captured graph: tokens/s, and GB/s over the bytes a step
@@ -24,10 +25,12 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -107,6 +110,20 @@ int main(int argc, char** argv) {
   const double prefill_s = since(t0);
   std::printf("prefill %lld tokens in chunks of %lld: %.2f s, %.1f tokens/s\n", static_cast<long long>(ctx),
               static_cast<long long>(chunk), prefill_s, static_cast<double>(ctx) / prefill_s);
+  {
+    // The results do not depend on the chunking: runs with other --chunk values print the same line.
+    const std::span<const float> logits = s.logits();
+    uint64_t hash = 14695981039346656037ull;  // FNV-1a over the logits' bits
+    size_t best = 0;
+    for (size_t i = 0; i < logits.size(); ++i) {
+      uint32_t bits = 0;
+      std::memcpy(&bits, &logits[i], sizeof(bits));
+      hash = (hash ^ bits) * 1099511628211ull;
+      if (logits[i] > logits[best]) best = i;
+    }
+    std::printf("logits after the prefill: argmax %zu, FNV-1a of the bits %016llx\n", best,
+                static_cast<unsigned long long>(hash));
+  }
 
   {
     cuda::StageProfile profile;
