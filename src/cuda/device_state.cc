@@ -173,6 +173,15 @@ uint64_t DeviceState::lay_out(uint8_t* base) {
   return cv.top();
 }
 
+DeviceState::Footprint DeviceState::footprint(const DeviceModel& model, int64_t n_ctx, int max_chunk, bool tensor_core) {
+  DeviceState s(model);
+  s.n_ctx_ = n_ctx;
+  s.max_chunk_ = max_chunk;
+  s.tensor_core_ = tensor_core;
+  const uint64_t bytes = s.lay_out(nullptr);
+  return {bytes, s.checkpoint_bytes_};
+}
+
 Result<std::unique_ptr<DeviceState>> DeviceState::create(const DeviceModel& model, int64_t n_ctx, int max_chunk,
                                                          bool tensor_core, cudaStream_t stream) {
   if (n_ctx < 1 || max_chunk < 1) return make_error("cuda state: context and chunk must be positive");

@@ -118,6 +118,11 @@ class DeviceState {
   // tensor_core: with the scratch of tensor-core prefill chunks (ChunkShape::tensor_core).
   static Result<std::unique_ptr<DeviceState>> create(const DeviceModel& model, int64_t n_ctx, int max_chunk,
                                                      bool tensor_core, cudaStream_t stream);
+  // What create() with these arguments allocates: bytes() and checkpoint_bytes() of the state.
+  struct Footprint {
+    uint64_t bytes, checkpoint_bytes;
+  };
+  static Footprint footprint(const DeviceModel& model, int64_t n_ctx, int max_chunk, bool tensor_core);
 
   int64_t n_ctx() const { return n_ctx_; }
   int max_chunk() const { return max_chunk_; }

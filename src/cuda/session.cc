@@ -21,7 +21,27 @@ namespace {
 // speculative step holds one more.
 constexpr int kCheckpointBuffers = 9;
 
+int clamped_chunk(int max_chunk, int64_t n_ctx) {
+  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(max_chunk, n_ctx)));
+}
+
 }  // namespace
+
+uint64_t DeviceSession::device_bytes(const DeviceModel& model, int64_t n_ctx, int max_chunk, PrefillMath prefill) {
+  const DeviceState::Footprint f =
+      DeviceState::footprint(model, n_ctx, clamped_chunk(max_chunk, n_ctx), prefill != PrefillMath::kMatvecF32);
+  return f.bytes + kCheckpointBuffers * f.checkpoint_bytes;
+}
+
+Result<int> DeviceSession::max_chunk_for(const DeviceModel& model, int64_t n_ctx, PrefillMath prefill) {
+  if (prefill == PrefillMath::kMatvecF32) return kDefaultMaxChunk;
+  if (n_ctx <= kTensorCoreMaxChunk) return kTensorCoreMaxChunk;
+  size_t free = 0, total = 0;
+  DSV4_CUDA_TRY(cudaMemGetInfo(&free, &total));
+  const uint64_t want = device_bytes(model, n_ctx, kTensorCoreLongChunk, prefill) +
+                        device_bytes(model, n_ctx, kTensorCoreMaxChunk, prefill) + kLongChunkSpareBytes;
+  return free >= want ? kTensorCoreLongChunk : kTensorCoreMaxChunk;
+}
 
 Result<std::unique_ptr<DeviceSession>> DeviceSession::create(std::shared_ptr<const DeviceModel> model, int64_t n_ctx,
                                                              cpu::SimOptions mode, int max_chunk, PrefillMath prefill) {
@@ -30,7 +50,7 @@ Result<std::unique_ptr<DeviceSession>> DeviceSession::create(std::shared_ptr<con
   DSV4_ASSIGN_OR_RETURN(s->branch_, Branch::create());
   // The IQ2_XXS tables must be on the device before a graph is captured.
   DSV4_TRY(prepare_matvec());
-  max_chunk = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(max_chunk, n_ctx)));
+  max_chunk = clamped_chunk(max_chunk, n_ctx);
   DSV4_ASSIGN_OR_RETURN(s->state_, DeviceState::create(*s->model_, n_ctx, max_chunk,
                                                        prefill != PrefillMath::kMatvecF32, s->stream_));
   DSV4_ASSIGN_OR_RETURN(s->sampler_, DeviceSampler::create(static_cast<int>(s->model_->config.n_vocab)));

@@ -70,10 +70,20 @@ class DeviceSession {
   // full flash-q2, 8K prompt: chunks of 2048 2 895 tokens/s, of 4096 3 224 (f16 products, session
   // 6); exact products, session 14: chunks of 4096 4 528 tokens/s, of 8192 4 986.
   static constexpr int kTensorCoreMaxChunk = 8192;
-  // The chunk length a session of this prefill math wants.
-  static constexpr int max_chunk_for(PrefillMath math) {
-    return math == PrefillMath::kMatvecF32 ? kDefaultMaxChunk : kTensorCoreMaxChunk;
-  }
+  // Longer still where the device has the memory (≈ 18.5 GB of state and scratch for the full
+  // model): a 25 000-token prompt is 16 384 + 8 616 tokens instead of 3 × 8 192 + 424, and its
+  // prefill takes 5.4 % less time, a 32 768-token one 3.1 % (H200, docs/PERF.md, session 23).
+  static constexpr int kTensorCoreLongChunk = 16384;
+  // Device bytes a session of this model, context, chunk and prefill math allocates: its state and
+  // scratch, and its rollback checkpoints.
+  static uint64_t device_bytes(const DeviceModel& model, int64_t n_ctx, int max_chunk, PrefillMath prefill);
+  // The chunk length of a session of this prefill math and context on the current device: the
+  // matvec's kDefaultMaxChunk; for tensor-core prefill kTensorCoreLongChunk where the device's free
+  // memory holds that session and, beside it, one with kTensorCoreMaxChunk and kLongChunkSpareBytes
+  // (chat's /load and resize make the new session before they drop the old one, and a second
+  // session of the standard chunk must fit as it did before), else kTensorCoreMaxChunk.
+  static constexpr uint64_t kLongChunkSpareBytes = uint64_t{1} << 30;
+  static Result<int> max_chunk_for(const DeviceModel& model, int64_t n_ctx, PrefillMath prefill);
 
   static Result<std::unique_ptr<DeviceSession>> create(std::shared_ptr<const DeviceModel> model, int64_t n_ctx,
                                                        cpu::SimOptions mode, int max_chunk = kDefaultMaxChunk,

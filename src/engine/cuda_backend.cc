@@ -104,8 +104,9 @@ class CudaModel final : public BackendModel {
     const cuda::PrefillMath math = prefill_ == Prefill::kFast     ? cuda::PrefillMath::kTensorCoreF16
                                    : prefill_ == Prefill::kMatvec ? cuda::PrefillMath::kMatvecF32
                                                                   : cuda::PrefillMath::kTensorCoreSplit;
+    DSV4_ASSIGN_OR_RETURN(const int max_chunk, cuda::DeviceSession::max_chunk_for(*device_, n_ctx, math));
     DSV4_ASSIGN_OR_RETURN(std::unique_ptr<cuda::DeviceSession> s,
-                          cuda::DeviceSession::create(device_, n_ctx, sim, cuda::DeviceSession::max_chunk_for(math), math));
+                          cuda::DeviceSession::create(device_, n_ctx, sim, max_chunk, math));
     return std::unique_ptr<BackendState>(new CudaState(std::move(s)));
   }
   PerfInfo perf_info() override {
