@@ -3,7 +3,8 @@
 // shape with bf16 weights (what the tensor cores give this M×N×K through cuBLAS), and an 8192³
 // product as the card's dense bf16 ceiling. Needs a GPU; not a test.
 //
-//   gemm_bench [--quick | --profile | --int8 | --wgmma | --moe-wgmma | --moe-at N]   (--quick: n = 2048 only;
+//   gemm_bench [--quick | --profile | --int8 | --wgmma | --moe-wgmma | --moe-at N | --moe-short]
+//   (--quick: n = 2048 only;
 //   --profile: see profile_launches; --int8: the MoE down projection in f16, split and int8 mode
 //   (int8: mma.sync and wgmma; also with skewed routing) at 2048 and 4096 tokens, and the int8
 //   activation conversion; --wgmma: the dense Q8_0 shapes and the F16 compressor / indexer ones
@@ -13,7 +14,8 @@
 //   tokens with uniform routing, at 3072 and 6144, and at 2048 and 4096 tokens with skewed routing
 //   (expert popularity ∝ rank^-0.5: the hottest expert 16× as likely as the coldest); --moe-at N:
 //   the routed experts as a chunk of N tokens runs them, gate/up split (the 128-token wgmma tile,
-//   and the tails pair) and down int8, both on wgmma)
+//   and the tails pair) and down int8, both on wgmma; --moe-short: the routed experts at 128 and
+//   512 tokens on every tile that takes them)
 //
 // Weights are random valid blocks made on the device (every f16 scale a moderate value), X random
 // f16 (cuBLAS: bf16, the same tensor-core rate). Each figure: 5 rounds of 20 back-to-back launches
@@ -447,6 +449,19 @@ int main(int argc, char** argv) {
     b.split = false;
     b.int8 = true;
     b.moe("MoE down (q2)", TensorType::Q2_K, 2048, 4096, n, false, {GemmTile::kWgmma});
+    return 0;
+  }
+  // The routed experts of short chunks (follow-up turns: ≈ 3 and 12 rows an expert), every tile.
+  if (argc > 1 && std::strcmp(argv[1], "--moe-short") == 0) {
+    for (const int64_t n : {int64_t{128}, int64_t{512}}) {
+      b.split = true;
+      b.int8 = false;
+      b.moe("MoE gate+up fused (q2)", TensorType::IQ2_XXS, 4096, 4096, n, true,
+            {GemmTile::kSmall, GemmTile::kLarge, GemmTile::kWgmma64});
+      b.split = false;
+      b.int8 = true;
+      b.moe("MoE down (q2)", TensorType::Q2_K, 2048, 4096, n, false, {GemmTile::kSmall, GemmTile::kWgmma});
+    }
     return 0;
   }
   // The routed experts' fused gate/up, split mode: mma.sync (both tiles) against wgmma.

@@ -41,11 +41,10 @@ struct AttentionArgs {
   // prefill_attention only: the output as a GEMM's f16 input (gemm.h's convert_f32_to_f16, _split
   // with out16_lo) instead of f32 in `out`, scaled per token and group of out16_group heads (the
   // columns h·hd of heads g·out16_group ..): hi (lo) [T][H·hd] and 2^-s at
-  // out16_scale[g·out16_scale_stride + t]. Null: f32 in out.
+  // out16_scale[t·(H / out16_group) + g]. Null: f32 in out.
   __half* out16 = nullptr;
   __half* out16_lo = nullptr;
   float* out16_scale = nullptr;
-  int64_t out16_scale_stride = 0;
   int out16_group = 0;
 };
 int attention_splits(int64_t max_rows);

@@ -159,6 +159,8 @@ uint64_t DeviceState::lay_out(uint8_t* base) {
     s.in16 = cv.take<__half>(std::max(T * widest, T * K * F));
     s.in16_lo = cv.take<__half>(std::max(T * widest, T * K * F));
     s.in16_scale = cv.take<float>(T * std::max(K, G));  // a factor per row: routed rows, or out_a's per group
+    s.out_a_rows = cv.take<int32_t>(T * G);
+    s.out_a_offsets = cv.take<int32_t>(G + 1);
     s.side16 = cv.take<__half>(T * F);
     s.side16_lo = cv.take<__half>(T * F);
     s.side16_scale = cv.take<float>(T);
@@ -173,7 +175,8 @@ uint64_t DeviceState::lay_out(uint8_t* base) {
   return cv.top();
 }
 
-DeviceState::Footprint DeviceState::footprint(const DeviceModel& model, int64_t n_ctx, int max_chunk, bool tensor_core) {
+DeviceState::Footprint DeviceState::footprint(const DeviceModel& model, int64_t n_ctx, int max_chunk,
+                                              bool tensor_core) {
   DeviceState s(model);
   s.n_ctx_ = n_ctx;
   s.max_chunk_ = max_chunk;

@@ -90,6 +90,9 @@ struct Scratch {
   __half *xn16 = nullptr, *in16 = nullptr;  // [T][D] / [max(T·widest input, T·K·F)]
   __half *xn16_lo = nullptr, *in16_lo = nullptr;  // their low parts (split products), same sizes
   float *xn16_scale = nullptr, *in16_scale = nullptr;  // [T] / [T·max(K, G)]
+  // out_a's G groups as one grouped GEMM: its rows t·G + g listed group by group, and the groups'
+  // offsets (fill_group_major, once per chunk).
+  int32_t *out_a_rows = nullptr, *out_a_offsets = nullptr;  // [T·G] / [G + 1]
   // The shared expert's down-projection input (sh_mid), converted on the side stream while the
   // routed experts use in16 on the main stream: its own buffers, [T][F] / [T].
   __half *side16 = nullptr, *side16_lo = nullptr;

@@ -106,6 +106,9 @@ class ChunkForward {
   Status run() {
     if (profile_) DSV4_TRY(profile_->start(stream_));
     DSV4_TRY(embed_tokens(m_.token_embd, s_.tokens, T_, x_, stream_));
+    if (gemm_) {
+      DSV4_TRY(fill_group_major(sc_.out_a_rows, sc_.out_a_offsets, T_, static_cast<int>(c_.n_out_group), stream_));
+    }
     // The first sub-layer's hc_pre; every later collapse comes out of the hc_post before it (post()).
     DSV4_TRY(hc_mixer_partials(x_, m_.layers[0].hc_attn_fn, kHcMix, T_, c_.n_embd, sc_.hc_partial, stream_));
     DSV4_TRY(finish_collapse(attn_hc(0)));
@@ -189,28 +192,38 @@ class ChunkForward {
     return takes(out_a) && c_.o_lora_rank * out_a.row_bytes % 16 == 0;
   }
   // Whether the prefill attention writes out_a's GEMM input itself (AttentionArgs::out16: per token
-  // and group a row factor, in16_scale [G][T_]) instead of f32 rows for convert().
+  // and group a row factor, in16_scale [T_][G]) instead of f32 rows for convert().
   bool attention_feeds_out_a(const DeviceTensor& out_a, bool prefill_attention) const {
     const int64_t G = c_.n_out_group, H = c_.n_head;
     return prefill_attention && out_a_gemm(out_a) && H % G == 0 && out_a.ne0 == H / G * c_.head_dim &&
            prefill_attention_f16_output_supported(static_cast<int>(H / G), static_cast<int>(c_.head_dim));
   }
 
-  // §7.11: wo_a row block g reads only the heads of group g (G "experts" of o_rank rows): G GEMMs
-  // over column slices of one converted attn (fed: the attention wrote it), or one grouped matvec.
+  // §7.11: wo_a row block g reads only the heads of group g (G "experts" of o_rank rows). A chunk's
+  // attn rows are T·G rows of n_in (row t·G + g: token t's heads of group g), converted with a factor
+  // each (fed: the attention wrote them): one grouped GEMM over them, group g's rows t·G + g in
+  // token order (out_a_rows), into low's rows of o_rank likewise. (G GEMMs of T rows each filled
+  // only T/128 · o_rank/128 CTAs: 32 of the H200's 132 at T = 512.) Decode: one grouped matvec.
   Status output_a(const DeviceTensor& out_a, bool fed) {
     const int64_t G = c_.n_out_group, O = c_.o_lora_rank, n_in = out_a.ne0;
-    const int64_t slab = O * out_a.row_bytes;
     if (out_a_gemm(out_a)) {
-      const int64_t width = G * n_in;
-      if (!fed) DSV4_TRY(convert(sc_.attn, width, T_, width, sc_.in16, sc_.in16_lo, sc_.in16_scale));
-      for (int64_t g = 0; g < G; ++g) {
-        const GemmWeights w{out_a.type, out_a.data + g * slab, n_in, O, 1};
-        const float* scale = fed ? sc_.in16_scale + g * T_ : sc_.in16_scale;
-        DSV4_TRY(gemm(w, sc_.in16 + g * n_in, width, scale, T_, sc_.low + g * O, G * O, stream_, GemmTile::kAuto,
-                      lo_or_null(sc_.in16_lo + g * n_in)));
-      }
-      return Status();
+      if (!fed) DSV4_TRY(convert(sc_.attn, n_in, T_ * G, n_in, sc_.in16, sc_.in16_lo, sc_.in16_scale));
+      GroupedGemm gg;
+      gg.w = GemmWeights{out_a.type, out_a.data, n_in, O, G};
+      gg.n_groups = static_cast<int>(G);
+      gg.offsets = sc_.out_a_offsets;
+      gg.n_rows = T_ * G;
+      gg.x = sc_.in16;
+      gg.x_lo = lo_or_null(sc_.in16_lo);
+      gg.x_stride = n_in;
+      gg.x_scale = sc_.in16_scale;
+      gg.x_rows = sc_.out_a_rows;
+      gg.x_count = T_ * G;
+      gg.y = sc_.low;
+      gg.y_stride = O;
+      gg.y_rows = sc_.out_a_rows;
+      gg.y_count = T_ * G;
+      return grouped_gemm(gg, stream_);
     }
     ExpertMatvec oa;
     oa.type = out_a.type;
@@ -404,8 +417,7 @@ class ChunkForward {
       if (feeds_out_a) {
         a.out16 = sc_.in16 + t0 * H * hd;
         a.out16_lo = split_ ? sc_.in16_lo + t0 * H * hd : nullptr;
-        a.out16_scale = sc_.in16_scale + t0;
-        a.out16_scale_stride = T_;
+        a.out16_scale = sc_.in16_scale + t0 * c_.n_out_group;
         a.out16_group = static_cast<int>(H / c_.n_out_group);
       }
       // The layer's rows are split once, for all its launches.

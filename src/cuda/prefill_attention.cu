@@ -492,7 +492,7 @@ __global__ void __launch_bounds__(32 * kCombineHeads, 4) combine_kernel(Attentio
   float m = 0.0f;
   for (int i = 0; i < gh; ++i) m = fmaxf(m, group_max[i]);
   const int shift = row_shift(m);
-  if (threadIdx.x == 0) a.out16_scale[g * a.out16_scale_stride + t] = pow2f(-shift);
+  if (threadIdx.x == 0) a.out16_scale[static_cast<int64_t>(t) * (a.H / gh) + g] = pow2f(-shift);
   const float f = pow2f(shift);
   const int64_t at = static_cast<int64_t>(t) * a.H * hd + static_cast<int64_t>(g) * gh * hd;
   for (int c = 4 * threadIdx.x; c < gh * hd; c += 4 * blockDim.x) {
@@ -533,7 +533,7 @@ Status prefill_attention(const AttentionArgs& a, const PrefillAttnRows& rows, cu
   }
   const bool f16 = a.out16 != nullptr;
   if (f16 && (a.out16_scale == nullptr || !prefill_attention_f16_output_supported(a.out16_group, a.hd) ||
-              a.H % a.out16_group != 0 || a.out16_scale_stride < a.T)) {
+              a.H % a.out16_group != 0)) {
     return make_error("prefill attention: bad f16 output (scale, group of heads)");
   }
   int device = 0;

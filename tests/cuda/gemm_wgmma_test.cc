@@ -3,11 +3,12 @@
 // row (the small elements live in x_lo), a row of zeros, a random power of two per row, converted
 // on the device by convert_f32_to_f16_split. Dense Q8_0: partial row and feature tiles, a single
 // k-step, strides, every dense Q8_0 shape of flash-q2 at a prefill chunk (600 rows: four full
-// 128-row tiles and a partial one), and out_a's grouped form (8 column slices of one activation matrix, 8 slabs of one
-// tensor, outputs interleaved), as forward.cc calls it. Grouped IQ2_XXS and Q8_0 (grouped_gemm, both
-// tiles): random groups — empty ones, ones smaller than a tile, exactly one tile of either, ones
-// spanning several tiles — gathered X rows, outputs scattered by a permutation, out-of-range expert ids and rows past
-// n_rows (clamped offsets) writing nothing, a partial feature tile with padding columns.
+// 128-row tiles and a partial one). Grouped IQ2_XXS and Q8_0 (grouped_gemm, both tiles): random
+// groups — empty ones, ones smaller than a tile, exactly one tile of either, ones spanning several
+// tiles — gathered X rows, outputs scattered by a permutation, out-of-range expert ids and rows
+// past n_rows (clamped offsets) writing nothing, a partial feature tile with padding columns; and
+// out_a's grouped form as forward.cc calls it (token t's group g a row of its own, 8 slabs of one
+// tensor, rows listed group by group).
 //
 // Tolerance per output: the split's (split_reference.h). The kernel forms the same numbers as the
 // split: x_hi + x_lo is x to 2^-22 relative (2^-25·f absolute below f16's normal range), code ×
@@ -31,6 +32,7 @@
 #include <vector>
 
 #include "cuda/cuda_test_util.h"
+#include "cuda/fill.h"
 #include "cuda/gemm.h"
 #include "cuda/matvec.h"
 #include "cuda/split_activations.h"
@@ -162,37 +164,59 @@ TEST(GemmWgmma, FlashF16ShapesMatchDoubleReference) {
                                       Shape{"indexer q_b", 1024, 8192}});
 }
 
-// out_a as forward.cc runs it: G = 8 GEMMs, group g reads columns [g·k, (g+1)·k) of one converted
-// matrix (row factors over the whole row) with matrix g of one tensor and writes columns
-// [g·m, (g+1)·m) of rows G·m wide.
+// out_a as forward.cc runs it: the chunk's attention output as n·G rows of k (row t·G + g: token
+// t's heads of group g), a row factor each, one grouped_gemm whose group g lists rows t·G + g in
+// token order (fill_group_major) for x and y, group g's weights matrix g of one tensor. n = 520:
+// 4 160 rows, the 128-token wgmma tile and its tails (520 = 4·128 + 8); n = 40: 320 rows, mma.sync.
 TEST(GemmWgmma, GroupedOutputAMatchesDoubleReference) {
   const uint64_t seed = fresh_seed();
   SCOPED_TRACE("seed " + std::to_string(seed));
   std::mt19937_64 rng(seed);
-  const int64_t G = 8, k = 4096, m = 1024, n = 520, width = G * k;
-  const std::vector<int64_t> rows = {0, 2, 127, 128, 300, 511, 512, 519};
+  const int64_t G = 8, k = 4096, m = 1024;
   const Matrix all = random_matrix(G * m, k, rng);
-  DeviceBuffer dw(all.bytes.size()), dy(static_cast<size_t>(n * G * m) * 4);
-  ASSERT_TRUE(upload(dw, all.bytes) && dy.ok());
-  const std::vector<float> x = mixed_rows(n, width, width, rng);
-  const SplitX sx = split_on_device(x, n, width, width);
-  const int64_t slab = m * row_bytes(format_of(TensorType::Q8_0), k);
-  for (int64_t g = 0; g < G; ++g) {
-    const GemmWeights w{TensorType::Q8_0, static_cast<const uint8_t*>(dw.get()) + g * slab, k, m, 1};
-    STATUS_ASSERT(gemm(w, sx.hi.get<__half>() + g * k, width, sx.scale.get<float>(), n, dy.get<float>() + g * m,
-                       G * m, nullptr, GemmTile::kAuto, sx.lo.get<__half>() + g * k));
-  }
-  CUDA_ASSERT(cudaDeviceSynchronize());
-  const std::vector<float> y = download<float>(dy, static_cast<size_t>(n * G * m));
-  for (int64_t g = 0; g < G; ++g) {
-    const auto slice = [&](const auto& v) { return std::vector(v.begin() + g * m * k, v.begin() + (g + 1) * m * k); };
-    const RefWeights a{m, k, slice(all.ref.w), slice(all.ref.mag)};
-    const std::vector<float> yg = [&] {
-      std::vector<float> v(static_cast<size_t>(n * m));
-      for (int64_t r = 0; r < n; ++r) std::memcpy(&v[static_cast<size_t>(r * m)], &y[static_cast<size_t>(r * G * m + g * m)], m * 4);
-      return v;
-    }();
-    check_dense(yg, m, m, x, width, g * k, sx.factors, a, rows, "out_a group " + std::to_string(g));
+  DeviceBuffer dw(all.bytes.size());
+  ASSERT_TRUE(upload(dw, all.bytes));
+  for (const int64_t n : {int64_t{520}, int64_t{40}}) {
+    SCOPED_TRACE("tokens " + std::to_string(n));
+    const std::vector<float> x = mixed_rows(n * G, k, k, rng);
+    const SplitX sx = split_on_device(x, n * G, k, k);
+    DeviceBuffer dy(static_cast<size_t>(n * G * m) * 4), rows(static_cast<size_t>(n * G) * 4), offsets((G + 1) * 4);
+    ASSERT_TRUE(dy.ok() && rows.ok() && offsets.ok());
+    STATUS_ASSERT(fill_group_major(rows.get<int32_t>(), offsets.get<int32_t>(), static_cast<int>(n),
+                                   static_cast<int>(G), nullptr));
+    const std::vector<int32_t> listed = download<int32_t>(rows, static_cast<size_t>(n * G));
+    const std::vector<int32_t> starts = download<int32_t>(offsets, static_cast<size_t>(G + 1));
+    for (int64_t g = 0; g <= G; ++g) ASSERT_EQ(starts[static_cast<size_t>(g)], g * n) << "offset of group " << g;
+    for (int64_t i = 0; i < n * G; ++i) {
+      ASSERT_EQ(listed[static_cast<size_t>(i)], i % n * G + i / n) << "row " << i << " of the group-major list";
+    }
+    GroupedGemm gg;
+    gg.w = GemmWeights{TensorType::Q8_0, dw.get(), k, m, G};
+    gg.n_groups = static_cast<int>(G);
+    gg.offsets = offsets.get<int32_t>();
+    gg.n_rows = n * G;
+    gg.x = sx.hi.get<__half>();
+    gg.x_lo = sx.lo.get<__half>();
+    gg.x_stride = k;
+    gg.x_scale = sx.scale.get<float>();
+    gg.x_rows = rows.get<int32_t>();
+    gg.x_count = n * G;
+    gg.y = dy.get<float>();
+    gg.y_stride = m;
+    gg.y_rows = rows.get<int32_t>();
+    gg.y_count = n * G;
+    STATUS_ASSERT(grouped_gemm(gg, nullptr));
+    CUDA_ASSERT(cudaDeviceSynchronize());
+    const std::vector<float> y = download<float>(dy, static_cast<size_t>(n * G * m));
+    for (int64_t g = 0; g < G; ++g) {
+      const auto slice = [&](const auto& v) { return std::vector(v.begin() + g * m * k, v.begin() + (g + 1) * m * k); };
+      const RefWeights a{m, k, slice(all.ref.w), slice(all.ref.mag)};
+      std::vector<int64_t> at;  // rows t·G + g of tokens 0, 1, 127, 128, n − 1
+      for (const int64_t t : {int64_t{0}, int64_t{1}, int64_t{127}, int64_t{128}, n - 1}) {
+        if (t < n) at.push_back(t * G + g);
+      }
+      check_rows(y, m, at, at, x.data(), k, sx.factors, a, "out_a group " + std::to_string(g));
+    }
   }
 }
 

@@ -84,7 +84,6 @@ void check_f16_output(const std::vector<float>& got, AttentionArgs a, const Pref
   a.out16 = hi.get<__half>();
   a.out16_lo = lo.get<__half>();
   a.out16_scale = scale.get<float>();
-  a.out16_scale_stride = a.T;
   a.out16_group = group;
   STATUS_ASSERT(prefill_attention(a, rows, stream));
   CUDA_ASSERT(cudaStreamSynchronize(stream));
@@ -96,7 +95,7 @@ void check_f16_output(const std::vector<float>& got, AttentionArgs a, const Pref
       float m = 0.0f;
       for (size_t i = 0; i < width; ++i) m = std::max(m, std::fabs(got[at + i]));
       const int s = row_shift(m);
-      ASSERT_EQ(f[static_cast<size_t>(g) * a.T + t], std::ldexp(1.0f, -s)) << "token " << t << " group " << g;
+      ASSERT_EQ(f[static_cast<size_t>(t) * G + g], std::ldexp(1.0f, -s)) << "token " << t << " group " << g;
       for (size_t i = 0; i < width; ++i) {
         const float v = got[at + i] * std::ldexp(1.0f, s);
         const __half want_hi = __float2half_rn(std::clamp(v, -65504.0f, 65504.0f));
