@@ -1,4 +1,4 @@
-// Small device utilities used by the session state and the decode graph.
+// Small device utilities used by the session state, the decode graph and the prefill chunk.
 #pragma once
 
 #include <cuda_runtime_api.h>
