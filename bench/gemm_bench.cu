@@ -14,8 +14,8 @@
 //   tokens with uniform routing, at 3072 and 6144, and at 2048 and 4096 tokens with skewed routing
 //   (expert popularity ∝ rank^-0.5: the hottest expert 16× as likely as the coldest); --moe-at N:
 //   the routed experts as a chunk of N tokens runs them, gate/up split (the 128-token wgmma tile,
-//   and the tails pair) and down int8, both on wgmma; --moe-short: the routed experts at 128 and
-//   512 tokens on every tile that takes them)
+//   and the tails pair) and down int8, both on wgmma; --moe-short: the routed experts at 128, 512
+//   and 640 tokens on every tile that takes them)
 //
 // Weights are random valid blocks made on the device (every f16 scale a moderate value), X random
 // f16 (cuBLAS: bf16, the same tensor-core rate). Each figure: 5 rounds of 20 back-to-back launches
@@ -199,6 +199,7 @@ const char* tile_name(GemmTile tile) {
          : tile == GemmTile::kWgmma   ? "wgmma"
          : tile == GemmTile::kWgmma64 ? "wgmma64"
          : tile == GemmTile::kWgmmaTails ? "wgmma+64"
+         : tile == GemmTile::kWgmmaNarrow ? "wgmma16"
                                       : "auto";
 }
 
@@ -453,11 +454,11 @@ int main(int argc, char** argv) {
   }
   // The routed experts of short chunks (follow-up turns: ≈ 3 and 12 rows an expert), every tile.
   if (argc > 1 && std::strcmp(argv[1], "--moe-short") == 0) {
-    for (const int64_t n : {int64_t{128}, int64_t{512}}) {
+    for (const int64_t n : {int64_t{128}, int64_t{512}, int64_t{640}}) {
       b.split = true;
       b.int8 = false;
       b.moe("MoE gate+up fused (q2)", TensorType::IQ2_XXS, 4096, 4096, n, true,
-            {GemmTile::kSmall, GemmTile::kLarge, GemmTile::kWgmma64});
+            {GemmTile::kSmall, GemmTile::kLarge, GemmTile::kWgmma64, GemmTile::kWgmmaNarrow});
       b.split = false;
       b.int8 = true;
       b.moe("MoE down (q2)", TensorType::Q2_K, 2048, 4096, n, false, {GemmTile::kSmall, GemmTile::kWgmma});

@@ -91,7 +91,8 @@ bool wgmma_operands_fit(int64_t row_bytes, int64_t x_rows, int64_t x_stride) {
 // more (it decodes twice the weight rows per token). The 64-token tile is grouped only. The kernel
 // addresses X rows with 32-bit element offsets: x_rows (the rows of x) · x_stride < 2^31; its
 // weight stages come by TMA, whose rows must be multiples of 16 bytes (Q8_0: n_in a multiple of
-// 256; F16: of 8; IQ2_XXS: of 2048).
+// 256; F16: of 8; IQ2_XXS: of 2048). Grouped calls averaging under kWgmmaNarrowBelow rows per group
+// take the 16-token tile at any row count.
 // Otherwise an mma.sync tile (pick_large). n_groups is 0 for gemm().
 Result<detail::GemmKernelTile> pick_tile(GemmTile tile, TensorType type, int64_t row_bytes, int64_t n_out, int64_t n,
                                          int64_t x_rows, int64_t x_stride, bool split, int64_t n_groups) {
@@ -100,13 +101,17 @@ Result<detail::GemmKernelTile> pick_tile(GemmTile tile, TensorType type, int64_t
   const bool type_ok =
       type == TensorType::Q8_0 || (!grouped && type == TensorType::F16) || (grouped && type == TensorType::IQ2_XXS);
   const bool takes = split && type_ok && wgmma_operands_fit(row_bytes, x_rows, x_stride);
-  if (tile == GemmTile::kWgmma || tile == GemmTile::kWgmma64 || tile == GemmTile::kWgmmaTails) {
+  if (tile == GemmTile::kWgmma || tile == GemmTile::kWgmma64 || tile == GemmTile::kWgmmaTails ||
+      tile == GemmTile::kWgmmaNarrow) {
     if (!takes || (tile != GemmTile::kWgmma && !grouped)) {
       return make_error("the wgmma tiles take split mode with Q8_0 weights (gemm: also F16; grouped_gemm: also "
                         "IQ2_XXS), weight rows of a multiple of 16 bytes, x rows · x_stride < 2^31; the "
-                        "64-token tile and the tails pair grouped_gemm only");
+                        "64-token and 16-token tiles and the tails pair grouped_gemm only");
     }
-    return tile == GemmTile::kWgmma64 ? T::kWgmma64 : T::kWgmma;
+    return tile == GemmTile::kWgmma64 ? T::kWgmma64 : tile == GemmTile::kWgmmaNarrow ? T::kWgmmaNarrow : T::kWgmma;
+  }
+  if (tile == GemmTile::kAuto && takes && grouped && n < kWgmmaNarrowBelow * n_groups && device_info().major == 9) {
+    return T::kWgmmaNarrow;
   }
   if (tile == GemmTile::kAuto && takes && n >= 512 && device_info().major == 9) {
     return !grouped || n >= kWgmma64Below * n_groups ? T::kWgmma : T::kWgmma64;

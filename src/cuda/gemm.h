@@ -85,7 +85,13 @@ enum class GemmTile {
   // then kWgmma64 for tails of 1..64 rows (two launches); the same bits. kAuto takes it where it
   // would take kWgmma for a grouped call.
   kWgmmaTails,
+  // grouped_gemm() only: 16 tokens × 256 features per CTA (cuda/gemm_wgmma_narrow.cuh), for groups
+  // of few rows: x_hi and x_lo one n32 operand, so each weight is read by the tensor cores once;
+  // the split's bound, other bits than the other tiles. kAuto takes it below an average of
+  // kWgmmaNarrowBelow rows per group (short chunks), at any row count.
+  kWgmmaNarrow,
 };
+inline constexpr int64_t kWgmmaNarrowBelow = 16;
 
 // Whether gemm()/grouped_gemm() take weights of this type and row length (n_in), in f16 mode and in
 // split mode; gemm_int8_supports: grouped_gemm's int8 mode (below).

@@ -16,8 +16,10 @@ inline bool aligned(const void* p, uintptr_t a) { return reinterpret_cast<uintpt
 // The kernel tile a launch runs on: the mma.sync kernels' small or large one (f16 and split mode;
 // the int8 kernel has one tile and ignores it), or gemm_wgmma.cu's 128 × 128 or 64 × 256 one
 // (grouped only); in int8 mode kWgmma is gemm_wgmma_int8.cu's kernel.
-enum class GemmKernelTile : uint8_t { kSmall, kLarge, kWgmma, kWgmma64 };
-inline bool is_wgmma(GemmKernelTile t) { return t == GemmKernelTile::kWgmma || t == GemmKernelTile::kWgmma64; }
+enum class GemmKernelTile : uint8_t { kSmall, kLarge, kWgmma, kWgmma64, kWgmmaNarrow };
+inline bool is_wgmma(GemmKernelTile t) {
+  return t == GemmKernelTile::kWgmma || t == GemmKernelTile::kWgmma64 || t == GemmKernelTile::kWgmmaNarrow;
+}
 
 // Which of a group's row tiles a grouped launch runs (gemm_find_tile): all of them; all but a last
 // tile of at most half a tile (the 128-token wgmma tile of GemmTile::kWgmmaTails); or only those
@@ -74,11 +76,11 @@ int gemm_int8_tile_rows();
 // 32 bits, weight rows (and slabs) of a multiple of 16 bytes.
 cudaError_t launch_gemm_wgmma_int8(const GemmLaunch& l, cudaStream_t stream);
 int gemm_wgmma_int8_tile_rows();
-// Split mode on sm_90a wgmma (gemm_wgmma.cu), l.tile kWgmma or kWgmma64 (grouped only): Q8_0 dense
-// or grouped, IQ2_XXS grouped; x row offsets in 32 bits; weight rows (and slabs) of a multiple of
-// 16 bytes.
+// Split mode on sm_90a wgmma (gemm_wgmma.cu), l.tile kWgmma, or kWgmma64 or kWgmmaNarrow (grouped
+// only): Q8_0 dense or grouped, IQ2_XXS grouped; x row offsets in 32 bits; weight rows (and slabs)
+// of a multiple of 16 bytes.
 cudaError_t launch_gemm_wgmma(const GemmLaunch& l, cudaStream_t stream);
-int gemm_wgmma_tile_rows(GemmKernelTile tile);  // kWgmma or kWgmma64
+int gemm_wgmma_tile_rows(GemmKernelTile tile);  // a wgmma tile
 
 // Rows of one CTA of the kernel a launch of `tile` runs (split mode, or int8 mode, or f16 mode).
 inline int gemm_tile_rows(GemmKernelTile tile, bool split, bool int8) {

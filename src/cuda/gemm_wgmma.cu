@@ -52,6 +52,7 @@
 #include "cuda/gemm_codes.cuh"
 #include "cuda/gemm_kernel.cuh"
 #include "cuda/gemm_launch.h"
+#include "cuda/gemm_wgmma_narrow.cuh"
 #include "cuda/mbarrier.cuh"
 #include "cuda/tensor_map.h"
 #include "cuda/wgmma.cuh"
@@ -73,13 +74,20 @@ constexpr int kConsumerThreads = 256;
 constexpr int kStages = 3;  // X + decoded W + scale-table slots
 constexpr int kCPT = 4;     // decoded 16-byte chunks per thread and row: one 32-column half, so one scale
 
-template <class D, bool kTall>
-struct WgmmaGeometry : GemmGeometry<D, GemmTileWgmma<kTall>> {
-  using G = GemmGeometry<D, GemmTileWgmma<kTall>>;
-  static constexpr int kXTile = G::kBT * 128;             // one of hi / lo
+// The three tiles: 128 tokens × 128 features, 64 × 256, and 16 × 256 (gemm_wgmma_narrow.cuh: the
+// wide tile's producers, X as one n32 operand of hi rows then lo rows).
+enum WgmmaShape : int { kShapeTall, kShapeWide, kShapeNarrow };
+
+template <class D, int kShape>
+struct WgmmaGeometry : GemmGeometry<D, GemmTileWgmma<kShape == kShapeTall>> {
+  using G = GemmGeometry<D, GemmTileWgmma<kShape == kShapeTall>>;
+  static constexpr bool kTall = kShape == kShapeTall, kNarrow = kShape == kShapeNarrow;
+  static constexpr int kBT = kNarrow ? 16 : G::kBT;
+  static constexpr int kXTile = kBT * 128;  // one of hi / lo
+  static constexpr int kXBytes = 2 * kXTile;
   // X rows a consumer thread copies per step (hi and lo), 16 apart: each consumer copies half the
-  // tile's rows.
-  static constexpr int kXRows = G::kBT * 8 / kConsumerThreads;
+  // tile's rows (the narrow tile: one row of hi or of lo a thread).
+  static constexpr int kXRows = kNarrow ? 1 : kBT * 8 / kConsumerThreads;
   // TMA writes a raw stage packed: its row pitch is the copied span (gemm_kernel.cuh's odd pitch,
   // which keeps the mma.sync kernel's cp.async rows conflict-free, is the same for Q8_0 and
   // IQ2_XXS, one unit more for F16).
@@ -94,13 +102,15 @@ struct WgmmaGeometry : GemmGeometry<D, GemmTileWgmma<kTall>> {
   // and their X copy offsets; the producers only decode. 384 threads: 56 + 2·224 = 504 (168 each);
   // 512: 48 + 208 = 256 (128 each; the IQ2_XXS producer spills 12 bytes at 48, a consumer more
   // below 208).
-  static constexpr int kProducerRegs = kTall ? 56 : 48, kConsumerRegs = kTall ? 224 : 208;
+  // The narrow tile's consumers hold 80 f32 of fragments: its producers get registers to spare.
+  static constexpr int kProducerRegs = kTall ? 56 : kNarrow ? 96 : 48;
+  static constexpr int kConsumerRegs = kTall ? 224 : kNarrow ? 160 : 208;
   // Feature rows per decoding thread (two threads a row, one per half), kProducerThreads / 2 apart.
   static constexpr int kDRows = G::kBF * 8 / kCPT / kProducerThreads;
   static_assert(kDRows * kProducerThreads == 2 * G::kBF);
   // Scale table of one stage: per 32-column half, kBF f32 scales (+ 16 of padding, so the two
-  // halves' writes fall in different banks); on the 128-token tile in feature order, on the
-  // 64-token tile in the order a thread reads them: pair index
+  // halves' writes fall in different banks); on the 128- and 16-token tiles in feature order, on
+  // the 64-token tile in the order a thread reads them: pair index
   // j = f / 8 (feature 8j + 2q + c, q = lane % 4, c = f % 2), float4 (j / 2, q) holds the pairs of
   // j = 2·(j / 2) and 2·(j / 2) + 1, so a thread's 16 pairs are 8 LDS.128 (tab_index(); feature
   // f + 128 sits 128 floats after f, so a consumer's features 128g.. start at float 128g).
@@ -112,7 +122,7 @@ struct WgmmaGeometry : GemmGeometry<D, GemmTileWgmma<kTall>> {
   static constexpr int raw_stages(int lead) { return (lead + 2 * G::kSPR - 1) / G::kSPR; }
   // From a 1024-aligned base: X slots, W slots, scale tables, raw ring (TMA: 128-aligned), lookup
   // tables, barriers (full, empty, raw).
-  static constexpr int kRawOffset = kStages * (G::kXBytes + G::kWBytes + kTabBytes);
+  static constexpr int kRawOffset = kStages * (kXBytes + G::kWBytes + kTabBytes);
   static constexpr int smem(int lead) {
     return 1024 + kRawOffset + raw_stages(lead) * kRawBytes + G::kTableBytes + (2 * kStages + raw_stages(lead)) * 8;
   }
@@ -121,9 +131,9 @@ struct WgmmaGeometry : GemmGeometry<D, GemmTileWgmma<kTall>> {
   static constexpr int kLead = smem(4) <= kMaxSmem ? 4 : smem(3) <= kMaxSmem ? 3 : smem(2) <= kMaxSmem ? 2 : 1;
   static constexpr int kRR = raw_stages(kLead);
   static constexpr int kSmem = smem(kLead);
-  static_assert(G::kBT * G::kBF == 2 * 64 * 128 && G::kXBytes == 2 * kXTile, "two m64n128 consumers");
+  static_assert(kNarrow || (G::kBT * G::kBF == 2 * 64 * 128 && G::kXBytes == kXBytes), "two m64n128 consumers");
   static_assert(kSmem <= kMaxSmem);
-  static_assert(G::kWBytes % 1024 == 0 && G::kXBytes % 1024 == 0 && kRawOffset % 128 == 0);
+  static_assert(G::kWBytes % 1024 == 0 && kXBytes % 1024 == 0 && kRawOffset % 128 == 0);
   static_assert(kRawBytes % 128 == 0);
 };
 
@@ -133,10 +143,11 @@ __device__ __forceinline__ int tab_index(int f) {
   return (((j >> 1) * 4 + q) << 2) + ((j & 1) << 1) + (f & 1);
 }
 
-template <class D, bool kGrouped, bool kTall>
-__global__ void __launch_bounds__(WgmmaGeometry<D, kTall>::kThreads, 1)
+template <class D, bool kGrouped, int kShape>
+__global__ void __launch_bounds__(WgmmaGeometry<D, kShape>::kThreads, 1)
     gemm_wgmma_kernel(__grid_constant__ const GemmLaunch p, __grid_constant__ const CUtensorMap w_map) {
-  using G = WgmmaGeometry<D, kTall>;
+  using G = WgmmaGeometry<D, kShape>;
+  constexpr bool kTall = G::kTall;
   constexpr int kBT = G::kBT, kBF = G::kBF, kSPR = G::kSPR, kRR = G::kRR, kPitch = G::kPitch, kLead = G::kLead;
   constexpr int kXBytes = G::kXBytes, kWBytes = G::kWBytes, kRawBytes = G::kRawBytes, kTabHalf = G::kTabHalf;
   constexpr int kXTile = G::kXTile, kXRows = G::kXRows, kDRows = G::kDRows;
@@ -196,7 +207,7 @@ __global__ void __launch_bounds__(WgmmaGeometry<D, kTall>::kThreads, 1)
       const int stage = t / kSPR;
       const int mis = (stage * D::kStageBytes) & 15;
       const uint8_t* row = raw_ptr + (stage % kRR) * kRawBytes + drow * kPitch + mis;
-      float* const scale = tab + s * 2 * kTabHalf + dh * kTabHalf + (kTall ? drow : tab_index(drow));
+      float* const scale = tab + s * 2 * kTabHalf + dh * kTabHalf + (kTall || G::kNarrow ? drow : tab_index(drow));
       uint8_t* const dst = ws_ptr + s * kWBytes;
       const auto store = [&](int c, uint4 v) { *reinterpret_cast<uint4*>(dst + swz(drow, dchunk + c)) = v; };
       if constexpr (std::is_same_v<D, CodesQ8_0>) {
@@ -265,6 +276,11 @@ __global__ void __launch_bounds__(WgmmaGeometry<D, kTall>::kThreads, 1)
   }
 
   setmaxnreg_inc<G::kConsumerRegs>();
+  if constexpr (G::kNarrow) {
+    narrow_consumer<G, kStages>(p, WgmmaSlots{xs, ws, tab, full_bar, empty_bar}, tid - kProducerThreads, row0,
+                                tile_end, f0, n_steps);
+    return;
+  }
   // This consumer's features within the tile: 64g.. with all 128 tokens (kTall: W is the A operand,
   // X the B one, so the 64-row fragment runs over features), else 128g.. with all 64 tokens (X is
   // A, W is B).
@@ -455,15 +471,15 @@ __global__ void __launch_bounds__(WgmmaGeometry<D, kTall>::kThreads, 1)
   }
 }
 
-template <class D, bool kGrouped, bool kTall = true>
+template <class D, bool kGrouped, int kShape = kShapeTall>
 cudaError_t launch_wgmma(const GemmLaunch& l, cudaStream_t stream) {
-  using G = WgmmaGeometry<D, kTall>;
+  using G = WgmmaGeometry<D, kShape>;
   constexpr int kSmem = G::kSmem, kBT = G::kBT, kBF = G::kBF;
   int device = 0;
   cudaError_t e = cudaGetDevice(&device);
   if (e == cudaSuccess) {
     e = once_per_device(device, [] {
-      return cudaFuncSetAttribute(gemm_wgmma_kernel<D, kGrouped, kTall>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+      return cudaFuncSetAttribute(gemm_wgmma_kernel<D, kGrouped, kShape>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                   kSmem);
     });
   }
@@ -479,7 +495,7 @@ cudaError_t launch_wgmma(const GemmLaunch& l, cudaStream_t stream) {
                            static_cast<uint64_t>(l.n_expert), static_cast<uint64_t>(l.slab_bytes), G::kSpan, kBF);
   if (e != cudaSuccess) return e;
   const dim3 grid((l.n_out + kBF - 1) / kBF, static_cast<unsigned>(slots));
-  gemm_wgmma_kernel<D, kGrouped, kTall><<<grid, G::kThreads, kSmem, stream>>>(l, w_map);
+  gemm_wgmma_kernel<D, kGrouped, kShape><<<grid, G::kThreads, kSmem, stream>>>(l, w_map);
   return cudaGetLastError();
 }
 
@@ -488,28 +504,35 @@ cudaError_t launch_wgmma(const GemmLaunch& l, cudaStream_t stream) {
 cudaError_t launch_gemm_wgmma(const GemmLaunch& l, cudaStream_t stream) {
   if (!l.x_lo || l.x_limbs || (!l.offsets && (l.x_rows || l.y_rows))) return cudaErrorInvalidValue;
   const bool grouped = l.offsets != nullptr;
-  const bool tall = l.tile == GemmKernelTile::kWgmma;
-  if (!tall && (l.tile != GemmKernelTile::kWgmma64 || !grouped)) return cudaErrorInvalidValue;
+  const bool tall = l.tile == GemmKernelTile::kWgmma, narrow = l.tile == GemmKernelTile::kWgmmaNarrow;
+  if (!tall && ((l.tile != GemmKernelTile::kWgmma64 && !narrow) || !grouped)) return cudaErrorInvalidValue;
   // The tails modes pair the 128-token tile (all but short tails) with the 64-token one (those).
-  if (l.tails != GemmTails::kAll && (!grouped || tall != (l.tails == GemmTails::kSkipShort))) {
+  if (l.tails != GemmTails::kAll &&
+      (!grouped || narrow || tall != (l.tails == GemmTails::kSkipShort))) {
     return cudaErrorInvalidValue;
   }
   switch (l.type) {
     case gguf::TensorType::Q8_0:
       if (!grouped) return launch_wgmma<CodesQ8_0, false>(l, stream);
-      return tall ? launch_wgmma<CodesQ8_0, true>(l, stream) : launch_wgmma<CodesQ8_0, true, false>(l, stream);
+      return tall     ? launch_wgmma<CodesQ8_0, true>(l, stream)
+             : narrow ? launch_wgmma<CodesQ8_0, true, kShapeNarrow>(l, stream)
+                      : launch_wgmma<CodesQ8_0, true, kShapeWide>(l, stream);
     case gguf::TensorType::F16:
       if (grouped) return cudaErrorInvalidValue;
       return launch_wgmma<CodesF16, false>(l, stream);
     case gguf::TensorType::IQ2_XXS:
       if (!grouped) return cudaErrorInvalidValue;
-      return tall ? launch_wgmma<CodesIQ2_XXS, true>(l, stream) : launch_wgmma<CodesIQ2_XXS, true, false>(l, stream);
+      return tall     ? launch_wgmma<CodesIQ2_XXS, true>(l, stream)
+             : narrow ? launch_wgmma<CodesIQ2_XXS, true, kShapeNarrow>(l, stream)
+                      : launch_wgmma<CodesIQ2_XXS, true, kShapeWide>(l, stream);
     default: return cudaErrorInvalidValue;
   }
 }
 
 int gemm_wgmma_tile_rows(GemmKernelTile tile) {
-  return tile == GemmKernelTile::kWgmma ? WgmmaGeometry<CodesQ8_0, true>::kBT : WgmmaGeometry<CodesQ8_0, false>::kBT;
+  return tile == GemmKernelTile::kWgmma     ? WgmmaGeometry<CodesQ8_0, kShapeTall>::kBT
+         : tile == GemmKernelTile::kWgmma64 ? WgmmaGeometry<CodesQ8_0, kShapeWide>::kBT
+                                            : WgmmaGeometry<CodesQ8_0, kShapeNarrow>::kBT;
 }
 
 }  // namespace dsv4::cuda::detail
