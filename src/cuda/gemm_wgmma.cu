@@ -16,7 +16,9 @@
 // orientation needs 32: their LDS.128 took a third of the shared-memory wavefronts); or 64 tokens
 // × 256 features (grouped only: an expert's rows average 48 at 2048-token chunks, so half the
 // 128-token tile would be padding), both consumers on the same 64 tokens, consumer g owns features
-// 128g..128g+127 with X as A and W as B, each decoded feature row serving 64 tokens.
+// 128g..128g+127 with X as A and W as B, each decoded feature row serving 64 tokens; or 16 tokens
+// × 256 features (grouped only, groups of few rows: gemm_wgmma_narrow.cuh has its consumers; the
+// 64-token tile's producers).
 //
 // Warp-specialised (ninth version): producer warpgroups (one on the 128-token tile, two on the
 // 64-token one) make W, the last two warpgroups consume, through a
