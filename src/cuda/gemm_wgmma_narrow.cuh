@@ -79,7 +79,7 @@ __device__ __forceinline__ void narrow_consumer(const GemmLaunch& p, const Wgmma
 #pragma unroll
       for (int s = 0; s < 2; ++s) {
         const uint32_t k_units = static_cast<uint32_t>((2 * h + s) * 2);
-        wgmma_m64n32k16_f16(tmp[i], w_desc + i * 512 + k_units, x_desc + k_units, s > 0);
+        wgmma_m64n32k16_f16<false>(tmp[i], w_desc + i * 512 + k_units, x_desc + k_units, s > 0);
       }
     }
     wgmma_commit();

@@ -372,7 +372,7 @@ __global__ void __launch_bounds__(kThreads, 2) partial_kernel(AttentionArgs a, P
       const uint64_t a_off = ((k >> 2) * kHalfTile * 2 + (k & 3) * 32) / 16, b_off = k * 16 * kSlab * 2 / 16;
       return SplitDescs{ph + a_off, pl + a_off, vh + b_off, vh + kRowsLoDesc + b_off};
     };
-    const auto mma = [](float (&d)[16], uint64_t x, uint64_t y, bool acc) { wgmma_m64n32k16_f16_tb(d, x, y, acc); };
+    const auto mma = [](float (&d)[16], uint64_t x, uint64_t y, bool acc) { wgmma_m64n32k16_f16<true>(d, x, y, acc); };
     constexpr int kShort = kTile / 16, kLong = kRows / 16;
     if (exact(d0)) {
       if (nr > kTile) wgmma_split_chain<kLong, true, false>(c, descs, mma);

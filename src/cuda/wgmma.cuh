@@ -82,28 +82,19 @@ __device__ __forceinline__ void wgmma_m64n64k16_f16(float (&d)[32], uint64_t a, 
       : "l"(a), "l"(b), "r"(static_cast<int>(accumulate)));
 }
 
-// The same with B 32 × 16 K-major (the narrow GEMM tile's hi and lo rows, gemm_wgmma_narrow.cuh):
-// thread t holds d[4j + c] = D[16·(t / 32) + (t % 32) / 4 + 8·(c / 2)][8j + 2·(t % 4) + c % 2], j < 4.
+// d = A·B (+ d when accumulate): A 64 × 16 K-major as above, B of 32 columns: kTransposeB false,
+// 32 × 16 K-major (the narrow GEMM tile's hi and lo rows, gemm_wgmma_narrow.cuh); true, 16 × 32
+// stored N-major (each k's 32 values contiguous, rows of 128 bytes in the 128-byte swizzle, the
+// transpose bit set: the prefill attention's P·V, whose value rows are dims-contiguous). Thread t
+// holds d[4j + c] = D[16·(t / 32) + (t % 32) / 4 + 8·(c / 2)][8j + 2·(t % 4) + c % 2], j < 4.
+template <bool kTransposeB>
 __device__ __forceinline__ void wgmma_m64n32k16_f16(float (&d)[16], uint64_t a, uint64_t b, bool accumulate) {
   asm volatile(
       "{\n.reg .pred p;\nsetp.ne.b32 p, %18, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n32k16.f32.f16.f16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15}, %16, %17, p, 1, 1, 0, 0;\n}\n"
+      "wgmma.mma_async.sync.aligned.m64n32k16.f32.f16.f16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15}, %16, %17, p, 1, 1, 0, %19;\n}\n"
       : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
         "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])
-      : "l"(a), "l"(b), "r"(static_cast<int>(accumulate)));
-}
-
-// d = A·B (+ d when accumulate): A 64 × 16 K-major as above, B 16 × 32 stored N-major (each k's
-// 32 values contiguous, rows of 128 bytes in the 128-byte swizzle, the transpose bit set): the
-// prefill attention's P·V, whose value rows are dims-contiguous. Thread t holds d[4j + c] =
-// D[16·(t / 32) + (t % 32) / 4 + 8·(c / 2)][8j + 2·(t % 4) + c % 2], j < 4.
-__device__ __forceinline__ void wgmma_m64n32k16_f16_tb(float (&d)[16], uint64_t a, uint64_t b, bool accumulate) {
-  asm volatile(
-      "{\n.reg .pred p;\nsetp.ne.b32 p, %18, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n32k16.f32.f16.f16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15}, %16, %17, p, 1, 1, 0, 1;\n}\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
-        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])
-      : "l"(a), "l"(b), "r"(static_cast<int>(accumulate)));
+      : "l"(a), "l"(b), "r"(static_cast<int>(accumulate)), "n"(kTransposeB ? 1 : 0));
 }
 
 // One zero-started chain of split-operand products (f16_split.cuh) over kSteps k16 steps, issued as
