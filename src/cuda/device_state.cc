@@ -177,10 +177,7 @@ uint64_t DeviceState::lay_out(uint8_t* base) {
 
 DeviceState::Footprint DeviceState::footprint(const DeviceModel& model, int64_t n_ctx, int max_chunk,
                                               bool tensor_core) {
-  DeviceState s(model);
-  s.n_ctx_ = n_ctx;
-  s.max_chunk_ = max_chunk;
-  s.tensor_core_ = tensor_core;
+  DeviceState s(model, n_ctx, max_chunk, tensor_core);
   const uint64_t bytes = s.lay_out(nullptr);
   return {bytes, s.checkpoint_bytes_};
 }
@@ -189,10 +186,7 @@ Result<std::unique_ptr<DeviceState>> DeviceState::create(const DeviceModel& mode
                                                          bool tensor_core, cudaStream_t stream) {
   if (n_ctx < 1 || max_chunk < 1) return make_error("cuda state: context and chunk must be positive");
   if (n_ctx > (int64_t{1} << 30)) return make_error("cuda state: context of " + std::to_string(n_ctx) + " too large");
-  std::unique_ptr<DeviceState> s(new DeviceState(model));
-  s->n_ctx_ = n_ctx;
-  s->max_chunk_ = max_chunk;
-  s->tensor_core_ = tensor_core;
+  std::unique_ptr<DeviceState> s(new DeviceState(model, n_ctx, max_chunk, tensor_core));
   const uint64_t bytes = s->lay_out(nullptr);
   DSV4_TRY(s->arena_.allocate(bytes, "a session of " + std::to_string(n_ctx) + " tokens"));
   s->lay_out(s->arena_.base());

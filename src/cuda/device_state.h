@@ -159,13 +159,14 @@ class DeviceState {
   Status upload(const cpu::State& in, cudaStream_t stream);
 
  private:
-  DeviceState(const DeviceModel& m) : model_(m) {}
+  DeviceState(const DeviceModel& m, int64_t n_ctx, int max_chunk, bool tensor_core)
+      : model_(m), n_ctx_(n_ctx), max_chunk_(max_chunk), tensor_core_(tensor_core) {}
   uint64_t lay_out(uint8_t* base);
 
   const DeviceModel& model_;
-  int64_t n_ctx_ = 0;
-  int max_chunk_ = 1;
-  bool tensor_core_ = false;
+  int64_t n_ctx_;
+  int max_chunk_;
+  bool tensor_core_;
   uint64_t checkpoint_bytes_ = 0;
   DeviceArena arena_;
 };

@@ -84,19 +84,23 @@ __device__ __forceinline__ void narrow_consumer(const GemmLaunch& p, const Wgmma
     }
     wgmma_commit();
   };
-  // acc += scale·(tmp_hi + tmp_lo); a thread's rows are features 16·warp4 + lane / 4 + 8·(c / 2)
-  // of each fragment: two scales a fragment.
-  auto scale_add = [&](const float (&tmp)[2][16], const float (&d)[2][2]) {
+  // Each accumulator acc[i][4j + c]: fragment i, hi pair j < 2, element c (feature row
+  // 16·warp4 + lane / 4 + 8·(c / 2) of the fragment, token 8j + 2q + c % 2).
+  auto each_acc = [](auto&& body) {
 #pragma unroll
     for (int i = 0; i < 2; ++i) {
 #pragma unroll
       for (int j = 0; j < 2; ++j) {
 #pragma unroll
-        for (int c = 0; c < 4; ++c) {
-          acc[i][4 * j + c] = fmaf(d[i][c >> 1], tmp[i][4 * j + c] + tmp[i][4 * (j + 2) + c], acc[i][4 * j + c]);
-        }
+        for (int c = 0; c < 4; ++c) body(i, j, c);
       }
     }
+  };
+  // acc += scale·(tmp_hi + tmp_lo): two scales a fragment.
+  auto scale_add = [&](const float (&tmp)[2][16], const float (&d)[2][2]) {
+    each_acc([&](int i, int j, int c) {
+      acc[i][4 * j + c] = fmaf(d[i][c >> 1], tmp[i][4 * j + c] + tmp[i][4 * (j + 2) + c], acc[i][4 * j + c]);
+    });
   };
 
   for (int t = 0; t < n_steps; ++t) {
@@ -140,19 +144,12 @@ __device__ __forceinline__ void narrow_consumer(const GemmLaunch& p, const Wgmma
     }
   }
 
-#pragma unroll
-  for (int i = 0; i < 2; ++i) {
-#pragma unroll
-    for (int j = 0; j < 2; ++j) {
-#pragma unroll
-      for (int c = 0; c < 4; ++c) {
-        const int f = f0 + wg_f + 64 * i + 16 * warp4 + (lane >> 2) + 8 * (c >> 1), k = 2 * j + (c & 1);
-        if (row0 + 8 * j + 2 * q + (c & 1) < tile_end && f < p.n_out) {
-          p.y[static_cast<int64_t>(rec_out[k]) * p.y_stride + f] = acc[i][4 * j + c] * rec_scale[k];
-        }
-      }
+  each_acc([&](int i, int j, int c) {
+    const int f = f0 + wg_f + 64 * i + 16 * warp4 + (lane >> 2) + 8 * (c >> 1), k = 2 * j + (c & 1);
+    if (row0 + 8 * j + 2 * q + (c & 1) < tile_end && f < p.n_out) {
+      p.y[static_cast<int64_t>(rec_out[k]) * p.y_stride + f] = acc[i][4 * j + c] * rec_scale[k];
     }
-  }
+  });
 }
 
 }  // namespace dsv4::cuda::detail
