@@ -200,6 +200,7 @@ const char* tile_name(GemmTile tile) {
          : tile == GemmTile::kWgmma64 ? "wgmma64"
          : tile == GemmTile::kWgmmaTails ? "wgmma+64"
          : tile == GemmTile::kWgmmaNarrow ? "wgmma16"
+         : tile == GemmTile::kWgmmaNarrowPair ? "wgmma16+64"
                                       : "auto";
 }
 
@@ -452,16 +453,28 @@ int main(int argc, char** argv) {
     b.moe("MoE down (q2)", TensorType::Q2_K, 2048, 4096, n, false, {GemmTile::kWgmma});
     return 0;
   }
-  // The routed experts of short chunks (follow-up turns: ≈ 3 and 12 rows an expert), every tile.
+  // The routed experts of short chunks (follow-up turns: ≈ 3, 12, 15 and 24 rows an expert), every
+  // tile; then gate/up's short-chunk wgmma tiles at 3..24 rows an expert, uniform and with uneven
+  // routing (zipf 0.5 and 1).
   if (argc > 1 && std::strcmp(argv[1], "--moe-short") == 0) {
-    for (const int64_t n : {int64_t{128}, int64_t{512}, int64_t{640}}) {
+    const std::vector<GemmTile> wgmma_short = {GemmTile::kWgmma64, GemmTile::kWgmmaNarrow, GemmTile::kWgmmaNarrowPair};
+    for (const int64_t n : {int64_t{128}, int64_t{512}, int64_t{640}, int64_t{1024}}) {
       b.split = true;
       b.int8 = false;
       b.moe("MoE gate+up fused (q2)", TensorType::IQ2_XXS, 4096, 4096, n, true,
-            {GemmTile::kSmall, GemmTile::kLarge, GemmTile::kWgmma64, GemmTile::kWgmmaNarrow});
+            {GemmTile::kSmall, GemmTile::kLarge, GemmTile::kWgmma64, GemmTile::kWgmmaNarrow,
+             GemmTile::kWgmmaNarrowPair});
       b.split = false;
       b.int8 = true;
       b.moe("MoE down (q2)", TensorType::Q2_K, 2048, 4096, n, false, {GemmTile::kSmall, GemmTile::kWgmma});
+    }
+    b.split = true;
+    b.int8 = false;
+    for (const double zipf : {0.0, 0.5, 1.0}) {
+      for (const int64_t n : {int64_t{128}, int64_t{256}, int64_t{384}, int64_t{512}, int64_t{1024}}) {
+        const char* name = zipf == 0 ? "MoE gate+up, uniform" : zipf == 0.5 ? "MoE gate+up, zipf 0.5" : "MoE gate+up, zipf 1";
+        b.moe(name, TensorType::IQ2_XXS, 4096, 4096, n, true, wgmma_short, zipf);
+      }
     }
     return 0;
   }

@@ -69,14 +69,6 @@ Result<bool> pick_large(GemmTile tile, TensorType type, int64_t n_out, int64_t n
   return (n_out + large.features - 1) / large.features * ((n_rows + large.rows - 1) / large.rows) >= device_info().sms;
 }
 
-// Below this average of rows per group kAuto takes the wgmma kernel's 64-token tile, from it on
-// the 128-token one (docs/PERF.md, session 10, "a 64-token wgmma tile"): measured on an H100, a
-// 64-token CTA costs ×1.165 a 128-token one, so with binomial group sizes (uniform routing) the
-// tiles break even near 69 rows per group (48: the 64-token tile ×0.60 the time, 72 and 96: ×1.06
-// and ×1.16). Chunks are at most 4096 tokens (96 rows per group), so the region above 128 rows per
-// group, where the 64-token tile wins again, is not reached.
-constexpr int64_t kWgmma64Below = 68;
-
 // What both wgmma kernels need of a call: weight rows of a multiple of 16 bytes (their weight
 // stages come by TMA) and x rows · x_stride < 2^31 (32-bit element offsets).
 bool wgmma_operands_fit(int64_t row_bytes, int64_t x_rows, int64_t x_stride) {
@@ -92,7 +84,9 @@ bool wgmma_operands_fit(int64_t row_bytes, int64_t x_rows, int64_t x_stride) {
 // addresses X rows with 32-bit element offsets: x_rows (the rows of x) · x_stride < 2^31; its
 // weight stages come by TMA, whose rows must be multiples of 16 bytes (Q8_0: n_in a multiple of
 // 256; F16: of 8; IQ2_XXS: of 2048). Grouped calls averaging under kWgmmaNarrowBelow rows per group
-// take the 16-token tile at any row count.
+// take a wgmma tile at any row count: the 16-token one alone under kWgmmaNarrowPairFrom, else its
+// pair with the 64-token one (returned as kWgmma64: grouped_gemm adds the partner launch), which
+// also takes the calls of 512 rows or more below kWgmma64Below.
 // Otherwise an mma.sync tile (pick_large). n_groups is 0 for gemm().
 Result<detail::GemmKernelTile> pick_tile(GemmTile tile, TensorType type, int64_t row_bytes, int64_t n_out, int64_t n,
                                          int64_t x_rows, int64_t x_stride, bool split, int64_t n_groups) {
@@ -102,16 +96,18 @@ Result<detail::GemmKernelTile> pick_tile(GemmTile tile, TensorType type, int64_t
       type == TensorType::Q8_0 || (!grouped && type == TensorType::F16) || (grouped && type == TensorType::IQ2_XXS);
   const bool takes = split && type_ok && wgmma_operands_fit(row_bytes, x_rows, x_stride);
   if (tile == GemmTile::kWgmma || tile == GemmTile::kWgmma64 || tile == GemmTile::kWgmmaTails ||
-      tile == GemmTile::kWgmmaNarrow) {
+      tile == GemmTile::kWgmmaNarrow || tile == GemmTile::kWgmmaNarrowPair) {
     if (!takes || (tile != GemmTile::kWgmma && !grouped)) {
       return make_error("the wgmma tiles take split mode with Q8_0 weights (gemm: also F16; grouped_gemm: also "
                         "IQ2_XXS), weight rows of a multiple of 16 bytes, x rows · x_stride < 2^31; the "
-                        "64-token and 16-token tiles and the tails pair grouped_gemm only");
+                        "64-token and 16-token tiles and the pairs grouped_gemm only");
     }
-    return tile == GemmTile::kWgmma64 ? T::kWgmma64 : tile == GemmTile::kWgmmaNarrow ? T::kWgmmaNarrow : T::kWgmma;
+    return tile == GemmTile::kWgmma64 || tile == GemmTile::kWgmmaNarrowPair ? T::kWgmma64
+           : tile == GemmTile::kWgmmaNarrow                                 ? T::kWgmmaNarrow
+                                                                            : T::kWgmma;
   }
   if (tile == GemmTile::kAuto && takes && grouped && n < kWgmmaNarrowBelow * n_groups && device_info().major == 9) {
-    return T::kWgmmaNarrow;
+    return n < kWgmmaNarrowPairFrom * n_groups ? T::kWgmmaNarrow : T::kWgmma64;
   }
   if (tile == GemmTile::kAuto && takes && n >= 512 && device_info().major == 9) {
     return !grouped || n >= kWgmma64Below * n_groups ? T::kWgmma : T::kWgmma64;
@@ -128,8 +124,9 @@ Result<detail::GemmKernelTile> pick_tile(GemmTile tile, TensorType type, int64_t
 Result<detail::GemmKernelTile> pick_int8_tile(GemmTile tile, int64_t row_bytes, int64_t x_rows, int64_t x_stride) {
   using T = detail::GemmKernelTile;
   const bool takes = wgmma_operands_fit(row_bytes, x_rows, x_stride);
-  if (tile == GemmTile::kWgmma64 || tile == GemmTile::kWgmmaTails) {
-    return make_error("int8 mode has no 64 × 256 wgmma tile (nor the tails pair)");
+  if (tile == GemmTile::kWgmma64 || tile == GemmTile::kWgmmaTails || tile == GemmTile::kWgmmaNarrow ||
+      tile == GemmTile::kWgmmaNarrowPair) {
+    return make_error("int8 mode has no 64 × 256 wgmma tile, no 16 × 256 one, nor the pairs");
   }
   if (tile == GemmTile::kWgmma) {
     if (!takes) {
@@ -315,14 +312,16 @@ Status grouped_gemm(const GroupedGemm& g, cudaStream_t stream, GemmTile tile) {
   l.x_plane = x_count * g.x_stride;
   l.x_records = g.x_records;
   l.tile = *kernel_tile;
-  // The 128-token tile paired with the 64-token one for the groups' short tails (GemmTile::kWgmmaTails).
-  const bool tails = !int8 && l.tile == detail::GemmKernelTile::kWgmma &&
-                     (tile == GemmTile::kWgmmaTails || tile == GemmTile::kAuto);
-  l.tails = tails ? detail::GemmTails::kSkipShort : detail::GemmTails::kAll;
+  // The 128-token tile paired with the 64-token one for the groups' short tails (GemmTile::kWgmmaTails),
+  // the 64-token tile with the 16-token one for the groups of few rows (GemmTile::kWgmmaNarrowPair).
+  const bool paired = tile == GemmTile::kAuto || tile == GemmTile::kWgmmaTails || tile == GemmTile::kWgmmaNarrowPair;
+  const bool tails = !int8 && paired && l.tile == detail::GemmKernelTile::kWgmma;
+  const bool few = !int8 && paired && l.tile == detail::GemmKernelTile::kWgmma64;
+  l.tails = tails ? detail::GemmTails::kSkipShort : few ? detail::GemmTails::kSkipFew : detail::GemmTails::kAll;
   if (Status s = launch(l, stream); !s.ok()) return fail(s);
-  if (tails) {
-    l.tile = detail::GemmKernelTile::kWgmma64;
-    l.tails = detail::GemmTails::kOnlyShort;
+  if (tails || few) {
+    l.tile = tails ? detail::GemmKernelTile::kWgmma64 : detail::GemmKernelTile::kWgmmaNarrow;
+    l.tails = tails ? detail::GemmTails::kOnlyShort : detail::GemmTails::kOnlyFew;
     if (Status s = launch(l, stream); !s.ok()) return fail(s);
   }
   return Status::ok_status();

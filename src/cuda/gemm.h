@@ -76,7 +76,8 @@ enum class GemmTile {
   // Split mode, Hopper: wgmma (128 tokens × 128 features per CTA; cuda/gemm_wgmma.cu), the
   // split's numbers and bound. Q8_0 weights in gemm() and grouped_gemm(), F16 weights in gemm(),
   // IQ2_XXS weights in grouped_gemm(). kAuto picks it there on compute capability 9 from 512 rows
-  // on (grouped: from an average of 68 rows per group, below which kWgmma64; from it kWgmmaTails).
+  // on (grouped: from an average of 68 rows per group, below which kWgmmaNarrowPair; from it
+  // kWgmmaTails).
   kWgmma,
   // The same kernel on 64 tokens × 256 features per CTA (each expert's weights decoded once per
   // 64 tokens; less padding where groups are small or uneven), grouped_gemm() only; the same bits.
@@ -87,11 +88,28 @@ enum class GemmTile {
   kWgmmaTails,
   // grouped_gemm() only: 16 tokens × 256 features per CTA (cuda/gemm_wgmma_narrow.cuh), for groups
   // of few rows: x_hi and x_lo one n32 operand, so each weight is read by the tensor cores once;
-  // the split's bound, other bits than the other tiles. kAuto takes it below an average of
-  // kWgmmaNarrowBelow rows per group (short chunks), at any row count.
+  // the split's bound, other bits than the other tiles. kAuto takes it for grouped calls averaging
+  // under kWgmmaNarrowPairFrom rows per group, at any row count.
   kWgmmaNarrow,
+  // grouped_gemm() only: kWgmmaNarrow for the groups of 1..16 rows (one CTA row each), kWgmma64
+  // for the larger ones (two launches); each group has the bits of its tile. A group of 16 rows or
+  // fewer costs one 16-token CTA, ≈ 0.7 of a 64-token one, one of 17..64 rows two to four of them
+  // or one 64-token CTA. kAuto takes it for grouped calls averaging from kWgmmaNarrowPairFrom to
+  // under kWgmmaNarrowBelow rows per group at any row count, and from 512 rows below kWgmma64Below
+  // (where it took kWgmma64 alone). Below kWgmmaNarrowPairFrom few groups pass 16 rows, and their
+  // 64-token launch is a partial wave that costs more than the 16-token CTAs it saves
+  // (docs/PERF.md, session 24).
+  kWgmmaNarrowPair,
 };
-inline constexpr int64_t kWgmmaNarrowBelow = 16;
+inline constexpr int64_t kWgmmaNarrowPairFrom = 8, kWgmmaNarrowBelow = 16;
+
+// Below this average of rows per group kAuto takes the 64-token wgmma tile (paired with the
+// 16-token one: kWgmmaNarrowPair), from it on the 128-token one (paired with the 64-token one for
+// short tails: kWgmmaTails). docs/PERF.md, session 10, "a 64-token wgmma tile": measured on an
+// H100, a 64-token CTA costs ×1.165 a 128-token one, so with binomial group sizes (uniform
+// routing) the tiles break even near 69 rows per group (48: the 64-token tile ×0.60 the time, 72
+// and 96: ×1.06 and ×1.16).
+inline constexpr int64_t kWgmma64Below = 68;
 
 // Whether gemm()/grouped_gemm() take weights of this type and row length (n_in), in f16 mode and in
 // split mode; gemm_int8_supports: grouped_gemm's int8 mode (below).

@@ -224,7 +224,8 @@ __device__ __forceinline__ int gemm_y_row(const GemmLaunch& p, int r) {
 // *expert. False (for every thread alike) when the slot has no tile or the expert id is invalid.
 // p.tails: kSkipShort leaves out a group's last tile where it holds at most bt / 2 rows;
 // kOnlyShort takes just those rows, at most bt of them, as the group's one tile (bt: half the tile
-// of its kSkipShort partner).
+// of its kSkipShort partner); kSkipFew leaves out the groups of at most kFewRows rows, kOnlyFew
+// takes only those, as one tile each (bt = kFewRows).
 __device__ __forceinline__ bool gemm_find_tile(const GemmLaunch& p, int slot, int bt, int* row0,
                                                int* row_end, int* expert) {
   if (p.offsets == nullptr) {
@@ -251,6 +252,8 @@ __device__ __forceinline__ bool gemm_find_tile(const GemmLaunch& p, int slot, in
           lo = hi - tail;
           break;
         }
+        case GemmTails::kSkipFew: tiles = rows > kFewRows ? (rows + bt - 1) / bt : 0; break;
+        case GemmTails::kOnlyFew: tiles = rows > 0 && rows <= kFewRows ? 1 : 0; break;
       }
     }
     const int incl = warp_inclusive_scan(tiles, lane);  // over the warp's groups

@@ -23,8 +23,11 @@ inline bool is_wgmma(GemmKernelTile t) {
 
 // Which of a group's row tiles a grouped launch runs (gemm_find_tile): all of them; all but a last
 // tile of at most half a tile (the 128-token wgmma tile of GemmTile::kWgmmaTails); or only those
-// last tiles, as one tile of half the rows (its 64-token partner launch).
-enum class GemmTails : uint8_t { kAll, kSkipShort, kOnlyShort };
+// last tiles, as one tile of half the rows (its 64-token partner launch); every tile of the groups
+// of more than kFewRows rows (the 64-token tile of GemmTile::kWgmmaNarrowPair); or the groups of
+// 1..kFewRows rows, one tile each (its 16-token partner).
+enum class GemmTails : uint8_t { kAll, kSkipShort, kOnlyShort, kSkipFew, kOnlyFew };
+inline constexpr int kFewRows = 16;  // the rows of the 16-token wgmma tile
 
 struct GemmLaunch {
   gguf::TensorType type;

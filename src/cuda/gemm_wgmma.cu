@@ -47,6 +47,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <type_traits>
 
@@ -487,10 +488,14 @@ cudaError_t launch_wgmma(const GemmLaunch& l, cudaStream_t stream) {
   }
   if (e != cudaSuccess) return e;
   // Grouped: each group adds at most one partial tile (gemm_kernel.cuh's grid); a group's short
-  // tail alone is one tile.
-  const int64_t slots = kGrouped && l.tails == GemmTails::kOnlyShort
-                            ? l.n_groups
-                            : (l.n_rows + kBT - 1) / kBT + (kGrouped ? l.n_groups : 0);
+  // tail alone is one tile; a group of few rows too, and at most n_rows / (kFewRows + 1) groups
+  // have more (the slots past the tiles are CTAs that leave at once, one an SM at a time).
+  const int64_t full = (l.n_rows + kBT - 1) / kBT;
+  const int64_t slots = !kGrouped                             ? full
+                        : l.tails == GemmTails::kOnlyShort    ? l.n_groups
+                        : l.tails == GemmTails::kOnlyFew      ? std::min(l.n_groups, l.n_rows)
+                        : l.tails == GemmTails::kSkipFew      ? full + std::min(l.n_groups, l.n_rows / (kFewRows + 1))
+                                                              : full + l.n_groups;
   if (slots > 65535) return cudaErrorInvalidConfiguration;
   CUtensorMap w_map;
   e = encode_byte_rows_map(&w_map, l.w, static_cast<uint64_t>(l.row_bytes), static_cast<uint64_t>(l.n_out),
@@ -501,6 +506,19 @@ cudaError_t launch_wgmma(const GemmLaunch& l, cudaStream_t stream) {
   return cudaGetLastError();
 }
 
+// The tails modes pair the 128-token tile (all but short tails) with the 64-token one (those),
+// and the 64-token tile (groups of more than kFewRows rows) with the 16-token one (the others).
+bool tails_fit(GemmKernelTile tile, GemmTails tails) {
+  switch (tails) {
+    case GemmTails::kAll: return true;
+    case GemmTails::kSkipShort: return tile == GemmKernelTile::kWgmma;
+    case GemmTails::kOnlyShort:
+    case GemmTails::kSkipFew: return tile == GemmKernelTile::kWgmma64;
+    case GemmTails::kOnlyFew: return tile == GemmKernelTile::kWgmmaNarrow;
+  }
+  return false;
+}
+
 }  // namespace
 
 cudaError_t launch_gemm_wgmma(const GemmLaunch& l, cudaStream_t stream) {
@@ -508,11 +526,7 @@ cudaError_t launch_gemm_wgmma(const GemmLaunch& l, cudaStream_t stream) {
   const bool grouped = l.offsets != nullptr;
   const bool tall = l.tile == GemmKernelTile::kWgmma, narrow = l.tile == GemmKernelTile::kWgmmaNarrow;
   if (!tall && ((l.tile != GemmKernelTile::kWgmma64 && !narrow) || !grouped)) return cudaErrorInvalidValue;
-  // The tails modes pair the 128-token tile (all but short tails) with the 64-token one (those).
-  if (l.tails != GemmTails::kAll &&
-      (!grouped || narrow || tall != (l.tails == GemmTails::kSkipShort))) {
-    return cudaErrorInvalidValue;
-  }
+  if (l.tails != GemmTails::kAll && (!grouped || !tails_fit(l.tile, l.tails))) return cudaErrorInvalidValue;
   switch (l.type) {
     case gguf::TensorType::Q8_0:
       if (!grouped) return launch_wgmma<CodesQ8_0, false>(l, stream);
@@ -530,6 +544,9 @@ cudaError_t launch_gemm_wgmma(const GemmLaunch& l, cudaStream_t stream) {
     default: return cudaErrorInvalidValue;
   }
 }
+
+static_assert(WgmmaGeometry<CodesQ8_0, kShapeNarrow>::kBT == kFewRows && WgmmaGeometry<CodesIQ2_XXS, kShapeNarrow>::kBT == kFewRows,
+              "GemmTails::kOnlyFew takes a group as one 16-token tile");
 
 int gemm_wgmma_tile_rows(GemmKernelTile tile) {
   return tile == GemmKernelTile::kWgmma     ? WgmmaGeometry<CodesQ8_0, kShapeTall>::kBT

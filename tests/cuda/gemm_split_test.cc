@@ -469,15 +469,19 @@ TEST(GemmInt8, RejectsWhatItDoesNotTake) {
   s = grouped_gemm(g, nullptr);
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.message().find("multiple of 16"), std::string::npos) << s.message();
-  // The wgmma kernel: rows of 84 bytes are not 16-byte multiples (TMA); no 64 × 256 tile.
+  // The wgmma kernel: rows of 84 bytes are not 16-byte multiples (TMA); no 64 × 256 or 16 × 256
+  // tile, nor a pair of them.
   g.x_stride = 256;
   s = grouped_gemm(g, nullptr, GemmTile::kWgmma);
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.message().find("int8 wgmma tile takes weight rows of a multiple of 16 bytes"), std::string::npos)
       << s.message();
-  s = grouped_gemm(g, nullptr, GemmTile::kWgmma64);
-  ASSERT_FALSE(s.ok());
-  EXPECT_NE(s.message().find("no 64 × 256 wgmma tile"), std::string::npos) << s.message();
+  for (const GemmTile tile :
+       {GemmTile::kWgmma64, GemmTile::kWgmmaTails, GemmTile::kWgmmaNarrow, GemmTile::kWgmmaNarrowPair}) {
+    s = grouped_gemm(g, nullptr, tile);
+    ASSERT_FALSE(s.ok());
+    EXPECT_NE(s.message().find("no 64 × 256 wgmma tile, no 16 × 256 one"), std::string::npos) << s.message();
+  }
 }
 
 }  // namespace

@@ -48,6 +48,8 @@ const char* tile_name(GemmTile t) {
     case GemmTile::kWgmma: return "wgmma";
     case GemmTile::kWgmma64: return "wgmma64";
     case GemmTile::kWgmmaTails: return "wgmma+64";
+    case GemmTile::kWgmmaNarrow: return "wgmma16";
+    case GemmTile::kWgmmaNarrowPair: return "wgmma16+64";
   }
   return "?";
 }

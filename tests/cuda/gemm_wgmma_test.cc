@@ -1,4 +1,5 @@
-// The wgmma split GEMM (GemmTile::kWgmma, kWgmma64 and the pair kWgmmaTails, cuda/gemm_wgmma.cu)
+// The wgmma split GEMM (GemmTile::kWgmma, kWgmma64, kWgmmaNarrow and the pairs kWgmmaTails and
+// kWgmmaNarrowPair, cuda/gemm_wgmma.cu)
 // against a double reference on fresh random inputs: f32 activations of mixed magnitudes inside a
 // row (the small elements live in x_lo), a row of zeros, a random power of two per row, converted
 // on the device by convert_f32_to_f16_split. Dense Q8_0: partial row and feature tiles, a single
@@ -220,13 +221,16 @@ TEST(GemmWgmma, GroupedOutputAMatchesDoubleReference) {
   }
 }
 
-// Routed-expert form through grouped_gemm on both wgmma tiles, each against the reference and
-// with the same bits (each output is the same sequence of MMAs and FFMAs in either tile), and
-// through kAuto, which takes one of them from 512 rows (the sizes below give 882..1732 rows for 20
-// groups: 44..87 per group on average, on either side of its rule at 68): group sizes drawn afresh —
+// Routed-expert form through grouped_gemm on every wgmma tile and pair, each against the reference;
+// the 128- and 64-token tiles and their pair with the same bits (each output is the same sequence
+// of MMAs and FFMAs in either tile), the 16-token tile with its own, and its pair with the 64-token
+// tile with the 16-token tile's bits in the groups of at most 16 rows and the others' elsewhere;
+// kAuto (the sizes below give 913..1509 rows for 20 groups: 46..75 per group on average, on either
+// side of its rule at kWgmma64Below) with the bits of the one it takes: group sizes drawn afresh —
 // ten empty, one of 1..20 rows, one below a 64-row tile, exactly one 64-row tile, one between 64
 // and 128, exactly one 128-row tile, one of 129..328 and one of 500..627 rows (several tiles of
-// either, the last partial), three of 1..128 — in random order over 7 experts, two
+// either, the last partial), exactly 16 and 17 rows (the pair's edge), one of 1..128 — in random
+// order over 7 experts, two
 // non-empty groups with out-of-range expert ids (7 and -1); n_rows stops 9 rows short of the last
 // offset (clamped: those rows write nothing). Sorted row r reads X row x_rows[r] (a random token)
 // with its row factor and writes output row y_rows[r] (a permutation), 428 features (a partial
@@ -240,8 +244,8 @@ void grouped_case(TensorType type) {
   const int n_expert = 7, n_tokens = 200;
   const int64_t m = 428, k = 2048, y_stride = 432;
   const auto draw = [&](int lo, int hi) { return lo + static_cast<int>(rng() % static_cast<uint64_t>(hi - lo + 1)); };
-  std::vector<int32_t> sizes = {0,   0, draw(1, 20), draw(1, 63), 64, draw(65, 127), 128, draw(129, 328),
-                                draw(500, 627)};
+  std::vector<int32_t> sizes = {0,   0,   draw(1, 20), draw(1, 63), 64, draw(65, 127), 128, draw(129, 328),
+                                draw(500, 627), 16, 17};
   while (sizes.size() < 12) sizes.push_back(draw(1, 128));
   sizes.resize(20, 0);
   std::shuffle(sizes.begin(), sizes.end(), rng);
@@ -278,16 +282,18 @@ void grouped_case(TensorType type) {
   const GroupedGemm g = split_grouped_gemm({type, dw.get(), k, m, n_expert}, static_cast<int>(sizes.size()), d_off,
                                            d_ge, n_rows, sx, d_xr, n_tokens, dy, y_stride, d_yr, total);
   // Each forced tile against the reference first (a wrong tile fails on its own numbers), then the
-  // same bits as kWgmma (but the 16-token tile: its hi and lo chains are summed apart); kAuto (the
-  // groups average ≈ 65 rows: not the 16-token tile) only the same bits.
-  std::vector<float> first;
+  // bits it should have: kWgmma's, the 16-token tile's own (its hi and lo chains are summed apart),
+  // and the pair's and kAuto's per group from those two.
+  std::vector<float> first, narrow;
+  const bool auto_pair = n_rows < kWgmma64Below * static_cast<int64_t>(sizes.size());
   for (const GemmTile tile : {GemmTile::kWgmma, GemmTile::kWgmma64, GemmTile::kWgmmaTails, GemmTile::kWgmmaNarrow,
-                              GemmTile::kAuto}) {
-    SCOPED_TRACE(tile == GemmTile::kWgmma          ? "kWgmma"
-                 : tile == GemmTile::kWgmma64      ? "kWgmma64"
-                 : tile == GemmTile::kWgmmaTails   ? "kWgmmaTails"
-                 : tile == GemmTile::kWgmmaNarrow  ? "kWgmmaNarrow"
-                                                   : "kAuto");
+                              GemmTile::kWgmmaNarrowPair, GemmTile::kAuto}) {
+    SCOPED_TRACE(tile == GemmTile::kWgmma              ? "kWgmma"
+                 : tile == GemmTile::kWgmma64          ? "kWgmma64"
+                 : tile == GemmTile::kWgmmaTails       ? "kWgmmaTails"
+                 : tile == GemmTile::kWgmmaNarrow      ? "kWgmmaNarrow"
+                 : tile == GemmTile::kWgmmaNarrowPair  ? "kWgmmaNarrowPair"
+                                                       : auto_pair ? "kAuto (the 16/64 pair)" : "kAuto (128/64)");
     CUDA_ASSERT(cudaMemset(dy.get(), 0xFF, dy.size()));
     STATUS_ASSERT(grouped_gemm(g, nullptr, tile));
     CUDA_ASSERT(cudaDeviceSynchronize());
@@ -320,9 +326,23 @@ void grouped_case(TensorType type) {
       first = y;
       continue;
     }
-    if (tile == GemmTile::kWgmmaNarrow) continue;
+    if (tile == GemmTile::kWgmmaNarrow) {
+      narrow = y;
+      continue;
+    }
+    // Output rows of the groups of 1..16 rows take the 16-token tile's bits in the pair.
+    std::vector<bool> few_row(static_cast<size_t>(total), false);
+    if (tile == GemmTile::kWgmmaNarrowPair || (tile == GemmTile::kAuto && auto_pair)) {
+      for (int gi = 0; gi < g.n_groups; ++gi) {
+        const GroupRows rows = group_rows(clamped, x_rows, y_rows, gi);
+        if (rows.out.size() > 16) continue;
+        for (const int64_t r : rows.out) few_row[static_cast<size_t>(r)] = true;
+      }
+    }
     for (size_t i = 0; i < y.size(); ++i) {
-      ASSERT_TRUE(same_bits(y[i], first[i])) << "differs from kWgmma at " << i;
+      const bool few = few_row[i / static_cast<size_t>(y_stride)];
+      ASSERT_TRUE(same_bits(y[i], few ? narrow[i] : first[i]))
+          << "differs from " << (few ? "kWgmmaNarrow" : "kWgmma") << " at " << i;
     }
   }
 }
@@ -341,7 +361,8 @@ TEST(GemmWgmma, RejectsWhatItDoesNotTake) {
   // the tails pair in gemm(), rows that are not a multiple of 16 bytes (TMA: Q8_0 n_in 64 is 68 bytes).
   EXPECT_FALSE(gemm(f16, dx.get<__half>(), 64, nullptr, 2, dy.get<float>(), 8, nullptr, GemmTile::kWgmma).ok());
   EXPECT_FALSE(gemm(q8, dx.get<__half>(), 64, nullptr, 2, dy.get<float>(), 8, nullptr, GemmTile::kWgmma).ok());
-  for (const GemmTile grouped_only : {GemmTile::kWgmma64, GemmTile::kWgmmaTails, GemmTile::kWgmmaNarrow}) {
+  for (const GemmTile grouped_only :
+       {GemmTile::kWgmma64, GemmTile::kWgmmaTails, GemmTile::kWgmmaNarrow, GemmTile::kWgmmaNarrowPair}) {
     const GemmWeights f16_256{TensorType::F16, dw.get(), 256, 8, 1};  // a dense call the 128-token tile takes
     EXPECT_TRUE(gemm(f16_256, dx.get<__half>(), 256, nullptr, 2, dy.get<float>(), 8, nullptr, GemmTile::kWgmma,
                      dx.get<__half>() + 1024)
@@ -368,7 +389,8 @@ TEST(GemmWgmma, RejectsWhatItDoesNotTake) {
   g.x_stride = 2048;
   g.y = dy.get<float>();
   g.y_stride = 8;
-  for (const GemmTile tile : {GemmTile::kWgmma, GemmTile::kWgmma64, GemmTile::kWgmmaNarrow}) {
+  for (const GemmTile tile :
+       {GemmTile::kWgmma, GemmTile::kWgmma64, GemmTile::kWgmmaNarrow, GemmTile::kWgmmaNarrowPair}) {
     g.w = iq2;
     g.x_stride = 2048;
     STATUS_ASSERT(grouped_gemm(g, nullptr, tile));
