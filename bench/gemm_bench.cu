@@ -453,6 +453,25 @@ int main(int argc, char** argv) {
     b.moe("MoE down (q2)", TensorType::Q2_K, 2048, 4096, n, false, {GemmTile::kWgmma});
     return 0;
   }
+  // One routed-expert launch kind at one chunk length (uniform routing), for ncu: gate/up on one
+  // split tile (wgmma, wgmma64, wgmma16, wgmma+64, wgmma16+64) or the int8 down projection (down).
+  if (argc > 3 && std::strcmp(argv[1], "--moe-one") == 0) {
+    const int64_t n = std::atoll(argv[2]);
+    if (std::strcmp(argv[3], "down") == 0) {
+      b.int8 = true;
+      b.moe("MoE down (q2)", TensorType::Q2_K, 2048, 4096, n, false, {GemmTile::kWgmma});
+      return 0;
+    }
+    for (const GemmTile tile : {GemmTile::kWgmma, GemmTile::kWgmma64, GemmTile::kWgmmaNarrow, GemmTile::kWgmmaTails,
+                                GemmTile::kWgmmaNarrowPair}) {
+      if (std::strcmp(argv[3], tile_name(tile)) != 0) continue;
+      b.split = true;
+      b.moe("MoE gate+up fused (q2)", TensorType::IQ2_XXS, 4096, 4096, n, true, {tile});
+      return 0;
+    }
+    std::fprintf(stderr, "--moe-one N TILE: TILE is wgmma, wgmma64, wgmma16, wgmma+64, wgmma16+64 or down\n");
+    return 1;
+  }
   // The routed experts of short chunks (follow-up turns: ≈ 3, 12, 15 and 24 rows an expert), every
   // tile; then gate/up's short-chunk wgmma tiles at 3..24 rows an expert, uniform and with uneven
   // routing (zipf 0.5 and 1).
@@ -472,7 +491,9 @@ int main(int argc, char** argv) {
     b.int8 = false;
     for (const double zipf : {0.0, 0.5, 1.0}) {
       for (const int64_t n : {int64_t{128}, int64_t{256}, int64_t{384}, int64_t{512}, int64_t{1024}}) {
-        const char* name = zipf == 0 ? "MoE gate+up, uniform" : zipf == 0.5 ? "MoE gate+up, zipf 0.5" : "MoE gate+up, zipf 1";
+        const char* name = zipf == 0     ? "MoE gate+up, uniform"
+                           : zipf == 0.5 ? "MoE gate+up, zipf 0.5"
+                                         : "MoE gate+up, zipf 1";
         b.moe(name, TensorType::IQ2_XXS, 4096, 4096, n, true, wgmma_short, zipf);
       }
     }

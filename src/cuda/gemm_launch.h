@@ -5,6 +5,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime_api.h>
 
+#include <algorithm>
 #include <cstdint>
 
 #include "gguf/types.h"
@@ -83,7 +84,24 @@ int gemm_wgmma_int8_tile_rows();
 // only): Q8_0 dense or grouped, IQ2_XXS grouped; x row offsets in 32 bits; weight rows (and slabs)
 // of a multiple of 16 bytes.
 cudaError_t launch_gemm_wgmma(const GemmLaunch& l, cudaStream_t stream);
+// The 16-token tile for IQ2_XXS weights (gemm_wgmma_narrow_regs.cu, which launch_gemm_wgmma calls):
+// grouped, split mode, l.tails kAll or kOnlyFew.
+cudaError_t launch_gemm_narrow_regs(const GemmLaunch& l, cudaStream_t stream);
 int gemm_wgmma_tile_rows(GemmKernelTile tile);  // a wgmma tile
+
+// CTA rows of a grouped launch of bt-row tiles: each group adds at most one partial tile
+// (gemm_kernel.cuh's grid); a group's short tail alone is one tile; a group of few rows too, and
+// at most n_rows / (kFewRows + 1) groups have more (the slots past the tiles are CTAs that leave at
+// once, one an SM at a time).
+inline int64_t gemm_grouped_slots(const GemmLaunch& l, int bt) {
+  const int64_t full = (int64_t{l.n_rows} + bt - 1) / bt;
+  switch (l.tails) {
+    case GemmTails::kOnlyShort: return l.n_groups;
+    case GemmTails::kOnlyFew: return std::min(l.n_groups, l.n_rows);
+    case GemmTails::kSkipFew: return full + std::min(l.n_groups, l.n_rows / (kFewRows + 1));
+    default: return full + l.n_groups;
+  }
+}
 
 // Rows of one CTA of the kernel a launch of `tile` runs (split mode, or int8 mode, or f16 mode).
 inline int gemm_tile_rows(GemmKernelTile tile, bool split, bool int8) {

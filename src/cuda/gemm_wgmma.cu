@@ -18,7 +18,8 @@
 // 128-token tile would be padding), both consumers on the same 64 tokens, consumer g owns features
 // 128g..128g+127 with X as A and W as B, each decoded feature row serving 64 tokens; or 16 tokens
 // × 256 features (grouped only, groups of few rows: gemm_wgmma_narrow.cuh has its consumers; the
-// 64-token tile's producers).
+// 64-token tile's producers), for Q8_0 weights (out_a's groups of few tokens): IQ2_XXS weights take
+// gemm_wgmma_narrow_regs.cu's kernel on that tile.
 //
 // Warp-specialised (ninth version): producer warpgroups (one on the 128-token tile, two on the
 // 64-token one) make W, the last two warpgroups consume, through a
@@ -47,7 +48,6 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
-#include <algorithm>
 #include <cstdint>
 #include <type_traits>
 
@@ -487,15 +487,7 @@ cudaError_t launch_wgmma(const GemmLaunch& l, cudaStream_t stream) {
     });
   }
   if (e != cudaSuccess) return e;
-  // Grouped: each group adds at most one partial tile (gemm_kernel.cuh's grid); a group's short
-  // tail alone is one tile; a group of few rows too, and at most n_rows / (kFewRows + 1) groups
-  // have more (the slots past the tiles are CTAs that leave at once, one an SM at a time).
-  const int64_t full = (l.n_rows + kBT - 1) / kBT;
-  const int64_t slots = !kGrouped                             ? full
-                        : l.tails == GemmTails::kOnlyShort    ? l.n_groups
-                        : l.tails == GemmTails::kOnlyFew      ? std::min(l.n_groups, l.n_rows)
-                        : l.tails == GemmTails::kSkipFew      ? full + std::min(l.n_groups, l.n_rows / (kFewRows + 1))
-                                                              : full + l.n_groups;
+  const int64_t slots = kGrouped ? gemm_grouped_slots(l, kBT) : (l.n_rows + kBT - 1) / kBT;
   if (slots > 65535) return cudaErrorInvalidConfiguration;
   CUtensorMap w_map;
   e = encode_byte_rows_map(&w_map, l.w, static_cast<uint64_t>(l.row_bytes), static_cast<uint64_t>(l.n_out),
@@ -539,13 +531,13 @@ cudaError_t launch_gemm_wgmma(const GemmLaunch& l, cudaStream_t stream) {
     case gguf::TensorType::IQ2_XXS:
       if (!grouped) return cudaErrorInvalidValue;
       return tall     ? launch_wgmma<CodesIQ2_XXS, true>(l, stream)
-             : narrow ? launch_wgmma<CodesIQ2_XXS, true, kShapeNarrow>(l, stream)
+             : narrow ? launch_gemm_narrow_regs(l, stream)
                       : launch_wgmma<CodesIQ2_XXS, true, kShapeWide>(l, stream);
     default: return cudaErrorInvalidValue;
   }
 }
 
-static_assert(WgmmaGeometry<CodesQ8_0, kShapeNarrow>::kBT == kFewRows && WgmmaGeometry<CodesIQ2_XXS, kShapeNarrow>::kBT == kFewRows,
+static_assert(WgmmaGeometry<CodesQ8_0, kShapeNarrow>::kBT == kFewRows,
               "GemmTails::kOnlyFew takes a group as one 16-token tile");
 
 int gemm_wgmma_tile_rows(GemmKernelTile tile) {

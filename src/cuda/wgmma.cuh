@@ -1,7 +1,8 @@
 // Hopper wgmma primitives for the prefill kernels (sm_90a): shared-memory matrix descriptors for
 // 128-byte-swizzled tiles, the warpgroup and proxy fences, m64n128k16, m64n64k16 and m64n32k16 (B
-// K-major or transposed) with f16 operands and f32 accumulators, a chain of split-operand products over
-// them, and m64n64k32 with s8 operands (A from registers) and s32 accumulators. The tiles are the
+// K-major or transposed; also with A from registers) with f16 operands and f32 accumulators, a chain
+// of split-operand products over them, and m64n64k32 with s8 operands (A from registers) and s32
+// accumulators. The tiles are the
 // layout gemm_kernel.cuh's swz() writes (128-byte rows, 16-byte chunk c of row r at chunk
 // c ^ (r & 7); sw128_half below in elements), which is the hardware's 128-byte swizzle when the
 // tile starts on a 1024-byte boundary: the swizzle XORs address bits 4-6 with bits 7-9.
@@ -95,6 +96,21 @@ __device__ __forceinline__ void wgmma_m64n32k16_f16(float (&d)[16], uint64_t a, 
       : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
         "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])
       : "l"(a), "l"(b), "r"(static_cast<int>(accumulate)), "n"(kTransposeB ? 1 : 0));
+}
+
+// d (+)= A·Bᵀ with A 64 × 16 f16 from registers (warp w holds rows 16w..16w+15 as mma.m16n8k16's A
+// fragment: a[0] row (t % 32) / 4, columns 2·(t % 4) and + 1; a[1] that row + 8; a[2] / a[3] the
+// same rows, columns + 8) and B 32 × 16 K-major in shared memory (the narrow tile's hi and lo
+// rows); d as wgmma_m64n32k16_f16's. The a registers are read asynchronously: they must not
+// change until the wgmma is waited for.
+__device__ __forceinline__ void wgmma_m64n32k16_f16_ra(float (&d)[16], const uint32_t (&a)[4], uint64_t b,
+                                                       bool accumulate) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %21, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n32k16.f32.f16.f16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15}, {%16, %17, %18, %19}, %20, p, 1, 1, 0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(static_cast<int>(accumulate)));
 }
 
 // One zero-started chain of split-operand products (f16_split.cuh) over kSteps k16 steps, issued as
