@@ -219,6 +219,13 @@ __device__ __forceinline__ int gemm_x_row(const GemmLaunch& p, int r) {
 __device__ __forceinline__ int gemm_y_row(const GemmLaunch& p, int r) {
   return p.y_rows ? min(max(p.y_rows[r], 0), p.y_count - 1) : r;
 }
+// The input factor and output row of sorted row r of a tile whose rows end at tile_end (rows past
+// the end read its last row's; they are not stored).
+__device__ __forceinline__ void gemm_row_record(const GemmLaunch& p, int r, int tile_end, float* scale, int* out) {
+  const int rr = min(r, tile_end - 1);
+  *scale = p.x_scale ? p.x_scale[gemm_x_row(p, rr)] : 1.0f;
+  *out = gemm_y_row(p, rr);
+}
 
 // The rows this CTA computes: [*row0, min(*row0 + bt, *row_end)) of the sorted order, with matrix
 // *expert. False (for every thread alike) when the slot has no tile or the expert id is invalid.

@@ -314,18 +314,13 @@ __global__ void __launch_bounds__(WgmmaGeometry<D, kShape>::kThreads, 1)
   // to y waits for it (the compiler cannot tell y from the row records), so reading them row by row
   // made the epilogue a chain of dependent global round trips (ncu of q_b: 41 % of the consumers'
   // stall samples). Rows past the tile's end read the last row's records and are not stored.
-  const auto row_records = [&](int r, float* scale, int* out) {
-    const int rr = min(r, tile_end - 1);
-    *scale = p.x_scale ? p.x_scale[gemm_x_row(p, rr)] : 1.0f;
-    *out = gemm_y_row(p, rr);
-  };
   // kTall: the records of rows 32k + lane of the tile (k < 4), read now, behind the pipeline's fill;
   // the epilogue takes each of its rows' from the lane that holds it.
   float rec_scale[4];
   int rec_out[4];
   if constexpr (kTall) {
 #pragma unroll
-    for (int k = 0; k < 4; ++k) row_records(row0 + 32 * k + lane, &rec_scale[k], &rec_out[k]);
+    for (int k = 0; k < 4; ++k) gemm_row_record(p, row0 + 32 * k + lane, tile_end, &rec_scale[k], &rec_out[k]);
   }
 
   float acc[64], tmp0[64], tmp1[64];
@@ -454,7 +449,7 @@ __global__ void __launch_bounds__(WgmmaGeometry<D, kShape>::kThreads, 1)
     float scale[2];
     int out[2];
 #pragma unroll
-    for (int h = 0; h < 2; ++h) row_records(row0 + frag_row + 8 * h, &scale[h], &out[h]);
+    for (int h = 0; h < 2; ++h) gemm_row_record(p, row0 + frag_row + 8 * h, tile_end, &scale[h], &out[h]);
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       if (row0 + frag_row + 8 * h >= tile_end) continue;

@@ -59,9 +59,7 @@ __device__ __forceinline__ void narrow_consumer(const GemmLaunch& p, const Wgmma
   int rec_out[4];
 #pragma unroll
   for (int k = 0; k < 4; ++k) {
-    const int rr = min(row0 + 8 * (k >> 1) + 2 * q + (k & 1), tile_end - 1);
-    rec_scale[k] = p.x_scale ? p.x_scale[gemm_x_row(p, rr)] : 1.0f;
-    rec_out[k] = gemm_y_row(p, rr);
+    gemm_row_record(p, row0 + 8 * (k >> 1) + 2 * q + (k & 1), tile_end, &rec_scale[k], &rec_out[k]);
   }
 
   float acc[2][8], tmp0[2][16], tmp1[2][16];

@@ -242,9 +242,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   int rec_out[4];
 #pragma unroll
   for (int k = 0; k < 4; ++k) {
-    const int rr = min(row0 + 8 * (k >> 1) + 2 * q + (k & 1), tile_end - 1);
-    rec_scale[k] = p.x_scale ? p.x_scale[gemm_x_row(p, rr)] : 1.0f;
-    rec_out[k] = gemm_y_row(p, rr);
+    gemm_row_record(p, row0 + 8 * (k >> 1) + 2 * q + (k & 1), tile_end, &rec_scale[k], &rec_out[k]);
   }
 #pragma unroll
   for (int j = 0; j < 2; ++j) {
