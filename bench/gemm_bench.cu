@@ -454,12 +454,14 @@ int main(int argc, char** argv) {
     return 0;
   }
   // One routed-expert launch kind at one chunk length (uniform routing), for ncu: gate/up on one
-  // split tile (wgmma, wgmma64, wgmma16, wgmma+64, wgmma16+64) or the int8 down projection (down).
+  // split tile (wgmma, wgmma64, wgmma16, wgmma+64, wgmma16+64) or the int8 down projection on its
+  // 64-token (down) or 16-token tile (down16).
   if (argc > 3 && std::strcmp(argv[1], "--moe-one") == 0) {
     const int64_t n = std::atoll(argv[2]);
-    if (std::strcmp(argv[3], "down") == 0) {
+    if (std::strcmp(argv[3], "down") == 0 || std::strcmp(argv[3], "down16") == 0) {
       b.int8 = true;
-      b.moe("MoE down (q2)", TensorType::Q2_K, 2048, 4096, n, false, {GemmTile::kWgmma});
+      b.moe("MoE down (q2)", TensorType::Q2_K, 2048, 4096, n, false,
+            {argv[3][4] == '1' ? GemmTile::kWgmmaNarrow : GemmTile::kWgmma});
       return 0;
     }
     for (const GemmTile tile : {GemmTile::kWgmma, GemmTile::kWgmma64, GemmTile::kWgmmaNarrow, GemmTile::kWgmmaTails,
@@ -469,7 +471,7 @@ int main(int argc, char** argv) {
       b.moe("MoE gate+up fused (q2)", TensorType::IQ2_XXS, 4096, 4096, n, true, {tile});
       return 0;
     }
-    std::fprintf(stderr, "--moe-one N TILE: TILE is wgmma, wgmma64, wgmma16, wgmma+64, wgmma16+64 or down\n");
+    std::fprintf(stderr, "--moe-one N TILE: TILE is wgmma, wgmma64, wgmma16, wgmma+64, wgmma16+64, down or down16\n");
     return 1;
   }
   // The routed experts of short chunks (follow-up turns: ≈ 3, 12, 15 and 24 rows an expert), every
@@ -485,7 +487,8 @@ int main(int argc, char** argv) {
              GemmTile::kWgmmaNarrowPair});
       b.split = false;
       b.int8 = true;
-      b.moe("MoE down (q2)", TensorType::Q2_K, 2048, 4096, n, false, {GemmTile::kSmall, GemmTile::kWgmma});
+      b.moe("MoE down (q2)", TensorType::Q2_K, 2048, 4096, n, false,
+            {GemmTile::kSmall, GemmTile::kWgmma, GemmTile::kWgmmaNarrow, GemmTile::kWgmmaNarrowPair});
     }
     b.split = true;
     b.int8 = false;

@@ -117,25 +117,29 @@ Result<detail::GemmKernelTile> pick_tile(GemmTile tile, TensorType type, int64_t
   return *large ? T::kLarge : T::kSmall;
 }
 
-// Int8 mode's kernel: gemm_wgmma_int8.cu when asked for (kWgmma) or, with kAuto, on a compute
-// capability 9 device; it needs weight rows of a multiple of 16 bytes (TMA: Q2_K n_in a multiple
-// of 1024) and x rows · x_stride < 2^31 (32-bit offsets). Otherwise gemm_int8.cu (kSmall and kLarge
-// ask for it; its one tile).
-Result<detail::GemmKernelTile> pick_int8_tile(GemmTile tile, int64_t row_bytes, int64_t x_rows, int64_t x_stride) {
+// Int8 mode's kernel: gemm_wgmma_int8.cu when asked for (kWgmma: its 64-token tile, kWgmmaNarrow:
+// its 16-token one, kWgmmaNarrowPair: both, returned as kWgmma) or, with kAuto, on a compute
+// capability 9 device: grouped calls averaging under kWgmmaNarrowPairFrom rows per group the
+// 16-token tile, from it to under kWgmma64Below the pair (grouped_gemm adds the partner launch),
+// from it the 64-token tile (the tiles' rules of split mode). It needs weight rows of a multiple of
+// 16 bytes (TMA: Q2_K n_in a multiple of 1024) and x rows · x_stride < 2^31 (32-bit offsets).
+// Otherwise gemm_int8.cu (kSmall and kLarge ask for it; its one tile).
+Result<detail::GemmKernelTile> pick_int8_tile(GemmTile tile, int64_t row_bytes, int64_t x_rows, int64_t x_stride,
+                                              int64_t n, int64_t n_groups) {
   using T = detail::GemmKernelTile;
   const bool takes = wgmma_operands_fit(row_bytes, x_rows, x_stride);
-  if (tile == GemmTile::kWgmma64 || tile == GemmTile::kWgmmaTails || tile == GemmTile::kWgmmaNarrow ||
-      tile == GemmTile::kWgmmaNarrowPair) {
-    return make_error("int8 mode has no 64 × 256 wgmma tile, no 16 × 256 one, nor the pairs");
+  if (tile == GemmTile::kWgmma64 || tile == GemmTile::kWgmmaTails) {
+    return make_error("int8 mode has no 64 × 256 wgmma tile (nor the tails pair)");
   }
-  if (tile == GemmTile::kWgmma) {
+  if (tile == GemmTile::kWgmma || tile == GemmTile::kWgmmaNarrow || tile == GemmTile::kWgmmaNarrowPair) {
     if (!takes) {
-      return make_error("the int8 wgmma tile takes weight rows of a multiple of 16 bytes and "
+      return make_error("the int8 wgmma tiles take weight rows of a multiple of 16 bytes and "
                         "x rows · x_stride < 2^31");
     }
-    return T::kWgmma;
+    return tile == GemmTile::kWgmmaNarrow ? T::kWgmmaNarrow : T::kWgmma;
   }
-  return tile == GemmTile::kAuto && takes && device_info().major == 9 ? T::kWgmma : T::kSmall;
+  if (tile != GemmTile::kAuto || !takes || device_info().major != 9) return T::kSmall;
+  return n < kWgmmaNarrowPairFrom * n_groups ? T::kWgmmaNarrow : T::kWgmma;
 }
 
 // Checks shared by both entry points; fills the weight part of the launch.
@@ -289,7 +293,7 @@ Status grouped_gemm(const GroupedGemm& g, cudaStream_t stream, GemmTile tile) {
   // Grid rows: at most ⌈n_rows / tile⌉ + n_groups tiles (each group adds at most one partial one).
   const bool split = g.x_lo != nullptr;
   const auto kernel_tile =
-      int8 ? pick_int8_tile(tile, l.row_bytes, x_count, g.x_stride)
+      int8 ? pick_int8_tile(tile, l.row_bytes, x_count, g.x_stride, g.n_rows, g.n_groups)
            : pick_tile(tile, g.w.type, l.row_bytes, g.w.n_out, g.n_rows, x_count, g.x_stride, split, g.n_groups);
   if (!kernel_tile.ok()) return fail(make_error(kernel_tile.error().message));
   const int rows = detail::gemm_tile_rows(*kernel_tile, split, int8);
@@ -313,10 +317,14 @@ Status grouped_gemm(const GroupedGemm& g, cudaStream_t stream, GemmTile tile) {
   l.x_records = g.x_records;
   l.tile = *kernel_tile;
   // The 128-token tile paired with the 64-token one for the groups' short tails (GemmTile::kWgmmaTails),
-  // the 64-token tile with the 16-token one for the groups of few rows (GemmTile::kWgmmaNarrowPair).
+  // the 64-token tile with the 16-token one for the groups of few rows (GemmTile::kWgmmaNarrowPair;
+  // in int8 mode the 64-token tile is kWgmma, paired by kAuto below kWgmma64Below rows per group).
   const bool paired = tile == GemmTile::kAuto || tile == GemmTile::kWgmmaTails || tile == GemmTile::kWgmmaNarrowPair;
   const bool tails = !int8 && paired && l.tile == detail::GemmKernelTile::kWgmma;
-  const bool few = !int8 && paired && l.tile == detail::GemmKernelTile::kWgmma64;
+  const bool few =
+      paired && (int8 ? l.tile == detail::GemmKernelTile::kWgmma &&
+                            (tile == GemmTile::kWgmmaNarrowPair || g.n_rows < kWgmma64Below * g.n_groups)
+                      : l.tile == detail::GemmKernelTile::kWgmma64);
   l.tails = tails ? detail::GemmTails::kSkipShort : few ? detail::GemmTails::kSkipFew : detail::GemmTails::kAll;
   if (Status s = launch(l, stream); !s.ok()) return fail(s);
   if (tails || few) {

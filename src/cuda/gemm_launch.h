@@ -76,10 +76,10 @@ cudaError_t launch_gemm(const GemmLaunch& l, cudaStream_t stream);
 cudaError_t launch_gemm_split(const GemmLaunch& l, cudaStream_t stream);  // l.x_lo set
 cudaError_t launch_gemm_int8(const GemmLaunch& l, cudaStream_t stream);   // l.x_limbs set
 int gemm_int8_tile_rows();
-// Int8 mode on sm_90a wgmma (gemm_wgmma_int8.cu), l.tile kWgmma: Q2_K grouped, x row offsets in
-// 32 bits, weight rows (and slabs) of a multiple of 16 bytes.
+// Int8 mode on sm_90a wgmma (gemm_wgmma_int8.cu), l.tile kWgmma (64 tokens a CTA) or kWgmmaNarrow
+// (16): Q2_K grouped, x row offsets in 32 bits, weight rows (and slabs) of a multiple of 16 bytes.
 cudaError_t launch_gemm_wgmma_int8(const GemmLaunch& l, cudaStream_t stream);
-int gemm_wgmma_int8_tile_rows();
+int gemm_wgmma_int8_tile_rows(GemmKernelTile tile);  // kWgmma or kWgmmaNarrow
 // Split mode on sm_90a wgmma (gemm_wgmma.cu), l.tile kWgmma, or kWgmma64 or kWgmmaNarrow (grouped
 // only): Q8_0 dense or grouped, IQ2_XXS grouped; x row offsets in 32 bits; weight rows (and slabs)
 // of a multiple of 16 bytes.
@@ -105,7 +105,7 @@ inline int64_t gemm_grouped_slots(const GemmLaunch& l, int bt) {
 
 // Rows of one CTA of the kernel a launch of `tile` runs (split mode, or int8 mode, or f16 mode).
 inline int gemm_tile_rows(GemmKernelTile tile, bool split, bool int8) {
-  if (int8) return is_wgmma(tile) ? gemm_wgmma_int8_tile_rows() : gemm_int8_tile_rows();
+  if (int8) return is_wgmma(tile) ? gemm_wgmma_int8_tile_rows(tile) : gemm_int8_tile_rows();
   if (is_wgmma(tile)) return gemm_wgmma_tile_rows(tile);
   return gemm_tile_shape(tile == GemmKernelTile::kLarge, split).rows;
 }

@@ -6,8 +6,9 @@
 // int8_block_term — with the limb products issued as m64n64k32 s8 wgmma (the codes from
 // registers, the limbs from shared memory) instead of mma.sync. Grouped only (the routed experts'
 // down projection), warp-specialised as gemm_wgmma.cu:
-//   tile       64 tokens × 128 features; two consumer warpgroups, consumer g owns features
-//              64g..64g+63 (W is the A operand, a limb plane the B one: D is features × tokens, so a
+//   tile       64 tokens × 128 features (kBT = 16 for groups of few rows, GemmTile::kWgmmaNarrow: the
+//              same products and f32 steps per output, so the same bits); two consumer warpgroups,
+//              consumer g owns features 64g..64g+63 (W is the A operand, a limb plane the B one: D is features × tokens, so a
 //              thread's outputs are two features and it reads two d and dmin per block), three
 //              s32 chains (m64n64) and one f32 accumulator per thread (128 registers), and the A
 //              fragments of one block (32 registers). A CTA runs
@@ -57,7 +58,6 @@ namespace dsv4::cuda::detail {
 namespace {
 
 using D8 = Int8Q2_K;
-constexpr int kBT = 64;   // tokens per CTA: the N of each consumer's fragments
 constexpr int kBF = 128;  // features per tile: two consumers × the M of 64
 // Feature tiles per CTA, one after the other over the same rows: a tile is only n_in / 256 steps
 // (8 at flash's 2048), so a CTA per tile spent much of its time filling and draining the ring
@@ -78,18 +78,34 @@ constexpr int kRR = kLead + 1;
 // 16-byte units so that 8 consecutive rows' 16-byte loads fall in distinct bank groups.
 constexpr int kSpan = 112;
 static_assert(D8::kStageElems == kInt8Block && D8::kMisalign + D8::kStageBytes <= kSpan && kSpan % 32 == 16);
-constexpr int kLimbHalf = kBT * 128;                    // one limb plane, one 128-column half
-constexpr int kXBytes = kInt8Limbs * 2 * kLimbHalf;     // limb l, half h at (2l + h)·kLimbHalf
-constexpr int kWHalf = kBF * 128;                       // the codes of one 128-column half
+constexpr int kWHalf = kBF * 128;                     // the codes of one 128-column half
 constexpr int kWBytes = 2 * kWHalf;
-constexpr int kRecBytes = kBT * kInt8RecordBytes;       // the rows' block records
-constexpr int kTabBytes = kBF * kInt8TableWords * 4;    // the features' block records
-constexpr int kSlotBytes = kXBytes + kWBytes + kRecBytes + kTabBytes;
+constexpr int kTabBytes = kBF * kInt8TableWords * 4;  // the features' block records
 constexpr int kRawBytes = kBF * kSpan;
-constexpr int kRawOffset = kStages * kSlotBytes;
-constexpr int kSmem = 1024 + kRawOffset + kRR * kRawBytes + (2 * kStages + kRR) * 8;
-static_assert(kSmem <= 227 * 1024);
-static_assert(kSlotBytes % 1024 == 0 && kRawBytes % 128 == 0, "tiles on 1024-byte boundaries, TMA on 128");
+static_assert(kRawBytes % 128 == 0, "TMA on 128-byte boundaries");
+
+// The shared-memory layout of a CTA of kBT tokens (the N of each consumer's fragments: 64, or 16
+// for groups of few rows).
+template <int kBT>
+struct Int8Tile {
+  static_assert(kBT == 64 || kBT == 16);
+  static constexpr int kLimbHalf = kBT * 128;                 // one limb plane, one 128-column half
+  static constexpr int kXBytes = kInt8Limbs * 2 * kLimbHalf;  // limb l, half h at (2l + h)·kLimbHalf
+  static constexpr int kRecBytes = kBT * kInt8RecordBytes;    // the rows' block records
+  static constexpr int kSlotBytes = (kXBytes + kWBytes + kRecBytes + kTabBytes + 1023) / 1024 * 1024;
+  static constexpr int kRawOffset = kStages * kSlotBytes;
+  static constexpr int kSmem = 1024 + kRawOffset + kRR * kRawBytes + (2 * kStages + kRR) * 8;
+  static_assert(kSmem <= 227 * 1024);
+  static_assert(kXBytes % 1024 == 0 && kWBytes % 1024 == 0, "tiles on 1024-byte boundaries");
+};
+
+// A consumer's limb products: m64n64k32 on the 64-token tile, m64n16k32 on the 16-token one.
+__device__ __forceinline__ void wgmma_s8_ra(int32_t (&d)[32], const uint32_t (&a)[4], uint64_t b) {
+  wgmma_m64n64k32_s8_ra(d, a, b);
+}
+__device__ __forceinline__ void wgmma_s8_ra(int32_t (&d)[8], const uint32_t (&a)[4], uint64_t b) {
+  wgmma_m64n16k32_s8_ra(d, a, b);
+}
 
 // A 16-byte shared load by asm: plain ones are narrowed by the compiler to the words used, 32-bit
 // loads with 4-way bank conflicts at the raw rows' pitch.
@@ -138,8 +154,13 @@ __device__ __forceinline__ void decode_block_half(const uint8_t* row, uint8_t* c
   if constexpr (kDH == 0) D8::table(row + 4 * kM, rec);
 }
 
+template <int kBT>
 __global__ void __launch_bounds__(kThreads, 1)
     gemm_wgmma_int8_kernel(__grid_constant__ const GemmLaunch p, __grid_constant__ const CUtensorMap w_map) {
+  using L = Int8Tile<kBT>;
+  constexpr int kLimbHalf = L::kLimbHalf, kXBytes = L::kXBytes, kRecBytes = L::kRecBytes;
+  constexpr int kSlotBytes = L::kSlotBytes, kRawOffset = L::kRawOffset;
+  constexpr int kNJ = kBT / 8;  // n8 token columns of a consumer's fragments
   extern __shared__ uint8_t smem_raw[];
   const uint32_t base = (shared_address(smem_raw) + 1023u) & ~1023u;
   uint8_t* const base_ptr = smem_raw + (base - shared_address(smem_raw));
@@ -218,14 +239,18 @@ __global__ void __launch_bounds__(kThreads, 1)
   setmaxnreg_inc<kConsumerRegs>();
   const int ctid = tid - kProducerThreads, wg = (warp >> 2) - kProducerThreads / 128, cw = warp & 3;
 
-  // X copies: 16-byte chunk xc of each limb's row (half xc / 8) of rows xr + 16i (i < 4; rows past
-  // the tile's end repeat its last row); records: chunk idx % 5 of row idx / 5 for idx = ctid and
-  // ctid + 256 below 320. Offsets in 32 bits (gemm.cc checks x rows · x_stride < 2^31).
+  // X copies: 16-byte chunk xc of each limb's row (half xc / 8) of rows xr + 16i (i < kBT / 16;
+  // rows past the tile's end repeat its last row); records: chunk idx % 5 of row idx / 5 for idx =
+  // ctid and ctid + 256 below 5·kBT (clamped: the extras repeat the last copy). Offsets in 32 bits
+  // (gemm.cc checks x rows · x_stride < 2^31).
+  constexpr int kXPasses = kBT / 16;
   auto src_row = [&](int r) { return gemm_x_row(p, min(r, tile_end - 1)); };
   const int xc = ctid & 15, xr = ctid >> 4;
-  uint32_t xoff[4];
+  uint32_t xoff[kXPasses];
 #pragma unroll
-  for (int i = 0; i < 4; ++i) xoff[i] = static_cast<uint32_t>(src_row(row0 + xr + 16 * i) * p.x_stride + xc * 16);
+  for (int i = 0; i < kXPasses; ++i) {
+    xoff[i] = static_cast<uint32_t>(src_row(row0 + xr + 16 * i) * p.x_stride + xc * 16);
+  }
   const uint32_t x_dst = static_cast<uint32_t>((xc >> 3) * kLimbHalf + swz(xr, xc & 7));
   constexpr int kRecChunks = kInt8RecordBytes / 16;
   const int n_blocks = n_steps;
@@ -244,7 +269,9 @@ __global__ void __launch_bounds__(kThreads, 1)
     for (int l = 0; l < kInt8Limbs; ++l) {
       const int8_t* plane = p.x_limbs + l * p.x_plane + b * kInt8Block;
 #pragma unroll
-      for (int i = 0; i < 4; ++i) gemm_cp_async16(slot + 2 * l * kLimbHalf + x_dst + i * 16 * 128, plane + xoff[i]);
+      for (int i = 0; i < kXPasses; ++i) {
+        gemm_cp_async16(slot + 2 * l * kLimbHalf + x_dst + i * 16 * 128, plane + xoff[i]);
+      }
     }
     const uint8_t* recs = p.x_records + b * kInt8RecordBytes;
     gemm_cp_async16(slot + rec_dst[0], recs + rec_off[0]);
@@ -255,12 +282,12 @@ __global__ void __launch_bounds__(kThreads, 1)
   for (int u = 0; u < kStages && u < n_total; ++u) issue_x(u, u);
 
   // This thread's outputs: features fa and fa + 8 of the CTA's 128 (rows of its warp's m16 slab),
-  // tokens 8j + 2q + c (j < 8, c < 2) of the 64; ch[l] is limb l's chain.
+  // tokens 8j + 2q + c (j < kNJ, c < 2) of the kBT; ch[l] is limb l's chain.
   const int q = lane & 3, fa = 64 * wg + 16 * cw + (lane >> 2);
-  float acc[32];
-  int32_t ch[kInt8Limbs][32];
+  float acc[4 * kNJ];
+  int32_t ch[kInt8Limbs][4 * kNJ];
 #pragma unroll
-  for (int i = 0; i < 32; ++i) acc[i] = 0.0f;
+  for (int i = 0; i < 4 * kNJ; ++i) acc[i] = 0.0f;
   // The warp's A fragments (its 16 feature rows of the codes) come by ldmatrix: lane row
   // 16·cw + lane % 16, 16-byte chunk 2·slice + lane / 16, swizzled by the row.
   const uint32_t a_row = static_cast<uint32_t>((64 * wg + 16 * cw + (lane & 15)) * 128);
@@ -282,7 +309,7 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
     for (int l = 0; l < kInt8Limbs; ++l) {
 #pragma unroll
-      for (int i = 0; i < 32; ++i) ch[l][i] = kCBias;
+      for (int i = 0; i < 4 * kNJ; ++i) ch[l][i] = kCBias;
       wgmma_fence_operands(ch[l]);
     }
     wgmma_fence();
@@ -292,9 +319,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     for (int k = 0; k < 8; ++k) {
       const uint32_t x = slot + (k >> 2) * kLimbHalf + (k & 3) * 32;
 #pragma unroll
-      for (int l = 0; l < kInt8Limbs; ++l) {
-        wgmma_m64n64k32_s8_ra(ch[l], a[k], wgmma_desc_sw128(x + 2 * l * kLimbHalf));
-      }
+      for (int l = 0; l < kInt8Limbs; ++l) wgmma_s8_ra(ch[l], a[k], wgmma_desc_sw128(x + 2 * l * kLimbHalf));
     }
     wgmma_commit();
     // Meanwhile: the offsets' A fragment (m code pairs of features fa, fa + 8: words q and q + 4 of
@@ -317,8 +342,8 @@ __global__ void __launch_bounds__(kThreads, 1)
     uint32_t b[2][4];
     ldmatrix_x4(b[0], rec_a);
 #pragma unroll
-    for (int j = 0; j < 8; ++j) {
-      if (j + 1 < 8) ldmatrix_x4(b[(j + 1) & 1], rec_a + 8 * (j + 1) * kInt8RecordBytes);
+    for (int j = 0; j < kNJ; ++j) {
+      if (j + 1 < kNJ) ldmatrix_x4(b[(j + 1) & 1], rec_a + 8 * (j + 1) * kInt8RecordBytes);
       float o[4];
       mma_f16_zero(o, am, b[j & 1]);
       mma_f16(o, am, b[j & 1] + 2);
@@ -340,7 +365,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       // The tile's last block: acc[4j + c] is D[feature fa + 8·(c / 2)][token 8j + 2q + c % 2].
       const int f = f0 + tile * kBF + fa;
 #pragma unroll
-      for (int j = 0; j < 8; ++j) {
+      for (int j = 0; j < kNJ; ++j) {
 #pragma unroll
         for (int c = 0; c < 2; ++c) {
           const int r = row0 + 8 * j + 2 * q + c;
@@ -352,7 +377,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         }
       }
 #pragma unroll
-      for (int i = 0; i < 32; ++i) acc[i] = 0.0f;
+      for (int i = 0; i < 4 * kNJ; ++i) acc[i] = 0.0f;
       blk = 0;
       ++tile;
     } else {
@@ -361,33 +386,44 @@ __global__ void __launch_bounds__(kThreads, 1)
   }
 }
 
-}  // namespace
-
-cudaError_t launch_gemm_wgmma_int8(const GemmLaunch& l, cudaStream_t stream) {
-  if (!l.x_limbs || !l.x_records || !l.offsets || l.type != gguf::TensorType::Q2_K || l.row_bytes % 16 != 0 ||
-      l.slab_bytes % 16 != 0 || l.tile != GemmKernelTile::kWgmma) {
-    return cudaErrorInvalidValue;
-  }
+template <int kBT>
+cudaError_t launch_int8(const GemmLaunch& l, cudaStream_t stream) {
+  using L = Int8Tile<kBT>;
   int device = 0;
   cudaError_t e = cudaGetDevice(&device);
   if (e == cudaSuccess) {
     e = once_per_device(device, [] {
-      return cudaFuncSetAttribute(gemm_wgmma_int8_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
+      return cudaFuncSetAttribute(gemm_wgmma_int8_kernel<kBT>, cudaFuncAttributeMaxDynamicSharedMemorySize, L::kSmem);
     });
   }
   if (e != cudaSuccess) return e;
-  // Each group adds at most one partial tile.
-  const int64_t slots = (l.n_rows + kBT - 1) / kBT + l.n_groups;
+  const int64_t slots = gemm_grouped_slots(l, kBT);
   if (slots > 65535) return cudaErrorInvalidConfiguration;
   CUtensorMap w_map;
   e = encode_byte_rows_map(&w_map, l.w, static_cast<uint64_t>(l.row_bytes), static_cast<uint64_t>(l.n_out),
                            static_cast<uint64_t>(l.n_expert), static_cast<uint64_t>(l.slab_bytes), kSpan, kBF);
   if (e != cudaSuccess) return e;
   const dim3 grid((l.n_out + kTilesPerCta * kBF - 1) / (kTilesPerCta * kBF), static_cast<unsigned>(slots));
-  gemm_wgmma_int8_kernel<<<grid, kThreads, kSmem, stream>>>(l, w_map);
+  gemm_wgmma_int8_kernel<kBT><<<grid, kThreads, L::kSmem, stream>>>(l, w_map);
   return cudaGetLastError();
 }
 
-int gemm_wgmma_int8_tile_rows() { return kBT; }
+}  // namespace
+
+// l.tile kWgmma: 64 tokens a CTA (with l.tails kAll, or kSkipFew beside its 16-token partner);
+// kWgmmaNarrow: 16 (kAll or kOnlyFew).
+cudaError_t launch_gemm_wgmma_int8(const GemmLaunch& l, cudaStream_t stream) {
+  const bool narrow = l.tile == GemmKernelTile::kWgmmaNarrow;
+  if (!l.x_limbs || !l.x_records || !l.offsets || l.type != gguf::TensorType::Q2_K || l.row_bytes % 16 != 0 ||
+      l.slab_bytes % 16 != 0 || (l.tile != GemmKernelTile::kWgmma && !narrow) ||
+      (l.tails != GemmTails::kAll && l.tails != (narrow ? GemmTails::kOnlyFew : GemmTails::kSkipFew))) {
+    return cudaErrorInvalidValue;
+  }
+  return narrow ? launch_int8<kFewRows>(l, stream) : launch_int8<64>(l, stream);
+}
+
+int gemm_wgmma_int8_tile_rows(GemmKernelTile tile) {
+  return tile == GemmKernelTile::kWgmmaNarrow ? kFewRows : 64;
+}
 
 }  // namespace dsv4::cuda::detail

@@ -1,8 +1,8 @@
 // Hopper wgmma primitives for the prefill kernels (sm_90a): shared-memory matrix descriptors for
 // 128-byte-swizzled tiles, the warpgroup and proxy fences, m64n128k16, m64n64k16 and m64n32k16 (B
 // K-major or transposed; also with A from registers) with f16 operands and f32 accumulators, a chain
-// of split-operand products over them, and m64n64k32 with s8 operands (A from registers) and s32
-// accumulators. The tiles are the
+// of split-operand products over them, and m64n64k32 and m64n16k32 with s8 operands (A from
+// registers) and s32 accumulators. The tiles are the
 // layout gemm_kernel.cuh's swz() writes (128-byte rows, 16-byte chunk c of row r at chunk
 // c ^ (r & 7); sw128_half below in elements), which is the hardware's 128-byte swizzle when the
 // tile starts on a 1024-byte boundary: the swizzle XORs address bits 4-6 with bits 7-9.
@@ -157,6 +157,14 @@ __device__ __forceinline__ void wgmma_m64n64k32_s8_ra(int32_t (&d)[32], const ui
         "+r"(d[8]), "+r"(d[9]), "+r"(d[10]), "+r"(d[11]), "+r"(d[12]), "+r"(d[13]), "+r"(d[14]), "+r"(d[15]),
         "+r"(d[16]), "+r"(d[17]), "+r"(d[18]), "+r"(d[19]), "+r"(d[20]), "+r"(d[21]), "+r"(d[22]), "+r"(d[23]),
         "+r"(d[24]), "+r"(d[25]), "+r"(d[26]), "+r"(d[27]), "+r"(d[28]), "+r"(d[29]), "+r"(d[30]), "+r"(d[31])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b));
+}
+
+// The same with B 16 × 32 (the int8 GEMM's 16-token tile): d[4j + c], j < 2.
+__device__ __forceinline__ void wgmma_m64n16k32_s8_ra(int32_t (&d)[8], const uint32_t (&a)[4], uint64_t b) {
+  asm volatile(
+      "wgmma.mma_async.sync.aligned.m64n16k32.s32.s8.s8 {%0, %1, %2, %3, %4, %5, %6, %7}, {%8, %9, %10, %11}, %12, 1;\n"
+      : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3]), "+r"(d[4]), "+r"(d[5]), "+r"(d[6]), "+r"(d[7])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b));
 }
 

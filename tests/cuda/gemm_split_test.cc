@@ -350,13 +350,30 @@ void run_int8(const GemmWeights& w, const Int8X& x8, int64_t x_count, const std:
   CUDA_ASSERT(cudaDeviceSynchronize());
 }
 
-// The int8 kernels a row length runs on: mma.sync (kSmall) always, wgmma where the Q2_K rows are
-// multiples of 16 bytes.
+// The int8 kernels a row length runs on: mma.sync (kSmall) always; where the Q2_K rows are
+// multiples of 16 bytes the wgmma kernel's 64-token tile, then its 16-token tile and their pair,
+// which must give its bits (the same integer chains and f32 steps per output).
 std::vector<GemmTile> int8_tiles(int64_t k) {
-  if (k % 1024 == 0) return {GemmTile::kSmall, GemmTile::kWgmma};
+  if (k % 1024 == 0) return {GemmTile::kSmall, GemmTile::kWgmma, GemmTile::kWgmmaNarrow, GemmTile::kWgmmaNarrowPair};
   return {GemmTile::kSmall};
 }
-const char* tile_name(GemmTile t) { return t == GemmTile::kWgmma ? "wgmma" : "mma.sync"; }
+const char* tile_name(GemmTile t) {
+  return t == GemmTile::kWgmma              ? "wgmma"
+         : t == GemmTile::kWgmmaNarrow     ? "wgmma16"
+         : t == GemmTile::kWgmmaNarrowPair ? "wgmma16+64"
+                                           : "mma.sync";
+}
+// Whether y has the bits of the 64-token wgmma tile's output.
+void expect_wgmma_bits(GemmTile tile, const std::vector<float>& y, const std::vector<float>& wgmma_y) {
+  if (tile != GemmTile::kWgmmaNarrow && tile != GemmTile::kWgmmaNarrowPair) return;
+  ASSERT_EQ(y.size(), wgmma_y.size());
+  for (size_t i = 0; i < y.size(); ++i) {
+    uint32_t a, b;
+    std::memcpy(&a, &y[i], 4);
+    std::memcpy(&b, &wgmma_y[i], 4);
+    ASSERT_EQ(a, b) << tile_name(tile) << " differs from the 64-token tile at " << i;
+  }
+}
 
 // One group (the dense product): odd sizes, n from 1 to past four row tiles, padding unwritten;
 // both kernels.
@@ -378,11 +395,14 @@ TEST(GemmInt8, Q2_KMatchesDoubleReference) {
       ASSERT_TRUE(dy.ok());
       std::vector<int64_t> rows(static_cast<size_t>(n));
       for (int64_t r = 0; r < n; ++r) rows[static_cast<size_t>(r)] = r;
+      std::vector<float> wgmma_y;
       for (const GemmTile tile : int8_tiles(k)) {
         CUDA_ASSERT(cudaMemset(dy.get(), 0xFF, dy.size()));
         run_int8({f.type, dw.get(), k, m, 1}, x8, n, {0, static_cast<int32_t>(n)}, {}, {}, {}, dy.get<float>(), ys,
                  n, tile);
         const std::vector<float> y = download<float>(dy, static_cast<size_t>(n * ys));
+        if (tile == GemmTile::kWgmma) wgmma_y = y;
+        ASSERT_NO_FATAL_FAILURE(expect_wgmma_bits(tile, y, wgmma_y));
         std::ostringstream what;
         what << "Q2_K int8 " << tile_name(tile) << " m=" << m << " k=" << k << " n=" << n;
         check_rows(y, ys, rows, rows, x.data(), xs, {}, ref, what.str(), true);
@@ -399,7 +419,8 @@ TEST(GemmInt8, Q2_KMatchesDoubleReference) {
 }
 
 // Grouped as GemmSplitTest.GroupedGatherAndScatter: 5 experts, an empty group, an invalid expert,
-// gathered X rows, outputs scattered by a permutation; both kernels.
+// groups of 1, 18, 37, 64 and 130 rows, gathered X rows, outputs scattered by a permutation; both
+// kernels, every wgmma tile.
 TEST(GemmInt8, Q2_KGroupedGatherAndScatter) {
   const Format& f = format_of(TensorType::Q2_K);
   const uint64_t seed = fresh_seed();
@@ -423,11 +444,14 @@ TEST(GemmInt8, Q2_KGroupedGatherAndScatter) {
     const Int8X x8 = int8_on_device(x, n_tokens, k, k);
     DeviceBuffer dw(wbytes.size()), dy(static_cast<size_t>(n_rows * m) * 4);
     ASSERT_TRUE(upload(dw, wbytes) && dy.ok());
+    std::vector<float> wgmma_y;
     for (const GemmTile tile : int8_tiles(k)) {
       CUDA_ASSERT(cudaMemset(dy.get(), 0xFF, dy.size()));
       run_int8({f.type, dw.get(), k, m, n_expert}, x8, n_tokens, offsets, group_expert, x_rows, y_rows,
                dy.get<float>(), m, n_rows, tile);
       const std::vector<float> y = download<float>(dy, static_cast<size_t>(n_rows * m));
+      if (tile == GemmTile::kWgmma) wgmma_y = y;
+      ASSERT_NO_FATAL_FAILURE(expect_wgmma_bits(tile, y, wgmma_y));
       for (size_t gi = 0; gi < group_expert.size(); ++gi) {
         const int e = group_expert[gi];
         const GroupRows rows = group_rows(offsets, x_rows, y_rows, static_cast<int>(gi));
@@ -469,18 +493,19 @@ TEST(GemmInt8, RejectsWhatItDoesNotTake) {
   s = grouped_gemm(g, nullptr);
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.message().find("multiple of 16"), std::string::npos) << s.message();
-  // The wgmma kernel: rows of 84 bytes are not 16-byte multiples (TMA); no 64 × 256 or 16 × 256
-  // tile, nor a pair of them.
+  // The wgmma kernel's tiles: rows of 84 bytes are not 16-byte multiples (TMA); no 64 × 256 tile, nor
+  // the tails pair.
   g.x_stride = 256;
-  s = grouped_gemm(g, nullptr, GemmTile::kWgmma);
-  ASSERT_FALSE(s.ok());
-  EXPECT_NE(s.message().find("int8 wgmma tile takes weight rows of a multiple of 16 bytes"), std::string::npos)
-      << s.message();
-  for (const GemmTile tile :
-       {GemmTile::kWgmma64, GemmTile::kWgmmaTails, GemmTile::kWgmmaNarrow, GemmTile::kWgmmaNarrowPair}) {
+  for (const GemmTile tile : {GemmTile::kWgmma, GemmTile::kWgmmaNarrow, GemmTile::kWgmmaNarrowPair}) {
     s = grouped_gemm(g, nullptr, tile);
     ASSERT_FALSE(s.ok());
-    EXPECT_NE(s.message().find("no 64 × 256 wgmma tile, no 16 × 256 one"), std::string::npos) << s.message();
+    EXPECT_NE(s.message().find("int8 wgmma tiles take weight rows of a multiple of 16 bytes"), std::string::npos)
+        << s.message();
+  }
+  for (const GemmTile tile : {GemmTile::kWgmma64, GemmTile::kWgmmaTails}) {
+    s = grouped_gemm(g, nullptr, tile);
+    ASSERT_FALSE(s.ok());
+    EXPECT_NE(s.message().find("no 64 × 256 wgmma tile"), std::string::npos) << s.message();
   }
 }
 
