@@ -57,7 +57,7 @@
 #include "cuda/gemm_launch.h"
 #include "cuda/gemm_wgmma_narrow.cuh"
 #include "cuda/mbarrier.cuh"
-#include "cuda/tensor_map.h"
+#include "cuda/tma_gemm_launch.cuh"
 #include "cuda/wgmma.cuh"
 
 namespace dsv4::cuda::detail {
@@ -472,25 +472,9 @@ __global__ void __launch_bounds__(WgmmaGeometry<D, kShape>::kThreads, 1)
 template <class D, bool kGrouped, int kShape = kShapeTall>
 cudaError_t launch_wgmma(const GemmLaunch& l, cudaStream_t stream) {
   using G = WgmmaGeometry<D, kShape>;
-  constexpr int kSmem = G::kSmem, kBT = G::kBT, kBF = G::kBF;
-  int device = 0;
-  cudaError_t e = cudaGetDevice(&device);
-  if (e == cudaSuccess) {
-    e = once_per_device(device, [] {
-      return cudaFuncSetAttribute(gemm_wgmma_kernel<D, kGrouped, kShape>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                  kSmem);
-    });
-  }
-  if (e != cudaSuccess) return e;
-  const int64_t slots = kGrouped ? gemm_grouped_slots(l, kBT) : (l.n_rows + kBT - 1) / kBT;
-  if (slots > 65535) return cudaErrorInvalidConfiguration;
-  CUtensorMap w_map;
-  e = encode_byte_rows_map(&w_map, l.w, static_cast<uint64_t>(l.row_bytes), static_cast<uint64_t>(l.n_out),
-                           static_cast<uint64_t>(l.n_expert), static_cast<uint64_t>(l.slab_bytes), G::kSpan, kBF);
-  if (e != cudaSuccess) return e;
-  const dim3 grid((l.n_out + kBF - 1) / kBF, static_cast<unsigned>(slots));
-  gemm_wgmma_kernel<D, kGrouped, kShape><<<grid, G::kThreads, kSmem, stream>>>(l, w_map);
-  return cudaGetLastError();
+  const int64_t slots = kGrouped ? gemm_grouped_slots(l, G::kBT) : (l.n_rows + G::kBT - 1) / G::kBT;
+  return launch_tma_gemm<gemm_wgmma_kernel<D, kGrouped, kShape>>(l, stream, G::kThreads, G::kSmem, G::kSpan, G::kBF,
+                                                                 G::kBF, slots);
 }
 
 // The tails modes pair the 128-token tile (all but short tails) with the 64-token one (those),

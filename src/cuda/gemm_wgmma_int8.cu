@@ -8,10 +8,10 @@
 // down projection), warp-specialised as gemm_wgmma.cu:
 //   tile       64 tokens × 128 features (kBT = 16 for groups of few rows, GemmTile::kWgmmaNarrow: the
 //              same products and f32 steps per output, so the same bits); two consumer warpgroups,
-//              consumer g owns features 64g..64g+63 (W is the A operand, a limb plane the B one: D is features × tokens, so a
-//              thread's outputs are two features and it reads two d and dmin per block), three
-//              s32 chains (m64n64) and one f32 accumulator per thread (128 registers), and the A
-//              fragments of one block (32 registers). A CTA runs
+//              consumer g owns features 64g..64g+63 (W is the A operand, a limb plane the B one: D
+//              is features × tokens, so a thread's outputs are two features and it reads two d and
+//              dmin per block), three s32 chains (m64n64) and one f32 accumulator per thread (128
+//              registers; 32 on the 16-token tile), and the A fragments of one block (32). A CTA runs
 //              kTilesPerCta feature tiles of the same rows one after the other through one ring.
 //   k-step     one Q2_K block (256 columns, 8 k32 slices): a slot holds the three limb planes of the
 //              64 rows (two 128-column halves each), the decoded codes of the 128 features (two
@@ -49,8 +49,7 @@
 #include "cuda/gemm_kernel.cuh"
 #include "cuda/gemm_launch.h"
 #include "cuda/mbarrier.cuh"
-#include "cuda/once_per_device.h"
-#include "cuda/tensor_map.h"
+#include "cuda/tma_gemm_launch.cuh"
 #include "cuda/wgmma.cuh"
 
 namespace dsv4::cuda::detail {
@@ -388,24 +387,8 @@ __global__ void __launch_bounds__(kThreads, 1)
 
 template <int kBT>
 cudaError_t launch_int8(const GemmLaunch& l, cudaStream_t stream) {
-  using L = Int8Tile<kBT>;
-  int device = 0;
-  cudaError_t e = cudaGetDevice(&device);
-  if (e == cudaSuccess) {
-    e = once_per_device(device, [] {
-      return cudaFuncSetAttribute(gemm_wgmma_int8_kernel<kBT>, cudaFuncAttributeMaxDynamicSharedMemorySize, L::kSmem);
-    });
-  }
-  if (e != cudaSuccess) return e;
-  const int64_t slots = gemm_grouped_slots(l, kBT);
-  if (slots > 65535) return cudaErrorInvalidConfiguration;
-  CUtensorMap w_map;
-  e = encode_byte_rows_map(&w_map, l.w, static_cast<uint64_t>(l.row_bytes), static_cast<uint64_t>(l.n_out),
-                           static_cast<uint64_t>(l.n_expert), static_cast<uint64_t>(l.slab_bytes), kSpan, kBF);
-  if (e != cudaSuccess) return e;
-  const dim3 grid((l.n_out + kTilesPerCta * kBF - 1) / (kTilesPerCta * kBF), static_cast<unsigned>(slots));
-  gemm_wgmma_int8_kernel<kBT><<<grid, kThreads, L::kSmem, stream>>>(l, w_map);
-  return cudaGetLastError();
+  return launch_tma_gemm<gemm_wgmma_int8_kernel<kBT>>(l, stream, kThreads, Int8Tile<kBT>::kSmem, kSpan, kBF,
+                                                      kTilesPerCta * kBF, gemm_grouped_slots(l, kBT));
 }
 
 }  // namespace

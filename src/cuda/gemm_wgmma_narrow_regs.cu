@@ -41,8 +41,7 @@
 #include "cuda/gemm_kernel.cuh"
 #include "cuda/gemm_launch.h"
 #include "cuda/mbarrier.cuh"
-#include "cuda/once_per_device.h"
-#include "cuda/tensor_map.h"
+#include "cuda/tma_gemm_launch.cuh"
 #include "cuda/wgmma.cuh"
 
 namespace dsv4::cuda::detail {
@@ -263,23 +262,8 @@ cudaError_t launch_gemm_narrow_regs(const GemmLaunch& l, cudaStream_t stream) {
       (l.tails != GemmTails::kAll && l.tails != GemmTails::kOnlyFew) || l.n_in % (2 * D::kStageElems) != 0) {
     return cudaErrorInvalidValue;
   }
-  int device = 0;
-  cudaError_t e = cudaGetDevice(&device);
-  if (e == cudaSuccess) {
-    e = once_per_device(device, [] {
-      return cudaFuncSetAttribute(gemm_narrow_regs_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
-    });
-  }
-  if (e != cudaSuccess) return e;
   const int64_t slots = gemm_grouped_slots(l, kBT);
-  if (slots > 65535) return cudaErrorInvalidConfiguration;
-  CUtensorMap w_map;
-  e = encode_byte_rows_map(&w_map, l.w, static_cast<uint64_t>(l.row_bytes), static_cast<uint64_t>(l.n_out),
-                           static_cast<uint64_t>(l.n_expert), static_cast<uint64_t>(l.slab_bytes), kSpan, kBF);
-  if (e != cudaSuccess) return e;
-  const dim3 grid((l.n_out + kBF - 1) / kBF, static_cast<unsigned>(slots));
-  gemm_narrow_regs_kernel<<<grid, kThreads, kSmem, stream>>>(l, w_map);
-  return cudaGetLastError();
+  return launch_tma_gemm<gemm_narrow_regs_kernel>(l, stream, kThreads, kSmem, kSpan, kBF, kBF, slots);
 }
 
 }  // namespace dsv4::cuda::detail
