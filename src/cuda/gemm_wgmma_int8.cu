@@ -240,8 +240,8 @@ __global__ void __launch_bounds__(kThreads, 1)
 
   // X copies: 16-byte chunk xc of each limb's row (half xc / 8) of rows xr + 16i (i < kBT / 16;
   // rows past the tile's end repeat its last row); records: chunk idx % 5 of row idx / 5 for idx =
-  // ctid and ctid + 256 below 5·kBT (clamped: the extras repeat the last copy). Offsets in 32 bits
-  // (gemm.cc checks x rows · x_stride < 2^31).
+  // ctid and ctid + 256 below 5·kBT (one thread a chunk: two copies of one chunk in flight are a
+  // write-write race to racecheck). Offsets in 32 bits (gemm.cc checks x rows · x_stride < 2^31).
   constexpr int kXPasses = kBT / 16;
   auto src_row = [&](int r) { return gemm_x_row(p, min(r, tile_end - 1)); };
   const int xc = ctid & 15, xr = ctid >> 4;
@@ -256,7 +256,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   uint32_t rec_off[2], rec_dst[2];
 #pragma unroll
   for (int i = 0; i < 2; ++i) {
-    const int idx = min(ctid + kConsumerThreads * i, kBT * kRecChunks - 1);  // the clamped extras repeat a copy
+    const int idx = min(ctid + kConsumerThreads * i, kBT * kRecChunks - 1);  // clamped: threads past it copy nothing
     const int r = idx / kRecChunks, c = idx % kRecChunks;
     rec_off[i] = static_cast<uint32_t>(src_row(row0 + r) * n_blocks * kInt8RecordBytes + 16 * c);
     rec_dst[i] = static_cast<uint32_t>(kXBytes + kWBytes + r * kInt8RecordBytes + 16 * c);
@@ -273,7 +273,9 @@ __global__ void __launch_bounds__(kThreads, 1)
       }
     }
     const uint8_t* recs = p.x_records + b * kInt8RecordBytes;
-    gemm_cp_async16(slot + rec_dst[0], recs + rec_off[0]);
+    if (kBT * kRecChunks >= kConsumerThreads || ctid < kBT * kRecChunks) {
+      gemm_cp_async16(slot + rec_dst[0], recs + rec_off[0]);
+    }
     if (ctid + kConsumerThreads < kBT * kRecChunks) gemm_cp_async16(slot + rec_dst[1], recs + rec_off[1]);
     mbar_arrive_on_cp_async(full_bar + 8 * s);
   };
