@@ -157,8 +157,10 @@ struct GroupedGemm {
   // wrote them for x_count rows (n_rows without x_rows), x_stride its limb_stride. Q2_K weights
   // (gemm_int8_supports); tiles of 64 rows × 128 features. kAuto takes the wgmma kernel
   // (cuda/gemm_wgmma_int8.cu) on compute capability 9 where weight rows are multiples of 16 bytes
-  // (n_in a multiple of 1024) and x rows · x_stride < 2^31; kWgmma asks for it (an error where it
-  // does not apply), kSmall and kLarge for the mma.sync one (cuda/gemm_int8.cu). Every code × limb
+  // (n_in a multiple of 1024) and x rows · x_stride < 2^31, on 16-row tiles for groups of few rows
+  // as split mode does (kWgmmaNarrow, kWgmmaNarrowPair; the same bits as its 64-row tile); kWgmma
+  // asks for it (an error where it does not apply), kSmall and kLarge for the mma.sync one
+  // (cuda/gemm_int8.cu). Every code × limb
   // product and every sum over a 256-block is exact (int8 tensor cores, int32), each block's sum
   // is scaled in f32: against the exact Σ x·w the error is ≤ 2^-22·Σ_k |w_k|·M(k) (M(k): the
   // largest |x| of k's 256-block; the fixed-point rounding) plus f32 rounding of the per-block
