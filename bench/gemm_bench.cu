@@ -458,10 +458,11 @@ int main(int argc, char** argv) {
   // 64-token (down) or 16-token tile (down16).
   if (argc > 3 && std::strcmp(argv[1], "--moe-one") == 0) {
     const int64_t n = std::atoll(argv[2]);
-    if (std::strcmp(argv[3], "down") == 0 || std::strcmp(argv[3], "down16") == 0) {
+    const bool down16 = std::strcmp(argv[3], "down16") == 0;
+    if (down16 || std::strcmp(argv[3], "down") == 0) {
       b.int8 = true;
       b.moe("MoE down (q2)", TensorType::Q2_K, 2048, 4096, n, false,
-            {argv[3][4] == '1' ? GemmTile::kWgmmaNarrow : GemmTile::kWgmma});
+            {down16 ? GemmTile::kWgmmaNarrow : GemmTile::kWgmma});
       return 0;
     }
     for (const GemmTile tile : {GemmTile::kWgmma, GemmTile::kWgmma64, GemmTile::kWgmmaNarrow, GemmTile::kWgmmaTails,

@@ -223,23 +223,23 @@ struct CodesIQ2_XXS : GemmIQ2_XXS {
     return scale_of(s, a1);
   }
   // For a thread that decodes one group of a sub-block (gemm_wgmma_narrow_regs.cu): group g of the
-  // sub-block holding element e (its grid index byte read alone, the sign and scale word as two
-  // halves) and the sub-block's factor 2·ls + 1; block_d8 is the stage's d/8. The same codes as
-  // codes8, and d/8 · (2·ls + 1) is scale(): exact in f32 either way.
+  // sub-block holding element e (its grid index byte read alone, the signs and scale word as two
+  // halves) and the sub-block's odd_factor; the same codes as codes8, and block_d8 · odd_factor is
+  // scale_of.
   DSV4_HD static uint4 one_group8(const uint8_t* s, int e, int g, const uint8_t* grid, const uint8_t* tables,
                                   float* odd) {
     const uint8_t* sub = s + 2 + 8 * (e >> 5);  // 2-aligned
     const uint32_t index = sub[g];
     const uint16_t* const words = reinterpret_cast<const uint16_t*>(sub);
     const uint32_t a1 = words[2] | (uint32_t{words[3]} << 16);
-    *odd = static_cast<float>(2 * (a1 >> 28) + 1);
-    return group8(index << (8 * g), a1, g, grid, tables);
+    *odd = odd_factor(a1);
+    return group8(index << (8 * g), a1, g, grid, tables);  // the index byte where a0 would hold it
   }
+  // The block's d/8 and a sub-block's 2·ls + 1 (from its signs and scale word a1).
   DSV4_HD static float block_d8(const uint8_t* s) { return f16_to_f32(*reinterpret_cast<const uint16_t*>(s)) * 0.125f; }
+  DSV4_HD static float odd_factor(uint32_t a1) { return static_cast<float>(2 * (a1 >> 28) + 1); }
   // d/8·(2·ls + 1): exact in f32 (an 11-bit significand times a 5-bit integer).
-  DSV4_HD static float scale_of(const uint8_t* s, uint32_t a1) {
-    return f16_to_f32(*reinterpret_cast<const uint16_t*>(s)) * 0.125f * static_cast<float>(2 * (a1 >> 28) + 1);
-  }
+  DSV4_HD static float scale_of(const uint8_t* s, uint32_t a1) { return block_d8(s) * odd_factor(a1); }
   DSV4_HD static float scale(const uint8_t* s, int e) {
     uint32_t a0, a1;
     sub_block(s, e, &a0, &a1);

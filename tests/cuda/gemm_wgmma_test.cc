@@ -244,7 +244,7 @@ void grouped_case(TensorType type) {
   const int n_expert = 7, n_tokens = 200;
   const int64_t m = 428, k = 2048, y_stride = 432;
   const auto draw = [&](int lo, int hi) { return lo + static_cast<int>(rng() % static_cast<uint64_t>(hi - lo + 1)); };
-  std::vector<int32_t> sizes = {0,   0,   draw(1, 20), draw(1, 63), 64, draw(65, 127), 128, draw(129, 328),
+  std::vector<int32_t> sizes = {0,  0,   draw(1, 20), draw(1, 63), 64, draw(65, 127), 128, draw(129, 328),
                                 draw(500, 627), 16, 17};
   while (sizes.size() < 12) sizes.push_back(draw(1, 128));
   sizes.resize(20, 0);
