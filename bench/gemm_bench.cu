@@ -441,13 +441,13 @@ int main(int argc, char** argv) {
     }
     return 0;
   }
-  // The routed experts at one chunk length, as the forward pass runs them: gate/up split on the
-  // 128-token wgmma tile, down in int8 on wgmma (uniform routing; also for ncu).
+  // The routed experts at one chunk length (uniform routing): gate/up split on the 128- and 64-token
+  // wgmma tiles and their pairs, down in int8 on wgmma.
   if (argc > 2 && std::strcmp(argv[1], "--moe-at") == 0) {
     const int64_t n = std::atoll(argv[2]);
     b.split = true;
     b.moe("MoE gate+up fused (q2)", TensorType::IQ2_XXS, 4096, 4096, n, true,
-          {GemmTile::kWgmma, GemmTile::kWgmmaTails});
+          {GemmTile::kWgmma, GemmTile::kWgmma64, GemmTile::kWgmmaTails, GemmTile::kWgmmaNarrowPair});
     b.split = false;
     b.int8 = true;
     b.moe("MoE down (q2)", TensorType::Q2_K, 2048, 4096, n, false, {GemmTile::kWgmma});

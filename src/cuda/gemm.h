@@ -79,12 +79,14 @@ enum class GemmTile {
   // on (grouped: from an average of 68 rows per group, below which kWgmmaNarrowPair; from it
   // kWgmmaTails).
   kWgmma,
-  // The same kernel on 64 tokens × 256 features per CTA (each expert's weights decoded once per
-  // 64 tokens; less padding where groups are small or uneven), grouped_gemm() only; the same bits.
+  // 64 tokens × 256 features per CTA (each expert's weights decoded once per 64 tokens; less
+  // padding where groups are small or uneven), grouped_gemm() only: Q8_0 on the same kernel, with
+  // the same bits; IQ2_XXS on cuda/gemm_wgmma_regs.cu (W decoded into the MMAs' registers), the
+  // split's bound with bits of its own.
   kWgmma64,
   // grouped_gemm() only: kWgmma for every group's full tiles and for tails of more than 64 rows,
-  // then kWgmma64 for tails of 1..64 rows (two launches); the same bits. kAuto takes it where it
-  // would take kWgmma for a grouped call.
+  // then kWgmma64 for tails of 1..64 rows (two launches); each row has the bits of its tile. kAuto
+  // takes it where it would take kWgmma for a grouped call.
   kWgmmaTails,
   // grouped_gemm() only: 16 tokens × 256 features per CTA (cuda/gemm_wgmma_narrow.cuh), for groups
   // of few rows: x_hi and x_lo one n32 operand, so each weight is read by the tensor cores once;
@@ -108,7 +110,9 @@ inline constexpr int64_t kWgmmaNarrowPairFrom = 8, kWgmmaNarrowBelow = 16;
 // short tails: kWgmmaTails). docs/PERF.md, session 10, "a 64-token wgmma tile": measured on an
 // H100, a 64-token CTA costs ×1.165 a 128-token one, so with binomial group sizes (uniform
 // routing) the tiles break even near 69 rows per group (48: the 64-token tile ×0.60 the time, 72
-// and 96: ×1.06 and ×1.16).
+// and 96: ×1.06 and ×1.16). Session 25 (H200, IQ2_XXS's 64-token tile on gemm_wgmma_regs.cu, a
+// CTA ≈ ×1.05 a 128-token one): 48 rows ×0.60 the 128-token tile's time, 72 and 96 rows ×1.10
+// and ×1.11 the tails pair's, so the rule stands.
 inline constexpr int64_t kWgmma64Below = 68;
 
 // Whether gemm()/grouped_gemm() take weights of this type and row length (n_in), in f16 mode and in

@@ -222,7 +222,7 @@ struct CodesIQ2_XXS : GemmIQ2_XXS {
     for (int g = 0; g < 4; ++g) v[g] = group8(a0, a1, g, grid, tables);
     return scale_of(s, a1);
   }
-  // For a thread that decodes one group of a sub-block (gemm_wgmma_narrow_regs.cu): group g of the
+  // For a thread that decodes one group of a sub-block (gemm_wgmma_regs.cu): group g of the
   // sub-block holding element e (its grid index byte read alone, the signs and scale word as two
   // halves) and the sub-block's odd_factor; the same codes as codes8, and block_d8 · odd_factor is
   // scale_of.
@@ -234,6 +234,16 @@ struct CodesIQ2_XXS : GemmIQ2_XXS {
     const uint32_t a1 = words[2] | (uint32_t{words[3]} << 16);
     *odd = odd_factor(a1);
     return group8(index << (8 * g), a1, g, grid, tables);  // the index byte where a0 would hold it
+  }
+  // one_group8's codes times the sub-block's 2·ls + 1 (|±grid·(2ls + 1)| ≤ 1 333: exact in f16), so
+  // that the block's sub-blocks share one scale, block_d8 (gemm_wgmma_regs.cu's 64-token tile).
+  DSV4_HD static uint4 one_group8_odd(const uint8_t* s, int e, int g, const uint8_t* grid, const uint8_t* tables) {
+    const uint8_t* sub = s + 2 + 8 * (e >> 5);  // 2-aligned
+    const uint16_t* const words = reinterpret_cast<const uint16_t*>(sub);
+    const uint32_t a1 = words[2] | (uint32_t{words[3]} << 16);
+    const uint32_t odd2 = small_f16x2(2 * (a1 >> 28) + 1);
+    const uint4 v = group8(uint32_t{sub[g]} << (8 * g), a1, g, grid, tables);
+    return make_uint4(hmul2_bits(v.x, odd2), hmul2_bits(v.y, odd2), hmul2_bits(v.z, odd2), hmul2_bits(v.w, odd2));
   }
   // The block's d/8 and a sub-block's 2·ls + 1 (from its signs and scale word a1).
   DSV4_HD static float block_d8(const uint8_t* s) { return f16_to_f32(*reinterpret_cast<const uint16_t*>(s)) * 0.125f; }

@@ -84,9 +84,10 @@ int gemm_wgmma_int8_tile_rows(GemmKernelTile tile);  // kWgmma or kWgmmaNarrow
 // only): Q8_0 dense or grouped, IQ2_XXS grouped; x row offsets in 32 bits; weight rows (and slabs)
 // of a multiple of 16 bytes.
 cudaError_t launch_gemm_wgmma(const GemmLaunch& l, cudaStream_t stream);
-// The 16-token tile for IQ2_XXS weights (gemm_wgmma_narrow_regs.cu, which launch_gemm_wgmma calls):
-// grouped, split mode, l.tails kAll or kOnlyFew.
-cudaError_t launch_gemm_narrow_regs(const GemmLaunch& l, cudaStream_t stream);
+// The 16- and 64-token tiles for IQ2_XXS weights (gemm_wgmma_regs.cu, which launch_gemm_wgmma
+// calls): grouped, split mode, l.tile kWgmmaNarrow (l.tails kAll or kOnlyFew) or kWgmma64 (kAll,
+// kOnlyShort or kSkipFew).
+cudaError_t launch_gemm_wgmma_regs(const GemmLaunch& l, cudaStream_t stream);
 int gemm_wgmma_tile_rows(GemmKernelTile tile);  // a wgmma tile
 
 // CTA rows of a grouped launch of bt-row tiles: each group adds at most one partial tile

@@ -18,8 +18,8 @@
 // 128-token tile would be padding), both consumers on the same 64 tokens, consumer g owns features
 // 128g..128g+127 with X as A and W as B, each decoded feature row serving 64 tokens; or 16 tokens
 // × 256 features (grouped only, groups of few rows: gemm_wgmma_narrow.cuh has its consumers; the
-// 64-token tile's producers), for Q8_0 weights (out_a's groups of few tokens): IQ2_XXS weights take
-// gemm_wgmma_narrow_regs.cu's kernel on that tile.
+// 64-token tile's producers), for Q8_0 weights (out_a's groups of few tokens). IQ2_XXS weights take
+// gemm_wgmma_regs.cu's kernels on the 64- and 16-token tiles (W decoded into the MMAs' registers).
 //
 // Warp-specialised (ninth version): producer warpgroups (one on the 128-token tile, two on the
 // 64-token one) make W, the last two warpgroups consume, through a
@@ -509,9 +509,7 @@ cudaError_t launch_gemm_wgmma(const GemmLaunch& l, cudaStream_t stream) {
       return launch_wgmma<CodesF16, false>(l, stream);
     case gguf::TensorType::IQ2_XXS:
       if (!grouped) return cudaErrorInvalidValue;
-      return tall     ? launch_wgmma<CodesIQ2_XXS, true>(l, stream)
-             : narrow ? launch_gemm_narrow_regs(l, stream)
-                      : launch_wgmma<CodesIQ2_XXS, true, kShapeWide>(l, stream);
+      return tall ? launch_wgmma<CodesIQ2_XXS, true>(l, stream) : launch_gemm_wgmma_regs(l, stream);
     default: return cudaErrorInvalidValue;
   }
 }

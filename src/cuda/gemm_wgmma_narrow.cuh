@@ -2,7 +2,7 @@
 // features for groups of few rows (docs/PERF.md, session 23: at a 128-token chunk an expert has
 // ≈ 3 rows, and the 64-token tile's consumers spent half the launch's shared-memory traffic on its
 // padding rows). Q8_0 weights only since session 24 (out_a's groups of few tokens): the routed
-// experts' IQ2_XXS weights take gemm_wgmma_narrow_regs.cu, which decodes W into the A registers.
+// experts' IQ2_XXS weights take gemm_wgmma_regs.cu, which decodes W into the A registers.
 //
 // W is the A operand (each consumer warpgroup two m64 fragments: features 128g + 64i ..), and the
 // B operand is the 16 tokens' x_hi rows followed by their x_lo rows, one n32 tile: one m64n32k16

@@ -1,5 +1,5 @@
 // The launch shared by the GEMM kernels whose weight stages come by TMA (gemm_wgmma.cu,
-// gemm_wgmma_narrow_regs.cu, gemm_wgmma_int8.cu): the kernel's dynamic shared memory allowed once
+// gemm_wgmma_regs.cu, gemm_wgmma_int8.cu): the kernel's dynamic shared memory allowed once
 // per device, the weights as a byte-row tensor map (boxes of span bytes × box_rows rows of one
 // matrix), and a grid of ⌈n_out / features_per_cta⌉ × slots CTAs.
 #pragma once

@@ -1,11 +1,11 @@
 // Hopper wgmma primitives for the prefill kernels (sm_90a): shared-memory matrix descriptors for
 // 128-byte-swizzled tiles, the warpgroup and proxy fences, m64n128k16, m64n64k16 and m64n32k16 (B
-// K-major or transposed; also with A from registers) with f16 operands and f32 accumulators, a chain
-// of split-operand products over them, and m64n64k32 and m64n16k32 with s8 operands (A from
-// registers) and s32 accumulators. The tiles are the
-// layout gemm_kernel.cuh's swz() writes (128-byte rows, 16-byte chunk c of row r at chunk
-// c ^ (r & 7); sw128_half below in elements), which is the hardware's 128-byte swizzle when the
-// tile starts on a 1024-byte boundary: the swizzle XORs address bits 4-6 with bits 7-9.
+// K-major or transposed; m64n32k16 and m64n64k16 also with A from registers) with f16 operands and
+// f32 accumulators, a chain of split-operand products over them, and m64n64k32 and m64n16k32 with
+// s8 operands (A from registers) and s32 accumulators. The tiles are the layout gemm_kernel.cuh's
+// swz() writes (128-byte rows, 16-byte chunk c of row r at chunk c ^ (r & 7); sw128_half below in
+// elements), which is the hardware's 128-byte swizzle when the tile starts on a 1024-byte
+// boundary: the swizzle XORs address bits 4-6 with bits 7-9.
 #pragma once
 
 #include <cstdint>
@@ -110,6 +110,19 @@ __device__ __forceinline__ void wgmma_m64n32k16_f16_ra(float (&d)[16], const uin
       "wgmma.mma_async.sync.aligned.m64n32k16.f32.f16.f16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15}, {%16, %17, %18, %19}, %20, p, 1, 1, 0;\n}\n"
       : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
         "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(static_cast<int>(accumulate)));
+}
+
+// The same with B 64 × 16 (the 64-token register tile's hi or lo rows): d[4j + c], j < 8.
+__device__ __forceinline__ void wgmma_m64n64k16_f16_ra(float (&d)[32], const uint32_t (&a)[4], uint64_t b,
+                                                       bool accumulate) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, {%32, %33, %34, %35}, %36, p, 1, 1, 0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(static_cast<int>(accumulate)));
 }
 

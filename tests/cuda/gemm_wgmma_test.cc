@@ -1,5 +1,6 @@
 // The wgmma split GEMM (GemmTile::kWgmma, kWgmma64, kWgmmaNarrow and the pairs kWgmmaTails and
-// kWgmmaNarrowPair, cuda/gemm_wgmma.cu)
+// kWgmmaNarrowPair, cuda/gemm_wgmma.cu and, for IQ2_XXS's 64- and 16-token tiles,
+// cuda/gemm_wgmma_regs.cu)
 // against a double reference on fresh random inputs: f32 activations of mixed magnitudes inside a
 // row (the small elements live in x_lo), a row of zeros, a random power of two per row, converted
 // on the device by convert_f32_to_f16_split. Dense Q8_0: partial row and feature tiles, a single
@@ -222,9 +223,11 @@ TEST(GemmWgmma, GroupedOutputAMatchesDoubleReference) {
 }
 
 // Routed-expert form through grouped_gemm on every wgmma tile and pair, each against the reference;
-// the 128- and 64-token tiles and their pair with the same bits (each output is the same sequence
-// of MMAs and FFMAs in either tile), the 16-token tile with its own, and its pair with the 64-token
-// tile with the 16-token tile's bits in the groups of at most 16 rows and the others' elsewhere;
+// for Q8_0 the 128- and 64-token tiles and their pair with the same bits (each output is the same
+// sequence of MMAs and FFMAs in either tile), for IQ2_XXS the 64-token tile with its own (a kernel
+// of its own) and the tails pair with the 64-token tile's bits in the short tails; the 16-token tile
+// with its own, and its pair with the 64-token tile with the 16-token tile's bits in the groups of
+// at most 16 rows and the 64-token tile's elsewhere;
 // kAuto (the sizes below give 913..1509 rows for 20 groups: 46..75 per group on average, on either
 // side of its rule at kWgmma64Below) with the bits of the one it takes: group sizes drawn afresh —
 // ten empty, one of 1..20 rows, one below a 64-row tile, exactly one 64-row tile, one between 64
@@ -283,8 +286,11 @@ void grouped_case(TensorType type) {
                                            d_ge, n_rows, sx, d_xr, n_tokens, dy, y_stride, d_yr, total);
   // Each forced tile against the reference first (a wrong tile fails on its own numbers), then the
   // bits it should have: kWgmma's, the 16-token tile's own (its hi and lo chains are summed apart),
-  // and the pair's and kAuto's per group from those two.
-  std::vector<float> first, narrow;
+  // IQ2_XXS's 64-token tile's own, and the pairs' and kAuto's per group and row from those.
+  // IQ2_XXS's 64-token tile is its own kernel (gemm_wgmma_regs.cu), with bits of its own; Q8_0's
+  // is the 128-token tile's kernel with the operands swapped, and has its bits.
+  const bool own_wide = type == TensorType::IQ2_XXS;
+  std::vector<float> first, narrow, wide;
   const bool auto_pair = n_rows < kWgmma64Below * static_cast<int64_t>(sizes.size());
   for (const GemmTile tile : {GemmTile::kWgmma, GemmTile::kWgmma64, GemmTile::kWgmmaTails, GemmTile::kWgmmaNarrow,
                               GemmTile::kWgmmaNarrowPair, GemmTile::kAuto}) {
@@ -330,19 +336,31 @@ void grouped_case(TensorType type) {
       narrow = y;
       continue;
     }
-    // Output rows of the groups of 1..16 rows take the 16-token tile's bits in the pair.
-    std::vector<bool> few_row(static_cast<size_t>(total), false);
-    if (tile == GemmTile::kWgmmaNarrowPair || (tile == GemmTile::kAuto && auto_pair)) {
-      for (int gi = 0; gi < g.n_groups; ++gi) {
-        const GroupRows rows = group_rows(clamped, x_rows, y_rows, gi);
-        if (rows.out.size() > 16) continue;
-        for (const int64_t r : rows.out) few_row[static_cast<size_t>(r)] = true;
+    if (tile == GemmTile::kWgmma64 && own_wide) {
+      wide = y;
+      continue;
+    }
+    // Which tile's bits each output row has: per group, by its size and the row's place in it.
+    enum Source { kTall, kWide, kNarrow };
+    std::vector<Source> source(static_cast<size_t>(total), kTall);
+    const bool pair = tile == GemmTile::kWgmmaNarrowPair || (tile == GemmTile::kAuto && auto_pair);
+    const bool tails = tile == GemmTile::kWgmmaTails || (tile == GemmTile::kAuto && !auto_pair);
+    for (int gi = 0; gi < g.n_groups; ++gi) {
+      const GroupRows rows = group_rows(clamped, x_rows, y_rows, gi);
+      const size_t n = rows.out.size(), tail = n % 128;
+      for (size_t i = 0; i < n; ++i) {
+        Source& s = source[static_cast<size_t>(rows.out[i])];
+        if (pair) s = n <= 16 ? kNarrow : kWide;
+        if (tile == GemmTile::kWgmma64) s = kWide;
+        if (tails && tail > 0 && tail <= 64 && i >= n - tail) s = kWide;
+        if (s == kWide && !own_wide) s = kTall;
       }
     }
     for (size_t i = 0; i < y.size(); ++i) {
-      const bool few = few_row[i / static_cast<size_t>(y_stride)];
-      ASSERT_TRUE(same_bits(y[i], few ? narrow[i] : first[i]))
-          << "differs from " << (few ? "kWgmmaNarrow" : "kWgmma") << " at " << i;
+      const Source s = source[i / static_cast<size_t>(y_stride)];
+      const std::vector<float>& expected = s == kNarrow ? narrow : s == kWide ? wide : first;
+      ASSERT_TRUE(same_bits(y[i], expected[i]))
+          << "differs from " << (s == kNarrow ? "kWgmmaNarrow" : s == kWide ? "kWgmma64" : "kWgmma") << " at " << i;
     }
   }
 }

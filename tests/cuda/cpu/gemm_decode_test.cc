@@ -154,8 +154,8 @@ TEST(GemmCodes, Q4_K) { check_codes<detail::CodesQ4_K>(TensorType::Q4_K); }
 TEST(GemmCodes, IQ2_XXS) { check_codes<detail::CodesIQ2_XXS>(TensorType::IQ2_XXS); }
 
 // Every grid point with every sign pattern in every group position (the sign spreading of
-// CodesIQ2_XXS::codes8 depends on both), against dequantize_row, exactly, and codes32 against
-// codes8 and scale: blocks with d = 1 and
+// CodesIQ2_XXS::codes8 depends on both), against dequantize_row, exactly, and codes32, one_group8
+// and one_group8_odd against codes8 and scale: blocks with d = 1 and
 // random sub-block scales, group g of sub-block sb holding point (i + 4·sb + g) mod 256 and pattern
 // (s + sb + g) mod 128 for every i and s.
 TEST(GemmCodes, IQ2_XXSEveryGridPointAndSignPattern) {
@@ -186,6 +186,18 @@ TEST(GemmCodes, IQ2_XXSEveryGridPointAndSignPattern) {
         for (int g = 0; g < 4; ++g) {
           const uint4 w = D::codes8(block, e + 8 * g, tables.data());
           ASSERT_TRUE(v[g].x == w.x && v[g].y == w.y && v[g].z == w.z && v[g].w == w.w) << "element " << e + 8 * g;
+          // The one-group decoders of gemm_wgmma_regs.cu: codes8 with block_d8 · odd_factor as the
+          // scale, and the codes times 2·ls + 1 with block_d8 as the scale, both exact.
+          float odd = 0.0f;
+          const uint4 o = D::one_group8(block, e, g, tables.data(), tables.data(), &odd);
+          ASSERT_TRUE(o.x == w.x && o.y == w.y && o.z == w.z && o.w == w.w) << "element " << e + 8 * g;
+          ASSERT_EQ(D::block_d8(block) * odd, D::scale(block, e));
+          const uint4 f = D::one_group8_odd(block, e, g, tables.data(), tables.data());
+          const uint32_t folded[4] = {f.x, f.y, f.z, f.w};
+          for (int k = 0; k < 8; ++k) {
+            const float code = f16_to_f32(static_cast<uint16_t>(folded[k / 2] >> (16 * (k % 2))));
+            ASSERT_EQ(D::block_d8(block) * code, want[e + 8 * g + k]) << "folded element " << e + 8 * g + k;
+          }
         }
       }
       for (int e = 0; e < 256; e += 8) {
