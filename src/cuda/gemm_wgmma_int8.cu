@@ -62,12 +62,22 @@ constexpr int kBF = 128;  // features per tile: two consumers × the M of 64
 // (8 at flash's 2048), so a CTA per tile spent much of its time filling and draining the ring
 // (one 224 KB CTA per SM: nothing overlaps its prologue and epilogue).
 constexpr int kTilesPerCta = 4;
-constexpr int kProducerThreads = 128, kConsumerThreads = 256, kThreads = kProducerThreads + kConsumerThreads;
-// Registers after setmaxnreg: the launch's 168 per thread (65 536 / 384, a multiple of 8 below it)
-// moved to the consumers, which hold 128 of chains and accumulators and 32 of A fragments; the
-// producer only decodes (no spill at 40).
-constexpr int kLaunchRegs = 168, kProducerRegs = 40, kConsumerRegs = 232;
-static_assert(kProducerThreads * kProducerRegs + kConsumerThreads * kConsumerRegs <= kThreads * kLaunchRegs);
+constexpr int kConsumerThreads = 256;
+// The roles of a CTA of kBT tokens. 64 tokens: one producer warpgroup, registers after setmaxnreg
+// the launch's 168 per thread (65 536 / 384, a multiple of 8 below it) moved to the consumers,
+// which hold 128 of chains and accumulators and 32 of A fragments; the producer only decodes (no
+// spill at 40). 16 tokens: the consumers' MMAs are a quarter of the 64-token tile's and their
+// chains 24 registers, so the decode bounds the step (session 25): two producer warpgroups, a
+// feature half-row a thread.
+template <int kBT>
+struct Int8Roles {
+  static constexpr int kProducerThreads = kBT == 64 ? 128 : 256;
+  static constexpr int kThreads = kProducerThreads + kConsumerThreads;
+  static constexpr int kLaunchRegs = kBT == 64 ? 168 : 128, kProducerRegs = 40;
+  static constexpr int kConsumerRegs = kBT == 64 ? 232 : 216;
+  static_assert(kProducerThreads * kProducerRegs + kConsumerThreads * kConsumerRegs <= kThreads * kLaunchRegs);
+  static_assert(kLaunchRegs * kThreads <= 65536);
+};
 constexpr int kStages = 2;  // slots of one Q2_K block each
 constexpr int kLead = 2;    // raw blocks TMA runs ahead of the decode
 // Raw slots: at step u, after the producers' barrier (all have decoded step u − 1), block u + kLead
@@ -154,9 +164,11 @@ __device__ __forceinline__ void decode_block_half(const uint8_t* row, uint8_t* c
 }
 
 template <int kBT>
-__global__ void __launch_bounds__(kThreads, 1)
+__global__ void __launch_bounds__(Int8Roles<kBT>::kThreads, 1)
     gemm_wgmma_int8_kernel(__grid_constant__ const GemmLaunch p, __grid_constant__ const CUtensorMap w_map) {
   using L = Int8Tile<kBT>;
+  using R = Int8Roles<kBT>;
+  constexpr int kProducerThreads = R::kProducerThreads;
   constexpr int kLimbHalf = L::kLimbHalf, kXBytes = L::kXBytes, kRecBytes = L::kRecBytes;
   constexpr int kSlotBytes = L::kSlotBytes, kRawOffset = L::kRawOffset;
   constexpr int kNJ = kBT / 8;  // n8 token columns of a consumer's fragments
@@ -183,7 +195,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   __syncthreads();
 
   if (warp < kProducerThreads / 32) {
-    setmaxnreg_dec<kProducerRegs>();
+    setmaxnreg_dec<R::kProducerRegs>();
     // Step u's raw block (block u % n_steps of feature tile u / n_steps, in every row: rows are
     // multiples of 16 bytes, so all share its misalignment) into raw slot u % kRR; rows past n_out
     // and bytes past a row's end read as zero.
@@ -198,8 +210,10 @@ __global__ void __launch_bounds__(kThreads, 1)
       for (int u = 0; u < kLead && u < n_total; ++u) issue_raw(u);
     }
     // Warps 0-1 decode half 0 (columns 0..127), warps 2-3 half 1, each thread feature rows
-    // tid % 64 and tid % 64 + 64 (consecutive rows in a warp: conflict-free 16-byte loads).
-    const int dh = warp >> 1, drow0 = tid & 63;
+    // tid % 64 and tid % 64 + 64 (consecutive rows in a warp: conflict-free 16-byte loads); with two
+    // producer warpgroups warps 4-7 take rows 64..127 the same way, a row a thread.
+    constexpr int kRowPasses = 256 / kProducerThreads;
+    const int dh = (warp >> 1) & 1, drow0 = (tid & 63) + 64 * (warp >> 2);
     for (int u = 0; u < n_total; ++u) {
       const int s = u % kStages;
       if (u >= kStages) mbar_wait(empty_bar + 8 * s, ((u / kStages) & 1) ^ 1);
@@ -213,7 +227,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       auto decode = [&](auto m) {
         constexpr int kM = decltype(m)::value;
 #pragma unroll
-        for (int i = 0; i < 2; ++i) {
+        for (int i = 0; i < kRowPasses; ++i) {
           const int drow = drow0 + 64 * i;
           const uint8_t* row = raw_rows + drow * kSpan;
           if (dh == 0) {
@@ -235,7 +249,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     return;
   }
 
-  setmaxnreg_inc<kConsumerRegs>();
+  setmaxnreg_inc<R::kConsumerRegs>();
   const int ctid = tid - kProducerThreads, wg = (warp >> 2) - kProducerThreads / 128, cw = warp & 3;
 
   // X copies: 16-byte chunk xc of each limb's row (half xc / 8) of rows xr + 16i (i < kBT / 16;
@@ -389,8 +403,8 @@ __global__ void __launch_bounds__(kThreads, 1)
 
 template <int kBT>
 cudaError_t launch_int8(const GemmLaunch& l, cudaStream_t stream) {
-  return launch_tma_gemm<gemm_wgmma_int8_kernel<kBT>>(l, stream, kThreads, Int8Tile<kBT>::kSmem, kSpan, kBF,
-                                                      kTilesPerCta * kBF, gemm_grouped_slots(l, kBT));
+  return launch_tma_gemm<gemm_wgmma_int8_kernel<kBT>>(l, stream, Int8Roles<kBT>::kThreads, Int8Tile<kBT>::kSmem,
+                                                      kSpan, kBF, kTilesPerCta * kBF, gemm_grouped_slots(l, kBT));
 }
 
 }  // namespace
