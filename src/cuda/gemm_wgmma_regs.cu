@@ -12,7 +12,7 @@
 //   tile       kBT tokens × 256 features: four warpgroups, warpgroup g owns features 64g..64g+63
 //              (one m64 fragment), each thread two of them (rows r and r + 8 of its warp's 16).
 //              (The 64-token tile on two warpgroups, with a temporary a half as the 16-token one,
-//              232 registers, ran at 1.5× the producer/consumer tile's time: docs/PERF.md.)
+//              232 registers, ran at 1.4× the producer/consumer tile's time: docs/PERF.md.)
 //   k-step     64 columns, two 32-column halves (one IQ2_XXS sub-block each: one scale d/8·(2ls+1)
 //              per half and feature). In a half, thread q = lane % 4 decodes grid point q (columns
 //              8q..8q+7) of its two rows into the A registers of the half's two k16 slices: f16
@@ -24,9 +24,9 @@
 //              tile kXAhead steps before the MMAs read it, counted on that step's x_full barrier;
 //              every warp arrives on x_empty once its MMAs are done. 16 tokens: every thread moves
 //              8 bytes a step through registers, the hi and lo rows are one n32 B operand (each
-//              weight read by the tensor cores once per k16). 64 tokens: every thread copies 16
-//              8 words a step by cp.async (a warp one row's 32 words at a time), the hi and lo
-//              rows are two n64 B operands.
+//              weight read by the tensor cores once per k16). 64 tokens: every thread copies 8
+//              words a step by cp.async (a warp one row's 32 words at a time), the hi and lo rows
+//              are two n64 B operands.
 //   W          raw IQ2_XXS super-blocks (256 columns, four k-steps) by TMA, one stage ahead into a
 //              ring of kRawSlots, issued by thread 0; every warp arrives on raw_empty after a
 //              stage's last step.
