@@ -1,5 +1,5 @@
-// attention_bench: TFLOP/s of cuda/prefill_attention.h (the split kernel with its combine, and
-// the layer's row conversion) at DeepSeek V4 Flash's geometry (64 heads of 512, window 128, top-k 512, RoPE on the
+// attention_bench: TFLOP/s of cuda/prefill_attention.h (a block per split with the combine, and
+// a block per whole token; the layer's row conversion) at DeepSeek V4 Flash's geometry (64 heads of 512, window 128, top-k 512, RoPE on the
 // last 64 dims) for a chunk of T tokens at position 2048: a CSA layer (ratio 4, every token on the
 // indexer's 512 rows), an HCA layer (ratio 128) and a sliding-window layer, with f32 rows and with
 // rows whose first 448 dims are exact in f16 (official mode's FP8-simulated nope dims, the
@@ -8,7 +8,8 @@
 // product, 2 on exact slabs) against the card's mma.sync ceiling measured in the same run
 // (m16n8k16 f16 → f32, register operands, 8 independent chains per warp, every SM busy: the
 // instruction the kernel issues, with no operand traffic). Each figure: 5 rounds of 5 back-to-back
-// launches timed with events, the median round's mean. Needs a GPU; not a test.
+// launches timed with events, the median round's mean. The output is the forward pass's: out_a's
+// split f16 input in groups of 8 heads. Needs a GPU; not a test.
 //
 //   attention_bench [T]   (default 4096)
 #include <cuda_fp16.h>
@@ -83,6 +84,9 @@ int main(int argc, char** argv) {
   // In the forward pass q_kv_finish leaves the queries in this form; here it is made once, untimed.
   check(cuda::prefill_attention_split_queries(q, q_exp, T, H, hd, s));
   float* out = device_alloc<float>(static_cast<size_t>(T) * H * hd);
+  __half* out16 = device_alloc<__half>(static_cast<size_t>(T) * H * hd);
+  __half* out16_lo = device_alloc<__half>(static_cast<size_t>(T) * H * hd);
+  float* out16_scale = device_alloc<float>(static_cast<size_t>(T) * 8);
   float* sinks = random_floats(H, 2);
   std::vector<float> omega_host(n_rot / 2);
   for (int j = 0; j < n_rot / 2; ++j) omega_host[j] = std::pow(10000.0f, -2.0f * j / n_rot);
@@ -108,8 +112,8 @@ int main(int argc, char** argv) {
   float* part_o = device_alloc<float>(static_cast<size_t>(T) * H * splits * hd);
   float* part_ml = device_alloc<float>(static_cast<size_t>(T) * H * splits * 2);
 
-  std::printf("%-16s %-10s %8s %10s %10s %10s %8s %12s\n", "layer", "rows", "rows/tok", "µs", "TFLOP/s", "MMA TF/s",
-              "of ceil", "rows µs");
+  std::printf("%-16s %-10s %-6s %8s %10s %10s %10s %8s %12s\n", "layer", "rows", "blocks", "rows/tok", "µs", "TFLOP/s",
+              "MMA TF/s", "of ceil", "rows µs");
   struct Layer {
     const char* name;
     int ratio;
@@ -140,23 +144,30 @@ int main(int argc, char** argv) {
       a.window = W;
       a.ratio = layer.ratio;
       a.top_k = top_k;
+      a.out16 = out16;
+      a.out16_lo = out16_lo;
+      a.out16_scale = out16_scale;
+      a.out16_group = H / 8;
       const double rows_us = bench::mean_us([&] { check(cuda::prefill_attention_rows(a, T, rows, s)); }, s, 5);
-      const double us = bench::mean_us([&] { check(cuda::prefill_attention(a, rows, s)); }, s, 5);
-      double row_count = 0;  // Σ over tokens of the rows each sees
-      for (int t = 0; t < T; ++t) {
-        const int64_t p = pos0 + t, raw = std::min<int64_t>(W, p + 1);
-        const int64_t comp_rows = layer.ratio == 0   ? 0
-                                  : layer.ratio == 4 ? std::min<int64_t>(top_k, (p + 1) / 4)
-                                                     : (p + 1) / layer.ratio;
-        row_count += static_cast<double>(raw + comp_rows);
+      for (const bool whole : {false, true}) {
+        a.whole_tokens = whole;
+        const double us = bench::mean_us([&] { check(cuda::prefill_attention(a, rows, s)); }, s, 5);
+        double row_count = 0;  // Σ over tokens of the rows each sees
+        for (int t = 0; t < T; ++t) {
+          const int64_t p = pos0 + t, raw = std::min<int64_t>(W, p + 1);
+          const int64_t comp_rows = layer.ratio == 0   ? 0
+                                    : layer.ratio == 4 ? std::min<int64_t>(top_k, (p + 1) / 4)
+                                                       : (p + 1) / layer.ratio;
+          row_count += static_cast<double>(raw + comp_rows);
       }
       const double flops = 4.0 * H * hd * row_count;
       const double exact_share = static_cast<double>(exact_dims) / hd;
       const double mma_flops = flops * (3.0 * (1.0 - exact_share) + 2.0 * exact_share);
       const double mma_tflops = mma_flops / us / 1e6;
-      std::printf("%-16s %-10s %8.0f %10.1f %10.1f %10.1f %7.1f%% %12.1f\n", layer.name,
-                  exact_dims ? "fp8 nope" : "f32", row_count / T, us, flops / us / 1e6, mma_tflops,
-                  ceiling > 0 ? 100.0 * mma_tflops / ceiling : 0.0, rows_us);
+      std::printf("%-16s %-10s %-6s %8.0f %10.1f %10.1f %10.1f %7.1f%% %12.1f\n", layer.name,
+                  exact_dims ? "fp8 nope" : "f32", whole ? "token" : "split", row_count / T, us, flops / us / 1e6,
+                  mma_tflops, ceiling > 0 ? 100.0 * mma_tflops / ceiling : 0.0, rows_us);
+      }
       cudaFree(kv);
       cudaFree(ring);
       cudaFree(comp);

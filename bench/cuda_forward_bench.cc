@@ -2,7 +2,11 @@
 // generated on the device (flash-q2 by default, some or all of its 43 layers).
 //
 //   cuda_forward_bench [--preset flash-q2] [--layers N] [--ctx C] [--steps S] [--chunk K]
-//                      [--prefill split|f16|matvec] [--profiler-range step|chunk]
+//                      [--prefill split|f16|matvec] [--profiler-range step|chunk] [--capacity N]
+//
+// --capacity: the session's context capacity (default: what the run needs), as a server started
+// with a long --ctx has it: the scratch sized for it shapes some launches (attention's split
+// scratch, the indexer's scores).
 //
 // 1. Prefill of C tokens in chunks of K (default DeviceSession::kTensorCoreMaxChunk) with tensor-core
 //    (split: f32-level products, the default; f16) or f32 matvec projections (cuda::PrefillMath): tokens/s,
@@ -59,7 +63,7 @@ double since(std::chrono::steady_clock::time_point t) {
 
 int main(int argc, char** argv) {
   std::string preset = "flash-q2";
-  int64_t layers = 43, ctx = 2048, steps = 64, chunk = cuda::DeviceSession::kTensorCoreMaxChunk;
+  int64_t layers = 43, ctx = 2048, steps = 64, chunk = cuda::DeviceSession::kTensorCoreMaxChunk, capacity = 0;
   cuda::PrefillMath prefill = cuda::PrefillMath::kTensorCoreSplit;
   bool profile_the_chunk = false;
   for (int i = 1; i + 1 < argc; i += 2) {
@@ -69,6 +73,7 @@ int main(int argc, char** argv) {
     else if (a == "--ctx") ctx = std::atoll(argv[i + 1]);
     else if (a == "--steps") steps = std::atoll(argv[i + 1]);
     else if (a == "--chunk") chunk = std::atoll(argv[i + 1]);
+    else if (a == "--capacity") capacity = std::atoll(argv[i + 1]);
     else if (a == "--prefill" && std::strcmp(argv[i + 1], "split") == 0) prefill = cuda::PrefillMath::kTensorCoreSplit;
     else if (a == "--prefill" && std::strcmp(argv[i + 1], "matvec") == 0) prefill = cuda::PrefillMath::kMatvecF32;
     else if (a == "--prefill" && std::strcmp(argv[i + 1], "f16") == 0) prefill = cuda::PrefillMath::kTensorCoreF16;
@@ -77,7 +82,7 @@ int main(int argc, char** argv) {
     else {
       std::fprintf(stderr,
                    "usage: cuda_forward_bench [--preset P] [--layers N] [--ctx C] [--steps S] [--chunk K] "
-                   "[--prefill split|f16|matvec] [--profiler-range step|chunk]\n");
+                   "[--prefill split|f16|matvec] [--profiler-range step|chunk] [--capacity N]\n");
       return 2;
     }
   }
@@ -90,7 +95,7 @@ int main(int argc, char** argv) {
   std::printf("%s, %lld layers: %.2f GB generated in %.2f s; copy bandwidth %.0f GB/s\n", preset.c_str(),
               static_cast<long long>(layers), static_cast<double>(model->weight_bytes) / 1e9, model->load_seconds, copy);
 
-  const int64_t n_ctx = ctx + chunk + 3 * steps + 8;
+  const int64_t n_ctx = std::max(capacity, ctx + chunk + 3 * steps + 8);
   auto t0 = std::chrono::steady_clock::now();
   auto session = cuda::DeviceSession::create(model, n_ctx, cpu::SimOptions::official(), static_cast<int>(chunk), prefill);
   CHECK(session.status());

@@ -46,6 +46,10 @@ struct AttentionArgs {
   __half* out16_lo = nullptr;
   float* out16_scale = nullptr;
   int out16_group = 0;
+  // prefill_attention only: a block takes all of its token's splits in turn and finishes the token
+  // itself (no part_o / part_ml, no combine launch); `out` is then needed with out16 too (its f32
+  // values are where the block keeps the running sums). prefill_attention_whole_tokens says when.
+  bool whole_tokens = false;
 };
 int attention_splits(int64_t max_rows);
 Status attention(const AttentionArgs& a, cudaStream_t stream);

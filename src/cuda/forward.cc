@@ -387,8 +387,9 @@ class ChunkForward {
       DSV4_TRY(mark("indexer"));
     }
 
-    // §7.8-7.10, sub-chunks of tokens bound the split scratch.
-    const int sub = prefill ? sc_.attn_tokens : kSubChunk;
+    // §7.8-7.10, sub-chunks of tokens bound the split scratch (whole tokens need none).
+    const bool whole = prefill && prefill_attention_whole_tokens(T_);
+    const int sub = whole ? T_ : prefill ? sc_.attn_tokens : kSubChunk;
     const bool feeds_out_a = attention_feeds_out_a(L.out_a, prefill);
     for (int t0 = 0; t0 < T_; t0 += sub) {
       AttentionArgs a;
@@ -413,6 +414,7 @@ class ChunkForward {
       a.ratio = static_cast<int>(ratio);
       a.top_k = static_cast<int>(c_.index_top_k);
       a.splits = prefill ? B.prefill_splits : B.attn_splits;
+      a.whole_tokens = whole;
       if (T_ == 1) a.store_ring = B.ring;
       if (feeds_out_a) {
         a.out16 = sc_.in16 + t0 * H * hd;

@@ -30,15 +30,15 @@
 // of q and the rows in this kernel were issue- and barrier-bound (ncu: L1/TEX 74 %, 45 % issue,
 // short-scoreboard stalls), 6× the MMA bound; round 3 moved the rows' split to the conversion
 // kernel (H100: the CSA partial launch 604 → 402 µs, the attention stage −26 %).
-// Combine kernel, block (group of heads, token), a warp per head: o = Σ_s e^{m_s-M} o_s /
-// (e^{sink-M} + Σ_s e^{m_s-M} l_s) over the token's non-empty splits, then the inverse RoPE at p
-// (§7.10), written as f32, or (AttentionArgs::out16) as out_a's GEMM input: the block is one out_a
-// group of the token, whose values wait in shared memory for their largest magnitude, then leave
-// as hi/lo f16 scaled by its power of two (gemm.h's conversion, a row factor per group), so that
-// the f32 output is never written and converted in a launch of its own (session 14).
+// The split form's combine: prefill_attention_combine.cu.
+// Whole tokens (AttentionArgs::whole_tokens, long chunks): the partial kernel's block (token t)
+// takes the token's splits in turn and keeps the combine's sums as it goes, O·α + o_s·β and
+// L·α + l_s·β at the running max (from the sink), O in `out` (each thread re-reads only what it
+// stored itself); the last split's P·V finishes the token (the denominator, the inverse RoPE) and,
+// with out16, the block converts the token's groups from out as the combine does. No partials and
+// no combine launch: at an 8 192-token chunk the combine was ≈ 4.6 % of the chunk (session 26).
 #include <cuda_runtime.h>
 
-#include <algorithm>
 #include <cstddef>
 
 #include "cuda/attention_rows.cuh"
@@ -64,9 +64,6 @@ constexpr int kTile = 64;                // rows per score pass = N of the score
 constexpr int kHeads = 64;               // M of both tiles (H ≤ 64, zero-padded)
 constexpr int kSlab = kPrefillAttnSlab;  // head dims per slab (k of the scores, n of P·V)
 constexpr int kThreads = 256;
-constexpr int kCombineHeads = 8;         // most heads per combine block (a warp each); f32 output takes 8
-constexpr int kCombineMaxValues = 16384;  // f16 output: a group's values held in shared memory (64 KB)
-constexpr int kCombineBatch = 2;          // splits whose partials a lane loads at once, for two dims
 constexpr int kChunks = kSlab / 8;       // 16-byte copies per row and slab (hi or lo)
 static_assert(kRows == 2 * kTile && kTile == 64 && kHeads == 64 && kSlab == 64,
               "tiling below: two warpgroups, 64 rows each for the scores and 32 dims each for P·V");
@@ -100,6 +97,12 @@ struct Smem {
   float inv_c[kHeads];        // 2^-c_h (P·V)
   float red[3][2][kHeads];    // per warpgroup and head: the scores' max, Σ P, max P'
   float stats[kHeads][2];
+  // Whole tokens (AttentionArgs::whole_tokens): per head the running max M (from the sink) and
+  // denominator L over the splits so far, the factors of this split (O·alpha + o_s·beta), the
+  // output's largest magnitude (float bits: non-negative floats order as integers) and, per group
+  // of out16_group heads, its power of two.
+  float run_m[kHeads], run_l[kHeads], alpha[kHeads], beta[kHeads], group_f[kHeads];
+  unsigned abs_max[kHeads];
   const __half* rows[kRows];  // the split's converted rows
   unsigned lo_mask;           // OR of the rows' slab masks
 };
@@ -185,337 +188,340 @@ __global__ void __launch_bounds__(kThreads, 2) partial_kernel(AttentionArgs a, P
   pdl_trigger();
   extern __shared__ __align__(16) uint8_t smem_raw[];
   Smem& sm = *reinterpret_cast<Smem*>(smem_align_1024(smem_raw));
-  const int s = blockIdx.x, t = blockIdx.y;
-  const AttnRowSet rs = attn_row_set(a, t);
-  const int64_t r0 = static_cast<int64_t>(s) * kRows;
-  const int64_t left = rs.total() - r0;
-  if (left <= 0) return;  // the combine reads only the token's non-empty splits
-  const int nr = static_cast<int>(left < kRows ? left : kRows);
-  const int n_pass = nr > kTile ? 2 : 1;
-  const int H = a.H, hd = a.hd;
-  if (threadIdx.x == 0) sm.lo_mask = 0u;
-  __syncthreads();
-  if (threadIdx.x < kRows) {
-    const int i = threadIdx.x;
-    unsigned mask = 0u;
-    float inv = 0.0f;
-    const __half* row = nullptr;
-    if (i < nr) {
-      const int64_t ci = converted_row(a, rs, t, r0 + i, cr.chunk);
-      const int2 m = cr.meta[ci];
-      row = cr.rows + ci * 2 * hd;
-      inv = pow2f(-m.x);
-      mask = static_cast<unsigned>(m.y);
-    }
-    sm.rows[i] = row;
-    sm.inv_b[i] = inv;
-    mask = __reduce_or_sync(0xFFFFFFFFu, mask);
-    if ((threadIdx.x & 31) == 0 && mask != 0u) atomicOr(&sm.lo_mask, mask);
-  } else if (threadIdx.x < kRows + kHeads) {
-    const int h = threadIdx.x - kRows;
-    sm.inv_a[h] = h < H ? pow2f(-a.q_exp[static_cast<int64_t>(t) * H + h]) : 0.0f;
-  }
-  const __half* q16 = reinterpret_cast<const __half*>(a.q) + static_cast<int64_t>(t) * H * 2 * hd;
-  __syncthreads();
-  const unsigned lo_mask = sm.lo_mask;
-  // Slabs whose lo halves are zero in all the split's rows (official mode's FP8-simulated nope
-  // dims): no hi·lo MMAs, no lo copies.
-  const auto exact = [&](int d0) { return ((lo_mask >> (d0 / kSlab)) & 1u) == 0u; };
-
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int g = lane >> 2, c2 = 2 * (lane & 3);  // C fragment: rows g, g + 8; columns c2, c2 + 1
-  const int wm = 16 * (warp & 3), wn = 32 * (warp >> 2);
-
-  // ---- 1. scores, slab after slab, the rows' and q's halves together through the ring;
-  // warpgroup w: rows 64w.. of the split (m64n64 wgmma: the 64 heads × its 64 rows), one chain per
-  // slab from zero, added to acc in the units of q·2^e_h and row·2^b_r ----
-  const int n_slab = (hd + kSlab - 1) / kSlab;
-  // The warpgroup as a broadcast value, which the compiler knows is warp-uniform: the MMA
-  // descriptors derived from it can live in uniform registers (no R2UR per wgmma).
-  const int wg = __shfl_sync(0xFFFFFFFFu, warp >> 2, 0);
-  const bool wg_rows = wg < n_pass;  // its rows hold list entries (warpgroup-uniform)
-  const SlabCopies copies = slab_copies(sm, nr, q16, H, hd);
-  const auto copy_stage = [&](int sl) {
-    __half* stage = sm.stage[sl & 1];
-    copy_slab(stage, copies, sl * kSlab, hd, exact(sl * kSlab));
-    copy_q_slab(stage + kSlabBuf, copies, sl * kSlab, hd);
-    cp_async_commit();
-  };
-  // Descriptors are the stage's plus byte offsets / 16 (the address field, no carry: < 256 KB).
-  const uint64_t stage0 = wgmma_desc_sw128(shared_address(sm.stage[0]));
-  float acc[32] = {};
-  copy_stage(0);
-  for (int sl = 0; sl < n_slab; ++sl) {
-    if (sl + 1 < n_slab) {
-      copy_stage(sl + 1);
-      cp_async_wait<1>();
-    } else {
-      cp_async_wait<0>();
-    }
-    fence_proxy_async();  // the copies → wgmma
-    __syncthreads();  // this slab's rows and q landed (every thread's copies)
-    if (wg_rows) {
-      // The slab's k16 slices are 32 bytes apart in the 128-byte rows; A is q, B the rows.
-      const uint64_t kh = stage0 + (sl & 1) * kStageDesc + wg * (kTile * kSlab * 2 / 16);
-      const uint64_t qh = stage0 + (sl & 1) * kStageDesc + kQHiDesc, ql = stage0 + (sl & 1) * kStageDesc + kQLoDesc;
-      float c[32];
-      const auto descs = [&](int k) { return SplitDescs{qh + 2 * k, ql + 2 * k, kh + 2 * k, kh + kRowsLoDesc + 2 * k}; };
-      const auto mma = [](float (&d)[32], uint64_t x, uint64_t y, bool acc) { wgmma_m64n64k16_f16(d, x, y, acc); };
-      if (exact(sl * kSlab)) {
-        wgmma_split_chain<kSlab / 16, true, false>(c, descs, mma);
-      } else {
-        wgmma_split_chain<kSlab / 16, true, true>(c, descs, mma);
-      }
-#pragma unroll
-      for (int i = 0; i < 32; ++i) acc[i] += c[i];
-    }
-    __syncthreads();  // the slab's MMAs done: its stage is free
-  }
-  // P·V's first slab, in flight during the softmax (its buffer held the scores' first stage).
-  copy_slab(sm.pv.buf0, copies, 0, hd, exact(0));
-  cp_async_commit();
-
-  // ---- 2. softmax statistics and P', from the score accumulators: a thread holds heads
-  // wm + g and wm + g + 8, rows 64·wg + 8j + c2 (+1), j < 8 (c[4j + e], wgmma.cuh); a head's 128
-  // rows are the 4 lanes of a quad in each warpgroup, whose partial max and sums meet in shared
-  // memory ----
-  const float scale = static_cast<float>(1.0 / sqrt(static_cast<double>(hd)));
-  const int h0 = wm + g;
-  const float ia[2] = {sm.inv_a[h0], sm.inv_a[h0 + 8]};
-  float mx[2] = {-INFINITY, -INFINITY};
-#pragma unroll
-  for (int j = 0; j < 8; ++j) {
-#pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      const int r = wg * kTile + 8 * j + c2 + (e & 1);
-      const float v = r < nr ? __fmul_rn(acc[4 * j + e] * ia[e >> 1] * sm.inv_b[r], scale) : -INFINITY;
-      acc[4 * j + e] = v;
-      mx[e >> 1] = fmaxf(mx[e >> 1], v);
-    }
-  }
-#pragma unroll
-  for (int i = 0; i < 2; ++i) {
-    mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xFFFFFFFFu, mx[i], 1));
-    mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xFFFFFFFFu, mx[i], 2));
-    if ((lane & 3) == 0) sm.red[0][wg][h0 + 8 * i] = mx[i];
-  }
-  __syncthreads();  // the warpgroups' maxima
-  float m[2], l[2] = {0.0f, 0.0f}, pm[2] = {0.0f, 0.0f};
-#pragma unroll
-  for (int i = 0; i < 2; ++i) m[i] = fmaxf(sm.red[0][0][h0 + 8 * i], sm.red[0][1][h0 + 8 * i]);
-#pragma unroll
-  for (int j = 0; j < 8; ++j) {
-#pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      const int r = wg * kTile + 8 * j + c2 + (e & 1);
-      const float p = r < nr ? expf(acc[4 * j + e] - m[e >> 1]) : 0.0f;
-      l[e >> 1] += p;
-      acc[4 * j + e] = p * sm.inv_b[r];  // P' (inv_b is 0 past the list)
-      pm[e >> 1] = fmaxf(pm[e >> 1], acc[4 * j + e]);
-    }
-  }
-#pragma unroll
-  for (int i = 0; i < 2; ++i) {
-    l[i] += __shfl_xor_sync(0xFFFFFFFFu, l[i], 1);
-    l[i] += __shfl_xor_sync(0xFFFFFFFFu, l[i], 2);
-    pm[i] = fmaxf(pm[i], __shfl_xor_sync(0xFFFFFFFFu, pm[i], 1));
-    pm[i] = fmaxf(pm[i], __shfl_xor_sync(0xFFFFFFFFu, pm[i], 2));
-    if ((lane & 3) == 0) {
-      sm.red[1][wg][h0 + 8 * i] = l[i];
-      sm.red[2][wg][h0 + 8 * i] = pm[i];
-    }
-  }
-  __syncthreads();  // the warpgroups' sums and P' maxima
-#pragma unroll
-  for (int i = 0; i < 2; ++i) {
-    const int h = h0 + 8 * i;
-    const int ch = split_exponent(fmaxf(sm.red[2][0][h], sm.red[2][1][h]));
-    const float f = pow2f(ch);
-#pragma unroll
-    for (int j = 0; j < 8; ++j) {
-      const SplitPair v = split_f16(acc[4 * j + 2 * i] * f, acc[4 * j + 2 * i + 1] * f);
-      const int at = p_at(h, wg * kTile + 8 * j + c2);  // rows c2, c2 + 1: one f16 pair
-      *reinterpret_cast<uint32_t*>(sm.pv.ph + at) = half2_bits(v.hi);
-      *reinterpret_cast<uint32_t*>(sm.pv.pl + at) = half2_bits(v.lo);
-    }
-    if (wg == 0 && (lane & 3) == 0) {
-      sm.stats[h][0] = m[i];
-      sm.stats[h][1] = sm.red[1][0][h] + sm.red[1][1][h];
-      sm.inv_c[h] = pow2f(-ch);
-    }
-  }
-
-  // ---- 3. O = P·V per slab of 64 dims, k over the split's 128 rows ----
-  const int64_t part = static_cast<int64_t>(t) * H * a.splits + s;  // + h·splits
-  const uint64_t buf0 = wgmma_desc_sw128(shared_address(sm.pv.buf0));
-  const uint64_t buf1 = wgmma_desc_sw128(shared_address(sm.pv.buf1));
-  const uint64_t ph = wgmma_desc_sw128(shared_address(sm.pv.ph)), pl = wgmma_desc_sw128(shared_address(sm.pv.pl));
-  for (int sl = 0; sl < n_slab; ++sl) {
-    const int d0 = sl * kSlab;
-    __syncthreads();  // P' written (first slab); the previous slab's MMAs done
-    if (sl + 1 < n_slab) {
-      copy_slab((sl & 1) ? sm.pv.buf0 : sm.pv.buf1, copies, d0 + kSlab, hd, exact(d0 + kSlab));
-      cp_async_commit();
-      cp_async_wait<1>();
-    } else {
-      cp_async_wait<0>();
-    }
-    fence_proxy_async();  // P' and the copies → wgmma
-    __syncthreads();  // this slab's rows landed
-    // Warpgroup w: dims 32w.. of the slab (m64n32: the 64 heads × its 32 dims, the rows as K, as
-    // many k16 steps as the split has rows; rows past the list have P' = 0). A is P' (a k16 step
-    // 32 bytes further in its rows, atom k / 4), B the value rows stored N-major (a k16 step is 16
-    // rows, 2 KB, further; the warpgroup's dims 64 bytes into each 128-byte row).
-    const uint64_t vh = ((sl & 1) ? buf1 : buf0) + 64 * wg / 16;
-    float c[16];
-    const auto descs = [&](int k) {
-      const uint64_t a_off = ((k >> 2) * kHalfTile * 2 + (k & 3) * 32) / 16, b_off = k * 16 * kSlab * 2 / 16;
-      return SplitDescs{ph + a_off, pl + a_off, vh + b_off, vh + kRowsLoDesc + b_off};
-    };
-    const auto mma = [](float (&d)[16], uint64_t x, uint64_t y, bool acc) { wgmma_m64n32k16_f16<true>(d, x, y, acc); };
-    constexpr int kShort = kTile / 16, kLong = kRows / 16;
-    if (exact(d0)) {
-      if (nr > kTile) wgmma_split_chain<kLong, true, false>(c, descs, mma);
-      else wgmma_split_chain<kShort, true, false>(c, descs, mma);
-    } else {
-      if (nr > kTile) wgmma_split_chain<kLong, true, true>(c, descs, mma);
-      else wgmma_split_chain<kShort, true, true>(c, descs, mma);
-    }
-#pragma unroll
-    for (int half = 0; half < 2; ++half) {
-      const int h = wm + g + 8 * half;
-      if (h >= H) continue;
-      const float f = sm.inv_c[h];
-#pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        const int d = d0 + wn + 8 * j + c2;
-        if (d < hd) {
-          *reinterpret_cast<float2*>(a.part_o + (part + static_cast<int64_t>(h) * a.splits) * hd + d) =
-              make_float2(c[4 * j + 2 * half] * f, c[4 * j + 2 * half + 1] * f);
-        }
-      }
-    }
-  }
-  for (int h = threadIdx.x; h < H; h += blockDim.x) {
-    reinterpret_cast<float2*>(a.part_ml)[part + static_cast<int64_t>(h) * a.splits] =
-        make_float2(sm.stats[h][0], sm.stats[h][1]);
-  }
-}
-
-// Combine, block (group of gh heads, token), a warp per head. Every split the combine reads holds
-// at least one row, so l_s ≥ 1 and m_s is finite. With a.out16 the group's gh·hd outputs wait in
-// shared memory for their largest magnitude, then leave as hi (and lo) f16 of o·2^s.
-// 64 registers (4 blocks of 8 warps an SM) with the batch's loads in flight.
-__global__ void __launch_bounds__(32 * kCombineHeads, 4) combine_kernel(AttentionArgs a, int gh) {
-  pdl_wait();  // launched with PDL: nothing before this line (pdl.cuh)
-  pdl_trigger();
-  extern __shared__ __align__(16) float smem[];
-  const bool f16 = a.out16 != nullptr;
-  float* vals = smem;                          // [gh][hd] (f16 output only)
-  float* w = smem + (f16 ? gh * a.hd : 0);     // [gh][splits]: e^{m_s-M}
-  __shared__ float group_max[kCombineHeads];
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int g = blockIdx.x, t = blockIdx.y, h = g * gh + warp, hd = a.hd;
+  const int t = blockIdx.y;
   const AttnRowSet rs = attn_row_set(a, t);
   const int n_split = static_cast<int>((rs.total() + kRows - 1) / kRows);
-  float m_abs = 0.0f;
-  if (h < a.H) {
-    const int64_t base = (static_cast<int64_t>(t) * a.H + h) * a.splits;
-    const float2* ml = reinterpret_cast<const float2*>(a.part_ml) + base;
-    float* wh = w + warp * a.splits;
-    const float sink = a.sinks[h];
-    float m_local = -INFINITY;
-    for (int s = lane; s < n_split; s += 32) m_local = fmaxf(m_local, ml[s].x);
-    const float M = fmaxf(sink, warp_max(m_local));
-    float den_local = 0.0f;
-    for (int s = lane; s < n_split; s += 32) {
-      const float2 v = ml[s];
-      const float e = expf(v.x - M);
-      wh[s] = e;
-      den_local += v.y * e;
+  const bool whole = a.whole_tokens;
+  // Whole tokens: every split of the token in turn, else split blockIdx.x alone (the combine reads
+  // only the token's non-empty splits).
+  const int s_first = whole ? 0 : static_cast<int>(blockIdx.x);
+  const int s_end = whole ? n_split : (static_cast<int>(blockIdx.x) < n_split ? s_first + 1 : s_first);
+  const int H = a.H, hd = a.hd;
+  if (whole && threadIdx.x < kHeads) {
+    const int h = threadIdx.x;
+    sm.run_m[h] = h < H ? a.sinks[h] : 0.0f;  // the sink's e^{sink-M} starts L at 1
+    sm.run_l[h] = 1.0f;
+    sm.abs_max[h] = 0u;
+  }
+  float* const out_t = a.out + static_cast<int64_t>(t) * H * hd;
+  float head_abs[2] = {0.0f, 0.0f};  // whole tokens: the final values' largest magnitudes (heads h0, h0 + 8)
+  for (int s = s_first; s < s_end; ++s) {
+    const bool last = s + 1 == s_end;
+    const int64_t r0 = static_cast<int64_t>(s) * kRows;
+    const int64_t left = rs.total() - r0;
+    const int nr = static_cast<int>(left < kRows ? left : kRows);
+    const int n_pass = nr > kTile ? 2 : 1;
+    if (threadIdx.x == 0) sm.lo_mask = 0u;
+    __syncthreads();  // (a later split: every thread is past the previous split's P·V)
+    if (threadIdx.x < kRows) {
+      const int i = threadIdx.x;
+      unsigned mask = 0u;
+      float inv = 0.0f;
+      const __half* row = nullptr;
+      if (i < nr) {
+        const int64_t ci = converted_row(a, rs, t, r0 + i, cr.chunk);
+        const int2 m = cr.meta[ci];
+        row = cr.rows + ci * 2 * hd;
+        inv = pow2f(-m.x);
+        mask = static_cast<unsigned>(m.y);
+      }
+      sm.rows[i] = row;
+      sm.inv_b[i] = inv;
+      mask = __reduce_or_sync(0xFFFFFFFFu, mask);
+      if ((threadIdx.x & 31) == 0 && mask != 0u) atomicOr(&sm.lo_mask, mask);
+    } else if (threadIdx.x < kRows + kHeads) {
+      const int h = threadIdx.x - kRows;
+      sm.inv_a[h] = h < H ? pow2f(-a.q_exp[static_cast<int64_t>(t) * H + h]) : 0.0f;
     }
-    const float den = expf(sink - M) + warp_sum(den_local);
-    __syncwarp();  // the weights visible to the warp
-    const int rot0 = hd - a.n_rot;
-    const auto finish = [&](int d, float4 acc) {
-      float4 o = make_float4(acc.x / den, acc.y / den, acc.z / den, acc.w / den);
-      if (d >= rot0) {  // §7.10 at p, two whole pairs: rot0 and d are even
-        float c, sn;
-        rope_cos_sin(a.omega[(d - rot0) / 2], rs.pos, &c, &sn);
-        const float2 p0 = rope_rotated(o.x, o.y, c, sn, true);
-        rope_cos_sin(a.omega[(d - rot0) / 2 + 1], rs.pos, &c, &sn);
-        const float2 p1 = rope_rotated(o.z, o.w, c, sn, true);
-        o = make_float4(p0.x, p0.y, p1.x, p1.y);
-      }
-      if (f16) {
-        *reinterpret_cast<float4*>(vals + warp * hd + d) = o;
-        m_abs = fmaxf(m_abs, fmaxf(fmaxf(fabsf(o.x), fabsf(o.y)), fmaxf(fabsf(o.z), fabsf(o.w))));
+    const __half* q16 = reinterpret_cast<const __half*>(a.q) + static_cast<int64_t>(t) * H * 2 * hd;
+    __syncthreads();
+    const unsigned lo_mask = sm.lo_mask;
+    // Slabs whose lo halves are zero in all the split's rows (official mode's FP8-simulated nope
+    // dims): no hi·lo MMAs, no lo copies.
+    const auto exact = [&](int d0) { return ((lo_mask >> (d0 / kSlab)) & 1u) == 0u; };
+
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int g = lane >> 2, c2 = 2 * (lane & 3);  // C fragment: rows g, g + 8; columns c2, c2 + 1
+    const int wm = 16 * (warp & 3), wn = 32 * (warp >> 2);
+
+    // ---- 1. scores, slab after slab, the rows' and q's halves together through the ring;
+    // warpgroup w: rows 64w.. of the split (m64n64 wgmma: the 64 heads × its 64 rows), one chain per
+    // slab from zero, added to acc in the units of q·2^e_h and row·2^b_r ----
+    const int n_slab = (hd + kSlab - 1) / kSlab;
+    // The warpgroup as a broadcast value, which the compiler knows is warp-uniform: the MMA
+    // descriptors derived from it can live in uniform registers (no R2UR per wgmma).
+    const int wg = __shfl_sync(0xFFFFFFFFu, warp >> 2, 0);
+    const bool wg_rows = wg < n_pass;  // its rows hold list entries (warpgroup-uniform)
+    const SlabCopies copies = slab_copies(sm, nr, q16, H, hd);
+    const auto copy_stage = [&](int sl) {
+      __half* stage = sm.stage[sl & 1];
+      copy_slab(stage, copies, sl * kSlab, hd, exact(sl * kSlab));
+      copy_q_slab(stage + kSlabBuf, copies, sl * kSlab, hd);
+      cp_async_commit();
+    };
+    // Descriptors are the stage's plus byte offsets / 16 (the address field, no carry: < 256 KB).
+    const uint64_t stage0 = wgmma_desc_sw128(shared_address(sm.stage[0]));
+    float acc[32] = {};
+    copy_stage(0);
+    for (int sl = 0; sl < n_slab; ++sl) {
+      if (sl + 1 < n_slab) {
+        copy_stage(sl + 1);
+        cp_async_wait<1>();
       } else {
-        *reinterpret_cast<float4*>(a.out + (static_cast<int64_t>(t) * a.H + h) * hd + d) = o;
+        cp_async_wait<0>();
       }
-    };
-    const auto add = [](float4 acc, float4 v, float w) {
-      return make_float4(fmaf(v.x, w, acc.x), fmaf(v.y, w, acc.y), fmaf(v.z, w, acc.z), fmaf(v.w, w, acc.w));
-    };
-    // Two of the lane's dims (d, d + 128) at a time and their splits kCombineBatch at a time, all
-    // the loads in flight before the first add (a loop of one load and its adds waited a memory
-    // latency per split: a CSA token has 5, a sliding one 1); each dim's adds in split order.
-    for (int d = 4 * lane; d < hd; d += 256) {  // hd is a multiple of 32
-      const bool second = d + 128 < hd;
-      float4 acc[2] = {make_float4(0.f, 0.f, 0.f, 0.f), make_float4(0.f, 0.f, 0.f, 0.f)};
-      for (int s0 = 0; s0 < n_split; s0 += kCombineBatch) {
-        float4 v[2][kCombineBatch];
-#pragma unroll
-        for (int k = 0; k < kCombineBatch; ++k) {
-          if (s0 + k < n_split) {
-            const float* p = a.part_o + (base + s0 + k) * hd + d;
-            v[0][k] = *reinterpret_cast<const float4*>(p);
-            if (second) v[1][k] = *reinterpret_cast<const float4*>(p + 128);
-          }
+      fence_proxy_async();  // the copies → wgmma
+      __syncthreads();  // this slab's rows and q landed (every thread's copies)
+      if (wg_rows) {
+        // The slab's k16 slices are 32 bytes apart in the 128-byte rows; A is q, B the rows.
+        const uint64_t kh = stage0 + (sl & 1) * kStageDesc + wg * (kTile * kSlab * 2 / 16);
+        const uint64_t qh = stage0 + (sl & 1) * kStageDesc + kQHiDesc, ql = stage0 + (sl & 1) * kStageDesc + kQLoDesc;
+        float c[32];
+        const auto descs = [&](int k) {
+          return SplitDescs{qh + 2 * k, ql + 2 * k, kh + 2 * k, kh + kRowsLoDesc + 2 * k};
+        };
+        const auto mma = [](float (&d)[32], uint64_t x, uint64_t y, bool acc) { wgmma_m64n64k16_f16(d, x, y, acc); };
+        if (exact(sl * kSlab)) {
+          wgmma_split_chain<kSlab / 16, true, false>(c, descs, mma);
+        } else {
+          wgmma_split_chain<kSlab / 16, true, true>(c, descs, mma);
         }
 #pragma unroll
-        for (int k = 0; k < kCombineBatch; ++k) {
-          if (s0 + k < n_split) {
-            acc[0] = add(acc[0], v[0][k], wh[s0 + k]);
-            if (second) acc[1] = add(acc[1], v[1][k], wh[s0 + k]);
-          }
+        for (int i = 0; i < 32; ++i) acc[i] += c[i];
+      }
+      __syncthreads();  // the slab's MMAs done: its stage is free
+    }
+    // P·V's first slab, in flight during the softmax (its buffer held the scores' first stage).
+    copy_slab(sm.pv.buf0, copies, 0, hd, exact(0));
+    cp_async_commit();
+
+    // ---- 2. softmax statistics and P', from the score accumulators: a thread holds heads
+    // wm + g and wm + g + 8, rows 64·wg + 8j + c2 (+1), j < 8 (c[4j + e], wgmma.cuh); a head's 128
+    // rows are the 4 lanes of a quad in each warpgroup, whose partial max and sums meet in shared
+    // memory ----
+    const float scale = static_cast<float>(1.0 / sqrt(static_cast<double>(hd)));
+    const int h0 = wm + g;
+    const float ia[2] = {sm.inv_a[h0], sm.inv_a[h0 + 8]};
+    float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int r = wg * kTile + 8 * j + c2 + (e & 1);
+        const float v = r < nr ? __fmul_rn(acc[4 * j + e] * ia[e >> 1] * sm.inv_b[r], scale) : -INFINITY;
+        acc[4 * j + e] = v;
+        mx[e >> 1] = fmaxf(mx[e >> 1], v);
+      }
+    }
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xFFFFFFFFu, mx[i], 1));
+      mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xFFFFFFFFu, mx[i], 2));
+      if ((lane & 3) == 0) sm.red[0][wg][h0 + 8 * i] = mx[i];
+    }
+    __syncthreads();  // the warpgroups' maxima
+    float m[2], l[2] = {0.0f, 0.0f}, pm[2] = {0.0f, 0.0f};
+#pragma unroll
+    for (int i = 0; i < 2; ++i) m[i] = fmaxf(sm.red[0][0][h0 + 8 * i], sm.red[0][1][h0 + 8 * i]);
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int r = wg * kTile + 8 * j + c2 + (e & 1);
+        const float p = r < nr ? expf(acc[4 * j + e] - m[e >> 1]) : 0.0f;
+        l[e >> 1] += p;
+        acc[4 * j + e] = p * sm.inv_b[r];  // P' (inv_b is 0 past the list)
+        pm[e >> 1] = fmaxf(pm[e >> 1], acc[4 * j + e]);
+      }
+    }
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      l[i] += __shfl_xor_sync(0xFFFFFFFFu, l[i], 1);
+      l[i] += __shfl_xor_sync(0xFFFFFFFFu, l[i], 2);
+      pm[i] = fmaxf(pm[i], __shfl_xor_sync(0xFFFFFFFFu, pm[i], 1));
+      pm[i] = fmaxf(pm[i], __shfl_xor_sync(0xFFFFFFFFu, pm[i], 2));
+      if ((lane & 3) == 0) {
+        sm.red[1][wg][h0 + 8 * i] = l[i];
+        sm.red[2][wg][h0 + 8 * i] = pm[i];
+      }
+    }
+    __syncthreads();  // the warpgroups' sums and P' maxima
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      const int h = h0 + 8 * i;
+      const int ch = split_exponent(fmaxf(sm.red[2][0][h], sm.red[2][1][h]));
+      const float f = pow2f(ch);
+#pragma unroll
+      for (int j = 0; j < 8; ++j) {
+        const SplitPair v = split_f16(acc[4 * j + 2 * i] * f, acc[4 * j + 2 * i + 1] * f);
+        const int at = p_at(h, wg * kTile + 8 * j + c2);  // rows c2, c2 + 1: one f16 pair
+        *reinterpret_cast<uint32_t*>(sm.pv.ph + at) = half2_bits(v.hi);
+        *reinterpret_cast<uint32_t*>(sm.pv.pl + at) = half2_bits(v.lo);
+      }
+      if (wg == 0 && (lane & 3) == 0) {
+        const float l_s = sm.red[1][0][h] + sm.red[1][1][h];
+        if (whole) {
+          // The combine's sums taken split by split: O·alpha + o_s·beta, L·alpha + l_s·beta at the new
+          // max (for a token of one split the combine's very operations, so the same bits).
+          const float m_old = sm.run_m[h], m_new = fmaxf(m_old, m[i]);
+          const float al = expf(m_old - m_new), be = expf(m[i] - m_new);
+          sm.run_m[h] = m_new;
+          sm.run_l[h] = __fadd_rn(__fmul_rn(sm.run_l[h], al), __fmul_rn(l_s, be));
+          sm.alpha[h] = al;
+          sm.beta[h] = be;
+        } else {
+          sm.stats[h][0] = m[i];
+          sm.stats[h][1] = l_s;
+        }
+        sm.inv_c[h] = pow2f(-ch);
+      }
+    }
+
+    // ---- 3. O = P·V per slab of 64 dims, k over the split's 128 rows ----
+    const int64_t part = static_cast<int64_t>(t) * H * a.splits + s;  // + h·splits
+    const uint64_t buf0 = wgmma_desc_sw128(shared_address(sm.pv.buf0));
+    const uint64_t buf1 = wgmma_desc_sw128(shared_address(sm.pv.buf1));
+    const uint64_t ph = wgmma_desc_sw128(shared_address(sm.pv.ph)), pl = wgmma_desc_sw128(shared_address(sm.pv.pl));
+    // Whole tokens past their first split: the running O of the thread's outputs in slab d0 (its
+    // own stores of the previous split), loaded a slab ahead, in flight across the barriers, the
+    // copies' wait and the MMAs.
+    float2 run[2][4];
+    const auto load_run = [&](int d0) {
+      if (!whole || s == s_first) return;
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        const int h = wm + g + 8 * half;
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+          const int d = d0 + wn + 8 * j + c2;
+          if (h < H && d < hd) run[half][j] = *reinterpret_cast<const float2*>(out_t + h * hd + d);
         }
       }
-      finish(d, acc[0]);
-      if (second) finish(d + 128, acc[1]);
+    };
+    load_run(0);
+    for (int sl = 0; sl < n_slab; ++sl) {
+      const int d0 = sl * kSlab;
+      __syncthreads();  // P' written (first slab); the previous slab's MMAs done
+      if (sl + 1 < n_slab) {
+        copy_slab((sl & 1) ? sm.pv.buf0 : sm.pv.buf1, copies, d0 + kSlab, hd, exact(d0 + kSlab));
+        cp_async_commit();
+        cp_async_wait<1>();
+      } else {
+        cp_async_wait<0>();
+      }
+      fence_proxy_async();  // P' and the copies → wgmma
+      __syncthreads();  // this slab's rows landed
+      // Warpgroup w: dims 32w.. of the slab (m64n32: the 64 heads × its 32 dims, the rows as K, as
+      // many k16 steps as the split has rows; rows past the list have P' = 0). A is P' (a k16 step
+      // 32 bytes further in its rows, atom k / 4), B the value rows stored N-major (a k16 step is 16
+      // rows, 2 KB, further; the warpgroup's dims 64 bytes into each 128-byte row).
+      const uint64_t vh = ((sl & 1) ? buf1 : buf0) + 64 * wg / 16;
+      float c[16];
+      const auto descs = [&](int k) {
+        const uint64_t a_off = ((k >> 2) * kHalfTile * 2 + (k & 3) * 32) / 16, b_off = k * 16 * kSlab * 2 / 16;
+        return SplitDescs{ph + a_off, pl + a_off, vh + b_off, vh + kRowsLoDesc + b_off};
+      };
+      const auto mma = [](float (&d)[16], uint64_t x, uint64_t y, bool acc) {
+        wgmma_m64n32k16_f16<true>(d, x, y, acc);
+      };
+      constexpr int kShort = kTile / 16, kLong = kRows / 16;
+      if (exact(d0)) {
+        if (nr > kTile) wgmma_split_chain<kLong, true, false>(c, descs, mma);
+        else wgmma_split_chain<kShort, true, false>(c, descs, mma);
+      } else {
+        if (nr > kTile) wgmma_split_chain<kLong, true, true>(c, descs, mma);
+        else wgmma_split_chain<kShort, true, true>(c, descs, mma);
+      }
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        const int h = wm + g + 8 * half;
+        if (h >= H) continue;
+        const float f = sm.inv_c[h];
+        if (!whole) {
+#pragma unroll
+          for (int j = 0; j < 4; ++j) {
+            const int d = d0 + wn + 8 * j + c2;
+            if (d < hd) {
+              *reinterpret_cast<float2*>(a.part_o + (part + static_cast<int64_t>(h) * a.splits) * hd + d) =
+                  make_float2(c[4 * j + 2 * half] * f, c[4 * j + 2 * half + 1] * f);
+            }
+          }
+          continue;
+        }
+        const float al = sm.alpha[h], be = sm.beta[h], den = sm.run_l[h];
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+          const int d = d0 + wn + 8 * j + c2;
+          if (d >= hd) continue;
+          float2 o = make_float2(__fmul_rn(c[4 * j + 2 * half] * f, be), __fmul_rn(c[4 * j + 2 * half + 1] * f, be));
+          if (s > s_first) o = make_float2(fmaf(run[half][j].x, al, o.x), fmaf(run[half][j].y, al, o.y));
+          if (last) {  // the combine's finish: the denominator, then §7.10 at p on the pair (d, d + 1)
+            o = make_float2(o.x / den, o.y / den);
+            if (d >= hd - a.n_rot) {
+              float cs, sn;
+              rope_cos_sin(a.omega[(d - (hd - a.n_rot)) / 2], rs.pos, &cs, &sn);
+              o = rope_rotated(o.x, o.y, cs, sn, true);
+            }
+            head_abs[half] = fmaxf(head_abs[half], fmaxf(fabsf(o.x), fabsf(o.y)));
+          }
+          *reinterpret_cast<float2*>(out_t + h * hd + d) = o;
+        }
+      }
+      if (sl + 1 < n_slab) load_run(d0 + kSlab);
+    }
+    if (!whole) {
+      for (int h = threadIdx.x; h < H; h += blockDim.x) {
+        reinterpret_cast<float2*>(a.part_ml)[part + static_cast<int64_t>(h) * a.splits] =
+            make_float2(sm.stats[h][0], sm.stats[h][1]);
+      }
     }
   }
-  if (!f16) return;
-  m_abs = warp_max(m_abs);
-  if (lane == 0) group_max[warp] = m_abs;
-  __syncthreads();  // the group's values and maxima
-  float m = 0.0f;
-  for (int i = 0; i < gh; ++i) m = fmaxf(m, group_max[i]);
-  const int shift = row_shift(m);
-  if (threadIdx.x == 0) a.out16_scale[static_cast<int64_t>(t) * (a.H / gh) + g] = pow2f(-shift);
-  const float f = pow2f(shift);
-  const int64_t at = static_cast<int64_t>(t) * a.H * hd + static_cast<int64_t>(g) * gh * hd;
-  for (int c = 4 * threadIdx.x; c < gh * hd; c += 4 * blockDim.x) {
-    const float4 v = *reinterpret_cast<const float4*>(vals + c);
-    const float e[4] = {v.x * f, v.y * f, v.z * f, v.w * f};
-    __align__(8) __half hi[4], lo[4];
+  if (!whole || a.out16 == nullptr) return;
+  // out_a's f16 input, as the combine writes it: per group of out16_group heads the power of two
+  // of its largest magnitude, then hi (and lo) f16 of o·2^s from the f32 values in out.
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int h0 = 16 * (warp & 3) + (lane >> 2);
 #pragma unroll
-    for (int k = 0; k < 4; ++k) {
-      hi[k] = f16_hi(e[k]);
-      lo[k] = f16_lo(e[k], hi[k]);
+  for (int i = 0; i < 2; ++i) {
+    float m = head_abs[i];
+    m = fmaxf(m, __shfl_xor_sync(0xFFFFFFFFu, m, 1));
+    m = fmaxf(m, __shfl_xor_sync(0xFFFFFFFFu, m, 2));
+    if ((lane & 3) == 0 && h0 + 8 * i < H) atomicMax(&sm.abs_max[h0 + 8 * i], __float_as_uint(m));
+  }
+  __syncthreads();  // every head's maxima, and its values in out (global, written by this block)
+  const int gh = a.out16_group, n_groups = H / gh;
+  if (threadIdx.x < n_groups) {
+    float m = 0.0f;
+    for (int i = 0; i < gh; ++i) m = fmaxf(m, __uint_as_float(sm.abs_max[threadIdx.x * gh + i]));
+    const int shift = row_shift(m);
+    a.out16_scale[static_cast<int64_t>(t) * n_groups + threadIdx.x] = pow2f(-shift);
+    sm.group_f[threadIdx.x] = pow2f(shift);
+  }
+  __syncthreads();  // the groups' factors
+  const int64_t at = static_cast<int64_t>(t) * H * hd;
+  // kConvertBatch float4 loads of a thread in flight at once: one at a time, each waited its L2
+  // latency while this block's MMAs stood idle (the pass cost what a combine launch does).
+  constexpr int kConvertBatch = 8;
+  for (int c0 = 4 * threadIdx.x; c0 < H * hd; c0 += kConvertBatch * 4 * kThreads) {  // hd: a multiple of 32
+    float4 v[kConvertBatch];
+#pragma unroll
+    for (int b = 0; b < kConvertBatch; ++b) {
+      const int c = c0 + b * 4 * kThreads;
+      if (c < H * hd) v[b] = *reinterpret_cast<const float4*>(out_t + c);
     }
-    *reinterpret_cast<uint2*>(a.out16 + at + c) = *reinterpret_cast<const uint2*>(hi);
-    if (a.out16_lo) *reinterpret_cast<uint2*>(a.out16_lo + at + c) = *reinterpret_cast<const uint2*>(lo);
+#pragma unroll
+    for (int b = 0; b < kConvertBatch; ++b) {
+      const int c = c0 + b * 4 * kThreads;
+      if (c >= H * hd) break;
+      store_scaled_f16x4(v[b], sm.group_f[c / (gh * hd)], a.out16 + at + c,
+                         a.out16_lo ? a.out16_lo + at + c : nullptr);
+    }
   }
 }
 
 }  // namespace
 
 int prefill_attention_splits(int64_t max_rows) { return static_cast<int>((max_rows + kRows - 1) / kRows); }
-
-bool prefill_attention_f16_output_supported(int group, int hd) {
-  return group >= 1 && group <= kCombineHeads && int64_t{group} * hd <= kCombineMaxValues;
-}
 
 bool prefill_attention_supported(int H, int hd) {
   return H >= 1 && H <= kHeads && hd >= 32 && hd % 32 == 0 && hd <= kPrefillAttnMaxHeadDim;
@@ -542,15 +548,14 @@ Status prefill_attention(const AttentionArgs& a, const PrefillAttnRows& rows, cu
     return cudaFuncSetAttribute(partial_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                 static_cast<int>(sizeof(Smem) + 1024));
   }));
-  // The combine's shared memory is sized at run time (hd, the split count): all the device allows.
-  DSV4_CUDA_TRY(once_per_device(device, [device] {
-    return allow_optin_smem(device, reinterpret_cast<const void*>(combine_kernel));
-  }));
+  if (a.whole_tokens) {
+    if (a.out == nullptr) return make_error("prefill attention: whole tokens keep their sums in out");
+    DSV4_CUDA_TRY(launch_pdl(partial_kernel, dim3(1, a.T), dim3(kThreads), sizeof(Smem) + 1024, stream, a, rows));
+    return cuda_status(cudaGetLastError(), "prefill attention kernel");
+  }
   DSV4_CUDA_TRY(launch_pdl(partial_kernel, dim3(a.splits, a.T), dim3(kThreads), sizeof(Smem) + 1024, stream, a, rows));
-  const int gh = f16 ? a.out16_group : std::min(a.H, kCombineHeads);
-  const size_t combine_smem = static_cast<size_t>(gh) * ((f16 ? a.hd : 0) + a.splits) * sizeof(float);
-  DSV4_CUDA_TRY(launch_pdl(combine_kernel, dim3((a.H + gh - 1) / gh, a.T), dim3(32 * gh), combine_smem, stream, a, gh));
-  return cuda_status(cudaGetLastError(), "prefill attention kernels");
+  DSV4_CUDA_TRY(cudaGetLastError());
+  return prefill_attention_combine(a, stream);
 }
 
 }  // namespace dsv4::cuda

@@ -28,6 +28,16 @@ inline constexpr int kPrefillAttnMaxHeadDim = 1024;  // a head is at most 32 val
 // Splits of the prefill kernel for a token that sees max_rows rows (AttentionArgs::splits; the
 // scratch: part_o [T][H][splits][hd], part_ml [T][H][splits][2]).
 int prefill_attention_splits(int64_t max_rows);
+// Whether a launch of `tokens` tokens takes AttentionArgs::whole_tokens: from kPrefillAttnWholeFrom
+// tokens a block per token keeps every SM busy, the split partials' round trip through memory
+// (≈ 128 KB a token and split, written, then read by the combine) is gone, and so is the split
+// scratch that cut a long-capacity session's chunks into short launches; below it a block per
+// split keeps more SMs busy (docs/PERF.md, session 26).
+inline constexpr int64_t kPrefillAttnWholeFrom = 256;
+inline bool prefill_attention_whole_tokens(int64_t tokens) { return tokens >= kPrefillAttnWholeFrom; }
+// The split form's second launch (prefill_attention queues it after the partial kernel): per
+// token the splits' partials combined with the sink, de-rotated, written as `out` or out16.
+Status prefill_attention_combine(const AttentionArgs& a, cudaStream_t stream);
 // Whether the prefill kernel takes this geometry (else attention.h serves it).
 bool prefill_attention_supported(int H, int hd);
 // Whether it can write its output as f16 GEMM input in groups of `group` heads (AttentionArgs::out16).

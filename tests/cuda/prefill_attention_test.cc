@@ -26,6 +26,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "cpu/rope.h"
@@ -76,11 +77,12 @@ int row_shift(float m) { return m > 0.0f && std::isfinite(m) ? std::clamp(14 - s
 // same bits.
 void check_f16_output(const std::vector<float>& got, AttentionArgs a, const PrefillAttnRows& rows, int group,
                       cudaStream_t stream) {
-  SCOPED_TRACE(::testing::Message() << "f16 output, groups of " << group << " heads");
+  SCOPED_TRACE(::testing::Message() << "f16 output, groups of " << group << " heads"
+                                    << (a.whole_tokens ? ", whole tokens" : ""));
   const size_t n = static_cast<size_t>(a.T) * a.H * a.hd, width = static_cast<size_t>(group) * a.hd;
   const int G = a.H / group;
-  DeviceBuffer hi(n * 2), lo(n * 2), scale(static_cast<size_t>(G) * a.T * 4);
-  a.out = nullptr;
+  DeviceBuffer hi(n * 2), lo(n * 2), scale(static_cast<size_t>(G) * a.T * 4), sums(n * 4);
+  a.out = a.whole_tokens ? sums.get<float>() : nullptr;  // whole tokens keep their sums there
   a.out16 = hi.get<__half>();
   a.out16_lo = lo.get<__half>();
   a.out16_scale = scale.get<float>();
@@ -182,12 +184,17 @@ void run(const Geometry& g, const Case& c, uint64_t seed, const Magnitudes& mag 
   converted.rows = rows16.get<__half>();
   converted.meta = meta.get<int2>();
   STATUS_ASSERT(prefill_attention_rows(a, chunk, converted, stream.get()));
-  STATUS_ASSERT(prefill_attention(a, converted, stream.get()));
-  CUDA_ASSERT(cudaStreamSynchronize(stream.get()));
-  const std::vector<float> got = download<float>(out, static_cast<size_t>(c.T) * H * hd);
+  // Both launch forms: a block per split with the combine, and whole tokens (a block per token).
+  std::vector<float> got[2];
+  for (const bool whole : {false, true}) {
+    a.whole_tokens = whole;
+    STATUS_ASSERT(prefill_attention(a, converted, stream.get()));
+    CUDA_ASSERT(cudaStreamSynchronize(stream.get()));
+    got[whole] = download<float>(out, static_cast<size_t>(c.T) * H * hd);
+  }
 
   const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
-  double worst = 0.0;
+  double worst[2] = {0.0, 0.0};
   for (int t = 0; t < c.T; ++t) {
     const int ct = c.t0 + t, p = c.pos0 + ct;
     std::vector<const float*> rows;
@@ -223,14 +230,27 @@ void run(const Geometry& g, const Case& c, uint64_t seed, const Magnitudes& mag 
       std::vector<float> want(static_cast<size_t>(hd));
       for (int j = 0; j < hd; ++j) want[static_cast<size_t>(j)] = static_cast<float>(o[static_cast<size_t>(j)] / den);
       cpu::rope_rotate_inverse(want.data(), hd, ang);
-      const double err = rel_l2(got.data() + (static_cast<size_t>(t) * H + h) * hd, want.data(), static_cast<size_t>(hd));
-      worst = std::max(worst, err);
-      EXPECT_LE(err, tolerance) << "token " << t << " head " << h;
+      const size_t at = (static_cast<size_t>(t) * H + h) * hd;
+      for (const bool whole : {false, true}) {
+        const double err = rel_l2(got[whole].data() + at, want.data(), static_cast<size_t>(hd));
+        worst[whole] = std::max(worst[whole], err);
+        EXPECT_LE(err, tolerance) << "token " << t << " head " << h << (whole ? " (whole tokens)" : "");
+      }
+      // A token of one split: whole tokens take the combine's very operations.
+      if (rows.size() <= static_cast<size_t>(kPrefillAttnRows)) {
+        EXPECT_EQ(std::memcmp(got[0].data() + at, got[1].data() + at, static_cast<size_t>(hd) * sizeof(float)), 0)
+            << "token " << t << " head " << h << ": one split, whole tokens differ from the combine";
+      }
     }
   }
-  std::printf("prefill attention H %d hd %d ratio %d pos0 %d T %d: worst rel L2 %.3g\n", H, hd, c.ratio, c.pos0, c.T,
-              worst);
-  if (out16_group > 0) check_f16_output(got, a, converted, out16_group, stream.get());
+  std::printf("prefill attention H %d hd %d ratio %d pos0 %d T %d: worst rel L2 %.3g (whole tokens %.3g)\n", H, hd,
+              c.ratio, c.pos0, c.T, worst[0], worst[1]);
+  if (out16_group > 0) {
+    for (const bool whole : {false, true}) {
+      a.whole_tokens = whole;
+      check_f16_output(got[whole], a, converted, out16_group, stream.get());
+    }
+  }
 }
 
 TEST(CudaPrefillAttention, SmallGeometriesMatchPlainReference) {
@@ -452,6 +472,18 @@ TEST(CudaPrefillAttention, RejectsGeometriesItDoesNotTake) {
   EXPECT_FALSE(prefill_attention(a, PrefillAttnRows{}, nullptr).ok());
   a.H = 64;  // a supported geometry, but no converted rows
   EXPECT_FALSE(prefill_attention(a, PrefillAttnRows{}, nullptr).ok());
+  // Whole tokens without out, where they keep their sums (nothing is launched: the pointers are
+  // never read).
+  PrefillAttnRows rows;
+  rows.rows = reinterpret_cast<__half*>(uintptr_t{256});
+  rows.meta = reinterpret_cast<int2*>(uintptr_t{256});
+  rows.chunk = 1;
+  a.q = reinterpret_cast<const float*>(uintptr_t{256});
+  a.q_exp = reinterpret_cast<const int*>(uintptr_t{256});
+  a.whole_tokens = true;
+  const Status no_out = prefill_attention(a, rows, nullptr);
+  ASSERT_FALSE(no_out.ok());
+  EXPECT_NE(no_out.error().message.find("whole tokens"), std::string::npos) << no_out.error().message;
 }
 
 }  // namespace
