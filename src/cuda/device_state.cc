@@ -114,7 +114,7 @@ uint64_t DeviceState::lay_out(uint8_t* base) {
     s.iq = cv.take<float>(T * IH * idh);
     s.iw = cv.take<float>(T * IH);
     s.scores = cv.take<float>(int64_t{std::max<int>(s.index_tokens, kSubChunk)} * s.score_cap);
-    s.index_n = cv.take<int32_t>(s.index_tokens);
+    s.index_n = cv.take<int32_t>(prefill_index ? T : 0);  // a launch's tokens: up to the chunk (ChunkShape::end)
     if (prefill_index) {  // rows split once per layer
       const int64_t n = prefill_indexer_row_capacity(s.score_cap);
       s.index_split.rows = cv.take<__half>(prefill_indexer_row_halves(n, static_cast<int>(idh)));

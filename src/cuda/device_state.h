@@ -55,8 +55,8 @@ struct Scratch {
   float *index_proj = nullptr, *index_proj2 = nullptr;  // [T][4·idh] / [T][2·idh]
   float* iq = nullptr;                    // [T][IH·idh]
   float* iw = nullptr;                    // [T][IH]
-  float* scores = nullptr;                // [index_tokens][score_cap]
-  int32_t* index_n = nullptr;             // [index_tokens] rows each token ranks (prefill indexer)
+  float* scores = nullptr;                // [index_tokens][score_cap], or shorter rows (ChunkShape::end)
+  int32_t* index_n = nullptr;             // [T] rows each token ranks (prefill indexer)
   PrefillIndexRows index_split;           // the layer's indexer rows split once for the prefill kernel
   int32_t* selected = nullptr;            // [T][top_k]
   float *part_o = nullptr, *part_ml = nullptr;  // attention splits: kSubChunk tokens of the decode kernel,

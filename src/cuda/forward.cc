@@ -80,6 +80,14 @@ Result<std::vector<std::pair<std::string, double>>> StageProfile::totals() const
 
 namespace {
 
+// Floats of one indexer score row (IndexerArgs::score_cap): the state's capacity / 4, or for a
+// chunk whose positions all lie below `end` (ChunkShape::end) the end / 4 rows its tokens can see,
+// rounded up to a multiple of 64.
+int64_t score_row_floats(int64_t score_cap, int64_t end) {
+  if (end <= 0) return score_cap;
+  return std::min(score_cap, (end / 4 + 63) / 64 * 64);
+}
+
 // Tensor-core chunks of at least this many tokens run their projections as GEMMs. The matvec over
 // T token slots reads every weight T times (experts: once per routed slot), the GEMM once per tile
 // of 64–128 rows, so it reads fewer weight bytes from 2 tokens on (the crossover in time was not
@@ -468,9 +476,12 @@ class ChunkForward {
     const int64_t IH = c_.n_index_head, idh = c_.index_head_dim;
     DSV4_TRY(dense(L.index_q_b, sc_.qr, sc_.iq));
     // Chunks of more than one token: the tiled prefill scores (sub-chunks as long as the state's
-    // score scratch allows).
+    // score scratch allows: its rows as long as the chunk's positions need where the host knows
+    // them, ChunkShape::end).
     const bool prefill = T_ > 1 && sc_.index_tokens > 0;
-    const int sub = prefill ? sc_.index_tokens : kSubChunk;
+    const int64_t score_cap = score_row_floats(sc_.score_cap, shape_.end);
+    int sub = kSubChunk;  // tokens a launch: as many score rows as the scratch holds
+    if (prefill) sub = static_cast<int>(std::min<int64_t>(T_, int64_t{sc_.index_tokens} * sc_.score_cap / score_cap));
     const auto args = [&](int t0, int T) {
       IndexerArgs a;
       a.q = sc_.iq + t0 * IH * idh;
@@ -486,7 +497,7 @@ class ChunkForward {
       a.idh = static_cast<int>(idh);
       a.n_rot = static_cast<int>(c_.n_rot);
       a.top_k = static_cast<int>(c_.index_top_k);
-      a.score_cap = sc_.score_cap;
+      a.score_cap = score_cap;
       a.sim = modes_.fp4_indexer;
       return a;
     };

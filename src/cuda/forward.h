@@ -26,6 +26,10 @@ struct ChunkShape {
   int T = 1;                  // tokens in the chunk, 1 .. state.max_chunk()
   bool all_logits = false;    // logits of every token into state.logits_all (else the last only)
   bool index_scoring = false;  // some token of the chunk needs the indexer's top-k
+  // > 0: every position of the chunk is below `end` (the host's count; not for a graph, whose
+  // replays move on), so the indexer's score rows need end / 4 floats, not the state's capacity / 4:
+  // a session of a long capacity then scores as many tokens a launch as a short one.
+  int64_t end = 0;
   // Projections of a chunk of T ≥ 2 tokens as tensor-core GEMMs (gemm.h; needs a state made with
   // tensor-core scratch), else the f32 matvec over T token slots. split_products: the GEMMs' split
   // mode (f32-level products; weight types it does not take use the matvec), else f16 products

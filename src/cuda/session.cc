@@ -117,6 +117,7 @@ Status DeviceSession::run_chunk(const int32_t* tokens, int T, bool all_logits) {
     shape.T = T;
     shape.all_logits = all_logits;
     shape.index_scoring = scoring;
+    shape.end = n_ + T;
     shape.tensor_core = prefill_ != PrefillMath::kMatvecF32;
     shape.split_products = prefill_ == PrefillMath::kTensorCoreSplit;
     DSV4_TRY(forward_chunk(*model_, *state_, shape, SimModes{mode_.fp8_kv, mode_.fp4_indexer}, stream_, nullptr,
@@ -213,6 +214,7 @@ Status DeviceSession::profile_chunk(std::span<const int32_t> tokens, StageProfil
   ChunkShape shape;
   shape.T = T;
   shape.index_scoring = chunk_needs_index_scoring(model_->config, n_, T);
+  shape.end = n_ + T;
   shape.tensor_core = prefill_ != PrefillMath::kMatvecF32;
   shape.split_products = prefill_ == PrefillMath::kTensorCoreSplit;
   nvtxRangePushA("profile");

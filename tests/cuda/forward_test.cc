@@ -21,6 +21,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "cpu/forward.h"
@@ -74,12 +75,13 @@ Comparison compare(const std::vector<float>& got, const std::vector<float>& ref,
 
 std::vector<float> gpu_logits(const model::Model& m, const std::vector<int32_t>& tokens, cpu::SimOptions mode,
                               int max_chunk = DeviceSession::kDefaultMaxChunk,
-                              PrefillMath prefill = PrefillMath::kTensorCoreSplit) {
+                              PrefillMath prefill = PrefillMath::kTensorCoreSplit, int64_t capacity = 0) {
   Result<std::unique_ptr<DeviceModel>> dev = upload_model(m);
   EXPECT_TRUE(dev.ok()) << dev.error().message;
   if (!dev.ok()) return {};
   std::shared_ptr<const DeviceModel> shared = std::move(dev).value();
-  auto s = DeviceSession::create(shared, static_cast<int64_t>(tokens.size()), mode, max_chunk, prefill);
+  auto s = DeviceSession::create(shared, std::max(capacity, static_cast<int64_t>(tokens.size())), mode, max_chunk,
+                                 prefill);
   EXPECT_TRUE(s.ok()) << s.error().message;
   std::vector<float> logits(tokens.size() * static_cast<size_t>(m.config.n_vocab));
   const Status st = (*s)->forward(tokens, logits.data());
@@ -212,6 +214,32 @@ TEST(CudaForward, TensorCorePrefillStaysNearTheReference) {
       EXPECT_LE(static_cast<double>(c.argmax_mismatches), (official ? 0.3 : 0.03) * static_cast<double>(c.argmax_checked));
       EXPECT_GT(c.argmax_checked, mc.n_tokens / 2);
     }
+  }
+}
+
+// A session's capacity sizes scratch that shapes launches (the attention's split partials, the
+// indexer's score rows: ChunkShape::end), never what a token computes: a prompt prefilled in a
+// session of its own length and in one of 64 times it leaves the same bits in the last logits, in
+// chunks of 512 tokens (whole-token attention) and of 32 (the split form with its combine).
+TEST(CudaForward, LongCapacityGivesTheSameLogits) {
+  const model::Model& m = synthetic_model("small", model::WeightTypes::kMixed);
+  const std::vector<int32_t> tokens = test_tokens(600, m.config.n_vocab, 13);
+  std::shared_ptr<const DeviceModel> dev = std::move(upload_model(m)).value();
+  const auto last_logits = [&](int max_chunk, int64_t capacity) {
+    auto s = DeviceSession::create(dev, capacity, cpu::SimOptions::official(), max_chunk, PrefillMath::kTensorCoreSplit);
+    EXPECT_TRUE(s.ok()) << s.error().message;
+    if (!s.ok()) return std::vector<float>{};
+    const Status st = (*s)->forward(tokens, nullptr);
+    EXPECT_TRUE(st.ok()) << st.message();
+    return std::vector<float>((*s)->logits().begin(), (*s)->logits().end());
+  };
+  const int64_t n = static_cast<int64_t>(tokens.size());
+  for (const int max_chunk : {512, 32}) {
+    SCOPED_TRACE(::testing::Message() << "chunks of " << max_chunk);
+    const std::vector<float> own = last_logits(max_chunk, n), long_capacity = last_logits(max_chunk, 64 * n);
+    ASSERT_EQ(own.size(), static_cast<size_t>(m.config.n_vocab));
+    ASSERT_EQ(long_capacity.size(), own.size());
+    EXPECT_EQ(std::memcmp(own.data(), long_capacity.data(), own.size() * sizeof(float)), 0);
   }
 }
 
