@@ -108,7 +108,10 @@ uint64_t DeviceState::lay_out(uint8_t* base) {
   };
   const bool prefill_attn = T > 1 && prefill_attention_supported(static_cast<int>(H), static_cast<int>(hd));
   const bool prefill_index = T > 1 && prefill_indexer_supported(static_cast<int>(IH), static_cast<int>(idh));
-  s.attn_tokens = prefill_attn ? launch_tokens(kPrefillAttentionLaunchBytes, H * max_prefill_splits * (hd + 2) * 4) : 0;
+  // The split form's partials serve only launches shorter than kPrefillAttnWholeFrom tokens (longer
+  // ones take whole tokens, which keep their sums in attn).
+  const int split_tokens = launch_tokens(kPrefillAttentionLaunchBytes, H * max_prefill_splits * (hd + 2) * 4);
+  s.attn_tokens = prefill_attn ? std::min(split_tokens, static_cast<int>(kPrefillAttnWholeFrom - 1)) : 0;
   s.index_tokens = prefill_index ? launch_tokens(kPrefillIndexLaunchBytes, s.score_cap * 4) : 0;
   if (any_indexer) {
     s.iq = cv.take<float>(T * IH * idh);

@@ -78,8 +78,9 @@ struct Scratch {
   int32_t* zeros = nullptr;               // [T] expert ids of a batched dense projection
   int32_t* groups = nullptr;              // [T·G] 0..G-1 repeated (grouped output projection)
   int64_t score_cap = 0;
-  // Tokens per launch of the prefill attention and indexer kernels (chunks of T > 1 whose geometry
-  // they take): as many as kPrefillAttentionLaunchBytes of split scratch or kPrefillIndexLaunchBytes
+  // Tokens per launch of the prefill attention's split form and of the indexer kernels (chunks of
+  // T > 1 whose geometry they take): as many as kPrefillAttentionLaunchBytes of split scratch (and
+  // fewer than kPrefillAttnWholeFrom: longer launches take whole tokens) or kPrefillIndexLaunchBytes
   // of score scratch hold, at least kSubChunk; 0 where those kernels do not run (decode-only
   // states, other geometries).
   int attn_tokens = 0, index_tokens = 0;
