@@ -60,9 +60,9 @@ struct Scratch {
   PrefillIndexRows index_split;           // the layer's indexer rows split once for the prefill kernel
   int32_t* selected = nullptr;            // [T][top_k]
   float *part_o = nullptr, *part_ml = nullptr;  // attention splits: kSubChunk tokens of the decode kernel,
-                                                // attn_tokens of the prefill kernel
+                                                // attn_tokens of the prefill kernel's split form
   PrefillAttnRows attn_rows;  // the layer's KV rows split once for the prefill kernel
-  float* attn = nullptr;                  // [T][H·hd]
+  float* attn = nullptr;                  // [T][H·hd] (also whole-token prefill attention's running sums)
   float* low = nullptr;                   // [T][G·o_rank]
   float* out = nullptr;                   // [T][D] sub-layer output
   float* router = nullptr;                // [T][E]
