@@ -149,24 +149,24 @@ int main(int argc, char** argv) {
       a.out16_scale = out16_scale;
       a.out16_group = H / 8;
       const double rows_us = bench::mean_us([&] { check(cuda::prefill_attention_rows(a, T, rows, s)); }, s, 5);
-      for (const bool whole : {false, true}) {
-        a.whole_tokens = whole;
-        const double us = bench::mean_us([&] { check(cuda::prefill_attention(a, rows, s)); }, s, 5);
-        double row_count = 0;  // Σ over tokens of the rows each sees
-        for (int t = 0; t < T; ++t) {
-          const int64_t p = pos0 + t, raw = std::min<int64_t>(W, p + 1);
-          const int64_t comp_rows = layer.ratio == 0   ? 0
-                                    : layer.ratio == 4 ? std::min<int64_t>(top_k, (p + 1) / 4)
-                                                       : (p + 1) / layer.ratio;
-          row_count += static_cast<double>(raw + comp_rows);
+      double row_count = 0;  // Σ over tokens of the rows each sees
+      for (int t = 0; t < T; ++t) {
+        const int64_t p = pos0 + t, raw = std::min<int64_t>(W, p + 1);
+        const int64_t comp_rows = layer.ratio == 0   ? 0
+                                  : layer.ratio == 4 ? std::min<int64_t>(top_k, (p + 1) / 4)
+                                                     : (p + 1) / layer.ratio;
+        row_count += static_cast<double>(raw + comp_rows);
       }
       const double flops = 4.0 * H * hd * row_count;
       const double exact_share = static_cast<double>(exact_dims) / hd;
       const double mma_flops = flops * (3.0 * (1.0 - exact_share) + 2.0 * exact_share);
-      const double mma_tflops = mma_flops / us / 1e6;
-      std::printf("%-16s %-10s %-6s %8.0f %10.1f %10.1f %10.1f %7.1f%% %12.1f\n", layer.name,
-                  exact_dims ? "fp8 nope" : "f32", whole ? "token" : "split", row_count / T, us, flops / us / 1e6,
-                  mma_tflops, ceiling > 0 ? 100.0 * mma_tflops / ceiling : 0.0, rows_us);
+      for (const bool whole : {false, true}) {
+        a.whole_tokens = whole;
+        const double us = bench::mean_us([&] { check(cuda::prefill_attention(a, rows, s)); }, s, 5);
+        const double mma_tflops = mma_flops / us / 1e6;
+        std::printf("%-16s %-10s %-6s %8.0f %10.1f %10.1f %10.1f %7.1f%% %12.1f\n", layer.name,
+                    exact_dims ? "fp8 nope" : "f32", whole ? "token" : "split", row_count / T, us, flops / us / 1e6,
+                    mma_tflops, ceiling > 0 ? 100.0 * mma_tflops / ceiling : 0.0, rows_us);
       }
       cudaFree(kv);
       cudaFree(ring);

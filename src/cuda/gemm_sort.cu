@@ -178,18 +178,8 @@ __global__ void __launch_bounds__(kConvertThreads) f32_to_f16_rows_held(const fl
     for (int i = 0; i < kV; ++i) {
       const int c = threadIdx.x + i * kConvertThreads;
       if (c >= n4) continue;
-      const float e[4] = {v[i].x * f, v[i].y * f, v[i].z * f, v[i].w * f};
-      __align__(8) __half hi[4];
-#pragma unroll
-      for (int k = 0; k < 4; ++k) hi[k] = f16_hi(e[k]);
       const int64_t at = r * out_stride + 4 * c;
-      *reinterpret_cast<uint2*>(out + at) = *reinterpret_cast<const uint2*>(hi);
-      if (out_lo) {
-        __align__(8) __half lo[4];
-#pragma unroll
-        for (int k = 0; k < 4; ++k) lo[k] = f16_lo(e[k], hi[k]);
-        *reinterpret_cast<uint2*>(out_lo + at) = *reinterpret_cast<const uint2*>(lo);
-      }
+      store_scaled_f16x4(v[i], f, out + at, out_lo ? out_lo + at : nullptr);
     }
   }
 }

@@ -183,6 +183,50 @@ __device__ __forceinline__ void copy_q_slab(__half* buf, const SlabCopies& c, in
   }
 }
 
+// A whole token's out_a f16 input (AttentionArgs::out16), as the combine writes it: per group of
+// out16_group heads the power of two of its largest magnitude, then hi (and lo) f16 of o·2^s from
+// the token's f32 values in out_t. head_abs: the largest magnitudes of this thread's final values
+// of heads h0 and h0 + 8.
+__device__ __forceinline__ void finish_whole_token_f16(const AttentionArgs& a, Smem& sm, int t, const float* out_t,
+                                                       int h0, int lane, const float (&head_abs)[2]) {
+  const int H = a.H, hd = a.hd, gh = a.out16_group, n_groups = H / gh;
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    float m = head_abs[i];
+    m = fmaxf(m, __shfl_xor_sync(0xFFFFFFFFu, m, 1));
+    m = fmaxf(m, __shfl_xor_sync(0xFFFFFFFFu, m, 2));
+    if ((lane & 3) == 0 && h0 + 8 * i < H) atomicMax(&sm.abs_max[h0 + 8 * i], __float_as_uint(m));
+  }
+  __syncthreads();  // every head's maxima, and its values in out (global, written by this block)
+  if (threadIdx.x < n_groups) {
+    float m = 0.0f;
+    for (int i = 0; i < gh; ++i) m = fmaxf(m, __uint_as_float(sm.abs_max[threadIdx.x * gh + i]));
+    const int shift = row_shift(m);
+    a.out16_scale[static_cast<int64_t>(t) * n_groups + threadIdx.x] = pow2f(-shift);
+    sm.group_f[threadIdx.x] = pow2f(shift);
+  }
+  __syncthreads();  // the groups' factors
+  const int64_t at = static_cast<int64_t>(t) * H * hd;
+  // kConvertBatch float4 loads of a thread in flight at once: one at a time, each waited its L2
+  // latency while this block's MMAs stood idle (the pass cost what a combine launch does).
+  constexpr int kConvertBatch = 8;
+  for (int c0 = 4 * threadIdx.x; c0 < H * hd; c0 += kConvertBatch * 4 * kThreads) {  // hd: a multiple of 32
+    float4 v[kConvertBatch];
+#pragma unroll
+    for (int b = 0; b < kConvertBatch; ++b) {
+      const int c = c0 + b * 4 * kThreads;
+      if (c < H * hd) v[b] = *reinterpret_cast<const float4*>(out_t + c);
+    }
+#pragma unroll
+    for (int b = 0; b < kConvertBatch; ++b) {
+      const int c = c0 + b * 4 * kThreads;
+      if (c >= H * hd) break;
+      store_scaled_f16x4(v[b], sm.group_f[c / (gh * hd)], a.out16 + at + c,
+                         a.out16_lo ? a.out16_lo + at + c : nullptr);
+    }
+  }
+}
+
 __global__ void __launch_bounds__(kThreads, 2) partial_kernel(AttentionArgs a, PrefillAttnRows cr) {
   pdl_wait();  // launched with PDL: nothing before this line (pdl.cuh)
   pdl_trigger();
@@ -202,8 +246,15 @@ __global__ void __launch_bounds__(kThreads, 2) partial_kernel(AttentionArgs a, P
     sm.run_m[h] = h < H ? a.sinks[h] : 0.0f;  // the sink's e^{sink-M} starts L at 1
     sm.run_l[h] = 1.0f;
     sm.abs_max[h] = 0u;
+  } else if (threadIdx.x >= kRows && threadIdx.x < kRows + kHeads) {  // the token's, for all its splits
+    const int h = threadIdx.x - kRows;
+    sm.inv_a[h] = h < H ? pow2f(-a.q_exp[static_cast<int64_t>(t) * H + h]) : 0.0f;
   }
+  const __half* q16 = reinterpret_cast<const __half*>(a.q) + static_cast<int64_t>(t) * H * 2 * hd;
   float* const out_t = a.out + static_cast<int64_t>(t) * H * hd;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int g = lane >> 2, c2 = 2 * (lane & 3);  // C fragment: rows g, g + 8; columns c2, c2 + 1
+  const int wm = 16 * (warp & 3), wn = 32 * (warp >> 2);
   float head_abs[2] = {0.0f, 0.0f};  // whole tokens: the final values' largest magnitudes (heads h0, h0 + 8)
   for (int s = s_first; s < s_end; ++s) {
     const bool last = s + 1 == s_end;
@@ -229,20 +280,12 @@ __global__ void __launch_bounds__(kThreads, 2) partial_kernel(AttentionArgs a, P
       sm.inv_b[i] = inv;
       mask = __reduce_or_sync(0xFFFFFFFFu, mask);
       if ((threadIdx.x & 31) == 0 && mask != 0u) atomicOr(&sm.lo_mask, mask);
-    } else if (threadIdx.x < kRows + kHeads) {
-      const int h = threadIdx.x - kRows;
-      sm.inv_a[h] = h < H ? pow2f(-a.q_exp[static_cast<int64_t>(t) * H + h]) : 0.0f;
     }
-    const __half* q16 = reinterpret_cast<const __half*>(a.q) + static_cast<int64_t>(t) * H * 2 * hd;
     __syncthreads();
     const unsigned lo_mask = sm.lo_mask;
     // Slabs whose lo halves are zero in all the split's rows (official mode's FP8-simulated nope
     // dims): no hi·lo MMAs, no lo copies.
     const auto exact = [&](int d0) { return ((lo_mask >> (d0 / kSlab)) & 1u) == 0u; };
-
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const int g = lane >> 2, c2 = 2 * (lane & 3);  // C fragment: rows g, g + 8; columns c2, c2 + 1
-    const int wm = 16 * (warp & 3), wn = 32 * (warp >> 2);
 
     // ---- 1. scores, slab after slab, the rows' and q's halves together through the ring;
     // warpgroup w: rows 64w.. of the split (m64n64 wgmma: the 64 heads × its 64 rows), one chain per
@@ -476,47 +519,7 @@ __global__ void __launch_bounds__(kThreads, 2) partial_kernel(AttentionArgs a, P
       }
     }
   }
-  if (!whole || a.out16 == nullptr) return;
-  // out_a's f16 input, as the combine writes it: per group of out16_group heads the power of two
-  // of its largest magnitude, then hi (and lo) f16 of o·2^s from the f32 values in out.
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int h0 = 16 * (warp & 3) + (lane >> 2);
-#pragma unroll
-  for (int i = 0; i < 2; ++i) {
-    float m = head_abs[i];
-    m = fmaxf(m, __shfl_xor_sync(0xFFFFFFFFu, m, 1));
-    m = fmaxf(m, __shfl_xor_sync(0xFFFFFFFFu, m, 2));
-    if ((lane & 3) == 0 && h0 + 8 * i < H) atomicMax(&sm.abs_max[h0 + 8 * i], __float_as_uint(m));
-  }
-  __syncthreads();  // every head's maxima, and its values in out (global, written by this block)
-  const int gh = a.out16_group, n_groups = H / gh;
-  if (threadIdx.x < n_groups) {
-    float m = 0.0f;
-    for (int i = 0; i < gh; ++i) m = fmaxf(m, __uint_as_float(sm.abs_max[threadIdx.x * gh + i]));
-    const int shift = row_shift(m);
-    a.out16_scale[static_cast<int64_t>(t) * n_groups + threadIdx.x] = pow2f(-shift);
-    sm.group_f[threadIdx.x] = pow2f(shift);
-  }
-  __syncthreads();  // the groups' factors
-  const int64_t at = static_cast<int64_t>(t) * H * hd;
-  // kConvertBatch float4 loads of a thread in flight at once: one at a time, each waited its L2
-  // latency while this block's MMAs stood idle (the pass cost what a combine launch does).
-  constexpr int kConvertBatch = 8;
-  for (int c0 = 4 * threadIdx.x; c0 < H * hd; c0 += kConvertBatch * 4 * kThreads) {  // hd: a multiple of 32
-    float4 v[kConvertBatch];
-#pragma unroll
-    for (int b = 0; b < kConvertBatch; ++b) {
-      const int c = c0 + b * 4 * kThreads;
-      if (c < H * hd) v[b] = *reinterpret_cast<const float4*>(out_t + c);
-    }
-#pragma unroll
-    for (int b = 0; b < kConvertBatch; ++b) {
-      const int c = c0 + b * 4 * kThreads;
-      if (c >= H * hd) break;
-      store_scaled_f16x4(v[b], sm.group_f[c / (gh * hd)], a.out16 + at + c,
-                         a.out16_lo ? a.out16_lo + at + c : nullptr);
-    }
-  }
+  if (whole && a.out16 != nullptr) finish_whole_token_f16(a, sm, t, out_t, wm + g, lane, head_abs);
 }
 
 }  // namespace
@@ -542,6 +545,7 @@ Status prefill_attention(const AttentionArgs& a, const PrefillAttnRows& rows, cu
               a.H % a.out16_group != 0)) {
     return make_error("prefill attention: bad f16 output (scale, group of heads)");
   }
+  if (a.whole_tokens && a.out == nullptr) return make_error("prefill attention: whole tokens keep their sums in out");
   int device = 0;
   DSV4_CUDA_TRY(cudaGetDevice(&device));
   DSV4_CUDA_TRY(once_per_device(device, [] {
@@ -549,7 +553,6 @@ Status prefill_attention(const AttentionArgs& a, const PrefillAttnRows& rows, cu
                                 static_cast<int>(sizeof(Smem) + 1024));
   }));
   if (a.whole_tokens) {
-    if (a.out == nullptr) return make_error("prefill attention: whole tokens keep their sums in out");
     DSV4_CUDA_TRY(launch_pdl(partial_kernel, dim3(1, a.T), dim3(kThreads), sizeof(Smem) + 1024, stream, a, rows));
     return cuda_status(cudaGetLastError(), "prefill attention kernel");
   }

@@ -17,7 +17,9 @@
 // a slab wrongly taken as exact (any random f32 slab) would miss it by ≈ 2^-11. Every case runs
 // through the layer's row conversion (prefill_attention_rows), which has its own contract test.
 // The f16 output for out_a's GEMM (AttentionArgs::out16) must be, bit for bit, gemm.h's split
-// conversion of the f32 output with a row factor per token and group of heads.
+// conversion of the f32 output with a row factor per token and group of heads. Every case runs in
+// both launch forms (a block per split with the combine, and AttentionArgs::whole_tokens), and a
+// token of one split must come out of both with the same bits.
 #include "cuda/prefill_attention.h"
 
 #include <gtest/gtest.h>
