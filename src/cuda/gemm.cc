@@ -122,10 +122,11 @@ Result<detail::GemmKernelTile> pick_tile(GemmTile tile, TensorType type, int64_t
 // capability 9 device: grouped calls averaging under kWgmmaNarrowPairFrom rows per group the
 // 16-token tile, from it to under kWgmma64Below the pair (grouped_gemm adds the partner launch),
 // from it the 64-token tile (the tiles' rules of split mode). It needs weight rows of a multiple of
-// 16 bytes (TMA: Q2_K n_in a multiple of 1024) and x rows · x_stride < 2^31 (32-bit offsets).
+// 16 bytes (TMA: Q2_K n_in a multiple of 1024) and x rows · x_stride < 2^31 (32-bit offsets); the
+// 16-token tile rows of at most kInt8NarrowMaxIn elements (longer rows take the 64-token tile alone).
 // Otherwise gemm_int8.cu (kSmall and kLarge ask for it; its one tile).
-Result<detail::GemmKernelTile> pick_int8_tile(GemmTile tile, int64_t row_bytes, int64_t x_rows, int64_t x_stride,
-                                              int64_t n, int64_t n_groups) {
+Result<detail::GemmKernelTile> pick_int8_tile(GemmTile tile, int64_t n_in, int64_t row_bytes, int64_t x_rows,
+                                              int64_t x_stride, int64_t n, int64_t n_groups) {
   using T = detail::GemmKernelTile;
   const bool takes = wgmma_operands_fit(row_bytes, x_rows, x_stride);
   if (tile == GemmTile::kWgmma64 || tile == GemmTile::kWgmmaTails) {
@@ -136,10 +137,14 @@ Result<detail::GemmKernelTile> pick_int8_tile(GemmTile tile, int64_t row_bytes, 
       return make_error("the int8 wgmma tiles take weight rows of a multiple of 16 bytes and "
                         "x rows · x_stride < 2^31");
     }
+    if (tile != GemmTile::kWgmma && n_in > detail::kInt8NarrowMaxIn) {
+      return make_error("the int8 16-token tile takes rows of at most " +
+                        std::to_string(detail::kInt8NarrowMaxIn) + " elements");
+    }
     return tile == GemmTile::kWgmmaNarrow ? T::kWgmmaNarrow : T::kWgmma;
   }
   if (tile != GemmTile::kAuto || !takes || device_info().major != 9) return T::kSmall;
-  return n < kWgmmaNarrowPairFrom * n_groups ? T::kWgmmaNarrow : T::kWgmma;
+  return n < kWgmmaNarrowPairFrom * n_groups && n_in <= detail::kInt8NarrowMaxIn ? T::kWgmmaNarrow : T::kWgmma;
 }
 
 // Checks shared by both entry points; fills the weight part of the launch.
@@ -293,7 +298,7 @@ Status grouped_gemm(const GroupedGemm& g, cudaStream_t stream, GemmTile tile) {
   // Grid rows: at most ⌈n_rows / tile⌉ + n_groups tiles (each group adds at most one partial one).
   const bool split = g.x_lo != nullptr;
   const auto kernel_tile =
-      int8 ? pick_int8_tile(tile, l.row_bytes, x_count, g.x_stride, g.n_rows, g.n_groups)
+      int8 ? pick_int8_tile(tile, g.w.n_in, l.row_bytes, x_count, g.x_stride, g.n_rows, g.n_groups)
            : pick_tile(tile, g.w.type, l.row_bytes, g.w.n_out, g.n_rows, x_count, g.x_stride, split, g.n_groups);
   if (!kernel_tile.ok()) return fail(make_error(kernel_tile.error().message));
   const int rows = detail::gemm_tile_rows(*kernel_tile, split, int8);
@@ -322,7 +327,7 @@ Status grouped_gemm(const GroupedGemm& g, cudaStream_t stream, GemmTile tile) {
   const bool paired = tile == GemmTile::kAuto || tile == GemmTile::kWgmmaTails || tile == GemmTile::kWgmmaNarrowPair;
   const bool tails = !int8 && paired && l.tile == detail::GemmKernelTile::kWgmma;
   const bool few =
-      paired && (int8 ? l.tile == detail::GemmKernelTile::kWgmma &&
+      paired && (int8 ? l.tile == detail::GemmKernelTile::kWgmma && g.w.n_in <= detail::kInt8NarrowMaxIn &&
                             (tile == GemmTile::kWgmmaNarrowPair || g.n_rows < kWgmma64Below * g.n_groups)
                       : l.tile == detail::GemmKernelTile::kWgmma64);
   l.tails = tails ? detail::GemmTails::kSkipShort : few ? detail::GemmTails::kSkipFew : detail::GemmTails::kAll;

@@ -162,7 +162,8 @@ struct GroupedGemm {
   // (gemm_int8_supports); tiles of 64 rows × 128 features. kAuto takes the wgmma kernel
   // (cuda/gemm_wgmma_int8.cu) on compute capability 9 where weight rows are multiples of 16 bytes
   // (n_in a multiple of 1024) and x rows · x_stride < 2^31, on 16-row tiles for groups of few rows
-  // as split mode does (kWgmmaNarrow, kWgmmaNarrowPair; the same bits as its 64-row tile); kWgmma
+  // as split mode does where n_in ≤ 2048 (kWgmmaNarrow, kWgmmaNarrowPair; the same bits as its
+  // 64-row tile; cuda/gemm_wgmma_int8_regs.cu); kWgmma
   // asks for it (an error where it does not apply), kSmall and kLarge for the mma.sync one
   // (cuda/gemm_int8.cu). Every code × limb
   // product and every sum over a 256-block is exact (int8 tensor cores, int32), each block's sum

@@ -77,9 +77,15 @@ cudaError_t launch_gemm_split(const GemmLaunch& l, cudaStream_t stream);  // l.x
 cudaError_t launch_gemm_int8(const GemmLaunch& l, cudaStream_t stream);   // l.x_limbs set
 int gemm_int8_tile_rows();
 // Int8 mode on sm_90a wgmma (gemm_wgmma_int8.cu), l.tile kWgmma (64 tokens a CTA) or kWgmmaNarrow
-// (16): Q2_K grouped, x row offsets in 32 bits, weight rows (and slabs) of a multiple of 16 bytes.
+// (16, n_in ≤ kInt8NarrowMaxIn): Q2_K grouped, x row offsets in 32 bits, weight rows (and slabs) of a
+// multiple of 16 bytes.
 cudaError_t launch_gemm_wgmma_int8(const GemmLaunch& l, cudaStream_t stream);
 int gemm_wgmma_int8_tile_rows(GemmKernelTile tile);  // kWgmma or kWgmmaNarrow
+// Its 16-token tile, the codes decoded into the MMAs' registers (gemm_wgmma_int8_regs.cu, which
+// launch_gemm_wgmma_int8 calls for kWgmmaNarrow): rows of at most kInt8NarrowMaxIn elements (the
+// tile's activations stay in shared memory for the whole row).
+inline constexpr int kInt8NarrowMaxIn = 2048;
+cudaError_t launch_gemm_wgmma_int8_regs(const GemmLaunch& l, cudaStream_t stream);
 // Split mode on sm_90a wgmma (gemm_wgmma.cu), l.tile kWgmma, or kWgmma64 or kWgmmaNarrow (grouped
 // only): Q8_0 dense or grouped, IQ2_XXS grouped; x row offsets in 32 bits; weight rows (and slabs)
 // of a multiple of 16 bytes.

@@ -6,12 +6,12 @@
 // int8_block_term — with the limb products issued as m64n64k32 s8 wgmma (the codes from
 // registers, the limbs from shared memory) instead of mma.sync. Grouped only (the routed experts'
 // down projection), warp-specialised as gemm_wgmma.cu:
-//   tile       64 tokens × 128 features (kBT = 16 for groups of few rows, GemmTile::kWgmmaNarrow: the
-//              same products and f32 steps per output, so the same bits); two consumer warpgroups,
+//   tile       64 tokens × 128 features (groups of few rows take gemm_wgmma_int8_regs.cu's 16-token
+//              tile: the same products and f32 steps per output, so the same bits); two consumer warpgroups,
 //              consumer g owns features 64g..64g+63 (W is the A operand, a limb plane the B one: D
 //              is features × tokens, so a thread's outputs are two features and it reads two d and
 //              dmin per block), three s32 chains (m64n64) and one f32 accumulator per thread (128
-//              registers; 32 on the 16-token tile), and the A fragments of one block (32). A CTA runs
+//              registers), and the A fragments of one block (32). A CTA runs
 //              kTilesPerCta feature tiles of the same rows one after the other through one ring.
 //   k-step     one Q2_K block (256 columns, 8 k32 slices): a slot holds the three limb planes of the
 //              64 rows (two 128-column halves each), the decoded codes of the 128 features (two
@@ -63,21 +63,16 @@ constexpr int kBF = 128;  // features per tile: two consumers × the M of 64
 // (one 224 KB CTA per SM: nothing overlaps its prologue and epilogue).
 constexpr int kTilesPerCta = 4;
 constexpr int kConsumerThreads = 256;
-// The roles of a CTA of kBT tokens. 64 tokens: one producer warpgroup, registers after setmaxnreg
-// the launch's 168 per thread (65 536 / 384, a multiple of 8 below it) moved to the consumers,
-// which hold 128 of chains and accumulators and 32 of A fragments; the producer only decodes (no
-// spill at 40). 16 tokens: the consumers' MMAs are a quarter of the 64-token tile's and their
-// chains 24 registers, so the decode bounds the step (session 25): two producer warpgroups, a
-// feature half-row a thread.
-template <int kBT>
-struct Int8Roles {
-  static constexpr int kProducerThreads = kBT == 64 ? 128 : 256;
-  static constexpr int kThreads = kProducerThreads + kConsumerThreads;
-  static constexpr int kLaunchRegs = kBT == 64 ? 168 : 128, kProducerRegs = 40;
-  static constexpr int kConsumerRegs = kBT == 64 ? 232 : 216;
-  static_assert(kProducerThreads * kProducerRegs + kConsumerThreads * kConsumerRegs <= kThreads * kLaunchRegs);
-  static_assert(kLaunchRegs * kThreads <= 65536);
-};
+// The roles: one producer warpgroup, registers after setmaxnreg the launch's 168 per thread (65 536
+// / 384, a multiple of 8 below it) moved to the consumers, which hold 128 of chains and accumulators
+// and 32 of A fragments; the producer only decodes (no spill at 40; two producer warpgroups spilled
+// and ran 14 % slower, docs/PERF.md session 25).
+constexpr int kBT = 64;  // tokens a CTA
+constexpr int kProducerThreads = 128;
+constexpr int kThreads = kProducerThreads + kConsumerThreads;
+constexpr int kLaunchRegs = 168, kProducerRegs = 40, kConsumerRegs = 232;
+static_assert(kProducerThreads * kProducerRegs + kConsumerThreads * kConsumerRegs <= kThreads * kLaunchRegs);
+static_assert(kLaunchRegs * kThreads <= 65536);
 constexpr int kStages = 2;  // slots of one Q2_K block each
 constexpr int kLead = 2;    // raw blocks TMA runs ahead of the decode
 // Raw slots: at step u, after the producers' barrier (all have decoded step u − 1), block u + kLead
@@ -93,28 +88,15 @@ constexpr int kTabBytes = kBF * kInt8TableWords * 4;  // the features' block rec
 constexpr int kRawBytes = kBF * kSpan;
 static_assert(kRawBytes % 128 == 0, "TMA on 128-byte boundaries");
 
-// The shared-memory layout of a CTA of kBT tokens (the N of each consumer's fragments: 64, or 16
-// for groups of few rows).
-template <int kBT>
-struct Int8Tile {
-  static_assert(kBT == 64 || kBT == 16);
-  static constexpr int kLimbHalf = kBT * 128;                 // one limb plane, one 128-column half
-  static constexpr int kXBytes = kInt8Limbs * 2 * kLimbHalf;  // limb l, half h at (2l + h)·kLimbHalf
-  static constexpr int kRecBytes = kBT * kInt8RecordBytes;    // the rows' block records
-  static constexpr int kSlotBytes = (kXBytes + kWBytes + kRecBytes + kTabBytes + 1023) / 1024 * 1024;
-  static constexpr int kRawOffset = kStages * kSlotBytes;
-  static constexpr int kSmem = 1024 + kRawOffset + kRR * kRawBytes + (2 * kStages + kRR) * 8;
-  static_assert(kSmem <= 227 * 1024);
-  static_assert(kXBytes % 1024 == 0 && kWBytes % 1024 == 0, "tiles on 1024-byte boundaries");
-};
-
-// A consumer's limb products: m64n64k32 on the 64-token tile, m64n16k32 on the 16-token one.
-__device__ __forceinline__ void wgmma_s8_ra(int32_t (&d)[32], const uint32_t (&a)[4], uint64_t b) {
-  wgmma_m64n64k32_s8_ra(d, a, b);
-}
-__device__ __forceinline__ void wgmma_s8_ra(int32_t (&d)[8], const uint32_t (&a)[4], uint64_t b) {
-  wgmma_m64n16k32_s8_ra(d, a, b);
-}
+// The shared-memory layout of a CTA.
+constexpr int kLimbHalf = kBT * 128;                 // one limb plane, one 128-column half
+constexpr int kXBytes = kInt8Limbs * 2 * kLimbHalf;  // limb l, half h at (2l + h)·kLimbHalf
+constexpr int kRecBytes = kBT * kInt8RecordBytes;    // the rows' block records
+constexpr int kSlotBytes = (kXBytes + kWBytes + kRecBytes + kTabBytes + 1023) / 1024 * 1024;
+constexpr int kRawOffset = kStages * kSlotBytes;
+constexpr int kSmem = 1024 + kRawOffset + kRR * kRawBytes + (2 * kStages + kRR) * 8;
+static_assert(kSmem <= 227 * 1024);
+static_assert(kXBytes % 1024 == 0 && kWBytes % 1024 == 0, "tiles on 1024-byte boundaries");
 
 // A 16-byte shared load by asm: plain ones are narrowed by the compiler to the words used, 32-bit
 // loads with 4-way bank conflicts at the raw rows' pitch.
@@ -163,14 +145,8 @@ __device__ __forceinline__ void decode_block_half(const uint8_t* row, uint8_t* c
   if constexpr (kDH == 0) D8::table(row + 4 * kM, rec);
 }
 
-template <int kBT>
-__global__ void __launch_bounds__(Int8Roles<kBT>::kThreads, 1)
+__global__ void __launch_bounds__(kThreads, 1)
     gemm_wgmma_int8_kernel(__grid_constant__ const GemmLaunch p, __grid_constant__ const CUtensorMap w_map) {
-  using L = Int8Tile<kBT>;
-  using R = Int8Roles<kBT>;
-  constexpr int kProducerThreads = R::kProducerThreads;
-  constexpr int kLimbHalf = L::kLimbHalf, kXBytes = L::kXBytes, kRecBytes = L::kRecBytes;
-  constexpr int kSlotBytes = L::kSlotBytes, kRawOffset = L::kRawOffset;
   constexpr int kNJ = kBT / 8;  // n8 token columns of a consumer's fragments
   extern __shared__ uint8_t smem_raw[];
   const uint32_t base = (shared_address(smem_raw) + 1023u) & ~1023u;
@@ -195,7 +171,7 @@ __global__ void __launch_bounds__(Int8Roles<kBT>::kThreads, 1)
   __syncthreads();
 
   if (warp < kProducerThreads / 32) {
-    setmaxnreg_dec<R::kProducerRegs>();
+    setmaxnreg_dec<kProducerRegs>();
     // Step u's raw block (block u % n_steps of feature tile u / n_steps, in every row: rows are
     // multiples of 16 bytes, so all share its misalignment) into raw slot u % kRR; rows past n_out
     // and bytes past a row's end read as zero.
@@ -210,10 +186,9 @@ __global__ void __launch_bounds__(Int8Roles<kBT>::kThreads, 1)
       for (int u = 0; u < kLead && u < n_total; ++u) issue_raw(u);
     }
     // Warps 0-1 decode half 0 (columns 0..127), warps 2-3 half 1, each thread feature rows
-    // tid % 64 and tid % 64 + 64 (consecutive rows in a warp: conflict-free 16-byte loads); with two
-    // producer warpgroups warps 4-7 take rows 64..127 the same way, a row a thread.
+    // tid % 64 and tid % 64 + 64 (consecutive rows in a warp: conflict-free 16-byte loads).
     constexpr int kRowPasses = 256 / kProducerThreads;
-    const int dh = (warp >> 1) & 1, drow0 = (tid & 63) + 64 * (warp >> 2);
+    const int dh = (warp >> 1) & 1, drow0 = tid & 63;
     for (int u = 0; u < n_total; ++u) {
       const int s = u % kStages;
       if (u >= kStages) mbar_wait(empty_bar + 8 * s, ((u / kStages) & 1) ^ 1);
@@ -249,7 +224,7 @@ __global__ void __launch_bounds__(Int8Roles<kBT>::kThreads, 1)
     return;
   }
 
-  setmaxnreg_inc<R::kConsumerRegs>();
+  setmaxnreg_inc<kConsumerRegs>();
   const int ctid = tid - kProducerThreads, wg = (warp >> 2) - kProducerThreads / 128, cw = warp & 3;
 
   // X copies: 16-byte chunk xc of each limb's row (half xc / 8) of rows xr + 16i (i < kBT / 16;
@@ -287,9 +262,8 @@ __global__ void __launch_bounds__(Int8Roles<kBT>::kThreads, 1)
       }
     }
     const uint8_t* recs = p.x_records + b * kInt8RecordBytes;
-    if (kBT * kRecChunks >= kConsumerThreads || ctid < kBT * kRecChunks) {
-      gemm_cp_async16(slot + rec_dst[0], recs + rec_off[0]);
-    }
+    static_assert(kBT * kRecChunks >= kConsumerThreads, "every consumer thread copies a first chunk");
+    gemm_cp_async16(slot + rec_dst[0], recs + rec_off[0]);
     if (ctid + kConsumerThreads < kBT * kRecChunks) gemm_cp_async16(slot + rec_dst[1], recs + rec_off[1]);
     mbar_arrive_on_cp_async(full_bar + 8 * s);
   };
@@ -334,7 +308,7 @@ __global__ void __launch_bounds__(Int8Roles<kBT>::kThreads, 1)
     for (int k = 0; k < 8; ++k) {
       const uint32_t x = slot + (k >> 2) * kLimbHalf + (k & 3) * 32;
 #pragma unroll
-      for (int l = 0; l < kInt8Limbs; ++l) wgmma_s8_ra(ch[l], a[k], wgmma_desc_sw128(x + 2 * l * kLimbHalf));
+      for (int l = 0; l < kInt8Limbs; ++l) wgmma_m64n64k32_s8_ra(ch[l], a[k], wgmma_desc_sw128(x + 2 * l * kLimbHalf));
     }
     wgmma_commit();
     // Meanwhile: the offsets' A fragment (m code pairs of features fa, fa + 8: words q and q + 4 of
@@ -401,28 +375,23 @@ __global__ void __launch_bounds__(Int8Roles<kBT>::kThreads, 1)
   }
 }
 
-template <int kBT>
-cudaError_t launch_int8(const GemmLaunch& l, cudaStream_t stream) {
-  return launch_tma_gemm<gemm_wgmma_int8_kernel<kBT>>(l, stream, Int8Roles<kBT>::kThreads, Int8Tile<kBT>::kSmem,
-                                                      kSpan, kBF, kTilesPerCta * kBF, gemm_grouped_slots(l, kBT));
-}
-
 }  // namespace
 
 // l.tile kWgmma: 64 tokens a CTA (with l.tails kAll, or kSkipFew beside its 16-token partner);
-// kWgmmaNarrow: 16 (kAll or kOnlyFew).
+// kWgmmaNarrow: gemm_wgmma_int8_regs.cu's 16-token tile (kAll or kOnlyFew).
 cudaError_t launch_gemm_wgmma_int8(const GemmLaunch& l, cudaStream_t stream) {
-  const bool narrow = l.tile == GemmKernelTile::kWgmmaNarrow;
+  if (l.tile == GemmKernelTile::kWgmmaNarrow) return launch_gemm_wgmma_int8_regs(l, stream);
   if (!l.x_limbs || !l.x_records || !l.offsets || l.type != gguf::TensorType::Q2_K || l.row_bytes % 16 != 0 ||
-      l.slab_bytes % 16 != 0 || (l.tile != GemmKernelTile::kWgmma && !narrow) ||
-      (l.tails != GemmTails::kAll && l.tails != (narrow ? GemmTails::kOnlyFew : GemmTails::kSkipFew))) {
+      l.slab_bytes % 16 != 0 || l.tile != GemmKernelTile::kWgmma ||
+      (l.tails != GemmTails::kAll && l.tails != GemmTails::kSkipFew)) {
     return cudaErrorInvalidValue;
   }
-  return narrow ? launch_int8<kFewRows>(l, stream) : launch_int8<64>(l, stream);
+  return launch_tma_gemm<gemm_wgmma_int8_kernel>(l, stream, kThreads, kSmem, kSpan, kBF, kTilesPerCta * kBF,
+                                                 gemm_grouped_slots(l, kBT));
 }
 
 int gemm_wgmma_int8_tile_rows(GemmKernelTile tile) {
-  return tile == GemmKernelTile::kWgmmaNarrow ? kFewRows : 64;
+  return tile == GemmKernelTile::kWgmmaNarrow ? kFewRows : kBT;
 }
 
 }  // namespace dsv4::cuda::detail

@@ -36,6 +36,15 @@ __device__ __forceinline__ uint64_t wgmma_desc_sw128(uint32_t addr) {
          (uint64_t{1} << 62);
 }
 
+// The same descriptor as a low word (address field and leading byte offset) and a constant high
+// word, for kernels that issue many MMAs on one tile: the descriptor of addr + bytes (a multiple of
+// 16) is the low word plus bytes / 16, one add (the 14-bit address field cannot carry: shared
+// addresses are below 2^18), where wgmma_desc_sw128 of each address costs five uniform instructions.
+__device__ __forceinline__ uint32_t wgmma_desc_sw128_lo(uint32_t addr) { return ((addr & 0x3FFFFu) >> 4) | (1u << 16); }
+__device__ __forceinline__ uint64_t wgmma_desc_sw128_at(uint32_t lo, uint32_t bytes) {
+  return (uint64_t{(1024 >> 4) | (1u << 30)} << 32) | (lo + (bytes >> 4));
+}
+
 // Before the first wgmma of a batch: orders this warpgroup's earlier register and shared-memory
 // accesses before the asynchronous MMAs.
 __device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
@@ -173,11 +182,17 @@ __device__ __forceinline__ void wgmma_m64n64k32_s8_ra(int32_t (&d)[32], const ui
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b));
 }
 
-// The same with B 16 × 32 (the int8 GEMM's 16-token tile): d[4j + c], j < 2.
-__device__ __forceinline__ void wgmma_m64n16k32_s8_ra(int32_t (&d)[8], const uint32_t (&a)[4], uint64_t b) {
+// The same with B 48 × 32 (the int8 GEMM's 16-token tile: the 16 rows of each of its three limb
+// planes as one operand, one MMA a k32 slice instead of three): d[4j + c], j < 6.
+__device__ __forceinline__ void wgmma_m64n48k32_s8_ra(int32_t (&d)[24], const uint32_t (&a)[4], uint64_t b) {
   asm volatile(
-      "wgmma.mma_async.sync.aligned.m64n16k32.s32.s8.s8 {%0, %1, %2, %3, %4, %5, %6, %7}, {%8, %9, %10, %11}, %12, 1;\n"
-      : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3]), "+r"(d[4]), "+r"(d[5]), "+r"(d[6]), "+r"(d[7])
+      "wgmma.mma_async.sync.aligned.m64n48k32.s32.s8.s8 {"
+      "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+      "%16, %17, %18, %19, %20, %21, %22, %23}, "
+      "{%24, %25, %26, %27}, %28, 1;\n"
+      : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3]), "+r"(d[4]), "+r"(d[5]), "+r"(d[6]), "+r"(d[7]),
+        "+r"(d[8]), "+r"(d[9]), "+r"(d[10]), "+r"(d[11]), "+r"(d[12]), "+r"(d[13]), "+r"(d[14]), "+r"(d[15]),
+        "+r"(d[16]), "+r"(d[17]), "+r"(d[18]), "+r"(d[19]), "+r"(d[20]), "+r"(d[21]), "+r"(d[22]), "+r"(d[23])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b));
 }
 

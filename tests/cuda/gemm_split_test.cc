@@ -469,6 +469,44 @@ TEST(GemmInt8, Q2_KGroupedGatherAndScatter) {
   }
 }
 
+// Rows longer than the 16-token tile takes (kInt8NarrowMaxIn): kAuto runs groups of few rows on the
+// 64-token tile alone, and asking for the 16-token tile (or the pair) is an error.
+TEST(GemmInt8, LongRowsTakeThe64TokenTile) {
+  const Format& f = format_of(TensorType::Q2_K);
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  const int64_t k = 3072, m = 96, n = 5;
+  const std::vector<uint8_t> wbytes = random_rows(f, k, m, rng);
+  const RefWeights ref = reference_weights(f, wbytes.data(), m, k);
+  const std::vector<float> x = mixed_rows(n, k, k, rng);
+  const Int8X x8 = int8_on_device(x, n, k, k);
+  DeviceBuffer dw(wbytes.size()), dy(static_cast<size_t>(n * m) * 4);
+  ASSERT_TRUE(upload(dw, wbytes) && dy.ok());
+  run_int8({f.type, dw.get(), k, m, 1}, x8, n, {0, static_cast<int32_t>(n)}, {}, {}, {}, dy.get<float>(), m, n);
+  std::vector<int64_t> rows(static_cast<size_t>(n));
+  for (int64_t r = 0; r < n; ++r) rows[static_cast<size_t>(r)] = r;
+  check_rows(download<float>(dy, static_cast<size_t>(n * m)), m, rows, rows, x.data(), k, {}, ref,
+             "Q2_K int8, k 3072, kAuto", true);
+  DeviceBuffer d_off(8);
+  ASSERT_TRUE(upload(d_off, std::vector<int32_t>{0, static_cast<int32_t>(n)}));
+  GroupedGemm g;
+  g.w = {f.type, dw.get(), k, m, 1};
+  g.n_groups = 1;
+  g.offsets = d_off.get<int32_t>();
+  g.n_rows = n;
+  g.x_limbs = x8.limbs.get<int8_t>();
+  g.x_records = x8.records.get<uint8_t>();
+  g.x_stride = x8.stride;
+  g.y = dy.get<float>();
+  g.y_stride = m;
+  for (const GemmTile tile : {GemmTile::kWgmmaNarrow, GemmTile::kWgmmaNarrowPair}) {
+    const Status s = grouped_gemm(g, nullptr, tile);
+    ASSERT_FALSE(s.ok());
+    EXPECT_NE(s.message().find("16-token tile takes rows of at most 2048"), std::string::npos) << s.message();
+  }
+}
+
 TEST(GemmInt8, RejectsWhatItDoesNotTake) {
   EXPECT_TRUE(gemm_int8_supports(TensorType::Q2_K, 512));
   EXPECT_FALSE(gemm_int8_supports(TensorType::IQ2_XXS, 512));
