@@ -167,6 +167,8 @@ uint64_t DeviceState::lay_out(uint8_t* base) {
     s.side16 = cv.take<__half>(T * F);
     s.side16_lo = cv.take<__half>(T * F);
     s.side16_scale = cv.take<float>(T);
+    s.split_k = cv.take<float>(kSplitKFloats);
+    s.split_k_side = cv.take<float>(kSplitKFloats);
     s.sort_offsets = cv.take<int32_t>(E + 1);
     s.sort_row_pair = cv.take<int32_t>(T * K);
     s.sort_row_token = cv.take<int32_t>(T * K);

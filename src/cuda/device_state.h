@@ -98,11 +98,18 @@ struct Scratch {
   // routed experts use in16 on the main stream: its own buffers, [T][F] / [T].
   __half *side16 = nullptr, *side16_lo = nullptr;
   float* side16_scale = nullptr;
+  // gemm()'s split-K partials (gemm.h GemmSplitK), one buffer for the main stream and one for the
+  // side stream, kSplitKFloats each.
+  float *split_k = nullptr, *split_k_side = nullptr;
   // The routed pairs sorted by expert (gemm.h ExpertSort).
   int32_t *sort_offsets = nullptr, *sort_row_pair = nullptr, *sort_row_token = nullptr, *sort_pair_row = nullptr;
   float* sort_row_w = nullptr;            // [T·K] route weights in sorted order
   void* sort_workspace = nullptr;
 };
+
+// A split-K scratch's floats: the partials of 8 slices of 512 rows × 1 024 outputs, or 2 of 512 ×
+// 4 096, or 16 of 128 × 2 048 (gemm() takes fewer slices where they do not fit).
+inline constexpr int64_t kSplitKFloats = int64_t{4} << 20;
 
 // Tokens per launch of the attention and indexer kernels inside a chunk (bounds their scratch).
 inline constexpr int kSubChunk = 16;

@@ -139,8 +139,10 @@ class ChunkForward {
     if (!branch_) return side();
     DSV4_TRY(branch_->fork(stream_));
     cudaStream_t main = std::exchange(stream_, branch_->stream());
+    const GemmSplitK main_split_k = std::exchange(split_k_, GemmSplitK{sc_.split_k_side, split_k_bytes()});
     const Status queued = side();
     stream_ = main;
+    split_k_ = main_split_k;
     return queued;
   }
   Status join() { return branch_ ? branch_->join(stream_) : Status(); }
@@ -182,7 +184,8 @@ class ChunkForward {
       x16_lo = in.lo;
       scale = in.scale;
     }
-    return gemm(gemm_weights(w), x16, w.ne0, scale, T_, y, w.ne1, stream_, GemmTile::kAuto, lo_or_null(x16_lo));
+    return gemm(gemm_weights(w), x16, w.ne0, scale, T_, y, w.ne1, stream_, GemmTile::kAuto, lo_or_null(x16_lo),
+                split_k_);
   }
 
   Result<PairOut> dense_pair(const PairedTensor& p, const float* x, float* buf, float* buf2) {
@@ -631,6 +634,9 @@ class ChunkForward {
   Branch* branch_;  // the side stream of fork(); none: everything in line on stream_
   float* x_ = sc_.x;
   float* x_next_ = sc_.x_next;
+  // The current stream's split-K scratch (fork() switches it with the stream).
+  static size_t split_k_bytes() { return static_cast<size_t>(kSplitKFloats) * sizeof(float); }
+  GemmSplitK split_k_{sc_.split_k, split_k_bytes()};
 };
 
 }  // namespace

@@ -231,8 +231,36 @@ bool gemm_int8_supports(TensorType type, int64_t n_in) {
   return type == TensorType::Q2_K && gemm_supports(type, n_in);
 }
 
+// The column slices of a gemm() call (GemmSplitK): 1 but on split mode's small mma.sync tile (the
+// only one that takes a split-K launch; kAuto picks the large one only where it gives every SM a
+// CTA), with scratch, where the tiles leave SMs without a CTA; there the most slices (a power of
+// two, each a multiple of 256 columns, up to kMaxKSplits) that keep the CTAs under one an SM and
+// the partials in the scratch.
+int k_splits(const GemmWeights& w, detail::GemmKernelTile tile, bool split, int64_t n, const GemmSplitK& s) {
+  if (!s.partials || !split || tile != detail::GemmKernelTile::kSmall) return 1;
+  const auto shape = detail::gemm_tile_shape(false, true);
+  const int64_t ctas = (n + shape.rows - 1) / shape.rows * ((w.n_out + shape.features - 1) / shape.features);
+  const int64_t sms = device_info().sms, units = w.n_in / 256;
+  const uint64_t slice_floats = static_cast<uint64_t>((n * w.n_out + 3) / 4 * 4);
+  int splits = 1;
+  while (w.n_in % 256 == 0 && 2 * splits <= kMaxKSplits && units % (2 * splits) == 0 && ctas * splits < sms &&
+         2 * splits * slice_floats * sizeof(float) <= s.bytes) {
+    splits *= 2;
+  }
+  return splits;
+}
+
+Result<int> gemm_k_splits(const GemmWeights& w, int64_t x_stride, int64_t n, GemmTile tile, bool split,
+                          GemmSplitK split_k) {
+  detail::GemmLaunch l{};
+  DSV4_TRY(check_weights(w, &l));
+  const auto kernel_tile = pick_tile(tile, w.type, l.row_bytes, w.n_out, n, n, x_stride, split, 0);
+  if (!kernel_tile.ok()) return make_error(kernel_tile.error().message);
+  return k_splits(w, *kernel_tile, split, n, split_k);
+}
+
 Status gemm(const GemmWeights& w, const __half* x, int64_t x_stride, const float* x_scale, int64_t n, float* y,
-            int64_t y_stride, cudaStream_t stream, GemmTile tile, const __half* x_lo) {
+            int64_t y_stride, cudaStream_t stream, GemmTile tile, const __half* x_lo, GemmSplitK split_k) {
   const std::string where = describe("gemm", w);
   auto fail = [&](const Status& s) { return Status(make_error(where + s.message())); };
   detail::GemmLaunch l{};
@@ -264,7 +292,24 @@ Status gemm(const GemmWeights& w, const __half* x, int64_t x_stride, const float
   l.y_rows = nullptr;
   l.y_count = static_cast<int>(n);
   l.tile = *kernel_tile;
+  const int splits = k_splits(w, l.tile, split, n, split_k);
+  if (splits > 1) {
+    const auto traits = gguf::type_traits(w.type);
+    l.k_splits = splits;
+    l.n_in = static_cast<int>(w.n_in / splits);
+    l.w_split_bytes = l.n_in / traits->block_elems * traits->block_bytes;
+    l.x_split = l.n_in;
+    l.y = split_k.partials;
+    l.y_stride = w.n_out;
+    l.y_split_stride = (n * w.n_out + 3) / 4 * 4;  // even: the kernel's paired stores stay 8-byte aligned
+  }
   if (Status s = launch(l, stream); !s.ok()) return fail(s);
+  if (splits > 1) {
+    const Status s = cuda_status(detail::launch_gemm_k_sum(split_k.partials, splits, l.y_split_stride, n,
+                                                           static_cast<int>(w.n_out), y, y_stride, stream),
+                                 "split-K sum launch");
+    if (!s.ok()) return fail(s);
+  }
   return Status::ok_status();
 }
 

@@ -125,8 +125,23 @@ bool gemm_int8_supports(TensorType type, int64_t n_in);
 // null. x must be 16-byte aligned and x_stride a multiple of 8 (f16 elements), y_stride ≥ n_out.
 // Only w.n_expert == 1 is accepted. x_lo (split mode): the low parts of X, same layout as x.
 // Split mode's tiles are 64 tokens × 256 (kLarge) or × 128 (kSmall) features.
+// split_k: scratch for the partial products of column slices, for split-mode calls whose mma.sync
+// tiles would leave SMs idle (a short chunk's projections: 2 row tiles of 64 at 128 tokens).
+// gemm() then splits the columns into up to kMaxKSplits slices of a multiple of 256 that fit the
+// scratch, runs them as one launch and adds the slices in order (a second launch): other bits than
+// one pass, the same bound (each slice's products and sums are the one pass's, over fewer blocks).
+// Without scratch, in f16 mode, where the tiles fill the SMs or a wgmma tile runs: one pass.
+struct GemmSplitK {
+  float* partials = nullptr;
+  size_t bytes = 0;
+};
+inline constexpr int kMaxKSplits = 16;
+// The column slices gemm() takes for these arguments (1: one pass).
+Result<int> gemm_k_splits(const GemmWeights& w, int64_t x_stride, int64_t n, GemmTile tile, bool split,
+                          GemmSplitK split_k);
 Status gemm(const GemmWeights& w, const __half* x, int64_t x_stride, const float* x_scale, int64_t n, float* y,
-            int64_t y_stride, cudaStream_t stream, GemmTile tile = GemmTile::kAuto, const __half* x_lo = nullptr);
+            int64_t y_stride, cudaStream_t stream, GemmTile tile = GemmTile::kAuto, const __half* x_lo = nullptr,
+            GemmSplitK split_k = {});
 
 // MoE prefill: the rows of a "sorted" activation matrix are split into n_groups consecutive row
 // ranges, group g = rows [offsets[g], offsets[g+1]), each multiplied by one expert's matrix:

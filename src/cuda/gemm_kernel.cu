@@ -2,6 +2,7 @@
 // (split mode: gemm_split_kernel.cu).
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstdint>
 
 #include "cuda/gemm_kernel.cuh"
@@ -21,7 +22,26 @@ cudaError_t launch_format(const GemmLaunch& l, cudaStream_t stream) {
   return gemm_launch_tile<D, GemmTileSmall>(l, stream);
 }
 
+__global__ void k_sum_kernel(const float* partials, int k_splits, int64_t slice, int n_out, int64_t count, float* y,
+                             int64_t y_stride) {
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < count; i += gridDim.x * int64_t{blockDim.x}) {
+    const int64_t r = i / n_out, f = i % n_out;
+    const float* part = partials + r * n_out + f;
+    float sum = part[0];
+    for (int z = 1; z < k_splits; ++z) sum += part[z * slice];
+    y[r * y_stride + f] = sum;
+  }
+}
+
 }  // namespace
+
+cudaError_t launch_gemm_k_sum(const float* partials, int k_splits, int64_t slice, int64_t n, int n_out, float* y,
+                              int64_t y_stride, cudaStream_t stream) {
+  const int64_t count = n * n_out;
+  const int blocks = static_cast<int>(std::min<int64_t>((count + 255) / 256, 2048));
+  k_sum_kernel<<<blocks, 256, 0, stream>>>(partials, k_splits, slice, n_out, count, y, y_stride);
+  return cudaGetLastError();
+}
 
 GemmTileShape gemm_tile_shape(bool large, bool split) {
   if (split) {

@@ -63,24 +63,27 @@
 
 namespace dsv4::cuda::detail {
 
+// kSplitK: the tile takes split-K launches (GemmLaunch::k_splits): split mode's small tile, which
+// gemm() picks where the large one would not give every SM a CTA (the large split tile sits at the
+// register limit; f16 mode, the non-default prefill, does not split).
 struct GemmTileLarge {
   static constexpr int kWarpsT = 2, kWarpsF = 4, kMT = 4, kNF = 8, kMinBlocks = 1;
-  static constexpr bool kSplit = false;
+  static constexpr bool kSplit = false, kSplitK = false;
 };
 struct GemmTileSmall {
   static constexpr int kWarpsT = 2, kWarpsF = 4, kMT = 2, kNF = 4, kMinBlocks = 2;
-  static constexpr bool kSplit = false;
+  static constexpr bool kSplit = false, kSplitK = false;
 };
 // Split mode (x = x_hi + x_lo, exact weight codes, f32 block scales; D is a gemm_codes.cuh
 // decoder): twice the X tile and a temporary accumulator per 16 × (8·kNF) slab, so the warp tile
 // is 32 × 64 (large) or 32 × 32 (small) and a CTA covers 64 tokens.
 struct GemmTileSplitLarge {
   static constexpr int kWarpsT = 2, kWarpsF = 4, kMT = 2, kNF = 8, kMinBlocks = 1;
-  static constexpr bool kSplit = true;
+  static constexpr bool kSplit = true, kSplitK = false;
 };
 struct GemmTileSplitSmall {
   static constexpr int kWarpsT = 2, kWarpsF = 4, kMT = 2, kNF = 4, kMinBlocks = 1;
-  static constexpr bool kSplit = true;
+  static constexpr bool kSplit = true, kSplitK = true;
 };
 
 // A gemm_codes.cuh decoder's kScaled / kMinGroups; false / 0 for the f16 decoders, so that the
@@ -303,7 +306,9 @@ __global__ void __launch_bounds__(kGemmThreads, T::kMinBlocks)
   if (!gemm_find_tile(p, blockIdx.y, kBT, &row0, &row_end, &expert)) return;
   const int f0 = blockIdx.x * kBF;
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
-  const uint8_t* const wexp = p.w + expert * p.slab_bytes;
+  // A split-K launch's slice kz: its columns' weights, X and partial products (0 otherwise).
+  const int64_t kz = T::kSplitK ? blockIdx.z : 0;
+  const uint8_t* const wexp = p.w + expert * p.slab_bytes + kz * p.w_split_bytes;
   const uint32_t row_bytes = static_cast<uint32_t>(p.row_bytes);  // slabs < 4 GiB (gemm.cc)
   const int n_steps = p.n_in / kGemmK;
 
@@ -319,8 +324,8 @@ __global__ void __launch_bounds__(kGemmThreads, T::kMinBlocks)
   for (int i = 0; i < kXRows; ++i) {
     const int r = min(row0 + row_base + 32 * i, row_end - 1);
     const int src = gemm_x_row(p, r);
-    xrow[i] = p.x + src * p.x_stride + chunk * 8;
-    if constexpr (T::kSplit) xrow_lo[i] = p.x_lo + src * p.x_stride + chunk * 8;
+    xrow[i] = p.x + src * p.x_stride + kz * p.x_split + chunk * 8;
+    if constexpr (T::kSplit) xrow_lo[i] = p.x_lo + src * p.x_stride + kz * p.x_split + chunk * 8;
   }
   const uint32_t x_dst = static_cast<uint32_t>(swz(row_base, chunk));  // + i·32 rows
 
@@ -530,7 +535,7 @@ __global__ void __launch_bounds__(kGemmThreads, T::kMinBlocks)
       float scale = 1.0f;
       if (p.x_scale) scale = p.x_scale[gemm_x_row(p, r)];
       const int out = gemm_y_row(p, r);
-      float* yrow = p.y + static_cast<int64_t>(out) * p.y_stride;
+      float* yrow = p.y + kz * p.y_split_stride + static_cast<int64_t>(out) * p.y_stride;
 #pragma unroll
       for (int j = 0; j < T::kNF; ++j) {
         const int f = f0 + fb + 8 * j + 2 * (lane & 3);
@@ -564,7 +569,8 @@ cudaError_t gemm_launch_tile(const GemmLaunch& l, cudaStream_t stream) {
   const int64_t slots = l.offsets ? (l.n_rows + G::kBT - 1) / G::kBT + l.n_groups
                                   : (l.n_rows + G::kBT - 1) / G::kBT;
   if (slots > 65535) return cudaErrorInvalidConfiguration;
-  const dim3 grid((l.n_out + G::kBF - 1) / G::kBF, static_cast<unsigned>(slots));
+  if (l.k_splits < 1 || l.k_splits > 65535 || (l.k_splits > 1 && !T::kSplitK)) return cudaErrorInvalidConfiguration;
+  const dim3 grid((l.n_out + G::kBF - 1) / G::kBF, static_cast<unsigned>(slots), static_cast<unsigned>(l.k_splits));
   gemm_kernel<D, T><<<grid, kGemmThreads, G::kSmem, stream>>>(l);
   return cudaGetLastError();
 }

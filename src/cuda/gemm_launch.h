@@ -63,6 +63,14 @@ struct GemmLaunch {
   const uint8_t* x_records;
   GemmKernelTile tile;
   GemmTails tails;
+  // Split-K (gemm() on split mode's small mma.sync tile only): CTA z of the grid's third dimension
+  // takes columns [z·n_in, (z + 1)·n_in) of the weight and X rows (n_in is then one slice's
+  // length), its weights w_split_bytes·z, X x_split·z elements and Y y_split_stride·z floats
+  // further: y holds the slices' partial products, which launch_gemm_k_sum adds.
+  int k_splits = 1;
+  int64_t w_split_bytes = 0;
+  int64_t x_split = 0;
+  int64_t y_split_stride = 0;
 };
 
 // Row and feature extent of one CTA for the two tile shapes (gemm_kernel.cuh's kBT, kBF).
@@ -73,6 +81,10 @@ struct GemmTileShape {
 GemmTileShape gemm_tile_shape(bool large, bool split);
 
 cudaError_t launch_gemm(const GemmLaunch& l, cudaStream_t stream);
+// y[r][f] = Σ_z partials[z·slice + r·n_out + f] for r < n, f < n_out, z in order (a split-K launch's
+// slices, gemm_kernel.cu).
+cudaError_t launch_gemm_k_sum(const float* partials, int k_splits, int64_t slice, int64_t n, int n_out, float* y,
+                              int64_t y_stride, cudaStream_t stream);
 cudaError_t launch_gemm_split(const GemmLaunch& l, cudaStream_t stream);  // l.x_lo set
 cudaError_t launch_gemm_int8(const GemmLaunch& l, cudaStream_t stream);   // l.x_limbs set
 int gemm_int8_tile_rows();

@@ -119,6 +119,66 @@ TEST_P(GemmSplitTest, MatchesDoubleReference) {
   }
 }
 
+// Split-K (GemmSplitK): a short call's column slices in one launch and their in-order sum; against
+// the double reference with the split bound, padding unwritten, for the small tile and kAuto (which
+// takes it there). A scratch too small for two slices gives the one pass's bits.
+TEST_P(GemmSplitTest, SplitKMatchesDoubleReference) {
+  const Format& f = format_of(GetParam());
+  ASSERT_TRUE(prepare_matvec().ok());
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  const int64_t m = 300, k = 4096, ys = m + 3;
+  const std::vector<uint8_t> wbytes = random_rows(f, k, m, rng);
+  const RefWeights ref = reference_weights(f, wbytes.data(), m, k);
+  DeviceBuffer dw(wbytes.size()), scratch(size_t{16} << 20);
+  ASSERT_TRUE(upload(dw, wbytes) && scratch.ok());
+  const GemmWeights w{f.type, dw.get(), k, m, 1};
+  for (const int64_t n : {int64_t{1}, int64_t{70}, int64_t{130}}) {
+    const int64_t xs = k + 40;
+    const std::vector<float> x = mixed_rows(n, xs, k, rng);
+    const SplitX sx = split_on_device(x, n, xs, k);
+    std::vector<int64_t> rows(static_cast<size_t>(n));
+    for (int64_t r = 0; r < n; ++r) rows[static_cast<size_t>(r)] = r;
+    auto run = [&](GemmTile tile, GemmSplitK split_k, std::vector<float>* y) {
+      DeviceBuffer dy(static_cast<size_t>(n * ys) * 4);
+      ASSERT_TRUE(dy.ok());
+      CUDA_ASSERT(cudaMemset(dy.get(), 0xFF, dy.size()));
+      STATUS_ASSERT(gemm(w, sx.hi.get<__half>(), k, sx.scale.get<float>(), n, dy.get<float>(), ys, nullptr, tile,
+                         sx.lo.get<__half>(), split_k));
+      CUDA_ASSERT(cudaDeviceSynchronize());
+      *y = download<float>(dy, static_cast<size_t>(n * ys));
+    };
+    for (const GemmTile tile : {GemmTile::kSmall, GemmTile::kAuto}) {
+      const GemmSplitK split_k{scratch.get<float>(), scratch.size()};
+      const Result<int> splits = gemm_k_splits(w, k, n, tile, true, split_k);
+      ASSERT_TRUE(splits.ok()) << splits.error().message;
+      ASSERT_GE(*splits, 8) << "n " << n << ": these calls' tiles leave most SMs idle";
+      std::vector<float> y;
+      ASSERT_NO_FATAL_FAILURE(run(tile, split_k, &y));
+      std::ostringstream what;
+      what << f.name << " split-K (" << *splits << " slices) m=" << m << " k=" << k << " n=" << n << " tile "
+           << static_cast<int>(tile);
+      check_rows(y, ys, rows, rows, x.data(), xs, sx.factors, ref, what.str());
+      for (int64_t r = 0; r < n; ++r) {
+        for (int64_t c = m; c < ys; ++c) {
+          uint32_t u;
+          std::memcpy(&u, &y[static_cast<size_t>(r * ys + c)], 4);
+          ASSERT_EQ(u, 0xFFFFFFFFu) << what.str() << " wrote padding";
+        }
+      }
+    }
+    const GemmSplitK too_small{scratch.get<float>(), static_cast<size_t>(n * m) * 4};
+    const Result<int> one = gemm_k_splits(w, k, n, GemmTile::kSmall, true, too_small);
+    ASSERT_TRUE(one.ok());
+    ASSERT_EQ(*one, 1);
+    std::vector<float> a, b;
+    ASSERT_NO_FATAL_FAILURE(run(GemmTile::kSmall, too_small, &a));
+    ASSERT_NO_FATAL_FAILURE(run(GemmTile::kSmall, {}, &b));
+    for (size_t i = 0; i < a.size(); ++i) ASSERT_TRUE(same_bits(a[i], b[i])) << "n " << n << " at " << i;
+  }
+}
+
 // Grouped: 5 experts' matrices, groups of 130, 0 (empty), 37, 1 and 64 rows plus one group with an
 // invalid expert id; sorted row r reads X row x_rows[r] (a random token) and writes output row
 // y_rows[r] (a permutation).
