@@ -233,9 +233,9 @@ bool gemm_int8_supports(TensorType type, int64_t n_in) {
 
 // The column slices of a gemm() call (GemmSplitK): 1 but on split mode's small mma.sync tile (the
 // only one that takes a split-K launch; kAuto picks the large one only where it gives every SM a
-// CTA), with scratch, where the tiles leave SMs without a CTA; there the most slices (a power of
-// two, each a multiple of 256 columns, up to kMaxKSplits) that keep the CTAs under one an SM and
-// the partials in the scratch.
+// CTA), with scratch, where the tiles leave SMs without a CTA; there slices are doubled (a power of
+// two, each a multiple of 256 columns, up to kMaxKSplits, the partials in the scratch) until the
+// CTAs give every SM one.
 int k_splits(const GemmWeights& w, detail::GemmKernelTile tile, bool split, int64_t n, const GemmSplitK& s) {
   if (!s.partials || !split || tile != detail::GemmKernelTile::kSmall) return 1;
   const auto shape = detail::gemm_tile_shape(false, true);
