@@ -88,6 +88,13 @@ struct Int8Q2_K : GemmQ2_K {
   }
 };
 
+// Bytes of one feature row's raw block in the wgmma kernels' TMA stages (gemm_wgmma_int8.cu,
+// gemm_wgmma_int8_regs.cu): the block's 84 from a 16-aligned start ≤ 12 bytes before it (96),
+// padded to 7 16-byte units so that 8 consecutive rows' loads fall in distinct banks.
+constexpr int kInt8RawSpan = 112;
+static_assert(Int8Q2_K::kStageElems == kInt8Block && Int8Q2_K::kMisalign + Int8Q2_K::kStageBytes <= kInt8RawSpan &&
+              kInt8RawSpan % 32 == 16);
+
 // acc plus a block's contribution to one output, from the three limb chains (started at kCBias,
 // so each reads as a float: |Σ code·limb| ≤ 256·45·128 < 2^22), the offset MMA's sum o (units of
 // 2^12), the feature's d and dmin·2^12 and the row's 2^E. Four roundings, each ≤ 2^-24 of the

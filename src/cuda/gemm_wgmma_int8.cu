@@ -78,10 +78,7 @@ constexpr int kLead = 2;    // raw blocks TMA runs ahead of the decode
 // Raw slots: at step u, after the producers' barrier (all have decoded step u − 1), block u + kLead
 // goes into the slot of block u − 1.
 constexpr int kRR = kLead + 1;
-// Raw bytes per row and block: 84 from a 16-aligned start ≤ 12 bytes before it (96), padded to 7
-// 16-byte units so that 8 consecutive rows' 16-byte loads fall in distinct bank groups.
-constexpr int kSpan = 112;
-static_assert(D8::kStageElems == kInt8Block && D8::kMisalign + D8::kStageBytes <= kSpan && kSpan % 32 == 16);
+constexpr int kSpan = kInt8RawSpan;
 constexpr int kWHalf = kBF * 128;                     // the codes of one 128-column half
 constexpr int kWBytes = 2 * kWHalf;
 constexpr int kTabBytes = kBF * kInt8TableWords * 4;  // the features' block records

@@ -52,10 +52,8 @@ constexpr int kBT = kFewRows;                          // tokens a CTA
 constexpr int kThreads = 512, kWarps = kThreads / 32;  // four warpgroups
 constexpr int kBF = 256;                               // features a tile: 64 a warpgroup
 constexpr int kTilesPerCta = 2;
-constexpr int kQ2KBlockBytes = 84;
-// Raw bytes a row and step: the block's 84 from a 16-aligned start ≤ 12 bytes before it, padded to
-// 7 16-byte units (the 8 rows a warp reads at once fall in distinct banks).
-constexpr int kSpan = 112;
+constexpr int kBlockBytes = Int8Q2_K::kStageBytes;  // one Q2_K block
+constexpr int kSpan = kInt8RawSpan;                  // raw bytes a row and step
 constexpr int kRawBytes = kBF * kSpan;
 constexpr int kRawSlots = 4;
 constexpr int kLead = 2;  // step t + kLead goes into the slot of step t + kLead − kRawSlots
@@ -119,7 +117,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   auto issue_raw = [&](int u) {
     const uint32_t slot = static_cast<uint32_t>(u % kRawSlots);
     mbar_arrive_expect_tx(raw_full + 8 * slot, kRawBytes);
-    tma_load_3d(raw + slot * kRawBytes, &w_map, ((u % n_blocks) * kQ2KBlockBytes) & ~15, f0 + u / n_blocks * kBF,
+    tma_load_3d(raw + slot * kRawBytes, &w_map, ((u % n_blocks) * kBlockBytes) & ~15, f0 + u / n_blocks * kBF,
                 expert, raw_full + 8 * slot);
   };
   if (tid == 0) {
@@ -183,7 +181,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
     mbar_wait(raw_full + 8 * slot, (u / kRawSlots) & 1);
     const uint8_t* const rows =
-        raw_ptr + slot * kRawBytes + fa * kSpan + (((u % n_blocks) * kQ2KBlockBytes) & 15);
+        raw_ptr + slot * kRawBytes + fa * kSpan + (((u % n_blocks) * kBlockBytes) & 15);
 #pragma unroll
     for (int i = 0; i < 2; ++i) {
       const uint8_t* const row = rows + 8 * i * kSpan;
