@@ -253,6 +253,8 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
     for (int32_t& c : ch) c = kCBias;
     wgmma_fence_operands(ch);
+#pragma unroll
+    for (auto& a : cur.a) wgmma_fence_operands(a);
     wgmma_fence();
     const uint32_t x_lo = wgmma_desc_sw128_lo(xb);
 #pragma unroll

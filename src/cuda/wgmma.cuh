@@ -165,6 +165,15 @@ __device__ __forceinline__ void wgmma_fence_operands(int32_t (&d)[N]) {
   for (int i = 0; i < N; ++i) asm volatile("" : "+r"(d[i])::"memory");
 }
 
+// The same for A operands in registers: their values computed before this point, so that none is
+// written between wgmma.fence and the MMA that reads it (ptxas would then inject a
+// warpgroup.arrive before that MMA, C7519).
+template <int N>
+__device__ __forceinline__ void wgmma_fence_operands(uint32_t (&a)[N]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i) asm volatile("" : "+r"(a[i])::"memory");
+}
+
 // d += A·Bᵀ: A 64 × 32 s8 from registers (warp w holds rows 16w..16w+15 as mma.m16n8k32's A
 // fragment: a[0] row (t % 32) / 4, bytes 4·(t % 4).., a[1] that row + 8, a[2] / a[3] the same
 // 16 bytes further; what ldmatrix.x4 gives from a 16 × 32-byte slab), B 64 × 32 K-major s8 in
