@@ -1,12 +1,20 @@
 // indexer.h.
 //
-// Scores: a block takes kRowsPerBlock indexer rows of one token with that token's 64×128 queries
-// in shared memory (rows padded by four floats: lane l's 16-byte reads of head l's row fall in
-// distinct banks); a warp scores four rows at once, each lane two heads, the rows broadcast from
-// shared memory 16 bytes at a time (one row at a time, every row re-read all 32 KB of queries from
-// shared memory: ≈ 9 wavefronts per 16 bytes of row, what bounded the kernel at long contexts).
-// Roofline at 32K context: 8192 rows × 64 heads × 128 × 2 flops = 134 MFLOP per CSA layer and
-// token, ~5 µs at the f32 FMA rate; tensor cores are the next step (PERFORMANCE.md §6 item 8).
+// Scores on the tensor cores (mma.sync m16n8k16, f16 in, f32 out): a block per SM and token,
+// walking the token's tiles of 128 rows (blockIdx.x, + gridDim.x, ...), 8 warps of an m16 tile each.
+// The block splits the token's queries (64 heads × idh, zero-padded) once into hi and lo f16 images,
+// each head scaled by a power of two 2^e_q (f16_split.cuh: 22 bits of every value, exact for
+// official mode's FP4 values), while its first tile's rows land by cp.async; each warp copies the
+// rows of its next tile while it scores the current one (two buffers, no block barrier). A warp
+// reads its rows from shared memory as the MMAs' A fragments (scaled per row by 2^e_r, split in
+// registers; a k16 slice's dims in an order that makes a lane's four one float4, the queries stored
+// in the same order) and runs one chain over all dims from zero, small products first (q_lo·row_hi,
+// q_hi·row_lo, q_hi·row_hi; an all-zero lo skips its MMAs: it would add exact zeros).
+// score = 2^-e_r·Σ_h w_h·2^-e_q·max(0, C[h]) (powers of two commute with the ReLU).
+// The SIMT f32 kernel before it (a block per 32 rows, each staging the token's 32 KB of queries,
+// the FMAs on the CUDA cores) took 53 µs a CSA layer at a 278K context; this one ≈ 23 (H200,
+// docs/PERF.md session 28). Accuracy as the prefill scores' (prefill_indexer.cu): ≲ 2^-18 of
+// Σ_h |w_h|·|q_h|·|k|, which only moves near-ties of the top-k.
 //
 // Top-k: one block of 1024 threads per token. Radix select over the order-preserving key of each
 // score (NaN ranked as -inf, like cpu::top_k_desc; the keys of up to 8192 candidates, or 49 152 for
@@ -17,6 +25,7 @@
 // taken in index order, which is the lower-index tie rule. The selected indices are written in
 // ascending order by an ordered compaction (two bitmaps built by warp ballots, one barrier per
 // window of candidates).
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -25,6 +34,8 @@
 #include "cuda/check.h"
 #include "cuda/cp_async.cuh"
 #include "cuda/device_math.cuh"
+#include "cuda/f16_split.cuh"
+#include "cuda/gemm_kernel.cuh"
 #include "cuda/indexer.h"
 #include "cuda/once_per_device.h"
 #include "cuda/pdl.cuh"
@@ -35,10 +46,11 @@ namespace {
 
 using namespace detail;
 
-constexpr int kRowsPerBlock = 32;
 constexpr int kScoreThreads = 256;
 constexpr int kScoreWarps = kScoreThreads / 32;
-constexpr int kRowsPerWarp = kRowsPerBlock / kScoreWarps;
+constexpr int kWarpRows = 16;  // an m16 tile a warp
+constexpr int kScoreTileRows = kScoreWarps * kWarpRows;
+constexpr int kScoreHeads = 64;  // N of the MMAs: IH ≤ 64, zero-padded
 constexpr int kTopkThreads = 1024;
 // Candidates of the top-k's ordered compaction, 32 a word: the two counts of a window share one
 // 32-bit word in its scans (at most 2^14 each), and a warp's run of words is at most 32.
@@ -77,76 +89,187 @@ __global__ void prep_kernel(IndexerArgs a) {
   for (int i = threadIdx.x; i < a.idh; i += blockDim.x) q[i] = v[i];
 }
 
+// Shared memory of the score kernel: q's hi and lo images ([head][dim] f16, each k16 slice's dims
+// in the MMAs' order), the heads' weights, then two buffers of a row tile as the rows are (f32).
+template <int kIdh>
+struct ScoreSmem {
+  static constexpr int kQPitch = kIdh + 8;     // halves: ldmatrix's 8 rows of 16 bytes in distinct banks
+  static constexpr int kRowPitch = kIdh + 16;  // floats: a quarter warp's float4 reads (2 rows) in distinct banks
+  __half q[2][kScoreHeads * kQPitch];
+  float w[kScoreHeads];
+  float rows[2][kScoreTileRows * kRowPitch];
+};
+
+// Position in a k16 slice of the MMAs of dim j of the slice: thread q of a quad holds positions
+// 2q, 2q + 1 (its a0/b0 pair) and 2q + 8, 2q + 9 (a2/b1), here dims 4q .. 4q + 3, so that a lane
+// reads its part of a row as one float4.
+__device__ __forceinline__ int slice_position(int j) { return 2 * (j >> 2) + (j & 1) + 8 * ((j >> 1) & 1); }
+
+template <int kIdh>
 __global__ void __launch_bounds__(kScoreThreads) score_kernel(IndexerArgs a) {
-  extern __shared__ __align__(16) float smem[];
+  using S = ScoreSmem<kIdh>;
+  constexpr int kSteps = kIdh / 16, kChunks = kIdh / 4;  // k16 slices; 16-byte chunks of a row
+  extern __shared__ __align__(16) uint8_t smem_raw[];
+  S& sm = *reinterpret_cast<S*>(smem_raw);
   const int t = blockIdx.y;
   const int64_t n_vis = visible_rows(a.pos0, a.t0, t);
-  const int64_t row0 = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock;
-  const bool needed = n_vis > a.top_k && row0 < n_vis;
-  const int64_t row_end = min(n_vis, row0 + kRowsPerBlock);
-  const float w_scale = static_cast<float>(1.0 / sqrt(static_cast<double>(a.idh * a.IH)));
-  // The block's rows (the newest may be the compressor's fresh one: prefetching it is harmless).
+  const int tiles = static_cast<int>((n_vis + kScoreTileRows - 1) / kScoreTileRows);
+  const bool needed = n_vis > a.top_k && static_cast<int>(blockIdx.x) < tiles;
+  // The block's first two tiles asked of L2 while the kernel before finishes (the newest row may be
+  // this step's compressor's: a prefetch brings nothing into the SM, and L2 is coherent).
   if (needed) {
-    const int64_t bytes = (row_end - row0) * a.idh * static_cast<int64_t>(sizeof(float));
-    const char* base = reinterpret_cast<const char*>(a.rows + row0 * a.idh);
-    for (int64_t o = threadIdx.x * 128; o < bytes; o += blockDim.x * 128) prefetch_l2(base + o);
-  }
-  pdl_wait();
-  pdl_trigger();
-  if (!needed) return;
-  const int pitch = a.idh + 4;               // 16-byte rows; lane l's float4 reads hit distinct banks
-  float* qs = smem;                          // [IH][idh + 4]
-  float* ws = qs + a.IH * pitch;             // [IH], padded to a multiple of 4
-  float* ks = ws + (a.IH + 3) / 4 * 4;       // [kRowsPerBlock][idh]: warp w's rows w, w + 8, ...
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  // Each warp's rows are copied into its part of ks while the queries are staged: one round trip
-  // for both (a row loaded only once the previous one was scored was a second and third).
-  for (int64_t c = row0 + warp, j = 0; c < row_end; c += kScoreWarps, ++j) {
-    float* dst = ks + (warp + j * kScoreWarps) * a.idh;
-    for (int i = 4 * lane; i < a.idh; i += 128) cp_async16(dst + i, a.rows + c * a.idh + i);
-  }
-  cp_async_commit();
-  const float4* q4 = reinterpret_cast<const float4*>(a.q + static_cast<int64_t>(t) * a.IH * a.idh);
-#pragma unroll 8
-  for (int i = threadIdx.x; i < a.IH * a.idh / 4; i += blockDim.x) {
-    const int e = 4 * i;
-    *reinterpret_cast<float4*>(qs + (e / a.idh) * pitch + e % a.idh) = q4[i];
-  }
-  for (int h = threadIdx.x; h < a.IH; h += blockDim.x) ws[h] = __fmul_rn(a.w[static_cast<int64_t>(t) * a.IH + h], w_scale);
-  cp_async_wait<0>();
-  __syncthreads();
-  if (row0 + warp >= row_end) return;  // no row for this warp (nothing below waits for it)
-  const int h0 = lane, h1 = lane + 32;
-  const float4* q0 = reinterpret_cast<const float4*>(qs + (h0 < a.IH ? h0 : 0) * pitch);
-  const float4* q1 = reinterpret_cast<const float4*>(qs + (h1 < a.IH ? h1 : 0) * pitch);
-  // The warp's rows c_j = row0 + warp + 8j, all at once: each query load serves all of them
-  // (the row past the end reads row 0 of the block; its score is not stored).
-  const float4* k4[kRowsPerWarp];
-#pragma unroll
-  for (int j = 0; j < kRowsPerWarp; ++j) {
-    const int r = warp + j * kScoreWarps;
-    k4[j] = reinterpret_cast<const float4*>(ks + (row0 + r < row_end ? r : 0) * a.idh);
-  }
-  float d0[kRowsPerWarp] = {}, d1[kRowsPerWarp] = {};
-#pragma unroll 4
-  for (int i = 0; i < a.idh / 4; ++i) {
-    const float4 a0 = q0[i], a1 = q1[i];
-#pragma unroll
-    for (int j = 0; j < kRowsPerWarp; ++j) {
-      const float4 kv = k4[j][i];
-      d0[j] = fmaf(a0.x, kv.x, fmaf(a0.y, kv.y, fmaf(a0.z, kv.z, fmaf(a0.w, kv.w, d0[j]))));
-      d1[j] = fmaf(a1.x, kv.x, fmaf(a1.y, kv.y, fmaf(a1.z, kv.z, fmaf(a1.w, kv.w, d1[j]))));
+    for (int k = 0; k < 2; ++k) {
+      const int64_t r0 = (blockIdx.x + static_cast<int64_t>(k) * gridDim.x) * kScoreTileRows;
+      const int64_t bytes = (min(n_vis, r0 + kScoreTileRows) - r0) * kIdh * static_cast<int64_t>(sizeof(float));
+      const char* base = reinterpret_cast<const char*>(a.rows + r0 * kIdh);
+      for (int64_t o = threadIdx.x * 128; o < bytes; o += blockDim.x * 128) prefetch_l2(base + o);
     }
   }
+  pdl_wait();  // launched with PDL (pdl.cuh)
+  pdl_trigger();
+  if (!needed) return;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+
+  // A warp's 16 rows of tile i into buffer i's parity by cp.async (rows past the visible ones as
+  // zeros), one commit group a tile (empty past the last): each warp reads only the rows it copied.
+  const auto copy_tile = [&](int i, int k) {
+    constexpr int kRowsPerCopy = 32 / kChunks;
+    const int chunk = lane % kChunks, sub = lane / kChunks;
+    if (i < tiles) {
 #pragma unroll
-  for (int j = 0; j < kRowsPerWarp; ++j) {
-    // ReLU per head, then the (signed) head weight.
-    float s = h0 < a.IH ? __fmul_rn(ws[h0], fmaxf(d0[j], 0.0f)) : 0.0f;
-    if (h1 < a.IH) s = fmaf(ws[h1], fmaxf(d1[j], 0.0f), s);
-    s = warp_sum(s);
-    const int64_t c = row0 + warp + j * kScoreWarps;
-    if (lane == 0 && c < row_end) a.scores[static_cast<int64_t>(t) * a.score_cap + c] = s;
+      for (int r = 0; r < kWarpRows; r += kRowsPerCopy) {
+        const int j = kWarpRows * warp + r + sub;  // the tile's row
+        const int64_t row = static_cast<int64_t>(i) * kScoreTileRows + j;
+        const bool in = row < n_vis;
+        cp_async16_or_zero(sm.rows[k & 1] + j * S::kRowPitch + 4 * chunk, a.rows + (in ? row : 0) * kIdh + 4 * chunk, in);
+      }
+    }
+    cp_async_commit();
+  };
+  copy_tile(blockIdx.x, 0);
+
+  // q of token t split (while the first tile lands): head h scaled by 2^e_q (split_exponent of its
+  // largest |.|), hi and lo halves at their slice positions; the head's weight w_h/sqrt(idh·IH)·2^-e_q
+  // (heads past IH: 0).
+  const float w_scale = static_cast<float>(1.0 / sqrt(static_cast<double>(kIdh * a.IH)));
+  const float* qt = a.q + static_cast<int64_t>(t) * a.IH * kIdh;
+  bool q_lo = false;
+  for (int h = warp; h < kScoreHeads; h += kScoreWarps) {
+    constexpr int kPairs = kIdh / 2, kPerLane = (kPairs + 31) / 32;
+    float2 v[kPerLane];
+    float m = 0.0f;
+#pragma unroll
+    for (int e = 0; e < kPerLane; ++e) {
+      const int i = lane + 32 * e;
+      v[e] = h < a.IH && i < kPairs ? reinterpret_cast<const float2*>(qt + h * kIdh)[i] : make_float2(0.0f, 0.0f);
+      m = fmaxf(m, fmaxf(fabsf(v[e].x), fabsf(v[e].y)));
+    }
+    const int e_q = split_exponent(warp_max(m));
+    const float f = pow2f(e_q);
+#pragma unroll
+    for (int e = 0; e < kPerLane; ++e) {
+      const int i = lane + 32 * e;
+      if (i >= kPairs) break;
+      const SplitPair sp = split_f16(v[e].x * f, v[e].y * f);
+      const int d = 2 * i, at = h * S::kQPitch + (d & ~15) + slice_position(d & 15);  // dims d, d + 1: adjacent
+      *reinterpret_cast<__half2*>(sm.q[0] + at) = sp.hi;
+      *reinterpret_cast<__half2*>(sm.q[1] + at) = sp.lo;
+      q_lo |= half2_bits(sp.lo) != 0u;
+    }
+    if (lane == 0) sm.w[h] = h < a.IH ? __fmul_rn(a.w[static_cast<int64_t>(t) * a.IH + h], w_scale) * pow2f(-e_q) : 0.0f;
   }
+  q_lo = __syncthreads_or(q_lo) != 0;  // also: q and the weights are in shared memory
+
+  // Per tile (the block's tiles blockIdx.x, + gridDim.x, ...; the next one's rows copied while this
+  // one is scored), per warp its m16 tile of rows: C[r][h] = Σ_d row·2^e_r · q_h·2^e_q over all dims,
+  // one MMA chain from zero (the small products first in each slice: q_lo·row_hi, q_hi·row_lo,
+  // q_hi·row_hi, those with an all-zero lo skipped, as they would add exact zeros); then
+  // score[r] = 2^-e_r·Σ_h w'_h·max(0, C[r][h]) (the powers of two commute with the ReLU).
+  const int g = lane >> 2, qd = lane & 3;
+  float wh[8][2];  // the weights of this thread's heads 8j + 2qd, + 1
+#pragma unroll
+  for (int j = 0; j < 8; ++j) {
+    wh[j][0] = sm.w[8 * j + 2 * qd];
+    wh[j][1] = sm.w[8 * j + 2 * qd + 1];
+  }
+  // ldmatrix.x4 of heads 16p.. for slice s: lane l addresses head 16p + 8·(l/16) + l%8, positions
+  // 8·((l/8) % 2).. of the slice: registers {0, 1} are n8 tile 2p's B fragment, {2, 3} tile 2p + 1's.
+  const uint32_t q_at = shared_address(sm.q[0]) +
+                        2 * ((8 * (lane >> 4) + (lane & 7)) * S::kQPitch + 8 * ((lane >> 3) & 1));
+  constexpr uint32_t kQLo = sizeof(sm.q[0]);
+  float* const out = a.scores + static_cast<int64_t>(t) * a.score_cap;
+#pragma unroll 1
+  for (int i = blockIdx.x, k = 0; i < tiles; i += gridDim.x, ++k) {
+    copy_tile(i + gridDim.x, k + 1);
+    cp_async_wait<1>();
+    __syncwarp();  // every lane's copies of tile i have landed
+    const int64_t row0 = static_cast<int64_t>(i) * kScoreTileRows + kWarpRows * warp;
+    if (row0 < n_vis) {
+      const float* r0 = sm.rows[k & 1] + (kWarpRows * warp + g) * S::kRowPitch + 4 * qd;
+      const float* r1 = r0 + 8 * S::kRowPitch;
+      float m0 = 0.0f, m1 = 0.0f;
+#pragma unroll
+      for (int s = 0; s < kSteps; ++s) {
+        const float4 x0 = *reinterpret_cast<const float4*>(r0 + 16 * s), x1 = *reinterpret_cast<const float4*>(r1 + 16 * s);
+        m0 = fmaxf(m0, fmaxf(fmaxf(fabsf(x0.x), fabsf(x0.y)), fmaxf(fabsf(x0.z), fabsf(x0.w))));
+        m1 = fmaxf(m1, fmaxf(fmaxf(fabsf(x1.x), fabsf(x1.y)), fmaxf(fabsf(x1.z), fabsf(x1.w))));
+      }
+#pragma unroll
+      for (int o = 1; o < 4; o <<= 1) {
+        m0 = fmaxf(m0, __shfl_xor_sync(0xFFFFFFFFu, m0, o));
+        m1 = fmaxf(m1, __shfl_xor_sync(0xFFFFFFFFu, m1, o));
+      }
+      const int e0 = split_exponent(m0), e1 = split_exponent(m1);
+      const float f0 = pow2f(e0), f1 = pow2f(e1);
+      float c[8][4] = {};
+#pragma unroll
+      for (int s = 0; s < kSteps; ++s) {
+        const float4 x0 = *reinterpret_cast<const float4*>(r0 + 16 * s), x1 = *reinterpret_cast<const float4*>(r1 + 16 * s);
+        const SplitPair p00 = split_f16(x0.x * f0, x0.y * f0), p01 = split_f16(x0.z * f0, x0.w * f0);
+        const SplitPair p10 = split_f16(x1.x * f1, x1.y * f1), p11 = split_f16(x1.z * f1, x1.w * f1);
+        const uint32_t a_hi[4] = {half2_bits(p00.hi), half2_bits(p10.hi), half2_bits(p01.hi), half2_bits(p11.hi)};
+        const uint32_t a_lo[4] = {half2_bits(p00.lo), half2_bits(p10.lo), half2_bits(p01.lo), half2_bits(p11.lo)};
+        const bool row_lo = __any_sync(0xFFFFFFFFu, (a_lo[0] | a_lo[1] | a_lo[2] | a_lo[3]) != 0u);
+#pragma unroll
+        for (int p = 0; p < 4; ++p) {
+          uint32_t b_hi[4], b_lo[4];
+          const uint32_t at = q_at + 2 * (16 * p * S::kQPitch + 16 * s);
+          ldmatrix_x4(b_hi, at);
+          if (q_lo) {
+            ldmatrix_x4(b_lo, at + kQLo);
+            mma_f16(c[2 * p], a_hi, b_lo);
+            mma_f16(c[2 * p + 1], a_hi, b_lo + 2);
+          }
+          if (row_lo) {
+            mma_f16(c[2 * p], a_lo, b_hi);
+            mma_f16(c[2 * p + 1], a_lo, b_hi + 2);
+          }
+          mma_f16(c[2 * p], a_hi, b_hi);
+          mma_f16(c[2 * p + 1], a_hi, b_hi + 2);
+        }
+      }
+      // c[j][e]: row g (e < 2) or g + 8, head 8j + 2qd + e % 2.
+      float s0 = 0.0f, s1 = 0.0f;
+#pragma unroll
+      for (int j = 0; j < 8; ++j) {
+        s0 = fmaf(wh[j][0], fmaxf(c[j][0], 0.0f), s0);
+        s0 = fmaf(wh[j][1], fmaxf(c[j][1], 0.0f), s0);
+        s1 = fmaf(wh[j][0], fmaxf(c[j][2], 0.0f), s1);
+        s1 = fmaf(wh[j][1], fmaxf(c[j][3], 0.0f), s1);
+      }
+#pragma unroll
+      for (int o = 1; o < 4; o <<= 1) {
+        s0 += __shfl_xor_sync(0xFFFFFFFFu, s0, o);
+        s1 += __shfl_xor_sync(0xFFFFFFFFu, s1, o);
+      }
+      if (qd == 0) {
+        if (row0 + g < n_vis) out[row0 + g] = s0 * pow2f(-e0);
+        if (row0 + g + 8 < n_vis) out[row0 + g + 8] = s1 * pow2f(-e1);
+      }
+    }
+    __syncwarp();  // every lane is past its reads of the buffer the next tile's copies take
+  }
+  cp_async_wait<0>();
 }
 
 // Larger score → larger key; NaN as -inf, -0 as +0 (cpu::top_k_desc compares values: -0 == +0, so
@@ -371,28 +494,40 @@ Status launch_top_k(const float* scores, int64_t stride, const int32_t* n_rows, 
   return Status();
 }
 
+// A block per SM (its shared memory takes most of one) and token, each walking its tiles; fewer
+// where the score rows are fewer tiles. (The grid is fixed when a decode graph is captured, so it
+// follows the score capacity, not the position.)
+template <int kIdh>
+Status launch_scores(const IndexerArgs& a, cudaStream_t stream) {
+  int device = 0, sms = 0;
+  DSV4_CUDA_TRY(cudaGetDevice(&device));
+  DSV4_CUDA_TRY(once_per_device(device, [device] {
+    return allow_optin_smem(device, reinterpret_cast<const void*>(score_kernel<kIdh>));
+  }));
+  DSV4_CUDA_TRY(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  const int64_t tiles = (a.score_cap + kScoreTileRows - 1) / kScoreTileRows;
+  const unsigned blocks = static_cast<unsigned>(std::min<int64_t>(tiles, std::max(sms, 1)));
+  DSV4_CUDA_TRY(launch_pdl(score_kernel<kIdh>, dim3(blocks, a.T), dim3(kScoreThreads), sizeof(ScoreSmem<kIdh>), stream, a));
+  return Status();
+}
+
 }  // namespace
 
 Status indexer_select(const IndexerArgs& a, cudaStream_t stream) {
   if (a.T <= 0) return Status();
-  if (a.IH > 64 || a.idh < 4 || a.idh > 1024 || (a.idh & (a.idh - 1)) != 0) {
-    return make_error("indexer: unsupported geometry");
+  if (a.IH < 1 || a.IH > kScoreHeads || (a.idh != 32 && a.idh != 64 && a.idh != 128)) {
+    return make_error("indexer: unsupported geometry (1..64 heads of 32, 64 or 128 dims)");
   }
   if (reinterpret_cast<uintptr_t>(a.rows) % 16 != 0) return make_error("indexer: rows must be 16-byte aligned");
   DSV4_CUDA_TRY(launch_pdl(prep_kernel, dim3(a.IH, a.T), dim3(128),
                            a.idh * sizeof(float) + (a.n_rot / 2) * sizeof(float2), stream, a));
-  // The score kernel's shared memory is sized at run time (IH, idh): it may take all the device
-  // allows a block, set once per device.
-  int device = 0;
-  DSV4_CUDA_TRY(cudaGetDevice(&device));
-  DSV4_CUDA_TRY(once_per_device(device, [device] {
-    return allow_optin_smem(device, reinterpret_cast<const void*>(score_kernel));
-  }));
-  const size_t smem =
-      (static_cast<size_t>(a.IH) * (a.idh + 4) + (a.IH + 3) / 4 * 4 + static_cast<size_t>(kRowsPerBlock) * a.idh) *
-      sizeof(float);
-  const unsigned blocks = static_cast<unsigned>((a.score_cap + kRowsPerBlock - 1) / kRowsPerBlock);
-  if (blocks > 0) DSV4_CUDA_TRY(launch_pdl(score_kernel, dim3(blocks, a.T), dim3(kScoreThreads), smem, stream, a));
+  if (a.score_cap > 0) {
+    switch (a.idh) {
+      case 32: DSV4_TRY(launch_scores<32>(a, stream)); break;
+      case 64: DSV4_TRY(launch_scores<64>(a, stream)); break;
+      default: DSV4_TRY(launch_scores<128>(a, stream)); break;
+    }
+  }
   DSV4_TRY(launch_top_k(a.scores, a.score_cap, nullptr, a.pos0, a.t0, a.T, a.top_k, a.selected, stream));
   return cuda_status(cudaGetLastError(), "indexer kernels");
 }

@@ -210,8 +210,8 @@ Status check_device_config(const model::Config& c) {
   auto fail = [](const std::string& what) { return Status(make_error("cuda backend: " + what)); };
   if (c.n_hc != 4) return fail("needs 4 hyper-connection streams, the model has " + std::to_string(c.n_hc));
   if (c.head_dim % 32 != 0 || c.head_dim > 1024) return fail("head dim must be a multiple of 32, at most 1024");
-  if (c.index_head_dim % 32 != 0 || c.index_head_dim > 1024) {
-    return fail("indexer head dim must be a multiple of 32, at most 1024");
+  if (c.index_head_dim != 32 && c.index_head_dim != 64 && c.index_head_dim != 128) {
+    return fail("indexer head dim must be 32, 64 or 128 (the indexer's tensor-core tiles)");
   }
   if (c.n_rot / 2 > 64) return fail("at most 128 RoPE dims");
   if (c.n_embd % 4 != 0) return fail("hidden width must be a multiple of 4");

@@ -1,6 +1,7 @@
-// cuda/indexer.h: the top-k kernel against cpu::top_k_desc (exact: same order, same tie rule), and
-// the whole indexer against cpu::indexer_select on the tiny model's ratio-4 layer with more
-// eligible rows than top_k, on fresh random inputs.
+// cuda/indexer.h: the top-k kernel against cpu::top_k_desc (exact: same order, same tie rule), the
+// whole indexer against cpu::indexer_select on the tiny model's ratio-4 layer with more eligible
+// rows than top_k, and against indexer_reference.h's plain reference at the real geometry (the
+// decode step's single token at long contexts, chunks) and small ones, on fresh random inputs.
 //
 // The scores are f32 sums in another order than the CPU's (~1e-6 relative), so two rows whose
 // scores are that close may swap across the top-k boundary. The check: the selections agree
@@ -24,6 +25,7 @@
 #include "cuda/device_model.h"
 #include "cuda/device_util.h"
 #include "cuda/forward.h"
+#include "cuda/indexer_reference.h"
 
 namespace dsv4::cuda::testing {
 namespace {
@@ -161,6 +163,42 @@ std::vector<float> cpu_scores(const model::Model& m, int64_t layer, const cpu::S
     s[static_cast<size_t>(r)] = acc;
   }
   return s;
+}
+
+// Single tokens at long contexts (17 500 and 50 002 rows: past the top-k's 49 152 cached keys),
+// official mode on FP4 rows and on raw ones (lo halves in the rows only), plain mode (both), chunks,
+// and the small geometries, each with row counts that end mid-tile.
+TEST(CudaIndexer, SelectionMatchesPlainReference) {
+  const std::vector<IndexerCase> cases = {
+      {64, 128, 512, 69999, 1, 0, true},  {64, 128, 512, 70001, 1, 0, false},  // the decode step
+      {64, 128, 512, 200007, 1, 0, true}, {64, 128, 512, 9001, 1, 0, true, false},
+      {64, 128, 512, 2100, 6, 0, true},   {64, 128, 32, 300, 40, 7, false},     // chunks
+      {4, 64, 8, 500, 9, 2, false},       {7, 32, 16, 333, 5, 4, true},  {1, 32, 4, 50, 3, 0, false},
+  };
+  for (const IndexerCase& c : cases) {
+    const uint64_t seed = fresh_seed();
+    SCOPED_TRACE(describe(c, seed));
+    IndexerInputs in(c, seed);
+    TestStream stream;
+    STATUS_ASSERT(indexer_select(in.args, stream.get()));
+    CUDA_ASSERT(cudaStreamSynchronize(stream.get()));
+    in.expect_selection_matches_reference();
+  }
+}
+
+TEST(CudaIndexer, RejectsGeometriesWithoutTiles) {
+  IndexerArgs a;
+  a.T = 1;
+  a.IH = 64;
+  a.top_k = 512;
+  a.score_cap = 1000;
+  for (const int idh : {16, 96, 256}) {
+    a.idh = idh;
+    EXPECT_FALSE(indexer_select(a, nullptr).ok()) << idh;
+  }
+  a.idh = 128;
+  a.IH = 65;
+  EXPECT_FALSE(indexer_select(a, nullptr).ok());
 }
 
 TEST(CudaIndexer, SelectionMatchesCpu) {
