@@ -130,8 +130,9 @@ __global__ void __launch_bounds__(kScoreThreads) score_kernel(IndexerArgs a) {
   if (!needed) return;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
 
-  // A warp's 16 rows of tile i into buffer i's parity by cp.async (rows past the visible ones as
-  // zeros), one commit group a tile (empty past the last): each warp reads only the rows it copied.
+  // A warp's 16 rows of tile i, the block's k-th, into buffer k % 2 by cp.async (rows past the
+  // visible ones as zeros), one commit group a tile (empty past the last): each warp reads only the
+  // rows it copied.
   const auto copy_tile = [&](int i, int k) {
     constexpr int kRowsPerCopy = 32 / kChunks;
     const int chunk = lane % kChunks, sub = lane / kChunks;
@@ -141,7 +142,8 @@ __global__ void __launch_bounds__(kScoreThreads) score_kernel(IndexerArgs a) {
         const int j = kWarpRows * warp + r + sub;  // the tile's row
         const int64_t row = static_cast<int64_t>(i) * kScoreTileRows + j;
         const bool in = row < n_vis;
-        cp_async16_or_zero(sm.rows[k & 1] + j * S::kRowPitch + 4 * chunk, a.rows + (in ? row : 0) * kIdh + 4 * chunk, in);
+        cp_async16_or_zero(sm.rows[k & 1] + j * S::kRowPitch + 4 * chunk, a.rows + (in ? row : 0) * kIdh + 4 * chunk,
+                           in);
       }
     }
     cp_async_commit();
@@ -176,7 +178,9 @@ __global__ void __launch_bounds__(kScoreThreads) score_kernel(IndexerArgs a) {
       *reinterpret_cast<__half2*>(sm.q[1] + at) = sp.lo;
       q_lo |= half2_bits(sp.lo) != 0u;
     }
-    if (lane == 0) sm.w[h] = h < a.IH ? __fmul_rn(a.w[static_cast<int64_t>(t) * a.IH + h], w_scale) * pow2f(-e_q) : 0.0f;
+    if (lane == 0) {
+      sm.w[h] = h < a.IH ? __fmul_rn(a.w[static_cast<int64_t>(t) * a.IH + h], w_scale) * pow2f(-e_q) : 0.0f;
+    }
   }
   q_lo = __syncthreads_or(q_lo) != 0;  // also: q and the weights are in shared memory
 
@@ -205,12 +209,14 @@ __global__ void __launch_bounds__(kScoreThreads) score_kernel(IndexerArgs a) {
     __syncwarp();  // every lane's copies of tile i have landed
     const int64_t row0 = static_cast<int64_t>(i) * kScoreTileRows + kWarpRows * warp;
     if (row0 < n_vis) {
+      // Rows g and g + 8 of the warp's m16 tile: this lane's dims 4qd .. 4qd + 3 of slice s at 16·s.
       const float* r0 = sm.rows[k & 1] + (kWarpRows * warp + g) * S::kRowPitch + 4 * qd;
       const float* r1 = r0 + 8 * S::kRowPitch;
+      const auto slice = [](const float* r, int s) { return *reinterpret_cast<const float4*>(r + 16 * s); };
       float m0 = 0.0f, m1 = 0.0f;
 #pragma unroll
       for (int s = 0; s < kSteps; ++s) {
-        const float4 x0 = *reinterpret_cast<const float4*>(r0 + 16 * s), x1 = *reinterpret_cast<const float4*>(r1 + 16 * s);
+        const float4 x0 = slice(r0, s), x1 = slice(r1, s);
         m0 = fmaxf(m0, fmaxf(fmaxf(fabsf(x0.x), fabsf(x0.y)), fmaxf(fabsf(x0.z), fabsf(x0.w))));
         m1 = fmaxf(m1, fmaxf(fmaxf(fabsf(x1.x), fabsf(x1.y)), fmaxf(fabsf(x1.z), fabsf(x1.w))));
       }
@@ -224,7 +230,7 @@ __global__ void __launch_bounds__(kScoreThreads) score_kernel(IndexerArgs a) {
       float c[8][4] = {};
 #pragma unroll
       for (int s = 0; s < kSteps; ++s) {
-        const float4 x0 = *reinterpret_cast<const float4*>(r0 + 16 * s), x1 = *reinterpret_cast<const float4*>(r1 + 16 * s);
+        const float4 x0 = slice(r0, s), x1 = slice(r1, s);
         const SplitPair p00 = split_f16(x0.x * f0, x0.y * f0), p01 = split_f16(x0.z * f0, x0.w * f0);
         const SplitPair p10 = split_f16(x1.x * f1, x1.y * f1), p11 = split_f16(x1.z * f1, x1.w * f1);
         const uint32_t a_hi[4] = {half2_bits(p00.hi), half2_bits(p10.hi), half2_bits(p01.hi), half2_bits(p11.hi)};
@@ -507,7 +513,8 @@ Status launch_scores(const IndexerArgs& a, cudaStream_t stream) {
   DSV4_CUDA_TRY(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
   const int64_t tiles = (a.score_cap + kScoreTileRows - 1) / kScoreTileRows;
   const unsigned blocks = static_cast<unsigned>(std::min<int64_t>(tiles, std::max(sms, 1)));
-  DSV4_CUDA_TRY(launch_pdl(score_kernel<kIdh>, dim3(blocks, a.T), dim3(kScoreThreads), sizeof(ScoreSmem<kIdh>), stream, a));
+  DSV4_CUDA_TRY(
+      launch_pdl(score_kernel<kIdh>, dim3(blocks, a.T), dim3(kScoreThreads), sizeof(ScoreSmem<kIdh>), stream, a));
   return Status();
 }
 
