@@ -12,7 +12,7 @@
 // q_hi·row_lo, q_hi·row_hi; an all-zero lo skips its MMAs: it would add exact zeros).
 // score = 2^-e_r·Σ_h w_h·2^-e_q·max(0, C[h]) (powers of two commute with the ReLU).
 // The SIMT f32 kernel before it (a block per 32 rows, each staging the token's 32 KB of queries,
-// the FMAs on the CUDA cores) took 53 µs a CSA layer at a 278K context; this one ≈ 23 (H200,
+// the FMAs on the CUDA cores) took 53 µs a CSA layer at a 278K context; this one 22 (H200,
 // docs/PERF.md session 28). Accuracy as the prefill scores' (prefill_indexer.cu): ≲ 2^-18 of
 // Σ_h |w_h|·|q_h|·|k|, which only moves near-ties of the top-k.
 //
