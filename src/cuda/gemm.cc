@@ -7,9 +7,9 @@
 #include <string>
 
 #include "cuda/check.h"
+#include "cuda/device_info.h"
 #include "cuda/gemm_launch.h"
 #include "cuda/matvec_launch.h"
-#include "cuda/once_per_device.h"
 
 namespace dsv4::cuda {
 
@@ -28,29 +28,6 @@ int64_t k_multiple(TensorType t) {
     case TensorType::IQ2_XXS: return 256;
     default: return 0;
   }
-}
-
-// The current device's SM count and compute capability, asked of the driver once per device:
-// every gemm() / grouped_gemm() call needs them, and a forward chunk makes hundreds of calls.
-struct DeviceInfo {
-  int sms = 132;  // H100 / H200, where the driver does not answer
-  int major = 0;
-};
-DeviceInfo device_info() {
-  int device = 0;
-  if (cudaGetDevice(&device) != cudaSuccess) return {};
-  static DeviceInfo info[detail::kMaxCudaDevices];  // once_per_device refuses other devices
-  const cudaError_t e = detail::once_per_device(device, [&] {
-    DeviceInfo d;
-    int sms = 0;
-    cudaError_t r = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
-    if (r == cudaSuccess) r = cudaDeviceGetAttribute(&d.major, cudaDevAttrComputeCapabilityMajor, device);
-    if (r != cudaSuccess) return r;
-    if (sms > 0) d.sms = sms;
-    info[device] = d;  // under once_per_device's lock, before `done`
-    return cudaSuccess;
-  });
-  return e == cudaSuccess ? info[device] : DeviceInfo{};
 }
 
 // The large tile when it still gives every SM a CTA (its 64×64 warp tiles halve the shared-memory

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "cuda/check.h"
+#include "cuda/device_info.h"
 #include "cuda/matvec_launch.h"
 
 namespace dsv4::cuda {
@@ -33,15 +34,6 @@ int pow2_floor(int64_t v) {
   int p = 1;
   while (p * 2 <= v && p < (1 << 30)) p *= 2;
   return p;
-}
-
-int sm_count() {
-  int device = 0, v = 0;
-  if (cudaGetDevice(&device) == cudaSuccess &&
-      cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, device) == cudaSuccess && v > 0) {
-    return v;
-  }
-  return 132;  // H100 / H200
 }
 
 bool mma_type(TensorType t) { return detail::mma_stage_elems(t) > 0; }
@@ -76,7 +68,7 @@ Result<MatvecPlan> make_plan(TensorType type, int64_t n_in, int64_t n_out, int g
   if (t_warps != 0 && t_warps != 1 && t_warps != 2 && t_warps != 4 && t_warps != 8 && t_warps != 16) {
     return make_error("warps_per_row must be 1, 2, 4, 8 or 16, not " + std::to_string(t_warps));
   }
-  const int64_t sms = sm_count();
+  const int64_t sms = device_info().sms;
   MatvecPlan plan;
   plan.fast = true;
   const int64_t q8_sbs = n_in / 256;
