@@ -11,6 +11,7 @@
 #include "cuda/fill.h"
 #include "cuda/gemm.h"
 #include "cuda/hc.h"
+#include "cuda/indexer.h"
 #include "cuda/prefill_attention.h"
 #include "cuda/prefill_indexer.h"
 
@@ -126,6 +127,7 @@ uint64_t DeviceState::lay_out(uint8_t* base) {
       s.index_split.capacity = n;
     }
     s.selected = cv.take<int32_t>(T * c.index_top_k);
+    s.topk_scratch = cv.take<uint32_t>(int64_t{std::min<int64_t>(T, kSubChunk)} * kIndexerTopkScratchWords);
   }
   const int64_t sub = std::min<int64_t>(T, kSubChunk);
   const int64_t parts = std::max(sub * max_splits, int64_t{s.attn_tokens} * max_prefill_splits);
@@ -197,6 +199,10 @@ Result<std::unique_ptr<DeviceState>> DeviceState::create(const DeviceModel& mode
   s->lay_out(s->arena_.base());
   const model::Config& c = model.config;
   DSV4_CUDA_TRY(cudaMemsetAsync(s->scratch.zeros, 0, sizeof(int32_t) * max_chunk, stream));
+  if (s->scratch.topk_scratch != nullptr) {
+    const int64_t words = std::min<int64_t>(max_chunk, kSubChunk) * kIndexerTopkScratchWords;
+    DSV4_CUDA_TRY(cudaMemsetAsync(s->scratch.topk_scratch, 0, sizeof(uint32_t) * words, stream));
+  }
   DSV4_TRY(fill_iota_mod(s->scratch.groups, int64_t{max_chunk} * c.n_out_group, static_cast<int>(c.n_out_group), stream));
   DSV4_TRY(s->reset(stream));
   return s;

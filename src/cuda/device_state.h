@@ -59,6 +59,7 @@ struct Scratch {
   int32_t* index_n = nullptr;             // [T] rows each token ranks (prefill indexer)
   PrefillIndexRows index_split;           // the layer's indexer rows split once for the prefill kernel
   int32_t* selected = nullptr;            // [T][top_k]
+  uint32_t* topk_scratch = nullptr;       // [kSubChunk][kIndexerTopkScratchWords], zero between launches
   float *part_o = nullptr, *part_ml = nullptr;  // attention splits: kSubChunk tokens of the decode kernel,
                                                 // attn_tokens of the prefill kernel's split form
   PrefillAttnRows attn_rows;  // the layer's KV rows split once for the prefill kernel

@@ -502,6 +502,7 @@ class ChunkForward {
       a.top_k = static_cast<int>(c_.index_top_k);
       a.score_cap = score_cap;
       a.sim = modes_.fp4_indexer;
+      if (!prefill) a.topk_scratch = sc_.topk_scratch;  // launches of kSubChunk tokens at most
       return a;
     };
     // The rows the whole chunk ranks, split once for all its launches.

@@ -43,14 +43,15 @@ inline std::string describe(const IndexerCase& c, uint64_t seed) {
   return o.str();
 }
 
-// What a selection launch is run on: host inputs and their device copies, `selected` poisoned.
+// What a selection launch is run on: host inputs and their device copies, `selected` poisoned, a
+// zeroed top-k scratch (IndexerArgs::topk_scratch, not set in args).
 struct IndexerInputs {
   static constexpr int32_t kPoison = -7;
   IndexerCase c;
   int n_rot = 0;
   int64_t cap = 0;  // score rows; slack past the last token's visible rows: the kernels must not write there
   std::vector<float> q, w, rows, omega;
-  DeviceBuffer dq, dw, drows, dom, dpos, scores, sel;
+  DeviceBuffer dq, dw, drows, dom, dpos, scores, sel, topk_scratch;
   IndexerArgs args;
 
   IndexerInputs(const IndexerCase& cs, uint64_t seed) : c(cs) {
@@ -75,6 +76,7 @@ struct IndexerInputs {
     dpos = upload(std::vector<int>{c.pos0});
     scores = DeviceBuffer(static_cast<size_t>(c.T * cap) * 4);
     sel = upload(std::vector<int32_t>(static_cast<size_t>(c.T) * c.top_k, kPoison));
+    topk_scratch = upload(std::vector<uint32_t>(static_cast<size_t>(c.T) * kIndexerTopkScratchWords, 0u));
     args.q = dq.get<float>();
     args.w = dw.get<float>();
     args.rows = drows.get<float>();
@@ -90,6 +92,12 @@ struct IndexerInputs {
     args.top_k = c.top_k;
     args.score_cap = cap;
     args.sim = c.sim;
+  }
+
+  // The inputs as they were before a launch (the queries are prepared in place), `selected` poisoned.
+  void restore() const {
+    ASSERT_TRUE(upload(dq, q));
+    ASSERT_TRUE(upload(sel, std::vector<int32_t>(static_cast<size_t>(c.T) * c.top_k, kPoison)));
   }
 
   // The device's selection (after the launch's stream is synchronised) against the reference.

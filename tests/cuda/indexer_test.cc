@@ -31,19 +31,43 @@ namespace dsv4::cuda::testing {
 namespace {
 
 // top_k_rows on the device against cpu::top_k_desc per token (as sorted index sets): token t's
-// candidates are scores[t·stride .. t·stride + n[t]).
-void expect_top_k_matches_cpu(const std::vector<float>& scores, int64_t stride, const std::vector<int32_t>& n, int k) {
+// candidates are scores[t·stride .. t·stride + n[t]). Both ways: the one-block radix select, and
+// from the scores' histogram in a zeroed scratch (`stale`: with counts a lost launch left in its
+// bins, which the kernel must notice and clear), which it must leave zero; the histogram's way
+// for every token, whatever its candidates (bins_from 0).
+void expect_top_k_matches_cpu(const std::vector<float>& scores, int64_t stride, const std::vector<int32_t>& n, int k,
+                              bool stale = false) {
   const int T = static_cast<int>(n.size());
+  std::vector<std::vector<int32_t>> want(static_cast<size_t>(T));
+  for (int t = 0; t < T; ++t) {
+    want[static_cast<size_t>(t)] = cpu::top_k_desc(std::span<const float>(scores.data() + t * stride, n[t]), k);
+    std::sort(want[static_cast<size_t>(t)].begin(), want[static_cast<size_t>(t)].end());
+  }
   TestStream stream;
   DeviceBuffer ds = upload(scores), dn = upload(n), dsel(static_cast<size_t>(T * k) * 4);
-  STATUS_ASSERT(top_k_rows(ds.get<float>(), stride, dn.get<int32_t>(), T, k, dsel.get<int32_t>(), stream.get()));
-  CUDA_ASSERT(cudaStreamSynchronize(stream.get()));
-  const std::vector<int32_t> got = download<int32_t>(dsel, static_cast<size_t>(T * k));
+  const size_t words = static_cast<size_t>(T) * kIndexerTopkScratchWords;
+  std::vector<uint32_t> scratch_init(words, 0u);
+  if (stale) {
+    for (int t = 0; t < T; ++t) scratch_init[static_cast<size_t>(t) * kIndexerTopkScratchWords + 3000 + t] = 5u;
+  }
+  DeviceBuffer scratch = upload(scratch_init);
+  for (const bool from_bins : {false, true}) {
+    SCOPED_TRACE(from_bins ? "from the histogram" : "radix select");
+    STATUS_ASSERT(top_k_rows(ds.get<float>(), stride, dn.get<int32_t>(), T, k, dsel.get<int32_t>(), stream.get(),
+                             from_bins ? scratch.get<uint32_t>() : nullptr, /*bins_from=*/0));
+    CUDA_ASSERT(cudaStreamSynchronize(stream.get()));
+    const std::vector<int32_t> got = download<int32_t>(dsel, static_cast<size_t>(T * k));
+    for (int t = 0; t < T; ++t) {
+      const std::vector<int32_t> row(got.begin() + t * k, got.begin() + (t + 1) * k);
+      EXPECT_EQ(row, want[static_cast<size_t>(t)]) << "k " << k << " token " << t << " of " << n[t] << " rows";
+    }
+  }
+  const std::vector<uint32_t> left = download<uint32_t>(scratch, words);
   for (int t = 0; t < T; ++t) {
-    std::vector<int32_t> want = cpu::top_k_desc(std::span<const float>(scores.data() + t * stride, n[t]), k);
-    std::sort(want.begin(), want.end());
-    const std::vector<int32_t> row(got.begin() + t * k, got.begin() + (t + 1) * k);
-    EXPECT_EQ(row, want) << "k " << k << " token " << t << " of " << n[t] << " rows";
+    if (n[t] <= k) continue;  // not ranked: not read, not cleared
+    const auto first = left.begin() + static_cast<int64_t>(t) * kIndexerTopkScratchWords;
+    EXPECT_TRUE(std::all_of(first, first + kIndexerScoreBins + 8, [](uint32_t v) { return v == 0u; }))
+        << "token " << t << ": bins and counters left non-zero";
   }
 }
 
@@ -52,9 +76,11 @@ TEST(CudaIndexer, TopKMatchesCpuIncludingTiesAndNaN) {
   SCOPED_TRACE(seed);
   std::mt19937_64 rng(seed);
   // A token alone (T = 1, the decode step) keeps up to 49 152 keys in shared memory, T = 6 up to
-  // 8192 a token: 20 000 candidates pass the second, 70 000 both.
+  // 8192 a token: 20 000 candidates pass the second, 70 000 both. The histogram's way keeps half
+  // as many survivors (ties of small integers overflow them and fall back).
+  // k of 1024 is the most the histogram's way sorts; 2048 falls back to the radix select.
   for (const auto& [k, stride] : {std::pair<int, int64_t>{1, 5000}, {8, 5000}, {512, 5000}, {512, 20000}, {8, 13},
-                                  {512, 70000}}) {
+                                  {512, 70000}, {1024, 30000}, {2048, 9000}}) {
     for (const int T : {1, 6}) {
       SCOPED_TRACE(::testing::Message() << "k " << k << ", " << stride << " candidates, T " << T);
       std::vector<float> scores(static_cast<size_t>(T * stride));
@@ -130,6 +156,7 @@ TEST(CudaIndexer, TopKTreatsSignedZerosAsEqual) {
     ASSERT_NE(std::find(cpu.begin(), cpu.end(), 0), cpu.end()) << "the test's premise: row 0 (-0) is selected";
   }
   expect_top_k_matches_cpu(scores, stride, n, k);
+  expect_top_k_matches_cpu(scores, stride, n, k, /*stale=*/true);
   // Token 0 alone (the decode step's launch).
   expect_top_k_matches_cpu(std::vector<float>(scores.begin(), scores.begin() + stride), stride, {n[0]}, k);
 }
@@ -180,8 +207,25 @@ TEST(CudaIndexer, SelectionMatchesPlainReference) {
     SCOPED_TRACE(describe(c, seed));
     IndexerInputs in(c, seed);
     TestStream stream;
+    // The one-block radix select, then from the score kernel's histogram (the forward's way) on the
+    // same inputs: the same scores, so the same rows.
     STATUS_ASSERT(indexer_select(in.args, stream.get()));
     CUDA_ASSERT(cudaStreamSynchronize(stream.get()));
+    const size_t n_sel = static_cast<size_t>(c.T) * c.top_k;
+    const std::vector<int32_t> radix = download<int32_t>(in.sel, n_sel);
+    in.restore();
+    in.args.topk_scratch = in.topk_scratch.get<uint32_t>();
+    in.args.topk_bins_from = 0;  // every ranking token, whatever its rows
+    STATUS_ASSERT(indexer_select(in.args, stream.get()));
+    CUDA_ASSERT(cudaStreamSynchronize(stream.get()));
+    EXPECT_EQ(download<int32_t>(in.sel, n_sel), radix) << "the two ways of the top-k";
+    const std::vector<uint32_t> left =
+        download<uint32_t>(in.topk_scratch, static_cast<size_t>(c.T) * kIndexerTopkScratchWords);
+    for (int t = 0; t < c.T; ++t) {
+      const auto first = left.begin() + static_cast<int64_t>(t) * kIndexerTopkScratchWords;
+      EXPECT_TRUE(std::all_of(first, first + kIndexerScoreBins + 8, [](uint32_t v) { return v == 0u; }))
+          << "token " << t << ": bins and counters left non-zero";
+    }
     in.expect_selection_matches_reference();
   }
 }
