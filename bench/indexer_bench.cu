@@ -11,11 +11,12 @@
 // alone, without PDL overlap), without the 60 s of prefill cuda_forward_bench needs to reach 278K.
 // Needs a GPU; not a test.
 //
-//   indexer_bench
+//   indexer_bench [CONTEXT]   (one context only: for profiling its launches)
 #include <cuda_runtime.h>
 
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <vector>
 
 #include "cuda/cost_model.h"
@@ -27,11 +28,13 @@ using bench::check;
 using bench::device_alloc;
 using bench::random_floats;
 
-int main(int argc, char**) {
-  if (argc > 1) {
-    std::fprintf(stderr, "usage: indexer_bench\n");
+int main(int argc, char** argv) {
+  std::vector<int64_t> contexts = {4096, 49152, 65536, 98304, 147456, 278528, 1048576};
+  if (argc > 2 || (argc == 2 && std::atoll(argv[1]) < 4)) {
+    std::fprintf(stderr, "usage: indexer_bench [CONTEXT]\n");
     return 2;
   }
+  if (argc == 2) contexts = {std::atoll(argv[1])};
   const int IH = 64, idh = 128, n_rot = 64, top_k = 512;
   const Result<double> copy = cuda::measure_copy_gb_per_s();
   if (!copy.ok()) {
@@ -49,7 +52,7 @@ int main(int argc, char**) {
   const std::vector<float> omega_host(n_rot / 2, 0.01f);
   float* omega = device_alloc<float>(omega_host.size());
   check(cudaMemcpy(omega, omega_host.data(), omega_host.size() * sizeof(float), cudaMemcpyHostToDevice), "omega");
-  for (const int64_t context : {4096LL, 49152LL, 65536LL, 98304LL, 147456LL, 278528LL, 1048576LL}) {
+  for (const int64_t context : contexts) {
     const int64_t rows = context / 4;
     const int pos = static_cast<int>(4 * rows - 1);  // (pos + 1) / 4 = rows visible
     int* pos0 = device_alloc<int>(1);
