@@ -24,6 +24,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 #include "cuda/check.h"
 #include "cuda/cp_async.cuh"
@@ -213,32 +214,51 @@ __global__ void __launch_bounds__(kScoreThreads) score_kernel(IndexerArgs a) {
       }
       const int e0 = split_exponent(m0), e1 = split_exponent(m1);
       const float f0 = pow2f(e0), f1 = pow2f(e1);
+      // Per slice, each accumulator's chain as one order: q_lo·row_hi, q_hi·row_lo, q_hi·row_hi. The lo
+      // groups are skipped whole: q_lo is the block's (the tile loop compiled with and without it),
+      // row_lo the warp's and slice's (a branch around its eight MMAs). As predicated MMAs they
+      // issued with their lo halves zero and waited in the accumulators' chains (ncu, docs/PERF.md
+      // session 29).
       float c[8][4] = {};
+      const auto mma_slices = [&](auto q_has_lo) {
 #pragma unroll
-      for (int s = 0; s < kSteps; ++s) {
-        const float4 x0 = slice(r0, s), x1 = slice(r1, s);
-        const SplitPair p00 = split_f16(x0.x * f0, x0.y * f0), p01 = split_f16(x0.z * f0, x0.w * f0);
-        const SplitPair p10 = split_f16(x1.x * f1, x1.y * f1), p11 = split_f16(x1.z * f1, x1.w * f1);
-        const uint32_t a_hi[4] = {half2_bits(p00.hi), half2_bits(p10.hi), half2_bits(p01.hi), half2_bits(p11.hi)};
-        const uint32_t a_lo[4] = {half2_bits(p00.lo), half2_bits(p10.lo), half2_bits(p01.lo), half2_bits(p11.lo)};
-        const bool row_lo = __any_sync(0xFFFFFFFFu, (a_lo[0] | a_lo[1] | a_lo[2] | a_lo[3]) != 0u);
+        for (int s = 0; s < kSteps; ++s) {
+          const float4 x0 = slice(r0, s), x1 = slice(r1, s);
+          const SplitPair p00 = split_f16(x0.x * f0, x0.y * f0), p01 = split_f16(x0.z * f0, x0.w * f0);
+          const SplitPair p10 = split_f16(x1.x * f1, x1.y * f1), p11 = split_f16(x1.z * f1, x1.w * f1);
+          const uint32_t a_hi[4] = {half2_bits(p00.hi), half2_bits(p10.hi), half2_bits(p01.hi), half2_bits(p11.hi)};
+          const uint32_t a_lo[4] = {half2_bits(p00.lo), half2_bits(p10.lo), half2_bits(p01.lo), half2_bits(p11.lo)};
+          const bool row_lo = __any_sync(0xFFFFFFFFu, (a_lo[0] | a_lo[1] | a_lo[2] | a_lo[3]) != 0u);
+          uint32_t b_hi[4][4];
 #pragma unroll
-        for (int p = 0; p < 4; ++p) {
-          uint32_t b_hi[4], b_lo[4];
-          const uint32_t at = q_at + 2 * (16 * p * S::kQPitch + 16 * s);
-          ldmatrix_x4(b_hi, at);
-          if (q_lo) {
-            ldmatrix_x4(b_lo, at + kQLo);
-            mma_f16(c[2 * p], a_hi, b_lo);
-            mma_f16(c[2 * p + 1], a_hi, b_lo + 2);
+          for (int p = 0; p < 4; ++p) ldmatrix_x4(b_hi[p], q_at + 2 * (16 * p * S::kQPitch + 16 * s));
+          if constexpr (decltype(q_has_lo)::value) {
+#pragma unroll
+            for (int p = 0; p < 4; ++p) {
+              uint32_t b_lo[4];
+              ldmatrix_x4(b_lo, q_at + 2 * (16 * p * S::kQPitch + 16 * s) + kQLo);
+              mma_f16(c[2 * p], a_hi, b_lo);
+              mma_f16(c[2 * p + 1], a_hi, b_lo + 2);
+            }
           }
           if (row_lo) {
-            mma_f16(c[2 * p], a_lo, b_hi);
-            mma_f16(c[2 * p + 1], a_lo, b_hi + 2);
+#pragma unroll
+            for (int p = 0; p < 4; ++p) {
+              mma_f16(c[2 * p], a_lo, b_hi[p]);
+              mma_f16(c[2 * p + 1], a_lo, b_hi[p] + 2);
+            }
           }
-          mma_f16(c[2 * p], a_hi, b_hi);
-          mma_f16(c[2 * p + 1], a_hi, b_hi + 2);
+#pragma unroll
+          for (int p = 0; p < 4; ++p) {
+            mma_f16(c[2 * p], a_hi, b_hi[p]);
+            mma_f16(c[2 * p + 1], a_hi, b_hi[p] + 2);
+          }
         }
+      };
+      if (q_lo) {
+        mma_slices(std::true_type{});
+      } else {
+        mma_slices(std::false_type{});
       }
       // c[j][e]: row g (e < 2) or g + 8, head 8j + 2qd + e % 2.
       float s0 = 0.0f, s1 = 0.0f;
