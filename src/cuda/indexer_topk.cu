@@ -528,6 +528,12 @@ __global__ void __launch_bounds__(kTopkThreads) count_bins_kernel(const float* s
   add_bins(block_bins, scratch + static_cast<int64_t>(t) * kIndexerTopkScratchWords);
 }
 
+// The histogram's grids (count_bins_kernel, bins_topk_kernel): a block per kPassRows candidates of
+// a row of `stride` (fixed when a decode graph is captured, not the position) and token.
+dim3 pass_grid(int64_t stride, int T) {
+  return dim3(static_cast<unsigned>((std::max<int64_t>(stride, 1) + kPassRows - 1) / kPassRows), T);
+}
+
 }  // namespace
 
 Status launch_top_k(const float* scores, int64_t stride, const int32_t* n_rows, const int* pos0, int t0, int T, int k,
@@ -548,10 +554,8 @@ Status launch_top_k(const float* scores, int64_t stride, const int32_t* n_rows, 
   DSV4_CUDA_TRY(once_per_device(device, [device] {
     return allow_optin_smem(device, reinterpret_cast<const void*>(bins_topk_kernel));
   }));
-  // The grid follows the stride (fixed when a decode graph is captured), not the position.
-  const dim3 grid(static_cast<unsigned>((std::max<int64_t>(stride, 1) + kPassRows - 1) / kPassRows), T);
-  DSV4_CUDA_TRY(launch_pdl(bins_topk_kernel, grid, dim3(kTopkThreads), smem, stream, scores, stride, n_rows, pos0, t0, k,
-                           scratch, bins_from, selected, static_cast<int>(cap)));
+  DSV4_CUDA_TRY(launch_pdl(bins_topk_kernel, pass_grid(stride, T), dim3(kTopkThreads), smem, stream, scores, stride,
+                           n_rows, pos0, t0, k, scratch, bins_from, selected, static_cast<int>(cap)));
   return Status();
 }
 
@@ -564,10 +568,8 @@ Status top_k_rows(const float* scores, int64_t stride, const int32_t* n, int T, 
   if (T <= 0) return Status();
   if (reinterpret_cast<uintptr_t>(scratch) % 16 != 0) return make_error("top-k: scratch must be 16-byte aligned");
   if (scratch != nullptr) {
-    const dim3 grid(static_cast<unsigned>((std::max<int64_t>(stride, 1) + detail::kPassRows - 1) / detail::kPassRows),
-                    T);
-    DSV4_CUDA_TRY(detail::launch_pdl(detail::count_bins_kernel, grid, dim3(detail::kTopkThreads), 0, stream, scores,
-                                     stride, n, k, bins_from, scratch));
+    DSV4_CUDA_TRY(detail::launch_pdl(detail::count_bins_kernel, detail::pass_grid(stride, T), dim3(detail::kTopkThreads),
+                                     0, stream, scores, stride, n, k, bins_from, scratch));
   }
   DSV4_TRY(detail::launch_top_k(scores, stride, n, nullptr, 0, T, k, scratch, bins_from, selected, stream));
   return cuda_status(cudaGetLastError(), "top-k kernel");
