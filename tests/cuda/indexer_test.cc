@@ -30,6 +30,19 @@
 namespace dsv4::cuda::testing {
 namespace {
 
+// The histogram's top-k leaves the bins and counters of every token it ranked zero for the next
+// launch (indexer_topk.cuh); `ranked(t)` says which tokens it ranked.
+template <class Ranked>
+void expect_scratch_left_zero(const DeviceBuffer& scratch, int T, Ranked ranked) {
+  const std::vector<uint32_t> left = download<uint32_t>(scratch, static_cast<size_t>(T) * kIndexerTopkScratchWords);
+  for (int t = 0; t < T; ++t) {
+    if (!ranked(t)) continue;
+    const auto first = left.begin() + static_cast<int64_t>(t) * kIndexerTopkScratchWords;
+    EXPECT_TRUE(std::all_of(first, first + kIndexerScoreBins + 8, [](uint32_t v) { return v == 0u; }))
+        << "token " << t << ": bins and counters left non-zero";
+  }
+}
+
 // top_k_rows on the device against cpu::top_k_desc per token (as sorted index sets): token t's
 // candidates are scores[t·stride .. t·stride + n[t]). Both ways: the one-block radix select, and
 // from the scores' histogram in a zeroed scratch (`stale`: with counts a lost launch left in its
@@ -62,13 +75,7 @@ void expect_top_k_matches_cpu(const std::vector<float>& scores, int64_t stride, 
       EXPECT_EQ(row, want[static_cast<size_t>(t)]) << "k " << k << " token " << t << " of " << n[t] << " rows";
     }
   }
-  const std::vector<uint32_t> left = download<uint32_t>(scratch, words);
-  for (int t = 0; t < T; ++t) {
-    if (n[t] <= k) continue;  // not ranked: not read, not cleared
-    const auto first = left.begin() + static_cast<int64_t>(t) * kIndexerTopkScratchWords;
-    EXPECT_TRUE(std::all_of(first, first + kIndexerScoreBins + 8, [](uint32_t v) { return v == 0u; }))
-        << "token " << t << ": bins and counters left non-zero";
-  }
+  expect_scratch_left_zero(scratch, T, [&](int t) { return n[t] > k; });  // others: not read, not cleared
 }
 
 TEST(CudaIndexer, TopKMatchesCpuIncludingTiesAndNaN) {
@@ -219,13 +226,7 @@ TEST(CudaIndexer, SelectionMatchesPlainReference) {
     STATUS_ASSERT(indexer_select(in.args, stream.get()));
     CUDA_ASSERT(cudaStreamSynchronize(stream.get()));
     EXPECT_EQ(download<int32_t>(in.sel, n_sel), radix) << "the two ways of the top-k";
-    const std::vector<uint32_t> left =
-        download<uint32_t>(in.topk_scratch, static_cast<size_t>(c.T) * kIndexerTopkScratchWords);
-    for (int t = 0; t < c.T; ++t) {
-      const auto first = left.begin() + static_cast<int64_t>(t) * kIndexerTopkScratchWords;
-      EXPECT_TRUE(std::all_of(first, first + kIndexerScoreBins + 8, [](uint32_t v) { return v == 0u; }))
-          << "token " << t << ": bins and counters left non-zero";
-    }
+    expect_scratch_left_zero(in.topk_scratch, c.T, [](int) { return true; });
     in.expect_selection_matches_reference();
   }
 }
