@@ -38,7 +38,7 @@ int pow2_floor(int64_t v) {
 
 bool mma_type(TensorType t) { return detail::mma_stage_elems(t) > 0; }
 
-// Launch shape. Three kernels, chosen by the type and the shape only (measured on an H200,
+// Launch shape. Five kernels, chosen by the type and the shape only (measured on an H200,
 // docs/PERF.md "Lever: decode matvec"):
 //  * the Q8_0 row-tile kernel (matvec_q8.cu, rows_per_warp 32) for Q8_0 rows of a multiple of 256
 //    elements (every Q8_0 matrix of the model); W = q8_warps_per_row(n_in, n_out), the grid what
@@ -47,6 +47,9 @@ bool mma_type(TensorType t) { return detail::mma_stage_elems(t) > 0; }
 //    256 and IQ2_XXS rows of a multiple of 512 elements (the routed experts) whose launch has at
 //    most 16384 activations (n_xvec · n_in, staged in shared memory); W =
 //    rt2_warps_per_row(type, n_in, n_out), the grid what fits the GPU at once;
+//  * the F16 row-tile kernel (matvec_f16.cu, rows_per_warp 32) for one-slot F16 launches of at least
+//    4096 rows of a multiple of 64 elements (the indexer's q_b); W = f16_warps_per_row(n_in, n_out),
+//    one block of 8 warps per SM;
 //  * the tensor-core kernel (matvec_mma.cu, rows_per_warp 16) for Q4_K, other Q2_K and IQ2_XXS, and for
 //    other Q8_0 rows from 65 536 rows on, whenever the launch's activations fit its shared
 //    memory (n_xvec · n_in up to ≈25 000); W = 32768 / n_out warps per row, between 1 and 8 (more
@@ -81,12 +84,28 @@ Result<MatvecPlan> make_plan(TensorType type, int64_t n_in, int64_t n_out, int g
   const bool rt2_fits = rt2_item > 0 && n_in % rt2_item == 0 &&
                         n_in / gguf::type_traits(type)->block_elems * gguf::type_traits(type)->block_bytes * 32 <= INT_MAX &&
                         rt2_x <= 16384 && detail::rt2_smem_bytes(type, rt2_warps, rt2_x) <= detail::max_smem_per_block();
+  // The F16 row-tile kernel: one slot, not summed, rows of a multiple of 64 whose activations fit
+  // shared memory; by default from kF16RowTileRows rows (fewer tiles than that leave SMs idle: the
+  // f32 kernel stays there).
+  constexpr int64_t kF16RowTileRows = 4096;
+  const bool f16_fits = type == TensorType::F16 && grid_slots == 1 && n_xvec == 1 && !sum &&
+                        detail::f16_row_tile_fits(n_in);
+  if (f16_fits && (t_rows == 32 || (t_rows == 0 && n_out >= kF16RowTileRows && t_warps <= 8 &&
+                                    t_warps <= n_in / 64))) {
+    if (t_warps > 8 || t_warps > n_in / 64) return make_error("the F16 row tiles split a row over at most 8 warps and its items");
+    plan.rows_per_warp = 32;
+    plan.warps_per_row = t_warps ? t_warps : detail::f16_warps_per_row(n_in, n_out);
+    const int64_t groups = 8 / plan.warps_per_row, tiles = (n_out + 31) / 32;
+    plan.blocks = static_cast<int>(std::min<int64_t>(sms, (tiles + groups - 1) / groups));
+    return plan;
+  }
   // Items of a row the row-tile kernels split over warps: Q8_0 superblocks or 2-bit items.
   const int64_t rt_items = q8_fits ? q8_sbs : (rt2_fits ? n_in / rt2_item : 0);
   if (t_rows == 32) {
     if (!q8_fits && !rt2_fits) {
       return make_error("rows_per_warp 32 (the row-tile kernels) takes Q8_0 or Q2_K rows of a multiple of 256, "
-                        "IQ2_XXS rows of a multiple of 512 (2-bit: at most 16384 activations per launch)");
+                        "IQ2_XXS rows of a multiple of 512 (2-bit: at most 16384 activations per launch), F16 rows "
+                        "of a multiple of 64 in one-slot launches");
     }
     if (t_warps > 8 || t_warps > rt_items) {
       return make_error("the row-tile kernels split a row over at most 8 warps and its items (256 or 512 elements)");
@@ -271,7 +290,9 @@ Status run(const ExpertMatvec& m, bool dense, bool sum, float* y, cudaStream_t s
     switch (plan->rows_per_warp) {
       case 16: e = detail::launch_matvec_mma(l, stream); break;
       case 32:
-        e = m.type == TensorType::Q8_0 ? detail::launch_matvec_q8(l, stream) : detail::launch_matvec_2bit(l, stream);
+        e = m.type == TensorType::Q8_0  ? detail::launch_matvec_q8(l, stream)
+            : m.type == TensorType::F16 ? detail::launch_matvec_f16(l, stream)
+                                        : detail::launch_matvec_2bit(l, stream);
         break;
       default: e = detail::launch_matvec_fast(l, stream); break;
     }
@@ -363,6 +384,7 @@ Status prepare_matvec() {
   DSV4_TRY(cuda_status(detail::iq2_device_tables(nullptr, &tables), "uploading the IQ2_XXS tables"));
   DSV4_TRY(cuda_status(detail::prepare_matvec_q8(), "raising the row-tile matvec's shared-memory limit"));
   DSV4_TRY(cuda_status(detail::prepare_matvec_2bit(), "raising the 2-bit row-tile matvec's shared-memory limit"));
+  DSV4_TRY(cuda_status(detail::prepare_matvec_f16(), "raising the F16 row-tile matvec's shared-memory limit"));
   return cuda_status(detail::prepare_matvec_mma(), "raising the tensor-core matvec's shared-memory limit");
 }
 

@@ -96,11 +96,6 @@ __device__ uint64_t staged_slots(const RtParams& p, bool sum) {
   return mask;
 }
 
-// Synchronises the W warps of group g (named barrier 1 + g; 0 is __syncthreads).
-__device__ __forceinline__ void group_barrier(int g, int W) {
-  asm volatile("bar.sync %0, %1;\n" ::"r"(1 + g), "r"(W * 32) : "memory");
-}
-
 
 // Σ over one item of this lane's row, xb the item's first staged activation block; between(step)
 // at each of the decoder's Fmt::kDecodeSteps steps.

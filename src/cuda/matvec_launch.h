@@ -96,6 +96,15 @@ int rt2_blocks_per_sm(gguf::TensorType type, int warps, int64_t x_floats);
 cudaError_t prepare_matvec_2bit();
 cudaError_t launch_matvec_2bit(const MatvecLaunch& l, cudaStream_t stream);
 
+// F16 row-tile kernel (matvec_f16.cu; rows_per_warp 32: a row per lane) for one-slot, unsummed F16
+// launches whose rows are a multiple of 64 elements and whose activations fit shared memory
+// (f16_row_tile_fits): the default warps per row (a function of the shape only), the shared-memory
+// opt-in (once per device) and the launch (one block of 8 warps per SM).
+int f16_warps_per_row(int64_t n_in, int64_t n_out);
+bool f16_row_tile_fits(int64_t n_in);
+cudaError_t prepare_matvec_f16();
+cudaError_t launch_matvec_f16(const MatvecLaunch& l, cudaStream_t stream);
+
 // Uploads (once per device) and returns the device address of the IQ2_XXS tables.
 cudaError_t iq2_device_tables(cudaStream_t stream, const void** tables);
 

@@ -374,6 +374,14 @@ TEST(CudaMatvec, DefaultPlans) {
   EXPECT_EQ(plan_matvec(TensorType::Q2_K, 2048, 4096, 1)->rows_per_warp, 32);
   EXPECT_EQ(plan_matvec(TensorType::IQ2_XXS, 4096, 2048, 6)->rows_per_warp, 32);
   EXPECT_LE(plan_matvec(TensorType::F16, 4096, 512, 1)->rows_per_warp, 4);
+  EXPECT_LE(plan_matvec(TensorType::F16, 4096, 2048, 1)->rows_per_warp, 4);
+  // The F16 row tiles from 4096 rows (one slot): the indexer's q_b.
+  p = plan_matvec(TensorType::F16, 1024, 8192, 1);
+  ASSERT_TRUE(p.ok());
+  EXPECT_EQ(p->rows_per_warp, 32);
+  EXPECT_EQ(p->warps_per_row, 8);
+  EXPECT_LE(p->blocks, sms);
+  EXPECT_LE(plan_matvec(TensorType::F16, 1024, 8192, 2)->rows_per_warp, 4);
   // 24 rows: one row per unit, so that 24 groups stream them.
   p = plan_matvec(TensorType::F16, 16384, 24, 1);
   ASSERT_TRUE(p.ok());
@@ -406,6 +414,23 @@ TEST(CudaMatvec, ManyRowsWalkAPersistentGrid) {
   run_experts({TensorType::Q4_K, 256, 3000, 8, experts, false, false, false, MatvecImpl::kFast, {16, 4}});
 }
 
+// The F16 row-tile kernel (matvec_f16.cu) with every split of a row over warps: partial tiles,
+// one to many items per row, units walked by a persistent grid, and one expert slot with its
+// factor.
+TEST(CudaMatvec, F16RowTileKernelEveryWarpSplit) {
+  for (const auto& [n_in, n_out] : std::vector<std::pair<int64_t, int64_t>>{{64, 33}, {192, 70}, {512, 4100}}) {
+    for (int w : {1, 2, 4, 8}) {
+      if (w > n_in / 64) continue;
+      run_dense({TensorType::F16, n_in, n_out, MatvecImpl::kFast, {32, w}});
+      if (HasFatalFailure()) return;
+    }
+  }
+  run_dense({TensorType::F16, 256, 40000, MatvecImpl::kFast, {32, 2}});
+  run_dense({TensorType::F16, 128, 4096, MatvecImpl::kAuto, {}, 16, 4});  // weights and x 16 bytes off their allocations
+  run_experts({TensorType::F16, 256, 4096, 3, {2}, false, true, false});
+  run_experts({TensorType::F16, 256, 4096, 3, {1}, false, false, false, MatvecImpl::kFast, {32, 4}});
+}
+
 // Decode-size shapes (tens of MB): what the engine will run. Named "Large" so slow tools (the
 // memory checker) can skip them with --gtest_filter=-*Large*.
 TEST(CudaMatvecLarge, DenseDecodeShapes) {
@@ -414,6 +439,7 @@ TEST(CudaMatvecLarge, DenseDecodeShapes) {
   run_dense({TensorType::Q8_0, 1024, 32768});
   run_dense({TensorType::Q8_0, 4096, 1024});
   run_dense({TensorType::F16, 4096, 2048});
+  run_dense({TensorType::F16, 1024, 8192});
   run_dense({TensorType::F16, 16384, 24});
   run_dense({TensorType::Q4_K, 4096, 2048});
   run_dense({TensorType::IQ2_XXS, 4096, 2048});
