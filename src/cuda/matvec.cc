@@ -90,12 +90,12 @@ Result<MatvecPlan> make_plan(TensorType type, int64_t n_in, int64_t n_out, int g
   constexpr int64_t kF16RowTileRows = 4096;
   const bool f16_fits = type == TensorType::F16 && grid_slots == 1 && n_xvec == 1 && !sum &&
                         detail::f16_row_tile_fits(n_in);
-  if (f16_fits && (t_rows == 32 || (t_rows == 0 && n_out >= kF16RowTileRows && t_warps <= 8 &&
-                                    t_warps <= n_in / 64))) {
-    if (t_warps > 8 || t_warps > n_in / 64) return make_error("the F16 row tiles split a row over at most 8 warps and its items");
+  const bool f16_warps_ok = t_warps <= 8 && t_warps <= detail::f16_row_items(n_in);
+  if (f16_fits && (t_rows == 32 || (t_rows == 0 && n_out >= kF16RowTileRows && f16_warps_ok))) {
+    if (!f16_warps_ok) return make_error("the F16 row tiles split a row over at most 8 warps and its items");
     plan.rows_per_warp = 32;
     plan.warps_per_row = t_warps ? t_warps : detail::f16_warps_per_row(n_in, n_out);
-    const int64_t groups = 8 / plan.warps_per_row, tiles = (n_out + 31) / 32;
+    const int64_t groups = detail::f16_groups_per_block(plan.warps_per_row), tiles = (n_out + 31) / 32;
     plan.blocks = static_cast<int>(std::min<int64_t>(sms, (tiles + groups - 1) / groups));
     return plan;
   }

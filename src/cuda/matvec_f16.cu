@@ -127,7 +127,9 @@ cudaError_t allow_smem(int device) {
   return once_per_device(device, [device] {
     int max_smem = 0;
     cudaError_t e = cudaDeviceGetAttribute(&max_smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
-    if (e == cudaSuccess) e = cudaFuncSetAttribute(matvec_f16_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, max_smem);
+    if (e == cudaSuccess) {
+      e = cudaFuncSetAttribute(matvec_f16_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, max_smem);
+    }
     return e;
   });
 }
@@ -137,9 +139,13 @@ cudaError_t allow_smem(int device) {
 // The row-tile rule (row_tile.cuh). On the indexer's q_b (8 warps a row) 4 warps were faster alone
 // (cuda_bench: 5.58 against 6.05 µs) but not in the decode step, where 8 gained 0.02 ms a step and 4
 // nothing (H200, docs/PERF.md session 30).
+int64_t f16_row_items(int64_t n_in) { return n_in / kF16ItemElems; }
+
 int f16_warps_per_row(int64_t n_in, int64_t n_out) {
-  return row_tile_warps_per_row(n_in / kF16ItemElems, n_out, kF16Warps);
+  return row_tile_warps_per_row(f16_row_items(n_in), n_out, kF16Warps);
 }
+
+int f16_groups_per_block(int warps_per_row) { return kF16Warps / warps_per_row; }
 
 bool f16_row_tile_fits(int64_t n_in) {
   return n_in > 0 && n_in % kF16ItemElems == 0 && f16_smem_bytes(n_in) <= max_smem_per_block();
@@ -155,7 +161,7 @@ cudaError_t launch_matvec_f16(const MatvecLaunch& l, cudaStream_t stream) {
   const int W = l.warps_per_row;
   if (l.type != gguf::TensorType::F16 || l.sum || l.n_slots != 1 || l.up || l.swiglu_rows || l.norm_w ||
       (W != 1 && W != 2 && W != 4 && W != 8) || l.blocks < 1 || !f16_row_tile_fits(l.n_in) ||
-      W > l.n_in / kF16ItemElems || l.row_bytes != int64_t{l.n_in} * 2 || reinterpret_cast<uintptr_t>(l.w) % 16 != 0 ||
+      W > f16_row_items(l.n_in) || l.row_bytes != int64_t{l.n_in} * 2 || reinterpret_cast<uintptr_t>(l.w) % 16 != 0 ||
       reinterpret_cast<uintptr_t>(l.x) % 16 != 0) {
     return cudaErrorInvalidValue;
   }
@@ -174,8 +180,8 @@ cudaError_t launch_matvec_f16(const MatvecLaunch& l, cudaStream_t stream) {
   p.n_items = l.n_in / kF16ItemElems;
   p.n_tiles = (l.n_out + kF16TileRows - 1) / kF16TileRows;
   p.W = W;
-  return launch_pdl(matvec_f16_kernel, dim3(l.blocks), dim3(kF16Warps * 32), static_cast<size_t>(f16_smem_bytes(l.n_in)),
-                    stream, p);
+  const size_t smem = static_cast<size_t>(f16_smem_bytes(l.n_in));
+  return launch_pdl(matvec_f16_kernel, dim3(l.blocks), dim3(kF16Warps * 32), smem, stream, p);
 }
 
 }  // namespace dsv4::cuda::detail

@@ -98,9 +98,12 @@ cudaError_t launch_matvec_2bit(const MatvecLaunch& l, cudaStream_t stream);
 
 // F16 row-tile kernel (matvec_f16.cu; rows_per_warp 32: a row per lane) for one-slot, unsummed F16
 // launches whose rows are a multiple of 64 elements and whose activations fit shared memory
-// (f16_row_tile_fits): the default warps per row (a function of the shape only), the shared-memory
-// opt-in (once per device) and the launch (one block of 8 warps per SM).
+// (f16_row_tile_fits): the items a row splits into, the default warps per row (a function of the
+// shape only), the groups of that many warps a block holds (one block per SM), the shared-memory
+// opt-in (once per device) and the launch.
+int64_t f16_row_items(int64_t n_in);
 int f16_warps_per_row(int64_t n_in, int64_t n_out);
+int f16_groups_per_block(int warps_per_row);
 bool f16_row_tile_fits(int64_t n_in);
 cudaError_t prepare_matvec_f16();
 cudaError_t launch_matvec_f16(const MatvecLaunch& l, cudaStream_t stream);
