@@ -26,6 +26,9 @@ __device__ __forceinline__ bool better(float va, int ia, float vb, int ib) {
   return va > vb || (va == vb && ia < ib);
 }
 
+// kPerLane: experts a lane of the selecting warp holds (E ≤ 32·kPerLane; the model's 256: 8, so that
+// each of the k passes scans 8 registers, not kMaxExperts / 32).
+template <int kPerLane>
 __global__ void __launch_bounds__(kThreads) route_kernel(RouteArgs a) {
   pdl_wait();  // launched with PDL: nothing before this line (pdl.cuh)
   pdl_trigger();
@@ -47,7 +50,7 @@ __global__ void __launch_bounds__(kThreads) route_kernel(RouteArgs a) {
   } else {
     // Each lane keeps its experts' biased scores in registers; a picked expert is masked out at
     // the lane that owns it.
-    constexpr int kPerLane = kMaxExperts / 32;
+    static_assert(kPerLane <= 32, "taken: a bit per register");
     float v[kPerLane];
 #pragma unroll
     for (int j = 0; j < kPerLane; ++j) {
@@ -119,7 +122,8 @@ Status moe_route(const RouteArgs& a, cudaStream_t stream) {
   if (a.T <= 0) return Status();
   if (a.E > kMaxExperts || a.K > kMaxUsed || a.K > a.E) return make_error("moe_route: too many experts");
   if (!a.bias && (!a.tid2eid || !a.tokens)) return make_error("moe_route: hash layer without tid2eid");
-  DSV4_CUDA_TRY(launch_pdl(route_kernel, dim3(a.T), dim3(kThreads), 0, stream, a));
+  auto kernel = a.E <= 256 ? route_kernel<8> : a.E <= 512 ? route_kernel<16> : route_kernel<kMaxExperts / 32>;
+  DSV4_CUDA_TRY(launch_pdl(kernel, dim3(a.T), dim3(kThreads), 0, stream, a));
   return cuda_status(cudaGetLastError(), "routing kernel");
 }
 

@@ -1,6 +1,7 @@
 // cuda/compressor.h against cpu::compress (cpu/blocks.h) on the tiny model's compressors (ratio 4
 // with overlap and the indexer compressor, ratio 16 without), fed the same fresh random inputs in
-// chunks of uneven sizes: the emitted rows and the frontiers must agree after every chunk.
+// chunks of uneven sizes, then token by token: the emitted rows and the frontiers must agree after
+// every chunk.
 //
 // Tolerances: the projections are f32 dots in different orders (1e-6 of the sum of |terms|);
 // pooling, norm and RoPE repeat the CPU's operations. So rows and frontiers agree to 1e-5 of the
@@ -56,7 +57,9 @@ void run_layer(const model::Model& host, const DeviceModel& dev, int64_t layer, 
   const int64_t r = c.ratio(layer), D = c.n_embd;
   const int64_t d = indexer ? c.index_head_dim : c.head_dim;
   const int64_t cw = r == 4 ? 2 : 1, cd = cw * d, slots = cw * r;
-  const std::vector<int64_t> chunks = {5, 1, 13, 3, 1, 8, 30, 2, 1, 15};
+  // Then one-token chunks (decode's single-block kernel) across window ends of ratio 4 and 16.
+  std::vector<int64_t> chunks = {5, 1, 13, 3, 1, 8, 30, 2, 1, 15};
+  chunks.resize(chunks.size() + 20, 1);
   int64_t N = 0;
   for (int64_t n : chunks) N += n;
   std::mt19937_64 rng(seed);
