@@ -372,6 +372,12 @@ class ChunkForward {
       DSV4_TRY(rms_norm_rows(qkv.first, qkv.first_stride, L.q_a_norm, R, c_.rms_eps, sc_.qr, R, T_, stream_));
       DSV4_TRY(dense(L.q_b, sc_.qr, sc_.q));
     }
+    // The indexer's queries read only qr: before the join, which waits for the side stream's rows
+    // and head weights (the decode step's CSA layers waited ≈ 7 µs for this projection after it).
+    if (scoring) {
+      DSV4_TRY(dense(L.index_q_b, sc_.qr, sc_.iq));
+      if (!prefill_indexer()) DSV4_TRY(indexer_queries(indexer_args(B, l, 0, T_), stream_));
+    }
     // §7.8-7.10 below: chunks of more than one token run the prefill kernel (all heads per block)
     // where the state sized its scratch for it; q_kv_finish leaves their queries split for it.
     const bool prefill = T_ > 1 && sc_.attn_tokens > 0;
@@ -394,7 +400,7 @@ class ChunkForward {
     DSV4_TRY(mark("q/kv projections + norms + rope"));
     DSV4_TRY(join());
     if (scoring) {
-      DSV4_TRY(index(L, B, l));
+      DSV4_TRY(index(B, l));
       DSV4_TRY(mark("indexer"));
     }
 
@@ -474,42 +480,47 @@ class ChunkForward {
     return compressor_chunk(a, stream_);
   }
 
-  // The head weights (sc_.iw) were projected beside the q path.
-  Status index(const DeviceLayer& L, const LayerBuffers& B, int64_t l) {
+  // Chunks of more than one token: the tiled prefill scores (prefill_indexer.h, which prepares its
+  // own queries).
+  bool prefill_indexer() const { return T_ > 1 && sc_.index_tokens > 0; }
+
+  // The indexer's launch of tokens t0 .. t0 + T - 1 of the chunk.
+  IndexerArgs indexer_args(const LayerBuffers& B, int64_t l, int t0, int T) const {
     const int64_t IH = c_.n_index_head, idh = c_.index_head_dim;
-    DSV4_TRY(dense(L.index_q_b, sc_.qr, sc_.iq));
-    // Chunks of more than one token: the tiled prefill scores (sub-chunks as long as the state's
-    // score scratch allows: its rows as long as the chunk's positions need where the host knows
-    // them, ChunkShape::end).
-    const bool prefill = T_ > 1 && sc_.index_tokens > 0;
+    IndexerArgs a;
+    a.q = sc_.iq + t0 * IH * idh;
+    a.w = sc_.iw + t0 * IH;
+    a.rows = B.index_rows;
+    a.scores = sc_.scores;
+    a.selected = sc_.selected + static_cast<int64_t>(t0) * c_.index_top_k;
+    a.omega = m_.omega(l);
+    a.pos0 = s_.pos;
+    a.t0 = t0;
+    a.T = T;
+    a.IH = static_cast<int>(IH);
+    a.idh = static_cast<int>(idh);
+    a.n_rot = static_cast<int>(c_.n_rot);
+    a.top_k = static_cast<int>(c_.index_top_k);
+    a.score_cap = score_row_floats(sc_.score_cap, shape_.end);
+    a.sim = modes_.fp4_indexer;
+    if (!prefill_indexer()) a.topk_scratch = sc_.topk_scratch;  // launches of kSubChunk tokens at most
+    return a;
+  }
+
+  // The head weights (sc_.iw) were projected beside the q path; the queries (sc_.iq) after it, and
+  // (but for the prefill scores) prepared there (indexer_queries).
+  Status index(const LayerBuffers& B, int64_t l) {
+    // Sub-chunks as long as the state's score scratch allows: its rows as long as the chunk's
+    // positions need where the host knows them, ChunkShape::end.
+    const bool prefill = prefill_indexer();
     const int64_t score_cap = score_row_floats(sc_.score_cap, shape_.end);
     int sub = kSubChunk;  // tokens a launch: as many score rows as the scratch holds
     if (prefill) sub = static_cast<int>(std::min<int64_t>(T_, int64_t{sc_.index_tokens} * sc_.score_cap / score_cap));
-    const auto args = [&](int t0, int T) {
-      IndexerArgs a;
-      a.q = sc_.iq + t0 * IH * idh;
-      a.w = sc_.iw + t0 * IH;
-      a.rows = B.index_rows;
-      a.scores = sc_.scores;
-      a.selected = sc_.selected + static_cast<int64_t>(t0) * c_.index_top_k;
-      a.omega = m_.omega(l);
-      a.pos0 = s_.pos;
-      a.t0 = t0;
-      a.T = T;
-      a.IH = static_cast<int>(IH);
-      a.idh = static_cast<int>(idh);
-      a.n_rot = static_cast<int>(c_.n_rot);
-      a.top_k = static_cast<int>(c_.index_top_k);
-      a.score_cap = score_cap;
-      a.sim = modes_.fp4_indexer;
-      if (!prefill) a.topk_scratch = sc_.topk_scratch;  // launches of kSubChunk tokens at most
-      return a;
-    };
     // The rows the whole chunk ranks, split once for all its launches.
-    if (prefill) DSV4_TRY(prefill_indexer_rows(args(0, T_), sc_.index_split, stream_));
+    if (prefill) DSV4_TRY(prefill_indexer_rows(indexer_args(B, l, 0, T_), sc_.index_split, stream_));
     for (int t0 = 0; t0 < T_; t0 += sub) {
-      const IndexerArgs a = args(t0, std::min(sub, T_ - t0));
-      DSV4_TRY(prefill ? prefill_indexer_select(a, sc_.index_n, sc_.index_split, stream_) : indexer_select(a, stream_));
+      const IndexerArgs a = indexer_args(B, l, t0, std::min(sub, T_ - t0));
+      DSV4_TRY(prefill ? prefill_indexer_select(a, sc_.index_n, sc_.index_split, stream_) : indexer_rank(a, stream_));
     }
     return Status();
   }

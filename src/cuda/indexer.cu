@@ -312,16 +312,31 @@ Status launch_scores(const IndexerArgs& a, cudaStream_t stream) {
 
 }  // namespace
 
-Status indexer_select(const IndexerArgs& a, cudaStream_t stream) {
-  if (a.T <= 0) return Status();
+namespace {
+
+Status check_args(const IndexerArgs& a) {
   if (a.IH < 1 || a.IH > kScoreHeads || (a.idh != 32 && a.idh != 64 && a.idh != 128)) {
     return make_error("indexer: unsupported geometry (1..64 heads of 32, 64 or 128 dims)");
   }
   if (reinterpret_cast<uintptr_t>(a.rows) % 16 != 0 || reinterpret_cast<uintptr_t>(a.topk_scratch) % 16 != 0) {
     return make_error("indexer: rows and top-k scratch must be 16-byte aligned");
   }
+  return Status();
+}
+
+}  // namespace
+
+Status indexer_queries(const IndexerArgs& a, cudaStream_t stream) {
+  if (a.T <= 0) return Status();
+  DSV4_TRY(check_args(a));
   DSV4_CUDA_TRY(launch_pdl(prep_kernel, dim3(a.IH, a.T), dim3(128),
                            a.idh * sizeof(float) + (a.n_rot / 2) * sizeof(float2), stream, a));
+  return cuda_status(cudaGetLastError(), "indexer query kernel");
+}
+
+Status indexer_rank(const IndexerArgs& a, cudaStream_t stream) {
+  if (a.T <= 0) return Status();
+  DSV4_TRY(check_args(a));
   if (a.score_cap > 0) {
     switch (a.idh) {
       case 32: DSV4_TRY(launch_scores<32>(a, stream)); break;
@@ -332,6 +347,11 @@ Status indexer_select(const IndexerArgs& a, cudaStream_t stream) {
   DSV4_TRY(launch_top_k(a.scores, a.score_cap, nullptr, a.pos0, a.t0, a.T, a.top_k, a.topk_scratch, a.topk_bins_from,
                         a.selected, stream));
   return cuda_status(cudaGetLastError(), "indexer kernels");
+}
+
+Status indexer_select(const IndexerArgs& a, cudaStream_t stream) {
+  DSV4_TRY(indexer_queries(a, stream));
+  return indexer_rank(a, stream);
 }
 
 }  // namespace dsv4::cuda

@@ -47,6 +47,11 @@ struct IndexerArgs {
   bool sim = true;
 };
 Status indexer_select(const IndexerArgs& a, cudaStream_t stream);
+// indexer_select's two steps apart, queued in this order: the queries prepared in place (RoPE,
+// Hadamard + FP4 in official mode; they read only q), then the scores and the top-k (which read
+// the rows and the weights), so that the first need not wait for what only the second reads.
+Status indexer_queries(const IndexerArgs& a, cudaStream_t stream);
+Status indexer_rank(const IndexerArgs& a, cudaStream_t stream);
 
 // The same top-k selection on its own: row t of `scores` has n[t] valid entries; rows with
 // n[t] <= k are skipped. With `scratch` ([T][kIndexerTopkScratchWords], zero; zero again after), a
