@@ -310,10 +310,6 @@ Status launch_scores(const IndexerArgs& a, cudaStream_t stream) {
   return Status();
 }
 
-}  // namespace
-
-namespace {
-
 Status check_args(const IndexerArgs& a) {
   if (a.IH < 1 || a.IH > kScoreHeads || (a.idh != 32 && a.idh != 64 && a.idh != 128)) {
     return make_error("indexer: unsupported geometry (1..64 heads of 32, 64 or 128 dims)");

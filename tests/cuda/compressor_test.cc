@@ -57,7 +57,7 @@ void run_layer(const model::Model& host, const DeviceModel& dev, int64_t layer, 
   const int64_t r = c.ratio(layer), D = c.n_embd;
   const int64_t d = indexer ? c.index_head_dim : c.head_dim;
   const int64_t cw = r == 4 ? 2 : 1, cd = cw * d, slots = cw * r;
-  // Then one-token chunks (decode's single-block kernel) across window ends of ratio 4 and 16.
+  // Then one-token chunks (the decode step's launches) across window ends of ratio 4 and 16.
   std::vector<int64_t> chunks = {5, 1, 13, 3, 1, 8, 30, 2, 1, 15};
   chunks.resize(chunks.size() + 20, 1);
   int64_t N = 0;

@@ -21,7 +21,8 @@ TEST(CudaMoe, RoutingMatchesCpuRule) {
   std::mt19937_64 rng(seed);
   const int T = 7, K = 6, V = 100;
   // The model's 256 experts, and the other register widths of the selecting warp (16, 32 a lane).
-  for (const auto& [E, hash] : std::vector<std::pair<int, bool>>{{256, false}, {256, true}, {300, false}, {700, false}}) {
+  const std::vector<std::pair<int, bool>> cases = {{256, false}, {256, true}, {300, false}, {700, false}};
+  for (const auto& [E, hash] : cases) {
     SCOPED_TRACE(::testing::Message() << E << " experts" << (hash ? ", hash" : ""));
     std::vector<float> logits = normal_vector(static_cast<size_t>(T * E), rng, 0.0f, 3.0f);
     logits[3] = 30.0f;   // softplus passthrough
