@@ -38,20 +38,23 @@ int pow2_floor(int64_t v) {
 
 bool mma_type(TensorType t) { return detail::mma_stage_elems(t) > 0; }
 
+// The formats of the routed experts' row-tile kernel (matvec_2bit.cu).
+bool row_tile_quant(TensorType t) { return detail::rt2_item_elems(t) > 0; }
+
 // Launch shape. Five kernels, chosen by the type and the shape only (measured on an H200,
 // docs/PERF.md "Lever: decode matvec"):
 //  * the Q8_0 row-tile kernel (matvec_q8.cu, rows_per_warp 32) for Q8_0 rows of a multiple of 256
 //    elements (every Q8_0 matrix of the model); W = q8_warps_per_row(n_in, n_out), the grid what
 //    fits the GPU at once;
-//  * the 2-bit row-tile kernel (matvec_2bit.cu, rows_per_warp 32) for Q2_K rows of a multiple of
-//    256 and IQ2_XXS rows of a multiple of 512 elements (the routed experts) whose launch has at
-//    most 16384 activations (n_xvec · n_in, staged in shared memory); W =
+//  * the 2-bit row-tile kernel (matvec_2bit.cu, rows_per_warp 32) for Q2_K and Q4_K rows of a
+//    multiple of 256 and IQ2_XXS rows of a multiple of 512 elements (the routed experts) whose
+//    launch has at most 16384 activations (n_xvec · n_in, staged in shared memory); W =
 //    rt2_warps_per_row(type, n_in, n_out), the grid what fits the GPU at once;
 //  * the F16 row-tile kernel (matvec_f16.cu, rows_per_warp 32) for one-slot F16 launches of at least
 //    4096 rows of a multiple of 64 elements (the indexer's q_b); W = f16_warps_per_row(n_in, n_out),
 //    one block of 8 warps per SM;
-//  * the tensor-core kernel (matvec_mma.cu, rows_per_warp 16) for Q4_K, other Q2_K and IQ2_XXS, and for
-//    other Q8_0 rows from 65 536 rows on, whenever the launch's activations fit its shared
+//  * the tensor-core kernel (matvec_mma.cu, rows_per_warp 16) for other Q2_K, Q4_K and IQ2_XXS, and
+//    for other Q8_0 rows from 65 536 rows on, whenever the launch's activations fit its shared
 //    memory (n_xvec · n_in up to ≈25 000); W = 32768 / n_out warps per row, between 1 and 8 (more
 //    warps than stages is allowed: it is how few-row launches reach every SM);
 //  * the f32 kernel (matvec_fast.cu, rows_per_warp 1, 2 or 4) otherwise: W = 16384 / n_out, between
@@ -103,9 +106,9 @@ Result<MatvecPlan> make_plan(TensorType type, int64_t n_in, int64_t n_out, int g
   const int64_t rt_items = q8_fits ? q8_sbs : (rt2_fits ? n_in / rt2_item : 0);
   if (t_rows == 32) {
     if (!q8_fits && !rt2_fits) {
-      return make_error("rows_per_warp 32 (the row-tile kernels) takes Q8_0 or Q2_K rows of a multiple of 256, "
-                        "IQ2_XXS rows of a multiple of 512 (2-bit: at most 16384 activations per launch), F16 rows "
-                        "of a multiple of 64 in one-slot launches");
+      return make_error("rows_per_warp 32 (the row-tile kernels) takes Q8_0, Q2_K or Q4_K rows of a multiple of "
+                        "256, IQ2_XXS rows of a multiple of 512 (2-bit and Q4_K: at most 16384 activations per "
+                        "launch), F16 rows of a multiple of 64 in one-slot launches");
     }
     if (t_warps > 8 || t_warps > rt_items) {
       return make_error("the row-tile kernels split a row over at most 8 warps and its items (256 or 512 elements)");
@@ -215,9 +218,9 @@ Status run(const ExpertMatvec& m, bool dense, bool sum, float* y, cudaStream_t s
   if (m.x_stride < 0) return fail("negative x_stride");
   if (!aligned(m.x, 4) || !aligned(y, 4) || !aligned(m.slot_scale, 4)) return fail("misaligned f32 pointer");
   if (m.up && (!aligned(m.up, 16) || !aligned(m.act_weights, 4))) return fail("misaligned up or act_weights");
-  if (m.swiglu_rows && (m.up || sum || m.n_out % 32 != 0 || !aligned(m.act_weights, 4) ||
-                        (m.type != TensorType::Q2_K && m.type != TensorType::IQ2_XXS))) {
-    return fail("swiglu_rows needs Q2_K or IQ2_XXS rows per slot, n_out a multiple of 32, no up (can_swiglu_rows)");
+  if (m.swiglu_rows && (m.up || sum || m.n_out % 32 != 0 || !aligned(m.act_weights, 4) || !row_tile_quant(m.type))) {
+    return fail("swiglu_rows needs Q2_K, IQ2_XXS or Q4_K rows per slot, n_out a multiple of 32, no up "
+                "(can_swiglu_rows)");
   }
 
   const int64_t row_bytes = m.n_in / traits->block_elems * traits->block_bytes;
@@ -361,7 +364,7 @@ Status matvec_experts_sum(const ExpertMatvec& m, float* y, cudaStream_t stream, 
 }
 
 bool can_fuse_swiglu(const ExpertMatvec& m) {
-  if ((m.type != TensorType::Q2_K && m.type != TensorType::IQ2_XXS && m.type != TensorType::Q8_0) || m.n_in <= 0 ||
+  if ((!row_tile_quant(m.type) && m.type != TensorType::Q8_0) || m.n_in <= 0 ||
       m.n_out <= 0 ||
       m.n_slots <= 0 || !aligned(m.w, 16) || !aligned(m.x, 16) || !aligned(m.up, 16) || m.x_stride % 4 != 0) {
     return false;
@@ -371,7 +374,7 @@ bool can_fuse_swiglu(const ExpertMatvec& m) {
 }
 
 bool can_swiglu_rows(const ExpertMatvec& m) {
-  if ((m.type != TensorType::Q2_K && m.type != TensorType::IQ2_XXS) || m.up || m.n_in <= 0 || m.n_out <= 0 ||
+  if (!row_tile_quant(m.type) || m.up || m.n_in <= 0 || m.n_out <= 0 ||
       m.n_out % 32 != 0 || m.n_slots <= 0 || !aligned(m.w, 16) || !aligned(m.x, 16) || m.x_stride % 4 != 0) {
     return false;
   }

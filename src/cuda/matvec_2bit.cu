@@ -1,5 +1,6 @@
-// 2-bit row-tile matvec (rows_per_warp 32 in MatvecTuning for Q2_K and IQ2_XXS): the default for
-// the routed experts' formats. Layout and per-lane work: matvec_2bit.cuh.
+// 2-bit row-tile matvec (rows_per_warp 32 in MatvecTuning for Q2_K and IQ2_XXS, and for Q4_K, the
+// 4-bit experts of the q4 mix): the default for the routed experts' formats. Layout and per-lane
+// work: matvec_2bit.cuh.
 //
 // Shape of the work (the Q8_0 row-tile kernel's, matvec_q8.cu, with 4-byte staging):
 //   group  = W warps (W = warps_per_row, 1–8) computing one tile of 32 rows at a time; warp k takes
@@ -26,6 +27,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <type_traits>
 
 #include "cuda/cp_async.cuh"
 #include "cuda/matvec_2bit.cuh"
@@ -104,45 +106,53 @@ __device__ __forceinline__ float item_dot(const uint32_t* w, const XBlock2b* xb,
   static_assert(kIq2TableCopies == 32, "a table copy per lane");
   if constexpr (Fmt::kTables) {
     return iq2_item_dot(w, iq2_row_tables, lane, xb, between);
+  } else if constexpr (std::is_same_v<Fmt, Fmt4bQ4K>) {
+    return q4k_block_dot(w, *xb, between);
   } else {
     return q2k_block_dot(w, *xb, between);
   }
 }
 
 // Quarter m (of 4) of an item's copies of the staging map (rt_copy): copies 8m..8m + 7, and with
-// the last quarter copy 32 of 33-word items. `base` the item's words in the tile's first row, `rb`
-// the row bytes, `hi` the bytes from the tile's row 0 to its row 16 (16·rb; with swiglu_rows, F·rb:
-// the up half), rows past `last_row` re-read it (plain tiles only: swiglu_rows tiles are full).
-// Full tiles: copy q < 32 moves word lane of row q
+// the last quarter the copies past 32 of items of more than 32 words. `base` the item's words in
+// the tile's first row, `rb` the row bytes, `hi` the bytes from the tile's row 0 to its row 16
+// (16·rb; with swiglu_rows, F·rb: the up half), rows past `last_row` re-read it (plain tiles only:
+// swiglu_rows tiles are full). Full tiles: copy q < 32 moves word lane of row q
 // from run + q·rb, run the quarter's first row (SASS: with a run-time rb a 64-bit add per copy,
 // IADD3 + IMAD.X; with a compile-time one, kItems below, an immediate offset of the LDGSTS). One
 // code path for the four quarters (m at run time): four unrolled ones were merged by the compiler
 // into a run-time switch anyway, each copy paying a 32-bit multiply, a sign extension and a 64-bit
 // add (session 7: the same speed, less code).
-template <int kWords>
+template <class Fmt>
 __device__ __forceinline__ void copy_quarter(int m, uint8_t* dst, const uint8_t* base, int rb, int hi, int last_row,
                                              int lane) {
-  static_assert(rt_copies<kWords>() == 32 || rt_copies<kWords>() == 33, "32 row runs, then a word per lane");
-  constexpr bool kTail = rt_copies<kWords>() == 33;
+  constexpr int kWords = Fmt::kItemWords, kRow = Fmt::kRowWords, kTail = rt_copies<kWords>() - 32;
   const int q0 = 8 * m;
   if (last_row >= k2bTileRows - 1) {
     if (lane < kWords) {
       const uint8_t* run = base + 4 * lane + ((m < 2 ? 0 : hi) + rb * (q0 & 15));
-      uint8_t* to = dst + 4 * (q0 * kWords + lane);
+      uint8_t* to = dst + 4 * (q0 * kRow + lane);
 #pragma unroll
-      for (int t = 0; t < 8; ++t) cp_async4(to + 4 * t * kWords, run + static_cast<int64_t>(rb) * t);
+      for (int t = 0; t < 8; ++t) cp_async4(to + 4 * t * kRow, run + static_cast<int64_t>(rb) * t);
     }
-    if (kTail && m == 3) cp_async4(dst + 4 * (lane * kWords + 32), base + ((lane < 16 ? 0 : hi) + rb * (lane & 15) + 4 * 32));
+    if (kTail > 0 && m == 3) {
+      const uint8_t* row = base + ((lane < 16 ? 0 : hi) + rb * (lane & 15));
+#pragma unroll
+      for (int t = 0; t < kTail; ++t) cp_async4(dst + 4 * (lane * kRow + 32 + t), row + 4 * (32 + t));
+    }
   } else {
     auto copy = [&](int q) {
       int row = 0, word = 0;
       const bool active = rt_copy<kWords>(lane, q, last_row, row, word);
       const int dst_row = q < 32 ? q : lane;  // where the kernel reads it, whatever was copied
-      if (active) cp_async4(dst + 4 * (dst_row * kWords + word), base + static_cast<int64_t>(rb) * row + 4 * word);
+      if (active) cp_async4(dst + 4 * (dst_row * kRow + word), base + static_cast<int64_t>(rb) * row + 4 * word);
     };
 #pragma unroll
     for (int t = 0; t < 8; ++t) copy(q0 + t);
-    if (kTail && m == 3) copy(32);
+    if (m == 3) {
+#pragma unroll
+      for (int t = 0; t < kTail; ++t) copy(32 + t);
+    }
   }
 }
 
@@ -260,7 +270,7 @@ __global__ void __launch_bounds__(k2bMaxBlockWarps * 32, 1) matvec_2bit_kernel(_
     // passes through an opaque move. (A compile-time one makes them immediate offsets.)
     int rb_here = kRowBytes;
     if constexpr (kRowBytes == 0) asm volatile("mov.b32 %0, %1;" : "=r"(rb_here) : "r"(rb));
-    copy_quarter<kWords>(m, pd.dst, pd.base, rb_here, hi, pd.last_row, lane);
+    copy_quarter<Fmt>(m, pd.dst, pd.base, rb_here, hi, pd.last_row, lane);
   };
 
   // The lookup tables are constant data: copied before waiting for the kernel before this one.
@@ -302,7 +312,7 @@ __global__ void __launch_bounds__(k2bMaxBlockWarps * 32, 1) matvec_2bit_kernel(_
         if (step % kPer == 0) issue_quarter(next, step / kPer);
       };
       // The lane's row is read from shared memory as it is decoded.
-      const uint32_t* row = reinterpret_cast<const uint32_t*>(ring + buf * kItemBytes) + lane * kWords;
+      const uint32_t* row = reinterpret_cast<const uint32_t*>(ring + buf * kItemBytes) + lane * Fmt::kRowWords;
       const int slot = kSum ? sched.item_slot(k, i) : unit.slot();
       const XBlock2b* xb =
           xsm + ((p.x_stride ? slot * p.n_in : 0) + sched.item_index(i) * Fmt::kItemElems) / kXBlock2b;
@@ -378,6 +388,7 @@ cudaError_t allow_smem(int device) {
     cudaError_t e = cudaDeviceGetAttribute(&max_smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
     if (e == cudaSuccess) e = set_smem<Fmt2bQ2K>(max_smem);
     if (e == cudaSuccess) e = set_smem<Fmt2bIQ2>(max_smem);
+    if (e == cudaSuccess) e = set_smem<Fmt4bQ4K>(max_smem);
     return e;
   });
 }
@@ -433,13 +444,23 @@ int rt2_item_elems(gguf::TensorType type) {
   switch (type) {
     case gguf::TensorType::Q2_K: return Fmt2bQ2K::kItemElems;
     case gguf::TensorType::IQ2_XXS: return Fmt2bIQ2::kItemElems;
+    case gguf::TensorType::Q4_K: return Fmt4bQ4K::kItemElems;
     default: return 0;
   }
 }
 
+// f<Fmt>() for the format of `type` (one of rt2_item_elems's).
+template <class F>
+auto with_format(gguf::TensorType type, F&& f) {
+  switch (type) {
+    case gguf::TensorType::Q2_K: return f(Fmt2bQ2K{});
+    case gguf::TensorType::Q4_K: return f(Fmt4bQ4K{});
+    default: return f(Fmt2bIQ2{});
+  }
+}
+
 int rt2_groups_per_block(gguf::TensorType type, int warps_per_row, int64_t x_floats) {
-  return type == gguf::TensorType::Q2_K ? groups_per_block<Fmt2bQ2K>(warps_per_row, x_floats)
-                                         : groups_per_block<Fmt2bIQ2>(warps_per_row, x_floats);
+  return with_format(type, [&](auto fmt) { return groups_per_block<decltype(fmt)>(warps_per_row, x_floats); });
 }
 
 int rt2_warps_per_row(gguf::TensorType type, int64_t n_in, int64_t n_out) {
@@ -454,19 +475,17 @@ cudaError_t prepare_matvec_2bit() {
 }
 
 int64_t rt2_smem_bytes(gguf::TensorType type, int warps, int64_t x_floats) {
-  return type == gguf::TensorType::Q2_K ? rt_smem_bytes<Fmt2bQ2K>(warps, x_floats)
-                                         : rt_smem_bytes<Fmt2bIQ2>(warps, x_floats);
+  return with_format(type, [&](auto fmt) { return rt_smem_bytes<decltype(fmt)>(warps, x_floats); });
 }
 
 int rt2_blocks_per_sm(gguf::TensorType type, int warps, int64_t x_floats) {
   int n = 0;
   if (prepare_matvec_2bit() != cudaSuccess) return 0;
-  const cudaError_t e =
-      type == gguf::TensorType::Q2_K
-          ? cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, matvec_2bit_kernel<Fmt2bQ2K, false, 0>, warps * 32,
-                                                          dynamic_smem_bytes<Fmt2bQ2K>(warps, x_floats))
-          : cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, matvec_2bit_kernel<Fmt2bIQ2, false, 0>, warps * 32,
-                                                          dynamic_smem_bytes<Fmt2bIQ2>(warps, x_floats));
+  const cudaError_t e = with_format(type, [&](auto fmt) {
+    using Fmt = decltype(fmt);
+    return cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, matvec_2bit_kernel<Fmt, false, 0>, warps * 32,
+                                                         dynamic_smem_bytes<Fmt>(warps, x_floats));
+  });
   return e == cudaSuccess ? n : 0;
 }
 
@@ -482,8 +501,10 @@ cudaError_t launch_matvec_2bit(const MatvecLaunch& l, cudaStream_t stream) {
   }
   const cudaError_t e = prepare_matvec_2bit();
   if (e != cudaSuccess) return e;
-  if (l.type == gguf::TensorType::Q2_K) return l.sum ? launch<Fmt2bQ2K, true>(l, stream) : launch<Fmt2bQ2K, false>(l, stream);
-  return l.sum ? launch<Fmt2bIQ2, true>(l, stream) : launch<Fmt2bIQ2, false>(l, stream);
+  return with_format(l.type, [&](auto fmt) {
+    using Fmt = decltype(fmt);
+    return l.sum ? launch<Fmt, true>(l, stream) : launch<Fmt, false>(l, stream);
+  });
 }
 
 }  // namespace dsv4::cuda::detail

@@ -139,35 +139,42 @@ struct NoBetween {
 // kRing: item i is decoded while item i + 1 is copied, its copies spread over the decode's
 // kDecodeSteps steps (session 7: issued in one burst, 21–33 LDGSTS per lane per item, and the
 // Q2_K ring's 3 items at once, they stalled the warps on the LSU queue: ncu LG throttle).
+// kRowWords: a row's words in the ring buffer, odd (kItemWords or one more), so that lane r reading
+// word r·kRowWords + w is conflict free.
 struct Fmt2bQ2K {
-  static constexpr int kItemElems = 256, kItemWords = 21, kRing = 2, kDecodeSteps = 4;
+  static constexpr int kItemElems = 256, kItemWords = 21, kRowWords = 21, kRing = 2, kDecodeSteps = 4;
   static constexpr bool kTables = false;
 };
 struct Fmt2bIQ2 {
-  static constexpr int kItemElems = 512, kItemWords = 33, kRing = 2, kDecodeSteps = 16;
+  static constexpr int kItemElems = 512, kItemWords = 33, kRowWords = 33, kRing = 2, kDecodeSteps = 16;
   static constexpr bool kTables = true;  // the IQ2_XXS grid and sign tables in shared memory
 };
+// Q4_K (flash-q4's experts) on the same kernel: a 144-byte block is 36 words, kept 37 apart.
+struct Fmt4bQ4K {
+  static constexpr int kItemElems = 256, kItemWords = 36, kRowWords = 37, kRing = 2, kDecodeSteps = 4;
+  static constexpr bool kTables = false;
+};
 
-// The staging map: copy j of `lane` moves one word of the tile's item to word row·kItemWords +
-// word of the buffer. Copies j < 32: row j, word lane (lanes < kItemWords): each is one coalesced
-// run of a row. Copy 32 (IQ2_XXS's 33-word items only): word 32 of row lane. Rows past the matrix
-// re-read its last row. Returns false for an idle lane.
+// The staging map: copy j of `lane` moves one word of the tile's item to word row·kRowWords + word
+// of the buffer. Copies j < 32: row j, word lane (lanes < kItemWords): each is one coalesced run of
+// a row. Copies 32 .. kItemWords − 1 (items of more than 32 words): word j of row lane. Rows past
+// the matrix re-read its last row. Returns false for an idle lane.
 template <int kItemWords>
 DSV4_HD bool rt_copy(int lane, int j, int last_row, int& row, int& word) {
-  static_assert(kItemWords <= 33, "one copy per lane beyond the 32 rows' runs");
+  static_assert(kItemWords <= 64, "32 rows' runs, then at most 32 words a lane");
   if (j < 32) {
     row = j;
     word = lane;
   } else {
     row = lane;
-    word = 32;
+    word = j;
   }
   if (row > last_row) row = last_row;
   return word < kItemWords;
 }
 template <int kItemWords>
 DSV4_HD constexpr int rt_copies() {
-  return kItemWords > 32 ? 33 : 32;
+  return kItemWords > 32 ? kItemWords : 32;
 }
 
 // ---- Activations as fixed-point limbs (x_fixed.cuh), staged once per block -------------------
@@ -351,9 +358,76 @@ DSV4_HD float iq2_item_dot(const Words& w, const Iq2RowTables& t, int copy, cons
   return fmaf(d1 * limb_sums_to_f32(A1), xb[1].scale, (d0 * limb_sums_to_f32(A0)) * xb[0].scale);
 }
 
+// Σ W[i]·x[i] over one Q4_K block (its 144 bytes as 36 words, w[k] the k-th) against staged block
+// xb: d and dmin in w[0], the packed 6-bit scales and mins in w[1..3] (q4_k_scale_min), the codes
+// in w[4..35]: word 4 + 8j + t holds elements 64j + 4t.. (sub-block 2j) in its low nibbles and
+// 64j + 32 + 4t.. (sub-block 2j + 1) in its high ones. w = d·sc·q − dmin·mn per sub-block of 32, so
+// a sub-block adds d·sc·Σ q·x − dmin·mn·Σx. The high nibbles are dotted in place (16·q per byte,
+// ≤ 240: dp4a reads them unsigned) and the low ones' scales taken 16-fold to match:
+//   A_p = Σ_j 16·sc_2j·Σ q·limb_p + sc_2j+1·Σ 16q·limb_p, |A_p| ≤ 8 · 63 · 32 · 240 · 128 < 2^29.
+// result = (d/16)·(Σ_p A_p·256^p)·2^E − dmin·Σ_s mn_s·Σx_s, the mins in sub-block order, Σx_s the
+// staged group sums of its two 16-element halves added in order.
+template <class Words, class Between = NoBetween>
+DSV4_HD float q4k_block_dot(const Words& w, const XBlock2b& xb, Between between = {}) {
+  const float2 dm = f16x2_to_f32(w[0]);
+  const uint32_t s0 = w[1], s1 = w[2], s2 = w[3];
+  // Bytes k of these: sub-block k's scale and min (k < 4), sub-block 4 + k's (hi).
+  const uint32_t sc_lo = s0 & 0x3F3F3F3Fu, mn_lo = s1 & 0x3F3F3F3Fu;
+  const uint32_t sc_hi = (s2 & 0x0F0F0F0Fu) | ((s0 >> 2) & 0x30303030u);
+  const uint32_t mn_hi = ((s2 >> 4) & 0x0F0F0F0Fu) | ((s1 >> 2) & 0x30303030u);
+  float gsum[16];  // four broadcast 16-byte loads
+  DSV4_UNROLL
+  for (int i = 0; i < 4; ++i) {
+    const float4 v = reinterpret_cast<const float4*>(xb.gsum)[i];
+    gsum[4 * i] = v.x, gsum[4 * i + 1] = v.y, gsum[4 * i + 2] = v.z, gsum[4 * i + 3] = v.w;
+  }
+  int32_t A[kXLimbs2b] = {};
+  float mins = 0.0f;
+  DSV4_UNROLL
+  for (int j = 0; j < 4; ++j) {
+    between(j);
+    uint32_t q[8];
+    DSV4_UNROLL
+    for (int t = 0; t < 8; ++t) q[t] = w[4 + 8 * j + t];
+    // Sub-blocks 2j and 2j + 1: bytes (2j) & 3 and (2j + 1) & 3 of the lo or hi words.
+    const uint32_t sc4 = j < 2 ? sc_lo : sc_hi, mn4 = j < 2 ? mn_lo : mn_hi;
+    const uint32_t byte_lo = (2 * j) & 3, byte_hi = (2 * j + 1) & 3;
+    const int32_t k_lo = 16 * static_cast<int32_t>(prmt(sc4, 0u, 0x4440u | byte_lo));
+    const int32_t k_hi = static_cast<int32_t>(prmt(sc4, 0u, 0x4440u | byte_hi));
+    DSV4_UNROLL
+    for (int p = 0; p < kXLimbs2b; ++p) {
+      const uint4* l = reinterpret_cast<const uint4*>(xb.limbs[p]) + 4 * j;
+      const uint4 a = l[0], b = l[1], c = l[2], e = l[3];
+      int32_t D_lo = dp4a_u8s8(q[0] & 0x0F0F0F0Fu, a.x, 0);
+      D_lo = dp4a_u8s8(q[1] & 0x0F0F0F0Fu, a.y, D_lo);
+      D_lo = dp4a_u8s8(q[2] & 0x0F0F0F0Fu, a.z, D_lo);
+      D_lo = dp4a_u8s8(q[3] & 0x0F0F0F0Fu, a.w, D_lo);
+      D_lo = dp4a_u8s8(q[4] & 0x0F0F0F0Fu, b.x, D_lo);
+      D_lo = dp4a_u8s8(q[5] & 0x0F0F0F0Fu, b.y, D_lo);
+      D_lo = dp4a_u8s8(q[6] & 0x0F0F0F0Fu, b.z, D_lo);
+      D_lo = dp4a_u8s8(q[7] & 0x0F0F0F0Fu, b.w, D_lo);
+      int32_t D_hi = dp4a_u8s8(q[0] & 0xF0F0F0F0u, c.x, 0);
+      D_hi = dp4a_u8s8(q[1] & 0xF0F0F0F0u, c.y, D_hi);
+      D_hi = dp4a_u8s8(q[2] & 0xF0F0F0F0u, c.z, D_hi);
+      D_hi = dp4a_u8s8(q[3] & 0xF0F0F0F0u, c.w, D_hi);
+      D_hi = dp4a_u8s8(q[4] & 0xF0F0F0F0u, e.x, D_hi);
+      D_hi = dp4a_u8s8(q[5] & 0xF0F0F0F0u, e.y, D_hi);
+      D_hi = dp4a_u8s8(q[6] & 0xF0F0F0F0u, e.z, D_hi);
+      D_hi = dp4a_u8s8(q[7] & 0xF0F0F0F0u, e.w, D_hi);
+      A[p] += k_lo * D_lo + k_hi * D_hi;
+    }
+    const float m_lo = bits_to_f32(prmt(mn4, 0x4B000000u, 0x7440u | byte_lo)) - kMagic;
+    const float m_hi = bits_to_f32(prmt(mn4, 0x4B000000u, 0x7440u | byte_hi)) - kMagic;
+    mins = fmaf(m_lo, gsum[4 * j] + gsum[4 * j + 1], mins);
+    mins = fmaf(m_hi, gsum[4 * j + 2] + gsum[4 * j + 3], mins);
+  }
+  // d·Σ first, then 2^E: scaled first, Σ·2^E can overflow where the block's dot does not.
+  return fmaf(dm.x * 0.0625f * limb_sums_to_f32(A), xb.scale, -(dm.y * mins));
+}
+
 template <class Fmt>
 DSV4_HD constexpr int rt_item_bytes() {
-  return k2bTileRows * Fmt::kItemWords * 4;
+  return k2bTileRows * Fmt::kRowWords * 4;
 }
 // Shared memory of a block of `warps` warps (all its groups): the IQ2_XXS tables, the launch's
 // activations as staged blocks (x_floats: every x vector of the launch, a multiple of 256), the

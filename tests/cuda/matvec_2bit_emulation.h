@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <type_traits>
 #include <vector>
 
 #include "cuda/cuda_test_util.h"
@@ -34,7 +35,7 @@ inline uint32_t abs_bits(float v) {
 }
 
 // x (n a multiple of 256) staged as the kernel's stage_x<Fmt> does: per block the warp's largest
-// |x|, each lane's xblock_lane_stage, then for Q2_K the group sums of lanes 2g, 2g+1.
+// |x|, each lane's xblock_lane_stage, then for Q2_K and Q4_K the group sums of lanes 2g, 2g+1.
 template <class Fmt>
 std::vector<detail::XBlock2b> stage_blocks(const float* x, int64_t n) {
   std::vector<detail::XBlock2b> out(static_cast<size_t>(n / detail::kXBlock2b));
@@ -87,6 +88,18 @@ inline std::vector<float> staging_activations(int kind, int64_t n, std::mt19937_
 
 constexpr int kStagingKinds = 6;
 
+// The kernel's item decoder for lane `lane`'s row words w (matvec_2bit.cu item_dot).
+template <class Fmt>
+float lane_item_dot(const uint32_t* w, const detail::Iq2RowTables& tables, int lane, const detail::XBlock2b* xb) {
+  if constexpr (Fmt::kTables) {
+    return detail::iq2_item_dot(w, tables, lane & (detail::kIq2TableCopies - 1), xb);
+  } else if constexpr (std::is_same_v<Fmt, detail::Fmt4bQ4K>) {
+    return detail::q4k_block_dot(w, *xb);
+  } else {
+    return detail::q2k_block_dot(w, *xb);
+  }
+}
+
 // One row's item as the kernel's lane decodes it (row: the row's bytes, 4-aligned), against the
 // staged blocks of the row's activation vector.
 template <class Fmt>
@@ -95,11 +108,7 @@ float item_dot_emulated(const uint8_t* row, int item, const std::vector<detail::
   uint32_t w[Fmt::kItemWords];
   std::memcpy(w, row + static_cast<int64_t>(item) * Fmt::kItemWords * 4, sizeof(w));
   const detail::XBlock2b* xb = xs.data() + static_cast<int64_t>(item) * Fmt::kItemElems / detail::kXBlock2b;
-  if constexpr (Fmt::kTables) {
-    return detail::iq2_item_dot(w, tables, lane & (detail::kIq2TableCopies - 1), xb);
-  } else {
-    return detail::q2k_block_dot(w, *xb);
-  }
+  return lane_item_dot<Fmt>(w, tables, lane, xb);
 }
 
 }  // namespace dsv4::cuda::testing

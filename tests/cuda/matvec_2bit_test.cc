@@ -1,4 +1,4 @@
-// The 2-bit row-tile kernel (matvec_2bit.cu) against its own lane code run on the CPU
+// The 2-bit row-tile kernel (matvec_2bit.cu; also Q4_K) against its own lane code run on the CPU
 // (matvec_2bit_emulation.h: the staging of the activations as fixed-point limbs and the integer
 // decoders of matvec_2bit.cuh), bit for bit: both are the same sequence of IEEE f32 operations
 // (integer sums are exact, every float step is one correctly rounded operation, the items of a
@@ -96,6 +96,10 @@ TEST(CudaMatvec2bit, Q2KKernelIsTheLaneCodeBitForBit) {
 
 TEST(CudaMatvec2bit, Iq2XxsKernelIsTheLaneCodeBitForBit) {
   for (int items : {8, 9}) expect_kernel_is_the_lane_code<detail::Fmt2bIQ2>(TensorType::IQ2_XXS, items);
+}
+
+TEST(CudaMatvec2bit, Q4KKernelIsTheLaneCodeBitForBit) {
+  for (int items : {8, 9}) expect_kernel_is_the_lane_code<detail::Fmt4bQ4K>(TensorType::Q4_K, items);
 }
 
 }  // namespace

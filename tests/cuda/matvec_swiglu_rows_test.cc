@@ -103,7 +103,7 @@ TEST(CudaMatvecSwigluRows, SameBitsAsMatvecThenSwiglu) {
   const uint64_t seed = fresh_seed();
   SCOPED_TRACE(seed);
   std::mt19937_64 rng(seed);
-  for (TensorType t : {TensorType::Q2_K, TensorType::IQ2_XXS}) {
+  for (TensorType t : {TensorType::Q2_K, TensorType::IQ2_XXS, TensorType::Q4_K}) {
     for (int items : {8, 9}) {
       for (bool per_slot : {false, true}) {
         // One x per slot: 3 slots (the 2-bit kernel stages at most 16 384 activations per launch).
@@ -119,8 +119,9 @@ TEST(CudaMatvecSwigluRows, SameBitsAsMatvecThenSwiglu) {
     for (int warps : {1, 2}) expect_same_bits_as_matvec_then_swiglu({t, 2, 2048, 24, false, 7.0f, true, warps}, rng);
     if (HasFatalFailure()) return;
   }
-  // The model's decode shape: 6 slots of IQ2_XXS 4096 -> 2·2048, one x.
+  // The model's decode shapes: 6 slots of IQ2_XXS (q2 mix) or Q4_K (q4 mix) 4096 -> 2·2048, one x.
   expect_same_bits_as_matvec_then_swiglu({TensorType::IQ2_XXS, 8, 2048, 6, false, 10.0f, true, 0}, rng);
+  expect_same_bits_as_matvec_then_swiglu({TensorType::Q4_K, 16, 2048, 6, false, 10.0f, true, 0}, rng);
 }
 
 // What the launch refuses rather than compute something else: sums over slots, rows that do not
@@ -149,7 +150,7 @@ TEST(CudaMatvecSwigluRows, RefusesWhatItCannotPair) {
   EXPECT_FALSE(can_swiglu_rows(m));
   EXPECT_FALSE(matvec_experts(m, dy.get<float>(), stream.get()).ok());
   m.up = nullptr;
-  m.type = TensorType::Q4_K;  // the tensor-core kernel
+  m.type = TensorType::BF16;  // the f32 kernel
   EXPECT_FALSE(can_swiglu_rows(m));
   EXPECT_FALSE(matvec_experts(m, dy.get<float>(), stream.get()).ok());
   CUDA_ASSERT(cudaStreamSynchronize(stream.get()));

@@ -115,16 +115,16 @@ TEST(CudaMatvec, Q8RowTileKernelEveryWarpSplit) {
   EXPECT_FALSE(plan_matvec(t, 416, 64, 1, {32, 0}).ok());
   EXPECT_FALSE(plan_matvec(t, 1024, 64, 1, {32, 8}).ok());  // 4 superblocks: at most 4 warps
   EXPECT_FALSE(plan_matvec(t, 4096, 64, 1, {32, 16}).ok());
-  EXPECT_FALSE(plan_matvec(TensorType::Q4_K, 4096, 64, 1, {32, 0}).ok());
+  EXPECT_FALSE(plan_matvec(TensorType::BF16, 4096, 64, 1, {32, 0}).ok());
   run_dense({t, 4096, 300, MatvecImpl::kAuto});
 }
 
-// The 2-bit row-tile kernel (rows_per_warp 32 for Q2_K and IQ2_XXS) for every split of a row over
+// The 2-bit row-tile kernel (rows_per_warp 32 for Q2_K, IQ2_XXS and Q4_K) for every split of a row over
 // 1–8 warps: odd numbers of items (warps take different counts), partial last tiles, all three
 // forms (dense, per slot, summed with route weights), wide-range activations, grids smaller than
 // the work (blocks walk several tiles), and launches whose activations do not fit its staging.
 TEST(CudaMatvec, TwoBitRowTileKernelEveryWarpSplit) {
-  for (TensorType t : {TensorType::Q2_K, TensorType::IQ2_XXS}) {
+  for (TensorType t : {TensorType::Q2_K, TensorType::IQ2_XXS, TensorType::Q4_K}) {
     const int64_t item = detail::rt2_item_elems(t);
     ASSERT_GT(item, 0);
     for (int warps : {1, 2, 4, 8}) {
@@ -142,6 +142,8 @@ TEST(CudaMatvec, TwoBitRowTileKernelEveryWarpSplit) {
   // The experts' shapes pick it by default; shapes it cannot take are refused when asked for.
   EXPECT_EQ(plan_matvec(TensorType::IQ2_XXS, 4096, 2048, 6)->rows_per_warp, 32);
   EXPECT_EQ(plan_matvec(TensorType::Q2_K, 2048, 4096, 1)->rows_per_warp, 32);
+  EXPECT_EQ(plan_matvec(TensorType::Q4_K, 4096, 4096, 6)->rows_per_warp, 32);
+  EXPECT_EQ(plan_matvec(TensorType::Q4_K, 2048, 4096, 6)->rows_per_warp, 32);
   EXPECT_FALSE(plan_matvec(TensorType::IQ2_XXS, 768, 64, 1, {32, 0}).ok());   // not a multiple of 512
   EXPECT_FALSE(plan_matvec(TensorType::Q2_K, 1024, 64, 1, {32, 8}).ok());     // 4 items: at most 4 warps
   EXPECT_FALSE(plan_matvec(TensorType::IQ2_XXS, 4096, 64, 1, {32, 16}).ok());
@@ -366,11 +368,11 @@ TEST(CudaMatvec, DefaultPlans) {
   p = plan_matvec(TensorType::Q8_0, 4096, 512, 1);
   ASSERT_TRUE(p.ok());
   EXPECT_EQ(p->warps_per_row, 8);
-  // The row-tile kernels for Q8_0 rows of a multiple of 256 and for the 2-bit formats, tensor
-  // cores for Q4_K, the f32 kernel for the plain types (docs/PERF.md).
+  // The row-tile kernels for Q8_0 rows of a multiple of 256 and for the experts' formats (Q2_K,
+  // IQ2_XXS, Q4_K), the f32 kernel for the plain types (docs/PERF.md).
   EXPECT_EQ(p->rows_per_warp, 32);
   EXPECT_EQ(plan_matvec(TensorType::Q8_0, 4096, 129280, 1)->rows_per_warp, 32);
-  EXPECT_EQ(plan_matvec(TensorType::Q4_K, 4096, 2048, 6)->rows_per_warp, 16);
+  EXPECT_EQ(plan_matvec(TensorType::Q4_K, 4096, 2048, 6)->rows_per_warp, 32);
   EXPECT_EQ(plan_matvec(TensorType::Q2_K, 2048, 4096, 1)->rows_per_warp, 32);
   EXPECT_EQ(plan_matvec(TensorType::IQ2_XXS, 4096, 2048, 6)->rows_per_warp, 32);
   EXPECT_LE(plan_matvec(TensorType::F16, 4096, 512, 1)->rows_per_warp, 4);

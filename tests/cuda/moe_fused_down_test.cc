@@ -104,7 +104,7 @@ TEST(CudaMoeFusedDown, SameBitsAsSwigluThenMatvec) {
   const uint64_t seed = fresh_seed();
   SCOPED_TRACE(seed);
   std::mt19937_64 rng(seed);
-  for (TensorType t : {TensorType::Q2_K, TensorType::IQ2_XXS}) {
+  for (TensorType t : {TensorType::Q2_K, TensorType::IQ2_XXS, TensorType::Q4_K}) {
     const int64_t n_in = 4 * detail::rt2_item_elems(t);
     for (bool interleaved : {true, false}) {
       for (bool sum : {false, true}) {
@@ -116,8 +116,10 @@ TEST(CudaMoeFusedDown, SameBitsAsSwigluThenMatvec) {
     for (int warps : {1, 2, 4}) run_fused({t, n_in, 70, true, 7.0f, true, false, warps}, rng);
     if (HasFatalFailure()) return;
   }
-  // The model's decode shape: 6 slots of 2048 -> 4096 Q2_K, many units per group.
+  // The model's decode shapes: 6 slots of 2048 -> 4096 Q2_K (q2 mix) or Q4_K (q4 mix), many units
+  // per group.
   run_fused({TensorType::Q2_K, 2048, 4096, true, 10.0f, true, false, 0}, rng);
+  run_fused({TensorType::Q4_K, 2048, 4096, true, 10.0f, true, false, 0}, rng);
 }
 
 // The decode shape of the model (6 slots of 2048 -> 4096 Q2_K, gate/up interleaved): what the
@@ -134,21 +136,21 @@ TEST(CudaMoeFusedDown, DecodeShapeIsFusable) {
   m.x_stride = 4096;
   m.up = m.x + 2048;
   EXPECT_TRUE(can_fuse_swiglu(m));
-  m.type = TensorType::Q4_K;  // the tensor-core kernel: not fused
+  m.type = TensorType::BF16;  // the f32 kernel: not fused
   EXPECT_FALSE(can_fuse_swiglu(m));
 }
 
 // Launches that cannot fuse are refused, not run without the activation.
 TEST(CudaMoeFusedDown, OtherKernelsRefuseTheFusedForm) {
   std::mt19937_64 rng(fresh_seed());
-  const Format& f = format_of(TensorType::Q4_K);
+  const Format& f = format_of(TensorType::BF16);
   const int64_t F = 512, n_out = 40;
   const std::vector<uint8_t> w = random_rows(f, F, n_out, rng);
   const std::vector<float> gu = normal_vector(static_cast<size_t>(2 * F), rng);
   const std::vector<int32_t> experts = {0};
   TestStream stream;
   DeviceBuffer dw = upload(w), dgu = upload(gu), dexp = upload(experts), dy(static_cast<size_t>(n_out) * 4);
-  ExpertMatvec m = expert_launch(TensorType::Q4_K, dw.get(), F, n_out, 1, dexp.get<int32_t>(), 1, dgu.get<float>(), 2 * F);
+  ExpertMatvec m = expert_launch(TensorType::BF16, dw.get(), F, n_out, 1, dexp.get<int32_t>(), 1, dgu.get<float>(), 2 * F);
   m.up = dgu.get<float>() + F;
   EXPECT_FALSE(can_fuse_swiglu(m));
   EXPECT_FALSE(matvec_experts(m, dy.get<float>(), stream.get()).ok());

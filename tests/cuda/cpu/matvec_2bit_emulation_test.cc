@@ -1,4 +1,4 @@
-// The 2-bit row-tile kernel's per-lane code (cuda/matvec_2bit.cuh) run on the CPU: the activations
+// The 2-bit row-tile kernel's per-lane code (cuda/matvec_2bit.cuh; also Q4_K's) run on the CPU: the activations
 // staged as fixed-point limb blocks the way the kernel's warps do it (lane by lane, the warp's
 // reductions in the kernel's order), one item of a tile copied word by word the way the warp's
 // cp.async do it (into a buffer full of garbage), each lane's row read back from its place in the
@@ -27,6 +27,7 @@ namespace {
 
 using detail::Fmt2bIQ2;
 using detail::Fmt2bQ2K;
+using detail::Fmt4bQ4K;
 using detail::k2bTileRows;
 
 template <class Fmt>
@@ -46,6 +47,7 @@ void expect_copies_cover_the_tile() {
 TEST(CudaMatvec2bitEmulation, CopiesCoverTheTileOnce) {
   expect_copies_cover_the_tile<Fmt2bQ2K>();
   expect_copies_cover_the_tile<Fmt2bIQ2>();
+  expect_copies_cover_the_tile<Fmt4bQ4K>();
 }
 
 // The schedule with G groups of W warps per block (group g of block b walks the units of virtual
@@ -174,8 +176,8 @@ TEST(CudaMatvec2bitEmulation, StagedLimbsRepresentTheActivations) {
 template <class Fmt>
 std::vector<float> emulate_item(const std::vector<uint8_t>& w, int64_t row_bytes, int64_t n_rows, int64_t row0,
                                 int item, const std::vector<detail::XBlock2b>& xs, std::mt19937_64& rng) {
-  constexpr int kWords = Fmt::kItemWords;
-  std::vector<uint32_t> buf(k2bTileRows * kWords);
+  constexpr int kWords = Fmt::kItemWords, kRow = Fmt::kRowWords;
+  std::vector<uint32_t> buf(k2bTileRows * kRow);
   for (auto& v : buf) v = static_cast<uint32_t>(rng());
   const int last_row = static_cast<int>(n_rows - 1 - row0);
   const uint8_t* base = w.data() + row0 * row_bytes + static_cast<int64_t>(item) * kWords * 4;
@@ -187,19 +189,14 @@ std::vector<float> emulate_item(const std::vector<uint8_t>& w, int64_t row_bytes
       EXPECT_TRUE(src >= w.data() && src + 4 <= w.data() + w.size()) << "read outside the tensor";
       if (src < w.data() || src + 4 > w.data() + w.size()) return {};
       const int dst_row = j < 32 ? j : lane;
-      std::memcpy(&buf[static_cast<size_t>(dst_row * kWords + word)], src, 4);
+      std::memcpy(&buf[static_cast<size_t>(dst_row * kRow + word)], src, 4);
     }
   }
   const detail::XBlock2b* xb = xs.data() + static_cast<int64_t>(item) * Fmt::kItemElems / detail::kXBlock2b;
   static const detail::Iq2RowTables tables = row_tables();
   std::vector<float> out;
   for (int lane = 0; lane < 32 && lane <= last_row; ++lane) {
-    const uint32_t* row = &buf[static_cast<size_t>(lane * kWords)];
-    if constexpr (Fmt::kTables) {
-      out.push_back(detail::iq2_item_dot(row, tables, lane & (detail::kIq2TableCopies - 1), xb));
-    } else {
-      out.push_back(detail::q2k_block_dot(row, *xb));
-    }
+    out.push_back(lane_item_dot<Fmt>(&buf[static_cast<size_t>(lane * kRow)], tables, lane, xb));
   }
   return out;
 }
@@ -265,33 +262,39 @@ TEST(CudaMatvec2bitEmulation, Iq2XxsRowsMatchTheCpu) {
   expect_rows_match_the_cpu<Fmt2bIQ2>(TensorType::IQ2_XXS, {512, 1536, 4096});
 }
 
+TEST(CudaMatvec2bitEmulation, Q4KRowsMatchTheCpu) {
+  expect_rows_match_the_cpu<Fmt4bQ4K>(TensorType::Q4_K, {256, 768, 4096});
+}
+
 // A block of activations holding ±inf or NaN makes every row's dot NaN; the CPU's dot is then
 // non-finite too (inf·w, or inf − inf, or NaN).
-TEST(CudaMatvec2bitEmulation, NonFiniteActivationsGiveNaN) {
+template <class Fmt>
+void expect_non_finite_activations_give_nan(TensorType type) {
   std::mt19937_64 rng(7);
-  for (TensorType type : {TensorType::Q2_K, TensorType::IQ2_XXS}) {
-    const Format& f = format_of(type);
-    const int64_t n_in = 1024;
-    const std::vector<uint8_t> w = random_rows(f, n_in, 32, rng);
-    for (float bad : {INFINITY, -INFINITY, NAN}) {
-      std::vector<float> x = gaussian(n_in, rng);
-      x[700] = bad;
-      const bool q2k = type == TensorType::Q2_K;
-      const std::vector<detail::XBlock2b> xs =
-          q2k ? stage_blocks<Fmt2bQ2K>(x.data(), n_in) : stage_blocks<Fmt2bIQ2>(x.data(), n_in);
-      const int64_t rb = row_bytes(f, n_in);
-      std::vector<double> got(32, 0.0);
-      for (int item = 0; item < n_in / (q2k ? 256 : 512); ++item) {
-        const std::vector<float> part = q2k ? emulate_item<Fmt2bQ2K>(w, rb, 32, 0, item, xs, rng)
-                                            : emulate_item<Fmt2bIQ2>(w, rb, 32, 0, item, xs, rng);
-        for (size_t r = 0; r < part.size(); ++r) got[r] += part[r];
-      }
-      for (int o = 0; o < 32; ++o) {
-        EXPECT_TRUE(std::isnan(got[static_cast<size_t>(o)])) << "row " << o << " with " << bad;
-        EXPECT_FALSE(std::isfinite(row_reference(f, w.data() + o * rb, x.data(), n_in).cpu)) << "row " << o;
-      }
+  const Format& f = format_of(type);
+  const int64_t n_in = 1024;
+  const std::vector<uint8_t> w = random_rows(f, n_in, 32, rng);
+  for (float bad : {INFINITY, -INFINITY, NAN}) {
+    std::vector<float> x = gaussian(n_in, rng);
+    x[700] = bad;
+    const std::vector<detail::XBlock2b> xs = stage_blocks<Fmt>(x.data(), n_in);
+    const int64_t rb = row_bytes(f, n_in);
+    std::vector<double> got(32, 0.0);
+    for (int item = 0; item < n_in / Fmt::kItemElems; ++item) {
+      const std::vector<float> part = emulate_item<Fmt>(w, rb, 32, 0, item, xs, rng);
+      for (size_t r = 0; r < part.size(); ++r) got[r] += part[r];
+    }
+    for (int o = 0; o < 32; ++o) {
+      EXPECT_TRUE(std::isnan(got[static_cast<size_t>(o)])) << "row " << o << " with " << bad;
+      EXPECT_FALSE(std::isfinite(row_reference(f, w.data() + o * rb, x.data(), n_in).cpu)) << "row " << o;
     }
   }
+}
+
+TEST(CudaMatvec2bitEmulation, NonFiniteActivationsGiveNaN) {
+  expect_non_finite_activations_give_nan<Fmt2bQ2K>(TensorType::Q2_K);
+  expect_non_finite_activations_give_nan<Fmt2bIQ2>(TensorType::IQ2_XXS);
+  expect_non_finite_activations_give_nan<Fmt4bQ4K>(TensorType::Q4_K);
 }
 
 // Every grid point under every sign pattern through the integer sub-block decode: for grid index
