@@ -107,7 +107,7 @@ __device__ __forceinline__ float item_dot(const uint32_t* w, const XBlock2b* xb,
   if constexpr (Fmt::kTables) {
     return iq2_item_dot(w, iq2_row_tables, lane, xb, between);
   } else if constexpr (std::is_same_v<Fmt, Fmt4bQ4K>) {
-    return q4k_block_dot(w, *xb, between);
+    return q4k_block_dot(reinterpret_cast<const uint4*>(w), *xb, between);
   } else {
     return q2k_block_dot(w, *xb, between);
   }
@@ -126,6 +126,21 @@ __device__ __forceinline__ float item_dot(const uint32_t* w, const XBlock2b* xb,
 template <class Fmt>
 __device__ __forceinline__ void copy_quarter(int m, uint8_t* dst, const uint8_t* base, int rb, int hi, int last_row,
                                              int lane) {
+  if constexpr (Fmt::kChunks16) {
+    // Chunks [m·n/4, (m + 1)·n/4) of the rt_chunk map, n = rt_chunks: lane l takes l, l + 32, ...
+    constexpr int kQuarter = rt_chunks<Fmt>() / 4;
+    static_assert(rt_chunks<Fmt>() % 4 == 0, "quarters of whole chunks");
+#pragma unroll
+    for (int k = 0; k < (kQuarter + 31) / 32; ++k) {
+      const int j = kQuarter * m + lane + 32 * k;
+      if (32 * k + lane < kQuarter) {
+        int row = 0, chunk = 0;
+        rt_chunk<Fmt>(j, last_row, row, chunk);
+        cp_async16(dst + 16 * j, base + ((row < 16 ? 0 : hi) + rb * (row & 15) + 16 * chunk));
+      }
+    }
+    return;
+  }
   constexpr int kWords = Fmt::kItemWords, kRow = Fmt::kRowWords, kTail = rt_copies<kWords>() - 32;
   const int q0 = 8 * m;
   if (last_row >= k2bTileRows - 1) {

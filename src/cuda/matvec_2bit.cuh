@@ -139,20 +139,26 @@ struct NoBetween {
 // kRing: item i is decoded while item i + 1 is copied, its copies spread over the decode's
 // kDecodeSteps steps (session 7: issued in one burst, 21–33 LDGSTS per lane per item, and the
 // Q2_K ring's 3 items at once, they stalled the warps on the LSU queue: ncu LG throttle).
-// kRowWords: a row's words in the ring buffer, odd (kItemWords or one more), so that lane r reading
-// word r·kRowWords + w is conflict free.
+// kRowWords: a row's words in the ring buffer. Items of 4-byte words (kChunks16 false: their rows
+// are not 16-byte aligned in memory) are copied word by word (rt_copy) into rows an odd number of
+// words apart, so that lane r reading word r·kRowWords + w is conflict free.
 struct Fmt2bQ2K {
   static constexpr int kItemElems = 256, kItemWords = 21, kRowWords = 21, kRing = 2, kDecodeSteps = 4;
-  static constexpr bool kTables = false;
+  static constexpr bool kTables = false, kChunks16 = false;
 };
 struct Fmt2bIQ2 {
   static constexpr int kItemElems = 512, kItemWords = 33, kRowWords = 33, kRing = 2, kDecodeSteps = 16;
   static constexpr bool kTables = true;  // the IQ2_XXS grid and sign tables in shared memory
+  static constexpr bool kChunks16 = false;
 };
-// Q4_K (flash-q4's experts) on the same kernel: a 144-byte block is 36 words, kept 37 apart.
+// Q4_K (flash-q4's experts) on the same kernel. A 144-byte block is nine 16-byte chunks, 16-byte
+// aligned in memory: copied a chunk at a time (rt_chunk) into rows 36 words apart and read by the
+// lanes 16 bytes at a time (a quarter-warp's eight rows then fall on distinct banks). Word by word,
+// its 36 words straddled 128-byte lines and four tail copies a lane touched 32 rows each: 4.4
+// shared wavefronts a copy, half of the launch's (ncu, docs/PERF.md session 32).
 struct Fmt4bQ4K {
-  static constexpr int kItemElems = 256, kItemWords = 36, kRowWords = 37, kRing = 2, kDecodeSteps = 4;
-  static constexpr bool kTables = false;
+  static constexpr int kItemElems = 256, kItemWords = 36, kRowWords = 36, kRing = 2, kDecodeSteps = 4;
+  static constexpr bool kTables = false, kChunks16 = true;
 };
 
 // The staging map: copy j of `lane` moves one word of the tile's item to word row·kRowWords + word
@@ -175,6 +181,23 @@ DSV4_HD bool rt_copy(int lane, int j, int last_row, int& row, int& word) {
 template <int kItemWords>
 DSV4_HD constexpr int rt_copies() {
   return kItemWords > 32 ? kItemWords : 32;
+}
+
+// The staging map of a kChunks16 format: chunk j (< rt_chunks) of the tile's item is 16-byte chunk
+// j mod c of row j / c (c chunks a row), copied to byte 16·j of the buffer (rows kRowWords words
+// apart: c·16 bytes); lane l takes j = l, l + 32, ... Rows past the matrix re-read its last row.
+template <class Fmt>
+DSV4_HD constexpr int rt_chunks() {
+  return k2bTileRows * Fmt::kItemWords / 4;
+}
+template <class Fmt>
+DSV4_HD void rt_chunk(int j, int last_row, int& row, int& chunk) {
+  static_assert(Fmt::kChunks16 && Fmt::kItemWords % 4 == 0 && Fmt::kRowWords == Fmt::kItemWords,
+                "whole 16-byte chunks, rows packed");
+  constexpr int kPerRow = Fmt::kItemWords / 4;
+  row = j / kPerRow;
+  chunk = j - row * kPerRow;
+  if (row > last_row) row = last_row;
 }
 
 // ---- Activations as fixed-point limbs (x_fixed.cuh), staged once per block -------------------
@@ -358,19 +381,21 @@ DSV4_HD float iq2_item_dot(const Words& w, const Iq2RowTables& t, int copy, cons
   return fmaf(d1 * limb_sums_to_f32(A1), xb[1].scale, (d0 * limb_sums_to_f32(A0)) * xb[0].scale);
 }
 
-// Σ W[i]·x[i] over one Q4_K block (its 144 bytes as 36 words, w[k] the k-th) against staged block
-// xb: d and dmin in w[0], the packed 6-bit scales and mins in w[1..3] (q4_k_scale_min), the codes
-// in w[4..35]: word 4 + 8j + t holds elements 64j + 4t.. (sub-block 2j) in its low nibbles and
-// 64j + 32 + 4t.. (sub-block 2j + 1) in its high ones. w = d·sc·q − dmin·mn per sub-block of 32, so
+// Σ W[i]·x[i] over one Q4_K block (its 144 bytes as nine 16-byte quads, w4[k] the k-th; word
+// 4k + i is w4[k]'s i-th) against staged block xb: d and dmin in word 0, the packed 6-bit scales
+// and mins in words 1..3 (q4_k_scale_min), the codes in words 4..35: word 4 + 8j + t holds
+// elements 64j + 4t.. (sub-block 2j) in its low nibbles and 64j + 32 + 4t.. (sub-block 2j + 1) in
+// its high ones. w = d·sc·q − dmin·mn per sub-block of 32, so
 // a sub-block adds d·sc·Σ q·x − dmin·mn·Σx. The high nibbles are dotted in place (16·q per byte,
 // ≤ 240: dp4a reads them unsigned) and the low ones' scales taken 16-fold to match:
 //   A_p = Σ_j 16·sc_2j·Σ q·limb_p + sc_2j+1·Σ 16q·limb_p, |A_p| ≤ 8 · 63 · 32 · 240 · 128 < 2^29.
 // result = (d/16)·(Σ_p A_p·256^p)·2^E − dmin·Σ_s mn_s·Σx_s, the mins in sub-block order, Σx_s the
 // staged group sums of its two 16-element halves added in order.
-template <class Words, class Between = NoBetween>
-DSV4_HD float q4k_block_dot(const Words& w, const XBlock2b& xb, Between between = {}) {
-  const float2 dm = f16x2_to_f32(w[0]);
-  const uint32_t s0 = w[1], s1 = w[2], s2 = w[3];
+template <class Between = NoBetween>
+DSV4_HD float q4k_block_dot(const uint4* w4, const XBlock2b& xb, Between between = {}) {
+  const uint4 head = w4[0];
+  const float2 dm = f16x2_to_f32(head.x);
+  const uint32_t s0 = head.y, s1 = head.z, s2 = head.w;
   // Bytes k of these: sub-block k's scale and min (k < 4), sub-block 4 + k's (hi).
   const uint32_t sc_lo = s0 & 0x3F3F3F3Fu, mn_lo = s1 & 0x3F3F3F3Fu;
   const uint32_t sc_hi = (s2 & 0x0F0F0F0Fu) | ((s0 >> 2) & 0x30303030u);
@@ -386,9 +411,8 @@ DSV4_HD float q4k_block_dot(const Words& w, const XBlock2b& xb, Between between 
   DSV4_UNROLL
   for (int j = 0; j < 4; ++j) {
     between(j);
-    uint32_t q[8];
-    DSV4_UNROLL
-    for (int t = 0; t < 8; ++t) q[t] = w[4 + 8 * j + t];
+    const uint4 qa = w4[1 + 2 * j], qb = w4[2 + 2 * j];
+    const uint32_t q[8] = {qa.x, qa.y, qa.z, qa.w, qb.x, qb.y, qb.z, qb.w};
     // Sub-blocks 2j and 2j + 1: bytes (2j) & 3 and (2j + 1) & 3 of the lo or hi words.
     const uint32_t sc4 = j < 2 ? sc_lo : sc_hi, mn4 = j < 2 ? mn_lo : mn_hi;
     const uint32_t byte_lo = (2 * j) & 3, byte_hi = (2 * j + 1) & 3;

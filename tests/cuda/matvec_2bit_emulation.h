@@ -94,7 +94,9 @@ float lane_item_dot(const uint32_t* w, const detail::Iq2RowTables& tables, int l
   if constexpr (Fmt::kTables) {
     return detail::iq2_item_dot(w, tables, lane & (detail::kIq2TableCopies - 1), xb);
   } else if constexpr (std::is_same_v<Fmt, detail::Fmt4bQ4K>) {
-    return detail::q4k_block_dot(w, *xb);
+    uint4 quads[Fmt::kItemWords / 4];  // the kernel reads the row 16 bytes at a time
+    std::memcpy(quads, w, sizeof(quads));
+    return detail::q4k_block_dot(quads, *xb);
   } else {
     return detail::q2k_block_dot(w, *xb);
   }

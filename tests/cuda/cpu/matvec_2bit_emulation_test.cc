@@ -34,6 +34,17 @@ template <class Fmt>
 void expect_copies_cover_the_tile() {
   constexpr int kWords = Fmt::kItemWords;
   std::set<int> seen;
+  if constexpr (Fmt::kChunks16) {
+    // Chunk j to buffer word 4j: word w of row r is at r·kRowWords + w.
+    for (int j = 0; j < detail::rt_chunks<Fmt>(); ++j) {
+      int row = 0, chunk = 0;
+      detail::rt_chunk<Fmt>(j, 31, row, chunk);
+      EXPECT_EQ(4 * j, row * Fmt::kRowWords + 4 * chunk) << "chunk " << j << " lands off its row";
+      for (int w = 0; w < 4; ++w) EXPECT_TRUE(seen.insert(row * kWords + 4 * chunk + w).second) << "chunk " << j;
+    }
+    EXPECT_EQ(seen.size(), static_cast<size_t>(k2bTileRows * kWords));
+    return;
+  }
   for (int lane = 0; lane < 32; ++lane) {
     for (int j = 0; j < detail::rt_copies<kWords>(); ++j) {
       int row = 0, word = 0;
@@ -181,7 +192,17 @@ std::vector<float> emulate_item(const std::vector<uint8_t>& w, int64_t row_bytes
   for (auto& v : buf) v = static_cast<uint32_t>(rng());
   const int last_row = static_cast<int>(n_rows - 1 - row0);
   const uint8_t* base = w.data() + row0 * row_bytes + static_cast<int64_t>(item) * kWords * 4;
-  for (int lane = 0; lane < 32; ++lane) {
+  if constexpr (Fmt::kChunks16) {
+    for (int j = 0; j < detail::rt_chunks<Fmt>(); ++j) {
+      int row = 0, chunk = 0;
+      detail::rt_chunk<Fmt>(j, last_row < 31 ? last_row : 31, row, chunk);
+      const uint8_t* src = base + row * row_bytes + 16 * chunk;
+      EXPECT_TRUE(src >= w.data() && src + 16 <= w.data() + w.size()) << "read outside the tensor";
+      if (src < w.data() || src + 16 > w.data() + w.size()) return {};
+      std::memcpy(&buf[static_cast<size_t>(4 * j)], src, 16);
+    }
+  }
+  for (int lane = 0; !Fmt::kChunks16 && lane < 32; ++lane) {
     for (int j = 0; j < detail::rt_copies<kWords>(); ++j) {
       int row = 0, word = 0;
       if (!detail::rt_copy<kWords>(lane, j, last_row < 31 ? last_row : 31, row, word)) continue;
