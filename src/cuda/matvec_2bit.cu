@@ -2,7 +2,8 @@
 // 4-bit experts of the q4 mix): the default for the routed experts' formats. Layout and per-lane
 // work: matvec_2bit.cuh.
 //
-// Shape of the work (the Q8_0 row-tile kernel's, matvec_q8.cu, with 4-byte staging):
+// Shape of the work (the Q8_0 row-tile kernel's, matvec_q8.cu, with 4-byte staging; Q4_K's
+// 16-byte, matvec_2bit.cuh Fmt4bQ4K):
 //   group  = W warps (W = warps_per_row, 1–8) computing one tile of 32 rows at a time; warp k takes
 //            the items k, k+W, ... of the tile's rows (for every slot when summed). Unit u (a tile
 //            of one slot, or a tile over all slots when summed) goes to group u mod (groups in

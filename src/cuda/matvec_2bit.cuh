@@ -1,6 +1,7 @@
 // The per-lane work of the 2-bit row-tile matvec (matvec_2bit.cu: IQ2_XXS and Q2_K, the routed
-// experts' formats) as __host__ __device__ code, so that tests/cuda/cpu/matvec_2bit_emulation_test.cc
-// runs the very same staging map and decoding on the CPU.
+// experts' formats, and the q4 mix's Q4_K) as __host__ __device__ code, so that
+// tests/cuda/cpu/matvec_2bit_emulation_test.cc runs the very same staging map and decoding on the
+// CPU. Q4_K differs from the shape below in its staging only (16-byte chunks: Fmt4bQ4K).
 //
 // Why this shape. The tensor-core kernel spends 4.6–6.2 issued instructions per weight on these
 // formats and is latency bound (MATVEC_NOTES.md); an SM must take 44 (Q2_K) or 56 (IQ2_XXS) weights
@@ -215,7 +216,7 @@ constexpr int kXBlock2b = 256;  // elements per scale: one Q2_K block, one IQ2_X
 // One staged 256-element block of a launch's activations (shared memory; 848 bytes with 3 limbs).
 struct alignas(16) XBlock2b {
   uint32_t limbs[kXLimbs2b][64];  // limb p of elements 4k..4k+3 in word k (element 4k + i in byte i)
-  float gsum[16];  // Q2_K: Σx of each 16-group (f32: 8 elements in order, then the halves)
+  float gsum[16];  // Q2_K, Q4_K: Σx of each 16-group (f32: 8 elements in order, then the halves)
   float scale;     // 2^E; NaN when the block holds ±inf or NaN (as the f32 dot)
   float pad[3];
 };
@@ -254,6 +255,15 @@ DSV4_HD float limb_sums_to_f32(const int32_t (&A)[kXLimbs2b]) {
   return v;
 }
 
+// A staged block's 16 group sums: four broadcast 16-byte loads.
+DSV4_HD void load_group_sums(const XBlock2b& xb, float (&gsum)[16]) {
+  DSV4_UNROLL
+  for (int i = 0; i < 4; ++i) {
+    const float4 v = reinterpret_cast<const float4*>(xb.gsum)[i];
+    gsum[4 * i] = v.x, gsum[4 * i + 1] = v.y, gsum[4 * i + 2] = v.z, gsum[4 * i + 3] = v.w;
+  }
+}
+
 // Σ W[i]·x[i] over one Q2_K block (its 84 bytes as 21 words, w[k] the k-th) against staged block
 // xb. w = d·(sc & 15)·q − dmin·(sc >> 4) per 16-group g = 8h + 2j + u (elements 16g..16g+15,
 // codes in words w[4 + 8h + 4u + t] at bits 2j of each byte). The codes are not shifted down:
@@ -272,12 +282,8 @@ DSV4_HD float q2k_block_dot(const Words& w, const XBlock2b& xb, Between between 
     scales[i] = v & 0x0F0F0F0Fu;
     mins_q[i] = (v >> 4) & 0x0F0F0F0Fu;
   }
-  float gsum[16];  // four broadcast 16-byte loads
-  DSV4_UNROLL
-  for (int i = 0; i < 4; ++i) {
-    const float4 v = reinterpret_cast<const float4*>(xb.gsum)[i];
-    gsum[4 * i] = v.x, gsum[4 * i + 1] = v.y, gsum[4 * i + 2] = v.z, gsum[4 * i + 3] = v.w;
-  }
+  float gsum[16];
+  load_group_sums(xb, gsum);
   int32_t A[4][kXLimbs2b] = {};
   float mins = 0.0f;
   DSV4_UNROLL
@@ -385,12 +391,21 @@ DSV4_HD float iq2_item_dot(const Words& w, const Iq2RowTables& t, int copy, cons
 // 4k + i is w4[k]'s i-th) against staged block xb: d and dmin in word 0, the packed 6-bit scales
 // and mins in words 1..3 (q4_k_scale_min), the codes in words 4..35: word 4 + 8j + t holds
 // elements 64j + 4t.. (sub-block 2j) in its low nibbles and 64j + 32 + 4t.. (sub-block 2j + 1) in
-// its high ones. w = d·sc·q − dmin·mn per sub-block of 32, so
-// a sub-block adds d·sc·Σ q·x − dmin·mn·Σx. The high nibbles are dotted in place (16·q per byte,
-// ≤ 240: dp4a reads them unsigned) and the low ones' scales taken 16-fold to match:
+// its high ones. w = d·sc·q − dmin·mn per sub-block of 32, so a sub-block adds d·sc·Σ q·x −
+// dmin·mn·Σx. The high nibbles are dotted in place (16·q per byte, ≤ 240: dp4a reads them
+// unsigned) and the low ones' scales taken 16-fold to match:
 //   A_p = Σ_j 16·sc_2j·Σ q·limb_p + sc_2j+1·Σ 16q·limb_p, |A_p| ≤ 8 · 63 · 32 · 240 · 128 < 2^29.
 // result = (d/16)·(Σ_p A_p·256^p)·2^E − dmin·Σ_s mn_s·Σx_s, the mins in sub-block order, Σx_s the
 // staged group sums of its two 16-element halves added in order.
+// Σ_t (q[t] & mask)·limbs of 32 elements (words t of a then b), one dp4a chain in word order.
+DSV4_HD int32_t nibbles_dot(const uint32_t (&q)[8], uint32_t mask, uint4 a, uint4 b) {
+  const uint32_t l[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
+  int32_t D = 0;
+  DSV4_UNROLL
+  for (int t = 0; t < 8; ++t) D = dp4a_u8s8(q[t] & mask, l[t], D);
+  return D;
+}
+
 template <class Between = NoBetween>
 DSV4_HD float q4k_block_dot(const uint4* w4, const XBlock2b& xb, Between between = {}) {
   const uint4 head = w4[0];
@@ -400,12 +415,8 @@ DSV4_HD float q4k_block_dot(const uint4* w4, const XBlock2b& xb, Between between
   const uint32_t sc_lo = s0 & 0x3F3F3F3Fu, mn_lo = s1 & 0x3F3F3F3Fu;
   const uint32_t sc_hi = (s2 & 0x0F0F0F0Fu) | ((s0 >> 2) & 0x30303030u);
   const uint32_t mn_hi = ((s2 >> 4) & 0x0F0F0F0Fu) | ((s1 >> 2) & 0x30303030u);
-  float gsum[16];  // four broadcast 16-byte loads
-  DSV4_UNROLL
-  for (int i = 0; i < 4; ++i) {
-    const float4 v = reinterpret_cast<const float4*>(xb.gsum)[i];
-    gsum[4 * i] = v.x, gsum[4 * i + 1] = v.y, gsum[4 * i + 2] = v.z, gsum[4 * i + 3] = v.w;
-  }
+  float gsum[16];
+  load_group_sums(xb, gsum);
   int32_t A[kXLimbs2b] = {};
   float mins = 0.0f;
   DSV4_UNROLL
@@ -421,24 +432,7 @@ DSV4_HD float q4k_block_dot(const uint4* w4, const XBlock2b& xb, Between between
     DSV4_UNROLL
     for (int p = 0; p < kXLimbs2b; ++p) {
       const uint4* l = reinterpret_cast<const uint4*>(xb.limbs[p]) + 4 * j;
-      const uint4 a = l[0], b = l[1], c = l[2], e = l[3];
-      int32_t D_lo = dp4a_u8s8(q[0] & 0x0F0F0F0Fu, a.x, 0);
-      D_lo = dp4a_u8s8(q[1] & 0x0F0F0F0Fu, a.y, D_lo);
-      D_lo = dp4a_u8s8(q[2] & 0x0F0F0F0Fu, a.z, D_lo);
-      D_lo = dp4a_u8s8(q[3] & 0x0F0F0F0Fu, a.w, D_lo);
-      D_lo = dp4a_u8s8(q[4] & 0x0F0F0F0Fu, b.x, D_lo);
-      D_lo = dp4a_u8s8(q[5] & 0x0F0F0F0Fu, b.y, D_lo);
-      D_lo = dp4a_u8s8(q[6] & 0x0F0F0F0Fu, b.z, D_lo);
-      D_lo = dp4a_u8s8(q[7] & 0x0F0F0F0Fu, b.w, D_lo);
-      int32_t D_hi = dp4a_u8s8(q[0] & 0xF0F0F0F0u, c.x, 0);
-      D_hi = dp4a_u8s8(q[1] & 0xF0F0F0F0u, c.y, D_hi);
-      D_hi = dp4a_u8s8(q[2] & 0xF0F0F0F0u, c.z, D_hi);
-      D_hi = dp4a_u8s8(q[3] & 0xF0F0F0F0u, c.w, D_hi);
-      D_hi = dp4a_u8s8(q[4] & 0xF0F0F0F0u, e.x, D_hi);
-      D_hi = dp4a_u8s8(q[5] & 0xF0F0F0F0u, e.y, D_hi);
-      D_hi = dp4a_u8s8(q[6] & 0xF0F0F0F0u, e.z, D_hi);
-      D_hi = dp4a_u8s8(q[7] & 0xF0F0F0F0u, e.w, D_hi);
-      A[p] += k_lo * D_lo + k_hi * D_hi;
+      A[p] += k_lo * nibbles_dot(q, 0x0F0F0F0Fu, l[0], l[1]) + k_hi * nibbles_dot(q, 0xF0F0F0F0u, l[2], l[3]);
     }
     const float m_lo = bits_to_f32(prmt(mn4, 0x4B000000u, 0x7440u | byte_lo)) - kMagic;
     const float m_hi = bits_to_f32(prmt(mn4, 0x4B000000u, 0x7440u | byte_hi)) - kMagic;

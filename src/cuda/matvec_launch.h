@@ -79,7 +79,7 @@ int q8_blocks_per_sm(int warps);
 cudaError_t launch_matvec_q8(const MatvecLaunch& l, cudaStream_t stream);
 cudaError_t prepare_matvec_q8();
 
-// 2-bit row-tile kernel (matvec_2bit.cu; rows_per_warp 32: a row per lane) for Q2_K and IQ2_XXS:
+// 2-bit row-tile kernel (matvec_2bit.cu; rows_per_warp 32: a row per lane) for Q2_K, IQ2_XXS and Q4_K:
 // elements per staged item (0 for other types: rows must be a multiple of it), the default warps
 // per row (a function of the shape only), the shared memory of a block of W warps whose launch
 // has x_floats activations (n_xvec · n_in: they are staged in shared memory), the blocks that fit
