@@ -286,11 +286,6 @@ __device__ __forceinline__ void store_records(const ChunkParams& p, float4* stag
   }
 }
 
-// Synchronises the `split` warps of a group slot (named barrier 1 + slot; 0 is __syncthreads).
-__device__ __forceinline__ void slot_barrier(int slot, int split) {
-  asm volatile("bar.sync %0, %1;\n" ::"r"(1 + slot), "r"(32 * split) : "memory");
-}
-
 // A CTA runs `ring_warps / split` group slots; the `split` warps of a slot share each of its units
 // (a group of 32 tokens over the column block): warp part j takes stages j, j + split, .... Every
 // stage ends in double partials (the stage's M sums, rounded from f32, and its Gram entries, summed
@@ -391,7 +386,7 @@ __global__ void __launch_bounds__(kWarps * 32) hc_chunk_kernel(ChunkParams p) {
     if constexpr (M > 0) {
       if (step % per_unit == per_unit - 1) {
         if (split > 1) {
-          slot_barrier(slot, split);  // every stage of the unit is in partials
+          group_barrier(slot, split);  // every stage of the unit is in partials
           if (part == 0) {
             const double* in = partials + (unit & 1) * kStages * stage_partials(M) * 32 + lane;
             for (int st = 0; st < kStages; ++st, in += stage_partials(M) * 32) {

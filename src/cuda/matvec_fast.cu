@@ -28,6 +28,7 @@
 #include <cstdint>
 
 #include "cuda/cp_async.cuh"
+#include "cuda/device_math.cuh"
 #include "cuda/matvec_fast.cuh"
 #include "cuda/matvec_launch.h"
 #include "cuda/pdl.cuh"
@@ -35,11 +36,6 @@
 namespace dsv4::cuda::detail {
 
 namespace {
-
-
-__device__ __forceinline__ void named_barrier(int id, int threads) {
-  asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
-}
 
 template <class F, int R, bool kSum>
 __global__ void __launch_bounds__(kFastThreads, F::kMinBlocks) matvec_fast_kernel(__grid_constant__ const FastParams p) {
@@ -134,7 +130,7 @@ __global__ void __launch_bounds__(kFastThreads, F::kMinBlocks) matvec_fast_kerne
         for (int r = 0; r < R; ++r) rb[warp * R + r] = acc[r];
       }
       const int g = warp / p.wpr;
-      named_barrier(1 + g, 32 * p.wpr);
+      group_barrier(g, p.wpr);
       if (wk.ks == 0 && lane < un.rows) {
         p.y[wk.output_index(un, lane)] = fast_group_sum<R>(rb + g * p.wpr * R, p.wpr, lane);
       }

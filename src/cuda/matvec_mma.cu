@@ -25,6 +25,7 @@
 #include <cstdint>
 
 #include "cuda/cp_async.cuh"
+#include "cuda/device_math.cuh"
 #include "cuda/matvec_launch.h"
 #include "cuda/once_per_device.h"
 #include "cuda/matvec_mma.cuh"
@@ -39,10 +40,6 @@ __device__ __forceinline__ void mma_s8(int32_t (&c)[4], const uint32_t (&a)[4], 
       "{%0,%1,%2,%3};\n"
       : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b.x), "r"(b.y));
-}
-
-__device__ __forceinline__ void named_barrier(int id, int threads) {
-  asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
 }
 
 __host__ __device__ constexpr int round16(int v) { return (v + 15) / 16 * 16; }
@@ -217,7 +214,7 @@ __global__ void __launch_bounds__(kMmaThreads, 1) matvec_mma_kernel(const __grid
         rb[warp * kMmaRows + g + 8] = acc[1];
       }
       const int grp = warp / p.wpr;
-      named_barrier(1 + grp, 32 * p.wpr);
+      group_barrier(grp, p.wpr);
       if (wk.ks == 0 && lane < un.rows) {
         const float* gb = rb + grp * p.wpr * kMmaRows;
         float s = gb[lane];

@@ -8,6 +8,10 @@
 
 #include <cstdint>
 
+#ifdef __CUDACC__
+#include "cuda/device_math.cuh"  // group_barrier
+#endif
+
 namespace dsv4::cuda::detail {
 
 inline constexpr int kRowTileRows = 32;
@@ -57,11 +61,6 @@ struct RowTileSchedule {
 };
 
 #ifdef __CUDACC__
-// Synchronises the W warps of group g of a block (named barrier 1 + g; 0 is __syncthreads).
-__device__ __forceinline__ void group_barrier(int g, int W) {
-  asm volatile("bar.sync %0, %1;\n" ::"r"(1 + g), "r"(W * 32) : "memory");
-}
-
 // Stores the lane's row result of unit k: the W warps' partials added in warp order. `red` holds
 // [2][W][32] floats, double-buffered by unit parity: a warp writes buffer k & 1 only after the
 // barrier of unit k − 1, by which time warp 0 has read what it held for unit k − 2.
