@@ -1,5 +1,5 @@
 // Mixture-of-experts pieces (MODEL.md §8) for a chunk of T tokens; the expert projections
-// themselves are matvec_experts calls (forward.cc):
+// themselves are matvec_experts calls (forward_ffn.cc, routed_experts.cc):
 //   moe_route     : s_e = sqrt(softplus(l_e)); experts = tid2eid[token] (hash layers) or the top-k
 //                   of s + bias (ties to the lower id); weights = scale·s_i / max(Σ s_sel, 2^-14)
 //                   (or scale·s_i without normalisation), the sum in selection order.

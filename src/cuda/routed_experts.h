@@ -27,7 +27,7 @@ struct RoutedExpertsStep {
   bool split = false;       // grouped: split-f16 GEMM inputs (PrefillMath::kTensorCoreSplit)
   cudaStream_t stream = nullptr;
   // Queued on `stream` between the gate/up and the down launches of routed_experts_matvec, once on
-  // every path (the decode step's shared-expert down projection: forward.cc); none: nothing.
+  // every path (the decode step's shared-expert down projection: forward_ffn.cc); none: nothing.
   // routed_experts_grouped does not call it.
   std::function<Status()> before_down;
 };

@@ -9,8 +9,8 @@
 // groups — empty ones, ones smaller than a tile, exactly one tile of either, ones spanning several
 // tiles — gathered X rows, outputs scattered by a permutation, out-of-range expert ids and rows
 // past n_rows (clamped offsets) writing nothing, a partial feature tile with padding columns; and
-// out_a's grouped form as forward.cc calls it (token t's group g a row of its own, 8 slabs of one
-// tensor, rows listed group by group).
+// out_a's grouped form as forward_attention.cc calls it (token t's group g a row of its own, 8
+// slabs of one tensor, rows listed group by group).
 //
 // Tolerance per output: the split's (split_reference.h). The kernel forms the same numbers as the
 // split: x_hi + x_lo is x to 2^-22 relative (2^-25·f absolute below f16's normal range), code ×
@@ -166,8 +166,8 @@ TEST(GemmWgmma, FlashF16ShapesMatchDoubleReference) {
                                       Shape{"indexer q_b", 1024, 8192}});
 }
 
-// out_a as forward.cc runs it: the chunk's attention output as n·G rows of k (row t·G + g: token
-// t's heads of group g), a row factor each, one grouped_gemm whose group g lists rows t·G + g in
+// out_a as forward_attention.cc runs it: the chunk's attention output as n·G rows of k (row t·G +
+// g: token t's heads of group g), a row factor each, one grouped_gemm whose group g lists rows t·G + g in
 // token order (fill_group_major) for x and y, group g's weights matrix g of one tensor. n = 520:
 // 4 160 rows, the 128-token wgmma tile and its tails (520 = 4·128 + 8); n = 40: 320 rows, mma.sync.
 TEST(GemmWgmma, GroupedOutputAMatchesDoubleReference) {
