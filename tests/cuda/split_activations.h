@@ -1,5 +1,6 @@
 // Activations for the split-mode GEMM tests (gemm_split_test.cc, gemm_wgmma_test.cc): f32 rows of
-// mixed magnitudes, and their hi/lo f16 split made on the device as the forward pass makes it (chunk_forward.h).
+// mixed magnitudes, and their hi/lo f16 split made on the device as the forward pass makes it
+// (chunk_forward.h).
 #pragma once
 
 #include <cuda_fp16.h>
