@@ -34,13 +34,13 @@ __device__ __forceinline__ float warp_max(float v) {
   return v;
 }
 
-// Sum over the block (blockDim.x a multiple of 32, at most 1024); every thread gets the result.
-// `scratch` holds 32 values; the call ends with a barrier so scratch can be reused.
 // Synchronises the W warps of group g of a block (named barrier 1 + g; 0 is __syncthreads).
 __device__ __forceinline__ void group_barrier(int g, int W) {
   asm volatile("bar.sync %0, %1;\n" ::"r"(1 + g), "r"(W * 32) : "memory");
 }
 
+// Sum over the block (blockDim.x a multiple of 32, at most 1024); every thread gets the result.
+// `scratch` holds 32 values; the call ends with a barrier so scratch can be reused.
 template <class T>
 __device__ T block_sum(T v, T* scratch) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
