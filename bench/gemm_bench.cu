@@ -3,7 +3,8 @@
 // shape with bf16 weights (what the tensor cores give this M×N×K through cuBLAS), and an 8192³
 // product as the card's dense bf16 ceiling. Needs a GPU; not a test.
 //
-//   gemm_bench [--quick | --profile | --int8 | --wgmma | --moe-wgmma | --moe-at N | --moe-short]
+//   gemm_bench [--quick | --profile | --int8 | --wgmma | --moe-wgmma | --moe-at N | --moe-short |
+//               --moe-one N TILE | --dense-one N K M]
 //   (--quick: n = 2048 only;
 //   --profile: see profile_launches; --int8: the MoE down projection in f16, split and int8 mode
 //   (int8: mma.sync and wgmma; also with skewed routing) at 2048 and 4096 tokens, and the int8
@@ -15,7 +16,9 @@
 //   (expert popularity ∝ rank^-0.5: the hottest expert 16× as likely as the coldest); --moe-at N:
 //   the routed experts as a chunk of N tokens runs them, gate/up split (the 128-token wgmma tile,
 //   and the tails pair) and down int8, both on wgmma; --moe-short: the routed experts at 128, 512
-//   and 640 tokens on every tile that takes them)
+//   and 640 tokens on every tile that takes them; --moe-one N TILE: one routed-expert launch kind,
+//   for ncu; --dense-one N K M: one dense Q8_0 GEMM of N tokens, K → M, split on the wgmma tile,
+//   for ncu)
 //
 // Weights are random valid blocks made on the device (every f16 scale a moderate value), X random
 // f16 (cuBLAS: bf16, the same tensor-core rate). Each figure: 5 rounds of 20 back-to-back launches
@@ -451,6 +454,13 @@ int main(int argc, char** argv) {
     b.split = false;
     b.int8 = true;
     b.moe("MoE down (q2)", TensorType::Q2_K, 2048, 4096, n, false, {GemmTile::kWgmma});
+    return 0;
+  }
+  // One dense Q8_0 GEMM of n tokens, k → m, split mode on the wgmma tile, for ncu.
+  if (argc > 4 && std::strcmp(argv[1], "--dense-one") == 0) {
+    b.split = true;
+    b.dense("dense Q8_0", TensorType::Q8_0, std::atoll(argv[3]), std::atoll(argv[4]), std::atoll(argv[2]),
+            GemmTile::kWgmma);
     return 0;
   }
   // One routed-expert launch kind at one chunk length (uniform routing), for ncu: gate/up on one
