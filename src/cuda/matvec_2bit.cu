@@ -140,34 +140,34 @@ __device__ __forceinline__ void copy_quarter(int m, uint8_t* dst, const uint8_t*
         cp_async16(dst + 16 * j, base + ((row < 16 ? 0 : hi) + rb * (row & 15) + 16 * chunk));
       }
     }
-    return;
-  }
-  constexpr int kWords = Fmt::kItemWords, kRow = Fmt::kRowWords, kTail = rt_copies<kWords>() - 32;
-  const int q0 = 8 * m;
-  if (last_row >= k2bTileRows - 1) {
-    if (lane < kWords) {
-      const uint8_t* run = base + 4 * lane + ((m < 2 ? 0 : hi) + rb * (q0 & 15));
-      uint8_t* to = dst + 4 * (q0 * kRow + lane);
-#pragma unroll
-      for (int t = 0; t < 8; ++t) cp_async4(to + 4 * t * kRow, run + static_cast<int64_t>(rb) * t);
-    }
-    if (kTail > 0 && m == 3) {
-      const uint8_t* row = base + ((lane < 16 ? 0 : hi) + rb * (lane & 15));
-#pragma unroll
-      for (int t = 0; t < kTail; ++t) cp_async4(dst + 4 * (lane * kRow + 32 + t), row + 4 * (32 + t));
-    }
   } else {
-    auto copy = [&](int q) {
-      int row = 0, word = 0;
-      const bool active = rt_copy<kWords>(lane, q, last_row, row, word);
-      const int dst_row = q < 32 ? q : lane;  // where the kernel reads it, whatever was copied
-      if (active) cp_async4(dst + 4 * (dst_row * kRow + word), base + static_cast<int64_t>(rb) * row + 4 * word);
-    };
+    constexpr int kWords = Fmt::kItemWords, kRow = Fmt::kRowWords, kTail = rt_copies<kWords>() - 32;
+    const int q0 = 8 * m;
+    if (last_row >= k2bTileRows - 1) {
+      if (lane < kWords) {
+        const uint8_t* run = base + 4 * lane + ((m < 2 ? 0 : hi) + rb * (q0 & 15));
+        uint8_t* to = dst + 4 * (q0 * kRow + lane);
 #pragma unroll
-    for (int t = 0; t < 8; ++t) copy(q0 + t);
-    if (m == 3) {
+        for (int t = 0; t < 8; ++t) cp_async4(to + 4 * t * kRow, run + static_cast<int64_t>(rb) * t);
+      }
+      if (kTail > 0 && m == 3) {
+        const uint8_t* row = base + ((lane < 16 ? 0 : hi) + rb * (lane & 15));
 #pragma unroll
-      for (int t = 0; t < kTail; ++t) copy(32 + t);
+        for (int t = 0; t < kTail; ++t) cp_async4(dst + 4 * (lane * kRow + 32 + t), row + 4 * (32 + t));
+      }
+    } else {
+      auto copy = [&](int q) {
+        int row = 0, word = 0;
+        const bool active = rt_copy<kWords>(lane, q, last_row, row, word);
+        const int dst_row = q < 32 ? q : lane;  // where the kernel reads it, whatever was copied
+        if (active) cp_async4(dst + 4 * (dst_row * kRow + word), base + static_cast<int64_t>(rb) * row + 4 * word);
+      };
+#pragma unroll
+      for (int t = 0; t < 8; ++t) copy(q0 + t);
+      if (m == 3) {
+#pragma unroll
+        for (int t = 0; t < kTail; ++t) copy(32 + t);
+      }
     }
   }
 }

@@ -387,6 +387,15 @@ DSV4_HD float iq2_item_dot(const Words& w, const Iq2RowTables& t, int copy, cons
   return fmaf(d1 * limb_sums_to_f32(A1), xb[1].scale, (d0 * limb_sums_to_f32(A0)) * xb[0].scale);
 }
 
+// Σ_t (q[t] & mask)·limbs of 32 elements (words t of a then b), one dp4a chain in word order.
+DSV4_HD int32_t nibbles_dot(const uint32_t (&q)[8], uint32_t mask, uint4 a, uint4 b) {
+  const uint32_t l[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
+  int32_t D = 0;
+  DSV4_UNROLL
+  for (int t = 0; t < 8; ++t) D = dp4a_u8s8(q[t] & mask, l[t], D);
+  return D;
+}
+
 // Σ W[i]·x[i] over one Q4_K block (its 144 bytes as nine 16-byte quads, w4[k] the k-th; word
 // 4k + i is w4[k]'s i-th) against staged block xb: d and dmin in word 0, the packed 6-bit scales
 // and mins in words 1..3 (q4_k_scale_min), the codes in words 4..35: word 4 + 8j + t holds
@@ -397,15 +406,6 @@ DSV4_HD float iq2_item_dot(const Words& w, const Iq2RowTables& t, int copy, cons
 //   A_p = Σ_j 16·sc_2j·Σ q·limb_p + sc_2j+1·Σ 16q·limb_p, |A_p| ≤ 8 · 63 · 32 · 240 · 128 < 2^29.
 // result = (d/16)·(Σ_p A_p·256^p)·2^E − dmin·Σ_s mn_s·Σx_s, the mins in sub-block order, Σx_s the
 // staged group sums of its two 16-element halves added in order.
-// Σ_t (q[t] & mask)·limbs of 32 elements (words t of a then b), one dp4a chain in word order.
-DSV4_HD int32_t nibbles_dot(const uint32_t (&q)[8], uint32_t mask, uint4 a, uint4 b) {
-  const uint32_t l[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
-  int32_t D = 0;
-  DSV4_UNROLL
-  for (int t = 0; t < 8; ++t) D = dp4a_u8s8(q[t] & mask, l[t], D);
-  return D;
-}
-
 template <class Between = NoBetween>
 DSV4_HD float q4k_block_dot(const uint4* w4, const XBlock2b& xb, Between between = {}) {
   const uint4 head = w4[0];
