@@ -107,22 +107,25 @@ Result<cudaGraphExec_t> DeviceSession::decode_graph(bool index_scoring) {
 }
 
 Status DeviceSession::run_chunk(const int32_t* tokens, int T, bool all_logits) {
-  DSV4_CUDA_TRY(cudaMemcpyAsync(state_->tokens, tokens, sizeof(int32_t) * T, cudaMemcpyHostToDevice, stream_));
-  const bool scoring = chunk_needs_index_scoring(model_->config, n_, T);
-  if (T == 1 && !all_logits) {
-    DSV4_ASSIGN_OR_RETURN(cudaGraphExec_t graph, decode_graph(scoring));
-    DSV4_CUDA_TRY(cudaGraphLaunch(graph, stream_));
-  } else {
-    ChunkShape shape;
-    shape.T = T;
-    shape.all_logits = all_logits;
-    shape.index_scoring = scoring;
-    shape.end = n_ + T;
-    shape.tensor_core = prefill_ != PrefillMath::kMatvecF32;
-    shape.split_products = prefill_ == PrefillMath::kTensorCoreSplit;
-    DSV4_TRY(forward_chunk(*model_, *state_, shape, SimModes{mode_.fp8_kv, mode_.fp4_indexer}, stream_, nullptr,
-                           branch_.get()));
+  if (T <= kStepChunkMax && !all_logits) {
+    for (int i = 0; i < T; ++i) {
+      DSV4_CUDA_TRY(cudaMemcpyAsync(state_->tokens, tokens + i, sizeof(int32_t), cudaMemcpyHostToDevice, stream_));
+      DSV4_ASSIGN_OR_RETURN(cudaGraphExec_t graph, decode_graph(chunk_needs_index_scoring(model_->config, n_, 1)));
+      DSV4_CUDA_TRY(cudaGraphLaunch(graph, stream_));
+      ++n_;
+    }
+    return Status();
   }
+  DSV4_CUDA_TRY(cudaMemcpyAsync(state_->tokens, tokens, sizeof(int32_t) * T, cudaMemcpyHostToDevice, stream_));
+  ChunkShape shape;
+  shape.T = T;
+  shape.all_logits = all_logits;
+  shape.index_scoring = chunk_needs_index_scoring(model_->config, n_, T);
+  shape.end = n_ + T;
+  shape.tensor_core = prefill_ != PrefillMath::kMatvecF32;
+  shape.split_products = prefill_ == PrefillMath::kTensorCoreSplit;
+  DSV4_TRY(forward_chunk(*model_, *state_, shape, SimModes{mode_.fp8_kv, mode_.fp4_indexer}, stream_, nullptr,
+                         branch_.get()));
   n_ += T;
   return Status();
 }

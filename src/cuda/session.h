@@ -1,10 +1,11 @@
 // One sequence on the GPU: its device state, its stream, and the decode-step graphs.
 //
-// forward() evaluates tokens in chunks of at most max_chunk; a single-token step (the decode loop)
-// replays a CUDA graph captured when the session is made (one per indexer variant the context can
-// reach: whether the token has more than top_k eligible compressed rows), whose kernels read the
-// token and the position from device memory and advance the position themselves. Nothing in a step waits for the device: the host
-// synchronises only to read results (logits, a sampled token, snapshots).
+// forward() evaluates tokens in chunks of at most max_chunk; a single-token step (the decode loop,
+// and each token of a chunk of at most kStepChunkMax) replays a CUDA graph captured when the session
+// is made (one per indexer variant the context can reach: whether the token has more than top_k
+// eligible compressed rows), whose kernels read the token and the position from device memory and
+// advance the position themselves. Nothing in a step waits for the device: the host synchronises
+// only to read results (logits, a sampled token, snapshots).
 //
 // Speculative decode step: sample() has the sampling kernel also store its token in the step's
 // input slot and, before the host has read that token, queues the decode graph for it behind a
@@ -70,6 +71,11 @@ class DeviceSession {
   // full flash-q2, 8K prompt: chunks of 2048 2 895 tokens/s, of 4096 3 224 (f16 products, session
   // 6); exact products, session 14: chunks of 4096 4 528 tokens/s, of 8192 4 986.
   static constexpr int kTensorCoreMaxChunk = 8192;
+  // Chunks of at most this many tokens (without every token's logits) run as that many decode
+  // steps, each a replay of the step's graph: a chunk launch of 2–4 tokens takes longer than the
+  // steps (H200, full flash-q2, prefill in chunks of K: 24.0 ms a chunk of 2 and 27.7 of 4 against
+  // steps of 5.9 ms; a chunk of 8 34.4 ms against 47: docs/PERF.md, session 35).
+  static constexpr int kStepChunkMax = 4;
   // Longer still where the device has the memory (≈ 18.5 GB of state and scratch for the full
   // model): a 25 000-token prompt is 16 384 + 8 616 tokens instead of 3 × 8 192 + 424, and its
   // prefill takes 5.4 % less time, a 32 768-token one 3.1 % (H200, docs/PERF.md, session 23).

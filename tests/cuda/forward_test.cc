@@ -183,6 +183,50 @@ TEST(CudaForward, DecodeStepsMatchChunkedPrefill) {
   }
 }
 
+// A chunk of at most DeviceSession::kStepChunkMax tokens (without every token's logits) runs as
+// that many graph steps: the same bits as forwarding its tokens one by one, in both prefill maths;
+// a longer chunk still takes the chunk path (its logits within the bar of the test above).
+TEST(CudaForward, ShortChunksRunAsDecodeSteps) {
+  static_assert(DeviceSession::kStepChunkMax >= 3, "the chunks of 3 below take the steps");
+  const model::Model& m = synthetic_model("tiny", model::WeightTypes::kMixed);
+  const int64_t V = m.config.n_vocab, prefix = 40, n = prefix + 3 + DeviceSession::kStepChunkMax + 6;
+  const std::vector<int32_t> tokens = test_tokens(n, V, 9);
+  std::shared_ptr<const DeviceModel> dev = std::move(upload_model(m)).value();
+  for (const PrefillMath math : {PrefillMath::kTensorCoreSplit, PrefillMath::kMatvecF32}) {
+    SCOPED_TRACE(math == PrefillMath::kTensorCoreSplit ? "split" : "matvec");
+    const cpu::SimOptions mode = cpu::SimOptions::official();
+    auto chunked = std::move(DeviceSession::create(dev, n, mode, DeviceSession::kDefaultMaxChunk, math)).value();
+    auto stepped = std::move(DeviceSession::create(dev, n, mode, DeviceSession::kDefaultMaxChunk, math)).value();
+    ASSERT_TRUE(chunked->forward(std::span(tokens).first(prefix), nullptr).ok());
+    ASSERT_TRUE(stepped->forward(std::span(tokens).first(prefix), nullptr).ok());
+    int64_t p = prefix;
+    for (const int64_t len : {int64_t{3}, int64_t{DeviceSession::kStepChunkMax}}) {
+      ASSERT_TRUE(chunked->forward(std::span(tokens).subspan(static_cast<size_t>(p), static_cast<size_t>(len)),
+                                   nullptr).ok());
+      for (int64_t i = 0; i < len; ++i, ++p) {
+        ASSERT_TRUE(stepped->forward(std::span(tokens).subspan(static_cast<size_t>(p), 1), nullptr).ok());
+      }
+      ASSERT_EQ(chunked->n(), p);
+      const std::vector<float> a(chunked->logits().begin(), chunked->logits().end());
+      const std::vector<float> b(stepped->logits().begin(), stepped->logits().end());
+      ASSERT_EQ(a.size(), static_cast<size_t>(V));
+      EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)), 0) << "after " << p << " positions";
+    }
+    // One token past kStepChunkMax: the chunk path, near the steps.
+    const int64_t len = DeviceSession::kStepChunkMax + 1;
+    ASSERT_TRUE(chunked->forward(std::span(tokens).subspan(static_cast<size_t>(p), static_cast<size_t>(len)),
+                                 nullptr).ok());
+    for (int64_t i = 0; i < len; ++i, ++p) {
+      ASSERT_TRUE(stepped->forward(std::span(tokens).subspan(static_cast<size_t>(p), 1), nullptr).ok());
+    }
+    const std::vector<float> a(chunked->logits().begin(), chunked->logits().end());
+    const std::vector<float> b(stepped->logits().begin(), stepped->logits().end());
+    const Comparison c = compare(a, b, V);
+    EXPECT_LE(c.worst(), 1e-3);
+    EXPECT_EQ(c.argmax_mismatches, 0);
+  }
+}
+
 // The tensor-core prefill (PrefillMath::kTensorCoreF16: every projection of a chunk a GEMM with
 // f16 products but the routed experts' Q2_K down projection, which runs on int8 limbs as in split
 // mode; the routed experts sorted by expert) against the CPU reference, the published type
