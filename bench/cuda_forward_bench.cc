@@ -15,6 +15,7 @@
 //    layer: milliseconds per stage and tokens/s of that chunk.
 // 2. S decode steps replayed from the captured graph: tokens/s, and GB/s over the bytes a step
 //    must read (cuda/cost_model.h) against the measured copy bandwidth.
+// 2a. Forwards of 2–16 tokens (a short follow-up turn): ms each, logits read back.
 // 2b. S greedy decode steps as a generator runs them (sample on the device, then forward the
 //    token), without and with the speculative step (cuda/session.h): ms/token, the host's time
 //    inside sample() and forward(), and the excess over the graph replay; the sampling kernel's
@@ -95,7 +96,12 @@ int main(int argc, char** argv) {
   std::printf("%s, %lld layers: %.2f GB generated in %.2f s; copy bandwidth %.0f GB/s\n", preset.c_str(),
               static_cast<long long>(layers), static_cast<double>(model->weight_bytes) / 1e9, model->load_seconds, copy);
 
-  const int64_t n_ctx = std::max(capacity, ctx + chunk + 3 * steps + 8);
+  // The forwards of a few tokens (2a below) take short_tokens positions.
+  constexpr int kShortForwardReps = 3;
+  const std::vector<int> short_forwards = {2, 3, 4, 5, 6, 8, 16};
+  int64_t short_tokens = 0;
+  for (int k : short_forwards) short_tokens += kShortForwardReps * k;
+  const int64_t n_ctx = std::max(capacity, ctx + chunk + 3 * steps + 8 + short_tokens);
   auto t0 = std::chrono::steady_clock::now();
   auto session = cuda::DeviceSession::create(model, n_ctx, cpu::SimOptions::official(), static_cast<int>(chunk), prefill);
   CHECK(session.status());
@@ -158,6 +164,20 @@ int main(int argc, char** argv) {
   std::printf("decode (graph) at %lld: %.3f ms/token, %.1f tokens/s, %.0f GB/s = %.1f%% of copy (%.2f GB per step)\n",
               static_cast<long long>(s.n()), step_s * 1e3, 1.0 / step_s, bytes / step_s / 1e9,
               copy > 0 ? 100.0 * bytes / step_s / 1e9 / copy : 0.0, bytes / 1e9);
+
+  // A forward of k tokens as a follow-up turn takes it (DeviceSession::kStepChunkMax: as steps up
+  // to there, one chunk above): ms per forward, the logits read back, best of kShortForwardReps.
+  for (int k : short_forwards) {
+    double best = 1e30;
+    for (int r = 0; r < kShortForwardReps; ++r) {
+      const auto ta = std::chrono::steady_clock::now();
+      CHECK(s.forward(std::span(tokens).subspan(static_cast<size_t>(s.n()), static_cast<size_t>(k)), nullptr));
+      (void)s.logits();
+      best = std::min(best, since(ta));
+    }
+    std::printf("forward of %d tokens at %lld: %.3f ms (%.3f ms a token; the step %.3f)\n", k,
+                static_cast<long long>(s.n()), best * 1e3, best * 1e3 / k, step_s * 1e3);
+  }
 
   cuda::SamplingRequest greedy;
   greedy.temperature = 0.0f;
