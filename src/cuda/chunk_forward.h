@@ -34,8 +34,11 @@ inline int64_t score_row_floats(int64_t score_cap, int64_t end) {
 
 // Tensor-core chunks of at least this many tokens run their projections as GEMMs. The matvec over
 // T token slots reads every weight T times (experts: once per routed slot), the GEMM once per tile
-// of 64–128 rows, so it reads fewer weight bytes from 2 tokens on (the crossover in time was not
-// measured; decode, T = 1, keeps the matvec and its graph).
+// of 64–128 rows. In time (H200, full flash-q2, docs/PERF.md session 35) a whole chunk on the
+// matvec is faster at 2 and 4 tokens (17.6 / 27.8 ms against 27.4 / 31.8) and slower from 8 on; but
+// DeviceSession runs chunks of up to kStepChunkMax tokens as decode steps (faster than both), so
+// only chunks with every token's logits reach this path that short. Decode, T = 1, keeps the
+// matvec and its graph.
 inline constexpr int kGemmMinTokens = 2;
 
 // Two projections of the same rows: one launch when they are stored back to back (token t's

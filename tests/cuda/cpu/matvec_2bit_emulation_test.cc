@@ -201,16 +201,17 @@ std::vector<float> emulate_item(const std::vector<uint8_t>& w, int64_t row_bytes
       if (src < w.data() || src + 16 > w.data() + w.size()) return {};
       std::memcpy(&buf[static_cast<size_t>(4 * j)], src, 16);
     }
-  }
-  for (int lane = 0; !Fmt::kChunks16 && lane < 32; ++lane) {
-    for (int j = 0; j < detail::rt_copies<kWords>(); ++j) {
-      int row = 0, word = 0;
-      if (!detail::rt_copy<kWords>(lane, j, last_row < 31 ? last_row : 31, row, word)) continue;
-      const uint8_t* src = base + row * row_bytes + 4 * word;
-      EXPECT_TRUE(src >= w.data() && src + 4 <= w.data() + w.size()) << "read outside the tensor";
-      if (src < w.data() || src + 4 > w.data() + w.size()) return {};
-      const int dst_row = j < 32 ? j : lane;
-      std::memcpy(&buf[static_cast<size_t>(dst_row * kRow + word)], src, 4);
+  } else {
+    for (int lane = 0; lane < 32; ++lane) {
+      for (int j = 0; j < detail::rt_copies<kWords>(); ++j) {
+        int row = 0, word = 0;
+        if (!detail::rt_copy<kWords>(lane, j, last_row < 31 ? last_row : 31, row, word)) continue;
+        const uint8_t* src = base + row * row_bytes + 4 * word;
+        EXPECT_TRUE(src >= w.data() && src + 4 <= w.data() + w.size()) << "read outside the tensor";
+        if (src < w.data() || src + 4 > w.data() + w.size()) return {};
+        const int dst_row = j < 32 ? j : lane;
+        std::memcpy(&buf[static_cast<size_t>(dst_row * kRow + word)], src, 4);
+      }
     }
   }
   const detail::XBlock2b* xb = xs.data() + static_cast<int64_t>(item) * Fmt::kItemElems / detail::kXBlock2b;
