@@ -165,8 +165,8 @@ int main(int argc, char** argv) {
               static_cast<long long>(s.n()), step_s * 1e3, 1.0 / step_s, bytes / step_s / 1e9,
               copy > 0 ? 100.0 * bytes / step_s / 1e9 / copy : 0.0, bytes / 1e9);
 
-  // A forward of k tokens as a follow-up turn takes it (DeviceSession::kStepChunkMax: as steps up
-  // to there, one chunk above): ms per forward, the logits read back, best of kShortForwardReps.
+  // A forward of k tokens as a follow-up turn takes it (DeviceSession::kStepChunkMax: a multi-token
+  // step up to there, one chunk above): ms per forward, the logits read back, best of kShortForwardReps.
   for (int k : short_forwards) {
     double best = 1e30;
     for (int r = 0; r < kShortForwardReps; ++r) {

@@ -36,8 +36,8 @@ inline int64_t score_row_floats(int64_t score_cap, int64_t end) {
 // T token slots reads every weight T times (experts: once per routed slot), the GEMM once per tile
 // of 64–128 rows. In time (H200, full flash-q2, docs/PERF.md session 35) a whole chunk on the
 // matvec is faster at 2 and 4 tokens (17.6 / 27.8 ms against 27.4 / 31.8) and slower from 8 on; but
-// DeviceSession runs chunks of up to kStepChunkMax tokens as decode steps (faster than both), so
-// only chunks with every token's logits reach this path that short. Decode, T = 1, keeps the
+// DeviceSession runs chunks of up to kStepChunkMax tokens as multi-token steps (faster than both),
+// so only chunks with every token's logits reach this path that short. Decode, T = 1, keeps the
 // matvec and its graph.
 inline constexpr int kGemmMinTokens = 2;
 
@@ -56,7 +56,7 @@ class ChunkForward {
   ChunkForward(const DeviceModel& m, DeviceState& s, const ChunkShape& shape, const SimModes& modes,
                cudaStream_t stream, StageProfile* profile, Branch* branch)
       : m_(m), c_(m.config), s_(s), sc_(s.scratch), shape_(shape), modes_(modes), stream_(stream), T_(shape.T),
-        gemm_(shape.tensor_core && shape.T >= kGemmMinTokens && s.scratch.xn16 != nullptr),
+        gemm_(shape.tensor_core && !shape.step_kernels && shape.T >= kGemmMinTokens && s.scratch.xn16 != nullptr),
         split_(shape.split_products), profile_(profile),
         branch_(profile ? nullptr : branch) {}
 
@@ -178,8 +178,9 @@ class ChunkForward {
   Status sinkhorn() { return hc_comb(sc_.mix, T_, c_.hc_eps, static_cast<int>(c_.sinkhorn_iters), stream_); }
 
   // X <- hc_post(X, f) (§5.4), then the collapse `next` of the new X: for one token one clustered
-  // launch (hc_post_collapse: the two launches cost more than their work), for longer chunks
-  // hc_post leaving next's partial sums and the collapse finished from them.
+  // launch (hc_post_collapse: the two launches cost more than their work; a multi-token step's
+  // tokens one cluster each), for longer chunks hc_post leaving next's partial sums and the
+  // collapse finished from them.
   Status post(const float* f, int n_parts, const float* extra, NextHc next);
 
   // forward_attention.cc: §7, and the compressors' and indexer's steps it queues.
@@ -190,7 +191,7 @@ class ChunkForward {
 
   // Chunks of more than one token: the tiled prefill scores (prefill_indexer.h, which prepares its
   // own queries).
-  bool prefill_indexer() const { return T_ > 1 && sc_.index_tokens > 0; }
+  bool prefill_indexer() const { return T_ > 1 && !shape_.step_kernels && sc_.index_tokens > 0; }
 
   // The indexer's launch of tokens t0 .. t0 + T - 1 of the chunk.
   IndexerArgs indexer_args(const LayerBuffers& B, int64_t l, int t0, int T) const;

@@ -25,6 +25,8 @@ Status project(const DeviceTensor& w, const float* x, int T, float* y, const int
   m.n_slots = T;
   m.x = x;
   m.x_stride = w.ne0;
+  // Tokens 2i and 2i + 1 share the weights: where the kernel can, each is decoded once for both.
+  if (T % 2 == 0) m.pair_stride = 1;
   return matvec_experts(m, y, stream);
 }
 
@@ -99,7 +101,10 @@ Status ChunkForward::post(const float* f, int n_parts, const float* extra, NextH
   a.out = x_next_;
   a.T = T_;
   a.D = c_.n_embd;
-  if (T_ == 1 && c_.n_embd <= kHcPostCollapseMaxDims) {
+  // A multi-token step's collapses too (a cluster per token), but the head's: it collapses only the
+  // last token, into the head's first row.
+  const bool fused = T_ == 1 || (shape_.step_kernels && !next.head);
+  if (fused && c_.n_embd <= kHcPostCollapseMaxDims) {
     DSV4_TRY(hc_post_collapse(a, next.args, next.head, stream_));
     std::swap(x_, x_next_);
     return mark("hc_post + hc_pre");

@@ -33,6 +33,10 @@ struct ChunkShape {
   // (but for the routed experts' down projection: int8 limbs where it takes the weights, either way).
   bool tensor_core = false;
   bool split_products = false;
+  // T ≥ 2 on the decode step's kernels: the matvec projections, the split attention and the
+  // one-token indexer launches, which read every position from device memory (a multi-token
+  // step's graph), instead of the prefill attention and indexer.
+  bool step_kernels = false;
 };
 
 struct SimModes {
@@ -53,8 +57,9 @@ Status forward_chunk(const DeviceModel& model, DeviceState& state, const ChunkSh
 bool chunk_needs_index_scoring(const model::Config& config, int64_t pos0, int T);
 
 // y[t] = W·x[t] for t < T (x rows of W.ne0 values, y rows of W.ne1) with the decode matvec: T = 1
-// is a decode step; T > 1 runs the same kernel over T slots of slab 0 (a prefill chunk uses it only
-// for a weight shape the tensor-core GEMM of gemm.h does not take; the f32 path kernel tests use).
+// is a decode step; T > 1 runs the same kernel over T slots of slab 0, an even T's tokens in pairs
+// whose weights the Q8_0 row tile decodes once (a multi-token step's projections; a prefill chunk
+// uses it only for a weight shape the tensor-core GEMM of gemm.h does not take).
 Status project(const DeviceTensor& w, const float* x, int T, float* y, const int32_t* zeros, cudaStream_t stream);
 
 }  // namespace dsv4::cuda

@@ -43,6 +43,8 @@ Status ChunkForward::output_a(const DeviceTensor& out_a, bool fed) {
   oa.n_slots = static_cast<int>(T_ * G);
   oa.x = sc_.attn;
   oa.x_stride = n_in;
+  // Slot t·G + g is group g of token t: tokens 2i and 2i + 1 of a group share its weights.
+  if (T_ % 2 == 0) oa.pair_stride = static_cast<int>(G);
   return matvec_experts(oa, sc_.low, stream_);
 }
 
@@ -93,7 +95,7 @@ Status ChunkForward::attention_sublayer(int64_t l) {
   }
   // §7.8-7.10 below: chunks of more than one token run the prefill kernel (all heads per block)
   // where the state sized its scratch for it; q_kv_finish leaves their queries split for it.
-  const bool prefill = T_ > 1 && sc_.attn_tokens > 0;
+  const bool prefill = T_ > 1 && !shape_.step_kernels && sc_.attn_tokens > 0;
   QkvFinishArgs qf;
   qf.q = sc_.q;
   if (prefill) qf.q_exp = sc_.q_exp;

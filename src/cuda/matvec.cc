@@ -48,7 +48,7 @@ bool row_tile_quant(TensorType t) { return detail::rt2_item_elems(t) > 0; }
 //    fits the GPU at once;
 //  * the 2-bit row-tile kernel (matvec_2bit.cu, rows_per_warp 32) for Q2_K and Q4_K rows of a
 //    multiple of 256 and IQ2_XXS rows of a multiple of 512 elements (the routed experts) whose
-//    launch has at most 16384 activations (n_xvec · n_in, staged in shared memory); W =
+//    launch has at most 32768 activations (n_xvec · n_in, staged in shared memory); W =
 //    rt2_warps_per_row(type, n_in, n_out), the grid what fits the GPU at once;
 //  * the F16 row-tile kernel (matvec_f16.cu, rows_per_warp 32) for one-slot F16 launches of at least
 //    4096 rows of a multiple of 64 elements (the indexer's q_b); W = f16_warps_per_row(n_in, n_out),
@@ -79,14 +79,15 @@ Result<MatvecPlan> make_plan(TensorType type, int64_t n_in, int64_t n_out, int g
   plan.fast = true;
   const int64_t q8_sbs = n_in / 256;
   const bool q8_fits = type == TensorType::Q8_0 && n_in % 256 == 0 && n_in / 32 * 34 * 32 <= INT_MAX;
-  // The 2-bit kernel stages the launch's activations in shared memory: at most 64 KB of them (6
-  // slots of the experts' down projection take 48 KB), and the block must fit with its rings.
+  // The 2-bit kernel stages the launch's activations in shared memory: at most 128 KB of them (6
+  // slots of the experts' down projection take 48 KB, the 12 of a two-token step 96 KB), and the
+  // block must fit with its rings.
   const int rt2_item = detail::rt2_item_elems(type);
   const int rt2_warps = t_warps ? t_warps : (rt2_item > 0 ? detail::rt2_warps_per_row(type, n_in, n_out) : 1);
   const int64_t rt2_x = static_cast<int64_t>(n_xvec) * n_in;
   const bool rt2_fits = rt2_item > 0 && n_in % rt2_item == 0 &&
                         n_in / gguf::type_traits(type)->block_elems * gguf::type_traits(type)->block_bytes * 32 <= INT_MAX &&
-                        rt2_x <= 16384 && detail::rt2_smem_bytes(type, rt2_warps, rt2_x) <= detail::max_smem_per_block();
+                        rt2_x <= 32768 && detail::rt2_smem_bytes(type, rt2_warps, rt2_x) <= detail::max_smem_per_block();
   // The F16 row-tile kernel: one slot, not summed, rows of a multiple of 64 whose activations fit
   // shared memory; by default from kF16RowTileRows rows (fewer tiles than that leave SMs idle: the
   // f32 kernel stays there).
@@ -107,7 +108,7 @@ Result<MatvecPlan> make_plan(TensorType type, int64_t n_in, int64_t n_out, int g
   if (t_rows == 32) {
     if (!q8_fits && !rt2_fits) {
       return make_error("rows_per_warp 32 (the row-tile kernels) takes Q8_0, Q2_K or Q4_K rows of a multiple of "
-                        "256, IQ2_XXS rows of a multiple of 512 (2-bit and Q4_K: at most 16384 activations per "
+                        "256, IQ2_XXS rows of a multiple of 512 (2-bit and Q4_K: at most 32768 activations per "
                         "launch), F16 rows of a multiple of 64 in one-slot launches");
     }
     if (t_warps > 8 || t_warps > rt_items) {
@@ -192,6 +193,9 @@ Result<MatvecPlan> make_plan(TensorType type, int64_t n_in, int64_t n_out, int g
   return plan;
 }
 
+// The activation vectors a launch reads (and the row-tile kernels stage).
+int x_vectors(const ExpertMatvec& m) { return m.x_stride ? m.n_slots / m.slots_per_x : 1; }
+
 // The RMSNorm a dense Q8_0 launch applies to its input (matvec_rms_norm).
 struct FusedNorm {
   const float* w = nullptr;
@@ -216,6 +220,11 @@ Status run(const ExpertMatvec& m, bool dense, bool sum, float* y, cudaStream_t s
   if (!m.w || !m.x || !y) return fail("null pointer");
   if (!m.experts && m.n_slots > m.n_expert) return fail("without expert ids, n_slots must be at most n_expert");
   if (m.x_stride < 0) return fail("negative x_stride");
+  if (m.slots_per_x < 1 || m.n_slots % m.slots_per_x != 0) return fail("slots_per_x must divide n_slots");
+  if (m.slots_per_x > 1 && (m.up || sum)) return fail("slots_per_x above 1 is for per-slot launches without up");
+  if (m.pair_stride < 0 || (m.pair_stride > 0 && (m.up || sum || m.n_slots % (2 * m.pair_stride) != 0))) {
+    return fail("pair_stride needs per-slot launches without up whose slots are whole pairs");
+  }
   if (!aligned(m.x, 4) || !aligned(y, 4) || !aligned(m.slot_scale, 4)) return fail("misaligned f32 pointer");
   if (m.up && (!aligned(m.up, 16) || !aligned(m.act_weights, 4))) return fail("misaligned up or act_weights");
   if (m.swiglu_rows && (m.up || sum || m.n_out % 32 != 0 || !aligned(m.act_weights, 4) || !row_tile_quant(m.type))) {
@@ -244,7 +253,7 @@ Status run(const ExpertMatvec& m, bool dense, bool sum, float* y, cudaStream_t s
       break;
     case MatvecImpl::kReference: fast = false; break;
   }
-  if ((m.up || m.swiglu_rows) && !fast) {
+  if ((m.up || m.swiglu_rows || m.slots_per_x > 1) && !fast) {
     return fail("the fused SwiGLU needs the fast kernel (16-byte aligned weights and rows)");
   }
 
@@ -257,6 +266,7 @@ Status run(const ExpertMatvec& m, bool dense, bool sum, float* y, cudaStream_t s
   l.experts = dense ? nullptr : m.experts;
   l.x = m.x;
   l.x_stride = m.x_stride;
+  l.slots_per_x = m.slots_per_x;
   l.up = m.up;
   l.act_weights = m.act_weights;
   l.act_limit = m.act_limit;
@@ -278,9 +288,11 @@ Status run(const ExpertMatvec& m, bool dense, bool sum, float* y, cudaStream_t s
 
   cudaError_t e;
   if (fast) {
-    const int n_xvec = m.x_stride ? m.n_slots : 1;
-    auto plan = make_plan(m.type, m.n_in, m.n_out, sum ? 1 : m.n_slots, n_xvec, sum, tuning);
+    auto plan = make_plan(m.type, m.n_in, m.n_out, sum ? 1 : m.n_slots, x_vectors(m), sum, tuning);
     if (!plan.ok()) return fail(plan.error().message);
+    if (m.slots_per_x > 1 && (plan->rows_per_warp != 32 || !row_tile_quant(m.type))) {
+      return fail("slots_per_x above 1 needs the 2-bit row-tile kernel (can_share_x)");
+    }
     if (norm.w && (plan->rows_per_warp != 32 || m.type != TensorType::Q8_0 || !aligned(norm.w, 16))) {
       return fail("the fused RMSNorm needs the Q8_0 row-tile kernel and 16-byte aligned weights (can_fuse_rms_norm)");
     }
@@ -290,6 +302,13 @@ Status run(const ExpertMatvec& m, bool dense, bool sum, float* y, cudaStream_t s
     l.rows_per_warp = plan->rows_per_warp;
     l.warps_per_row = plan->warps_per_row;
     l.blocks = plan->blocks;
+    // Token pairs on the Q8_0 row tile: half the units, a little more shared memory a warp.
+    if (m.pair_stride > 0 && m.type == TensorType::Q8_0 && plan->rows_per_warp == 32 && !norm.w) {
+      l.pair_stride = m.pair_stride;
+      const int64_t units = int64_t{m.n_slots} / 2 * ((m.n_out + 31) / 32);
+      const int64_t capacity = device_info().sms * std::max(1, detail::q8_blocks_per_sm(plan->warps_per_row, true));
+      l.blocks = static_cast<int>(std::min(capacity, units));
+    }
     switch (plan->rows_per_warp) {
       case 16: e = detail::launch_matvec_mma(l, stream); break;
       case 32:
@@ -369,7 +388,7 @@ bool can_fuse_swiglu(const ExpertMatvec& m) {
       m.n_slots <= 0 || !aligned(m.w, 16) || !aligned(m.x, 16) || !aligned(m.up, 16) || m.x_stride % 4 != 0) {
     return false;
   }
-  const auto plan = make_plan(m.type, m.n_in, m.n_out, m.n_slots, m.x_stride ? m.n_slots : 1, false, MatvecTuning{});
+  const auto plan = make_plan(m.type, m.n_in, m.n_out, m.n_slots, x_vectors(m), false, MatvecTuning{});
   return plan.ok() && plan->rows_per_warp == 32;
 }
 
@@ -378,7 +397,17 @@ bool can_swiglu_rows(const ExpertMatvec& m) {
       m.n_out % 32 != 0 || m.n_slots <= 0 || !aligned(m.w, 16) || !aligned(m.x, 16) || m.x_stride % 4 != 0) {
     return false;
   }
-  const auto plan = make_plan(m.type, m.n_in, m.n_out, m.n_slots, m.x_stride ? m.n_slots : 1, false, MatvecTuning{});
+  const auto plan = make_plan(m.type, m.n_in, m.n_out, m.n_slots, x_vectors(m), false, MatvecTuning{});
+  return plan.ok() && plan->rows_per_warp == 32;
+}
+
+bool can_share_x(const ExpertMatvec& m) {
+  if (m.slots_per_x == 1) return true;
+  if (!row_tile_quant(m.type) || m.up || m.slots_per_x < 1 || m.n_slots <= 0 || m.n_slots % m.slots_per_x != 0 ||
+      m.n_in <= 0 || m.n_out <= 0 || !aligned(m.w, 16) || !aligned(m.x, 16) || m.x_stride % 4 != 0) {
+    return false;
+  }
+  const auto plan = make_plan(m.type, m.n_in, m.n_out, m.n_slots, x_vectors(m), false, MatvecTuning{});
   return plan.ok() && plan->rows_per_warp == 32;
 }
 

@@ -85,8 +85,17 @@ struct ExpertMatvec {
   // still runs (PDL, as a dense launch does: the grouped output projection of a decode step).
   const int32_t* experts = nullptr;
   int n_slots = 0;
-  const float* x = nullptr;  // slot j reads x + j·x_stride
+  const float* x = nullptr;  // slot j reads x + (j / slots_per_x)·x_stride
   int64_t x_stride = 0;      // 0: every slot reads the same x (gate/up); n_in: one x per slot (down)
+  // Consecutive slots reading one x (a dividing n_slots): a multi-token step's gate/up, whose K
+  // slots of token t read token t's row. Only the 2-bit row-tile kernel takes more than 1
+  // (can_share_x); other launches are refused.
+  int slots_per_x = 1;
+  // > 0: slots j and j + pair_stride read the same slab for every j of the first pair_stride of each
+  // 2·pair_stride slots (expert ids equal: the caller's promise), as the same weights' tokens t and
+  // t + 1 of a multi-token step do. The Q8_0 row tile then stages and decodes each weight once for
+  // both (the same bits as without); other kernels ignore it. Per-slot launches without up only.
+  int pair_stride = 0;
   const float* slot_scale = nullptr;  // n_slots factors (e.g. route weights), or null for 1
   // Fused SwiGLU (moe.h swiglu, the routed experts' down projection): when `up` is set, slot j's
   // activation is silu(min(g, L))·clamp(u, ±L)·act_weights[j] (no factor when act_weights is
@@ -110,6 +119,8 @@ struct ExpertMatvec {
 bool can_fuse_swiglu(const ExpertMatvec& m);
 // Whether matvec_experts (kAuto, default tuning) can take m with swiglu_rows set.
 bool can_swiglu_rows(const ExpertMatvec& m);
+// Whether matvec_experts (kAuto, default tuning) can take m with its slots_per_x.
+bool can_share_x(const ExpertMatvec& m);
 
 // Dense y = W·swiglu(gate, up) (the shared expert's down projection, §8.6): the fused SwiGLU above
 // (no route weight) on a dense launch, whose weights are fetched before the previous kernel ends

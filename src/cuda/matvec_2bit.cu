@@ -57,6 +57,7 @@ struct RtParams {
   const int32_t* experts;  // null: slot j is slab j
   const float* x;          // 16-aligned
   int64_t x_stride;        // a multiple of 4
+  int slots_per_x;         // slot j reads x vector j / slots_per_x
   const float* up;         // fused SwiGLU (matvec_launch.h), or null
   const float* act_weights;
   float act_limit;
@@ -82,7 +83,7 @@ struct RtParams {
 // u mod n_slots carried from unit to unit (a division per unit was ≈ 20 instructions of every
 // thread, ≈ 5 % of a down projection's: ncu, session 20).
 __device__ uint64_t staged_slots(const RtParams& p, bool sum) {
-  if (sum || p.x_stride == 0 || p.n_slots > 64) return ~uint64_t{0};
+  if (sum || p.x_stride == 0 || p.n_slots > 64 || p.slots_per_x > 1) return ~uint64_t{0};
   uint64_t mask = 0;
   const int n = p.n_slots, vgrid = gridDim.x * p.groups;
   int group_slot = static_cast<int>(blockIdx.x) % n;  // of unit rt2_vblock(blockIdx.x, g, gridDim.x), g = 0
@@ -234,7 +235,7 @@ __global__ void __launch_bounds__(k2bMaxBlockWarps * 32, 1) matvec_2bit_kernel(_
   const int block_warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int group = block_warp / W, warp = block_warp - group * W;
   XBlock2b* xsm = reinterpret_cast<XBlock2b*>(smem);
-  const int x_floats = p.x_stride ? p.n_slots * p.n_in : p.n_in;
+  const int x_floats = p.x_stride ? p.n_slots / p.slots_per_x * p.n_in : p.n_in;
   uint8_t* rings = reinterpret_cast<uint8_t*>(xsm + x_floats / kXBlock2b);
   uint8_t* ring = rings + block_warp * (kRing * kItemBytes);
   // [G][2][W][32]
@@ -330,8 +331,9 @@ __global__ void __launch_bounds__(k2bMaxBlockWarps * 32, 1) matvec_2bit_kernel(_
       // The lane's row is read from shared memory as it is decoded.
       const uint32_t* row = reinterpret_cast<const uint32_t*>(ring + buf * kItemBytes) + lane * Fmt::kRowWords;
       const int slot = kSum ? sched.item_slot(k, i) : unit.slot();
+      const int x_vector = p.slots_per_x == 1 ? slot : slot / p.slots_per_x;
       const XBlock2b* xb =
-          xsm + ((p.x_stride ? slot * p.n_in : 0) + sched.item_index(i) * Fmt::kItemElems) / kXBlock2b;
+          xsm + ((p.x_stride ? x_vector * p.n_in : 0) + sched.item_index(i) * Fmt::kItemElems) / kXBlock2b;
       part += item_dot<Fmt>(row, xb, lane, between);
       cp_async_commit();
       __syncwarp();  // the buffer is refilled while the next item is decoded
@@ -427,6 +429,7 @@ cudaError_t launch(const MatvecLaunch& l, cudaStream_t stream) {
   p.experts = l.experts;
   p.x = l.x;
   p.x_stride = l.x_stride;
+  p.slots_per_x = l.slots_per_x > 1 ? l.slots_per_x : 1;
   p.up = l.up;
   p.act_weights = l.act_weights;
   p.act_limit = l.act_limit;
@@ -441,7 +444,7 @@ cudaError_t launch(const MatvecLaunch& l, cudaStream_t stream) {
   p.n_tiles = (l.n_out + k2bTileRows - 1) / k2bTileRows;
   p.n_units = l.sum ? p.n_tiles : l.n_slots * p.n_tiles;
   p.W = l.warps_per_row;
-  const int64_t x_floats = l.x_stride ? int64_t{l.n_slots} * l.n_in : l.n_in;
+  const int64_t x_floats = l.x_stride ? int64_t{l.n_slots / p.slots_per_x} * l.n_in : l.n_in;
   p.groups = groups_per_block<Fmt>(p.W, x_floats, l.swiglu_rows);
   p.grid_mod_slots = l.n_slots > 0 ? l.blocks % l.n_slots : 0;
   p.vgrid_mod_slots = l.n_slots > 0 ? l.blocks * p.groups % l.n_slots : 0;

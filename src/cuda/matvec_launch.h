@@ -19,6 +19,8 @@ struct MatvecLaunch {
   const int32_t* experts;  // null: slot j is slab j (the dense case has one slot)
   const float* x;
   int64_t x_stride;
+  int slots_per_x;  // slot j reads x + (j / slots_per_x)·x_stride (2-bit row-tile kernel only, else 1)
+  int pair_stride;  // > 0: the Q8_0 row tile's token pairs (ExpertMatvec::pair_stride), else 0
   // Fused SwiGLU (2-bit row-tile kernel only): when set, slot j's activation is
   // swiglu_element(x_j[i], up[j·x_stride + i], act_weights + j or null, act_limit) (swiglu.cuh).
   const float* up;
@@ -75,7 +77,7 @@ cudaError_t launch_matvec_ref(const MatvecLaunch& l, cudaStream_t stream);
 // that fit an SM at once (0 if the runtime cannot say), the launch, and the shared-memory opt-in
 // (once per device; prepare_matvec calls it so that no attribute is set during graph capture).
 int q8_warps_per_row(int64_t n_in, int64_t n_out);
-int q8_blocks_per_sm(int warps);
+int q8_blocks_per_sm(int warps, bool pair = false);
 cudaError_t launch_matvec_q8(const MatvecLaunch& l, cudaStream_t stream);
 cudaError_t prepare_matvec_q8();
 

@@ -100,9 +100,10 @@ struct Q8Params {
   float* y;
   int n_out;
   int n_slots;
+  int pair_stride;  // kPair: slots j and j + pair_stride read the same slab (matvec.h)
   int n_sb;     // superblocks per row
   int n_tiles;  // ⌈n_out / 32⌉
-  int n_units;  // n_tiles (summed) or n_slots · n_tiles
+  int n_units;  // n_tiles (summed), n_slots · n_tiles, or for token pairs n_slots / 2 · n_tiles
 };
 
 
@@ -128,19 +129,30 @@ __device__ float q8_rms_scale(const float* x, int n, float eps, int lane) {
   return static_cast<float>(1.0 / sqrt(ss / static_cast<double>(n) + static_cast<double>(eps)));
 }
 
-template <bool kSum, Q8Input kIn>
+// kPair (per-slot plain launches only): a unit is a tile of a token pair, slots s and s + pair_stride
+// of the same slab (pair v of the schedule: s = pair_first(v)); each weight item is staged and
+// decoded once for both, the second token's limbs in the MMAs' columns 4–7 (matvec_q8.cuh).
+template <bool kSum, Q8Input kIn, bool kPair = false>
 __global__ void __launch_bounds__(kQ8MaxWarps * 32) matvec_q8_kernel(__grid_constant__ const Q8Params p) {
+  static_assert(!kPair || (!kSum && kIn == Q8Input::kPlain), "token pairs: per-slot plain launches");
   extern __shared__ __align__(16) uint8_t smem[];
   const int W = blockDim.x >> 5;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   uint8_t* ring = smem + warp * (kQ8Ring * kQ8ItemBytes);
-  constexpr int kXbufWords = kQ8XLimbs * kQ8XPlaneWords;  // the item's limb planes
+  constexpr int kXbufWords = q8_xbuf_words(kPair);  // the item's limb planes (a pair's: both tokens')
   uint32_t* xbuf = reinterpret_cast<uint32_t*>(smem + W * (kQ8Ring * kQ8ItemBytes)) + warp * kXbufWords;
   float* red = reinterpret_cast<float*>(smem + W * (kQ8Ring * kQ8ItemBytes + kXbufWords * 4));  // [2][W][32]
 
-  // Row items are superblocks (row_tile.cuh).
-  const RowTileSchedule<kSum> sched(p.n_sb, p.n_slots, p.n_units, p.n_tiles, W, warp);
+  // Row items are superblocks (row_tile.cuh); the schedule's slots are token pairs for kPair.
+  constexpr int kTokens = kPair ? 2 : 1;
+  const RowTileSchedule<kSum> sched(p.n_sb, p.n_slots / kTokens, p.n_units, p.n_tiles, W, warp);
   const int per_unit = sched.per_unit, my_units = sched.my_units;
+  // The (first) slot of the schedule's slot v.
+  auto pair_first = [&](int v) {
+    if constexpr (!kPair) return v;
+    const int ps = p.pair_stride;
+    return ps == 1 ? 2 * v : v / ps * 2 * ps + v % ps;
+  };
 
   // This lane's 17 chunk offsets within an item of a full tile (a partial last tile recomputes).
   int32_t off[kQ8SbChunks];
@@ -150,7 +162,7 @@ __global__ void __launch_bounds__(kQ8MaxWarps * 32) matvec_q8_kernel(__grid_cons
   int issue_k = 0, issue_i = 0;
   auto issue_next = [&](uint8_t* dst) {
     if (issue_k >= my_units || per_unit == 0) return;
-    const int slot = sched.item_slot(issue_k, issue_i), tile = sched.unit_tile(issue_k);
+    const int slot = pair_first(sched.item_slot(issue_k, issue_i)), tile = sched.unit_tile(issue_k);
     const int e = p.experts ? __ldg(p.experts + slot) : slot;
     const uint8_t* base = p.w + e * p.slab_bytes + static_cast<int64_t>(tile) * kQ8TileRows * p.row_bytes +
                           static_cast<int64_t>(sched.item_index(issue_i)) * kQ8SbBytes;
@@ -174,13 +186,17 @@ __global__ void __launch_bounds__(kQ8MaxWarps * 32) matvec_q8_kernel(__grid_cons
   // current item is decoded; staged into xbuf when that item's turn comes.
   // Fused forms: u_next holds the up values (kSwiglu) or the norm weights (kRmsNorm) until staged.
   constexpr bool kSwiglu = kIn == Q8Input::kSwiglu, kRmsNorm = kIn == Q8Input::kRmsNorm;
-  float4 x_next[kQ8XChunks], u_next[kQ8XChunks];
+  float4 x_next[kQ8XChunks], u_next[kQ8XChunks], x2_next[kPair ? kQ8XChunks : 1];
   auto load_x = [&](int k, int i) {
     if (k >= my_units || per_unit == 0) return;
-    const int64_t at = sched.item_slot(k, i) * p.x_stride + static_cast<int64_t>(sched.item_index(i)) * kQ8SbElems;
+    const int slot = pair_first(sched.item_slot(k, i));
+    const int64_t at = slot * p.x_stride + static_cast<int64_t>(sched.item_index(i)) * kQ8SbElems;
 #pragma unroll
     for (int j = 0; j < kQ8XChunks; ++j) {
       x_next[j] = __ldg(reinterpret_cast<const float4*>(p.x + at + q8_x_index(lane, j)));
+      if constexpr (kPair) {
+        x2_next[j] = __ldg(reinterpret_cast<const float4*>(p.x + at + p.pair_stride * p.x_stride + q8_x_index(lane, j)));
+      }
       if constexpr (kSwiglu) u_next[j] = __ldg(reinterpret_cast<const float4*>(p.up + at + q8_x_index(lane, j)));
       if constexpr (kRmsNorm) u_next[j] = __ldg(reinterpret_cast<const float4*>(p.norm_w + at + q8_x_index(lane, j)));
     }
@@ -211,7 +227,7 @@ __global__ void __launch_bounds__(kQ8MaxWarps * 32) matvec_q8_kernel(__grid_cons
       cp_async_wait<kQ8Ring - 1>();  // this lane's chunks of item i have landed
       __syncwarp();                  // ... and every other lane's; every lane is past the previous
                                      // item's decode: xbuf is free
-      const int slot = sched.item_slot(k, i);
+      const int slot = pair_first(sched.item_slot(k, i));
       float4 v[kQ8XChunks];
 #pragma unroll
       for (int j = 0; j < kQ8XChunks; ++j) {
@@ -230,16 +246,28 @@ __global__ void __launch_bounds__(kQ8MaxWarps * 32) matvec_q8_kernel(__grid_cons
         }
       }
       // The item's exponent from the warp's largest |x| (an exact maximum: any order), then its limbs.
-      uint32_t max_abs = q8_lane_max_abs(v);
+      auto stage = [&](const float4(&xs)[kQ8XChunks], uint32_t* planes) {
+        uint32_t max_abs = q8_lane_max_abs(xs);
 #pragma unroll
-      for (int o = 16; o > 0; o >>= 1) max_abs = max(max_abs, __shfl_xor_sync(0xFFFFFFFFu, max_abs, o));
-      const float item_scale = q8_x_scale(max_abs);
-      uint32_t words[kQ8XChunks][kQ8XLimbs];
-      q8_stage_lane(v, q8_x_exponent(max_abs), words);
+        for (int o = 16; o > 0; o >>= 1) max_abs = max(max_abs, __shfl_xor_sync(0xFFFFFFFFu, max_abs, o));
+        uint32_t words[kQ8XChunks][kQ8XLimbs];
+        q8_stage_lane(xs, q8_x_exponent(max_abs), words);
 #pragma unroll
-      for (int j = 0; j < kQ8XChunks; ++j) {
+        for (int j = 0; j < kQ8XChunks; ++j) {
 #pragma unroll
-        for (int q = 0; q < kQ8XLimbs; ++q) xbuf[q * kQ8XPlaneWords + lane + 32 * j] = words[j][q];
+          for (int q = 0; q < kQ8XLimbs; ++q) planes[q * kQ8XPlaneWords + lane + 32 * j] = words[j][q];
+        }
+        return q8_x_scale(max_abs);
+      };
+      float item_scale = stage(v, xbuf);
+      // A pair's lanes c = 2, 3 hold the second token's sums (its slot, its item scale).
+      int lane_slot = slot;
+      if constexpr (kPair) {
+        const float second_scale = stage(x2_next, xbuf + kQ8PairWords);
+        if (lane & 2) {
+          item_scale = second_scale;
+          lane_slot += p.pair_stride;
+        }
       }
       if (i + 1 < per_unit) {
         load_x(k, i + 1);
@@ -248,14 +276,15 @@ __global__ void __launch_bounds__(kQ8MaxWarps * 32) matvec_q8_kernel(__grid_cons
       }
       __syncwarp();  // xbuf is complete
       float sb[2][2];
-      q8_item_dot(reinterpret_cast<const uint32_t*>(ring + buf * kQ8ItemBytes), xbuf, lane, sel, sb);
+      q8_item_dot(reinterpret_cast<const uint32_t*>(ring + buf * kQ8ItemBytes),
+                  kPair && lane >= 16 ? xbuf + kQ8PairWords : xbuf, lane, sel, sb);
       __syncwarp();  // every lane is past its reads of the weight buffer, which a later issue refills
       const float lane_scale = item_scale * limb_weight;  // a power of two (or NaN): exact
 #pragma unroll
       for (int h = 0; h < 4; ++h) part[h] = fmaf(sb[h >> 1][h & 1], lane_scale, part[h]);
       // Scaled and added: per item in the per-slot form, at each slot's last item (slot order) when summed.
       if (sched.closes_slot(i)) {
-        const float s = p.scale ? __ldg(p.scale + slot) : 1.0f;
+        const float s = p.scale ? __ldg(p.scale + lane_slot) : 1.0f;
 #pragma unroll
         for (int h = 0; h < 4; ++h) {
           acc[h] = fmaf(s, part[h], acc[h]);
@@ -265,17 +294,27 @@ __global__ void __launch_bounds__(kQ8MaxWarps * 32) matvec_q8_kernel(__grid_cons
       buf = buf + 1 == kQ8Ring ? 0 : buf + 1;
     }
     // Lane 4g gets rows g + 8h (h = 0..3) as its limbs 0, 1 plus lane 4g + 1's limbs 2, 3; lane r then
-    // takes row r from lane 4(r & 7), register r >> 3.
-    float rows[4];
-#pragma unroll
-    for (int h = 0; h < 4; ++h) {
-      const float total = acc[h] + __shfl_down_sync(0xFFFFFFFFu, acc[h], 1);
-      rows[h] = __shfl_sync(0xFFFFFFFFu, total, 4 * (lane & 7));
-    }
+    // takes row r from lane 4(r & 7), register r >> 3. A pair's second token: lanes 4g + 2 and 4g + 3.
     const int hr = lane >> 3;
-    const float mine = hr == 0 ? rows[0] : hr == 1 ? rows[1] : hr == 2 ? rows[2] : rows[3];
     const int row = sched.unit_tile(k) * kQ8TileRows + lane;
-    store_row_tile(mine, red, k, W, warp, lane, row, p.n_out, sched.out_index(k, row, p.n_out), p.y);
+    auto store_token = [&](int tau, int store_k, int64_t out) {
+      float rows[4];
+#pragma unroll
+      for (int h = 0; h < 4; ++h) {
+        const float total = acc[h] + __shfl_down_sync(0xFFFFFFFFu, acc[h], 1);
+        rows[h] = __shfl_sync(0xFFFFFFFFu, total, 4 * (lane & 7) + 2 * tau);
+      }
+      const float mine = hr == 0 ? rows[0] : hr == 1 ? rows[1] : hr == 2 ? rows[2] : rows[3];
+      store_row_tile(mine, red, store_k, W, warp, lane, row, p.n_out, out, p.y);
+    };
+    if constexpr (kPair) {
+      // Two stores a unit: the reduction buffers' parity is that of 2k and 2k + 1 (store_row_tile).
+      const int64_t first = static_cast<int64_t>(pair_first(sched.unit_slot(k))) * p.n_out + row;
+      store_token(0, 2 * k, first);
+      store_token(1, 2 * k + 1, first + static_cast<int64_t>(p.pair_stride) * p.n_out);
+    } else {
+      store_token(0, k, sched.out_index(k, row, p.n_out));
+    }
   }
   cp_async_wait<0>();
 }
@@ -283,16 +322,19 @@ __global__ void __launch_bounds__(kQ8MaxWarps * 32) matvec_q8_kernel(__grid_cons
 using Q8Kernel = void (*)(Q8Params);
 constexpr Q8Kernel kQ8Kernels[] = {matvec_q8_kernel<false, Q8Input::kPlain>, matvec_q8_kernel<true, Q8Input::kPlain>,
                                    matvec_q8_kernel<false, Q8Input::kSwiglu>, matvec_q8_kernel<true, Q8Input::kSwiglu>,
-                                   matvec_q8_kernel<false, Q8Input::kRmsNorm>};
-// The instantiation of a launch (RMSNorm: dense launches only, checked by the caller).
-Q8Kernel q8_kernel(bool sum, Q8Input in) {
+                                   matvec_q8_kernel<false, Q8Input::kRmsNorm>,
+                                   matvec_q8_kernel<false, Q8Input::kPlain, true>};
+// The instantiation of a launch (RMSNorm: dense launches only; pairs: per-slot plain launches only;
+// both checked by the caller).
+Q8Kernel q8_kernel(bool sum, Q8Input in, bool pair) {
+  if (pair) return kQ8Kernels[5];
   return in == Q8Input::kRmsNorm ? kQ8Kernels[4] : kQ8Kernels[(in == Q8Input::kSwiglu ? 2 : 0) + (sum ? 1 : 0)];
 }
 
 // Lets every instantiation use the largest shared memory a launch asks for, once per device.
 cudaError_t allow_smem(int device) {
   return once_per_device(device, [] {
-    constexpr int bytes = q8_smem_bytes(kQ8MaxWarps);
+    constexpr int bytes = q8_smem_bytes(kQ8MaxWarps, /*pair=*/true);
     cudaError_t e = cudaSuccess;
     for (Q8Kernel k : kQ8Kernels) {
       if (e == cudaSuccess) e = cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
@@ -313,11 +355,11 @@ cudaError_t prepare_matvec_q8() {
   return e == cudaSuccess ? allow_smem(device) : e;
 }
 
-int q8_blocks_per_sm(int warps) {
+int q8_blocks_per_sm(int warps, bool pair) {
   int n = 0;
   if (prepare_matvec_q8() != cudaSuccess ||
-      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kQ8Kernels[0], warps * 32, q8_smem_bytes(warps)) !=
-          cudaSuccess) {
+      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, q8_kernel(false, Q8Input::kPlain, pair), warps * 32,
+                                                    q8_smem_bytes(warps, pair)) != cudaSuccess) {
     return 0;
   }
   return n;
@@ -327,7 +369,8 @@ cudaError_t launch_matvec_q8(const MatvecLaunch& l, cudaStream_t stream) {
   const int W = l.warps_per_row;
   if ((W != 1 && W != 2 && W != 4 && W != 8) || l.blocks < 1 || l.n_in % kQ8SbElems != 0 ||
       l.row_bytes * kQ8TileRows > INT32_MAX || W > l.n_in / kQ8SbElems ||
-      (l.norm_w && (l.up || l.experts || l.sum || l.n_slots != 1))) {
+      (l.norm_w && (l.up || l.experts || l.sum || l.n_slots != 1)) ||
+      (l.pair_stride != 0 && (l.pair_stride < 0 || l.up || l.norm_w || l.sum || l.n_slots % (2 * l.pair_stride) != 0))) {
     return cudaErrorInvalidValue;
   }
   cudaError_t e = prepare_matvec_q8();
@@ -348,11 +391,13 @@ cudaError_t launch_matvec_q8(const MatvecLaunch& l, cudaStream_t stream) {
   p.y = l.y;
   p.n_out = l.n_out;
   p.n_slots = l.n_slots;
+  p.pair_stride = l.pair_stride;
   p.n_sb = l.n_in / kQ8SbElems;
   p.n_tiles = (l.n_out + kQ8TileRows - 1) / kQ8TileRows;
-  p.n_units = l.sum ? p.n_tiles : l.n_slots * p.n_tiles;
+  const bool pair = l.pair_stride != 0;
+  p.n_units = l.sum ? p.n_tiles : l.n_slots / (pair ? 2 : 1) * p.n_tiles;
   const Q8Input in = l.norm_w ? Q8Input::kRmsNorm : l.up ? Q8Input::kSwiglu : Q8Input::kPlain;
-  return launch_pdl(q8_kernel(l.sum, in), dim3(l.blocks), dim3(W * 32), q8_smem_bytes(W), stream, p);
+  return launch_pdl(q8_kernel(l.sum, in, pair), dim3(l.blocks), dim3(W * 32), q8_smem_bytes(W, pair), stream, p);
 }
 
 }  // namespace dsv4::cuda::detail

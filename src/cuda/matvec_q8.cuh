@@ -159,7 +159,9 @@ DSV4_HD void q8_stage_lane(const float4 (&v)[kQ8XChunks], int e, uint32_t (&word
 // so lane c = 0 gets C_0, C_1 and lane c = 1 gets C_2, C_3 of its two rows: it folds them into
 // I = C_even + 2^8·C_odd (exact: |C_p| ≤ 2^19) and adds d·I in f32 over the item's 8 blocks in block
 // order; the lanes c = 1 weigh their sums 2^16 (q8_limb_weight) and the two lanes' row sums are
-// added at the unit's end (matvec_q8.cu). Lanes c = 2, 3 compute the same as c = 0, 1 and are ignored.
+// added at the unit's end (matvec_q8.cu). Lanes c = 2, 3 compute the same as c = 0, 1 and are ignored,
+// except for a token pair: there lanes g ≥ 4 read the second token's limb planes (kQ8PairWords on),
+// so columns 4–7 are its limbs and lanes c = 2, 3 fold its sums exactly as c = 0, 1 fold the first's.
 constexpr int kQ8XPlaneWords = kQ8XWords + 8;  // limb planes 72 words apart: B loads of the 4 planes hit distinct banks
 constexpr int kQ8RowWords = kQ8SbWords;        // a staged row's superblock: 68 words
 
@@ -218,10 +220,17 @@ DSV4_HD void q8_fold(const int32_t (&cr)[4], const float (&d)[2], float (&s)[2])
 // The weight of a lane's sums: 1 for limbs 0, 1 (c even), 2^16 for limbs 2, 3 (c odd).
 DSV4_HD float q8_limb_weight(int lane) { return (lane & 1) ? 65536.0f : 1.0f; }
 
-// Per warp: the weight ring and one item's activation limbs; per block: the [2][W][32] partials of
-// store_row_tile (row_tile.cuh).
-DSV4_HD constexpr int q8_smem_bytes(int warps) {
-  return warps * (kQ8Ring * kQ8ItemBytes + kQ8XLimbs * kQ8XPlaneWords * 4) + 2 * warps * kQ8TileRows * 4;
+// Token pairs (ExpertMatvec::pair_stride): the second token's limb planes follow the first's at this
+// offset in words, so that the B loads of lanes g ≥ 4 (the second token's columns 4–7) land 4 banks
+// beside those of lanes g − 4: conflict free.
+constexpr int kQ8PairWords = kQ8XLimbs * kQ8XPlaneWords + 4;
+// The words of a warp's staged activation limbs: one item's, or a token pair's.
+DSV4_HD constexpr int q8_xbuf_words(bool pair) { return pair ? 2 * kQ8PairWords : kQ8XLimbs * kQ8XPlaneWords; }
+
+// Per warp: the weight ring and one item's activation limbs (a token pair's: both tokens'); per
+// block: the [2][W][32] partials of store_row_tile (row_tile.cuh).
+DSV4_HD constexpr int q8_smem_bytes(int warps, bool pair = false) {
+  return warps * (kQ8Ring * kQ8ItemBytes + q8_xbuf_words(pair) * 4) + 2 * warps * kQ8TileRows * 4;
 }
 
 }  // namespace dsv4::cuda::detail

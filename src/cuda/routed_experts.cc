@@ -10,7 +10,8 @@ namespace dsv4::cuda {
 
 // Decode, the f32 prefill, or expert shapes the GEMM does not take: the matvec over the chunk's
 // (token, slot) pairs. A slot's input row is its token's xn row: decode reads xn for all K slots
-// (stride 0), a longer chunk replicates each row K times into ydown, free until the down
+// (stride 0), a longer chunk reads row t for token t's K slots where the kernel can (a few
+// tokens' 2-bit row tiles), else replicates each row K times into ydown, free until the down
 // projection writes it.
 Status routed_experts_matvec(const RoutedExpertsStep& s) {
   const model::Config& c = *s.config;
@@ -36,19 +37,30 @@ Status routed_experts_matvec(const RoutedExpertsStep& s) {
                      const int32_t* ids, int n_slots, float* y) {
     return matvec_experts(describe(w, n_in, n_out, x, x_stride, ids, n_slots), y, s.stream);
   };
+  // The K slots of token t read xn's row t: where the kernel takes that as it is (a multi-token
+  // step's 2-bit row tiles, ExpertMatvec::slots_per_x), else from a copy of the row per slot.
   const float* z = sc.xn;
   int64_t z_stride = 0;
+  int z_slots = 1;
   if (s.T > 1) {
-    DSV4_TRY(replicate_rows(sc.xn, D, static_cast<int>(K), s.T, sc.ydown, s.stream));
-    z = sc.ydown;
     z_stride = D;
+    z_slots = static_cast<int>(K);
+    const DeviceTensor& first = L.gate_up_exps.fused() ? L.gate_up_exps.both : L.gate_up_exps.a;
+    ExpertMatvec shared_x = describe(first, D, first.ne1, z, z_stride, sc.experts, TK);
+    shared_x.slots_per_x = z_slots;
+    if (!can_share_x(shared_x)) {
+      DSV4_TRY(replicate_rows(sc.xn, D, static_cast<int>(K), s.T, sc.ydown, s.stream));
+      z = sc.ydown;
+      z_slots = 1;
+    }
   }
   // Where the 2-bit kernel takes the interleaved gate/up slabs, it writes the activated,
   // route-weighted values itself (ExpertMatvec::swiglu_rows), once per element, and the down
   // projection stages them as they are.
   SwigluArgs sw;
   if (L.gate_up_exps.fused()) {
-    const ExpertMatvec gate_up = describe(L.gate_up_exps.both, D, 2 * F, z, z_stride, sc.experts, TK);
+    ExpertMatvec gate_up = describe(L.gate_up_exps.both, D, 2 * F, z, z_stride, sc.experts, TK);
+    gate_up.slots_per_x = z_slots;
     ExpertMatvec activated = gate_up;
     activated.swiglu_rows = true;
     activated.act_weights = sc.route_w;
@@ -63,8 +75,11 @@ Status routed_experts_matvec(const RoutedExpertsStep& s) {
     sw.up = sc.gu + F;
     sw.stride = 2 * F;
   } else {
-    DSV4_TRY(experts(L.gate_up_exps.a, D, F, z, z_stride, sc.experts, TK, sc.gu));
-    DSV4_TRY(experts(L.gate_up_exps.b, D, F, z, z_stride, sc.experts, TK, sc.gu + static_cast<int64_t>(TK) * F));
+    ExpertMatvec gate = describe(L.gate_up_exps.a, D, F, z, z_stride, sc.experts, TK);
+    ExpertMatvec up = describe(L.gate_up_exps.b, D, F, z, z_stride, sc.experts, TK);
+    gate.slots_per_x = up.slots_per_x = z_slots;
+    DSV4_TRY(matvec_experts(gate, sc.gu, s.stream));
+    DSV4_TRY(matvec_experts(up, sc.gu + static_cast<int64_t>(TK) * F, s.stream));
     sw.gate = sc.gu;
     sw.up = sc.gu + static_cast<int64_t>(TK) * F;
     sw.stride = F;

@@ -71,8 +71,10 @@ Result<std::unique_ptr<DeviceSession>> DeviceSession::create(std::shared_ptr<con
 DeviceSession::~DeviceSession() {
   // First the queued work (a speculative step may be running a graph).
   if (stream_) cudaStreamSynchronize(stream_);
-  for (cudaGraphExec_t& g : graphs_) {
-    if (g) cudaGraphExecDestroy(g);
+  for (auto& by_scoring : graphs_) {
+    for (cudaGraphExec_t& g : by_scoring) {
+      if (g) cudaGraphExecDestroy(g);
+    }
   }
   if (stream_) cudaStreamDestroy(stream_);
 }
@@ -83,12 +85,13 @@ Status DeviceSession::upload_position(int64_t n) const {
   return cuda_status(cudaMemcpyAsync(state_->pos, &pos, sizeof(int), cudaMemcpyHostToDevice, stream_), "position upload");
 }
 
-Result<cudaGraphExec_t> DeviceSession::decode_graph(bool index_scoring) {
-  cudaGraphExec_t& exec = graphs_[index_scoring ? 1 : 0];
+Result<cudaGraphExec_t> DeviceSession::decode_graph(bool index_scoring, int T) {
+  cudaGraphExec_t& exec = graphs_[T - 1][index_scoring ? 1 : 0];
   if (exec) return exec;
   ChunkShape shape;
-  shape.T = 1;
+  shape.T = T;
   shape.index_scoring = index_scoring;
+  shape.step_kernels = true;
   const SimModes modes{mode_.fp8_kv, mode_.fp4_indexer};
   DSV4_CUDA_TRY(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
   const Status queued = forward_chunk(*model_, *state_, shape, modes, stream_, nullptr, branch_.get());
@@ -107,16 +110,13 @@ Result<cudaGraphExec_t> DeviceSession::decode_graph(bool index_scoring) {
 }
 
 Status DeviceSession::run_chunk(const int32_t* tokens, int T, bool all_logits) {
+  DSV4_CUDA_TRY(cudaMemcpyAsync(state_->tokens, tokens, sizeof(int32_t) * T, cudaMemcpyHostToDevice, stream_));
   if (T <= kStepChunkMax && !all_logits) {
-    for (int i = 0; i < T; ++i) {
-      DSV4_CUDA_TRY(cudaMemcpyAsync(state_->tokens, tokens + i, sizeof(int32_t), cudaMemcpyHostToDevice, stream_));
-      DSV4_ASSIGN_OR_RETURN(cudaGraphExec_t graph, decode_graph(chunk_needs_index_scoring(model_->config, n_, 1)));
-      DSV4_CUDA_TRY(cudaGraphLaunch(graph, stream_));
-      ++n_;
-    }
+    DSV4_ASSIGN_OR_RETURN(cudaGraphExec_t graph, decode_graph(chunk_needs_index_scoring(model_->config, n_, T), T));
+    DSV4_CUDA_TRY(cudaGraphLaunch(graph, stream_));
+    n_ += T;
     return Status();
   }
-  DSV4_CUDA_TRY(cudaMemcpyAsync(state_->tokens, tokens, sizeof(int32_t) * T, cudaMemcpyHostToDevice, stream_));
   ChunkShape shape;
   shape.T = T;
   shape.all_logits = all_logits;

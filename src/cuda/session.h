@@ -1,10 +1,10 @@
 // One sequence on the GPU: its device state, its stream, and the decode-step graphs.
 //
-// forward() evaluates tokens in chunks of at most max_chunk; a single-token step (the decode loop,
-// and each token of a chunk of at most kStepChunkMax) replays a CUDA graph captured when the session
-// is made (one per indexer variant the context can reach: whether the token has more than top_k
-// eligible compressed rows), whose kernels read the token and the position from device memory and
-// advance the position themselves. Nothing in a step waits for the device: the host synchronises
+// forward() evaluates tokens in chunks of at most max_chunk; a single-token step (the decode loop)
+// replays a CUDA graph captured when the session is made (one per indexer variant the context can
+// reach: whether the token has more than top_k eligible compressed rows), whose kernels read the
+// token and the position from device memory and advance the position themselves; a chunk of 2 to
+// kStepChunkMax tokens replays such a graph of that many tokens, captured on first use. Nothing in a step waits for the device: the host synchronises
 // only to read results (logits, a sampled token, snapshots).
 //
 // Speculative decode step: sample() has the sampling kernel also store its token in the step's
@@ -71,10 +71,11 @@ class DeviceSession {
   // full flash-q2, 8K prompt: chunks of 2048 2 895 tokens/s, of 4096 3 224 (f16 products, session
   // 6); exact products, session 14: chunks of 4096 4 528 tokens/s, of 8192 4 986.
   static constexpr int kTensorCoreMaxChunk = 8192;
-  // Chunks of at most this many tokens (without every token's logits) run as that many decode
-  // steps, each a replay of the step's graph: a chunk launch of 2–4 tokens takes longer than the
-  // steps (H200, full flash-q2, prefill in chunks of K: 24.0 ms a chunk of 2 and 27.7 of 4 against
-  // steps of 5.9 ms; a chunk of 8 34.4 ms against 47: docs/PERF.md, session 35).
+  // Chunks of at most this many tokens (without every token's logits) run as one multi-token step,
+  // a replay of the graph captured for that many tokens on the decode step's kernels
+  // (ChunkShape::step_kernels): the prefill kernels' 64-token tiles made a chunk of 2–4 tokens
+  // slower than as many steps. H200, full flash-q2, at 4K (docs/PERF.md, session 36): 2 / 3 / 4
+  // tokens 8.96 / 15.4 / 17.4 ms against 12.7 / 19.1 / 25.4 as steps (24.0 / – / 27.7 as chunks).
   static constexpr int kStepChunkMax = 4;
   // Longer still where the device has the memory (≈ 18.5 GB of state and scratch for the full
   // model): a 25 000-token prompt is 16 384 + 8 616 tokens instead of 3 × 8 192 + 424, and its
@@ -155,7 +156,8 @@ class DeviceSession {
   // Undoes a queued speculative step. The session's state (n_, the logits of n_ - 1) never
   // included it, so this is const for the callers that only read.
   Status cancel_speculation() const;
-  Result<cudaGraphExec_t> decode_graph(bool index_scoring);
+  // The graph of a step of T ≤ kStepChunkMax tokens (T = 1: a decode step), captured on first use.
+  Result<cudaGraphExec_t> decode_graph(bool index_scoring, int T = 1);
 
   std::shared_ptr<const DeviceModel> model_;
   cpu::SimOptions mode_;
@@ -165,7 +167,8 @@ class DeviceSession {
   std::unique_ptr<DeviceState> state_;
   std::unique_ptr<DeviceSampler> sampler_;
   int64_t n_ = 0;
-  cudaGraphExec_t graphs_[2] = {nullptr, nullptr};  // decode step without / with indexer scores
+  // Step graphs of T = 1 .. kStepChunkMax tokens ([T - 1]), without / with indexer scores.
+  cudaGraphExec_t graphs_[kStepChunkMax][2] = {};
   mutable std::vector<float> host_logits_;
   mutable bool host_logits_valid_ = false;
   std::vector<std::shared_ptr<DeviceArena>> spare_checkpoints_;

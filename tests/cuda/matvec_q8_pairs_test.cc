@@ -1,0 +1,122 @@
+// The Q8_0 row tile's token pairs (matvec.h ExpertMatvec::pair_stride: slots j and j + pair_stride
+// read the same slab, each weight item staged and decoded once for both, the second token's limbs in
+// the MMAs' columns 4–7) against the same launch without pairs (checked against the CPU in
+// matvec_test.cc and the identity-expert tests). Same bits are required: every lane folds the same
+// MMA results of its rows and token in the same order with the same item scale, and the rows are
+// reduced over warps as before. Fresh random weights, activations, expert ids and slot scales; a
+// multi-token step's dense projections (T = 2, 4 slots of slab 0 in pairs of neighbours) and its
+// grouped output projection (T = 2 tokens × G = 8 groups, the pair stride G); every split of a row
+// over warps; partial last tiles; several rounds of units per block. Outputs past the last slot
+// must stay untouched.
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "cuda/device_util.h"
+#include "cuda/matvec.h"
+#include "cuda/matvec_harness.h"
+
+namespace dsv4::cuda::testing {
+namespace {
+
+struct PairCase {
+  int64_t n_in, n_out;
+  int tokens;       // slots = tokens · groups
+  int groups;       // distinct slabs (experts), pair stride = groups
+  bool scaled;      // slot_scale set
+  int warps;        // MatvecTuning::warps_per_row (0: the default)
+};
+
+void expect_same_bits_as_unpaired(const PairCase& c, std::mt19937_64& rng) {
+  SCOPED_TRACE(::testing::Message() << c.n_in << " -> " << c.n_out << " tokens " << c.tokens << " groups " << c.groups
+                                    << " scaled " << c.scaled << " warps " << c.warps);
+  const Format& f = format_of(TensorType::Q8_0);
+  const int slots = c.tokens * c.groups;
+  std::vector<int32_t> experts(static_cast<size_t>(slots));
+  for (int j = 0; j < slots; ++j) experts[static_cast<size_t>(j)] = j % c.groups;
+  const std::vector<uint8_t> w = random_rows(f, c.n_in, c.n_out * c.groups, rng);
+  const std::vector<float> x = normal_vector(static_cast<size_t>(slots * c.n_in), rng);
+  const std::vector<float> scale = normal_vector(static_cast<size_t>(slots), rng);
+  const size_t n_y = static_cast<size_t>(slots * c.n_out);
+  TestStream stream;
+  DeviceBuffer dw = upload(w), dx = upload(x), dscale = upload(scale), dexp = upload(experts),
+               dref(n_y * 4), dgot((n_y + kGuard) * 4);
+  ASSERT_TRUE(stream.ok() && dw.ok() && dx.ok() && dexp.ok() && dref.ok() && dgot.ok());
+  ExpertMatvec m = expert_launch(TensorType::Q8_0, dw.get(), c.n_in, c.n_out, c.groups, dexp.get<int32_t>(), slots,
+                                 dx.get<float>(), c.n_in);
+  if (c.scaled) m.slot_scale = dscale.get<float>();
+  const MatvecTuning tuning{c.warps ? 32 : 0, c.warps};
+  STATUS_ASSERT(matvec_experts(m, dref.get<float>(), stream.get(), MatvecImpl::kAuto, tuning));
+  m.pair_stride = c.groups;
+  CUDA_ASSERT(cudaMemsetAsync(dgot.get(), 0xFF, dgot.size(), stream.get()));
+  STATUS_ASSERT(matvec_experts(m, dgot.get<float>(), stream.get(), MatvecImpl::kAuto, tuning));
+  CUDA_ASSERT(cudaStreamSynchronize(stream.get()));
+  const std::vector<float> want = download<float>(dref, n_y);
+  const std::vector<float> got = download<float>(dgot, n_y + kGuard);
+  int bad = 0;
+  for (size_t i = 0; i < n_y; ++i) {
+    if (!same_bits(got[i], want[i]) && ++bad <= 5) {
+      ADD_FAILURE() << "slot " << i / c.n_out << " row " << i % c.n_out << ": paired " << got[i] << ", unpaired "
+                    << want[i];
+    }
+  }
+  EXPECT_EQ(bad, 0) << "of " << n_y;
+  uint32_t poison = 0;
+  for (size_t i = n_y; i < n_y + kGuard; ++i) {
+    std::memcpy(&poison, &got[i], 4);
+    ASSERT_EQ(poison, 0xFFFFFFFFu) << "written past the outputs at " << i;
+  }
+}
+
+TEST(CudaMatvecQ8Pairs, SameBitsAsUnpaired) {
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE(seed);
+  std::mt19937_64 rng(seed);
+  // Partial last tiles, one and several items a row, every split of a row over warps.
+  for (int64_t n_out : {int64_t{40}, int64_t{96}}) {
+    for (int warps : {1, 2, 4, 8}) {
+      expect_same_bits_as_unpaired({2048, n_out, 2, 1, false, warps}, rng);
+      expect_same_bits_as_unpaired({2048, n_out, 4, 1, true, warps}, rng);
+      if (HasFatalFailure()) return;
+    }
+    expect_same_bits_as_unpaired({256, n_out, 2, 1, false, 0}, rng);
+    expect_same_bits_as_unpaired({768, n_out, 2, 3, true, 0}, rng);
+  }
+  // A multi-token step's shapes: q_a and kv (4096 -> 1024 + 512), out_b (8192 -> 4096), the grouped
+  // output projection (8 groups of 4096 -> 1024), a wide row of many rounds of units (q_b).
+  expect_same_bits_as_unpaired({4096, 1536, 2, 1, false, 0}, rng);
+  expect_same_bits_as_unpaired({8192, 4096, 2, 1, false, 0}, rng);
+  expect_same_bits_as_unpaired({4096, 1024, 2, 8, false, 0}, rng);
+  expect_same_bits_as_unpaired({1024, 32768, 2, 1, true, 0}, rng);
+}
+
+// Launches whose slots are not whole pairs, sums over slots and fused inputs are refused.
+TEST(CudaMatvecQ8Pairs, RefusesWhatItCannotPair) {
+  std::mt19937_64 rng(fresh_seed());
+  const int64_t n_in = 256, n_out = 32;
+  const std::vector<uint8_t> w = random_rows(format_of(TensorType::Q8_0), n_in, n_out, rng);
+  const std::vector<float> x = normal_vector(static_cast<size_t>(4 * n_in), rng);
+  const std::vector<int32_t> experts = {0, 0, 0, 0};
+  TestStream stream;
+  DeviceBuffer dw = upload(w), dx = upload(x), dexp = upload(experts), dy(static_cast<size_t>(4 * n_out) * 4);
+  ASSERT_TRUE(stream.ok() && dw.ok() && dx.ok() && dexp.ok() && dy.ok());
+  ExpertMatvec m = expert_launch(TensorType::Q8_0, dw.get(), n_in, n_out, 1, dexp.get<int32_t>(), 3, dx.get<float>(),
+                                 n_in);
+  m.pair_stride = 1;
+  EXPECT_FALSE(matvec_experts(m, dy.get<float>(), stream.get()).ok());  // 3 slots
+  m.n_slots = 4;
+  m.pair_stride = 3;
+  EXPECT_FALSE(matvec_experts(m, dy.get<float>(), stream.get()).ok());  // 4 is not a multiple of 6
+  m.pair_stride = 1;
+  STATUS_ASSERT(matvec_experts(m, dy.get<float>(), stream.get()));
+  EXPECT_FALSE(matvec_experts_sum(m, dy.get<float>(), stream.get()).ok());
+  m.up = dx.get<float>();
+  EXPECT_FALSE(matvec_experts(m, dy.get<float>(), stream.get()).ok());
+  CUDA_ASSERT(cudaStreamSynchronize(stream.get()));
+}
+
+}  // namespace
+}  // namespace dsv4::cuda::testing
