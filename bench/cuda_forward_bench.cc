@@ -15,7 +15,10 @@
 //    layer: milliseconds per stage and tokens/s of that chunk.
 // 2. S decode steps replayed from the captured graph: tokens/s, and GB/s over the bytes a step
 //    must read (cuda/cost_model.h) against the measured copy bandwidth.
-// 2a. Forwards of 2–16 tokens (a short follow-up turn): ms each, logits read back.
+// 2a. Forwards of 2–16 tokens (a short follow-up turn): ms each, logits read back. Speculative
+//    drafts (forward_draft of a token and a draft of 1–3, every row's logits to the host, then
+//    keep_draft): ms for the whole run kept (all drafts accepted) and for its first token kept (all
+//    rejected), against the step: the acceptance at which a draft pays.
 // 2b. S greedy decode steps as a generator runs them (sample on the device, then forward the
 //    token), without and with the speculative step (cuda/session.h): ms/token, the host's time
 //    inside sample() and forward(), and the excess over the graph replay; the sampling kernel's
@@ -101,6 +104,7 @@ int main(int argc, char** argv) {
   const std::vector<int> short_forwards = {2, 3, 4, 5, 6, 8, 16};
   int64_t short_tokens = 0;
   for (int k : short_forwards) short_tokens += kShortForwardReps * k;
+  for (int T = 2; T <= cuda::DeviceSession::kStepChunkMax; ++T) short_tokens += kShortForwardReps * (T + 1);
   const int64_t n_ctx = std::max(capacity, ctx + chunk + 3 * steps + 8 + short_tokens);
   auto t0 = std::chrono::steady_clock::now();
   auto session = cuda::DeviceSession::create(model, n_ctx, cpu::SimOptions::official(), static_cast<int>(chunk), prefill);
@@ -177,6 +181,28 @@ int main(int argc, char** argv) {
     }
     std::printf("forward of %d tokens at %lld: %.3f ms (%.3f ms a token; the step %.3f)\n", k,
                 static_cast<long long>(s.n()), best * 1e3, best * 1e3 / k, step_s * 1e3);
+  }
+
+  std::vector<float> draft_rows(static_cast<size_t>(cuda::DeviceSession::kStepChunkMax * model->config.n_vocab));
+  for (int T = 2; T <= cuda::DeviceSession::kStepChunkMax; ++T) {
+    double kept_all = 1e30, kept_one = 1e30;
+    for (int r = 0; r < kShortForwardReps; ++r) {
+      for (int keep : {T, 1}) {
+        const auto ta = std::chrono::steady_clock::now();
+        const std::span<const int32_t> run = std::span(tokens).subspan(static_cast<size_t>(s.n()), static_cast<size_t>(T));
+        CHECK(s.forward_draft(run, draft_rows.data()));
+        CHECK(s.keep_draft(keep));
+        CHECK(s.synchronize());
+        double& best = keep == T ? kept_all : kept_one;
+        best = std::min(best, since(ta));
+      }
+    }
+    std::printf("draft run of %d tokens at %lld: all kept %.3f ms (%.3f a token), first kept %.3f ms; the step %.3f: "
+                "pays from %.0f%% of its drafts accepted\n",
+                T, static_cast<long long>(s.n()), kept_all * 1e3, kept_all * 1e3 / T, kept_one * 1e3, step_s * 1e3,
+                // A draft accepted whole with probability a, else not at all (a two-point model):
+                // a·all + (1 − a)·one for a·T + (1 − a) tokens equals the steps' time at this a.
+                100.0 * std::clamp((kept_one - step_s) / (kept_one - step_s + T * step_s - kept_all), 0.0, 1.0));
   }
 
   cuda::SamplingRequest greedy;

@@ -30,6 +30,7 @@ struct ChatOptions {
   int64_t n_predict = 4096;
   int64_t ctx = 16384;
   engine::SamplingParams sampling;
+  int draft_tokens = 0;
   std::string load;
 };
 
@@ -233,6 +234,7 @@ Status run_chat(ChatOptions o) {
   ChatSettings settings;
   settings.system = o.system;
   settings.max_tokens = o.n_predict;
+  settings.draft_tokens = o.draft_tokens;
   if (o.nothink) settings.thinking = chat::ThinkingMode::chat;
   if (o.think == "max") settings.effort = chat::Effort::max;
   else if (!o.think.empty() && o.think != "high") return make_error("--think must be high or max");
@@ -260,6 +262,7 @@ void register_chat(CLI::App& app) {
   auto o = std::make_shared<ChatOptions>();
   CLI::App* cmd = app.add_subcommand("chat", "Interactive multi-turn chat (the state is kept between turns)");
   add_model_options(cmd, o->model);
+  add_draft_option(cmd, o->draft_tokens);
   cmd->add_option("--system", o->system, "System message");
   cmd->add_flag("--nothink", o->nothink, "Answer without reasoning (/think and /nothink switch)");
   cmd->add_option("--think", o->think, "Reasoning effort: high or max");

@@ -83,6 +83,7 @@ Result<TurnReport> ChatSession::turn(const std::string& user_text, const TurnHoo
   go.sampling.seed += messages_.size() / 2;  // a new draw each turn, replayable from the seed
   go.max_tokens = settings_.max_tokens;
   go.stream = {settings_.thinking, /*tools_active=*/false};
+  go.draft_tokens = settings_.draft_tokens;
   DSV4_ASSIGN_OR_RETURN(report.generation, generator_.generate(*session_, go, hooks.generate));
 
   messages_ = std::move(next);

@@ -31,6 +31,7 @@ struct ChatSettings {
   std::string system;
   int64_t max_tokens = 4096;
   engine::SamplingParams sampling;
+  int draft_tokens = 0;  // GenerateOptions::draft_tokens
 };
 
 struct TurnHooks {

@@ -11,6 +11,16 @@ inline constexpr const char* kPrefillOptionHelp =
     "exact (default; cuda: tensor cores with f32-level products, meets the whole-model bar), matvec (cuda: the "
     "f32 matvec per token, slow) or fast (cuda: tensor cores with f16 products, misses the bar)";
 
+// Adds --draft to run, chat and serve (generation/generator.h GenerateOptions::draft_tokens).
+inline void add_draft_option(CLI::App* cmd, int& draft_tokens) {
+  cmd->add_option("--draft", draft_tokens,
+                  "Speculative decoding: after each token, verify up to N tokens that followed the same 3 tokens "
+                  "earlier in the text, in one step; several tokens a step where the answer repeats text (code "
+                  "being edited, quoted input), a slower step where the guess is wrong; the same output "
+                  "(default 0 = off; cuda takes runs of 2 and 4 tokens, so 1 or 3)")
+      ->check(CLI::Range(0, 15));
+}
+
 // Every register_* adds one subcommand whose callback sets the process exit code through
 // set_exit_code(); errors are printed to stderr as "dsv4 <command>: <message>".
 void register_bench(CLI::App& app);

@@ -35,6 +35,7 @@ struct RunOptions {
   int64_t n_predict = 512;
   int64_t ctx = 8192;
   engine::SamplingParams sampling;
+  int draft_tokens = 0;
   bool dump_tokens = false;
   std::string dump_logprobs;
   int32_t top_logprobs = 5;
@@ -113,6 +114,7 @@ Result<int> run(RunOptions o) {
   go.sampling = o.sampling;
   go.max_tokens = o.n_predict;
   go.stream = {eo.thinking, /*tools_active=*/false};
+  go.draft_tokens = o.draft_tokens;
   generation::GenerateCallbacks callbacks;
   callbacks.on_events = [&](std::span<const chat::StreamEvent> events) {
     printer.print(events);
@@ -143,6 +145,7 @@ void register_run(CLI::App& app) {
   auto o = std::make_shared<RunOptions>();
   CLI::App* cmd = app.add_subcommand("run", "Answer one prompt (official chat template, thinking by default)");
   add_model_options(cmd, o->model);
+  add_draft_option(cmd, o->draft_tokens);
   cmd->add_option("--prompt,-p", o->prompt, "User message");
   cmd->add_option("--prompt-file", o->prompt_file, "Read the user message from a file");
   cmd->add_option("--system", o->system, "System message");

@@ -40,6 +40,7 @@ struct ServeOptions {
   std::string release = "original";
   int64_t ctx = 65536;
   int64_t max_tokens = 393216;
+  int draft_tokens = 0;
   size_t max_queue = 16;
   int64_t max_body_mb = 64;
   std::string kv_disk_dir;
@@ -121,6 +122,7 @@ Status serve(ServeOptions o) {
   server::Metrics metrics;
   server::EngineContext context{cache, generator, tok, metrics};
   context.default_max_tokens = o.max_tokens;
+  context.draft_tokens = o.draft_tokens;
   server::Scheduler scheduler(o.max_queue);
   o.http.n_ctx = o.ctx;
   o.http.max_body_bytes = static_cast<size_t>(o.max_body_mb) << 20;
@@ -170,6 +172,7 @@ void register_serve(CLI::App& app) {
   cmd->add_option("--mode", o->mode, "official (default) or plain");
   cmd->add_option("--release", o->release, "Effort prompts of the original release (default) or 0731");
   cmd->add_option("--model-id", o->http.model_id, "Model id reported by /v1/models");
+  add_draft_option(cmd, o->draft_tokens);
   cmd->add_option("--max-tokens", o->max_tokens, "Default max tokens per answer (clipped to the free context)")
       ->check(CLI::PositiveNumber);
   cmd->add_option("--max-queue", o->max_queue, "Requests that may wait for the engine (more get 503)")

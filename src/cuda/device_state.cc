@@ -244,6 +244,34 @@ std::vector<RegionSpan> DeviceState::step_write_set(int64_t pos) const {
   return spans;
 }
 
+std::vector<RegionSpan> DeviceState::draft_reject_set(int64_t pos) const {
+  const model::Config& c = model_.config;
+  const uint8_t* base = checkpoint_region();
+  std::vector<RegionSpan> spans;
+  auto add = [&](const float* start, int64_t row, int64_t rows, int64_t width) {
+    const uint64_t offset = static_cast<uint64_t>(reinterpret_cast<const uint8_t*>(start + row * width) - base);
+    spans.push_back({offset, static_cast<uint64_t>(rows * width) * sizeof(float)});
+  };
+  for (int64_t l = 0; l < c.n_layer; ++l) {
+    const LayerBuffers& L = layers[static_cast<size_t>(l)];
+    add(L.ring, pos % c.window, 1, c.head_dim);
+    const int64_t r = c.ratio(l);
+    if (r == 0) continue;
+    auto frontier = [&](const float* kv, const float* gate, int width) {
+      const int64_t slot = r == 4 ? 4 + pos % 4 : pos % r;
+      add(kv, slot, 1, width);
+      add(gate, slot, 1, width);
+      if (r == 4 && pos % 4 == 3) {
+        add(kv, 0, 4, width);
+        add(gate, 0, 4, width);
+      }
+    };
+    frontier(L.comp_kv, L.comp_gate, L.comp_width);
+    if (L.index_kv) frontier(L.index_kv, L.index_gate, L.index_width);
+  }
+  return spans;
+}
+
 Status DeviceState::download(int64_t n, cpu::State& out, cudaStream_t stream) const {
   const model::Config& c = model_.config;
   auto d2h = [&](void* dst, const void* src, uint64_t bytes) {

@@ -158,6 +158,14 @@ class DeviceState {
   // pos ends a window (slots 0..3 then take 4..7). A speculative step's checkpoint copies only
   // these; CudaDeviceState.StepWriteSetCoversEveryChangedByte holds the kernels to the list.
   std::vector<RegionSpan> step_write_set(int64_t pos) const;
+  // What a multi-token step of at most 4 tokens (kStepChunkMax) wrote for position `pos` that a
+  // state without pos may still read (a rejected draft token, its spans restored from before the
+  // step): ring row pos mod window; per compressor the slot of pos, which after a window's end
+  // that is dropped too may hold a kept position of the current window (pos − r); and where pos
+  // ends a ratio-4 window, the frontiers' previous-window slots 0..3. The step's tokens have
+  // distinct slots, so these spans of its positions do not overlap. What else it wrote, compressed
+  // rows, lies past the rows a state without pos holds (MODEL.md §12.2).
+  std::vector<RegionSpan> draft_reject_set(int64_t pos) const;
 
   // Back to the empty sequence: frontiers (kv 0, gate -inf), logits 0, pos 0 (queued on stream).
   Status reset(cudaStream_t stream);

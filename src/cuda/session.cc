@@ -72,8 +72,10 @@ DeviceSession::~DeviceSession() {
   // First the queued work (a speculative step may be running a graph).
   if (stream_) cudaStreamSynchronize(stream_);
   for (auto& by_scoring : graphs_) {
-    for (cudaGraphExec_t& g : by_scoring) {
-      if (g) cudaGraphExecDestroy(g);
+    for (auto& by_logits : by_scoring) {
+      for (cudaGraphExec_t& g : by_logits) {
+        if (g) cudaGraphExecDestroy(g);
+      }
     }
   }
   if (stream_) cudaStreamDestroy(stream_);
@@ -85,11 +87,12 @@ Status DeviceSession::upload_position(int64_t n) const {
   return cuda_status(cudaMemcpyAsync(state_->pos, &pos, sizeof(int), cudaMemcpyHostToDevice, stream_), "position upload");
 }
 
-Result<cudaGraphExec_t> DeviceSession::decode_graph(bool index_scoring, int T) {
-  cudaGraphExec_t& exec = graphs_[T - 1][index_scoring ? 1 : 0];
+Result<cudaGraphExec_t> DeviceSession::decode_graph(bool index_scoring, int T, bool all_logits) {
+  cudaGraphExec_t& exec = graphs_[T - 1][index_scoring ? 1 : 0][all_logits ? 1 : 0];
   if (exec) return exec;
   ChunkShape shape;
   shape.T = T;
+  shape.all_logits = all_logits;
   shape.index_scoring = index_scoring;
   shape.step_kernels = true;
   const SimModes modes{mode_.fp8_kv, mode_.fp4_indexer};
@@ -111,8 +114,9 @@ Result<cudaGraphExec_t> DeviceSession::decode_graph(bool index_scoring, int T) {
 
 Status DeviceSession::run_chunk(const int32_t* tokens, int T, bool all_logits) {
   DSV4_CUDA_TRY(cudaMemcpyAsync(state_->tokens, tokens, sizeof(int32_t) * T, cudaMemcpyHostToDevice, stream_));
-  if (T <= kStepChunkMax && !all_logits) {
-    DSV4_ASSIGN_OR_RETURN(cudaGraphExec_t graph, decode_graph(chunk_needs_index_scoring(model_->config, n_, T), T));
+  if (T <= kStepChunkMax && T <= state_->max_logits_chunk()) {
+    DSV4_ASSIGN_OR_RETURN(cudaGraphExec_t graph,
+                          decode_graph(chunk_needs_index_scoring(model_->config, n_, T), T, all_logits));
     DSV4_CUDA_TRY(cudaGraphLaunch(graph, stream_));
     n_ += T;
     return Status();
@@ -143,6 +147,7 @@ Status DeviceSession::forward(std::span<const int32_t> tokens, float* all_logits
     }
   }
   if (tokens.empty()) return Status();
+  draft_.reset();  // a draft still pending is kept whole
   if (speculative_) {
     if (tokens.size() == 1 && !all_logits && tokens[0] == speculative_token_) {
       speculative_.reset();  // the step for this token is already queued: commit it
@@ -300,14 +305,61 @@ Status DeviceSession::rollback(const Checkpoint& cp) {
   // A queued speculative step wrote only into the rollback region and past the compressed rows
   // kept at cp.n_ <= n_: restoring cp undoes it as well.
   speculative_.reset();
+  draft_.reset();
   DSV4_TRY(restore_checkpoint(cp));
   n_ = cp.n_;
   host_logits_valid_ = false;
   return Status();
 }
 
+Status DeviceSession::forward_draft(std::span<const int32_t> tokens, float* all_logits) {
+  const int T = static_cast<int>(tokens.size());
+  if (draft_) return make_error("cuda forward_draft: the previous draft was not settled");
+  if (T < 2 || T > kStepChunkMax || T > state_->max_logits_chunk() || !all_logits) {
+    return make_error("cuda forward_draft: 2 to " + std::to_string(kStepChunkMax) + " tokens and a logits buffer");
+  }
+  if (n_ + T > state_->n_ctx()) return make_error("cuda forward_draft: past the session's capacity");
+  DSV4_TRY(cancel_speculation());
+  std::vector<RegionSpan> spans;
+  std::vector<size_t> starts;
+  for (int j = 1; j < T; ++j) {
+    starts.push_back(spans.size());
+    const std::vector<RegionSpan> s = state_->draft_reject_set(n_ + j);
+    spans.insert(spans.end(), s.begin(), s.end());
+  }
+  const int64_t n0 = n_;
+  DSV4_ASSIGN_OR_RETURN(std::unique_ptr<Checkpoint> before, take_checkpoint(std::move(spans)));
+  DSV4_TRY(forward(tokens, all_logits));
+  draft_ = std::move(before);
+  draft_span_starts_ = std::move(starts);
+  draft_n0_ = n0;
+  draft_T_ = T;
+  return Status();
+}
+
+Status DeviceSession::keep_draft(int k) {
+  if (!draft_) return make_error("cuda keep_draft: no draft");
+  if (k < 1 || k > draft_T_) return make_error("cuda keep_draft: keeps 1 to the draft's tokens");
+  const std::unique_ptr<Checkpoint> before = std::move(draft_);
+  if (k == draft_T_) return Status();
+  // Positions n0 + k .. n0 + T - 1 are dropped: their spans are the list's suffix from
+  // draft_span_starts_[k - 1] (the list starts at position n0 + 1).
+  const std::span<const RegionSpan> all(before->spans_);
+  const size_t first = draft_span_starts_[static_cast<size_t>(k - 1)];
+  const uint64_t skipped = packed_bytes(all.first(first));
+  DSV4_TRY(unpack_region_spans(before->buffer_->base() + skipped, all.subspan(first), state_->checkpoint_region(),
+                               stream_));
+  const size_t V = static_cast<size_t>(model_->config.n_vocab);
+  DSV4_CUDA_TRY(cudaMemcpyAsync(state_->logits, state_->logits_all + static_cast<size_t>(k - 1) * V,
+                                V * sizeof(float), cudaMemcpyDeviceToDevice, stream_));
+  n_ = draft_n0_ + k;
+  host_logits_valid_ = false;
+  return upload_position(n_);
+}
+
 Status DeviceSession::reset() {
   speculative_.reset();  // the reset rewrites what an empty sequence reads
+  draft_.reset();
   n_ = 0;
   host_logits_valid_ = false;
   return state_->reset(stream_);
@@ -330,6 +382,7 @@ Status DeviceSession::restore(std::span<const uint8_t> bytes, int64_t n) {
   }
   if (st.mode() && !(*st.mode() == mode_)) return make_error("snapshot rejected: state of another simulation mode");
   DSV4_TRY(cancel_speculation());
+  draft_.reset();
   DSV4_TRY(state_->upload(st, stream_));
   n_ = n;
   host_logits_valid_ = false;

@@ -71,10 +71,10 @@ class DeviceSession {
   // full flash-q2, 8K prompt: chunks of 2048 2 895 tokens/s, of 4096 3 224 (f16 products, session
   // 6); exact products, session 14: chunks of 4096 4 528 tokens/s, of 8192 4 986.
   static constexpr int kTensorCoreMaxChunk = 8192;
-  // Chunks of at most this many tokens (without every token's logits) run as one multi-token step,
-  // a replay of the graph captured for that many tokens on the decode step's kernels
-  // (ChunkShape::step_kernels): the prefill kernels' 64-token tiles made a chunk of 2–4 tokens
-  // slower than as many steps. H200, full flash-q2, at 4K (docs/PERF.md, session 36): 2 / 3 / 4
+  // Chunks of at most this many tokens (a short follow-up; a speculative draft's verification,
+  // with every token's logits) run as one multi-token step, a replay of the graph captured for
+  // that many tokens on the decode step's kernels (ChunkShape::step_kernels): the prefill kernels'
+  // 64-token tiles made a chunk of 2–4 tokens slower than as many steps. H200, full flash-q2, at 4K (docs/PERF.md, session 36): 2 / 3 / 4
   // tokens 8.96 / 15.4 / 17.4 ms against 12.7 / 19.1 / 25.4 as steps (24.0 / – / 27.7 as chunks).
   static constexpr int kStepChunkMax = 4;
   // Longer still where the device has the memory (≈ 18.5 GB of state and scratch for the full
@@ -141,6 +141,14 @@ class DeviceSession {
   Status rollback(const Checkpoint& cp);
   Status reset();
 
+  // Speculative decoding: a sampled token and its draft (2 to kStepChunkMax tokens) as one
+  // multi-token step, every token's logits into all_logits (bit-identical to single steps), then
+  // keep_draft(k) leaves the first k evaluated without evaluating anything again: the rejected
+  // tokens' writes that the kept ones read (DeviceState::draft_reject_set) come back from a
+  // checkpoint of them taken before the step, the logits from the kept token's row.
+  Status forward_draft(std::span<const int32_t> tokens, float* all_logits);
+  Status keep_draft(int k);
+
   // The state of the n evaluated positions in the cpu::State snapshot format, and back.
   Result<std::vector<uint8_t>> serialize() const;
   Status restore(std::span<const uint8_t> bytes, int64_t n);
@@ -156,8 +164,9 @@ class DeviceSession {
   // Undoes a queued speculative step. The session's state (n_, the logits of n_ - 1) never
   // included it, so this is const for the callers that only read.
   Status cancel_speculation() const;
-  // The graph of a step of T ≤ kStepChunkMax tokens (T = 1: a decode step), captured on first use.
-  Result<cudaGraphExec_t> decode_graph(bool index_scoring, int T = 1);
+  // The graph of a step of T ≤ kStepChunkMax tokens (T = 1: a decode step), with every token's
+  // logits in state.logits_all or the last one's, captured on first use.
+  Result<cudaGraphExec_t> decode_graph(bool index_scoring, int T = 1, bool all_logits = false);
 
   std::shared_ptr<const DeviceModel> model_;
   cpu::SimOptions mode_;
@@ -167,8 +176,9 @@ class DeviceSession {
   std::unique_ptr<DeviceState> state_;
   std::unique_ptr<DeviceSampler> sampler_;
   int64_t n_ = 0;
-  // Step graphs of T = 1 .. kStepChunkMax tokens ([T - 1]), without / with indexer scores.
-  cudaGraphExec_t graphs_[kStepChunkMax][2] = {};
+  // Step graphs of T = 1 .. kStepChunkMax tokens ([T - 1]), without / with indexer scores, with
+  // the last token's / every token's logits.
+  cudaGraphExec_t graphs_[kStepChunkMax][2][2] = {};
   mutable std::vector<float> host_logits_;
   mutable bool host_logits_valid_ = false;
   std::vector<std::shared_ptr<DeviceArena>> spare_checkpoints_;
@@ -176,6 +186,12 @@ class DeviceSession {
   // Not null while a speculative step is queued: the state before it; the step's token.
   mutable std::unique_ptr<Checkpoint> speculative_;
   int32_t speculative_token_ = -1;
+  // Between forward_draft and keep_draft: the rejectable positions' writes before the step (the
+  // spans of positions n0 + 1, n0 + 2, ... in order), where each position's spans start, n0, T.
+  std::unique_ptr<Checkpoint> draft_;
+  std::vector<size_t> draft_span_starts_;
+  int64_t draft_n0_ = 0;
+  int draft_T_ = 0;
 };
 
 }  // namespace dsv4::cuda

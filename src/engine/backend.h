@@ -51,6 +51,25 @@ class BackendState {
     return sampler.sample(logits(), mode);
   }
 
+  // Speculative drafts (Session::eval_draft): the length of run to evaluate when up to `most`
+  // tokens could be (0 < result ≤ most): within the longest forward() whose every-token logits are
+  // bit-identical to single-token forwards, and where a shorter run costs about as much, shorter.
+  virtual int64_t draft_run_length(int64_t most) const = 0;
+  // Where the backend can drop a draft's tail without evaluating its kept tokens again:
+  // forward_draft as forward() with every token's logits, then keep_draft(k) leaves the first k
+  // evaluated (1 ≤ k ≤ tokens; nothing else in between). Elsewhere Session checkpoints before
+  // the draft and evaluates the kept tokens again.
+  virtual bool keeps_draft_prefix() const { return false; }
+  virtual Status forward_draft(std::span<const int32_t> tokens, float* all_logits) {
+    (void)tokens;
+    (void)all_logits;
+    return make_error("forward_draft: not supported by this backend");
+  }
+  virtual Status keep_draft(int64_t k) {
+    (void)k;
+    return make_error("keep_draft: not supported by this backend");
+  }
+
   virtual std::unique_ptr<BackendCheckpoint> checkpoint() = 0;
   // Back to a checkpoint of this state at or before n() on the current timeline.
   virtual Status rollback(const BackendCheckpoint& checkpoint) = 0;

@@ -34,6 +34,9 @@ class CpuState final : public BackendState {
   // for an early report, growing to at most 4096.
   ReportedChunks reported_chunks() const override { return {32, 4096}; }
   std::span<const float> logits() const override { return state_.logits(); }
+  // Chunking never changes a bit of cpu::forward (forward.cc): any draft length; a bound that keeps
+  // a run's logits small.
+  int64_t draft_run_length(int64_t most) const override { return std::min<int64_t>(most, 16); }
 
   std::unique_ptr<BackendCheckpoint> checkpoint() override {
     return std::make_unique<CpuCheckpoint>(state_.checkpoint());

@@ -70,6 +70,20 @@ class CudaState final : public BackendState {
     return out;
   }
 
+  // Multi-token steps of up to kStepChunkMax tokens replay graphs on the decode step's kernels,
+  // bit-identical to single steps; longer chunks run the prefill's GEMMs. 3 tokens cost nearly
+  // what 4 do (their Q8_0 weights are decoded in token pairs: H200, 15.7 against 17.7 ms, and 9.0
+  // for 2; docs/PERF.md session 36): a run of 3 is cut to 2.
+  int64_t draft_run_length(int64_t most) const override {
+    const int64_t run = std::min<int64_t>(most, cuda::DeviceSession::kStepChunkMax);
+    return run == 3 ? 2 : run;
+  }
+  bool keeps_draft_prefix() const override { return true; }
+  Status forward_draft(std::span<const int32_t> tokens, float* all_logits) override {
+    return s_->forward_draft(tokens, all_logits);
+  }
+  Status keep_draft(int64_t k) override { return s_->keep_draft(static_cast<int>(k)); }
+
   std::unique_ptr<BackendCheckpoint> checkpoint() override {
     Result<std::unique_ptr<cuda::DeviceSession::Checkpoint>> cp = s_->checkpoint();
     if (!cp.ok()) fatal(cp.error());

@@ -117,6 +117,18 @@ class Session {
   // Evaluates `tokens` after the current ones. When all_logits is not null it receives
   // [tokens.size()][n_vocab] next-token logits. On error the session is unchanged.
   virtual Status eval(std::span<const int32_t> tokens, float* all_logits = nullptr) = 0;
+  // Speculative decoding: evaluates `tokens` (a sampled token, then a draft of what may follow)
+  // as eval() does, every token's logits into all_logits ([tokens.size()][n_vocab]), keeping the
+  // means to drop the draft's tail: keep_draft(k) then holds only the first k of them (1 ≤ k ≤
+  // tokens.size()), its state and logits bit-identical to evaluating only those. Between the two
+  // calls nothing else may be called. On error in eval_draft the session is unchanged; on error
+  // in keep_draft it holds a consistent prefix of them.
+  virtual Status eval_draft(std::span<const int32_t> tokens, float* all_logits) = 0;
+  virtual Status keep_draft(size_t k) = 0;
+  // The length of run eval_draft should take when up to `most` tokens could be (1 ≤ result ≤
+  // most; eval_draft refuses runs of another length): within the backend's runs whose logits are
+  // bit-identical to single steps (4 tokens on the CUDA backend), cut where that costs nothing.
+  virtual int64_t draft_run_length(int64_t most) const = 0;
   // Next-token logits after the last evaluated token (empty before the first eval).
   virtual std::span<const float> logits() const = 0;
   // Samples the next token from those logits with `sampler` (parameters, PRNG, history, all

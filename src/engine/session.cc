@@ -30,6 +30,54 @@ class BackendSession final : public Session {
     return Status();
   }
 
+  Status eval_draft(std::span<const int32_t> tokens, float* all_logits) override {
+    if (draft_ || backend_draft_) return make_error("eval_draft: the previous draft was not settled by keep_draft");
+    if (tokens.empty() || !all_logits) return make_error("eval_draft: no tokens or no logits buffer");
+    const int64_t run = static_cast<int64_t>(tokens.size());
+    if (state_->draft_run_length(run) != run) {
+      return make_error("eval_draft: a run of " + std::to_string(run) + " tokens, where the backend takes " +
+                        std::to_string(state_->draft_run_length(run)));
+    }
+    if (static_cast<int64_t>(tokens_.size() + tokens.size()) > n_ctx_) {
+      return make_error("context full: " + std::to_string(tokens_.size()) + " + " + std::to_string(tokens.size()) +
+                        " draft tokens exceed the session's " + std::to_string(n_ctx_));
+    }
+    if (state_->keeps_draft_prefix() && tokens.size() > 1) {
+      DSV4_TRY(state_->forward_draft(tokens, all_logits));
+      backend_draft_ = true;
+    } else {
+      // Its own rollback point: the checkpoints of sync() keep the turns' ends.
+      std::unique_ptr<BackendCheckpoint> before = state_->checkpoint();
+      DSV4_TRY(state_->forward(tokens, all_logits));
+      draft_ = std::move(before);
+    }
+    draft_tokens_.assign(tokens.begin(), tokens.end());
+    tokens_.insert(tokens_.end(), tokens.begin(), tokens.end());
+    return Status();
+  }
+
+  Status keep_draft(size_t k) override {
+    if (!draft_ && !backend_draft_) return make_error("keep_draft: no draft was evaluated");
+    if (k < 1 || k > draft_tokens_.size()) return make_error("keep_draft: keeps 1 to the draft's tokens");
+    if (backend_draft_) {
+      backend_draft_ = false;
+      // On error the backend holds the whole draft or its kept prefix; the token list follows.
+      const Status kept = state_->keep_draft(static_cast<int64_t>(k));
+      tokens_.resize(static_cast<size_t>(state_->n()));
+      return kept;
+    }
+    const std::unique_ptr<BackendCheckpoint> before = std::move(draft_);
+    if (k == draft_tokens_.size()) return Status();
+    // Rejected tokens changed state the kept ones read (ring rows of their window, compressor
+    // frontiers): back to before the draft, then the kept tokens again (same bits).
+    tokens_.resize(tokens_.size() - draft_tokens_.size());
+    DSV4_TRY(state_->rollback(*before));
+    const std::span<const int32_t> kept(draft_tokens_.data(), k);
+    DSV4_TRY(state_->forward(kept, nullptr));
+    tokens_.insert(tokens_.end(), kept.begin(), kept.end());
+    return Status();
+  }
+
   void checkpoint() override {
     if (!checkpoints_.empty() && checkpoints_.back()->n() == state_->n()) return;
     if (checkpoints_.size() == kMaxCheckpoints) checkpoints_.erase(checkpoints_.begin());
@@ -63,6 +111,7 @@ class BackendSession final : public Session {
   }
   const std::vector<int32_t>& tokens() const override { return tokens_; }
   int64_t n_ctx() const override { return n_ctx_; }
+  int64_t draft_run_length(int64_t most) const override { return most < 1 ? 1 : state_->draft_run_length(most); }
 
   std::vector<uint8_t> save_snapshot() const override {
     return encode_snapshot({mode_, fingerprint_, tokens_, state_->serialize()});
@@ -146,6 +195,10 @@ class BackendSession final : public Session {
   int64_t n_ctx_;
   std::vector<int32_t> tokens_;
   std::vector<std::unique_ptr<BackendCheckpoint>> checkpoints_;  // increasing positions
+  // Between eval_draft and keep_draft: the state before the draft, and the draft's tokens.
+  std::unique_ptr<BackendCheckpoint> draft_;  // or, where the backend drops the tail itself:
+  bool backend_draft_ = false;
+  std::vector<int32_t> draft_tokens_;
 };
 
 }  // namespace

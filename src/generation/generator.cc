@@ -2,8 +2,10 @@
 
 #include <algorithm>
 #include <chrono>
+#include <optional>
 #include <utility>
 
+#include "generation/draft.h"
 #include "generation/stop_filter.h"
 #include "tokenizer/stream_decoder.h"
 
@@ -106,40 +108,30 @@ Result<GenerateResult> Generator::generate(engine::Session& session, const Gener
 
   const int64_t free_ctx = session.n_ctx() - static_cast<int64_t>(session.tokens().size());
   const int64_t budget = std::min(std::max<int64_t>(options.max_tokens, 0), free_ctx);
-  bool done = false;
   result.finish = Finish::kLength;
-  for (int64_t step = 0; step < budget && !done; ++step) {
-    if (callbacks.should_cancel && callbacks.should_cancel()) {
-      result.finish = Finish::kCancelled;
-      break;
-    }
-    const bool structural = options.stream.tools_active && parser.in_tool_structure();
-    Result<engine::Sample> sample = session.sample(
-        sampler, structural ? engine::Sampler::Mode::kRawGreedy : engine::Sampler::Mode::kParams);
-    if (!sample.ok()) {
-      result.finish = Finish::kError;
-      result.error = sample.status().message();
-      break;
-    }
-    const int32_t token = sample->token;
+
+  // One sampled token through the output rules; true when the generation ends with it (then it is
+  // not evaluated).
+  auto take = [&](const engine::Sample& sample) {
+    const int32_t token = sample.token;
     result.tokens.push_back(token);
-    if (callbacks.on_token) callbacks.on_token(*sample);
+    if (callbacks.on_token) callbacks.on_token(sample);
     if (token == special_.eos) {
       result.finish = Finish::kStop;
-      break;
+      return true;
     }
     if (options.stream.mode == chat::ThinkingMode::thinking && !parser.saw_think_end()) {
       ++result.reasoning_tokens;
     }
-
     Result<std::string> text = decoder.push(token);
     if (!text.ok()) {
       result.finish = Finish::kError;
       result.error = text.status().message();
-      break;
+      return true;
     }
     events.clear();
     parser.feed(*text, events);
+    bool done = false;
     if (sink.route(events)) {
       // The text is cut before the stop sequence; the token carrying it is not evaluated.
       result.finish = Finish::kStop;
@@ -149,17 +141,115 @@ Result<GenerateResult> Generator::generate(engine::Session& session, const Gener
       result.finish = Finish::kCancelled;
       done = true;
     }
-    if (done) break;
+    return done;
+  };
+  // After a token was evaluated: whether the generation ends there (a tool-call block closed).
+  auto closes_tool_call = [&]() {
+    if (!options.stream.tools_active || !parser.block_closed()) return false;
+    result.finish = Finish::kToolCalls;
+    return true;
+  };
+  auto sample_mode = [&]() {
+    const bool structural = options.stream.tools_active && parser.in_tool_structure();
+    return structural ? engine::Sampler::Mode::kRawGreedy : engine::Sampler::Mode::kParams;
+  };
+  auto fail = [&](const Status& s) {
+    result.finish = Finish::kError;
+    result.error = s.message();
+  };
 
-    const int32_t next[1] = {token};
-    if (Status s = session.eval(next); !s.ok()) {
-      result.finish = Finish::kError;
-      result.error = s.message();
+  const bool drafting = options.draft_tokens > 0;
+  std::optional<NgramDrafter> drafter;
+  if (drafting) drafter.emplace(session.tokens());
+  std::vector<float> run_logits;
+  const size_t V = session.logits().size();
+  int64_t step = 0;                 // tokens sampled
+  std::optional<int32_t> unevaluated;  // sampled, taken, not yet evaluated
+  bool done = false;
+  while (!done) {
+    if (!unevaluated) {
+      if (step >= budget) break;
+      if (callbacks.should_cancel && callbacks.should_cancel()) {
+        result.finish = Finish::kCancelled;
+        break;
+      }
+      // Where a draft is likely to follow (the context's last n-gram occurred before), on the host:
+      // a backend that samples on its device queues the sampled token's step at once, which a
+      // draft would then have to undo.
+      const bool draft_likely = drafting && !drafter->propose(1).empty();
+      Result<engine::Sample> sample = draft_likely ? sampler.sample(session.logits(), sample_mode())
+                                                   : session.sample(sampler, sample_mode());
+      if (!sample.ok()) {
+        fail(sample.status());
+        break;
+      }
+      ++step;
+      if (take(*sample)) break;
+      unevaluated = sample->token;
+    }
+    const int32_t token = *unevaluated;
+    unevaluated.reset();
+    std::vector<int32_t> run{token};
+    if (drafting) {
+      drafter->push(token);
+      // The run: the token, then as much of the draft as the session takes in one run.
+      const int64_t most = 1 + std::min<int64_t>(options.draft_tokens, budget - step);
+      std::vector<int32_t> draft = drafter->propose(static_cast<int>(session.draft_run_length(most) - 1));
+      draft.resize(static_cast<size_t>(session.draft_run_length(1 + static_cast<int64_t>(draft.size())) - 1));
+      run.insert(run.end(), draft.begin(), draft.end());
+    }
+    if (run.size() == 1) {
+      if (Status s = session.eval(run); !s.ok()) {
+        fail(s);
+        break;
+      }
+      done = closes_tool_call();
+      continue;
+    }
+
+    // The draft: run[0] and run[1..] evaluated at once; the sampler takes the logits that follow
+    // run[i] while it draws run[i + 1] (accepted: already evaluated).
+    run_logits.resize(run.size() * V);
+    if (Status s = session.eval_draft(run, run_logits.data()); !s.ok()) {
+      fail(s);
       break;
     }
-    if (options.stream.tools_active && parser.block_closed()) {
-      result.finish = Finish::kToolCalls;
-      done = true;
+    result.drafted += static_cast<int64_t>(run.size() - 1);
+    size_t kept = 1;  // run[0, kept) stand evaluated
+    for (size_t i = 0; i < run.size(); ++i) {
+      if (closes_tool_call() || step >= budget) {
+        done = true;
+        break;
+      }
+      if (callbacks.should_cancel && callbacks.should_cancel()) {
+        result.finish = Finish::kCancelled;
+        done = true;
+        break;
+      }
+      Result<engine::Sample> sample =
+          sampler.sample(std::span<const float>(run_logits.data() + i * V, V), sample_mode());
+      if (!sample.ok()) {
+        fail(sample.status());
+        done = true;
+        break;
+      }
+      ++step;
+      if (take(*sample)) {
+        done = true;
+        break;
+      }
+      if (i + 1 < run.size() && sample->token == run[i + 1]) {
+        kept = i + 2;
+        ++result.draft_accepted;
+        drafter->push(sample->token);
+        continue;
+      }
+      unevaluated = sample->token;
+      break;
+    }
+    if (Status s = session.keep_draft(kept); !s.ok()) {
+      fail(s);
+      break;
     }
   }
 

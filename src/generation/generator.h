@@ -16,6 +16,13 @@
 //  * max_tokens reached: finish length. on_events returning false or should_cancel() returning
 //    true: finish cancelled, within one decode step.
 //  * After the call the session holds prompt + evaluated generated tokens.
+//  * Speculative decoding (draft_tokens > 0): after a sampled token, a draft of what followed the
+//    same kDraftNgram tokens earlier (draft.h) is evaluated with it in one multi-token step
+//    (Session::eval_draft), and the sampler then takes each position's logits in turn: a token it
+//    draws equal to the draft's is already evaluated, the first that differs ends the run (the
+//    draft's rest is dropped, keep_draft). Every token is drawn as without drafts, from logits
+//    that are bit-identical, with the same PRNG draws: the tokens, events and logprobs are the
+//    same; only the time differs.
 #pragma once
 
 #include <cstdint>
@@ -41,6 +48,7 @@ struct GenerateOptions {
   int64_t max_tokens = 512;            // also clipped to the session's free context
   chat::StreamOptions stream;          // thinking mode, tools active
   std::vector<std::string> stop;       // stop sequences on visible content; empty ones ignored
+  int draft_tokens = 0;                // speculative drafts of up to this many tokens; 0: none
 };
 
 struct GenerateCallbacks {
@@ -62,6 +70,8 @@ struct GenerateResult {
   std::string content;                // all visible content sent (cut at a stop sequence)
   std::vector<chat::StreamEvent> tool_events;  // tool_call_* and error events, in order
   double decode_seconds = 0.0;
+  int64_t drafted = 0;          // draft tokens evaluated (speculative decoding)
+  int64_t draft_accepted = 0;   // of them, drawn by the sampler as drafted
 };
 
 class Generator {

@@ -104,6 +104,7 @@ void GenerationJob::run_request(const std::atomic<bool>& cancelled) {
   options.stream.mode = req_.thinking;
   options.stream.tools_active = req_.tools_active;
   options.stop = req_.fields.stop;
+  options.draft_tokens = ctx_.draft_tokens;
 
   Usage usage;
   usage.prompt_tokens = n_prompt;

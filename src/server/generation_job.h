@@ -26,6 +26,7 @@ struct EngineContext {
   const tokenizer::Tokenizer& tokenizer;
   Metrics& metrics;
   int64_t default_max_tokens = 393216;
+  int draft_tokens = 0;  // generation::GenerateOptions::draft_tokens of every request
   // A client that reads nothing for this long fails its stream (§4.1).
   std::chrono::milliseconds stall_limit{2000};
   // `: prefill` comments at least this often while a prompt is evaluated (§4.6).

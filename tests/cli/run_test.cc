@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 #include <string>
 
 #include "engine/engine.h"
@@ -142,6 +143,33 @@ TEST_F(Run, DumpTokensPrintsPromptAndGeneratedIds) {
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("prompt tokens: "), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("]"), std::string::npos) << r.output;
+}
+
+// --draft (speculative decoding with prompt-lookup drafts) prints the same answer and token ids as
+// without, greedy and sampled; out of range it is refused. (Whether drafts are made depends on the
+// tiny model's text; generator_test.cc and draft_engine_test.cc hold the drafting itself.)
+TEST_F(Run, DraftGivesTheSameAnswer) {
+  const std::string prompt = " -p 'one two three four one two three four one two three four one two three' -n 48 ";
+  for (const std::string sampling : {"--temp 0", "--temp 0.9 --seed 5"}) {
+    SCOPED_TRACE(sampling);
+    const std::string base = bin() + " run -m " + path("tiny.gguf") + prompt + sampling + " --dump-tokens";
+    CommandResult plain = shell(base), drafted = shell(base + " --draft 3");
+    ASSERT_EQ(plain.exit_code, 0) << plain.output;
+    ASSERT_EQ(drafted.exit_code, 0) << drafted.output;
+    // The timing line differs; everything else must not.
+    auto without_timing = [](const std::string& out) {
+      std::string kept, line;
+      std::istringstream in(out);
+      while (std::getline(in, line)) {
+        if (line.find("tokens/s") == std::string::npos) kept += line + "\n";
+      }
+      return kept;
+    };
+    EXPECT_EQ(without_timing(drafted.output), without_timing(plain.output));
+  }
+  CommandResult bad = shell(bin() + " run -m " + path("tiny.gguf") + " -p hi -n 2 --draft 99");
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_NE(bad.output.find("--draft"), std::string::npos) << bad.output;
 }
 
 // A prompt long enough that its prefill on the small model outlasts the bar's delay (0.3 s) on

@@ -122,6 +122,7 @@ class RecordingState final : public BackendState {
   }
   ReportedChunks reported_chunks() const override { return plan_; }
   std::span<const float> logits() const override { return logits_; }
+  int64_t draft_run_length(int64_t) const override { return 1; }
   std::unique_ptr<BackendCheckpoint> checkpoint() override { return std::make_unique<Checkpoint>(n_); }
   Status rollback(const BackendCheckpoint& c) override {
     n_ = c.n();

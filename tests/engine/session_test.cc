@@ -59,6 +59,65 @@ TEST_F(SessionTest, EvalAppendsAndKeepsLastLogits) {
   EXPECT_TRUE(std::equal(s->logits().begin(), s->logits().end(), all.begin() + 19 * 512));
 }
 
+// A speculative draft (eval_draft) and the prefix it keeps (keep_draft): the draft's logits rows
+// are those of evaluating its tokens one by one, and after keeping k of them the session continues
+// bit-identically to one that evaluated only those k. The draft straddles a ratio-4 compressor's
+// emission and the tiny model's 16-token window (its rejected tokens overwrite ring rows the kept
+// ones still read), at every k.
+TEST_F(SessionTest, DraftsKeepExactlyTheirPrefix) {
+  auto engine = load();
+  const std::vector<int32_t> prompt = tokens(30), draft = tokens(4, 3), after = tokens(5, 7);
+  const size_t V = 512;
+  auto stepped = *engine->new_session(64);
+  ASSERT_TRUE(stepped->eval(prompt).ok());
+  std::vector<std::vector<float>> step_logits;
+  for (int32_t t : draft) {
+    ASSERT_TRUE(stepped->eval(std::span(&t, 1)).ok());
+    step_logits.emplace_back(stepped->logits().begin(), stepped->logits().end());
+  }
+  for (size_t k = 1; k <= draft.size(); ++k) {
+    SCOPED_TRACE(k);
+    auto s = *engine->new_session(64);
+    ASSERT_TRUE(s->eval(prompt).ok());
+    std::vector<float> rows(draft.size() * V);
+    ASSERT_TRUE(s->eval_draft(draft, rows.data()).ok());
+    for (size_t i = 0; i < draft.size(); ++i) {
+      EXPECT_EQ(std::memcmp(rows.data() + i * V, step_logits[i].data(), V * sizeof(float)), 0) << "row " << i;
+    }
+    ASSERT_TRUE(s->keep_draft(k).ok());
+    std::vector<int32_t> want(prompt);
+    want.insert(want.end(), draft.begin(), draft.begin() + static_cast<std::ptrdiff_t>(k));
+    EXPECT_EQ(s->tokens(), want);
+    EXPECT_EQ(std::memcmp(s->logits().data(), step_logits[k - 1].data(), V * sizeof(float)), 0);
+    auto reference = *engine->new_session(64);
+    ASSERT_TRUE(reference->eval(want).ok());
+    std::vector<float> got(after.size() * V), expected(after.size() * V);
+    ASSERT_TRUE(s->eval(after, got.data()).ok());
+    ASSERT_TRUE(reference->eval(after, expected.data()).ok());
+    EXPECT_EQ(std::memcmp(got.data(), expected.data(), got.size() * sizeof(float)), 0);
+  }
+}
+
+// keep_draft without a draft, a second draft before the first is settled, k out of range, and a
+// draft past the context are errors; the last leaves the session as it was.
+TEST_F(SessionTest, DraftMisuseIsAnError) {
+  auto engine = load();
+  auto s = *engine->new_session(12);
+  ASSERT_TRUE(s->eval(tokens(9)).ok());
+  EXPECT_FALSE(s->keep_draft(1).ok());
+  std::vector<float> rows(4 * 512);
+  const Status full = s->eval_draft(tokens(4, 1), rows.data());
+  ASSERT_FALSE(full.ok());
+  EXPECT_NE(full.message().find("context full"), std::string::npos) << full.message();
+  EXPECT_EQ(s->tokens(), tokens(9));
+  ASSERT_TRUE(s->eval_draft(tokens(3, 1), rows.data()).ok());
+  EXPECT_FALSE(s->eval_draft(tokens(1, 2), rows.data()).ok());
+  EXPECT_FALSE(s->keep_draft(0).ok());
+  EXPECT_FALSE(s->keep_draft(4).ok());
+  EXPECT_TRUE(s->keep_draft(2).ok());
+  EXPECT_EQ(s->tokens().size(), 11u);
+}
+
 TEST_F(SessionTest, ContextLimitIsAClearErrorAndChangesNothing) {
   auto engine = load();
   auto s = *engine->new_session(10);

@@ -40,6 +40,31 @@ class ScriptedSession final : public engine::Session {
     update_logits();
     return Status();
   }
+  // The script does not depend on the tokens: the logits after each draft token are those of its
+  // position.
+  Status eval_draft(std::span<const int32_t> tokens, float* all_logits) override {
+    draft_ = tokens.size();
+    for (int32_t t : tokens) {
+      tokens_.push_back(t);
+      update_logits();
+      std::copy(logits_.begin(), logits_.end(), all_logits);
+      all_logits += logits_.size();
+    }
+    return Status();
+  }
+  Status keep_draft(size_t k) override {
+    if (k < 1 || k > draft_) return make_error("keep_draft out of range");
+    tokens_.resize(tokens_.size() - (draft_ - k));
+    update_logits();
+    drafts_.push_back({draft_, k});
+    draft_ = 0;
+    return Status();
+  }
+  struct Draft {
+    size_t evaluated, kept;
+  };
+  const std::vector<Draft>& drafts() const { return drafts_; }
+  int64_t draft_run_length(int64_t most) const override { return std::min<int64_t>(most, 4); }
   std::span<const float> logits() const override { return logits_; }
   const std::vector<int32_t>& tokens() const override { return tokens_; }
   int64_t n_ctx() const override { return n_ctx_; }
@@ -66,6 +91,8 @@ class ScriptedSession final : public engine::Session {
   std::vector<bool> weak_;
   int64_t n_ctx_;
   std::vector<float> logits_;
+  size_t draft_ = 0;
+  std::vector<Draft> drafts_;
 };
 
 class GeneratorTest : public ::testing::Test {
@@ -292,6 +319,103 @@ TEST_F(GeneratorTest, EmptySessionIsAnError) {
   ScriptedSession s(1024, special_.eos, {}, {}, {}, 16);
   Generator gen(tok_, special_);
   EXPECT_FALSE(gen.generate(s, options(chat::ThinkingMode::chat), {}).ok());
+}
+
+
+namespace {
+
+struct DraftCase {
+  std::string name;
+  std::string script;
+  std::vector<bool> weak;
+  chat::ThinkingMode mode = chat::ThinkingMode::chat;
+  bool tools = false;
+  float temperature = 0.0f;
+  int64_t max_tokens = 1000;
+  std::vector<std::string> stop;
+  int cancel_after = 0;  // should_cancel polls answered false, then true; 0: never
+};
+
+}  // namespace
+
+// Speculative decoding with prompt-lookup drafts: the same generation as without, whatever ends it
+// (EOS inside a draft, a stop sequence, max_tokens, a closed tool call, cancellation), greedy and
+// sampled (weak positions make the sampler leave the script, so drafts are rejected there); and
+// repetitive text is drafted and accepted.
+TEST_F(GeneratorTest, DraftsGiveTheSameGeneration) {
+  const std::string verse = "alpha beta gamma delta epsilon ";
+  std::string verses;
+  for (int i = 0; i < 6; ++i) verses += verse;
+  std::vector<bool> every_fifth_weak(ids(verses).size());
+  for (size_t i = 4; i < every_fifth_weak.size(); i += 5) every_fifth_weak[i] = true;
+  // A cut a few tokens into the third verse, where drafts are being verified.
+  const int64_t cut = 2 * static_cast<int64_t>(ids(verse).size()) + 3;
+  auto make = [](std::string name, std::string script) {
+    DraftCase c;
+    c.name = std::move(name);
+    c.script = std::move(script);
+    return c;
+  };
+  std::vector<DraftCase> cases = {make("repeats to EOS", verses), make("stop sequence in a repeat", verses),
+                                  make("max_tokens inside a draft", verses),
+                                  make("thinking, then a tool call", "</think>" + verses + kToolBlock + "<｜User｜>more"),
+                                  make("sampled, drafts rejected where weak", verses), make("cancelled", verses)};
+  cases[1].stop = {"delta epsilon alpha beta"};
+  cases[2].max_tokens = cut;
+  cases[3].mode = chat::ThinkingMode::thinking;
+  cases[3].tools = true;
+  cases[4].weak = every_fifth_weak;
+  cases[4].temperature = 1.0f;
+  cases[5].cancel_after = static_cast<int>(cut);
+  for (const DraftCase& c : cases) {
+    SCOPED_TRACE(c.name);
+    std::vector<GenerateResult> results;
+    std::vector<std::vector<int32_t>> evaluated;
+    int64_t accepted = 0;
+    for (int draft : {0, 3}) {
+      ScriptedSession s = session(c.script, 4096, c.weak);
+      GenerateOptions o = options(c.mode, c.tools);
+      o.sampling.temperature = c.temperature;
+      o.sampling.min_p = 0.0f;
+      o.max_tokens = c.max_tokens;
+      o.stop = c.stop;
+      o.draft_tokens = draft;
+      int polls = 0;
+      GenerateCallbacks cb;
+      if (c.cancel_after > 0) cb.should_cancel = [&] { return ++polls > c.cancel_after; };
+      results.push_back(run(s, o, cb));
+      evaluated.push_back(s.generated());
+      if (draft == 0) {
+        EXPECT_TRUE(s.drafts().empty());
+      }
+      for (const ScriptedSession::Draft& d : s.drafts()) {
+        EXPECT_GE(d.kept, 1u);
+        EXPECT_LE(d.kept, d.evaluated);
+        EXPECT_LE(d.evaluated, 4u);
+      }
+      accepted += results.back().draft_accepted;
+    }
+    const GenerateResult &plain = results[0], &drafted = results[1];
+    EXPECT_EQ(drafted.tokens, plain.tokens);
+    EXPECT_EQ(evaluated[1], evaluated[0]);
+    EXPECT_EQ(drafted.finish, plain.finish);
+    EXPECT_EQ(drafted.stop_sequence, plain.stop_sequence);
+    EXPECT_EQ(drafted.content, plain.content);
+    EXPECT_EQ(drafted.reasoning, plain.reasoning);
+    EXPECT_EQ(drafted.reasoning_tokens, plain.reasoning_tokens);
+    ASSERT_EQ(drafted.tool_events.size(), plain.tool_events.size());
+    for (size_t i = 0; i < plain.tool_events.size(); ++i) {
+      EXPECT_EQ(drafted.tool_events[i].kind, plain.tool_events[i].kind);
+      EXPECT_EQ(drafted.tool_events[i].text, plain.tool_events[i].text);
+    }
+    EXPECT_EQ(plain.drafted, 0);
+    EXPECT_GT(drafted.drafted, 0) << "the case never drafted";
+    if (c.temperature == 0.0f) {
+      EXPECT_GT(accepted, 0) << "a repeat was never accepted";
+    } else {
+      EXPECT_LT(drafted.draft_accepted, drafted.drafted) << "no draft was rejected";
+    }
+  }
 }
 
 }  // namespace
