@@ -19,6 +19,12 @@ namespace dsv4::cuda {
 
 namespace {
 
+// Rows [row, row + rows) of a [..][width] f32 array inside the region at `base`, as a span of it.
+RegionSpan region_rows(const uint8_t* base, const float* start, int64_t row, int64_t rows, int64_t width) {
+  const uint64_t offset = static_cast<uint64_t>(reinterpret_cast<const uint8_t*>(start + row * width) - base);
+  return {offset, static_cast<uint64_t>(rows * width) * sizeof(float)};
+}
+
 // Bump allocation over one arena (nullptr base: measuring).
 class Carve {
  public:
@@ -220,11 +226,9 @@ Status DeviceState::reset(cudaStream_t stream) {
 
 std::vector<RegionSpan> DeviceState::step_write_set(int64_t pos) const {
   const model::Config& c = model_.config;
-  const uint8_t* base = checkpoint_region();
   std::vector<RegionSpan> spans;
   auto add = [&](const float* start, int64_t row, int64_t rows, int64_t width) {
-    const uint64_t offset = static_cast<uint64_t>(reinterpret_cast<const uint8_t*>(start + row * width) - base);
-    spans.push_back({offset, static_cast<uint64_t>(rows * width) * sizeof(float)});
+    spans.push_back(region_rows(checkpoint_region(), start, row, rows, width));
   };
   add(logits, 0, 1, c.n_vocab);
   for (int64_t l = 0; l < c.n_layer; ++l) {
@@ -246,11 +250,9 @@ std::vector<RegionSpan> DeviceState::step_write_set(int64_t pos) const {
 
 std::vector<RegionSpan> DeviceState::draft_reject_set(int64_t pos) const {
   const model::Config& c = model_.config;
-  const uint8_t* base = checkpoint_region();
   std::vector<RegionSpan> spans;
   auto add = [&](const float* start, int64_t row, int64_t rows, int64_t width) {
-    const uint64_t offset = static_cast<uint64_t>(reinterpret_cast<const uint8_t*>(start + row * width) - base);
-    spans.push_back({offset, static_cast<uint64_t>(rows * width) * sizeof(float)});
+    spans.push_back(region_rows(checkpoint_region(), start, row, rows, width));
   };
   for (int64_t l = 0; l < c.n_layer; ++l) {
     const LayerBuffers& L = layers[static_cast<size_t>(l)];

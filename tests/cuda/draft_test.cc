@@ -18,26 +18,17 @@
 #include "cpu/test_models.h"
 #include "cuda/cuda_test_util.h"
 #include "cuda/session.h"
+#include "cuda/uploaded_models.h"
 
 namespace dsv4::cuda::testing {
 namespace {
 
-using cpu::testing::synthetic_model;
 using cpu::testing::test_tokens;
-
-std::shared_ptr<const DeviceModel> small_model() {
-  static std::shared_ptr<const DeviceModel> dev = [] {
-    Result<std::unique_ptr<DeviceModel>> d = upload_model(synthetic_model("small"));
-    EXPECT_TRUE(d.ok()) << d.error().message;
-    return d.ok() ? std::shared_ptr<const DeviceModel>(std::move(d).value()) : nullptr;
-  }();
-  return dev;
-}
 
 std::vector<float> logits_of(DeviceSession& s) { return std::vector<float>(s.logits().begin(), s.logits().end()); }
 
 TEST(CudaDraft, KeptPrefixContinuesAsSingleSteps) {
-  std::shared_ptr<const DeviceModel> m = small_model();
+  std::shared_ptr<const DeviceModel> m = uploaded_small_model();
   ASSERT_TRUE(m);
   const int64_t V = m->config.n_vocab, n_ctx = 160;
   const int T = DeviceSession::kStepChunkMax, after = 6;
@@ -87,7 +78,7 @@ TEST(CudaDraft, KeptPrefixContinuesAsSingleSteps) {
 // A second draft before the first is settled, keeping 0 or more than the run, a run of one or of
 // more than kStepChunkMax tokens, and keep_draft without a draft are errors.
 TEST(CudaDraft, MisuseIsAnError) {
-  std::shared_ptr<const DeviceModel> m = small_model();
+  std::shared_ptr<const DeviceModel> m = uploaded_small_model();
   ASSERT_TRUE(m);
   const int64_t V = m->config.n_vocab;
   const std::vector<int32_t> tokens = test_tokens(40, V, 6);

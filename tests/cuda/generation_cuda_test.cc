@@ -11,7 +11,7 @@
 #include "cpu/test_models.h"
 #include "engine/engine.h"
 #include "generation/generator.h"
-#include "model/synthetic_vocab.h"
+#include "generation/synthetic_tokenizer.h"
 
 namespace dsv4::cuda::testing {
 namespace {
@@ -23,15 +23,10 @@ TEST(CudaGeneration, DraftsGiveTheSameTokens) {
   Result<std::shared_ptr<engine::Engine>> engine = engine::Engine::load(eo);
   ASSERT_TRUE(engine.ok()) << engine.error().message;
   const int64_t V = (*engine)->config().n_vocab;
-  Result<model::SyntheticVocab> v = model::make_synthetic_vocab(V);
-  ASSERT_TRUE(v.ok());
-  Result<tokenizer::Tokenizer> tok = tokenizer::Tokenizer::from_vocab(tokenizer::Vocab{v->tokens, v->types, v->merges});
-  ASSERT_TRUE(tok.ok());
-  Result<tokenizer::SpecialTokens> special = tokenizer::SpecialTokens::resolve(*tok);
-  ASSERT_TRUE(special.ok());
-  const generation::Generator generator(*tok, *special);
+  const generation::testing::SyntheticTokenizer tok = generation::testing::synthetic_tokenizer(V);
+  const generation::Generator generator(tok.tokenizer, tok.special);
   const std::vector<int32_t> verse = cpu::testing::test_tokens(9, V, 4);
-  std::vector<int32_t> prompt{static_cast<int32_t>(special->bos)};
+  std::vector<int32_t> prompt{static_cast<int32_t>(tok.special.bos)};
   for (int r = 0; r < 8; ++r) prompt.insert(prompt.end(), verse.begin(), verse.end());
   auto generate = [&](const std::vector<int32_t>& context, float temperature, int draft) {
     Result<std::unique_ptr<engine::Session>> s = (*engine)->new_session(512);

@@ -9,6 +9,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <random>
 #include <sstream>
 #include <string>
@@ -41,6 +42,28 @@ inline ExpertMatvec expert_launch(TensorType type, const void* w, int64_t n_in, 
   return m;
 }
 inline constexpr int64_t kGuard = 64;
+
+// got's first n values have want's bits (the first five that differ are reported by slot and row
+// of per_slot outputs), and the kGuard values after them (got holds n + kGuard) kept the 0xFF
+// poison the launch's output was filled with.
+inline void expect_same_bits_and_guard(const std::vector<float>& got, const std::vector<float>& want, size_t n,
+                                       int64_t per_slot, const char* got_name, const char* want_name) {
+  ASSERT_GE(got.size(), n + static_cast<size_t>(kGuard));
+  ASSERT_GE(want.size(), n);
+  int bad = 0;
+  for (size_t i = 0; i < n; ++i) {
+    if (!same_bits(got[i], want[i]) && ++bad <= 5) {
+      ADD_FAILURE() << "slot " << i / static_cast<size_t>(per_slot) << " row " << i % static_cast<size_t>(per_slot)
+                    << ": " << got_name << " " << got[i] << ", " << want_name << " " << want[i];
+    }
+  }
+  EXPECT_EQ(bad, 0) << "of " << n;
+  uint32_t poison = 0;
+  for (size_t i = n; i < n + static_cast<size_t>(kGuard); ++i) {
+    std::memcpy(&poison, &got[i], 4);
+    ASSERT_EQ(poison, 0xFFFFFFFFu) << "written past the outputs at " << i;
+  }
+}
 
 inline std::string impl_name(MatvecImpl i) {
   switch (i) {

@@ -74,21 +74,8 @@ void expect_same_bits_as_one_launch_a_token(const SharedCase& c, std::mt19937_64
   }
   CUDA_ASSERT(cudaStreamSynchronize(stream.get()));
 
-  const std::vector<float> want = download<float>(dref, n_y);
-  const std::vector<float> got = download<float>(dgot, n_y + kGuard);
-  int bad = 0;
-  for (size_t i = 0; i < n_y; ++i) {
-    if (!same_bits(got[i], want[i]) && ++bad <= 5) {
-      ADD_FAILURE() << "slot " << i / per_slot << " row " << i % per_slot << ": shared x " << got[i]
-                    << ", one launch a token " << want[i];
-    }
-  }
-  EXPECT_EQ(bad, 0) << "of " << n_y;
-  uint32_t poison = 0;
-  for (size_t i = n_y; i < n_y + kGuard; ++i) {
-    std::memcpy(&poison, &got[i], 4);
-    ASSERT_EQ(poison, 0xFFFFFFFFu) << "written past the outputs at " << i;
-  }
+  expect_same_bits_and_guard(download<float>(dgot, n_y + kGuard), download<float>(dref, n_y), n_y, per_slot,
+                             "shared x", "one launch a token");
 }
 
 TEST(CudaMatvecSharedX, SameBitsAsOneLaunchAToken) {
@@ -136,7 +123,8 @@ TEST(CudaMatvecSharedX, TwoTokenDownOnTheRowTileAsOneSlotLaunches) {
     // rows_per_warp 32 is refused where the row tile cannot take the launch; the default launch
     // must take it too (another kernel would give other bits).
     STATUS_ASSERT(matvec_experts(all, dall.get<float>(), stream.get(), MatvecImpl::kAuto, row_tile));
-    DeviceBuffer ddefault(n_y * 4);
+    DeviceBuffer ddefault((n_y + kGuard) * 4);
+    CUDA_ASSERT(cudaMemsetAsync(ddefault.get(), 0xFF, ddefault.size(), stream.get()));
     STATUS_ASSERT(matvec_experts(all, ddefault.get<float>(), stream.get()));
     for (int j = 0; j < slots; ++j) {
       ExpertMatvec one = expert_launch(t, dw.get(), n_in, n_out, n_expert, dexp.get<int32_t>() + j, 1,
@@ -144,21 +132,10 @@ TEST(CudaMatvecSharedX, TwoTokenDownOnTheRowTileAsOneSlotLaunches) {
       STATUS_ASSERT(matvec_experts(one, done.get<float>() + j * n_out, stream.get(), MatvecImpl::kAuto, row_tile));
     }
     CUDA_ASSERT(cudaStreamSynchronize(stream.get()));
-    const std::vector<float> got = download<float>(dall, n_y + kGuard), want = download<float>(done, n_y),
-                             by_default = download<float>(ddefault, n_y);
-    int bad = 0;
-    for (size_t i = 0; i < n_y; ++i) {
-      if ((!same_bits(got[i], want[i]) || !same_bits(by_default[i], want[i])) && ++bad <= 5) {
-        ADD_FAILURE() << "slot " << i / n_out << " row " << i % n_out << ": 12 slots " << got[i] << " (default "
-                      << by_default[i] << "), one slot " << want[i];
-      }
-    }
-    EXPECT_EQ(bad, 0) << "of " << n_y;
-    uint32_t poison = 0;
-    for (size_t i = n_y; i < n_y + kGuard; ++i) {
-      std::memcpy(&poison, &got[i], 4);
-      ASSERT_EQ(poison, 0xFFFFFFFFu) << "written past the outputs at " << i;
-    }
+    const std::vector<float> want = download<float>(done, n_y);
+    expect_same_bits_and_guard(download<float>(dall, n_y + kGuard), want, n_y, n_out, "12 slots", "one slot");
+    expect_same_bits_and_guard(download<float>(ddefault, n_y + kGuard), want, n_y, n_out, "12 slots (default)",
+                               "one slot");
   }
 }
 

@@ -48,7 +48,7 @@ void expect_same_bits_as_matvec_then_swiglu(const RowsCase& c, std::mt19937_64& 
   // Scaled so that many gate/up sums pass the clamp (|sum| ~ 0.3·√n_in ≫ 7).
   const std::vector<float> x = normal_vector(static_cast<size_t>((c.x_per_slot ? c.slots : 1) * n_in), rng, 0.0f, 0.3f);
   const std::vector<float> route = normal_vector(static_cast<size_t>(c.slots), rng);
-  const size_t n_y = static_cast<size_t>(c.slots * F), kGuard = 64;
+  const size_t n_y = static_cast<size_t>(c.slots * F);
   TestStream stream;
   DeviceBuffer dw = upload(w), dx = upload(x), droute = upload(route), dexp = upload(experts);
   DeviceBuffer dgu(static_cast<size_t>(c.slots * 2 * F) * 4), dref(n_y * 4), dgot((n_y + kGuard) * 4);
@@ -79,24 +79,12 @@ void expect_same_bits_as_matvec_then_swiglu(const RowsCase& c, std::mt19937_64& 
   STATUS_ASSERT(matvec_experts(m, dgot.get<float>(), stream.get(), MatvecImpl::kAuto, tuning));
   CUDA_ASSERT(cudaStreamSynchronize(stream.get()));
 
-  const std::vector<float> want = download<float>(dref, n_y);
-  const std::vector<float> got = download<float>(dgot, n_y + kGuard);
-  int bad = 0, clamped = 0;
+  int clamped = 0;
   const std::vector<float> gu = download<float>(dgu, static_cast<size_t>(c.slots * 2 * F));
   for (float v : gu) clamped += std::fabs(v) > 7.0f ? 1 : 0;
   EXPECT_GT(clamped, 0) << "no gate/up sum beyond the clamp: the case does not test it";
-  for (size_t i = 0; i < n_y; ++i) {
-    if (!same_bits(got[i], want[i]) && ++bad <= 5) {
-      ADD_FAILURE() << "slot " << i / F << " element " << i % F << ": swiglu_rows " << got[i]
-                    << ", matvec then swiglu " << want[i];
-    }
-  }
-  EXPECT_EQ(bad, 0) << "of " << n_y;
-  uint32_t poison = 0;
-  for (size_t i = n_y; i < n_y + kGuard; ++i) {
-    std::memcpy(&poison, &got[i], 4);
-    ASSERT_EQ(poison, 0xFFFFFFFFu) << "written past the outputs at " << i;
-  }
+  expect_same_bits_and_guard(download<float>(dgot, n_y + kGuard), download<float>(dref, n_y), n_y, F, "swiglu_rows",
+                             "matvec then swiglu");
 }
 
 TEST(CudaMatvecSwigluRows, SameBitsAsMatvecThenSwiglu) {
@@ -106,7 +94,7 @@ TEST(CudaMatvecSwigluRows, SameBitsAsMatvecThenSwiglu) {
   for (TensorType t : {TensorType::Q2_K, TensorType::IQ2_XXS, TensorType::Q4_K}) {
     for (int items : {8, 9}) {
       for (bool per_slot : {false, true}) {
-        // One x per slot: 3 slots (the 2-bit kernel stages at most 16 384 activations per launch).
+        // One x per slot: 3 slots (the 2-bit kernel stages at most 32 768 activations per launch).
         const int slots = per_slot ? 3 : 6;
         expect_same_bits_as_matvec_then_swiglu({t, items, 48, slots, per_slot, 7.0f, true, 0}, rng);
         expect_same_bits_as_matvec_then_swiglu({t, items, 48, slots, per_slot, 0.0f, false, 0}, rng);

@@ -21,23 +21,14 @@
 #include "cpu/test_models.h"
 #include "cuda/cuda_test_util.h"
 #include "cuda/session.h"
+#include "cuda/uploaded_models.h"
 
 namespace dsv4::cuda::testing {
 namespace {
 
-using cpu::testing::synthetic_model;
 using cpu::testing::test_tokens;
 
 constexpr int64_t kPrompt = 120;
-
-std::shared_ptr<const DeviceModel> small_model() {
-  static std::shared_ptr<const DeviceModel> dev = [] {
-    Result<std::unique_ptr<DeviceModel>> d = upload_model(synthetic_model("small"));
-    EXPECT_TRUE(d.ok()) << d.error().message;
-    return d.ok() ? std::shared_ptr<const DeviceModel>(std::move(d).value()) : nullptr;
-  }();
-  return dev;
-}
 
 // Two sessions of one model, `spec` with speculation and `plain` without.
 struct Pair {
@@ -45,7 +36,7 @@ struct Pair {
   int64_t V = 0;
 
   explicit Pair(int64_t n_ctx) {
-    std::shared_ptr<const DeviceModel> m = small_model();
+    std::shared_ptr<const DeviceModel> m = uploaded_small_model();
     spec = std::move(DeviceSession::create(m, n_ctx, cpu::SimOptions::official())).value();
     plain = std::move(DeviceSession::create(m, n_ctx, cpu::SimOptions::official())).value();
     spec->set_speculation(true);

@@ -7,7 +7,7 @@
 
 #include "engine/engine.h"
 #include "generation/generator.h"
-#include "model/synthetic_vocab.h"
+#include "generation/synthetic_tokenizer.h"
 
 namespace dsv4::generation {
 namespace {
@@ -17,15 +17,9 @@ TEST(DraftsOnTheCpuBackend, SameTokensAsWithout) {
   eo.synthetic_preset = "tiny";
   Result<std::shared_ptr<engine::Engine>> engine = engine::Engine::load(eo);
   ASSERT_TRUE(engine.ok()) << engine.error().message;
-  const int64_t V = (*engine)->config().n_vocab;
-  Result<model::SyntheticVocab> v = model::make_synthetic_vocab(V);
-  ASSERT_TRUE(v.ok());
-  Result<tokenizer::Tokenizer> tok = tokenizer::Tokenizer::from_vocab(tokenizer::Vocab{v->tokens, v->types, v->merges});
-  ASSERT_TRUE(tok.ok());
-  Result<tokenizer::SpecialTokens> special = tokenizer::SpecialTokens::resolve(*tok);
-  ASSERT_TRUE(special.ok());
-  const Generator generator(*tok, *special);
-  std::vector<int32_t> prompt{static_cast<int32_t>(special->bos)};
+  const testing::SyntheticTokenizer tok = testing::synthetic_tokenizer((*engine)->config().n_vocab);
+  const Generator generator(tok.tokenizer, tok.special);
+  std::vector<int32_t> prompt{static_cast<int32_t>(tok.special.bos)};
   for (int r = 0; r < 6; ++r) {
     for (int32_t t : {300, 301, 302, 303, 304, 305, 306}) prompt.push_back(t);
   }
