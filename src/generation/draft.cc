@@ -36,4 +36,22 @@ std::vector<int32_t> NgramDrafter::propose(int max_tokens) const {
                               tokens_.begin() + static_cast<std::ptrdiff_t>(to));
 }
 
+int DraftLength::next(int most) {
+  if (pause_ > 0) {
+    --pause_;
+    return 0;
+  }
+  return grown_ ? most : std::min(most, 1);
+}
+
+void DraftLength::record(int drafted, int accepted) {
+  grown_ = drafted > 0 && accepted == drafted;
+  if (accepted > 0) {
+    misses_ = 0;
+    return;
+  }
+  ++misses_;
+  pause_ = std::min(kMaxPause, 1 << std::min(misses_, 6));
+}
+
 }  // namespace dsv4::generation

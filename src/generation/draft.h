@@ -39,4 +39,25 @@ class NgramDrafter {
   std::unordered_map<uint64_t, uint32_t> next_;
 };
 
+// How many tokens the next draft may have. A rejected draft costs its whole run for one token (on an
+// H200 a run of 2 costs 1.4 steps, of 4 2.8: docs/PERF.md session 36), so a draft starts at one
+// token, grows to the most allowed once a draft was kept whole, and shrinks back to one at a
+// miss; after k drafts in a row whose first token was rejected no draft is made for the next
+// 2^k tokens (at most kMaxPause). Repeated text is thus drafted at full length after one short
+// draft, and text that only seems to repeat costs a few short runs.
+class DraftLength {
+ public:
+  static constexpr int kMaxPause = 64;
+
+  // The draft length for the next token (0: no draft), at most `most`; counts down a pause.
+  int next(int most);
+  // A draft of `drafted` tokens of which the first `accepted` were kept.
+  void record(int drafted, int accepted);
+
+ private:
+  bool grown_ = false;
+  int misses_ = 0;  // drafts in a row whose first token was rejected
+  int pause_ = 0;   // tokens left without a draft
+};
+
 }  // namespace dsv4::generation

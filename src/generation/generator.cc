@@ -161,12 +161,15 @@ Result<GenerateResult> Generator::generate(engine::Session& session, const Gener
   const bool drafting = options.draft_tokens > 0;
   std::optional<NgramDrafter> drafter;
   if (drafting) drafter.emplace(session.tokens());
+  DraftLength draft_length;
   std::vector<float> run_logits;
   const size_t V = session.logits().size();
   int64_t step = 0;                 // tokens sampled
   std::optional<int32_t> unevaluated;  // sampled, taken, not yet evaluated
   bool done = false;
   while (!done) {
+    // The longest draft the next run may carry (0 while the policy pauses drafting).
+    const int allowed = drafting ? draft_length.next(options.draft_tokens) : 0;
     if (!unevaluated) {
       if (step >= budget) break;
       if (callbacks.should_cancel && callbacks.should_cancel()) {
@@ -176,7 +179,7 @@ Result<GenerateResult> Generator::generate(engine::Session& session, const Gener
       // Where a draft is likely to follow (the context's last n-gram occurred before), on the host:
       // a backend that samples on its device queues the sampled token's step at once, which a
       // draft would then have to undo.
-      const bool draft_likely = drafting && !drafter->propose(1).empty();
+      const bool draft_likely = allowed > 0 && !drafter->propose(1).empty();
       Result<engine::Sample> sample = draft_likely ? sampler.sample(session.logits(), sample_mode())
                                                    : session.sample(sampler, sample_mode());
       if (!sample.ok()) {
@@ -192,8 +195,9 @@ Result<GenerateResult> Generator::generate(engine::Session& session, const Gener
     std::vector<int32_t> run{token};
     if (drafting) {
       drafter->push(token);
-      // The run: the token, then as much of the draft as the session takes in one run.
-      const int64_t most = 1 + std::min<int64_t>(options.draft_tokens, budget - step);
+      // The run: the token, then as much of the draft as the policy allows and the session takes
+      // in one run.
+      const int64_t most = 1 + std::min<int64_t>(allowed, budget - step);
       std::vector<int32_t> draft = drafter->propose(static_cast<int>(session.draft_run_length(most) - 1));
       draft.resize(static_cast<size_t>(session.draft_run_length(1 + static_cast<int64_t>(draft.size())) - 1));
       run.insert(run.end(), draft.begin(), draft.end());
@@ -247,6 +251,7 @@ Result<GenerateResult> Generator::generate(engine::Session& session, const Gener
       unevaluated = sample->token;
       break;
     }
+    draft_length.record(static_cast<int>(run.size() - 1), static_cast<int>(kept - 1));
     if (Status s = session.keep_draft(kept); !s.ok()) {
       fail(s);
       break;
