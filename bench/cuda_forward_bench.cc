@@ -36,6 +36,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cmath>
 #include <cstring>
 #include <memory>
 #include <span>
@@ -104,7 +105,7 @@ int main(int argc, char** argv) {
   const std::vector<int> short_forwards = {2, 3, 4, 5, 6, 8, 16};
   int64_t short_tokens = 0;
   for (int k : short_forwards) short_tokens += kShortForwardReps * k;
-  for (int T = 2; T <= cuda::DeviceSession::kStepChunkMax; ++T) short_tokens += kShortForwardReps * (T + 1);
+  for (int T = 2; T <= cuda::DeviceSession::kStepChunkMax; ++T) short_tokens += kShortForwardReps * (T + 1) + T;
   const int64_t n_ctx = std::max(capacity, ctx + chunk + 3 * steps + 8 + short_tokens);
   auto t0 = std::chrono::steady_clock::now();
   auto session = cuda::DeviceSession::create(model, n_ctx, cpu::SimOptions::official(), static_cast<int>(chunk), prefill);
@@ -184,7 +185,34 @@ int main(int argc, char** argv) {
   }
 
   std::vector<float> draft_rows(static_cast<size_t>(cuda::DeviceSession::kStepChunkMax * model->config.n_vocab));
+  const size_t V = static_cast<size_t>(model->config.n_vocab);
   for (int T = 2; T <= cuda::DeviceSession::kStepChunkMax; ++T) {
+    // The run's logits rows against single steps of its tokens (the same output with drafts needs
+    // the same bits on this model, whose kernels the small test models do not all reach).
+    {
+      const std::span<const int32_t> run = std::span(tokens).subspan(static_cast<size_t>(s.n()), static_cast<size_t>(T));
+      auto before = s.checkpoint();
+      CHECK(before.status());
+      std::vector<float> singles;
+      for (int i = 0; i < T; ++i) {
+        CHECK(s.forward(run.subspan(static_cast<size_t>(i), 1), nullptr));
+        singles.insert(singles.end(), s.logits().begin(), s.logits().end());
+      }
+      CHECK(s.rollback(**before));
+      CHECK(s.forward_draft(run, draft_rows.data()));
+      CHECK(s.keep_draft(T));
+      int differing = 0;
+      double worst = 0;
+      for (size_t i = 0; i < static_cast<size_t>(T) * V; ++i) {
+        if (std::memcmp(&singles[i], &draft_rows[i], 4) != 0) {
+          ++differing;
+          worst = std::max(worst, std::fabs(static_cast<double>(singles[i]) - draft_rows[i]));
+        }
+      }
+      std::printf("draft run of %d tokens at %lld: logits rows bit-identical to single steps: %s", T,
+                  static_cast<long long>(s.n() - T), differing == 0 ? "yes\n" : "NO");
+      if (differing) std::printf(" (%d values differ, by up to %.3g)\n", differing, worst);
+    }
     double kept_all = 1e30, kept_one = 1e30;
     for (int r = 0; r < kShortForwardReps; ++r) {
       for (int keep : {T, 1}) {

@@ -13,8 +13,16 @@
 
 namespace dsv4::cuda {
 
-Status project(const DeviceTensor& w, const float* x, int T, float* y, const int32_t* zeros, cudaStream_t stream) {
+Status project(const DeviceTensor& w, const float* x, int T, float* y, const int32_t* zeros, cudaStream_t stream,
+               bool as_steps) {
   if (T == 1) return matvec(w.type, w.data, w.ne0, w.ne1, x, y, stream);
+  if (as_steps) {
+    const Result<MatvecPlan> one = plan_matvec(w.type, w.ne0, w.ne1, 1);
+    if (one.ok() && one->rows_per_warp == 32 && w.type == TensorType::F16) {
+      for (int t = 0; t < T; ++t) DSV4_TRY(matvec(w.type, w.data, w.ne0, w.ne1, x + t * w.ne0, y + t * w.ne1, stream));
+      return Status();
+    }
+  }
   ExpertMatvec m;
   m.type = w.type;
   m.w = w.data;
@@ -56,7 +64,7 @@ Status ChunkForward::run() {
 }
 
 Status ChunkForward::dense(const DeviceTensor& w, const float* x, float* y, GemmInput in) {
-  if (!takes(w)) return project(w, x, T_, y, sc_.zeros, stream_);
+  if (!takes(w)) return project(w, x, T_, y, sc_.zeros, stream_, shape_.step_kernels);
   const __half* x16 = sc_.xn16;
   const __half* x16_lo = sc_.xn16_lo;
   const float* scale = sc_.xn16_scale;

@@ -59,7 +59,10 @@ bool chunk_needs_index_scoring(const model::Config& config, int64_t pos0, int T)
 // y[t] = W·x[t] for t < T (x rows of W.ne0 values, y rows of W.ne1) with the decode matvec: T = 1
 // is a decode step; T > 1 runs the same kernel over T slots of slab 0, an even T's tokens in pairs
 // whose weights the Q8_0 row tile decodes once (a multi-token step's projections; a prefill chunk
-// uses it only for a weight shape the tensor-core GEMM of gemm.h does not take).
-Status project(const DeviceTensor& w, const float* x, int T, float* y, const int32_t* zeros, cudaStream_t stream);
+// uses it only for a weight shape the tensor-core GEMM of gemm.h does not take). as_steps: every
+// token's outputs the bits of a one-token launch (a multi-token step), so where a one-slot launch
+// takes a kernel that T slots would not (the F16 row tile), one launch a token.
+Status project(const DeviceTensor& w, const float* x, int T, float* y, const int32_t* zeros, cudaStream_t stream,
+               bool as_steps = false);
 
 }  // namespace dsv4::cuda

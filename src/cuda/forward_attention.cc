@@ -80,9 +80,15 @@ Status ChunkForward::attention_sublayer(int64_t l) {
   // Decode: q_b normalises q_a itself as it stages it (one launch less), except where the
   // indexer's q_b needs qr anyway: there q_b reads it too (measured 0.013 ms per step faster than
   // the fused form beside the norm launch, whose warps each recompute the norm; docs/PERF.md).
+  // A multi-token step normalises as the decode step does (the same bits), two tokens a launch.
   const DeviceTensor& qb = L.q_b;
-  if (T_ == 1 && !scoring && can_fuse_rms_norm(qb.type, qb.data, qb.ne0, qb.ne1, qkv.first, L.q_a_norm)) {
-    DSV4_TRY(matvec_rms_norm(qb.type, qb.data, qb.ne0, qb.ne1, qkv.first, L.q_a_norm, c_.rms_eps, sc_.q, stream_));
+  if ((T_ == 1 || shape_.step_kernels) && !scoring &&
+      can_fuse_rms_norm(qb.type, qb.data, qb.ne0, qb.ne1, qkv.first, L.q_a_norm) && qkv.first_stride % 4 == 0) {
+    for (int t = 0; t < T_; t += 2) {
+      const int tokens = std::min(2, T_ - t);
+      DSV4_TRY(matvec_rms_norm(qb.type, qb.data, qb.ne0, qb.ne1, qkv.first + t * qkv.first_stride, L.q_a_norm,
+                               c_.rms_eps, sc_.q + t * qb.ne1, stream_, MatvecTuning{}, tokens, qkv.first_stride));
+    }
   } else {
     DSV4_TRY(rms_norm_rows(qkv.first, qkv.first_stride, L.q_a_norm, R, c_.rms_eps, sc_.qr, R, T_, stream_));
     DSV4_TRY(dense(L.q_b, sc_.qr, sc_.q));

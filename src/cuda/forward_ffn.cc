@@ -80,6 +80,7 @@ Status ChunkForward::ffn_sublayer(int64_t l) {
   experts.T = T_;
   experts.limit = limit;
   experts.split = split_;
+  experts.as_steps = shape_.step_kernels;
   experts.stream = stream_;
   const PairedTensor& gu = L.gate_up_exps;
   if (takes(L.down_exps) && (gu.fused() ? takes(gu.both) : takes(gu.a) && takes(gu.b))) {

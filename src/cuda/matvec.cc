@@ -218,7 +218,12 @@ Status run(const ExpertMatvec& m, bool dense, bool sum, float* y, cudaStream_t s
   if (m.n_expert <= 0) return fail("n_expert must be positive");
   if (m.n_slots <= 0 || m.n_slots > 65535) return fail("n_slots must be in [1, 65535]");
   if (!m.w || !m.x || !y) return fail("null pointer");
-  if (!m.experts && m.n_slots > m.n_expert) return fail("without expert ids, n_slots must be at most n_expert");
+  // Without expert ids slot j is slab j; token pairs then are one group of 2·pair_stride slots whose
+  // first slots name slabs 0 .. pair_stride − 1 (a dense pair: 2 slots of slab 0).
+  if (!m.experts && (m.pair_stride > 0 ? m.n_slots != 2 * m.pair_stride || m.pair_stride > m.n_expert
+                                       : m.n_slots > m.n_expert)) {
+    return fail("without expert ids, n_slots must be at most n_expert (with pairs: 2·pair_stride)");
+  }
   if (m.x_stride < 0) return fail("negative x_stride");
   if (m.slots_per_x < 1 || m.n_slots % m.slots_per_x != 0) return fail("slots_per_x must divide n_slots");
   if (m.slots_per_x > 1 && (m.up || sum)) return fail("slots_per_x above 1 is for per-slot launches without up");
@@ -293,7 +298,8 @@ Status run(const ExpertMatvec& m, bool dense, bool sum, float* y, cudaStream_t s
     if (m.slots_per_x > 1 && (plan->rows_per_warp != 32 || !row_tile_quant(m.type))) {
       return fail("slots_per_x above 1 needs the 2-bit row-tile kernel (can_share_x)");
     }
-    if (norm.w && (plan->rows_per_warp != 32 || m.type != TensorType::Q8_0 || !aligned(norm.w, 16))) {
+    if (norm.w && (plan->rows_per_warp != 32 || m.type != TensorType::Q8_0 || !aligned(norm.w, 16) ||
+                   (m.n_slots == 2 && m.pair_stride != 1))) {
       return fail("the fused RMSNorm needs the Q8_0 row-tile kernel and 16-byte aligned weights (can_fuse_rms_norm)");
     }
     if ((m.up || m.swiglu_rows) && plan->rows_per_warp != 32) {
@@ -303,7 +309,7 @@ Status run(const ExpertMatvec& m, bool dense, bool sum, float* y, cudaStream_t s
     l.warps_per_row = plan->warps_per_row;
     l.blocks = plan->blocks;
     // Token pairs on the Q8_0 row tile: half the units, a little more shared memory a warp.
-    if (m.pair_stride > 0 && m.type == TensorType::Q8_0 && plan->rows_per_warp == 32 && !norm.w) {
+    if (m.pair_stride > 0 && m.type == TensorType::Q8_0 && plan->rows_per_warp == 32) {
       l.pair_stride = m.pair_stride;
       const int64_t units = int64_t{m.n_slots} / 2 * ((m.n_out + 31) / 32);
       const int64_t capacity = device_info().sms * std::max(1, detail::q8_blocks_per_sm(plan->warps_per_row, true));
@@ -355,10 +361,17 @@ Status matvec_swiglu(TensorType type, const void* w, int64_t n_in, int64_t n_out
 }
 
 Status matvec_rms_norm(TensorType type, const void* w, int64_t n_in, int64_t n_out, const float* x,
-                       const float* norm_w, float eps, float* y, cudaStream_t stream, MatvecTuning tuning) {
+                       const float* norm_w, float eps, float* y, cudaStream_t stream, MatvecTuning tuning, int tokens,
+                       int64_t x_stride) {
   if (!norm_w) return make_error("cuda::matvec_rms_norm: null norm weights");
-  return run(dense_matvec(type, w, n_in, n_out, x), /*dense=*/true, /*sum=*/false, y, stream, MatvecImpl::kFast,
-             tuning, "matvec_rms_norm",
+  if (tokens != 1 && tokens != 2) return make_error("cuda::matvec_rms_norm: one or two tokens");
+  ExpertMatvec m = dense_matvec(type, w, n_in, n_out, x);
+  if (tokens == 2) {  // slot 1 is the pair's second token of slab 0
+    m.n_slots = 2;
+    m.x_stride = x_stride ? x_stride : n_in;
+    m.pair_stride = 1;
+  }
+  return run(m, /*dense=*/true, /*sum=*/false, y, stream, MatvecImpl::kFast, tuning, "matvec_rms_norm",
              FusedNorm{norm_w, eps});
 }
 
@@ -395,6 +408,15 @@ bool can_fuse_swiglu(const ExpertMatvec& m) {
 bool can_swiglu_rows(const ExpertMatvec& m) {
   if (!row_tile_quant(m.type) || m.up || m.n_in <= 0 || m.n_out <= 0 ||
       m.n_out % 32 != 0 || m.n_slots <= 0 || !aligned(m.w, 16) || !aligned(m.x, 16) || m.x_stride % 4 != 0) {
+    return false;
+  }
+  const auto plan = make_plan(m.type, m.n_in, m.n_out, m.n_slots, x_vectors(m), false, MatvecTuning{});
+  return plan.ok() && plan->rows_per_warp == 32;
+}
+
+bool on_row_tile(const ExpertMatvec& m) {
+  if (m.n_in <= 0 || m.n_out <= 0 || m.n_slots <= 0 || m.slots_per_x < 1 || !aligned(m.w, 16) || !aligned(m.x, 16) ||
+      m.x_stride % 4 != 0 || (!row_tile_quant(m.type) && m.type != TensorType::Q8_0)) {
     return false;
   }
   const auto plan = make_plan(m.type, m.n_in, m.n_out, m.n_slots, x_vectors(m), false, MatvecTuning{});

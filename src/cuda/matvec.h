@@ -121,6 +121,9 @@ bool can_fuse_swiglu(const ExpertMatvec& m);
 bool can_swiglu_rows(const ExpertMatvec& m);
 // Whether matvec_experts (kAuto, default tuning) can take m with its slots_per_x.
 bool can_share_x(const ExpertMatvec& m);
+// Whether matvec_experts (kAuto, default tuning) runs m on a row-tile kernel (Q8_0 or 2-bit),
+// whose outputs are the bits of any other launch of the same rows on it.
+bool on_row_tile(const ExpertMatvec& m);
 
 // Dense y = W·swiglu(gate, up) (the shared expert's down projection, §8.6): the fused SwiGLU above
 // (no route weight) on a dense launch, whose weights are fetched before the previous kernel ends
@@ -134,11 +137,14 @@ Status matvec_swiglu(TensorType type, const void* w, int64_t n_in, int64_t n_out
 // once; the sum taken in another order, so r may differ from rms_norm_rows's in its last bit).
 // can_fuse_rms_norm says whether a launch can (Q8_0 rows of a multiple of 256, 16-aligned
 // pointers); others are refused.
+// tokens = 2: two tokens' rows (x rows x_stride apart, 0: n_in; y rows n_out apart), each
+// normalised with its own scale, the weights decoded once for both (the row tile's token pairs):
+// each token's outputs the bits of its one-token launch.
 bool can_fuse_rms_norm(TensorType type, const void* w, int64_t n_in, int64_t n_out, const float* x,
                        const float* norm_w);
 Status matvec_rms_norm(TensorType type, const void* w, int64_t n_in, int64_t n_out, const float* x,
                        const float* norm_w, float eps, float* y, cudaStream_t stream,
-                       MatvecTuning tuning = MatvecTuning{});
+                       MatvecTuning tuning = MatvecTuning{}, int tokens = 1, int64_t x_stride = 0);
 
 // One output per slot: y[j·n_out + o] = scale_j · Σ_i W_{e_j}[o, i]·x_j[i].
 Status matvec_experts(const ExpertMatvec& m, float* y, cudaStream_t stream,

@@ -129,12 +129,13 @@ __device__ float q8_rms_scale(const float* x, int n, float eps, int lane) {
   return static_cast<float>(1.0 / sqrt(ss / static_cast<double>(n) + static_cast<double>(eps)));
 }
 
-// kPair (per-slot plain launches only): a unit is a tile of a token pair, slots s and s + pair_stride
-// of the same slab (pair v of the schedule: s = pair_first(v)); each weight item is staged and
-// decoded once for both, the second token's limbs in the MMAs' columns 4–7 (matvec_q8.cuh).
+// kPair (per-slot launches, plain or with the RMSNorm): a unit is a tile of a token pair, slots s
+// and s + pair_stride of the same slab (pair v of the schedule: s = pair_first(v)); each weight item
+// is staged and decoded once for both, the second token's limbs in the MMAs' columns 4–7
+// (matvec_q8.cuh). With the RMSNorm (a dense pair, two tokens' q_b) each token has its own scale.
 template <bool kSum, Q8Input kIn, bool kPair = false>
 __global__ void __launch_bounds__(kQ8MaxWarps * 32) matvec_q8_kernel(__grid_constant__ const Q8Params p) {
-  static_assert(!kPair || (!kSum && kIn == Q8Input::kPlain), "token pairs: per-slot plain launches");
+  static_assert(!kPair || (!kSum && kIn != Q8Input::kSwiglu), "token pairs: per-slot launches without SwiGLU");
   extern __shared__ __align__(16) uint8_t smem[];
   const int W = blockDim.x >> 5;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -213,8 +214,11 @@ __global__ void __launch_bounds__(kQ8MaxWarps * 32) matvec_q8_kernel(__grid_cons
   if (!p.experts) pdl_wait();
   load_x(0, 0);
   pdl_trigger();
-  float norm_r = 1.0f;
+  float norm_r = 1.0f, norm_r2 = 1.0f;
   if constexpr (kRmsNorm) norm_r = q8_rms_scale(p.x, p.n_sb * kQ8SbElems, p.norm_eps, lane);
+  if constexpr (kRmsNorm && kPair) {
+    norm_r2 = q8_rms_scale(p.x + p.pair_stride * p.x_stride, p.n_sb * kQ8SbElems, p.norm_eps, lane);
+  }
 
   const uint32_t sel = q8_even_sel(lane);
   const float limb_weight = q8_limb_weight(lane);
@@ -240,9 +244,13 @@ __global__ void __launch_bounds__(kQ8MaxWarps * 32) matvec_q8_kernel(__grid_cons
                              swiglu_element(v[j].w, u_next[j].w, aw, p.act_limit));
         }
         if constexpr (kRmsNorm) {  // as norms.cu: (x·r)·w, each product rounded
-          const float4 nw = u_next[j];
-          v[j] = make_float4(__fmul_rn(__fmul_rn(v[j].x, norm_r), nw.x), __fmul_rn(__fmul_rn(v[j].y, norm_r), nw.y),
-                             __fmul_rn(__fmul_rn(v[j].z, norm_r), nw.z), __fmul_rn(__fmul_rn(v[j].w, norm_r), nw.w));
+          auto norm = [&](float4 x, float r) {
+            const float4 nw = u_next[j];
+            return make_float4(__fmul_rn(__fmul_rn(x.x, r), nw.x), __fmul_rn(__fmul_rn(x.y, r), nw.y),
+                               __fmul_rn(__fmul_rn(x.z, r), nw.z), __fmul_rn(__fmul_rn(x.w, r), nw.w));
+          };
+          v[j] = norm(v[j], norm_r);
+          if constexpr (kPair) x2_next[j] = norm(x2_next[j], norm_r2);
         }
       }
       // The item's exponent from the warp's largest |x| (an exact maximum: any order), then its limbs.
@@ -323,11 +331,12 @@ using Q8Kernel = void (*)(Q8Params);
 constexpr Q8Kernel kQ8Kernels[] = {matvec_q8_kernel<false, Q8Input::kPlain>, matvec_q8_kernel<true, Q8Input::kPlain>,
                                    matvec_q8_kernel<false, Q8Input::kSwiglu>, matvec_q8_kernel<true, Q8Input::kSwiglu>,
                                    matvec_q8_kernel<false, Q8Input::kRmsNorm>,
-                                   matvec_q8_kernel<false, Q8Input::kPlain, true>};
-// The instantiation of a launch (RMSNorm: dense launches only; pairs: per-slot plain launches only;
-// both checked by the caller).
+                                   matvec_q8_kernel<false, Q8Input::kPlain, true>,
+                                   matvec_q8_kernel<false, Q8Input::kRmsNorm, true>};
+// The instantiation of a launch (RMSNorm: dense launches or a dense pair; pairs: per-slot launches
+// without SwiGLU; both checked by the caller).
 Q8Kernel q8_kernel(bool sum, Q8Input in, bool pair) {
-  if (pair) return kQ8Kernels[5];
+  if (pair) return kQ8Kernels[in == Q8Input::kRmsNorm ? 6 : 5];
   return in == Q8Input::kRmsNorm ? kQ8Kernels[4] : kQ8Kernels[(in == Q8Input::kSwiglu ? 2 : 0) + (sum ? 1 : 0)];
 }
 
@@ -369,8 +378,8 @@ cudaError_t launch_matvec_q8(const MatvecLaunch& l, cudaStream_t stream) {
   const int W = l.warps_per_row;
   if ((W != 1 && W != 2 && W != 4 && W != 8) || l.blocks < 1 || l.n_in % kQ8SbElems != 0 ||
       l.row_bytes * kQ8TileRows > INT32_MAX || W > l.n_in / kQ8SbElems ||
-      (l.norm_w && (l.up || l.experts || l.sum || l.n_slots != 1)) ||
-      (l.pair_stride != 0 && (l.pair_stride < 0 || l.up || l.norm_w || l.sum || l.n_slots % (2 * l.pair_stride) != 0))) {
+      (l.norm_w && (l.up || l.experts || l.sum || l.n_slots != (l.pair_stride ? 2 : 1))) ||
+      (l.pair_stride != 0 && (l.pair_stride < 0 || l.up || l.sum || l.n_slots % (2 * l.pair_stride) != 0))) {
     return cudaErrorInvalidValue;
   }
   cudaError_t e = prepare_matvec_q8();

@@ -33,9 +33,21 @@ Status routed_experts_matvec(const RoutedExpertsStep& s) {
     e.x_stride = x_stride;
     return e;
   };
-  auto experts = [&](const DeviceTensor& w, int64_t n_in, int64_t n_out, const float* x, int64_t x_stride,
-                     const int32_t* ids, int n_slots, float* y) {
-    return matvec_experts(describe(w, n_in, n_out, x, x_stride, ids, n_slots), y, s.stream);
+  // The down projection (slot j's x at x + j·x_stride, y rows of D). A multi-token step's T·K slots
+  // whose activations the 2-bit row tile cannot stage together (from 3 tokens of 6 slots × 2048)
+  // would run on another kernel, with other bits: there one launch a token, as a decode step.
+  auto down_launch = [&](const ExpertMatvec& down, float* y) -> Status {
+    if (!s.as_steps || s.T == 1 || on_row_tile(down)) return matvec_experts(down, y, s.stream);
+    for (int t = 0; t < s.T; ++t) {
+      ExpertMatvec token = down;
+      token.n_slots = static_cast<int>(K);
+      token.experts = down.experts + t * K;
+      token.x = down.x + t * K * down.x_stride;
+      if (token.up) token.up = down.up + t * K * down.x_stride;
+      if (token.act_weights) token.act_weights = down.act_weights + t * K;
+      DSV4_TRY(matvec_experts(token, y + t * K * D, s.stream));
+    }
+    return Status();
   };
   // The K slots of token t read xn's row t: where the kernel takes that as it is (a multi-token
   // step's 2-bit row tiles, ExpertMatvec::slots_per_x), else from a copy of the row per slot.
@@ -68,7 +80,7 @@ Status routed_experts_matvec(const RoutedExpertsStep& s) {
     if (can_swiglu_rows(activated)) {
       DSV4_TRY(matvec_experts(activated, sc.mid, s.stream));
       if (s.before_down) DSV4_TRY(s.before_down());
-      return experts(L.down_exps, F, D, sc.mid, F, sc.experts, TK, sc.ydown);
+      return down_launch(describe(L.down_exps, F, D, sc.mid, F, sc.experts, TK), sc.ydown);
     }
     DSV4_TRY(matvec_experts(gate_up, sc.gu, s.stream));
     sw.gate = sc.gu;
@@ -90,14 +102,14 @@ Status routed_experts_matvec(const RoutedExpertsStep& s) {
   down.act_weights = sc.route_w;
   down.act_limit = s.limit;
   if (s.before_down) DSV4_TRY(s.before_down());
-  if (can_fuse_swiglu(down)) return matvec_experts(down, sc.ydown, s.stream);
+  if (can_fuse_swiglu(down)) return down_launch(down, sc.ydown);
   sw.weights = sc.route_w;
   sw.out = sc.mid;
   sw.n_slots = TK;
   sw.F = F;
   sw.limit = s.limit;
   DSV4_TRY(swiglu(sw, s.stream));
-  return experts(L.down_exps, F, D, sc.mid, F, sc.experts, TK, sc.ydown);
+  return down_launch(describe(L.down_exps, F, D, sc.mid, F, sc.experts, TK), sc.ydown);
 }
 
 // Prefill: the (token, slot) pairs sorted by expert, grouped gate/up over gathered xn rows,

@@ -25,6 +25,8 @@ struct RoutedExpertsStep {
   int T = 0;                // tokens of the chunk
   float limit = 0.0f;       // the layer's SwiGLU clamp
   bool split = false;       // grouped: split-f16 GEMM inputs (PrefillMath::kTensorCoreSplit)
+  // A multi-token step (ChunkShape::step_kernels): every token's outputs the bits of a decode step.
+  bool as_steps = false;
   cudaStream_t stream = nullptr;
   // Queued on `stream` between the gate/up and the down launches of routed_experts_matvec, once on
   // every path (the decode step's shared-expert down projection: forward_ffn.cc); none: nothing.

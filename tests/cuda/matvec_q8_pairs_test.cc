@@ -17,6 +17,7 @@
 
 #include "cuda/device_util.h"
 #include "cuda/matvec.h"
+#include "cuda/forward.h"
 #include "cuda/matvec_harness.h"
 
 namespace dsv4::cuda::testing {
@@ -78,6 +79,73 @@ TEST(CudaMatvecQ8Pairs, SameBitsAsUnpaired) {
   expect_same_bits_as_unpaired({8192, 4096, 2, 1, false, 0}, rng);
   expect_same_bits_as_unpaired({4096, 1024, 2, 8, false, 0}, rng);
   expect_same_bits_as_unpaired({1024, 32768, 2, 1, true, 0}, rng);
+}
+
+// q_b's fused RMSNorm for two tokens (matvec_rms_norm with tokens = 2: each token normalised with
+// its own scale, the weights decoded once): each token's outputs the bits of its one-token launch,
+// at the model's q_b shape (1024 -> 32768) from rows 1536 floats apart (q_a beside kv) and at a
+// small one with every warp split. And a multi-token step's F16 projection that a one-token launch
+// puts on the F16 row tile (the indexer's q_b, 1024 -> 8192): one launch a token (project with
+// as_steps), so the bits of single steps.
+TEST(CudaMatvecQ8Pairs, TwoTokenNormAndF16ProjectionAsSingleTokens) {
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE(seed);
+  std::mt19937_64 rng(seed);
+  TestStream stream;
+  ASSERT_TRUE(stream.ok());
+  struct NormCase {
+    int64_t n_in, n_out, x_stride;
+    int warps;
+  };
+  for (const NormCase& c : {NormCase{1024, 32768, 1536, 0}, NormCase{2048, 96, 2048, 1}, NormCase{2048, 96, 2560, 2},
+                            NormCase{2048, 96, 2048, 4}, NormCase{2048, 96, 2048, 8}}) {
+    SCOPED_TRACE(::testing::Message() << c.n_in << " -> " << c.n_out << " x stride " << c.x_stride << " warps "
+                                      << c.warps);
+    const std::vector<uint8_t> w = random_rows(format_of(TensorType::Q8_0), c.n_in, c.n_out, rng);
+    const std::vector<float> x = normal_vector(static_cast<size_t>(2 * c.x_stride), rng, 0.0f, 3.0f);
+    const std::vector<float> norm = normal_vector(static_cast<size_t>(c.n_in), rng);
+    const size_t n_y = static_cast<size_t>(2 * c.n_out);
+    DeviceBuffer dw = upload(w), dx = upload(x), dnorm = upload(norm), dref(n_y * 4), dgot((n_y + kGuard) * 4);
+    ASSERT_TRUE(dw.ok() && dx.ok() && dnorm.ok() && dref.ok() && dgot.ok());
+    ASSERT_TRUE(can_fuse_rms_norm(TensorType::Q8_0, dw.get(), c.n_in, c.n_out, dx.get<float>(), dnorm.get<float>()));
+    const MatvecTuning tuning{c.warps ? 32 : 0, c.warps};
+    for (int t = 0; t < 2; ++t) {
+      STATUS_ASSERT(matvec_rms_norm(TensorType::Q8_0, dw.get(), c.n_in, c.n_out, dx.get<float>() + t * c.x_stride,
+                                    dnorm.get<float>(), 1e-6f, dref.get<float>() + t * c.n_out, stream.get(), tuning));
+    }
+    CUDA_ASSERT(cudaMemsetAsync(dgot.get(), 0xFF, dgot.size(), stream.get()));
+    STATUS_ASSERT(matvec_rms_norm(TensorType::Q8_0, dw.get(), c.n_in, c.n_out, dx.get<float>(), dnorm.get<float>(),
+                                  1e-6f, dgot.get<float>(), stream.get(), tuning, 2, c.x_stride));
+    CUDA_ASSERT(cudaStreamSynchronize(stream.get()));
+    expect_same_bits_and_guard(download<float>(dgot, n_y + kGuard), download<float>(dref, n_y), n_y, c.n_out,
+                               "two tokens", "one token each");
+  }
+  // The F16 projection.
+  const int64_t n_in = 1024, n_out = 8192;
+  const Result<MatvecPlan> one = plan_matvec(TensorType::F16, n_in, n_out, 1);
+  ASSERT_TRUE(one.ok());
+  ASSERT_EQ(one->rows_per_warp, 32) << "the one-token launch no longer takes the F16 row tile";
+  const std::vector<uint8_t> w = random_rows(format_of(TensorType::F16), n_in, n_out, rng);
+  const std::vector<float> x = normal_vector(static_cast<size_t>(2 * n_in), rng);
+  const std::vector<int32_t> zeros(2, 0);
+  DeviceBuffer dw = upload(w), dx = upload(x), dzeros = upload(zeros), dref(2 * n_out * 4),
+               dgot((2 * n_out + kGuard) * 4);
+  ASSERT_TRUE(dw.ok() && dx.ok() && dzeros.ok() && dref.ok() && dgot.ok());
+  DeviceTensor t;
+  t.type = TensorType::F16;
+  t.ne0 = n_in;
+  t.ne1 = n_out;
+  t.row_bytes = 2 * n_in;
+  t.data = static_cast<const uint8_t*>(dw.get());
+  for (int k = 0; k < 2; ++k) {
+    STATUS_ASSERT(project(t, dx.get<float>() + k * n_in, 1, dref.get<float>() + k * n_out, dzeros.get<int32_t>(),
+                          stream.get()));
+  }
+  CUDA_ASSERT(cudaMemsetAsync(dgot.get(), 0xFF, dgot.size(), stream.get()));
+  STATUS_ASSERT(project(t, dx.get<float>(), 2, dgot.get<float>(), dzeros.get<int32_t>(), stream.get(), /*as_steps=*/true));
+  CUDA_ASSERT(cudaStreamSynchronize(stream.get()));
+  expect_same_bits_and_guard(download<float>(dgot, 2 * n_out + kGuard), download<float>(dref, 2 * n_out), 2 * n_out,
+                             n_out, "two tokens as steps", "one token each");
 }
 
 // Launches whose slots are not whole pairs, sums over slots and fused inputs are refused.
