@@ -190,7 +190,8 @@ int main(int argc, char** argv) {
     // The run's logits rows against single steps of its tokens (the same output with drafts needs
     // the same bits on this model, whose kernels the small test models do not all reach).
     {
-      const std::span<const int32_t> run = std::span(tokens).subspan(static_cast<size_t>(s.n()), static_cast<size_t>(T));
+      const std::span<const int32_t> run =
+          std::span(tokens).subspan(static_cast<size_t>(s.n()), static_cast<size_t>(T));
       auto before = s.checkpoint();
       CHECK(before.status());
       std::vector<float> singles;
@@ -217,7 +218,8 @@ int main(int argc, char** argv) {
     for (int r = 0; r < kShortForwardReps; ++r) {
       for (int keep : {T, 1}) {
         const auto ta = std::chrono::steady_clock::now();
-        const std::span<const int32_t> run = std::span(tokens).subspan(static_cast<size_t>(s.n()), static_cast<size_t>(T));
+        const std::span<const int32_t> run =
+            std::span(tokens).subspan(static_cast<size_t>(s.n()), static_cast<size_t>(T));
         CHECK(s.forward_draft(run, draft_rows.data()));
         CHECK(s.keep_draft(keep));
         CHECK(s.synchronize());

@@ -4,8 +4,9 @@
 // replays a CUDA graph captured when the session is made (one per indexer variant the context can
 // reach: whether the token has more than top_k eligible compressed rows), whose kernels read the
 // token and the position from device memory and advance the position themselves; a chunk of 2 to
-// kStepChunkMax tokens replays such a graph of that many tokens, captured on first use. Nothing in a step waits for the device: the host synchronises
-// only to read results (logits, a sampled token, snapshots).
+// kStepChunkMax tokens replays such a graph of that many tokens, captured on first use. Nothing in
+// a step waits for the device: the host synchronises only to read results (logits, a sampled
+// token, snapshots).
 //
 // Speculative decode step: sample() has the sampling kernel also store its token in the step's
 // input slot and, before the host has read that token, queues the decode graph for it behind a
@@ -74,8 +75,9 @@ class DeviceSession {
   // Chunks of at most this many tokens (a short follow-up; a speculative draft's verification,
   // with every token's logits) run as one multi-token step, a replay of the graph captured for
   // that many tokens on the decode step's kernels (ChunkShape::step_kernels): the prefill kernels'
-  // 64-token tiles made a chunk of 2–4 tokens slower than as many steps. H200, full flash-q2, at 4K (docs/PERF.md, session 36): 2 / 3 / 4
-  // tokens 8.96 / 15.4 / 17.4 ms against 12.7 / 19.1 / 25.4 as steps (24.0 / – / 27.7 as chunks).
+  // 64-token tiles made a chunk of 2–4 tokens slower than as many steps. H200, full flash-q2, at
+  // 4K (docs/PERF.md, session 36): 2 / 3 / 4 tokens 9.0 / 13.6 / 15.1 ms against 12.7 / 19.1 /
+  // 25.4 as steps (24.0 / – / 27.7 as chunks). Its logits are the bits of single steps.
   static constexpr int kStepChunkMax = 4;
   // Longer still where the device has the memory (≈ 18.5 GB of state and scratch for the full
   // model): a 25 000-token prompt is 16 384 + 8 616 tokens instead of 3 × 8 192 + 424, and its

@@ -46,7 +46,8 @@ TEST(CudaGeneration, DraftsGiveTheSameTokens) {
   int64_t drafted = 0;
   for (float temperature : {0.0f, 0.9f}) {
     SCOPED_TRACE(temperature);
-    const generation::GenerateResult plain = generate(prompt, temperature, 0), drafts = generate(prompt, temperature, 3);
+    const generation::GenerateResult plain = generate(prompt, temperature, 0);
+    const generation::GenerateResult drafts = generate(prompt, temperature, 3);
     EXPECT_EQ(drafts.tokens, plain.tokens);
     drafted += drafts.drafted;
   }

@@ -142,7 +142,8 @@ TEST(CudaMatvecQ8Pairs, TwoTokenNormAndF16ProjectionAsSingleTokens) {
                           stream.get()));
   }
   CUDA_ASSERT(cudaMemsetAsync(dgot.get(), 0xFF, dgot.size(), stream.get()));
-  STATUS_ASSERT(project(t, dx.get<float>(), 2, dgot.get<float>(), dzeros.get<int32_t>(), stream.get(), /*as_steps=*/true));
+  STATUS_ASSERT(
+      project(t, dx.get<float>(), 2, dgot.get<float>(), dzeros.get<int32_t>(), stream.get(), /*as_steps=*/true));
   CUDA_ASSERT(cudaStreamSynchronize(stream.get()));
   expect_same_bits_and_guard(download<float>(dgot, 2 * n_out + kGuard), download<float>(dref, 2 * n_out), 2 * n_out,
                              n_out, "two tokens as steps", "one token each");
