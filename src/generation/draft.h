@@ -27,8 +27,6 @@ class NgramDrafter {
   // tokens, cut where the sequence's end begins (no draft: no such occurrence).
   std::vector<int32_t> propose(int max_tokens) const;
 
-  const std::vector<int32_t>& tokens() const { return tokens_; }
-
  private:
   // The n-gram ending at tokens_[end - 1], packed (token ids below 2^21).
   uint64_t key(size_t end) const;
@@ -40,7 +38,7 @@ class NgramDrafter {
 };
 
 // How many tokens the next draft may have. A rejected draft costs its whole run for one token (on an
-// H200 a run of 2 costs 1.4 steps, of 4 2.8: docs/PERF.md session 36), so a draft starts at one
+// H200 a run of 2 costs 1.4 steps, of 4 2.4: docs/PERF.md session 36), so a draft starts at one
 // token, grows to the most allowed once a draft was kept whole, and shrinks back to one at a
 // miss; after k drafts in a row whose first token was rejected no draft is made for the next
 // 2^k tokens (at most kMaxPause). Repeated text is thus drafted at full length after one short

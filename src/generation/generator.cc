@@ -166,29 +166,37 @@ Result<GenerateResult> Generator::generate(engine::Session& session, const Gener
   const size_t V = session.logits().size();
   int64_t step = 0;                 // tokens sampled
   std::optional<int32_t> unevaluated;  // sampled, taken, not yet evaluated
+  // The next token, drawn from `row` (a draft run's logits), else from the session's logits: on
+  // the host where `host`, else where the session keeps them. Nothing when the generation ends
+  // before it (cancelled, an error) or with it (take).
+  auto draw = [&](const float* row, bool host) -> std::optional<int32_t> {
+    if (callbacks.should_cancel && callbacks.should_cancel()) {
+      result.finish = Finish::kCancelled;
+      return std::nullopt;
+    }
+    Result<engine::Sample> sample = row    ? sampler.sample(std::span<const float>(row, V), sample_mode())
+                                    : host ? sampler.sample(session.logits(), sample_mode())
+                                           : session.sample(sampler, sample_mode());
+    if (!sample.ok()) {
+      fail(sample.status());
+      return std::nullopt;
+    }
+    ++step;
+    if (take(*sample)) return std::nullopt;
+    return sample->token;
+  };
   bool done = false;
   while (!done) {
     // The longest draft the next run may carry (0 while the policy pauses drafting).
     const int allowed = drafting ? draft_length.next(options.draft_tokens) : 0;
     if (!unevaluated) {
       if (step >= budget) break;
-      if (callbacks.should_cancel && callbacks.should_cancel()) {
-        result.finish = Finish::kCancelled;
-        break;
-      }
       // Where a draft is likely to follow (the context's last n-gram occurred before), on the host:
       // a backend that samples on its device queues the sampled token's step at once, which a
       // draft would then have to undo.
       const bool draft_likely = allowed > 0 && !drafter->propose(1).empty();
-      Result<engine::Sample> sample = draft_likely ? sampler.sample(session.logits(), sample_mode())
-                                                   : session.sample(sampler, sample_mode());
-      if (!sample.ok()) {
-        fail(sample.status());
-        break;
-      }
-      ++step;
-      if (take(*sample)) break;
-      unevaluated = sample->token;
+      unevaluated = draw(nullptr, draft_likely);
+      if (!unevaluated) break;
     }
     const int32_t token = *unevaluated;
     unevaluated.reset();
@@ -225,30 +233,18 @@ Result<GenerateResult> Generator::generate(engine::Session& session, const Gener
         done = true;
         break;
       }
-      if (callbacks.should_cancel && callbacks.should_cancel()) {
-        result.finish = Finish::kCancelled;
+      const std::optional<int32_t> token = draw(run_logits.data() + i * V, /*host=*/true);
+      if (!token) {
         done = true;
         break;
       }
-      Result<engine::Sample> sample =
-          sampler.sample(std::span<const float>(run_logits.data() + i * V, V), sample_mode());
-      if (!sample.ok()) {
-        fail(sample.status());
-        done = true;
-        break;
-      }
-      ++step;
-      if (take(*sample)) {
-        done = true;
-        break;
-      }
-      if (i + 1 < run.size() && sample->token == run[i + 1]) {
+      if (i + 1 < run.size() && *token == run[i + 1]) {
         kept = i + 2;
         ++result.draft_accepted;
-        drafter->push(sample->token);
+        drafter->push(*token);
         continue;
       }
-      unevaluated = sample->token;
+      unevaluated = *token;
       break;
     }
     draft_length.record(static_cast<int>(run.size() - 1), static_cast<int>(kept - 1));
