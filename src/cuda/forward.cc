@@ -13,6 +13,16 @@
 
 namespace dsv4::cuda {
 
+ExpertMatvec tensor_matvec(const DeviceTensor& w) {
+  ExpertMatvec m;
+  m.type = w.type;
+  m.w = w.data;
+  m.n_in = w.ne0;
+  m.n_out = w.ne1;
+  m.n_expert = w.ne2;
+  return m;
+}
+
 Status project(const DeviceTensor& w, const float* x, int T, float* y, const int32_t* zeros, cudaStream_t stream,
                bool as_steps) {
   if (T == 1) return matvec(w.type, w.data, w.ne0, w.ne1, x, y, stream);
@@ -23,11 +33,7 @@ Status project(const DeviceTensor& w, const float* x, int T, float* y, const int
       return Status();
     }
   }
-  ExpertMatvec m;
-  m.type = w.type;
-  m.w = w.data;
-  m.n_in = w.ne0;
-  m.n_out = w.ne1;
+  ExpertMatvec m = tensor_matvec(w);
   m.n_expert = 1;
   m.experts = zeros;
   m.n_slots = T;

@@ -14,6 +14,7 @@
 
 #include "cuda/device_model.h"
 #include "cuda/device_state.h"
+#include "cuda/matvec.h"
 #include "cuda/stage_profile.h"
 #include "util/status.h"
 
@@ -64,5 +65,8 @@ bool chunk_needs_index_scoring(const model::Config& config, int64_t pos0, int T)
 // takes a kernel that T slots would not (the F16 row tile), one launch a token.
 Status project(const DeviceTensor& w, const float* x, int T, float* y, const int32_t* zeros, cudaStream_t stream,
                bool as_steps = false);
+
+// The matvec of W's slabs (its type, ne0 inputs, ne1 rows, ne2 slabs); slots and inputs are the caller's.
+ExpertMatvec tensor_matvec(const DeviceTensor& w);
 
 }  // namespace dsv4::cuda

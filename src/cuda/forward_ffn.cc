@@ -32,11 +32,7 @@ Status ChunkForward::ffn_sublayer(int64_t l) {
     ss.gate = sh.first;
     ss.up = sh.second;
     if (sh.first_stride != sh.second_stride) return make_error("cuda forward: shared gate/up widths differ");
-    ExpertMatvec fused;
-    fused.type = down.type;
-    fused.w = down.data;
-    fused.n_in = down.ne0;
-    fused.n_out = down.ne1;
+    ExpertMatvec fused = tensor_matvec(down);
     fused.n_slots = 1;
     fused.x = sh.first;
     fused.up = sh.second;

@@ -327,21 +327,20 @@ Status DeviceSession::forward_draft(std::span<const int32_t> tokens, float* all_
     const std::vector<RegionSpan> s = state_->draft_reject_set(n_ + j);
     spans.insert(spans.end(), s.begin(), s.end());
   }
-  const int64_t n0 = n_;
   DSV4_ASSIGN_OR_RETURN(std::unique_ptr<Checkpoint> before, take_checkpoint(std::move(spans)));
   DSV4_TRY(forward(tokens, all_logits));
   draft_ = std::move(before);
   draft_span_starts_ = std::move(starts);
-  draft_n0_ = n0;
-  draft_T_ = T;
   return Status();
 }
 
 Status DeviceSession::keep_draft(int k) {
   if (!draft_) return make_error("cuda keep_draft: no draft");
-  if (k < 1 || k > draft_T_) return make_error("cuda keep_draft: keeps 1 to the draft's tokens");
+  // The draft's first position has no spans (it is never rejected): one list start per other one.
+  const int T = static_cast<int>(draft_span_starts_.size()) + 1;
+  if (k < 1 || k > T) return make_error("cuda keep_draft: keeps 1 to the draft's tokens");
   const std::unique_ptr<Checkpoint> before = std::move(draft_);
-  if (k == draft_T_) return Status();
+  if (k == T) return Status();
   // Positions n0 + k .. n0 + T - 1 are dropped: their spans are the list's suffix from
   // draft_span_starts_[k - 1] (the list starts at position n0 + 1).
   const std::span<const RegionSpan> all(before->spans_);
@@ -352,7 +351,7 @@ Status DeviceSession::keep_draft(int k) {
   const size_t V = static_cast<size_t>(model_->config.n_vocab);
   DSV4_CUDA_TRY(cudaMemcpyAsync(state_->logits, state_->logits_all + static_cast<size_t>(k - 1) * V,
                                 V * sizeof(float), cudaMemcpyDeviceToDevice, stream_));
-  n_ = draft_n0_ + k;
+  n_ = before->n_ + k;
   host_logits_valid_ = false;
   return upload_position(n_);
 }

@@ -189,11 +189,10 @@ class DeviceSession {
   mutable std::unique_ptr<Checkpoint> speculative_;
   int32_t speculative_token_ = -1;
   // Between forward_draft and keep_draft: the rejectable positions' writes before the step (the
-  // spans of positions n0 + 1, n0 + 2, ... in order), where each position's spans start, n0, T.
+  // spans of positions n0 + 1, n0 + 2, ... in order, n0 the checkpoint's n_) and where each
+  // position's spans start.
   std::unique_ptr<Checkpoint> draft_;
   std::vector<size_t> draft_span_starts_;
-  int64_t draft_n0_ = 0;
-  int draft_T_ = 0;
 };
 
 }  // namespace dsv4::cuda
