@@ -2,6 +2,8 @@
 // Commands talk to engine/, chat/ and tokenizer/ only; they never touch tensors directly.
 #pragma once
 
+#include <string>
+
 #include <CLI/CLI.hpp>
 
 namespace dsv4::cli {
@@ -19,6 +21,14 @@ inline void add_draft_option(CLI::App* cmd, int& draft_tokens) {
                   "being edited, quoted input), a slower step where the guess is wrong; the same output "
                   "(default 0 = off; cuda takes runs of 2 and 4 tokens, so 1 or 3)")
       ->check(CLI::Range(0, 15));
+}
+
+// Adds --mtp to run, chat and serve (engine::EngineOptions::mtp_path).
+inline void add_mtp_option(CLI::App* cmd, std::string& mtp_path) {
+  cmd->add_option("--mtp", mtp_path,
+                  "Speculative decoding with the model's MTP block: a GGUF file holding the mtp.0.* tensors (ds4's "
+                  "MTP file, or the model file when it has them); after each token the block guesses the next, "
+                  "verified in one step with it; the same output (cpu backend only for now)");
 }
 
 // Every register_* adds one subcommand whose callback sets the process exit code through

@@ -18,6 +18,7 @@ struct GenModelOptions {
   std::string vocab = "synthetic";
   std::string added_tokens;
   int64_t layers = 0;
+  std::string mtp = "none";
   std::string out;
 };
 
@@ -35,6 +36,8 @@ int run_gen_model(const GenModelOptions& o) {
     return 2;
   }
   if (o.layers > 0) spec.n_layer = o.layers;
+  spec.mtp = o.mtp == "with" ? model::MtpTensors::kWith : o.mtp == "only" ? model::MtpTensors::kOnly
+                                                                          : model::MtpTensors::kNone;
   if (o.vocab != "synthetic") {
     Result<tokenizer::Vocab> vocab = tokenizer::vocab_from_hf_json(o.vocab, o.added_tokens);
     if (!vocab.ok()) {
@@ -85,6 +88,10 @@ void register_gen_model(CLI::App& app) {
                   "JSON array of {id, content} added tokens appended to --vocab (the V4 table: "
                   "shared/testdata/tokenizer/v4_added_tokens.json)");
   cmd->add_option("--layers", options->layers, "Use only the first N layers of the preset");
+  cmd->add_option("--mtp", options->mtp,
+                  "The MTP block's mtp.0.* tensors: none (default), with (after the model's, one file) or only (the "
+                  "block alone, as ds4 ships it; load with --mtp)")
+      ->check(CLI::IsMember({"none", "with", "only"}));
   cmd->add_option("--out", options->out, "Output GGUF file")->required();
   cmd->callback([options] { set_exit_code(run_gen_model(*options)); });
 }

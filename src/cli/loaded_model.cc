@@ -13,6 +13,7 @@ void add_model_options(CLI::App* cmd, ModelOptions& options) {
   cmd->add_option("--mode", options.mode, "official (default) or plain");
   cmd->add_option("--backend", options.backend, "cpu (default) or cuda");
   cmd->add_option("--prefill", options.prefill, kPrefillOptionHelp);
+  add_mtp_option(cmd, options.mtp_path);
 }
 
 void add_sampling_options(CLI::App* cmd, engine::SamplingParams& params) {
@@ -27,6 +28,7 @@ Result<LoadedModel> load_model(const ModelOptions& options) {
   DSV4_ASSIGN_OR_RETURN(std::string path, resolve_model_path(options.path));
   engine::EngineOptions eo;
   eo.model_path = path;
+  eo.mtp_path = options.mtp_path;
   DSV4_ASSIGN_OR_RETURN(eo.mode, engine::parse_mode(options.mode));
   DSV4_ASSIGN_OR_RETURN(eo.backend, engine::parse_backend(options.backend));
   DSV4_ASSIGN_OR_RETURN(eo.prefill, engine::parse_prefill(options.prefill));

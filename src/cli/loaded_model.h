@@ -23,9 +23,10 @@ struct ModelOptions {
   std::string mode = "official";
   std::string backend = "cpu";
   std::string prefill = "exact";
+  std::string mtp_path;  // empty: no MTP block
 };
 
-// Adds -m/--model, --mode, --backend and --prefill to `cmd`.
+// Adds -m/--model, --mode, --backend, --prefill and --mtp to `cmd`.
 void add_model_options(CLI::App* cmd, ModelOptions& options);
 // Adds --temp, --top-p, --top-k, --min-p and --seed (PROTOCOL.md §4.4 defaults).
 void add_sampling_options(CLI::App* cmd, engine::SamplingParams& params);

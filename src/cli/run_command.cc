@@ -136,6 +136,10 @@ Result<int> run(RunOptions o) {
                ids.size(), static_cast<double>(ids.size()) / std::max(prefill_s, 1e-9), g.tokens.size(),
                static_cast<double>(g.tokens.size()) / std::max(g.decode_seconds, 1e-9),
                generation::finish_name(g.finish));
+  if (g.drafted > 0) {
+    std::fprintf(stderr, "drafts: %lld of %lld drafted tokens kept\n", static_cast<long long>(g.draft_accepted),
+                 static_cast<long long>(g.drafted));
+  }
   return g.finish == generation::Finish::kCancelled ? 130 : 0;
 }
 

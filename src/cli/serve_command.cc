@@ -41,6 +41,7 @@ struct ServeOptions {
   int64_t ctx = 65536;
   int64_t max_tokens = 393216;
   int draft_tokens = 0;
+  std::string mtp_path;
   size_t max_queue = 16;
   int64_t max_body_mb = 64;
   std::string kv_disk_dir;
@@ -97,10 +98,12 @@ Status serve(ServeOptions o) {
   DSV4_ASSIGN_OR_RETURN(tokenizer::SpecialTokens special, tokenizer::SpecialTokens::resolve(tok));
   engine::EngineOptions eo;
   eo.model_path = path;
+  eo.mtp_path = o.mtp_path;
   DSV4_ASSIGN_OR_RETURN(eo.backend, engine::parse_backend(o.backend));
   DSV4_ASSIGN_OR_RETURN(eo.mode, engine::parse_mode(o.mode));
   DSV4_ASSIGN_OR_RETURN(eo.prefill, engine::parse_prefill(o.prefill));
-  log::info("loading ", path, " (", o.backend, ", ", o.mode, " mode, ", o.prefill, " prefill)");
+  log::info("loading ", path, " (", o.backend, ", ", o.mode, " mode, ", o.prefill, " prefill",
+            o.mtp_path.empty() ? "" : ", MTP block from " + o.mtp_path, ")");
   DSV4_ASSIGN_OR_RETURN(std::shared_ptr<engine::Engine> eng, engine::Engine::load(eo));
   DSV4_ASSIGN_OR_RETURN(std::unique_ptr<engine::Session> session, eng->new_session(o.ctx));
 
@@ -173,6 +176,7 @@ void register_serve(CLI::App& app) {
   cmd->add_option("--release", o->release, "Effort prompts of the original release (default) or 0731");
   cmd->add_option("--model-id", o->http.model_id, "Model id reported by /v1/models");
   add_draft_option(cmd, o->draft_tokens);
+  add_mtp_option(cmd, o->mtp_path);
   cmd->add_option("--max-tokens", o->max_tokens, "Default max tokens per answer (clipped to the free context)")
       ->check(CLI::PositiveNumber);
   cmd->add_option("--max-queue", o->max_queue, "Requests that may wait for the engine (more get 503)")

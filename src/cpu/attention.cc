@@ -109,7 +109,7 @@ void attention(const model::Model& model, int64_t l, State& state, const Chunk& 
   for (int64_t t = 0; t < T; ++t) {
     const int64_t p = ch.pos0 + t;
     auto& k = keys[static_cast<size_t>(t)];
-    for (int64_t pos = std::max<int64_t>(0, p - W + 1); pos <= p; ++pos) {
+    for (int64_t pos = std::max<int64_t>(ch.window_start, p - W + 1); pos <= p; ++pos) {
       k.push_back(pos < ch.pos0 ? state.raw_slot(l, pos) : kv.data() + (pos - ch.pos0) * hd);
     }
     if (ratio == 4) {

@@ -19,6 +19,9 @@ namespace dsv4::cpu {
 struct Chunk {
   int64_t pos0 = 0;  // position of the first token
   int64_t n_tok = 0;
+  // Positions before it have no raw rows (the MTP block's window restarts where its state had no
+  // predecessor, mtp.h): the raw window of position p is max(window_start, p - W + 1) .. p.
+  int64_t window_start = 0;
   std::span<const int32_t> tokens;  // the chunk's input token ids
   SimOptions sim;
   const DumpFn* dump = nullptr;  // null or empty: no dumps
@@ -37,6 +40,12 @@ struct Chunk {
 inline std::string blk_name(int64_t layer, const char* what) {
   return "blk." + std::to_string(layer) + "." + what;
 }
+
+// §5-§9 from the chunk's input streams X [n_tok][n_hc·n_embd] (§4's embeddings, or the MTP
+// block's combined input): every layer, then the head's logits (every token's into `logits` when
+// not null, the last token's into the state either way). X ends as the final streams.
+void forward_streams(const model::Model& model, State& state, const Chunk& chunk, std::vector<float>& X,
+                     float* logits);
 
 // §7: the attention sub-layer of layer l. x = attn_norm output [n_tok][n_embd];
 // y = the 4096-wide output handed to hc_post [n_tok][n_embd]. Appends to / updates the layer's

@@ -104,23 +104,14 @@ void output_head(const model::Model& model, const Chunk& ch, const float* X,
   }
 }
 
-// One chunk through every layer and the head. `logits` (nullable) receives every token's
-// logits; the state keeps the last token's.
-void forward_chunk(const model::Model& model, State& state, const Chunk& ch, float* logits) {
+}  // namespace
+
+void forward_streams(const model::Model& model, State& state, const Chunk& ch, std::vector<float>& X,
+                     float* logits) {
   const model::Config& c = model.config;
   const model::Weights& wt = model.weights;
   const int64_t T = ch.n_tok, D = c.n_embd, n = c.n_hc, HD = c.hc_dim();
   const int64_t mix_w = hc_mix_size(n);
-
-  // §4: the embedding row widened to f32, copied unchanged into every stream.
-  std::vector<float> X(static_cast<size_t>(T * HD));
-  for (int64_t t = 0; t < T; ++t) {
-    float* xt = X.data() + t * HD;
-    dequantize_tensor_row(wt.token_embd, ch.tokens[static_cast<size_t>(t)], xt);
-    for (int64_t h = 1; h < n; ++h) std::copy_n(xt, D, xt + h * D);
-  }
-  ch.dump_rows("token_embd", X.data(), HD, D);
-
   std::vector<float> mix(static_cast<size_t>(T * mix_w)), u(static_cast<size_t>(T * D)),
       out(static_cast<size_t>(T * D));
   for (int64_t l = 0; l < c.n_layer; ++l) {
@@ -159,6 +150,24 @@ void forward_chunk(const model::Model& model, State& state, const Chunk& ch, flo
     rows.push_back(T - 1);
     output_head(model, ch, X.data(), rows, state.mutable_logits().data());
   }
+}
+
+namespace {
+
+// One chunk from its tokens' embeddings (§4) through every layer and the head.
+void forward_chunk(const model::Model& model, State& state, const Chunk& ch, float* logits, float* hidden) {
+  const model::Config& c = model.config;
+  const int64_t T = ch.n_tok, D = c.n_embd, n = c.n_hc, HD = c.hc_dim();
+  // §4: the embedding row widened to f32, copied unchanged into every stream.
+  std::vector<float> X(static_cast<size_t>(T * HD));
+  for (int64_t t = 0; t < T; ++t) {
+    float* xt = X.data() + t * HD;
+    dequantize_tensor_row(model.weights.token_embd, ch.tokens[static_cast<size_t>(t)], xt);
+    for (int64_t h = 1; h < n; ++h) std::copy_n(xt, D, xt + h * D);
+  }
+  ch.dump_rows("token_embd", X.data(), HD, D);
+  forward_streams(model, state, ch, X, logits);
+  if (hidden) std::copy(X.begin(), X.end(), hidden);
 }
 
 // Everything that could fail, checked before the state changes.
@@ -237,7 +246,7 @@ Status validate(const model::Model& model, const State& state, std::span<const i
 }  // namespace
 
 Status forward(const model::Model& model, State& state, std::span<const int32_t> tokens,
-               const SimOptions& sim, float* logits, const DumpFn& dump) {
+               const SimOptions& sim, float* logits, const DumpFn& dump, float* hidden) {
   DSV4_TRY(validate(model, state, tokens, sim));
   if (tokens.empty()) return Status();
   if (!state.mode()) state.set_mode(sim);
@@ -249,7 +258,8 @@ Status forward(const model::Model& model, State& state, std::span<const int32_t>
     ch.tokens = tokens.subspan(static_cast<size_t>(off), static_cast<size_t>(ch.n_tok));
     ch.sim = sim;
     ch.dump = &dump;
-    forward_chunk(model, state, ch, logits ? logits + off * model.config.n_vocab : nullptr);
+    forward_chunk(model, state, ch, logits ? logits + off * model.config.n_vocab : nullptr,
+                  hidden ? hidden + off * model.config.hc_dim() : nullptr);
     state.set_n(state.n() + ch.n_tok);
   }
   return Status();

@@ -31,8 +31,10 @@ using DumpFn = std::function<void(std::string_view name, int64_t pos, std::span<
 // logits, when not null, receives [tokens.size()][n_vocab] next-token logits; the state always
 // keeps those of the last position. Inputs are validated before anything changes (token ids,
 // context capacity, the state's shape and its recorded mode), so an error leaves the state as it
-// was. Uses the process-wide thread pool: do not run two forwards concurrently.
+// was. hidden, when not null, receives [tokens.size()][n_hc·n_embd]: every token's final
+// hyper-connection state X before the head's collapse (the MTP block's input, MODEL.md §10).
+// Uses the process-wide thread pool: do not run two forwards concurrently.
 Status forward(const model::Model& model, State& state, std::span<const int32_t> tokens,
-               const SimOptions& sim, float* logits, const DumpFn& dump = nullptr);
+               const SimOptions& sim, float* logits, const DumpFn& dump = nullptr, float* hidden = nullptr);
 
 }  // namespace dsv4::cpu

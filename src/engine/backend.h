@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -68,6 +69,18 @@ class BackendState {
   virtual Status keep_draft(int64_t k) {
     (void)k;
     return make_error("keep_draft: not supported by this backend");
+  }
+
+  // The MTP block (MODEL.md §10), where the model was loaded with one: after each forward() the
+  // block has evaluated the pair (H_i, t_{i+1}) of every position i but the last. mtp_draft(next)
+  // evaluates the last position's pair with `next`, the token about to be evaluated at n(), and
+  // returns the block's guess for the token after it (its logits' arg-max); nothing where the
+  // block holds no state of the last position (a restored snapshot carries none: the block starts
+  // again at the next position). A forward() whose first token is `next` then skips that pair.
+  virtual bool has_mtp() const { return false; }
+  virtual Result<std::optional<int32_t>> mtp_draft(int32_t next) {
+    (void)next;
+    return make_error("mtp_draft: the model was loaded without an MTP block");
   }
 
   virtual std::unique_ptr<BackendCheckpoint> checkpoint() = 0;

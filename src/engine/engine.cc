@@ -104,12 +104,25 @@ Result<std::shared_ptr<const model::Model>> synthetic_in_memory(const EngineOpti
   spec.preset = o.synthetic_preset;
   spec.seed = o.synthetic_seed;
   if (o.synthetic_layers > 0) spec.n_layer = o.synthetic_layers;
-  DSV4_ASSIGN_OR_RETURN(gguf::Writer writer, model::make_synthetic_model(spec));
   // The model views these bytes; they live as long as the model (kept by the deleter).
-  auto bytes = std::make_shared<std::vector<uint8_t>>(writer.serialize());
+  auto generate = [&](model::MtpTensors mtp) -> Result<std::shared_ptr<std::vector<uint8_t>>> {
+    spec.mtp = mtp;
+    DSV4_ASSIGN_OR_RETURN(gguf::Writer writer, model::make_synthetic_model(spec));
+    return std::make_shared<std::vector<uint8_t>>(writer.serialize());
+  };
+  DSV4_ASSIGN_OR_RETURN(std::shared_ptr<std::vector<uint8_t>> bytes, generate(model::MtpTensors::kNone));
   DSV4_ASSIGN_OR_RETURN(gguf::File file, gguf::File::parse(*bytes, "synthetic " + o.synthetic_preset));
-  DSV4_ASSIGN_OR_RETURN(std::shared_ptr<const model::Model> m, model::load_model_from_file(std::move(file)));
-  return std::shared_ptr<const model::Model>(m.get(), [m, bytes](const model::Model*) {});
+  std::shared_ptr<const model::Model> m;
+  std::shared_ptr<std::vector<uint8_t>> mtp_bytes;
+  if (o.synthetic_mtp) {
+    // The block apart, as ds4 ships it: the main model's bytes and fingerprint stay those without it.
+    DSV4_ASSIGN_OR_RETURN(mtp_bytes, generate(model::MtpTensors::kOnly));
+    DSV4_ASSIGN_OR_RETURN(gguf::File mtp_file, gguf::File::parse(*mtp_bytes, "synthetic MTP " + o.synthetic_preset));
+    DSV4_ASSIGN_OR_RETURN(m, model::load_model_with_mtp(std::move(file), std::move(mtp_file)));
+  } else {
+    DSV4_ASSIGN_OR_RETURN(m, model::load_model_from_file(std::move(file)));
+  }
+  return std::shared_ptr<const model::Model>(m.get(), [m, bytes, mtp_bytes](const model::Model*) {});
 }
 
 }  // namespace
@@ -134,6 +147,11 @@ Result<std::shared_ptr<Engine>> Engine::load(const EngineOptions& options) {
     return make_error(std::string("--prefill ") + prefill_name(options.prefill) +
                       " needs the cuda backend (the cpu backend computes prefill exactly)");
   }
+  const bool mtp = options.synthetic_mtp || !options.mtp_path.empty();
+  if (options.synthetic_mtp && !synthetic) return make_error("a synthetic MTP block needs a synthetic preset");
+  if (mtp && options.backend == Backend::kCuda) {
+    return make_error("the MTP block (--mtp) runs on the cpu backend only for now; the cuda backend does not run it");
+  }
   std::unique_ptr<BackendModel> backend;
   Fingerprint fingerprint{};
   if (synthetic && options.backend == Backend::kCuda && !small_preset(options.synthetic_preset)) {
@@ -144,6 +162,10 @@ Result<std::shared_ptr<Engine>> Engine::load(const EngineOptions& options) {
     std::shared_ptr<const model::Model> model;
     if (synthetic) {
       DSV4_ASSIGN_OR_RETURN(model, synthetic_in_memory(options));
+    } else if (!options.mtp_path.empty()) {
+      DSV4_ASSIGN_OR_RETURN(gguf::File file, gguf::File::open(options.model_path));
+      DSV4_ASSIGN_OR_RETURN(gguf::File mtp_file, gguf::File::open(options.mtp_path));
+      DSV4_ASSIGN_OR_RETURN(model, model::load_model_with_mtp(std::move(file), std::move(mtp_file)));
     } else {
       DSV4_ASSIGN_OR_RETURN(model, model::load_model(options.model_path));
     }

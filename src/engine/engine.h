@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -56,6 +57,11 @@ struct EngineOptions {
   std::string synthetic_preset;
   int64_t synthetic_layers = 0;
   uint64_t synthetic_seed = 1;
+  // The MTP block (MODEL.md §10) for one-token drafts (Session::mtp_draft): a GGUF file holding
+  // the mtp.0.* tensors (ds4's separate MTP file, or the model file itself when it has them), or
+  // with a synthetic preset the preset's own block (synthetic_mtp). CPU backend only for now.
+  std::string mtp_path;
+  bool synthetic_mtp = false;
 };
 
 class Session;
@@ -129,6 +135,16 @@ class Session {
   // most; eval_draft refuses runs of another length): within the backend's runs whose logits are
   // bit-identical to single steps (4 tokens on the CUDA backend), cut where that costs nothing.
   virtual int64_t draft_run_length(int64_t most) const = 0;
+  // The MTP block's one-token drafts (MODEL.md §10), where the engine was loaded with the block:
+  // its guess for the token after `next`, the token about to be evaluated next (sampled from
+  // logits()); nothing where the block has no state of the last token (after restore_snapshot,
+  // until a token is evaluated). Evaluating `next` then reuses the work. A guess only: what
+  // follows is decided by the sampler, as with any draft (eval_draft).
+  virtual bool has_mtp() const { return false; }
+  virtual Result<std::optional<int32_t>> mtp_draft(int32_t next) {
+    (void)next;
+    return make_error("mtp_draft: the model was loaded without an MTP block");
+  }
   // Next-token logits after the last evaluated token (empty before the first eval).
   virtual std::span<const float> logits() const = 0;
   // Samples the next token from those logits with `sampler` (parameters, PRNG, history, all

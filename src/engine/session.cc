@@ -102,6 +102,16 @@ class BackendSession final : public Session {
     return stats;
   }
 
+  bool has_mtp() const override { return state_->has_mtp(); }
+  Result<std::optional<int32_t>> mtp_draft(int32_t next) override {
+    if (draft_ || backend_draft_) return make_error("mtp_draft: a draft is waiting for keep_draft");
+    if (tokens_.empty()) return make_error("mtp_draft: the session has evaluated no token yet");
+    if (next < 0 || next >= n_vocab_) {
+      return make_error("mtp_draft: token id " + std::to_string(next) + " outside the vocabulary");
+    }
+    return state_->mtp_draft(next);
+  }
+
   std::span<const float> logits() const override {
     return tokens_.empty() ? std::span<const float>() : state_->logits();
   }

@@ -158,9 +158,12 @@ Result<GenerateResult> Generator::generate(engine::Session& session, const Gener
     result.error = s.message();
   };
 
-  const bool drafting = options.draft_tokens > 0;
+  const bool lookup = options.draft_tokens > 0;
+  const bool mtp = options.mtp_drafts && session.has_mtp();
+  const bool drafting = lookup || mtp;
+  const int most_drafted = std::max(options.draft_tokens, 1);
   std::optional<NgramDrafter> drafter;
-  if (drafting) drafter.emplace(session.tokens());
+  if (lookup) drafter.emplace(session.tokens());
   DraftLength draft_length;
   std::vector<float> run_logits;
   const size_t V = session.logits().size();
@@ -188,27 +191,35 @@ Result<GenerateResult> Generator::generate(engine::Session& session, const Gener
   bool done = false;
   while (!done) {
     // The longest draft the next run may carry (0 while the policy pauses drafting).
-    const int allowed = drafting ? draft_length.next(options.draft_tokens) : 0;
+    const int allowed = drafting ? draft_length.next(most_drafted) : 0;
     if (!unevaluated) {
       if (step >= budget) break;
       // Where a draft is likely to follow (the context's last n-gram occurred before), on the host:
       // a backend that samples on its device queues the sampled token's step at once, which a
       // draft would then have to undo.
-      const bool draft_likely = allowed > 0 && !drafter->propose(1).empty();
+      const bool draft_likely = allowed > 0 && (mtp || !drafter->propose(1).empty());
       unevaluated = draw(nullptr, draft_likely);
       if (!unevaluated) break;
     }
     const int32_t token = *unevaluated;
     unevaluated.reset();
     std::vector<int32_t> run{token};
-    if (drafting) {
+    // The run: the token, then as much of the draft as the policy allows and the session takes in
+    // one run: the lookup's where the text repeats, else the MTP block's guess.
+    const int64_t most = 1 + std::min<int64_t>(allowed, budget - step);
+    if (lookup) {
       drafter->push(token);
-      // The run: the token, then as much of the draft as the policy allows and the session takes
-      // in one run.
-      const int64_t most = 1 + std::min<int64_t>(allowed, budget - step);
       std::vector<int32_t> draft = drafter->propose(static_cast<int>(session.draft_run_length(most) - 1));
       draft.resize(static_cast<size_t>(session.draft_run_length(1 + static_cast<int64_t>(draft.size())) - 1));
       run.insert(run.end(), draft.begin(), draft.end());
+    }
+    if (mtp && run.size() == 1 && most > 1 && session.draft_run_length(2) == 2) {
+      Result<std::optional<int32_t>> guess = session.mtp_draft(token);
+      if (!guess.ok()) {
+        fail(guess.status());
+        break;
+      }
+      if (*guess) run.push_back(**guess);
     }
     if (run.size() == 1) {
       if (Status s = session.eval(run); !s.ok()) {
@@ -241,7 +252,7 @@ Result<GenerateResult> Generator::generate(engine::Session& session, const Gener
       if (i + 1 < run.size() && *token == run[i + 1]) {
         kept = i + 2;
         ++result.draft_accepted;
-        drafter->push(*token);
+        if (lookup) drafter->push(*token);
         continue;
       }
       unevaluated = *token;

@@ -22,7 +22,9 @@
 //    draws equal to the draft's is already evaluated, the first that differs ends the run (the
 //    draft's rest is dropped, keep_draft). Every token is drawn as without drafts, from logits
 //    that are bit-identical, with the same PRNG draws: the tokens, events and logprobs are the
-//    same; only the time differs.
+//    same; only the time differs. With mtp_drafts, where the lookup has no draft, the MTP block's
+//    guess of the token after the sampled one (Session::mtp_draft) is the draft, verified the same
+//    way.
 #pragma once
 
 #include <cstdint>
@@ -49,6 +51,9 @@ struct GenerateOptions {
   chat::StreamOptions stream;          // thinking mode, tools active
   std::vector<std::string> stop;       // stop sequences on visible content; empty ones ignored
   int draft_tokens = 0;                // speculative drafts of up to this many tokens; 0: none
+  // One-token drafts of the MTP block where the lookup has none, in a session whose engine has the
+  // block (Session::mtp_draft; it is loaded only on request: --mtp).
+  bool mtp_drafts = true;
 };
 
 struct GenerateCallbacks {

@@ -137,6 +137,7 @@ Status read_into(const MetadataReader& md, Config& c) {
   DSV4_ASSIGN_OR_RETURN(std::vector<int64_t> ratios,
                         md.int_array(k("attention.compress_ratios"), static_cast<size_t>(c.n_layer)));
   c.compress_ratio.assign(ratios.begin(), ratios.begin() + c.n_layer);
+  if (ratios.size() > static_cast<size_t>(c.n_layer)) c.mtp_compress_ratio = ratios[static_cast<size_t>(c.n_layer)];
   for (int64_t l = 0; l < c.n_layer; ++l) {
     const int64_t r = c.compress_ratio[static_cast<size_t>(l)];
     DSV4_TRY(check(r == 0 || (r >= 2 && r <= 65536),
@@ -172,6 +173,11 @@ Status read_into(const MetadataReader& md, Config& c) {
                        " must be a finite non-negative number"));
     c.swiglu_clamp.push_back(static_cast<float>(v));
   }
+  const size_t mtp_clamp = std::min(clamp.size() - 1, static_cast<size_t>(c.n_layer));
+  DSV4_TRY(check(std::isfinite(clamp[mtp_clamp]) && clamp[mtp_clamp] >= 0,
+                 "metadata key deepseek4.swiglu_clamp_exp: entry " + std::to_string(mtp_clamp) +
+                     " must be a finite non-negative number"));
+  c.mtp_swiglu_clamp = static_cast<float>(clamp[mtp_clamp]);
   for (const char* group_key : {"expert_group_count", "expert_group_used_count"}) {
     if (md.find(k(group_key)) != nullptr) {
       DSV4_ASSIGN_OR_RETURN(int64_t groups, md.integer(k(group_key), 0, 65536));

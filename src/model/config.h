@@ -45,6 +45,11 @@ struct Config {
   float expert_weights_scale = 0;
   bool expert_weights_norm = true;
   std::vector<float> swiglu_clamp;  // per main layer
+  // The MTP block's entries (MODEL.md §10, FORMATS.md §2.2: the arrays' entry n_layer where they
+  // have one): its compress ratio (0 in the published files: the block is sliding-only) and its
+  // SwiGLU clamp (the last layer's where the array stops at n_layer).
+  int64_t mtp_compress_ratio = 0;
+  float mtp_swiglu_clamp = 0;
   // Tokenizer ids that the model needs (resolved by string in tokenizer/, these are the
   // metadata values for inspection only).
   int64_t bos_id = -1;

@@ -295,9 +295,10 @@ Status add_tid2eid(gguf::Writer& w, const std::string& name, const Preset& p, ui
       });
 }
 
-Status add_layer(ModelBuilder& b, const Preset& p, int64_t l, uint64_t seed) {
+// One block's tensors, named with prefix x ("blk.N." or the MTP block's "mtp.0.").
+Status add_layer(ModelBuilder& b, const Preset& p, const std::string& x, int64_t ratio, bool hash,
+                 TensorType routed_gate_up, TensorType routed_down, uint64_t seed) {
   using U = uint64_t;
-  const std::string x = "blk." + std::to_string(l) + ".";
   const U D = static_cast<U>(p.n_embd), Dh = static_cast<U>(p.head_dim), H = static_cast<U>(p.n_head);
   const U hc = static_cast<U>(p.n_hc * p.n_embd), mix = static_cast<U>((2 + p.n_hc) * p.n_hc);
   const Init norm{1.0f, 0.1f};
@@ -317,7 +318,6 @@ Status add_layer(ModelBuilder& b, const Preset& p, int64_t l, uint64_t seed) {
   DSV4_TRY(b.add(x + "attn_sinks.weight", b.vector_type(), {H}, Init{1.0f, 1.0f}));
   DSV4_TRY(b.add(x + "attn_output_a.weight", b.dense_type(H * Dh / G), {H * Dh / G, G * orank}, scaled(H * Dh / G)));
   DSV4_TRY(b.add(x + "attn_output_b.weight", b.dense_type(G * orank), {G * orank, D}, scaled(G * orank)));
-  const int64_t ratio = p.ratios[static_cast<size_t>(l)];
   if (ratio != 0) {
     const U cw = ratio == 4 ? 2 : 1;
     DSV4_TRY(b.add(x + "attn_compressor_ape.weight", b.small_type(), {cw * Dh, static_cast<U>(ratio)}, Init{0.0f, 0.5f}));
@@ -336,18 +336,35 @@ Status add_layer(ModelBuilder& b, const Preset& p, int64_t l, uint64_t seed) {
   }
   const U E = static_cast<U>(p.n_expert), F = static_cast<U>(p.n_ff);
   DSV4_TRY(b.add(x + "ffn_gate_inp.weight", b.small_type(), {D, E}, scaled(D)));
-  if (l < p.n_hash) {
+  if (hash) {
     DSV4_TRY(add_tid2eid(b.writer(), x + "ffn_gate_tid2eid.weight", p, tensor_seed(seed, x + "tid2eid")));
   } else {
     DSV4_TRY(b.add(x + "exp_probs_b.bias", b.vector_type(), {E}, Init{0.0f, 0.1f}));
   }
-  DSV4_TRY(b.add(x + "ffn_gate_exps.weight", b.routed_type(p.routed_gate_up, D), {D, F, E}, scaled(D)));
-  DSV4_TRY(b.add(x + "ffn_up_exps.weight", b.routed_type(p.routed_gate_up, D), {D, F, E}, scaled(D)));
-  DSV4_TRY(b.add(x + "ffn_down_exps.weight", b.routed_type(p.routed_down, F), {F, D, E}, scaled(F)));
+  DSV4_TRY(b.add(x + "ffn_gate_exps.weight", b.routed_type(routed_gate_up, D), {D, F, E}, scaled(D)));
+  DSV4_TRY(b.add(x + "ffn_up_exps.weight", b.routed_type(routed_gate_up, D), {D, F, E}, scaled(D)));
+  DSV4_TRY(b.add(x + "ffn_down_exps.weight", b.routed_type(routed_down, F), {F, D, E}, scaled(F)));
   DSV4_TRY(b.add(x + "ffn_gate_shexp.weight", b.dense_type(D), {D, F}, scaled(D)));
   DSV4_TRY(b.add(x + "ffn_up_shexp.weight", b.dense_type(D), {D, F}, scaled(D)));
   DSV4_TRY(b.add(x + "ffn_down_shexp.weight", b.dense_type(F), {F, D}, scaled(F)));
   return Status();
+}
+
+// The MTP block as ds4 packages it (FORMATS.md §3.4): a sliding-only, top-k routed block with
+// Q4_K routed experts in the published mix, its input projections and its own head.
+Status add_mtp(ModelBuilder& b, const Preset& p, uint64_t seed) {
+  const std::string x = "mtp.0.";
+  const uint64_t D = static_cast<uint64_t>(p.n_embd), n_hc = static_cast<uint64_t>(p.n_hc);
+  const Init norm{1.0f, 0.1f};
+  DSV4_TRY(b.add(x + "e_proj.weight", b.dense_type(D), {D, D}, scaled(static_cast<float>(D))));
+  DSV4_TRY(b.add(x + "h_proj.weight", b.dense_type(D), {D, D}, scaled(static_cast<float>(D))));
+  DSV4_TRY(b.add(x + "enorm.weight", b.vector_type(), {D}, norm));
+  DSV4_TRY(b.add(x + "hnorm.weight", b.vector_type(), {D}, norm));
+  DSV4_TRY(b.add(x + "norm.weight", b.vector_type(), {D}, norm));
+  DSV4_TRY(b.add(x + "hc_head_fn.weight", b.small_type(), {n_hc * D, n_hc}, scaled(static_cast<float>(n_hc * D))));
+  DSV4_TRY(b.add(x + "hc_head_base.weight", b.vector_type(), {n_hc}, Init{0.0f, 0.5f}));
+  DSV4_TRY(b.add(x + "hc_head_scale.weight", b.vector_type(), {1}, Init{1.0f, 0.2f}));
+  return add_layer(b, p, x, 0, false, TensorType::Q4_K, TensorType::Q4_K, seed);
 }
 
 }  // namespace
@@ -393,14 +410,22 @@ Result<gguf::Writer> make_synthetic_model(const SyntheticSpec& spec) {
   DSV4_TRY(set_tokenizer(w, p, spec));
   const uint64_t D = static_cast<uint64_t>(p.n_embd), V = static_cast<uint64_t>(p.n_vocab);
   const uint64_t n_hc = static_cast<uint64_t>(p.n_hc);
+  if (spec.mtp == MtpTensors::kOnly) {
+    DSV4_TRY(add_mtp(b, p, spec.seed));
+    return std::move(w);
+  }
   DSV4_TRY(b.add("token_embd.weight", b.small_type(), {D, V}, Init{0.0f, 0.5f}));
-  for (int64_t l = 0; l < n_layer; ++l) DSV4_TRY(add_layer(b, p, l, spec.seed));
+  for (int64_t l = 0; l < n_layer; ++l) {
+    DSV4_TRY(add_layer(b, p, "blk." + std::to_string(l) + ".", p.ratios[static_cast<size_t>(l)], l < p.n_hash,
+                       p.routed_gate_up, p.routed_down, spec.seed));
+  }
   DSV4_TRY(b.add("output_hc_fn.weight", b.small_type(), {n_hc * D, n_hc}, scaled(static_cast<float>(n_hc * D))));
   DSV4_TRY(b.add("output_hc_base.weight", b.vector_type(), {n_hc}, Init{0.0f, 0.5f}));
   DSV4_TRY(b.add("output_hc_scale.weight", b.vector_type(), {1}, Init{1.0f, 0.2f}));
   DSV4_TRY(b.add("output_norm.weight", b.vector_type(), {D}, Init{1.0f, 0.1f}));
   // Logit spread of a few units gives peaked next-token distributions, like a trained model.
   DSV4_TRY(b.add("output.weight", b.dense_type(D), {D, V}, scaled(static_cast<float>(D), 4.0f)));
+  if (spec.mtp == MtpTensors::kWith) DSV4_TRY(add_mtp(b, p, spec.seed));
   return std::move(w);
 }
 

@@ -18,6 +18,10 @@ enum class WeightTypes {
   kMixed,      // the published layout: F16 / Q8_0 / routed IQ2_XXS+Q2_K (q2) or Q4_K (q4)
 };
 
+// The MTP block's tensors (mtp.0.*, FORMATS.md §3.4): none, after the model's in the same file,
+// or alone (ds4's separate MTP file; the same tensors, byte for byte, as in the combined file).
+enum class MtpTensors { kNone, kWith, kOnly };
+
 struct SyntheticSpec {
   std::string preset;      // tiny | small | flash-q2 | flash-q4
   uint64_t seed = 1;
@@ -29,6 +33,7 @@ struct SyntheticSpec {
   std::vector<std::string> vocab_merges;
   // Overrides for experiments (e.g. fewer layers of a full-size preset).
   std::optional<int64_t> n_layer;
+  MtpTensors mtp = MtpTensors::kNone;
 };
 
 // Names of the presets gen-model accepts.

@@ -119,8 +119,9 @@ class Binder {
 
 using U = uint64_t;
 
-Status bind_layer(Binder& b, const Config& c, int64_t l, LayerWeights& w) {
-  const std::string p = "blk." + std::to_string(l) + ".";
+// Layer l of configuration c, its tensors named with prefix p ("blk.N." or the MTP block's).
+Status bind_layer(Binder& b, const Config& c, int64_t l, const std::string& p, LayerWeights& w) {
+  const std::string who = p.substr(0, p.size() - 1);
   const U D = static_cast<U>(c.n_embd), Dh = static_cast<U>(c.head_dim);
   const U H = static_cast<U>(c.n_head), mix = static_cast<U>(c.hc_mix());
   const U hc = static_cast<U>(c.hc_dim());
@@ -153,7 +154,7 @@ Status bind_layer(Binder& b, const Config& c, int64_t l, LayerWeights& w) {
     DSV4_TRY(b.bind(w.attn_compressor_norm, p + "attn_compressor_norm.weight", Kind::kVector, {Dh}));
   } else {
     for (const char* n : {"attn_compressor_ape", "attn_compressor_kv", "attn_compressor_gate", "attn_compressor_norm"}) {
-      DSV4_TRY(b.forbid(p + n + ".weight", "layer " + std::to_string(l) + " has compress ratio 0"));
+      DSV4_TRY(b.forbid(p + n + ".weight", who + " has compress ratio 0"));
     }
   }
   const U IH = static_cast<U>(c.n_index_head), ID = static_cast<U>(c.index_head_dim);
@@ -167,7 +168,7 @@ Status bind_layer(Binder& b, const Config& c, int64_t l, LayerWeights& w) {
   } else {
     for (const char* n : {"indexer.attn_q_b", "indexer.proj", "indexer_compressor_ape", "indexer_compressor_kv",
                           "indexer_compressor_gate", "indexer_compressor_norm"}) {
-      DSV4_TRY(b.forbid(p + n + ".weight", "layer " + std::to_string(l) + " has no indexer (ratio != 4)"));
+      DSV4_TRY(b.forbid(p + n + ".weight", who + " has no indexer (ratio != 4)"));
     }
   }
 
@@ -225,13 +226,51 @@ Status bind_all(const gguf::File& file, const Config& c, Weights& w) {
   w.layers.resize(static_cast<size_t>(c.n_layer));
   for (int64_t l = 0; l < c.n_layer; ++l) {
     LayerWeights& lw = w.layers[static_cast<size_t>(l)];
-    DSV4_TRY(bind_layer(b, c, l, lw));
+    DSV4_TRY(bind_layer(b, c, l, "blk." + std::to_string(l) + ".", lw));
     if (c.is_hash_layer(l)) {
       DSV4_TRY(validate_tid2eid(lw.ffn_gate_tid2eid, c.n_expert,
                                 "blk." + std::to_string(l) + ".ffn_gate_tid2eid.weight"));
     }
   }
   return b.check_all_bound(c.n_layer);
+}
+
+// The MTP block's one-layer configuration (MtpModel::block).
+Result<Config> mtp_config(const Config& main) {
+  if (main.mtp_compress_ratio != 0) {
+    return make_error("metadata key deepseek4.attention.compress_ratios: the MTP block's entry is " +
+                      std::to_string(main.mtp_compress_ratio) + " (dsv4 runs the sliding-only block of ratio 0)");
+  }
+  Config c = main;
+  c.n_layer = 1;
+  c.compress_ratio = {0};
+  c.n_hash_layer = 0;
+  c.swiglu_clamp = {main.mtp_swiglu_clamp};
+  return c;
+}
+
+Status bind_mtp(const gguf::File& file, const Model& main, MtpModel& mtp) {
+  const std::string p = "mtp.0.";
+  if (file.tensor(p + "e_proj.weight") == nullptr) {
+    return make_error("no MTP block: tensor " + p + "e_proj.weight missing (ds4's MTP file holds mtp.0.*)");
+  }
+  DSV4_ASSIGN_OR_RETURN(mtp.block.config, mtp_config(main.config));
+  const Config& c = mtp.block.config;
+  Binder b(file);
+  const U D = static_cast<U>(c.n_embd), n_hc = static_cast<U>(c.n_hc);
+  DSV4_TRY(b.bind(mtp.e_proj, p + "e_proj.weight", Kind::kDense, {D, D}));
+  DSV4_TRY(b.bind(mtp.h_proj, p + "h_proj.weight", Kind::kDense, {D, D}));
+  DSV4_TRY(b.bind(mtp.enorm, p + "enorm.weight", Kind::kVector, {D}));
+  DSV4_TRY(b.bind(mtp.hnorm, p + "hnorm.weight", Kind::kVector, {D}));
+  Weights& w = mtp.block.weights;
+  w.token_embd = main.weights.token_embd;
+  w.output = main.weights.output;
+  DSV4_TRY(b.bind(w.output_norm, p + "norm.weight", Kind::kVector, {D}));
+  DSV4_TRY(b.bind(w.output_hc_fn, p + "hc_head_fn.weight", Kind::kSmallMatrix, {n_hc * D, n_hc}));
+  DSV4_TRY(b.bind(w.output_hc_base, p + "hc_head_base.weight", Kind::kVector, {n_hc}));
+  DSV4_TRY(b.bind(w.output_hc_scale, p + "hc_head_scale.weight", Kind::kVector, {1}));
+  w.layers.resize(1);
+  return bind_layer(b, c, 0, p, w.layers[0]);
 }
 
 }  // namespace
@@ -255,11 +294,30 @@ std::array<uint8_t, 32> model_fingerprint(const gguf::File& file) {
   return h.finish();
 }
 
-Result<std::shared_ptr<const Model>> load_model_from_file(gguf::File file) {
+namespace {
+
+Result<std::shared_ptr<Model>> bind_model(gguf::File file) {
   auto model = std::make_shared<Model>();
   model->file = std::move(file);
   DSV4_ASSIGN_OR_RETURN(model->config, read_config(model->file));
   DSV4_ASSIGN_OR_RETURN(model->weights, bind_weights(model->file, model->config));
+  return model;
+}
+
+}  // namespace
+
+Result<std::shared_ptr<const Model>> load_model_from_file(gguf::File file) {
+  DSV4_ASSIGN_OR_RETURN(std::shared_ptr<Model> model, bind_model(std::move(file)));
+  return std::shared_ptr<const Model>(std::move(model));
+}
+
+Result<std::shared_ptr<const Model>> load_model_with_mtp(gguf::File file, gguf::File mtp_file) {
+  DSV4_ASSIGN_OR_RETURN(std::shared_ptr<Model> model, bind_model(std::move(file)));
+  auto mtp = std::make_shared<MtpModel>();
+  mtp->block.file = std::move(mtp_file);
+  Status s = bind_mtp(mtp->block.file, *model, *mtp);
+  if (!s.ok()) return s.error().with_context(mtp->block.file.label());
+  model->mtp = std::move(mtp);
   return std::shared_ptr<const Model>(std::move(model));
 }
 

@@ -69,14 +69,34 @@ Result<Weights> bind_weights(const gguf::File& file, const Config& config);
 // imatrix variant, a requantisation).
 std::array<uint8_t, 32> model_fingerprint(const gguf::File& file);
 
-// A loaded model: the mapping, its configuration and bound weights.
+struct MtpModel;
+
+// A loaded model: the mapping, its configuration and bound weights, and the MTP block when one
+// was loaded with it.
 struct Model {
   gguf::File file;
   Config config;
   Weights weights;
+  std::shared_ptr<const MtpModel> mtp;
 };
+
+// The MTP block (MODEL.md §10, FORMATS.md §3.4: the `mtp.0.*` tensors) as a one-layer model of its
+// own, so that the block and its head run on the main model's code: `block.config` is the main
+// configuration with one layer (compress ratio 0, top-k routing, the block's SwiGLU clamp);
+// `block.weights` holds that layer, the block's own head (mtp.0.norm as output_norm, mtp.0.hc_head_*
+// as output_hc_*) and the main model's embedding and LM head (shared, MODEL.md §10.1);
+// `block.file` is the file the block came from. Its input streams combine the main model's final
+// hyper-connection state with the next token's embedding through these four tensors.
+struct MtpModel {
+  Model block;
+  Tensor e_proj, h_proj, enorm, hnorm;
+};
+
 Result<std::shared_ptr<const Model>> load_model(const std::string& path);
 // Same over bytes the caller keeps alive (tests).
 Result<std::shared_ptr<const Model>> load_model_from_file(gguf::File file);
+// The main model and the MTP block from `mtp_file` (ds4's separate file or any GGUF holding the
+// mtp.0.* tensors, the main file included), its tensors validated against the main configuration.
+Result<std::shared_ptr<const Model>> load_model_with_mtp(gguf::File file, gguf::File mtp_file);
 
 }  // namespace dsv4::model

@@ -41,6 +41,8 @@ class Run : public ::testing::Test {
     fs::create_directories(dir_);
     ASSERT_EQ(shell(bin() + " gen-model --preset tiny --out " + path("tiny.gguf")).exit_code, 0);
     ASSERT_EQ(shell(bin() + " gen-model --preset small --out " + path("small.gguf")).exit_code, 0);
+    ASSERT_EQ(shell(bin() + " gen-model --preset tiny --mtp only --out " + path("tiny_mtp.gguf")).exit_code, 0);
+    ASSERT_EQ(shell(bin() + " gen-model --preset tiny --mtp with --out " + path("tiny_with_mtp.gguf")).exit_code, 0);
   }
   static void TearDownTestSuite() { fs::remove_all(dir_); }
   static std::string bin() { return DSV4_BINARY; }
@@ -145,31 +147,48 @@ TEST_F(Run, DumpTokensPrintsPromptAndGeneratedIds) {
   EXPECT_NE(r.output.find("]"), std::string::npos) << r.output;
 }
 
-// --draft (speculative decoding with prompt-lookup drafts) prints the same answer and token ids as
-// without, greedy and sampled; out of range it is refused. (Whether drafts are made depends on the
-// tiny model's text; generator_test.cc and draft_engine_test.cc hold the drafting itself.)
+// --draft (speculative decoding with prompt-lookup drafts) and --mtp (the MTP block's drafts, from
+// ds4's separate file or from a model file that holds the block) print the same answer and token
+// ids as without, greedy and sampled; --draft out of range and an --mtp file without the block are
+// refused. (Whether lookup drafts are made depends on the tiny model's text; the MTP block drafts
+// from the first token. generator_test.cc and the engine tests hold the drafting itself.)
 TEST_F(Run, DraftGivesTheSameAnswer) {
   const std::string prompt = " -p 'one two three four one two three four one two three four one two three' -n 48 ";
+  const std::string mtp = " --mtp " + path("tiny_mtp.gguf");
   for (const std::string sampling : {"--temp 0", "--temp 0.9 --seed 5"}) {
     SCOPED_TRACE(sampling);
     const std::string base = bin() + " run -m " + path("tiny.gguf") + prompt + sampling + " --dump-tokens";
-    CommandResult plain = shell(base), drafted = shell(base + " --draft 3");
+    CommandResult plain = shell(base);
     ASSERT_EQ(plain.exit_code, 0) << plain.output;
-    ASSERT_EQ(drafted.exit_code, 0) << drafted.output;
-    // The timing line differs; everything else must not.
+    // The timing and draft lines differ; everything else must not.
     auto without_timing = [](const std::string& out) {
       std::string kept, line;
       std::istringstream in(out);
       while (std::getline(in, line)) {
-        if (line.find("tokens/s") == std::string::npos) kept += line + "\n";
+        if (line.find("tokens/s") == std::string::npos && line.rfind("drafts: ", 0) != 0) kept += line + "\n";
       }
       return kept;
     };
-    EXPECT_EQ(without_timing(drafted.output), without_timing(plain.output));
+    const std::string with_block =
+        bin() + " run -m " + path("tiny_with_mtp.gguf") + " --mtp " + path("tiny_with_mtp.gguf");
+    for (const std::string& drafting : {base + " --draft 3", base + mtp, base + " --draft 3" + mtp,
+                                        with_block + prompt + sampling + " --dump-tokens"}) {
+      SCOPED_TRACE(drafting);
+      CommandResult drafted = shell(drafting);
+      ASSERT_EQ(drafted.exit_code, 0) << drafted.output;
+      EXPECT_EQ(without_timing(drafted.output), without_timing(plain.output));
+      if (drafting.find("--mtp") != std::string::npos) {
+        EXPECT_NE(drafted.output.find("drafts: "), std::string::npos) << drafted.output;
+      }
+    }
   }
   CommandResult bad = shell(bin() + " run -m " + path("tiny.gguf") + " -p hi -n 2 --draft 99");
   EXPECT_NE(bad.exit_code, 0);
   EXPECT_NE(bad.output.find("--draft"), std::string::npos) << bad.output;
+  CommandResult no_block = shell(bin() + " run -m " + path("tiny.gguf") + " -p hi -n 2 --mtp " + path("small.gguf"));
+  EXPECT_NE(no_block.exit_code, 0);
+  EXPECT_NE(no_block.output.find("no MTP block: tensor mtp.0.e_proj.weight missing"), std::string::npos)
+      << no_block.output;
 }
 
 // A prompt long enough that its prefill on the small model outlasts the bar's delay (0.3 s) on

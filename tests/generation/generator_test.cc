@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -70,6 +71,19 @@ class ScriptedSession final : public engine::Session {
   int64_t n_ctx() const override { return n_ctx_; }
   std::vector<uint8_t> save_snapshot() const override { return {}; }
   Status restore_snapshot(std::span<const uint8_t>) override { return make_error("unused"); }
+  // With an MTP block (set_mtp): its guess after `next` is the script's token there, except every
+  // third guess, which is wrong.
+  bool has_mtp() const override { return mtp_; }
+  Result<std::optional<int32_t>> mtp_draft(int32_t next) override {
+    if (!mtp_) return engine::Session::mtp_draft(next);
+    if (draft_ != 0) return make_error("mtp_draft while a draft waits");
+    const size_t i = tokens_.size() - prompt_size_ + 1;  // the guessed token's index in the script
+    const int32_t right = i < script_.size() ? script_[i] : eos_;
+    ++mtp_guesses_;
+    return std::optional<int32_t>(mtp_guesses_ % 3 == 0 ? (right + 1) % vocab_ : right);
+  }
+  void set_mtp() { mtp_ = true; }
+  int mtp_guesses() const { return mtp_guesses_; }
 
   std::vector<int32_t> generated() const {
     return std::vector<int32_t>(tokens_.begin() + static_cast<ptrdiff_t>(prompt_size_), tokens_.end());
@@ -93,6 +107,8 @@ class ScriptedSession final : public engine::Session {
   std::vector<float> logits_;
   size_t draft_ = 0;
   std::vector<Draft> drafts_;
+  bool mtp_ = false;
+  int mtp_guesses_ = 0;
 };
 
 class GeneratorTest : public ::testing::Test {
@@ -338,10 +354,11 @@ struct DraftCase {
 
 }  // namespace
 
-// Speculative decoding with prompt-lookup drafts: the same generation as without, whatever ends it
-// (EOS inside a draft, a stop sequence, max_tokens, a closed tool call, cancellation), greedy and
-// sampled (weak positions make the sampler leave the script, so drafts are rejected there); and
-// repetitive text is drafted and accepted.
+// Speculative decoding with prompt-lookup drafts, with the MTP block's one-token guesses (a third
+// of them wrong) and with both: the same generation as without, whatever ends it (EOS inside a
+// draft, a stop sequence, max_tokens, a closed tool call, cancellation), greedy and sampled (weak
+// positions make the sampler leave the script, so drafts are rejected there); and repetitive text
+// is drafted and accepted.
 TEST_F(GeneratorTest, DraftsGiveTheSameGeneration) {
   const std::string verse = "alpha beta gamma delta epsilon ";
   std::string verses;
@@ -371,9 +388,16 @@ TEST_F(GeneratorTest, DraftsGiveTheSameGeneration) {
     SCOPED_TRACE(c.name);
     std::vector<GenerateResult> results;
     std::vector<std::vector<int32_t>> evaluated;
-    int64_t accepted = 0;
-    for (int draft : {0, 3}) {
+    struct Drafting {
+      int lookup;
+      bool mtp;
+    };
+    const std::vector<Drafting> draftings{{0, false}, {3, false}, {0, true}, {3, true}};
+    std::vector<int64_t> accepted;
+    for (const Drafting& drafting : draftings) {
+      const int draft = drafting.lookup;
       ScriptedSession s = session(c.script, 4096, c.weak);
+      if (drafting.mtp) s.set_mtp();
       GenerateOptions o = options(c.mode, c.tools);
       o.sampling.temperature = c.temperature;
       o.sampling.min_p = 0.0f;
@@ -385,35 +409,44 @@ TEST_F(GeneratorTest, DraftsGiveTheSameGeneration) {
       if (c.cancel_after > 0) cb.should_cancel = [&] { return ++polls > c.cancel_after; };
       results.push_back(run(s, o, cb));
       evaluated.push_back(s.generated());
-      if (draft == 0) {
+      if (draft == 0 && !drafting.mtp) {
         EXPECT_TRUE(s.drafts().empty());
+      }
+      if (drafting.mtp && draft == 0) {
+        EXPECT_GT(s.mtp_guesses(), 0) << "the MTP block was never asked";
       }
       for (const ScriptedSession::Draft& d : s.drafts()) {
         EXPECT_GE(d.kept, 1u);
         EXPECT_LE(d.kept, d.evaluated);
         EXPECT_LE(d.evaluated, 4u);
       }
-      accepted += results.back().draft_accepted;
+      accepted.push_back(results.back().draft_accepted);
     }
-    const GenerateResult &plain = results[0], &drafted = results[1];
-    EXPECT_EQ(drafted.tokens, plain.tokens);
-    EXPECT_EQ(evaluated[1], evaluated[0]);
-    EXPECT_EQ(drafted.finish, plain.finish);
-    EXPECT_EQ(drafted.stop_sequence, plain.stop_sequence);
-    EXPECT_EQ(drafted.content, plain.content);
-    EXPECT_EQ(drafted.reasoning, plain.reasoning);
-    EXPECT_EQ(drafted.reasoning_tokens, plain.reasoning_tokens);
-    ASSERT_EQ(drafted.tool_events.size(), plain.tool_events.size());
-    for (size_t i = 0; i < plain.tool_events.size(); ++i) {
-      EXPECT_EQ(drafted.tool_events[i].kind, plain.tool_events[i].kind);
-      EXPECT_EQ(drafted.tool_events[i].text, plain.tool_events[i].text);
-    }
+    const GenerateResult& plain = results[0];
     EXPECT_EQ(plain.drafted, 0);
-    EXPECT_GT(drafted.drafted, 0) << "the case never drafted";
-    if (c.temperature == 0.0f) {
-      EXPECT_GT(accepted, 0) << "a repeat was never accepted";
-    } else {
-      EXPECT_LT(drafted.draft_accepted, drafted.drafted) << "no draft was rejected";
+    for (size_t k = 1; k < results.size(); ++k) {
+      SCOPED_TRACE(std::to_string(draftings[k].lookup) + (draftings[k].mtp ? " + mtp" : ""));
+      const GenerateResult& drafted = results[k];
+      EXPECT_EQ(drafted.tokens, plain.tokens);
+      EXPECT_EQ(evaluated[k], evaluated[0]);
+      EXPECT_EQ(drafted.finish, plain.finish);
+      EXPECT_EQ(drafted.stop_sequence, plain.stop_sequence);
+      EXPECT_EQ(drafted.content, plain.content);
+      EXPECT_EQ(drafted.reasoning, plain.reasoning);
+      EXPECT_EQ(drafted.reasoning_tokens, plain.reasoning_tokens);
+      ASSERT_EQ(drafted.tool_events.size(), plain.tool_events.size());
+      for (size_t i = 0; i < plain.tool_events.size(); ++i) {
+        EXPECT_EQ(drafted.tool_events[i].kind, plain.tool_events[i].kind);
+        EXPECT_EQ(drafted.tool_events[i].text, plain.tool_events[i].text);
+      }
+      EXPECT_GT(drafted.drafted, 0) << "the case never drafted";
+      if (c.temperature == 0.0f) {
+        EXPECT_GT(accepted[k], 0) << "a draft was never accepted";
+      }
+      // Sampled, weak positions reject drafts; greedy, the MTP block's wrong guesses do.
+      if (c.temperature != 0.0f || draftings[k].mtp) {
+        EXPECT_LT(drafted.draft_accepted, drafted.drafted) << "no draft was rejected";
+      }
     }
   }
 }
