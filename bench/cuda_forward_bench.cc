@@ -2,7 +2,7 @@
 // generated on the device (flash-q2 by default, some or all of its 43 layers).
 //
 //   cuda_forward_bench [--preset flash-q2] [--layers N] [--ctx C] [--steps S] [--chunk K]
-//                      [--prefill split|f16|matvec] [--profiler-range step|chunk] [--capacity N]
+//                      [--prefill split|f16|matvec] [--profiler-range step|chunk] [--capacity N] [--mtp]
 //
 // --capacity: the session's context capacity (default: what the run needs), as a server started
 // with a long --ctx has it: the scratch sized for it shapes some launches (attention's split
@@ -19,6 +19,12 @@
 //    drafts (forward_draft of a token and a draft of 1–3, every row's logits to the host, then
 //    keep_draft): ms for the whole run kept (all drafts accepted) and for its first token kept (all
 //    rejected), against the step: the acceptance at which a draft pays.
+// 2c. With --mtp (the session then keeps its hidden rows for the block), the preset's MTP block
+//    generated on the device: the block over a prefill chunk's K - 1 pairs against the chunk, S steps
+//    each with its block pair (as a session with the block runs them), the draft's pair with its
+//    arg-max read back, and from those and the run of 2 above the
+//    tokens/s of one-token drafts at the acceptance measured for the published block (0.78) and the
+//    acceptance where they pay.
 // 2b. S greedy decode steps as a generator runs them (sample on the device, then forward the
 //    token), without and with the speculative step (cuda/session.h): ms/token, the host's time
 //    inside sample() and forward(), and the excess over the graph replay; the sampling kernel's
@@ -45,6 +51,7 @@
 
 #include "cuda/cost_model.h"
 #include "cuda/forward.h"
+#include "cuda/mtp_block.h"
 #include "cuda/session.h"
 
 namespace {
@@ -70,24 +77,28 @@ int main(int argc, char** argv) {
   std::string preset = "flash-q2";
   int64_t layers = 43, ctx = 2048, steps = 64, chunk = cuda::DeviceSession::kTensorCoreMaxChunk, capacity = 0;
   cuda::PrefillMath prefill = cuda::PrefillMath::kTensorCoreSplit;
-  bool profile_the_chunk = false;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string a = argv[i];
-    if (a == "--preset") preset = argv[i + 1];
-    else if (a == "--layers") layers = std::atoll(argv[i + 1]);
-    else if (a == "--ctx") ctx = std::atoll(argv[i + 1]);
-    else if (a == "--steps") steps = std::atoll(argv[i + 1]);
-    else if (a == "--chunk") chunk = std::atoll(argv[i + 1]);
-    else if (a == "--capacity") capacity = std::atoll(argv[i + 1]);
-    else if (a == "--prefill" && std::strcmp(argv[i + 1], "split") == 0) prefill = cuda::PrefillMath::kTensorCoreSplit;
-    else if (a == "--prefill" && std::strcmp(argv[i + 1], "matvec") == 0) prefill = cuda::PrefillMath::kMatvecF32;
-    else if (a == "--prefill" && std::strcmp(argv[i + 1], "f16") == 0) prefill = cuda::PrefillMath::kTensorCoreF16;
-    else if (a == "--profiler-range" && std::strcmp(argv[i + 1], "step") == 0) profile_the_chunk = false;
-    else if (a == "--profiler-range" && std::strcmp(argv[i + 1], "chunk") == 0) profile_the_chunk = true;
+  bool profile_the_chunk = false, with_mtp = false;
+  for (int i = 1; i < argc; ++i) {
+    // Every option but the flag --mtp takes a value; one without its value is a usage error.
+    const std::string a = i + 1 < argc || std::strcmp(argv[i], "--mtp") == 0 ? argv[i] : "";
+    const char* v = i + 1 < argc ? argv[i + 1] : "";
+    if (a != "--mtp") ++i;
+    if (a == "--preset") preset = v;
+    else if (a == "--layers") layers = std::atoll(v);
+    else if (a == "--ctx") ctx = std::atoll(v);
+    else if (a == "--steps") steps = std::atoll(v);
+    else if (a == "--chunk") chunk = std::atoll(v);
+    else if (a == "--capacity") capacity = std::atoll(v);
+    else if (a == "--mtp") with_mtp = true;
+    else if (a == "--prefill" && std::strcmp(v, "split") == 0) prefill = cuda::PrefillMath::kTensorCoreSplit;
+    else if (a == "--prefill" && std::strcmp(v, "matvec") == 0) prefill = cuda::PrefillMath::kMatvecF32;
+    else if (a == "--prefill" && std::strcmp(v, "f16") == 0) prefill = cuda::PrefillMath::kTensorCoreF16;
+    else if (a == "--profiler-range" && std::strcmp(v, "step") == 0) profile_the_chunk = false;
+    else if (a == "--profiler-range" && std::strcmp(v, "chunk") == 0) profile_the_chunk = true;
     else {
       std::fprintf(stderr,
                    "usage: cuda_forward_bench [--preset P] [--layers N] [--ctx C] [--steps S] [--chunk K] "
-                   "[--prefill split|f16|matvec] [--profiler-range step|chunk] [--capacity N]\n");
+                   "[--prefill split|f16|matvec] [--profiler-range step|chunk] [--capacity N] [--mtp]\n");
       return 2;
     }
   }
@@ -106,9 +117,12 @@ int main(int argc, char** argv) {
   int64_t short_tokens = 0;
   for (int k : short_forwards) short_tokens += kShortForwardReps * k;
   for (int T = 2; T <= cuda::DeviceSession::kStepChunkMax; ++T) short_tokens += kShortForwardReps * (T + 1) + T;
-  const int64_t n_ctx = std::max(capacity, ctx + chunk + 3 * steps + 8 + short_tokens);
+  constexpr int kMtpWindowFill = 130;  // the block's window (128) full before it is timed
+  const int64_t mtp_tokens = with_mtp ? chunk + kMtpWindowFill + steps + 2 : 0;
+  const int64_t n_ctx = std::max(capacity, ctx + chunk + 3 * steps + 8 + short_tokens + mtp_tokens);
   auto t0 = std::chrono::steady_clock::now();
-  auto session = cuda::DeviceSession::create(model, n_ctx, cpu::SimOptions::official(), static_cast<int>(chunk), prefill);
+  auto session = cuda::DeviceSession::create(model, n_ctx, cpu::SimOptions::official(), static_cast<int>(chunk),
+                                             prefill, with_mtp);
   CHECK(session.status());
   cuda::DeviceSession& s = **session;
   std::printf("session of %lld tokens made in %.3f s (decode graphs included), chunks of %lld, %s prefill: "
@@ -185,6 +199,7 @@ int main(int argc, char** argv) {
   }
 
   std::vector<float> draft_rows(static_cast<size_t>(cuda::DeviceSession::kStepChunkMax * model->config.n_vocab));
+  double run2_all = 0, run2_one = 0;  // the run of 2 below: kept whole, first kept
   const size_t V = static_cast<size_t>(model->config.n_vocab);
   for (int T = 2; T <= cuda::DeviceSession::kStepChunkMax; ++T) {
     // The run's logits rows against single steps of its tokens (the same output with drafts needs
@@ -227,12 +242,73 @@ int main(int argc, char** argv) {
         best = std::min(best, since(ta));
       }
     }
+    if (T == 2) run2_all = kept_all, run2_one = kept_one;
     std::printf("draft run of %d tokens at %lld: all kept %.3f ms (%.3f a token), first kept %.3f ms; the step %.3f: "
                 "pays from %.0f%% of its drafts accepted\n",
                 T, static_cast<long long>(s.n()), kept_all * 1e3, kept_all * 1e3 / T, kept_one * 1e3, step_s * 1e3,
                 // A draft accepted whole with probability a, else not at all (a two-point model):
                 // a·all + (1 − a)·one for a·T + (1 − a) tokens equals the steps' time at this a.
                 100.0 * std::clamp((kept_one - step_s) / (kept_one - step_s + T * step_s - kept_all), 0.0, 1.0));
+  }
+
+  if (with_mtp) {
+    auto generated = cuda::generate_synthetic_mtp_block(preset, 1, *model);
+    CHECK(generated.status());
+    std::shared_ptr<const cuda::DeviceModel> block_model = std::move(generated).value();
+    auto made_block = cuda::MtpBlockSession::create(block_model, s, static_cast<int>(std::min<int64_t>(chunk, 2048)));
+    CHECK(made_block.status());
+    cuda::MtpBlockSession& b = **made_block;
+    auto next = [&]() { return std::span(tokens).subspan(static_cast<size_t>(s.n()), 1); };
+    // A prefill chunk, then the block over its pairs (as a session with the block prefills).
+    const std::span<const int32_t> piece =
+        std::span(tokens).subspan(static_cast<size_t>(s.n()), static_cast<size_t>(chunk));
+    CHECK(s.synchronize());
+    t0 = std::chrono::steady_clock::now();
+    CHECK(s.forward(piece, nullptr));
+    CHECK(s.synchronize());
+    const double chunk_s = since(t0);
+    CHECK(b.start_at(s.n() - chunk));
+    t0 = std::chrono::steady_clock::now();
+    CHECK(b.run(false, 0, piece.subspan(1), false));
+    CHECK(b.keep(chunk - 1));
+    CHECK(s.synchronize());
+    const double pairs_s = since(t0);
+    std::printf("MTP block over the pairs of a prefill chunk of %lld tokens at %lld: %.3f ms, the chunk %.3f ms "
+                "(+%.1f%%)\n", static_cast<long long>(chunk), static_cast<long long>(s.n() - chunk), pairs_s * 1e3,
+                chunk_s * 1e3, 100.0 * pairs_s / chunk_s);
+    // A token as a session with the block evaluates it: the step, then its pair (H_{n-1}, token).
+    auto step_and_pair = [&]() {
+      const std::span<const int32_t> t = next();
+      CHECK(s.forward(t, nullptr));
+      CHECK(b.run(true, 0, t, false));
+      CHECK(b.keep(0));
+    };
+    for (int i = 0; i < kMtpWindowFill; ++i) step_and_pair();
+    CHECK(s.synchronize());
+    t0 = std::chrono::steady_clock::now();
+    for (int64_t i = 0; i < steps; ++i) step_and_pair();
+    CHECK(s.synchronize());
+    const double with_pair = since(t0) / static_cast<double>(steps);
+    // The draft: the last position's pair with the sampled token, its arg-max read back (then undone).
+    double draft = 1e30;
+    for (int r = 0; r < kShortForwardReps; ++r) {
+      const auto ta = std::chrono::steady_clock::now();
+      CHECK(b.run(true, 0, next(), true));
+      CHECK(b.arg_max().status());
+      draft = std::min(draft, since(ta));
+      CHECK(b.rewind(s.n() - 1));
+    }
+    const double pair = with_pair - step_s;
+    // A one-token draft kept with probability a: a run of 2 with the drafted token's pair and the
+    // next draft, for 1 + a tokens; without drafts a token costs the step and its pair.
+    const double a = 0.78;
+    const double per_token = (a * run2_all + (1 - a) * run2_one + pair + draft) / (1 + a);
+    const double even = std::clamp((run2_one + pair + draft - step_s) / (step_s - run2_all + run2_one), 0.0, 1.0);
+    std::printf("MTP block at %lld: a step with its pair %.3f ms (the pair %.3f), the draft's pair with its arg-max "
+                "%.3f ms; one-token drafts kept at 78%%: %.3f ms a token, %.1f tokens/s (%.2fx the step); "
+                "they pay from %.0f%% kept\n",
+                static_cast<long long>(s.n()), with_pair * 1e3, pair * 1e3, draft * 1e3, per_token * 1e3,
+                1.0 / per_token, step_s / per_token, 100.0 * even);
   }
 
   cuda::SamplingRequest greedy;

@@ -28,7 +28,7 @@ inline void add_mtp_option(CLI::App* cmd, std::string& mtp_path) {
   cmd->add_option("--mtp", mtp_path,
                   "Speculative decoding with the model's MTP block: a GGUF file holding the mtp.0.* tensors (ds4's "
                   "MTP file, or the model file when it has them); after each token the block guesses the next, "
-                  "verified in one step with it; the same output (cpu backend only for now)");
+                  "verified in one step with it; the same output");
 }
 
 // Every register_* adds one subcommand whose callback sets the process exit code through

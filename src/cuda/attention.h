@@ -29,6 +29,9 @@ struct AttentionArgs {
   const float* sinks = nullptr;      // [H]
   const float* omega = nullptr;
   const int* pos0 = nullptr;         // device: position of the chunk's first token
+  // Null, or device: the first position of the raw window (the MTP block's, DeviceState::window_start),
+  // so that the raw rows of position p are max(*window_start, p - W + 1) .. p.
+  const int* window_start = nullptr;
   int t0 = 0;                        // this launch's token t is the chunk's token t0 + t
   float* part_o = nullptr;           // scratch [T][H][splits][hd]
   float* part_ml = nullptr;          // scratch [T][H][splits][2]

@@ -1,7 +1,8 @@
 // Which rows token t of an attention launch sees (MODEL.md §7.8-7.10), for the device kernels:
-// the raw window max(0, p-W+1) .. p (this chunk's rows from kv_chunk, earlier ones from the ring),
-// then its compressed rows (ratio 128: all c < floor((p+1)/128); ratio 4: all c < floor((p+1)/4)
-// while at most top_k, else the indexer's selection).
+// the raw window max(0, p-W+1) .. p, or from the window start where the args name one (this chunk's
+// rows from kv_chunk, earlier ones from the ring), then its compressed rows (ratio 128: all
+// c < floor((p+1)/128); ratio 4: all c < floor((p+1)/4) while at most top_k, else the indexer's
+// selection).
 #pragma once
 
 #include <cuda_runtime.h>
@@ -23,6 +24,7 @@ __device__ __forceinline__ AttnRowSet attn_row_set(const AttentionArgs& a, int t
   r.chunk0 = *a.pos0;
   r.pos = r.chunk0 + a.t0 + t;
   r.lo = r.pos - a.window + 1 > 0 ? r.pos - a.window + 1 : 0;
+  if (a.window_start && *a.window_start > r.lo) r.lo = *a.window_start;
   r.n_raw = r.pos - r.lo + 1;
   r.indexed = false;
   r.n_comp = 0;

@@ -60,7 +60,7 @@ class ChunkForward {
         split_(shape.split_products), profile_(profile),
         branch_(profile ? nullptr : branch) {}
 
-  // §3: the embedding, the layers' two sub-layers, the head.
+  // §3: the embedding (the MTP block: its input, §10.1), the layers' two sub-layers, the head.
   Status run();
 
  private:
@@ -205,6 +205,9 @@ class ChunkForward {
 
   // §9 on the rows hc_head left in sc_.head (the last layer's post()).
   Status head();
+
+  // §10.1: the MTP block's input streams X from the pairs' H (s_.hidden) and next tokens (s_.tokens).
+  Status mtp_input();
 
   const DeviceModel& m_;
   const model::Config& c_;

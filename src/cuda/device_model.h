@@ -85,6 +85,13 @@ class DeviceArena {
   uint64_t size_ = 0;
 };
 
+// The MTP block's input projections and norms (MODEL.md §10.1): X[h] = e_proj·RMSNorm_enorm(Embed[t])
+// + h_proj·RMSNorm_hnorm(H[h]).
+struct MtpInput {
+  DeviceTensor e_proj, h_proj;
+  const float *enorm = nullptr, *hnorm = nullptr;
+};
+
 struct DeviceModel {
   model::Config config;
   std::vector<DeviceLayer> layers;
@@ -96,7 +103,12 @@ struct DeviceModel {
   uint64_t weight_bytes = 0;  // GGUF tensor bytes resident (the f32 copies not counted)
   double load_seconds = 0, load_gb_per_s = 0;
 
+  // Present only in the MTP block's model (upload_mtp_block): its chunks start from MtpInput over the
+  // state's hidden rows and tokens instead of the embedding.
+  MtpInput mtp_input;
+
   const float* omega(int64_t layer) const { return config.ratio(layer) == 0 ? omega_main : omega_comp; }
+  bool is_mtp_block() const { return mtp_input.e_proj.present(); }
 };
 
 // Checks that the configuration is one the kernels handle (4 hyper-connection streams, head
@@ -107,10 +119,18 @@ Status check_device_config(const model::Config& config);
 // streams at once; load_gb_per_s reports the rate.
 Result<std::unique_ptr<DeviceModel>> upload_model(const model::Model& model);
 
+// The MTP block of a model (model::MtpModel) as a one-layer DeviceModel of its own: its tensors in its
+// arena, the embedding and LM head those of `main` (shared, MODEL.md §10.1), which must outlive it.
+Result<std::unique_ptr<DeviceModel>> upload_mtp_block(const model::MtpModel& mtp, const DeviceModel& main);
+
 // A full-size synthetic preset ("flash-q2", "flash-q4"; n_layer 0 = all 43) with its weights
 // generated in device memory: valid random blocks of the published type mix with realistic
 // scales, deterministic from the seed. No file involved.
 Result<std::unique_ptr<DeviceModel>> generate_synthetic_model(const std::string& preset, int64_t n_layer,
                                                              uint64_t seed);
+// The same preset's MTP block (model/synthetic.cc's: Q4_K routed experts) generated on the device,
+// sharing `main`'s embedding and LM head as upload_mtp_block does.
+Result<std::unique_ptr<DeviceModel>> generate_synthetic_mtp_block(const std::string& preset, uint64_t seed,
+                                                                  const DeviceModel& main);
 
 }  // namespace dsv4::cuda

@@ -90,7 +90,9 @@ uint64_t DeviceState::lay_out(uint8_t* base) {
     if (r == 4) L.index_rows = cv.take<float>(L.comp_cap * idh);
   }
   pos = cv.take<int>(1);
+  window_start = cv.take<int>(1);
   tokens = cv.take<int32_t>(T);
+  hidden = hidden_rows_ ? cv.take<float>(T * 4 * D) : nullptr;
   logits_all = cv.take<float>(std::min<int64_t>(T, kMaxLogitsRows) * c.n_vocab);
   Scratch& s = scratch;
   s.x = cv.take<float>(T * 4 * D);
@@ -189,17 +191,17 @@ uint64_t DeviceState::lay_out(uint8_t* base) {
 }
 
 DeviceState::Footprint DeviceState::footprint(const DeviceModel& model, int64_t n_ctx, int max_chunk,
-                                              bool tensor_core) {
-  DeviceState s(model, n_ctx, max_chunk, tensor_core);
+                                              bool tensor_core, bool hidden_rows) {
+  DeviceState s(model, n_ctx, max_chunk, tensor_core, hidden_rows);
   const uint64_t bytes = s.lay_out(nullptr);
   return {bytes, s.checkpoint_bytes_};
 }
 
 Result<std::unique_ptr<DeviceState>> DeviceState::create(const DeviceModel& model, int64_t n_ctx, int max_chunk,
-                                                         bool tensor_core, cudaStream_t stream) {
+                                                         bool tensor_core, cudaStream_t stream, bool hidden_rows) {
   if (n_ctx < 1 || max_chunk < 1) return make_error("cuda state: context and chunk must be positive");
   if (n_ctx > (int64_t{1} << 30)) return make_error("cuda state: context of " + std::to_string(n_ctx) + " too large");
-  std::unique_ptr<DeviceState> s(new DeviceState(model, n_ctx, max_chunk, tensor_core));
+  std::unique_ptr<DeviceState> s(new DeviceState(model, n_ctx, max_chunk, tensor_core, hidden_rows));
   const uint64_t bytes = s->lay_out(nullptr);
   DSV4_TRY(s->arena_.allocate(bytes, "a session of " + std::to_string(n_ctx) + " tokens"));
   s->lay_out(s->arena_.base());
@@ -221,6 +223,7 @@ Status DeviceState::reset(cudaStream_t stream) {
     if (L.index_gate) DSV4_TRY(fill_f32(L.index_gate, int64_t{L.index_slots} * L.index_width, -INFINITY, stream));
   }
   DSV4_CUDA_TRY(cudaMemsetAsync(pos, 0, sizeof(int), stream));
+  DSV4_CUDA_TRY(cudaMemsetAsync(window_start, 0, sizeof(int), stream));
   return Status();
 }
 

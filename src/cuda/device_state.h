@@ -128,13 +128,15 @@ class DeviceState {
  public:
   // A clear error with the missing amount when the device cannot hold it.
   // tensor_core: with the scratch of tensor-core prefill chunks (ChunkShape::tensor_core).
+  // hidden_rows: with `hidden` (always for the MTP block's model).
   static Result<std::unique_ptr<DeviceState>> create(const DeviceModel& model, int64_t n_ctx, int max_chunk,
-                                                     bool tensor_core, cudaStream_t stream);
+                                                     bool tensor_core, cudaStream_t stream, bool hidden_rows = false);
   // What create() with these arguments allocates: bytes() and checkpoint_bytes() of the state.
   struct Footprint {
     uint64_t bytes, checkpoint_bytes;
   };
-  static Footprint footprint(const DeviceModel& model, int64_t n_ctx, int max_chunk, bool tensor_core);
+  static Footprint footprint(const DeviceModel& model, int64_t n_ctx, int max_chunk, bool tensor_core,
+                             bool hidden_rows = false);
 
   int64_t n_ctx() const { return n_ctx_; }
   int max_chunk() const { return max_chunk_; }
@@ -147,6 +149,13 @@ class DeviceState {
   int32_t* tokens = nullptr;   // [max_chunk] input tokens of the chunk
   float* logits = nullptr;     // [n_vocab] next-token logits of the last evaluated position
   float* logits_all = nullptr;  // [min(max_chunk, kMaxLogitsRows)][n_vocab]
+  // The MTP pairs' hyper-connection states, [max_chunk][4D] (null unless made with hidden_rows): a
+  // chunk of the main model leaves its final streams X there (before the head's collapse); the MTP
+  // block's chunk reads its pairs' H there (MODEL.md §10.1).
+  float* hidden = nullptr;
+  // The first position of the raw window (MODEL.md §10.2: where the MTP block's window starts);
+  // read by the attention only in the MTP block's chunks, 0 otherwise.
+  int* window_start = nullptr;
   std::vector<LayerBuffers> layers;
   Scratch scratch;
 
@@ -167,7 +176,8 @@ class DeviceState {
   // rows, lies past the rows a state without pos holds (MODEL.md §12.2).
   std::vector<RegionSpan> draft_reject_set(int64_t pos) const;
 
-  // Back to the empty sequence: frontiers (kv 0, gate -inf), logits 0, pos 0 (queued on stream).
+  // Back to the empty sequence: frontiers (kv 0, gate -inf), logits 0, pos 0, window start 0 (queued on
+  // stream).
   Status reset(cudaStream_t stream);
 
   // The state of n evaluated positions as a cpu::State (the backend-independent snapshot form),
@@ -176,14 +186,16 @@ class DeviceState {
   Status upload(const cpu::State& in, cudaStream_t stream);
 
  private:
-  DeviceState(const DeviceModel& m, int64_t n_ctx, int max_chunk, bool tensor_core)
-      : model_(m), n_ctx_(n_ctx), max_chunk_(max_chunk), tensor_core_(tensor_core) {}
+  DeviceState(const DeviceModel& m, int64_t n_ctx, int max_chunk, bool tensor_core, bool hidden_rows)
+      : model_(m), n_ctx_(n_ctx), max_chunk_(max_chunk), tensor_core_(tensor_core),
+        hidden_rows_(hidden_rows || m.is_mtp_block()) {}
   uint64_t lay_out(uint8_t* base);
 
   const DeviceModel& model_;
   int64_t n_ctx_;
   int max_chunk_;
   bool tensor_core_;
+  bool hidden_rows_;
   uint64_t checkpoint_bytes_ = 0;
   DeviceArena arena_;
 };

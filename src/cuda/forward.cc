@@ -10,6 +10,8 @@
 #include "cuda/fill.h"
 #include "cuda/hc.h"
 #include "cuda/matvec.h"
+#include "cuda/mtp_input.h"
+#include "cuda/norms.h"
 
 namespace dsv4::cuda {
 
@@ -53,7 +55,7 @@ bool chunk_needs_index_scoring(const model::Config& c, int64_t pos0, int T) {
 
 Status ChunkForward::run() {
   if (profile_) DSV4_TRY(profile_->start(stream_));
-  DSV4_TRY(embed_tokens(m_.token_embd, s_.tokens, T_, x_, stream_));
+  DSV4_TRY(m_.is_mtp_block() ? mtp_input() : embed_tokens(m_.token_embd, s_.tokens, T_, x_, stream_));
   if (gemm_) {
     DSV4_TRY(fill_group_major(sc_.out_a_rows, sc_.out_a_offsets, T_, static_cast<int>(c_.n_out_group), stream_));
   }
@@ -64,9 +66,33 @@ Status ChunkForward::run() {
     DSV4_TRY(attention_sublayer(l));
     DSV4_TRY(ffn_sublayer(l));
   }
-  DSV4_TRY(head());
-  DSV4_TRY(mark("head"));
+  if (s_.hidden && !m_.is_mtp_block()) {
+    DSV4_CUDA_TRY(cudaMemcpyAsync(s_.hidden, x_, sizeof(float) * T_ * 4 * c_.n_embd, cudaMemcpyDeviceToDevice,
+                                  stream_));
+  }
+  if (!shape_.no_logits) {
+    DSV4_TRY(head());
+    DSV4_TRY(mark("head"));
+  }
   return advance_position(s_.pos, T_, stream_);
+}
+
+Status ChunkForward::mtp_input() {
+  const MtpInput& in = m_.mtp_input;
+  const int64_t D = c_.n_embd, HD = 4 * D;
+  // E' = e_proj·RMSNorm_enorm(Embed[t]) into the head's rows (free until the head).
+  DSV4_TRY(embed_tokens(m_.token_embd, s_.tokens, T_, x_next_, stream_));
+  DSV4_TRY(rms_norm_rows(x_next_, HD, in.enorm, D, c_.rms_eps, sc_.xn, D, T_, stream_));
+  DSV4_TRY(convert_xn());
+  DSV4_TRY(dense(in.e_proj, sc_.xn, sc_.head));
+  // X[h] = E' + h_proj·RMSNorm_hnorm(H[h]), stream by stream (hnorm per stream, MODEL.md §6).
+  for (int h = 0; h < 4; ++h) {
+    DSV4_TRY(rms_norm_rows(s_.hidden + h * D, HD, in.hnorm, D, c_.rms_eps, sc_.xn, D, T_, stream_));
+    DSV4_TRY(convert_xn());
+    DSV4_TRY(dense(in.h_proj, sc_.xn, sc_.out));
+    DSV4_TRY(add_stream_rows(sc_.head, sc_.out, x_ + h * D, HD, T_, D, stream_));
+  }
+  return mark("mtp input");
 }
 
 Status ChunkForward::dense(const DeviceTensor& w, const float* x, float* y, GemmInput in) {

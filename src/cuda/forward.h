@@ -23,6 +23,9 @@ namespace dsv4::cuda {
 struct ChunkShape {
   int T = 1;                  // tokens in the chunk, 1 .. state.max_chunk()
   bool all_logits = false;    // logits of every token into state.logits_all (else the last only)
+  // No head at all: state.logits are left as they were (the MTP block's pairs whose guess nobody
+  // reads, MtpBlockSession::run).
+  bool no_logits = false;
   bool index_scoring = false;  // some token of the chunk needs the indexer's top-k
   // > 0: every position of the chunk is below `end` (the host's count; not for a graph, whose
   // replays move on), so the indexer's score rows need end / 4 floats, not the state's capacity / 4:

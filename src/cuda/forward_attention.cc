@@ -140,6 +140,7 @@ Status ChunkForward::attention_sublayer(int64_t l) {
     a.sinks = L.sinks;
     a.omega = omega;
     a.pos0 = s_.pos;
+    if (m_.is_mtp_block()) a.window_start = s_.window_start;
     a.t0 = t0;
     a.part_o = sc_.part_o;
     a.part_ml = sc_.part_ml;

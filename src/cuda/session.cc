@@ -27,32 +27,41 @@ int clamped_chunk(int max_chunk, int64_t n_ctx) {
 
 }  // namespace
 
-uint64_t DeviceSession::device_bytes(const DeviceModel& model, int64_t n_ctx, int max_chunk, PrefillMath prefill) {
-  const DeviceState::Footprint f =
-      DeviceState::footprint(model, n_ctx, clamped_chunk(max_chunk, n_ctx), prefill != PrefillMath::kMatvecF32);
+uint64_t DeviceSession::device_bytes(const DeviceModel& model, int64_t n_ctx, int max_chunk, PrefillMath prefill,
+                                     bool hidden_rows) {
+  const DeviceState::Footprint f = DeviceState::footprint(model, n_ctx, clamped_chunk(max_chunk, n_ctx),
+                                                          prefill != PrefillMath::kMatvecF32, hidden_rows);
   return f.bytes + kCheckpointBuffers * f.checkpoint_bytes;
 }
 
-Result<int> DeviceSession::max_chunk_for(const DeviceModel& model, int64_t n_ctx, PrefillMath prefill) {
+Result<int> DeviceSession::max_chunk_for(const DeviceModel& model, int64_t n_ctx, PrefillMath prefill,
+                                         bool hidden_rows, uint64_t beside) {
   if (prefill == PrefillMath::kMatvecF32) return kDefaultMaxChunk;
   if (n_ctx <= kTensorCoreMaxChunk) return kTensorCoreMaxChunk;
   size_t free = 0, total = 0;
   DSV4_CUDA_TRY(cudaMemGetInfo(&free, &total));
-  const uint64_t want = device_bytes(model, n_ctx, kTensorCoreLongChunk, prefill) +
-                        device_bytes(model, n_ctx, kTensorCoreMaxChunk, prefill) + kLongChunkSpareBytes;
+  const uint64_t want = device_bytes(model, n_ctx, kTensorCoreLongChunk, prefill, hidden_rows) +
+                        device_bytes(model, n_ctx, kTensorCoreMaxChunk, prefill, hidden_rows) + kLongChunkSpareBytes +
+                        2 * beside;
   return free >= want ? kTensorCoreLongChunk : kTensorCoreMaxChunk;
 }
 
 Result<std::unique_ptr<DeviceSession>> DeviceSession::create(std::shared_ptr<const DeviceModel> model, int64_t n_ctx,
-                                                             cpu::SimOptions mode, int max_chunk, PrefillMath prefill) {
+                                                             cpu::SimOptions mode, int max_chunk, PrefillMath prefill,
+                                                             bool hidden_rows, cudaStream_t stream) {
   std::unique_ptr<DeviceSession> s(new DeviceSession(std::move(model), mode, prefill));
-  DSV4_CUDA_TRY(cudaStreamCreateWithFlags(&s->stream_, cudaStreamNonBlocking));
+  if (stream) {
+    s->stream_ = stream;
+    s->own_stream_ = false;
+  } else {
+    DSV4_CUDA_TRY(cudaStreamCreateWithFlags(&s->stream_, cudaStreamNonBlocking));
+  }
   DSV4_ASSIGN_OR_RETURN(s->branch_, Branch::create());
   // The IQ2_XXS tables must be on the device before a graph is captured.
   DSV4_TRY(prepare_matvec());
   max_chunk = clamped_chunk(max_chunk, n_ctx);
   DSV4_ASSIGN_OR_RETURN(s->state_, DeviceState::create(*s->model_, n_ctx, max_chunk,
-                                                       prefill != PrefillMath::kMatvecF32, s->stream_));
+                                                       prefill != PrefillMath::kMatvecF32, s->stream_, hidden_rows));
   DSV4_ASSIGN_OR_RETURN(s->sampler_, DeviceSampler::create(static_cast<int>(s->model_->config.n_vocab)));
   s->speculation_ = std::getenv("DSV4_NO_SPECULATION") == nullptr;
   for (int i = 0; i < kCheckpointBuffers; ++i) {
@@ -78,7 +87,7 @@ DeviceSession::~DeviceSession() {
       }
     }
   }
-  if (stream_) cudaStreamDestroy(stream_);
+  if (stream_ && own_stream_) cudaStreamDestroy(stream_);
 }
 
 Status DeviceSession::upload_position(int64_t n) const {
@@ -87,12 +96,13 @@ Status DeviceSession::upload_position(int64_t n) const {
   return cuda_status(cudaMemcpyAsync(state_->pos, &pos, sizeof(int), cudaMemcpyHostToDevice, stream_), "position upload");
 }
 
-Result<cudaGraphExec_t> DeviceSession::decode_graph(bool index_scoring, int T, bool all_logits) {
-  cudaGraphExec_t& exec = graphs_[T - 1][index_scoring ? 1 : 0][all_logits ? 1 : 0];
+Result<cudaGraphExec_t> DeviceSession::decode_graph(bool index_scoring, int T, bool all_logits, bool no_logits) {
+  cudaGraphExec_t& exec = graphs_[T - 1][index_scoring ? 1 : 0][all_logits ? 1 : no_logits ? 2 : 0];
   if (exec) return exec;
   ChunkShape shape;
   shape.T = T;
   shape.all_logits = all_logits;
+  shape.no_logits = no_logits;
   shape.index_scoring = index_scoring;
   shape.step_kernels = true;
   const SimModes modes{mode_.fp8_kv, mode_.fp4_indexer};
@@ -112,11 +122,11 @@ Result<cudaGraphExec_t> DeviceSession::decode_graph(bool index_scoring, int T, b
   return exec;
 }
 
-Status DeviceSession::run_chunk(const int32_t* tokens, int T, bool all_logits) {
+Status DeviceSession::run_chunk(const int32_t* tokens, int T, bool all_logits, bool no_logits) {
   DSV4_CUDA_TRY(cudaMemcpyAsync(state_->tokens, tokens, sizeof(int32_t) * T, cudaMemcpyHostToDevice, stream_));
   if (T <= kStepChunkMax && T <= state_->max_logits_chunk()) {
     DSV4_ASSIGN_OR_RETURN(cudaGraphExec_t graph,
-                          decode_graph(chunk_needs_index_scoring(model_->config, n_, T), T, all_logits));
+                          decode_graph(chunk_needs_index_scoring(model_->config, n_, T), T, all_logits, no_logits));
     DSV4_CUDA_TRY(cudaGraphLaunch(graph, stream_));
     n_ += T;
     return Status();
@@ -124,6 +134,7 @@ Status DeviceSession::run_chunk(const int32_t* tokens, int T, bool all_logits) {
   ChunkShape shape;
   shape.T = T;
   shape.all_logits = all_logits;
+  shape.no_logits = no_logits;
   shape.index_scoring = chunk_needs_index_scoring(model_->config, n_, T);
   shape.end = n_ + T;
   shape.tensor_core = prefill_ != PrefillMath::kMatvecF32;
@@ -135,6 +146,14 @@ Status DeviceSession::run_chunk(const int32_t* tokens, int T, bool all_logits) {
 }
 
 Status DeviceSession::forward(std::span<const int32_t> tokens, float* all_logits) {
+  return evaluate(tokens, all_logits, false);
+}
+
+Status DeviceSession::forward_without_logits(std::span<const int32_t> tokens) {
+  return evaluate(tokens, nullptr, true);
+}
+
+Status DeviceSession::evaluate(std::span<const int32_t> tokens, float* all_logits, bool no_logits) {
   const model::Config& c = model_->config;
   if (n_ + static_cast<int64_t>(tokens.size()) > state_->n_ctx()) {
     return make_error("cuda forward: " + std::to_string(n_ + static_cast<int64_t>(tokens.size())) +
@@ -149,7 +168,7 @@ Status DeviceSession::forward(std::span<const int32_t> tokens, float* all_logits
   if (tokens.empty()) return Status();
   draft_.reset();  // a draft still pending is kept whole
   if (speculative_) {
-    if (tokens.size() == 1 && !all_logits && tokens[0] == speculative_token_) {
+    if (tokens.size() == 1 && !all_logits && !no_logits && tokens[0] == speculative_token_) {
       speculative_.reset();  // the step for this token is already queued: commit it
       ++n_;
       host_logits_valid_ = false;
@@ -161,7 +180,7 @@ Status DeviceSession::forward(std::span<const int32_t> tokens, float* all_logits
   const int chunk = all_logits ? state_->max_logits_chunk() : state_->max_chunk();
   for (size_t off = 0; off < tokens.size(); off += static_cast<size_t>(chunk)) {
     const int T = static_cast<int>(std::min<size_t>(static_cast<size_t>(chunk), tokens.size() - off));
-    DSV4_TRY(run_chunk(tokens.data() + off, T, all_logits != nullptr));
+    DSV4_TRY(run_chunk(tokens.data() + off, T, all_logits != nullptr, no_logits));
     if (all_logits) {
       const size_t V = static_cast<size_t>(c.n_vocab);
       DSV4_CUDA_TRY(cudaMemcpyAsync(all_logits + off * V, state_->logits_all, sizeof(float) * T * V,
@@ -286,6 +305,7 @@ Result<std::unique_ptr<DeviceSession::Checkpoint>> DeviceSession::take_checkpoin
   auto cp = std::make_unique<Checkpoint>();
   cp->buffer_ = std::move(buffer);
   cp->n_ = n_;
+  cp->window_start_ = window_start_;
   cp->spans_ = std::move(spans);
   return cp;
 }
@@ -300,6 +320,36 @@ Status DeviceSession::restore_checkpoint(const Checkpoint& cp) const {
   return upload_position(cp.n_);
 }
 
+Status DeviceSession::upload_window_start(int64_t n) {
+  const int start = static_cast<int>(n);
+  DSV4_CUDA_TRY(cudaMemcpyAsync(state_->window_start, &start, sizeof(int), cudaMemcpyHostToDevice, stream_));
+  window_start_ = n;
+  return Status();
+}
+
+Status DeviceSession::rewind(int64_t n) {
+  for (int64_t l = 0; l < model_->config.n_layer; ++l) {
+    if (model_->config.ratio(l) != 0) return make_error("cuda rewind: the model has compressed layers");
+  }
+  if (n < window_start_ || n > n_) return make_error("cuda rewind: position outside the evaluated window");
+  DSV4_TRY(cancel_speculation());
+  draft_.reset();
+  n_ = n;
+  host_logits_valid_ = false;
+  return upload_position(n_);
+}
+
+Status DeviceSession::start_at(int64_t n) {
+  for (int64_t l = 0; l < model_->config.n_layer; ++l) {
+    if (model_->config.ratio(l) != 0) return make_error("cuda start_at: the model has compressed layers");
+  }
+  if (n < 0 || n > state_->n_ctx()) return make_error("cuda start_at: position outside the session");
+  DSV4_TRY(reset());
+  DSV4_TRY(upload_window_start(n));
+  n_ = n;
+  return upload_position(n_);
+}
+
 Status DeviceSession::rollback(const Checkpoint& cp) {
   if (cp.n_ > n_) return make_error("cuda rollback: checkpoint ahead of the state");
   // A queued speculative step wrote only into the rollback region and past the compressed rows
@@ -307,6 +357,7 @@ Status DeviceSession::rollback(const Checkpoint& cp) {
   speculative_.reset();
   draft_.reset();
   DSV4_TRY(restore_checkpoint(cp));
+  if (cp.window_start_ != window_start_) DSV4_TRY(upload_window_start(cp.window_start_));
   n_ = cp.n_;
   host_logits_valid_ = false;
   return Status();
@@ -360,6 +411,7 @@ Status DeviceSession::reset() {
   speculative_.reset();  // the reset rewrites what an empty sequence reads
   draft_.reset();
   n_ = 0;
+  window_start_ = 0;
   host_logits_valid_ = false;
   return state_->reset(stream_);
 }
@@ -383,6 +435,7 @@ Status DeviceSession::restore(std::span<const uint8_t> bytes, int64_t n) {
   DSV4_TRY(cancel_speculation());
   draft_.reset();
   DSV4_TRY(state_->upload(st, stream_));
+  if (window_start_ != 0) DSV4_TRY(upload_window_start(0));
   n_ = n;
   host_logits_valid_ = false;
   return Status();

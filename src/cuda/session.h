@@ -83,38 +83,54 @@ class DeviceSession {
   // model): a 25 000-token prompt is 16 384 + 8 616 tokens instead of 3 × 8 192 + 424, and its
   // prefill takes 5.4 % less time, a 32 768-token one 3.1 % (H200, docs/PERF.md, session 23).
   static constexpr int kTensorCoreLongChunk = 16384;
-  // Device bytes a session of this model, context, chunk and prefill math allocates: its state and
-  // scratch, and its rollback checkpoints.
-  static uint64_t device_bytes(const DeviceModel& model, int64_t n_ctx, int max_chunk, PrefillMath prefill);
+  // Device bytes a session of this model, context, chunk and prefill math (and hidden rows) allocates:
+  // its state and scratch, and its rollback checkpoints.
+  static uint64_t device_bytes(const DeviceModel& model, int64_t n_ctx, int max_chunk, PrefillMath prefill,
+                               bool hidden_rows = false);
   // The chunk length of a session of this prefill math and context on the current device: the
   // matvec's kDefaultMaxChunk; for tensor-core prefill kTensorCoreLongChunk where the device's free
   // memory holds that session and, beside it, one with kTensorCoreMaxChunk and kLongChunkSpareBytes
   // (chat's /load and resize make the new session before they drop the old one, and a second
   // session of the standard chunk must fit as it did before), else kTensorCoreMaxChunk.
+  // `beside`: device bytes the session needs next to it (its MTP block's session).
   static constexpr uint64_t kLongChunkSpareBytes = uint64_t{1} << 30;
-  static Result<int> max_chunk_for(const DeviceModel& model, int64_t n_ctx, PrefillMath prefill);
+  static Result<int> max_chunk_for(const DeviceModel& model, int64_t n_ctx, PrefillMath prefill,
+                                   bool hidden_rows = false, uint64_t beside = 0);
 
+  // hidden_rows: the state's `hidden` rows (the main model's, for its MTP block; the block's own model
+  // always has them). stream: work on this stream (not owned) instead of one of the session's own,
+  // so that the MTP block's session and its model's queue in one order.
   static Result<std::unique_ptr<DeviceSession>> create(std::shared_ptr<const DeviceModel> model, int64_t n_ctx,
                                                        cpu::SimOptions mode, int max_chunk = kDefaultMaxChunk,
-                                                       PrefillMath prefill = PrefillMath::kTensorCoreSplit);
+                                                       PrefillMath prefill = PrefillMath::kTensorCoreSplit,
+                                                       bool hidden_rows = false, cudaStream_t stream = nullptr);
   ~DeviceSession();
   DeviceSession(const DeviceSession&) = delete;
   DeviceSession& operator=(const DeviceSession&) = delete;
 
   int64_t n() const { return n_; }
   int64_t n_ctx() const { return state_->n_ctx(); }
-  // The longest chunk forward() evaluates in one pass (longer calls are cut into such chunks).
+  // The longest chunk forward() evaluates in one pass (longer calls are cut into such chunks), and
+  // with every token's logits.
   int max_chunk() const { return state_->max_chunk(); }
+  int max_logits_chunk() const { return state_->max_logits_chunk(); }
   // Device bytes of the state and scratch (checkpoint buffers not included).
   uint64_t state_bytes() const { return state_->bytes(); }
   // Device bytes one rollback checkpoint (and each speculative step) copies.
   uint64_t checkpoint_bytes() const { return state_->checkpoint_bytes(); }
   const model::Config& config() const { return model_->config; }
+  cpu::SimOptions mode() const { return mode_; }
+  PrefillMath prefill_math() const { return prefill_; }
   cudaStream_t stream() const { return stream_; }
+  // The state's hidden rows ([max_chunk][4·n_embd], DeviceState::hidden), or null.
+  float* hidden() const { return state_->hidden; }
 
   // Evaluates tokens (validated first; on error nothing changed). all_logits, when not null,
   // receives [tokens.size()][n_vocab] (copied to the host: synchronises).
   Status forward(std::span<const int32_t> tokens, float* all_logits);
+  // As forward() without the head: the next-token logits are left undefined (the MTP block's
+  // pairs whose guess nobody reads).
+  Status forward_without_logits(std::span<const int32_t> tokens);
   // The next-token logits after position n-1, copied to the host (synchronises; cached).
   std::span<const float> logits() const;
   // Waits for the queued work (for timing).
@@ -137,11 +153,18 @@ class DeviceSession {
     friend class DeviceSession;
     std::shared_ptr<DeviceArena> buffer_;
     int64_t n_ = 0;
+    int64_t window_start_ = 0;
     std::vector<RegionSpan> spans_;  // what buffer_ holds packed; empty: the whole rollback region
   };
   Result<std::unique_ptr<Checkpoint>> checkpoint();
   Status rollback(const Checkpoint& cp);
   Status reset();
+  // Models whose layers all have ratio 0 (the MTP block), whose state past a position is only ring
+  // rows that a later position rewrites before anything reads them: back to n ≤ n() without a
+  // checkpoint; and the empty state at position n, its raw window starting there
+  // (DeviceState::window_start).
+  Status rewind(int64_t n);
+  Status start_at(int64_t n);
 
   // Speculative decoding: a sampled token and its draft (2 to kStepChunkMax tokens) as one
   // multi-token step, every token's logits into all_logits (bit-identical to single steps), then
@@ -158,8 +181,10 @@ class DeviceSession {
  private:
   DeviceSession(std::shared_ptr<const DeviceModel> model, cpu::SimOptions mode, PrefillMath prefill)
       : model_(std::move(model)), mode_(mode), prefill_(prefill) {}
-  Status run_chunk(const int32_t* tokens, int T, bool all_logits);
+  Status evaluate(std::span<const int32_t> tokens, float* all_logits, bool no_logits);
+  Status run_chunk(const int32_t* tokens, int T, bool all_logits, bool no_logits);
   Status upload_position(int64_t n) const;
+  Status upload_window_start(int64_t n);
   // The rollback region, or only `spans` of it (a speculative step's write set).
   Result<std::unique_ptr<Checkpoint>> take_checkpoint(std::vector<RegionSpan> spans = {});
   Status restore_checkpoint(const Checkpoint& cp) const;
@@ -167,20 +192,23 @@ class DeviceSession {
   // included it, so this is const for the callers that only read.
   Status cancel_speculation() const;
   // The graph of a step of T ≤ kStepChunkMax tokens (T = 1: a decode step), with every token's
-  // logits in state.logits_all or the last one's, captured on first use.
-  Result<cudaGraphExec_t> decode_graph(bool index_scoring, int T = 1, bool all_logits = false);
+  // logits in state.logits_all, the last one's, or none (no_logits), captured on first use.
+  Result<cudaGraphExec_t> decode_graph(bool index_scoring, int T = 1, bool all_logits = false,
+                                       bool no_logits = false);
 
   std::shared_ptr<const DeviceModel> model_;
   cpu::SimOptions mode_;
   PrefillMath prefill_;
   cudaStream_t stream_ = nullptr;
+  bool own_stream_ = true;
   std::unique_ptr<Branch> branch_;  // the forward pass's side stream
   std::unique_ptr<DeviceState> state_;
   std::unique_ptr<DeviceSampler> sampler_;
   int64_t n_ = 0;
+  int64_t window_start_ = 0;  // host copy of state.window_start
   // Step graphs of T = 1 .. kStepChunkMax tokens ([T - 1]), without / with indexer scores, with
-  // the last token's / every token's logits.
-  cudaGraphExec_t graphs_[kStepChunkMax][2][2] = {};
+  // the last token's / every token's / no logits.
+  cudaGraphExec_t graphs_[kStepChunkMax][2][3] = {};
   mutable std::vector<float> host_logits_;
   mutable bool host_logits_valid_ = false;
   std::vector<std::shared_ptr<DeviceArena>> spare_checkpoints_;

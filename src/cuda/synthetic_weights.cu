@@ -284,22 +284,18 @@ Status run_job(uint8_t* base, const detail::FillJob& j, int64_t n_expert, cudaSt
 
 }  // namespace
 
-Result<std::unique_ptr<DeviceModel>> generate_synthetic_model(const std::string& preset, int64_t n_layer,
-                                                             uint64_t seed) {
-  if (preset != "flash-q2" && preset != "flash-q4") {
-    return make_error("unknown full-size preset '" + preset + "' for device generation (flash-q2, flash-q4)");
-  }
-  if (n_layer < 0 || n_layer > 43) return make_error("--layers must be in [1, 43] for " + preset);
+namespace {
+
+// A model of configuration c whose tensors `describe` draws, generated in its arena.
+Result<std::unique_ptr<DeviceModel>> generate_described(const model::Config& c, const detail::DescribeFn& describe,
+                                                        uint64_t seed, const std::string& what) {
   const auto start = std::chrono::steady_clock::now();
   auto m = std::make_unique<DeviceModel>();
-  m->config = flash_config(n_layer == 0 ? 43 : n_layer);
-  DSV4_TRY(check_device_config(m->config));
-  const bool q4 = preset == "flash-q4";
-  const model::Config& c = m->config;
-  const detail::DescribeFn describe = [&](int64_t layer, Role role) { return describe_flash(c, q4, layer, role); };
+  m->config = c;
+  DSV4_TRY(check_device_config(c));
   std::vector<detail::FillJob> jobs;
   const uint64_t bytes = detail::lay_out_model(c, describe, nullptr, *m, jobs);
-  DSV4_TRY(m->arena.allocate(bytes, "synthetic " + preset));
+  DSV4_TRY(m->arena.allocate(bytes, what));
   jobs.clear();
   detail::lay_out_model(c, describe, m->arena.base(), *m, jobs);
   cudaStream_t stream = nullptr;
@@ -319,6 +315,50 @@ Result<std::unique_ptr<DeviceModel>> generate_synthetic_model(const std::string&
   DSV4_TRY(s);
   DSV4_TRY(done);
   m->load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return Result<std::unique_ptr<DeviceModel>>(std::move(m));
+}
+
+Status check_preset(const std::string& preset) {
+  if (preset == "flash-q2" || preset == "flash-q4") return Status();
+  return make_error("unknown full-size preset '" + preset + "' for device generation (flash-q2, flash-q4)");
+}
+
+}  // namespace
+
+Result<std::unique_ptr<DeviceModel>> generate_synthetic_model(const std::string& preset, int64_t n_layer,
+                                                             uint64_t seed) {
+  DSV4_TRY(check_preset(preset));
+  if (n_layer < 0 || n_layer > 43) return make_error("--layers must be in [1, 43] for " + preset);
+  const model::Config c = flash_config(n_layer == 0 ? 43 : n_layer);
+  const bool q4 = preset == "flash-q4";
+  const detail::DescribeFn describe = [&](int64_t layer, Role role) { return describe_flash(c, q4, layer, role); };
+  return generate_described(c, describe, seed, "synthetic " + preset);
+}
+
+Result<std::unique_ptr<DeviceModel>> generate_synthetic_mtp_block(const std::string& preset, uint64_t seed,
+                                                                  const DeviceModel& main) {
+  DSV4_TRY(check_preset(preset));
+  // model::Weights' MTP configuration (weights.cc mtp_config): one sliding-only, top-k routed layer.
+  model::Config c = flash_config(1);
+  c.n_hash_layer = 0;
+  const int64_t D = c.n_embd;
+  const detail::DescribeFn describe = [&](int64_t layer, Role role) -> TensorSpec {
+    const float proj_sd = 1.0f / std::sqrt(static_cast<float>(D));
+    switch (role) {
+      case Role::kTokenEmbd:
+      case Role::kOutput: return {};  // main's
+      case Role::kMtpEProj:
+      case Role::kMtpHProj: return plain(TensorType::Q8_0, D, D, 1, 0.0f, proj_sd);
+      case Role::kMtpENorm:
+      case Role::kMtpHNorm: return plain(TensorType::F32, D, 1, 1, 1.0f, 0.1f);
+      default: return describe_flash(c, /*q4=*/true, layer, role);  // the published block's Q4_K experts
+    }
+  };
+  // Seeds apart from the main model's (the same roles at layer 0 there).
+  DSV4_ASSIGN_OR_RETURN(std::unique_ptr<DeviceModel> m,
+                        generate_described(c, describe, seed ^ 0x4D5450ull, "synthetic MTP block of " + preset));
+  m->token_embd = main.token_embd;
+  m->output = main.output;
   return Result<std::unique_ptr<DeviceModel>>(std::move(m));
 }
 

@@ -152,6 +152,10 @@ uint64_t lay_out_model(const model::Config& c, const DescribeFn& describe, uint8
   m.output_norm = lay.f32(d(-1, Role::kOutputNorm), seed_of(-1, Role::kOutputNorm));
   m.output_hc_base = lay.f32(d(-1, Role::kOutputHcBase), seed_of(-1, Role::kOutputHcBase));
   m.output_hc_scale = lay.f32(d(-1, Role::kOutputHcScale), seed_of(-1, Role::kOutputHcScale));
+  m.mtp_input.e_proj = lay.matrix(d(-1, Role::kMtpEProj), seed_of(-1, Role::kMtpEProj));
+  m.mtp_input.h_proj = lay.matrix(d(-1, Role::kMtpHProj), seed_of(-1, Role::kMtpHProj));
+  m.mtp_input.enorm = lay.f32(d(-1, Role::kMtpENorm), seed_of(-1, Role::kMtpENorm));
+  m.mtp_input.hnorm = lay.f32(d(-1, Role::kMtpHNorm), seed_of(-1, Role::kMtpHNorm));
   m.omega_main = lay.host_f32(rope_table(c, false));
   m.omega_comp = lay.host_f32(rope_table(c, true));
   m.layers.assign(static_cast<size_t>(c.n_layer), DeviceLayer{});

@@ -50,6 +50,8 @@ enum class Role {
   kGateInp, kExpProbsB, kTid2eid, kGateExps, kUpExps, kDownExps, kShGate, kShUp, kShDown,
   // Global tensors (layer -1).
   kTokenEmbd, kOutput, kOutputNorm, kOutputHcFn, kOutputHcBase, kOutputHcScale,
+  // The MTP block's input (layer -1 of the block's model, MODEL.md §10.1).
+  kMtpEProj, kMtpHProj, kMtpENorm, kMtpHNorm,
 };
 
 // The source of tensors: describe(layer, role) for layer-less roles gets layer -1. Absent

@@ -224,25 +224,59 @@ Status check_device_config(const model::Config& c) {
   return Status();
 }
 
-Result<std::unique_ptr<DeviceModel>> upload_model(const model::Model& model) {
-  DSV4_TRY(check_device_config(model.config));
+namespace {
+
+// The tensors `describe` names, copied into a new model's arena.
+Result<std::unique_ptr<DeviceModel>> upload_described(const model::Config& config, const detail::DescribeFn& describe,
+                                                      const std::string& what) {
+  DSV4_TRY(check_device_config(config));
   const auto start = std::chrono::steady_clock::now();
   auto m = std::make_unique<DeviceModel>();
-  m->config = model.config;
-  const detail::DescribeFn describe = [&](int64_t layer, detail::Role role) {
-    return spec_of(tensor_of(model.weights, layer, role));
-  };
+  m->config = config;
   std::vector<detail::FillJob> jobs;
-  const uint64_t bytes = detail::lay_out_model(model.config, describe, nullptr, *m, jobs);
-  DSV4_TRY(m->arena.allocate(bytes, "model " + model.file.label()));
+  const uint64_t bytes = detail::lay_out_model(config, describe, nullptr, *m, jobs);
+  DSV4_TRY(m->arena.allocate(bytes, what));
   jobs.clear();
-  detail::lay_out_model(model.config, describe, m->arena.base(), *m, jobs);
+  detail::lay_out_model(config, describe, m->arena.base(), *m, jobs);
   std::vector<std::vector<uint8_t>> owned;
   const std::vector<Piece> pieces = pieces_of(jobs, m->arena.base(), owned);
   DSV4_TRY(copy_pieces(pieces));
-  for (const gguf::TensorInfo& t : model.file.tensors()) m->weight_bytes += t.size;
+  for (const detail::FillJob& j : jobs) m->weight_bytes += j.values.empty() ? j.bytes : 0;  // not the RoPE tables
   m->load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   m->load_gb_per_s = m->load_seconds > 0 ? static_cast<double>(bytes) / m->load_seconds / 1e9 : 0.0;
+  return m;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<DeviceModel>> upload_model(const model::Model& model) {
+  const detail::DescribeFn describe = [&](int64_t layer, detail::Role role) {
+    return spec_of(tensor_of(model.weights, layer, role));
+  };
+  DSV4_ASSIGN_OR_RETURN(std::unique_ptr<DeviceModel> m,
+                        upload_described(model.config, describe, "model " + model.file.label()));
+  m->weight_bytes = 0;  // the file's bytes, as stored
+  for (const gguf::TensorInfo& t : model.file.tensors()) m->weight_bytes += t.size;
+  return m;
+}
+
+Result<std::unique_ptr<DeviceModel>> upload_mtp_block(const model::MtpModel& mtp, const DeviceModel& main) {
+  using R = detail::Role;
+  const detail::DescribeFn describe = [&](int64_t layer, R role) -> detail::TensorSpec {
+    switch (role) {
+      case R::kTokenEmbd:
+      case R::kOutput: return {};  // main's
+      case R::kMtpEProj: return spec_of(mtp.e_proj);
+      case R::kMtpHProj: return spec_of(mtp.h_proj);
+      case R::kMtpENorm: return spec_of(mtp.enorm);
+      case R::kMtpHNorm: return spec_of(mtp.hnorm);
+      default: return spec_of(tensor_of(mtp.block.weights, layer, role));
+    }
+  };
+  DSV4_ASSIGN_OR_RETURN(std::unique_ptr<DeviceModel> m,
+                        upload_described(mtp.block.config, describe, "the MTP block of " + mtp.block.file.label()));
+  m->token_embd = main.token_embd;
+  m->output = main.output;
   return m;
 }
 

@@ -114,10 +114,11 @@ class BackendModel {
 
 Result<std::unique_ptr<BackendModel>> make_cpu_backend(std::shared_ptr<const model::Model> model);
 
-// Only in builds with the CUDA backend (DSV4_HAVE_CUDA): the weights uploaded to the device, or
-// a synthetic preset's weights generated on the device (no file).
+// Only in builds with the CUDA backend (DSV4_HAVE_CUDA): the weights uploaded to the device (the
+// model's MTP block too, where it has one), or a synthetic preset's weights generated on the device
+// (no file; with_mtp: and its MTP block's).
 Result<std::unique_ptr<BackendModel>> make_cuda_backend(std::shared_ptr<const model::Model> model, Prefill prefill);
 Result<std::unique_ptr<BackendModel>> make_cuda_synthetic_backend(const std::string& preset, int64_t n_layer,
-                                                                  uint64_t seed, Prefill prefill);
+                                                                  uint64_t seed, bool with_mtp, Prefill prefill);
 
 }  // namespace dsv4::engine

@@ -10,46 +10,82 @@
 #include "cpu/state.h"
 #include "engine/backend.h"
 #include "engine/host_memory.h"
+#include "engine/mtp_track.h"
 
 namespace dsv4::engine {
 namespace {
 
-// The MTP block's side of a sequence (BackendState::mtp_draft). With n the main state's
-// positions: window.n() is n - 1 after a forward (last_hidden = H_{n-1}, its pair waiting for the
-// next token), n after mtp_draft (drafted_next set) or after a restart at n (last_hidden empty).
-struct MtpTrack {
-  cpu::State window;           // the block's own state; n() = its next index
-  int64_t window_start = 0;    // first index of its window (MODEL.md §10.2, cpu/mtp.h)
-  std::vector<float> last_hidden;
-  int32_t drafted_next = -1;   // the token mtp_draft paired with H_{n-1}, else -1
-  int32_t draft = -1;          // that pair's guess
+// The MTP block on the CPU (cpu/mtp.h): its own state, the kept row and the last forward's hidden rows.
+class CpuBlock final : public MtpTrack::Block {
+ public:
+  // What a checkpoint keeps: everything but the piece (no context-sized storage: one ring).
+  struct Saved {
+    cpu::State window;
+    int64_t window_start = 0;
+    std::vector<float> kept;
+    MtpTrack track;
+  };
 
-  void restart(int64_t n) {
-    window.reset();
-    window.set_n(n);
-    window_start = n;
-    last_hidden.clear();
-    drafted_next = -1;
-    draft = -1;
+  CpuBlock(const model::MtpModel& mtp, cpu::State window, cpu::SimOptions sim)
+      : mtp_(mtp), sim_(sim), hd_(mtp.block.config.hc_dim()) {
+    saved_.window = std::move(window);
   }
+
+  int64_t next_index() const override { return saved_.window.n(); }
+  Status rewind(int64_t index) override {
+    if (index < saved_.window_start || index > saved_.window.n()) return make_error("mtp rewind: outside the window");
+    saved_.window.set_n(index);
+    return Status();
+  }
+  Status start_at(int64_t index) override {
+    saved_.window.reset();
+    saved_.window.set_n(index);
+    saved_.window_start = index;
+    saved_.kept.clear();
+    return Status();
+  }
+  // cpu::mtp_forward computes the last pair's logits whatever `logits` says.
+  Status run(bool kept_first, int64_t row, std::span<const int32_t> next, bool /*logits*/) override {
+    std::vector<float> h;
+    const int64_t from_piece = static_cast<int64_t>(next.size()) - (kept_first ? 1 : 0);
+    if (kept_first) h = saved_.kept;
+    h.insert(h.end(), piece_.begin() + row * hd_, piece_.begin() + (row + from_piece) * hd_);
+    return cpu::mtp_forward(mtp_, saved_.window, saved_.window_start, h, next, sim_, nullptr);
+  }
+  Status keep(int64_t row) override {
+    saved_.kept.assign(piece_.begin() + row * hd_, piece_.begin() + (row + 1) * hd_);
+    return Status();
+  }
+  bool has_kept() const override { return !saved_.kept.empty(); }
+  Result<int32_t> arg_max() override {
+    const std::span<const float> l = saved_.window.logits();
+    return static_cast<int32_t>(std::max_element(l.begin(), l.end()) - l.begin());
+  }
+
+  std::vector<float>& piece() { return piece_; }
+  MtpTrack& track() { return saved_.track; }
+  const Saved& saved() const { return saved_; }
+  void restore(const Saved& s) { saved_ = s; }
+
+ private:
+  const model::MtpModel& mtp_;
+  cpu::SimOptions sim_;
+  int64_t hd_;
+  Saved saved_;
+  std::vector<float> piece_;  // [tokens][hc_dim] of the last forward
 };
 
 class CpuCheckpoint final : public BackendCheckpoint {
  public:
-  CpuCheckpoint(cpu::Checkpoint cp, std::optional<MtpTrack> mtp) : cp_(std::move(cp)), mtp_(std::move(mtp)) {}
+  CpuCheckpoint(cpu::Checkpoint cp, std::optional<CpuBlock::Saved> mtp) : cp_(std::move(cp)), mtp_(std::move(mtp)) {}
   int64_t n() const override { return cp_.n; }
   const cpu::Checkpoint& get() const { return cp_; }
-  // The block's whole state (one ring of raw rows: no context-sized storage).
-  const std::optional<MtpTrack>& mtp() const { return mtp_; }
+  const std::optional<CpuBlock::Saved>& mtp() const { return mtp_; }
 
  private:
   cpu::Checkpoint cp_;
-  std::optional<MtpTrack> mtp_;
+  std::optional<CpuBlock::Saved> mtp_;
 };
-
-int32_t arg_max(std::span<const float> logits) {
-  return static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
-}
 
 class CpuState final : public BackendState {
  public:
@@ -57,36 +93,17 @@ class CpuState final : public BackendState {
            Mode mode)
       : model_(std::move(model)), state_(std::move(state)),
         sim_(mode == Mode::kOfficial ? cpu::SimOptions::official() : cpu::SimOptions::plain()) {
-    if (mtp_window) {
-      mtp_.emplace();
-      mtp_->window = std::move(*mtp_window);
-    }
+    if (mtp_window) mtp_.emplace(*model_->mtp, std::move(*mtp_window), sim_);
   }
 
   int64_t n() const override { return state_.n(); }
   Status forward(std::span<const int32_t> tokens, float* all_logits) override {
     if (!mtp_) return cpu::forward(*model_, state_, tokens, sim_, all_logits);
-    if (tokens.empty()) return Status();
-    const int64_t a = state_.n(), HD = model_->config.hc_dim();
-    std::vector<float> hidden(tokens.size() * static_cast<size_t>(HD));
-    DSV4_TRY(cpu::forward(*model_, state_, tokens, sim_, all_logits, nullptr, hidden.data()));
-    MtpTrack& m = *mtp_;
-    if (m.drafted_next >= 0 && m.drafted_next != tokens[0]) m.window.set_n(a - 1);  // that pair is not this one
-    m.drafted_next = -1;
-    // Every pair (H_i, t_{i+1}) now known: i from the block's next index to the last position but one.
-    const int64_t b = a + static_cast<int64_t>(tokens.size()), first = m.window.n();
-    std::vector<float> pairs_hidden;
-    for (int64_t i = first; i <= b - 2; ++i) {
-      const float* h = i < a ? m.last_hidden.data() : hidden.data() + (i - a) * HD;
-      pairs_hidden.insert(pairs_hidden.end(), h, h + HD);
-    }
-    if (first <= b - 2) {
-      const std::span<const int32_t> next = tokens.subspan(static_cast<size_t>(first + 1 - a));
-      DSV4_TRY(cpu::mtp_forward(*model_->mtp, m.window, m.window_start, pairs_hidden,
-                                next.first(static_cast<size_t>(b - 1 - first)), sim_, nullptr));
-    }
-    m.last_hidden.assign(hidden.end() - HD, hidden.end());
-    return Status();
+    const int64_t a = state_.n();
+    std::vector<float>& piece = mtp_->piece();
+    piece.resize(tokens.size() * static_cast<size_t>(model_->config.hc_dim()));
+    DSV4_TRY(cpu::forward(*model_, state_, tokens, sim_, all_logits, nullptr, piece.data()));
+    return mtp_->track().after_forward(*mtp_, a, tokens);
   }
   // cpu::forward takes any length in one pass at about the same rate per token: short first calls
   // for an early report, growing to at most 4096.
@@ -99,33 +116,23 @@ class CpuState final : public BackendState {
   bool has_mtp() const override { return mtp_.has_value(); }
   Result<std::optional<int32_t>> mtp_draft(int32_t next) override {
     if (!mtp_) return BackendState::mtp_draft(next);
-    MtpTrack& m = *mtp_;
-    const int64_t n = state_.n();
-    if (m.drafted_next >= 0) {
-      if (m.drafted_next == next) return std::optional<int32_t>(m.draft);
-      m.window.set_n(n - 1);
-      m.drafted_next = -1;
-    }
-    if (n == 0 || m.last_hidden.empty() || m.window.n() != n - 1) return std::optional<int32_t>();
-    const int32_t token[1] = {next};
-    DSV4_TRY(cpu::mtp_forward(*model_->mtp, m.window, m.window_start, m.last_hidden, token, sim_, nullptr));
-    m.drafted_next = next;
-    m.draft = arg_max(m.window.logits());
-    return std::optional<int32_t>(m.draft);
+    return mtp_->track().draft(*mtp_, state_.n(), next);
   }
 
   std::unique_ptr<BackendCheckpoint> checkpoint() override {
-    return std::make_unique<CpuCheckpoint>(state_.checkpoint(), mtp_);
+    std::optional<CpuBlock::Saved> mtp;
+    if (mtp_) mtp = mtp_->saved();
+    return std::make_unique<CpuCheckpoint>(state_.checkpoint(), std::move(mtp));
   }
   Status rollback(const BackendCheckpoint& cp) override {
     const auto& c = static_cast<const CpuCheckpoint&>(cp);
     DSV4_TRY(state_.rollback(c.get()));
-    if (mtp_) mtp_ = c.mtp();
+    if (mtp_) mtp_->restore(*c.mtp());
     return Status();
   }
   void reset() override {
     state_.reset();
-    if (mtp_) mtp_->restart(0);
+    if (mtp_) (void)mtp_->track().start_at(*mtp_, 0);  // cannot fail on the CPU
   }
 
   std::vector<uint8_t> serialize() const override { return state_.serialize(); }
@@ -137,7 +144,8 @@ class CpuState final : public BackendState {
                         " positions but " + std::to_string(n) + " tokens are listed");
     }
     state_ = std::move(restored);
-    if (mtp_) mtp_->restart(n);  // snapshots carry no MTP state (PROTOCOL.md §5.5)
+    // Snapshots carry no state of the block (as ds4's, PROTOCOL.md §5.5): it starts again here.
+    if (mtp_) DSV4_TRY(mtp_->track().start_at(*mtp_, n));
     return Status();
   }
 
@@ -145,7 +153,7 @@ class CpuState final : public BackendState {
   std::shared_ptr<const model::Model> model_;
   cpu::State state_;
   cpu::SimOptions sim_;
-  std::optional<MtpTrack> mtp_;
+  std::optional<CpuBlock> mtp_;
 };
 
 class CpuModel final : public BackendModel {

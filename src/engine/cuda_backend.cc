@@ -1,27 +1,72 @@
 // The CUDA backend (cuda/) behind the engine's backend interface. Built only with DSV4_HAVE_CUDA.
 #if DSV4_HAVE_CUDA
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "cuda/cost_model.h"
 #include "cuda/device_model.h"
+#include "cuda/mtp_block.h"
 #include "cuda/session.h"
 #include "engine/backend.h"
+#include "engine/mtp_track.h"
 
 namespace dsv4::engine {
 namespace {
 
+// MtpTrack's block over cuda::MtpBlockSession.
+class CudaBlock final : public MtpTrack::Block {
+ public:
+  // What a checkpoint keeps of the block and its track.
+  struct Saved {
+    cuda::MtpBlockSession::Saved block;
+    MtpTrack track;
+  };
+
+  explicit CudaBlock(std::unique_ptr<cuda::MtpBlockSession> b) : b_(std::move(b)) {}
+
+  int64_t next_index() const override { return b_->next_index(); }
+  Status rewind(int64_t index) override { return b_->rewind(index); }
+  Status start_at(int64_t index) override { return b_->start_at(index); }
+  Status run(bool kept_first, int64_t row, std::span<const int32_t> next, bool logits) override {
+    return b_->run(kept_first, row, next, logits);
+  }
+  Status keep(int64_t row) override { return b_->keep(row); }
+  bool has_kept() const override { return b_->has_kept(); }
+  Result<int32_t> arg_max() override { return b_->arg_max(); }
+
+  MtpTrack& track() { return track_; }
+  Result<Saved> save() {
+    DSV4_ASSIGN_OR_RETURN(cuda::MtpBlockSession::Saved b, b_->save());
+    return Saved{std::move(b), track_};
+  }
+  Status restore(const Saved& s) {
+    DSV4_TRY(b_->restore(s.block));
+    track_ = s.track;
+    return Status();
+  }
+
+ private:
+  std::unique_ptr<cuda::MtpBlockSession> b_;
+  MtpTrack track_;
+};
+
 class CudaCheckpoint final : public BackendCheckpoint {
  public:
-  explicit CudaCheckpoint(std::unique_ptr<cuda::DeviceSession::Checkpoint> cp) : cp_(std::move(cp)) {}
+  CudaCheckpoint(std::unique_ptr<cuda::DeviceSession::Checkpoint> cp, std::optional<CudaBlock::Saved> mtp)
+      : cp_(std::move(cp)), mtp_(std::move(mtp)) {}
   int64_t n() const override { return cp_->n(); }
   const cuda::DeviceSession::Checkpoint& get() const { return *cp_; }
+  const std::optional<CudaBlock::Saved>& mtp() const { return mtp_; }
 
  private:
   std::unique_ptr<cuda::DeviceSession::Checkpoint> cp_;
+  std::optional<CudaBlock::Saved> mtp_;
 };
 
 // A device failure while checkpointing leaves no consistent way on (the session would lose its
@@ -33,10 +78,23 @@ class CudaCheckpoint final : public BackendCheckpoint {
 
 class CudaState final : public BackendState {
  public:
-  explicit CudaState(std::unique_ptr<cuda::DeviceSession> s) : s_(std::move(s)) {}
+  CudaState(std::unique_ptr<cuda::DeviceSession> s, std::unique_ptr<CudaBlock> mtp)
+      : s_(std::move(s)), mtp_(std::move(mtp)) {}
 
   int64_t n() const override { return s_->n(); }
-  Status forward(std::span<const int32_t> tokens, float* all_logits) override { return s_->forward(tokens, all_logits); }
+  Status forward(std::span<const int32_t> tokens, float* all_logits) override {
+    if (!mtp_) return s_->forward(tokens, all_logits);
+    // In pieces whose hidden rows the model's state holds at once.
+    const size_t piece = static_cast<size_t>(all_logits ? s_->max_logits_chunk() : s_->max_chunk());
+    const size_t V = static_cast<size_t>(s_->config().n_vocab);
+    for (size_t off = 0; off < tokens.size(); off += piece) {
+      const std::span<const int32_t> part = tokens.subspan(off, std::min(piece, tokens.size() - off));
+      const int64_t a = s_->n();
+      DSV4_TRY(s_->forward(part, all_logits ? all_logits + off * V : nullptr));
+      DSV4_TRY(mtp_->track().after_forward(*mtp_, a, part));
+    }
+    return Status();
+  }
   // Whole passes from the start: one of 8192 tokens of the full model takes ≈ 1.5 s on an H200,
   // well inside the server's 5 s between keep-alive comments.
   ReportedChunks reported_chunks() const override { return {s_->max_chunk(), s_->max_chunk()}; }
@@ -82,20 +140,40 @@ class CudaState final : public BackendState {
   }
   bool keeps_draft_prefix() const override { return true; }
   Status forward_draft(std::span<const int32_t> tokens, float* all_logits) override {
-    return s_->forward_draft(tokens, all_logits);
+    draft_start_ = s_->n();
+    DSV4_TRY(s_->forward_draft(tokens, all_logits));
+    return mtp_ ? mtp_->track().after_forward(*mtp_, draft_start_, tokens) : Status();
   }
-  Status keep_draft(int64_t k) override { return s_->keep_draft(static_cast<int>(k)); }
+  Status keep_draft(int64_t k) override {
+    DSV4_TRY(s_->keep_draft(static_cast<int>(k)));
+    return mtp_ ? mtp_->track().after_keep(*mtp_, draft_start_, k) : Status();
+  }
+
+  bool has_mtp() const override { return mtp_ != nullptr; }
+  Result<std::optional<int32_t>> mtp_draft(int32_t next) override {
+    if (!mtp_) return BackendState::mtp_draft(next);
+    return mtp_->track().draft(*mtp_, s_->n(), next);
+  }
 
   std::unique_ptr<BackendCheckpoint> checkpoint() override {
     Result<std::unique_ptr<cuda::DeviceSession::Checkpoint>> cp = s_->checkpoint();
     if (!cp.ok()) fatal(cp.error());
-    return std::make_unique<CudaCheckpoint>(std::move(cp).value());
+    std::optional<CudaBlock::Saved> mtp;
+    if (mtp_) {
+      Result<CudaBlock::Saved> saved = mtp_->save();
+      if (!saved.ok()) fatal(saved.error());
+      mtp = std::move(saved).value();
+    }
+    return std::make_unique<CudaCheckpoint>(std::move(cp).value(), std::move(mtp));
   }
   Status rollback(const BackendCheckpoint& cp) override {
-    return s_->rollback(static_cast<const CudaCheckpoint&>(cp).get());
+    const auto& c = static_cast<const CudaCheckpoint&>(cp);
+    DSV4_TRY(s_->rollback(c.get()));
+    return mtp_ ? mtp_->restore(*c.mtp()) : Status();
   }
   void reset() override {
-    const Status s = s_->reset();
+    Status s = s_->reset();
+    if (s.ok() && mtp_) s = mtp_->track().start_at(*mtp_, 0);
     if (!s.ok()) fatal(s);
   }
 
@@ -104,26 +182,45 @@ class CudaState final : public BackendState {
     if (!bytes.ok()) fatal(bytes.error());
     return std::move(bytes).value();
   }
-  Status restore(std::span<const uint8_t> bytes, int64_t n) override { return s_->restore(bytes, n); }
+  Status restore(std::span<const uint8_t> bytes, int64_t n) override {
+    DSV4_TRY(s_->restore(bytes, n));
+    // Snapshots carry no state of the block (as ds4's, PROTOCOL.md §5.5): it starts again here.
+    return mtp_ ? mtp_->track().start_at(*mtp_, n) : Status();
+  }
 
  private:
   std::unique_ptr<cuda::DeviceSession> s_;
+  std::unique_ptr<CudaBlock> mtp_;  // with the MTP block; destroyed first (it works on s_'s stream)
+  int64_t draft_start_ = 0;         // forward_draft's first position
 };
+
+// The MTP block's sessions take chunks of at most this many pairs: its scratch (≈ 1 MB a token for
+// Flash) beside the model's, and long enough for tensor-core prefill.
+constexpr int kMtpMaxChunk = 2048;
 
 class CudaModel final : public BackendModel {
  public:
-  CudaModel(std::shared_ptr<const model::Model> host, std::shared_ptr<const cuda::DeviceModel> device, Prefill prefill)
-      : host_(std::move(host)), device_(std::move(device)), prefill_(prefill) {}
+  CudaModel(std::shared_ptr<const model::Model> host, std::shared_ptr<const cuda::DeviceModel> device,
+            std::shared_ptr<const cuda::DeviceModel> mtp, Prefill prefill)
+      : host_(std::move(host)), device_(std::move(device)), mtp_(std::move(mtp)), prefill_(prefill) {}
   const model::Config& config() const override { return device_->config; }
   Result<std::unique_ptr<BackendState>> new_state(int64_t n_ctx, Mode mode) override {
     const cpu::SimOptions sim = mode == Mode::kOfficial ? cpu::SimOptions::official() : cpu::SimOptions::plain();
     const cuda::PrefillMath math = prefill_ == Prefill::kFast     ? cuda::PrefillMath::kTensorCoreF16
                                    : prefill_ == Prefill::kMatvec ? cuda::PrefillMath::kMatvecF32
                                                                   : cuda::PrefillMath::kTensorCoreSplit;
-    DSV4_ASSIGN_OR_RETURN(const int max_chunk, cuda::DeviceSession::max_chunk_for(*device_, n_ctx, math));
+    const uint64_t block_bytes = mtp_ ? cuda::DeviceSession::device_bytes(*mtp_, n_ctx, kMtpMaxChunk, math, true) : 0;
+    DSV4_ASSIGN_OR_RETURN(const int max_chunk,
+                          cuda::DeviceSession::max_chunk_for(*device_, n_ctx, math, mtp_ != nullptr, block_bytes));
     DSV4_ASSIGN_OR_RETURN(std::unique_ptr<cuda::DeviceSession> s,
-                          cuda::DeviceSession::create(device_, n_ctx, sim, max_chunk, math));
-    return std::unique_ptr<BackendState>(new CudaState(std::move(s)));
+                          cuda::DeviceSession::create(device_, n_ctx, sim, max_chunk, math, mtp_ != nullptr));
+    std::unique_ptr<CudaBlock> block;
+    if (mtp_) {
+      DSV4_ASSIGN_OR_RETURN(std::unique_ptr<cuda::MtpBlockSession> b,
+                            cuda::MtpBlockSession::create(mtp_, *s, std::min(max_chunk, kMtpMaxChunk)));
+      block = std::make_unique<CudaBlock>(std::move(b));
+    }
+    return std::unique_ptr<BackendState>(new CudaState(std::move(s), std::move(block)));
   }
   PerfInfo perf_info() override {
     if (copy_gb_per_s_ == 0) {
@@ -145,21 +242,43 @@ class CudaModel final : public BackendModel {
  private:
   std::shared_ptr<const model::Model> host_;  // the mapping (metadata, fingerprint); null for device-made models
   std::shared_ptr<const cuda::DeviceModel> device_;
+  std::shared_ptr<const cuda::DeviceModel> mtp_;  // the MTP block, or null
   Prefill prefill_;
   double copy_gb_per_s_ = 0;
 };
 
+// The block's model views the main model's embedding and LM head: it keeps that model alive.
+std::shared_ptr<const cuda::DeviceModel> sharing(std::unique_ptr<cuda::DeviceModel> block,
+                                                 std::shared_ptr<const cuda::DeviceModel> main) {
+  const cuda::DeviceModel* raw = block.release();
+  return std::shared_ptr<const cuda::DeviceModel>(raw, [main](const cuda::DeviceModel* m) { delete m; });
+}
+
 }  // namespace
 
 Result<std::unique_ptr<BackendModel>> make_cuda_backend(std::shared_ptr<const model::Model> model, Prefill prefill) {
-  DSV4_ASSIGN_OR_RETURN(std::unique_ptr<cuda::DeviceModel> device, cuda::upload_model(*model));
-  return std::unique_ptr<BackendModel>(new CudaModel(std::move(model), std::move(device), prefill));
+  DSV4_ASSIGN_OR_RETURN(std::unique_ptr<cuda::DeviceModel> uploaded, cuda::upload_model(*model));
+  std::shared_ptr<const cuda::DeviceModel> device = std::move(uploaded);
+  std::shared_ptr<const cuda::DeviceModel> mtp;
+  if (model->mtp) {
+    DSV4_ASSIGN_OR_RETURN(std::unique_ptr<cuda::DeviceModel> block, cuda::upload_mtp_block(*model->mtp, *device));
+    mtp = sharing(std::move(block), device);
+  }
+  return std::unique_ptr<BackendModel>(new CudaModel(std::move(model), std::move(device), std::move(mtp), prefill));
 }
 
 Result<std::unique_ptr<BackendModel>> make_cuda_synthetic_backend(const std::string& preset, int64_t n_layer,
-                                                                  uint64_t seed, Prefill prefill) {
-  DSV4_ASSIGN_OR_RETURN(std::unique_ptr<cuda::DeviceModel> device, cuda::generate_synthetic_model(preset, n_layer, seed));
-  return std::unique_ptr<BackendModel>(new CudaModel(nullptr, std::move(device), prefill));
+                                                                  uint64_t seed, bool with_mtp, Prefill prefill) {
+  DSV4_ASSIGN_OR_RETURN(std::unique_ptr<cuda::DeviceModel> generated,
+                        cuda::generate_synthetic_model(preset, n_layer, seed));
+  std::shared_ptr<const cuda::DeviceModel> device = std::move(generated);
+  std::shared_ptr<const cuda::DeviceModel> mtp;
+  if (with_mtp) {
+    DSV4_ASSIGN_OR_RETURN(std::unique_ptr<cuda::DeviceModel> block,
+                          cuda::generate_synthetic_mtp_block(preset, seed, *device));
+    mtp = sharing(std::move(block), device);
+  }
+  return std::unique_ptr<BackendModel>(new CudaModel(nullptr, std::move(device), std::move(mtp), prefill));
 }
 
 }  // namespace dsv4::engine

@@ -147,16 +147,13 @@ Result<std::shared_ptr<Engine>> Engine::load(const EngineOptions& options) {
     return make_error(std::string("--prefill ") + prefill_name(options.prefill) +
                       " needs the cuda backend (the cpu backend computes prefill exactly)");
   }
-  const bool mtp = options.synthetic_mtp || !options.mtp_path.empty();
   if (options.synthetic_mtp && !synthetic) return make_error("a synthetic MTP block needs a synthetic preset");
-  if (mtp && options.backend == Backend::kCuda) {
-    return make_error("the MTP block (--mtp) runs on the cpu backend only for now; the cuda backend does not run it");
-  }
   std::unique_ptr<BackendModel> backend;
   Fingerprint fingerprint{};
   if (synthetic && options.backend == Backend::kCuda && !small_preset(options.synthetic_preset)) {
     DSV4_ASSIGN_OR_RETURN(backend, make_cuda_synthetic_backend(options.synthetic_preset, options.synthetic_layers,
-                                                               options.synthetic_seed, options.prefill));
+                                                               options.synthetic_seed, options.synthetic_mtp,
+                                                               options.prefill));
     fingerprint = device_synthetic_fingerprint(options);
   } else {
     std::shared_ptr<const model::Model> model;
@@ -183,7 +180,8 @@ Result<std::shared_ptr<Engine>> Engine::load(const EngineOptions& options) {
 Result<std::unique_ptr<BackendModel>> make_cuda_backend(std::shared_ptr<const model::Model>, Prefill) {
   return make_error("this build has no CUDA backend");
 }
-Result<std::unique_ptr<BackendModel>> make_cuda_synthetic_backend(const std::string&, int64_t, uint64_t, Prefill) {
+Result<std::unique_ptr<BackendModel>> make_cuda_synthetic_backend(const std::string&, int64_t, uint64_t, bool,
+                                                                  Prefill) {
   return make_error("this build has no CUDA backend");
 }
 #endif

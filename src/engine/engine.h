@@ -59,7 +59,7 @@ struct EngineOptions {
   uint64_t synthetic_seed = 1;
   // The MTP block (MODEL.md §10) for one-token drafts (Session::mtp_draft): a GGUF file holding
   // the mtp.0.* tensors (ds4's separate MTP file, or the model file itself when it has them), or
-  // with a synthetic preset the preset's own block (synthetic_mtp). CPU backend only for now.
+  // with a synthetic preset the preset's own block (synthetic_mtp).
   std::string mtp_path;
   bool synthetic_mtp = false;
 };

@@ -159,7 +159,7 @@ TEST(Forward, OfficialAndPlainDiffer) {
 
 TEST(Forward, IndexerTopKIsLive) {
   const model::Model& m = synthetic_model("tiny");
-  model::Model unlimited{m.file, m.config, m.weights};
+  model::Model unlimited{m.file, m.config, m.weights, nullptr};
   unlimited.config.index_top_k = 1 << 20;  // every eligible row, always
   const std::vector<int32_t> tokens = test_tokens(120, m.config.n_vocab, 5);
   for (SimOptions sim : {SimOptions::official(), SimOptions::plain()}) {

@@ -19,21 +19,7 @@ namespace {
 
 using testing::test_tokens;
 
-// The tiny model with its block (the combined file), built once.
-const model::Model& tiny_with_block() {
-  static std::vector<uint8_t> bytes;
-  static std::shared_ptr<const model::Model> model;
-  if (!model) {
-    model::SyntheticSpec spec;
-    spec.preset = "tiny";
-    spec.mtp = model::MtpTensors::kWith;
-    bytes = make_synthetic_model(spec).value().serialize();
-    model = model::load_model_with_mtp(gguf::File::parse(bytes, "tiny").value(),
-                                       gguf::File::parse(bytes, "tiny-mtp").value())
-                .value();
-  }
-  return *model;
-}
+const model::Model& tiny_with_block() { return testing::synthetic_model_with_block("tiny"); }
 
 // Fresh hyper-connection states of the main model's scale (its final streams are O(1)).
 std::vector<float> random_hidden(int64_t n, uint64_t seed) {

@@ -46,6 +46,34 @@ inline const model::Model& synthetic_model(const std::string& preset,
   return *it->second->model;
 }
 
+// The same preset with its MTP block as ds4 ships it (the block's bytes apart: the model's bytes
+// and fingerprint are those without it), as the engine builds it for synthetic_mtp.
+inline const model::Model& synthetic_model_with_block(const std::string& preset,
+                                                      model::WeightTypes types = model::WeightTypes::kF32) {
+  struct Entry {
+    std::vector<uint8_t> main, block;
+    std::shared_ptr<const model::Model> model;
+  };
+  static std::map<std::pair<std::string, int>, std::unique_ptr<Entry>> cache;
+  auto key = std::make_pair(preset, static_cast<int>(types));
+  auto it = cache.find(key);
+  if (it == cache.end()) {
+    auto e = std::make_unique<Entry>();
+    model::SyntheticSpec spec;
+    spec.preset = preset;
+    spec.types = types;
+    e->main = model::make_synthetic_model(spec).value().serialize();
+    spec.mtp = model::MtpTensors::kOnly;
+    e->block = model::make_synthetic_model(spec).value().serialize();
+    auto m = model::load_model_with_mtp(gguf::File::parse(e->main, "synthetic-" + preset).value(),
+                                        gguf::File::parse(e->block, "synthetic-mtp-" + preset).value());
+    EXPECT_TRUE(m.ok()) << m.error().message;
+    e->model = std::move(m).value();
+    it = cache.emplace(key, std::move(e)).first;
+  }
+  return *it->second->model;
+}
+
 // Deterministic token ids in [0, n_vocab).
 inline std::vector<int32_t> test_tokens(int64_t n, int64_t n_vocab, uint64_t seed = 7) {
   std::vector<int32_t> t(static_cast<size_t>(n));

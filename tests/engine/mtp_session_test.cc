@@ -14,29 +14,15 @@
 
 #include "cpu/forward.h"
 #include "cpu/mtp.h"
+#include "cpu/test_models.h"
 #include "engine/engine.h"
-#include "model/synthetic.h"
 #include "model/weights.h"
 
 namespace dsv4::engine {
 namespace {
 
-// The model the engine builds for synthetic_mtp (engine.cc): main bytes and ds4-style block bytes.
-const model::Model& tiny_and_block() {
-  static std::vector<uint8_t> main_bytes, block_bytes;
-  static std::shared_ptr<const model::Model> model;
-  if (!model) {
-    model::SyntheticSpec spec;
-    spec.preset = "tiny";
-    main_bytes = model::make_synthetic_model(spec).value().serialize();
-    spec.mtp = model::MtpTensors::kOnly;
-    block_bytes = model::make_synthetic_model(spec).value().serialize();
-    model = model::load_model_with_mtp(gguf::File::parse(main_bytes, "tiny").value(),
-                                       gguf::File::parse(block_bytes, "tiny-mtp").value())
-                .value();
-  }
-  return *model;
-}
+// The model the engine builds for synthetic_mtp (engine.cc).
+const model::Model& tiny_and_block() { return cpu::testing::synthetic_model_with_block("tiny"); }
 
 std::unique_ptr<Session> new_session(bool mtp, int64_t n_ctx = 256) {
   EngineOptions o;
@@ -166,15 +152,6 @@ TEST(MtpSession, MisuseIsAnError) {
   ASSERT_TRUE(s->eval_draft(std::vector<int32_t>{1, 2}, logits.data()).ok());
   EXPECT_FALSE(s->mtp_draft(3).ok());  // a draft waits for keep_draft
   ASSERT_TRUE(s->keep_draft(1).ok());
-  EngineOptions o;
-  o.synthetic_preset = "tiny";
-  o.synthetic_mtp = true;
-  o.backend = Backend::kCuda;
-  if (have_cuda_backend()) {
-    Result<std::shared_ptr<Engine>> e = Engine::load(o);
-    ASSERT_FALSE(e.ok());
-    EXPECT_NE(e.error().message.find("cpu backend only"), std::string::npos) << e.error().message;
-  }
 }
 
 }  // namespace

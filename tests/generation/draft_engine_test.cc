@@ -49,7 +49,9 @@ TEST(DraftsOnTheCpuBackend, SameTokensAsWithout) {
       ASSERT_TRUE(r.ok());
       EXPECT_NE(r->finish, Finish::kError) << r->error;
       runs.push_back(r->tokens);
-      if (d.lookup == 0 && !d.mtp) EXPECT_EQ(r->drafted, 0);
+      if (d.lookup == 0 && !d.mtp) {
+        EXPECT_EQ(r->drafted, 0);
+      }
       if (d.lookup > 0 && !d.mtp) drafted += r->drafted;
       if (d.lookup == 0 && d.mtp) mtp_drafted += r->drafted;
       all_drafted += r->drafted;
