@@ -18,7 +18,8 @@
 // 2a. Forwards of 2–16 tokens (a short follow-up turn): ms each, logits read back. Speculative
 //    drafts (forward_draft of a token and a draft of 1–3, every row's logits to the host, then
 //    keep_draft): ms for the whole run kept (all drafts accepted) and for its first token kept (all
-//    rejected), against the step: the acceptance at which a draft pays.
+//    rejected), against the step: the acceptance at which a draft pays; a verified row drawn on the
+//    device against the row copied to the host (for the host sampler).
 // 2c. With --mtp (the session then keeps its hidden rows for the block), the preset's MTP block
 //    generated on the device: the block over a prefill chunk's K - 1 pairs against the chunk, S steps
 //    each with its block pair (as a session with the block runs them), the draft's pair with its
@@ -117,6 +118,7 @@ int main(int argc, char** argv) {
   int64_t short_tokens = 0;
   for (int k : short_forwards) short_tokens += kShortForwardReps * k;
   for (int T = 2; T <= cuda::DeviceSession::kStepChunkMax; ++T) short_tokens += kShortForwardReps * (T + 1) + T;
+  short_tokens += 2;  // the run of 2 whose rows are drawn on the device
   constexpr int kMtpWindowFill = 130;  // the block's window (128) full before it is timed
   const int64_t mtp_tokens = with_mtp ? chunk + kMtpWindowFill + steps + 2 : 0;
   const int64_t n_ctx = std::max(capacity, ctx + chunk + 3 * steps + 8 + short_tokens + mtp_tokens);
@@ -242,7 +244,28 @@ int main(int argc, char** argv) {
         best = std::min(best, since(ta));
       }
     }
-    if (T == 2) run2_all = kept_all, run2_one = kept_one;
+    if (T == 2) {
+      run2_all = kept_all, run2_one = kept_one;
+      // A verified row drawn where it lives against the row brought to the host for the host sampler.
+      const std::span<const int32_t> run = std::span(tokens).subspan(static_cast<size_t>(s.n()), 2);
+      CHECK(s.forward_draft(run, nullptr));
+      cuda::SamplingRequest sampled;
+      sampled.temperature = 0.8f;
+      sampled.min_p = 0.05f;
+      sampled.u = 0.5;
+      double on_device = 1e30, to_host = 1e30;
+      for (int r = 0; r < kShortForwardReps; ++r) {
+        auto ta = std::chrono::steady_clock::now();
+        CHECK(s.sample_draft_row(sampled, 1).status());
+        on_device = std::min(on_device, since(ta));
+        ta = std::chrono::steady_clock::now();
+        CHECK(s.draft_row(1).status());
+        to_host = std::min(to_host, since(ta));
+      }
+      CHECK(s.keep_draft(2));
+      std::printf("a draft row: drawn on the device (T 0.8, min-p 0.05) %.3f ms; brought to the host %.3f ms (the "
+                  "host sampler's time then comes on top)\n", on_device * 1e3, to_host * 1e3);
+    }
     std::printf("draft run of %d tokens at %lld: all kept %.3f ms (%.3f a token), first kept %.3f ms; the step %.3f: "
                 "pays from %.0f%% of its drafts accepted\n",
                 T, static_cast<long long>(s.n()), kept_all * 1e3, kept_all * 1e3 / T, kept_one * 1e3, step_s * 1e3,

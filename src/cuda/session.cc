@@ -153,7 +153,7 @@ Status DeviceSession::forward_without_logits(std::span<const int32_t> tokens) {
   return evaluate(tokens, nullptr, true);
 }
 
-Status DeviceSession::evaluate(std::span<const int32_t> tokens, float* all_logits, bool no_logits) {
+Status DeviceSession::evaluate(std::span<const int32_t> tokens, float* all_logits, bool no_logits, bool every_row) {
   const model::Config& c = model_->config;
   if (n_ + static_cast<int64_t>(tokens.size()) > state_->n_ctx()) {
     return make_error("cuda forward: " + std::to_string(n_ + static_cast<int64_t>(tokens.size())) +
@@ -168,7 +168,7 @@ Status DeviceSession::evaluate(std::span<const int32_t> tokens, float* all_logit
   if (tokens.empty()) return Status();
   draft_.reset();  // a draft still pending is kept whole
   if (speculative_) {
-    if (tokens.size() == 1 && !all_logits && !no_logits && tokens[0] == speculative_token_) {
+    if (tokens.size() == 1 && !all_logits && !every_row && !no_logits && tokens[0] == speculative_token_) {
       speculative_.reset();  // the step for this token is already queued: commit it
       ++n_;
       host_logits_valid_ = false;
@@ -177,10 +177,11 @@ Status DeviceSession::evaluate(std::span<const int32_t> tokens, float* all_logit
     DSV4_TRY(cancel_speculation());
   }
   host_logits_valid_ = false;
-  const int chunk = all_logits ? state_->max_logits_chunk() : state_->max_chunk();
+  const bool rows = all_logits != nullptr || every_row;
+  const int chunk = rows ? state_->max_logits_chunk() : state_->max_chunk();
   for (size_t off = 0; off < tokens.size(); off += static_cast<size_t>(chunk)) {
     const int T = static_cast<int>(std::min<size_t>(static_cast<size_t>(chunk), tokens.size() - off));
-    DSV4_TRY(run_chunk(tokens.data() + off, T, all_logits != nullptr, no_logits));
+    DSV4_TRY(run_chunk(tokens.data() + off, T, rows, no_logits));
     if (all_logits) {
       const size_t V = static_cast<size_t>(c.n_vocab);
       DSV4_CUDA_TRY(cudaMemcpyAsync(all_logits + off * V, state_->logits_all, sizeof(float) * T * V,
@@ -253,9 +254,9 @@ Status DeviceSession::profile_chunk(std::span<const int32_t> tokens, StageProfil
   return synchronize();
 }
 
-Result<int32_t> DeviceSession::sample(const SamplingRequest& request) {
+Result<int32_t> DeviceSession::sample(const SamplingRequest& request, bool step_ahead) {
   DSV4_TRY(cancel_speculation());
-  if (!speculation_ || n_ >= state_->n_ctx()) return sampler_->sample(state_->logits, request, stream_);
+  if (!step_ahead || !speculation_ || n_ >= state_->n_ctx()) return sampler_->sample(state_->logits, request, stream_);
   // The kernel stores the token in the step's input slot; the checkpoint copies the logits the
   // kernel read before the graph overwrites them.
   DSV4_TRY(sampler_->enqueue(state_->logits, request, state_->tokens, stream_));
@@ -366,8 +367,8 @@ Status DeviceSession::rollback(const Checkpoint& cp) {
 Status DeviceSession::forward_draft(std::span<const int32_t> tokens, float* all_logits) {
   const int T = static_cast<int>(tokens.size());
   if (draft_) return make_error("cuda forward_draft: the previous draft was not settled");
-  if (T < 2 || T > kStepChunkMax || T > state_->max_logits_chunk() || !all_logits) {
-    return make_error("cuda forward_draft: 2 to " + std::to_string(kStepChunkMax) + " tokens and a logits buffer");
+  if (T < 2 || T > kStepChunkMax || T > state_->max_logits_chunk()) {
+    return make_error("cuda forward_draft: 2 to " + std::to_string(kStepChunkMax) + " tokens");
   }
   if (n_ + T > state_->n_ctx()) return make_error("cuda forward_draft: past the session's capacity");
   DSV4_TRY(cancel_speculation());
@@ -379,10 +380,30 @@ Status DeviceSession::forward_draft(std::span<const int32_t> tokens, float* all_
     spans.insert(spans.end(), s.begin(), s.end());
   }
   DSV4_ASSIGN_OR_RETURN(std::unique_ptr<Checkpoint> before, take_checkpoint(std::move(spans)));
-  DSV4_TRY(forward(tokens, all_logits));
+  DSV4_TRY(evaluate(tokens, all_logits, false, true));
   draft_ = std::move(before);
   draft_span_starts_ = std::move(starts);
   return Status();
+}
+
+Result<int32_t> DeviceSession::sample_draft_row(const SamplingRequest& request, int row) {
+  if (!draft_ || row < 0 || row > static_cast<int>(draft_span_starts_.size())) {
+    return make_error("cuda sample_draft_row: no draft, or no such row");
+  }
+  const size_t V = static_cast<size_t>(model_->config.n_vocab);
+  return sampler_->sample(state_->logits_all + static_cast<size_t>(row) * V, request, stream_);
+}
+
+Result<std::vector<float>> DeviceSession::draft_row(int row) const {
+  if (!draft_ || row < 0 || row > static_cast<int>(draft_span_starts_.size())) {
+    return make_error("cuda draft_row: no draft, or no such row");
+  }
+  const size_t V = static_cast<size_t>(model_->config.n_vocab);
+  std::vector<float> out(V);
+  DSV4_CUDA_TRY(cudaMemcpyAsync(out.data(), state_->logits_all + static_cast<size_t>(row) * V, V * sizeof(float),
+                                cudaMemcpyDeviceToHost, stream_));
+  DSV4_CUDA_TRY(cudaStreamSynchronize(stream_));
+  return out;
 }
 
 Status DeviceSession::keep_draft(int k) {

@@ -141,8 +141,9 @@ class DeviceSession {
   Status profile_chunk(std::span<const int32_t> tokens, StageProfile& profile);
 
   // Picks the next token from the device logits (sampling.h); only the token crosses to the host.
-  // With speculation on, the decode step of that token is already queued when this returns.
-  Result<int32_t> sample(const SamplingRequest& request);
+  // With speculation on and step_ahead, the decode step of that token is already queued when this
+  // returns (without step_ahead: a caller that evaluates more than that token next, a draft).
+  Result<int32_t> sample(const SamplingRequest& request, bool step_ahead = true);
   void set_speculation(bool on) { speculation_ = on; }
 
   class Checkpoint {
@@ -171,8 +172,13 @@ class DeviceSession {
   // keep_draft(k) leaves the first k evaluated without evaluating anything again: the rejected
   // tokens' writes that the kept ones read (DeviceState::draft_reject_set) come back from a
   // checkpoint of them taken before the step, the logits from the kept token's row.
+  // all_logits null: the rows stay on the device, for sample_draft_row.
   Status forward_draft(std::span<const int32_t> tokens, float* all_logits);
   Status keep_draft(int k);
+  // Between forward_draft and keep_draft: the token drawn from row `row` of the draft's logits, only
+  // the token to the host; and that row on the host (a draw that needs it there: logprobs).
+  Result<int32_t> sample_draft_row(const SamplingRequest& request, int row);
+  Result<std::vector<float>> draft_row(int row) const;
 
   // The state of the n evaluated positions in the cpu::State snapshot format, and back.
   Result<std::vector<uint8_t>> serialize() const;
@@ -181,7 +187,8 @@ class DeviceSession {
  private:
   DeviceSession(std::shared_ptr<const DeviceModel> model, cpu::SimOptions mode, PrefillMath prefill)
       : model_(std::move(model)), mode_(mode), prefill_(prefill) {}
-  Status evaluate(std::span<const int32_t> tokens, float* all_logits, bool no_logits);
+  // every_row: every token's logits in state.logits_all even without a host copy (all_logits null).
+  Status evaluate(std::span<const int32_t> tokens, float* all_logits, bool no_logits, bool every_row = false);
   Status run_chunk(const int32_t* tokens, int T, bool all_logits, bool no_logits);
   Status upload_position(int64_t n) const;
   Status upload_window_start(int64_t n);

@@ -47,8 +47,10 @@ class BackendState {
   virtual std::span<const float> logits() const = 0;
   // Samples from those logits with the sampler's parameters, PRNG and history (which it
   // updates), exactly as sampler.sample(logits(), mode) would. Backends that sample where the
-  // logits live override it.
-  virtual Result<Sample> sample(Sampler& sampler, Sampler::Mode mode) {
+  // logits live override it. step_ahead: the backend may start evaluating the drawn token before
+  // it is asked to (false: more than that token follows, a draft).
+  virtual Result<Sample> sample(Sampler& sampler, Sampler::Mode mode, bool step_ahead) {
+    (void)step_ahead;
     return sampler.sample(logits(), mode);
   }
 
@@ -69,6 +71,14 @@ class BackendState {
   virtual Status keep_draft(int64_t k) {
     (void)k;
     return make_error("keep_draft: not supported by this backend");
+  }
+  // Between forward_draft and keep_draft: the token drawn from row `row` of the draft's logits where
+  // they live (forward_draft may then be given no host buffer), exactly as sampler.sample of that row.
+  virtual Result<Sample> sample_draft_row(Sampler& sampler, Sampler::Mode mode, int64_t row) {
+    (void)sampler;
+    (void)mode;
+    (void)row;
+    return make_error("sample_draft_row: not supported by this backend");
   }
 
   // The MTP block (MODEL.md §10), where the model was loaded with one: after each forward() the

@@ -100,32 +100,17 @@ class CudaState final : public BackendState {
   ReportedChunks reported_chunks() const override { return {s_->max_chunk(), s_->max_chunk()}; }
   std::span<const float> logits() const override { return s_->logits(); }
 
-  Result<Sample> sample(Sampler& sampler, Sampler::Mode mode) override {
-    const SamplingParams& p = sampler.params();
-    if (p.logprobs) return sampler.sample(logits(), mode);  // logprobs are computed on the host
-    cuda::SamplingRequest r;
-    r.raw_greedy = mode == Sampler::Mode::kRawGreedy;
-    r.temperature = p.temperature;
-    r.top_p = p.top_p;
-    r.min_p = p.min_p;
-    r.top_k = p.top_k;
-    r.presence_penalty = p.presence_penalty;
-    r.frequency_penalty = p.frequency_penalty;
-    std::vector<uint32_t> counts;
-    if (!r.raw_greedy && (p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f)) {
-      r.history = sampler.history();
-      counts.reserve(r.history.size());
-      for (int32_t t : r.history) counts.push_back(sampler.count(t));
-      r.history_counts = counts;
-    }
-    // The draw happens exactly where the host sampler would draw it.
-    if (!r.raw_greedy && p.temperature != 0.0f) r.u = sampler.rng().uniform();
-    DSV4_ASSIGN_OR_RETURN(int32_t token, s_->sample(r));
-    if (token < 0) return make_error("sampler: no finite logit");
-    sampler.accept(token);
-    Sample out;
-    out.token = token;
-    return out;
+  Result<Sample> sample(Sampler& sampler, Sampler::Mode mode, bool step_ahead) override {
+    return draw(sampler, mode, [&](const cuda::SamplingRequest& r) { return s_->sample(r, step_ahead); },
+                [&]() -> Result<std::vector<float>> {
+                  const std::span<const float> l = logits();
+                  return std::vector<float>(l.begin(), l.end());
+                });
+  }
+  Result<Sample> sample_draft_row(Sampler& sampler, Sampler::Mode mode, int64_t row) override {
+    const int r = static_cast<int>(row);
+    return draw(sampler, mode, [&](const cuda::SamplingRequest& q) { return s_->sample_draft_row(q, r); },
+                [&]() { return s_->draft_row(r); });
   }
 
   // Multi-token steps of up to kStepChunkMax tokens replay graphs on the decode step's kernels,
@@ -189,6 +174,40 @@ class CudaState final : public BackendState {
   }
 
  private:
+  // A draw with the sampler's parameters, PRNG and history where the logits live (`on_device`), or
+  // from the logits brought to the host (`on_host`) where the draw needs them there (logprobs).
+  template <class OnDevice, class OnHost>
+  static Result<Sample> draw(Sampler& sampler, Sampler::Mode mode, OnDevice on_device, OnHost on_host) {
+    const SamplingParams& p = sampler.params();
+    if (p.logprobs) {
+      DSV4_ASSIGN_OR_RETURN(const std::vector<float> host, on_host());
+      return sampler.sample(host, mode);
+    }
+    cuda::SamplingRequest r;
+    r.raw_greedy = mode == Sampler::Mode::kRawGreedy;
+    r.temperature = p.temperature;
+    r.top_p = p.top_p;
+    r.min_p = p.min_p;
+    r.top_k = p.top_k;
+    r.presence_penalty = p.presence_penalty;
+    r.frequency_penalty = p.frequency_penalty;
+    std::vector<uint32_t> counts;
+    if (!r.raw_greedy && (p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f)) {
+      r.history = sampler.history();
+      counts.reserve(r.history.size());
+      for (int32_t t : r.history) counts.push_back(sampler.count(t));
+      r.history_counts = counts;
+    }
+    // The draw happens exactly where the host sampler would draw it.
+    if (!r.raw_greedy && p.temperature != 0.0f) r.u = sampler.rng().uniform();
+    DSV4_ASSIGN_OR_RETURN(int32_t token, on_device(r));
+    if (token < 0) return make_error("sampler: no finite logit");
+    sampler.accept(token);
+    Sample out;
+    out.token = token;
+    return out;
+  }
+
   std::unique_ptr<cuda::DeviceSession> s_;
   std::unique_ptr<CudaBlock> mtp_;  // with the MTP block; destroyed first (it works on s_'s stream)
   int64_t draft_start_ = 0;         // forward_draft's first position

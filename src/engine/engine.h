@@ -129,8 +129,16 @@ class Session {
   // tokens.size()), its state and logits bit-identical to evaluating only those. Between the two
   // calls nothing else may be called. On error in eval_draft the session is unchanged; on error
   // in keep_draft it holds a consistent prefix of them.
+  // all_logits null: the rows stay where the session keeps them (on the CUDA backend, the device),
+  // and sample_draft_row draws from row i of them exactly as sampler.sample of that row would.
   virtual Status eval_draft(std::span<const int32_t> tokens, float* all_logits) = 0;
   virtual Status keep_draft(size_t k) = 0;
+  virtual Result<Sample> sample_draft_row(Sampler& sampler, Sampler::Mode mode, size_t row) {
+    (void)sampler;
+    (void)mode;
+    (void)row;
+    return make_error("sample_draft_row: the session keeps no draft rows");
+  }
   // The length of run eval_draft should take when up to `most` tokens could be (1 ≤ result ≤
   // most; eval_draft refuses runs of another length): within the backend's runs whose logits are
   // bit-identical to single steps (4 tokens on the CUDA backend), cut where that costs nothing.
@@ -150,8 +158,11 @@ class Session {
   // Samples the next token from those logits with `sampler` (parameters, PRNG, history, all
   // updated) exactly as sampler.sample(logits(), mode) does, but where the logits live: on the
   // CUDA backend only the token id crosses to the host (logprobs fall back to the host).
-  // An error before the first eval.
-  virtual Result<Sample> sample(Sampler& sampler, Sampler::Mode mode = Sampler::Mode::kParams) {
+  // step_ahead: the session may start evaluating the drawn token before eval() asks (the CUDA
+  // backend's speculative step); false when a draft will follow it. An error before the first eval.
+  virtual Result<Sample> sample(Sampler& sampler, Sampler::Mode mode = Sampler::Mode::kParams,
+                                bool step_ahead = true) {
+    (void)step_ahead;
     return sampler.sample(logits(), mode);
   }
   virtual const std::vector<int32_t>& tokens() const = 0;

@@ -32,7 +32,7 @@ class BackendSession final : public Session {
 
   Status eval_draft(std::span<const int32_t> tokens, float* all_logits) override {
     if (draft_ || backend_draft_) return make_error("eval_draft: the previous draft was not settled by keep_draft");
-    if (tokens.empty() || !all_logits) return make_error("eval_draft: no tokens or no logits buffer");
+    if (tokens.empty()) return make_error("eval_draft: no tokens");
     const int64_t run = static_cast<int64_t>(tokens.size());
     if (state_->draft_run_length(run) != run) {
       return make_error("eval_draft: a run of " + std::to_string(run) + " tokens, where the backend takes " +
@@ -42,7 +42,14 @@ class BackendSession final : public Session {
       return make_error("context full: " + std::to_string(tokens_.size()) + " + " + std::to_string(tokens.size()) +
                         " draft tokens exceed the session's " + std::to_string(n_ctx_));
     }
-    if (state_->keeps_draft_prefix() && tokens.size() > 1) {
+    // Rows the caller does not take stay with the backend that keeps them, else here.
+    const bool native = state_->keeps_draft_prefix() && tokens.size() > 1;
+    draft_rows_.clear();
+    if (!all_logits && !native) {
+      draft_rows_.resize(tokens.size() * static_cast<size_t>(n_vocab_));
+      all_logits = draft_rows_.data();
+    }
+    if (native) {
       DSV4_TRY(state_->forward_draft(tokens, all_logits));
       backend_draft_ = true;
     } else {
@@ -54,6 +61,16 @@ class BackendSession final : public Session {
     draft_tokens_.assign(tokens.begin(), tokens.end());
     tokens_.insert(tokens_.end(), tokens.begin(), tokens.end());
     return Status();
+  }
+
+  Result<Sample> sample_draft_row(Sampler& sampler, Sampler::Mode mode, size_t row) override {
+    if ((!draft_ && !backend_draft_) || row >= draft_tokens_.size()) {
+      return make_error("sample_draft_row: no draft, or no such row");
+    }
+    if (backend_draft_) return state_->sample_draft_row(sampler, mode, static_cast<int64_t>(row));
+    if (draft_rows_.empty()) return make_error("sample_draft_row: the draft's rows went to the caller");
+    const size_t V = static_cast<size_t>(n_vocab_);
+    return sampler.sample(std::span<const float>(draft_rows_).subspan(row * V, V), mode);
   }
 
   Status keep_draft(size_t k) override {
@@ -115,9 +132,9 @@ class BackendSession final : public Session {
   std::span<const float> logits() const override {
     return tokens_.empty() ? std::span<const float>() : state_->logits();
   }
-  Result<Sample> sample(Sampler& sampler, Sampler::Mode mode) override {
+  Result<Sample> sample(Sampler& sampler, Sampler::Mode mode, bool step_ahead) override {
     if (tokens_.empty()) return make_error("sample: the session has evaluated no token yet");
-    return state_->sample(sampler, mode);
+    return state_->sample(sampler, mode, step_ahead);
   }
   const std::vector<int32_t>& tokens() const override { return tokens_; }
   int64_t n_ctx() const override { return n_ctx_; }
@@ -209,6 +226,7 @@ class BackendSession final : public Session {
   std::unique_ptr<BackendCheckpoint> draft_;  // or, where the backend drops the tail itself:
   bool backend_draft_ = false;
   std::vector<int32_t> draft_tokens_;
+  std::vector<float> draft_rows_;  // the draft's rows when the caller took none and the backend keeps none
 };
 
 }  // namespace

@@ -165,21 +165,18 @@ Result<GenerateResult> Generator::generate(engine::Session& session, const Gener
   std::optional<NgramDrafter> drafter;
   if (lookup) drafter.emplace(session.tokens());
   DraftLength draft_length;
-  std::vector<float> run_logits;
-  const size_t V = session.logits().size();
   int64_t step = 0;                 // tokens sampled
   std::optional<int32_t> unevaluated;  // sampled, taken, not yet evaluated
-  // The next token, drawn from `row` (a draft run's logits), else from the session's logits: on
-  // the host where `host`, else where the session keeps them. Nothing when the generation ends
-  // before it (cancelled, an error) or with it (take).
-  auto draw = [&](const float* row, bool host) -> std::optional<int32_t> {
+  // The next token, drawn where the session keeps the logits: from row `row` of a draft run's, else
+  // from the last token's (step_ahead: the session may start evaluating it). Nothing when the
+  // generation ends before it (cancelled, an error) or with it (take).
+  auto draw = [&](std::optional<size_t> row, bool step_ahead) -> std::optional<int32_t> {
     if (callbacks.should_cancel && callbacks.should_cancel()) {
       result.finish = Finish::kCancelled;
       return std::nullopt;
     }
-    Result<engine::Sample> sample = row    ? sampler.sample(std::span<const float>(row, V), sample_mode())
-                                    : host ? sampler.sample(session.logits(), sample_mode())
-                                           : session.sample(sampler, sample_mode());
+    Result<engine::Sample> sample = row ? session.sample_draft_row(sampler, sample_mode(), *row)
+                                        : session.sample(sampler, sample_mode(), step_ahead);
     if (!sample.ok()) {
       fail(sample.status());
       return std::nullopt;
@@ -194,11 +191,11 @@ Result<GenerateResult> Generator::generate(engine::Session& session, const Gener
     const int allowed = drafting ? draft_length.next(most_drafted) : 0;
     if (!unevaluated) {
       if (step >= budget) break;
-      // Where a draft is likely to follow (the context's last n-gram occurred before), on the host:
-      // a backend that samples on its device queues the sampled token's step at once, which a
-      // draft would then have to undo.
+      // Where a draft is likely to follow (the context's last n-gram occurred before, or the MTP
+      // block guesses), no step ahead: a backend that samples on its device would queue the sampled
+      // token's step at once, which the draft's run would then have to undo.
       const bool draft_likely = allowed > 0 && (mtp || !drafter->propose(1).empty());
-      unevaluated = draw(nullptr, draft_likely);
+      unevaluated = draw(std::nullopt, !draft_likely);
       if (!unevaluated) break;
     }
     const int32_t token = *unevaluated;
@@ -231,9 +228,8 @@ Result<GenerateResult> Generator::generate(engine::Session& session, const Gener
     }
 
     // The draft: run[0] and run[1..] evaluated at once; the sampler takes the logits that follow
-    // run[i] while it draws run[i + 1] (accepted: already evaluated).
-    run_logits.resize(run.size() * V);
-    if (Status s = session.eval_draft(run, run_logits.data()); !s.ok()) {
+    // run[i] where the session keeps them while it draws run[i + 1] (accepted: already evaluated).
+    if (Status s = session.eval_draft(run, nullptr); !s.ok()) {
       fail(s);
       break;
     }
@@ -244,7 +240,7 @@ Result<GenerateResult> Generator::generate(engine::Session& session, const Gener
         done = true;
         break;
       }
-      const std::optional<int32_t> token = draw(run_logits.data() + i * V, /*host=*/true);
+      const std::optional<int32_t> token = draw(i, false);
       if (!token) {
         done = true;
         break;

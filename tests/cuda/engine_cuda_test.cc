@@ -152,6 +152,52 @@ TEST(CudaEngine, SessionSampleMatchesTheHostSampler) {
   }
 }
 
+// A draft's rows drawn on the device (eval_draft without a host buffer, then sample_draft_row) give
+// the host sampler's tokens for the same rows, with the same PRNG draws and penalty history; and a
+// draw without a step ahead leaves nothing queued that the draft would have to undo.
+TEST(CudaEngine, DraftRowsDrawnOnTheDeviceMatchTheHostSampler) {
+  auto gpu = load(Backend::kCuda, Mode::kOfficial);
+  ASSERT_TRUE(gpu);
+  const int64_t V = gpu->config().n_vocab;
+  engine::SamplingParams p;
+  p.temperature = 0.9f;
+  p.min_p = 0.02f;
+  p.presence_penalty = 0.4f;
+  p.seed = 99;
+  engine::Sampler device_side = *engine::Sampler::create(static_cast<int32_t>(V), p);
+  engine::Sampler host_side = *engine::Sampler::create(static_cast<int32_t>(V), p);
+  auto on_device = *gpu->new_session(128), on_host = *gpu->new_session(128);
+  const std::vector<int32_t> prompt = tokens(24, V, 9);
+  ASSERT_TRUE(on_device->eval(prompt).ok());
+  ASSERT_TRUE(on_host->eval(prompt).ok());
+  for (int round = 0; round < 6; ++round) {
+    SCOPED_TRACE(round);
+    Result<engine::Sample> first = on_device->sample(device_side, engine::Sampler::Mode::kParams, false);
+    Result<engine::Sample> first_host = host_side.sample(on_host->logits());
+    ASSERT_TRUE(first.ok() && first_host.ok());
+    ASSERT_EQ(first->token, first_host->token);
+    const std::vector<int32_t> run{first->token, static_cast<int32_t>((round * 31 + 7) % V)};
+    std::vector<float> rows(run.size() * static_cast<size_t>(V));
+    ASSERT_TRUE(on_device->eval_draft(run, nullptr).ok());
+    ASSERT_TRUE(on_host->eval_draft(run, rows.data()).ok());
+    size_t kept = 1;
+    for (size_t i = 0; i < run.size(); ++i) {
+      Result<engine::Sample> got = on_device->sample_draft_row(device_side, engine::Sampler::Mode::kParams, i);
+      Result<engine::Sample> want =
+          host_side.sample(std::span<const float>(rows).subspan(i * static_cast<size_t>(V), static_cast<size_t>(V)));
+      ASSERT_TRUE(got.ok() && want.ok());
+      ASSERT_EQ(got->token, want->token) << "row " << i;
+      if (i + 1 < run.size() && got->token == run[i + 1]) {
+        kept = i + 2;
+        continue;
+      }
+      break;
+    }
+    ASSERT_TRUE(on_device->keep_draft(kept).ok());
+    ASSERT_TRUE(on_host->keep_draft(kept).ok());
+  }
+}
+
 // The speculative decode step (cuda/session.h) through the engine, as the generator drives it:
 // requests that generate until a stop token (sampled, not evaluated) or max tokens, each followed
 // by the next request on the same session (prefix reuse, or a rollback to an edited prefix), the

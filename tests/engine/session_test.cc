@@ -98,6 +98,38 @@ TEST_F(SessionTest, DraftsKeepExactlyTheirPrefix) {
   }
 }
 
+// A draft whose rows stay with the session: sample_draft_row draws from row i as the sampler
+// would from that row (greedy and sampled, the same PRNG draws), and only between eval_draft and
+// keep_draft, for rows of the draft the caller did not take.
+TEST_F(SessionTest, DraftRowsDrawnWhereTheSessionKeepsThem) {
+  auto engine = load();
+  const std::vector<int32_t> prompt = tokens(20), draft = tokens(3, 5);
+  const size_t V = 512;
+  for (float temperature : {0.0f, 0.9f}) {
+    SCOPED_TRACE(temperature);
+    SamplingParams params;
+    params.temperature = temperature;
+    params.seed = 3;
+    Sampler kept_here = *Sampler::create(V, params), from_rows = *Sampler::create(V, params);
+    auto a = *engine->new_session(64), b = *engine->new_session(64);
+    ASSERT_TRUE(a->eval(prompt).ok());
+    ASSERT_TRUE(b->eval(prompt).ok());
+    std::vector<float> rows(draft.size() * V);
+    ASSERT_TRUE(a->eval_draft(draft, nullptr).ok());
+    ASSERT_TRUE(b->eval_draft(draft, rows.data()).ok());
+    for (size_t i = 0; i < draft.size(); ++i) {
+      Result<Sample> got = a->sample_draft_row(kept_here, Sampler::Mode::kParams, i);
+      Result<Sample> want = from_rows.sample(std::span<const float>(rows).subspan(i * V, V));
+      ASSERT_TRUE(got.ok()) << got.error().message;
+      EXPECT_EQ(got->token, want->token) << "row " << i;
+    }
+    EXPECT_FALSE(a->sample_draft_row(kept_here, Sampler::Mode::kParams, draft.size()).ok());
+    EXPECT_FALSE(b->sample_draft_row(from_rows, Sampler::Mode::kParams, 0).ok());  // the caller took them
+    ASSERT_TRUE(a->keep_draft(2).ok());
+    EXPECT_FALSE(a->sample_draft_row(kept_here, Sampler::Mode::kParams, 0).ok());  // settled
+  }
+}
+
 // keep_draft without a draft, a second draft before the first is settled, k out of range, and a
 // draft past the context are errors; the last leaves the session as it was.
 TEST_F(SessionTest, DraftMisuseIsAnError) {

@@ -43,15 +43,28 @@ class ScriptedSession final : public engine::Session {
   }
   // The script does not depend on the tokens: the logits after each draft token are those of its
   // position.
+  // The rows stay here when the caller takes none (sample_draft_row).
   Status eval_draft(std::span<const int32_t> tokens, float* all_logits) override {
     draft_ = tokens.size();
+    rows_.clear();
     for (int32_t t : tokens) {
       tokens_.push_back(t);
       update_logits();
-      std::copy(logits_.begin(), logits_.end(), all_logits);
-      all_logits += logits_.size();
+      if (all_logits) {
+        std::copy(logits_.begin(), logits_.end(), all_logits);
+        all_logits += logits_.size();
+      } else {
+        rows_.insert(rows_.end(), logits_.begin(), logits_.end());
+      }
     }
     return Status();
+  }
+  Result<engine::Sample> sample_draft_row(engine::Sampler& sampler, engine::Sampler::Mode mode,
+                                          size_t row) override {
+    if (draft_ == 0 || row >= draft_ || rows_.empty()) return make_error("sample_draft_row: no such row");
+    return sampler.sample(std::span<const float>(rows_).subspan(row * static_cast<size_t>(vocab_),
+                                                                static_cast<size_t>(vocab_)),
+                          mode);
   }
   Status keep_draft(size_t k) override {
     if (k < 1 || k > draft_) return make_error("keep_draft out of range");
@@ -106,6 +119,7 @@ class ScriptedSession final : public engine::Session {
   int64_t n_ctx_;
   std::vector<float> logits_;
   size_t draft_ = 0;
+  std::vector<float> rows_;  // the draft's logits when the caller took none
   std::vector<Draft> drafts_;
   bool mtp_ = false;
   int mtp_guesses_ = 0;
