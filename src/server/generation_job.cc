@@ -147,10 +147,14 @@ void GenerationJob::run_request(const std::atomic<bool>& cancelled) {
   m.generated_tokens = static_cast<int64_t>(g.tokens.size());
   m.decode_seconds = g.decode_seconds;
   m.disk_stores = pre.disk_stores + decode_stores;
+  m.drafted_tokens = g.drafted;
+  m.draft_accepted = g.draft_accepted;
   ctx_.metrics.count_generation(m);
+  const std::string drafts =
+      g.drafted > 0 ? ", drafts " + std::to_string(g.draft_accepted) + " of " + std::to_string(g.drafted) + " kept" : "";
   log::info(output_.id, ": ", api_name(output_.api), " prompt ", n_prompt, " tokens (", rung_name(pre.rung), ", cached ",
             pre.cached, ", evaluated ", pre.evaluated, " in ", prefill_s, " s), generated ", g.tokens.size(), " in ",
-            g.decode_seconds, " s, finish ", generation::finish_name(g.finish),
+            g.decode_seconds, " s", drafts, ", finish ", generation::finish_name(g.finish),
             g.error.empty() ? "" : " (" + g.error + ")");
   if (g.finish == generation::Finish::kCancelled) return cancelled_here("during generation");
 

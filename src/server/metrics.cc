@@ -64,6 +64,8 @@ void Metrics::count_generation(const Generation& g) {
   prefill_seconds_ += g.prefill_seconds;
   decode_seconds_ += g.decode_seconds;
   disk_stores_ += static_cast<uint64_t>(g.disk_stores);
+  drafted_ += static_cast<uint64_t>(g.drafted_tokens);
+  draft_accepted_ += static_cast<uint64_t>(g.draft_accepted);
   if (g.evaluated_tokens > 0 && g.prefill_seconds > 0) last_prefill_tps_ = g.evaluated_tokens / g.prefill_seconds;
   if (g.generated_tokens > 0 && g.decode_seconds > 0) last_decode_tps_ = g.generated_tokens / g.decode_seconds;
 }
@@ -105,6 +107,10 @@ std::string Metrics::render(size_t queue_depth, bool busy) const {
          last_decode_tps_);
   metric(out, "dsv4_kv_disk_stores_total", "counter", "Files written to the disk KV cache.",
          static_cast<double>(disk_stores_));
+  metric(out, "dsv4_draft_tokens_total", "counter", "Speculative draft tokens verified (--draft, --mtp).",
+         static_cast<double>(drafted_));
+  metric(out, "dsv4_draft_accepted_tokens_total", "counter", "Draft tokens the sampler drew as drafted.",
+         static_cast<double>(draft_accepted_));
   metric(out, "dsv4_requests_cancelled_total", "counter", "Generations stopped because the client went away.",
          static_cast<double>(cancelled_));
   metric(out, "dsv4_queue_depth", "gauge", "Requests waiting for the engine.", static_cast<double>(queue_depth));

@@ -32,6 +32,8 @@ class Metrics {
     int64_t generated_tokens = 0;
     double decode_seconds = 0;
     int64_t disk_stores = 0;
+    int64_t drafted_tokens = 0;   // speculative draft tokens evaluated (--draft, --mtp)
+    int64_t draft_accepted = 0;   // of them, drawn by the sampler as drafted
   };
   void count_generation(const Generation& g);
   void count_cancelled();
@@ -48,6 +50,7 @@ class Metrics {
   double prefill_seconds_ = 0, decode_seconds_ = 0;
   double last_prefill_tps_ = 0, last_decode_tps_ = 0;
   uint64_t disk_stores_ = 0;
+  uint64_t drafted_ = 0, draft_accepted_ = 0;
   uint64_t cancelled_ = 0;
 };
 

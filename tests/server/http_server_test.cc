@@ -33,6 +33,34 @@ class HttpServerTest : public ::testing::Test {
   TestServer server;
 };
 
+// With drafts (--draft), a request whose prompt repeats has drafts verified: /metrics counts them
+// and the ones kept (at most as many), and without drafts both stay 0.
+TEST(HttpServerDrafts, DraftsAreCounted) {
+  std::string words;
+  for (int i = 0; i < 6; ++i) words += "alpha beta gamma delta epsilon zeta ";
+  const std::string body = R"({"model":"deepseek-v4-flash","messages":[{"role":"user","content":")" + words +
+                           R"("}],"max_tokens":48,"thinking":false,"temperature":0})";
+  for (int draft : {0, 3}) {
+    SCOPED_TRACE(draft);
+    TestServerOptions o;
+    o.draft_tokens = draft;
+    TestServer server(o);
+    auto c = server.client();
+    auto r = c.Post("/v1/chat/completions", body, kJsonType);
+    ASSERT_TRUE(r);
+    ASSERT_EQ(r->status, 200) << r->body;
+    const std::string m = server.metrics().render(0, false);
+    const double drafted = testing::metric(m, "dsv4_draft_tokens_total");
+    const double kept = testing::metric(m, "dsv4_draft_accepted_tokens_total");
+    if (draft == 0) {
+      EXPECT_EQ(drafted, 0);
+    } else {
+      EXPECT_GT(drafted, 0);
+    }
+    EXPECT_LE(kept, drafted);
+  }
+}
+
 TEST_F(HttpServerTest, HealthModelsAndMetrics) {
   auto c = server.client();
   auto health = c.Get("/health");

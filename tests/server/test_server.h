@@ -39,6 +39,7 @@ struct TestServerOptions {
   StoreTriggerOptions triggers;
   int64_t default_max_tokens = 64;
   std::chrono::milliseconds prefill_comment_interval{5000};
+  int draft_tokens = 0;  // --draft
 };
 
 class TestServer {
@@ -57,6 +58,7 @@ class TestServer {
     context_ = std::make_unique<EngineContext>(EngineContext{*cache_, *generator_, *model_.tokenizer, metrics_});
     context_->default_max_tokens = o.default_max_tokens;
     context_->prefill_comment_interval = o.prefill_comment_interval;
+    context_->draft_tokens = o.draft_tokens;
     scheduler_ = std::make_unique<Scheduler>(o.max_queue);
     HttpOptions h;
     h.port = 0;
