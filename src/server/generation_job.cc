@@ -150,8 +150,9 @@ void GenerationJob::run_request(const std::atomic<bool>& cancelled) {
   m.drafted_tokens = g.drafted;
   m.draft_accepted = g.draft_accepted;
   ctx_.metrics.count_generation(m);
-  const std::string drafts =
-      g.drafted > 0 ? ", drafts " + std::to_string(g.draft_accepted) + " of " + std::to_string(g.drafted) + " kept" : "";
+  const std::string drafts = g.drafted > 0 ? ", drafts " + std::to_string(g.draft_accepted) + " of " +
+                                                 std::to_string(g.drafted) + " kept"
+                                           : "";
   log::info(output_.id, ": ", api_name(output_.api), " prompt ", n_prompt, " tokens (", rung_name(pre.rung), ", cached ",
             pre.cached, ", evaluated ", pre.evaluated, " in ", prefill_s, " s), generated ", g.tokens.size(), " in ",
             g.decode_seconds, " s", drafts, ", finish ", generation::finish_name(g.finish),

@@ -54,7 +54,8 @@ std::vector<double> plain_project(const model::Tensor& w, const std::vector<doub
   const int64_t n = w.ne(0), m = w.ne(1);
   std::vector<double> y(static_cast<size_t>(m), 0.0);
   for (int64_t o = 0; o < m; ++o) {
-    for (int64_t i = 0; i < n; ++i) y[static_cast<size_t>(o)] += wf[static_cast<size_t>(o * n + i)] * x[static_cast<size_t>(i)];
+    double& yo = y[static_cast<size_t>(o)];
+    for (int64_t i = 0; i < n; ++i) yo += wf[static_cast<size_t>(o * n + i)] * x[static_cast<size_t>(i)];
   }
   return y;
 }
