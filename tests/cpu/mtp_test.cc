@@ -22,17 +22,7 @@ using testing::test_tokens;
 const model::Model& tiny_with_block() { return testing::synthetic_model_with_block("tiny"); }
 
 // Fresh hyper-connection states of the main model's scale (its final streams are O(1)).
-std::vector<float> random_hidden(int64_t n, uint64_t seed) {
-  std::vector<float> h(static_cast<size_t>(n));
-  uint64_t x = seed * 0x9e3779b97f4a7c15ull + 3;
-  for (float& v : h) {
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    v = static_cast<float>(static_cast<double>(x >> 11) / 9007199254740992.0 * 4.0 - 2.0);
-  }
-  return h;
-}
+std::vector<float> random_hidden(int64_t n, uint64_t seed) { return testing::test_values(n, -2.0f, 2.0f, seed); }
 
 State block_state(const model::MtpModel& mtp, int64_t n_ctx = 64) {
   return State::create(mtp.block.config, n_ctx).value();
