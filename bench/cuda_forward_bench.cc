@@ -28,12 +28,13 @@
 //    acceptance where they pay.
 // 2b. S greedy decode steps as a generator runs them (sample on the device, then forward the
 //    token), without and with the speculative step (cuda/session.h): ms/token, the host's time
-//    inside sample() and forward(), and the excess over the graph replay; the sampling kernel's
-//    time for four kinds of request; the D2D time of one whole-region checkpoint (the engine's;
-//    a speculative step copies only its write set, DeviceState::step_write_set).
+//    inside sample() and forward(), the excess over S graph replays just before them and each
+//    loop's longest token; the sampling kernel's time for four kinds of request; the D2D time of
+//    one whole-region checkpoint (the engine's; a speculative step copies only its write set,
+//    DeviceState::step_write_set).
 // 3. One decode step without the graph, an event after each stage of every layer: milliseconds
 //    per stage (launch gaps included, which the graph removes), and the sum against the graph's
-//    step time.
+//    step time; then the three steps around the next end of a 128-token window, each against it.
 // The profiler range (cudaProfilerStart/Stop, for ncu --profile-from-start off) covers the step of
 // 3, or with --profiler-range chunk the chunk of 1b.
 #include <cuda_profiler_api.h>
@@ -67,6 +68,9 @@ using namespace dsv4;
       std::exit(1);                                                                       \
     }                                                                                     \
   } while (0)
+
+// The flash presets' longest compression window (compress_ratios 128).
+constexpr int64_t kLongestRatio = 128;
 
 double since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
@@ -121,7 +125,8 @@ int main(int argc, char** argv) {
   short_tokens += 2;  // the run of 2 whose rows are drawn on the device
   constexpr int kMtpWindowFill = 130;  // the block's window (128) full before it is timed
   const int64_t mtp_tokens = with_mtp ? chunk + kMtpWindowFill + steps + 2 : 0;
-  const int64_t n_ctx = std::max(capacity, ctx + chunk + 3 * steps + 8 + short_tokens + mtp_tokens);
+  const int64_t n_ctx =
+      std::max(capacity, ctx + chunk + 4 * steps + 8 + short_tokens + mtp_tokens + kLongestRatio + 3);
   auto t0 = std::chrono::steady_clock::now();
   auto session = cuda::DeviceSession::create(model, n_ctx, cpu::SimOptions::official(), static_cast<int>(chunk),
                                              prefill, with_mtp);
@@ -173,14 +178,19 @@ int main(int argc, char** argv) {
     for (const auto& [stage, ms] : *totals) std::printf("  %-34s %8.3f ms  %5.1f%%\n", stage.c_str(), ms, 100.0 * ms / sum);
   }
 
-  // One step to warm up, then time replays; logits() waits for the device.
-  const int64_t at = ctx + chunk;
-  CHECK(s.forward(std::span(tokens).subspan(static_cast<size_t>(at), 1), nullptr));
-  (void)s.logits();
-  t0 = std::chrono::steady_clock::now();
-  for (int64_t i = 1; i <= steps; ++i) CHECK(s.forward(std::span(tokens).subspan(static_cast<size_t>(at + i), 1), nullptr));
-  (void)s.logits();
-  const double step_s = since(t0) / static_cast<double>(steps);
+  // One step to warm up, then S graph replays from the session's position: seconds a step
+  // (logits() waits for the device).
+  auto time_replays = [&]() {
+    CHECK(s.forward(std::span(tokens).subspan(static_cast<size_t>(s.n()), 1), nullptr));
+    (void)s.logits();
+    const auto start = std::chrono::steady_clock::now();
+    for (int64_t i = 0; i < steps; ++i) {
+      CHECK(s.forward(std::span(tokens).subspan(static_cast<size_t>(s.n()), 1), nullptr));
+    }
+    (void)s.logits();
+    return since(start) / static_cast<double>(steps);
+  };
+  const double step_s = time_replays();
   const double bytes = static_cast<double>(cuda::decode_step_bytes(*model, s.n()));
   std::printf("decode (graph) at %lld: %.3f ms/token, %.1f tokens/s, %.0f GB/s = %.1f%% of copy (%.2f GB per step)\n",
               static_cast<long long>(s.n()), step_s * 1e3, 1.0 / step_s, bytes / step_s / 1e9,
@@ -334,11 +344,18 @@ int main(int argc, char** argv) {
                 1.0 / per_token, step_s / per_token, 100.0 * even);
   }
 
+  // The generator's loops below against replays at their own positions (a step's time depends on
+  // where it is: compressor windows, the attention's rows).
+  const double step_here_s = time_replays();
+  std::printf("decode (graph) at %lld, where the loops below run: %.3f ms/token\n", static_cast<long long>(s.n()),
+              step_here_s * 1e3);
   cuda::SamplingRequest greedy;
   greedy.temperature = 0.0f;
   for (bool speculate : {false, true}) {
     s.set_speculation(speculate);
     double in_sample = 0, in_forward = 0;
+    double slowest = 0;  // the longest token of the loop, and its position
+    int64_t slowest_at = 0;
     t0 = std::chrono::steady_clock::now();
     for (int64_t i = 0; i < steps; ++i) {
       const auto ta = std::chrono::steady_clock::now();
@@ -348,6 +365,7 @@ int main(int argc, char** argv) {
       CHECK(s.forward(std::span(&*token, 1), nullptr));
       in_sample += std::chrono::duration<double>(tb - ta).count();
       in_forward += since(tb);
+      if (since(ta) > slowest) slowest = since(ta), slowest_at = s.n() - 1;
     }
     (void)s.logits();
     const double loop_s = since(t0) / static_cast<double>(steps);
@@ -355,7 +373,9 @@ int main(int argc, char** argv) {
                 "sample() %.3f ms, in forward() %.3f ms; %.3f ms over the graph replay\n",
                 speculate ? "on" : "off", static_cast<long long>(s.n()), loop_s * 1e3, 1.0 / loop_s,
                 in_sample / static_cast<double>(steps) * 1e3, in_forward / static_cast<double>(steps) * 1e3,
-                (loop_s - step_s) * 1e3);
+                (loop_s - step_here_s) * 1e3);
+    std::printf("  its longest token: %.3f ms (a token's sample() waits for the step before it, at %lld)\n",
+                slowest * 1e3, static_cast<long long>(slowest_at - 1));
   }
   {
     // The sampling kernel alone on this step's logits (it runs between two steps), each request
@@ -437,5 +457,32 @@ int main(int argc, char** argv) {
   for (const auto& [stage, ms] : *totals) sum += ms;
   std::printf("one decode step without the graph: %.3f ms (graph: %.3f ms)\n", sum, step_s * 1e3);
   for (const auto& [stage, ms] : *totals) std::printf("  %-34s %8.3f ms  %5.1f%%\n", stage.c_str(), ms, 100.0 * ms / sum);
+
+  // The steps around the next window end of the longest compressor (kLongestRatio tokens: the
+  // step at position p emits a row when p + 1 is a multiple of it), each against the step above:
+  // its time and the stages that differ by more than kStageDiffMs.
+  constexpr double kStageDiffMs = 0.02;
+  while ((s.n() + 2) % kLongestRatio != 0) {
+    CHECK(s.forward(std::span(tokens).subspan(static_cast<size_t>(s.n()), 1), nullptr));
+  }
+  for (int k = 0; k < 3; ++k) {
+    cuda::StageProfile around;
+    const int64_t at = s.n();
+    CHECK(s.profile_step(tokens[static_cast<size_t>(at)], around));
+    auto stages = around.totals();
+    CHECK(stages.status());
+    double total = 0;
+    for (const auto& [stage, ms] : *stages) total += ms;
+    std::printf("one decode step without the graph at %lld (%s %lld-token window): %.3f ms\n",
+                static_cast<long long>(at), (at + 1) % kLongestRatio == 0 ? "the end of a" : "not ending a",
+                static_cast<long long>(kLongestRatio), total);
+    for (const auto& [stage, ms] : *stages) {
+      const auto same = std::find_if(totals->begin(), totals->end(), [&](const auto& e) { return e.first == stage; });
+      const double before = same == totals->end() ? 0.0 : same->second;
+      if (std::fabs(ms - before) > kStageDiffMs) {
+        std::printf("  %-34s %8.3f ms (%+.3f)\n", stage.c_str(), ms, ms - before);
+      }
+    }
+  }
   return 0;
 }

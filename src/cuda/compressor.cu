@@ -1,6 +1,14 @@
-// compressor.h. One block per emitted window (at decode: one block that usually has nothing to
-// do), then one thread per frontier column. The per-channel pooling visits the candidates in the
-// CPU's slot order (previous-window slots, then current-window slots).
+// compressor.h. The emit launch, then one thread per frontier column. The per-channel pooling
+// visits the candidates in the CPU's slot order (previous-window slots, then current-window slots).
+// Windows of ratio 4 (8 candidates with the overlap): one block per emitted window, a thread per
+// channel (at decode one block that usually has nothing to do). Longer windows without overlap
+// (ratio 128: the candidates are 128 frontier slots, written over the last 128 steps and long gone
+// from L2): a thread per channel took 64 dependent round trips to DRAM, ≈ 230 µs a layer and
+// ≈ 4.9 ms a 128-token window end of the decode step (docs/PERF.md, session 38). There each
+// channel's candidates are split over kSplitLanes threads that load all of them at once, the
+// softmax sums still run through the candidates in order (lane to lane), and the window's
+// channels are split over blocks; the last block of a window (a counter per window) finishes the
+// row. Both forms compute the same operations in the same order: the same bits.
 #include <cuda_runtime.h>
 
 #include "cuda/check.h"
@@ -33,11 +41,33 @@ __device__ __forceinline__ Candidate candidate(const CompressorArgs& p, int64_t 
   return {p.front_kv[static_cast<int64_t>(slot) * cd + col], p.front_gate[static_cast<int64_t>(slot) * cd + col]};
 }
 
+// Row w of the window: the pooled channels (shared memory, d values) normalised, RoPE'd at the
+// window's first position, simulated and stored. Every thread of the block calls it.
+__device__ void finish_row(const CompressorArgs& p, int64_t w, float* pooled) {
+  __shared__ double scratch[32];
+  __syncthreads();
+  double ss = 0.0;
+  for (int i = threadIdx.x; i < p.d; i += blockDim.x) {
+    ss += static_cast<double>(pooled[i]) * static_cast<double>(pooled[i]);
+  }
+  ss = block_sum(ss, scratch);
+  const float rs = static_cast<float>(1.0 / sqrt(ss / static_cast<double>(p.d) + static_cast<double>(p.eps)));
+  for (int i = threadIdx.x; i < p.d; i += blockDim.x) pooled[i] = __fmul_rn(__fmul_rn(pooled[i], rs), p.norm[i]);
+  rope_shared(pooled, p.d, p.n_rot / 2, p.omega, w * p.ratio, false);
+  if (p.indexer) {
+    if (p.sim) hadamard_fp4_shared(pooled, p.d, true);
+  } else if (p.sim) {
+    fp8_sim_shared(pooled, p.d - p.n_rot);
+  }
+  float* row = p.rows + w * p.d;
+  for (int i = threadIdx.x; i < p.d; i += blockDim.x) row[i] = pooled[i];
+}
+
+// One block per window (blockIdx.x), a thread per channel.
 __global__ void __launch_bounds__(kThreads) emit_kernel(CompressorArgs p) {
   pdl_wait();  // launched with PDL: nothing before this line (pdl.cuh)
   pdl_trigger();
   extern __shared__ float pooled[];  // [d]
-  __shared__ double scratch[32];
   const int64_t pos0 = *p.pos0;
   const int r = p.ratio;
   const int64_t w_lo = pos0 / r, w_hi = (pos0 + p.T) / r - 1;
@@ -80,20 +110,88 @@ __global__ void __launch_bounds__(kThreads) emit_kernel(CompressorArgs p) {
     }
     pooled[j] = __fdiv_rn(acc, sum);
   }
-  __syncthreads();
-  double ss = 0.0;
-  for (int i = threadIdx.x; i < p.d; i += blockDim.x) ss += static_cast<double>(pooled[i]) * static_cast<double>(pooled[i]);
-  ss = block_sum(ss, scratch);
-  const float rs = static_cast<float>(1.0 / sqrt(ss / static_cast<double>(p.d) + static_cast<double>(p.eps)));
-  for (int i = threadIdx.x; i < p.d; i += blockDim.x) pooled[i] = __fmul_rn(__fmul_rn(pooled[i], rs), p.norm[i]);
-  rope_shared(pooled, p.d, p.n_rot / 2, p.omega, w * r, false);
-  if (p.indexer) {
-    if (p.sim) hadamard_fp4_shared(pooled, p.d, true);
-  } else if (p.sim) {
-    fp8_sim_shared(pooled, p.d - p.n_rot);
+  finish_row(p, w, pooled);
+}
+
+constexpr int kSplitLanes = 8;                          // threads pooling one channel
+constexpr int kSplitPer = 16;                           // the most candidates a thread holds at a time
+constexpr int kSplitChannels = kThreads / kSplitLanes;  // channels a block
+
+// Windows without overlap: block (x, y) pools channels 32x .. 32x + 31 of the launch's window y;
+// the window's last block to finish (p.counters[y]) finishes its row from p.pooled.
+__global__ void __launch_bounds__(kThreads) emit_split_kernel(CompressorArgs p) {
+  pdl_wait();  // launched with PDL: nothing before this line (pdl.cuh)
+  pdl_trigger();
+  extern __shared__ float pooled[];  // [d]
+  __shared__ bool last_block;
+  const int64_t pos0 = *p.pos0;
+  const int r = p.ratio;
+  const int64_t w_lo = pos0 / r, w_hi = (pos0 + p.T) / r - 1;
+  const int64_t w = w_lo + blockIdx.y;
+  if (w > w_hi) return;  // the same for every block of the window: its counter stays untouched
+  const int lane = threadIdx.x % kSplitLanes;  // of the channel's lanes: consecutive lanes of a warp
+  const int j = blockIdx.x * kSplitChannels + threadIdx.x / kSplitLanes;
+  const bool live = j < p.d;
+  // Candidates base + per·lane + t, t < per: each lane holds a run, so that the sums below pass
+  // through the lanes in candidate order; a round is the per·kSplitLanes loaded at once.
+  const int per = min(kSplitPer, (r + kSplitLanes - 1) / kSplitLanes), round = per * kSplitLanes;
+  float a[kSplitPer], g[kSplitPer];
+  auto load = [&](int base) {
+#pragma unroll
+    for (int t = 0; t < kSplitPer; ++t) {
+      const int k = base + per * lane + t;
+      const bool here = live && t < per && k < r;
+      const Candidate c = here ? candidate(p, pos0, w * r + k, j, k) : Candidate{0.0f, -INFINITY};
+      a[t] = c.a;
+      g[t] = c.g;
+    }
+  };
+  float m = -INFINITY;
+  for (int base = 0; base < r; base += round) {
+    load(base);
+#pragma unroll
+    for (int t = 0; t < kSplitPer; ++t) m = fmaxf(m, g[t]);
   }
-  float* row = p.rows + w * p.d;
-  for (int i = threadIdx.x; i < p.d; i += blockDim.x) row[i] = pooled[i];
+  // The largest gate over the lanes (the maximum does not depend on the order).
+#pragma unroll
+  for (int o = 1; o < kSplitLanes; o <<= 1) m = fmaxf(m, __shfl_xor_sync(0xFFFFFFFFu, m, o, kSplitLanes));
+  float sum = 0.0f, acc = 0.0f;
+  for (int base = 0; base < r; base += round) {
+    if (r > round) load(base);  // one round: the values are still in registers
+    float e[kSplitPer], ea[kSplitPer];
+#pragma unroll
+    for (int t = 0; t < kSplitPer; ++t) {
+      e[t] = exp_f32(__fsub_rn(g[t], m));
+      ea[t] = __fmul_rn(e[t], a[t]);
+    }
+    // Lane q adds its run to the sums so far, then hands them to lane q + 1.
+    for (int q = 0; q < kSplitLanes; ++q) {
+      if (lane == q) {
+#pragma unroll
+        for (int t = 0; t < kSplitPer; ++t) {
+          if (t < per && base + per * q + t < r) {
+            sum = __fadd_rn(sum, e[t]);
+            acc = __fadd_rn(acc, ea[t]);
+          }
+        }
+      }
+      sum = __shfl_sync(0xFFFFFFFFu, sum, q, kSplitLanes);
+      acc = __shfl_sync(0xFFFFFFFFu, acc, q, kSplitLanes);
+    }
+  }
+  float* window_pooled = p.pooled + blockIdx.y * static_cast<int64_t>(p.d);
+  if (live && lane == 0) window_pooled[j] = __fdiv_rn(acc, sum);
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    last_block = atomicAdd(p.counters + blockIdx.y, 1u) == gridDim.x - 1;
+    if (last_block) p.counters[blockIdx.y] = 0;  // for the next launch
+    __threadfence();
+  }
+  __syncthreads();
+  if (!last_block) return;
+  for (int i = threadIdx.x; i < p.d; i += blockDim.x) pooled[i] = __ldcg(window_pooled + i);
+  finish_row(p, w, pooled);
 }
 
 // The last token of [pos0, pos0+T) with q ≡ k (mod r), or -1.
@@ -162,8 +260,14 @@ Status compressor_chunk(const CompressorArgs& a, cudaStream_t stream) {
   if (a.T <= 0) return Status();
   if (a.ratio < 2 || a.d <= 0 || a.d > 2048) return make_error("compressor: bad ratio or width");
   if (a.indexer && (a.d & (a.d - 1)) != 0) return make_error("compressor: indexer width must be a power of two");
-  const int blocks = a.T / a.ratio + 1;
-  DSV4_CUDA_TRY(launch_pdl(emit_kernel, dim3(blocks), dim3(kThreads), a.d * sizeof(float), stream, a));
+  const int windows = a.T / a.ratio + 1;
+  const size_t smem = a.d * sizeof(float);
+  if (a.ratio != 4 && a.pooled != nullptr && a.counters != nullptr) {
+    const int blocks = (a.d + kSplitChannels - 1) / kSplitChannels;
+    DSV4_CUDA_TRY(launch_pdl(emit_split_kernel, dim3(blocks, windows), dim3(kThreads), smem, stream, a));
+  } else {
+    DSV4_CUDA_TRY(launch_pdl(emit_kernel, dim3(windows), dim3(kThreads), smem, stream, a));
+  }
   const int cd = a.ratio == 4 ? 2 * a.d : a.d;
   DSV4_CUDA_TRY(launch_pdl(frontier_kernel, dim3((cd + kThreads - 1) / kThreads), dim3(kThreads), 0, stream, a));
   return cuda_status(cudaGetLastError(), "compressor kernels");

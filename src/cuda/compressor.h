@@ -29,6 +29,11 @@ struct CompressorArgs {
   float* rows = nullptr;        // row w at rows + w·d
   const float* omega = nullptr;
   const int* pos0 = nullptr;
+  // Windows without overlap (ratio ≠ 4) with both set: each window's channels pooled by several
+  // blocks, which leave them in pooled ([T / ratio + 1][d]) and count themselves in counters
+  // ([T / ratio + 1], zero before the launch and after it). Null: one block a window.
+  float* pooled = nullptr;
+  unsigned* counters = nullptr;
   int T = 0, ratio = 0, d = 0, n_rot = 0;
   bool indexer = false;  // the indexer compressor (Hadamard + FP4) rather than the attention one (FP8)
   bool sim = true;       // official mode

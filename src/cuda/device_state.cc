@@ -109,6 +109,13 @@ uint64_t DeviceState::lay_out(uint8_t* base) {
   s.comp_proj2 = cv.take<float>(T * cd_max);
   s.index_proj = cv.take<float>(T * 4 * idh);
   s.index_proj2 = cv.take<float>(T * 2 * idh);
+  s.comp_windows = 0;
+  for (int64_t l = 0; l < c.n_layer; ++l) {
+    const int64_t r = c.ratio(l);
+    if (r != 0 && r != 4) s.comp_windows = std::max(s.comp_windows, static_cast<int>(T / r + 1));
+  }
+  s.comp_pooled = cv.take<float>(int64_t{s.comp_windows} * hd);
+  s.comp_counters = cv.take<unsigned>(s.comp_windows);
   s.score_cap = any_indexer ? n_ctx_ / 4 : 0;
   // Prefill launches take as many tokens as their scratch budget holds (chunks of T > 1).
   const auto launch_tokens = [&](int64_t launch_bytes, int64_t bytes_per_token) {
@@ -207,6 +214,7 @@ Result<std::unique_ptr<DeviceState>> DeviceState::create(const DeviceModel& mode
   s->lay_out(s->arena_.base());
   const model::Config& c = model.config;
   DSV4_CUDA_TRY(cudaMemsetAsync(s->scratch.zeros, 0, sizeof(int32_t) * max_chunk, stream));
+  DSV4_CUDA_TRY(cudaMemsetAsync(s->scratch.comp_counters, 0, sizeof(unsigned) * s->scratch.comp_windows, stream));
   if (s->scratch.topk_scratch != nullptr) {
     const int64_t words = std::min<int64_t>(max_chunk, kSubChunk) * kIndexerTopkScratchWords;
     DSV4_CUDA_TRY(cudaMemsetAsync(s->scratch.topk_scratch, 0, sizeof(uint32_t) * words, stream));

@@ -53,6 +53,11 @@ struct Scratch {
   float* kv = nullptr;                    // [T][hd] finished raw rows of the chunk
   float *comp_proj = nullptr, *comp_proj2 = nullptr;    // [T][2·cd] / [T][cd]
   float *index_proj = nullptr, *index_proj2 = nullptr;  // [T][4·idh] / [T][2·idh]
+  // The emit launches of windows without overlap (compressor.h): [windows][hd] and [windows], the
+  // counters zero between launches; windows = the most a chunk completes in such a layer.
+  float* comp_pooled = nullptr;
+  unsigned* comp_counters = nullptr;
+  int comp_windows = 0;
   float* iq = nullptr;                    // [T][IH·idh]
   float* iw = nullptr;                    // [T][IH]
   float* scores = nullptr;                // [index_tokens][score_cap], or shorter rows (ChunkShape::end)

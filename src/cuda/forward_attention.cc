@@ -199,6 +199,8 @@ Status ChunkForward::compress(const PairedTensor& w, const float* ape, const flo
   a.indexer = indexer;
   a.sim = indexer ? modes_.fp4_indexer : modes_.fp8_kv;
   a.eps = c_.rms_eps;
+  a.pooled = sc_.comp_pooled;
+  a.counters = sc_.comp_counters;
   return compressor_chunk(a, stream_);
 }
 

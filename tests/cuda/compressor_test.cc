@@ -1,7 +1,8 @@
 // cuda/compressor.h against cpu::compress (cpu/blocks.h) on the tiny model's compressors (ratio 4
 // with overlap and the indexer compressor, ratio 16 without), fed the same fresh random inputs in
 // chunks of uneven sizes, then token by token: the emitted rows and the frontiers must agree after
-// every chunk.
+// every chunk. Windows without overlap also run the emit's one-block form beside the split one:
+// the same bits.
 //
 // Tolerances: the projections are f32 dots in different orders (1e-6 of the sum of |terms|);
 // pooling, norm and RoPE repeat the CPU's operations. So rows and frontiers agree to 1e-5 of the
@@ -11,7 +12,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "cpu/blocks.h"
@@ -79,6 +82,17 @@ void run_layer(const model::Model& host, const DeviceModel& dev, int64_t layer, 
   DeviceBuffer front_gate = upload(init_gate);
   DeviceBuffer rows(static_cast<size_t>((N / r + 1) * d) * 4);
   DeviceBuffer dpos(4);
+  // Windows without overlap are pooled by several blocks a window (the forward pass's form);
+  // beside them the same chunks go through the one-block form, with its own frontier and rows,
+  // which must give the same bits.
+  const bool split = r != 4;
+  int64_t most_windows = 0;
+  for (int64_t n : chunks) most_windows = std::max(most_windows, n / r + 1);
+  DeviceBuffer pooled(static_cast<size_t>(most_windows * d) * 4);
+  DeviceBuffer counters = upload(std::vector<uint32_t>(static_cast<size_t>(most_windows), 0));
+  DeviceBuffer one_front_kv = upload(std::vector<float>(static_cast<size_t>(slots * cd), 0.0f));
+  DeviceBuffer one_front_gate = upload(init_gate);
+  DeviceBuffer one_rows(static_cast<size_t>((N / r + 1) * d) * 4);
 
   int64_t pos0 = 0;
   int worst_loose = 0;
@@ -119,7 +133,20 @@ void run_layer(const model::Model& host, const DeviceModel& dev, int64_t layer, 
     a.n_rot = static_cast<int>(c.n_rot);
     a.indexer = indexer;
     a.sim = indexer ? sim.fp4_indexer : sim.fp8_kv;
+    if (split) {
+      a.pooled = pooled.get<float>();
+      a.counters = counters.get<unsigned>();
+    }
     STATUS_ASSERT(compressor_chunk(a, stream.get()));
+    if (split) {
+      CompressorArgs one = a;
+      one.front_kv = one_front_kv.get<float>();
+      one.front_gate = one_front_gate.get<float>();
+      one.rows = one_rows.get<float>();
+      one.pooled = nullptr;
+      one.counters = nullptr;
+      STATUS_ASSERT(compressor_chunk(one, stream.get()));
+    }
     CUDA_ASSERT(cudaStreamSynchronize(stream.get()));
     pos0 += n;
 
@@ -135,6 +162,14 @@ void run_layer(const model::Model& host, const DeviceModel& dev, int64_t layer, 
     const Mismatch mr = indexer ? compare(got_rows.data(), want_rows.data(), got_rows.size(), 0.0, 0.4 * amax + 1e-3)
                                 : compare(got_rows.data(), want_rows.data(), got_rows.size(), 0.15, 1e-3);
     EXPECT_FALSE(mr.wild) << "rows after position " << pos0;
+    if (split) {
+      const std::vector<float> one_block = download<float>(one_rows, got_rows.size());
+      EXPECT_EQ(std::memcmp(one_block.data(), got_rows.data(), got_rows.size() * 4), 0)
+          << "rows pooled by several blocks a window against one block, after position " << pos0;
+      EXPECT_EQ(download<uint32_t>(counters, static_cast<size_t>(most_windows)),
+                std::vector<uint32_t>(static_cast<size_t>(most_windows), 0))
+          << "the window counters after position " << pos0;
+    }
     worst_loose = std::max(worst_loose, mr.loose);
     const std::vector<float> got_kv = download<float>(front_kv, f.kv.size());
     const std::vector<float> got_gate = download<float>(front_gate, f.gate.size());
