@@ -328,10 +328,15 @@ Status DeviceSession::upload_window_start(int64_t n) {
   return Status();
 }
 
-Status DeviceSession::rewind(int64_t n) {
+bool DeviceSession::sliding_only() const {
   for (int64_t l = 0; l < model_->config.n_layer; ++l) {
-    if (model_->config.ratio(l) != 0) return make_error("cuda rewind: the model has compressed layers");
+    if (model_->config.ratio(l) != 0) return false;
   }
+  return true;
+}
+
+Status DeviceSession::rewind(int64_t n) {
+  if (!sliding_only()) return make_error("cuda rewind: the model has compressed layers");
   if (n < window_start_ || n > n_) return make_error("cuda rewind: position outside the evaluated window");
   DSV4_TRY(cancel_speculation());
   draft_.reset();
@@ -341,9 +346,7 @@ Status DeviceSession::rewind(int64_t n) {
 }
 
 Status DeviceSession::start_at(int64_t n) {
-  for (int64_t l = 0; l < model_->config.n_layer; ++l) {
-    if (model_->config.ratio(l) != 0) return make_error("cuda start_at: the model has compressed layers");
-  }
+  if (!sliding_only()) return make_error("cuda start_at: the model has compressed layers");
   if (n < 0 || n > state_->n_ctx()) return make_error("cuda start_at: position outside the session");
   DSV4_TRY(reset());
   DSV4_TRY(upload_window_start(n));

@@ -192,6 +192,8 @@ class DeviceSession {
   Status run_chunk(const int32_t* tokens, int T, bool all_logits, bool no_logits);
   Status upload_position(int64_t n) const;
   Status upload_window_start(int64_t n);
+  // Whether every layer has ratio 0 (what rewind and start_at need).
+  bool sliding_only() const;
   // The rollback region, or only `spans` of it (a speculative step's write set).
   Result<std::unique_ptr<Checkpoint>> take_checkpoint(std::vector<RegionSpan> spans = {});
   Status restore_checkpoint(const Checkpoint& cp) const;

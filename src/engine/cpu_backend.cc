@@ -16,62 +16,68 @@ namespace dsv4::engine {
 namespace {
 
 // The MTP block on the CPU (cpu/mtp.h): its own state, the kept row and the last forward's hidden rows.
-class CpuBlock final : public MtpTrack::Block {
+class CpuBlock final : public MtpTrack {
  public:
-  // What a checkpoint keeps: everything but the piece (no context-sized storage: one ring).
-  struct Saved {
+  // The block's state but the piece (no context-sized storage: one ring), and what a checkpoint
+  // keeps: that and the bookkeeping's marks.
+  struct BlockState {
     cpu::State window;
     int64_t window_start = 0;
     std::vector<float> kept;
-    MtpTrack track;
+  };
+  struct Saved {
+    BlockState block;
+    MtpTrack::Marks marks;
   };
 
   CpuBlock(const model::MtpModel& mtp, cpu::State window, cpu::SimOptions sim)
       : mtp_(mtp), sim_(sim), hd_(mtp.block.config.hc_dim()) {
-    saved_.window = std::move(window);
+    block_.window = std::move(window);
   }
 
-  int64_t next_index() const override { return saved_.window.n(); }
+  std::vector<float>& piece() { return piece_; }
+  Saved saved() const { return Saved{block_, marks()}; }
+  void restore(const Saved& s) {
+    block_ = s.block;
+    set_marks(s.marks);
+  }
+
+ private:
+  int64_t next_index() const override { return block_.window.n(); }
   Status rewind(int64_t index) override {
-    if (index < saved_.window_start || index > saved_.window.n()) return make_error("mtp rewind: outside the window");
-    saved_.window.set_n(index);
+    if (index < block_.window_start || index > block_.window.n()) return make_error("mtp rewind: outside the window");
+    block_.window.set_n(index);
     return Status();
   }
   Status start_at(int64_t index) override {
-    saved_.window.reset();
-    saved_.window.set_n(index);
-    saved_.window_start = index;
-    saved_.kept.clear();
+    block_.window.reset();
+    block_.window.set_n(index);
+    block_.window_start = index;
+    block_.kept.clear();
     return Status();
   }
   // cpu::mtp_forward computes the last pair's logits whatever `logits` says.
   Status run(bool kept_first, int64_t row, std::span<const int32_t> next, bool /*logits*/) override {
     std::vector<float> h;
     const int64_t from_piece = static_cast<int64_t>(next.size()) - (kept_first ? 1 : 0);
-    if (kept_first) h = saved_.kept;
+    if (kept_first) h = block_.kept;
     h.insert(h.end(), piece_.begin() + row * hd_, piece_.begin() + (row + from_piece) * hd_);
-    return cpu::mtp_forward(mtp_, saved_.window, saved_.window_start, h, next, sim_, nullptr);
+    return cpu::mtp_forward(mtp_, block_.window, block_.window_start, h, next, sim_, nullptr);
   }
   Status keep(int64_t row) override {
-    saved_.kept.assign(piece_.begin() + row * hd_, piece_.begin() + (row + 1) * hd_);
+    block_.kept.assign(piece_.begin() + row * hd_, piece_.begin() + (row + 1) * hd_);
     return Status();
   }
-  bool has_kept() const override { return !saved_.kept.empty(); }
+  bool has_kept() const override { return !block_.kept.empty(); }
   Result<int32_t> arg_max() override {
-    const std::span<const float> l = saved_.window.logits();
+    const std::span<const float> l = block_.window.logits();
     return static_cast<int32_t>(std::max_element(l.begin(), l.end()) - l.begin());
   }
 
-  std::vector<float>& piece() { return piece_; }
-  MtpTrack& track() { return saved_.track; }
-  const Saved& saved() const { return saved_; }
-  void restore(const Saved& s) { saved_ = s; }
-
- private:
   const model::MtpModel& mtp_;
   cpu::SimOptions sim_;
   int64_t hd_;
-  Saved saved_;
+  BlockState block_;
   std::vector<float> piece_;  // [tokens][hc_dim] of the last forward
 };
 
@@ -103,7 +109,7 @@ class CpuState final : public BackendState {
     std::vector<float>& piece = mtp_->piece();
     piece.resize(tokens.size() * static_cast<size_t>(model_->config.hc_dim()));
     DSV4_TRY(cpu::forward(*model_, state_, tokens, sim_, all_logits, nullptr, piece.data()));
-    return mtp_->track().after_forward(*mtp_, a, tokens);
+    return mtp_->after_forward(a, tokens);
   }
   // cpu::forward takes any length in one pass at about the same rate per token: short first calls
   // for an early report, growing to at most 4096.
@@ -116,7 +122,7 @@ class CpuState final : public BackendState {
   bool has_mtp() const override { return mtp_.has_value(); }
   Result<std::optional<int32_t>> mtp_draft(int32_t next) override {
     if (!mtp_) return BackendState::mtp_draft(next);
-    return mtp_->track().draft(*mtp_, state_.n(), next);
+    return mtp_->draft(state_.n(), next);
   }
 
   std::unique_ptr<BackendCheckpoint> checkpoint() override {
@@ -132,7 +138,7 @@ class CpuState final : public BackendState {
   }
   void reset() override {
     state_.reset();
-    if (mtp_) (void)mtp_->track().start_at(*mtp_, 0);  // cannot fail on the CPU
+    if (mtp_) (void)mtp_->restart_at(0);  // cannot fail on the CPU
   }
 
   std::vector<uint8_t> serialize() const override { return state_.serialize(); }
@@ -145,7 +151,7 @@ class CpuState final : public BackendState {
     }
     state_ = std::move(restored);
     // Snapshots carry no state of the block (as ds4's, PROTOCOL.md §5.5): it starts again here.
-    if (mtp_) DSV4_TRY(mtp_->track().start_at(*mtp_, n));
+    if (mtp_) DSV4_TRY(mtp_->restart_at(n));
     return Status();
   }
 

@@ -19,17 +19,28 @@
 namespace dsv4::engine {
 namespace {
 
-// MtpTrack's block over cuda::MtpBlockSession.
-class CudaBlock final : public MtpTrack::Block {
+// The MTP block over cuda::MtpBlockSession.
+class CudaBlock final : public MtpTrack {
  public:
-  // What a checkpoint keeps of the block and its track.
+  // What a checkpoint keeps of the block and its bookkeeping.
   struct Saved {
     cuda::MtpBlockSession::Saved block;
-    MtpTrack track;
+    MtpTrack::Marks marks;
   };
 
   explicit CudaBlock(std::unique_ptr<cuda::MtpBlockSession> b) : b_(std::move(b)) {}
 
+  Result<Saved> save() {
+    DSV4_ASSIGN_OR_RETURN(cuda::MtpBlockSession::Saved b, b_->save());
+    return Saved{std::move(b), marks()};
+  }
+  Status restore(const Saved& s) {
+    DSV4_TRY(b_->restore(s.block));
+    set_marks(s.marks);
+    return Status();
+  }
+
+ private:
   int64_t next_index() const override { return b_->next_index(); }
   Status rewind(int64_t index) override { return b_->rewind(index); }
   Status start_at(int64_t index) override { return b_->start_at(index); }
@@ -40,20 +51,7 @@ class CudaBlock final : public MtpTrack::Block {
   bool has_kept() const override { return b_->has_kept(); }
   Result<int32_t> arg_max() override { return b_->arg_max(); }
 
-  MtpTrack& track() { return track_; }
-  Result<Saved> save() {
-    DSV4_ASSIGN_OR_RETURN(cuda::MtpBlockSession::Saved b, b_->save());
-    return Saved{std::move(b), track_};
-  }
-  Status restore(const Saved& s) {
-    DSV4_TRY(b_->restore(s.block));
-    track_ = s.track;
-    return Status();
-  }
-
- private:
   std::unique_ptr<cuda::MtpBlockSession> b_;
-  MtpTrack track_;
 };
 
 class CudaCheckpoint final : public BackendCheckpoint {
@@ -91,7 +89,7 @@ class CudaState final : public BackendState {
       const std::span<const int32_t> part = tokens.subspan(off, std::min(piece, tokens.size() - off));
       const int64_t a = s_->n();
       DSV4_TRY(s_->forward(part, all_logits ? all_logits + off * V : nullptr));
-      DSV4_TRY(mtp_->track().after_forward(*mtp_, a, part));
+      DSV4_TRY(mtp_->after_forward(a, part));
     }
     return Status();
   }
@@ -127,17 +125,17 @@ class CudaState final : public BackendState {
   Status forward_draft(std::span<const int32_t> tokens, float* all_logits) override {
     draft_start_ = s_->n();
     DSV4_TRY(s_->forward_draft(tokens, all_logits));
-    return mtp_ ? mtp_->track().after_forward(*mtp_, draft_start_, tokens) : Status();
+    return mtp_ ? mtp_->after_forward(draft_start_, tokens) : Status();
   }
   Status keep_draft(int64_t k) override {
     DSV4_TRY(s_->keep_draft(static_cast<int>(k)));
-    return mtp_ ? mtp_->track().after_keep(*mtp_, draft_start_, k) : Status();
+    return mtp_ ? mtp_->after_keep(draft_start_, k) : Status();
   }
 
   bool has_mtp() const override { return mtp_ != nullptr; }
   Result<std::optional<int32_t>> mtp_draft(int32_t next) override {
     if (!mtp_) return BackendState::mtp_draft(next);
-    return mtp_->track().draft(*mtp_, s_->n(), next);
+    return mtp_->draft(s_->n(), next);
   }
 
   std::unique_ptr<BackendCheckpoint> checkpoint() override {
@@ -158,7 +156,7 @@ class CudaState final : public BackendState {
   }
   void reset() override {
     Status s = s_->reset();
-    if (s.ok() && mtp_) s = mtp_->track().start_at(*mtp_, 0);
+    if (s.ok() && mtp_) s = mtp_->restart_at(0);
     if (!s.ok()) fatal(s);
   }
 
@@ -170,7 +168,7 @@ class CudaState final : public BackendState {
   Status restore(std::span<const uint8_t> bytes, int64_t n) override {
     DSV4_TRY(s_->restore(bytes, n));
     // Snapshots carry no state of the block (as ds4's, PROTOCOL.md §5.5): it starts again here.
-    return mtp_ ? mtp_->track().start_at(*mtp_, n) : Status();
+    return mtp_ ? mtp_->restart_at(n) : Status();
   }
 
  private:

@@ -13,6 +13,7 @@
 
 #include "cpu/test_models.h"
 #include "cuda/device_util.h"
+#include "cuda/synthetic_engines.h"
 #include "engine/engine.h"
 
 namespace dsv4::cuda::testing {
@@ -20,18 +21,11 @@ namespace {
 
 using engine::Backend;
 using engine::Engine;
-using engine::EngineOptions;
 using engine::Mode;
 using engine::Session;
 
 std::shared_ptr<Engine> load(Backend backend, Mode mode, const char* preset = "tiny") {
-  EngineOptions o;
-  o.synthetic_preset = preset;
-  o.backend = backend;
-  o.mode = mode;
-  Result<std::shared_ptr<Engine>> e = Engine::load(o);
-  EXPECT_TRUE(e.ok()) << e.error().message;
-  return e.ok() ? *e : nullptr;
+  return load_synthetic_engine(backend, preset, mode);
 }
 
 std::vector<int32_t> tokens(int64_t n, int64_t vocab, uint64_t seed) {

@@ -12,24 +12,22 @@
 #include "engine/engine.h"
 #include "generation/generator.h"
 #include "generation/synthetic_tokenizer.h"
+#include "cuda/synthetic_engines.h"
 
 namespace dsv4::cuda::testing {
 namespace {
 
 TEST(CudaGeneration, DraftsGiveTheSameTokens) {
-  engine::EngineOptions eo;
-  eo.synthetic_preset = "small";
-  eo.backend = engine::Backend::kCuda;
-  Result<std::shared_ptr<engine::Engine>> engine = engine::Engine::load(eo);
-  ASSERT_TRUE(engine.ok()) << engine.error().message;
-  const int64_t V = (*engine)->config().n_vocab;
+  const std::shared_ptr<engine::Engine> engine = load_synthetic_engine(engine::Backend::kCuda, "small");
+  ASSERT_NE(engine, nullptr);
+  const int64_t V = engine->config().n_vocab;
   const generation::testing::SyntheticTokenizer tok = generation::testing::synthetic_tokenizer(V);
   const generation::Generator generator(tok.tokenizer, tok.special);
   const std::vector<int32_t> verse = cpu::testing::test_tokens(9, V, 4);
   std::vector<int32_t> prompt{static_cast<int32_t>(tok.special.bos)};
   for (int r = 0; r < 8; ++r) prompt.insert(prompt.end(), verse.begin(), verse.end());
   auto generate = [&](const std::vector<int32_t>& context, float temperature, int draft) {
-    Result<std::unique_ptr<engine::Session>> s = (*engine)->new_session(512);
+    Result<std::unique_ptr<engine::Session>> s = engine->new_session(512);
     EXPECT_TRUE(s.ok());
     EXPECT_TRUE((*s)->eval(context).ok());
     generation::GenerateOptions o;

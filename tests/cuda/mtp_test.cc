@@ -22,6 +22,7 @@
 #include "generation/generator.h"
 #include "generation/synthetic_tokenizer.h"
 #include "model/synthetic.h"
+#include "cuda/synthetic_engines.h"
 
 namespace dsv4::cuda::testing {
 namespace {
@@ -120,14 +121,8 @@ TEST(CudaMtp, BlockMatchesTheCpuOverChunksAndSteps) {
 TEST(CudaMtp, DraftsFollowTheCpuBackend) {
   std::vector<std::shared_ptr<engine::Engine>> engines;
   for (engine::Backend backend : {engine::Backend::kCpu, engine::Backend::kCuda}) {
-    engine::EngineOptions o;
-    o.synthetic_preset = "tiny";
-    o.synthetic_mtp = true;
-    o.mode = engine::Mode::kPlain;
-    o.backend = backend;
-    Result<std::shared_ptr<engine::Engine>> e = engine::Engine::load(o);
-    ASSERT_TRUE(e.ok()) << e.error().message;
-    engines.push_back(*e);
+    engines.push_back(load_synthetic_engine(backend, "tiny", engine::Mode::kPlain, true));
+    ASSERT_NE(engines.back(), nullptr);
   }
   int same = 0, total = 0;
   std::vector<std::vector<int32_t>> drafts(2);
@@ -179,13 +174,10 @@ TEST(CudaMtp, DraftsFollowTheCpuBackend) {
 
 // Generation with the block's drafts on the CUDA backend gives the tokens of generation without.
 TEST(CudaMtp, DraftsGiveTheSameTokens) {
-  engine::EngineOptions eo;
-  eo.synthetic_preset = "small";
-  eo.synthetic_mtp = true;
-  eo.backend = engine::Backend::kCuda;
-  Result<std::shared_ptr<engine::Engine>> engine = engine::Engine::load(eo);
-  ASSERT_TRUE(engine.ok()) << engine.error().message;
-  const int64_t V = (*engine)->config().n_vocab;
+  const std::shared_ptr<engine::Engine> engine =
+      load_synthetic_engine(engine::Backend::kCuda, "small", engine::Mode::kOfficial, true);
+  ASSERT_NE(engine, nullptr);
+  const int64_t V = engine->config().n_vocab;
   const generation::testing::SyntheticTokenizer tok = generation::testing::synthetic_tokenizer(V);
   const generation::Generator generator(tok.tokenizer, tok.special);
   std::vector<int32_t> prompt{static_cast<int32_t>(tok.special.bos)};
@@ -196,7 +188,7 @@ TEST(CudaMtp, DraftsGiveTheSameTokens) {
     SCOPED_TRACE(temperature);
     std::vector<std::vector<int32_t>> runs;
     for (bool mtp : {false, true}) {
-      std::unique_ptr<engine::Session> s = (*engine)->new_session(512).value();
+      std::unique_ptr<engine::Session> s = engine->new_session(512).value();
       ASSERT_TRUE(s->eval(prompt).ok());
       generation::GenerateOptions o;
       o.sampling.temperature = temperature;
