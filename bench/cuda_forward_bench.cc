@@ -16,10 +16,10 @@
 // 2. S decode steps replayed from the captured graph: tokens/s, and GB/s over the bytes a step
 //    must read (cuda/cost_model.h) against the measured copy bandwidth.
 // 2a. Forwards of 2–16 tokens (a short follow-up turn): ms each, logits read back. Speculative
-//    drafts (forward_draft of a token and a draft of 1–3, every row's logits to the host, then
-//    keep_draft): ms for the whole run kept (all drafts accepted) and for its first token kept (all
-//    rejected), against the step: the acceptance at which a draft pays; a verified row drawn on the
-//    device against the row copied to the host (for the host sampler).
+//    drafts (forward_draft of a token and a draft of 1–3, its verified rows drawn on the device,
+//    then keep_draft): ms for the whole run kept (all drafts accepted) and for its first token kept
+//    (all rejected), against the step: the acceptance at which a draft pays; a verified row drawn
+//    on the device against the row copied to the host (for the host sampler).
 // 2c. With --mtp (the session then keeps its hidden rows for the block), the preset's MTP block
 //    generated on the device: the block over a prefill chunk's K - 1 pairs against the chunk, S steps
 //    each with its block pair (as a session with the block runs them), the draft's pair with its
@@ -34,7 +34,7 @@
 //    DeviceState::step_write_set).
 // 3. One decode step without the graph, an event after each stage of every layer: milliseconds
 //    per stage (launch gaps included, which the graph removes), and the sum against the graph's
-//    step time; then the three steps around the next end of a 128-token window, each against it.
+//    step time; then the steps around the next end of a 128-token window, each against it.
 // The profiler range (cudaProfilerStart/Stop, for ncu --profile-from-start off) covers the step of
 // 3, or with --profiler-range chunk the chunk of 1b.
 #include <cuda_profiler_api.h>
@@ -126,7 +126,7 @@ int main(int argc, char** argv) {
   constexpr int kMtpWindowFill = 130;  // the block's window (128) full before it is timed
   const int64_t mtp_tokens = with_mtp ? chunk + kMtpWindowFill + steps + 2 : 0;
   const int64_t n_ctx =
-      std::max(capacity, ctx + chunk + 4 * steps + 8 + short_tokens + mtp_tokens + kLongestRatio + 3);
+      std::max(capacity, ctx + chunk + 4 * steps + 8 + short_tokens + mtp_tokens + kLongestRatio + 6);
   auto t0 = std::chrono::steady_clock::now();
   auto session = cuda::DeviceSession::create(model, n_ctx, cpu::SimOptions::official(), static_cast<int>(chunk),
                                              prefill, with_mtp);
@@ -242,12 +242,17 @@ int main(int argc, char** argv) {
       if (differing) std::printf(" (%d values differ, by up to %.3g)\n", differing, worst);
     }
     double kept_all = 1e30, kept_one = 1e30;
+    cuda::SamplingRequest verify;  // greedy
+    verify.temperature = 0.0f;
     for (int r = 0; r < kShortForwardReps; ++r) {
       for (int keep : {T, 1}) {
         const auto ta = std::chrono::steady_clock::now();
         const std::span<const int32_t> run =
             std::span(tokens).subspan(static_cast<size_t>(s.n()), static_cast<size_t>(T));
-        CHECK(s.forward_draft(run, draft_rows.data()));
+        // As the generator verifies a run: its rows drawn where they live, T of them when the
+        // draft is kept whole, one when its first token is rejected.
+        CHECK(s.forward_draft(run, nullptr));
+        for (int i = 0; i < (keep == T ? T : 1); ++i) CHECK(s.sample_draft_row(verify, i).status());
         CHECK(s.keep_draft(keep));
         CHECK(s.synchronize());
         double& best = keep == T ? kept_all : kept_one;
@@ -459,13 +464,14 @@ int main(int argc, char** argv) {
   for (const auto& [stage, ms] : *totals) std::printf("  %-34s %8.3f ms  %5.1f%%\n", stage.c_str(), ms, 100.0 * ms / sum);
 
   // The steps around the next window end of the longest compressor (kLongestRatio tokens: the
-  // step at position p emits a row when p + 1 is a multiple of it), each against the step above:
-  // its time and the stages that differ by more than kStageDiffMs.
+  // step at position p emits a row when p + 1 is a multiple of it) up to the next end of a
+  // 4-token window alone, each against the step above: its time and the stages that differ by
+  // more than kStageDiffMs.
   constexpr double kStageDiffMs = 0.02;
   while ((s.n() + 2) % kLongestRatio != 0) {
     CHECK(s.forward(std::span(tokens).subspan(static_cast<size_t>(s.n()), 1), nullptr));
   }
-  for (int k = 0; k < 3; ++k) {
+  for (int k = 0; k < 6; ++k) {
     cuda::StageProfile around;
     const int64_t at = s.n();
     CHECK(s.profile_step(tokens[static_cast<size_t>(at)], around));
@@ -473,9 +479,11 @@ int main(int argc, char** argv) {
     CHECK(stages.status());
     double total = 0;
     for (const auto& [stage, ms] : *stages) total += ms;
-    std::printf("one decode step without the graph at %lld (%s %lld-token window): %.3f ms\n",
-                static_cast<long long>(at), (at + 1) % kLongestRatio == 0 ? "the end of a" : "not ending a",
-                static_cast<long long>(kLongestRatio), total);
+    std::printf("one decode step without the graph at %lld (%s): %.3f ms\n", static_cast<long long>(at),
+                (at + 1) % kLongestRatio == 0 ? "the end of a 128-token window"
+                : (at + 1) % 4 == 0           ? "the end of a 4-token window"
+                                              : "no window ends",
+                total);
     for (const auto& [stage, ms] : *stages) {
       const auto same = std::find_if(totals->begin(), totals->end(), [&](const auto& e) { return e.first == stage; });
       const double before = same == totals->end() ? 0.0 : same->second;
