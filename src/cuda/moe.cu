@@ -96,11 +96,13 @@ __global__ void __launch_bounds__(kThreads) route_kernel(RouteArgs a) {
   }
 }
 
+// Slot blockIdx.x (a prefill chunk's T·K slots pass grid.y's 65 535 from T = 10 923 on),
+// elements blockIdx.y·blockDim.x + threadIdx.x.
 __global__ void swiglu_kernel(SwigluArgs a) {
   pdl_wait();  // launched with PDL: nothing before this line (pdl.cuh)
   pdl_trigger();
-  const int j = blockIdx.y;
-  const int64_t f = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  const int j = blockIdx.x;
+  const int64_t f = blockIdx.y * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (f >= a.F) return;
   a.out[static_cast<int64_t>(j) * a.F + f] =
       swiglu_element(a.gate[j * a.stride + f], a.up[j * a.stride + f], a.weights ? a.weights + j : nullptr, a.limit);
@@ -129,7 +131,8 @@ Status moe_route(const RouteArgs& a, cudaStream_t stream) {
 
 Status swiglu(const SwigluArgs& a, cudaStream_t stream) {
   if (a.n_slots <= 0) return Status();
-  DSV4_CUDA_TRY(launch_pdl(swiglu_kernel, dim3(static_cast<unsigned>((a.F + kThreads - 1) / kThreads), a.n_slots),
+  if ((a.F + kThreads - 1) / kThreads > 65535) return make_error("swiglu: rows too long");
+  DSV4_CUDA_TRY(launch_pdl(swiglu_kernel, dim3(a.n_slots, static_cast<unsigned>((a.F + kThreads - 1) / kThreads)),
                            dim3(kThreads), 0, stream, a));
   return cuda_status(cudaGetLastError(), "swiglu kernel");
 }

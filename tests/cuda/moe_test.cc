@@ -120,5 +120,39 @@ TEST(CudaMoe, SwigluClampsGateFromAboveAndUpSymmetrically) {
   }
 }
 
+// A prefill chunk's slots: 16 384 tokens × 6 experts are more than a grid's y dimension holds.
+TEST(CudaMoe, SwigluTakesMoreSlotsThanAGridRow) {
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE(seed);
+  std::mt19937_64 rng(seed);
+  const int slots = 16384 * 6;
+  const int64_t F = 24;
+  const std::vector<float> gate = normal_vector(static_cast<size_t>(slots * F), rng);
+  const std::vector<float> up = normal_vector(static_cast<size_t>(slots * F), rng);
+  const std::vector<float> w = normal_vector(slots, rng);
+  TestStream stream;
+  DeviceBuffer dg = upload(gate), du = upload(up), dw = upload(w), dout(static_cast<size_t>(slots * F) * 4);
+  SwigluArgs a;
+  a.gate = dg.get<float>();
+  a.up = du.get<float>();
+  a.stride = F;
+  a.weights = dw.get<float>();
+  a.out = dout.get<float>();
+  a.n_slots = slots;
+  a.F = F;
+  a.limit = 10.0f;
+  STATUS_ASSERT(swiglu(a, stream.get()));
+  CUDA_ASSERT(cudaStreamSynchronize(stream.get()));
+  const std::vector<float> got = download<float>(dout, static_cast<size_t>(slots * F));
+  for (int j = 0; j < slots; ++j) {
+    for (int64_t f = 0; f < F; ++f) {
+      const size_t i = static_cast<size_t>(j * F + f);
+      const float want =
+          cpu::silu(std::min(gate[i], 10.0f)) * std::clamp(up[i], -10.0f, 10.0f) * w[static_cast<size_t>(j)];
+      ASSERT_NEAR(got[i], want, 1e-6f * (std::fabs(want) + 1e-3f)) << j << " " << f;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace dsv4::cuda::testing
