@@ -344,6 +344,18 @@ ExpertMatvec dense_matvec(TensorType type, const void* w, int64_t n_in, int64_t 
   return m;
 }
 
+// Whether m (default tuning) has the row-tile kernels' shape: positive sizes, whole x vectors,
+// 16-byte aligned weights and activations, and a plan on a row tile (rows_per_warp 32: Q8_0, 2-bit
+// or F16; the callers name the types they take).
+bool plans_row_tile(const ExpertMatvec& m) {
+  if (m.n_in <= 0 || m.n_out <= 0 || m.n_slots <= 0 || m.slots_per_x < 1 || m.n_slots % m.slots_per_x != 0 ||
+      !aligned(m.w, 16) || !aligned(m.x, 16) || m.x_stride % 4 != 0) {
+    return false;
+  }
+  const auto plan = make_plan(m.type, m.n_in, m.n_out, m.n_slots, x_vectors(m), false, MatvecTuning{});
+  return plan.ok() && plan->rows_per_warp == 32;
+}
+
 }  // namespace
 
 Status matvec(TensorType type, const void* w, int64_t n_in, int64_t n_out, const float* x, float* y,
@@ -396,41 +408,19 @@ Status matvec_experts_sum(const ExpertMatvec& m, float* y, cudaStream_t stream, 
 }
 
 bool can_fuse_swiglu(const ExpertMatvec& m) {
-  if ((!row_tile_quant(m.type) && m.type != TensorType::Q8_0) || m.n_in <= 0 ||
-      m.n_out <= 0 ||
-      m.n_slots <= 0 || !aligned(m.w, 16) || !aligned(m.x, 16) || !aligned(m.up, 16) || m.x_stride % 4 != 0) {
-    return false;
-  }
-  const auto plan = make_plan(m.type, m.n_in, m.n_out, m.n_slots, x_vectors(m), false, MatvecTuning{});
-  return plan.ok() && plan->rows_per_warp == 32;
+  return (row_tile_quant(m.type) || m.type == TensorType::Q8_0) && aligned(m.up, 16) && plans_row_tile(m);
 }
 
 bool can_swiglu_rows(const ExpertMatvec& m) {
-  if (!row_tile_quant(m.type) || m.up || m.n_in <= 0 || m.n_out <= 0 ||
-      m.n_out % 32 != 0 || m.n_slots <= 0 || !aligned(m.w, 16) || !aligned(m.x, 16) || m.x_stride % 4 != 0) {
-    return false;
-  }
-  const auto plan = make_plan(m.type, m.n_in, m.n_out, m.n_slots, x_vectors(m), false, MatvecTuning{});
-  return plan.ok() && plan->rows_per_warp == 32;
+  return row_tile_quant(m.type) && !m.up && m.n_out % 32 == 0 && plans_row_tile(m);
 }
 
 bool on_row_tile(const ExpertMatvec& m) {
-  if (m.n_in <= 0 || m.n_out <= 0 || m.n_slots <= 0 || m.slots_per_x < 1 || !aligned(m.w, 16) || !aligned(m.x, 16) ||
-      m.x_stride % 4 != 0 || (!row_tile_quant(m.type) && m.type != TensorType::Q8_0)) {
-    return false;
-  }
-  const auto plan = make_plan(m.type, m.n_in, m.n_out, m.n_slots, x_vectors(m), false, MatvecTuning{});
-  return plan.ok() && plan->rows_per_warp == 32;
+  return (row_tile_quant(m.type) || m.type == TensorType::Q8_0) && plans_row_tile(m);
 }
 
 bool can_share_x(const ExpertMatvec& m) {
-  if (m.slots_per_x == 1) return true;
-  if (!row_tile_quant(m.type) || m.up || m.slots_per_x < 1 || m.n_slots <= 0 || m.n_slots % m.slots_per_x != 0 ||
-      m.n_in <= 0 || m.n_out <= 0 || !aligned(m.w, 16) || !aligned(m.x, 16) || m.x_stride % 4 != 0) {
-    return false;
-  }
-  const auto plan = make_plan(m.type, m.n_in, m.n_out, m.n_slots, x_vectors(m), false, MatvecTuning{});
-  return plan.ok() && plan->rows_per_warp == 32;
+  return m.slots_per_x == 1 || (row_tile_quant(m.type) && !m.up && plans_row_tile(m));
 }
 
 Status prepare_matvec() {

@@ -14,5 +14,4 @@ namespace dsv4::cuda {
 Status add_stream_rows(const float* e, const float* y, float* x, int64_t x_stride, int T, int64_t D,
                        cudaStream_t stream);
 
-
 }  // namespace dsv4::cuda

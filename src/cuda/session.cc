@@ -389,22 +389,23 @@ Status DeviceSession::forward_draft(std::span<const int32_t> tokens, float* all_
   return Status();
 }
 
-Result<int32_t> DeviceSession::sample_draft_row(const SamplingRequest& request, int row) {
+Result<const float*> DeviceSession::draft_logits(int row, const char* who) const {
+  // The draft's first position has no spans: one list start per other one.
   if (!draft_ || row < 0 || row > static_cast<int>(draft_span_starts_.size())) {
-    return make_error("cuda sample_draft_row: no draft, or no such row");
+    return make_error(std::string("cuda ") + who + ": no draft, or no such row");
   }
-  const size_t V = static_cast<size_t>(model_->config.n_vocab);
-  return sampler_->sample(state_->logits_all + static_cast<size_t>(row) * V, request, stream_);
+  return state_->logits_all + static_cast<size_t>(row) * static_cast<size_t>(model_->config.n_vocab);
+}
+
+Result<int32_t> DeviceSession::sample_draft_row(const SamplingRequest& request, int row) {
+  DSV4_ASSIGN_OR_RETURN(const float* logits, draft_logits(row, "sample_draft_row"));
+  return sampler_->sample(logits, request, stream_);
 }
 
 Result<std::vector<float>> DeviceSession::draft_row(int row) const {
-  if (!draft_ || row < 0 || row > static_cast<int>(draft_span_starts_.size())) {
-    return make_error("cuda draft_row: no draft, or no such row");
-  }
-  const size_t V = static_cast<size_t>(model_->config.n_vocab);
-  std::vector<float> out(V);
-  DSV4_CUDA_TRY(cudaMemcpyAsync(out.data(), state_->logits_all + static_cast<size_t>(row) * V, V * sizeof(float),
-                                cudaMemcpyDeviceToHost, stream_));
+  DSV4_ASSIGN_OR_RETURN(const float* logits, draft_logits(row, "draft_row"));
+  std::vector<float> out(static_cast<size_t>(model_->config.n_vocab));
+  DSV4_CUDA_TRY(cudaMemcpyAsync(out.data(), logits, out.size() * sizeof(float), cudaMemcpyDeviceToHost, stream_));
   DSV4_CUDA_TRY(cudaStreamSynchronize(stream_));
   return out;
 }

@@ -194,6 +194,8 @@ class DeviceSession {
   Status upload_window_start(int64_t n);
   // Whether every layer has ratio 0 (what rewind and start_at need).
   bool sliding_only() const;
+  // Row `row` of the pending draft's logits on the device, or an error naming `who`.
+  Result<const float*> draft_logits(int row, const char* who) const;
   // The rollback region, or only `spans` of it (a speculative step's write set).
   Result<std::unique_ptr<Checkpoint>> take_checkpoint(std::vector<RegionSpan> spans = {});
   Status restore_checkpoint(const Checkpoint& cp) const;

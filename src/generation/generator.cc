@@ -110,6 +110,10 @@ Result<GenerateResult> Generator::generate(engine::Session& session, const Gener
   const int64_t budget = std::min(std::max<int64_t>(options.max_tokens, 0), free_ctx);
   result.finish = Finish::kLength;
 
+  auto fail = [&](const Status& s) {
+    result.finish = Finish::kError;
+    result.error = s.message();
+  };
   // One sampled token through the output rules; true when the generation ends with it (then it is
   // not evaluated).
   auto take = [&](const engine::Sample& sample) {
@@ -125,8 +129,7 @@ Result<GenerateResult> Generator::generate(engine::Session& session, const Gener
     }
     Result<std::string> text = decoder.push(token);
     if (!text.ok()) {
-      result.finish = Finish::kError;
-      result.error = text.status().message();
+      fail(text.status());
       return true;
     }
     events.clear();
@@ -152,10 +155,6 @@ Result<GenerateResult> Generator::generate(engine::Session& session, const Gener
   auto sample_mode = [&]() {
     const bool structural = options.stream.tools_active && parser.in_tool_structure();
     return structural ? engine::Sampler::Mode::kRawGreedy : engine::Sampler::Mode::kParams;
-  };
-  auto fail = [&](const Status& s) {
-    result.finish = Finish::kError;
-    result.error = s.message();
   };
 
   const bool lookup = options.draft_tokens > 0;
