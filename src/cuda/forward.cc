@@ -3,6 +3,7 @@
 // (§7) and forward_ffn.cc (§8), the class chunk_forward.h.
 #include "cuda/forward.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "cuda/check.h"
@@ -28,21 +29,29 @@ ExpertMatvec tensor_matvec(const DeviceTensor& w) {
 Status project(const DeviceTensor& w, const float* x, int T, float* y, const int32_t* zeros, cudaStream_t stream,
                bool as_steps) {
   if (T == 1) return matvec(w.type, w.data, w.ne0, w.ne1, x, y, stream);
-  if (as_steps) {
-    const Result<MatvecPlan> one = plan_matvec(w.type, w.ne0, w.ne1, 1);
-    if (one.ok() && one->rows_per_warp == 32 && w.type == TensorType::F16) {
-      for (int t = 0; t < T; ++t) DSV4_TRY(matvec(w.type, w.data, w.ne0, w.ne1, x + t * w.ne0, y + t * w.ne1, stream));
-      return Status();
-    }
-  }
   ExpertMatvec m = tensor_matvec(w);
   m.n_expert = 1;
-  m.experts = zeros;
   m.n_slots = T;
   m.x = x;
   m.x_stride = w.ne0;
   // Tokens 2i and 2i + 1 share the weights: where the kernel can, each is decoded once for both.
   if (T % 2 == 0) m.pair_stride = 1;
+  m.experts = zeros;  // slab 0 for every slot
+  if (as_steps) {
+    // A one-token step's F16 launch on the F16 row tile: a multi-token step's takes it too, a pair
+    // of tokens (or the last, odd one) a launch, so that each token has the bits of its own step.
+    const Result<MatvecPlan> one = plan_matvec(w.type, w.ne0, w.ne1, 1);
+    if (one.ok() && one->rows_per_warp == 32 && w.type == TensorType::F16) {
+      m.experts = nullptr;  // a dense pair (or token): its weights fetched before the kernel ahead of it ends
+      for (int t = 0; t < T; t += 2) {
+        m.n_slots = std::min(2, T - t);
+        m.pair_stride = m.n_slots == 2 ? 1 : 0;
+        m.x = x + t * w.ne0;
+        DSV4_TRY(matvec_experts(m, y + t * w.ne1, stream));
+      }
+      return Status();
+    }
+  }
   return matvec_experts(m, y, stream);
 }
 

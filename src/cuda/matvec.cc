@@ -50,9 +50,9 @@ bool row_tile_quant(TensorType t) { return detail::rt2_item_elems(t) > 0; }
 //    multiple of 256 and IQ2_XXS rows of a multiple of 512 elements (the routed experts) whose
 //    launch has at most 32768 activations (n_xvec · n_in, staged in shared memory); W =
 //    rt2_warps_per_row(type, n_in, n_out), the grid what fits the GPU at once;
-//  * the F16 row-tile kernel (matvec_f16.cu, rows_per_warp 32) for one-slot F16 launches of at least
-//    4096 rows of a multiple of 64 elements (the indexer's q_b); W = f16_warps_per_row(n_in, n_out),
-//    one block of 8 warps per SM;
+//  * the F16 row-tile kernel (matvec_f16.cu, rows_per_warp 32) for one-slot F16 launches (or one
+//    token pair of them) of at least 4096 rows of a multiple of 64 elements (the indexer's q_b);
+//    W = f16_warps_per_row(n_in, n_out), one block of 8 warps per SM;
 //  * the tensor-core kernel (matvec_mma.cu, rows_per_warp 16) for other Q2_K, Q4_K and IQ2_XXS, and
 //    for other Q8_0 rows from 65 536 rows on, whenever the launch's activations fit its shared
 //    memory (n_xvec · n_in up to ≈25 000); W = 32768 / n_out warps per row, between 1 and 8 (more
@@ -64,7 +64,8 @@ bool row_tile_quant(TensorType t) { return detail::rt2_item_elems(t) > 0; }
 // rows sharing one activation load) and the grid only decide who computes what: R is the largest
 // of 4, 2, 1 whose units the resident groups share nearly evenly (at least 95 % of the best
 // split), and the grid is what fits the GPU at once (or fewer blocks when there are fewer units),
-// each group walking its units in turn.
+// each group walking its units in turn. grid_slots counts a launch's slots as its units see them (a
+// token pair is one), n_xvec the activation vectors it reads.
 Result<MatvecPlan> make_plan(TensorType type, int64_t n_in, int64_t n_out, int grid_slots, int n_xvec, bool sum,
                              MatvecTuning tuning) {
   const int t_rows = tuning.rows_per_warp, t_warps = tuning.warps_per_row;
@@ -88,12 +89,12 @@ Result<MatvecPlan> make_plan(TensorType type, int64_t n_in, int64_t n_out, int g
   const bool rt2_fits = rt2_item > 0 && n_in % rt2_item == 0 &&
                         n_in / gguf::type_traits(type)->block_elems * gguf::type_traits(type)->block_bytes * 32 <= INT_MAX &&
                         rt2_x <= 32768 && detail::rt2_smem_bytes(type, rt2_warps, rt2_x) <= detail::max_smem_per_block();
-  // The F16 row-tile kernel: one slot, not summed, rows of a multiple of 64 whose activations fit
-  // shared memory; by default from kF16RowTileRows rows (fewer tiles than that leave SMs idle: the
-  // f32 kernel stays there).
+  // The F16 row-tile kernel: one slot (or one token pair: two activation vectors), not summed, rows
+  // of a multiple of 64 whose activations fit shared memory; by default from kF16RowTileRows rows
+  // (fewer tiles than that leave SMs idle: the f32 kernel stays there).
   constexpr int64_t kF16RowTileRows = 4096;
-  const bool f16_fits = type == TensorType::F16 && grid_slots == 1 && n_xvec == 1 && !sum &&
-                        detail::f16_row_tile_fits(n_in);
+  const bool f16_fits = type == TensorType::F16 && grid_slots == 1 && (n_xvec == 1 || n_xvec == 2) && !sum &&
+                        detail::f16_row_tile_fits(n_in, n_xvec);
   const bool f16_warps_ok = t_warps <= 8 && t_warps <= detail::f16_row_items(n_in);
   if (f16_fits && (t_rows == 32 || (t_rows == 0 && n_out >= kF16RowTileRows && f16_warps_ok))) {
     if (!f16_warps_ok) return make_error("the F16 row tiles split a row over at most 8 warps and its items");
@@ -261,6 +262,9 @@ Status run(const ExpertMatvec& m, bool dense, bool sum, float* y, cudaStream_t s
   if ((m.up || m.swiglu_rows || m.slots_per_x > 1) && !fast) {
     return fail("the fused SwiGLU needs the fast kernel (16-byte aligned weights and rows)");
   }
+  if (!m.experts && m.pair_stride > 0 && !fast) {
+    return fail("without expert ids, token pairs need the fast kernel (16-byte aligned weights and rows)");
+  }
 
   detail::MatvecLaunch l{};
   l.type = m.type;
@@ -293,7 +297,10 @@ Status run(const ExpertMatvec& m, bool dense, bool sum, float* y, cudaStream_t s
 
   cudaError_t e;
   if (fast) {
-    auto plan = make_plan(m.type, m.n_in, m.n_out, sum ? 1 : m.n_slots, x_vectors(m), sum, tuning);
+    // The f32 kernel (and, for one pair, the F16 row tile) computes a pair as one unit of two tokens.
+    const bool float_pairs = m.pair_stride > 0 && detail::fast_pairs_type(m.type);
+    const int grid_slots = sum ? 1 : float_pairs ? m.n_slots / 2 : m.n_slots;
+    auto plan = make_plan(m.type, m.n_in, m.n_out, grid_slots, x_vectors(m), sum, tuning);
     if (!plan.ok()) return fail(plan.error().message);
     if (m.slots_per_x > 1 && (plan->rows_per_warp != 32 || !row_tile_quant(m.type))) {
       return fail("slots_per_x above 1 needs the 2-bit row-tile kernel (can_share_x)");
@@ -308,6 +315,11 @@ Status run(const ExpertMatvec& m, bool dense, bool sum, float* y, cudaStream_t s
     l.rows_per_warp = plan->rows_per_warp;
     l.warps_per_row = plan->warps_per_row;
     l.blocks = plan->blocks;
+    if (float_pairs) l.pair_stride = m.pair_stride;
+    // Without expert ids a pair's second slot is slab 0 only to a kernel that pairs.
+    if (!m.experts && m.pair_stride > 0 && !float_pairs && !(m.type == TensorType::Q8_0 && plan->rows_per_warp == 32)) {
+      return fail("without expert ids, token pairs need a kernel that pairs (Q8_0 or F16 row tiles, float formats)");
+    }
     // Token pairs on the Q8_0 row tile: half the units, a little more shared memory a warp.
     if (m.pair_stride > 0 && m.type == TensorType::Q8_0 && plan->rows_per_warp == 32) {
       l.pair_stride = m.pair_stride;

@@ -10,8 +10,9 @@
 //
 // Shape of the work (names in matvec_fast.cuh):
 //   block  = 8 warps in groups of W; the grid is what fits the GPU at once.
-//   unit   = R rows (of one slot, or over all slots when summed), dealt round-robin to the groups;
-//            a group walks its units in turn.
+//   unit   = R rows (of one slot, of a token pair reading one slab (float formats: each stage of
+//            weights copied and converted once for both tokens), or over all slots when summed),
+//            dealt round-robin to the groups; a group walks its units in turn.
 //   stage  = kStageElems columns of a row: a contiguous byte range, copied into shared memory by
 //            the warp's 32 lanes as 16-byte cp.async chunks from the 16-aligned address at or below
 //            the range (so any row alignment works; the decoders read at the data's offset).
@@ -37,8 +38,9 @@ namespace dsv4::cuda::detail {
 
 namespace {
 
-template <class F, int R, bool kSum>
+template <class F, int R, bool kSum, bool kPair>
 __global__ void __launch_bounds__(kFastThreads, F::kMinBlocks) matvec_fast_kernel(__grid_constant__ const FastParams p) {
+  constexpr int kTok = FastWarp<F, R, kSum, kPair>::kTokens;
   constexpr int kBufBytes = Ring<F, R>::kBufBytes;
   constexpr int kNBuf = Ring<F, R>::kBufs;
   extern __shared__ __align__(16) uint8_t smem[];
@@ -47,7 +49,7 @@ __global__ void __launch_bounds__(kFastThreads, F::kMinBlocks) matvec_fast_kerne
   uint8_t* bufs = smem + F::kTableBytes + fast_red_bytes<F, R>();
 
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  const FastWarp<F, R, kSum> wk(p, blockIdx.x, warp);
+  const FastWarp<F, R, kSum, kPair> wk(p, blockIdx.x, warp);
   uint8_t* wbuf = bufs + warp * (kNBuf * kBufBytes);
   // A chunk cut short by the tensor's end is copied with plain loads: cp.async with a source
   // size below 16 is reported by compute-sanitizer as a 16-byte read past the allocation. The
@@ -94,52 +96,73 @@ __global__ void __launch_bounds__(kFastThreads, F::kMinBlocks) matvec_fast_kerne
   int buf = 0;  // ring buffer of the next item to consume
   for (int k = 0; k < wk.my_units; ++k) {
     const FastUnit un = wk.unit(k);
-    float acc[R], part[R];
+    float acc[kTok][R], part[kTok][R];
 #pragma unroll
-    for (int r = 0; r < R; ++r) acc[r] = part[r] = 0.0f;
+    for (int t = 0; t < kTok; ++t) {
+#pragma unroll
+      for (int r = 0; r < R; ++r) acc[t][r] = part[t][r] = 0.0f;
+    }
     for (int i = 0; i < wk.per_unit; ++i) {
       issue_next(wbuf + (buf == 0 ? kNBuf - 1 : buf - 1) * kBufBytes);
       cp_async_commit();
       // Activations first (the same for the R rows): their latency overlaps the wait.
-      float xv[F::kStageSteps][F::kXPerLane], xsum[F::kStageSteps];
-      wk.load_x(un, i, lane, xv, xsum);
+      float xv[kTok][F::kStageSteps][F::kXPerLane], xsum[kTok][F::kStageSteps];
+#pragma unroll
+      for (int t = 0; t < kTok; ++t) wk.load_x(un, i, lane, xv[t], xsum[t], t);
       cp_async_wait<kNBuf - 1>();  // this lane's chunks of the item have landed
       __syncwarp();                // ... and every other lane's
-      wk.decode(un, i, lane, wbuf + buf * kBufBytes, xv, xsum, tables, part);
+      if constexpr (kPair) {
+        wk.decode_pair(un, i, lane, wbuf + buf * kBufBytes, xv, part);
+      } else {
+        wk.decode(un, i, lane, wbuf + buf * kBufBytes, xv[0], xsum[0], tables, part[0]);
+      }
       __syncwarp();  // the buffer is refilled by a later issue
-      wk.end_item(un, i, acc, part);
+#pragma unroll
+      for (int t = 0; t < kTok; ++t) wk.end_item(un, i, acc[t], part[t], t);
       buf = buf + 1 == kNBuf ? 0 : buf + 1;
     }
     // Lanes by butterfly (every lane ends with the same sums), then the group's warps in order.
 #pragma unroll
-    for (int r = 0; r < R; ++r) {
+    for (int t = 0; t < kTok; ++t) {
 #pragma unroll
-      for (int o = 16; o > 0; o >>= 1) acc[r] += __shfl_xor_sync(0xFFFFFFFFu, acc[r], o);
+      for (int r = 0; r < R; ++r) {
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) acc[t][r] += __shfl_xor_sync(0xFFFFFFFFu, acc[t][r], o);
+      }
     }
     if (p.wpr == 1) {
 #pragma unroll
-      for (int r = 0; r < R; ++r) {
-        if (lane == r && r < un.rows) p.y[wk.output_index(un, r)] = acc[r];
+      for (int t = 0; t < kTok; ++t) {
+#pragma unroll
+        for (int r = 0; r < R; ++r) {
+          if (lane == r && r < un.rows) p.y[wk.output_index(un, r, t)] = acc[t][r];
+        }
       }
     } else {
       // Double-buffered by unit parity: a warp writes buffer k & 1 only after the barrier of
       // unit k − 1, by which time the group's first warp has read what it held for unit k − 2.
-      float* rb = red + (k & 1) * kFastWarps * R;
+      float* rb = red + (k & 1) * kTok * kFastWarps * R;
       if (lane == 0) {
 #pragma unroll
-        for (int r = 0; r < R; ++r) rb[warp * R + r] = acc[r];
+        for (int t = 0; t < kTok; ++t) {
+#pragma unroll
+          for (int r = 0; r < R; ++r) rb[(t * kFastWarps + warp) * R + r] = acc[t][r];
+        }
       }
       const int g = warp / p.wpr;
       group_barrier(g, p.wpr);
       if (wk.ks == 0 && lane < un.rows) {
-        p.y[wk.output_index(un, lane)] = fast_group_sum<R>(rb + g * p.wpr * R, p.wpr, lane);
+#pragma unroll
+        for (int t = 0; t < kTok; ++t) {
+          p.y[wk.output_index(un, lane, t)] = fast_group_sum<R>(rb + (t * kFastWarps + g * p.wpr) * R, p.wpr, lane);
+        }
       }
     }
   }
   cp_async_wait<0>();
 }
 
-template <class F, int R, bool kSum>
+template <class F, int R, bool kSum, bool kPair>
 void fill_params(const MatvecLaunch& l, FastParams* p) {
   p->w = l.w;
   p->w_end = l.w_end;
@@ -156,23 +179,24 @@ void fill_params(const MatvecLaunch& l, FastParams* p) {
   p->n_slots = l.n_slots;
   p->wpr = l.warps_per_row;
   p->n_row_groups = (l.n_out + R - 1) / R;
-  p->n_units = kSum ? p->n_row_groups : l.n_slots * p->n_row_groups;
+  p->n_units = (kSum ? 1 : kPair ? l.n_slots / 2 : l.n_slots) * p->n_row_groups;
+  p->pair_stride = kPair ? l.pair_stride : 0;
   p->n_groups = l.blocks * (kFastWarps / l.warps_per_row);
 }
 
-template <class F, int R, bool kSum>
+template <class F, int R, bool kSum, bool kPair = false>
 cudaError_t launch(const MatvecLaunch& l, cudaStream_t stream) {
   static_assert(fast_smem_bytes<F, R>() <= 48 * 1024, "no opt-in shared memory needed");
   FastParams p;
-  fill_params<F, R, kSum>(l, &p);
-  return launch_pdl(matvec_fast_kernel<F, R, kSum>, dim3(l.blocks), dim3(kFastThreads), fast_smem_bytes<F, R>(), stream,
-                    p);
+  fill_params<F, R, kSum, kPair>(l, &p);
+  return launch_pdl(matvec_fast_kernel<F, R, kSum, kPair>, dim3(l.blocks), dim3(kFastThreads), fast_smem_bytes<F, R>(),
+                    stream, p);
 }
 
 template <class F, int R, bool kSum>
 int resident_blocks() {
   int n = 0;
-  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, matvec_fast_kernel<F, R, kSum>, kFastThreads,
+  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, matvec_fast_kernel<F, R, kSum, false>, kFastThreads,
                                                     fast_smem_bytes<F, R>()) != cudaSuccess) {
     return 0;
   }
@@ -181,6 +205,19 @@ int resident_blocks() {
 
 template <class F>
 cudaError_t launch_format(const MatvecLaunch& l, cudaStream_t stream) {
+  if (l.pair_stride > 0) {
+    if constexpr (fast_pairs<F>()) {
+      if (l.sum || l.n_slots % (2 * l.pair_stride) != 0) return cudaErrorInvalidValue;
+      switch (l.rows_per_warp) {
+        case 1: return launch<F, 1, false, true>(l, stream);
+        case 2: return launch<F, 2, false, true>(l, stream);
+        case 4: return launch<F, 4, false, true>(l, stream);
+        default: return cudaErrorInvalidValue;
+      }
+    } else {
+      return cudaErrorInvalidValue;
+    }
+  }
   switch (l.rows_per_warp * 2 + (l.sum ? 1 : 0)) {
     case 2: return launch<F, 1, false>(l, stream);
     case 3: return launch<F, 1, true>(l, stream);
@@ -217,6 +254,15 @@ int fast_stage_elems(gguf::TensorType type) {
     case gguf::TensorType::Q4_K: return Geometry<FmtQ4_K>::kStageElems;
     case gguf::TensorType::IQ2_XXS: return Geometry<FmtIQ2_XXS>::kStageElems;
     default: return 0;
+  }
+}
+
+bool fast_pairs_type(gguf::TensorType type) {
+  switch (type) {
+    case gguf::TensorType::F32: return fast_pairs<FmtF32>();
+    case gguf::TensorType::F16: return fast_pairs<FmtF16>();
+    case gguf::TensorType::BF16: return fast_pairs<FmtBF16>();
+    default: return false;  // the block formats (fast_pairs)
   }
 }
 

@@ -6,8 +6,10 @@
 // Names:
 //   group  = W warps (W = p.wpr: 1, 2, 4 or 8) that share rows, warp k of a group taking the stages
 //            k, k+W, k+2W, ... of each row. A block holds kFastWarps / W groups.
-//   unit   = R consecutive rows of one expert slot (per-slot form), or R consecutive rows over all
-//            slots (summed form): what a group computes and writes. Units are dealt round-robin
+//   unit   = R consecutive rows of one expert slot (per-slot form), of a pair of slots reading the
+//            same slab (paired form, kPair: slots j and j + pair_stride, each item's weights copied
+//            once and dotted with both slots' activations), or R consecutive rows over all slots
+//            (summed form): what a group computes and writes. Units are dealt round-robin
 //            to the groups of the grid (unit u goes to group u mod n_groups), so a grid smaller
 //            than the work is persistent: every group walks its units in order.
 //   item   = one stage of a unit's R rows (for one slot): one ring buffer of R·kRowStride bytes.
@@ -17,6 +19,7 @@
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 
 #include "cuda/quant_decode.cuh"
 
@@ -44,9 +47,17 @@ struct FastParams {
   int n_slots;
   int wpr;           // W: warps per group, 1, 2, 4 or 8
   int n_row_groups;  // ⌈n_out / R⌉
-  int n_units;       // n_row_groups (summed form) or n_slots · n_row_groups
+  int n_units;       // n_row_groups (summed form), n_slots / 2 · n_row_groups (paired) or n_slots · n_row_groups
+  int pair_stride;   // paired form: slots j and j + pair_stride share a unit (matvec.h); else 0
   int n_groups;      // groups in the grid: gridDim.x · kFastWarps / W
 };
+
+// The formats whose per-slot launches pair slots (ExpertMatvec::pair_stride): the float ones, whose
+// stage is 8 activations a lane, so both tokens' fit in registers beside the R rows' sums.
+template <class F>
+DSV4_HD constexpr bool fast_pairs() {
+  return std::is_same_v<F, FmtF32> || std::is_same_v<F, FmtF16> || std::is_same_v<F, FmtBF16>;
+}
 
 template <class F>
 struct Geometry {
@@ -138,16 +149,30 @@ struct WarpSchedule {
   }
 };
 
-template <class F, int R, bool kSum>
+// kPair (per-slot form only): a unit's slot is pair v, whose tokens k = 0, 1 are the slots
+// first_slot(v) + k·pair_stride; each token's sums are the operations of its unpaired unit.
+template <class F, int R, bool kSum, bool kPair = false>
 struct FastWarp : WarpSchedule<FastParams, kSum, R, kFastWarps, Geometry<F>::kStageElems, Geometry<F>::kStageBytes> {
+  static_assert(!(kSum && kPair), "pairs are per-slot units");
+  static constexpr int kTokens = kPair ? 2 : 1;
   using G = Geometry<F>;
   using S = WarpSchedule<FastParams, kSum, R, kFastWarps, G::kStageElems, G::kStageBytes>;
   using S::S;
   using S::p;
-  using S::slot_of;
   using S::stage_of;
   using S::stage_offset;
   using S::last_of_slot;
+  // The first slot of pair v: pairs are the first pair_stride slots of each 2·pair_stride.
+  DSV4_HD int first_slot(int v) const {
+    if constexpr (kPair) {
+      return v / p.pair_stride * 2 * p.pair_stride + v % p.pair_stride;
+    } else {
+      return v;
+    }
+  }
+  // The slot of item i (paired: the pair's first, whose slab both read); token k's is k·pair_stride on.
+  DSV4_HD int slot_of(const FastUnit& un, int i) const { return kPair ? first_slot(un.slot) : S::slot_of(un, i); }
+  DSV4_HD int token_slot(const FastUnit& un, int i, int k) const { return slot_of(un, i) + k * p.pair_stride; }
   DSV4_HD int stage_elems(int st) const {
     const int left = p.n_in - st * G::kStageElems;
     return left < G::kStageElems ? left : G::kStageElems;
@@ -179,11 +204,11 @@ struct FastWarp : WarpSchedule<FastParams, kSum, R, kFastWarps, Geometry<F>::kSt
     }
   }
 
-  // The activations this lane needs for item i (zeros past the row), and their sum per step
-  // (for the formats that subtract a per-block minimum).
+  // The activations this lane needs for item i of token k (zeros past the row), and their sum per
+  // step (for the formats that subtract a per-block minimum).
   DSV4_HD void load_x(const FastUnit& un, int i, int lane, float (&xv)[F::kStageSteps][F::kXPerLane],
-                      float (&xsum)[F::kStageSteps]) const {
-    const int slot = slot_of(un, i), st = stage_of(i);
+                      float (&xsum)[F::kStageSteps], int k = 0) const {
+    const int slot = token_slot(un, i, k), st = stage_of(i);
     const int elems = stage_elems(st);
     const float* xs = p.x + static_cast<int64_t>(slot) * p.x_stride + static_cast<int64_t>(st) * G::kStageElems;
     DSV4_UNROLL
@@ -228,10 +253,30 @@ struct FastWarp : WarpSchedule<FastParams, kSum, R, kFastWarps, Geometry<F>::kSt
     }
   }
 
-  // At the last stage of a slot: acc += scale_slot · part, part = 0.
-  DSV4_HD void end_item(const FastUnit& un, int i, float (&acc)[R], float (&part)[R]) const {
+  // Paired form (float formats): both tokens' dots of item i, each weight read and converted once
+  // (F::dots), each token's sums the operations of decode.
+  DSV4_HD void decode_pair(const FastUnit& un, int i, int lane, const uint8_t* buf,
+                           const float (&xv)[2][F::kStageSteps][F::kXPerLane], float (&part)[2][R]) const {
+    static_assert(fast_pairs<F>() && F::kStageSteps == 1, "pairs of the float formats");
+    const int st = stage_of(i);
+    const int elems = stage_elems(st);
+    const int64_t off0 = stage_offset(un, slot_of(un, i), st);
+    DSV4_UNROLL
+    for (int r = 0; r < R; ++r) {
+      if (r < un.rows) {
+        const uint8_t* row = buf + r * G::kRowStride + ((off0 + r * p.row_bytes) & 15);
+        float d[2];
+        F::template dots<2>(row, lane, {xv[0][0], xv[1][0]}, elems, d);
+        part[0][r] += d[0];
+        part[1][r] += d[1];
+      }
+    }
+  }
+
+  // At the last stage of a slot (of token k): acc += scale_slot · part, part = 0.
+  DSV4_HD void end_item(const FastUnit& un, int i, float (&acc)[R], float (&part)[R], int k = 0) const {
     if (!last_of_slot(i)) return;
-    const int slot = slot_of(un, i);
+    const int slot = token_slot(un, i, k);
 #ifdef __CUDA_ARCH__
     const float scale = p.scale ? __ldg(p.scale + slot) : 1.0f;
 #else
@@ -244,9 +289,9 @@ struct FastWarp : WarpSchedule<FastParams, kSum, R, kFastWarps, Geometry<F>::kSt
     }
   }
 
-  // Where row r of a unit goes in y.
-  DSV4_HD int64_t output_index(const FastUnit& un, int r) const {
-    return kSum ? un.row0 + r : static_cast<int64_t>(un.slot) * p.n_out + un.row0 + r;
+  // Where row r of a unit (of token k) goes in y.
+  DSV4_HD int64_t output_index(const FastUnit& un, int r, int k = 0) const {
+    return kSum ? un.row0 + r : static_cast<int64_t>(first_slot(un.slot) + k * p.pair_stride) * p.n_out + un.row0 + r;
   }
 
 };
@@ -261,7 +306,7 @@ DSV4_HD float fast_group_sum(const float* red, int wpr, int r) {
 
 template <class F, int R>
 DSV4_HD constexpr int fast_red_bytes() {
-  return 2 * kFastWarps * R * 4;  // double-buffered by unit parity
+  return 2 * 2 * kFastWarps * R * 4;  // two tokens (paired form), double-buffered by unit parity
 }
 
 template <class F, int R>

@@ -20,7 +20,9 @@ struct MatvecLaunch {
   const float* x;
   int64_t x_stride;
   int slots_per_x;  // slot j reads x + (j / slots_per_x)·x_stride (2-bit row-tile kernel only, else 1)
-  int pair_stride;  // > 0: the Q8_0 row tile's token pairs (ExpertMatvec::pair_stride), else 0
+  // > 0: token pairs (ExpertMatvec::pair_stride) on the Q8_0 row tile, the f32 kernel (the float
+  // formats, fast_pairs_type) or the F16 row tile (one dense pair); else 0
+  int pair_stride;
   // Fused SwiGLU (2-bit row-tile kernel only): when set, slot j's activation is
   // swiglu_element(x_j[i], up[j·x_stride + i], act_weights + j or null, act_limit) (swiglu.cuh).
   const float* up;
@@ -58,6 +60,9 @@ int fast_stage_elems(gguf::TensorType type);
 // Fast kernel: blocks of one launch shape that fit an SM at once on the current device (0 if the
 // runtime cannot say).
 int fast_blocks_per_sm(gguf::TensorType type, int rows_per_warp, bool sum);
+
+// Fast kernel: whether it pairs slots of this type (pair_stride > 0: the float formats).
+bool fast_pairs_type(gguf::TensorType type);
 
 cudaError_t launch_matvec_fast(const MatvecLaunch& l, cudaStream_t stream);
 
@@ -98,15 +103,15 @@ int rt2_blocks_per_sm(gguf::TensorType type, int warps, int64_t x_floats);
 cudaError_t prepare_matvec_2bit();
 cudaError_t launch_matvec_2bit(const MatvecLaunch& l, cudaStream_t stream);
 
-// F16 row-tile kernel (matvec_f16.cu; rows_per_warp 32: a row per lane) for one-slot, unsummed F16
-// launches whose rows are a multiple of 64 elements and whose activations fit shared memory
-// (f16_row_tile_fits): the items a row splits into, the default warps per row (a function of the
-// shape only), the groups of that many warps a block holds (one block per SM), the shared-memory
-// opt-in (once per device) and the launch.
+// F16 row-tile kernel (matvec_f16.cu; rows_per_warp 32: a row per lane) for one-slot (or one
+// dense pair: tokens = 2), unsummed F16 launches whose rows are a multiple of 64 elements and whose
+// activations fit shared memory (f16_row_tile_fits): the items a row splits into, the default
+// warps per row (a function of the shape only), the groups of that many warps a block holds (one
+// block per SM), the shared-memory opt-in (once per device) and the launch.
 int64_t f16_row_items(int64_t n_in);
 int f16_warps_per_row(int64_t n_in, int64_t n_out);
 int f16_groups_per_block(int warps_per_row);
-bool f16_row_tile_fits(int64_t n_in);
+bool f16_row_tile_fits(int64_t n_in, int tokens = 1);
 cudaError_t prepare_matvec_f16();
 cudaError_t launch_matvec_f16(const MatvecLaunch& l, cudaStream_t stream);
 

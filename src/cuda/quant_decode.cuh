@@ -117,14 +117,23 @@ struct FmtF32 {
   static constexpr bool kNeedsXSum = false;
   static constexpr int kMinBlocks = 4;  // per SM, for the register budget (__launch_bounds__)
   DSV4_HD static int x_elem(int lane, int) { return 4 * lane; }
+  // dots<K>: the lane's weights read once, dotted with K tokens' activations x[k] into out[k].
+  template <int K>
+  DSV4_HD static void dots(const uint8_t* s, int lane, const float* const (&x)[K], int lim, float (&out)[K]) {
+    const float4 w = 4 * lane < lim ? *reinterpret_cast<const float4*>(s + 16 * lane) : make_float4(0.f, 0.f, 0.f, 0.f);
+    DSV4_UNROLL
+    for (int k = 0; k < K; ++k) {
+      float acc = w.x * x[k][0];
+      acc = fmaf(w.y, x[k][1], acc);
+      acc = fmaf(w.z, x[k][2], acc);
+      out[k] = 4 * lane < lim ? fmaf(w.w, x[k][3], acc) : 0.0f;
+    }
+  }
   DSV4_HD static float dot(const uint8_t* s, int lane, const float* x, float, int lim,
                               const uint8_t*) {
-    if (4 * lane >= lim) return 0.0f;
-    const float4 w = *reinterpret_cast<const float4*>(s + 16 * lane);
-    float acc = w.x * x[0];
-    acc = fmaf(w.y, x[1], acc);
-    acc = fmaf(w.z, x[2], acc);
-    return fmaf(w.w, x[3], acc);
+    float out[1];
+    dots<1>(s, lane, {x}, lim, out);
+    return out[0];
   }
   DSV4_HD static float elem(const uint8_t* b, int, const Iq2Tables*) {
     return bits_to_f32(ld_u32(b));
@@ -138,20 +147,29 @@ struct FmtF16 {
   static constexpr bool kNeedsXSum = false;
   static constexpr int kMinBlocks = 4;  // per SM, for the register budget (__launch_bounds__)
   DSV4_HD static int x_elem(int lane, int k) { return 8 * lane + 4 * k; }
-  DSV4_HD static float dot(const uint8_t* s, int lane, const float* x, float, int lim,
-                              const uint8_t*) {
-    if (8 * lane >= lim) return 0.0f;
-    const uint4 u = *reinterpret_cast<const uint4*>(s + 16 * lane);
+  // dots<K>: the lane's weights read and converted once, dotted with K tokens' activations.
+  template <int K>
+  DSV4_HD static void dots(const uint8_t* s, int lane, const float* const (&x)[K], int lim, float (&out)[K]) {
+    const uint4 u = 8 * lane < lim ? *reinterpret_cast<const uint4*>(s + 16 * lane) : make_uint4(0, 0, 0, 0);
     const float2 a = f16x2_to_f32(u.x), b = f16x2_to_f32(u.y);
     const float2 c = f16x2_to_f32(u.z), d = f16x2_to_f32(u.w);
-    float acc = a.x * x[0];
-    acc = fmaf(a.y, x[1], acc);
-    acc = fmaf(b.x, x[2], acc);
-    acc = fmaf(b.y, x[3], acc);
-    acc = fmaf(c.x, x[4], acc);
-    acc = fmaf(c.y, x[5], acc);
-    acc = fmaf(d.x, x[6], acc);
-    return fmaf(d.y, x[7], acc);
+    DSV4_UNROLL
+    for (int k = 0; k < K; ++k) {
+      float acc = a.x * x[k][0];
+      acc = fmaf(a.y, x[k][1], acc);
+      acc = fmaf(b.x, x[k][2], acc);
+      acc = fmaf(b.y, x[k][3], acc);
+      acc = fmaf(c.x, x[k][4], acc);
+      acc = fmaf(c.y, x[k][5], acc);
+      acc = fmaf(d.x, x[k][6], acc);
+      out[k] = 8 * lane < lim ? fmaf(d.y, x[k][7], acc) : 0.0f;
+    }
+  }
+  DSV4_HD static float dot(const uint8_t* s, int lane, const float* x, float, int lim,
+                              const uint8_t*) {
+    float out[1];
+    dots<1>(s, lane, {x}, lim, out);
+    return out[0];
   }
   DSV4_HD static float elem(const uint8_t* b, int, const Iq2Tables*) { return f16_to_f32(ld_u16(b)); }
 };
@@ -165,18 +183,27 @@ struct FmtBF16 {
   DSV4_HD static int x_elem(int lane, int k) { return 8 * lane + 4 * k; }
   DSV4_HD static float lo(uint32_t w) { return bits_to_f32(w << 16); }
   DSV4_HD static float hi(uint32_t w) { return bits_to_f32(w & 0xFFFF0000u); }
+  // dots<K>: the lane's weights read once, dotted with K tokens' activations x[k] into out[k].
+  template <int K>
+  DSV4_HD static void dots(const uint8_t* s, int lane, const float* const (&x)[K], int lim, float (&out)[K]) {
+    const uint4 u = 8 * lane < lim ? *reinterpret_cast<const uint4*>(s + 16 * lane) : make_uint4(0, 0, 0, 0);
+    DSV4_UNROLL
+    for (int k = 0; k < K; ++k) {
+      float acc = lo(u.x) * x[k][0];
+      acc = fmaf(hi(u.x), x[k][1], acc);
+      acc = fmaf(lo(u.y), x[k][2], acc);
+      acc = fmaf(hi(u.y), x[k][3], acc);
+      acc = fmaf(lo(u.z), x[k][4], acc);
+      acc = fmaf(hi(u.z), x[k][5], acc);
+      acc = fmaf(lo(u.w), x[k][6], acc);
+      out[k] = 8 * lane < lim ? fmaf(hi(u.w), x[k][7], acc) : 0.0f;
+    }
+  }
   DSV4_HD static float dot(const uint8_t* s, int lane, const float* x, float, int lim,
                               const uint8_t*) {
-    if (8 * lane >= lim) return 0.0f;
-    const uint4 u = *reinterpret_cast<const uint4*>(s + 16 * lane);
-    float acc = lo(u.x) * x[0];
-    acc = fmaf(hi(u.x), x[1], acc);
-    acc = fmaf(lo(u.y), x[2], acc);
-    acc = fmaf(hi(u.y), x[3], acc);
-    acc = fmaf(lo(u.z), x[4], acc);
-    acc = fmaf(hi(u.z), x[5], acc);
-    acc = fmaf(lo(u.w), x[6], acc);
-    return fmaf(hi(u.w), x[7], acc);
+    float out[1];
+    dots<1>(s, lane, {x}, lim, out);
+    return out[0];
   }
   DSV4_HD static float elem(const uint8_t* b, int, const Iq2Tables*) {
     return bits_to_f32(ld_u16(b) << 16);

@@ -17,7 +17,6 @@
 
 #include "cuda/device_util.h"
 #include "cuda/matvec.h"
-#include "cuda/forward.h"
 #include "cuda/matvec_harness.h"
 
 namespace dsv4::cuda::testing {
@@ -84,10 +83,8 @@ TEST(CudaMatvecQ8Pairs, SameBitsAsUnpaired) {
 // q_b's fused RMSNorm for two tokens (matvec_rms_norm with tokens = 2: each token normalised with
 // its own scale, the weights decoded once): each token's outputs the bits of its one-token launch,
 // at the model's q_b shape (1024 -> 32768) from rows 1536 floats apart (q_a beside kv) and at a
-// small one with every warp split. And a multi-token step's F16 projection that a one-token launch
-// puts on the F16 row tile (the indexer's q_b, 1024 -> 8192): one launch a token (project with
-// as_steps), so the bits of single steps.
-TEST(CudaMatvecQ8Pairs, TwoTokenNormAndF16ProjectionAsSingleTokens) {
+// small one with every warp split. (A multi-token step's F16 projections: matvec_float_pairs_test.cc.)
+TEST(CudaMatvecQ8Pairs, TwoTokenNormAsSingleTokens) {
   const uint64_t seed = fresh_seed();
   SCOPED_TRACE(seed);
   std::mt19937_64 rng(seed);
@@ -120,33 +117,6 @@ TEST(CudaMatvecQ8Pairs, TwoTokenNormAndF16ProjectionAsSingleTokens) {
     expect_same_bits_and_guard(download<float>(dgot, n_y + kGuard), download<float>(dref, n_y), n_y, c.n_out,
                                "two tokens", "one token each");
   }
-  // The F16 projection.
-  const int64_t n_in = 1024, n_out = 8192;
-  const Result<MatvecPlan> one = plan_matvec(TensorType::F16, n_in, n_out, 1);
-  ASSERT_TRUE(one.ok());
-  ASSERT_EQ(one->rows_per_warp, 32) << "the one-token launch no longer takes the F16 row tile";
-  const std::vector<uint8_t> w = random_rows(format_of(TensorType::F16), n_in, n_out, rng);
-  const std::vector<float> x = normal_vector(static_cast<size_t>(2 * n_in), rng);
-  const std::vector<int32_t> zeros(2, 0);
-  DeviceBuffer dw = upload(w), dx = upload(x), dzeros = upload(zeros), dref(2 * n_out * 4),
-               dgot((2 * n_out + kGuard) * 4);
-  ASSERT_TRUE(dw.ok() && dx.ok() && dzeros.ok() && dref.ok() && dgot.ok());
-  DeviceTensor t;
-  t.type = TensorType::F16;
-  t.ne0 = n_in;
-  t.ne1 = n_out;
-  t.row_bytes = 2 * n_in;
-  t.data = static_cast<const uint8_t*>(dw.get());
-  for (int k = 0; k < 2; ++k) {
-    STATUS_ASSERT(project(t, dx.get<float>() + k * n_in, 1, dref.get<float>() + k * n_out, dzeros.get<int32_t>(),
-                          stream.get()));
-  }
-  CUDA_ASSERT(cudaMemsetAsync(dgot.get(), 0xFF, dgot.size(), stream.get()));
-  STATUS_ASSERT(
-      project(t, dx.get<float>(), 2, dgot.get<float>(), dzeros.get<int32_t>(), stream.get(), /*as_steps=*/true));
-  CUDA_ASSERT(cudaStreamSynchronize(stream.get()));
-  expect_same_bits_and_guard(download<float>(dgot, 2 * n_out + kGuard), download<float>(dref, 2 * n_out), 2 * n_out,
-                             n_out, "two tokens as steps", "one token each");
 }
 
 // Launches whose slots are not whole pairs, sums over slots and fused inputs are refused.

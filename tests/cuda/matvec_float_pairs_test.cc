@@ -1,0 +1,180 @@
+// Token pairs of the float formats (matvec.h ExpertMatvec::pair_stride: slots j and j + pair_stride
+// read the same slab): on the f32 kernel (matvec_fast.cu, F32 / F16 / BF16: a unit is a pair's rows,
+// each stage of weights copied once and dotted with both tokens' activations, FastWarp::decode_pair)
+// and, for one dense F16 pair, on the F16 row tile (both tokens' activations staged). Against the
+// same launch without pairs (checked against the CPU in matvec_test.cc): same bits are required,
+// since each token's rows take the operations of their unpaired unit in the same order. Fresh
+// random weights, activations, expert ids and slot scales; every row split over warps, every
+// rows-per-warp choice, partial units, several rounds of units per block, dense pairs (no expert
+// ids) and the pair strides of a grouped launch. Outputs past the last slot must stay untouched.
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <random>
+#include <vector>
+
+#include "cuda/device_util.h"
+#include "cuda/forward.h"
+#include "cuda/matvec.h"
+#include "cuda/matvec_harness.h"
+
+namespace dsv4::cuda::testing {
+namespace {
+
+struct FloatPairCase {
+  TensorType type;
+  int64_t n_in, n_out;
+  int tokens;   // slots = tokens · groups
+  int groups;   // distinct slabs, the pair stride
+  bool dense;   // no expert ids (one pair of slab 0: tokens 2, groups 1)
+  bool scaled;  // slot_scale set
+  MatvecTuning tuning;
+};
+
+void expect_same_bits_as_unpaired(const FloatPairCase& c, std::mt19937_64& rng) {
+  SCOPED_TRACE(::testing::Message() << gguf::type_name(c.type) << " " << c.n_in << " -> " << c.n_out << " tokens "
+                                    << c.tokens << " groups " << c.groups << " dense " << c.dense << " scaled "
+                                    << c.scaled << " rows/warp " << c.tuning.rows_per_warp << " warps "
+                                    << c.tuning.warps_per_row);
+  const Format& f = format_of(c.type);
+  const int slots = c.tokens * c.groups;
+  std::vector<int32_t> experts(static_cast<size_t>(slots));
+  for (int j = 0; j < slots; ++j) experts[static_cast<size_t>(j)] = j % c.groups;
+  const std::vector<uint8_t> w = random_rows(f, c.n_in, c.n_out * c.groups, rng);
+  const std::vector<float> x = normal_vector(static_cast<size_t>(slots * c.n_in), rng);
+  const std::vector<float> scale = normal_vector(static_cast<size_t>(slots), rng);
+  const size_t n_y = static_cast<size_t>(slots * c.n_out);
+  TestStream stream;
+  DeviceBuffer dw = upload(w), dx = upload(x), dscale = upload(scale), dexp = upload(experts), dref(n_y * 4),
+               dgot((n_y + kGuard) * 4);
+  ASSERT_TRUE(stream.ok() && dw.ok() && dx.ok() && dexp.ok() && dref.ok() && dgot.ok());
+  ExpertMatvec m = expert_launch(c.type, dw.get(), c.n_in, c.n_out, c.groups, dexp.get<int32_t>(), slots,
+                                 dx.get<float>(), c.n_in);
+  if (c.scaled) m.slot_scale = dscale.get<float>();
+  // The reference: the slots unpaired, with expert ids (a dense pair's second slot is slab 0 only
+  // when paired); one launch a slot where a lone slot takes the F16 row tile (as the pair does: an
+  // unpaired launch of two slots would take the f32 kernel, with other bits).
+  const Result<MatvecPlan> lone = plan_matvec(c.type, c.n_in, c.n_out, 1, c.tuning);
+  ASSERT_TRUE(lone.ok());
+  if (lone->rows_per_warp == 32) {
+    for (int j = 0; j < slots; ++j) {
+      ExpertMatvec one = m;
+      one.n_slots = 1;
+      one.experts = dexp.get<int32_t>() + j;
+      one.x = dx.get<float>() + j * c.n_in;
+      if (c.scaled) one.slot_scale = dscale.get<float>() + j;
+      STATUS_ASSERT(matvec_experts(one, dref.get<float>() + j * c.n_out, stream.get(), MatvecImpl::kAuto, c.tuning));
+    }
+  } else {
+    STATUS_ASSERT(matvec_experts(m, dref.get<float>(), stream.get(), MatvecImpl::kAuto, c.tuning));
+  }
+  m.pair_stride = c.groups;
+  if (c.dense) m.experts = nullptr;
+  CUDA_ASSERT(cudaMemsetAsync(dgot.get(), 0xFF, dgot.size(), stream.get()));
+  STATUS_ASSERT(matvec_experts(m, dgot.get<float>(), stream.get(), MatvecImpl::kAuto, c.tuning));
+  CUDA_ASSERT(cudaStreamSynchronize(stream.get()));
+  expect_same_bits_and_guard(download<float>(dgot, n_y + kGuard), download<float>(dref, n_y), n_y, c.n_out, "paired",
+                             "unpaired");
+}
+
+TEST(CudaMatvecFloatPairs, F32KernelSameBitsAsUnpaired) {
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE(seed);
+  std::mt19937_64 rng(seed);
+  for (TensorType type : {TensorType::F32, TensorType::F16, TensorType::BF16}) {
+    // Every rows-per-warp choice and row split; a partial last stage (n_in 320: F16's stage is 256
+    // elements, F32's 128), partial units (37 rows).
+    for (int rows : {1, 2, 4}) {
+      for (int warps : {1, 2, 4, 8}) {
+        expect_same_bits_as_unpaired({type, 1024, 37, 2, 1, false, false, {rows, warps}}, rng);
+        expect_same_bits_as_unpaired({type, 1024, 37, 4, 1, false, true, {rows, warps}}, rng);
+        if (HasFatalFailure()) return;
+      }
+      expect_same_bits_as_unpaired({type, 320, 37, 2, 3, false, true, {rows, 0}}, rng);
+      expect_same_bits_as_unpaired({type, 320, 37, 2, 1, true, false, {rows, 0}}, rng);
+    }
+    // The default plan; a dense pair; the step's shapes (the compressors' projections 4096 -> 2048
+    // and 1024, the router 4096 -> 256, the indexer's 4096 -> 64): several rounds of units a block.
+    expect_same_bits_as_unpaired({type, 4096, 2048, 2, 1, true, false, {}}, rng);
+    expect_same_bits_as_unpaired({type, 4096, 1024, 4, 1, false, false, {}}, rng);
+    expect_same_bits_as_unpaired({type, 4096, 256, 2, 1, true, false, {}}, rng);
+    expect_same_bits_as_unpaired({type, 4096, 64, 2, 2, false, true, {}}, rng);
+  }
+}
+
+TEST(CudaMatvecFloatPairs, F16RowTileSameBitsAsOneSlotLaunches) {
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE(seed);
+  std::mt19937_64 rng(seed);
+  // The indexer's q_b (1024 -> 8192: the default plan takes the row tile), a partial tile with
+  // every row split, with and without expert ids and scales.
+  expect_same_bits_as_unpaired({TensorType::F16, 1024, 8192, 2, 1, true, false, {}}, rng);
+  expect_same_bits_as_unpaired({TensorType::F16, 1024, 8192, 2, 1, false, true, {}}, rng);
+  for (int warps : {1, 2, 4, 8}) {
+    expect_same_bits_as_unpaired({TensorType::F16, 512, 80, 2, 1, true, true, {32, warps}}, rng);
+    if (HasFatalFailure()) return;
+  }
+}
+
+// A multi-token step's F16 projections through project (as_steps): 2, 3 and 4 tokens, each token's
+// outputs the bits of its one-token launch, for a row-tile shape (the indexer's q_b: a pair a
+// launch, the odd token alone) and an f32-kernel shape (a compressor's projection: pairs of slab 0).
+TEST(CudaMatvecFloatPairs, StepProjectionsAsSingleTokens) {
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE(seed);
+  std::mt19937_64 rng(seed);
+  TestStream stream;
+  ASSERT_TRUE(stream.ok());
+  struct Shape {
+    int64_t n_in, n_out;
+  };
+  for (const Shape sh : {Shape{1024, 8192}, Shape{4096, 1024}}) {
+    const std::vector<uint8_t> w = random_rows(format_of(TensorType::F16), sh.n_in, sh.n_out, rng);
+    const std::vector<float> x = normal_vector(static_cast<size_t>(4 * sh.n_in), rng);
+    const std::vector<int32_t> zeros(4, 0);
+    DeviceBuffer dw = upload(w), dx = upload(x), dzeros = upload(zeros), dref(4 * sh.n_out * 4),
+                 dgot((4 * sh.n_out + kGuard) * 4);
+    ASSERT_TRUE(dw.ok() && dx.ok() && dzeros.ok() && dref.ok() && dgot.ok());
+    DeviceTensor t;
+    t.type = TensorType::F16;
+    t.ne0 = sh.n_in;
+    t.ne1 = sh.n_out;
+    t.row_bytes = 2 * sh.n_in;
+    t.data = static_cast<const uint8_t*>(dw.get());
+    for (int k = 0; k < 4; ++k) {
+      STATUS_ASSERT(project(t, dx.get<float>() + k * sh.n_in, 1, dref.get<float>() + k * sh.n_out,
+                            dzeros.get<int32_t>(), stream.get()));
+    }
+    for (int tokens : {2, 3, 4}) {
+      SCOPED_TRACE(::testing::Message() << sh.n_in << " -> " << sh.n_out << ", " << tokens << " tokens");
+      const size_t n_y = static_cast<size_t>(tokens * sh.n_out);
+      CUDA_ASSERT(cudaMemsetAsync(dgot.get(), 0xFF, dgot.size(), stream.get()));
+      STATUS_ASSERT(project(t, dx.get<float>(), tokens, dgot.get<float>(), dzeros.get<int32_t>(), stream.get(),
+                            /*as_steps=*/true));
+      CUDA_ASSERT(cudaStreamSynchronize(stream.get()));
+      expect_same_bits_and_guard(download<float>(dgot, n_y + kGuard), download<float>(dref, n_y), n_y, sh.n_out,
+                                 "a multi-token step", "one token each");
+    }
+  }
+}
+
+// A dense pair (no expert ids) reaches only kernels that pair: elsewhere its second slot would read
+// slab 1, so the launch is refused.
+TEST(CudaMatvecFloatPairs, DensePairsOnlyWhereTheKernelPairs) {
+  std::mt19937_64 rng(fresh_seed());
+  const int64_t n_in = 512, n_out = 32;
+  const std::vector<uint8_t> w = random_rows(format_of(TensorType::Q2_K), n_in, n_out, rng);
+  const std::vector<float> x = normal_vector(static_cast<size_t>(2 * n_in), rng);
+  TestStream stream;
+  DeviceBuffer dw = upload(w), dx = upload(x), dy(static_cast<size_t>(2 * n_out) * 4);
+  ASSERT_TRUE(stream.ok() && dw.ok() && dx.ok() && dy.ok());
+  ExpertMatvec m = expert_launch(TensorType::Q2_K, dw.get(), n_in, n_out, 1, nullptr, 2, dx.get<float>(), n_in);
+  m.pair_stride = 1;
+  EXPECT_FALSE(matvec_experts(m, dy.get<float>(), stream.get()).ok());  // the 2-bit row tile does not pair
+  m.type = TensorType::F16;
+  EXPECT_FALSE(matvec_experts(m, dy.get<float>(), stream.get(), MatvecImpl::kReference).ok());
+  CUDA_ASSERT(cudaStreamSynchronize(stream.get()));
+}
+
+}  // namespace
+}  // namespace dsv4::cuda::testing
