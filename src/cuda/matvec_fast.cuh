@@ -232,25 +232,31 @@ struct FastWarp : WarpSchedule<FastParams, kSum, R, kFastWarps, Geometry<F>::kSt
     }
   }
 
-  // Adds this lane's dots of item i (its buffer `buf`, filled by issue) to part[r].
-  DSV4_HD void decode(const FastUnit& un, int i, int lane, const uint8_t* buf,
-                      const float (&xv)[F::kStageSteps][F::kXPerLane], const float (&xsum)[F::kStageSteps],
-                      const uint8_t* tables, float (&part)[R]) const {
+  // fn(r, row, elems) for each row r of item i in its buffer `buf` (filled by issue): the row's
+  // stage at its data's offset, elems the stage's columns.
+  template <class Fn>
+  DSV4_HD void for_rows(const FastUnit& un, int i, const uint8_t* buf, Fn&& fn) const {
     const int st = stage_of(i);
     const int elems = stage_elems(st);
     const int64_t off0 = stage_offset(un, slot_of(un, i), st);
     DSV4_UNROLL
     for (int r = 0; r < R; ++r) {
-      if (r < un.rows) {
-        const uint8_t* row = buf + r * G::kRowStride + ((off0 + r * p.row_bytes) & 15);
-        DSV4_UNROLL
-        for (int s = 0; s < F::kStageSteps; ++s) {
-          if (s * F::kStepElems < elems) {
-            part[r] += F::dot(row + s * F::kStepBytes, lane, xv[s], xsum[s], elems - s * F::kStepElems, tables);
-          }
+      if (r < un.rows) fn(r, buf + r * G::kRowStride + ((off0 + r * p.row_bytes) & 15), elems);
+    }
+  }
+
+  // Adds this lane's dots of item i (its buffer `buf`, filled by issue) to part[r].
+  DSV4_HD void decode(const FastUnit& un, int i, int lane, const uint8_t* buf,
+                      const float (&xv)[F::kStageSteps][F::kXPerLane], const float (&xsum)[F::kStageSteps],
+                      const uint8_t* tables, float (&part)[R]) const {
+    for_rows(un, i, buf, [&](int r, const uint8_t* row, int elems) {
+      DSV4_UNROLL
+      for (int s = 0; s < F::kStageSteps; ++s) {
+        if (s * F::kStepElems < elems) {
+          part[r] += F::dot(row + s * F::kStepBytes, lane, xv[s], xsum[s], elems - s * F::kStepElems, tables);
         }
       }
-    }
+    });
   }
 
   // Paired form (float formats): both tokens' dots of item i, each weight read and converted once
@@ -258,19 +264,12 @@ struct FastWarp : WarpSchedule<FastParams, kSum, R, kFastWarps, Geometry<F>::kSt
   DSV4_HD void decode_pair(const FastUnit& un, int i, int lane, const uint8_t* buf,
                            const float (&xv)[2][F::kStageSteps][F::kXPerLane], float (&part)[2][R]) const {
     static_assert(fast_pairs<F>() && F::kStageSteps == 1, "pairs of the float formats");
-    const int st = stage_of(i);
-    const int elems = stage_elems(st);
-    const int64_t off0 = stage_offset(un, slot_of(un, i), st);
-    DSV4_UNROLL
-    for (int r = 0; r < R; ++r) {
-      if (r < un.rows) {
-        const uint8_t* row = buf + r * G::kRowStride + ((off0 + r * p.row_bytes) & 15);
-        float d[2];
-        F::template dots<2>(row, lane, {xv[0][0], xv[1][0]}, elems, d);
-        part[0][r] += d[0];
-        part[1][r] += d[1];
-      }
-    }
+    for_rows(un, i, buf, [&](int r, const uint8_t* row, int elems) {
+      float d[2];
+      F::template dots<2>(row, lane, {xv[0][0], xv[1][0]}, elems, d);
+      part[0][r] += d[0];
+      part[1][r] += d[1];
+    });
   }
 
   // At the last stage of a slot (of token k): acc += scale_slot · part, part = 0.

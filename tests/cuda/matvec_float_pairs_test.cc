@@ -21,62 +21,6 @@
 namespace dsv4::cuda::testing {
 namespace {
 
-struct FloatPairCase {
-  TensorType type;
-  int64_t n_in, n_out;
-  int tokens;   // slots = tokens · groups
-  int groups;   // distinct slabs, the pair stride
-  bool dense;   // no expert ids (one pair of slab 0: tokens 2, groups 1)
-  bool scaled;  // slot_scale set
-  MatvecTuning tuning;
-};
-
-void expect_same_bits_as_unpaired(const FloatPairCase& c, std::mt19937_64& rng) {
-  SCOPED_TRACE(::testing::Message() << gguf::type_name(c.type) << " " << c.n_in << " -> " << c.n_out << " tokens "
-                                    << c.tokens << " groups " << c.groups << " dense " << c.dense << " scaled "
-                                    << c.scaled << " rows/warp " << c.tuning.rows_per_warp << " warps "
-                                    << c.tuning.warps_per_row);
-  const Format& f = format_of(c.type);
-  const int slots = c.tokens * c.groups;
-  std::vector<int32_t> experts(static_cast<size_t>(slots));
-  for (int j = 0; j < slots; ++j) experts[static_cast<size_t>(j)] = j % c.groups;
-  const std::vector<uint8_t> w = random_rows(f, c.n_in, c.n_out * c.groups, rng);
-  const std::vector<float> x = normal_vector(static_cast<size_t>(slots * c.n_in), rng);
-  const std::vector<float> scale = normal_vector(static_cast<size_t>(slots), rng);
-  const size_t n_y = static_cast<size_t>(slots * c.n_out);
-  TestStream stream;
-  DeviceBuffer dw = upload(w), dx = upload(x), dscale = upload(scale), dexp = upload(experts), dref(n_y * 4),
-               dgot((n_y + kGuard) * 4);
-  ASSERT_TRUE(stream.ok() && dw.ok() && dx.ok() && dexp.ok() && dref.ok() && dgot.ok());
-  ExpertMatvec m = expert_launch(c.type, dw.get(), c.n_in, c.n_out, c.groups, dexp.get<int32_t>(), slots,
-                                 dx.get<float>(), c.n_in);
-  if (c.scaled) m.slot_scale = dscale.get<float>();
-  // The reference: the slots unpaired, with expert ids (a dense pair's second slot is slab 0 only
-  // when paired); one launch a slot where a lone slot takes the F16 row tile (as the pair does: an
-  // unpaired launch of two slots would take the f32 kernel, with other bits).
-  const Result<MatvecPlan> lone = plan_matvec(c.type, c.n_in, c.n_out, 1, c.tuning);
-  ASSERT_TRUE(lone.ok());
-  if (lone->rows_per_warp == 32) {
-    for (int j = 0; j < slots; ++j) {
-      ExpertMatvec one = m;
-      one.n_slots = 1;
-      one.experts = dexp.get<int32_t>() + j;
-      one.x = dx.get<float>() + j * c.n_in;
-      if (c.scaled) one.slot_scale = dscale.get<float>() + j;
-      STATUS_ASSERT(matvec_experts(one, dref.get<float>() + j * c.n_out, stream.get(), MatvecImpl::kAuto, c.tuning));
-    }
-  } else {
-    STATUS_ASSERT(matvec_experts(m, dref.get<float>(), stream.get(), MatvecImpl::kAuto, c.tuning));
-  }
-  m.pair_stride = c.groups;
-  if (c.dense) m.experts = nullptr;
-  CUDA_ASSERT(cudaMemsetAsync(dgot.get(), 0xFF, dgot.size(), stream.get()));
-  STATUS_ASSERT(matvec_experts(m, dgot.get<float>(), stream.get(), MatvecImpl::kAuto, c.tuning));
-  CUDA_ASSERT(cudaStreamSynchronize(stream.get()));
-  expect_same_bits_and_guard(download<float>(dgot, n_y + kGuard), download<float>(dref, n_y), n_y, c.n_out, "paired",
-                             "unpaired");
-}
-
 TEST(CudaMatvecFloatPairs, F32KernelSameBitsAsUnpaired) {
   const uint64_t seed = fresh_seed();
   SCOPED_TRACE(seed);
@@ -86,19 +30,19 @@ TEST(CudaMatvecFloatPairs, F32KernelSameBitsAsUnpaired) {
     // elements, F32's 128), partial units (37 rows).
     for (int rows : {1, 2, 4}) {
       for (int warps : {1, 2, 4, 8}) {
-        expect_same_bits_as_unpaired({type, 1024, 37, 2, 1, false, false, {rows, warps}}, rng);
-        expect_same_bits_as_unpaired({type, 1024, 37, 4, 1, false, true, {rows, warps}}, rng);
+        expect_pairs_same_bits_as_unpaired({type, 1024, 37, 2, 1, false, false, {rows, warps}}, rng);
+        expect_pairs_same_bits_as_unpaired({type, 1024, 37, 4, 1, false, true, {rows, warps}}, rng);
         if (HasFatalFailure()) return;
       }
-      expect_same_bits_as_unpaired({type, 320, 37, 2, 3, false, true, {rows, 0}}, rng);
-      expect_same_bits_as_unpaired({type, 320, 37, 2, 1, true, false, {rows, 0}}, rng);
+      expect_pairs_same_bits_as_unpaired({type, 320, 37, 2, 3, false, true, {rows, 0}}, rng);
+      expect_pairs_same_bits_as_unpaired({type, 320, 37, 2, 1, true, false, {rows, 0}}, rng);
     }
     // The default plan; a dense pair; the step's shapes (the compressors' projections 4096 -> 2048
     // and 1024, the router 4096 -> 256, the indexer's 4096 -> 64): several rounds of units a block.
-    expect_same_bits_as_unpaired({type, 4096, 2048, 2, 1, true, false, {}}, rng);
-    expect_same_bits_as_unpaired({type, 4096, 1024, 4, 1, false, false, {}}, rng);
-    expect_same_bits_as_unpaired({type, 4096, 256, 2, 1, true, false, {}}, rng);
-    expect_same_bits_as_unpaired({type, 4096, 64, 2, 2, false, true, {}}, rng);
+    expect_pairs_same_bits_as_unpaired({type, 4096, 2048, 2, 1, true, false, {}}, rng);
+    expect_pairs_same_bits_as_unpaired({type, 4096, 1024, 4, 1, false, false, {}}, rng);
+    expect_pairs_same_bits_as_unpaired({type, 4096, 256, 2, 1, true, false, {}}, rng);
+    expect_pairs_same_bits_as_unpaired({type, 4096, 64, 2, 2, false, true, {}}, rng);
   }
 }
 
@@ -108,10 +52,10 @@ TEST(CudaMatvecFloatPairs, F16RowTileSameBitsAsOneSlotLaunches) {
   std::mt19937_64 rng(seed);
   // The indexer's q_b (1024 -> 8192: the default plan takes the row tile), a partial tile with
   // every row split, with and without expert ids and scales.
-  expect_same_bits_as_unpaired({TensorType::F16, 1024, 8192, 2, 1, true, false, {}}, rng);
-  expect_same_bits_as_unpaired({TensorType::F16, 1024, 8192, 2, 1, false, true, {}}, rng);
+  expect_pairs_same_bits_as_unpaired({TensorType::F16, 1024, 8192, 2, 1, true, false, {}}, rng);
+  expect_pairs_same_bits_as_unpaired({TensorType::F16, 1024, 8192, 2, 1, false, true, {}}, rng);
   for (int warps : {1, 2, 4, 8}) {
-    expect_same_bits_as_unpaired({TensorType::F16, 512, 80, 2, 1, true, true, {32, warps}}, rng);
+    expect_pairs_same_bits_as_unpaired({TensorType::F16, 512, 80, 2, 1, true, true, {32, warps}}, rng);
     if (HasFatalFailure()) return;
   }
 }

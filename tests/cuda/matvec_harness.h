@@ -65,6 +65,66 @@ inline void expect_same_bits_and_guard(const std::vector<float>& got, const std:
   }
 }
 
+// Token pairs (ExpertMatvec::pair_stride = groups: slots j and j + groups read one slab) against the
+// same slots unpaired, bit for bit: tokens · groups slots of fresh random weights, activations and
+// scales, slot j of expert j mod groups.
+struct PairCase {
+  TensorType type;
+  int64_t n_in, n_out;
+  int tokens;   // slots = tokens · groups
+  int groups;   // distinct slabs, the pair stride
+  bool dense;   // no expert ids (one pair of slab 0: tokens 2, groups 1)
+  bool scaled;  // slot_scale set
+  MatvecTuning tuning;
+};
+
+inline void expect_pairs_same_bits_as_unpaired(const PairCase& c, std::mt19937_64& rng) {
+  SCOPED_TRACE(::testing::Message() << gguf::type_name(c.type) << " " << c.n_in << " -> " << c.n_out << " tokens "
+                                    << c.tokens << " groups " << c.groups << " dense " << c.dense << " scaled "
+                                    << c.scaled << " rows/warp " << c.tuning.rows_per_warp << " warps "
+                                    << c.tuning.warps_per_row);
+  const Format& f = format_of(c.type);
+  const int slots = c.tokens * c.groups;
+  std::vector<int32_t> experts(static_cast<size_t>(slots));
+  for (int j = 0; j < slots; ++j) experts[static_cast<size_t>(j)] = j % c.groups;
+  const std::vector<uint8_t> w = random_rows(f, c.n_in, c.n_out * c.groups, rng);
+  const std::vector<float> x = normal_vector(static_cast<size_t>(slots * c.n_in), rng);
+  const std::vector<float> scale = normal_vector(static_cast<size_t>(slots), rng);
+  const size_t n_y = static_cast<size_t>(slots * c.n_out);
+  TestStream stream;
+  DeviceBuffer dw = upload(w), dx = upload(x), dscale = upload(scale), dexp = upload(experts), dref(n_y * 4),
+               dgot((n_y + kGuard) * 4);
+  ASSERT_TRUE(stream.ok() && dw.ok() && dx.ok() && dexp.ok() && dref.ok() && dgot.ok());
+  ExpertMatvec m = expert_launch(c.type, dw.get(), c.n_in, c.n_out, c.groups, dexp.get<int32_t>(), slots,
+                                 dx.get<float>(), c.n_in);
+  if (c.scaled) m.slot_scale = dscale.get<float>();
+  // The reference: the slots unpaired, with expert ids (a dense pair's second slot is slab 0 only
+  // when paired); one launch a slot where a lone slot takes a row tile (a pair of F16 slots takes
+  // the F16 row tile, their unpaired launch the f32 kernel, with other bits; the Q8_0 row tile's
+  // bits do not depend on the slots of a launch).
+  const Result<MatvecPlan> lone = plan_matvec(c.type, c.n_in, c.n_out, 1, c.tuning);
+  ASSERT_TRUE(lone.ok());
+  if (lone->rows_per_warp == 32) {
+    for (int j = 0; j < slots; ++j) {
+      ExpertMatvec one = m;
+      one.n_slots = 1;
+      one.experts = dexp.get<int32_t>() + j;
+      one.x = dx.get<float>() + j * c.n_in;
+      if (c.scaled) one.slot_scale = dscale.get<float>() + j;
+      STATUS_ASSERT(matvec_experts(one, dref.get<float>() + j * c.n_out, stream.get(), MatvecImpl::kAuto, c.tuning));
+    }
+  } else {
+    STATUS_ASSERT(matvec_experts(m, dref.get<float>(), stream.get(), MatvecImpl::kAuto, c.tuning));
+  }
+  m.pair_stride = c.groups;
+  if (c.dense) m.experts = nullptr;
+  CUDA_ASSERT(cudaMemsetAsync(dgot.get(), 0xFF, dgot.size(), stream.get()));
+  STATUS_ASSERT(matvec_experts(m, dgot.get<float>(), stream.get(), MatvecImpl::kAuto, c.tuning));
+  CUDA_ASSERT(cudaStreamSynchronize(stream.get()));
+  expect_same_bits_and_guard(download<float>(dgot, n_y + kGuard), download<float>(dref, n_y), n_y, c.n_out, "paired",
+                             "unpaired");
+}
+
 inline std::string impl_name(MatvecImpl i) {
   switch (i) {
     case MatvecImpl::kAuto: return "auto";

@@ -22,40 +22,9 @@
 namespace dsv4::cuda::testing {
 namespace {
 
-struct PairCase {
-  int64_t n_in, n_out;
-  int tokens;       // slots = tokens · groups
-  int groups;       // distinct slabs (experts), pair stride = groups
-  bool scaled;      // slot_scale set
-  int warps;        // MatvecTuning::warps_per_row (0: the default)
-};
-
-void expect_same_bits_as_unpaired(const PairCase& c, std::mt19937_64& rng) {
-  SCOPED_TRACE(::testing::Message() << c.n_in << " -> " << c.n_out << " tokens " << c.tokens << " groups " << c.groups
-                                    << " scaled " << c.scaled << " warps " << c.warps);
-  const Format& f = format_of(TensorType::Q8_0);
-  const int slots = c.tokens * c.groups;
-  std::vector<int32_t> experts(static_cast<size_t>(slots));
-  for (int j = 0; j < slots; ++j) experts[static_cast<size_t>(j)] = j % c.groups;
-  const std::vector<uint8_t> w = random_rows(f, c.n_in, c.n_out * c.groups, rng);
-  const std::vector<float> x = normal_vector(static_cast<size_t>(slots * c.n_in), rng);
-  const std::vector<float> scale = normal_vector(static_cast<size_t>(slots), rng);
-  const size_t n_y = static_cast<size_t>(slots * c.n_out);
-  TestStream stream;
-  DeviceBuffer dw = upload(w), dx = upload(x), dscale = upload(scale), dexp = upload(experts),
-               dref(n_y * 4), dgot((n_y + kGuard) * 4);
-  ASSERT_TRUE(stream.ok() && dw.ok() && dx.ok() && dexp.ok() && dref.ok() && dgot.ok());
-  ExpertMatvec m = expert_launch(TensorType::Q8_0, dw.get(), c.n_in, c.n_out, c.groups, dexp.get<int32_t>(), slots,
-                                 dx.get<float>(), c.n_in);
-  if (c.scaled) m.slot_scale = dscale.get<float>();
-  const MatvecTuning tuning{c.warps ? 32 : 0, c.warps};
-  STATUS_ASSERT(matvec_experts(m, dref.get<float>(), stream.get(), MatvecImpl::kAuto, tuning));
-  m.pair_stride = c.groups;
-  CUDA_ASSERT(cudaMemsetAsync(dgot.get(), 0xFF, dgot.size(), stream.get()));
-  STATUS_ASSERT(matvec_experts(m, dgot.get<float>(), stream.get(), MatvecImpl::kAuto, tuning));
-  CUDA_ASSERT(cudaStreamSynchronize(stream.get()));
-  expect_same_bits_and_guard(download<float>(dgot, n_y + kGuard), download<float>(dref, n_y), n_y, c.n_out, "paired",
-                             "unpaired");
+// A Q8_0 case: tokens · groups slots, pair stride groups, MatvecTuning::warps_per_row (0: the default).
+PairCase q8(int64_t n_in, int64_t n_out, int tokens, int groups, bool scaled, int warps) {
+  return PairCase{TensorType::Q8_0, n_in, n_out, tokens, groups, false, scaled, {warps ? 32 : 0, warps}};
 }
 
 TEST(CudaMatvecQ8Pairs, SameBitsAsUnpaired) {
@@ -65,19 +34,19 @@ TEST(CudaMatvecQ8Pairs, SameBitsAsUnpaired) {
   // Partial last tiles, one and several items a row, every split of a row over warps.
   for (int64_t n_out : {int64_t{40}, int64_t{96}}) {
     for (int warps : {1, 2, 4, 8}) {
-      expect_same_bits_as_unpaired({2048, n_out, 2, 1, false, warps}, rng);
-      expect_same_bits_as_unpaired({2048, n_out, 4, 1, true, warps}, rng);
+      expect_pairs_same_bits_as_unpaired(q8(2048, n_out, 2, 1, false, warps), rng);
+      expect_pairs_same_bits_as_unpaired(q8(2048, n_out, 4, 1, true, warps), rng);
       if (HasFatalFailure()) return;
     }
-    expect_same_bits_as_unpaired({256, n_out, 2, 1, false, 0}, rng);
-    expect_same_bits_as_unpaired({768, n_out, 2, 3, true, 0}, rng);
+    expect_pairs_same_bits_as_unpaired(q8(256, n_out, 2, 1, false, 0), rng);
+    expect_pairs_same_bits_as_unpaired(q8(768, n_out, 2, 3, true, 0), rng);
   }
   // A multi-token step's shapes: q_a and kv (4096 -> 1024 + 512), out_b (8192 -> 4096), the grouped
   // output projection (8 groups of 4096 -> 1024), a wide row of many rounds of units (q_b).
-  expect_same_bits_as_unpaired({4096, 1536, 2, 1, false, 0}, rng);
-  expect_same_bits_as_unpaired({8192, 4096, 2, 1, false, 0}, rng);
-  expect_same_bits_as_unpaired({4096, 1024, 2, 8, false, 0}, rng);
-  expect_same_bits_as_unpaired({1024, 32768, 2, 1, true, 0}, rng);
+  expect_pairs_same_bits_as_unpaired(q8(4096, 1536, 2, 1, false, 0), rng);
+  expect_pairs_same_bits_as_unpaired(q8(8192, 4096, 2, 1, false, 0), rng);
+  expect_pairs_same_bits_as_unpaired(q8(4096, 1024, 2, 8, false, 0), rng);
+  expect_pairs_same_bits_as_unpaired(q8(1024, 32768, 2, 1, true, 0), rng);
 }
 
 // q_b's fused RMSNorm for two tokens (matvec_rms_norm with tokens = 2: each token normalised with
