@@ -34,8 +34,9 @@ Status project(const DeviceTensor& w, const float* x, int T, float* y, const int
   m.n_slots = T;
   m.x = x;
   m.x_stride = w.ne0;
-  // Tokens 2i and 2i + 1 share the weights: where the kernel can, each is decoded once for both.
-  if (T % 2 == 0) m.pair_stride = 1;
+  // Tokens 2i and 2i + 1 share the weights: where the kernel can, each is decoded once for both
+  // (an odd count's last token alone).
+  m.pair_stride = 1;
   m.experts = zeros;  // slab 0 for every slot
   if (as_steps) {
     // A one-token step's F16 launch on the F16 row tile: a multi-token step's takes it too, a pair

@@ -43,8 +43,9 @@ Status ChunkForward::output_a(const DeviceTensor& out_a, bool fed) {
   oa.n_slots = static_cast<int>(T_ * G);
   oa.x = sc_.attn;
   oa.x_stride = n_in;
-  // Slot t·G + g is group g of token t: tokens 2i and 2i + 1 of a group share its weights.
-  if (T_ % 2 == 0) oa.pair_stride = static_cast<int>(G);
+  // Slot t·G + g is group g of token t: tokens 2i and 2i + 1 of a group share its weights (an odd
+  // count's last token alone).
+  if (T_ > 1) oa.pair_stride = static_cast<int>(G);
   return matvec_experts(oa, sc_.low, stream_);
 }
 

@@ -228,8 +228,8 @@ Status run(const ExpertMatvec& m, bool dense, bool sum, float* y, cudaStream_t s
   if (m.x_stride < 0) return fail("negative x_stride");
   if (m.slots_per_x < 1 || m.n_slots % m.slots_per_x != 0) return fail("slots_per_x must divide n_slots");
   if (m.slots_per_x > 1 && (m.up || sum)) return fail("slots_per_x above 1 is for per-slot launches without up");
-  if (m.pair_stride < 0 || (m.pair_stride > 0 && (m.up || sum || m.n_slots % (2 * m.pair_stride) != 0))) {
-    return fail("pair_stride needs per-slot launches without up whose slots are whole pairs");
+  if (m.pair_stride < 0 || (m.pair_stride > 0 && (m.up || sum || m.n_slots % m.pair_stride != 0))) {
+    return fail("pair_stride needs per-slot launches without up whose slots are whole tokens of pair_stride");
   }
   if (!aligned(m.x, 4) || !aligned(y, 4) || !aligned(m.slot_scale, 4)) return fail("misaligned f32 pointer");
   if (m.up && (!aligned(m.up, 16) || !aligned(m.act_weights, 4))) return fail("misaligned up or act_weights");
@@ -299,7 +299,7 @@ Status run(const ExpertMatvec& m, bool dense, bool sum, float* y, cudaStream_t s
   if (fast) {
     // The f32 kernel (and, for one pair, the F16 row tile) computes a pair as one unit of two tokens.
     const bool float_pairs = m.pair_stride > 0 && detail::fast_pairs_type(m.type);
-    const int grid_slots = sum ? 1 : float_pairs ? m.n_slots / 2 : m.n_slots;
+    const int grid_slots = sum ? 1 : float_pairs ? detail::token_pairs(m.n_slots, m.pair_stride) : m.n_slots;
     auto plan = make_plan(m.type, m.n_in, m.n_out, grid_slots, x_vectors(m), sum, tuning);
     if (!plan.ok()) return fail(plan.error().message);
     if (m.slots_per_x > 1 && (plan->rows_per_warp != 32 || !row_tile_quant(m.type))) {
@@ -323,7 +323,7 @@ Status run(const ExpertMatvec& m, bool dense, bool sum, float* y, cudaStream_t s
     // Token pairs on the Q8_0 row tile: half the units, a little more shared memory a warp.
     if (m.pair_stride > 0 && m.type == TensorType::Q8_0 && plan->rows_per_warp == 32) {
       l.pair_stride = m.pair_stride;
-      const int64_t units = int64_t{m.n_slots} / 2 * ((m.n_out + 31) / 32);
+      const int64_t units = int64_t{detail::token_pairs(m.n_slots, m.pair_stride)} * ((m.n_out + 31) / 32);
       const int64_t capacity = device_info().sms * std::max(1, detail::q8_blocks_per_sm(plan->warps_per_row, true));
       l.blocks = static_cast<int>(std::min(capacity, units));
     }

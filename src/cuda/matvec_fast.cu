@@ -135,7 +135,7 @@ __global__ void __launch_bounds__(kFastThreads, F::kMinBlocks) matvec_fast_kerne
       for (int t = 0; t < kTok; ++t) {
 #pragma unroll
         for (int r = 0; r < R; ++r) {
-          if (lane == r && r < un.rows) p.y[wk.output_index(un, r, t)] = acc[t][r];
+          if (lane == r && r < un.rows && wk.has_token(un, t)) p.y[wk.output_index(un, r, t)] = acc[t][r];
         }
       }
     } else {
@@ -154,7 +154,9 @@ __global__ void __launch_bounds__(kFastThreads, F::kMinBlocks) matvec_fast_kerne
       if (wk.ks == 0 && lane < un.rows) {
 #pragma unroll
         for (int t = 0; t < kTok; ++t) {
-          p.y[wk.output_index(un, lane, t)] = fast_group_sum<R>(rb + (t * kFastWarps + g * p.wpr) * R, p.wpr, lane);
+          if (wk.has_token(un, t)) {
+            p.y[wk.output_index(un, lane, t)] = fast_group_sum<R>(rb + (t * kFastWarps + g * p.wpr) * R, p.wpr, lane);
+          }
         }
       }
     }
@@ -179,7 +181,7 @@ void fill_params(const MatvecLaunch& l, FastParams* p) {
   p->n_slots = l.n_slots;
   p->wpr = l.warps_per_row;
   p->n_row_groups = (l.n_out + R - 1) / R;
-  p->n_units = (kSum ? 1 : kPair ? l.n_slots / 2 : l.n_slots) * p->n_row_groups;
+  p->n_units = (kSum ? 1 : kPair ? token_pairs(l.n_slots, l.pair_stride) : l.n_slots) * p->n_row_groups;
   p->pair_stride = kPair ? l.pair_stride : 0;
   p->n_groups = l.blocks * (kFastWarps / l.warps_per_row);
 }
@@ -207,7 +209,7 @@ template <class F>
 cudaError_t launch_format(const MatvecLaunch& l, cudaStream_t stream) {
   if (l.pair_stride > 0) {
     if constexpr (fast_pairs<F>()) {
-      if (l.sum || l.n_slots % (2 * l.pair_stride) != 0) return cudaErrorInvalidValue;
+      if (l.sum || l.n_slots % l.pair_stride != 0) return cudaErrorInvalidValue;
       switch (l.rows_per_warp) {
         case 1: return launch<F, 1, false, true>(l, stream);
         case 2: return launch<F, 2, false, true>(l, stream);

@@ -150,7 +150,8 @@ struct WarpSchedule {
 };
 
 // kPair (per-slot form only): a unit's slot is pair v, whose tokens k = 0, 1 are the slots
-// first_slot(v) + k·pair_stride; each token's sums are the operations of its unpaired unit.
+// first_slot(v) + k·pair_stride; each token's sums are the operations of its unpaired unit. An odd
+// token count's last pairs have no token 1 (has_token): its activations are zeros, its sums unused.
 template <class F, int R, bool kSum, bool kPair = false>
 struct FastWarp : WarpSchedule<FastParams, kSum, R, kFastWarps, Geometry<F>::kStageElems, Geometry<F>::kStageBytes> {
   static_assert(!(kSum && kPair), "pairs are per-slot units");
@@ -173,6 +174,7 @@ struct FastWarp : WarpSchedule<FastParams, kSum, R, kFastWarps, Geometry<F>::kSt
   // The slot of item i (paired: the pair's first, whose slab both read); token k's is k·pair_stride on.
   DSV4_HD int slot_of(const FastUnit& un, int i) const { return kPair ? first_slot(un.slot) : S::slot_of(un, i); }
   DSV4_HD int token_slot(const FastUnit& un, int i, int k) const { return slot_of(un, i) + k * p.pair_stride; }
+  DSV4_HD bool has_token(const FastUnit& un, int k) const { return kSum || token_slot(un, 0, k) < p.n_slots; }
   DSV4_HD int stage_elems(int st) const {
     const int left = p.n_in - st * G::kStageElems;
     return left < G::kStageElems ? left : G::kStageElems;
@@ -209,7 +211,7 @@ struct FastWarp : WarpSchedule<FastParams, kSum, R, kFastWarps, Geometry<F>::kSt
   DSV4_HD void load_x(const FastUnit& un, int i, int lane, float (&xv)[F::kStageSteps][F::kXPerLane],
                       float (&xsum)[F::kStageSteps], int k = 0) const {
     const int slot = token_slot(un, i, k), st = stage_of(i);
-    const int elems = stage_elems(st);
+    const int elems = has_token(un, k) ? stage_elems(st) : 0;
     const float* xs = p.x + static_cast<int64_t>(slot) * p.x_stride + static_cast<int64_t>(st) * G::kStageElems;
     DSV4_UNROLL
     for (int s = 0; s < F::kStageSteps; ++s) {
@@ -276,10 +278,11 @@ struct FastWarp : WarpSchedule<FastParams, kSum, R, kFastWarps, Geometry<F>::kSt
   DSV4_HD void end_item(const FastUnit& un, int i, float (&acc)[R], float (&part)[R], int k = 0) const {
     if (!last_of_slot(i)) return;
     const int slot = token_slot(un, i, k);
+    const bool scaled = p.scale && has_token(un, k);
 #ifdef __CUDA_ARCH__
-    const float scale = p.scale ? __ldg(p.scale + slot) : 1.0f;
+    const float scale = scaled ? __ldg(p.scale + slot) : 1.0f;
 #else
-    const float scale = p.scale ? p.scale[slot] : 1.0f;
+    const float scale = scaled ? p.scale[slot] : 1.0f;
 #endif
     DSV4_UNROLL
     for (int r = 0; r < R; ++r) {

@@ -10,6 +10,10 @@
 
 namespace dsv4::cuda::detail {
 
+// The pairs of a paired launch of n_slots slots (tokens of pair_stride slots each): the last token
+// alone in its pairs when the tokens are odd in number.
+inline constexpr int token_pairs(int n_slots, int pair_stride) { return (n_slots / pair_stride + 1) / 2 * pair_stride; }
+
 struct MatvecLaunch {
   gguf::TensorType type;
   const uint8_t* w;      // first byte of the tensor

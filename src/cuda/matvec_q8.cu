@@ -103,7 +103,8 @@ struct Q8Params {
   int pair_stride;  // kPair: slots j and j + pair_stride read the same slab (matvec.h)
   int n_sb;     // superblocks per row
   int n_tiles;  // ⌈n_out / 32⌉
-  int n_units;  // n_tiles (summed), n_slots · n_tiles, or for token pairs n_slots / 2 · n_tiles
+  int n_pairs;  // token pairs: token_pairs(n_slots, pair_stride) (matvec_launch.h)
+  int n_units;  // n_tiles (summed), n_slots · n_tiles, or for token pairs n_pairs · n_tiles
 };
 
 
@@ -132,7 +133,9 @@ __device__ float q8_rms_scale(const float* x, int n, float eps, int lane) {
 // kPair (per-slot launches, plain or with the RMSNorm): a unit is a tile of a token pair, slots s
 // and s + pair_stride of the same slab (pair v of the schedule: s = pair_first(v)); each weight item
 // is staged and decoded once for both, the second token's limbs in the MMAs' columns 4–7
-// (matvec_q8.cuh). With the RMSNorm (a dense pair, two tokens' q_b) each token has its own scale.
+// (matvec_q8.cuh). An odd count's last token has no second slot (s + pair_stride ≥ n_slots): its
+// columns 4–7 take zeros and nothing is stored for them. With the RMSNorm (a dense pair, two
+// tokens' q_b) each token has its own scale.
 template <bool kSum, Q8Input kIn, bool kPair = false>
 __global__ void __launch_bounds__(kQ8MaxWarps * 32) matvec_q8_kernel(__grid_constant__ const Q8Params p) {
   static_assert(!kPair || (!kSum && kIn != Q8Input::kSwiglu), "token pairs: per-slot launches without SwiGLU");
@@ -146,7 +149,7 @@ __global__ void __launch_bounds__(kQ8MaxWarps * 32) matvec_q8_kernel(__grid_cons
 
   // Row items are superblocks (row_tile.cuh); the schedule's slots are token pairs for kPair.
   constexpr int kTokens = kPair ? 2 : 1;
-  const RowTileSchedule<kSum> sched(p.n_sb, p.n_slots / kTokens, p.n_units, p.n_tiles, W, warp);
+  const RowTileSchedule<kSum> sched(p.n_sb, kPair ? p.n_pairs : p.n_slots, p.n_units, p.n_tiles, W, warp);
   const int per_unit = sched.per_unit, my_units = sched.my_units;
   // The (first) slot of the schedule's slot v.
   auto pair_first = [&](int v) {
@@ -154,6 +157,8 @@ __global__ void __launch_bounds__(kQ8MaxWarps * 32) matvec_q8_kernel(__grid_cons
     const int ps = p.pair_stride;
     return ps == 1 ? 2 * v : v / ps * 2 * ps + v % ps;
   };
+  // Whether the pair whose first slot is s has a second one.
+  auto has_second = [&](int s) { return kPair && s + p.pair_stride < p.n_slots; };
 
   // This lane's 17 chunk offsets within an item of a full tile (a partial last tile recomputes).
   int32_t off[kQ8SbChunks];
@@ -196,7 +201,9 @@ __global__ void __launch_bounds__(kQ8MaxWarps * 32) matvec_q8_kernel(__grid_cons
     for (int j = 0; j < kQ8XChunks; ++j) {
       x_next[j] = __ldg(reinterpret_cast<const float4*>(p.x + at + q8_x_index(lane, j)));
       if constexpr (kPair) {
-        x2_next[j] = __ldg(reinterpret_cast<const float4*>(p.x + at + p.pair_stride * p.x_stride + q8_x_index(lane, j)));
+        x2_next[j] = has_second(slot) ? __ldg(reinterpret_cast<const float4*>(p.x + at + p.pair_stride * p.x_stride +
+                                                                             q8_x_index(lane, j)))
+                                      : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
       }
       if constexpr (kSwiglu) u_next[j] = __ldg(reinterpret_cast<const float4*>(p.up + at + q8_x_index(lane, j)));
       if constexpr (kRmsNorm) u_next[j] = __ldg(reinterpret_cast<const float4*>(p.norm_w + at + q8_x_index(lane, j)));
@@ -268,7 +275,8 @@ __global__ void __launch_bounds__(kQ8MaxWarps * 32) matvec_q8_kernel(__grid_cons
         return q8_x_scale(max_abs);
       };
       float item_scale = stage(v, xbuf);
-      // A pair's lanes c = 2, 3 hold the second token's sums (its slot, its item scale).
+      // A pair's lanes c = 2, 3 hold the second token's sums (its slot, its item scale; none, and
+      // nothing stored, for an odd count's last token).
       int lane_slot = slot;
       if constexpr (kPair) {
         const float second_scale = stage(x2_next, xbuf + kQ8PairWords);
@@ -292,7 +300,7 @@ __global__ void __launch_bounds__(kQ8MaxWarps * 32) matvec_q8_kernel(__grid_cons
       for (int h = 0; h < 4; ++h) part[h] = fmaf(sb[h >> 1][h & 1], lane_scale, part[h]);
       // Scaled and added: per item in the per-slot form, at each slot's last item (slot order) when summed.
       if (sched.closes_slot(i)) {
-        const float s = p.scale ? __ldg(p.scale + lane_slot) : 1.0f;
+        const float s = p.scale && lane_slot < p.n_slots ? __ldg(p.scale + lane_slot) : 1.0f;
 #pragma unroll
         for (int h = 0; h < 4; ++h) {
           acc[h] = fmaf(s, part[h], acc[h]);
@@ -305,7 +313,7 @@ __global__ void __launch_bounds__(kQ8MaxWarps * 32) matvec_q8_kernel(__grid_cons
     // takes row r from lane 4(r & 7), register r >> 3. A pair's second token: lanes 4g + 2 and 4g + 3.
     const int hr = lane >> 3;
     const int row = sched.unit_tile(k) * kQ8TileRows + lane;
-    auto store_token = [&](int tau, int store_k, int64_t out) {
+    auto store_token = [&](int tau, int store_k, int64_t out, int n_out) {
       float rows[4];
 #pragma unroll
       for (int h = 0; h < 4; ++h) {
@@ -313,15 +321,17 @@ __global__ void __launch_bounds__(kQ8MaxWarps * 32) matvec_q8_kernel(__grid_cons
         rows[h] = __shfl_sync(0xFFFFFFFFu, total, 4 * (lane & 7) + 2 * tau);
       }
       const float mine = hr == 0 ? rows[0] : hr == 1 ? rows[1] : hr == 2 ? rows[2] : rows[3];
-      store_row_tile(mine, red, store_k, W, warp, lane, row, p.n_out, out, p.y);
+      store_row_tile(mine, red, store_k, W, warp, lane, row, n_out, out, p.y);
     };
     if constexpr (kPair) {
       // Two stores a unit: the reduction buffers' parity is that of 2k and 2k + 1 (store_row_tile).
-      const int64_t first = static_cast<int64_t>(pair_first(sched.unit_slot(k))) * p.n_out + row;
-      store_token(0, 2 * k, first);
-      store_token(1, 2 * k + 1, first + static_cast<int64_t>(p.pair_stride) * p.n_out);
+      const int s = pair_first(sched.unit_slot(k));
+      const int64_t first = static_cast<int64_t>(s) * p.n_out + row;
+      store_token(0, 2 * k, first, p.n_out);
+      // An odd count's last token: the barriers of the store, no outputs (no row is below 0).
+      store_token(1, 2 * k + 1, first + static_cast<int64_t>(p.pair_stride) * p.n_out, has_second(s) ? p.n_out : 0);
     } else {
-      store_token(0, k, sched.out_index(k, row, p.n_out));
+      store_token(0, k, sched.out_index(k, row, p.n_out), p.n_out);
     }
   }
   cp_async_wait<0>();
@@ -379,7 +389,7 @@ cudaError_t launch_matvec_q8(const MatvecLaunch& l, cudaStream_t stream) {
   if ((W != 1 && W != 2 && W != 4 && W != 8) || l.blocks < 1 || l.n_in % kQ8SbElems != 0 ||
       l.row_bytes * kQ8TileRows > INT32_MAX || W > l.n_in / kQ8SbElems ||
       (l.norm_w && (l.up || l.experts || l.sum || l.n_slots != (l.pair_stride ? 2 : 1))) ||
-      (l.pair_stride != 0 && (l.pair_stride < 0 || l.up || l.sum || l.n_slots % (2 * l.pair_stride) != 0))) {
+      (l.pair_stride != 0 && (l.pair_stride < 0 || l.up || l.sum || l.n_slots % l.pair_stride != 0))) {
     return cudaErrorInvalidValue;
   }
   cudaError_t e = prepare_matvec_q8();
@@ -404,7 +414,8 @@ cudaError_t launch_matvec_q8(const MatvecLaunch& l, cudaStream_t stream) {
   p.n_sb = l.n_in / kQ8SbElems;
   p.n_tiles = (l.n_out + kQ8TileRows - 1) / kQ8TileRows;
   const bool pair = l.pair_stride != 0;
-  p.n_units = l.sum ? p.n_tiles : l.n_slots / (pair ? 2 : 1) * p.n_tiles;
+  p.n_pairs = pair ? token_pairs(l.n_slots, l.pair_stride) : 0;
+  p.n_units = l.sum ? p.n_tiles : (pair ? p.n_pairs : l.n_slots) * p.n_tiles;
   const Q8Input in = l.norm_w ? Q8Input::kRmsNorm : l.up ? Q8Input::kSwiglu : Q8Input::kPlain;
   return launch_pdl(q8_kernel(l.sum, in, pair), dim3(l.blocks), dim3(W * 32), q8_smem_bytes(W, pair), stream, p);
 }

@@ -6,7 +6,8 @@
 // since each token's rows take the operations of their unpaired unit in the same order. Fresh
 // random weights, activations, expert ids and slot scales; every row split over warps, every
 // rows-per-warp choice, partial units, several rounds of units per block, dense pairs (no expert
-// ids) and the pair strides of a grouped launch. Outputs past the last slot must stay untouched.
+// ids), the pair strides of a grouped launch and odd token counts (the last token alone in its
+// pairs). Outputs past the last slot must stay untouched.
 #include <gtest/gtest.h>
 
 #include <cstdint>
@@ -35,12 +36,15 @@ TEST(CudaMatvecFloatPairs, F32KernelSameBitsAsUnpaired) {
         if (HasFatalFailure()) return;
       }
       expect_pairs_same_bits_as_unpaired({type, 320, 37, 2, 3, false, true, {rows, 0}}, rng);
+      expect_pairs_same_bits_as_unpaired({type, 320, 37, 3, 2, false, true, {rows, 0}}, rng);  // odd: the last alone
+      expect_pairs_same_bits_as_unpaired({type, 1024, 37, 1, 1, false, true, {rows, 2}}, rng);
       expect_pairs_same_bits_as_unpaired({type, 320, 37, 2, 1, true, false, {rows, 0}}, rng);
     }
     // The default plan; a dense pair; the step's shapes (the compressors' projections 4096 -> 2048
     // and 1024, the router 4096 -> 256, the indexer's 4096 -> 64): several rounds of units a block.
     expect_pairs_same_bits_as_unpaired({type, 4096, 2048, 2, 1, true, false, {}}, rng);
     expect_pairs_same_bits_as_unpaired({type, 4096, 1024, 4, 1, false, false, {}}, rng);
+    expect_pairs_same_bits_as_unpaired({type, 4096, 1024, 3, 1, false, false, {}}, rng);
     expect_pairs_same_bits_as_unpaired({type, 4096, 256, 2, 1, true, false, {}}, rng);
     expect_pairs_same_bits_as_unpaired({type, 4096, 64, 2, 2, false, true, {}}, rng);
   }

@@ -5,9 +5,10 @@
 // MMA results of its rows and token in the same order with the same item scale, and the rows are
 // reduced over warps as before. Fresh random weights, activations, expert ids and slot scales; a
 // multi-token step's dense projections (T = 2, 4 slots of slab 0 in pairs of neighbours) and its
-// grouped output projection (T = 2 tokens × G = 8 groups, the pair stride G); every split of a row
-// over warps; partial last tiles; several rounds of units per block. Outputs past the last slot
-// must stay untouched.
+// grouped output projection (T = 2 tokens × G = 8 groups, the pair stride G); odd token counts,
+// whose last token is alone in its pairs (zeros in columns 4–7, nothing stored for them); every
+// split of a row over warps; partial last tiles; several rounds of units per block. Outputs past
+// the last slot must stay untouched.
 #include <gtest/gtest.h>
 
 #include <cstdint>
@@ -40,12 +41,18 @@ TEST(CudaMatvecQ8Pairs, SameBitsAsUnpaired) {
     }
     expect_pairs_same_bits_as_unpaired(q8(256, n_out, 2, 1, false, 0), rng);
     expect_pairs_same_bits_as_unpaired(q8(768, n_out, 2, 3, true, 0), rng);
+    // Odd token counts: the last token alone in its pairs.
+    expect_pairs_same_bits_as_unpaired(q8(2048, n_out, 3, 1, true, 2), rng);
+    expect_pairs_same_bits_as_unpaired(q8(768, n_out, 5, 3, true, 0), rng);
+    expect_pairs_same_bits_as_unpaired(q8(256, n_out, 1, 2, false, 1), rng);
   }
   // A multi-token step's shapes: q_a and kv (4096 -> 1024 + 512), out_b (8192 -> 4096), the grouped
   // output projection (8 groups of 4096 -> 1024), a wide row of many rounds of units (q_b).
   expect_pairs_same_bits_as_unpaired(q8(4096, 1536, 2, 1, false, 0), rng);
   expect_pairs_same_bits_as_unpaired(q8(8192, 4096, 2, 1, false, 0), rng);
   expect_pairs_same_bits_as_unpaired(q8(4096, 1024, 2, 8, false, 0), rng);
+  expect_pairs_same_bits_as_unpaired(q8(4096, 1536, 3, 1, false, 0), rng);
+  expect_pairs_same_bits_as_unpaired(q8(4096, 1024, 3, 8, true, 0), rng);
   expect_pairs_same_bits_as_unpaired(q8(1024, 32768, 2, 1, true, 0), rng);
 }
 
@@ -88,7 +95,7 @@ TEST(CudaMatvecQ8Pairs, TwoTokenNormAsSingleTokens) {
   }
 }
 
-// Launches whose slots are not whole pairs, sums over slots and fused inputs are refused.
+// Launches whose slots are not whole tokens of pair_stride, sums over slots and fused inputs are refused.
 TEST(CudaMatvecQ8Pairs, RefusesWhatItCannotPair) {
   std::mt19937_64 rng(fresh_seed());
   const int64_t n_in = 256, n_out = 32;
@@ -100,11 +107,11 @@ TEST(CudaMatvecQ8Pairs, RefusesWhatItCannotPair) {
   ASSERT_TRUE(stream.ok() && dw.ok() && dx.ok() && dexp.ok() && dy.ok());
   ExpertMatvec m = expert_launch(TensorType::Q8_0, dw.get(), n_in, n_out, 1, dexp.get<int32_t>(), 3, dx.get<float>(),
                                  n_in);
-  m.pair_stride = 1;
-  EXPECT_FALSE(matvec_experts(m, dy.get<float>(), stream.get()).ok());  // 3 slots
+  m.pair_stride = 2;
+  EXPECT_FALSE(matvec_experts(m, dy.get<float>(), stream.get()).ok());  // 3 slots are no whole tokens of 2
   m.n_slots = 4;
   m.pair_stride = 3;
-  EXPECT_FALSE(matvec_experts(m, dy.get<float>(), stream.get()).ok());  // 4 is not a multiple of 6
+  EXPECT_FALSE(matvec_experts(m, dy.get<float>(), stream.get()).ok());  // 4 is not a multiple of 3
   m.pair_stride = 1;
   STATUS_ASSERT(matvec_experts(m, dy.get<float>(), stream.get()));
   EXPECT_FALSE(matvec_experts_sum(m, dy.get<float>(), stream.get()).ok());
