@@ -94,10 +94,11 @@ struct ExpertMatvec {
   // > 0: slots j and j + pair_stride read the same slab for every j of the first pair_stride of each
   // 2·pair_stride slots (expert ids equal: the caller's promise), as the same weights' tokens t and
   // t + 1 of a multi-token step do (n_slots a multiple of pair_stride: tokens of pair_stride slots;
-  // an odd count's last token has no partner). The Q8_0 row tile, the f32 kernel's float formats (F32, F16,
-  // BF16) and the F16 row tile (one pair) then stage and decode each weight once for both (the same
-  // bits as without); other kernels ignore it. Per-slot launches without up only. Without expert
-  // ids (a dense pair of slab 0), only launches that pair are taken: elsewhere slot 1 is slab 1.
+  // an odd count's last token has no partner). The Q8_0 row tile, the f32 kernel's float formats
+  // (F32, F16, BF16) and the F16 row tile (one pair) then stage and decode each weight once for
+  // both (the same bits as without); other kernels ignore it. Per-slot launches without up only.
+  // Without expert ids (a dense pair of slab 0), only launches that pair are taken: elsewhere
+  // slot 1 is slab 1.
   int pair_stride = 0;
   const float* slot_scale = nullptr;  // n_slots factors (e.g. route weights), or null for 1
   // Fused SwiGLU (moe.h swiglu, the routed experts' down projection): when `up` is set, slot j's

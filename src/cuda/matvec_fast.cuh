@@ -47,7 +47,9 @@ struct FastParams {
   int n_slots;
   int wpr;           // W: warps per group, 1, 2, 4 or 8
   int n_row_groups;  // ⌈n_out / R⌉
-  int n_units;       // n_row_groups (summed form), n_slots / 2 · n_row_groups (paired) or n_slots · n_row_groups
+  // units: n_row_groups (summed form), token_pairs(n_slots, pair_stride) · n_row_groups (paired) or
+  // n_slots · n_row_groups
+  int n_units;
   int pair_stride;   // paired form: slots j and j + pair_stride share a unit (matvec.h); else 0
   int n_groups;      // groups in the grid: gridDim.x · kFastWarps / W
 };
