@@ -38,7 +38,7 @@ class NgramDrafter {
 };
 
 // How many tokens the next draft may have. A rejected draft costs its whole run for one token (on an
-// H200 a run of 2 costs 1.4 steps, of 4 2.4: docs/PERF.md session 36), so a draft starts at one
+// H200 a run of 2 costs 1.4 steps, of 4 2.3: docs/PERF.md session 39), so a draft starts at one
 // token, grows to the most allowed once a draft was kept whole, and shrinks back to one at a
 // miss; after k drafts in a row whose first token was rejected no draft is made for the next
 // 2^k tokens (at most kMaxPause). Repeated text is thus drafted at full length after one short
