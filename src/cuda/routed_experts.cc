@@ -35,17 +35,23 @@ Status routed_experts_matvec(const RoutedExpertsStep& s) {
   };
   // The down projection (slot j's x at x + j·x_stride, y rows of D). A multi-token step's T·K slots
   // whose activations the 2-bit row tile cannot stage together (from 3 tokens of 6 slots × 2048)
-  // would run on another kernel, with other bits: there one launch a token, as a decode step.
+  // would run on another kernel, with other bits: there a launch for as many tokens as the row tile
+  // stages (2 of the experts' shapes; its outputs are the bits of any launch of the same rows).
   auto down_launch = [&](const ExpertMatvec& down, float* y) -> Status {
-    if (!s.as_steps || s.T == 1 || on_row_tile(down)) return matvec_experts(down, y, s.stream);
-    for (int t = 0; t < s.T; ++t) {
-      ExpertMatvec token = down;
-      token.n_slots = static_cast<int>(K);
-      token.experts = down.experts + t * K;
-      token.x = down.x + t * K * down.x_stride;
-      if (token.up) token.up = down.up + t * K * down.x_stride;
-      if (token.act_weights) token.act_weights = down.act_weights + t * K;
-      DSV4_TRY(matvec_experts(token, y + t * K * D, s.stream));
+    if (!s.as_steps || s.T == 1) return matvec_experts(down, y, s.stream);
+    auto tokens = [&](int t, int n) {  // tokens t .. t + n − 1 of the launch
+      ExpertMatvec part = down;
+      part.n_slots = static_cast<int>(n * K);
+      part.experts = down.experts + t * K;
+      part.x = down.x + t * K * down.x_stride;
+      if (part.up) part.up = down.up + t * K * down.x_stride;
+      if (part.act_weights) part.act_weights = down.act_weights + t * K;
+      return part;
+    };
+    for (int t = 0, n = 0; t < s.T; t += n) {
+      n = s.T - t;
+      while (n > 1 && !on_row_tile(tokens(t, n))) --n;
+      DSV4_TRY(matvec_experts(tokens(t, n), y + t * K * D, s.stream));
     }
     return Status();
   };

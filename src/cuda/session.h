@@ -76,7 +76,7 @@ class DeviceSession {
   // with every token's logits) run as one multi-token step, a replay of the graph captured for
   // that many tokens on the decode step's kernels (ChunkShape::step_kernels): the prefill kernels'
   // 64-token tiles made a chunk of 2–4 tokens slower than as many steps. H200, full flash-q2, at
-  // 4K (docs/PERF.md, sessions 36 and 39): 2 / 3 / 4 tokens 8.8 / 12.8 / 14.8 ms against 12.7 /
+  // 4K (docs/PERF.md, sessions 36, 39 and 40): 2 / 3 / 4 tokens 8.8 / 12.6 / 14.5 ms against 12.7 /
   // 19.1 / 25.4 as steps (24.0 / – / 27.7 as chunks). Its logits are the bits of single steps.
   static constexpr int kStepChunkMax = 4;
   // Longer still where the device has the memory (≈ 18.5 GB of state and scratch for the full

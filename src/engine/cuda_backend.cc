@@ -113,9 +113,9 @@ class CudaState final : public BackendState {
 
   // Multi-token steps of up to kStepChunkMax tokens replay graphs on the decode step's kernels,
   // bit-identical to single steps; longer chunks run the prefill's GEMMs. A run of 3 is cut to 2
-  // (H200: runs of 2 / 3 / 4 tokens 8.8 / 12.8 / 14.8 ms, docs/PERF.md session 39). With each
-  // draft token kept with probability p, a run of 3 makes (1 + p + p²) / 12.8 tokens a millisecond
-  // against (1 + p) / 8.8 for a run of 2: fewer below p ≈ 0.94, which drafts seldom reach.
+  // (H200: runs of 2 / 3 / 4 tokens 8.8 / 12.6 / 14.5 ms, docs/PERF.md session 40). With each
+  // draft token kept with probability p, a run of 3 makes (1 + p + p²) / 12.6 tokens a millisecond
+  // against (1 + p) / 8.8 for a run of 2: fewer below p ≈ 0.91, which drafts seldom reach.
   int64_t draft_run_length(int64_t most) const override {
     const int64_t run = std::min<int64_t>(most, cuda::DeviceSession::kStepChunkMax);
     return run == 3 ? 2 : run;
