@@ -12,7 +12,6 @@
 #include "cuda/gemm.h"
 #include "cuda/hc.h"
 #include "cuda/indexer.h"
-#include "cuda/matvec.h"
 #include "cuda/prefill_attention.h"
 #include "cuda/prefill_indexer.h"
 
@@ -117,7 +116,6 @@ uint64_t DeviceState::lay_out(uint8_t* base) {
   }
   s.comp_pooled = cv.take<float>(int64_t{s.comp_windows} * hd);
   s.comp_counters = cv.take<unsigned>(s.comp_windows);
-  s.experts_step_counters = cv.take<unsigned>(kExpertsStepMaxSlots + 1);
   s.score_cap = any_indexer ? n_ctx_ / 4 : 0;
   // Prefill launches take as many tokens as their scratch budget holds (chunks of T > 1).
   const auto launch_tokens = [&](int64_t launch_bytes, int64_t bytes_per_token) {
@@ -217,8 +215,6 @@ Result<std::unique_ptr<DeviceState>> DeviceState::create(const DeviceModel& mode
   const model::Config& c = model.config;
   DSV4_CUDA_TRY(cudaMemsetAsync(s->scratch.zeros, 0, sizeof(int32_t) * max_chunk, stream));
   DSV4_CUDA_TRY(cudaMemsetAsync(s->scratch.comp_counters, 0, sizeof(unsigned) * s->scratch.comp_windows, stream));
-  DSV4_CUDA_TRY(
-      cudaMemsetAsync(s->scratch.experts_step_counters, 0, sizeof(unsigned) * (kExpertsStepMaxSlots + 1), stream));
   if (s->scratch.topk_scratch != nullptr) {
     const int64_t words = std::min<int64_t>(max_chunk, kSubChunk) * kIndexerTopkScratchWords;
     DSV4_CUDA_TRY(cudaMemsetAsync(s->scratch.topk_scratch, 0, sizeof(uint32_t) * words, stream));

@@ -58,8 +58,6 @@ struct Scratch {
   float* comp_pooled = nullptr;
   unsigned* comp_counters = nullptr;
   int comp_windows = 0;
-  // The one-launch routed experts' slot counters (matvec_experts_step), zero between launches.
-  unsigned* experts_step_counters = nullptr;
   float* iq = nullptr;                    // [T][IH·idh]
   float* iw = nullptr;                    // [T][IH]
   float* scores = nullptr;                // [index_tokens][score_cap], or shorter rows (ChunkShape::end)

@@ -6,7 +6,6 @@
 #include <climits>
 #include <cstdint>
 #include <string>
-#include <utility>
 
 #include "cuda/check.h"
 #include "cuda/device_info.h"
@@ -204,20 +203,12 @@ struct FusedNorm {
   float eps = 0.0f;
 };
 
-// A checked launch: its description and whether it runs on a fast kernel (l.rows_per_warp says
-// which) or on the reference kernel.
-struct Described {
-  detail::MatvecLaunch l{};
-  bool fast = false;
-};
-
-// The shared checks and launch description of the entry points (`stream` only for the IQ2_XXS
-// tables' upload).
-Result<Described> describe(const ExpertMatvec& m, bool dense, bool sum, float* y, cudaStream_t stream,
-                           MatvecImpl impl, MatvecTuning tuning, const char* fn, FusedNorm norm = FusedNorm{}) {
+// The shared body of the entry points.
+Status run(const ExpertMatvec& m, bool dense, bool sum, float* y, cudaStream_t stream,
+           MatvecImpl impl, MatvecTuning tuning, const char* fn, FusedNorm norm = FusedNorm{}) {
   auto fail = [&](const std::string& what) {
-    return Error{std::string("cuda::") + fn + "(" + gguf::type_name(m.type) + ", " + std::to_string(m.n_in) +
-                 " -> " + std::to_string(m.n_out) + "): " + what};
+    return Status(make_error(std::string("cuda::") + fn + "(" + gguf::type_name(m.type) + ", " +
+                             std::to_string(m.n_in) + " -> " + std::to_string(m.n_out) + "): " + what));
   };
   if (!is_weight_type(m.type)) return fail("not a weight type");
   const auto traits = gguf::type_traits(m.type);
@@ -304,6 +295,7 @@ Result<Described> describe(const ExpertMatvec& m, bool dense, bool sum, float* y
     if (!s.ok()) return fail(s.message());
   }
 
+  cudaError_t e;
   if (fast) {
     // The f32 kernel (and, for one pair, the F16 row tile) computes a pair as one unit of two tokens.
     const bool float_pairs = m.pair_stride > 0 && detail::fast_pairs_type(m.type);
@@ -335,30 +327,20 @@ Result<Described> describe(const ExpertMatvec& m, bool dense, bool sum, float* y
       const int64_t capacity = device_info().sms * std::max(1, detail::q8_blocks_per_sm(plan->warps_per_row, true));
       l.blocks = static_cast<int>(std::min(capacity, units));
     }
-  }
-  return Described{l, fast};
-}
-
-Status run(const ExpertMatvec& m, bool dense, bool sum, float* y, cudaStream_t stream, MatvecImpl impl,
-           MatvecTuning tuning, const char* fn, FusedNorm norm = FusedNorm{}) {
-  DSV4_ASSIGN_OR_RETURN(const Described d, describe(m, dense, sum, y, stream, impl, tuning, fn, norm));
-  const detail::MatvecLaunch& l = d.l;
-  cudaError_t e;
-  if (!d.fast) {
-    e = detail::launch_matvec_ref(l, stream);
-  } else if (l.rows_per_warp == 16) {
-    e = detail::launch_matvec_mma(l, stream);
-  } else if (l.rows_per_warp == 32) {
-    e = m.type == TensorType::Q8_0  ? detail::launch_matvec_q8(l, stream)
-        : m.type == TensorType::F16 ? detail::launch_matvec_f16(l, stream)
-                                    : detail::launch_matvec_2bit(l, stream);
+    switch (plan->rows_per_warp) {
+      case 16: e = detail::launch_matvec_mma(l, stream); break;
+      case 32:
+        e = m.type == TensorType::Q8_0  ? detail::launch_matvec_q8(l, stream)
+            : m.type == TensorType::F16 ? detail::launch_matvec_f16(l, stream)
+                                        : detail::launch_matvec_2bit(l, stream);
+        break;
+      default: e = detail::launch_matvec_fast(l, stream); break;
+    }
   } else {
-    e = detail::launch_matvec_fast(l, stream);
+    e = detail::launch_matvec_ref(l, stream);
   }
-  if (e == cudaSuccess) return Status();
-  return cuda_status(e, std::string("cuda::") + fn + "(" + gguf::type_name(m.type) + ", " + std::to_string(m.n_in) +
-                            " -> " + std::to_string(m.n_out) + "): " + (d.fast ? "fast" : "reference") +
-                            " kernel launch");
+  const Status s = cuda_status(e, fast ? "fast kernel launch" : "reference kernel launch");
+  return s.ok() ? s : fail(s.message());
 }
 
 // A dense matrix is slab 0 of a one-expert tensor (experts == null in the launch).
@@ -384,45 +366,6 @@ bool plans_row_tile(const ExpertMatvec& m) {
   }
   const auto plan = make_plan(m.type, m.n_in, m.n_out, m.n_slots, x_vectors(m), false, MatvecTuning{});
   return plan.ok() && plan->rows_per_warp == 32;
-}
-
-// The one-launch routed experts of a decode step (matvec_experts_step): both launches described
-// as matvec_experts would run them, then what the one-launch kernel needs on top; the groups a
-// block holds in *groups.
-Result<std::pair<Described, Described>> describe_experts_step(const ExpertMatvec& gate_up, const ExpertMatvec& down,
-                                                              float* gate_up_y, float* y, cudaStream_t stream,
-                                                              int* groups) {
-  auto fail = [](const std::string& what) { return Error{"cuda::matvec_experts_step: " + what}; };
-  DSV4_ASSIGN_OR_RETURN(Described gu, describe(gate_up, false, false, gate_up_y, stream, MatvecImpl::kAuto,
-                                               MatvecTuning{}, "matvec_experts_step"));
-  DSV4_ASSIGN_OR_RETURN(Described dn, describe(down, false, false, y, stream, MatvecImpl::kAuto, MatvecTuning{},
-                                               "matvec_experts_step"));
-  const detail::MatvecLaunch &a = gu.l, &b = dn.l;
-  if (!detail::routed_experts_step_types(a.type, b.type)) return fail("IQ2_XXS gate/up and Q2_K down only");
-  const int items = detail::routed_experts_step_items();
-  if (!gu.fast || !dn.fast || a.rows_per_warp != 32 || b.rows_per_warp != 32 ||
-      a.n_in != items * detail::rt2_item_elems(a.type) || b.n_in != items * detail::rt2_item_elems(b.type)) {
-    return fail("both on the 2-bit row tile, rows of the experts' decode shape");
-  }
-  if (!a.swiglu_rows || a.x_stride != 0 || a.scale || a.up || b.up || b.swiglu_rows || b.scale ||
-      b.x != gate_up_y || b.x_stride != a.n_out / 2 || b.n_in != a.n_out / 2) {
-    return fail("a gate/up with swiglu_rows of one x, then the down projection of its outputs, no slot factors");
-  }
-  if (a.n_slots != b.n_slots || a.experts != b.experts || !a.experts || a.n_slots > kExpertsStepMaxSlots ||
-      a.warps_per_row != b.warps_per_row) {
-    return fail("the same expert slots (at most kExpertsStepMaxSlots) and warps per row in both");
-  }
-  const int W = a.warps_per_row;
-  int g = 16 / W;
-  while (g > 1 && detail::routed_experts_step_smem(g, W, a.n_in, b.n_in) > detail::max_smem_per_block()) g /= 2;
-  const int per_sm = detail::routed_experts_step_blocks_per_sm(g, W, a.n_in, b.n_in);
-  if (per_sm < 1) return fail("no block fits an SM");
-  // Every block resident at once (a group may wait on any other), and each group's down units of one slot.
-  const int blocks = static_cast<int>(device_info().sms) * per_sm;
-  if (int64_t{blocks} * g % a.n_slots != 0) return fail("the groups are not a multiple of the slots");
-  gu.l.blocks = dn.l.blocks = blocks;
-  *groups = g;
-  return std::pair{gu, dn};
 }
 
 }  // namespace
@@ -498,29 +441,12 @@ Status prepare_matvec() {
   DSV4_TRY(cuda_status(detail::prepare_matvec_q8(), "raising the row-tile matvec's shared-memory limit"));
   DSV4_TRY(cuda_status(detail::prepare_matvec_2bit(), "raising the 2-bit row-tile matvec's shared-memory limit"));
   DSV4_TRY(cuda_status(detail::prepare_matvec_f16(), "raising the F16 row-tile matvec's shared-memory limit"));
-  DSV4_TRY(cuda_status(detail::prepare_routed_experts_step(), "raising the routed experts' step kernel's shared-memory limit"));
   return cuda_status(detail::prepare_matvec_mma(), "raising the tensor-core matvec's shared-memory limit");
 }
 
 Result<MatvecPlan> plan_matvec(TensorType type, int64_t n_in, int64_t n_out, int n_grid_slots,
                                MatvecTuning tuning) {
   return make_plan(type, n_in, n_out, n_grid_slots, /*n_xvec=*/1, /*sum=*/false, tuning);
-}
-
-bool can_run_experts_step(const ExpertMatvec& gate_up, const ExpertMatvec& down, float* gate_up_y) {
-  int groups = 0;
-  float probe = 0.0f;  // y is only checked for alignment
-  return describe_experts_step(gate_up, down, gate_up_y, &probe, nullptr, &groups).ok();
-}
-
-Status matvec_experts_step(const ExpertMatvec& gate_up, const ExpertMatvec& down, float* gate_up_y, float* y,
-                           unsigned* counters, cudaStream_t stream) {
-  if (!counters) return make_error("cuda::matvec_experts_step: null counters");
-  int groups = 0;
-  DSV4_ASSIGN_OR_RETURN(const auto launches, describe_experts_step(gate_up, down, gate_up_y, y, stream, &groups));
-  return cuda_status(
-      detail::launch_routed_experts_step(launches.first.l, launches.second.l, groups, counters, stream),
-      "cuda::matvec_experts_step: launch");
 }
 
 }  // namespace dsv4::cuda

@@ -159,20 +159,6 @@ Status matvec_experts_sum(const ExpertMatvec& m, float* y, cudaStream_t stream,
                           MatvecImpl impl = MatvecImpl::kAuto,
                           MatvecTuning tuning = MatvecTuning{});
 
-// The routed experts of a one-token decode step in one launch: matvec_experts(gate_up) with
-// swiglu_rows into gate_up_y, then matvec_experts(down) of those values into y, each output the
-// bits of those two launches. A group of the launch starts its down rows once every gate/up row
-// of their slot is written, instead of the down launch waiting for the whole gate/up launch.
-// Takes (can_run_experts_step): IQ2_XXS gate/up of one x with swiglu_rows and expert ids, the Q2_K
-// down of gate_up_y (x_stride n_out/2) with the same ids, no slot factors or fused up, at most
-// kExpertsStepMaxSlots slots, both of the experts' decode shapes (8 items a row). `counters`:
-// kExpertsStepMaxSlots + 1 device words, zero before the launch; the launch leaves them zero.
-// Launches on one set of counters must not overlap.
-inline constexpr int kExpertsStepMaxSlots = 64;
-bool can_run_experts_step(const ExpertMatvec& gate_up, const ExpertMatvec& down, float* gate_up_y);
-Status matvec_experts_step(const ExpertMatvec& gate_up, const ExpertMatvec& down, float* gate_up_y, float* y,
-                           unsigned* counters, cudaStream_t stream);
-
 // Uploads the IQ2_XXS lookup tables to the current device (once per device; later calls return at
 // once). The matvec functions call it themselves, but a call made while `stream` is being captured
 // into a CUDA graph cannot upload: call this once before the first capture.

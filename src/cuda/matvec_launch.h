@@ -107,21 +107,6 @@ int rt2_blocks_per_sm(gguf::TensorType type, int warps, int64_t x_floats);
 cudaError_t prepare_matvec_2bit();
 cudaError_t launch_matvec_2bit(const MatvecLaunch& l, cudaStream_t stream);
 
-// The routed experts of a one-token decode step in one launch (routed_experts_step.cu): the
-// gate/up (swiglu_rows, one x) and the down projection of its outputs, two 2-bit row-tile
-// launches' work and bits. The types it takes, the items per row of both (the experts' decode
-// shapes), a block's shared memory (static tables included) and the blocks an SM holds, for
-// `groups` groups of W warps; the shared-memory opt-in (once per device); the launch, whose grid
-// (gate_up.blocks) must be resident at once and hold a multiple of n_slots groups. `counters`:
-// n_slots + 1 words, zero before the launch and again after it.
-bool routed_experts_step_types(gguf::TensorType gate_up, gguf::TensorType down);
-int routed_experts_step_items();
-int64_t routed_experts_step_smem(int groups, int W, int gu_in, int dn_in);
-int routed_experts_step_blocks_per_sm(int groups, int W, int gu_in, int dn_in);
-cudaError_t prepare_routed_experts_step();
-cudaError_t launch_routed_experts_step(const MatvecLaunch& gate_up, const MatvecLaunch& down, int groups,
-                                       unsigned* counters, cudaStream_t stream);
-
 // F16 row-tile kernel (matvec_f16.cu; rows_per_warp 32: a row per lane) for one-slot (or one
 // dense pair: tokens = 2), unsummed F16 launches whose rows are a multiple of 64 elements and whose
 // activations fit shared memory (f16_row_tile_fits): the items a row splits into, the default

@@ -84,15 +84,9 @@ Status routed_experts_matvec(const RoutedExpertsStep& s) {
     activated.act_weights = sc.route_w;
     activated.act_limit = s.limit;
     if (can_swiglu_rows(activated)) {
-      const ExpertMatvec down = describe(L.down_exps, F, D, sc.mid, F, sc.experts, TK);
-      // A decode step's two launches as one (the same bits), before_down after it.
-      if (can_run_experts_step(activated, down, sc.mid)) {
-        DSV4_TRY(matvec_experts_step(activated, down, sc.mid, sc.ydown, sc.experts_step_counters, s.stream));
-        return s.before_down ? s.before_down() : Status();
-      }
       DSV4_TRY(matvec_experts(activated, sc.mid, s.stream));
       if (s.before_down) DSV4_TRY(s.before_down());
-      return down_launch(down, sc.ydown);
+      return down_launch(describe(L.down_exps, F, D, sc.mid, F, sc.experts, TK), sc.ydown);
     }
     DSV4_TRY(matvec_experts(gate_up, sc.gu, s.stream));
     sw.gate = sc.gu;

@@ -28,9 +28,8 @@ struct RoutedExpertsStep {
   // A multi-token step (ChunkShape::step_kernels): every token's outputs the bits of a decode step.
   bool as_steps = false;
   cudaStream_t stream = nullptr;
-  // Queued on `stream` between the gate/up and the down launches of routed_experts_matvec (after
-  // them where they are one launch), once on every path (the decode step's shared-expert down
-  // projection: forward_ffn.cc); none: nothing.
+  // Queued on `stream` between the gate/up and the down launches of routed_experts_matvec, once on
+  // every path (the decode step's shared-expert down projection: forward_ffn.cc); none: nothing.
   // routed_experts_grouped does not call it.
   std::function<Status()> before_down;
 };
