@@ -1,5 +1,5 @@
 // sync_bench: what one step between two full-grid phases costs on this card, the floor under a
-// decode step's ≈ 25 launches a layer (docs/PERF.md, "After session 42"). Three ways to order N
+// decode step's ≈ 25 launches a layer (docs/PERF.md, "After session 42"). Five ways to order N
 // phases of one block an SM (512 threads, the row-tile launches' shape), each phase a block-wide
 // barrier and one relaxed atomic a block (so the phases are not empty):
 //   launches   N kernels in a CUDA graph, stream order (each waits for the previous grid's end);
