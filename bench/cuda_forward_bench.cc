@@ -195,6 +195,12 @@ int main(int argc, char** argv) {
   std::printf("decode (graph) at %lld: %.3f ms/token, %.1f tokens/s, %.0f GB/s = %.1f%% of copy (%.2f GB per step)\n",
               static_cast<long long>(s.n()), step_s * 1e3, 1.0 / step_s, bytes / step_s / 1e9,
               copy > 0 ? 100.0 * bytes / step_s / 1e9 / copy : 0.0, bytes / 1e9);
+  {
+    auto shape = s.decode_graph_shape();
+    CHECK(shape.status());
+    std::printf("decode graph: %d kernels, %d copies, %d other nodes; %d edges, %d of them programmatic (PDL)\n",
+                shape->kernels, shape->copies, shape->other, shape->edges, shape->programmatic_edges);
+  }
 
   // A forward of k tokens as a follow-up turn takes it (DeviceSession::kStepChunkMax: a multi-token
   // step up to there, one chunk above): ms per forward, the logits read back, best of kShortForwardReps.

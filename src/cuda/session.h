@@ -37,6 +37,7 @@
 #include "cuda/device_model.h"
 #include "cuda/device_state.h"
 #include "cuda/forward.h"
+#include "cuda/graph_shape.h"
 #include "cuda/sampling.h"
 #include "util/status.h"
 
@@ -139,6 +140,9 @@ class DeviceSession {
   Status profile_step(int32_t token, StageProfile& profile);
   // One prefill chunk (at most max_chunk tokens), its stages timed (benchmarks; synchronises).
   Status profile_chunk(std::span<const int32_t> tokens, StageProfile& profile);
+  // The nodes and edges of the decode step's graph at the present position (benchmarks; captures
+  // it if no step has yet).
+  Result<GraphShape> decode_graph_shape();
 
   // Picks the next token from the device logits (sampling.h); only the token crosses to the host.
   // With speculation on and step_ahead, the decode step of that token is already queued when this
@@ -220,6 +224,7 @@ class DeviceSession {
   // Step graphs of T = 1 .. kStepChunkMax tokens ([T - 1]), without / with indexer scores, with
   // the last token's / every token's / no logits.
   cudaGraphExec_t graphs_[kStepChunkMax][2][3] = {};
+  GraphShape graph_shapes_[kStepChunkMax][2][3] = {};  // of each graph, when captured
   mutable std::vector<float> host_logits_;
   mutable bool host_logits_valid_ = false;
   std::vector<std::shared_ptr<DeviceArena>> spare_checkpoints_;
