@@ -114,12 +114,12 @@ Result<cudaGraphExec_t> DeviceSession::decode_graph(bool index_scoring, int T, b
     if (graph) cudaGraphDestroy(graph);
     return queued.ok() ? ended : queued;
   }
-  // A diagnostic (decode_graph_shape): a shape that cannot be read leaves the step as it is.
   Result<GraphShape> shape_of = graph_shape(graph);
-  if (shape_of.ok()) graph_shapes_[T - 1][index_scoring ? 1 : 0][all_logits ? 1 : no_logits ? 2 : 0] = *shape_of;
-  const Status made = cuda_status(cudaGraphInstantiate(&exec, graph, 0), "decode graph instantiation");
+  const Status made = shape_of.ok() ? cuda_status(cudaGraphInstantiate(&exec, graph, 0), "decode graph instantiation")
+                                    : shape_of.status();
   cudaGraphDestroy(graph);
   DSV4_TRY(made);
+  graph_shapes_[T - 1][index_scoring ? 1 : 0][all_logits ? 1 : no_logits ? 2 : 0] = *shape_of;
   // Its first launch then does not pay for the upload.
   DSV4_CUDA_TRY(cudaGraphUpload(exec, stream_));
   return exec;
@@ -128,9 +128,7 @@ Result<cudaGraphExec_t> DeviceSession::decode_graph(bool index_scoring, int T, b
 Result<GraphShape> DeviceSession::decode_graph_shape() {
   const bool index_scoring = chunk_needs_index_scoring(model_->config, n_, 1);
   DSV4_TRY(decode_graph(index_scoring).status());
-  const std::optional<GraphShape>& shape = graph_shapes_[0][index_scoring ? 1 : 0][0];
-  if (!shape) return make_error("the decode graph's nodes and edges could not be read");
-  return *shape;
+  return graph_shapes_[0][index_scoring ? 1 : 0][0];
 }
 
 Status DeviceSession::run_chunk(const int32_t* tokens, int T, bool all_logits, bool no_logits) {

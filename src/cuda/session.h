@@ -29,7 +29,6 @@
 
 #include <cstdint>
 #include <memory>
-#include <optional>
 #include <span>
 #include <vector>
 
@@ -225,7 +224,7 @@ class DeviceSession {
   // Step graphs of T = 1 .. kStepChunkMax tokens ([T - 1]), without / with indexer scores, with
   // the last token's / every token's / no logits.
   cudaGraphExec_t graphs_[kStepChunkMax][2][3] = {};
-  std::optional<GraphShape> graph_shapes_[kStepChunkMax][2][3];  // of each graph, read when captured
+  GraphShape graph_shapes_[kStepChunkMax][2][3] = {};  // of each graph, when captured
   mutable std::vector<float> host_logits_;
   mutable bool host_logits_valid_ = false;
   std::vector<std::shared_ptr<DeviceArena>> spare_checkpoints_;
